@@ -1,0 +1,103 @@
+//! One JSON line per benchmark case.
+
+use serde::Serialize;
+
+/// Whether a bigger or a smaller figure is better for a case's unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Better {
+    /// Throughputs: GB/s, operations per second.
+    Higher,
+    /// Latencies: ns per operation.
+    Lower,
+}
+
+/// A benchmark result: ours against a peer measured in the same run.
+///
+/// `ratio` is greater than 1 when ours is better, whatever the direction of
+/// the unit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Benchmark family (`alloc`, `transforms`, ...).
+    pub bench: String,
+    /// Case name within the family.
+    pub case: String,
+    /// Unit of `ours` and `peer`.
+    pub unit: String,
+    /// Direction of improvement.
+    pub better: Better,
+    /// Our median figure.
+    pub ours: f64,
+    /// The peer's median figure, when there is a peer.
+    pub peer: Option<f64>,
+    /// What the peer is (`memcpy`, `mimalloc`, ...).
+    pub peer_name: Option<String>,
+    /// ours/peer for `higher`, peer/ours for `lower`; > 1 when ours wins.
+    pub ratio: Option<f64>,
+}
+
+impl Row {
+    /// A row comparing `ours` with a named peer; the ratio follows `better`.
+    pub fn compared(
+        bench: &str,
+        case: &str,
+        unit: &str,
+        better: Better,
+        ours: f64,
+        peer: f64,
+        peer_name: &str,
+    ) -> Self {
+        let ratio = match better {
+            Better::Higher => ours / peer,
+            Better::Lower => peer / ours,
+        };
+        Row {
+            bench: bench.into(),
+            case: case.into(),
+            unit: unit.into(),
+            better,
+            ours,
+            peer: Some(peer),
+            peer_name: Some(peer_name.into()),
+            ratio: Some(ratio),
+        }
+    }
+
+    /// A row with no peer (the target is stated elsewhere).
+    pub fn alone(bench: &str, case: &str, unit: &str, better: Better, ours: f64) -> Self {
+        Row {
+            bench: bench.into(),
+            case: case.into(),
+            unit: unit.into(),
+            better,
+            ours,
+            peer: None,
+            peer_name: None,
+            ratio: None,
+        }
+    }
+
+    /// Prints the row as one JSON line on standard output.
+    pub fn print(&self) {
+        println!(
+            "{}",
+            serde_json::to_string(self).expect("a Row always serialises")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratio_is_above_one_when_ours_wins_either_way() {
+        let fast = Row::compared("b", "c", "ns/op", Better::Lower, 5.0, 10.0, "p");
+        assert_eq!(fast.ratio, Some(2.0));
+        let bw = Row::compared("b", "c", "GB/s", Better::Higher, 30.0, 10.0, "p");
+        assert_eq!(bw.ratio, Some(3.0));
+        let json = serde_json::to_string(&fast).unwrap();
+        assert!(json.contains("\"better\":\"lower\""), "{json}");
+        assert!(json.contains("\"peer_name\":\"p\""), "{json}");
+    }
+}

@@ -1,0 +1,2 @@
+//! The hydro example (being built).
+fn main() {}

@@ -1,0 +1,1 @@
+//! Array layouts and layout-converting copy kernels.
