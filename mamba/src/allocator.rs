@@ -1,0 +1,315 @@
+//! The tiered front door: spaces, their pools, and allocation by policy.
+
+use crate::allocation::{Allocation, RawAllocation};
+use crate::config::{BindPolicy, Config};
+use crate::error::{Error, Result};
+use crate::policy::{Criterion, Near, Policy, Rule, Target};
+use crate::pool::{Pool, PoolSettings, PoolStats};
+use crate::provider::{CudaProvider, FileProvider, HipProvider, NumaProvider, Provider};
+use crate::sys::NumaMode;
+use crate::tier::{Backing, SpaceId, SpaceInfo, Tier};
+use crate::topology::{self, Source};
+
+/// A node's memory: one pool per discovered space, and allocation by
+/// placement policy.
+///
+/// ```
+/// use mamba::{Config, Mamba, Policy, Tier};
+/// let mamba = Mamba::discover(&Config { gpu: false, ..Config::default() })?;
+/// let a = mamba.allocate(4096, 64, &Policy::prefer(Tier::Hbm).or(Tier::Dram))?;
+/// println!("landed in {} ({})", a.space().name, a.tier());
+/// # Ok::<(), mamba::Error>(())
+/// ```
+pub struct Mamba {
+    pools: Vec<Pool>,
+    source: Source,
+}
+
+impl std::fmt::Debug for Mamba {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mamba")
+            .field("source", &self.source)
+            .field(
+                "spaces",
+                &self
+                    .pools
+                    .iter()
+                    .map(|p| &p.info().name)
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// A policy resolved against a node: the candidate pools in order. Resolve
+/// once, allocate many times (the hot path of a tiered allocation).
+#[derive(Debug, Clone)]
+pub struct Placement<'m> {
+    pools: Vec<&'m Pool>,
+    policy: String,
+}
+
+impl<'m> Placement<'m> {
+    /// Allocates from the first candidate with room, falling back in order.
+    ///
+    /// # Errors
+    /// The first candidate's [`Error::OutOfCapacity`] when every candidate is
+    /// full; argument errors as for [`Pool::allocate`].
+    #[inline]
+    pub fn allocate(&self, len: usize, align: usize) -> Result<Allocation<'m>> {
+        let mut first_error = None;
+        for pool in &self.pools {
+            match pool.allocate(len, align) {
+                Ok(a) => return Ok(a),
+                Err(e @ Error::OutOfCapacity { .. }) => {
+                    tracing::debug!(space = %pool.info().name, "full, falling back");
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(first_error.unwrap_or_else(|| Error::NoSpace {
+            policy: self.policy.clone(),
+            reason: "no candidate space".into(),
+        }))
+    }
+
+    /// The candidate spaces, in the order they are tried.
+    pub fn spaces(&self) -> impl Iterator<Item = &'m SpaceInfo> + '_ {
+        self.pools.iter().map(|p| p.info())
+    }
+}
+
+impl Mamba {
+    /// Discovers the node described by `config` (this machine by default)
+    /// and creates a pool per space.
+    ///
+    /// # Errors
+    /// Unreadable topology, bad configuration, unusable directories.
+    pub fn discover(config: &Config) -> Result<Self> {
+        let (topo, source) = topology::load(config)?;
+        let spaces = topology::discover_spaces(config, &topo, &source)?;
+        Self::from_spaces(config, spaces, source)
+    }
+
+    /// [`Mamba::discover`] with [`Config::from_env`].
+    pub fn from_env() -> Result<Self> {
+        Self::discover(&Config::from_env()?)
+    }
+
+    fn from_spaces(config: &Config, spaces: Vec<SpaceInfo>, source: Source) -> Result<Self> {
+        let settings = PoolSettings {
+            chunk_size: config.chunk_size.0,
+            ..PoolSettings::default()
+        };
+        let mode = match config.bind {
+            BindPolicy::Bind => NumaMode::Bind,
+            BindPolicy::Preferred => NumaMode::Preferred,
+        };
+        let pools = spaces
+            .into_iter()
+            .map(|info| {
+                let provider: Box<dyn Provider> = match &info.backing {
+                    Backing::NumaNodes { nodes } => Box::new(NumaProvider::new(
+                        Some(nodes.clone()),
+                        mode,
+                        config.huge_pages,
+                    )),
+                    Backing::Unbound => Box::new(NumaProvider::new(None, mode, config.huge_pages)),
+                    Backing::Directory { path } => Box::new(FileProvider::new(path)?),
+                    Backing::Cuda { device } => Box::new(CudaProvider::new(*device, false)?),
+                    Backing::CudaPinned { device } => Box::new(CudaProvider::new(*device, true)?),
+                    Backing::Hip { device } => Box::new(HipProvider::new(*device, false)?),
+                };
+                Ok(Pool::new(info, provider, settings))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Mamba { pools, source })
+    }
+
+    /// Where the topology came from.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// Every space, in discovery order (DRAM/HBM/NVDIMM NUMA nodes, GPUs,
+    /// directories).
+    pub fn spaces(&self) -> impl Iterator<Item = &SpaceInfo> {
+        self.pools.iter().map(Pool::info)
+    }
+
+    /// Every pool.
+    pub fn pools(&self) -> &[Pool] {
+        &self.pools
+    }
+
+    /// The pool of a space.
+    ///
+    /// # Errors
+    /// [`Error::UnknownSpace`].
+    pub fn pool(&self, id: SpaceId) -> Result<&Pool> {
+        self.pools.get(id.0 as usize).ok_or(Error::UnknownSpace(id))
+    }
+
+    /// The pool of the space with this name.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the unknown space.
+    pub fn pool_named(&self, name: &str) -> Result<&Pool> {
+        self.pools
+            .iter()
+            .find(|p| p.info().name == name)
+            .ok_or_else(|| Error::Config(format!("no space named {name:?}")))
+    }
+
+    /// The first pool of a tier.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTier`].
+    pub fn pool_of(&self, tier: Tier) -> Result<&Pool> {
+        self.pools
+            .iter()
+            .find(|p| p.info().tier == tier)
+            .ok_or(Error::UnknownTier(tier))
+    }
+
+    /// Allocates `len` bytes aligned to `align` where `policy` allows.
+    ///
+    /// # Errors
+    /// As [`Mamba::placement`] and [`Placement::allocate`].
+    pub fn allocate(&self, len: usize, align: usize, policy: &Policy) -> Result<Allocation<'_>> {
+        self.placement(policy)?.allocate(len, align)
+    }
+
+    /// Resolves a policy into the ordered candidate spaces.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTier`], [`Error::UnknownSpace`],
+    /// [`Error::UnknownNumaNode`], or [`Error::NoSpace`] when nothing
+    /// matches.
+    pub fn placement(&self, policy: &Policy) -> Result<Placement<'_>> {
+        let near_cpus = self.near_cpus(policy.near.as_ref())?;
+        let mut pools: Vec<&Pool> = Vec::new();
+        match &policy.rule {
+            Rule::Require(target) => self.add_target(target, near_cpus.as_deref(), &mut pools)?,
+            Rule::Prefer(chain) => {
+                let mut missing = Vec::new();
+                for target in chain {
+                    match self.add_target(target, near_cpus.as_deref(), &mut pools) {
+                        Ok(()) => {}
+                        // A preference for a tier the node lacks just skips it.
+                        Err(Error::UnknownTier(t)) => missing.push(t),
+                        Err(e) => return Err(e),
+                    }
+                }
+                if pools.is_empty() {
+                    return Err(Error::NoSpace {
+                        policy: policy.to_string(),
+                        reason: format!("this node has none of {missing:?}"),
+                    });
+                }
+            }
+            Rule::Best(criterion) => {
+                pools = self
+                    .pools
+                    .iter()
+                    .filter(|p| p.info().host_accessible && p.info().numa_node.is_some())
+                    .collect();
+                order_by_locality(&mut pools, near_cpus.as_deref());
+                rank(&mut pools, *criterion);
+            }
+        }
+        if pools.is_empty() {
+            return Err(Error::NoSpace {
+                policy: policy.to_string(),
+                reason: "no space matches".into(),
+            });
+        }
+        Ok(Placement {
+            pools,
+            policy: policy.to_string(),
+        })
+    }
+
+    fn add_target<'m>(
+        &'m self,
+        target: &Target,
+        near: Option<&[u32]>,
+        pools: &mut Vec<&'m Pool>,
+    ) -> Result<()> {
+        let mut matched: Vec<&Pool> = match target {
+            Target::Tier(t) => {
+                let m: Vec<&Pool> = self.pools.iter().filter(|p| p.info().tier == *t).collect();
+                if m.is_empty() {
+                    return Err(Error::UnknownTier(*t));
+                }
+                m
+            }
+            Target::Space(id) => vec![self.pool(*id)?],
+            Target::Named(name) => vec![self.pool_named(name)?],
+        };
+        order_by_locality(&mut matched, near);
+        for p in matched {
+            if !pools.iter().any(|q| std::ptr::eq(*q, p)) {
+                pools.push(p);
+            }
+        }
+        Ok(())
+    }
+
+    fn near_cpus(&self, near: Option<&Near>) -> Result<Option<Vec<u32>>> {
+        Ok(match near {
+            None => None,
+            Some(Near::Cpus(c)) => Some(c.clone()),
+            Some(Near::NumaNode(n)) => Some(
+                self.pools
+                    .iter()
+                    .find(|p| p.info().numa_node == Some(*n))
+                    .ok_or(Error::UnknownNumaNode(*n))?
+                    .info()
+                    .cpus
+                    .clone(),
+            ),
+        })
+    }
+
+    /// Gives back a block released with [`Allocation::into_raw`].
+    ///
+    /// # Errors
+    /// [`Error::UnknownSpace`], or [`Error::ForeignBlock`] when the block is
+    /// not memory of that space's pool; the pool is left untouched.
+    pub fn free_raw(&self, raw: RawAllocation) -> Result<()> {
+        let pool = self.pool(raw.space)?;
+        if !pool.owns(raw.block.addr, raw.block.block_len) {
+            return Err(Error::ForeignBlock {
+                addr: raw.block.addr,
+                space: raw.space,
+            });
+        }
+        pool.free_block(raw.block);
+        Ok(())
+    }
+
+    /// Every space with its pool's statistics.
+    pub fn stats(&self) -> Vec<(&SpaceInfo, PoolStats)> {
+        self.pools.iter().map(|p| (p.info(), p.stats())).collect()
+    }
+}
+
+/// Stable sort: spaces local to `near` first.
+fn order_by_locality(pools: &mut [&Pool], near: Option<&[u32]>) {
+    if let Some(near) = near {
+        pools.sort_by_key(|p| !p.info().cpus.iter().any(|c| near.contains(c)));
+    }
+}
+
+/// Stable sort by a criterion; spaces without the attribute go last.
+fn rank(pools: &mut [&Pool], criterion: Criterion) {
+    match criterion {
+        Criterion::HighestBandwidth => {
+            pools.sort_by_key(|p| std::cmp::Reverse(p.info().bandwidth_mib_s.unwrap_or(0)))
+        }
+        Criterion::LowestLatency => pools.sort_by_key(|p| p.info().latency_ns.unwrap_or(u64::MAX)),
+        Criterion::LargestCapacity => pools.sort_by_key(|p| std::cmp::Reverse(p.info().capacity)),
+    }
+}

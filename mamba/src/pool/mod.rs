@@ -1,0 +1,595 @@
+//! The pooled strategy of one space: size classes with per-thread caches
+//! for small blocks, a best-fit coalescing arena for large ones, chunks
+//! obtained from the space's provider under its capacity limit and given
+//! back when idle.
+
+mod arena;
+mod cache;
+pub mod classes;
+
+use crate::allocation::Allocation;
+use crate::error::{Error, Result};
+use crate::provider::Provider;
+use crate::tier::SpaceInfo;
+use arena::{Arena, ArenaError};
+use cache::{with_cache, Counters};
+use classes::{batch, class_for, slab_size, CLASS_SIZES, NUM_CLASSES};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Tuning of a pool.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// Size of the chunks taken from the provider (the last chunk before the
+    /// capacity limit may be smaller).
+    pub chunk_size: usize,
+    /// Bytes of entirely free chunks kept for reuse; beyond it idle chunks
+    /// go back to the provider as soon as they become free.
+    pub retain_idle: usize,
+    /// Bytes of large blocks one thread may keep cached per pool.
+    pub thread_cache_bytes: usize,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            chunk_size: 32 << 20,
+            retain_idle: 64 << 20,
+            thread_cache_bytes: 256 << 20,
+        }
+    }
+}
+
+/// Most large blocks one thread caches per pool.
+const LARGE_CACHE_ENTRIES: usize = 8;
+
+/// A pool's statistics. Exact when no other thread is allocating or
+/// freeing in the pool at the same moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PoolStats {
+    /// Bytes requested by live allocations.
+    pub in_use: usize,
+    /// Bytes of the blocks backing live allocations (size classes and page
+    /// rounding make it at least `in_use`).
+    pub in_use_blocks: usize,
+    /// Bytes obtained from the provider and not given back.
+    pub reserved: usize,
+    /// Largest `reserved` so far.
+    pub high_water: usize,
+    /// Bytes of reserved memory in the arena's free extents (not counting
+    /// blocks cached for size classes or by threads).
+    pub arena_free: usize,
+    /// The capacity limit.
+    pub capacity: usize,
+    /// Bytes of other spaces' allocations whose pages were moved here.
+    pub moved_in: usize,
+    /// Allocations made so far.
+    pub allocations: u64,
+    /// Frees so far.
+    pub frees: u64,
+    /// Chunks held now.
+    pub chunks: usize,
+    /// Chunks obtained from the provider so far.
+    pub chunk_acquisitions: u64,
+    /// Chunks given back so far.
+    pub chunk_releases: u64,
+}
+
+impl PoolStats {
+    /// Bytes that can still be reserved under the capacity limit.
+    pub fn available(&self) -> usize {
+        self.capacity
+            .saturating_sub(self.reserved)
+            .saturating_sub(self.moved_in)
+    }
+
+    /// Share of reserved memory not requested by live allocations (0 when
+    /// nothing is reserved).
+    pub fn fragmentation(&self) -> f64 {
+        if self.reserved == 0 {
+            0.0
+        } else {
+            1.0 - self.in_use as f64 / self.reserved as f64
+        }
+    }
+}
+
+/// A raw block: what an [`Allocation`] owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block {
+    /// Address (a device address for GPU memory).
+    pub addr: usize,
+    /// Bytes requested.
+    pub len: usize,
+    /// Bytes of the block (class size or granule-rounded).
+    pub block_len: usize,
+}
+
+/// Arena plus the slabs carved from it for size classes.
+#[derive(Debug, Default)]
+struct ArenaState {
+    arena: Arena,
+    /// Slab start -> (class, length).
+    slabs: BTreeMap<usize, (usize, usize)>,
+}
+
+/// State shared by every thread using a pool.
+pub(crate) struct Shared {
+    slot: usize,
+    generation: u64,
+    flush_epoch: AtomicU64,
+    central: [Mutex<Vec<usize>>; NUM_CLASSES],
+    state: Mutex<ArenaState>,
+    provider: Box<dyn Provider>,
+    settings: PoolSettings,
+    capacity: usize,
+    granule: usize,
+    moved_in: AtomicUsize,
+    live_counters: Mutex<Vec<Arc<Counters>>>,
+    retired: Counters,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    fn central_push(&self, class: usize, blocks: impl Iterator<Item = usize>) {
+        lock(&self.central[class]).extend(blocks);
+    }
+
+    fn arena_free(&self, addr: usize, len: usize) {
+        let mut st = lock(&self.state);
+        if st.arena.free(addr, len).is_some() && st.arena.idle_bytes() > self.settings.retain_idle {
+            st.arena
+                .release_idle(&*self.provider, self.settings.retain_idle);
+        }
+    }
+
+    fn adopt(&self, counters: Arc<Counters>) {
+        lock(&self.live_counters).push(counters);
+    }
+
+    fn retire(&self, counters: &Arc<Counters>) {
+        counters.merge_into(&self.retired);
+        lock(&self.live_counters).retain(|c| !Arc::ptr_eq(c, counters));
+    }
+
+    fn arena_allocate(&self, st: &mut ArenaState, len: usize, align: usize) -> Result<usize> {
+        let limit = self.capacity.saturating_sub(self.moved_in.load(Relaxed));
+        st.arena
+            .allocate(len, align, &*self.provider, self.settings.chunk_size, limit)
+            .map_err(|e| match e {
+                ArenaError::Capacity { needed, available } => Error::OutOfCapacity {
+                    space: crate::SpaceId(u32::MAX),
+                    tier: crate::Tier::Dram,
+                    requested: needed,
+                    available,
+                    capacity: self.capacity,
+                },
+                ArenaError::Provider(e) => e,
+            })
+    }
+
+    /// Refills `stack` with free blocks of `class`, carving a slab if needed.
+    fn refill(&self, class: usize, stack: &mut Vec<usize>) -> Result<()> {
+        let want = batch(class);
+        {
+            let mut central = lock(&self.central[class]);
+            let take = central.len().min(want);
+            let from = central.len() - take;
+            stack.extend(central.drain(from..));
+        }
+        if !stack.is_empty() {
+            return Ok(());
+        }
+        let size = CLASS_SIZES[class];
+        let mut st = lock(&self.state);
+        let slab = slab_size(class, self.granule);
+        let (start, len) = match self.arena_allocate(&mut st, slab, self.granule) {
+            Ok(start) => (start, slab),
+            Err(Error::OutOfCapacity { .. }) => {
+                // Near the limit: a slab of just one block.
+                let small = size.next_multiple_of(self.granule);
+                (self.arena_allocate(&mut st, small, self.granule)?, small)
+            }
+            Err(e) => return Err(e),
+        };
+        st.slabs.insert(start, (class, len));
+        drop(st);
+        let count = len / size;
+        let keep = count.min(want);
+        // Lowest addresses end up on top of the stack.
+        stack.extend((0..keep).rev().map(|i| start + i * size));
+        if count > keep {
+            self.central_push(class, (keep..count).map(|i| start + i * size));
+        }
+        Ok(())
+    }
+}
+
+/// The pooled allocator of one space.
+///
+/// ```
+/// use mamba::{Mamba, Config, Tier, Policy};
+/// let mamba = Mamba::discover(&Config { gpu: false, ..Config::default() }).unwrap();
+/// let dram = mamba.pool_of(Tier::Dram).unwrap();
+/// let block = dram.allocate(1000, 64).unwrap();
+/// assert_eq!(block.addr() % 64, 0);
+/// assert!(dram.stats().in_use >= 1000);
+/// ```
+pub struct Pool {
+    info: SpaceInfo,
+    shared: Box<Shared>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("space", &self.info.name)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Pool {
+    /// A pool over `provider` for the space `info`, with `info.capacity` as
+    /// its limit.
+    pub fn new(info: SpaceInfo, provider: Box<dyn Provider>, settings: PoolSettings) -> Self {
+        let granule = provider.granule();
+        let mut shared = Box::new(Shared {
+            slot: 0,
+            generation: 0,
+            flush_epoch: AtomicU64::new(0),
+            central: std::array::from_fn(|_| Mutex::new(Vec::new())),
+            state: Mutex::new(ArenaState::default()),
+            provider,
+            settings,
+            capacity: info.capacity,
+            granule,
+            moved_in: AtomicUsize::new(0),
+            live_counters: Mutex::new(Vec::new()),
+            retired: Counters::default(),
+        });
+        let (slot, generation) = cache::register(&*shared);
+        shared.slot = slot;
+        shared.generation = generation;
+        Pool { info, shared }
+    }
+
+    /// The space this pool serves.
+    pub fn info(&self) -> &SpaceInfo {
+        &self.info
+    }
+
+    /// Allocates `len` bytes aligned to `align` (a power of two, at most
+    /// the page size).
+    ///
+    /// # Errors
+    /// [`Error::ZeroSize`], [`Error::BadAlignment`],
+    /// [`Error::AlignmentTooLarge`], [`Error::SizeTooLarge`],
+    /// [`Error::OutOfCapacity`], or the provider's error.
+    #[inline]
+    pub fn allocate(&self, len: usize, align: usize) -> Result<Allocation<'_>> {
+        let block = self.allocate_block(len, align)?;
+        Ok(Allocation::new(block, self))
+    }
+
+    #[inline]
+    pub(crate) fn allocate_block(&self, len: usize, align: usize) -> Result<Block> {
+        self.check_request(len, align)?;
+        match class_for(len, align) {
+            Some(class) => self.allocate_small(len, class),
+            None => self.allocate_large(len, align),
+        }
+    }
+
+    #[inline]
+    fn check_request(&self, len: usize, align: usize) -> Result<()> {
+        if len == 0 {
+            return Err(Error::ZeroSize);
+        }
+        if !align.is_power_of_two() {
+            return Err(Error::BadAlignment { align });
+        }
+        let max = crate::sys::page_size();
+        if align > max {
+            return Err(Error::AlignmentTooLarge {
+                align,
+                max,
+                space: self.info.id,
+            });
+        }
+        if len > isize::MAX as usize / 2 {
+            return Err(Error::SizeTooLarge { size: len });
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn allocate_small(&self, len: usize, class: usize) -> Result<Block> {
+        let block_len = CLASS_SIZES[class];
+        let shared = &*self.shared;
+        let cached = with_cache(shared, |c| {
+            let addr = match c.classes[class].pop() {
+                Some(addr) => addr,
+                None => {
+                    shared.refill(class, &mut c.classes[class])?;
+                    c.classes[class].pop().expect("refill adds blocks")
+                }
+            };
+            c.counters.on_allocate(len, block_len);
+            Ok(addr)
+        });
+        let addr = match cached {
+            Some(r) => r,
+            None => self.allocate_uncached_small(len, class),
+        }
+        .map_err(|e| self.name_space(e))?;
+        Ok(Block {
+            addr,
+            len,
+            block_len,
+        })
+    }
+
+    /// Small allocation for a thread whose cache is gone (thread exit).
+    fn allocate_uncached_small(&self, len: usize, class: usize) -> Result<usize> {
+        let mut one = Vec::new();
+        self.shared.refill(class, &mut one)?;
+        let addr = one.pop().expect("refill adds blocks");
+        self.shared.central_push(class, one.into_iter());
+        self.shared
+            .retired
+            .on_allocate_shared(len, CLASS_SIZES[class]);
+        Ok(addr)
+    }
+
+    fn allocate_large(&self, len: usize, align: usize) -> Result<Block> {
+        let shared = &*self.shared;
+        let block_len = len
+            .checked_next_multiple_of(self.shared.granule)
+            .ok_or(Error::SizeTooLarge { size: len })?;
+        let hit = with_cache(shared, |c| {
+            let slack = block_len / 8;
+            let i = c.large.iter().rposition(|&(addr, l)| {
+                l >= block_len && l - block_len <= slack && addr % align == 0
+            })?;
+            let (addr, l) = c.large.swap_remove(i);
+            c.large_bytes -= l;
+            c.counters.on_allocate(len, l);
+            Some((addr, l))
+        })
+        .flatten();
+        if let Some((addr, block_len)) = hit {
+            return Ok(Block {
+                addr,
+                len,
+                block_len,
+            });
+        }
+        let addr = self.arena_allocate_retrying(block_len, align)?;
+        let counted = with_cache(shared, |c| c.counters.on_allocate(len, block_len));
+        if counted.is_none() {
+            shared.retired.on_allocate_shared(len, block_len);
+        }
+        Ok(Block {
+            addr,
+            len,
+            block_len,
+        })
+    }
+
+    /// Arena allocation; when the limit is hit, flushes this thread's cache
+    /// and asks others to flush, then tries once more.
+    fn arena_allocate_retrying(&self, len: usize, align: usize) -> Result<usize> {
+        let shared = &*self.shared;
+        let first = {
+            let mut st = lock(&shared.state);
+            shared.arena_allocate(&mut st, len, align)
+        };
+        match first {
+            Err(Error::OutOfCapacity { .. }) => {
+                with_cache(shared, |c| c.flush(shared));
+                shared.flush_epoch.fetch_add(1, Relaxed);
+                let mut st = lock(&shared.state);
+                shared.arena_allocate(&mut st, len, align)
+            }
+            other => other,
+        }
+        .map_err(|e| self.name_space(e))
+    }
+
+    /// Fills in the space in capacity errors raised below the pool.
+    fn name_space(&self, e: Error) -> Error {
+        match e {
+            Error::OutOfCapacity {
+                requested,
+                available,
+                capacity,
+                ..
+            } => Error::OutOfCapacity {
+                space: self.info.id,
+                tier: self.info.tier,
+                requested,
+                available,
+                capacity,
+            },
+            other => other,
+        }
+    }
+
+    /// Gives a block back (called by [`Allocation`]'s drop).
+    #[inline]
+    pub(crate) fn free_block(&self, block: Block) {
+        let shared = &*self.shared;
+        let Block {
+            addr,
+            len,
+            block_len,
+        } = block;
+        let done = with_cache(shared, |c| {
+            c.counters.on_free(len, block_len);
+            if block_len <= classes::MAX_SMALL {
+                let class = classes::class_of(block_len);
+                let stack = &mut c.classes[class];
+                if stack.len() >= 2 * batch(class) {
+                    let from = stack.len() - batch(class);
+                    shared.central_push(class, stack.drain(from..));
+                }
+                stack.push(addr);
+            } else if block_len <= shared.settings.thread_cache_bytes {
+                while c.large_bytes + block_len > shared.settings.thread_cache_bytes
+                    || c.large.len() >= LARGE_CACHE_ENTRIES
+                {
+                    let (a, l) = c.large.remove(0);
+                    c.large_bytes -= l;
+                    shared.arena_free(a, l);
+                }
+                c.large.push((addr, block_len));
+                c.large_bytes += block_len;
+            } else {
+                shared.arena_free(addr, block_len);
+            }
+        });
+        if done.is_none() {
+            shared.retired.on_free_shared(len, block_len);
+            if block_len <= classes::MAX_SMALL {
+                shared.central_push(classes::class_of(block_len), std::iter::once(addr));
+            } else {
+                shared.arena_free(addr, block_len);
+            }
+        }
+    }
+
+    /// Whether `addr..addr+len` lies in memory this pool holds.
+    pub fn owns(&self, addr: usize, len: usize) -> bool {
+        lock(&self.shared.state).arena.owns(addr, len)
+    }
+
+    /// Flushes this thread's cache, asks other threads to flush theirs on
+    /// their next visit, gives entirely free slabs back to the arena and
+    /// entirely free chunks back to the provider. Returns the bytes
+    /// released.
+    pub fn trim(&self) -> usize {
+        let shared = &*self.shared;
+        with_cache(shared, |c| c.flush(shared));
+        shared.flush_epoch.fetch_add(1, Relaxed);
+        for class in 0..NUM_CLASSES {
+            let mut central = lock(&shared.central[class]);
+            if central.is_empty() {
+                continue;
+            }
+            let mut st = lock(&shared.state);
+            let mut free_per_slab: BTreeMap<usize, usize> = BTreeMap::new();
+            for &addr in central.iter() {
+                if let Some((&start, _)) = st.slabs.range(..=addr).next_back() {
+                    *free_per_slab.entry(start).or_default() += 1;
+                }
+            }
+            let size = CLASS_SIZES[class];
+            let idle: Vec<(usize, usize)> = free_per_slab
+                .into_iter()
+                .filter_map(|(start, free)| {
+                    let (_, len) = st.slabs[&start];
+                    (free == len / size).then_some((start, len))
+                })
+                .collect();
+            if idle.is_empty() {
+                continue;
+            }
+            central.retain(|&addr| {
+                !idle
+                    .iter()
+                    .any(|&(start, len)| addr >= start && addr < start + len)
+            });
+            for (start, len) in idle {
+                st.slabs.remove(&start);
+                st.arena.free(start, len);
+            }
+        }
+        lock(&shared.state).arena.release_idle(&*shared.provider, 0)
+    }
+
+    /// The pool's statistics.
+    pub fn stats(&self) -> PoolStats {
+        let shared = &*self.shared;
+        let (mut allocations, mut frees, mut requested, mut blocks) = (0u64, 0u64, 0i64, 0i64);
+        {
+            let live = lock(&shared.live_counters);
+            for c in live.iter().map(|c| &**c).chain([&shared.retired]) {
+                allocations += c.allocations.load(Relaxed);
+                frees += c.frees.load(Relaxed);
+                requested += c.requested_in_use.load(Relaxed);
+                blocks += c.block_in_use.load(Relaxed);
+            }
+        }
+        let counts = lock(&shared.state).arena.counts();
+        PoolStats {
+            in_use: requested.max(0) as usize,
+            in_use_blocks: blocks.max(0) as usize,
+            reserved: counts.reserved,
+            high_water: counts.high_water,
+            arena_free: counts.free,
+            capacity: shared.capacity,
+            moved_in: shared.moved_in.load(Relaxed),
+            allocations,
+            frees,
+            chunks: counts.chunks,
+            chunk_acquisitions: counts.acquisitions,
+            chunk_releases: counts.releases,
+        }
+    }
+
+    /// Charges `bytes` of pages moved here from another space against the
+    /// capacity limit.
+    pub(crate) fn charge_moved_in(&self, bytes: usize) -> Result<()> {
+        let st = lock(&self.shared.state);
+        let reserved = st.arena.counts().reserved;
+        let moved = self.shared.moved_in.load(Relaxed);
+        let available = self.shared.capacity.saturating_sub(reserved + moved);
+        if bytes > available {
+            return Err(Error::OutOfCapacity {
+                space: self.info.id,
+                tier: self.info.tier,
+                requested: bytes,
+                available,
+                capacity: self.shared.capacity,
+            });
+        }
+        self.shared.moved_in.store(moved + bytes, Relaxed);
+        Ok(())
+    }
+
+    /// Undoes [`Pool::charge_moved_in`].
+    pub(crate) fn uncharge_moved_in(&self, bytes: usize) {
+        let _st = lock(&self.shared.state);
+        self.shared.moved_in.fetch_sub(bytes, Relaxed);
+    }
+}
+
+impl Counters {
+    /// Counts an operation of a thread without a cache (shared counters,
+    /// read-modify-write).
+    fn on_allocate_shared(&self, requested: usize, block: usize) {
+        self.allocations.fetch_add(1, Relaxed);
+        self.requested_in_use.fetch_add(requested as i64, Relaxed);
+        self.block_in_use.fetch_add(block as i64, Relaxed);
+    }
+
+    fn on_free_shared(&self, requested: usize, block: usize) {
+        self.frees.fetch_add(1, Relaxed);
+        self.requested_in_use.fetch_sub(requested as i64, Relaxed);
+        self.block_in_use.fetch_sub(block as i64, Relaxed);
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        cache::unregister(self.shared.slot);
+        lock(&self.shared.state)
+            .arena
+            .release_all(&*self.shared.provider);
+    }
+}

@@ -1,0 +1,46 @@
+//! Providers: how raw memory is obtained in a space. A provider hands out
+//! whole chunks and takes them back; it never pools (that is the job of
+//! [`crate::pool`]).
+
+mod cuda;
+mod file;
+mod hip;
+mod numa;
+
+pub use cuda::{cuda_devices, CudaDevice, CudaProvider};
+pub use file::FileProvider;
+pub use hip::{hip_devices, HipDevice, HipProvider};
+pub use numa::NumaProvider;
+
+use crate::error::Result;
+use std::fmt::Debug;
+
+/// A contiguous range obtained from a provider. For GPU device memory the
+/// address is a device address, not a CPU pointer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk {
+    /// First byte.
+    pub addr: usize,
+    /// Length in bytes.
+    pub len: usize,
+}
+
+/// A source of raw memory for one space.
+pub trait Provider: Send + Sync + Debug {
+    /// Obtains `len` bytes (a multiple of [`Provider::granule`]).
+    fn acquire(&self, len: usize) -> Result<Chunk>;
+
+    /// Gives a chunk back.
+    ///
+    /// # Safety
+    /// `chunk` must come from this provider's [`Provider::acquire`], be given
+    /// back once, and nothing may use its memory afterwards.
+    unsafe fn release(&self, chunk: Chunk);
+
+    /// The unit of sizes and alignment of chunks (the page size for host
+    /// memory).
+    fn granule(&self) -> usize;
+
+    /// Whether the CPU can load and store the memory.
+    fn host_accessible(&self) -> bool;
+}

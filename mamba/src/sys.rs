@@ -1,0 +1,212 @@
+//! Thin safe wrappers over the kernel calls mamba needs: anonymous mappings,
+//! NUMA memory policy (`mbind`) and page location/migration (`move_pages`).
+//!
+//! This is one of the two modules with raw-memory `unsafe` (the other is the
+//! pool's block carving). Every wrapper checks its inputs and turns `errno`
+//! into [`Error::Os`].
+
+use crate::error::{Error, Result};
+use std::ptr::NonNull;
+
+/// Size of a base page on this machine.
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if size > 0 {
+        size as usize
+    } else {
+        4096
+    }
+}
+
+/// Maps `len` bytes of private anonymous memory (not yet touched).
+pub fn map_anonymous(len: usize) -> Result<NonNull<u8>> {
+    // SAFETY: a fresh anonymous mapping at an address of the kernel's choice
+    // cannot alias any existing Rust object.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(Error::last_os("mmap"));
+    }
+    NonNull::new(ptr.cast()).ok_or_else(|| Error::last_os("mmap"))
+}
+
+/// Unmaps a mapping made by [`map_anonymous`] (or any mapping of `len`
+/// bytes at `ptr`).
+///
+/// # Safety
+/// `ptr..ptr+len` must be a mapping that nothing references any more.
+pub unsafe fn unmap(ptr: NonNull<u8>, len: usize) -> Result<()> {
+    // SAFETY: the caller guarantees the range is an unused mapping.
+    if unsafe { libc::munmap(ptr.as_ptr().cast(), len) } != 0 {
+        return Err(Error::last_os("munmap"));
+    }
+    Ok(())
+}
+
+/// `madvise` advice that mamba uses.
+#[derive(Debug, Clone, Copy)]
+pub enum Advice {
+    /// Back the range with transparent huge pages when possible.
+    HugePage,
+    /// Drop the pages; the next touch faults in zeroed pages under the
+    /// range's memory policy.
+    DontNeed,
+}
+
+/// Gives the kernel advice about a page-aligned range.
+///
+/// # Safety
+/// With [`Advice::DontNeed`] the contents of the range are lost: nothing may
+/// rely on them afterwards.
+pub unsafe fn advise(ptr: NonNull<u8>, len: usize, advice: Advice) -> Result<()> {
+    let flag = match advice {
+        Advice::HugePage => libc::MADV_HUGEPAGE,
+        Advice::DontNeed => libc::MADV_DONTNEED,
+    };
+    // SAFETY: the range is a mapping of ours (caller); losing its contents
+    // under DontNeed is the caller's stated intent.
+    if unsafe { libc::madvise(ptr.as_ptr().cast(), len, flag) } != 0 {
+        return Err(Error::last_os("madvise"));
+    }
+    Ok(())
+}
+
+/// The NUMA policies mamba sets with `mbind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumaMode {
+    /// `MPOL_BIND`.
+    Bind,
+    /// `MPOL_PREFERRED`.
+    Preferred,
+}
+
+const MPOL_PREFERRED: libc::c_int = 1;
+const MPOL_BIND: libc::c_int = 2;
+const MPOL_MF_STRICT: libc::c_uint = 1;
+const MPOL_MF_MOVE: libc::c_uint = 2;
+const MAX_NODES: usize = 1024;
+
+/// Sets the NUMA policy of a page-aligned range to `nodes`; with `migrate`
+/// pages already present move there (`MPOL_MF_MOVE`).
+pub fn bind_range(
+    ptr: NonNull<u8>,
+    len: usize,
+    nodes: &[u32],
+    mode: NumaMode,
+    migrate: bool,
+) -> Result<()> {
+    let mut mask = [0 as libc::c_ulong; MAX_NODES / libc::c_ulong::BITS as usize];
+    let bits = libc::c_ulong::BITS as usize;
+    for &n in nodes {
+        let n = n as usize;
+        if n >= MAX_NODES {
+            return Err(Error::UnknownNumaNode(n as u32));
+        }
+        mask[n / bits] |= 1 << (n % bits);
+    }
+    let mode = match mode {
+        NumaMode::Bind => MPOL_BIND,
+        NumaMode::Preferred => MPOL_PREFERRED,
+    };
+    let flags = if migrate {
+        MPOL_MF_MOVE | MPOL_MF_STRICT
+    } else {
+        0
+    };
+    // SAFETY: mbind reads `mask` (maxnode bits, inside the array) and changes
+    // only the policy of the given range, which is a mapping of ours; it does
+    // not touch memory contents except to migrate them unchanged.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mbind,
+            ptr.as_ptr(),
+            len,
+            mode,
+            mask.as_ptr(),
+            MAX_NODES as libc::c_ulong + 1,
+            flags,
+        )
+    };
+    if rc != 0 {
+        return Err(Error::last_os("mbind"));
+    }
+    Ok(())
+}
+
+/// For each page of `addr..addr+len`, the NUMA node it lives on, or a
+/// negative `errno` (`-ENOENT` for a page never touched, `-EFAULT` for an
+/// address that is not mapped). With `target`, moves the pages there first
+/// and reports where each ended up.
+pub fn page_nodes(addr: usize, len: usize, target: Option<u32>) -> Result<Vec<i32>> {
+    let page = page_size();
+    let first = addr & !(page - 1);
+    let end = addr
+        .checked_add(len)
+        .ok_or(Error::SizeTooLarge { size: len })?;
+    let count = (end - first).div_ceil(page);
+    let pages: Vec<*mut libc::c_void> = (0..count)
+        .map(|i| (first + i * page) as *mut libc::c_void)
+        .collect();
+    let nodes: Option<Vec<libc::c_int>> = target.map(|n| vec![n as libc::c_int; count]);
+    let mut status = vec![0 as libc::c_int; count];
+    // SAFETY: move_pages reads `count` page addresses and (optionally) node
+    // numbers from our vectors and writes `count` statuses; it validates the
+    // addresses itself (EFAULT per page) and never writes to those pages.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_pages,
+            0,
+            count as libc::c_ulong,
+            pages.as_ptr(),
+            nodes.as_ref().map_or(std::ptr::null(), |n| n.as_ptr()),
+            status.as_mut_ptr(),
+            MPOL_MF_MOVE as libc::c_int,
+        )
+    };
+    if rc < 0 {
+        return Err(Error::last_os("move_pages"));
+    }
+    Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_touched_page_reports_a_node_and_an_untouched_one_does_not() {
+        let page = page_size();
+        let ptr = map_anonymous(2 * page).unwrap();
+        // SAFETY: the mapping is ours and two pages long.
+        unsafe { ptr.as_ptr().write(7) };
+        let status = page_nodes(ptr.as_ptr() as usize, 2 * page, None).unwrap();
+        assert_eq!(status.len(), 2);
+        assert!(status[0] >= 0, "touched page: {}", status[0]);
+        assert_eq!(status[1], -libc::ENOENT, "untouched page");
+        // SAFETY: nothing references the mapping any more.
+        unsafe { unmap(ptr, 2 * page).unwrap() };
+    }
+
+    #[test]
+    fn binding_to_a_node_that_does_not_exist_fails_cleanly() {
+        let page = page_size();
+        let ptr = map_anonymous(page).unwrap();
+        assert!(bind_range(ptr, page, &[0], NumaMode::Bind, false).is_ok());
+        assert!(bind_range(ptr, page, &[1000], NumaMode::Bind, false).is_err());
+        assert!(matches!(
+            bind_range(ptr, page, &[5000], NumaMode::Bind, false),
+            Err(Error::UnknownNumaNode(5000))
+        ));
+        // SAFETY: nothing references the mapping any more.
+        unsafe { unmap(ptr, page).unwrap() };
+    }
+}
