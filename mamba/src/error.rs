@@ -37,12 +37,14 @@ pub enum Error {
     },
     /// The space has no room left under its capacity limit.
     #[error(
-        "space {space} ({tier}) is out of capacity: {requested} bytes requested, \
+        "space {name} ({tier}) is out of capacity: {requested} bytes requested, \
          {available} of {capacity} bytes available"
     )]
     OutOfCapacity {
         /// The full space.
         space: SpaceId,
+        /// Its name.
+        name: String,
         /// Its tier.
         tier: Tier,
         /// Bytes the request needed (rounded to the pool's granularity).

@@ -27,9 +27,12 @@ pub enum Source {
 pub fn load(config: &Config) -> Result<(Topology, Source)> {
     let topo_err = |e: String| Error::Topology(e);
     if let Some(path) = &config.topology {
+        // hwlocality panics on some file errors: read the file here.
+        let xml = std::fs::read_to_string(path)
+            .map_err(|e| topo_err(format!("cannot read {}: {e}", path.display())))?;
         let t = Topology::builder()
-            .from_xml_file(path)
-            .map_err(|e| topo_err(format!("cannot read {}: {e}", path.display())))?
+            .from_xml(&xml)
+            .map_err(|e| topo_err(format!("{} is not an hwloc topology: {e}", path.display())))?
             .build()
             .map_err(|e| topo_err(e.to_string()))?;
         return Ok((t, Source::Xml(path.clone())));

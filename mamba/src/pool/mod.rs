@@ -163,6 +163,7 @@ impl Shared {
             .map_err(|e| match e {
                 ArenaError::Capacity { needed, available } => Error::OutOfCapacity {
                     space: crate::SpaceId(u32::MAX),
+                    name: String::new(),
                     tier: crate::Tier::Dram,
                     requested: needed,
                     available,
@@ -411,6 +412,7 @@ impl Pool {
                 ..
             } => Error::OutOfCapacity {
                 space: self.info.id,
+                name: self.info.name.clone(),
                 tier: self.info.tier,
                 requested,
                 available,
@@ -552,6 +554,7 @@ impl Pool {
         if bytes > available {
             return Err(Error::OutOfCapacity {
                 space: self.info.id,
+                name: self.info.name.clone(),
                 tier: self.info.tier,
                 requested: bytes,
                 available,
