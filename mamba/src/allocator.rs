@@ -57,6 +57,18 @@ impl<'m> Placement<'m> {
     /// full; argument errors as for [`Pool::allocate`].
     #[inline]
     pub fn allocate(&self, len: usize, align: usize) -> Result<Allocation<'m>> {
+        if let Some(a) = self
+            .pools
+            .first()
+            .and_then(|p| p.allocate_cached(len, align))
+        {
+            return Ok(a);
+        }
+        self.allocate_checked(len, align)
+    }
+
+    #[cold]
+    fn allocate_checked(&self, len: usize, align: usize) -> Result<Allocation<'m>> {
         let mut first_error = None;
         for pool in &self.pools {
             match pool.allocate(len, align) {

@@ -7,15 +7,21 @@
 
 use crate::error::{Error, Result};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-/// Size of a base page on this machine.
+/// Size of a base page on this machine (asked once, then cached).
+#[inline]
 pub fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if size > 0 {
-        size as usize
-    } else {
-        4096
+    static PAGE: AtomicUsize = AtomicUsize::new(0);
+    match PAGE.load(Relaxed) {
+        0 => {
+            // SAFETY: sysconf has no preconditions.
+            let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            let size = if size > 0 { size as usize } else { 4096 };
+            PAGE.store(size, Relaxed);
+            size
+        }
+        size => size,
     }
 }
 

@@ -186,9 +186,11 @@ fn migrate_and_duplicate_copy_the_data_across_tiers() {
 
 #[test]
 fn synthetic_topologies_work_too() {
-    let mut c = mamba::Config::default();
-    c.synthetic = Some("pack:2 numa:2 core:2 pu:1".into());
-    c.gpu = false;
+    let c = mamba::Config {
+        synthetic: Some("pack:2 numa:2 core:2 pu:1".into()),
+        gpu: false,
+        ..mamba::Config::default()
+    };
     let m = Mamba::discover(&c).unwrap();
     assert_eq!(m.spaces().filter(|s| s.tier == Tier::Dram).count(), 4);
     let a = m

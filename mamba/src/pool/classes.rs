@@ -70,9 +70,31 @@ pub fn class_for(size: usize, align: usize) -> Option<usize> {
     Some(c)
 }
 
+/// Blocks moved between a thread cache and the central list at once, per
+/// class.
+const BATCHES: [usize; NUM_CLASSES] = batches();
+
+const fn batches() -> [usize; NUM_CLASSES] {
+    let mut b = [0; NUM_CLASSES];
+    let mut i = 0;
+    while i < NUM_CLASSES {
+        let n = 32 * 1024 / CLASS_SIZES[i];
+        b[i] = if n < 4 {
+            4
+        } else if n > 64 {
+            64
+        } else {
+            n
+        };
+        i += 1;
+    }
+    b
+}
+
 /// Blocks moved between a thread cache and the central list at once.
+#[inline]
 pub fn batch(class: usize) -> usize {
-    (32 * 1024 / CLASS_SIZES[class]).clamp(4, 64)
+    BATCHES[class]
 }
 
 /// Size of the slabs a class is carved from (a multiple of the page size).

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::provider::Provider;
 use crate::tier::SpaceInfo;
 use arena::{Arena, ArenaError};
-use cache::{with_cache, Counters};
+use cache::{last_cache, with_cache, Counters, LARGE};
 use classes::{batch, class_for, slab_size, CLASS_SIZES, NUM_CLASSES};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -152,8 +152,23 @@ impl Shared {
     }
 
     fn retire(&self, counters: &Arc<Counters>) {
-        counters.merge_into(&self.retired);
+        self.retired.add(counters);
         lock(&self.live_counters).retain(|c| !Arc::ptr_eq(c, counters));
+    }
+
+    /// Counts an allocation of a thread without a cache (its thread-local
+    /// storage is gone).
+    fn count_uncached(&self, class: usize, requested: i64, large: i64) {
+        self.retired.allocations[class].fetch_add(1, Relaxed);
+        self.retired.requested_in_use.fetch_add(requested, Relaxed);
+        self.retired.large_in_use.fetch_add(large, Relaxed);
+    }
+
+    /// Counts a free of a thread without a cache.
+    fn count_uncached_free(&self, class: usize, requested: i64, large: i64) {
+        self.retired.frees[class].fetch_add(1, Relaxed);
+        self.retired.requested_in_use.fetch_sub(requested, Relaxed);
+        self.retired.large_in_use.fetch_sub(large, Relaxed);
     }
 
     fn arena_allocate(&self, st: &mut ArenaState, len: usize, align: usize) -> Result<usize> {
@@ -273,11 +288,39 @@ impl Pool {
     /// [`Error::OutOfCapacity`], or the provider's error.
     #[inline]
     pub fn allocate(&self, len: usize, align: usize) -> Result<Allocation<'_>> {
-        let block = self.allocate_block(len, align)?;
-        Ok(Allocation::new(block, self))
+        match self.allocate_cached(len, align) {
+            Some(a) => Ok(a),
+            None => self
+                .allocate_block(len, align)
+                .map(|b| Allocation::new(b, self)),
+        }
     }
 
-    #[inline]
+    /// The hot path: a small block from this thread's cache, or `None`
+    /// (anything else, errors included, takes the checked path).
+    #[inline(always)]
+    pub(crate) fn allocate_cached(&self, len: usize, align: usize) -> Option<Allocation<'_>> {
+        if len.wrapping_sub(1) >= classes::MAX_SMALL || align > 16 || !align.is_power_of_two() {
+            return None;
+        }
+        // Every class size is a multiple of 16, so alignments up to 16 hold.
+        let class = classes::class_of(len);
+        let block_len = CLASS_SIZES[class];
+        // SAFETY: only one pop below, no re-entry.
+        let c = unsafe { last_cache(self.shared.generation) }?;
+        let addr = c.classes[class].pop()?;
+        c.counters.on_allocate(class, len);
+        Some(Allocation::new(
+            Block {
+                addr,
+                len,
+                block_len,
+            },
+            self,
+        ))
+    }
+
+    #[cold]
     pub(crate) fn allocate_block(&self, len: usize, align: usize) -> Result<Block> {
         self.check_request(len, align)?;
         match class_for(len, align) {
@@ -313,6 +356,7 @@ impl Pool {
         let block_len = CLASS_SIZES[class];
         let shared = &*self.shared;
         let cached = with_cache(shared, |c| {
+            c.sync_epoch(shared);
             let addr = match c.classes[class].pop() {
                 Some(addr) => addr,
                 None => {
@@ -320,7 +364,7 @@ impl Pool {
                     c.classes[class].pop().expect("refill adds blocks")
                 }
             };
-            c.counters.on_allocate(len, block_len);
+            c.counters.on_allocate(class, len);
             Ok(addr)
         });
         let addr = match cached {
@@ -341,9 +385,7 @@ impl Pool {
         self.shared.refill(class, &mut one)?;
         let addr = one.pop().expect("refill adds blocks");
         self.shared.central_push(class, one.into_iter());
-        self.shared
-            .retired
-            .on_allocate_shared(len, CLASS_SIZES[class]);
+        self.shared.count_uncached(class, len as i64, 0);
         Ok(addr)
     }
 
@@ -353,13 +395,15 @@ impl Pool {
             .checked_next_multiple_of(self.shared.granule)
             .ok_or(Error::SizeTooLarge { size: len })?;
         let hit = with_cache(shared, |c| {
+            c.sync_epoch(shared);
             let slack = block_len / 8;
             let i = c.large.iter().rposition(|&(addr, l)| {
                 l >= block_len && l - block_len <= slack && addr % align == 0
             })?;
             let (addr, l) = c.large.swap_remove(i);
             c.large_bytes -= l;
-            c.counters.on_allocate(len, l);
+            c.counters.on_allocate(LARGE, len);
+            c.counters.on_large(l as i64);
             Some((addr, l))
         })
         .flatten();
@@ -371,9 +415,12 @@ impl Pool {
             });
         }
         let addr = self.arena_allocate_retrying(block_len, align)?;
-        let counted = with_cache(shared, |c| c.counters.on_allocate(len, block_len));
+        let counted = with_cache(shared, |c| {
+            c.counters.on_allocate(LARGE, len);
+            c.counters.on_large(block_len as i64);
+        });
         if counted.is_none() {
-            shared.retired.on_allocate_shared(len, block_len);
+            shared.count_uncached(LARGE, len as i64, block_len as i64);
         }
         Ok(Block {
             addr,
@@ -423,8 +470,27 @@ impl Pool {
     }
 
     /// Gives a block back (called by [`Allocation`]'s drop).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn free_block(&self, block: Block) {
+        if block.block_len <= classes::MAX_SMALL {
+            let class = classes::class_of(block.block_len);
+            // SAFETY: only one push below, no re-entry.
+            if let Some(c) = unsafe { last_cache(self.shared.generation) } {
+                let stack = &mut c.classes[class];
+                if stack.len() < stack.capacity() {
+                    stack.push(block.addr);
+                    c.counters.on_free(class, block.len);
+                    return;
+                }
+            }
+        }
+        self.free_block_slow(block);
+    }
+
+    /// Frees what the hot path could not: large blocks, a full cache stack,
+    /// a thread without a cache.
+    #[cold]
+    fn free_block_slow(&self, block: Block) {
         let shared = &*self.shared;
         let Block {
             addr,
@@ -432,16 +498,23 @@ impl Pool {
             block_len,
         } = block;
         let done = with_cache(shared, |c| {
-            c.counters.on_free(len, block_len);
             if block_len <= classes::MAX_SMALL {
                 let class = classes::class_of(block_len);
+                c.counters.on_free(class, len);
                 let stack = &mut c.classes[class];
-                if stack.len() >= 2 * batch(class) {
-                    let from = stack.len() - batch(class);
+                if stack.len() == stack.capacity() {
+                    c.sync_epoch(shared);
+                    let stack = &mut c.classes[class];
+                    let from = stack.len().saturating_sub(batch(class));
                     shared.central_push(class, stack.drain(from..));
                 }
-                stack.push(addr);
-            } else if block_len <= shared.settings.thread_cache_bytes {
+                c.classes[class].push(addr);
+                return;
+            }
+            c.counters.on_free(LARGE, len);
+            c.counters.on_large(-(block_len as i64));
+            c.sync_epoch(shared);
+            if block_len <= shared.settings.thread_cache_bytes {
                 while c.large_bytes + block_len > shared.settings.thread_cache_bytes
                     || c.large.len() >= LARGE_CACHE_ENTRIES
                 {
@@ -456,10 +529,12 @@ impl Pool {
             }
         });
         if done.is_none() {
-            shared.retired.on_free_shared(len, block_len);
             if block_len <= classes::MAX_SMALL {
-                shared.central_push(classes::class_of(block_len), std::iter::once(addr));
+                let class = classes::class_of(block_len);
+                shared.count_uncached_free(class, len as i64, 0);
+                shared.central_push(class, std::iter::once(addr));
             } else {
+                shared.count_uncached_free(LARGE, len as i64, block_len as i64);
                 shared.arena_free(addr, block_len);
             }
         }
@@ -478,8 +553,8 @@ impl Pool {
         let shared = &*self.shared;
         with_cache(shared, |c| c.flush(shared));
         shared.flush_epoch.fetch_add(1, Relaxed);
-        for class in 0..NUM_CLASSES {
-            let mut central = lock(&shared.central[class]);
+        for (class, central) in shared.central.iter().enumerate() {
+            let mut central = lock(central);
             if central.is_empty() {
                 continue;
             }
@@ -517,16 +592,24 @@ impl Pool {
     /// The pool's statistics.
     pub fn stats(&self) -> PoolStats {
         let shared = &*self.shared;
-        let (mut allocations, mut frees, mut requested, mut blocks) = (0u64, 0u64, 0i64, 0i64);
-        {
-            let live = lock(&shared.live_counters);
-            for c in live.iter().map(|c| &**c).chain([&shared.retired]) {
-                allocations += c.allocations.load(Relaxed);
-                frees += c.frees.load(Relaxed);
-                requested += c.requested_in_use.load(Relaxed);
-                blocks += c.block_in_use.load(Relaxed);
-            }
+        let total = Counters::default();
+        for c in lock(&shared.live_counters).iter() {
+            total.add(c);
         }
+        total.add(&shared.retired);
+        let count = |a: &[AtomicU64]| -> Vec<u64> { a.iter().map(|x| x.load(Relaxed)).collect() };
+        let (allocs, frees) = (count(&total.allocations), count(&total.frees));
+        let small_blocks: u64 = (0..NUM_CLASSES)
+            .map(|c| {
+                allocs[c]
+                    .wrapping_sub(frees[c])
+                    .wrapping_mul(CLASS_SIZES[c] as u64)
+            })
+            .fold(0, u64::wrapping_add);
+        let blocks = small_blocks as i64 + total.large_in_use.load(Relaxed);
+        let requested = total.requested_in_use.load(Relaxed);
+        let allocations: u64 = allocs.iter().sum();
+        let frees: u64 = frees.iter().sum();
         let counts = lock(&shared.state).arena.counts();
         PoolStats {
             in_use: requested.max(0) as usize,
@@ -569,22 +652,6 @@ impl Pool {
     pub(crate) fn uncharge_moved_in(&self, bytes: usize) {
         let _st = lock(&self.shared.state);
         self.shared.moved_in.fetch_sub(bytes, Relaxed);
-    }
-}
-
-impl Counters {
-    /// Counts an operation of a thread without a cache (shared counters,
-    /// read-modify-write).
-    fn on_allocate_shared(&self, requested: usize, block: usize) {
-        self.allocations.fetch_add(1, Relaxed);
-        self.requested_in_use.fetch_add(requested as i64, Relaxed);
-        self.block_in_use.fetch_add(block as i64, Relaxed);
-    }
-
-    fn on_free_shared(&self, requested: usize, block: usize) {
-        self.frees.fetch_add(1, Relaxed);
-        self.requested_in_use.fetch_sub(requested as i64, Relaxed);
-        self.block_in_use.fetch_sub(block as i64, Relaxed);
     }
 }
 

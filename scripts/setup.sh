@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what the workspace needs on a fresh Debian 12 machine (as root, or
+# with sudo): hwloc headers for topology discovery, libudev (hwloc links it),
+# pkg-config. Does nothing when everything is already there.
+set -euo pipefail
+
+need=()
+for pkg in libhwloc-dev libudev-dev pkg-config; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing ${need[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
