@@ -1,0 +1,116 @@
+//! Command-line interface: an optional HydroC input file, overridden by flags.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::params::{Boundary, Limiter, ParamError, Params, TestCase};
+
+/// 2D hydrodynamics with HydroC's scheme.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "hydro", version, about)]
+pub struct Cli {
+    /// HydroC-style input file of key=value lines.
+    #[arg(short = 'i', long = "input")]
+    pub input: Option<PathBuf>,
+    /// Interior cells along x.
+    #[arg(long)]
+    pub nx: Option<usize>,
+    /// Interior cells along y.
+    #[arg(long)]
+    pub ny: Option<usize>,
+    /// Cell size.
+    #[arg(long)]
+    pub dx: Option<f64>,
+    /// End time.
+    #[arg(long)]
+    pub tend: Option<f64>,
+    /// Maximum number of steps.
+    #[arg(long)]
+    pub nstepmax: Option<u64>,
+    /// CFL number.
+    #[arg(long)]
+    pub courant_factor: Option<f64>,
+    /// Maximum Newton iterations of the Riemann solver.
+    #[arg(long)]
+    pub niter_riemann: Option<u32>,
+    /// Slope limiter: 1 (minmod) or 2 (monotonized central).
+    #[arg(long)]
+    pub slope_type: Option<Limiter>,
+    /// Boundary at x = 0: 1 reflexive, 2 absorbing, 3 periodic.
+    #[arg(long)]
+    pub boundary_left: Option<Boundary>,
+    /// Boundary at x = nx dx.
+    #[arg(long)]
+    pub boundary_right: Option<Boundary>,
+    /// Boundary at y = 0.
+    #[arg(long)]
+    pub boundary_down: Option<Boundary>,
+    /// Boundary at y = ny dx.
+    #[arg(long)]
+    pub boundary_up: Option<Boundary>,
+    /// Initial condition: 0 (centred point blast) or sod.
+    #[arg(long)]
+    pub testcase: Option<TestCase>,
+    /// Simulated time between output points.
+    #[arg(long)]
+    pub dtoutput: Option<f64>,
+    /// Steps between output points.
+    #[arg(long)]
+    pub noutput: Option<u64>,
+    /// Rows or columns per band of work.
+    #[arg(long)]
+    pub nxystep: Option<usize>,
+    /// Worker threads.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Resume from this checkpoint (its parameters, overridden by the input
+    /// file and the flags).
+    #[arg(long)]
+    pub restart: Option<PathBuf>,
+    /// Write a checkpoint here at the end of the run.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Write the final state here (JSON header line, then f64 planes).
+    #[arg(long)]
+    pub dump_final: Option<PathBuf>,
+}
+
+impl Cli {
+    /// Applies the input file, then the flags, on top of `params`, and
+    /// validates the result.
+    pub fn apply(&self, params: &mut Params) -> Result<(), ParamError> {
+        if let Some(path) = &self.input {
+            params.apply_file(path)?;
+        }
+        fn set<T: Copy>(slot: &mut T, flag: Option<T>) {
+            if let Some(v) = flag {
+                *slot = v;
+            }
+        }
+        set(&mut params.nx, self.nx);
+        set(&mut params.ny, self.ny);
+        set(&mut params.dx, self.dx);
+        set(&mut params.tend, self.tend);
+        set(&mut params.nstepmax, self.nstepmax);
+        set(&mut params.courant_factor, self.courant_factor);
+        set(&mut params.niter_riemann, self.niter_riemann);
+        set(&mut params.slope_type, self.slope_type);
+        set(&mut params.boundary_left, self.boundary_left);
+        set(&mut params.boundary_right, self.boundary_right);
+        set(&mut params.boundary_down, self.boundary_down);
+        set(&mut params.boundary_up, self.boundary_up);
+        set(&mut params.testcase, self.testcase);
+        set(&mut params.dtoutput, self.dtoutput);
+        set(&mut params.noutput, self.noutput);
+        set(&mut params.nxystep, self.nxystep);
+        params.validate()
+    }
+
+    /// The parameters of a fresh run: defaults, then the file, then flags.
+    pub fn params(&self) -> Result<Params, ParamError> {
+        let mut params = Params::default();
+        self.apply(&mut params)?;
+        Ok(params)
+    }
+}

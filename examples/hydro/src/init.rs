@@ -1,0 +1,39 @@
+//! Initial conditions of the test cases.
+
+use crate::eos::GAMMA;
+use crate::params::{Params, TestCase};
+use crate::state::{State, ID, IP, IU, IV};
+
+/// Background energy of the point blast.
+const BLAST_BACKGROUND_ENERGY: f64 = 1e-5;
+
+/// The state at t = 0 for `params.testcase`, ghost cells included.
+pub fn initial_state(params: &Params) -> State {
+    let (nx, ny) = (params.nx, params.ny);
+    let mut state = State::new(nx, ny);
+    let fields = state.fields_mut();
+    fields[IU].fill(0.0);
+    fields[IV].fill(0.0);
+    match params.testcase {
+        TestCase::PointBlast => {
+            fields[ID].fill(1.0);
+            fields[IP].fill(BLAST_BACKGROUND_ENERGY);
+            state.set(IP, nx / 2, ny / 2, 1.0 / params.dx / params.dx);
+        }
+        TestCase::Sod => {
+            for j in 0..ny {
+                for i in 0..nx {
+                    // Cell centre (i + 1/2) dx left of the middle nx dx / 2.
+                    let (rho, p) = if 2 * i + 1 < nx {
+                        (1.0, 1.0)
+                    } else {
+                        (0.125, 0.1)
+                    };
+                    state.set(ID, i, j, rho);
+                    state.set(IP, i, j, p / (GAMMA - 1.0));
+                }
+            }
+        }
+    }
+    state
+}

@@ -1,0 +1,32 @@
+//! Helpers shared by the integration tests.
+
+#![allow(dead_code)]
+
+use hydro::{Params, ScopedThreads, Solver, State};
+
+/// A point blast on an `n x n` grid of unit size with reflective walls.
+pub fn blast(n: usize, nstepmax: u64) -> Params {
+    Params {
+        nx: n,
+        ny: n,
+        dx: 1.0 / n as f64,
+        tend: 1e9,
+        nstepmax,
+        courant_factor: 0.8,
+        slope_type: hydro::Limiter::MonotonizedCentral,
+        nxystep: 8,
+        ..Params::default()
+    }
+}
+
+/// Runs `params` to completion on `workers` threads and returns the solver.
+pub fn run(params: Params, workers: usize) -> Solver<ScopedThreads> {
+    let mut solver = Solver::new(params, ScopedThreads::new(workers)).expect("valid params");
+    solver.run().expect("run completes");
+    solver
+}
+
+/// The four interior planes of a state.
+pub fn planes(state: &State) -> Vec<Vec<f64>> {
+    (0..hydro::NVAR).map(|v| state.interior(v)).collect()
+}
