@@ -151,7 +151,7 @@ impl std::fmt::Debug for Allocation<'_> {
 }
 
 impl Drop for Allocation<'_> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         if let Some(resident) = self.resident.take() {
             crate::placement::return_moved_pages(self.pool, resident, &self.block);

@@ -72,6 +72,8 @@ fn page_span(block: &Block) -> Option<(NonNull<u8>, usize)> {
 /// Called when a moved allocation is freed: its pages return to the origin
 /// space's policy (dropped, to be faulted there on next use) and the target
 /// space is no longer charged.
+#[cold]
+#[inline(never)]
 pub(crate) fn return_moved_pages(origin: &Pool, resident: &Pool, block: &Block) {
     if let (Some(_), Some((ptr, len))) = (real_node(origin), page_span(block)) {
         // SAFETY: the block is being freed: its contents no longer matter.
