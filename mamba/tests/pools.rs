@@ -198,3 +198,29 @@ fn freeing_into_the_wrong_space_is_refused_and_harmless() {
     assert_eq!(m.pool(hbm).unwrap().stats().in_use, 0);
     assert_empty_after_trim(m.pool(hbm).unwrap());
 }
+
+/// On the real machine, pages of a space land on its NUMA node.
+#[test]
+fn pages_land_on_the_spaces_own_numa_node() {
+    let m = this_machine();
+    let numa: Vec<_> = m
+        .spaces()
+        .filter(|s| s.numa_node.is_some())
+        .cloned()
+        .collect();
+    if numa.len() < 2 {
+        eprintln!("note: one NUMA node here; checking it only (several-node placement is covered on simulated topologies)");
+    }
+    for space in numa {
+        let mut a = m.pool(space.id).unwrap().allocate(4 << 20, 4096).unwrap();
+        a.as_mut_slice().unwrap().fill(1);
+        let loc = m.locate(&a).unwrap();
+        assert_eq!(
+            loc.majority_node(),
+            space.numa_node,
+            "{}: {loc:?}",
+            space.name
+        );
+        assert_eq!(loc.untouched, 0);
+    }
+}
