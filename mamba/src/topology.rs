@@ -181,41 +181,30 @@ fn discover_gpus(push: &mut impl FnMut(Tier, SpaceInfo), nodes: &[NumaNode]) {
         c.dedup();
         c
     };
-    let gpu = |tier, device, capacity: usize, backing| SpaceInfo {
-        id: SpaceId(0),
-        name: String::new(),
-        tier,
-        capacity,
-        numa_node: None,
-        device: Some(device),
-        cpus: all_cpus.clone(),
-        bandwidth_mib_s: None,
-        latency_ns: None,
-        host_accessible: tier == Tier::Pinned,
-        persistent: false,
-        backing,
+    let mut add = |tier, device, capacity: usize, backing| {
+        let info = SpaceInfo {
+            id: SpaceId(0),
+            name: String::new(),
+            tier,
+            capacity,
+            numa_node: None,
+            device: Some(device),
+            cpus: all_cpus.clone(),
+            bandwidth_mib_s: None,
+            latency_ns: None,
+            host_accessible: tier == Tier::Pinned,
+            persistent: false,
+            backing,
+        };
+        push(tier, info);
     };
     match cuda_devices() {
         Ok(devices) => {
             for d in devices {
-                push(
-                    Tier::Gpu,
-                    gpu(
-                        Tier::Gpu,
-                        d.ordinal,
-                        d.total_memory,
-                        Backing::Cuda { device: d.ordinal },
-                    ),
-                );
-                push(
-                    Tier::Pinned,
-                    gpu(
-                        Tier::Pinned,
-                        d.ordinal,
-                        (host_dram / 4) as usize,
-                        Backing::CudaPinned { device: d.ordinal },
-                    ),
-                );
+                let device = d.ordinal;
+                add(Tier::Gpu, device, d.total_memory, Backing::Cuda { device });
+                let pinned = (host_dram / 4) as usize;
+                add(Tier::Pinned, device, pinned, Backing::CudaPinned { device });
             }
         }
         Err(e) => tracing::debug!(reason = %e, "no CUDA tier"),
@@ -223,15 +212,8 @@ fn discover_gpus(push: &mut impl FnMut(Tier, SpaceInfo), nodes: &[NumaNode]) {
     match hip_devices() {
         Ok(devices) => {
             for d in devices {
-                push(
-                    Tier::Gpu,
-                    gpu(
-                        Tier::Gpu,
-                        d.ordinal,
-                        d.total_memory,
-                        Backing::Hip { device: d.ordinal },
-                    ),
-                );
+                let device = d.ordinal;
+                add(Tier::Gpu, device, d.total_memory, Backing::Hip { device });
             }
         }
         Err(e) => tracing::debug!(reason = %e, "no HIP tier"),

@@ -123,11 +123,7 @@ impl Provider for CudaProvider {
     }
 
     fn granule(&self) -> usize {
-        if self.pinned_host {
-            crate::sys::page_size()
-        } else {
-            512
-        }
+        super::gpu_granule(self.pinned_host)
     }
 
     fn host_accessible(&self) -> bool {

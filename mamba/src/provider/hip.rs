@@ -168,11 +168,7 @@ impl Provider for HipProvider {
     }
 
     fn granule(&self) -> usize {
-        if self.pinned_host {
-            crate::sys::page_size()
-        } else {
-            512
-        }
+        super::gpu_granule(self.pinned_host)
     }
 
     fn host_accessible(&self) -> bool {

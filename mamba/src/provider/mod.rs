@@ -25,6 +25,16 @@ pub struct Chunk {
     pub len: usize,
 }
 
+/// Chunk granularity of GPU runtimes: the page for pinned host memory, 512
+/// bytes (the runtimes' own alignment) for device memory.
+fn gpu_granule(pinned_host: bool) -> usize {
+    if pinned_host {
+        crate::sys::page_size()
+    } else {
+        512
+    }
+}
+
 /// A source of raw memory for one space.
 pub trait Provider: Send + Sync + Debug {
     /// Obtains `len` bytes (a multiple of [`Provider::granule`]).
