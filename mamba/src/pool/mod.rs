@@ -151,9 +151,12 @@ impl Shared {
         lock(&self.live_counters).push(counters);
     }
 
+    /// Folds an exiting thread's counters into the retired ones; under the
+    /// same lock as `stats` reads them, so that nothing is counted twice.
     fn retire(&self, counters: &Arc<Counters>) {
+        let mut live = lock(&self.live_counters);
         self.retired.add(counters);
-        lock(&self.live_counters).retain(|c| !Arc::ptr_eq(c, counters));
+        live.retain(|c| !Arc::ptr_eq(c, counters));
     }
 
     /// Counts an allocation of a thread without a cache (its thread-local
@@ -593,10 +596,13 @@ impl Pool {
     pub fn stats(&self) -> PoolStats {
         let shared = &*self.shared;
         let total = Counters::default();
-        for c in lock(&shared.live_counters).iter() {
-            total.add(c);
+        {
+            let live = lock(&shared.live_counters);
+            for c in live.iter() {
+                total.add(c);
+            }
+            total.add(&shared.retired);
         }
-        total.add(&shared.retired);
         let count = |a: &[AtomicU64]| -> Vec<u64> { a.iter().map(|x| x.load(Relaxed)).collect() };
         let (allocs, frees) = (count(&total.allocations), count(&total.frees));
         let small_blocks: u64 = (0..NUM_CLASSES)
