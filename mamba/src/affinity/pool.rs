@@ -1,0 +1,387 @@
+//! The NUMA-aware worker pool: one group of workers per domain, each
+//! pinned on this machine, fed by per-domain work-stealing deques.
+
+use super::bind::{self, BindGuard};
+use super::cpuset::CpuSet;
+use super::data::DataLocation;
+use super::domain::{Domain, Domains, Level, Route};
+use super::error::{AffinityError, Result};
+use super::job::{self, Job, JoinHandle};
+use super::locality::Locality;
+use super::stats::{Execution, PoolStats, WorkerStats};
+use super::worker::{self, Shared, Sleep, WorkerMeta};
+use crossbeam::deque::{Injector, Worker};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// How workers are bound on this machine's topology (a simulated topology
+/// never binds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Pinning {
+    /// Each worker to one CPU of its domain, in turn.
+    #[default]
+    Core,
+    /// Each worker to all the CPUs of its domain.
+    Domain,
+    /// Not bound.
+    Unpinned,
+}
+
+/// Settings of an [`AffinityPool`].
+#[derive(Debug, Clone)]
+pub struct PoolBuilder {
+    level: Level,
+    workers_per_domain: Option<usize>,
+    pinning: Pinning,
+    record: bool,
+    name: String,
+}
+
+impl Default for PoolBuilder {
+    fn default() -> Self {
+        PoolBuilder {
+            level: Level::default(),
+            workers_per_domain: None,
+            pinning: Pinning::default(),
+            record: false,
+            name: "mamba-affinity".into(),
+        }
+    }
+}
+
+impl PoolBuilder {
+    /// The locality level of a domain (default: NUMA node).
+    pub fn level(mut self, level: Level) -> Self {
+        self.level = level;
+        self
+    }
+
+    /// Workers per domain (default: one per CPU of the domain; at least 1).
+    pub fn workers_per_domain(mut self, n: usize) -> Self {
+        self.workers_per_domain = Some(n.max(1));
+        self
+    }
+
+    /// How workers are bound (default: one CPU each).
+    pub fn pinning(mut self, pinning: Pinning) -> Self {
+        self.pinning = pinning;
+        self
+    }
+
+    /// Keep a record of every execution (see [`AffinityPool::executions`]).
+    pub fn record_executions(mut self, record: bool) -> Self {
+        self.record = record;
+        self
+    }
+
+    /// Prefix of the worker threads' names.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Starts the workers; on this machine's topology each is bound and its
+    /// binding verified before this returns.
+    ///
+    /// # Errors
+    /// [`AffinityError::EmptyCpuSet`] for a topology without CPUs; binding
+    /// errors ([`AffinityError::BindNotVerified`], [`AffinityError::Os`]).
+    pub fn build(self, locality: &Locality) -> Result<AffinityPool> {
+        let domains = Domains::new(locality, self.level)?;
+        let pin = locality.is_real() && self.pinning != Pinning::Unpinned;
+        let mut metas = Vec::new();
+        let mut locals = Vec::new();
+        let mut members = vec![Vec::new(); domains.len()];
+        for domain in domains.list() {
+            let n = self.workers_per_domain.unwrap_or(domain.cpus.len()).max(1);
+            let cpus = domain.cpus.to_vec();
+            for i in 0..n {
+                let bound: CpuSet = match (pin, self.pinning) {
+                    (false, _) | (_, Pinning::Unpinned) => CpuSet::new(),
+                    (true, Pinning::Core) => std::iter::once(cpus[i % cpus.len()]).collect(),
+                    (true, Pinning::Domain) => domain.cpus.clone(),
+                };
+                let local = Worker::new_lifo();
+                members[domain.index].push(metas.len());
+                metas.push(WorkerMeta {
+                    domain: domain.index,
+                    cpus: bound,
+                    stealer: local.stealer(),
+                });
+                locals.push(local);
+            }
+        }
+        let count = metas.len();
+        let shared = Arc::new(Shared {
+            queues: (0..domains.len()).map(|_| Injector::new()).collect(),
+            sleep: Sleep::new(domains.len()),
+            domains,
+            workers: metas,
+            members,
+            counters: (0..count).map(|_| Default::default()).collect(),
+            shutdown: AtomicBool::new(false),
+            next_task: AtomicU64::new(0),
+            log: self.record.then(|| Mutex::new(Vec::new())),
+        });
+        let mut pool = AffinityPool {
+            shared: Arc::clone(&shared),
+            threads: Vec::with_capacity(count),
+            round_robin: AtomicUsize::new(0),
+            pinned: pin,
+        };
+        let (tx, rx) = crossbeam::channel::bounded::<Result<()>>(count);
+        for (index, local) in locals.into_iter().enumerate() {
+            let shared = Arc::clone(&shared);
+            let tx = tx.clone();
+            let name = format!("{}-d{}-w{index}", self.name, shared.workers[index].domain);
+            let thread = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || {
+                    let cpus = &shared.workers[index].cpus;
+                    let guard: Option<BindGuard> = if cpus.is_empty() {
+                        None
+                    } else {
+                        match bind::bind_verified(cpus) {
+                            Ok(g) => Some(g),
+                            Err(e) => {
+                                let _ = tx.send(Err(e));
+                                return;
+                            }
+                        }
+                    };
+                    let _ = tx.send(Ok(()));
+                    drop(tx);
+                    worker::main_loop(shared, index, local, guard);
+                })
+                .map_err(|source| AffinityError::Os {
+                    call: "pthread_create",
+                    source,
+                })?;
+            pool.threads.push(thread);
+        }
+        drop(tx);
+        for _ in 0..count {
+            // Dropping `pool` on error stops the workers already started.
+            rx.recv().map_err(|_| AffinityError::TaskLost)??;
+        }
+        Ok(pool)
+    }
+}
+
+/// A pool of workers grouped by NUMA domain. Tasks go to the domain of
+/// their data ([`AffinityPool::spawn_near`]) or of a node
+/// ([`AffinityPool::spawn_on`]); a domain whose workers run out of work
+/// steals from the nearest domains first.
+///
+/// Do not move the pool into one of its own tasks: dropping it waits for
+/// the workers.
+pub struct AffinityPool {
+    shared: Arc<Shared>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    round_robin: AtomicUsize,
+    pinned: bool,
+}
+
+impl std::fmt::Debug for AffinityPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AffinityPool")
+            .field("domains", &self.shared.domains.list())
+            .field("workers", &self.threads.len())
+            .field("pinned", &self.pinned)
+            .finish()
+    }
+}
+
+impl AffinityPool {
+    /// Settings to build a pool with.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    /// A pool with the default settings: a domain per NUMA node, a worker
+    /// per CPU, each bound to its CPU on this machine.
+    ///
+    /// # Errors
+    /// As [`PoolBuilder::build`].
+    pub fn new(locality: &Locality) -> Result<Self> {
+        PoolBuilder::default().build(locality)
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The domains.
+    pub fn domains(&self) -> &Domains {
+        &self.shared.domains
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Whether the workers are bound to CPUs.
+    pub fn is_pinned(&self) -> bool {
+        self.pinned
+    }
+
+    /// Tasks queued and not yet started in a domain (its queue and its
+    /// workers' deques).
+    pub fn queued(&self, domain: usize) -> usize {
+        let s = &self.shared;
+        s.queues.get(domain).map_or(0, Injector::len)
+            + s.members
+                .get(domain)
+                .map_or(0, |m| m.iter().map(|&w| s.workers[w].stealer.len()).sum())
+    }
+
+    /// The domain for the calling thread's spawns without a location: its
+    /// own when it is a worker, else the next one in turn.
+    pub(crate) fn default_domain(&self) -> usize {
+        worker::current_domain(&self.shared).unwrap_or_else(|| {
+            self.round_robin.fetch_add(1, Ordering::Relaxed) % self.shared.domains.len()
+        })
+    }
+
+    /// Where [`AffinityPool::spawn_near`] would send a task using `data`.
+    ///
+    /// # Errors
+    /// When the pages cannot be located ([`AffinityError::Mamba`]).
+    pub fn route_for<D: DataLocation + ?Sized>(&self, data: &D) -> Result<Route> {
+        let node = data.data_node(self.shared.domains.locality())?;
+        let fallback = match node {
+            Some(_) => self.round_robin.load(Ordering::Relaxed),
+            None => self.round_robin.fetch_add(1, Ordering::Relaxed),
+        };
+        Ok(self.shared.domains.route(node, fallback))
+    }
+
+    /// The domain serving a node.
+    ///
+    /// # Errors
+    /// [`AffinityError::UnknownNode`].
+    pub fn domain_of(&self, node: u32) -> Result<&Domain> {
+        let (d, _) = self.shared.domains.home_of(node)?;
+        Ok(&self.shared.domains.list()[d])
+    }
+
+    /// Packages a task for `domain` (see [`job::package`] for `done`).
+    pub(crate) fn submit<'a, F, T, D>(
+        &self,
+        domain: usize,
+        f: F,
+        done: D,
+    ) -> Result<(job::Body<'a>, JoinHandle<T>, u64)>
+    where
+        F: FnOnce() -> T + Send + 'a,
+        T: Send + 'a,
+        D: FnOnce(Option<String>) + Send + 'a,
+    {
+        self.shared.domains.get(domain)?;
+        let id = self.shared.next_task.fetch_add(1, Ordering::Relaxed);
+        let (body, handle) = job::package(&self.shared, id, domain, f, done);
+        Ok((body, handle, id))
+    }
+
+    pub(crate) fn enqueue(&self, id: u64, domain: usize, body: job::Body<'static>) {
+        worker::push(
+            &self.shared,
+            Job {
+                id,
+                target: domain,
+                body,
+            },
+        );
+    }
+
+    /// Runs `f` on a worker of `domain`.
+    ///
+    /// # Errors
+    /// [`AffinityError::UnknownDomain`].
+    pub fn spawn_in_domain<F, T>(&self, domain: usize, f: F) -> Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (body, handle, id) = self.submit(domain, f, |_| {})?;
+        self.enqueue(id, domain, body);
+        Ok(handle)
+    }
+
+    /// Runs `f` on the calling worker's domain, or on the domains in turn.
+    #[must_use = "dropping the handle loses the task's result and panic"]
+    pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let domain = self.default_domain();
+        let (body, handle, id) = self
+            .submit(domain, f, |_| {})
+            .expect("the default domain exists");
+        self.enqueue(id, domain, body);
+        handle
+    }
+
+    /// Runs `f` on the domain serving NUMA node `node`.
+    ///
+    /// # Errors
+    /// [`AffinityError::UnknownNode`].
+    pub fn spawn_on<F, T>(&self, node: u32, f: F) -> Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (domain, _) = self.shared.domains.home_of(node)?;
+        self.spawn_in_domain(domain, f)
+    }
+
+    /// Runs `f` on the domain holding most pages of `data` (a
+    /// [`crate::locate`] query, sampled on long ranges as
+    /// [`super::DataRange::sample`]); data without pages goes to the domains
+    /// in turn.
+    ///
+    /// # Errors
+    /// When the pages cannot be located.
+    pub fn spawn_near<D, F, T>(&self, data: &D, f: F) -> Result<JoinHandle<T>>
+    where
+        D: DataLocation + ?Sized,
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let route = self.route_for(data)?;
+        self.spawn_in_domain(route.domain, f)
+    }
+
+    /// Counters of the pool and of every worker.
+    pub fn stats(&self) -> PoolStats {
+        let s = &self.shared;
+        let workers = s
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| WorkerStats::read(i, w.domain, w.cpus.clone(), &s.counters[i]))
+            .collect();
+        PoolStats::from_workers(workers, self.pinned)
+    }
+
+    /// Every execution so far, when built with
+    /// [`PoolBuilder::record_executions`] (else empty).
+    pub fn executions(&self) -> Vec<Execution> {
+        self.shared.log.as_ref().map_or_else(Vec::new, |log| {
+            log.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        })
+    }
+}
+
+impl Drop for AffinityPool {
+    /// Lets the workers finish every queued task, then stops them.
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        self.shared.sleep.notify_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
