@@ -1,11 +1,24 @@
 //! What the `hydro` binary does, as a library call.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use mamba::{Config, Mamba};
+
+use crate::analysis::{AnalysisOptions, ChannelOutlet};
 use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::checkpoint_dir::newest_checkpoint;
 use crate::cli::Cli;
+use crate::driver::{drive, DriveError, Transit};
 use crate::dump::{Dump, DumpError};
 use crate::exec::ScopedThreads;
+use crate::memory::{Memory, MemoryError};
+use crate::outlet::OutletError;
 use crate::params::ParamError;
-use crate::solver::{RunSummary, Solver, SolverError};
+use crate::progress::Progress;
+use crate::record::RecordRing;
+use crate::solver::{SetupError, Solver};
+use crate::summary::{AppReport, MemoryReport};
 
 /// Any failure of a run.
 #[derive(Debug, thiserror::Error)]
@@ -13,39 +26,109 @@ pub enum AppError {
     /// Bad parameters.
     #[error(transparent)]
     Params(#[from] ParamError),
+    /// The run could not be set up.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// mamba could not be configured or could not discover the node.
+    #[error("mamba: {0}")]
+    Mamba(#[from] mamba::Error),
+    /// The requested memory is not available.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
     /// A checkpoint could not be read or written.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    /// The solution broke down.
+    /// There is no checkpoint to restart from.
+    #[error("no checkpoint to restart from in {0}")]
+    NoCheckpoint(PathBuf),
+    /// The time loop or the analyses failed.
     #[error(transparent)]
-    Solver(#[from] SolverError),
+    Drive(#[from] DriveError),
+    /// The analyses could not start.
+    #[error(transparent)]
+    Outlet(#[from] OutletError),
     /// The final dump could not be written.
     #[error(transparent)]
     Dump(#[from] DumpError),
 }
 
-/// Runs the simulation the command line describes: a fresh run or a restart,
-/// then the optional checkpoint and final dump.
-pub fn run_app(cli: &Cli) -> Result<RunSummary, AppError> {
-    let exec = ScopedThreads::new(cli.workers);
-    let mut solver = match &cli.restart {
-        Some(path) => {
-            let mut checkpoint = Checkpoint::read(path)?;
-            cli.apply(&mut checkpoint.params)?;
-            Solver::from_checkpoint(checkpoint, exec)?
-        }
-        None => Solver::new(cli.params()?, exec)?,
+/// mamba as the command line configures it, with the `--memory` policy.
+fn open_memory(cli: &Cli) -> Result<Memory, AppError> {
+    let mut config = match &cli.mamba_config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::from_env()?,
     };
-    let p = solver.params();
+    if let Some(path) = &cli.topology {
+        config.topology = Some(path.clone());
+    }
+    let mamba = Arc::new(Mamba::discover(&config)?);
+    Ok(Memory::pooled(mamba, cli.memory.0.clone())?)
+}
+
+/// The checkpoint `--restart` names: a file, the newest in a directory, or
+/// the newest in the output directory.
+fn checkpoint_to_resume(named: Option<&Path>, output: &Path) -> Result<PathBuf, AppError> {
+    let dir = match named {
+        Some(path) if !path.is_dir() => return Ok(path.into()),
+        Some(dir) => dir,
+        None => output,
+    };
+    newest_checkpoint(dir)?.ok_or_else(|| AppError::NoCheckpoint(dir.into()))
+}
+
+/// Runs the simulation the command line describes: a fresh run or a restart
+/// with the analyses in transit, then the optional final checkpoint and
+/// dump.
+pub fn run_app(cli: &Cli) -> Result<AppReport, AppError> {
+    let memory = open_memory(cli)?;
+    let workers = cli.worker_count();
+    let exec = ScopedThreads::new(workers);
+    let (mut solver, restarted_from) = match &cli.restart {
+        Some(named) => {
+            let path = checkpoint_to_resume(named.as_deref(), &cli.output)?;
+            let mut checkpoint = Checkpoint::read(&path)?;
+            cli.apply(&mut checkpoint.params)?;
+            let solver = Solver::from_checkpoint_in(checkpoint, exec, &memory)?;
+            (solver, Some(path))
+        }
+        None => (Solver::new_in(cli.params()?, exec, &memory)?, None),
+    };
+    let p = solver.params().clone();
+    let mut report = MemoryReport::default();
+    let space_of = |s: Option<&mamba::SpaceInfo>| s.map(|s| (s.name.clone(), s.tier));
+    report.state = space_of(solver.state().space());
     tracing::info!(
         nx = p.nx,
         ny = p.ny,
         nxystep = p.nxystep,
-        workers = cli.workers,
+        workers,
         step = solver.step_count(),
+        memory = %memory.describe(),
+        state = report.state.as_ref().map_or("heap", |s| s.0.as_str()),
         "starting"
     );
-    let summary = solver.run()?;
+    let analyses = !cli.no_analyses;
+    let transit = if analyses || cli.checkpoint_every > 0 {
+        let ring = RecordRing::new(p.nx, p.ny, cli.ring, 0, &memory)?;
+        report.records = space_of(ring.space().as_ref());
+        let outlet = ChannelOutlet::start(&AnalysisOptions {
+            dir: cli.output.clone(),
+            renderers: cli.renderers,
+            vtk: cli.vtk,
+            analyses,
+            resume_after: restarted_from.as_ref().map(|_| solver.step_count()),
+        })?;
+        Some(Transit {
+            ring,
+            outlet: Box::new(outlet),
+            checkpoint_every: cli.checkpoint_every,
+            records: analyses,
+        })
+    } else {
+        None
+    };
+    let mut progress = Progress::new(p.nstepmax, p.tend);
+    let drive_report = drive(&mut solver, transit, &mut progress)?;
     if let Some(path) = &cli.checkpoint {
         solver.checkpoint().write(path)?;
     }
@@ -53,10 +136,23 @@ pub fn run_app(cli: &Cli) -> Result<RunSummary, AppError> {
         Dump::write(
             path,
             solver.state(),
-            solver.params().dx,
+            p.dx,
             solver.step_count(),
             solver.time(),
         )?;
     }
-    Ok(summary)
+    let memory_report = MemoryReport {
+        state: report.state,
+        records: report.records,
+        ..MemoryReport::new(&memory)
+    };
+    Ok(AppReport {
+        steps: drive_report.steps,
+        total_steps: solver.step_count(),
+        time: solver.time(),
+        cells: p.nx * p.ny,
+        restarted_from,
+        drive: drive_report,
+        memory: memory_report,
+    })
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::memory::MemoryPolicy;
 use crate::params::{Boundary, Limiter, ParamError, Params, TestCase};
 
 /// 2D hydrodynamics with HydroC's scheme.
@@ -61,13 +62,51 @@ pub struct Cli {
     /// Rows or columns per band of work.
     #[arg(long)]
     pub nxystep: Option<usize>,
-    /// Worker threads.
-    #[arg(long, default_value_t = 1)]
+    /// Worker threads (0: one per available core).
+    #[arg(long, default_value_t = 0)]
     pub workers: usize,
-    /// Resume from this checkpoint (its parameters, overridden by the input
-    /// file and the flags).
+    /// Resume from a checkpoint (its parameters, overridden by the input
+    /// file and the flags): this file, the newest checkpoint in this
+    /// directory, or without a value the newest in the output directory.
+    #[arg(long, num_args = 0..=1, value_name = "PATH")]
+    pub restart: Option<Option<PathBuf>>,
+    /// Where the state, the scratch and the record buffers go: tiers in
+    /// order of preference (`hbm,dram`), or `bandwidth`, `latency`,
+    /// `capacity` for the best space by that attribute.
+    #[arg(long, default_value = "bandwidth", value_name = "POLICY")]
+    pub memory: MemoryPolicy,
+    /// hwloc XML file describing the node, for mamba (instead of this
+    /// machine).
+    #[arg(long, value_name = "FILE")]
+    pub topology: Option<PathBuf>,
+    /// mamba configuration file (TOML); default: `MAMBA_*` variables.
+    #[arg(long, value_name = "FILE")]
+    pub mamba_config: Option<PathBuf>,
+    /// Directory of the analyses' files and the periodic checkpoints.
+    #[arg(long, default_value = "hydro-out", value_name = "DIR")]
+    pub output: PathBuf,
+    /// Run without the in-transit analyses.
     #[arg(long)]
-    pub restart: Option<PathBuf>,
+    pub no_analyses: bool,
+    /// Members of the renderer group (at least 1); records go to them
+    /// round-robin, each to exactly one.
+    #[arg(long, default_value_t = 1)]
+    pub renderers: usize,
+    /// Also write every output record as a legacy VTK file.
+    #[arg(long)]
+    pub vtk: bool,
+    /// Write a checkpoint to the output directory every this many steps
+    /// (0: never).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub checkpoint_every: u64,
+    /// Record buffers in flight between the solver and the analyses (at
+    /// least 2).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub ring: usize,
+    /// Input text applied before the input file when none is given (the
+    /// binary's built-in main job).
+    #[arg(skip)]
+    pub base_input: Option<&'static str>,
     /// Write a checkpoint here at the end of the run.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
@@ -77,6 +116,14 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// The number of solver workers: `--workers`, or one per available core.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
     /// Applies the input file, then the flags, on top of `params`, and
     /// validates the result.
     pub fn apply(&self, params: &mut Params) -> Result<(), ParamError> {
@@ -107,9 +154,13 @@ impl Cli {
         params.validate()
     }
 
-    /// The parameters of a fresh run: defaults, then the file, then flags.
+    /// The parameters of a fresh run: defaults, then the built-in input when
+    /// no file is given, then the file, then flags.
     pub fn params(&self) -> Result<Params, ParamError> {
         let mut params = Params::default();
+        if let (None, Some(text)) = (&self.input, self.base_input) {
+            params.apply_input(text)?;
+        }
         self.apply(&mut params)?;
         Ok(params)
     }

@@ -1,16 +1,34 @@
 //! Initial conditions of the test cases.
 
 use crate::eos::GAMMA;
+use crate::memory::{Memory, MemoryError};
 use crate::params::{Params, TestCase};
 use crate::state::{State, ID, IP, IU, IV};
 
 /// Background energy of the point blast.
 const BLAST_BACKGROUND_ENERGY: f64 = 1e-5;
 
-/// The state at t = 0 for `params.testcase`, ghost cells included.
+/// The state at t = 0 for `params.testcase`, ghost cells included, on the
+/// heap.
 pub fn initial_state(params: &Params) -> State {
+    let mut state = State::new(params.nx, params.ny);
+    set_initial(&mut state, params);
+    state
+}
+
+/// The state at t = 0 for `params.testcase`, its planes from `memory`.
+///
+/// # Errors
+/// When `memory` cannot provide the planes.
+pub fn initial_state_in(params: &Params, memory: &Memory) -> Result<State, MemoryError> {
+    let mut state = State::new_in(params.nx, params.ny, memory)?;
+    set_initial(&mut state, params);
+    Ok(state)
+}
+
+/// Overwrites `state` with the initial condition of `params.testcase`.
+fn set_initial(state: &mut State, params: &Params) {
     let (nx, ny) = (params.nx, params.ny);
-    let mut state = State::new(nx, ny);
     let fields = state.fields_mut();
     fields[IU].fill(0.0);
     fields[IV].fill(0.0);
@@ -35,5 +53,4 @@ pub fn initial_state(params: &Params) -> State {
             }
         }
     }
-    state
 }

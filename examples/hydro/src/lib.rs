@@ -10,22 +10,42 @@
 //! Work is cut into bands of `nxystep` rows (x sweep) or columns (y sweep)
 //! that a [`BandExecutor`] runs in parallel; the result does not depend on the
 //! number of bands or workers, bit for bit.
+//!
+//! Around the solver:
+//!
+//! | job | module |
+//! |---|---|
+//! | state, scratch and record buffers from mamba pools by policy | [`memory`] |
+//! | the time loop with in-transit hand-off and timing | [`driver`] |
+//! | output records in a ring of pooled buffers | [`record`] |
+//! | the hand-off seam (channels now, a CDO pool later) | [`outlet`] |
+//! | statistics, rendering, VTK, checkpoint writing on their own threads | [`analysis`] |
+//! | checkpoints in the output directory, restart from the newest | [`checkpoint_dir`] |
+//! | progress bar or log lines, end-of-run summary | [`progress`], [`summary`] |
 
+pub mod analysis;
 pub mod app;
 pub mod binary;
 pub mod boundary;
 pub mod checkpoint;
+pub mod checkpoint_dir;
 pub mod cli;
+pub mod driver;
 pub mod dump;
 pub mod eos;
 pub mod exec;
 pub mod flux;
 pub mod init;
+pub mod memory;
+pub mod outlet;
 pub mod params;
+pub mod progress;
+pub mod record;
 pub mod riemann;
 pub mod slope;
 pub mod solver;
 pub mod state;
+pub mod summary;
 pub mod sweep;
 pub mod timestep;
 pub mod trace;
@@ -35,6 +55,8 @@ pub use checkpoint::{Checkpoint, CheckpointError};
 pub use cli::Cli;
 pub use dump::{Dump, DumpError};
 pub use exec::{BandExecutor, ScopedThreads};
+pub use memory::{Buffer, Memory, MemoryError, MemoryPolicy};
 pub use params::{Boundary, Limiter, ParamError, Params, TestCase};
-pub use solver::{RunSummary, Solver, SolverError};
+pub use solver::{RunSummary, SetupError, Solver, SolverError};
 pub use state::{Direction, State, GHOSTS, NVAR};
+pub use summary::AppReport;

@@ -7,7 +7,8 @@ use crate::boundary::fill_ghosts;
 use crate::checkpoint::Checkpoint;
 use crate::eos::Gas;
 use crate::exec::BandExecutor;
-use crate::init::initial_state;
+use crate::init::initial_state_in;
+use crate::memory::{Memory, MemoryError};
 use crate::params::{ParamError, Params};
 use crate::state::{Direction, State, ID, IP};
 use crate::sweep::{sweep, worker_scratch, Kernel, Scratch};
@@ -25,6 +26,17 @@ pub enum SolverError {
         /// The step size computed.
         dt: f64,
     },
+}
+
+/// Why a run could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// Bad parameters.
+    #[error(transparent)]
+    Params(#[from] ParamError),
+    /// The state or the scratch buffers could not be allocated.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
 }
 
 /// What a call of [`Solver::run`] did.
@@ -51,21 +63,39 @@ pub struct Solver<E: BandExecutor> {
     time: f64,
     dt: f64,
     next_output_time: f64,
+    output_due: bool,
     exec: E,
     scratch: Vec<Mutex<Scratch>>,
 }
 
 impl<E: BandExecutor> Solver<E> {
-    /// A run of `params` from its initial condition.
-    pub fn new(params: Params, exec: E) -> Result<Solver<E>, ParamError> {
+    /// A run of `params` from its initial condition, on the heap.
+    pub fn new(params: Params, exec: E) -> Result<Solver<E>, SetupError> {
+        Solver::new_in(params, exec, &Memory::heap())
+    }
+
+    /// A run of `params` from its initial condition, with the state and the
+    /// workers' scratch from `memory`.
+    pub fn new_in(params: Params, exec: E, memory: &Memory) -> Result<Solver<E>, SetupError> {
         params.validate()?;
-        let state = initial_state(&params);
-        Ok(Solver::from_parts(params, state, 0, 0.0, 0.0, exec))
+        let state = initial_state_in(&params, memory)?;
+        Solver::from_parts(params, state, 0, 0.0, 0.0, exec, memory)
     }
 
     /// A run resuming from a checkpoint, possibly with changed parameters
-    /// (band size, stopping criteria); the grid size must match the state.
-    pub fn from_checkpoint(checkpoint: Checkpoint, exec: E) -> Result<Solver<E>, ParamError> {
+    /// (band size, stopping criteria), on the heap.
+    pub fn from_checkpoint(checkpoint: Checkpoint, exec: E) -> Result<Solver<E>, SetupError> {
+        Solver::from_checkpoint_in(checkpoint, exec, &Memory::heap())
+    }
+
+    /// A run resuming from a checkpoint, with the state copied into and the
+    /// workers' scratch taken from `memory`; the grid size of the parameters
+    /// must match the state.
+    pub fn from_checkpoint_in(
+        checkpoint: Checkpoint,
+        exec: E,
+        memory: &Memory,
+    ) -> Result<Solver<E>, SetupError> {
         let Checkpoint {
             params,
             state,
@@ -81,19 +111,29 @@ impl<E: BandExecutor> Solver<E> {
                 params.ny,
                 state.nx(),
                 state.ny()
-            )));
+            ))
+            .into());
         }
-        Ok(Solver::from_parts(params, state, step, time, dt, exec))
+        let state = state.copy_in(memory)?;
+        Solver::from_parts(params, state, step, time, dt, exec, memory)
     }
 
-    fn from_parts(params: Params, state: State, step: u64, time: f64, dt: f64, exec: E) -> Self {
-        let scratch = worker_scratch(&state, params.nxystep, &exec);
+    fn from_parts(
+        params: Params,
+        state: State,
+        step: u64,
+        time: f64,
+        dt: f64,
+        exec: E,
+        memory: &Memory,
+    ) -> Result<Self, SetupError> {
+        let scratch = worker_scratch(&state, params.nxystep, &exec, memory)?;
         let next_output_time = if params.dtoutput > 0.0 {
             ((time / params.dtoutput).floor() + 1.0) * params.dtoutput
         } else {
             f64::INFINITY
         };
-        Solver {
+        Ok(Solver {
             gas: Gas::new(&params),
             params,
             state,
@@ -101,9 +141,10 @@ impl<E: BandExecutor> Solver<E> {
             time,
             dt,
             next_output_time,
+            output_due: false,
             exec,
             scratch,
-        }
+        })
     }
 
     /// The run's parameters.
@@ -197,16 +238,22 @@ impl<E: BandExecutor> Solver<E> {
         Ok(())
     }
 
-    /// Logs the step at HydroC's output points (every `noutput` steps and
-    /// every `dtoutput` of simulated time).
+    /// Whether the last step ended at one of HydroC's output points (every
+    /// `noutput` steps and every `dtoutput` of simulated time).
+    pub fn output_due(&self) -> bool {
+        self.output_due
+    }
+
+    /// Notes and logs the step at HydroC's output points.
     fn report_output_point(&mut self) {
         let by_step = self.params.noutput > 0 && self.step % self.params.noutput == 0;
         let by_time = self.time >= self.next_output_time;
         while self.time >= self.next_output_time {
             self.next_output_time += self.params.dtoutput;
         }
-        if by_step || by_time {
-            tracing::info!(
+        self.output_due = by_step || by_time;
+        if self.output_due {
+            tracing::debug!(
                 step = self.step,
                 t = self.time,
                 dt = self.dt,

@@ -1,5 +1,7 @@
 //! The grid of conserved variables, ghost layers included.
 
+use crate::memory::{Buffer, Memory, MemoryError};
+
 /// Number of conserved variables: rho, rho*u, rho*v, E.
 pub const NVAR: usize = 4;
 /// Ghost layers on each side of the domain.
@@ -42,7 +44,7 @@ impl Direction {
 pub struct State {
     nx: usize,
     ny: usize,
-    fields: [Vec<f64>; NVAR],
+    fields: [Buffer; NVAR],
 }
 
 impl State {
@@ -52,8 +54,40 @@ impl State {
         State {
             nx,
             ny,
-            fields: std::array::from_fn(|_| vec![0.0; len]),
+            fields: std::array::from_fn(|_| Buffer::from(vec![0.0; len])),
         }
+    }
+
+    /// A zeroed state of `nx x ny` interior cells whose planes come from
+    /// `memory`.
+    ///
+    /// # Errors
+    /// When `memory` cannot provide the planes.
+    pub fn new_in(nx: usize, ny: usize, memory: &Memory) -> Result<State, MemoryError> {
+        let len = (nx + 2 * GHOSTS) * (ny + 2 * GHOSTS);
+        let [a, b, c, d] = [(); NVAR].map(|()| memory.buffer(len));
+        Ok(State {
+            nx,
+            ny,
+            fields: [a?, b?, c?, d?],
+        })
+    }
+
+    /// A copy of this state whose planes come from `memory`.
+    ///
+    /// # Errors
+    /// When `memory` cannot provide the planes.
+    pub fn copy_in(&self, memory: &Memory) -> Result<State, MemoryError> {
+        let mut copy = State::new_in(self.nx, self.ny, memory)?;
+        for (dst, src) in copy.fields.iter_mut().zip(&self.fields) {
+            dst.copy_from_slice(src);
+        }
+        Ok(copy)
+    }
+
+    /// The mamba space holding the planes (`None` on the heap).
+    pub fn space(&self) -> Option<&mamba::SpaceInfo> {
+        self.fields[0].space()
     }
 
     /// Interior cells along x.
@@ -98,18 +132,27 @@ impl State {
     }
 
     /// The stored planes of all variables, mutably.
-    pub fn fields_mut(&mut self) -> &mut [Vec<f64>; NVAR] {
-        &mut self.fields
+    pub fn fields_mut(&mut self) -> [&mut [f64]; NVAR] {
+        self.fields.each_mut().map(|f| &mut f[..])
     }
 
     /// Interior cells of one variable, x fastest (`nx * ny` values).
     pub fn interior(&self, var: usize) -> Vec<f64> {
-        let mut out = Vec::with_capacity(self.nx * self.ny);
-        for j in 0..self.ny {
-            let start = self.index(0, j);
-            out.extend_from_slice(&self.fields[var][start..start + self.nx]);
-        }
+        let mut out = vec![0.0; self.nx * self.ny];
+        self.copy_interior(var, &mut out);
         out
+    }
+
+    /// Copies the interior cells of one variable into `out` (x fastest).
+    ///
+    /// # Panics
+    /// If `out` does not hold exactly `nx * ny` values.
+    pub fn copy_interior(&self, var: usize, out: &mut [f64]) {
+        assert_eq!(out.len(), self.nx * self.ny, "interior size");
+        for (j, row) in out.chunks_exact_mut(self.nx).enumerate() {
+            let start = self.index(0, j);
+            row.copy_from_slice(&self.fields[var][start..start + self.nx]);
+        }
     }
 
     /// Overwrites the interior cells of one variable from `values` (x fastest).

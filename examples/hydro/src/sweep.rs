@@ -13,6 +13,7 @@ use std::sync::{Mutex, PoisonError};
 use crate::eos::{primitive, Gas, Primitive};
 use crate::exec::BandExecutor;
 use crate::flux::interface_flux;
+use crate::memory::{Buffer, Memory, MemoryError};
 use crate::riemann::{RiemannScratch, RiemannSolver};
 use crate::slope::limited_slope;
 use crate::state::{Direction, State, GHOSTS, ID, IP, IU, IV, NVAR};
@@ -180,24 +181,40 @@ impl Kernel {
 /// Work arrays of [`Kernel::update_pencils`].
 #[derive(Debug, Clone)]
 pub struct PencilScratch {
-    prim: [Vec<f64>; 5],
-    low: [Vec<f64>; 4],
-    high: [Vec<f64>; 4],
-    flux: [Vec<f64>; 4],
+    prim: [Buffer; 5],
+    low: [Buffer; 4],
+    high: [Buffer; 4],
+    flux: [Buffer; 4],
     riemann: RiemannScratch,
 }
 
 impl PencilScratch {
-    /// Arrays for pencil sets of up to `len` cells in all.
+    /// Arrays for pencil sets of up to `len` cells in all, on the heap.
     pub fn new(len: usize) -> PencilScratch {
-        let v = || vec![0.0; len];
-        PencilScratch {
-            prim: std::array::from_fn(|_| v()),
-            low: std::array::from_fn(|_| v()),
-            high: std::array::from_fn(|_| v()),
-            flux: std::array::from_fn(|_| v()),
-            riemann: RiemannScratch::new(len),
+        PencilScratch::new_in(len, &Memory::heap()).expect("heap buffers do not fail")
+    }
+
+    /// Arrays for pencil sets of up to `len` cells in all, from `memory`
+    /// (the Riemann solver's small work arrays stay on the heap).
+    ///
+    /// # Errors
+    /// When `memory` cannot provide the arrays.
+    pub fn new_in(len: usize, memory: &Memory) -> Result<PencilScratch, MemoryError> {
+        fn arrays<const K: usize>(len: usize, memory: &Memory) -> Result<[Buffer; K], MemoryError> {
+            let buffers = (0..K)
+                .map(|_| memory.buffer(len))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(buffers
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("K buffers were made")))
         }
+        Ok(PencilScratch {
+            prim: arrays(len, memory)?,
+            low: arrays(len, memory)?,
+            high: arrays(len, memory)?,
+            flux: arrays(len, memory)?,
+            riemann: RiemannScratch::new(len),
+        })
     }
 }
 
@@ -205,31 +222,40 @@ impl PencilScratch {
 /// arrays.
 #[derive(Debug, Clone)]
 pub struct Scratch {
-    band: [Vec<f64>; NVAR],
+    band: [Buffer; NVAR],
     pencil: PencilScratch,
 }
 
 impl Scratch {
-    /// Buffers large enough for bands of `nxystep` rows or columns of `state`.
-    pub fn new(state: &State, nxystep: usize) -> Scratch {
+    /// Buffers large enough for bands of `nxystep` rows or columns of
+    /// `state`, the gathered band from `memory`.
+    ///
+    /// # Errors
+    /// When `memory` cannot provide the band buffers.
+    pub fn new_in(state: &State, nxystep: usize, memory: &Memory) -> Result<Scratch, MemoryError> {
         let cols = nxystep.min(state.nx());
         let band = cols * state.rows();
         let pencil = state.row_len().max(band);
-        Scratch {
-            band: std::array::from_fn(|_| vec![0.0; band]),
-            pencil: PencilScratch::new(pencil),
-        }
+        let [a, b, c, d] = [(); NVAR].map(|()| memory.buffer(band));
+        Ok(Scratch {
+            band: [a?, b?, c?, d?],
+            pencil: PencilScratch::new_in(pencil, memory)?,
+        })
     }
 }
 
-/// One buffer of scratch per worker of `exec`.
+/// One buffer of scratch per worker of `exec`, from `memory`.
+///
+/// # Errors
+/// When `memory` cannot provide the band buffers.
 pub fn worker_scratch(
     state: &State,
     nxystep: usize,
     exec: &dyn BandExecutor,
-) -> Vec<Mutex<Scratch>> {
+    memory: &Memory,
+) -> Result<Vec<Mutex<Scratch>>, MemoryError> {
     (0..exec.workers())
-        .map(|_| Mutex::new(Scratch::new(state, nxystep)))
+        .map(|_| Scratch::new_in(state, nxystep, memory).map(Mutex::new))
         .collect()
 }
 
@@ -245,7 +271,7 @@ unsafe impl Sync for SharedPlanes {}
 
 impl SharedPlanes {
     fn new(state: &mut State) -> SharedPlanes {
-        let fields = state.fields_mut();
+        let mut fields = state.fields_mut();
         let len = fields[0].len();
         SharedPlanes {
             ptrs: std::array::from_fn(|v| fields[v].as_mut_ptr()),

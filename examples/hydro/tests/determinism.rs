@@ -73,10 +73,12 @@ fn restart_through_the_command_line() {
     use clap::Parser;
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name).display().to_string();
+    let out = p("out");
     let args = |extra: &[&str]| {
         let mut v = vec![
-            "hydro", "--nx", "24", "--ny", "20", "--dx", "0.05", "--tend", "1e9",
+            "hydro", "--nx", "24", "--ny", "20", "--dx", "0.05", "--tend", "1e9", "--output",
         ];
+        v.push(out.as_str());
         v.extend_from_slice(extra);
         hydro::Cli::try_parse_from(v).unwrap()
     };
@@ -112,4 +114,67 @@ fn restart_through_the_command_line() {
         std::fs::read(&straight).unwrap(),
         std::fs::read(&resumed).unwrap()
     );
+}
+
+#[test]
+fn restart_from_the_checkpoint_directory() {
+    use clap::Parser;
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let out = p("out");
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            "hydro", "--nx", "20", "--ny", "26", "--dx", "0.05", "--tend", "1e9", "--output",
+        ];
+        v.push(out.as_str());
+        v.extend_from_slice(extra);
+        hydro::Cli::try_parse_from(v).unwrap()
+    };
+    let straight = p("straight.dump");
+    let resumed = p("resumed.dump");
+    hydro::run_app(&args(&[
+        "--nstepmax",
+        "11",
+        "--no-analyses",
+        "--dump-final",
+        &straight,
+    ]))
+    .unwrap();
+    // Checkpoints at steps 3 and 6; the run stops at 7.
+    let first = hydro::run_app(&args(&[
+        "--nstepmax",
+        "7",
+        "--checkpoint-every",
+        "3",
+        "--no-analyses",
+        "--workers",
+        "1",
+    ]))
+    .unwrap();
+    let written = &first.drive.outlet.as_ref().unwrap().checkpoints;
+    assert_eq!(written.len(), 2);
+    let summary = hydro::run_app(&args(&[
+        "--restart",
+        "--nstepmax",
+        "11",
+        "--workers",
+        "2",
+        "--nxystep",
+        "3",
+        "--dump-final",
+        &resumed,
+    ]))
+    .unwrap();
+    assert_eq!(summary.restarted_from.as_ref(), Some(&written[1]));
+    assert_eq!(summary.steps, 5);
+    assert_eq!(summary.total_steps, 11);
+    assert_eq!(
+        std::fs::read(&straight).unwrap(),
+        std::fs::read(&resumed).unwrap()
+    );
+    // Restarting when the directory holds no checkpoint is an error.
+    let empty = p("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let err = hydro::run_app(&args(&["--restart", &empty])).unwrap_err();
+    assert!(matches!(err, hydro::AppError::NoCheckpoint(_)), "{err}");
 }

@@ -117,6 +117,9 @@ fn flags_override_the_input_file() {
 fn shipped_input_file_parses() {
     let p = Params::from_input(include_str!("../inputs/blast-500.nml")).unwrap();
     assert_eq!((p.nx, p.ny, p.nstepmax), (500, 500, 100));
+    let main = Params::from_input(include_str!("../inputs/main.nml")).unwrap();
+    assert_eq!((main.nx, main.ny, main.nstepmax), (500, 500, 300));
+    assert!(main.noutput > 0, "the main job runs the analyses");
 }
 
 #[test]

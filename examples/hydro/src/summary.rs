@@ -1,0 +1,171 @@
+//! The end-of-run report: what ran, how fast, what the analyses cost and
+//! where the memory landed.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use mamba::Tier;
+
+use crate::driver::DriveReport;
+use crate::memory::Memory;
+
+/// One pool that served the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolUse {
+    /// Space name (`hbm0`, `dram1`, ...).
+    pub name: String,
+    /// Its tier.
+    pub tier: Tier,
+    /// Largest number of bytes the pool held from its provider.
+    pub high_water: usize,
+    /// Allocations it served.
+    pub allocations: u64,
+}
+
+/// Where the run's buffers came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemoryReport {
+    /// The placement policy ("heap" without mamba).
+    pub policy: String,
+    /// Space and tier of the state planes (`None` on the heap).
+    pub state: Option<(String, Tier)>,
+    /// Space and tier of the record buffers (`None` on the heap or without
+    /// analyses).
+    pub records: Option<(String, Tier)>,
+    /// Pools that served at least one allocation.
+    pub pools: Vec<PoolUse>,
+}
+
+impl MemoryReport {
+    /// The policy and the pools' statistics of `memory`.
+    pub fn new(memory: &Memory) -> MemoryReport {
+        let pools = memory.mamba().map_or_else(Vec::new, |m| {
+            m.stats()
+                .into_iter()
+                .filter(|(_, s)| s.allocations > 0)
+                .map(|(info, s)| PoolUse {
+                    name: info.name.clone(),
+                    tier: info.tier,
+                    high_water: s.high_water,
+                    allocations: s.allocations,
+                })
+                .collect()
+        });
+        MemoryReport {
+            policy: memory.describe(),
+            pools,
+            ..MemoryReport::default()
+        }
+    }
+}
+
+/// Everything a run of the application did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppReport {
+    /// Steps run by this invocation.
+    pub steps: u64,
+    /// Step count at the end (restarts included).
+    pub total_steps: u64,
+    /// Simulated time at the end.
+    pub time: f64,
+    /// Interior cells.
+    pub cells: usize,
+    /// The checkpoint the run resumed from.
+    pub restarted_from: Option<PathBuf>,
+    /// The time loop's timings and the analyses' report.
+    pub drive: DriveReport,
+    /// Where memory landed.
+    pub memory: MemoryReport,
+}
+
+impl AppReport {
+    /// Million cell updates per second of total wall time.
+    pub fn mcells_per_second(&self) -> f64 {
+        self.cells as f64 * self.steps as f64 / self.drive.total_seconds / 1e6
+    }
+
+    /// Million cell updates per second of the solver's own time.
+    pub fn solver_mcells_per_second(&self) -> f64 {
+        self.cells as f64 * self.steps as f64 / self.drive.solver_seconds / 1e6
+    }
+
+    /// Wall time beyond the solver's own, in percent of the latter.
+    pub fn overhead_percent(&self) -> f64 {
+        100.0 * (self.drive.total_seconds - self.drive.solver_seconds) / self.drive.solver_seconds
+    }
+}
+
+fn place(p: &Option<(String, Tier)>) -> String {
+    p.as_ref()
+        .map_or_else(|| "heap".into(), |(name, tier)| format!("{name} ({tier})"))
+}
+
+impl fmt::Display for AppReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = &self.drive;
+        writeln!(
+            f,
+            "steps            {} (this run {})",
+            self.total_steps, self.steps
+        )?;
+        writeln!(f, "final time       {:.6e}", self.time)?;
+        if let Some(path) = &self.restarted_from {
+            writeln!(f, "restarted from   {}", path.display())?;
+        }
+        writeln!(
+            f,
+            "average MC/s     {:.2} (solver alone {:.2})",
+            self.mcells_per_second(),
+            self.solver_mcells_per_second()
+        )?;
+        writeln!(
+            f,
+            "wall time (s)    {:.3} total, {:.3} solver, overhead {:.1}%",
+            d.total_seconds,
+            d.solver_seconds,
+            self.overhead_percent()
+        )?;
+        writeln!(
+            f,
+            "hand-off (s)     {:.3} copying and waiting, {:.3} waiting for a buffer, {:.3} draining",
+            d.handoff_seconds, d.wait_seconds, d.drain_seconds
+        )?;
+        if let Some(o) = &d.outlet {
+            let shares: Vec<String> = o
+                .rendered_steps
+                .iter()
+                .map(|r| r.len().to_string())
+                .collect();
+            writeln!(
+                f,
+                "analyses         {} records, {:.1} MiB streamed, renderers {}, {} checkpoints, {:.3} s busy",
+                o.records,
+                o.bytes as f64 / (1 << 20) as f64,
+                shares.join("+"),
+                o.checkpoints.len(),
+                o.busy_seconds
+            )?;
+        } else {
+            writeln!(f, "analyses         off")?;
+        }
+        let m = &self.memory;
+        writeln!(
+            f,
+            "memory           policy {}: state in {}, records in {}",
+            m.policy,
+            place(&m.state),
+            place(&m.records)
+        )?;
+        for p in &m.pools {
+            writeln!(
+                f,
+                "  pool {:<10} {:<7} high water {:.1} MiB, {} allocations",
+                p.name,
+                p.tier.to_string(),
+                p.high_water as f64 / (1 << 20) as f64,
+                p.allocations
+            )?;
+        }
+        Ok(())
+    }
+}

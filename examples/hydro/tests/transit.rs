@@ -1,0 +1,231 @@
+//! In-transit analyses: every record reaches the statistics exactly once and
+//! exactly one renderer, the CSV matches the final state, the images decode,
+//! and the analyses do not change the result.
+
+mod common;
+
+use std::path::Path;
+
+use hydro::analysis::colormap::colormap;
+use hydro::analysis::render::{colorbar_x, COLORBAR_WIDTH};
+use hydro::analysis::{density_png, fields_vtk, STATS_CSV, STATS_PNG};
+use hydro::dump::Dump;
+use hydro::{AppReport, Cli};
+
+const NX: usize = 32;
+const NY: usize = 24;
+const DX: f64 = 0.03;
+
+fn run(out: &Path, extra: &[&str]) -> AppReport {
+    use clap::Parser;
+    let out = out.display().to_string();
+    let (nx, ny, dx) = (NX.to_string(), NY.to_string(), DX.to_string());
+    let mut args = vec![
+        "hydro",
+        "--nx",
+        &nx,
+        "--ny",
+        &ny,
+        "--dx",
+        &dx,
+        "--tend",
+        "1e9",
+        "--courant-factor",
+        "0.8",
+        "--slope-type",
+        "2",
+        "--nxystep",
+        "5",
+        "--output",
+        &out,
+    ];
+    args.extend_from_slice(extra);
+    hydro::run_app(&Cli::try_parse_from(args).unwrap()).unwrap()
+}
+
+/// [`run`] for 12 steps on 2 workers.
+fn run12(out: &Path, extra: &[&str]) -> AppReport {
+    let mut args = vec!["--nstepmax", "12", "--workers", "2"];
+    args.extend_from_slice(extra);
+    run(out, &args)
+}
+
+/// The PNG at `path`: width, height and RGB bytes.
+fn decode(path: &Path) -> (usize, usize, Vec<u8>) {
+    let decoder = png::Decoder::new(std::fs::File::open(path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    buf.truncate(info.buffer_size());
+    (info.width as usize, info.height as usize, buf)
+}
+
+#[test]
+fn every_record_reaches_the_statistics_and_one_renderer() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("final.dump");
+    let dump_arg = dump.display().to_string();
+    let report = run12(
+        dir.path(),
+        &[
+            "--noutput",
+            "3",
+            "--renderers",
+            "3",
+            "--ring",
+            "2",
+            "--vtk",
+            "--dump-final",
+            &dump_arg,
+        ],
+    );
+    let expected: Vec<u64> = vec![0, 3, 6, 9, 12];
+    let outlet = report.drive.outlet.as_ref().unwrap();
+    assert_eq!(outlet.records, expected.len() as u64);
+    assert_eq!(outlet.bytes, (expected.len() * 4 * NX * NY * 8) as u64);
+    assert_eq!(outlet.stats_steps, expected);
+    assert_eq!(outlet.rendered_steps.len(), 3);
+    let mut rendered: Vec<u64> = outlet.rendered_steps.iter().flatten().copied().collect();
+    rendered.sort_unstable();
+    assert_eq!(rendered, expected, "each record to exactly one renderer");
+    let shares: Vec<usize> = outlet.rendered_steps.iter().map(Vec::len).collect();
+    assert_eq!(shares, [2, 2, 1], "round-robin shares");
+    for step in &expected {
+        assert!(dir.path().join(density_png(*step)).is_file());
+        let vtk = std::fs::read(dir.path().join(fields_vtk(*step))).unwrap();
+        assert!(vtk.starts_with(b"# vtk DataFile Version 3.0\n"));
+        let title = format!("hydro step {step} ");
+        assert!(vtk[27..].starts_with(title.as_bytes()));
+        assert!(
+            vtk.windows(10).any(|w| w == b"rho[M/L^2]"),
+            "units in the title"
+        );
+        assert!(vtk.len() > 4 * NX * NY * 8);
+    }
+
+    // The CSV: a header and a row per record; the last row's integrals are
+    // those of the final state.
+    let csv = std::fs::read_to_string(dir.path().join(STATS_CSV)).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(&header[..4], ["step", "time", "mass", "energy"]);
+    assert_eq!(header.last(), Some(&"shock_radius"));
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), expected.len());
+    let last = rows.last().unwrap();
+    let final_state = Dump::read(&dump).unwrap();
+    assert_eq!(last[0], 12.0);
+    assert_eq!(last[1].to_bits(), final_state.header.t.to_bits());
+    let total = |plane: &[f64]| {
+        plane
+            .chunks_exact(NX)
+            .map(|r| r.iter().sum::<f64>())
+            .sum::<f64>()
+            * (DX * DX)
+    };
+    assert_eq!(last[2].to_bits(), total(&final_state.planes[0]).to_bits());
+    assert_eq!(last[3].to_bits(), total(&final_state.planes[3]).to_bits());
+    let max_rho = final_state.planes[0]
+        .iter()
+        .cloned()
+        .fold(f64::MIN, f64::max);
+    let max_col = header.iter().position(|h| *h == "max_rho").unwrap();
+    assert_eq!(last[max_col], max_rho);
+    // The blast's density peak moves outwards.
+    let radius = |r: &Vec<f64>| r[header.len() - 1];
+    assert_eq!(radius(&rows[0]), 0.0);
+    assert!(
+        radius(last) > radius(&rows[1]),
+        "{} {}",
+        radius(last),
+        radius(&rows[1])
+    );
+
+    // The images decode, with the expected sizes and colour bar.
+    let (w, h, _) = decode(&dir.path().join(STATS_PNG));
+    assert!(w > 100 && h > 100);
+    let (w, h, px) = decode(&dir.path().join(density_png(12)));
+    assert_eq!((w, h), (colorbar_x(NX) + COLORBAR_WIDTH, NY));
+    let pixel = |x: usize, y: usize| {
+        [
+            px[3 * (y * w + x)],
+            px[3 * (y * w + x) + 1],
+            px[3 * (y * w + x) + 2],
+        ]
+    };
+    let bar = colorbar_x(NX) + COLORBAR_WIDTH / 2;
+    for y in 0..h {
+        assert_eq!(
+            pixel(bar, y),
+            colormap(1.0 - y as f64 / (h - 1) as f64),
+            "bar row {y}"
+        );
+    }
+    assert_eq!(pixel(bar, 0), colormap(1.0));
+    assert_eq!(pixel(bar, h - 1), colormap(0.0));
+}
+
+#[test]
+fn analyses_do_not_change_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = dir.path().join("with.dump").display().to_string();
+    let without = dir.path().join("without.dump").display().to_string();
+    let on = run12(
+        &dir.path().join("on"),
+        &["--noutput", "2", "--dump-final", &with],
+    );
+    let off = run12(
+        &dir.path().join("off"),
+        &["--no-analyses", "--dump-final", &without],
+    );
+    assert!(on.drive.outlet.is_some());
+    assert!(off.drive.outlet.is_none());
+    assert!(
+        !dir.path().join("off").exists(),
+        "no analyses, no output files"
+    );
+    assert_eq!(
+        std::fs::read(with).unwrap(),
+        std::fs::read(without).unwrap()
+    );
+}
+
+#[test]
+fn a_restart_keeps_the_statistics_up_to_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = run(
+        dir.path(),
+        &[
+            "--nstepmax",
+            "7",
+            "--noutput",
+            "2",
+            "--checkpoint-every",
+            "3",
+        ],
+    );
+    assert_eq!(first.drive.outlet.unwrap().stats_steps, [0, 2, 4, 6, 7]);
+    let resumed = run(
+        dir.path(),
+        &[
+            "--restart",
+            "--nstepmax",
+            "10",
+            "--noutput",
+            "2",
+            "--workers",
+            "1",
+        ],
+    );
+    assert_eq!(resumed.drive.outlet.unwrap().stats_steps, [8, 10]);
+    let csv = std::fs::read_to_string(dir.path().join(STATS_CSV)).unwrap();
+    let steps: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(steps, ["0", "2", "4", "6", "8", "10"]);
+}
