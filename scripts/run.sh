@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The main job: prints this node's memory tiers and runs a short allocation
-# demo on them. Arguments go to the `mamba` tool (e.g. `tiers --json`, or
-# `--topology mamba/tests/data/xeon-max-2s.xml demo` for a simulated node).
+# The main job: prints this node's memory tiers, then runs the hydro example
+# on them (a 500x500 point blast with its in-transit analyses, output in
+# hydro-out/). Arguments go to `hydro` (see `hydro --help`), e.g.
+#   bash scripts/run.sh --memory hbm,dram --topology mamba/tests/data/xeon-max-2s.xml
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-if [ $# -eq 0 ]; then set -- demo; fi
-cargo run --release --locked -q -p mamba --bin mamba -- "$@"
+cargo build --release --locked -q -p mamba --bin mamba -p hydro --bin hydro
+./target/release/mamba tiers
+echo
+./target/release/hydro "$@"
