@@ -9,9 +9,10 @@ use crate::analysis::{AnalysisOptions, ChannelOutlet};
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::checkpoint_dir::newest_checkpoint;
 use crate::cli::Cli;
+use crate::cli::ExecutorKind;
 use crate::driver::{drive, DriveError, Transit};
 use crate::dump::{Dump, DumpError};
-use crate::exec::ScopedThreads;
+use crate::exec::{Executor, NumaBands, ScopedThreads};
 use crate::memory::{Memory, MemoryError};
 use crate::outlet::OutletError;
 use crate::params::ParamError;
@@ -19,6 +20,7 @@ use crate::progress::Progress;
 use crate::record::RecordRing;
 use crate::solver::{SetupError, Solver};
 use crate::summary::{AppReport, MemoryReport};
+use mamba::affinity::{AffinityError, Locality};
 
 /// Any failure of a run.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +46,9 @@ pub enum AppError {
     /// The time loop or the analyses failed.
     #[error(transparent)]
     Drive(#[from] DriveError),
+    /// The worker pool could not start.
+    #[error("worker pool: {0}")]
+    Affinity(#[from] AffinityError),
     /// The analyses could not start.
     #[error(transparent)]
     Outlet(#[from] OutletError),
@@ -52,8 +57,8 @@ pub enum AppError {
     Dump(#[from] DumpError),
 }
 
-/// mamba as the command line configures it, with the `--memory` policy.
-fn open_memory(cli: &Cli) -> Result<Memory, AppError> {
+/// mamba's configuration as the command line gives it.
+fn mamba_config(cli: &Cli) -> Result<Config, AppError> {
     let mut config = match &cli.mamba_config {
         Some(path) => Config::from_file(path)?,
         None => Config::from_env()?,
@@ -61,8 +66,22 @@ fn open_memory(cli: &Cli) -> Result<Memory, AppError> {
     if let Some(path) = &cli.topology {
         config.topology = Some(path.clone());
     }
-    let mamba = Arc::new(Mamba::discover(&config)?);
+    Ok(config)
+}
+
+/// mamba on the configured node, with the `--memory` policy.
+fn open_memory(cli: &Cli, config: &Config) -> Result<Memory, AppError> {
+    let mamba = Arc::new(Mamba::discover(config)?);
     Ok(Memory::pooled(mamba, cli.memory.0.clone())?)
+}
+
+/// The band executor `--executor` names, over the configured node.
+fn executor(cli: &Cli, config: &Config) -> Result<Executor, AppError> {
+    let workers = cli.worker_count();
+    Ok(match cli.executor {
+        ExecutorKind::Numa => Executor::Numa(NumaBands::new(&Locality::load(config)?, workers)?),
+        ExecutorKind::Threads => Executor::Threads(ScopedThreads::new(workers)),
+    })
 }
 
 /// The checkpoint `--restart` names: a file, the newest in a directory, or
@@ -80,9 +99,10 @@ fn checkpoint_to_resume(named: Option<&Path>, output: &Path) -> Result<PathBuf, 
 /// with the analyses in transit, then the optional final checkpoint and
 /// dump.
 pub fn run_app(cli: &Cli) -> Result<AppReport, AppError> {
-    let memory = open_memory(cli)?;
+    let config = mamba_config(cli)?;
+    let memory = open_memory(cli, &config)?;
     let workers = cli.worker_count();
-    let exec = ScopedThreads::new(workers);
+    let exec = executor(cli, &config)?;
     let (mut solver, restarted_from) = match &cli.restart {
         Some(named) => {
             let path = checkpoint_to_resume(named.as_deref(), &cli.output)?;

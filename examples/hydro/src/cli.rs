@@ -2,7 +2,16 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+
+/// What runs the bands of work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExecutorKind {
+    /// mamba's NUMA-aware worker pool.
+    Numa,
+    /// Plain scoped threads.
+    Threads,
+}
 
 use crate::memory::MemoryPolicy;
 use crate::params::{Boundary, Limiter, ParamError, Params, TestCase};
@@ -65,6 +74,10 @@ pub struct Cli {
     /// Worker threads (0: one per available core).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
+    /// What runs the bands: mamba's NUMA-aware pool (pinned workers, one
+    /// group per NUMA domain) or plain threads.
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Numa)]
+    pub executor: ExecutorKind,
     /// Resume from a checkpoint (its parameters, overridden by the input
     /// file and the flags): this file, the newest checkpoint in this
     /// directory, or without a value the newest in the output directory.

@@ -54,7 +54,7 @@ pub use app::{run_app, AppError};
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use cli::Cli;
 pub use dump::{Dump, DumpError};
-pub use exec::{BandExecutor, ScopedThreads};
+pub use exec::{BandExecutor, Executor, NumaBands, ScopedThreads};
 pub use memory::{Buffer, Memory, MemoryError, MemoryPolicy};
 pub use params::{Boundary, Limiter, ParamError, Params, TestCase};
 pub use solver::{RunSummary, SetupError, Solver, SolverError};

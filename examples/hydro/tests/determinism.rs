@@ -178,3 +178,20 @@ fn restart_from_the_checkpoint_directory() {
     let err = hydro::run_app(&args(&["--restart", &empty])).unwrap_err();
     assert!(matches!(err, hydro::AppError::NoCheckpoint(_)), "{err}");
 }
+
+#[test]
+fn the_numa_pool_gives_the_same_bits_as_plain_threads() {
+    let params = Params {
+        nxystep: 4,
+        ..common::blast(33, 20)
+    };
+    let threads = common::run(params.clone(), 2);
+    let locality = mamba::affinity::Locality::load(&mamba::Config::default()).unwrap();
+    let exec = hydro::NumaBands::new(&locality, 2).unwrap();
+    let mut numa = Solver::new(params, exec).unwrap();
+    numa.run().unwrap();
+    assert_eq!(
+        bits(&common::planes(threads.state())),
+        bits(&common::planes(numa.state()))
+    );
+}
