@@ -127,6 +127,12 @@ pub enum Error {
     /// The configuration is invalid.
     #[error("configuration: {0}")]
     Config(String),
+    /// A layout or a layout-converting copy is invalid.
+    #[error("layout: {0}")]
+    Layout(#[from] mamba_transforms::Error),
+    /// An asynchronous copy's worker went away before finishing.
+    #[error("the asynchronous copy was lost: {0}")]
+    CopyLost(String),
 }
 
 impl Error {

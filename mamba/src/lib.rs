@@ -14,6 +14,8 @@
 //! | pools | [`pool`] | size classes, thread caches, best-fit arena, trim, statistics |
 //! | allocator | [`Mamba`], [`Policy`] | placement by policy with fallback |
 //! | locality | [`placement`] | where pages are, moving them |
+//! | arrays | [`array`], [`copy`] | n-d arrays in any space, tiles, layout-converting copies |
+//! | affinity | [`affinity`] | pinning, NUMA-aware worker pool, move task or data |
 //!
 //! ```
 //! use mamba::{Config, Mamba, Policy, Tier};
@@ -35,7 +37,9 @@
 pub mod affinity;
 pub mod allocation;
 pub mod allocator;
+pub mod array;
 pub mod config;
+pub mod copy;
 pub mod error;
 pub mod placement;
 pub mod policy;
@@ -47,7 +51,9 @@ pub mod topology;
 
 pub use allocation::{Allocation, RawAllocation};
 pub use allocator::{Mamba, Placement};
+pub use array::{Array, ArrayView, Tiles};
 pub use config::{ByteSize, Config};
+pub use copy::{copy_array, copy_async, CopyHandle};
 pub use error::{Error, Result};
 pub use placement::{locate, PageLocation};
 pub use policy::{Criterion, Near, Policy, Rule, Target};
