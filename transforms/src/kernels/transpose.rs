@@ -1,0 +1,588 @@
+//! Two-dimensional transpose: register-blocked micro-tiles (8x8 elements
+//! for 8-byte elements, 8x16 for 4-byte, 4x4 for 16-byte, ...) marched in
+//! bands and strips, with non-temporal stores for copies larger than the
+//! last-level cache.
+//!
+//! The problem: element `(ia, ib)` is read at `src + ia * E + ib * sb` (rows
+//! of the source run along `a`) and written at `dst + ia * da + ib * E`
+//! (rows of the destination run along `b`).
+
+use std::mem::size_of;
+use std::ptr;
+
+use bytemuck::Pod;
+
+use super::stream::stream_copy;
+
+/// Strides and extents of one transpose.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Transpose {
+    /// Element size in bytes.
+    pub elem: usize,
+    /// Extent along `a` (contiguous in the source).
+    pub na: usize,
+    /// Extent along `b` (contiguous in the destination).
+    pub nb: usize,
+    /// Source byte stride along `b`.
+    pub sb: isize,
+    /// Destination byte stride along `a`.
+    pub da: isize,
+}
+
+/// Runs the transpose `t`.
+///
+/// # Safety
+/// Every element `(ia, ib)` with `ia < na`, `ib < nb` must be readable at
+/// its source address and writable at its destination address, and the
+/// destination elements must not overlap each other or the source.
+pub(crate) unsafe fn transpose(t: Transpose, src: *const u8, dst: *mut u8, nt: bool) {
+    // SAFETY: (all arms) forwarded from the caller; each arm's element type
+    // has size `t.elem`.
+    unsafe {
+        match t.elem {
+            1 => blocked::<u8, 64, 8>(t, src, dst, nt, micro::<u8, 64, 8>),
+            2 => blocked::<u16, 32, 8>(t, src, dst, nt, micro::<u16, 32, 8>),
+            4 => blocked::<u32, 8, 16>(t, src, dst, nt, simd::micro_4()),
+            8 => blocked::<u64, 8, 8>(t, src, dst, nt, simd::micro_8()),
+            16 => blocked::<[u64; 2], 4, 4>(t, src, dst, nt, simd::MICRO_16),
+            _ => generic(t, src, dst),
+        }
+    }
+}
+
+/// A micro-tile kernel: `(src, sb, dst, da, nt)`, see [`micro`].
+type Micro = unsafe fn(*const u8, isize, *mut u8, isize, bool);
+
+/// Destination rows per strip of the blocked transpose.
+const STRIP: usize = 1024;
+
+/// How far ahead along its row a source line is prefetched, in bytes.
+const PREFETCH: usize = 256;
+
+/// Number of leading indices to skip so that rows of stride `stride`
+/// starting at `addr` begin on a cache line (0 when the rows do not share an
+/// alignment or the element size does not divide the gap).
+fn line_head(addr: usize, stride: isize, elem: usize, n: usize) -> usize {
+    if stride % 64 != 0 || addr % elem != 0 {
+        return 0;
+    }
+    let gap = (64 - addr % 64) % 64;
+    if gap % elem != 0 {
+        return 0;
+    }
+    (gap / elem).min(n)
+}
+
+/// Register-blocked transpose for `T` of `t.elem` bytes and micro-tiles of
+/// `MA x MB` elements transposed by `kernel`. With rows a power of two
+/// apart, lines of neighbouring rows collide in the same cache sets, and
+/// streaming stores combine only a few lines at a time, so the micro-tiles
+/// are shaped to use whole cache lines: 8-byte elements read and write
+/// whole lines, 4-byte elements write whole lines and read each source line
+/// in two neighbouring micro-tiles.
+///
+/// # Safety
+/// As for [`transpose`]; `kernel` must be a micro-tile kernel for `MA x MB`
+/// elements of `size_of::<T>()` bytes.
+unsafe fn blocked<T: Pod, const MA: usize, const MB: usize>(
+    t: Transpose,
+    src: *const u8,
+    dst: *mut u8,
+    nt: bool,
+    kernel: Micro,
+) {
+    let e = size_of::<T>();
+    let ha = line_head(src as usize, t.sb, e, t.na);
+    let hb = line_head(dst as usize, t.da, e, t.nb);
+    let a_end = ha + (t.na - ha) / MA * MA;
+    let b_end = hb + (t.nb - hb) / MB * MB;
+    // Strips of `STRIP` destination rows; inside a strip, bands of `band`
+    // source rows marched along `a`. A band's rows are read as sequential
+    // streams (prefetched `PREFETCH` bytes ahead), each destination row
+    // receives one or more whole cache lines per step, and a strip touches
+    // few enough pages to stay in the TLB when rows are pages apart.
+    let band = (64 / e).max(32);
+    let pf = PREFETCH / e;
+    for a0 in (ha..a_end).step_by(STRIP) {
+        let a1 = (a0 + STRIP).min(a_end);
+        for b0 in (hb..b_end).step_by(band) {
+            let b1 = (b0 + band).min(b_end);
+            for aa in (a0..a1).step_by(MA) {
+                for bb in (b0..b1).step_by(MB) {
+                    for r in 0..MB {
+                        let row = src.wrapping_offset((bb + r) as isize * t.sb);
+                        simd::prefetch(row.wrapping_add((aa + pf) * e));
+                    }
+                    // SAFETY: the micro-tile `aa..aa+MA` x `bb..bb+MB` lies in
+                    // the `na x nb` problem, whose elements the caller
+                    // guarantees.
+                    unsafe {
+                        kernel(
+                            src.offset(bb as isize * t.sb).add(aa * e),
+                            t.sb,
+                            dst.offset(aa as isize * t.da).add(bb * e),
+                            t.da,
+                            nt,
+                        )
+                    };
+                }
+            }
+        }
+    }
+    // The borders left by alignment and by extents not multiple of the
+    // micro-tile.
+    // SAFETY: (all four) sub-ranges of the problem.
+    unsafe {
+        scalar::<T>(t, src, dst, 0..ha, 0..t.nb);
+        scalar::<T>(t, src, dst, a_end..t.na, 0..t.nb);
+        scalar::<T>(t, src, dst, ha..a_end, 0..hb);
+        scalar::<T>(t, src, dst, ha..a_end, b_end..t.nb);
+    }
+}
+
+/// Transposes one micro-tile through registers: `MB` source rows of `MA`
+/// elements loaded whole, `MA` destination rows of `MB` elements stored
+/// whole (portable version).
+///
+/// # Safety
+/// The elements at `src + r * sb + c * E` must be readable and those at
+/// `dst + c * da + r * E` writable, without overlap, for `r < MB`, `c < MA`.
+unsafe fn micro<T: Pod, const MA: usize, const MB: usize>(
+    src: *const u8,
+    sb: isize,
+    dst: *mut u8,
+    da: isize,
+    nt: bool,
+) {
+    let mut tile = [[T::zeroed(); MA]; MB];
+    for (r, row) in tile.iter_mut().enumerate() {
+        // SAFETY: row `r` of the micro-tile is MA readable elements.
+        *row = unsafe { ptr::read_unaligned(src.offset(r as isize * sb) as *const [T; MA]) };
+    }
+    for c in 0..MA {
+        let mut out = [T::zeroed(); MB];
+        for (o, row) in out.iter_mut().zip(&tile) {
+            *o = row[c];
+        }
+        // SAFETY: destination row `c` of the micro-tile is MB writable
+        // elements; `out` is a local.
+        unsafe {
+            let d = dst.offset(c as isize * da);
+            if nt {
+                stream_copy(d, out.as_ptr() as *const u8, size_of::<[T; MB]>());
+            } else {
+                ptr::write_unaligned(d as *mut [T; MB], out);
+            }
+        }
+    }
+}
+
+/// Element-by-element transpose of the sub-rectangle `ar x br`.
+///
+/// # Safety
+/// The sub-rectangle must lie in the problem of [`transpose`].
+unsafe fn scalar<T: Pod>(
+    t: Transpose,
+    src: *const u8,
+    dst: *mut u8,
+    ar: std::ops::Range<usize>,
+    br: std::ops::Range<usize>,
+) {
+    let e = size_of::<T>();
+    for ib in br {
+        for ia in ar.clone() {
+            // SAFETY: `(ia, ib)` is an element of the problem.
+            unsafe {
+                let v = ptr::read_unaligned(src.offset(ib as isize * t.sb).add(ia * e) as *const T);
+                ptr::write_unaligned(dst.offset(ia as isize * t.da).add(ib * e) as *mut T, v);
+            }
+        }
+    }
+}
+
+/// Cache-blocked transpose for element sizes without a specialisation.
+///
+/// # Safety
+/// As for [`transpose`].
+unsafe fn generic(t: Transpose, src: *const u8, dst: *mut u8) {
+    const B: usize = 16;
+    let e = t.elem;
+    for b0 in (0..t.nb).step_by(B) {
+        for a0 in (0..t.na).step_by(B) {
+            for ib in b0..(b0 + B).min(t.nb) {
+                for ia in a0..(a0 + B).min(t.na) {
+                    // SAFETY: `(ia, ib)` is an element of the problem.
+                    unsafe {
+                        ptr::copy_nonoverlapping(
+                            src.offset(ib as isize * t.sb).add(ia * e),
+                            dst.offset(ia as isize * t.da).add(ib * e),
+                            e,
+                        )
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Micro-tile kernels with SSE2 shuffles (part of the x86_64 baseline):
+/// values go from source rows to destination rows in registers, and
+/// streaming stores need no staging buffer.
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use std::arch::x86_64::{
+        __m128i, _mm_loadu_si128, _mm_storeu_si128, _mm_unpackhi_epi32, _mm_unpackhi_epi64,
+        _mm_unpacklo_epi32, _mm_unpacklo_epi64,
+    };
+
+    use super::Micro;
+
+    /// The best 4-byte micro-kernel this processor runs.
+    pub(super) fn micro_4() -> Micro {
+        #[cfg(not(miri))]
+        if std::arch::is_x86_feature_detected!("avx") {
+            return micro_4_avx;
+        }
+        micro_4_sse2
+    }
+
+    /// Hints that the line at `p` will be read soon.
+    #[inline(always)]
+    pub(super) fn prefetch(p: *const u8) {
+        // SAFETY: a prefetch never faults, whatever the address.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+        };
+    }
+
+    /// The best 8-byte micro-kernel this processor runs.
+    pub(super) fn micro_8() -> Micro {
+        #[cfg(not(miri))]
+        if std::arch::is_x86_feature_detected!("avx") {
+            return micro_8_avx;
+        }
+        micro_8_sse2
+    }
+    pub(super) const MICRO_16: Micro = micro_16;
+
+    /// Loads 16 bytes.
+    ///
+    /// # Safety
+    /// `p` must be readable for 16 bytes.
+    #[inline(always)]
+    unsafe fn load(p: *const u8) -> __m128i {
+        // SAFETY: forwarded; the load is unaligned.
+        unsafe { _mm_loadu_si128(p as *const __m128i) }
+    }
+
+    /// Stores 16 bytes, streaming when `nt` (then `p` is 16-byte aligned
+    /// whenever the destination rows and their start are).
+    ///
+    /// # Safety
+    /// `p` must be writable for 16 bytes.
+    #[inline(always)]
+    unsafe fn store(p: *mut u8, v: __m128i, nt: bool) {
+        #[cfg(not(miri))]
+        if nt && (p as usize) % 16 == 0 {
+            // SAFETY: writable (caller) and aligned (checked).
+            unsafe { std::arch::x86_64::_mm_stream_si128(p as *mut __m128i, v) };
+            return;
+        }
+        let _ = nt;
+        // SAFETY: writable (caller); the store is unaligned.
+        unsafe { _mm_storeu_si128(p as *mut __m128i, v) };
+    }
+
+    /// 8x8 tile of 8-byte elements as 2x2 blocks; each pair of destination
+    /// rows is completed before the next.
+    ///
+    /// # Safety
+    /// As for [`super::micro`] with 8-byte elements and `MA = MB = 8`.
+    pub(super) unsafe fn micro_8_sse2(
+        src: *const u8,
+        sb: isize,
+        dst: *mut u8,
+        da: isize,
+        nt: bool,
+    ) {
+        for c in (0..8).step_by(2) {
+            for r in (0..8).step_by(2) {
+                // SAFETY: rows `r, r + 1`, columns `c, c + 1` of the source
+                // tile and rows `c, c + 1`, columns `r, r + 1` of the
+                // destination tile are inside the tile.
+                unsafe {
+                    let x = load(src.offset(r as isize * sb).add(c * 8));
+                    let y = load(src.offset((r + 1) as isize * sb).add(c * 8));
+                    let d = dst.offset(c as isize * da).add(r * 8);
+                    store(d, _mm_unpacklo_epi64(x, y), nt);
+                    store(d.offset(da), _mm_unpackhi_epi64(x, y), nt);
+                }
+            }
+        }
+    }
+
+    /// 8x8 tile of 8-byte elements as four 4x4 blocks in 256-bit AVX
+    /// registers; each destination row receives its whole cache line before
+    /// the next quadrant. The `pd` instructions only move bits.
+    ///
+    /// # Safety
+    /// As for [`super::micro`] with 8-byte elements and `MA = MB = 8`, on a
+    /// processor with AVX.
+    #[cfg(not(miri))]
+    #[target_feature(enable = "avx")]
+    pub(super) unsafe fn micro_8_avx(src: *const u8, sb: isize, dst: *mut u8, da: isize, nt: bool) {
+        use std::arch::x86_64::{
+            __m256d, _mm256_loadu_pd, _mm256_permute2f128_pd, _mm256_storeu_pd, _mm256_stream_pd,
+            _mm256_unpackhi_pd, _mm256_unpacklo_pd,
+        };
+        for cq in [0usize, 4] {
+            for rq in [0usize, 4] {
+                // SAFETY: the 4x4 quadrant at rows `rq..rq + 4`, columns
+                // `cq..cq + 4` (source) and its mirror (destination) are
+                // inside the tile; streaming stores are used only on
+                // 32-byte aligned addresses.
+                unsafe {
+                    let s = src.offset(rq as isize * sb).add(cq * 8);
+                    let r0 = _mm256_loadu_pd(s as *const f64);
+                    let r1 = _mm256_loadu_pd(s.offset(sb) as *const f64);
+                    let r2 = _mm256_loadu_pd(s.offset(2 * sb) as *const f64);
+                    let r3 = _mm256_loadu_pd(s.offset(3 * sb) as *const f64);
+                    let t0 = _mm256_unpacklo_pd(r0, r1);
+                    let t1 = _mm256_unpackhi_pd(r0, r1);
+                    let t2 = _mm256_unpacklo_pd(r2, r3);
+                    let t3 = _mm256_unpackhi_pd(r2, r3);
+                    let out: [__m256d; 4] = [
+                        _mm256_permute2f128_pd::<0x20>(t0, t2),
+                        _mm256_permute2f128_pd::<0x20>(t1, t3),
+                        _mm256_permute2f128_pd::<0x31>(t0, t2),
+                        _mm256_permute2f128_pd::<0x31>(t1, t3),
+                    ];
+                    let d = dst.offset(cq as isize * da).add(rq * 8);
+                    for (k, v) in out.into_iter().enumerate() {
+                        let p = d.offset(k as isize * da) as *mut f64;
+                        if nt && (p as usize) % 32 == 0 {
+                            _mm256_stream_pd(p, v);
+                        } else {
+                            _mm256_storeu_pd(p, v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// 8x16 tile of 4-byte elements as two 8x8 blocks in 256-bit AVX
+    /// registers: each destination row gets its whole cache line at once.
+    ///
+    /// # Safety
+    /// As for [`super::micro`] with 4-byte elements, `MA = 8`, `MB = 16`, on
+    /// a processor with AVX.
+    #[cfg(not(miri))]
+    #[target_feature(enable = "avx")]
+    pub(super) unsafe fn micro_4_avx(src: *const u8, sb: isize, dst: *mut u8, da: isize, nt: bool) {
+        // SAFETY: the two 8x8 blocks at rows `0..8` and `8..16`, columns
+        // `0..8` (source) and their mirrors (destination) are inside the
+        // tile.
+        unsafe {
+            let top = transpose_8x8_ps(load_8x8_ps(src, sb));
+            let bottom = transpose_8x8_ps(load_8x8_ps(src.offset(8 * sb), sb));
+            for (k, (a, b)) in top.into_iter().zip(bottom).enumerate() {
+                let d = dst.offset(k as isize * da);
+                store_256(d, a, nt);
+                store_256(d.add(32), b, nt);
+            }
+        }
+    }
+
+    /// Loads the 8x8 block of 4-byte elements at `src`, rows `sb` bytes
+    /// apart.
+    ///
+    /// # Safety
+    /// The block must be readable; the processor must have AVX.
+    #[cfg(not(miri))]
+    #[target_feature(enable = "avx")]
+    #[inline]
+    unsafe fn load_8x8_ps(src: *const u8, sb: isize) -> [std::arch::x86_64::__m256; 8] {
+        // SAFETY: the eight rows of 32 bytes are readable (caller).
+        std::array::from_fn(|k| unsafe {
+            std::arch::x86_64::_mm256_loadu_ps(src.offset(k as isize * sb) as *const f32)
+        })
+    }
+
+    /// Stores 32 bytes, streaming when `nt` and `p` is 32-byte aligned.
+    ///
+    /// # Safety
+    /// `p` must be writable for 32 bytes; the processor must have AVX.
+    #[cfg(not(miri))]
+    #[target_feature(enable = "avx")]
+    #[inline]
+    unsafe fn store_256(p: *mut u8, v: std::arch::x86_64::__m256, nt: bool) {
+        use std::arch::x86_64::{_mm256_storeu_ps, _mm256_stream_ps};
+        // SAFETY: writable (caller); the stream store only when aligned.
+        unsafe {
+            if nt && (p as usize) % 32 == 0 {
+                _mm256_stream_ps(p as *mut f32, v);
+            } else {
+                _mm256_storeu_ps(p as *mut f32, v);
+            }
+        }
+    }
+
+    /// Transposes the 8x8 block of 4-byte elements whose rows are `r`.
+    #[cfg(not(miri))]
+    #[target_feature(enable = "avx")]
+    #[inline]
+    fn transpose_8x8_ps(r: [std::arch::x86_64::__m256; 8]) -> [std::arch::x86_64::__m256; 8] {
+        use std::arch::x86_64::{
+            _mm256_permute2f128_ps, _mm256_shuffle_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
+        };
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ]
+    }
+
+    /// 8x16 tile of 4-byte elements as eight 4x4 blocks; each destination
+    /// row is completed before the next.
+    ///
+    /// # Safety
+    /// As for [`super::micro`] with 4-byte elements, `MA = 8`, `MB = 16`.
+    pub(super) unsafe fn micro_4_sse2(
+        src: *const u8,
+        sb: isize,
+        dst: *mut u8,
+        da: isize,
+        nt: bool,
+    ) {
+        for c in (0..8).step_by(4) {
+            for r in (0..16).step_by(4) {
+                // SAFETY: the 4x4 block at rows `r..r + 4`, columns
+                // `c..c + 4` (source) and its mirror (destination) are
+                // inside the tile.
+                unsafe {
+                    let row = |k: usize| load(src.offset((r + k) as isize * sb).add(c * 4));
+                    let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+                    let t0 = _mm_unpacklo_epi32(r0, r1);
+                    let t1 = _mm_unpacklo_epi32(r2, r3);
+                    let t2 = _mm_unpackhi_epi32(r0, r1);
+                    let t3 = _mm_unpackhi_epi32(r2, r3);
+                    let d = dst.offset(c as isize * da).add(r * 4);
+                    store(d, _mm_unpacklo_epi64(t0, t1), nt);
+                    store(d.offset(da), _mm_unpackhi_epi64(t0, t1), nt);
+                    store(d.offset(2 * da), _mm_unpacklo_epi64(t2, t3), nt);
+                    store(d.offset(3 * da), _mm_unpackhi_epi64(t2, t3), nt);
+                }
+            }
+        }
+    }
+
+    /// 4x4 tile of 16-byte elements: one register per element.
+    ///
+    /// # Safety
+    /// As for [`super::micro`] with 16-byte elements and `MA = MB = 4`.
+    unsafe fn micro_16(src: *const u8, sb: isize, dst: *mut u8, da: isize, nt: bool) {
+        for c in 0..4 {
+            for r in 0..4 {
+                // SAFETY: element `(r, c)` of the tile.
+                unsafe {
+                    let v = load(src.offset(r as isize * sb).add(c * 16));
+                    store(dst.offset(c as isize * da).add(r * 16), v, nt);
+                }
+            }
+        }
+    }
+}
+
+/// Portable micro-tile kernels for other targets.
+#[cfg(not(target_arch = "x86_64"))]
+mod simd {
+    use super::{micro, Micro};
+
+    /// No prefetch hint on this target.
+    pub(super) fn prefetch(_: *const u8) {}
+
+    /// The 4-byte micro-kernel.
+    pub(super) fn micro_4() -> Micro {
+        micro::<u32, 8, 16>
+    }
+
+    /// The 8-byte micro-kernel.
+    pub(super) fn micro_8() -> Micro {
+        micro::<u64, 8, 8>
+    }
+    pub(super) const MICRO_16: Micro = micro::<[u64; 2], 4, 4>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::stream;
+
+    /// Runs `kernel` on an `ma x mb` tile of `e`-byte elements with padded
+    /// rows, at a 32-byte aligned and at an unaligned destination, and
+    /// compares with the portable kernel.
+    fn check(kernel: Micro, reference: Micro, e: usize, ma: usize, mb: usize) {
+        let (sb, da) = ((ma + 3) * e, (mb + 5) * e);
+        let src: Vec<u8> = (0..mb * sb).map(|i| (i * 7 + 1) as u8).collect();
+        for shift in [0, 8] {
+            for nt in [false, true] {
+                let mut want = vec![0u8; ma * da + 64];
+                let mut got = want.clone();
+                let base = want.as_ptr().align_offset(32) + shift;
+                // SAFETY: the tile fits in both buffers (rows of `da` bytes,
+                // 64 spare bytes for the alignment shift).
+                unsafe {
+                    reference(
+                        src.as_ptr(),
+                        sb as isize,
+                        want.as_mut_ptr().add(base),
+                        da as isize,
+                        false,
+                    );
+                    kernel(
+                        src.as_ptr(),
+                        sb as isize,
+                        got.as_mut_ptr().add(base),
+                        da as isize,
+                        nt,
+                    );
+                }
+                stream::fence();
+                assert_eq!(got, want, "e = {e}, shift = {shift}, nt = {nt}");
+            }
+        }
+    }
+
+    #[test]
+    fn micro_kernels_agree_with_the_portable_one() {
+        check(simd::micro_4(), micro::<u32, 8, 16>, 4, 8, 16);
+        check(simd::micro_8(), micro::<u64, 8, 8>, 8, 8, 8);
+        check(simd::MICRO_16, micro::<[u64; 2], 4, 4>, 16, 4, 4);
+        #[cfg(target_arch = "x86_64")]
+        check(simd::micro_8_sse2, micro::<u64, 8, 8>, 8, 8, 8);
+        #[cfg(target_arch = "x86_64")]
+        check(simd::micro_4_sse2, micro::<u32, 8, 16>, 4, 8, 16);
+    }
+}
