@@ -1,5 +1,133 @@
-//! Core Data Objects on top of `mamba`.
+//! # cdo: Core Data Objects over mamba's memory tiers
 //!
-//! This crate is a placeholder in the workspace layout: the CDO layer
-//! (declare, offer, require, demand, the pool and the pool manager) is not
-//! built yet and the crate exports nothing.
+//! An in-process data marketplace modelled on the Maestro middleware:
+//! threads *offer* named data objects (CDOs) and *require* and *demand*
+//! them by name; the [`Pool`] matches the two and hands the data over —
+//! without copying when the consumer wants it where it already is, through
+//! a mamba copy into the consumer's space or tier otherwise.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`pool`] | the marketplace: declare, allocate, subscribe, groups, statistics |
+//! | [`cdo`](mod@cdo) | a handle on one CDO: attributes, data, the producer and consumer calls |
+//! | [`lifecycle`] | the allowed order of calls |
+//! | [`attrs`], [`value`], [`schema`] | built-in and schema-checked user attributes |
+//! | [`data`], [`transport`] | data in mamba spaces; the data plane |
+//! | [`events`], [`selector`] | subscriptions filtered by selectors |
+//! | [`group`], [`stream`] | CDO groups; consumer groups |
+//! | [`stats`], [`config`] | statistics; configuration |
+//!
+//! ```
+//! use cdo::{Pool, PoolConfig};
+//! use std::sync::Arc;
+//!
+//! let mamba = Arc::new(mamba::Mamba::discover(&mamba::Config { gpu: false, ..Default::default() })?);
+//! let pool = Pool::new(mamba, PoolConfig::default())?;
+//!
+//! let mut producer = pool.declare("run1/step42/rho")?;
+//! producer.set("priority", "output")?;
+//! producer.write(&[1, 2, 3, 4])?;
+//! producer.seal()?;
+//! producer.offer()?;
+//!
+//! let mut consumer = pool.declare("run1/step42/rho")?;
+//! consumer.require()?;
+//! let data = consumer.demand()?;
+//! assert_eq!(data.as_slice()?, &[1, 2, 3, 4]);
+//! consumer.dispose()?;
+//!
+//! producer.withdraw()?;
+//! producer.dispose()?;
+//! # Ok::<(), cdo::Error>(())
+//! ```
+//!
+//! ## Semantics
+//!
+//! * The same name is the same object. Each thread works through its own
+//!   [`Cdo`] handle; the name is looked up when the handle is declared
+//!   ([`Pool::declare`]), or once for many handles ([`Pool::name`]).
+//! * Handles borrow the pool: share it by reference between scoped threads
+//!   or behind an `Arc`.
+//! * [`Cdo::require`] matches the consumer with the newest offer on the
+//!   name, or with the next one. [`Cdo::withdraw`] (also with a timeout,
+//!   as a poll, and as a future: [`Cdo::withdraw_async`]) waits for the
+//!   consumers matched so far (and for the CDO's lifetime), not for consumers that
+//!   require later: to hand an object over, require it before the producer
+//!   withdraws (or give it a lifetime), as in Maestro.
+//! * Offers are immutable. A second offer under a name on offer fails or
+//!   becomes a new version ([`DuplicateOffers`]); it never changes the first.
+//! * A zero-length CDO (no size, no data) is a synchronisation token.
+//! * Data lives as long as any view of it: a [`Buffer`] owns an
+//!   `Arc<Mamba>` next to its allocation (see [`data`]), so consumers keep
+//!   their [`Data`] after every handle is disposed.
+//! * Events are raised after an operation took effect, outside every lock;
+//!   acknowledged subscriptions hold the operation until acknowledged.
+//!
+//! ## Towards the multi-process pool
+//!
+//! The pool manager, shared-memory hand-off and archiver are not part of
+//! this crate yet; the seams are in place: the data plane is the
+//! [`Transport`] trait (a shared-memory or RDMA transport replaces
+//! [`LocalTransport`]); everything a remote node needs to know about an offer
+//! (name, version, attributes, space, length) is in the offer record that
+//! events and [`Pool::offers`] expose; an archiver subscribes to offers
+//! with a selector such as `persist == true`, drains them in guided-I/O
+//! order with [`Pool::offers`], and can hold producers up with acknowledged
+//! subscriptions until the data is safe.
+//!
+//! ## Selector grammar
+//!
+//! ```text
+//! selector   := "" | "*" | or
+//! or         := and (("or" | "||") and)*
+//! and        := unary (("and" | "&&") unary)*
+//! unary      := ("not" | "!") unary | primary
+//! primary    := "(" or ")" | "has" key | key op value
+//!             | key "~" string           regular expression match (text)
+//!             | key "in" list            value is one of the list
+//!             | key "contains" value     list attribute holds the value
+//! op         := "==" | "=" | "!=" | "<" | "<=" | ">" | ">="
+//! key        := [A-Za-z_][A-Za-z0-9_.-]*   built-in (see attrs) or ns.key
+//! value      := string | number | "@" timestamp | "true" | "false" | list
+//! string     := '"' chars '"' | "'" chars "'"   escapes \" \' \\ \n \t
+//! number     := "-"? digits ("." digits)? (("e"|"E") ("+"|"-")? digits)?
+//! timestamp  := RFC 3339 (2024-05-01T12:00:00Z) or a date (2024-05-01)
+//! list       := "[" (value ("," value)*)? "]"
+//! ```
+//!
+//! Numbers compare across integer and float types, timestamps with
+//! timestamps, text with text. A comparison with a missing key or an
+//! incomparable type is false. Parse errors carry the byte position.
+
+pub mod attrs;
+pub mod cdo;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod events;
+pub mod group;
+pub mod lifecycle;
+pub mod pool;
+mod registry;
+pub mod schema;
+pub mod selector;
+pub mod stats;
+pub mod stream;
+pub mod transport;
+pub mod value;
+
+pub use crate::cdo::{Cdo, Withdrawal};
+pub use attrs::{AttrView, Attributes, ElementType, Layout, Order, Place, Priority};
+pub use config::{DuplicateOffers, PoolConfig, UnknownAttributes};
+pub use data::{Buffer, Data};
+pub use error::{Error, Result};
+pub use events::{Event, EventKind, EventMask, Subscription};
+pub use group::{GroupDemand, GroupOffer};
+pub use lifecycle::{Op, State};
+pub use pool::{Name, OfferInfo, Pool};
+pub use schema::{AttrSpec, Schema};
+pub use selector::Selector;
+pub use stats::{PathStats, Stats};
+pub use stream::{Member, Record};
+pub use transport::{Delivery, LocalTransport, Transport, Want};
+pub use value::{Timestamp, Value, ValueType};

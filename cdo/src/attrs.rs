@@ -1,0 +1,387 @@
+//! The attributes of a CDO: built-in ones with Rust types, and user
+//! attributes under a schema namespace.
+//!
+//! | key | type | set by |
+//! |---|---|---|
+//! | `name` | str | declare (read-only) |
+//! | `version` | uint | offer (read-only) |
+//! | `space`, `tier` | uint, str | where the data is (read-only) |
+//! | `size` | uint | producer (derived from shape and element type, or data) |
+//! | `element_type` | str: `u8 i8 u16 i16 u32 i32 u64 i64 f32 f64 bytes` | producer |
+//! | `shape` | list of uint | producer |
+//! | `order` | str: `row` or `column` | producer |
+//! | `lifetime_ms` | uint | producer: minimum availability after offer |
+//! | `priority` | str: `output`, `normal`, `checkpoint` | producer (guided I/O) |
+//! | `persist` | bool | producer: keep the data beyond the run |
+//! | `wanted_space`, `wanted_tier`, `wanted_order` | uint, str, str | consumer |
+//! | `members` | list of str | CDO group manifests (read-only) |
+//! | `NS.KEY` | per schema | user attributes of namespace `NS` |
+
+use crate::error::{Error, Result};
+use crate::value::{Value, ValueType};
+use mamba::{SpaceId, Tier};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Element type of the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ElementType {
+    /// `u8`.
+    U8,
+    /// `i8`.
+    I8,
+    /// `u16`.
+    U16,
+    /// `i16`.
+    I16,
+    /// `u32`.
+    U32,
+    /// `i32`.
+    I32,
+    /// `u64`.
+    U64,
+    /// `i64`.
+    I64,
+    /// `f32`.
+    F32,
+    /// `f64`.
+    F64,
+    /// Untyped bytes.
+    Bytes,
+}
+
+impl ElementType {
+    const ALL: [ElementType; 11] = [
+        ElementType::U8,
+        ElementType::I8,
+        ElementType::U16,
+        ElementType::I16,
+        ElementType::U32,
+        ElementType::I32,
+        ElementType::U64,
+        ElementType::I64,
+        ElementType::F32,
+        ElementType::F64,
+        ElementType::Bytes,
+    ];
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            ElementType::U8 | ElementType::I8 | ElementType::Bytes => 1,
+            ElementType::U16 | ElementType::I16 => 2,
+            ElementType::U32 | ElementType::I32 | ElementType::F32 => 4,
+            ElementType::U64 | ElementType::I64 | ElementType::F64 => 8,
+        }
+    }
+
+    /// The attribute text.
+    pub fn name(self) -> &'static str {
+        match self {
+            ElementType::U8 => "u8",
+            ElementType::I8 => "i8",
+            ElementType::U16 => "u16",
+            ElementType::I16 => "i16",
+            ElementType::U32 => "u32",
+            ElementType::I32 => "i32",
+            ElementType::U64 => "u64",
+            ElementType::I64 => "i64",
+            ElementType::F32 => "f32",
+            ElementType::F64 => "f64",
+            ElementType::Bytes => "bytes",
+        }
+    }
+
+    /// Parses the attribute text.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == s)
+    }
+}
+
+/// Storage order of a multi-dimensional array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Order {
+    /// C order: the last index varies fastest.
+    #[default]
+    RowMajor,
+    /// Fortran order: the first index varies fastest.
+    ColumnMajor,
+}
+
+impl Order {
+    /// The attribute text: `row` or `column`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Order::RowMajor => "row",
+            Order::ColumnMajor => "column",
+        }
+    }
+
+    /// Parses `row` or `column`.
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "row" => Some(Order::RowMajor),
+            "column" => Some(Order::ColumnMajor),
+            _ => None,
+        }
+    }
+}
+
+/// Shape and storage order of an array.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Layout {
+    /// Extent of each dimension.
+    pub shape: Vec<usize>,
+    /// Storage order.
+    pub order: Order,
+}
+
+impl Layout {
+    /// Number of elements, `None` on overflow.
+    pub fn elements(&self) -> Option<usize> {
+        self.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
+    }
+}
+
+/// Guided-I/O priority: the order in which an archiver should write data out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Priority {
+    /// Scientific output: first.
+    Output,
+    /// Everything else.
+    #[default]
+    Normal,
+    /// Checkpoints: after output.
+    Checkpoint,
+}
+
+impl Priority {
+    /// The attribute text.
+    pub fn name(self) -> &'static str {
+        match self {
+            Priority::Output => "output",
+            Priority::Normal => "normal",
+            Priority::Checkpoint => "checkpoint",
+        }
+    }
+
+    /// Parses the attribute text.
+    pub fn from_name(s: &str) -> Option<Self> {
+        [Priority::Output, Priority::Normal, Priority::Checkpoint]
+            .into_iter()
+            .find(|p| p.name() == s)
+    }
+}
+
+/// A memory place a consumer wants its data in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Place {
+    /// Any space of this tier.
+    Tier(Tier),
+    /// This space.
+    Space(SpaceId),
+}
+
+/// The attributes of one CDO.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Attributes {
+    /// Size of the data in bytes, once known.
+    pub size: Option<u64>,
+    /// Element type.
+    pub element_type: Option<ElementType>,
+    /// Shape and order.
+    pub layout: Option<Layout>,
+    /// Minimum time the data stays available after the offer.
+    pub lifetime: Duration,
+    /// Guided-I/O priority.
+    pub priority: Priority,
+    /// Whether the producer wants the data kept beyond the run.
+    pub persist: bool,
+    /// Consumer: the space or tier the data should be delivered in.
+    pub wanted_place: Option<Place>,
+    /// Consumer: the storage order the data should be delivered in.
+    pub wanted_order: Option<Order>,
+    /// Member names of a CDO group manifest.
+    pub members: Vec<String>,
+    /// User attributes, by full key (`namespace.key`), typed by the schema.
+    pub user: BTreeMap<String, Value>,
+}
+
+/// The context in which attributes are read by key: the attributes plus what
+/// the pool knows (name, version, where the data is).
+#[derive(Debug, Clone, Copy)]
+pub struct AttrView<'a> {
+    /// The CDO name.
+    pub name: &'a str,
+    /// Version, once offered.
+    pub version: Option<u64>,
+    /// Where the data is, once offered.
+    pub place: Option<(SpaceId, Tier)>,
+    /// The attributes.
+    pub attrs: &'a Attributes,
+}
+
+impl AttrView<'_> {
+    /// The value of `key`, built-in or user; `None` when unset.
+    pub fn get(&self, key: &str) -> Option<Value> {
+        let a = self.attrs;
+        Some(match key {
+            "name" => Value::Str(self.name.to_owned()),
+            "version" => Value::UInt(self.version?),
+            "space" => Value::UInt(u64::from(self.place?.0 .0)),
+            "tier" => Value::Str(self.place?.1.name().to_owned()),
+            "size" => Value::UInt(a.size?),
+            "element_type" => Value::Str(a.element_type?.name().to_owned()),
+            "shape" => Value::List(
+                a.layout
+                    .as_ref()?
+                    .shape
+                    .iter()
+                    .map(|&d| Value::UInt(d as u64))
+                    .collect(),
+            ),
+            "order" => Value::Str(a.layout.as_ref()?.order.name().to_owned()),
+            "lifetime_ms" => Value::UInt(a.lifetime.as_millis() as u64),
+            "priority" => Value::Str(a.priority.name().to_owned()),
+            "persist" => Value::Bool(a.persist),
+            "wanted_space" => match a.wanted_place? {
+                Place::Space(s) => Value::UInt(u64::from(s.0)),
+                Place::Tier(_) => return None,
+            },
+            "wanted_tier" => match a.wanted_place? {
+                Place::Tier(t) => Value::Str(t.name().to_owned()),
+                Place::Space(_) => return None,
+            },
+            "wanted_order" => Value::Str(a.wanted_order?.name().to_owned()),
+            "members" if !a.members.is_empty() => {
+                Value::List(a.members.iter().map(|m| Value::Str(m.clone())).collect())
+            }
+            _ => return a.user.get(key).cloned(),
+        })
+    }
+}
+
+/// Whether `key` names a built-in attribute.
+pub(crate) fn is_builtin(key: &str) -> bool {
+    matches!(
+        key,
+        "name"
+            | "version"
+            | "space"
+            | "tier"
+            | "members"
+            | "size"
+            | "element_type"
+            | "shape"
+            | "order"
+            | "lifetime_ms"
+            | "priority"
+            | "persist"
+            | "wanted_space"
+            | "wanted_tier"
+            | "wanted_order"
+    )
+}
+
+fn mismatch(key: &str, expected: ValueType, got: &Value) -> Error {
+    Error::TypeMismatch {
+        key: key.to_owned(),
+        expected,
+        got: got.to_string(),
+    }
+}
+
+fn text<'v>(key: &str, v: &'v Value) -> Result<&'v str> {
+    match v {
+        Value::Str(s) => Ok(s),
+        other => Err(mismatch(key, ValueType::Str, other)),
+    }
+}
+
+fn uint(key: &str, v: &Value) -> Result<u64> {
+    match v.clone().coerce(ValueType::UInt) {
+        Ok(Value::UInt(u)) => Ok(u),
+        _ => Err(mismatch(key, ValueType::UInt, v)),
+    }
+}
+
+fn choice<T>(key: &str, v: &Value, parse: impl Fn(&str) -> Option<T>) -> Result<T> {
+    parse(text(key, v)?).ok_or_else(|| mismatch(key, ValueType::Str, v))
+}
+
+/// Applies a built-in attribute to a copy of `attrs` (so that a failure
+/// leaves the original untouched) and returns it.
+pub(crate) fn set_builtin(attrs: &Attributes, key: &str, v: &Value) -> Result<Attributes> {
+    let mut a = attrs.clone();
+    match key {
+        "name" | "version" | "space" | "tier" | "members" => {
+            return Err(Error::ReadOnlyAttribute { key: key.into() })
+        }
+        "size" => a.size = Some(uint(key, v)?),
+        "element_type" => a.element_type = Some(choice(key, v, ElementType::from_name)?),
+        "shape" => {
+            let Value::List(items) = v else {
+                return Err(mismatch(key, ValueType::List, v));
+            };
+            let shape = items
+                .iter()
+                .map(|d| uint(key, d).map(|d| d as usize))
+                .collect::<Result<Vec<_>>>()?;
+            a.layout.get_or_insert_with(Layout::default).shape = shape;
+        }
+        "order" => {
+            a.layout.get_or_insert_with(Layout::default).order = choice(key, v, Order::from_name)?
+        }
+        "lifetime_ms" => a.lifetime = Duration::from_millis(uint(key, v)?),
+        "priority" => a.priority = choice(key, v, Priority::from_name)?,
+        "persist" => match v {
+            Value::Bool(b) => a.persist = *b,
+            other => return Err(mismatch(key, ValueType::Bool, other)),
+        },
+        "wanted_space" => a.wanted_place = Some(Place::Space(SpaceId(uint(key, v)? as u32))),
+        "wanted_tier" => {
+            a.wanted_place = Some(Place::Tier(choice(key, v, |s| s.parse::<Tier>().ok())?))
+        }
+        "wanted_order" => a.wanted_order = Some(choice(key, v, Order::from_name)?),
+        _ => return Err(Error::UnknownAttribute { key: key.into() }),
+    }
+    Ok(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_round_trip_through_keys() {
+        let mut a = Attributes::default();
+        for (k, v) in [
+            ("size", Value::UInt(64)),
+            ("element_type", Value::from("f64")),
+            ("shape", Value::List(vec![Value::UInt(2), Value::Int(4)])),
+            ("order", Value::from("column")),
+            ("priority", Value::from("output")),
+            ("persist", Value::Bool(true)),
+            ("lifetime_ms", Value::UInt(5)),
+            ("wanted_tier", Value::from("ssd")),
+        ] {
+            a = set_builtin(&a, k, &v).unwrap();
+        }
+        let view = AttrView {
+            name: "x",
+            version: None,
+            place: None,
+            attrs: &a,
+        };
+        assert_eq!(view.get("order"), Some(Value::from("column")));
+        assert_eq!(
+            view.get("shape"),
+            Some(Value::List(vec![Value::UInt(2), Value::UInt(4)]))
+        );
+        assert_eq!(view.get("wanted_tier"), Some(Value::from("ssd")));
+        assert_eq!(view.get("version"), None);
+        assert!(set_builtin(&a, "size", &Value::Int(-1)).is_err());
+        assert!(set_builtin(&a, "name", &Value::from("y")).is_err());
+        assert!(set_builtin(&a, "order", &Value::from("diagonal")).is_err());
+    }
+}

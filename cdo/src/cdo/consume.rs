@@ -1,0 +1,177 @@
+//! The consumer's calls: require, demand, retract.
+
+use super::{Cdo, Pin};
+use crate::data::Data;
+use crate::error::{Error, Result};
+use crate::events::EventKind;
+use crate::lifecycle::Op;
+use crate::registry::{Offer, Slot};
+use crate::stats::Counter;
+use crate::transport::Want;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+impl Cdo<'_> {
+    /// Consumer: registers interest; the newest offer on the name, or the
+    /// next one, is matched with this handle. Seals the attributes.
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] unless declared or sealed.
+    pub fn require(&mut self) -> Result<()> {
+        let next = self.check(Op::Require)?;
+        let pin = {
+            let mut e = self.entry.lock();
+            match e.live.last() {
+                Some(o) => {
+                    o.pin();
+                    Pin::Matched(Arc::clone(o))
+                }
+                None => {
+                    let slot = Arc::new(Slot::new());
+                    e.waiting.push(Arc::clone(&slot));
+                    Pin::Waiting(slot)
+                }
+            }
+        };
+        self.pin = Some(pin);
+        self.state = next;
+        self.pool.counters.bump(Counter::Required);
+        self.emit(EventKind::Require, None);
+        Ok(())
+    }
+
+    /// The matched offer, waiting for it until `deadline` (`None`: forever;
+    /// a deadline already passed: not at all).
+    pub(crate) fn matched_offer(&self, deadline: Option<Instant>) -> Option<Arc<Offer>> {
+        let slot = match self.pin.as_ref()? {
+            Pin::Matched(o) => return Some(Arc::clone(o)),
+            Pin::Waiting(slot) => slot,
+        };
+        if let Some(o) = slot.get() {
+            return Some(Arc::clone(o));
+        }
+        let mut e = self.entry.lock();
+        loop {
+            if let Some(o) = slot.get() {
+                return Some(Arc::clone(o));
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return None;
+            }
+            e.sleepers += 1;
+            e = match deadline {
+                None => self.entry.cv.wait(e).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    self.entry
+                        .cv
+                        .wait_timeout(e, d - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+            e.sleepers -= 1;
+        }
+    }
+
+    /// Consumer: blocks until the data is available in the wanted place
+    /// and returns it (the same bytes as the producer's when the place and
+    /// order match).
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] unless required; memory and layout errors of
+    /// a copy (the handle stays required).
+    pub fn demand(&mut self) -> Result<Data> {
+        self.check(Op::Demand)?;
+        let offer = self.matched_offer(None);
+        self.finish_demand(offer, Duration::MAX)
+    }
+
+    /// [`Cdo::demand`], giving up after `timeout`.
+    ///
+    /// # Errors
+    /// As [`Cdo::demand`]; [`Error::Timeout`] (still required).
+    pub fn demand_timeout(&mut self, timeout: Duration) -> Result<Data> {
+        self.check(Op::Demand)?;
+        let offer = self.matched_offer(Instant::now().checked_add(timeout));
+        self.finish_demand(offer, timeout)
+    }
+
+    /// [`Cdo::demand`] without waiting: `None` (still required) when no
+    /// offer has been matched yet.
+    ///
+    /// # Errors
+    /// As [`Cdo::demand`].
+    pub fn try_demand(&mut self) -> Result<Option<Data>> {
+        self.check(Op::Demand)?;
+        match self.matched_offer(Some(Instant::now())) {
+            None => Ok(None),
+            offer => self.finish_demand(offer, Duration::ZERO).map(Some),
+        }
+    }
+
+    fn finish_demand(&mut self, offer: Option<Arc<Offer>>, waited: Duration) -> Result<Data> {
+        let next = self.check(Op::Demand)?;
+        let Some(offer) = offer else {
+            return Err(Error::Timeout {
+                name: Arc::clone(&self.entry.name),
+                op: Op::Demand,
+                timeout: waited,
+            });
+        };
+        let layout = match (&offer.attrs.layout, offer.attrs.element_type) {
+            (Some(l), Some(t)) => Some((l, t.size())),
+            (Some(l), None) => Some((l, 1)),
+            _ => None,
+        };
+        let want = Want {
+            place: self.attrs.wanted_place,
+            order: self.attrs.wanted_order,
+            layout,
+        };
+        let delivery = self
+            .pool
+            .transport
+            .deliver(&self.entry.name, &offer.data, &want)?;
+        if let (Some(from), Some(to)) = (offer.data.space(), delivery.data.space()) {
+            self.pool
+                .counters
+                .transfer(from, to, delivery.data.len(), delivery.copied);
+        }
+        offer.unpin();
+        self.pin = None;
+        self.state = next;
+        self.pool.counters.bump(Counter::Demanded);
+        self.emit(EventKind::Demand, Some(&offer));
+        self.received = Some((offer, delivery.data.clone()));
+        Ok(delivery.data)
+    }
+
+    /// Consumer: gives up interest without receiving the data.
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] unless required.
+    pub fn retract(&mut self) -> Result<()> {
+        let next = self.check(Op::Retract)?;
+        self.unmatch();
+        self.state = next;
+        self.pool.counters.bump(Counter::Retracted);
+        self.emit(EventKind::Retract, None);
+        Ok(())
+    }
+
+    pub(super) fn unmatch(&mut self) {
+        match self.pin.take() {
+            None => {}
+            Some(Pin::Matched(o)) => o.unpin(),
+            Some(Pin::Waiting(slot)) => {
+                let mut e = self.entry.lock();
+                e.waiting.retain(|s| !Arc::ptr_eq(s, &slot));
+                drop(e);
+                if let Some(o) = slot.get() {
+                    o.unpin();
+                }
+            }
+        }
+    }
+}

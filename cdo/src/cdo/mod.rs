@@ -1,0 +1,210 @@
+//! [`Cdo`]: a handle on a named object, as producer or consumer.
+//!
+//! The handle's calls are split by role: `attributes` (setting them),
+//! `produce` (data, seal, offer, withdraw), `consume` (require, demand,
+//! retract), `withdrawal` (withdraw as a future); this module holds the
+//! handle itself and its end.
+
+mod attributes;
+mod consume;
+mod produce;
+mod withdrawal;
+
+pub use withdrawal::Withdrawal;
+
+use crate::attrs::Attributes;
+use crate::data::{Buffer, Data};
+use crate::error::{Error, Result};
+use crate::events::{EventKind, Subject};
+use crate::lifecycle::{Op, State};
+use crate::pool::Shared;
+use crate::registry::{Entry, Offer, Slot};
+use crate::stats::Counter;
+use std::sync::Arc;
+
+/// A shared empty attribute set: handles start with it and copy on their
+/// first change. Per thread, so that threads do not share its counter.
+fn default_attributes() -> Arc<Attributes> {
+    thread_local!(static EMPTY: Arc<Attributes> = Arc::default());
+    EMPTY.with(Arc::clone)
+}
+
+/// A consumer's match with an offer.
+enum Pin {
+    /// Matched with this offer, which it pins.
+    Matched(Arc<Offer>),
+    /// Waiting for the next offer of the name.
+    Waiting(Arc<Slot>),
+}
+
+/// A handle on the CDO of one name, owned by one thread at a time; see
+/// [`lifecycle`](crate::lifecycle) for the allowed order of calls. Every
+/// call in another order fails with [`Error::InvalidState`] and changes
+/// nothing.
+///
+/// Dropping a handle without [`Cdo::dispose`] cleans up without raising
+/// events: an offer is withdrawn at once (consumers already matched still
+/// get the data), a require is retracted.
+pub struct Cdo<'p> {
+    pool: &'p Shared,
+    entry: Arc<Entry>,
+    state: State,
+    attrs: Arc<Attributes>,
+    buffer: Option<Buffer>,
+    offer: Option<Arc<Offer>>,
+    pin: Option<Pin>,
+    received: Option<(Arc<Offer>, Data)>,
+}
+
+impl std::fmt::Debug for Cdo<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cdo")
+            .field("name", &self.entry.name)
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+impl<'p> Cdo<'p> {
+    pub(crate) fn new(pool: &'p Shared, entry: Arc<Entry>) -> Self {
+        Cdo {
+            pool,
+            entry,
+            state: State::Declared,
+            attrs: default_attributes(),
+            buffer: None,
+            offer: None,
+            pin: None,
+            received: None,
+        }
+    }
+
+    /// The name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.entry.name
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// This handle's attributes.
+    pub fn attributes(&self) -> &Attributes {
+        &self.attrs
+    }
+
+    /// The attributes of the offer this handle made (producer) or received
+    /// (consumer, after a demand).
+    pub fn offered_attributes(&self) -> Option<&Attributes> {
+        self.offer
+            .as_deref()
+            .or(self.received.as_ref().map(|r| &*r.0))
+            .map(|o| &*o.attrs)
+    }
+
+    /// The version of the offer made or received.
+    pub fn version(&self) -> Option<u64> {
+        self.offer
+            .as_deref()
+            .or(self.received.as_ref().map(|r| &*r.0))
+            .map(|o| o.version)
+    }
+
+    /// The data received by the demand.
+    pub fn data(&self) -> Option<&Data> {
+        self.received.as_ref().map(|r| &r.1)
+    }
+
+    /// The producer's data before the offer, writable.
+    pub fn buffer_mut(&mut self) -> Option<&mut Buffer> {
+        self.buffer.as_mut()
+    }
+
+    fn check(&self, op: Op) -> Result<State> {
+        self.state.after(op).ok_or_else(|| Error::InvalidState {
+            name: Arc::clone(&self.entry.name),
+            op,
+            state: self.state,
+        })
+    }
+
+    #[inline]
+    fn emit(&self, kind: EventKind, offer: Option<&Offer>) {
+        if !self.pool.bus.active() {
+            return;
+        }
+        let subject = match offer {
+            Some(o) => Subject {
+                name: &self.entry.name,
+                version: Some(o.version),
+                place: o.data.place(),
+                attrs: &o.attrs,
+            },
+            None => Subject {
+                name: &self.entry.name,
+                version: None,
+                place: None,
+                attrs: &self.attrs,
+            },
+        };
+        self.pool.bus.emit(kind, subject);
+    }
+
+    pub(crate) fn emit_declare(&self) {
+        self.emit(EventKind::Declare, None);
+    }
+
+    fn modify(&mut self, f: impl FnOnce(&Attributes) -> Result<Attributes>) -> Result<()> {
+        self.check(Op::SetAttribute)?;
+        let new = f(&self.attrs)?;
+        if let Some(b) = &self.buffer {
+            if new.size.is_some_and(|s| s != b.len() as u64) {
+                return Err(self.inconsistent(format!(
+                    "size {:?} differs from the {} bytes attached",
+                    new.size,
+                    b.len()
+                )));
+            }
+        }
+        self.attrs = Arc::new(new);
+        Ok(())
+    }
+
+    fn inconsistent(&self, reason: String) -> Error {
+        Error::Inconsistent {
+            name: Arc::clone(&self.entry.name),
+            reason,
+        }
+    }
+
+    /// Ends the handle. Data already received stays valid.
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] while offered or required.
+    pub fn dispose(&mut self) -> Result<()> {
+        let next = self.check(Op::Dispose)?;
+        self.state = next;
+        self.buffer = None;
+        self.pool.counters.bump(Counter::Disposed);
+        self.emit(EventKind::Dispose, None);
+        self.pool.registry.release(&self.entry);
+        Ok(())
+    }
+}
+
+impl Drop for Cdo<'_> {
+    fn drop(&mut self) {
+        match self.state {
+            State::Disposed => return,
+            State::Offered => {
+                if let Some(offer) = self.offer.take() {
+                    self.entry.lock().live.retain(|o| !Arc::ptr_eq(o, &offer));
+                }
+            }
+            State::Required => self.unmatch(),
+            _ => {}
+        }
+        self.pool.registry.release(&self.entry);
+    }
+}

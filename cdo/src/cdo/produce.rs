@@ -1,0 +1,257 @@
+//! The producer's calls: data, seal, offer, withdraw.
+
+use super::Cdo;
+use crate::attrs::Attributes;
+use crate::data::{Buffer, Data};
+use crate::error::{Error, Result};
+use crate::events::EventKind;
+use crate::lifecycle::{Op, State};
+use crate::registry::new_offer;
+use crate::stats::Counter;
+use mamba::Policy;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The attributes of an offered zero-length CDO that set none: shared like
+/// `default_attributes`.
+fn token_attributes() -> Arc<Attributes> {
+    thread_local!(static TOKEN: Arc<Attributes> = Arc::new(Attributes {
+        size: Some(0),
+        ..Attributes::default()
+    }));
+    TOKEN.with(Arc::clone)
+}
+
+impl Cdo<'_> {
+    /// The size the attributes imply: explicit, or shape times element size.
+    fn implied_size(&self) -> Result<Option<u64>> {
+        let a = &self.attrs;
+        let derived = match (&a.layout, a.element_type) {
+            (Some(l), Some(t)) => Some(
+                l.elements()
+                    .and_then(|n| n.checked_mul(t.size()))
+                    .ok_or_else(|| self.inconsistent("shape overflows".into()))?
+                    as u64,
+            ),
+            _ => None,
+        };
+        match (a.size, derived) {
+            (Some(s), Some(d)) if s != d => Err(self.inconsistent(format!(
+                "size {s} but shape and element type make {d} bytes"
+            ))),
+            (s, d) => Ok(s.or(d)),
+        }
+    }
+
+    /// Producer: attaches data (its length becomes the size if unset).
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] unless declared or sealed,
+    /// [`Error::Inconsistent`] when data is attached already or the length
+    /// contradicts the size.
+    pub fn attach(&mut self, buffer: Buffer) -> Result<()> {
+        self.attach_slot(buffer).map(|_| ())
+    }
+
+    /// Attaches `buffer` after the checks of [`Cdo::attach`] and returns it.
+    fn attach_slot(&mut self, buffer: Buffer) -> Result<&mut Buffer> {
+        self.check(Op::AttachData)?;
+        if self.buffer.is_some() {
+            return Err(self.inconsistent("data is attached already".into()));
+        }
+        let len = buffer.len() as u64;
+        match self.implied_size()? {
+            Some(s) if s != len => {
+                return Err(self.inconsistent(format!("size {s} but {len} bytes attached")))
+            }
+            Some(_) => {}
+            None if self.state == State::Declared => {
+                Arc::make_mut(&mut self.attrs).size = Some(len);
+            }
+            None => return Err(self.inconsistent("sealed without a size".into())),
+        }
+        Ok(self.buffer.insert(buffer))
+    }
+
+    /// Producer: allocates the data where `policy` says, with the size the
+    /// attributes give, and returns it for filling.
+    ///
+    /// # Errors
+    /// As [`Cdo::attach`]; [`Error::Inconsistent`] without a size; memory
+    /// errors.
+    pub fn allocate(&mut self, policy: &Policy) -> Result<&mut [u8]> {
+        self.check(Op::AttachData)?;
+        let size = match self.implied_size()? {
+            Some(s) if s > 0 => s,
+            _ => return Err(self.inconsistent("allocation needs a non-zero size".into())),
+        };
+        let buffer = Buffer::allocate(&self.pool.mamba, size as usize, policy)?;
+        self.attach_slot(buffer)?.as_mut_slice()
+    }
+
+    /// Producer: copies `bytes` into fresh data placed by the pool's
+    /// default policy (nothing for an empty slice).
+    ///
+    /// # Errors
+    /// As [`Cdo::attach`].
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.check(Op::AttachData)?;
+        if bytes.is_empty() {
+            return match self.implied_size()? {
+                Some(0) | None => Ok(()),
+                Some(s) => Err(self.inconsistent(format!("size {s} but 0 bytes written"))),
+            };
+        }
+        let mut buffer =
+            Buffer::allocate_in(&self.pool.mamba, bytes.len(), &self.pool.write_spaces)?;
+        buffer.as_mut_slice()?.copy_from_slice(bytes);
+        self.attach(buffer)
+    }
+
+    /// Freezes the attributes; checks they agree with each other, with the
+    /// data, and with the schema's required keys.
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`], [`Error::Inconsistent`],
+    /// [`Error::MissingAttribute`].
+    pub fn seal(&mut self) -> Result<()> {
+        let next = self.check(Op::Seal)?;
+        let size = self.implied_size()?;
+        if let (Some(s), Some(b)) = (size, &self.buffer) {
+            if s != b.len() as u64 {
+                return Err(self.inconsistent(format!("size {s} but {} bytes", b.len())));
+            }
+        }
+        if let Some(key) = self.pool.schema.missing(&self.attrs.user) {
+            return Err(Error::MissingAttribute {
+                name: Arc::clone(&self.entry.name),
+                key,
+            });
+        }
+        if size != self.attrs.size {
+            Arc::make_mut(&mut self.attrs).size = size;
+        }
+        self.state = next;
+        self.pool.counters.bump(Counter::Sealed);
+        self.emit(EventKind::Seal, None);
+        Ok(())
+    }
+
+    /// Producer: publishes the data. The CDO is immutable from here on and
+    /// consumers see it whole.
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] unless sealed, [`Error::Inconsistent`] when
+    /// the data is missing, [`Error::AlreadyOffered`] under the `reject`
+    /// duplicate policy.
+    pub fn offer(&mut self) -> Result<()> {
+        let next = self.check(Op::Offer)?;
+        let size = self.attrs.size.unwrap_or(0);
+        let have = self.buffer.as_ref().map_or(0, |b| b.len() as u64);
+        if size != have {
+            return Err(self.inconsistent(format!("size {size} but {have} bytes attached")));
+        }
+        // Changes to the handle wait until nothing can fail any more.
+        let attrs = match self.attrs.size {
+            Some(_) => Arc::clone(&self.attrs),
+            None if *self.attrs == Attributes::default() => token_attributes(),
+            None => Arc::new(Attributes {
+                size: Some(0),
+                ..(*self.attrs).clone()
+            }),
+        };
+        let offer = {
+            let mut e = self.entry.lock();
+            if self.pool.config.duplicates == crate::DuplicateOffers::Reject && !e.live.is_empty() {
+                return Err(Error::AlreadyOffered {
+                    name: Arc::clone(&self.entry.name),
+                });
+            }
+            let data = self.buffer.take().map(Data::from).unwrap_or_default();
+            let offer = new_offer(&self.entry.name, e.next_version, Arc::clone(&attrs), data);
+            e.next_version += 1;
+            for slot in e.waiting.drain(..) {
+                offer.pin();
+                // Each slot is filled once: it left `waiting` just now.
+                let _ = slot.set(Arc::clone(&offer));
+            }
+            e.live.push(Arc::clone(&offer));
+            if e.sleepers > 0 {
+                self.entry.cv.notify_all();
+            }
+            offer
+        };
+        self.attrs = attrs;
+        self.state = next;
+        self.pool.counters.bump(Counter::Offered);
+        self.pool.streams.dispatch(&offer);
+        self.emit(EventKind::Offer, Some(&offer));
+        self.offer = Some(offer);
+        Ok(())
+    }
+
+    /// Producer: takes the offer back, waiting until no consumer transfer
+    /// is in flight and the lifetime has passed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] unless offered.
+    pub fn withdraw(&mut self) -> Result<()> {
+        self.withdraw_until(None).map(|_| ())
+    }
+
+    /// [`Cdo::withdraw`], giving up after `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`], [`Error::Timeout`] (still offered).
+    pub fn withdraw_timeout(&mut self, timeout: Duration) -> Result<()> {
+        match self.withdraw_until(Instant::now().checked_add(timeout))? {
+            true => Ok(()),
+            false => Err(Error::Timeout {
+                name: Arc::clone(&self.entry.name),
+                op: Op::Withdraw,
+                timeout,
+            }),
+        }
+    }
+
+    /// [`Cdo::withdraw`] without waiting: false (and still offered) when a
+    /// transfer is in flight or the lifetime has not passed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`].
+    pub fn try_withdraw(&mut self) -> Result<bool> {
+        self.withdraw_until(Some(Instant::now()))
+    }
+
+    pub(super) fn withdraw_until(&mut self, deadline: Option<Instant>) -> Result<bool> {
+        let next = self.check(Op::Withdraw)?;
+        let Some(offer) = self.offer.clone() else {
+            return Err(self.inconsistent("offered without an offer".into()));
+        };
+        loop {
+            {
+                let mut e = self.entry.lock();
+                if !offer.pinned() && offer.expired() {
+                    e.live.retain(|o| !Arc::ptr_eq(o, &offer));
+                    break;
+                }
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Ok(false);
+            }
+            if offer.pinned() {
+                // Wakes when unpinned, or at the deadline.
+                offer.wait_unpinned(deadline.unwrap_or(now + Duration::from_secs(3600)));
+            } else {
+                let expiry = offer.expiry.unwrap_or(now);
+                let wake = deadline.map_or(expiry, |d| d.min(expiry));
+                std::thread::sleep(wake.saturating_duration_since(now));
+            }
+        }
+        self.state = next;
+        self.pool.counters.bump(Counter::Withdrawn);
+        self.emit(EventKind::Withdraw, Some(&offer));
+        Ok(true)
+    }
+}

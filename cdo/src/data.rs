@@ -1,0 +1,208 @@
+//! Owned data in a mamba space: [`Buffer`] (writable, one owner) and
+//! [`Data`] (read-only, shared: what consumers get).
+//!
+//! mamba's [`Allocation`] borrows its [`Mamba`]. A pool is long-lived and
+//! its data moves between threads, so a `Buffer` owns an `Arc<Mamba>` next
+//! to an allocation whose borrow was extended to `'static`: the allocation
+//! field is declared first and therefore dropped first, while the `Arc`
+//! still keeps the allocator (whose pools never move: they live in the
+//! `Arc`'s heap block) alive. The `'static` lifetime never escapes: every
+//! accessor reborrows for `&self`.
+
+use crate::error::Result;
+use mamba::{Allocation, Mamba, Policy, SpaceId, Tier};
+use std::sync::Arc;
+
+/// Alignment of CDO data: enough for every [`ElementType`](crate::ElementType)
+/// and for SIMD loads.
+pub const DATA_ALIGN: usize = 64;
+
+/// The spaces a policy allows, in order: resolve once, allocate many times
+/// with [`Buffer::allocate_in`].
+///
+/// # Errors
+/// mamba's placement errors.
+pub fn resolve(mamba: &Mamba, policy: &Policy) -> Result<Vec<SpaceId>> {
+    Ok(mamba.placement(policy)?.spaces().map(|s| s.id).collect())
+}
+
+/// Writable data owned by one producer until it is offered.
+pub struct Buffer {
+    // Field order matters: `alloc` borrows `*mamba` and must drop first.
+    alloc: Allocation<'static>,
+    mamba: Arc<Mamba>,
+}
+
+impl Buffer {
+    /// Allocates `len` bytes (at least one) where `policy` allows.
+    ///
+    /// # Errors
+    /// mamba's errors (zero size, capacity, unknown tier).
+    pub fn allocate(mamba: &Arc<Mamba>, len: usize, policy: &Policy) -> Result<Self> {
+        Ok(Self::wrap(mamba, mamba.allocate(len, DATA_ALIGN, policy)?))
+    }
+
+    /// Allocates `len` bytes from the first of `spaces` with room (a policy
+    /// resolved once with [`resolve`]).
+    ///
+    /// # Errors
+    /// The first space's capacity error when all are full; other mamba
+    /// errors; [`mamba::Error::UnknownSpace`] when `spaces` is empty.
+    pub fn allocate_in(mamba: &Arc<Mamba>, len: usize, spaces: &[SpaceId]) -> Result<Self> {
+        let mut first_error = None;
+        for &id in spaces {
+            match mamba.pool(id)?.allocate(len, DATA_ALIGN) {
+                Ok(a) => return Ok(Self::wrap(mamba, a)),
+                Err(e @ mamba::Error::OutOfCapacity { .. }) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(first_error
+            .unwrap_or(mamba::Error::UnknownSpace(SpaceId(u32::MAX)))
+            .into())
+    }
+
+    fn wrap(mamba: &Arc<Mamba>, alloc: Allocation<'_>) -> Self {
+        // SAFETY: `alloc` borrows the `Mamba` inside the Arc's heap block,
+        // which does not move and stays alive as long as the `mamba` clone
+        // stored next to it; the struct drops `alloc` before `mamba`, and no
+        // accessor hands out anything living longer than `&self`.
+        let alloc = unsafe { std::mem::transmute::<Allocation<'_>, Allocation<'static>>(alloc) };
+        Buffer {
+            alloc,
+            mamba: Arc::clone(mamba),
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.alloc.len()
+    }
+
+    /// Always false: buffers hold at least one byte (empty CDOs have none).
+    pub fn is_empty(&self) -> bool {
+        self.alloc.is_empty()
+    }
+
+    /// Start address (a device address for GPU memory).
+    pub fn addr(&self) -> usize {
+        self.alloc.addr()
+    }
+
+    /// The space holding the data.
+    pub fn space(&self) -> SpaceId {
+        self.alloc.space().id
+    }
+
+    /// The tier holding the data.
+    pub fn tier(&self) -> Tier {
+        self.alloc.tier()
+    }
+
+    /// Whether the CPU can read the bytes.
+    pub fn host_accessible(&self) -> bool {
+        self.alloc.space().host_accessible
+    }
+
+    /// The bytes.
+    ///
+    /// # Errors
+    /// [`mamba::Error::NotHostAccessible`] for device memory.
+    pub fn as_slice(&self) -> Result<&[u8]> {
+        Ok(self.alloc.as_slice()?)
+    }
+
+    /// The bytes, writable.
+    ///
+    /// # Errors
+    /// [`mamba::Error::NotHostAccessible`] for device memory.
+    pub fn as_mut_slice(&mut self) -> Result<&mut [u8]> {
+        Ok(self.alloc.as_mut_slice()?)
+    }
+
+    /// The allocator the buffer came from.
+    pub fn mamba(&self) -> &Arc<Mamba> {
+        &self.mamba
+    }
+}
+
+impl std::fmt::Debug for Buffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Buffer")
+            .field("addr", &format_args!("{:#x}", self.addr()))
+            .field("len", &self.len())
+            .field("space", &self.space())
+            .finish()
+    }
+}
+
+/// Read-only data shared between a producer's offer and its consumers;
+/// cloning shares the same bytes. Empty for zero-length CDOs.
+#[derive(Debug, Clone, Default)]
+pub struct Data(Option<Arc<Buffer>>);
+
+impl Data {
+    /// No bytes: the data of a zero-length CDO (a synchronisation token).
+    pub fn empty() -> Self {
+        Data(None)
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |b| b.len())
+    }
+
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Start address, `None` when empty. Two views of the same bytes have
+    /// the same address (zero-copy hand-over).
+    pub fn addr(&self) -> Option<usize> {
+        self.0.as_ref().map(|b| b.addr())
+    }
+
+    /// The space holding the bytes, `None` when empty.
+    pub fn space(&self) -> Option<SpaceId> {
+        self.0.as_ref().map(|b| b.space())
+    }
+
+    /// Space and tier of the bytes, `None` when empty.
+    pub fn place(&self) -> Option<(SpaceId, Tier)> {
+        self.0.as_ref().map(|b| (b.space(), b.tier()))
+    }
+
+    /// The bytes (empty for an empty CDO).
+    ///
+    /// # Errors
+    /// [`mamba::Error::NotHostAccessible`] for device memory.
+    pub fn as_slice(&self) -> Result<&[u8]> {
+        match &self.0 {
+            None => Ok(&[]),
+            Some(b) => b.as_slice(),
+        }
+    }
+
+    /// The underlying buffer, `None` when empty.
+    pub fn buffer(&self) -> Option<&Buffer> {
+        self.0.as_deref()
+    }
+
+    /// Whether both views share the same bytes.
+    pub fn same_bytes(&self, other: &Data) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+impl From<Buffer> for Data {
+    fn from(b: Buffer) -> Self {
+        Data(Some(Arc::new(b)))
+    }
+}

@@ -1,0 +1,320 @@
+//! Pool events and subscriptions.
+//!
+//! A [`Subscription`] receives the events of the kinds in its
+//! [`EventMask`] whose CDO matches its [`Selector`]. An *acknowledged*
+//! subscription holds up the operation that raised the event until the
+//! event is acknowledged ([`Event::ack`], or by dropping it); events are
+//! raised after the operation took effect and before it returns, never
+//! while the pool holds a lock. Dropping a subscription acknowledges its
+//! queued events. Handles dropped without `dispose` raise no events. A
+//! thread must not raise events that its own acknowledged subscription
+//! selects unless another thread consumes that subscription.
+
+use crate::attrs::{AttrView, Attributes};
+use crate::selector::Selector;
+use mamba::{SpaceId, Tier};
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+/// What happened to a CDO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// A handle was declared.
+    Declare,
+    /// A handle was sealed.
+    Seal,
+    /// Data was offered.
+    Offer,
+    /// A consumer required the CDO.
+    Require,
+    /// A consumer received the data.
+    Demand,
+    /// A consumer retracted its require.
+    Retract,
+    /// An offer was withdrawn.
+    Withdraw,
+    /// A handle was disposed.
+    Dispose,
+}
+
+/// A set of [`EventKind`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EventMask(u16);
+
+impl EventMask {
+    /// Every kind.
+    pub const ALL: EventMask = EventMask(0xff);
+    /// No kind.
+    pub const NONE: EventMask = EventMask(0);
+
+    /// Whether `kind` is in the set.
+    pub fn contains(self, kind: EventKind) -> bool {
+        self.0 & EventMask::from(kind).0 != 0
+    }
+}
+
+impl From<EventKind> for EventMask {
+    fn from(k: EventKind) -> Self {
+        EventMask(1 << k as u16)
+    }
+}
+
+impl<T: Into<EventMask>> std::ops::BitOr<T> for EventMask {
+    type Output = EventMask;
+    fn bitor(self, rhs: T) -> EventMask {
+        EventMask(self.0 | rhs.into().0)
+    }
+}
+
+impl std::ops::BitOr for EventKind {
+    type Output = EventMask;
+    fn bitor(self, rhs: EventKind) -> EventMask {
+        EventMask::from(self) | rhs
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Counts outstanding acknowledgements of one raised event.
+#[derive(Default)]
+struct AckLatch {
+    pending: Mutex<usize>,
+    cv: Condvar,
+}
+
+/// Acknowledges on drop.
+struct AckGuard(Arc<AckLatch>);
+
+impl Drop for AckGuard {
+    fn drop(&mut self) {
+        let mut p = lock(&self.0.pending);
+        *p -= 1;
+        if *p == 0 {
+            self.0.cv.notify_all();
+        }
+    }
+}
+
+/// One event, as a subscriber receives it.
+pub struct Event {
+    /// Pool-wide sequence number.
+    pub seq: u64,
+    /// What happened.
+    pub kind: EventKind,
+    /// The CDO.
+    pub name: Arc<str>,
+    /// Version of the offer concerned, if any.
+    pub version: Option<u64>,
+    /// Where the data is, if there is data.
+    pub place: Option<(SpaceId, Tier)>,
+    /// The attributes of the handle (consumer's for require and retract,
+    /// the offer's for the others once offered).
+    pub attributes: Arc<Attributes>,
+    ack: Option<AckGuard>,
+}
+
+impl Event {
+    /// The attributes as a selector sees them.
+    pub fn view(&self) -> AttrView<'_> {
+        AttrView {
+            name: &self.name,
+            version: self.version,
+            place: self.place,
+            attrs: &self.attributes,
+        }
+    }
+
+    /// Whether the raising operation waits for this event's
+    /// acknowledgement.
+    pub fn needs_ack(&self) -> bool {
+        self.ack.is_some()
+    }
+
+    /// Acknowledges the event (dropping it does the same).
+    pub fn ack(self) {}
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("seq", &self.seq)
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("needs_ack", &self.needs_ack())
+            .finish()
+    }
+}
+
+struct SubShared {
+    selector: Selector,
+    mask: EventMask,
+    ack: bool,
+    queue: Mutex<VecDeque<Event>>,
+    cv: Condvar,
+}
+
+/// The event dispatcher of a pool.
+#[derive(Default)]
+pub(crate) struct Bus {
+    subs: RwLock<Vec<Arc<SubShared>>>,
+    count: AtomicUsize,
+    seq: AtomicU64,
+}
+
+/// What an event is about: the pieces [`Bus::emit`] copies into events.
+pub(crate) struct Subject<'a> {
+    pub name: &'a Arc<str>,
+    pub version: Option<u64>,
+    pub place: Option<(SpaceId, Tier)>,
+    pub attrs: &'a Arc<Attributes>,
+}
+
+impl Bus {
+    /// Whether anyone listens (the hot path skips building events).
+    #[inline]
+    pub(crate) fn active(&self) -> bool {
+        self.count.load(Ordering::Relaxed) != 0
+    }
+
+    /// Delivers an event to the matching subscriptions and waits for the
+    /// acknowledged ones.
+    pub(crate) fn emit(&self, kind: EventKind, s: Subject<'_>) {
+        if !self.active() {
+            return;
+        }
+        let view = AttrView {
+            name: s.name,
+            version: s.version,
+            place: s.place,
+            attrs: s.attrs,
+        };
+        let mut latch: Option<Arc<AckLatch>> = None;
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        {
+            let subs = self.subs.read().unwrap_or_else(|p| p.into_inner());
+            for sub in subs.iter() {
+                if !sub.mask.contains(kind) || !sub.selector.matches(&view) {
+                    continue;
+                }
+                let ack = sub.ack.then(|| {
+                    let latch = latch.get_or_insert_with(Arc::default);
+                    *lock(&latch.pending) += 1;
+                    AckGuard(Arc::clone(latch))
+                });
+                lock(&sub.queue).push_back(Event {
+                    seq,
+                    kind,
+                    name: Arc::clone(s.name),
+                    version: s.version,
+                    place: s.place,
+                    attributes: Arc::clone(s.attrs),
+                    ack,
+                });
+                sub.cv.notify_all();
+            }
+        }
+        let Some(latch) = latch else {
+            return;
+        };
+        let mut pending = lock(&latch.pending);
+        while *pending > 0 {
+            pending = latch.cv.wait(pending).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    pub(crate) fn subscribe(
+        self: &Arc<Self>,
+        selector: Selector,
+        mask: EventMask,
+        ack: bool,
+    ) -> Subscription {
+        let shared = Arc::new(SubShared {
+            selector,
+            mask,
+            ack,
+            queue: Mutex::default(),
+            cv: Condvar::new(),
+        });
+        let mut subs = self.subs.write().unwrap_or_else(|p| p.into_inner());
+        subs.push(Arc::clone(&shared));
+        self.count.store(subs.len(), Ordering::Relaxed);
+        Subscription {
+            shared,
+            bus: Arc::clone(self),
+        }
+    }
+}
+
+/// A stream of pool events; see the [module docs](self).
+pub struct Subscription {
+    shared: Arc<SubShared>,
+    bus: Arc<Bus>,
+}
+
+impl Subscription {
+    /// The next event, if one is queued.
+    pub fn poll(&self) -> Option<Event> {
+        lock(&self.shared.queue).pop_front()
+    }
+
+    /// The next event, waiting up to `timeout` for one.
+    pub fn wait(&self, timeout: Duration) -> Option<Event> {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut q = lock(&self.shared.queue);
+        loop {
+            if let Some(e) = q.pop_front() {
+                return Some(e);
+            }
+            q = match deadline {
+                None => self.shared.cv.wait(q).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let left = d.checked_duration_since(Instant::now())?;
+                    self.shared
+                        .cv
+                        .wait_timeout(q, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    /// The selector.
+    pub fn selector(&self) -> &Selector {
+        &self.shared.selector
+    }
+
+    /// Whether events wait for acknowledgement.
+    pub fn acknowledged(&self) -> bool {
+        self.shared.ack
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("selector", &self.shared.selector)
+            .field("mask", &self.shared.mask)
+            .field("ack", &self.shared.ack)
+            .finish()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        {
+            let mut subs = self.bus.subs.write().unwrap_or_else(|p| p.into_inner());
+            subs.retain(|s| !Arc::ptr_eq(s, &self.shared));
+            self.bus.count.store(subs.len(), Ordering::Relaxed);
+        }
+        // Acknowledges everything still queued.
+        let drained: Vec<Event> = lock(&self.shared.queue).drain(..).collect();
+        drop(drained);
+    }
+}

@@ -1,0 +1,314 @@
+//! [`Pool`]: the in-process CDO marketplace.
+
+use crate::attrs::Place;
+use crate::cdo::Cdo;
+use crate::config::PoolConfig;
+use crate::data::Buffer;
+use crate::error::{Error, Result};
+use crate::events::{Bus, EventMask, Subscription};
+use crate::group::{GroupDemand, GroupOffer};
+use crate::registry::{Entry, Registry};
+use crate::schema::Schema;
+use crate::selector::Selector;
+use crate::stats::{Counter, Counters, Stats};
+use crate::stream::{Member, Streams};
+use crate::transport::{LocalTransport, Transport};
+use mamba::{Mamba, Policy, SpaceId};
+use std::sync::Arc;
+
+/// An offer on the pool, as [`Pool::offers`] lists it.
+#[derive(Debug, Clone)]
+pub struct OfferInfo {
+    /// The CDO.
+    pub name: Arc<str>,
+    /// Its version.
+    pub version: u64,
+    /// The offered attributes.
+    pub attributes: Arc<crate::Attributes>,
+    /// The data (shared, read-only).
+    pub data: crate::Data,
+}
+
+/// The pool's state, shared by its handles.
+pub(crate) struct Shared {
+    pub mamba: Arc<Mamba>,
+    pub config: PoolConfig,
+    pub schema: Schema,
+    /// Where [`Cdo::write`] puts data: the resolved default policy.
+    pub write_spaces: Vec<SpaceId>,
+    pub registry: Registry,
+    pub bus: Arc<Bus>,
+    pub counters: Counters,
+    pub transport: Box<dyn Transport>,
+    pub streams: Streams,
+}
+
+impl Shared {
+    /// A new handle on an entry that already counts it.
+    fn declare(&self, entry: Arc<Entry>) -> Cdo<'_> {
+        let cdo = Cdo::new(self, entry);
+        self.counters.bump(Counter::Declared);
+        cdo.emit_declare();
+        cdo
+    }
+}
+
+/// A CDO name looked up once ([`Pool::name`]); it keeps the name's entry
+/// in the pool while it lives.
+pub struct Name<'p> {
+    pool: &'p Shared,
+    entry: Arc<Entry>,
+}
+
+impl<'p> Name<'p> {
+    /// Declares a handle on the CDO, like [`Pool::declare`] without the
+    /// lookup.
+    pub fn declare(&self) -> Cdo<'p> {
+        self.pool.declare(self.pool.registry.retain(&self.entry))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.entry.name
+    }
+}
+
+impl Clone for Name<'_> {
+    fn clone(&self) -> Self {
+        Name {
+            pool: self.pool,
+            entry: self.pool.registry.retain(&self.entry),
+        }
+    }
+}
+
+impl Drop for Name<'_> {
+    fn drop(&mut self) {
+        self.pool.registry.release(&self.entry);
+    }
+}
+
+impl std::fmt::Debug for Name<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Name").field(&self.entry.name).finish()
+    }
+}
+
+/// A CDO pool: a library object (no daemon) in which the threads of one
+/// process offer and require named data; see the [crate docs](crate).
+///
+/// Handles borrow the pool; share it between threads by reference (scoped
+/// threads) or in an `Arc`.
+pub struct Pool {
+    shared: Shared,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("config", &self.shared.config)
+            .field("names", &self.shared.registry.len())
+            .finish()
+    }
+}
+
+/// Checks a CDO or group name: non-empty `/`-separated segments without
+/// control characters.
+fn check_name(name: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(Error::InvalidName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name.starts_with('/') || name.ends_with('/') || name.contains("//") {
+        return bad("empty path segment");
+    }
+    if name.bytes().any(|b| b.is_ascii_control()) {
+        return bad("control character");
+    }
+    Ok(())
+}
+
+impl Pool {
+    /// A pool over `mamba`, loading the schema files the configuration
+    /// names, with the in-process transport.
+    ///
+    /// # Errors
+    /// [`Error::Schema`].
+    pub fn new(mamba: Arc<Mamba>, config: PoolConfig) -> Result<Pool> {
+        let mut schema = Schema::default();
+        for path in &config.schemas {
+            schema.add_file(path)?;
+        }
+        let transport = Box::new(LocalTransport::new(Arc::clone(&mamba)));
+        Ok(Self::with_parts(mamba, config, schema, transport))
+    }
+
+    /// A pool with an explicit schema and data plane (the configuration's
+    /// schema files are not read).
+    pub fn with_parts(
+        mamba: Arc<Mamba>,
+        config: PoolConfig,
+        schema: Schema,
+        transport: Box<dyn Transport>,
+    ) -> Pool {
+        let spaces = mamba.spaces().count();
+        // A node without CPU-addressable NUMA spaces leaves this empty: its
+        // writes then fail with mamba's error until a policy is set.
+        let write_spaces =
+            crate::data::resolve(&mamba, &Policy::highest_bandwidth()).unwrap_or_default();
+        Pool {
+            shared: Shared {
+                mamba,
+                config,
+                schema,
+                write_spaces,
+                registry: Registry::default(),
+                bus: Arc::default(),
+                counters: Counters::new(spaces),
+                transport,
+                streams: Streams::default(),
+            },
+        }
+    }
+
+    /// Sets the placement policy of data written with [`Cdo::write`]
+    /// (default: highest bandwidth), resolved here once.
+    ///
+    /// # Errors
+    /// mamba's placement errors; the previous policy stays.
+    pub fn set_default_policy(&mut self, policy: &Policy) -> Result<()> {
+        self.shared.write_spaces = crate::data::resolve(&self.shared.mamba, policy)?;
+        Ok(())
+    }
+
+    /// Declares a handle on the CDO `name` (same name, same object).
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`].
+    pub fn declare(&self, name: &str) -> Result<Cdo<'_>> {
+        check_name(name)?;
+        Ok(self.shared.declare(self.shared.registry.acquire(name)))
+    }
+
+    /// Looks `name` up once: declaring through the returned [`Name`] skips
+    /// the lookup (the hot path of a loop over the same names).
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`].
+    pub fn name(&self, name: &str) -> Result<Name<'_>> {
+        check_name(name)?;
+        Ok(Name {
+            pool: &self.shared,
+            entry: self.shared.registry.acquire(name),
+        })
+    }
+
+    /// Allocates producer data where `policy` says.
+    ///
+    /// # Errors
+    /// mamba's errors.
+    pub fn allocate(&self, len: usize, policy: &Policy) -> Result<Buffer> {
+        Buffer::allocate(&self.shared.mamba, len, policy)
+    }
+
+    /// Subscribes to the events of `kinds` whose CDO matches `selector`;
+    /// with `ack`, each such event holds its operation until acknowledged.
+    ///
+    /// # Errors
+    /// [`Error::Selector`].
+    pub fn subscribe(&self, selector: &str, kinds: EventMask, ack: bool) -> Result<Subscription> {
+        let selector = Selector::parse(selector)?;
+        Ok(self.shared.bus.subscribe(selector, kinds, ack))
+    }
+
+    /// Starts a CDO group named `name` (members are declared on it).
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`].
+    pub fn declare_group(&self, name: &str) -> Result<GroupOffer<'_>> {
+        Ok(GroupOffer::new(self, self.declare(name)?))
+    }
+
+    /// Requires the CDO group `name`, delivering its members in `place`
+    /// (where they are when `None`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`].
+    pub fn require_group(&self, name: &str, place: Option<Place>) -> Result<GroupDemand<'_>> {
+        let mut manifest = self.declare(name)?;
+        manifest.require()?;
+        Ok(GroupDemand::new(self, manifest, place))
+    }
+
+    /// Joins (forming if needed) the consumer group `group`, which streams
+    /// the offers matching `selector`; see [`stream`](crate::stream).
+    ///
+    /// # Errors
+    /// [`Error::Selector`]; [`Error::Group`] when the group exists with
+    /// another selector.
+    pub fn join(&self, group: &str, selector: &str) -> Result<Member<'_>> {
+        self.shared
+            .streams
+            .join(&self.shared.counters, group, selector)
+    }
+
+    /// The offers on the pool whose CDO matches `selector`, in guided-I/O
+    /// order: by [`Priority`](crate::Priority) (output first, checkpoints
+    /// last), then name and version. The data views keep the bytes alive
+    /// but do not hold up withdrawal.
+    ///
+    /// # Errors
+    /// [`Error::Selector`].
+    pub fn offers(&self, selector: &str) -> Result<Vec<OfferInfo>> {
+        let selector = Selector::parse(selector)?;
+        let mut out = Vec::new();
+        self.shared.registry.for_each_offer(|o| {
+            if selector.matches(&o.view()) {
+                out.push(OfferInfo {
+                    name: Arc::clone(&o.name),
+                    version: o.version,
+                    attributes: Arc::clone(&o.attrs),
+                    data: o.data.clone(),
+                });
+            }
+        });
+        out.sort_by(|a, b| {
+            (a.attributes.priority, &a.name, a.version).cmp(&(
+                b.attributes.priority,
+                &b.name,
+                b.version,
+            ))
+        });
+        Ok(out)
+    }
+
+    /// A snapshot of the statistics.
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Names with at least one live handle.
+    pub fn names(&self) -> usize {
+        self.shared.registry.len()
+    }
+
+    /// The allocator.
+    pub fn mamba(&self) -> &Arc<Mamba> {
+        &self.shared.mamba
+    }
+
+    /// The user-attribute schema.
+    pub fn schema(&self) -> &Schema {
+        &self.shared.schema
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PoolConfig {
+        &self.shared.config
+    }
+}

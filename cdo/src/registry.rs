@@ -1,0 +1,268 @@
+//! The name registry: one [`Entry`] per CDO name with the offers on it and
+//! the consumers waiting for one.
+
+use crate::attrs::{AttrView, Attributes};
+use crate::data::Data;
+use crossbeam_utils::CachePadded;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+/// Locks, ignoring poisoning: every critical section of this crate leaves
+/// its data consistent before anything in it can panic.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One offered version of a CDO. Consumers that were matched with it
+/// *pin* it until their hand-over is done; withdrawal waits for no pins.
+pub(crate) struct Offer {
+    pub name: Arc<str>,
+    pub version: u64,
+    pub attrs: Arc<Attributes>,
+    pub data: Data,
+    /// When the lifetime ends; `None` for no lifetime.
+    pub expiry: Option<Instant>,
+    pins: AtomicUsize,
+    /// Threads and tasks waiting for the pins to go.
+    waiters: AtomicUsize,
+    /// The tasks' wakers; also the lock the threads sleep on.
+    wakers: Mutex<Vec<Waker>>,
+    cv: Condvar,
+}
+
+impl Offer {
+    pub(crate) fn view(&self) -> AttrView<'_> {
+        AttrView {
+            name: &self.name,
+            version: Some(self.version),
+            place: self.data.place(),
+            attrs: &self.attrs,
+        }
+    }
+
+    pub(crate) fn pin(&self) {
+        self.pins.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn unpin(&self) {
+        // SeqCst pairs with `wait_unpinned`: either the waiter sees no pins,
+        // or this side sees the waiter and wakes it under the lock.
+        if self.pins.fetch_sub(1, Ordering::SeqCst) == 1 && self.waiters.load(Ordering::SeqCst) > 0
+        {
+            let mut wakers = lock(&self.wakers);
+            self.cv.notify_all();
+            self.waiters.fetch_sub(wakers.len(), Ordering::SeqCst);
+            wakers.drain(..).for_each(Waker::wake);
+        }
+    }
+
+    pub(crate) fn pinned(&self) -> bool {
+        self.pins.load(Ordering::SeqCst) > 0
+    }
+
+    /// Whether the lifetime has passed.
+    pub(crate) fn expired(&self) -> bool {
+        self.expiry.is_none_or(|e| Instant::now() >= e)
+    }
+
+    /// Wakes `waker` when the pins go (check [`Offer::pinned`] after
+    /// registering, not before).
+    pub(crate) fn wake_when_unpinned(&self, waker: &Waker) {
+        let mut wakers = lock(&self.wakers);
+        if !wakers.iter().any(|w| w.will_wake(waker)) {
+            wakers.push(waker.clone());
+            self.waiters.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Waits up to `until` for the pins to go; true when none are left.
+    pub(crate) fn wait_unpinned(&self, until: Instant) -> bool {
+        let mut guard = lock(&self.wakers);
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let done = loop {
+            if !self.pinned() {
+                break true;
+            }
+            let Some(left) = until.checked_duration_since(Instant::now()) else {
+                break false;
+            };
+            guard = self
+                .cv
+                .wait_timeout(guard, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        };
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        done
+    }
+}
+
+/// Where a waiting consumer receives the offer it is matched with.
+pub(crate) type Slot = OnceLock<Arc<Offer>>;
+
+/// The mutable part of an entry.
+#[derive(Default)]
+pub(crate) struct EntryState {
+    /// Offers not yet withdrawn, oldest first.
+    pub live: Vec<Arc<Offer>>,
+    pub next_version: u64,
+    /// Consumers that required before any offer.
+    pub waiting: Vec<Arc<Slot>>,
+    /// Threads blocked in `cv`.
+    pub sleepers: usize,
+}
+
+/// Everything the pool knows about one name.
+pub(crate) struct Entry {
+    pub name: Arc<str>,
+    /// Handles declared on the name and not yet disposed or dropped.
+    handles: AtomicUsize,
+    pub state: Mutex<EntryState>,
+    pub cv: Condvar,
+}
+
+impl Entry {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, EntryState> {
+        lock(&self.state)
+    }
+}
+
+/// A fast non-cryptographic hash for names (no untrusted input crosses a
+/// process boundary here).
+#[derive(Default)]
+pub(crate) struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut h = self.0;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(29);
+        }
+        for &b in chunks.remainder() {
+            h = (h ^ u64::from(b)).wrapping_mul(K).rotate_left(29);
+        }
+        self.0 = h;
+    }
+
+    fn finish(&self) -> u64 {
+        let h = self.0;
+        (h ^ (h >> 32)).wrapping_mul(0xff51_afd7_ed55_8ccd) ^ (h >> 29)
+    }
+}
+
+type Map = HashMap<Arc<str>, Arc<Entry>, BuildHasherDefault<NameHasher>>;
+
+const SHARDS: usize = 64;
+
+/// Name -> entry, sharded to keep threads that work on different names
+/// apart.
+pub(crate) struct Registry {
+    shards: Box<[CachePadded<Mutex<Map>>]>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            shards: (0..SHARDS).map(|_| CachePadded::default()).collect(),
+        }
+    }
+}
+
+impl Registry {
+    fn shard(&self, name: &str) -> &Mutex<Map> {
+        let mut h = NameHasher::default();
+        name.hash(&mut h);
+        &self.shards[(h.finish() >> 58) as usize % SHARDS]
+    }
+
+    /// The entry of `name`, created if needed, with one more handle on it.
+    pub(crate) fn acquire(&self, name: &str) -> Arc<Entry> {
+        let mut map = lock(self.shard(name));
+        if let Some(e) = map.get(name) {
+            e.handles.fetch_add(1, Ordering::Relaxed);
+            return Arc::clone(e);
+        }
+        let name: Arc<str> = Arc::from(name);
+        let entry = Arc::new(Entry {
+            name: Arc::clone(&name),
+            handles: AtomicUsize::new(1),
+            state: Mutex::default(),
+            cv: Condvar::new(),
+        });
+        map.insert(name, Arc::clone(&entry));
+        entry
+    }
+
+    /// One more handle on an entry that already has one (so it cannot be
+    /// removed meanwhile): no lookup.
+    pub(crate) fn retain(&self, entry: &Arc<Entry>) -> Arc<Entry> {
+        entry.handles.fetch_add(1, Ordering::Relaxed);
+        Arc::clone(entry)
+    }
+
+    /// Gives a handle back; the entry goes when the last handle does (every
+    /// handle withdraws its offers and retracts its requires first).
+    pub(crate) fn release(&self, entry: &Arc<Entry>) {
+        if entry.handles.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let mut map = lock(self.shard(&entry.name));
+        if entry.handles.load(Ordering::Acquire) == 0 {
+            if let Some(e) = map.get(&*entry.name) {
+                if Arc::ptr_eq(e, entry) {
+                    map.remove(&*entry.name);
+                }
+            }
+        }
+    }
+
+    /// Calls `f` on every offer not yet withdrawn.
+    pub(crate) fn for_each_offer(&self, mut f: impl FnMut(&Arc<Offer>)) {
+        for shard in self.shards.iter() {
+            let entries: Vec<Arc<Entry>> = lock(shard).values().cloned().collect();
+            for e in entries {
+                e.lock().live.iter().for_each(&mut f);
+            }
+        }
+    }
+
+    /// Names currently known (declared by a live handle).
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).len()).sum()
+    }
+}
+
+/// Creates an offer record.
+pub(crate) fn new_offer(
+    name: &Arc<str>,
+    version: u64,
+    attrs: Arc<Attributes>,
+    data: Data,
+) -> Arc<Offer> {
+    let expiry = (!attrs.lifetime.is_zero()).then(|| {
+        let now = Instant::now();
+        // A lifetime past what an Instant can hold: as good as forever.
+        now.checked_add(attrs.lifetime)
+            .or_else(|| now.checked_add(Duration::from_secs(1 << 32)))
+            .unwrap_or(now)
+    });
+    Arc::new(Offer {
+        name: Arc::clone(name),
+        version,
+        attrs,
+        data,
+        expiry,
+        pins: AtomicUsize::new(0),
+        waiters: AtomicUsize::new(0),
+        wakers: Mutex::default(),
+        cv: Condvar::new(),
+    })
+}

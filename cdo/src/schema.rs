@@ -1,0 +1,275 @@
+//! User-attribute schemas, loaded from YAML.
+//!
+//! ```yaml
+//! namespace: app            # keys are written app.KEY
+//! attributes:
+//!   step: { type: uint, required: true }
+//!   temperature: float      # short form: just the type
+//!   tags: { type: list, items: str }
+//!   created: timestamp
+//! ```
+//!
+//! Types: `int`, `uint`, `float`, `str`, `bool`, `timestamp`, `list` (with
+//! an optional `items` type). A namespace's required keys must be set on
+//! every CDO that sets any attribute of that namespace before it is offered.
+
+use crate::config::UnknownAttributes;
+use crate::error::{Error, Result};
+use crate::value::{Value, ValueType};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The type and obligation of one user attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttrSpec {
+    /// Value type.
+    pub ty: ValueType,
+    /// Element type of a list, if constrained.
+    pub items: Option<ValueType>,
+    /// Whether it must be set before an offer.
+    pub required: bool,
+}
+
+/// Every namespace the pool knows, with its keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Schema {
+    namespaces: BTreeMap<String, BTreeMap<String, AttrSpec>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    namespace: String,
+    #[serde(default)]
+    attributes: BTreeMap<String, SpecDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SpecDoc {
+    Short(String),
+    Full(FullSpec),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FullSpec {
+    #[serde(rename = "type")]
+    ty: String,
+    #[serde(default)]
+    required: bool,
+    items: Option<String>,
+}
+
+impl Schema {
+    /// Adds the namespace described by a YAML document; `origin` names it in
+    /// errors.
+    ///
+    /// # Errors
+    /// [`Error::Schema`]: bad YAML, unknown type, bad key, namespace
+    /// already defined or clashing with a built-in.
+    pub fn add_yaml(&mut self, text: &str, origin: &str) -> Result<()> {
+        let err = |message: String| Error::Schema {
+            origin: origin.to_owned(),
+            message,
+        };
+        let doc: FileDoc = serde_yaml::from_str(text).map_err(|e| err(e.to_string()))?;
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        if !valid(&doc.namespace) {
+            return Err(err(format!("bad namespace {:?}", doc.namespace)));
+        }
+        if crate::attrs::is_builtin(&doc.namespace) {
+            return Err(err(format!("namespace {:?} is a built-in", doc.namespace)));
+        }
+        if self.namespaces.contains_key(&doc.namespace) {
+            return Err(err(format!("namespace {:?} defined twice", doc.namespace)));
+        }
+        let ty = |name: &str| {
+            ValueType::from_name(name).ok_or_else(|| {
+                err(format!(
+                    "unknown type {name:?} (int, uint, float, str, bool, timestamp, list)"
+                ))
+            })
+        };
+        let mut keys = BTreeMap::new();
+        for (key, spec) in doc.attributes {
+            if !valid(&key) {
+                return Err(err(format!("bad key {key:?}")));
+            }
+            let spec = match spec {
+                SpecDoc::Short(t) => AttrSpec {
+                    ty: ty(&t)?,
+                    items: None,
+                    required: false,
+                },
+                SpecDoc::Full(f) => {
+                    let spec = AttrSpec {
+                        ty: ty(&f.ty)?,
+                        items: f.items.as_deref().map(ty).transpose()?,
+                        required: f.required,
+                    };
+                    if spec.items.is_some() && spec.ty != ValueType::List {
+                        return Err(err(format!("{key}: items given for a {}", spec.ty)));
+                    }
+                    spec
+                }
+            };
+            keys.insert(key, spec);
+        }
+        self.namespaces.insert(doc.namespace, keys);
+        Ok(())
+    }
+
+    /// Adds the namespace of a YAML file.
+    ///
+    /// # Errors
+    /// [`Error::Schema`], also for an unreadable file.
+    pub fn add_file(&mut self, path: &Path) -> Result<()> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Schema {
+            origin: origin.clone(),
+            message: e.to_string(),
+        })?;
+        self.add_yaml(&text, &origin)
+    }
+
+    /// The spec of a full key (`namespace.key`).
+    pub fn spec(&self, key: &str) -> Option<&AttrSpec> {
+        let (ns, k) = key.split_once('.')?;
+        self.namespaces.get(ns)?.get(k)
+    }
+
+    /// Checks a user attribute: `Ok(Some(v))` with `v` in the schema's type,
+    /// `Ok(None)` when the key is unknown and `unknown` says drop.
+    ///
+    /// # Errors
+    /// [`Error::UnknownAttribute`] (under `reject`), [`Error::TypeMismatch`].
+    pub fn check(
+        &self,
+        key: &str,
+        value: Value,
+        unknown: UnknownAttributes,
+    ) -> Result<Option<Value>> {
+        let Some(spec) = self.spec(key) else {
+            return match unknown {
+                UnknownAttributes::Reject => Err(Error::UnknownAttribute { key: key.into() }),
+                UnknownAttributes::Drop => Ok(None),
+            };
+        };
+        let mismatch = |expected, got: &Value| Error::TypeMismatch {
+            key: key.to_owned(),
+            expected,
+            got: got.to_string(),
+        };
+        let v = value.coerce(spec.ty).map_err(|v| mismatch(spec.ty, &v))?;
+        match (v, spec.items) {
+            (Value::List(items), Some(item_ty)) => items
+                .into_iter()
+                .map(|i| i.coerce(item_ty).map_err(|i| mismatch(item_ty, &i)))
+                .collect::<Result<Vec<_>>>()
+                .map(|l| Some(Value::List(l))),
+            (v, _) => Ok(Some(v)),
+        }
+    }
+
+    /// The first required key missing from `user`, among the namespaces
+    /// `user` uses.
+    pub fn missing(&self, user: &BTreeMap<String, Value>) -> Option<String> {
+        let mut used: Vec<&str> = user.keys().filter_map(|k| k.split('.').next()).collect();
+        used.dedup();
+        used.into_iter().find_map(|ns| {
+            self.namespaces.get(ns).and_then(|keys| {
+                keys.iter()
+                    .filter(|(k, s)| s.required && !user.contains_key(&format!("{ns}.{k}")))
+                    .map(|(k, _)| format!("{ns}.{k}"))
+                    .next()
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const APP: &str = "namespace: app\nattributes:\n  step: { type: uint, required: true }\n  t: float\n  tags: { type: list, items: str }\n  when: timestamp\n";
+
+    fn schema() -> Schema {
+        let mut s = Schema::default();
+        s.add_yaml(APP, "app.yaml").unwrap();
+        s
+    }
+
+    #[test]
+    fn values_are_checked_and_coerced_to_the_schema_type() {
+        let s = schema();
+        let r = UnknownAttributes::Reject;
+        assert_eq!(
+            s.check("app.step", Value::Int(3), r).unwrap(),
+            Some(Value::UInt(3))
+        );
+        assert_eq!(
+            s.check("app.t", Value::UInt(3), r).unwrap(),
+            Some(Value::Float(3.0))
+        );
+        assert!(matches!(
+            s.check("app.step", Value::from("x"), r),
+            Err(Error::TypeMismatch { .. })
+        ));
+        assert!(s
+            .check("app.tags", Value::List(vec![Value::Int(1)]), r)
+            .is_err());
+        assert!(s
+            .check("app.when", Value::from("2024-01-01T00:00:00Z"), r)
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_or_dropped_by_configuration() {
+        let s = schema();
+        assert!(matches!(
+            s.check("app.nope", Value::Int(1), UnknownAttributes::Reject),
+            Err(Error::UnknownAttribute { .. })
+        ));
+        assert_eq!(
+            s.check("other.x", Value::Int(1), UnknownAttributes::Drop)
+                .unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn required_keys_apply_to_cdos_using_the_namespace() {
+        let s = schema();
+        let mut user = BTreeMap::new();
+        assert_eq!(s.missing(&user), None);
+        user.insert("app.t".to_owned(), Value::Float(1.0));
+        assert_eq!(s.missing(&user).as_deref(), Some("app.step"));
+        user.insert("app.step".to_owned(), Value::UInt(1));
+        assert_eq!(s.missing(&user), None);
+    }
+
+    #[test]
+    fn bad_schemas_are_refused() {
+        let mut s = schema();
+        for bad in [
+            APP,
+            "namespace: x\nattributes:\n  a: complex\n",
+            "namespace: y\nattributes:\n  a: { type: int, items: int }\n",
+            "namespace: size\n",
+            "namespace: z\nextra: 1\n",
+            ": not yaml [",
+        ] {
+            assert!(
+                matches!(s.add_yaml(bad, "t"), Err(Error::Schema { .. })),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! Consumer groups: streaming offers to groups of consumers.
+//!
+//! A consumer group receives, as *records*, the offers made after it was
+//! formed whose attributes match its selector. Every group sees every
+//! record; within a group each record goes to exactly one member, the
+//! least loaded (queued plus held records; ties in round-robin order). A
+//! record dropped without [`Record::complete`], or queued at a member that
+//! leaves, goes to another member (to the same one when it is alone). A
+//! record pins its offer, so the producer's withdraw waits for every group
+//! to complete it. A group lives while it has members; when the last one
+//! leaves, its pending records are released.
+
+use crate::attrs::Attributes;
+use crate::data::Data;
+use crate::error::{Error, Result};
+use crate::registry::{lock, Offer};
+use crate::selector::Selector;
+use crate::stats::{Counter, Counters};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+struct MemberQueue {
+    id: u64,
+    queue: VecDeque<Arc<Offer>>,
+    held: usize,
+}
+
+#[derive(Default)]
+struct GroupState {
+    members: Vec<MemberQueue>,
+    next_id: u64,
+    cursor: usize,
+    closed: bool,
+}
+
+impl GroupState {
+    /// Queues `offer` at the least-loaded member other than `exclude`
+    /// (or `exclude` itself when it is alone); releases it when the group
+    /// is closed.
+    fn deliver(&mut self, offer: Arc<Offer>, exclude: Option<u64>) {
+        let n = self.members.len();
+        let pick = (0..n)
+            .map(|k| (self.cursor + k) % n)
+            .filter(|&i| Some(self.members[i].id) != exclude || n == 1)
+            .min_by_key(|&i| self.members[i].queue.len() + self.members[i].held);
+        match pick {
+            Some(i) => {
+                self.members[i].queue.push_back(offer);
+                self.cursor = (i + 1) % n;
+            }
+            None => offer.unpin(),
+        }
+    }
+
+    fn member(&mut self, id: u64) -> Option<&mut MemberQueue> {
+        self.members.iter_mut().find(|m| m.id == id)
+    }
+}
+
+struct Group {
+    name: String,
+    selector: Selector,
+    state: Mutex<GroupState>,
+    cv: Condvar,
+}
+
+/// The consumer groups of a pool.
+#[derive(Default)]
+pub(crate) struct Streams {
+    groups: RwLock<Vec<Arc<Group>>>,
+    count: AtomicUsize,
+}
+
+impl Streams {
+    /// Hands a new offer to every group whose selector matches.
+    pub(crate) fn dispatch(&self, offer: &Arc<Offer>) {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let groups = self.groups.read().unwrap_or_else(|p| p.into_inner());
+        for g in groups.iter() {
+            if g.selector.matches(&offer.view()) {
+                offer.pin();
+                lock(&g.state).deliver(Arc::clone(offer), None);
+                g.cv.notify_all();
+            }
+        }
+    }
+
+    pub(crate) fn join<'p>(
+        &'p self,
+        counters: &'p Counters,
+        name: &str,
+        selector: &str,
+    ) -> Result<Member<'p>> {
+        let mut groups = self.groups.write().unwrap_or_else(|p| p.into_inner());
+        let group = match groups.iter().find(|g| g.name == name) {
+            Some(g) if g.selector.as_str() != selector => {
+                return Err(Error::Group {
+                    name: name.into(),
+                    reason: format!("formed with selector {:?}", g.selector.as_str()),
+                })
+            }
+            Some(g) => Arc::clone(g),
+            None => {
+                let g = Arc::new(Group {
+                    name: name.to_owned(),
+                    selector: Selector::parse(selector)?,
+                    state: Mutex::default(),
+                    cv: Condvar::new(),
+                });
+                groups.push(Arc::clone(&g));
+                self.count.store(groups.len(), Ordering::Relaxed);
+                g
+            }
+        };
+        let mut s = lock(&group.state);
+        let id = s.next_id;
+        s.next_id += 1;
+        s.members.push(MemberQueue {
+            id,
+            queue: VecDeque::new(),
+            held: 0,
+        });
+        drop(s);
+        Ok(Member {
+            streams: self,
+            counters,
+            group,
+            id,
+        })
+    }
+
+    fn leave(&self, group: &Arc<Group>, id: u64) {
+        let mut groups = self.groups.write().unwrap_or_else(|p| p.into_inner());
+        let mut s = lock(&group.state);
+        let Some(pos) = s.members.iter().position(|m| m.id == id) else {
+            return;
+        };
+        let gone = s.members.remove(pos);
+        if s.members.is_empty() {
+            s.closed = true;
+            groups.retain(|g| !Arc::ptr_eq(g, group));
+            self.count.store(groups.len(), Ordering::Relaxed);
+        }
+        s.cursor = 0;
+        for offer in gone.queue {
+            s.deliver(offer, Some(id));
+        }
+        drop(s);
+        group.cv.notify_all();
+    }
+}
+
+/// A member of a consumer group; leaving (dropping) hands its queued
+/// records to the other members.
+pub struct Member<'p> {
+    streams: &'p Streams,
+    counters: &'p Counters,
+    group: Arc<Group>,
+    id: u64,
+}
+
+impl std::fmt::Debug for Member<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Member")
+            .field("group", &self.group.name)
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl<'p> Member<'p> {
+    /// The group's name.
+    pub fn group(&self) -> &str {
+        &self.group.name
+    }
+
+    /// The next record for this member, if one is queued.
+    pub fn try_next(&self) -> Option<Record> {
+        self.next_until(Some(Instant::now()))
+    }
+
+    /// The next record, waiting up to `timeout`.
+    pub fn next_timeout(&self, timeout: Duration) -> Option<Record> {
+        self.next_until(Instant::now().checked_add(timeout))
+    }
+
+    fn next_until(&self, deadline: Option<Instant>) -> Option<Record> {
+        let mut s = lock(&self.group.state);
+        loop {
+            let m = s.member(self.id)?;
+            if let Some(offer) = m.queue.pop_front() {
+                m.held += 1;
+                drop(s);
+                self.counters.bump(Counter::Streamed);
+                if let Some(space) = offer.data.space() {
+                    self.counters
+                        .transfer(space, space, offer.data.len(), false);
+                }
+                return Some(Record {
+                    group: Arc::clone(&self.group),
+                    member: self.id,
+                    offer: Some(offer),
+                });
+            }
+            s = match deadline {
+                None => self.group.cv.wait(s).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let left = d.checked_duration_since(Instant::now())?;
+                    self.group
+                        .cv
+                        .wait_timeout(s, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+}
+
+impl Drop for Member<'_> {
+    fn drop(&mut self) {
+        self.streams.leave(&self.group, self.id);
+    }
+}
+
+/// One offer delivered to one member of a consumer group.
+pub struct Record {
+    group: Arc<Group>,
+    member: u64,
+    offer: Option<Arc<Offer>>,
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Record")
+            .field("name", &self.name())
+            .field("version", &self.version())
+            .finish()
+    }
+}
+
+impl Record {
+    fn offer(&self) -> Option<&Offer> {
+        self.offer.as_deref()
+    }
+
+    /// The CDO's name.
+    pub fn name(&self) -> &str {
+        self.offer().map_or("", |o| &o.name)
+    }
+
+    /// The offer's version.
+    pub fn version(&self) -> u64 {
+        self.offer().map_or(0, |o| o.version)
+    }
+
+    /// The offer's attributes.
+    pub fn attributes(&self) -> Option<&Attributes> {
+        self.offer().map(|o| &*o.attrs)
+    }
+
+    /// The data (the producer's bytes, shared).
+    pub fn data(&self) -> Data {
+        self.offer().map(|o| o.data.clone()).unwrap_or_default()
+    }
+
+    /// Marks the record processed.
+    pub fn complete(mut self) {
+        if let Some(offer) = self.offer.take() {
+            if let Some(m) = lock(&self.group.state).member(self.member) {
+                m.held -= 1;
+            }
+            offer.unpin();
+        }
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        if let Some(offer) = self.offer.take() {
+            let mut s = lock(&self.group.state);
+            if let Some(m) = s.member(self.member) {
+                m.held -= 1;
+            }
+            s.deliver(offer, Some(self.member));
+            drop(s);
+            self.group.cv.notify_all();
+        }
+    }
+}

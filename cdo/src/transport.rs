@@ -1,0 +1,204 @@
+//! The data plane: how offered bytes reach a consumer.
+//!
+//! [`Transport`] is the seam for the multi-process pool manager: this crate
+//! ships [`LocalTransport`] (threads of one process: hand over the same
+//! bytes when the space matches, copy through mamba otherwise); a
+//! shared-memory or RDMA transport implements the same trait.
+
+use crate::attrs::{Layout, Order, Place};
+use crate::data::{Buffer, Data};
+use crate::error::{Error, Result};
+use mamba::{Mamba, Policy};
+use std::sync::Arc;
+
+/// What a consumer asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Want<'a> {
+    /// Where the data should be.
+    pub place: Option<Place>,
+    /// Which storage order it should have.
+    pub order: Option<Order>,
+    /// The producer's layout and element size, needed to reorder.
+    pub layout: Option<(&'a Layout, usize)>,
+}
+
+/// A hand-over: the consumer's data and whether bytes were copied.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The consumer's view.
+    pub data: Data,
+    /// False for a zero-copy hand-over.
+    pub copied: bool,
+}
+
+/// Moves offered data to a consumer.
+pub trait Transport: Send + Sync + std::fmt::Debug {
+    /// Delivers `offered` as `want` says, without copying when possible.
+    ///
+    /// # Errors
+    /// Memory errors of the target space, [`Error::Layout`].
+    fn deliver(&self, name: &Arc<str>, offered: &Data, want: &Want<'_>) -> Result<Delivery>;
+}
+
+/// In-process transport over one mamba allocator.
+#[derive(Debug, Clone)]
+pub struct LocalTransport {
+    mamba: Arc<Mamba>,
+}
+
+impl LocalTransport {
+    /// A transport allocating copies from `mamba`.
+    pub fn new(mamba: Arc<Mamba>) -> Self {
+        LocalTransport { mamba }
+    }
+}
+
+fn place_matches(offered: &Data, place: Option<Place>) -> bool {
+    match (place, offered.place()) {
+        (None, _) | (_, None) => true,
+        (Some(Place::Space(s)), Some((have, _))) => s == have,
+        (Some(Place::Tier(t)), Some((_, have))) => t == have,
+    }
+}
+
+impl Transport for LocalTransport {
+    fn deliver(&self, name: &Arc<str>, offered: &Data, want: &Want<'_>) -> Result<Delivery> {
+        let reorder = match (want.order, want.layout) {
+            (Some(o), Some((layout, _))) => o != layout.order,
+            (Some(o), None) => o != Order::RowMajor,
+            (None, _) => false,
+        };
+        if offered.is_empty() || (!reorder && place_matches(offered, want.place)) {
+            return Ok(Delivery {
+                data: offered.clone(),
+                copied: false,
+            });
+        }
+        let policy = match want.place {
+            Some(Place::Space(s)) => Policy::require(s),
+            Some(Place::Tier(t)) => Policy::require(t),
+            None => Policy::require(offered.space().unwrap_or(mamba::SpaceId(0))),
+        };
+        let src = offered.as_slice()?;
+        let mut buf = Buffer::allocate(&self.mamba, src.len(), &policy)?;
+        let dst = buf.as_mut_slice()?;
+        if reorder {
+            let Some((layout, elem)) = want.layout else {
+                return Err(Error::Layout {
+                    name: name.clone(),
+                    reason: "the producer gave no shape".into(),
+                });
+            };
+            transpose(layout, elem, src, dst).map_err(|reason| Error::Layout {
+                name: name.clone(),
+                reason,
+            })?;
+        } else {
+            dst.copy_from_slice(src);
+        }
+        Ok(Delivery {
+            data: buf.into(),
+            copied: true,
+        })
+    }
+}
+
+/// Element strides of `shape` stored in `order`.
+fn strides(shape: &[usize], order: Order) -> Vec<usize> {
+    let mut strides = vec![0; shape.len()];
+    let mut step = 1;
+    let dims: Box<dyn Iterator<Item = usize>> = match order {
+        Order::RowMajor => Box::new((0..shape.len()).rev()),
+        Order::ColumnMajor => Box::new(0..shape.len()),
+    };
+    for d in dims {
+        strides[d] = step;
+        step *= shape[d];
+    }
+    strides
+}
+
+/// Copies an array stored in `layout.order` into the other order.
+fn transpose(
+    layout: &Layout,
+    elem: usize,
+    src: &[u8],
+    dst: &mut [u8],
+) -> std::result::Result<(), String> {
+    let shape = &layout.shape;
+    let n = layout.elements().ok_or("the shape overflows")?;
+    if n.checked_mul(elem) != Some(src.len()) || dst.len() != src.len() {
+        return Err("shape and element type do not match the size".into());
+    }
+    let other = match layout.order {
+        Order::RowMajor => Order::ColumnMajor,
+        Order::ColumnMajor => Order::RowMajor,
+    };
+    let (from, to) = (strides(shape, layout.order), strides(shape, other));
+    let mut index = vec![0usize; shape.len()];
+    for _ in 0..n {
+        let offset = |strides: &[usize]| -> usize {
+            index.iter().zip(strides).map(|(i, s)| i * s).sum::<usize>() * elem
+        };
+        let (s, d) = (offset(&from), offset(&to));
+        dst[d..d + elem].copy_from_slice(&src[s..s + elem]);
+        // Next multi-index, last dimension fastest.
+        for k in (0..index.len()).rev() {
+            index[k] += 1;
+            if index[k] < shape[k] {
+                break;
+            }
+            index[k] = 0;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_by_three_transposes_both_ways_and_checks_sizes() {
+        let src: Vec<u8> = (0..6).collect();
+        let mut dst = vec![0; 6];
+        let row = Layout {
+            shape: vec![2, 3],
+            order: Order::RowMajor,
+        };
+        transpose(&row, 1, &src, &mut dst).unwrap();
+        assert_eq!(dst, [0, 3, 1, 4, 2, 5]);
+        let col = Layout {
+            order: Order::ColumnMajor,
+            ..row.clone()
+        };
+        let mut back = vec![0; 6];
+        transpose(&col, 1, &dst, &mut back).unwrap();
+        assert_eq!(back, src);
+        assert!(transpose(&row, 2, &src, &mut dst).is_err(), "size mismatch");
+    }
+
+    #[test]
+    fn three_d_arrays_round_trip_and_index_correctly() {
+        let shape = vec![2, 3, 4];
+        let src: Vec<u8> = (0..24).collect();
+        let row = Layout {
+            shape: shape.clone(),
+            order: Order::RowMajor,
+        };
+        let mut col = vec![0; 24];
+        transpose(&row, 1, &src, &mut col).unwrap();
+        // Element (i, j, k) is at i*12 + j*4 + k row-major and at
+        // i + j*2 + k*6 column-major.
+        for (i, j, k) in [(1, 2, 3), (0, 1, 2), (1, 0, 0)] {
+            assert_eq!(col[i + j * 2 + k * 6], src[i * 12 + j * 4 + k]);
+        }
+        let col_layout = Layout {
+            shape,
+            order: Order::ColumnMajor,
+        };
+        let mut back = vec![0; 24];
+        transpose(&col_layout, 1, &col, &mut back).unwrap();
+        assert_eq!(back, src);
+    }
+}
