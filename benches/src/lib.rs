@@ -3,7 +3,12 @@
 
 use std::time::{Duration, Instant};
 
+pub mod affinity;
+pub mod alloc;
+pub mod cdo;
+pub mod hydro;
 pub mod report;
+pub mod transforms;
 
 pub use report::{Better, Row};
 

@@ -1,19 +1,43 @@
 //! `compare NAME`: runs one benchmark family, ours against its peers in the
 //! same run, and prints one JSON object per case.
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, ValueEnum};
 
 #[derive(Parser)]
 #[command(about = "Benchmarks mamba against its peers, one JSON line per case")]
 struct Cli {
-    #[command(subcommand)]
+    /// The benchmark family to run.
+    #[arg(value_enum)]
     bench: Bench,
+    /// Only the cases whose name contains this text.
+    #[arg(long, default_value = "")]
+    case: String,
 }
 
-#[derive(Subcommand)]
-enum Bench {}
+#[derive(Clone, Copy, ValueEnum)]
+enum Bench {
+    /// Alloc+free pairs against glibc malloc, mimalloc and mmap.
+    Alloc,
+    /// Layout-transforming copies against memcpy and ndarray.
+    Transforms,
+    /// The hydro example's MC/s and the cost of its in-transit analyses.
+    Hydro,
+    /// STREAM triad and task spawns on the NUMA-aware pool against rayon.
+    Affinity,
+    /// CDO cycles per second in one process.
+    Cdo,
+}
 
 fn main() {
     let cli = Cli::parse();
-    match cli.bench {}
+    let rows = match cli.bench {
+        Bench::Alloc => mamba_benches::alloc::run_matching(&cli.case),
+        Bench::Transforms => mamba_benches::transforms::run(),
+        Bench::Hydro => mamba_benches::hydro::run(),
+        Bench::Affinity => mamba_benches::affinity::run(),
+        Bench::Cdo => mamba_benches::cdo::run(),
+    };
+    for row in rows.iter().filter(|r| r.case.contains(&cli.case)) {
+        row.print();
+    }
 }
