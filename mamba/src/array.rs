@@ -1,5 +1,5 @@
 //! n-dimensional arrays in any space: a buffer plus a
-//! [`Layout`](mamba_transforms::Layout), views of tiles, and wrapping memory
+//! [`mamba_transforms::Layout`], views of tiles, and wrapping memory
 //! the caller owns.
 
 use crate::allocation::Allocation;

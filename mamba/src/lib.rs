@@ -14,7 +14,7 @@
 //! | pools | [`pool`] | size classes, thread caches, best-fit arena, trim, statistics |
 //! | allocator | [`Mamba`], [`Policy`] | placement by policy with fallback |
 //! | locality | [`placement`] | where pages are, moving them |
-//! | arrays | [`array`], [`copy`] | n-d arrays in any space, tiles, layout-converting copies |
+//! | arrays | [`mod@array`], [`copy`] | n-d arrays in any space, tiles, layout-converting copies |
 //! | affinity | [`affinity`] | pinning, NUMA-aware worker pool, move task or data |
 //!
 //! ```
