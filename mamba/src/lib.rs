@@ -55,7 +55,7 @@ pub use array::{Array, ArrayView, Tiles};
 pub use config::{ByteSize, Config};
 pub use copy::{copy_array, copy_async, CopyHandle};
 pub use error::{Error, Result};
-pub use placement::{locate, PageLocation};
+pub use placement::{locate, locate_pages, PageLocation};
 pub use policy::{Criterion, Near, Policy, Rule, Target};
 pub use pool::{Pool, PoolSettings, PoolStats};
 pub use sys::page_size;

@@ -39,15 +39,28 @@ impl PageLocation {
 /// # Errors
 /// [`Error::Os`] when the kernel refuses the query.
 pub fn locate(addr: usize, len: usize) -> Result<PageLocation> {
+    Ok(tally(sys::page_nodes(addr, len, None)?))
+}
+
+/// Where the pages at these addresses are, in one query (for sampling a
+/// long range).
+///
+/// # Errors
+/// [`Error::Os`] when the kernel refuses the query.
+pub fn locate_pages(pages: &[usize]) -> Result<PageLocation> {
+    Ok(tally(sys::nodes_of_pages(pages, None)?))
+}
+
+fn tally(statuses: Vec<i32>) -> PageLocation {
     let mut loc = PageLocation::default();
-    for status in sys::page_nodes(addr, len, None)? {
+    for status in statuses {
         match status {
             n if n >= 0 => *loc.pages_per_node.entry(n as u32).or_default() += 1,
             n if n == -libc::ENOENT => loc.untouched += 1,
             _ => loc.unknown += 1,
         }
     }
-    Ok(loc)
+    loc
 }
 
 fn real_node(pool: &Pool) -> Option<u32> {

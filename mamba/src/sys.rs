@@ -159,9 +159,14 @@ pub fn page_nodes(addr: usize, len: usize, target: Option<u32>) -> Result<Vec<i3
         .checked_add(len)
         .ok_or(Error::SizeTooLarge { size: len })?;
     let count = (end - first).div_ceil(page);
-    let pages: Vec<*mut libc::c_void> = (0..count)
-        .map(|i| (first + i * page) as *mut libc::c_void)
-        .collect();
+    let pages: Vec<usize> = (0..count).map(|i| first + i * page).collect();
+    nodes_of_pages(&pages, target)
+}
+
+/// [`page_nodes`] for a list of page addresses, in one system call.
+pub fn nodes_of_pages(pages: &[usize], target: Option<u32>) -> Result<Vec<i32>> {
+    let count = pages.len();
+    let addrs: Vec<*mut libc::c_void> = pages.iter().map(|&p| p as *mut libc::c_void).collect();
     let nodes: Option<Vec<libc::c_int>> = target.map(|n| vec![n as libc::c_int; count]);
     let mut status = vec![0 as libc::c_int; count];
     // SAFETY: move_pages reads `count` page addresses and (optionally) node
@@ -172,7 +177,7 @@ pub fn page_nodes(addr: usize, len: usize, target: Option<u32>) -> Result<Vec<i3
             libc::SYS_move_pages,
             0,
             count as libc::c_ulong,
-            pages.as_ptr(),
+            addrs.as_ptr(),
             nodes.as_ref().map_or(std::ptr::null(), |n| n.as_ptr()),
             status.as_mut_ptr(),
             MPOL_MF_MOVE as libc::c_int,

@@ -3,7 +3,7 @@
 
 use mamba::affinity::{
     current_cpu, current_worker, thread_affinity, AffinityError, AffinityPool, CpuSet,
-    DataLocation, DataRange, Level, Locality, Origin, Pinning, RouteReason,
+    DataLocation, DataRange, Level, Locality, Origin, Pinning, RouteReason, SAMPLED_PAGES,
 };
 use mamba::{Config, Mamba, Policy, Tier};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -256,11 +256,17 @@ fn long_ranges_are_sampled_short_ones_counted() {
     let page = mamba::page_size();
     let v = vec![1u8; 64 << 20];
     let whole = DataRange::of(&v[..]).sample().unwrap();
-    assert_eq!(whole.pages_per_node.values().sum::<usize>(), 8);
+    assert_eq!(whole.pages_per_node.values().sum::<usize>(), SAMPLED_PAGES);
     let base = v.as_ptr() as usize;
     let aligned = base.next_multiple_of(page);
-    let short = DataRange::new(aligned, 20 * page).sample().unwrap();
-    assert_eq!(short.pages_per_node.values().sum::<usize>(), 20);
+    let short = DataRange::new(aligned, SAMPLED_PAGES * page)
+        .sample()
+        .unwrap();
+    assert_eq!(short.pages_per_node.values().sum::<usize>(), SAMPLED_PAGES);
+    let longer = DataRange::new(aligned, (SAMPLED_PAGES + 1) * page)
+        .sample()
+        .unwrap();
+    assert_eq!(longer.pages_per_node.values().sum::<usize>(), SAMPLED_PAGES);
     // Two bytes across a page boundary are two pages.
     let straddle = DataRange::new(aligned + page - 1, 2).sample().unwrap();
     assert_eq!(straddle.pages_per_node.values().sum::<usize>(), 2);

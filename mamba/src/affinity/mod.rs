@@ -56,7 +56,7 @@ mod worker;
 
 pub use bind::{current_cpu, thread_affinity, BindGuard, PinnedThread};
 pub use cpuset::{CpuSet, NodeSet};
-pub use data::{DataLocation, DataRange, SAMPLED_PAGES, WHOLE_RANGE_PAGES};
+pub use data::{DataLocation, DataRange, SAMPLED_PAGES};
 pub use decide::{Action, Backlog, Decision, Footprint, MigrationPolicy};
 pub use domain::{Domain, Domains, Level, Membership, Route, RouteReason};
 pub use error::{AffinityError, Result};
