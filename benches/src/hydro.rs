@@ -2,15 +2,10 @@
 //! in-transit analyses cost.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use hydro::analysis::{AnalysisOptions, ChannelOutlet};
-use hydro::driver::{drive, Transit};
-use hydro::progress::Progress;
-use hydro::record::RecordRing;
-use hydro::{Limiter, Memory, Params, ScopedThreads, Solver};
-use mamba::{Config, Mamba, Policy};
+use clap::Parser;
+use hydro::{run_app, Cli};
 
 use crate::{interleaved_medians, Better, Row};
 
@@ -18,54 +13,41 @@ use crate::{interleaved_medians, Better, Row};
 const N: usize = 500;
 /// Steps timed.
 const STEPS: u64 = 100;
-/// Worker threads.
-const WORKERS: usize = 2;
-/// Steps between output records when the analyses are on.
-const NOUTPUT: u64 = 10;
 /// Timed runs of each variant.
 const ROUNDS: usize = 5;
 
-/// The timed point blast.
-fn params() -> Params {
-    Params {
-        nx: N,
-        ny: N,
-        dx: 1.0 / N as f64,
-        tend: f64::MAX,
-        nstepmax: STEPS,
-        courant_factor: 0.8,
-        slope_type: Limiter::MonotonizedCentral,
-        nxystep: 16,
-        noutput: NOUTPUT,
-        ..Params::default()
+/// Wall time of one run of the hydro application as its command line runs
+/// it (NUMA-aware worker pool, memory in the highest-bandwidth space, output
+/// records through the in-process CDO pool), analyses drained at the end;
+/// `--no-analyses` when `with_analyses` is false.
+fn timed_run(out: &Path, with_analyses: bool) -> Duration {
+    let mut args: Vec<String> = [
+        "hydro",
+        "--nx",
+        "500",
+        "--ny",
+        "500",
+        "--nstepmax",
+        "100",
+        "--tend",
+        "1e30",
+        "--noutput",
+        "10",
+        "--workers",
+        "2",
+        "--output",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push(out.display().to_string());
+    if !with_analyses {
+        args.push("--no-analyses".into());
     }
-}
-
-/// Wall time of one run, analyses drained, with the state, scratch and
-/// record buffers in the highest-bandwidth space; with analyses writing to
-/// `out` when given.
-fn timed_run(memory: &Memory, out: Option<&Path>) -> Duration {
-    let p = params();
-    let mut solver = Solver::new_in(p.clone(), ScopedThreads::new(WORKERS), memory)
-        .expect("benchmark parameters are valid");
-    let transit = out.map(|dir| Transit {
-        ring: RecordRing::new(N, N, 3, 0, memory).expect("record buffers"),
-        outlet: Box::new(
-            ChannelOutlet::start(&AnalysisOptions {
-                dir: dir.into(),
-                renderers: 1,
-                vtk: false,
-                analyses: true,
-                resume_after: None,
-            })
-            .expect("the analyses start"),
-        ),
-        checkpoint_every: 0,
-        records: true,
-    });
-    let mut progress = Progress::new(p.nstepmax, p.tend);
-    let report = drive(&mut solver, transit, &mut progress).expect("the point blast runs");
-    Duration::from_secs_f64(report.total_seconds)
+    let cli = Cli::parse_from(&args);
+    let report = run_app(&cli).expect("the point blast runs");
+    assert_eq!(report.steps, STEPS, "the benchmark runs {STEPS} steps");
+    Duration::from_secs_f64(report.drive.total_seconds)
 }
 
 /// Million cell updates per second of a 500x500 point blast run for 100
@@ -73,18 +55,9 @@ fn timed_run(memory: &Memory, out: Option<&Path>) -> Duration {
 /// and the wall time of the same run with the in-transit analyses on (a
 /// record every 10 steps) against without, measured interleaved.
 pub fn run() -> Vec<Row> {
-    let config = Config {
-        gpu: false,
-        ..Config::default()
-    };
-    let mamba = Arc::new(Mamba::discover(&config).expect("this node is discoverable"));
-    let memory = Memory::pooled(mamba, Policy::highest_bandwidth()).expect("a CPU memory space");
     let out = std::env::temp_dir().join(format!("hydro-bench-{}", std::process::id()));
-    let (with, without) = interleaved_medians(
-        ROUNDS,
-        || timed_run(&memory, Some(&out)),
-        || timed_run(&memory, None),
-    );
+    let (with, without) =
+        interleaved_medians(ROUNDS, || timed_run(&out, true), || timed_run(&out, false));
     // Best effort: the images are not needed once timed.
     let _ = std::fs::remove_dir_all(&out);
     let mcs = (N * N) as f64 * STEPS as f64 / without.as_secs_f64() / 1e6;

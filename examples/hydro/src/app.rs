@@ -6,15 +6,16 @@ use std::sync::Arc;
 use mamba::{Config, Mamba};
 
 use crate::analysis::{AnalysisOptions, ChannelOutlet};
+use crate::cdo_transit::{attributes::new_pool, CdoOutlet};
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::checkpoint_dir::newest_checkpoint;
 use crate::cli::Cli;
-use crate::cli::ExecutorKind;
+use crate::cli::{ExecutorKind, TransportKind};
 use crate::driver::{drive, DriveError, Transit};
 use crate::dump::{Dump, DumpError};
 use crate::exec::{Executor, NumaBands, ScopedThreads};
 use crate::memory::{Memory, MemoryError};
-use crate::outlet::OutletError;
+use crate::outlet::{Outlet, OutletError};
 use crate::params::ParamError;
 use crate::progress::Progress;
 use crate::record::RecordRing;
@@ -52,6 +53,9 @@ pub enum AppError {
     /// The analyses could not start.
     #[error(transparent)]
     Outlet(#[from] OutletError),
+    /// The CDO transport needs memory from mamba.
+    #[error("the CDO transport needs pooled memory")]
+    NoPool,
     /// The final dump could not be written.
     #[error(transparent)]
     Dump(#[from] DumpError),
@@ -128,25 +132,40 @@ pub fn run_app(cli: &Cli) -> Result<AppReport, AppError> {
         "starting"
     );
     let analyses = !cli.no_analyses;
-    let transit = if analyses || cli.checkpoint_every > 0 {
-        let ring = RecordRing::new(p.nx, p.ny, cli.ring, 0, &memory)?;
-        report.records = space_of(ring.space().as_ref());
-        let outlet = ChannelOutlet::start(&AnalysisOptions {
-            dir: cli.output.clone(),
-            renderers: cli.renderers,
-            vtk: cli.vtk,
-            analyses,
-            resume_after: restarted_from.as_ref().map(|_| solver.step_count()),
-        })?;
-        Some(Transit {
-            ring,
-            outlet: Box::new(outlet),
-            checkpoint_every: cli.checkpoint_every,
-            records: analyses,
-        })
-    } else {
-        None
+    let in_transit = analyses || cli.checkpoint_every > 0;
+    let options = AnalysisOptions {
+        dir: cli.output.clone(),
+        renderers: cli.renderers,
+        vtk: cli.vtk,
+        analyses,
+        resume_after: restarted_from.as_ref().map(|_| solver.step_count()),
     };
+    // The pool outlives the outlet that borrows it.
+    let pool;
+    let outlet: Option<Box<dyn Outlet>> = match (in_transit, cli.transport) {
+        (false, _) => None,
+        (true, TransportKind::Channels) => {
+            let ring = RecordRing::new(p.nx, p.ny, cli.ring, 0, &memory)?;
+            report.records = space_of(ring.space().as_ref());
+            Some(Box::new(ChannelOutlet::start(&options, ring)?))
+        }
+        (true, TransportKind::Cdo) => {
+            let (mamba, policy) = memory.placement().ok_or(AppError::NoPool)?;
+            report.records = mamba
+                .placement(policy)?
+                .spaces()
+                .next()
+                .map(|s| (s.name.clone(), s.tier));
+            pool = Arc::new(new_pool(Arc::clone(mamba))?);
+            let outlet = CdoOutlet::start(&pool, policy.clone(), &options, &p, cli.ring)?;
+            Some(Box::new(outlet))
+        }
+    };
+    let transit = outlet.map(|outlet| Transit {
+        outlet,
+        checkpoint_every: cli.checkpoint_every,
+        records: analyses,
+    });
     let mut progress = Progress::new(p.nstepmax, p.tend);
     let drive_report = drive(&mut solver, transit, &mut progress)?;
     if let Some(path) = &cli.checkpoint {
@@ -171,6 +190,7 @@ pub fn run_app(cli: &Cli) -> Result<AppReport, AppError> {
         total_steps: solver.step_count(),
         time: solver.time(),
         cells: p.nx * p.ny,
+        transport: in_transit.then_some(cli.transport),
         restarted_from,
         drive: drive_report,
         memory: memory_report,

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
-use crate::record::CheckpointJob;
+use crate::params::Params;
+use crate::record::RecordView;
 
 /// File name prefix of checkpoints.
 const PREFIX: &str = "checkpoint_";
@@ -16,14 +17,18 @@ pub fn checkpoint_path(dir: &Path, step: u64) -> PathBuf {
     dir.join(format!("{PREFIX}{step:010}{SUFFIX}"))
 }
 
-/// Writes the checkpoint `job` asks for into `dir`, through a temporary file
-/// renamed into place so that a partial file is never taken for a
-/// checkpoint; returns its path.
-pub fn write_checkpoint(dir: &Path, job: &CheckpointJob) -> Result<PathBuf, CheckpointError> {
-    let m = job.record.meta();
+/// Writes a checkpoint of the run with `params` at the state `record` holds
+/// into `dir`, through a temporary file renamed into place so that a
+/// partial file is never taken for a checkpoint; returns its path.
+pub fn write_checkpoint(
+    dir: &Path,
+    params: &Params,
+    record: &RecordView<'_>,
+) -> Result<PathBuf, CheckpointError> {
+    let m = record.meta();
     let checkpoint = Checkpoint {
-        params: job.params.clone(),
-        state: job.record.to_state(),
+        params: params.clone(),
+        state: record.to_state(),
         step: m.step,
         time: m.time,
         dt: m.dt,

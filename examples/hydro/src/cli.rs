@@ -13,6 +13,16 @@ pub enum ExecutorKind {
     Threads,
 }
 
+/// How records reach the in-transit analyses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TransportKind {
+    /// A CDO pool: records are CDO groups in mamba memory, the analyses
+    /// consumer groups that read them without copying.
+    Cdo,
+    /// crossbeam channels from a ring of record buffers.
+    Channels,
+}
+
 use crate::memory::MemoryPolicy;
 use crate::params::{Boundary, Limiter, ParamError, Params, TestCase};
 
@@ -98,6 +108,10 @@ pub struct Cli {
     /// Directory of the analyses' files and the periodic checkpoints.
     #[arg(long, default_value = "hydro-out", value_name = "DIR")]
     pub output: PathBuf,
+    /// How records reach the in-transit analyses: a CDO pool (consumer
+    /// groups, zero-copy) or crossbeam channels.
+    #[arg(long, value_enum, default_value_t = TransportKind::Cdo)]
+    pub transport: TransportKind,
     /// Run without the in-transit analyses.
     #[arg(long)]
     pub no_analyses: bool,
@@ -112,8 +126,9 @@ pub struct Cli {
     /// (0: never).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub checkpoint_every: u64,
-    /// Record buffers in flight between the solver and the analyses (at
-    /// least 2).
+    /// Records in flight between the solver and the analyses (at least 2):
+    /// ring buffers (channels) or offered CDOs (cdo); the solver waits
+    /// when they are all in use.
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub ring: usize,
     /// Input text applied before the input file when none is given (the

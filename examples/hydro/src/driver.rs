@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use crate::exec::BandExecutor;
-use crate::outlet::{Outlet, OutletError, OutletReport};
+use crate::outlet::{Capture, Outlet, OutletError, OutletReport};
 use crate::progress::{Progress, Tick};
-use crate::record::{CheckpointJob, RecordMeta, RecordRing};
+use crate::record::RecordMeta;
 use crate::solver::{Solver, SolverError};
 
 /// Why the loop stopped.
@@ -21,22 +21,19 @@ pub enum DriveError {
     Outlet(#[from] OutletError),
 }
 
-/// The in-transit side of a run: the record ring and where records go.
-pub struct Transit {
-    /// Staging buffers of the records.
-    pub ring: RecordRing,
+/// The in-transit side of a run: where records go.
+pub struct Transit<'a> {
     /// The consumers.
-    pub outlet: Box<dyn Outlet>,
+    pub outlet: Box<dyn Outlet + 'a>,
     /// Steps between checkpoints (0: none).
     pub checkpoint_every: u64,
     /// Whether output records go to the analyses (else only checkpoints).
     pub records: bool,
 }
 
-impl std::fmt::Debug for Transit {
+impl std::fmt::Debug for Transit<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transit")
-            .field("ring", &self.ring)
             .field("checkpoint_every", &self.checkpoint_every)
             .finish_non_exhaustive()
     }
@@ -53,7 +50,7 @@ pub struct DriveReport {
     pub solver_seconds: f64,
     /// Wall time handing records over (copies and waits), in seconds.
     pub handoff_seconds: f64,
-    /// Part of the hand-off spent waiting for a free record buffer.
+    /// Part of the hand-off spent waiting for the consumers to make room.
     pub wait_seconds: f64,
     /// Wall time waiting for the consumers to finish after the last step.
     pub drain_seconds: f64,
@@ -66,7 +63,7 @@ pub struct DriveReport {
 /// checkpoints every `checkpoint_every` steps.
 pub fn drive<E: BandExecutor>(
     solver: &mut Solver<E>,
-    mut transit: Option<Transit>,
+    mut transit: Option<Transit<'_>>,
     progress: &mut Progress,
 ) -> Result<DriveReport, DriveError> {
     let start = Instant::now();
@@ -116,11 +113,11 @@ pub fn drive<E: BandExecutor>(
     Ok(report)
 }
 
-/// Copies the state into a record and hands it on as an output and/or a
-/// checkpoint; returns the time it took and the part spent waiting.
+/// Hands the state on as an output and/or a checkpoint; returns the time
+/// it took and the part spent waiting.
 fn hand_off<E: BandExecutor>(
     solver: &Solver<E>,
-    t: &mut Transit,
+    t: &mut Transit<'_>,
     output: bool,
     checkpoint: bool,
 ) -> Result<(Duration, Duration), OutletError> {
@@ -134,15 +131,12 @@ fn hand_off<E: BandExecutor>(
         ny: solver.params().ny,
         dx: solver.params().dx,
     };
-    let (record, waited) = t.ring.capture(solver.state(), meta);
-    if checkpoint {
-        t.outlet.checkpoint(CheckpointJob {
-            params: solver.params().clone(),
-            record: record.clone(),
-        })?;
-    }
-    if output {
-        t.outlet.publish(record)?;
-    }
+    let waited = t.outlet.hand_off(Capture {
+        state: solver.state(),
+        meta,
+        params: solver.params(),
+        output,
+        checkpoint,
+    })?;
     Ok((start.elapsed(), waited))
 }

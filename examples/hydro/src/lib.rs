@@ -18,8 +18,9 @@
 //! | state, scratch and record buffers from mamba pools by policy | [`memory`] |
 //! | the time loop with in-transit hand-off and timing | [`driver`] |
 //! | output records in a ring of pooled buffers | [`record`] |
-//! | the hand-off seam (channels now, a CDO pool later) | [`outlet`] |
-//! | statistics, rendering, VTK, checkpoint writing on their own threads | [`analysis`] |
+//! | the hand-off seam | [`outlet`] |
+//! | statistics, rendering, VTK, checkpoint writing on their own threads, fed by channels | [`analysis`] |
+//! | the same analyses as consumer groups of a CDO pool (the default) | [`cdo_transit`] |
 //! | checkpoints in the output directory, restart from the newest | [`checkpoint_dir`] |
 //! | progress bar or log lines, end-of-run summary | [`progress`], [`summary`] |
 
@@ -27,6 +28,7 @@ pub mod analysis;
 pub mod app;
 pub mod binary;
 pub mod boundary;
+pub mod cdo_transit;
 pub mod checkpoint;
 pub mod checkpoint_dir;
 pub mod cli;

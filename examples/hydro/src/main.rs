@@ -1,7 +1,8 @@
 //! `hydro`: runs the solver the command line describes and prints a summary.
 //!
 //! Without an input file the built-in main job runs: a 500x500 point blast
-//! for 300 steps with the analyses writing to `hydro-out/`.
+//! for 300 steps with the analyses, fed through a CDO pool, writing to
+//! `hydro-out/`.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -126,6 +126,12 @@ impl Memory {
         self.pooled.as_ref().map(|(m, _)| &**m)
     }
 
+    /// The allocator and placement policy of pooled memory (`None` on the
+    /// heap).
+    pub fn placement(&self) -> Option<(&Arc<Mamba>, &Policy)> {
+        self.pooled.as_ref().map(|(m, p)| (m, p))
+    }
+
     /// The placement policy, or "heap".
     pub fn describe(&self) -> String {
         match &self.pooled {

@@ -1,13 +1,32 @@
 //! The hand-off seam between the time loop and the in-transit consumers.
 //!
-//! The solver side only sees [`Outlet`]: it publishes output records (high
-//! priority) and checkpoint requests (low priority, handled after the
-//! records pending at the same time), then finishes. The channel-based
-//! implementation lives in [`crate::analysis`]; a CDO pool can replace it.
+//! The solver side only sees [`Outlet`]: it hands over its state as output
+//! records (high priority) and checkpoints (low priority, handled after the
+//! records pending at the same time), then finishes. Two transports
+//! implement it: crossbeam channels ([`crate::analysis::ChannelOutlet`])
+//! and a CDO pool ([`crate::cdo_transit::CdoOutlet`]).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use crate::record::{CheckpointJob, SharedRecord};
+use crate::params::Params;
+use crate::record::RecordMeta;
+use crate::state::State;
+
+/// The solver's state at a hand-off point and what it is due for.
+#[derive(Debug, Clone, Copy)]
+pub struct Capture<'a> {
+    /// The state (its interior cells are handed over).
+    pub state: &'a State,
+    /// The record's attributes.
+    pub meta: RecordMeta,
+    /// The run's parameters (for checkpoints).
+    pub params: &'a Params,
+    /// Whether an output record is due.
+    pub output: bool,
+    /// Whether a checkpoint is due.
+    pub checkpoint: bool,
+}
 
 /// Why the consumers failed.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +48,17 @@ pub enum OutletError {
     /// A consumer thread panicked.
     #[error("the {0} consumer panicked")]
     Panicked(&'static str),
+    /// The CDO pool failed.
+    #[error("CDO pool: {0}")]
+    Cdo(#[from] cdo::Error),
+    /// A CDO lacks what a record needs.
+    #[error("CDO {name}: {reason}")]
+    Record {
+        /// The CDO.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// What the consumers did.
@@ -44,24 +74,41 @@ pub struct OutletReport {
     pub rendered_steps: Vec<Vec<u64>>,
     /// Checkpoints written.
     pub checkpoints: Vec<PathBuf>,
+    /// What the CDO pool counted (the CDO transport only).
+    pub pool: Option<PoolReport>,
     /// Wall time the consumers spent working on records and checkpoints
     /// (preemption included), in seconds, all consumers together.
     pub busy_seconds: f64,
 }
 
+/// The CDO pool's statistics at the end of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolReport {
+    /// Offers made (group members, manifests and checkpoints).
+    pub offered: u64,
+    /// Demands satisfied.
+    pub demanded: u64,
+    /// Records delivered to consumer-group members.
+    pub streamed: u64,
+    /// Offers withdrawn.
+    pub withdrawn: u64,
+    /// Bytes handed over without copying.
+    pub bytes_zero_copy: u64,
+    /// Bytes copied.
+    pub bytes_copied: u64,
+}
+
 /// Where the time loop hands its records.
 pub trait Outlet {
-    /// Hands over an output record; returns once it is queued.
+    /// Hands over the state as an output record and/or a checkpoint (the
+    /// latter handled after pending records); returns once it is queued,
+    /// with the time spent waiting for room (consumers behind: records are
+    /// never dropped).
     ///
     /// # Errors
-    /// [`OutletError::Closed`] when a consumer has stopped.
-    fn publish(&mut self, record: SharedRecord) -> Result<(), OutletError>;
-
-    /// Hands over a checkpoint request, handled after output records.
-    ///
-    /// # Errors
-    /// [`OutletError::Closed`] when the writers have stopped.
-    fn checkpoint(&mut self, job: CheckpointJob) -> Result<(), OutletError>;
+    /// [`OutletError::Closed`] when a consumer has stopped; the transport's
+    /// errors.
+    fn hand_off(&mut self, capture: Capture<'_>) -> Result<Duration, OutletError>;
 
     /// Ends the stream, waits for the consumers and reports what they did.
     ///

@@ -53,6 +53,42 @@ impl OutputRecord {
         &self.meta
     }
 
+    /// The interior cells of field `var`, x fastest.
+    pub fn field(&self, var: usize) -> &[f64] {
+        let n = self.meta.nx * self.meta.ny;
+        &self.slot.buffer()[var * n..(var + 1) * n]
+    }
+
+    /// Bytes of field data.
+    pub fn bytes(&self) -> usize {
+        NVAR * self.meta.nx * self.meta.ny * std::mem::size_of::<f64>()
+    }
+
+    /// The record as the analyses read it.
+    pub fn view(&self) -> RecordView<'_> {
+        RecordView {
+            meta: self.meta,
+            fields: std::array::from_fn(|var| self.field(var)),
+        }
+    }
+}
+
+/// The fields and attributes of one output record, wherever they live (a
+/// ring slot or the data views of CDOs): what the analyses read.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordView<'a> {
+    /// The record's attributes.
+    pub meta: RecordMeta,
+    /// The interior cells of each field, x fastest, in storage order.
+    pub fields: [&'a [f64]; NVAR],
+}
+
+impl RecordView<'_> {
+    /// The record's attributes.
+    pub fn meta(&self) -> &RecordMeta {
+        &self.meta
+    }
+
     /// Names of the fields, in storage order.
     pub fn field_names(&self) -> [&'static str; NVAR] {
         FIELD_NAMES
@@ -65,13 +101,7 @@ impl OutputRecord {
 
     /// The interior cells of field `var`, x fastest.
     pub fn field(&self, var: usize) -> &[f64] {
-        let n = self.meta.nx * self.meta.ny;
-        &self.slot.buffer()[var * n..(var + 1) * n]
-    }
-
-    /// Bytes of field data.
-    pub fn bytes(&self) -> usize {
-        NVAR * self.meta.nx * self.meta.ny * std::mem::size_of::<f64>()
+        self.fields[var]
     }
 
     /// The record as a heap state (ghost cells zero), for checkpoints.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use mamba::Tier;
 
+use crate::cli::TransportKind;
 use crate::driver::DriveReport;
 use crate::memory::Memory;
 
@@ -70,6 +71,8 @@ pub struct AppReport {
     pub time: f64,
     /// Interior cells.
     pub cells: usize,
+    /// How records reached the analyses (`None`: nothing in transit).
+    pub transport: Option<TransportKind>,
     /// The checkpoint the run resumed from.
     pub restarted_from: Option<PathBuf>,
     /// The time loop's timings and the analyses' report.
@@ -127,7 +130,7 @@ impl fmt::Display for AppReport {
         )?;
         writeln!(
             f,
-            "hand-off (s)     {:.3} copying and waiting, {:.3} waiting for a buffer, {:.3} draining",
+            "hand-off (s)     {:.3} copying and waiting, {:.3} waiting for the consumers, {:.3} draining",
             d.handoff_seconds, d.wait_seconds, d.drain_seconds
         )?;
         if let Some(o) = &d.outlet {
@@ -147,6 +150,24 @@ impl fmt::Display for AppReport {
             )?;
         } else {
             writeln!(f, "analyses         off")?;
+        }
+        match (self.transport, d.outlet.as_ref().and_then(|o| o.pool)) {
+            (None, _) => writeln!(f, "transport        none")?,
+            (Some(TransportKind::Channels), _) => writeln!(f, "transport        channels")?,
+            (Some(TransportKind::Cdo), pool) => {
+                let p = pool.unwrap_or_default();
+                let mib = |b: u64| b as f64 / (1 << 20) as f64;
+                writeln!(
+                    f,
+                    "transport        cdo: {} offered, {} demanded, {} streamed, {} withdrawn; {:.1} MiB zero-copy, {:.1} MiB copied",
+                    p.offered,
+                    p.demanded,
+                    p.streamed,
+                    p.withdrawn,
+                    mib(p.bytes_zero_copy),
+                    mib(p.bytes_copied)
+                )?;
+            }
         }
         let m = &self.memory;
         writeln!(

@@ -1,6 +1,7 @@
 //! In-transit analyses: every record reaches the statistics exactly once and
 //! exactly one renderer, the CSV matches the final state, the images decode,
-//! and the analyses do not change the result.
+//! and the analyses do not change the result, over both transports (the
+//! CDO pool also hands the data over without copying).
 
 mod common;
 
@@ -15,6 +16,8 @@ use hydro::{AppReport, Cli};
 const NX: usize = 32;
 const NY: usize = 24;
 const DX: f64 = 0.03;
+/// The `--transport` values; every test runs over each.
+const TRANSPORTS: [&str; 2] = ["cdo", "channels"];
 
 fn run(out: &Path, extra: &[&str]) -> AppReport {
     use clap::Parser;
@@ -63,6 +66,12 @@ fn decode(path: &Path) -> (usize, usize, Vec<u8>) {
 
 #[test]
 fn every_record_reaches_the_statistics_and_one_renderer() {
+    for transport in TRANSPORTS {
+        every_record_reaches_the_statistics_and_one_renderer_over(transport);
+    }
+}
+
+fn every_record_reaches_the_statistics_and_one_renderer_over(transport: &str) {
     let dir = tempfile::tempdir().unwrap();
     let dump = dir.path().join("final.dump");
     let dump_arg = dump.display().to_string();
@@ -78,6 +87,8 @@ fn every_record_reaches_the_statistics_and_one_renderer() {
             "--vtk",
             "--dump-final",
             &dump_arg,
+            "--transport",
+            transport,
         ],
     );
     let expected: Vec<u64> = vec![0, 3, 6, 9, 12];
@@ -90,7 +101,23 @@ fn every_record_reaches_the_statistics_and_one_renderer() {
     rendered.sort_unstable();
     assert_eq!(rendered, expected, "each record to exactly one renderer");
     let shares: Vec<usize> = outlet.rendered_steps.iter().map(Vec::len).collect();
-    assert_eq!(shares, [2, 2, 1], "round-robin shares");
+    match outlet.pool {
+        // Channels deal records round-robin.
+        None => assert_eq!(shares, [2, 2, 1], "round-robin shares"),
+        // The pool hands each record to the least loaded member, the fields
+        // in place: each record's bytes once to each of the two groups.
+        Some(pool) => {
+            assert_eq!(transport, "cdo");
+            assert_eq!(pool.bytes_copied, 0, "zero-copy hand-over");
+            assert_eq!(pool.bytes_zero_copy, 2 * outlet.bytes);
+            assert_eq!(
+                pool.offered,
+                expected.len() as u64 * 5,
+                "4 fields + manifest"
+            );
+            assert_eq!(pool.withdrawn, pool.offered, "every record withdrawn");
+        }
+    }
     for step in &expected {
         assert!(dir.path().join(density_png(*step)).is_file());
         let vtk = std::fs::read(dir.path().join(fields_vtk(*step))).unwrap();
@@ -170,12 +197,25 @@ fn every_record_reaches_the_statistics_and_one_renderer() {
 
 #[test]
 fn analyses_do_not_change_the_result() {
+    for transport in TRANSPORTS {
+        analyses_do_not_change_the_result_over(transport);
+    }
+}
+
+fn analyses_do_not_change_the_result_over(transport: &str) {
     let dir = tempfile::tempdir().unwrap();
     let with = dir.path().join("with.dump").display().to_string();
     let without = dir.path().join("without.dump").display().to_string();
     let on = run12(
         &dir.path().join("on"),
-        &["--noutput", "2", "--dump-final", &with],
+        &[
+            "--noutput",
+            "2",
+            "--dump-final",
+            &with,
+            "--transport",
+            transport,
+        ],
     );
     let off = run12(
         &dir.path().join("off"),
@@ -195,6 +235,12 @@ fn analyses_do_not_change_the_result() {
 
 #[test]
 fn a_restart_keeps_the_statistics_up_to_its_checkpoint() {
+    for transport in TRANSPORTS {
+        a_restart_keeps_the_statistics_up_to_its_checkpoint_over(transport);
+    }
+}
+
+fn a_restart_keeps_the_statistics_up_to_its_checkpoint_over(transport: &str) {
     let dir = tempfile::tempdir().unwrap();
     let first = run(
         dir.path(),
@@ -205,8 +251,12 @@ fn a_restart_keeps_the_statistics_up_to_its_checkpoint() {
             "2",
             "--checkpoint-every",
             "3",
+            "--transport",
+            transport,
         ],
     );
+    let first_outlet = first.drive.outlet.as_ref().unwrap();
+    assert_eq!(first_outlet.checkpoints.len(), 2, "steps 3 and 6");
     assert_eq!(first.drive.outlet.unwrap().stats_steps, [0, 2, 4, 6, 7]);
     let resumed = run(
         dir.path(),
@@ -218,6 +268,8 @@ fn a_restart_keeps_the_statistics_up_to_its_checkpoint() {
             "2",
             "--workers",
             "1",
+            "--transport",
+            transport,
         ],
     );
     assert_eq!(resumed.drive.outlet.unwrap().stats_steps, [8, 10]);

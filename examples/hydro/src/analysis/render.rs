@@ -3,7 +3,7 @@
 
 use super::colormap::{colormap, ColorTable};
 use super::image::Image;
-use crate::record::OutputRecord;
+use crate::record::RecordView;
 use crate::state::ID;
 
 /// Blank columns between the field and the colour bar.
@@ -19,7 +19,7 @@ pub fn colorbar_x(nx: usize) -> usize {
 /// The density of `record` (colours from `table`) scaled linearly from its minimum (bottom of the
 /// colour bar) to its maximum (top), y up; the bar's row `y` of an image `h`
 /// tall shows `colormap(1 - y / (h - 1))`.
-pub fn render_density(record: &OutputRecord, table: &ColorTable) -> Image {
+pub fn render_density(record: &RecordView<'_>, table: &ColorTable) -> Image {
     let m = record.meta();
     let rho = record.field(ID);
     let (lo, hi) = rho

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use crate::record::OutputRecord;
+use crate::record::RecordView;
 use crate::state::{ID, IP, NVAR};
 
 /// Statistics of one record.
@@ -40,7 +40,7 @@ fn total(field: &[f64], nx: usize) -> f64 {
 
 impl StatsRow {
     /// The statistics of `record`.
-    pub fn of(record: &OutputRecord) -> StatsRow {
+    pub fn of(record: &RecordView<'_>) -> StatsRow {
         let m = record.meta();
         let area = m.dx * m.dx;
         let extrema = |var: usize| {

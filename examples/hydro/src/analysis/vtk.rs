@@ -5,12 +5,12 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use crate::record::OutputRecord;
+use crate::record::RecordView;
 use crate::state::NVAR;
 
 /// Writes the four fields of `record` as cell data of a `nx x ny` image;
 /// the title line carries the step, time, producer and units.
-pub fn write_vtk(path: &Path, record: &OutputRecord) -> std::io::Result<()> {
+pub fn write_vtk(path: &Path, record: &RecordView<'_>) -> std::io::Result<()> {
     let m = record.meta();
     let units: Vec<String> = record
         .field_names()
