@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 pub mod affinity;
 pub mod alloc;
 pub mod cdo;
+pub mod cdo_ipc;
 pub mod hydro;
 pub mod report;
 pub mod transforms;

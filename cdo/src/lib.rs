@@ -106,6 +106,7 @@ pub mod data;
 pub mod error;
 pub mod events;
 pub mod group;
+pub mod ipc;
 pub mod lifecycle;
 pub mod pool;
 mod registry;

@@ -26,9 +26,13 @@ enum Bench {
     Affinity,
     /// CDO cycles per second in one process.
     Cdo,
+    /// Cross-process CDO hand-off through the pool manager against /dev/shm files.
+    CdoIpc,
 }
 
 fn main() {
+    // The cdo-ipc benchmark re-runs this binary as its consumer process.
+    mamba_benches::cdo_ipc::child_main_if_requested();
     let cli = Cli::parse();
     let rows = match cli.bench {
         Bench::Alloc => mamba_benches::alloc::run_matching(&cli.case),
@@ -36,6 +40,7 @@ fn main() {
         Bench::Hydro => mamba_benches::hydro::run(),
         Bench::Affinity => mamba_benches::affinity::run(),
         Bench::Cdo => mamba_benches::cdo::run(),
+        Bench::CdoIpc => mamba_benches::cdo_ipc::run_matching(&cli.case),
     };
     for row in rows.iter().filter(|r| r.case.contains(&cli.case)) {
         row.print();

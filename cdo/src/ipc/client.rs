@@ -1,0 +1,694 @@
+//! What an application links to join a pool, offer objects and demand them.
+//!
+//! Every operation exists in two forms: a blocking one (`offer`, `demand`,
+//! ...) and a pipelined one (`submit_*` returns a [`RequestId`], [`Client::wait`]
+//! collects its reply), so many operations can share one round trip. The
+//! `*_many` helpers do exactly that.
+//!
+//! Offered bytes live in the producer's [`SegmentPool`]; a demanded object is
+//! a [`View`] of the producer's memory, mapped read-only: no copy. Dropped
+//! views are reported to the manager with the consumer's next request (or
+//! [`Client::flush`]); a withdrawal is answered only once no view of the
+//! object remains, and only then does the producer reuse the object's slot.
+//! A view therefore always shows the bytes that were offered.
+
+use crate::ipc::fasthash::{FastMap, FastSet};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tracing::debug;
+
+use super::conn::{ConnError, Reader, Writer};
+use super::endpoint::Endpoint;
+use super::pool::{PoolConfig, SegmentPool, Slot};
+use super::shm::{identity, ReadOnlyMap};
+use super::wire::{
+    Attributes, ErrorCode, Frame, Msg, RequestId, SegmentRef, Stats, PROTOCOL_VERSION,
+};
+
+/// How a [`Client`] joins.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The manager's socket and the workflow token.
+    pub endpoint: Endpoint,
+    /// Name of this component, for the manager's logs.
+    pub component: String,
+    /// Tuning of the producer-side segment pool.
+    pub pool: PoolConfig,
+    /// Most requests in flight before submitting waits for replies.
+    pub window: usize,
+}
+
+impl ClientConfig {
+    /// A configuration with default tuning.
+    pub fn new(endpoint: Endpoint, component: &str) -> Self {
+        ClientConfig {
+            endpoint,
+            component: component.into(),
+            pool: PoolConfig::default(),
+            window: 1024,
+        }
+    }
+
+    /// The configuration named by `CDO_POOL_SOCKET` and `CDO_WORKFLOW_TOKEN`.
+    pub fn from_env(component: &str) -> Option<Self> {
+        Some(Self::new(Endpoint::from_env()?, component))
+    }
+}
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The connection failed; the client is unusable.
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    /// The manager refused to let us join.
+    #[error("refused by the pool manager: {0}")]
+    Refused(String),
+    /// The manager answered with an error.
+    #[error("{code:?}: {text}")]
+    Pool {
+        /// Why, for programs.
+        code: ErrorCode,
+        /// Why, for people.
+        text: String,
+    },
+    /// No reply came in time.
+    #[error("timed out")]
+    Timeout,
+    /// LEAVE timed out while others still require these objects.
+    #[error("still required by others: {0:?}")]
+    StillRequired(Vec<String>),
+    /// Shared memory could not be created or mapped.
+    #[error("shared memory: {0}")]
+    Shm(#[source] std::io::Error),
+    /// The manager sent something that makes no sense here.
+    #[error("unexpected reply: {0}")]
+    Unexpected(String),
+}
+
+/// Object ids of dropped views, reported with the client's next flush.
+type ReleaseQueue = Arc<Mutex<Vec<u64>>>;
+
+/// Most object ids in one RELEASE frame (well under the frame size limit).
+const RELEASES_PER_FRAME: usize = 10_000;
+
+/// A demanded object: a read-only view of the producer's memory.
+///
+/// Dropping it tells the manager (with the client's next request or
+/// [`Client::flush`]) that we are done, which lets the producer's withdrawal
+/// complete and its memory be reused.
+#[derive(Debug)]
+pub struct View {
+    map: Arc<ReadOnlyMap>,
+    offset: usize,
+    len: usize,
+    name: String,
+    attrs: Attributes,
+    object: u64,
+    released: ReleaseQueue,
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        self.released
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(self.object);
+    }
+}
+
+impl View {
+    /// The object's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The object's attributes.
+    pub fn attrs(&self) -> &Attributes {
+        &self.attrs
+    }
+
+    /// `(st_dev, st_ino)` of the shared memory behind the view.
+    pub fn segment_identity(&self) -> std::io::Result<(u64, u64)> {
+        identity(self.map.fd())
+    }
+}
+
+impl std::ops::Deref for View {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.map.bytes()[self.offset..self.offset + self.len]
+    }
+}
+
+/// The reply to one request.
+#[derive(Debug)]
+pub enum Reply {
+    /// Done.
+    Ok,
+    /// The demanded object.
+    Data(View),
+    /// The manager's counters.
+    Stats(Stats),
+    /// Left the pool.
+    Bye,
+}
+
+/// A joined member of a pool.
+pub struct Client {
+    reader: Reader,
+    writer: Writer,
+    client_id: u64,
+    next_id: RequestId,
+    window: usize,
+    in_flight: usize,
+    read_timeout: Option<Duration>,
+    pool: SegmentPool,
+    /// Producer segments whose descriptor the manager holds.
+    registered: FastSet<u64>,
+    offers: FastMap<String, Slot>,
+    pending_offers: FastMap<RequestId, String>,
+    /// Slots of withdrawn objects, reused once the withdrawal is answered.
+    withdrawing: FastMap<RequestId, Slot>,
+    released: ReleaseQueue,
+    maps: FastMap<u64, Arc<ReadOnlyMap>>,
+    replies: FastMap<RequestId, Result<Reply, ClientError>>,
+    ignored: FastSet<RequestId>,
+    leave: Option<(RequestId, Vec<String>)>,
+}
+
+impl Client {
+    /// Connects to the manager and joins the pool.
+    pub fn connect(config: &ClientConfig) -> Result<Client, ClientError> {
+        let sock = UnixStream::connect(&config.endpoint.socket).map_err(ConnError::from)?;
+        let mut client = Client {
+            reader: Reader::new(sock.try_clone().map_err(ConnError::from)?),
+            writer: Writer::new(sock),
+            client_id: 0,
+            next_id: 1,
+            window: config.window.max(2),
+            in_flight: 0,
+            read_timeout: None,
+            pool: SegmentPool::new(config.pool),
+            registered: FastSet::default(),
+            offers: FastMap::default(),
+            pending_offers: FastMap::default(),
+            withdrawing: FastMap::default(),
+            released: ReleaseQueue::default(),
+            maps: FastMap::default(),
+            replies: FastMap::default(),
+            ignored: FastSet::default(),
+            leave: None,
+        };
+        let join = Msg::Join {
+            component: config.component.clone(),
+            token: config.endpoint.token.clone(),
+            version: PROTOCOL_VERSION,
+        };
+        let id = client.submit(join, None)?;
+        client.flush()?;
+        let (frame, _) = client.read_frame(Some(Instant::now() + Duration::from_secs(10)))?;
+        client.in_flight -= 1;
+        match frame.msg {
+            Msg::Welcome { client_id } if frame.id == id => client.client_id = client_id,
+            Msg::Refused { reason } => return Err(ClientError::Refused(reason)),
+            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+        Ok(client)
+    }
+
+    /// Our id in the pool.
+    pub fn client_id(&self) -> u64 {
+        self.client_id
+    }
+
+    /// Queues a request; flushes and collects replies when the window is full.
+    fn submit(&mut self, msg: Msg, fd: Option<Arc<OwnedFd>>) -> Result<RequestId, ClientError> {
+        if self.in_flight >= self.window {
+            self.flush()?;
+            while self.in_flight >= self.window / 2 {
+                self.receive_one(None, None)?;
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.writer
+            .push(&Frame { id, msg }, fd)
+            .map_err(ConnError::from)?;
+        self.in_flight += 1;
+        if self.writer.queued() >= 64 * 1024 {
+            self.flush()?;
+        }
+        Ok(id)
+    }
+
+    /// Sends every queued request, and reports the views dropped so far.
+    pub fn flush(&mut self) -> Result<(), ClientError> {
+        let released =
+            std::mem::take(&mut *self.released.lock().unwrap_or_else(PoisonError::into_inner));
+        for objects in released.chunks(RELEASES_PER_FRAME) {
+            let msg = Msg::Release {
+                objects: objects.to_vec(),
+            };
+            // No reply comes to RELEASE.
+            self.writer
+                .push(&Frame { id: 0, msg }, None)
+                .map_err(ConnError::from)?;
+        }
+        Ok(self.writer.flush()?)
+    }
+
+    /// Queues an offer of `size` bytes written by `fill` (which sees exactly
+    /// `size` bytes of shared memory).
+    pub fn submit_offer(
+        &mut self,
+        name: &str,
+        size: u64,
+        attrs: Attributes,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<RequestId, ClientError> {
+        if self.offers.contains_key(name) {
+            return Err(ClientError::Pool {
+                code: ErrorCode::DuplicateName,
+                text: name.into(),
+            });
+        }
+        let slot = self.pool.alloc(size).map_err(ClientError::Shm)?;
+        let seg = self
+            .pool
+            .segment(slot.segment)
+            .expect("allocated slots have a segment");
+        // SAFETY: the pool hands out disjoint slots, and this slot is not
+        // offered (so no consumer reads it) until the offer below is sent.
+        fill(unsafe { seg.bytes_mut(slot.offset, size) });
+        let fd = self
+            .registered
+            .insert(slot.segment)
+            .then(|| seg.fd().clone());
+        let msg = Msg::Offer {
+            name: name.into(),
+            attrs,
+            size,
+            segment: SegmentRef {
+                segment: slot.segment,
+                offset: slot.offset,
+            },
+        };
+        self.offers.insert(name.into(), slot);
+        let id = self.submit(msg, fd)?;
+        self.pending_offers.insert(id, name.into());
+        Ok(id)
+    }
+
+    /// Offers `bytes` (copied once into shared memory) under `name`.
+    pub fn offer(
+        &mut self,
+        name: &str,
+        bytes: &[u8],
+        attrs: Attributes,
+    ) -> Result<(), ClientError> {
+        self.offer_with(name, bytes.len() as u64, attrs, |dst| {
+            dst.copy_from_slice(bytes)
+        })
+    }
+
+    /// Offers `size` bytes written in place by `fill`.
+    pub fn offer_with(
+        &mut self,
+        name: &str,
+        size: u64,
+        attrs: Attributes,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), ClientError> {
+        let id = self.submit_offer(name, size, attrs, fill)?;
+        self.expect_ok(id)
+    }
+
+    /// Offers every `(name, bytes)` pair in one round trip.
+    pub fn offer_many<'a>(
+        &mut self,
+        items: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    ) -> Result<(), ClientError> {
+        let ids = items
+            .into_iter()
+            .map(|(name, bytes)| {
+                self.submit_offer(name, bytes.len() as u64, Attributes::new(), |dst| {
+                    dst.copy_from_slice(bytes)
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.expect_all_ok(ids)
+    }
+
+    /// Queues a demand of `name`.
+    pub fn submit_demand(&mut self, name: &str) -> Result<RequestId, ClientError> {
+        self.submit(Msg::Demand { name: name.into() }, None)
+    }
+
+    /// Waits up to `timeout` for `name` and returns a view of it.
+    pub fn demand(&mut self, name: &str, timeout: Duration) -> Result<View, ClientError> {
+        let id = self.submit_demand(name)?;
+        self.flush()?;
+        self.expect_data(id, Some(timeout))
+    }
+
+    /// Demands all `names` in one round trip; waits up to `timeout` in all.
+    pub fn demand_many(
+        &mut self,
+        names: &[&str],
+        timeout: Duration,
+    ) -> Result<Vec<View>, ClientError> {
+        let deadline = Instant::now() + timeout;
+        let ids = names
+            .iter()
+            .map(|n| self.submit_demand(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.flush()?;
+        ids.into_iter()
+            .map(|id| {
+                self.expect_data(id, Some(deadline.saturating_duration_since(Instant::now())))
+            })
+            .collect()
+    }
+
+    /// Queues a require of `name` (we will demand it; the producer cannot
+    /// leave before we do).
+    pub fn submit_require(&mut self, name: &str) -> Result<RequestId, ClientError> {
+        self.submit(Msg::Require { name: name.into() }, None)
+    }
+
+    /// Declares that we will demand `name`.
+    pub fn require(&mut self, name: &str) -> Result<(), ClientError> {
+        let id = self.submit_require(name)?;
+        self.expect_ok(id)
+    }
+
+    /// Cancels our require of `name` and our waiting demands of it.
+    pub fn retract(&mut self, name: &str) -> Result<(), ClientError> {
+        let id = self.submit(Msg::Retract { name: name.into() }, None)?;
+        self.expect_ok(id)
+    }
+
+    /// Queues the withdrawal of our object `name`. Its reply (and the reuse
+    /// of its memory) waits until no consumer holds a view of it.
+    pub fn submit_withdraw(&mut self, name: &str) -> Result<RequestId, ClientError> {
+        let id = self.submit(Msg::Withdraw { name: name.into() }, None)?;
+        if let Some(slot) = self.offers.remove(name) {
+            self.withdrawing.insert(id, slot);
+        }
+        Ok(id)
+    }
+
+    /// Returns a withdrawn object's slot to the pool and asks the manager to
+    /// close the segments the pool dropped.
+    fn reuse(&mut self, slot: Slot) -> Result<(), ClientError> {
+        self.pool.release(slot);
+        for segment in self.pool.take_dropped() {
+            if self.registered.remove(&segment) {
+                let id = self.next_id;
+                self.next_id += 1;
+                let msg = Msg::Forget { segment };
+                self.writer
+                    .push(&Frame { id, msg }, None)
+                    .map_err(ConnError::from)?;
+                self.in_flight += 1;
+                self.ignored.insert(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Withdraws our object `name`.
+    pub fn withdraw(&mut self, name: &str) -> Result<(), ClientError> {
+        let id = self.submit_withdraw(name)?;
+        self.expect_ok(id)
+    }
+
+    /// Withdraws all `names` in one round trip.
+    pub fn withdraw_many(&mut self, names: &[&str]) -> Result<(), ClientError> {
+        let ids = names
+            .iter()
+            .map(|n| self.submit_withdraw(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.expect_all_ok(ids)
+    }
+
+    /// The manager's counters.
+    pub fn stats(&mut self) -> Result<Stats, ClientError> {
+        let id = self.submit(Msg::Stat, None)?;
+        self.flush()?;
+        match self.wait(id, Some(Duration::from_secs(10)))? {
+            Reply::Stats(s) => Ok(s),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// `(st_dev, st_ino)` of the shared memory holding our offered `name`.
+    pub fn offered_identity(&self, name: &str) -> Option<(u64, u64)> {
+        let slot = self.offers.get(name)?;
+        identity(self.pool.segment(slot.segment)?.fd().as_fd()).ok()
+    }
+
+    /// Leaves the pool once no other client requires our objects, waiting up
+    /// to `timeout`; on [`ClientError::StillRequired`] the request stays
+    /// pending and calling `leave` again keeps waiting for it.
+    pub fn leave(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        let id = match &self.leave {
+            Some((id, _)) => *id,
+            None => {
+                let id = self.submit(Msg::Leave, None)?;
+                self.leave = Some((id, Vec::new()));
+                id
+            }
+        };
+        self.flush()?;
+        match self.wait_keeping(id, Some(timeout)) {
+            Ok(Reply::Bye) => {
+                self.leave = None;
+                Ok(())
+            }
+            Err(ClientError::Timeout) => {
+                let names = self
+                    .leave
+                    .as_ref()
+                    .map(|(_, n)| n.clone())
+                    .unwrap_or_default();
+                Err(ClientError::StillRequired(names))
+            }
+            Ok(other) => Err(ClientError::Unexpected(format!("{other:?}"))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits up to `timeout` (forever for `None`) for the reply to `id`.
+    ///
+    /// On [`ClientError::Timeout`] the request is abandoned: a late reply is
+    /// dropped (a late view is released at once).
+    pub fn wait(&mut self, id: RequestId, timeout: Option<Duration>) -> Result<Reply, ClientError> {
+        let reply = self.wait_keeping(id, timeout);
+        if matches!(reply, Err(ClientError::Timeout)) {
+            self.ignored.insert(id);
+        }
+        reply
+    }
+
+    /// [`Client::wait`], but a reply coming after a timeout is kept for a
+    /// later wait.
+    fn wait_keeping(
+        &mut self,
+        id: RequestId,
+        timeout: Option<Duration>,
+    ) -> Result<Reply, ClientError> {
+        self.flush()?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(reply) = self.replies.remove(&id) {
+                return reply;
+            }
+            match self.receive_one(deadline, Some(id)) {
+                Ok(Some(reply)) => return reply,
+                Err(ClientError::Conn(ConnError::Io(e)))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(ClientError::Timeout);
+                }
+                Err(e) => return Err(e),
+                Ok(None) => {}
+            }
+        }
+    }
+
+    fn expect_ok(&mut self, id: RequestId) -> Result<(), ClientError> {
+        match self.wait(id, None)? {
+            Reply::Ok => Ok(()),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    fn expect_all_ok(&mut self, ids: Vec<RequestId>) -> Result<(), ClientError> {
+        self.flush()?;
+        let mut first = Ok(());
+        for id in ids {
+            let r = self.expect_ok(id);
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
+    fn expect_data(
+        &mut self,
+        id: RequestId,
+        timeout: Option<Duration>,
+    ) -> Result<View, ClientError> {
+        match self.wait(id, timeout)? {
+            Reply::Data(view) => Ok(view),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    fn set_timeout(&mut self, t: Option<Duration>) -> Result<(), ClientError> {
+        if self.read_timeout != t {
+            self.reader
+                .socket()
+                .set_read_timeout(t)
+                .map_err(ConnError::from)?;
+            self.read_timeout = t;
+        }
+        Ok(())
+    }
+
+    /// The next frame; blocks (until `deadline`, if any) only when none is
+    /// buffered, so the socket timeout is set once per read, not per frame.
+    fn read_frame(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<(Frame, Option<OwnedFd>), ClientError> {
+        loop {
+            if let Some(f) = self.reader.next_buffered()? {
+                return Ok(f);
+            }
+            let left = match deadline {
+                None => None,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Err(ClientError::Timeout),
+                },
+            };
+            self.set_timeout(left)?;
+            self.reader.fill()?;
+        }
+    }
+
+    /// Reads one frame and files its reply, or returns it if it answers `want`.
+    fn receive_one(
+        &mut self,
+        deadline: Option<Instant>,
+        want: Option<RequestId>,
+    ) -> Result<Option<Result<Reply, ClientError>>, ClientError> {
+        let (frame, fd) = self.read_frame(deadline)?;
+        let id = frame.id;
+        let reply = match frame.msg {
+            Msg::SegmentGone { segment } => {
+                self.maps.remove(&segment);
+                return Ok(None);
+            }
+            Msg::Waiting { names } => {
+                debug!(?names, "leave waits for consumers");
+                if let Some((_, waiting)) = self.leave.as_mut() {
+                    *waiting = names;
+                }
+                return Ok(None);
+            }
+            Msg::Ok => Ok(Reply::Ok),
+            Msg::Bye => Ok(Reply::Bye),
+            Msg::Stats(s) => Ok(Reply::Stats(s)),
+            Msg::Data {
+                name,
+                size,
+                offset,
+                segment,
+                attrs,
+                object,
+            } => {
+                let view = self.view(name, size, offset, segment, attrs, object, fd);
+                if view.is_err() {
+                    // No view exists to release it later.
+                    self.released
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(object);
+                }
+                view
+            }
+            Msg::Error { code, text } => Err(ClientError::Pool { code, text }),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        };
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some(slot) = self.withdrawing.remove(&id) {
+            self.reuse(slot)?;
+        }
+        if let Some(name) = self.pending_offers.remove(&id) {
+            if reply.is_err() {
+                if let Some(slot) = self.offers.remove(&name) {
+                    self.pool.release(slot);
+                }
+            }
+        }
+        if want == Some(id) {
+            return Ok(Some(reply));
+        }
+        if !self.ignored.remove(&id) {
+            self.replies.insert(id, reply);
+        }
+        Ok(None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn view(
+        &mut self,
+        name: String,
+        size: u64,
+        offset: u64,
+        segment: u64,
+        attrs: Attributes,
+        object: u64,
+        fd: Option<OwnedFd>,
+    ) -> Result<Reply, ClientError> {
+        let map = match fd {
+            Some(fd) => {
+                let map = Arc::new(ReadOnlyMap::new(fd).map_err(ClientError::Shm)?);
+                self.maps.insert(segment, map.clone());
+                map
+            }
+            None => self.maps.get(&segment).cloned().ok_or_else(|| {
+                ClientError::Unexpected(format!("segment {segment} never received"))
+            })?,
+        };
+        let end = offset
+            .checked_add(size)
+            .filter(|&e| e <= map.bytes().len() as u64);
+        if end.is_none() {
+            return Err(ClientError::Unexpected(format!(
+                "{name} lies outside its segment"
+            )));
+        }
+        Ok(Reply::Data(View {
+            map,
+            offset: offset as usize,
+            len: size as usize,
+            name,
+            attrs,
+            object,
+            released: self.released.clone(),
+        }))
+    }
+}

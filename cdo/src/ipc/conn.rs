@@ -1,0 +1,228 @@
+//! Frames over a Unix stream socket, with descriptors as `SCM_RIGHTS`.
+//!
+//! Descriptors attach to the first byte of the `sendmsg` that carries their
+//! frame, so they always arrive no later than the frame announcing them; the
+//! reader queues them and hands them out in frame order.
+
+use std::collections::VecDeque;
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+
+use nix::errno::Errno;
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+
+use super::wire::{self, Frame, WireError, HEADER_LEN, MAX_FRAME};
+
+/// Most descriptors sent or received by one system call.
+const FDS_PER_CALL: usize = 32;
+/// Most received descriptors waiting for their frames.
+const MAX_QUEUED_FDS: usize = 256;
+/// Initial size of the read buffer.
+const READ_BUF: usize = 256 * 1024;
+
+/// Why a connection failed; the connection is unusable afterwards.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    /// A system call failed (a read timeout shows as `WouldBlock`).
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer sent bytes that are not a valid frame.
+    #[error("protocol: {0}")]
+    Wire(#[from] WireError),
+    /// A frame announced a descriptor that did not come.
+    #[error("frame announced a descriptor that did not arrive")]
+    MissingFd,
+    /// Descriptors were lost (control buffer too small) or too many queued.
+    #[error("too many descriptors from the peer")]
+    TooManyFds,
+    /// The peer closed the connection.
+    #[error("connection closed by the peer")]
+    Closed,
+}
+
+impl From<Errno> for ConnError {
+    fn from(e: Errno) -> Self {
+        ConnError::Io(e.into())
+    }
+}
+
+/// The receiving half: buffers bytes and descriptors, yields whole frames.
+#[derive(Debug)]
+pub struct Reader {
+    sock: UnixStream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    fds: VecDeque<OwnedFd>,
+}
+
+impl Reader {
+    /// Reads frames from `sock`.
+    pub fn new(sock: UnixStream) -> Self {
+        Reader {
+            sock,
+            buf: vec![0; READ_BUF],
+            start: 0,
+            end: 0,
+            fds: VecDeque::new(),
+        }
+    }
+
+    /// The socket (to set timeouts).
+    pub fn socket(&self) -> &UnixStream {
+        &self.sock
+    }
+
+    /// The next complete frame already received, with its descriptor.
+    pub fn next_buffered(&mut self) -> Result<Option<(Frame, Option<OwnedFd>)>, ConnError> {
+        let Some(d) = wire::decode(&self.buf[self.start..self.end])? else {
+            return Ok(None);
+        };
+        self.start += d.consumed;
+        let fd = match d.fds {
+            0 => None,
+            _ => Some(self.fds.pop_front().ok_or(ConnError::MissingFd)?),
+        };
+        Ok(Some((d.frame, fd)))
+    }
+
+    /// Blocks for more bytes (up to the socket's read timeout).
+    ///
+    /// Errors with [`ConnError::Closed`] at a clean end of stream and with
+    /// [`WireError::Truncated`] when the stream ends inside a frame.
+    pub fn fill(&mut self) -> Result<(), ConnError> {
+        self.make_room();
+        let mut cmsg = nix::cmsg_space!([RawFd; FDS_PER_CALL]);
+        let (bytes, truncated) = loop {
+            let mut iov = [IoSliceMut::new(&mut self.buf[self.end..])];
+            match recvmsg::<()>(
+                self.sock.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Ok(msg) => {
+                    for c in msg.cmsgs()? {
+                        if let ControlMessageOwned::ScmRights(fds) = c {
+                            for fd in fds {
+                                // SAFETY: the kernel just installed `fd` in our
+                                // table for us; nothing else owns it.
+                                self.fds.push_back(unsafe { OwnedFd::from_raw_fd(fd) });
+                            }
+                        }
+                    }
+                    break (msg.bytes, msg.flags.contains(MsgFlags::MSG_CTRUNC));
+                }
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if truncated || self.fds.len() > MAX_QUEUED_FDS {
+            return Err(ConnError::TooManyFds);
+        }
+        if bytes == 0 {
+            return Err(match wire::need(&self.buf[self.start..self.end]) {
+                None => ConnError::Closed,
+                Some(e) => e.into(),
+            });
+        }
+        self.end += bytes;
+        Ok(())
+    }
+
+    /// Compacts the buffer and grows it to hold the largest frame.
+    fn make_room(&mut self) {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        if self.buf.len() - self.end < 16 * 1024 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            if self.buf.len() - self.end < 16 * 1024 {
+                let len = (self.buf.len() * 2).min(2 * (MAX_FRAME + HEADER_LEN));
+                self.buf.resize(len, 0);
+            }
+        }
+    }
+}
+
+/// The sending half: queues frames and their descriptors, sends them in as
+/// few system calls as possible.
+#[derive(Debug)]
+pub struct Writer {
+    sock: UnixStream,
+    buf: Vec<u8>,
+    /// Descriptors to send, with the offset of the frame that announces them.
+    fds: Vec<(usize, Arc<OwnedFd>)>,
+}
+
+impl Writer {
+    /// Writes frames to `sock`.
+    pub fn new(sock: UnixStream) -> Self {
+        Writer {
+            sock,
+            buf: Vec::with_capacity(64 * 1024),
+            fds: Vec::new(),
+        }
+    }
+
+    /// The socket (to set timeouts or shut it down).
+    pub fn socket(&self) -> &UnixStream {
+        &self.sock
+    }
+
+    /// Queues `frame`, with `fd` as its descriptor.
+    pub fn push(&mut self, frame: &Frame, fd: Option<Arc<OwnedFd>>) -> Result<(), WireError> {
+        let at = self.buf.len();
+        wire::encode(frame, u8::from(fd.is_some()), &mut self.buf)?;
+        if let Some(fd) = fd {
+            self.fds.push((at, fd));
+        }
+        Ok(())
+    }
+
+    /// Bytes queued and not yet sent.
+    pub fn queued(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Sends everything queued (blocking, up to the socket's write timeout).
+    pub fn flush(&mut self) -> Result<(), ConnError> {
+        let mut pos = 0;
+        let mut next_fd = 0;
+        let flags = MsgFlags::MSG_NOSIGNAL;
+        while pos < self.buf.len() {
+            let batch = &self.fds[next_fd..self.fds.len().min(next_fd + FDS_PER_CALL)];
+            let end = self
+                .fds
+                .get(next_fd + FDS_PER_CALL)
+                .map_or(self.buf.len(), |(at, _)| *at);
+            let raw: Vec<RawFd> = batch.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
+            let iov = [IoSlice::new(&self.buf[pos..end])];
+            let cmsgs: &[ControlMessage] = if raw.is_empty() {
+                &[]
+            } else {
+                &[ControlMessage::ScmRights(&raw)]
+            };
+            match sendmsg::<()>(self.sock.as_raw_fd(), &iov, cmsgs, flags, None) {
+                Ok(n) => {
+                    pos += n;
+                    next_fd += raw.len();
+                }
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    self.buf.clear();
+                    self.fds.clear();
+                    return Err(e.into());
+                }
+            }
+        }
+        self.buf.clear();
+        self.fds.clear();
+        Ok(())
+    }
+}

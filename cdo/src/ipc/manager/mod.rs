@@ -1,0 +1,344 @@
+//! The pool manager: accepts clients on a private Unix socket, checks who they
+//! are, matches offers with demands and forwards segment descriptors.
+//!
+//! One thread accepts; one thread per client reads a batch of frames, handles
+//! them all under the state lock and then sends the replies, so a client that
+//! pipelines many requests pays one wake-up and a few system calls per batch.
+//! The manager keeps the descriptor of every offered segment, so a producer
+//! need not stay responsive (or alive) for its objects to be delivered.
+
+mod state;
+
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use tracing::{info, warn};
+
+use self::state::{Outbox, Outgoing, State};
+use super::conn::{ConnError, Reader, Writer};
+use super::endpoint::{bind_private, private_dir, random_hex, same_token, Endpoint, SOCKET_NAME};
+use super::registry::{ClientId, NameRegistry, Registry};
+use super::wire::{Frame, Msg, Stats, PROTOCOL_VERSION};
+
+/// How long a new connection may take to send JOIN.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a send to a client may block before the client is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How to run a pool manager.
+#[derive(Debug, Clone, Default)]
+pub struct ManagerConfig {
+    /// Parent of the manager's private directory (default: `$XDG_RUNTIME_DIR`
+    /// or the temporary directory).
+    pub runtime_dir: Option<PathBuf>,
+    /// The workflow token clients must present (default: 128 random bits).
+    pub token: Option<String>,
+    /// The only user id allowed to join (default: our effective uid).
+    pub allowed_uid: Option<u32>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    stopping: AtomicBool,
+    token: String,
+    allowed_uid: u32,
+    /// Live connections, to shut them down.
+    conns: Mutex<HashMap<u64, UnixStream>>,
+}
+
+/// A running pool manager; dropping it shuts it down.
+pub struct ManagerHandle {
+    endpoint: Endpoint,
+    dir: PathBuf,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+/// Starts a pool manager with the default [`NameRegistry`].
+pub fn start(config: ManagerConfig) -> io::Result<ManagerHandle> {
+    start_with_registry(config, Box::new(NameRegistry::default()))
+}
+
+/// Starts a pool manager that keeps its offers in `registry`.
+pub fn start_with_registry(
+    config: ManagerConfig,
+    registry: Box<dyn Registry>,
+) -> io::Result<ManagerHandle> {
+    let parent = config
+        .runtime_dir
+        .or_else(|| std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from))
+        .unwrap_or_else(std::env::temp_dir);
+    let token = match config.token {
+        Some(t) => t,
+        None => random_hex(16)?,
+    };
+    let dir = private_dir(&parent)?;
+    let socket = dir.join(SOCKET_NAME);
+    let listener = match bind_private(&socket) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = std::fs::remove_dir(&dir);
+            return Err(e);
+        }
+    };
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State::new(registry)),
+        stopping: AtomicBool::new(false),
+        token: token.clone(),
+        allowed_uid: config
+            .allowed_uid
+            .unwrap_or_else(|| nix::unistd::geteuid().as_raw()),
+        conns: Mutex::new(HashMap::new()),
+    });
+    let acceptor = {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("cdo-pm-accept".into())
+            .spawn(move || accept_loop(listener, shared))?
+    };
+    info!(socket = %socket.display(), "pool manager listening");
+    Ok(ManagerHandle {
+        endpoint: Endpoint { socket, token },
+        dir,
+        shared,
+        acceptor: Some(acceptor),
+    })
+}
+
+impl ManagerHandle {
+    /// Where and how clients join.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The manager's private directory (removed at shutdown).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The manager's counters.
+    pub fn stats(&self) -> Stats {
+        lock(&self.shared.state).stats()
+    }
+
+    /// Stops accepting, disconnects every client, closes every descriptor and
+    /// removes the socket and its directory.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let Some(acceptor) = self.acceptor.take() else {
+            return;
+        };
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        // Wake the acceptor; it then shuts every connection down and joins.
+        let _ = UnixStream::connect(&self.endpoint.socket);
+        let _ = acceptor.join();
+        let _ = std::fs::remove_file(&self.endpoint.socket);
+        let _ = std::fs::remove_dir(&self.dir);
+        info!("pool manager stopped");
+    }
+}
+
+impl Drop for ManagerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
+    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    let mut next_conn = 0u64;
+    for sock in listener.incoming() {
+        if shared.stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        let sock = match sock {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        threads.retain(|t| !t.is_finished());
+        next_conn += 1;
+        let conn = next_conn;
+        match sock.try_clone() {
+            Ok(clone) => {
+                lock(&shared.conns).insert(conn, clone);
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot track connection");
+                continue;
+            }
+        }
+        let shared2 = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("cdo-pm-conn-{conn}"))
+            .spawn(move || {
+                serve(&shared2, sock);
+                lock(&shared2.conns).remove(&conn);
+            });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                warn!(error = %e, "cannot spawn a connection thread");
+                lock(&shared.conns).remove(&conn);
+            }
+        }
+    }
+    let mut out = Outgoing::new();
+    lock(&shared.state).shut_down(&mut out);
+    deliver(out);
+    for sock in lock(&shared.conns).values() {
+        let _ = sock.shutdown(std::net::Shutdown::Both);
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+/// Sends queued frames, flushing each outbox once.
+fn deliver(out: Outgoing) {
+    let mut touched: Vec<Outbox> = Vec::new();
+    for (outbox, frame, fd) in out {
+        if let Err(e) = lock(&outbox).push(&frame, fd) {
+            warn!(error = %e, "cannot encode a reply");
+        }
+        if !touched.iter().any(|t| Arc::ptr_eq(t, &outbox)) {
+            touched.push(outbox);
+        }
+    }
+    for outbox in touched {
+        let mut w = lock(&outbox);
+        if let Err(e) = w.flush() {
+            // The peer's own thread notices the broken connection and cleans up.
+            warn!(error = %e, "send to a client failed");
+            let _ = w.socket().shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Serves one connection until it ends.
+fn serve(shared: &Shared, sock: UnixStream) {
+    let writer = match sock.try_clone() {
+        Ok(w) => w,
+        Err(e) => return warn!(error = %e, "cannot clone a connection"),
+    };
+    let _ = writer.set_write_timeout(Some(SEND_TIMEOUT));
+    let outbox: Outbox = Arc::new(Mutex::new(Writer::new(writer)));
+    let mut reader = Reader::new(sock);
+    let cid = match handshake(shared, &mut reader, &outbox) {
+        Ok(cid) => cid,
+        Err(reason) => {
+            warn!(%reason, "client refused");
+            let refused = Frame {
+                id: 0,
+                msg: Msg::Refused { reason },
+            };
+            let mut w = lock(&outbox);
+            if w.push(&refused, None).is_ok() {
+                let _ = w.flush();
+            }
+            return;
+        }
+    };
+    let mut batch = Vec::new();
+    let end = loop {
+        // Frames that came with JOIN (or with the last read) first, then read.
+        let failed = loop {
+            match reader.next_buffered() {
+                Ok(Some(f)) => batch.push(f),
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            }
+        };
+        let mut out = Outgoing::new();
+        {
+            let mut state = lock(&shared.state);
+            for (frame, fd) in batch.drain(..) {
+                state.handle(cid, frame, fd, &mut out);
+            }
+        }
+        deliver(out);
+        if let Some(e) = failed {
+            break e;
+        }
+        if let Err(e) = reader.fill() {
+            break e;
+        }
+    };
+    match end {
+        ConnError::Closed => {}
+        e => warn!(client = cid, error = %e, "closing connection"),
+    }
+    let mut out = Outgoing::new();
+    lock(&shared.state).disconnect(cid, &mut out);
+    deliver(out);
+}
+
+/// Checks the peer's uid, then its JOIN; returns its id or why it is refused.
+fn handshake(shared: &Shared, reader: &mut Reader, outbox: &Outbox) -> Result<ClientId, String> {
+    let cred =
+        getsockopt(reader.socket(), PeerCredentials).map_err(|e| format!("SO_PEERCRED: {e}"))?;
+    if cred.uid() != shared.allowed_uid {
+        return Err(format!(
+            "uid {} is not allowed (pid {})",
+            cred.uid(),
+            cred.pid()
+        ));
+    }
+    let _ = reader.socket().set_read_timeout(Some(JOIN_TIMEOUT));
+    let (frame, fd) = loop {
+        match reader.next_buffered() {
+            Ok(Some(f)) => break f,
+            Ok(None) => reader.fill().map_err(|e| format!("no JOIN: {e}"))?,
+            Err(e) => return Err(format!("bad JOIN: {e}")),
+        }
+    };
+    let _ = reader.socket().set_read_timeout(None);
+    let Msg::Join {
+        component,
+        token,
+        version,
+    } = frame.msg
+    else {
+        return Err("first message is not JOIN".into());
+    };
+    if fd.is_some() {
+        return Err("descriptor sent with JOIN".into());
+    }
+    if version != PROTOCOL_VERSION {
+        return Err(format!(
+            "{component}: protocol version {version}, this manager speaks {PROTOCOL_VERSION}"
+        ));
+    }
+    if !same_token(&token, &shared.token) {
+        return Err(format!(
+            "{component} (pid {}): wrong workflow token",
+            cred.pid()
+        ));
+    }
+    if shared.stopping.load(Ordering::SeqCst) {
+        return Err("pool manager shutting down".into());
+    }
+    let cid = lock(&shared.state).join(component, outbox.clone());
+    let welcome = Frame {
+        id: frame.id,
+        msg: Msg::Welcome { client_id: cid },
+    };
+    deliver(vec![(outbox.clone(), welcome, None)]);
+    Ok(cid)
+}

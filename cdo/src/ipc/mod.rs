@@ -1,0 +1,22 @@
+//! The same-node, cross-process side of the CDO pool: a control protocol over
+//! a Unix socket and a zero-copy data plane in sealed shared memory.
+//!
+//! - [`wire`]: every message and its framing;
+//! - [`conn`]: frames and descriptors over a Unix stream socket;
+//! - [`shm`]: memfd segments, seals, read-only mappings;
+//! - [`pool`]: the producer's pool of pre-faulted segments;
+//! - [`registry`]: the manager's store of offers (swappable);
+//! - [`manager`]: the pool manager, in-process or as the `cdo-pm` binary;
+//! - [`client`]: what an application links to offer and demand objects;
+//! - [`endpoint`]: where the manager listens and how clients find it;
+//! - [`fasthash`]: the hasher of the maps on the request path.
+
+pub mod client;
+pub mod conn;
+pub mod endpoint;
+pub mod fasthash;
+pub mod manager;
+pub mod pool;
+pub mod registry;
+pub mod shm;
+pub mod wire;

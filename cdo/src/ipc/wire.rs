@@ -1,0 +1,472 @@
+//! The control protocol: every message, its framing and its checks, in one place.
+//!
+//! A frame is an 8-byte header followed by a payload:
+//!
+//! | bytes | field                                                   |
+//! |-------|---------------------------------------------------------|
+//! | 0..2  | magic `b"CD"`                                           |
+//! | 2     | frame format version ([`FRAME_VERSION`])                |
+//! | 3     | number of file descriptors that travel with the frame   |
+//! | 4..8  | payload length, little endian, at most [`MAX_FRAME`]     |
+//!
+//! The payload is a [`Frame`] (request id + [`Msg`]) in the `postcard` format.
+//! Why postcard: it is serde-driven (the schema is the Rust types below), its
+//! wire format is specified and stable since 1.0, it is compact (varints, no
+//! field names) and it decodes from a borrowed slice with bounds checks on
+//! every read, so a hostile length prefix cannot make it read out of bounds or
+//! preallocate unbounded memory. Descriptors themselves never appear in the
+//! payload: they travel as `SCM_RIGHTS` ancillary data, in frame order.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the frame header layout (byte 2 of every frame).
+pub const FRAME_VERSION: u8 = 1;
+/// Version of the message schema, exchanged in [`Msg::Join`].
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Magic bytes opening every frame.
+pub const MAGIC: [u8; 2] = *b"CD";
+/// Length of the frame header.
+pub const HEADER_LEN: usize = 8;
+/// Largest accepted payload, in bytes.
+pub const MAX_FRAME: usize = 1 << 20;
+/// Most descriptors that one frame may carry.
+pub const MAX_FDS_PER_FRAME: u8 = 1;
+
+/// Identifier of a request, echoed in its reply; 0 marks unsolicited messages.
+pub type RequestId = u64;
+
+/// A typed attribute value of an offered object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AttrValue {
+    /// A boolean.
+    Bool(bool),
+    /// A signed integer.
+    Int(i64),
+    /// An unsigned integer.
+    UInt(u64),
+    /// A double.
+    Float(f64),
+    /// UTF-8 text.
+    Text(String),
+    /// Raw bytes.
+    Bytes(Vec<u8>),
+}
+
+/// Attributes of an object: key to typed value, ordered by key.
+pub type Attributes = BTreeMap<String, AttrValue>;
+
+/// Where an offered object lies in one of the producer's shared segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentRef {
+    /// The producer's own identifier of the segment. The descriptor travels
+    /// with the first offer naming it; later offers name it only.
+    pub segment: u64,
+    /// Byte offset of the object in the segment.
+    pub offset: u64,
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The request could not be decoded or is not allowed in this state.
+    Protocol,
+    /// The client has not joined (or has left).
+    NotJoined,
+    /// An object of that name is already offered.
+    DuplicateName,
+    /// No object of that name is offered.
+    UnknownName,
+    /// The object belongs to another client.
+    NotOwner,
+    /// The segment is unknown, too small or not sealed against resizing.
+    BadSegment,
+    /// The producer of the object died before it could be demanded.
+    ProducerDied,
+    /// The require or demand was retracted.
+    Retracted,
+    /// The pool manager is shutting down.
+    ShuttingDown,
+}
+
+/// Counters of the pool manager, the reply to [`Msg::Stat`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Joined clients.
+    pub clients: u64,
+    /// Offered objects.
+    pub objects: u64,
+    /// Shared segments whose descriptor the manager holds.
+    pub segments: u64,
+    /// Outstanding requires (client, name pairs).
+    pub requires: u64,
+    /// Demands waiting for an offer.
+    pub waiting_demands: u64,
+    /// Clients waiting for BYE.
+    pub pending_leaves: u64,
+    /// Bytes of all offered objects.
+    pub offered_bytes: u64,
+}
+
+/// Every message of the protocol, in either direction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Msg {
+    /// Client → manager, first message of a connection.
+    Join {
+        /// Name of the joining component.
+        component: String,
+        /// The workflow's shared secret.
+        token: String,
+        /// [`PROTOCOL_VERSION`] of the client.
+        version: u32,
+    },
+    /// Manager → client: joined.
+    Welcome {
+        /// Identifier of the client in this pool.
+        client_id: u64,
+    },
+    /// Manager → client: not joined, the connection closes.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+    /// Client → manager: leave the pool once nobody needs our objects.
+    Leave,
+    /// Manager → client: left; all remaining offers are withdrawn.
+    Bye,
+    /// Manager → client, interim reply to [`Msg::Leave`]: these objects are
+    /// still required by others; BYE follows when they are not.
+    Waiting {
+        /// Names of the still-required objects.
+        names: Vec<String>,
+    },
+    /// Client → manager: make an object available.
+    Offer {
+        /// Unique name of the object.
+        name: String,
+        /// Its attributes.
+        attrs: Attributes,
+        /// Its size in bytes.
+        size: u64,
+        /// Where it lies.
+        segment: SegmentRef,
+    },
+    /// Client → manager: announce that we will demand `name`.
+    Require {
+        /// The object.
+        name: String,
+    },
+    /// Client → manager: give me `name` (waits until it is offered).
+    Demand {
+        /// The object.
+        name: String,
+    },
+    /// Manager → client: the demanded object.
+    Data {
+        /// The object.
+        name: String,
+        /// Its size.
+        size: u64,
+        /// Its offset in the segment.
+        offset: u64,
+        /// The manager's identifier of the segment; its descriptor comes with
+        /// the first `Data` naming it on this connection.
+        segment: u64,
+        /// The object's attributes.
+        attrs: Attributes,
+        /// The manager's identifier of this offer, for [`Msg::Release`].
+        object: u64,
+    },
+    /// Client → manager, no reply: we dropped one view of each of these
+    /// objects (ids from [`Msg::Data`]).
+    Release {
+        /// One entry per dropped view.
+        objects: Vec<u64>,
+    },
+    /// Client → manager: stop offering `name`. The reply comes once no
+    /// consumer holds a view of it, so the producer may then reuse its memory.
+    Withdraw {
+        /// The object.
+        name: String,
+    },
+    /// Client → manager: cancel a require (and waiting demands) of `name`.
+    Retract {
+        /// The object.
+        name: String,
+    },
+    /// Client → manager: the manager may close its descriptor of a segment
+    /// of ours (objects still offered in it stay valid).
+    Forget {
+        /// The producer's identifier of the segment.
+        segment: u64,
+    },
+    /// Manager → client, unsolicited: a segment mapped earlier is gone from
+    /// the pool; the client may unmap it once it holds no view of it.
+    SegmentGone {
+        /// The manager's identifier of the segment.
+        segment: u64,
+    },
+    /// Manager → client: the request succeeded.
+    Ok,
+    /// Manager → client: the request failed.
+    Error {
+        /// Why, for programs.
+        code: ErrorCode,
+        /// Why, for people.
+        text: String,
+    },
+    /// Client → manager: ask for [`Stats`].
+    Stat,
+    /// Manager → client: the counters.
+    Stats(Stats),
+}
+
+/// One decoded frame: a message and the request it belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Frame {
+    /// The request id (0 for unsolicited messages).
+    pub id: RequestId,
+    /// The message.
+    pub msg: Msg,
+}
+
+/// Why bytes could not be read as a frame, or a frame not written.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The frame does not start with [`MAGIC`].
+    #[error("bad magic {0:02x?}")]
+    BadMagic([u8; 2]),
+    /// The header's version is not [`FRAME_VERSION`].
+    #[error("unsupported frame version {0}")]
+    UnsupportedVersion(u8),
+    /// The header announces more descriptors than allowed.
+    #[error("{0} descriptors announced, at most {MAX_FDS_PER_FRAME} allowed")]
+    TooManyFds(u8),
+    /// The payload is larger than [`MAX_FRAME`].
+    #[error("frame of {len} bytes exceeds the maximum of {max}")]
+    Oversized {
+        /// Announced or encoded length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The stream ended inside a frame.
+    #[error("truncated frame: {have} of {need} bytes")]
+    Truncated {
+        /// Bytes available.
+        have: usize,
+        /// Bytes needed.
+        need: usize,
+    },
+    /// The payload is not a valid [`Frame`].
+    #[error("malformed payload: {0}")]
+    Payload(#[from] postcard::Error),
+    /// The payload decoded but left bytes unread.
+    #[error("{0} trailing bytes after the payload")]
+    TrailingBytes(usize),
+}
+
+/// Lets postcard append to a borrowed buffer.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl Extend<u8> for Append<'_> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, iter: I) {
+        self.0.extend(iter);
+    }
+}
+
+/// Appends the encoding of `frame` carrying `fds` descriptors to `out`.
+///
+/// On error `out` is left as it was.
+pub fn encode(frame: &Frame, fds: u8, out: &mut Vec<u8>) -> Result<(), WireError> {
+    if fds > MAX_FDS_PER_FRAME {
+        return Err(WireError::TooManyFds(fds));
+    }
+    let start = out.len();
+    out.extend_from_slice(&MAGIC);
+    out.push(FRAME_VERSION);
+    out.push(fds);
+    out.extend_from_slice(&[0; 4]);
+    if let Err(e) = postcard::to_extend(frame, Append(out)) {
+        out.truncate(start);
+        return Err(e.into());
+    }
+    let len = out.len() - start - HEADER_LEN;
+    if len > MAX_FRAME {
+        out.truncate(start);
+        return Err(WireError::Oversized {
+            len,
+            max: MAX_FRAME,
+        });
+    }
+    out[start + 4..start + 8].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(())
+}
+
+/// A frame read from a buffer, with what the reader needs next.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The frame.
+    pub frame: Frame,
+    /// How many descriptors travel with it.
+    pub fds: u8,
+    /// Bytes of `buf` it used (header included).
+    pub consumed: usize,
+}
+
+/// Checks a frame header and returns (payload length, descriptor count).
+fn check_header(head: &[u8; HEADER_LEN]) -> Result<(usize, u8), WireError> {
+    if head[0..2] != MAGIC {
+        return Err(WireError::BadMagic([head[0], head[1]]));
+    }
+    if head[2] != FRAME_VERSION {
+        return Err(WireError::UnsupportedVersion(head[2]));
+    }
+    if head[3] > MAX_FDS_PER_FRAME {
+        return Err(WireError::TooManyFds(head[3]));
+    }
+    let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+    if len > MAX_FRAME {
+        return Err(WireError::Oversized {
+            len,
+            max: MAX_FRAME,
+        });
+    }
+    Ok((len, head[3]))
+}
+
+/// Decodes the first frame of `buf`.
+///
+/// Returns `Ok(None)` when `buf` holds only part of a (so far valid) frame:
+/// the caller reads more, or reports [`WireError::Truncated`] at end of stream
+/// (see [`need`]). A bad header is rejected as soon as its 8 bytes are there.
+pub fn decode(buf: &[u8]) -> Result<Option<Decoded>, WireError> {
+    let Some(head) = buf.first_chunk::<HEADER_LEN>() else {
+        return Ok(None);
+    };
+    let (len, fds) = check_header(head)?;
+    let Some(payload) = buf[HEADER_LEN..].get(..len) else {
+        return Ok(None);
+    };
+    let (frame, rest) = postcard::take_from_bytes::<Frame>(payload)?;
+    if !rest.is_empty() {
+        return Err(WireError::TrailingBytes(rest.len()));
+    }
+    Ok(Some(Decoded {
+        frame,
+        fds,
+        consumed: HEADER_LEN + len,
+    }))
+}
+
+/// The error for a stream that ended with `buf` unconsumed: `None` when `buf`
+/// is empty (a clean end), a [`WireError`] otherwise.
+pub fn need(buf: &[u8]) -> Option<WireError> {
+    if buf.is_empty() {
+        return None;
+    }
+    let need = match buf.first_chunk::<HEADER_LEN>() {
+        None => HEADER_LEN,
+        Some(head) => match check_header(head) {
+            Ok((len, _)) => HEADER_LEN + len,
+            Err(e) => return Some(e),
+        },
+    };
+    Some(WireError::Truncated {
+        have: buf.len(),
+        need,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Frame {
+        let mut attrs = Attributes::new();
+        attrs.insert("step".into(), AttrValue::UInt(7));
+        attrs.insert("dt".into(), AttrValue::Float(0.5));
+        Frame {
+            id: 42,
+            msg: Msg::Offer {
+                name: "rho".into(),
+                attrs,
+                size: 4096,
+                segment: SegmentRef {
+                    segment: 3,
+                    offset: 8192,
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn round_trip_and_streaming() {
+        let mut buf = Vec::new();
+        encode(&sample(), 1, &mut buf).unwrap();
+        encode(
+            &Frame {
+                id: 0,
+                msg: Msg::Bye,
+            },
+            0,
+            &mut buf,
+        )
+        .unwrap();
+        for cut in 0..buf.len() {
+            let got = decode(&buf[..cut]).unwrap();
+            let first_len = decode(&buf).unwrap().unwrap().consumed;
+            assert_eq!(got.is_some(), cut >= first_len, "cut {cut}");
+        }
+        let a = decode(&buf).unwrap().unwrap();
+        assert_eq!(a.frame, sample());
+        assert_eq!(a.fds, 1);
+        let b = decode(&buf[a.consumed..]).unwrap().unwrap();
+        assert_eq!(b.frame.msg, Msg::Bye);
+        assert_eq!(a.consumed + b.consumed, buf.len());
+        assert!(need(&buf[..3]).is_some());
+        assert!(need(&[]).is_none());
+    }
+
+    #[test]
+    fn rejects_bad_headers() {
+        let mut buf = Vec::new();
+        encode(&sample(), 0, &mut buf).unwrap();
+        let mut bad = buf.clone();
+        bad[0] = b'X';
+        assert!(matches!(decode(&bad), Err(WireError::BadMagic(_))));
+        let mut bad = buf.clone();
+        bad[2] = 9;
+        assert!(matches!(
+            decode(&bad),
+            Err(WireError::UnsupportedVersion(9))
+        ));
+        let mut bad = buf.clone();
+        bad[3] = 5;
+        assert!(matches!(decode(&bad), Err(WireError::TooManyFds(5))));
+        let mut bad = buf.clone();
+        bad[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(decode(&bad), Err(WireError::Oversized { .. })));
+        let mut bad = buf.clone();
+        let len = u32::from_le_bytes(bad[4..8].try_into().unwrap()) - 1;
+        bad[4..8].copy_from_slice(&len.to_le_bytes());
+        assert!(decode(&bad).is_err());
+    }
+
+    #[test]
+    fn refuses_to_encode_oversized() {
+        let frame = Frame {
+            id: 1,
+            msg: Msg::Refused {
+                reason: "x".repeat(MAX_FRAME + 1),
+            },
+        };
+        let mut buf = vec![1, 2, 3];
+        assert!(matches!(
+            encode(&frame, 0, &mut buf),
+            Err(WireError::Oversized { .. })
+        ));
+        assert_eq!(buf, [1, 2, 3]);
+    }
+}

@@ -1,0 +1,130 @@
+//! Helpers shared by the `ipc_*` integration tests: a child process that is
+//! this very test binary, re-executed to run one `#[test]` in a role.
+//!
+//! The parent runs `current_exe() <child test> --exact --nocapture` with
+//! `CDO_IPC_TEST_ROLE` set; the child test reads the role and acts, the other
+//! tests of the child see no role and return at once. The child writes
+//! `@@`-prefixed lines on stdout (libtest's own lines are skipped) and reads
+//! commands from stdin.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use cdo::ipc::endpoint::Endpoint;
+
+/// Environment variable carrying the child's role.
+pub const ROLE_ENV: &str = "CDO_IPC_TEST_ROLE";
+
+/// A child process running one role.
+pub struct Peer {
+    pub child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Peer {
+    /// Starts the test `entry` of this binary in `role`, joined to `ep`.
+    pub fn spawn(entry: &str, role: &str, ep: &Endpoint) -> Peer {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([entry, "--exact", "--nocapture", "--test-threads=1"])
+            .env(ROLE_ENV, role)
+            .envs(ep.env())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn the child");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Peer {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// The child's next `@@` line, without the marker.
+    pub fn recv(&mut self) -> String {
+        loop {
+            let mut line = String::new();
+            let n = self.stdout.read_line(&mut line).unwrap();
+            assert!(n > 0, "child ended early");
+            // libtest may print "test NAME ... " just before, on the same line.
+            if let Some(at) = line.find("@@") {
+                return line[at + 2..].trim().to_string();
+            }
+        }
+    }
+
+    /// Sends a command line to the child.
+    pub fn send(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// Kills the child with SIGKILL and reaps it.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Waits for the child to exit successfully.
+    pub fn join(mut self) {
+        drop(self.stdin);
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "child failed: {status}");
+    }
+}
+
+/// The role this process plays, if it is a child.
+pub fn role() -> Option<String> {
+    std::env::var(ROLE_ENV).ok()
+}
+
+/// Writes a `@@` line for the parent.
+pub fn say(line: &str) {
+    println!("@@{line}");
+    std::io::stdout().flush().unwrap();
+}
+
+/// Reads one command line from the parent ("" at end of input).
+pub fn hear() -> String {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    line.trim().to_string()
+}
+
+/// A deterministic byte pattern for object `seed`.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut out = vec![0; len];
+    fill(seed, &mut out);
+    out
+}
+
+/// Fills `dst` with the pattern of `seed`.
+pub fn fill(seed: u64, dst: &mut [u8]) {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for chunk in dst.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let b = x.to_le_bytes();
+        chunk.copy_from_slice(&b[..chunk.len()]);
+    }
+}
+
+/// Names of the open descriptors of this process that are memfds.
+pub fn memfds() -> Vec<String> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|p| p.display().to_string())
+        .filter(|p| p.starts_with("/memfd:"))
+        .collect()
+}
+
+/// Number of open descriptors of this process.
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}

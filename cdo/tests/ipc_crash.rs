@@ -1,0 +1,112 @@
+//! Clients killed with SIGKILL never block the pool.
+
+mod ipc_common;
+
+use std::time::{Duration, Instant};
+
+use cdo::ipc::client::{Client, ClientConfig, ClientError};
+use cdo::ipc::manager::{self, ManagerConfig, ManagerHandle};
+use cdo::ipc::wire::{Attributes, ErrorCode, Stats};
+use ipc_common::{fill, hear, pattern, role, say, Peer};
+
+/// Child side: a producer or a consumer that waits to be killed.
+#[test]
+fn child_entry() {
+    let Some(role) = role() else { return };
+    let mut c = Client::connect(&ClientConfig::from_env(&role).unwrap()).unwrap();
+    match role.as_str() {
+        "producer" => {
+            c.offer_with("a", 4096, Attributes::new(), |d| fill(1, d))
+                .unwrap();
+            c.offer_with("b", 8 << 20, Attributes::new(), |d| fill(2, d))
+                .unwrap();
+        }
+        "consumer" => {
+            c.require("x").unwrap();
+            c.submit_demand("never").unwrap();
+            c.flush().unwrap();
+        }
+        other => panic!("unknown role {other}"),
+    }
+    say("ready");
+    hear();
+    std::process::exit(0);
+}
+
+fn manager() -> ManagerHandle {
+    manager::start(ManagerConfig {
+        runtime_dir: Some(std::env::temp_dir()),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn wait_for(pm: &ManagerHandle, ok: impl Fn(&Stats) -> bool) -> Stats {
+    let start = Instant::now();
+    loop {
+        let s = pm.stats();
+        if ok(&s) {
+            return s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "stuck at {s:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn killed_producer_withdraws_its_offers() {
+    let pm = manager();
+    let mut consumer = Client::connect(&ClientConfig::new(pm.endpoint().clone(), "c")).unwrap();
+    let mut producer = Peer::spawn("child_entry", "producer", pm.endpoint());
+    assert_eq!(producer.recv(), "ready");
+    consumer.require("b").unwrap();
+    let a = consumer.demand("a", Duration::from_secs(5)).unwrap();
+    assert_eq!(wait_for(&pm, |s| s.objects == 2).segments, 2);
+    producer.kill();
+    let s = wait_for(&pm, |s| s.clients == 1);
+    assert_eq!((s.objects, s.segments, s.offered_bytes), (0, 0, 0), "{s:?}");
+    match consumer.demand("b", Duration::from_secs(5)) {
+        Err(ClientError::Pool {
+            code: ErrorCode::ProducerDied,
+            ..
+        }) => {}
+        other => panic!("expected ProducerDied, got {other:?}"),
+    }
+    // The view we hold keeps the dead producer's memory alive and intact.
+    assert!(*a == pattern(1, 4096)[..]);
+}
+
+#[test]
+fn killed_consumer_releases_its_requires_and_demands() {
+    let pm = manager();
+    let mut producer = Client::connect(&ClientConfig::new(pm.endpoint().clone(), "p")).unwrap();
+    producer.offer("x", b"payload", Attributes::new()).unwrap();
+    let mut consumer = Peer::spawn("child_entry", "consumer", pm.endpoint());
+    assert_eq!(consumer.recv(), "ready");
+    wait_for(&pm, |s| s.waiting_demands == 1);
+    match producer.leave(Duration::from_millis(200)) {
+        Err(ClientError::StillRequired(names)) => assert_eq!(names, ["x"]),
+        other => panic!("expected StillRequired, got {other:?}"),
+    }
+    consumer.kill();
+    producer.leave(Duration::from_secs(10)).unwrap();
+    let s = wait_for(&pm, |s| s.clients == 0);
+    assert_eq!(s, Stats::default());
+}
+
+#[test]
+fn waiting_demand_fails_when_the_manager_stops() {
+    let pm = manager();
+    let mut c = Client::connect(&ClientConfig::new(pm.endpoint().clone(), "c")).unwrap();
+    let id = c.submit_demand("late").unwrap();
+    c.flush().unwrap();
+    wait_for(&pm, |s| s.waiting_demands == 1);
+    pm.shutdown();
+    match c.wait(id, Some(Duration::from_secs(5))) {
+        Err(ClientError::Pool {
+            code: ErrorCode::ShuttingDown,
+            ..
+        }) => {}
+        other => panic!("expected ShuttingDown, got {other:?}"),
+    }
+}

@@ -1,0 +1,56 @@
+//! The `cdo-pm` binary: prints how to reach it, serves, stops on SIGTERM and
+//! removes its socket directory.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use cdo::ipc::client::{Client, ClientConfig};
+use cdo::ipc::endpoint::{Endpoint, SOCKET_ENV, TOKEN_ENV};
+use cdo::ipc::wire::Attributes;
+
+#[test]
+fn cdo_pm_serves_until_sigterm() {
+    let parent = std::env::temp_dir();
+    let mut pm = Command::new(env!("CARGO_BIN_EXE_cdo-pm"))
+        .arg(&parent)
+        .env(TOKEN_ENV, "workflow-42")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(pm.stdout.take().unwrap());
+    let mut vars = std::collections::HashMap::new();
+    for _ in 0..2 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let (k, v) = line
+            .trim()
+            .strip_prefix("export ")
+            .unwrap()
+            .split_once('=')
+            .unwrap();
+        vars.insert(k.to_string(), v.to_string());
+    }
+    let ep = Endpoint {
+        socket: vars[SOCKET_ENV].clone().into(),
+        token: vars[TOKEN_ENV].clone(),
+    };
+    assert_eq!(ep.token, "workflow-42");
+    let dir = ep.socket.parent().unwrap().to_path_buf();
+    assert!(dir.starts_with(&parent));
+    let mut a = Client::connect(&ClientConfig::new(ep.clone(), "a")).unwrap();
+    let mut b = Client::connect(&ClientConfig::new(ep, "b")).unwrap();
+    a.offer("greeting", b"hello", Attributes::new()).unwrap();
+    assert_eq!(
+        &*b.demand("greeting", Duration::from_secs(5)).unwrap(),
+        b"hello"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pm.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(pm.wait().unwrap().success());
+    assert!(!dir.exists(), "socket directory left behind");
+}

@@ -1,0 +1,263 @@
+//! The control protocol: round trips, fuzzing of the decoder, and a manager
+//! that closes only the connection that sent garbage.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use cdo::ipc::client::{Client, ClientConfig};
+use cdo::ipc::manager::{self, ManagerConfig};
+use cdo::ipc::wire::{
+    decode, encode, need, AttrValue, Attributes, ErrorCode, Frame, Msg, SegmentRef, Stats,
+    WireError, HEADER_LEN, MAX_FRAME, PROTOCOL_VERSION,
+};
+use proptest::prelude::*;
+
+fn attr_value() -> impl Strategy<Value = AttrValue> {
+    prop_oneof![
+        any::<bool>().prop_map(AttrValue::Bool),
+        any::<i64>().prop_map(AttrValue::Int),
+        any::<u64>().prop_map(AttrValue::UInt),
+        any::<f64>()
+            .prop_filter("NaN is not equal to itself", |f| !f.is_nan())
+            .prop_map(AttrValue::Float),
+        ".{0,12}".prop_map(AttrValue::Text),
+        proptest::collection::vec(any::<u8>(), 0..16).prop_map(AttrValue::Bytes),
+    ]
+}
+
+fn attrs() -> impl Strategy<Value = Attributes> {
+    proptest::collection::btree_map("[a-z]{1,6}", attr_value(), 0..4)
+}
+
+fn msg() -> impl Strategy<Value = Msg> {
+    let name = ".{0,24}";
+    prop_oneof![
+        (name, name, any::<u32>()).prop_map(|(component, token, version)| Msg::Join {
+            component,
+            token,
+            version
+        }),
+        any::<u64>().prop_map(|client_id| Msg::Welcome { client_id }),
+        name.prop_map(|reason| Msg::Refused { reason }),
+        Just(Msg::Leave),
+        Just(Msg::Bye),
+        proptest::collection::vec(name, 0..3).prop_map(|names| Msg::Waiting { names }),
+        (name, attrs(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+            |(name, attrs, size, segment, offset)| {
+                Msg::Offer {
+                    name,
+                    attrs,
+                    size,
+                    segment: SegmentRef { segment, offset },
+                }
+            }
+        ),
+        name.prop_map(|name| Msg::Require { name }),
+        name.prop_map(|name| Msg::Demand { name }),
+        (
+            name,
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            attrs(),
+            any::<u64>()
+        )
+            .prop_map(|(name, size, offset, segment, attrs, object)| {
+                Msg::Data {
+                    name,
+                    size,
+                    offset,
+                    segment,
+                    attrs,
+                    object,
+                }
+            }),
+        proptest::collection::vec(any::<u64>(), 0..8).prop_map(|objects| Msg::Release { objects }),
+        name.prop_map(|name| Msg::Withdraw { name }),
+        name.prop_map(|name| Msg::Retract { name }),
+        any::<u64>().prop_map(|segment| Msg::Forget { segment }),
+        any::<u64>().prop_map(|segment| Msg::SegmentGone { segment }),
+        Just(Msg::Ok),
+        name.prop_map(|text| Msg::Error {
+            code: ErrorCode::ProducerDied,
+            text
+        }),
+        Just(Msg::Stat),
+        any::<[u64; 7]>().prop_map(|v| Msg::Stats(Stats {
+            clients: v[0],
+            objects: v[1],
+            segments: v[2],
+            requires: v[3],
+            waiting_demands: v[4],
+            pending_leaves: v[5],
+            offered_bytes: v[6],
+        })),
+    ]
+}
+
+fn frame() -> impl Strategy<Value = (Frame, u8)> {
+    (any::<u64>(), msg(), 0u8..=1).prop_map(|(id, msg, fds)| (Frame { id, msg }, fds))
+}
+
+/// Decodes everything in `buf`; never panics, stops at the first error.
+fn decode_all(mut buf: &[u8]) -> Result<Vec<Frame>, WireError> {
+    let mut out = Vec::new();
+    while let Some(d) = decode(buf)? {
+        out.push(d.frame);
+        buf = &buf[d.consumed..];
+    }
+    match need(buf) {
+        None => Ok(out),
+        Some(e) => Err(e),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn every_message_round_trips((f, fds) in frame()) {
+        let mut buf = Vec::new();
+        encode(&f, fds, &mut buf).unwrap();
+        let d = decode(&buf).unwrap().unwrap();
+        prop_assert_eq!(d.consumed, buf.len());
+        prop_assert_eq!(d.fds, fds);
+        prop_assert_eq!(d.frame, f);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = decode_all(&bytes);
+    }
+
+    #[test]
+    fn arbitrary_payload_behind_a_valid_header_never_panics(
+        payload in proptest::collection::vec(any::<u8>(), 0..256),
+        fds in 0u8..=1,
+    ) {
+        let mut buf = b"CD\x01".to_vec();
+        buf.push(fds);
+        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&payload);
+        if let Ok(Some(d)) = decode(&buf) {
+            // Whatever decodes must re-encode to something that decodes the same.
+            let mut again = Vec::new();
+            encode(&d.frame, d.fds, &mut again).unwrap();
+            prop_assert_eq!(decode(&again).unwrap().unwrap().frame, d.frame);
+        }
+    }
+
+    #[test]
+    fn mutated_frames_never_panic(
+        (f, fds) in frame(),
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        cut in any::<prop::sample::Index>(),
+        truncate in any::<bool>(),
+    ) {
+        let mut buf = Vec::new();
+        encode(&f, fds, &mut buf).unwrap();
+        for (at, byte) in flips {
+            let i = at.index(buf.len());
+            buf[i] ^= byte;
+        }
+        if truncate {
+            buf.truncate(cut.index(buf.len()));
+        }
+        match decode_all(&buf) {
+            Ok(frames) => prop_assert!(frames.len() <= 1),
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
+        }
+    }
+}
+
+#[test]
+fn oversized_and_truncated_frames_are_typed_errors() {
+    let mut head = b"CD\x01\x00".to_vec();
+    head.extend_from_slice(&((MAX_FRAME + 1) as u32).to_le_bytes());
+    assert!(matches!(decode(&head), Err(WireError::Oversized { .. })));
+    let mut buf = Vec::new();
+    encode(
+        &Frame {
+            id: 1,
+            msg: Msg::Stat,
+        },
+        0,
+        &mut buf,
+    )
+    .unwrap();
+    assert!(matches!(
+        decode_all(&buf[..buf.len() - 1]),
+        Err(WireError::Truncated { .. })
+    ));
+    assert!(matches!(
+        decode_all(&buf[..HEADER_LEN - 1]),
+        Err(WireError::Truncated {
+            need: HEADER_LEN,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn garbage_closes_only_that_connection() {
+    let pm = manager::start(ManagerConfig {
+        runtime_dir: Some(std::env::temp_dir()),
+        ..Default::default()
+    })
+    .unwrap();
+    let ep = pm.endpoint().clone();
+    let mut good = Client::connect(&ClientConfig::new(ep.clone(), "good")).unwrap();
+    good.offer("kept", b"still here", Attributes::new())
+        .unwrap();
+
+    let mut raw = UnixStream::connect(&ep.socket).unwrap();
+    let mut buf = Vec::new();
+    let join = Msg::Join {
+        component: "raw".into(),
+        token: ep.token.clone(),
+        version: PROTOCOL_VERSION,
+    };
+    encode(&Frame { id: 1, msg: join }, 0, &mut buf).unwrap();
+    raw.write_all(&buf).unwrap();
+    raw.write_all(b"CD\x01\x00\xff\xff\xff\xff garbage")
+        .unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    raw.read_to_end(&mut got)
+        .expect("the manager closes the connection");
+    assert_eq!(decode_all(&got).unwrap().len(), 1, "only WELCOME came back");
+
+    let view = good.demand("kept", Duration::from_secs(5)).unwrap();
+    assert_eq!(&*view, b"still here");
+    assert_eq!(good.stats().unwrap().clients, 1);
+}
+
+#[test]
+fn other_protocol_version_is_refused() {
+    let pm = manager::start(ManagerConfig {
+        runtime_dir: Some(std::env::temp_dir()),
+        ..Default::default()
+    })
+    .unwrap();
+    let ep = pm.endpoint();
+    let mut raw = UnixStream::connect(&ep.socket).unwrap();
+    let mut buf = Vec::new();
+    let join = Msg::Join {
+        component: "future".into(),
+        token: ep.token.clone(),
+        version: PROTOCOL_VERSION + 1,
+    };
+    encode(&Frame { id: 1, msg: join }, 0, &mut buf).unwrap();
+    raw.write_all(&buf).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    raw.read_to_end(&mut got).unwrap();
+    match &decode_all(&got).unwrap()[..] {
+        [Frame {
+            msg: Msg::Refused { reason },
+            ..
+        }] => assert!(reason.contains("version"), "{reason}"),
+        other => panic!("expected REFUSED, got {other:?}"),
+    }
+}
