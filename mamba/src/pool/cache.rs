@@ -278,7 +278,7 @@ fn new_cache(shared: &Shared, epoch: u64) -> PoolCache {
         generation: shared.generation,
         epoch,
         classes: std::array::from_fn(|c| Vec::with_capacity(2 * batch(c))),
-        large: Vec::new(),
+        large: Vec::with_capacity(super::LARGE_CACHE_ENTRIES),
         large_bytes: 0,
         counters,
     }

@@ -299,11 +299,16 @@ impl Pool {
         }
     }
 
-    /// The hot path: a small block from this thread's cache, or `None`
-    /// (anything else, errors included, takes the checked path).
+    /// The hot path: a block from this thread's cache — a small one of the
+    /// size class, or the large block freed last when it has exactly the
+    /// size — or `None` (anything else, errors included, takes the checked
+    /// path).
     #[inline(always)]
     pub(crate) fn allocate_cached(&self, len: usize, align: usize) -> Option<Allocation<'_>> {
-        if len.wrapping_sub(1) >= classes::MAX_SMALL || align > 16 || !align.is_power_of_two() {
+        if len.wrapping_sub(1) >= classes::MAX_SMALL {
+            return self.allocate_cached_large(len, align);
+        }
+        if align > 16 || !align.is_power_of_two() {
             return None;
         }
         // Every class size is a multiple of 16, so alignments up to 16 hold.
@@ -321,6 +326,34 @@ impl Pool {
             },
             self,
         ))
+    }
+
+    #[inline]
+    fn allocate_cached_large(&self, len: usize, align: usize) -> Option<Allocation<'_>> {
+        let granule = self.shared.granule;
+        if len > isize::MAX as usize / 2 || !align.is_power_of_two() || align > granule {
+            return None;
+        }
+        let block_len = len.next_multiple_of(granule);
+        // SAFETY: only one pop below, no re-entry.
+        let c = unsafe { last_cache(self.shared.generation) }?;
+        match c.large.last() {
+            Some(&(addr, l)) if l == block_len => {
+                c.large.pop();
+                c.large_bytes -= l;
+                c.counters.on_allocate(LARGE, len);
+                c.counters.on_large(l as i64);
+                Some(Allocation::new(
+                    Block {
+                        addr,
+                        len,
+                        block_len,
+                    },
+                    self,
+                ))
+            }
+            _ => None,
+        }
     }
 
     #[cold]
@@ -483,6 +516,19 @@ impl Pool {
                 if stack.len() < stack.capacity() {
                     stack.push(block.addr);
                     c.counters.on_free(class, block.len);
+                    return;
+                }
+            }
+        } else if block.block_len <= self.shared.settings.thread_cache_bytes {
+            // SAFETY: only one push below, no re-entry.
+            if let Some(c) = unsafe { last_cache(self.shared.generation) } {
+                if c.large.len() < LARGE_CACHE_ENTRIES
+                    && c.large_bytes + block.block_len <= self.shared.settings.thread_cache_bytes
+                {
+                    c.large.push((block.addr, block.block_len));
+                    c.large_bytes += block.block_len;
+                    c.counters.on_free(LARGE, block.len);
+                    c.counters.on_large(-(block.block_len as i64));
                     return;
                 }
             }
