@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use mamba::{Config, Mamba};
 
@@ -14,6 +15,7 @@ use crate::cli::{ExecutorKind, TransportKind};
 use crate::driver::{drive, DriveError, Transit};
 use crate::dump::{Dump, DumpError};
 use crate::exec::{Executor, NumaBands, ScopedThreads};
+use crate::ipc_transit::IpcOutlet;
 use crate::memory::{Memory, MemoryError};
 use crate::outlet::{Outlet, OutletError};
 use crate::params::ParamError;
@@ -56,6 +58,9 @@ pub enum AppError {
     /// The CDO transport needs memory from mamba.
     #[error("the CDO transport needs pooled memory")]
     NoPool,
+    /// `--pool-manager` carries output records only.
+    #[error("--pool-manager does not carry checkpoints; drop --checkpoint-every")]
+    PoolManagerCheckpoints,
     /// The final dump could not be written.
     #[error(transparent)]
     Dump(#[from] DumpError),
@@ -103,6 +108,9 @@ fn checkpoint_to_resume(named: Option<&Path>, output: &Path) -> Result<PathBuf, 
 /// with the analyses in transit, then the optional final checkpoint and
 /// dump.
 pub fn run_app(cli: &Cli) -> Result<AppReport, AppError> {
+    if cli.pool_manager && cli.checkpoint_every > 0 {
+        return Err(AppError::PoolManagerCheckpoints);
+    }
     let config = mamba_config(cli)?;
     let memory = open_memory(cli, &config)?;
     let workers = cli.worker_count();
@@ -144,6 +152,10 @@ pub fn run_app(cli: &Cli) -> Result<AppReport, AppError> {
     let pool;
     let outlet: Option<Box<dyn Outlet>> = match (in_transit, cli.transport) {
         (false, _) => None,
+        (true, _) if cli.pool_manager => {
+            let timeout = Duration::from_secs(cli.consumer_timeout);
+            Some(Box::new(IpcOutlet::start(&options, cli.ring, timeout)?))
+        }
         (true, TransportKind::Channels) => {
             let ring = RecordRing::new(p.nx, p.ny, cli.ring, 0, &memory)?;
             report.records = space_of(ring.space().as_ref());

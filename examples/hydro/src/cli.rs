@@ -141,6 +141,34 @@ pub struct Cli {
     /// Write the final state here (JSON header line, then f64 planes).
     #[arg(long)]
     pub dump_final: Option<PathBuf>,
+    /// Run the analyses as separate processes fed through a cross-process
+    /// CDO pool manager (instead of `--transport`): started here unless
+    /// `CDO_POOL_SOCKET` names one.
+    #[arg(long)]
+    pub pool_manager: bool,
+    /// Seconds a `--pool-manager` process waits for another before failing
+    /// (the consumers wait for the next record as long as the solver lives).
+    #[arg(long, default_value_t = 60, value_name = "S",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub consumer_timeout: u64,
+    /// Internal: run as this consumer process of a `--pool-manager` run.
+    #[arg(long, value_enum, hide = true)]
+    pub consumer: Option<ConsumerRole>,
+    /// Internal: this renderer's index among `--renderers`.
+    #[arg(long, default_value_t = 0, hide = true)]
+    pub member: usize,
+    /// Internal: keep the statistics of an earlier run up to this step.
+    #[arg(long, hide = true)]
+    pub resume_after: Option<u64>,
+}
+
+/// What a consumer process of a `--pool-manager` run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConsumerRole {
+    /// The statistics consumer (every record).
+    Stats,
+    /// A renderer (its share of the records).
+    Render,
 }
 
 impl Cli {

@@ -21,6 +21,7 @@
 //! | the hand-off seam | [`outlet`] |
 //! | statistics, rendering, VTK, checkpoint writing on their own threads, fed by channels | [`analysis`] |
 //! | the same analyses as consumer groups of a CDO pool (the default) | [`cdo_transit`] |
+//! | the same analyses as processes fed through a pool manager (`--pool-manager`) | [`ipc_transit`] |
 //! | checkpoints in the output directory, restart from the newest | [`checkpoint_dir`] |
 //! | progress bar or log lines, end-of-run summary | [`progress`], [`summary`] |
 
@@ -38,6 +39,7 @@ pub mod eos;
 pub mod exec;
 pub mod flux;
 pub mod init;
+pub mod ipc_transit;
 pub mod memory;
 pub mod outlet;
 pub mod params;
@@ -57,6 +59,7 @@ pub use checkpoint::{Checkpoint, CheckpointError};
 pub use cli::Cli;
 pub use dump::{Dump, DumpError};
 pub use exec::{BandExecutor, Executor, NumaBands, ScopedThreads};
+pub use ipc_transit::run_consumer;
 pub use memory::{Buffer, Memory, MemoryError, MemoryPolicy};
 pub use params::{Boundary, Limiter, ParamError, Params, TestCase};
 pub use solver::{RunSummary, SetupError, Solver, SolverError};

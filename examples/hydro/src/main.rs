@@ -3,12 +3,17 @@
 //! Without an input file the built-in main job runs: a 500x500 point blast
 //! for 300 steps with the analyses, fed through a CDO pool, writing to
 //! `hydro-out/`.
+//!
+//! With `--pool-manager` the analyses run as separate processes (this
+//! binary again, with the hidden `--consumer` flag) fed through a CDO pool
+//! manager; see [`hydro::ipc_transit`].
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use hydro::{run_app, Cli};
+use hydro::cli::ConsumerRole;
+use hydro::{run_app, run_consumer, Cli};
 use tracing_subscriber::EnvFilter;
 
 /// The main job's parameters (also shipped as `inputs/main.nml`).
@@ -21,6 +26,9 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let mut cli = Cli::parse();
+    if let Some(role) = cli.consumer {
+        return consumer(&cli, role);
+    }
     cli.base_input = Some(MAIN_JOB);
     match run_app(&cli) {
         Ok(report) => {
@@ -29,6 +37,27 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("hydro: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A consumer process of a `--pool-manager` run: its report is one JSON
+/// line on standard output, for the solver process.
+fn consumer(cli: &Cli, role: ConsumerRole) -> ExitCode {
+    match run_consumer(cli, role) {
+        Ok(report) => match serde_json::to_string(&report) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("hydro consumer: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("hydro {role:?} consumer: {e}");
             ExitCode::FAILURE
         }
     }

@@ -3,8 +3,10 @@
 //! The solver side only sees [`Outlet`]: it hands over its state as output
 //! records (high priority) and checkpoints (low priority, handled after the
 //! records pending at the same time), then finishes. Two transports
-//! implement it: crossbeam channels ([`crate::analysis::ChannelOutlet`])
-//! and a CDO pool ([`crate::cdo_transit::CdoOutlet`]).
+//! implement it in process: crossbeam channels
+//! ([`crate::analysis::ChannelOutlet`]) and a CDO pool
+//! ([`crate::cdo_transit::CdoOutlet`]); a third feeds consumer processes
+//! through a pool manager ([`crate::ipc_transit::IpcOutlet`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,6 +53,28 @@ pub enum OutletError {
     /// The CDO pool failed.
     #[error("CDO pool: {0}")]
     Cdo(#[from] cdo::Error),
+    /// The pool manager failed or refused a request.
+    #[error("pool manager: {0}")]
+    Ipc(#[from] cdo::ipc::client::ClientError),
+    /// The pool manager could not be started.
+    #[error("could not start the pool manager: {0}")]
+    Manager(#[source] std::io::Error),
+    /// A consumer process failed.
+    #[error("consumer process {label}: {reason}")]
+    Process {
+        /// Which one.
+        label: String,
+        /// What happened.
+        reason: String,
+    },
+    /// An object did not come in time.
+    #[error("{what} did not come within {seconds:.1} s")]
+    Timeout {
+        /// The object waited for.
+        what: String,
+        /// How long it was waited for.
+        seconds: f64,
+    },
     /// A CDO lacks what a record needs.
     #[error("CDO {name}: {reason}")]
     Record {
@@ -76,6 +100,8 @@ pub struct OutletReport {
     pub checkpoints: Vec<PathBuf>,
     /// What the CDO pool counted (the CDO transport only).
     pub pool: Option<PoolReport>,
+    /// What went through the pool manager (`--pool-manager` only).
+    pub manager: Option<ManagerReport>,
     /// Wall time the consumers spent working on records and checkpoints
     /// (preemption included), in seconds, all consumers together.
     pub busy_seconds: f64,
@@ -96,6 +122,24 @@ pub struct PoolReport {
     pub bytes_zero_copy: u64,
     /// Bytes copied.
     pub bytes_copied: u64,
+}
+
+/// What went through the pool manager of a `--pool-manager` run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ManagerReport {
+    /// Whether this run started the manager (else it joined one).
+    pub started: bool,
+    /// The manager's socket.
+    pub socket: String,
+    /// Consumer processes run.
+    pub processes: usize,
+    /// Objects the solver offered (fields, indexes and end markers).
+    pub offered: u64,
+    /// Objects it withdrew once consumed.
+    pub withdrawn: u64,
+    /// The manager's counters once the consumers had left, before the
+    /// solver did.
+    pub left: cdo::ipc::wire::Stats,
 }
 
 /// Where the time loop hands its records.

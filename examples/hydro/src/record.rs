@@ -36,6 +36,26 @@ pub struct RecordMeta {
     pub dx: f64,
 }
 
+impl RecordMeta {
+    /// The metadata from typed look-ups of its attributes by key (`step`,
+    /// `time`, `dt`, `producer`, `nx`, `ny`, `dx`): the one decoding every
+    /// transport shares, whatever its attribute type.
+    pub fn from_lookups<E>(
+        uint: impl Fn(&str) -> Result<u64, E>,
+        float: impl Fn(&str) -> Result<f64, E>,
+    ) -> Result<RecordMeta, E> {
+        Ok(RecordMeta {
+            step: uint("step")?,
+            time: float("time")?,
+            dt: float("dt")?,
+            producer: uint("producer")? as u32,
+            nx: uint("nx")? as usize,
+            ny: uint("ny")? as usize,
+            dx: float("dx")?,
+        })
+    }
+}
+
 /// The four conserved fields of the interior cells at one step, field-major,
 /// x fastest, with their attributes.
 #[derive(Debug)]

@@ -9,6 +9,7 @@ use mamba::Tier;
 use crate::cli::TransportKind;
 use crate::driver::DriveReport;
 use crate::memory::Memory;
+use crate::outlet::ManagerReport;
 
 /// One pool that served the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +104,25 @@ fn place(p: &Option<(String, Tier)>) -> String {
         .map_or_else(|| "heap".into(), |(name, tier)| format!("{name} ({tier})"))
 }
 
+/// The transport line of a `--pool-manager` run.
+fn write_manager(f: &mut fmt::Formatter<'_>, m: &ManagerReport) -> fmt::Result {
+    writeln!(
+        f,
+        "transport        pool manager ({} {}), {} consumer processes: {} objects offered, {} withdrawn",
+        if m.started { "started at" } else { "joined at" },
+        m.socket,
+        m.processes,
+        m.offered,
+        m.withdrawn
+    )?;
+    let l = &m.left;
+    writeln!(
+        f,
+        "  manager after the consumers left: {} clients, {} objects, {} segments, {} requires, {} waiting demands",
+        l.clients, l.objects, l.segments, l.requires, l.waiting_demands
+    )
+}
+
 impl fmt::Display for AppReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = &self.drive;
@@ -151,10 +171,13 @@ impl fmt::Display for AppReport {
         } else {
             writeln!(f, "analyses         off")?;
         }
-        match (self.transport, d.outlet.as_ref().and_then(|o| o.pool)) {
+        let manager = d.outlet.as_ref().and_then(|o| o.manager.as_ref());
+        let pool = d.outlet.as_ref().and_then(|o| o.pool);
+        match (self.transport, manager) {
             (None, _) => writeln!(f, "transport        none")?,
-            (Some(TransportKind::Channels), _) => writeln!(f, "transport        channels")?,
-            (Some(TransportKind::Cdo), pool) => {
+            (Some(_), Some(m)) => write_manager(f, m)?,
+            (Some(TransportKind::Channels), None) => writeln!(f, "transport        channels")?,
+            (Some(TransportKind::Cdo), None) => {
                 let p = pool.unwrap_or_default();
                 let mib = |b: u64| b as f64 / (1 << 20) as f64;
                 writeln!(
@@ -170,12 +193,16 @@ impl fmt::Display for AppReport {
             }
         }
         let m = &self.memory;
+        let records = match manager {
+            Some(_) => "the solver's shared memory".into(),
+            None => place(&m.records),
+        };
         writeln!(
             f,
             "memory           policy {}: state in {}, records in {}",
             m.policy,
             place(&m.state),
-            place(&m.records)
+            records
         )?;
         for p in &m.pools {
             writeln!(

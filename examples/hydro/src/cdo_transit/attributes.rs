@@ -106,23 +106,15 @@ pub fn meta_of(name: &str, attrs: &Attributes) -> Result<RecordMeta, OutletError
                 reason: format!("no hydro.{key}"),
             })
     };
-    let uint = |key| match get(key)? {
+    let uint = |key: &str| match get(key)? {
         Value::UInt(v) => Ok(*v),
         v => Err(bad(name, format!("hydro.{key} = {v}"))),
     };
-    let float = |key| match get(key)? {
+    let float = |key: &str| match get(key)? {
         Value::Float(v) => Ok(*v),
         v => Err(bad(name, format!("hydro.{key} = {v}"))),
     };
-    Ok(RecordMeta {
-        step: uint("step")?,
-        time: float("time")?,
-        dt: float("dt")?,
-        producer: uint("producer")? as u32,
-        nx: uint("nx")? as usize,
-        ny: uint("ny")? as usize,
-        dx: float("dx")?,
-    })
+    RecordMeta::from_lookups(uint, float)
 }
 
 fn bad(name: &str, reason: String) -> OutletError {

@@ -1,0 +1,117 @@
+//! Demanding objects from the pool manager: a bounded, watched wait for
+//! one object, and a record as zero-copy views of its fields.
+
+use std::time::{Duration, Instant};
+
+use cdo::ipc::client::{Client, ClientError, View};
+
+use super::attributes::meta_of;
+use super::field_name;
+use crate::outlet::OutletError;
+use crate::record::{RecordMeta, RecordView};
+use crate::state::NVAR;
+
+/// How long a demand waits before the watchdog runs, within a deadline.
+const POLL: Duration = Duration::from_millis(100);
+/// How long a demand waits before the watchdog runs, without a deadline.
+const LONG_POLL: Duration = Duration::from_secs(1);
+
+/// How long [`await_object`] waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Until this instant, leaving each timed-out demand with the manager
+    /// (for a client that requires the name: retracting would drop that).
+    Until(Instant),
+    /// For ever, retracting each timed-out demand so that the manager does
+    /// not pile them up (for a client that does not require the name).
+    Retracting,
+}
+
+/// Demands `name`, waiting as `wait` says and running `watch` between
+/// polls, whose error ends the wait.
+///
+/// # Errors
+/// The client's errors; [`OutletError::Timeout`] past the deadline; those
+/// of `watch`.
+pub fn await_object(
+    client: &mut Client,
+    name: &str,
+    wait: Wait,
+    mut watch: impl FnMut() -> Result<(), OutletError>,
+) -> Result<View, OutletError> {
+    let start = Instant::now();
+    let poll = match wait {
+        Wait::Until(_) => POLL,
+        Wait::Retracting => LONG_POLL,
+    };
+    loop {
+        match client.demand(name, poll) {
+            Ok(view) => return Ok(view),
+            Err(ClientError::Timeout) => {}
+            Err(e) => return Err(e.into()),
+        }
+        watch()?;
+        match wait {
+            Wait::Retracting => client.retract(name)?,
+            Wait::Until(deadline) if Instant::now() >= deadline => {
+                return Err(OutletError::Timeout {
+                    what: name.into(),
+                    seconds: start.elapsed().as_secs_f64(),
+                });
+            }
+            Wait::Until(_) => {}
+        }
+    }
+}
+
+/// A record demanded from the pool: its metadata and a read-only view of
+/// each field in the producer's shared memory.
+#[derive(Debug)]
+pub struct Fetched {
+    meta: RecordMeta,
+    fields: Vec<View>,
+}
+
+impl Fetched {
+    /// Demands the fields of record `seq` (offered before its index, so
+    /// they are there), waiting up to `timeout`.
+    ///
+    /// # Errors
+    /// The client's errors; [`OutletError::Record`] for bad attributes.
+    pub fn demand(
+        client: &mut Client,
+        seq: u64,
+        timeout: Duration,
+    ) -> Result<Fetched, OutletError> {
+        let names: Vec<String> = (0..NVAR).map(|var| field_name(seq, var)).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let fields = client.demand_many(&names, timeout)?;
+        let meta = meta_of(names[0], fields[0].attrs())?;
+        Ok(Fetched { meta, fields })
+    }
+
+    /// The record as the analyses read it, over the shared memory.
+    ///
+    /// # Errors
+    /// [`OutletError::Record`] when a field is not `nx * ny` aligned `f64`.
+    pub fn view(&self) -> Result<RecordView<'_>, OutletError> {
+        let n = self.meta.nx * self.meta.ny;
+        let mut cells: Vec<&[f64]> = Vec::with_capacity(NVAR);
+        for field in &self.fields {
+            let bad = |reason: String| OutletError::Record {
+                name: field.name().into(),
+                reason,
+            };
+            let values: &[f64] = bytemuck::try_cast_slice(&field[..])
+                .map_err(|e| bad(format!("not f64 data: {e}")))?;
+            if values.len() != n {
+                return Err(bad(format!("{} cells, not {n}", values.len())));
+            }
+            cells.push(values);
+        }
+        Ok(RecordView {
+            meta: self.meta,
+            fields: std::array::from_fn(|var| cells[var]),
+        })
+    }
+}

@@ -1,0 +1,287 @@
+//! The producer side of the cross-process transport: the solver's
+//! [`Outlet`], which offers each record's fields in place in shared memory,
+//! keeps at most `ring` records out, and at the end stops the consumer
+//! processes and collects their reports.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use cdo::ipc::client::{Client, ClientConfig, ClientError, Reply};
+use cdo::ipc::endpoint::Endpoint;
+use cdo::ipc::manager::{self, ManagerConfig, ManagerHandle};
+use cdo::ipc::wire::{ErrorCode, RequestId};
+
+use super::attributes::{end_attrs, record_attrs};
+use super::fetch::{await_object, Wait};
+use super::processes::Consumers;
+use super::{done_name, field_name, index_name, role_name, ConsumerReport};
+use crate::analysis::consumers::create_dir;
+use crate::analysis::AnalysisOptions;
+use crate::cli::ConsumerRole;
+use crate::outlet::{Capture, ManagerReport, Outlet, OutletError, OutletReport};
+use crate::state::NVAR;
+
+/// The solver's side of a `--pool-manager` run.
+pub struct IpcOutlet {
+    client: Client,
+    consumers: Consumers,
+    /// The manager this run started (`None`: it joined one).
+    manager: Option<ManagerHandle>,
+    socket: String,
+    renderers: usize,
+    limit: usize,
+    timeout: Duration,
+    /// Sequence numbers of the records still out, oldest first.
+    in_flight: VecDeque<u64>,
+    next_seq: u64,
+    bytes: u64,
+    offered: u64,
+    withdrawn: u64,
+}
+
+impl std::fmt::Debug for IpcOutlet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IpcOutlet")
+            .field("socket", &self.socket)
+            .field("in_flight", &self.in_flight)
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IpcOutlet {
+    /// Creates the output directory, starts a pool manager unless
+    /// `CDO_POOL_SOCKET` names one, joins it, and starts the consumer
+    /// processes; at most `ring` records (at least 2) are out at once, and
+    /// every wait for a consumer gives up after `timeout`.
+    ///
+    /// # Errors
+    /// When the directory, the manager or a process cannot be started or
+    /// the pool cannot be joined.
+    pub fn start(
+        options: &AnalysisOptions,
+        ring: usize,
+        timeout: Duration,
+    ) -> Result<IpcOutlet, OutletError> {
+        create_dir(options)?;
+        let (manager, endpoint) = match Endpoint::from_env() {
+            Some(endpoint) => (None, endpoint),
+            None => {
+                let handle =
+                    manager::start(ManagerConfig::default()).map_err(OutletError::Manager)?;
+                let endpoint = handle.endpoint().clone();
+                (Some(handle), endpoint)
+            }
+        };
+        let client = Client::connect(&ClientConfig::new(endpoint.clone(), "hydro-solver"))?;
+        let limit = ring.max(2);
+        let consumers = Consumers::spawn(&endpoint, options, limit, timeout)?;
+        Ok(IpcOutlet {
+            client,
+            consumers,
+            manager,
+            socket: endpoint.socket.display().to_string(),
+            renderers: options.renderers.max(1),
+            limit,
+            timeout,
+            in_flight: VecDeque::new(),
+            next_seq: 0,
+            bytes: 0,
+            offered: 0,
+            withdrawn: 0,
+        })
+    }
+
+    /// Waits for the replies to `ids`, each an `Ok`.
+    fn expect_ok(&mut self, ids: Vec<RequestId>) -> Result<(), OutletError> {
+        for id in ids {
+            match self.client.wait(id, Some(self.timeout))? {
+                Reply::Ok => {}
+                other => {
+                    let reply = format!("{other:?}");
+                    return Err(ClientError::Unexpected(reply).into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues the requires of the acknowledgements of record `seq`: from
+    /// the statistics process (`stats`) and from a renderer.
+    fn require_done(&mut self, seq: u64, stats: bool) -> Result<Vec<RequestId>, OutletError> {
+        let mut ids = vec![self
+            .client
+            .submit_require(&done_name(seq, ConsumerRole::Render))?];
+        if stats {
+            ids.push(
+                self.client
+                    .submit_require(&done_name(seq, ConsumerRole::Stats))?,
+            );
+        }
+        Ok(ids)
+    }
+
+    /// Waits for the acknowledgements of record `seq` (from the statistics
+    /// process too with `stats`), watching the consumer processes.
+    fn await_done(&mut self, seq: u64, stats: bool) -> Result<(), OutletError> {
+        let deadline = Instant::now() + self.timeout;
+        let roles = [ConsumerRole::Render, ConsumerRole::Stats];
+        for role in &roles[..1 + usize::from(stats)] {
+            let consumers = &mut self.consumers;
+            // The view is dropped at once: it only says "done".
+            let done = await_object(
+                &mut self.client,
+                &done_name(seq, *role),
+                Wait::Until(deadline),
+                || consumers.check(),
+            );
+            match done {
+                Ok(_) => {}
+                // It offered and then vanished: say which and how.
+                Err(OutletError::Ipc(ClientError::Pool {
+                    code: ErrorCode::ProducerDied,
+                    ..
+                })) => return Err(consumers.failure(role_name(*role))),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Withdraws the objects named, waiting (bounded) for the consumers'
+    /// views to be released.
+    fn withdraw(&mut self, names: &[String]) -> Result<(), OutletError> {
+        let ids = names
+            .iter()
+            .map(|name| self.client.submit_withdraw(name))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.expect_ok(ids)?;
+        self.withdrawn += names.len() as u64;
+        Ok(())
+    }
+
+    /// Waits until both consumers of the oldest record are done with it,
+    /// then withdraws its objects.
+    fn retire_oldest(&mut self) -> Result<(), OutletError> {
+        let Some(seq) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        self.await_done(seq, true)?;
+        let mut names: Vec<String> = (0..NVAR).map(|var| field_name(seq, var)).collect();
+        names.push(index_name(seq));
+        self.withdraw(&names)
+    }
+
+    /// Offers the fields of `capture`, filled in place, then its index, and
+    /// requires the acknowledgements.
+    fn offer_record(&mut self, capture: &Capture<'_>) -> Result<(), OutletError> {
+        let (meta, seq) = (&capture.meta, self.next_seq);
+        let n = meta.nx * meta.ny;
+        let size = (n * std::mem::size_of::<f64>()) as u64;
+        let mut ids = Vec::with_capacity(NVAR + 3);
+        for var in 0..NVAR {
+            let name = field_name(seq, var);
+            let mut aligned = true;
+            let id =
+                self.client
+                    .submit_offer(&name, size, record_attrs(meta, Some(var)), |bytes| {
+                        match bytemuck::try_cast_slice_mut(bytes) {
+                            Ok(cells) => capture.state.copy_interior(var, cells),
+                            Err(_) => aligned = false,
+                        }
+                    })?;
+            ids.push(id);
+            if !aligned {
+                return Err(OutletError::Record {
+                    name,
+                    reason: "shared memory not aligned for f64".into(),
+                });
+            }
+        }
+        let index = index_name(seq);
+        let attrs = record_attrs(meta, None);
+        ids.push(self.client.submit_offer(&index, 8, attrs, |b| {
+            b.copy_from_slice(&meta.step.to_le_bytes())
+        })?);
+        ids.extend(self.require_done(seq, true)?);
+        self.client.flush()?;
+        self.expect_ok(ids)?;
+        self.in_flight.push_back(seq);
+        self.next_seq += 1;
+        self.offered += NVAR as u64 + 1;
+        self.bytes += NVAR as u64 * size;
+        Ok(())
+    }
+
+    /// Retires every record, then offers one end marker per renderer (the
+    /// first also ends the statistics stream) and waits for every consumer
+    /// to acknowledge its marker.
+    fn end_stream(&mut self) -> Result<(), OutletError> {
+        while !self.in_flight.is_empty() {
+            self.retire_oldest()?;
+        }
+        let first = self.next_seq;
+        let markers: Vec<u64> = (first..first + self.renderers as u64).collect();
+        let mut ids = Vec::new();
+        for &seq in &markers {
+            ids.push(
+                self.client
+                    .submit_offer(&index_name(seq), 8, end_attrs(), |b| b.fill(0))?,
+            );
+            ids.extend(self.require_done(seq, seq == first)?);
+        }
+        self.client.flush()?;
+        self.expect_ok(ids)?;
+        self.offered += markers.len() as u64;
+        for &seq in &markers {
+            self.await_done(seq, seq == first)?;
+        }
+        let names: Vec<String> = markers.iter().map(|&seq| index_name(seq)).collect();
+        self.withdraw(&names)
+    }
+}
+
+impl Outlet for IpcOutlet {
+    /// Offers the output record of `capture`. Checkpoints do not travel
+    /// this way (the application refuses them with `--pool-manager`).
+    fn hand_off(&mut self, capture: Capture<'_>) -> Result<Duration, OutletError> {
+        if !capture.output {
+            return Ok(Duration::ZERO);
+        }
+        let start = Instant::now();
+        while self.in_flight.len() >= self.limit {
+            self.retire_oldest()?;
+        }
+        let waited = start.elapsed();
+        self.offer_record(&capture)?;
+        Ok(waited)
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<OutletReport, OutletError> {
+        self.end_stream()?;
+        let mut reports = self.consumers.finish()?.into_iter();
+        // Only this process is left: what the manager still holds is ours.
+        let pool = self.client.stats()?;
+        self.client.leave(self.timeout)?;
+        // Stopping the manager removes its socket and directory.
+        let started = self.manager.take().map(ManagerHandle::shutdown).is_some();
+        let stats: ConsumerReport = reports.next().unwrap_or_default();
+        let rendered: Vec<ConsumerReport> = reports.collect();
+        Ok(OutletReport {
+            records: self.next_seq,
+            bytes: self.bytes,
+            stats_steps: stats.steps,
+            busy_seconds: stats.busy_seconds + rendered.iter().map(|r| r.busy_seconds).sum::<f64>(),
+            rendered_steps: rendered.into_iter().map(|r| r.steps).collect(),
+            manager: Some(ManagerReport {
+                started,
+                socket: self.socket.clone(),
+                processes: 1 + self.renderers,
+                offered: self.offered,
+                withdrawn: self.withdrawn,
+                left: pool,
+            }),
+            ..OutletReport::default()
+        })
+    }
+}
