@@ -1,7 +1,7 @@
 //! Shared pieces of the `compare` benchmark binary: the JSON row every case
 //! prints, and interleaved median timing of "ours" against a peer.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub mod affinity;
 pub mod alloc;
@@ -44,13 +44,4 @@ pub fn median(samples: &mut [Duration]) -> Duration {
     assert!(!samples.is_empty(), "median of no samples");
     samples.sort_unstable();
     samples[(samples.len() - 1) / 2]
-}
-
-/// Runs `f` `iters` times and returns the elapsed wall time.
-pub fn time_iters(iters: u64, mut f: impl FnMut()) -> Duration {
-    let start = Instant::now();
-    for _ in 0..iters {
-        f();
-    }
-    start.elapsed()
 }

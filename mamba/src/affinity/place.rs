@@ -46,7 +46,7 @@ impl AffinityPool {
             data_side_ns: queued(data_node)?,
             task_side_ns: queued(task_node)?,
         };
-        self.place_with_backlog(mamba, data, task_node, passes, policy, backlog)
+        self.carry_out(mamba, data, data_node, task_node, passes, policy, backlog)
     }
 
     /// [`AffinityPool::place`] with the backlogs given rather than read from
@@ -63,8 +63,25 @@ impl AffinityPool {
         policy: &MigrationPolicy,
         backlog: Backlog,
     ) -> Result<Placed> {
-        let domains = self.domains();
         let data_node = node_of(data, self)?;
+        self.carry_out(mamba, data, data_node, task_node, passes, policy, backlog)
+    }
+
+    /// Decides and carries out the placement of `data`, whose pages are on
+    /// `data_node` (located once by the caller: a page query costs a
+    /// system call).
+    #[allow(clippy::too_many_arguments)]
+    fn carry_out<'m>(
+        &self,
+        mamba: &'m Mamba,
+        data: &mut Allocation<'m>,
+        data_node: u32,
+        task_node: u32,
+        passes: u32,
+        policy: &MigrationPolicy,
+        backlog: Backlog,
+    ) -> Result<Placed> {
+        let domains = self.domains();
         let target_space = numa_space(mamba, task_node);
         let footprint = Footprint {
             bytes: data.len(),

@@ -123,7 +123,8 @@ pub(crate) struct Shared {
     state: Mutex<ArenaState>,
     provider: Box<dyn Provider>,
     settings: PoolSettings,
-    capacity: usize,
+    /// The space served; its capacity is the limit.
+    info: SpaceInfo,
     granule: usize,
     moved_in: AtomicUsize,
     live_counters: Mutex<Vec<Arc<Counters>>>,
@@ -175,20 +176,31 @@ impl Shared {
     }
 
     fn arena_allocate(&self, st: &mut ArenaState, len: usize, align: usize) -> Result<usize> {
-        let limit = self.capacity.saturating_sub(self.moved_in.load(Relaxed));
+        let limit = self
+            .info
+            .capacity
+            .saturating_sub(self.moved_in.load(Relaxed));
         st.arena
             .allocate(len, align, &*self.provider, self.settings.chunk_size, limit)
             .map_err(|e| match e {
-                ArenaError::Capacity { needed, available } => Error::OutOfCapacity {
-                    space: crate::SpaceId(u32::MAX),
-                    name: String::new(),
-                    tier: crate::Tier::Dram,
-                    requested: needed,
-                    available,
-                    capacity: self.capacity,
-                },
+                ArenaError::Capacity { needed, available } => {
+                    self.out_of_capacity(needed, available)
+                }
                 ArenaError::Provider(e) => e,
             })
+    }
+
+    /// The error of a request for `requested` bytes when `available` are
+    /// left under the limit.
+    fn out_of_capacity(&self, requested: usize, available: usize) -> Error {
+        Error::OutOfCapacity {
+            space: self.info.id,
+            name: self.info.name.clone(),
+            tier: self.info.tier,
+            requested,
+            available,
+            capacity: self.info.capacity,
+        }
     }
 
     /// Refills `stack` with free blocks of `class`, carving a slab if needed.
@@ -239,14 +251,13 @@ impl Shared {
 /// assert!(dram.stats().in_use >= 1000);
 /// ```
 pub struct Pool {
-    info: SpaceInfo,
     shared: Box<Shared>,
 }
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
-            .field("space", &self.info.name)
+            .field("space", &self.shared.info.name)
             .field("stats", &self.stats())
             .finish()
     }
@@ -265,7 +276,7 @@ impl Pool {
             state: Mutex::new(ArenaState::default()),
             provider,
             settings,
-            capacity: info.capacity,
+            info,
             granule,
             moved_in: AtomicUsize::new(0),
             live_counters: Mutex::new(Vec::new()),
@@ -274,12 +285,12 @@ impl Pool {
         let (slot, generation) = cache::register(&*shared);
         shared.slot = slot;
         shared.generation = generation;
-        Pool { info, shared }
+        Pool { shared }
     }
 
     /// The space this pool serves.
     pub fn info(&self) -> &SpaceInfo {
-        &self.info
+        &self.shared.info
     }
 
     /// Allocates `len` bytes aligned to `align` (a power of two, at most
@@ -378,7 +389,7 @@ impl Pool {
             return Err(Error::AlignmentTooLarge {
                 align,
                 max,
-                space: self.info.id,
+                space: self.shared.info.id,
             });
         }
         if len > isize::MAX as usize / 2 {
@@ -406,8 +417,7 @@ impl Pool {
         let addr = match cached {
             Some(r) => r,
             None => self.allocate_uncached_small(len, class),
-        }
-        .map_err(|e| self.name_space(e))?;
+        }?;
         Ok(Block {
             addr,
             len,
@@ -480,27 +490,6 @@ impl Pool {
                 let mut st = lock(&shared.state);
                 shared.arena_allocate(&mut st, len, align)
             }
-            other => other,
-        }
-        .map_err(|e| self.name_space(e))
-    }
-
-    /// Fills in the space in capacity errors raised below the pool.
-    fn name_space(&self, e: Error) -> Error {
-        match e {
-            Error::OutOfCapacity {
-                requested,
-                available,
-                capacity,
-                ..
-            } => Error::OutOfCapacity {
-                space: self.info.id,
-                name: self.info.name.clone(),
-                tier: self.info.tier,
-                requested,
-                available,
-                capacity,
-            },
             other => other,
         }
     }
@@ -669,7 +658,7 @@ impl Pool {
             reserved: counts.reserved,
             high_water: counts.high_water,
             arena_free: counts.free,
-            capacity: shared.capacity,
+            capacity: shared.info.capacity,
             moved_in: shared.moved_in.load(Relaxed),
             allocations,
             frees,
@@ -685,16 +674,9 @@ impl Pool {
         let st = lock(&self.shared.state);
         let reserved = st.arena.counts().reserved;
         let moved = self.shared.moved_in.load(Relaxed);
-        let available = self.shared.capacity.saturating_sub(reserved + moved);
+        let available = self.shared.info.capacity.saturating_sub(reserved + moved);
         if bytes > available {
-            return Err(Error::OutOfCapacity {
-                space: self.info.id,
-                name: self.info.name.clone(),
-                tier: self.info.tier,
-                requested: bytes,
-                available,
-                capacity: self.shared.capacity,
-            });
+            return Err(self.shared.out_of_capacity(bytes, available));
         }
         self.shared.moved_in.store(moved + bytes, Relaxed);
         Ok(())
