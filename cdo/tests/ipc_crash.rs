@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 use cdo::ipc::client::{Client, ClientConfig, ClientError};
 use cdo::ipc::manager::{self, ManagerConfig, ManagerHandle};
 use cdo::ipc::wire::{Attributes, ErrorCode, Stats};
-use ipc_common::{fill, hear, pattern, role, say, Peer};
+use ipc_common::{child_client, fill, hear, pattern, say, Peer};
 
 /// Child side: a producer or a consumer that waits to be killed.
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    let mut c = Client::connect(&ClientConfig::from_env(&role).unwrap()).unwrap();
+    let Some((role, mut c)) = child_client() else {
+        return;
+    };
     match role.as_str() {
         "producer" => {
             c.offer_with("a", 4096, Attributes::new(), |d| fill(1, d))

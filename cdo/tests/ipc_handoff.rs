@@ -9,15 +9,16 @@ use cdo::ipc::client::{Client, ClientConfig, ClientError};
 use cdo::ipc::endpoint::Endpoint;
 use cdo::ipc::manager::{self, ManagerConfig};
 use cdo::ipc::wire::{AttrValue, Attributes};
-use ipc_common::{fill, hear, pattern, role, say, Peer};
+use ipc_common::{child_client, fill, hear, pattern, say, Peer};
 
 const SIZES: [(&str, usize); 2] = [("small", 4096), ("big", 64 << 20)];
 
 /// Child side: a producer offering the objects of `SIZES`.
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    let mut c = Client::connect(&ClientConfig::from_env(&role).unwrap()).unwrap();
+    let Some((role, mut c)) = child_client() else {
+        return;
+    };
     match role.as_str() {
         "producer" => {
             for (i, (name, len)) in SIZES.iter().enumerate() {

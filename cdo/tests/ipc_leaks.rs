@@ -8,13 +8,14 @@ use std::time::Duration;
 use cdo::ipc::client::{Client, ClientConfig};
 use cdo::ipc::manager::{self, ManagerConfig};
 use cdo::ipc::wire::Attributes;
-use ipc_common::{fd_count, fill, hear, memfds, pattern, role, say, Peer};
+use ipc_common::{child_client, fd_count, fill, hear, memfds, pattern, say, Peer};
 
 /// Child side: a producer of a small and a large object.
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    let mut c = Client::connect(&ClientConfig::from_env(&role).unwrap()).unwrap();
+    let Some((role, mut c)) = child_client() else {
+        return;
+    };
     c.offer_with(&format!("{role}-small"), 1000, Attributes::new(), |d| {
         fill(1, d)
     })

@@ -8,7 +8,7 @@ use std::time::Duration;
 use cdo::ipc::client::{Client, ClientConfig};
 use cdo::ipc::manager::{self, ManagerConfig};
 use cdo::ipc::wire::{
-    decode, encode, need, AttrValue, Attributes, ErrorCode, Frame, Msg, SegmentRef, Stats,
+    decode, encode, need, AttrValue, Attributes, DataRef, ErrorCode, Frame, Msg, SegmentRef, Stats,
     WireError, HEADER_LEN, MAX_FRAME, PROTOCOL_VERSION,
 };
 use proptest::prelude::*;
@@ -64,14 +64,14 @@ fn msg() -> impl Strategy<Value = Msg> {
             any::<u64>()
         )
             .prop_map(|(name, size, offset, segment, attrs, object)| {
-                Msg::Data {
+                Msg::Data(DataRef {
                     name,
                     size,
                     offset,
                     segment,
                     attrs,
                     object,
-                }
+                })
             }),
         proptest::collection::vec(any::<u64>(), 0..8).prop_map(|objects| Msg::Release { objects }),
         name.prop_map(|name| Msg::Withdraw { name }),

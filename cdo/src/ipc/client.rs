@@ -25,7 +25,7 @@ use super::endpoint::Endpoint;
 use super::pool::{PoolConfig, SegmentPool, Slot};
 use super::shm::{identity, ReadOnlyMap};
 use super::wire::{
-    Attributes, ErrorCode, Frame, Msg, RequestId, SegmentRef, Stats, PROTOCOL_VERSION,
+    Attributes, DataRef, ErrorCode, Frame, Msg, RequestId, SegmentRef, Stats, PROTOCOL_VERSION,
 };
 
 /// How a [`Client`] joins.
@@ -611,15 +611,9 @@ impl Client {
             Msg::Ok => Ok(Reply::Ok),
             Msg::Bye => Ok(Reply::Bye),
             Msg::Stats(s) => Ok(Reply::Stats(s)),
-            Msg::Data {
-                name,
-                size,
-                offset,
-                segment,
-                attrs,
-                object,
-            } => {
-                let view = self.view(name, size, offset, segment, attrs, object, fd);
+            Msg::Data(data) => {
+                let object = data.object;
+                let view = self.view(data, fd);
                 if view.is_err() {
                     // No view exists to release it later.
                     self.released
@@ -652,17 +646,15 @@ impl Client {
         Ok(None)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn view(
-        &mut self,
-        name: String,
-        size: u64,
-        offset: u64,
-        segment: u64,
-        attrs: Attributes,
-        object: u64,
-        fd: Option<OwnedFd>,
-    ) -> Result<Reply, ClientError> {
+    fn view(&mut self, data: DataRef, fd: Option<OwnedFd>) -> Result<Reply, ClientError> {
+        let DataRef {
+            name,
+            size,
+            offset,
+            segment,
+            attrs,
+            object,
+        } = data;
         let map = match fd {
             Some(fd) => {
                 let map = Arc::new(ReadOnlyMap::new(fd).map_err(ClientError::Shm)?);

@@ -109,6 +109,24 @@ pub struct Stats {
     pub offered_bytes: u64,
 }
 
+/// Where a demanded object lies: the body of [`Msg::Data`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataRef {
+    /// The object.
+    pub name: String,
+    /// Its size.
+    pub size: u64,
+    /// Its offset in the segment.
+    pub offset: u64,
+    /// The manager's identifier of the segment; its descriptor comes with
+    /// the first `Data` naming it on this connection.
+    pub segment: u64,
+    /// The object's attributes.
+    pub attrs: Attributes,
+    /// The manager's identifier of this offer, for [`Msg::Release`].
+    pub object: u64,
+}
+
 /// Every message of the protocol, in either direction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Msg {
@@ -163,21 +181,7 @@ pub enum Msg {
         name: String,
     },
     /// Manager → client: the demanded object.
-    Data {
-        /// The object.
-        name: String,
-        /// Its size.
-        size: u64,
-        /// Its offset in the segment.
-        offset: u64,
-        /// The manager's identifier of the segment; its descriptor comes with
-        /// the first `Data` naming it on this connection.
-        segment: u64,
-        /// The object's attributes.
-        attrs: Attributes,
-        /// The manager's identifier of this offer, for [`Msg::Release`].
-        object: u64,
-    },
+    Data(DataRef),
     /// Client → manager, no reply: we dropped one view of each of these
     /// objects (ids from [`Msg::Data`]).
     Release {

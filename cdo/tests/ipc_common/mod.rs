@@ -12,6 +12,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
+use cdo::ipc::client::{Client, ClientConfig};
 use cdo::ipc::endpoint::Endpoint;
 
 /// Environment variable carrying the child's role.
@@ -80,6 +81,17 @@ impl Peer {
 /// The role this process plays, if it is a child.
 pub fn role() -> Option<String> {
     std::env::var(ROLE_ENV).ok()
+}
+
+/// In a child process: its role and a client joined to the manager the
+/// parent named in the environment, under the role's name. `None` in the
+/// parent.
+pub fn child_client() -> Option<(String, Client)> {
+    let role = role()?;
+    let client =
+        Client::connect(&ClientConfig::from_env(&role).expect("the parent exports the endpoint"))
+            .expect("the child joins the pool manager");
+    Some((role, client))
 }
 
 /// Writes a `@@` line for the parent.

@@ -12,7 +12,7 @@ use tracing::{debug, info};
 use crate::ipc::conn::Writer;
 use crate::ipc::registry::{ClientId, Entry, Registry};
 use crate::ipc::shm::{file_size, seals, REQUIRED_SEALS};
-use crate::ipc::wire::{ErrorCode, Frame, Msg, RequestId, SegmentRef, Stats};
+use crate::ipc::wire::{DataRef, ErrorCode, Frame, Msg, RequestId, SegmentRef, Stats};
 
 /// A client's sending half, shared by every thread that replies to it.
 pub type Outbox = Arc<Mutex<Writer>>;
@@ -393,14 +393,14 @@ impl State {
             .expect("offers keep their segment");
         let fd = seg.sent_to.insert(to).then(|| seg.fd.clone());
         let object = e.object;
-        let msg = Msg::Data {
+        let msg = Msg::Data(DataRef {
             name: name.to_owned(),
             size: e.size,
             offset: e.offset,
             segment: e.segment,
             attrs: e.attrs.clone(),
             object,
-        };
+        });
         self.send(to, rid, msg, fd, out);
         self.release_require(name, to);
         *self.views.entry(object).or_default() += 1;
