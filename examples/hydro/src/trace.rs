@@ -48,6 +48,19 @@ pub fn trace_cell(q: &Primitive, dq: &Slopes, dtdx: f64) -> (FaceState, FaceStat
     let alphap = 0.5 * (dq.p / (r * c) + dq.un) * r / c;
     let alpha0r = dq.rho - dq.p / csq;
     let alpha0v = dq.ut;
+    // The waves' projection onto a face, given their traced speeds.
+    let face = |spminus: f64, spplus: f64, spzero: f64| {
+        let ap = -0.5 * spplus * alphap;
+        let am = -0.5 * spminus * alpham;
+        let azr = -0.5 * spzero * alpha0r;
+        let azv = -0.5 * spzero * alpha0v;
+        FaceState {
+            rho: r + (ap + am + azr),
+            un: u + (ap - am) * c / r,
+            ut: v + azv,
+            p: p + (ap + am) * csq,
+        }
+    };
 
     // Low face (i - 1/2): the right state of that interface.
     let mut spminus = (u - c) * dtdx + 1.0;
@@ -62,16 +75,7 @@ pub fn trace_cell(q: &Primitive, dq: &Slopes, dtdx: f64) -> (FaceState, FaceStat
     if u >= zeror {
         spzero = PROJECT;
     }
-    let ap = -0.5 * spplus * alphap;
-    let am = -0.5 * spminus * alpham;
-    let azr = -0.5 * spzero * alpha0r;
-    let azv = -0.5 * spzero * alpha0v;
-    let low = FaceState {
-        rho: r + (ap + am + azr),
-        un: u + (ap - am) * c / r,
-        ut: v + azv,
-        p: p + (ap + am) * csq,
-    };
+    let low = face(spminus, spplus, spzero);
 
     // High face (i + 1/2): the left state of that interface.
     let mut spminus = (u - c) * dtdx - 1.0;
@@ -86,15 +90,6 @@ pub fn trace_cell(q: &Primitive, dq: &Slopes, dtdx: f64) -> (FaceState, FaceStat
     if u <= zerol {
         spzero = -PROJECT;
     }
-    let ap = -0.5 * spplus * alphap;
-    let am = -0.5 * spminus * alpham;
-    let azr = -0.5 * spzero * alpha0r;
-    let azv = -0.5 * spzero * alpha0v;
-    let high = FaceState {
-        rho: r + (ap + am + azr),
-        un: u + (ap - am) * c / r,
-        ut: v + azv,
-        p: p + (ap + am) * csq,
-    };
+    let high = face(spminus, spplus, spzero);
     (low, high)
 }
