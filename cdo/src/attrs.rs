@@ -221,6 +221,115 @@ pub struct AttrView<'a> {
     pub attrs: &'a Attributes,
 }
 
+/// Anything a [`Selector`](crate::Selector) can read attributes from, by key.
+pub trait AttrSource {
+    /// The value of `key`; `None` when unset.
+    fn get(&self, key: &str) -> Option<Value>;
+}
+
+impl AttrSource for AttrView<'_> {
+    fn get(&self, key: &str) -> Option<Value> {
+        AttrView::get(self, key)
+    }
+}
+
+/// Attributes as a flat key → value map (built-in keys as in the table
+/// above, user keys as `ns.key`): the form they take on the pool manager's
+/// protocol and in the archive.
+pub type FlatAttributes = BTreeMap<String, Value>;
+
+/// A CDO name and its flat attributes, as a selector sees them.
+#[derive(Debug, Clone, Copy)]
+pub struct FlatView<'a> {
+    /// The CDO name (the `name` key).
+    pub name: &'a str,
+    /// The attributes.
+    pub attrs: &'a FlatAttributes,
+}
+
+impl AttrSource for FlatView<'_> {
+    fn get(&self, key: &str) -> Option<Value> {
+        match key {
+            "name" => Some(Value::Str(self.name.to_owned())),
+            _ => self.attrs.get(key).cloned(),
+        }
+    }
+}
+
+/// Built-in keys a producer or consumer sets (not those the pool derives).
+const SETTABLE_BUILTINS: [&str; 11] = [
+    "size",
+    "element_type",
+    "shape",
+    "order",
+    "lifetime_ms",
+    "priority",
+    "persist",
+    "wanted_space",
+    "wanted_tier",
+    "wanted_order",
+    "members",
+];
+
+impl Attributes {
+    /// The attributes as a flat map: every set built-in (the defaults of
+    /// `lifetime_ms`, `priority` and `persist` included) and every user
+    /// attribute.
+    ///
+    /// ```
+    /// use cdo::{Attributes, Value};
+    /// let mut a = Attributes::default();
+    /// a.size = Some(64);
+    /// a.user.insert("app.step".into(), Value::UInt(3));
+    /// let flat = a.flatten();
+    /// assert_eq!(flat["size"], Value::UInt(64));
+    /// assert_eq!(flat["app.step"], Value::UInt(3));
+    /// assert_eq!(Attributes::from_flat(&flat)?, a);
+    /// # Ok::<(), cdo::Error>(())
+    /// ```
+    pub fn flatten(&self) -> FlatAttributes {
+        let view = AttrView {
+            name: "",
+            version: None,
+            place: None,
+            attrs: self,
+        };
+        let mut flat: FlatAttributes = SETTABLE_BUILTINS
+            .iter()
+            .filter_map(|&k| Some((k.to_owned(), view.get(k)?)))
+            .collect();
+        flat.extend(self.user.iter().map(|(k, v)| (k.clone(), v.clone())));
+        flat
+    }
+
+    /// Rebuilds typed attributes from a flat map; user keys are taken as
+    /// they are (check them with a [`Schema`](crate::Schema)).
+    ///
+    /// # Errors
+    /// [`Error::TypeMismatch`] for a built-in key with a value of the wrong
+    /// type or an unknown name; [`Error::ReadOnlyAttribute`]
+    /// for a key the pool derives (`name`, `version`, `space`, `tier`).
+    pub fn from_flat(flat: &FlatAttributes) -> Result<Attributes> {
+        let mut attrs = Attributes::default();
+        for (key, value) in flat {
+            if key == "members" {
+                attrs.members = match value {
+                    Value::List(items) => items
+                        .iter()
+                        .map(|v| text(key, v).map(str::to_owned))
+                        .collect::<Result<_>>()?,
+                    other => return Err(mismatch(key, ValueType::List, other)),
+                };
+            } else if is_builtin(key) {
+                attrs = set_builtin(&attrs, key, value)?;
+            } else {
+                attrs.user.insert(key.clone(), value.clone());
+            }
+        }
+        Ok(attrs)
+    }
+}
+
 impl AttrView<'_> {
     /// The value of `key`, built-in or user; `None` when unset.
     pub fn get(&self, key: &str) -> Option<Value> {

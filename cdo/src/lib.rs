@@ -118,7 +118,10 @@ pub mod transport;
 pub mod value;
 
 pub use crate::cdo::{Cdo, Withdrawal};
-pub use attrs::{AttrView, Attributes, ElementType, Layout, Order, Place, Priority};
+pub use attrs::{
+    AttrSource, AttrView, Attributes, ElementType, FlatAttributes, FlatView, Layout, Order, Place,
+    Priority,
+};
 pub use config::{DuplicateOffers, PoolConfig, UnknownAttributes};
 pub use data::{Buffer, Data};
 pub use error::{Error, Result};

@@ -1,11 +1,12 @@
 //! Typed attribute values and timestamps.
 
+use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A point in time: nanoseconds since the Unix epoch (UTC).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
@@ -187,8 +188,9 @@ impl fmt::Display for ValueType {
     }
 }
 
-/// A typed attribute value.
-#[derive(Debug, Clone, PartialEq)]
+/// A typed attribute value (also the attribute value of the pool manager's
+/// protocol and of the archive, through serde).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Value {
     /// Signed integer.
     Int(i64),

@@ -8,7 +8,8 @@ use std::time::Duration;
 use cdo::ipc::client::{Client, ClientConfig, ClientError};
 use cdo::ipc::endpoint::Endpoint;
 use cdo::ipc::manager::{self, ManagerConfig};
-use cdo::ipc::wire::{AttrValue, Attributes};
+use cdo::ipc::wire::Attributes;
+use cdo::Value;
 use ipc_common::{child_client, fill, hear, pattern, say, Peer};
 
 const SIZES: [(&str, usize); 2] = [("small", 4096), ("big", 64 << 20)];
@@ -23,7 +24,7 @@ fn child_entry() {
         "producer" => {
             for (i, (name, len)) in SIZES.iter().enumerate() {
                 let mut attrs = Attributes::new();
-                attrs.insert("seed".into(), AttrValue::UInt(i as u64));
+                attrs.insert("seed".into(), Value::UInt(i as u64));
                 c.offer_with(name, *len as u64, attrs, |dst| fill(i as u64, dst))
                     .unwrap();
                 let (dev, ino) = c.offered_identity(name).unwrap();
@@ -61,7 +62,7 @@ fn hands_off_4k_and_64m_without_copy() {
         let view = consumer.demand(name, Duration::from_secs(10)).unwrap();
         assert_eq!(view.len(), *len);
         assert!(*view == pattern(i as u64, *len)[..], "{name}: bytes differ");
-        assert_eq!(view.attrs()["seed"], AttrValue::UInt(i as u64));
+        assert_eq!(view.attrs()["seed"], Value::UInt(i as u64));
         assert_eq!(
             view.segment_identity().unwrap(),
             (fields[0], fields[1]),

@@ -8,22 +8,26 @@ use std::time::Duration;
 use cdo::ipc::client::{Client, ClientConfig};
 use cdo::ipc::manager::{self, ManagerConfig};
 use cdo::ipc::wire::{
-    decode, encode, need, AttrValue, Attributes, DataRef, ErrorCode, Frame, Msg, SegmentRef, Stats,
+    decode, encode, need, Attributes, DataRef, ErrorCode, Frame, Msg, SegmentRef, Stats,
     WireError, HEADER_LEN, MAX_FRAME, PROTOCOL_VERSION,
 };
+use cdo::{Timestamp, Value};
 use proptest::prelude::*;
 
-fn attr_value() -> impl Strategy<Value = AttrValue> {
-    prop_oneof![
-        any::<bool>().prop_map(AttrValue::Bool),
-        any::<i64>().prop_map(AttrValue::Int),
-        any::<u64>().prop_map(AttrValue::UInt),
+fn attr_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::Int),
+        any::<u64>().prop_map(Value::UInt),
         any::<f64>()
             .prop_filter("NaN is not equal to itself", |f| !f.is_nan())
-            .prop_map(AttrValue::Float),
-        ".{0,12}".prop_map(AttrValue::Text),
-        proptest::collection::vec(any::<u8>(), 0..16).prop_map(AttrValue::Bytes),
-    ]
+            .prop_map(Value::Float),
+        ".{0,12}".prop_map(Value::Str),
+        any::<i64>().prop_map(|t| Value::Timestamp(Timestamp(t))),
+    ];
+    leaf.prop_recursive(2, 8, 4, |inner| {
+        proptest::collection::vec(inner, 0..4).prop_map(Value::List)
+    })
 }
 
 fn attrs() -> impl Strategy<Value = Attributes> {

@@ -21,6 +21,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::value::Value;
+
 /// Version of the frame header layout (byte 2 of every frame).
 pub const FRAME_VERSION: u8 = 1;
 /// Version of the message schema, exchanged in [`Msg::Join`].
@@ -37,25 +39,8 @@ pub const MAX_FDS_PER_FRAME: u8 = 1;
 /// Identifier of a request, echoed in its reply; 0 marks unsolicited messages.
 pub type RequestId = u64;
 
-/// A typed attribute value of an offered object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum AttrValue {
-    /// A boolean.
-    Bool(bool),
-    /// A signed integer.
-    Int(i64),
-    /// An unsigned integer.
-    UInt(u64),
-    /// A double.
-    Float(f64),
-    /// UTF-8 text.
-    Text(String),
-    /// Raw bytes.
-    Bytes(Vec<u8>),
-}
-
 /// Attributes of an object: key to typed value, ordered by key.
-pub type Attributes = BTreeMap<String, AttrValue>;
+pub type Attributes = BTreeMap<String, Value>;
 
 /// Where an offered object lies in one of the producer's shared segments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -389,8 +374,8 @@ mod tests {
 
     fn sample() -> Frame {
         let mut attrs = Attributes::new();
-        attrs.insert("step".into(), AttrValue::UInt(7));
-        attrs.insert("dt".into(), AttrValue::Float(0.5));
+        attrs.insert("step".into(), Value::UInt(7));
+        attrs.insert("dt".into(), Value::Float(0.5));
         Frame {
             id: 42,
             msg: Msg::Offer {

@@ -3,7 +3,7 @@
 
 mod parse;
 
-use crate::attrs::AttrView;
+use crate::attrs::AttrSource;
 use crate::error::Result;
 use crate::value::Value;
 use regex::Regex;
@@ -75,7 +75,7 @@ impl Selector {
     /// Whether the attributes satisfy the selector. Comparisons with a
     /// missing key or an incomparable type are false (so `not` of them is
     /// true).
-    pub fn matches(&self, view: &AttrView<'_>) -> bool {
+    pub fn matches<S: AttrSource + ?Sized>(&self, view: &S) -> bool {
         eval(&self.expr, view)
     }
 
@@ -101,7 +101,7 @@ fn equal(a: &Value, b: &Value) -> bool {
     a.compare(b) == Some(Ordering::Equal)
 }
 
-fn eval(e: &Expr, v: &AttrView<'_>) -> bool {
+fn eval<S: AttrSource + ?Sized>(e: &Expr, v: &S) -> bool {
     match e {
         Expr::True => true,
         Expr::Not(e) => !eval(e, v),
@@ -132,7 +132,7 @@ fn eval(e: &Expr, v: &AttrView<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attrs::{Attributes, ElementType};
+    use crate::attrs::{AttrView, Attributes, ElementType};
     use crate::value::Timestamp;
 
     fn attrs() -> Attributes {

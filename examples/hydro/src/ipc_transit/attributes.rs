@@ -2,7 +2,8 @@
 //! index and field objects, the field's name and units on the latter, and
 //! the end-of-stream mark.
 
-use cdo::ipc::wire::{AttrValue, Attributes};
+use cdo::ipc::wire::Attributes;
+use cdo::Value;
 
 use crate::outlet::OutletError;
 use crate::record::{RecordMeta, FIELD_UNITS};
@@ -16,28 +17,28 @@ pub const END: &str = "hydro.end";
 pub fn record_attrs(meta: &RecordMeta, var: Option<usize>) -> Attributes {
     let mut attrs = Attributes::new();
     let mut put = |key: &str, value| attrs.insert(format!("hydro.{key}"), value);
-    put("step", AttrValue::UInt(meta.step));
-    put("time", AttrValue::Float(meta.time));
-    put("dt", AttrValue::Float(meta.dt));
-    put("producer", AttrValue::UInt(meta.producer.into()));
-    put("nx", AttrValue::UInt(meta.nx as u64));
-    put("ny", AttrValue::UInt(meta.ny as u64));
-    put("dx", AttrValue::Float(meta.dx));
+    put("step", Value::UInt(meta.step));
+    put("time", Value::Float(meta.time));
+    put("dt", Value::Float(meta.dt));
+    put("producer", Value::UInt(meta.producer.into()));
+    put("nx", Value::UInt(meta.nx as u64));
+    put("ny", Value::UInt(meta.ny as u64));
+    put("dx", Value::Float(meta.dx));
     if let Some(var) = var {
-        put("field", AttrValue::Text(FIELD_NAMES[var].into()));
-        put("units", AttrValue::Text(FIELD_UNITS[var].into()));
+        put("field", Value::Str(FIELD_NAMES[var].into()));
+        put("units", Value::Str(FIELD_UNITS[var].into()));
     }
     attrs
 }
 
 /// The attributes of an end-of-stream index object.
 pub fn end_attrs() -> Attributes {
-    Attributes::from([(END.into(), AttrValue::Bool(true))])
+    Attributes::from([(END.into(), Value::Bool(true))])
 }
 
 /// Whether `attrs` mark the end of the stream.
 pub fn is_end(attrs: &Attributes) -> bool {
-    attrs.get(END) == Some(&AttrValue::Bool(true))
+    attrs.get(END) == Some(&Value::Bool(true))
 }
 
 /// The record metadata in the attributes of the object `name`.
@@ -53,16 +54,16 @@ pub fn meta_of(name: &str, attrs: &Attributes) -> Result<RecordMeta, OutletError
                 reason: format!("no hydro.{key}"),
             })
     };
-    let bad = |key: &str, v: &AttrValue| OutletError::Record {
+    let bad = |key: &str, v: &Value| OutletError::Record {
         name: name.into(),
         reason: format!("hydro.{key} = {v:?}"),
     };
     let uint = |key: &str| match get(key)? {
-        AttrValue::UInt(v) => Ok(*v),
+        Value::UInt(v) => Ok(*v),
         v => Err(bad(key, v)),
     };
     let float = |key: &str| match get(key)? {
-        AttrValue::Float(v) => Ok(*v),
+        Value::Float(v) => Ok(*v),
         v => Err(bad(key, v)),
     };
     RecordMeta::from_lookups(uint, float)
@@ -85,7 +86,7 @@ mod tests {
         };
         let attrs = record_attrs(&meta, Some(1));
         assert_eq!(meta_of("x", &attrs).unwrap(), meta);
-        assert_eq!(attrs["hydro.field"], AttrValue::Text("rhou".into()));
+        assert_eq!(attrs["hydro.field"], Value::Str("rhou".into()));
         assert!(!is_end(&attrs));
         assert!(is_end(&end_attrs()));
         assert!(meta_of("x", &end_attrs()).is_err());
