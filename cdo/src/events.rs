@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-/// What happened to a CDO.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What happened to a CDO (or, for `Join` and `Leave`, to a pool member).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum EventKind {
     /// A handle was declared.
     Declare,
@@ -38,6 +38,11 @@ pub enum EventKind {
     Withdraw,
     /// A handle was disposed.
     Dispose,
+    /// A client joined the pool manager (cross-process pools only).
+    Join,
+    /// A client left the pool manager, or its connection ended
+    /// (cross-process pools only).
+    Leave,
 }
 
 /// A set of [`EventKind`]s.
@@ -46,9 +51,20 @@ pub struct EventMask(u16);
 
 impl EventMask {
     /// Every kind.
-    pub const ALL: EventMask = EventMask(0xff);
+    pub const ALL: EventMask = EventMask(0x3ff);
     /// No kind.
     pub const NONE: EventMask = EventMask(0);
+
+    /// The set as bits (bit `k` for the `k`-th [`EventKind`]), as the pool
+    /// manager's protocol carries it.
+    pub fn bits(self) -> u16 {
+        self.0
+    }
+
+    /// The set of `bits`; bits of no kind are ignored.
+    pub fn from_bits(bits: u16) -> EventMask {
+        EventMask(bits & Self::ALL.0)
+    }
 
     /// Whether `kind` is in the set.
     pub fn contains(self, kind: EventKind) -> bool {

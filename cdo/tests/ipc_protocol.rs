@@ -8,10 +8,10 @@ use std::time::Duration;
 use cdo::ipc::client::{Client, ClientConfig};
 use cdo::ipc::manager::{self, ManagerConfig};
 use cdo::ipc::wire::{
-    decode, encode, need, Attributes, DataRef, ErrorCode, Frame, Msg, SegmentRef, Stats,
-    WireError, HEADER_LEN, MAX_FRAME, PROTOCOL_VERSION,
+    decode, encode, need, Attributes, DataRef, ErrorCode, EventRef, Frame, Msg, SegmentRef, Stats,
+    SubscribeRef, WireError, HEADER_LEN, MAX_FRAME, PROTOCOL_VERSION,
 };
-use cdo::{Timestamp, Value};
+use cdo::{EventKind, Timestamp, Value};
 use proptest::prelude::*;
 
 fn attr_value() -> impl Strategy<Value = Value> {
@@ -88,7 +88,7 @@ fn msg() -> impl Strategy<Value = Msg> {
             text
         }),
         Just(Msg::Stat),
-        any::<[u64; 7]>().prop_map(|v| Msg::Stats(Stats {
+        any::<[u64; 10]>().prop_map(|v| Msg::Stats(Stats {
             clients: v[0],
             objects: v[1],
             segments: v[2],
@@ -96,7 +96,64 @@ fn msg() -> impl Strategy<Value = Msg> {
             waiting_demands: v[4],
             pending_leaves: v[5],
             offered_bytes: v[6],
+            subscriptions: v[7],
+            queued_records: v[8],
+            awaited_acks: v[9],
         })),
+        subscription_msg(),
+    ]
+}
+
+/// The messages of subscriptions, events and consumer groups.
+fn subscription_msg() -> impl Strategy<Value = Msg> {
+    let name = ".{0,24}";
+    let kind = prop_oneof![
+        Just(EventKind::Offer),
+        Just(EventKind::Withdraw),
+        Just(EventKind::Join),
+        Just(EventKind::Leave),
+    ];
+    prop_oneof![
+        (
+            name,
+            any::<u16>(),
+            any::<bool>(),
+            proptest::option::of(name)
+        )
+            .prop_map(
+                |(selector, kinds, ack, group)| Msg::Subscribe(SubscribeRef {
+                    selector,
+                    kinds,
+                    ack,
+                    group
+                })
+            ),
+        any::<u64>().prop_map(|subscription| Msg::Subscribed { subscription }),
+        any::<u64>().prop_map(|subscription| Msg::Unsubscribe { subscription }),
+        (any::<[u64; 3]>(), kind, name, attrs(), any::<bool>()).prop_map(
+            |(ids, kind, name, attrs, needs_ack)| Msg::Event(EventRef {
+                subscription: ids[0],
+                event: ids[1],
+                kind,
+                name,
+                attrs,
+                client: ids[2],
+                needs_ack,
+            })
+        ),
+        (any::<[u64; 6]>(), name, attrs()).prop_map(|(ids, name, attrs)| Msg::Record {
+            subscription: ids[0],
+            event: ids[1],
+            data: DataRef {
+                name,
+                size: ids[2],
+                offset: ids[3],
+                segment: ids[4],
+                attrs,
+                object: ids[5],
+            },
+        }),
+        any::<u64>().prop_map(|event| Msg::Ack { event }),
     ]
 }
 

@@ -1,33 +1,71 @@
 //! `cdo-pm`: runs a CDO pool manager until SIGINT or SIGTERM.
 //!
-//! Usage: `cdo-pm [RUNTIME_DIR]`. The workflow token is taken from
-//! `CDO_WORKFLOW_TOKEN` (a random one is made if it is unset). On start the
-//! manager prints the two `export` lines that let clients find it; on a
-//! signal it disconnects every client and removes its socket directory.
-//! Logs go to standard error (`RUST_LOG` filters them).
+//! On start the manager prints the two `export` lines that let clients find
+//! it; on a signal it disconnects every client and removes its socket
+//! directory. Logs go to standard error (`RUST_LOG` filters them).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use cdo::ipc::endpoint::TOKEN_ENV;
-use cdo::ipc::manager::{self, ManagerConfig};
+use cdo::ipc::manager::{self, FaultPolicy, ManagerConfig, ACK_TIMEOUT_ENV, POLICY_ENV};
+use cdo::{PoolConfig, Schema};
+use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
 
-fn main() -> std::io::Result<()> {
+/// Runs a CDO pool manager.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Parent of the manager's private socket directory (default:
+    /// `$XDG_RUNTIME_DIR` or the temporary directory).
+    runtime_dir: Option<PathBuf>,
+    /// The workflow token clients must present (default: a random one).
+    #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
+    token: Option<String>,
+    /// Pool configuration (YAML: `unknown_attributes`, `schemas`): user
+    /// attributes of offers are checked against its schemas.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// `fail-fast` or `best-effort`.
+    #[arg(long, env = POLICY_ENV, default_value = "fail-fast")]
+    policy: FaultPolicy,
+    /// How long an operation waits for acknowledged subscribers, in ms.
+    #[arg(long, env = ACK_TIMEOUT_ENV, default_value_t = manager::DEFAULT_ACK_TIMEOUT.as_millis() as u64)]
+    ack_timeout_ms: u64,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
+    let args = Args::parse();
+    let mut config = ManagerConfig {
+        runtime_dir: args.runtime_dir,
+        token: args.token,
+        policy: args.policy,
+        ack_timeout: Duration::from_millis(args.ack_timeout_ms),
+        ..ManagerConfig::default()
+    };
+    if let Some(path) = &args.config {
+        let pool = PoolConfig::from_file(path)?;
+        let mut schema = Schema::default();
+        for file in &pool.schemas {
+            schema.add_file(file)?;
+        }
+        config.schema = Some(Arc::new(schema));
+        config.unknown_attributes = pool.unknown_attributes;
+    }
     // Block the signals before any thread starts, so every thread inherits
     // the mask and only `wait` below receives them.
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGINT);
     signals.add(Signal::SIGTERM);
     signals.thread_block()?;
-    let config = ManagerConfig {
-        runtime_dir: std::env::args_os().nth(1).map(Into::into),
-        token: std::env::var(TOKEN_ENV).ok(),
-        allowed_uid: None,
-    };
     let handle = manager::start(config)?;
     for (key, value) in handle.endpoint().env() {
         println!("export {key}={value}");

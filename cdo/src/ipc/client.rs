@@ -12,7 +12,9 @@
 //! object remains, and only then does the producer reuse the object's slot.
 //! A view therefore always shows the bytes that were offered.
 
+use crate::events::EventMask;
 use crate::ipc::fasthash::{FastMap, FastSet};
+use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -25,8 +27,15 @@ use super::endpoint::Endpoint;
 use super::pool::{PoolConfig, SegmentPool, Slot};
 use super::shm::{identity, ReadOnlyMap};
 use super::wire::{
-    Attributes, DataRef, ErrorCode, Frame, Msg, RequestId, SegmentRef, Stats, PROTOCOL_VERSION,
+    Attributes, DataRef, ErrorCode, EventRef, Frame, Msg, RequestId, SegmentRef, Stats,
+    SubscribeRef, PROTOCOL_VERSION,
 };
+
+/// Environment variable giving the default timeout of blocking operations
+/// (offer, require, withdraw, ...) in milliseconds.
+pub const OP_TIMEOUT_ENV: &str = "CDO_OP_TIMEOUT_MS";
+/// Default timeout of blocking operations.
+pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How a [`Client`] joins.
 #[derive(Debug, Clone)]
@@ -39,6 +48,9 @@ pub struct ClientConfig {
     pub pool: PoolConfig,
     /// Most requests in flight before submitting waits for replies.
     pub window: usize,
+    /// How long a blocking operation without its own timeout waits for
+    /// its reply.
+    pub op_timeout: Duration,
 }
 
 impl ClientConfig {
@@ -49,12 +61,21 @@ impl ClientConfig {
             component: component.into(),
             pool: PoolConfig::default(),
             window: 1024,
+            op_timeout: DEFAULT_OP_TIMEOUT,
         }
     }
 
-    /// The configuration named by `CDO_POOL_SOCKET` and `CDO_WORKFLOW_TOKEN`.
+    /// The configuration named by `CDO_POOL_SOCKET` and `CDO_WORKFLOW_TOKEN`
+    /// (and [`OP_TIMEOUT_ENV`] when set to a number).
     pub fn from_env(component: &str) -> Option<Self> {
-        Some(Self::new(Endpoint::from_env()?, component))
+        let mut config = Self::new(Endpoint::from_env()?, component);
+        if let Some(ms) = std::env::var(OP_TIMEOUT_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            config.op_timeout = Duration::from_millis(ms);
+        }
+        Some(config)
     }
 }
 
@@ -156,6 +177,42 @@ pub enum Reply {
     Stats(Stats),
     /// Left the pool.
     Bye,
+    /// Subscribed, with this id.
+    Subscribed(u64),
+}
+
+/// A consumer-group record: an offered object given to this member only.
+///
+/// Finish with [`Client::done`]; a record dropped without it, or held by a
+/// member that leaves or dies, goes to another member of the group.
+#[derive(Debug)]
+pub struct GroupRecord {
+    /// The group subscription it came through.
+    pub subscription: u64,
+    /// The delivery's identifier.
+    pub event: u64,
+    /// The object's data and attributes (a zero-copy view).
+    pub view: View,
+}
+
+/// What the pool sends without being asked.
+#[derive(Debug)]
+pub enum Notice {
+    /// An event of a subscription; acknowledge it with [`Client::ack`] when
+    /// `needs_ack` is set (its operation waits).
+    Event(EventRef),
+    /// A record of a consumer group this client is a member of.
+    Record(GroupRecord),
+}
+
+impl Notice {
+    /// The subscription it came through.
+    pub fn subscription(&self) -> u64 {
+        match self {
+            Notice::Event(e) => e.subscription,
+            Notice::Record(r) => r.subscription,
+        }
+    }
 }
 
 /// A joined member of a pool.
@@ -179,6 +236,9 @@ pub struct Client {
     replies: FastMap<RequestId, Result<Reply, ClientError>>,
     ignored: FastSet<RequestId>,
     leave: Option<(RequestId, Vec<String>)>,
+    op_timeout: Duration,
+    /// Events and records received, not yet taken.
+    notices: VecDeque<Notice>,
 }
 
 impl Client {
@@ -203,6 +263,8 @@ impl Client {
             replies: FastMap::default(),
             ignored: FastSet::default(),
             leave: None,
+            op_timeout: config.op_timeout,
+            notices: VecDeque::new(),
         };
         let join = Msg::Join {
             component: config.component.clone(),
@@ -437,6 +499,111 @@ impl Client {
         self.expect_all_ok(ids)
     }
 
+    fn subscribe_with(&mut self, req: SubscribeRef) -> Result<u64, ClientError> {
+        let id = self.submit(Msg::Subscribe(req), None)?;
+        match self.wait(id, Some(self.op_timeout))? {
+            Reply::Subscribed(sub) => Ok(sub),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Subscribes to the events of `kinds` whose object matches `selector`
+    /// (grammar in the crate docs); they arrive through
+    /// [`Client::next_notice`]. With `ack`, each event holds up the
+    /// operation that raised it until [`Client::ack`] (or the manager's
+    /// acknowledgement timeout): do not raise events your own acknowledged
+    /// subscription selects while nobody reads it.
+    ///
+    /// # Errors
+    /// [`ErrorCode::BadSelector`] (with the position) for a bad selector.
+    pub fn subscribe(
+        &mut self,
+        selector: &str,
+        kinds: EventMask,
+        ack: bool,
+    ) -> Result<u64, ClientError> {
+        self.subscribe_with(SubscribeRef {
+            selector: selector.into(),
+            kinds: kinds.bits(),
+            ack,
+            group: None,
+        })
+    }
+
+    /// Joins consumer group `group`: from now on every offer matching
+    /// `selector` goes to exactly one member of the group, with its data
+    /// ([`Notice::Record`]). Every member of a group uses the same selector.
+    ///
+    /// # Errors
+    /// [`ErrorCode::BadSelector`]; [`ErrorCode::BadSubscription`] when the
+    /// group selects with another selector.
+    pub fn join_group(&mut self, group: &str, selector: &str) -> Result<u64, ClientError> {
+        self.subscribe_with(SubscribeRef {
+            selector: selector.into(),
+            kinds: EventMask::NONE.bits(),
+            ack: false,
+            group: Some(group.into()),
+        })
+    }
+
+    /// Ends subscription `subscription`; its events and records not yet
+    /// taken are dropped here (the group gives undone records to others).
+    pub fn unsubscribe(&mut self, subscription: u64) -> Result<(), ClientError> {
+        let id = self.submit(Msg::Unsubscribe { subscription }, None)?;
+        self.expect_ok(id)?;
+        self.notices.retain(|n| n.subscription() != subscription);
+        Ok(())
+    }
+
+    /// The next event or group record, waiting up to `timeout` (forever for
+    /// `None`); `Ok(None)` when none came in time.
+    pub fn next_notice(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Notice>, ClientError> {
+        self.flush()?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(n) = self.notices.pop_front() {
+                return Ok(Some(n));
+            }
+            match self.receive_one(deadline, None) {
+                Ok(_) => {}
+                Err(ClientError::Timeout) => return Ok(None),
+                Err(ClientError::Conn(ConnError::Io(e)))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Acknowledges event `event` (sent at once: its operation waits).
+    pub fn ack(&mut self, event: u64) -> Result<(), ClientError> {
+        self.writer
+            .push(
+                &Frame {
+                    id: 0,
+                    msg: Msg::Ack { event },
+                },
+                None,
+            )
+            .map_err(ConnError::from)?;
+        self.flush()
+    }
+
+    /// Finishes a group record: its view is dropped and the group told.
+    pub fn done(&mut self, record: GroupRecord) -> Result<(), ClientError> {
+        let event = record.event;
+        drop(record.view);
+        self.ack(event)
+    }
+
     /// The manager's counters.
     pub fn stats(&mut self) -> Result<Stats, ClientError> {
         let id = self.submit(Msg::Stat, None)?;
@@ -526,7 +693,7 @@ impl Client {
     }
 
     fn expect_ok(&mut self, id: RequestId) -> Result<(), ClientError> {
-        match self.wait(id, None)? {
+        match self.wait(id, Some(self.op_timeout))? {
             Reply::Ok => Ok(()),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
@@ -601,6 +768,31 @@ impl Client {
                 self.maps.remove(&segment);
                 return Ok(None);
             }
+            Msg::Event(event) => {
+                self.notices.push_back(Notice::Event(event));
+                return Ok(None);
+            }
+            Msg::Record {
+                subscription,
+                event,
+                data,
+            } => {
+                let object = data.object;
+                match self.view(data, fd) {
+                    Ok(view) => self.notices.push_back(Notice::Record(GroupRecord {
+                        subscription,
+                        event,
+                        view,
+                    })),
+                    // Not done: the manager gives it to another member once
+                    // this one leaves; report the view it counted as dropped.
+                    Err(e) => {
+                        debug!(error = %e, "cannot map a group record");
+                        self.release_unviewed(object);
+                    }
+                }
+                return Ok(None);
+            }
             Msg::Waiting { names } => {
                 debug!(?names, "leave waits for consumers");
                 if let Some((_, waiting)) = self.leave.as_mut() {
@@ -611,15 +803,12 @@ impl Client {
             Msg::Ok => Ok(Reply::Ok),
             Msg::Bye => Ok(Reply::Bye),
             Msg::Stats(s) => Ok(Reply::Stats(s)),
+            Msg::Subscribed { subscription } => Ok(Reply::Subscribed(subscription)),
             Msg::Data(data) => {
                 let object = data.object;
-                let view = self.view(data, fd);
+                let view = self.view(data, fd).map(Reply::Data);
                 if view.is_err() {
-                    // No view exists to release it later.
-                    self.released
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(object);
+                    self.release_unviewed(object);
                 }
                 view
             }
@@ -631,7 +820,16 @@ impl Client {
             self.reuse(slot)?;
         }
         if let Some(name) = self.pending_offers.remove(&id) {
-            if reply.is_err() {
+            // An offer whose acknowledgements timed out is still offered.
+            let offered = matches!(
+                reply,
+                Ok(_)
+                    | Err(ClientError::Pool {
+                        code: ErrorCode::AckTimeout,
+                        ..
+                    })
+            );
+            if !offered {
                 if let Some(slot) = self.offers.remove(&name) {
                     self.pool.release(slot);
                 }
@@ -646,7 +844,15 @@ impl Client {
         Ok(None)
     }
 
-    fn view(&mut self, data: DataRef, fd: Option<OwnedFd>) -> Result<Reply, ClientError> {
+    /// Reports a view the manager counted but that could not be made.
+    fn release_unviewed(&self, object: u64) {
+        self.released
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(object);
+    }
+
+    fn view(&mut self, data: DataRef, fd: Option<OwnedFd>) -> Result<View, ClientError> {
         let DataRef {
             name,
             size,
@@ -673,7 +879,7 @@ impl Client {
                 "{name} lies outside its segment"
             )));
         }
-        Ok(Reply::Data(View {
+        Ok(View {
             map,
             offset: offset as usize,
             len: size as usize,
@@ -681,6 +887,6 @@ impl Client {
             attrs,
             object,
             released: self.released.clone(),
-        }))
+        })
     }
 }

@@ -26,7 +26,7 @@ use crate::value::Value;
 /// Version of the frame header layout (byte 2 of every frame).
 pub const FRAME_VERSION: u8 = 1;
 /// Version of the message schema, exchanged in [`Msg::Join`].
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Magic bytes opening every frame.
 pub const MAGIC: [u8; 2] = *b"CD";
 /// Length of the frame header.
@@ -73,6 +73,15 @@ pub enum ErrorCode {
     Retracted,
     /// The pool manager is shutting down.
     ShuttingDown,
+    /// A selector did not parse.
+    BadSelector,
+    /// An attribute has the wrong type, or is unknown to the schema.
+    BadAttributes,
+    /// Unknown subscription, or a consumer group joined with another selector.
+    BadSubscription,
+    /// An acknowledged subscriber did not acknowledge in time (fail-fast
+    /// policy); the operation itself took effect.
+    AckTimeout,
 }
 
 /// Counters of the pool manager, the reply to [`Msg::Stat`].
@@ -92,6 +101,12 @@ pub struct Stats {
     pub pending_leaves: u64,
     /// Bytes of all offered objects.
     pub offered_bytes: u64,
+    /// Event subscriptions and consumer-group memberships.
+    pub subscriptions: u64,
+    /// Consumer-group records waiting for a member with room.
+    pub queued_records: u64,
+    /// Events whose acknowledgement an operation awaits.
+    pub awaited_acks: u64,
 }
 
 /// Where a demanded object lies: the body of [`Msg::Data`].
@@ -110,6 +125,40 @@ pub struct DataRef {
     pub attrs: Attributes,
     /// The manager's identifier of this offer, for [`Msg::Release`].
     pub object: u64,
+}
+
+/// What a subscription asks for: the body of [`Msg::Subscribe`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscribeRef {
+    /// Selector over the object's name and attributes (grammar in the crate
+    /// docs).
+    pub selector: String,
+    /// Event kinds, as the bits of an [`EventMask`](crate::EventMask).
+    pub kinds: u16,
+    /// Whether each event holds up the raising operation until acknowledged.
+    pub ack: bool,
+    /// Consumer group: each matching offer goes to exactly one member, with
+    /// its data ([`Msg::Record`]); `kinds` and `ack` are then ignored.
+    pub group: Option<String>,
+}
+
+/// One pool event: the body of [`Msg::Event`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRef {
+    /// The subscription it matched.
+    pub subscription: u64,
+    /// The manager's identifier of the event, for [`Msg::Ack`].
+    pub event: u64,
+    /// What happened.
+    pub kind: crate::EventKind,
+    /// The object (the component's name for join and leave).
+    pub name: String,
+    /// The object's attributes (the consumer's for require and retract).
+    pub attrs: Attributes,
+    /// The client whose operation raised it.
+    pub client: u64,
+    /// Whether the operation waits for [`Msg::Ack`].
+    pub needs_ack: bool,
 }
 
 /// Every message of the protocol, in either direction.
@@ -204,6 +253,37 @@ pub enum Msg {
         code: ErrorCode,
         /// Why, for people.
         text: String,
+    },
+    /// Client → manager: subscribe to events or join a consumer group.
+    Subscribe(SubscribeRef),
+    /// Manager → client: the reply to [`Msg::Subscribe`].
+    Subscribed {
+        /// The subscription's identifier.
+        subscription: u64,
+    },
+    /// Client → manager: end a subscription (its unacknowledged events
+    /// count as acknowledged; its group's undone records go to others).
+    Unsubscribe {
+        /// The subscription.
+        subscription: u64,
+    },
+    /// Manager → client, unsolicited: an event of a subscription.
+    Event(EventRef),
+    /// Manager → client, unsolicited: a consumer-group record with its
+    /// data (the segment's descriptor travels as for [`Msg::Data`]); done
+    /// once acknowledged with [`Msg::Ack`].
+    Record {
+        /// The group subscription.
+        subscription: u64,
+        /// The delivery's identifier, for [`Msg::Ack`].
+        event: u64,
+        /// The object.
+        data: DataRef,
+    },
+    /// Client → manager, no reply: an event was handled, or a record done.
+    Ack {
+        /// The event or record.
+        event: u64,
     },
     /// Client → manager: ask for [`Stats`].
     Stat,

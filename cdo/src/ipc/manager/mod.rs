@@ -8,18 +8,24 @@
 //! need not stay responsive (or alive) for its objects to be delivered.
 
 mod state;
+mod subs;
+
+pub use subs::GROUP_WINDOW;
 
 use std::collections::HashMap;
 use std::io;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use tracing::{info, warn};
+
+use crate::config::UnknownAttributes;
+use crate::schema::Schema;
 
 use self::state::{Outbox, Outgoing, State};
 use super::conn::{ConnError, Reader, Writer};
@@ -32,8 +38,45 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a send to a client may block before the client is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What the pool does when part of an operation fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FaultPolicy {
+    /// Report the first failure: an operation whose acknowledged
+    /// subscribers do not answer in time fails with `AckTimeout` (a
+    /// demanded view is taken back), and a demand of an object whose
+    /// producer died fails with `ProducerDied`.
+    #[default]
+    FailFast,
+    /// Carry on: an operation whose acknowledgements time out completes
+    /// anyway (logged), and a demand of an object whose producer died waits
+    /// for another source (a librarian, a restarted producer) until the
+    /// client's own timeout.
+    BestEffort,
+}
+
+impl std::str::FromStr for FaultPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fail-fast" => Ok(FaultPolicy::FailFast),
+            "best-effort" => Ok(FaultPolicy::BestEffort),
+            other => Err(format!(
+                "unknown fault policy {other:?} (expected fail-fast or best-effort)"
+            )),
+        }
+    }
+}
+
+/// Environment variable naming the [`FaultPolicy`] (`fail-fast`, `best-effort`).
+pub const POLICY_ENV: &str = "CDO_FAULT_POLICY";
+/// Environment variable giving the acknowledgement timeout in milliseconds.
+pub const ACK_TIMEOUT_ENV: &str = "CDO_ACK_TIMEOUT_MS";
+/// Default acknowledgement timeout.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How to run a pool manager.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ManagerConfig {
     /// Parent of the manager's private directory (default: `$XDG_RUNTIME_DIR`
     /// or the temporary directory).
@@ -42,6 +85,50 @@ pub struct ManagerConfig {
     pub token: Option<String>,
     /// The only user id allowed to join (default: our effective uid).
     pub allowed_uid: Option<u32>,
+    /// What to do when acknowledgements time out or a producer died.
+    pub policy: FaultPolicy,
+    /// How long an operation waits for its acknowledged subscribers.
+    pub ack_timeout: Duration,
+    /// Schema of user attributes (`ns.key`); without one they pass as they
+    /// are. Built-in attributes are always type-checked.
+    pub schema: Option<Arc<Schema>>,
+    /// What happens to user attributes the schema does not know.
+    pub unknown_attributes: UnknownAttributes,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        ManagerConfig {
+            runtime_dir: None,
+            token: None,
+            allowed_uid: None,
+            policy: FaultPolicy::default(),
+            ack_timeout: DEFAULT_ACK_TIMEOUT,
+            schema: None,
+            unknown_attributes: UnknownAttributes::default(),
+        }
+    }
+}
+
+impl ManagerConfig {
+    /// The default configuration with [`POLICY_ENV`] and
+    /// [`ACK_TIMEOUT_ENV`] applied.
+    ///
+    /// # Errors
+    /// A message naming the variable whose value is malformed.
+    pub fn from_env() -> Result<Self, String> {
+        let mut config = ManagerConfig::default();
+        if let Ok(v) = std::env::var(POLICY_ENV) {
+            config.policy = v.parse().map_err(|e| format!("{POLICY_ENV}: {e}"))?;
+        }
+        if let Ok(v) = std::env::var(ACK_TIMEOUT_ENV) {
+            let ms: u64 = v
+                .parse()
+                .map_err(|e| format!("{ACK_TIMEOUT_ENV}={v:?}: {e}"))?;
+            config.ack_timeout = Duration::from_millis(ms);
+        }
+        Ok(config)
+    }
 }
 
 struct Shared {
@@ -51,6 +138,8 @@ struct Shared {
     allowed_uid: u32,
     /// Live connections, to shut them down.
     conns: Mutex<HashMap<u64, UnixStream>>,
+    /// Wakes the timer thread (new held operation, shutdown).
+    tick: Condvar,
 }
 
 /// A running pool manager; dropping it shuts it down.
@@ -59,6 +148,7 @@ pub struct ManagerHandle {
     dir: PathBuf,
     shared: Arc<Shared>,
     acceptor: Option<JoinHandle<()>>,
+    ticker: Option<JoinHandle<()>>,
 }
 
 /// Starts a pool manager with the default [`NameRegistry`].
@@ -73,10 +163,11 @@ pub fn start_with_registry(
 ) -> io::Result<ManagerHandle> {
     let parent = config
         .runtime_dir
+        .clone()
         .or_else(|| std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from))
         .unwrap_or_else(std::env::temp_dir);
-    let token = match config.token {
-        Some(t) => t,
+    let token = match &config.token {
+        Some(t) => t.clone(),
         None => random_hex(16)?,
     };
     let dir = private_dir(&parent)?;
@@ -88,15 +179,23 @@ pub fn start_with_registry(
             return Err(e);
         }
     };
+    let allowed_uid = config
+        .allowed_uid
+        .unwrap_or_else(|| nix::unistd::geteuid().as_raw());
     let shared = Arc::new(Shared {
-        state: Mutex::new(State::new(registry)),
+        state: Mutex::new(State::new(registry, config)),
         stopping: AtomicBool::new(false),
         token: token.clone(),
-        allowed_uid: config
-            .allowed_uid
-            .unwrap_or_else(|| nix::unistd::geteuid().as_raw()),
+        allowed_uid,
         conns: Mutex::new(HashMap::new()),
+        tick: Condvar::new(),
     });
+    let ticker = {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("cdo-pm-timer".into())
+            .spawn(move || expire_loop(&shared))?
+    };
     let acceptor = {
         let shared = shared.clone();
         std::thread::Builder::new()
@@ -109,7 +208,35 @@ pub fn start_with_registry(
         dir,
         shared,
         acceptor: Some(acceptor),
+        ticker: Some(ticker),
     })
+}
+
+/// Releases held operations whose acknowledgements are overdue; sleeps
+/// until the next deadline (or a nudge after a new hold).
+fn expire_loop(shared: &Shared) {
+    let mut state = lock(&shared.state);
+    while !shared.stopping.load(Ordering::SeqCst) {
+        let mut out = Outgoing::new();
+        state.expire(std::time::Instant::now(), &mut out);
+        if !out.is_empty() {
+            drop(state);
+            deliver(out);
+            state = lock(&shared.state);
+            continue;
+        }
+        // Woken by `nudge` after a new hold, or at the deadline; at most a
+        // second apart so that shutdown is noticed.
+        let wait = state.next_deadline().map_or(Duration::from_secs(1), |d| {
+            d.saturating_duration_since(std::time::Instant::now())
+                .min(Duration::from_secs(1))
+        });
+        state = shared
+            .tick
+            .wait_timeout(state, wait)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
 }
 
 impl ManagerHandle {
@@ -142,6 +269,10 @@ impl ManagerHandle {
         // Wake the acceptor; it then shuts every connection down and joins.
         let _ = UnixStream::connect(&self.endpoint.socket);
         let _ = acceptor.join();
+        self.shared.tick.notify_all();
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.join();
+        }
         let _ = std::fs::remove_file(&self.endpoint.socket);
         let _ = std::fs::remove_dir(&self.dir);
         info!("pool manager stopped");
@@ -266,11 +397,16 @@ fn serve(shared: &Shared, sock: UnixStream) {
             }
         };
         let mut out = Outgoing::new();
-        {
+        let held = {
             let mut state = lock(&shared.state);
+            let before = state.next_deadline();
             for (frame, fd) in batch.drain(..) {
                 state.handle(cid, frame, fd, &mut out);
             }
+            state.next_deadline() != before
+        };
+        if held {
+            shared.tick.notify_all();
         }
         deliver(out);
         if let Some(e) = failed {
@@ -334,11 +470,13 @@ fn handshake(shared: &Shared, reader: &mut Reader, outbox: &Outbox) -> Result<Cl
     if shared.stopping.load(Ordering::SeqCst) {
         return Err("pool manager shutting down".into());
     }
-    let cid = lock(&shared.state).join(component, outbox.clone());
+    let mut events = Outgoing::new();
+    let cid = lock(&shared.state).join(component, outbox.clone(), &mut events);
     let welcome = Frame {
         id: frame.id,
         msg: Msg::Welcome { client_id: cid },
     };
-    deliver(vec![(outbox.clone(), welcome, None)]);
+    events.push((outbox.clone(), welcome, None));
+    deliver(events);
     Ok(cid)
 }

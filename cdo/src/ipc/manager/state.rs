@@ -6,13 +6,19 @@
 use crate::ipc::fasthash::{FastMap, FastSet};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
+
+use super::subs::{Acked, Route, SubError, Subs};
+use super::{FaultPolicy, ManagerConfig};
+use crate::attrs::{is_builtin, Attributes as Typed};
+use crate::events::EventKind;
 
 use crate::ipc::conn::Writer;
 use crate::ipc::registry::{ClientId, Entry, Registry};
 use crate::ipc::shm::{file_size, seals, REQUIRED_SEALS};
-use crate::ipc::wire::{DataRef, ErrorCode, Frame, Msg, RequestId, SegmentRef, Stats};
+use crate::ipc::wire::{Attributes, DataRef, ErrorCode, Frame, Msg, RequestId, SegmentRef, Stats};
 
 /// A client's sending half, shared by every thread that replies to it.
 pub type Outbox = Arc<Mutex<Writer>>;
@@ -32,11 +38,27 @@ struct ClientRec {
 }
 
 /// A withdrawn object that consumers still view: the withdrawal's reply
-/// waits for the last release.
+/// (if its producer is still there) waits for the last release.
 struct Draining {
-    owner: ClientId,
-    rid: RequestId,
+    reply_to: Option<(ClientId, RequestId)>,
     segment: u64,
+}
+
+/// The operation being handled: who asked, and how many acknowledgements
+/// its events await.
+#[derive(Clone, Copy)]
+struct Current {
+    op: u64,
+    client: ClientId,
+    awaited: usize,
+}
+
+/// An operation whose replies wait for acknowledgements.
+struct HeldOp {
+    client: ClientId,
+    replies: Outgoing,
+    missing: usize,
+    deadline: Instant,
 }
 
 struct SegRec {
@@ -65,6 +87,11 @@ pub struct State {
     views: FastMap<u64, u32>,
     /// Withdrawn objects that are still viewed, by object.
     draining: FastMap<u64, Draining>,
+    subs: Subs,
+    current: Option<Current>,
+    next_op: u64,
+    held: FastMap<u64, HeldOp>,
+    config: ManagerConfig,
 }
 
 type Reply = Result<Option<Msg>, (ErrorCode, String)>;
@@ -74,8 +101,8 @@ fn fail(code: ErrorCode, text: impl Into<String>) -> Reply {
 }
 
 impl State {
-    /// Empty state over `registry`.
-    pub fn new(registry: Box<dyn Registry>) -> Self {
+    /// Empty state over `registry`, with `config`'s policies.
+    pub fn new(registry: Box<dyn Registry>, config: ManagerConfig) -> Self {
         State {
             registry,
             clients: FastMap::default(),
@@ -90,14 +117,21 @@ impl State {
             next_object: 1,
             views: FastMap::default(),
             draining: FastMap::default(),
+            subs: Subs::default(),
+            current: None,
+            next_op: 0,
+            held: FastMap::default(),
+            config,
         }
     }
 
-    /// Registers a joined client and returns its id.
-    pub fn join(&mut self, component: String, out: Outbox) -> ClientId {
+    /// Registers a joined client and returns its id; queues its join event
+    /// in `events`.
+    pub fn join(&mut self, component: String, out: Outbox, events: &mut Outgoing) -> ClientId {
         let id = self.next_client;
         self.next_client += 1;
         info!(client = id, %component, "joined");
+        self.raise(EventKind::Join, &component, &Attributes::new(), id, events);
         self.clients.insert(
             id,
             ClientRec {
@@ -122,6 +156,9 @@ impl State {
             waiting_demands: self.waiters.values().map(|w| w.len() as u64).sum(),
             pending_leaves: self.leaving as u64,
             offered_bytes: self.offered_bytes,
+            subscriptions: self.subs.counts().0,
+            queued_records: self.subs.counts().1,
+            awaited_acks: self.subs.counts().2,
         }
     }
 
@@ -142,20 +179,149 @@ impl State {
     /// with it) and queues the replies.
     pub fn handle(&mut self, cid: ClientId, frame: Frame, fd: Option<OwnedFd>, out: &mut Outgoing) {
         let id = frame.id;
+        let start = out.len();
+        self.next_op += 1;
+        self.current = Some(Current {
+            op: self.next_op,
+            client: cid,
+            awaited: 0,
+        });
         let reply = if self.clients.contains_key(&cid) {
             self.dispatch(cid, id, frame.msg, fd, out)
         } else {
             fail(ErrorCode::NotJoined, "not joined (or already left)")
         };
-        let msg = match reply {
-            Ok(None) => return,
-            Ok(Some(msg)) => msg,
+        match reply {
+            Ok(None) => {}
+            Ok(Some(msg)) => self.send(cid, id, msg, None, out),
             Err((code, text)) => {
                 debug!(client = cid, ?code, %text, "request failed");
-                Msg::Error { code, text }
+                self.send(cid, id, Msg::Error { code, text }, None, out);
             }
+        }
+        if let Some(cur) = self.current.take() {
+            if cur.awaited > 0 {
+                self.hold(cur, id, start, out);
+            }
+        }
+    }
+
+    /// Moves the replies of operation `cur` (request `id`) out of `out`
+    /// until its events are acknowledged.
+    fn hold(&mut self, cur: Current, id: RequestId, start: usize, out: &mut Outgoing) {
+        let Some(outbox) = self.clients.get(&cur.client).map(|c| c.out.clone()) else {
+            return self.subs.forget_op(cur.op);
         };
-        self.send(cid, id, msg, None, out);
+        let mut replies = Outgoing::new();
+        let mut i = start;
+        while i < out.len() {
+            if out[i].1.id == id && Arc::ptr_eq(&out[i].0, &outbox) {
+                replies.push(out.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        if replies.is_empty() {
+            return self.subs.forget_op(cur.op);
+        }
+        let held = HeldOp {
+            client: cur.client,
+            replies,
+            missing: cur.awaited,
+            deadline: Instant::now() + self.config.ack_timeout,
+        };
+        self.held.insert(cur.op, held);
+    }
+
+    /// One awaited acknowledgement of operation `op` came (or its
+    /// subscriber went); the last one releases its replies.
+    fn acked(&mut self, op: u64, out: &mut Outgoing) {
+        let Some(h) = self.held.get_mut(&op) else {
+            return;
+        };
+        h.missing = h.missing.saturating_sub(1);
+        if h.missing == 0 {
+            let h = self.held.remove(&op).expect("just found");
+            out.extend(h.replies);
+        }
+    }
+
+    /// The earliest acknowledgement deadline, if an operation is held.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.held.values().map(|h| h.deadline).min()
+    }
+
+    /// Releases the operations whose acknowledgements did not come by
+    /// `now`: as they are under best effort, as `AckTimeout` errors under
+    /// fail-fast (a demanded view is then taken back).
+    pub fn expire(&mut self, now: Instant, out: &mut Outgoing) {
+        let due: Vec<u64> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.deadline <= now)
+            .map(|(&op, _)| op)
+            .collect();
+        for op in due {
+            let h = self.held.remove(&op).expect("listed above");
+            self.subs.forget_op(op);
+            let waited = self.config.ack_timeout;
+            warn!(client = h.client, ?waited, policy = ?self.config.policy, "acknowledgements missing");
+            if self.config.policy == FaultPolicy::BestEffort {
+                out.extend(h.replies);
+                continue;
+            }
+            for (outbox, frame, fd) in h.replies {
+                if let Msg::Data(d) = &frame.msg {
+                    self.take_back_view(h.client, d, fd.is_some(), out);
+                }
+                let text = format!("done, but not acknowledged within {waited:?}");
+                let msg = Msg::Error {
+                    code: ErrorCode::AckTimeout,
+                    text,
+                };
+                out.push((outbox, Frame { id: frame.id, msg }, None));
+            }
+        }
+    }
+
+    /// Undoes the bookkeeping of a view of `d` that `client` was never sent.
+    fn take_back_view(&mut self, client: ClientId, d: &DataRef, with_fd: bool, out: &mut Outgoing) {
+        if with_fd {
+            if let Some(seg) = self.segments.get_mut(&d.segment) {
+                seg.sent_to.remove(&client);
+            }
+        }
+        if let Some(c) = self.clients.get_mut(&client) {
+            if let Some(n) = c.held.get_mut(&d.object) {
+                *n -= 1;
+                if *n == 0 {
+                    c.held.remove(&d.object);
+                }
+            }
+        }
+        self.release_view(d.object, out);
+    }
+
+    /// Sends the events of `kind` on `name` to their subscribers; those
+    /// awaited by the operation being handled (when `origin` raised it)
+    /// hold its reply.
+    fn raise(
+        &mut self,
+        kind: EventKind,
+        name: &str,
+        attrs: &Attributes,
+        origin: ClientId,
+        out: &mut Outgoing,
+    ) {
+        let op = self.current.filter(|c| c.client == origin).map(|c| c.op);
+        for (to, event) in self.subs.events(kind, name, attrs, origin, op) {
+            if event.needs_ack {
+                if let Some(c) = self.current.as_mut() {
+                    c.awaited += 1;
+                }
+            }
+            self.send(to, 0, Msg::Event(event), None, out);
+        }
     }
 
     fn dispatch(
@@ -183,6 +349,7 @@ impl State {
                 self.offer(cid, name, attrs, size, key, segment.offset, out)
             }
             Msg::Require { name } => {
+                self.raise(EventKind::Require, &name, &Attributes::new(), cid, out);
                 self.requires.entry(name).or_default().insert(cid);
                 Ok(Some(Msg::Ok))
             }
@@ -191,7 +358,9 @@ impl State {
                     self.send_data(cid, id, &name, out);
                     self.check_leaves(out);
                     Ok(None)
-                } else if self.tombstones.contains(&name) {
+                } else if self.tombstones.contains(&name)
+                    && self.config.policy == FaultPolicy::FailFast
+                {
                     fail(
                         ErrorCode::ProducerDied,
                         format!("the producer of {name} died"),
@@ -208,13 +377,12 @@ impl State {
                     Some(_) => {}
                 }
                 let e = self.take_offer(&name).expect("checked above");
+                self.raise(EventKind::Withdraw, &name, &e.attrs, cid, out);
                 self.check_leaves(out);
                 if self.views.contains_key(&e.object) {
-                    let segment = e.segment;
                     let d = Draining {
-                        owner: cid,
-                        rid: id,
-                        segment,
+                        reply_to: Some((cid, id)),
+                        segment: e.segment,
                     };
                     self.draining.insert(e.object, d);
                     Ok(None)
@@ -238,6 +406,7 @@ impl State {
                 Ok(None)
             }
             Msg::Retract { name } => {
+                self.raise(EventKind::Retract, &name, &Attributes::new(), cid, out);
                 self.release_require(&name, cid);
                 let mut cancelled = Vec::new();
                 if let Some(w) = self.waiters.get_mut(&name) {
@@ -278,6 +447,42 @@ impl State {
                     }
                     Ok(Some(Msg::Waiting { names: blocked }))
                 }
+            }
+            Msg::Subscribe(req) => {
+                let group = req.group.clone();
+                let sub = self.subs.subscribe(cid, req).map_err(|e| match e {
+                    SubError::Selector(text) => (ErrorCode::BadSelector, text),
+                    SubError::GroupSelector { group, selector } => (
+                        ErrorCode::BadSubscription,
+                        format!("group {group} selects {selector:?}; join it with that selector"),
+                    ),
+                })?;
+                self.send(cid, id, Msg::Subscribed { subscription: sub }, None, out);
+                if let Some(group) = group {
+                    self.drain_group(&group, out);
+                }
+                Ok(None)
+            }
+            Msg::Unsubscribe { subscription } => {
+                if self.subs.owner(subscription) != Some(cid) {
+                    return fail(
+                        ErrorCode::BadSubscription,
+                        format!("no subscription {subscription} of this client"),
+                    );
+                }
+                self.unsubscribe(subscription, out);
+                Ok(Some(Msg::Ok))
+            }
+            Msg::Ack { event } => {
+                match self.subs.ack(cid, event) {
+                    Acked::Event { op } => self.acked(op, out),
+                    Acked::Record { group, data } => {
+                        self.release_view(data.object, out);
+                        self.drain_group(&group, out);
+                    }
+                    Acked::Unknown => {}
+                }
+                Ok(None)
             }
             Msg::Stat => Ok(Some(Msg::Stats(self.stats()))),
             // Manager-to-client messages; their payload is not echoed back,
@@ -360,6 +565,9 @@ impl State {
                 format!("{name}: object outside its segment"),
             );
         }
+        let attrs = self
+            .checked_attributes(attrs)
+            .map_err(|text| (ErrorCode::BadAttributes, format!("{name}: {text}")))?;
         let entry = Entry {
             owner: cid,
             size,
@@ -376,6 +584,21 @@ impl State {
         self.offered_bytes += size;
         self.tombstones.remove(&name);
         self.client_mut(cid).offered.insert(name.clone());
+        let e = self.registry.get(&name).expect("just inserted");
+        let data = DataRef {
+            name: name.clone(),
+            size,
+            offset,
+            segment: key,
+            attrs: e.attrs.clone(),
+            object: e.object,
+        };
+        self.raise(EventKind::Offer, &name, &data.attrs, cid, out);
+        for group in self.subs.groups_for(&name, &data.attrs) {
+            // The group's own reference, dropped when a member is done.
+            *self.views.entry(data.object).or_default() += 1;
+            self.route_record(&group, data.clone(), out);
+        }
         if let Some(waiting) = self.waiters.remove(&name) {
             for (to, rid) in waiting {
                 self.send_data(to, rid, &name, out);
@@ -387,25 +610,106 @@ impl State {
 
     fn send_data(&mut self, to: ClientId, rid: RequestId, name: &str, out: &mut Outgoing) {
         let e = self.registry.get(name).expect("caller checked the offer");
-        let seg = self
-            .segments
-            .get_mut(&e.segment)
-            .expect("offers keep their segment");
-        let fd = seg.sent_to.insert(to).then(|| seg.fd.clone());
-        let object = e.object;
-        let msg = Msg::Data(DataRef {
+        let data = DataRef {
             name: name.to_owned(),
             size: e.size,
             offset: e.offset,
             segment: e.segment,
             attrs: e.attrs.clone(),
-            object,
-        });
-        self.send(to, rid, msg, fd, out);
+            object: e.object,
+        };
+        self.raise(EventKind::Demand, name, &data.attrs, to, out);
+        self.give_view(to, rid, Msg::Data(data), out);
         self.release_require(name, to);
+    }
+
+    /// Sends `msg` (a [`Msg::Data`] or [`Msg::Record`]) to `to`, with the
+    /// segment's descriptor the first time, and counts the view it gives.
+    fn give_view(&mut self, to: ClientId, rid: RequestId, msg: Msg, out: &mut Outgoing) {
+        let d = match &msg {
+            Msg::Data(d) | Msg::Record { data: d, .. } => d,
+            _ => unreachable!("give_view sends data"),
+        };
+        let object = d.object;
+        let seg = self
+            .segments
+            .get_mut(&d.segment)
+            .expect("viewed objects keep their segment");
+        let fd = seg.sent_to.insert(to).then(|| seg.fd.clone());
+        self.send(to, rid, msg, fd, out);
         *self.views.entry(object).or_default() += 1;
         if let Some(c) = self.clients.get_mut(&to) {
             *c.held.entry(object).or_default() += 1;
+        }
+    }
+
+    /// Gives record `data` of `group` to a member with room, or queues it.
+    fn route_record(&mut self, group: &str, data: DataRef, out: &mut Outgoing) {
+        if let Route::Member {
+            subscription,
+            client,
+            event,
+        } = self.subs.route(group, data.clone())
+        {
+            let msg = Msg::Record {
+                subscription,
+                event,
+                data,
+            };
+            self.give_view(client, 0, msg, out);
+        }
+    }
+
+    /// Hands queued records of `group` to members with room.
+    fn drain_group(&mut self, group: &str, out: &mut Outgoing) {
+        while let Some(data) = self.subs.take_queued(group) {
+            self.route_record(group, data, out);
+        }
+    }
+
+    /// Ends subscription `sub`: its awaited acknowledgements count as given,
+    /// its group's undone records go to other members.
+    fn unsubscribe(&mut self, sub: u64, out: &mut Outgoing) {
+        let (ops, group) = self.subs.unsubscribe(sub);
+        for op in ops {
+            self.acked(op, out);
+        }
+        if let Some(group) = group {
+            self.drain_group(&group, out);
+        }
+    }
+
+    /// `attrs` checked: built-in keys typed, user keys (`ns.key`) against
+    /// the configured schema (unknown ones rejected or dropped as
+    /// configured); without a schema user keys pass as they are.
+    fn checked_attributes(&self, mut attrs: Attributes) -> Result<Attributes, String> {
+        let builtin: Attributes = attrs
+            .iter()
+            .filter(|(k, _)| is_builtin(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Typed::from_flat(&builtin).map_err(|e| e.to_string())?;
+        let Some(schema) = &self.config.schema else {
+            return Ok(attrs);
+        };
+        let user: Vec<String> = attrs.keys().filter(|k| !is_builtin(k)).cloned().collect();
+        for key in user {
+            let value = attrs.remove(&key).expect("listed above");
+            let checked = schema
+                .check(&key, value, self.config.unknown_attributes)
+                .map_err(|e| e.to_string())?;
+            if let Some(v) = checked {
+                attrs.insert(key, v);
+            }
+        }
+        let user = attrs
+            .iter()
+            .filter(|(k, _)| !is_builtin(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        match schema.missing(&user) {
+            Some(key) => Err(format!("required attribute {key} missing")),
+            None => Ok(attrs),
         }
     }
 
@@ -421,7 +725,9 @@ impl State {
         }
         self.views.remove(&object);
         if let Some(d) = self.draining.remove(&object) {
-            self.send(d.owner, d.rid, Msg::Ok, None, out);
+            if let Some((owner, rid)) = d.reply_to {
+                self.send(owner, rid, Msg::Ok, None, out);
+            }
             self.unref_segment(d.segment, out);
         }
     }
@@ -506,20 +812,34 @@ impl State {
     }
 
     fn finish_leave(&mut self, cid: ClientId, rid: RequestId, out: &mut Outgoing) {
+        self.raise_leave(cid, out);
         self.send(cid, rid, Msg::Bye, None, out);
         info!(client = cid, "left");
         self.remove_client(cid, false, out);
+    }
+
+    /// Raises the leave event of `cid` (still registered).
+    fn raise_leave(&mut self, cid: ClientId, out: &mut Outgoing) {
+        let component = self.client(cid).component.clone();
+        self.raise(EventKind::Leave, &component, &Attributes::new(), cid, out);
     }
 
     /// Forgets client `cid`, whose connection ended without LEAVE.
     pub fn disconnect(&mut self, cid: ClientId, out: &mut Outgoing) {
         if self.clients.contains_key(&cid) {
             info!(client = cid, component = %self.client(cid).component, "connection lost; withdrawing its offers");
+            self.raise_leave(cid, out);
             self.remove_client(cid, true, out);
         }
     }
 
     fn remove_client(&mut self, cid: ClientId, died: bool, out: &mut Outgoing) {
+        // Its subscriptions first: its undone group records go to others
+        // while its views still keep them alive.
+        for sub in self.subs.of_client(cid) {
+            self.unsubscribe(sub, out);
+        }
+        self.held.retain(|_, h| h.client != cid);
         for (object, n) in std::mem::take(&mut self.client_mut(cid).held) {
             for _ in 0..n {
                 self.release_view(object, out);
@@ -528,23 +848,28 @@ impl State {
         let offered: Vec<String> = self.client(cid).offered.iter().cloned().collect();
         for name in offered {
             if let Some(e) = self.take_offer(&name) {
-                self.unref_segment(e.segment, out);
+                if self.views.contains_key(&e.object) {
+                    // Viewed or held by a consumer group: the data stays
+                    // until the last view goes.
+                    let d = Draining {
+                        reply_to: None,
+                        segment: e.segment,
+                    };
+                    self.draining.insert(e.object, d);
+                } else {
+                    self.unref_segment(e.segment, out);
+                }
             }
             if died {
                 self.tombstones.insert(name);
             }
         }
-        // Its withdrawals that still wait for consumers: nobody will reuse
-        // that memory now, the consumers' views stay valid.
-        let drained: Vec<u64> = self
-            .draining
-            .iter()
-            .filter(|(_, d)| d.owner == cid)
-            .map(|(&object, _)| object)
-            .collect();
-        for object in drained {
-            let d = self.draining.remove(&object).expect("listed above");
-            self.unref_segment(d.segment, out);
+        // Its withdrawals that still wait for consumers: nobody waits for
+        // the reply now.
+        for d in self.draining.values_mut() {
+            if d.reply_to.is_some_and(|(owner, _)| owner == cid) {
+                d.reply_to = None;
+            }
         }
         if self.client(cid).leaving.is_some() {
             self.leaving -= 1;

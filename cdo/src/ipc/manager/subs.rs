@@ -1,0 +1,342 @@
+//! The manager's subscriptions: plain event subscriptions, consumer groups
+//! and the acknowledgements that hold operations up.
+//!
+//! This module only keeps the books and decides who gets what; the state
+//! ([`super::state`]) sends the frames and keeps the data alive.
+//!
+//! - An event goes to every subscription whose kinds and selector match.
+//!   When the subscription is acknowledged and the event was raised by the
+//!   operation being handled, that operation's reply is held until every
+//!   such event is acknowledged (or the acknowledgement timeout passes).
+//! - A consumer group receives every matching offer once; within the group
+//!   it goes to the member with the fewest undone records (at most
+//!   [`GROUP_WINDOW`] each, the rest queue in the group), together with its
+//!   data. A record is done when its member acknowledges it; a member that
+//!   unsubscribes or dies gives its undone records back to the group, which
+//!   hands them to another member (or keeps them until one joins). A group
+//!   lives while it has members or records to give back: offers made while
+//!   it has no member are not kept for it.
+
+use std::collections::VecDeque;
+
+use crate::attrs::FlatView;
+use crate::events::{EventKind, EventMask};
+use crate::ipc::fasthash::FastMap;
+use crate::ipc::registry::ClientId;
+use crate::ipc::wire::{Attributes, DataRef, EventRef, SubscribeRef};
+use crate::selector::Selector;
+
+/// Most undone records one group member holds; more wait in the group.
+pub const GROUP_WINDOW: u32 = 4;
+
+struct Sub {
+    client: ClientId,
+    selector: Selector,
+    mask: EventMask,
+    ack: bool,
+    group: Option<String>,
+}
+
+struct Group {
+    selector: Selector,
+    /// Member subscriptions and their undone records, in join order.
+    members: Vec<(u64, u32)>,
+    /// Where the next tie-break starts (round robin among equals).
+    cursor: usize,
+    /// Records no member could take yet.
+    queued: VecDeque<DataRef>,
+}
+
+/// A record given to a member and not yet acknowledged.
+struct Undone {
+    group: String,
+    sub: u64,
+    data: DataRef,
+}
+
+/// Where a consumer-group record goes.
+pub enum Route {
+    /// To this member (subscription, client) as this delivery.
+    Member {
+        /// The member's subscription.
+        subscription: u64,
+        /// Its client.
+        client: ClientId,
+        /// The delivery's event id.
+        event: u64,
+    },
+    /// Queued in the group until a member has room.
+    Queued,
+}
+
+/// Why a subscription was refused.
+pub enum SubError {
+    /// The selector did not parse.
+    Selector(String),
+    /// The group exists with another selector.
+    GroupSelector {
+        /// The group.
+        group: String,
+        /// Its selector.
+        selector: String,
+    },
+}
+
+/// Every subscription of the manager.
+#[derive(Default)]
+pub struct Subs {
+    subs: FastMap<u64, Sub>,
+    next_id: u64,
+    groups: FastMap<String, Group>,
+    /// Group records given out and not acknowledged, by delivery id.
+    undone: FastMap<u64, Undone>,
+    /// Acknowledged-subscription events not yet acknowledged: event →
+    /// (subscription, held operation).
+    awaited: FastMap<u64, (u64, u64)>,
+}
+
+impl Subs {
+    fn next(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Adds a subscription of `client`; returns its id.
+    pub fn subscribe(&mut self, client: ClientId, req: SubscribeRef) -> Result<u64, SubError> {
+        let selector =
+            Selector::parse(&req.selector).map_err(|e| SubError::Selector(e.to_string()))?;
+        if let Some(name) = &req.group {
+            if let Some(g) = self.groups.get(name) {
+                if g.selector.as_str() != req.selector {
+                    return Err(SubError::GroupSelector {
+                        group: name.clone(),
+                        selector: g.selector.as_str().to_owned(),
+                    });
+                }
+            }
+        }
+        let id = self.next();
+        if let Some(name) = &req.group {
+            let g = self.groups.entry(name.clone()).or_insert_with(|| Group {
+                selector: selector.clone(),
+                members: Vec::new(),
+                cursor: 0,
+                queued: VecDeque::new(),
+            });
+            g.members.push((id, 0));
+        }
+        let sub = Sub {
+            client,
+            selector,
+            mask: EventMask::from_bits(req.kinds),
+            ack: req.ack,
+            group: req.group,
+        };
+        self.subs.insert(id, sub);
+        Ok(id)
+    }
+
+    /// The client owning subscription `id`.
+    pub fn owner(&self, id: u64) -> Option<ClientId> {
+        self.subs.get(&id).map(|s| s.client)
+    }
+
+    /// Subscriptions of `client`.
+    pub fn of_client(&self, client: ClientId) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| s.client == client)
+            .map(|(&id, _)| id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Removes subscription `id`. Returns the held operations whose wait
+    /// this ends (its awaited events count as acknowledged) and the group
+    /// whose records it gave back, if any.
+    pub fn unsubscribe(&mut self, id: u64) -> (Vec<u64>, Option<String>) {
+        let Some(sub) = self.subs.remove(&id) else {
+            return (Vec::new(), None);
+        };
+        let mut ops = Vec::new();
+        self.awaited.retain(|_, &mut (s, op)| {
+            if s == id {
+                ops.push(op);
+            }
+            s != id
+        });
+        let Some(group) = sub.group else {
+            return (ops, None);
+        };
+        let mut back: Vec<(u64, DataRef)> = Vec::new();
+        self.undone.retain(|&event, u| {
+            if u.sub == id {
+                back.push((event, u.data.clone()));
+            }
+            u.sub != id
+        });
+        back.sort_by_key(|(event, _)| *event);
+        let g = self.groups.get_mut(&group).expect("members have a group");
+        g.members.retain(|&(m, _)| m != id);
+        for (_, data) in back.into_iter().rev() {
+            g.queued.push_front(data);
+        }
+        if g.members.is_empty() && g.queued.is_empty() {
+            self.groups.remove(&group);
+        }
+        (ops, Some(group))
+    }
+
+    /// Events of `kind` on `name` raised by `origin` for the plain
+    /// subscriptions that match, with their receivers. Acknowledged ones are
+    /// awaited by operation `op` when there is one (`needs_ack` says so).
+    pub fn events(
+        &mut self,
+        kind: EventKind,
+        name: &str,
+        attrs: &Attributes,
+        origin: ClientId,
+        op: Option<u64>,
+    ) -> Vec<(ClientId, EventRef)> {
+        let view = FlatView { name, attrs };
+        let matching: Vec<(u64, ClientId, bool)> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| s.group.is_none() && s.mask.contains(kind))
+            .filter(|(_, s)| s.selector.matches(&view))
+            .map(|(&id, s)| (id, s.client, s.ack))
+            .collect();
+        matching
+            .into_iter()
+            .map(|(subscription, client, ack)| {
+                let event = self.next();
+                let needs_ack = ack && op.is_some();
+                if let (true, Some(op)) = (needs_ack, op) {
+                    self.awaited.insert(event, (subscription, op));
+                }
+                let ev = EventRef {
+                    subscription,
+                    event,
+                    kind,
+                    name: name.to_owned(),
+                    attrs: attrs.clone(),
+                    client: origin,
+                    needs_ack,
+                };
+                (client, ev)
+            })
+            .collect()
+    }
+
+    /// The consumer groups whose selector matches an offer of `name`.
+    pub fn groups_for(&self, name: &str, attrs: &Attributes) -> Vec<String> {
+        let view = FlatView { name, attrs };
+        self.groups
+            .iter()
+            .filter(|(_, g)| !g.members.is_empty() && g.selector.matches(&view))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Gives `data` to a member of `group` with room, or queues it.
+    pub fn route(&mut self, group: &str, data: DataRef) -> Route {
+        let Some(g) = self.groups.get_mut(group) else {
+            return Route::Queued;
+        };
+        let n = g.members.len();
+        let pick = (0..n)
+            .map(|k| (g.cursor + k) % n)
+            .filter(|&i| g.members[i].1 < GROUP_WINDOW)
+            .min_by_key(|&i| g.members[i].1);
+        let Some(i) = pick else {
+            g.queued.push_back(data);
+            return Route::Queued;
+        };
+        g.cursor = (i + 1) % n;
+        g.members[i].1 += 1;
+        let subscription = g.members[i].0;
+        let client = self.subs[&subscription].client;
+        self.next_id += 1;
+        let event = self.next_id;
+        self.undone.insert(
+            event,
+            Undone {
+                group: group.to_owned(),
+                sub: subscription,
+                data,
+            },
+        );
+        Route::Member {
+            subscription,
+            client,
+            event,
+        }
+    }
+
+    /// The next queued record of `group`, if a member has room for it.
+    pub fn take_queued(&mut self, group: &str) -> Option<DataRef> {
+        let g = self.groups.get_mut(group)?;
+        if g.members.iter().any(|&(_, n)| n < GROUP_WINDOW) {
+            g.queued.pop_front()
+        } else {
+            None
+        }
+    }
+
+    /// `client` acknowledged `event`: returns the held operation it was
+    /// awaited by, or the finished group record and its group.
+    pub fn ack(&mut self, client: ClientId, event: u64) -> Acked {
+        if let Some(&(sub, op)) = self.awaited.get(&event) {
+            if self.owner(sub) == Some(client) {
+                self.awaited.remove(&event);
+                return Acked::Event { op };
+            }
+        }
+        match self.undone.get(&event) {
+            Some(u) if self.owner(u.sub) == Some(client) => {
+                let u = self.undone.remove(&event).expect("just found");
+                if let Some(g) = self.groups.get_mut(&u.group) {
+                    if let Some(m) = g.members.iter_mut().find(|(m, _)| *m == u.sub) {
+                        m.1 -= 1;
+                    }
+                }
+                Acked::Record {
+                    group: u.group,
+                    data: u.data,
+                }
+            }
+            _ => Acked::Unknown,
+        }
+    }
+
+    /// Forgets every awaited event of held operation `op` (it timed out).
+    pub fn forget_op(&mut self, op: u64) {
+        self.awaited.retain(|_, &mut (_, o)| o != op);
+    }
+
+    /// Subscriptions, records queued in groups, awaited acknowledgements.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        let queued = self.groups.values().map(|g| g.queued.len() as u64).sum();
+        (self.subs.len() as u64, queued, self.awaited.len() as u64)
+    }
+}
+
+/// What an acknowledgement concerned.
+pub enum Acked {
+    /// An awaited event of held operation `op`.
+    Event {
+        /// The operation.
+        op: u64,
+    },
+    /// A consumer-group record, now done.
+    Record {
+        /// Its group.
+        group: String,
+        /// The record.
+        data: DataRef,
+    },
+    /// Nothing known (late, duplicate or foreign): ignored.
+    Unknown,
+}

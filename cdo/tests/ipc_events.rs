@@ -1,0 +1,476 @@
+//! Events, acknowledged subscriptions, consumer groups, attribute schemas
+//! and fault policies through the pool manager.
+
+mod ipc_common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cdo::ipc::client::{Client, ClientConfig, ClientError, Notice};
+use cdo::ipc::manager::{self, FaultPolicy, ManagerConfig, ManagerHandle, GROUP_WINDOW};
+use cdo::ipc::wire::{Attributes, ErrorCode};
+use cdo::{EventKind, EventMask, Schema, UnknownAttributes, Value};
+use ipc_common::{child_client, hear, say, Peer};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn manager_with(config: ManagerConfig) -> ManagerHandle {
+    manager::start(ManagerConfig {
+        runtime_dir: Some(std::env::temp_dir()),
+        ..config
+    })
+    .unwrap()
+}
+
+fn manager() -> ManagerHandle {
+    manager_with(ManagerConfig::default())
+}
+
+fn client(pm: &ManagerHandle, name: &str) -> Client {
+    Client::connect(&ClientConfig::new(pm.endpoint().clone(), name)).unwrap()
+}
+
+fn step(n: u64) -> Attributes {
+    Attributes::from([("app.step".to_string(), Value::UInt(n))])
+}
+
+fn code(e: ClientError) -> ErrorCode {
+    match e {
+        ClientError::Pool { code, .. } => code,
+        other => panic!("expected a pool error, got {other:?}"),
+    }
+}
+
+fn next_event(c: &mut Client) -> cdo::ipc::wire::EventRef {
+    match c.next_notice(Some(WAIT)).unwrap() {
+        Some(Notice::Event(e)) => e,
+        other => panic!("expected an event, got {other:?}"),
+    }
+}
+
+#[test]
+fn events_follow_kinds_and_selectors() {
+    let pm = manager();
+    let mut watcher = client(&pm, "watcher");
+    let kinds = EventKind::Offer | EventKind::Withdraw;
+    watcher.subscribe("app.step >= 2", kinds, false).unwrap();
+    let mut producer = client(&pm, "producer");
+    for n in 1..=3 {
+        producer
+            .offer(&format!("run/{n}"), &[n as u8], step(n))
+            .unwrap();
+    }
+    producer.require("run/2").unwrap();
+    producer.withdraw("run/3").unwrap();
+    let got: Vec<(EventKind, String)> = (0..3)
+        .map(|_| next_event(&mut watcher))
+        .map(|e| {
+            assert_eq!(e.client, producer.client_id());
+            assert!(!e.needs_ack);
+            (e.kind, e.name)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (EventKind::Offer, "run/2".to_string()),
+            (EventKind::Offer, "run/3".to_string()),
+            (EventKind::Withdraw, "run/3".to_string()),
+        ]
+    );
+    assert!(watcher
+        .next_notice(Some(Duration::from_millis(100)))
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn join_and_leave_are_events() {
+    let pm = manager();
+    let mut watcher = client(&pm, "watcher");
+    watcher
+        .subscribe(
+            "name ~ '^worker'",
+            EventKind::Join | EventKind::Leave,
+            false,
+        )
+        .unwrap();
+    let mut worker = client(&pm, "worker-1");
+    let id = worker.client_id();
+    worker.leave(WAIT).unwrap();
+    let crashed = client(&pm, "worker-2");
+    drop(crashed);
+    let got: Vec<(EventKind, String)> = (0..4)
+        .map(|_| next_event(&mut watcher))
+        .map(|e| (e.kind, e.name))
+        .collect();
+    assert_eq!(got[0], (EventKind::Join, "worker-1".to_string()));
+    assert_eq!(got[1], (EventKind::Leave, "worker-1".to_string()));
+    assert_eq!(got[2], (EventKind::Join, "worker-2".to_string()));
+    assert_eq!(got[3], (EventKind::Leave, "worker-2".to_string()));
+    assert!(id > 0);
+}
+
+#[test]
+fn bad_selectors_and_subscriptions_are_refused() {
+    let pm = manager();
+    let mut c = client(&pm, "c");
+    let e = c.subscribe("size >= ", EventMask::ALL, false).unwrap_err();
+    let text = e.to_string();
+    assert_eq!(code(e), ErrorCode::BadSelector);
+    assert!(text.contains("8"), "the error gives the position: {text}");
+    c.join_group("g", "app.step > 1").unwrap();
+    let e = c.join_group("g", "app.step > 2").unwrap_err();
+    assert_eq!(code(e), ErrorCode::BadSubscription);
+    assert_eq!(
+        code(c.unsubscribe(999).unwrap_err()),
+        ErrorCode::BadSubscription
+    );
+    // The client and the pool still work.
+    c.offer("x", b"1", step(3)).unwrap();
+    assert_eq!(pm.stats().objects, 1);
+}
+
+#[test]
+fn acknowledged_events_hold_the_operation() {
+    let pm = manager();
+    let mut gate = client(&pm, "gate");
+    gate.subscribe("*", EventKind::Offer.into(), true).unwrap();
+    let acked = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let ep = pm.endpoint().clone();
+        let acked = acked.clone();
+        std::thread::spawn(move || {
+            let mut p = Client::connect(&ClientConfig::new(ep, "producer")).unwrap();
+            p.offer("held", b"data", Attributes::new()).unwrap();
+            acked.load(Ordering::SeqCst)
+        })
+    };
+    let event = next_event(&mut gate);
+    assert!(event.needs_ack);
+    assert_eq!(event.name, "held");
+    std::thread::sleep(Duration::from_millis(200));
+    acked.store(true, Ordering::SeqCst);
+    gate.ack(event.event).unwrap();
+    assert!(
+        producer.join().unwrap(),
+        "the offer returned before its event was acknowledged"
+    );
+    assert_eq!(pm.stats().awaited_acks, 0);
+}
+
+#[test]
+fn unanswered_acknowledgements_time_out_by_policy() {
+    for policy in [FaultPolicy::FailFast, FaultPolicy::BestEffort] {
+        let pm = manager_with(ManagerConfig {
+            policy,
+            ack_timeout: Duration::from_millis(100),
+            ..ManagerConfig::default()
+        });
+        let mut gate = client(&pm, "gate");
+        gate.subscribe("*", EventKind::Offer | EventKind::Demand, true)
+            .unwrap();
+        let mut p = client(&pm, "producer");
+        let offered = p.offer("obj", b"abc", Attributes::new());
+        let mut c = client(&pm, "consumer");
+        let demanded = c.demand("obj", WAIT);
+        match policy {
+            FaultPolicy::FailFast => {
+                assert_eq!(code(offered.unwrap_err()), ErrorCode::AckTimeout);
+                assert_eq!(code(demanded.unwrap_err()), ErrorCode::AckTimeout);
+            }
+            FaultPolicy::BestEffort => {
+                offered.unwrap();
+                assert_eq!(&*demanded.unwrap(), b"abc");
+            }
+        }
+        // The offer took effect either way, and nothing is left held.
+        c.flush().unwrap();
+        let s = c.stats().unwrap();
+        assert_eq!((s.objects, s.awaited_acks), (1, 0), "{policy:?}");
+        p.withdraw("obj").unwrap();
+    }
+}
+
+#[test]
+fn dropping_an_acknowledged_subscription_releases_its_operations() {
+    let pm = manager();
+    let mut gate = client(&pm, "gate");
+    gate.subscribe("*", EventKind::Offer.into(), true).unwrap();
+    let producer = {
+        let ep = pm.endpoint().clone();
+        std::thread::spawn(move || {
+            let mut p = Client::connect(&ClientConfig::new(ep, "producer")).unwrap();
+            p.offer("x", b"1", Attributes::new())
+        })
+    };
+    next_event(&mut gate);
+    drop(gate);
+    producer.join().unwrap().unwrap();
+}
+
+fn take_record(c: &mut Client) -> Option<cdo::ipc::client::GroupRecord> {
+    match c.next_notice(Some(Duration::from_millis(300))).unwrap() {
+        Some(Notice::Record(r)) => Some(r),
+        None => None,
+        Some(other) => panic!("expected a record, got {other:?}"),
+    }
+}
+
+#[test]
+fn every_group_sees_every_record_once() {
+    let pm = manager();
+    let selector = "name ~ '^out/'";
+    let mut stats = client(&pm, "stats");
+    stats.join_group("stats", selector).unwrap();
+    let mut render: Vec<Client> = (0..2)
+        .map(|i| {
+            let mut c = client(&pm, &format!("render-{i}"));
+            c.join_group("render", selector).unwrap();
+            c
+        })
+        .collect();
+    let mut p = client(&pm, "producer");
+    const N: u64 = 24;
+    for n in 0..N {
+        p.offer(&format!("out/{n}"), &n.to_le_bytes(), step(n))
+            .unwrap();
+    }
+    p.offer("other", b"x", Attributes::new()).unwrap();
+    let mut seen_by_stats = Vec::new();
+    while let Some(r) = take_record(&mut stats) {
+        let n: u64 = r.view.name()["out/".len()..].parse().unwrap();
+        assert_eq!(&*r.view, &n.to_le_bytes(), "the record's own bytes");
+        assert_eq!(r.view.attrs(), &step(n));
+        seen_by_stats.push(r.view.name().to_string());
+        stats.done(r).unwrap();
+    }
+    let mut shares = vec![Vec::new(); 2];
+    let mut idle = 0;
+    while idle < 2 {
+        idle = 0;
+        for (i, c) in render.iter_mut().enumerate() {
+            match take_record(c) {
+                Some(r) => {
+                    shares[i].push(r.view.name().to_string());
+                    c.done(r).unwrap();
+                }
+                None => idle += 1,
+            }
+        }
+    }
+    let all: Vec<String> = (0..N).map(|n| format!("out/{n}")).collect();
+    seen_by_stats.sort();
+    let mut sorted_all = all.clone();
+    sorted_all.sort();
+    assert_eq!(seen_by_stats, sorted_all);
+    let mut union: Vec<String> = shares.concat();
+    union.sort();
+    assert_eq!(union, sorted_all, "each record to exactly one renderer");
+    for s in &shares {
+        assert!(
+            s.len() >= (N / 4) as usize,
+            "shares are fair: {:?}",
+            shares.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+    }
+    // Done records no longer hold the producer's withdrawals.
+    for n in 0..N {
+        p.withdraw(&format!("out/{n}")).unwrap();
+    }
+    assert_eq!(pm.stats().queued_records, 0);
+}
+
+#[test]
+fn a_member_holds_at_most_the_window_and_the_rest_queue() {
+    let pm = manager();
+    let mut m = client(&pm, "member");
+    m.join_group("g", "*").unwrap();
+    let mut p = client(&pm, "producer");
+    let n = u64::from(GROUP_WINDOW) + 3;
+    for i in 0..n {
+        p.offer(&format!("r/{i}"), b"x", Attributes::new()).unwrap();
+    }
+    assert_eq!(pm.stats().queued_records, 3);
+    let mut got = 0;
+    while let Some(r) = take_record(&mut m) {
+        got += 1;
+        m.done(r).unwrap();
+    }
+    assert_eq!(got, n);
+    assert_eq!(pm.stats().queued_records, 0);
+}
+
+#[test]
+fn records_of_a_member_that_goes_are_given_to_another() {
+    let pm = manager();
+    let mut a = client(&pm, "a");
+    a.join_group("g", "*").unwrap();
+    let mut p = client(&pm, "producer");
+    for i in 0..3 {
+        p.offer(&format!("r/{i}"), &[i], Attributes::new()).unwrap();
+    }
+    // `a` takes the records and dies without finishing them.
+    let mut held = Vec::new();
+    while let Some(r) = take_record(&mut a) {
+        held.push(r);
+    }
+    assert_eq!(held.len(), 3);
+    // The producer's withdrawal waits for the group.
+    let withdraw = {
+        let ep = pm.endpoint().clone();
+        std::thread::spawn(move || {
+            let mut q = Client::connect(&ClientConfig::new(ep, "late-producer")).unwrap();
+            q.offer("late", b"z", Attributes::new()).unwrap();
+            q.withdraw("late")
+        })
+    };
+    let mut b = client(&pm, "b");
+    b.join_group("g", "*").unwrap();
+    drop(held);
+    drop(a);
+    let mut names = Vec::new();
+    while let Some(r) = take_record(&mut b) {
+        assert_eq!(r.view.len(), 1);
+        names.push(r.view.name().to_string());
+        b.done(r).unwrap();
+    }
+    names.sort();
+    assert_eq!(names, ["late", "r/0", "r/1", "r/2"]);
+    withdraw.join().unwrap().unwrap();
+}
+
+#[test]
+fn child_entry() {
+    let Some((role, mut c)) = child_client() else {
+        return;
+    };
+    match role.as_str() {
+        "member" => {
+            c.join_group("g", "*").unwrap();
+            say("joined");
+            let mut taken = Vec::new();
+            while let Some(Notice::Record(r)) = c.next_notice(Some(WAIT)).unwrap() {
+                say(r.view.name());
+                taken.push(r);
+            }
+            // Killed while holding them.
+            let _ = hear();
+        }
+        other => panic!("unknown role {other}"),
+    }
+    std::process::exit(0);
+}
+
+#[test]
+fn a_killed_member_s_records_go_to_the_others() {
+    let pm = manager();
+    let mut victim = Peer::spawn("child_entry", "member", pm.endpoint());
+    assert_eq!(victim.recv(), "joined");
+    let mut p = client(&pm, "producer");
+    for i in 0..2 {
+        p.offer(&format!("k/{i}"), &[i], Attributes::new()).unwrap();
+    }
+    assert_eq!(victim.recv(), "k/0");
+    assert_eq!(victim.recv(), "k/1");
+    let mut other = client(&pm, "other");
+    other.join_group("g", "*").unwrap();
+    victim.kill();
+    let mut names = Vec::new();
+    while names.len() < 2 {
+        let r = take_record(&mut other).expect("the killed member's records come back");
+        names.push(r.view.name().to_string());
+        other.done(r).unwrap();
+    }
+    names.sort();
+    assert_eq!(names, ["k/0", "k/1"]);
+}
+
+fn schema() -> Arc<Schema> {
+    let mut s = Schema::default();
+    s.add_yaml(
+        "namespace: app\nattributes:\n  step: {type: uint, required: true}\n  label: {type: str}\n",
+        "test",
+    )
+    .unwrap();
+    Arc::new(s)
+}
+
+#[test]
+fn offers_are_checked_against_the_schema() {
+    for unknown in [UnknownAttributes::Reject, UnknownAttributes::Drop] {
+        let pm = manager_with(ManagerConfig {
+            schema: Some(schema()),
+            unknown_attributes: unknown,
+            ..ManagerConfig::default()
+        });
+        let mut p = client(&pm, "producer");
+        let bad_type = Attributes::from([("app.step".into(), Value::Str("x".into()))]);
+        assert_eq!(
+            code(p.offer("a", b"1", bad_type).unwrap_err()),
+            ErrorCode::BadAttributes
+        );
+        let missing = Attributes::from([("app.label".into(), Value::Str("x".into()))]);
+        assert_eq!(
+            code(p.offer("a", b"1", missing).unwrap_err()),
+            ErrorCode::BadAttributes
+        );
+        let bad_builtin = Attributes::from([
+            ("app.step".into(), Value::UInt(1)),
+            ("priority".into(), Value::Str("urgent".into())),
+        ]);
+        assert_eq!(
+            code(p.offer("a", b"1", bad_builtin).unwrap_err()),
+            ErrorCode::BadAttributes
+        );
+        assert_eq!(pm.stats().objects, 0, "refused offers leave no trace");
+        let mut extra = step(4);
+        extra.insert("app.colour".into(), Value::Str("red".into()));
+        let r = p.offer("a", b"1", extra);
+        let mut c = client(&pm, "consumer");
+        match unknown {
+            UnknownAttributes::Reject => {
+                assert_eq!(code(r.unwrap_err()), ErrorCode::BadAttributes);
+                p.offer("a", b"1", step(4)).unwrap();
+            }
+            UnknownAttributes::Drop => r.unwrap(),
+        }
+        let v = c.demand("a", WAIT).unwrap();
+        assert_eq!(v.attrs(), &step(4));
+    }
+}
+
+#[test]
+fn a_dead_producer_s_object_fails_fast_or_waits_for_another_source() {
+    for policy in [FaultPolicy::FailFast, FaultPolicy::BestEffort] {
+        let pm = manager_with(ManagerConfig {
+            policy,
+            ..ManagerConfig::default()
+        });
+        let mut p = client(&pm, "producer");
+        p.offer("x", b"old", Attributes::new()).unwrap();
+        drop(p);
+        // The manager notices the closed connection.
+        while pm.stats().clients > 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut c = client(&pm, "consumer");
+        match policy {
+            FaultPolicy::FailFast => {
+                let e = c.demand("x", WAIT).unwrap_err();
+                assert_eq!(code(e), ErrorCode::ProducerDied);
+            }
+            FaultPolicy::BestEffort => {
+                let id = c.submit_demand("x").unwrap();
+                c.flush().unwrap();
+                let mut source = client(&pm, "librarian");
+                source.offer("x", b"new", Attributes::new()).unwrap();
+                match c.wait(id, Some(WAIT)).unwrap() {
+                    cdo::ipc::client::Reply::Data(v) => assert_eq!(&*v, b"new"),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+    }
+}
