@@ -8,10 +8,13 @@
 //! - [`registry`]: the manager's store of offers (swappable);
 //! - [`manager`]: the pool manager, in-process or as the `cdo-pm` binary;
 //! - [`client`]: what an application links to offer and demand objects;
+//! - [`components`]: the archiver and librarian (binaries `cdo-archiver`,
+//!   `cdo-librarian`);
 //! - [`endpoint`]: where the manager listens and how clients find it;
 //! - [`fasthash`]: the hasher of the maps on the request path.
 
 pub mod client;
+pub mod components;
 pub mod conn;
 pub mod endpoint;
 pub mod fasthash;

@@ -1,0 +1,70 @@
+//! `cdo-archiver`: joins the pool manager named by `CDO_POOL_SOCKET` and
+//! `CDO_WORKFLOW_TOKEN`, takes the offers its selector picks through a
+//! consumer group and writes them, attributes beside the data, into an
+//! archive directory (a file tier), until SIGINT or SIGTERM; then prints
+//! what it stored as one JSON line.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use cdo::archive::{Archive, Outcome, Subsample};
+use cdo::ipc::client::{Client, ClientConfig};
+use cdo::ipc::components::{stop_on_signals, ArchiverClient};
+use clap::Parser;
+
+/// Archives the objects of a CDO pool.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// The archive directory (on the SSD tier, say).
+    #[arg(long, env = "CDO_ARCHIVE_DIR")]
+    dir: PathBuf,
+    /// Which offers to keep (selector grammar of the cdo crate).
+    #[arg(long, default_value = "persist == true")]
+    selector: String,
+    /// The consumer group the archivers of this selector share.
+    #[arg(long, default_value = "cdo-archiver")]
+    group: String,
+    /// Keep one record in this many (1: all).
+    #[arg(long, default_value_t = 1)]
+    every: u64,
+    /// Component name in the pool.
+    #[arg(long, default_value = "cdo-archiver")]
+    name: String,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let stop = stop_on_signals()?;
+    let config = ClientConfig::from_env(&args.name)
+        .ok_or("CDO_POOL_SOCKET and CDO_WORKFLOW_TOKEN must name the pool manager")?;
+    let archive = Archive::open(&args.dir)?;
+    let mut archiver = ArchiverClient::join(
+        Client::connect(&config)?,
+        &args.group,
+        &args.selector,
+        archive,
+    )?
+    .with_subsample(Subsample { every: args.every });
+    println!("ready");
+    while !stop.load(Ordering::SeqCst) {
+        if let Some(Outcome::Stored { name, bytes, .. }) =
+            archiver.next_timeout(Duration::from_millis(200))?
+        {
+            tracing::info!(%name, bytes, "archived");
+        }
+    }
+    let tally = archiver.leave(Duration::from_secs(10))?;
+    println!(
+        "{}",
+        serde_json::json!({"stored": tally.stored, "bytes": tally.bytes, "skipped": tally.skipped})
+    );
+    Ok(())
+}
