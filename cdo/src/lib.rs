@@ -16,6 +16,7 @@
 //! | [`events`], [`selector`] | subscriptions filtered by selectors |
 //! | [`group`], [`stream`] | CDO groups; consumer groups |
 //! | [`stats`], [`config`] | statistics; configuration |
+//! | [`archive`] | CDOs persisted in a directory; the in-process archiver |
 //!
 //! ```
 //! use cdo::{Pool, PoolConfig};
@@ -65,8 +66,8 @@
 //!
 //! ## Towards the multi-process pool
 //!
-//! The pool manager, shared-memory hand-off and archiver are not part of
-//! this crate yet; the seams are in place: the data plane is the
+//! The archive's storage and an in-process archiver are in [`archive`];
+//! for the rest the seams are in place: the data plane is the
 //! [`Transport`] trait (a shared-memory or RDMA transport replaces
 //! [`LocalTransport`]); everything a remote node needs to know about an offer
 //! (name, version, attributes, space, length) is in the offer record that
@@ -99,6 +100,7 @@
 //! timestamps, text with text. A comparison with a missing key or an
 //! incomparable type is false. Parse errors carry the byte position.
 
+pub mod archive;
 pub mod attrs;
 pub mod cdo;
 pub mod config;

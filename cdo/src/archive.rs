@@ -1,0 +1,403 @@
+//! A persistent archive of CDOs in a directory on a file tier (an SSD
+//! directory): the storage behind an archiver (it streams offers and
+//! writes them, attributes beside the data) and a librarian (it answers
+//! requires by offering what the archive holds).
+//!
+//! ## Layout
+//!
+//! The CDO `a/b/c` is the directory `a/b` under the archive's directory,
+//! holding `c.cdo` (the bytes) and `c.json` (the name, the flat
+//! [`attributes`](crate::FlatAttributes) as `serde_json` writes them, and
+//! the length and FNV-1a checksum of the bytes). Each component is
+//! percent-encoded: bytes other than `A-Z a-z 0-9 - _` become `%XX`, so no
+//! encoded component is `.` or `..` or holds a dot.
+//!
+//! ## Atomicity
+//!
+//! [`Archive::store`] writes both files under temporary names, syncs them,
+//! renames the JSON into place, then the data: the data file marks the
+//! entry complete, so an interrupted store leaves no entry that looks
+//! complete (only temporary files, which [`Archive::names`] skips). A
+//! re-store keeps the description of the bytes it replaces in the new JSON
+//! until the new data file is in place, so a reader (or a restart after a
+//! crash) finds the old entry or the new one, never a mix. One writer per
+//! name at a time.
+//!
+//! ```
+//! use cdo::archive::Archive;
+//! use cdo::{FlatAttributes, Value};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let archive = Archive::open(dir.path().join("archive"))?;
+//! let attrs = FlatAttributes::from([("priority".to_owned(), Value::Str("checkpoint".into()))]);
+//! archive.store("run1/checkpoint/40", &attrs, &[1, 2, 3])?;
+//! let entry = archive.load("run1/checkpoint/40")?.expect("stored");
+//! assert_eq!((entry.attributes, entry.data), (attrs, vec![1, 2, 3]));
+//! assert_eq!(archive.names()?, ["run1/checkpoint/40"]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod archiver;
+mod name;
+
+pub use archiver::{Archiver, Outcome, Subsample, Tally};
+
+use crate::attrs::FlatAttributes;
+use crate::value::Value;
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Suffix of an entry's data file.
+const DATA: &str = "cdo";
+/// Suffix of an entry's attribute file.
+const META: &str = "json";
+
+/// Why the archive could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArchiveError {
+    /// A file or directory of the archive could not be read or written.
+    #[error("archive {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A CDO name that does not map to an archive path.
+    #[error("CDO name {name:?} cannot be archived: {reason}")]
+    BadName {
+        /// The name.
+        name: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// An attribute value JSON cannot hold.
+    #[error("CDO {name:?}: attribute {key:?} cannot be archived: {reason}")]
+    BadAttribute {
+        /// The CDO.
+        name: String,
+        /// The key.
+        key: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// An entry whose files do not agree (a truncated or altered data
+    /// file, unreadable attributes).
+    #[error("archived CDO {name:?} at {path} is corrupt: {reason}")]
+    Corrupt {
+        /// The CDO.
+        name: String,
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The pool failed (the archiver's consumer group).
+    #[error("CDO pool: {0}")]
+    Pool(#[from] crate::Error),
+}
+
+/// `Result` with [`ArchiveError`].
+pub type Result<T, E = ArchiveError> = std::result::Result<T, E>;
+
+/// One archived CDO.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Archived {
+    /// The CDO name.
+    pub name: String,
+    /// Its attributes when it was stored.
+    pub attributes: FlatAttributes,
+    /// Its bytes.
+    pub data: Vec<u8>,
+}
+
+/// What the JSON file says about one version of the bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Description {
+    len: u64,
+    fnv1a64: u64,
+    attributes: FlatAttributes,
+}
+
+impl Description {
+    fn describes(&self, data: &[u8]) -> bool {
+        self.len == data.len() as u64 && self.fnv1a64 == fnv1a64(data)
+    }
+}
+
+/// The JSON file of an entry: the bytes in place, or (during a re-store)
+/// about to be; and the bytes they replace.
+#[derive(Debug, Serialize, Deserialize)]
+struct Meta {
+    name: String,
+    current: Description,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous: Option<Description>,
+}
+
+/// The FNV-1a 64-bit hash of `bytes`.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The paths of one entry.
+struct Entry {
+    dir: PathBuf,
+    data: PathBuf,
+    meta: PathBuf,
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {
+    move |source| ArchiveError::Io {
+        path: path.into(),
+        source,
+    }
+}
+
+/// The bytes of `path`; `None` when there is no such file.
+fn read_if_present(path: &Path) -> Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error(path)(e)),
+    }
+}
+
+/// Writes `bytes` to `path` and syncs it.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = File::create(path).map_err(io_error(path))?;
+    file.write_all(bytes).map_err(io_error(path))?;
+    file.sync_all().map_err(io_error(path))
+}
+
+/// A temporary name beside `path`, unique in this process.
+fn temporary(path: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".{}-{n}.tmp", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Rejects values JSON cannot round-trip (non-finite floats).
+fn check_value(name: &str, key: &str, value: &Value) -> Result<()> {
+    match value {
+        Value::Float(f) if !f.is_finite() => Err(ArchiveError::BadAttribute {
+            name: name.into(),
+            key: key.into(),
+            reason: "not a finite number",
+        }),
+        Value::List(items) => items.iter().try_for_each(|v| check_value(name, key, v)),
+        _ => Ok(()),
+    }
+}
+
+/// A directory of archived CDOs.
+#[derive(Debug, Clone)]
+pub struct Archive {
+    dir: PathBuf,
+}
+
+impl Archive {
+    /// The archive in `dir`, created (with its parents) if needed.
+    ///
+    /// # Errors
+    /// [`ArchiveError::Io`] when the directory cannot be created.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Archive> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        Ok(Archive { dir })
+    }
+
+    /// The archive's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn entry(&self, name: &str) -> Result<Entry> {
+        let mut components = name::encode(name)?;
+        let last = components.pop().unwrap_or_default();
+        let dir = components.iter().fold(self.dir.clone(), |d, c| d.join(c));
+        Ok(Entry {
+            data: dir.join(format!("{last}.{DATA}")),
+            meta: dir.join(format!("{last}.{META}")),
+            dir,
+        })
+    }
+
+    /// The file that holds (or would hold) the bytes of `name`.
+    ///
+    /// # Errors
+    /// [`ArchiveError::BadName`] when `name` cannot be archived.
+    pub fn data_path(&self, name: &str) -> Result<PathBuf> {
+        Ok(self.entry(name)?.data)
+    }
+
+    /// Stores `data` with `attributes` under `name`, atomically, replacing
+    /// what was stored under it; returns the data file's path.
+    ///
+    /// # Errors
+    /// [`ArchiveError::BadName`], [`ArchiveError::BadAttribute`] (a
+    /// non-finite float), [`ArchiveError::Io`].
+    pub fn store(&self, name: &str, attributes: &FlatAttributes, data: &[u8]) -> Result<PathBuf> {
+        let entry = self.entry(name)?;
+        for (key, value) in attributes {
+            check_value(name, key, value)?;
+        }
+        fs::create_dir_all(&entry.dir).map_err(io_error(&entry.dir))?;
+        let meta = Meta {
+            name: name.to_owned(),
+            current: Description {
+                len: data.len() as u64,
+                fnv1a64: fnv1a64(data),
+                attributes: attributes.clone(),
+            },
+            previous: self.describe_stored(name, &entry)?,
+        };
+        let json = serde_json::to_vec_pretty(&meta).map_err(|e| io_error(&entry.meta)(e.into()))?;
+        let (tmp_data, tmp_meta) = (temporary(&entry.data), temporary(&entry.meta));
+        let result = write_synced(&tmp_data, data)
+            .and_then(|()| write_synced(&tmp_meta, &json))
+            .and_then(|()| fs::rename(&tmp_meta, &entry.meta).map_err(io_error(&entry.meta)))
+            .and_then(|()| fs::rename(&tmp_data, &entry.data).map_err(io_error(&entry.data)));
+        if result.is_err() {
+            // Best effort: the error that matters is already in `result`.
+            let _ = fs::remove_file(&tmp_data);
+            let _ = fs::remove_file(&tmp_meta);
+        }
+        result?;
+        File::open(&entry.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_error(&entry.dir))?;
+        Ok(entry.data)
+    }
+
+    /// The description of the bytes stored under `name` now, if any.
+    fn describe_stored(&self, name: &str, entry: &Entry) -> Result<Option<Description>> {
+        Ok(self
+            .read_entry(name, entry)?
+            .map(|(_, description)| description))
+    }
+
+    /// The bytes of `entry` and the description that matches them.
+    fn read_entry(&self, name: &str, entry: &Entry) -> Result<Option<(Vec<u8>, Description)>> {
+        let Some(data) = read_if_present(&entry.data)? else {
+            return Ok(None);
+        };
+        let corrupt = |path: &Path, reason: String| ArchiveError::Corrupt {
+            name: name.into(),
+            path: path.into(),
+            reason,
+        };
+        let json = read_if_present(&entry.meta)?
+            .ok_or_else(|| corrupt(&entry.meta, "no attribute file".into()))?;
+        let meta: Meta = serde_json::from_slice(&json)
+            .map_err(|e| corrupt(&entry.meta, format!("unreadable attributes: {e}")))?;
+        if meta.name != name {
+            return Err(corrupt(&entry.meta, format!("holds {:?}", meta.name)));
+        }
+        let Meta {
+            current, previous, ..
+        } = meta;
+        if current.describes(&data) {
+            return Ok(Some((data, current)));
+        }
+        if let Some(previous) = previous.filter(|p| p.describes(&data)) {
+            return Ok(Some((data, previous)));
+        }
+        let reason = if current.len == data.len() as u64 {
+            "the bytes do not match their checksum".to_owned()
+        } else {
+            format!("{} bytes, {} expected", data.len(), current.len)
+        };
+        Err(corrupt(&entry.data, reason))
+    }
+
+    /// The CDO stored under `name`, `None` when there is none.
+    ///
+    /// # Errors
+    /// [`ArchiveError::BadName`], [`ArchiveError::Io`];
+    /// [`ArchiveError::Corrupt`] when the bytes are not those stored (a
+    /// truncated file) or the attributes are unreadable.
+    pub fn load(&self, name: &str) -> Result<Option<Archived>> {
+        let entry = self.entry(name)?;
+        Ok(self
+            .read_entry(name, &entry)?
+            .map(|(data, description)| Archived {
+                name: name.to_owned(),
+                attributes: description.attributes,
+                data,
+            }))
+    }
+
+    /// Whether a complete entry is stored under `name` (its contents are
+    /// checked by [`Archive::load`]).
+    ///
+    /// # Errors
+    /// [`ArchiveError::BadName`].
+    pub fn contains(&self, name: &str) -> Result<bool> {
+        Ok(self.entry(name)?.data.is_file())
+    }
+
+    /// Removes the entry `name`; false when there was none.
+    ///
+    /// # Errors
+    /// [`ArchiveError::BadName`], [`ArchiveError::Io`].
+    pub fn remove(&self, name: &str) -> Result<bool> {
+        let entry = self.entry(name)?;
+        let remove = |path: &Path| match fs::remove_file(path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_error(path)(e)),
+        };
+        // The data file first: the entry stops looking complete.
+        let existed = remove(&entry.data)?;
+        remove(&entry.meta)?;
+        Ok(existed)
+    }
+
+    /// The names of the complete entries, in hierarchical order (a
+    /// directory's entries, then its sub-directories', each by encoded
+    /// name); files the archive did not write are skipped.
+    ///
+    /// # Errors
+    /// [`ArchiveError::Io`] when a directory cannot be read.
+    pub fn names(&self) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        self.collect(&self.dir, "", &mut names)?;
+        Ok(names)
+    }
+
+    fn collect(&self, dir: &Path, prefix: &str, names: &mut Vec<String>) -> Result<()> {
+        let mut entries = fs::read_dir(dir)
+            .and_then(|it| it.collect::<io::Result<Vec<_>>>())
+            .map_err(io_error(dir))?;
+        entries.sort_by_key(fs::DirEntry::file_name);
+        let mut subdirs = Vec::new();
+        for e in entries {
+            let Ok(file) = e.file_name().into_string() else {
+                continue;
+            };
+            let kind = e.file_type().map_err(io_error(&e.path()))?;
+            if kind.is_dir() {
+                if let Some(component) = name::decode(&file) {
+                    subdirs.push((e.path(), format!("{prefix}{component}/")));
+                }
+            } else if let Some(stem) = file.strip_suffix(&format!(".{DATA}")) {
+                if let Some(component) = name::decode(stem) {
+                    names.push(format!("{prefix}{component}"));
+                }
+            }
+        }
+        for (path, prefix) in subdirs {
+            self.collect(&path, &prefix, names)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,174 @@
+//! The in-process archiver: a consumer-group member that stores every
+//! record it is given (or a subsample) in an [`Archive`].
+
+use super::{Archive, Result};
+use crate::pool::Pool;
+use crate::stream::{Member, Record};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which records of a stream to keep: the 1st, the (`every`+1)th, the
+/// (2`every`+1)th, …, counted per stream (per archiver). `every` 0 or 1
+/// keeps all.
+///
+/// ```
+/// use cdo::archive::Subsample;
+/// let kept: Vec<u64> = (0..7).filter(|&i| Subsample { every: 3 }.keeps(i)).collect();
+/// assert_eq!(kept, [0, 3, 6]);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Subsample {
+    /// Keep one record in this many.
+    pub every: u64,
+}
+
+impl Subsample {
+    /// Whether the record at `index` (0 for the first) of a stream is kept.
+    pub fn keeps(&self, index: u64) -> bool {
+        self.every <= 1 || index % self.every == 0
+    }
+}
+
+/// What an archiver did so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tally {
+    /// Records stored.
+    pub stored: u64,
+    /// Bytes of data stored.
+    pub bytes: u64,
+    /// Records the subsample skipped.
+    pub skipped: u64,
+}
+
+/// What became of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored.
+    Stored {
+        /// The CDO name.
+        name: String,
+        /// Its data file in the archive.
+        path: PathBuf,
+        /// Bytes of data.
+        bytes: u64,
+    },
+    /// Skipped by the subsample.
+    Skipped {
+        /// The CDO name.
+        name: String,
+    },
+}
+
+/// A member of a consumer group that stores its records, with their
+/// flattened attributes, in an archive; a record is completed once stored
+/// (a record whose store failed goes back to the group).
+///
+/// ```
+/// use cdo::archive::{Archive, Archiver};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// let mamba = Arc::new(mamba::Mamba::discover(&mamba::Config { gpu: false, ..Default::default() })?);
+/// let pool = cdo::Pool::new(mamba, cdo::PoolConfig::default())?;
+/// let dir = tempfile::tempdir()?;
+/// let mut archiver = Archiver::join(&pool, "archive", "persist == true", Archive::open(dir.path())?)?;
+///
+/// let mut producer = pool.declare("run1/result")?;
+/// producer.set_persist(true)?;
+/// producer.write(b"kept")?;
+/// producer.seal()?;
+/// producer.offer()?;
+///
+/// assert_eq!(archiver.drain()?.stored, 1);
+/// producer.withdraw()?; // the archiver completed the record
+/// assert_eq!(archiver.archive().load("run1/result")?.unwrap().data, b"kept");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Archiver<'p> {
+    member: Member<'p>,
+    archive: Archive,
+    subsample: Subsample,
+    seen: u64,
+    tally: Tally,
+}
+
+impl<'p> Archiver<'p> {
+    /// Joins the consumer group `group` of `pool` (formed with `selector`
+    /// unless it exists) to store its records in `archive`.
+    ///
+    /// # Errors
+    /// [`ArchiveError::Pool`](super::ArchiveError::Pool): a selector that
+    /// does not parse or differs from the group's.
+    pub fn join(pool: &'p Pool, group: &str, selector: &str, archive: Archive) -> Result<Self> {
+        Ok(Archiver {
+            member: pool.join(group, selector)?,
+            archive,
+            subsample: Subsample::default(),
+            seen: 0,
+            tally: Tally::default(),
+        })
+    }
+
+    /// Keeps only the records `subsample` keeps (the others are completed
+    /// unstored).
+    pub fn with_subsample(self, subsample: Subsample) -> Self {
+        Archiver { subsample, ..self }
+    }
+
+    /// The archive records go to.
+    pub fn archive(&self) -> &Archive {
+        &self.archive
+    }
+
+    /// What was done so far.
+    pub fn tally(&self) -> Tally {
+        self.tally
+    }
+
+    /// Takes the next record, waiting up to `timeout`, and stores or skips
+    /// it; `None` when none came.
+    ///
+    /// # Errors
+    /// The archive's errors, or the pool's when the data cannot be read.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Outcome>> {
+        match self.member.next_timeout(timeout) {
+            Some(record) => self.take(record).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores or skips every record queued now; returns the tally so far.
+    ///
+    /// # Errors
+    /// As [`Archiver::next_timeout`].
+    pub fn drain(&mut self) -> Result<Tally> {
+        while let Some(record) = self.member.try_next() {
+            self.take(record)?;
+        }
+        Ok(self.tally)
+    }
+
+    fn take(&mut self, record: Record) -> Result<Outcome> {
+        let name = record.name().to_owned();
+        let keep = self.subsample.keeps(self.seen);
+        self.seen += 1;
+        if !keep {
+            record.complete();
+            self.tally.skipped += 1;
+            return Ok(Outcome::Skipped { name });
+        }
+        let attributes = record
+            .attributes()
+            .map(crate::Attributes::flatten)
+            .unwrap_or_default();
+        let data = record.data();
+        let path = self.archive.store(&name, &attributes, data.as_slice()?)?;
+        let bytes = data.len() as u64;
+        drop(data);
+        record.complete();
+        self.tally.stored += 1;
+        self.tally.bytes += bytes;
+        Ok(Outcome::Stored { name, path, bytes })
+    }
+}
