@@ -8,8 +8,8 @@ use std::time::Duration;
 use cdo::ipc::client::{Client, ClientConfig};
 use cdo::ipc::manager::{self, ManagerConfig};
 use cdo::ipc::wire::{
-    decode, encode, need, Attributes, DataRef, ErrorCode, Frame, Msg, SegmentRef, Stats,
-    WireError, HEADER_LEN, MAX_FRAME, PROTOCOL_VERSION,
+    decode, encode, need, Attributes, DataRef, ErrorCode, Frame, Msg, SegmentRef, Stats, WireError,
+    HEADER_LEN, MAX_FRAME, PROTOCOL_VERSION,
 };
 use cdo::{Timestamp, Value};
 use proptest::prelude::*;
