@@ -9,7 +9,7 @@ use mamba::{Config, Mamba};
 use crate::analysis::{AnalysisOptions, ChannelOutlet};
 use crate::cdo_transit::{attributes::new_pool, CdoOutlet};
 use crate::checkpoint::{Checkpoint, CheckpointError};
-use crate::checkpoint_dir::newest_checkpoint;
+use crate::checkpoint_archive::{archive_dir, newest};
 use crate::cli::Cli;
 use crate::cli::{ExecutorKind, TransportKind};
 use crate::driver::{drive, DriveError, Transit};
@@ -93,15 +93,24 @@ fn executor(cli: &Cli, config: &Config) -> Result<Executor, AppError> {
     })
 }
 
-/// The checkpoint `--restart` names: a file, the newest in a directory, or
-/// the newest in the output directory.
-fn checkpoint_to_resume(named: Option<&Path>, output: &Path) -> Result<PathBuf, AppError> {
+/// The checkpoint `--restart` names and where it is: a checkpoint file, the
+/// newest in an archive directory, or the newest in `archive`.
+fn checkpoint_to_resume(
+    named: Option<&Path>,
+    archive: &Path,
+) -> Result<(Checkpoint, PathBuf), AppError> {
     let dir = match named {
-        Some(path) if !path.is_dir() => return Ok(path.into()),
+        Some(path) if !path.is_dir() => return Ok((Checkpoint::read(path)?, path.into())),
         Some(dir) => dir,
-        None => output,
+        None => archive,
     };
-    newest_checkpoint(dir)?.ok_or_else(|| AppError::NoCheckpoint(dir.into()))
+    let no_checkpoint = || AppError::NoCheckpoint(dir.into());
+    if !dir.is_dir() {
+        return Err(no_checkpoint());
+    }
+    let archive = cdo::archive::Archive::open(dir).map_err(CheckpointError::from)?;
+    let (path, checkpoint) = newest(&archive)?.ok_or_else(no_checkpoint)?;
+    Ok((checkpoint, path))
 }
 
 /// Runs the simulation the command line describes: a fresh run or a restart
@@ -115,15 +124,16 @@ pub fn run_app(cli: &Cli) -> Result<AppReport, AppError> {
     let memory = open_memory(cli, &config)?;
     let workers = cli.worker_count();
     let exec = executor(cli, &config)?;
-    let (mut solver, restarted_from) = match &cli.restart {
-        Some(named) => {
-            let path = checkpoint_to_resume(named.as_deref(), &cli.output)?;
-            let mut checkpoint = Checkpoint::read(&path)?;
+    let archive = (cli.restart.is_some() || cli.checkpoint_every > 0)
+        .then(|| archive_dir(cli.archive.as_deref(), memory.mamba(), &cli.output));
+    let (mut solver, restarted_from) = match (&cli.restart, &archive) {
+        (Some(named), Some(archive)) => {
+            let (mut checkpoint, path) = checkpoint_to_resume(named.as_deref(), archive)?;
             cli.apply(&mut checkpoint.params)?;
             let solver = Solver::from_checkpoint_in(checkpoint, exec, &memory)?;
             (solver, Some(path))
         }
-        None => (Solver::new_in(cli.params()?, exec, &memory)?, None),
+        _ => (Solver::new_in(cli.params()?, exec, &memory)?, None),
     };
     let p = solver.params().clone();
     let mut report = MemoryReport::default();
@@ -147,6 +157,7 @@ pub fn run_app(cli: &Cli) -> Result<AppReport, AppError> {
         vtk: cli.vtk,
         analyses,
         resume_after: restarted_from.as_ref().map(|_| solver.step_count()),
+        archive: archive.filter(|_| cli.checkpoint_every > 0),
     };
     // The pool outlives the outlet that borrows it.
     let pool;
@@ -169,7 +180,7 @@ pub fn run_app(cli: &Cli) -> Result<AppReport, AppError> {
                 .next()
                 .map(|s| (s.name.clone(), s.tier));
             pool = Arc::new(new_pool(Arc::clone(mamba))?);
-            let outlet = CdoOutlet::start(&pool, policy.clone(), &options, &p, cli.ring)?;
+            let outlet = CdoOutlet::start(&pool, policy.clone(), &options, cli.ring)?;
             Some(Box::new(outlet))
         }
     };

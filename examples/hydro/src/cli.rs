@@ -89,8 +89,9 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = ExecutorKind::Numa)]
     pub executor: ExecutorKind,
     /// Resume from a checkpoint (its parameters, overridden by the input
-    /// file and the flags): this file, the newest checkpoint in this
-    /// directory, or without a value the newest in the output directory.
+    /// file and the flags): this checkpoint file (`--checkpoint`), the
+    /// newest checkpoint in this archive directory, or without a value the
+    /// newest in the archive (`--archive`).
     #[arg(long, num_args = 0..=1, value_name = "PATH")]
     pub restart: Option<Option<PathBuf>>,
     /// Where the state, the scratch and the record buffers go: tiers in
@@ -105,7 +106,7 @@ pub struct Cli {
     /// mamba configuration file (TOML); default: `MAMBA_*` variables.
     #[arg(long, value_name = "FILE")]
     pub mamba_config: Option<PathBuf>,
-    /// Directory of the analyses' files and the periodic checkpoints.
+    /// Directory of the analyses' files.
     #[arg(long, default_value = "hydro-out", value_name = "DIR")]
     pub output: PathBuf,
     /// How records reach the in-transit analyses: a CDO pool (consumer
@@ -122,10 +123,14 @@ pub struct Cli {
     /// Also write every output record as a legacy VTK file.
     #[arg(long)]
     pub vtk: bool,
-    /// Write a checkpoint to the output directory every this many steps
-    /// (0: never).
+    /// Archive a checkpoint every this many steps (0: never).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub checkpoint_every: u64,
+    /// Archive directory of the checkpoints; default: `hydro-archive` in
+    /// mamba's first SSD directory (`MAMBA_SSD`, the mamba configuration),
+    /// else `archive` in the output directory.
+    #[arg(long, value_name = "DIR")]
+    pub archive: Option<PathBuf>,
     /// Records in flight between the solver and the analyses (at least 2):
     /// ring buffers (channels) or offered CDOs (cdo); the solver waits
     /// when they are all in use.

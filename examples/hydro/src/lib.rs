@@ -19,10 +19,10 @@
 //! | the time loop with in-transit hand-off and timing | [`driver`] |
 //! | output records in a ring of pooled buffers | [`record`] |
 //! | the hand-off seam | [`outlet`] |
-//! | statistics, rendering, VTK, checkpoint writing on their own threads, fed by channels | [`analysis`] |
+//! | statistics, rendering, VTK, checkpoint archiving on their own threads, fed by channels | [`analysis`] |
 //! | the same analyses as consumer groups of a CDO pool (the default) | [`cdo_transit`] |
 //! | the same analyses as processes fed through a pool manager (`--pool-manager`) | [`ipc_transit`] |
-//! | checkpoints in the output directory, restart from the newest | [`checkpoint_dir`] |
+//! | checkpoints in the archive (SSD tier), restart from the newest | [`checkpoint_archive`] |
 //! | progress bar or log lines, end-of-run summary | [`progress`], [`summary`] |
 
 pub mod analysis;
@@ -31,7 +31,7 @@ pub mod binary;
 pub mod boundary;
 pub mod cdo_transit;
 pub mod checkpoint;
-pub mod checkpoint_dir;
+pub mod checkpoint_archive;
 pub mod cli;
 pub mod driver;
 pub mod dump;
@@ -55,7 +55,7 @@ pub mod timestep;
 pub mod trace;
 
 pub use app::{run_app, AppError};
-pub use checkpoint::{Checkpoint, CheckpointError};
+pub use checkpoint::{Checkpoint, CheckpointError, CheckpointRef};
 pub use cli::Cli;
 pub use dump::{Dump, DumpError};
 pub use exec::{BandExecutor, Executor, NumaBands, ScopedThreads};

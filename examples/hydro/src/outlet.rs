@@ -41,7 +41,7 @@ pub enum OutletError {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// A checkpoint could not be written.
+    /// A checkpoint could not be encoded or archived.
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
     /// A consumer stopped taking records (it failed; `finish` says why).
@@ -96,7 +96,7 @@ pub struct OutletReport {
     pub stats_steps: Vec<u64>,
     /// Steps of the records each renderer group member processed.
     pub rendered_steps: Vec<Vec<u64>>,
-    /// Checkpoints written.
+    /// The data files of the checkpoints archived, in step order.
     pub checkpoints: Vec<PathBuf>,
     /// What the CDO pool counted (the CDO transport only).
     pub pool: Option<PoolReport>,

@@ -117,7 +117,7 @@ fn restart_through_the_command_line() {
 }
 
 #[test]
-fn restart_from_the_checkpoint_directory() {
+fn restart_from_the_default_archive() {
     use clap::Parser;
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name).display().to_string();
@@ -177,6 +177,100 @@ fn restart_from_the_checkpoint_directory() {
     std::fs::create_dir(&empty).unwrap();
     let err = hydro::run_app(&args(&["--restart", &empty])).unwrap_err();
     assert!(matches!(err, hydro::AppError::NoCheckpoint(_)), "{err}");
+}
+
+#[test]
+fn archived_checkpoints_keep_their_attributes_and_restart_bit_identically() {
+    use clap::Parser;
+    use hydro::cdo_transit::attributes::checkpoint_name;
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            "hydro", "--nx", "22", "--ny", "18", "--dx", "0.05", "--tend", "1e9",
+        ];
+        v.extend_from_slice(extra);
+        hydro::Cli::try_parse_from(v).unwrap()
+    };
+    let (out, straight) = (p("out"), p("straight.dump"));
+    hydro::run_app(&args(&[
+        "--nstepmax",
+        "11",
+        "--output",
+        &out,
+        "--no-analyses",
+        "--dump-final",
+        &straight,
+    ]))
+    .unwrap();
+    let mut entries = Vec::new();
+    for transport in ["cdo", "channels"] {
+        let archive_dir = p(&format!("archive-{transport}"));
+        hydro::run_app(&args(&[
+            "--nstepmax",
+            "7",
+            "--noutput",
+            "3",
+            "--checkpoint-every",
+            "3",
+            "--output",
+            &p(transport),
+            "--archive",
+            &archive_dir,
+            "--transport",
+            transport,
+        ]))
+        .unwrap();
+        let archive = cdo::archive::Archive::open(&archive_dir).unwrap();
+        assert_eq!(
+            archive.names().unwrap(),
+            [checkpoint_name(3), checkpoint_name(6)],
+            "{transport}"
+        );
+        let entry = archive.load(&checkpoint_name(6)).unwrap().unwrap();
+        let chk = hydro::Checkpoint::from_bytes(&entry.data, std::path::Path::new("6")).unwrap();
+        let attrs = &entry.attributes;
+        assert_eq!(chk.step, 6);
+        assert_eq!(attrs["priority"], cdo::Value::Str("checkpoint".into()));
+        assert_eq!(attrs["hydro.step"], cdo::Value::UInt(6));
+        assert_eq!(attrs["hydro.time"], cdo::Value::Float(chk.time));
+        assert_eq!(attrs["hydro.dt"], cdo::Value::Float(chk.dt));
+        assert_eq!(attrs["size"], cdo::Value::UInt(entry.data.len() as u64));
+        entries.push(entry);
+
+        let resumed = p(&format!("resumed-{transport}.dump"));
+        let summary = hydro::run_app(&args(&[
+            "--restart",
+            "--archive",
+            &archive_dir,
+            "--output",
+            &p(transport),
+            "--nstepmax",
+            "11",
+            "--workers",
+            "2",
+            "--nxystep",
+            "3",
+            "--no-analyses",
+            "--dump-final",
+            &resumed,
+        ]))
+        .unwrap();
+        assert_eq!((summary.steps, summary.total_steps), (5, 11), "{transport}");
+        assert_eq!(
+            summary.restarted_from,
+            Some(archive.data_path(&checkpoint_name(6)).unwrap())
+        );
+        assert_eq!(
+            std::fs::read(&straight).unwrap(),
+            std::fs::read(&resumed).unwrap(),
+            "{transport}"
+        );
+    }
+    assert_eq!(
+        entries[0], entries[1],
+        "both transports archive the same entry"
+    );
 }
 
 #[test]

@@ -3,16 +3,19 @@
 //!
 //! The statistics consumer sees every record; the renderer group members
 //! share the records round-robin (each to exactly one member, the members'
-//! shares differing by one at most) and also write the checkpoints,
-//! whichever member is free, when no record is pending.
+//! shares differing by one at most); the checkpoint archiver stores the
+//! checkpoints in the archive, as the CDO transport's does.
 
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use cdo::archive::Archive;
 use crossbeam::channel::{self, Receiver, Sender};
 
-use super::consumers::{self, Renderer, StatsConsumer, StatsDone};
-use super::{io_error, priority, AnalysisOptions};
+use super::consumers::{self, ArchiverDone, Renderer, StatsConsumer, StatsDone};
+use super::{spawn, AnalysisOptions};
+use crate::checkpoint::{CheckpointError, CheckpointRef};
+use crate::checkpoint_archive;
 use crate::outlet::{Capture, Outlet, OutletError, OutletReport};
 use crate::record::{CheckpointJob, RecordRing, SharedRecord};
 
@@ -25,6 +28,7 @@ pub struct ChannelOutlet {
     checkpoints: Option<Sender<CheckpointJob>>,
     stats_thread: Option<JoinHandle<Result<StatsDone, OutletError>>>,
     render_threads: Vec<JoinHandle<Result<Renderer, OutletError>>>,
+    archive_thread: Option<JoinHandle<Result<ArchiverDone, OutletError>>>,
     records: u64,
     bytes: u64,
 }
@@ -40,10 +44,10 @@ impl std::fmt::Debug for ChannelOutlet {
 
 impl ChannelOutlet {
     /// Creates the output directory and starts the consumers, records
-    /// staged in `ring`.
+    /// staged in `ring` (the checkpoint archiver with an archive).
     ///
     /// # Errors
-    /// When the directory or the CSV file cannot be created.
+    /// When the directory, the CSV file or the archive cannot be created.
     pub fn start(
         options: &AnalysisOptions,
         ring: RecordRing,
@@ -55,40 +59,40 @@ impl ChannelOutlet {
         let (chk_tx, chk_rx) = channel::unbounded();
         let stats_thread = if options.analyses {
             let stats = StatsConsumer::create(options)?;
-            let handle = std::thread::Builder::new()
-                .name("hydro-stats".into())
-                .spawn(move || {
-                    priority::lower_this_thread();
-                    run_stats(&stats_rx, stats)
-                })
-                .map_err(io_error(&options.dir))?;
-            Some(handle)
+            Some(spawn("hydro-stats", &options.dir, move || {
+                run_stats(&stats_rx, stats)
+            })?)
         } else {
             None
+        };
+        let archive_thread = match &options.archive {
+            Some(dir) => {
+                let archive = Archive::open(dir).map_err(CheckpointError::from)?;
+                Some(spawn("hydro-archiver", dir, move || {
+                    run_archiver(&chk_rx, &archive)
+                })?)
+            }
+            None => None,
         };
         let mut renders = Vec::new();
         let render_threads = (0..options.renderers.max(1))
             .map(|k| {
                 let (render_tx, records) = channel::unbounded();
                 renders.push(render_tx);
-                let checkpoints = chk_rx.clone();
                 let renderer = Renderer::new(&options.dir, options.vtk);
-                std::thread::Builder::new()
-                    .name(format!("hydro-render-{k}"))
-                    .spawn(move || {
-                        priority::lower_this_thread();
-                        run_member(records, checkpoints, renderer)
-                    })
-                    .map_err(io_error(&options.dir))
+                spawn(&format!("hydro-render-{k}"), &options.dir, move || {
+                    run_member(&records, renderer)
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ChannelOutlet {
             ring,
             stats: Some(stats_tx),
             renders,
-            checkpoints: Some(chk_tx),
+            checkpoints: archive_thread.is_some().then_some(chk_tx),
             stats_thread,
             render_threads,
+            archive_thread,
             records: 0,
             bytes: 0,
         })
@@ -149,7 +153,8 @@ impl Outlet for ChannelOutlet {
             .into_iter()
             .map(|h| h.join().map_err(|_| ()))
             .collect();
-        consumers::collect(&mut report, stats, renderers)?;
+        let archiver = self.archive_thread.map(|h| h.join().map_err(|_| ()));
+        consumers::collect(&mut report, stats, renderers, archiver)?;
         Ok(report)
     }
 }
@@ -165,120 +170,38 @@ fn run_stats(
     stats.finish()
 }
 
-/// Work for a renderer group member.
-enum Work {
-    Render(SharedRecord),
-    Checkpoint(CheckpointJob),
-}
-
-/// A renderer group member's loop: records first; checkpoints only when no
-/// record is waiting.
+/// A renderer group member's loop.
 fn run_member(
-    records: Receiver<SharedRecord>,
-    checkpoints: Receiver<CheckpointJob>,
+    records: &Receiver<SharedRecord>,
     mut renderer: Renderer,
 ) -> Result<Renderer, OutletError> {
-    let mut queues = WorkQueues::new(records, checkpoints);
-    while let Some(work) = queues.next() {
-        match work {
-            Work::Render(record) => renderer.render(&record.view())?,
-            Work::Checkpoint(job) => renderer.checkpoint(&job.params, &job.record.view())?,
-        }
+    for record in records {
+        renderer.render(&record.view())?;
     }
     Ok(renderer)
 }
 
-/// The two queues a renderer group member serves, in priority order.
-struct WorkQueues {
-    records: Receiver<SharedRecord>,
-    checkpoints: Receiver<CheckpointJob>,
-    /// Whether each queue may still deliver (its senders are alive).
-    open: (bool, bool),
-}
-
-impl WorkQueues {
-    fn new(records: Receiver<SharedRecord>, checkpoints: Receiver<CheckpointJob>) -> Self {
-        WorkQueues {
-            records,
-            checkpoints,
-            open: (true, true),
-        }
-    }
-
-    /// The next piece of work, waiting for one; `None` once both queues
-    /// are closed and empty. Guided I/O: a pending record always goes
-    /// before a pending checkpoint.
-    fn next(&mut self) -> Option<Work> {
-        loop {
-            if let Ok(record) = self.records.try_recv() {
-                return Some(Work::Render(record));
-            }
-            if let Ok(job) = self.checkpoints.try_recv() {
-                return Some(Work::Checkpoint(job));
-            }
-            if self.open == (false, false) {
-                return None;
-            }
-            channel::select! {
-                recv(self.records) -> r => match r {
-                    Ok(record) => return Some(Work::Render(record)),
-                    Err(_) => {
-                        self.open.0 = false;
-                        self.records = channel::never();
-                    }
-                },
-                recv(self.checkpoints) -> c => match c {
-                    Ok(job) => return Some(Work::Checkpoint(job)),
-                    Err(_) => {
-                        self.open.1 = false;
-                        self.checkpoints = channel::never();
-                    }
-                },
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::memory::Memory;
-    use crate::params::Params;
-    use crate::record::{RecordMeta, RecordRing};
-    use crate::state::State;
-
-    #[test]
-    fn records_go_before_pending_checkpoints() {
-        let ring = RecordRing::new(4, 4, 4, 0, &Memory::heap()).unwrap();
-        let state = State::new(4, 4);
-        let meta = |step| RecordMeta {
-            step,
-            time: 0.0,
-            dt: 0.0,
-            producer: 0,
-            nx: 4,
-            ny: 4,
-            dx: 1.0,
+/// The checkpoint archiver's loop: each checkpoint into `archive`.
+fn run_archiver(
+    jobs: &Receiver<CheckpointJob>,
+    archive: &Archive,
+) -> Result<ArchiverDone, OutletError> {
+    let mut done = ArchiverDone::default();
+    for job in jobs {
+        let start = Instant::now();
+        let view = job.record.view();
+        let meta = *view.meta();
+        let state = view.to_state();
+        let checkpoint = CheckpointRef {
+            params: &job.params,
+            state: &state,
+            step: meta.step,
+            time: meta.time,
+            dt: meta.dt,
         };
-        let (records_tx, records) = channel::unbounded();
-        let (checkpoints_tx, checkpoints) = channel::unbounded();
-        checkpoints_tx
-            .send(CheckpointJob {
-                params: Params::default(),
-                record: ring.capture(&state, meta(1)).0,
-            })
-            .unwrap();
-        for step in [2, 3] {
-            records_tx.send(ring.capture(&state, meta(step)).0).unwrap();
-        }
-        drop((records_tx, checkpoints_tx));
-        let mut queues = WorkQueues::new(records, checkpoints);
-        let order: Vec<(bool, u64)> = std::iter::from_fn(|| queues.next())
-            .map(|w| match w {
-                Work::Render(r) => (true, r.meta().step),
-                Work::Checkpoint(c) => (false, c.record.meta().step),
-            })
-            .collect();
-        assert_eq!(order, [(true, 2), (true, 3), (false, 1)]);
+        let path = checkpoint_archive::store(archive, &meta, checkpoint)?;
+        done.checkpoints.push(path);
+        done.busy += start.elapsed();
     }
+    Ok(done)
 }

@@ -1,6 +1,7 @@
 //! The work of the consumers, whatever transport feeds them: the
 //! statistics consumer (a CSV row per record, the plot at the end) and a
-//! renderer group member (density images, VTK files, checkpoints).
+//! renderer group member (density images, VTK files); what the checkpoint
+//! archiver did.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -9,9 +10,7 @@ use super::colormap::ColorTable;
 use super::stats::{self, StatsCsv, StatsRow};
 use super::{density_png, fields_vtk, io_error, plot, render, vtk, AnalysisOptions};
 use super::{STATS_CSV, STATS_PNG};
-use crate::checkpoint_dir::write_checkpoint;
 use crate::outlet::{OutletError, OutletReport};
-use crate::params::Params;
 use crate::record::RecordView;
 
 /// Creates the output directory of the analyses.
@@ -98,7 +97,7 @@ impl StatsConsumer {
     }
 }
 
-/// A member of the renderer group: renders records, writes checkpoints.
+/// A member of the renderer group: renders records.
 #[derive(Debug)]
 pub struct Renderer {
     dir: PathBuf,
@@ -106,8 +105,6 @@ pub struct Renderer {
     table: ColorTable,
     /// Steps of the records rendered.
     pub rendered: Vec<u64>,
-    /// Checkpoints written.
-    pub checkpoints: Vec<PathBuf>,
     /// Wall time spent working.
     pub busy: Duration,
 }
@@ -120,7 +117,6 @@ impl Renderer {
             vtk,
             table: ColorTable::default(),
             rendered: Vec::new(),
-            checkpoints: Vec::new(),
             busy: Duration::ZERO,
         }
     }
@@ -144,31 +140,28 @@ impl Renderer {
         self.busy += start.elapsed();
         Ok(())
     }
-
-    /// Writes the checkpoint of the run with `params` at `record`.
-    ///
-    /// # Errors
-    /// When the checkpoint cannot be written.
-    pub fn checkpoint(
-        &mut self,
-        params: &Params,
-        record: &RecordView<'_>,
-    ) -> Result<(), OutletError> {
-        let start = Instant::now();
-        self.checkpoints
-            .push(write_checkpoint(&self.dir, params, record)?);
-        self.busy += start.elapsed();
-        Ok(())
-    }
 }
 
+/// What the checkpoint archiver did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ArchiverDone {
+    /// The data files of the checkpoints archived.
+    pub checkpoints: Vec<PathBuf>,
+    /// Wall time spent working.
+    pub busy: Duration,
+}
+
+/// How a consumer thread ended: its result, or `Err(())` when it panicked.
+pub type Joined<T> = Result<Result<T, OutletError>, ()>;
+
 /// Collects what the consumer threads did into `report`: the statistics
-/// consumer's outcome and each renderer's, in member order; keeps the first
-/// failure (a panicked thread is `Err(None)`).
+/// consumer's outcome, each renderer's in member order, the checkpoint
+/// archiver's; keeps the first failure.
 pub fn collect(
     report: &mut OutletReport,
-    stats: Option<Result<Result<StatsDone, OutletError>, ()>>,
-    renderers: Vec<Result<Result<Renderer, OutletError>, ()>>,
+    stats: Option<Joined<StatsDone>>,
+    renderers: Vec<Joined<Renderer>>,
+    archiver: Option<Joined<ArchiverDone>>,
 ) -> Result<(), OutletError> {
     let mut first_error = None;
     match stats {
@@ -185,7 +178,6 @@ pub fn collect(
             Ok(Ok(member)) => {
                 report.busy_seconds += member.busy.as_secs_f64();
                 report.rendered_steps.push(member.rendered);
-                report.checkpoints.extend(member.checkpoints);
             }
             Ok(Err(e)) => {
                 first_error.get_or_insert(e);
@@ -195,6 +187,18 @@ pub fn collect(
             }
         }
     }
-    report.checkpoints.sort();
+    match archiver {
+        Some(Ok(Ok(done))) => {
+            report.busy_seconds += done.busy.as_secs_f64();
+            report.checkpoints = done.checkpoints;
+        }
+        Some(Ok(Err(e))) => {
+            first_error.get_or_insert(e);
+        }
+        Some(Err(())) => {
+            first_error.get_or_insert(OutletError::Panicked("checkpoint archiver"));
+        }
+        None => {}
+    }
     first_error.map_or(Ok(()), Err)
 }

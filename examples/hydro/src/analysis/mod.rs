@@ -1,7 +1,6 @@
 //! In-transit analyses on their own threads: a statistics consumer that
-//! sees every record, and a group of renderers that share the records (each
-//! to exactly one member) and also write the checkpoints when no record is
-//! pending.
+//! sees every record, a group of renderers that share the records (each
+//! to exactly one member), and a checkpoint archiver.
 //!
 //! The consumers' work ([`consumers`]) is the same whatever feeds them:
 //! crossbeam channels ([`channels`]) or a CDO pool
@@ -19,6 +18,7 @@ pub mod stats;
 pub mod vtk;
 
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
 use crate::outlet::OutletError;
 
@@ -38,8 +38,11 @@ pub struct AnalysisOptions {
     pub renderers: usize,
     /// Also write each record as a VTK file.
     pub vtk: bool,
-    /// Run the statistics consumer (off: the group only writes checkpoints).
+    /// Run the statistics consumer and the renderers (off: checkpoints
+    /// only).
     pub analyses: bool,
+    /// The archive directory of the checkpoints (`None`: no checkpoints).
+    pub archive: Option<PathBuf>,
     /// For a restart from this step: keep the statistics of earlier steps
     /// found in the directory (rows past it are dropped).
     pub resume_after: Option<u64>,
@@ -61,4 +64,23 @@ pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> OutletErro
         path: path.into(),
         source,
     }
+}
+
+/// Starts a consumer thread `name` at low priority running `work`, for
+/// files in `dir`.
+///
+/// # Errors
+/// When the thread cannot be spawned.
+pub(crate) fn spawn<T: Send + 'static>(
+    name: &str,
+    dir: &Path,
+    work: impl FnOnce() -> Result<T, OutletError> + Send + 'static,
+) -> Result<JoinHandle<Result<T, OutletError>>, OutletError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            priority::lower_this_thread();
+            work()
+        })
+        .map_err(io_error(dir))
 }

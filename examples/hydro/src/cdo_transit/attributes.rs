@@ -27,12 +27,12 @@ attributes:
 pub const STATS_GROUP: &str = "hydro-stats";
 /// Consumer group of the renderers.
 pub const RENDER_GROUP: &str = "hydro-render";
-/// Consumer group of the checkpoint writers.
+/// Consumer group of the checkpoint archiver.
 pub const CHECKPOINT_GROUP: &str = "hydro-checkpoints";
 /// The offers the output groups stream: the manifests of output records
 /// (the members, named under them, hold the data).
 pub const OUTPUT_SELECTOR: &str = "name ~ '^hydro/output/[0-9]+$' and has members";
-/// The offers the checkpoint writers stream.
+/// The offers the checkpoint archiver streams.
 pub const CHECKPOINT_SELECTOR: &str = "priority == 'checkpoint'";
 
 /// The CDO group of the output record of `step`.
@@ -40,9 +40,12 @@ pub fn output_name(step: u64) -> String {
     format!("hydro/output/{step}")
 }
 
+/// The name of a checkpoint CDO before its step.
+const CHECKPOINT_PREFIX: &str = "hydro/checkpoint/";
+
 /// The checkpoint CDO of `step`.
 pub fn checkpoint_name(step: u64) -> String {
-    format!("hydro/checkpoint/{step}")
+    format!("{CHECKPOINT_PREFIX}{step}")
 }
 
 /// The pool of a run over `mamba`, with the `hydro` schema.
@@ -61,35 +64,69 @@ pub fn new_pool(mamba: std::sync::Arc<mamba::Mamba>) -> Result<Pool, OutletError
     ))
 }
 
+/// The `hydro.*` record attributes of `meta`.
+fn meta_values(meta: &RecordMeta) -> [(&'static str, Value); 7] {
+    [
+        ("hydro.step", Value::UInt(meta.step)),
+        ("hydro.time", Value::Float(meta.time)),
+        ("hydro.dt", Value::Float(meta.dt)),
+        ("hydro.producer", Value::UInt(u64::from(meta.producer))),
+        ("hydro.nx", Value::UInt(meta.nx as u64)),
+        ("hydro.ny", Value::UInt(meta.ny as u64)),
+        ("hydro.dx", Value::Float(meta.dx)),
+    ]
+}
+
 /// Sets the record attributes of `meta` and `priority` on `cdo`.
 pub fn set_meta(cdo: &mut Cdo<'_>, meta: &RecordMeta, priority: Priority) -> cdo::Result<()> {
     cdo.set_priority(priority)?;
-    cdo.set("hydro.step", meta.step)?;
-    cdo.set("hydro.time", meta.time)?;
-    cdo.set("hydro.dt", meta.dt)?;
-    cdo.set("hydro.producer", meta.producer)?;
-    cdo.set("hydro.nx", meta.nx as u64)?;
-    cdo.set("hydro.ny", meta.ny as u64)?;
-    cdo.set("hydro.dx", meta.dx)?;
+    for (key, value) in meta_values(meta) {
+        cdo.set(key, value)?;
+    }
     Ok(())
 }
 
 /// Sets the attributes of field `var` (name, units, `f64` array of
-/// `planes x ny x nx`) on `cdo`.
-pub fn set_field(cdo: &mut Cdo<'_>, var: Option<usize>, meta: &RecordMeta) -> cdo::Result<()> {
-    let mut shape = vec![meta.ny, meta.nx];
-    match var {
-        Some(var) => {
-            cdo.set("hydro.field", FIELD_NAMES[var])?;
-            cdo.set("hydro.units", FIELD_UNITS[var])?;
-        }
-        None => shape.insert(0, NVAR),
-    }
+/// `ny x nx`) on `cdo`.
+pub fn set_field(cdo: &mut Cdo<'_>, var: usize, meta: &RecordMeta) -> cdo::Result<()> {
+    cdo.set("hydro.field", FIELD_NAMES[var])?;
+    cdo.set("hydro.units", FIELD_UNITS[var])?;
     cdo.set_element_type(ElementType::F64)?;
     cdo.set_layout(Layout {
-        shape,
+        shape: vec![meta.ny, meta.nx],
         order: Order::RowMajor,
     })
+}
+
+/// The attributes of the checkpoint CDO of `meta`, `len` bytes in the
+/// [checkpoint format](crate::checkpoint): `checkpoint` priority, the
+/// record attributes, untyped bytes.
+pub fn checkpoint_attributes(meta: &RecordMeta, len: usize) -> Attributes {
+    let mut attrs = Attributes {
+        size: Some(len as u64),
+        element_type: Some(ElementType::Bytes),
+        priority: Priority::Checkpoint,
+        ..Attributes::default()
+    };
+    attrs.user.extend(
+        meta_values(meta)
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value)),
+    );
+    attrs
+}
+
+/// Sets the attributes of the checkpoint CDO of `meta` (as
+/// [`checkpoint_attributes`]) on `cdo`.
+pub fn set_checkpoint(cdo: &mut Cdo<'_>, meta: &RecordMeta, len: usize) -> cdo::Result<()> {
+    set_meta(cdo, meta, Priority::Checkpoint)?;
+    cdo.set_element_type(ElementType::Bytes)?;
+    cdo.set_size(len as u64)
+}
+
+/// The step of the checkpoint CDO `name` (see [`checkpoint_name`]).
+pub fn checkpoint_step(name: &str) -> Option<u64> {
+    name.strip_prefix(CHECKPOINT_PREFIX)?.parse().ok()
 }
 
 /// The record attributes of the CDO `name`.
@@ -130,7 +167,7 @@ fn bad(name: &str, reason: String) -> OutletError {
 pub struct Fetched {
     name: String,
     meta: RecordMeta,
-    /// One view per field, or one of all fields (a checkpoint).
+    /// One view per field.
     data: Vec<Data>,
 }
 
@@ -175,18 +212,6 @@ impl Fetched {
         })
     }
 
-    /// A checkpoint CDO `name` with `attrs` and its data.
-    ///
-    /// # Errors
-    /// [`OutletError::Record`] when an attribute is missing.
-    pub fn checkpoint(name: &str, attrs: &Attributes, data: Data) -> Result<Fetched, OutletError> {
-        Ok(Fetched {
-            name: name.into(),
-            meta: meta_of(name, attrs)?,
-            data: vec![data],
-        })
-    }
-
     /// The record as the analyses read it.
     ///
     /// # Errors
@@ -215,7 +240,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_checkpoint_round_trips_through_the_pool() {
+    fn the_checkpoint_cdo_and_its_archived_attributes_agree() {
         let config = mamba::Config {
             gpu: false,
             ..Default::default()
@@ -233,27 +258,11 @@ mod tests {
             ny: 2,
             dx: 0.5,
         };
-        let mut producer = pool.declare(&checkpoint_name(9)).unwrap();
-        set_meta(&mut producer, &meta, Priority::Checkpoint).unwrap();
-        set_field(&mut producer, None, &meta).unwrap();
-        let values: Vec<f64> = (0..NVAR * 6).map(|k| k as f64).collect();
-        producer
-            .allocate(&mamba::Policy::highest_bandwidth())
-            .unwrap()
-            .copy_from_slice(bytemuck::cast_slice(&values));
-        producer.seal().unwrap();
-        producer.offer().unwrap();
-        let offer = &pool.offers(CHECKPOINT_SELECTOR).unwrap()[0];
-        let fetched =
-            Fetched::checkpoint(&offer.name, &offer.attributes, offer.data.clone()).unwrap();
-        let view = fetched.view().unwrap();
-        assert_eq!(view.meta, meta);
-        assert_eq!(view.field(2), &values[12..18]);
-        assert_eq!(
-            view.field(2).as_ptr().cast(),
-            offer.data.as_slice().unwrap()[96..].as_ptr()
-        );
-        producer.withdraw().unwrap();
-        producer.dispose().unwrap();
+        let mut cdo = pool.declare(&checkpoint_name(9)).unwrap();
+        set_checkpoint(&mut cdo, &meta, 40).unwrap();
+        assert_eq!(cdo.attributes(), &checkpoint_attributes(&meta, 40));
+        assert_eq!(checkpoint_step(&checkpoint_name(9)), Some(9));
+        assert_eq!(checkpoint_step("hydro/checkpoint/x"), None);
+        assert_eq!(checkpoint_step(&output_name(9)), None);
     }
 }

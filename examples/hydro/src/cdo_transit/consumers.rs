@@ -6,17 +6,17 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use cdo::archive::{Archive, Archiver, Outcome};
 use cdo::{Member, Pool, Record};
 use crossbeam::channel::Sender;
 
 use super::attributes::{Fetched, CHECKPOINT_GROUP, CHECKPOINT_SELECTOR};
 use super::attributes::{OUTPUT_SELECTOR, RENDER_GROUP, STATS_GROUP};
-use crate::analysis::consumers::{Renderer, StatsConsumer, StatsDone};
-use crate::analysis::io_error;
+use crate::analysis::consumers::{ArchiverDone, Renderer, StatsConsumer, StatsDone};
+use crate::checkpoint::CheckpointError;
 use crate::outlet::OutletError;
-use crate::params::Params;
 
 /// How long an idle consumer waits before checking whether the run is over.
 const POLL: Duration = Duration::from_millis(5);
@@ -73,38 +73,49 @@ pub fn run_stats(
     stats.finish()
 }
 
-/// A renderer group member: output records (with `analyses`) first, then
-/// checkpoints, which the members share through their own group.
+/// A renderer group member: its share of the output records.
 pub fn run_renderer(
     pool: &Pool,
     mut renderer: Renderer,
-    params: &Params,
-    analyses: bool,
     ready: Sender<()>,
     done: &AtomicBool,
 ) -> Result<Renderer, OutletError> {
-    let records = analyses
-        .then(|| pool.join(RENDER_GROUP, OUTPUT_SELECTOR))
-        .transpose()?;
-    let checkpoints = pool.join(CHECKPOINT_GROUP, CHECKPOINT_SELECTOR)?;
+    let member = pool.join(RENDER_GROUP, OUTPUT_SELECTOR)?;
     joined(ready);
+    while let Some(record) = next(&member, done) {
+        let fetched = fetch_output(pool, &record)?;
+        renderer.render(&fetched.view()?)?;
+        drop(fetched);
+        record.complete();
+    }
+    Ok(renderer)
+}
+
+/// The checkpoint archiver: the only member of the checkpoint group; it
+/// stores each checkpoint CDO (bytes and flat attributes) in `archive`.
+pub fn run_archiver(
+    pool: &Pool,
+    archive: Archive,
+    ready: Sender<()>,
+    done: &AtomicBool,
+) -> Result<ArchiverDone, OutletError> {
+    let archive_error = |e| OutletError::Checkpoint(CheckpointError::Archive(e));
+    let mut archiver = Archiver::join(pool, CHECKPOINT_GROUP, CHECKPOINT_SELECTOR, archive)
+        .map_err(archive_error)?;
+    joined(ready);
+    let mut archived = ArchiverDone::default();
     loop {
         let finished = done.load(Ordering::Acquire);
-        if let Some(record) = records.as_ref().and_then(Member::try_next) {
-            let fetched = fetch_output(pool, &record)?;
-            renderer.render(&fetched.view()?)?;
-            drop(fetched);
-            record.complete();
-        } else if let Some(record) = checkpoints.try_next() {
-            let fetched = Fetched::checkpoint(record.name(), attributes(&record)?, record.data())?;
-            renderer.checkpoint(params, &fetched.view()?)?;
-            drop(fetched);
-            record.complete();
-        } else if finished {
-            return Ok(renderer);
-        } else {
-            // Idle; a member waits on one group at a time, so poll both.
-            std::thread::sleep(POLL);
+        // Busy from the wait's start: at most one poll too much per record.
+        let start = Instant::now();
+        match archiver.next_timeout(POLL).map_err(archive_error)? {
+            Some(Outcome::Stored { path, .. }) => {
+                archived.checkpoints.push(path);
+                archived.busy += start.elapsed();
+            }
+            Some(Outcome::Skipped { .. }) => {}
+            None if finished => return Ok(archived),
+            None => {}
         }
     }
 }
@@ -121,11 +132,5 @@ pub fn spawn<T: Send + 'static>(
     work: impl FnOnce(&Pool) -> Result<T, OutletError> + Send + 'static,
 ) -> Result<std::thread::JoinHandle<Result<T, OutletError>>, OutletError> {
     let pool = Arc::clone(pool);
-    std::thread::Builder::new()
-        .name(name)
-        .spawn(move || {
-            crate::analysis::priority::lower_this_thread();
-            work(&pool)
-        })
-        .map_err(io_error(dir))
+    crate::analysis::spawn(&name, dir, move || work(&pool))
 }

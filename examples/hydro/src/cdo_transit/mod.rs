@@ -6,11 +6,13 @@
 //! `.../E`), allocated by the pool from the solver's own mamba with its
 //! memory policy, at `output` priority, with the `hydro.*` attributes of
 //! [`attributes::SCHEMA`]. A checkpoint is one CDO
-//! `hydro/checkpoint/<step>` of the four fields at `checkpoint` priority.
+//! `hydro/checkpoint/<step>` at `checkpoint` priority whose bytes are a
+//! [checkpoint](crate::checkpoint) (parameters, clock and the four fields).
 //!
 //! The statistics consumer is a consumer group of its own (every record);
-//! the renderers are one consumer group (each record to exactly one member)
-//! and share the checkpoints through a third group. Consumers demand the
+//! the renderers are one consumer group (each record to exactly one
+//! member); the checkpoint archiver, a third group, stores the checkpoints
+//! in the [archive](crate::checkpoint_archive). Consumers demand the
 //! members without copying and complete the record when done; the
 //! producer keeps at most `in_flight` offers out and withdraws and
 //! disposes the oldest (waiting for every group to complete it) before
@@ -26,16 +28,17 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use cdo::archive::Archive;
 use cdo::{Cdo, GroupOffer, Pool, Priority};
 use crossbeam::channel;
 use mamba::Policy;
 
-use crate::analysis::consumers::{self as work, Renderer, StatsConsumer, StatsDone};
+use crate::analysis::consumers::{self as work, ArchiverDone, Renderer, StatsConsumer, StatsDone};
 use crate::analysis::AnalysisOptions;
+use crate::checkpoint::{CheckpointError, CheckpointRef};
 use crate::outlet::{Capture, Outlet, OutletError, OutletReport, PoolReport};
-use crate::params::Params;
 use crate::state::{FIELD_NAMES, NVAR};
-use attributes::{checkpoint_name, output_name, set_field, set_meta};
+use attributes::{checkpoint_name, output_name, set_checkpoint, set_field, set_meta};
 
 /// An offer still out, withdrawn once every consumer group completed it.
 #[derive(Debug)]
@@ -74,6 +77,7 @@ pub struct CdoOutlet<'p> {
     done: Arc<AtomicBool>,
     stats_thread: Option<JoinHandle<Result<StatsDone, OutletError>>>,
     render_threads: Vec<JoinHandle<Result<Renderer, OutletError>>>,
+    archive_thread: Option<JoinHandle<Result<ArchiverDone, OutletError>>>,
     records: u64,
     bytes: u64,
 }
@@ -89,17 +93,17 @@ impl std::fmt::Debug for CdoOutlet<'_> {
 
 impl<'p> CdoOutlet<'p> {
     /// Creates the output directory and starts the consumers on `pool`
-    /// (checkpoints of a run with `params`); data goes where `policy`
-    /// says, at most `in_flight` offers (at least 2) out at once.
+    /// (the analyses with `options.analyses`, the checkpoint archiver with
+    /// `options.archive`); data goes where `policy` says, at most
+    /// `in_flight` offers (at least 2) out at once.
     ///
     /// # Errors
-    /// When the directory or the CSV file cannot be created, or a consumer
-    /// cannot join its group.
+    /// When the directory, the CSV file or the archive cannot be created,
+    /// or a consumer cannot join its group.
     pub fn start(
         pool: &'p Arc<Pool>,
         policy: Policy,
         options: &AnalysisOptions,
-        params: &Params,
         in_flight: usize,
     ) -> Result<CdoOutlet<'p>, OutletError> {
         work::create_dir(options)?;
@@ -117,23 +121,40 @@ impl<'p> CdoOutlet<'p> {
         } else {
             None
         };
-        let render_threads = (0..options.renderers.max(1))
+        let renderers = if options.analyses {
+            options.renderers.max(1)
+        } else {
+            0
+        };
+        let render_threads = (0..renderers)
             .map(|k| {
                 let renderer = Renderer::new(&options.dir, options.vtk);
                 let (ready, done) = (ready.clone(), Arc::clone(&done));
-                let (params, analyses) = (params.clone(), options.analyses);
                 consumers::spawn(
                     format!("hydro-render-{k}"),
                     &options.dir,
                     pool,
-                    move |pool| {
-                        consumers::run_renderer(pool, renderer, &params, analyses, ready, &done)
-                    },
+                    move |pool| consumers::run_renderer(pool, renderer, ready, &done),
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let archive_thread = match &options.archive {
+            Some(dir) => {
+                let archive = Archive::open(dir).map_err(CheckpointError::from)?;
+                let (ready, done) = (ready.clone(), Arc::clone(&done));
+                Some(consumers::spawn(
+                    "hydro-archiver".into(),
+                    dir,
+                    pool,
+                    move |pool| consumers::run_archiver(pool, archive, ready, &done),
+                )?)
+            }
+            None => None,
+        };
         drop(ready);
-        let threads = render_threads.len() + usize::from(stats_thread.is_some());
+        let threads = render_threads.len()
+            + usize::from(stats_thread.is_some())
+            + usize::from(archive_thread.is_some());
         let outlet = CdoOutlet {
             pool,
             policy,
@@ -142,6 +163,7 @@ impl<'p> CdoOutlet<'p> {
             done,
             stats_thread,
             render_threads,
+            archive_thread,
             records: 0,
             bytes: 0,
         };
@@ -188,7 +210,7 @@ impl<'p> CdoOutlet<'p> {
         for (var, name) in FIELD_NAMES.iter().enumerate() {
             let member = group.declare(name)?;
             set_meta(member, meta, Priority::Output)?;
-            set_field(member, Some(var), meta)?;
+            set_field(member, var, meta)?;
             self.fill(member, |out| capture.state.copy_interior(var, out))?;
         }
         group.offer()?;
@@ -201,15 +223,23 @@ impl<'p> CdoOutlet<'p> {
     /// Offers the state of `capture` as a checkpoint CDO.
     fn offer_checkpoint(&mut self, capture: &Capture<'_>) -> Result<(), OutletError> {
         let meta = &capture.meta;
-        let mut chk = self.pool.declare(&checkpoint_name(meta.step))?;
-        set_meta(&mut chk, meta, Priority::Checkpoint)?;
-        set_field(&mut chk, None, meta)?;
-        let n = meta.nx * meta.ny;
-        self.fill(&mut chk, |out| {
-            for (var, plane) in out.chunks_exact_mut(n).enumerate() {
-                capture.state.copy_interior(var, plane);
-            }
-        })?;
+        let checkpoint = CheckpointRef {
+            params: capture.params,
+            state: capture.state,
+            step: meta.step,
+            time: meta.time,
+            dt: meta.dt,
+        };
+        let name = checkpoint_name(meta.step);
+        let mut chk = self.pool.declare(&name)?;
+        set_checkpoint(&mut chk, meta, checkpoint.encoded_len())?;
+        let mut bytes = chk.allocate(&self.policy)?;
+        checkpoint
+            .encode(&mut bytes)
+            .map_err(|source| CheckpointError::Io {
+                path: name.into(),
+                source,
+            })?;
         chk.seal()?;
         chk.offer()?;
         self.in_flight.push_back(InFlight::Checkpoint(chk));
@@ -243,7 +273,8 @@ impl Outlet for CdoOutlet<'_> {
             .into_iter()
             .map(|h| h.join().map_err(|_| ()))
             .collect();
-        let consumed = work::collect(&mut report, stats, renderers);
+        let archiver = self.archive_thread.take().map(|h| h.join().map_err(|_| ()));
+        let consumed = work::collect(&mut report, stats, renderers, archiver);
         // Every group completed its records (or left): nothing waits now.
         while let Some(mut offer) = self.in_flight.pop_front() {
             offer.retire(Duration::MAX)?;

@@ -136,6 +136,7 @@ pub fn run_consumer(cli: &Cli, role: ConsumerRole) -> Result<ConsumerReport, Out
                 vtk: cli.vtk,
                 analyses: true,
                 resume_after: cli.resume_after,
+                archive: None,
             };
             let mut stats = StatsConsumer::create(&options)?;
             feed.consume(0.., |record| stats.take(record))?;
