@@ -344,10 +344,20 @@ fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
 /// Sends queued frames, flushing each outbox once.
 fn deliver(out: Outgoing) {
     let mut touched: Vec<Outbox> = Vec::new();
-    for (outbox, frame, fd) in out {
-        if let Err(e) = lock(&outbox).push(&frame, fd) {
-            warn!(error = %e, "cannot encode a reply");
+    let mut frames = out.into_iter().peekable();
+    while let Some((outbox, frame, fd)) = frames.next() {
+        // One lock for each run of frames to the same client.
+        let mut w = lock(&outbox);
+        let mut push = |frame: &Frame, fd| {
+            if let Err(e) = w.push(frame, fd) {
+                warn!(error = %e, "cannot encode a reply");
+            }
+        };
+        push(&frame, fd);
+        while let Some((_, frame, fd)) = frames.next_if(|(o, _, _)| Arc::ptr_eq(o, &outbox)) {
+            push(&frame, fd);
         }
+        drop(w);
         if !touched.iter().any(|t| Arc::ptr_eq(t, &outbox)) {
             touched.push(outbox);
         }

@@ -584,20 +584,22 @@ impl State {
         self.offered_bytes += size;
         self.tombstones.remove(&name);
         self.client_mut(cid).offered.insert(name.clone());
-        let e = self.registry.get(&name).expect("just inserted");
-        let data = DataRef {
-            name: name.clone(),
-            size,
-            offset,
-            segment: key,
-            attrs: e.attrs.clone(),
-            object: e.object,
-        };
-        self.raise(EventKind::Offer, &name, &data.attrs, cid, out);
-        for group in self.subs.groups_for(&name, &data.attrs) {
-            // The group's own reference, dropped when a member is done.
-            *self.views.entry(data.object).or_default() += 1;
-            self.route_record(&group, data.clone(), out);
+        if !self.subs.is_empty() {
+            let e = self.registry.get(&name).expect("just inserted");
+            let data = DataRef {
+                name: name.clone(),
+                size,
+                offset,
+                segment: key,
+                attrs: e.attrs.clone(),
+                object: e.object,
+            };
+            self.raise(EventKind::Offer, &name, &data.attrs, cid, out);
+            for group in self.subs.groups_for(&name, &data.attrs) {
+                // The group's own reference, dropped when a member is done.
+                *self.views.entry(data.object).or_default() += 1;
+                self.route_record(&group, data.clone(), out);
+            }
         }
         if let Some(waiting) = self.waiters.remove(&name) {
             for (to, rid) in waiting {

@@ -136,6 +136,12 @@ impl Subs {
         Ok(id)
     }
 
+    /// Whether there is no subscription and no group (nothing to raise or
+    /// route).
+    pub fn is_empty(&self) -> bool {
+        self.subs.is_empty() && self.groups.is_empty()
+    }
+
     /// The client owning subscription `id`.
     pub fn owner(&self, id: u64) -> Option<ClientId> {
         self.subs.get(&id).map(|s| s.client)
