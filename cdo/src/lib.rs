@@ -64,17 +64,28 @@
 //! * Events are raised after an operation took effect, outside every lock;
 //!   acknowledged subscriptions hold the operation until acknowledged.
 //!
-//! ## Towards the multi-process pool
+//! ## Across processes
 //!
-//! The archive's storage and an in-process archiver are in [`archive`];
-//! for the rest the seams are in place: the data plane is the
-//! [`Transport`] trait (a shared-memory or RDMA transport replaces
-//! [`LocalTransport`]); everything a remote node needs to know about an offer
-//! (name, version, attributes, space, length) is in the offer record that
-//! events and [`Pool::offers`] expose; an archiver subscribes to offers
-//! with a selector such as `persist == true`, drains them in guided-I/O
-//! order with [`Pool::offers`], and can hold producers up with acknowledged
-//! subscriptions until the data is safe.
+//! [`ipc`] is the same marketplace for several processes of a node: a pool
+//! manager (in an application, [`ipc::manager::start`], or the `cdo-pm`
+//! binary) and clients ([`ipc::client::Client`]) that offer objects in
+//! sealed shared memory and demand them as read-only views of the
+//! producer's pages, without a copy. The manager speaks the same
+//! attributes ([`FlatAttributes`], typed against an optional schema) and
+//! selectors as this crate: clients subscribe to events (offer, require,
+//! demand, retract, withdraw, join, leave), optionally acknowledged so that
+//! the raising operation waits (up to the acknowledgement timeout; then it
+//! fails with `AckTimeout` under the fail-fast policy, or goes through
+//! under best effort), and join consumer groups that share a stream of
+//! records fairly and give a dead member's records to another. The
+//! archiver and librarian ([`ipc::components`], binaries `cdo-archiver`
+//! and `cdo-librarian`) keep chosen objects in an [`archive`] on a file
+//! tier and serve them back in later runs. CDO groups cross processes as
+//! their members plus a manifest offered last ([`ipc::group`]).
+//!
+//! Still in-process only: versioned duplicates, consumer-side layout and
+//! space conversion, and data in mamba spaces other than shared memory;
+//! the [`Transport`] trait is the seam for a GPU or RDMA data plane.
 //!
 //! ## Selector grammar
 //!

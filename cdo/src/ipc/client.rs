@@ -288,6 +288,11 @@ impl Client {
         self.client_id
     }
 
+    /// How long blocking operations without their own timeout wait.
+    pub fn op_timeout(&self) -> Duration {
+        self.op_timeout
+    }
+
     /// Queues a request; flushes and collects replies when the window is full.
     fn submit(&mut self, msg: Msg, fd: Option<Arc<OwnedFd>>) -> Result<RequestId, ClientError> {
         if self.in_flight >= self.window {

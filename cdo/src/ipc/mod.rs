@@ -10,6 +10,7 @@
 //! - [`client`]: what an application links to offer and demand objects;
 //! - [`components`]: the archiver and librarian (binaries `cdo-archiver`,
 //!   `cdo-librarian`);
+//! - [`group`]: CDO groups (members plus a manifest) across processes;
 //! - [`endpoint`]: where the manager listens and how clients find it;
 //! - [`fasthash`]: the hasher of the maps on the request path.
 
@@ -18,6 +19,7 @@ pub mod components;
 pub mod conn;
 pub mod endpoint;
 pub mod fasthash;
+pub mod group;
 pub mod manager;
 pub mod pool;
 pub mod registry;
