@@ -83,9 +83,11 @@
 //! tier and serve them back in later runs. CDO groups cross processes as
 //! their members plus a manifest offered last ([`ipc::group`]).
 //!
-//! Still in-process only: versioned duplicates, consumer-side layout and
-//! space conversion, and data in mamba spaces other than shared memory;
-//! the [`Transport`] trait is the seam for a GPU or RDMA data plane.
+//! A consumer that wants the data in another space, tier or storage order
+//! converts its view with [`ipc::convert`]. Still in-process only:
+//! versioned duplicates, and offers from mamba spaces other than shared
+//! memory; the [`Transport`] trait is the seam for a GPU or RDMA data
+//! plane.
 //!
 //! ## Selector grammar
 //!

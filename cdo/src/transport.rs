@@ -22,6 +22,18 @@ pub struct Want<'a> {
     pub layout: Option<(&'a Layout, usize)>,
 }
 
+impl Want<'_> {
+    /// Whether the wanted order differs from the producer's (row-major
+    /// when the producer gave no layout).
+    pub fn reorders(&self) -> bool {
+        match (self.order, self.layout) {
+            (Some(o), Some((layout, _))) => o != layout.order,
+            (Some(o), None) => o != Order::RowMajor,
+            (None, _) => false,
+        }
+    }
+}
+
 /// A hand-over: the consumer's data and whether bytes were copied.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -63,12 +75,7 @@ fn place_matches(offered: &Data, place: Option<Place>) -> bool {
 
 impl Transport for LocalTransport {
     fn deliver(&self, name: &Arc<str>, offered: &Data, want: &Want<'_>) -> Result<Delivery> {
-        let reorder = match (want.order, want.layout) {
-            (Some(o), Some((layout, _))) => o != layout.order,
-            (Some(o), None) => o != Order::RowMajor,
-            (None, _) => false,
-        };
-        if offered.is_empty() || (!reorder && place_matches(offered, want.place)) {
+        if offered.is_empty() || (!want.reorders() && place_matches(offered, want.place)) {
             return Ok(Delivery {
                 data: offered.clone(),
                 copied: false,
@@ -79,28 +86,47 @@ impl Transport for LocalTransport {
             Some(Place::Tier(t)) => Policy::require(t),
             None => Policy::require(offered.space().unwrap_or(mamba::SpaceId(0))),
         };
-        let src = offered.as_slice()?;
-        let mut buf = Buffer::allocate(&self.mamba, src.len(), &policy)?;
-        let dst = buf.as_mut_slice()?;
-        if reorder {
-            let Some((layout, elem)) = want.layout else {
-                return Err(Error::Layout {
-                    name: name.clone(),
-                    reason: "the producer gave no shape".into(),
-                });
-            };
-            transpose(layout, elem, src, dst).map_err(|reason| Error::Layout {
-                name: name.clone(),
-                reason,
-            })?;
-        } else {
-            dst.copy_from_slice(src);
-        }
+        let buf = copy_converted(&self.mamba, name, offered.as_slice()?, &policy, want)?;
         Ok(Delivery {
             data: buf.into(),
             copied: true,
         })
     }
+}
+
+/// Copies `src` (the bytes of CDO `name`) into a new buffer of `mamba`
+/// placed by `policy`, in the storage order `want` asks for: the copy both
+/// [`LocalTransport`] and a cross-process consumer
+/// ([`ipc::convert`](crate::ipc::convert)) make when the data is not where
+/// or how the consumer wants it.
+///
+/// # Errors
+/// Memory errors of the target space; [`Error::Layout`] when a reorder is
+/// asked without a shape, or the shape does not match the size.
+pub fn copy_converted(
+    mamba: &Arc<Mamba>,
+    name: &Arc<str>,
+    src: &[u8],
+    policy: &Policy,
+    want: &Want<'_>,
+) -> Result<Buffer> {
+    let mut buf = Buffer::allocate(mamba, src.len(), policy)?;
+    let dst = buf.as_mut_slice()?;
+    if want.reorders() {
+        let Some((layout, elem)) = want.layout else {
+            return Err(Error::Layout {
+                name: name.clone(),
+                reason: "the producer gave no shape".into(),
+            });
+        };
+        transpose(layout, elem, src, dst).map_err(|reason| Error::Layout {
+            name: name.clone(),
+            reason,
+        })?;
+    } else {
+        dst.copy_from_slice(src);
+    }
+    Ok(buf)
 }
 
 /// Element strides of `shape` stored in `order`.

@@ -1,6 +1,7 @@
 //! Events, acknowledged subscriptions, consumer groups, attribute schemas
 //! and fault policies through the pool manager.
 
+mod common;
 mod ipc_common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -514,4 +515,50 @@ fn groups_are_seen_whole_and_read_member_by_member() {
     p.offer("plain", b"x", Attributes::new()).unwrap();
     let e = GroupReader::demand(&mut c, "plain", WAIT).unwrap_err();
     assert_eq!(code(e), ErrorCode::UnknownName);
+}
+
+#[test]
+fn a_consumer_converts_its_view_into_another_tier_and_order() {
+    use cdo::ipc::convert::convert_view;
+    use cdo::{Order, Place};
+    let (mamba, _dir) = common::mamba();
+    let pm = manager();
+    let mut p = client(&pm, "producer");
+    // A 2x3 f64 array, row-major.
+    let values: Vec<f64> = (0..6).map(f64::from).collect();
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let attrs = Attributes::from([
+        (
+            "shape".to_string(),
+            Value::List(vec![Value::UInt(2), Value::UInt(3)]),
+        ),
+        ("order".to_string(), Value::Str("row".into())),
+        ("element_type".to_string(), Value::Str("f64".into())),
+    ]);
+    p.offer("array", &bytes, attrs).unwrap();
+    let mut c = client(&pm, "consumer");
+    let view = c.demand("array", WAIT).unwrap();
+    let tier = mamba::Tier::Ssd;
+    let col = convert_view(
+        &mamba,
+        &view,
+        Some(Place::Tier(tier)),
+        Some(Order::ColumnMajor),
+    )
+    .unwrap();
+    assert_eq!(col.tier(), tier);
+    let got: Vec<f64> = col
+        .as_slice()
+        .unwrap()
+        .chunks_exact(8)
+        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(got, [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+    let same = convert_view(&mamba, &view, None, None).unwrap();
+    assert_eq!(same.as_slice().unwrap(), &bytes[..]);
+    // A reorder of bytes without a shape is refused.
+    p.offer("blob", &bytes, Attributes::new()).unwrap();
+    let blob = c.demand("blob", WAIT).unwrap();
+    let e = convert_view(&mamba, &blob, None, Some(Order::ColumnMajor)).unwrap_err();
+    assert!(matches!(e, cdo::Error::Layout { .. }), "{e}");
 }

@@ -11,12 +11,14 @@
 //! - [`components`]: the archiver and librarian (binaries `cdo-archiver`,
 //!   `cdo-librarian`);
 //! - [`group`]: CDO groups (members plus a manifest) across processes;
+//! - [`convert`]: a demanded view copied into another space, tier or order;
 //! - [`endpoint`]: where the manager listens and how clients find it;
 //! - [`fasthash`]: the hasher of the maps on the request path.
 
 pub mod client;
 pub mod components;
 pub mod conn;
+pub mod convert;
 pub mod endpoint;
 pub mod fasthash;
 pub mod group;

@@ -1,0 +1,55 @@
+//! Conversion on the consumer's side: a demanded [`View`] copied into a
+//! mamba space or tier and storage order the consumer asks for, when the
+//! zero-copy view of the producer's shared memory is not what it needs
+//! (data for HBM or a GPU staging tier, a column-major solver).
+
+use std::sync::Arc;
+
+use mamba::{Mamba, Policy, SpaceId};
+
+use crate::attrs::{Attributes, Order, Place};
+use crate::data::Buffer;
+use crate::error::{Error, Result};
+use crate::ipc::client::View;
+use crate::transport::{copy_converted, Want};
+
+/// Copies `view` into a new buffer of `mamba` at `place` (DRAM of the
+/// first space when `None`), in `order` (the producer's when `None`). The
+/// producer's `shape`, `order` and `element_type` attributes say how to
+/// reorder.
+///
+/// # Errors
+/// [`Error::TypeMismatch`] and the like for malformed built-in attributes;
+/// [`Error::Layout`] for a reorder without a shape or element type, or a
+/// shape that does not match the size; memory errors of the target space.
+pub fn convert_view(
+    mamba: &Arc<Mamba>,
+    view: &View,
+    place: Option<Place>,
+    order: Option<Order>,
+) -> Result<Buffer> {
+    let attrs = Attributes::from_flat(view.attrs())?;
+    let name: Arc<str> = view.name().into();
+    let elem = attrs.element_type.map(|t| t.size());
+    let layout = match (attrs.layout.as_ref(), elem) {
+        (Some(l), Some(e)) => Some((l, e)),
+        (Some(_), None) if order.is_some() => {
+            return Err(Error::Layout {
+                name,
+                reason: "a reorder needs the element type".into(),
+            })
+        }
+        _ => None,
+    };
+    let want = Want {
+        place,
+        order,
+        layout,
+    };
+    let policy = match place {
+        Some(Place::Space(s)) => Policy::require(s),
+        Some(Place::Tier(t)) => Policy::require(t),
+        None => Policy::require(SpaceId(0)),
+    };
+    copy_converted(mamba, &name, view, &policy, &want)
+}
