@@ -61,6 +61,9 @@ fn cdo_pm_serves_until_sigterm() {
     let stats: serde_json::Value = serde_json::from_slice(&stat.stdout).unwrap();
     assert_eq!(stats["objects"], 1, "{stats}");
     assert_eq!(stats["offered_bytes"], 5, "{stats}");
+    assert_eq!(stats["offers_total"], 1, "{stats}");
+    assert_eq!(stats["views_total"], 1, "{stats}");
+    assert!(stats["offers_per_s"].as_f64().unwrap() > 0.0, "{stats}");
     assert!(stats["clients"].as_u64().unwrap() >= 2, "{stats}");
     let refused = Command::new(env!("CARGO_BIN_EXE_cdo-stat"))
         .env(SOCKET_ENV, &ep.socket)

@@ -88,7 +88,7 @@ fn msg() -> impl Strategy<Value = Msg> {
             text
         }),
         Just(Msg::Stat),
-        any::<[u64; 10]>().prop_map(|v| Msg::Stats(Stats {
+        any::<[u64; 15]>().prop_map(|v| Msg::Stats(Stats {
             clients: v[0],
             objects: v[1],
             segments: v[2],
@@ -99,6 +99,11 @@ fn msg() -> impl Strategy<Value = Msg> {
             subscriptions: v[7],
             queued_records: v[8],
             awaited_acks: v[9],
+            offers_total: v[10],
+            views_total: v[11],
+            view_bytes_total: v[12],
+            events_total: v[13],
+            uptime_ms: v[14],
         })),
         subscription_msg(),
     ]

@@ -1,8 +1,10 @@
 //! `cdo-stat`: asks a running CDO pool manager for its counters.
 //!
 //! The manager is found like any client finds it: `CDO_POOL_SOCKET` and
-//! `CDO_WORKFLOW_TOKEN` (the lines `cdo-pm` prints). Prints one JSON object;
-//! exits with status 1 and a message when the manager cannot be reached.
+//! `CDO_WORKFLOW_TOKEN` (the lines `cdo-pm` prints). Prints one JSON object:
+//! the manager's counters plus the average rates since it started
+//! (`offers_per_s`, `views_per_s`, `view_mib_per_s`); exits with status 1
+//! and a message when the manager cannot be reached.
 
 use cdo::ipc::client::{Client, ClientConfig};
 use std::process::ExitCode;
@@ -20,10 +22,13 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(stats) => {
-            println!(
-                "{}",
-                serde_json::to_string(&stats).expect("the counters serialise")
-            );
+            let mut json = serde_json::to_value(stats).expect("the counters serialise");
+            let seconds = (stats.uptime_ms as f64 / 1e3).max(1e-3);
+            json["offers_per_s"] = (stats.offers_total as f64 / seconds).into();
+            json["views_per_s"] = (stats.views_total as f64 / seconds).into();
+            json["view_mib_per_s"] =
+                (stats.view_bytes_total as f64 / seconds / (1 << 20) as f64).into();
+            println!("{json}");
             ExitCode::SUCCESS
         }
         Err(e) => {

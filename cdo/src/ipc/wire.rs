@@ -107,6 +107,16 @@ pub struct Stats {
     pub queued_records: u64,
     /// Events whose acknowledgement an operation awaits.
     pub awaited_acks: u64,
+    /// Offers accepted since the manager started.
+    pub offers_total: u64,
+    /// Views handed out (demands served and group records) since start.
+    pub views_total: u64,
+    /// Bytes of those views: handed over zero-copy, as shared memory.
+    pub view_bytes_total: u64,
+    /// Events sent to subscribers since start.
+    pub events_total: u64,
+    /// Milliseconds since the manager started (for rates).
+    pub uptime_ms: u64,
 }
 
 /// Where a demanded object lies: the body of [`Msg::Data`].

@@ -92,6 +92,17 @@ pub struct State {
     next_op: u64,
     held: FastMap<u64, HeldOp>,
     config: ManagerConfig,
+    totals: Totals,
+    started: Instant,
+}
+
+/// Counters since the manager started.
+#[derive(Default)]
+struct Totals {
+    offers: u64,
+    views: u64,
+    view_bytes: u64,
+    events: u64,
 }
 
 type Reply = Result<Option<Msg>, (ErrorCode, String)>;
@@ -122,6 +133,8 @@ impl State {
             next_op: 0,
             held: FastMap::default(),
             config,
+            totals: Totals::default(),
+            started: Instant::now(),
         }
     }
 
@@ -159,6 +172,11 @@ impl State {
             subscriptions: self.subs.counts().0,
             queued_records: self.subs.counts().1,
             awaited_acks: self.subs.counts().2,
+            offers_total: self.totals.offers,
+            views_total: self.totals.views,
+            view_bytes_total: self.totals.view_bytes,
+            events_total: self.totals.events,
+            uptime_ms: self.started.elapsed().as_millis() as u64,
         }
     }
 
@@ -320,6 +338,7 @@ impl State {
                     c.awaited += 1;
                 }
             }
+            self.totals.events += 1;
             self.send(to, 0, Msg::Event(event), None, out);
         }
     }
@@ -580,6 +599,7 @@ impl State {
             return fail(ErrorCode::DuplicateName, name);
         }
         self.next_object += 1;
+        self.totals.offers += 1;
         self.segments.get_mut(&key).expect("checked above").objects += 1;
         self.offered_bytes += size;
         self.tombstones.remove(&name);
@@ -633,6 +653,8 @@ impl State {
             _ => unreachable!("give_view sends data"),
         };
         let object = d.object;
+        self.totals.views += 1;
+        self.totals.view_bytes += d.size;
         let seg = self
             .segments
             .get_mut(&d.segment)
