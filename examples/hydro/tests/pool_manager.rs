@@ -151,6 +151,33 @@ fn a_run_joins_the_pool_manager_named_in_its_environment() {
     manager.shutdown();
 }
 
+#[test]
+fn two_renderers_render_every_record_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tempfile::tempdir().unwrap();
+    // 41 records, up to 8 out at once: more than a member's window.
+    let args = ["--nstepmax", "40", "--noutput", "1", "--ring", "8"];
+    let mut extra = args.to_vec();
+    extra.push("--pool-manager");
+    let summary = summary(hydro(dir.path(), runtime.path(), &extra));
+    assert_shared(&summary, 41);
+    let mut images: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("density_"))
+        .collect();
+    images.sort();
+    let every: Vec<String> = (0..=40).map(density_png).collect();
+    assert_eq!(images, every);
+    // The statistics process, a group of its own, saw every record too.
+    let csv = std::fs::read_to_string(dir.path().join(STATS_CSV)).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 41, "a header and a row a record");
+    assert!(
+        summary.contains("after the consumers left: 1 clients, 0 objects"),
+        "{summary}"
+    );
+}
+
 /// The consumer processes `hydro` (pid `parent`) started.
 fn consumers_of(parent: u32) -> Vec<u32> {
     let mut pids = Vec::new();
