@@ -1,7 +1,8 @@
 //! `hydro --pool-manager`: the analyses as separate processes fed through a
-//! pool manager give the in-process run's results bit for bit, share the
-//! records between the renderer processes, clean up after themselves, and
-//! a killed consumer fails the solver instead of hanging it.
+//! pool manager give the in-process run's results bit for bit, the renderer
+//! processes share the records through a consumer group (each record
+//! rendered exactly once), clean up after themselves, and a killed consumer
+//! fails the solver instead of hanging it.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -63,6 +64,16 @@ fn shares(summary: &str) -> Vec<u64> {
     list.split('+').map(|n| n.parse().unwrap()).collect()
 }
 
+/// Asserts that the two renderers of the run of `summary` each rendered
+/// some of its `records` and together as many as there are (that none was
+/// rendered twice follows once every record's image is there).
+fn assert_shared(summary: &str, records: u64) {
+    let shares = shares(summary);
+    assert_eq!(shares.len(), 2, "{summary}");
+    assert!(shares.iter().all(|&n| n > 0), "both render: {shares:?}");
+    assert_eq!(shares.iter().sum::<u64>(), records, "{shares:?}");
+}
+
 #[test]
 fn separate_processes_give_the_in_process_results() {
     let dir = tempfile::tempdir().unwrap();
@@ -92,8 +103,8 @@ fn separate_processes_give_the_in_process_results() {
         ipc_summary.contains("after the consumers left: 1 clients, 0 objects"),
         "{ipc_summary}"
     );
-    // Record k went to renderer k mod 2.
-    assert_eq!(shares(&ipc_summary), [4, 3]);
+    // Every step's image is compared below.
+    assert_shared(&ipc_summary, 7);
     assert!(line(&ipc_summary, "analyses").starts_with("analyses         7 records"));
 
     let read = |dir: &Path, name: &str| std::fs::read(dir.join(name)).unwrap();
@@ -132,9 +143,39 @@ fn a_run_joins_the_pool_manager_named_in_its_environment() {
         line(&summary, "transport").contains(&format!("pool manager (joined at {socket})")),
         "{summary}"
     );
-    assert_eq!(shares(&summary), [2, 1]);
+    assert_shared(&summary, 3);
+    for step in [0, 2, 4] {
+        assert!(dir.path().join(density_png(step)).exists(), "step {step}");
+    }
     assert_eq!(manager.stats().objects, 0, "everything withdrawn");
     manager.shutdown();
+}
+
+#[test]
+fn two_renderers_render_every_record_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tempfile::tempdir().unwrap();
+    // 41 records, up to 8 out at once: more than a member's window.
+    let args = ["--nstepmax", "40", "--noutput", "1", "--ring", "8"];
+    let mut extra = args.to_vec();
+    extra.push("--pool-manager");
+    let summary = summary(hydro(dir.path(), runtime.path(), &extra));
+    assert_shared(&summary, 41);
+    let mut images: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("density_"))
+        .collect();
+    images.sort();
+    let every: Vec<String> = (0..=40).map(density_png).collect();
+    assert_eq!(images, every);
+    // The statistics process, a group of its own, saw every record too.
+    let csv = std::fs::read_to_string(dir.path().join(STATS_CSV)).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 41, "a header and a row a record");
+    assert!(
+        summary.contains("after the consumers left: 1 clients, 0 objects"),
+        "{summary}"
+    );
 }
 
 /// The consumer processes `hydro` (pid `parent`) started.

@@ -1,28 +1,35 @@
 //! A consumer process of a `--pool-manager` run (`hydro --consumer ...`):
-//! joins the pool manager named in its environment, demands its records
-//! in order until an end marker, runs the shared analysis on zero-copy
-//! views, acknowledges each record, and leaves.
+//! joins the pool manager named in its environment and its role's consumer
+//! group, says it is ready, then takes the records the group gives it
+//! until an end marker, runs the shared analysis on zero-copy views of
+//! their fields, acknowledges each record, and leaves.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use cdo::ipc::client::{Client, ClientConfig};
+use cdo::ipc::client::{Client, ClientConfig, ClientError, GroupRecord, Notice};
 use cdo::ipc::wire::Attributes;
 
 use super::attributes::is_end;
-use super::fetch::{await_object, Fetched, Wait};
-use super::{done_name, index_name, role_name, ConsumerReport};
+use super::fetch::Fetched;
+use super::{done_name, group_of, ready_name, role_name, seq_of, ConsumerReport, RECORD_SELECTOR};
 use crate::analysis::consumers::{Renderer, StatsConsumer};
 use crate::analysis::AnalysisOptions;
 use crate::cli::{Cli, ConsumerRole};
 use crate::outlet::OutletError;
 use crate::record::RecordView;
 
-/// A joined consumer: its connection, how long it waits, and its
-/// acknowledgements still on offer.
+/// How long a wait for the next record lasts before checking that the
+/// solver still runs.
+const POLL: Duration = Duration::from_secs(1);
+
+/// A consumer joined to its group: its connection, how long it waits, and
+/// its acknowledgements still on offer.
 struct Feed {
     client: Client,
     role: ConsumerRole,
+    /// Its membership of the role's consumer group.
+    subscription: u64,
     timeout: Duration,
     parent: u32,
     /// The solver's `--ring`: most records it has out at once.
@@ -45,29 +52,63 @@ fn check_parent(parent: u32, role: ConsumerRole) -> Result<(), OutletError> {
 }
 
 impl Feed {
-    /// Runs `work` on each record of `seqs` in turn, acknowledging each,
-    /// until an end marker (acknowledged too).
+    /// Joins the pool of `config` and the consumer group of `role`, then
+    /// offers the ready object of `cli.member` (the solver offers no record
+    /// before it has seen every consumer's).
+    fn join(config: &ClientConfig, role: ConsumerRole, cli: &Cli) -> Result<Feed, OutletError> {
+        let member = cli.member;
+        let mut client = Client::connect(config)?;
+        let subscription = client.join_group(group_of(role), RECORD_SELECTOR)?;
+        let member_bytes = (member as u64).to_le_bytes();
+        client.offer(&ready_name(role, member), &member_bytes, Attributes::new())?;
+        Ok(Feed {
+            client,
+            role,
+            subscription,
+            timeout: Duration::from_secs(cli.consumer_timeout),
+            parent: std::os::unix::process::parent_id(),
+            ring: cli.ring.max(2) as u64,
+            acked: VecDeque::new(),
+        })
+    }
+
+    /// The next record the group gives this member, waiting as long as the
+    /// solver lives.
+    fn next_record(&mut self) -> Result<GroupRecord, OutletError> {
+        loop {
+            match self.client.next_notice(Some(POLL))? {
+                Some(Notice::Record(record)) => return Ok(record),
+                Some(other) => return Err(ClientError::Unexpected(format!("{other:?}")).into()),
+                None => check_parent(self.parent, self.role)?,
+            }
+        }
+    }
+
+    /// Runs `work` on each record the group gives, acknowledging each,
+    /// until an end marker (acknowledged too, after leaving the group so
+    /// that the next marker goes to another member).
     fn consume(
         &mut self,
-        seqs: impl Iterator<Item = u64>,
         mut work: impl FnMut(&RecordView<'_>) -> Result<(), OutletError>,
     ) -> Result<(), OutletError> {
-        for seq in seqs {
-            // The solver may take long between records: wait as long as
-            // it lives.
-            let (parent, role) = (self.parent, self.role);
-            let index = await_object(&mut self.client, &index_name(seq), Wait::Retracting, || {
-                check_parent(parent, role)
+        loop {
+            let record = self.next_record()?;
+            let name = record.view.name();
+            let seq = seq_of(name).ok_or_else(|| OutletError::Record {
+                name: name.into(),
+                reason: "not the index object of a record".into(),
             })?;
-            let end = is_end(index.attrs());
-            drop(index);
+            let end = is_end(record.view.attrs());
             self.withdraw_seen(seq)?;
             if !end {
                 let fetched = Fetched::demand(&mut self.client, seq, self.timeout)?;
                 work(&fetched.view()?)?;
             }
-            // Report the dropped views before saying done.
-            self.client.flush()?;
+            // Reports the field views dropped above along with the record.
+            self.client.done(record)?;
+            if end {
+                self.client.unsubscribe(self.subscription)?;
+            }
             let done = done_name(seq, self.role);
             self.client
                 .offer(&done, &seq.to_le_bytes(), Attributes::new())?;
@@ -76,7 +117,6 @@ impl Feed {
                 return Ok(());
             }
         }
-        Ok(())
     }
 
     /// Withdraws the acknowledgements the solver has certainly read: it
@@ -95,8 +135,8 @@ impl Feed {
         Ok(self.client.withdraw_many(&names)?)
     }
 
-    /// Leaves (withdrawing the acknowledgements still offered) once the
-    /// solver has read every one.
+    /// Leaves (withdrawing the acknowledgements and the ready object still
+    /// offered) once the solver has read every acknowledgement.
     fn leave(mut self) -> Result<(), OutletError> {
         Ok(self.client.leave(self.timeout)?)
     }
@@ -119,14 +159,7 @@ pub fn run_consumer(cli: &Cli, role: ConsumerRole) -> Result<ConsumerReport, Out
         label: label.clone(),
         reason: "CDO_POOL_SOCKET and CDO_WORKFLOW_TOKEN are not set".into(),
     })?;
-    let mut feed = Feed {
-        client: Client::connect(&config)?,
-        role,
-        timeout: Duration::from_secs(cli.consumer_timeout),
-        parent: std::os::unix::process::parent_id(),
-        ring: cli.ring.max(2) as u64,
-        acked: VecDeque::new(),
-    };
+    let mut feed = Feed::join(&config, role, cli)?;
     crate::analysis::priority::lower_this_thread();
     let report = match role {
         ConsumerRole::Stats => {
@@ -139,7 +172,7 @@ pub fn run_consumer(cli: &Cli, role: ConsumerRole) -> Result<ConsumerReport, Out
                 archive: None,
             };
             let mut stats = StatsConsumer::create(&options)?;
-            feed.consume(0.., |record| stats.take(record))?;
+            feed.consume(|record| stats.take(record))?;
             let done = stats.finish()?;
             ConsumerReport {
                 steps: done.steps,
@@ -148,8 +181,7 @@ pub fn run_consumer(cli: &Cli, role: ConsumerRole) -> Result<ConsumerReport, Out
         }
         ConsumerRole::Render => {
             let mut renderer = Renderer::new(&cli.output, cli.vtk);
-            let seqs = (cli.member as u64..).step_by(cli.renderers.max(1));
-            feed.consume(seqs, |record| renderer.render(record))?;
+            feed.consume(|record| renderer.render(record))?;
             ConsumerReport {
                 steps: renderer.rendered,
                 busy_seconds: renderer.busy.as_secs_f64(),

@@ -11,24 +11,12 @@ use crate::outlet::OutletError;
 use crate::record::{RecordMeta, RecordView};
 use crate::state::NVAR;
 
-/// How long a demand waits before the watchdog runs, within a deadline.
+/// How long a demand waits before the watchdog runs.
 const POLL: Duration = Duration::from_millis(100);
-/// How long a demand waits before the watchdog runs, without a deadline.
-const LONG_POLL: Duration = Duration::from_secs(1);
 
-/// How long [`await_object`] waits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wait {
-    /// Until this instant, leaving each timed-out demand with the manager
-    /// (for a client that requires the name: retracting would drop that).
-    Until(Instant),
-    /// For ever, retracting each timed-out demand so that the manager does
-    /// not pile them up (for a client that does not require the name).
-    Retracting,
-}
-
-/// Demands `name`, waiting as `wait` says and running `watch` between
-/// polls, whose error ends the wait.
+/// Demands `name`, waiting until `deadline` and running `watch` between
+/// polls, whose error ends the wait. Each timed-out demand stays with the
+/// manager (retracting would drop a require of the name).
 ///
 /// # Errors
 /// The client's errors; [`OutletError::Timeout`] past the deadline; those
@@ -36,30 +24,22 @@ pub enum Wait {
 pub fn await_object(
     client: &mut Client,
     name: &str,
-    wait: Wait,
+    deadline: Instant,
     mut watch: impl FnMut() -> Result<(), OutletError>,
 ) -> Result<View, OutletError> {
     let start = Instant::now();
-    let poll = match wait {
-        Wait::Until(_) => POLL,
-        Wait::Retracting => LONG_POLL,
-    };
     loop {
-        match client.demand(name, poll) {
+        match client.demand(name, POLL) {
             Ok(view) => return Ok(view),
             Err(ClientError::Timeout) => {}
             Err(e) => return Err(e.into()),
         }
         watch()?;
-        match wait {
-            Wait::Retracting => client.retract(name)?,
-            Wait::Until(deadline) if Instant::now() >= deadline => {
-                return Err(OutletError::Timeout {
-                    what: name.into(),
-                    seconds: start.elapsed().as_secs_f64(),
-                });
-            }
-            Wait::Until(_) => {}
+        if Instant::now() >= deadline {
+            return Err(OutletError::Timeout {
+                what: name.into(),
+                seconds: start.elapsed().as_secs_f64(),
+            });
         }
     }
 }

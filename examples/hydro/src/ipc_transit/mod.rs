@@ -3,8 +3,7 @@
 //! ([`cdo::ipc`]), the way Maestro runs components around `mstro_pm`.
 //!
 //! Names, all under `hydro/`, by record sequence number `seq` (0, 1, ...
-//! in output order, so a consumer knows the names to demand without
-//! knowing the steps):
+//! in output order):
 //!
 //! - `hydro/output/<seq>/<field>`: one `f64` field of the record (`rho`,
 //!   `rhou`, `rhov`, `E`), written in place into the producer's shared
@@ -13,11 +12,18 @@
 //!   fields; its attributes say which step it is, or that the stream has
 //!   ended ([`attributes::END`]);
 //! - `hydro/done/<seq>/<role>`: offered by the consumer (`stats` or
-//!   `render`) that finished with record `seq`, its views dropped.
+//!   `render`) that finished with record `seq`, its views dropped;
+//! - `hydro/ready/<role>/<member>`: offered by each consumer process once
+//!   it has joined its consumer group.
 //!
-//! The statistics process demands every record. The pool manager has no
-//! consumer groups yet, so the renderers share the records by a fixed rule
-//! instead: record `seq` goes to renderer `seq mod N` ([`renderer_of`]).
+//! Every consumer group sees every record; within a group each record goes
+//! to exactly one member. The statistics process is a group of one
+//! ([`STATS_GROUP`]); the renderers form [`RENDER_GROUP`], where the pool
+//! manager gives each index object ([`RECORD_SELECTOR`]) to the least
+//! loaded member, and a record held by a member that dies to another. The
+//! member demands the record's fields by name, zero-copy. Offers made
+//! while a group has no member are not kept for it, so the producer waits
+//! for every consumer's ready object before its first offer.
 //!
 //! Back-pressure: the producer keeps at most `--ring` records out. Before
 //! offering more it demands the oldest record's `done` objects (waiting for
@@ -25,10 +31,15 @@
 //! requires every `done` object it will demand, so a consumer can only
 //! leave once its acknowledgements were seen; a consumer withdraws its
 //! `done` objects `--ring` records behind the newest it has seen, which
-//! the producer has read by then, so the manager holds a bounded number. At the end it offers one end
-//! marker per residue `mod N` and waits for every consumer to acknowledge
-//! one. Every wait is bounded, and a consumer process that exits with a
-//! failure fails the producer at its next wait.
+//! the producer has read by then, so the manager holds a bounded number.
+//!
+//! End of stream: the producer offers one end marker per renderer, one at
+//! a time, each after the previous was acknowledged. A member that got its
+//! marker leaves its group before acknowledging it, so the next marker goes
+//! to another member; the first marker also reaches the statistics process.
+//! Every wait is bounded, and a consumer process that exits with a failure
+//! fails the producer at its next wait (even when its group gave its
+//! records to another member).
 
 pub mod attributes;
 pub mod consumer;
@@ -67,10 +78,36 @@ pub fn role_name(role: ConsumerRole) -> &'static str {
     }
 }
 
-/// The renderer (of `renderers`, at least one) that record `seq` goes to:
-/// a stand-in for consumer groups until the pool manager has them.
-pub fn renderer_of(seq: u64, renderers: usize) -> usize {
-    (seq % renderers.max(1) as u64) as usize
+/// The ready object of consumer process `member` of `role`.
+pub fn ready_name(role: ConsumerRole, member: usize) -> String {
+    format!("hydro/ready/{}/{member}", role_name(role))
+}
+
+/// The sequence number of the record whose index object is `name`.
+pub fn seq_of(name: &str) -> Option<u64> {
+    name.strip_prefix("hydro/output/")?.parse().ok()
+}
+
+/// The consumer group of the statistics process.
+pub const STATS_GROUP: &str = "hydro-stats";
+/// The consumer group of the renderers.
+pub const RENDER_GROUP: &str = "hydro-render";
+/// What the consumer groups receive: the records' index objects.
+pub const RECORD_SELECTOR: &str = "name ~ '^hydro/output/[0-9]+$'";
+
+/// The consumer group of `role`.
+pub fn group_of(role: ConsumerRole) -> &'static str {
+    match role {
+        ConsumerRole::Stats => STATS_GROUP,
+        ConsumerRole::Render => RENDER_GROUP,
+    }
+}
+
+/// The consumer processes of a run with `renderers` renderers (at least
+/// one), as `(role, member)`: the statistics process, then the renderers.
+pub fn members(renderers: usize) -> impl Iterator<Item = (ConsumerRole, usize)> {
+    std::iter::once((ConsumerRole::Stats, 0))
+        .chain((0..renderers.max(1)).map(|member| (ConsumerRole::Render, member)))
 }
 
 /// What a consumer process did, sent to the producer as one JSON line on
@@ -88,12 +125,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_and_shares() {
+    fn names_and_members() {
         assert_eq!(index_name(3), "hydro/output/3");
         assert_eq!(field_name(3, 3), "hydro/output/3/E");
         assert_eq!(done_name(4, ConsumerRole::Render), "hydro/done/4/render");
-        let shares: Vec<usize> = (0..5).map(|s| renderer_of(s, 2)).collect();
-        assert_eq!(shares, [0, 1, 0, 1, 0]);
-        assert_eq!(renderer_of(7, 0), 0);
+        assert_eq!(ready_name(ConsumerRole::Render, 1), "hydro/ready/render/1");
+        assert_eq!(seq_of(&index_name(12)), Some(12));
+        assert_eq!(seq_of(&field_name(12, 0)), None);
+        assert_eq!(seq_of("other/12"), None);
+        let all: Vec<_> = members(2).collect();
+        assert_eq!(
+            all,
+            [
+                (ConsumerRole::Stats, 0),
+                (ConsumerRole::Render, 0),
+                (ConsumerRole::Render, 1)
+            ]
+        );
+        assert_eq!(members(0).count(), 2, "at least one renderer");
+    }
+
+    #[test]
+    fn the_selector_picks_index_objects_only() {
+        let selector = cdo::Selector::parse(RECORD_SELECTOR).unwrap();
+        let attrs = cdo::ipc::wire::Attributes::new();
+        let picks = |name: &str| {
+            selector.matches(&cdo::FlatView {
+                name,
+                attrs: &attrs,
+            })
+        };
+        assert!(picks(&index_name(7)));
+        assert!(!picks(&field_name(7, 1)));
+        assert!(!picks(&done_name(7, ConsumerRole::Stats)));
+        assert!(!picks(&ready_name(ConsumerRole::Stats, 0)));
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use cdo::ipc::endpoint::Endpoint;
 
-use super::{role_name, ConsumerReport};
+use super::{members, role_name, ConsumerReport};
 use crate::analysis::AnalysisOptions;
 use crate::cli::ConsumerRole;
 use crate::outlet::OutletError;
@@ -55,12 +55,10 @@ impl Consumers {
         timeout: Duration,
     ) -> Result<Consumers, OutletError> {
         let renderers = options.renderers.max(1);
-        let roles = std::iter::once((ConsumerRole::Stats, 0))
-            .chain((0..renderers).map(|k| (ConsumerRole::Render, k)));
         let mut consumers = Consumers {
             processes: Vec::new(),
         };
-        for (role, member) in roles {
+        for (role, member) in members(renderers) {
             let label = match role {
                 ConsumerRole::Stats => "stats".to_string(),
                 ConsumerRole::Render => format!("render {member}/{renderers}"),

@@ -1,7 +1,8 @@
 //! The producer side of the cross-process transport: the solver's
-//! [`Outlet`], which offers each record's fields in place in shared memory,
-//! keeps at most `ring` records out, and at the end stops the consumer
-//! processes and collects their reports.
+//! [`Outlet`], which waits for the consumer processes to join their groups,
+//! offers each record's fields in place in shared memory, keeps at most
+//! `ring` records out, and at the end stops the consumer processes and
+//! collects their reports.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -12,9 +13,9 @@ use cdo::ipc::manager::{self, ManagerConfig, ManagerHandle};
 use cdo::ipc::wire::{ErrorCode, RequestId};
 
 use super::attributes::{end_attrs, record_attrs};
-use super::fetch::{await_object, Wait};
+use super::fetch::await_object;
 use super::processes::Consumers;
-use super::{done_name, field_name, index_name, role_name, ConsumerReport};
+use super::{done_name, field_name, index_name, members, ready_name, role_name, ConsumerReport};
 use crate::analysis::consumers::create_dir;
 use crate::analysis::AnalysisOptions;
 use crate::cli::ConsumerRole;
@@ -52,8 +53,9 @@ impl std::fmt::Debug for IpcOutlet {
 impl IpcOutlet {
     /// Creates the output directory, starts a pool manager unless
     /// `CDO_POOL_SOCKET` names one, joins it, and starts the consumer
-    /// processes; at most `ring` records (at least 2) are out at once, and
-    /// every wait for a consumer gives up after `timeout`.
+    /// processes and waits for them to join their groups; at most `ring`
+    /// records (at least 2) are out at once, and every wait for a consumer
+    /// gives up after `timeout`.
     ///
     /// # Errors
     /// When the directory, the manager or a process cannot be started or
@@ -76,7 +78,7 @@ impl IpcOutlet {
         let client = Client::connect(&ClientConfig::new(endpoint.clone(), "hydro-solver"))?;
         let limit = ring.max(2);
         let consumers = Consumers::spawn(&endpoint, options, limit, timeout)?;
-        Ok(IpcOutlet {
+        let mut outlet = IpcOutlet {
             client,
             consumers,
             manager,
@@ -89,7 +91,25 @@ impl IpcOutlet {
             bytes: 0,
             offered: 0,
             withdrawn: 0,
-        })
+        };
+        outlet.await_ready()?;
+        Ok(outlet)
+    }
+
+    /// Waits until every consumer process has joined its consumer group
+    /// (offered its ready object): a group keeps no offer made before.
+    fn await_ready(&mut self) -> Result<(), OutletError> {
+        let deadline = Instant::now() + self.timeout;
+        for (role, member) in members(self.renderers) {
+            let consumers = &mut self.consumers;
+            await_object(
+                &mut self.client,
+                &ready_name(role, member),
+                deadline,
+                || consumers.check(),
+            )?;
+        }
+        Ok(())
     }
 
     /// Waits for the replies to `ids`, each an `Ok`.
@@ -122,19 +142,19 @@ impl IpcOutlet {
     }
 
     /// Waits for the acknowledgements of record `seq` (from the statistics
-    /// process too with `stats`), watching the consumer processes.
+    /// process too with `stats`), watching the consumer processes: before
+    /// waiting too, since a renderer's group gives the records of one that
+    /// died to another, so that the waits alone may not notice.
     fn await_done(&mut self, seq: u64, stats: bool) -> Result<(), OutletError> {
+        self.consumers.check()?;
         let deadline = Instant::now() + self.timeout;
         let roles = [ConsumerRole::Render, ConsumerRole::Stats];
         for role in &roles[..1 + usize::from(stats)] {
             let consumers = &mut self.consumers;
             // The view is dropped at once: it only says "done".
-            let done = await_object(
-                &mut self.client,
-                &done_name(seq, *role),
-                Wait::Until(deadline),
-                || consumers.check(),
-            );
+            let done = await_object(&mut self.client, &done_name(seq, *role), deadline, || {
+                consumers.check()
+            });
             match done {
                 Ok(_) => {}
                 // It offered and then vanished: say which and how.
@@ -172,13 +192,13 @@ impl IpcOutlet {
         self.withdraw(&names)
     }
 
-    /// Offers the fields of `capture`, filled in place, then its index, and
-    /// requires the acknowledgements.
+    /// Requires the acknowledgements of the record of `capture`, then
+    /// offers its fields, filled in place, then its index.
     fn offer_record(&mut self, capture: &Capture<'_>) -> Result<(), OutletError> {
         let (meta, seq) = (&capture.meta, self.next_seq);
         let n = meta.nx * meta.ny;
         let size = (n * std::mem::size_of::<f64>()) as u64;
-        let mut ids = Vec::with_capacity(NVAR + 3);
+        let mut ids = self.require_done(seq, true)?;
         for var in 0..NVAR {
             let name = field_name(seq, var);
             let mut aligned = true;
@@ -203,7 +223,6 @@ impl IpcOutlet {
         ids.push(self.client.submit_offer(&index, 8, attrs, |b| {
             b.copy_from_slice(&meta.step.to_le_bytes())
         })?);
-        ids.extend(self.require_done(seq, true)?);
         self.client.flush()?;
         self.expect_ok(ids)?;
         self.in_flight.push_back(seq);
@@ -213,27 +232,27 @@ impl IpcOutlet {
         Ok(())
     }
 
-    /// Retires every record, then offers one end marker per renderer (the
-    /// first also ends the statistics stream) and waits for every consumer
-    /// to acknowledge its marker.
+    /// Retires every record, then ends the stream of each renderer in turn:
+    /// offers an end marker, which the renderers' group gives to one member
+    /// (the first marker also reaches the statistics process), and waits
+    /// for its acknowledgement. A member leaves its group before
+    /// acknowledging its marker, so the next marker goes to another.
     fn end_stream(&mut self) -> Result<(), OutletError> {
         while !self.in_flight.is_empty() {
             self.retire_oldest()?;
         }
         let first = self.next_seq;
         let markers: Vec<u64> = (first..first + self.renderers as u64).collect();
-        let mut ids = Vec::new();
         for &seq in &markers {
+            // Required first, so that the consumer cannot leave unread.
+            let mut ids = self.require_done(seq, seq == first)?;
             ids.push(
                 self.client
                     .submit_offer(&index_name(seq), 8, end_attrs(), |b| b.fill(0))?,
             );
-            ids.extend(self.require_done(seq, seq == first)?);
-        }
-        self.client.flush()?;
-        self.expect_ok(ids)?;
-        self.offered += markers.len() as u64;
-        for &seq in &markers {
+            self.client.flush()?;
+            self.expect_ok(ids)?;
+            self.offered += 1;
             self.await_done(seq, seq == first)?;
         }
         let names: Vec<String> = markers.iter().map(|&seq| index_name(seq)).collect();
