@@ -80,6 +80,11 @@ impl ArchiverClient {
         self.tally
     }
 
+    /// The archiver's connection, for its own offers (a ready signal, say).
+    pub fn client_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
     /// Takes the next record, waiting up to `timeout`, and stores or skips
     /// it; `None` when none came.
     ///
