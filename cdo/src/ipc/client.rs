@@ -227,8 +227,9 @@ pub struct Client {
     pool: SegmentPool,
     /// Producer segments whose descriptor the manager holds.
     registered: FastSet<u64>,
-    offers: FastMap<String, Slot>,
-    pending_offers: FastMap<RequestId, String>,
+    offers: FastMap<Arc<str>, Slot>,
+    /// Offers not answered yet (one name allocation shared with `offers`).
+    pending_offers: FastMap<RequestId, Arc<str>>,
     /// Slots of withdrawn objects, reused once the withdrawal is answered.
     withdrawing: FastMap<RequestId, Slot>,
     released: ReleaseQueue,
@@ -365,9 +366,10 @@ impl Client {
                 offset: slot.offset,
             },
         };
-        self.offers.insert(name.into(), slot);
+        let name: Arc<str> = name.into();
+        self.offers.insert(name.clone(), slot);
         let id = self.submit(msg, fd)?;
-        self.pending_offers.insert(id, name.into());
+        self.pending_offers.insert(id, name);
         Ok(id)
     }
 

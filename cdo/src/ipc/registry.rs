@@ -33,6 +33,8 @@ pub trait Registry: Send {
     fn get(&self, name: &str) -> Option<&Entry>;
     /// Removes and returns the object offered under `name`.
     fn remove(&mut self, name: &str) -> Option<Entry>;
+    /// Names of the objects `owner` offered.
+    fn names_of(&self, owner: ClientId) -> Vec<String>;
     /// Number of offered objects.
     fn len(&self) -> usize;
     /// Whether nothing is offered.
@@ -64,6 +66,14 @@ impl Registry for NameRegistry {
 
     fn remove(&mut self, name: &str) -> Option<Entry> {
         self.entries.remove(name)
+    }
+
+    fn names_of(&self, owner: ClientId) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.owner == owner)
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     fn len(&self) -> usize {

@@ -31,7 +31,6 @@ struct ClientRec {
     out: Outbox,
     /// Producer's segment id → manager's segment id.
     own_segments: FastMap<u64, u64>,
-    offered: FastSet<String>,
     leaving: Option<RequestId>,
     /// Views of objects this client holds (object → count).
     held: FastMap<u64, u32>,
@@ -151,7 +150,6 @@ impl State {
                 component,
                 out,
                 own_segments: FastMap::default(),
-                offered: FastSet::default(),
                 leaving: None,
                 held: FastMap::default(),
             },
@@ -603,7 +601,6 @@ impl State {
         self.segments.get_mut(&key).expect("checked above").objects += 1;
         self.offered_bytes += size;
         self.tombstones.remove(&name);
-        self.client_mut(cid).offered.insert(name.clone());
         if !self.subs.is_empty() {
             let e = self.registry.get(&name).expect("just inserted");
             let data = DataRef {
@@ -769,9 +766,6 @@ impl State {
     fn take_offer(&mut self, name: &str) -> Option<Entry> {
         let e = self.registry.remove(name)?;
         self.offered_bytes -= e.size;
-        if let Some(c) = self.clients.get_mut(&e.owner) {
-            c.offered.remove(name);
-        }
         Some(e)
     }
 
@@ -805,17 +799,12 @@ impl State {
 
     /// Names offered by `cid` that another client still requires.
     fn still_required(&self, cid: ClientId) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .client(cid)
-            .offered
-            .iter()
-            .filter(|n| {
-                self.requires
-                    .get(*n)
-                    .is_some_and(|s| s.iter().any(|&c| c != cid))
-            })
-            .cloned()
-            .collect();
+        let mut names = self.registry.names_of(cid);
+        names.retain(|n| {
+            self.requires
+                .get(n)
+                .is_some_and(|s| s.iter().any(|&c| c != cid))
+        });
         names.sort();
         names
     }
@@ -869,7 +858,7 @@ impl State {
                 self.release_view(object, out);
             }
         }
-        let offered: Vec<String> = self.client(cid).offered.iter().cloned().collect();
+        let offered = self.registry.names_of(cid);
         for name in offered {
             if let Some(e) = self.take_offer(&name) {
                 if self.views.contains_key(&e.object) {
