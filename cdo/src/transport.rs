@@ -129,22 +129,8 @@ pub fn copy_converted(
     Ok(buf)
 }
 
-/// Element strides of `shape` stored in `order`.
-fn strides(shape: &[usize], order: Order) -> Vec<usize> {
-    let mut strides = vec![0; shape.len()];
-    let mut step = 1;
-    let dims: Box<dyn Iterator<Item = usize>> = match order {
-        Order::RowMajor => Box::new((0..shape.len()).rev()),
-        Order::ColumnMajor => Box::new(0..shape.len()),
-    };
-    for d in dims {
-        strides[d] = step;
-        step *= shape[d];
-    }
-    strides
-}
-
-/// Copies an array stored in `layout.order` into the other order.
+/// Copies an array stored in `layout.order` into the other order, with
+/// the layout-converting kernels of `mamba-transforms`.
 fn transpose(
     layout: &Layout,
     elem: usize,
@@ -156,28 +142,13 @@ fn transpose(
     if n.checked_mul(elem) != Some(src.len()) || dst.len() != src.len() {
         return Err("shape and element type do not match the size".into());
     }
-    let other = match layout.order {
-        Order::RowMajor => Order::ColumnMajor,
-        Order::ColumnMajor => Order::RowMajor,
+    let row = mamba_transforms::Layout::row_major(elem, shape).map_err(|e| e.to_string())?;
+    let col = mamba_transforms::Layout::column_major(elem, shape).map_err(|e| e.to_string())?;
+    let (from, to) = match layout.order {
+        Order::RowMajor => (row, col),
+        Order::ColumnMajor => (col, row),
     };
-    let (from, to) = (strides(shape, layout.order), strides(shape, other));
-    let mut index = vec![0usize; shape.len()];
-    for _ in 0..n {
-        let offset = |strides: &[usize]| -> usize {
-            index.iter().zip(strides).map(|(i, s)| i * s).sum::<usize>() * elem
-        };
-        let (s, d) = (offset(&from), offset(&to));
-        dst[d..d + elem].copy_from_slice(&src[s..s + elem]);
-        // Next multi-index, last dimension fastest.
-        for k in (0..index.len()).rev() {
-            index[k] += 1;
-            if index[k] < shape[k] {
-                break;
-            }
-            index[k] = 0;
-        }
-    }
-    Ok(())
+    mamba_transforms::copy(src, &from, dst, &to).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
