@@ -562,3 +562,28 @@ fn a_consumer_converts_its_view_into_another_tier_and_order() {
     let e = convert_view(&mamba, &blob, None, Some(Order::ColumnMajor)).unwrap_err();
     assert!(matches!(e, cdo::Error::Layout { .. }), "{e}");
 }
+
+#[test]
+fn events_can_be_polled_without_blocking() {
+    let pm = manager();
+    let mut watcher = client(&pm, "watcher");
+    watcher
+        .subscribe("*", EventKind::Offer.into(), false)
+        .unwrap();
+    assert!(watcher.poll_notice().unwrap().is_none(), "nothing yet");
+    let mut p = client(&pm, "producer");
+    p.offer("polled", b"x", Attributes::new()).unwrap();
+    let start = std::time::Instant::now();
+    let event = loop {
+        if let Some(Notice::Event(e)) = watcher.poll_notice().unwrap() {
+            break e;
+        }
+        assert!(start.elapsed() < WAIT, "the event never came");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(
+        (event.kind, event.name.as_str()),
+        (EventKind::Offer, "polled")
+    );
+    assert!(watcher.poll_notice().unwrap().is_none());
+}

@@ -590,6 +590,23 @@ impl Client {
         }
     }
 
+    /// The next event or group record already received or waiting on the
+    /// socket, without blocking.
+    pub fn poll_notice(&mut self) -> Result<Option<Notice>, ClientError> {
+        self.flush()?;
+        self.reader.try_fill()?;
+        loop {
+            if let Some(n) = self.notices.pop_front() {
+                return Ok(Some(n));
+            }
+            match self.receive_one(Some(Instant::now()), None) {
+                Ok(_) => {}
+                Err(ClientError::Timeout) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Acknowledges event `event` (sent at once: its operation waits).
     pub fn ack(&mut self, event: u64) -> Result<(), ClientError> {
         self.writer

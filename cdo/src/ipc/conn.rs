@@ -93,6 +93,22 @@ impl Reader {
     /// Errors with [`ConnError::Closed`] at a clean end of stream and with
     /// [`WireError::Truncated`] when the stream ends inside a frame.
     pub fn fill(&mut self) -> Result<(), ConnError> {
+        self.receive(MsgFlags::empty())
+    }
+
+    /// Takes the bytes already waiting on the socket without blocking;
+    /// `Ok(false)` when there were none.
+    ///
+    /// Errors as [`Reader::fill`].
+    pub fn try_fill(&mut self) -> Result<bool, ConnError> {
+        match self.receive(MsgFlags::MSG_DONTWAIT) {
+            Ok(()) => Ok(true),
+            Err(ConnError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn receive(&mut self, flags: MsgFlags) -> Result<(), ConnError> {
         self.make_room();
         let mut cmsg = nix::cmsg_space!([RawFd; FDS_PER_CALL]);
         let (bytes, truncated) = loop {
@@ -101,7 +117,7 @@ impl Reader {
                 self.sock.as_raw_fd(),
                 &mut iov,
                 Some(&mut cmsg),
-                MsgFlags::MSG_CMSG_CLOEXEC,
+                MsgFlags::MSG_CMSG_CLOEXEC | flags,
             ) {
                 Ok(msg) => {
                     for c in msg.cmsgs()? {
