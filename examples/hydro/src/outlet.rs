@@ -159,7 +159,8 @@ pub struct ManagerReport {
     pub socket: String,
     /// Consumer processes run.
     pub processes: usize,
-    /// Objects the solver offered (fields, indexes and end markers).
+    /// Objects the solver offered (fields, indexes, end markers and
+    /// checkpoints).
     pub offered: u64,
     /// Objects it withdrew once consumed.
     pub withdrawn: u64,
