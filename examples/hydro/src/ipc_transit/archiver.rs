@@ -51,9 +51,10 @@ fn stop_at_end_of_input() -> Result<Arc<AtomicBool>, OutletError> {
 }
 
 /// Says that the checkpoint of `step` is archived, first withdrawing the
-/// `archived` objects in `offered` (oldest first) the solver has read: it
-/// offered this checkpoint only after withdrawing all but the newest
-/// [`CHECKPOINTS_OUT`]` - 1` before it, each once its object was read.
+/// `archived` objects in `offered` (oldest first) that the solver has
+/// read: it offered this checkpoint only after withdrawing every earlier
+/// one but the newest `CHECKPOINTS_OUT - 1`, each once it had read its
+/// object (see [`CHECKPOINTS_OUT`]).
 fn acknowledge(
     client: &mut Client,
     offered: &mut VecDeque<u64>,
