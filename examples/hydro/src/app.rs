@@ -58,9 +58,6 @@ pub enum AppError {
     /// The CDO transport needs memory from mamba.
     #[error("the CDO transport needs pooled memory")]
     NoPool,
-    /// `--pool-manager` carries output records only.
-    #[error("--pool-manager does not carry checkpoints; drop --checkpoint-every")]
-    PoolManagerCheckpoints,
     /// The final dump could not be written.
     #[error(transparent)]
     Dump(#[from] DumpError),
@@ -117,9 +114,6 @@ fn checkpoint_to_resume(
 /// with the analyses in transit, then the optional final checkpoint and
 /// dump.
 pub fn run_app(cli: &Cli) -> Result<AppReport, AppError> {
-    if cli.pool_manager && cli.checkpoint_every > 0 {
-        return Err(AppError::PoolManagerCheckpoints);
-    }
     let config = mamba_config(cli)?;
     let memory = open_memory(cli, &config)?;
     let workers = cli.worker_count();

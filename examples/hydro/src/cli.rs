@@ -146,9 +146,9 @@ pub struct Cli {
     /// Write the final state here (JSON header line, then f64 planes).
     #[arg(long)]
     pub dump_final: Option<PathBuf>,
-    /// Run the analyses as separate processes fed through a cross-process
-    /// CDO pool manager (instead of `--transport`): started here unless
-    /// `CDO_POOL_SOCKET` names one.
+    /// Run the analyses (and the checkpoint archiver) as separate
+    /// processes fed through a cross-process CDO pool manager (instead of
+    /// `--transport`): started here unless `CDO_POOL_SOCKET` names one.
     #[arg(long)]
     pub pool_manager: bool,
     /// Seconds a `--pool-manager` process waits for another before failing
@@ -174,6 +174,8 @@ pub enum ConsumerRole {
     Stats,
     /// A renderer (its share of the records).
     Render,
+    /// The checkpoint archiver (every checkpoint, into `--archive`).
+    Archive,
 }
 
 impl Cli {

@@ -4,9 +4,9 @@
 //! for 300 steps with the analyses, fed through a CDO pool, writing to
 //! `hydro-out/`.
 //!
-//! With `--pool-manager` the analyses run as separate processes (this
-//! binary again, with the hidden `--consumer` flag) fed through a CDO pool
-//! manager; see [`hydro::ipc_transit`].
+//! With `--pool-manager` the analyses (and the checkpoint archiver) run as
+//! separate processes (this binary again, with the hidden `--consumer`
+//! flag) fed through a CDO pool manager; see [`hydro::ipc_transit`].
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

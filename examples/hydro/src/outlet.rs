@@ -11,6 +11,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::checkpoint::{CheckpointError, CheckpointRef};
 use crate::params::Params;
 use crate::record::RecordMeta;
 use crate::state::State;
@@ -30,6 +31,20 @@ pub struct Capture<'a> {
     pub checkpoint: bool,
 }
 
+impl<'a> Capture<'a> {
+    /// The checkpoint of this state (its bytes are what a checkpoint CDO
+    /// holds).
+    pub fn checkpoint_ref(&self) -> CheckpointRef<'a> {
+        CheckpointRef {
+            params: self.params,
+            state: self.state,
+            step: self.meta.step,
+            time: self.meta.time,
+            dt: self.meta.dt,
+        }
+    }
+}
+
 /// Why the consumers failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OutletError {
@@ -43,7 +58,7 @@ pub enum OutletError {
     },
     /// A checkpoint could not be encoded or archived.
     #[error(transparent)]
-    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    Checkpoint(#[from] CheckpointError),
     /// A consumer stopped taking records (it failed; `finish` says why).
     #[error("the {0} consumer stopped")]
     Closed(&'static str),
@@ -83,6 +98,17 @@ pub enum OutletError {
         /// What is wrong.
         reason: String,
     },
+}
+
+impl From<cdo::ipc::components::ComponentError> for OutletError {
+    /// An archiver process's failure: of its connection, or of its archive.
+    fn from(e: cdo::ipc::components::ComponentError) -> Self {
+        use cdo::ipc::components::ComponentError;
+        match e {
+            ComponentError::Client(e) => OutletError::Ipc(e),
+            ComponentError::Archive(e) => OutletError::Checkpoint(CheckpointError::Archive(e)),
+        }
+    }
 }
 
 /// What the consumers did.
@@ -133,7 +159,8 @@ pub struct ManagerReport {
     pub socket: String,
     /// Consumer processes run.
     pub processes: usize,
-    /// Objects the solver offered (fields, indexes and end markers).
+    /// Objects the solver offered (fields, indexes, end markers and
+    /// checkpoints).
     pub offered: u64,
     /// Objects it withdrew once consumed.
     pub withdrawn: u64,

@@ -1,7 +1,9 @@
 //! `hydro --pool-manager`: the analyses as separate processes fed through a
 //! pool manager give the in-process run's results bit for bit, the renderer
 //! processes share the records through a consumer group (each record
-//! rendered exactly once), clean up after themselves, and a killed consumer
+//! rendered exactly once), an archive process archives the checkpoints as
+//! the in-process archiver does (a restart from them continues bit for
+//! bit), the processes clean up after themselves, and a killed consumer
 //! fails the solver instead of hanging it.
 
 use std::path::Path;
@@ -9,6 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use hydro::analysis::{density_png, STATS_CSV};
+use hydro::cdo_transit::attributes::checkpoint_name;
 
 const HYDRO: &str = env!("CARGO_BIN_EXE_hydro");
 
@@ -178,8 +181,9 @@ fn two_renderers_render_every_record_exactly_once() {
     );
 }
 
-/// The consumer processes `hydro` (pid `parent`) started.
-fn consumers_of(parent: u32) -> Vec<u32> {
+/// The consumer processes `hydro` (pid `parent`) started, with their
+/// roles.
+fn consumers_of(parent: u32) -> Vec<(u32, String)> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -193,8 +197,10 @@ fn consumers_of(parent: u32) -> Vec<u32> {
             .and_then(|rest| rest.split_whitespace().nth(1))
             .and_then(|p| p.parse::<u32>().ok());
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if ppid == Some(parent) && cmdline.windows(10).any(|w| w == b"--consumer") {
-            pids.push(pid);
+        let mut args = cmdline.split(|&b| b == 0);
+        let role = args.find(|&a| a == b"--consumer").and_then(|_| args.next());
+        if let (Some(role), Some(true)) = (role, ppid.map(|p| p == parent)) {
+            pids.push((pid, String::from_utf8_lossy(role).into_owned()));
         }
     }
     pids
@@ -202,21 +208,26 @@ fn consumers_of(parent: u32) -> Vec<u32> {
 
 #[test]
 fn a_killed_consumer_fails_the_solver() {
-    // The statistics process starts first, then the renderers.
-    killing_a_consumer_fails_the_solver(|pids| *pids.iter().min().unwrap(), "stats");
-    killing_a_consumer_fails_the_solver(|pids| *pids.iter().max().unwrap(), "render");
+    killing_a_consumer_fails_the_solver(&[], "stats");
+    killing_a_consumer_fails_the_solver(&[], "render");
+    // Checkpoints on: one more process, the archive process.
+    killing_a_consumer_fails_the_solver(&["--checkpoint-every", "1"], "archive");
 }
 
-/// Kills the consumer `pick` chooses mid-run; the solver must fail
-/// promptly, naming the `label`led process, and clean up.
-fn killing_a_consumer_fails_the_solver(pick: fn(&[u32]) -> u32, label: &str) {
+/// Kills a consumer process of role `role` mid-run (of a run with `extra`
+/// flags); the solver must fail promptly, naming that process, and clean
+/// up.
+fn killing_a_consumer_fails_the_solver(extra: &[&str], role: &str) {
     let dir = tempfile::tempdir().unwrap();
     let runtime = tempfile::tempdir().unwrap();
-    let mut command = hydro(
-        dir.path(),
-        runtime.path(),
-        &["--nstepmax", "1000000", "--noutput", "1", "--pool-manager"],
-    );
+    let archive = dir.path().join("archive").display().to_string();
+    let mut args = vec!["--nstepmax", "1000000", "--noutput", "1", "--pool-manager"];
+    args.extend_from_slice(&["--archive", &archive]);
+    args.extend_from_slice(extra);
+    // The statistics process, two renderers, and the archive process when
+    // checkpoints are on.
+    let processes = 3 + usize::from(extra.contains(&"--checkpoint-every"));
+    let mut command = hydro(dir.path(), runtime.path(), &args);
     let child = command
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -225,7 +236,7 @@ fn killing_a_consumer_fails_the_solver(pick: fn(&[u32]) -> u32, label: &str) {
     let start = Instant::now();
     let consumers = loop {
         let found = consumers_of(child.id());
-        if found.len() == 3 {
+        if found.len() == processes {
             break found;
         }
         assert!(start.elapsed() < Duration::from_secs(20), "no consumers");
@@ -233,8 +244,9 @@ fn killing_a_consumer_fails_the_solver(pick: fn(&[u32]) -> u32, label: &str) {
     };
     // Let records flow, then kill one.
     std::thread::sleep(Duration::from_millis(300));
+    let (victim, _) = consumers.iter().find(|(_, r)| r == role).unwrap();
     let status = Command::new("kill")
-        .args(["-KILL", &pick(&consumers).to_string()])
+        .args(["-KILL", &victim.to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -247,35 +259,110 @@ fn killing_a_consumer_fails_the_solver(pick: fn(&[u32]) -> u32, label: &str) {
         "failed promptly, not at a timeout"
     );
     assert!(
-        stderr.contains(&format!("consumer process {label}")),
+        stderr.contains(&format!("consumer process {role}")),
         "{stderr}"
     );
     assert!(
         consumers
             .iter()
-            .all(|&pid| !Path::new(&format!("/proc/{pid}")).exists()),
+            .all(|(pid, _)| !Path::new(&format!("/proc/{pid}")).exists()),
         "the other consumers are gone too"
     );
     assert_eq!(std::fs::read_dir(runtime.path()).unwrap().count(), 0);
 }
 
 #[test]
-fn checkpoints_are_refused_with_the_pool_manager() {
+fn the_archive_process_archives_the_checkpoints_and_a_restart_continues_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
-    let output = hydro(
-        dir.path(),
-        dir.path(),
-        &[
-            "--nstepmax",
-            "2",
-            "--checkpoint-every",
-            "1",
-            "--pool-manager",
-        ],
-    )
-    .output()
-    .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("does not carry checkpoints"), "{stderr}");
+    let runtime = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let run = |out: &str, extra: &[&str]| {
+        std::fs::create_dir_all(out).unwrap();
+        summary(hydro(Path::new(out), runtime.path(), extra))
+    };
+    let straight = p("straight.dump");
+    let args = [
+        "--nstepmax",
+        "11",
+        "--no-analyses",
+        "--dump-final",
+        &straight,
+    ];
+    run(&p("straight"), &args);
+
+    // The same checkpoints, archived in process and by the archive process.
+    let (local, ipc) = (p("archive-local"), p("archive-ipc"));
+    let args = [
+        "--nstepmax",
+        "7",
+        "--noutput",
+        "3",
+        "--checkpoint-every",
+        "3",
+    ];
+    run(&p("local"), &[&args[..], &["--archive", &local]].concat());
+    let ipc_summary = run(
+        &p("ipc"),
+        &[&args[..], &["--archive", &ipc, "--pool-manager"]].concat(),
+    );
+    let analyses = line(&ipc_summary, "analyses");
+    assert!(analyses.contains("2 checkpoints"), "{analyses}");
+    let transport = line(&ipc_summary, "transport");
+    assert!(
+        transport.contains("4 consumer processes: 24 objects offered, 24 withdrawn"),
+        "4 records of 5 objects, 2 end markers, 2 checkpoints: {transport}"
+    );
+    assert!(
+        ipc_summary.contains("after the consumers left: 1 clients, 0 objects"),
+        "{ipc_summary}"
+    );
+    let open = |dir: &str| cdo::archive::Archive::open(dir).unwrap();
+    let (local, ipc) = (open(&local), open(&ipc));
+    let names = [checkpoint_name(3), checkpoint_name(6)];
+    assert_eq!(local.names().unwrap(), names);
+    assert_eq!(ipc.names().unwrap(), names);
+    for name in &names {
+        let entry = ipc.load(name).unwrap().unwrap();
+        assert_eq!(Some(&entry), local.load(name).unwrap().as_ref(), "{name}");
+        assert_eq!(
+            entry.attributes["priority"],
+            cdo::Value::Str("checkpoint".into())
+        );
+    }
+
+    // A restart from the archive process's newest checkpoint, its own
+    // checkpoints archived by an archive process alone (no analyses).
+    let resumed = p("resumed.dump");
+    let restart = [
+        "--restart",
+        "--archive",
+        &p("archive-ipc"),
+        "--nstepmax",
+        "11",
+        "--no-analyses",
+        "--checkpoint-every",
+        "4",
+        "--pool-manager",
+        "--dump-final",
+        &resumed,
+    ];
+    let restart_summary = run(&p("resumed"), &restart);
+    let from = ipc.data_path(&checkpoint_name(6)).unwrap();
+    assert!(
+        restart_summary.contains(&format!("restarted from   {}", from.display())),
+        "{restart_summary}"
+    );
+    let transport = line(&restart_summary, "transport");
+    assert!(transport.contains("1 consumer processes"), "{transport}");
+    assert_eq!(
+        std::fs::read(&straight).unwrap(),
+        std::fs::read(&resumed).unwrap(),
+        "the restart continues bit for bit"
+    );
+    assert_eq!(
+        ipc.names().unwrap(),
+        [3, 6, 8].map(checkpoint_name),
+        "step 8 archived in the restart"
+    );
+    assert_eq!(std::fs::read_dir(runtime.path()).unwrap().count(), 0);
 }

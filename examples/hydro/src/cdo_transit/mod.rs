@@ -35,7 +35,7 @@ use mamba::Policy;
 
 use crate::analysis::consumers::{self as work, ArchiverDone, Renderer, StatsConsumer, StatsDone};
 use crate::analysis::AnalysisOptions;
-use crate::checkpoint::{CheckpointError, CheckpointRef};
+use crate::checkpoint::CheckpointError;
 use crate::outlet::{Capture, Outlet, OutletError, OutletReport, PoolReport};
 use crate::state::{FIELD_NAMES, NVAR};
 use attributes::{checkpoint_name, output_name, set_checkpoint, set_field, set_meta};
@@ -223,13 +223,7 @@ impl<'p> CdoOutlet<'p> {
     /// Offers the state of `capture` as a checkpoint CDO.
     fn offer_checkpoint(&mut self, capture: &Capture<'_>) -> Result<(), OutletError> {
         let meta = &capture.meta;
-        let checkpoint = CheckpointRef {
-            params: capture.params,
-            state: capture.state,
-            step: meta.step,
-            time: meta.time,
-            dt: meta.dt,
-        };
+        let checkpoint = capture.checkpoint_ref();
         let name = checkpoint_name(meta.step);
         let mut chk = self.pool.declare(&name)?;
         set_checkpoint(&mut chk, meta, checkpoint.encoded_len())?;

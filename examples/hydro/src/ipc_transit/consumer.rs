@@ -10,6 +10,7 @@ use std::time::Duration;
 use cdo::ipc::client::{Client, ClientConfig, ClientError, GroupRecord, Notice};
 use cdo::ipc::wire::Attributes;
 
+use super::archiver::run_archiver;
 use super::attributes::is_end;
 use super::fetch::Fetched;
 use super::{done_name, group_of, ready_name, role_name, seq_of, ConsumerReport, RECORD_SELECTOR};
@@ -144,25 +145,23 @@ impl Feed {
 
 /// Runs the consumer process `role` the command line describes (its
 /// `--output`, `--vtk`, `--member`, `--renderers`, `--ring`,
-/// `--resume-after`, `--consumer-timeout`), joined to the pool manager of
-/// `CDO_POOL_SOCKET`.
+/// `--resume-after`, `--archive`, `--consumer-timeout`), joined to the
+/// pool manager of `CDO_POOL_SOCKET`.
 ///
 /// # Errors
 /// When the pool cannot be joined, a record is malformed, the analysis
-/// fails or the solver process goes away.
+/// or the archive fails or the solver process goes away.
 pub fn run_consumer(cli: &Cli, role: ConsumerRole) -> Result<ConsumerReport, OutletError> {
     let label = match role {
-        ConsumerRole::Stats => "hydro-stats".to_string(),
         ConsumerRole::Render => format!("hydro-render-{}", cli.member),
+        ConsumerRole::Stats | ConsumerRole::Archive => format!("hydro-{}", role_name(role)),
     };
     let config = ClientConfig::from_env(&label).ok_or_else(|| OutletError::Process {
         label: label.clone(),
         reason: "CDO_POOL_SOCKET and CDO_WORKFLOW_TOKEN are not set".into(),
     })?;
-    let mut feed = Feed::join(&config, role, cli)?;
-    crate::analysis::priority::lower_this_thread();
-    let report = match role {
-        ConsumerRole::Stats => {
+    match role {
+        ConsumerRole::Stats => with_feed(&config, role, cli, |feed| {
             let options = AnalysisOptions {
                 dir: cli.output.clone(),
                 renderers: cli.renderers,
@@ -174,20 +173,34 @@ pub fn run_consumer(cli: &Cli, role: ConsumerRole) -> Result<ConsumerReport, Out
             let mut stats = StatsConsumer::create(&options)?;
             feed.consume(|record| stats.take(record))?;
             let done = stats.finish()?;
-            ConsumerReport {
+            Ok(ConsumerReport {
                 steps: done.steps,
                 busy_seconds: done.busy.as_secs_f64(),
-            }
-        }
-        ConsumerRole::Render => {
+            })
+        }),
+        ConsumerRole::Render => with_feed(&config, role, cli, |feed| {
             let mut renderer = Renderer::new(&cli.output, cli.vtk);
             feed.consume(|record| renderer.render(record))?;
-            ConsumerReport {
+            Ok(ConsumerReport {
                 steps: renderer.rendered,
                 busy_seconds: renderer.busy.as_secs_f64(),
-            }
-        }
-    };
+            })
+        }),
+        ConsumerRole::Archive => run_archiver(&config, cli),
+    }
+}
+
+/// Joins the group of the analysis `role` through `config`, runs `work`
+/// on the feed at low priority, then leaves.
+fn with_feed(
+    config: &ClientConfig,
+    role: ConsumerRole,
+    cli: &Cli,
+    work: impl FnOnce(&mut Feed) -> Result<ConsumerReport, OutletError>,
+) -> Result<ConsumerReport, OutletError> {
+    let mut feed = Feed::join(config, role, cli)?;
+    crate::analysis::priority::lower_this_thread();
+    let report = work(&mut feed)?;
     feed.leave()?;
     Ok(report)
 }

@@ -14,7 +14,14 @@
 //! - `hydro/done/<seq>/<role>`: offered by the consumer (`stats` or
 //!   `render`) that finished with record `seq`, its views dropped;
 //! - `hydro/ready/<role>/<member>`: offered by each consumer process once
-//!   it has joined its consumer group.
+//!   it has joined its consumer group;
+//! - `hydro/checkpoint/<step>` (with `--checkpoint-every`): a checkpoint
+//!   CDO as the in-process transports make it (bytes in the
+//!   [checkpoint format](crate::checkpoint), `checkpoint` priority, the
+//!   [archive](crate::checkpoint_archive)'s attributes), written in place
+//!   into the producer's shared memory after the record of its step;
+//! - `hydro/archived/<step>`: offered by the archive process once it has
+//!   stored that checkpoint.
 //!
 //! Every consumer group sees every record; within a group each record goes
 //! to exactly one member. The statistics process is a group of one
@@ -23,7 +30,19 @@
 //! loaded member, and a record held by a member that dies to another. The
 //! member demands the record's fields by name, zero-copy. Offers made
 //! while a group has no member are not kept for it, so the producer waits
-//! for every consumer's ready object before its first offer.
+//! for every consumer's ready object before its first offer. With
+//! `--no-analyses` there are no statistics and render processes.
+//!
+//! Checkpoints: the archive process, started only when checkpoints are on,
+//! is the one member of [`CHECKPOINT_GROUP`] ([`CHECKPOINT_SELECTOR`]): a
+//! [`cdo::ipc::components::ArchiverClient`] that stores each checkpoint
+//! in the archive directory (`--archive`), then marks it done and offers
+//! its `archived` object. The producer keeps at most [`CHECKPOINTS_OUT`]
+//! checkpoints out: before offering another it waits for the oldest one's
+//! `archived` object, watching the consumer processes, and withdraws it.
+//! At the end it withdraws the rest the same way, then closes the archive
+//! process's standard input, its signal to leave; the process withdraws
+//! each `archived` object once the producer has read it.
 //!
 //! Back-pressure: the producer keeps at most `--ring` records out. Before
 //! offering more it demands the oldest record's `done` objects (waiting for
@@ -41,6 +60,7 @@
 //! fails the producer at its next wait (even when its group gave its
 //! records to another member).
 
+pub mod archiver;
 pub mod attributes;
 pub mod consumer;
 pub mod fetch;
@@ -49,6 +69,8 @@ pub mod producer;
 
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::AnalysisOptions;
+use crate::cdo_transit::attributes::{CHECKPOINT_GROUP, CHECKPOINT_SELECTOR};
 use crate::cli::ConsumerRole;
 use crate::state::FIELD_NAMES;
 
@@ -75,8 +97,19 @@ pub fn role_name(role: ConsumerRole) -> &'static str {
     match role {
         ConsumerRole::Stats => "stats",
         ConsumerRole::Render => "render",
+        ConsumerRole::Archive => "archive",
     }
 }
+
+/// What the archive process offers once it has stored the checkpoint of
+/// `step`.
+pub fn archived_name(step: u64) -> String {
+    format!("hydro/archived/{step}")
+}
+
+/// The most checkpoints the producer has out at once (offered, not yet
+/// withdrawn).
+pub const CHECKPOINTS_OUT: usize = 2;
 
 /// The ready object of consumer process `member` of `role`.
 pub fn ready_name(role: ConsumerRole, member: usize) -> String {
@@ -100,21 +133,33 @@ pub fn group_of(role: ConsumerRole) -> &'static str {
     match role {
         ConsumerRole::Stats => STATS_GROUP,
         ConsumerRole::Render => RENDER_GROUP,
+        ConsumerRole::Archive => CHECKPOINT_GROUP,
     }
 }
 
-/// The consumer processes of a run with `renderers` renderers (at least
-/// one), as `(role, member)`: the statistics process, then the renderers.
-pub fn members(renderers: usize) -> impl Iterator<Item = (ConsumerRole, usize)> {
-    std::iter::once((ConsumerRole::Stats, 0))
-        .chain((0..renderers.max(1)).map(|member| (ConsumerRole::Render, member)))
+/// The consumer processes of a run with `options`, as `(role, member)`:
+/// with the analyses the statistics process, then the renderers (at least
+/// one); then with an archive the archive process.
+pub fn members(options: &AnalysisOptions) -> impl Iterator<Item = (ConsumerRole, usize)> {
+    let renderers = if options.analyses {
+        options.renderers.max(1)
+    } else {
+        0
+    };
+    let stats = options.analyses.then_some((ConsumerRole::Stats, 0));
+    let archive = options.archive.as_ref().map(|_| (ConsumerRole::Archive, 0));
+    stats
+        .into_iter()
+        .chain((0..renderers).map(|member| (ConsumerRole::Render, member)))
+        .chain(archive)
 }
 
 /// What a consumer process did, sent to the producer as one JSON line on
 /// its standard output.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConsumerReport {
-    /// Steps of the records processed, in order.
+    /// Steps of the records processed (of the checkpoints archived, for
+    /// the archive process), in order.
     pub steps: Vec<u64>,
     /// Wall time spent working on them, in seconds.
     pub busy_seconds: f64,
@@ -133,7 +178,24 @@ mod tests {
         assert_eq!(seq_of(&index_name(12)), Some(12));
         assert_eq!(seq_of(&field_name(12, 0)), None);
         assert_eq!(seq_of("other/12"), None);
-        let all: Vec<_> = members(2).collect();
+        assert_eq!(archived_name(30), "hydro/archived/30");
+        assert_eq!(
+            ready_name(ConsumerRole::Archive, 0),
+            "hydro/ready/archive/0"
+        );
+    }
+
+    #[test]
+    fn the_processes_follow_the_options() {
+        let mut options = AnalysisOptions {
+            dir: "out".into(),
+            renderers: 2,
+            vtk: false,
+            analyses: true,
+            archive: None,
+            resume_after: None,
+        };
+        let all: Vec<_> = members(&options).collect();
         assert_eq!(
             all,
             [
@@ -142,7 +204,19 @@ mod tests {
                 (ConsumerRole::Render, 1)
             ]
         );
-        assert_eq!(members(0).count(), 2, "at least one renderer");
+        options.archive = Some("archive".into());
+        assert_eq!(members(&options).last(), Some((ConsumerRole::Archive, 0)));
+        assert_eq!(members(&options).count(), 4);
+        options.analyses = false;
+        let all: Vec<_> = members(&options).collect();
+        assert_eq!(
+            all,
+            [(ConsumerRole::Archive, 0)],
+            "the archive process only"
+        );
+        options.analyses = true;
+        options.renderers = 0;
+        assert_eq!(members(&options).count(), 3, "at least one renderer");
     }
 
     #[test]
@@ -159,5 +233,33 @@ mod tests {
         assert!(!picks(&field_name(7, 1)));
         assert!(!picks(&done_name(7, ConsumerRole::Stats)));
         assert!(!picks(&ready_name(ConsumerRole::Stats, 0)));
+        assert!(!picks(&archived_name(7)));
+    }
+
+    #[test]
+    fn the_archive_process_gets_the_checkpoints_only() {
+        use crate::cdo_transit::attributes::{checkpoint_attributes, checkpoint_name};
+        let selector = cdo::Selector::parse(CHECKPOINT_SELECTOR).unwrap();
+        let meta = crate::record::RecordMeta {
+            step: 6,
+            time: 0.5,
+            dt: 0.1,
+            producer: 0,
+            nx: 4,
+            ny: 3,
+            dx: 0.25,
+        };
+        let picks = |name: &str, attrs: &cdo::ipc::wire::Attributes| {
+            selector.matches(&cdo::FlatView { name, attrs })
+        };
+        let checkpoint = checkpoint_attributes(&meta, 100).flatten();
+        assert!(picks(&checkpoint_name(6), &checkpoint));
+        assert!(!picks(
+            &index_name(6),
+            &attributes::record_attrs(&meta, None)
+        ));
+        let field = attributes::record_attrs(&meta, Some(0));
+        assert!(!picks(&field_name(6, 0), &field));
+        assert!(!picks(&archived_name(6), &Default::default()));
     }
 }

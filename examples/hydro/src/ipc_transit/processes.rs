@@ -19,6 +19,7 @@ const EXIT_GRACE: Duration = Duration::from_secs(1);
 /// One consumer process.
 #[derive(Debug)]
 struct Process {
+    role: ConsumerRole,
     label: String,
     child: Child,
 }
@@ -32,19 +33,19 @@ impl Process {
     }
 }
 
-/// The running consumer processes: the statistics process, then the
-/// renderers in member order. Those still running when this is dropped
-/// (the producer failed) are killed.
+/// The running consumer processes, in [`members`] order. Those still
+/// running when this is dropped (the producer failed) are killed.
 #[derive(Debug)]
 pub struct Consumers {
     processes: Vec<Process>,
 }
 
 impl Consumers {
-    /// Starts the statistics process and `options.renderers` (at least
-    /// one) renderers, joined to `endpoint`, for a solver keeping at most
-    /// `ring` records out, each waiting up to `timeout` for the objects it
-    /// expects once announced.
+    /// Starts the consumer processes of `options` ([`members`]), joined to
+    /// `endpoint`, for a solver keeping at most `ring` records out, each
+    /// waiting up to `timeout` for the objects it expects once announced.
+    /// The archive process's standard input is a pipe: closing it
+    /// ([`Consumers::finish`]) tells the process to leave.
     ///
     /// # Errors
     /// [`OutletError::Process`] when this binary cannot be found or run.
@@ -58,10 +59,10 @@ impl Consumers {
         let mut consumers = Consumers {
             processes: Vec::new(),
         };
-        for (role, member) in members(renderers) {
+        for (role, member) in members(options) {
             let label = match role {
-                ConsumerRole::Stats => "stats".to_string(),
                 ConsumerRole::Render => format!("render {member}/{renderers}"),
+                ConsumerRole::Stats | ConsumerRole::Archive => role_name(role).to_string(),
             };
             let spawn_failed = |e: std::io::Error| OutletError::Process {
                 label: label.clone(),
@@ -89,8 +90,11 @@ impl Consumers {
             if let Some(step) = options.resume_after {
                 command.arg("--resume-after").arg(step.to_string());
             }
+            if let (ConsumerRole::Archive, Some(dir)) = (role, &options.archive) {
+                command.arg("--archive").arg(dir).stdin(Stdio::piped());
+            }
             let child = command.spawn().map_err(spawn_failed)?;
-            consumers.processes.push(Process { label, child });
+            consumers.processes.push(Process { role, label, child });
         }
         Ok(consumers)
     }
@@ -128,12 +132,16 @@ impl Consumers {
         }
     }
 
-    /// Waits for every process to exit and reads its report: the
-    /// statistics process's, then the renderers' in member order.
+    /// Closes the standard input of every process (the archive process's
+    /// signal to leave), then waits for each to exit and reads its report;
+    /// returns the reports by role, in [`members`] order.
     ///
     /// # Errors
     /// [`OutletError::Process`] for a process that failed or sent no report.
-    pub fn finish(&mut self) -> Result<Vec<ConsumerReport>, OutletError> {
+    pub fn finish(&mut self) -> Result<Vec<(ConsumerRole, ConsumerReport)>, OutletError> {
+        for p in &mut self.processes {
+            drop(p.child.stdin.take());
+        }
         let mut reports = Vec::new();
         while !self.processes.is_empty() {
             // The ones not reached yet stay, to be killed on an error.
@@ -153,7 +161,7 @@ impl Consumers {
             }
             let report = serde_json::from_str(out.trim())
                 .map_err(|e| p.failed(format!("bad report {out:?}: {e}")))?;
-            reports.push(report);
+            reports.push((p.role, report));
         }
         Ok(reports)
     }

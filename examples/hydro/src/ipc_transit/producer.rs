@@ -1,12 +1,14 @@
 //! The producer side of the cross-process transport: the solver's
 //! [`Outlet`], which waits for the consumer processes to join their groups,
 //! offers each record's fields in place in shared memory, keeps at most
-//! `ring` records out, and at the end stops the consumer processes and
-//! collects their reports.
+//! `ring` records out, offers checkpoints in place for the archive process
+//! (at most [`CHECKPOINTS_OUT`] out), and at the end stops the consumer
+//! processes and collects their reports.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use cdo::archive::Archive;
 use cdo::ipc::client::{Client, ClientConfig, ClientError, Reply};
 use cdo::ipc::endpoint::Endpoint;
 use cdo::ipc::manager::{self, ManagerConfig, ManagerHandle};
@@ -15,9 +17,12 @@ use cdo::ipc::wire::{ErrorCode, RequestId};
 use super::attributes::{end_attrs, record_attrs};
 use super::fetch::await_object;
 use super::processes::Consumers;
-use super::{done_name, field_name, index_name, members, ready_name, role_name, ConsumerReport};
+use super::CHECKPOINTS_OUT;
+use super::{archived_name, done_name, field_name, index_name, members, ready_name, role_name};
 use crate::analysis::consumers::create_dir;
 use crate::analysis::AnalysisOptions;
+use crate::cdo_transit::attributes::{checkpoint_attributes, checkpoint_name};
+use crate::checkpoint::CheckpointError;
 use crate::cli::ConsumerRole;
 use crate::outlet::{Capture, ManagerReport, Outlet, OutletError, OutletReport};
 use crate::state::NVAR;
@@ -29,11 +34,19 @@ pub struct IpcOutlet {
     /// The manager this run started (`None`: it joined one).
     manager: Option<ManagerHandle>,
     socket: String,
+    /// The renderer processes (none without the analyses).
     renderers: usize,
+    /// The consumer processes ([`members`]).
+    processes: usize,
+    /// Where the archive process stores the checkpoints (`None`: no
+    /// checkpoints).
+    archive: Option<Archive>,
     limit: usize,
     timeout: Duration,
     /// Sequence numbers of the records still out, oldest first.
     in_flight: VecDeque<u64>,
+    /// Steps of the checkpoints still out, oldest first.
+    checkpoints: VecDeque<u64>,
     next_seq: u64,
     bytes: u64,
     offered: u64,
@@ -51,14 +64,16 @@ impl std::fmt::Debug for IpcOutlet {
 }
 
 impl IpcOutlet {
-    /// Creates the output directory, starts a pool manager unless
-    /// `CDO_POOL_SOCKET` names one, joins it, and starts the consumer
-    /// processes and waits for them to join their groups; at most `ring`
-    /// records (at least 2) are out at once, and every wait for a consumer
-    /// gives up after `timeout`.
+    /// Creates the output directory (and the archive directory of
+    /// `options.archive`), starts a pool manager unless `CDO_POOL_SOCKET`
+    /// names one, joins it, and starts the consumer processes ([`members`]:
+    /// the analyses with `options.analyses`, the archive process with
+    /// `options.archive`) and waits for them to join their groups; at most
+    /// `ring` records (at least 2) are out at once, and every wait for a
+    /// consumer gives up after `timeout`.
     ///
     /// # Errors
-    /// When the directory, the manager or a process cannot be started or
+    /// When a directory, the manager or a process cannot be started or
     /// the pool cannot be joined.
     pub fn start(
         options: &AnalysisOptions,
@@ -66,6 +81,10 @@ impl IpcOutlet {
         timeout: Duration,
     ) -> Result<IpcOutlet, OutletError> {
         create_dir(options)?;
+        let archive = match &options.archive {
+            Some(dir) => Some(Archive::open(dir).map_err(CheckpointError::from)?),
+            None => None,
+        };
         let (manager, endpoint) = match Endpoint::from_env() {
             Some(endpoint) => (None, endpoint),
             None => {
@@ -78,36 +97,40 @@ impl IpcOutlet {
         let client = Client::connect(&ClientConfig::new(endpoint.clone(), "hydro-solver"))?;
         let limit = ring.max(2);
         let consumers = Consumers::spawn(&endpoint, options, limit, timeout)?;
+        let ready: Vec<String> = members(options)
+            .map(|(role, member)| ready_name(role, member))
+            .collect();
         let mut outlet = IpcOutlet {
             client,
             consumers,
             manager,
             socket: endpoint.socket.display().to_string(),
-            renderers: options.renderers.max(1),
+            renderers: members(options)
+                .filter(|(role, _)| *role == ConsumerRole::Render)
+                .count(),
+            processes: members(options).count(),
+            archive,
             limit,
             timeout,
             in_flight: VecDeque::new(),
+            checkpoints: VecDeque::new(),
             next_seq: 0,
             bytes: 0,
             offered: 0,
             withdrawn: 0,
         };
-        outlet.await_ready()?;
+        outlet.await_ready(&ready)?;
         Ok(outlet)
     }
 
     /// Waits until every consumer process has joined its consumer group
-    /// (offered its ready object): a group keeps no offer made before.
-    fn await_ready(&mut self) -> Result<(), OutletError> {
+    /// (offered its ready object, named in `ready`): a group keeps no
+    /// offer made before.
+    fn await_ready(&mut self, ready: &[String]) -> Result<(), OutletError> {
         let deadline = Instant::now() + self.timeout;
-        for (role, member) in members(self.renderers) {
+        for name in ready {
             let consumers = &mut self.consumers;
-            await_object(
-                &mut self.client,
-                &ready_name(role, member),
-                deadline,
-                || consumers.check(),
-            )?;
+            await_object(&mut self.client, name, deadline, || consumers.check())?;
         }
         Ok(())
     }
@@ -141,6 +164,27 @@ impl IpcOutlet {
         Ok(ids)
     }
 
+    /// Waits until `deadline` for the acknowledgement `name` of the `role`
+    /// process, watching the consumer processes.
+    fn await_ack(
+        &mut self,
+        name: &str,
+        role: ConsumerRole,
+        deadline: Instant,
+    ) -> Result<(), OutletError> {
+        let consumers = &mut self.consumers;
+        // The view is dropped at once: it only says "done".
+        match await_object(&mut self.client, name, deadline, || consumers.check()) {
+            Ok(_) => Ok(()),
+            // It offered and then vanished: say which and how.
+            Err(OutletError::Ipc(ClientError::Pool {
+                code: ErrorCode::ProducerDied,
+                ..
+            })) => Err(consumers.failure(role_name(role))),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Waits for the acknowledgements of record `seq` (from the statistics
     /// process too with `stats`), watching the consumer processes: before
     /// waiting too, since a renderer's group gives the records of one that
@@ -149,21 +193,8 @@ impl IpcOutlet {
         self.consumers.check()?;
         let deadline = Instant::now() + self.timeout;
         let roles = [ConsumerRole::Render, ConsumerRole::Stats];
-        for role in &roles[..1 + usize::from(stats)] {
-            let consumers = &mut self.consumers;
-            // The view is dropped at once: it only says "done".
-            let done = await_object(&mut self.client, &done_name(seq, *role), deadline, || {
-                consumers.check()
-            });
-            match done {
-                Ok(_) => {}
-                // It offered and then vanished: say which and how.
-                Err(OutletError::Ipc(ClientError::Pool {
-                    code: ErrorCode::ProducerDied,
-                    ..
-                })) => return Err(consumers.failure(role_name(*role))),
-                Err(e) => return Err(e),
-            }
+        for &role in &roles[..1 + usize::from(stats)] {
+            self.await_ack(&done_name(seq, role), role, deadline)?;
         }
         Ok(())
     }
@@ -190,6 +221,42 @@ impl IpcOutlet {
         let mut names: Vec<String> = (0..NVAR).map(|var| field_name(seq, var)).collect();
         names.push(index_name(seq));
         self.withdraw(&names)
+    }
+
+    /// Waits until the archive process has stored the oldest checkpoint
+    /// out, then withdraws it (at once: the archive process finished with
+    /// it before saying so).
+    fn retire_checkpoint(&mut self) -> Result<(), OutletError> {
+        let Some(step) = self.checkpoints.pop_front() else {
+            return Ok(());
+        };
+        self.consumers.check()?;
+        let deadline = Instant::now() + self.timeout;
+        self.await_ack(&archived_name(step), ConsumerRole::Archive, deadline)?;
+        self.withdraw(&[checkpoint_name(step)])
+    }
+
+    /// Offers the state of `capture` as its checkpoint CDO, encoded in
+    /// place, for the archive process.
+    fn offer_checkpoint(&mut self, capture: &Capture<'_>) -> Result<(), OutletError> {
+        let checkpoint = capture.checkpoint_ref();
+        let (step, len) = (checkpoint.step, checkpoint.encoded_len());
+        let name = checkpoint_name(step);
+        let attrs = checkpoint_attributes(&capture.meta, len).flatten();
+        let mut encoded = Ok(());
+        let id = self
+            .client
+            .submit_offer(&name, len as u64, attrs, |mut bytes| {
+                encoded = checkpoint.encode(&mut bytes);
+            })?;
+        encoded.map_err(|source| CheckpointError::Io {
+            path: name.into(),
+            source,
+        })?;
+        self.expect_ok(vec![id])?;
+        self.checkpoints.push_back(step);
+        self.offered += 1;
+        Ok(())
     }
 
     /// Requires the acknowledgements of the record of `capture`, then
@@ -232,7 +299,8 @@ impl IpcOutlet {
         Ok(())
     }
 
-    /// Retires every record, then ends the stream of each renderer in turn:
+    /// Retires every record, then ends the stream of each renderer (if
+    /// any) in turn:
     /// offers an end marker, which the renderers' group gives to one member
     /// (the first marker also reaches the statistics process), and waits
     /// for its acknowledgement. A member leaves its group before
@@ -261,46 +329,69 @@ impl IpcOutlet {
 }
 
 impl Outlet for IpcOutlet {
-    /// Offers the output record of `capture`. Checkpoints do not travel
-    /// this way (the application refuses them with `--pool-manager`).
+    /// Offers the output record of `capture`, then its checkpoint when the
+    /// run archives checkpoints (`options.archive`); the time spent waiting
+    /// for the consumers to make room is returned.
     fn hand_off(&mut self, capture: Capture<'_>) -> Result<Duration, OutletError> {
-        if !capture.output {
-            return Ok(Duration::ZERO);
+        let mut waited = Duration::ZERO;
+        if capture.output {
+            let start = Instant::now();
+            while self.in_flight.len() >= self.limit {
+                self.retire_oldest()?;
+            }
+            waited += start.elapsed();
+            self.offer_record(&capture)?;
         }
-        let start = Instant::now();
-        while self.in_flight.len() >= self.limit {
-            self.retire_oldest()?;
+        if capture.checkpoint && self.archive.is_some() {
+            let start = Instant::now();
+            while self.checkpoints.len() >= CHECKPOINTS_OUT {
+                self.retire_checkpoint()?;
+            }
+            waited += start.elapsed();
+            self.offer_checkpoint(&capture)?;
         }
-        let waited = start.elapsed();
-        self.offer_record(&capture)?;
         Ok(waited)
     }
 
     fn finish(mut self: Box<Self>) -> Result<OutletReport, OutletError> {
+        while !self.checkpoints.is_empty() {
+            self.retire_checkpoint()?;
+        }
         self.end_stream()?;
-        let mut reports = self.consumers.finish()?.into_iter();
+        let mut report = OutletReport {
+            records: self.next_seq,
+            bytes: self.bytes,
+            ..OutletReport::default()
+        };
+        let mut archived = Vec::new();
+        for (role, done) in self.consumers.finish()? {
+            report.busy_seconds += done.busy_seconds;
+            match role {
+                ConsumerRole::Stats => report.stats_steps = done.steps,
+                ConsumerRole::Render => report.rendered_steps.push(done.steps),
+                ConsumerRole::Archive => archived = done.steps,
+            }
+        }
+        if let Some(archive) = &self.archive {
+            report.checkpoints = archived
+                .iter()
+                .map(|&step| archive.data_path(&checkpoint_name(step)))
+                .collect::<Result<_, _>>()
+                .map_err(CheckpointError::from)?;
+        }
         // Only this process is left: what the manager still holds is ours.
         let pool = self.client.stats()?;
         self.client.leave(self.timeout)?;
         // Stopping the manager removes its socket and directory.
         let started = self.manager.take().map(ManagerHandle::shutdown).is_some();
-        let stats: ConsumerReport = reports.next().unwrap_or_default();
-        let rendered: Vec<ConsumerReport> = reports.collect();
-        Ok(OutletReport {
-            records: self.next_seq,
-            bytes: self.bytes,
-            stats_steps: stats.steps,
-            busy_seconds: stats.busy_seconds + rendered.iter().map(|r| r.busy_seconds).sum::<f64>(),
-            rendered_steps: rendered.into_iter().map(|r| r.steps).collect(),
-            manager: Some(ManagerReport {
-                started,
-                socket: self.socket.clone(),
-                processes: 1 + self.renderers,
-                offered: self.offered,
-                withdrawn: self.withdrawn,
-                left: pool,
-            }),
-            ..OutletReport::default()
-        })
+        report.manager = Some(ManagerReport {
+            started,
+            socket: self.socket.clone(),
+            processes: self.processes,
+            offered: self.offered,
+            withdrawn: self.withdrawn,
+            left: pool,
+        });
+        Ok(report)
     }
 }
