@@ -329,6 +329,9 @@ impl State {
         origin: ClientId,
         out: &mut Outgoing,
     ) {
+        if self.subs.is_empty() {
+            return;
+        }
         let op = self.current.filter(|c| c.client == origin).map(|c| c.op);
         for (to, event) in self.subs.events(kind, name, attrs, origin, op) {
             if event.needs_ack {
@@ -371,8 +374,8 @@ impl State {
                 Ok(Some(Msg::Ok))
             }
             Msg::Demand { name } => {
-                if self.registry.get(&name).is_some() {
-                    self.send_data(cid, id, &name, out);
+                if let Some(data) = self.data_ref(name.clone()) {
+                    self.send_data(cid, id, data, out);
                     self.check_leaves(out);
                     Ok(None)
                 } else if self.tombstones.contains(&name)
@@ -388,12 +391,18 @@ impl State {
                 }
             }
             Msg::Withdraw { name } => {
-                match self.registry.get(&name) {
+                // One lookup on the common path; a foreign offer is put back.
+                let e = match self.take_offer(&name) {
                     None => return fail(ErrorCode::UnknownName, name),
-                    Some(e) if e.owner != cid => return fail(ErrorCode::NotOwner, name),
-                    Some(_) => {}
-                }
-                let e = self.take_offer(&name).expect("checked above");
+                    Some(e) if e.owner != cid => {
+                        self.offered_bytes += e.size;
+                        self.registry
+                            .insert(name.clone(), e)
+                            .expect("the name was just free");
+                        return fail(ErrorCode::NotOwner, name);
+                    }
+                    Some(e) => e,
+                };
                 self.raise(EventKind::Withdraw, &name, &e.attrs, cid, out);
                 self.check_leaves(out);
                 if self.views.contains_key(&e.object) {
@@ -600,7 +609,9 @@ impl State {
         self.totals.offers += 1;
         self.segments.get_mut(&key).expect("checked above").objects += 1;
         self.offered_bytes += size;
-        self.tombstones.remove(&name);
+        if !self.tombstones.is_empty() {
+            self.tombstones.remove(&name);
+        }
         if !self.subs.is_empty() {
             let e = self.registry.get(&name).expect("just inserted");
             let data = DataRef {
@@ -618,28 +629,40 @@ impl State {
                 self.route_record(&group, data.clone(), out);
             }
         }
-        if let Some(waiting) = self.waiters.remove(&name) {
+        let waiting = match self.waiters.is_empty() {
+            true => None,
+            false => self.waiters.remove(&name),
+        };
+        if let Some(waiting) = waiting {
             for (to, rid) in waiting {
-                self.send_data(to, rid, &name, out);
+                let data = self.data_ref(name.clone()).expect("just offered");
+                self.send_data(to, rid, data, out);
             }
             self.check_leaves(out);
         }
         Ok(Some(Msg::Ok))
     }
 
-    fn send_data(&mut self, to: ClientId, rid: RequestId, name: &str, out: &mut Outgoing) {
-        let e = self.registry.get(name).expect("caller checked the offer");
-        let data = DataRef {
-            name: name.to_owned(),
+    /// Where the object offered as `name` lies, if it is on offer.
+    fn data_ref(&self, name: String) -> Option<DataRef> {
+        let e = self.registry.get(&name)?;
+        Some(DataRef {
             size: e.size,
             offset: e.offset,
             segment: e.segment,
             attrs: e.attrs.clone(),
             object: e.object,
-        };
-        self.raise(EventKind::Demand, name, &data.attrs, to, out);
+            name,
+        })
+    }
+
+    /// Answers request `rid` of `to` with a view of `data`.
+    fn send_data(&mut self, to: ClientId, rid: RequestId, data: DataRef, out: &mut Outgoing) {
+        if !self.requires.is_empty() {
+            self.release_require(&data.name, to);
+        }
+        self.raise(EventKind::Demand, &data.name, &data.attrs, to, out);
         self.give_view(to, rid, Msg::Data(data), out);
-        self.release_require(name, to);
     }
 
     /// Sends `msg` (a [`Msg::Data`] or [`Msg::Record`]) to `to`, with the
