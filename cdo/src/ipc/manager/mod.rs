@@ -35,6 +35,8 @@ use super::wire::{Frame, Msg, Stats, PROTOCOL_VERSION};
 
 /// How long a new connection may take to send JOIN.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most frames of one client handled under one hold of the state lock.
+const FRAMES_PER_LOCK: usize = 32;
 /// How long a send to a client may block before the client is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -406,19 +408,25 @@ fn serve(shared: &Shared, sock: UnixStream) {
                 Err(e) => break Some(e),
             }
         };
-        let mut out = Outgoing::new();
-        let held = {
-            let mut state = lock(&shared.state);
-            let before = state.next_deadline();
-            for (frame, fd) in batch.drain(..) {
-                state.handle(cid, frame, fd, &mut out);
+        // In chunks: the lock is shared with the other clients' threads,
+        // and replies sent early let a pipelining client start on them
+        // while the rest of its batch is handled.
+        let mut frames = batch.drain(..).peekable();
+        while frames.peek().is_some() {
+            let mut out = Outgoing::new();
+            let held = {
+                let mut state = lock(&shared.state);
+                let before = state.next_deadline();
+                for (frame, fd) in frames.by_ref().take(FRAMES_PER_LOCK) {
+                    state.handle(cid, frame, fd, &mut out);
+                }
+                state.next_deadline() != before
+            };
+            if held {
+                shared.tick.notify_all();
             }
-            state.next_deadline() != before
-        };
-        if held {
-            shared.tick.notify_all();
+            deliver(out);
         }
-        deliver(out);
         if let Some(e) = failed {
             break e;
         }
