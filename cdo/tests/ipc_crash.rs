@@ -124,3 +124,42 @@ fn waiting_demand_fails_when_the_manager_stops() {
         other => panic!("expected ShuttingDown, got {other:?}"),
     }
 }
+
+#[test]
+fn a_client_that_stops_reading_stalls_nobody_else() {
+    let pm = manager();
+    let cfg = |name: &str| ClientConfig {
+        window: 1 << 20,
+        ..ClientConfig::new(pm.endpoint().clone(), name)
+    };
+    // 50,000 demands waiting for "x", whose replies (megabytes of frames)
+    // it will never read.
+    let mut stuck = Client::connect(&cfg("stuck")).unwrap();
+    for _ in 0..50_000 {
+        stuck.submit_demand("x").unwrap();
+    }
+    stuck.flush().unwrap();
+    wait_for(&pm, |s| s.waiting_demands == 50_000);
+    // The offer is handled by the producer's connection: it must not wait
+    // for the stuck client's socket to drain.
+    let mut producer = Client::connect(&cfg("p")).unwrap();
+    let id = producer
+        .submit_offer("x", 7, Attributes::new(), |b| b.copy_from_slice(b"payload"))
+        .unwrap();
+    match producer.wait(id, Some(Duration::from_secs(5))) {
+        Ok(cdo::ipc::client::Reply::Ok) => {}
+        other => panic!("the offer was held up: {other:?}"),
+    }
+    // Everyone else is served meanwhile.
+    let mut other = Client::connect(&cfg("other")).unwrap();
+    for i in 0..100 {
+        producer
+            .offer(&format!("y{i}"), b"more", Attributes::new())
+            .unwrap();
+        let v = other
+            .demand(&format!("y{i}"), Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(&*v, b"more");
+    }
+    drop(stuck);
+}

@@ -208,37 +208,53 @@ impl Writer {
 
     /// Sends everything queued (blocking, up to the socket's write timeout).
     pub fn flush(&mut self) -> Result<(), ConnError> {
-        let mut pos = 0;
-        let mut next_fd = 0;
-        let flags = MsgFlags::MSG_NOSIGNAL;
-        while pos < self.buf.len() {
-            let batch = &self.fds[next_fd..self.fds.len().min(next_fd + FDS_PER_CALL)];
-            let end = self
-                .fds
-                .get(next_fd + FDS_PER_CALL)
-                .map_or(self.buf.len(), |(at, _)| *at);
-            let raw: Vec<RawFd> = batch.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
-            let iov = [IoSlice::new(&self.buf[pos..end])];
-            let cmsgs: &[ControlMessage] = if raw.is_empty() {
-                &[]
-            } else {
-                &[ControlMessage::ScmRights(&raw)]
-            };
-            match sendmsg::<()>(self.sock.as_raw_fd(), &iov, cmsgs, flags, None) {
-                Ok(n) => {
-                    pos += n;
-                    next_fd += raw.len();
-                }
-                Err(Errno::EINTR) => continue,
-                Err(e) => {
-                    self.buf.clear();
-                    self.fds.clear();
-                    return Err(e.into());
-                }
-            }
-        }
+        let result = send_frames(&self.sock, &self.buf, &self.fds);
         self.buf.clear();
         self.fds.clear();
-        Ok(())
+        result
     }
+
+    /// Moves the queued frames out, for another thread to send with
+    /// [`send_frames`]; the writer is empty afterwards.
+    pub fn take(&mut self) -> (Vec<u8>, Vec<(usize, Arc<OwnedFd>)>) {
+        (std::mem::take(&mut self.buf), std::mem::take(&mut self.fds))
+    }
+}
+
+/// Sends encoded frames `buf` on `sock`, each descriptor of `fds` (with the
+/// offset of its frame) as `SCM_RIGHTS` with the bytes of its frame; blocks
+/// until all is sent or the socket fails.
+///
+/// # Errors
+/// The socket's error; the peer then has part of the bytes at most.
+pub fn send_frames(
+    sock: &UnixStream,
+    buf: &[u8],
+    fds: &[(usize, Arc<OwnedFd>)],
+) -> Result<(), ConnError> {
+    let mut pos = 0;
+    let mut next_fd = 0;
+    let flags = MsgFlags::MSG_NOSIGNAL;
+    while pos < buf.len() {
+        let batch = &fds[next_fd..fds.len().min(next_fd + FDS_PER_CALL)];
+        let end = fds
+            .get(next_fd + FDS_PER_CALL)
+            .map_or(buf.len(), |(at, _)| *at);
+        let raw: Vec<RawFd> = batch.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
+        let iov = [IoSlice::new(&buf[pos..end])];
+        let cmsgs: &[ControlMessage] = if raw.is_empty() {
+            &[]
+        } else {
+            &[ControlMessage::ScmRights(&raw)]
+        };
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, flags, None) {
+            Ok(n) => {
+                pos += n;
+                next_fd += raw.len();
+            }
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }

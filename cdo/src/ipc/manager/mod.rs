@@ -1,12 +1,16 @@
 //! The pool manager: accepts clients on a private Unix socket, checks who they
 //! are, matches offers with demands and forwards segment descriptors.
 //!
-//! One thread accepts; one thread per client reads a batch of frames, handles
-//! them all under the state lock and then sends the replies, so a client that
-//! pipelines many requests pays one wake-up and a few system calls per batch.
+//! One thread accepts; per client, one thread reads a batch of frames and
+//! handles it under the state lock, 32 frames at a time, queuing replies in
+//! the clients' outboxes, and one sender thread writes that client's queued
+//! frames to its socket. A client that pipelines many requests pays a few
+//! wake-ups and system calls per batch, and a client that stops reading
+//! holds up no other client's thread (its socket's write timeout drops it).
 //! The manager keeps the descriptor of every offered segment, so a producer
 //! need not stay responsive (or alive) for its objects to be delivered.
 
+mod outbox;
 mod state;
 mod subs;
 
@@ -28,7 +32,7 @@ use crate::config::UnknownAttributes;
 use crate::schema::Schema;
 
 use self::state::{Outbox, Outgoing, State};
-use super::conn::{ConnError, Reader, Writer};
+use super::conn::{ConnError, Reader};
 use super::endpoint::{bind_private, private_dir, random_hex, same_token, Endpoint, SOCKET_NAME};
 use super::registry::{ClientId, NameRegistry, Registry};
 use super::wire::{Frame, Msg, Stats, PROTOCOL_VERSION};
@@ -335,55 +339,56 @@ fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
     let mut out = Outgoing::new();
     lock(&shared.state).shut_down(&mut out);
     deliver(out);
+    // Ending the read side ends each connection thread, which lets its
+    // sender send what is queued (the shutdown errors above) and stop.
     for sock in lock(&shared.conns).values() {
-        let _ = sock.shutdown(std::net::Shutdown::Both);
+        let _ = sock.shutdown(std::net::Shutdown::Read);
     }
     for t in threads {
         let _ = t.join();
     }
 }
 
-/// Sends queued frames, flushing each outbox once.
+/// Queues frames in their outboxes, one lock for each run of frames to the
+/// same client; the clients' sender threads send them.
 fn deliver(out: Outgoing) {
-    let mut touched: Vec<Outbox> = Vec::new();
     let mut frames = out.into_iter().peekable();
     while let Some((outbox, frame, fd)) = frames.next() {
-        // One lock for each run of frames to the same client.
-        let mut w = lock(&outbox);
-        let mut push = |frame: &Frame, fd| {
-            if let Err(e) = w.push(frame, fd) {
-                warn!(error = %e, "cannot encode a reply");
-            }
-        };
-        push(&frame, fd);
-        while let Some((_, frame, fd)) = frames.next_if(|(o, _, _)| Arc::ptr_eq(o, &outbox)) {
-            push(&frame, fd);
-        }
-        drop(w);
-        if !touched.iter().any(|t| Arc::ptr_eq(t, &outbox)) {
-            touched.push(outbox);
-        }
-    }
-    for outbox in touched {
-        let mut w = lock(&outbox);
-        if let Err(e) = w.flush() {
-            // The peer's own thread notices the broken connection and cleans up.
-            warn!(error = %e, "send to a client failed");
-            let _ = w.socket().shutdown(std::net::Shutdown::Both);
-        }
+        let run = std::iter::once((frame, fd)).chain(std::iter::from_fn(|| {
+            frames
+                .next_if(|(o, _, _)| Arc::ptr_eq(o, &outbox))
+                .map(|(_, frame, fd)| (frame, fd))
+        }));
+        outbox.push(run);
     }
 }
 
 /// Serves one connection until it ends.
 fn serve(shared: &Shared, sock: UnixStream) {
-    let writer = match sock.try_clone() {
-        Ok(w) => w,
-        Err(e) => return warn!(error = %e, "cannot clone a connection"),
+    let (queue_side, send_side) = match (sock.try_clone(), sock.try_clone()) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return warn!(error = %e, "cannot clone a connection"),
     };
-    let _ = writer.set_write_timeout(Some(SEND_TIMEOUT));
-    let outbox: Outbox = Arc::new(Mutex::new(Writer::new(writer)));
-    let mut reader = Reader::new(sock);
-    let cid = match handshake(shared, &mut reader, &outbox) {
+    let _ = send_side.set_write_timeout(Some(SEND_TIMEOUT));
+    let outbox: Outbox = outbox::Outbox::new(queue_side);
+    let sender = {
+        let outbox = outbox.clone();
+        std::thread::Builder::new()
+            .name("cdo-pm-send".into())
+            .spawn(move || outbox.run(&send_side))
+    };
+    let sender = match sender {
+        Ok(t) => t,
+        Err(e) => return warn!(error = %e, "cannot start a sender thread"),
+    };
+    receive(shared, Reader::new(sock), &outbox);
+    outbox.close();
+    let _ = sender.join();
+}
+
+/// Joins the client, then handles its requests until the connection ends.
+fn receive(shared: &Shared, mut reader: Reader, outbox: &Outbox) {
+    let cid = match handshake(shared, &mut reader, outbox) {
         Ok(cid) => cid,
         Err(reason) => {
             warn!(%reason, "client refused");
@@ -391,11 +396,7 @@ fn serve(shared: &Shared, sock: UnixStream) {
                 id: 0,
                 msg: Msg::Refused { reason },
             };
-            let mut w = lock(&outbox);
-            if w.push(&refused, None).is_ok() {
-                let _ = w.flush();
-            }
-            return;
+            return outbox.push([(refused, None)]);
         }
     };
     let mut batch = Vec::new();

@@ -5,7 +5,7 @@
 
 use crate::ipc::fasthash::{FastMap, FastSet};
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::{debug, info, warn};
@@ -15,13 +15,12 @@ use super::{FaultPolicy, ManagerConfig};
 use crate::attrs::{is_builtin, Attributes as Typed};
 use crate::events::EventKind;
 
-use crate::ipc::conn::Writer;
 use crate::ipc::registry::{ClientId, Entry, Registry};
 use crate::ipc::shm::{file_size, seals, REQUIRED_SEALS};
 use crate::ipc::wire::{Attributes, DataRef, ErrorCode, Frame, Msg, RequestId, SegmentRef, Stats};
 
-/// A client's sending half, shared by every thread that replies to it.
-pub type Outbox = Arc<Mutex<Writer>>;
+/// A client's sending side, shared by every thread that sends to it.
+pub type Outbox = Arc<super::outbox::Outbox>;
 
 /// Frames to send once the state lock is released.
 pub type Outgoing = Vec<(Outbox, Frame, Option<Arc<OwnedFd>>)>;
