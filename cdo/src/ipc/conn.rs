@@ -219,6 +219,29 @@ impl Writer {
     pub fn take(&mut self) -> (Vec<u8>, Vec<(usize, Arc<OwnedFd>)>) {
         (std::mem::take(&mut self.buf), std::mem::take(&mut self.fds))
     }
+
+    /// Sends what the socket takes without blocking and keeps the rest
+    /// queued; whether everything went.
+    ///
+    /// # Errors
+    /// The socket's error (the queue is then emptied).
+    pub fn try_flush(&mut self) -> Result<bool, ConnError> {
+        match send_nonblocking(&self.sock, &self.buf, &self.fds) {
+            Ok((bytes, fds)) => {
+                self.buf.drain(..bytes);
+                self.fds.drain(..fds);
+                for (at, _) in &mut self.fds {
+                    *at -= bytes;
+                }
+                Ok(self.buf.is_empty())
+            }
+            Err(e) => {
+                self.buf.clear();
+                self.fds.clear();
+                Err(e)
+            }
+        }
+    }
 }
 
 /// Sends encoded frames `buf` on `sock`, each descriptor of `fds` (with the
@@ -232,9 +255,31 @@ pub fn send_frames(
     buf: &[u8],
     fds: &[(usize, Arc<OwnedFd>)],
 ) -> Result<(), ConnError> {
+    send_some(sock, buf, fds, MsgFlags::empty()).map(|_| ())
+}
+
+/// Sends as much of `buf` (with `fds`, as [`send_frames`]) as the socket
+/// takes without blocking; returns the bytes and descriptors sent.
+///
+/// # Errors
+/// The socket's error, except that it would block.
+pub fn send_nonblocking(
+    sock: &UnixStream,
+    buf: &[u8],
+    fds: &[(usize, Arc<OwnedFd>)],
+) -> Result<(usize, usize), ConnError> {
+    send_some(sock, buf, fds, MsgFlags::MSG_DONTWAIT)
+}
+
+fn send_some(
+    sock: &UnixStream,
+    buf: &[u8],
+    fds: &[(usize, Arc<OwnedFd>)],
+    flags: MsgFlags,
+) -> Result<(usize, usize), ConnError> {
     let mut pos = 0;
     let mut next_fd = 0;
-    let flags = MsgFlags::MSG_NOSIGNAL;
+    let flags = flags | MsgFlags::MSG_NOSIGNAL;
     while pos < buf.len() {
         let batch = &fds[next_fd..fds.len().min(next_fd + FDS_PER_CALL)];
         let end = fds
@@ -253,8 +298,9 @@ pub fn send_frames(
                 next_fd += raw.len();
             }
             Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) if flags.contains(MsgFlags::MSG_DONTWAIT) => break,
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Ok((pos, next_fd))
 }

@@ -349,9 +349,10 @@ fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
     }
 }
 
-/// Queues frames in their outboxes, one lock for each run of frames to the
-/// same client; the clients' sender threads send them.
+/// Queues frames in their outboxes (one lock for each run of frames to the
+/// same client), then flushes each outbox once.
 fn deliver(out: Outgoing) {
+    let mut touched: Vec<Outbox> = Vec::new();
     let mut frames = out.into_iter().peekable();
     while let Some((outbox, frame, fd)) = frames.next() {
         let run = std::iter::once((frame, fd)).chain(std::iter::from_fn(|| {
@@ -359,7 +360,13 @@ fn deliver(out: Outgoing) {
                 .next_if(|(o, _, _)| Arc::ptr_eq(o, &outbox))
                 .map(|(_, frame, fd)| (frame, fd))
         }));
-        outbox.push(run);
+        outbox.queue(run);
+        if !touched.iter().any(|t| Arc::ptr_eq(t, &outbox)) {
+            touched.push(outbox);
+        }
+    }
+    for outbox in touched {
+        outbox.flush();
     }
 }
 
@@ -396,7 +403,8 @@ fn receive(shared: &Shared, mut reader: Reader, outbox: &Outbox) {
                 id: 0,
                 msg: Msg::Refused { reason },
             };
-            return outbox.push([(refused, None)]);
+            outbox.queue([(refused, None)]);
+            return outbox.flush();
         }
     };
     let mut batch = Vec::new();

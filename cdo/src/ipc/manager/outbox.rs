@@ -1,8 +1,10 @@
 //! A client's sending side. Any thread queues frames for a client (its own
 //! connection thread replying, another client's thread delivering data or
-//! an event); only the client's sender thread writes to its socket. So a
-//! client that stops reading stalls nobody else: its frames wait here
-//! until the socket's write timeout drops it.
+//! an event) and sends what the socket takes at once, without blocking;
+//! what it does not take waits for the client's sender thread, the only
+//! one that blocks on the socket. So a client that stops reading stalls
+//! nobody else (its socket's write timeout drops it), and a client that
+//! reads gets its frames without a hop through another thread.
 
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
@@ -17,6 +19,9 @@ struct Queue {
     writer: Writer,
     /// No more frames will be sent (the connection ends or failed).
     closed: bool,
+    /// The sender thread owns the socket's writes (the socket was full):
+    /// others only queue.
+    sender_busy: bool,
 }
 
 /// Frames waiting for one client's sender thread.
@@ -33,6 +38,7 @@ impl Outbox {
             queue: Mutex::new(Queue {
                 writer: Writer::new(sock),
                 closed: false,
+                sender_busy: false,
             }),
             ready: Condvar::new(),
         })
@@ -42,9 +48,9 @@ impl Outbox {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues `frames` (each with its descriptor) and wakes the sender;
+    /// Queues `frames` (each with its descriptor) for [`Outbox::flush`];
     /// dropped when the outbox is closed.
-    pub fn push(&self, frames: impl IntoIterator<Item = (Frame, Option<Arc<OwnedFd>>)>) {
+    pub fn queue(&self, frames: impl IntoIterator<Item = (Frame, Option<Arc<OwnedFd>>)>) {
         let mut q = self.lock();
         if q.closed {
             return;
@@ -54,8 +60,29 @@ impl Outbox {
                 warn!(error = %e, "cannot encode a reply");
             }
         }
-        drop(q);
-        self.ready.notify_one();
+    }
+
+    /// Sends what the socket takes without blocking; the rest goes to the
+    /// sender thread.
+    pub fn flush(&self) {
+        let mut q = self.lock();
+        if q.closed || q.sender_busy || q.writer.queued() == 0 {
+            return;
+        }
+        match q.writer.try_flush() {
+            Ok(true) => {}
+            Ok(false) => {
+                q.sender_busy = true;
+                drop(q);
+                self.ready.notify_one();
+            }
+            Err(e) => {
+                // The client's connection thread notices the end.
+                warn!(error = %e, "send to a client failed");
+                let _ = q.writer.socket().shutdown(std::net::Shutdown::Both);
+                q.closed = true;
+            }
+        }
     }
 
     /// Sends what is queued, then lets the sender thread end.
@@ -71,12 +98,14 @@ impl Outbox {
         loop {
             let (buf, fds) = {
                 let mut q = self.lock();
-                while q.writer.queued() == 0 && !q.closed {
+                q.sender_busy = q.writer.queued() > 0;
+                while !q.sender_busy && !q.closed {
                     q = self.ready.wait(q).unwrap_or_else(PoisonError::into_inner);
                 }
                 if q.writer.queued() == 0 {
                     return;
                 }
+                q.sender_busy = true;
                 q.writer.take()
             };
             if let Err(e) = send_frames(sock, &buf, &fds) {
