@@ -84,10 +84,10 @@
 //! their members plus a manifest offered last ([`ipc::group`]).
 //!
 //! A consumer that wants the data in another space, tier or storage order
-//! converts its view with [`ipc::convert`]. Still in-process only:
-//! versioned duplicates, and offers from mamba spaces other than shared
-//! memory; the [`Transport`] trait is the seam for a GPU or RDMA data
-//! plane.
+//! converts its view with [`ipc::convert`]; a second offer of a name is
+//! refused or versioned as configured, as in one process. Still
+//! in-process only: offers from mamba spaces other than shared memory; the
+//! [`Transport`] trait is the seam for a GPU or RDMA data plane.
 //!
 //! ## Selector grammar
 //!

@@ -587,3 +587,45 @@ fn events_can_be_polled_without_blocking() {
     );
     assert!(watcher.poll_notice().unwrap().is_none());
 }
+
+#[test]
+fn second_offers_are_refused_or_versioned_by_configuration() {
+    use cdo::DuplicateOffers;
+    let pm = manager();
+    let mut a = client(&pm, "a");
+    let mut b = client(&pm, "b");
+    a.offer("x", b"first", Attributes::new()).unwrap();
+    let e = b.offer("x", b"second", Attributes::new()).unwrap_err();
+    assert_eq!(code(e), ErrorCode::DuplicateName);
+
+    let pm = manager_with(ManagerConfig {
+        duplicates: DuplicateOffers::Version,
+        ..ManagerConfig::default()
+    });
+    let mut a = client(&pm, "a");
+    let mut b = client(&pm, "b");
+    let mut c = client(&pm, "c");
+    a.offer("x", b"first", Attributes::new()).unwrap();
+    let old = c.demand("x", WAIT).unwrap();
+    b.offer("x", b"second", Attributes::new()).unwrap();
+    assert_eq!(pm.stats().objects, 2);
+    assert_eq!(
+        &*c.demand("x", WAIT).unwrap(),
+        b"second",
+        "the newest version"
+    );
+    // Withdrawing the newer version brings the older back into view; a
+    // client withdraws only its own version.
+    let e = c.withdraw("x").unwrap_err();
+    assert_eq!(code(e), ErrorCode::NotOwner);
+    c.flush().unwrap();
+    b.withdraw("x").unwrap();
+    assert_eq!(&*c.demand("x", WAIT).unwrap(), b"first");
+    assert_eq!(&*old, b"first", "an offer never changes");
+    drop(old);
+    c.flush().unwrap();
+    a.withdraw("x").unwrap();
+    assert_eq!(pm.stats().objects, 0);
+    let e = a.withdraw("x").unwrap_err();
+    assert_eq!(code(e), ErrorCode::UnknownName);
+}

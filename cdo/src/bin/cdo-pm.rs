@@ -24,8 +24,9 @@ struct Args {
     /// The workflow token clients must present (default: a random one).
     #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
     token: Option<String>,
-    /// Pool configuration (YAML: `unknown_attributes`, `schemas`): user
-    /// attributes of offers are checked against its schemas.
+    /// Pool configuration (YAML: `duplicates`, `unknown_attributes`,
+    /// `schemas`): user attributes of offers are checked against its
+    /// schemas, second offers of a name refused or versioned.
     #[arg(long)]
     config: Option<PathBuf>,
     /// `fail-fast` or `best-effort`.
@@ -59,6 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         config.schema = Some(Arc::new(schema));
         config.unknown_attributes = pool.unknown_attributes;
+        config.duplicates = pool.duplicates;
     }
     // Block the signals before any thread starts, so every thread inherits
     // the mask and only `wait` below receives them.

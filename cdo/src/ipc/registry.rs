@@ -1,6 +1,7 @@
 //! Where the pool manager keeps offered objects, behind a small trait so the
 //! in-process CDO pool can later provide the matching core.
 
+use crate::config::DuplicateOffers;
 use crate::ipc::fasthash::FastMap;
 
 use super::wire::Attributes;
@@ -27,12 +28,13 @@ pub struct Entry {
 
 /// Offered objects by name.
 pub trait Registry: Send {
-    /// Adds `entry` under `name`; gives it back if the name is taken.
+    /// Adds `entry` under `name`; gives it back if the name is taken and
+    /// the registry does not keep versions.
     fn insert(&mut self, name: String, entry: Entry) -> Result<(), Entry>;
-    /// The object offered under `name`.
+    /// The object offered under `name` (the newest version).
     fn get(&self, name: &str) -> Option<&Entry>;
-    /// Removes and returns the object offered under `name`.
-    fn remove(&mut self, name: &str) -> Option<Entry>;
+    /// Removes and returns the object `owner` offered under `name`.
+    fn remove(&mut self, name: &str, owner: ClientId) -> Option<Entry>;
     /// Names of the objects `owner` offered.
     fn names_of(&self, owner: ClientId) -> Vec<String>;
     /// Number of offered objects.
@@ -43,40 +45,62 @@ pub trait Registry: Send {
     }
 }
 
-/// The default [`Registry`]: exact name matching in a hash map.
+/// The default [`Registry`]: exact name matching in a hash map; a second
+/// offer of a name on offer is refused or kept as a newer version, as
+/// configured (each client offers a name at most once at a time).
 #[derive(Debug, Default)]
 pub struct NameRegistry {
-    entries: FastMap<String, Entry>,
+    /// Versions of each name, oldest first.
+    entries: FastMap<String, Vec<Entry>>,
+    duplicates: DuplicateOffers,
+    len: usize,
+}
+
+impl NameRegistry {
+    /// An empty registry treating second offers as `duplicates` says.
+    pub fn new(duplicates: DuplicateOffers) -> Self {
+        NameRegistry {
+            duplicates,
+            ..NameRegistry::default()
+        }
+    }
 }
 
 impl Registry for NameRegistry {
     fn insert(&mut self, name: String, entry: Entry) -> Result<(), Entry> {
-        match self.entries.entry(name) {
-            std::collections::hash_map::Entry::Occupied(_) => Err(entry),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(entry);
-                Ok(())
-            }
+        let versions = self.entries.entry(name).or_default();
+        if !versions.is_empty() && self.duplicates == DuplicateOffers::Reject {
+            return Err(entry);
         }
+        versions.push(entry);
+        self.len += 1;
+        Ok(())
     }
 
     fn get(&self, name: &str) -> Option<&Entry> {
-        self.entries.get(name)
+        self.entries.get(name)?.last()
     }
 
-    fn remove(&mut self, name: &str) -> Option<Entry> {
-        self.entries.remove(name)
+    fn remove(&mut self, name: &str, owner: ClientId) -> Option<Entry> {
+        let versions = self.entries.get_mut(name)?;
+        let i = versions.iter().rposition(|e| e.owner == owner)?;
+        let entry = versions.remove(i);
+        if versions.is_empty() {
+            self.entries.remove(name);
+        }
+        self.len -= 1;
+        Some(entry)
     }
 
     fn names_of(&self, owner: ClientId) -> Vec<String> {
         self.entries
             .iter()
-            .filter(|(_, e)| e.owner == owner)
+            .filter(|(_, v)| v.iter().any(|e| e.owner == owner))
             .map(|(name, _)| name.clone())
             .collect()
     }
 
     fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 }

@@ -28,7 +28,7 @@ use std::time::Duration;
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use tracing::{info, warn};
 
-use crate::config::UnknownAttributes;
+use crate::config::{DuplicateOffers, UnknownAttributes};
 use crate::schema::Schema;
 
 use self::state::{Outbox, Outgoing, State};
@@ -100,6 +100,11 @@ pub struct ManagerConfig {
     pub schema: Option<Arc<Schema>>,
     /// What happens to user attributes the schema does not know.
     pub unknown_attributes: UnknownAttributes,
+    /// What a second offer of a name on offer (by another client) does:
+    /// refused with `DuplicateName`, or kept as a newer version that
+    /// demands get until it is withdrawn (the older one stays valid for
+    /// those who hold it and comes back into view).
+    pub duplicates: DuplicateOffers,
 }
 
 impl Default for ManagerConfig {
@@ -112,6 +117,7 @@ impl Default for ManagerConfig {
             ack_timeout: DEFAULT_ACK_TIMEOUT,
             schema: None,
             unknown_attributes: UnknownAttributes::default(),
+            duplicates: DuplicateOffers::default(),
         }
     }
 }
@@ -159,7 +165,8 @@ pub struct ManagerHandle {
 
 /// Starts a pool manager with the default [`NameRegistry`].
 pub fn start(config: ManagerConfig) -> io::Result<ManagerHandle> {
-    start_with_registry(config, Box::new(NameRegistry::default()))
+    let registry = NameRegistry::new(config.duplicates);
+    start_with_registry(config, Box::new(registry))
 }
 
 /// Starts a pool manager that keeps its offers in `registry`.

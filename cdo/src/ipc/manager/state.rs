@@ -390,17 +390,11 @@ impl State {
                 }
             }
             Msg::Withdraw { name } => {
-                // One lookup on the common path; a foreign offer is put back.
-                let e = match self.take_offer(&name) {
-                    None => return fail(ErrorCode::UnknownName, name),
-                    Some(e) if e.owner != cid => {
-                        self.offered_bytes += e.size;
-                        self.registry
-                            .insert(name.clone(), e)
-                            .expect("the name was just free");
-                        return fail(ErrorCode::NotOwner, name);
-                    }
-                    Some(e) => e,
+                let Some(e) = self.take_offer(&name, cid) else {
+                    return match self.registry.get(&name) {
+                        None => fail(ErrorCode::UnknownName, name),
+                        Some(_) => fail(ErrorCode::NotOwner, name),
+                    };
                 };
                 self.raise(EventKind::Withdraw, &name, &e.attrs, cid, out);
                 self.check_leaves(out);
@@ -784,9 +778,10 @@ impl State {
         }
     }
 
-    /// Removes the offer `name` (its segment stays referenced).
-    fn take_offer(&mut self, name: &str) -> Option<Entry> {
-        let e = self.registry.remove(name)?;
+    /// Removes the offer `owner` made under `name` (its segment stays
+    /// referenced).
+    fn take_offer(&mut self, name: &str, owner: ClientId) -> Option<Entry> {
+        let e = self.registry.remove(name, owner)?;
         self.offered_bytes -= e.size;
         Some(e)
     }
@@ -882,7 +877,7 @@ impl State {
         }
         let offered = self.registry.names_of(cid);
         for name in offered {
-            if let Some(e) = self.take_offer(&name) {
+            if let Some(e) = self.take_offer(&name, cid) {
                 if self.views.contains_key(&e.object) {
                     // Viewed or held by a consumer group: the data stays
                     // until the last view goes.
