@@ -88,8 +88,11 @@ impl IpcOutlet {
         let (manager, endpoint) = match Endpoint::from_env() {
             Some(endpoint) => (None, endpoint),
             None => {
-                let handle =
-                    manager::start(ManagerConfig::default()).map_err(OutletError::Manager)?;
+                // CDO_FAULT_POLICY and CDO_ACK_TIMEOUT_MS apply, as to cdo-pm.
+                let config = ManagerConfig::from_env().map_err(|e| {
+                    OutletError::Manager(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+                })?;
+                let handle = manager::start(config).map_err(OutletError::Manager)?;
                 let endpoint = handle.endpoint().clone();
                 (Some(handle), endpoint)
             }
