@@ -9,8 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use cdo::archive::{Archive, Outcome, Subsample};
-use cdo::ipc::client::{Client, ClientConfig};
-use cdo::ipc::components::{stop_on_signals, ArchiverClient};
+use cdo::ipc::components::{connect_from_env, log_to_stderr, stop_on_signals, ArchiverClient};
 use clap::Parser;
 
 /// Archives the objects of a CDO pool.
@@ -35,19 +34,12 @@ struct Args {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    log_to_stderr();
     let args = Args::parse();
     let stop = stop_on_signals()?;
-    let config = ClientConfig::from_env(&args.name)
-        .ok_or("CDO_POOL_SOCKET and CDO_WORKFLOW_TOKEN must name the pool manager")?;
     let archive = Archive::open(&args.dir)?;
     let mut archiver = ArchiverClient::join(
-        Client::connect(&config)?,
+        connect_from_env(&args.name)?,
         &args.group,
         &args.selector,
         archive,

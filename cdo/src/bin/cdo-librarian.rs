@@ -8,8 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use cdo::archive::Archive;
-use cdo::ipc::client::{Client, ClientConfig};
-use cdo::ipc::components::{stop_on_signals, Librarian, Served};
+use cdo::ipc::components::{connect_from_env, log_to_stderr, stop_on_signals, Librarian, Served};
 use clap::Parser;
 
 /// Serves archived objects to a CDO pool.
@@ -28,18 +27,11 @@ struct Args {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    log_to_stderr();
     let args = Args::parse();
     let stop = stop_on_signals()?;
-    let config = ClientConfig::from_env(&args.name)
-        .ok_or("CDO_POOL_SOCKET and CDO_WORKFLOW_TOKEN must name the pool manager")?;
     let archive = Archive::open(&args.dir)?;
-    let mut librarian = Librarian::start(Client::connect(&config)?, &args.selector, archive)?;
+    let mut librarian = Librarian::start(connect_from_env(&args.name)?, &args.selector, archive)?;
     println!("ready");
     while !stop.load(Ordering::SeqCst) {
         match librarian.next_timeout(Duration::from_millis(200))? {

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cdo::ipc::components::log_to_stderr;
 use cdo::ipc::endpoint::TOKEN_ENV;
 use cdo::ipc::manager::{self, FaultPolicy, ManagerConfig, ACK_TIMEOUT_ENV, POLICY_ENV};
 use cdo::{PoolConfig, Schema};
@@ -38,12 +39,7 @@ struct Args {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    log_to_stderr();
     let args = Args::parse();
     let mut config = ManagerConfig {
         runtime_dir: args.runtime_dir,

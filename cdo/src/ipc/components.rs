@@ -23,7 +23,7 @@ use nix::sys::signal::{SigSet, Signal};
 
 use crate::archive::{Archive, ArchiveError, Outcome, Subsample, Tally};
 use crate::events::EventKind;
-use crate::ipc::client::{Client, ClientError, Notice};
+use crate::ipc::client::{Client, ClientConfig, ClientError, Notice};
 use crate::ipc::fasthash::FastSet;
 use crate::ipc::wire::ErrorCode;
 
@@ -36,6 +36,30 @@ pub enum ComponentError {
     /// The archive could not be read or written.
     #[error(transparent)]
     Archive(#[from] ArchiveError),
+    /// The environment names no pool manager.
+    #[error("CDO_POOL_SOCKET and CDO_WORKFLOW_TOKEN must name the pool manager")]
+    NoPool,
+}
+
+/// Joins the pool manager that `CDO_POOL_SOCKET` and `CDO_WORKFLOW_TOKEN`
+/// name, as `component`.
+///
+/// # Errors
+/// [`ComponentError::NoPool`] when they are unset; the connection's errors.
+pub fn connect_from_env(component: &str) -> Result<Client, ComponentError> {
+    let config = ClientConfig::from_env(component).ok_or(ComponentError::NoPool)?;
+    Ok(Client::connect(&config)?)
+}
+
+/// For the crate's binaries: logs to standard error, filtered by
+/// `RUST_LOG` (default `info`).
+pub fn log_to_stderr() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// A consumer-group member storing its records in an [`Archive`].

@@ -107,6 +107,10 @@ impl From<cdo::ipc::components::ComponentError> for OutletError {
         match e {
             ComponentError::Client(e) => OutletError::Ipc(e),
             ComponentError::Archive(e) => OutletError::Checkpoint(CheckpointError::Archive(e)),
+            e @ ComponentError::NoPool => OutletError::Process {
+                label: "archive".into(),
+                reason: e.to_string(),
+            },
         }
     }
 }

@@ -70,18 +70,10 @@ fn restart_with_another_decomposition_is_bit_identical() {
 
 #[test]
 fn restart_through_the_command_line() {
-    use clap::Parser;
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name).display().to_string();
     let out = p("out");
-    let args = |extra: &[&str]| {
-        let mut v = vec![
-            "hydro", "--nx", "24", "--ny", "20", "--dx", "0.05", "--tend", "1e9", "--output",
-        ];
-        v.push(out.as_str());
-        v.extend_from_slice(extra);
-        hydro::Cli::try_parse_from(v).unwrap()
-    };
+    let args = |extra: &[&str]| common::cli(24, 20, &[&["--output", &out], extra].concat());
     let straight = p("straight.dump");
     let chk = p("mid.chk");
     let resumed = p("resumed.dump");
@@ -118,18 +110,10 @@ fn restart_through_the_command_line() {
 
 #[test]
 fn restart_from_the_default_archive() {
-    use clap::Parser;
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name).display().to_string();
     let out = p("out");
-    let args = |extra: &[&str]| {
-        let mut v = vec![
-            "hydro", "--nx", "20", "--ny", "26", "--dx", "0.05", "--tend", "1e9", "--output",
-        ];
-        v.push(out.as_str());
-        v.extend_from_slice(extra);
-        hydro::Cli::try_parse_from(v).unwrap()
-    };
+    let args = |extra: &[&str]| common::cli(20, 26, &[&["--output", &out], extra].concat());
     let straight = p("straight.dump");
     let resumed = p("resumed.dump");
     hydro::run_app(&args(&[
@@ -181,17 +165,10 @@ fn restart_from_the_default_archive() {
 
 #[test]
 fn archived_checkpoints_keep_their_attributes_and_restart_bit_identically() {
-    use clap::Parser;
     use hydro::cdo_transit::attributes::checkpoint_name;
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name).display().to_string();
-    let args = |extra: &[&str]| {
-        let mut v = vec![
-            "hydro", "--nx", "22", "--ny", "18", "--dx", "0.05", "--tend", "1e9",
-        ];
-        v.extend_from_slice(extra);
-        hydro::Cli::try_parse_from(v).unwrap()
-    };
+    let args = |extra: &[&str]| common::cli(22, 18, extra);
     let (out, straight) = (p("out"), p("straight.dump"));
     hydro::run_app(&args(&[
         "--nstepmax",

@@ -30,3 +30,15 @@ pub fn run(params: Params, workers: usize) -> Solver<ScopedThreads> {
 pub fn planes(state: &State) -> Vec<Vec<f64>> {
     (0..hydro::NVAR).map(|v| state.interior(v)).collect()
 }
+
+/// The command line of a small run: `hydro` on an `nx` x `ny` blast
+/// (dx 0.05, no time limit) with `extra` flags.
+pub fn cli(nx: usize, ny: usize, extra: &[&str]) -> hydro::Cli {
+    use clap::Parser;
+    let (nx, ny) = (nx.to_string(), ny.to_string());
+    let mut v = vec![
+        "hydro", "--nx", &nx, "--ny", &ny, "--dx", "0.05", "--tend", "1e9",
+    ];
+    v.extend_from_slice(extra);
+    hydro::Cli::try_parse_from(v).unwrap()
+}
