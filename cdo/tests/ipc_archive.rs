@@ -1,6 +1,8 @@
 //! The archiver and librarian components through the pool manager: the
 //! library types in threads, and the binaries as processes.
 
+mod ipc_common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -9,19 +11,12 @@ use cdo::archive::{Archive, Outcome, Subsample};
 use cdo::ipc::client::{Client, ClientConfig};
 use cdo::ipc::components::{ArchiverClient, Librarian, Served};
 use cdo::ipc::endpoint::{SOCKET_ENV, TOKEN_ENV};
-use cdo::ipc::manager::{self, ManagerConfig, ManagerHandle};
+use cdo::ipc::manager::ManagerHandle;
 use cdo::ipc::wire::Attributes;
 use cdo::Value;
+use ipc_common::manager;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn manager() -> ManagerHandle {
-    manager::start(ManagerConfig {
-        runtime_dir: Some(std::env::temp_dir()),
-        ..ManagerConfig::default()
-    })
-    .unwrap()
-}
 
 fn client(pm: &ManagerHandle, name: &str) -> Client {
     Client::connect(&ClientConfig::new(pm.endpoint().clone(), name)).unwrap()

@@ -5,9 +5,9 @@ mod ipc_common;
 use std::time::{Duration, Instant};
 
 use cdo::ipc::client::{Client, ClientConfig, ClientError};
-use cdo::ipc::manager::{self, ManagerConfig, ManagerHandle};
+use cdo::ipc::manager::ManagerHandle;
 use cdo::ipc::wire::{Attributes, ErrorCode, Stats};
-use ipc_common::{child_client, fill, hear, pattern, say, Peer};
+use ipc_common::{child_client, fill, hear, manager, pattern, say, Peer};
 
 /// Child side: a producer or a consumer that waits to be killed.
 #[test]
@@ -32,14 +32,6 @@ fn child_entry() {
     say("ready");
     hear();
     std::process::exit(0);
-}
-
-fn manager() -> ManagerHandle {
-    manager::start(ManagerConfig {
-        runtime_dir: Some(std::env::temp_dir()),
-        ..Default::default()
-    })
-    .unwrap()
 }
 
 fn wait_for(pm: &ManagerHandle, ok: impl Fn(&Stats) -> bool) -> Stats {

@@ -9,24 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cdo::ipc::client::{Client, ClientConfig, ClientError, Notice};
-use cdo::ipc::manager::{self, FaultPolicy, ManagerConfig, ManagerHandle, GROUP_WINDOW};
+use cdo::ipc::manager::{FaultPolicy, ManagerConfig, ManagerHandle, GROUP_WINDOW};
 use cdo::ipc::wire::{Attributes, ErrorCode};
 use cdo::{EventKind, EventMask, Schema, UnknownAttributes, Value};
-use ipc_common::{child_client, hear, say, Peer};
+use ipc_common::{child_client, hear, manager, manager_with, say, Peer};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn manager_with(config: ManagerConfig) -> ManagerHandle {
-    manager::start(ManagerConfig {
-        runtime_dir: Some(std::env::temp_dir()),
-        ..config
-    })
-    .unwrap()
-}
-
-fn manager() -> ManagerHandle {
-    manager_with(ManagerConfig::default())
-}
 
 fn client(pm: &ManagerHandle, name: &str) -> Client {
     Client::connect(&ClientConfig::new(pm.endpoint().clone(), name)).unwrap()

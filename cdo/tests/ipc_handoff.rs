@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use cdo::ipc::client::{Client, ClientConfig, ClientError};
 use cdo::ipc::endpoint::Endpoint;
-use cdo::ipc::manager::{self, ManagerConfig};
+use cdo::ipc::manager::ManagerConfig;
 use cdo::ipc::wire::Attributes;
 use cdo::Value;
-use ipc_common::{child_client, fill, hear, pattern, say, Peer};
+use ipc_common::{child_client, fill, hear, manager, pattern, say, Peer};
 
 const SIZES: [(&str, usize); 2] = [("small", 4096), ("big", 64 << 20)];
 
@@ -36,14 +36,6 @@ fn child_entry() {
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
-}
-
-fn manager() -> manager::ManagerHandle {
-    manager::start(ManagerConfig {
-        runtime_dir: Some(std::env::temp_dir()),
-        ..Default::default()
-    })
-    .unwrap()
 }
 
 #[test]
@@ -157,12 +149,10 @@ fn socket_is_owner_only_and_removed_at_shutdown() {
 
 #[test]
 fn other_uid_is_refused() {
-    let pm = manager::start(ManagerConfig {
-        runtime_dir: Some(std::env::temp_dir()),
+    let pm = ipc_common::manager_with(ManagerConfig {
         allowed_uid: Some(nix::unistd::geteuid().as_raw().wrapping_add(1)),
         ..Default::default()
-    })
-    .unwrap();
+    });
     match Client::connect(&ClientConfig::new(pm.endpoint().clone(), "other")) {
         Err(ClientError::Refused(reason)) => assert!(reason.contains("uid"), "{reason}"),
         Err(e) => panic!("wrong error {e}"),

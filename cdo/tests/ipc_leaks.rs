@@ -6,7 +6,6 @@ mod ipc_common;
 use std::time::Duration;
 
 use cdo::ipc::client::{Client, ClientConfig};
-use cdo::ipc::manager::{self, ManagerConfig};
 use cdo::ipc::wire::Attributes;
 use ipc_common::{child_client, fd_count, fill, hear, memfds, pattern, say, Peer};
 
@@ -44,11 +43,7 @@ fn dev_shm() -> Vec<String> {
 fn nothing_outlives_the_manager() {
     let fds_before = fd_count();
     let shm_before = dev_shm();
-    let pm = manager::start(ManagerConfig {
-        runtime_dir: Some(std::env::temp_dir()),
-        ..Default::default()
-    })
-    .unwrap();
+    let pm = ipc_common::manager();
     let dir = pm.dir().to_path_buf();
     let mut c = Client::connect(&ClientConfig::new(pm.endpoint().clone(), "c")).unwrap();
     let mut killed = Peer::spawn("child_entry", "producer", pm.endpoint());

@@ -1,12 +1,13 @@
 //! The control protocol: round trips, fuzzing of the decoder, and a manager
 //! that closes only the connection that sent garbage.
 
+mod ipc_common;
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use cdo::ipc::client::{Client, ClientConfig};
-use cdo::ipc::manager::{self, ManagerConfig};
 use cdo::ipc::wire::{
     decode, encode, need, Attributes, DataRef, ErrorCode, EventRef, Frame, Msg, SegmentRef, Stats,
     SubscribeRef, WireError, HEADER_LEN, MAX_FRAME, PROTOCOL_VERSION,
@@ -267,11 +268,7 @@ fn oversized_and_truncated_frames_are_typed_errors() {
 
 #[test]
 fn garbage_closes_only_that_connection() {
-    let pm = manager::start(ManagerConfig {
-        runtime_dir: Some(std::env::temp_dir()),
-        ..Default::default()
-    })
-    .unwrap();
+    let pm = ipc_common::manager();
     let ep = pm.endpoint().clone();
     let mut good = Client::connect(&ClientConfig::new(ep.clone(), "good")).unwrap();
     good.offer("kept", b"still here", Attributes::new())
@@ -301,11 +298,7 @@ fn garbage_closes_only_that_connection() {
 
 #[test]
 fn other_protocol_version_is_refused() {
-    let pm = manager::start(ManagerConfig {
-        runtime_dir: Some(std::env::temp_dir()),
-        ..Default::default()
-    })
-    .unwrap();
+    let pm = ipc_common::manager();
     let ep = pm.endpoint();
     let mut raw = UnixStream::connect(&ep.socket).unwrap();
     let mut buf = Vec::new();

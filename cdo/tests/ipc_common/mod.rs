@@ -1,5 +1,6 @@
-//! Helpers shared by the `ipc_*` integration tests: a child process that is
-//! this very test binary, re-executed to run one `#[test]` in a role.
+//! Helpers shared by the `ipc_*` integration tests: a pool manager in the
+//! temporary directory, and a child process that is this very test binary,
+//! re-executed to run one `#[test]` in a role.
 //!
 //! The parent runs `current_exe() <child test> --exact --nocapture` with
 //! `CDO_IPC_TEST_ROLE` set; the child test reads the role and acts, the other
@@ -14,6 +15,21 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use cdo::ipc::client::{Client, ClientConfig};
 use cdo::ipc::endpoint::Endpoint;
+use cdo::ipc::manager::{self, ManagerConfig, ManagerHandle};
+
+/// A pool manager with `config`, its socket in the temporary directory.
+pub fn manager_with(config: ManagerConfig) -> ManagerHandle {
+    manager::start(ManagerConfig {
+        runtime_dir: Some(std::env::temp_dir()),
+        ..config
+    })
+    .unwrap()
+}
+
+/// A pool manager with the default configuration.
+pub fn manager() -> ManagerHandle {
+    manager_with(ManagerConfig::default())
+}
 
 /// Environment variable carrying the child's role.
 pub const ROLE_ENV: &str = "CDO_IPC_TEST_ROLE";
