@@ -40,7 +40,7 @@
 mod archiver;
 mod name;
 
-pub use archiver::{Archiver, Outcome, Subsample, Tally};
+pub use archiver::{Archiver, Ledger, Outcome, Subsample, Tally};
 
 use crate::attrs::FlatAttributes;
 use crate::value::Value;

@@ -59,6 +59,59 @@ pub enum Outcome {
     },
 }
 
+/// The bookkeeping of one archived stream, shared by the in-process
+/// [`Archiver`] and the pool-manager client
+/// ([`ArchiverClient`](crate::ipc::components::ArchiverClient)): which
+/// records the subsample keeps, and what was stored or skipped.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ledger {
+    subsample: Subsample,
+    seen: u64,
+    tally: Tally,
+}
+
+impl Ledger {
+    /// A ledger keeping what `subsample` keeps.
+    pub fn new(subsample: Subsample) -> Self {
+        Ledger {
+            subsample,
+            ..Ledger::default()
+        }
+    }
+
+    /// Counts the next record of the stream; whether it is to be stored
+    /// (a skipped one is counted as such).
+    pub fn admit(&mut self) -> bool {
+        let keep = self.subsample.keeps(self.seen);
+        self.seen += 1;
+        self.tally.skipped += u64::from(!keep);
+        keep
+    }
+
+    /// Stores an admitted record in `archive` and counts it.
+    ///
+    /// # Errors
+    /// The archive's errors.
+    pub fn store(
+        &mut self,
+        archive: &Archive,
+        name: String,
+        attributes: &crate::FlatAttributes,
+        data: &[u8],
+    ) -> Result<Outcome> {
+        let path = archive.store(&name, attributes, data)?;
+        let bytes = data.len() as u64;
+        self.tally.stored += 1;
+        self.tally.bytes += bytes;
+        Ok(Outcome::Stored { name, path, bytes })
+    }
+
+    /// What was done so far.
+    pub fn tally(&self) -> Tally {
+        self.tally
+    }
+}
+
 /// A member of a consumer group that stores its records, with their
 /// flattened attributes, in an archive; a record is completed once stored
 /// (a record whose store failed goes back to the group).
@@ -88,9 +141,7 @@ pub enum Outcome {
 pub struct Archiver<'p> {
     member: Member<'p>,
     archive: Archive,
-    subsample: Subsample,
-    seen: u64,
-    tally: Tally,
+    ledger: Ledger,
 }
 
 impl<'p> Archiver<'p> {
@@ -104,16 +155,17 @@ impl<'p> Archiver<'p> {
         Ok(Archiver {
             member: pool.join(group, selector)?,
             archive,
-            subsample: Subsample::default(),
-            seen: 0,
-            tally: Tally::default(),
+            ledger: Ledger::default(),
         })
     }
 
     /// Keeps only the records `subsample` keeps (the others are completed
     /// unstored).
     pub fn with_subsample(self, subsample: Subsample) -> Self {
-        Archiver { subsample, ..self }
+        Archiver {
+            ledger: Ledger::new(subsample),
+            ..self
+        }
     }
 
     /// The archive records go to.
@@ -123,7 +175,7 @@ impl<'p> Archiver<'p> {
 
     /// What was done so far.
     pub fn tally(&self) -> Tally {
-        self.tally
+        self.ledger.tally()
     }
 
     /// Takes the next record, waiting up to `timeout`, and stores or skips
@@ -146,16 +198,13 @@ impl<'p> Archiver<'p> {
         while let Some(record) = self.member.try_next() {
             self.take(record)?;
         }
-        Ok(self.tally)
+        Ok(self.ledger.tally())
     }
 
     fn take(&mut self, record: Record) -> Result<Outcome> {
         let name = record.name().to_owned();
-        let keep = self.subsample.keeps(self.seen);
-        self.seen += 1;
-        if !keep {
+        if !self.ledger.admit() {
             record.complete();
-            self.tally.skipped += 1;
             return Ok(Outcome::Skipped { name });
         }
         let attributes = record
@@ -163,12 +212,11 @@ impl<'p> Archiver<'p> {
             .map(crate::Attributes::flatten)
             .unwrap_or_default();
         let data = record.data();
-        let path = self.archive.store(&name, &attributes, data.as_slice()?)?;
-        let bytes = data.len() as u64;
+        let outcome = self
+            .ledger
+            .store(&self.archive, name, &attributes, data.as_slice()?)?;
         drop(data);
         record.complete();
-        self.tally.stored += 1;
-        self.tally.bytes += bytes;
-        Ok(Outcome::Stored { name, path, bytes })
+        Ok(outcome)
     }
 }

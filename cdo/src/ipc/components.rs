@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{SigSet, Signal};
 
-use crate::archive::{Archive, ArchiveError, Outcome, Subsample, Tally};
+use crate::archive::{Archive, ArchiveError, Ledger, Outcome, Subsample, Tally};
 use crate::events::EventKind;
 use crate::ipc::client::{Client, ClientConfig, ClientError, Notice};
 use crate::ipc::fasthash::FastSet;
@@ -66,9 +66,7 @@ pub fn log_to_stderr() {
 pub struct ArchiverClient {
     client: Client,
     archive: Archive,
-    subsample: Subsample,
-    seen: u64,
-    tally: Tally,
+    ledger: Ledger,
 }
 
 impl ArchiverClient {
@@ -87,21 +85,22 @@ impl ArchiverClient {
         Ok(ArchiverClient {
             client,
             archive,
-            subsample: Subsample::default(),
-            seen: 0,
-            tally: Tally::default(),
+            ledger: Ledger::default(),
         })
     }
 
     /// Keeps only the records `subsample` keeps (the others are done
     /// unstored).
     pub fn with_subsample(self, subsample: Subsample) -> Self {
-        ArchiverClient { subsample, ..self }
+        ArchiverClient {
+            ledger: Ledger::new(subsample),
+            ..self
+        }
     }
 
     /// What was done so far.
     pub fn tally(&self) -> Tally {
-        self.tally
+        self.ledger.tally()
     }
 
     /// The archiver's connection, for its own offers (a ready signal, say).
@@ -121,21 +120,15 @@ impl ArchiverClient {
             Some(Notice::Event(_)) | None => return Ok(None),
         };
         let name = record.view.name().to_owned();
-        let keep = self.subsample.keeps(self.seen);
-        self.seen += 1;
-        if !keep {
+        if !self.ledger.admit() {
             self.client.done(record)?;
-            self.tally.skipped += 1;
             return Ok(Some(Outcome::Skipped { name }));
         }
-        let path = self
-            .archive
-            .store(&name, record.view.attrs(), &record.view)?;
-        let bytes = record.view.len() as u64;
+        let outcome = self
+            .ledger
+            .store(&self.archive, name, record.view.attrs(), &record.view)?;
         self.client.done(record)?;
-        self.tally.stored += 1;
-        self.tally.bytes += bytes;
-        Ok(Some(Outcome::Stored { name, path, bytes }))
+        Ok(Some(outcome))
     }
 
     /// Leaves the pool (waiting up to `timeout`) and returns the tally.
@@ -144,7 +137,7 @@ impl ArchiverClient {
     /// When the manager does not confirm in time.
     pub fn leave(mut self, timeout: Duration) -> Result<Tally, ComponentError> {
         self.client.leave(timeout)?;
-        Ok(self.tally)
+        Ok(self.ledger.tally())
     }
 }
 

@@ -158,6 +158,7 @@ impl State {
 
     /// The manager's counters.
     pub fn stats(&self) -> Stats {
+        let subs = self.subs.counts();
         Stats {
             clients: self.clients.len() as u64,
             objects: self.registry.len() as u64,
@@ -166,9 +167,9 @@ impl State {
             waiting_demands: self.waiters.values().map(|w| w.len() as u64).sum(),
             pending_leaves: self.leaving as u64,
             offered_bytes: self.offered_bytes,
-            subscriptions: self.subs.counts().0,
-            queued_records: self.subs.counts().1,
-            awaited_acks: self.subs.counts().2,
+            subscriptions: subs.subscriptions,
+            queued_records: subs.queued_records,
+            awaited_acks: subs.awaited_acks,
             offers_total: self.totals.offers,
             views_total: self.totals.views,
             view_bytes_total: self.totals.view_bytes,

@@ -264,8 +264,7 @@ impl Subs {
         g.members[i].1 += 1;
         let subscription = g.members[i].0;
         let client = self.subs[&subscription].client;
-        self.next_id += 1;
-        let event = self.next_id;
+        let event = self.next();
         self.undone.insert(
             event,
             Undone {
@@ -323,10 +322,23 @@ impl Subs {
     }
 
     /// Subscriptions, records queued in groups, awaited acknowledgements.
-    pub fn counts(&self) -> (u64, u64, u64) {
-        let queued = self.groups.values().map(|g| g.queued.len() as u64).sum();
-        (self.subs.len() as u64, queued, self.awaited.len() as u64)
+    pub fn counts(&self) -> Counts {
+        Counts {
+            subscriptions: self.subs.len() as u64,
+            queued_records: self.groups.values().map(|g| g.queued.len() as u64).sum(),
+            awaited_acks: self.awaited.len() as u64,
+        }
     }
+}
+
+/// The sizes [`Subs::counts`] reports.
+pub struct Counts {
+    /// Subscriptions, consumer-group memberships included.
+    pub subscriptions: u64,
+    /// Records waiting in groups for a member with room.
+    pub queued_records: u64,
+    /// Events whose acknowledgement an operation awaits.
+    pub awaited_acks: u64,
 }
 
 /// What an acknowledgement concerned.
