@@ -687,9 +687,10 @@ impl Client {
         reply
     }
 
-    /// [`Client::wait`], but a reply coming after a timeout is kept for a
-    /// later wait.
-    fn wait_keeping(
+    /// [`Client::wait`], but on [`ClientError::Timeout`] the request stays
+    /// pending: a later wait still gets its reply. Lets a caller wait in
+    /// slices and check on other things in between.
+    pub fn wait_keeping(
         &mut self,
         id: RequestId,
         timeout: Option<Duration>,

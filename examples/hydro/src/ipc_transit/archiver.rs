@@ -2,12 +2,11 @@
 //! --consumer archive --archive DIR`): the one member of the checkpoint
 //! group, a [`cdo::ipc::components::ArchiverClient`] storing each
 //! checkpoint CDO (bytes and flat attributes) in the archive, as the
-//! in-process archiver does. After each checkpoint it offers its
-//! `archived` object; it leaves once its standard input closes (the
-//! solver's signal, given after every checkpoint was withdrawn, or its
-//! death).
+//! in-process archiver does, and marking it done only then, which is what
+//! answers the solver's withdrawal of it. It leaves once its standard
+//! input closes (the solver's signal, given after every checkpoint was
+//! withdrawn, or its death).
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,8 +16,7 @@ use cdo::ipc::client::{Client, ClientConfig};
 use cdo::ipc::components::ArchiverClient;
 use cdo::ipc::wire::Attributes;
 
-use super::{archived_name, group_of, ready_name, ConsumerReport};
-use super::{CHECKPOINTS_OUT, CHECKPOINT_SELECTOR};
+use super::{group_of, ready_name, ConsumerReport, CHECKPOINT_SELECTOR};
 use crate::cdo_transit::attributes::checkpoint_step;
 use crate::checkpoint::CheckpointError;
 use crate::cli::{Cli, ConsumerRole};
@@ -50,27 +48,6 @@ fn stop_at_end_of_input() -> Result<Arc<AtomicBool>, OutletError> {
     Ok(stop)
 }
 
-/// Says that the checkpoint of `step` is archived, first withdrawing the
-/// `archived` objects in `offered` (oldest first) that the solver has
-/// read: it offered this checkpoint only after withdrawing every earlier
-/// one but the newest `CHECKPOINTS_OUT - 1`, each once it had read its
-/// object (see [`CHECKPOINTS_OUT`]).
-fn acknowledge(
-    client: &mut Client,
-    offered: &mut VecDeque<u64>,
-    step: u64,
-) -> Result<(), OutletError> {
-    let mut read = Vec::new();
-    while offered.len() >= CHECKPOINTS_OUT {
-        read.extend(offered.pop_front().map(archived_name));
-    }
-    let read: Vec<&str> = read.iter().map(String::as_str).collect();
-    client.withdraw_many(&read)?;
-    client.offer(&archived_name(step), &step.to_le_bytes(), Attributes::new())?;
-    offered.push_back(step);
-    Ok(())
-}
-
 /// Runs the archive process the command line describes (its `--archive`
 /// and `--consumer-timeout`) through the pool manager of `config`: joins
 /// the checkpoint group, offers its ready object, and archives until its
@@ -94,7 +71,6 @@ pub fn run_archiver(config: &ClientConfig, cli: &Cli) -> Result<ConsumerReport, 
     let stop = stop_at_end_of_input()?;
     crate::analysis::priority::lower_this_thread();
     let mut report = ConsumerReport::default();
-    let mut offered = VecDeque::new();
     loop {
         // Read before waiting: the solver signals only once every
         // checkpoint is archived, so a wait after it that brings none is
@@ -108,7 +84,6 @@ pub fn run_archiver(config: &ClientConfig, cli: &Cli) -> Result<ConsumerReport, 
                     name: name.clone(),
                     reason: "archived, but not a checkpoint".into(),
                 })?;
-                acknowledge(archiver.client_mut(), &mut offered, step)?;
                 report.steps.push(step);
                 report.busy_seconds += start.elapsed().as_secs_f64();
             }

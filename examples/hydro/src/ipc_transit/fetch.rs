@@ -1,5 +1,6 @@
-//! Demanding objects from the pool manager: a bounded, watched wait for
-//! one object, and a record as zero-copy views of its fields.
+//! Waiting on the pool manager: a bounded wait that watches the consumer
+//! processes between polls (for an object, or any reply), and a record
+//! demanded as zero-copy views of its fields.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,34 @@ use crate::state::NVAR;
 /// How long a demand waits before the watchdog runs.
 const POLL: Duration = Duration::from_millis(100);
 
+/// Runs `attempt` (each waiting up to a tenth of a second) until it brings a value,
+/// running `watch` between attempts, whose error ends the wait; `what` is
+/// waited for until `deadline`.
+///
+/// # Errors
+/// Those of `attempt` and `watch`; [`OutletError::Timeout`] past the
+/// deadline.
+pub fn watched_wait<T>(
+    what: &str,
+    deadline: Instant,
+    mut attempt: impl FnMut(Duration) -> Result<Option<T>, OutletError>,
+    mut watch: impl FnMut() -> Result<(), OutletError>,
+) -> Result<T, OutletError> {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = attempt(POLL)? {
+            return Ok(value);
+        }
+        watch()?;
+        if Instant::now() >= deadline {
+            return Err(OutletError::Timeout {
+                what: what.into(),
+                seconds: start.elapsed().as_secs_f64(),
+            });
+        }
+    }
+}
+
 /// Demands `name`, waiting until `deadline` and running `watch` between
 /// polls, whose error ends the wait. Each timed-out demand stays with the
 /// manager (retracting would drop a require of the name).
@@ -25,23 +54,14 @@ pub fn await_object(
     client: &mut Client,
     name: &str,
     deadline: Instant,
-    mut watch: impl FnMut() -> Result<(), OutletError>,
+    watch: impl FnMut() -> Result<(), OutletError>,
 ) -> Result<View, OutletError> {
-    let start = Instant::now();
-    loop {
-        match client.demand(name, POLL) {
-            Ok(view) => return Ok(view),
-            Err(ClientError::Timeout) => {}
-            Err(e) => return Err(e.into()),
-        }
-        watch()?;
-        if Instant::now() >= deadline {
-            return Err(OutletError::Timeout {
-                what: name.into(),
-                seconds: start.elapsed().as_secs_f64(),
-            });
-        }
-    }
+    let attempt = |poll| match client.demand(name, poll) {
+        Ok(view) => Ok(Some(view)),
+        Err(ClientError::Timeout) => Ok(None),
+        Err(e) => Err(e.into()),
+    };
+    watched_wait(name, deadline, attempt, watch)
 }
 
 /// A record demanded from the pool: its metadata and a read-only view of

@@ -19,9 +19,7 @@
 //!   CDO as the in-process transports make it (bytes in the
 //!   [checkpoint format](crate::checkpoint), `checkpoint` priority, the
 //!   [archive](crate::checkpoint_archive)'s attributes), written in place
-//!   into the producer's shared memory after the record of its step;
-//! - `hydro/archived/<step>`: offered by the archive process once it has
-//!   stored that checkpoint.
+//!   into the producer's shared memory after the record of its step.
 //!
 //! Every consumer group sees every record; within a group each record goes
 //! to exactly one member. The statistics process is a group of one
@@ -36,13 +34,13 @@
 //! Checkpoints: the archive process, started only when checkpoints are on,
 //! is the one member of [`CHECKPOINT_GROUP`] ([`CHECKPOINT_SELECTOR`]): a
 //! [`cdo::ipc::components::ArchiverClient`] that stores each checkpoint
-//! in the archive directory (`--archive`), then marks it done and offers
-//! its `archived` object. The producer keeps at most [`CHECKPOINTS_OUT`]
-//! checkpoints out: before offering another it waits for the oldest one's
-//! `archived` object, watching the consumer processes, and withdraws it.
-//! At the end it withdraws the rest the same way, then closes the archive
-//! process's standard input, its signal to leave; the process withdraws
-//! each `archived` object once the producer has read it.
+//! in the archive directory (`--archive`), then marks it done. A group
+//! record holds the producer's withdrawal of it until then, so the
+//! producer keeps at most [`CHECKPOINTS_OUT`] checkpoints out by
+//! withdrawing the oldest before offering another, waiting for the answer
+//! in slices and watching the consumer processes in between. At the end it
+//! withdraws the rest the same way, then closes the archive process's
+//! standard input, its signal to leave.
 //!
 //! Back-pressure: the producer keeps at most `--ring` records out. Before
 //! offering more it demands the oldest record's `done` objects (waiting for
@@ -99,12 +97,6 @@ pub fn role_name(role: ConsumerRole) -> &'static str {
         ConsumerRole::Render => "render",
         ConsumerRole::Archive => "archive",
     }
-}
-
-/// What the archive process offers once it has stored the checkpoint of
-/// `step`.
-pub fn archived_name(step: u64) -> String {
-    format!("hydro/archived/{step}")
 }
 
 /// The most checkpoints the producer has out at once (offered, not yet
@@ -178,7 +170,6 @@ mod tests {
         assert_eq!(seq_of(&index_name(12)), Some(12));
         assert_eq!(seq_of(&field_name(12, 0)), None);
         assert_eq!(seq_of("other/12"), None);
-        assert_eq!(archived_name(30), "hydro/archived/30");
         assert_eq!(
             ready_name(ConsumerRole::Archive, 0),
             "hydro/ready/archive/0"
@@ -233,7 +224,7 @@ mod tests {
         assert!(!picks(&field_name(7, 1)));
         assert!(!picks(&done_name(7, ConsumerRole::Stats)));
         assert!(!picks(&ready_name(ConsumerRole::Stats, 0)));
-        assert!(!picks(&archived_name(7)));
+        assert!(!picks(&crate::cdo_transit::attributes::checkpoint_name(7)));
     }
 
     #[test]
@@ -260,6 +251,7 @@ mod tests {
         ));
         let field = attributes::record_attrs(&meta, Some(0));
         assert!(!picks(&field_name(6, 0), &field));
-        assert!(!picks(&archived_name(6), &Default::default()));
+        let ready = ready_name(ConsumerRole::Archive, 0);
+        assert!(!picks(&ready, &Default::default()));
     }
 }

@@ -15,10 +15,10 @@ use cdo::ipc::manager::{self, ManagerConfig, ManagerHandle};
 use cdo::ipc::wire::{ErrorCode, RequestId};
 
 use super::attributes::{end_attrs, record_attrs};
-use super::fetch::await_object;
+use super::fetch::{await_object, watched_wait};
 use super::processes::Consumers;
 use super::CHECKPOINTS_OUT;
-use super::{archived_name, done_name, field_name, index_name, members, ready_name, role_name};
+use super::{done_name, field_name, index_name, members, ready_name, role_name};
 use crate::analysis::consumers::create_dir;
 use crate::analysis::AnalysisOptions;
 use crate::cdo_transit::attributes::{checkpoint_attributes, checkpoint_name};
@@ -226,17 +226,28 @@ impl IpcOutlet {
         self.withdraw(&names)
     }
 
-    /// Waits until the archive process has stored the oldest checkpoint
-    /// out, then withdraws it (at once: the archive process finished with
-    /// it before saying so).
+    /// Withdraws the oldest checkpoint out: the withdrawal is answered once
+    /// the archive process has stored it and marked it done. Waits in
+    /// slices, watching the consumer processes in between.
     fn retire_checkpoint(&mut self) -> Result<(), OutletError> {
         let Some(step) = self.checkpoints.pop_front() else {
             return Ok(());
         };
         self.consumers.check()?;
+        let name = checkpoint_name(step);
+        let id = self.client.submit_withdraw(&name)?;
         let deadline = Instant::now() + self.timeout;
-        self.await_ack(&archived_name(step), ConsumerRole::Archive, deadline)?;
-        self.withdraw(&[checkpoint_name(step)])
+        let client = &mut self.client;
+        let attempt = |poll| match client.wait_keeping(id, Some(poll)) {
+            Ok(Reply::Ok) => Ok(Some(())),
+            Ok(other) => Err(ClientError::Unexpected(format!("{other:?}")).into()),
+            Err(ClientError::Timeout) => Ok(None),
+            Err(e) => Err(e.into()),
+        };
+        let consumers = &mut self.consumers;
+        watched_wait(&name, deadline, attempt, || consumers.check())?;
+        self.withdrawn += 1;
+        Ok(())
     }
 
     /// Offers the state of `capture` as its checkpoint CDO, encoded in
