@@ -432,11 +432,13 @@ fn receive(shared: &Shared, mut reader: Reader, outbox: &Outbox) {
             let mut out = Outgoing::new();
             let held = {
                 let mut state = lock(&shared.state);
-                let before = state.next_deadline();
+                // Every hold has the same timeout, so the timer only needs
+                // waking when the first one comes.
+                let idle = !state.holds_any();
                 for (frame, fd) in frames.by_ref().take(FRAMES_PER_LOCK) {
                     state.handle(cid, frame, fd, &mut out);
                 }
-                state.next_deadline() != before
+                idle && state.holds_any()
             };
             if held {
                 shared.tick.notify_all();

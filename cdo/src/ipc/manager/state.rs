@@ -262,6 +262,11 @@ impl State {
         }
     }
 
+    /// Whether an operation waits for acknowledgements.
+    pub fn holds_any(&self) -> bool {
+        !self.held.is_empty()
+    }
+
     /// The earliest acknowledgement deadline, if an operation is held.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.held.values().map(|h| h.deadline).min()
@@ -720,35 +725,29 @@ impl State {
     /// `attrs` checked: built-in keys typed, user keys (`ns.key`) against
     /// the configured schema (unknown ones rejected or dropped as
     /// configured); without a schema user keys pass as they are.
-    fn checked_attributes(&self, mut attrs: Attributes) -> Result<Attributes, String> {
-        let builtin: Attributes = attrs
-            .iter()
-            .filter(|(k, _)| is_builtin(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+    fn checked_attributes(&self, attrs: Attributes) -> Result<Attributes, String> {
+        // Moved apart and back together: no value is copied.
+        let (mut builtin, user): (Attributes, Attributes) =
+            attrs.into_iter().partition(|(k, _)| is_builtin(k));
         Typed::from_flat(&builtin).map_err(|e| e.to_string())?;
         let Some(schema) = &self.config.schema else {
-            return Ok(attrs);
+            builtin.extend(user);
+            return Ok(builtin);
         };
-        let user: Vec<String> = attrs.keys().filter(|k| !is_builtin(k)).cloned().collect();
-        for key in user {
-            let value = attrs.remove(&key).expect("listed above");
-            let checked = schema
+        let mut checked = Attributes::new();
+        for (key, value) in user {
+            let value = schema
                 .check(&key, value, self.config.unknown_attributes)
                 .map_err(|e| e.to_string())?;
-            if let Some(v) = checked {
-                attrs.insert(key, v);
+            if let Some(v) = value {
+                checked.insert(key, v);
             }
         }
-        let user = attrs
-            .iter()
-            .filter(|(k, _)| !is_builtin(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        match schema.missing(&user) {
-            Some(key) => Err(format!("required attribute {key} missing")),
-            None => Ok(attrs),
+        if let Some(key) = schema.missing(&checked) {
+            return Err(format!("required attribute {key} missing"));
         }
+        builtin.extend(checked);
+        Ok(builtin)
     }
 
     /// One view of `object` was dropped; the last one completes a pending
