@@ -1,6 +1,8 @@
 //! Typed attribute values and timestamps.
 
-use serde::{Deserialize, Serialize};
+use serde::de::{Error as _, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::cell::Cell;
 use std::cmp::Ordering;
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -204,8 +206,75 @@ pub enum Value {
     Bool(bool),
     /// Point in time.
     Timestamp(Timestamp),
-    /// List.
-    List(Vec<Value>),
+    /// List (deserialized at most [`MAX_DEPTH`] deep and [`MAX_LIST_LEN`]
+    /// long).
+    List(#[serde(deserialize_with = "bounded_list")] Vec<Value>),
+}
+
+/// Deepest nesting of lists that deserialization accepts: a value from
+/// outside (a frame, an archive) cannot overflow the stack of the code that
+/// decodes, compares, prints or drops it.
+pub const MAX_DEPTH: u32 = 32;
+/// Most items of one list that deserialization accepts.
+pub const MAX_LIST_LEN: usize = 65_536;
+
+thread_local! {
+    /// Lists being deserialized on this thread, outermost included.
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// One level of list nesting being deserialized; leaves it when dropped
+/// (also on error).
+struct Nesting;
+
+impl Nesting {
+    fn enter() -> Option<Nesting> {
+        DEPTH.with(|d| {
+            let depth = d.get();
+            (depth < MAX_DEPTH).then(|| {
+                d.set(depth + 1);
+                Nesting
+            })
+        })
+    }
+}
+
+impl Drop for Nesting {
+    fn drop(&mut self) {
+        DEPTH.with(|d| d.set(d.get() - 1));
+    }
+}
+
+/// Deserializes the items of a [`Value::List`], refusing lists nested
+/// deeper than [`MAX_DEPTH`] or longer than [`MAX_LIST_LEN`] before they
+/// are built; the announced length does not preallocate.
+fn bounded_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
+    let _level = Nesting::enter()
+        .ok_or_else(|| D::Error::custom(format!("lists nested deeper than {MAX_DEPTH}")))?;
+    d.deserialize_seq(ListVisitor)
+}
+
+struct ListVisitor;
+
+impl<'de> Visitor<'de> for ListVisitor {
+    type Value = Vec<Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of values")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Value>, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
+        while let Some(v) = seq.next_element()? {
+            if items.len() == MAX_LIST_LEN {
+                return Err(A::Error::custom(format!(
+                    "list longer than {MAX_LIST_LEN} items"
+                )));
+            }
+            items.push(v);
+        }
+        Ok(items)
+    }
 }
 
 impl Value {
@@ -343,6 +412,33 @@ mod tests {
         );
         assert!(Value::Float(2.0).coerce(ValueType::Int).is_err());
         assert!(Value::Str("x".into()).coerce(ValueType::Bool).is_err());
+    }
+
+    /// The postcard encoding of `depth` nested one-item lists around 0.
+    fn nested(depth: usize) -> Vec<u8> {
+        // Variant 6 is List, then a length of 1; variant 0 (Int) 0 inside.
+        let mut bytes = [6u8, 1].repeat(depth);
+        bytes.extend([0, 0]);
+        bytes
+    }
+
+    #[test]
+    fn deserialization_bounds_nesting_and_length() {
+        let ok: Value = postcard::from_bytes(&nested(MAX_DEPTH as usize)).unwrap();
+        assert!(matches!(ok, Value::List(_)));
+        // Far deeper than any stack allows unbounded: refused, no overflow.
+        assert!(postcard::from_bytes::<Value>(&nested(1_000_000)).is_err());
+        assert!(postcard::from_bytes::<Value>(&nested(MAX_DEPTH as usize + 1)).is_err());
+        // The depth counter is back to zero after an error.
+        assert!(postcard::from_bytes::<Value>(&nested(MAX_DEPTH as usize)).is_ok());
+        let long = Value::List(vec![Value::Bool(true); MAX_LIST_LEN + 1]);
+        let bytes = postcard::to_allocvec(&long).unwrap();
+        assert!(postcard::from_bytes::<Value>(&bytes).is_err());
+        // A huge announced length with no items behind it allocates nothing
+        // up front and fails at the end of input.
+        let mut lie = vec![6u8];
+        lie.extend([0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert!(postcard::from_bytes::<Value>(&lie).is_err());
     }
 
     #[test]

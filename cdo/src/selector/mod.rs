@@ -10,6 +10,10 @@ use regex::Regex;
 use std::cmp::Ordering;
 use std::fmt;
 
+/// Deepest nesting of parentheses, `not` and lists in a selector; deeper
+/// ones are refused with [`Error::Selector`](crate::Error::Selector).
+pub const MAX_DEPTH: u32 = 32;
+
 /// A comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CmpOp {
@@ -203,6 +207,27 @@ mod tests {
     }
 
     #[test]
+    fn nesting_is_bounded_not_a_stack_overflow() {
+        let depth = MAX_DEPTH as usize;
+        let ok = format!("{}size == 4096{}", "(".repeat(depth), ")".repeat(depth));
+        assert!(check(&ok));
+        let ok = format!("{}has size", "! ".repeat(depth));
+        assert!(check(&ok));
+        for deep in [
+            "(".repeat(1_000_000),
+            "not ".repeat(1_000_000),
+            format!("size in {}", "[".repeat(1_000_000)),
+        ] {
+            assert!(matches!(
+                Selector::parse(&deep),
+                Err(crate::Error::Selector { .. })
+            ));
+        }
+        // The depth counter is back to zero after a refusal.
+        assert!(check(&ok));
+    }
+
+    #[test]
     fn errors_point_at_the_problem() {
         for (sel, pos) in [
             ("size >", 6),
@@ -216,6 +241,9 @@ mod tests {
             ("== 3", 0),
             ("size == 1 extra", 10),
             ("size == 99999999999999999999", 8),
+            (format!("{}size == 1{}", "(".repeat(40), ")".repeat(40)).as_str(), 33),
+            (format!("{}has size", "not ".repeat(40)).as_str(), 132),
+            (format!("size in {}", "[".repeat(40)).as_str(), 41),
         ] {
             match Selector::parse(sel) {
                 Err(crate::Error::Selector { position, message }) => {

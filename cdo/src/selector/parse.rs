@@ -3,16 +3,20 @@
 use super::{CmpOp, Expr};
 use crate::error::{Error, Result};
 use crate::value::{Timestamp, Value};
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
+use std::cell::Cell;
 use winnow::ascii::{digit1, multispace0};
 use winnow::combinator::{
-    alt, cut_err, delimited, eof, not, opt, preceded, repeat, separated, terminated,
+    alt, cut_err, delimited, eof, fail, not, opt, preceded, repeat, separated, terminated,
 };
 use winnow::error::{ContextError, ErrMode, StrContext, StrContextValue};
 use winnow::prelude::*;
 use winnow::token::{any, one_of, take_while};
 
 type Input<'a> = &'a str;
+
+/// Most memory one compiled regular expression may take.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 fn expected(what: &'static str) -> StrContext {
     StrContext::Expected(StrContextValue::Description(what))
@@ -49,6 +53,39 @@ pub(super) fn selector(text: &str) -> Result<Expr> {
             message,
         }
     })
+}
+
+thread_local! {
+    /// Nested groups (parentheses, `not`, lists) being parsed on this thread.
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// One level of nesting being parsed; left when dropped (also on error).
+struct Nesting;
+
+impl Drop for Nesting {
+    fn drop(&mut self) {
+        DEPTH.with(|d| d.set(d.get() - 1));
+    }
+}
+
+/// Runs `p` one level deeper, or fails (cut) beyond
+/// [`MAX_DEPTH`](super::MAX_DEPTH): the parser recurses per level, so a
+/// selector cannot overflow the stack, however it is written.
+fn nested<'a, O>(
+    mut p: impl Parser<Input<'a>, O, ErrMode<ContextError>>,
+) -> impl Parser<Input<'a>, O, ErrMode<ContextError>> {
+    move |i: &mut Input<'a>| {
+        let depth = DEPTH.with(Cell::get);
+        if depth >= super::MAX_DEPTH {
+            return cut_err(fail)
+                .context(expected("less nesting (at most 32 levels)"))
+                .parse_next(i);
+        }
+        DEPTH.with(|d| d.set(depth + 1));
+        let _level = Nesting;
+        p.parse_next(i)
+    }
 }
 
 fn ws(i: &mut Input<'_>) -> ModalResult<()> {
@@ -93,7 +130,8 @@ fn and_expr(i: &mut Input<'_>) -> ModalResult<Expr> {
 
 fn unary(i: &mut Input<'_>) -> ModalResult<Expr> {
     alt((
-        preceded((alt((keyword("not"), "!")), ws), cut_err(unary)).map(|e| Expr::Not(Box::new(e))),
+        preceded((alt((keyword("not"), "!")), ws), nested(cut_err(unary)))
+            .map(|e| Expr::Not(Box::new(e))),
         primary,
     ))
     .context(expected("a condition"))
@@ -104,7 +142,7 @@ fn primary(i: &mut Input<'_>) -> ModalResult<Expr> {
     alt((
         delimited(
             ("(", ws),
-            cut_err(expr),
+            nested(cut_err(expr)),
             cut_err((ws, ")")).context(expected("`)`")),
         ),
         preceded((keyword("has"), ws), cut_err(key)).map(|k| Expr::Has(k.to_owned())),
@@ -161,7 +199,7 @@ fn cmp_op(i: &mut Input<'_>) -> ModalResult<CmpOp> {
 
 fn regex(i: &mut Input<'_>) -> ModalResult<Regex> {
     string
-        .try_map(|s| Regex::new(&s))
+        .try_map(|s| RegexBuilder::new(&s).size_limit(REGEX_SIZE_LIMIT).build())
         .context(expected("a valid regular expression in quotes"))
         .parse_next(i)
 }
@@ -184,7 +222,7 @@ fn value(i: &mut Input<'_>) -> ModalResult<Value> {
 fn list(i: &mut Input<'_>) -> ModalResult<Vec<Value>> {
     delimited(
         ("[", ws),
-        cut_err(separated(0.., value, (ws, ",", ws))),
+        nested(cut_err(separated(0.., value, (ws, ",", ws)))),
         cut_err((ws, "]")).context(expected("`,` or `]`")),
     )
     .parse_next(i)
