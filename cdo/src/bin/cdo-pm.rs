@@ -2,15 +2,20 @@
 //!
 //! On start the manager prints the two `export` lines that let clients find
 //! it; on a signal it disconnects every client and removes its socket
-//! directory. Logs go to standard error (`RUST_LOG` filters them).
+//! directory (and at start, those of managers that were killed). Logs go to
+//! standard error (`RUST_LOG` filters them).
+//!
+//! The workflow token comes from `CDO_WORKFLOW_TOKEN` or from a private
+//! file (`--token-file`, `CDO_WORKFLOW_TOKEN_FILE`), never from the command
+//! line, where any user could read it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cdo::ipc::components::log_to_stderr;
-use cdo::ipc::endpoint::TOKEN_ENV;
-use cdo::ipc::manager::{self, FaultPolicy, ManagerConfig, ACK_TIMEOUT_ENV, POLICY_ENV};
+use cdo::ipc::endpoint::{read_token_file, TOKEN_ENV, TOKEN_FILE_ENV};
+use cdo::ipc::manager::{self, FaultPolicy, Limits, ManagerConfig, ACK_TIMEOUT_ENV, POLICY_ENV};
 use cdo::{PoolConfig, Schema};
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
@@ -22,9 +27,10 @@ struct Args {
     /// Parent of the manager's private socket directory (default:
     /// `$XDG_RUNTIME_DIR` or the temporary directory).
     runtime_dir: Option<PathBuf>,
-    /// The workflow token clients must present (default: a random one).
-    #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
-    token: Option<String>,
+    /// File holding the workflow token clients must present (mode 0600);
+    /// without it, `CDO_WORKFLOW_TOKEN`, or else a random token.
+    #[arg(long, env = TOKEN_FILE_ENV)]
+    token_file: Option<PathBuf>,
     /// Pool configuration (YAML: `duplicates`, `unknown_attributes`,
     /// `schemas`): user attributes of offers are checked against its
     /// schemas, second offers of a name refused or versioned.
@@ -36,14 +42,74 @@ struct Args {
     /// How long an operation waits for acknowledged subscribers, in ms.
     #[arg(long, env = ACK_TIMEOUT_ENV, default_value_t = manager::DEFAULT_ACK_TIMEOUT.as_millis() as u64)]
     ack_timeout_ms: u64,
+    /// Most open connections, joined or not.
+    #[arg(long, env = "CDO_MAX_CONNECTIONS", value_parser = positive)]
+    max_connections: Option<usize>,
+    /// Most connections that have not joined yet (a new one beyond closes
+    /// the oldest).
+    #[arg(long, env = "CDO_MAX_PENDING", value_parser = positive)]
+    max_pending: Option<usize>,
+    /// Most segments held for one client.
+    #[arg(long, env = "CDO_MAX_SEGMENTS", value_parser = positive)]
+    max_segments: Option<usize>,
+    /// Most objects one client offers at a time.
+    #[arg(long, env = "CDO_MAX_OFFERS", value_parser = positive)]
+    max_offers: Option<usize>,
+    /// Most outstanding requires of one client.
+    #[arg(long, env = "CDO_MAX_REQUIRES", value_parser = positive)]
+    max_requires: Option<usize>,
+    /// Most waiting demands of one client.
+    #[arg(long, env = "CDO_MAX_DEMANDS", value_parser = positive)]
+    max_demands: Option<usize>,
+    /// Most operations of one client waiting for acknowledgements.
+    #[arg(long, env = "CDO_MAX_WAITERS", value_parser = positive)]
+    max_waiters: Option<usize>,
+    /// Most subscriptions of one client.
+    #[arg(long, env = "CDO_MAX_SUBSCRIPTIONS", value_parser = positive)]
+    max_subscriptions: Option<usize>,
+    /// Bytes queued for a client above which its requests wait (events for
+    /// it are dropped above four times as much).
+    #[arg(long, env = "CDO_MAX_QUEUED_BYTES", value_parser = positive)]
+    max_queued_bytes: Option<usize>,
+}
+
+/// A positive number.
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s:?} is not a positive number")),
+    }
+}
+
+impl Args {
+    /// The limits given, the defaults for the others.
+    fn limits(&self) -> Limits {
+        let d = Limits::default();
+        Limits {
+            connections: self.max_connections.unwrap_or(d.connections),
+            pending: self.max_pending.unwrap_or(d.pending),
+            segments: self.max_segments.unwrap_or(d.segments),
+            offers: self.max_offers.unwrap_or(d.offers),
+            requires: self.max_requires.unwrap_or(d.requires),
+            demands: self.max_demands.unwrap_or(d.demands),
+            waiters: self.max_waiters.unwrap_or(d.waiters),
+            subscriptions: self.max_subscriptions.unwrap_or(d.subscriptions),
+            queued_bytes: self.max_queued_bytes.unwrap_or(d.queued_bytes),
+        }
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     log_to_stderr();
     let args = Args::parse();
+    let token = match &args.token_file {
+        Some(path) => Some(read_token_file(path)?),
+        None => std::env::var(TOKEN_ENV).ok(),
+    };
     let mut config = ManagerConfig {
+        limits: args.limits(),
         runtime_dir: args.runtime_dir,
-        token: args.token,
+        token,
         policy: args.policy,
         ack_timeout: Duration::from_millis(args.ack_timeout_ms),
         ..ManagerConfig::default()

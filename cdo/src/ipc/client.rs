@@ -11,6 +11,14 @@
 //! [`Client::flush`]); a withdrawal is answered only once no view of the
 //! object remains, and only then does the producer reuse the object's slot.
 //! A view therefore always shows the bytes that were offered.
+//!
+//! Events and group records ([`Notice`]s) wait in the client until taken,
+//! at most [`ClientConfig::max_notices`] of them. At that bound the client
+//! stops reading its socket rather than drop any: the manager then holds
+//! further replies and stops reading this client's requests (and beyond
+//! its own bound drops events for it), and a call waiting for a reply
+//! fails with [`ClientError::NoticesFull`] until notices are taken with
+//! [`Client::next_notice`] or [`Client::poll_notice`].
 
 use crate::events::EventMask;
 use crate::ipc::fasthash::{FastMap, FastSet};
@@ -36,6 +44,8 @@ use super::wire::{
 pub const OP_TIMEOUT_ENV: &str = "CDO_OP_TIMEOUT_MS";
 /// Default timeout of blocking operations.
 pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default bound of the notices waiting in a client.
+pub const DEFAULT_MAX_NOTICES: usize = 65_536;
 
 /// How a [`Client`] joins.
 #[derive(Debug, Clone)]
@@ -51,6 +61,8 @@ pub struct ClientConfig {
     /// How long a blocking operation without its own timeout waits for
     /// its reply.
     pub op_timeout: Duration,
+    /// Most events and records waiting to be taken (see the module docs).
+    pub max_notices: usize,
 }
 
 impl ClientConfig {
@@ -62,6 +74,7 @@ impl ClientConfig {
             pool: PoolConfig::default(),
             window: 1024,
             op_timeout: DEFAULT_OP_TIMEOUT,
+            max_notices: DEFAULT_MAX_NOTICES,
         }
     }
 
@@ -108,6 +121,11 @@ pub enum ClientError {
     /// The manager sent something that makes no sense here.
     #[error("unexpected reply: {0}")]
     Unexpected(String),
+    /// This many events and records wait to be taken: the client reads no
+    /// more until some are (the request stays with the manager; a blocking
+    /// call abandons it as on a timeout).
+    #[error("{0} notices wait to be taken; take them before waiting for replies")]
+    NoticesFull(usize),
 }
 
 /// Object ids of dropped views, reported with the client's next flush.
@@ -240,6 +258,7 @@ pub struct Client {
     op_timeout: Duration,
     /// Events and records received, not yet taken.
     notices: VecDeque<Notice>,
+    max_notices: usize,
 }
 
 impl Client {
@@ -266,6 +285,7 @@ impl Client {
             leave: None,
             op_timeout: config.op_timeout,
             notices: VecDeque::new(),
+            max_notices: config.max_notices.max(1),
         };
         let join = Msg::Join {
             component: config.component.clone(),
@@ -681,7 +701,7 @@ impl Client {
     /// dropped (a late view is released at once).
     pub fn wait(&mut self, id: RequestId, timeout: Option<Duration>) -> Result<Reply, ClientError> {
         let reply = self.wait_keeping(id, timeout);
-        if matches!(reply, Err(ClientError::Timeout)) {
+        if matches!(reply, Err(ClientError::Timeout | ClientError::NoticesFull(_))) {
             self.ignored.insert(id);
         }
         reply
@@ -786,6 +806,9 @@ impl Client {
         deadline: Option<Instant>,
         want: Option<RequestId>,
     ) -> Result<Option<Result<Reply, ClientError>>, ClientError> {
+        if self.notices.len() >= self.max_notices {
+            return Err(ClientError::NoticesFull(self.notices.len()));
+        }
         let (frame, fd) = self.read_frame(deadline)?;
         let id = frame.id;
         let reply = match frame.msg {

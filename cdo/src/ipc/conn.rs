@@ -13,7 +13,7 @@ use std::sync::Arc;
 use nix::errno::Errno;
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
-use super::wire::{self, Frame, WireError, HEADER_LEN, MAX_FRAME};
+use super::wire::{self, Frame, RequestId, WireError, HEADER_LEN, MAX_FRAME};
 
 /// Most descriptors sent or received by one system call.
 const FDS_PER_CALL: usize = 32;
@@ -40,6 +40,15 @@ pub enum ConnError {
     /// The peer closed the connection.
     #[error("connection closed by the peer")]
     Closed,
+    /// A whole frame whose payload did not decode was skipped (with its
+    /// descriptor); the connection is still in step.
+    #[error("frame {id:?} refused: {error}")]
+    Refused {
+        /// Its request id, when it could be read.
+        id: Option<RequestId>,
+        /// Why it did not decode.
+        error: WireError,
+    },
 }
 
 impl From<Errno> for ConnError {
@@ -56,18 +65,40 @@ pub struct Reader {
     start: usize,
     end: usize,
     fds: VecDeque<OwnedFd>,
+    /// Largest accepted payload.
+    max_frame: usize,
+    /// Most received descriptors waiting for their frames.
+    max_fds: usize,
 }
 
 impl Reader {
-    /// Reads frames from `sock`.
+    /// Reads frames of up to [`MAX_FRAME`] bytes from `sock`.
     pub fn new(sock: UnixStream) -> Self {
+        Self::with_limits(sock, MAX_FRAME, MAX_QUEUED_FDS)
+    }
+
+    /// Reads frames of up to `max_frame` bytes (at most [`MAX_FRAME`]) from
+    /// `sock`, with at most `max_fds` descriptors queued; its buffer holds
+    /// two such frames at most.
+    pub fn with_limits(sock: UnixStream, max_frame: usize, max_fds: usize) -> Self {
+        let max_frame = max_frame.min(MAX_FRAME);
         Reader {
             sock,
-            buf: vec![0; READ_BUF],
+            buf: vec![0; READ_BUF.min(2 * (max_frame + HEADER_LEN))],
             start: 0,
             end: 0,
             fds: VecDeque::new(),
+            max_frame,
+            max_fds: max_fds.min(MAX_QUEUED_FDS),
         }
+    }
+
+    /// Accepts frames of up to [`MAX_FRAME`] bytes and up to the usual
+    /// number of queued descriptors from now on (after a handshake read
+    /// with tighter [`Reader::with_limits`]).
+    pub fn lift_limits(&mut self) {
+        self.max_frame = MAX_FRAME;
+        self.max_fds = MAX_QUEUED_FDS;
     }
 
     /// The socket (to set timeouts).
@@ -76,9 +107,26 @@ impl Reader {
     }
 
     /// The next complete frame already received, with its descriptor.
+    ///
+    /// A frame whose payload does not decode is skipped and reported as
+    /// [`ConnError::Refused`]; the next call goes on after it.
     pub fn next_buffered(&mut self) -> Result<Option<(Frame, Option<OwnedFd>)>, ConnError> {
-        let Some(d) = wire::decode(&self.buf[self.start..self.end])? else {
-            return Ok(None);
+        let d = match wire::decode_limited(&self.buf[self.start..self.end], self.max_frame) {
+            Ok(Some(d)) => d,
+            Ok(None) => return Ok(None),
+            Err(WireError::BadPayload {
+                id,
+                consumed,
+                fds,
+                error,
+            }) => {
+                self.start += consumed;
+                for _ in 0..fds {
+                    self.fds.pop_front();
+                }
+                return Err(ConnError::Refused { id, error: *error });
+            }
+            Err(e) => return Err(e.into()),
         };
         self.start += d.consumed;
         let fd = match d.fds {
@@ -135,7 +183,7 @@ impl Reader {
                 Err(e) => return Err(e.into()),
             }
         };
-        if truncated || self.fds.len() > MAX_QUEUED_FDS {
+        if truncated || self.fds.len() > self.max_fds {
             return Err(ConnError::TooManyFds);
         }
         if bytes == 0 {
@@ -159,7 +207,7 @@ impl Reader {
             self.end -= self.start;
             self.start = 0;
             if self.buf.len() - self.end < 16 * 1024 {
-                let len = (self.buf.len() * 2).min(2 * (MAX_FRAME + HEADER_LEN));
+                let len = (self.buf.len() * 2).min(2 * (self.max_frame + HEADER_LEN));
                 self.buf.resize(len, 0);
             }
         }

@@ -2,6 +2,7 @@
 //! a Unix socket and a zero-copy data plane in sealed shared memory.
 //!
 //! - [`wire`]: every message and its framing;
+//! - [`limits`]: bounds on names, attributes and selectors from clients;
 //! - [`conn`]: frames and descriptors over a Unix stream socket;
 //! - [`shm`]: memfd segments, seals, read-only mappings;
 //! - [`pool`]: the producer's pool of pre-faulted segments;
@@ -22,6 +23,7 @@ pub mod convert;
 pub mod endpoint;
 pub mod fasthash;
 pub mod group;
+pub mod limits;
 pub mod manager;
 pub mod pool;
 pub mod registry;

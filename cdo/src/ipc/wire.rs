@@ -26,7 +26,7 @@ use crate::value::Value;
 /// Version of the frame header layout (byte 2 of every frame).
 pub const FRAME_VERSION: u8 = 1;
 /// Version of the message schema, exchanged in [`Msg::Join`].
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Magic bytes opening every frame.
 pub const MAGIC: [u8; 2] = *b"CD";
 /// Length of the frame header.
@@ -82,6 +82,12 @@ pub enum ErrorCode {
     /// An acknowledged subscriber did not acknowledge in time (fail-fast
     /// policy); the operation itself took effect.
     AckTimeout,
+    /// The client holds as many of something (segments, offers, requires,
+    /// waiting demands, held operations, subscriptions) as the manager
+    /// allows one client; the request did nothing.
+    QuotaExceeded,
+    /// The reply would not fit in a frame; the request did nothing.
+    TooLarge,
 }
 
 /// Counters of the pool manager, the reply to [`Msg::Stat`].
@@ -117,6 +123,10 @@ pub struct Stats {
     pub events_total: u64,
     /// Milliseconds since the manager started (for rates).
     pub uptime_ms: u64,
+    /// Bytes queued for clients and not yet taken by their sockets.
+    pub queued_bytes: u64,
+    /// Events not sent because their subscriber's queue was full.
+    pub dropped_events: u64,
 }
 
 /// Where a demanded object lies: the body of [`Msg::Data`].
@@ -132,6 +142,7 @@ pub struct DataRef {
     /// the first `Data` naming it on this connection.
     pub segment: u64,
     /// The object's attributes.
+    #[serde(deserialize_with = "super::limits::attributes")]
     pub attrs: Attributes,
     /// The manager's identifier of this offer, for [`Msg::Release`].
     pub object: u64,
@@ -164,6 +175,7 @@ pub struct EventRef {
     /// The object (the component's name for join and leave).
     pub name: String,
     /// The object's attributes (the consumer's for require and retract).
+    #[serde(deserialize_with = "super::limits::attributes")]
     pub attrs: Attributes,
     /// The client whose operation raised it.
     pub client: u64,
@@ -208,6 +220,7 @@ pub enum Msg {
         /// Unique name of the object.
         name: String,
         /// Its attributes.
+        #[serde(deserialize_with = "super::limits::attributes")]
         attrs: Attributes,
         /// Its size in bytes.
         size: u64,
@@ -344,6 +357,19 @@ pub enum WireError {
     /// The payload decoded but left bytes unread.
     #[error("{0} trailing bytes after the payload")]
     TrailingBytes(usize),
+    /// A whole frame whose payload is not a valid [`Frame`] (or leaves bytes
+    /// unread); the stream is still in step after skipping it.
+    #[error("frame {id:?} refused: {error}")]
+    BadPayload {
+        /// The frame's request id, when the payload starts with one.
+        id: Option<RequestId>,
+        /// Bytes of the frame, header included, to skip it.
+        consumed: usize,
+        /// Descriptors announced with it (to drop).
+        fds: u8,
+        /// Why it was refused.
+        error: Box<WireError>,
+    },
 }
 
 /// Lets postcard append to a borrowed buffer.
@@ -394,8 +420,9 @@ pub struct Decoded {
     pub consumed: usize,
 }
 
-/// Checks a frame header and returns (payload length, descriptor count).
-fn check_header(head: &[u8; HEADER_LEN]) -> Result<(usize, u8), WireError> {
+/// Checks a frame header against a payload limit of `max` bytes and
+/// returns (payload length, descriptor count).
+fn check_header(head: &[u8; HEADER_LEN], max: usize) -> Result<(usize, u8), WireError> {
     if head[0..2] != MAGIC {
         return Err(WireError::BadMagic([head[0], head[1]]));
     }
@@ -406,11 +433,8 @@ fn check_header(head: &[u8; HEADER_LEN]) -> Result<(usize, u8), WireError> {
         return Err(WireError::TooManyFds(head[3]));
     }
     let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
-    if len > MAX_FRAME {
-        return Err(WireError::Oversized {
-            len,
-            max: MAX_FRAME,
-        });
+    if len > max {
+        return Err(WireError::Oversized { len, max });
     }
     Ok((len, head[3]))
 }
@@ -420,23 +444,60 @@ fn check_header(head: &[u8; HEADER_LEN]) -> Result<(usize, u8), WireError> {
 /// Returns `Ok(None)` when `buf` holds only part of a (so far valid) frame:
 /// the caller reads more, or reports [`WireError::Truncated`] at end of stream
 /// (see [`need`]). A bad header is rejected as soon as its 8 bytes are there.
+///
+/// A whole frame whose payload does not decode is refused with
+/// [`WireError::BadPayload`], which tells how to skip it.
 pub fn decode(buf: &[u8]) -> Result<Option<Decoded>, WireError> {
+    decode_limited(buf, MAX_FRAME)
+}
+
+/// [`decode`] with payloads of at most `max` bytes (at most [`MAX_FRAME`]):
+/// a longer one is refused as soon as its header is there.
+pub fn decode_limited(buf: &[u8], max: usize) -> Result<Option<Decoded>, WireError> {
     let Some(head) = buf.first_chunk::<HEADER_LEN>() else {
         return Ok(None);
     };
-    let (len, fds) = check_header(head)?;
+    let (len, fds) = check_header(head, max.min(MAX_FRAME))?;
     let Some(payload) = buf[HEADER_LEN..].get(..len) else {
         return Ok(None);
     };
-    let (frame, rest) = postcard::take_from_bytes::<Frame>(payload)?;
+    let consumed = HEADER_LEN + len;
+    let refused = |error: WireError| WireError::BadPayload {
+        id: postcard::take_from_bytes::<RequestId>(payload)
+            .ok()
+            .map(|(id, _)| id),
+        consumed,
+        fds,
+        error: Box::new(error),
+    };
+    let (frame, rest) = postcard::take_from_bytes::<Frame>(payload).map_err(|e| refused(e.into()))?;
     if !rest.is_empty() {
-        return Err(WireError::TrailingBytes(rest.len()));
+        return Err(refused(WireError::TrailingBytes(rest.len())));
     }
     Ok(Some(Decoded {
         frame,
         fds,
-        consumed: HEADER_LEN + len,
+        consumed,
     }))
+}
+
+/// Decodes `bytes` as exactly one whole frame (header and payload): the
+/// entry point for checking the decoder against arbitrary input.
+///
+/// # Errors
+/// Any [`WireError`]: a bad header, a bad payload, a truncated frame, or
+/// bytes after the frame ([`WireError::TrailingBytes`]).
+pub fn decode_frame(bytes: &[u8]) -> Result<Frame, WireError> {
+    match decode(bytes)? {
+        None => Err(need(bytes).unwrap_or(WireError::Truncated {
+            have: 0,
+            need: HEADER_LEN,
+        })),
+        Some(d) if d.consumed < bytes.len() => {
+            Err(WireError::TrailingBytes(bytes.len() - d.consumed))
+        }
+        Some(d) => Ok(d.frame),
+    }
 }
 
 /// The error for a stream that ended with `buf` unconsumed: `None` when `buf`
@@ -447,7 +508,7 @@ pub fn need(buf: &[u8]) -> Option<WireError> {
     }
     let need = match buf.first_chunk::<HEADER_LEN>() {
         None => HEADER_LEN,
-        Some(head) => match check_header(head) {
+        Some(head) => match check_header(head, MAX_FRAME) {
             Ok((len, _)) => HEADER_LEN + len,
             Err(e) => return Some(e),
         },

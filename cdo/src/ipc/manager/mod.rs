@@ -1,48 +1,67 @@
 //! The pool manager: accepts clients on a private Unix socket, checks who they
 //! are, matches offers with demands and forwards segment descriptors.
 //!
-//! One thread accepts; per client, one thread reads a batch of frames and
-//! handles it under the state lock, 32 frames at a time, queuing replies in
-//! the clients' outboxes, and one sender thread writes that client's queued
-//! frames to its socket. A client that pipelines many requests pays a few
-//! wake-ups and system calls per batch, and a client that stops reading
-//! holds up no other client's thread (its socket's write timeout drops it).
+//! One thread accepts; per connection, one thread reads a batch of frames
+//! and handles it under the state lock, 32 frames at a time, queuing replies
+//! in the clients' outboxes, and (once the client has joined) one sender
+//! thread writes that client's queued frames to its socket. A client that
+//! pipelines many requests pays a few wake-ups and system calls per batch,
+//! and a client that stops reading holds up no other client's thread: the
+//! manager stops reading its requests until it reads its replies.
 //! The manager keeps the descriptor of every offered segment, so a producer
 //! need not stay responsive (or alive) for its objects to be delivered.
+//!
+//! Hostile or broken clients: before its JOIN is verified a connection may
+//! send one small frame (the JOIN) and nothing else, gets no sender thread
+//! and no state, and counts against [`Limits::pending`]; every request is
+//! checked against [`limits`](crate::ipc::limits) and the client's quotas
+//! ([`Limits`]) before it changes anything.
 
+mod conns;
 mod outbox;
+mod quota;
 mod state;
 mod subs;
 
+pub use quota::Limits;
 pub use subs::GROUP_WINDOW;
 
-use std::collections::HashMap;
 use std::io;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::{DuplicateOffers, UnknownAttributes};
 use crate::schema::Schema;
 
+use self::conns::Conns;
+use self::outbox::Meters;
 use self::state::{Outbox, Outgoing, State};
-use super::conn::{ConnError, Reader};
-use super::endpoint::{bind_private, private_dir, random_hex, same_token, Endpoint, SOCKET_NAME};
+use super::conn::{send_frames, ConnError, Reader};
+use super::endpoint::{
+    bind_private, private_dir, random_hex, remove_stale_dirs, same_token, Endpoint, SOCKET_NAME,
+};
+use super::limits::MAX_JOIN_FRAME;
 use super::registry::{ClientId, NameRegistry, Registry};
-use super::wire::{Frame, Msg, Stats, PROTOCOL_VERSION};
+use super::wire::{encode, ErrorCode, Frame, Msg, Stats, PROTOCOL_VERSION};
 
 /// How long a new connection may take to send JOIN.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most frames of one client handled under one hold of the state lock.
 const FRAMES_PER_LOCK: usize = 32;
-/// How long a send to a client may block before the client is dropped.
-const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a refusal may take to send before the connection just closes.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the acceptor pauses when the process is out of descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// How long queued frames may take to go out at shutdown before every
+/// connection is cut.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// What the pool does when part of an operation fails.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -105,6 +124,8 @@ pub struct ManagerConfig {
     /// demands get until it is withdrawn (the older one stays valid for
     /// those who hold it and comes back into view).
     pub duplicates: DuplicateOffers,
+    /// Connection limits and per-client quotas.
+    pub limits: Limits,
 }
 
 impl Default for ManagerConfig {
@@ -118,13 +139,14 @@ impl Default for ManagerConfig {
             schema: None,
             unknown_attributes: UnknownAttributes::default(),
             duplicates: DuplicateOffers::default(),
+            limits: Limits::default(),
         }
     }
 }
 
 impl ManagerConfig {
-    /// The default configuration with [`POLICY_ENV`] and
-    /// [`ACK_TIMEOUT_ENV`] applied.
+    /// The default configuration with [`POLICY_ENV`], [`ACK_TIMEOUT_ENV`]
+    /// and the `CDO_MAX_*` variables of [`Limits`] applied.
     ///
     /// # Errors
     /// A message naming the variable whose value is malformed.
@@ -139,6 +161,7 @@ impl ManagerConfig {
                 .map_err(|e| format!("{ACK_TIMEOUT_ENV}={v:?}: {e}"))?;
             config.ack_timeout = Duration::from_millis(ms);
         }
+        config.limits = config.limits.with_env()?;
         Ok(config)
     }
 }
@@ -148,8 +171,10 @@ struct Shared {
     stopping: AtomicBool,
     token: String,
     allowed_uid: u32,
-    /// Live connections, to shut them down.
-    conns: Mutex<HashMap<u64, UnixStream>>,
+    limits: Limits,
+    meters: Arc<Meters>,
+    /// Open connections, to bound them and shut them down.
+    conns: Mutex<Conns>,
     /// Wakes the timer thread (new held operation, shutdown).
     tick: Condvar,
 }
@@ -183,6 +208,8 @@ pub fn start_with_registry(
         Some(t) => t.clone(),
         None => random_hex(16)?,
     };
+    raise_descriptor_limit();
+    remove_stale_dirs(&parent);
     let dir = private_dir(&parent)?;
     let socket = dir.join(SOCKET_NAME);
     let listener = match bind_private(&socket) {
@@ -195,12 +222,16 @@ pub fn start_with_registry(
     let allowed_uid = config
         .allowed_uid
         .unwrap_or_else(|| nix::unistd::geteuid().as_raw());
+    let meters = Arc::new(Meters::default());
+    let limits = config.limits;
     let shared = Arc::new(Shared {
-        state: Mutex::new(State::new(registry, config)),
+        state: Mutex::new(State::new(registry, config, meters.clone())),
         stopping: AtomicBool::new(false),
         token: token.clone(),
         allowed_uid,
-        conns: Mutex::new(HashMap::new()),
+        limits,
+        meters,
+        conns: Mutex::new(Conns::default()),
         tick: Condvar::new(),
     });
     let ticker = {
@@ -223,6 +254,22 @@ pub fn start_with_registry(
         acceptor: Some(acceptor),
         ticker: Some(ticker),
     })
+}
+
+/// Raises this process's soft limit of open descriptors to its hard limit:
+/// every client costs a few, every offered segment one.
+fn raise_descriptor_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                Ok(()) => debug!(from = soft, to = hard, "raised the descriptor limit"),
+                Err(e) => warn!(error = %e, "cannot raise the descriptor limit"),
+            }
+        }
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "cannot read the descriptor limit"),
+    }
 }
 
 /// Releases held operations whose acknowledgements are overdue; sleeps
@@ -268,6 +315,11 @@ impl ManagerHandle {
         lock(&self.shared.state).stats()
     }
 
+    /// Open connections, and how many of them have not joined yet.
+    pub fn connections(&self) -> (usize, usize) {
+        lock(&self.shared.conns).counts()
+    }
+
     /// Stops accepting, disconnects every client, closes every descriptor and
     /// removes the socket and its directory.
     pub fn shutdown(mut self) {
@@ -304,7 +356,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
-    let mut next_conn = 0u64;
     for sock in listener.incoming() {
         if shared.stopping.load(Ordering::SeqCst) {
             break;
@@ -312,34 +363,44 @@ fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
         let sock = match sock {
             Ok(s) => s,
             Err(e) => {
-                warn!(error = %e, "accept failed");
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                    // Out of descriptors: the others go on being served;
+                    // pending connections wait in the backlog meanwhile.
+                    warn!(error = %e, "accept failed; pausing");
+                    std::thread::sleep(ACCEPT_BACKOFF);
+                } else {
+                    warn!(error = %e, "accept failed");
+                }
                 continue;
             }
         };
         threads.retain(|t| !t.is_finished());
-        next_conn += 1;
-        let conn = next_conn;
-        match sock.try_clone() {
-            Ok(clone) => {
-                lock(&shared.conns).insert(conn, clone);
-            }
+        let clone = match sock.try_clone() {
+            Ok(clone) => clone,
             Err(e) => {
-                warn!(error = %e, "cannot track connection");
+                warn!(error = %e, "cannot track a connection");
                 continue;
             }
-        }
+        };
+        let Some(conn) = lock(&shared.conns).admit(clone, &shared.limits) else {
+            warn!(
+                limit = shared.limits.connections,
+                "too many connections; closing a new one"
+            );
+            continue;
+        };
         let shared2 = shared.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("cdo-pm-conn-{conn}"))
             .spawn(move || {
-                serve(&shared2, sock);
-                lock(&shared2.conns).remove(&conn);
+                serve(&shared2, sock, conn);
+                lock(&shared2.conns).remove(conn);
             });
         match spawned {
             Ok(t) => threads.push(t),
             Err(e) => {
                 warn!(error = %e, "cannot spawn a connection thread");
-                lock(&shared.conns).remove(&conn);
+                lock(&shared.conns).remove(conn);
             }
         }
     }
@@ -347,10 +408,14 @@ fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
     lock(&shared.state).shut_down(&mut out);
     deliver(out);
     // Ending the read side ends each connection thread, which lets its
-    // sender send what is queued (the shutdown errors above) and stop.
-    for sock in lock(&shared.conns).values() {
-        let _ = sock.shutdown(std::net::Shutdown::Read);
+    // sender send what is queued (the shutdown errors above) and stop; a
+    // client that does not read it within the grace is cut off.
+    lock(&shared.conns).shutdown_all(std::net::Shutdown::Read);
+    let grace = Instant::now() + SHUTDOWN_GRACE;
+    while Instant::now() < grace && threads.iter().any(|t| !t.is_finished()) {
+        std::thread::sleep(Duration::from_millis(10));
     }
+    lock(&shared.conns).shutdown_all(std::net::Shutdown::Both);
     for t in threads {
         let _ = t.join();
     }
@@ -377,66 +442,78 @@ fn deliver(out: Outgoing) {
     }
 }
 
-/// Serves one connection until it ends.
-fn serve(shared: &Shared, sock: UnixStream) {
-    let (queue_side, send_side) = match (sock.try_clone(), sock.try_clone()) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => return warn!(error = %e, "cannot clone a connection"),
+/// Serves connection `conn` until it ends: its JOIN first, with a small
+/// frame limit and no descriptors; then, once joined, its requests.
+fn serve(shared: &Shared, sock: UnixStream, conn: u64) {
+    let mut reader = Reader::with_limits(sock, MAX_JOIN_FRAME, 0);
+    let (cid, outbox, sender) = match handshake(shared, &mut reader, conn) {
+        Ok(joined) => joined,
+        Err(reason) => {
+            warn!(%reason, "client refused");
+            return refuse(reader.socket(), reason);
+        }
     };
-    let _ = send_side.set_write_timeout(Some(SEND_TIMEOUT));
-    let outbox: Outbox = outbox::Outbox::new(queue_side);
-    let sender = {
-        let outbox = outbox.clone();
-        std::thread::Builder::new()
-            .name("cdo-pm-send".into())
-            .spawn(move || outbox.run(&send_side))
-    };
-    let sender = match sender {
-        Ok(t) => t,
-        Err(e) => return warn!(error = %e, "cannot start a sender thread"),
-    };
-    receive(shared, Reader::new(sock), &outbox);
+    reader.lift_limits();
+    receive(shared, reader, cid, &outbox);
     outbox.close();
     let _ = sender.join();
 }
 
-/// Joins the client, then handles its requests until the connection ends.
-fn receive(shared: &Shared, mut reader: Reader, outbox: &Outbox) {
-    let cid = match handshake(shared, &mut reader, outbox) {
-        Ok(cid) => cid,
-        Err(reason) => {
-            warn!(%reason, "client refused");
-            let refused = Frame {
-                id: 0,
-                msg: Msg::Refused { reason },
-            };
-            outbox.queue([(refused, None)]);
-            return outbox.flush();
-        }
+/// Tells a connection that is not joined why, without waiting long for it.
+fn refuse(sock: &UnixStream, reason: String) {
+    let refused = Frame {
+        id: 0,
+        msg: Msg::Refused { reason },
     };
+    let mut buf = Vec::new();
+    if encode(&refused, 0, &mut buf).is_ok() {
+        let _ = sock.set_write_timeout(Some(REFUSAL_TIMEOUT));
+        let _ = send_frames(sock, &buf, &[]);
+    }
+}
+
+/// Handles the requests of joined client `cid` until the connection ends.
+fn receive(shared: &Shared, mut reader: Reader, cid: ClientId, outbox: &Outbox) {
     let mut batch = Vec::new();
     let end = loop {
         // Frames that came with JOIN (or with the last read) first, then read.
         let failed = loop {
             match reader.next_buffered() {
-                Ok(Some(f)) => batch.push(f),
+                Ok(Some(f)) => batch.push(Ok(f)),
                 Ok(None) => break None,
+                // A whole frame that did not decode: an error reply, and on.
+                Err(ConnError::Refused {
+                    id: Some(id),
+                    error,
+                }) if id != 0 => {
+                    debug!(client = cid, id, %error, "request refused");
+                    batch.push(Err((id, format!("malformed request: {error}"))));
+                }
                 Err(e) => break Some(e),
             }
         };
         // In chunks: the lock is shared with the other clients' threads,
         // and replies sent early let a pipelining client start on them
-        // while the rest of its batch is handled.
+        // while the rest of its batch is handled. A client that does not
+        // read its replies is not served until it does.
         let mut frames = batch.drain(..).peekable();
         while frames.peek().is_some() {
+            outbox.wait_for_room();
             let mut out = Outgoing::new();
             let held = {
                 let mut state = lock(&shared.state);
                 // Every hold has the same timeout, so the timer only needs
                 // waking when the first one comes.
                 let idle = !state.holds_any();
-                for (frame, fd) in frames.by_ref().take(FRAMES_PER_LOCK) {
-                    state.handle(cid, frame, fd, &mut out);
+                for request in frames.by_ref().take(FRAMES_PER_LOCK) {
+                    match request {
+                        Ok((frame, fd)) => state.handle(cid, frame, fd, &mut out),
+                        Err((id, text)) => {
+                            let code = ErrorCode::Protocol;
+                            let msg = Msg::Error { code, text };
+                            out.push((outbox.clone(), Frame { id, msg }, None));
+                        }
+                    }
                 }
                 idle && state.holds_any()
             };
@@ -448,6 +525,7 @@ fn receive(shared: &Shared, mut reader: Reader, outbox: &Outbox) {
         if let Some(e) = failed {
             break e;
         }
+        outbox.wait_for_room();
         if let Err(e) = reader.fill() {
             break e;
         }
@@ -461,8 +539,14 @@ fn receive(shared: &Shared, mut reader: Reader, outbox: &Outbox) {
     deliver(out);
 }
 
-/// Checks the peer's uid, then its JOIN; returns its id or why it is refused.
-fn handshake(shared: &Shared, reader: &mut Reader, outbox: &Outbox) -> Result<ClientId, String> {
+/// Checks the peer's uid, then its JOIN; once both are good, starts the
+/// client's sender and registers it. Returns its id, outbox and sender
+/// thread, or why it is refused.
+fn handshake(
+    shared: &Shared,
+    reader: &mut Reader,
+    conn: u64,
+) -> Result<(ClientId, Outbox, JoinHandle<()>), String> {
     let cred =
         getsockopt(reader.socket(), PeerCredentials).map_err(|e| format!("SO_PEERCRED: {e}"))?;
     if cred.uid() != shared.allowed_uid {
@@ -472,6 +556,7 @@ fn handshake(shared: &Shared, reader: &mut Reader, outbox: &Outbox) -> Result<Cl
             cred.pid()
         ));
     }
+    // One frame, read within the timeout: the JOIN or nothing.
     let _ = reader.socket().set_read_timeout(Some(JOIN_TIMEOUT));
     let (frame, fd) = loop {
         match reader.next_buffered() {
@@ -481,6 +566,7 @@ fn handshake(shared: &Shared, reader: &mut Reader, outbox: &Outbox) -> Result<Cl
         }
     };
     let _ = reader.socket().set_read_timeout(None);
+    super::limits::check_request(&frame.msg).map_err(|(_, text)| format!("bad JOIN: {text}"))?;
     let Msg::Join {
         component,
         token,
@@ -506,6 +592,26 @@ fn handshake(shared: &Shared, reader: &mut Reader, outbox: &Outbox) -> Result<Cl
     if shared.stopping.load(Ordering::SeqCst) {
         return Err("pool manager shutting down".into());
     }
+    if !lock(&shared.conns).joined(conn) {
+        return Err(format!("{component}: connection closed to make room"));
+    }
+    let sock = reader.socket();
+    let (queue_side, send_side) = match (sock.try_clone(), sock.try_clone()) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return Err(format!("cannot clone the connection: {e}")),
+    };
+    let outbox: Outbox = outbox::Outbox::new(
+        queue_side,
+        shared.limits.queued_bytes,
+        shared.meters.clone(),
+    );
+    let sender = {
+        let outbox = outbox.clone();
+        std::thread::Builder::new()
+            .name("cdo-pm-send".into())
+            .spawn(move || outbox.run(&send_side))
+            .map_err(|e| format!("cannot start a sender thread: {e}"))?
+    };
     let mut events = Outgoing::new();
     let cid = lock(&shared.state).join(component, outbox.clone(), &mut events);
     let welcome = Frame {
@@ -514,5 +620,5 @@ fn handshake(shared: &Shared, reader: &mut Reader, outbox: &Outbox) -> Result<Cl
     };
     events.push((outbox.clone(), welcome, None));
     deliver(events);
-    Ok(cid)
+    Ok((cid, outbox, sender))
 }

@@ -5,11 +5,14 @@
 
 use crate::ipc::fasthash::{FastMap, FastSet};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::{debug, info, warn};
 
+use super::outbox::Meters;
+use super::quota::{Kind, Quotas};
 use super::subs::{Acked, Route, SubError, Subs};
 use super::{FaultPolicy, ManagerConfig};
 use crate::attrs::{is_builtin, Attributes as Typed};
@@ -92,6 +95,8 @@ pub struct State {
     config: ManagerConfig,
     totals: Totals,
     started: Instant,
+    quotas: Quotas,
+    meters: Arc<Meters>,
 }
 
 /// Counters since the manager started.
@@ -105,14 +110,30 @@ struct Totals {
 
 type Reply = Result<Option<Msg>, (ErrorCode, String)>;
 
+/// Whether handling `msg` may raise events that hold it up until they are
+/// acknowledged (so it counts against the client's waiters).
+fn may_wait_for_acks(msg: &Msg) -> bool {
+    matches!(
+        msg,
+        Msg::Offer { .. }
+            | Msg::Require { .. }
+            | Msg::Demand { .. }
+            | Msg::Withdraw { .. }
+            | Msg::Retract { .. }
+            | Msg::Leave
+    )
+}
+
 fn fail(code: ErrorCode, text: impl Into<String>) -> Reply {
     Err((code, text.into()))
 }
 
 impl State {
     /// Empty state over `registry`, with `config`'s policies.
-    pub fn new(registry: Box<dyn Registry>, config: ManagerConfig) -> Self {
+    pub fn new(registry: Box<dyn Registry>, config: ManagerConfig, meters: Arc<Meters>) -> Self {
         State {
+            quotas: Quotas::new(config.limits),
+            meters,
             registry,
             clients: FastMap::default(),
             next_client: 1,
@@ -175,6 +196,8 @@ impl State {
             view_bytes_total: self.totals.view_bytes,
             events_total: self.totals.events,
             uptime_ms: self.started.elapsed().as_millis() as u64,
+            queued_bytes: self.clients.values().map(|c| c.out.queued() as u64).sum(),
+            dropped_events: self.meters.dropped_events.load(Ordering::Relaxed),
         }
     }
 
@@ -240,6 +263,7 @@ impl State {
         if replies.is_empty() {
             return self.subs.forget_op(cur.op);
         }
+        self.quotas.add(cur.client, Kind::Waiters);
         let held = HeldOp {
             client: cur.client,
             replies,
@@ -258,6 +282,7 @@ impl State {
         h.missing = h.missing.saturating_sub(1);
         if h.missing == 0 {
             let h = self.held.remove(&op).expect("just found");
+            self.quotas.sub(h.client, Kind::Waiters, 1);
             out.extend(h.replies);
         }
     }
@@ -284,6 +309,7 @@ impl State {
             .collect();
         for op in due {
             let h = self.held.remove(&op).expect("listed above");
+            self.quotas.sub(h.client, Kind::Waiters, 1);
             self.subs.forget_op(op);
             let waited = self.config.ack_timeout;
             warn!(client = h.client, ?waited, policy = ?self.config.policy, "acknowledgements missing");
@@ -363,6 +389,10 @@ impl State {
                 "descriptor on a message that takes none",
             );
         }
+        crate::ipc::limits::check_request(&msg)?;
+        if may_wait_for_acks(&msg) {
+            self.quotas.check(cid, Kind::Waiters)?;
+        }
         match msg {
             Msg::Offer {
                 name,
@@ -374,6 +404,11 @@ impl State {
                 self.offer(cid, name, attrs, size, key, segment.offset, out)
             }
             Msg::Require { name } => {
+                let known = self.requires.get(&name).is_some_and(|s| s.contains(&cid));
+                if !known {
+                    self.quotas.check(cid, Kind::Requires)?;
+                    self.quotas.add(cid, Kind::Requires);
+                }
                 self.raise(EventKind::Require, &name, &Attributes::new(), cid, out);
                 self.requires.entry(name).or_default().insert(cid);
                 Ok(Some(Msg::Ok))
@@ -391,6 +426,8 @@ impl State {
                         format!("the producer of {name} died"),
                     )
                 } else {
+                    self.quotas.check(cid, Kind::Demands)?;
+                    self.quotas.add(cid, Kind::Demands);
                     self.waiters.entry(name).or_default().push((cid, id));
                     Ok(None)
                 }
@@ -442,6 +479,7 @@ impl State {
                         c != cid
                     });
                 }
+                self.quotas.sub(cid, Kind::Demands, cancelled.len());
                 for rid in cancelled {
                     let text = format!("{name} retracted");
                     let msg = Msg::Error {
@@ -470,10 +508,13 @@ impl State {
                     if self.client_mut(cid).leaving.replace(id).is_none() {
                         self.leaving += 1;
                     }
-                    Ok(Some(Msg::Waiting { names: blocked }))
+                    let names = crate::ipc::limits::fit_names(blocked);
+                    Ok(Some(Msg::Waiting { names }))
                 }
             }
             Msg::Subscribe(req) => {
+                let count = self.subs.of_client(cid).len();
+                self.quotas.check_count(Kind::Subscriptions, count)?;
                 let group = req.group.clone();
                 let sub = self.subs.subscribe(cid, req).map_err(|e| match e {
                     SubError::Selector(text) => (ErrorCode::BadSelector, text),
@@ -546,6 +587,7 @@ impl State {
                     format!("segment {} never sent", seg.segment),
                 ));
         };
+        self.quotas.check(cid, Kind::Segments)?;
         let sealed = seals(fd.as_fd()).is_ok_and(|s| s & REQUIRED_SEALS == REQUIRED_SEALS);
         if !sealed {
             return Err((
@@ -566,6 +608,7 @@ impl State {
                 sent_to: FastSet::default(),
             },
         );
+        self.quotas.add_segment(cid, key);
         if let Some(old) = self.client_mut(cid).own_segments.insert(seg.segment, key) {
             self.forget_segment(old, out);
         }
@@ -590,6 +633,7 @@ impl State {
                 format!("{name}: object outside its segment"),
             );
         }
+        self.quotas.check(cid, Kind::Offers)?;
         let attrs = self
             .checked_attributes(attrs)
             .map_err(|text| (ErrorCode::BadAttributes, format!("{name}: {text}")))?;
@@ -604,6 +648,7 @@ impl State {
         if self.registry.insert(name.clone(), entry).is_err() {
             return fail(ErrorCode::DuplicateName, name);
         }
+        self.quotas.add(cid, Kind::Offers);
         self.next_object += 1;
         self.totals.offers += 1;
         self.segments.get_mut(&key).expect("checked above").objects += 1;
@@ -634,6 +679,7 @@ impl State {
         };
         if let Some(waiting) = waiting {
             for (to, rid) in waiting {
+                self.quotas.sub(to, Kind::Demands, 1);
                 let data = self.data_ref(name.clone()).expect("just offered");
                 self.send_data(to, rid, data, out);
             }
@@ -771,7 +817,9 @@ impl State {
 
     fn release_require(&mut self, name: &str, cid: ClientId) {
         if let Some(set) = self.requires.get_mut(name) {
-            set.remove(&cid);
+            if set.remove(&cid) {
+                self.quotas.sub(cid, Kind::Requires, 1);
+            }
             if set.is_empty() {
                 self.requires.remove(name);
             }
@@ -782,6 +830,7 @@ impl State {
     /// referenced).
     fn take_offer(&mut self, name: &str, owner: ClientId) -> Option<Entry> {
         let e = self.registry.remove(name, owner)?;
+        self.quotas.sub(owner, Kind::Offers, 1);
         self.offered_bytes -= e.size;
         Some(e)
     }
@@ -807,6 +856,7 @@ impl State {
     }
 
     fn drop_segment(&mut self, key: u64, out: &mut Outgoing) {
+        self.quotas.drop_segment(key);
         if let Some(seg) = self.segments.remove(&key) {
             for to in seg.sent_to {
                 self.send(to, 0, Msg::SegmentGone { segment: key }, None, out);
@@ -909,6 +959,7 @@ impl State {
             self.forget_segment(key, out);
         }
         self.clients.remove(&cid);
+        self.quotas.forget(cid);
         self.requires.retain(|_, set| {
             set.remove(&cid);
             !set.is_empty()
