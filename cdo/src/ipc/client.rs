@@ -248,6 +248,9 @@ pub struct Client {
     offers: FastMap<Arc<str>, Slot>,
     /// Offers not answered yet (one name allocation shared with `offers`).
     pending_offers: FastMap<RequestId, Arc<str>>,
+    /// Offers not answered yet that carried a segment's descriptor: if
+    /// refused, the next offer in that segment sends it again.
+    pending_fds: FastMap<RequestId, u64>,
     /// Slots of withdrawn objects, reused once the withdrawal is answered.
     withdrawing: FastMap<RequestId, Slot>,
     released: ReleaseQueue,
@@ -277,6 +280,7 @@ impl Client {
             registered: FastSet::default(),
             offers: FastMap::default(),
             pending_offers: FastMap::default(),
+            pending_fds: FastMap::default(),
             withdrawing: FastMap::default(),
             released: ReleaseQueue::default(),
             maps: FastMap::default(),
@@ -386,10 +390,15 @@ impl Client {
                 offset: slot.offset,
             },
         };
+        let segment = slot.segment;
         let name: Arc<str> = name.into();
         self.offers.insert(name.clone(), slot);
+        let sent_fd = fd.is_some().then_some(segment);
         let id = self.submit(msg, fd)?;
         self.pending_offers.insert(id, name);
+        if let Some(segment) = sent_fd {
+            self.pending_fds.insert(id, segment);
+        }
         Ok(id)
     }
 
@@ -881,7 +890,12 @@ impl Client {
                 if let Some(slot) = self.offers.remove(&name) {
                     self.pool.release(slot);
                 }
+                // The manager may not have kept the descriptor.
+                if let Some(segment) = self.pending_fds.remove(&id) {
+                    self.registered.remove(&segment);
+                }
             }
+            self.pending_fds.remove(&id);
         }
         if want == Some(id) {
             return Ok(Some(reply));
