@@ -83,6 +83,13 @@
 //! tier and serve them back in later runs. CDO groups cross processes as
 //! their members plus a manifest offered last ([`ipc::group`]).
 //!
+//! The manager holds out against hostile or broken clients of the same
+//! user: before its JOIN a connection may send one frame of at most 4 KiB;
+//! names, selectors and attribute maps are bounded ([`ipc::limits`]), values
+//! and selectors nest at most 32 deep; each client has quotas
+//! ([`ipc::manager::Limits`], `CDO_MAX_*` variables) and a client that does
+//! not read its replies is paused, not queued for without bound.
+//!
 //! A consumer that wants the data in another space, tier or storage order
 //! converts its view with [`ipc::convert`]; a second offer of a name is
 //! refused or versioned as configured, as in one process. Still
@@ -112,6 +119,8 @@
 //! Numbers compare across integer and float types, timestamps with
 //! timestamps, text with text. A comparison with a missing key or an
 //! incomparable type is false. Parse errors carry the byte position.
+//! Parentheses, `not` and lists nest at most
+//! [`selector::MAX_DEPTH`] deep.
 
 pub mod archive;
 pub mod attrs;

@@ -20,6 +20,37 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// Largest schema document, in bytes.
+pub const MAX_SCHEMA_BYTES: usize = 1 << 20;
+
+/// Deepest nesting of flow brackets (`[`, `{`) in a schema document.
+pub const MAX_SCHEMA_DEPTH: usize = 16;
+
+/// The deepest nesting of `[` and `{` in `text`, outside quotes and
+/// comments.
+fn flow_depth(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0);
+    let mut quote = None;
+    let mut comment = false;
+    for c in text.chars() {
+        match (quote, c) {
+            (_, '\n') if comment => comment = false,
+            _ if comment => {}
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '#') => comment = true,
+            (None, '[' | '{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (None, ']' | '}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// The type and obligation of one user attribute.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttrSpec {
@@ -74,6 +105,19 @@ impl Schema {
             origin: origin.to_owned(),
             message,
         };
+        if text.len() > MAX_SCHEMA_BYTES {
+            return Err(err(format!(
+                "{} bytes; a schema has at most {MAX_SCHEMA_BYTES}",
+                text.len()
+            )));
+        }
+        // The YAML parser bounds nesting (128 levels), but only after it
+        // has read every event, which deep flow nesting makes slow.
+        if flow_depth(text) > MAX_SCHEMA_DEPTH {
+            return Err(err(format!(
+                "brackets nested deeper than {MAX_SCHEMA_DEPTH}"
+            )));
+        }
         let doc: FileDoc = serde_yaml::from_str(text).map_err(|e| err(e.to_string()))?;
         let valid = |s: &str| {
             !s.is_empty()
@@ -253,6 +297,32 @@ mod tests {
         assert_eq!(s.missing(&user).as_deref(), Some("app.step"));
         user.insert("app.step".to_owned(), Value::UInt(1));
         assert_eq!(s.missing(&user), None);
+    }
+
+    #[test]
+    fn deep_or_huge_schemas_are_refused_not_a_stack_overflow() {
+        let mut s = Schema::default();
+        let depth = 100_000;
+        for deep in [
+            format!(
+                "namespace: d\nattributes:\n  a: {}{}\n",
+                "[".repeat(depth),
+                "]".repeat(depth)
+            ),
+            format!(
+                "namespace: d\nattributes:\n  a: {}x\n",
+                "{b: ".repeat(depth)
+            ),
+            format!("namespace: {}\n", "n".repeat(MAX_SCHEMA_BYTES)),
+        ] {
+            assert!(
+                matches!(s.add_yaml(&deep, "t"), Err(Error::Schema { .. })),
+                "{}",
+                &deep[..40]
+            );
+        }
+        assert!(s.add_yaml(APP, "app.yaml").is_ok());
+        assert_eq!(flow_depth("a: [1, {b: '[[[', c: \"{{\"}] # [[[\n"), 2);
     }
 
     #[test]

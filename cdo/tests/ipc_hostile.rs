@@ -14,8 +14,8 @@ use cdo::ipc::endpoint::{Endpoint, SOCKET_ENV, TOKEN_FILE_ENV};
 use cdo::ipc::limits::{MAX_ATTRS, MAX_ATTRS_BYTES, MAX_NAME_LEN, MAX_SELECTOR_LEN};
 use cdo::ipc::manager::{Limits, ManagerConfig, ManagerHandle};
 use cdo::ipc::wire::{
-    decode, encode, Attributes, ErrorCode, Frame, Msg, FRAME_VERSION, HEADER_LEN, MAGIC,
-    MAX_FRAME, PROTOCOL_VERSION,
+    decode, encode, Attributes, ErrorCode, Frame, Msg, FRAME_VERSION, HEADER_LEN, MAGIC, MAX_FRAME,
+    PROTOCOL_VERSION,
 };
 use cdo::{EventMask, Value};
 use ipc_common::{manager, manager_with};
@@ -150,7 +150,13 @@ fn deeply_nested_values_are_refused_before_and_after_join() {
     let payload = deep_offer_payload(7, (MAX_FRAME - 64) / 2);
     sock.write_all(&frame_bytes(payload.len() as u32, &payload))
         .unwrap();
-    send_frame(&mut sock, &Frame { id: 8, msg: Msg::Stat });
+    send_frame(
+        &mut sock,
+        &Frame {
+            id: 8,
+            msg: Msg::Stat,
+        },
+    );
     let reply = read_frame(&mut sock, &mut buf).unwrap();
     assert_eq!(reply.id, 7);
     assert!(
@@ -184,10 +190,7 @@ fn deep_and_long_selectors_are_bad_selectors() {
         ErrorCode::BadSelector
     );
     let long = format!("size > {}", "1".repeat(MAX_SELECTOR_LEN));
-    assert_eq!(
-        pool_code(c.join_group("g", &long)),
-        ErrorCode::BadSelector
-    );
+    assert_eq!(pool_code(c.join_group("g", &long)), ErrorCode::BadSelector);
     // The same client goes on.
     assert!(c.subscribe("size > 1", EventMask::ALL, false).is_ok());
     still_serves(&pm);
@@ -240,7 +243,15 @@ fn garbage_random_bytes_and_frames_out_of_turn_close_only_that_connection() {
     };
     let stat = {
         let mut b = Vec::new();
-        encode(&Frame { id: 1, msg: Msg::Stat }, 0, &mut b).unwrap();
+        encode(
+            &Frame {
+                id: 1,
+                msg: Msg::Stat,
+            },
+            0,
+            &mut b,
+        )
+        .unwrap();
         b
     };
     let big_join = {
@@ -419,7 +430,10 @@ fn clients_over_quota_get_typed_errors_and_the_pool_stays() {
 
 /// Starts `cdo-pm` in `runtime`, with its token in a private file; returns
 /// it and the socket it printed.
-fn start_pm(runtime: &std::path::Path, token_file: &std::path::Path) -> (std::process::Child, String) {
+fn start_pm(
+    runtime: &std::path::Path,
+    token_file: &std::path::Path,
+) -> (std::process::Child, String) {
     use std::io::BufRead;
     let mut pm = std::process::Command::new(env!("CARGO_BIN_EXE_cdo-pm"))
         .arg(runtime)
@@ -458,7 +472,10 @@ fn the_token_stays_off_the_command_line_and_killed_managers_are_cleaned_up() {
         token: token.into(),
     };
     Client::connect(&ClientConfig::new(ep, "t")).unwrap();
-    let dir = std::path::PathBuf::from(&socket).parent().unwrap().to_path_buf();
+    let dir = std::path::PathBuf::from(&socket)
+        .parent()
+        .unwrap()
+        .to_path_buf();
     first.kill().unwrap();
     first.wait().unwrap();
     assert!(dir.exists(), "SIGKILL leaves the directory");

@@ -89,7 +89,7 @@ fn msg() -> impl Strategy<Value = Msg> {
             text
         }),
         Just(Msg::Stat),
-        any::<[u64; 15]>().prop_map(|v| Msg::Stats(Stats {
+        any::<[u64; 17]>().prop_map(|v| Msg::Stats(Stats {
             clients: v[0],
             objects: v[1],
             segments: v[2],
@@ -105,6 +105,8 @@ fn msg() -> impl Strategy<Value = Msg> {
             view_bytes_total: v[12],
             events_total: v[13],
             uptime_ms: v[14],
+            queued_bytes: v[15],
+            dropped_events: v[16],
         })),
         subscription_msg(),
     ]

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 fn main() -> ExitCode {
     let Some(config) = ClientConfig::from_env("cdo-stat") else {
-        eprintln!("cdo-stat: set CDO_POOL_SOCKET and CDO_WORKFLOW_TOKEN (cdo-pm prints them)");
+        eprintln!(
+            "cdo-stat: set CDO_POOL_SOCKET and CDO_WORKFLOW_TOKEN or CDO_WORKFLOW_TOKEN_FILE (cdo-pm prints them)"
+        );
         return ExitCode::FAILURE;
     };
     let result = Client::connect(&config).and_then(|mut client| {

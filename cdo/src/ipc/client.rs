@@ -710,7 +710,10 @@ impl Client {
     /// dropped (a late view is released at once).
     pub fn wait(&mut self, id: RequestId, timeout: Option<Duration>) -> Result<Reply, ClientError> {
         let reply = self.wait_keeping(id, timeout);
-        if matches!(reply, Err(ClientError::Timeout | ClientError::NoticesFull(_))) {
+        if matches!(
+            reply,
+            Err(ClientError::Timeout | ClientError::NoticesFull(_))
+        ) {
             self.ignored.insert(id);
         }
         reply

@@ -59,9 +59,7 @@ impl Endpoint {
 pub fn read_token_file(path: &Path) -> io::Result<String> {
     let mut file = File::open(path)?;
     let meta = file.metadata()?;
-    if !meta.is_file()
-        || meta.uid() != nix::unistd::geteuid().as_raw()
-        || meta.mode() & 0o077 != 0
+    if !meta.is_file() || meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o077 != 0
     {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
@@ -92,7 +90,11 @@ const DIR_PREFIX: &str = "cdo-pm-";
 /// The name is random and creation fails if it exists, so nobody can plant
 /// it in advance.
 pub fn private_dir(parent: &Path) -> io::Result<PathBuf> {
-    let dir = parent.join(format!("{DIR_PREFIX}{}-{}", std::process::id(), random_hex(6)?));
+    let dir = parent.join(format!(
+        "{DIR_PREFIX}{}-{}",
+        std::process::id(),
+        random_hex(6)?
+    ));
     DirBuilder::new().mode(0o700).create(&dir)?;
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
     Ok(dir)

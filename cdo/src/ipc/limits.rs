@@ -2,7 +2,7 @@
 //! selectors, checked on every request before the manager acts on it.
 //!
 //! Nesting is bounded where it is decoded (lists of values in
-//! [`Value`](crate::Value), selectors in [`Selector`](crate::Selector));
+//! [`Value`]s, selectors in [`Selector`](crate::Selector)s);
 //! attribute maps are bounded while they are decoded, here. What remains
 //! after decoding (long names, large attribute values) is checked by
 //! [`check_request`], so that every reply built from a request (a `Data`
@@ -125,10 +125,7 @@ fn check_name(what: &str, name: &str) -> Result<(), (ErrorCode, String)> {
     if name.len() > MAX_NAME_LEN {
         return Err((
             ErrorCode::Protocol,
-            format!(
-                "{what} of {} bytes (at most {MAX_NAME_LEN})",
-                name.len()
-            ),
+            format!("{what} of {} bytes (at most {MAX_NAME_LEN})", name.len()),
         ));
     }
     Ok(())
@@ -199,7 +196,10 @@ mod tests {
     fn requests_out_of_bounds_get_typed_errors() {
         let code = |m: &Msg| check_request(m).unwrap_err().0;
         let long = "n".repeat(MAX_NAME_LEN + 1);
-        assert_eq!(code(&Msg::Demand { name: long.clone() }), ErrorCode::Protocol);
+        assert_eq!(
+            code(&Msg::Demand { name: long.clone() }),
+            ErrorCode::Protocol
+        );
         assert_eq!(
             code(&offer(long.clone(), Attributes::new())),
             ErrorCode::Protocol

@@ -470,7 +470,8 @@ pub fn decode_limited(buf: &[u8], max: usize) -> Result<Option<Decoded>, WireErr
         fds,
         error: Box::new(error),
     };
-    let (frame, rest) = postcard::take_from_bytes::<Frame>(payload).map_err(|e| refused(e.into()))?;
+    let (frame, rest) =
+        postcard::take_from_bytes::<Frame>(payload).map_err(|e| refused(e.into()))?;
     if !rest.is_empty() {
         return Err(refused(WireError::TrailingBytes(rest.len())));
     }

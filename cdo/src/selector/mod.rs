@@ -241,7 +241,10 @@ mod tests {
             ("== 3", 0),
             ("size == 1 extra", 10),
             ("size == 99999999999999999999", 8),
-            (format!("{}size == 1{}", "(".repeat(40), ")".repeat(40)).as_str(), 33),
+            (
+                format!("{}size == 1{}", "(".repeat(40), ")".repeat(40)).as_str(),
+                33,
+            ),
             (format!("{}has size", "not ".repeat(40)).as_str(), 132),
             (format!("size in {}", "[".repeat(40)).as_str(), 41),
         ] {

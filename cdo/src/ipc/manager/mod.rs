@@ -261,12 +261,10 @@ pub fn start_with_registry(
 fn raise_descriptor_limit() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => {
-            match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-                Ok(()) => debug!(from = soft, to = hard, "raised the descriptor limit"),
-                Err(e) => warn!(error = %e, "cannot raise the descriptor limit"),
-            }
-        }
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => debug!(from = soft, to = hard, "raised the descriptor limit"),
+            Err(e) => warn!(error = %e, "cannot raise the descriptor limit"),
+        },
         Ok(_) => {}
         Err(e) => warn!(error = %e, "cannot read the descriptor limit"),
     }
@@ -556,12 +554,20 @@ fn handshake(
             cred.pid()
         ));
     }
-    // One frame, read within the timeout: the JOIN or nothing.
-    let _ = reader.socket().set_read_timeout(Some(JOIN_TIMEOUT));
+    // One frame, all of it within the timeout (however slowly it trickles
+    // in): the JOIN or nothing.
+    let deadline = Instant::now() + JOIN_TIMEOUT;
     let (frame, fd) = loop {
         match reader.next_buffered() {
             Ok(Some(f)) => break f,
-            Ok(None) => reader.fill().map_err(|e| format!("no JOIN: {e}"))?,
+            Ok(None) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(format!("no JOIN within {JOIN_TIMEOUT:?}"));
+                }
+                let _ = reader.socket().set_read_timeout(Some(left));
+                reader.fill().map_err(|e| format!("no JOIN: {e}"))?;
+            }
             Err(e) => return Err(format!("bad JOIN: {e}")),
         }
     };

@@ -263,6 +263,9 @@ mod tests {
         let dropped = meters.dropped_events.load(Ordering::Relaxed) as usize;
         assert!(dropped > 0);
         assert_eq!(queued, (100 - dropped) * one.len());
-        assert!(queued > 4 * 4096 && queued <= 4 * 4096 + one.len(), "{queued}");
+        assert!(
+            queued > 4 * 4096 && queued <= 4 * 4096 + one.len(),
+            "{queued}"
+        );
     }
 }

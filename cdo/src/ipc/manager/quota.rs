@@ -56,8 +56,11 @@ impl Default for Limits {
     }
 }
 
+/// Where a limit lives in [`Limits`].
+type Field = fn(&mut Limits) -> &mut usize;
+
 /// The environment variable and field of every limit.
-const VARS: [(&str, fn(&mut Limits) -> &mut usize); 9] = [
+const VARS: [(&str, Field); 9] = [
     ("CDO_MAX_CONNECTIONS", |l| &mut l.connections),
     ("CDO_MAX_PENDING", |l| &mut l.pending),
     ("CDO_MAX_SEGMENTS", |l| &mut l.segments),
@@ -226,7 +229,10 @@ mod tests {
         });
         q.add(1, Kind::Offers);
         q.add(1, Kind::Offers);
-        assert_eq!(q.check(1, Kind::Offers).unwrap_err().0, ErrorCode::QuotaExceeded);
+        assert_eq!(
+            q.check(1, Kind::Offers).unwrap_err().0,
+            ErrorCode::QuotaExceeded
+        );
         assert!(q.check(2, Kind::Offers).is_ok());
         assert!(q.check(1, Kind::Requires).is_ok());
         q.sub(1, Kind::Offers, 1);
