@@ -450,6 +450,9 @@ fn start_pm(
         out.read_line(&mut line).unwrap();
         if let Some(v) = line.trim().strip_prefix(&format!("export {SOCKET_ENV}=")) {
             socket = Some(v.to_owned());
+        } else {
+            let file = format!("export {TOKEN_FILE_ENV}={}", token_file.display());
+            assert_eq!(line.trim(), file, "the token stays in its file");
         }
     }
     (pm, socket.expect("the socket is printed"))
@@ -489,4 +492,35 @@ fn the_token_stays_off_the_command_line_and_killed_managers_are_cleaned_up() {
     second.wait().unwrap();
     std::fs::remove_file(&token_file).unwrap();
     std::fs::remove_dir(&runtime).unwrap();
+}
+
+#[test]
+fn a_client_with_too_many_untaken_notices_stops_reading_and_says_so() {
+    let pm = manager();
+    let ep = pm.endpoint().clone();
+    let mut a = Client::connect(&ClientConfig {
+        max_notices: 4,
+        ..ClientConfig::new(ep.clone(), "subscriber")
+    })
+    .unwrap();
+    a.subscribe("*", EventMask::from(cdo::EventKind::Offer), false)
+        .unwrap();
+    let mut b = Client::connect(&ClientConfig::new(ep, "producer")).unwrap();
+    for i in 0..10 {
+        b.offer(&format!("o{i}"), b"x", Attributes::new()).unwrap();
+    }
+    // The events come before the reply on the socket: the client keeps
+    // four and reads no further.
+    match a.stats() {
+        Err(ClientError::NoticesFull(4)) => {}
+        other => panic!("expected NoticesFull, got {other:?}"),
+    }
+    // Taking them lets it read on; nothing was dropped.
+    for i in 0..10 {
+        match a.next_notice(Some(GUARD)).unwrap() {
+            Some(cdo::ipc::client::Notice::Event(e)) => assert_eq!(e.name, format!("o{i}")),
+            other => panic!("expected the event of o{i}, got {other:?}"),
+        }
+    }
+    assert_eq!(a.stats().unwrap().objects, 10);
 }

@@ -1,7 +1,7 @@
 //! `cdo-pm`: runs a CDO pool manager until SIGINT or SIGTERM.
 //!
 //! On start the manager prints the two `export` lines that let clients find
-//! it; on a signal it disconnects every client and removes its socket
+//! it (the token file's name rather than the token when it came from one); on a signal it disconnects every client and removes its socket
 //! directory (and at start, those of managers that were killed). Logs go to
 //! standard error (`RUST_LOG` filters them).
 //!
@@ -132,7 +132,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     signals.thread_block()?;
     let handle = manager::start(config)?;
     for (key, value) in handle.endpoint().env() {
-        println!("export {key}={value}");
+        match &args.token_file {
+            // The token stays in its file; clients read the same file.
+            Some(path) if key == TOKEN_ENV => {
+                println!("export {TOKEN_FILE_ENV}={}", path.display())
+            }
+            _ => println!("export {key}={value}"),
+        }
     }
     let signal = signals.wait()?;
     tracing::info!(?signal, "stopping");
