@@ -524,3 +524,70 @@ fn a_client_with_too_many_untaken_notices_stops_reading_and_says_so() {
     }
     assert_eq!(a.stats().unwrap().objects, 10);
 }
+
+#[test]
+fn out_of_descriptors_the_manager_waits_and_serves_the_others() {
+    use std::os::unix::process::CommandExt;
+    let runtime = std::env::temp_dir().join(format!("cdo-emfile-{}", std::process::id()));
+    std::fs::create_dir_all(&runtime).unwrap();
+    let token = "token-of-a-manager-short-of-descriptors";
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cdo-pm"));
+    command
+        .arg(&runtime)
+        .env(cdo::ipc::endpoint::TOKEN_ENV, token)
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped());
+    // SAFETY: between fork and exec the closure only calls setrlimit, which
+    // is async-signal-safe, and allocates nothing.
+    unsafe {
+        command.pre_exec(|| {
+            use nix::sys::resource::{setrlimit, Resource};
+            setrlimit(Resource::RLIMIT_NOFILE, 48, 48).map_err(std::io::Error::from)
+        });
+    }
+    let mut pm = command.spawn().unwrap();
+    let mut out = std::io::BufReader::new(pm.stdout.take().unwrap());
+    let mut socket = String::new();
+    for _ in 0..2 {
+        use std::io::BufRead;
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        if let Some(v) = line.trim().strip_prefix(&format!("export {SOCKET_ENV}=")) {
+            socket = v.to_owned();
+        }
+    }
+    let ep = Endpoint {
+        socket: socket.into(),
+        token: token.into(),
+    };
+    let mut worker = Client::connect(&ClientConfig::new(ep.clone(), "worker")).unwrap();
+    worker.offer("kept", b"kept", Attributes::new()).unwrap();
+    // More connections than the manager has descriptors for: its accept
+    // fails with EMFILE while they wait.
+    let idle: Vec<UnixStream> = (0..100)
+        .map(|_| UnixStream::connect(&ep.socket).unwrap())
+        .collect();
+    // The joined client is served meanwhile (without new descriptors for
+    // the manager: it already holds the segment).
+    for _ in 0..10 {
+        assert_eq!(worker.stats().unwrap().objects, 1);
+        let view = worker.demand("kept", GUARD).unwrap();
+        assert_eq!(&view[..], b"kept");
+    }
+    // Descriptors come back: the manager accepts and serves again.
+    drop(idle);
+    let mut late = None;
+    eventually("a new client joins", || {
+        late = Client::connect(&ClientConfig::new(ep.clone(), "late")).ok();
+        late.is_some()
+    });
+    let view = late.unwrap().demand("kept", GUARD).unwrap();
+    assert_eq!(&view[..], b"kept");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pm.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(pm.wait().unwrap().success());
+    std::fs::remove_dir(&runtime).unwrap();
+}
