@@ -8,6 +8,7 @@
 //! - [`registry`]: the manager's store of offers (swappable);
 //! - [`manager`]: the pool manager, in-process or as the `cdo-pm` binary;
 //! - [`client`]: what an application links to offer and demand objects;
+//! - [`lease`]: client heartbeats and the manager's leases on them;
 //! - [`components`]: the archiver and librarian (binaries `cdo-archiver`,
 //!   `cdo-librarian`);
 //! - [`group`]: CDO groups (members plus a manifest) across processes;
@@ -22,6 +23,7 @@ pub mod convert;
 pub mod endpoint;
 pub mod fasthash;
 pub mod group;
+pub mod lease;
 pub mod manager;
 pub mod pool;
 pub mod registry;

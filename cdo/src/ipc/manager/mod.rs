@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use tracing::{info, warn};
@@ -34,6 +34,7 @@ use crate::schema::Schema;
 use self::state::{Outbox, Outgoing, State};
 use super::conn::{ConnError, Reader};
 use super::endpoint::{bind_private, private_dir, random_hex, same_token, Endpoint, SOCKET_NAME};
+use super::lease::Lease;
 use super::registry::{ClientId, NameRegistry, Registry};
 use super::wire::{Frame, Msg, Stats, PROTOCOL_VERSION};
 
@@ -80,6 +81,15 @@ pub const POLICY_ENV: &str = "CDO_FAULT_POLICY";
 pub const ACK_TIMEOUT_ENV: &str = "CDO_ACK_TIMEOUT_MS";
 /// Default acknowledgement timeout.
 pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Environment variable giving the client lease in milliseconds.
+pub const LEASE_ENV: &str = "CDO_LEASE_MS";
+/// Default client lease: a client whose heartbeat stops for this long is
+/// dropped as dead (see [`lease`](crate::ipc::lease)).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
+/// Environment variable giving the largest accepted segment in bytes.
+pub const MAX_SEGMENT_ENV: &str = "CDO_MAX_SEGMENT_BYTES";
+/// Default largest accepted segment: 16 GiB.
+pub const DEFAULT_MAX_SEGMENT: u64 = 16 << 30;
 
 /// How to run a pool manager.
 #[derive(Debug, Clone)]
@@ -105,6 +115,11 @@ pub struct ManagerConfig {
     /// demands get until it is withdrawn (the older one stays valid for
     /// those who hold it and comes back into view).
     pub duplicates: DuplicateOffers,
+    /// How long a client's heartbeat may stop before the client is
+    /// dropped as dead, as if its connection had ended.
+    pub lease: Duration,
+    /// Largest shared segment an offer may bring (`BadSegment` beyond).
+    pub max_segment_bytes: u64,
 }
 
 impl Default for ManagerConfig {
@@ -118,13 +133,15 @@ impl Default for ManagerConfig {
             schema: None,
             unknown_attributes: UnknownAttributes::default(),
             duplicates: DuplicateOffers::default(),
+            lease: DEFAULT_LEASE,
+            max_segment_bytes: DEFAULT_MAX_SEGMENT,
         }
     }
 }
 
 impl ManagerConfig {
-    /// The default configuration with [`POLICY_ENV`] and
-    /// [`ACK_TIMEOUT_ENV`] applied.
+    /// The default configuration with [`POLICY_ENV`], [`ACK_TIMEOUT_ENV`],
+    /// [`LEASE_ENV`] and [`MAX_SEGMENT_ENV`] applied.
     ///
     /// # Errors
     /// A message naming the variable whose value is malformed.
@@ -139,6 +156,15 @@ impl ManagerConfig {
                 .map_err(|e| format!("{ACK_TIMEOUT_ENV}={v:?}: {e}"))?;
             config.ack_timeout = Duration::from_millis(ms);
         }
+        if let Ok(v) = std::env::var(LEASE_ENV) {
+            let ms: u64 = v.parse().map_err(|e| format!("{LEASE_ENV}={v:?}: {e}"))?;
+            config.lease = Duration::from_millis(ms);
+        }
+        if let Ok(v) = std::env::var(MAX_SEGMENT_ENV) {
+            config.max_segment_bytes = v
+                .parse()
+                .map_err(|e| format!("{MAX_SEGMENT_ENV}={v:?}: {e}"))?;
+        }
         Ok(config)
     }
 }
@@ -148,6 +174,8 @@ struct Shared {
     stopping: AtomicBool,
     token: String,
     allowed_uid: u32,
+    /// Length of every client's lease.
+    lease: Duration,
     /// Live connections, to shut them down.
     conns: Mutex<HashMap<u64, UnixStream>>,
     /// Wakes the timer thread (new held operation, shutdown).
@@ -196,6 +224,7 @@ pub fn start_with_registry(
         .allowed_uid
         .unwrap_or_else(|| nix::unistd::geteuid().as_raw());
     let shared = Arc::new(Shared {
+        lease: config.lease,
         state: Mutex::new(State::new(registry, config)),
         stopping: AtomicBool::new(false),
         token: token.clone(),
@@ -402,8 +431,8 @@ fn serve(shared: &Shared, sock: UnixStream) {
 
 /// Joins the client, then handles its requests until the connection ends.
 fn receive(shared: &Shared, mut reader: Reader, outbox: &Outbox) {
-    let cid = match handshake(shared, &mut reader, outbox) {
-        Ok(cid) => cid,
+    let (cid, mut lease) = match handshake(shared, &mut reader, outbox) {
+        Ok(joined) => joined,
         Err(reason) => {
             warn!(%reason, "client refused");
             let refused = Frame {
@@ -448,8 +477,23 @@ fn receive(shared: &Shared, mut reader: Reader, outbox: &Outbox) {
         if let Some(e) = failed {
             break e;
         }
-        if let Err(e) = reader.fill() {
-            break e;
+        // Waits a quarter lease at most (the socket's read timeout), then
+        // looks at the client's heartbeat.
+        match reader.fill() {
+            Ok(()) => lease.renew(Instant::now()),
+            Err(ConnError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                if lease.expired(Instant::now()) {
+                    // Ends a send blocked on a stopped client, too.
+                    let _ = reader.socket().shutdown(std::net::Shutdown::Both);
+                    let lease = shared.lease;
+                    let e = io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("no heartbeat within the lease of {lease:?}; dropped as dead"),
+                    );
+                    break ConnError::Io(e);
+                }
+            }
+            Err(e) => break e,
         }
     };
     match end {
@@ -461,8 +505,13 @@ fn receive(shared: &Shared, mut reader: Reader, outbox: &Outbox) {
     deliver(out);
 }
 
-/// Checks the peer's uid, then its JOIN; returns its id or why it is refused.
-fn handshake(shared: &Shared, reader: &mut Reader, outbox: &Outbox) -> Result<ClientId, String> {
+/// Checks the peer's uid, then its JOIN; returns its id and lease, or why it
+/// is refused.
+fn handshake(
+    shared: &Shared,
+    reader: &mut Reader,
+    outbox: &Outbox,
+) -> Result<(ClientId, Lease), String> {
     let cred =
         getsockopt(reader.socket(), PeerCredentials).map_err(|e| format!("SO_PEERCRED: {e}"))?;
     if cred.uid() != shared.allowed_uid {
@@ -480,7 +529,9 @@ fn handshake(shared: &Shared, reader: &mut Reader, outbox: &Outbox) -> Result<Cl
             Err(e) => return Err(format!("bad JOIN: {e}")),
         }
     };
-    let _ = reader.socket().set_read_timeout(None);
+    let _ = reader
+        .socket()
+        .set_read_timeout(Some(Lease::tick(shared.lease)));
     let Msg::Join {
         component,
         token,
@@ -506,13 +557,17 @@ fn handshake(shared: &Shared, reader: &mut Reader, outbox: &Outbox) -> Result<Cl
     if shared.stopping.load(Ordering::SeqCst) {
         return Err("pool manager shutting down".into());
     }
+    let (lease, page) = Lease::new(shared.lease).map_err(|e| format!("no lease page: {e}"))?;
     let mut events = Outgoing::new();
     let cid = lock(&shared.state).join(component, outbox.clone(), &mut events);
     let welcome = Frame {
         id: frame.id,
-        msg: Msg::Welcome { client_id: cid },
+        msg: Msg::Welcome {
+            client_id: cid,
+            lease_ms: shared.lease.as_millis() as u64,
+        },
     };
-    events.push((outbox.clone(), welcome, None));
+    events.push((outbox.clone(), welcome, Some(Arc::new(page))));
     deliver(events);
-    Ok(cid)
+    Ok((cid, lease))
 }
