@@ -198,10 +198,20 @@ pub fn start(config: ManagerConfig) -> io::Result<ManagerHandle> {
 }
 
 /// Starts a pool manager that keeps its offers in `registry`.
+///
+/// # Errors
+/// [`io::ErrorKind::InvalidInput`] for a zero lease; the errors of creating
+/// the private directory and binding the socket.
 pub fn start_with_registry(
     config: ManagerConfig,
     registry: Box<dyn Registry>,
 ) -> io::Result<ManagerHandle> {
+    if config.lease.is_zero() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the client lease must be longer than zero",
+        ));
+    }
     let parent = config
         .runtime_dir
         .clone()
