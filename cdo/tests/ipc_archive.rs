@@ -344,7 +344,6 @@ fn librarian_withdraws_what_nobody_requires_any_more() {
     drop(d.demand("l/shared", WAIT).unwrap());
     assert_eq!(take(1, &mut step), [withdrawn("l/shared")]);
     objects_come_to(&pm, 0);
-    drop(step);
     assert_eq!(librarian.serving(), 0);
     c.leave(WAIT).unwrap();
     d.leave(WAIT).unwrap();

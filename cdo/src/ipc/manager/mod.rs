@@ -9,6 +9,10 @@
 //! holds up no other client's thread (its socket's write timeout drops it).
 //! The manager keeps the descriptor of every offered segment, so a producer
 //! need not stay responsive (or alive) for its objects to be delivered.
+//! A connection thread waits for its client's frames a quarter lease at a
+//! time and then looks at the client's heartbeat ([`lease`](super::lease));
+//! a client without heartbeat or traffic for a whole lease is dropped as if
+//! its connection had ended.
 
 mod outbox;
 mod state;
