@@ -451,10 +451,11 @@ impl Archive {
             Err(e) => return Err(io_error(&dir)(e)),
         };
         notes.retain(|p| p.extension().is_some_and(|x| x == META));
-        // Named by time of writing, in nanoseconds: oldest first.
+        // Named `<ns since the epoch>-<pid>-<count>`: oldest first.
         notes.sort_by_key(|p| {
-            p.file_stem()
-                .and_then(|s| s.to_str()?.split('-').next()?.parse::<u128>().ok())
+            let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+            let mut fields = stem.split('-').map(|f| f.parse::<u128>().ok());
+            (fields.next().flatten(), fields.nth(1).flatten())
         });
         notes
             .into_iter()
