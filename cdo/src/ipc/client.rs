@@ -26,8 +26,9 @@ use tracing::debug;
 use super::conn::{ConnError, Reader, Writer};
 use super::endpoint::Endpoint;
 use super::lease::{Heartbeat, Lease, LeasePage};
+use super::mapcache::MapCache;
 use super::pool::{PoolConfig, SegmentPool, Slot};
-use super::shm::{identity, ReadOnlyMap};
+use super::shm::{identity, ReadOnlyMap, ReceivedSegment};
 use super::wire::{
     Attributes, DataRef, ErrorCode, EventRef, Frame, Msg, RequestId, SegmentRef, Stats,
     SubscribeRef, PROTOCOL_VERSION,
@@ -234,8 +235,10 @@ pub struct Client {
     /// Slots of withdrawn objects, reused once the withdrawal is answered.
     withdrawing: FastMap<RequestId, Slot>,
     released: ReleaseQueue,
-    /// Descriptors of the segments the manager sent, by its segment id.
-    segments: FastMap<u64, Arc<OwnedFd>>,
+    /// The segments the manager sent, by its segment id.
+    segments: FastMap<u64, Arc<ReceivedSegment>>,
+    /// Mappings of their pages, reused across views.
+    maps: MapCache,
     replies: FastMap<RequestId, Result<Reply, ClientError>>,
     ignored: FastSet<RequestId>,
     leave: Option<(RequestId, Vec<String>)>,
@@ -266,6 +269,7 @@ impl Client {
             withdrawing: FastMap::default(),
             released: ReleaseQueue::default(),
             segments: FastMap::default(),
+            maps: MapCache::default(),
             replies: FastMap::default(),
             ignored: FastSet::default(),
             leave: None,
@@ -809,6 +813,7 @@ impl Client {
         let reply = match frame.msg {
             Msg::SegmentGone { segment } => {
                 self.segments.remove(&segment);
+                self.maps.forget(segment);
                 return Ok(None);
             }
             Msg::Event(event) => {
@@ -904,17 +909,20 @@ impl Client {
             attrs,
             object,
         } = data;
-        let fd = match fd {
+        let received = match fd {
             Some(fd) => {
-                let fd = Arc::new(fd);
-                self.segments.insert(segment, fd.clone());
-                fd
+                let received = Arc::new(ReceivedSegment::new(fd).map_err(ClientError::Shm)?);
+                self.segments.insert(segment, Arc::clone(&received));
+                received
             }
             None => self.segments.get(&segment).cloned().ok_or_else(|| {
                 ClientError::Unexpected(format!("segment {segment} never received"))
             })?,
         };
-        let map = ReadOnlyMap::range(fd, offset, size).map_err(ClientError::Shm)?;
+        let map = self
+            .maps
+            .view(segment, &received, offset, size)
+            .map_err(ClientError::Shm)?;
         Ok(View {
             map,
             name,

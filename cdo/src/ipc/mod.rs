@@ -63,6 +63,7 @@ pub mod fasthash;
 pub mod group;
 pub mod lease;
 pub mod manager;
+mod mapcache;
 pub mod pool;
 pub mod registry;
 pub mod shm;
