@@ -23,6 +23,17 @@
 //! crash) finds the old entry or the new one, never a mix. One writer per
 //! name at a time.
 //!
+//! ## Dead letters
+//!
+//! A record the archive refuses (a name that maps to no path, an attribute
+//! JSON cannot hold, a file the system will not create) is not retried:
+//! the archivers set it aside with [`Archive::dead_letter`], a note (its
+//! name, attributes and why) and a copy of its bytes under the archive's
+//! `.dead-letter` directory, mark it done and carry on. A librarian notes
+//! there the entries it cannot serve (corrupt, or refused by the pool).
+//! [`Archive::dead_letters`] lists them; no CDO name encodes to that
+//! directory, so they never show among [`Archive::names`].
+//!
 //! ```
 //! use cdo::archive::Archive;
 //! use cdo::{FlatAttributes, Value};
@@ -54,6 +65,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 const DATA: &str = "cdo";
 /// Suffix of an entry's attribute file.
 const META: &str = "json";
+/// The directory of the dead letters, under the archive's.
+const DEAD_LETTERS: &str = ".dead-letter";
 
 /// Why the archive could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +126,19 @@ pub struct Archived {
     pub attributes: FlatAttributes,
     /// Its bytes.
     pub data: Vec<u8>,
+}
+
+/// A record set aside: the note [`Archive::dead_letter`] wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The CDO name, as the record had it.
+    pub name: String,
+    /// Why it was set aside.
+    pub reason: String,
+    /// Its attributes (a non-finite float reads back as `null`).
+    pub attributes: serde_json::Value,
+    /// Where a copy of its bytes lies, if one was kept.
+    pub data: Option<PathBuf>,
 }
 
 /// What the JSON file says about one version of the bytes.
@@ -360,6 +386,88 @@ impl Archive {
         let existed = remove(&entry.data)?;
         remove(&entry.meta)?;
         Ok(existed)
+    }
+
+    /// Sets the record `name` aside as a dead letter: a note of its
+    /// `attributes` and `reason`, and a copy of `data` if given, under
+    /// names of their own (never derived from `name`); returns the note's
+    /// path.
+    ///
+    /// # Errors
+    /// [`ArchiveError::Io`] when the note or the copy cannot be written.
+    pub fn dead_letter(
+        &self,
+        name: &str,
+        attributes: &FlatAttributes,
+        data: Option<&[u8]>,
+        reason: &str,
+    ) -> Result<PathBuf> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = self.dir.join(DEAD_LETTERS);
+        fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let stem = format!(
+            "{}-{}-{}",
+            since_epoch.as_nanos(),
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let copy = match data {
+            Some(bytes) => {
+                let path = dir.join(format!("{stem}.{DATA}"));
+                write_synced(&path, bytes)?;
+                Some(path)
+            }
+            None => None,
+        };
+        let note_path = dir.join(format!("{stem}.{META}"));
+        let note = DeadLetter {
+            name: name.to_owned(),
+            reason: reason.to_owned(),
+            // serde_json writes a non-finite float as null, never fails.
+            attributes: serde_json::to_value(attributes).unwrap_or_default(),
+            data: copy,
+        };
+        let json = serde_json::to_vec_pretty(&note).map_err(|e| io_error(&note_path)(e.into()))?;
+        write_synced(&note_path, &json)?;
+        Ok(note_path)
+    }
+
+    /// The dead letters, oldest first.
+    ///
+    /// # Errors
+    /// [`ArchiveError::Io`] when the directory or a note cannot be read;
+    /// [`ArchiveError::Corrupt`] for an unreadable note.
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        let dir = self.dir.join(DEAD_LETTERS);
+        let mut notes: Vec<PathBuf> = match fs::read_dir(&dir) {
+            Ok(it) => it
+                .map(|e| e.map(|e| e.path()))
+                .collect::<io::Result<_>>()
+                .map_err(io_error(&dir))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_error(&dir)(e)),
+        };
+        notes.retain(|p| p.extension().is_some_and(|x| x == META));
+        // Named `<ns since the epoch>-<pid>-<count>`: oldest first.
+        notes.sort_by_key(|p| {
+            let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+            let mut fields = stem.split('-').map(|f| f.parse::<u128>().ok());
+            (fields.next().flatten(), fields.nth(1).flatten())
+        });
+        notes
+            .into_iter()
+            .map(|path| {
+                let json = fs::read(&path).map_err(io_error(&path))?;
+                serde_json::from_slice(&json).map_err(|e| ArchiveError::Corrupt {
+                    name: String::new(),
+                    path,
+                    reason: format!("unreadable dead letter: {e}"),
+                })
+            })
+            .collect()
     }
 
     /// The names of the complete entries, in hierarchical order (a

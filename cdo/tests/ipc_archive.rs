@@ -185,15 +185,20 @@ fn the_binaries_archive_and_serve() {
         p.offer(&format!("b/{step}"), &[step as u8; 64], persisted(step))
             .unwrap();
     }
+    // A record the archive refuses does not stop the archiver.
+    let mut nan = persisted(5);
+    nan.insert("app.ratio".into(), Value::Float(f64::INFINITY));
+    p.offer("b/inf", b"refused", nan).unwrap();
     // The withdrawals return once the archiver is done with its records.
-    for step in 0..3 {
-        p.withdraw(&format!("b/{step}")).unwrap();
+    for name in ["b/0", "b/1", "b/inf", "b/2"] {
+        p.withdraw(name).unwrap();
     }
     stop(archiver);
     let mut summary = String::new();
     out.read_line(&mut summary).unwrap();
     let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
     assert_eq!(summary["stored"], 2, "{summary}");
+    assert_eq!(summary["dead_letters"], 1, "{summary}");
     assert_eq!(
         Archive::open(dir.path()).unwrap().names().unwrap(),
         ["b/1", "b/2"]
@@ -211,4 +216,179 @@ fn the_binaries_archive_and_serve() {
     drop(v);
     c.leave(WAIT).unwrap();
     stop(librarian);
+}
+
+#[test]
+fn archiver_sets_aside_what_the_archive_refuses_and_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let pm = manager();
+    let mut archiver = ArchiverClient::join(
+        client(&pm, "archiver"),
+        "archive",
+        "persist == true",
+        Archive::open(dir.path()).unwrap(),
+    )
+    .unwrap();
+    let mut p = client(&pm, "producer");
+    let mut nan = persisted(1);
+    nan.insert("app.ratio".into(), Value::Float(f64::NAN));
+    p.offer("bad/nan", b"not a number", nan).unwrap();
+    p.offer("bad//empty", b"no path", persisted(2)).unwrap();
+    p.offer("good/3", b"kept", persisted(3)).unwrap();
+    let outcomes = take(3, || {
+        archiver.next_timeout(Duration::from_millis(100)).unwrap()
+    });
+    let dead: Vec<&str> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::DeadLettered { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dead, ["bad/nan", "bad//empty"]);
+    // Done: the producer's withdrawals are not held up, nothing comes back.
+    for name in ["bad/nan", "bad//empty", "good/3"] {
+        p.withdraw(name).unwrap();
+    }
+    assert_eq!(
+        archiver.next_timeout(Duration::from_millis(300)).unwrap(),
+        None
+    );
+    let tally = archiver.leave(WAIT).unwrap();
+    assert_eq!((tally.stored, tally.dead_letters), (1, 2));
+
+    let archive = Archive::open(dir.path()).unwrap();
+    assert_eq!(archive.names().unwrap(), ["good/3"]);
+    let letters = archive.dead_letters().unwrap();
+    let names: Vec<&str> = letters.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["bad/nan", "bad//empty"]);
+    assert!(
+        letters[0].reason.contains("finite"),
+        "{}",
+        letters[0].reason
+    );
+    assert!(letters[1].reason.contains("empty"), "{}", letters[1].reason);
+    assert_eq!(
+        letters[0].attributes["app.ratio"]["Float"],
+        serde_json::Value::Null
+    );
+    let copy = std::fs::read(letters[1].data.as_ref().unwrap()).unwrap();
+    assert_eq!(copy, b"no path");
+}
+
+/// Waits until the manager holds `n` offers.
+fn objects_come_to(pm: &ManagerHandle, n: u64) {
+    let start = Instant::now();
+    while pm.stats().objects != n {
+        assert!(start.elapsed() < WAIT, "{:?}", pm.stats());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn librarian_withdraws_what_nobody_requires_any_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = Archive::open(dir.path()).unwrap();
+    for name in ["l/demanded", "l/retracted", "l/orphaned", "l/shared"] {
+        archive.store(name, &persisted(0), name.as_bytes()).unwrap();
+    }
+    let pm = manager();
+    let mut librarian =
+        Librarian::start(client(&pm, "librarian"), "name ~ '^l/'", archive).unwrap();
+    let mut step = || librarian.next_timeout(Duration::from_millis(100)).unwrap();
+    let withdrawn = |name: &str| Served::Withdrawn { name: name.into() };
+    let offered = |name: &str| Served::Offered {
+        name: name.into(),
+        bytes: name.len() as u64,
+    };
+
+    // Required, demanded: withdrawn at once; the view stays valid.
+    let mut c = client(&pm, "c");
+    c.require("l/demanded").unwrap();
+    let mut served = take(1, &mut step);
+    let v = c.demand("l/demanded", WAIT).unwrap();
+    served.extend(take(1, &mut step));
+    assert_eq!(served, [offered("l/demanded"), withdrawn("l/demanded")]);
+    objects_come_to(&pm, 0);
+    assert_eq!(&*v, b"l/demanded");
+    drop(v);
+
+    // Required, retracted.
+    c.require("l/retracted").unwrap();
+    assert_eq!(take(1, &mut step), [offered("l/retracted")]);
+    c.retract("l/retracted").unwrap();
+    assert_eq!(take(1, &mut step), [withdrawn("l/retracted")]);
+
+    // Required by a consumer that goes away.
+    let mut gone = client(&pm, "gone");
+    gone.require("l/orphaned").unwrap();
+    assert_eq!(take(1, &mut step), [offered("l/orphaned")]);
+    drop(gone);
+    assert_eq!(take(1, &mut step), [withdrawn("l/orphaned")]);
+
+    // Required by two: kept until the second is served.
+    let mut d = client(&pm, "d");
+    c.require("l/shared").unwrap();
+    assert_eq!(take(1, &mut step), [offered("l/shared")]);
+    d.require("l/shared").unwrap();
+    assert_eq!(
+        take(1, &mut step),
+        [Served::OnOffer {
+            name: "l/shared".into()
+        }]
+    );
+    drop(c.demand("l/shared", WAIT).unwrap());
+    c.flush().unwrap();
+    assert_eq!(step(), None);
+    assert_eq!(pm.stats().objects, 1);
+    drop(d.demand("l/shared", WAIT).unwrap());
+    assert_eq!(take(1, &mut step), [withdrawn("l/shared")]);
+    objects_come_to(&pm, 0);
+    assert_eq!(librarian.serving(), 0);
+    c.leave(WAIT).unwrap();
+    d.leave(WAIT).unwrap();
+    librarian.leave(WAIT).unwrap();
+}
+
+#[test]
+fn librarian_notes_an_entry_it_cannot_serve_and_serves_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = Archive::open(dir.path()).unwrap();
+    archive
+        .store("r/corrupt", &persisted(0), b"0123456789")
+        .unwrap();
+    archive.store("r/fine", &persisted(1), b"fine").unwrap();
+    let path = archive.data_path("r/corrupt").unwrap();
+    std::fs::write(&path, b"01234").unwrap();
+    let pm = manager();
+    let mut librarian = Librarian::start(
+        client(&pm, "librarian"),
+        "*",
+        Archive::open(dir.path()).unwrap(),
+    )
+    .unwrap();
+    let mut c = client(&pm, "c");
+    c.require("r/corrupt").unwrap();
+    c.require("r/fine").unwrap();
+    c.retract("r/corrupt").unwrap();
+    c.require("r/corrupt").unwrap();
+    let served = take(3, || {
+        librarian.next_timeout(Duration::from_millis(100)).unwrap()
+    });
+    match &served[..] {
+        [Served::DeadLettered { name, reason }, Served::Offered { .. }, Served::DeadLettered { name: again, .. }] =>
+        {
+            assert_eq!((name.as_str(), again.as_str()), ("r/corrupt", "r/corrupt"));
+            assert!(reason.contains("corrupt"), "{reason}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(&*c.demand("r/fine", WAIT).unwrap(), b"fine");
+    // Noted once: the second require was not tried again.
+    let letters = archive.dead_letters().unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (letters[0].name.as_str(), letters[0].data.as_ref()),
+        ("r/corrupt", None)
+    );
 }

@@ -43,7 +43,10 @@ fn msg() -> impl Strategy<Value = Msg> {
             token,
             version
         }),
-        any::<u64>().prop_map(|client_id| Msg::Welcome { client_id }),
+        (any::<u64>(), any::<u64>()).prop_map(|(client_id, lease_ms)| Msg::Welcome {
+            client_id,
+            lease_ms
+        }),
         name.prop_map(|reason| Msg::Refused { reason }),
         Just(Msg::Leave),
         Just(Msg::Bye),

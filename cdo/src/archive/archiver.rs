@@ -6,6 +6,7 @@ use crate::pool::Pool;
 use crate::stream::{Member, Record};
 use std::path::PathBuf;
 use std::time::Duration;
+use tracing::warn;
 
 /// Which records of a stream to keep: the 1st, the (`every`+1)th, the
 /// (2`every`+1)th, …, counted per stream (per archiver). `every` 0 or 1
@@ -38,6 +39,8 @@ pub struct Tally {
     pub bytes: u64,
     /// Records the subsample skipped.
     pub skipped: u64,
+    /// Records the archive refused, set aside as dead letters.
+    pub dead_letters: u64,
 }
 
 /// What became of one record.
@@ -56,6 +59,16 @@ pub enum Outcome {
     Skipped {
         /// The CDO name.
         name: String,
+    },
+    /// Refused by the archive and set aside as a dead letter
+    /// ([`Archive::dead_letter`]); done, so never given again.
+    DeadLettered {
+        /// The CDO name.
+        name: String,
+        /// Why the archive refused it.
+        reason: String,
+        /// The dead letter's note.
+        note: PathBuf,
     },
 }
 
@@ -88,10 +101,13 @@ impl Ledger {
         keep
     }
 
-    /// Stores an admitted record in `archive` and counts it.
+    /// Stores an admitted record in `archive` and counts it; a record the
+    /// archive refuses is set aside as a dead letter instead (logged and
+    /// counted), so that it is done and never retried.
     ///
     /// # Errors
-    /// The archive's errors.
+    /// The archive's error when not even the dead letter can be written
+    /// (the archive itself is broken, not the record).
     pub fn store(
         &mut self,
         archive: &Archive,
@@ -99,7 +115,16 @@ impl Ledger {
         attributes: &crate::FlatAttributes,
         data: &[u8],
     ) -> Result<Outcome> {
-        let path = archive.store(&name, attributes, data)?;
+        let path = match archive.store(&name, attributes, data) {
+            Ok(path) => path,
+            Err(refused) => {
+                let reason = refused.to_string();
+                let note = archive.dead_letter(&name, attributes, Some(data), &reason)?;
+                warn!(%name, %reason, note = %note.display(), "record set aside as a dead letter");
+                self.tally.dead_letters += 1;
+                return Ok(Outcome::DeadLettered { name, reason, note });
+            }
+        };
         let bytes = data.len() as u64;
         self.tally.stored += 1;
         self.tally.bytes += bytes;
@@ -113,8 +138,9 @@ impl Ledger {
 }
 
 /// A member of a consumer group that stores its records, with their
-/// flattened attributes, in an archive; a record is completed once stored
-/// (a record whose store failed goes back to the group).
+/// flattened attributes, in an archive; a record is completed once stored,
+/// or set aside as a dead letter when the archive refuses it (a record
+/// whose data cannot be read goes back to the group).
 ///
 /// ```
 /// use cdo::archive::{Archive, Archiver};

@@ -2,7 +2,9 @@
 //! `CDO_WORKFLOW_TOKEN`, takes the offers its selector picks through a
 //! consumer group and writes them, attributes beside the data, into an
 //! archive directory (a file tier), until SIGINT or SIGTERM; then prints
-//! what it stored as one JSON line.
+//! what it stored as one JSON line. A record the archive refuses is set
+//! aside in the archive's dead letters, marked done and counted
+//! (`dead_letters`); it never stops the archiver.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -56,7 +58,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tally = archiver.leave(Duration::from_secs(10))?;
     println!(
         "{}",
-        serde_json::json!({"stored": tally.stored, "bytes": tally.bytes, "skipped": tally.skipped})
+        serde_json::json!({
+            "stored": tally.stored,
+            "bytes": tally.bytes,
+            "skipped": tally.skipped,
+            "dead_letters": tally.dead_letters,
+        })
     );
     Ok(())
 }

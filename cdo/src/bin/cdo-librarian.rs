@@ -1,7 +1,10 @@
 //! `cdo-librarian`: joins the pool manager named by `CDO_POOL_SOCKET` and
 //! `CDO_WORKFLOW_TOKEN` and answers every require of an object its
 //! selector picks by offering it from an archive directory (one written by
-//! `cdo-archiver`), until SIGINT or SIGTERM.
+//! `cdo-archiver`), until SIGINT or SIGTERM. It withdraws each object once
+//! every consumer that required it has demanded it, retracted or left; an
+//! entry it cannot serve is noted in the archive's dead letters and not
+//! tried again.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -37,7 +40,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         match librarian.next_timeout(Duration::from_millis(200))? {
             Some(Served::Offered { name, bytes }) => tracing::info!(%name, bytes, "offered"),
             Some(Served::Missing { name }) => tracing::debug!(%name, "not archived"),
-            Some(Served::OnOffer { .. }) | None => {}
+            Some(Served::Withdrawn { name }) => tracing::info!(%name, "withdrawn"),
+            // Logged where it was set aside.
+            Some(Served::DeadLettered { .. } | Served::OnOffer { .. }) | None => {}
         }
     }
     librarian.leave(Duration::from_secs(10))?;

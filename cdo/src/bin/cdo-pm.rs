@@ -15,7 +15,10 @@ use std::time::Duration;
 
 use cdo::ipc::components::log_to_stderr;
 use cdo::ipc::endpoint::{read_token_file, TOKEN_ENV, TOKEN_FILE_ENV};
-use cdo::ipc::manager::{self, FaultPolicy, Limits, ManagerConfig, ACK_TIMEOUT_ENV, POLICY_ENV};
+use cdo::ipc::manager::{
+    self, FaultPolicy, Limits, ManagerConfig, ACK_TIMEOUT_ENV, LEASE_ENV, MAX_SEGMENT_ENV,
+    POLICY_ENV,
+};
 use cdo::{PoolConfig, Schema};
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
@@ -42,6 +45,14 @@ struct Args {
     /// How long an operation waits for acknowledged subscribers, in ms.
     #[arg(long, env = ACK_TIMEOUT_ENV, default_value_t = manager::DEFAULT_ACK_TIMEOUT.as_millis() as u64)]
     ack_timeout_ms: u64,
+    /// How long a client's heartbeat may stop before it is dropped as
+    /// dead, in ms.
+    #[arg(long, env = LEASE_ENV, default_value_t = manager::DEFAULT_LEASE.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    lease_ms: u64,
+    /// Largest shared segment an offer may bring, in bytes.
+    #[arg(long, env = MAX_SEGMENT_ENV, default_value_t = manager::DEFAULT_MAX_SEGMENT)]
+    max_segment_bytes: u64,
     /// Most open connections, joined or not.
     #[arg(long, env = "CDO_MAX_CONNECTIONS", value_parser = positive)]
     max_connections: Option<usize>,
@@ -112,6 +123,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         token,
         policy: args.policy,
         ack_timeout: Duration::from_millis(args.ack_timeout_ms),
+        lease: Duration::from_millis(args.lease_ms),
+        max_segment_bytes: args.max_segment_bytes,
         ..ManagerConfig::default()
     };
     if let Some(path) = &args.config {

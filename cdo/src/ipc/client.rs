@@ -6,7 +6,8 @@
 //! `*_many` helpers do exactly that.
 //!
 //! Offered bytes live in the producer's [`SegmentPool`]; a demanded object is
-//! a [`View`] of the producer's memory, mapped read-only: no copy. Dropped
+//! a [`View`] of the producer's memory, mapped read-only: no copy, and only
+//! the pages that hold the object (never its neighbours'). Dropped
 //! views are reported to the manager with the consumer's next request (or
 //! [`Client::flush`]); a withdrawal is answered only once no view of the
 //! object remains, and only then does the producer reuse the object's slot.
@@ -32,8 +33,10 @@ use tracing::debug;
 
 use super::conn::{ConnError, Reader, Writer};
 use super::endpoint::Endpoint;
+use super::lease::{Heartbeat, Lease, LeasePage};
+use super::mapcache::MapCache;
 use super::pool::{PoolConfig, SegmentPool, Slot};
-use super::shm::{identity, ReadOnlyMap};
+use super::shm::{identity, ReadOnlyMap, ReceivedSegment};
 use super::wire::{
     Attributes, DataRef, ErrorCode, EventRef, Frame, Msg, RequestId, SegmentRef, Stats,
     SubscribeRef, PROTOCOL_VERSION,
@@ -141,9 +144,8 @@ const RELEASES_PER_FRAME: usize = 10_000;
 /// complete and its memory be reused.
 #[derive(Debug)]
 pub struct View {
-    map: Arc<ReadOnlyMap>,
-    offset: usize,
-    len: usize,
+    /// The object's own pages, nothing of its neighbours.
+    map: ReadOnlyMap,
     name: String,
     attrs: Attributes,
     object: u64,
@@ -180,7 +182,7 @@ impl std::ops::Deref for View {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        &self.map.bytes()[self.offset..self.offset + self.len]
+        self.map.bytes()
     }
 }
 
@@ -254,7 +256,10 @@ pub struct Client {
     /// Slots of withdrawn objects, reused once the withdrawal is answered.
     withdrawing: FastMap<RequestId, Slot>,
     released: ReleaseQueue,
-    maps: FastMap<u64, Arc<ReadOnlyMap>>,
+    /// The segments the manager sent, by its segment id.
+    segments: FastMap<u64, Arc<ReceivedSegment>>,
+    /// Mappings of their pages, reused across views.
+    maps: MapCache,
     replies: FastMap<RequestId, Result<Reply, ClientError>>,
     ignored: FastSet<RequestId>,
     leave: Option<(RequestId, Vec<String>)>,
@@ -262,6 +267,9 @@ pub struct Client {
     /// Events and records received, not yet taken.
     notices: VecDeque<Notice>,
     max_notices: usize,
+    /// Keeps our lease with the manager while we live (never read: its
+    /// thread stops when it is dropped).
+    _heartbeat: Option<Heartbeat>,
 }
 
 impl Client {
@@ -283,13 +291,15 @@ impl Client {
             pending_fds: FastMap::default(),
             withdrawing: FastMap::default(),
             released: ReleaseQueue::default(),
-            maps: FastMap::default(),
+            segments: FastMap::default(),
+            maps: MapCache::default(),
             replies: FastMap::default(),
             ignored: FastSet::default(),
             leave: None,
             op_timeout: config.op_timeout,
             notices: VecDeque::new(),
             max_notices: config.max_notices.max(1),
+            _heartbeat: None,
         };
         let join = Msg::Join {
             component: config.component.clone(),
@@ -298,10 +308,22 @@ impl Client {
         };
         let id = client.submit(join, None)?;
         client.flush()?;
-        let (frame, _) = client.read_frame(Some(Instant::now() + Duration::from_secs(10)))?;
+        let (frame, fd) = client.read_frame(Some(Instant::now() + Duration::from_secs(10)))?;
         client.in_flight -= 1;
         match frame.msg {
-            Msg::Welcome { client_id } if frame.id == id => client.client_id = client_id,
+            Msg::Welcome {
+                client_id,
+                lease_ms,
+            } if frame.id == id => {
+                let page = fd.ok_or_else(|| {
+                    ClientError::Unexpected("WELCOME without its lease page".into())
+                })?;
+                let page = LeasePage::open(page).map_err(ClientError::Shm)?;
+                let beat = Lease::tick(Duration::from_millis(lease_ms));
+                let heartbeat = Heartbeat::start(page, beat).map_err(ConnError::from)?;
+                client._heartbeat = Some(heartbeat);
+                client.client_id = client_id;
+            }
             Msg::Refused { reason } => return Err(ClientError::Refused(reason)),
             other => return Err(ClientError::Unexpected(format!("{other:?}"))),
         }
@@ -825,7 +847,8 @@ impl Client {
         let id = frame.id;
         let reply = match frame.msg {
             Msg::SegmentGone { segment } => {
-                self.maps.remove(&segment);
+                self.segments.remove(&segment);
+                self.maps.forget(segment);
                 return Ok(None);
             }
             Msg::Event(event) => {
@@ -926,28 +949,22 @@ impl Client {
             attrs,
             object,
         } = data;
-        let map = match fd {
+        let received = match fd {
             Some(fd) => {
-                let map = Arc::new(ReadOnlyMap::new(fd).map_err(ClientError::Shm)?);
-                self.maps.insert(segment, map.clone());
-                map
+                let received = Arc::new(ReceivedSegment::new(fd).map_err(ClientError::Shm)?);
+                self.segments.insert(segment, Arc::clone(&received));
+                received
             }
-            None => self.maps.get(&segment).cloned().ok_or_else(|| {
+            None => self.segments.get(&segment).cloned().ok_or_else(|| {
                 ClientError::Unexpected(format!("segment {segment} never received"))
             })?,
         };
-        let end = offset
-            .checked_add(size)
-            .filter(|&e| e <= map.bytes().len() as u64);
-        if end.is_none() {
-            return Err(ClientError::Unexpected(format!(
-                "{name} lies outside its segment"
-            )));
-        }
+        let map = self
+            .maps
+            .view(segment, &received, offset, size)
+            .map_err(ClientError::Shm)?;
         Ok(View {
             map,
-            offset: offset as usize,
-            len: size as usize,
             name,
             attrs,
             object,

@@ -5,16 +5,24 @@
 //! - [`ArchiverClient`] joins a consumer group whose selector picks the
 //!   objects to keep (say `persist == true` or `priority == 'checkpoint'`),
 //!   stores each record it is given (or a [`Subsample`] of them) with its
-//!   attributes beside it, and only then marks it done, so a record whose
-//!   store failed, or that a killed archiver held, goes to another member.
+//!   attributes beside it, and only then marks it done, so a record that a
+//!   killed archiver held goes to another member. A record the archive
+//!   refuses (a name or attribute it cannot hold) is logged, set aside as
+//!   a dead letter in the archive (see [`crate::archive`]) and marked done:
+//!   never retried, never fatal. Only an archive that cannot even take the
+//!   dead letter stops the archiver (its records then go to others).
 //! - [`Librarian`] subscribes to require events and answers each require
 //!   of an archived object that is not on offer by offering it from the
 //!   archive. Consumers must require before they demand (as in Maestro)
-//!   for a librarian to see them.
+//!   for a librarian to see them. It withdraws what it offered once every
+//!   consumer that required it has demanded it, retracted or left (a view
+//!   taken stays valid). An entry it cannot serve (corrupt, or refused by
+//!   the pool) is noted as a dead letter and not tried again.
 //!
 //! Together they give persistence across runs: one run's archiver writes,
 //! a later run's librarian serves the same names.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,10 +30,11 @@ use std::time::Duration;
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::archive::{Archive, ArchiveError, Ledger, Outcome, Subsample, Tally};
-use crate::events::EventKind;
+use crate::events::{EventKind, EventMask};
 use crate::ipc::client::{Client, ClientConfig, ClientError, Notice};
-use crate::ipc::fasthash::FastSet;
-use crate::ipc::wire::ErrorCode;
+use crate::ipc::fasthash::{FastMap, FastSet};
+use crate::ipc::wire::{Attributes, ErrorCode, RequestId};
+use tracing::warn;
 
 /// Why an archiver or librarian stopped.
 #[derive(Debug, thiserror::Error)]
@@ -108,12 +117,13 @@ impl ArchiverClient {
         &mut self.client
     }
 
-    /// Takes the next record, waiting up to `timeout`, and stores or skips
-    /// it; `None` when none came.
+    /// Takes the next record, waiting up to `timeout`, and stores, skips
+    /// or sets it aside ([`Outcome::DeadLettered`]); `None` when none came.
     ///
     /// # Errors
-    /// The connection's or the archive's errors (the record then goes back
-    /// to the group when this member leaves).
+    /// The connection's errors, or the archive's when not even a dead
+    /// letter can be written (the record then goes back to the group when
+    /// this member leaves).
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Outcome>, ComponentError> {
         let record = match self.client.next_notice(Some(timeout))? {
             Some(Notice::Record(r)) => r,
@@ -141,7 +151,7 @@ impl ArchiverClient {
     }
 }
 
-/// What a librarian did with one require.
+/// What a librarian did with one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Served {
     /// Offered from the archive.
@@ -161,18 +171,43 @@ pub enum Served {
         /// The object.
         name: String,
     },
+    /// Could not be served (a corrupt entry, or one the pool refused): noted
+    /// as a dead letter in the archive, and not tried again.
+    DeadLettered {
+        /// The object.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// Withdrawn: every consumer that required it demanded it, retracted
+    /// or left.
+    Withdrawn {
+        /// The object.
+        name: String,
+    },
 }
 
-/// Answers requires of archived objects by offering them.
+/// Answers requires of archived objects by offering them, and withdraws
+/// them once no longer needed.
 pub struct Librarian {
     client: Client,
     archive: Archive,
-    offered: FastSet<String>,
+    /// What it offers, with the clients that required it and have not
+    /// yet demanded it, retracted or left.
+    serving: FastMap<String, FastSet<u64>>,
+    /// Names it could not serve.
+    refused: FastSet<String>,
+    /// Withdrawals waiting for their reply (for the views to go).
+    withdrawing: Vec<RequestId>,
+    /// What was done and not yet reported (one event may withdraw several
+    /// objects).
+    reports: VecDeque<Served>,
 }
 
 impl Librarian {
-    /// Subscribes through `client` to the requires of objects matching
-    /// `selector`, to answer them from `archive`.
+    /// Subscribes through `client` to the requires, demands and retracts
+    /// of objects matching `selector` (and to every leave), to answer them
+    /// from `archive`.
     ///
     /// # Errors
     /// A bad selector.
@@ -181,42 +216,146 @@ impl Librarian {
         selector: &str,
         archive: Archive,
     ) -> Result<Self, ComponentError> {
-        client.subscribe(selector, EventKind::Require.into(), false)?;
+        let kinds = EventMask::from(EventKind::Require) | EventKind::Demand | EventKind::Retract;
+        client.subscribe(selector, kinds, false)?;
+        client.subscribe("*", EventKind::Leave.into(), false)?;
         Ok(Librarian {
             client,
             archive,
-            offered: FastSet::default(),
+            serving: FastMap::default(),
+            refused: FastSet::default(),
+            withdrawing: Vec::new(),
+            reports: VecDeque::new(),
         })
     }
 
-    /// Handles the next require, waiting up to `timeout`; `None` when none
-    /// came.
+    /// Handles the next event, waiting up to `timeout`; `None` when none
+    /// came or it needed nothing done.
     ///
     /// # Errors
-    /// The connection's or the archive's errors (a corrupt entry included).
+    /// The connection's errors, or the archive's when a dead letter cannot
+    /// be written.
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Served>, ComponentError> {
-        let name = match self.client.next_notice(Some(timeout))? {
-            Some(Notice::Event(e)) if e.kind == EventKind::Require => e.name,
-            Some(_) | None => return Ok(None),
-        };
-        if self.offered.contains(&name) {
-            return Ok(Some(Served::OnOffer { name }));
+        self.reap()?;
+        if let Some(report) = self.reports.pop_front() {
+            return Ok(Some(report));
         }
-        let Some(entry) = self.archive.load(&name)? else {
-            return Ok(Some(Served::Missing { name }));
+        let event = match self.client.next_notice(Some(timeout))? {
+            Some(Notice::Event(e)) => e,
+            Some(Notice::Record(_)) | None => return Ok(None),
         };
-        match self.client.offer(&name, &entry.data, entry.attributes) {
+        match event.kind {
+            EventKind::Require => self.require(event.name, event.client).map(Some),
+            EventKind::Demand | EventKind::Retract => {
+                let done = self
+                    .serving
+                    .get_mut(&event.name)
+                    .is_some_and(|waiting| waiting.remove(&event.client) && waiting.is_empty());
+                match done {
+                    true => self.withdraw(event.name).map(Some),
+                    false => Ok(None),
+                }
+            }
+            EventKind::Leave => {
+                let mut done = Vec::new();
+                for (name, waiting) in &mut self.serving {
+                    if waiting.remove(&event.client) && waiting.is_empty() {
+                        done.push(name.clone());
+                    }
+                }
+                for name in done {
+                    let report = self.withdraw(name)?;
+                    self.reports.push_back(report);
+                }
+                Ok(self.reports.pop_front())
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Answers `client`'s require of `name`.
+    fn require(&mut self, name: String, client: u64) -> Result<Served, ComponentError> {
+        if let Some(waiting) = self.serving.get_mut(&name) {
+            waiting.insert(client);
+            return Ok(Served::OnOffer { name });
+        }
+        if self.refused.contains(&name) {
+            let reason = "refused before".to_owned();
+            return Ok(Served::DeadLettered { name, reason });
+        }
+        let entry = match self.archive.load(&name) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return Ok(Served::Missing { name }),
+            Err(e) => return self.set_aside(name, &Attributes::new(), e.to_string()),
+        };
+        let bytes = entry.data.len() as u64;
+        match self
+            .client
+            .offer(&name, &entry.data, entry.attributes.clone())
+        {
             Ok(()) => {
-                self.offered.insert(name.clone());
-                let bytes = entry.data.len() as u64;
-                Ok(Some(Served::Offered { name, bytes }))
+                self.serving
+                    .insert(name.clone(), FastSet::from_iter([client]));
+                Ok(Served::Offered { name, bytes })
             }
             Err(ClientError::Pool {
                 code: ErrorCode::DuplicateName,
                 ..
-            }) => Ok(Some(Served::OnOffer { name })),
+            }) => Ok(Served::OnOffer { name }),
+            // The object's fault, not the pool's or the connection's.
+            Err(
+                e @ (ClientError::Shm(_)
+                | ClientError::Pool {
+                    code: ErrorCode::BadAttributes | ErrorCode::BadSegment | ErrorCode::Protocol,
+                    ..
+                }),
+            ) => self.set_aside(name, &entry.attributes, e.to_string()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Notes `name` as a dead letter and never tries it again.
+    fn set_aside(
+        &mut self,
+        name: String,
+        attributes: &Attributes,
+        reason: String,
+    ) -> Result<Served, ComponentError> {
+        let note = self.archive.dead_letter(&name, attributes, None, &reason)?;
+        warn!(%name, %reason, note = %note.display(), "cannot serve; noted as a dead letter");
+        self.refused.insert(name.clone());
+        Ok(Served::DeadLettered { name, reason })
+    }
+
+    /// Withdraws `name`; its reply comes once no view of it is left.
+    fn withdraw(&mut self, name: String) -> Result<Served, ComponentError> {
+        self.serving.remove(&name);
+        let id = self.client.submit_withdraw(&name)?;
+        self.client.flush()?;
+        self.withdrawing.push(id);
+        Ok(Served::Withdrawn { name })
+    }
+
+    /// Collects the replies of finished withdrawals, without waiting.
+    fn reap(&mut self) -> Result<(), ComponentError> {
+        let mut pending = Vec::new();
+        for id in std::mem::take(&mut self.withdrawing) {
+            match self.client.wait_keeping(id, Some(Duration::ZERO)) {
+                Ok(_) => {}
+                Err(ClientError::Timeout) => pending.push(id),
+                Err(ClientError::Pool { code, text }) => {
+                    warn!(?code, %text, "a withdrawal failed");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.withdrawing = pending;
+        Ok(())
+    }
+
+    /// Objects offered and still required by someone.
+    pub fn serving(&self) -> usize {
+        self.serving.len()
     }
 
     /// Leaves the pool once nobody requires what it offered (waiting up to

@@ -9,12 +9,51 @@
 //! - [`registry`]: the manager's store of offers (swappable);
 //! - [`manager`]: the pool manager, in-process or as the `cdo-pm` binary;
 //! - [`client`]: what an application links to offer and demand objects;
+//! - [`lease`]: client heartbeats and the manager's leases on them;
 //! - [`components`]: the archiver and librarian (binaries `cdo-archiver`,
 //!   `cdo-librarian`);
 //! - [`group`]: CDO groups (members plus a manifest) across processes;
 //! - [`convert`]: a demanded view copied into another space, tier or order;
 //! - [`endpoint`]: where the manager listens and how clients find it;
 //! - [`fasthash`]: the hasher of the maps on the request path.
+//!
+//! ## Segments
+//!
+//! The manager accepts a segment only if it is a memfd sealed against
+//! growing, shrinking and writing (`F_SEAL_WRITE` or `F_SEAL_FUTURE_WRITE`)
+//! and no larger than [`ManagerConfig::max_segment_bytes`](manager::ManagerConfig)
+//! (`CDO_MAX_SEGMENT_BYTES`, `cdo-pm --max-segment-bytes`, default 16 GiB);
+//! otherwise the offer fails with `BadSegment`. A consumer checks the seals
+//! again and maps, pre-faulted, only the pages that hold the object it was
+//! given: it cannot read a neighbouring object of the same segment, and a
+//! tiny object in a huge sparse segment costs it one page.
+//!
+//! ## Liveness
+//!
+//! Every client holds a lease ([`lease`]): a heartbeat thread of the client
+//! library bumps a counter in a page shared with the manager every quarter
+//! lease, whether or not the application calls the pool, so a client that
+//! computes for hours is never taken for dead. A client whose heartbeat
+//! stops for a whole lease (SIGSTOP, a debugger, a process hung hard) is
+//! dropped exactly like one whose connection ended: its views, requires and
+//! subscriptions go, its undone group records go to other members, and its
+//! offers follow the fault policy (`ProducerDied` or waiting for another
+//! source). The lease is [`ManagerConfig::lease`](manager::ManagerConfig)
+//! (`CDO_LEASE_MS`, `cdo-pm --lease-ms`, default 10 s).
+//!
+//! ## A killed pool manager
+//!
+//! The manager keeps its state in memory only; there is no journal. When
+//! it dies, the kernel closes every client's socket, so every call of
+//! every client (a waiting `demand`, `wait`, `next_notice`, `leave`, and
+//! any later one) fails at once with [`ClientError::Conn`](client::ClientError)
+//! (`ConnError::Closed` or a broken pipe), never a hang. Views already
+//! taken stay valid (the memory is the producers'). Recovery is a restart:
+//! start a new `cdo-pm` (it prints new `CDO_POOL_SOCKET` and
+//! `CDO_WORKFLOW_TOKEN` lines; remove the dead one's socket directory),
+//! connect new clients, and have producers offer again what consumers still
+//! need (a librarian serves again what an archiver kept); consumers require
+//! and demand again.
 
 pub mod client;
 pub mod components;
@@ -23,8 +62,10 @@ pub mod convert;
 pub mod endpoint;
 pub mod fasthash;
 pub mod group;
+pub mod lease;
 pub mod limits;
 pub mod manager;
+mod mapcache;
 pub mod pool;
 pub mod registry;
 pub mod shm;

@@ -10,6 +10,12 @@
 //! would forbid reusing the segment; `F_SEAL_FUTURE_WRITE` (Linux 5.1) keeps
 //! the producer's mapping and blocks every new writer. Consumers map received
 //! descriptors read-only with [`ReadOnlyMap`]: no copy, whatever the size.
+//!
+//! A receiver (the manager, a consumer) trusts a descriptor only once
+//! [`check_seals`] found it sealed against resizing *and* against new
+//! writers, and a consumer maps only the pages of the object it was given
+//! ([`PageMap`], [`ReadOnlyMap`]): it never sees a neighbouring object of the same
+//! segment, and a tiny object in a huge sparse segment costs it one page.
 
 use std::ffi::CStr;
 use std::fs::File;
@@ -26,9 +32,35 @@ pub const HANDOVER_SEALS: libc::c_int =
 /// Seals a receiver requires before it trusts a segment's size.
 pub const REQUIRED_SEALS: libc::c_int = libc::F_SEAL_GROW | libc::F_SEAL_SHRINK;
 
+/// Seals of which a receiver requires one before it trusts a segment's
+/// bytes to stay as offered: no new writer (`F_SEAL_FUTURE_WRITE`, what
+/// [`Segment`] uses), or no writer at all (`F_SEAL_WRITE`).
+pub const WRITE_SEALS: libc::c_int = libc::F_SEAL_WRITE | libc::F_SEAL_FUTURE_WRITE;
+
+/// The page size the mappings are aligned to.
+const PAGE: u64 = 4096;
+
 /// Rounds `len` up to whole pages.
 pub fn page_round(len: u64) -> u64 {
-    len.div_ceil(4096).max(1) * 4096
+    len.div_ceil(PAGE).max(1) * PAGE
+}
+
+/// Checks that `fd` is a memfd sealed against resizing and against new
+/// writers ([`REQUIRED_SEALS`] and one of [`WRITE_SEALS`]).
+///
+/// # Errors
+/// [`io::ErrorKind::InvalidData`] naming the missing seal; the error of
+/// `F_GET_SEALS` for a descriptor that is not a memfd.
+pub fn check_seals(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let s = seals(fd)?;
+    let missing = if s & REQUIRED_SEALS != REQUIRED_SEALS {
+        "segment is not sealed against resizing"
+    } else if s & WRITE_SEALS == 0 {
+        "segment is not sealed against writing"
+    } else {
+        return Ok(());
+    };
+    Err(io::Error::new(io::ErrorKind::InvalidData, missing))
 }
 
 /// Creates an empty memfd that allows sealing, closed on exec.
@@ -135,38 +167,186 @@ impl Segment {
     }
 }
 
-/// A consumer's read-only, populated mapping of a received segment.
+/// A segment a consumer received, checked once: its seals
+/// ([`check_seals`]) and its size, which the seals keep as it is.
+#[derive(Debug)]
+pub struct ReceivedSegment {
+    fd: OwnedFd,
+    size: u64,
+}
+
+impl ReceivedSegment {
+    /// Takes `fd` once it is sealed against resizing and new writers.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::InvalidData`] for a segment without the seals; the
+    /// errors of `F_GET_SEALS` and `fstat`.
+    pub fn new(fd: OwnedFd) -> io::Result<ReceivedSegment> {
+        check_seals(fd.as_fd())?;
+        let size = file_size(fd.as_fd())?;
+        Ok(ReceivedSegment { fd, size })
+    }
+
+    /// Its size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Its descriptor.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Checks that `offset..offset + len` lies inside the segment.
+    fn check_range(&self, offset: u64, len: u64) -> io::Result<()> {
+        if offset.checked_add(len).is_none_or(|end| end > self.size) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{len} bytes at {offset} lie outside a segment of {}",
+                    self.size
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The whole pages around `offset..offset + len`: `(first byte, end)`.
+pub fn page_span(offset: u64, len: u64) -> (u64, u64) {
+    let first = offset / PAGE * PAGE;
+    (first, (offset + len).div_ceil(PAGE) * PAGE)
+}
+
+/// A read-only, pre-faulted mapping of whole pages of a received segment,
+/// shared by the views of the objects on those pages.
+#[derive(Debug)]
+pub struct PageMap {
+    segment: Arc<ReceivedSegment>,
+    map: Mmap,
+    /// File offset of the first mapped byte.
+    first: u64,
+}
+
+impl PageMap {
+    /// Maps and pre-faults the pages holding `offset..offset + len`
+    /// (`len > 0`) of `segment`, and nothing more.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::InvalidData`] for an empty or outside range; the
+    /// errors of `mmap`.
+    pub fn new(segment: Arc<ReceivedSegment>, offset: u64, len: u64) -> io::Result<PageMap> {
+        segment.check_range(offset, len)?;
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "no pages to map for an empty range",
+            ));
+        }
+        let (first, end) = page_span(offset, len);
+        let map_len = usize::try_from(end - first).map_err(io::Error::other)?;
+        // SAFETY: the memfd is sealed against shrinking and writing (checked
+        // when it was received), and the range lies inside it, so the mapping
+        // never faults and its bytes never change; the last page may extend
+        // past the file's end only within that page (zero-filled, never a
+        // SIGBUS).
+        let map = unsafe {
+            MmapOptions::new()
+                .offset(first)
+                .len(map_len)
+                .populate()
+                .map(&segment.fd)?
+        };
+        Ok(PageMap {
+            segment,
+            map,
+            first,
+        })
+    }
+
+    /// Bytes mapped (whole pages).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Always false: a mapping holds at least one page.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// A consumer's read-only view of one object of a received segment: its
+/// bytes in a [`PageMap`] of the whole pages around it, nothing more.
 #[derive(Debug)]
 pub struct ReadOnlyMap {
-    fd: OwnedFd,
-    map: Mmap,
+    segment: Arc<ReceivedSegment>,
+    /// `None` for an empty object (nothing to map).
+    pages: Option<Arc<PageMap>>,
+    /// Where the object starts in the mapping.
+    start: usize,
+    len: usize,
 }
 
 impl ReadOnlyMap {
-    /// Maps all of `fd` read-only, after checking that it cannot shrink.
-    pub fn new(fd: OwnedFd) -> io::Result<ReadOnlyMap> {
-        let s = seals(fd.as_fd())?;
-        if s & REQUIRED_SEALS != REQUIRED_SEALS {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "segment is not sealed against resizing",
-            ));
+    /// Maps the pages holding `offset..offset + len` of `segment` and
+    /// returns the view of those bytes.
+    ///
+    /// # Errors
+    /// As [`PageMap::new`], for a range outside the segment.
+    pub fn range(segment: &Arc<ReceivedSegment>, offset: u64, len: u64) -> io::Result<ReadOnlyMap> {
+        segment.check_range(offset, len)?;
+        if len == 0 {
+            return Ok(ReadOnlyMap {
+                segment: Arc::clone(segment),
+                pages: None,
+                start: 0,
+                len: 0,
+            });
         }
-        let len = file_size(fd.as_fd())?;
-        // SAFETY: the memfd is sealed against shrinking (checked above), so the
-        // mapping never faults past the end; it is read-only on our side.
-        let map = unsafe { MmapOptions::new().len(len as usize).populate().map(&fd)? };
-        Ok(ReadOnlyMap { fd, map })
+        let pages = Arc::new(PageMap::new(Arc::clone(segment), offset, len)?);
+        ReadOnlyMap::within(pages, offset, len)
     }
 
-    /// The mapped bytes.
+    /// The view of `offset..offset + len` of the segment in `pages`, which
+    /// must map those bytes.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::InvalidData`] when `pages` does not hold the range.
+    pub fn within(pages: Arc<PageMap>, offset: u64, len: u64) -> io::Result<ReadOnlyMap> {
+        let inside = offset >= pages.first
+            && offset
+                .checked_add(len)
+                .is_some_and(|end| end <= pages.first + pages.len() as u64);
+        if !inside {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{len} bytes at {offset} lie outside the mapped pages"),
+            ));
+        }
+        Ok(ReadOnlyMap {
+            segment: Arc::clone(&pages.segment),
+            start: (offset - pages.first) as usize,
+            len: len as usize,
+            pages: Some(pages),
+        })
+    }
+
+    /// The object's bytes.
     pub fn bytes(&self) -> &[u8] {
-        &self.map
+        match &self.pages {
+            Some(p) => &p.map[self.start..self.start + self.len],
+            None => &[],
+        }
+    }
+
+    /// Bytes mapped: the object rounded out to whole pages.
+    pub fn mapped_len(&self) -> usize {
+        self.pages.as_ref().map_or(0, |p| p.len())
     }
 
     /// The descriptor behind the mapping.
     pub fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.segment.fd()
     }
 }
 
@@ -190,7 +370,7 @@ mod tests {
             writable.is_err(),
             "F_SEAL_FUTURE_WRITE forbids new writable maps"
         );
-        let ro = ReadOnlyMap::new(seg.fd().try_clone().unwrap()).unwrap();
+        let ro = ReadOnlyMap::range(&received(seg.fd()), 0, seg.len()).unwrap();
         assert!(ro.bytes().iter().all(|&b| b == 7));
         assert_eq!(
             identity(ro.fd()).unwrap(),
@@ -210,10 +390,105 @@ mod tests {
         add_seals(file.as_fd(), libc::F_SEAL_WRITE).unwrap();
     }
 
-    #[test]
-    fn unsealed_memfd_is_refused() {
+    /// A received copy of a producer's segment descriptor.
+    fn received(fd: &Arc<OwnedFd>) -> Arc<ReceivedSegment> {
+        Arc::new(ReceivedSegment::new(fd.try_clone().unwrap()).unwrap())
+    }
+
+    /// A memfd of `len` bytes (sparse) with `seals` added.
+    fn sealed_memfd(len: u64, seals: libc::c_int) -> Arc<OwnedFd> {
         let fd = memfd(c"t").unwrap();
-        File::from(fd.try_clone().unwrap()).set_len(4096).unwrap();
-        assert!(ReadOnlyMap::new(fd).is_err());
+        File::from(fd.try_clone().unwrap()).set_len(len).unwrap();
+        add_seals(fd.as_fd(), seals).unwrap();
+        Arc::new(fd)
+    }
+
+    #[test]
+    fn unsealed_or_writable_memfds_are_refused() {
+        let grow_shrink = libc::F_SEAL_GROW | libc::F_SEAL_SHRINK;
+        for (seals, missing) in [
+            (0, "resizing"),
+            (libc::F_SEAL_GROW, "resizing"),
+            (grow_shrink, "writing"),
+        ] {
+            let fd = sealed_memfd(4096, seals);
+            let err = check_seals(fd.as_fd()).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+            assert!(err.to_string().contains(missing), "{err}");
+            assert!(ReceivedSegment::new(Arc::into_inner(fd).unwrap()).is_err());
+        }
+        for write in [libc::F_SEAL_WRITE, libc::F_SEAL_FUTURE_WRITE] {
+            let fd = sealed_memfd(4096, grow_shrink | write);
+            check_seals(fd.as_fd()).unwrap();
+            let segment = Arc::new(ReceivedSegment::new(Arc::into_inner(fd).unwrap()).unwrap());
+            assert_eq!(
+                ReadOnlyMap::range(&segment, 0, 16).unwrap().bytes(),
+                [0; 16]
+            );
+        }
+        let file = tempfile::tempfile().unwrap();
+        assert!(check_seals(file.as_fd()).is_err(), "not a memfd");
+    }
+
+    #[test]
+    fn a_view_maps_only_the_pages_of_its_object() {
+        let seg = Segment::create(4 * 4096).unwrap();
+        // SAFETY: the only slice of this segment in this test.
+        let bytes = unsafe { seg.bytes_mut(0, seg.len()) };
+        bytes[100..200].fill(1);
+        bytes[2 * 4096 + 10..2 * 4096 + 20].fill(2);
+        let segment = received(seg.fd());
+        let a = ReadOnlyMap::range(&segment, 100, 100).unwrap();
+        let b = ReadOnlyMap::range(&segment, 2 * 4096 + 10, 10).unwrap();
+        assert_eq!(a.bytes(), [1; 100]);
+        assert_eq!(b.bytes(), [2; 10]);
+        assert_eq!((a.mapped_len(), b.mapped_len()), (4096, 4096));
+        // The process's mapping that holds A covers the segment's first
+        // page only: B's page (the third) is not reachable through it.
+        assert_eq!(mapping_of(a.bytes().as_ptr()), (4096, 0));
+        assert_eq!(mapping_of(b.bytes().as_ptr()), (4096, 2 * 4096));
+        let straddling = ReadOnlyMap::range(&segment, 4096 - 8, 16).unwrap();
+        assert_eq!(straddling.mapped_len(), 2 * 4096);
+        assert!(ReadOnlyMap::range(&segment, seg.len() - 8, 16).is_err());
+        assert!(ReadOnlyMap::range(&segment, u64::MAX, 2).is_err());
+        let empty = ReadOnlyMap::range(&segment, seg.len(), 0).unwrap();
+        assert_eq!((empty.bytes().len(), empty.mapped_len()), (0, 0));
+        // A second object on A's page shares its mapping; one on B's page
+        // does not fit in it.
+        let pages = Arc::new(PageMap::new(Arc::clone(&segment), 100, 100).unwrap());
+        let near = ReadOnlyMap::within(Arc::clone(&pages), 300, 10).unwrap();
+        assert_eq!(near.bytes(), [0; 10]);
+        assert!(ReadOnlyMap::within(pages, 2 * 4096 + 10, 10).is_err());
+    }
+
+    #[test]
+    fn a_tiny_object_in_a_huge_sparse_segment_costs_one_page() {
+        let fd = sealed_memfd(
+            1 << 40,
+            libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_WRITE,
+        );
+        let segment = Arc::new(ReceivedSegment::new(Arc::into_inner(fd).unwrap()).unwrap());
+        let view = ReadOnlyMap::range(&segment, (1 << 39) + 5, 8).unwrap();
+        assert_eq!(view.bytes(), [0; 8]);
+        assert_eq!(view.mapped_len(), 4096);
+        assert_eq!(mapping_of(view.bytes().as_ptr()), (4096, 1 << 39));
+    }
+
+    /// Length and file offset of the mapping of this process that holds
+    /// `addr`, from `/proc/self/maps`.
+    fn mapping_of(addr: *const u8) -> (u64, u64) {
+        let addr = addr as u64;
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        for line in maps.lines() {
+            let mut fields = line.split_whitespace();
+            let (range, offset) = (fields.next().unwrap(), fields.nth(1).unwrap());
+            let (start, end) = range.split_once('-').unwrap();
+            let start = u64::from_str_radix(start, 16).unwrap();
+            let end = u64::from_str_radix(end, 16).unwrap();
+            if (start..end).contains(&addr) {
+                return (end - start, u64::from_str_radix(offset, 16).unwrap());
+            }
+        }
+        panic!("{addr:#x} is not mapped");
     }
 }

@@ -25,8 +25,10 @@ use crate::value::Value;
 
 /// Version of the frame header layout (byte 2 of every frame).
 pub const FRAME_VERSION: u8 = 1;
-/// Version of the message schema, exchanged in [`Msg::Join`].
-pub const PROTOCOL_VERSION: u32 = 3;
+/// Version of the message schema, exchanged in [`Msg::Join`] (3: WELCOME
+/// carries the lease and its page; 4: quota and size errors, queued-bytes
+/// and dropped-event counters).
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Magic bytes opening every frame.
 pub const MAGIC: [u8; 2] = *b"CD";
 /// Length of the frame header.
@@ -65,7 +67,8 @@ pub enum ErrorCode {
     UnknownName,
     /// The object belongs to another client.
     NotOwner,
-    /// The segment is unknown, too small or not sealed against resizing.
+    /// The segment is unknown, too small, larger than the manager's limit,
+    /// or not sealed against resizing and writing.
     BadSegment,
     /// The producer of the object died before it could be demanded.
     ProducerDied,
@@ -195,10 +198,14 @@ pub enum Msg {
         /// [`PROTOCOL_VERSION`] of the client.
         version: u32,
     },
-    /// Manager → client: joined.
+    /// Manager → client: joined. The descriptor of the client's lease page
+    /// travels with it (see [`lease`](crate::ipc::lease)).
     Welcome {
         /// Identifier of the client in this pool.
         client_id: u64,
+        /// The lease: a client whose heartbeat stops this long (in
+        /// milliseconds) is dropped as dead.
+        lease_ms: u64,
     },
     /// Manager → client: not joined, the connection closes.
     Refused {

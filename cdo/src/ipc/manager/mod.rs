@@ -10,6 +10,10 @@
 //! manager stops reading its requests until it reads its replies.
 //! The manager keeps the descriptor of every offered segment, so a producer
 //! need not stay responsive (or alive) for its objects to be delivered.
+//! A connection thread waits for its client's frames a quarter lease at a
+//! time and then looks at the client's heartbeat ([`lease`](super::lease));
+//! a client without heartbeat or traffic for a whole lease is dropped as if
+//! its connection had ended.
 //!
 //! Hostile or broken clients: before its JOIN is verified a connection may
 //! send one small frame (the JOIN) and nothing else, gets no sender thread
@@ -47,6 +51,7 @@ use super::conn::{send_frames, ConnError, Reader};
 use super::endpoint::{
     bind_private, private_dir, random_hex, remove_stale_dirs, same_token, Endpoint, SOCKET_NAME,
 };
+use super::lease::Lease;
 use super::limits::MAX_JOIN_FRAME;
 use super::registry::{ClientId, NameRegistry, Registry};
 use super::wire::{encode, ErrorCode, Frame, Msg, Stats, PROTOCOL_VERSION};
@@ -99,6 +104,15 @@ pub const POLICY_ENV: &str = "CDO_FAULT_POLICY";
 pub const ACK_TIMEOUT_ENV: &str = "CDO_ACK_TIMEOUT_MS";
 /// Default acknowledgement timeout.
 pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Environment variable giving the client lease in milliseconds.
+pub const LEASE_ENV: &str = "CDO_LEASE_MS";
+/// Default client lease: a client whose heartbeat stops for this long is
+/// dropped as dead (see [`lease`](crate::ipc::lease)).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
+/// Environment variable giving the largest accepted segment in bytes.
+pub const MAX_SEGMENT_ENV: &str = "CDO_MAX_SEGMENT_BYTES";
+/// Default largest accepted segment: 16 GiB.
+pub const DEFAULT_MAX_SEGMENT: u64 = 16 << 30;
 
 /// How to run a pool manager.
 #[derive(Debug, Clone)]
@@ -124,6 +138,11 @@ pub struct ManagerConfig {
     /// demands get until it is withdrawn (the older one stays valid for
     /// those who hold it and comes back into view).
     pub duplicates: DuplicateOffers,
+    /// How long a client's heartbeat may stop before the client is
+    /// dropped as dead, as if its connection had ended.
+    pub lease: Duration,
+    /// Largest shared segment an offer may bring (`BadSegment` beyond).
+    pub max_segment_bytes: u64,
     /// Connection limits and per-client quotas.
     pub limits: Limits,
 }
@@ -139,14 +158,17 @@ impl Default for ManagerConfig {
             schema: None,
             unknown_attributes: UnknownAttributes::default(),
             duplicates: DuplicateOffers::default(),
+            lease: DEFAULT_LEASE,
+            max_segment_bytes: DEFAULT_MAX_SEGMENT,
             limits: Limits::default(),
         }
     }
 }
 
 impl ManagerConfig {
-    /// The default configuration with [`POLICY_ENV`], [`ACK_TIMEOUT_ENV`]
-    /// and the `CDO_MAX_*` variables of [`Limits`] applied.
+    /// The default configuration with [`POLICY_ENV`], [`ACK_TIMEOUT_ENV`],
+    /// [`LEASE_ENV`], [`MAX_SEGMENT_ENV`] and the `CDO_MAX_*` variables of
+    /// [`Limits`] applied.
     ///
     /// # Errors
     /// A message naming the variable whose value is malformed.
@@ -161,6 +183,15 @@ impl ManagerConfig {
                 .map_err(|e| format!("{ACK_TIMEOUT_ENV}={v:?}: {e}"))?;
             config.ack_timeout = Duration::from_millis(ms);
         }
+        if let Ok(v) = std::env::var(LEASE_ENV) {
+            let ms: u64 = v.parse().map_err(|e| format!("{LEASE_ENV}={v:?}: {e}"))?;
+            config.lease = Duration::from_millis(ms);
+        }
+        if let Ok(v) = std::env::var(MAX_SEGMENT_ENV) {
+            config.max_segment_bytes = v
+                .parse()
+                .map_err(|e| format!("{MAX_SEGMENT_ENV}={v:?}: {e}"))?;
+        }
         config.limits = config.limits.with_env()?;
         Ok(config)
     }
@@ -171,6 +202,8 @@ struct Shared {
     stopping: AtomicBool,
     token: String,
     allowed_uid: u32,
+    /// Length of every client's lease.
+    lease: Duration,
     limits: Limits,
     meters: Arc<Meters>,
     /// Open connections, to bound them and shut them down.
@@ -195,10 +228,20 @@ pub fn start(config: ManagerConfig) -> io::Result<ManagerHandle> {
 }
 
 /// Starts a pool manager that keeps its offers in `registry`.
+///
+/// # Errors
+/// [`io::ErrorKind::InvalidInput`] for a zero lease; the errors of creating
+/// the private directory and binding the socket.
 pub fn start_with_registry(
     config: ManagerConfig,
     registry: Box<dyn Registry>,
 ) -> io::Result<ManagerHandle> {
+    if config.lease.is_zero() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the client lease must be longer than zero",
+        ));
+    }
     let parent = config
         .runtime_dir
         .clone()
@@ -225,6 +268,7 @@ pub fn start_with_registry(
     let meters = Arc::new(Meters::default());
     let limits = config.limits;
     let shared = Arc::new(Shared {
+        lease: config.lease,
         state: Mutex::new(State::new(registry, config, meters.clone())),
         stopping: AtomicBool::new(false),
         token: token.clone(),
@@ -444,7 +488,7 @@ fn deliver(out: Outgoing) {
 /// frame limit and no descriptors; then, once joined, its requests.
 fn serve(shared: &Shared, sock: UnixStream, conn: u64) {
     let mut reader = Reader::with_limits(sock, MAX_JOIN_FRAME, 0);
-    let (cid, outbox, sender) = match handshake(shared, &mut reader, conn) {
+    let (cid, outbox, sender, lease) = match handshake(shared, &mut reader, conn) {
         Ok(joined) => joined,
         Err(reason) => {
             warn!(%reason, "client refused");
@@ -452,7 +496,7 @@ fn serve(shared: &Shared, sock: UnixStream, conn: u64) {
         }
     };
     reader.lift_limits();
-    receive(shared, reader, cid, &outbox);
+    receive(shared, reader, cid, &outbox, lease);
     outbox.close();
     let _ = sender.join();
 }
@@ -470,8 +514,39 @@ fn refuse(sock: &UnixStream, reason: String) {
     }
 }
 
+/// Waits until `outbox` is below its high-water mark, a quarter lease at a
+/// time, looking at the client's heartbeat in between: a slow client keeps
+/// its connection, a dead one does not.
+///
+/// # Errors
+/// The client's lease expired (its connection is then shut down).
+fn wait_for_room(
+    shared: &Shared,
+    reader: &Reader,
+    outbox: &Outbox,
+    lease: &mut Lease,
+) -> Result<(), ConnError> {
+    while !outbox.wait_for_room(Lease::tick(shared.lease)) {
+        if lease.expired(Instant::now()) {
+            return Err(lease_expired(shared, reader));
+        }
+    }
+    Ok(())
+}
+
+/// Drops a client whose lease expired: shuts its connection down (which
+/// ends a send blocked on it, too) and says why.
+fn lease_expired(shared: &Shared, reader: &Reader) -> ConnError {
+    let _ = reader.socket().shutdown(std::net::Shutdown::Both);
+    let lease = shared.lease;
+    ConnError::Io(io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("no heartbeat within the lease of {lease:?}; dropped as dead"),
+    ))
+}
+
 /// Handles the requests of joined client `cid` until the connection ends.
-fn receive(shared: &Shared, mut reader: Reader, cid: ClientId, outbox: &Outbox) {
+fn receive(shared: &Shared, mut reader: Reader, cid: ClientId, outbox: &Outbox, mut lease: Lease) {
     let mut batch = Vec::new();
     let end = loop {
         // Frames that came with JOIN (or with the last read) first, then read.
@@ -495,8 +570,12 @@ fn receive(shared: &Shared, mut reader: Reader, cid: ClientId, outbox: &Outbox) 
         // while the rest of its batch is handled. A client that does not
         // read its replies is not served until it does.
         let mut frames = batch.drain(..).peekable();
+        let mut waited = Ok(());
         while frames.peek().is_some() {
-            outbox.wait_for_room();
+            waited = wait_for_room(shared, &reader, outbox, &mut lease);
+            if waited.is_err() {
+                break;
+            }
             let mut out = Outgoing::new();
             let held = {
                 let mut state = lock(&shared.state);
@@ -520,12 +599,22 @@ fn receive(shared: &Shared, mut reader: Reader, cid: ClientId, outbox: &Outbox) 
             }
             deliver(out);
         }
-        if let Some(e) = failed {
+        if let Some(e) = failed.or(waited.err()) {
             break e;
         }
-        outbox.wait_for_room();
-        if let Err(e) = reader.fill() {
+        if let Err(e) = wait_for_room(shared, &reader, outbox, &mut lease) {
             break e;
+        }
+        // Waits a quarter lease at most (the socket's read timeout), then
+        // looks at the client's heartbeat.
+        match reader.fill() {
+            Ok(()) => lease.renew(Instant::now()),
+            Err(ConnError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                if lease.expired(Instant::now()) {
+                    break lease_expired(shared, &reader);
+                }
+            }
+            Err(e) => break e,
         }
     };
     match end {
@@ -538,13 +627,13 @@ fn receive(shared: &Shared, mut reader: Reader, cid: ClientId, outbox: &Outbox) 
 }
 
 /// Checks the peer's uid, then its JOIN; once both are good, starts the
-/// client's sender and registers it. Returns its id, outbox and sender
-/// thread, or why it is refused.
+/// client's sender and registers it. Returns its id, outbox, sender thread
+/// and lease, or why it is refused.
 fn handshake(
     shared: &Shared,
     reader: &mut Reader,
     conn: u64,
-) -> Result<(ClientId, Outbox, JoinHandle<()>), String> {
+) -> Result<(ClientId, Outbox, JoinHandle<()>, Lease), String> {
     let cred =
         getsockopt(reader.socket(), PeerCredentials).map_err(|e| format!("SO_PEERCRED: {e}"))?;
     if cred.uid() != shared.allowed_uid {
@@ -571,7 +660,9 @@ fn handshake(
             Err(e) => return Err(format!("bad JOIN: {e}")),
         }
     };
-    let _ = reader.socket().set_read_timeout(None);
+    let _ = reader
+        .socket()
+        .set_read_timeout(Some(Lease::tick(shared.lease)));
     super::limits::check_request(&frame.msg).map_err(|(_, text)| format!("bad JOIN: {text}"))?;
     let Msg::Join {
         component,
@@ -618,13 +709,17 @@ fn handshake(
             .spawn(move || outbox.run(&send_side))
             .map_err(|e| format!("cannot start a sender thread: {e}"))?
     };
+    let (lease, page) = Lease::new(shared.lease).map_err(|e| format!("no lease page: {e}"))?;
     let mut events = Outgoing::new();
     let cid = lock(&shared.state).join(component, outbox.clone(), &mut events);
     let welcome = Frame {
         id: frame.id,
-        msg: Msg::Welcome { client_id: cid },
+        msg: Msg::Welcome {
+            client_id: cid,
+            lease_ms: shared.lease.as_millis() as u64,
+        },
     };
-    events.push((outbox.clone(), welcome, None));
+    events.push((outbox.clone(), welcome, Some(Arc::new(page))));
     deliver(events);
-    Ok((cid, outbox, sender))
+    Ok((cid, outbox, sender, lease))
 }

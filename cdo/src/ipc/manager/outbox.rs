@@ -20,6 +20,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use tracing::warn;
 
@@ -143,12 +144,15 @@ impl Outbox {
     }
 
     /// Blocks while more than the high-water mark is queued, until the
-    /// client reads or the outbox closes.
-    pub fn wait_for_room(&self) {
-        let mut q = self.lock();
-        while !q.closed && q.bytes() > self.high_water {
-            q = self.drained.wait(q).unwrap_or_else(PoisonError::into_inner);
-        }
+    /// client reads, the outbox closes, or `timeout` passes; whether there
+    /// is room (or the outbox is closed).
+    pub fn wait_for_room(&self, timeout: Duration) -> bool {
+        let q = self.lock();
+        let (q, _) = self
+            .drained
+            .wait_timeout_while(q, timeout, |q| !q.closed && q.bytes() > self.high_water)
+            .unwrap_or_else(PoisonError::into_inner);
+        q.closed || q.bytes() <= self.high_water
     }
 
     /// Sends what is queued, then lets the sender thread end.

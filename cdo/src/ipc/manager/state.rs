@@ -19,7 +19,7 @@ use crate::attrs::{is_builtin, Attributes as Typed};
 use crate::events::EventKind;
 
 use crate::ipc::registry::{ClientId, Entry, Registry};
-use crate::ipc::shm::{file_size, seals, REQUIRED_SEALS};
+use crate::ipc::shm::{check_seals, file_size};
 use crate::ipc::wire::{Attributes, DataRef, ErrorCode, Frame, Msg, RequestId, SegmentRef, Stats};
 
 /// A client's sending side, shared by every thread that sends to it.
@@ -588,14 +588,14 @@ impl State {
                 ));
         };
         self.quotas.check(cid, Kind::Segments)?;
-        let sealed = seals(fd.as_fd()).is_ok_and(|s| s & REQUIRED_SEALS == REQUIRED_SEALS);
-        if !sealed {
-            return Err((
-                ErrorCode::BadSegment,
-                "segment not sealed against resizing".into(),
-            ));
+        let bad = |e: std::io::Error| (ErrorCode::BadSegment, e.to_string());
+        check_seals(fd.as_fd()).map_err(bad)?;
+        let len = file_size(fd.as_fd()).map_err(bad)?;
+        if len > self.config.max_segment_bytes {
+            let max = self.config.max_segment_bytes;
+            let text = format!("segment of {len} bytes exceeds the limit of {max}");
+            return Err((ErrorCode::BadSegment, text));
         }
-        let len = file_size(fd.as_fd()).map_err(|e| (ErrorCode::BadSegment, e.to_string()))?;
         let key = self.next_segment;
         self.next_segment += 1;
         self.segments.insert(

@@ -114,6 +114,10 @@ pub fn run_archiver(
                 archived.busy += start.elapsed();
             }
             Some(Outcome::Skipped { .. }) => {}
+            // A checkpoint that could not be archived fails the run.
+            Some(Outcome::DeadLettered { name, reason, .. }) => {
+                return Err(OutletError::Record { name, reason });
+            }
             None if finished => return Ok(archived),
             None => {}
         }

@@ -89,6 +89,10 @@ pub fn run_archiver(config: &ClientConfig, cli: &Cli) -> Result<ConsumerReport, 
             }
             // No subsample: every checkpoint is stored.
             Some(Outcome::Skipped { .. }) => {}
+            // A checkpoint that could not be archived fails the run.
+            Some(Outcome::DeadLettered { name, reason, .. }) => {
+                return Err(OutletError::Record { name, reason });
+            }
             None if stopping => break,
             None => {}
         }
