@@ -323,6 +323,9 @@ fn a_client_that_never_reads_cannot_grow_the_managers_memory() {
             queued_bytes: high_water,
             ..Limits::default()
         },
+        // The raw client below sends no heartbeat: its lease must outlast
+        // the test, however loaded the machine.
+        lease: Duration::from_secs(3600),
         ..ManagerConfig::default()
     });
     let (sock, mut buf) = raw_joined(pm.endpoint());
