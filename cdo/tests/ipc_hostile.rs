@@ -374,6 +374,37 @@ fn a_client_that_never_reads_cannot_grow_the_managers_memory() {
 }
 
 #[test]
+fn a_client_that_writes_more_than_it_reads_does_not_deadlock_with_a_paused_manager() {
+    let pm = manager_with(ManagerConfig {
+        limits: Limits {
+            queued_bytes: 64 * 1024,
+            ..Limits::default()
+        },
+        ..ManagerConfig::default()
+    });
+    let mut c = Client::connect(&ClientConfig {
+        // Never waits for replies while submitting: only the flushes move.
+        window: 1 << 20,
+        ..ClientConfig::new(pm.endpoint().clone(), "pipeliner")
+    })
+    .unwrap();
+    // Megabytes of requests, each answered by an error as large: the
+    // manager pauses this client long before it has read them all.
+    let names: Vec<String> = (0..1500)
+        .map(|i| format!("{i:05}").repeat(MAX_NAME_LEN / 5))
+        .collect();
+    let ids: Vec<_> = names
+        .iter()
+        .map(|n| c.submit_withdraw(n).unwrap())
+        .collect();
+    c.flush().unwrap();
+    for id in ids {
+        assert_eq!(pool_code(c.wait(id, Some(GUARD))), ErrorCode::UnknownName);
+    }
+    still_serves(&pm);
+}
+
+#[test]
 fn clients_over_quota_get_typed_errors_and_the_pool_stays() {
     let pm = manager_with(ManagerConfig {
         limits: Limits {

@@ -373,7 +373,46 @@ impl Client {
                 .push(&Frame { id: 0, msg }, None)
                 .map_err(ConnError::from)?;
         }
-        Ok(self.writer.flush()?)
+        self.send_queued()
+    }
+
+    /// Sends every queued frame. While the socket takes no more (the
+    /// manager stops reading a client whose replies pile up), reads what
+    /// the manager sent meanwhile, so that neither waits for the other.
+    ///
+    /// # Errors
+    /// The connection's error; [`ClientError::NoticesFull`] when what
+    /// waits to be read is held up by untaken notices (the rest of the
+    /// queue is sent by a later flush).
+    fn send_queued(&mut self) -> Result<(), ClientError> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        while !self.writer.try_flush()? {
+            let sock = self.writer.socket().as_fd();
+            let mut fds = [PollFd::new(sock, PollFlags::POLLOUT | PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(ConnError::from(e).into()),
+            }
+            let readable = fds[0].revents().is_some_and(|r| {
+                r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+            });
+            if readable {
+                self.take_incoming()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads and files every frame already waiting, without blocking.
+    fn take_incoming(&mut self) -> Result<(), ClientError> {
+        self.reader.try_fill()?;
+        loop {
+            match self.receive_one(Some(Instant::now()), None) {
+                Ok(_) => {}
+                Err(ClientError::Timeout) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Queues an offer of `size` bytes written by `fill` (which sees exactly
