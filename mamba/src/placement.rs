@@ -119,7 +119,7 @@ impl Mamba {
     /// [`Error::Unsupported`] unless both spaces are CPU-addressable NUMA
     /// memory; [`Error::OutOfCapacity`] when `target` is full (nothing
     /// moves); [`Error::Os`] when the kernel refuses.
-    pub fn move_pages<'m>(&'m self, a: &mut Allocation<'m>, target: crate::SpaceId) -> Result<()> {
+    pub fn move_pages(&self, a: &mut Allocation<'_>, target: crate::SpaceId) -> Result<()> {
         let target_pool = self.pool(target)?;
         for p in [a.pool(), target_pool] {
             if p.info().numa_node.is_none() {
@@ -130,21 +130,18 @@ impl Mamba {
                 });
             }
         }
-        let current = a.resident.unwrap_or(a.pool());
-        if std::ptr::eq(current, target_pool) {
+        let current = a.resident.as_ref().unwrap_or(a.pool());
+        if current.same(target_pool) {
             return Ok(());
         }
-        if !std::ptr::eq(target_pool, a.pool()) {
+        let home = target_pool.same(a.pool());
+        if !home {
             target_pool.charge_moved_in(a.block_len())?;
         }
-        let block = Block {
-            addr: a.addr(),
-            len: a.len(),
-            block_len: a.block_len(),
-        };
+        let block = a.block();
         if let (Some(node), Some((ptr, len))) = (real_node(target_pool), page_span(&block)) {
             if let Err(e) = sys::bind_range(ptr, len, &[node], NumaMode::Bind, true) {
-                if !std::ptr::eq(target_pool, a.pool()) {
+                if !home {
                     target_pool.uncharge_moved_in(a.block_len());
                 }
                 return Err(e);
@@ -153,8 +150,8 @@ impl Mamba {
         if let Some(previous) = a.resident.take() {
             previous.uncharge_moved_in(a.block_len());
         }
-        if !std::ptr::eq(target_pool, a.pool()) {
-            a.resident = Some(target_pool);
+        if !home {
+            a.resident = Some(target_pool.handle());
         }
         Ok(())
     }

@@ -194,8 +194,9 @@ impl Arena {
     /// Gives every chunk back, used or not (the pool is being dropped).
     pub fn release_all(&mut self, provider: &dyn Provider) {
         for (addr, len) in std::mem::take(&mut self.chunks) {
-            // SAFETY: the pool is going away; no block may outlive it (the
-            // handles borrow the pool).
+            // SAFETY: the pool's state is going away; no block outlives it
+            // (borrowed handles borrow the pool, owned ones keep its state
+            // alive).
             unsafe { provider.release(Chunk { addr, len }) };
         }
         self.free_by_addr.clear();

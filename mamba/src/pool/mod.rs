@@ -95,9 +95,10 @@ impl PoolStats {
     }
 }
 
-/// A raw block: what an [`Allocation`] owns.
+/// A raw block: what an [`Allocation`] owns. Crate-private, so that no
+/// safe code outside the crate can make one up and free it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Block {
+pub(crate) struct Block {
     /// Address (a device address for GPU memory).
     pub addr: usize,
     /// Bytes requested.
@@ -242,6 +243,11 @@ impl Shared {
 
 /// The pooled allocator of one space.
 ///
+/// The pool's state is reference-counted: owned allocations
+/// ([`Allocation::into_owned`]) keep it alive after the `Pool` (or the
+/// [`Mamba`](crate::Mamba) holding it) is dropped, and its memory goes back
+/// to the provider when the last of them is freed.
+///
 /// ```
 /// use mamba::{Mamba, Config, Tier, Policy};
 /// let mamba = Mamba::discover(&Config { gpu: false, ..Config::default() }).unwrap();
@@ -251,7 +257,7 @@ impl Shared {
 /// assert!(dram.stats().in_use >= 1000);
 /// ```
 pub struct Pool {
-    shared: Box<Shared>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -268,7 +274,7 @@ impl Pool {
     /// its limit.
     pub fn new(info: SpaceInfo, provider: Box<dyn Provider>, settings: PoolSettings) -> Self {
         let granule = provider.granule();
-        let mut shared = Box::new(Shared {
+        let mut shared = Arc::new(Shared {
             slot: 0,
             generation: 0,
             flush_epoch: AtomicU64::new(0),
@@ -282,10 +288,29 @@ impl Pool {
             live_counters: Mutex::new(Vec::new()),
             retired: Counters::default(),
         });
-        let (slot, generation) = cache::register(&*shared);
-        shared.slot = slot;
-        shared.generation = generation;
+        let inner = Arc::get_mut(&mut shared).expect("not shared yet");
+        let (slot, generation) = cache::register(&*inner);
+        inner.slot = slot;
+        inner.generation = generation;
         Pool { shared }
+    }
+
+    /// Another handle on the same pool state (for owned allocations).
+    pub(crate) fn handle(&self) -> Pool {
+        Pool {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Whether `self` and `other` are handles on the same pool.
+    pub(crate) fn same(&self, other: &Pool) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// The pool's unique generation: never reused by another pool of the
+    /// process.
+    pub(crate) fn generation(&self) -> u64 {
+        self.shared.generation
     }
 
     /// The space this pool serves.
@@ -689,11 +714,11 @@ impl Pool {
     }
 }
 
-impl Drop for Pool {
+impl Drop for Shared {
     fn drop(&mut self) {
-        cache::unregister(self.shared.slot);
-        lock(&self.shared.state)
-            .arena
-            .release_all(&*self.shared.provider);
+        cache::unregister(self.slot);
+        // The last handle is gone: no allocation of the pool is alive (owned
+        // allocations hold a handle, borrowed ones borrow one).
+        lock(&self.state).arena.release_all(&*self.provider);
     }
 }
