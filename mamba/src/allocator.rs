@@ -139,6 +139,31 @@ impl Mamba {
         Ok(Mamba { pools, source })
     }
 
+    /// An allocator over pools the caller built (spaces of its own, or
+    /// pools over custom [`Provider`]s); pool `i` must serve the space with
+    /// id `i`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the space ids are not `0..pools.len()` in
+    /// order.
+    pub fn from_pools(pools: Vec<Pool>) -> Result<Self> {
+        if let Some((i, p)) = pools
+            .iter()
+            .enumerate()
+            .find(|(i, p)| p.info().id.0 as usize != *i)
+        {
+            return Err(Error::Config(format!(
+                "pool {i} serves space {} ({}): space ids must be 0, 1, ... in order",
+                p.info().id,
+                p.info().name
+            )));
+        }
+        Ok(Mamba {
+            pools,
+            source: Source::Assembled,
+        })
+    }
+
     /// Where the topology came from.
     pub fn source(&self) -> &Source {
         &self.source

@@ -21,6 +21,8 @@ pub enum Source {
     Xml(std::path::PathBuf),
     /// An hwloc synthetic description.
     Synthetic(String),
+    /// Pools assembled by the caller ([`Mamba::from_pools`](crate::Mamba::from_pools)).
+    Assembled,
 }
 
 /// Loads the topology named by the configuration (this machine by default).

@@ -82,7 +82,14 @@ impl Arena {
             return Err(ArenaError::Capacity { needed, available });
         }
         let size = chunk_size.max(needed).min(available) / granule * granule;
-        let chunk = provider.acquire(size).map_err(ArenaError::Provider)?;
+        let chunk = match provider.acquire(size) {
+            Ok(chunk) => chunk,
+            // The system has less than a chunk left: just the request may fit.
+            Err(crate::Error::Exhausted { .. }) if size > needed => provider
+                .acquire(needed.next_multiple_of(granule))
+                .map_err(ArenaError::Provider)?,
+            Err(e) => return Err(ArenaError::Provider(e)),
+        };
         self.add_chunk(chunk);
         Ok(self
             .take_fit(len, align)

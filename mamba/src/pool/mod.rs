@@ -187,6 +187,12 @@ impl Shared {
                 ArenaError::Capacity { needed, available } => {
                     self.out_of_capacity(needed, available)
                 }
+                // The system is out of memory for this space: full, as if
+                // capped, so that placement falls back.
+                ArenaError::Provider(e @ Error::Exhausted { .. }) => {
+                    tracing::warn!(space = %self.info.name, error = %e, "the system refused memory");
+                    self.out_of_capacity(len, 0)
+                }
                 ArenaError::Provider(e) => e,
             })
     }
