@@ -230,7 +230,8 @@ impl Mamba {
         align: usize,
         policy: &Policy,
     ) -> Result<Allocation<'static>> {
-        self.allocate(len, align, policy).map(Allocation::into_owned)
+        self.allocate(len, align, policy)
+            .map(Allocation::into_owned)
     }
 
     /// Resolves a policy into the ordered candidate spaces.

@@ -37,7 +37,9 @@ fn a_raw_block_of_a_dropped_allocator_is_refused() {
     drop(first);
     // A new allocator may well map the same addresses for the same space.
     let second = Mamba::discover(&common::simulated("")).unwrap();
-    let live = second.allocate(64, 8, &Policy::require(Tier::Dram)).unwrap();
+    let live = second
+        .allocate(64, 8, &Policy::require(Tier::Dram))
+        .unwrap();
     let space = raw.space();
     assert!(matches!(
         second.free_raw(raw),
@@ -63,7 +65,9 @@ fn raw_blocks_round_trip_with_their_address_and_length() {
 fn owned_allocations_outlive_their_allocator_and_cross_threads() {
     let m = common::this_machine();
     let dram = m.pool_of(Tier::Dram).unwrap().info().name.clone();
-    let mut small = m.allocate_owned(100, 8, &Policy::require(Tier::Dram)).unwrap();
+    let mut small = m
+        .allocate_owned(100, 8, &Policy::require(Tier::Dram))
+        .unwrap();
     let mut large = m
         .allocate(1 << 20, 4096, &Policy::require(Tier::Dram))
         .unwrap()

@@ -161,7 +161,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = FileProvider::new(dir.path()).unwrap();
         let c = p.acquire(1 << 20).unwrap();
-        let file = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap();
+        let file = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
         let meta = file.metadata().unwrap();
         assert_eq!(meta.len(), 1 << 20);
         // Disk blocks are allocated up front, not left as a hole.
