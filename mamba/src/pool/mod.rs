@@ -713,6 +713,12 @@ impl Pool {
         Ok(())
     }
 
+    /// Gives `len` bytes at `addr` (whole pages of one of this pool's
+    /// blocks) back the provider's placement; see [`Provider::rebind`].
+    pub(crate) fn rebind(&self, addr: usize, len: usize, migrate: bool) -> Result<()> {
+        self.shared.provider.rebind(addr, len, migrate)
+    }
+
     /// Undoes [`Pool::charge_moved_in`].
     pub(crate) fn uncharge_moved_in(&self, bytes: usize) {
         let _st = lock(&self.shared.state);
