@@ -7,6 +7,8 @@ mod arena;
 mod cache;
 pub mod classes;
 mod fence;
+#[cfg(test)]
+mod reclaim_tests;
 
 use crate::allocation::Allocation;
 use crate::error::{Error, Result};
