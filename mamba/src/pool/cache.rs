@@ -74,6 +74,16 @@ impl Counters {
         bump_i(&self.large_in_use, block);
     }
 
+    /// Allocations plus frees so far: a thread's cache changes only with
+    /// one of them.
+    pub fn activity(&self) -> u64 {
+        self.allocations
+            .iter()
+            .chain(&self.frees)
+            .map(|c| c.load(Relaxed))
+            .fold(0, u64::wrapping_add)
+    }
+
     /// Adds `other`'s counts to these, with read-modify-write operations
     /// (for counters several threads update: the retired and cache-less
     /// ones).

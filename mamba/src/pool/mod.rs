@@ -134,6 +134,9 @@ pub(crate) struct Shared {
     /// central list or the arena state, never the other way round.
     cells: Mutex<Vec<Arc<CacheCell>>>,
     retired: Counters,
+    /// [`Counters::activity`] of all threads at the last reclaim (written
+    /// under the `cells` lock).
+    reclaimed_at: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -170,11 +173,22 @@ impl Shared {
     /// too) and gives entirely free slabs back to the arena: what a full
     /// pool does before it reports [`Error::OutOfCapacity`], and `trim`.
     /// The calling thread must not be inside its own cache.
+    ///
+    /// Stealing costs every running thread of the process an interrupt
+    /// (see `fence`), so it is skipped when no thread allocated or freed
+    /// since the last time: a full pool that placement keeps falling back
+    /// from does not pay it on every request.
     fn reclaim(&self) {
         {
             let cells = lock(&self.cells);
-            for cell in cells.iter() {
-                cell.steal(|c| c.flush(self));
+            let activity = cells
+                .iter()
+                .map(|c| c.counters.activity())
+                .fold(self.retired.activity(), u64::wrapping_add);
+            if self.reclaimed_at.swap(activity, Relaxed) != activity {
+                for cell in cells.iter() {
+                    cell.steal(|c| c.flush(self));
+                }
             }
         }
         self.release_free_slabs();
@@ -349,6 +363,7 @@ impl Pool {
             granule,
             moved_in: AtomicUsize::new(0),
             cells: Mutex::new(Vec::new()),
+            reclaimed_at: AtomicU64::new(u64::MAX),
             retired: Counters::default(),
         });
         let inner = Arc::get_mut(&mut shared).expect("not shared yet");
