@@ -257,13 +257,18 @@ impl CacheCell {
     /// Takes the cache from its owner for `f`: waits until the owner is out
     /// of it and keeps it out meanwhile. Stealers must be serialised (the
     /// pool holds its cell list's lock). `None` when the owner is this
-    /// thread and inside its cache (it cannot be waited for).
+    /// thread and inside its cache (it cannot be waited for), or when the
+    /// heavy fence could not be issued.
     pub fn steal<R>(&self, f: impl FnOnce(&mut PoolCache) -> R) -> Option<R> {
         if self.owner == std::thread::current().id() {
             return self.owned(f);
         }
         self.steal.store(true, Relaxed);
-        fence::heavy();
+        if !fence::heavy() {
+            // Without the fence the owner may be inside: leave it the cache.
+            self.steal.store(false, Release);
+            return None;
+        }
         while self.busy.load(Acquire) {
             std::thread::yield_now();
         }
