@@ -169,3 +169,18 @@ impl Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_memory_and_space_are_exhaustion_other_errors_stay_os_errors() {
+        for errno in [libc::ENOMEM, libc::ENOSPC, libc::EDQUOT, libc::EFBIG] {
+            let e = Error::os("mmap", std::io::Error::from_raw_os_error(errno));
+            assert!(matches!(e, Error::Exhausted { call: "mmap", .. }), "{e}");
+        }
+        let e = Error::os("open", std::io::Error::from_raw_os_error(libc::EACCES));
+        assert!(matches!(e, Error::Os { call: "open", .. }), "{e}");
+    }
+}
