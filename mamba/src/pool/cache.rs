@@ -205,6 +205,16 @@ impl Drop for Entered<'_> {
     }
 }
 
+/// A stealer's hold on a cache; clears `steal` when dropped, also on
+/// unwinding, so that the owner never waits for a dead stealer.
+struct Stealing<'a>(&'a CacheCell);
+
+impl Drop for Stealing<'_> {
+    fn drop(&mut self) {
+        self.0.steal.store(false, Release);
+    }
+}
+
 /// Why the owner could not use its cache.
 enum Busy {
     /// It is using it already (a re-entrant call).
@@ -264,9 +274,9 @@ impl CacheCell {
             return self.owned(f);
         }
         self.steal.store(true, Relaxed);
+        let _stealing = Stealing(self);
         if !fence::heavy() {
             // Without the fence the owner may be inside: leave it the cache.
-            self.steal.store(false, Release);
             return None;
         }
         while self.busy.load(Acquire) {
@@ -274,11 +284,9 @@ impl CacheCell {
         }
         // SAFETY: `steal` was raised before the heavy fence and `busy` was
         // seen clear after it: the owner is out and, seeing `steal`, will
-        // not come back in until it is cleared below (the acquire load saw
+        // not come back in until `_stealing` clears it (the acquire load saw
         // the owner's last release of the cache).
-        let r = f(unsafe { &mut *self.cache.get() });
-        self.steal.store(false, Release);
-        Some(r)
+        Some(f(unsafe { &mut *self.cache.get() }))
     }
 }
 
