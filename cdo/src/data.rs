@@ -1,13 +1,10 @@
 //! Owned data in a mamba space: [`Buffer`] (writable, one owner) and
 //! [`Data`] (read-only, shared: what consumers get).
 //!
-//! mamba's [`Allocation`] borrows its [`Mamba`]. A pool is long-lived and
-//! its data moves between threads, so a `Buffer` owns an `Arc<Mamba>` next
-//! to an allocation whose borrow was extended to `'static`: the allocation
-//! field is declared first and therefore dropped first, while the `Arc`
-//! still keeps the allocator (whose pools never move: they live in the
-//! `Arc`'s heap block) alive. The `'static` lifetime never escapes: every
-//! accessor reborrows for `&self`.
+//! A pool is long-lived and its data moves between threads, so a `Buffer`
+//! holds an owned mamba [`Allocation`] (`Allocation<'static>`, which keeps
+//! its mamba pool alive by reference count) and the `Arc<Mamba>` it came
+//! from.
 
 use crate::error::Result;
 use mamba::{Allocation, Mamba, Policy, SpaceId, Tier};
@@ -28,7 +25,6 @@ pub fn resolve(mamba: &Mamba, policy: &Policy) -> Result<Vec<SpaceId>> {
 
 /// Writable data owned by one producer until it is offered.
 pub struct Buffer {
-    // Field order matters: `alloc` borrows `*mamba` and must drop first.
     alloc: Allocation<'static>,
     mamba: Arc<Mamba>,
 }
@@ -65,13 +61,8 @@ impl Buffer {
     }
 
     fn wrap(mamba: &Arc<Mamba>, alloc: Allocation<'_>) -> Self {
-        // SAFETY: `alloc` borrows the `Mamba` inside the Arc's heap block,
-        // which does not move and stays alive as long as the `mamba` clone
-        // stored next to it; the struct drops `alloc` before `mamba`, and no
-        // accessor hands out anything living longer than `&self`.
-        let alloc = unsafe { std::mem::transmute::<Allocation<'_>, Allocation<'static>>(alloc) };
         Buffer {
-            alloc,
+            alloc: alloc.into_owned(),
             mamba: Arc::clone(mamba),
         }
     }

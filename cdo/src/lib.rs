@@ -58,8 +58,8 @@
 //! * Offers are immutable. A second offer under a name on offer fails or
 //!   becomes a new version ([`DuplicateOffers`]); it never changes the first.
 //! * A zero-length CDO (no size, no data) is a synchronisation token.
-//! * Data lives as long as any view of it: a [`Buffer`] owns an
-//!   `Arc<Mamba>` next to its allocation (see [`data`]), so consumers keep
+//! * Data lives as long as any view of it: a [`Buffer`] owns its allocation,
+//!   which keeps its mamba pool alive (see [`data`]), so consumers keep
 //!   their [`Data`] after every handle is disposed.
 //! * Events are raised after an operation took effect, outside every lock;
 //!   acknowledged subscriptions hold the operation until acknowledged.

@@ -1,9 +1,30 @@
-//! The owning handle of an allocation.
+//! The owning handles of an allocation: [`Allocation`], borrowed from its
+//! pool or owning a reference to it, and [`RawAllocation`], an allocation
+//! whose ownership was given up.
 
 use crate::error::{Error, Result};
 use crate::pool::{Block, Pool};
-use crate::tier::{SpaceInfo, Tier};
+use crate::tier::{SpaceId, SpaceInfo, Tier};
+use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
+
+/// How an allocation reaches its pool.
+enum PoolRef<'m> {
+    /// Borrowed: the hot path, no reference count touched.
+    Borrowed(&'m Pool),
+    /// A counted handle: the pool's state lives as long as the allocation.
+    Owned(Pool),
+}
+
+impl PoolRef<'_> {
+    #[inline(always)]
+    fn get(&self) -> &Pool {
+        match self {
+            PoolRef::Borrowed(p) => p,
+            PoolRef::Owned(p) => p,
+        }
+    }
+}
 
 /// Memory obtained from a [`Pool`]; freed back to it on drop.
 ///
@@ -12,24 +33,36 @@ use std::ptr::NonNull;
 /// always initialised bytes (pools hand out memory that came zero-filled
 /// from `mmap` or a file, and only ever held bytes written through safe
 /// code), so byte slices of it are safe to read.
+///
+/// An allocation borrows its pool (`Allocation<'m>`, what
+/// [`Mamba::allocate`](crate::Mamba::allocate) returns: no reference count
+/// on the hot path) or, after [`Allocation::into_owned`], holds a counted
+/// reference to the pool's state (`Allocation<'static>`): it may then
+/// outlive the [`Mamba`](crate::Mamba), move to other threads and live in
+/// long-lived structures; the pool's memory is given back when the last
+/// such allocation is freed.
+///
+/// ```
+/// use mamba::{Allocation, Config, Mamba, Policy, Tier};
+/// let mamba = Mamba::discover(&Config { gpu: false, ..Config::default() })?;
+/// let owned: Allocation<'static> = mamba.allocate_owned(4096, 64, &Policy::require(Tier::Dram))?;
+/// drop(mamba);
+/// assert_eq!(owned.as_slice()?.len(), 4096); // the pool lives on
+/// # Ok::<(), mamba::Error>(())
+/// ```
 pub struct Allocation<'m> {
     block: Block,
-    pool: &'m Pool,
+    pool: PoolRef<'m>,
     /// Space whose NUMA node now holds the pages, after a page move.
-    pub(crate) resident: Option<&'m Pool>,
+    pub(crate) resident: Option<Pool>,
 }
 
-// SAFETY: an Allocation owns its block exclusively, like a Box<[u8]>; the
-// pool it refers to is Sync.
-unsafe impl Send for Allocation<'_> {}
-// SAFETY: shared access only reads (slices require &mut to write).
-unsafe impl Sync for Allocation<'_> {}
-
 impl<'m> Allocation<'m> {
+    #[inline(always)]
     pub(crate) fn new(block: Block, pool: &'m Pool) -> Self {
         Allocation {
             block,
-            pool,
+            pool: PoolRef::Borrowed(pool),
             resident: None,
         }
     }
@@ -56,33 +89,71 @@ impl<'m> Allocation<'m> {
         self.block.addr
     }
 
+    pub(crate) fn block(&self) -> Block {
+        self.block
+    }
+
     /// The space the allocation came from.
-    pub fn space(&self) -> &'m SpaceInfo {
-        self.pool.info()
+    pub fn space(&self) -> &SpaceInfo {
+        self.pool().info()
     }
 
     /// The space whose memory holds the data now: the origin space, or the
     /// target of [`Mamba::move_pages`](crate::Mamba::move_pages).
-    pub fn resident_space(&self) -> &'m SpaceInfo {
-        self.resident.unwrap_or(self.pool).info()
+    pub fn resident_space(&self) -> &SpaceInfo {
+        self.resident.as_ref().unwrap_or(self.pool()).info()
     }
 
     /// The tier the allocation came from.
     pub fn tier(&self) -> Tier {
-        self.pool.info().tier
+        self.pool().info().tier
     }
 
     /// The pool it returns to.
-    pub fn pool(&self) -> &'m Pool {
-        self.pool
+    #[inline(always)]
+    pub fn pool(&self) -> &Pool {
+        self.pool.get()
+    }
+
+    /// Whether the allocation holds a counted reference to its pool (see
+    /// [`Allocation::into_owned`]).
+    pub fn is_owned(&self) -> bool {
+        matches!(self.pool, PoolRef::Owned(_))
+    }
+
+    /// The allocation with a counted reference to its pool instead of a
+    /// borrow: it no longer borrows the [`Mamba`](crate::Mamba) and keeps
+    /// the pool's state alive until it is freed. Costs one reference-count
+    /// increment (none when already owned).
+    pub fn into_owned(self) -> Allocation<'static> {
+        let (block, pool, resident) = self.into_parts();
+        let pool = match pool {
+            PoolRef::Borrowed(p) => p.handle(),
+            PoolRef::Owned(p) => p,
+        };
+        Allocation {
+            block,
+            pool: PoolRef::Owned(pool),
+            resident,
+        }
+    }
+
+    /// Takes the fields out without running `Drop`.
+    fn into_parts(self) -> (Block, PoolRef<'m>, Option<Pool>) {
+        let mut this = ManuallyDrop::new(self);
+        let resident = this.resident.take();
+        // SAFETY: `this` is never dropped nor used after this read, so the
+        // pool reference is moved out exactly once.
+        let pool = unsafe { std::ptr::read(&this.pool) };
+        (this.block, pool, resident)
     }
 
     fn host_ptr(&self) -> Result<NonNull<u8>> {
-        if !self.pool.info().host_accessible {
-            return Err(Error::NotHostAccessible(self.pool.info().id));
+        let info = self.pool().info();
+        if !info.host_accessible {
+            return Err(Error::NotHostAccessible(info.id));
         }
-        NonNull::new(self.block.addr as *mut u8)
-            .ok_or(Error::NotHostAccessible(self.pool.info().id))
+        NonNull::new(self.block.addr as *mut u8).ok_or(Error::NotHostAccessible(info.id))
     }
 
     /// CPU pointer to the first byte.
@@ -129,14 +200,22 @@ impl<'m> Allocation<'m> {
     }
 
     /// Gives up ownership without freeing: the block must come back through
-    /// [`Mamba::free_raw`](crate::Mamba::free_raw).
+    /// [`Mamba::free_raw`](crate::Mamba::free_raw) (or it stays allocated
+    /// until its pool goes away). Pages moved with
+    /// [`Mamba::move_pages`](crate::Mamba::move_pages) return to the origin
+    /// space's policy first. The memory stays valid while the pool does
+    /// (while its [`Mamba`](crate::Mamba) lives).
     pub fn into_raw(self) -> RawAllocation {
-        let raw = RawAllocation {
-            space: self.pool.info().id,
-            block: self.block,
-        };
-        std::mem::forget(self);
-        raw
+        let (block, pool, resident) = self.into_parts();
+        let pool = pool.get();
+        if let Some(resident) = resident {
+            crate::placement::return_moved_pages(pool, &resident, &block);
+        }
+        RawAllocation {
+            space: pool.info().id,
+            generation: pool.generation(),
+            block,
+        }
     }
 }
 
@@ -145,7 +224,8 @@ impl std::fmt::Debug for Allocation<'_> {
         f.debug_struct("Allocation")
             .field("addr", &format_args!("{:#x}", self.block.addr))
             .field("len", &self.block.len)
-            .field("space", &self.pool.info().name)
+            .field("space", &self.space().name)
+            .field("owned", &self.is_owned())
             .finish()
     }
 }
@@ -153,19 +233,74 @@ impl std::fmt::Debug for Allocation<'_> {
 impl Drop for Allocation<'_> {
     #[inline(always)]
     fn drop(&mut self) {
+        let pool = self.pool.get();
         if let Some(resident) = self.resident.take() {
-            crate::placement::return_moved_pages(self.pool, resident, &self.block);
+            crate::placement::return_moved_pages(pool, &resident, &self.block);
         }
-        self.pool.free_block(self.block);
+        pool.free_block(self.block);
     }
 }
 
 /// An allocation whose ownership was given up with
 /// [`Allocation::into_raw`] (for example to cross an FFI boundary).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// It can be neither copied nor made up, so a block comes back through
+/// [`Mamba::free_raw`](crate::Mamba::free_raw) at most once:
+///
+/// ```compile_fail
+/// # use mamba::{Config, Mamba, Policy, Tier};
+/// # let m = Mamba::discover(&Config { gpu: false, ..Config::default() }).unwrap();
+/// let raw = m.allocate(64, 8, &Policy::require(Tier::Dram)).unwrap().into_raw();
+/// m.free_raw(raw).unwrap();
+/// m.free_raw(raw).unwrap(); // error: use of moved value
+/// ```
+///
+/// ```compile_fail
+/// # use mamba::{Config, Mamba, Policy, Tier};
+/// # let m = Mamba::discover(&Config { gpu: false, ..Config::default() }).unwrap();
+/// let raw = m.allocate(64, 8, &Policy::require(Tier::Dram)).unwrap().into_raw();
+/// let twin = raw.clone(); // error: no `clone`
+/// ```
+///
+/// ```compile_fail
+/// # use mamba::{RawAllocation, SpaceId};
+/// let forged = RawAllocation { space: SpaceId(0) }; // error: private fields
+/// ```
+#[derive(Debug, PartialEq, Eq)]
 pub struct RawAllocation {
+    space: SpaceId,
+    /// The pool's generation: tells a block of a dropped pool from one of a
+    /// later pool that reuses the space id and the addresses.
+    generation: u64,
+    block: Block,
+}
+
+impl RawAllocation {
     /// The space it belongs to.
-    pub space: crate::SpaceId,
-    /// The block.
-    pub block: Block,
+    pub fn space(&self) -> SpaceId {
+        self.space
+    }
+
+    /// Start address (a device address for GPU memory).
+    pub fn addr(&self) -> usize {
+        self.block.addr
+    }
+
+    /// Bytes requested.
+    pub fn len(&self) -> usize {
+        self.block.len
+    }
+
+    /// Always false: zero-byte allocations are refused.
+    pub fn is_empty(&self) -> bool {
+        self.block.len == 0
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub(crate) fn block(&self) -> Block {
+        self.block
+    }
 }

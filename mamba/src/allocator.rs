@@ -139,6 +139,31 @@ impl Mamba {
         Ok(Mamba { pools, source })
     }
 
+    /// An allocator over pools the caller built (spaces of its own, or
+    /// pools over custom [`Provider`]s); pool `i` must serve the space with
+    /// id `i`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the space ids are not `0..pools.len()` in
+    /// order.
+    pub fn from_pools(pools: Vec<Pool>) -> Result<Self> {
+        if let Some((i, p)) = pools
+            .iter()
+            .enumerate()
+            .find(|(i, p)| p.info().id.0 as usize != *i)
+        {
+            return Err(Error::Config(format!(
+                "pool {i} serves space {} ({}): space ids must be 0, 1, ... in order",
+                p.info().id,
+                p.info().name
+            )));
+        }
+        Ok(Mamba {
+            pools,
+            source: Source::Assembled,
+        })
+    }
+
     /// Where the topology came from.
     pub fn source(&self) -> &Source {
         &self.source
@@ -191,6 +216,22 @@ impl Mamba {
     /// As [`Mamba::placement`] and [`Placement::allocate`].
     pub fn allocate(&self, len: usize, align: usize, policy: &Policy) -> Result<Allocation<'_>> {
         self.placement(policy)?.allocate(len, align)
+    }
+
+    /// [`Mamba::allocate`], returning an owned allocation (see
+    /// [`Allocation::into_owned`]): it keeps its pool alive and does not
+    /// borrow `self`.
+    ///
+    /// # Errors
+    /// As [`Mamba::allocate`].
+    pub fn allocate_owned(
+        &self,
+        len: usize,
+        align: usize,
+        policy: &Policy,
+    ) -> Result<Allocation<'static>> {
+        self.allocate(len, align, policy)
+            .map(Allocation::into_owned)
     }
 
     /// Resolves a policy into the ordered candidate spaces.
@@ -287,18 +328,24 @@ impl Mamba {
 
     /// Gives back a block released with [`Allocation::into_raw`].
     ///
+    /// A [`RawAllocation`] can be neither copied nor made up, so each block
+    /// comes back at most once; one of another allocator, or of a pool that
+    /// no longer exists, is refused.
+    ///
     /// # Errors
     /// [`Error::UnknownSpace`], or [`Error::ForeignBlock`] when the block is
-    /// not memory of that space's pool; the pool is left untouched.
+    /// not memory of that space's pool (another [`Mamba`], or a pool dropped
+    /// since); the pool is left untouched and the block is not freed.
     pub fn free_raw(&self, raw: RawAllocation) -> Result<()> {
-        let pool = self.pool(raw.space)?;
-        if !pool.owns(raw.block.addr, raw.block.block_len) {
+        let pool = self.pool(raw.space())?;
+        let block = raw.block();
+        if pool.generation() != raw.generation() || !pool.owns(block.addr, block.block_len) {
             return Err(Error::ForeignBlock {
-                addr: raw.block.addr,
-                space: raw.space,
+                addr: block.addr,
+                space: raw.space(),
             });
         }
-        pool.free_block(raw.block);
+        pool.free_block(block);
         Ok(())
     }
 

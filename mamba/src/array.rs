@@ -52,10 +52,27 @@ impl Mamba {
     /// # Errors
     /// Placement errors; [`Error::ZeroSize`] for an empty layout.
     pub fn array(&self, layout: Layout, policy: &Policy) -> Result<Array<'_>> {
-        let align = layout.elem_size().next_power_of_two().clamp(8, 64);
-        let a = self.allocate(layout.required_len(), align, policy)?;
+        let a = self.allocate(layout.required_len(), array_align(&layout), policy)?;
         Array::from_allocation(a, layout)
     }
+
+    /// [`Mamba::array`] over an owned allocation
+    /// ([`Allocation::into_owned`]): the array does not borrow `self` and
+    /// can travel to other threads, e.g. through
+    /// [`copy_async`](crate::copy_async).
+    ///
+    /// # Errors
+    /// As [`Mamba::array`].
+    pub fn array_owned(&self, layout: Layout, policy: &Policy) -> Result<Array<'static>> {
+        let a = self.allocate_owned(layout.required_len(), array_align(&layout), policy)?;
+        Array::from_allocation(a, layout)
+    }
+}
+
+/// Alignment of an array's allocation: its element size rounded up to a
+/// power of two, between 8 and 64 bytes.
+fn array_align(layout: &Layout) -> usize {
+    layout.elem_size().next_power_of_two().clamp(8, 64)
 }
 
 impl<'m> Array<'m> {
@@ -92,7 +109,7 @@ impl<'m> Array<'m> {
     }
 
     /// The space of an owned array; `None` for wrapped memory.
-    pub fn space(&self) -> Option<&'m SpaceInfo> {
+    pub fn space(&self) -> Option<&SpaceInfo> {
         match &self.storage {
             Storage::Owned(a) => Some(a.space()),
             Storage::Wrapped(_) => None,

@@ -112,18 +112,20 @@ type Finished = (Result<()>, Array<'static>, Array<'static>);
 
 /// Starts copying `src` into `dst` on a background thread and returns at
 /// once. The arrays travel with the copy and come back from
-/// [`CopyHandle::wait`]; they must be `'static` (arrays of a `Mamba` that
-/// lives for the whole program, e.g. one leaked with `Box::leak`), so that
-/// no memory can be freed while the copy writes it.
+/// [`CopyHandle::wait`]; they must be `'static` (arrays over owned
+/// allocations, from [`Mamba::array_owned`] or
+/// [`Allocation::into_owned`](crate::Allocation::into_owned)), so that no
+/// memory can be freed while the copy writes it.
 ///
 /// ```
 /// use mamba::{copy::copy_async, Config, Mamba, Policy, Tier};
 /// use mamba_transforms::Layout;
-/// let m: &'static Mamba = Box::leak(Box::new(Mamba::discover(&Config { gpu: false, ..Config::default() })?));
+/// let m = Mamba::discover(&Config { gpu: false, ..Config::default() })?;
 /// let dram = Policy::require(Tier::Dram);
-/// let mut src = m.array(Layout::row_major(4, &[64, 32])?, &dram)?;
+/// let mut src = m.array_owned(Layout::row_major(4, &[64, 32])?, &dram)?;
 /// src.as_typed_mut::<f32>()?.fill(2.5);
-/// let dst = m.array(Layout::column_major(4, &[64, 32])?, &dram)?;
+/// let dst = m.array_owned(Layout::column_major(4, &[64, 32])?, &dram)?;
+/// drop(m); // the arrays keep their pools alive
 /// let handle = copy_async(src, dst);
 /// let (_src, dst) = handle.wait()?;
 /// assert!(dst.as_typed::<f32>()?.iter().all(|&x| x == 2.5));

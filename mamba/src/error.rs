@@ -35,7 +35,9 @@ pub enum Error {
         /// The space that was asked.
         space: SpaceId,
     },
-    /// The space has no room left under its capacity limit.
+    /// The space has no room left under its capacity limit, or the system
+    /// refused it more memory (then `available` is 0: see
+    /// [`Error::Exhausted`]). Placement policies fall back on it.
     #[error(
         "space {name} ({tier}) is out of capacity: {requested} bytes requested, \
          {available} of {capacity} bytes available"
@@ -121,6 +123,17 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A provider found no memory left in the system: `mmap` out of memory,
+    /// a full disk or quota for a file tier, a GPU out of memory. Pools turn
+    /// it into [`Error::OutOfCapacity`], so that placement falls back as for
+    /// a configured cap.
+    #[error("{call} found no memory left: {reason}")]
+    Exhausted {
+        /// The call that failed.
+        call: &'static str,
+        /// What the system said.
+        reason: String,
+    },
     /// The topology could not be read or built.
     #[error("topology: {0}")]
     Topology(String),
@@ -138,12 +151,36 @@ pub enum Error {
 impl Error {
     /// Wraps the current `errno` after a failed system call.
     pub(crate) fn last_os(call: &'static str) -> Self {
-        Error::Os {
-            call,
-            source: std::io::Error::last_os_error(),
+        Self::os(call, std::io::Error::last_os_error())
+    }
+
+    /// Wraps an operating system error; out-of-memory and out-of-space
+    /// errors become [`Error::Exhausted`].
+    pub(crate) fn os(call: &'static str, source: std::io::Error) -> Self {
+        match source.raw_os_error() {
+            Some(libc::ENOMEM | libc::ENOSPC | libc::EDQUOT | libc::EFBIG) => Error::Exhausted {
+                call,
+                reason: source.to_string(),
+            },
+            _ => Error::Os { call, source },
         }
     }
 }
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_memory_and_space_are_exhaustion_other_errors_stay_os_errors() {
+        for errno in [libc::ENOMEM, libc::ENOSPC, libc::EDQUOT, libc::EFBIG] {
+            let e = Error::os("mmap", std::io::Error::from_raw_os_error(errno));
+            assert!(matches!(e, Error::Exhausted { call: "mmap", .. }), "{e}");
+        }
+        let e = Error::os("open", std::io::Error::from_raw_os_error(libc::EACCES));
+        assert!(matches!(e, Error::Os { call: "open", .. }), "{e}");
+    }
+}

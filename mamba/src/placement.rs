@@ -82,13 +82,16 @@ fn page_span(block: &Block) -> Option<(NonNull<u8>, usize)> {
     })
 }
 
-/// Called when a moved allocation is freed: its pages return to the origin
-/// space's policy (dropped, to be faulted there on next use) and the target
-/// space is no longer charged.
+/// Called when a moved allocation is freed: its pages go back to the origin
+/// space's placement policy and are dropped (so that the reused block is
+/// faulted where its pool says), and the target space is no longer charged.
 #[cold]
 #[inline(never)]
 pub(crate) fn return_moved_pages(origin: &Pool, resident: &Pool, block: &Block) {
-    if let (Some(_), Some((ptr, len))) = (real_node(origin), page_span(block)) {
+    if let (Some(_), Some((ptr, len))) = (real_node(resident), page_span(block)) {
+        if let Err(e) = origin.rebind(ptr.as_ptr() as usize, len, false) {
+            tracing::warn!(error = %e, "restoring the placement of moved pages");
+        }
         // SAFETY: the block is being freed: its contents no longer matter.
         if let Err(e) = unsafe { sys::advise(ptr, len, Advice::DontNeed) } {
             tracing::warn!(error = %e, "dropping moved pages");
@@ -113,13 +116,15 @@ impl Mamba {
     /// the origin space's policy when the allocation is freed.
     ///
     /// Only whole pages of the allocation move: a block sharing a page with
-    /// a neighbour leaves that page where it is.
+    /// a neighbour leaves that page where it is, and a block holding no
+    /// whole page does not move at all (nothing is charged, and
+    /// [`Allocation::resident_space`] stays the origin).
     ///
     /// # Errors
     /// [`Error::Unsupported`] unless both spaces are CPU-addressable NUMA
     /// memory; [`Error::OutOfCapacity`] when `target` is full (nothing
     /// moves); [`Error::Os`] when the kernel refuses.
-    pub fn move_pages<'m>(&'m self, a: &mut Allocation<'m>, target: crate::SpaceId) -> Result<()> {
+    pub fn move_pages(&self, a: &mut Allocation<'_>, target: crate::SpaceId) -> Result<()> {
         let target_pool = self.pool(target)?;
         for p in [a.pool(), target_pool] {
             if p.info().numa_node.is_none() {
@@ -130,31 +135,34 @@ impl Mamba {
                 });
             }
         }
-        let current = a.resident.unwrap_or(a.pool());
-        if std::ptr::eq(current, target_pool) {
+        let current = a.resident.as_ref().unwrap_or(a.pool());
+        if current.same(target_pool) {
             return Ok(());
         }
-        if !std::ptr::eq(target_pool, a.pool()) {
+        let Some((ptr, len)) = page_span(&a.block()) else {
+            // Its pages are shared with other blocks: they stay.
+            return Ok(());
+        };
+        let home = target_pool.same(a.pool());
+        if !home {
             target_pool.charge_moved_in(a.block_len())?;
         }
-        let block = Block {
-            addr: a.addr(),
-            len: a.len(),
-            block_len: a.block_len(),
+        let moved = match real_node(target_pool) {
+            None => Ok(()),
+            Some(_) if home => a.pool().rebind(ptr.as_ptr() as usize, len, true),
+            Some(node) => sys::bind_range(ptr, len, &[node], NumaMode::Bind, true),
         };
-        if let (Some(node), Some((ptr, len))) = (real_node(target_pool), page_span(&block)) {
-            if let Err(e) = sys::bind_range(ptr, len, &[node], NumaMode::Bind, true) {
-                if !std::ptr::eq(target_pool, a.pool()) {
-                    target_pool.uncharge_moved_in(a.block_len());
-                }
-                return Err(e);
+        if let Err(e) = moved {
+            if !home {
+                target_pool.uncharge_moved_in(a.block_len());
             }
+            return Err(e);
         }
         if let Some(previous) = a.resident.take() {
             previous.uncharge_moved_in(a.block_len());
         }
-        if !std::ptr::eq(target_pool, a.pool()) {
-            a.resident = Some(target_pool);
+        if !home {
+            a.resident = Some(target_pool.handle());
         }
         Ok(())
     }
@@ -180,5 +188,117 @@ impl Mamba {
         let mut b = self.allocate(a.len(), 64.min(a.block_len().next_power_of_two()), policy)?;
         b.as_mut_slice()?.copy_from_slice(src);
         Ok(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::PoolSettings;
+    use crate::provider::NumaProvider;
+    use crate::tier::{SpaceId, SpaceInfo, Tier};
+
+    /// The NUMA policy mode of the page at `addr` (`get_mempolicy` with
+    /// `MPOL_F_ADDR`).
+    fn policy_at(addr: usize) -> libc::c_int {
+        let mut mode: libc::c_int = -1;
+        // SAFETY: writes one int; no node mask asked for (null, 0).
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_get_mempolicy,
+                &mut mode as *mut libc::c_int,
+                std::ptr::null_mut::<libc::c_ulong>(),
+                0 as libc::c_ulong,
+                addr as *mut libc::c_void,
+                2 as libc::c_ulong, // MPOL_F_ADDR
+            )
+        };
+        assert_eq!(rc, 0, "get_mempolicy: {}", std::io::Error::last_os_error());
+        mode
+    }
+
+    /// Two spaces on NUMA node 0 that place pages differently, so that one
+    /// node shows whether a move and its undoing change the policy.
+    fn two_spaces_on_node0() -> Mamba {
+        let space = |id: u32, name: &str, mode| {
+            Pool::new(
+                SpaceInfo {
+                    id: SpaceId(id),
+                    name: name.into(),
+                    tier: Tier::Dram,
+                    capacity: 64 << 20,
+                    numa_node: Some(0),
+                    device: None,
+                    cpus: Vec::new(),
+                    bandwidth_mib_s: None,
+                    latency_ns: None,
+                    host_accessible: true,
+                    persistent: false,
+                    backing: Backing::NumaNodes { nodes: vec![0] },
+                },
+                Box::new(NumaProvider::new(Some(vec![0]), mode, false)),
+                PoolSettings {
+                    chunk_size: 4 << 20,
+                    ..PoolSettings::default()
+                },
+            )
+        };
+        Mamba::from_pools(vec![
+            space(0, "preferring", NumaMode::Preferred),
+            space(1, "binding", NumaMode::Bind),
+        ])
+        .unwrap()
+    }
+
+    const MPOL_PREFERRED: libc::c_int = 1;
+    const MPOL_BIND: libc::c_int = 2;
+
+    #[test]
+    fn freeing_moved_pages_restores_the_origin_policy() {
+        if sys::page_nodes(0, 0, None).is_err() {
+            eprintln!("skipped: no NUMA system calls here");
+            return;
+        }
+        let m = two_spaces_on_node0();
+        let origin = m.pool(SpaceId(0)).unwrap();
+        let mut a = match origin.allocate(1 << 20, 4096) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("skipped: cannot bind memory to node 0 here: {e}");
+                return;
+            }
+        };
+        a.as_mut_slice().unwrap().fill(3);
+        let addr = a.addr();
+        assert_eq!(policy_at(addr), MPOL_PREFERRED);
+        m.move_pages(&mut a, SpaceId(1)).unwrap();
+        assert_eq!(policy_at(addr), MPOL_BIND);
+        assert_eq!(a.resident_space().name, "binding");
+        // Moving home restores the origin's policy, keeping the data.
+        m.move_pages(&mut a, SpaceId(0)).unwrap();
+        assert_eq!(policy_at(addr), MPOL_PREFERRED);
+        assert!(a.as_slice().unwrap().iter().all(|&b| b == 3));
+        m.move_pages(&mut a, SpaceId(1)).unwrap();
+        assert_eq!(policy_at(addr), MPOL_BIND);
+        drop(a);
+        // The freed block (still mapped, cached for reuse) is the origin's
+        // again, and so is the block that reuses it.
+        assert_eq!(policy_at(addr), MPOL_PREFERRED);
+        assert_eq!(m.pool(SpaceId(1)).unwrap().stats().moved_in, 0);
+        let b = origin.allocate(1 << 20, 4096).unwrap();
+        assert_eq!(policy_at(b.addr()), MPOL_PREFERRED);
+    }
+
+    #[test]
+    fn a_block_within_one_page_is_not_moved() {
+        let m = two_spaces_on_node0();
+        let origin = m.pool(SpaceId(0)).unwrap();
+        let Ok(mut a) = origin.allocate(100, 8) else {
+            eprintln!("skipped: cannot bind memory to node 0 here");
+            return;
+        };
+        m.move_pages(&mut a, SpaceId(1)).unwrap();
+        assert_eq!(a.resident_space().name, "preferring");
+        assert_eq!(m.pool(SpaceId(1)).unwrap().stats().moved_in, 0);
     }
 }

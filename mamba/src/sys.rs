@@ -89,12 +89,15 @@ pub unsafe fn advise(ptr: NonNull<u8>, len: usize, advice: Advice) -> Result<()>
 /// The NUMA policies mamba sets with `mbind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NumaMode {
+    /// `MPOL_DEFAULT`: the process's policy (give no nodes).
+    Default,
     /// `MPOL_BIND`.
     Bind,
     /// `MPOL_PREFERRED`.
     Preferred,
 }
 
+const MPOL_DEFAULT: libc::c_int = 0;
 const MPOL_PREFERRED: libc::c_int = 1;
 const MPOL_BIND: libc::c_int = 2;
 const MPOL_MF_STRICT: libc::c_uint = 1;
@@ -120,6 +123,7 @@ pub fn bind_range(
         mask[n / bits] |= 1 << (n % bits);
     }
     let mode = match mode {
+        NumaMode::Default => MPOL_DEFAULT,
         NumaMode::Bind => MPOL_BIND,
         NumaMode::Preferred => MPOL_PREFERRED,
     };

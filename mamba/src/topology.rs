@@ -21,6 +21,8 @@ pub enum Source {
     Xml(std::path::PathBuf),
     /// An hwloc synthetic description.
     Synthetic(String),
+    /// Pools assembled by the caller ([`Mamba::from_pools`](crate::Mamba::from_pools)).
+    Assembled,
 }
 
 /// Loads the topology named by the configuration (this machine by default).
@@ -95,6 +97,40 @@ fn classify(node: &NumaNode, slowest_sibling_bandwidth: Option<u64>) -> Tier {
     }
 }
 
+/// The capacity of a NUMA node of this machine: its memory, but no more
+/// than the kernel says it can give now (free pages plus inactive page
+/// cache, from `/sys/devices/system/node/node<N>/meminfo`). Simulated
+/// topologies keep the capacities they describe.
+fn capacity_now(node: &NumaNode) -> usize {
+    let path = format!("/sys/devices/system/node/node{}/meminfo", node.os_index);
+    let available = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| node_available(&text));
+    match available {
+        Some(a) => (node.memory as usize).min(a),
+        None => {
+            tracing::debug!(%path, "no free-memory figure: capacity is the node's memory");
+            node.memory as usize
+        }
+    }
+}
+
+/// Bytes a node's `meminfo` reports as obtainable without swapping:
+/// `MemFree` plus `Inactive(file)`.
+fn node_available(meminfo: &str) -> Option<usize> {
+    let field = |name: &str| -> Option<usize> {
+        meminfo.lines().find_map(|line| {
+            let mut words = line.split_whitespace().skip(2);
+            if words.next()? != name {
+                return None;
+            }
+            let kib: usize = words.next()?.parse().ok()?;
+            (words.next() == Some("kB")).then_some(kib.checked_mul(1024)?)
+        })
+    };
+    field("MemFree:")?.checked_add(field("Inactive(file):").unwrap_or(0))
+}
+
 /// The spaces of a node: NUMA nodes of the topology, GPUs, then configured
 /// directories, with the configuration's caps and overrides applied.
 pub fn discover_spaces(
@@ -143,7 +179,11 @@ pub fn discover_spaces(
                 id: SpaceId(0),
                 name: String::new(),
                 tier,
-                capacity: node.memory as usize,
+                capacity: if real {
+                    capacity_now(node)
+                } else {
+                    node.memory as usize
+                },
                 numa_node: Some(node.os_index),
                 device: None,
                 cpus: node.cpus.clone(),
@@ -272,4 +312,62 @@ fn apply_overrides(config: &Config, spaces: &mut [SpaceInfo]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_meminfo_gives_free_plus_inactive_file_pages() {
+        let meminfo = "Node 1 MemTotal:       24683792 kB\n\
+                       Node 1 MemFree:         4534056 kB\n\
+                       Node 1 Active(file):    4929396 kB\n\
+                       Node 1 Inactive(file): 13270028 kB\n";
+        assert_eq!(node_available(meminfo), Some((4534056 + 13270028) * 1024));
+        assert_eq!(node_available("Node 0 MemFree: 10 kB\n"), Some(10 * 1024));
+        assert_eq!(node_available("Node 0 MemTotal: 10 kB\n"), None);
+        assert_eq!(node_available("Node 0 MemFree: ten kB\n"), None);
+    }
+
+    #[test]
+    fn real_numa_capacities_stay_within_the_node_and_simulated_ones_are_kept() {
+        let config = Config {
+            gpu: false,
+            ..Config::default()
+        };
+        let (topo, source) = load(&config).unwrap();
+        for space in discover_spaces(&config, &topo, &source).unwrap() {
+            let Some(node) = space.numa_node else {
+                continue;
+            };
+            let total = topo
+                .objects_with_type(ObjectType::NUMANode)
+                .find(|o| o.os_index() == Some(node as usize))
+                .and_then(|o| match o.attributes() {
+                    Some(ObjectAttributes::NUMANode(a)) => a.local_memory().map(|m| m.get()),
+                    _ => None,
+                })
+                .unwrap_or(0) as usize;
+            assert!(space.capacity <= total, "{space:?}");
+            assert!(space.capacity > 0, "{space:?}");
+        }
+        let sim = Config {
+            gpu: false,
+            synthetic: Some("pack:2 numa:1 core:1 pu:1".into()),
+            ..Config::default()
+        };
+        let (topo, source) = load(&sim).unwrap();
+        for space in discover_spaces(&sim, &topo, &source).unwrap() {
+            let node = topo
+                .objects_with_type(ObjectType::NUMANode)
+                .find(|o| o.os_index() == space.numa_node.map(|n| n as usize))
+                .unwrap();
+            let described = match node.attributes() {
+                Some(ObjectAttributes::NUMANode(a)) => a.local_memory().map_or(0, |m| m.get()),
+                _ => 0,
+            };
+            assert_eq!(space.capacity, described as usize);
+        }
+    }
 }

@@ -145,14 +145,19 @@ fn mismatched_shapes_are_refused_and_nothing_is_written() {
 
 #[test]
 fn asynchronous_copies_complete_and_give_the_arrays_back() {
-    let m: &'static Mamba = Box::leak(Box::new(common::this_machine()));
-    let src = filled(m, 256, 300, Tier::Dram);
-    let dst = m
-        .array(
-            Layout::column_major(8, &[256, 300]).unwrap(),
-            &Policy::require(Tier::Dram),
-        )
+    let m = common::this_machine();
+    let dram = Policy::require(Tier::Dram);
+    let mut src = m
+        .array_owned(Layout::row_major(8, &[256, 300]).unwrap(), &dram)
         .unwrap();
+    for (i, x) in src.as_typed_mut::<f64>().unwrap().iter_mut().enumerate() {
+        *x = i as f64;
+    }
+    let dst = m
+        .array_owned(Layout::column_major(8, &[256, 300]).unwrap(), &dram)
+        .unwrap();
+    // The arrays keep their pool alive: the allocator may go first.
+    drop(m);
     let mut handle = copy_async(src, dst);
     while !handle.is_done() {
         std::thread::yield_now();

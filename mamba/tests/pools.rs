@@ -4,7 +4,7 @@
 mod common;
 
 use common::this_machine;
-use mamba::{Allocation, Mamba, Policy, Pool, Tier};
+use mamba::{Allocation, Pool, Tier};
 use proptest::prelude::*;
 
 /// Checks that live allocations never overlap and respect their alignment.
@@ -175,28 +175,6 @@ fn a_threads_cached_blocks_return_to_the_pool_when_it_exits() {
         .unwrap();
     });
     assert_empty_after_trim(pool);
-}
-
-#[test]
-fn freeing_into_the_wrong_space_is_refused_and_harmless() {
-    let m: Mamba = Mamba::discover(&common::simulated("")).unwrap();
-    let a = m.allocate(1000, 8, &Policy::require(Tier::Hbm)).unwrap();
-    let mut raw = a.into_raw();
-    let hbm = raw.space;
-    raw.space = m.pool_named("dram0").unwrap().info().id;
-    assert!(matches!(
-        m.free_raw(raw),
-        Err(mamba::Error::ForeignBlock { .. })
-    ));
-    raw.space = mamba::SpaceId(99);
-    assert!(matches!(
-        m.free_raw(raw),
-        Err(mamba::Error::UnknownSpace(_))
-    ));
-    raw.space = hbm;
-    m.free_raw(raw).unwrap();
-    assert_eq!(m.pool(hbm).unwrap().stats().in_use, 0);
-    assert_empty_after_trim(m.pool(hbm).unwrap());
 }
 
 /// On the real machine, pages of a space land on its NUMA node.

@@ -160,6 +160,25 @@ fn moving_pages_charges_the_target_and_refunds_it_on_free() {
 }
 
 #[test]
+fn a_block_sharing_its_page_is_not_reported_as_moved() {
+    let m = Mamba::discover(&simulated("")).unwrap();
+    let dram0 = m.pool_named("dram0").unwrap();
+    let hbm0 = m.pool_named("hbm0").unwrap();
+    let mut small = dram0.allocate(256, 8).unwrap();
+    let neighbour = dram0.allocate(256, 8).unwrap();
+    m.move_pages(&mut small, hbm0.info().id).unwrap();
+    assert_eq!(small.resident_space().name, "dram0");
+    assert_eq!(hbm0.stats().moved_in, 0, "nothing charged");
+    // A block of whole pages does move.
+    let mut big = dram0.allocate(3 * 4096, 4096).unwrap();
+    m.move_pages(&mut big, hbm0.info().id).unwrap();
+    assert_eq!(big.resident_space().name, "hbm0");
+    assert_eq!(hbm0.stats().moved_in, big.block_len());
+    drop((small, neighbour, big));
+    assert_eq!(hbm0.stats().moved_in, 0);
+}
+
+#[test]
 fn migrate_and_duplicate_copy_the_data_across_tiers() {
     let m = Mamba::discover(&simulated("")).unwrap();
     let mut a = m.allocate(10_000, 8, &Policy::require(Tier::Dram)).unwrap();

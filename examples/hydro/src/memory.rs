@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use mamba::{Mamba, Policy, RawAllocation, SpaceInfo, Tier};
+use mamba::{Allocation, Mamba, Policy, SpaceInfo, Tier};
 
 /// Alignment of pooled buffers: a cache line, and an AVX-512 vector.
 const ALIGN: usize = 64;
@@ -165,8 +165,7 @@ impl Memory {
         allocation.as_typed_mut::<f64>().map_err(err)?.fill(0.0);
         Ok(Buffer {
             storage: Storage::Pooled(Pooled {
-                mamba: Arc::clone(mamba),
-                raw: allocation.into_raw(),
+                allocation: allocation.into_owned(),
                 offset,
                 len,
             }),
@@ -175,10 +174,9 @@ impl Memory {
 }
 
 /// `len` values `offset` bytes into a block of a mamba pool, returned to it
-/// on drop.
+/// on drop (the owned allocation keeps the pool alive).
 struct Pooled {
-    mamba: Arc<Mamba>,
-    raw: RawAllocation,
+    allocation: Allocation<'static>,
     offset: usize,
     len: usize,
 }
@@ -187,19 +185,11 @@ impl Pooled {
     /// Address of the first value.
     #[inline]
     fn start(&self) -> usize {
-        self.raw.block.addr + self.offset
+        self.allocation.addr() + self.offset
     }
 
-    fn space(&self) -> Option<&SpaceInfo> {
-        self.mamba.pool(self.raw.space).ok().map(|p| p.info())
-    }
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        if let Err(e) = self.mamba.free_raw(self.raw) {
-            tracing::error!(error = %e, "could not return a buffer to its pool");
-        }
+    fn space(&self) -> &SpaceInfo {
+        self.allocation.space()
     }
 }
 
@@ -227,7 +217,7 @@ impl Buffer {
     pub fn space(&self) -> Option<&SpaceInfo> {
         match &self.storage {
             Storage::Heap(_) => None,
-            Storage::Pooled(p) => p.space(),
+            Storage::Pooled(p) => Some(p.space()),
         }
     }
 }

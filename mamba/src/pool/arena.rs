@@ -77,12 +77,25 @@ impl Arena {
         // Alignment beyond the granule may need slack in front of the block.
         let slack = align.saturating_sub(granule);
         let needed = len + slack;
-        let available = limit.saturating_sub(self.reserved);
+        let mut available = limit.saturating_sub(self.reserved);
+        if needed > available && self.idle_bytes > 0 {
+            // Entirely free chunks that cannot hold the request: give them
+            // back to make room for one that can.
+            self.release_idle(provider, 0);
+            available = limit.saturating_sub(self.reserved);
+        }
         if needed > available {
             return Err(ArenaError::Capacity { needed, available });
         }
         let size = chunk_size.max(needed).min(available) / granule * granule;
-        let chunk = provider.acquire(size).map_err(ArenaError::Provider)?;
+        let chunk = match provider.acquire(size) {
+            Ok(chunk) => chunk,
+            // The system has less than a chunk left: just the request may fit.
+            Err(crate::Error::Exhausted { .. }) if size > needed => provider
+                .acquire(needed.next_multiple_of(granule))
+                .map_err(ArenaError::Provider)?,
+            Err(e) => return Err(ArenaError::Provider(e)),
+        };
         self.add_chunk(chunk);
         Ok(self
             .take_fit(len, align)
@@ -194,8 +207,9 @@ impl Arena {
     /// Gives every chunk back, used or not (the pool is being dropped).
     pub fn release_all(&mut self, provider: &dyn Provider) {
         for (addr, len) in std::mem::take(&mut self.chunks) {
-            // SAFETY: the pool is going away; no block may outlive it (the
-            // handles borrow the pool).
+            // SAFETY: the pool's state is going away; no block outlives it
+            // (borrowed handles borrow the pool, owned ones keep its state
+            // alive).
             unsafe { provider.release(Chunk { addr, len }) };
         }
         self.free_by_addr.clear();
@@ -314,6 +328,27 @@ mod tests {
             a.free(b, 4096);
         }
         assert_eq!(a.counts().free, limit);
+    }
+
+    #[test]
+    fn idle_chunks_make_room_for_a_request_they_cannot_hold() {
+        let p = FakeProvider::default();
+        let mut a = Arena::default();
+        let limit = 4 * 65536;
+        let blocks: Vec<usize> = (0..4)
+            .map(|_| a.allocate(65536, 4096, &p, 65536, limit).unwrap())
+            .collect();
+        assert_eq!(a.counts().chunks, 4);
+        for &b in &blocks[1..] {
+            a.free(b, 65536);
+        }
+        // Three idle chunks, the limit reached: a two-chunk block only fits
+        // once they go back.
+        let big = a.allocate(2 * 65536, 4096, &p, 65536, limit).unwrap();
+        assert_eq!(a.counts().chunks, 2);
+        assert_eq!(a.counts().reserved, 3 * 65536);
+        assert!(a.owns(big, 2 * 65536));
+        assert_eq!(p.live.lock().unwrap().len(), 2);
     }
 
     #[test]

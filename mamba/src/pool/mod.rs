@@ -6,13 +6,16 @@
 mod arena;
 mod cache;
 pub mod classes;
+mod fence;
+#[cfg(test)]
+mod reclaim_tests;
 
 use crate::allocation::Allocation;
 use crate::error::{Error, Result};
 use crate::provider::Provider;
 use crate::tier::SpaceInfo;
 use arena::{Arena, ArenaError};
-use cache::{last_cache, with_cache, Counters, LARGE};
+use cache::{with_cache, with_last, CacheCell, Counters, LARGE};
 use classes::{batch, class_for, slab_size, CLASS_SIZES, NUM_CLASSES};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -95,9 +98,10 @@ impl PoolStats {
     }
 }
 
-/// A raw block: what an [`Allocation`] owns.
+/// A raw block: what an [`Allocation`] owns. Crate-private, so that no
+/// safe code outside the crate can make one up and free it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Block {
+pub(crate) struct Block {
     /// Address (a device address for GPU memory).
     pub addr: usize,
     /// Bytes requested.
@@ -118,7 +122,6 @@ struct ArenaState {
 pub(crate) struct Shared {
     slot: usize,
     generation: u64,
-    flush_epoch: AtomicU64,
     central: [Mutex<Vec<usize>>; NUM_CLASSES],
     state: Mutex<ArenaState>,
     provider: Box<dyn Provider>,
@@ -127,8 +130,13 @@ pub(crate) struct Shared {
     info: SpaceInfo,
     granule: usize,
     moved_in: AtomicUsize,
-    live_counters: Mutex<Vec<Arc<Counters>>>,
+    /// Every live thread's cache of this pool. Lock order: this before a
+    /// central list or the arena state, never the other way round.
+    cells: Mutex<Vec<Arc<CacheCell>>>,
     retired: Counters,
+    /// [`Counters::activity`] of all threads at the last reclaim (written
+    /// under the `cells` lock).
+    reclaimed_at: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -148,16 +156,80 @@ impl Shared {
         }
     }
 
-    fn adopt(&self, counters: Arc<Counters>) {
-        lock(&self.live_counters).push(counters);
+    fn adopt(&self, cell: Arc<CacheCell>) {
+        lock(&self.cells).push(cell);
     }
 
-    /// Folds an exiting thread's counters into the retired ones; under the
-    /// same lock as `stats` reads them, so that nothing is counted twice.
-    fn retire(&self, counters: &Arc<Counters>) {
-        let mut live = lock(&self.live_counters);
-        self.retired.add(counters);
-        live.retain(|c| !Arc::ptr_eq(c, counters));
+    /// Takes an exiting thread's cache off the list and folds its counters
+    /// into the retired ones; under the same lock as `stats` reads them, so
+    /// that nothing is counted twice.
+    fn retire(&self, cell: &Arc<CacheCell>) {
+        let mut cells = lock(&self.cells);
+        self.retired.add(&cell.counters);
+        cells.retain(|c| !Arc::ptr_eq(c, cell));
+    }
+
+    /// Takes back the blocks every thread caches (sleeping threads'
+    /// too) and gives entirely free slabs back to the arena: what a full
+    /// pool does before it reports [`Error::OutOfCapacity`], and `trim`.
+    /// The calling thread must not be inside its own cache.
+    ///
+    /// Stealing costs every running thread of the process an interrupt
+    /// (see `fence`), so it is skipped when no thread allocated or freed
+    /// since the last time: a full pool that placement keeps falling back
+    /// from does not pay it on every request.
+    fn reclaim(&self) {
+        {
+            let cells = lock(&self.cells);
+            let activity = cells
+                .iter()
+                .map(|c| c.counters.activity())
+                .fold(self.retired.activity(), u64::wrapping_add);
+            if self.reclaimed_at.swap(activity, Relaxed) != activity {
+                for cell in cells.iter() {
+                    cell.steal(|c| c.flush(self));
+                }
+            }
+        }
+        self.release_free_slabs();
+    }
+
+    /// Gives slabs whose blocks are all on the central lists back to the
+    /// arena.
+    fn release_free_slabs(&self) {
+        for (class, central) in self.central.iter().enumerate() {
+            let mut central = lock(central);
+            if central.is_empty() {
+                continue;
+            }
+            let mut st = lock(&self.state);
+            let mut free_per_slab: BTreeMap<usize, usize> = BTreeMap::new();
+            for &addr in central.iter() {
+                if let Some((&start, _)) = st.slabs.range(..=addr).next_back() {
+                    *free_per_slab.entry(start).or_default() += 1;
+                }
+            }
+            let size = CLASS_SIZES[class];
+            let idle: Vec<(usize, usize)> = free_per_slab
+                .into_iter()
+                .filter_map(|(start, free)| {
+                    let (_, len) = st.slabs[&start];
+                    (free == len / size).then_some((start, len))
+                })
+                .collect();
+            if idle.is_empty() {
+                continue;
+            }
+            central.retain(|&addr| {
+                !idle
+                    .iter()
+                    .any(|&(start, len)| addr >= start && addr < start + len)
+            });
+            for (start, len) in idle {
+                st.slabs.remove(&start);
+                st.arena.free(start, len);
+            }
+        }
     }
 
     /// Counts an allocation of a thread without a cache (its thread-local
@@ -185,6 +257,12 @@ impl Shared {
             .map_err(|e| match e {
                 ArenaError::Capacity { needed, available } => {
                     self.out_of_capacity(needed, available)
+                }
+                // The system is out of memory for this space: full, as if
+                // capped, so that placement falls back.
+                ArenaError::Provider(e @ Error::Exhausted { .. }) => {
+                    tracing::warn!(space = %self.info.name, error = %e, "the system refused memory");
+                    self.out_of_capacity(len, 0)
                 }
                 ArenaError::Provider(e) => e,
             })
@@ -242,6 +320,11 @@ impl Shared {
 
 /// The pooled allocator of one space.
 ///
+/// The pool's state is reference-counted: owned allocations
+/// ([`Allocation::into_owned`]) keep it alive after the `Pool` (or the
+/// [`Mamba`](crate::Mamba) holding it) is dropped, and its memory goes back
+/// to the provider when the last of them is freed.
+///
 /// ```
 /// use mamba::{Mamba, Config, Tier, Policy};
 /// let mamba = Mamba::discover(&Config { gpu: false, ..Config::default() }).unwrap();
@@ -251,7 +334,7 @@ impl Shared {
 /// assert!(dram.stats().in_use >= 1000);
 /// ```
 pub struct Pool {
-    shared: Box<Shared>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -267,11 +350,11 @@ impl Pool {
     /// A pool over `provider` for the space `info`, with `info.capacity` as
     /// its limit.
     pub fn new(info: SpaceInfo, provider: Box<dyn Provider>, settings: PoolSettings) -> Self {
+        fence::init();
         let granule = provider.granule();
-        let mut shared = Box::new(Shared {
+        let mut shared = Arc::new(Shared {
             slot: 0,
             generation: 0,
-            flush_epoch: AtomicU64::new(0),
             central: std::array::from_fn(|_| Mutex::new(Vec::new())),
             state: Mutex::new(ArenaState::default()),
             provider,
@@ -279,13 +362,33 @@ impl Pool {
             info,
             granule,
             moved_in: AtomicUsize::new(0),
-            live_counters: Mutex::new(Vec::new()),
+            cells: Mutex::new(Vec::new()),
+            reclaimed_at: AtomicU64::new(u64::MAX),
             retired: Counters::default(),
         });
-        let (slot, generation) = cache::register(&*shared);
-        shared.slot = slot;
-        shared.generation = generation;
+        let inner = Arc::get_mut(&mut shared).expect("not shared yet");
+        let (slot, generation) = cache::register(&*inner);
+        inner.slot = slot;
+        inner.generation = generation;
         Pool { shared }
+    }
+
+    /// Another handle on the same pool state (for owned allocations).
+    pub(crate) fn handle(&self) -> Pool {
+        Pool {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Whether `self` and `other` are handles on the same pool.
+    pub(crate) fn same(&self, other: &Pool) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// The pool's unique generation: never reused by another pool of the
+    /// process.
+    pub(crate) fn generation(&self) -> u64 {
+        self.shared.generation
     }
 
     /// The space this pool serves.
@@ -325,10 +428,11 @@ impl Pool {
         // Every class size is a multiple of 16, so alignments up to 16 hold.
         let class = classes::class_of(len);
         let block_len = CLASS_SIZES[class];
-        // SAFETY: only one pop below, no re-entry.
-        let c = unsafe { last_cache(self.shared.generation) }?;
-        let addr = c.classes[class].pop()?;
-        c.counters.on_allocate(class, len);
+        let addr = with_last(self.shared.generation, |c| {
+            let addr = c.classes[class].pop()?;
+            c.counters.on_allocate(class, len);
+            Some(addr)
+        })??;
         Some(Allocation::new(
             Block {
                 addr,
@@ -346,25 +450,24 @@ impl Pool {
             return None;
         }
         let block_len = len.next_multiple_of(granule);
-        // SAFETY: only one pop below, no re-entry.
-        let c = unsafe { last_cache(self.shared.generation) }?;
-        match c.large.last() {
+        let addr = with_last(self.shared.generation, |c| match c.large.last() {
             Some(&(addr, l)) if l == block_len => {
                 c.large.pop();
                 c.large_bytes -= l;
                 c.counters.on_allocate(LARGE, len);
                 c.counters.on_large(l as i64);
-                Some(Allocation::new(
-                    Block {
-                        addr,
-                        len,
-                        block_len,
-                    },
-                    self,
-                ))
+                Some(addr)
             }
             _ => None,
-        }
+        })??;
+        Some(Allocation::new(
+            Block {
+                addr,
+                len,
+                block_len,
+            },
+            self,
+        ))
     }
 
     #[cold]
@@ -398,12 +501,28 @@ impl Pool {
         Ok(())
     }
 
+    /// Small allocation; when the limit is hit, takes back every thread's
+    /// cached blocks and tries once more.
     #[inline]
     fn allocate_small(&self, len: usize, class: usize) -> Result<Block> {
-        let block_len = CLASS_SIZES[class];
+        let addr = match self.take_small(len, class) {
+            Err(Error::OutOfCapacity { .. }) => {
+                self.shared.reclaim();
+                self.take_small(len, class)
+            }
+            other => other,
+        }?;
+        Ok(Block {
+            addr,
+            len,
+            block_len: CLASS_SIZES[class],
+        })
+    }
+
+    #[inline]
+    fn take_small(&self, len: usize, class: usize) -> Result<usize> {
         let shared = &*self.shared;
         let cached = with_cache(shared, |c| {
-            c.sync_epoch(shared);
             let addr = match c.classes[class].pop() {
                 Some(addr) => addr,
                 None => {
@@ -414,15 +533,10 @@ impl Pool {
             c.counters.on_allocate(class, len);
             Ok(addr)
         });
-        let addr = match cached {
+        match cached {
             Some(r) => r,
             None => self.allocate_uncached_small(len, class),
-        }?;
-        Ok(Block {
-            addr,
-            len,
-            block_len,
-        })
+        }
     }
 
     /// Small allocation for a thread whose cache is gone (thread exit).
@@ -441,7 +555,6 @@ impl Pool {
             .checked_next_multiple_of(self.shared.granule)
             .ok_or(Error::SizeTooLarge { size: len })?;
         let hit = with_cache(shared, |c| {
-            c.sync_epoch(shared);
             let slack = block_len / 8;
             let i = c.large.iter().rposition(|&(addr, l)| {
                 l >= block_len && l - block_len <= slack && addr % align == 0
@@ -475,20 +588,15 @@ impl Pool {
         })
     }
 
-    /// Arena allocation; when the limit is hit, flushes this thread's cache
-    /// and asks others to flush, then tries once more.
+    /// Arena allocation; when the limit is hit, takes back every thread's
+    /// cached blocks and tries once more.
     fn arena_allocate_retrying(&self, len: usize, align: usize) -> Result<usize> {
         let shared = &*self.shared;
-        let first = {
-            let mut st = lock(&shared.state);
-            shared.arena_allocate(&mut st, len, align)
-        };
-        match first {
+        let attempt = || shared.arena_allocate(&mut lock(&shared.state), len, align);
+        match attempt() {
             Err(Error::OutOfCapacity { .. }) => {
-                with_cache(shared, |c| c.flush(shared));
-                shared.flush_epoch.fetch_add(1, Relaxed);
-                let mut st = lock(&shared.state);
-                shared.arena_allocate(&mut st, len, align)
+                shared.reclaim();
+                attempt()
             }
             other => other,
         }
@@ -499,27 +607,33 @@ impl Pool {
     pub(crate) fn free_block(&self, block: Block) {
         if block.block_len <= classes::MAX_SMALL {
             let class = classes::class_of(block.block_len);
-            // SAFETY: only one push below, no re-entry.
-            if let Some(c) = unsafe { last_cache(self.shared.generation) } {
+            let pushed = with_last(self.shared.generation, |c| {
                 let stack = &mut c.classes[class];
-                if stack.len() < stack.capacity() {
+                let room = stack.len() < stack.capacity();
+                if room {
                     stack.push(block.addr);
                     c.counters.on_free(class, block.len);
-                    return;
                 }
+                room
+            });
+            if pushed == Some(true) {
+                return;
             }
         } else if block.block_len <= self.shared.settings.thread_cache_bytes {
-            // SAFETY: only one push below, no re-entry.
-            if let Some(c) = unsafe { last_cache(self.shared.generation) } {
-                if c.large.len() < LARGE_CACHE_ENTRIES
-                    && c.large_bytes + block.block_len <= self.shared.settings.thread_cache_bytes
-                {
+            let limit = self.shared.settings.thread_cache_bytes;
+            let pushed = with_last(self.shared.generation, |c| {
+                let room =
+                    c.large.len() < LARGE_CACHE_ENTRIES && c.large_bytes + block.block_len <= limit;
+                if room {
                     c.large.push((block.addr, block.block_len));
                     c.large_bytes += block.block_len;
                     c.counters.on_free(LARGE, block.len);
                     c.counters.on_large(-(block.block_len as i64));
-                    return;
                 }
+                room
+            });
+            if pushed == Some(true) {
+                return;
             }
         }
         self.free_block_slow(block);
@@ -541,8 +655,6 @@ impl Pool {
                 c.counters.on_free(class, len);
                 let stack = &mut c.classes[class];
                 if stack.len() == stack.capacity() {
-                    c.sync_epoch(shared);
-                    let stack = &mut c.classes[class];
                     let from = stack.len().saturating_sub(batch(class));
                     shared.central_push(class, stack.drain(from..));
                 }
@@ -551,7 +663,6 @@ impl Pool {
             }
             c.counters.on_free(LARGE, len);
             c.counters.on_large(-(block_len as i64));
-            c.sync_epoch(shared);
             if block_len <= shared.settings.thread_cache_bytes {
                 while c.large_bytes + block_len > shared.settings.thread_cache_bytes
                     || c.large.len() >= LARGE_CACHE_ENTRIES
@@ -583,47 +694,12 @@ impl Pool {
         lock(&self.shared.state).arena.owns(addr, len)
     }
 
-    /// Flushes this thread's cache, asks other threads to flush theirs on
-    /// their next visit, gives entirely free slabs back to the arena and
-    /// entirely free chunks back to the provider. Returns the bytes
-    /// released.
+    /// Takes back every thread's cached blocks (waiting for none of those
+    /// threads), gives entirely free slabs back to the arena and entirely
+    /// free chunks back to the provider. Returns the bytes released.
     pub fn trim(&self) -> usize {
         let shared = &*self.shared;
-        with_cache(shared, |c| c.flush(shared));
-        shared.flush_epoch.fetch_add(1, Relaxed);
-        for (class, central) in shared.central.iter().enumerate() {
-            let mut central = lock(central);
-            if central.is_empty() {
-                continue;
-            }
-            let mut st = lock(&shared.state);
-            let mut free_per_slab: BTreeMap<usize, usize> = BTreeMap::new();
-            for &addr in central.iter() {
-                if let Some((&start, _)) = st.slabs.range(..=addr).next_back() {
-                    *free_per_slab.entry(start).or_default() += 1;
-                }
-            }
-            let size = CLASS_SIZES[class];
-            let idle: Vec<(usize, usize)> = free_per_slab
-                .into_iter()
-                .filter_map(|(start, free)| {
-                    let (_, len) = st.slabs[&start];
-                    (free == len / size).then_some((start, len))
-                })
-                .collect();
-            if idle.is_empty() {
-                continue;
-            }
-            central.retain(|&addr| {
-                !idle
-                    .iter()
-                    .any(|&(start, len)| addr >= start && addr < start + len)
-            });
-            for (start, len) in idle {
-                st.slabs.remove(&start);
-                st.arena.free(start, len);
-            }
-        }
+        shared.reclaim();
         lock(&shared.state).arena.release_idle(&*shared.provider, 0)
     }
 
@@ -632,9 +708,9 @@ impl Pool {
         let shared = &*self.shared;
         let total = Counters::default();
         {
-            let live = lock(&shared.live_counters);
-            for c in live.iter() {
-                total.add(c);
+            let cells = lock(&shared.cells);
+            for c in cells.iter() {
+                total.add(&c.counters);
             }
             total.add(&shared.retired);
         }
@@ -682,6 +758,12 @@ impl Pool {
         Ok(())
     }
 
+    /// Gives `len` bytes at `addr` (whole pages of one of this pool's
+    /// blocks) back the provider's placement; see [`Provider::rebind`].
+    pub(crate) fn rebind(&self, addr: usize, len: usize, migrate: bool) -> Result<()> {
+        self.shared.provider.rebind(addr, len, migrate)
+    }
+
     /// Undoes [`Pool::charge_moved_in`].
     pub(crate) fn uncharge_moved_in(&self, bytes: usize) {
         let _st = lock(&self.shared.state);
@@ -689,11 +771,11 @@ impl Pool {
     }
 }
 
-impl Drop for Pool {
+impl Drop for Shared {
     fn drop(&mut self) {
-        cache::unregister(self.shared.slot);
-        lock(&self.shared.state)
-            .arena
-            .release_all(&*self.shared.provider);
+        cache::unregister(self.slot);
+        // The last handle is gone: no allocation of the pool is alive (owned
+        // allocations hold a handle, borrowed ones borrow one).
+        lock(&self.state).arena.release_all(&*self.provider);
     }
 }

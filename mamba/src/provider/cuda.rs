@@ -24,9 +24,15 @@ fn driver_present() -> bool {
 }
 
 fn gpu_err(call: &'static str) -> impl Fn(result::DriverError) -> Error {
-    move |e| Error::Gpu {
-        call,
-        message: format!("{e:?}"),
+    move |e| match e.0 {
+        sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => Error::Exhausted {
+            call,
+            reason: format!("{e:?}"),
+        },
+        _ => Error::Gpu {
+            call,
+            message: format!("{e:?}"),
+        },
     }
 }
 

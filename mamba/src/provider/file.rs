@@ -1,5 +1,5 @@
-//! File-backed memory: sparse files in a directory, mapped shared (SSD
-//! tiers, fsdax persistent memory).
+//! File-backed memory: files in a directory, allocated on disk up front
+//! and mapped shared (SSD tiers, fsdax persistent memory).
 
 use super::{Chunk, Provider};
 use crate::error::{Error, Result};
@@ -10,10 +10,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// Each chunk is a sparse file `mamba-<pid>-<n>.chunk` in the directory,
-/// mapped read-write and removed when the chunk is released (or, for a
-/// crashed process, left for an operator to clean up: the name says whose
-/// it was).
+/// Each chunk is a file `mamba-<pid>-<n>.chunk` in the directory, its
+/// blocks allocated with `fallocate` (so that a full disk is an
+/// [`Error::Exhausted`] at allocation, not a `SIGBUS` at first write to a
+/// sparse hole), mapped read-write and removed when the chunk is released
+/// (or, for a crashed process, left for an operator to clean up: the name
+/// says whose it was). On a file system without `fallocate` the file is
+/// sparse.
 #[derive(Debug)]
 pub struct FileProvider {
     dir: PathBuf,
@@ -62,22 +65,38 @@ impl FileProvider {
     }
 }
 
+/// Gives the fresh file `len` bytes of disk blocks; a sparse length where
+/// the file system cannot allocate ahead.
+fn allocate_file(file: &std::fs::File, len: usize) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let size = libc::off_t::try_from(len).map_err(|_| Error::SizeTooLarge { size: len })?;
+    // SAFETY: fallocate on a descriptor we own; it touches no memory.
+    if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size) } == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+        return Err(Error::os("fallocate", e));
+    }
+    tracing::debug!("no fallocate on this file system: the chunk file is sparse");
+    file.set_len(len as u64)
+        .map_err(|source| Error::os("ftruncate", source))
+}
+
 impl Provider for FileProvider {
     fn acquire(&self, len: usize) -> Result<Chunk> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let path = self
             .dir
             .join(format!("mamba-{}-{n}.chunk", std::process::id()));
-        let io = |call: &'static str| move |source| Error::Os { call, source };
+        let io = |call: &'static str| move |source| Error::os(call, source);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(&path)
             .map_err(io("open"))?;
-        let mapped = file
-            .set_len(len as u64)
-            .map_err(io("ftruncate"))
+        let mapped = allocate_file(&file, len)
             // SAFETY: the file was just created by us with a unique name and
             // nobody else maps it; its length stays fixed while mapped.
             .and_then(|()| unsafe { MmapMut::map_mut(&file) }.map_err(io("mmap")));
@@ -137,10 +156,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chunks_are_sparse_files_removed_on_release() {
+    fn chunks_are_allocated_files_removed_on_release() {
+        use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         let p = FileProvider::new(dir.path()).unwrap();
         let c = p.acquire(1 << 20).unwrap();
+        let file = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let meta = file.metadata().unwrap();
+        assert_eq!(meta.len(), 1 << 20);
+        // Disk blocks are allocated up front, not left as a hole.
+        assert!(meta.blocks() * 512 >= 1 << 20, "{} blocks", meta.blocks());
         // SAFETY: the chunk is a live 1 MiB mapping of ours.
         unsafe { (c.addr as *mut u8).add(4096).write(42) };
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);

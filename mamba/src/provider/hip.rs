@@ -60,14 +60,20 @@ fn api() -> Result<&'static HipApi> {
         .map_err(|e| Error::NoGpu(e.clone()))
 }
 
+/// `hipErrorOutOfMemory`.
+const HIP_ERROR_OUT_OF_MEMORY: HipError = 2;
+
 fn check(call: &'static str, code: HipError) -> Result<()> {
-    if code == 0 {
-        Ok(())
-    } else {
-        Err(Error::Gpu {
+    match code {
+        0 => Ok(()),
+        HIP_ERROR_OUT_OF_MEMORY => Err(Error::Exhausted {
+            call,
+            reason: "hipErrorOutOfMemory".into(),
+        }),
+        _ => Err(Error::Gpu {
             call,
             message: format!("hipError_t {code}"),
-        })
+        }),
     }
 }
 

@@ -68,4 +68,14 @@ impl Provider for NumaProvider {
     fn host_accessible(&self) -> bool {
         true
     }
+
+    fn rebind(&self, addr: usize, len: usize, migrate: bool) -> Result<()> {
+        let Some(ptr) = NonNull::new(addr as *mut u8) else {
+            return Ok(());
+        };
+        match &self.nodes {
+            Some(nodes) => sys::bind_range(ptr, len, nodes, self.mode, migrate),
+            None => sys::bind_range(ptr, len, &[], NumaMode::Default, migrate),
+        }
+    }
 }
