@@ -6,6 +6,8 @@
 mod arena;
 mod cache;
 pub mod classes;
+#[cfg(test)]
+mod tests;
 
 use crate::allocation::Allocation;
 use crate::error::{Error, Result};
