@@ -8,6 +8,7 @@
 #   bash scripts/fuzz.sh [SECONDS]
 #   FUZZ_TARGETS="wire_decode selector_parse" bash scripts/fuzz.sh 300
 #   FUZZ_RELEASE=1 bash scripts/fuzz.sh 600    # optimized build, faster runs
+#   FUZZ_ARGS="-seed=1 -max_len=8192" bash scripts/fuzz.sh   # more libFuzzer options
 #
 # Needs the nightly toolchain (`cargo +nightly`); installs cargo-fuzz from
 # crates.io when missing. Exit status: 0 when no target found anything,
@@ -42,7 +43,7 @@ for t in $targets; do
   echo "fuzz: running $t for $seconds s" >&2
   set +e
   (cd fuzz && cargo +nightly fuzz run "${profile[@]}" "$t" "../$work" "corpus/$t" -- \
-    -max_total_time="$seconds" -timeout=60 -print_final_stats=1) >"$log" 2>&1
+    -max_total_time="$seconds" -timeout=60 -print_final_stats=1 ${FUZZ_ARGS:-}) >"$log" 2>&1
   rc=$?
   set -e
   runs=$(grep -oE '^Done [0-9]+ runs' "$log" | tail -1 | grep -oE '[0-9]+' || true)
