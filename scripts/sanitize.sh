@@ -17,7 +17,7 @@ if ! cargo +nightly --version >/dev/null 2>&1; then
 fi
 bash scripts/setup.sh
 args=("$@")
-[ ${#args[@]} -gt 0 ] || args=(-p mamba -p mamba-transforms -p cdo --lib --tests --bins)
+[ ${#args[@]} -gt 0 ] || args=(-p mamba -p mamba-transforms -p cdo --lib --tests --bins --no-fail-fast)
 # The explicit target keeps build scripts and proc macros (host code) out of
 # the instrumentation.
 export RUSTFLAGS="-Zsanitizer=address -Cforce-frame-pointers=yes ${RUSTFLAGS:-}"
