@@ -8,7 +8,17 @@ use cdo::attrs::{FlatAttributes, FlatView};
 use cdo::{Selector, Timestamp, Value};
 use libfuzzer_sys::fuzz_target;
 
+/// Longest selector tried. Temporary: the parser recurses once per nesting
+/// level without a bound, and about 800 nested parentheses (1.6 KB)
+/// overflow the stack here (a known bug, fixed separately by bounding the
+/// depth); without the cap every longer run stops at that one finding.
+/// Remove it once the parser bounds its depth.
+const MAX_LEN: usize = 1024;
+
 fuzz_target!(|data: &[u8]| {
+    if data.len() > MAX_LEN {
+        return;
+    }
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
