@@ -22,7 +22,8 @@
 #![no_main]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -488,6 +489,20 @@ fn raw(model: &mut Model, join: bool, bytes: &[u8]) {
     out.extend_from_slice(bytes);
     // The manager may close first: that is its right.
     let _ = sock.write_all(&out);
+    // Wait until the manager has handled the bytes and closed: the end of
+    // the input must not race with a JOIN still on its way.
+    let _ = sock.shutdown(Shutdown::Write);
+    sock.set_read_timeout(Some(GUARD)).expect("set a timeout");
+    let mut buf = [0u8; 4096];
+    loop {
+        match sock.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the manager did not close a raw connection at its end: {e}"),
+        }
+    }
 }
 
 fn is_zero(s: &Stats) -> bool {
