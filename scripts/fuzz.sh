@@ -57,7 +57,7 @@ for t in $targets; do
     failed=1
     artifact=$(grep -oE 'Test unit written to [^ ]+' "$log" | tail -1 | sed 's/Test unit written to //' || true)
     why=$(grep -m1 -oE "panicked at [^ ]+|ERROR: [A-Za-z]+: [a-z-]+[^(]*|ERROR: libFuzzer: [a-z-]+" "$log" || true)
-    verdict="FINDING (${why:-exit $rc}) ${artifact:+input: fuzz/$artifact}; log: $log"
+    verdict="FINDING (${why:-exit $rc}) ${artifact:+input: $artifact}; log: $log"
   fi
   summary+=("$(printf '%-15s %10s %8s %7s %7s  %s' "$t" "${runs:-?}" "${rate:-?}" "${cov:-?}" "$corpus" "$verdict")")
 done
