@@ -8,7 +8,11 @@ mod cache;
 pub mod classes;
 mod fence;
 #[cfg(test)]
+mod heap_provider;
+#[cfg(test)]
 mod reclaim_tests;
+#[cfg(test)]
+mod tests;
 
 use crate::allocation::Allocation;
 use crate::error::{Error, Result};

@@ -1,72 +1,17 @@
 //! Taking cached blocks back from another thread, on heap memory (so that
 //! the handshake can also run under Miri).
 
+use super::heap_provider::{heap_pool as heap_pool_with, GRANULE};
 use super::*;
-use crate::provider::Chunk;
-use crate::tier::{Backing, SpaceId, Tier};
-use std::alloc::Layout;
 
-const GRANULE: usize = 4096;
-
-/// Zeroed heap memory.
-#[derive(Debug)]
-struct HeapProvider;
-
-impl Provider for HeapProvider {
-    fn acquire(&self, len: usize) -> Result<Chunk> {
-        let layout = Layout::from_size_align(len, GRANULE).expect("valid layout");
-        // SAFETY: pools never ask for empty chunks.
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        if ptr.is_null() {
-            return Err(Error::Exhausted {
-                call: "alloc_zeroed",
-                reason: format!("{len} bytes"),
-            });
-        }
-        Ok(Chunk {
-            addr: ptr as usize,
-            len,
-        })
-    }
-
-    unsafe fn release(&self, chunk: Chunk) {
-        let layout = Layout::from_size_align(chunk.len, GRANULE).expect("valid layout");
-        // SAFETY: the chunk came from `acquire` with this layout.
-        unsafe { std::alloc::dealloc(chunk.addr as *mut u8, layout) };
-    }
-
-    fn granule(&self) -> usize {
-        GRANULE
-    }
-
-    fn host_accessible(&self) -> bool {
-        true
-    }
-}
-
+/// A pool of `capacity` bytes on the heap with chunks of four pages.
 fn heap_pool(capacity: usize) -> Pool {
-    Pool::new(
-        SpaceInfo {
-            id: SpaceId(0),
-            name: "heap".into(),
-            tier: Tier::Dram,
-            capacity,
-            numa_node: None,
-            device: None,
-            cpus: Vec::new(),
-            bandwidth_mib_s: None,
-            latency_ns: None,
-            host_accessible: true,
-            persistent: false,
-            backing: Backing::Unbound,
-        },
-        Box::new(HeapProvider),
-        PoolSettings {
-            chunk_size: 4 * GRANULE,
-            retain_idle: 0,
-            thread_cache_bytes: 1 << 20,
-        },
-    )
+    let settings = PoolSettings {
+        chunk_size: 4 * GRANULE,
+        retain_idle: 0,
+        thread_cache_bytes: 1 << 20,
+    };
+    heap_pool_with(capacity, settings).0
 }
 
 #[test]

@@ -7,6 +7,9 @@ mod records;
 mod stream;
 mod transpose;
 
+#[cfg(test)]
+mod tests;
+
 use std::ops::Range;
 
 use rayon::prelude::*;
