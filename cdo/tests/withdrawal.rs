@@ -31,6 +31,35 @@ fn block_on<F: Future>(f: F) -> (F::Output, usize) {
     }
 }
 
+/// A future that sends one message the first time `inner` is pending.
+struct OnPending<F> {
+    inner: std::pin::Pin<Box<F>>,
+    tell: Option<std::sync::mpsc::Sender<()>>,
+}
+
+impl<F: Future> OnPending<F> {
+    fn new(inner: F, tell: std::sync::mpsc::Sender<()>) -> Self {
+        OnPending {
+            inner: Box::pin(inner),
+            tell: Some(tell),
+        }
+    }
+}
+
+impl<F: Future> Future for OnPending<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let poll = self.inner.as_mut().poll(cx);
+        if poll.is_pending() {
+            if let Some(tell) = self.tell.take() {
+                tell.send(()).unwrap();
+            }
+        }
+        poll
+    }
+}
+
 #[test]
 fn the_future_resolves_when_the_last_transfer_ends() {
     let env = common::env();
@@ -41,16 +70,16 @@ fn the_future_resolves_when_the_last_transfer_ends() {
     p.offer().unwrap();
     let mut c = pool.declare("async").unwrap();
     c.require().unwrap();
+    let (pending, go) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
         s.spawn(move || {
-            std::thread::sleep(Duration::from_millis(40));
+            // Demands only once the withdrawal was found waiting.
+            go.recv().unwrap();
             c.demand().unwrap();
         });
-        let start = Instant::now();
-        let (out, polls) = block_on(p.withdraw_async());
+        let (out, polls) = block_on(OnPending::new(p.withdraw_async(), pending));
         out.unwrap();
-        assert!(start.elapsed() >= Duration::from_millis(40));
-        assert!(polls >= 2, "it waited");
+        assert!(polls >= 2, "pending until the demand, then woken");
     });
     assert_eq!(p.state(), cdo::State::Withdrawn);
     assert!(matches!(
