@@ -328,6 +328,56 @@ fn records_of_a_member_that_goes_are_given_to_another() {
     withdraw.join().unwrap().unwrap();
 }
 
+/// The next record for `c`, waiting up to ten seconds.
+fn next_record(c: &mut Client) -> cdo::ipc::client::GroupRecord {
+    match c.next_notice(Some(Duration::from_secs(10))).unwrap() {
+        Some(Notice::Record(r)) => r,
+        other => panic!("expected a record, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_group_whose_last_member_goes_lets_its_records_go_unless_told_to_keep_them() {
+    for keep in [false, true] {
+        let pm = manager_with(ManagerConfig {
+            keep_group_records: keep,
+            ..ManagerConfig::default()
+        });
+        let mut a = client(&pm, "a");
+        a.join_group("g", "*").unwrap();
+        let mut p = client(&pm, "producer");
+        p.offer("r/0", b"x", Attributes::new()).unwrap();
+        p.offer("r/1", b"y", Attributes::new()).unwrap();
+        // `a` holds both records undone, then leaves the pool.
+        let held = [next_record(&mut a), next_record(&mut a)];
+        drop(held);
+        drop(a);
+        if keep {
+            // Kept for the next member, who finishes them: only then can
+            // the producer withdraw.
+            let mut b = client(&pm, "b");
+            b.join_group("g", "*").unwrap();
+            let mut names = Vec::new();
+            for _ in 0..2 {
+                let r = next_record(&mut b);
+                names.push(r.view.name().to_string());
+                b.done(r).unwrap();
+            }
+            names.sort();
+            assert_eq!(names, ["r/0", "r/1"]);
+        }
+        // Released by the group (or finished by `b`): the withdrawals
+        // complete and nothing stays queued or mapped.
+        p.withdraw_many(&["r/0", "r/1"]).unwrap();
+        let stats = pm.stats();
+        assert_eq!(
+            (stats.queued_records, stats.objects),
+            (0, 0),
+            "keep = {keep}"
+        );
+    }
+}
+
 #[test]
 fn child_entry() {
     let Some((role, mut c)) = child_client() else {

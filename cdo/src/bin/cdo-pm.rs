@@ -16,8 +16,8 @@ use std::time::Duration;
 use cdo::ipc::components::log_to_stderr;
 use cdo::ipc::endpoint::{read_token_file, TOKEN_ENV, TOKEN_FILE_ENV};
 use cdo::ipc::manager::{
-    self, FaultPolicy, Limits, ManagerConfig, ACK_TIMEOUT_ENV, LEASE_ENV, MAX_SEGMENT_ENV,
-    POLICY_ENV,
+    self, FaultPolicy, Limits, ManagerConfig, ACK_TIMEOUT_ENV, KEEP_GROUP_RECORDS_ENV, LEASE_ENV,
+    MAX_SEGMENT_ENV, POLICY_ENV,
 };
 use cdo::{PoolConfig, Schema};
 use clap::Parser;
@@ -50,6 +50,10 @@ struct Args {
     #[arg(long, env = LEASE_ENV, default_value_t = manager::DEFAULT_LEASE.as_millis() as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
     lease_ms: u64,
+    /// Consumer groups keep their records when their last member goes
+    /// (for a member that joins later), instead of releasing them.
+    #[arg(long, env = KEEP_GROUP_RECORDS_ENV)]
+    keep_group_records: bool,
     /// Largest shared segment an offer may bring, in bytes.
     #[arg(long, env = MAX_SEGMENT_ENV, default_value_t = manager::DEFAULT_MAX_SEGMENT)]
     max_segment_bytes: u64,
@@ -125,6 +129,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ack_timeout: Duration::from_millis(args.ack_timeout_ms),
         lease: Duration::from_millis(args.lease_ms),
         max_segment_bytes: args.max_segment_bytes,
+        keep_group_records: args.keep_group_records,
         ..ManagerConfig::default()
     };
     if let Some(path) = &args.config {

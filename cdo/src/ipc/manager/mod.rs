@@ -113,6 +113,9 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 pub const MAX_SEGMENT_ENV: &str = "CDO_MAX_SEGMENT_BYTES";
 /// Default largest accepted segment: 16 GiB.
 pub const DEFAULT_MAX_SEGMENT: u64 = 16 << 30;
+/// Environment variable: `1` or `true` makes consumer groups keep their
+/// records when their last member goes ([`ManagerConfig::keep_group_records`]).
+pub const KEEP_GROUP_RECORDS_ENV: &str = "CDO_KEEP_GROUP_RECORDS";
 
 /// How to run a pool manager.
 #[derive(Debug, Clone)]
@@ -145,6 +148,13 @@ pub struct ManagerConfig {
     pub max_segment_bytes: u64,
     /// Connection limits and per-client quotas.
     pub limits: Limits,
+    /// Whether a consumer group whose last member unsubscribes or dies
+    /// keeps the records it held (queued or undone) for a member that joins
+    /// later. Off by default, as in one process: the records are released,
+    /// so their producers can withdraw them. On, a client that joins a
+    /// group and leaves holds those objects until another member takes
+    /// them.
+    pub keep_group_records: bool,
 }
 
 impl Default for ManagerConfig {
@@ -161,14 +171,15 @@ impl Default for ManagerConfig {
             lease: DEFAULT_LEASE,
             max_segment_bytes: DEFAULT_MAX_SEGMENT,
             limits: Limits::default(),
+            keep_group_records: false,
         }
     }
 }
 
 impl ManagerConfig {
     /// The default configuration with [`POLICY_ENV`], [`ACK_TIMEOUT_ENV`],
-    /// [`LEASE_ENV`], [`MAX_SEGMENT_ENV`] and the `CDO_MAX_*` variables of
-    /// [`Limits`] applied.
+    /// [`LEASE_ENV`], [`MAX_SEGMENT_ENV`], [`KEEP_GROUP_RECORDS_ENV`] and the
+    /// `CDO_MAX_*` variables of [`Limits`] applied.
     ///
     /// # Errors
     /// A message naming the variable whose value is malformed.
@@ -191,6 +202,17 @@ impl ManagerConfig {
             config.max_segment_bytes = v
                 .parse()
                 .map_err(|e| format!("{MAX_SEGMENT_ENV}={v:?}: {e}"))?;
+        }
+        if let Ok(v) = std::env::var(KEEP_GROUP_RECORDS_ENV) {
+            config.keep_group_records = match v.as_str() {
+                "1" | "true" => true,
+                "0" | "false" => false,
+                _ => {
+                    return Err(format!(
+                        "{KEEP_GROUP_RECORDS_ENV}={v:?}: expected 0, 1, true or false"
+                    ))
+                }
+            };
         }
         config.limits = config.limits.with_env()?;
         Ok(config)

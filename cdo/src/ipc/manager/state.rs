@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 
 use super::outbox::Meters;
 use super::quota::{Kind, Quotas};
-use super::subs::{Acked, Route, SubError, Subs};
+use super::subs::{Acked, Route, SubError, Subs, Unsubscribed};
 use super::{FaultPolicy, ManagerConfig};
 use crate::attrs::{is_builtin, Attributes as Typed};
 use crate::events::EventKind;
@@ -147,7 +147,7 @@ impl State {
             next_object: 1,
             views: FastMap::default(),
             draining: FastMap::default(),
-            subs: Subs::default(),
+            subs: Subs::new(config.keep_group_records),
             current: None,
             next_op: 0,
             held: FastMap::default(),
@@ -757,11 +757,19 @@ impl State {
     }
 
     /// Ends subscription `sub`: its awaited acknowledgements count as given,
-    /// its group's undone records go to other members.
+    /// its group's undone records go to other members (or are released
+    /// when it was the last one and the pool keeps no orphan records).
     fn unsubscribe(&mut self, sub: u64, out: &mut Outgoing) {
-        let (ops, group) = self.subs.unsubscribe(sub);
+        let Unsubscribed {
+            ops,
+            group,
+            released,
+        } = self.subs.unsubscribe(sub);
         for op in ops {
             self.acked(op, out);
+        }
+        for data in released {
+            self.release_view(data.object, out);
         }
         if let Some(group) = group {
             self.drain_group(&group, out);

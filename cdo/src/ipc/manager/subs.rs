@@ -13,9 +13,10 @@
 //!   [`GROUP_WINDOW`] each, the rest queue in the group), together with its
 //!   data. A record is done when its member acknowledges it; a member that
 //!   unsubscribes or dies gives its undone records back to the group, which
-//!   hands them to another member (or keeps them until one joins). A group
-//!   lives while it has members or records to give back: offers made while
-//!   it has no member are not kept for it.
+//!   hands them to another member. When its last member goes, the group's
+//!   records are released (as in one process) unless the pool keeps them
+//!   for a member that joins later ([`Subs::new`]); offers made while a
+//!   group has no member are never kept for it.
 
 use std::collections::VecDeque;
 
@@ -25,6 +26,16 @@ use crate::ipc::fasthash::FastMap;
 use crate::ipc::registry::ClientId;
 use crate::ipc::wire::{Attributes, DataRef, EventRef, SubscribeRef};
 use crate::selector::Selector;
+
+/// What ending a subscription changed: see [`Subs::unsubscribe`].
+pub struct Unsubscribed {
+    /// Held operations whose wait ends.
+    pub ops: Vec<u64>,
+    /// The consumer group the subscription was a member of.
+    pub group: Option<String>,
+    /// Records the group no longer holds (its last member went).
+    pub released: Vec<DataRef>,
+}
 
 /// Most undone records one group member holds; more wait in the group.
 pub const GROUP_WINDOW: u32 = 4;
@@ -93,9 +104,21 @@ pub struct Subs {
     /// Acknowledged-subscription events not yet acknowledged: event →
     /// (subscription, held operation).
     awaited: FastMap<u64, (u64, u64)>,
+    /// Whether a group without members keeps its records for a member that
+    /// joins later (else they are released when its last member goes).
+    keep_orphans: bool,
 }
 
 impl Subs {
+    /// No subscriptions; `keep_orphans`: whether a group whose last member
+    /// went keeps its records for the next member to join.
+    pub fn new(keep_orphans: bool) -> Subs {
+        Subs {
+            keep_orphans,
+            ..Subs::default()
+        }
+    }
+
     fn next(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -160,11 +183,16 @@ impl Subs {
     }
 
     /// Removes subscription `id`. Returns the held operations whose wait
-    /// this ends (its awaited events count as acknowledged) and the group
-    /// whose records it gave back, if any.
-    pub fn unsubscribe(&mut self, id: u64) -> (Vec<u64>, Option<String>) {
+    /// this ends (its awaited events count as acknowledged), the group
+    /// whose records it gave back, if any, and the records released
+    /// because it was the group's last member (unless orphans are kept).
+    pub fn unsubscribe(&mut self, id: u64) -> Unsubscribed {
         let Some(sub) = self.subs.remove(&id) else {
-            return (Vec::new(), None);
+            return Unsubscribed {
+                ops: Vec::new(),
+                group: None,
+                released: Vec::new(),
+            };
         };
         let mut ops = Vec::new();
         self.awaited.retain(|_, &mut (s, op)| {
@@ -174,7 +202,11 @@ impl Subs {
             s != id
         });
         let Some(group) = sub.group else {
-            return (ops, None);
+            return Unsubscribed {
+                ops,
+                group: None,
+                released: Vec::new(),
+            };
         };
         let mut back: Vec<(u64, DataRef)> = Vec::new();
         self.undone.retain(|&event, u| {
@@ -189,10 +221,18 @@ impl Subs {
         for (_, data) in back.into_iter().rev() {
             g.queued.push_front(data);
         }
+        let mut released = Vec::new();
+        if g.members.is_empty() && !self.keep_orphans {
+            released = g.queued.drain(..).collect();
+        }
         if g.members.is_empty() && g.queued.is_empty() {
             self.groups.remove(&group);
         }
-        (ops, Some(group))
+        Unsubscribed {
+            ops,
+            group: Some(group),
+            released,
+        }
     }
 
     /// Events of `kind` on `name` raised by `origin` for the plain
