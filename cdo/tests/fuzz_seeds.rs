@@ -110,7 +110,13 @@ fn frames() -> Vec<(&'static str, Vec<Frame>)> {
         (
             "replies",
             vec![
-                f(1, Msg::Welcome { client_id: 1 }),
+                f(
+                    1,
+                    Msg::Welcome {
+                        client_id: 1,
+                        lease_ms: 10_000,
+                    },
+                ),
                 f(2, Msg::Ok),
                 f(
                     3,
