@@ -464,32 +464,23 @@ fn clients_over_quota_get_typed_errors_and_the_pool_stays() {
 
 /// Starts `cdo-pm` in `runtime`, with its token in a private file; returns
 /// it and the socket it printed.
-fn start_pm(
+fn start_pm_with_token_file(
     runtime: &std::path::Path,
     token_file: &std::path::Path,
 ) -> (std::process::Child, String) {
-    use std::io::BufRead;
-    let mut pm = std::process::Command::new(env!("CARGO_BIN_EXE_cdo-pm"))
-        .arg(runtime)
-        .env_remove(cdo::ipc::endpoint::TOKEN_ENV)
-        .env(TOKEN_FILE_ENV, token_file)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(pm.stdout.take().unwrap());
-    let mut socket = None;
-    for _ in 0..2 {
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        if let Some(v) = line.trim().strip_prefix(&format!("export {SOCKET_ENV}=")) {
-            socket = Some(v.to_owned());
-        } else {
-            let file = format!("export {TOKEN_FILE_ENV}={}", token_file.display());
-            assert_eq!(line.trim(), file, "the token stays in its file");
-        }
-    }
-    (pm, socket.expect("the socket is printed"))
+    let (pm, vars) = ipc_common::start_pm(
+        std::process::Command::new(env!("CARGO_BIN_EXE_cdo-pm"))
+            .arg(runtime)
+            .env_remove(cdo::ipc::endpoint::TOKEN_ENV)
+            .env(TOKEN_FILE_ENV, token_file)
+            .env("RUST_LOG", "warn"),
+    );
+    assert_eq!(
+        vars.get(TOKEN_FILE_ENV).map(String::as_str),
+        token_file.to_str(),
+        "the token stays in its file: {vars:?}"
+    );
+    (pm, vars[SOCKET_ENV].clone())
 }
 
 #[test]
@@ -501,7 +492,7 @@ fn the_token_stays_off_the_command_line_and_killed_managers_are_cleaned_up() {
     let token = "secret-token-of-the-workflow";
     std::fs::write(&token_file, token).unwrap();
     std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let (mut first, socket) = start_pm(&runtime, &token_file);
+    let (mut first, socket) = start_pm_with_token_file(&runtime, &token_file);
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", first.id())).unwrap();
     assert!(!String::from_utf8_lossy(&cmdline).contains(token));
     let ep = Endpoint {
@@ -516,7 +507,7 @@ fn the_token_stays_off_the_command_line_and_killed_managers_are_cleaned_up() {
     first.kill().unwrap();
     first.wait().unwrap();
     assert!(dir.exists(), "SIGKILL leaves the directory");
-    let (mut second, _) = start_pm(&runtime, &token_file);
+    let (mut second, _) = start_pm_with_token_file(&runtime, &token_file);
     assert!(!dir.exists(), "the next manager removed it");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(second.id() as i32),
@@ -569,8 +560,7 @@ fn out_of_descriptors_the_manager_waits_and_serves_the_others() {
     command
         .arg(&runtime)
         .env(cdo::ipc::endpoint::TOKEN_ENV, token)
-        .env("RUST_LOG", "error")
-        .stdout(std::process::Stdio::piped());
+        .env("RUST_LOG", "error");
     // SAFETY: between fork and exec the closure only calls setrlimit, which
     // is async-signal-safe, and allocates nothing.
     unsafe {
@@ -579,19 +569,9 @@ fn out_of_descriptors_the_manager_waits_and_serves_the_others() {
             setrlimit(Resource::RLIMIT_NOFILE, 48, 48).map_err(std::io::Error::from)
         });
     }
-    let mut pm = command.spawn().unwrap();
-    let mut out = std::io::BufReader::new(pm.stdout.take().unwrap());
-    let mut socket = String::new();
-    for _ in 0..2 {
-        use std::io::BufRead;
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        if let Some(v) = line.trim().strip_prefix(&format!("export {SOCKET_ENV}=")) {
-            socket = v.to_owned();
-        }
-    }
+    let (mut pm, vars) = ipc_common::start_pm(&mut command);
     let ep = Endpoint {
-        socket: socket.into(),
+        socket: vars[SOCKET_ENV].clone().into(),
         token: token.into(),
     };
     let mut worker = Client::connect(&ClientConfig::new(ep.clone(), "worker")).unwrap();

@@ -4,9 +4,9 @@
 
 mod ipc_common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use cdo::ipc::client::{Client, ClientConfig, ClientError, Notice};
@@ -15,7 +15,7 @@ use cdo::ipc::endpoint::{Endpoint, SOCKET_ENV, TOKEN_ENV};
 use cdo::ipc::manager::{ManagerConfig, ManagerHandle};
 use cdo::ipc::wire::{encode, Attributes, ErrorCode, Frame, Msg, Stats, PROTOCOL_VERSION};
 use cdo::EventKind;
-use ipc_common::{child_client, hear, manager_with, say, Peer};
+use ipc_common::{child_client, hear, manager_with, say, start_pm, Peer};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -182,26 +182,12 @@ fn a_client_without_heartbeat_is_dropped() {
 
 /// A `cdo-pm` process and how to reach it.
 fn spawn_pm(token: &str) -> (Child, Endpoint) {
-    let mut pm = Command::new(env!("CARGO_BIN_EXE_cdo-pm"))
-        .arg(std::env::temp_dir())
-        .env(TOKEN_ENV, token)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(pm.stdout.take().unwrap());
-    let mut vars = std::collections::HashMap::new();
-    for _ in 0..2 {
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let (k, v) = line
-            .trim()
-            .strip_prefix("export ")
-            .unwrap()
-            .split_once('=')
-            .unwrap();
-        vars.insert(k.to_string(), v.to_string());
-    }
+    let (pm, vars) = start_pm(
+        Command::new(env!("CARGO_BIN_EXE_cdo-pm"))
+            .arg(std::env::temp_dir())
+            .env(TOKEN_ENV, token)
+            .env("RUST_LOG", "error"),
+    );
     let ep = Endpoint {
         socket: vars[SOCKET_ENV].clone().into(),
         token: vars[TOKEN_ENV].clone(),

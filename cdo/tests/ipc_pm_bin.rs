@@ -1,8 +1,9 @@
 //! The `cdo-pm` binary: prints how to reach it, serves, stops on SIGTERM and
 //! removes its socket directory.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod ipc_common;
+
+use std::process::Command;
 use std::time::Duration;
 
 use cdo::ipc::client::{Client, ClientConfig};
@@ -12,26 +13,12 @@ use cdo::ipc::wire::Attributes;
 #[test]
 fn cdo_pm_serves_until_sigterm() {
     let parent = std::env::temp_dir();
-    let mut pm = Command::new(env!("CARGO_BIN_EXE_cdo-pm"))
-        .arg(&parent)
-        .env(TOKEN_ENV, "workflow-42")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(pm.stdout.take().unwrap());
-    let mut vars = std::collections::HashMap::new();
-    for _ in 0..2 {
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let (k, v) = line
-            .trim()
-            .strip_prefix("export ")
-            .unwrap()
-            .split_once('=')
-            .unwrap();
-        vars.insert(k.to_string(), v.to_string());
-    }
+    let (mut pm, vars) = ipc_common::start_pm(
+        Command::new(env!("CARGO_BIN_EXE_cdo-pm"))
+            .arg(&parent)
+            .env(TOKEN_ENV, "workflow-42")
+            .env("RUST_LOG", "warn"),
+    );
     let ep = Endpoint {
         socket: vars[SOCKET_ENV].clone().into(),
         token: vars[TOKEN_ENV].clone(),

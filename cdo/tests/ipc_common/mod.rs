@@ -31,6 +31,26 @@ pub fn manager() -> ManagerHandle {
     manager_with(ManagerConfig::default())
 }
 
+/// Spawns `command` (a `cdo-pm` with its arguments and environment) with
+/// its output piped, and reads the two `export NAME=value` lines it prints
+/// first: the process and those variables.
+pub fn start_pm(command: &mut Command) -> (Child, std::collections::HashMap<String, String>) {
+    let mut pm = command.stdout(Stdio::piped()).spawn().unwrap();
+    let mut out = BufReader::new(pm.stdout.take().unwrap());
+    let mut vars = std::collections::HashMap::new();
+    for _ in 0..2 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let (k, v) = line
+            .trim()
+            .strip_prefix("export ")
+            .and_then(|kv| kv.split_once('='))
+            .unwrap_or_else(|| panic!("cdo-pm printed {line:?}"));
+        vars.insert(k.to_string(), v.to_string());
+    }
+    (pm, vars)
+}
+
 /// Environment variable carrying the child's role.
 pub const ROLE_ENV: &str = "CDO_IPC_TEST_ROLE";
 
