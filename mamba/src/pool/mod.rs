@@ -437,14 +437,20 @@ impl Pool {
             c.counters.on_allocate(class, len);
             Some(addr)
         })??;
-        Some(Allocation::new(
+        Some(self.cached_allocation(addr, len, block_len))
+    }
+
+    /// The allocation of `len` bytes in the cached block at `addr`.
+    #[inline(always)]
+    fn cached_allocation(&self, addr: usize, len: usize, block_len: usize) -> Allocation<'_> {
+        Allocation::new(
             Block {
                 addr,
                 len,
                 block_len,
             },
             self,
-        ))
+        )
     }
 
     #[inline]
@@ -464,14 +470,7 @@ impl Pool {
             }
             _ => None,
         })??;
-        Some(Allocation::new(
-            Block {
-                addr,
-                len,
-                block_len,
-            },
-            self,
-        ))
+        Some(self.cached_allocation(addr, len, block_len))
     }
 
     #[cold]
