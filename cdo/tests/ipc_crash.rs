@@ -2,12 +2,11 @@
 
 mod ipc_common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cdo::ipc::client::{Client, ClientConfig, ClientError};
-use cdo::ipc::manager::ManagerHandle;
 use cdo::ipc::wire::{Attributes, ErrorCode, Stats};
-use ipc_common::{child_client, fill, hear, manager, pattern, say, Peer};
+use ipc_common::{child_client, fill, hear, manager, pattern, say, wait_for, Peer};
 
 /// Child side: a producer or a consumer that waits to be killed.
 #[test]
@@ -32,18 +31,6 @@ fn child_entry() {
     say("ready");
     hear();
     std::process::exit(0);
-}
-
-fn wait_for(pm: &ManagerHandle, ok: impl Fn(&Stats) -> bool) -> Stats {
-    let start = Instant::now();
-    loop {
-        let s = pm.stats();
-        if ok(&s) {
-            return s;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "stuck at {s:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]

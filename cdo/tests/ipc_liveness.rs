@@ -13,9 +13,9 @@ use cdo::ipc::client::{Client, ClientConfig, ClientError, Notice};
 use cdo::ipc::conn::ConnError;
 use cdo::ipc::endpoint::{Endpoint, SOCKET_ENV, TOKEN_ENV};
 use cdo::ipc::manager::{ManagerConfig, ManagerHandle};
-use cdo::ipc::wire::{encode, Attributes, ErrorCode, Frame, Msg, Stats, PROTOCOL_VERSION};
+use cdo::ipc::wire::{encode, Attributes, ErrorCode, Frame, Msg, PROTOCOL_VERSION};
 use cdo::EventKind;
-use ipc_common::{child_client, hear, manager_with, say, start_pm, Peer};
+use ipc_common::{child_client, hear, manager_with, say, start_pm, wait_for, Peer};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -31,18 +31,6 @@ fn leased(lease: Duration) -> ManagerHandle {
         lease,
         ..ManagerConfig::default()
     })
-}
-
-fn wait_for(pm: &ManagerHandle, ok: impl Fn(&Stats) -> bool) -> Stats {
-    let start = Instant::now();
-    loop {
-        let s = pm.stats();
-        if ok(&s) {
-            return s;
-        }
-        assert!(start.elapsed() < GUARD, "stuck at {s:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Child side: a client that takes a view, a require, an offer and a group

@@ -16,6 +16,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use cdo::ipc::client::{Client, ClientConfig};
 use cdo::ipc::endpoint::Endpoint;
 use cdo::ipc::manager::{self, ManagerConfig, ManagerHandle};
+use cdo::ipc::wire::Stats;
 
 /// A pool manager with `config`, its socket in the temporary directory.
 pub fn manager_with(config: ManagerConfig) -> ManagerHandle {
@@ -49,6 +50,23 @@ pub fn start_pm(command: &mut Command) -> (Child, std::collections::HashMap<Stri
         vars.insert(k.to_string(), v.to_string());
     }
     (pm, vars)
+}
+
+/// Waits until the manager's statistics satisfy `ok` and returns them;
+/// fails after 30 s (a guard, not a timing check).
+pub fn wait_for(pm: &ManagerHandle, ok: impl Fn(&Stats) -> bool) -> Stats {
+    let start = std::time::Instant::now();
+    loop {
+        let s = pm.stats();
+        if ok(&s) {
+            return s;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "stuck at {s:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// Environment variable carrying the child's role.
