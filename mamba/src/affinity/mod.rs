@@ -50,6 +50,7 @@ pub mod job;
 pub mod locality;
 pub mod place;
 pub mod pool;
+mod queue;
 pub mod scope;
 pub mod stats;
 mod worker;
