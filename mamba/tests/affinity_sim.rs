@@ -473,3 +473,51 @@ fn a_panicking_task_is_reported_and_the_pool_keeps_working() {
     }
     assert_eq!(pool.stats().panics, 2);
 }
+
+#[test]
+fn a_data_set_keeps_its_location_until_refreshed() {
+    let cfg = xml_config();
+    let mamba = Mamba::discover(&cfg).unwrap();
+    let locality = Locality::load(&cfg).unwrap();
+    let pool = AffinityPool::builder()
+        .record_executions(true)
+        .build(&locality)
+        .unwrap();
+    let mut a = mamba
+        .pool_named("dram0")
+        .unwrap()
+        .allocate(1 << 20, 64)
+        .unwrap();
+    a.as_mut_slice().unwrap().fill(1);
+    let mut set = pool.locate(&a).unwrap();
+    assert_eq!(set.node(), Some(0));
+    assert_eq!(pool.route_for(&set).unwrap().domain, 0);
+
+    // The pages move to node 2 (domain 1): the set still says node 0 ...
+    let dram1 = mamba.spaces().find(|s| s.name == "dram1").unwrap().id;
+    mamba.move_pages(&mut a, dram1).unwrap();
+    assert_eq!(a.data_node(&locality).unwrap(), Some(2));
+    assert_eq!(set.node(), Some(0));
+    let stale = pool.spawn_near(&set, || ()).unwrap();
+    assert_eq!(stale.target(), 0);
+    // ... until refreshed.
+    assert_eq!(set.refresh(&a, &locality).unwrap(), Some(2));
+    let data = &a;
+    let (target, sum) = pool
+        .scope(|s| {
+            let h = s
+                .spawn_near(&set, || {
+                    data.as_slice()
+                        .unwrap()
+                        .iter()
+                        .map(|&b| u64::from(b))
+                        .sum::<u64>()
+                })
+                .unwrap();
+            (h.target(), h.join().unwrap())
+        })
+        .unwrap();
+    assert_eq!((target, sum), (1, 1 << 20));
+    stale.join().unwrap();
+    assert_eq!(pool.executions().len(), 2);
+}

@@ -1,7 +1,7 @@
 //! Tasks as queued jobs, and the handles that wait for their results.
 //!
 //! A task is one allocation: the closure, what to call once it has run,
-//! and the slot its outcome is delivered to. The queued [`Job`] and the
+//! and the slot its outcome is delivered to. The queued job and the
 //! [`JoinHandle`] are two views of it, shared by reference count.
 
 use super::error::{AffinityError, Result};

@@ -3,7 +3,7 @@
 
 use super::bind::{self, BindGuard};
 use super::cpuset::CpuSet;
-use super::data::DataLocation;
+use super::data::{DataLocation, DataSet};
 use super::domain::{Domain, Domains, Level, Route};
 use super::error::{AffinityError, Result};
 use super::job::{self, Job, JoinHandle, Ticket};
@@ -261,6 +261,15 @@ impl AffinityPool {
         Ok(self.shared.domains.route(node, fallback))
     }
 
+    /// Locates `data` once, for spawns near it that do not query again
+    /// (see [`DataSet`]).
+    ///
+    /// # Errors
+    /// When the pages cannot be located ([`AffinityError::Mamba`]).
+    pub fn locate<D: DataLocation + ?Sized>(&self, data: &D) -> Result<DataSet> {
+        DataSet::locate(data, self.shared.domains.locality())
+    }
+
     /// The domain serving a node.
     ///
     /// # Errors
@@ -326,7 +335,9 @@ impl AffinityPool {
     /// Runs `f` on the domain holding most pages of `data` (a
     /// [`crate::locate`] query, sampled on long ranges as
     /// [`super::DataRange::sample`]); data without pages goes to the domains
-    /// in turn.
+    /// in turn. The query costs about a microsecond, several times the
+    /// spawn: for many tasks near the same data, locate it once
+    /// ([`AffinityPool::locate`]) and spawn near the [`DataSet`].
     ///
     /// # Errors
     /// When the pages cannot be located.

@@ -121,7 +121,9 @@ impl<'scope> Scope<'scope> {
         Ok(handle)
     }
 
-    /// Runs `f` on the domain holding most pages of `data`.
+    /// Runs `f` on the domain holding most pages of `data`: a page query
+    /// per call, unless `data` is a [`super::DataSet`] located once
+    /// ([`AffinityPool::locate`]).
     ///
     /// # Errors
     /// When the pages cannot be located.
