@@ -521,3 +521,60 @@ fn a_data_set_keeps_its_location_until_refreshed() {
     stale.join().unwrap();
     assert_eq!(pool.executions().len(), 2);
 }
+
+#[test]
+fn a_flood_of_outside_spawns_is_queued_and_run() {
+    // One worker, held by its first task while 3000 more are queued from
+    // outside: more than the fixed part of a domain's queue holds.
+    let pool = AffinityPool::builder()
+        .level(Level::Machine)
+        .workers_per_domain(1)
+        .build(&synthetic())
+        .unwrap();
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    let first = pool.spawn(move || {
+        started_tx.send(()).unwrap();
+        release_rx.recv().unwrap();
+    });
+    started.recv().unwrap();
+    const N: u64 = 3000;
+    let handles: Vec<_> = (0..N).map(|i| pool.spawn(move || i * 3)).collect();
+    assert_eq!(pool.queued(0), N as usize);
+    release.send(()).unwrap();
+    first.join().unwrap();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(total, 3 * N * (N - 1) / 2);
+    assert_eq!(pool.queued(0), 0);
+    assert_eq!(pool.stats().executed, N + 1);
+}
+
+#[test]
+fn a_scope_returns_after_unclaimed_values_are_dropped() {
+    // Values that borrow from the caller and count their drops: the scope
+    // may return only once every task's value is gone, joined or not.
+    struct Counted<'a>(&'a std::sync::atomic::AtomicUsize);
+    impl Drop for Counted<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let pool = AffinityPool::new(&synthetic()).unwrap();
+    let drops = std::sync::atomic::AtomicUsize::new(0);
+    let kept = pool
+        .scope(|s| {
+            let drops = &drops;
+            let mut kept = None;
+            for i in 0..200 {
+                let h = s.spawn(move || Counted(drops));
+                if i == 0 {
+                    kept = Some(h);
+                }
+            }
+            kept
+        })
+        .unwrap();
+    assert_eq!(drops.load(std::sync::atomic::Ordering::SeqCst), 199);
+    drop(kept.unwrap().join().unwrap());
+    assert_eq!(drops.load(std::sync::atomic::Ordering::SeqCst), 200);
+}
