@@ -8,6 +8,9 @@ use crossbeam::queue::ArrayQueue;
 
 /// Jobs the ring holds before new ones overflow.
 const RING: usize = 1024;
+/// Jobs a worker takes from the ring at once (one to run, the rest to its
+/// deque, where its siblings may steal them).
+const BATCH: usize = 8;
 
 /// Jobs for one domain, queued by threads other than its workers.
 pub(crate) struct DomainQueue {
@@ -35,10 +38,18 @@ impl DomainQueue {
         self.ring.len() + self.overflow.len()
     }
 
-    /// Takes a job; from the overflow, `local` (a worker's deque) also gets
-    /// a batch.
+    /// Takes a job; `local` (a worker's deque) also gets a batch, so that
+    /// the worker comes back to the shared queue less often.
     pub(crate) fn take(&self, local: Option<&Worker<Job>>) -> Option<Job> {
         if let Some(job) = self.ring.pop() {
+            if let Some(local) = local {
+                for _ in 1..BATCH {
+                    match self.ring.pop() {
+                        Some(more) => local.push(more),
+                        None => break,
+                    }
+                }
+            }
             return Some(job);
         }
         loop {
