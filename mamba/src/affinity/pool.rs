@@ -335,8 +335,8 @@ impl AffinityPool {
     /// Runs `f` on the domain holding most pages of `data` (a
     /// [`crate::locate`] query, sampled on long ranges as
     /// [`super::DataRange::sample`]); data without pages goes to the domains
-    /// in turn. The query costs about a microsecond, several times the
-    /// spawn: for many tasks near the same data, locate it once
+    /// in turn. The query costs one to two microseconds, ten times and more
+    /// the spawn: for many tasks near the same data, locate it once
     /// ([`AffinityPool::locate`]) and spawn near the [`DataSet`].
     ///
     /// # Errors
