@@ -6,8 +6,12 @@
 //!   (scope spawns, and `par_chunks`). Ours also with the chunks' domains
 //!   located once before timing (`prerouted`). GB/s counts 24 bytes per
 //!   element.
-//! * Spawn overhead: empty tasks through a scope (ours, rayon), and ours
-//!   through `spawn_near` (a page-location query per task); ns per task.
+//! * Spawn overhead, ns per task, all against rayon's scope spawning the
+//!   same empty tasks: ours through a scope; ours through `spawn_near` a
+//!   64 KiB buffer located once per sample (`AffinityPool::locate`, inside
+//!   the timed region: route once per data set); and ours through
+//!   `spawn_near` the buffer itself, a page-location query per task (what
+//!   locating costs).
 
 use crate::{interleaved_medians, Better, Row};
 use mamba::affinity::{AffinityPool, DataRange, Locality};
@@ -235,6 +239,18 @@ fn spawn_overhead(pool: &AffinityPool, sizes: Sizes) -> Vec<Row> {
     let buffer = vec![1u8; 1 << 16];
     let ours_near = || {
         let start = Instant::now();
+        let near = pool.locate(&buffer[..]).expect("pages located");
+        pool.scope(|s| {
+            for i in 0..n {
+                s.spawn_near(&near, move || black_box(i))
+                    .expect("a located data set");
+            }
+        })
+        .expect("no task panics");
+        start.elapsed()
+    };
+    let ours_query = || {
+        let start = Instant::now();
         pool.scope(|s| {
             for i in 0..n {
                 s.spawn_near(&buffer[..], move || black_box(i))
@@ -246,6 +262,7 @@ fn spawn_overhead(pool: &AffinityPool, sizes: Sizes) -> Vec<Row> {
     };
     let (o1, p1) = interleaved_medians(sizes.rounds, ours_scope, rayon_scope);
     let (o2, p2) = interleaved_medians(sizes.rounds, ours_near, rayon_scope);
+    let (o3, p3) = interleaved_medians(sizes.rounds, ours_query, rayon_scope);
     vec![
         Row::compared(
             "affinity",
@@ -265,6 +282,15 @@ fn spawn_overhead(pool: &AffinityPool, sizes: Sizes) -> Vec<Row> {
             per_task(p2),
             "rayon-scope",
         ),
+        Row::compared(
+            "affinity",
+            "spawn_near_64KiB_query_each_task",
+            "ns/task",
+            Better::Lower,
+            per_task(o3),
+            per_task(p3),
+            "rayon-scope",
+        ),
     ]
 }
 
@@ -280,7 +306,7 @@ mod tests {
             rounds: 1,
             tasks: 100,
         });
-        assert_eq!(rows.len(), 5);
+        assert_eq!(rows.len(), 6);
         assert!(rows
             .iter()
             .all(|r| r.ours > 0.0 && r.peer.is_some_and(|p| p > 0.0)));

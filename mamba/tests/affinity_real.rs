@@ -252,6 +252,55 @@ fn spawn_near_follows_real_buffers() {
 }
 
 #[test]
+fn spawn_near_a_data_set_reuses_its_location() {
+    let l = here();
+    let mamba = Mamba::discover(&Config {
+        gpu: false,
+        ..Config::default()
+    })
+    .unwrap();
+    let pool = AffinityPool::new(&l).unwrap();
+    // A fresh mapping, not touched yet: located as without pages.
+    let mut a = mamba
+        .allocate(4 << 20, 4096, &Policy::require(Tier::Dram))
+        .unwrap();
+    let range = DataRange::new(a.addr(), a.len());
+    let mut set = pool.locate(&range).unwrap();
+    assert_eq!(set.node(), None);
+    a.as_mut_slice().unwrap().fill(1);
+    // Touched now, but the set keeps its answer until refreshed.
+    assert_eq!(set.node(), None);
+    assert_eq!(pool.route_for(&set).unwrap().reason, RouteReason::NoPages);
+    let node = set.refresh(&range, &l).unwrap();
+    assert!(node.is_some());
+    assert_eq!(node, range.data_node(&l).unwrap());
+    let expected = pool.route_for(&range).unwrap();
+    assert_eq!(pool.route_for(&set).unwrap(), expected);
+    let bytes = a.as_slice().unwrap();
+    let total = pool
+        .scope(|s| {
+            let handles: Vec<_> = bytes
+                .chunks(1 << 16)
+                .map(|chunk| {
+                    s.spawn_near(&set, move || {
+                        chunk.iter().map(|&b| u64::from(b)).sum::<u64>()
+                    })
+                    .unwrap()
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    assert_eq!(h.target(), expected.domain);
+                    h.join().unwrap()
+                })
+                .sum::<u64>()
+        })
+        .unwrap();
+    assert_eq!(total, 4 << 20);
+}
+
+#[test]
 fn long_ranges_are_sampled_short_ones_counted() {
     let page = mamba::page_size();
     let v = vec![1u8; 64 << 20];

@@ -473,3 +473,108 @@ fn a_panicking_task_is_reported_and_the_pool_keeps_working() {
     }
     assert_eq!(pool.stats().panics, 2);
 }
+
+#[test]
+fn a_data_set_keeps_its_location_until_refreshed() {
+    let cfg = xml_config();
+    let mamba = Mamba::discover(&cfg).unwrap();
+    let locality = Locality::load(&cfg).unwrap();
+    let pool = AffinityPool::builder()
+        .record_executions(true)
+        .build(&locality)
+        .unwrap();
+    let mut a = mamba
+        .pool_named("dram0")
+        .unwrap()
+        .allocate(1 << 20, 64)
+        .unwrap();
+    a.as_mut_slice().unwrap().fill(1);
+    let mut set = pool.locate(&a).unwrap();
+    assert_eq!(set.node(), Some(0));
+    assert_eq!(pool.route_for(&set).unwrap().domain, 0);
+
+    // The pages move to node 2 (domain 1): the set still says node 0 ...
+    let dram1 = mamba.spaces().find(|s| s.name == "dram1").unwrap().id;
+    mamba.move_pages(&mut a, dram1).unwrap();
+    assert_eq!(a.data_node(&locality).unwrap(), Some(2));
+    assert_eq!(set.node(), Some(0));
+    let stale = pool.spawn_near(&set, || ()).unwrap();
+    assert_eq!(stale.target(), 0);
+    // ... until refreshed.
+    assert_eq!(set.refresh(&a, &locality).unwrap(), Some(2));
+    let data = &a;
+    let (target, sum) = pool
+        .scope(|s| {
+            let h = s
+                .spawn_near(&set, || {
+                    data.as_slice()
+                        .unwrap()
+                        .iter()
+                        .map(|&b| u64::from(b))
+                        .sum::<u64>()
+                })
+                .unwrap();
+            (h.target(), h.join().unwrap())
+        })
+        .unwrap();
+    assert_eq!((target, sum), (1, 1 << 20));
+    stale.join().unwrap();
+    assert_eq!(pool.executions().len(), 2);
+}
+
+#[test]
+fn a_flood_of_outside_spawns_is_queued_and_run() {
+    // One worker, held by its first task while 3000 more are queued from
+    // outside: more than the fixed part of a domain's queue holds.
+    let pool = AffinityPool::builder()
+        .level(Level::Machine)
+        .workers_per_domain(1)
+        .build(&synthetic())
+        .unwrap();
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    let first = pool.spawn(move || {
+        started_tx.send(()).unwrap();
+        release_rx.recv().unwrap();
+    });
+    started.recv().unwrap();
+    const N: u64 = 3000;
+    let handles: Vec<_> = (0..N).map(|i| pool.spawn(move || i * 3)).collect();
+    assert_eq!(pool.queued(0), N as usize);
+    release.send(()).unwrap();
+    first.join().unwrap();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(total, 3 * N * (N - 1) / 2);
+    assert_eq!(pool.queued(0), 0);
+    assert_eq!(pool.stats().executed, N + 1);
+}
+
+#[test]
+fn a_scope_returns_after_unclaimed_values_are_dropped() {
+    // Values that borrow from the caller and count their drops: the scope
+    // may return only once every task's value is gone, joined or not.
+    struct Counted<'a>(&'a std::sync::atomic::AtomicUsize);
+    impl Drop for Counted<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let pool = AffinityPool::new(&synthetic()).unwrap();
+    let drops = std::sync::atomic::AtomicUsize::new(0);
+    let kept = pool
+        .scope(|s| {
+            let drops = &drops;
+            let mut kept = None;
+            for i in 0..200 {
+                let h = s.spawn(move || Counted(drops));
+                if i == 0 {
+                    kept = Some(h);
+                }
+            }
+            kept
+        })
+        .unwrap();
+    assert_eq!(drops.load(std::sync::atomic::Ordering::SeqCst), 199);
+    drop(kept.unwrap().join().unwrap());
+    assert_eq!(drops.load(std::sync::atomic::Ordering::SeqCst), 200);
+}

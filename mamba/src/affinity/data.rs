@@ -1,4 +1,9 @@
 //! Where data lives: the NUMA node holding most of a memory range's pages.
+//!
+//! Locating pages is a `move_pages` query: one to two microseconds per
+//! spawn in the `affinity` benchmark (`spawn_near_64KiB_query_each_task`),
+//! ten times and more the cost of the spawn. [`DataSet`] locates data once and lets every
+//! spawn near it reuse the answer until [`DataSet::refresh`] asks again.
 
 use super::error::Result;
 use super::locality::Locality;
@@ -98,5 +103,54 @@ impl DataLocation for Allocation<'_> {
         }
         let pages = DataRange::new(self.addr(), self.len()).data_node(locality)?;
         Ok(pages.or(space_node))
+    }
+}
+
+/// Data located once: tasks spawned near it
+/// ([`super::AffinityPool::spawn_near`], [`super::Scope::spawn_near`]) go
+/// to the node found then, without another page query. It holds the
+/// answer, not the data. Pages move only when something moves them
+/// ([`crate::Mamba::move_pages`], the kernel's NUMA balancing, the first
+/// touch of pages not there yet): call [`DataSet::refresh`] after that.
+/// Spawning near the data itself queries every time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataSet {
+    node: Option<u32>,
+}
+
+impl DataSet {
+    /// Locates `data` (one query) in `locality`'s numbering.
+    ///
+    /// # Errors
+    /// When the pages cannot be located.
+    pub fn locate<D: DataLocation + ?Sized>(data: &D, locality: &Locality) -> Result<Self> {
+        Ok(DataSet {
+            node: data.data_node(locality)?,
+        })
+    }
+
+    /// The node found by the last query (`None`: no page then).
+    pub fn node(&self) -> Option<u32> {
+        self.node
+    }
+
+    /// Locates `data` (the data set's) again; returns the node found.
+    ///
+    /// # Errors
+    /// When the pages cannot be located; the previous answer stays.
+    pub fn refresh<D: DataLocation + ?Sized>(
+        &mut self,
+        data: &D,
+        locality: &Locality,
+    ) -> Result<Option<u32>> {
+        self.node = data.data_node(locality)?;
+        Ok(self.node)
+    }
+}
+
+impl DataLocation for DataSet {
+    /// The node found by the last query: no query here.
+    fn data_node(&self, _locality: &Locality) -> Result<Option<u32>> {
+        Ok(self.node)
     }
 }

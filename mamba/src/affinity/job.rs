@@ -1,19 +1,22 @@
 //! Tasks as queued jobs, and the handles that wait for their results.
+//!
+//! A task is one allocation: the closure, what to call once it has run,
+//! and the slot its outcome is delivered to. The queued job and the
+//! [`JoinHandle`] are two views of it, shared by reference count.
 
 use super::error::{AffinityError, Result};
-use super::stats::Execution;
-use super::worker::{self, Shared};
+use super::stats::{Execution, Origin};
+use super::worker;
 use std::any::Any;
+use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::Thread;
 
-/// Called by a job's body once the task has run, before its outcome is
-/// delivered, with the panic message if it panicked: statistics are up to
-/// date when a join returns.
+/// Called by a job once the task has run, before its outcome is delivered,
+/// with the panic message if it panicked: statistics are up to date when a
+/// join returns.
 pub(crate) type Record<'r> = &'r dyn Fn(Option<&str>);
-
-/// A job's body: runs the task, records, delivers its outcome.
-pub(crate) type Body<'a> = Box<dyn FnOnce(&Execution, Record<'_>) + Send + 'a>;
 
 /// A queued task.
 pub(crate) struct Job {
@@ -21,8 +24,27 @@ pub(crate) struct Job {
     pub(crate) id: u64,
     /// The domain it was sent to.
     pub(crate) target: usize,
-    /// What to run.
-    pub(crate) body: Body<'static>,
+    /// The task; taken by [`Job::run`], else by the drop.
+    task: Option<Arc<dyn Run>>,
+}
+
+impl Job {
+    /// Runs the task: records, delivers its outcome, then calls its
+    /// completion.
+    pub(crate) fn run(mut self, execution: &Execution, record: Record<'_>) {
+        if let Some(task) = self.task.take() {
+            task.run(execution, record);
+        }
+    }
+}
+
+impl Drop for Job {
+    /// A job dropped unrun drops its closure and reports the task lost.
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abandon();
+        }
+    }
 }
 
 /// The text of a panic payload.
@@ -36,15 +58,41 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// A task's value or panic message, and where it ran (the handle knows the
+/// task's number and target): kept small, so that a task with a small
+/// closure and value takes one small allocation.
 struct Outcome<T> {
-    value: std::result::Result<T, String>,
-    execution: Execution,
+    value: std::result::Result<T, Box<str>>,
+    ran: Ran,
+}
+
+/// The part of an [`Execution`] that only the worker knows (worker and
+/// domain indexes stored in 32 bits).
+#[derive(Clone, Copy)]
+struct Ran {
+    worker: u32,
+    domain: u32,
+    cpu: Option<u32>,
+    node: Option<u32>,
+    origin: Origin,
+}
+
+impl Ran {
+    fn of(execution: &Execution) -> Self {
+        Ran {
+            worker: execution.worker as u32,
+            domain: execution.domain as u32,
+            cpu: execution.cpu,
+            node: execution.node,
+            origin: execution.origin,
+        }
+    }
 }
 
 /// A task's outcome on its way from the worker to the handle.
 enum State<T> {
-    /// Not there yet; whether the handle is waiting on the condition.
-    Pending { waiting: bool },
+    /// Not there yet; the handle's thread when it waits.
+    Pending { waiter: Option<Thread> },
     /// Delivered.
     Done(Outcome<T>),
     /// The task was dropped without running.
@@ -54,7 +102,6 @@ enum State<T> {
 /// The one-shot slot shared by a task and its handle.
 struct Slot<T> {
     state: Mutex<State<T>>,
-    ready: Condvar,
 }
 
 impl<T> Slot<T> {
@@ -64,15 +111,18 @@ impl<T> Slot<T> {
 
     fn put(&self, new: State<T>) {
         let old = std::mem::replace(&mut *self.lock(), new);
-        if matches!(old, State::Pending { waiting: true }) {
-            self.ready.notify_one();
+        if let State::Pending {
+            waiter: Some(thread),
+        } = old
+        {
+            thread.unpark();
         }
     }
 
     /// The outcome if delivered (or lost), without waiting.
     fn try_take(&self) -> Option<Result<Outcome<T>>> {
         let mut state = self.lock();
-        match std::mem::replace(&mut *state, State::Pending { waiting: false }) {
+        match std::mem::replace(&mut *state, State::Pending { waiter: None }) {
             State::Done(o) => Some(Ok(o)),
             State::Lost => Some(Err(AffinityError::TaskLost)),
             pending => {
@@ -83,86 +133,205 @@ impl<T> Slot<T> {
     }
 
     fn take(&self) -> Result<Outcome<T>> {
-        let mut state = self.lock();
         loop {
-            match std::mem::replace(&mut *state, State::Pending { waiting: true }) {
+            let waiter = Some(std::thread::current());
+            // Not in the `match` itself: the lock must be let go of before
+            // parking.
+            let state = std::mem::replace(&mut *self.lock(), State::Pending { waiter });
+            match state {
                 State::Done(o) => return Ok(o),
                 State::Lost => return Err(AffinityError::TaskLost),
-                State::Pending { .. } => {
-                    state = self
-                        .ready
-                        .wait(state)
-                        .unwrap_or_else(PoisonError::into_inner)
-                }
+                // Woken by `put`, or spuriously: look again.
+                State::Pending { .. } => std::thread::park(),
             }
         }
     }
 }
 
-/// The task's end of the slot; marks the task lost if dropped unsent.
-struct Sender<T>(Option<Arc<Slot<T>>>);
+/// The job's view of a task.
+trait Run: Send + Sync {
+    /// Runs the closure, records, delivers the outcome, lets go of the
+    /// task, then calls the completion.
+    fn run(self: Arc<Self>, execution: &Execution, record: Record<'_>);
+    /// Drops the closure unrun, marks the outcome lost, lets go of the
+    /// task, then calls the completion.
+    fn abandon(self: Arc<Self>);
+}
 
-impl<T> Sender<T> {
-    fn send(mut self, outcome: Outcome<T>) {
-        if let Some(slot) = self.0.take() {
-            slot.put(State::Done(outcome));
-        }
+/// The handle's view of a task.
+trait Deliver<T>: Send + Sync {
+    fn slot(&self) -> &Slot<T>;
+}
+
+/// A task: its closure `F` with its completion `D`, and the slot for its
+/// value `T`.
+struct Task<F, T, D> {
+    /// Taken once, by [`Run::run`] or [`Run::abandon`].
+    work: UnsafeCell<Option<(F, D)>>,
+    slot: Slot<T>,
+}
+
+// SAFETY: the handle's view touches only `slot` (a mutex); `work` is touched
+// only through the task's one `Run` view, which its `Job` owns alone and
+// consumes with one call of `run` or `abandon` (see `Task::take_work`), so
+// never by two threads at once. `F` and `D` are `Send`: they may move to
+// the thread that takes them.
+unsafe impl<F: Send, T: Send, D: Send> Sync for Task<F, T, D> {}
+
+impl<F, T, D> Task<F, T, D> {
+    /// The closure and completion, the first time only.
+    fn take_work(&self) -> Option<(F, D)> {
+        // SAFETY: called only by `run` and `abandon`, which consume the one
+        // `Arc<dyn Run>` of this task (owned by its `Job`, never cloned):
+        // no other reference to `work` exists during the call.
+        unsafe { (*self.work.get()).take() }
     }
 }
 
-impl<T> Drop for Sender<T> {
-    fn drop(&mut self) {
-        if let Some(slot) = self.0.take() {
-            slot.put(State::Lost);
+impl<F, T, D> Run for Task<F, T, D>
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+    D: FnOnce(Option<String>) + Send,
+{
+    fn run(self: Arc<Self>, execution: &Execution, record: Record<'_>) {
+        let Some((f, done)) = self.take_work() else {
+            return;
+        };
+        let value = catch_unwind(AssertUnwindSafe(f)).map_err(|p| panic_message(&*p));
+        let panicked = value.as_ref().err().cloned();
+        record(panicked.as_deref());
+        // The value is dropped before `done`: here when the handle is gone
+        // (this is the last reference, and none can come back), else with
+        // the last reference.
+        if Arc::strong_count(&self) == 1 {
+            drop(value);
+        } else {
+            self.slot.put(State::Done(Outcome {
+                value: value.map_err(String::into_boxed_str),
+                ran: Ran::of(execution),
+            }));
         }
+        drop(self);
+        done(panicked);
+    }
+
+    fn abandon(self: Arc<Self>) {
+        let Some((f, done)) = self.take_work() else {
+            return;
+        };
+        drop(f);
+        self.slot.put(State::Lost);
+        drop(self);
+        done(None);
     }
 }
 
-/// Wraps a task into a job body and the handle that receives its outcome;
-/// the body calls `done` last, with the panic message if it panicked, once
-/// everything the task captured or returned has left the body.
-pub(crate) fn package<'a, F, T, D>(
-    shared: &Arc<Shared>,
-    id: u64,
-    target: usize,
-    f: F,
-    done: D,
-) -> (Body<'a>, JoinHandle<T>)
+impl<F, T, D> Deliver<T> for Task<F, T, D>
+where
+    F: Send,
+    T: Send,
+    D: Send,
+{
+    fn slot(&self) -> &Slot<T> {
+        &self.slot
+    }
+}
+
+/// Where a task was sent, for its handle.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket {
+    /// Identity of the pool (see `worker::Shared::id`).
+    pub(crate) pool: u64,
+    /// Task number.
+    pub(crate) id: u64,
+    /// The domain it goes to.
+    pub(crate) target: usize,
+}
+
+type Views<'a, T> = (Arc<dyn Run + 'a>, Arc<dyn Deliver<T> + 'a>);
+
+fn views<'a, F, T, D>(f: F, done: D) -> Views<'a, T>
 where
     F: FnOnce() -> T + Send + 'a,
     T: Send + 'a,
     D: FnOnce(Option<String>) + Send + 'a,
 {
-    let slot = Arc::new(Slot {
-        state: Mutex::new(State::Pending { waiting: false }),
-        ready: Condvar::new(),
+    let task = Arc::new(Task {
+        work: UnsafeCell::new(Some((f, done))),
+        slot: Slot {
+            state: Mutex::new(State::Pending { waiter: None }),
+        },
     });
-    let tx = Sender(Some(Arc::clone(&slot)));
-    let body: Body<'a> = Box::new(move |execution: &Execution, record: Record<'_>| {
-        let value = catch_unwind(AssertUnwindSafe(f)).map_err(|p| panic_message(&*p));
-        let panicked = value.as_ref().err().cloned();
-        record(panicked.as_deref());
-        tx.send(Outcome {
-            value,
-            execution: *execution,
-        });
-        done(panicked);
-    });
+    (task.clone(), task)
+}
+
+fn assemble<T>(ticket: Ticket, (run, slot): Views<'static, T>) -> (Job, JoinHandle<T>) {
+    let job = Job {
+        id: ticket.id,
+        target: ticket.target,
+        task: Some(run),
+    };
     let handle = JoinHandle {
         slot,
-        shared: Arc::clone(shared),
-        task: id,
-        target,
+        pool: ticket.pool,
+        task: ticket.id,
+        target: ticket.target,
     };
-    (body, handle)
+    (job, handle)
+}
+
+/// Wraps a task into a job and the handle that receives its outcome (one
+/// allocation). The job calls `done` last, with the panic message if the
+/// task panicked, once everything the task captured or returned has left
+/// it (the value stays only in the handle's view).
+pub(crate) fn package<F, T, D>(ticket: Ticket, f: F, done: D) -> (Job, JoinHandle<T>)
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+    D: FnOnce(Option<String>) + Send + 'static,
+{
+    assemble(ticket, views(f, done))
+}
+
+/// [`package`] for a task that borrows for `'a`.
+///
+/// # Safety
+/// Nothing `f` or `done` borrow may end before the job has called `done`
+/// (or been dropped, which calls it too), and the job must be run or
+/// dropped: after `done` the task holds neither (the handle keeps only the
+/// value, whose type `T` it carries).
+pub(crate) unsafe fn package_scoped<'a, F, T, D>(
+    ticket: Ticket,
+    f: F,
+    done: D,
+) -> (Job, JoinHandle<T>)
+where
+    F: FnOnce() -> T + Send + 'a,
+    T: Send + 'a,
+    D: FnOnce(Option<String>) + Send + 'a,
+{
+    let (run, slot) = views(f, done);
+    // SAFETY: only the lifetime bound of the two trait objects changes. The
+    // task uses what `f` and `done` borrow only until `done` returns, which
+    // the caller guarantees is within `'a`; afterwards the closures are gone
+    // from the task (dropping `None` touches nothing), and the value is
+    // reached only through the handle, whose type names `T`.
+    let views = unsafe {
+        (
+            std::mem::transmute::<Arc<dyn Run + 'a>, Arc<dyn Run>>(run),
+            std::mem::transmute::<Arc<dyn Deliver<T> + 'a>, Arc<dyn Deliver<T>>>(slot),
+        )
+    };
+    assemble(ticket, views)
 }
 
 /// Waits for one task: its value, or its panic as an error. Dropping it
 /// detaches the task (its panic then shows only in the statistics, or in
 /// its scope's result).
 pub struct JoinHandle<T> {
-    slot: Arc<Slot<T>>,
-    shared: Arc<Shared>,
+    slot: Arc<dyn Deliver<T>>,
+    pool: u64,
     task: u64,
     target: usize,
 }
@@ -189,22 +358,23 @@ impl<T> JoinHandle<T> {
 
     /// Whether the task has finished.
     pub fn is_finished(&self) -> bool {
-        !matches!(*self.slot.lock(), State::Pending { .. })
+        !matches!(*self.slot.slot().lock(), State::Pending { .. })
     }
 
     fn wait(self) -> Result<Outcome<T>> {
-        if worker::is_worker_of(&self.shared) {
+        let slot = self.slot.slot();
+        if worker::is_worker_of(self.pool) {
             // A worker waiting must keep the pool running: help meanwhile.
             loop {
-                if let Some(outcome) = self.slot.try_take() {
+                if let Some(outcome) = slot.try_take() {
                     return outcome;
                 }
-                if !worker::help_once(&self.shared) {
+                if !worker::help_once(self.pool) {
                     std::thread::yield_now();
                 }
             }
         }
-        self.slot.take()
+        slot.take()
     }
 
     /// Waits for the task and returns its value.
@@ -212,7 +382,9 @@ impl<T> JoinHandle<T> {
     /// # Errors
     /// [`AffinityError::TaskPanicked`] with the panic message.
     pub fn join(self) -> Result<T> {
-        self.wait()?.value.map_err(AffinityError::TaskPanicked)
+        self.wait()?
+            .value
+            .map_err(|m| AffinityError::TaskPanicked(m.into()))
     }
 
     /// Waits for the task and returns its value (or panic) with the record
@@ -221,10 +393,20 @@ impl<T> JoinHandle<T> {
     /// # Errors
     /// [`AffinityError::TaskLost`] when the task never ran.
     pub fn join_with_execution(self) -> Result<(Result<T>, Execution)> {
-        let outcome = self.wait()?;
+        let (task, target) = (self.task, self.target);
+        let Outcome { value, ran } = self.wait()?;
+        let execution = Execution {
+            task,
+            worker: ran.worker as usize,
+            domain: ran.domain as usize,
+            target,
+            cpu: ran.cpu,
+            node: ran.node,
+            origin: ran.origin,
+        };
         Ok((
-            outcome.value.map_err(AffinityError::TaskPanicked),
-            outcome.execution,
+            value.map_err(|m| AffinityError::TaskPanicked(m.into())),
+            execution,
         ))
     }
 }

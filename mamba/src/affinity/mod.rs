@@ -9,7 +9,7 @@
 //! | [`locality`] | nodes, packages, distances, the CPUs nearest any space |
 //! | [`domain`] | worker domains, node-to-domain mapping, steal order, routing |
 //! | [`bind`] | pinning threads, verified, restored on drop |
-//! | [`data`] | the node holding a range's or an allocation's pages |
+//! | [`data`] | the node holding a range's or an allocation's pages; data sets located once |
 //! | [`pool`] | the worker pool: spawn near data, on a node, in a domain |
 //! | [`scope`] | tasks borrowing from the caller |
 //! | [`job`] | join handles: the task's value or its panic |
@@ -50,13 +50,14 @@ pub mod job;
 pub mod locality;
 pub mod place;
 pub mod pool;
+mod queue;
 pub mod scope;
 pub mod stats;
 mod worker;
 
 pub use bind::{current_cpu, thread_affinity, BindGuard, PinnedThread};
 pub use cpuset::{CpuSet, NodeSet};
-pub use data::{DataLocation, DataRange, SAMPLED_PAGES};
+pub use data::{DataLocation, DataRange, DataSet, SAMPLED_PAGES};
 pub use decide::{Action, Backlog, Decision, Footprint, MigrationPolicy};
 pub use domain::{Domain, Domains, Level, Membership, Route, RouteReason};
 pub use error::{AffinityError, Result};

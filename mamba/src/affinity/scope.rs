@@ -3,43 +3,81 @@
 
 use super::data::DataLocation;
 use super::error::{AffinityError, Result};
-use super::job::{Body, JoinHandle};
+use super::job::{self, JoinHandle};
 use super::pool::AffinityPool;
-use super::worker;
+use super::worker::{self, ScopeWake};
+use crossbeam::utils::CachePadded;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
-/// Tasks of a scope still running, and the panics of those that ended.
-#[derive(Default)]
+/// A scope's count of tasks, and the panics of those that ended.
+///
+/// Spawning and ending write to different cache lines: `spawned` counts
+/// the tasks spawned; `outstanding` goes down by one as each task ends and,
+/// once the body has returned, up by `spawned`. It wraps below zero while
+/// the body runs and reaches zero once, when the last task has ended and
+/// the body has returned: whoever brings it there uses the state last.
 struct ScopeState {
-    pending: AtomicUsize,
-    lock: Mutex<Vec<String>>,
-    done: Condvar,
+    spawned: CachePadded<AtomicUsize>,
+    outstanding: CachePadded<AtomicUsize>,
+    panics: Mutex<Vec<String>>,
+    /// Whether the caller of the scope is outside the pool: it then sleeps
+    /// on the pool's scope wake-up rather than helping.
+    outside: bool,
 }
 
 impl ScopeState {
-    fn complete(&self, panicked: Option<String>) {
+    /// Whether every task has ended, once the body has returned.
+    fn finished(&self) -> bool {
+        self.outstanding.load(Ordering::Acquire) == 0
+    }
+
+    /// Tasks spawned and not yet ended, while the body runs.
+    fn pending(&self) -> usize {
+        let spawned = self.spawned.load(Ordering::Relaxed);
+        spawned.wrapping_add(self.outstanding.load(Ordering::Relaxed))
+    }
+
+    /// One task ended: the last use of the state by a task. Once `outstanding`
+    /// is zero the scope may return and the state be gone, so the wake-up
+    /// goes through the pool, which outlives the task.
+    ///
+    /// # Safety
+    /// `state` points to a live state whose `spawned` counts this task.
+    unsafe fn complete(state: StatePtr, wake: &ScopeWake, panicked: Option<String>) {
+        // SAFETY: the scope keeps its state in place until `outstanding` is
+        // zero, which it cannot be before the decrement below; the state is
+        // not used after it.
+        let state = unsafe { &*state.0 };
         if let Some(message) = panicked {
-            self.lock
+            state
+                .panics
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(message);
         }
-        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-            // The waiter checks `pending` under the lock: taking it here
-            // means it is either not yet checking or already waiting.
-            let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-            self.done.notify_all();
+        let outside = state.outside;
+        if state.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 && outside {
+            wake.notify();
         }
     }
 }
 
+/// A scope's state as its tasks hold it: a pointer, not a reference, since
+/// the state may be gone as soon as a task's last decrement is done.
+#[derive(Clone, Copy)]
+struct StatePtr(*const ScopeState);
+
+// SAFETY: it stands for a `&ScopeState`, which may be sent (the state is
+// made of atomics, a mutex and a flag).
+unsafe impl Send for StatePtr {}
+
 /// Spawns tasks that may borrow anything that outlives the scope.
 pub struct Scope<'scope> {
     pool: &'scope AffinityPool,
-    state: Arc<ScopeState>,
+    state: ScopeState,
     /// Invariant in `'scope`, as `std::thread::Scope`.
     _scope: PhantomData<&'scope mut &'scope ()>,
 }
@@ -47,7 +85,7 @@ pub struct Scope<'scope> {
 impl std::fmt::Debug for Scope<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scope")
-            .field("pending", &self.state.pending.load(Ordering::Relaxed))
+            .field("pending", &self.state.pending())
             .finish()
     }
 }
@@ -62,25 +100,30 @@ impl<'scope> Scope<'scope> {
         F: FnOnce() -> T + Send + 'scope,
         T: Send + 'scope,
     {
-        let state = Arc::clone(&self.state);
-        let (body, handle, id) = self
-            .pool
-            .submit(domain, f, move |panicked| state.complete(panicked))?;
-        self.state.pending.fetch_add(1, Ordering::AcqRel);
-        // SAFETY: the body borrows data that lives for 'scope. The scope
-        // does not return before `pending` is back to zero, which happens in
-        // the body's last step (`complete`, after the task, its captures and
-        // its result have left the body); the pool runs every queued job
-        // (workers drain the queues before stopping, and the pool cannot be
-        // dropped while this scope borrows it). So the body never uses what
-        // it borrows after 'scope.
-        let body: Body<'static> =
-            unsafe { std::mem::transmute::<Body<'scope>, Body<'static>>(body) };
-        self.pool.enqueue(id, domain, body);
+        let ticket = self.pool.ticket(domain)?;
+        let state = StatePtr(&self.state);
+        let wake = &self.pool.shared().scopes;
+        self.state.spawned.fetch_add(1, Ordering::Relaxed);
+        let done = move |panicked| {
+            // SAFETY: `spawned` counts this task from here on.
+            unsafe { ScopeState::complete(state, wake, panicked) }
+        };
+        // SAFETY: the task borrows data that lives for 'scope, this scope's
+        // state and the pool. `AffinityPool::scope` keeps the state in place
+        // and does not return before `outstanding` is zero, which
+        // happens in `done`'s last step, after the task, its captures and
+        // its unclaimed value have left the job; `done` then touches only
+        // the pool, which outlives every job: workers drain the queues
+        // before stopping, and the pool cannot be dropped while this scope
+        // borrows it. Every job is run or dropped, and either calls `done`.
+        let (job, handle) = unsafe { job::package_scoped(ticket, f, done) };
+        self.pool.enqueue(job);
         Ok(handle)
     }
 
-    /// Runs `f` on the domain holding most pages of `data`.
+    /// Runs `f` on the domain holding most pages of `data`: a page query
+    /// per call, unless `data` is a [`super::DataSet`] located once
+    /// ([`AffinityPool::locate`]).
     ///
     /// # Errors
     /// When the pages cannot be located.
@@ -117,27 +160,24 @@ impl<'scope> Scope<'scope> {
             .expect("the default domain exists")
     }
 
+    /// Once the body has returned (no more spawns): waits for every task;
+    /// a worker of the pool helps meanwhile, another thread sleeps.
     fn wait(&self) {
-        let shared = self.pool.shared();
-        if worker::is_worker_of(shared) {
-            while self.state.pending.load(Ordering::Acquire) > 0 {
-                if !worker::help_once(shared) {
-                    std::thread::yield_now();
-                }
-            }
+        let state = &self.state;
+        let spawned = state.spawned.load(Ordering::Relaxed);
+        let before = state.outstanding.fetch_add(spawned, Ordering::AcqRel);
+        if before.wrapping_add(spawned) == 0 {
             return;
         }
-        let mut panics = self
-            .state
-            .lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        while self.state.pending.load(Ordering::Acquire) > 0 {
-            panics = self
-                .state
-                .done
-                .wait(panics)
-                .unwrap_or_else(PoisonError::into_inner);
+        if state.outside {
+            self.pool.shared().scopes.wait_until(|| state.finished());
+            return;
+        }
+        let pool = self.pool.shared().id;
+        while !state.finished() {
+            if !worker::help_once(pool) {
+                std::thread::yield_now();
+            }
         }
     }
 }
@@ -153,19 +193,22 @@ impl AffinityPool {
     pub fn scope<'scope, R>(&'scope self, op: impl FnOnce(&Scope<'scope>) -> R) -> Result<R> {
         let scope = Scope {
             pool: self,
-            state: Arc::default(),
+            state: ScopeState {
+                spawned: Default::default(),
+                outstanding: Default::default(),
+                panics: Mutex::new(Vec::new()),
+                outside: !worker::is_worker_of(self.shared().id),
+            },
             _scope: PhantomData,
         };
         let result = catch_unwind(AssertUnwindSafe(|| op(&scope)));
         scope.wait();
         let value = result.unwrap_or_else(|p| resume_unwind(p));
-        let panics = std::mem::take(
-            &mut *scope
-                .state
-                .lock
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
+        let panics = scope
+            .state
+            .panics
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
         match panics.first() {
             None => Ok(value),
             Some(first) => Err(AffinityError::ScopePanicked {

@@ -44,7 +44,8 @@ impl Execution {
     }
 }
 
-/// Counters of one worker.
+/// Counters of one worker, written by that worker only (so a plain load
+/// and store count, without a locked instruction), read by anyone.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     executed: AtomicU64,
@@ -55,9 +56,9 @@ pub(crate) struct Counters {
 
 impl Counters {
     pub(crate) fn record(&self, execution: &Execution, panicked: bool) {
-        let bump = |c: &AtomicU64| {
-            c.fetch_add(1, Ordering::Relaxed);
-        };
+        let bump = |c: &AtomicU64| c.store(c.load(Ordering::Relaxed) + 1, Ordering::Release);
+        // `executed` first: a reader that sees a task in `remote` sees it
+        // in `executed` too.
         bump(&self.executed);
         match execution.origin {
             Origin::Own => {}
@@ -96,8 +97,8 @@ pub struct WorkerStats {
 
 impl WorkerStats {
     pub(crate) fn read(worker: usize, domain: usize, cpus: CpuSet, c: &Counters) -> Self {
-        let executed = c.executed.load(Ordering::Relaxed);
-        let remote = c.remote.load(Ordering::Relaxed);
+        let remote = c.remote.load(Ordering::Acquire);
+        let executed = c.executed.load(Ordering::Acquire);
         WorkerStats {
             worker,
             domain,

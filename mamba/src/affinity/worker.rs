@@ -6,10 +6,13 @@ use super::bind::{self, BindGuard};
 use super::cpuset::CpuSet;
 use super::domain::Domains;
 use super::job::Job;
+use super::locality::Locality;
+use super::queue::DomainQueue;
 use super::stats::{Execution, Origin, WorkerCounters};
-use crossbeam::deque::{Injector, Stealer, Worker};
+use crossbeam::deque::{Stealer, Worker};
+use crossbeam::utils::CachePadded;
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 /// Rounds of searching (with a yield between) before a worker sleeps.
@@ -28,15 +31,17 @@ pub(crate) struct WorkerMeta {
     pub(crate) stealer: Stealer<Job>,
 }
 
-/// Idle workers, per domain, and the wake-up protocol: a worker announces
-/// itself as a sleeper and then re-checks the epoch, a spawner bumps the
-/// epoch and then looks for searchers and sleepers, so one of the two sees
-/// the other. Awake workers without a task count as searching: they will
-/// find new work without being woken.
+/// Idle workers, per domain, and the wake-up protocol: a spawner queues
+/// its job and then looks for searchers and sleepers; a worker about to
+/// sleep announces itself as a sleeper and then searches once more, under
+/// the lock the spawner takes to wake it. With a full fence on both sides
+/// between the write and the read, either the spawner sees the sleeper or
+/// the sleeper finds the job. Workers idle but awake count as searching:
+/// they will find new work without being woken; a worker running tasks one
+/// after the other touches none of these counters.
 pub(crate) struct Sleep {
-    epoch: AtomicU64,
     sleepers: AtomicUsize,
-    searching: Vec<AtomicUsize>,
+    searching: Vec<CachePadded<AtomicUsize>>,
     per_domain: Mutex<Vec<usize>>,
     wake: Vec<Condvar>,
 }
@@ -44,16 +49,11 @@ pub(crate) struct Sleep {
 impl Sleep {
     pub(crate) fn new(domains: usize) -> Self {
         Sleep {
-            epoch: AtomicU64::new(0),
             sleepers: AtomicUsize::new(0),
-            searching: (0..domains).map(|_| AtomicUsize::new(0)).collect(),
+            searching: (0..domains).map(|_| Default::default()).collect(),
             per_domain: Mutex::new(vec![0; domains]),
             wake: (0..domains).map(|_| Condvar::new()).collect(),
         }
-    }
-
-    fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::SeqCst)
     }
 
     fn start_searching(&self, domain: usize) {
@@ -64,28 +64,38 @@ impl Sleep {
         self.searching[domain].fetch_sub(1, Ordering::SeqCst);
     }
 
-    fn sleep(&self, domain: usize, seen: u64, shutdown: &AtomicBool) {
+    /// Sleeps until woken, unless `search` (run once registered as a
+    /// sleeper) finds a job, which is returned, or the pool shuts down.
+    fn sleep<J>(
+        &self,
+        domain: usize,
+        shutdown: &AtomicBool,
+        search: impl FnOnce() -> Option<J>,
+    ) -> Option<J> {
         let mut counts = self
             .per_domain
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         counts[domain] += 1;
         self.sleepers.fetch_add(1, Ordering::SeqCst);
-        if self.epoch() == seen && !shutdown.load(Ordering::SeqCst) {
+        fence(Ordering::SeqCst);
+        let found = search();
+        if found.is_none() && !shutdown.load(Ordering::SeqCst) {
             counts = self.wake[domain]
                 .wait(counts)
                 .unwrap_or_else(PoisonError::into_inner);
         }
         counts[domain] -= 1;
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        found
     }
 
-    /// New work for `domain`: nothing to do when one of its workers is
-    /// searching; else wakes a sleeper there; else, unless a worker of
-    /// another domain is searching (it will steal), the nearest domain's
-    /// sleeper (`order`).
+    /// New work for `domain` (already queued): nothing to do when one of
+    /// its workers is searching or nobody sleeps; else wakes a sleeper
+    /// there; else, unless a worker of another domain is searching (it will
+    /// steal), the nearest domain's sleeper (`order`).
     pub(crate) fn notify(&self, domain: usize, order: &[usize]) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         if self.searching[domain].load(Ordering::SeqCst) > 0
             || self.sleepers.load(Ordering::SeqCst) == 0
         {
@@ -107,9 +117,8 @@ impl Sleep {
         }
     }
 
-    /// Wakes everybody (shutdown).
+    /// Wakes everybody (shutdown, already flagged).
     pub(crate) fn notify_all(&self) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
         let _counts = self
             .per_domain
             .lock()
@@ -122,16 +131,68 @@ impl Sleep {
 
 /// What the pool's threads share.
 pub(crate) struct Shared {
+    /// Identity of the pool, unique in the process (handles and scopes
+    /// hold it instead of a reference).
+    pub(crate) id: u64,
     pub(crate) domains: Domains,
-    pub(crate) queues: Vec<Injector<Job>>,
+    /// The node of each CPU of a real topology, by CPU number (looked up
+    /// once, not per task).
+    pub(crate) cpu_nodes: Vec<Option<u32>>,
+    pub(crate) queues: Vec<DomainQueue>,
     pub(crate) workers: Vec<WorkerMeta>,
     /// Worker indexes of each domain.
     pub(crate) members: Vec<Vec<usize>>,
     pub(crate) counters: Vec<WorkerCounters>,
     pub(crate) sleep: Sleep,
     pub(crate) shutdown: AtomicBool,
-    pub(crate) next_task: AtomicU64,
+    /// Task numbers; written by spawners only, on a line of its own.
+    pub(crate) next_task: CachePadded<AtomicU64>,
     pub(crate) log: Option<Mutex<Vec<Execution>>>,
+    /// Where callers outside the pool wait for their scopes' last tasks.
+    pub(crate) scopes: ScopeWake,
+}
+
+/// A wake-up for threads outside the pool waiting for scopes: the pool
+/// outlives its scopes' tasks, so a task's last step may use it after its
+/// scope has gone.
+#[derive(Default)]
+pub(crate) struct ScopeWake {
+    lock: Mutex<()>,
+    done: Condvar,
+}
+
+impl ScopeWake {
+    /// Waits until `finished` holds; it is checked under the lock, and
+    /// whoever makes it true calls [`ScopeWake::notify`] afterwards.
+    pub(crate) fn wait_until(&self, finished: impl Fn() -> bool) {
+        let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        while !finished() {
+            guard = self
+                .done
+                .wait(guard)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Wakes the waiters to check again.
+    pub(crate) fn notify(&self) {
+        let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.done.notify_all();
+    }
+}
+
+/// [`Locality::node_of_cpu`] for every CPU of `locality`, by CPU number.
+pub(crate) fn cpu_nodes(locality: &Locality) -> Vec<Option<u32>> {
+    let count = locality.cpus().iter().last().map_or(0, |c| c as usize + 1);
+    (0..count).map(|c| locality.node_of_cpu(c as u32)).collect()
+}
+
+/// Source of pool identities.
+static NEXT_POOL: AtomicU64 = AtomicU64::new(0);
+
+/// A new pool identity.
+pub(crate) fn new_pool_id() -> u64 {
+    NEXT_POOL.fetch_add(1, Ordering::Relaxed)
 }
 
 /// The worker running on this thread.
@@ -165,31 +226,27 @@ pub fn current_worker() -> Option<WorkerId> {
     })
 }
 
-/// Whether the calling thread is a worker of this pool.
-pub(crate) fn is_worker_of(shared: &Arc<Shared>) -> bool {
-    CURRENT.with(|c| {
-        c.borrow()
-            .as_ref()
-            .is_some_and(|ctx| Arc::ptr_eq(&ctx.shared, shared))
-    })
+/// Whether the calling thread is a worker of pool `pool`.
+pub(crate) fn is_worker_of(pool: u64) -> bool {
+    CURRENT.with(|c| c.borrow().as_ref().is_some_and(|ctx| ctx.shared.id == pool))
 }
 
 /// The domain of the calling worker of this pool.
-pub(crate) fn current_domain(shared: &Arc<Shared>) -> Option<usize> {
+pub(crate) fn current_domain(shared: &Shared) -> Option<usize> {
     CURRENT.with(|c| {
         c.borrow()
             .as_ref()
-            .filter(|ctx| Arc::ptr_eq(&ctx.shared, shared))
+            .filter(|ctx| ctx.shared.id == shared.id)
             .map(|ctx| ctx.domain)
     })
 }
 
 /// Queues a job: on the calling worker's own deque when it is a worker of
 /// the target domain, else on the domain's queue; then wakes someone.
-pub(crate) fn push(shared: &Arc<Shared>, job: Job) {
+pub(crate) fn push(shared: &Shared, job: Job) {
     let target = job.target;
     let job = CURRENT.with(|c| match c.borrow().as_ref() {
-        Some(ctx) if Arc::ptr_eq(&ctx.shared, shared) && ctx.domain == target => {
+        Some(ctx) if ctx.shared.id == shared.id && ctx.domain == target => {
             ctx.local.push(job);
             None
         }
@@ -213,20 +270,6 @@ fn steal_from(stealer: &Stealer<Job>) -> Option<Job> {
     }
 }
 
-fn steal_queue(queue: &Injector<Job>, local: Option<&Worker<Job>>) -> Option<Job> {
-    loop {
-        let attempt = match local {
-            Some(local) => queue.steal_batch_and_pop(local),
-            None => queue.steal(),
-        };
-        match attempt {
-            crossbeam::deque::Steal::Success(job) => return Some(job),
-            crossbeam::deque::Steal::Empty => return None,
-            crossbeam::deque::Steal::Retry => {}
-        }
-    }
-}
-
 /// The next job for a worker, and where it came from. Other domains are
 /// searched only when the worker's own domain has nothing, and only with
 /// `remote` (the worker has been idle a while, or was woken for them).
@@ -235,7 +278,7 @@ fn find_job(ctx: &Ctx, remote: bool) -> Option<(Job, Origin)> {
     if let Some(job) = ctx.local.pop() {
         return Some((job, Origin::Own));
     }
-    if let Some(job) = steal_queue(&shared.queues[ctx.domain], Some(&ctx.local)) {
+    if let Some(job) = shared.queues[ctx.domain].take(Some(&ctx.local)) {
         return Some((job, Origin::Own));
     }
     for &w in &shared.members[ctx.domain] {
@@ -251,7 +294,7 @@ fn find_job(ctx: &Ctx, remote: bool) -> Option<(Job, Origin)> {
     for &d in shared.domains.steal_order(ctx.domain) {
         // One job at a time across domains: batches would drag the other
         // domain's work here.
-        if let Some(job) = steal_queue(&shared.queues[d], None) {
+        if let Some(job) = shared.queues[d].take(None) {
             return Some((job, Origin::StolenAcrossDomains));
         }
         for &w in &shared.members[d] {
@@ -265,9 +308,8 @@ fn find_job(ctx: &Ctx, remote: bool) -> Option<(Job, Origin)> {
 
 fn run_job(shared: &Shared, index: usize, domain: usize, job: Job, origin: Origin) {
     let cpu = bind::current_cpu();
-    let locality = shared.domains.locality();
-    let node = if locality.is_real() {
-        cpu.and_then(|c| locality.node_of_cpu(c))
+    let node = if shared.domains.locality().is_real() {
+        cpu.and_then(|c| shared.cpu_nodes.get(c as usize).copied().flatten())
     } else {
         shared.domains.list()[domain].primary_node()
     };
@@ -288,38 +330,34 @@ fn run_job(shared: &Shared, index: usize, domain: usize, job: Job, origin: Origi
                 .push(execution);
         }
     };
-    (job.body)(&execution, &record);
+    job.run(&execution, &record);
 }
 
-/// Runs one job of this pool on the calling worker (one waiting for a task
-/// or a scope); false when it is not a worker of this pool or found
+/// Runs one job of pool `pool` on the calling worker (one waiting for a
+/// task or a scope); false when it is not a worker of this pool or found
 /// nothing.
-pub(crate) fn help_once(shared: &Arc<Shared>) -> bool {
-    run_one(shared, true)
-}
-
-fn run_one(shared: &Arc<Shared>, remote: bool) -> bool {
-    match find_own(shared, remote) {
-        Some((job, origin)) => {
-            let (index, domain) = CURRENT.with(|c| {
-                let ctx = c.borrow();
-                let ctx = ctx.as_ref().expect("found by a worker");
-                (ctx.index, ctx.domain)
-            });
-            run_job(shared, index, domain, job, origin);
-            true
+pub(crate) fn help_once(pool: u64) -> bool {
+    CURRENT.with(|c| {
+        let ctx = c.borrow();
+        let Some(ctx) = ctx.as_ref().filter(|ctx| ctx.shared.id == pool) else {
+            return false;
+        };
+        match find_job(ctx, true) {
+            Some((job, origin)) => {
+                // The job may use `CURRENT` too: only shared borrows nest.
+                run_job(&ctx.shared, ctx.index, ctx.domain, job, origin);
+                true
+            }
+            None => false,
         }
-        None => false,
-    }
+    })
 }
 
 /// A job for the calling thread when it is a worker of this pool.
-fn find_own(shared: &Arc<Shared>, remote: bool) -> Option<(Job, Origin)> {
+fn find_own(shared: &Shared, remote: bool) -> Option<(Job, Origin)> {
     CURRENT.with(|c| {
         let ctx = c.borrow();
-        let ctx = ctx
-            .as_ref()
-            .filter(|ctx| Arc::ptr_eq(&ctx.shared, shared))?;
+        let ctx = ctx.as_ref().filter(|ctx| ctx.shared.id == shared.id)?;
         find_job(ctx, remote)
     })
 }
@@ -344,32 +382,41 @@ pub(crate) fn main_loop(
     let sleep = &shared.sleep;
     let mut idle_rounds = 0;
     let mut woken = false;
-    sleep.start_searching(domain);
-    loop {
-        let seen = sleep.epoch();
-        if let Some((job, origin)) = find_own(&shared, woken || idle_rounds >= REMOTE_AFTER) {
+    // Counted as searching only while idle and awake.
+    let mut searching = false;
+    let stop_searching = |searching: &mut bool| {
+        if std::mem::take(searching) {
             sleep.stop_searching(domain);
+        }
+    };
+    loop {
+        let mut found = find_own(&shared, woken || idle_rounds >= REMOTE_AFTER);
+        if found.is_none() {
+            if shared.shutdown.load(Ordering::SeqCst) {
+                break;
+            }
+            if idle_rounds < SPIN_ROUNDS {
+                if !searching {
+                    sleep.start_searching(domain);
+                    searching = true;
+                }
+                idle_rounds += 1;
+                std::thread::yield_now();
+                continue;
+            }
+            stop_searching(&mut searching);
+            found = sleep.sleep(domain, &shared.shutdown, || find_own(&shared, true));
+            idle_rounds = 0;
+            woken = true;
+        }
+        if let Some((job, origin)) = found {
+            stop_searching(&mut searching);
             run_job(&shared, index, domain, job, origin);
-            sleep.start_searching(domain);
             idle_rounds = 0;
             woken = false;
-            continue;
         }
-        if shared.shutdown.load(Ordering::SeqCst) {
-            break;
-        }
-        if idle_rounds < SPIN_ROUNDS {
-            idle_rounds += 1;
-            std::thread::yield_now();
-            continue;
-        }
-        sleep.stop_searching(domain);
-        sleep.sleep(domain, seen, &shared.shutdown);
-        sleep.start_searching(domain);
-        idle_rounds = 0;
-        woken = true;
     }
-    sleep.stop_searching(domain);
+    stop_searching(&mut searching);
     CURRENT.with(|c| c.borrow_mut().take());
     drop(guard);
 }
