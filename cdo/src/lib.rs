@@ -127,6 +127,7 @@ pub mod attrs;
 pub mod cdo;
 pub mod config;
 pub mod data;
+pub mod engine;
 pub mod error;
 pub mod events;
 pub mod group;
