@@ -466,18 +466,20 @@ impl Engine {
                     };
                 };
                 self.raise(EventKind::Withdraw, &name, &e.attrs, cid, out);
-                self.check_leaves(out);
                 if self.views.contains_key(&e.object) {
                     let d = Draining {
                         reply_to: Some((cid, id)),
                         segment: e.segment,
                     };
                     self.draining.insert(e.object, d);
-                    Ok(None)
                 } else {
                     self.unref_segment(e.segment, out);
-                    Ok(Some(Msg::Ok))
+                    self.send(cid, id, Msg::Ok, None, out);
                 }
+                // After the reply: the withdrawal may let its own producer's
+                // pending leave finish, and BYE ends the client.
+                self.check_leaves(out);
+                Ok(None)
             }
             Msg::Release { objects } => {
                 for object in objects {
