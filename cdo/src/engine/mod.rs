@@ -17,11 +17,11 @@
 //! them to its descriptors and checks what only the descriptor can tell
 //! (seals, size) through the [`SegmentCheck`] it passes with an offer.
 //!
-//! - [`market`]: the engine itself (offers, demands, views, segments,
+//! - `market`: the engine itself (offers, demands, views, segments,
 //!   leaves, held replies);
 //! - [`registry`]: offered objects by name (exact names, versions);
-//! - [`subs`]: subscriptions, consumer groups, acknowledgements;
-//! - [`quota`]: per-client quotas and the limits they enforce.
+//! - `subs`: subscriptions, consumer groups, acknowledgements;
+//! - `quota`: per-client quotas and the limits they enforce.
 
 mod market;
 mod quota;
