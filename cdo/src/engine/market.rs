@@ -4,10 +4,17 @@
 //! Every operation only appends [`Effect`]s to the list it is given; the
 //! host carries them out.
 
+mod held;
+mod segments;
+
 use crate::ipc::fasthash::{FastMap, FastSet};
+
 use std::time::Instant;
 
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
+
+use self::held::HeldOp;
+use self::segments::SegRec;
 
 use super::quota::{Kind, Quotas};
 use super::registry::{ClientId, Entry, Registry};
@@ -16,7 +23,7 @@ use super::{Effect, EngineConfig, FaultPolicy, SegmentCheck, SegmentKey};
 use crate::attrs::{is_builtin, Attributes as Typed};
 use crate::events::EventKind;
 
-use crate::ipc::wire::{Attributes, DataRef, ErrorCode, Msg, RequestId, SegmentRef, Stats};
+use crate::ipc::wire::{Attributes, DataRef, ErrorCode, Msg, RequestId, Stats};
 
 /// Effects of the operations handled so far, in order.
 type Outgoing = Vec<Effect>;
@@ -44,21 +51,6 @@ struct Current {
     op: u64,
     client: ClientId,
     awaited: usize,
-}
-
-/// An operation whose replies wait for acknowledgements.
-struct HeldOp {
-    client: ClientId,
-    replies: Outgoing,
-    missing: usize,
-    deadline: Instant,
-}
-
-struct SegRec {
-    len: u64,
-    objects: u64,
-    forgotten: bool,
-    sent_to: FastSet<ClientId>,
 }
 
 /// Everything a pool knows: the marketplace of one host.
@@ -248,132 +240,6 @@ impl Engine {
                 self.hold(cur, id, start, now, out);
             }
         }
-    }
-
-    /// Moves the replies of operation `cur` (request `id`) out of `out`
-    /// until its events are acknowledged.
-    fn hold(
-        &mut self,
-        cur: Current,
-        id: RequestId,
-        start: usize,
-        now: Instant,
-        out: &mut Outgoing,
-    ) {
-        if !self.clients.contains_key(&cur.client) {
-            return self.subs.forget_op(cur.op);
-        }
-        let mut replies = Outgoing::new();
-        let mut i = start;
-        while i < out.len() {
-            let reply = matches!(&out[i], Effect::Send { to, id: rid, .. } if *rid == id && *to == cur.client);
-            if reply {
-                replies.push(out.remove(i));
-            } else {
-                i += 1;
-            }
-        }
-        if replies.is_empty() {
-            return self.subs.forget_op(cur.op);
-        }
-        self.quotas.add(cur.client, Kind::Waiters);
-        let held = HeldOp {
-            client: cur.client,
-            replies,
-            missing: cur.awaited,
-            deadline: now + self.config.ack_timeout,
-        };
-        self.held.insert(cur.op, held);
-    }
-
-    /// One awaited acknowledgement of operation `op` came (or its
-    /// subscriber went); the last one releases its replies.
-    fn acked(&mut self, op: u64, out: &mut Outgoing) {
-        let Some(h) = self.held.get_mut(&op) else {
-            return;
-        };
-        h.missing = h.missing.saturating_sub(1);
-        if h.missing == 0 {
-            let h = self.held.remove(&op).expect("just found");
-            self.quotas.sub(h.client, Kind::Waiters, 1);
-            out.extend(h.replies);
-        }
-    }
-
-    /// Whether an operation waits for acknowledgements.
-    pub fn holds_any(&self) -> bool {
-        !self.held.is_empty()
-    }
-
-    /// The earliest acknowledgement deadline, if an operation is held.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.held.values().map(|h| h.deadline).min()
-    }
-
-    /// Releases the operations whose acknowledgements did not come by
-    /// `now`: as they are under best effort, as `AckTimeout` errors under
-    /// fail-fast (a demanded view is then taken back).
-    pub fn expire(&mut self, now: Instant, out: &mut Vec<Effect>) {
-        let due: Vec<u64> = self
-            .held
-            .iter()
-            .filter(|(_, h)| h.deadline <= now)
-            .map(|(&op, _)| op)
-            .collect();
-        for op in due {
-            let h = self.held.remove(&op).expect("listed above");
-            self.quotas.sub(h.client, Kind::Waiters, 1);
-            self.subs.forget_op(op);
-            let waited = self.config.ack_timeout;
-            warn!(client = h.client, ?waited, policy = ?self.config.policy, "acknowledgements missing");
-            if self.config.policy == FaultPolicy::BestEffort {
-                out.extend(h.replies);
-                continue;
-            }
-            for reply in h.replies {
-                let Effect::Send {
-                    to,
-                    id,
-                    msg,
-                    segment,
-                } = reply
-                else {
-                    continue;
-                };
-                if let Msg::Data(d) = &msg {
-                    self.take_back_view(h.client, d, segment.is_some(), out);
-                }
-                let text = format!("done, but not acknowledged within {waited:?}");
-                let msg = Msg::Error {
-                    code: ErrorCode::AckTimeout,
-                    text,
-                };
-                out.push(Effect::Send {
-                    to,
-                    id,
-                    msg,
-                    segment: None,
-                });
-            }
-        }
-    }
-
-    /// Undoes the bookkeeping of a view of `d` that `client` was never sent.
-    fn take_back_view(&mut self, client: ClientId, d: &DataRef, with_fd: bool, out: &mut Outgoing) {
-        if with_fd {
-            if let Some(seg) = self.segments.get_mut(&d.segment) {
-                seg.sent_to.remove(&client);
-            }
-        }
-        if let Some(c) = self.clients.get_mut(&client) {
-            if let Some(n) = c.held.get_mut(&d.object) {
-                *n -= 1;
-                if *n == 0 {
-                    c.held.remove(&d.object);
-                }
-            }
-        }
-        self.release_view(d.object, out);
     }
 
     /// Sends the events of `kind` on `name` to their subscribers; those
@@ -592,47 +458,6 @@ impl Engine {
         self.clients
             .get_mut(&cid)
             .expect("client checked by handle")
-    }
-
-    /// The engine's key of the segment an offer names, registering the
-    /// segment that came with it (which `check` checks).
-    fn segment_of(
-        &mut self,
-        cid: ClientId,
-        seg: SegmentRef,
-        check: Option<SegmentCheck<'_>>,
-        out: &mut Outgoing,
-    ) -> Result<u64, (ErrorCode, String)> {
-        let Some(check) = check else {
-            return self
-                .client(cid)
-                .own_segments
-                .get(&seg.segment)
-                .copied()
-                .ok_or((
-                    ErrorCode::BadSegment,
-                    format!("segment {} never sent", seg.segment),
-                ));
-        };
-        self.quotas.check(cid, Kind::Segments)?;
-        let len = check().map_err(|text| (ErrorCode::BadSegment, text))?;
-        let key = self.next_segment;
-        self.next_segment += 1;
-        out.push(Effect::Keep { segment: key });
-        self.segments.insert(
-            key,
-            SegRec {
-                len,
-                objects: 0,
-                forgotten: false,
-                sent_to: FastSet::default(),
-            },
-        );
-        self.quotas.add_segment(cid, key);
-        if let Some(old) = self.client_mut(cid).own_segments.insert(seg.segment, key) {
-            self.forget_segment(old, out);
-        }
-        Ok(key)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -861,36 +686,6 @@ impl Engine {
         self.quotas.sub(owner, Kind::Offers, 1);
         self.offered_bytes -= e.size;
         Some(e)
-    }
-
-    /// One object of segment `key` is gone.
-    fn unref_segment(&mut self, key: u64, out: &mut Outgoing) {
-        let seg = self
-            .segments
-            .get_mut(&key)
-            .expect("objects keep their segment");
-        seg.objects -= 1;
-        if seg.forgotten && seg.objects == 0 {
-            self.drop_segment(key, out);
-        }
-    }
-
-    fn forget_segment(&mut self, key: u64, out: &mut Outgoing) {
-        let seg = self.segments.get_mut(&key).expect("own segments are known");
-        seg.forgotten = true;
-        if seg.objects == 0 {
-            self.drop_segment(key, out);
-        }
-    }
-
-    fn drop_segment(&mut self, key: u64, out: &mut Outgoing) {
-        self.quotas.drop_segment(key);
-        if let Some(seg) = self.segments.remove(&key) {
-            for to in seg.sent_to {
-                self.send(to, 0, Msg::SegmentGone { segment: key }, None, out);
-            }
-            out.push(Effect::Close { segment: key });
-        }
     }
 
     /// Names offered by `cid` that another client still requires.

@@ -17,8 +17,9 @@
 //! them to its descriptors and checks what only the descriptor can tell
 //! (seals, size) through the [`SegmentCheck`] it passes with an offer.
 //!
-//! - `market`: the engine itself (offers, demands, views, segments,
-//!   leaves, held replies);
+//! - `market`: the engine itself (offers, demands, views, requires,
+//!   leaves), with `market::segments` (segments by key) and
+//!   `market::held` (replies held for acknowledgements);
 //! - [`registry`]: offered objects by name (exact names, versions);
 //! - `subs`: subscriptions, consumer groups, acknowledgements;
 //! - `quota`: per-client quotas and the limits they enforce.
