@@ -465,6 +465,54 @@ fn a_consumer_group_gives_a_window_per_member_and_queues_the_rest() {
     assert_eq!(p.engine.stats().queued_records, 1);
 }
 
+#[test]
+fn a_group_whose_last_member_goes_releases_or_keeps_its_records() {
+    for keep in [false, true] {
+        let config = EngineConfig {
+            keep_group_records: keep,
+            ack_timeout: ACK_TIMEOUT,
+            ..EngineConfig::default()
+        };
+        let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+        p.engine = Engine::new(Box::new(NameRegistry::new(DuplicateOffers::Reject)), config);
+        let (prod, member) = (p.join("prod"), p.join("member"));
+        let group = SubscribeRef {
+            selector: String::new(),
+            kinds: 0,
+            ack: false,
+            group: Some("g".into()),
+        };
+        let sub = p.subscribe(member, group.clone());
+        let (_, out) = p.offer(prod, "r");
+        assert_eq!(unsolicited(&out, member).len(), 1);
+        // The member drops its view but never finishes the record.
+        let (_, out) = p.ask(member, Msg::Unsubscribe { subscription: sub });
+        assert!(out
+            .iter()
+            .any(|e| matches!(e, Effect::Send { msg: Msg::Ok, .. })));
+        let (w, out) = p.withdraw(prod, "r");
+        assert!(
+            answers(&out, prod, w).is_empty(),
+            "the member still holds its view"
+        );
+        let out = p.disconnect(member);
+        let expected = match keep {
+            false => vec![Got::Ok],
+            true => vec![],
+        };
+        assert_eq!(answers(&out, prod, w), expected, "keep = {keep}");
+        assert_eq!(p.engine.stats().queued_records, u64::from(keep));
+        // A member joining later gets a kept record.
+        let late = p.join("late");
+        let (_, out) = p.ask(late, Msg::Subscribe(group));
+        let records = unsolicited(&out, late)
+            .iter()
+            .filter(|m| matches!(m, Msg::Record { .. }))
+            .count();
+        assert_eq!(records, usize::from(keep));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Model test.
 
@@ -507,8 +555,11 @@ struct Model {
     next_object: u64,
     /// Views each client holds, as objects (repeated per view).
     held: BTreeMap<ClientId, Vec<u64>>,
-    /// Withdrawn objects still viewed → who waits for the reply.
-    draining: BTreeMap<u64, Option<(ClientId, u64)>>,
+    /// Withdrawn objects still viewed → their producer, and who waits for
+    /// the reply.
+    draining: BTreeMap<u64, (ClientId, Option<(ClientId, u64)>)>,
+    /// Segments each client sent (one per offer, accepted or not).
+    segments: BTreeMap<ClientId, u64>,
     waiting: BTreeMap<String, Vec<(ClientId, u64)>>,
     requires: BTreeSet<(String, ClientId)>,
     /// Names whose producer died while offering them.
@@ -543,10 +594,26 @@ impl Model {
         };
         held.remove(i);
         if self.views(object) == 0 {
-            if let Some(Some((owner, id))) = self.draining.remove(&object) {
+            if let Some((_, Some((owner, id)))) = self.draining.remove(&object) {
                 e.push((owner, id, Got::Ok));
             }
         }
+    }
+
+    /// Segments the pool keeps: those of clients still there (each holds
+    /// one offer at most) and those of gone clients' objects still viewed.
+    fn segments(&self) -> u64 {
+        let of_clients: u64 = self
+            .alive
+            .iter()
+            .map(|c| self.segments.get(c).copied().unwrap_or(0))
+            .sum();
+        let orphans = self
+            .draining
+            .values()
+            .filter(|(owner, _)| !self.alive.contains(owner))
+            .count();
+        of_clients + orphans as u64
     }
 
     fn still_required(&self, c: ClientId) -> Vec<String> {
@@ -573,15 +640,15 @@ impl Model {
         for n in names {
             let (_, object) = self.offers.remove(&n).unwrap();
             if self.views(object) > 0 {
-                self.draining.insert(object, None);
+                self.draining.insert(object, (c, None));
             }
             if died {
                 self.died.insert(n);
             }
         }
-        for d in self.draining.values_mut() {
-            if d.is_some_and(|(o, _)| o == c) {
-                *d = None;
+        for (_, reply) in self.draining.values_mut() {
+            if reply.is_some_and(|(o, _)| o == c) {
+                *reply = None;
             }
         }
         self.alive.remove(&c);
@@ -620,6 +687,8 @@ impl Model {
         match op {
             Op::Offer(_, n) => {
                 let n = NAMES[*n];
+                // Its segment is kept whether or not the offer is taken.
+                *self.segments.entry(c).or_default() += 1;
                 if self.offers.contains_key(n) {
                     e.push((c, id, error(ErrorCode::DuplicateName)));
                     return e;
@@ -669,7 +738,7 @@ impl Model {
                     Some(&(_, object)) => {
                         self.offers.remove(n);
                         if self.views(object) > 0 {
-                            self.draining.insert(object, Some((c, id)));
+                            self.draining.insert(object, (c, Some((c, id))));
                         } else {
                             e.push((c, id, Got::Ok));
                         }
@@ -796,6 +865,7 @@ fn run_model(clients: usize, fail_fast: bool, ops: &[Op]) -> Result<(), TestCase
         prop_assert_eq!(s.requires, m.requires.len() as u64);
         prop_assert_eq!(s.waiting_demands, waiting as u64);
         prop_assert_eq!(s.pending_leaves, m.leaving.len() as u64);
+        prop_assert_eq!(s.segments, m.segments(), "segments after {:?}", op);
     }
     Ok(())
 }
