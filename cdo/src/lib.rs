@@ -83,6 +83,12 @@
 //! tier and serve them back in later runs. CDO groups cross processes as
 //! their members plus a manifest offered last ([`ipc::group`]).
 //!
+//! The manager's marketplace is [`engine`]: offers, versions, requires,
+//! demands, views, withdrawals, leaves, subscriptions, consumer groups,
+//! acknowledgements and quotas as a pure engine (no I/O, no descriptors,
+//! no clock) that takes operations from client ids and returns effects;
+//! the manager only hosts it (sockets, descriptors, timers).
+//!
 //! The manager holds out against hostile or broken clients of the same
 //! user: before its JOIN a connection may send one frame of at most 4 KiB;
 //! names, selectors and attribute maps are bounded ([`ipc::limits`]), values
@@ -127,6 +133,7 @@ pub mod attrs;
 pub mod cdo;
 pub mod config;
 pub mod data;
+pub mod engine;
 pub mod error;
 pub mod events;
 pub mod group;

@@ -67,6 +67,6 @@ pub mod limits;
 pub mod manager;
 mod mapcache;
 pub mod pool;
-pub mod registry;
+pub use crate::engine::registry;
 pub mod shm;
 pub mod wire;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 
-use super::quota::Limits;
+use super::Limits;
 
 struct Conn {
     sock: UnixStream,

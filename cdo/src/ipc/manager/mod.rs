@@ -22,13 +22,10 @@
 //! ([`Limits`]) before it changes anything.
 
 mod conns;
+mod host;
 mod outbox;
-mod quota;
-mod state;
-mod subs;
 
-pub use quota::Limits;
-pub use subs::GROUP_WINDOW;
+pub use crate::engine::{FaultPolicy, Limits, GROUP_WINDOW};
 
 use std::io;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -45,16 +42,16 @@ use crate::config::{DuplicateOffers, UnknownAttributes};
 use crate::schema::Schema;
 
 use self::conns::Conns;
+use self::host::{Host, Outbox, Outgoing};
 use self::outbox::Meters;
-use self::state::{Outbox, Outgoing, State};
 use super::conn::{send_frames, ConnError, Reader};
 use super::endpoint::{
     bind_private, private_dir, random_hex, remove_stale_dirs, same_token, Endpoint, SOCKET_NAME,
 };
 use super::lease::Lease;
 use super::limits::MAX_JOIN_FRAME;
-use super::registry::{ClientId, NameRegistry, Registry};
 use super::wire::{encode, ErrorCode, Frame, Msg, Stats, PROTOCOL_VERSION};
+use crate::engine::registry::{ClientId, NameRegistry, Registry};
 
 /// How long a new connection may take to send JOIN.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -67,36 +64,6 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// How long queued frames may take to go out at shutdown before every
 /// connection is cut.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-
-/// What the pool does when part of an operation fails.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum FaultPolicy {
-    /// Report the first failure: an operation whose acknowledged
-    /// subscribers do not answer in time fails with `AckTimeout` (a
-    /// demanded view is taken back), and a demand of an object whose
-    /// producer died fails with `ProducerDied`.
-    #[default]
-    FailFast,
-    /// Carry on: an operation whose acknowledgements time out completes
-    /// anyway (logged), and a demand of an object whose producer died waits
-    /// for another source (a librarian, a restarted producer) until the
-    /// client's own timeout.
-    BestEffort,
-}
-
-impl std::str::FromStr for FaultPolicy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "fail-fast" => Ok(FaultPolicy::FailFast),
-            "best-effort" => Ok(FaultPolicy::BestEffort),
-            other => Err(format!(
-                "unknown fault policy {other:?} (expected fail-fast or best-effort)"
-            )),
-        }
-    }
-}
 
 /// Environment variable naming the [`FaultPolicy`] (`fail-fast`, `best-effort`).
 pub const POLICY_ENV: &str = "CDO_FAULT_POLICY";
@@ -220,7 +187,7 @@ impl ManagerConfig {
 }
 
 struct Shared {
-    state: Mutex<State>,
+    state: Mutex<Host>,
     stopping: AtomicBool,
     token: String,
     allowed_uid: u32,
@@ -291,7 +258,7 @@ pub fn start_with_registry(
     let limits = config.limits;
     let shared = Arc::new(Shared {
         lease: config.lease,
-        state: Mutex::new(State::new(registry, config, meters.clone())),
+        state: Mutex::new(Host::new(registry, &config, meters.clone())),
         stopping: AtomicBool::new(false),
         token: token.clone(),
         allowed_uid,

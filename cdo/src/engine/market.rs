@@ -1,36 +1,35 @@
-//! The manager's bookkeeping: clients, segments, offers, requires, waiters.
+//! The engine: clients, segments, offers, requires, waiters, views, held
+//! replies.
 //!
-//! Every handler runs under one lock and only queues outgoing frames in an
-//! [`Outgoing`] list; the connection threads send them after unlocking.
+//! Every operation only appends [`Effect`]s to the list it is given; the
+//! host carries them out.
+
+mod held;
+mod segments;
 
 use crate::ipc::fasthash::{FastMap, FastSet};
-use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+
 use std::time::Instant;
 
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
-use super::outbox::Meters;
+use self::held::HeldOp;
+use self::segments::SegRec;
+
 use super::quota::{Kind, Quotas};
+use super::registry::{ClientId, Entry, Registry};
 use super::subs::{Acked, Route, SubError, Subs, Unsubscribed};
-use super::{FaultPolicy, ManagerConfig};
+use super::{Effect, EngineConfig, FaultPolicy, SegmentCheck, SegmentKey};
 use crate::attrs::{is_builtin, Attributes as Typed};
 use crate::events::EventKind;
 
-use crate::ipc::registry::{ClientId, Entry, Registry};
-use crate::ipc::shm::{check_seals, file_size};
-use crate::ipc::wire::{Attributes, DataRef, ErrorCode, Frame, Msg, RequestId, SegmentRef, Stats};
+use crate::ipc::wire::{Attributes, DataRef, ErrorCode, Msg, RequestId, Stats};
 
-/// A client's sending side, shared by every thread that sends to it.
-pub type Outbox = Arc<super::outbox::Outbox>;
-
-/// Frames to send once the state lock is released.
-pub type Outgoing = Vec<(Outbox, Frame, Option<Arc<OwnedFd>>)>;
+/// Effects of the operations handled so far, in order.
+type Outgoing = Vec<Effect>;
 
 struct ClientRec {
     component: String,
-    out: Outbox,
     /// Producer's segment id → manager's segment id.
     own_segments: FastMap<u64, u64>,
     leaving: Option<RequestId>,
@@ -54,24 +53,8 @@ struct Current {
     awaited: usize,
 }
 
-/// An operation whose replies wait for acknowledgements.
-struct HeldOp {
-    client: ClientId,
-    replies: Outgoing,
-    missing: usize,
-    deadline: Instant,
-}
-
-struct SegRec {
-    fd: Arc<OwnedFd>,
-    len: u64,
-    objects: u64,
-    forgotten: bool,
-    sent_to: FastSet<ClientId>,
-}
-
-/// Everything the manager knows.
-pub struct State {
+/// Everything a pool knows: the marketplace of one host.
+pub struct Engine {
     registry: Box<dyn Registry>,
     clients: FastMap<ClientId, ClientRec>,
     next_client: ClientId,
@@ -92,11 +75,9 @@ pub struct State {
     current: Option<Current>,
     next_op: u64,
     held: FastMap<u64, HeldOp>,
-    config: ManagerConfig,
+    config: EngineConfig,
     totals: Totals,
-    started: Instant,
     quotas: Quotas,
-    meters: Arc<Meters>,
 }
 
 /// Counters since the manager started.
@@ -128,12 +109,11 @@ fn fail(code: ErrorCode, text: impl Into<String>) -> Reply {
     Err((code, text.into()))
 }
 
-impl State {
-    /// Empty state over `registry`, with `config`'s policies.
-    pub fn new(registry: Box<dyn Registry>, config: ManagerConfig, meters: Arc<Meters>) -> Self {
-        State {
+impl Engine {
+    /// An empty pool over `registry`, with `config`'s policies.
+    pub fn new(registry: Box<dyn Registry>, config: EngineConfig) -> Self {
+        Engine {
             quotas: Quotas::new(config.limits),
-            meters,
             registry,
             clients: FastMap::default(),
             next_client: 1,
@@ -153,13 +133,12 @@ impl State {
             held: FastMap::default(),
             config,
             totals: Totals::default(),
-            started: Instant::now(),
         }
     }
 
     /// Registers a joined client and returns its id; queues its join event
     /// in `events`.
-    pub fn join(&mut self, component: String, out: Outbox, events: &mut Outgoing) -> ClientId {
+    pub fn join(&mut self, component: String, events: &mut Vec<Effect>) -> ClientId {
         let id = self.next_client;
         self.next_client += 1;
         info!(client = id, %component, "joined");
@@ -168,7 +147,6 @@ impl State {
             id,
             ClientRec {
                 component,
-                out,
                 own_segments: FastMap::default(),
                 leaving: None,
                 held: FastMap::default(),
@@ -177,7 +155,13 @@ impl State {
         id
     }
 
-    /// The manager's counters.
+    /// Whether client `cid` is joined.
+    pub fn has_client(&self, cid: ClientId) -> bool {
+        self.clients.contains_key(&cid)
+    }
+
+    /// The pool's counters; what only the host knows (`uptime_ms`,
+    /// `queued_bytes`, `dropped_events`) is zero.
     pub fn stats(&self) -> Stats {
         let subs = self.subs.counts();
         Stats {
@@ -195,9 +179,9 @@ impl State {
             views_total: self.totals.views,
             view_bytes_total: self.totals.view_bytes,
             events_total: self.totals.events,
-            uptime_ms: self.started.elapsed().as_millis() as u64,
-            queued_bytes: self.clients.values().map(|c| c.out.queued() as u64).sum(),
-            dropped_events: self.meters.dropped_events.load(Ordering::Relaxed),
+            uptime_ms: 0,
+            queued_bytes: 0,
+            dropped_events: 0,
         }
     }
 
@@ -206,18 +190,31 @@ impl State {
         to: ClientId,
         id: RequestId,
         msg: Msg,
-        fd: Option<Arc<OwnedFd>>,
+        segment: Option<SegmentKey>,
         out: &mut Outgoing,
     ) {
-        if let Some(c) = self.clients.get(&to) {
-            out.push((c.out.clone(), Frame { id, msg }, fd));
+        if self.clients.contains_key(&to) {
+            out.push(Effect::Send {
+                to,
+                id,
+                msg,
+                segment,
+            });
         }
     }
 
-    /// Handles one request of client `cid` (with the descriptor that came
-    /// with it) and queues the replies.
-    pub fn handle(&mut self, cid: ClientId, frame: Frame, fd: Option<OwnedFd>, out: &mut Outgoing) {
-        let id = frame.id;
+    /// Handles request `id` of client `cid` at time `now` and queues its
+    /// effects in `out`. `segment` checks the shared segment that came with
+    /// the request, if one did (only an offer takes one).
+    pub fn handle(
+        &mut self,
+        cid: ClientId,
+        id: RequestId,
+        msg: Msg,
+        segment: Option<SegmentCheck<'_>>,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
         let start = out.len();
         self.next_op += 1;
         self.current = Some(Current {
@@ -226,7 +223,7 @@ impl State {
             awaited: 0,
         });
         let reply = if self.clients.contains_key(&cid) {
-            self.dispatch(cid, id, frame.msg, fd, out)
+            self.dispatch(cid, id, msg, segment, out)
         } else {
             fail(ErrorCode::NotJoined, "not joined (or already left)")
         };
@@ -240,113 +237,9 @@ impl State {
         }
         if let Some(cur) = self.current.take() {
             if cur.awaited > 0 {
-                self.hold(cur, id, start, out);
+                self.hold(cur, id, start, now, out);
             }
         }
-    }
-
-    /// Moves the replies of operation `cur` (request `id`) out of `out`
-    /// until its events are acknowledged.
-    fn hold(&mut self, cur: Current, id: RequestId, start: usize, out: &mut Outgoing) {
-        let Some(outbox) = self.clients.get(&cur.client).map(|c| c.out.clone()) else {
-            return self.subs.forget_op(cur.op);
-        };
-        let mut replies = Outgoing::new();
-        let mut i = start;
-        while i < out.len() {
-            if out[i].1.id == id && Arc::ptr_eq(&out[i].0, &outbox) {
-                replies.push(out.remove(i));
-            } else {
-                i += 1;
-            }
-        }
-        if replies.is_empty() {
-            return self.subs.forget_op(cur.op);
-        }
-        self.quotas.add(cur.client, Kind::Waiters);
-        let held = HeldOp {
-            client: cur.client,
-            replies,
-            missing: cur.awaited,
-            deadline: Instant::now() + self.config.ack_timeout,
-        };
-        self.held.insert(cur.op, held);
-    }
-
-    /// One awaited acknowledgement of operation `op` came (or its
-    /// subscriber went); the last one releases its replies.
-    fn acked(&mut self, op: u64, out: &mut Outgoing) {
-        let Some(h) = self.held.get_mut(&op) else {
-            return;
-        };
-        h.missing = h.missing.saturating_sub(1);
-        if h.missing == 0 {
-            let h = self.held.remove(&op).expect("just found");
-            self.quotas.sub(h.client, Kind::Waiters, 1);
-            out.extend(h.replies);
-        }
-    }
-
-    /// Whether an operation waits for acknowledgements.
-    pub fn holds_any(&self) -> bool {
-        !self.held.is_empty()
-    }
-
-    /// The earliest acknowledgement deadline, if an operation is held.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.held.values().map(|h| h.deadline).min()
-    }
-
-    /// Releases the operations whose acknowledgements did not come by
-    /// `now`: as they are under best effort, as `AckTimeout` errors under
-    /// fail-fast (a demanded view is then taken back).
-    pub fn expire(&mut self, now: Instant, out: &mut Outgoing) {
-        let due: Vec<u64> = self
-            .held
-            .iter()
-            .filter(|(_, h)| h.deadline <= now)
-            .map(|(&op, _)| op)
-            .collect();
-        for op in due {
-            let h = self.held.remove(&op).expect("listed above");
-            self.quotas.sub(h.client, Kind::Waiters, 1);
-            self.subs.forget_op(op);
-            let waited = self.config.ack_timeout;
-            warn!(client = h.client, ?waited, policy = ?self.config.policy, "acknowledgements missing");
-            if self.config.policy == FaultPolicy::BestEffort {
-                out.extend(h.replies);
-                continue;
-            }
-            for (outbox, frame, fd) in h.replies {
-                if let Msg::Data(d) = &frame.msg {
-                    self.take_back_view(h.client, d, fd.is_some(), out);
-                }
-                let text = format!("done, but not acknowledged within {waited:?}");
-                let msg = Msg::Error {
-                    code: ErrorCode::AckTimeout,
-                    text,
-                };
-                out.push((outbox, Frame { id: frame.id, msg }, None));
-            }
-        }
-    }
-
-    /// Undoes the bookkeeping of a view of `d` that `client` was never sent.
-    fn take_back_view(&mut self, client: ClientId, d: &DataRef, with_fd: bool, out: &mut Outgoing) {
-        if with_fd {
-            if let Some(seg) = self.segments.get_mut(&d.segment) {
-                seg.sent_to.remove(&client);
-            }
-        }
-        if let Some(c) = self.clients.get_mut(&client) {
-            if let Some(n) = c.held.get_mut(&d.object) {
-                *n -= 1;
-                if *n == 0 {
-                    c.held.remove(&d.object);
-                }
-            }
-        }
-        self.release_view(d.object, out);
     }
 
     /// Sends the events of `kind` on `name` to their subscribers; those
@@ -380,16 +273,15 @@ impl State {
         cid: ClientId,
         id: RequestId,
         msg: Msg,
-        fd: Option<OwnedFd>,
+        check: Option<SegmentCheck<'_>>,
         out: &mut Outgoing,
     ) -> Reply {
-        if fd.is_some() && !matches!(msg, Msg::Offer { .. }) {
+        if check.is_some() && !matches!(msg, Msg::Offer { .. }) {
             return fail(
                 ErrorCode::Protocol,
                 "descriptor on a message that takes none",
             );
         }
-        crate::ipc::limits::check_request(&msg)?;
         if may_wait_for_acks(&msg) {
             self.quotas.check(cid, Kind::Waiters)?;
         }
@@ -400,7 +292,7 @@ impl State {
                 size,
                 segment,
             } => {
-                let key = self.segment_of(cid, segment, fd, out)?;
+                let key = self.segment_of(cid, segment, check, out)?;
                 self.offer(cid, name, attrs, size, key, segment.offset, out)
             }
             Msg::Require { name } => {
@@ -440,18 +332,20 @@ impl State {
                     };
                 };
                 self.raise(EventKind::Withdraw, &name, &e.attrs, cid, out);
-                self.check_leaves(out);
                 if self.views.contains_key(&e.object) {
                     let d = Draining {
                         reply_to: Some((cid, id)),
                         segment: e.segment,
                     };
                     self.draining.insert(e.object, d);
-                    Ok(None)
                 } else {
                     self.unref_segment(e.segment, out);
-                    Ok(Some(Msg::Ok))
+                    self.send(cid, id, Msg::Ok, None, out);
                 }
+                // After the reply: the withdrawal may let its own producer's
+                // pending leave finish, and BYE ends the client.
+                self.check_leaves(out);
+                Ok(None)
             }
             Msg::Release { objects } => {
                 for object in objects {
@@ -508,8 +402,7 @@ impl State {
                     if self.client_mut(cid).leaving.replace(id).is_none() {
                         self.leaving += 1;
                     }
-                    let names = crate::ipc::limits::fit_names(blocked);
-                    Ok(Some(Msg::Waiting { names }))
+                    Ok(Some(Msg::Waiting { names: blocked }))
                 }
             }
             Msg::Subscribe(req) => {
@@ -565,54 +458,6 @@ impl State {
         self.clients
             .get_mut(&cid)
             .expect("client checked by handle")
-    }
-
-    /// The manager's id of the segment an offer names, registering the
-    /// descriptor that came with it.
-    fn segment_of(
-        &mut self,
-        cid: ClientId,
-        seg: SegmentRef,
-        fd: Option<OwnedFd>,
-        out: &mut Outgoing,
-    ) -> Result<u64, (ErrorCode, String)> {
-        let Some(fd) = fd else {
-            return self
-                .client(cid)
-                .own_segments
-                .get(&seg.segment)
-                .copied()
-                .ok_or((
-                    ErrorCode::BadSegment,
-                    format!("segment {} never sent", seg.segment),
-                ));
-        };
-        self.quotas.check(cid, Kind::Segments)?;
-        let bad = |e: std::io::Error| (ErrorCode::BadSegment, e.to_string());
-        check_seals(fd.as_fd()).map_err(bad)?;
-        let len = file_size(fd.as_fd()).map_err(bad)?;
-        if len > self.config.max_segment_bytes {
-            let max = self.config.max_segment_bytes;
-            let text = format!("segment of {len} bytes exceeds the limit of {max}");
-            return Err((ErrorCode::BadSegment, text));
-        }
-        let key = self.next_segment;
-        self.next_segment += 1;
-        self.segments.insert(
-            key,
-            SegRec {
-                fd: Arc::new(fd),
-                len,
-                objects: 0,
-                forgotten: false,
-                sent_to: FastSet::default(),
-            },
-        );
-        self.quotas.add_segment(cid, key);
-        if let Some(old) = self.client_mut(cid).own_segments.insert(seg.segment, key) {
-            self.forget_segment(old, out);
-        }
-        Ok(key)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -724,8 +569,8 @@ impl State {
             .segments
             .get_mut(&d.segment)
             .expect("viewed objects keep their segment");
-        let fd = seg.sent_to.insert(to).then(|| seg.fd.clone());
-        self.send(to, rid, msg, fd, out);
+        let first = seg.sent_to.insert(to).then_some(d.segment);
+        self.send(to, rid, msg, first, out);
         *self.views.entry(object).or_default() += 1;
         if let Some(c) = self.clients.get_mut(&to) {
             *c.held.entry(object).or_default() += 1;
@@ -843,35 +688,6 @@ impl State {
         Some(e)
     }
 
-    /// One object of segment `key` is gone.
-    fn unref_segment(&mut self, key: u64, out: &mut Outgoing) {
-        let seg = self
-            .segments
-            .get_mut(&key)
-            .expect("objects keep their segment");
-        seg.objects -= 1;
-        if seg.forgotten && seg.objects == 0 {
-            self.drop_segment(key, out);
-        }
-    }
-
-    fn forget_segment(&mut self, key: u64, out: &mut Outgoing) {
-        let seg = self.segments.get_mut(&key).expect("own segments are known");
-        seg.forgotten = true;
-        if seg.objects == 0 {
-            self.drop_segment(key, out);
-        }
-    }
-
-    fn drop_segment(&mut self, key: u64, out: &mut Outgoing) {
-        self.quotas.drop_segment(key);
-        if let Some(seg) = self.segments.remove(&key) {
-            for to in seg.sent_to {
-                self.send(to, 0, Msg::SegmentGone { segment: key }, None, out);
-            }
-        }
-    }
-
     /// Names offered by `cid` that another client still requires.
     fn still_required(&self, cid: ClientId) -> Vec<String> {
         let mut names = self.registry.names_of(cid);
@@ -913,7 +729,7 @@ impl State {
     }
 
     /// Forgets client `cid`, whose connection ended without LEAVE.
-    pub fn disconnect(&mut self, cid: ClientId, out: &mut Outgoing) {
+    pub fn disconnect(&mut self, cid: ClientId, out: &mut Vec<Effect>) {
         if self.clients.contains_key(&cid) {
             info!(client = cid, component = %self.client(cid).component, "connection lost; withdrawing its offers");
             self.raise_leave(cid, out);
@@ -983,7 +799,7 @@ impl State {
     }
 
     /// Fails every waiting request and forgets every client (shutdown).
-    pub fn shut_down(&mut self, out: &mut Outgoing) {
+    pub fn shut_down(&mut self, out: &mut Vec<Effect>) {
         for (name, waiting) in std::mem::take(&mut self.waiters) {
             for (cid, rid) in waiting {
                 let text = format!("pool manager shutting down; {name} never came");

@@ -1,8 +1,8 @@
-//! The manager's subscriptions: plain event subscriptions, consumer groups
+//! The engine's subscriptions: plain event subscriptions, consumer groups
 //! and the acknowledgements that hold operations up.
 //!
-//! This module only keeps the books and decides who gets what; the state
-//! ([`super::state`]) sends the frames and keeps the data alive.
+//! This module only keeps the books and decides who gets what; the market
+//! ([`super::market`]) addresses the effects and keeps the data alive.
 //!
 //! - An event goes to every subscription whose kinds and selector match.
 //!   When the subscription is acknowledged and the event was raised by the
@@ -20,10 +20,10 @@
 
 use std::collections::VecDeque;
 
+use super::registry::ClientId;
 use crate::attrs::FlatView;
 use crate::events::{EventKind, EventMask};
 use crate::ipc::fasthash::FastMap;
-use crate::ipc::registry::ClientId;
 use crate::ipc::wire::{Attributes, DataRef, EventRef, SubscribeRef};
 use crate::selector::Selector;
 

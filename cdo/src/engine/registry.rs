@@ -1,10 +1,10 @@
-//! Where the pool manager keeps offered objects, behind a small trait so the
-//! in-process CDO pool can later provide the matching core.
+//! Where the engine keeps offered objects, behind a small trait so that a
+//! host may bring its own matching of names.
 
 use crate::config::DuplicateOffers;
 use crate::ipc::fasthash::FastMap;
 
-use super::wire::Attributes;
+use crate::ipc::wire::Attributes;
 
 /// Identifier of a joined client.
 pub type ClientId = u64;

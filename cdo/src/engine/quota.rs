@@ -1,4 +1,4 @@
-//! Per-client quotas and connection limits of the pool manager.
+//! Per-client quotas of the engine, and the limits of a pool manager.
 //!
 //! [`Limits`] is the configuration (with `CDO_MAX_*` environment
 //! variables); [`Quotas`] keeps, per client, how much of each kind it holds
@@ -6,8 +6,8 @@
 //! [`ErrorCode::QuotaExceeded`], before anything changes. One client at its
 //! limits leaves the pool as it was for everyone else.
 
+use super::registry::ClientId;
 use crate::ipc::fasthash::FastMap;
-use crate::ipc::registry::ClientId;
 use crate::ipc::wire::ErrorCode;
 
 /// Resource limits of a pool manager; the defaults suit a node running a

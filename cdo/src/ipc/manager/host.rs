@@ -1,0 +1,219 @@
+//! The pool manager as a host of the [`Engine`]: it owns the clients'
+//! outboxes and the segments' descriptors, turns frames into operations and
+//! the engine's effects into frames.
+//!
+//! Every call runs under the manager's one lock and only queues outgoing
+//! frames in an [`Outgoing`] list; the connection threads send them after
+//! unlocking.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::warn;
+
+use super::outbox::Meters;
+use super::ManagerConfig;
+use crate::engine::registry::{ClientId, Registry};
+use crate::engine::{Effect, Engine, EngineConfig, SegmentKey};
+use crate::ipc::fasthash::FastMap;
+use crate::ipc::limits::{check_request, fit_names};
+use crate::ipc::shm::{check_seals, file_size};
+use crate::ipc::wire::{Frame, Msg, Stats};
+
+/// A client's sending side, shared by every thread that sends to it.
+pub type Outbox = Arc<super::outbox::Outbox>;
+
+/// Frames to send once the state lock is released.
+pub type Outgoing = Vec<(Outbox, Frame, Option<Arc<OwnedFd>>)>;
+
+/// The engine and what it names by id: outboxes and descriptors.
+pub struct Host {
+    engine: Engine,
+    outboxes: FastMap<ClientId, Outbox>,
+    segments: FastMap<SegmentKey, Arc<OwnedFd>>,
+    /// The engine's effects, reused from call to call.
+    effects: Vec<Effect>,
+    max_segment_bytes: u64,
+    started: Instant,
+    meters: Arc<Meters>,
+}
+
+impl Host {
+    /// An engine over `registry` with `config`'s policies.
+    pub fn new(registry: Box<dyn Registry>, config: &ManagerConfig, meters: Arc<Meters>) -> Self {
+        let engine = EngineConfig {
+            policy: config.policy,
+            ack_timeout: config.ack_timeout,
+            schema: config.schema.clone(),
+            unknown_attributes: config.unknown_attributes,
+            limits: config.limits,
+            keep_group_records: config.keep_group_records,
+        };
+        Host {
+            engine: Engine::new(registry, engine),
+            outboxes: FastMap::default(),
+            segments: FastMap::default(),
+            effects: Vec::new(),
+            max_segment_bytes: config.max_segment_bytes,
+            started: Instant::now(),
+            meters,
+        }
+    }
+
+    /// Registers a joined client sending through `outbox`; queues its join
+    /// event in `out`.
+    pub fn join(&mut self, component: String, outbox: Outbox, out: &mut Outgoing) -> ClientId {
+        let cid = self.engine.join(component, &mut self.effects);
+        self.outboxes.insert(cid, outbox);
+        self.carry_out(None, out);
+        cid
+    }
+
+    /// Handles one request of client `cid` (with the descriptor that came
+    /// with it) and queues the replies.
+    pub fn handle(&mut self, cid: ClientId, frame: Frame, fd: Option<OwnedFd>, out: &mut Outgoing) {
+        let Frame { id, msg } = frame;
+        if self.engine.has_client(cid) {
+            // Bounds that keep every reply within a frame.
+            if let Err((code, text)) = check_request(&msg) {
+                if let Some(outbox) = self.outboxes.get(&cid) {
+                    out.push((
+                        outbox.clone(),
+                        Frame {
+                            id,
+                            msg: Msg::Error { code, text },
+                        },
+                        None,
+                    ));
+                }
+                return;
+            }
+            if matches!(msg, Msg::Stat) && fd.is_none() {
+                if let Some(outbox) = self.outboxes.get(&cid) {
+                    out.push((
+                        outbox.clone(),
+                        Frame {
+                            id,
+                            msg: Msg::Stats(self.stats()),
+                        },
+                        None,
+                    ));
+                }
+                return;
+            }
+        }
+        let now = Instant::now();
+        let max = self.max_segment_bytes;
+        let check = |fd: &OwnedFd| -> Result<u64, String> {
+            check_seals(fd.as_fd()).map_err(|e| e.to_string())?;
+            let len = file_size(fd.as_fd()).map_err(|e| e.to_string())?;
+            if len > max {
+                return Err(format!("segment of {len} bytes exceeds the limit of {max}"));
+            }
+            Ok(len)
+        };
+        match &fd {
+            Some(f) => {
+                let mut checked = || check(f);
+                let check: &mut dyn FnMut() -> Result<u64, String> = &mut checked;
+                self.engine
+                    .handle(cid, id, msg, Some(check), now, &mut self.effects);
+            }
+            None => self
+                .engine
+                .handle(cid, id, msg, None, now, &mut self.effects),
+        }
+        self.carry_out(fd, out);
+    }
+
+    /// Whether an operation waits for acknowledgements.
+    pub fn holds_any(&self) -> bool {
+        self.engine.holds_any()
+    }
+
+    /// The earliest acknowledgement deadline, if an operation is held.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.engine.next_deadline()
+    }
+
+    /// Releases the operations whose acknowledgements did not come by `now`.
+    pub fn expire(&mut self, now: Instant, out: &mut Outgoing) {
+        self.engine.expire(now, &mut self.effects);
+        self.carry_out(None, out);
+    }
+
+    /// Forgets client `cid`, whose connection ended.
+    pub fn disconnect(&mut self, cid: ClientId, out: &mut Outgoing) {
+        self.engine.disconnect(cid, &mut self.effects);
+        self.carry_out(None, out);
+        self.outboxes.remove(&cid);
+    }
+
+    /// Fails every waiting request (shutdown).
+    pub fn shut_down(&mut self, out: &mut Outgoing) {
+        self.engine.shut_down(&mut self.effects);
+        self.carry_out(None, out);
+    }
+
+    /// The manager's counters.
+    pub fn stats(&self) -> Stats {
+        let queued = self
+            .outboxes
+            .iter()
+            .filter(|(&cid, _)| self.engine.has_client(cid))
+            .map(|(_, o)| o.queued() as u64)
+            .sum();
+        Stats {
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            queued_bytes: queued,
+            dropped_events: self.meters.dropped_events.load(Ordering::Relaxed),
+            ..self.engine.stats()
+        }
+    }
+
+    /// Turns the engine's effects into frames in `out`; `fd` is the
+    /// descriptor that came with the request handled, kept if the engine
+    /// accepted its segment (closed otherwise).
+    fn carry_out(&mut self, mut fd: Option<OwnedFd>, out: &mut Outgoing) {
+        let mut effects = std::mem::take(&mut self.effects);
+        for effect in effects.drain(..) {
+            match effect {
+                Effect::Send {
+                    to,
+                    id,
+                    msg,
+                    segment,
+                } => {
+                    let Some(outbox) = self.outboxes.get(&to) else {
+                        continue;
+                    };
+                    let msg = match msg {
+                        Msg::Waiting { names } => Msg::Waiting {
+                            names: fit_names(names),
+                        },
+                        msg => msg,
+                    };
+                    let fd = segment.and_then(|key| {
+                        let fd = self.segments.get(&key).cloned();
+                        if fd.is_none() {
+                            warn!(segment = key, "no descriptor for a segment sent");
+                        }
+                        fd
+                    });
+                    out.push((outbox.clone(), Frame { id, msg }, fd));
+                }
+                Effect::Keep { segment } => {
+                    if let Some(fd) = fd.take() {
+                        self.segments.insert(segment, Arc::new(fd));
+                    }
+                }
+                Effect::Close { segment } => {
+                    self.segments.remove(&segment);
+                }
+            }
+        }
+        self.effects = effects;
+    }
+}

@@ -1,0 +1,884 @@
+//! The pool engine on its own: operations in, effects out, no sockets.
+//!
+//! Table tests of the main operations in each object state, and a property
+//! test replaying random operation sequences from several clients against
+//! a small reference model.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use cdo::engine::registry::{ClientId, NameRegistry};
+use cdo::engine::{Effect, Engine, EngineConfig, FaultPolicy, GROUP_WINDOW};
+use cdo::ipc::wire::{Attributes, ErrorCode, Msg, SegmentRef, SubscribeRef};
+use cdo::{DuplicateOffers, EventKind, EventMask};
+use proptest::prelude::*;
+
+const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Size of every object offered here.
+const SIZE: u64 = 8;
+/// Length of every segment offered here.
+const SEGMENT_LEN: u64 = 4096;
+
+/// An engine and the ids a test needs.
+struct Pool {
+    engine: Engine,
+    now: Instant,
+    next_request: u64,
+    next_segment: u64,
+}
+
+/// A message as tests compare it: who gets it, for which request, what.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Got {
+    Ok,
+    Data(String, u64),
+    Error(String),
+    Waiting(Vec<String>),
+    Bye,
+    Other(String),
+}
+
+fn got(msg: &Msg) -> Got {
+    match msg {
+        Msg::Ok => Got::Ok,
+        Msg::Data(d) => Got::Data(d.name.clone(), d.object),
+        Msg::Error { code, .. } => Got::Error(format!("{code:?}")),
+        Msg::Waiting { names } => Got::Waiting(names.clone()),
+        Msg::Bye => Got::Bye,
+        other => Got::Other(format!("{other:?}")),
+    }
+}
+
+fn error(code: ErrorCode) -> Got {
+    Got::Error(format!("{code:?}"))
+}
+
+impl Pool {
+    fn new(policy: FaultPolicy, duplicates: DuplicateOffers) -> Pool {
+        let config = EngineConfig {
+            policy,
+            ack_timeout: ACK_TIMEOUT,
+            ..EngineConfig::default()
+        };
+        Pool {
+            engine: Engine::new(Box::new(NameRegistry::new(duplicates)), config),
+            now: Instant::now(),
+            next_request: 1,
+            next_segment: 1,
+        }
+    }
+
+    fn join(&mut self, component: &str) -> ClientId {
+        let mut out = Vec::new();
+        self.engine.join(component.into(), &mut out)
+    }
+
+    /// Sends `msg` from `client`; returns the request id and the effects.
+    fn ask(&mut self, client: ClientId, msg: Msg) -> (u64, Vec<Effect>) {
+        let id = self.next_request;
+        self.next_request += 1;
+        let mut out = Vec::new();
+        self.engine
+            .handle(client, id, msg, None, self.now, &mut out);
+        (id, out)
+    }
+
+    /// Offers `name` from `client` in a new segment.
+    fn offer(&mut self, client: ClientId, name: &str) -> (u64, Vec<Effect>) {
+        let id = self.next_request;
+        self.next_request += 1;
+        let segment = self.next_segment;
+        self.next_segment += 1;
+        let msg = Msg::Offer {
+            name: name.into(),
+            attrs: Attributes::new(),
+            size: SIZE,
+            segment: SegmentRef { segment, offset: 0 },
+        };
+        let mut check = || Ok(SEGMENT_LEN);
+        let mut out = Vec::new();
+        self.engine
+            .handle(client, id, msg, Some(&mut check), self.now, &mut out);
+        (id, out)
+    }
+
+    fn demand(&mut self, client: ClientId, name: &str) -> (u64, Vec<Effect>) {
+        self.ask(client, Msg::Demand { name: name.into() })
+    }
+
+    fn withdraw(&mut self, client: ClientId, name: &str) -> (u64, Vec<Effect>) {
+        self.ask(client, Msg::Withdraw { name: name.into() })
+    }
+
+    fn subscribe(&mut self, client: ClientId, sub: SubscribeRef) -> u64 {
+        let (id, out) = self.ask(client, Msg::Subscribe(sub));
+        match &to(&out, client, id)[..] {
+            [Msg::Subscribed { subscription }] => *subscription,
+            other => panic!("subscribe: {other:?}"),
+        }
+    }
+
+    fn disconnect(&mut self, client: ClientId) -> Vec<Effect> {
+        let mut out = Vec::new();
+        self.engine.disconnect(client, &mut out);
+        out
+    }
+
+    fn expire(&mut self, after: Duration) -> Vec<Effect> {
+        let mut out = Vec::new();
+        self.engine.expire(self.now + after, &mut out);
+        out
+    }
+}
+
+/// The messages `effects` send to `client` for request `id`.
+fn to(effects: &[Effect], client: ClientId, id: u64) -> Vec<Msg> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { to, id: i, msg, .. } if *to == client && *i == id => Some(msg.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What `effects` answer to request `id` of `client`, compared loosely.
+fn answers(effects: &[Effect], client: ClientId, id: u64) -> Vec<Got> {
+    to(effects, client, id).iter().map(got).collect()
+}
+
+/// The unsolicited messages (id 0) `effects` send to `client`.
+fn unsolicited(effects: &[Effect], client: ClientId) -> Vec<Msg> {
+    to(effects, client, 0)
+}
+
+fn object_of(effects: &[Effect], client: ClientId, id: u64) -> u64 {
+    match &to(effects, client, id)[..] {
+        [Msg::Data(d)] => d.object,
+        other => panic!("no data: {other:?}"),
+    }
+}
+
+fn acked_events(kinds: &[EventKind]) -> SubscribeRef {
+    SubscribeRef {
+        selector: String::new(),
+        kinds: kinds.iter().fold(EventMask::NONE, |m, &k| m | k).bits(),
+        ack: true,
+        group: None,
+    }
+}
+
+#[test]
+fn a_demand_gets_the_offer_and_the_segment_once() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let (prod, cons) = (p.join("prod"), p.join("cons"));
+    let (id, out) = p.offer(prod, "a");
+    assert_eq!(answers(&out, prod, id), [Got::Ok]);
+    assert!(out.iter().any(|e| matches!(e, Effect::Keep { .. })));
+    let (id, out) = p.demand(cons, "a");
+    let sent = out.iter().find_map(|e| match e {
+        Effect::Send { segment, .. } => Some(*segment),
+        _ => None,
+    });
+    assert!(
+        matches!(sent, Some(Some(_))),
+        "first view carries the segment"
+    );
+    assert!(matches!(&answers(&out, cons, id)[..], [Got::Data(n, _)] if n == "a"));
+    let (id2, out) = p.demand(cons, "a");
+    assert!(matches!(
+        &out[..],
+        [Effect::Send { id, segment: None, .. }] if *id == id2
+    ));
+    let stats = p.engine.stats();
+    assert_eq!(
+        (stats.objects, stats.views_total, stats.offered_bytes),
+        (1, 2, SIZE)
+    );
+}
+
+#[test]
+fn duplicates_are_refused_or_versioned() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let (a, b) = (p.join("a"), p.join("b"));
+    p.offer(a, "x");
+    let (id, out) = p.offer(b, "x");
+    assert_eq!(answers(&out, b, id), [error(ErrorCode::DuplicateName)]);
+    assert_eq!(p.engine.stats().objects, 1);
+
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Version);
+    let (a, b, c) = (p.join("a"), p.join("b"), p.join("c"));
+    p.offer(a, "x");
+    let (id, out) = p.offer(b, "x");
+    assert_eq!(answers(&out, b, id), [Got::Ok]);
+    let (id, out) = p.demand(c, "x");
+    let newer = object_of(&out, c, id);
+    let (id, out) = p.withdraw(b, "x");
+    assert!(answers(&out, b, id).is_empty(), "waits for the view of c");
+    let (rel, out) = p.ask(
+        c,
+        Msg::Release {
+            objects: vec![newer],
+        },
+    );
+    assert!(answers(&out, c, rel).is_empty());
+    assert_eq!(answers(&out, b, id), [Got::Ok]);
+    let (id, out) = p.demand(c, "x");
+    assert!(object_of(&out, c, id) < newer, "the older version is back");
+}
+
+#[test]
+fn a_waiting_demand_is_served_by_the_offer_or_ended_by_retract() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let (prod, cons) = (p.join("prod"), p.join("cons"));
+    let (waiting, out) = p.demand(cons, "a");
+    assert!(out.is_empty());
+    assert_eq!(p.engine.stats().waiting_demands, 1);
+    let (id, out) = p.offer(prod, "a");
+    assert_eq!(answers(&out, prod, id), [Got::Ok]);
+    assert!(matches!(&answers(&out, cons, waiting)[..], [Got::Data(..)]));
+    let (waiting, _) = p.demand(cons, "b");
+    let (id, out) = p.ask(cons, Msg::Retract { name: "b".into() });
+    assert_eq!(answers(&out, cons, waiting), [error(ErrorCode::Retracted)]);
+    assert_eq!(answers(&out, cons, id), [Got::Ok]);
+    assert_eq!(p.engine.stats().waiting_demands, 0);
+}
+
+#[test]
+fn withdraw_of_unknown_foreign_viewed_and_unviewed_objects() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let (prod, cons) = (p.join("prod"), p.join("cons"));
+    let (id, out) = p.withdraw(prod, "nothing");
+    assert_eq!(answers(&out, prod, id), [error(ErrorCode::UnknownName)]);
+    p.offer(prod, "a");
+    let (id, out) = p.withdraw(cons, "a");
+    assert_eq!(answers(&out, cons, id), [error(ErrorCode::NotOwner)]);
+    p.offer(prod, "b");
+    let (id, out) = p.withdraw(prod, "b");
+    assert_eq!(answers(&out, prod, id), [Got::Ok]);
+    let (d, out) = p.demand(cons, "a");
+    let object = object_of(&out, cons, d);
+    let (w, out) = p.withdraw(prod, "a");
+    assert!(answers(&out, prod, w).is_empty(), "a view is held");
+    // The consumer going releases its views: the withdrawal completes.
+    let out = p.disconnect(cons);
+    assert_eq!(answers(&out, prod, w), [Got::Ok]);
+    assert!(object > 0);
+    assert_eq!(p.engine.stats().objects, 0);
+}
+
+#[test]
+fn a_forgotten_segment_closes_with_its_last_object() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let (prod, cons) = (p.join("prod"), p.join("cons"));
+    p.offer(prod, "a");
+    let (d, out) = p.demand(cons, "a");
+    let object = object_of(&out, cons, d);
+    let (id, out) = p.ask(prod, Msg::Forget { segment: 1 });
+    assert_eq!(answers(&out, prod, id), [Got::Ok]);
+    assert_eq!(p.engine.stats().segments, 1, "its object keeps it");
+    let (_, out) = p.withdraw(prod, "a");
+    assert!(!out.iter().any(|e| matches!(e, Effect::Close { .. })));
+    let (_, out) = p.ask(
+        cons,
+        Msg::Release {
+            objects: vec![object],
+        },
+    );
+    assert!(out.iter().any(|e| matches!(e, Effect::Close { .. })));
+    assert!(unsolicited(&out, cons)
+        .iter()
+        .any(|m| matches!(m, Msg::SegmentGone { .. })));
+    assert_eq!(p.engine.stats().segments, 0);
+}
+
+#[test]
+fn a_bad_segment_is_refused_and_not_kept() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let prod = p.join("prod");
+    let msg = Msg::Offer {
+        name: "a".into(),
+        attrs: Attributes::new(),
+        size: SIZE,
+        segment: SegmentRef {
+            segment: 1,
+            offset: 0,
+        },
+    };
+    let mut check = || Err("not sealed".to_string());
+    let mut out = Vec::new();
+    p.engine
+        .handle(prod, 7, msg, Some(&mut check), p.now, &mut out);
+    assert_eq!(answers(&out, prod, 7), [error(ErrorCode::BadSegment)]);
+    assert!(!out.iter().any(|e| matches!(e, Effect::Keep { .. })));
+    let mut check = || Ok(SEGMENT_LEN);
+    let mut out = Vec::new();
+    let msg = Msg::Demand { name: "a".into() };
+    p.engine
+        .handle(prod, 8, msg, Some(&mut check), p.now, &mut out);
+    assert_eq!(answers(&out, prod, 8), [error(ErrorCode::Protocol)]);
+}
+
+#[test]
+fn a_require_holds_a_leave_until_served_or_retracted() {
+    for retract in [false, true] {
+        let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+        let (prod, cons) = (p.join("prod"), p.join("cons"));
+        p.ask(cons, Msg::Require { name: "a".into() });
+        p.offer(prod, "a");
+        let (leave, out) = p.ask(prod, Msg::Leave);
+        assert_eq!(answers(&out, prod, leave), [Got::Waiting(vec!["a".into()])]);
+        assert_eq!(p.engine.stats().pending_leaves, 1);
+        let (_, out) = if retract {
+            p.ask(cons, Msg::Retract { name: "a".into() })
+        } else {
+            p.demand(cons, "a")
+        };
+        assert_eq!(answers(&out, prod, leave), [Got::Bye]);
+        assert!(!p.engine.has_client(prod));
+        let (id, out) = p.demand(cons, "a");
+        assert!(answers(&out, cons, id).is_empty(), "left, not died: waits");
+    }
+}
+
+#[test]
+fn a_withdrawal_that_lets_its_producer_leave_is_answered_before_bye() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let (prod, cons) = (p.join("prod"), p.join("cons"));
+    p.ask(cons, Msg::Require { name: "a".into() });
+    p.offer(prod, "a");
+    let (leave, _) = p.ask(prod, Msg::Leave);
+    let (w, out) = p.withdraw(prod, "a");
+    let order: Vec<u64> = out
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { to, id, .. } if *to == prod => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, [w, leave]);
+    assert_eq!(answers(&out, prod, leave), [Got::Bye]);
+}
+
+#[test]
+fn a_dead_producer_fails_demands_or_they_wait() {
+    for policy in [FaultPolicy::FailFast, FaultPolicy::BestEffort] {
+        let mut p = Pool::new(policy, DuplicateOffers::Reject);
+        let (prod, cons) = (p.join("prod"), p.join("cons"));
+        p.offer(prod, "a");
+        p.disconnect(prod);
+        let (id, out) = p.demand(cons, "a");
+        let expected = match policy {
+            FaultPolicy::FailFast => vec![error(ErrorCode::ProducerDied)],
+            FaultPolicy::BestEffort => vec![],
+        };
+        assert_eq!(answers(&out, cons, id), expected);
+        // A client that is gone is sent nothing at all.
+        let (_, out) = p.ask(prod, Msg::Stat);
+        assert!(out.is_empty());
+    }
+}
+
+#[test]
+fn acknowledged_events_hold_the_operation_until_acked() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let (prod, watcher) = (p.join("prod"), p.join("watcher"));
+    p.subscribe(watcher, acked_events(&[EventKind::Offer]));
+    let (id, out) = p.offer(prod, "a");
+    assert!(answers(&out, prod, id).is_empty(), "held");
+    let event = match &unsolicited(&out, watcher)[..] {
+        [Msg::Event(e)] if e.needs_ack => e.event,
+        other => panic!("{other:?}"),
+    };
+    assert!(p.engine.holds_any());
+    assert_eq!(p.engine.next_deadline(), Some(p.now + ACK_TIMEOUT));
+    let (_, out) = p.ask(watcher, Msg::Ack { event });
+    assert_eq!(answers(&out, prod, id), [Got::Ok]);
+    assert!(!p.engine.holds_any());
+}
+
+#[test]
+fn unacknowledged_events_time_out_by_policy() {
+    for policy in [FaultPolicy::FailFast, FaultPolicy::BestEffort] {
+        let mut p = Pool::new(policy, DuplicateOffers::Reject);
+        let (prod, cons, watcher) = (p.join("prod"), p.join("cons"), p.join("w"));
+        p.offer(prod, "a");
+        p.subscribe(watcher, acked_events(&[EventKind::Demand]));
+        let (id, out) = p.demand(cons, "a");
+        assert!(answers(&out, cons, id).is_empty(), "held");
+        assert!(p.expire(ACK_TIMEOUT / 2).is_empty(), "not yet due");
+        let out = p.expire(ACK_TIMEOUT);
+        let stats = p.engine.stats();
+        match policy {
+            FaultPolicy::FailFast => {
+                assert_eq!(answers(&out, cons, id), [error(ErrorCode::AckTimeout)]);
+                // The view was taken back: the withdrawal need not wait.
+                let (w, out) = p.withdraw(prod, "a");
+                assert_eq!(answers(&out, prod, w), [Got::Ok]);
+            }
+            FaultPolicy::BestEffort => {
+                assert!(matches!(&answers(&out, cons, id)[..], [Got::Data(..)]));
+                let (w, out) = p.withdraw(prod, "a");
+                assert!(answers(&out, prod, w).is_empty(), "the view is held");
+            }
+        }
+        assert_eq!(stats.awaited_acks, 0);
+        assert!(!p.engine.holds_any());
+    }
+}
+
+#[test]
+fn a_consumer_group_gives_a_window_per_member_and_queues_the_rest() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let (prod, member) = (p.join("prod"), p.join("member"));
+    let group = SubscribeRef {
+        selector: String::new(),
+        kinds: 0,
+        ack: false,
+        group: Some("g".into()),
+    };
+    p.subscribe(member, group.clone());
+    let n = GROUP_WINDOW as usize + 2;
+    let mut records = Vec::new();
+    for i in 0..n {
+        let (_, out) = p.offer(prod, &format!("r{i}"));
+        for m in unsolicited(&out, member) {
+            if let Msg::Record { event, .. } = m {
+                records.push(event);
+            }
+        }
+    }
+    assert_eq!(records.len(), GROUP_WINDOW as usize);
+    assert_eq!(p.engine.stats().queued_records, 2);
+    let (_, out) = p.ask(member, Msg::Ack { event: records[0] });
+    assert_eq!(unsolicited(&out, member).len(), 1, "the next queued record");
+    // A second member takes the last queued one; the first dying gives its
+    // undone records to the second.
+    let other = p.join("other");
+    let (_, out) = p.ask(other, Msg::Subscribe(group));
+    assert_eq!(unsolicited(&out, other).len(), 1);
+    let out = p.disconnect(member);
+    let given: Vec<_> = unsolicited(&out, other);
+    assert_eq!(given.len(), GROUP_WINDOW as usize - 1);
+    // The member's window went back to the group; the other had room for
+    // all but one.
+    assert_eq!(p.engine.stats().queued_records, 1);
+}
+
+#[test]
+fn a_group_whose_last_member_goes_releases_or_keeps_its_records() {
+    for keep in [false, true] {
+        let config = EngineConfig {
+            keep_group_records: keep,
+            ack_timeout: ACK_TIMEOUT,
+            ..EngineConfig::default()
+        };
+        let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+        p.engine = Engine::new(Box::new(NameRegistry::new(DuplicateOffers::Reject)), config);
+        let (prod, member) = (p.join("prod"), p.join("member"));
+        let group = SubscribeRef {
+            selector: String::new(),
+            kinds: 0,
+            ack: false,
+            group: Some("g".into()),
+        };
+        let sub = p.subscribe(member, group.clone());
+        let (_, out) = p.offer(prod, "r");
+        assert_eq!(unsolicited(&out, member).len(), 1);
+        // The member drops its view but never finishes the record.
+        let (_, out) = p.ask(member, Msg::Unsubscribe { subscription: sub });
+        assert!(out
+            .iter()
+            .any(|e| matches!(e, Effect::Send { msg: Msg::Ok, .. })));
+        let (w, out) = p.withdraw(prod, "r");
+        assert!(
+            answers(&out, prod, w).is_empty(),
+            "the member still holds its view"
+        );
+        let out = p.disconnect(member);
+        let expected = match keep {
+            false => vec![Got::Ok],
+            true => vec![],
+        };
+        assert_eq!(answers(&out, prod, w), expected, "keep = {keep}");
+        assert_eq!(p.engine.stats().queued_records, u64::from(keep));
+        // A member joining later gets a kept record.
+        let late = p.join("late");
+        let (_, out) = p.ask(late, Msg::Subscribe(group));
+        let records = unsolicited(&out, late)
+            .iter()
+            .filter(|m| matches!(m, Msg::Record { .. }))
+            .count();
+        assert_eq!(records, usize::from(keep));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Model test.
+
+#[derive(Debug, Clone)]
+enum Op {
+    Offer(usize, usize),
+    Demand(usize, usize),
+    Require(usize, usize),
+    Retract(usize, usize),
+    Withdraw(usize, usize),
+    Release(usize, usize),
+    Leave(usize),
+    Disconnect(usize),
+}
+
+const NAMES: [&str; 2] = ["a", "b"];
+
+fn op() -> impl Strategy<Value = Op> {
+    let c = 0..4usize;
+    let n = 0..NAMES.len();
+    prop_oneof![
+        3 => (c.clone(), n.clone()).prop_map(|(c, n)| Op::Offer(c, n)),
+        3 => (c.clone(), n.clone()).prop_map(|(c, n)| Op::Demand(c, n)),
+        2 => (c.clone(), n.clone()).prop_map(|(c, n)| Op::Require(c, n)),
+        2 => (c.clone(), n.clone()).prop_map(|(c, n)| Op::Retract(c, n)),
+        2 => (c.clone(), n.clone()).prop_map(|(c, n)| Op::Withdraw(c, n)),
+        2 => (c.clone(), 0..8usize).prop_map(|(c, k)| Op::Release(c, k)),
+        2 => c.clone().prop_map(Op::Leave),
+        1 => c.prop_map(Op::Disconnect),
+    ]
+}
+
+/// What the pool should look like: the obvious bookkeeping.
+#[derive(Default)]
+struct Model {
+    fail_fast: bool,
+    alive: BTreeSet<ClientId>,
+    /// Name → (owner, object).
+    offers: BTreeMap<String, (ClientId, u64)>,
+    next_object: u64,
+    /// Views each client holds, as objects (repeated per view).
+    held: BTreeMap<ClientId, Vec<u64>>,
+    /// Withdrawn objects still viewed → their producer, and who waits for
+    /// the reply.
+    draining: BTreeMap<u64, (ClientId, Option<(ClientId, u64)>)>,
+    /// Segments each client sent (one per offer, accepted or not).
+    segments: BTreeMap<ClientId, u64>,
+    waiting: BTreeMap<String, Vec<(ClientId, u64)>>,
+    requires: BTreeSet<(String, ClientId)>,
+    /// Names whose producer died while offering them.
+    died: BTreeSet<String>,
+    /// Clients waiting for BYE → their LEAVE request.
+    leaving: BTreeMap<ClientId, u64>,
+}
+
+/// Expected messages: (client, request, what).
+type Expect = Vec<(ClientId, u64, Got)>;
+
+impl Model {
+    fn views(&self, object: u64) -> usize {
+        self.held
+            .values()
+            .flatten()
+            .filter(|&&o| o == object)
+            .count()
+    }
+
+    fn give(&mut self, to: ClientId, id: u64, name: &str, e: &mut Expect) {
+        let object = self.offers[name].1;
+        self.requires.remove(&(name.to_string(), to));
+        self.held.entry(to).or_default().push(object);
+        e.push((to, id, Got::Data(name.into(), object)));
+    }
+
+    fn release(&mut self, client: ClientId, object: u64, e: &mut Expect) {
+        let held = self.held.entry(client).or_default();
+        let Some(i) = held.iter().position(|&o| o == object) else {
+            return;
+        };
+        held.remove(i);
+        if self.views(object) == 0 {
+            if let Some((_, Some((owner, id)))) = self.draining.remove(&object) {
+                e.push((owner, id, Got::Ok));
+            }
+        }
+    }
+
+    /// Segments the pool keeps: those of clients still there (each holds
+    /// one offer at most) and those of gone clients' objects still viewed.
+    fn segments(&self) -> u64 {
+        let of_clients: u64 = self
+            .alive
+            .iter()
+            .map(|c| self.segments.get(c).copied().unwrap_or(0))
+            .sum();
+        let orphans = self
+            .draining
+            .values()
+            .filter(|(owner, _)| !self.alive.contains(owner))
+            .count();
+        of_clients + orphans as u64
+    }
+
+    fn still_required(&self, c: ClientId) -> Vec<String> {
+        self.offers
+            .iter()
+            .filter(|(n, (o, _))| {
+                *o == c && self.requires.iter().any(|(rn, rc)| rn == *n && *rc != c)
+            })
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    fn remove(&mut self, c: ClientId, died: bool, e: &mut Expect) {
+        for object in self.held.remove(&c).unwrap_or_default() {
+            self.held.entry(c).or_default().push(object);
+            self.release(c, object, e);
+        }
+        let names: Vec<String> = self
+            .offers
+            .iter()
+            .filter(|(_, (o, _))| *o == c)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in names {
+            let (_, object) = self.offers.remove(&n).unwrap();
+            if self.views(object) > 0 {
+                self.draining.insert(object, (c, None));
+            }
+            if died {
+                self.died.insert(n);
+            }
+        }
+        for (_, reply) in self.draining.values_mut() {
+            if reply.is_some_and(|(o, _)| o == c) {
+                *reply = None;
+            }
+        }
+        self.alive.remove(&c);
+        self.leaving.remove(&c);
+        self.requires.retain(|(_, rc)| *rc != c);
+        for w in self.waiting.values_mut() {
+            w.retain(|(wc, _)| *wc != c);
+        }
+        self.waiting.retain(|_, w| !w.is_empty());
+        self.check_leaves(e);
+    }
+
+    fn check_leaves(&mut self, e: &mut Expect) {
+        let ready: Vec<(ClientId, u64)> = self
+            .leaving
+            .iter()
+            .filter(|(&c, _)| self.still_required(c).is_empty())
+            .map(|(&c, &id)| (c, id))
+            .collect();
+        for (c, id) in ready {
+            if self.alive.contains(&c) {
+                e.push((c, id, Got::Bye));
+                self.remove(c, false, e);
+            }
+        }
+    }
+
+    /// Applies `op` of client `c` as request `id`; returns the messages
+    /// the engine must send.
+    fn apply(&mut self, c: ClientId, id: u64, op: &Op) -> Expect {
+        let mut e = Expect::new();
+        if !self.alive.contains(&c) {
+            // Gone: its requests change nothing and get no answer.
+            return e;
+        }
+        match op {
+            Op::Offer(_, n) => {
+                let n = NAMES[*n];
+                // Its segment is kept whether or not the offer is taken.
+                *self.segments.entry(c).or_default() += 1;
+                if self.offers.contains_key(n) {
+                    e.push((c, id, error(ErrorCode::DuplicateName)));
+                    return e;
+                }
+                self.next_object += 1;
+                self.offers.insert(n.into(), (c, self.next_object));
+                self.died.remove(n);
+                e.push((c, id, Got::Ok));
+                for (to, rid) in self.waiting.remove(n).unwrap_or_default() {
+                    self.give(to, rid, n, &mut e);
+                }
+                self.check_leaves(&mut e);
+            }
+            Op::Demand(_, n) => {
+                let n = NAMES[*n];
+                if self.offers.contains_key(n) {
+                    self.give(c, id, n, &mut e);
+                    self.check_leaves(&mut e);
+                } else if self.fail_fast && self.died.contains(n) {
+                    e.push((c, id, error(ErrorCode::ProducerDied)));
+                } else {
+                    self.waiting.entry(n.into()).or_default().push((c, id));
+                }
+            }
+            Op::Require(_, n) => {
+                self.requires.insert((NAMES[*n].into(), c));
+                e.push((c, id, Got::Ok));
+            }
+            Op::Retract(_, n) => {
+                let n = NAMES[*n];
+                self.requires.remove(&(n.to_string(), c));
+                if let Some(w) = self.waiting.get_mut(n) {
+                    for &(_, rid) in w.iter().filter(|(wc, _)| *wc == c) {
+                        e.push((c, rid, error(ErrorCode::Retracted)));
+                    }
+                    w.retain(|(wc, _)| *wc != c);
+                }
+                self.waiting.retain(|_, w| !w.is_empty());
+                self.check_leaves(&mut e);
+                e.push((c, id, Got::Ok));
+            }
+            Op::Withdraw(_, n) => {
+                let n = NAMES[*n];
+                match self.offers.get(n) {
+                    None => e.push((c, id, error(ErrorCode::UnknownName))),
+                    Some((owner, _)) if *owner != c => e.push((c, id, error(ErrorCode::NotOwner))),
+                    Some(&(_, object)) => {
+                        self.offers.remove(n);
+                        if self.views(object) > 0 {
+                            self.draining.insert(object, (c, Some((c, id))));
+                        } else {
+                            e.push((c, id, Got::Ok));
+                        }
+                        self.check_leaves(&mut e);
+                    }
+                }
+            }
+            Op::Release(_, _) => unreachable!("released by object"),
+            Op::Leave(_) => {
+                let blocked = self.still_required(c);
+                if blocked.is_empty() {
+                    e.push((c, id, Got::Bye));
+                    self.remove(c, false, &mut e);
+                } else {
+                    self.leaving.insert(c, id);
+                    e.push((c, id, Got::Waiting(blocked)));
+                }
+            }
+            Op::Disconnect(_) => self.remove(c, true, &mut e),
+        }
+        e
+    }
+}
+
+fn run_model(clients: usize, fail_fast: bool, ops: &[Op]) -> Result<(), TestCaseError> {
+    let policy = match fail_fast {
+        true => FaultPolicy::FailFast,
+        false => FaultPolicy::BestEffort,
+    };
+    let mut p = Pool::new(policy, DuplicateOffers::Reject);
+    let mut m = Model {
+        fail_fast,
+        ..Model::default()
+    };
+    let ids: Vec<ClientId> = (0..clients).map(|i| p.join(&format!("c{i}"))).collect();
+    m.alive.extend(ids.iter().copied());
+    for op in ops {
+        let (Op::Offer(c, _)
+        | Op::Demand(c, _)
+        | Op::Require(c, _)
+        | Op::Retract(c, _)
+        | Op::Withdraw(c, _)
+        | Op::Release(c, _)
+        | Op::Leave(c)
+        | Op::Disconnect(c)) = op;
+        let c = ids[c % clients];
+        let (out, mut expected) = match op {
+            Op::Offer(_, n) => {
+                let (id, out) = p.offer(c, NAMES[*n]);
+                (out, m.apply(c, id, op))
+            }
+            Op::Demand(_, n) => {
+                let (id, out) = p.demand(c, NAMES[*n]);
+                (out, m.apply(c, id, op))
+            }
+            Op::Require(_, n) => {
+                let (id, out) = p.ask(
+                    c,
+                    Msg::Require {
+                        name: NAMES[*n].into(),
+                    },
+                );
+                (out, m.apply(c, id, op))
+            }
+            Op::Retract(_, n) => {
+                let (id, out) = p.ask(
+                    c,
+                    Msg::Retract {
+                        name: NAMES[*n].into(),
+                    },
+                );
+                (out, m.apply(c, id, op))
+            }
+            Op::Withdraw(_, n) => {
+                let (id, out) = p.withdraw(c, NAMES[*n]);
+                (out, m.apply(c, id, op))
+            }
+            Op::Release(_, k) => {
+                let held = m.held.get(&c).cloned().unwrap_or_default();
+                let object = if held.is_empty() {
+                    0
+                } else {
+                    held[k % held.len()]
+                };
+                let (id, out) = p.ask(
+                    c,
+                    Msg::Release {
+                        objects: vec![object],
+                    },
+                );
+                let mut e = Expect::new();
+                if m.alive.contains(&c) {
+                    m.release(c, object, &mut e);
+                }
+                let _ = id;
+                (out, e)
+            }
+            Op::Leave(_) => {
+                let (id, out) = p.ask(c, Msg::Leave);
+                (out, m.apply(c, id, op))
+            }
+            Op::Disconnect(_) => (p.disconnect(c), m.apply(c, 0, op)),
+        };
+        let mut actual: Expect = out
+            .iter()
+            .filter_map(|e| match e {
+                // Segment notices are not modelled.
+                Effect::Send {
+                    msg: Msg::SegmentGone { .. },
+                    ..
+                } => None,
+                Effect::Send { to, id, msg, .. } => Some((*to, *id, got(msg))),
+                _ => None,
+            })
+            .collect();
+        actual.sort();
+        expected.sort();
+        prop_assert_eq!(&actual, &expected, "after {:?}", op);
+        let s = p.engine.stats();
+        let waiting: usize = m.waiting.values().map(Vec::len).sum();
+        prop_assert_eq!(s.clients, m.alive.len() as u64, "clients after {:?}", op);
+        prop_assert_eq!(s.objects, m.offers.len() as u64);
+        prop_assert_eq!(s.offered_bytes, SIZE * m.offers.len() as u64);
+        prop_assert_eq!(s.requires, m.requires.len() as u64);
+        prop_assert_eq!(s.waiting_demands, waiting as u64);
+        prop_assert_eq!(s.pending_leaves, m.leaving.len() as u64);
+        prop_assert_eq!(s.segments, m.segments(), "segments after {:?}", op);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_operations_agree_with_the_model(
+        clients in 2..=4usize,
+        fail_fast in any::<bool>(),
+        ops in proptest::collection::vec(op(), 1..60),
+    ) {
+        run_model(clients, fail_fast, &ops)?;
+    }
+}
