@@ -17,7 +17,8 @@ use hydro::{run_app, Cli};
 use crate::{interleaved_medians, Better, Row};
 
 /// Environment variable that turns this binary into one timed hydro run; its
-/// value is the output directory, [`NO_ANALYSES_ENV`] says which variant.
+/// value is the output directory; `HYDRO_BENCH_NO_ANALYSES`, when set, adds
+/// `--no-analyses`.
 pub const CHILD_ENV: &str = "HYDRO_BENCH_CHILD";
 /// Set (to anything) in a child that runs with `--no-analyses`.
 const NO_ANALYSES_ENV: &str = "HYDRO_BENCH_NO_ANALYSES";
