@@ -206,10 +206,10 @@ fn mixed_sequence() -> Vec<(usize, bool)> {
     (0..MIXED_BLOCKS)
         .map(|_| {
             let r = next();
-            // 2^4 ..= 2^22 bytes: a power of two, then a uniform mantissa.
+            // 2^4 to 2^22 - 1 bytes: a power of two, then a uniform mantissa.
             let shift = 4 + (r % 18) as u32;
             let size = (1usize << shift) + ((r >> 8) as usize & ((1 << shift) - 1));
-            (size.min(4 << 20), (r >> 63) == 1)
+            (size, (r >> 63) == 1)
         })
         .collect()
 }
@@ -449,4 +449,22 @@ pub fn run_matching(filter: &str) -> Vec<Row> {
         );
     }
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mixed_sequence_is_fixed_spans_16b_to_4mib_and_frees_half_remotely() {
+        let seq = mixed_sequence();
+        assert_eq!(seq, mixed_sequence(), "the same sequence every run");
+        assert_eq!(seq.len(), MIXED_BLOCKS);
+        assert!(seq.iter().all(|&(s, _)| (16..4 << 20).contains(&s)));
+        assert!(seq.iter().any(|&(s, _)| s < 64));
+        assert!(seq.iter().any(|&(s, _)| s >= 2 << 20));
+        let remote = seq.iter().filter(|&&(_, r)| r).count();
+        let half = MIXED_BLOCKS / 2;
+        assert!(remote.abs_diff(half) < half / 20, "{remote} remote frees");
+    }
 }

@@ -558,3 +558,22 @@ pub fn run_matching(filter: &str) -> Vec<Row> {
     pm.shutdown();
     rows
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_checksum_is_the_checksum_of_the_filled_bytes() {
+        for size in [0usize, 1, 7, 8, 9, 4096, 4099] {
+            for byte in [0u8, 1, 0x7f, 0xff] {
+                let bytes = vec![byte; size];
+                assert_eq!(
+                    expected_checksum(size as u64, byte),
+                    checksum(&bytes),
+                    "{size} bytes of {byte}"
+                );
+            }
+        }
+    }
+}
