@@ -11,7 +11,7 @@ pub mod hydro;
 pub mod report;
 pub mod transforms;
 
-pub use report::{Better, Row};
+pub use report::{Better, Resident, Row};
 
 /// Times `ours` and `peer` alternately, `rounds` times each, and returns the
 /// median duration of one call of each, in that order.

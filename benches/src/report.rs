@@ -34,6 +34,19 @@ pub struct Row {
     pub peer_name: Option<String>,
     /// ours/peer for `higher`, peer/ours for `lower`; > 1 when ours wins.
     pub ratio: Option<f64>,
+    /// Resident bytes that ours and the peer keep, where a case measures
+    /// them (its documentation says how); left out of the JSON otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resident_bytes: Option<Resident>,
+}
+
+/// Resident bytes of ours and of the peer, as one case defines them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Resident {
+    /// Ours.
+    pub ours: u64,
+    /// The peer.
+    pub peer: u64,
 }
 
 impl Row {
@@ -60,7 +73,14 @@ impl Row {
             peer: Some(peer),
             peer_name: Some(peer_name.into()),
             ratio: Some(ratio),
+            resident_bytes: None,
         }
+    }
+
+    /// The row with the resident bytes of ours and of the peer.
+    pub fn with_resident(mut self, resident: Resident) -> Self {
+        self.resident_bytes = Some(resident);
+        self
     }
 
     /// A row with no peer (the target is stated elsewhere).
@@ -74,6 +94,7 @@ impl Row {
             peer: None,
             peer_name: None,
             ratio: None,
+            resident_bytes: None,
         }
     }
 
@@ -99,5 +120,17 @@ mod tests {
         let json = serde_json::to_string(&fast).unwrap();
         assert!(json.contains("\"better\":\"lower\""), "{json}");
         assert!(json.contains("\"peer_name\":\"p\""), "{json}");
+        assert!(!json.contains("resident_bytes"), "{json}");
+    }
+
+    #[test]
+    fn resident_bytes_appear_only_when_measured() {
+        let row = Row::compared("b", "c", "ns/op", Better::Lower, 5.0, 10.0, "p")
+            .with_resident(Resident { ours: 3, peer: 0 });
+        let json = serde_json::to_string(&row).unwrap();
+        assert!(
+            json.contains("\"resident_bytes\":{\"ours\":3,\"peer\":0}"),
+            "{json}"
+        );
     }
 }

@@ -20,7 +20,8 @@ enum Bench {
     Alloc,
     /// Layout-transforming copies against memcpy and ndarray.
     Transforms,
-    /// The hydro example's MC/s and the cost of its in-transit analyses.
+    /// The hydro example's MC/s and the cost of its in-transit analyses, each
+    /// run in its own process.
     Hydro,
     /// STREAM triad and task spawns on the NUMA-aware pool against rayon.
     Affinity,
@@ -31,8 +32,10 @@ enum Bench {
 }
 
 fn main() {
-    // The cdo-ipc benchmark re-runs this binary as its consumer process.
+    // The cdo-ipc benchmark re-runs this binary as its consumer process,
+    // the hydro benchmark as each of its timed runs.
     mamba_benches::cdo_ipc::child_main_if_requested();
+    mamba_benches::hydro::child_main_if_requested();
     let cli = Cli::parse();
     let rows = match cli.bench {
         Bench::Alloc => mamba_benches::alloc::run_matching(&cli.case),
