@@ -34,6 +34,9 @@ start=$(date +%s)
 (cd fuzz && cargo +nightly fuzz build "${profile[@]}")
 echo "fuzz: built in $(( $(date +%s) - start )) s"
 
+# Known false positives of LeakSanitizer (see the file).
+export LSAN_OPTIONS="suppressions=$PWD/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+
 failed=0
 summary=()
 for t in $targets; do
