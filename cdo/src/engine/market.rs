@@ -19,6 +19,7 @@ use self::segments::SegRec;
 use super::quota::{Kind, Quotas};
 use super::registry::{ClientId, Entry, Registry};
 use super::subs::{Acked, Route, SubError, Subs, Unsubscribed};
+use super::tombstones::Tombstones;
 use super::{Effect, EngineConfig, FaultPolicy, SegmentCheck, SegmentKey};
 use crate::attrs::{is_builtin, Attributes as Typed};
 use crate::events::EventKind;
@@ -62,7 +63,7 @@ pub struct Engine {
     next_segment: u64,
     waiters: FastMap<String, Vec<(ClientId, RequestId)>>,
     requires: FastMap<String, FastSet<ClientId>>,
-    tombstones: FastSet<String>,
+    tombstones: Tombstones,
     offered_bytes: u64,
     /// Clients waiting for BYE (so `check_leaves` is free when there are none).
     leaving: usize,
@@ -121,7 +122,7 @@ impl Engine {
             next_segment: 1,
             waiters: FastMap::default(),
             requires: FastMap::default(),
-            tombstones: FastSet::default(),
+            tombstones: Tombstones::default(),
             offered_bytes: 0,
             leaving: 0,
             next_object: 1,
@@ -498,9 +499,7 @@ impl Engine {
         self.totals.offers += 1;
         self.segments.get_mut(&key).expect("checked above").objects += 1;
         self.offered_bytes += size;
-        if !self.tombstones.is_empty() {
-            self.tombstones.remove(&name);
-        }
+        self.tombstones.remove(&name);
         if !self.subs.is_empty() {
             let e = self.registry.get(&name).expect("just inserted");
             let data = DataRef {
@@ -765,7 +764,10 @@ impl Engine {
                 }
             }
             if died {
-                self.tombstones.insert(name);
+                let requires = &self.requires;
+                self.tombstones.insert(name, |n| {
+                    requires.get(n).is_some_and(|s| s.iter().any(|&c| c != cid))
+                });
             }
         }
         // Its withdrawals that still wait for consumers: nobody waits for
