@@ -223,11 +223,24 @@ impl Engine {
             client: cid,
             awaited: 0,
         });
-        let reply = if self.clients.contains_key(&cid) {
-            self.dispatch(cid, id, msg, segment, out)
-        } else {
-            fail(ErrorCode::NotJoined, "not joined (or already left)")
-        };
+        if !self.clients.contains_key(&cid) {
+            // Not `send`, which only reaches joined clients: a client that
+            // left (BYE) or was never joined is told so while its
+            // connection lasts.
+            self.current = None;
+            let msg = Msg::Error {
+                code: ErrorCode::NotJoined,
+                text: "not joined (or already left)".into(),
+            };
+            out.push(Effect::Send {
+                to: cid,
+                id,
+                msg,
+                segment: None,
+            });
+            return;
+        }
+        let reply = self.dispatch(cid, id, msg, segment, out);
         match reply {
             Ok(None) => {}
             Ok(Some(msg)) => self.send(cid, id, msg, None, out),
