@@ -306,8 +306,13 @@ impl Engine {
                 size,
                 segment,
             } => {
+                let brought = check.is_some();
                 let key = self.segment_of(cid, segment, check, out)?;
-                self.offer(cid, name, attrs, size, key, segment.offset, out)
+                let reply = self.offer(cid, name, attrs, size, key, segment.offset, out);
+                if reply.is_err() && brought {
+                    self.refused_segment(cid, segment.segment, key, out);
+                }
+                reply
             }
             Msg::Require { name } => {
                 let known = self.requires.get(&name).is_some_and(|s| s.contains(&cid));
