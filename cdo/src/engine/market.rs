@@ -39,8 +39,10 @@ struct ClientRec {
 }
 
 /// A withdrawn object that consumers still view: the withdrawal's reply
-/// (if its producer is still there) waits for the last release.
+/// (if its producer is still there) waits for the last release, and so
+/// does its producer's leave.
 struct Draining {
+    name: String,
     reply_to: Option<(ClientId, RequestId)>,
     segment: u64,
 }
@@ -249,6 +251,9 @@ impl Engine {
                 self.send(cid, id, Msg::Error { code, text }, None, out);
             }
         }
+        // After the reply: a released view may have completed the last
+        // withdrawal that held a leave.
+        self.check_leaves(out);
         if let Some(cur) = self.current.take() {
             if cur.awaited > 0 {
                 self.hold(cur, id, start, now, out);
@@ -353,6 +358,7 @@ impl Engine {
                 self.raise(EventKind::Withdraw, &name, &e.attrs, cid, out);
                 if self.views.contains_key(&e.object) {
                     let d = Draining {
+                        name,
                         reply_to: Some((cid, id)),
                         segment: e.segment,
                     };
@@ -413,7 +419,7 @@ impl Engine {
                 Ok(Some(Msg::Ok))
             }
             Msg::Leave => {
-                let blocked = self.still_required(cid);
+                let blocked = self.leave_blockers(cid);
                 if blocked.is_empty() {
                     self.finish_leave(cid, id, out);
                     Ok(None)
@@ -705,14 +711,21 @@ impl Engine {
         Some(e)
     }
 
-    /// Names offered by `cid` that another client still requires.
-    fn still_required(&self, cid: ClientId) -> Vec<String> {
+    /// What holds the leave of `cid`: names it offered that another client
+    /// still requires, and names it withdrew whose withdrawal waits for
+    /// consumers' views (so that its reply comes before BYE).
+    fn leave_blockers(&self, cid: ClientId) -> Vec<String> {
         let mut names = self.registry.names_of(cid);
         names.retain(|n| {
             self.requires
                 .get(n)
                 .is_some_and(|s| s.iter().any(|&c| c != cid))
         });
+        let withdrawing = self
+            .draining
+            .values()
+            .filter(|d| d.reply_to.is_some_and(|(owner, _)| owner == cid));
+        names.extend(withdrawing.map(|d| d.name.clone()));
         names.sort();
         names
     }
@@ -725,7 +738,7 @@ impl Engine {
             .clients
             .iter()
             .filter_map(|(&cid, c)| c.leaving.map(|rid| (cid, rid)))
-            .filter(|&(cid, _)| self.still_required(cid).is_empty())
+            .filter(|&(cid, _)| self.leave_blockers(cid).is_empty())
             .collect();
         for (cid, rid) in ready {
             self.finish_leave(cid, rid, out);
@@ -773,6 +786,7 @@ impl Engine {
                     // Viewed or held by a consumer group: the data stays
                     // until the last view goes.
                     let d = Draining {
+                        name: name.clone(),
                         reply_to: None,
                         segment: e.segment,
                     };
