@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use cdo::engine::registry::{ClientId, NameRegistry};
-use cdo::engine::{Effect, Engine, EngineConfig, FaultPolicy, GROUP_WINDOW};
+use cdo::engine::{Effect, Engine, EngineConfig, FaultPolicy, GROUP_WINDOW, TOMBSTONES_KEPT};
 use cdo::ipc::wire::{Attributes, ErrorCode, Msg, SegmentRef, SubscribeRef};
 use cdo::{DuplicateOffers, EventKind, EventMask};
 use proptest::prelude::*;
@@ -373,10 +373,201 @@ fn a_dead_producer_fails_demands_or_they_wait() {
             FaultPolicy::BestEffort => vec![],
         };
         assert_eq!(answers(&out, cons, id), expected);
-        // A client that is gone is sent nothing at all.
-        let (_, out) = p.ask(prod, Msg::Stat);
-        assert!(out.is_empty());
+        // A client that is gone is told so (its host has no connection to
+        // send it on), and nothing else changes.
+        let (id, out) = p.ask(prod, Msg::Stat);
+        assert_eq!(answers(&out, prod, id), [error(ErrorCode::NotJoined)]);
+        assert_eq!(out.len(), 1);
     }
+}
+
+#[test]
+fn a_pending_withdrawal_holds_its_producer_s_leave_until_answered() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let (prod, cons) = (p.join("prod"), p.join("cons"));
+    p.offer(prod, "a");
+    p.offer(prod, "b");
+    p.ask(cons, Msg::Require { name: "b".into() });
+    let (d, out) = p.demand(cons, "a");
+    let object = object_of(&out, cons, d);
+    let (leave, out) = p.ask(prod, Msg::Leave);
+    assert_eq!(answers(&out, prod, leave), [Got::Waiting(vec!["b".into()])]);
+    let (w, out) = p.withdraw(prod, "a");
+    assert!(answers(&out, prod, w).is_empty(), "waits for the view");
+    // The require no longer holds the leave; the withdrawal still does.
+    let (_, out) = p.demand(cons, "b");
+    assert!(
+        answers(&out, prod, leave).is_empty(),
+        "no BYE before the withdrawal's reply"
+    );
+    assert!(p.engine.has_client(prod));
+    assert_eq!(p.engine.stats().pending_leaves, 1);
+    // A second LEAVE says what holds it.
+    let (again, out) = p.ask(prod, Msg::Leave);
+    assert_eq!(answers(&out, prod, again), [Got::Waiting(vec!["a".into()])]);
+    let (_, out) = p.ask(
+        cons,
+        Msg::Release {
+            objects: vec![object],
+        },
+    );
+    let order: Vec<(u64, Got)> = out
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { to, id, msg, .. } if *to == prod => Some((*id, got(msg))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, [(w, Got::Ok), (again, Got::Bye)]);
+    assert!(!p.engine.has_client(prod));
+    assert_eq!(p.engine.stats().pending_leaves, 0);
+}
+
+#[test]
+fn a_withdrawal_of_a_leaving_producer_is_answered_when_a_view_is_taken_back() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let (prod, cons, watcher) = (p.join("prod"), p.join("cons"), p.join("watch"));
+    p.subscribe(watcher, acked_events(&[EventKind::Demand]));
+    p.offer(prod, "a");
+    // The demand's view waits for the watcher's acknowledgement.
+    let (d, out) = p.demand(cons, "a");
+    assert!(answers(&out, cons, d).is_empty());
+    let (w, _) = p.withdraw(prod, "a");
+    let (leave, out) = p.ask(prod, Msg::Leave);
+    assert_eq!(answers(&out, prod, leave), [Got::Waiting(vec!["a".into()])]);
+    // Not acknowledged in time: the view is taken back, which answers the
+    // withdrawal and lets the leave finish.
+    let out = p.expire(ACK_TIMEOUT * 2);
+    assert_eq!(answers(&out, cons, d), [error(ErrorCode::AckTimeout)]);
+    assert_eq!(answers(&out, prod, w), [Got::Ok]);
+    assert_eq!(answers(&out, prod, leave), [Got::Bye]);
+}
+
+#[test]
+fn requests_after_bye_get_not_joined() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let (prod, cons) = (p.join("prod"), p.join("cons"));
+    p.offer(prod, "a");
+    let (leave, out) = p.ask(prod, Msg::Leave);
+    assert_eq!(answers(&out, prod, leave), [Got::Bye]);
+    let before = p.engine.stats();
+    for msg in [
+        Msg::Stat,
+        Msg::Demand { name: "a".into() },
+        Msg::Withdraw { name: "a".into() },
+        Msg::Leave,
+    ] {
+        let (id, out) = p.ask(prod, msg);
+        assert_eq!(answers(&out, prod, id), [error(ErrorCode::NotJoined)]);
+        assert_eq!(out.len(), 1, "only the error: {out:?}");
+    }
+    // An offer with a descriptor: not kept, and told why.
+    let (id, out) = p.offer(prod, "b");
+    assert_eq!(answers(&out, prod, id), [error(ErrorCode::NotJoined)]);
+    assert!(!out.iter().any(|e| matches!(e, Effect::Keep { .. })));
+    assert_eq!(p.engine.stats(), before);
+    // A client id never given out is answered the same way.
+    let (id, out) = p.ask(cons + 100, Msg::Stat);
+    assert_eq!(answers(&out, cons + 100, id), [error(ErrorCode::NotJoined)]);
+}
+
+#[test]
+fn names_of_dead_producers_are_bounded_but_a_required_one_fails_fast() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let (old, cons) = (p.join("old"), p.join("cons"));
+    let name = |i: usize| format!("n{i}");
+    // The two oldest, the first one required by the consumer.
+    p.ask(cons, Msg::Require { name: name(0) });
+    p.offer(old, &name(0));
+    p.offer(old, &name(1));
+    p.disconnect(old);
+    // One name more than the bound.
+    let prod = p.join("prod");
+    let count = TOMBSTONES_KEPT + 1;
+    p.offer(prod, &name(2));
+    let segment = p.next_segment - 1;
+    for i in 3..count {
+        let (id, out) = p.ask(
+            prod,
+            Msg::Offer {
+                name: name(i),
+                attrs: Attributes::new(),
+                size: SIZE,
+                segment: SegmentRef { segment, offset: 0 },
+            },
+        );
+        assert_eq!(answers(&out, prod, id), [Got::Ok]);
+    }
+    p.disconnect(prod);
+    // Required when its producer died: fails fast however old.
+    let (id, out) = p.demand(cons, &name(0));
+    assert_eq!(answers(&out, cons, id), [error(ErrorCode::ProducerDied)]);
+    // The oldest unrequired name beyond the bound is forgotten: a demand
+    // of it waits, as for a name never offered.
+    let (id, out) = p.demand(cons, &name(1));
+    assert!(answers(&out, cons, id).is_empty(), "{out:?}");
+    assert_eq!(p.engine.stats().waiting_demands, 1);
+    // The newer ones still fail fast.
+    for i in [2, 3, count - 1] {
+        let (id, out) = p.demand(cons, &name(i));
+        assert_eq!(answers(&out, cons, id), [error(ErrorCode::ProducerDied)]);
+    }
+    // Offered again, a name is no longer a dead producer's.
+    let prod = p.join("prod2");
+    p.offer(prod, &name(2));
+    p.ask(prod, Msg::Withdraw { name: name(2) });
+    let (id, out) = p.demand(cons, &name(2));
+    assert!(answers(&out, cons, id).is_empty(), "waits: {out:?}");
+}
+
+#[test]
+fn a_refused_offer_does_not_keep_the_segment_it_brought() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let (first, prod) = (p.join("first"), p.join("prod"));
+    p.offer(first, "a");
+    assert_eq!(p.engine.stats().segments, 1);
+    let offer = |name: &str| Msg::Offer {
+        name: name.into(),
+        attrs: Attributes::new(),
+        size: SIZE,
+        segment: SegmentRef {
+            segment: 7,
+            offset: 0,
+        },
+    };
+    let mut check = || Ok(SEGMENT_LEN);
+    let mut out = Vec::new();
+    p.engine
+        .handle(prod, 100, offer("a"), Some(&mut check), p.now, &mut out);
+    assert_eq!(answers(&out, prod, 100), [error(ErrorCode::DuplicateName)]);
+    let kept = out.iter().find_map(|e| match e {
+        Effect::Keep { segment } => Some(*segment),
+        _ => None,
+    });
+    let closed = out.iter().find_map(|e| match e {
+        Effect::Close { segment } => Some(*segment),
+        _ => None,
+    });
+    assert!(kept.is_some());
+    assert_eq!(closed, kept, "the descriptor kept is closed again");
+    assert_eq!(p.engine.stats().segments, 1, "only the first producer's");
+    // As the producer believes: the segment is not held, so an offer that
+    // names it without its descriptor is refused...
+    let (id, out) = p.ask(prod, offer("b"));
+    assert_eq!(answers(&out, prod, id), [error(ErrorCode::BadSegment)]);
+    // ... and one that sends it again is taken.
+    let mut out = Vec::new();
+    p.engine
+        .handle(prod, 101, offer("b"), Some(&mut check), p.now, &mut out);
+    assert_eq!(answers(&out, prod, 101), [Got::Ok]);
+    assert_eq!(p.engine.stats().segments, 2);
+    // A refused offer in a segment already held leaves it alone.
+    let (id, out) = p.ask(prod, offer("a"));
+    assert_eq!(answers(&out, prod, id), [error(ErrorCode::DuplicateName)]);
+    assert!(!out.iter().any(|e| matches!(e, Effect::Close { .. })));
+    let (id, out) = p.ask(prod, offer("c"));
+    assert_eq!(answers(&out, prod, id), [Got::Ok]);
+    assert_eq!(p.engine.stats().segments, 2);
 }
 
 #[test]
@@ -545,6 +736,9 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// A client's request: who sent it, and its id.
+type Request = (ClientId, u64);
+
 /// What the pool should look like: the obvious bookkeeping.
 #[derive(Default)]
 struct Model {
@@ -555,10 +749,11 @@ struct Model {
     next_object: u64,
     /// Views each client holds, as objects (repeated per view).
     held: BTreeMap<ClientId, Vec<u64>>,
-    /// Withdrawn objects still viewed → their producer, and who waits for
-    /// the reply.
-    draining: BTreeMap<u64, (ClientId, Option<(ClientId, u64)>)>,
-    /// Segments each client sent (one per offer, accepted or not).
+    /// Withdrawn objects still viewed → their producer, who waits for the
+    /// reply, and the name.
+    draining: BTreeMap<u64, (ClientId, Option<Request>, String)>,
+    /// Segments each client sent (one per offer taken; those of refused
+    /// offers are not kept).
     segments: BTreeMap<ClientId, u64>,
     waiting: BTreeMap<String, Vec<(ClientId, u64)>>,
     requires: BTreeSet<(String, ClientId)>,
@@ -594,7 +789,7 @@ impl Model {
         };
         held.remove(i);
         if self.views(object) == 0 {
-            if let Some((_, Some((owner, id)))) = self.draining.remove(&object) {
+            if let Some((_, Some((owner, id)), _)) = self.draining.remove(&object) {
                 e.push((owner, id, Got::Ok));
             }
         }
@@ -611,19 +806,29 @@ impl Model {
         let orphans = self
             .draining
             .values()
-            .filter(|(owner, _)| !self.alive.contains(owner))
+            .filter(|(owner, _, _)| !self.alive.contains(owner))
             .count();
         of_clients + orphans as u64
     }
 
-    fn still_required(&self, c: ClientId) -> Vec<String> {
-        self.offers
+    /// Names that hold the leave of `c`: its offers another client
+    /// requires, and its withdrawals not answered yet.
+    fn leave_blockers(&self, c: ClientId) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .offers
             .iter()
             .filter(|(n, (o, _))| {
                 *o == c && self.requires.iter().any(|(rn, rc)| rn == *n && *rc != c)
             })
             .map(|(n, _)| n.clone())
-            .collect()
+            .collect();
+        let withdrawing = self
+            .draining
+            .values()
+            .filter(|(_, r, _)| r.is_some_and(|(o, _)| o == c));
+        names.extend(withdrawing.map(|(_, _, n)| n.clone()));
+        names.sort();
+        names
     }
 
     fn remove(&mut self, c: ClientId, died: bool, e: &mut Expect) {
@@ -640,13 +845,13 @@ impl Model {
         for n in names {
             let (_, object) = self.offers.remove(&n).unwrap();
             if self.views(object) > 0 {
-                self.draining.insert(object, (c, None));
+                self.draining.insert(object, (c, None, n.clone()));
             }
             if died {
                 self.died.insert(n);
             }
         }
-        for (_, reply) in self.draining.values_mut() {
+        for (_, reply, _) in self.draining.values_mut() {
             if reply.is_some_and(|(o, _)| o == c) {
                 *reply = None;
             }
@@ -665,7 +870,7 @@ impl Model {
         let ready: Vec<(ClientId, u64)> = self
             .leaving
             .iter()
-            .filter(|(&c, _)| self.still_required(c).is_empty())
+            .filter(|(&c, _)| self.leave_blockers(c).is_empty())
             .map(|(&c, &id)| (c, id))
             .collect();
         for (c, id) in ready {
@@ -681,18 +886,21 @@ impl Model {
     fn apply(&mut self, c: ClientId, id: u64, op: &Op) -> Expect {
         let mut e = Expect::new();
         if !self.alive.contains(&c) {
-            // Gone: its requests change nothing and get no answer.
+            // Gone: its requests change nothing and are refused (a
+            // disconnect is no request).
+            if !matches!(op, Op::Disconnect(_)) {
+                e.push((c, id, error(ErrorCode::NotJoined)));
+            }
             return e;
         }
         match op {
             Op::Offer(_, n) => {
                 let n = NAMES[*n];
-                // Its segment is kept whether or not the offer is taken.
-                *self.segments.entry(c).or_default() += 1;
                 if self.offers.contains_key(n) {
                     e.push((c, id, error(ErrorCode::DuplicateName)));
                     return e;
                 }
+                *self.segments.entry(c).or_default() += 1;
                 self.next_object += 1;
                 self.offers.insert(n.into(), (c, self.next_object));
                 self.died.remove(n);
@@ -738,7 +946,7 @@ impl Model {
                     Some(&(_, object)) => {
                         self.offers.remove(n);
                         if self.views(object) > 0 {
-                            self.draining.insert(object, (c, Some((c, id))));
+                            self.draining.insert(object, (c, Some((c, id)), n.into()));
                         } else {
                             e.push((c, id, Got::Ok));
                         }
@@ -748,7 +956,7 @@ impl Model {
             }
             Op::Release(_, _) => unreachable!("released by object"),
             Op::Leave(_) => {
-                let blocked = self.still_required(c);
+                let blocked = self.leave_blockers(c);
                 if blocked.is_empty() {
                     e.push((c, id, Got::Bye));
                     self.remove(c, false, &mut e);
@@ -832,8 +1040,12 @@ fn run_model(clients: usize, fail_fast: bool, ops: &[Op]) -> Result<(), TestCase
                 let mut e = Expect::new();
                 if m.alive.contains(&c) {
                     m.release(c, object, &mut e);
+                    // The last view of a withdrawn object may let its
+                    // producer leave.
+                    m.check_leaves(&mut e);
+                } else {
+                    e.push((c, id, error(ErrorCode::NotJoined)));
                 }
-                let _ = id;
                 (out, e)
             }
             Op::Leave(_) => {

@@ -19,6 +19,7 @@ use self::segments::SegRec;
 use super::quota::{Kind, Quotas};
 use super::registry::{ClientId, Entry, Registry};
 use super::subs::{Acked, Route, SubError, Subs, Unsubscribed};
+use super::tombstones::Tombstones;
 use super::{Effect, EngineConfig, FaultPolicy, SegmentCheck, SegmentKey};
 use crate::attrs::{is_builtin, Attributes as Typed};
 use crate::events::EventKind;
@@ -38,8 +39,10 @@ struct ClientRec {
 }
 
 /// A withdrawn object that consumers still view: the withdrawal's reply
-/// (if its producer is still there) waits for the last release.
+/// (if its producer is still there) waits for the last release, and so
+/// does its producer's leave.
 struct Draining {
+    name: String,
     reply_to: Option<(ClientId, RequestId)>,
     segment: u64,
 }
@@ -62,7 +65,7 @@ pub struct Engine {
     next_segment: u64,
     waiters: FastMap<String, Vec<(ClientId, RequestId)>>,
     requires: FastMap<String, FastSet<ClientId>>,
-    tombstones: FastSet<String>,
+    tombstones: Tombstones,
     offered_bytes: u64,
     /// Clients waiting for BYE (so `check_leaves` is free when there are none).
     leaving: usize,
@@ -121,7 +124,7 @@ impl Engine {
             next_segment: 1,
             waiters: FastMap::default(),
             requires: FastMap::default(),
-            tombstones: FastSet::default(),
+            tombstones: Tombstones::default(),
             offered_bytes: 0,
             leaving: 0,
             next_object: 1,
@@ -222,11 +225,24 @@ impl Engine {
             client: cid,
             awaited: 0,
         });
-        let reply = if self.clients.contains_key(&cid) {
-            self.dispatch(cid, id, msg, segment, out)
-        } else {
-            fail(ErrorCode::NotJoined, "not joined (or already left)")
-        };
+        if !self.clients.contains_key(&cid) {
+            // Not `send`, which only reaches joined clients: a client that
+            // left (BYE) or was never joined is told so while its
+            // connection lasts.
+            self.current = None;
+            let msg = Msg::Error {
+                code: ErrorCode::NotJoined,
+                text: "not joined (or already left)".into(),
+            };
+            out.push(Effect::Send {
+                to: cid,
+                id,
+                msg,
+                segment: None,
+            });
+            return;
+        }
+        let reply = self.dispatch(cid, id, msg, segment, out);
         match reply {
             Ok(None) => {}
             Ok(Some(msg)) => self.send(cid, id, msg, None, out),
@@ -235,6 +251,9 @@ impl Engine {
                 self.send(cid, id, Msg::Error { code, text }, None, out);
             }
         }
+        // After the reply: a released view may have completed the last
+        // withdrawal that held a leave.
+        self.check_leaves(out);
         if let Some(cur) = self.current.take() {
             if cur.awaited > 0 {
                 self.hold(cur, id, start, now, out);
@@ -292,8 +311,13 @@ impl Engine {
                 size,
                 segment,
             } => {
+                let brought = check.is_some();
                 let key = self.segment_of(cid, segment, check, out)?;
-                self.offer(cid, name, attrs, size, key, segment.offset, out)
+                let reply = self.offer(cid, name, attrs, size, key, segment.offset, out);
+                if reply.is_err() && brought {
+                    self.refused_segment(cid, segment.segment, key, out);
+                }
+                reply
             }
             Msg::Require { name } => {
                 let known = self.requires.get(&name).is_some_and(|s| s.contains(&cid));
@@ -334,6 +358,7 @@ impl Engine {
                 self.raise(EventKind::Withdraw, &name, &e.attrs, cid, out);
                 if self.views.contains_key(&e.object) {
                     let d = Draining {
+                        name,
                         reply_to: Some((cid, id)),
                         segment: e.segment,
                     };
@@ -394,7 +419,7 @@ impl Engine {
                 Ok(Some(Msg::Ok))
             }
             Msg::Leave => {
-                let blocked = self.still_required(cid);
+                let blocked = self.leave_blockers(cid);
                 if blocked.is_empty() {
                     self.finish_leave(cid, id, out);
                     Ok(None)
@@ -498,9 +523,7 @@ impl Engine {
         self.totals.offers += 1;
         self.segments.get_mut(&key).expect("checked above").objects += 1;
         self.offered_bytes += size;
-        if !self.tombstones.is_empty() {
-            self.tombstones.remove(&name);
-        }
+        self.tombstones.remove(&name);
         if !self.subs.is_empty() {
             let e = self.registry.get(&name).expect("just inserted");
             let data = DataRef {
@@ -688,14 +711,21 @@ impl Engine {
         Some(e)
     }
 
-    /// Names offered by `cid` that another client still requires.
-    fn still_required(&self, cid: ClientId) -> Vec<String> {
+    /// What holds the leave of `cid`: names it offered that another client
+    /// still requires, and names it withdrew whose withdrawal waits for
+    /// consumers' views (so that its reply comes before BYE).
+    fn leave_blockers(&self, cid: ClientId) -> Vec<String> {
         let mut names = self.registry.names_of(cid);
         names.retain(|n| {
             self.requires
                 .get(n)
                 .is_some_and(|s| s.iter().any(|&c| c != cid))
         });
+        let withdrawing = self
+            .draining
+            .values()
+            .filter(|d| d.reply_to.is_some_and(|(owner, _)| owner == cid));
+        names.extend(withdrawing.map(|d| d.name.clone()));
         names.sort();
         names
     }
@@ -708,7 +738,7 @@ impl Engine {
             .clients
             .iter()
             .filter_map(|(&cid, c)| c.leaving.map(|rid| (cid, rid)))
-            .filter(|&(cid, _)| self.still_required(cid).is_empty())
+            .filter(|&(cid, _)| self.leave_blockers(cid).is_empty())
             .collect();
         for (cid, rid) in ready {
             self.finish_leave(cid, rid, out);
@@ -756,6 +786,7 @@ impl Engine {
                     // Viewed or held by a consumer group: the data stays
                     // until the last view goes.
                     let d = Draining {
+                        name: name.clone(),
                         reply_to: None,
                         segment: e.segment,
                     };
@@ -765,7 +796,10 @@ impl Engine {
                 }
             }
             if died {
-                self.tombstones.insert(name);
+                let requires = &self.requires;
+                self.tombstones.insert(name, |n| {
+                    requires.get(n).is_some_and(|s| s.iter().any(|&c| c != cid))
+                });
             }
         }
         // Its withdrawals that still wait for consumers: nobody waits for

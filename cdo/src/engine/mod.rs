@@ -22,12 +22,15 @@
 //!   `market::held` (replies held for acknowledgements);
 //! - [`registry`]: offered objects by name (exact names, versions);
 //! - `subs`: subscriptions, consumer groups, acknowledgements;
-//! - `quota`: per-client quotas and the limits they enforce.
+//! - `quota`: per-client quotas and the limits they enforce;
+//! - `tombstones`: names whose producer died, bounded (see
+//!   [`TOMBSTONES_KEPT`]).
 
 mod market;
 mod quota;
 pub mod registry;
 mod subs;
+mod tombstones;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +43,7 @@ pub use market::Engine;
 pub use quota::Limits;
 pub use registry::ClientId;
 pub use subs::GROUP_WINDOW;
+pub use tombstones::TOMBSTONES_KEPT;
 
 /// The engine's name of a shared segment; the host maps it to its
 /// descriptor.

@@ -115,7 +115,8 @@ pub enum ClientError {
     /// No reply came in time.
     #[error("timed out")]
     Timeout,
-    /// LEAVE timed out while others still require these objects.
+    /// LEAVE timed out while others still require these objects (or
+    /// still view these withdrawn ones).
     #[error("still required by others: {0:?}")]
     StillRequired(Vec<String>),
     /// Shared memory could not be created or mapped.
@@ -734,8 +735,8 @@ impl Client {
         identity(self.pool.segment(slot.segment)?.fd().as_fd()).ok()
     }
 
-    /// Leaves the pool once no other client requires our objects, waiting up
-    /// to `timeout`; on [`ClientError::StillRequired`] the request stays
+    /// Leaves the pool once no other client requires our objects and our
+    /// withdrawals are answered, waiting up to `timeout`; on [`ClientError::StillRequired`] the request stays
     /// pending and calling `leave` again keeps waiting for it.
     pub fn leave(&mut self, timeout: Duration) -> Result<(), ClientError> {
         let id = match &self.leave {

@@ -214,12 +214,15 @@ pub enum Msg {
     },
     /// Client → manager: leave the pool once nobody needs our objects.
     Leave,
-    /// Manager → client: left; all remaining offers are withdrawn.
+    /// Manager → client: left; all remaining offers are withdrawn, and
+    /// every earlier request was answered. Later requests on the same
+    /// connection are refused with [`ErrorCode::NotJoined`].
     Bye,
     /// Manager → client, interim reply to [`Msg::Leave`]: these objects are
-    /// still required by others; BYE follows when they are not.
+    /// still required by others, or withdrawn and still viewed (the
+    /// withdrawal not answered yet); BYE follows when none is.
     Waiting {
-        /// Names of the still-required objects.
+        /// Names of the objects that hold the leave.
         names: Vec<String>,
     },
     /// Client → manager: make an object available.

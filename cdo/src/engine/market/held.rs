@@ -126,6 +126,9 @@ impl Engine {
                 });
             }
         }
+        // A view taken back may have completed a withdrawal that held a
+        // leave.
+        self.check_leaves(out);
     }
 
     /// Undoes the bookkeeping of a view of `d` that `client` was never sent.

@@ -57,6 +57,23 @@ impl Engine {
         Ok(key)
     }
 
+    /// The offer that brought segment `key` (the producer's `segment`) was
+    /// refused: the segment is not kept, as the producer assumes, and its
+    /// next offer there sends the descriptor again.
+    pub(super) fn refused_segment(
+        &mut self,
+        cid: ClientId,
+        segment: u64,
+        key: u64,
+        out: &mut Outgoing,
+    ) {
+        let own = &mut self.client_mut(cid).own_segments;
+        if own.get(&segment) == Some(&key) {
+            own.remove(&segment);
+        }
+        self.forget_segment(key, out);
+    }
+
     /// One object of segment `key` is gone.
     pub(super) fn unref_segment(&mut self, key: u64, out: &mut Outgoing) {
         let seg = self
