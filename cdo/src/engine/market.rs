@@ -24,6 +24,7 @@ use super::{Effect, EngineConfig, FaultPolicy, SegmentCheck, SegmentKey};
 use crate::attrs::{is_builtin, Attributes as Typed};
 use crate::events::EventKind;
 
+use crate::ipc::limits::check_request;
 use crate::ipc::wire::{Attributes, DataRef, ErrorCode, Msg, RequestId, Stats};
 
 /// Effects of the operations handled so far, in order.
@@ -301,6 +302,8 @@ impl Engine {
                 "descriptor on a message that takes none",
             );
         }
+        // Bounds that keep every reply within a frame.
+        check_request(&msg)?;
         if may_wait_for_acks(&msg) {
             self.quotas.check(cid, Kind::Waiters)?;
         }

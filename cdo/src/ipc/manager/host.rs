@@ -18,7 +18,7 @@ use super::ManagerConfig;
 use crate::engine::registry::{ClientId, Registry};
 use crate::engine::{Effect, Engine, EngineConfig, SegmentKey};
 use crate::ipc::fasthash::FastMap;
-use crate::ipc::limits::{check_request, fit_names};
+use crate::ipc::limits::fit_names;
 use crate::ipc::shm::{check_seals, file_size};
 use crate::ipc::wire::{Frame, Msg, Stats};
 
@@ -75,34 +75,18 @@ impl Host {
     /// with it) and queues the replies.
     pub fn handle(&mut self, cid: ClientId, frame: Frame, fd: Option<OwnedFd>, out: &mut Outgoing) {
         let Frame { id, msg } = frame;
-        if self.engine.has_client(cid) {
-            // Bounds that keep every reply within a frame.
-            if let Err((code, text)) = check_request(&msg) {
-                if let Some(outbox) = self.outboxes.get(&cid) {
-                    out.push((
-                        outbox.clone(),
-                        Frame {
-                            id,
-                            msg: Msg::Error { code, text },
-                        },
-                        None,
-                    ));
-                }
-                return;
+        if matches!(msg, Msg::Stat) && fd.is_none() && self.engine.has_client(cid) {
+            if let Some(outbox) = self.outboxes.get(&cid) {
+                out.push((
+                    outbox.clone(),
+                    Frame {
+                        id,
+                        msg: Msg::Stats(self.stats()),
+                    },
+                    None,
+                ));
             }
-            if matches!(msg, Msg::Stat) && fd.is_none() {
-                if let Some(outbox) = self.outboxes.get(&cid) {
-                    out.push((
-                        outbox.clone(),
-                        Frame {
-                            id,
-                            msg: Msg::Stats(self.stats()),
-                        },
-                        None,
-                    ));
-                }
-                return;
-            }
+            return;
         }
         let now = Instant::now();
         let max = self.max_segment_bytes;
