@@ -16,7 +16,7 @@ use tracing::warn;
 use super::outbox::Meters;
 use super::ManagerConfig;
 use crate::engine::registry::{ClientId, Registry};
-use crate::engine::{Effect, Engine, EngineConfig, SegmentKey};
+use crate::engine::{Effect, Engine, EngineConfig, SegmentCheck, SegmentKey};
 use crate::ipc::fasthash::FastMap;
 use crate::ipc::limits::fit_names;
 use crate::ipc::shm::{check_seals, file_size};
@@ -88,27 +88,20 @@ impl Host {
             }
             return;
         }
-        let now = Instant::now();
         let max = self.max_segment_bytes;
-        let check = |fd: &OwnedFd| -> Result<u64, String> {
-            check_seals(fd.as_fd()).map_err(|e| e.to_string())?;
-            let len = file_size(fd.as_fd()).map_err(|e| e.to_string())?;
-            if len > max {
-                return Err(format!("segment of {len} bytes exceeds the limit of {max}"));
+        let mut check = fd.as_ref().map(|fd| {
+            move || -> Result<u64, String> {
+                check_seals(fd.as_fd()).map_err(|e| e.to_string())?;
+                let len = file_size(fd.as_fd()).map_err(|e| e.to_string())?;
+                if len > max {
+                    return Err(format!("segment of {len} bytes exceeds the limit of {max}"));
+                }
+                Ok(len)
             }
-            Ok(len)
-        };
-        match &fd {
-            Some(f) => {
-                let mut checked = || check(f);
-                let check: &mut dyn FnMut() -> Result<u64, String> = &mut checked;
-                self.engine
-                    .handle(cid, id, msg, Some(check), now, &mut self.effects);
-            }
-            None => self
-                .engine
-                .handle(cid, id, msg, None, now, &mut self.effects),
-        }
+        });
+        let check = check.as_mut().map(|c| c as SegmentCheck<'_>);
+        self.engine
+            .handle(cid, id, msg, check, Instant::now(), &mut self.effects);
         self.carry_out(fd, out);
     }
 
