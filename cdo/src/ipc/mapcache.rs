@@ -80,25 +80,24 @@ impl MapCache {
         let mut ages: Vec<u64> = self.maps.values().map(|c| c.last_used).collect();
         ages.sort_unstable();
         let cut = ages[(ages.len() / 2).max(1) - 1];
-        let bytes = &mut self.bytes;
-        self.maps.retain(|_, c| {
-            let keep = c.last_used > cut;
-            if !keep {
-                *bytes -= c.pages.len();
-            }
-            keep
-        });
+        self.retain(|_, c| c.last_used > cut);
     }
 
     /// Forgets the mappings of the manager's segment `id`.
     pub(crate) fn forget(&mut self, id: u64) {
+        self.retain(|&(segment, _, _), _| segment != id);
+    }
+
+    /// Keeps the mappings `keep` says to keep, counting out the bytes of
+    /// the others.
+    fn retain(&mut self, keep: impl Fn(&Key, &Cached) -> bool) {
         let bytes = &mut self.bytes;
-        self.maps.retain(|&(segment, _, _), c| {
-            let keep = segment != id;
-            if !keep {
+        self.maps.retain(|key, c| {
+            let kept = keep(key, c);
+            if !kept {
                 *bytes -= c.pages.len();
             }
-            keep
+            kept
         });
     }
 
