@@ -2,7 +2,7 @@
 
 use std::fs::{self, DirBuilder, File};
 use std::io::{self, Read};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
@@ -127,15 +127,22 @@ pub fn remove_stale_dirs(parent: &Path) -> usize {
             continue;
         };
         let ours = meta.is_dir() && meta.uid() == uid && meta.mode() & 0o777 == 0o700;
+        if !ours || pid == std::process::id() as i32 {
+            continue;
+        }
         // Signal 0 checks that the process exists: a live manager (or a
         // process that took its pid) keeps its directory.
         let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
             == Err(nix::errno::Errno::ESRCH);
-        if !ours || !gone || pid == std::process::id() as i32 {
+        if !gone {
             continue;
         }
         let dir = entry.path();
-        let _ = fs::remove_file(dir.join(SOCKET_NAME));
+        let socket = dir.join(SOCKET_NAME);
+        let is_socket = fs::symlink_metadata(&socket).is_ok_and(|m| m.file_type().is_socket());
+        if is_socket {
+            let _ = fs::remove_file(&socket);
+        }
         if fs::remove_dir(&dir).is_ok() {
             tracing::info!(dir = %dir.display(), "removed the directory of a dead pool manager");
             removed += 1;
