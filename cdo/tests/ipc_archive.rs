@@ -8,18 +8,24 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cdo::archive::{Archive, Outcome, Subsample};
-use cdo::ipc::client::{Client, ClientConfig};
 use cdo::ipc::components::{ArchiverClient, Librarian, Served};
 use cdo::ipc::endpoint::{SOCKET_ENV, TOKEN_ENV};
 use cdo::ipc::manager::ManagerHandle;
 use cdo::ipc::wire::Attributes;
 use cdo::Value;
-use ipc_common::manager;
+use ipc_common::{client, manager};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn client(pm: &ManagerHandle, name: &str) -> Client {
-    Client::connect(&ClientConfig::new(pm.endpoint().clone(), name)).unwrap()
+/// An archiver of `pm` keeping what `selector` picks in the archive at `dir`.
+fn archiver(pm: &ManagerHandle, dir: &std::path::Path, selector: &str) -> ArchiverClient {
+    ArchiverClient::join(
+        client(pm, "archiver"),
+        "archive",
+        selector,
+        Archive::open(dir).unwrap(),
+    )
+    .unwrap()
 }
 
 fn persisted(step: u64) -> Attributes {
@@ -45,13 +51,7 @@ fn archiver_keeps_what_its_selector_picks_and_librarian_serves_it_back() {
     let dir = tempfile::tempdir().unwrap();
     {
         let pm = manager();
-        let mut archiver = ArchiverClient::join(
-            client(&pm, "archiver"),
-            "archive",
-            "persist == true",
-            Archive::open(dir.path()).unwrap(),
-        )
-        .unwrap();
+        let mut archiver = archiver(&pm, dir.path(), "persist == true");
         let mut p = client(&pm, "producer");
         for step in 0..3u64 {
             let data = vec![step as u8; 1000 + step as usize];
@@ -119,14 +119,7 @@ fn archiver_keeps_what_its_selector_picks_and_librarian_serves_it_back() {
 fn archiver_subsamples_its_stream() {
     let dir = tempfile::tempdir().unwrap();
     let pm = manager();
-    let mut archiver = ArchiverClient::join(
-        client(&pm, "archiver"),
-        "archive",
-        "*",
-        Archive::open(dir.path()).unwrap(),
-    )
-    .unwrap()
-    .with_subsample(Subsample { every: 3 });
+    let mut archiver = archiver(&pm, dir.path(), "*").with_subsample(Subsample { every: 3 });
     let mut p = client(&pm, "producer");
     for i in 0..7 {
         p.offer(&format!("s/{i}"), &[i], Attributes::new()).unwrap();
@@ -222,13 +215,7 @@ fn the_binaries_archive_and_serve() {
 fn archiver_sets_aside_what_the_archive_refuses_and_carries_on() {
     let dir = tempfile::tempdir().unwrap();
     let pm = manager();
-    let mut archiver = ArchiverClient::join(
-        client(&pm, "archiver"),
-        "archive",
-        "persist == true",
-        Archive::open(dir.path()).unwrap(),
-    )
-    .unwrap();
+    let mut archiver = archiver(&pm, dir.path(), "persist == true");
     let mut p = client(&pm, "producer");
     let mut nan = persisted(1);
     nan.insert("app.ratio".into(), Value::Float(f64::NAN));

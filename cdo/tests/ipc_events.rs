@@ -8,27 +8,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cdo::ipc::client::{Client, ClientConfig, ClientError, Notice};
-use cdo::ipc::manager::{FaultPolicy, ManagerConfig, ManagerHandle, GROUP_WINDOW};
+use cdo::ipc::client::{Client, ClientConfig, Notice};
+use cdo::ipc::manager::{FaultPolicy, ManagerConfig, GROUP_WINDOW};
 use cdo::ipc::wire::{Attributes, ErrorCode};
 use cdo::{EventKind, EventMask, Schema, UnknownAttributes, Value};
-use ipc_common::{child_client, hear, manager, manager_with, say, Peer};
+use ipc_common::{child_client, client, code, hear, manager, manager_with, say, Peer};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn client(pm: &ManagerHandle, name: &str) -> Client {
-    Client::connect(&ClientConfig::new(pm.endpoint().clone(), name)).unwrap()
-}
-
 fn step(n: u64) -> Attributes {
     Attributes::from([("app.step".to_string(), Value::UInt(n))])
-}
-
-fn code(e: ClientError) -> ErrorCode {
-    match e {
-        ClientError::Pool { code, .. } => code,
-        other => panic!("expected a pool error, got {other:?}"),
-    }
 }
 
 fn next_event(c: &mut Client) -> cdo::ipc::wire::EventRef {

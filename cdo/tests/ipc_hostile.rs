@@ -18,7 +18,7 @@ use cdo::ipc::wire::{
     PROTOCOL_VERSION,
 };
 use cdo::{EventMask, Value};
-use ipc_common::{manager, manager_with};
+use ipc_common::{client, manager, manager_with};
 
 /// A generous guard against a hang; never a speed requirement.
 const GUARD: Duration = Duration::from_secs(60);
@@ -178,7 +178,7 @@ fn deeply_nested_values_are_refused_before_and_after_join() {
 #[test]
 fn deep_and_long_selectors_are_bad_selectors() {
     let pm = manager();
-    let mut c = Client::connect(&ClientConfig::new(pm.endpoint().clone(), "sel")).unwrap();
+    let mut c = client(&pm, "sel");
     let deep = "(".repeat(MAX_SELECTOR_LEN);
     assert_eq!(
         pool_code(c.subscribe(&deep, EventMask::ALL, false)),
@@ -199,7 +199,7 @@ fn deep_and_long_selectors_are_bad_selectors() {
 #[test]
 fn huge_names_and_attribute_maps_get_typed_errors() {
     let pm = manager();
-    let mut c = Client::connect(&ClientConfig::new(pm.endpoint().clone(), "big")).unwrap();
+    let mut c = client(&pm, "big");
     let long = "n".repeat(MAX_NAME_LEN + 1);
     assert_eq!(
         pool_code(c.offer(&long, b"x", Attributes::new())),

@@ -6,24 +6,12 @@ mod ipc_common;
 
 use std::time::Duration;
 
-use cdo::ipc::client::{Client, ClientConfig, ClientError};
-use cdo::ipc::manager::ManagerHandle;
+use cdo::ipc::client::ClientError;
 use cdo::ipc::wire::{Attributes, ErrorCode};
-use ipc_common::{manager, wait_for};
+use ipc_common::{client, code, manager, wait_for};
 
 /// A failure guard only: every wait here ends as soon as its reply comes.
 const GUARD: Duration = Duration::from_secs(30);
-
-fn client(pm: &ManagerHandle, name: &str) -> Client {
-    Client::connect(&ClientConfig::new(pm.endpoint().clone(), name)).unwrap()
-}
-
-fn code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> ErrorCode {
-    match r {
-        Err(ClientError::Pool { code, .. }) => code,
-        other => panic!("expected a pool error, got {other:?}"),
-    }
-}
 
 #[test]
 fn a_withdrawal_pending_when_the_leave_could_finish_is_answered_first() {
@@ -66,9 +54,12 @@ fn requests_after_bye_are_refused_as_not_joined() {
     let mut c = client(&pm, "leaver");
     c.offer("a", b"data", Attributes::new()).unwrap();
     c.leave(GUARD).unwrap();
-    assert_eq!(code(c.stats()), ErrorCode::NotJoined);
-    assert_eq!(code(c.demand("a", GUARD)), ErrorCode::NotJoined);
-    assert_eq!(code(c.withdraw("a")), ErrorCode::NotJoined);
+    assert_eq!(code(c.stats().unwrap_err()), ErrorCode::NotJoined);
+    assert_eq!(
+        code(c.demand("a", GUARD).unwrap_err()),
+        ErrorCode::NotJoined
+    );
+    assert_eq!(code(c.withdraw("a").unwrap_err()), ErrorCode::NotJoined);
     // Its connection is still open, and it holds nothing.
     let s = pm.stats();
     assert_eq!((s.clients, s.objects, s.segments), (0, 0, 0), "{s:?}");
@@ -81,7 +72,11 @@ fn a_producer_whose_offer_was_refused_offers_again_from_its_segment() {
     let mut producer = client(&pm, "producer");
     first.offer("taken", b"first", Attributes::new()).unwrap();
     assert_eq!(
-        code(producer.offer("taken", b"second", Attributes::new())),
+        code(
+            producer
+                .offer("taken", b"second", Attributes::new())
+                .unwrap_err()
+        ),
         ErrorCode::DuplicateName
     );
     // The segment that came with the refused offer is not kept.

@@ -11,14 +11,13 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cdo::ipc::client::{Client, ClientConfig};
 use cdo::ipc::conn::{Reader, Writer};
 use cdo::ipc::endpoint::Endpoint;
 use cdo::ipc::lease::{Heartbeat, Lease, LeasePage};
 use cdo::ipc::manager::ManagerConfig;
 use cdo::ipc::shm::{add_seals, memfd};
 use cdo::ipc::wire::{Attributes, ErrorCode, Frame, Msg, SegmentRef, PROTOCOL_VERSION};
-use ipc_common::{manager, manager_with, pattern};
+use ipc_common::{client, manager, manager_with, pattern};
 
 const WAIT: Duration = Duration::from_secs(10);
 const GROW_SHRINK: libc::c_int = libc::F_SEAL_GROW | libc::F_SEAL_SHRINK;
@@ -142,7 +141,7 @@ fn segments_without_every_seal_or_over_the_limit_are_refused() {
         let name = format!("ok{i}");
         assert_eq!(p.offer(&name, 10 + i as u64, 0, 6, Some(fd)), Msg::Ok);
     }
-    let mut c = Client::connect(&ClientConfig::new(pm.endpoint().clone(), "c")).unwrap();
+    let mut c = client(&pm, "c");
     assert_eq!(&*c.demand("ok1", WAIT).unwrap(), b"sealed");
     assert_eq!((pm.stats().segments, pm.stats().objects), (2, 2));
 }
@@ -178,7 +177,7 @@ fn a_view_reaches_only_the_pages_of_its_own_object() {
     assert_eq!(p.offer("a", 1, 100, 100, Some(fd)), Msg::Ok);
     assert_eq!(p.offer("b", 1, b_at, 5000, None), Msg::Ok);
 
-    let mut c = Client::connect(&ClientConfig::new(pm.endpoint().clone(), "c")).unwrap();
+    let mut c = client(&pm, "c");
     let va = c.demand("a", WAIT).unwrap();
     let vb = c.demand("b", WAIT).unwrap();
     assert_eq!((&*va, &*vb), (&a[..], &b[..]));
@@ -200,7 +199,7 @@ fn a_tiny_object_in_a_huge_sparse_segment_maps_one_page() {
     let at = (6 << 30) + 123;
     let fd = segment(8 << 30, &[(at, b"tiny")], GROW_SHRINK | libc::F_SEAL_WRITE);
     assert_eq!(p.offer("tiny", 1, at, 4, Some(fd)), Msg::Ok);
-    let mut c = Client::connect(&ClientConfig::new(pm.endpoint().clone(), "c")).unwrap();
+    let mut c = client(&pm, "c");
     let v = c.demand("tiny", WAIT).unwrap();
     assert_eq!(&*v, b"tiny");
     assert_eq!(mapping_of(v.as_ptr()), (4096, 6 << 30));

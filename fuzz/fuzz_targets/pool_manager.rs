@@ -167,6 +167,13 @@ fn code_of<T>(r: &Result<T, (ErrorCode, String)>) -> Option<ErrorCode> {
 }
 
 impl Model {
+    /// Marks `name`, if offered, as exposed: a demand may hold it.
+    fn expose(&mut self, name: &str) {
+        if let Some(Known::Offered { exposed, .. }) = self.names.get_mut(name) {
+            *exposed = true;
+        }
+    }
+
     fn ack_ok(&self, code: Option<ErrorCode>) -> bool {
         code == Some(ErrorCode::AckTimeout) && self.acks
     }
@@ -250,14 +257,8 @@ fn step(slots: &mut [Slot], model: &mut Model, who: usize, op: Op) {
         Op::Demand { name } => {
             let name = name_of(name);
             match model.names.get(&name).copied() {
-                Some(Known::Offered { owner, .. }) => {
-                    model.names.insert(
-                        name.clone(),
-                        Known::Offered {
-                            owner,
-                            exposed: true,
-                        },
-                    );
+                Some(Known::Offered { .. }) => {
+                    model.expose(&name);
                     let r = healthy("demand", c.demand(&name, GUARD));
                     match r {
                         Ok(view) => {
@@ -274,15 +275,7 @@ fn step(slots: &mut [Slot], model: &mut Model, who: usize, op: Op) {
                     healthy("demand", c.submit_demand(&name)).expect("queued");
                     healthy("flush", c.flush()).expect("flushed");
                     model.waited.insert(name.clone());
-                    if let Some(Known::Offered { owner, .. }) = model.names.get(&name).copied() {
-                        model.names.insert(
-                            name,
-                            Known::Offered {
-                                owner,
-                                exposed: true,
-                            },
-                        );
-                    }
+                    model.expose(&name);
                 }
             }
         }
@@ -449,16 +442,8 @@ fn raw(model: &mut Model, join: bool, bytes: &[u8]) {
                 }
             }
             Msg::Demand { name } => {
-                model.waited.insert(name.clone());
-                if let Some(Known::Offered { owner, .. }) = model.names.get(&name).copied() {
-                    model.names.insert(
-                        name,
-                        Known::Offered {
-                            owner,
-                            exposed: true,
-                        },
-                    );
-                }
+                model.expose(&name);
+                model.waited.insert(name);
             }
             _ => {}
         }

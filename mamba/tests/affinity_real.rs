@@ -14,6 +14,15 @@ fn here() -> Locality {
     l
 }
 
+/// This host's memory, without GPUs.
+fn host_mamba() -> Mamba {
+    Mamba::discover(&Config {
+        gpu: false,
+        ..Config::default()
+    })
+    .unwrap()
+}
+
 fn one(cpu: u32) -> CpuSet {
     std::iter::once(cpu).collect()
 }
@@ -180,11 +189,7 @@ fn waiting_inside_a_task_helps_instead_of_deadlocking() {
 #[test]
 fn spawn_near_follows_real_buffers() {
     let l = here();
-    let mamba = Mamba::discover(&Config {
-        gpu: false,
-        ..Config::default()
-    })
-    .unwrap();
+    let mamba = host_mamba();
     let pool = AffinityPool::new(&l).unwrap();
     let mut a = mamba
         .allocate(8 << 20, 4096, &Policy::require(Tier::Dram))
@@ -254,11 +259,7 @@ fn spawn_near_follows_real_buffers() {
 #[test]
 fn spawn_near_a_data_set_reuses_its_location() {
     let l = here();
-    let mamba = Mamba::discover(&Config {
-        gpu: false,
-        ..Config::default()
-    })
-    .unwrap();
+    let mamba = host_mamba();
     let pool = AffinityPool::new(&l).unwrap();
     // A fresh mapping, not touched yet: located as without pages.
     let mut a = mamba
@@ -351,11 +352,7 @@ fn tasks_follow_pages_moved_between_real_nodes() {
         );
         return;
     }
-    let mamba = Mamba::discover(&Config {
-        gpu: false,
-        ..Config::default()
-    })
-    .unwrap();
+    let mamba = host_mamba();
     let pool = AffinityPool::new(&l).unwrap();
     let (from, to) = (with_cpus[0], with_cpus[1]);
     let mut a = mamba

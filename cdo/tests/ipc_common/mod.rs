@@ -13,10 +13,10 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
-use cdo::ipc::client::{Client, ClientConfig};
+use cdo::ipc::client::{Client, ClientConfig, ClientError};
 use cdo::ipc::endpoint::Endpoint;
 use cdo::ipc::manager::{self, ManagerConfig, ManagerHandle};
-use cdo::ipc::wire::Stats;
+use cdo::ipc::wire::{ErrorCode, Stats};
 
 /// A pool manager with `config`, its socket in the temporary directory.
 pub fn manager_with(config: ManagerConfig) -> ManagerHandle {
@@ -30,6 +30,19 @@ pub fn manager_with(config: ManagerConfig) -> ManagerHandle {
 /// A pool manager with the default configuration.
 pub fn manager() -> ManagerHandle {
     manager_with(ManagerConfig::default())
+}
+
+/// A client of `pm` joined as `name`.
+pub fn client(pm: &ManagerHandle, name: &str) -> Client {
+    Client::connect(&ClientConfig::new(pm.endpoint().clone(), name)).unwrap()
+}
+
+/// The code of a pool error; fails on any other error.
+pub fn code(e: ClientError) -> ErrorCode {
+    match e {
+        ClientError::Pool { code, .. } => code,
+        other => panic!("expected a pool error, got {other:?}"),
+    }
 }
 
 /// Spawns `command` (a `cdo-pm` with its arguments and environment) with
