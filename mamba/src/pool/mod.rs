@@ -754,7 +754,7 @@ impl Pool {
     }
 
     /// Gives `len` bytes at `addr` (whole pages of one of this pool's
-    /// blocks) back the provider's placement; see [`Provider::rebind`].
+    /// blocks) back to the provider's placement; see [`Provider::rebind`].
     pub(crate) fn rebind(&self, addr: usize, len: usize, migrate: bool) -> Result<()> {
         self.shared.provider.rebind(addr, len, migrate)
     }
