@@ -165,13 +165,11 @@ impl ScopeWake {
     /// Waits until `finished` holds; it is checked under the lock, and
     /// whoever makes it true calls [`ScopeWake::notify`] afterwards.
     pub(crate) fn wait_until(&self, finished: impl Fn() -> bool) {
-        let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        while !finished() {
-            guard = self
-                .done
-                .wait(guard)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
+        let guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _guard = self
+            .done
+            .wait_while(guard, |()| !finished())
+            .unwrap_or_else(PoisonError::into_inner);
     }
 
     /// Wakes the waiters to check again.

@@ -23,11 +23,16 @@ pub(super) fn init() {
     INIT.call_once(|| ASYMMETRIC.store(register(), Ordering::Relaxed));
 }
 
+/// `membarrier` commands.
+#[cfg(all(target_os = "linux", not(miri)))]
+const QUERY: libc::c_long = 0;
+#[cfg(all(target_os = "linux", not(miri)))]
+const PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+#[cfg(all(target_os = "linux", not(miri)))]
+const REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+
 #[cfg(all(target_os = "linux", not(miri)))]
 fn register() -> bool {
-    const QUERY: libc::c_long = 0;
-    const PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
-    const REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
     // SAFETY: membarrier takes no pointers; QUERY only reports support.
     let supported = unsafe { libc::syscall(libc::SYS_membarrier, QUERY, 0, 0) };
     let both = PRIVATE_EXPEDITED | REGISTER_PRIVATE_EXPEDITED;
@@ -62,7 +67,6 @@ pub(super) fn light() {
 pub(super) fn heavy() -> bool {
     #[cfg(all(target_os = "linux", not(miri)))]
     if ASYMMETRIC.load(Ordering::Relaxed) {
-        const PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
         // SAFETY: membarrier takes no pointers.
         let rc = unsafe { libc::syscall(libc::SYS_membarrier, PRIVATE_EXPEDITED, 0, 0) };
         if rc != 0 {

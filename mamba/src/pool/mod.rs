@@ -504,17 +504,22 @@ impl Pool {
         Ok(())
     }
 
-    /// Small allocation; when the limit is hit, takes back every thread's
+    /// Runs `attempt`; when the limit is hit, takes back every thread's
     /// cached blocks and tries once more.
-    #[inline]
-    fn allocate_small(&self, len: usize, class: usize) -> Result<Block> {
-        let addr = match self.take_small(len, class) {
+    fn reclaiming<T>(&self, attempt: impl Fn() -> Result<T>) -> Result<T> {
+        match attempt() {
             Err(Error::OutOfCapacity { .. }) => {
                 self.shared.reclaim();
-                self.take_small(len, class)
+                attempt()
             }
             other => other,
-        }?;
+        }
+    }
+
+    /// Small allocation, reclaiming cached blocks when the limit is hit.
+    #[inline]
+    fn allocate_small(&self, len: usize, class: usize) -> Result<Block> {
+        let addr = self.reclaiming(|| self.take_small(len, class))?;
         Ok(Block {
             addr,
             len,
@@ -576,7 +581,8 @@ impl Pool {
                 block_len,
             });
         }
-        let addr = self.arena_allocate_retrying(block_len, align)?;
+        let addr =
+            self.reclaiming(|| shared.arena_allocate(&mut lock(&shared.state), block_len, align))?;
         let counted = with_cache(shared, |c| {
             c.counters.on_allocate(LARGE, len);
             c.counters.on_large(block_len as i64);
@@ -589,20 +595,6 @@ impl Pool {
             len,
             block_len,
         })
-    }
-
-    /// Arena allocation; when the limit is hit, takes back every thread's
-    /// cached blocks and tries once more.
-    fn arena_allocate_retrying(&self, len: usize, align: usize) -> Result<usize> {
-        let shared = &*self.shared;
-        let attempt = || shared.arena_allocate(&mut lock(&shared.state), len, align);
-        match attempt() {
-            Err(Error::OutOfCapacity { .. }) => {
-                shared.reclaim();
-                attempt()
-            }
-            other => other,
-        }
     }
 
     /// Gives a block back (called by [`Allocation`]'s drop).
@@ -762,7 +754,7 @@ impl Pool {
     }
 
     /// Gives `len` bytes at `addr` (whole pages of one of this pool's
-    /// blocks) back the provider's placement; see [`Provider::rebind`].
+    /// blocks) back to the provider's placement; see [`Provider::rebind`].
     pub(crate) fn rebind(&self, addr: usize, len: usize, migrate: bool) -> Result<()> {
         self.shared.provider.rebind(addr, len, migrate)
     }

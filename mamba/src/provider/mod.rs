@@ -54,7 +54,7 @@ pub trait Provider: Send + Sync + Debug {
     /// Whether the CPU can load and store the memory.
     fn host_accessible(&self) -> bool;
 
-    /// Gives a page-aligned range of one of its chunks back the provider's
+    /// Gives a page-aligned range of one of its chunks back to the provider's
     /// own placement (after its pages were moved elsewhere), moving the
     /// pages present when `migrate`. Nothing to do for providers that do
     /// not place pages (the default).
