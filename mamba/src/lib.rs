@@ -55,7 +55,7 @@ pub use allocation::{Allocation, RawAllocation};
 pub use allocator::{Mamba, Placement};
 pub use array::{Array, ArrayView, Tiles};
 pub use config::{ByteSize, Config};
-pub use copy::{copy_array, copy_async, CopyHandle};
+pub use copy::{copy_array, copy_async, copy_into_tile, copy_tile, CopyHandle};
 pub use error::{Error, Result};
 pub use placement::{locate, locate_pages, PageLocation};
 pub use policy::{Criterion, Near, Policy, Rule, Target};

@@ -15,13 +15,23 @@
 //! each call pushes the device's primary context (retained lazily, on first
 //! use, once per device per process) and pops it before returning.
 
+mod buffer;
 mod cuda;
 mod device;
+mod gpu_device;
+mod provider;
 mod sim;
+mod staging;
+mod transfer;
 
+pub use buffer::{DeviceBuffer, PinnedBuffer};
 #[cfg(test)]
 pub(crate) use cuda::driver_present;
 pub use cuda::CudaRuntime;
 pub(crate) use cuda::{gpu_err, init_driver, pci_bus_id, LazyContext};
 pub use device::{DevicePtr, DeviceRuntime, EventId, StreamId};
+pub use gpu_device::{cuda_gpu, DeviceConverter, GpuDevice};
+pub use provider::RuntimeProvider;
 pub use sim::{SimDevice, SimStats};
+pub use staging::{StagingConfig, StagingRing};
+pub use transfer::Transfer;

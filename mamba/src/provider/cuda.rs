@@ -2,9 +2,10 @@
 //! (cudarc, loaded at run time: the crate builds and runs without CUDA).
 
 use super::{Chunk, Provider};
-use crate::error::{Error, Result};
-use crate::gpu::{gpu_err, init_driver, pci_bus_id, LazyContext};
+use crate::error::Result;
+use crate::gpu::{cuda_gpu, gpu_err, init_driver, pci_bus_id, GpuDevice, LazyContext};
 use cudarc::driver::{result, sys};
+use std::sync::Arc;
 
 /// A CUDA device found at discovery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +51,7 @@ pub struct CudaProvider {
     device: u32,
     pinned_host: bool,
     context: LazyContext,
+    gpu: Arc<GpuDevice>,
 }
 
 impl CudaProvider {
@@ -57,19 +59,13 @@ impl CudaProvider {
     /// host memory instead of device memory.
     ///
     /// # Errors
-    /// [`Error::NoGpu`] without libcuda or without that device.
+    /// [`Error::NoGpu`](crate::Error::NoGpu) without libcuda or without that device.
     pub fn new(ordinal: u32, pinned_host: bool) -> Result<Self> {
-        init_driver()?;
-        let count = result::device::get_count().map_err(gpu_err("cuDeviceGetCount"))?;
-        if i64::from(ordinal) >= i64::from(count) {
-            return Err(Error::NoGpu(format!(
-                "no CUDA device {ordinal} ({count} found)"
-            )));
-        }
         Ok(CudaProvider {
             device: ordinal,
             pinned_host,
             context: LazyContext::new(ordinal),
+            gpu: cuda_gpu(ordinal)?,
         })
     }
 }
@@ -112,11 +108,16 @@ impl Provider for CudaProvider {
     fn host_accessible(&self) -> bool {
         self.pinned_host
     }
+
+    fn gpu(&self) -> Option<Arc<GpuDevice>> {
+        Some(Arc::clone(&self.gpu))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
 
     #[test]
     fn without_a_driver_discovery_is_an_error_not_a_panic() {
