@@ -82,13 +82,33 @@ fn nvrtc_err(arch: &str) -> impl Fn(nvrtc::result::NvrtcError) -> KernelError + 
     }
 }
 
+/// Why NVRTC cannot be used. cudarc looks for the library under names
+/// derived from the CUDA version it was built for (`libnvrtc.so`,
+/// `libnvrtc.so.12` with the workspace's `cuda-12080`), so a CUDA 13
+/// installation that only has `libnvrtc.so.13` is named in the message.
+fn missing_nvrtc() -> String {
+    let searched = cudarc::get_lib_name_candidates("nvrtc");
+    let loadable = |name: &str| {
+        // SAFETY: only tries to dlopen the library; its initialisers are
+        // those of the compiler the caller wants to use.
+        unsafe { libloading::Library::new(name) }.is_ok()
+    };
+    let newer = ["libnvrtc.so.13", "libnvrtc.so.14"]
+        .into_iter()
+        .find(|name| !searched.iter().any(|s| s == name) && loadable(name));
+    match newer {
+        Some(name) => format!(
+            "{name} is installed but this build looks for {searched:?}: add a libnvrtc.so \
+             link to it in the library path, or build cudarc with the feature of that CUDA version"
+        ),
+        None => format!("libnvrtc cannot be loaded (searched {searched:?})"),
+    }
+}
+
 /// Compiles the kernel source to a cubin for `arch` (`sm_90`).
 fn compile(arch: &str) -> Result<Vec<u8>, KernelError> {
     if !nvrtc_present() {
-        return Err(KernelError::NoCompiler(format!(
-            "libnvrtc cannot be loaded (searched {:?})",
-            cudarc::get_lib_name_candidates("nvrtc")
-        )));
+        return Err(KernelError::NoCompiler(missing_nvrtc()));
     }
     let src = CString::new(SOURCE)
         .map_err(|_| KernelError::Unsupported("kernel source contains a NUL byte".into()))?;
