@@ -345,8 +345,8 @@ fn convert_launch(
         src.ptr,
         dst.ptr,
         count as u64,
-        from.code(),
-        to.code(),
+        from,
+        to,
     )))
 }
 

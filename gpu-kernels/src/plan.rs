@@ -16,6 +16,7 @@
 
 use mamba_transforms::{CopyPlan, Layout};
 
+use crate::elem::ElemType;
 use crate::error::KernelError;
 
 /// Most dimensions a strided copy may keep after normalisation.
@@ -289,13 +290,14 @@ pub struct Launch {
     pub params: Vec<u64>,
 }
 
-/// The launch of the element conversion kernel over `count` elements.
-pub(crate) fn convert_launch(src: u64, dst: u64, count: u64, from: u64, to: u64) -> Launch {
+/// The launch of the element conversion kernel over `count` elements from
+/// address `src` (of type `from`) to `dst` (of type `to`).
+pub fn convert_launch(src: u64, dst: u64, count: u64, from: ElemType, to: ElemType) -> Launch {
     Launch {
         kernel: "convert",
         grid: [grid_1d(count), 1, 1],
         block: [THREADS, 1, 1],
-        params: vec![src, dst, count, from, to],
+        params: vec![src, dst, count, from.code(), to.code()],
     }
 }
 

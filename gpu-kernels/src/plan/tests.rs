@@ -402,7 +402,7 @@ fn parameter_words_match_the_kernel_structs() {
         CopyKernel::plan(&src.reversed(1).unwrap(), &src)
             .unwrap()
             .launch(0, 0),
-        convert_launch(0, 0, 1, 0, 0),
+        convert_launch(0, 0, 1, ElemType::U8, ElemType::F64),
     ];
     let names = [
         "PitchedParams",
