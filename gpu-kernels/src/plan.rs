@@ -13,6 +13,13 @@
 //!   transposes, 3D axis permutations, batched transposes);
 //! * [`CopyKernel::Strided`]: everything else, a gather/scatter over up to
 //!   [`MAX_RANK`] dimensions of any signed byte strides.
+//!
+//! [`CopyKernel::launch`] then picks the widest access unit (1 to 16
+//! bytes) the addresses and strides allow, and the geometry: pitched copies
+//! of short rows ([`SHORT_RUN`]) and strided copies of long elements
+//! ([`LONG_ELEMENT`]) run one thread per unit; every kernel loops over what
+//! its grid does not cover, so extents past the grid limits and offsets
+//! past 4 GiB need nothing special.
 
 use mamba_transforms::{CopyPlan, Layout};
 
@@ -30,6 +37,12 @@ pub const TILE: u32 = 32;
 pub const BLOCK_ROWS: u32 = 8;
 /// Threads per block of the one-dimensional kernels.
 pub const THREADS: u32 = 256;
+/// Rows of fewer units than this are copied by the strided kernel, one
+/// thread per unit, rather than one block row per row.
+pub const SHORT_RUN: u64 = 64;
+/// Elements of at least this many units are split into units by the
+/// strided kernel (when a dimension is left), one thread per unit.
+pub const LONG_ELEMENT: u64 = 8;
 /// Largest grid extent used along y and z (the hardware limit).
 pub const MAX_GRID_YZ: u64 = 65_535;
 /// Largest grid extent used along x (the kernels loop over the rest).
@@ -197,6 +210,23 @@ impl CopyKernel {
                 }
                 let unit = unit_for(&values);
                 let row_units = row_bytes / unit;
+                if *rows > 1 && row_units < SHORT_RUN {
+                    // Short rows would leave most of a block idle: one
+                    // thread per unit over both dimensions instead.
+                    let dims = vec![
+                        Dim {
+                            n: *rows,
+                            src: *src_pitch,
+                            dst: *dst_pitch,
+                        },
+                        Dim {
+                            n: row_units,
+                            src: unit as i64,
+                            dst: unit as i64,
+                        },
+                    ];
+                    return CopyKernel::Strided { elem: unit, dims }.launch(src, dst);
+                }
                 Launch {
                     kernel: kernel_name(Family::Pitched, unit),
                     grid: [
@@ -259,6 +289,17 @@ impl CopyKernel {
                     values.extend([d.src as u64, d.dst as u64]);
                 }
                 let unit = unit_for(&values);
+                if elem / unit >= LONG_ELEMENT && dims.len() < MAX_RANK {
+                    // Long elements (whole runs) are split into units, one
+                    // per thread, as an innermost dimension.
+                    let mut dims = dims.clone();
+                    dims.push(Dim {
+                        n: elem / unit,
+                        src: unit as i64,
+                        dst: unit as i64,
+                    });
+                    return CopyKernel::Strided { elem: unit, dims }.launch(src, dst);
+                }
                 let count: u64 = dims.iter().map(|d| d.n).product();
                 let mut params = vec![src, dst, count, dims.len() as u64, elem / unit];
                 params.extend(padded(dims.iter().map(|d| d.n), MAX_RANK));

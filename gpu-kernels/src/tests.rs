@@ -280,6 +280,10 @@ fn padded_and_strided_copies_match_the_cpu() {
         .view(&[1, 1, 1, 1, 1, 0], &shape)
         .unwrap();
     check_copy(&v, &rm(1, &shape), 0);
+    // Long runs under two strided dimensions (split into units).
+    let runs = rm(4, &[6, 7, 40]).view(&[1, 1, 0], &[4, 5, 40]).unwrap();
+    check_copy(&runs, &rm(4, &[4, 5, 40]), 0);
+    check_copy(&rm(4, &[4, 5, 40]), &runs, 0);
 }
 
 #[test]

@@ -277,6 +277,10 @@ fn pitched_and_strided_copies_match_the_cpu() {
         .view(&[1, 1, 1, 1, 1, 2], &shape)
         .unwrap();
     check_copy(host, &v, &rm(2, &shape).reversed(2).unwrap(), 0);
+    // Long runs under two strided dimensions (split into units).
+    let runs = rm(4, &[6, 7, 40]).view(&[1, 1, 0], &[4, 5, 40]).unwrap();
+    check_copy(host, &runs, &rm(4, &[4, 5, 40]), 0);
+    check_copy(host, &rm(4, &[4, 5, 40]), &runs, 0);
     for shift in [1, 2, 4, 8] {
         let from = rm(8, &[37, 45]).permute_axes(&[1, 0]).unwrap();
         check_copy(host, &from, &rm(8, &[45, 37]), shift);

@@ -212,6 +212,10 @@ fn padded_strided_and_reversed_copies_are_bit_identical_to_the_cpu() {
         .view(&[1, 1, 1, 1, 1, 2], &shape)
         .unwrap();
     check_copy(&k, &v, &rm(2, &shape).reversed(2).unwrap(), 0);
+    // Long runs under two strided dimensions (split into units).
+    let runs = rm(4, &[6, 7, 40]).view(&[1, 1, 0], &[4, 5, 40]).unwrap();
+    check_copy(&k, &runs, &rm(4, &[4, 5, 40]), 0);
+    check_copy(&k, &rm(4, &[4, 5, 40]), &runs, 0);
 }
 
 #[test]

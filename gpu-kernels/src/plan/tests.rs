@@ -256,19 +256,22 @@ fn more_than_eight_unmergeable_dimensions_are_unsupported() {
 fn pitched_launch_uses_the_widest_aligned_unit() {
     let k = CopyKernel::Pitched {
         rows: 100_000,
-        row_bytes: 48,
-        src_pitch: 64,
-        dst_pitch: 48,
+        row_bytes: 16_000,
+        src_pitch: 16_384,
+        dst_pitch: 16_000,
     };
-    let l = k.launch(0x1000, 0x2000);
+    let l = k.launch(0x1000, 0x20000);
     assert_eq!(l.kernel, "pitched_16");
-    assert_eq!(l.params, vec![0x1000, 0x2000, 100_000, 3, 64, 48]);
-    assert_eq!(l.grid, [1, 65_535, 1]);
+    assert_eq!(
+        l.params,
+        vec![0x1000, 0x20000, 100_000, 1000, 16_384, 16_000]
+    );
+    assert_eq!(l.grid, [4, 65_535, 1]);
     assert_eq!(l.block, [THREADS, 1, 1]);
     // An odd base address forces bytes.
-    let l = k.launch(0x1001, 0x2000);
+    let l = k.launch(0x1001, 0x20000);
     assert_eq!(l.kernel, "pitched_1");
-    assert_eq!(l.params[3], 48);
+    assert_eq!(l.params[3], 16_000);
     // The pitch of a single row does not matter.
     let one = CopyKernel::Pitched {
         rows: 1,
@@ -279,6 +282,52 @@ fn pitched_launch_uses_the_widest_aligned_unit() {
     let l = one.launch(0, 0);
     assert_eq!(l.kernel, "pitched_16");
     assert_eq!(l.grid[0], MAX_GRID_X as u32);
+}
+
+#[test]
+fn short_rows_and_long_elements_get_one_thread_per_unit() {
+    // 7 f32 per row, pitch 9: one thread per f32 over rows x units.
+    let k = CopyKernel::Pitched {
+        rows: 1000,
+        row_bytes: 28,
+        src_pitch: 36,
+        dst_pitch: 28,
+    };
+    let l = k.launch(0x1000, 0x2000);
+    assert_eq!(l.kernel, "strided_4");
+    assert_eq!(&l.params[..7], &[0x1000, 0x2000, 7000, 2, 1, 1000, 7]);
+    assert_eq!(&l.params[13..15], &[36, 4]);
+    assert_eq!(&l.params[21..23], &[28, 4]);
+    // 512-byte runs under two strided dimensions: 32 units each, split.
+    let k = CopyKernel::Strided {
+        elem: 512,
+        dims: vec![
+            Dim {
+                n: 3,
+                src: 8192,
+                dst: 4096,
+            },
+            Dim {
+                n: 8,
+                src: 1024,
+                dst: 512,
+            },
+        ],
+    };
+    let l = k.launch(0, 0);
+    assert_eq!(l.kernel, "strided_16");
+    assert_eq!(&l.params[..5], &[0, 0, 3 * 8 * 32, 3, 1]);
+    assert_eq!(&l.params[5..8], &[3, 8, 32]);
+    // Short elements stay whole.
+    let k = CopyKernel::Strided {
+        elem: 12,
+        dims: vec![Dim {
+            n: 5,
+            src: 24,
+            dst: 12,
+        }],
+    };
+    assert_eq!(&k.launch(0, 0).params[2..5], &[5, 1, 3]);
 }
 
 #[test]
