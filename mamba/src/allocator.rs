@@ -132,6 +132,7 @@ impl Mamba {
                     Backing::Cuda { device } => Box::new(CudaProvider::new(*device, false)?),
                     Backing::CudaPinned { device } => Box::new(CudaProvider::new(*device, true)?),
                     Backing::Hip { device } => Box::new(HipProvider::new(*device, false)?),
+                    Backing::HipPinned { device } => Box::new(HipProvider::new(*device, true)?),
                 };
                 Ok(Pool::new(info, provider, settings))
             })

@@ -118,6 +118,11 @@ pub enum Backing {
         /// Device ordinal.
         device: u32,
     },
+    /// Page-locked host memory allocated through HIP (`hipHostMalloc`).
+    HipPinned {
+        /// Device ordinal current while it is allocated.
+        device: u32,
+    },
 }
 
 /// Static description of one space: what it is, where, how big, how fast.
