@@ -267,7 +267,7 @@ impl Mamba {
                 pools = self
                     .pools
                     .iter()
-                    .filter(|p| p.info().host_accessible && p.info().numa_node.is_some())
+                    .filter(|p| p.info().host_accessible && p.info().is_node_memory())
                     .collect();
                 order_by_locality(&mut pools, near_cpus.as_deref());
                 rank(&mut pools, *criterion);
@@ -318,7 +318,7 @@ impl Mamba {
             Some(Near::NumaNode(n)) => Some(
                 self.pools
                     .iter()
-                    .find(|p| p.info().numa_node == Some(*n))
+                    .find(|p| p.info().is_node_memory() && p.info().numa_node == Some(*n))
                     .ok_or(Error::UnknownNumaNode(*n))?
                     .info()
                     .cpus
