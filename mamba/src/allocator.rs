@@ -5,7 +5,7 @@ use crate::config::{BindPolicy, Config};
 use crate::error::{Error, Result};
 use crate::policy::{Criterion, Near, Policy, Rule, Target};
 use crate::pool::{Pool, PoolSettings, PoolStats};
-use crate::provider::{CudaProvider, FileProvider, HipProvider, NumaProvider, Provider};
+use crate::provider::{CudaProvider, FileProvider, HipProvider, NearNode, NumaProvider, Provider};
 use crate::sys::NumaMode;
 use crate::tier::{Backing, SpaceId, SpaceInfo, Tier};
 use crate::topology::{self, Source};
@@ -121,7 +121,7 @@ impl Mamba {
         let pools = spaces
             .into_iter()
             .map(|info| {
-                let provider: Box<dyn Provider> = match &info.backing {
+                let mut provider: Box<dyn Provider> = match &info.backing {
                     Backing::NumaNodes { nodes } => Box::new(NumaProvider::new(
                         Some(nodes.clone()),
                         mode,
@@ -134,6 +134,12 @@ impl Mamba {
                     Backing::Hip { device } => Box::new(HipProvider::new(*device, false)?),
                     Backing::HipPinned { device } => Box::new(HipProvider::new(*device, true)?),
                 };
+                // Pinned memory of this machine comes from the GPU's node.
+                if let (Tier::Pinned, Some(node), Source::ThisMachine) =
+                    (info.tier, info.numa_node, &source)
+                {
+                    provider = Box::new(NearNode::new(provider, node));
+                }
                 Ok(Pool::new(info, provider, settings))
             })
             .collect::<Result<Vec<_>>>()?;
