@@ -15,6 +15,7 @@
 //! | allocator | [`Mamba`], [`Policy`] | placement by policy with fallback |
 //! | locality | [`placement`] | where pages are, moving them |
 //! | arrays | [`mod@array`], [`copy`] | n-d arrays in any space, tiles, layout-converting copies |
+//! | GPU data plane | [`gpu`] | device runtime (CUDA, test double), streams, events, copies |
 //! | affinity | [`affinity`] | pinning, NUMA-aware worker pool, move task or data |
 //!
 //! ```
@@ -41,6 +42,7 @@ pub mod array;
 pub mod config;
 pub mod copy;
 pub mod error;
+pub mod gpu;
 pub mod placement;
 pub mod policy;
 pub mod pool;

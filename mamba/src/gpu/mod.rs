@@ -1,0 +1,27 @@
+//! The GPU data plane: a small device abstraction ([`DeviceRuntime`]) and
+//! what is built on it.
+//!
+//! | item | job |
+//! |---|---|
+//! | [`DeviceRuntime`] | streams, events, stream-ordered copies and allocation, pinned host memory of one device |
+//! | [`CudaRuntime`] | the CUDA driver implementation (libcuda loaded at run time) |
+//! | [`SimDevice`] | an in-memory **test double**: never a GPU, never discovered |
+//!
+//! Device memory is only ever an address ([`DevicePtr`]): nothing here
+//! hands out a reference to it. Without libcuda everything builds, and every
+//! CUDA entry point returns [`Error::NoGpu`](crate::Error::NoGpu).
+//!
+//! The CUDA implementation never overwrites the caller's current context:
+//! each call pushes the device's primary context (retained lazily, on first
+//! use, once per device per process) and pops it before returning.
+
+mod cuda;
+mod device;
+mod sim;
+
+#[cfg(test)]
+pub(crate) use cuda::driver_present;
+pub use cuda::CudaRuntime;
+pub(crate) use cuda::{gpu_err, init_driver, pci_bus_id, LazyContext};
+pub use device::{DevicePtr, DeviceRuntime, EventId, StreamId};
+pub use sim::{SimDevice, SimStats};
