@@ -275,7 +275,7 @@ fn runtime_gpus() -> Vec<FoundGpu> {
             pinned: Backing::CudaPinned { device: d.ordinal },
             ordinal: d.ordinal,
             total_memory: d.total_memory,
-            pci_bus_id: None,
+            pci_bus_id: Some(d.pci_bus_id),
         })),
         Err(e) => tracing::debug!(reason = %e, "no CUDA tier"),
     }
