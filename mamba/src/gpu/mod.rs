@@ -17,6 +17,7 @@
 
 mod cuda;
 mod device;
+mod pool;
 mod sim;
 
 #[cfg(test)]
@@ -24,4 +25,5 @@ pub(crate) use cuda::driver_present;
 pub use cuda::CudaRuntime;
 pub(crate) use cuda::{gpu_err, init_driver, pci_bus_id, LazyContext};
 pub use device::{DevicePtr, DeviceRuntime, EventId, StreamId};
+pub use pool::{DevicePool, DevicePoolSettings, DevicePoolStats};
 pub use sim::{SimDevice, SimStats};
