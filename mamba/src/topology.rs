@@ -1,6 +1,13 @@
 //! Discovery: the node's spaces from the hwloc topology (this machine's, or
 //! one described by an XML file or a synthetic description) plus
 //! configuration.
+//!
+//! GPUs come from the CUDA and HIP runtimes (device queries only: no
+//! context is created) and are placed by their PCI bus id in hwloc's I/O
+//! tree: the NUMA node and CPUs of the device's first non-I/O ancestor are
+//! those of its `gpu` and `pinned` spaces (every node, logged, when hwloc
+//! does not tell). A pinned space is locked DRAM of those nodes: its
+//! capacity is their free memory at discovery, within `[caps] pinned`.
 
 use crate::config::{Config, DirectoryTier};
 use crate::error::{Error, Result};

@@ -47,7 +47,9 @@ fn read(rt: &CudaRuntime, ptr: DevicePtr, len: usize, stream: mamba::gpu::Stream
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .collect()
 }
 
 #[test]
@@ -152,7 +154,11 @@ fn gpu_and_pinned_spaces_sit_near_the_gpu_with_honest_capacity() {
         .filter(|s| s.is_node_memory())
         .filter_map(|s| s.numa_node)
         .collect();
-    let gpus: Vec<_> = m.spaces().filter(|s| s.tier == Tier::Gpu).cloned().collect();
+    let gpus: Vec<_> = m
+        .spaces()
+        .filter(|s| s.tier == Tier::Gpu)
+        .cloned()
+        .collect();
     assert!(!gpus.is_empty());
     for g in &gpus {
         let pinned = m
@@ -174,7 +180,10 @@ fn gpu_and_pinned_spaces_sit_near_the_gpu_with_honest_capacity() {
         if let [only] = nodes.as_slice() {
             assert_eq!(g.numa_node, Some(*only), "one NUMA node: it is the GPU's");
         }
-        assert!(pinned.capacity > 0 && pinned.capacity <= mem_total(), "{pinned:?}");
+        assert!(
+            pinned.capacity > 0 && pinned.capacity <= mem_total(),
+            "{pinned:?}"
+        );
         let mut block = m.pool(pinned.id).unwrap().allocate(4 * MIB, 4096).unwrap();
         block.as_mut_slice().unwrap().fill(0x5A);
         if let Some(node) = pinned.numa_node {
@@ -197,7 +206,11 @@ fn discovery_retains_no_primary_context() {
             return;
         }
         let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "discovery_retains_no_primary_context", "--nocapture"])
+            .args([
+                "--exact",
+                "discovery_retains_no_primary_context",
+                "--nocapture",
+            ])
             .env(CHILD, "1")
             .output()
             .unwrap();
@@ -205,7 +218,10 @@ fn discovery_retains_no_primary_context() {
             + &String::from_utf8_lossy(&out.stdout);
         eprintln!("{text}");
         assert!(out.status.success(), "child failed: {text}");
-        assert!(text.contains("primary contexts active after discovery: 0"), "{text}");
+        assert!(
+            text.contains("primary contexts active after discovery: 0"),
+            "{text}"
+        );
         return;
     }
     use cudarc::driver::sys;

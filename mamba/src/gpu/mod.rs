@@ -6,6 +6,7 @@
 //! | [`DeviceRuntime`] | streams, events, stream-ordered copies and allocation, pinned host memory of one device |
 //! | [`CudaRuntime`] | the CUDA driver implementation (libcuda loaded at run time) |
 //! | [`SimDevice`] | an in-memory **test double**: never a GPU, never discovered |
+//! | [`DevicePool`] | stream-ordered reuse of device memory: rounding, splitting, trimming on pressure, statistics |
 //!
 //! Device memory is only ever an address ([`DevicePtr`]): nothing here
 //! hands out a reference to it. Without libcuda everything builds, and every

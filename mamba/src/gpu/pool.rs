@@ -1,39 +1,4 @@
 //! A stream-ordered device memory pool: [`DevicePool`].
-//!
-//! Device allocations are expensive (`cuMemAlloc`/`cuMemFree` cost tens of
-//! microseconds and `cuMemFree` synchronizes the device), so the pool keeps
-//! freed blocks cached and hands them out again:
-//!
-//! - **Same stream at once.** A block freed on stream `S` is reusable by the
-//!   next allocation on `S` immediately, with no runtime call: work on `S`
-//!   runs in order, so that work comes after every earlier use of the block.
-//! - **Other streams after an event.** Another stream `T` may take it only
-//!   once an event recorded on `S` after the free has completed. The event
-//!   (one per stream, recorded lazily, only when `T` asks) is queried, never
-//!   waited on: a block whose event is still pending stays cached and `T`
-//!   gets another one.
-//! - **Rounding and splitting.** Sizes are rounded up (to 512 bytes up to
-//!   1 MiB, then to 128 KiB). A request may take a cached block up to
-//!   [`DevicePoolSettings::split_bound`] times its size; the rest of the
-//!   block stays cached as a block of its own. The runtime's allocations
-//!   ("segments") go back to the runtime whole, once none of their blocks
-//!   is in use.
-//! - **Release on pressure.** When the runtime refuses memory
-//!   ([`Error::Exhausted`]) or the pool's capacity would be exceeded, the
-//!   pool trims (gives every unused segment back, after synchronizing the
-//!   device) and retries once; then the allocation fails with
-//!   [`Error::Exhausted`].
-//! - **Statistics** ([`DevicePoolStats`]): bytes in use and cached, high
-//!   water, hits, misses, trims.
-//!
-//! Misses go to the runtime's stream-ordered allocator
-//! ([`DeviceRuntime::alloc_async`]: `cuMemAllocAsync` from the device's
-//! memory pool where the driver has them, CUDA 11.2 and later). The cache
-//! and its statistics are the pool's own, so that a hit costs no runtime
-//! call and the numbers are exact.
-//!
-//! A [`DevicePool`] is also a [`Provider`], so a space can be backed by it
-//! and a full device falls back by placement policy like any other tier.
 
 use super::device::{DevicePtr, DeviceRuntime, EventId, StreamId};
 use crate::error::{Error, Result};
@@ -160,8 +125,42 @@ impl State {
     }
 }
 
-/// A stream-ordered pool of one device's memory (see the [module
-/// docs](self)).
+/// A stream-ordered pool of one device's memory.
+///
+/// Device allocations are expensive (`cuMemAlloc`/`cuMemFree` cost tens of
+/// microseconds and `cuMemFree` synchronizes the device), so the pool keeps
+/// freed blocks cached and hands them out again:
+///
+/// - **Same stream at once.** A block freed on stream `S` is reusable by the
+///   next allocation on `S` immediately, with no runtime call: work on `S`
+///   runs in order, so that work comes after every earlier use of the block.
+/// - **Other streams after an event.** Another stream `T` may take it only
+///   once an event recorded on `S` after the free has completed. The event
+///   (one per stream, recorded lazily, only when `T` asks) is queried, never
+///   waited on: a block whose event is still pending stays cached and `T`
+///   gets another one.
+/// - **Rounding and splitting.** Sizes are rounded up (to 512 bytes up to
+///   1 MiB, then to 128 KiB). A request may take a cached block up to
+///   [`DevicePoolSettings::split_bound`] times its size; the rest of the
+///   block stays cached as a block of its own. The runtime's allocations
+///   ("segments") go back to the runtime whole, once none of their blocks
+///   is in use.
+/// - **Release on pressure.** When the runtime refuses memory
+///   ([`Error::Exhausted`]) or the pool's capacity would be exceeded, the
+///   pool trims (gives every unused segment back, after synchronizing the
+///   device) and retries once; then the allocation fails with
+///   [`Error::Exhausted`].
+/// - **Statistics** ([`DevicePoolStats`]): bytes in use and cached, high
+///   water, hits, misses, trims.
+///
+/// Misses go to the runtime's stream-ordered allocator
+/// ([`DeviceRuntime::alloc_async`]: `cuMemAllocAsync` from the device's
+/// memory pool where the driver has them, CUDA 11.2 and later). The cache
+/// and its statistics are the pool's own, so that a hit costs no runtime
+/// call and the numbers are exact.
+///
+/// A [`DevicePool`] is also a [`Provider`], so a space can be backed by it
+/// and a full device falls back by placement policy like any other tier.
 ///
 /// ```
 /// use mamba::gpu::{DevicePool, DevicePoolSettings, DeviceRuntime, SimDevice};
