@@ -4,6 +4,7 @@ use super::device::{DevicePtr, DeviceRuntime, EventId, StreamId};
 use crate::error::{Error, Result};
 use crate::provider::{Chunk, Provider};
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Sizes up to this are rounded to [`SMALL_ROUND`].
@@ -55,6 +56,32 @@ pub struct DevicePoolStats {
     pub segments: usize,
 }
 
+/// Hashing of the pool's keys, device addresses and stream handles: plain
+/// integers the runtime chose, not an adversary, so one multiply (its high
+/// bits folded onto the low ones, which aligned addresses leave zero)
+/// replaces SipHash on the allocation hot path.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 32)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// A map keyed by addresses or handles.
+type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
 /// A block handed out.
 #[derive(Debug, Clone, Copy)]
 struct Live {
@@ -92,12 +119,12 @@ struct Clock {
 
 #[derive(Debug, Default)]
 struct State {
-    segments: HashMap<u64, Segment>,
-    live: HashMap<u64, Live>,
-    cached: HashMap<u64, Cached>,
+    segments: IdMap<u64, Segment>,
+    live: IdMap<u64, Live>,
+    cached: IdMap<u64, Cached>,
     /// Cached blocks by the stream that freed them, as (size, address).
-    free_lists: HashMap<StreamId, BTreeSet<(usize, u64)>>,
-    clocks: HashMap<StreamId, Clock>,
+    free_lists: IdMap<StreamId, BTreeSet<(usize, u64)>>,
+    clocks: IdMap<StreamId, Clock>,
     stats: DevicePoolStats,
 }
 
@@ -326,7 +353,7 @@ impl DevicePool {
             .flat_map(|(s, list)| list.range(fitting.clone()).map(move |&(z, a)| (z, a, *s)))
             .collect();
         others.sort_unstable_by_key(|&(size, addr, _)| (size, addr));
-        let mut ready: HashMap<StreamId, u64> = HashMap::new();
+        let mut ready: IdMap<StreamId, u64> = IdMap::default();
         others.into_iter().find_map(|(_, addr, owner)| {
             let done = *ready
                 .entry(owner)

@@ -322,3 +322,17 @@ fn a_full_device_space_falls_back_by_placement_policy() {
     }
     assert_eq!(sim.stats().live_bytes, 512 * KIB as u64);
 }
+
+#[test]
+fn aligned_addresses_spread_over_the_low_bits_of_their_hashes() {
+    use std::hash::Hash;
+    let low: std::collections::HashSet<u64> = (0..1024u64)
+        .map(|i| {
+            let mut h = IdHasher::default();
+            (0xD000_0000_0000_0000 + i * 512).hash(&mut h);
+            h.finish() & 1023
+        })
+        .collect();
+    // A hash that kept the alignment's zero bits would give at most 2.
+    assert!(low.len() > 512, "{} distinct buckets of 1024", low.len());
+}
