@@ -493,6 +493,66 @@ mod tests {
     }
 
     #[test]
+    fn near_policies_and_affinity_follow_the_gpus_locality() {
+        use crate::affinity::Locality;
+        use crate::gpu::{DevicePool, DevicePoolSettings, SimDevice};
+        use crate::pool::{Pool, PoolSettings};
+        use crate::provider::{NumaProvider, Provider};
+        use crate::sys::NumaMode;
+        use crate::{Mamba, Policy};
+
+        let spaces = gpu_node(&[]);
+        let sim = std::sync::Arc::new(SimDevice::new());
+        // The discovered spaces, on stand-in memory: simulated device
+        // memory for the GPUs, this machine's for the rest.
+        let pools = spaces
+            .iter()
+            .map(|info| {
+                let provider: Box<dyn Provider> = if info.tier == Tier::Gpu {
+                    Box::new(DevicePool::new(sim.clone(), DevicePoolSettings::default()).unwrap())
+                } else {
+                    Box::new(NumaProvider::new(None, NumaMode::Default, false))
+                };
+                Pool::new(info.clone(), provider, PoolSettings::default())
+            })
+            .collect();
+        let m = Mamba::from_pools(pools).unwrap();
+        let order = |policy: Policy| -> Vec<String> {
+            m.placement(&policy)
+                .unwrap()
+                .spaces()
+                .map(|s| s.name.clone())
+                .collect()
+        };
+        assert_eq!(
+            order(Policy::prefer(Tier::Gpu).near_node(1)),
+            ["gpu1", "gpu2", "gpu0"]
+        );
+        assert_eq!(
+            order(Policy::prefer(Tier::Gpu).near_cpus(&[0])),
+            ["gpu0", "gpu2", "gpu1"]
+        );
+        // near_node names node memory, and ranked policies keep to it.
+        assert_eq!(order(Policy::largest_capacity()), ["dram0", "dram1"]);
+
+        let locality = Locality::load(&Config {
+            topology: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/gpus-2s.xml").into()),
+            ..Config::default()
+        })
+        .unwrap();
+        let gpu1 = named(&spaces, "gpu1");
+        assert_eq!(locality.node_near_space(gpu1).unwrap(), 1);
+        assert_eq!(
+            locality
+                .cpus_near_space(gpu1)
+                .unwrap()
+                .iter()
+                .collect::<Vec<_>>(),
+            [2, 3]
+        );
+    }
+
+    #[test]
     fn without_gpu_lookup_the_runtimes_are_not_asked() {
         let config = Config {
             gpu: false,
