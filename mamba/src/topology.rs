@@ -319,8 +319,17 @@ fn gpu_spaces(
     };
     for gpu in gpus {
         let near = pci::device_locality(topology, gpu.pci_bus_id.as_deref(), &all_nodes, &all_cpus);
-        if let Some(reason) = &near.fallback {
-            tracing::info!(device = gpu.ordinal, %reason, "GPU locality unknown: near every NUMA node");
+        match (&near.fallback, near.node()) {
+            (Some(reason), _) => {
+                tracing::info!(device = gpu.ordinal, %reason, "GPU locality unknown: near every NUMA node");
+            }
+            (None, None) => tracing::info!(
+                device = gpu.ordinal,
+                nodes = ?near.nodes,
+                "GPU equally near several NUMA nodes (its PCI device hangs off an object \
+                 spanning them, as in a VM whose sysfs numa_node is -1): pinned memory is unbound"
+            ),
+            (None, Some(_)) => {}
         }
         let pinned_capacity: usize = nodes
             .iter()
