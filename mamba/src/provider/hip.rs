@@ -71,6 +71,10 @@ fn api() -> Result<&'static HipApi> {
         .map_err(|e| Error::NoGpu(e.clone()))
 }
 
+/// `hipHostMallocPortable`: pinned memory usable by every device, as the
+/// CUDA pinned tier's `CU_MEMHOSTALLOC_PORTABLE`.
+const HIP_HOST_MALLOC_PORTABLE: c_uint = 0x1;
+
 /// `hipErrorOutOfMemory`.
 const HIP_ERROR_OUT_OF_MEMORY: HipError = 2;
 
@@ -219,8 +223,8 @@ impl Provider for HipProvider {
         let _current = CurrentDevice::select(api, self.device)?;
         let mut ptr = std::ptr::null_mut();
         let code = if self.pinned_host {
-            // SAFETY: writes one pointer; flags 0 = default pinned memory.
-            unsafe { (api.host_malloc)(&mut ptr, len, 0) }
+            // SAFETY: writes one pointer.
+            unsafe { (api.host_malloc)(&mut ptr, len, HIP_HOST_MALLOC_PORTABLE) }
         } else {
             // SAFETY: writes one pointer.
             unsafe { (api.malloc)(&mut ptr, len) }
