@@ -133,6 +133,57 @@ fn pressure_trims_and_an_impossible_request_is_exhausted() {
     rt.destroy_stream(s).unwrap();
 }
 
+/// A space backed by a device pool on the real GPU: full at the pool's
+/// capacity with the typed error placement falls back on (the fallback
+/// itself is tested with the SimDevice double).
+#[test]
+fn a_device_pool_space_is_full_at_its_capacity() {
+    use mamba::{Backing, Policy, Pool, PoolSettings, SpaceId, SpaceInfo};
+    let Some(rt) = gpu() else { return };
+    let info = SpaceInfo {
+        id: SpaceId(0),
+        name: "gpu0".into(),
+        tier: Tier::Gpu,
+        capacity: usize::MAX / 4,
+        numa_node: None,
+        device: Some(0),
+        cpus: Vec::new(),
+        bandwidth_mib_s: None,
+        latency_ns: None,
+        host_accessible: false,
+        persistent: false,
+        backing: Backing::Cuda { device: 0 },
+    };
+    let device = DevicePool::new(
+        rt.clone(),
+        DevicePoolSettings {
+            capacity: 64 * MIB,
+            ..DevicePoolSettings::default()
+        },
+    )
+    .unwrap();
+    let settings = PoolSettings {
+        chunk_size: 32 * MIB,
+        ..PoolSettings::default()
+    };
+    let m = Mamba::from_pools(vec![Pool::new(info, Box::new(device), settings)]).unwrap();
+    let policy = Policy::require(Tier::Gpu);
+    let blocks: Vec<_> = (0..2)
+        .map(|_| m.allocate(30 * MIB, 512, &policy).unwrap())
+        .collect();
+    match m.allocate(30 * MIB, 512, &policy) {
+        Err(Error::OutOfCapacity { name, .. }) => assert_eq!(name, "gpu0"),
+        other => panic!("expected OutOfCapacity, got {other:?}"),
+    }
+    // The blocks are real device memory: a copy round trip works.
+    let s = rt.create_stream().unwrap();
+    let at = DevicePtr(blocks[1].addr() as u64);
+    write(&rt, at, &pattern(MIB, 6), s);
+    assert_eq!(read(&rt, at, MIB, s), pattern(MIB, 6));
+    drop(blocks);
+    rt.destroy_stream(s).unwrap();
+}
+
 fn mem_total() -> usize {
     let text = std::fs::read_to_string("/proc/meminfo").unwrap();
     let kib: usize = text
