@@ -8,6 +8,7 @@ pub mod alloc;
 pub mod cdo;
 pub mod cdo_ipc;
 pub mod gpu;
+pub mod gpu_pool;
 pub mod gpu_transpose;
 pub mod hydro;
 pub mod report;

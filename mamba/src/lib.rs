@@ -15,7 +15,7 @@
 //! | allocator | [`Mamba`], [`Policy`] | placement by policy with fallback |
 //! | locality | [`placement`] | where pages are, moving them |
 //! | arrays | [`mod@array`], [`copy`] | n-d arrays in any space, tiles, layout-converting copies |
-//! | GPU data plane | [`gpu`] | device runtime (CUDA, test double), streams, events, copies |
+//! | GPU data plane | [`gpu`] | device runtime (CUDA, test double), streams, events, copies, device pool |
 //! | affinity | [`affinity`] | pinning, NUMA-aware worker pool, move task or data |
 //!
 //! ```

@@ -6,6 +6,7 @@
 //! | [`DeviceRuntime`] | streams, events, stream-ordered copies and allocation, pinned host memory of one device |
 //! | [`CudaRuntime`] | the CUDA driver implementation (libcuda loaded at run time) |
 //! | [`SimDevice`] | an in-memory **test double**: never a GPU, never discovered |
+//! | [`DevicePool`] | stream-ordered reuse of device memory: rounding, splitting, trimming on pressure, statistics |
 //!
 //! Device memory is only ever an address ([`DevicePtr`]): nothing here
 //! hands out a reference to it. Without libcuda everything builds, and every
@@ -19,6 +20,7 @@ mod buffer;
 mod cuda;
 mod device;
 mod gpu_device;
+mod pool;
 mod provider;
 mod sim;
 mod staging;
@@ -31,6 +33,7 @@ pub use cuda::CudaRuntime;
 pub(crate) use cuda::{gpu_err, init_driver, pci_bus_id, LazyContext};
 pub use device::{DevicePtr, DeviceRuntime, EventId, StreamId};
 pub use gpu_device::{cuda_gpu, DeviceConverter, GpuDevice};
+pub use pool::{DevicePool, DevicePoolSettings, DevicePoolStats};
 pub use provider::RuntimeProvider;
 pub use sim::{SimDevice, SimStats};
 pub use staging::{StagingConfig, StagingRing};

@@ -5,11 +5,13 @@
 mod cuda;
 mod file;
 mod hip;
+mod near;
 mod numa;
 
 pub use cuda::{cuda_devices, CudaDevice, CudaProvider};
 pub use file::FileProvider;
 pub use hip::{hip_devices, HipDevice, HipProvider};
+pub use near::NearNode;
 pub use numa::NumaProvider;
 
 use crate::error::Result;
