@@ -11,7 +11,9 @@
 //! rounds; every case checks the bytes that arrived. Without a CUDA GPU the
 //! family prints one line saying so and no rows.
 //!
-//! To add a case, add a function `fn(&Setup) -> Row` to [`CASES`].
+//! To add a case, add a function `fn(&Setup) -> Row` to [`CASES`]. The
+//! rows of [`gpu_pool`](crate::gpu_pool) (`device-alloc-free-1MiB`) and
+//! [`gpu_transpose`](crate::gpu_transpose) (`transpose-f64-8192`) follow.
 
 use std::time::{Duration, Instant};
 
@@ -47,7 +49,10 @@ pub fn run() -> Vec<Row> {
             return Vec::new();
         }
     };
-    CASES.iter().map(|case| case(&setup)).collect()
+    let mut rows: Vec<Row> = CASES.iter().map(|case| case(&setup)).collect();
+    rows.extend(crate::gpu_pool::run());
+    rows.extend(crate::gpu_transpose::run());
+    rows
 }
 
 fn setup() -> Result<Setup, String> {
