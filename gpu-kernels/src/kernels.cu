@@ -19,6 +19,14 @@ struct alignas(16) u128 {
 #define MAX_RANK 8
 #define MAX_BATCH 6
 
+// Loops the device compilers unroll; plain loops elsewhere (the host build
+// of this source in the tests).
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define UNROLL _Pragma("unroll")
+#else
+#define UNROLL
+#endif
+
 __device__ __forceinline__ u64 at(u64 base, i64 offset) { return base + (u64)offset; }
 
 // ---------------------------------------------------------------------------
@@ -108,21 +116,47 @@ __device__ void transpose(const TransposeParams& p) {
         for (u64 bq = blockIdx.y; bq < tiles_q; bq += gridDim.y) {
             for (u64 bp = blockIdx.x; bp < tiles_p; bp += gridDim.x) {
                 const u64 p0 = bp * TILE, q0 = bq * TILE;
-                const u64 pi = p0 + threadIdx.x;
-                for (unsigned k = threadIdx.y; k < TILE; k += BLOCK_ROWS) {
-                    const u64 qi = q0 + k;
-                    if (pi < p.np && qi < p.nq) {
-                        tile[k][threadIdx.x] =
-                            *(const T*)at(p.src, sb + (i64)pi * p.src_p + (i64)qi * p.src_q);
+                const u64 pi = p0 + threadIdx.x, qo = q0 + threadIdx.x;
+                // Per-thread addresses advance by one block-row stride per
+                // step: no multiplication in the loops.
+                const i64 src_step = (i64)BLOCK_ROWS * p.src_q;
+                const i64 dst_step = (i64)BLOCK_ROWS * p.dst_p;
+                const u64 src0 = at(p.src, sb + (i64)pi * p.src_p + (i64)(q0 + threadIdx.y) * p.src_q);
+                const u64 dst0 = at(p.dst, db + (i64)(p0 + threadIdx.y) * p.dst_p + (i64)qo * p.dst_q);
+                if (p0 + TILE <= p.np && q0 + TILE <= p.nq) {
+                    // A full tile: no bounds checks, every load of a thread
+                    // in flight before the first store to shared memory.
+                    T v[TILE / BLOCK_ROWS];
+UNROLL
+                    for (unsigned j = 0; j < TILE / BLOCK_ROWS; ++j) {
+                        v[j] = *(const T*)at(src0, (i64)j * src_step);
                     }
-                }
-                __syncthreads();
-                const u64 qo = q0 + threadIdx.x;
-                for (unsigned k = threadIdx.y; k < TILE; k += BLOCK_ROWS) {
-                    const u64 po = p0 + k;
-                    if (po < p.np && qo < p.nq) {
-                        *(T*)at(p.dst, db + (i64)po * p.dst_p + (i64)qo * p.dst_q) =
-                            tile[threadIdx.x][k];
+UNROLL
+                    for (unsigned j = 0; j < TILE / BLOCK_ROWS; ++j) {
+                        tile[threadIdx.y + j * BLOCK_ROWS][threadIdx.x] = v[j];
+                    }
+                    __syncthreads();
+UNROLL
+                    for (unsigned j = 0; j < TILE / BLOCK_ROWS; ++j) {
+                        v[j] = tile[threadIdx.x][threadIdx.y + j * BLOCK_ROWS];
+                    }
+UNROLL
+                    for (unsigned j = 0; j < TILE / BLOCK_ROWS; ++j) {
+                        *(T*)at(dst0, (i64)j * dst_step) = v[j];
+                    }
+                } else {
+                    u64 src_at = src0;
+                    for (unsigned k = threadIdx.y; k < TILE; k += BLOCK_ROWS, src_at += src_step) {
+                        if (pi < p.np && q0 + k < p.nq) {
+                            tile[k][threadIdx.x] = *(const T*)src_at;
+                        }
+                    }
+                    __syncthreads();
+                    u64 dst_at = dst0;
+                    for (unsigned k = threadIdx.y; k < TILE; k += BLOCK_ROWS, dst_at += dst_step) {
+                        if (p0 + k < p.np && qo < p.nq) {
+                            *(T*)dst_at = tile[threadIdx.x][k];
+                        }
                     }
                 }
                 __syncthreads();
