@@ -54,10 +54,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 static CUDA: Mutex<Vec<(u32, Weak<GpuDevice>)>> = Mutex::new(Vec::new());
 
 /// The process-wide [`GpuDevice`] of CUDA device `ordinal`, shared by every
-/// space of that device.
+/// space of that device; its staging ring follows
+/// [`StagingConfig::from_env_with`] (the process environment).
 ///
 /// # Errors
-/// [`Error::NoGpu`](crate::Error::NoGpu) without libcuda or without that device.
+/// [`Error::NoGpu`](crate::Error::NoGpu) without libcuda or without that
+/// device; [`Error::Config`](crate::Error::Config) for bad staging
+/// variables.
 pub fn cuda_gpu(ordinal: u32) -> Result<Arc<GpuDevice>> {
     let mut table = lock(&CUDA);
     table.retain(|(_, w)| w.strong_count() > 0);
@@ -68,7 +71,8 @@ pub fn cuda_gpu(ordinal: u32) -> Result<Arc<GpuDevice>> {
     {
         return Ok(gpu);
     }
-    let gpu = GpuDevice::new(Arc::new(super::CudaRuntime::new(ordinal)?));
+    let staging = StagingConfig::from_env_with(|k| std::env::var(k).ok())?;
+    let gpu = GpuDevice::with_staging(Arc::new(super::CudaRuntime::new(ordinal)?), staging);
     table.push((ordinal, Arc::downgrade(&gpu)));
     Ok(gpu)
 }
