@@ -127,6 +127,12 @@ impl LazyContext {
         }
     }
 
+    /// Whether the context was retained (by a first use).
+    #[cfg(test)]
+    pub(crate) fn is_retained(&self) -> bool {
+        self.context.get().is_some()
+    }
+
     /// The retained context (retaining it on first call).
     fn get(&self) -> Result<&Arc<PrimaryContext>> {
         if let Some(ctx) = self.context.get() {

@@ -4,7 +4,7 @@
 use super::buffer::{DeviceBuffer, PinnedBuffer};
 use super::device::{DevicePtr, DeviceRuntime, EventId, StreamId};
 use super::staging::{StagingConfig, StagingRing};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use mamba_transforms::Layout;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 
@@ -54,10 +54,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 static CUDA: Mutex<Vec<(u32, Weak<GpuDevice>)>> = Mutex::new(Vec::new());
 
 /// The process-wide [`GpuDevice`] of CUDA device `ordinal`, shared by every
-/// space of that device.
+/// space of that device; its staging ring follows
+/// [`StagingConfig::from_env_with`] (the process environment).
 ///
 /// # Errors
-/// [`Error::NoGpu`] without libcuda or without that device.
+/// [`Error::NoGpu`](crate::Error::NoGpu) without libcuda or without that
+/// device; [`Error::Config`](crate::Error::Config) for bad staging
+/// variables.
 pub fn cuda_gpu(ordinal: u32) -> Result<Arc<GpuDevice>> {
     let mut table = lock(&CUDA);
     table.retain(|(_, w)| w.strong_count() > 0);
@@ -68,7 +71,8 @@ pub fn cuda_gpu(ordinal: u32) -> Result<Arc<GpuDevice>> {
     {
         return Ok(gpu);
     }
-    let gpu = GpuDevice::new(Arc::new(super::CudaRuntime::new(ordinal)?));
+    let staging = StagingConfig::from_env_with(|k| std::env::var(k).ok())?;
+    let gpu = GpuDevice::with_staging(Arc::new(super::CudaRuntime::new(ordinal)?), staging);
     table.push((ordinal, Arc::downgrade(&gpu)));
     Ok(gpu)
 }
@@ -143,7 +147,7 @@ impl GpuDevice {
     /// `len` bytes of device memory, freed (stream-ordered) on drop.
     ///
     /// # Errors
-    /// [`Error::ZeroSize`]; the runtime's refusal.
+    /// [`Error::ZeroSize`](crate::Error::ZeroSize); the runtime's refusal.
     pub fn alloc(self: &Arc<Self>, len: usize) -> Result<DeviceBuffer> {
         let ptr = self.runtime.alloc_async(len, self.stream()?)?;
         Ok(DeviceBuffer::new(Arc::clone(self), ptr, len))
@@ -152,7 +156,7 @@ impl GpuDevice {
     /// `len` bytes of pinned host memory, freed on drop.
     ///
     /// # Errors
-    /// [`Error::ZeroSize`]; the runtime's refusal.
+    /// [`Error::ZeroSize`](crate::Error::ZeroSize); the runtime's refusal.
     pub fn alloc_pinned(self: &Arc<Self>, len: usize) -> Result<PinnedBuffer> {
         let ptr = self.runtime.alloc_pinned(len)?;
         Ok(PinnedBuffer::new(Arc::clone(self), ptr, len))
@@ -179,16 +183,14 @@ impl GpuDevice {
 
     fn with_ring<R>(&self, f: impl FnOnce(&mut StagingRing, StreamId) -> Result<R>) -> Result<R> {
         let stream = self.stream()?;
-        let mut ring = lock(&self.staging);
-        if ring.is_none() {
-            *ring = Some(StagingRing::new(
+        let mut guard = lock(&self.staging);
+        let ring = match &mut *guard {
+            Some(ring) => ring,
+            empty => empty.insert(StagingRing::new(
                 Arc::clone(&self.runtime),
                 self.staging_config,
-            )?);
-        }
-        let ring = ring
-            .as_mut()
-            .ok_or(Error::NoGpu("no staging ring".into()))?;
+            )?),
+        };
         f(ring, stream)
     }
 

@@ -33,6 +33,35 @@ impl Default for StagingConfig {
     }
 }
 
+impl StagingConfig {
+    /// The defaults with the overrides of `MAMBA_STAGING_SLOTS` (a count)
+    /// and `MAMBA_STAGING_SLOT_SIZE` (a size: `8MiB`, `32M`, ...) read
+    /// through `var` (the process environment for CUDA devices).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a value that does not parse or is zero.
+    pub fn from_env_with(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let mut c = StagingConfig::default();
+        if let Some(v) = var("MAMBA_STAGING_SLOTS") {
+            c.slots = v.trim().parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+                Error::Config(format!(
+                    "MAMBA_STAGING_SLOTS={v:?}: expected a count above 0"
+                ))
+            })?;
+        }
+        if let Some(v) = var("MAMBA_STAGING_SLOT_SIZE") {
+            let size: crate::ByteSize = v.parse()?;
+            if size.0 == 0 {
+                return Err(Error::Config(
+                    "MAMBA_STAGING_SLOT_SIZE must not be 0".into(),
+                ));
+            }
+            c.slot_size = size.0;
+        }
+        Ok(c)
+    }
+}
+
 #[derive(Debug)]
 struct Slot {
     ptr: NonNull<u8>,

@@ -123,3 +123,42 @@ fn bad_configurations_and_ranges_are_errors() {
     let st = dev.stats();
     assert_eq!(st.pinned_allocs, st.pinned_frees, "slots freed on drop");
 }
+
+#[test]
+fn the_environment_shapes_the_ring() {
+    let vars = |pairs: &'static [(&'static str, &'static str)]| {
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    };
+    assert_eq!(
+        StagingConfig::from_env_with(vars(&[])).unwrap(),
+        StagingConfig::default()
+    );
+    let c = StagingConfig::from_env_with(vars(&[
+        ("MAMBA_STAGING_SLOTS", "3"),
+        ("MAMBA_STAGING_SLOT_SIZE", "8MiB"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        c,
+        StagingConfig {
+            slots: 3,
+            slot_size: 8 << 20
+        }
+    );
+    for bad in [
+        &[("MAMBA_STAGING_SLOTS", "0")][..],
+        &[("MAMBA_STAGING_SLOTS", "two")][..],
+        &[("MAMBA_STAGING_SLOT_SIZE", "0")][..],
+        &[("MAMBA_STAGING_SLOT_SIZE", "lots")][..],
+    ] {
+        assert!(matches!(
+            StagingConfig::from_env_with(vars(bad)),
+            Err(Error::Config(_))
+        ));
+    }
+}

@@ -186,3 +186,78 @@ impl<T> Drop for Transfer<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::{DeviceRuntime, SimDevice};
+
+    fn setup() -> (SimDevice, Arc<GpuDevice>) {
+        let sim = SimDevice::new();
+        let gpu = GpuDevice::new(Arc::new(sim.clone()));
+        (sim, gpu)
+    }
+
+    #[test]
+    fn dropping_an_unfinished_transfer_waits_for_its_dma() {
+        let (sim, gpu) = setup();
+        let dst = gpu.alloc(64).unwrap();
+        let mut src = gpu.alloc_pinned(64).unwrap();
+        src.as_mut_slice().fill(9);
+        // SAFETY: the transfer owns `src` until the copy has completed.
+        unsafe {
+            gpu.enqueue_upload(dst.ptr(), src.as_slice().as_ptr(), 64, true)
+                .unwrap();
+        }
+        let t = Transfer::on_device(Arc::clone(&gpu), src);
+        assert_eq!(sim.stats().htod_copies, 0, "pending until forced");
+        drop(t);
+        assert_eq!(sim.stats().htod_copies, 1, "the drop waited for the DMA");
+        assert_eq!(
+            sim.stats().pinned_frees,
+            1,
+            "and only then freed the buffer"
+        );
+        assert_eq!(sim.peek(dst.ptr(), 64).unwrap(), vec![9; 64]);
+    }
+
+    #[test]
+    fn host_transfers_report_their_result_and_chain() {
+        let mut t = Transfer::on_thread(|| Ok(21));
+        while !t.poll() {
+            std::thread::yield_now();
+        }
+        assert_eq!(t.then(|x| Transfer::ready(Ok(x * 2))).wait().unwrap(), 42);
+        let failed: Transfer<u8> = Transfer::on_thread(|| Err(Error::CopyLost("boom".into())));
+        let chained = failed.then(|x| Transfer::ready(Ok(x)));
+        assert!(matches!(chained.wait(), Err(Error::CopyLost(m)) if m == "boom"));
+        let mut ready = Transfer::ready(Ok(()));
+        let (sim, _gpu) = setup();
+        let s = sim.create_stream().unwrap();
+        ready.then_on(s).unwrap();
+        assert_eq!(sim.pending(s).unwrap(), 0, "nothing to wait for");
+    }
+
+    #[test]
+    fn a_stream_waits_on_a_device_transfer() {
+        let (sim, gpu) = setup();
+        let dst = gpu.alloc(8).unwrap();
+        let src = gpu.alloc_pinned(8).unwrap();
+        // SAFETY: the transfer owns `src` until the copy has completed.
+        unsafe {
+            gpu.enqueue_upload(dst.ptr(), src.as_slice().as_ptr(), 8, true)
+                .unwrap();
+        }
+        let mut t = Transfer::on_device(Arc::clone(&gpu), src);
+        let other = sim.create_stream().unwrap();
+        t.then_on(other).unwrap();
+        assert_eq!(
+            sim.pending(other).unwrap(),
+            1,
+            "a wait on the transfer's event"
+        );
+        sim.synchronize_stream(other).unwrap();
+        assert!(t.poll(), "the wait forced the transfer's stream");
+        t.wait().unwrap();
+    }
+}

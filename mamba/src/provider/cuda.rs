@@ -140,9 +140,12 @@ mod tests {
             return;
         };
         assert!(first.total_memory > 0);
+        assert!(!first.pci_bus_id.is_empty());
         for pinned in [false, true] {
             let p = CudaProvider::new(first.ordinal, pinned).unwrap();
+            assert!(!p.context.is_retained(), "creation retains no context");
             let c = p.acquire(1 << 20).unwrap();
+            assert!(p.context.is_retained(), "the first allocation does");
             assert_ne!(c.addr, 0);
             // SAFETY: the chunk came from `p` and is not used afterwards.
             unsafe { p.release(c) };
