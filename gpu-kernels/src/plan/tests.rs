@@ -545,7 +545,10 @@ fn copies_past_4_gib_map_to_every_family() {
     let dense = rm(4, &[1024, 256]);
     assert_eq!(plan(&sparse, &dense).family(), "pitched");
     let rev = sparse.reversed(0).unwrap();
-    assert_eq!(plan(&rev, &dense).launch(1 << 20, 1 << 20).kernel, "pitched_16");
+    assert_eq!(
+        plan(&rev, &dense).launch(1 << 20, 1 << 20).kernel,
+        "pitched_16"
+    );
     let t = sparse.permute_axes(&[1, 0]).unwrap();
     assert_eq!(plan(&t, &rm(4, &[256, 1024])).family(), "transpose");
     let every4 = Layout::from_byte_strides(4, &[1024, 64], &[pitch, 16], 0).unwrap();
