@@ -7,7 +7,9 @@
 //! any GPU software; every entry point returns a [`KernelError`] when the
 //! libraries or the device are missing.
 //!
-//! * [`GpuKernels`]: the kernels loaded on one device.
+//! * [`GpuKernels`]: the kernels loaded on one device
+//!   ([`GpuKernels::load`], or [`GpuKernels::shared`] for one instance per
+//!   device and process).
 //!   [`GpuKernels::convert`] copies a logical array between two strided
 //!   [`Layout`]s (transposes, 3D axis permutations, padded <-> dense rows,
 //!   strided pack/unpack, reversals, any mix); [`GpuKernels::split`] and
@@ -57,6 +59,9 @@ pub mod elem;
 mod error;
 mod hip;
 pub mod plan;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::sys::CUstream;
 use mamba_transforms::{Layout, RecordLayout};
@@ -128,6 +133,28 @@ impl GpuKernels {
             "neither the CUDA driver (libcuda) nor the HIP runtime (libamdhip64) can be loaded"
                 .into(),
         ))
+    }
+
+    /// The kernels of device `device_ordinal` loaded once for the whole
+    /// process: the first call loads them like [`GpuKernels::load`], later
+    /// calls return the same instance (its module and primary context stay
+    /// loaded until the process exits). A failed load is not remembered.
+    ///
+    /// # Errors
+    ///
+    /// As [`GpuKernels::load`].
+    pub fn shared(device_ordinal: u32) -> Result<Arc<Self>, KernelError> {
+        static LOADED: OnceLock<Mutex<HashMap<u32, Arc<GpuKernels>>>> = OnceLock::new();
+        let mut loaded = LOADED
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = loaded.get(&device_ordinal) {
+            return Ok(k.clone());
+        }
+        let k = Arc::new(Self::load(device_ordinal)?);
+        loaded.insert(device_ordinal, k.clone());
+        Ok(k)
     }
 
     fn with_backend(backend: Box<dyn Backend>) -> Self {

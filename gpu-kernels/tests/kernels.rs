@@ -547,3 +547,14 @@ fn bad_requests_on_a_gpu_are_typed_errors() {
         Err(KernelError::Layout(mamba_transforms::Error::NotStrided))
     ));
 }
+
+#[test]
+fn shared_kernels_are_loaded_once_per_device() {
+    let Some(_k) = gpu("shared") else {
+        return;
+    };
+    let a = GpuKernels::shared(0).expect("shared kernels of device 0");
+    let b = GpuKernels::shared(0).expect("shared kernels of device 0");
+    assert!(std::sync::Arc::ptr_eq(&a, &b));
+    assert_eq!(a.api(), mamba_gpu_kernels::Api::Cuda);
+}
