@@ -16,8 +16,10 @@
 //!   [`GpuKernels::join`] convert arrays of structures to structures of
 //!   arrays and back ([`RecordLayout`]); [`GpuKernels::convert_elements`]
 //!   converts element types with the semantics of Rust `as` casts
-//!   ([`elem`] documents them). Results are bit-identical to the CPU
-//!   kernels of `mamba-transforms`.
+//!   ([`elem`] documents them). Results are meant to be bit-identical to
+//!   the CPU kernels of `mamba-transforms`; `tests/kernels.rs` checks that
+//!   on a CUDA GPU and `tests/host_source.rs` runs the kernel source on the
+//!   host against them.
 //! * [`plan`]: the pure planning layer (which kernel, launch geometry,
 //!   packed parameters), unit-tested on the CPU.
 //! * [`convert_elements_cpu`]: the CPU reference of the type conversion.
@@ -25,12 +27,14 @@
 //! Every call validates its input like [`mamba_transforms::CopyPlan::new`]
 //! and checks the layouts' required lengths against the buffer lengths the
 //! caller passes, before anything is enqueued. Work is enqueued on the
-//! caller's stream and is not waited for. The CUDA backend retains the
+//! caller's stream and is not waited for: the buffers must stay allocated
+//! until the stream has run it. The CUDA backend retains the
 //! device's primary context when loaded and pushes and pops it around every
 //! call, so the caller's current context is left as it was.
 //!
 //! Tiled (blocked) layouts are not handled by the GPU kernels yet: they
-//! are refused with [`mamba_transforms::Error::NotStrided`].
+//! are refused with [`mamba_transforms::Error::NotStrided`]. The HIP
+//! backend has not run on AMD hardware yet.
 //!
 //! ```no_run
 //! use mamba_gpu_kernels::{DeviceBuffer, GpuKernels};
