@@ -112,7 +112,7 @@ impl std::fmt::Debug for GpuKernels {
 
 impl GpuKernels {
     /// Loads the kernels on device `device_ordinal`: CUDA when libcuda is
-    /// present, otherwise HIP when libamdhip64 is. The compiled code is
+    /// present and has devices, otherwise HIP when libamdhip64 is. The compiled code is
     /// cached per architecture for the life of the process.
     ///
     /// # Errors
@@ -124,9 +124,15 @@ impl GpuKernels {
     /// [`KernelError::Driver`] when loading the module fails.
     pub fn load(device_ordinal: u32) -> Result<Self, KernelError> {
         if cuda::driver_present() {
-            return Ok(Self::with_backend(Box::new(cuda::CudaBackend::load(
-                device_ordinal,
-            )?)));
+            match cuda::CudaBackend::load(device_ordinal) {
+                Ok(b) => return Ok(Self::with_backend(Box::new(b))),
+                // A CUDA driver without any CUDA device (cuInit fails with
+                // no device) leaves the HIP runtime to try.
+                Err(KernelError::NoDevice { count: 0, .. })
+                | Err(KernelError::Driver { call: "cuInit", .. })
+                    if hip::runtime_present() => {}
+                Err(e) => return Err(e),
+            }
         }
         if hip::runtime_present() {
             return Ok(Self::with_backend(Box::new(hip::HipBackend::load(
