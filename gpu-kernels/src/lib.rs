@@ -7,15 +7,19 @@
 //! any GPU software; every entry point returns a [`KernelError`] when the
 //! libraries or the device are missing.
 //!
-//! * [`GpuKernels`]: the kernels loaded on one device.
+//! * [`GpuKernels`]: the kernels loaded on one device
+//!   ([`GpuKernels::load`], or [`GpuKernels::shared`] for one instance per
+//!   device and process).
 //!   [`GpuKernels::convert`] copies a logical array between two strided
 //!   [`Layout`]s (transposes, 3D axis permutations, padded <-> dense rows,
 //!   strided pack/unpack, reversals, any mix); [`GpuKernels::split`] and
 //!   [`GpuKernels::join`] convert arrays of structures to structures of
 //!   arrays and back ([`RecordLayout`]); [`GpuKernels::convert_elements`]
 //!   converts element types with the semantics of Rust `as` casts
-//!   ([`elem`] documents them). Results are bit-identical to the CPU
-//!   kernels of `mamba-transforms`.
+//!   ([`elem`] documents them). Results are meant to be bit-identical to
+//!   the CPU kernels of `mamba-transforms`; `tests/kernels.rs` checks that
+//!   on a CUDA GPU and `tests/host_source.rs` runs the kernel source on the
+//!   host against them.
 //! * [`plan`]: the pure planning layer (which kernel, launch geometry,
 //!   packed parameters), unit-tested on the CPU.
 //! * [`convert_elements_cpu`]: the CPU reference of the type conversion.
@@ -23,12 +27,14 @@
 //! Every call validates its input like [`mamba_transforms::CopyPlan::new`]
 //! and checks the layouts' required lengths against the buffer lengths the
 //! caller passes, before anything is enqueued. Work is enqueued on the
-//! caller's stream and is not waited for. The CUDA backend retains the
+//! caller's stream and is not waited for: the buffers must stay allocated
+//! until the stream has run it. The CUDA backend retains the
 //! device's primary context when loaded and pushes and pops it around every
 //! call, so the caller's current context is left as it was.
 //!
 //! Tiled (blocked) layouts are not handled by the GPU kernels yet: they
-//! are refused with [`mamba_transforms::Error::NotStrided`].
+//! are refused with [`mamba_transforms::Error::NotStrided`]. The HIP
+//! backend has not run on AMD hardware yet.
 //!
 //! ```no_run
 //! use mamba_gpu_kernels::{DeviceBuffer, GpuKernels};
@@ -57,6 +63,9 @@ pub mod elem;
 mod error;
 mod hip;
 pub mod plan;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::sys::CUstream;
 use mamba_transforms::{Layout, RecordLayout};
@@ -103,7 +112,7 @@ impl std::fmt::Debug for GpuKernels {
 
 impl GpuKernels {
     /// Loads the kernels on device `device_ordinal`: CUDA when libcuda is
-    /// present, otherwise HIP when libamdhip64 is. The compiled code is
+    /// present and has devices, otherwise HIP when libamdhip64 is. The compiled code is
     /// cached per architecture for the life of the process.
     ///
     /// # Errors
@@ -115,9 +124,15 @@ impl GpuKernels {
     /// [`KernelError::Driver`] when loading the module fails.
     pub fn load(device_ordinal: u32) -> Result<Self, KernelError> {
         if cuda::driver_present() {
-            return Ok(Self::with_backend(Box::new(cuda::CudaBackend::load(
-                device_ordinal,
-            )?)));
+            match cuda::CudaBackend::load(device_ordinal) {
+                Ok(b) => return Ok(Self::with_backend(Box::new(b))),
+                // A CUDA driver without any CUDA device (cuInit fails with
+                // no device) leaves the HIP runtime to try.
+                Err(KernelError::NoDevice { count: 0, .. })
+                | Err(KernelError::Driver { call: "cuInit", .. })
+                    if hip::runtime_present() => {}
+                Err(e) => return Err(e),
+            }
         }
         if hip::runtime_present() {
             return Ok(Self::with_backend(Box::new(hip::HipBackend::load(
@@ -128,6 +143,28 @@ impl GpuKernels {
             "neither the CUDA driver (libcuda) nor the HIP runtime (libamdhip64) can be loaded"
                 .into(),
         ))
+    }
+
+    /// The kernels of device `device_ordinal` loaded once for the whole
+    /// process: the first call loads them like [`GpuKernels::load`], later
+    /// calls return the same instance (its module and primary context stay
+    /// loaded until the process exits). A failed load is not remembered.
+    ///
+    /// # Errors
+    ///
+    /// As [`GpuKernels::load`].
+    pub fn shared(device_ordinal: u32) -> Result<Arc<Self>, KernelError> {
+        static LOADED: OnceLock<Mutex<HashMap<u32, Arc<GpuKernels>>>> = OnceLock::new();
+        let mut loaded = LOADED
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = loaded.get(&device_ordinal) {
+            return Ok(k.clone());
+        }
+        let k = Arc::new(Self::load(device_ordinal)?);
+        loaded.insert(device_ordinal, k.clone());
+        Ok(k)
     }
 
     fn with_backend(backend: Box<dyn Backend>) -> Self {

@@ -481,3 +481,12 @@ fn loading_without_gpu_libraries_is_a_typed_error() {
         ),
     }
 }
+
+#[test]
+fn shared_kernels_report_the_same_errors_as_load() {
+    // No device has this ordinal: both fail alike, and nothing is cached.
+    let a = GpuKernels::load(u32::MAX - 1).map(|_| ());
+    let b = GpuKernels::shared(u32::MAX - 1).map(|_| ());
+    assert!(a.is_err());
+    assert_eq!(a, b);
+}

@@ -143,7 +143,6 @@ fn host() -> Option<&'static Mutex<Library>> {
                 "-O1",
                 "-Wall",
                 "-Wextra",
-                "-Werror",
                 "-shared",
                 "-fPIC",
                 "-o",

@@ -458,7 +458,7 @@ fn offsets_beyond_4_gib_are_indexed_with_64_bit_math() {
     )
     .unwrap();
     assert!(t.download() == expected, "transpose past 4 GiB differs");
-    // Strided (reversed rows).
+    // Pitched with a negative pitch (rows reversed).
     let mut expected = vec![0u8; data.len()];
     for r in 0..rows {
         expected[r * cols * 4..][..cols * 4]
@@ -476,6 +476,25 @@ fn offsets_beyond_4_gib_are_indexed_with_64_bit_math() {
     assert!(
         rev.download() == expected,
         "reversed copy past 4 GiB differs"
+    );
+    // Strided gather: every fourth value of each row.
+    let every4 = Layout::from_byte_strides(4, &[rows, cols / 4], &[pitch as isize, 16], 0).unwrap();
+    let expected: Vec<u8> = (0..rows)
+        .flat_map(|r| (0..cols / 4).map(move |j| (r, j)))
+        .flat_map(|(r, j)| data[(r * cols + 4 * j) * 4..][..4].to_vec())
+        .collect();
+    let picked = DevMem::new(expected.len());
+    k.convert(
+        &every4,
+        src.buf(),
+        &rm(4, &[rows, cols / 4]),
+        picked.buf(),
+        stream(),
+    )
+    .unwrap();
+    assert!(
+        picked.download() == expected,
+        "strided gather past 4 GiB differs"
     );
 }
 
@@ -527,4 +546,15 @@ fn bad_requests_on_a_gpu_are_typed_errors() {
         k.convert(&tiled, big.buf(), &layout, a.buf(), stream()),
         Err(KernelError::Layout(mamba_transforms::Error::NotStrided))
     ));
+}
+
+#[test]
+fn shared_kernels_are_loaded_once_per_device() {
+    let Some(_k) = gpu("shared") else {
+        return;
+    };
+    let a = GpuKernels::shared(0).expect("shared kernels of device 0");
+    let b = GpuKernels::shared(0).expect("shared kernels of device 0");
+    assert!(std::sync::Arc::ptr_eq(&a, &b));
+    assert_eq!(a.api(), mamba_gpu_kernels::Api::Cuda);
 }

@@ -535,3 +535,22 @@ fn permutations3() -> Vec<[usize; 3]> {
         [2, 1, 0],
     ]
 }
+
+#[test]
+fn copies_past_4_gib_map_to_every_family() {
+    // The layouts of the GPU test of offsets past 4 GiB.
+    let pitch = 4_400_000isize;
+    let sparse = Layout::from_byte_strides(4, &[1024, 256], &[pitch, 4], 0).unwrap();
+    assert!(sparse.required_len() > 1 << 32);
+    let dense = rm(4, &[1024, 256]);
+    assert_eq!(plan(&sparse, &dense).family(), "pitched");
+    let rev = sparse.reversed(0).unwrap();
+    assert_eq!(
+        plan(&rev, &dense).launch(1 << 20, 1 << 20).kernel,
+        "pitched_16"
+    );
+    let t = sparse.permute_axes(&[1, 0]).unwrap();
+    assert_eq!(plan(&t, &rm(4, &[256, 1024])).family(), "transpose");
+    let every4 = Layout::from_byte_strides(4, &[1024, 64], &[pitch, 16], 0).unwrap();
+    assert_eq!(plan(&every4, &rm(4, &[1024, 64])).family(), "strided");
+}
