@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 /// pinned temporary.
 ///
 /// The GPU kernels crate provides the implementation (loaded per device
-/// ordinal); [`GpuDevice::set_converter`] installs it.
+/// ordinal), installed on every CUDA device of [`cuda_gpu`]; other devices
+/// get one with [`GpuDevice::set_converter`].
 pub trait DeviceConverter: Send + Sync + std::fmt::Debug {
     /// Enqueues on `stream` the conversion of the array at `src` (layout
     /// `src_layout`) into `dst` (layout `dst_layout`), both on the device
@@ -73,6 +74,9 @@ pub fn cuda_gpu(ordinal: u32) -> Result<Arc<GpuDevice>> {
     }
     let staging = StagingConfig::from_env_with(|k| std::env::var(k).ok())?;
     let gpu = GpuDevice::with_staging(Arc::new(super::CudaRuntime::new(ordinal)?), staging);
+    gpu.set_converter(Some(Arc::new(super::kernels::KernelConverter::new(
+        ordinal,
+    ))));
     table.push((ordinal, Arc::downgrade(&gpu)));
     Ok(gpu)
 }

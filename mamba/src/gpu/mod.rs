@@ -38,6 +38,7 @@ mod buffer;
 mod cuda;
 mod device;
 mod gpu_device;
+mod kernels;
 mod pool;
 mod provider;
 mod sim;
