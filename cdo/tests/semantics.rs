@@ -1,0 +1,723 @@
+//! The same semantics in both deployments: every test body here runs once
+//! against the in-process [`Pool`] and once against a pool manager (its
+//! clients in this process, each on its own connection), and asserts the
+//! same answer in both.
+//!
+//! The bodies speak to a pool only through [`Peer`], a name-based
+//! application's view of either deployment. Each test's doc comment says
+//! which answer is right and why. Where a deployment still gives another
+//! answer, [`still_differs`] names it and the test prints
+//! `skipped: <deployment> ...` for that deployment (never silently); the
+//! list shrinks as the two deployments become hosts of one engine.
+//!
+//! What is *not* a semantic difference: the in-process pool hands data over
+//! by ownership, so a consumer's data outlives the producer's withdrawal
+//! without holding it, while a pool manager's producer gets its shared
+//! memory back only when the last view is dropped (its withdrawal waits for
+//! the views). The bodies therefore drop what they demanded before they
+//! expect a withdrawal to complete.
+
+mod common;
+mod ipc_common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use cdo::engine::FaultPolicy;
+use cdo::ipc::client::{ClientError, GroupRecord, Notice, View};
+use cdo::ipc::manager::{ManagerConfig, ManagerHandle, GROUP_WINDOW};
+use cdo::ipc::wire::ErrorCode;
+use cdo::{Cdo, Data, DuplicateOffers, Error, EventKind, Member, Pool, PoolConfig, Record, Value};
+
+/// A guard against hanging, not a timing check: every wait that must end
+/// ends long before it.
+const LONG: Duration = Duration::from_secs(30);
+
+/// How long a test watches for something that must not happen (a negative
+/// check: a loaded machine can only make it pass, never fail wrongly).
+const SHORT: Duration = Duration::from_millis(200);
+
+/// Why an operation failed, in terms both deployments share.
+#[derive(Debug, PartialEq)]
+enum Failure {
+    /// Nothing came in time (the operation may still complete).
+    Timeout,
+    /// The operation took effect but its acknowledged subscribers did not
+    /// answer in time (fail-fast policy).
+    AckTimeout,
+    /// A second offer of a name on offer was refused.
+    Duplicate,
+    /// Anything else, as text.
+    Other(String),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Timeout { .. } => Failure::Timeout,
+            Error::AlreadyOffered { .. } => Failure::Duplicate,
+            other => Failure::Other(other.to_string()),
+        }
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Timeout => Failure::Timeout,
+            ClientError::Pool {
+                code: ErrorCode::AckTimeout,
+                ..
+            } => Failure::AckTimeout,
+            ClientError::Pool {
+                code: ErrorCode::DuplicateName,
+                ..
+            } => Failure::Duplicate,
+            other => Failure::Other(other.to_string()),
+        }
+    }
+}
+
+type Outcome<T> = Result<T, Failure>;
+
+/// One application's calls on a pool, by name, the same in both
+/// deployments.
+trait Peer {
+    /// Offers `bytes` under `name` with a minimum lifetime (zero: none).
+    fn offer(&mut self, name: &str, bytes: &[u8], lifetime: Duration) -> Outcome<()>;
+    /// Requires `name`.
+    fn require(&mut self, name: &str) -> Outcome<()>;
+    /// Demands `name` (required first if it was not), waiting up to
+    /// `timeout`; the data is kept until [`Peer::release`].
+    fn demand(&mut self, name: &str, timeout: Duration) -> Outcome<Vec<u8>>;
+    /// Drops what was demanded of `name` and ends the consumer's interest.
+    fn release(&mut self, name: &str);
+    /// Gives up the require of `name`.
+    fn retract(&mut self, name: &str) -> Outcome<()>;
+    /// Withdraws our offer of `name` (or keeps waiting for a withdrawal
+    /// begun before), up to `timeout`: false while it still waits.
+    fn withdraw(&mut self, name: &str, timeout: Duration) -> Outcome<bool>;
+    /// Joins consumer group `group`, which streams the offers `selector`
+    /// matches.
+    fn join(&mut self, group: &str, selector: &str) -> Outcome<()>;
+    /// The next record of our group, up to `timeout`: its object's name.
+    /// The record is held (undone) until [`Peer::complete`].
+    fn next_record(&mut self, timeout: Duration) -> Outcome<Option<String>>;
+    /// Marks the held record of `name` done.
+    fn complete(&mut self, name: &str) -> Outcome<()>;
+    /// Leaves our group without finishing the records held.
+    fn leave_group(&mut self) -> Outcome<()>;
+    /// Subscribes, acknowledged, to the events of `kind`, and never reads
+    /// the subscription.
+    fn ignore_acknowledged(&mut self, kind: EventKind) -> Outcome<()>;
+    /// The names on offer whose attributes match `selector`, sorted.
+    fn query(&mut self, selector: &str) -> Outcome<Vec<String>>;
+}
+
+/// What a test needs configured; the same policy in both deployments.
+#[derive(Clone, Copy, Default)]
+struct Setup {
+    duplicates: DuplicateOffers,
+    /// How long acknowledged events hold their operation (`None`: the
+    /// deployment's default).
+    ack_timeout: Option<Duration>,
+    policy: FaultPolicy,
+}
+
+/// A semantic the two deployments answered differently (issue 10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Semantic {
+    WithdrawWaitsForRequires,
+    MinimumLifetime,
+    GroupWindow,
+    AckTimeout,
+    AttributeQuery,
+}
+
+/// Either deployment, ready for peers.
+trait Deployment {
+    /// Its name in messages.
+    fn label(&self) -> &'static str;
+    /// A new application on it, named `name`.
+    fn peer(&self, name: &str) -> Box<dyn Peer + '_>;
+    /// Why this deployment still answers `semantic` differently, if it
+    /// does.
+    fn differs(&self, semantic: Semantic) -> Option<&'static str>;
+}
+
+/// Whether `d` still answers `semantic` differently; says so on stderr.
+fn still_differs(d: &dyn Deployment, semantic: Semantic) -> bool {
+    match d.differs(semantic) {
+        Some(why) => {
+            eprintln!("skipped: {} {semantic:?}: {why}", d.label());
+            true
+        }
+        None => false,
+    }
+}
+
+/// Runs `body` against an in-process pool and against a pool manager set
+/// up alike.
+fn both(setup: Setup, body: impl Fn(&dyn Deployment)) {
+    let local = InProcess::new(setup);
+    body(&local);
+    let manager = Manager::new(setup);
+    body(&manager);
+}
+
+// ---- in process -------------------------------------------------------
+
+struct InProcess {
+    env: common::Env,
+}
+
+impl InProcess {
+    fn new(setup: Setup) -> Self {
+        let config = PoolConfig {
+            duplicates: setup.duplicates,
+            ..PoolConfig::default()
+        };
+        InProcess {
+            env: common::env_with(config),
+        }
+    }
+}
+
+impl Deployment for InProcess {
+    fn label(&self) -> &'static str {
+        "in-process"
+    }
+
+    fn peer(&self, _name: &str) -> Box<dyn Peer + '_> {
+        Box::new(Local {
+            pool: &self.env.pool,
+            offered: HashMap::new(),
+            consumers: HashMap::new(),
+            data: HashMap::new(),
+            member: None,
+            records: Vec::new(),
+            subscriptions: Vec::new(),
+        })
+    }
+
+    fn differs(&self, semantic: Semantic) -> Option<&'static str> {
+        match semantic {
+            Semantic::GroupWindow => {
+                Some("a consumer group queues records at a member without bound")
+            }
+            Semantic::AckTimeout => Some("an acknowledged event holds its operation forever"),
+            _ => None,
+        }
+    }
+}
+
+struct Local<'p> {
+    pool: &'p Pool,
+    offered: HashMap<String, Cdo<'p>>,
+    consumers: HashMap<String, Cdo<'p>>,
+    data: HashMap<String, Data>,
+    member: Option<Member<'p>>,
+    records: Vec<Record>,
+    subscriptions: Vec<cdo::Subscription>,
+}
+
+impl<'p> Local<'p> {
+    fn consumer(&mut self, name: &str) -> Outcome<&mut Cdo<'p>> {
+        if !self.consumers.contains_key(name) {
+            self.require(name)?;
+        }
+        Ok(self.consumers.get_mut(name).expect("required above"))
+    }
+}
+
+impl Peer for Local<'_> {
+    fn offer(&mut self, name: &str, bytes: &[u8], lifetime: Duration) -> Outcome<()> {
+        let mut cdo = self.pool.declare(name)?;
+        if !lifetime.is_zero() {
+            cdo.set_lifetime(lifetime)?;
+        }
+        cdo.write(bytes)?;
+        cdo.seal()?;
+        cdo.offer()?;
+        self.offered.insert(name.into(), cdo);
+        Ok(())
+    }
+
+    fn require(&mut self, name: &str) -> Outcome<()> {
+        let mut cdo = self.pool.declare(name)?;
+        cdo.require()?;
+        self.consumers.insert(name.into(), cdo);
+        Ok(())
+    }
+
+    fn demand(&mut self, name: &str, timeout: Duration) -> Outcome<Vec<u8>> {
+        let data = self.consumer(name)?.demand_timeout(timeout)?;
+        let bytes = data.as_slice()?.to_vec();
+        self.data.insert(name.into(), data);
+        Ok(bytes)
+    }
+
+    fn release(&mut self, name: &str) {
+        self.data.remove(name);
+        if let Some(mut cdo) = self.consumers.remove(name) {
+            cdo.dispose().expect("a demanded handle disposes");
+        }
+    }
+
+    fn retract(&mut self, name: &str) -> Outcome<()> {
+        let mut cdo = self.consumers.remove(name).expect("required before");
+        cdo.retract()?;
+        cdo.dispose()?;
+        Ok(())
+    }
+
+    fn withdraw(&mut self, name: &str, timeout: Duration) -> Outcome<bool> {
+        let cdo = self.offered.get_mut(name).expect("offered before");
+        match cdo.withdraw_timeout(timeout) {
+            Ok(()) => {
+                let mut cdo = self.offered.remove(name).expect("found above");
+                cdo.dispose()?;
+                Ok(true)
+            }
+            Err(Error::Timeout { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn join(&mut self, group: &str, selector: &str) -> Outcome<()> {
+        self.member = Some(self.pool.join(group, selector)?);
+        Ok(())
+    }
+
+    fn next_record(&mut self, timeout: Duration) -> Outcome<Option<String>> {
+        let member = self.member.as_ref().expect("joined before");
+        Ok(member.next_timeout(timeout).map(|r| {
+            let name = r.name().to_owned();
+            self.records.push(r);
+            name
+        }))
+    }
+
+    fn complete(&mut self, name: &str) -> Outcome<()> {
+        let at = self
+            .records
+            .iter()
+            .position(|r| r.name() == name)
+            .expect("a held record");
+        self.records.remove(at).complete();
+        Ok(())
+    }
+
+    fn leave_group(&mut self) -> Outcome<()> {
+        // Undone records go back to the group, then the member goes.
+        self.records.clear();
+        self.member = None;
+        Ok(())
+    }
+
+    fn ignore_acknowledged(&mut self, kind: EventKind) -> Outcome<()> {
+        self.subscriptions
+            .push(self.pool.subscribe("", kind.into(), true)?);
+        Ok(())
+    }
+
+    fn query(&mut self, selector: &str) -> Outcome<Vec<String>> {
+        let mut names: Vec<String> = self
+            .pool
+            .offers(selector)?
+            .into_iter()
+            .map(|o| o.name.to_string())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}
+
+// ---- through a pool manager --------------------------------------------
+
+struct Manager {
+    pm: ManagerHandle,
+}
+
+impl Manager {
+    fn new(setup: Setup) -> Self {
+        let mut config = ManagerConfig {
+            duplicates: setup.duplicates,
+            policy: setup.policy,
+            ..ManagerConfig::default()
+        };
+        if let Some(t) = setup.ack_timeout {
+            config.ack_timeout = t;
+        }
+        Manager {
+            pm: ipc_common::manager_with(config),
+        }
+    }
+}
+
+impl Deployment for Manager {
+    fn label(&self) -> &'static str {
+        "pool manager"
+    }
+
+    fn peer(&self, name: &str) -> Box<dyn Peer + '_> {
+        Box::new(Remote {
+            client: ipc_common::client(&self.pm, name),
+            views: HashMap::new(),
+            withdrawals: HashMap::new(),
+            group: None,
+            records: Vec::new(),
+        })
+    }
+
+    fn differs(&self, semantic: Semantic) -> Option<&'static str> {
+        match semantic {
+            Semantic::WithdrawWaitsForRequires => {
+                Some("a withdrawal waits for views only, not for requires made before it")
+            }
+            Semantic::MinimumLifetime => Some("the lifetime_ms attribute holds no withdrawal"),
+            Semantic::AttributeQuery => Some("the protocol has no query of the offers"),
+            _ => None,
+        }
+    }
+}
+
+struct Remote {
+    client: cdo::ipc::client::Client,
+    views: HashMap<String, View>,
+    withdrawals: HashMap<String, u64>,
+    group: Option<u64>,
+    records: Vec<GroupRecord>,
+}
+
+impl Peer for Remote {
+    fn offer(&mut self, name: &str, bytes: &[u8], lifetime: Duration) -> Outcome<()> {
+        let mut attrs = cdo::ipc::wire::Attributes::new();
+        if !lifetime.is_zero() {
+            let ms = u64::try_from(lifetime.as_millis()).expect("a test lifetime");
+            attrs.insert("lifetime_ms".into(), Value::UInt(ms));
+        }
+        Ok(self.client.offer(name, bytes, attrs)?)
+    }
+
+    fn require(&mut self, name: &str) -> Outcome<()> {
+        Ok(self.client.require(name)?)
+    }
+
+    fn demand(&mut self, name: &str, timeout: Duration) -> Outcome<Vec<u8>> {
+        let view = self.client.demand(name, timeout)?;
+        let bytes = view.to_vec();
+        self.views.insert(name.into(), view);
+        Ok(bytes)
+    }
+
+    fn release(&mut self, name: &str) {
+        self.views.remove(name);
+        self.client
+            .flush()
+            .expect("the release reaches the manager");
+    }
+
+    fn retract(&mut self, name: &str) -> Outcome<()> {
+        Ok(self.client.retract(name)?)
+    }
+
+    fn withdraw(&mut self, name: &str, timeout: Duration) -> Outcome<bool> {
+        let id = match self.withdrawals.get(name) {
+            Some(&id) => id,
+            None => {
+                let id = self.client.submit_withdraw(name)?;
+                self.withdrawals.insert(name.into(), id);
+                id
+            }
+        };
+        match self.client.wait_keeping(id, Some(timeout)) {
+            Ok(_) => {
+                self.withdrawals.remove(name);
+                Ok(true)
+            }
+            Err(ClientError::Timeout) => Ok(false),
+            Err(e) => {
+                self.withdrawals.remove(name);
+                Err(e.into())
+            }
+        }
+    }
+
+    fn join(&mut self, group: &str, selector: &str) -> Outcome<()> {
+        self.group = Some(self.client.join_group(group, selector)?);
+        Ok(())
+    }
+
+    fn next_record(&mut self, timeout: Duration) -> Outcome<Option<String>> {
+        match self.client.next_notice(Some(timeout))? {
+            None => Ok(None),
+            Some(Notice::Record(r)) => {
+                let name = r.view.name().to_owned();
+                self.records.push(r);
+                Ok(Some(name))
+            }
+            Some(Notice::Event(e)) => Err(Failure::Other(format!("unexpected event {e:?}"))),
+        }
+    }
+
+    fn complete(&mut self, name: &str) -> Outcome<()> {
+        let at = self
+            .records
+            .iter()
+            .position(|r| r.view.name() == name)
+            .expect("a held record");
+        Ok(self.client.done(self.records.remove(at))?)
+    }
+
+    fn leave_group(&mut self) -> Outcome<()> {
+        self.records.clear();
+        let sub = self.group.take().expect("joined before");
+        Ok(self.client.unsubscribe(sub)?)
+    }
+
+    fn ignore_acknowledged(&mut self, kind: EventKind) -> Outcome<()> {
+        self.client.subscribe("", kind.into(), true)?;
+        Ok(())
+    }
+
+    fn query(&mut self, _selector: &str) -> Outcome<Vec<String>> {
+        Err(Failure::Other("no query in the protocol".into()))
+    }
+}
+
+// ---- the semantics ------------------------------------------------------
+
+/// A second offer of a name on offer is refused under the `reject`
+/// policy (the default in both), and the first offer stays as it was.
+#[test]
+fn a_second_offer_is_refused_and_the_first_stays() {
+    both(Setup::default(), |d| {
+        let mut first = d.peer("first");
+        let mut second = d.peer("second");
+        let mut consumer = d.peer("consumer");
+        first.offer("dup", &[1; 16], Duration::ZERO).unwrap();
+        assert_eq!(
+            second.offer("dup", &[2; 16], Duration::ZERO),
+            Err(Failure::Duplicate),
+            "{}",
+            d.label()
+        );
+        assert_eq!(consumer.demand("dup", LONG).unwrap(), [1; 16]);
+        consumer.release("dup");
+        assert!(first.withdraw("dup", LONG).unwrap(), "{}", d.label());
+    });
+}
+
+/// A demand made before the offer waits for it and gets its bytes.
+#[test]
+fn a_demand_before_the_offer_waits_for_it() {
+    both(Setup::default(), |d| {
+        let mut producer = d.peer("producer");
+        let mut consumer = d.peer("consumer");
+        consumer.require("early").unwrap();
+        assert_eq!(consumer.demand("early", SHORT), Err(Failure::Timeout));
+        producer.offer("early", &[7; 32], Duration::ZERO).unwrap();
+        assert_eq!(consumer.demand("early", LONG).unwrap(), [7; 32]);
+        consumer.release("early");
+        assert!(producer.withdraw("early", LONG).unwrap(), "{}", d.label());
+    });
+}
+
+/// A withdrawal waits for the requires made before it: until each such
+/// consumer has demanded (and dropped) the object, or retracted.
+///
+/// Right answer: wait. Maestro's REQUIRE is a promise that the data will be
+/// made available ("when an application REQUIRES a CDO, Maestro makes data
+/// available"), and the crate documents that a withdrawal waits for the
+/// consumers matched so far; a pool manager that let the producer withdraw
+/// would leave the consumer's demand waiting for an object that is gone.
+#[test]
+fn a_withdrawal_waits_for_the_requires_made_before_it() {
+    both(Setup::default(), |d| {
+        if still_differs(d, Semantic::WithdrawWaitsForRequires) {
+            return;
+        }
+        let mut producer = d.peer("producer");
+        let mut demander = d.peer("demander");
+        let mut retracter = d.peer("retracter");
+        producer.offer("held", &[3; 64], Duration::ZERO).unwrap();
+        demander.require("held").unwrap();
+        retracter.require("held").unwrap();
+        assert!(!producer.withdraw("held", SHORT).unwrap(), "{}", d.label());
+
+        assert_eq!(demander.demand("held", LONG).unwrap(), [3; 64]);
+        demander.release("held");
+        assert!(
+            !producer.withdraw("held", SHORT).unwrap(),
+            "{}: the second require still holds it",
+            d.label()
+        );
+
+        retracter.retract("held").unwrap();
+        assert!(producer.withdraw("held", LONG).unwrap(), "{}", d.label());
+    });
+}
+
+/// An offer with a minimum lifetime (`lifetime_ms`, requirement R1.8) stays
+/// available for that long: its withdrawal completes no earlier, and a
+/// consumer that comes while the withdrawal waits is served.
+///
+/// Right answer: hold the withdrawal (R1.8: "the access is expected to be
+/// granted during a user-defined period"). The early checks only run while
+/// the lifetime has not passed, so a loaded machine cannot fail them.
+#[test]
+fn a_minimum_lifetime_holds_the_withdrawal_and_serves_late_consumers() {
+    const LIFETIME: Duration = Duration::from_millis(1500);
+    both(Setup::default(), |d| {
+        if still_differs(d, Semantic::MinimumLifetime) {
+            return;
+        }
+        let mut producer = d.peer("producer");
+        let mut late = d.peer("late");
+        let offered = Instant::now();
+        producer.offer("kept", &[9; 24], LIFETIME).unwrap();
+        let withdrawn = producer.withdraw("kept", Duration::ZERO).unwrap();
+        if offered.elapsed() < LIFETIME {
+            assert!(!withdrawn, "{}: withdrawn within its lifetime", d.label());
+            assert_eq!(late.demand("kept", LONG).unwrap(), [9; 24]);
+            late.release("kept");
+        }
+        assert!(
+            withdrawn || producer.withdraw("kept", LONG).unwrap(),
+            "{}",
+            d.label()
+        );
+        assert!(offered.elapsed() >= LIFETIME, "{}", d.label());
+    });
+}
+
+/// A consumer-group member holds at most [`GROUP_WINDOW`] undone records;
+/// the next one waits in the group until the member finishes one.
+///
+/// Right answer: bounded (issue 10: "one semantics: bounded, fair"); an
+/// unbounded queue lets one slow member take a whole stream that idle
+/// members could have processed.
+#[test]
+fn a_group_member_holds_at_most_the_window() {
+    both(Setup::default(), |d| {
+        if still_differs(d, Semantic::GroupWindow) {
+            return;
+        }
+        let mut producer = d.peer("producer");
+        let mut member = d.peer("member");
+        member.join("g", "").unwrap();
+        let names: Vec<String> = (0..=GROUP_WINDOW).map(|i| format!("w/{i}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            producer.offer(name, &[i as u8; 8], Duration::ZERO).unwrap();
+        }
+        let mut got = Vec::new();
+        for _ in 0..GROUP_WINDOW {
+            got.push(member.next_record(LONG).unwrap().expect("a record"));
+        }
+        assert_eq!(
+            member.next_record(SHORT).unwrap(),
+            None,
+            "{}: more than the window",
+            d.label()
+        );
+        member.complete(&got[0]).unwrap();
+        got.push(
+            member
+                .next_record(LONG)
+                .unwrap()
+                .expect("the queued record"),
+        );
+        got.sort();
+        assert_eq!(got, names, "{}", d.label());
+    });
+}
+
+/// Records are shared fairly between members, and the undone records of a
+/// member that leaves go to another member.
+#[test]
+fn a_group_shares_fairly_and_redelivers_a_leavers_records() {
+    both(Setup::default(), |d| {
+        let mut producer = d.peer("producer");
+        let mut a = d.peer("a");
+        let mut b = d.peer("b");
+        a.join("g", "").unwrap();
+        b.join("g", "").unwrap();
+        producer.offer("r/0", &[0; 8], Duration::ZERO).unwrap();
+        producer.offer("r/1", &[1; 8], Duration::ZERO).unwrap();
+        let at_a = a.next_record(LONG).unwrap().expect("a's share");
+        let at_b = b.next_record(LONG).unwrap().expect("b's share");
+        assert_ne!(at_a, at_b, "{}", d.label());
+        a.leave_group().unwrap();
+        assert_eq!(
+            b.next_record(LONG).unwrap().as_deref(),
+            Some(at_a.as_str()),
+            "{}: the leaver's record",
+            d.label()
+        );
+        b.complete(&at_a).unwrap();
+        b.complete(&at_b).unwrap();
+        for name in ["r/0", "r/1"] {
+            assert!(producer.withdraw(name, LONG).unwrap(), "{}", d.label());
+        }
+    });
+}
+
+/// An acknowledged event that nobody acknowledges holds its operation for
+/// the acknowledgement timeout only; then, under the fail-fast policy, the
+/// operation reports `AckTimeout` (having taken effect: the object is on
+/// offer), and under best effort it succeeds.
+///
+/// Right answer: time out (the Maestro fault-tolerance design names an
+/// acknowledgement timeout, `MSTRO_FT_ACK_TIMEOUT`); waiting forever lets
+/// one stuck subscriber stop the workflow.
+#[test]
+fn an_unacknowledged_event_times_out_by_policy() {
+    for policy in [FaultPolicy::FailFast, FaultPolicy::BestEffort] {
+        let setup = Setup {
+            ack_timeout: Some(SHORT),
+            policy,
+            ..Setup::default()
+        };
+        both(setup, |d| {
+            if still_differs(d, Semantic::AckTimeout) {
+                return;
+            }
+            let mut deaf = d.peer("deaf");
+            let mut producer = d.peer("producer");
+            let mut consumer = d.peer("consumer");
+            deaf.ignore_acknowledged(EventKind::Offer).unwrap();
+            let offered = producer.offer("acked", &[5; 8], Duration::ZERO);
+            let expected = match policy {
+                FaultPolicy::FailFast => Err(Failure::AckTimeout),
+                FaultPolicy::BestEffort => Ok(()),
+            };
+            assert_eq!(offered, expected, "{} {policy:?}", d.label());
+            assert_eq!(consumer.demand("acked", LONG).unwrap(), [5; 8]);
+            consumer.release("acked");
+        });
+    }
+}
+
+/// A query of the offers by attributes lists the matching names.
+///
+/// Right answer: the in-process pool's (`Pool::offers`), which guided I/O
+/// and the librarian need; the pool manager's protocol has no query yet.
+#[test]
+fn a_query_lists_the_matching_offers() {
+    both(Setup::default(), |d| {
+        if still_differs(d, Semantic::AttributeQuery) {
+            return;
+        }
+        let mut producer = d.peer("producer");
+        producer.offer("q/a", &[1; 4], Duration::ZERO).unwrap();
+        producer.offer("q/b", &[2; 8], Duration::ZERO).unwrap();
+        producer.offer("other", &[3; 4], Duration::ZERO).unwrap();
+        assert_eq!(
+            producer.query("size == 4").unwrap(),
+            ["other", "q/a"],
+            "{}",
+            d.label()
+        );
+    });
+}
