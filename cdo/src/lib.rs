@@ -62,7 +62,11 @@
 //!   which keeps its mamba pool alive (see [`data`]), so consumers keep
 //!   their [`Data`] after every handle is disposed.
 //! * Events are raised after an operation took effect, outside every lock;
-//!   acknowledged subscriptions hold the operation until acknowledged.
+//!   acknowledged subscriptions hold the operation until acknowledged or
+//!   until [`PoolConfig::ack_timeout`] passes; then the fault policy
+//!   ([`PoolConfig::policy`]) says whether the operation, which took
+//!   effect, reports [`Error::AckTimeout`] or succeeds, as in a pool
+//!   manager.
 //!
 //! ## Across processes
 //!

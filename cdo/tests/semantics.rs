@@ -56,6 +56,7 @@ impl From<Error> for Failure {
         match e {
             Error::Timeout { .. } => Failure::Timeout,
             Error::AlreadyOffered { .. } => Failure::Duplicate,
+            Error::AckTimeout { .. } => Failure::AckTimeout,
             other => Failure::Other(other.to_string()),
         }
     }
@@ -173,10 +174,14 @@ struct InProcess {
 
 impl InProcess {
     fn new(setup: Setup) -> Self {
-        let config = PoolConfig {
+        let mut config = PoolConfig {
             duplicates: setup.duplicates,
+            policy: setup.policy,
             ..PoolConfig::default()
         };
+        if let Some(t) = setup.ack_timeout {
+            config.ack_timeout = t;
+        }
         InProcess {
             env: common::env_with(config),
         }
@@ -202,7 +207,6 @@ impl Deployment for InProcess {
 
     fn differs(&self, semantic: Semantic) -> Option<&'static str> {
         match semantic {
-            Semantic::AckTimeout => Some("an acknowledged event holds its operation forever"),
             _ => None,
         }
     }
@@ -235,9 +239,12 @@ impl Peer for Local<'_> {
         }
         cdo.write(bytes)?;
         cdo.seal()?;
-        cdo.offer()?;
-        self.offered.insert(name.into(), cdo);
-        Ok(())
+        // An offer that took effect stays, whatever the answer.
+        let offered = cdo.offer();
+        if cdo.state() == cdo::State::Offered {
+            self.offered.insert(name.into(), cdo);
+        }
+        Ok(offered?)
     }
 
     fn require(&mut self, name: &str) -> Outcome<()> {

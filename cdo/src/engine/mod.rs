@@ -83,8 +83,13 @@ pub enum Effect {
     },
 }
 
+/// How long an operation waits for its acknowledged subscribers unless
+/// configured otherwise, in either deployment.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What the pool does when part of an operation fails.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum FaultPolicy {
     /// Report the first failure: an operation whose acknowledged
     /// subscribers do not answer in time fails with `AckTimeout` (a

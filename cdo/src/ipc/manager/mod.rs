@@ -25,7 +25,7 @@ mod conns;
 mod host;
 mod outbox;
 
-pub use crate::engine::{FaultPolicy, Limits, GROUP_WINDOW};
+pub use crate::engine::{FaultPolicy, Limits, DEFAULT_ACK_TIMEOUT, GROUP_WINDOW};
 
 use std::io;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -69,8 +69,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub const POLICY_ENV: &str = "CDO_FAULT_POLICY";
 /// Environment variable giving the acknowledgement timeout in milliseconds.
 pub const ACK_TIMEOUT_ENV: &str = "CDO_ACK_TIMEOUT_MS";
-/// Default acknowledgement timeout.
-pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Environment variable giving the client lease in milliseconds.
 pub const LEASE_ENV: &str = "CDO_LEASE_MS";
 /// Default client lease: a client whose heartbeat stops for this long is
