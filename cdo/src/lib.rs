@@ -91,7 +91,12 @@
 //! demands, views, withdrawals, leaves, subscriptions, consumer groups,
 //! acknowledgements and quotas as a pure engine (no I/O, no descriptors,
 //! no clock) that takes operations from client ids and returns effects;
-//! the manager only hosts it (sockets, descriptors, timers).
+//! the manager only hosts it (sockets, descriptors, timers). A withdrawal
+//! waits there as it does here: for the requires made before it and for
+//! the object's minimum lifetime; consumer groups give each member at
+//! most [`engine::GROUP_WINDOW`] records, here too. The semantics that
+//! both deployments must answer alike are tested against both
+//! (`tests/semantics.rs`).
 //!
 //! The manager holds out against hostile or broken clients of the same
 //! user: before its JOIN a connection may send one frame of at most 4 KiB;

@@ -376,10 +376,6 @@ impl Deployment for Manager {
 
     fn differs(&self, semantic: Semantic) -> Option<&'static str> {
         match semantic {
-            Semantic::WithdrawWaitsForRequires => {
-                Some("a withdrawal waits for views only, not for requires made before it")
-            }
-            Semantic::MinimumLifetime => Some("the lifetime_ms attribute holds no withdrawal"),
             Semantic::AttributeQuery => Some("the protocol has no query of the offers"),
             _ => None,
         }

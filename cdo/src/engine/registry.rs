@@ -33,6 +33,9 @@ pub trait Registry: Send {
     fn insert(&mut self, name: String, entry: Entry) -> Result<(), Entry>;
     /// The object offered under `name` (the newest version).
     fn get(&self, name: &str) -> Option<&Entry>;
+    /// The object `owner` offered under `name` (the one
+    /// [`Registry::remove`] would remove).
+    fn get_of(&self, name: &str, owner: ClientId) -> Option<&Entry>;
     /// Removes and returns the object `owner` offered under `name`.
     fn remove(&mut self, name: &str, owner: ClientId) -> Option<Entry>;
     /// Names of the objects `owner` offered.
@@ -79,6 +82,14 @@ impl Registry for NameRegistry {
 
     fn get(&self, name: &str) -> Option<&Entry> {
         self.entries.get(name)?.last()
+    }
+
+    fn get_of(&self, name: &str, owner: ClientId) -> Option<&Entry> {
+        self.entries
+            .get(name)?
+            .iter()
+            .rev()
+            .find(|e| e.owner == owner)
     }
 
     fn remove(&mut self, name: &str, owner: ClientId) -> Option<Entry> {

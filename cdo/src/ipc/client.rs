@@ -553,8 +553,11 @@ impl Client {
         self.expect_ok(id)
     }
 
-    /// Queues the withdrawal of our object `name`. Its reply (and the reuse
-    /// of its memory) waits until no consumer holds a view of it.
+    /// Queues the withdrawal of our object `name`. It waits, still on
+    /// offer, while another client requires the name (until it demands or
+    /// retracts) and until the object's minimum lifetime (`lifetime_ms`)
+    /// ends, as in one process; then its reply (and the reuse of its
+    /// memory) waits until no consumer holds a view of it.
     pub fn submit_withdraw(&mut self, name: &str) -> Result<RequestId, ClientError> {
         let id = self.submit(Msg::Withdraw { name: name.into() }, None)?;
         if let Some(slot) = self.offers.remove(name) {

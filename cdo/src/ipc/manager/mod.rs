@@ -566,9 +566,10 @@ fn receive(shared: &Shared, mut reader: Reader, cid: ClientId, outbox: &Outbox, 
             let mut out = Outgoing::new();
             let held = {
                 let mut state = lock(&shared.state);
-                // Every hold has the same timeout, so the timer only needs
-                // waking when the first one comes.
-                let idle = !state.holds_any();
+                // Every acknowledgement hold has the same timeout, so the
+                // timer only needs waking when the first one comes, or when
+                // a withdrawal waits for a lifetime that ends sooner.
+                let before = state.next_deadline();
                 for request in frames.by_ref().take(FRAMES_PER_LOCK) {
                     match request {
                         Ok((frame, fd)) => state.handle(cid, frame, fd, &mut out),
@@ -579,7 +580,8 @@ fn receive(shared: &Shared, mut reader: Reader, cid: ClientId, outbox: &Outbox, 
                         }
                     }
                 }
-                idle && state.holds_any()
+                let after = state.next_deadline();
+                after.is_some_and(|a| before.is_none_or(|b| a < b))
             };
             if held {
                 shared.tick.notify_all();
