@@ -80,8 +80,9 @@
 //! demand, retract, withdraw, join, leave), optionally acknowledged so that
 //! the raising operation waits (up to the acknowledgement timeout; then it
 //! fails with `AckTimeout` under the fail-fast policy, or goes through
-//! under best effort), and join consumer groups that share a stream of
-//! records fairly and give a dead member's records to another. The
+//! under best effort), join consumer groups that share a stream of
+//! records fairly and give a dead member's records to another, and query
+//! the offers by attributes ([`ipc::client::Client::query`]). The
 //! archiver and librarian ([`ipc::components`], binaries `cdo-archiver`
 //! and `cdo-librarian`) keep chosen objects in an [`archive`] on a file
 //! tier and serve them back in later runs. CDO groups cross processes as

@@ -810,6 +810,64 @@ fn a_minimum_lifetime_holds_the_withdrawal_until_it_ends() {
     assert_eq!(p.engine.next_deadline(), None);
 }
 
+#[test]
+fn a_query_lists_matching_names_by_priority_in_pages() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let prod = p.join("prod");
+    let priority = |v: &str| Attributes::from([("priority".to_string(), Value::from(v))]);
+    p.offer_with(prod, "b", priority("checkpoint"));
+    p.offer_with(prod, "c", priority("output"));
+    p.offer(prod, "a");
+    let list = |p: &mut Pool, selector: &str, skip: u64| {
+        let (id, out) = p.ask(
+            prod,
+            Msg::Query {
+                selector: selector.into(),
+                skip,
+            },
+        );
+        to(&out, prod, id)
+    };
+    let listed = |names: &[&str], more: bool| {
+        vec![Msg::Listed {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            more,
+        }]
+    };
+    assert_eq!(list(&mut p, "", 0), listed(&["c", "a", "b"], false));
+    assert_eq!(list(&mut p, "has priority", 1), listed(&["b"], false));
+    assert_eq!(list(&mut p, "name == \"zzz\"", 0), listed(&[], false));
+    assert!(matches!(
+        &list(&mut p, "priority ==", 0)[..],
+        [Msg::Error {
+            code: ErrorCode::BadSelector,
+            ..
+        }]
+    ));
+    // More than a frame holds: pages, each within a frame.
+    let long: Vec<String> = (0..200)
+        .map(|i| format!("{i:03}{}", "x".repeat(4000)))
+        .collect();
+    for name in &long {
+        p.offer(prod, name);
+    }
+    let mut got = Vec::new();
+    let mut pages = 0;
+    loop {
+        let reply = list(&mut p, "name ~ \"^[0-9]\"", got.len() as u64);
+        let [Msg::Listed { names, more }] = &reply[..] else {
+            panic!("{reply:?}");
+        };
+        got.extend(names.iter().cloned());
+        pages += 1;
+        if !more {
+            break;
+        }
+    }
+    assert!(pages > 1);
+    assert_eq!(got, long);
+}
+
 // ---------------------------------------------------------------------------
 // Model test.
 

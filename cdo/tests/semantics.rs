@@ -5,10 +5,8 @@
 //!
 //! The bodies speak to a pool only through [`Peer`], a name-based
 //! application's view of either deployment. Each test's doc comment says
-//! which answer is right and why. Where a deployment still gives another
-//! answer, [`still_differs`] names it and the test prints
-//! `skipped: <deployment> ...` for that deployment (never silently); the
-//! list shrinks as the two deployments become hosts of one engine.
+//! which answer is right and why: these are the semantics in which the two
+//! deployments used to differ (issue 10), each now answered alike.
 //!
 //! What is *not* a semantic difference: the in-process pool hands data over
 //! by ownership, so a consumer's data outlives the producer's withdrawal
@@ -47,6 +45,8 @@ enum Failure {
     AckTimeout,
     /// A second offer of a name on offer was refused.
     Duplicate,
+    /// A selector that does not parse.
+    BadSelector,
     /// Anything else, as text.
     Other(String),
 }
@@ -57,6 +57,7 @@ impl From<Error> for Failure {
             Error::Timeout { .. } => Failure::Timeout,
             Error::AlreadyOffered { .. } => Failure::Duplicate,
             Error::AckTimeout { .. } => Failure::AckTimeout,
+            Error::Selector { .. } => Failure::BadSelector,
             other => Failure::Other(other.to_string()),
         }
     }
@@ -74,6 +75,10 @@ impl From<ClientError> for Failure {
                 code: ErrorCode::DuplicateName,
                 ..
             } => Failure::Duplicate,
+            ClientError::Pool {
+                code: ErrorCode::BadSelector,
+                ..
+            } => Failure::BadSelector,
             other => Failure::Other(other.to_string()),
         }
     }
@@ -86,6 +91,8 @@ type Outcome<T> = Result<T, Failure>;
 trait Peer {
     /// Offers `bytes` under `name` with a minimum lifetime (zero: none).
     fn offer(&mut self, name: &str, bytes: &[u8], lifetime: Duration) -> Outcome<()>;
+    /// Offers `bytes` under `name` with the user attribute `app.step`.
+    fn offer_step(&mut self, name: &str, bytes: &[u8], step: u64) -> Outcome<()>;
     /// Requires `name`.
     fn require(&mut self, name: &str) -> Outcome<()>;
     /// Demands `name` (required first if it was not), waiting up to
@@ -125,36 +132,12 @@ struct Setup {
     policy: FaultPolicy,
 }
 
-/// A semantic the two deployments answered differently (issue 10).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Semantic {
-    WithdrawWaitsForRequires,
-    MinimumLifetime,
-    GroupWindow,
-    AckTimeout,
-    AttributeQuery,
-}
-
 /// Either deployment, ready for peers.
 trait Deployment {
     /// Its name in messages.
     fn label(&self) -> &'static str;
     /// A new application on it, named `name`.
     fn peer(&self, name: &str) -> Box<dyn Peer + '_>;
-    /// Why this deployment still answers `semantic` differently, if it
-    /// does.
-    fn differs(&self, semantic: Semantic) -> Option<&'static str>;
-}
-
-/// Whether `d` still answers `semantic` differently; says so on stderr.
-fn still_differs(d: &dyn Deployment, semantic: Semantic) -> bool {
-    match d.differs(semantic) {
-        Some(why) => {
-            eprintln!("skipped: {} {semantic:?}: {why}", d.label());
-            true
-        }
-        None => false,
-    }
 }
 
 /// Runs `body` against an in-process pool and against a pool manager set
@@ -204,12 +187,6 @@ impl Deployment for InProcess {
             subscriptions: Vec::new(),
         })
     }
-
-    fn differs(&self, semantic: Semantic) -> Option<&'static str> {
-        match semantic {
-            _ => None,
-        }
-    }
 }
 
 struct Local<'p> {
@@ -245,6 +222,16 @@ impl Peer for Local<'_> {
             self.offered.insert(name.into(), cdo);
         }
         Ok(offered?)
+    }
+
+    fn offer_step(&mut self, name: &str, bytes: &[u8], step: u64) -> Outcome<()> {
+        let mut cdo = self.pool.declare(name)?;
+        cdo.set("app.step", step)?;
+        cdo.write(bytes)?;
+        cdo.seal()?;
+        cdo.offer()?;
+        self.offered.insert(name.into(), cdo);
+        Ok(())
     }
 
     fn require(&mut self, name: &str) -> Outcome<()> {
@@ -373,13 +360,6 @@ impl Deployment for Manager {
             records: Vec::new(),
         })
     }
-
-    fn differs(&self, semantic: Semantic) -> Option<&'static str> {
-        match semantic {
-            Semantic::AttributeQuery => Some("the protocol has no query of the offers"),
-            _ => None,
-        }
-    }
 }
 
 struct Remote {
@@ -397,6 +377,11 @@ impl Peer for Remote {
             let ms = u64::try_from(lifetime.as_millis()).expect("a test lifetime");
             attrs.insert("lifetime_ms".into(), Value::UInt(ms));
         }
+        Ok(self.client.offer(name, bytes, attrs)?)
+    }
+
+    fn offer_step(&mut self, name: &str, bytes: &[u8], step: u64) -> Outcome<()> {
+        let attrs = [("app.step".to_string(), Value::UInt(step))].into();
         Ok(self.client.offer(name, bytes, attrs)?)
     }
 
@@ -481,8 +466,10 @@ impl Peer for Remote {
         Ok(())
     }
 
-    fn query(&mut self, _selector: &str) -> Outcome<Vec<String>> {
-        Err(Failure::Other("no query in the protocol".into()))
+    fn query(&mut self, selector: &str) -> Outcome<Vec<String>> {
+        let mut names = self.client.query(selector)?;
+        names.sort();
+        Ok(names)
     }
 }
 
@@ -535,9 +522,6 @@ fn a_demand_before_the_offer_waits_for_it() {
 #[test]
 fn a_withdrawal_waits_for_the_requires_made_before_it() {
     both(Setup::default(), |d| {
-        if still_differs(d, Semantic::WithdrawWaitsForRequires) {
-            return;
-        }
         let mut producer = d.peer("producer");
         let mut demander = d.peer("demander");
         let mut retracter = d.peer("retracter");
@@ -570,9 +554,6 @@ fn a_withdrawal_waits_for_the_requires_made_before_it() {
 fn a_minimum_lifetime_holds_the_withdrawal_and_serves_late_consumers() {
     const LIFETIME: Duration = Duration::from_millis(1500);
     both(Setup::default(), |d| {
-        if still_differs(d, Semantic::MinimumLifetime) {
-            return;
-        }
         let mut producer = d.peer("producer");
         let mut late = d.peer("late");
         let offered = Instant::now();
@@ -602,9 +583,6 @@ fn a_minimum_lifetime_holds_the_withdrawal_and_serves_late_consumers() {
 #[test]
 fn a_group_member_holds_at_most_the_window() {
     both(Setup::default(), |d| {
-        if still_differs(d, Semantic::GroupWindow) {
-            return;
-        }
         let mut producer = d.peer("producer");
         let mut member = d.peer("member");
         member.join("g", "").unwrap();
@@ -695,9 +673,6 @@ fn an_unacknowledged_event_times_out_by_policy() {
             ..Setup::default()
         };
         both(setup, |d| {
-            if still_differs(d, Semantic::AckTimeout) {
-                return;
-            }
             let mut deaf = d.peer("deaf");
             let mut producer = d.peer("producer");
             let mut consumer = d.peer("consumer");
@@ -714,23 +689,43 @@ fn an_unacknowledged_event_times_out_by_policy() {
     }
 }
 
-/// A query of the offers by attributes lists the matching names.
+/// A query of the offers by attributes lists the matching names (a bad
+/// selector is a typed error, and nothing changes).
 ///
 /// Right answer: the in-process pool's (`Pool::offers`), which guided I/O
-/// and the librarian need; the pool manager's protocol has no query yet.
+/// and the librarian need; the pool manager answers it since protocol
+/// version 5 (`Client::query`).
 #[test]
 fn a_query_lists_the_matching_offers() {
     both(Setup::default(), |d| {
-        if still_differs(d, Semantic::AttributeQuery) {
-            return;
-        }
         let mut producer = d.peer("producer");
-        producer.offer("q/a", &[1; 4], Duration::ZERO).unwrap();
-        producer.offer("q/b", &[2; 8], Duration::ZERO).unwrap();
-        producer.offer("other", &[3; 4], Duration::ZERO).unwrap();
+        producer.offer_step("q/a", &[1; 4], 1).unwrap();
+        producer.offer_step("q/b", &[2; 8], 2).unwrap();
+        producer.offer_step("other", &[3; 4], 3).unwrap();
+        producer.offer("plain", &[4; 4], Duration::ZERO).unwrap();
+        let query = |p: &mut Box<dyn Peer + '_>, s: &str| p.query(s).unwrap();
         assert_eq!(
-            producer.query("size == 4").unwrap(),
-            ["other", "q/a"],
+            query(&mut producer, "app.step >= 2"),
+            ["other", "q/b"],
+            "{}",
+            d.label()
+        );
+        assert_eq!(
+            query(&mut producer, "has app.step"),
+            ["other", "q/a", "q/b"],
+            "{}",
+            d.label()
+        );
+        assert_eq!(
+            producer.query("app.step >="),
+            Err(Failure::BadSelector),
+            "{}",
+            d.label()
+        );
+        assert!(producer.withdraw("q/a", LONG).unwrap(), "{}", d.label());
+        assert_eq!(
+            query(&mut producer, "name ~ \"^q/\""),
+            ["q/b"],
             "{}",
             d.label()
         );

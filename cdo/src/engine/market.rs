@@ -5,6 +5,7 @@
 //! host carries them out.
 
 mod held;
+mod query;
 mod segments;
 mod withdrawals;
 
@@ -484,6 +485,7 @@ impl Engine {
                 Ok(None)
             }
             Msg::Stat => Ok(Some(Msg::Stats(self.stats()))),
+            Msg::Query { selector, skip } => self.query(&selector, skip),
             // Manager-to-client messages; their payload is not echoed back,
             // it may be as large as a frame.
             _ => fail(ErrorCode::Protocol, "message not accepted from clients"),

@@ -40,6 +40,8 @@ pub trait Registry: Send {
     fn remove(&mut self, name: &str, owner: ClientId) -> Option<Entry>;
     /// Names of the objects `owner` offered.
     fn names_of(&self, owner: ClientId) -> Vec<String>;
+    /// Calls `f` on every offered object (every version) with its name.
+    fn for_each(&self, f: &mut dyn FnMut(&str, &Entry));
     /// Number of offered objects.
     fn len(&self) -> usize;
     /// Whether nothing is offered.
@@ -109,6 +111,12 @@ impl Registry for NameRegistry {
             .filter(|(_, v)| v.iter().any(|e| e.owner == owner))
             .map(|(name, _)| name.clone())
             .collect()
+    }
+
+    fn for_each(&self, f: &mut dyn FnMut(&str, &Entry)) {
+        for (name, versions) in &self.entries {
+            versions.iter().for_each(|e| f(name, e));
+        }
     }
 
     fn len(&self) -> usize {

@@ -200,6 +200,13 @@ pub enum Reply {
     Bye,
     /// Subscribed, with this id.
     Subscribed(u64),
+    /// A page of the names a query matched.
+    Listed {
+        /// The names.
+        names: Vec<String>,
+        /// Whether more follow.
+        more: bool,
+    },
 }
 
 /// A consumer-group record: an offered object given to this member only.
@@ -722,6 +729,32 @@ impl Client {
         self.ack(event)
     }
 
+    /// The names on offer whose attributes match `selector`, in guided-I/O
+    /// order (by priority, output first, then name), as
+    /// [`Pool::offers`](crate::Pool::offers) lists them in one process.
+    ///
+    /// # Errors
+    /// [`ErrorCode::BadSelector`] (with the position) for a bad selector.
+    pub fn query(&mut self, selector: &str) -> Result<Vec<String>, ClientError> {
+        let mut names = Vec::new();
+        loop {
+            let msg = Msg::Query {
+                selector: selector.into(),
+                skip: names.len() as u64,
+            };
+            let id = self.submit(msg, None)?;
+            match self.wait(id, Some(self.op_timeout))? {
+                Reply::Listed { names: page, more } => {
+                    names.extend(page);
+                    if !more {
+                        return Ok(names);
+                    }
+                }
+                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            }
+        }
+    }
+
     /// The manager's counters.
     pub fn stats(&mut self) -> Result<Stats, ClientError> {
         let id = self.submit(Msg::Stat, None)?;
@@ -930,6 +963,7 @@ impl Client {
             Msg::Bye => Ok(Reply::Bye),
             Msg::Stats(s) => Ok(Reply::Stats(s)),
             Msg::Subscribed { subscription } => Ok(Reply::Subscribed(subscription)),
+            Msg::Listed { names, more } => Ok(Reply::Listed { names, more }),
             Msg::Data(data) => {
                 let object = data.object;
                 let view = self.view(data, fd).map(Reply::Data);

@@ -150,21 +150,27 @@ pub fn check_request(msg: &Msg) -> Result<(), (ErrorCode, String)> {
         | Msg::Withdraw { name }
         | Msg::Retract { name } => check_name("object name", name),
         Msg::Subscribe(req) => {
-            if req.selector.len() > MAX_SELECTOR_LEN {
-                return Err((
-                    ErrorCode::BadSelector,
-                    format!(
-                        "selector of {} bytes (at most {MAX_SELECTOR_LEN})",
-                        req.selector.len()
-                    ),
-                ));
-            }
+            check_selector(&req.selector)?;
             req.group
                 .as_deref()
                 .map_or(Ok(()), |g| check_name("group name", g))
         }
+        Msg::Query { selector, .. } => check_selector(selector),
         _ => Ok(()),
     }
+}
+
+fn check_selector(selector: &str) -> Result<(), (ErrorCode, String)> {
+    if selector.len() > MAX_SELECTOR_LEN {
+        return Err((
+            ErrorCode::BadSelector,
+            format!(
+                "selector of {} bytes (at most {MAX_SELECTOR_LEN})",
+                selector.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -227,6 +233,11 @@ mod tests {
             ErrorCode::BadSelector
         );
         assert_eq!(code(&sub("*".into(), Some(long))), ErrorCode::Protocol);
+        let query = Msg::Query {
+            selector: "x".repeat(MAX_SELECTOR_LEN + 1),
+            skip: 0,
+        };
+        assert_eq!(code(&query), ErrorCode::BadSelector);
     }
 
     #[test]
