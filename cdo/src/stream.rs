@@ -4,9 +4,10 @@
 //! formed whose attributes match its selector. Every group sees every
 //! record; within a group each record goes to exactly one member, the
 //! least loaded (queued plus held records; ties in round-robin order). A
-//! member has at most [`GROUP_WINDOW`] records queued or held: when every
-//! member has that many, records wait in the group, in order, until one
-//! completes a record (the pool manager's window, the same constant). A
+//! member has at most [`GROUP_WINDOW`](crate::engine::GROUP_WINDOW)
+//! records queued or held: when every member has that many, records wait
+//! in the group, in order, until one completes a record. The choice is the
+//! pool manager's own rule (one function of the engine). A
 //! record dropped without [`Record::complete`], or queued at a member that
 //! leaves, goes to another member (to the same one when it is alone). A
 //! record pins its offer, so the producer's withdraw waits for every group
@@ -15,7 +16,7 @@
 
 use crate::attrs::Attributes;
 use crate::data::Data;
-use crate::engine::GROUP_WINDOW;
+use crate::engine::pick_member;
 use crate::error::{Error, Result};
 use crate::registry::{lock, Offer};
 use crate::selector::Selector;
@@ -49,15 +50,12 @@ struct GroupState {
 }
 
 impl GroupState {
-    /// The least-loaded member with room other than `exclude` (or
-    /// `exclude` itself when it is alone), ties in round-robin order.
+    /// The member [`pick_member`] names, `exclude` (a member id) only
+    /// when it is alone.
     fn pick(&self, exclude: Option<u64>) -> Option<usize> {
-        let n = self.members.len();
-        (0..n)
-            .map(|k| (self.cursor + k) % n)
-            .filter(|&i| Some(self.members[i].id) != exclude || n == 1)
-            .filter(|&i| self.members[i].load() < GROUP_WINDOW as usize)
-            .min_by_key(|&i| self.members[i].load())
+        let members = &self.members;
+        let skip = exclude.and_then(|id| members.iter().position(|m| m.id == id));
+        pick_member(members.len(), self.cursor, |i| members[i].load(), skip)
     }
 
     /// Queues `offer` at member `i`.

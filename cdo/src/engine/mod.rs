@@ -42,6 +42,7 @@ use crate::schema::Schema;
 pub use market::Engine;
 pub use quota::Limits;
 pub use registry::ClientId;
+pub(crate) use subs::pick_member;
 pub use subs::GROUP_WINDOW;
 pub use tombstones::TOMBSTONES_KEPT;
 
