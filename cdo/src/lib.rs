@@ -101,7 +101,9 @@
 //!
 //! The manager holds out against hostile or broken clients of the same
 //! user: before its JOIN a connection may send one frame of at most 4 KiB;
-//! names, selectors and attribute maps are bounded ([`ipc::limits`]), values
+//! object names follow the rule they follow in one process
+//! ([`engine::names`]); names, selectors and attribute maps are bounded
+//! ([`ipc::limits`]), values
 //! and selectors nest at most 32 deep; each client has quotas
 //! ([`ipc::manager::Limits`], `CDO_MAX_*` variables) and a client that does
 //! not read its replies is paused, not queued for without bound.

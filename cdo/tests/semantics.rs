@@ -47,6 +47,8 @@ enum Failure {
     Duplicate,
     /// A selector that does not parse.
     BadSelector,
+    /// A name that cannot name a CDO.
+    InvalidName,
     /// Anything else, as text.
     Other(String),
 }
@@ -58,6 +60,7 @@ impl From<Error> for Failure {
             Error::AlreadyOffered { .. } => Failure::Duplicate,
             Error::AckTimeout { .. } => Failure::AckTimeout,
             Error::Selector { .. } => Failure::BadSelector,
+            Error::InvalidName { .. } => Failure::InvalidName,
             other => Failure::Other(other.to_string()),
         }
     }
@@ -79,6 +82,10 @@ impl From<ClientError> for Failure {
                 code: ErrorCode::BadSelector,
                 ..
             } => Failure::BadSelector,
+            ClientError::Pool {
+                code: ErrorCode::InvalidName,
+                ..
+            } => Failure::InvalidName,
             other => Failure::Other(other.to_string()),
         }
     }
@@ -523,6 +530,41 @@ fn a_second_offer_is_a_newer_version_under_the_version_policy() {
         assert_eq!(second.demand("ver", LONG).unwrap(), [1; 8], "{}", d.label());
         second.release("ver");
         assert!(older.withdraw("ver", LONG).unwrap(), "{}", d.label());
+    });
+}
+
+/// A name is non-empty `/`-separated segments without control characters,
+/// of bounded length, in both deployments: others are refused whatever the
+/// operation, and the pool is unchanged.
+///
+/// Right answer: the in-process pool's rule (the pool manager only bounded
+/// the length), now one function, `engine::names::invalid`.
+#[test]
+fn names_are_checked_alike() {
+    both(Setup::default(), |d| {
+        let mut peer = d.peer("peer");
+        for bad in ["a//b", "/lead", "trail/", "ctl\u{7}"] {
+            let offered = peer.offer(bad, &[1], Duration::ZERO);
+            assert_eq!(offered, Err(Failure::InvalidName), "{}", d.label());
+            let required = peer.require(bad);
+            assert_eq!(required, Err(Failure::InvalidName), "{}", d.label());
+            let demanded = peer.demand(bad, SHORT).map(|_| ());
+            assert_eq!(demanded, Err(Failure::InvalidName), "{}", d.label());
+        }
+        let long = "x".repeat(cdo::ipc::limits::MAX_NAME_LEN + 1);
+        assert!(
+            peer.offer(&long, &[1], Duration::ZERO).is_err(),
+            "{}",
+            d.label()
+        );
+        assert_eq!(
+            peer.query("").unwrap(),
+            Vec::<String>::new(),
+            "{}",
+            d.label()
+        );
+        peer.offer("fine/name", &[2], Duration::ZERO).unwrap();
+        assert!(peer.withdraw("fine/name", LONG).unwrap(), "{}", d.label());
     });
 }
 

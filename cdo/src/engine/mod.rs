@@ -23,10 +23,12 @@
 //! - [`registry`]: offered objects by name (exact names, versions);
 //! - `subs`: subscriptions, consumer groups, acknowledgements;
 //! - `quota`: per-client quotas and the limits they enforce;
+//! - [`names`]: what may name a CDO (one rule for both deployments);
 //! - `tombstones`: names whose producer died, bounded (see
 //!   [`TOMBSTONES_KEPT`]).
 
 mod market;
+pub mod names;
 mod quota;
 pub mod registry;
 mod subs;

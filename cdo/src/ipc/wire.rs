@@ -27,7 +27,8 @@ use crate::value::Value;
 pub const FRAME_VERSION: u8 = 1;
 /// Version of the message schema, exchanged in [`Msg::Join`] (3: WELCOME
 /// carries the lease and its page; 4: quota and size errors, queued-bytes
-/// and dropped-event counters; 5: queries of the offers, [`Msg::Query`]).
+/// and dropped-event counters; 5: queries of the offers, [`Msg::Query`],
+/// and [`ErrorCode::InvalidName`]).
 pub const PROTOCOL_VERSION: u32 = 5;
 /// Magic bytes opening every frame.
 pub const MAGIC: [u8; 2] = *b"CD";
@@ -91,6 +92,10 @@ pub enum ErrorCode {
     QuotaExceeded,
     /// The reply would not fit in a frame; the request did nothing.
     TooLarge,
+    /// The object name is empty, has an empty path segment or a control
+    /// character ([`engine::names`](crate::engine::names)); the request
+    /// did nothing.
+    InvalidName,
 }
 
 /// Counters of the pool manager, the reply to [`Msg::Stat`].
