@@ -592,7 +592,14 @@ impl Client {
         Ok(())
     }
 
-    /// Withdraws our object `name`.
+    /// Withdraws our object `name`, waiting up to the operation timeout
+    /// (see [`Client::submit_withdraw`] for what it waits for; to wait
+    /// longer, as for a long lifetime, submit it and wait with
+    /// [`Client::wait_keeping`]).
+    ///
+    /// # Errors
+    /// [`ErrorCode::UnknownName`], [`ErrorCode::NotOwner`];
+    /// [`ClientError::Timeout`] when it still waits (it goes on).
     pub fn withdraw(&mut self, name: &str) -> Result<(), ClientError> {
         let id = self.submit_withdraw(name)?;
         self.expect_ok(id)
