@@ -868,6 +868,25 @@ fn a_query_lists_matching_names_by_priority_in_pages() {
     assert_eq!(got, long);
 }
 
+#[test]
+fn the_size_attribute_is_the_object_s_size() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let (prod, cons) = (p.join("prod"), p.join("cons"));
+    let size = |n: u64| Attributes::from([("size".to_string(), Value::UInt(n))]);
+    let (id, out) = p.offer_with(prod, "wrong", size(SIZE + 1));
+    assert_eq!(answers(&out, prod, id), [error(ErrorCode::BadAttributes)]);
+    let (id, out) = p.offer_with(prod, "right", size(SIZE));
+    assert_eq!(answers(&out, prod, id), [Got::Ok]);
+    p.offer(prod, "unsaid");
+    for name in ["right", "unsaid"] {
+        let (d, out) = p.demand(cons, name);
+        let [Msg::Data(data)] = &to(&out, cons, d)[..] else {
+            panic!("{out:?}");
+        };
+        assert_eq!(data.attrs, size(SIZE), "{name}");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Model test.
 

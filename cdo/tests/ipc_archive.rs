@@ -35,6 +35,13 @@ fn persisted(step: u64) -> Attributes {
     ])
 }
 
+/// `attrs` as the pool keeps them for an object of `size` bytes: with the
+/// `size` attribute, as in one process.
+fn offered(mut attrs: Attributes, size: u64) -> Attributes {
+    attrs.insert("size".to_string(), Value::UInt(size));
+    attrs
+}
+
 /// Runs `next` until it has produced `n` outcomes.
 fn take<T>(n: usize, mut next: impl FnMut() -> Option<T>) -> Vec<T> {
     let start = Instant::now();
@@ -77,7 +84,7 @@ fn archiver_keeps_what_its_selector_picks_and_librarian_serves_it_back() {
         ["run/chk/0", "run/chk/1", "run/chk/2"]
     );
     let entry = archive.load("run/chk/2").unwrap().unwrap();
-    assert_eq!(entry.attributes, persisted(2));
+    assert_eq!(entry.attributes, offered(persisted(2), 1002));
     assert_eq!(entry.data, vec![2u8; 1002]);
 
     // A later run: nobody produces, the librarian answers requires.
@@ -108,7 +115,7 @@ fn archiver_keeps_what_its_selector_picks_and_librarian_serves_it_back() {
     );
     let v = c.demand("run/chk/1", WAIT).unwrap();
     assert_eq!(&*v, &vec![1u8; 1001][..]);
-    assert_eq!(v.attrs(), &persisted(1));
+    assert_eq!(v.attrs(), &offered(persisted(1), 1001));
     drop(v);
     c.retract("run/missing").unwrap();
     c.leave(WAIT).unwrap();

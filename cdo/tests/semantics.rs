@@ -788,6 +788,12 @@ fn a_query_lists_the_matching_offers() {
             d.label()
         );
         assert_eq!(
+            query(&mut producer, "size == 4"),
+            ["other", "plain", "q/a"],
+            "{}: the size is an attribute of every offer",
+            d.label()
+        );
+        assert_eq!(
             query(&mut producer, "has app.step"),
             ["other", "q/a", "q/b"],
             "{}",

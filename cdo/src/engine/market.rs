@@ -29,6 +29,7 @@ use crate::events::EventKind;
 
 use crate::ipc::limits::check_request;
 use crate::ipc::wire::{Attributes, DataRef, ErrorCode, Msg, RequestId, Stats};
+use crate::value::Value;
 
 /// Effects of the operations handled so far, in order.
 type Outgoing = Vec<Effect>;
@@ -521,9 +522,23 @@ impl Engine {
             );
         }
         self.quotas.check(cid, Kind::Offers)?;
-        let (attrs, lifetime) = self
+        let (mut attrs, lifetime) = self
             .checked_attributes(attrs)
             .map_err(|text| (ErrorCode::BadAttributes, format!("{name}: {text}")))?;
+        // The size attribute is the object's size, as in one process: set
+        // when absent (so that selectors see it), refused when it differs.
+        match attrs.get("size") {
+            None => {
+                attrs.insert("size".into(), Value::UInt(size));
+            }
+            Some(&Value::UInt(s)) if s == size => {}
+            Some(other) => {
+                return fail(
+                    ErrorCode::BadAttributes,
+                    format!("{name}: size {other:?} but {size} bytes"),
+                )
+            }
+        }
         let entry = Entry {
             owner: cid,
             size,
