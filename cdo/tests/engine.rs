@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use cdo::engine::registry::{ClientId, NameRegistry};
-use cdo::engine::{Effect, Engine, EngineConfig, FaultPolicy, GROUP_WINDOW, TOMBSTONES_KEPT};
+use cdo::engine::{
+    Effect, Engine, EngineConfig, FaultPolicy, Limits, GROUP_WINDOW, TOMBSTONES_KEPT,
+};
 use cdo::ipc::wire::{Attributes, ErrorCode, Msg, SegmentRef, SubscribeRef};
 use cdo::{DuplicateOffers, EventKind, EventMask, Value};
 use proptest::prelude::*;
@@ -756,6 +758,39 @@ fn a_withdrawal_waits_for_the_requires_made_before_it() {
     // A require made after the withdrawal waits for the next offer.
     let (d, out) = p.demand(b, "x");
     assert!(answers(&out, b, d).is_empty());
+}
+
+#[test]
+fn waiting_withdrawals_count_against_the_waiters_quota() {
+    let config = EngineConfig {
+        limits: Limits {
+            waiters: 1,
+            ..Limits::default()
+        },
+        ..EngineConfig::default()
+    };
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    p.engine = Engine::new(Box::new(NameRegistry::new(DuplicateOffers::Reject)), config);
+    let (prod, cons) = (p.join("prod"), p.join("cons"));
+    p.offer(prod, "x");
+    p.offer(prod, "y");
+    p.ask(cons, Msg::Require { name: "x".into() });
+    p.ask(cons, Msg::Require { name: "y".into() });
+    let (w, out) = p.withdraw(prod, "x");
+    assert!(answers(&out, prod, w).is_empty());
+    let (again, out) = p.withdraw(prod, "y");
+    assert_eq!(
+        answers(&out, prod, again),
+        [error(ErrorCode::QuotaExceeded)]
+    );
+    let (_, out) = p.ask(cons, Msg::Retract { name: "x".into() });
+    assert_eq!(answers(&out, prod, w), [Got::Ok]);
+    // The quota is free again.
+    let (again, out) = p.withdraw(prod, "y");
+    assert!(
+        answers(&out, prod, again).is_empty(),
+        "waits for the require"
+    );
 }
 
 #[test]

@@ -376,6 +376,9 @@ impl Engine {
                     };
                 };
                 if self.withdrawal_waits(&name, cid, object) {
+                    // A held operation like one waiting for
+                    // acknowledgements, under the same quota.
+                    self.quotas.add(cid, Kind::Waiters);
                     self.withdrawing.push(Withdrawing {
                         name,
                         owner: cid,

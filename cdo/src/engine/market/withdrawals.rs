@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use super::{Draining, Engine, Outgoing};
+use crate::engine::quota::Kind;
 use crate::engine::registry::ClientId;
 use crate::events::EventKind;
 use crate::ipc::wire::{ErrorCode, Msg, RequestId};
@@ -96,6 +97,7 @@ impl Engine {
                 });
         self.withdrawing = waiting;
         for w in ready {
+            self.quotas.sub(w.owner, Kind::Waiters, 1);
             self.withdraw(w.name, w.owner, w.id, out);
         }
     }
