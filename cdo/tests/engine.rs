@@ -794,6 +794,27 @@ fn waiting_withdrawals_count_against_the_waiters_quota() {
 }
 
 #[test]
+fn a_withdrawal_carried_out_later_waits_for_its_acknowledgements() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let (prod, cons, watcher) = (p.join("prod"), p.join("cons"), p.join("watcher"));
+    p.subscribe(watcher, acked_events(&[EventKind::Withdraw]));
+    p.offer(prod, "x");
+    p.ask(cons, Msg::Require { name: "x".into() });
+    let (w, out) = p.withdraw(prod, "x");
+    assert!(answers(&out, prod, w).is_empty());
+    assert!(unsolicited(&out, watcher).is_empty(), "not withdrawn yet");
+    let (r, out) = p.ask(cons, Msg::Retract { name: "x".into() });
+    assert_eq!(answers(&out, cons, r), [Got::Ok], "the retract is not held");
+    assert!(answers(&out, prod, w).is_empty(), "held for the watcher");
+    let event = match &unsolicited(&out, watcher)[..] {
+        [Msg::Event(e)] if e.needs_ack && e.kind == EventKind::Withdraw => e.event,
+        other => panic!("{other:?}"),
+    };
+    let (_, out) = p.ask(watcher, Msg::Ack { event });
+    assert_eq!(answers(&out, prod, w), [Got::Ok]);
+}
+
+#[test]
 fn a_withdrawal_of_a_required_object_ends_with_its_producer() {
     let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
     let (prod, cons) = (p.join("prod"), p.join("cons"));

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use super::{Draining, Engine, Outgoing};
+use super::{Current, Draining, Engine, Outgoing};
 use crate::engine::quota::Kind;
 use crate::engine::registry::ClientId;
 use crate::events::EventKind;
@@ -83,7 +83,9 @@ impl Engine {
     }
 
     /// Carries out the waiting withdrawals that nothing holds any more, in
-    /// the order they were asked for.
+    /// the order they were asked for. Each is its own operation: its reply
+    /// waits for the acknowledgements of its withdraw event, as when it is
+    /// carried out at once.
     fn check_withdrawals(&mut self, out: &mut Outgoing) {
         if self.withdrawing.is_empty() {
             return;
@@ -96,10 +98,30 @@ impl Engine {
                     None => true,
                 });
         self.withdrawing = waiting;
+        if ready.is_empty() {
+            return;
+        }
+        let handling = self.current.take();
         for w in ready {
             self.quotas.sub(w.owner, Kind::Waiters, 1);
+            self.next_op += 1;
+            self.current = Some(Current {
+                op: self.next_op,
+                client: w.owner,
+                awaited: 0,
+            });
+            let start = out.len();
             self.withdraw(w.name, w.owner, w.id, out);
+            let Some(cur) = self.current.take().filter(|c| c.awaited > 0) else {
+                continue;
+            };
+            match self.now {
+                Some(now) => self.hold(cur, w.id, start, now, out),
+                // Not reached: a withdrawal waits only after a request.
+                None => self.subs.forget_op(cur.op),
+            }
         }
+        self.current = handling;
     }
 
     /// After anything that may have released a require, a view or a
