@@ -15,13 +15,17 @@
 //! through a pinned temporary: the device bytes are brought to the host
 //! (when the device is the source, or when the destination layout leaves
 //! gaps whose bytes must survive), converted by the CPU kernels, and sent
-//! back. One seam, [`DeviceConverter`], lets a GPU layout kernel convert
-//! on the device instead, for copies between two arrays of one device.
+//! back. Between two arrays of one device, the device's
+//! [`DeviceConverter`](crate::gpu::DeviceConverter) converts on the device
+//! instead when it takes the pair of layouts: on CUDA devices that is the
+//! `mamba-gpu-kernels` kernels (strided layouts; tiled layouts, and
+//! machines without NVRTC, keep the host path), counted by
+//! [`GpuDevice::device_conversions`].
 
 use crate::allocator::Mamba;
 use crate::array::{Array, ArrayView};
 use crate::error::{Error, Result};
-use crate::gpu::{DeviceConverter, DevicePtr, GpuDevice, PinnedBuffer, Transfer};
+use crate::gpu::{DevicePtr, GpuDevice, PinnedBuffer, Transfer};
 use crate::policy::Policy;
 use mamba_transforms::{CopyPlan, ExecOptions, Layout};
 use std::sync::Arc;
@@ -203,7 +207,9 @@ fn copy_between(
                 // SAFETY: both arrays are borrowed for the call, which waits.
                 unsafe { sg.enqueue_device_copy(&dg, dp, sp, src_layout.required_len()) }?;
                 sg.finish()?;
-            } else if !convert_on_device(&sg, &dg, src_layout, dst_layout, sp, dp)? {
+            } else if !(Arc::ptr_eq(&sg, &dg)
+                && sg.convert_on_device(src_layout, dst_layout, sp, dp)?)
+            {
                 let tmp_src = pinned_copy_of(&sg, sp, src_layout.required_len())?;
                 let mut tmp = if covers(dst_layout) {
                     dg.alloc_pinned(dst_layout.required_len())?
@@ -225,31 +231,6 @@ fn pinned_copy_of(gpu: &Arc<GpuDevice>, ptr: DevicePtr, len: usize) -> Result<Pi
     // SAFETY: `tmp` is borrowed mutably for the call, which waits.
     unsafe { gpu.download(tmp.as_mut_slice().as_mut_ptr(), ptr, len, true) }?;
     Ok(tmp)
-}
-
-/// The device-side conversion seam: a layout-converting copy between two
-/// arrays of one device runs as a GPU kernel when the device has a
-/// [`DeviceConverter`] that takes this pair of layouts. Whether it did (and
-/// the copy is complete).
-fn convert_on_device(
-    src_gpu: &Arc<GpuDevice>,
-    dst_gpu: &Arc<GpuDevice>,
-    src_layout: &Layout,
-    dst_layout: &Layout,
-    src: DevicePtr,
-    dst: DevicePtr,
-) -> Result<bool> {
-    let converter: Option<Arc<dyn DeviceConverter>> = src_gpu.converter();
-    match converter {
-        Some(c) if Arc::ptr_eq(src_gpu, dst_gpu) => {
-            if c.convert(src_layout, dst_layout, src, dst, src_gpu.stream()?)? {
-                src_gpu.finish()?;
-                return Ok(true);
-            }
-            Ok(false)
-        }
-        _ => Ok(false),
-    }
 }
 
 impl Mamba {
