@@ -10,6 +10,7 @@ use cudarc::driver::sys::CUstream;
 use mamba_transforms::{CopyPlan, Error, Field, Layout, RecordLayout};
 
 use super::*;
+use crate::fixtures::{random_bytes, rm, PERMUTATIONS_3D};
 
 /// Host memory posing as device memory: buffers at fake addresses, with
 /// gaps between them that no access may touch. A test double only.
@@ -181,19 +182,6 @@ fn kernels() -> (GpuKernels, std::sync::Arc<HostMemory>) {
     )
 }
 
-/// Deterministic pseudo-random bytes (xorshift).
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 fn null() -> CUstream {
     std::ptr::null_mut()
 }
@@ -219,10 +207,6 @@ fn check_copy(src: &Layout, dst: &Layout, misalign: usize) {
     );
 }
 
-fn rm(elem: usize, shape: &[usize]) -> Layout {
-    Layout::row_major(elem, shape).unwrap()
-}
-
 #[test]
 fn transposes_2d_match_the_cpu_for_all_element_sizes() {
     for elem in [1, 2, 3, 4, 8, 12, 16] {
@@ -239,14 +223,7 @@ fn transposes_2d_match_the_cpu_for_all_element_sizes() {
 fn every_3d_permutation_matches_the_cpu() {
     let shape = [31, 17, 5];
     for elem in [1, 2, 4, 8, 16, 6] {
-        for perm in [
-            [0, 1, 2],
-            [0, 2, 1],
-            [1, 0, 2],
-            [1, 2, 0],
-            [2, 0, 1],
-            [2, 1, 0],
-        ] {
+        for perm in PERMUTATIONS_3D {
             let src = rm(elem, &shape).permute_axes(&perm).unwrap();
             let dst = rm(elem, src.shape());
             check_copy(&src, &dst, 0);
