@@ -86,6 +86,21 @@ fn at(base: u64, offset: i64) -> u64 {
     base.wrapping_add(offset as u64)
 }
 
+/// The source and destination offsets of item `i` of a `rank`-dimensional
+/// iteration, as the kernels decode it from their parameter words: `words`
+/// holds the shape, then (`slots` words further each) the source and the
+/// destination strides, innermost dimension last.
+fn offsets(i: u64, words: &[u64], slots: usize, rank: usize) -> (i64, i64) {
+    let (mut rem, mut src, mut dst) = (i, 0i64, 0i64);
+    for d in (0..rank).rev() {
+        let n = words[d];
+        src += (rem % n) as i64 * words[slots + d] as i64;
+        dst += (rem % n) as i64 * words[2 * slots + d] as i64;
+        rem /= n;
+    }
+    (src, dst)
+}
+
 impl Backend for Emulator {
     fn api(&self) -> Api {
         Api::Cuda
@@ -112,13 +127,7 @@ impl Backend for Emulator {
             "strided" => {
                 let rank = w[3] as usize;
                 for i in 0..w[2] {
-                    let (mut rem, mut so, mut doff) = (i, 0i64, 0i64);
-                    for d in (0..rank).rev() {
-                        let n = w[5 + d];
-                        so += (rem % n) as i64 * w[5 + MAX + d] as i64;
-                        doff += (rem % n) as i64 * w[5 + 2 * MAX + d] as i64;
-                        rem /= n;
-                    }
+                    let (so, doff) = offsets(i, &w[5..], MAX, rank);
                     for u in 0..w[4] {
                         mem.copy(
                             at(w[0], so) + u * unit,
@@ -133,13 +142,7 @@ impl Backend for Emulator {
                 assert_eq!(launch.block, [plan::TILE, plan::BLOCK_ROWS, 1]);
                 let rank = w[8] as usize;
                 for b in 0..w[9] {
-                    let (mut rem, mut sb, mut db) = (b, 0i64, 0i64);
-                    for d in (0..rank).rev() {
-                        let n = w[10 + d];
-                        sb += (rem % n) as i64 * w[10 + BATCH + d] as i64;
-                        db += (rem % n) as i64 * w[10 + 2 * BATCH + d] as i64;
-                        rem /= n;
-                    }
+                    let (sb, db) = offsets(b, &w[10..], BATCH, rank);
                     for q in 0..w[3] as i64 {
                         for p in 0..w[2] as i64 {
                             let s = at(w[0], sb + p * w[4] as i64 + q * w[5] as i64);
