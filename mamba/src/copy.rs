@@ -6,7 +6,7 @@
 //! | route | when | how |
 //! |---|---|---|
 //! | [`Route::Host`] | both sides CPU-addressable (DRAM, HBM, NVDIMM, pinned, SSD mappings) | the layout kernels of `mamba_transforms`, parallel, non-temporal stores for large copies |
-//! | [`Route::HostToDevice`] | host to GPU memory | one DMA from pinned memory; through the pinned staging ring ([`crate::gpu::StagingRing`]) from pageable memory |
+//! | [`Route::HostToDevice`] | host to GPU memory | one DMA from pinned memory; through the device's pinned staging ring ([`crate::gpu::StagingConfig`]) from pageable memory |
 //! | [`Route::DeviceToHost`] | GPU memory to host | the same, the other way |
 //! | [`Route::DeviceToDevice`] | GPU to GPU memory | one DMA on the device, or a peer copy between two devices |
 //!
