@@ -181,11 +181,7 @@ fn copy_between(
                 // SAFETY: `bytes` is borrowed for the call, which waits.
                 unsafe { gpu.upload(ptr, bytes.as_ptr(), len, pinned) }?;
             } else {
-                let mut tmp = gpu.alloc_pinned(dst_layout.required_len())?;
-                if !covers(dst_layout) {
-                    // SAFETY: `tmp` is borrowed mutably for the call.
-                    unsafe { gpu.download(tmp.as_mut_slice().as_mut_ptr(), ptr, tmp.len(), true) }?;
-                }
+                let mut tmp = pinned_destination(&gpu, ptr, dst_layout)?;
                 plan.execute_with(bytes, tmp.as_mut_slice(), opts)?;
                 // SAFETY: `tmp` lives until the call (which waits) returns.
                 unsafe { gpu.upload(ptr, tmp.as_slice().as_ptr(), tmp.len(), true) }?;
@@ -211,11 +207,7 @@ fn copy_between(
                 && sg.convert_on_device(src_layout, dst_layout, sp, dp)?)
             {
                 let tmp_src = pinned_copy_of(&sg, sp, src_layout.required_len())?;
-                let mut tmp = if covers(dst_layout) {
-                    dg.alloc_pinned(dst_layout.required_len())?
-                } else {
-                    pinned_copy_of(&dg, dp, dst_layout.required_len())?
-                };
+                let mut tmp = pinned_destination(&dg, dp, dst_layout)?;
                 plan.execute_with(tmp_src.as_slice(), tmp.as_mut_slice(), opts)?;
                 // SAFETY: `tmp` lives until the call (which waits) returns.
                 unsafe { dg.upload(dp, tmp.as_slice().as_ptr(), tmp.len(), true) }?;
@@ -223,6 +215,21 @@ fn copy_between(
         }
     }
     Ok(())
+}
+
+/// Pinned memory in which to build the device array at `ptr` (layout
+/// `layout`) before uploading it: a copy of its bytes when the layout
+/// leaves gaps whose bytes must survive, fresh memory otherwise.
+fn pinned_destination(
+    gpu: &Arc<GpuDevice>,
+    ptr: DevicePtr,
+    layout: &Layout,
+) -> Result<PinnedBuffer> {
+    if covers(layout) {
+        gpu.alloc_pinned(layout.required_len())
+    } else {
+        pinned_copy_of(gpu, ptr, layout.required_len())
+    }
 }
 
 /// A pinned host copy of `len` device bytes at `ptr`.
