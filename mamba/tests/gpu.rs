@@ -1,7 +1,7 @@
 //! The GPU data plane on a real CUDA device. Every test prints
 //! `skipped: ...` and returns when no CUDA device is found, and checks real
-//! results (bytes against the CPU copy engine, the driver's context stack)
-//! when one is.
+//! results (bytes against the CPU copy engine, the driver's context stack,
+//! which conversions ran as GPU kernels) when one is.
 //!
 //! Run: `cargo test -p mamba --test gpu -- --nocapture --test-threads=1`.
 
