@@ -388,4 +388,7 @@ fn convert_launch(
 }
 
 #[cfg(test)]
+#[path = "../tests/common/mod.rs"]
+mod fixtures;
+#[cfg(test)]
 mod tests;

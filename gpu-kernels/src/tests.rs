@@ -10,6 +10,7 @@ use cudarc::driver::sys::CUstream;
 use mamba_transforms::{CopyPlan, Error, Field, Layout, RecordLayout};
 
 use super::*;
+use crate::fixtures::{random_bytes, rm, PERMUTATIONS_3D};
 
 /// Host memory posing as device memory: buffers at fake addresses, with
 /// gaps between them that no access may touch. A test double only.
@@ -85,6 +86,21 @@ fn at(base: u64, offset: i64) -> u64 {
     base.wrapping_add(offset as u64)
 }
 
+/// The source and destination offsets of item `i` of a `rank`-dimensional
+/// iteration, as the kernels decode it from their parameter words: `words`
+/// holds the shape, then (`slots` words further each) the source and the
+/// destination strides, innermost dimension last.
+fn offsets(i: u64, words: &[u64], slots: usize, rank: usize) -> (i64, i64) {
+    let (mut rem, mut src, mut dst) = (i, 0i64, 0i64);
+    for d in (0..rank).rev() {
+        let n = words[d];
+        src += (rem % n) as i64 * words[slots + d] as i64;
+        dst += (rem % n) as i64 * words[2 * slots + d] as i64;
+        rem /= n;
+    }
+    (src, dst)
+}
+
 impl Backend for Emulator {
     fn api(&self) -> Api {
         Api::Cuda
@@ -111,13 +127,7 @@ impl Backend for Emulator {
             "strided" => {
                 let rank = w[3] as usize;
                 for i in 0..w[2] {
-                    let (mut rem, mut so, mut doff) = (i, 0i64, 0i64);
-                    for d in (0..rank).rev() {
-                        let n = w[5 + d];
-                        so += (rem % n) as i64 * w[5 + MAX + d] as i64;
-                        doff += (rem % n) as i64 * w[5 + 2 * MAX + d] as i64;
-                        rem /= n;
-                    }
+                    let (so, doff) = offsets(i, &w[5..], MAX, rank);
                     for u in 0..w[4] {
                         mem.copy(
                             at(w[0], so) + u * unit,
@@ -132,13 +142,7 @@ impl Backend for Emulator {
                 assert_eq!(launch.block, [plan::TILE, plan::BLOCK_ROWS, 1]);
                 let rank = w[8] as usize;
                 for b in 0..w[9] {
-                    let (mut rem, mut sb, mut db) = (b, 0i64, 0i64);
-                    for d in (0..rank).rev() {
-                        let n = w[10 + d];
-                        sb += (rem % n) as i64 * w[10 + BATCH + d] as i64;
-                        db += (rem % n) as i64 * w[10 + 2 * BATCH + d] as i64;
-                        rem /= n;
-                    }
+                    let (sb, db) = offsets(b, &w[10..], BATCH, rank);
                     for q in 0..w[3] as i64 {
                         for p in 0..w[2] as i64 {
                             let s = at(w[0], sb + p * w[4] as i64 + q * w[5] as i64);
@@ -181,19 +185,6 @@ fn kernels() -> (GpuKernels, std::sync::Arc<HostMemory>) {
     )
 }
 
-/// Deterministic pseudo-random bytes (xorshift).
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 fn null() -> CUstream {
     std::ptr::null_mut()
 }
@@ -219,10 +210,6 @@ fn check_copy(src: &Layout, dst: &Layout, misalign: usize) {
     );
 }
 
-fn rm(elem: usize, shape: &[usize]) -> Layout {
-    Layout::row_major(elem, shape).unwrap()
-}
-
 #[test]
 fn transposes_2d_match_the_cpu_for_all_element_sizes() {
     for elem in [1, 2, 3, 4, 8, 12, 16] {
@@ -239,14 +226,7 @@ fn transposes_2d_match_the_cpu_for_all_element_sizes() {
 fn every_3d_permutation_matches_the_cpu() {
     let shape = [31, 17, 5];
     for elem in [1, 2, 4, 8, 16, 6] {
-        for perm in [
-            [0, 1, 2],
-            [0, 2, 1],
-            [1, 0, 2],
-            [1, 2, 0],
-            [2, 0, 1],
-            [2, 1, 0],
-        ] {
+        for perm in PERMUTATIONS_3D {
             let src = rm(elem, &shape).permute_axes(&perm).unwrap();
             let dst = rm(elem, src.shape());
             check_copy(&src, &dst, 0);

@@ -14,6 +14,9 @@ use mamba_gpu_kernels::plan::{convert_launch, CopyKernel, Launch};
 use mamba_gpu_kernels::{convert_elements_cpu, ElemType, SOURCE};
 use mamba_transforms::{CopyPlan, Layout};
 
+mod common;
+use common::{random_bytes, rm, PERMUTATIONS_3D};
+
 /// Definitions that let the CUDA source compile as host C++.
 const PRELUDE: &str = r#"
 #include <cstdint>
@@ -184,19 +187,6 @@ fn launch(host: &Mutex<Library>, l: &Launch) {
     assert_eq!(rc, 0, "launch of {} refused ({rc})", l.kernel);
 }
 
-/// Deterministic pseudo-random bytes (xorshift).
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
-}
-
 /// Runs the planned kernel on host buffers and the CPU plan on copies of
 /// them; the destinations must be identical. `shift` misaligns both.
 fn check_copy(host: &Mutex<Library>, src: &Layout, dst: &Layout, shift: usize) {
@@ -221,10 +211,6 @@ fn check_copy(host: &Mutex<Library>, src: &Layout, dst: &Layout, shift: usize) {
     );
 }
 
-fn rm(elem: usize, shape: &[usize]) -> Layout {
-    Layout::row_major(elem, shape).unwrap()
-}
-
 #[test]
 fn transposes_and_permutations_match_the_cpu() {
     let Some(host) = host() else { return };
@@ -236,14 +222,7 @@ fn transposes_and_permutations_match_the_cpu() {
     }
     let shape = [31, 17, 5];
     for elem in [1, 4, 16, 6] {
-        for perm in [
-            [0, 1, 2],
-            [0, 2, 1],
-            [1, 0, 2],
-            [1, 2, 0],
-            [2, 0, 1],
-            [2, 1, 0],
-        ] {
+        for perm in PERMUTATIONS_3D {
             let src = rm(elem, &shape).permute_axes(&perm).unwrap();
             check_copy(host, &src, &rm(elem, src.shape()), 0);
             let dst = Layout::permuted(elem, &shape, &perm).unwrap();

@@ -7,6 +7,9 @@ use cudarc::driver::{result, sys};
 use mamba_gpu_kernels::{convert_elements_cpu, DeviceBuffer, ElemType, GpuKernels, KernelError};
 use mamba_transforms::{CopyPlan, Field, Layout, RecordLayout};
 
+mod common;
+use common::{random_bytes, rm, tiled, PERMUTATIONS_3D};
+
 /// The kernels on device 0 with its primary context current on this
 /// thread, or `None` (after printing why) without a GPU.
 fn gpu(test: &str) -> Option<GpuKernels> {
@@ -101,19 +104,6 @@ fn stream() -> sys::CUstream {
     std::ptr::null_mut()
 }
 
-/// Deterministic pseudo-random bytes (xorshift).
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
-}
-
 /// Copies on the GPU and on the CPU from the same source into the same
 /// destination contents and asserts the destinations are identical.
 /// `shift` moves both device buffers off their allocation's alignment.
@@ -140,10 +130,6 @@ fn check_copy(k: &GpuKernels, src: &Layout, dst: &Layout, shift: usize) {
     );
 }
 
-fn rm(elem: usize, shape: &[usize]) -> Layout {
-    Layout::row_major(elem, shape).unwrap()
-}
-
 #[test]
 fn transpose_2d_is_bit_identical_to_the_cpu() {
     let Some(k) = gpu("transpose_2d") else { return };
@@ -161,16 +147,8 @@ fn every_3d_permutation_is_bit_identical_to_the_cpu() {
         return;
     };
     let shape = [31, 17, 5];
-    let perms = [
-        [0, 1, 2],
-        [0, 2, 1],
-        [1, 0, 2],
-        [1, 2, 0],
-        [2, 0, 1],
-        [2, 1, 0],
-    ];
     for elem in [1, 2, 4, 8, 16, 6] {
-        for perm in perms {
+        for perm in PERMUTATIONS_3D {
             let src = rm(elem, &shape).permute_axes(&perm).unwrap();
             check_copy(&k, &src, &rm(elem, src.shape()), 0);
             let dst = Layout::permuted(elem, &shape, &perm).unwrap();
@@ -533,14 +511,7 @@ fn bad_requests_on_a_gpu_are_typed_errors() {
             mamba_transforms::Error::OutOfBounds { .. }
         ))
     ));
-    let tiled = Layout::tiled(
-        8,
-        &[10, 10],
-        &[4, 4],
-        mamba_transforms::Order::RowMajor,
-        mamba_transforms::Order::RowMajor,
-    )
-    .unwrap();
+    let tiled = tiled(8, &[10, 10], &[4, 4]);
     let big = DevMem::new(tiled.required_len());
     assert!(matches!(
         k.convert(&tiled, big.buf(), &layout, a.buf(), stream()),

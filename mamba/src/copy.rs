@@ -6,7 +6,7 @@
 //! | route | when | how |
 //! |---|---|---|
 //! | [`Route::Host`] | both sides CPU-addressable (DRAM, HBM, NVDIMM, pinned, SSD mappings) | the layout kernels of `mamba_transforms`, parallel, non-temporal stores for large copies |
-//! | [`Route::HostToDevice`] | host to GPU memory | one DMA from pinned memory; through the pinned staging ring ([`crate::gpu::StagingRing`]) from pageable memory |
+//! | [`Route::HostToDevice`] | host to GPU memory | one DMA from pinned memory; through the device's pinned staging ring ([`crate::gpu::StagingConfig`]) from pageable memory |
 //! | [`Route::DeviceToHost`] | GPU memory to host | the same, the other way |
 //! | [`Route::DeviceToDevice`] | GPU to GPU memory | one DMA on the device, or a peer copy between two devices |
 //!
@@ -15,13 +15,17 @@
 //! through a pinned temporary: the device bytes are brought to the host
 //! (when the device is the source, or when the destination layout leaves
 //! gaps whose bytes must survive), converted by the CPU kernels, and sent
-//! back. One seam, [`DeviceConverter`], lets a GPU layout kernel convert
-//! on the device instead, for copies between two arrays of one device.
+//! back. Between two arrays of one device, the device's
+//! [`DeviceConverter`](crate::gpu::DeviceConverter) converts on the device
+//! instead when it takes the pair of layouts: on CUDA devices that is the
+//! `mamba-gpu-kernels` kernels (strided layouts; tiled layouts, and
+//! machines without NVRTC, keep the host path), counted by
+//! [`GpuDevice::device_conversions`].
 
 use crate::allocator::Mamba;
 use crate::array::{Array, ArrayView};
 use crate::error::{Error, Result};
-use crate::gpu::{DeviceConverter, DevicePtr, GpuDevice, PinnedBuffer, Transfer};
+use crate::gpu::{DevicePtr, GpuDevice, PinnedBuffer, Transfer};
 use crate::policy::Policy;
 use mamba_transforms::{CopyPlan, ExecOptions, Layout};
 use std::sync::Arc;
@@ -177,11 +181,7 @@ fn copy_between(
                 // SAFETY: `bytes` is borrowed for the call, which waits.
                 unsafe { gpu.upload(ptr, bytes.as_ptr(), len, pinned) }?;
             } else {
-                let mut tmp = gpu.alloc_pinned(dst_layout.required_len())?;
-                if !covers(dst_layout) {
-                    // SAFETY: `tmp` is borrowed mutably for the call.
-                    unsafe { gpu.download(tmp.as_mut_slice().as_mut_ptr(), ptr, tmp.len(), true) }?;
-                }
+                let mut tmp = pinned_destination(&gpu, ptr, dst_layout)?;
                 plan.execute_with(bytes, tmp.as_mut_slice(), opts)?;
                 // SAFETY: `tmp` lives until the call (which waits) returns.
                 unsafe { gpu.upload(ptr, tmp.as_slice().as_ptr(), tmp.len(), true) }?;
@@ -203,13 +203,11 @@ fn copy_between(
                 // SAFETY: both arrays are borrowed for the call, which waits.
                 unsafe { sg.enqueue_device_copy(&dg, dp, sp, src_layout.required_len()) }?;
                 sg.finish()?;
-            } else if !convert_on_device(&sg, &dg, src_layout, dst_layout, sp, dp)? {
+            } else if !(Arc::ptr_eq(&sg, &dg)
+                && sg.convert_on_device(src_layout, dst_layout, sp, dp)?)
+            {
                 let tmp_src = pinned_copy_of(&sg, sp, src_layout.required_len())?;
-                let mut tmp = if covers(dst_layout) {
-                    dg.alloc_pinned(dst_layout.required_len())?
-                } else {
-                    pinned_copy_of(&dg, dp, dst_layout.required_len())?
-                };
+                let mut tmp = pinned_destination(&dg, dp, dst_layout)?;
                 plan.execute_with(tmp_src.as_slice(), tmp.as_mut_slice(), opts)?;
                 // SAFETY: `tmp` lives until the call (which waits) returns.
                 unsafe { dg.upload(dp, tmp.as_slice().as_ptr(), tmp.len(), true) }?;
@@ -219,37 +217,27 @@ fn copy_between(
     Ok(())
 }
 
+/// Pinned memory in which to build the device array at `ptr` (layout
+/// `layout`) before uploading it: a copy of its bytes when the layout
+/// leaves gaps whose bytes must survive, fresh memory otherwise.
+fn pinned_destination(
+    gpu: &Arc<GpuDevice>,
+    ptr: DevicePtr,
+    layout: &Layout,
+) -> Result<PinnedBuffer> {
+    if covers(layout) {
+        gpu.alloc_pinned(layout.required_len())
+    } else {
+        pinned_copy_of(gpu, ptr, layout.required_len())
+    }
+}
+
 /// A pinned host copy of `len` device bytes at `ptr`.
 fn pinned_copy_of(gpu: &Arc<GpuDevice>, ptr: DevicePtr, len: usize) -> Result<PinnedBuffer> {
     let mut tmp = gpu.alloc_pinned(len)?;
     // SAFETY: `tmp` is borrowed mutably for the call, which waits.
     unsafe { gpu.download(tmp.as_mut_slice().as_mut_ptr(), ptr, len, true) }?;
     Ok(tmp)
-}
-
-/// The device-side conversion seam: a layout-converting copy between two
-/// arrays of one device runs as a GPU kernel when the device has a
-/// [`DeviceConverter`] that takes this pair of layouts. Whether it did (and
-/// the copy is complete).
-fn convert_on_device(
-    src_gpu: &Arc<GpuDevice>,
-    dst_gpu: &Arc<GpuDevice>,
-    src_layout: &Layout,
-    dst_layout: &Layout,
-    src: DevicePtr,
-    dst: DevicePtr,
-) -> Result<bool> {
-    let converter: Option<Arc<dyn DeviceConverter>> = src_gpu.converter();
-    match converter {
-        Some(c) if Arc::ptr_eq(src_gpu, dst_gpu) => {
-            if c.convert(src_layout, dst_layout, src, dst, src_gpu.stream()?)? {
-                src_gpu.finish()?;
-                return Ok(true);
-            }
-            Ok(false)
-        }
-        _ => Ok(false),
-    }
 }
 
 impl Mamba {

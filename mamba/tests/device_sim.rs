@@ -12,6 +12,9 @@ use mamba_transforms::{CopyPlan, Layout};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+mod common;
+use common::gpu::{cpu_copy, device_bytes};
+
 /// Slot size of the staging rings: small, so that arrays span many chunks.
 const SLOT: usize = 4096;
 
@@ -82,27 +85,6 @@ fn values(layout: &Layout) -> Vec<u8> {
     (0..layout.required_len())
         .map(|i| (i * 13 + 5) as u8)
         .collect()
-}
-
-/// What the CPU copy engine makes of `src` in `dst_layout`, from a
-/// destination holding `dst_init`.
-fn cpu_copy(src: &[u8], src_layout: &Layout, dst_layout: &Layout, dst_init: &[u8]) -> Vec<u8> {
-    let mut out = dst_init.to_vec();
-    CopyPlan::new(src_layout, dst_layout)
-        .unwrap()
-        .execute(src, &mut out)
-        .unwrap();
-    out
-}
-
-/// The bytes of a device array, read back through the copy engine.
-fn device_bytes(a: &Array<'_>) -> Vec<u8> {
-    let mut out = vec![0u8; a.layout().required_len()];
-    let layout = a.layout().clone();
-    let mut host = Array::wrap(&mut out, layout).unwrap();
-    copy_array(a, &mut host).unwrap();
-    drop(host);
-    out
 }
 
 fn layouts() -> Vec<(Layout, Layout)> {
@@ -468,16 +450,24 @@ fn layout_conversions_on_one_device_go_through_the_converter_seam() {
     let mut b = n.mamba.array(col.clone(), &named("gpu0")).unwrap();
     copy_array(&a, &mut b).unwrap();
     assert_eq!(converter.calls.load(Ordering::Relaxed), 1);
+    assert_eq!(n.gpus[0].device_conversions(), 1);
     let zeros = vec![0u8; col.required_len()];
     assert_eq!(
         device_bytes(&b),
         cpu_copy(host.as_bytes().unwrap(), &row, &col, &zeros)
     );
     // Between two devices the host converts.
-    let mut c = n.mamba.array(col, &named("gpu1")).unwrap();
+    let mut c = n.mamba.array(col.clone(), &named("gpu1")).unwrap();
     copy_array(&a, &mut c).unwrap();
     assert_eq!(converter.calls.load(Ordering::Relaxed), 1);
+    assert_eq!(n.gpus[0].device_conversions(), 1);
+    assert_eq!(n.gpus[1].device_conversions(), 0);
+    // Without a converter the host converts, and nothing is counted.
     n.gpus[0].set_converter(None);
+    let mut d = n.mamba.array(col, &named("gpu0")).unwrap();
+    copy_array(&a, &mut d).unwrap();
+    assert_eq!(n.gpus[0].device_conversions(), 1);
+    assert_eq!(device_bytes(&d), device_bytes(&b));
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The GPU data plane on a real CUDA device. Every test prints
 //! `skipped: ...` and returns when no CUDA device is found, and checks real
-//! results (bytes against the CPU copy engine, the driver's context stack)
-//! when one is.
+//! results (bytes against the CPU copy engine, the driver's context stack,
+//! which conversions ran as GPU kernels) when one is.
 //!
 //! Run: `cargo test -p mamba --test gpu -- --nocapture --test-threads=1`.
 
@@ -10,21 +10,16 @@ use mamba::copy::{copy_array, copy_async, copy_into_tile, copy_tile, route, Rout
 use mamba::gpu::{cuda_gpu, DevicePtr, GpuDevice};
 use mamba::provider::cuda_devices;
 use mamba::{Array, Config, Error, Mamba, Policy, Tier};
-use mamba_transforms::{CopyPlan, Layout};
+use mamba_transforms::Layout;
 use std::sync::Arc;
+
+mod common;
+use common::gpu::{cpu_copy, cuda_device_found, device_bytes};
 
 /// This machine with its GPU spaces, or why not.
 fn gpu_node() -> Option<Mamba> {
-    match cuda_devices() {
-        Ok(d) if !d.is_empty() => {}
-        Ok(_) => {
-            eprintln!("skipped: the CUDA driver reports no device");
-            return None;
-        }
-        Err(e) => {
-            eprintln!("skipped: no CUDA GPU on this machine ({e})");
-            return None;
-        }
+    if !cuda_device_found() {
+        return None;
     }
     let m = Mamba::discover(&Config::default()).expect("discovery with a GPU");
     assert!(m.pool_of(Tier::Gpu).is_ok() && m.pool_of(Tier::Pinned).is_ok());
@@ -39,24 +34,6 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 11) as u8)
         .collect()
-}
-
-fn cpu_copy(src: &[u8], src_layout: &Layout, dst_layout: &Layout, init: &[u8]) -> Vec<u8> {
-    let mut out = init.to_vec();
-    CopyPlan::new(src_layout, dst_layout)
-        .unwrap()
-        .execute(src, &mut out)
-        .unwrap();
-    out
-}
-
-/// A device array's bytes, read back through the copy engine.
-fn device_bytes(a: &Array<'_>) -> Vec<u8> {
-    let mut out = vec![0u8; a.layout().required_len()];
-    let mut host = Array::wrap(&mut out, a.layout().clone()).unwrap();
-    copy_array(a, &mut host).unwrap();
-    drop(host);
-    out
 }
 
 #[test]
@@ -141,6 +118,16 @@ fn layout_converting_copies_match_the_cpu_copy_plan() {
     let col = Layout::column_major(8, &shape).unwrap();
     let padded = Layout::padded_rows(8, &shape, 264).unwrap();
     let pairs = [(&row, &row), (&row, &col), (&col, &padded), (&padded, &row)];
+    // Device-to-device conversions run as GPU kernels where the kernels
+    // compile (NVRTC present), through the host otherwise.
+    let on_device = match mamba_gpu_kernels::GpuKernels::shared(0) {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("note: GPU layout kernels unavailable ({e}): checking the host path");
+            false
+        }
+    };
+    let gpu = gpu0();
     for host_tier in [Tier::Dram, Tier::Pinned] {
         for (src_layout, dev_layout) in pairs {
             let mut src = m
@@ -164,7 +151,14 @@ fn layout_converting_copies_match_the_cpu_copy_plan() {
             );
             // Device to device in another layout, then back to the host.
             let mut dev2 = m.array(col.clone(), &Policy::require(Tier::Gpu)).unwrap();
+            let conversions = gpu.device_conversions();
             copy_array(&dev, &mut dev2).unwrap();
+            let converted = on_device && dev_layout != &col;
+            assert_eq!(
+                gpu.device_conversions(),
+                conversions + u64::from(converted),
+                "{dev_layout:?} -> {col:?} on the device: {converted}"
+            );
             let mut out = m.array(row.clone(), &Policy::require(host_tier)).unwrap();
             let out_init = out.as_bytes().unwrap().to_vec();
             copy_array(&dev2, &mut out).unwrap();

@@ -6,19 +6,14 @@ use mamba::provider::cuda_devices;
 use mamba::{Config, Error, Mamba, Tier};
 use std::sync::Arc;
 
+mod common;
+use common::gpu::cuda_device_found;
+
 const MIB: usize = 1 << 20;
 
 fn gpu() -> Option<Arc<CudaRuntime>> {
-    match cuda_devices() {
-        Ok(d) if !d.is_empty() => {}
-        Ok(_) => {
-            eprintln!("skipped: the CUDA driver reports no device");
-            return None;
-        }
-        Err(e) => {
-            eprintln!("skipped: no CUDA GPU ({e})");
-            return None;
-        }
+    if !cuda_device_found() {
+        return None;
     }
     match CudaRuntime::new(0) {
         Ok(r) => Some(Arc::new(r)),

@@ -1,9 +1,6 @@
 use super::*;
+use crate::fixtures::{rm, tiled, PERMUTATIONS_3D};
 use mamba_transforms::Error;
-
-fn rm(elem: usize, shape: &[usize]) -> Layout {
-    Layout::row_major(elem, shape).unwrap()
-}
 
 fn plan(src: &Layout, dst: &Layout) -> CopyKernel {
     CopyKernel::plan(src, dst).unwrap()
@@ -85,7 +82,7 @@ fn transposes_and_permutations_map_to_the_tiled_kernel() {
     // Every 3D permutation that moves the fastest dimension is a
     // (batched) transpose; the others are pitched or dense copies.
     let shape = [31, 17, 5];
-    for perm in permutations3() {
+    for perm in PERMUTATIONS_3D {
         let src = rm(4, &shape).permute_axes(&perm).unwrap();
         let dst = rm(4, src.shape());
         let k = plan(&src, &dst);
@@ -223,14 +220,7 @@ fn bad_layouts_are_refused_like_the_cpu_planner() {
         CopyKernel::plan(&a, &replicated),
         Err(KernelError::Layout(Error::Overlap { .. }))
     ));
-    let tiled = Layout::tiled(
-        4,
-        &[3, 4],
-        &[2, 2],
-        mamba_transforms::Order::RowMajor,
-        mamba_transforms::Order::RowMajor,
-    )
-    .unwrap();
+    let tiled = tiled(4, &[3, 4], &[2, 2]);
     assert_eq!(
         CopyKernel::plan(&tiled, &a),
         Err(KernelError::Layout(Error::NotStrided))
@@ -523,17 +513,6 @@ fn struct_words(name: &str) -> usize {
                 .sum::<usize>()
         })
         .sum()
-}
-
-fn permutations3() -> Vec<[usize; 3]> {
-    vec![
-        [0, 1, 2],
-        [0, 2, 1],
-        [1, 0, 2],
-        [1, 2, 0],
-        [2, 0, 1],
-        [2, 1, 0],
-    ]
 }
 
 #[test]

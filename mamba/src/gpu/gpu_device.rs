@@ -6,6 +6,7 @@ use super::device::{DevicePtr, DeviceRuntime, EventId, StreamId};
 use super::staging::{StagingConfig, StagingRing};
 use crate::error::Result;
 use mamba_transforms::Layout;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 
 /// The seam where a GPU layout kernel converts an array on the device
@@ -44,6 +45,7 @@ pub struct GpuDevice {
     staging_config: StagingConfig,
     staging: Mutex<Option<StagingRing>>,
     converter: RwLock<Option<Arc<dyn DeviceConverter>>>,
+    device_conversions: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -96,6 +98,7 @@ impl GpuDevice {
             staging_config: staging,
             staging: Mutex::new(None),
             converter: RwLock::new(None),
+            device_conversions: AtomicU64::new(0),
         })
     }
 
@@ -140,12 +143,39 @@ impl GpuDevice {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = converter;
     }
 
-    /// The installed converter.
-    pub(crate) fn converter(&self) -> Option<Arc<dyn DeviceConverter>> {
-        self.converter
+    /// Converts the array at `src` (layout `src_layout`) into `dst` (layout
+    /// `dst_layout`), both on this device, with the installed
+    /// [`DeviceConverter`], and waits for it. Whether it did: `false`
+    /// (nothing enqueued) without a converter or when it declines this pair
+    /// of layouts.
+    pub(crate) fn convert_on_device(
+        &self,
+        src_layout: &Layout,
+        dst_layout: &Layout,
+        src: DevicePtr,
+        dst: DevicePtr,
+    ) -> Result<bool> {
+        let converter = self
+            .converter
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+            .clone();
+        let Some(converter) = converter else {
+            return Ok(false);
+        };
+        if !converter.convert(src_layout, dst_layout, src, dst, self.stream()?)? {
+            return Ok(false);
+        }
+        self.finish()?;
+        self.device_conversions.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// How many layout-converting copies ran on this device through its
+    /// [`DeviceConverter`] (a GPU kernel on CUDA devices) instead of
+    /// through the host.
+    pub fn device_conversions(&self) -> u64 {
+        self.device_conversions.load(Ordering::Relaxed)
     }
 
     /// `len` bytes of device memory, freed (stream-ordered) on drop.

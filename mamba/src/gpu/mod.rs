@@ -7,8 +7,7 @@
 //! | [`CudaRuntime`] | the CUDA driver implementation (libcuda loaded at run time) |
 //! | [`SimDevice`] | an in-memory **test double**: never a GPU, never discovered, never shown by `mamba tiers` |
 //! | [`DevicePool`] | stream-ordered reuse of device memory: rounding, splitting, trimming on pressure, statistics |
-//! | [`GpuDevice`] | one device as the copy engine uses it: a copy stream, a [`StagingRing`], the [`DeviceConverter`] seam |
-//! | [`StagingRing`] | pageable host memory to and from the device through double-buffered pinned slots |
+//! | [`GpuDevice`] | one device as the copy engine uses it: a copy stream, a staging ring (pageable host memory to and from the device through double-buffered pinned slots, shaped by [`StagingConfig`]), the [`DeviceConverter`] seam (the `mamba-gpu-kernels` layout kernels on CUDA devices) |
 //! | [`Transfer`] | completion handle of an asynchronous copy: poll, wait, `then_on` a stream, `then` a follow-up copy |
 //! | [`DeviceBuffer`], [`PinnedBuffer`] | owned device and pinned host memory with checked copies |
 //! | [`RuntimeProvider`] | pool chunks over any runtime (device spaces of a [`SimDevice`] in tests) |
@@ -55,5 +54,5 @@ pub use gpu_device::{cuda_gpu, DeviceConverter, GpuDevice};
 pub use pool::{DevicePool, DevicePoolSettings, DevicePoolStats};
 pub use provider::RuntimeProvider;
 pub use sim::{SimDevice, SimStats};
-pub use staging::{StagingConfig, StagingRing};
+pub use staging::StagingConfig;
 pub use transfer::Transfer;

@@ -70,7 +70,7 @@ struct Slot {
 
 /// Pinned slots of one device and the events that guard them.
 #[derive(Debug)]
-pub struct StagingRing {
+pub(crate) struct StagingRing {
     runtime: Arc<dyn DeviceRuntime>,
     config: StagingConfig,
     slots: Vec<Slot>,
@@ -131,16 +131,6 @@ impl StagingRing {
         Ok(ring)
     }
 
-    /// The ring's shape.
-    pub fn config(&self) -> StagingConfig {
-        self.config
-    }
-
-    /// The runtime whose pinned memory the slots are.
-    pub fn runtime(&self) -> &Arc<dyn DeviceRuntime> {
-        &self.runtime
-    }
-
     /// Waits until the slot's last DMA finished; its memory, `len` bytes.
     fn claim(&mut self, len: usize) -> Result<(usize, &mut [u8])> {
         let index = self.next;
@@ -156,8 +146,8 @@ impl StagingRing {
 
     /// Copies pageable `src` to `dst` on `stream`, chunk by chunk through
     /// the slots. Returns once every chunk is enqueued: `src` may be reused
-    /// at once; the device bytes are complete once [`StagingRing::wait_idle`]
-    /// returns (or an event recorded on `stream` afterwards completes).
+    /// at once; the device bytes are complete once `stream` has passed
+    /// them (an event recorded on it afterwards completes).
     ///
     /// # Errors
     /// The runtime's errors (then no more chunks are enqueued).
@@ -244,16 +234,6 @@ impl StagingRing {
             )?;
         }
         self.runtime.record_event(slot.event, stream)
-    }
-
-    /// Waits until no DMA uses a slot.
-    ///
-    /// # Errors
-    /// The runtime's errors.
-    pub fn wait_idle(&self) -> Result<()> {
-        self.slots
-            .iter()
-            .try_for_each(|s| self.runtime.wait_event(s.event))
     }
 }
 

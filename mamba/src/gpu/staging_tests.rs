@@ -44,7 +44,7 @@ fn uploads_of_every_size_arrive_whole_with_one_dma_per_chunk() {
                 dev.pending(s).unwrap() <= 2 * slots,
                 "slots {slots} len {len}"
             );
-            r.wait_idle().unwrap();
+            dev.synchronize_stream(s).unwrap();
             assert_eq!(dev.peek(d, len).unwrap(), src, "slots {slots} len {len}");
             let st = dev.stats();
             assert_eq!(st.htod_copies as usize, len.div_ceil(SLOT));

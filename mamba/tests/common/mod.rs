@@ -26,3 +26,6 @@ pub fn this_machine() -> Mamba {
     })
     .expect("this machine's topology loads")
 }
+
+/// Helpers of the GPU data plane tests.
+pub mod gpu;
