@@ -118,16 +118,22 @@ impl Mamba {
             BindPolicy::Bind => NumaMode::Bind,
             BindPolicy::Preferred => NumaMode::Preferred,
         };
+        let numa = |p: NumaProvider| -> Box<dyn Provider> {
+            match config.hugetlb {
+                Some(size) => Box::new(p.with_hugetlb(size)),
+                None => Box::new(p),
+            }
+        };
         let pools = spaces
             .into_iter()
             .map(|info| {
                 let mut provider: Box<dyn Provider> = match &info.backing {
-                    Backing::NumaNodes { nodes } => Box::new(NumaProvider::new(
+                    Backing::NumaNodes { nodes } => numa(NumaProvider::new(
                         Some(nodes.clone()),
                         mode,
                         config.huge_pages,
                     )),
-                    Backing::Unbound => Box::new(NumaProvider::new(None, mode, config.huge_pages)),
+                    Backing::Unbound => numa(NumaProvider::new(None, mode, config.huge_pages)),
                     Backing::Directory { path } => Box::new(FileProvider::new(path)?),
                     Backing::Cuda { device } => Box::new(CudaProvider::new(*device, false)?),
                     Backing::CudaPinned { device } => Box::new(CudaProvider::new(*device, true)?),

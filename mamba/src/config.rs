@@ -6,6 +6,9 @@
 //! # synthetic = "pack:2 numa:2 core:2 pu:1"
 //! chunk_size = "64MiB"              # provider chunk carved by the pools
 //! huge_pages = true                 # madvise(MADV_HUGEPAGE) on DRAM/HBM chunks
+//!                                   # (chunks of 2 MiB and more are 2 MiB aligned)
+//! # hugetlb = "2MiB"                # or "1GiB": NUMA memory from reserved
+//!                                   # hugetlbfs pages (vm.nr_hugepages)
 //! bind = "bind"                     # or "preferred"
 //! gpu = true                        # look for CUDA/HIP devices
 //!
@@ -30,12 +33,14 @@
 //!
 //! Environment variables (read by [`Config::from_env`], applied after the
 //! file named by `MAMBA_CONFIG`): `MAMBA_TOPOLOGY`, `MAMBA_SYNTHETIC`,
-//! `MAMBA_CHUNK_SIZE`, `MAMBA_HUGE_PAGES` (0/1), `MAMBA_BIND`
+//! `MAMBA_CHUNK_SIZE`, `MAMBA_HUGE_PAGES` (0/1), `MAMBA_HUGETLB` (2MiB, 1GiB,
+//! or empty for none), `MAMBA_BIND`
 //! (bind/preferred), `MAMBA_GPU` (0/1), `MAMBA_SSD` and `MAMBA_NVDIMM`
 //! (comma-separated `PATH` or `PATH=SIZE`), and `MAMBA_CAP_<TIER>` (e.g.
 //! `MAMBA_CAP_DRAM=1GiB`).
 
 use crate::error::{Error, Result};
+use crate::hugepage::HugePageSize;
 use crate::tier::Tier;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
@@ -146,6 +151,10 @@ pub struct Config {
     pub chunk_size: ByteSize,
     /// Ask for transparent huge pages on anonymous NUMA memory.
     pub huge_pages: bool,
+    /// Take the memory of NUMA spaces (DRAM, HBM, kmem NVDIMM) from the
+    /// reserved hugetlbfs pages of this size instead; allocations fail with
+    /// [`Error::HugePagesUnavailable`] when too few are reserved.
+    pub hugetlb: Option<HugePageSize>,
     /// NUMA policy of anonymous NUMA memory.
     pub bind: BindPolicy,
     /// Look for GPUs (CUDA, HIP).
@@ -174,6 +183,7 @@ impl Default for Config {
             synthetic: None,
             chunk_size: ByteSize(32 << 20),
             huge_pages: true,
+            hugetlb: None,
             bind: BindPolicy::Bind,
             gpu: true,
             caps: BTreeMap::new(),
@@ -230,6 +240,12 @@ impl Config {
         }
         if let Some(v) = var("MAMBA_HUGE_PAGES") {
             self.huge_pages = parse_flag("MAMBA_HUGE_PAGES", &v)?;
+        }
+        if let Some(v) = var("MAMBA_HUGETLB") {
+            self.hugetlb = match v.trim() {
+                "" | "0" | "off" | "none" => None,
+                size => Some(size.parse()?),
+            };
         }
         if let Some(v) = var("MAMBA_GPU") {
             self.gpu = parse_flag("MAMBA_GPU", &v)?;
@@ -339,6 +355,7 @@ mod tests {
             synthetic = "pack:2 numa:1 core:1 pu:1"
             chunk_size = "8MiB"
             huge_pages = false
+            hugetlb = "1GiB"
             bind = "preferred"
             gpu = false
             [caps]
@@ -355,6 +372,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.chunk_size, ByteSize(8 << 20));
         assert!(!c.huge_pages && !c.gpu);
+        assert_eq!(c.hugetlb, Some(HugePageSize::Size1G));
         assert_eq!(c.bind, BindPolicy::Preferred);
         assert_eq!(c.caps[&Tier::Hbm], ByteSize(1 << 30));
         assert_eq!(c.space[0].capacity, Some(ByteSize(1 << 20)));
@@ -376,6 +394,7 @@ mod tests {
             ("MAMBA_SSD", "/a,/b=1GiB"),
             ("MAMBA_GPU", "0"),
             ("MAMBA_BIND", "preferred"),
+            ("MAMBA_HUGETLB", "2MiB"),
         ]
         .into();
         let mut c = Config::default();
@@ -385,6 +404,7 @@ mod tests {
         assert_eq!(c.ssd[1].capacity, Some(ByteSize(1 << 30)));
         assert!(!c.gpu);
         assert_eq!(c.bind, BindPolicy::Preferred);
+        assert_eq!(c.hugetlb, Some(HugePageSize::Size2M));
 
         let bad: HashMap<&str, &str> = [("MAMBA_GPU", "maybe")].into();
         let err = Config::default()

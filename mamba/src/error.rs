@@ -25,7 +25,8 @@ pub enum Error {
         /// The requested alignment.
         align: usize,
     },
-    /// An alignment larger than the space supports (its page size).
+    /// An alignment larger than a pool serves
+    /// ([`MAX_ALIGN`](crate::pool::MAX_ALIGN)).
     #[error("alignment {align} exceeds the largest supported alignment {max} of space {space}")]
     AlignmentTooLarge {
         /// The requested alignment.
@@ -132,6 +133,17 @@ pub enum Error {
         /// The call that failed.
         call: &'static str,
         /// What the system said.
+        reason: String,
+    },
+    /// Explicit huge pages (hugetlbfs) were asked for, but the system has
+    /// too few free ones of that size reserved.
+    #[error("no {page_size}-byte huge pages for {requested} bytes: {reason}")]
+    HugePagesUnavailable {
+        /// The huge page size in bytes.
+        page_size: usize,
+        /// Bytes asked for.
+        requested: usize,
+        /// What the system has.
         reason: String,
     },
     /// The topology could not be read or built.

@@ -43,6 +43,7 @@ pub mod config;
 pub mod copy;
 pub mod error;
 pub mod gpu;
+pub mod hugepage;
 pub mod placement;
 pub mod policy;
 pub mod pool;

@@ -1,7 +1,7 @@
 //! File-backed memory: files in a directory, allocated on disk up front
 //! and mapped shared (SSD tiers, fsdax persistent memory).
 
-use super::{Chunk, Provider};
+use super::{Access, Chunk, Provider};
 use crate::error::{Error, Result};
 use memmap2::MmapMut;
 use std::collections::HashMap;
@@ -138,6 +138,10 @@ impl Provider for FileProvider {
 
     fn host_accessible(&self) -> bool {
         true
+    }
+
+    fn access(&self) -> Option<Access> {
+        Some(Access::PageCache)
     }
 }
 

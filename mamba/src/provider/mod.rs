@@ -76,4 +76,39 @@ pub trait Provider: Send + Sync + Debug {
     fn gpu(&self) -> Option<Arc<GpuDevice>> {
         None
     }
+
+    /// How the memory is reached, for display (`mamba tiers`); `None` for
+    /// providers that do not say (the default).
+    fn access(&self) -> Option<Access> {
+        None
+    }
+}
+
+/// How a provider's memory is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Access {
+    /// Anonymous pages of the base page size.
+    Anonymous,
+    /// Anonymous memory advised for transparent huge pages
+    /// (`MADV_HUGEPAGE`), large chunks 2 MiB aligned.
+    TransparentHugePages,
+    /// Reserved hugetlbfs pages (`MAP_HUGETLB`).
+    HugeTlb {
+        /// The page size.
+        page_size: crate::hugepage::HugePageSize,
+    },
+    /// A shared file mapping served by the page cache.
+    PageCache,
+}
+
+impl std::fmt::Display for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Access::Anonymous => f.write_str("anonymous"),
+            Access::TransparentHugePages => f.write_str("THP"),
+            Access::HugeTlb { page_size } => write!(f, "hugetlbfs {page_size}"),
+            Access::PageCache => f.write_str("page cache"),
+        }
+    }
 }
