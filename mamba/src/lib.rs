@@ -48,6 +48,7 @@ pub mod placement;
 pub mod policy;
 pub mod pool;
 pub mod provider;
+pub mod spill;
 mod sys;
 pub mod tier;
 pub mod topology;

@@ -67,7 +67,7 @@ impl FileProvider {
 
 /// Gives the fresh file `len` bytes of disk blocks; a sparse length where
 /// the file system cannot allocate ahead.
-fn allocate_file(file: &std::fs::File, len: usize) -> Result<()> {
+pub(crate) fn allocate_file(file: &std::fs::File, len: usize) -> Result<()> {
     use std::os::fd::AsRawFd;
     let size = libc::off_t::try_from(len).map_err(|_| Error::SizeTooLarge { size: len })?;
     // SAFETY: fallocate on a descriptor we own; it touches no memory.

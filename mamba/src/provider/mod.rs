@@ -9,6 +9,7 @@ mod near;
 mod numa;
 
 pub use cuda::{cuda_devices, CudaDevice, CudaProvider};
+pub(crate) use file::allocate_file;
 pub use file::FileProvider;
 pub use hip::{hip_devices, HipDevice, HipProvider};
 pub use near::NearNode;
