@@ -177,6 +177,24 @@ impl Mamba {
         })
     }
 
+    /// The named persistent objects of an NVDIMM directory space (see
+    /// [`crate::pmem`]).
+    ///
+    /// # Errors
+    /// [`Error::UnknownSpace`]; [`Error::Unsupported`] for a space that is
+    /// not an NVDIMM directory.
+    pub fn persistent_objects(&self, space: SpaceId) -> Result<crate::pmem::PmemSpace> {
+        let info = self.pool(space)?.info();
+        match (&info.backing, info.tier) {
+            (Backing::Directory { path }, Tier::Nvdimm) => crate::pmem::PmemSpace::new(path),
+            _ => Err(Error::Unsupported {
+                operation: "persistent objects",
+                space,
+                tier: info.tier,
+            }),
+        }
+    }
+
     /// Where the topology came from.
     pub fn source(&self) -> &Source {
         &self.source

@@ -146,6 +146,22 @@ pub enum Error {
         /// What the system has.
         reason: String,
     },
+    /// No persistent object of that name exists in the space.
+    #[error("no persistent object named {name:?}")]
+    ObjectNotFound {
+        /// The name asked for.
+        name: String,
+    },
+    /// A persistent object failed its consistency check on reopening: its
+    /// header is damaged, or its data differs from what its last flush
+    /// recorded (written after the flush, or a flush cut short).
+    #[error("persistent object {name:?} is torn: {reason}")]
+    TornObject {
+        /// The object.
+        name: String,
+        /// What the check found.
+        reason: String,
+    },
     /// The topology could not be read or built.
     #[error("topology: {0}")]
     Topology(String),

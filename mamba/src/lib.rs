@@ -45,6 +45,7 @@ pub mod error;
 pub mod gpu;
 pub mod hugepage;
 pub mod placement;
+pub mod pmem;
 pub mod policy;
 pub mod pool;
 pub mod provider;
