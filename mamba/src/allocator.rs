@@ -5,7 +5,9 @@ use crate::config::{BindPolicy, Config};
 use crate::error::{Error, Result};
 use crate::policy::{Criterion, Near, Policy, Rule, Target};
 use crate::pool::{Pool, PoolSettings, PoolStats};
-use crate::provider::{CudaProvider, FileProvider, HipProvider, NearNode, NumaProvider, Provider};
+use crate::provider::{
+    CudaProvider, FileProvider, HipProvider, NearNode, NumaProvider, Provider, SpillProvider,
+};
 use crate::sys::NumaMode;
 use crate::tier::{Backing, SpaceId, SpaceInfo, Tier};
 use crate::topology::{self, Source};
@@ -135,6 +137,9 @@ impl Mamba {
                     )),
                     Backing::Unbound => numa(NumaProvider::new(None, mode, config.huge_pages)),
                     Backing::Directory { path } => Box::new(FileProvider::new(path)?),
+                    Backing::SpillFiles { path } => {
+                        Box::new(SpillProvider::new(path, config.spill_engine)?)
+                    }
                     Backing::Cuda { device } => Box::new(CudaProvider::new(*device, false)?),
                     Backing::CudaPinned { device } => Box::new(CudaProvider::new(*device, true)?),
                     Backing::Hip { device } => Box::new(HipProvider::new(*device, false)?),

@@ -103,6 +103,13 @@ pub enum Backing {
         /// The directory.
         path: PathBuf,
     },
+    /// Preallocated spill files in a directory, read and written with
+    /// `O_DIRECT` (an SSD space with `ssd_io = "direct"`): not
+    /// CPU-addressable.
+    SpillFiles {
+        /// The directory.
+        path: PathBuf,
+    },
     /// Device memory of a CUDA GPU.
     Cuda {
         /// Device ordinal.

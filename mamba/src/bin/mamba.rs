@@ -108,7 +108,9 @@ fn print_row(s: &SpaceInfo, free: usize, access: Option<mamba::provider::Access>
     let backing = match &s.backing {
         mamba::Backing::NumaNodes { nodes } => format!("mbind {nodes:?}"),
         mamba::Backing::Unbound => "simulated (this machine's memory)".into(),
-        mamba::Backing::Directory { path } => path.display().to_string(),
+        mamba::Backing::Directory { path } | mamba::Backing::SpillFiles { path } => {
+            path.display().to_string()
+        }
         other => format!("{other:?}"),
     };
     let backing = match access {

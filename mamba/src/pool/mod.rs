@@ -403,6 +403,12 @@ impl Pool {
         &self.shared.info
     }
 
+    /// Byte transfers for memory the CPU cannot address (see
+    /// [`Provider::block_io`]).
+    pub(crate) fn block_io(&self) -> Option<&dyn crate::provider::BlockIo> {
+        self.shared.provider.block_io()
+    }
+
     /// How the pool's memory is reached (see [`Provider::access`]).
     pub fn access(&self) -> Option<crate::provider::Access> {
         self.shared.provider.access()

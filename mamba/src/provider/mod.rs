@@ -7,6 +7,7 @@ mod file;
 mod hip;
 mod near;
 mod numa;
+mod spill;
 
 pub use cuda::{cuda_devices, CudaDevice, CudaProvider};
 pub(crate) use file::allocate_file;
@@ -14,6 +15,7 @@ pub use file::FileProvider;
 pub use hip::{hip_devices, HipDevice, HipProvider};
 pub use near::NearNode;
 pub use numa::NumaProvider;
+pub use spill::SpillProvider;
 
 use crate::error::Result;
 use crate::gpu::GpuDevice;
@@ -83,6 +85,30 @@ pub trait Provider: Send + Sync + Debug {
     fn access(&self) -> Option<Access> {
         None
     }
+
+    /// Reads and writes by address for memory the CPU cannot load but the
+    /// provider can move bytes to and from (SSD spill files); `None` for
+    /// other memory (the default).
+    fn block_io(&self) -> Option<&dyn BlockIo> {
+        None
+    }
+}
+
+/// Byte transfers to and from a provider's memory by address (an
+/// allocation's address plus an offset).
+pub trait BlockIo {
+    /// Writes `bytes` at `addr`.
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`](crate::Error::OutOfBounds) outside the
+    /// provider's chunks; the system's error.
+    fn write_at(&self, addr: usize, bytes: &[u8]) -> Result<()>;
+
+    /// Reads `buf.len()` bytes at `addr`.
+    ///
+    /// # Errors
+    /// As [`BlockIo::write_at`].
+    fn read_at(&self, addr: usize, buf: &mut [u8]) -> Result<()>;
 }
 
 /// How a provider's memory is reached.
@@ -101,6 +127,11 @@ pub enum Access {
     },
     /// A shared file mapping served by the page cache.
     PageCache,
+    /// Spill files moved by explicit reads and writes.
+    Spill {
+        /// Direct or buffered, and the engine.
+        io: crate::spill::SpillIo,
+    },
 }
 
 impl std::fmt::Display for Access {
@@ -110,6 +141,7 @@ impl std::fmt::Display for Access {
             Access::TransparentHugePages => f.write_str("THP"),
             Access::HugeTlb { page_size } => write!(f, "hugetlbfs {page_size}"),
             Access::PageCache => f.write_str("page cache"),
+            Access::Spill { io } => write!(f, "{io}"),
         }
     }
 }

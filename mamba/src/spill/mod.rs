@@ -291,4 +291,4 @@ impl Drop for Bounce {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

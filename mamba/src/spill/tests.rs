@@ -119,12 +119,12 @@ fn allocations_stage_out_and_back_in() {
 }
 
 /// A tmpfs of `size` bytes mounted on a fresh directory, unmounted on drop.
-struct TinyMount {
-    dir: tempfile::TempDir,
+pub(crate) struct TinyMount {
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl TinyMount {
-    fn new(size: &str) -> std::result::Result<TinyMount, String> {
+    pub(crate) fn new(size: &str) -> std::result::Result<TinyMount, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let status = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
