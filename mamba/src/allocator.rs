@@ -25,6 +25,8 @@ use crate::topology::{self, Source};
 pub struct Mamba {
     pools: Vec<Pool>,
     source: Source,
+    /// Attributes per initiator, for policies with a `near` vantage.
+    attributes: topology::AttributeTable,
 }
 
 impl std::fmt::Debug for Mamba {
@@ -103,7 +105,9 @@ impl Mamba {
     pub fn discover(config: &Config) -> Result<Self> {
         let (topo, source) = topology::load(config)?;
         let spaces = topology::discover_spaces(config, &topo, &source)?;
-        Self::from_spaces(config, spaces, source)
+        let mut mamba = Self::from_spaces(config, spaces, source)?;
+        mamba.attributes = topology::AttributeTable::read(&topo);
+        Ok(mamba)
     }
 
     /// [`Mamba::discover`] with [`Config::from_env`].
@@ -154,7 +158,11 @@ impl Mamba {
                 Ok(Pool::new(info, provider, settings))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Mamba { pools, source })
+        Ok(Mamba {
+            pools,
+            source,
+            attributes: topology::AttributeTable::default(),
+        })
     }
 
     /// An allocator over pools the caller built (spaces of its own, or
@@ -179,6 +187,7 @@ impl Mamba {
         Ok(Mamba {
             pools,
             source: Source::Assembled,
+            attributes: topology::AttributeTable::default(),
         })
     }
 
@@ -305,7 +314,17 @@ impl Mamba {
                     .filter(|p| p.info().host_accessible && p.info().is_node_memory())
                     .collect();
                 order_by_locality(&mut pools, near_cpus.as_deref());
-                rank(&mut pools, *criterion);
+                // Bandwidth and latency from the policy's vantage: what hwloc
+                // reports for the initiator holding the `near` CPUs (unknown,
+                // so ranked last, when it reports the node only from others).
+                let seen = |info: &SpaceInfo| match (near_cpus.as_deref(), info.numa_node) {
+                    (Some(near), Some(node)) if self.attributes.knows(node) => self
+                        .attributes
+                        .seen_from(node, near)
+                        .map_or((None, None), |s| (s.bandwidth_mib_s, s.latency_ns)),
+                    _ => (info.bandwidth_mib_s, info.latency_ns),
+                };
+                rank(&mut pools, *criterion, seen);
             }
         }
         if pools.is_empty() {
@@ -398,13 +417,18 @@ fn order_by_locality(pools: &mut [&Pool], near: Option<&[u32]>) {
     }
 }
 
-/// Stable sort by a criterion; spaces without the attribute go last.
-fn rank(pools: &mut [&Pool], criterion: Criterion) {
+/// Stable sort by a criterion, with (bandwidth, latency) of each space
+/// from `seen`; spaces without the attribute go last.
+fn rank(
+    pools: &mut [&Pool],
+    criterion: Criterion,
+    seen: impl Fn(&SpaceInfo) -> (Option<u64>, Option<u64>),
+) {
     match criterion {
         Criterion::HighestBandwidth => {
-            pools.sort_by_key(|p| std::cmp::Reverse(p.info().bandwidth_mib_s.unwrap_or(0)))
+            pools.sort_by_key(|p| std::cmp::Reverse(seen(p.info()).0.unwrap_or(0)))
         }
-        Criterion::LowestLatency => pools.sort_by_key(|p| p.info().latency_ns.unwrap_or(u64::MAX)),
+        Criterion::LowestLatency => pools.sort_by_key(|p| seen(p.info()).1.unwrap_or(u64::MAX)),
         Criterion::LargestCapacity => pools.sort_by_key(|p| std::cmp::Reverse(p.info().capacity)),
     }
 }

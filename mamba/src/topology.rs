@@ -20,7 +20,10 @@ use hwlocality::object::TopologyObject;
 use hwlocality::topology::builder::{TopologyBuilder, TypeFilter};
 use hwlocality::Topology;
 
+mod initiators;
 mod pci;
+
+pub use initiators::{AttributeTable, Seen};
 
 /// Where the topology came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
