@@ -129,6 +129,49 @@ mod tests {
         assert_eq!(p.access(), Some(Access::TransparentHugePages));
     }
 
+    /// `THPeligible` of the mapping holding `addr`, from /proc/self/smaps.
+    fn thp_eligible(addr: usize) -> Option<bool> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        let mut inside = false;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ') {
+                if let Some((lo, hi)) = range.split_once('-') {
+                    if let (Ok(lo), Ok(hi)) =
+                        (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+                    {
+                        inside = (lo..hi).contains(&addr);
+                        continue;
+                    }
+                }
+            }
+            if let Some(v) = line.strip_prefix("THPeligible:").filter(|_| inside) {
+                return Some(v.trim() == "1");
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn advised_chunks_are_eligible_for_transparent_huge_pages() {
+        let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .unwrap_or_default();
+        if !mode.contains("[madvise]") {
+            eprintln!("skipped: THP mode is not madvise here ({})", mode.trim());
+            return;
+        }
+        for advise in [true, false] {
+            let p = NumaProvider::new(None, NumaMode::Default, advise);
+            let c = p.acquire(4 * THP_SIZE).unwrap();
+            let Some(eligible) = thp_eligible(c.addr) else {
+                eprintln!("skipped: no THPeligible in /proc/self/smaps");
+                return;
+            };
+            assert_eq!(eligible, advise, "huge_pages = {advise}");
+            // SAFETY: the chunk came from `p` and is not used afterwards.
+            unsafe { p.release(c) };
+        }
+    }
+
     #[test]
     fn hugetlb_without_reserved_pages_is_a_typed_error() {
         let size = HugePageSize::Size1G;
