@@ -23,7 +23,8 @@ pub enum Tier {
     Gpu,
     /// Page-locked host memory registered with a GPU runtime.
     Pinned,
-    /// A directory on a solid-state drive, used through file mappings.
+    /// A directory on a solid-state drive, used through file mappings or,
+    /// with `ssd_io = "direct"`, through `O_DIRECT` spill files.
     Ssd,
 }
 
