@@ -20,7 +20,6 @@ use std::sync::Mutex;
 #[derive(Debug)]
 pub struct FileProvider {
     dir: PathBuf,
-    next: AtomicU64,
     maps: Mutex<HashMap<usize, (MmapMut, PathBuf)>>,
 }
 
@@ -40,7 +39,6 @@ impl FileProvider {
         let _ = std::fs::remove_file(&probe);
         Ok(FileProvider {
             dir: dir.to_owned(),
-            next: AtomicU64::new(0),
             maps: Mutex::new(HashMap::new()),
         })
     }
@@ -85,7 +83,9 @@ pub(crate) fn allocate_file(file: &std::fs::File, len: usize) -> Result<()> {
 
 impl Provider for FileProvider {
     fn acquire(&self, len: usize) -> Result<Chunk> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        // Numbered across the process: providers may share a directory.
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path = self
             .dir
             .join(format!("mamba-{}-{n}.chunk", std::process::id()));
@@ -180,6 +180,22 @@ mod tests {
         // SAFETY: the chunk came from `p` and is not used afterwards.
         unsafe { p.release(c) };
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn providers_sharing_a_directory_pick_distinct_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, q) = (
+            FileProvider::new(dir.path()).unwrap(),
+            FileProvider::new(dir.path()).unwrap(),
+        );
+        let (a, b) = (p.acquire(4096).unwrap(), q.acquire(4096).unwrap());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+        // SAFETY: each chunk came from its provider and is not used afterwards.
+        unsafe {
+            p.release(a);
+            q.release(b);
+        }
     }
 
     #[test]

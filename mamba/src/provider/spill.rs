@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+/// Numbers the files of every spill provider of the process, so that
+/// providers sharing a directory never pick the same name.
+static NAMES: AtomicU64 = AtomicU64::new(0);
+
 /// First address of the spill address space. Spill addresses name bytes
 /// of spill files (chunk start plus offset); the CPU cannot load them.
 const BASE: usize = 1 << 46;
@@ -22,7 +26,6 @@ pub struct SpillProvider {
     dir: PathBuf,
     engine: Option<IoEngine>,
     io: SpillIo,
-    names: AtomicU64,
     next: AtomicUsize,
     files: Mutex<BTreeMap<usize, SpillFile>>,
 }
@@ -35,9 +38,10 @@ impl SpillProvider {
     /// # Errors
     /// As [`SpillFile::create`].
     pub fn new(dir: &Path, engine: Option<IoEngine>) -> Result<Self> {
+        let n = NAMES.fetch_add(1, Ordering::Relaxed);
         let probe = SpillFile::create(
             dir,
-            &format!(".mamba-probe-{}", std::process::id()),
+            &format!(".mamba-probe-{}-{n}", std::process::id()),
             BLOCK,
             engine,
         )?;
@@ -49,7 +53,6 @@ impl SpillProvider {
             dir: dir.to_owned(),
             engine: Some(io.engine),
             io,
-            names: AtomicU64::new(0),
             next: AtomicUsize::new(BASE),
             files: Mutex::new(BTreeMap::new()),
         })
@@ -81,7 +84,7 @@ impl SpillProvider {
 
 impl Provider for SpillProvider {
     fn acquire(&self, len: usize) -> Result<Chunk> {
-        let n = self.names.fetch_add(1, Ordering::Relaxed);
+        let n = NAMES.fetch_add(1, Ordering::Relaxed);
         let name = format!("mamba-{}-{n}", std::process::id());
         let file = SpillFile::create(&self.dir, &name, len, self.engine)?;
         let addr = self.next.fetch_add(file.capacity(), Ordering::Relaxed);
@@ -184,6 +187,23 @@ mod tests {
         drop((a, b));
         drop(mamba);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn two_allocators_share_a_spill_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (
+            Mamba::discover(&spill_config(dir.path())).unwrap(),
+            Mamba::discover(&spill_config(dir.path())).unwrap(),
+        );
+        let policy = Policy::require(Tier::Ssd);
+        let mut x = a.allocate(4096, 8, &policy).unwrap();
+        let mut y = b.allocate(4096, 8, &policy).unwrap();
+        x.write_bytes(0, b"a").unwrap();
+        y.write_bytes(0, b"b").unwrap();
+        let mut back = [0u8; 1];
+        x.read_bytes(0, &mut back).unwrap();
+        assert_eq!(&back, b"a");
     }
 
     #[test]
