@@ -35,7 +35,6 @@ use engine::{Dir, Engine};
 use std::alloc::Layout;
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Alignment and size unit of direct transfers (covers 512-byte and
@@ -98,21 +97,22 @@ impl SpillFile {
             .ok_or(Error::SizeTooLarge { size: capacity })?;
         let path = dir.join(format!("{name}.spill"));
         let engine = Engine::open(engine).map_err(|e| Error::os("io_uring_setup", e))?;
-        let open = |flags: libc::c_int| {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .custom_flags(flags)
-                .open(&path)
-        };
-        let (file, direct) = match open(libc::O_DIRECT) {
-            Ok(f) => (f, true),
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::os("open", e))?;
+        let direct = match set_direct(&file) {
+            Ok(()) => true,
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                 tracing::warn!(path = %path.display(), "no O_DIRECT on this file system: the spill file goes through the page cache");
-                (open(0).map_err(|e| Error::os("open", e))?, false)
+                false
             }
-            Err(e) => return Err(Error::os("open", e)),
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(Error::os("fcntl(O_DIRECT)", e));
+            }
         };
         if let Err(e) = crate::provider::allocate_file(&file, capacity) {
             let _ = std::fs::remove_file(&path);
@@ -259,6 +259,19 @@ impl Drop for SpillFile {
             tracing::warn!(path = %self.path.display(), error = %e, "removing a spill file");
         }
     }
+}
+
+/// Switches an open file to `O_DIRECT` (`EINVAL` where the file system
+/// refuses it).
+fn set_direct(file: &File) -> std::io::Result<()> {
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own; F_GETFL/F_SETFL touch no memory.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_DIRECT) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A zeroed, [`BLOCK`]-aligned heap buffer.

@@ -118,16 +118,21 @@ fn allocations_stage_out_and_back_in() {
     assert!(b.as_slice().unwrap() == a.as_slice().unwrap());
 }
 
-/// A tmpfs of `size` bytes mounted on a fresh directory, unmounted on drop.
+/// A file system mounted on a fresh directory, unmounted on drop.
 pub(crate) struct TinyMount {
     pub(crate) dir: tempfile::TempDir,
 }
 
 impl TinyMount {
+    /// A tmpfs of `size` (e.g. `1m`).
     pub(crate) fn new(size: &str) -> std::result::Result<TinyMount, String> {
+        Self::mount("tmpfs", &format!("size={size}"))
+    }
+
+    fn mount(kind: &str, options: &str) -> std::result::Result<TinyMount, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args(["-t", kind, "-o", options, kind])
             .arg(dir.path())
             .stderr(std::process::Stdio::null())
             .status()
@@ -168,4 +173,20 @@ fn a_full_file_system_is_a_typed_error() {
     let mut back = [0u8; 4];
     small.read(1, &mut back).unwrap();
     assert_eq!(&back, b"kept");
+}
+
+#[test]
+fn a_file_system_without_o_direct_falls_back_to_buffered_io() {
+    // ramfs refuses O_DIRECT (and fallocate).
+    let mount = match TinyMount::mount("ramfs", "mode=0700") {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("skipped: cannot mount a ramfs ({e})");
+            return;
+        }
+    };
+    let spill = SpillFile::create(mount.dir.path(), "buffered", 2 << 20, None).unwrap();
+    assert!(!spill.io().direct, "{}", spill.io());
+    assert!(spill.io().to_string().starts_with("buffered/"));
+    round_trips(&spill);
 }
