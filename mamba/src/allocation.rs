@@ -185,6 +185,50 @@ impl<'m> Allocation<'m> {
         Ok(unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), self.block.len) })
     }
 
+    /// Copies `bytes` into the allocation at `offset`: a memory copy for
+    /// host memory, a disk write for SSD spill spaces.
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`] past the end; [`Error::NotHostAccessible`]
+    /// for device memory; the disk's error for spill spaces.
+    pub fn write_bytes(&mut self, offset: usize, bytes: &[u8]) -> Result<()> {
+        let end = self.checked_end(offset, bytes.len())?;
+        match self.pool().block_io() {
+            Some(io) => io.write_at(self.block.addr + offset, bytes),
+            None => {
+                self.as_mut_slice()?[offset..end].copy_from_slice(bytes);
+                Ok(())
+            }
+        }
+    }
+
+    /// Copies `buf.len()` bytes at `offset` out of the allocation: a memory
+    /// copy for host memory, a disk read for SSD spill spaces.
+    ///
+    /// # Errors
+    /// As [`Allocation::write_bytes`].
+    pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        let end = self.checked_end(offset, buf.len())?;
+        match self.pool().block_io() {
+            Some(io) => io.read_at(self.block.addr + offset, buf),
+            None => {
+                buf.copy_from_slice(&self.as_slice()?[offset..end]);
+                Ok(())
+            }
+        }
+    }
+
+    /// `offset + len` when it lies within the allocation.
+    fn checked_end(&self, offset: usize, len: usize) -> Result<usize> {
+        offset
+            .checked_add(len)
+            .filter(|&end| end <= self.block.len)
+            .ok_or(Error::OutOfBounds {
+                requested: offset.saturating_add(len),
+                available: self.block.len,
+            })
+    }
+
     /// A typed view: `len / size_of::<T>()` elements.
     ///
     /// # Errors

@@ -5,7 +5,9 @@ use crate::config::{BindPolicy, Config};
 use crate::error::{Error, Result};
 use crate::policy::{Criterion, Near, Policy, Rule, Target};
 use crate::pool::{Pool, PoolSettings, PoolStats};
-use crate::provider::{CudaProvider, FileProvider, HipProvider, NearNode, NumaProvider, Provider};
+use crate::provider::{
+    CudaProvider, FileProvider, HipProvider, NearNode, NumaProvider, Provider, SpillProvider,
+};
 use crate::sys::NumaMode;
 use crate::tier::{Backing, SpaceId, SpaceInfo, Tier};
 use crate::topology::{self, Source};
@@ -23,6 +25,8 @@ use crate::topology::{self, Source};
 pub struct Mamba {
     pools: Vec<Pool>,
     source: Source,
+    /// Attributes per initiator, for policies with a `near` vantage.
+    attributes: topology::AttributeTable,
 }
 
 impl std::fmt::Debug for Mamba {
@@ -101,7 +105,9 @@ impl Mamba {
     pub fn discover(config: &Config) -> Result<Self> {
         let (topo, source) = topology::load(config)?;
         let spaces = topology::discover_spaces(config, &topo, &source)?;
-        Self::from_spaces(config, spaces, source)
+        let mut mamba = Self::from_spaces(config, spaces, source)?;
+        mamba.attributes = topology::AttributeTable::read(&topo);
+        Ok(mamba)
     }
 
     /// [`Mamba::discover`] with [`Config::from_env`].
@@ -118,17 +124,26 @@ impl Mamba {
             BindPolicy::Bind => NumaMode::Bind,
             BindPolicy::Preferred => NumaMode::Preferred,
         };
+        let numa = |p: NumaProvider| -> Box<dyn Provider> {
+            match config.hugetlb {
+                Some(size) => Box::new(p.with_hugetlb(size)),
+                None => Box::new(p),
+            }
+        };
         let pools = spaces
             .into_iter()
             .map(|info| {
                 let mut provider: Box<dyn Provider> = match &info.backing {
-                    Backing::NumaNodes { nodes } => Box::new(NumaProvider::new(
+                    Backing::NumaNodes { nodes } => numa(NumaProvider::new(
                         Some(nodes.clone()),
                         mode,
                         config.huge_pages,
                     )),
-                    Backing::Unbound => Box::new(NumaProvider::new(None, mode, config.huge_pages)),
+                    Backing::Unbound => numa(NumaProvider::new(None, mode, config.huge_pages)),
                     Backing::Directory { path } => Box::new(FileProvider::new(path)?),
+                    Backing::SpillFiles { path } => {
+                        Box::new(SpillProvider::new(path, config.spill_engine)?)
+                    }
                     Backing::Cuda { device } => Box::new(CudaProvider::new(*device, false)?),
                     Backing::CudaPinned { device } => Box::new(CudaProvider::new(*device, true)?),
                     Backing::Hip { device } => Box::new(HipProvider::new(*device, false)?),
@@ -143,7 +158,11 @@ impl Mamba {
                 Ok(Pool::new(info, provider, settings))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Mamba { pools, source })
+        Ok(Mamba {
+            pools,
+            source,
+            attributes: topology::AttributeTable::default(),
+        })
     }
 
     /// An allocator over pools the caller built (spaces of its own, or
@@ -168,7 +187,26 @@ impl Mamba {
         Ok(Mamba {
             pools,
             source: Source::Assembled,
+            attributes: topology::AttributeTable::default(),
         })
+    }
+
+    /// The named persistent objects of an NVDIMM directory space (see
+    /// [`crate::pmem`]).
+    ///
+    /// # Errors
+    /// [`Error::UnknownSpace`]; [`Error::Unsupported`] for a space that is
+    /// not an NVDIMM directory.
+    pub fn persistent_objects(&self, space: SpaceId) -> Result<crate::pmem::PmemSpace> {
+        let info = self.pool(space)?.info();
+        match (&info.backing, info.tier) {
+            (Backing::Directory { path }, Tier::Nvdimm) => crate::pmem::PmemSpace::new(path),
+            _ => Err(Error::Unsupported {
+                operation: "persistent objects",
+                space,
+                tier: info.tier,
+            }),
+        }
     }
 
     /// Where the topology came from.
@@ -276,7 +314,17 @@ impl Mamba {
                     .filter(|p| p.info().host_accessible && p.info().is_node_memory())
                     .collect();
                 order_by_locality(&mut pools, near_cpus.as_deref());
-                rank(&mut pools, *criterion);
+                // Bandwidth and latency from the policy's vantage: what hwloc
+                // reports for the initiator holding the `near` CPUs (unknown,
+                // so ranked last, when it reports the node only from others).
+                let seen = |info: &SpaceInfo| match (near_cpus.as_deref(), info.numa_node) {
+                    (Some(near), Some(node)) if self.attributes.knows(node) => self
+                        .attributes
+                        .seen_from(node, near)
+                        .map_or((None, None), |s| (s.bandwidth_mib_s, s.latency_ns)),
+                    _ => (info.bandwidth_mib_s, info.latency_ns),
+                };
+                rank(&mut pools, *criterion, seen);
             }
         }
         if pools.is_empty() {
@@ -369,13 +417,18 @@ fn order_by_locality(pools: &mut [&Pool], near: Option<&[u32]>) {
     }
 }
 
-/// Stable sort by a criterion; spaces without the attribute go last.
-fn rank(pools: &mut [&Pool], criterion: Criterion) {
+/// Stable sort by a criterion, with (bandwidth, latency) of each space
+/// from `seen`; spaces without the attribute go last.
+fn rank(
+    pools: &mut [&Pool],
+    criterion: Criterion,
+    seen: impl Fn(&SpaceInfo) -> (Option<u64>, Option<u64>),
+) {
     match criterion {
         Criterion::HighestBandwidth => {
-            pools.sort_by_key(|p| std::cmp::Reverse(p.info().bandwidth_mib_s.unwrap_or(0)))
+            pools.sort_by_key(|p| std::cmp::Reverse(seen(p.info()).0.unwrap_or(0)))
         }
-        Criterion::LowestLatency => pools.sort_by_key(|p| p.info().latency_ns.unwrap_or(u64::MAX)),
+        Criterion::LowestLatency => pools.sort_by_key(|p| seen(p.info()).1.unwrap_or(u64::MAX)),
         Criterion::LargestCapacity => pools.sort_by_key(|p| std::cmp::Reverse(p.info().capacity)),
     }
 }

@@ -6,6 +6,9 @@
 //! # synthetic = "pack:2 numa:2 core:2 pu:1"
 //! chunk_size = "64MiB"              # provider chunk carved by the pools
 //! huge_pages = true                 # madvise(MADV_HUGEPAGE) on DRAM/HBM chunks
+//!                                   # (chunks of 2 MiB and more are 2 MiB aligned)
+//! # hugetlb = "2MiB"                # or "1GiB": NUMA memory from reserved
+//!                                   # hugetlbfs pages (vm.nr_hugepages)
 //! bind = "bind"                     # or "preferred"
 //! gpu = true                        # look for CUDA/HIP devices
 //!
@@ -23,6 +26,12 @@
 //! path = "/scratch/mamba"
 //! capacity = "100GiB"
 //!
+//! ssd_io = "direct"                 # SSD spaces as O_DIRECT spill files (not
+//!                                   # CPU-addressable; default "page-cache":
+//!                                   # shared file mappings)
+//! spill_engine = "io_uring"         # or "pread"; default: io_uring where the
+//!                                   # kernel has it
+//!
 //! [[nvdimm]]                        # an fsdax mount used as persistent memory
 //! path = "/mnt/pmem0"
 //! capacity = "64GiB"
@@ -30,12 +39,16 @@
 //!
 //! Environment variables (read by [`Config::from_env`], applied after the
 //! file named by `MAMBA_CONFIG`): `MAMBA_TOPOLOGY`, `MAMBA_SYNTHETIC`,
-//! `MAMBA_CHUNK_SIZE`, `MAMBA_HUGE_PAGES` (0/1), `MAMBA_BIND`
+//! `MAMBA_CHUNK_SIZE`, `MAMBA_HUGE_PAGES` (0/1), `MAMBA_HUGETLB` (2MiB, 1GiB,
+//! or empty for none), `MAMBA_BIND`
 //! (bind/preferred), `MAMBA_GPU` (0/1), `MAMBA_SSD` and `MAMBA_NVDIMM`
-//! (comma-separated `PATH` or `PATH=SIZE`), and `MAMBA_CAP_<TIER>` (e.g.
+//! (comma-separated `PATH` or `PATH=SIZE`), `MAMBA_SSD_IO`
+//! (page-cache/direct), `MAMBA_SPILL_ENGINE` (io_uring/pread), and `MAMBA_CAP_<TIER>` (e.g.
 //! `MAMBA_CAP_DRAM=1GiB`).
 
 use crate::error::{Error, Result};
+use crate::hugepage::HugePageSize;
+use crate::spill::IoEngine;
 use crate::tier::Tier;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
@@ -106,6 +119,19 @@ pub enum BindPolicy {
     Preferred,
 }
 
+/// How SSD spaces reach their files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SsdIo {
+    /// Shared file mappings served by the page cache: CPU-addressable, as
+    /// fast as DRAM until memory runs short.
+    #[default]
+    PageCache,
+    /// Preallocated spill files read and written with `O_DIRECT`
+    /// ([`crate::spill`]): the disk's real cost, not CPU-addressable.
+    Direct,
+}
+
 /// Overrides for one discovered space, matched by name.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,6 +172,10 @@ pub struct Config {
     pub chunk_size: ByteSize,
     /// Ask for transparent huge pages on anonymous NUMA memory.
     pub huge_pages: bool,
+    /// Take the memory of NUMA spaces (DRAM, HBM, kmem NVDIMM) from the
+    /// reserved hugetlbfs pages of this size instead; allocations fail with
+    /// [`Error::HugePagesUnavailable`] when too few are reserved.
+    pub hugetlb: Option<HugePageSize>,
     /// NUMA policy of anonymous NUMA memory.
     pub bind: BindPolicy,
     /// Look for GPUs (CUDA, HIP).
@@ -158,6 +188,10 @@ pub struct Config {
     pub ssd: Vec<DirectoryTier>,
     /// fsdax persistent-memory directories.
     pub nvdimm: Vec<DirectoryTier>,
+    /// How SSD spaces reach their files.
+    pub ssd_io: SsdIo,
+    /// The engine of SSD spill files (`None`: io_uring where available).
+    pub spill_engine: Option<IoEngine>,
 }
 
 impl<'de> Deserialize<'de> for Tier {
@@ -174,12 +208,15 @@ impl Default for Config {
             synthetic: None,
             chunk_size: ByteSize(32 << 20),
             huge_pages: true,
+            hugetlb: None,
             bind: BindPolicy::Bind,
             gpu: true,
             caps: BTreeMap::new(),
             space: Vec::new(),
             ssd: Vec::new(),
             nvdimm: Vec::new(),
+            ssd_io: SsdIo::PageCache,
+            spill_engine: None,
         }
     }
 }
@@ -231,6 +268,12 @@ impl Config {
         if let Some(v) = var("MAMBA_HUGE_PAGES") {
             self.huge_pages = parse_flag("MAMBA_HUGE_PAGES", &v)?;
         }
+        if let Some(v) = var("MAMBA_HUGETLB") {
+            self.hugetlb = match v.trim() {
+                "" | "0" | "off" | "none" => None,
+                size => Some(size.parse()?),
+            };
+        }
         if let Some(v) = var("MAMBA_GPU") {
             self.gpu = parse_flag("MAMBA_GPU", &v)?;
         }
@@ -247,6 +290,28 @@ impl Config {
         }
         if let Some(v) = var("MAMBA_SSD") {
             self.ssd.extend(parse_directories(&v)?);
+        }
+        if let Some(v) = var("MAMBA_SSD_IO") {
+            self.ssd_io = match v.trim() {
+                "page-cache" => SsdIo::PageCache,
+                "direct" => SsdIo::Direct,
+                other => {
+                    return Err(Error::Config(format!(
+                        "MAMBA_SSD_IO={other:?}: expected page-cache or direct"
+                    )))
+                }
+            };
+        }
+        if let Some(v) = var("MAMBA_SPILL_ENGINE") {
+            self.spill_engine = match v.trim() {
+                "io_uring" => Some(IoEngine::IoUring),
+                "pread" => Some(IoEngine::Pread),
+                other => {
+                    return Err(Error::Config(format!(
+                        "MAMBA_SPILL_ENGINE={other:?}: expected io_uring or pread"
+                    )))
+                }
+            };
         }
         if let Some(v) = var("MAMBA_NVDIMM") {
             self.nvdimm.extend(parse_directories(&v)?);
@@ -339,6 +404,9 @@ mod tests {
             synthetic = "pack:2 numa:1 core:1 pu:1"
             chunk_size = "8MiB"
             huge_pages = false
+            hugetlb = "1GiB"
+            ssd_io = "direct"
+            spill_engine = "io_uring"
             bind = "preferred"
             gpu = false
             [caps]
@@ -355,6 +423,11 @@ mod tests {
         .unwrap();
         assert_eq!(c.chunk_size, ByteSize(8 << 20));
         assert!(!c.huge_pages && !c.gpu);
+        assert_eq!(c.hugetlb, Some(HugePageSize::Size1G));
+        assert_eq!(
+            (c.ssd_io, c.spill_engine),
+            (SsdIo::Direct, Some(IoEngine::IoUring))
+        );
         assert_eq!(c.bind, BindPolicy::Preferred);
         assert_eq!(c.caps[&Tier::Hbm], ByteSize(1 << 30));
         assert_eq!(c.space[0].capacity, Some(ByteSize(1 << 20)));
@@ -376,6 +449,9 @@ mod tests {
             ("MAMBA_SSD", "/a,/b=1GiB"),
             ("MAMBA_GPU", "0"),
             ("MAMBA_BIND", "preferred"),
+            ("MAMBA_HUGETLB", "2MiB"),
+            ("MAMBA_SSD_IO", "direct"),
+            ("MAMBA_SPILL_ENGINE", "pread"),
         ]
         .into();
         let mut c = Config::default();
@@ -385,6 +461,9 @@ mod tests {
         assert_eq!(c.ssd[1].capacity, Some(ByteSize(1 << 30)));
         assert!(!c.gpu);
         assert_eq!(c.bind, BindPolicy::Preferred);
+        assert_eq!(c.hugetlb, Some(HugePageSize::Size2M));
+        assert_eq!(c.ssd_io, SsdIo::Direct);
+        assert_eq!(c.spill_engine, Some(IoEngine::Pread));
 
         let bad: HashMap<&str, &str> = [("MAMBA_GPU", "maybe")].into();
         let err = Config::default()

@@ -25,7 +25,8 @@ pub enum Error {
         /// The requested alignment.
         align: usize,
     },
-    /// An alignment larger than the space supports (its page size).
+    /// An alignment larger than a pool serves
+    /// ([`MAX_ALIGN`](crate::pool::MAX_ALIGN)).
     #[error("alignment {align} exceeds the largest supported alignment {max} of space {space}")]
     AlignmentTooLarge {
         /// The requested alignment.
@@ -132,6 +133,33 @@ pub enum Error {
         /// The call that failed.
         call: &'static str,
         /// What the system said.
+        reason: String,
+    },
+    /// Explicit huge pages (hugetlbfs) were asked for, but the system has
+    /// too few free ones of that size reserved.
+    #[error("no {page_size}-byte huge pages for {requested} bytes: {reason}")]
+    HugePagesUnavailable {
+        /// The huge page size in bytes.
+        page_size: usize,
+        /// Bytes asked for.
+        requested: usize,
+        /// What the system has.
+        reason: String,
+    },
+    /// No persistent object of that name exists in the space.
+    #[error("no persistent object named {name:?}")]
+    ObjectNotFound {
+        /// The name asked for.
+        name: String,
+    },
+    /// A persistent object failed its consistency check on reopening: its
+    /// header is damaged, or its data differs from what its last flush
+    /// recorded (written after the flush, or a flush cut short).
+    #[error("persistent object {name:?} is torn: {reason}")]
+    TornObject {
+        /// The object.
+        name: String,
+        /// What the check found.
         reason: String,
     },
     /// The topology could not be read or built.

@@ -10,7 +10,8 @@
 //! | layer | module | job |
 //! |---|---|---|
 //! | discovery | [`topology`], [`config`] | spaces from hwloc plus configuration |
-//! | providers | [`provider`] | raw chunks: mbind'ed mmap, files, CUDA, HIP |
+//! | providers | [`provider`], [`hugepage`] | raw chunks: mbind'ed mmap (THP-aligned, or hugetlbfs), files, spill files, CUDA, HIP |
+//! | disk and persistence | [`spill`], [`pmem`] | O_DIRECT spill files (io_uring or pread), named persistent objects with a consistency check |
 //! | pools | [`pool`] | size classes, thread caches, best-fit arena, trim, statistics |
 //! | allocator | [`Mamba`], [`Policy`] | placement by policy with fallback |
 //! | locality | [`placement`] | where pages are, moving them |
@@ -43,10 +44,13 @@ pub mod config;
 pub mod copy;
 pub mod error;
 pub mod gpu;
+pub mod hugepage;
 pub mod placement;
+pub mod pmem;
 pub mod policy;
 pub mod pool;
 pub mod provider;
+pub mod spill;
 mod sys;
 pub mod tier;
 pub mod topology;

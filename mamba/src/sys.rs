@@ -46,6 +46,35 @@ pub fn map_anonymous(len: usize) -> Result<NonNull<u8>> {
     NonNull::new(ptr.cast()).ok_or_else(|| Error::last_os("mmap"))
 }
 
+/// Maps `len` bytes of private anonymous memory whose start is a multiple
+/// of `align` (a power of two; at least the page size): maps `align` bytes
+/// more, then unmaps the misaligned head and the tail.
+pub fn map_anonymous_aligned(len: usize, align: usize) -> Result<NonNull<u8>> {
+    let page = page_size();
+    if align <= page {
+        return map_anonymous(len);
+    }
+    let span = len
+        .checked_add(align)
+        .ok_or(Error::SizeTooLarge { size: len })?;
+    let base = map_anonymous(span)?;
+    let start = (base.as_ptr() as usize).next_multiple_of(align);
+    let head = start - base.as_ptr() as usize;
+    let tail = span - head - len;
+    let trim = |addr: usize, bytes: usize| -> Result<()> {
+        match NonNull::new(addr as *mut u8) {
+            // SAFETY: the trimmed ranges are parts of our fresh mapping that
+            // nothing references; they stay page-aligned since `align`,
+            // `len` and the mapping's start are multiples of the page.
+            Some(p) if bytes > 0 => unsafe { unmap(p, bytes) },
+            _ => Ok(()),
+        }
+    };
+    trim(base.as_ptr() as usize, head)?;
+    trim(start + len, tail)?;
+    NonNull::new(start as *mut u8).ok_or_else(|| Error::last_os("mmap"))
+}
+
 /// Unmaps a mapping made by [`map_anonymous`] (or any mapping of `len`
 /// bytes at `ptr`).
 ///
@@ -289,6 +318,20 @@ pub fn nodes_of_pages(pages: &[usize], target: Option<u32>) -> Result<Vec<i32>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aligned_mappings_start_on_the_alignment() {
+        for align in [page_size(), 2 << 20, 16 << 20] {
+            let len = 3 * page_size();
+            let ptr = map_anonymous_aligned(len, align).unwrap();
+            assert_eq!(ptr.as_ptr() as usize % align, 0, "align {align}");
+            // SAFETY: the mapping is ours and `len` bytes long.
+            unsafe { ptr.as_ptr().add(len - 1).write(9) };
+            assert!(page_nodes(ptr.as_ptr() as usize, len, None).unwrap()[2] >= 0);
+            // SAFETY: nothing references the mapping any more.
+            unsafe { unmap(ptr, len).unwrap() };
+        }
+    }
 
     #[test]
     fn a_touched_page_reports_a_node_and_an_untouched_one_does_not() {

@@ -23,7 +23,8 @@ pub enum Tier {
     Gpu,
     /// Page-locked host memory registered with a GPU runtime.
     Pinned,
-    /// A directory on a solid-state drive, used through file mappings.
+    /// A directory on a solid-state drive, used through file mappings or,
+    /// with `ssd_io = "direct"`, through `O_DIRECT` spill files.
     Ssd,
 }
 
@@ -100,6 +101,13 @@ pub enum Backing {
     Unbound,
     /// Sparse files in a directory (SSD, fsdax persistent memory).
     Directory {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// Preallocated spill files in a directory, read and written with
+    /// `O_DIRECT` (an SSD space with `ssd_io = "direct"`): not
+    /// CPU-addressable.
+    SpillFiles {
         /// The directory.
         path: PathBuf,
     },

@@ -9,7 +9,7 @@
 //! does not tell). A pinned space is locked DRAM of those nodes: its
 //! capacity is their free memory at discovery, within `[caps] pinned`.
 
-use crate::config::{Config, DirectoryTier};
+use crate::config::{Config, DirectoryTier, SsdIo};
 use crate::error::{Error, Result};
 use crate::provider::{cuda_devices, hip_devices, FileProvider};
 use crate::tier::{Backing, SpaceId, SpaceInfo, Tier};
@@ -20,7 +20,10 @@ use hwlocality::object::TopologyObject;
 use hwlocality::topology::builder::{TopologyBuilder, TypeFilter};
 use hwlocality::Topology;
 
+mod initiators;
 mod pci;
+
+pub use initiators::{AttributeTable, Seen};
 
 /// Where the topology came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,7 +257,7 @@ fn spaces_with_gpus(
     }
     for (tier, dirs) in [(Tier::Nvdimm, &config.nvdimm), (Tier::Ssd, &config.ssd)] {
         for dir in dirs {
-            push(tier, directory_space(tier, dir)?);
+            push(tier, directory_space(tier, dir, config)?);
         }
     }
     apply_overrides(config, &mut spaces)?;
@@ -361,7 +364,8 @@ fn gpu_spaces(
     }
 }
 
-fn directory_space(tier: Tier, dir: &DirectoryTier) -> Result<SpaceInfo> {
+fn directory_space(tier: Tier, dir: &DirectoryTier, config: &Config) -> Result<SpaceInfo> {
+    let spill = tier == Tier::Ssd && config.ssd_io == SsdIo::Direct;
     // Validates existence and writability now, with a clear error.
     let provider = FileProvider::new(&dir.path)?;
     let capacity = match dir.capacity {
@@ -378,10 +382,16 @@ fn directory_space(tier: Tier, dir: &DirectoryTier) -> Result<SpaceInfo> {
         cpus: Vec::new(),
         bandwidth_mib_s: dir.bandwidth_mib_s,
         latency_ns: dir.latency_ns,
-        host_accessible: true,
+        host_accessible: !spill,
         persistent: true,
-        backing: Backing::Directory {
-            path: dir.path.clone(),
+        backing: if spill {
+            Backing::SpillFiles {
+                path: dir.path.clone(),
+            }
+        } else {
+            Backing::Directory {
+                path: dir.path.clone(),
+            }
         },
     })
 }

@@ -20,7 +20,7 @@ fn sizes_and_alignments() {
         Err(Error::BadAlignment { align: 0 })
     ));
     assert!(matches!(
-        pool.allocate(8, 1 << 20),
+        pool.allocate(8, mamba::pool::MAX_ALIGN * 2),
         Err(Error::AlignmentTooLarge { .. })
     ));
     assert!(matches!(

@@ -48,13 +48,22 @@ fn policies_resolve_in_the_documented_order() {
         names(&Policy::highest_bandwidth()),
         ["hbm0", "hbm1", "dram0", "dram1", "nvdimm0"]
     );
+    // With a vantage, attributes are those hwloc reports from the CPUs
+    // named: the other socket's HBM is slower from node 2 than its own
+    // DRAM, and node 0's memory is farther from CPU 3 than node 2's.
     assert_eq!(
         names(&Policy::highest_bandwidth().near_node(2)),
-        ["hbm1", "hbm0", "dram1", "dram0", "nvdimm0"]
+        ["hbm1", "dram1", "dram0", "hbm0", "nvdimm0"]
     );
     assert_eq!(
         names(&Policy::lowest_latency().near_cpus(&[3])),
-        ["dram1", "dram0", "hbm1", "hbm0", "nvdimm0"]
+        ["dram1", "hbm1", "dram0", "hbm0", "nvdimm0"]
+    );
+    // The XML gives no latency of nodes 2 and 3 from CPUs 0-1: unknown
+    // there, they rank after every node with a known latency.
+    assert_eq!(
+        names(&Policy::lowest_latency().near_cpus(&[0])),
+        ["dram0", "hbm0", "nvdimm0", "dram1", "hbm1"]
     );
     assert_eq!(names(&Policy::largest_capacity())[0], "nvdimm0");
     assert_eq!(

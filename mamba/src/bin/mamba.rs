@@ -77,6 +77,9 @@ fn print_tiers(mamba: &Mamba, json: bool) -> mamba::Result<()> {
             let mut obj = serde_json::to_value(space).expect("SpaceInfo serialises");
             obj["free"] = stats.available().into();
             obj["cpuset"] = space.cpu_list().into();
+            if let Some(access) = mamba.pool(space.id)?.access() {
+                obj["access"] = serde_json::to_value(access).expect("Access serialises");
+            }
             println!("{obj}");
         }
     }
@@ -86,14 +89,14 @@ fn print_tiers(mamba: &Mamba, json: bool) -> mamba::Result<()> {
             "space", "tier", "capacity", "free", "node", "cpus", "MiB/s", "ns"
         );
         for (s, stats) in mamba.stats() {
-            print_row(s, stats.available());
+            print_row(s, stats.available(), mamba.pool(s.id)?.access());
         }
         println!("topology: {:?}", mamba.source());
     }
     Ok(())
 }
 
-fn print_row(s: &SpaceInfo, free: usize) {
+fn print_row(s: &SpaceInfo, free: usize, access: Option<mamba::provider::Access>) {
     let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
     // A GPU or pinned space shows the node nearest the GPU, or `any` when
     // the GPU is equally near every node (or its locality is unknown).
@@ -105,8 +108,14 @@ fn print_row(s: &SpaceInfo, free: usize) {
     let backing = match &s.backing {
         mamba::Backing::NumaNodes { nodes } => format!("mbind {nodes:?}"),
         mamba::Backing::Unbound => "simulated (this machine's memory)".into(),
-        mamba::Backing::Directory { path } => path.display().to_string(),
+        mamba::Backing::Directory { path } | mamba::Backing::SpillFiles { path } => {
+            path.display().to_string()
+        }
         other => format!("{other:?}"),
+    };
+    let backing = match access {
+        Some(access) => format!("{backing} ({access})"),
+        None => backing,
     };
     println!(
         "{:<9} {:<7} {:>12} {:>12} {:>6} {:>10} {:>10} {:>8}  {}",

@@ -48,6 +48,9 @@ impl Default for PoolSettings {
     }
 }
 
+/// The largest alignment a pool serves (1 GiB, the largest huge page).
+pub const MAX_ALIGN: usize = 1 << 30;
+
 /// Most large blocks one thread caches per pool.
 const LARGE_CACHE_ENTRIES: usize = 8;
 
@@ -400,13 +403,26 @@ impl Pool {
         &self.shared.info
     }
 
+    /// Byte transfers for memory the CPU cannot address (see
+    /// [`Provider::block_io`]).
+    pub(crate) fn block_io(&self) -> Option<&dyn crate::provider::BlockIo> {
+        self.shared.provider.block_io()
+    }
+
+    /// How the pool's memory is reached (see [`Provider::access`]).
+    pub fn access(&self) -> Option<crate::provider::Access> {
+        self.shared.provider.access()
+    }
+
     /// The GPU of the pool's memory (see [`Provider::gpu`]).
     pub fn gpu(&self) -> Option<Arc<crate::gpu::GpuDevice>> {
         self.shared.provider.gpu()
     }
 
     /// Allocates `len` bytes aligned to `align` (a power of two, at most
-    /// the page size).
+    /// [`MAX_ALIGN`]). Alignments above the provider's granule (the page
+    /// for host memory) reserve up to `align` bytes of slack in the chunk
+    /// the block is carved from.
     ///
     /// # Errors
     /// [`Error::ZeroSize`], [`Error::BadAlignment`],
@@ -481,7 +497,11 @@ impl Pool {
     #[cold]
     pub(crate) fn allocate_block(&self, len: usize, align: usize) -> Result<Block> {
         self.check_request(len, align)?;
-        match class_for(len, align) {
+        // Slabs are granule-aligned: larger alignments take the arena.
+        let class = (align <= self.shared.granule)
+            .then(|| class_for(len, align))
+            .flatten();
+        match class {
             Some(class) => self.allocate_small(len, class),
             None => self.allocate_large(len, align),
         }
@@ -495,11 +515,10 @@ impl Pool {
         if !align.is_power_of_two() {
             return Err(Error::BadAlignment { align });
         }
-        let max = crate::sys::page_size();
-        if align > max {
+        if align > MAX_ALIGN {
             return Err(Error::AlignmentTooLarge {
                 align,
-                max,
+                max: MAX_ALIGN,
                 space: self.shared.info.id,
             });
         }
@@ -564,7 +583,11 @@ impl Pool {
 
     fn allocate_large(&self, len: usize, align: usize) -> Result<Block> {
         let shared = &*self.shared;
+        // Frees tell blocks apart by length: a large block is never as
+        // small as a size class (only over-aligned requests get here with
+        // small lengths).
         let block_len = len
+            .max(classes::MAX_SMALL + 1)
             .checked_next_multiple_of(self.shared.granule)
             .ok_or(Error::SizeTooLarge { size: len })?;
         let hit = with_cache(shared, |c| {

@@ -107,3 +107,33 @@ fn a_threads_cache_outlives_its_pool_harmlessly() {
     dropped.wait();
     worker.join().unwrap();
 }
+
+#[test]
+fn alignments_above_the_page_are_served_and_freed() {
+    let (pool, live) = heap_pool(16 << 20);
+    let granule = pool.shared.granule;
+    let mut blocks = Vec::new();
+    for (i, (len, align)) in [
+        (8, granule * 2),
+        (100, 64 << 10),
+        (granule * 3, 256 << 10),
+        (5000, 2 << 20),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut a = pool.allocate(len, align).unwrap();
+        assert_eq!(a.addr() % align, 0, "len {len} align {align}");
+        a.as_mut_slice().unwrap().fill(i as u8 + 1);
+        blocks.push(a);
+    }
+    for (i, a) in blocks.iter().enumerate() {
+        assert!(a.as_slice().unwrap().iter().all(|&b| b == i as u8 + 1));
+    }
+    drop(blocks);
+    assert!(matches!(
+        pool.allocate(8, MAX_ALIGN * 2),
+        Err(Error::AlignmentTooLarge { max: MAX_ALIGN, .. })
+    ));
+    assert_empty(&pool, &live);
+}

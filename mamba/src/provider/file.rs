@@ -1,7 +1,7 @@
 //! File-backed memory: files in a directory, allocated on disk up front
 //! and mapped shared (SSD tiers, fsdax persistent memory).
 
-use super::{Chunk, Provider};
+use super::{Access, Chunk, Provider};
 use crate::error::{Error, Result};
 use memmap2::MmapMut;
 use std::collections::HashMap;
@@ -20,7 +20,6 @@ use std::sync::Mutex;
 #[derive(Debug)]
 pub struct FileProvider {
     dir: PathBuf,
-    next: AtomicU64,
     maps: Mutex<HashMap<usize, (MmapMut, PathBuf)>>,
 }
 
@@ -40,7 +39,6 @@ impl FileProvider {
         let _ = std::fs::remove_file(&probe);
         Ok(FileProvider {
             dir: dir.to_owned(),
-            next: AtomicU64::new(0),
             maps: Mutex::new(HashMap::new()),
         })
     }
@@ -67,7 +65,7 @@ impl FileProvider {
 
 /// Gives the fresh file `len` bytes of disk blocks; a sparse length where
 /// the file system cannot allocate ahead.
-fn allocate_file(file: &std::fs::File, len: usize) -> Result<()> {
+pub(crate) fn allocate_file(file: &std::fs::File, len: usize) -> Result<()> {
     use std::os::fd::AsRawFd;
     let size = libc::off_t::try_from(len).map_err(|_| Error::SizeTooLarge { size: len })?;
     // SAFETY: fallocate on a descriptor we own; it touches no memory.
@@ -85,7 +83,9 @@ fn allocate_file(file: &std::fs::File, len: usize) -> Result<()> {
 
 impl Provider for FileProvider {
     fn acquire(&self, len: usize) -> Result<Chunk> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        // Numbered across the process: providers may share a directory.
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path = self
             .dir
             .join(format!("mamba-{}-{n}.chunk", std::process::id()));
@@ -139,6 +139,10 @@ impl Provider for FileProvider {
     fn host_accessible(&self) -> bool {
         true
     }
+
+    fn access(&self) -> Option<Access> {
+        Some(Access::PageCache)
+    }
 }
 
 impl Drop for FileProvider {
@@ -176,6 +180,22 @@ mod tests {
         // SAFETY: the chunk came from `p` and is not used afterwards.
         unsafe { p.release(c) };
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn providers_sharing_a_directory_pick_distinct_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, q) = (
+            FileProvider::new(dir.path()).unwrap(),
+            FileProvider::new(dir.path()).unwrap(),
+        );
+        let (a, b) = (p.acquire(4096).unwrap(), q.acquire(4096).unwrap());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+        // SAFETY: each chunk came from its provider and is not used afterwards.
+        unsafe {
+            p.release(a);
+            q.release(b);
+        }
     }
 
     #[test]
