@@ -23,14 +23,18 @@ fi
 
 # Test binaries of the crates that hold GPU code, in the test profile
 # (debug assertions on), stripped when bundled.
-test_args=(-p mamba --lib -p mamba-gpu-kernels)
+mamba_tests=(--lib)
 for t in mamba/tests/gpu*.rs; do
-  [ -e "$t" ] && test_args+=(--test "$(basename "$t" .rs)")
+  [ -e "$t" ] && mamba_tests+=(--test "$(basename "$t" .rs)")
 done
-[ -d examples/sirius/tests ] && test_args+=(-p sirius --tests)
-
-mapfile -t tests < <(cargo test --locked --no-run --message-format=json "${test_args[@]}" |
-  sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
+selections=("-p mamba ${mamba_tests[*]}" "-p mamba-gpu-kernels --lib --tests")
+[ -d examples/sirius/tests ] && selections+=("-p sirius --lib --tests")
+tests=()
+for selection in "${selections[@]}"; do
+  # shellcheck disable=SC2086 # each selection is a list of cargo arguments
+  mapfile -t -O "${#tests[@]}" tests < <(cargo test --locked --no-run --message-format=json $selection |
+    grep '"test":true' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
+done
 cargo build --locked --release -p mamba-benches --bin compare
 compare=target/release/compare
 

@@ -5,7 +5,7 @@ use crate::config::{BindPolicy, Config};
 use crate::error::{Error, Result};
 use crate::policy::{Criterion, Near, Policy, Rule, Target};
 use crate::pool::{Pool, PoolSettings, PoolStats};
-use crate::provider::{CudaProvider, FileProvider, HipProvider, NumaProvider, Provider};
+use crate::provider::{CudaProvider, FileProvider, HipProvider, NearNode, NumaProvider, Provider};
 use crate::sys::NumaMode;
 use crate::tier::{Backing, SpaceId, SpaceInfo, Tier};
 use crate::topology::{self, Source};
@@ -121,7 +121,7 @@ impl Mamba {
         let pools = spaces
             .into_iter()
             .map(|info| {
-                let provider: Box<dyn Provider> = match &info.backing {
+                let mut provider: Box<dyn Provider> = match &info.backing {
                     Backing::NumaNodes { nodes } => Box::new(NumaProvider::new(
                         Some(nodes.clone()),
                         mode,
@@ -132,7 +132,14 @@ impl Mamba {
                     Backing::Cuda { device } => Box::new(CudaProvider::new(*device, false)?),
                     Backing::CudaPinned { device } => Box::new(CudaProvider::new(*device, true)?),
                     Backing::Hip { device } => Box::new(HipProvider::new(*device, false)?),
+                    Backing::HipPinned { device } => Box::new(HipProvider::new(*device, true)?),
                 };
+                // Pinned memory of this machine comes from the GPU's node.
+                if let (Tier::Pinned, Some(node), Source::ThisMachine) =
+                    (info.tier, info.numa_node, &source)
+                {
+                    provider = Box::new(NearNode::new(provider, node));
+                }
                 Ok(Pool::new(info, provider, settings))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -266,7 +273,7 @@ impl Mamba {
                 pools = self
                     .pools
                     .iter()
-                    .filter(|p| p.info().host_accessible && p.info().numa_node.is_some())
+                    .filter(|p| p.info().host_accessible && p.info().is_node_memory())
                     .collect();
                 order_by_locality(&mut pools, near_cpus.as_deref());
                 rank(&mut pools, *criterion);
@@ -317,7 +324,7 @@ impl Mamba {
             Some(Near::NumaNode(n)) => Some(
                 self.pools
                     .iter()
-                    .find(|p| p.info().numa_node == Some(*n))
+                    .find(|p| p.info().is_node_memory() && p.info().numa_node == Some(*n))
                     .ok_or(Error::UnknownNumaNode(*n))?
                     .info()
                     .cpus

@@ -1,6 +1,12 @@
 //! n-dimensional arrays in any space: a buffer plus a
 //! [`mamba_transforms::Layout`], views of tiles, and wrapping memory
 //! the caller owns.
+//!
+//! An array in a device space (GPU memory) is a full array too: it is
+//! created, viewed in tiles, copied and migrated like any other, but its
+//! bytes are never handed out as a slice: the host accessors return
+//! [`Error::NotHostAccessible`] and the copy engine ([`crate::copy`])
+//! moves its bytes.
 
 use crate::allocation::Allocation;
 use crate::allocator::Mamba;
@@ -80,9 +86,8 @@ impl<'m> Array<'m> {
     ///
     /// # Errors
     /// [`Error::Layout`] when the layout does not fit the allocation or has
-    /// overlapping elements; [`Error::NotHostAccessible`] for device memory.
+    /// overlapping elements.
     pub fn from_allocation(a: Allocation<'m>, layout: Layout) -> Result<Self> {
-        a.as_ptr()?;
         layout.check_destination(a.len())?;
         Ok(Array {
             storage: Storage::Owned(a),
@@ -124,21 +129,30 @@ impl<'m> Array<'m> {
         }
     }
 
+    /// Whether the CPU can reach the bytes (false for device memory).
+    pub fn is_host_accessible(&self) -> bool {
+        self.space().is_none_or(|s| s.host_accessible)
+    }
+
     /// All the bytes the layout addresses.
-    pub fn as_bytes(&self) -> &[u8] {
+    ///
+    /// # Errors
+    /// [`Error::NotHostAccessible`] for device memory.
+    pub fn as_bytes(&self) -> Result<&[u8]> {
         match &self.storage {
-            Storage::Owned(a) => a.as_slice().expect("checked host-accessible at creation"),
-            Storage::Wrapped(b) => b,
+            Storage::Owned(a) => a.as_slice(),
+            Storage::Wrapped(b) => Ok(b),
         }
     }
 
     /// All the bytes the layout addresses, mutably.
-    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+    ///
+    /// # Errors
+    /// [`Error::NotHostAccessible`] for device memory.
+    pub fn as_bytes_mut(&mut self) -> Result<&mut [u8]> {
         match &mut self.storage {
-            Storage::Owned(a) => a
-                .as_mut_slice()
-                .expect("checked host-accessible at creation"),
-            Storage::Wrapped(b) => b,
+            Storage::Owned(a) => a.as_mut_slice(),
+            Storage::Wrapped(b) => Ok(b),
         }
     }
 
@@ -146,9 +160,9 @@ impl<'m> Array<'m> {
     ///
     /// # Errors
     /// [`Error::BadAlignment`] when `T` does not match the bytes' alignment or
-    /// size.
+    /// size; [`Error::NotHostAccessible`] for device memory.
     pub fn as_typed<T: bytemuck::Pod>(&self) -> Result<&[T]> {
-        let bytes = self.as_bytes();
+        let bytes = self.as_bytes()?;
         let whole = bytes.len() - bytes.len() % std::mem::size_of::<T>().max(1);
         bytemuck::try_cast_slice(&bytes[..whole]).map_err(|_| Error::BadAlignment {
             align: std::mem::align_of::<T>(),
@@ -160,7 +174,7 @@ impl<'m> Array<'m> {
     /// # Errors
     /// As [`Array::as_typed`].
     pub fn as_typed_mut<T: bytemuck::Pod>(&mut self) -> Result<&mut [T]> {
-        let bytes = self.as_bytes_mut();
+        let bytes = self.as_bytes_mut()?;
         let whole = bytes.len() - bytes.len() % std::mem::size_of::<T>().max(1);
         bytemuck::try_cast_slice_mut(&mut bytes[..whole]).map_err(|_| Error::BadAlignment {
             align: std::mem::align_of::<T>(),
@@ -174,7 +188,7 @@ impl<'m> Array<'m> {
     /// [`Error::Layout`] when the region leaves the array.
     pub fn tile(&self, start: &[usize], size: &[usize]) -> Result<ArrayView<'_>> {
         Ok(ArrayView {
-            bytes: self.as_bytes(),
+            array: self,
             layout: self.layout.view(start, size)?,
             start: start.to_vec(),
         })
@@ -210,10 +224,10 @@ impl<'m> Array<'m> {
     }
 }
 
-/// A borrowed view of part of an array.
+/// A borrowed view of part of an array (in any space).
 #[derive(Debug, Clone)]
 pub struct ArrayView<'a> {
-    bytes: &'a [u8],
+    array: &'a Array<'a>,
     layout: Layout,
     start: Vec<usize>,
 }
@@ -221,8 +235,16 @@ pub struct ArrayView<'a> {
 impl<'a> ArrayView<'a> {
     /// The underlying bytes (the whole array's; the layout addresses the
     /// view's elements within them).
-    pub fn bytes(&self) -> &'a [u8] {
-        self.bytes
+    ///
+    /// # Errors
+    /// [`Error::NotHostAccessible`] for device memory.
+    pub fn bytes(&self) -> Result<&'a [u8]> {
+        self.array.as_bytes()
+    }
+
+    /// The array viewed.
+    pub fn array(&self) -> &'a Array<'a> {
+        self.array
     }
 
     /// The view's layout.

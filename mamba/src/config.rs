@@ -11,6 +11,8 @@
 //!
 //! [caps]                            # capacity limit of every space of a tier
 //! hbm = "1GiB"
+//! pinned = "16GiB"                  # page-locked memory per GPU (default: the
+//!                                   # free memory of the GPU's NUMA node(s))
 //!
 //! [[space]]                         # override one discovered space by name
 //! name = "dram0"

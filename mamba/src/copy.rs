@@ -1,41 +1,103 @@
 //! The copy engine: copies between arrays in any two spaces, converting the
 //! layout on the way, synchronously or in the background.
 //!
-//! Every path is chosen by [`route`]: both sides CPU-addressable (DRAM,
-//! HBM, NVDIMM, pinned memory, and SSD tiers, which are mapped files) go
-//! through the layout kernels of `mamba_transforms`, parallel and with
-//! non-temporal stores for large copies. Device memory has no path yet:
-//! GPU copies will be another [`Route`] behind the same calls.
+//! Every path is chosen by [`route`]:
+//!
+//! | route | when | how |
+//! |---|---|---|
+//! | [`Route::Host`] | both sides CPU-addressable (DRAM, HBM, NVDIMM, pinned, SSD mappings) | the layout kernels of `mamba_transforms`, parallel, non-temporal stores for large copies |
+//! | [`Route::HostToDevice`] | host to GPU memory | one DMA from pinned memory; through the pinned staging ring ([`crate::gpu::StagingRing`]) from pageable memory |
+//! | [`Route::DeviceToHost`] | GPU memory to host | the same, the other way |
+//! | [`Route::DeviceToDevice`] | GPU to GPU memory | one DMA on the device, or a peer copy between two devices |
+//!
+//! Same-layout copies with a device side are plain DMA of the layout's
+//! bytes. Layout-converting copies with a device side convert on the host,
+//! through a pinned temporary: the device bytes are brought to the host
+//! (when the device is the source, or when the destination layout leaves
+//! gaps whose bytes must survive), converted by the CPU kernels, and sent
+//! back. One seam, [`DeviceConverter`], lets a GPU layout kernel convert
+//! on the device instead, for copies between two arrays of one device.
 
 use crate::allocator::Mamba;
-use crate::array::Array;
+use crate::array::{Array, ArrayView};
 use crate::error::{Error, Result};
+use crate::gpu::{DeviceConverter, DevicePtr, GpuDevice, PinnedBuffer, Transfer};
 use crate::policy::Policy;
 use mamba_transforms::{CopyPlan, ExecOptions, Layout};
-use std::sync::mpsc;
+use std::sync::Arc;
 
 /// How a copy moves its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     /// Both sides are CPU-addressable: the CPU layout kernels.
     Host,
+    /// Host memory to device memory.
+    HostToDevice {
+        /// The host side is pinned: straight DMA, no staging.
+        pinned: bool,
+    },
+    /// Device memory to host memory.
+    DeviceToHost {
+        /// The host side is pinned: straight DMA, no staging.
+        pinned: bool,
+    },
+    /// Device memory to device memory.
+    DeviceToDevice {
+        /// The two sides are on two devices (a peer copy).
+        peer: bool,
+    },
+}
+
+/// Where one side of a copy is.
+enum Place {
+    /// CPU-addressable; `pinned` when a GPU can DMA it directly.
+    Host { pinned: bool },
+    /// Device memory at `ptr`.
+    Device { gpu: Arc<GpuDevice>, ptr: DevicePtr },
+}
+
+fn place(a: &Array<'_>) -> Result<Place> {
+    let Some(alloc) = a.allocation() else {
+        return Ok(Place::Host { pinned: false });
+    };
+    let gpu = alloc.pool().gpu();
+    let space = alloc.space();
+    if space.host_accessible {
+        return Ok(Place::Host {
+            pinned: gpu.is_some(),
+        });
+    }
+    match gpu {
+        Some(gpu) => Ok(Place::Device {
+            gpu,
+            ptr: DevicePtr(alloc.addr() as u64),
+        }),
+        None => Err(Error::Unsupported {
+            operation: "copying device memory without a GPU runtime",
+            space: space.id,
+            tier: space.tier,
+        }),
+    }
+}
+
+fn route_of(src: &Place, dst: &Place) -> Route {
+    match (src, dst) {
+        (Place::Host { .. }, Place::Host { .. }) => Route::Host,
+        (Place::Host { pinned }, Place::Device { .. }) => Route::HostToDevice { pinned: *pinned },
+        (Place::Device { .. }, Place::Host { pinned }) => Route::DeviceToHost { pinned: *pinned },
+        (Place::Device { gpu: a, .. }, Place::Device { gpu: b, .. }) => Route::DeviceToDevice {
+            peer: a.ordinal() != b.ordinal(),
+        },
+    }
 }
 
 /// The path between two arrays.
 ///
 /// # Errors
-/// [`Error::Unsupported`] when a side is device memory.
+/// [`Error::Unsupported`] for device memory without a GPU runtime (a HIP
+/// space).
 pub fn route(src: &Array<'_>, dst: &Array<'_>) -> Result<Route> {
-    for space in [src.space(), dst.space()].into_iter().flatten() {
-        if !space.host_accessible {
-            return Err(Error::Unsupported {
-                operation: "copying to or from device memory",
-                space: space.id,
-                tier: space.tier,
-            });
-        }
-    }
-    Ok(Route::Host)
+    Ok(route_of(&place(src)?, &place(dst)?))
 }
 
 /// Copies the elements of `src` into `dst`: same shape and element size,
@@ -43,24 +105,151 @@ pub fn route(src: &Array<'_>, dst: &Array<'_>) -> Result<Route> {
 ///
 /// # Errors
 /// [`Error::Layout`] for mismatched shapes or element sizes;
-/// [`Error::Unsupported`] for device memory.
+/// [`Error::Unsupported`] for device memory without a GPU runtime; the GPU
+/// runtime's errors.
 pub fn copy_array(src: &Array<'_>, dst: &mut Array<'_>) -> Result<()> {
     copy_array_with(src, dst, &ExecOptions::default())
 }
 
-/// [`copy_array`] with explicit threading and streaming options.
+/// [`copy_array`] with explicit threading and streaming options (for the
+/// CPU kernels).
 ///
 /// # Errors
 /// As [`copy_array`].
 pub fn copy_array_with(src: &Array<'_>, dst: &mut Array<'_>, opts: &ExecOptions) -> Result<()> {
-    match route(src, dst)? {
-        Route::Host => {
-            let plan = CopyPlan::new(src.layout(), dst.layout())?;
-            let layout_src = src.as_bytes();
-            plan.execute_with(layout_src, dst.as_bytes_mut(), opts)?;
+    let (src_layout, dst_layout) = (src.layout().clone(), dst.layout().clone());
+    copy_between(src, &src_layout, dst, &dst_layout, opts)
+}
+
+/// Copies the elements of the tile `src` (of an array in any space) into
+/// `dst`, which has the tile's shape.
+///
+/// # Errors
+/// As [`copy_array`].
+pub fn copy_tile(src: &ArrayView<'_>, dst: &mut Array<'_>) -> Result<()> {
+    let dst_layout = dst.layout().clone();
+    copy_between(
+        src.array(),
+        src.layout(),
+        dst,
+        &dst_layout,
+        &ExecOptions::default(),
+    )
+}
+
+/// Copies the elements of `src` into the tile of `dst` that starts at
+/// `start` and has `src`'s shape; the rest of `dst` is left as it was.
+///
+/// # Errors
+/// As [`copy_array`]; [`Error::Layout`] when the tile leaves `dst`.
+pub fn copy_into_tile(src: &Array<'_>, dst: &mut Array<'_>, start: &[usize]) -> Result<()> {
+    let dst_layout = dst.layout().view(start, src.layout().shape())?;
+    let src_layout = src.layout().clone();
+    copy_between(src, &src_layout, dst, &dst_layout, &ExecOptions::default())
+}
+
+/// Whether every byte up to `required_len` belongs to an element (no
+/// gaps whose bytes a copy must keep).
+fn covers(layout: &Layout) -> bool {
+    layout.offset() == 0 && layout.len() * layout.elem_size() == layout.required_len()
+}
+
+/// The elements of `src` (laid out by `src_layout` in its bytes) into
+/// `dst` (by `dst_layout`).
+fn copy_between(
+    src: &Array<'_>,
+    src_layout: &Layout,
+    dst: &mut Array<'_>,
+    dst_layout: &Layout,
+    opts: &ExecOptions,
+) -> Result<()> {
+    let plan = CopyPlan::new(src_layout, dst_layout)?;
+    let (from, to) = (place(src)?, place(dst)?);
+    let same = src_layout == dst_layout;
+    match (from, to) {
+        (Place::Host { .. }, Place::Host { .. }) => {
+            plan.execute_with(src.as_bytes()?, dst.as_bytes_mut()?, opts)?;
+        }
+        (Place::Host { pinned }, Place::Device { gpu, ptr }) => {
+            let bytes = src.as_bytes()?;
+            if same {
+                let len = src_layout.required_len();
+                // SAFETY: `bytes` is borrowed for the call, which waits.
+                unsafe { gpu.upload(ptr, bytes.as_ptr(), len, pinned) }?;
+            } else {
+                let mut tmp = gpu.alloc_pinned(dst_layout.required_len())?;
+                if !covers(dst_layout) {
+                    // SAFETY: `tmp` is borrowed mutably for the call.
+                    unsafe { gpu.download(tmp.as_mut_slice().as_mut_ptr(), ptr, tmp.len(), true) }?;
+                }
+                plan.execute_with(bytes, tmp.as_mut_slice(), opts)?;
+                // SAFETY: `tmp` lives until the call (which waits) returns.
+                unsafe { gpu.upload(ptr, tmp.as_slice().as_ptr(), tmp.len(), true) }?;
+            }
+        }
+        (Place::Device { gpu, ptr }, Place::Host { pinned }) => {
+            let bytes = dst.as_bytes_mut()?;
+            if same {
+                let len = src_layout.required_len();
+                // SAFETY: `bytes` is borrowed mutably for the call.
+                unsafe { gpu.download(bytes.as_mut_ptr(), ptr, len, pinned) }?;
+            } else {
+                let tmp = pinned_copy_of(&gpu, ptr, src_layout.required_len())?;
+                plan.execute_with(tmp.as_slice(), bytes, opts)?;
+            }
+        }
+        (Place::Device { gpu: sg, ptr: sp }, Place::Device { gpu: dg, ptr: dp }) => {
+            if same {
+                // SAFETY: both arrays are borrowed for the call, which waits.
+                unsafe { sg.enqueue_device_copy(&dg, dp, sp, src_layout.required_len()) }?;
+                sg.finish()?;
+            } else if !convert_on_device(&sg, &dg, src_layout, dst_layout, sp, dp)? {
+                let tmp_src = pinned_copy_of(&sg, sp, src_layout.required_len())?;
+                let mut tmp = if covers(dst_layout) {
+                    dg.alloc_pinned(dst_layout.required_len())?
+                } else {
+                    pinned_copy_of(&dg, dp, dst_layout.required_len())?
+                };
+                plan.execute_with(tmp_src.as_slice(), tmp.as_mut_slice(), opts)?;
+                // SAFETY: `tmp` lives until the call (which waits) returns.
+                unsafe { dg.upload(dp, tmp.as_slice().as_ptr(), tmp.len(), true) }?;
+            }
         }
     }
     Ok(())
+}
+
+/// A pinned host copy of `len` device bytes at `ptr`.
+fn pinned_copy_of(gpu: &Arc<GpuDevice>, ptr: DevicePtr, len: usize) -> Result<PinnedBuffer> {
+    let mut tmp = gpu.alloc_pinned(len)?;
+    // SAFETY: `tmp` is borrowed mutably for the call, which waits.
+    unsafe { gpu.download(tmp.as_mut_slice().as_mut_ptr(), ptr, len, true) }?;
+    Ok(tmp)
+}
+
+/// The device-side conversion seam: a layout-converting copy between two
+/// arrays of one device runs as a GPU kernel when the device has a
+/// [`DeviceConverter`] that takes this pair of layouts. Whether it did (and
+/// the copy is complete).
+fn convert_on_device(
+    src_gpu: &Arc<GpuDevice>,
+    dst_gpu: &Arc<GpuDevice>,
+    src_layout: &Layout,
+    dst_layout: &Layout,
+    src: DevicePtr,
+    dst: DevicePtr,
+) -> Result<bool> {
+    let converter: Option<Arc<dyn DeviceConverter>> = src_gpu.converter();
+    match converter {
+        Some(c) if Arc::ptr_eq(src_gpu, dst_gpu) => {
+            if c.convert(src_layout, dst_layout, src, dst, src_gpu.stream()?)? {
+                src_gpu.finish()?;
+                return Ok(true);
+            }
+            Ok(false)
+        }
+        _ => Ok(false),
+    }
 }
 
 impl Mamba {
@@ -102,20 +291,17 @@ impl Mamba {
 }
 
 /// A copy running in the background; see [`copy_async`].
-#[derive(Debug)]
-pub struct CopyHandle {
-    done: mpsc::Receiver<Finished>,
-    finished: Option<Finished>,
-}
+pub type CopyHandle = Transfer<(Array<'static>, Array<'static>)>;
 
-type Finished = (Result<()>, Array<'static>, Array<'static>);
-
-/// Starts copying `src` into `dst` on a background thread and returns at
-/// once. The arrays travel with the copy and come back from
-/// [`CopyHandle::wait`]; they must be `'static` (arrays over owned
-/// allocations, from [`Mamba::array_owned`] or
-/// [`Allocation::into_owned`](crate::Allocation::into_owned)), so that no
-/// memory can be freed while the copy writes it.
+/// Starts copying `src` into `dst` and returns at once. The arrays travel
+/// with the copy and come back from [`Transfer::wait`]; they must be
+/// `'static` (arrays over owned allocations, from [`Mamba::array_owned`]
+/// or [`Allocation::into_owned`](crate::Allocation::into_owned)), so that
+/// no memory can be freed while the copy writes it.
+///
+/// Copies that are pure DMA (same layout, with pinned host memory or
+/// between device arrays) are enqueued on the device's copy stream and
+/// complete with an event; every other copy runs on a background thread.
 ///
 /// ```
 /// use mamba::{copy::copy_async, Config, Mamba, Policy, Tier};
@@ -132,49 +318,60 @@ type Finished = (Result<()>, Array<'static>, Array<'static>);
 /// # Ok::<(), mamba::Error>(())
 /// ```
 pub fn copy_async(src: Array<'static>, mut dst: Array<'static>) -> CopyHandle {
-    let (tx, rx) = mpsc::channel();
-    let spawned = std::thread::Builder::new()
-        .name("mamba-copy".into())
-        .spawn(move || {
-            let result = copy_array(&src, &mut dst);
-            // The receiver may be gone (handle dropped): the arrays are then
-            // freed here.
-            let _ = tx.send((result, src, dst));
-        });
-    if let Err(e) = spawned {
-        // The closure, its sender and the arrays are dropped: `wait` reports
-        // the copy as lost.
-        tracing::error!(error = %e, "cannot start a copy thread");
-    }
-    CopyHandle {
-        done: rx,
-        finished: None,
+    match dma_only(&src, &dst) {
+        Ok(Some(gpu)) => {
+            let enqueued = enqueue_dma(&src, &mut dst);
+            match enqueued {
+                Ok(()) => Transfer::on_device(gpu, (src, dst)),
+                Err(e) => Transfer::ready(gpu.finish().and(Err(e))),
+            }
+        }
+        Ok(None) => Transfer::on_thread(move || {
+            copy_array(&src, &mut dst)?;
+            Ok((src, dst))
+        }),
+        Err(e) => Transfer::ready(Err(e)),
     }
 }
 
-impl CopyHandle {
-    /// Whether the copy has finished (without blocking).
-    pub fn is_done(&mut self) -> bool {
-        if self.finished.is_none() {
-            self.finished = self.done.try_recv().ok();
-        }
-        self.finished.is_some()
+/// The device whose copy stream carries the copy, when it is DMA only.
+fn dma_only(src: &Array<'_>, dst: &Array<'_>) -> Result<Option<Arc<GpuDevice>>> {
+    if src.layout() != dst.layout() {
+        return Ok(None);
     }
+    CopyPlan::new(src.layout(), dst.layout())?;
+    Ok(match (place(src)?, place(dst)?) {
+        (Place::Host { pinned: true }, Place::Device { gpu, .. })
+        | (Place::Device { gpu, .. }, Place::Host { pinned: true })
+        | (Place::Device { gpu, .. }, Place::Device { .. }) => Some(gpu),
+        _ => None,
+    })
+}
 
-    /// Blocks until the copy has finished; returns the two arrays.
-    ///
-    /// # Errors
-    /// The copy's error, or [`Error::CopyLost`] when its thread could not
-    /// run.
-    pub fn wait(mut self) -> Result<(Array<'static>, Array<'static>)> {
-        let finished = match self.finished.take() {
-            Some(f) => f,
-            None => self
-                .done
-                .recv()
-                .map_err(|_| Error::CopyLost("the copy thread did not start or died".into()))?,
-        };
-        let (result, src, dst) = finished;
-        result.map(|()| (src, dst))
+/// Enqueues the DMA of a copy [`dma_only`] accepted.
+fn enqueue_dma(src: &Array<'_>, dst: &mut Array<'_>) -> Result<()> {
+    let len = src.layout().required_len();
+    match (place(src)?, place(dst)?) {
+        (Place::Host { .. }, Place::Device { gpu, ptr }) => {
+            let bytes = src.as_bytes()?;
+            // SAFETY: pinned; the transfer owns `src` until the copy stream
+            // has passed this copy.
+            unsafe { gpu.enqueue_upload(ptr, bytes.as_ptr(), len, true) }
+        }
+        (Place::Device { gpu, ptr }, Place::Host { .. }) => {
+            let bytes = dst.as_bytes_mut()?.as_mut_ptr();
+            // SAFETY: pinned and owned by the transfer (nobody reads or
+            // writes it) until the copy stream has passed this copy.
+            unsafe {
+                gpu.runtime()
+                    .copy_dtoh_async(bytes, ptr, len, gpu.stream()?)
+            }
+        }
+        (Place::Device { gpu: sg, ptr: sp }, Place::Device { gpu: dg, ptr: dp }) => {
+            // SAFETY: the transfer owns both arrays until the copy stream
+            // has passed this copy.
+            unsafe { sg.enqueue_device_copy(&dg, dp, sp, len) }
+        }
+        _ => Err(Error::CopyLost("not a DMA-only copy".into())),
     }
 }

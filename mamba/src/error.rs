@@ -143,6 +143,14 @@ pub enum Error {
     /// A layout or a layout-converting copy is invalid.
     #[error("layout: {0}")]
     Layout(#[from] mamba_transforms::Error),
+    /// A copy longer than the memory it reads or writes.
+    #[error("a copy of {requested} bytes does not fit in {available} bytes")]
+    OutOfBounds {
+        /// Bytes the copy needs.
+        requested: usize,
+        /// Bytes the memory has.
+        available: usize,
+    },
     /// An asynchronous copy's worker went away before finishing.
     #[error("the asynchronous copy was lost: {0}")]
     CopyLost(String),

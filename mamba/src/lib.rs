@@ -15,6 +15,7 @@
 //! | allocator | [`Mamba`], [`Policy`] | placement by policy with fallback |
 //! | locality | [`placement`] | where pages are, moving them |
 //! | arrays | [`mod@array`], [`copy`] | n-d arrays in any space, tiles, layout-converting copies |
+//! | GPU data plane | [`gpu`] | device runtime (CUDA, test double), streams, events, copies, device pool |
 //! | affinity | [`affinity`] | pinning, NUMA-aware worker pool, move task or data |
 //!
 //! ```
@@ -41,6 +42,7 @@ pub mod array;
 pub mod config;
 pub mod copy;
 pub mod error;
+pub mod gpu;
 pub mod placement;
 pub mod policy;
 pub mod pool;
@@ -53,7 +55,7 @@ pub use allocation::{Allocation, RawAllocation};
 pub use allocator::{Mamba, Placement};
 pub use array::{Array, ArrayView, Tiles};
 pub use config::{ByteSize, Config};
-pub use copy::{copy_array, copy_async, CopyHandle};
+pub use copy::{copy_array, copy_async, copy_into_tile, copy_tile, CopyHandle};
 pub use error::{Error, Result};
 pub use placement::{locate, locate_pages, PageLocation};
 pub use policy::{Criterion, Near, Policy, Rule, Target};

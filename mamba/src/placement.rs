@@ -127,7 +127,7 @@ impl Mamba {
     pub fn move_pages(&self, a: &mut Allocation<'_>, target: crate::SpaceId) -> Result<()> {
         let target_pool = self.pool(target)?;
         for p in [a.pool(), target_pool] {
-            if p.info().numa_node.is_none() {
+            if !p.info().is_node_memory() {
                 return Err(Error::Unsupported {
                     operation: "moving pages",
                     space: p.info().id,

@@ -1,5 +1,6 @@
 //! Thin safe wrappers over the kernel calls mamba needs: anonymous mappings,
-//! NUMA memory policy (`mbind`) and page location/migration (`move_pages`).
+//! NUMA memory policy (`mbind`, the thread's `set_mempolicy`) and page
+//! location/migration (`move_pages`).
 //!
 //! This is one of the two modules with raw-memory `unsafe` (the other is the
 //! pool's block carving). Every wrapper checks its inputs and turns `errno`
@@ -104,6 +105,106 @@ const MPOL_MF_STRICT: libc::c_uint = 1;
 const MPOL_MF_MOVE: libc::c_uint = 2;
 const MAX_NODES: usize = 1024;
 
+/// A kernel node mask (`MAX_NODES` bits).
+type NodeMask = [libc::c_ulong; MAX_NODES / libc::c_ulong::BITS as usize];
+
+fn node_mask(nodes: &[u32]) -> Result<NodeMask> {
+    let mut mask: NodeMask = [0; MAX_NODES / libc::c_ulong::BITS as usize];
+    let bits = libc::c_ulong::BITS as usize;
+    for &n in nodes {
+        let n = n as usize;
+        if n >= MAX_NODES {
+            return Err(Error::UnknownNumaNode(n as u32));
+        }
+        mask[n / bits] |= 1 << (n % bits);
+    }
+    Ok(mask)
+}
+
+/// The calling thread prefers one NUMA node for the pages it allocates
+/// (`set_mempolicy(MPOL_PREFERRED)`) until this is dropped, which gives the
+/// thread its previous policy back. For memory that a library allocates
+/// and locks on the calling thread (a GPU runtime's pinned host memory).
+#[derive(Debug)]
+#[doc(alias = "set_mempolicy")]
+pub struct PreferNode {
+    mode: libc::c_int,
+    mask: NodeMask,
+}
+
+impl PreferNode {
+    /// Saves the thread's policy, then prefers `node`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownNumaNode`] for a node beyond the kernel's limit;
+    /// [`Error::Os`] when the kernel refuses (a node it does not have).
+    pub fn set(node: u32) -> Result<Self> {
+        let preferred = node_mask(&[node])?;
+        let mut saved = PreferNode {
+            mode: MPOL_DEFAULT,
+            mask: [0; MAX_NODES / libc::c_ulong::BITS as usize],
+        };
+        // SAFETY: get_mempolicy writes one int and at most MAX_NODES bits
+        // into our mask; with no address and no flags it reads the thread's
+        // policy.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_get_mempolicy,
+                &mut saved.mode,
+                saved.mask.as_mut_ptr(),
+                MAX_NODES as libc::c_ulong,
+                std::ptr::null_mut::<libc::c_void>(),
+                0 as libc::c_ulong,
+            )
+        };
+        if rc != 0 {
+            return Err(Error::last_os("get_mempolicy"));
+        }
+        set_thread_policy(MPOL_PREFERRED, &preferred)?;
+        Ok(saved)
+    }
+}
+
+impl Drop for PreferNode {
+    fn drop(&mut self) {
+        // Only the modes other than DEFAULT take a mask.
+        let mask = if self.mode == MPOL_DEFAULT {
+            [0; MAX_NODES / libc::c_ulong::BITS as usize]
+        } else {
+            self.mask
+        };
+        if let Err(e) = set_thread_policy(self.mode, &mask) {
+            tracing::error!(error = %e, "restoring the thread's NUMA policy");
+        }
+    }
+}
+
+fn set_thread_policy(mode: libc::c_int, mask: &NodeMask) -> Result<()> {
+    let empty = mask.iter().all(|&w| w == 0);
+    // SAFETY: set_mempolicy reads at most MAX_NODES bits of our mask and
+    // changes only the calling thread's policy for future allocations.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_set_mempolicy,
+            mode,
+            if empty {
+                std::ptr::null()
+            } else {
+                mask.as_ptr()
+            },
+            if empty {
+                0
+            } else {
+                MAX_NODES as libc::c_ulong + 1
+            },
+        )
+    };
+    if rc != 0 {
+        return Err(Error::last_os("set_mempolicy"));
+    }
+    Ok(())
+}
+
 /// Sets the NUMA policy of a page-aligned range to `nodes`; with `migrate`
 /// pages already present move there (`MPOL_MF_MOVE`).
 pub fn bind_range(
@@ -113,15 +214,7 @@ pub fn bind_range(
     mode: NumaMode,
     migrate: bool,
 ) -> Result<()> {
-    let mut mask = [0 as libc::c_ulong; MAX_NODES / libc::c_ulong::BITS as usize];
-    let bits = libc::c_ulong::BITS as usize;
-    for &n in nodes {
-        let n = n as usize;
-        if n >= MAX_NODES {
-            return Err(Error::UnknownNumaNode(n as u32));
-        }
-        mask[n / bits] |= 1 << (n % bits);
-    }
+    let mask = node_mask(nodes)?;
     let mode = match mode {
         NumaMode::Default => MPOL_DEFAULT,
         NumaMode::Bind => MPOL_BIND,
@@ -209,6 +302,48 @@ mod tests {
         assert_eq!(status[1], -libc::ENOENT, "untouched page");
         // SAFETY: nothing references the mapping any more.
         unsafe { unmap(ptr, 2 * page).unwrap() };
+    }
+
+    fn thread_policy() -> (libc::c_int, NodeMask) {
+        let mut mode = -1;
+        let mut mask: NodeMask = [0; MAX_NODES / libc::c_ulong::BITS as usize];
+        // SAFETY: as in PreferNode::set.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_get_mempolicy,
+                &mut mode,
+                mask.as_mut_ptr(),
+                MAX_NODES as libc::c_ulong,
+                std::ptr::null_mut::<libc::c_void>(),
+                0 as libc::c_ulong,
+            )
+        };
+        assert_eq!(rc, 0);
+        (mode, mask)
+    }
+
+    #[test]
+    fn preferring_a_node_places_new_pages_and_gives_the_policy_back() {
+        let before = thread_policy();
+        let page = page_size();
+        {
+            let _prefer = PreferNode::set(0).unwrap();
+            let (mode, mask) = thread_policy();
+            assert_eq!((mode, mask[0]), (MPOL_PREFERRED, 1));
+            let ptr = map_anonymous(page).unwrap();
+            // SAFETY: the mapping is ours and one page long.
+            unsafe { ptr.as_ptr().write(7) };
+            assert_eq!(page_nodes(ptr.as_ptr() as usize, page, None).unwrap(), [0]);
+            // SAFETY: nothing references the mapping any more.
+            unsafe { unmap(ptr, page).unwrap() };
+        }
+        assert_eq!(thread_policy(), before);
+        assert!(PreferNode::set(1000).is_err());
+        assert!(matches!(
+            PreferNode::set(5000),
+            Err(Error::UnknownNumaNode(5000))
+        ));
+        assert_eq!(thread_policy(), before);
     }
 
     #[test]

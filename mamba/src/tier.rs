@@ -118,6 +118,11 @@ pub enum Backing {
         /// Device ordinal.
         device: u32,
     },
+    /// Page-locked host memory allocated through HIP (`hipHostMalloc`).
+    HipPinned {
+        /// Device ordinal current while it is allocated.
+        device: u32,
+    },
 }
 
 /// Static description of one space: what it is, where, how big, how fast.
@@ -131,7 +136,9 @@ pub struct SpaceInfo {
     pub tier: Tier,
     /// Capacity limit in bytes that the allocator enforces.
     pub capacity: usize,
-    /// NUMA node (OS index, in the topology's numbering) for NUMA spaces.
+    /// NUMA node (OS index, in the topology's numbering): the node of a NUMA
+    /// space, or for a GPU and its pinned space the node nearest the GPU
+    /// (`None` when several nodes are equally near or none is known).
     pub numa_node: Option<u32>,
     /// GPU device ordinal for GPU and pinned spaces.
     pub device: Option<u32>,
@@ -151,6 +158,13 @@ pub struct SpaceInfo {
 }
 
 impl SpaceInfo {
+    /// Whether this space is a NUMA node's own memory (DRAM, HBM, kmem
+    /// NVDIMM), as opposed to device or pinned memory that is merely near a
+    /// node.
+    pub fn is_node_memory(&self) -> bool {
+        self.numa_node.is_some() && self.device.is_none()
+    }
+
     /// The CPU set as a compact list, e.g. `0-3,8`.
     pub fn cpu_list(&self) -> String {
         compact_list(&self.cpus)

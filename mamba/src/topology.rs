@@ -1,6 +1,13 @@
 //! Discovery: the node's spaces from the hwloc topology (this machine's, or
 //! one described by an XML file or a synthetic description) plus
 //! configuration.
+//!
+//! GPUs come from the CUDA and HIP runtimes (device queries only: no
+//! context is created) and are placed by their PCI bus id in hwloc's I/O
+//! tree: the NUMA node and CPUs of the device's first non-I/O ancestor are
+//! those of its `gpu` and `pinned` spaces (every node, logged, when hwloc
+//! does not tell). A pinned space is locked DRAM of those nodes: its
+//! capacity is their free memory at discovery, within `[caps] pinned`.
 
 use crate::config::{Config, DirectoryTier};
 use crate::error::{Error, Result};
@@ -10,7 +17,10 @@ use hwlocality::memory::attribute::{Initiator, MemoryAttribute};
 use hwlocality::object::attributes::ObjectAttributes;
 use hwlocality::object::types::ObjectType;
 use hwlocality::object::TopologyObject;
+use hwlocality::topology::builder::{TopologyBuilder, TypeFilter};
 use hwlocality::Topology;
+
+mod pci;
 
 /// Where the topology came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,14 +35,38 @@ pub enum Source {
     Assembled,
 }
 
-/// Loads the topology named by the configuration (this machine by default).
+/// hwloc discovery components that talk to GPU runtimes (and may initialise
+/// them or create contexts): mamba asks the runtimes itself, lazily, and
+/// needs only the PCI tree from hwloc.
+const GPU_RUNTIME_COMPONENTS: [&str; 6] = ["cuda", "nvml", "opencl", "rsmi", "levelzero", "gl"];
+
+/// A topology builder that keeps important I/O objects (PCI devices, so that
+/// GPUs can be placed) and leaves the GPU runtimes alone.
+fn builder() -> Result<TopologyBuilder> {
+    let topo_err = |e: String| Error::Topology(e);
+    let mut b = Topology::builder()
+        .with_io_type_filter(TypeFilter::KeepImportant)
+        .map_err(|e| topo_err(format!("keeping PCI devices: {e}")))?;
+    // hwloc refuses to disable a component that this installation lacks
+    // (and consumes the builder doing so): try each on a scratch builder.
+    let installed = |component: &str| Topology::builder().without_component(component).is_ok();
+    for component in GPU_RUNTIME_COMPONENTS.into_iter().filter(|c| installed(c)) {
+        b = b
+            .without_component(component)
+            .map_err(|e| topo_err(format!("disabling hwloc component {component}: {e}")))?;
+    }
+    Ok(b)
+}
+
+/// Loads the topology named by the configuration (this machine by default),
+/// with its PCI devices.
 pub fn load(config: &Config) -> Result<(Topology, Source)> {
     let topo_err = |e: String| Error::Topology(e);
     if let Some(path) = &config.topology {
         // hwlocality panics on some file errors: read the file here.
         let xml = std::fs::read_to_string(path)
             .map_err(|e| topo_err(format!("cannot read {}: {e}", path.display())))?;
-        let t = Topology::builder()
+        let t = builder()?
             .from_xml(&xml)
             .map_err(|e| topo_err(format!("{} is not an hwloc topology: {e}", path.display())))?
             .build()
@@ -40,14 +74,14 @@ pub fn load(config: &Config) -> Result<(Topology, Source)> {
         return Ok((t, Source::Xml(path.clone())));
     }
     if let Some(desc) = &config.synthetic {
-        let t = Topology::builder()
+        let t = builder()?
             .from_synthetic(desc)
             .map_err(|e| topo_err(format!("bad synthetic description {desc:?}: {e}")))?
             .build()
             .map_err(|e| topo_err(e.to_string()))?;
         return Ok((t, Source::Synthetic(desc.clone())));
     }
-    let t = Topology::new().map_err(|e| topo_err(e.to_string()))?;
+    let t = builder()?.build().map_err(|e| topo_err(e.to_string()))?;
     Ok((t, Source::ThisMachine))
 }
 
@@ -138,7 +172,25 @@ pub fn discover_spaces(
     topology: &Topology,
     source: &Source,
 ) -> Result<Vec<SpaceInfo>> {
+    spaces_with_gpus(config, topology, source, runtime_gpus)
+}
+
+/// [`discover_spaces`] with the GPUs that `gpus` reports (the runtimes'
+/// in discovery), asked only when the configuration looks for GPUs.
+fn spaces_with_gpus(
+    config: &Config,
+    topology: &Topology,
+    source: &Source,
+    gpus: impl FnOnce() -> Vec<FoundGpu>,
+) -> Result<Vec<SpaceInfo>> {
     let real = *source == Source::ThisMachine;
+    let node_capacity = |node: &NumaNode| {
+        if real {
+            capacity_now(node)
+        } else {
+            node.memory as usize
+        }
+    };
     let nodes: Vec<NumaNode> = topology
         .objects_with_type(ObjectType::NUMANode)
         .map(|obj| {
@@ -179,11 +231,7 @@ pub fn discover_spaces(
                 id: SpaceId(0),
                 name: String::new(),
                 tier,
-                capacity: if real {
-                    capacity_now(node)
-                } else {
-                    node.memory as usize
-                },
+                capacity: node_capacity(node),
                 numa_node: Some(node.os_index),
                 device: None,
                 cpus: node.cpus.clone(),
@@ -202,7 +250,7 @@ pub fn discover_spaces(
         );
     }
     if config.gpu {
-        discover_gpus(&mut push, &nodes);
+        gpu_spaces(&gpus(), topology, &nodes, node_capacity, &mut push);
     }
     for (tier, dirs) in [(Tier::Nvdimm, &config.nvdimm), (Tier::Ssd, &config.ssd)] {
         for dir in dirs {
@@ -213,50 +261,103 @@ pub fn discover_spaces(
     Ok(spaces)
 }
 
-fn discover_gpus(push: &mut impl FnMut(Tier, SpaceInfo), nodes: &[NumaNode]) {
-    let host_dram: u64 = nodes.iter().map(|n| n.memory).sum();
+/// A GPU a runtime reported, before it becomes spaces.
+struct FoundGpu {
+    /// Backing of its device memory.
+    device: Backing,
+    /// Backing of page-locked host memory registered with it.
+    pinned: Backing,
+    ordinal: u32,
+    total_memory: usize,
+    pci_bus_id: Option<String>,
+}
+
+/// The GPUs the CUDA and HIP runtimes report (device queries only: no
+/// context is created here).
+fn runtime_gpus() -> Vec<FoundGpu> {
+    let mut gpus = Vec::new();
+    match cuda_devices() {
+        Ok(devices) => gpus.extend(devices.into_iter().map(|d| FoundGpu {
+            device: Backing::Cuda { device: d.ordinal },
+            pinned: Backing::CudaPinned { device: d.ordinal },
+            ordinal: d.ordinal,
+            total_memory: d.total_memory,
+            pci_bus_id: Some(d.pci_bus_id),
+        })),
+        Err(e) => tracing::debug!(reason = %e, "no CUDA tier"),
+    }
+    match hip_devices() {
+        Ok(devices) => gpus.extend(devices.into_iter().map(|d| FoundGpu {
+            device: Backing::Hip { device: d.ordinal },
+            pinned: Backing::HipPinned { device: d.ordinal },
+            ordinal: d.ordinal,
+            total_memory: d.total_memory,
+            pci_bus_id: d.pci_bus_id,
+        })),
+        Err(e) => tracing::debug!(reason = %e, "no HIP tier"),
+    }
+    gpus
+}
+
+/// A device space and a pinned space per GPU, placed by the GPU's PCI
+/// locality. The pinned space is page-locked DRAM of the GPU's NUMA nodes:
+/// its capacity is theirs (`node_capacity`; the `pinned` cap of the
+/// configuration limits it further).
+fn gpu_spaces(
+    gpus: &[FoundGpu],
+    topology: &Topology,
+    nodes: &[NumaNode],
+    node_capacity: impl Fn(&NumaNode) -> usize,
+    push: &mut impl FnMut(Tier, SpaceInfo),
+) {
+    let all_nodes: Vec<u32> = nodes.iter().map(|n| n.os_index).collect();
     let all_cpus: Vec<u32> = {
         let mut c: Vec<u32> = nodes.iter().flat_map(|n| n.cpus.iter().copied()).collect();
         c.sort_unstable();
         c.dedup();
         c
     };
-    let mut add = |tier, device, capacity: usize, backing| {
-        let info = SpaceInfo {
-            id: SpaceId(0),
-            name: String::new(),
-            tier,
-            capacity,
-            numa_node: None,
-            device: Some(device),
-            cpus: all_cpus.clone(),
-            bandwidth_mib_s: None,
-            latency_ns: None,
-            host_accessible: tier == Tier::Pinned,
-            persistent: false,
-            backing,
-        };
-        push(tier, info);
-    };
-    match cuda_devices() {
-        Ok(devices) => {
-            for d in devices {
-                let device = d.ordinal;
-                add(Tier::Gpu, device, d.total_memory, Backing::Cuda { device });
-                let pinned = (host_dram / 4) as usize;
-                add(Tier::Pinned, device, pinned, Backing::CudaPinned { device });
+    for gpu in gpus {
+        let near = pci::device_locality(topology, gpu.pci_bus_id.as_deref(), &all_nodes, &all_cpus);
+        match (&near.fallback, near.node()) {
+            (Some(reason), _) => {
+                tracing::info!(device = gpu.ordinal, %reason, "GPU locality unknown: near every NUMA node");
             }
+            (None, None) => tracing::info!(
+                device = gpu.ordinal,
+                nodes = ?near.nodes,
+                "GPU equally near several NUMA nodes (its PCI device hangs off an object \
+                 spanning them, as in a VM whose sysfs numa_node is -1): pinned memory is unbound"
+            ),
+            (None, Some(_)) => {}
         }
-        Err(e) => tracing::debug!(reason = %e, "no CUDA tier"),
-    }
-    match hip_devices() {
-        Ok(devices) => {
-            for d in devices {
-                let device = d.ordinal;
-                add(Tier::Gpu, device, d.total_memory, Backing::Hip { device });
-            }
+        let pinned_capacity: usize = nodes
+            .iter()
+            .filter(|n| near.nodes.contains(&n.os_index))
+            .map(&node_capacity)
+            .sum();
+        for (tier, backing, capacity) in [
+            (Tier::Gpu, gpu.device.clone(), gpu.total_memory),
+            (Tier::Pinned, gpu.pinned.clone(), pinned_capacity),
+        ] {
+            push(
+                tier,
+                SpaceInfo {
+                    id: SpaceId(0),
+                    name: String::new(),
+                    tier,
+                    capacity,
+                    numa_node: near.node(),
+                    device: Some(gpu.ordinal),
+                    cpus: near.cpus.clone(),
+                    bandwidth_mib_s: None,
+                    latency_ns: None,
+                    host_accessible: tier == Tier::Pinned,
+                    persistent: false,
+                    backing,
+                },
+            );
         }
-        Err(e) => tracing::debug!(reason = %e, "no HIP tier"),
     }
 }
 
@@ -328,6 +429,150 @@ mod tests {
         assert_eq!(node_available("Node 0 MemFree: 10 kB\n"), Some(10 * 1024));
         assert_eq!(node_available("Node 0 MemTotal: 10 kB\n"), None);
         assert_eq!(node_available("Node 0 MemFree: ten kB\n"), None);
+    }
+
+    fn cuda_gpu(ordinal: u32, bus_id: &str) -> FoundGpu {
+        FoundGpu {
+            device: Backing::Cuda { device: ordinal },
+            pinned: Backing::CudaPinned { device: ordinal },
+            ordinal,
+            total_memory: 80 << 30,
+            pci_bus_id: Some(bus_id.into()),
+        }
+    }
+
+    fn gpu_node(caps: &[(Tier, usize)]) -> Vec<SpaceInfo> {
+        let config = Config {
+            topology: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/gpus-2s.xml").into()),
+            caps: caps
+                .iter()
+                .map(|&(t, c)| (t, crate::config::ByteSize(c)))
+                .collect(),
+            ..Config::default()
+        };
+        let (topo, source) = load(&config).unwrap();
+        let gpus = || {
+            vec![
+                cuda_gpu(0, "0000:17:00.0"),
+                cuda_gpu(1, "0000:CA:00.0"),
+                cuda_gpu(2, "0000:e1:00.0"),
+            ]
+        };
+        spaces_with_gpus(&config, &topo, &source, gpus).unwrap()
+    }
+
+    fn named<'s>(spaces: &'s [SpaceInfo], name: &str) -> &'s SpaceInfo {
+        spaces.iter().find(|s| s.name == name).unwrap()
+    }
+
+    #[test]
+    fn gpu_and_pinned_spaces_take_the_node_and_cpus_of_the_gpus_pci_locality() {
+        let spaces = gpu_node(&[]);
+        for (name, node, cpus) in [
+            ("gpu0", Some(0), vec![0, 1]),
+            ("pinned0", Some(0), vec![0, 1]),
+            ("gpu1", Some(1), vec![2, 3]),
+            ("pinned1", Some(1), vec![2, 3]),
+            ("gpu2", None, vec![0, 1, 2, 3]),
+            ("pinned2", None, vec![0, 1, 2, 3]),
+        ] {
+            let s = named(&spaces, name);
+            assert_eq!((s.numa_node, &s.cpus), (node, &cpus), "{s:?}");
+            assert!(!s.is_node_memory(), "{s:?}");
+        }
+        assert_eq!(named(&spaces, "gpu1").capacity, 80 << 30);
+        assert_eq!(
+            named(&spaces, "pinned1").backing,
+            Backing::CudaPinned { device: 1 }
+        );
+        assert!(named(&spaces, "dram0").is_node_memory());
+    }
+
+    #[test]
+    fn pinned_capacity_is_the_near_nodes_memory_within_the_configured_cap() {
+        let spaces = gpu_node(&[]);
+        // Simulated nodes keep their described memory: 8 GiB and 4 GiB.
+        assert_eq!(named(&spaces, "pinned0").capacity, 8 << 30);
+        assert_eq!(named(&spaces, "pinned1").capacity, 4 << 30);
+        assert_eq!(named(&spaces, "pinned2").capacity, 12 << 30);
+        let capped = gpu_node(&[(Tier::Pinned, 6 << 30)]);
+        assert_eq!(named(&capped, "pinned0").capacity, 6 << 30);
+        assert_eq!(named(&capped, "pinned1").capacity, 4 << 30);
+        assert_eq!(named(&capped, "dram0").capacity, 8 << 30);
+    }
+
+    #[test]
+    fn near_policies_and_affinity_follow_the_gpus_locality() {
+        use crate::affinity::Locality;
+        use crate::gpu::{DevicePool, DevicePoolSettings, SimDevice};
+        use crate::pool::{Pool, PoolSettings};
+        use crate::provider::{NumaProvider, Provider};
+        use crate::sys::NumaMode;
+        use crate::{Mamba, Policy};
+
+        let spaces = gpu_node(&[]);
+        let sim = std::sync::Arc::new(SimDevice::new());
+        // The discovered spaces, on stand-in memory: simulated device
+        // memory for the GPUs, this machine's for the rest.
+        let pools = spaces
+            .iter()
+            .map(|info| {
+                let provider: Box<dyn Provider> = if info.tier == Tier::Gpu {
+                    Box::new(DevicePool::new(sim.clone(), DevicePoolSettings::default()).unwrap())
+                } else {
+                    Box::new(NumaProvider::new(None, NumaMode::Default, false))
+                };
+                Pool::new(info.clone(), provider, PoolSettings::default())
+            })
+            .collect();
+        let m = Mamba::from_pools(pools).unwrap();
+        let order = |policy: Policy| -> Vec<String> {
+            m.placement(&policy)
+                .unwrap()
+                .spaces()
+                .map(|s| s.name.clone())
+                .collect()
+        };
+        assert_eq!(
+            order(Policy::prefer(Tier::Gpu).near_node(1)),
+            ["gpu1", "gpu2", "gpu0"]
+        );
+        assert_eq!(
+            order(Policy::prefer(Tier::Gpu).near_cpus(&[0])),
+            ["gpu0", "gpu2", "gpu1"]
+        );
+        // near_node names node memory, and ranked policies keep to it.
+        assert_eq!(order(Policy::largest_capacity()), ["dram0", "dram1"]);
+
+        let locality = Locality::load(&Config {
+            topology: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/gpus-2s.xml").into()),
+            ..Config::default()
+        })
+        .unwrap();
+        let gpu1 = named(&spaces, "gpu1");
+        assert_eq!(locality.node_near_space(gpu1).unwrap(), 1);
+        assert_eq!(
+            locality
+                .cpus_near_space(gpu1)
+                .unwrap()
+                .iter()
+                .collect::<Vec<_>>(),
+            [2, 3]
+        );
+    }
+
+    #[test]
+    fn without_gpu_lookup_the_runtimes_are_not_asked() {
+        let config = Config {
+            gpu: false,
+            synthetic: Some("pack:2 numa:1 core:1 pu:1".into()),
+            ..Config::default()
+        };
+        let (topo, source) = load(&config).unwrap();
+        let spaces = spaces_with_gpus(&config, &topo, &source, || {
+            unreachable!("GPUs looked up although the configuration says not to")
+        });
+        assert_eq!(spaces.unwrap().len(), 2);
     }
 
     #[test]

@@ -181,11 +181,7 @@ fn a_threads_cached_blocks_return_to_the_pool_when_it_exits() {
 #[test]
 fn pages_land_on_the_spaces_own_numa_node() {
     let m = this_machine();
-    let numa: Vec<_> = m
-        .spaces()
-        .filter(|s| s.numa_node.is_some())
-        .cloned()
-        .collect();
+    let numa: Vec<_> = m.spaces().filter(|s| s.is_node_memory()).cloned().collect();
     if numa.len() < 2 {
         eprintln!("note: one NUMA node here; checking it only (several-node placement is covered on simulated topologies)");
     }

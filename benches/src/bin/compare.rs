@@ -29,6 +29,9 @@ enum Bench {
     Cdo,
     /// Cross-process CDO hand-off through the pool manager against /dev/shm files.
     CdoIpc,
+    /// Host<->device copies of the GPU data plane against plain CUDA driver
+    /// copies (one line and no rows without a CUDA GPU).
+    Gpu,
 }
 
 fn main() {
@@ -44,6 +47,7 @@ fn main() {
         Bench::Affinity => mamba_benches::affinity::run(),
         Bench::Cdo => mamba_benches::cdo::run(),
         Bench::CdoIpc => mamba_benches::cdo_ipc::run_matching(&cli.case),
+        Bench::Gpu => mamba_benches::gpu::run(),
     };
     for row in rows.iter().filter(|r| r.case.contains(&cli.case)) {
         row.print();

@@ -89,7 +89,7 @@ impl AffinityPool {
             data_node,
             task_node,
             task_movable: true,
-            data_movable: target_space.is_some() && data.space().numa_node.is_some(),
+            data_movable: target_space.is_some() && data.space().is_node_memory(),
         };
         let decision = policy.decide(domains, &footprint, backlog)?;
         if decision.action == Action::MoveData {
@@ -112,6 +112,6 @@ fn node_of(data: &Allocation<'_>, pool: &AffinityPool) -> Result<u32> {
 fn numa_space(mamba: &Mamba, node: u32) -> Option<SpaceId> {
     mamba
         .spaces()
-        .find(|s| s.numa_node == Some(node) && s.host_accessible)
+        .find(|s| s.numa_node == Some(node) && s.is_node_memory())
         .map(|s| s.id)
 }

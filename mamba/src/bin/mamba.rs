@@ -95,9 +95,11 @@ fn print_tiers(mamba: &Mamba, json: bool) -> mamba::Result<()> {
 
 fn print_row(s: &SpaceInfo, free: usize) {
     let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    // A GPU or pinned space shows the node nearest the GPU, or `any` when
+    // the GPU is equally near every node (or its locality is unknown).
     let place = match (s.numa_node, s.device) {
         (Some(n), _) => n.to_string(),
-        (None, Some(d)) => format!("gpu{d}"),
+        (None, Some(_)) => "any".into(),
         _ => "-".into(),
     };
     let backing = match &s.backing {

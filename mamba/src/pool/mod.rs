@@ -400,6 +400,11 @@ impl Pool {
         &self.shared.info
     }
 
+    /// The GPU of the pool's memory (see [`Provider::gpu`]).
+    pub fn gpu(&self) -> Option<Arc<crate::gpu::GpuDevice>> {
+        self.shared.provider.gpu()
+    }
+
     /// Allocates `len` bytes aligned to `align` (a power of two, at most
     /// the page size).
     ///

@@ -2,8 +2,10 @@
 //! (cudarc, loaded at run time: the crate builds and runs without CUDA).
 
 use super::{Chunk, Provider};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::gpu::{cuda_gpu, gpu_err, init_driver, pci_bus_id, GpuDevice, LazyContext};
 use cudarc::driver::{result, sys};
+use std::sync::Arc;
 
 /// A CUDA device found at discovery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,36 +16,14 @@ pub struct CudaDevice {
     pub name: String,
     /// Total device memory in bytes.
     pub total_memory: usize,
+    /// PCI bus id, as `cuDeviceGetPCIBusId` writes it ("0000:00:06.0").
+    pub pci_bus_id: String,
 }
 
-/// Whether libcuda can be loaded. cudarc panics on first use when it
-/// cannot, so every entry point checks this first.
-fn driver_present() -> bool {
-    // SAFETY: only tries to dlopen the library by its usual names.
-    unsafe { sys::is_culib_present() }
-}
-
-fn gpu_err(call: &'static str) -> impl Fn(result::DriverError) -> Error {
-    move |e| match e.0 {
-        sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => Error::Exhausted {
-            call,
-            reason: format!("{e:?}"),
-        },
-        _ => Error::Gpu {
-            call,
-            message: format!("{e:?}"),
-        },
-    }
-}
-
-/// Lists CUDA devices, or explains why there are none.
+/// Lists CUDA devices, or explains why there are none. Retains no
+/// context.
 pub fn cuda_devices() -> Result<Vec<CudaDevice>> {
-    if !driver_present() {
-        return Err(Error::NoGpu(
-            "the CUDA driver library (libcuda) is not installed".into(),
-        ));
-    }
-    result::init().map_err(gpu_err("cuInit"))?;
+    init_driver()?;
     let count = result::device::get_count().map_err(gpu_err("cuDeviceGetCount"))?;
     (0..count)
         .map(|ordinal| {
@@ -55,6 +35,7 @@ pub fn cuda_devices() -> Result<Vec<CudaDevice>> {
                 ordinal: ordinal as u32,
                 name: result::device::get_name(dev).map_err(gpu_err("cuDeviceGetName"))?,
                 total_memory,
+                pci_bus_id: pci_bus_id(dev)?,
             })
         })
         .collect()
@@ -62,45 +43,36 @@ pub fn cuda_devices() -> Result<Vec<CudaDevice>> {
 
 /// Device memory (`cuMemAlloc`) or page-locked host memory
 /// (`cuMemHostAlloc`) of one device, allocated in its primary context.
+/// The context is retained on the first allocation (not by
+/// [`CudaProvider::new`]) and pushed around each driver call, so the
+/// caller's current context is left as it was.
 #[derive(Debug)]
 pub struct CudaProvider {
     device: u32,
     pinned_host: bool,
-    context: usize,
+    context: LazyContext,
+    gpu: Arc<GpuDevice>,
 }
 
 impl CudaProvider {
     /// A provider for device `ordinal`; `pinned_host` selects page-locked
     /// host memory instead of device memory.
+    ///
+    /// # Errors
+    /// [`Error::NoGpu`](crate::Error::NoGpu) without libcuda or without that device.
     pub fn new(ordinal: u32, pinned_host: bool) -> Result<Self> {
-        if !driver_present() {
-            return Err(Error::NoGpu(
-                "the CUDA driver library (libcuda) is not installed".into(),
-            ));
-        }
-        result::init().map_err(gpu_err("cuInit"))?;
-        let dev = result::device::get(ordinal as i32).map_err(gpu_err("cuDeviceGet"))?;
-        // SAFETY: `dev` is a valid device; the primary context is released in
-        // Drop.
-        let ctx = unsafe { result::primary_ctx::retain(dev) }
-            .map_err(gpu_err("cuDevicePrimaryCtxRetain"))?;
         Ok(CudaProvider {
             device: ordinal,
             pinned_host,
-            context: ctx as usize,
+            context: LazyContext::new(ordinal),
+            gpu: cuda_gpu(ordinal)?,
         })
-    }
-
-    fn make_current(&self) -> Result<()> {
-        // SAFETY: the context was retained in `new` and lives until Drop.
-        unsafe { result::ctx::set_current(self.context as sys::CUcontext) }
-            .map_err(gpu_err("cuCtxSetCurrent"))
     }
 }
 
 impl Provider for CudaProvider {
     fn acquire(&self, len: usize) -> Result<Chunk> {
-        self.make_current()?;
+        let _ctx = self.context.enter()?;
         let addr = if self.pinned_host {
             // SAFETY: plain allocation in the current context.
             unsafe { result::malloc_host(len, sys::CU_MEMHOSTALLOC_PORTABLE) }
@@ -113,9 +85,10 @@ impl Provider for CudaProvider {
     }
 
     unsafe fn release(&self, chunk: Chunk) {
-        if self.make_current().is_err() {
+        let Ok(_ctx) = self.context.enter() else {
+            tracing::error!(device = self.device, "no context to free a CUDA chunk in");
             return;
-        }
+        };
         let freed = if self.pinned_host {
             // SAFETY: the caller guarantees the chunk came from malloc_host here.
             unsafe { result::free_host(chunk.addr as *mut std::ffi::c_void) }
@@ -135,30 +108,20 @@ impl Provider for CudaProvider {
     fn host_accessible(&self) -> bool {
         self.pinned_host
     }
-}
 
-impl Drop for CudaProvider {
-    fn drop(&mut self) {
-        if let Ok(dev) = result::device::get(self.device as i32) {
-            // SAFETY: balances the retain in `new`.
-            let _ = unsafe { result::primary_ctx::release(dev) };
-        }
+    fn gpu(&self) -> Option<Arc<GpuDevice>> {
+        Some(Arc::clone(&self.gpu))
     }
 }
-
-// SAFETY: a CUDA context handle may be used from any thread once made
-// current there, which every call does first.
-unsafe impl Send for CudaProvider {}
-// SAFETY: as above; the provider holds no thread-affine state.
-unsafe impl Sync for CudaProvider {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
 
     #[test]
     fn without_a_driver_discovery_is_an_error_not_a_panic() {
-        if driver_present() {
+        if crate::gpu::driver_present() {
             eprintln!("skipped: libcuda is present, this test covers machines without it");
             return;
         }
@@ -177,9 +140,12 @@ mod tests {
             return;
         };
         assert!(first.total_memory > 0);
+        assert!(!first.pci_bus_id.is_empty());
         for pinned in [false, true] {
             let p = CudaProvider::new(first.ordinal, pinned).unwrap();
+            assert!(!p.context.is_retained(), "creation retains no context");
             let c = p.acquire(1 << 20).unwrap();
+            assert!(p.context.is_retained(), "the first allocation does");
             assert_ne!(c.addr, 0);
             // SAFETY: the chunk came from `p` and is not used afterwards.
             unsafe { p.release(c) };

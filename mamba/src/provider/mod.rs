@@ -5,15 +5,19 @@
 mod cuda;
 mod file;
 mod hip;
+mod near;
 mod numa;
 
 pub use cuda::{cuda_devices, CudaDevice, CudaProvider};
 pub use file::FileProvider;
 pub use hip::{hip_devices, HipDevice, HipProvider};
+pub use near::NearNode;
 pub use numa::NumaProvider;
 
 use crate::error::Result;
+use crate::gpu::GpuDevice;
 use std::fmt::Debug;
+use std::sync::Arc;
 
 /// A contiguous range obtained from a provider. For GPU device memory the
 /// address is a device address, not a CPU pointer.
@@ -27,7 +31,7 @@ pub struct Chunk {
 
 /// Chunk granularity of GPU runtimes: the page for pinned host memory, 512
 /// bytes (the runtimes' own alignment) for device memory.
-fn gpu_granule(pinned_host: bool) -> usize {
+pub(crate) fn gpu_granule(pinned_host: bool) -> usize {
     if pinned_host {
         crate::sys::page_size()
     } else {
@@ -64,5 +68,12 @@ pub trait Provider: Send + Sync + Debug {
     fn rebind(&self, addr: usize, len: usize, migrate: bool) -> Result<()> {
         let _ = (addr, len, migrate);
         Ok(())
+    }
+
+    /// The GPU whose memory this is (device memory), or that reads and
+    /// writes it by DMA without staging (pinned host memory); `None` for
+    /// other memory (the default). The copy engine routes by it.
+    fn gpu(&self) -> Option<Arc<GpuDevice>> {
+        None
     }
 }
