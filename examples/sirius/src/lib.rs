@@ -68,10 +68,24 @@ pub enum AppError {
     Scf(#[from] ScfError),
 }
 
-/// Bytes of the chunks the pools take from the system: small, so that
-/// the pool's high-water mark follows the live bytes (at most two chunks
-/// beyond twice the live peak, checked by the tests).
-pub const POOL_CHUNK: usize = 1 << 20;
+/// Bytes of the chunks the pool takes from the system for `params`: twice
+/// the largest buffer of the run rounded up to a power of two, at least
+/// 1 MiB. Every buffer then fits in a chunk (no chunk is taken per large
+/// buffer), and the pool's high-water mark follows the live bytes (at most
+/// two chunks beyond twice the live peak, checked by the tests).
+pub fn pool_chunk(params: &Params) -> usize {
+    let largest = params
+        .kpoints
+        .iter()
+        .map(|k| {
+            let n = physics::side(k.nmax).pow(3);
+            // The solver's basis: up to 4 blocks of bands and guard bands.
+            n * 4 * scf::block(params.bands, n) * size_of::<faer::c64>()
+        })
+        .max()
+        .unwrap_or(0);
+    (2 * largest).next_power_of_two().max(1 << 20)
+}
 
 /// The offload `params` ask for, with device memory from `memory`.
 ///
@@ -89,7 +103,7 @@ pub fn offload_for(params: &Params, memory: &Memory) -> Result<Offload, DeviceEr
 }
 
 /// Runs the command line: discovers the node, pools the highest-bandwidth
-/// CPU-addressable space in [`POOL_CHUNK`]-byte chunks, runs the loop.
+/// CPU-addressable space in chunks of [`pool_chunk`] bytes, runs the loop.
 ///
 /// # Errors
 /// [`AppError`].
@@ -97,7 +111,7 @@ pub fn run_app(cli: &Cli) -> Result<Report, AppError> {
     let params = Params::try_from(cli)?;
     let mamba = Arc::new(mamba::Mamba::discover(&mamba::Config {
         gpu: false,
-        chunk_size: mamba::ByteSize(POOL_CHUNK),
+        chunk_size: mamba::ByteSize(pool_chunk(&params)),
         ..mamba::Config::default()
     })?);
     let memory = Memory::pooled(mamba, &mamba::Policy::highest_bandwidth())?;

@@ -136,6 +136,12 @@ impl fmt::Display for Report {
 /// bands when more), as plane-wave codes do.
 const GUARD: usize = 2;
 
+/// Wave functions per k-point for `bands` wanted bands and `n` plane
+/// waves: the bands and their guard bands.
+pub fn block(bands: usize, n: usize) -> usize {
+    (bands + (bands / 4).max(GUARD)).min(n)
+}
+
 /// One k-point's state across steps.
 struct State {
     h: Hamiltonian,
@@ -185,7 +191,7 @@ pub fn run(params: &Params, memory: &Memory, offload: &mut Offload) -> Result<Re
     let mut states = Vec::with_capacity(params.kpoints.len());
     for k in &params.kpoints {
         let h = Hamiltonian::new(memory, params.a, k.kappa, k.nmax, [0.0; 3])?;
-        let block = (nb + (nb / 4).max(GUARD)).min(h.dim());
+        let block = block(nb, h.dim());
         let mut psi = memory.buf::<c64>(h.dim() * block)?;
         start(&h, &mut psi, block);
         let eigenvalues = memory.buf::<f64>(block)?;

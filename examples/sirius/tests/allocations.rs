@@ -33,6 +33,7 @@ fn no_heap_allocation_after_the_first_step_and_a_bounded_high_water() {
             .chain(device.iter().copied()),
         )
         .unwrap();
+        let chunk = sirius::pool_chunk(&sirius::Params::try_from(&cli).unwrap()) as u64;
         let before = thread_allocations().unwrap();
         let report = run_app(&cli).unwrap();
         // The counter works: setting up made heap allocations.
@@ -54,8 +55,7 @@ fn no_heap_allocation_after_the_first_step_and_a_bounded_high_water() {
         // The pool reserves whole chunks (small blocks and large ones from
         // separate chunks): at most two chunks beyond twice the live peak.
         assert!(
-            report.pool_high_water_bytes
-                <= 2 * report.live_bytes_peak + 2 * sirius::POOL_CHUNK as u64,
+            report.pool_high_water_bytes <= 2 * report.live_bytes_peak + 2 * chunk,
             "high water {} vs live peak {}",
             report.pool_high_water_bytes,
             report.live_bytes_peak
