@@ -42,7 +42,8 @@ fn params() -> Params {
 }
 
 fn timed(params: &Params, memory: &Memory, report: &mut Option<Report>) -> Duration {
-    let mut offload = Offload::sim(memory.clone(), params.device_budget);
+    let mut offload =
+        Offload::sim(memory.clone(), params.device_budget).expect("the test double starts");
     let t = Instant::now();
     let r = sirius::run(params, memory, &mut offload).expect("the benchmark run converges");
     let elapsed = t.elapsed();

@@ -8,17 +8,19 @@
 //! the upload of chunk `c + 1` is issued before the apply of chunk `c`, so
 //! that a device with asynchronous copies overlaps them.
 //!
-//! [`DeviceKind::Sim`] is a **test double**: its "device memory" is host
-//! memory from a mamba pool and its copies are memcpy. It runs the same
-//! chunking and slot logic as a real device and counts the bytes moved;
-//! it is never reported as a GPU.
+//! The links ([`crate::link`]) run on mamba's GPU data plane runtime:
+//! [`DeviceKind::Gpu`] on CUDA, [`DeviceKind::Sim`] on its **test double**
+//! `SimDevice` (never reported as a GPU). Both run the same chunking, slot
+//! and stream logic and count the bytes moved; H itself is applied on the
+//! host after the copy back (there is no device kernel yet).
 
 use std::fmt;
 use std::str::FromStr;
 
 use faer::c64;
 
-use crate::memory::{Buf, Memory, MemoryError};
+use crate::link::RuntimeLink;
+use crate::memory::{Memory, MemoryError};
 use crate::physics::Hamiltonian;
 
 /// Why a device could not be set up or used.
@@ -38,6 +40,12 @@ pub enum DeviceError {
     /// Device memory could not be obtained.
     #[error(transparent)]
     Memory(#[from] MemoryError),
+    /// The device runtime refused a stream, an allocation or a copy.
+    #[error("device runtime: {0}")]
+    Runtime(mamba::Error),
+    /// A copy or apply outside the reserved slots.
+    #[error("device slots not reserved for this chunk")]
+    NotReserved,
 }
 
 /// The `--device` choices.
@@ -72,8 +80,8 @@ impl fmt::Display for DeviceKind {
         f.write_str(match self {
             DeviceKind::Auto => "auto",
             DeviceKind::Cpu => "cpu",
-            DeviceKind::Sim => "sim (test double: host memory behind the device seam)",
-            DeviceKind::Gpu => "gpu",
+            DeviceKind::Sim => "sim (test double: mamba SimDevice copies, H applied on the host)",
+            DeviceKind::Gpu => "gpu (CUDA copies through mamba, H applied on the host)",
         })
     }
 }
@@ -104,60 +112,6 @@ pub trait DeviceLink: Send {
     fn download(&mut self, slot: usize, dst: &mut [c64]) -> Result<(), DeviceError>;
     /// Frees the slots.
     fn release(&mut self);
-}
-
-/// The test double: device slots in a [`Memory`], copies by memcpy.
-#[derive(Debug)]
-pub struct SimLink {
-    memory: Memory,
-    slots: Vec<(Buf<c64>, Buf<c64>)>,
-}
-
-impl SimLink {
-    /// A double whose "device memory" comes from `memory`.
-    pub fn new(memory: Memory) -> SimLink {
-        SimLink {
-            memory,
-            slots: Vec::with_capacity(2),
-        }
-    }
-}
-
-impl DeviceLink for SimLink {
-    fn reserve(&mut self, len: usize) -> Result<(), DeviceError> {
-        self.release();
-        for _ in 0..2 {
-            let x = self.memory.buf(len)?;
-            let y = self.memory.buf(len)?;
-            self.slots.push((x, y));
-        }
-        Ok(())
-    }
-
-    fn upload(&mut self, slot: usize, src: &[c64]) -> Result<(), DeviceError> {
-        self.slots[slot].0[..src.len()].copy_from_slice(src);
-        Ok(())
-    }
-
-    fn apply(&mut self, slot: usize, h: &Hamiltonian, len: usize) -> Result<(), DeviceError> {
-        let (x, y) = &mut self.slots[slot];
-        h.apply(&x[..len], &mut y[..len]);
-        Ok(())
-    }
-
-    fn download(&mut self, slot: usize, dst: &mut [c64]) -> Result<(), DeviceError> {
-        let n = dst.len();
-        dst.copy_from_slice(&self.slots[slot].1[..n]);
-        Ok(())
-    }
-
-    fn release(&mut self) {
-        // Output before input of the last slot first: LIFO.
-        while let Some((x, y)) = self.slots.pop() {
-            drop(y);
-            drop(x);
-        }
-    }
 }
 
 /// Bytes and calls through the device seam.
@@ -217,13 +171,29 @@ impl Offload {
         }
     }
 
-    /// The test double with device memory from `memory`.
-    pub fn sim(memory: Memory, budget: Option<u64>) -> Offload {
-        Offload::linked(
+    /// The test double ([`mamba::gpu::SimDevice`]), host scratch from
+    /// `memory`.
+    ///
+    /// # Errors
+    /// [`DeviceError::Runtime`] when the double refuses a stream.
+    pub fn sim(memory: Memory, budget: Option<u64>) -> Result<Offload, DeviceError> {
+        Ok(Offload::linked(
             &DeviceKind::Sim.to_string(),
-            Box::new(SimLink::new(memory)),
+            Box::new(RuntimeLink::sim(memory)?),
             budget,
-        )
+        ))
+    }
+
+    /// CUDA device `ordinal`, host scratch from `memory`.
+    ///
+    /// # Errors
+    /// [`DeviceError::NoGpu`] without libcuda or that device.
+    pub fn gpu(ordinal: u32, memory: Memory, budget: Option<u64>) -> Result<Offload, DeviceError> {
+        Ok(Offload::linked(
+            &DeviceKind::Gpu.to_string(),
+            Box::new(RuntimeLink::cuda(ordinal, memory)?),
+            budget,
+        ))
     }
 
     /// What applies the Hamiltonian.
@@ -269,12 +239,18 @@ impl Offload {
             return Ok(());
         };
         let len = per_chunk * n;
-        if len <= self.reserved {
-            return pipeline(link.as_mut(), h, x, y, len, &mut self.traffic);
+        let reserved = len <= self.reserved;
+        if !reserved {
+            link.reserve(len)?;
         }
-        link.reserve(len)?;
         let result = pipeline(link.as_mut(), h, x, y, len, &mut self.traffic);
-        link.release();
+        if !reserved || result.is_err() {
+            // Also waits for copies still pending after an error.
+            link.release();
+            if result.is_err() {
+                self.reserved = 0;
+            }
+        }
         result
     }
 

@@ -9,7 +9,8 @@
 //! |---|---|
 //! | [`physics`] | plane waves in a cubic cell, a separable cosine potential, H(k) applied matrix-free, exact eigenvalues |
 //! | [`solver`] | block Davidson, subspace problems through `faer` on pooled workspace |
-//! | [`device`] | the device seam: apply on the CPU, or host -> device -> host in budget-sized chunks (the `sim` test double here) |
+//! | [`device`] | the device seam: apply on the CPU, or host -> device -> host in budget-sized chunks |
+//! | [`link`] | the seam over mamba's GPU runtime: CUDA, or its `SimDevice` test double |
 //! | [`memory`] | buffers from a mamba pool (or the heap, for comparison) |
 //! | [`scf`] | the SCF loop and its report |
 //! | [`counting`] | a per-thread counting global allocator |
@@ -35,6 +36,7 @@
 
 pub mod counting;
 pub mod device;
+pub mod link;
 pub mod memory;
 pub mod params;
 pub mod physics;
@@ -89,16 +91,25 @@ pub fn pool_chunk(params: &Params) -> usize {
 
 /// The offload `params` ask for, with device memory from `memory`.
 ///
+/// `auto` is CUDA device 0 when it can be used, the CPU otherwise.
+///
 /// # Errors
-/// [`DeviceError::NoGpu`] for `gpu`: this build applies H on the CPU or
-/// through the test double only.
+/// [`DeviceError::NoGpu`] for `gpu` without a usable CUDA device;
+/// [`DeviceError::Runtime`] when a runtime refuses its stream.
 pub fn offload_for(params: &Params, memory: &Memory) -> Result<Offload, DeviceError> {
+    let budget = params.device_budget;
     match params.device {
-        DeviceKind::Auto | DeviceKind::Cpu => Ok(Offload::cpu()),
-        DeviceKind::Sim => Ok(Offload::sim(memory.clone(), params.device_budget)),
-        DeviceKind::Gpu => Err(DeviceError::NoGpu(
-            "this build has no CUDA apply path".into(),
-        )),
+        DeviceKind::Cpu => Ok(Offload::cpu()),
+        DeviceKind::Sim => Offload::sim(memory.clone(), budget),
+        DeviceKind::Gpu => Offload::gpu(0, memory.clone(), budget),
+        DeviceKind::Auto => match Offload::gpu(0, memory.clone(), budget) {
+            Ok(gpu) => Ok(gpu),
+            Err(DeviceError::NoGpu(why)) => {
+                tracing::info!("no GPU ({why}): applying on the CPU");
+                Ok(Offload::cpu())
+            }
+            Err(e) => Err(e),
+        },
     }
 }
 
