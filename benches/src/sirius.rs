@@ -22,21 +22,21 @@ const STEPS: usize = 4;
 /// Timed runs of each side.
 const ROUNDS: usize = 5;
 
-fn params() -> Params {
+fn params(nmax: &str, bands: &str, budget: &str) -> Params {
     let cli = Cli::parse_from([
         "sirius",
         "--nmax",
-        "6,5,6",
+        nmax,
         "--kpoints",
         "0,0,0;0.25,0.25,0;0.5,0.5,0.5",
         "--bands",
-        "16",
+        bands,
         "--iterations",
         &STEPS.to_string(),
         "--device",
         "sim",
         "--device-budget",
-        "1048576",
+        budget,
     ]);
     Params::try_from(&cli).expect("the benchmark's parameters are valid")
 }
@@ -65,44 +65,72 @@ fn counts(report: &Option<Report>) -> BTreeMap<String, u64> {
 
 /// The `scf-iteration` row: ms per SCF step, ours against the heap peer.
 pub fn run() -> Vec<Row> {
-    let params = params();
+    scf_row(&params("6,5,6", "16", "1048576"), ROUNDS)
+        .into_iter()
+        .collect()
+}
+
+/// The row of `params`, `rounds` timed runs of each side; `None` (with a
+/// line on stderr) when mamba cannot pool this node's memory.
+fn scf_row(params: &Params, rounds: usize) -> Option<Row> {
     let mamba = match mamba::Mamba::discover(&mamba::Config {
         gpu: false,
-        chunk_size: mamba::ByteSize(sirius::pool_chunk(&params)),
+        chunk_size: mamba::ByteSize(sirius::pool_chunk(params)),
         ..mamba::Config::default()
     }) {
         Ok(m) => Arc::new(m),
         Err(e) => {
             eprintln!("sirius: no mamba ({e})");
-            return Vec::new();
+            return None;
         }
     };
     let pooled = match Memory::pooled(mamba, &mamba::Policy::highest_bandwidth()) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("sirius: no pooled memory ({e})");
-            return Vec::new();
+            return None;
         }
     };
     let (mut ours_report, mut peer_report) = (None, None);
     let (ours, peer) = interleaved_medians(
-        ROUNDS,
-        || timed(&params, &pooled, &mut ours_report),
+        rounds,
+        || timed(params, &pooled, &mut ours_report),
         // A fresh heap memory per run: a plain allocation per buffer.
-        || timed(&params, &Memory::heap(), &mut peer_report),
+        || timed(params, &Memory::heap(), &mut peer_report),
     );
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    vec![Row::compared(
-        "sirius",
-        "scf-iteration",
-        "ms/step",
-        Better::Lower,
-        ms(ours),
-        ms(peer),
-        "heap allocation per buffer",
+    Some(
+        Row::compared(
+            "sirius",
+            "scf-iteration",
+            "ms/step",
+            Better::Lower,
+            ms(ours),
+            ms(peer),
+            "heap allocation per buffer",
+        )
+        .with_counts(Counts {
+            ours: counts(&ours_report),
+            peer: counts(&peer_report),
+        }),
     )
-    .with_counts(Counts {
-        ours: counts(&ours_report),
-        peer: counts(&peer_report),
-    })]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_sides_do_the_same_work_and_only_ours_pools() {
+        let row = scf_row(&params("1,1,1", "3", "2000"), 1).unwrap();
+        assert_eq!(row.case, "scf-iteration");
+        assert!(row.ours > 0.0 && row.peer.unwrap() > 0.0);
+        let c = row.counts.unwrap();
+        for key in ["bytes_to_device", "bytes_from_device", "buffers"] {
+            assert!(c.ours[key] > 0, "{key}");
+            assert_eq!(c.ours[key], c.peer[key], "{key}");
+        }
+        assert!(c.ours["pool_high_water_bytes"] > 0);
+        assert_eq!(c.peer["pool_high_water_bytes"], 0);
+    }
 }
