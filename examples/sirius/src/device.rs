@@ -6,7 +6,9 @@
 //! device link it hands the block host -> device -> host: the block is cut
 //! into chunks that fit the device budget, two device slots alternate, and
 //! the upload of chunk `c + 1` is issued before the apply of chunk `c`, so
-//! that a device with asynchronous copies overlaps them.
+//! that a link whose apply runs on the device overlaps them. (The links
+//! here apply on the host after a synchronizing copy back, so in them the
+//! upload completes before the apply: same order, no overlap yet.)
 //!
 //! The links ([`crate::link`]) run on mamba's GPU data plane runtime:
 //! [`DeviceKind::Gpu`] on CUDA, [`DeviceKind::Sim`] on its **test double**
