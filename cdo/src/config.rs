@@ -4,11 +4,15 @@
 //! duplicates: version        # or reject
 //! unknown_attributes: drop   # or reject
 //! schemas: [app.yaml]        # relative to the configuration file
+//! policy: best-effort        # or fail-fast
+//! ack_timeout_ms: 2000       # how long acknowledged events hold an operation
 //! ```
 
+use crate::engine::{FaultPolicy, DEFAULT_ACK_TIMEOUT};
 use crate::error::{Error, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// What offering a name that is already on offer does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -33,7 +37,7 @@ pub enum UnknownAttributes {
 }
 
 /// How a [`Pool`](crate::Pool) behaves.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PoolConfig {
     /// Second offers of a name.
@@ -42,6 +46,31 @@ pub struct PoolConfig {
     pub unknown_attributes: UnknownAttributes,
     /// YAML schema files of user attributes.
     pub schemas: Vec<PathBuf>,
+    /// What an operation whose acknowledged events time out does: fail
+    /// with [`Error::AckTimeout`] (having taken effect) or succeed.
+    pub policy: FaultPolicy,
+    /// How long an operation waits for its acknowledged subscribers
+    /// (`ack_timeout_ms` in YAML; default
+    /// [`DEFAULT_ACK_TIMEOUT`], as in a pool manager).
+    #[serde(rename = "ack_timeout_ms", deserialize_with = "millis")]
+    pub ack_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            duplicates: DuplicateOffers::default(),
+            unknown_attributes: UnknownAttributes::default(),
+            schemas: Vec::new(),
+            policy: FaultPolicy::default(),
+            ack_timeout: DEFAULT_ACK_TIMEOUT,
+        }
+    }
+}
+
+/// A duration given in milliseconds.
+fn millis<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_millis)
 }
 
 impl PoolConfig {

@@ -83,6 +83,18 @@ pub enum Error {
         /// How long it waited.
         timeout: Duration,
     },
+    /// The operation took effect, but the acknowledged subscribers of its
+    /// event did not acknowledge within the pool's acknowledgement timeout
+    /// (fail-fast policy; under best effort the operation just succeeds).
+    #[error("{kind:?} on CDO {name:?} done, but not acknowledged within {waited:?}")]
+    AckTimeout {
+        /// The CDO.
+        name: Arc<str>,
+        /// The event that was not acknowledged.
+        kind: crate::EventKind,
+        /// How long the operation waited.
+        waited: Duration,
+    },
     /// A selector that does not parse.
     #[error("selector error at byte {position}: {message}")]
     Selector {

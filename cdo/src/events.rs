@@ -3,7 +3,9 @@
 //! A [`Subscription`] receives the events of the kinds in its
 //! [`EventMask`] whose CDO matches its [`Selector`]. An *acknowledged*
 //! subscription holds up the operation that raised the event until the
-//! event is acknowledged ([`Event::ack`], or by dropping it); events are
+//! event is acknowledged ([`Event::ack`], or by dropping it) or the pool's
+//! acknowledgement timeout passes (then the pool's fault policy says
+//! whether the operation fails with `AckTimeout`); events are
 //! raised after the operation took effect and before it returns, never
 //! while the pool holds a lock. Dropping a subscription acknowledges its
 //! queued events. Handles dropped without `dispose` raise no events. A
@@ -198,11 +200,11 @@ impl Bus {
         self.count.load(Ordering::Relaxed) != 0
     }
 
-    /// Delivers an event to the matching subscriptions and waits for the
-    /// acknowledged ones.
-    pub(crate) fn emit(&self, kind: EventKind, s: Subject<'_>) {
+    /// Delivers an event to the matching subscriptions and waits up to
+    /// `timeout` for the acknowledged ones: false when some did not come.
+    pub(crate) fn emit(&self, kind: EventKind, s: Subject<'_>, timeout: Duration) -> bool {
         if !self.active() {
-            return;
+            return true;
         }
         let view = AttrView {
             name: s.name,
@@ -236,12 +238,14 @@ impl Bus {
             }
         }
         let Some(latch) = latch else {
-            return;
+            return true;
         };
-        let mut pending = lock(&latch.pending);
-        while *pending > 0 {
-            pending = latch.cv.wait(pending).unwrap_or_else(|p| p.into_inner());
-        }
+        let pending = lock(&latch.pending);
+        let (pending, _) = latch
+            .cv
+            .wait_timeout_while(pending, timeout, |p| *p > 0)
+            .unwrap_or_else(|p| p.into_inner());
+        *pending == 0
     }
 
     pub(crate) fn subscribe(

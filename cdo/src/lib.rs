@@ -62,7 +62,11 @@
 //!   which keeps its mamba pool alive (see [`data`]), so consumers keep
 //!   their [`Data`] after every handle is disposed.
 //! * Events are raised after an operation took effect, outside every lock;
-//!   acknowledged subscriptions hold the operation until acknowledged.
+//!   acknowledged subscriptions hold the operation until acknowledged or
+//!   until [`PoolConfig::ack_timeout`] passes; then the fault policy
+//!   ([`PoolConfig::policy`]) says whether the operation, which took
+//!   effect, reports [`Error::AckTimeout`] or succeeds, as in a pool
+//!   manager.
 //!
 //! ## Across processes
 //!
@@ -76,8 +80,9 @@
 //! demand, retract, withdraw, join, leave), optionally acknowledged so that
 //! the raising operation waits (up to the acknowledgement timeout; then it
 //! fails with `AckTimeout` under the fail-fast policy, or goes through
-//! under best effort), and join consumer groups that share a stream of
-//! records fairly and give a dead member's records to another. The
+//! under best effort), join consumer groups that share a stream of
+//! records fairly and give a dead member's records to another, and query
+//! the offers by attributes ([`ipc::client::Client::query`]). The
 //! archiver and librarian ([`ipc::components`], binaries `cdo-archiver`
 //! and `cdo-librarian`) keep chosen objects in an [`archive`] on a file
 //! tier and serve them back in later runs. CDO groups cross processes as
@@ -87,11 +92,18 @@
 //! demands, views, withdrawals, leaves, subscriptions, consumer groups,
 //! acknowledgements and quotas as a pure engine (no I/O, no descriptors,
 //! no clock) that takes operations from client ids and returns effects;
-//! the manager only hosts it (sockets, descriptors, timers).
+//! the manager only hosts it (sockets, descriptors, timers). A withdrawal
+//! waits there as it does here: for the requires made before it and for
+//! the object's minimum lifetime; consumer groups give each member at
+//! most [`engine::GROUP_WINDOW`] records, here too. The semantics that
+//! both deployments must answer alike are tested against both
+//! (`tests/semantics.rs`).
 //!
 //! The manager holds out against hostile or broken clients of the same
 //! user: before its JOIN a connection may send one frame of at most 4 KiB;
-//! names, selectors and attribute maps are bounded ([`ipc::limits`]), values
+//! object names follow the rule they follow in one process
+//! ([`engine::names`]); names, selectors and attribute maps are bounded
+//! ([`ipc::limits`]), values
 //! and selectors nest at most 32 deep; each client has quotas
 //! ([`ipc::manager::Limits`], `CDO_MAX_*` variables) and a client that does
 //! not read its replies is paused, not queued for without bound.

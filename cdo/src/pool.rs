@@ -4,6 +4,7 @@ use crate::attrs::Place;
 use crate::cdo::Cdo;
 use crate::config::PoolConfig;
 use crate::data::Buffer;
+use crate::engine::names;
 use crate::error::{Error, Result};
 use crate::events::{Bus, EventMask, Subscription};
 use crate::group::{GroupDemand, GroupOffer};
@@ -112,25 +113,16 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-/// Checks a CDO or group name: non-empty `/`-separated segments without
-/// control characters.
+/// Checks a CDO or group name ([`names::invalid`], the rule a pool
+/// manager applies too).
 fn check_name(name: &str) -> Result<()> {
-    let bad = |reason| {
-        Err(Error::InvalidName {
+    match names::invalid(name) {
+        None => Ok(()),
+        Some(reason) => Err(Error::InvalidName {
             name: name.to_owned(),
             reason,
-        })
-    };
-    if name.is_empty() {
-        return bad("empty");
+        }),
     }
-    if name.starts_with('/') || name.ends_with('/') || name.contains("//") {
-        return bad("empty path segment");
-    }
-    if name.bytes().any(|b| b.is_ascii_control()) {
-        return bad("control character");
-    }
-    Ok(())
 }
 
 impl Pool {

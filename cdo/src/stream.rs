@@ -4,6 +4,10 @@
 //! formed whose attributes match its selector. Every group sees every
 //! record; within a group each record goes to exactly one member, the
 //! least loaded (queued plus held records; ties in round-robin order). A
+//! member has at most [`GROUP_WINDOW`](crate::engine::GROUP_WINDOW)
+//! records queued or held: when every member has that many, records wait
+//! in the group, in order, until one completes a record. The choice is the
+//! pool manager's own rule (one function of the engine). A
 //! record dropped without [`Record::complete`], or queued at a member that
 //! leaves, goes to another member (to the same one when it is alone). A
 //! record pins its offer, so the producer's withdraw waits for every group
@@ -12,6 +16,7 @@
 
 use crate::attrs::Attributes;
 use crate::data::Data;
+use crate::engine::pick_member;
 use crate::error::{Error, Result};
 use crate::registry::{lock, Offer};
 use crate::selector::Selector;
@@ -27,30 +32,62 @@ struct MemberQueue {
     held: usize,
 }
 
+impl MemberQueue {
+    /// Records queued at or held by the member.
+    fn load(&self) -> usize {
+        self.queue.len() + self.held
+    }
+}
+
 #[derive(Default)]
 struct GroupState {
     members: Vec<MemberQueue>,
+    /// Records waiting for a member with room, oldest first.
+    pending: VecDeque<Arc<Offer>>,
     next_id: u64,
     cursor: usize,
     closed: bool,
 }
 
 impl GroupState {
-    /// Queues `offer` at the least-loaded member other than `exclude`
-    /// (or `exclude` itself when it is alone); releases it when the group
-    /// is closed.
+    /// The member [`pick_member`] names, `exclude` (a member id) only
+    /// when it is alone.
+    fn pick(&self, exclude: Option<u64>) -> Option<usize> {
+        let members = &self.members;
+        let skip = exclude.and_then(|id| members.iter().position(|m| m.id == id));
+        pick_member(members.len(), self.cursor, |i| members[i].load(), skip)
+    }
+
+    /// Queues `offer` at member `i`.
+    fn give(&mut self, i: usize, offer: Arc<Offer>) {
+        self.members[i].queue.push_back(offer);
+        self.cursor = (i + 1) % self.members.len();
+    }
+
+    /// Queues `offer` at the member [`GroupState::pick`] names, or in the
+    /// group behind the records already waiting there; releases it when
+    /// the group has no member left.
     fn deliver(&mut self, offer: Arc<Offer>, exclude: Option<u64>) {
-        let n = self.members.len();
-        let pick = (0..n)
-            .map(|k| (self.cursor + k) % n)
-            .filter(|&i| Some(self.members[i].id) != exclude || n == 1)
-            .min_by_key(|&i| self.members[i].queue.len() + self.members[i].held);
-        match pick {
-            Some(i) => {
-                self.members[i].queue.push_back(offer);
-                self.cursor = (i + 1) % n;
+        if self.members.is_empty() {
+            return offer.unpin();
+        }
+        match self.pick(exclude) {
+            Some(i) if self.pending.is_empty() => self.give(i, offer),
+            _ => {
+                self.pending.push_back(offer);
+                self.drain();
             }
-            None => offer.unpin(),
+        }
+    }
+
+    /// Hands waiting records to members with room, oldest first.
+    fn drain(&mut self) {
+        while !self.pending.is_empty() {
+            let Some(i) = self.pick(None) else {
+                return;
+            };
+            let offer = self.pending.pop_front().expect("not empty");
+            self.give(i, offer);
         }
     }
 
@@ -124,7 +161,9 @@ impl Streams {
             queue: VecDeque::new(),
             held: 0,
         });
+        s.drain();
         drop(s);
+        group.cv.notify_all();
         Ok(Member {
             streams: self,
             counters,
@@ -144,6 +183,7 @@ impl Streams {
             s.closed = true;
             groups.retain(|g| !Arc::ptr_eq(g, group));
             self.count.store(groups.len(), Ordering::Relaxed);
+            s.pending.drain(..).for_each(|o| o.unpin());
         }
         s.cursor = 0;
         for offer in gone.queue {
@@ -271,8 +311,15 @@ impl Record {
     /// Marks the record processed.
     pub fn complete(mut self) {
         if let Some(offer) = self.offer.take() {
-            if let Some(m) = lock(&self.group.state).member(self.member) {
+            let mut s = lock(&self.group.state);
+            if let Some(m) = s.member(self.member) {
                 m.held -= 1;
+            }
+            let waiting = !s.pending.is_empty();
+            s.drain();
+            drop(s);
+            if waiting {
+                self.group.cv.notify_all();
             }
             offer.unpin();
         }

@@ -102,6 +102,16 @@ fn configuration_files_name_schema_files() {
         PoolConfig::from_yaml("surprise: 1\n"),
         Err(Error::Config(_))
     ));
+    let faults = PoolConfig::from_yaml("policy: best-effort\nack_timeout_ms: 250\n").unwrap();
+    assert_eq!(faults.policy, cdo::engine::FaultPolicy::BestEffort);
+    assert_eq!(faults.ack_timeout, std::time::Duration::from_millis(250));
+    let defaults = PoolConfig::from_yaml("{}").unwrap();
+    assert_eq!(defaults.policy, cdo::engine::FaultPolicy::FailFast);
+    assert_eq!(defaults.ack_timeout, cdo::engine::DEFAULT_ACK_TIMEOUT);
+    assert!(matches!(
+        PoolConfig::from_yaml("policy: sometimes\n"),
+        Err(Error::Config(_))
+    ));
     let missing = PoolConfig {
         schemas: vec![dir.path().join("absent.yaml")],
         ..PoolConfig::default()

@@ -8,9 +8,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use cdo::engine::registry::{ClientId, NameRegistry};
-use cdo::engine::{Effect, Engine, EngineConfig, FaultPolicy, GROUP_WINDOW, TOMBSTONES_KEPT};
+use cdo::engine::{
+    Effect, Engine, EngineConfig, FaultPolicy, Limits, GROUP_WINDOW, TOMBSTONES_KEPT,
+};
 use cdo::ipc::wire::{Attributes, ErrorCode, Msg, SegmentRef, SubscribeRef};
-use cdo::{DuplicateOffers, EventKind, EventMask};
+use cdo::{DuplicateOffers, EventKind, EventMask, Value};
 use proptest::prelude::*;
 
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -85,13 +87,23 @@ impl Pool {
 
     /// Offers `name` from `client` in a new segment.
     fn offer(&mut self, client: ClientId, name: &str) -> (u64, Vec<Effect>) {
+        self.offer_with(client, name, Attributes::new())
+    }
+
+    /// Offers `name` with `attrs` from `client` in a new segment.
+    fn offer_with(
+        &mut self,
+        client: ClientId,
+        name: &str,
+        attrs: Attributes,
+    ) -> (u64, Vec<Effect>) {
         let id = self.next_request;
         self.next_request += 1;
         let segment = self.next_segment;
         self.next_segment += 1;
         let msg = Msg::Offer {
             name: name.into(),
-            attrs: Attributes::new(),
+            attrs,
             size: SIZE,
             segment: SegmentRef { segment, offset: 0 },
         };
@@ -349,6 +361,9 @@ fn a_withdrawal_that_lets_its_producer_leave_is_answered_before_bye() {
     p.offer(prod, "a");
     let (leave, _) = p.ask(prod, Msg::Leave);
     let (w, out) = p.withdraw(prod, "a");
+    assert!(answers(&out, prod, w).is_empty(), "waits for the require");
+    assert!(answers(&out, prod, leave).is_empty());
+    let (_, out) = p.ask(cons, Msg::Retract { name: "a".into() });
     let order: Vec<u64> = out
         .iter()
         .filter_map(|e| match e {
@@ -704,6 +719,230 @@ fn a_group_whose_last_member_goes_releases_or_keeps_its_records() {
     }
 }
 
+#[test]
+fn a_withdrawal_waits_for_the_requires_made_before_it() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let (prod, a, b, late) = (p.join("prod"), p.join("a"), p.join("b"), p.join("late"));
+    p.offer(prod, "x");
+    p.ask(a, Msg::Require { name: "x".into() });
+    p.ask(b, Msg::Require { name: "x".into() });
+    // The producer's own require holds nothing.
+    p.ask(prod, Msg::Require { name: "x".into() });
+    let (w, out) = p.withdraw(prod, "x");
+    assert!(answers(&out, prod, w).is_empty(), "two requires hold it");
+    // Still on offer while it waits: a demand without a require is served.
+    let (d, out) = p.demand(late, "x");
+    let late_object = object_of(&out, late, d);
+    // A demand serves a require; the view it gives then holds the reply.
+    let (d, out) = p.demand(a, "x");
+    let object = object_of(&out, a, d);
+    assert_eq!(object, late_object);
+    assert!(answers(&out, prod, w).is_empty(), "b still requires it");
+    let (_, out) = p.ask(b, Msg::Retract { name: "x".into() });
+    assert!(answers(&out, prod, w).is_empty(), "withdrawn, views out");
+    assert_eq!(p.engine.stats().objects, 0);
+    let (_, out) = p.ask(
+        a,
+        Msg::Release {
+            objects: vec![object],
+        },
+    );
+    assert!(answers(&out, prod, w).is_empty(), "late's view is out");
+    let (_, out) = p.ask(
+        late,
+        Msg::Release {
+            objects: vec![object],
+        },
+    );
+    assert_eq!(answers(&out, prod, w), [Got::Ok]);
+    // A require made after the withdrawal waits for the next offer.
+    let (d, out) = p.demand(b, "x");
+    assert!(answers(&out, b, d).is_empty());
+}
+
+#[test]
+fn waiting_withdrawals_count_against_the_waiters_quota() {
+    let config = EngineConfig {
+        limits: Limits {
+            waiters: 1,
+            ..Limits::default()
+        },
+        ..EngineConfig::default()
+    };
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    p.engine = Engine::new(Box::new(NameRegistry::new(DuplicateOffers::Reject)), config);
+    let (prod, cons) = (p.join("prod"), p.join("cons"));
+    p.offer(prod, "x");
+    p.offer(prod, "y");
+    p.ask(cons, Msg::Require { name: "x".into() });
+    p.ask(cons, Msg::Require { name: "y".into() });
+    let (w, out) = p.withdraw(prod, "x");
+    assert!(answers(&out, prod, w).is_empty());
+    let (again, out) = p.withdraw(prod, "y");
+    assert_eq!(
+        answers(&out, prod, again),
+        [error(ErrorCode::QuotaExceeded)]
+    );
+    let (_, out) = p.ask(cons, Msg::Retract { name: "x".into() });
+    assert_eq!(answers(&out, prod, w), [Got::Ok]);
+    // The quota is free again.
+    let (again, out) = p.withdraw(prod, "y");
+    assert!(
+        answers(&out, prod, again).is_empty(),
+        "waits for the require"
+    );
+}
+
+#[test]
+fn a_withdrawal_carried_out_later_waits_for_its_acknowledgements() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let (prod, cons, watcher) = (p.join("prod"), p.join("cons"), p.join("watcher"));
+    p.subscribe(watcher, acked_events(&[EventKind::Withdraw]));
+    p.offer(prod, "x");
+    p.ask(cons, Msg::Require { name: "x".into() });
+    let (w, out) = p.withdraw(prod, "x");
+    assert!(answers(&out, prod, w).is_empty());
+    assert!(unsolicited(&out, watcher).is_empty(), "not withdrawn yet");
+    let (r, out) = p.ask(cons, Msg::Retract { name: "x".into() });
+    assert_eq!(answers(&out, cons, r), [Got::Ok], "the retract is not held");
+    assert!(answers(&out, prod, w).is_empty(), "held for the watcher");
+    let event = match &unsolicited(&out, watcher)[..] {
+        [Msg::Event(e)] if e.needs_ack && e.kind == EventKind::Withdraw => e.event,
+        other => panic!("{other:?}"),
+    };
+    let (_, out) = p.ask(watcher, Msg::Ack { event });
+    assert_eq!(answers(&out, prod, w), [Got::Ok]);
+}
+
+#[test]
+fn a_withdrawal_of_a_required_object_ends_with_its_producer() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let (prod, cons) = (p.join("prod"), p.join("cons"));
+    p.offer(prod, "x");
+    p.ask(cons, Msg::Require { name: "x".into() });
+    let (w, out) = p.withdraw(prod, "x");
+    assert!(answers(&out, prod, w).is_empty());
+    let out = p.disconnect(prod);
+    assert!(answers(&out, prod, w).is_empty(), "nobody to answer");
+    let s = p.engine.stats();
+    assert_eq!((s.objects, s.clients), (0, 1));
+    let (d, out) = p.demand(cons, "x");
+    assert_eq!(answers(&out, cons, d), [error(ErrorCode::ProducerDied)]);
+}
+
+#[test]
+fn a_minimum_lifetime_holds_the_withdrawal_until_it_ends() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let (prod, cons) = (p.join("prod"), p.join("cons"));
+    let lifetime = Duration::from_secs(5);
+    let attrs = Attributes::from([("lifetime_ms".to_string(), Value::UInt(5000))]);
+    let (id, out) = p.offer_with(prod, "x", attrs);
+    assert_eq!(answers(&out, prod, id), [Got::Ok]);
+    p.offer(prod, "plain");
+    assert_eq!(p.engine.next_deadline(), None, "nothing waits yet");
+    let (w, out) = p.withdraw(prod, "x");
+    assert!(answers(&out, prod, w).is_empty(), "within its lifetime");
+    let (plain, out) = p.withdraw(prod, "plain");
+    assert_eq!(answers(&out, prod, plain), [Got::Ok], "no lifetime");
+    assert_eq!(p.engine.next_deadline(), Some(p.now + lifetime));
+    assert!(p.engine.holds_any());
+    // Served while it waits, to a consumer that comes late.
+    let (d, out) = p.demand(cons, "x");
+    let object = object_of(&out, cons, d);
+    p.ask(
+        cons,
+        Msg::Release {
+            objects: vec![object],
+        },
+    );
+    // Its producer's leave waits for the reply.
+    let (leave, out) = p.ask(prod, Msg::Leave);
+    assert_eq!(answers(&out, prod, leave), [Got::Waiting(vec!["x".into()])]);
+    let out = p.expire(lifetime - Duration::from_millis(1));
+    assert!(answers(&out, prod, w).is_empty());
+    let out = p.expire(lifetime);
+    assert_eq!(answers(&out, prod, w), [Got::Ok]);
+    assert_eq!(answers(&out, prod, leave), [Got::Bye]);
+    assert_eq!(p.engine.next_deadline(), None);
+}
+
+#[test]
+fn a_query_lists_matching_names_by_priority_in_pages() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let prod = p.join("prod");
+    let priority = |v: &str| Attributes::from([("priority".to_string(), Value::from(v))]);
+    p.offer_with(prod, "b", priority("checkpoint"));
+    p.offer_with(prod, "c", priority("output"));
+    p.offer(prod, "a");
+    let list = |p: &mut Pool, selector: &str, skip: u64| {
+        let (id, out) = p.ask(
+            prod,
+            Msg::Query {
+                selector: selector.into(),
+                skip,
+            },
+        );
+        to(&out, prod, id)
+    };
+    let listed = |names: &[&str], more: bool| {
+        vec![Msg::Listed {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            more,
+        }]
+    };
+    assert_eq!(list(&mut p, "", 0), listed(&["c", "a", "b"], false));
+    assert_eq!(list(&mut p, "has priority", 1), listed(&["b"], false));
+    assert_eq!(list(&mut p, "name == \"zzz\"", 0), listed(&[], false));
+    assert!(matches!(
+        &list(&mut p, "priority ==", 0)[..],
+        [Msg::Error {
+            code: ErrorCode::BadSelector,
+            ..
+        }]
+    ));
+    // More than a frame holds: pages, each within a frame.
+    let long: Vec<String> = (0..200)
+        .map(|i| format!("{i:03}{}", "x".repeat(4000)))
+        .collect();
+    for name in &long {
+        p.offer(prod, name);
+    }
+    let mut got = Vec::new();
+    let mut pages = 0;
+    loop {
+        let reply = list(&mut p, "name ~ \"^[0-9]\"", got.len() as u64);
+        let [Msg::Listed { names, more }] = &reply[..] else {
+            panic!("{reply:?}");
+        };
+        got.extend(names.iter().cloned());
+        pages += 1;
+        if !more {
+            break;
+        }
+    }
+    assert!(pages > 1);
+    assert_eq!(got, long);
+}
+
+#[test]
+fn the_size_attribute_is_the_object_s_size() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let (prod, cons) = (p.join("prod"), p.join("cons"));
+    let size = |n: u64| Attributes::from([("size".to_string(), Value::UInt(n))]);
+    let (id, out) = p.offer_with(prod, "wrong", size(SIZE + 1));
+    assert_eq!(answers(&out, prod, id), [error(ErrorCode::BadAttributes)]);
+    let (id, out) = p.offer_with(prod, "right", size(SIZE));
+    assert_eq!(answers(&out, prod, id), [Got::Ok]);
+    p.offer(prod, "unsaid");
+    for name in ["right", "unsaid"] {
+        let (d, out) = p.demand(cons, name);
+        let [Msg::Data(data)] = &to(&out, cons, d)[..] else {
+            panic!("{out:?}");
+        };
+        assert_eq!(data.attrs, size(SIZE), "{name}");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Model test.
 
@@ -761,6 +1000,9 @@ struct Model {
     died: BTreeSet<String>,
     /// Clients waiting for BYE → their LEAVE request.
     leaving: BTreeMap<ClientId, u64>,
+    /// Withdrawals waiting for other clients' requires: (name, owner,
+    /// request), oldest first.
+    withdrawing: Vec<(String, ClientId, u64)>,
 }
 
 /// Expected messages: (client, request, what).
@@ -827,8 +1069,50 @@ impl Model {
             .values()
             .filter(|(_, r, _)| r.is_some_and(|(o, _)| o == c));
         names.extend(withdrawing.map(|(_, _, n)| n.clone()));
+        let waiting = self.withdrawing.iter().filter(|(_, o, _)| *o == c);
+        names.extend(waiting.map(|(n, _, _)| n.clone()));
         names.sort();
+        names.dedup();
         names
+    }
+
+    /// Whether another client than `owner` requires `name`.
+    fn required_by_others(&self, name: &str, owner: ClientId) -> bool {
+        self.requires
+            .iter()
+            .any(|(rn, rc)| rn == name && *rc != owner)
+    }
+
+    /// Withdraws `owner`'s offer of `name` for request `id`: answered now,
+    /// or when the views of it are released.
+    fn withdraw(&mut self, name: &str, owner: ClientId, id: u64, e: &mut Expect) {
+        match self.offers.get(name) {
+            Some(&(o, object)) if o == owner => {
+                self.offers.remove(name);
+                if self.views(object) > 0 {
+                    self.draining
+                        .insert(object, (owner, Some((owner, id)), name.into()));
+                } else {
+                    e.push((owner, id, Got::Ok));
+                }
+            }
+            _ => e.push((owner, id, error(ErrorCode::UnknownName))),
+        }
+    }
+
+    /// The waiting withdrawals nothing holds any more, then the leaves.
+    fn settle(&mut self, e: &mut Expect) {
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.withdrawing)
+            .into_iter()
+            .partition(|(n, o, _)| {
+                !(self.offers.get(n).is_some_and(|(owner, _)| owner == o)
+                    && self.required_by_others(n, *o))
+            });
+        self.withdrawing = waiting;
+        for (n, o, id) in ready {
+            self.withdraw(&n, o, id, e);
+        }
+        self.check_leaves(e);
     }
 
     fn remove(&mut self, c: ClientId, died: bool, e: &mut Expect) {
@@ -858,12 +1142,13 @@ impl Model {
         }
         self.alive.remove(&c);
         self.leaving.remove(&c);
+        self.withdrawing.retain(|(_, o, _)| *o != c);
         self.requires.retain(|(_, rc)| *rc != c);
         for w in self.waiting.values_mut() {
             w.retain(|(wc, _)| *wc != c);
         }
         self.waiting.retain(|_, w| !w.is_empty());
-        self.check_leaves(e);
+        self.settle(e);
     }
 
     fn check_leaves(&mut self, e: &mut Expect) {
@@ -908,13 +1193,13 @@ impl Model {
                 for (to, rid) in self.waiting.remove(n).unwrap_or_default() {
                     self.give(to, rid, n, &mut e);
                 }
-                self.check_leaves(&mut e);
+                self.settle(&mut e);
             }
             Op::Demand(_, n) => {
                 let n = NAMES[*n];
                 if self.offers.contains_key(n) {
                     self.give(c, id, n, &mut e);
-                    self.check_leaves(&mut e);
+                    self.settle(&mut e);
                 } else if self.fail_fast && self.died.contains(n) {
                     e.push((c, id, error(ErrorCode::ProducerDied)));
                 } else {
@@ -935,7 +1220,7 @@ impl Model {
                     w.retain(|(wc, _)| *wc != c);
                 }
                 self.waiting.retain(|_, w| !w.is_empty());
-                self.check_leaves(&mut e);
+                self.settle(&mut e);
                 e.push((c, id, Got::Ok));
             }
             Op::Withdraw(_, n) => {
@@ -943,14 +1228,12 @@ impl Model {
                 match self.offers.get(n) {
                     None => e.push((c, id, error(ErrorCode::UnknownName))),
                     Some((owner, _)) if *owner != c => e.push((c, id, error(ErrorCode::NotOwner))),
-                    Some(&(_, object)) => {
-                        self.offers.remove(n);
-                        if self.views(object) > 0 {
-                            self.draining.insert(object, (c, Some((c, id)), n.into()));
-                        } else {
-                            e.push((c, id, Got::Ok));
-                        }
-                        self.check_leaves(&mut e);
+                    Some(_) if self.required_by_others(n, c) => {
+                        self.withdrawing.push((n.into(), c, id));
+                    }
+                    Some(_) => {
+                        self.withdraw(n, c, id, &mut e);
+                        self.settle(&mut e);
                     }
                 }
             }
@@ -1042,7 +1325,7 @@ fn run_model(clients: usize, fail_fast: bool, ops: &[Op]) -> Result<(), TestCase
                     m.release(c, object, &mut e);
                     // The last view of a withdrawn object may let its
                     // producer leave.
-                    m.check_leaves(&mut e);
+                    m.settle(&mut e);
                 } else {
                     e.push((c, id, error(ErrorCode::NotJoined)));
                 }

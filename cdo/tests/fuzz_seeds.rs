@@ -79,7 +79,14 @@ fn frames() -> Vec<(&'static str, Vec<Frame>)> {
                 f(6, Msg::Withdraw { name: "rho".into() }),
                 f(7, Msg::Forget { segment: 1 }),
                 f(8, Msg::Stat),
-                f(9, Msg::Leave),
+                f(
+                    9,
+                    Msg::Query {
+                        selector: "app.step >= 2".into(),
+                        skip: 0,
+                    },
+                ),
+                f(10, Msg::Leave),
             ],
         ),
         (

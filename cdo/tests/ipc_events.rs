@@ -20,6 +20,13 @@ fn step(n: u64) -> Attributes {
     Attributes::from([("app.step".to_string(), Value::UInt(n))])
 }
 
+/// `attrs` as the pool keeps them for an object of `size` bytes: with the
+/// `size` attribute, as in one process.
+fn offered(mut attrs: Attributes, size: u64) -> Attributes {
+    attrs.insert("size".to_string(), Value::UInt(size));
+    attrs
+}
+
 fn next_event(c: &mut Client) -> cdo::ipc::wire::EventRef {
     match c.next_notice(Some(WAIT)).unwrap() {
         Some(Notice::Event(e)) => e,
@@ -218,7 +225,7 @@ fn every_group_sees_every_record_once() {
     while let Some(r) = take_record(&mut stats) {
         let n: u64 = r.view.name()["out/".len()..].parse().unwrap();
         assert_eq!(&*r.view, &n.to_le_bytes(), "the record's own bytes");
-        assert_eq!(r.view.attrs(), &step(n));
+        assert_eq!(r.view.attrs(), &offered(step(n), 8));
         seen_by_stats.push(r.view.name().to_string());
         stats.done(r).unwrap();
     }
@@ -463,7 +470,7 @@ fn offers_are_checked_against_the_schema() {
             UnknownAttributes::Drop => r.unwrap(),
         }
         let v = c.demand("a", WAIT).unwrap();
-        assert_eq!(v.attrs(), &step(4));
+        assert_eq!(v.attrs(), &offered(step(4), 1));
     }
 }
 

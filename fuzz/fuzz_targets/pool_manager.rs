@@ -97,6 +97,9 @@ struct Model {
     names: BTreeMap<String, Known>,
     /// Names with a demand that may still be waiting (makes an offer exposed).
     waited: BTreeSet<String>,
+    /// Names some client required: a require made before a withdrawal
+    /// holds it (makes an offer exposed).
+    required: BTreeSet<String>,
     /// Whether any group membership was ever made in this input.
     groups: bool,
     /// Consumer groups joined, with the selectors they were joined with.
@@ -244,7 +247,9 @@ fn step(slots: &mut [Slot], model: &mut Model, who: usize, op: Op) {
                 None => assert!(offered, "offer of the free name {name}: {r:?}"),
             }
             if offered {
-                let exposed = model.groups || model.waited.contains(&name);
+                let exposed = model.groups
+                    || model.waited.contains(&name)
+                    || model.required.contains(&name);
                 model.names.insert(
                     name,
                     Known::Offered {
@@ -280,8 +285,11 @@ fn step(slots: &mut [Slot], model: &mut Model, who: usize, op: Op) {
             }
         }
         Op::Require { name } => {
-            let r = healthy("require", c.require(&name_of(name)));
+            let name = name_of(name);
+            let r = healthy("require", c.require(&name));
             assert!(r.is_ok() || model.ack_ok(code_of(&r)), "require: {r:?}");
+            model.required.insert(name.clone());
+            model.expose(&name);
         }
         Op::Retract { name } => {
             let r = healthy("retract", c.retract(&name_of(name)));
@@ -316,7 +324,8 @@ fn step(slots: &mut [Slot], model: &mut Model, who: usize, op: Op) {
                         "withdraw of {name}"
                     );
                 }
-                // Its reply may wait for views: do not wait for it.
+                // Its reply may wait for views or requires: do not wait for
+                // it.
                 Some(_) => {
                     healthy("withdraw", c.submit_withdraw(&name)).expect("queued");
                     healthy("flush", c.flush()).expect("flushed");
@@ -574,6 +583,7 @@ fuzz_target!(|input: Input| {
     let mut model = Model {
         names: BTreeMap::new(),
         waited: BTreeSet::new(),
+        required: BTreeSet::new(),
         groups: false,
         group_selectors: BTreeMap::new(),
         acks: false,

@@ -76,7 +76,8 @@ struct Args {
     /// Most waiting demands of one client.
     #[arg(long, env = "CDO_MAX_DEMANDS", value_parser = positive)]
     max_demands: Option<usize>,
-    /// Most operations of one client waiting for acknowledgements.
+    /// Most operations of one client waiting for acknowledgements, and
+    /// withdrawals waiting for requires or a lifetime.
     #[arg(long, env = "CDO_MAX_WAITERS", value_parser = positive)]
     max_waiters: Option<usize>,
     /// Most subscriptions of one client.

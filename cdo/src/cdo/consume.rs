@@ -36,8 +36,7 @@ impl Cdo<'_> {
         self.pin = Some(pin);
         self.state = next;
         self.pool.counters.bump(Counter::Required);
-        self.emit(EventKind::Require, None);
-        Ok(())
+        self.emit(EventKind::Require, None)
     }
 
     /// The matched offer, waiting for it until `deadline` (`None`: forever;
@@ -142,9 +141,9 @@ impl Cdo<'_> {
         self.pin = None;
         self.state = next;
         self.pool.counters.bump(Counter::Demanded);
-        self.emit(EventKind::Demand, Some(&offer));
+        let raised = self.emit(EventKind::Demand, Some(&offer));
         self.received = Some((offer, delivery.data.clone()));
-        Ok(delivery.data)
+        raised.map(|()| delivery.data)
     }
 
     /// Consumer: gives up interest without receiving the data.
@@ -156,8 +155,7 @@ impl Cdo<'_> {
         self.unmatch();
         self.state = next;
         self.pool.counters.bump(Counter::Retracted);
-        self.emit(EventKind::Retract, None);
-        Ok(())
+        self.emit(EventKind::Retract, None)
     }
 
     pub(super) fn unmatch(&mut self) {

@@ -14,6 +14,7 @@ pub use withdrawal::Withdrawal;
 
 use crate::attrs::Attributes;
 use crate::data::{Buffer, Data};
+use crate::engine::FaultPolicy;
 use crate::error::{Error, Result};
 use crate::events::{EventKind, Subject};
 use crate::lifecycle::{Op, State};
@@ -21,6 +22,7 @@ use crate::pool::Shared;
 use crate::registry::{Entry, Offer, Slot};
 use crate::stats::Counter;
 use std::sync::Arc;
+use tracing::warn;
 
 /// A shared empty attribute set: handles start with it and copy on their
 /// first change. Per thread, so that threads do not share its counter.
@@ -129,10 +131,13 @@ impl<'p> Cdo<'p> {
         })
     }
 
+    /// Raises the event `kind` of this CDO; [`Error::AckTimeout`] when its
+    /// acknowledged subscribers do not answer in time under the fail-fast
+    /// policy (the operation has taken effect all the same).
     #[inline]
-    fn emit(&self, kind: EventKind, offer: Option<&Offer>) {
+    fn emit(&self, kind: EventKind, offer: Option<&Offer>) -> Result<()> {
         if !self.pool.bus.active() {
-            return;
+            return Ok(());
         }
         let subject = match offer {
             Some(o) => Subject {
@@ -148,11 +153,26 @@ impl<'p> Cdo<'p> {
                 attrs: &self.attrs,
             },
         };
-        self.pool.bus.emit(kind, subject);
+        let waited = self.pool.config.ack_timeout;
+        if self.pool.bus.emit(kind, subject, waited) {
+            return Ok(());
+        }
+        let policy = self.pool.config.policy;
+        warn!(name = %self.entry.name, ?kind, ?waited, ?policy, "acknowledgements missing");
+        match policy {
+            FaultPolicy::BestEffort => Ok(()),
+            FaultPolicy::FailFast => Err(Error::AckTimeout {
+                name: Arc::clone(&self.entry.name),
+                kind,
+                waited,
+            }),
+        }
     }
 
+    /// Raises the declaration event. A declaration always yields its
+    /// handle: a missing acknowledgement is only logged, by `emit`.
     pub(crate) fn emit_declare(&self) {
-        self.emit(EventKind::Declare, None);
+        let _ = self.emit(EventKind::Declare, None);
     }
 
     fn modify(&mut self, f: impl FnOnce(&Attributes) -> Result<Attributes>) -> Result<()> {
@@ -187,9 +207,9 @@ impl<'p> Cdo<'p> {
         self.state = next;
         self.buffer = None;
         self.pool.counters.bump(Counter::Disposed);
-        self.emit(EventKind::Dispose, None);
+        let raised = self.emit(EventKind::Dispose, None);
         self.pool.registry.release(&self.entry);
-        Ok(())
+        raised
     }
 }
 

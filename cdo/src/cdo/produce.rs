@@ -133,8 +133,7 @@ impl Cdo<'_> {
         }
         self.state = next;
         self.pool.counters.bump(Counter::Sealed);
-        self.emit(EventKind::Seal, None);
-        Ok(())
+        self.emit(EventKind::Seal, None)
     }
 
     /// Producer: publishes the data. The CDO is immutable from here on and
@@ -185,9 +184,9 @@ impl Cdo<'_> {
         self.state = next;
         self.pool.counters.bump(Counter::Offered);
         self.pool.streams.dispatch(&offer);
-        self.emit(EventKind::Offer, Some(&offer));
+        let raised = self.emit(EventKind::Offer, Some(&offer));
         self.offer = Some(offer);
-        Ok(())
+        raised
     }
 
     /// Producer: takes the offer back, waiting until no consumer transfer
@@ -251,7 +250,7 @@ impl Cdo<'_> {
         }
         self.state = next;
         self.pool.counters.bump(Counter::Withdrawn);
-        self.emit(EventKind::Withdraw, Some(&offer));
+        self.emit(EventKind::Withdraw, Some(&offer))?;
         Ok(true)
     }
 }

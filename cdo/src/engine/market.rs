@@ -5,16 +5,19 @@
 //! host carries them out.
 
 mod held;
+mod query;
 mod segments;
+mod withdrawals;
 
 use crate::ipc::fasthash::{FastMap, FastSet};
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, info};
 
 use self::held::HeldOp;
 use self::segments::SegRec;
+use self::withdrawals::Withdrawing;
 
 use super::quota::{Kind, Quotas};
 use super::registry::{ClientId, Entry, Registry};
@@ -26,6 +29,7 @@ use crate::events::EventKind;
 
 use crate::ipc::limits::check_request;
 use crate::ipc::wire::{Attributes, DataRef, ErrorCode, Msg, RequestId, Stats};
+use crate::value::Value;
 
 /// Effects of the operations handled so far, in order.
 type Outgoing = Vec<Effect>;
@@ -75,6 +79,15 @@ pub struct Engine {
     views: FastMap<u64, u32>,
     /// Withdrawn objects that are still viewed, by object.
     draining: FastMap<u64, Draining>,
+    /// Withdrawals that wait for requires made before them or for their
+    /// object's minimum lifetime, oldest first.
+    withdrawing: Vec<Withdrawing>,
+    /// When the minimum lifetime of an offered object ends, by object
+    /// (objects offered without one are not here).
+    lifetimes: FastMap<u64, Instant>,
+    /// The time of the operation being handled, or of the last
+    /// [`Engine::expire`].
+    now: Option<Instant>,
     subs: Subs,
     current: Option<Current>,
     next_op: u64,
@@ -131,6 +144,9 @@ impl Engine {
             next_object: 1,
             views: FastMap::default(),
             draining: FastMap::default(),
+            withdrawing: Vec::new(),
+            lifetimes: FastMap::default(),
+            now: None,
             subs: Subs::new(config.keep_group_records),
             current: None,
             next_op: 0,
@@ -220,6 +236,7 @@ impl Engine {
         out: &mut Vec<Effect>,
     ) {
         let start = out.len();
+        self.now = Some(now);
         self.next_op += 1;
         self.current = Some(Current {
             op: self.next_op,
@@ -252,9 +269,9 @@ impl Engine {
                 self.send(cid, id, Msg::Error { code, text }, None, out);
             }
         }
-        // After the reply: a released view may have completed the last
-        // withdrawal that held a leave.
-        self.check_leaves(out);
+        // After the reply: a released view or require may have completed
+        // the last withdrawal that held a leave.
+        self.settle(out);
         if let Some(cur) = self.current.take() {
             if cur.awaited > 0 {
                 self.hold(cur, id, start, now, out);
@@ -335,7 +352,7 @@ impl Engine {
             Msg::Demand { name } => {
                 if let Some(data) = self.data_ref(name.clone()) {
                     self.send_data(cid, id, data, out);
-                    self.check_leaves(out);
+                    self.settle(out);
                     Ok(None)
                 } else if self.tombstones.contains(&name)
                     && self.config.policy == FaultPolicy::FailFast
@@ -352,27 +369,24 @@ impl Engine {
                 }
             }
             Msg::Withdraw { name } => {
-                let Some(e) = self.take_offer(&name, cid) else {
+                let Some(object) = self.registry.get_of(&name, cid).map(|e| e.object) else {
                     return match self.registry.get(&name) {
                         None => fail(ErrorCode::UnknownName, name),
                         Some(_) => fail(ErrorCode::NotOwner, name),
                     };
                 };
-                self.raise(EventKind::Withdraw, &name, &e.attrs, cid, out);
-                if self.views.contains_key(&e.object) {
-                    let d = Draining {
+                if self.withdrawal_waits(&name, cid, object) {
+                    // A held operation like one waiting for
+                    // acknowledgements, under the same quota.
+                    self.quotas.add(cid, Kind::Waiters);
+                    self.withdrawing.push(Withdrawing {
                         name,
-                        reply_to: Some((cid, id)),
-                        segment: e.segment,
-                    };
-                    self.draining.insert(e.object, d);
+                        owner: cid,
+                        id,
+                    });
                 } else {
-                    self.unref_segment(e.segment, out);
-                    self.send(cid, id, Msg::Ok, None, out);
+                    self.withdraw(name, cid, id, out);
                 }
-                // After the reply: the withdrawal may let its own producer's
-                // pending leave finish, and BYE ends the client.
-                self.check_leaves(out);
                 Ok(None)
             }
             Msg::Release { objects } => {
@@ -411,8 +425,11 @@ impl Engine {
                     self.send(cid, rid, msg, None, out);
                 }
                 self.waiters.retain(|_, w| !w.is_empty());
-                self.check_leaves(out);
-                Ok(Some(Msg::Ok))
+                // The reply first: the retract may let its own client's
+                // pending leave finish, and BYE ends the client.
+                self.send(cid, id, Msg::Ok, None, out);
+                self.settle(out);
+                Ok(None)
             }
             Msg::Forget { segment } => {
                 let Some(key) = self.client_mut(cid).own_segments.remove(&segment) else {
@@ -472,6 +489,7 @@ impl Engine {
                 Ok(None)
             }
             Msg::Stat => Ok(Some(Msg::Stats(self.stats()))),
+            Msg::Query { selector, skip } => self.query(&selector, skip),
             // Manager-to-client messages; their payload is not echoed back,
             // it may be as large as a frame.
             _ => fail(ErrorCode::Protocol, "message not accepted from clients"),
@@ -507,9 +525,23 @@ impl Engine {
             );
         }
         self.quotas.check(cid, Kind::Offers)?;
-        let attrs = self
+        let (mut attrs, lifetime) = self
             .checked_attributes(attrs)
             .map_err(|text| (ErrorCode::BadAttributes, format!("{name}: {text}")))?;
+        // The size attribute is the object's size, as in one process: set
+        // when absent (so that selectors see it), refused when it differs.
+        match attrs.get("size") {
+            None => {
+                attrs.insert("size".into(), Value::UInt(size));
+            }
+            Some(&Value::UInt(s)) if s == size => {}
+            Some(other) => {
+                return fail(
+                    ErrorCode::BadAttributes,
+                    format!("{name}: size {other:?} but {size} bytes"),
+                )
+            }
+        }
         let entry = Entry {
             owner: cid,
             size,
@@ -522,6 +554,9 @@ impl Engine {
             return fail(ErrorCode::DuplicateName, name);
         }
         self.quotas.add(cid, Kind::Offers);
+        if let Some(until) = self.now.zip(lifetime).and_then(|(n, l)| n.checked_add(l)) {
+            self.lifetimes.insert(self.next_object, until);
+        }
         self.next_object += 1;
         self.totals.offers += 1;
         self.segments.get_mut(&key).expect("checked above").objects += 1;
@@ -554,7 +589,7 @@ impl Engine {
                 let data = self.data_ref(name.clone()).expect("just offered");
                 self.send_data(to, rid, data, out);
             }
-            self.check_leaves(out);
+            self.settle(out);
         }
         Ok(Some(Msg::Ok))
     }
@@ -649,15 +684,20 @@ impl Engine {
 
     /// `attrs` checked: built-in keys typed, user keys (`ns.key`) against
     /// the configured schema (unknown ones rejected or dropped as
-    /// configured); without a schema user keys pass as they are.
-    fn checked_attributes(&self, attrs: Attributes) -> Result<Attributes, String> {
+    /// configured); without a schema user keys pass as they are. With them
+    /// the minimum lifetime they give, if any.
+    fn checked_attributes(
+        &self,
+        attrs: Attributes,
+    ) -> Result<(Attributes, Option<Duration>), String> {
         // Moved apart and back together: no value is copied.
         let (mut builtin, user): (Attributes, Attributes) =
             attrs.into_iter().partition(|(k, _)| is_builtin(k));
-        Typed::from_flat(&builtin).map_err(|e| e.to_string())?;
+        let typed = Typed::from_flat(&builtin).map_err(|e| e.to_string())?;
+        let lifetime = (!typed.lifetime.is_zero()).then_some(typed.lifetime);
         let Some(schema) = &self.config.schema else {
             builtin.extend(user);
-            return Ok(builtin);
+            return Ok((builtin, lifetime));
         };
         let mut checked = Attributes::new();
         for (key, value) in user {
@@ -672,7 +712,7 @@ impl Engine {
             return Err(format!("required attribute {key} missing"));
         }
         builtin.extend(checked);
-        Ok(builtin)
+        Ok((builtin, lifetime))
     }
 
     /// One view of `object` was dropped; the last one completes a pending
@@ -709,14 +749,18 @@ impl Engine {
     /// referenced).
     fn take_offer(&mut self, name: &str, owner: ClientId) -> Option<Entry> {
         let e = self.registry.remove(name, owner)?;
+        if !self.lifetimes.is_empty() {
+            self.lifetimes.remove(&e.object);
+        }
         self.quotas.sub(owner, Kind::Offers, 1);
         self.offered_bytes -= e.size;
         Some(e)
     }
 
     /// What holds the leave of `cid`: names it offered that another client
-    /// still requires, and names it withdrew whose withdrawal waits for
-    /// consumers' views (so that its reply comes before BYE).
+    /// still requires, and names it withdrew whose withdrawal waits (for
+    /// consumers' views or a minimum lifetime: so that its reply comes
+    /// before BYE).
     fn leave_blockers(&self, cid: ClientId) -> Vec<String> {
         let mut names = self.registry.names_of(cid);
         names.retain(|n| {
@@ -729,7 +773,10 @@ impl Engine {
             .values()
             .filter(|d| d.reply_to.is_some_and(|(owner, _)| owner == cid));
         names.extend(withdrawing.map(|d| d.name.clone()));
+        let waiting = self.withdrawing.iter().filter(|w| w.owner == cid);
+        names.extend(waiting.map(|w| w.name.clone()));
         names.sort();
+        names.dedup();
         names
     }
 
@@ -807,6 +854,7 @@ impl Engine {
         }
         // Its withdrawals that still wait for consumers: nobody waits for
         // the reply now.
+        self.withdrawing.retain(|w| w.owner != cid);
         for d in self.draining.values_mut() {
             if d.reply_to.is_some_and(|(owner, _)| owner == cid) {
                 d.reply_to = None;
@@ -832,7 +880,7 @@ impl Engine {
         for seg in self.segments.values_mut() {
             seg.sent_to.remove(&cid);
         }
-        self.check_leaves(out);
+        self.settle(out);
     }
 
     /// Fails every waiting request and forgets every client (shutdown).

@@ -23,10 +23,12 @@
 //! - [`registry`]: offered objects by name (exact names, versions);
 //! - `subs`: subscriptions, consumer groups, acknowledgements;
 //! - `quota`: per-client quotas and the limits they enforce;
+//! - [`names`]: what may name a CDO (one rule for both deployments);
 //! - `tombstones`: names whose producer died, bounded (see
 //!   [`TOMBSTONES_KEPT`]).
 
 mod market;
+pub mod names;
 mod quota;
 pub mod registry;
 mod subs;
@@ -42,6 +44,7 @@ use crate::schema::Schema;
 pub use market::Engine;
 pub use quota::Limits;
 pub use registry::ClientId;
+pub(crate) use subs::pick_member;
 pub use subs::GROUP_WINDOW;
 pub use tombstones::TOMBSTONES_KEPT;
 
@@ -83,8 +86,13 @@ pub enum Effect {
     },
 }
 
+/// How long an operation waits for its acknowledged subscribers unless
+/// configured otherwise, in either deployment.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What the pool does when part of an operation fails.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum FaultPolicy {
     /// Report the first failure: an operation whose acknowledged
     /// subscribers do not answer in time fails with `AckTimeout` (a

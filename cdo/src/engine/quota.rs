@@ -28,8 +28,8 @@ pub struct Limits {
     pub requires: usize,
     /// Most demands of one client waiting for an offer (`CDO_MAX_DEMANDS`).
     pub demands: usize,
-    /// Most operations of one client waiting for acknowledgements
-    /// (`CDO_MAX_WAITERS`).
+    /// Most operations of one client waiting for acknowledgements, or
+    /// withdrawals waiting for requires or a lifetime (`CDO_MAX_WAITERS`).
     pub waiters: usize,
     /// Most subscriptions and group memberships of one client
     /// (`CDO_MAX_SUBSCRIPTIONS`).
@@ -121,7 +121,7 @@ impl Kind {
             Kind::Offers => "offered objects",
             Kind::Requires => "outstanding requires",
             Kind::Demands => "waiting demands",
-            Kind::Waiters => "operations waiting for acknowledgements",
+            Kind::Waiters => "operations waiting for acknowledgements or withdrawals waiting",
             Kind::Subscriptions => "subscriptions",
         }
     }

@@ -33,10 +33,15 @@ pub trait Registry: Send {
     fn insert(&mut self, name: String, entry: Entry) -> Result<(), Entry>;
     /// The object offered under `name` (the newest version).
     fn get(&self, name: &str) -> Option<&Entry>;
+    /// The object `owner` offered under `name` (the one
+    /// [`Registry::remove`] would remove).
+    fn get_of(&self, name: &str, owner: ClientId) -> Option<&Entry>;
     /// Removes and returns the object `owner` offered under `name`.
     fn remove(&mut self, name: &str, owner: ClientId) -> Option<Entry>;
     /// Names of the objects `owner` offered.
     fn names_of(&self, owner: ClientId) -> Vec<String>;
+    /// Calls `f` on every offered object (every version) with its name.
+    fn for_each(&self, f: &mut dyn FnMut(&str, &Entry));
     /// Number of offered objects.
     fn len(&self) -> usize;
     /// Whether nothing is offered.
@@ -81,6 +86,14 @@ impl Registry for NameRegistry {
         self.entries.get(name)?.last()
     }
 
+    fn get_of(&self, name: &str, owner: ClientId) -> Option<&Entry> {
+        self.entries
+            .get(name)?
+            .iter()
+            .rev()
+            .find(|e| e.owner == owner)
+    }
+
     fn remove(&mut self, name: &str, owner: ClientId) -> Option<Entry> {
         let versions = self.entries.get_mut(name)?;
         let i = versions.iter().rposition(|e| e.owner == owner)?;
@@ -98,6 +111,12 @@ impl Registry for NameRegistry {
             .filter(|(_, v)| v.iter().any(|e| e.owner == owner))
             .map(|(name, _)| name.clone())
             .collect()
+    }
+
+    fn for_each(&self, f: &mut dyn FnMut(&str, &Entry)) {
+        for (name, versions) in &self.entries {
+            versions.iter().for_each(|e| f(name, e));
+        }
     }
 
     fn len(&self) -> usize {

@@ -40,6 +40,24 @@ pub struct Unsubscribed {
 /// Most undone records one group member holds; more wait in the group.
 pub const GROUP_WINDOW: u32 = 4;
 
+/// Which of a consumer group's `n` members gets its next record: the least
+/// loaded (`load`: records given and not done) of those with room (fewer
+/// than [`GROUP_WINDOW`]), ties in round-robin order from `cursor`;
+/// member `skip` only when it is alone. `None`: every member is full.
+/// The one rule of both deployments' consumer groups.
+pub(crate) fn pick_member(
+    n: usize,
+    cursor: usize,
+    load: impl Fn(usize) -> usize,
+    skip: Option<usize>,
+) -> Option<usize> {
+    (0..n)
+        .map(|k| (cursor + k) % n)
+        .filter(|&i| Some(i) != skip || n == 1)
+        .filter(|&i| load(i) < GROUP_WINDOW as usize)
+        .min_by_key(|&i| load(i))
+}
+
 struct Sub {
     client: ClientId,
     selector: Selector,
@@ -292,10 +310,8 @@ impl Subs {
             return Route::Queued;
         };
         let n = g.members.len();
-        let pick = (0..n)
-            .map(|k| (g.cursor + k) % n)
-            .filter(|&i| g.members[i].1 < GROUP_WINDOW)
-            .min_by_key(|&i| g.members[i].1);
+        let members = &g.members;
+        let pick = pick_member(n, g.cursor, |i| members[i].1 as usize, None);
         let Some(i) = pick else {
             g.queued.push_back(data);
             return Route::Queued;

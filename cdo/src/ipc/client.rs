@@ -200,6 +200,13 @@ pub enum Reply {
     Bye,
     /// Subscribed, with this id.
     Subscribed(u64),
+    /// A page of the names a query matched.
+    Listed {
+        /// The names.
+        names: Vec<String>,
+        /// Whether more follow.
+        more: bool,
+    },
 }
 
 /// A consumer-group record: an offered object given to this member only.
@@ -553,8 +560,11 @@ impl Client {
         self.expect_ok(id)
     }
 
-    /// Queues the withdrawal of our object `name`. Its reply (and the reuse
-    /// of its memory) waits until no consumer holds a view of it.
+    /// Queues the withdrawal of our object `name`. It waits, still on
+    /// offer, while another client requires the name (until it demands or
+    /// retracts) and until the object's minimum lifetime (`lifetime_ms`)
+    /// ends, as in one process; then its reply (and the reuse of its
+    /// memory) waits until no consumer holds a view of it.
     pub fn submit_withdraw(&mut self, name: &str) -> Result<RequestId, ClientError> {
         let id = self.submit(Msg::Withdraw { name: name.into() }, None)?;
         if let Some(slot) = self.offers.remove(name) {
@@ -582,7 +592,14 @@ impl Client {
         Ok(())
     }
 
-    /// Withdraws our object `name`.
+    /// Withdraws our object `name`, waiting up to the operation timeout
+    /// (see [`Client::submit_withdraw`] for what it waits for; to wait
+    /// longer, as for a long lifetime, submit it and wait with
+    /// [`Client::wait_keeping`]).
+    ///
+    /// # Errors
+    /// [`ErrorCode::UnknownName`], [`ErrorCode::NotOwner`];
+    /// [`ClientError::Timeout`] when it still waits (it goes on).
     pub fn withdraw(&mut self, name: &str) -> Result<(), ClientError> {
         let id = self.submit_withdraw(name)?;
         self.expect_ok(id)
@@ -717,6 +734,32 @@ impl Client {
         let event = record.event;
         drop(record.view);
         self.ack(event)
+    }
+
+    /// The names on offer whose attributes match `selector`, in guided-I/O
+    /// order (by priority, output first, then name), as
+    /// [`Pool::offers`](crate::Pool::offers) lists them in one process.
+    ///
+    /// # Errors
+    /// [`ErrorCode::BadSelector`] (with the position) for a bad selector.
+    pub fn query(&mut self, selector: &str) -> Result<Vec<String>, ClientError> {
+        let mut names = Vec::new();
+        loop {
+            let msg = Msg::Query {
+                selector: selector.into(),
+                skip: names.len() as u64,
+            };
+            let id = self.submit(msg, None)?;
+            match self.wait(id, Some(self.op_timeout))? {
+                Reply::Listed { names: page, more } => {
+                    names.extend(page);
+                    if !more {
+                        return Ok(names);
+                    }
+                }
+                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            }
+        }
     }
 
     /// The manager's counters.
@@ -927,6 +970,7 @@ impl Client {
             Msg::Bye => Ok(Reply::Bye),
             Msg::Stats(s) => Ok(Reply::Stats(s)),
             Msg::Subscribed { subscription } => Ok(Reply::Subscribed(subscription)),
+            Msg::Listed { names, more } => Ok(Reply::Listed { names, more }),
             Msg::Data(data) => {
                 let object = data.object;
                 let view = self.view(data, fd).map(Reply::Data);

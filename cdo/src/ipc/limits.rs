@@ -131,40 +131,60 @@ fn check_name(what: &str, name: &str) -> Result<(), (ErrorCode, String)> {
     Ok(())
 }
 
+/// [`check_name`], then the rule every CDO name follows.
+fn check_object_name(name: &str) -> Result<(), (ErrorCode, String)> {
+    check_name("object name", name)?;
+    match crate::engine::names::invalid(name) {
+        None => Ok(()),
+        Some(reason) => Err((
+            ErrorCode::InvalidName,
+            format!("invalid object name {name:?}: {reason}"),
+        )),
+    }
+}
+
 /// Checks the sizes in a request from a client: names, attributes,
 /// selectors.
 ///
 /// # Errors
-/// [`ErrorCode::Protocol`] for a long name, [`ErrorCode::BadAttributes`]
+/// [`ErrorCode::Protocol`] for a long name, [`ErrorCode::InvalidName`] for
+/// an object name with an empty segment or a control character (or an
+/// empty one), [`ErrorCode::BadAttributes`]
 /// for attributes out of bounds, [`ErrorCode::BadSelector`] for a long
 /// selector; with a message for people.
 pub fn check_request(msg: &Msg) -> Result<(), (ErrorCode, String)> {
     match msg {
         Msg::Join { component, .. } => check_name("component name", component),
         Msg::Offer { name, attrs, .. } => {
-            check_name("object name", name)?;
+            check_object_name(name)?;
             check_attributes(attrs).map_err(|e| (ErrorCode::BadAttributes, e))
         }
         Msg::Require { name }
         | Msg::Demand { name }
         | Msg::Withdraw { name }
-        | Msg::Retract { name } => check_name("object name", name),
+        | Msg::Retract { name } => check_object_name(name),
         Msg::Subscribe(req) => {
-            if req.selector.len() > MAX_SELECTOR_LEN {
-                return Err((
-                    ErrorCode::BadSelector,
-                    format!(
-                        "selector of {} bytes (at most {MAX_SELECTOR_LEN})",
-                        req.selector.len()
-                    ),
-                ));
-            }
+            check_selector(&req.selector)?;
             req.group
                 .as_deref()
                 .map_or(Ok(()), |g| check_name("group name", g))
         }
+        Msg::Query { selector, .. } => check_selector(selector),
         _ => Ok(()),
     }
+}
+
+fn check_selector(selector: &str) -> Result<(), (ErrorCode, String)> {
+    if selector.len() > MAX_SELECTOR_LEN {
+        return Err((
+            ErrorCode::BadSelector,
+            format!(
+                "selector of {} bytes (at most {MAX_SELECTOR_LEN})",
+                selector.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -227,6 +247,11 @@ mod tests {
             ErrorCode::BadSelector
         );
         assert_eq!(code(&sub("*".into(), Some(long))), ErrorCode::Protocol);
+        let query = Msg::Query {
+            selector: "x".repeat(MAX_SELECTOR_LEN + 1),
+            skip: 0,
+        };
+        assert_eq!(code(&query), ErrorCode::BadSelector);
     }
 
     #[test]

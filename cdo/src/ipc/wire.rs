@@ -27,8 +27,9 @@ use crate::value::Value;
 pub const FRAME_VERSION: u8 = 1;
 /// Version of the message schema, exchanged in [`Msg::Join`] (3: WELCOME
 /// carries the lease and its page; 4: quota and size errors, queued-bytes
-/// and dropped-event counters).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// and dropped-event counters; 5: queries of the offers, [`Msg::Query`],
+/// and [`ErrorCode::InvalidName`]).
+pub const PROTOCOL_VERSION: u32 = 5;
 /// Magic bytes opening every frame.
 pub const MAGIC: [u8; 2] = *b"CD";
 /// Length of the frame header.
@@ -91,6 +92,10 @@ pub enum ErrorCode {
     QuotaExceeded,
     /// The reply would not fit in a frame; the request did nothing.
     TooLarge,
+    /// The object name is empty, has an empty path segment or a control
+    /// character ([`engine::names`](crate::engine::names)); the request
+    /// did nothing.
+    InvalidName,
 }
 
 /// Counters of the pool manager, the reply to [`Msg::Stat`].
@@ -322,6 +327,23 @@ pub enum Msg {
     Stat,
     /// Manager → client: the counters.
     Stats(Stats),
+    /// Client → manager: the names on offer whose attributes match
+    /// `selector`, in guided-I/O order (by priority, output first, then
+    /// name), from the `skip`-th on.
+    Query {
+        /// The selector (grammar in the crate docs).
+        selector: String,
+        /// How many matches earlier pages listed.
+        skip: u64,
+    },
+    /// Manager → client: the reply to [`Msg::Query`]: as many names as fit
+    /// in a frame.
+    Listed {
+        /// The names.
+        names: Vec<String>,
+        /// Whether more matches follow (ask again, skipping these).
+        more: bool,
+    },
 }
 
 /// One decoded frame: a message and the request it belongs to.

@@ -70,20 +70,26 @@ impl Engine {
         }
     }
 
-    /// Whether an operation waits for acknowledgements.
+    /// Whether an operation waits for acknowledgements or a withdrawal
+    /// for a minimum lifetime (so that the host calls
+    /// [`Engine::expire`] at [`Engine::next_deadline`]).
     pub fn holds_any(&self) -> bool {
-        !self.held.is_empty()
+        !self.held.is_empty() || self.next_lifetime_end().is_some()
     }
 
-    /// The earliest acknowledgement deadline, if an operation is held.
+    /// The earliest acknowledgement deadline or end of a minimum lifetime
+    /// that a withdrawal waits for, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.held.values().map(|h| h.deadline).min()
+        let acks = self.held.values().map(|h| h.deadline).min();
+        acks.into_iter().chain(self.next_lifetime_end()).min()
     }
 
     /// Releases the operations whose acknowledgements did not come by
     /// `now`: as they are under best effort, as `AckTimeout` errors under
-    /// fail-fast (a demanded view is then taken back).
+    /// fail-fast (a demanded view is then taken back); and carries out the
+    /// withdrawals whose objects' minimum lifetimes ended by `now`.
     pub fn expire(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        self.now = Some(now);
         let due: Vec<u64> = self
             .held
             .iter()
@@ -126,9 +132,9 @@ impl Engine {
                 });
             }
         }
-        // A view taken back may have completed a withdrawal that held a
-        // leave.
-        self.check_leaves(out);
+        // A lifetime that ended or a view taken back may have completed a
+        // withdrawal (that held a leave).
+        self.settle(out);
     }
 
     /// Undoes the bookkeeping of a view of `d` that `client` was never sent.

@@ -105,17 +105,14 @@ impl Host {
         self.carry_out(fd, out);
     }
 
-    /// Whether an operation waits for acknowledgements.
-    pub fn holds_any(&self) -> bool {
-        self.engine.holds_any()
-    }
-
-    /// The earliest acknowledgement deadline, if an operation is held.
+    /// The earliest acknowledgement deadline or lifetime end the engine
+    /// waits for, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.engine.next_deadline()
     }
 
-    /// Releases the operations whose acknowledgements did not come by `now`.
+    /// Releases the operations whose acknowledgements did not come by
+    /// `now`, and the withdrawals whose lifetimes ended by then.
     pub fn expire(&mut self, now: Instant, out: &mut Outgoing) {
         self.engine.expire(now, &mut self.effects);
         self.carry_out(None, out);

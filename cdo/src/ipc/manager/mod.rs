@@ -25,7 +25,7 @@ mod conns;
 mod host;
 mod outbox;
 
-pub use crate::engine::{FaultPolicy, Limits, GROUP_WINDOW};
+pub use crate::engine::{FaultPolicy, Limits, DEFAULT_ACK_TIMEOUT, GROUP_WINDOW};
 
 use std::io;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -69,8 +69,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub const POLICY_ENV: &str = "CDO_FAULT_POLICY";
 /// Environment variable giving the acknowledgement timeout in milliseconds.
 pub const ACK_TIMEOUT_ENV: &str = "CDO_ACK_TIMEOUT_MS";
-/// Default acknowledgement timeout.
-pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Environment variable giving the client lease in milliseconds.
 pub const LEASE_ENV: &str = "CDO_LEASE_MS";
 /// Default client lease: a client whose heartbeat stops for this long is
@@ -568,9 +566,10 @@ fn receive(shared: &Shared, mut reader: Reader, cid: ClientId, outbox: &Outbox, 
             let mut out = Outgoing::new();
             let held = {
                 let mut state = lock(&shared.state);
-                // Every hold has the same timeout, so the timer only needs
-                // waking when the first one comes.
-                let idle = !state.holds_any();
+                // Every acknowledgement hold has the same timeout, so the
+                // timer only needs waking when the first one comes, or when
+                // a withdrawal waits for a lifetime that ends sooner.
+                let before = state.next_deadline();
                 for request in frames.by_ref().take(FRAMES_PER_LOCK) {
                     match request {
                         Ok((frame, fd)) => state.handle(cid, frame, fd, &mut out),
@@ -581,7 +580,8 @@ fn receive(shared: &Shared, mut reader: Reader, cid: ClientId, outbox: &Outbox, 
                         }
                     }
                 }
-                idle && state.holds_any()
+                let after = state.next_deadline();
+                after.is_some_and(|a| before.is_none_or(|b| a < b))
             };
             if held {
                 shared.tick.notify_all();

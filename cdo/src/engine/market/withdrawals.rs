@@ -1,0 +1,133 @@
+//! Withdrawals that wait: for the requires other clients made before them
+//! (a require is a promise that the data will be there to demand), and
+//! for the object's minimum lifetime (`lifetime_ms`). While one waits the
+//! object stays on offer and is served; once nothing holds it, it is
+//! withdrawn as at once (and then waits for the views still out).
+
+use std::time::Instant;
+
+use super::{Current, Draining, Engine, Outgoing};
+use crate::engine::quota::Kind;
+use crate::engine::registry::ClientId;
+use crate::events::EventKind;
+use crate::ipc::wire::{ErrorCode, Msg, RequestId};
+
+/// A withdrawal request that waits.
+pub(super) struct Withdrawing {
+    pub(super) name: String,
+    pub(super) owner: ClientId,
+    pub(super) id: RequestId,
+}
+
+impl Engine {
+    /// Whether the withdrawal by `owner` of `object`, offered as `name`,
+    /// must wait: another client requires the name, or the object's
+    /// minimum lifetime has not ended.
+    pub(super) fn withdrawal_waits(&self, name: &str, owner: ClientId, object: u64) -> bool {
+        let required = self
+            .requires
+            .get(name)
+            .is_some_and(|s| s.iter().any(|&c| c != owner));
+        required || self.lifetime_left(object)
+    }
+
+    /// Whether the minimum lifetime of `object` has not ended.
+    fn lifetime_left(&self, object: u64) -> bool {
+        self.lifetimes
+            .get(&object)
+            .is_some_and(|&until| self.now.is_none_or(|now| now < until))
+    }
+
+    /// When the earliest waiting withdrawal's lifetime ends, if one waits
+    /// for a lifetime.
+    pub(super) fn next_lifetime_end(&self) -> Option<Instant> {
+        if self.lifetimes.is_empty() {
+            return None;
+        }
+        self.withdrawing
+            .iter()
+            .filter_map(|w| self.registry.get_of(&w.name, w.owner))
+            .filter_map(|e| self.lifetimes.get(&e.object).copied())
+            .min()
+    }
+
+    /// Withdraws the object `owner` offered as `name` and answers its
+    /// request `id` now, or once the views still out are released.
+    pub(super) fn withdraw(
+        &mut self,
+        name: String,
+        owner: ClientId,
+        id: RequestId,
+        out: &mut Outgoing,
+    ) {
+        let Some(e) = self.take_offer(&name, owner) else {
+            // Its earlier withdrawal, waiting for the same thing, took it.
+            let msg = Msg::Error {
+                code: ErrorCode::UnknownName,
+                text: name,
+            };
+            return self.send(owner, id, msg, None, out);
+        };
+        self.raise(EventKind::Withdraw, &name, &e.attrs, owner, out);
+        if self.views.contains_key(&e.object) {
+            let d = Draining {
+                name,
+                reply_to: Some((owner, id)),
+                segment: e.segment,
+            };
+            self.draining.insert(e.object, d);
+        } else {
+            self.unref_segment(e.segment, out);
+            self.send(owner, id, Msg::Ok, None, out);
+        }
+    }
+
+    /// Carries out the waiting withdrawals that nothing holds any more, in
+    /// the order they were asked for. Each is its own operation: its reply
+    /// waits for the acknowledgements of its withdraw event, as when it is
+    /// carried out at once.
+    fn check_withdrawals(&mut self, out: &mut Outgoing) {
+        if self.withdrawing.is_empty() {
+            return;
+        }
+        let (ready, waiting): (Vec<Withdrawing>, Vec<Withdrawing>) =
+            std::mem::take(&mut self.withdrawing)
+                .into_iter()
+                .partition(|w| match self.registry.get_of(&w.name, w.owner) {
+                    Some(e) => !self.withdrawal_waits(&w.name, w.owner, e.object),
+                    None => true,
+                });
+        self.withdrawing = waiting;
+        if ready.is_empty() {
+            return;
+        }
+        let handling = self.current.take();
+        for w in ready {
+            self.quotas.sub(w.owner, Kind::Waiters, 1);
+            self.next_op += 1;
+            self.current = Some(Current {
+                op: self.next_op,
+                client: w.owner,
+                awaited: 0,
+            });
+            let start = out.len();
+            self.withdraw(w.name, w.owner, w.id, out);
+            let Some(cur) = self.current.take().filter(|c| c.awaited > 0) else {
+                continue;
+            };
+            match self.now {
+                Some(now) => self.hold(cur, w.id, start, now, out),
+                // Not reached: a withdrawal waits only after a request.
+                None => self.subs.forget_op(cur.op),
+            }
+        }
+        self.current = handling;
+    }
+
+    /// After anything that may have released a require, a view or a
+    /// lifetime: the withdrawals, then the leaves, that can now go on.
+    pub(super) fn settle(&mut self, out: &mut Outgoing) {
+        self.check_withdrawals(out);
+        self.check_leaves(out);
+    }
+}
