@@ -12,9 +12,10 @@ pub mod gpu_pool;
 pub mod gpu_transpose;
 pub mod hydro;
 pub mod report;
+pub mod sirius;
 pub mod transforms;
 
-pub use report::{Better, Resident, Row};
+pub use report::{Better, Counts, Resident, Row};
 
 /// Times `ours` and `peer` alternately, `rounds` times each, and returns the
 /// median duration of one call of each, in that order.

@@ -38,6 +38,19 @@ pub struct Row {
     /// them (its documentation says how); left out of the JSON otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resident_bytes: Option<Resident>,
+    /// Named counts of ours and of the peer (bytes moved, allocations),
+    /// where a case reports them; left out of the JSON otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counts: Option<Counts>,
+}
+
+/// Named counts of ours and of the peer, as one case defines them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Ours, by name.
+    pub ours: std::collections::BTreeMap<String, u64>,
+    /// The peer, by name.
+    pub peer: std::collections::BTreeMap<String, u64>,
 }
 
 /// Resident bytes of ours and of the peer, as one case defines them.
@@ -74,12 +87,19 @@ impl Row {
             peer_name: Some(peer_name.into()),
             ratio: Some(ratio),
             resident_bytes: None,
+            counts: None,
         }
     }
 
     /// The row with the resident bytes of ours and of the peer.
     pub fn with_resident(mut self, resident: Resident) -> Self {
         self.resident_bytes = Some(resident);
+        self
+    }
+
+    /// The row with named counts of ours and of the peer.
+    pub fn with_counts(mut self, counts: Counts) -> Self {
+        self.counts = Some(counts);
         self
     }
 
@@ -95,6 +115,7 @@ impl Row {
             peer_name: None,
             ratio: None,
             resident_bytes: None,
+            counts: None,
         }
     }
 
@@ -121,6 +142,7 @@ mod tests {
         assert!(json.contains("\"better\":\"lower\""), "{json}");
         assert!(json.contains("\"peer_name\":\"p\""), "{json}");
         assert!(!json.contains("resident_bytes"), "{json}");
+        assert!(!json.contains("counts"), "{json}");
     }
 
     #[test]

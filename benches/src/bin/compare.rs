@@ -32,6 +32,8 @@ enum Bench {
     /// Host<->device copies of the GPU data plane against plain CUDA driver
     /// copies (one line and no rows without a CUDA GPU).
     Gpu,
+    /// The sirius example's SCF step with mamba pools against a heap allocation per buffer.
+    Sirius,
 }
 
 fn main() {
@@ -48,6 +50,7 @@ fn main() {
         Bench::Cdo => mamba_benches::cdo::run(),
         Bench::CdoIpc => mamba_benches::cdo_ipc::run_matching(&cli.case),
         Bench::Gpu => mamba_benches::gpu::run(),
+        Bench::Sirius => mamba_benches::sirius::run(),
     };
     for row in rows.iter().filter(|r| r.case.contains(&cli.case)) {
         row.print();

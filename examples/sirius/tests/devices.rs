@@ -1,0 +1,103 @@
+//! The device modes give identical answers: CPU only, the test double
+//! with the whole block resident, and the block streamed in small chunks.
+
+use clap::Parser;
+use sirius::{run_app, Cli, Report};
+
+const ARGS: [&str; 12] = [
+    "--kpoints",
+    "0,0,0;0.25,0.5,-0.1",
+    "--nmax",
+    "1,2",
+    "--v",
+    "0.2,0.1,-0.15",
+    "--bands",
+    "4",
+    "--iterations",
+    "2",
+    "--tolerance",
+    "1e-9",
+];
+
+fn run(extra: &[&str]) -> Report {
+    let cli = Cli::try_parse_from(
+        ["sirius"]
+            .into_iter()
+            .chain(ARGS)
+            .chain(extra.iter().copied()),
+    )
+    .unwrap();
+    run_app(&cli).unwrap()
+}
+
+fn eigenvalues(r: &Report) -> Vec<Vec<f64>> {
+    r.kpoints.iter().map(|k| k.eigenvalues.clone()).collect()
+}
+
+#[test]
+fn host_resident_and_streamed_agree_bit_for_bit() {
+    let cpu = run(&["--device", "cpu"]);
+    let resident = run(&["--device", "sim"]);
+    // 125 plane waves * 16 bytes per vector at nmax 2; two slots in and
+    // out of two vectors each.
+    let budget = (4 * 2 * 125 * 16).to_string();
+    let streamed = run(&["--device", "sim", "--device-budget", &budget]);
+    assert!(cpu.max_error() < 1e-8, "{}", cpu.max_error());
+    assert_eq!(eigenvalues(&cpu), eigenvalues(&resident));
+    assert_eq!(eigenvalues(&cpu), eigenvalues(&streamed));
+
+    assert_eq!(cpu.bytes_to_device, 0);
+    assert_eq!(cpu.bytes_from_device, 0);
+    assert!(cpu.device.starts_with("cpu"), "{}", cpu.device);
+    assert!(
+        resident.device.contains("test double"),
+        "{}",
+        resident.device
+    );
+    // Every vector goes in and comes back once per apply, whatever the
+    // chunking.
+    assert!(resident.bytes_to_device > 0);
+    assert_eq!(resident.bytes_to_device, resident.bytes_from_device);
+    assert_eq!(resident.bytes_to_device, streamed.bytes_to_device);
+    assert_eq!(streamed.bytes_to_device, streamed.bytes_from_device);
+    // Streaming cuts the blocks into more chunks than applies.
+    assert!(streamed.device_chunks > resident.device_chunks);
+    assert_eq!(cpu.device_chunks, resident.device_chunks);
+}
+
+#[test]
+fn gpu_runs_resident_and_streamed_match_the_cpu_or_are_skipped() {
+    let budget = (4 * 2 * 125 * 16).to_string();
+    let cpu = run(&["--device", "cpu"]);
+    for extra in [
+        &["--device", "gpu"][..],
+        &["--device", "gpu", "--device-budget", &budget],
+    ] {
+        let cli = Cli::try_parse_from(
+            ["sirius"]
+                .into_iter()
+                .chain(ARGS)
+                .chain(extra.iter().copied()),
+        )
+        .unwrap();
+        match run_app(&cli) {
+            Err(sirius::AppError::Device(sirius::DeviceError::NoGpu(why))) => {
+                eprintln!("skipped: no usable CUDA device ({why})");
+                return;
+            }
+            Err(e) => panic!("{extra:?}: {e}"),
+            Ok(gpu) => {
+                // The GPU only moves the data: the apply is the CPU's, so
+                // the answers are the same bits.
+                assert_eq!(eigenvalues(&gpu), eigenvalues(&cpu), "{extra:?}");
+                assert!(gpu.device.starts_with("gpu"), "{}", gpu.device);
+                assert!(gpu.bytes_to_device > 0);
+                assert_eq!(gpu.bytes_to_device, gpu.bytes_from_device);
+                eprintln!(
+                    "{extra:?}: {} bytes each way in {} chunks, {:?} heap allocations after the first step",
+                    gpu.bytes_to_device, gpu.device_chunks, gpu.raw_allocations_after_first_iteration
+                );
+            }
+        }
+    }
+}
