@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the workspace needs on a fresh Debian 12 machine (as root, or
 # with sudo): hwloc headers for topology discovery, libudev (hwloc links it),
-# pkg-config. Does nothing when everything is already there.
+# pkg-config, libfabric headers and libclang (the fabric crate generates its
+# bindings with bindgen at build time), iproute2 (the fabric crate's
+# two-namespace test). Does nothing when everything is already there.
 set -euo pipefail
 
 need=()
-for pkg in libhwloc-dev libudev-dev pkg-config; do
+for pkg in libhwloc-dev libudev-dev pkg-config libfabric-dev libclang-dev iproute2; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
