@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-/// Hit and miss counts and the current contents of a [`RegCache`].
+/// Hit and miss counts and the current contents of a transport's registration cache.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheStats {
     /// Lookups served by a cached registration.
@@ -93,7 +93,10 @@ impl<T> RegCache<T> {
                 .min_by_key(|(_, e)| e.last_use)
                 .map(|(s, _)| *s)
                 .expect("the map is not empty");
-            let e = self.entries.remove(&oldest).expect("the key was just found");
+            let e = self
+                .entries
+                .remove(&oldest)
+                .expect("the key was just found");
             self.bytes -= e.len;
             evicted.push(e.value);
         }

@@ -129,7 +129,17 @@ impl FabricError {
     /// A completion error attributed to the operation `op`.
     pub(crate) fn in_op(self, op: &'static str) -> Self {
         match self {
-            FabricError::Completion { errno, text, detail, .. } => FabricError::Completion { op, errno, text, detail },
+            FabricError::Completion {
+                errno,
+                text,
+                detail,
+                ..
+            } => FabricError::Completion {
+                op,
+                errno,
+                text,
+                detail,
+            },
             other => other,
         }
     }

@@ -30,7 +30,8 @@ fn check(call: &'static str, rc: isize) -> Result<usize> {
 
 /// A C string that libfabric may free (`fi_freeinfo` frees the hints' strings).
 fn malloc_str(s: &str) -> Result<*mut libc::c_char> {
-    let c = CString::new(s).map_err(|_| FabricError::Config(format!("{s:?} contains a NUL byte")))?;
+    let c =
+        CString::new(s).map_err(|_| FabricError::Config(format!("{s:?} contains a NUL byte")))?;
     // SAFETY: `c` is a valid NUL-terminated string; strdup copies it into
     // malloc'd memory that fi_freeinfo releases with free().
     let p = unsafe { libc::strdup(c.as_ptr()) };
@@ -90,9 +91,10 @@ impl Info {
             }
         }
         let node = match &hints.node {
-            Some(n) => Some(CString::new(n.as_str()).map_err(|_| {
-                FabricError::Config(format!("node {n:?} contains a NUL byte"))
-            })?),
+            Some(n) => Some(
+                CString::new(n.as_str())
+                    .map_err(|_| FabricError::Config(format!("node {n:?} contains a NUL byte")))?,
+            ),
             None => None,
         };
         let (node_ptr, flags) = match &node {
@@ -103,7 +105,14 @@ impl Info {
         // SAFETY: the hints are valid, node is null or a live C string, and
         // `out` receives a list that Info owns from here on.
         let rc = unsafe {
-            sys::fi_getinfo(sys::mfi_version(), node_ptr, ptr::null(), flags, h, &mut out)
+            sys::fi_getinfo(
+                sys::mfi_version(),
+                node_ptr,
+                ptr::null(),
+                flags,
+                h,
+                &mut out,
+            )
         };
         drop(hints_owner);
         check("fi_getinfo", rc as isize)?;
@@ -325,7 +334,10 @@ impl CompletionQueue {
         // SAFETY: err is a valid error entry to fill.
         let rc = unsafe { sys::mfi_cq_readerr(self.ptr, &mut err, 0) };
         if rc < 0 {
-            return Err((FabricError::call("fi_cq_readerr", (-rc) as i32), ptr::null_mut()));
+            return Err((
+                FabricError::call("fi_cq_readerr", (-rc) as i32),
+                ptr::null_mut(),
+            ));
         }
         let mut buf = [0 as libc::c_char; 256];
         // SAFETY: err came from this queue; buf is a writable buffer of the
@@ -432,7 +444,7 @@ impl Endpoint {
             _av: av.clone(),
             _domain: domain.clone(),
         };
-        // SAFETY (three binds and enable): every object is live and belongs
+        // SAFETY: (three binds and enable) every object is live and belongs
         // to the same domain; on error `ep` is dropped and closed.
         let rc = unsafe { sys::mfi_ep_bind(ep.ptr, &mut (*tx.ptr).fid, sys::FI_TRANSMIT as u64) };
         check("fi_ep_bind", rc as isize)?;
@@ -467,6 +479,7 @@ impl Endpoint {
     /// # Safety
     /// `buf` stays valid and untouched for `len` bytes, and `context` valid,
     /// until the operation's completion is read or the endpoint is closed.
+    #[allow(clippy::too_many_arguments)] // fi_read's own parameters
     pub(crate) unsafe fn read(
         &self,
         buf: *mut u8,
@@ -478,7 +491,8 @@ impl Endpoint {
         context: *mut c_void,
     ) -> Result<bool> {
         // SAFETY: guaranteed by the caller.
-        let rc = unsafe { sys::mfi_read(self.ptr, buf.cast(), len, desc, peer, addr, key, context) };
+        let rc =
+            unsafe { sys::mfi_read(self.ptr, buf.cast(), len, desc, peer, addr, key, context) };
         posted("fi_read", rc)
     }
 
@@ -517,7 +531,16 @@ impl Endpoint {
     ) -> Result<bool> {
         // SAFETY: guaranteed by the caller.
         let rc = unsafe {
-            sys::mfi_trecv(self.ptr, buf.cast(), len, desc, u64::MAX, tag, ignore, context)
+            sys::mfi_trecv(
+                self.ptr,
+                buf.cast(),
+                len,
+                desc,
+                u64::MAX,
+                tag,
+                ignore,
+                context,
+            )
         };
         posted("fi_trecv", rc)
     }
@@ -561,7 +584,15 @@ impl MemoryRegion {
         let mut ptr = ptr::null_mut();
         // SAFETY: guaranteed by the caller; domain is live.
         let rc = unsafe {
-            sys::mfi_mr_reg(domain.ptr, buf.cast(), len, access, requested_key, 0, &mut ptr)
+            sys::mfi_mr_reg(
+                domain.ptr,
+                buf.cast(),
+                len,
+                access,
+                requested_key,
+                0,
+                &mut ptr,
+            )
         };
         check("fi_mr_reg", rc as isize)?;
         Ok(MemoryRegion {

@@ -14,16 +14,16 @@ use std::time::{Duration, Instant};
 use crate::cache::{CacheStats, RegCache};
 use crate::config::{Choice, Config, PathChoice, Pipeline, ProviderSource, PullPath};
 use crate::error::{FabricError, Result};
-use crate::raw::{AddressVector, CompletionQueue, Domain, Endpoint, Fabric, Hints, Info, MemoryRegion};
+use crate::raw::{
+    AddressVector, CompletionQueue, Domain, Endpoint, Fabric, Hints, Info, MemoryRegion,
+};
 use crate::sys;
 use crate::wire::{self, Request, Status, Tag};
 
 /// Capabilities of the RMA path (the tagged messages carry the fallback's
 /// requests on the same endpoint).
-const CAPS_RMA: u64 = sys::FI_RMA as u64
-    | sys::FI_READ as u64
-    | sys::FI_REMOTE_READ as u64
-    | sys::FI_TAGGED as u64;
+const CAPS_RMA: u64 =
+    sys::FI_RMA as u64 | sys::FI_READ as u64 | sys::FI_REMOTE_READ as u64 | sys::FI_TAGGED as u64;
 /// Capabilities of the message path.
 const CAPS_MSG: u64 = sys::FI_TAGGED as u64;
 
@@ -120,8 +120,14 @@ impl FromStr for RegionDescriptor {
             return Err(bad("no fabric-region header"));
         }
         let fields: HashMap<&str, &str> = words.filter_map(|w| w.split_once('=')).collect();
-        let field = |k: &str| fields.get(k).copied().ok_or_else(|| bad(&format!("no {k}=")));
-        let hex = |k: &str| u64::from_str_radix(field(k)?, 16).map_err(|_| bad(&format!("bad {k}=")));
+        let field = |k: &str| {
+            fields
+                .get(k)
+                .copied()
+                .ok_or_else(|| bad(&format!("no {k}=")))
+        };
+        let hex =
+            |k: &str| u64::from_str_radix(field(k)?, 16).map_err(|_| bad(&format!("bad {k}=")));
         let name_hex = field("name")?;
         if name_hex.len() % 2 != 0 {
             return Err(bad("odd name="));
@@ -292,7 +298,13 @@ impl Transport {
         // SAFETY: the scratch buffer is freed only after its registration
         // (Scratch's drop).
         scratch.mr = Some(unsafe {
-            MemoryRegion::register(&domain, scratch.ptr(0), wire::SCRATCH_LEN, access, SCRATCH_KEY)
+            MemoryRegion::register(
+                &domain,
+                scratch.ptr(0),
+                wire::SCRATCH_LEN,
+                access,
+                SCRATCH_KEY,
+            )
         }?);
         Ok(Transport {
             cache: RefCell::new(RegCache::new(config.cache_bytes)),
@@ -416,7 +428,9 @@ impl Transport {
         if dst.is_empty() {
             return Ok(());
         }
-        let chunk = pipeline.chunk_size.clamp(1, self.choice.max_msg_size.max(1));
+        let chunk = pipeline
+            .chunk_size
+            .clamp(1, self.choice.max_msg_size.max(1));
         let desc = self.local_desc(dst)?;
         let base = dst.as_mut_ptr();
         let len = dst.len();
@@ -434,7 +448,15 @@ impl Transport {
                     // borrowed until every read completed or the endpoint
                     // was closed (pipeline guarantees either).
                     unsafe {
-                        ep.read(base.add(off), n, desc, remote.peer.addr, remote.addr + off as u64, remote.key, ctx)
+                        ep.read(
+                            base.add(off),
+                            n,
+                            desc,
+                            remote.peer.addr,
+                            remote.addr + off as u64,
+                            remote.key,
+                            ctx,
+                        )
                     }
                 },
                 |_, _| Ok(()),
@@ -469,7 +491,10 @@ impl Transport {
             chunk: chunk as u64,
             reply_to: self.name.clone(),
         };
-        let req_len = request.encode(self.scratch_slice(wire::REQUEST_OUT, wire::REQUEST_LEN))?;
+        let req_len = request.encode(
+            // SAFETY: the request slot is free: no request is in flight.
+            unsafe { self.scratch_slice(wire::REQUEST_OUT, wire::REQUEST_LEN) },
+        )?;
         let sdesc = self.scratch.desc();
         // Operation 0 receives the status, operation 1 sends the request.
         self.pipeline(
@@ -481,17 +506,37 @@ impl Transport {
                 // anything else until the two operations completed.
                 unsafe {
                     if k == 0 {
-                        ep.trecv(self.scratch.ptr(wire::STATUS_IN), wire::STATUS_LEN, sdesc, Tag::status(id), 0, ctx)
+                        ep.trecv(
+                            self.scratch.ptr(wire::STATUS_IN),
+                            wire::STATUS_LEN,
+                            sdesc,
+                            Tag::status(id),
+                            0,
+                            ctx,
+                        )
                     } else {
-                        ep.tsend(self.scratch.ptr(wire::REQUEST_OUT), req_len, sdesc, remote.peer.addr, Tag::REQUEST, ctx)
+                        ep.tsend(
+                            self.scratch.ptr(wire::REQUEST_OUT),
+                            req_len,
+                            sdesc,
+                            remote.peer.addr,
+                            Tag::REQUEST,
+                            ctx,
+                        )
                     }
                 }
             },
             |_, _| Ok(()),
         )?;
-        let status = Status::decode(self.scratch_slice(wire::STATUS_IN, wire::STATUS_LEN))?;
+        let status = Status::decode(
+            // SAFETY: the status receive has completed; nothing writes the slot.
+            unsafe { self.scratch_slice(wire::STATUS_IN, wire::STATUS_LEN) },
+        )?;
         if status.id != id {
-            return Err(FabricError::Protocol(format!("status of request {} answers {id}", status.id)));
+            return Err(FabricError::Protocol(format!(
+                "status of request {} answers {id}",
+                status.id
+            )));
         }
         if let Some(reason) = status.refusal() {
             return Err(FabricError::Refused(reason.into()));
@@ -513,7 +558,9 @@ impl Transport {
                 if got == n {
                     Ok(())
                 } else {
-                    Err(FabricError::Protocol(format!("chunk {k} carried {got} bytes, {n} expected")))
+                    Err(FabricError::Protocol(format!(
+                        "chunk {k} carried {got} bytes, {n} expected"
+                    )))
                 }
             },
         )
@@ -575,29 +622,49 @@ impl Transport {
     /// Drops cached registrations overlapping `buf`: call it before freeing
     /// or remapping memory that was a pull's destination.
     pub fn forget_buffer(&self, buf: &[u8]) {
-        let gone = self.cache.borrow_mut().forget(buf.as_ptr() as usize, buf.len());
+        let gone = self
+            .cache
+            .borrow_mut()
+            .forget(buf.as_ptr() as usize, buf.len());
         drop(gone);
     }
 
     /// Answers the request received in slot `slot`: status, then the data.
     fn answer(&self, slot: usize, got: usize) -> Result<()> {
-        let req = Request::decode(&self.scratch_slice(wire::request_in(slot), wire::REQUEST_LEN)[..got.min(wire::REQUEST_LEN)])?;
+        let req = Request::decode(
+            // SAFETY: this slot's receive completed and is reposted only after.
+            unsafe {
+                &self.scratch_slice(wire::request_in(slot), wire::REQUEST_LEN)
+                    [..got.min(wire::REQUEST_LEN)]
+            },
+        )?;
         let peer = self.peer_addr(&req.reply_to)?;
         let table = self.exposed.borrow();
         let found = table.get(&req.key).ok_or("unknown key").and_then(|e| {
-            let off = req.addr.checked_sub(e.base).ok_or("address before the region")?;
+            let off = req
+                .addr
+                .checked_sub(e.base)
+                .ok_or("address before the region")?;
             match off.checked_add(req.len) {
                 Some(end) if end <= e.len as u64 => Ok((e, off as usize)),
                 _ => Err("range beyond the region"),
             }
         });
         let status = Status::answer(req.id, req.len, found.as_ref().err().copied());
-        let st_len = status.encode(self.scratch_slice(wire::STATUS_OUT, wire::STATUS_LEN));
+        let st_len = status.encode(
+            // SAFETY: the status slot is free: the previous answer completed.
+            unsafe { self.scratch_slice(wire::STATUS_OUT, wire::STATUS_LEN) },
+        );
         let (src, chunks, chunk, desc) = match found {
             Ok((e, off)) => {
                 let chunk = (req.chunk as usize).clamp(1, self.choice.max_msg_size.max(1));
                 // SAFETY: off + len lies within the exposed region (checked).
-                (unsafe { e.ptr.add(off) }, (req.len as usize).div_ceil(chunk), chunk, e.desc)
+                (
+                    unsafe { e.ptr.add(off) },
+                    (req.len as usize).div_ceil(chunk),
+                    chunk,
+                    e.desc,
+                )
             }
             Err(reason) => {
                 tracing::warn!(reason, key = req.key, "fabric: pull request refused");
@@ -616,10 +683,24 @@ impl Transport {
                 // table borrow held until the sends completed) stay valid.
                 unsafe {
                     if k == 0 {
-                        ep.tsend(self.scratch.ptr(wire::STATUS_OUT), st_len, sdesc, peer, Tag::status(req.id), ctx)
+                        ep.tsend(
+                            self.scratch.ptr(wire::STATUS_OUT),
+                            st_len,
+                            sdesc,
+                            peer,
+                            Tag::status(req.id),
+                            ctx,
+                        )
                     } else {
                         let off = (k - 1) * chunk;
-                        ep.tsend(src.add(off), chunk.min(len - off), desc, peer, Tag::data(req.id, (k - 1) as u32), ctx)
+                        ep.tsend(
+                            src.add(off),
+                            chunk.min(len - off),
+                            desc,
+                            peer,
+                            Tag::data(req.id, (k - 1) as u32),
+                            ctx,
+                        )
                     }
                 }
             },
@@ -640,20 +721,34 @@ impl Transport {
     fn post_request_receive(&self, slot: usize) -> Result<()> {
         let guard = self.ep.borrow();
         let ep = guard.as_ref().ok_or(FabricError::Closed)?;
-        let ctx = self.request_ctx[slot..].as_ptr().cast_mut().cast::<c_void>();
+        let ctx = self.request_ctx[slot..]
+            .as_ptr()
+            .cast_mut()
+            .cast::<c_void>();
         let mut backoff = Backoff::default();
         let start = Instant::now();
         loop {
             // SAFETY: the request slot and its context belong to this
             // transport, which outlives its endpoint's operations.
             let posted = unsafe {
-                ep.trecv(self.scratch.ptr(wire::request_in(slot)), wire::REQUEST_LEN, self.scratch.desc(), Tag::REQUEST, 0, ctx)
+                ep.trecv(
+                    self.scratch.ptr(wire::request_in(slot)),
+                    wire::REQUEST_LEN,
+                    self.scratch.desc(),
+                    Tag::REQUEST,
+                    0,
+                    ctx,
+                )
             }?;
             if posted {
                 return Ok(());
             }
             if start.elapsed() > self.config.timeout {
-                return Err(FabricError::Timeout { op: "fi_trecv", timeout: self.config.timeout, pending: 0 });
+                return Err(FabricError::Timeout {
+                    op: "fi_trecv",
+                    timeout: self.config.timeout,
+                    pending: 0,
+                });
             }
             let mut events = Vec::new();
             self.poll(&mut events)?;
@@ -666,7 +761,8 @@ impl Transport {
         let base = self.request_ctx.as_ptr() as usize;
         let off = (context as usize).checked_sub(base)?;
         let slot = off / std::mem::size_of::<sys::fi_context2>();
-        (slot < wire::REQUEST_SLOTS && off % std::mem::size_of::<sys::fi_context2>() == 0).then_some(slot)
+        (slot < wire::REQUEST_SLOTS && off % std::mem::size_of::<sys::fi_context2>() == 0)
+            .then_some(slot)
     }
 
     /// Runs `count` operations with at most `depth` in flight: `post(ep, k,
@@ -696,7 +792,10 @@ impl Transport {
         let ep = guard.as_ref().ok_or(FabricError::Closed)?;
         loop {
             while first_err.is_none() && inflight < depth && next < count {
-                let slot = busy.iter().position(Option::is_none).expect("a slot is free below the depth");
+                let slot = busy
+                    .iter()
+                    .position(Option::is_none)
+                    .expect("a slot is free below the depth");
                 // SAFETY: slot < depth: within ctx.
                 let c = unsafe { base.add(slot) }.cast::<c_void>();
                 match post(ep, next, c) {
@@ -804,7 +903,11 @@ impl Transport {
         if let Some(mr) = self.cache.borrow_mut().lookup(start, dst.len()) {
             return Ok(mr.desc());
         }
-        let mr = self.register(dst.as_ptr(), dst.len(), (sys::FI_READ | sys::FI_RECV) as u64)?;
+        let mr = self.register(
+            dst.as_ptr(),
+            dst.len(),
+            (sys::FI_READ | sys::FI_RECV) as u64,
+        )?;
         let desc = mr.desc();
         let evicted = self.cache.borrow_mut().insert(start, dst.len(), mr);
         drop(evicted);
@@ -822,10 +925,17 @@ impl Transport {
             .map_err(|e| registration_error(e, len, memlock_limit()))
     }
 
-    fn scratch_slice(&self, offset: usize, len: usize) -> &mut [u8] {
-        assert!(offset + len <= wire::SCRATCH_LEN);
-        // SAFETY: within the scratch allocation; the transport is
-        // single-threaded and each slot is used by one operation at a time.
+    /// The scratch slot at `offset` (one of `wire`'s constant slots).
+    ///
+    /// # Safety
+    /// No other slice of the same slot may be alive while the returned one
+    /// is, and no posted operation may be writing that slot (the transport
+    /// is single-threaded; each slot serves one operation at a time).
+    #[allow(clippy::mut_from_ref)] // the slot is raw memory, not data of `self`
+    unsafe fn scratch_slice(&self, offset: usize, len: usize) -> &mut [u8] {
+        debug_assert!(offset + len <= wire::SCRATCH_LEN);
+        // SAFETY: within the scratch allocation (the slots are constants
+        // inside it); exclusive use is the caller's contract.
         unsafe { std::slice::from_raw_parts_mut(self.scratch.ptr(offset), len) }
     }
 }
@@ -892,7 +1002,11 @@ fn choose(config: &Config) -> Result<(Info, Choice)> {
     };
     let no_data = |e: &FabricError| matches!(e, FabricError::Call { errno, .. } if *errno == sys::FI_ENODATA as i32);
     let (info, path, reason) = match config.path {
-        PathChoice::Rma => (get(CAPS_RMA).map_err(|e| unavailable(e, &provider, config, CAPS_RMA))?, PullPath::Rma, None),
+        PathChoice::Rma => (
+            get(CAPS_RMA).map_err(|e| unavailable(e, &provider, config, CAPS_RMA))?,
+            PullPath::Rma,
+            None,
+        ),
         PathChoice::Messages => (
             get(CAPS_MSG).map_err(|e| unavailable(e, &provider, config, CAPS_MSG))?,
             PullPath::Messages,
@@ -901,7 +1015,8 @@ fn choose(config: &Config) -> Result<(Info, Choice)> {
         PathChoice::Auto => match get(CAPS_RMA) {
             Ok(info) => (info, PullPath::Rma, None),
             Err(e) if no_data(&e) => {
-                let info = get(CAPS_MSG).map_err(|e| unavailable(e, &provider, config, CAPS_MSG))?;
+                let info =
+                    get(CAPS_MSG).map_err(|e| unavailable(e, &provider, config, CAPS_MSG))?;
                 let reason = format!("provider {} offers no FI_RMA", info.provider());
                 (info, PullPath::Messages, Some(reason))
             }
@@ -922,11 +1037,21 @@ fn choose(config: &Config) -> Result<(Info, Choice)> {
 }
 
 /// Turns "no data" from `fi_getinfo` into a typed error naming what exists.
-fn unavailable(e: FabricError, provider: &Option<String>, config: &Config, caps: u64) -> FabricError {
+fn unavailable(
+    e: FabricError,
+    provider: &Option<String>,
+    config: &Config,
+    caps: u64,
+) -> FabricError {
     if !matches!(&e, FabricError::Call { errno, .. } if *errno == sys::FI_ENODATA as i32) {
         return e;
     }
-    let caps_text = if caps & sys::FI_RMA as u64 != 0 { "FI_RMA|FI_TAGGED" } else { "FI_TAGGED" }.to_string();
+    let caps_text = if caps & sys::FI_RMA as u64 != 0 {
+        "FI_RMA|FI_TAGGED"
+    } else {
+        "FI_TAGGED"
+    }
+    .to_string();
     match provider {
         Some(p) => {
             let available = Info::get(&Hints {
@@ -965,8 +1090,20 @@ mod tests {
         };
         let text = d.to_string();
         assert_eq!(text.parse::<RegionDescriptor>().unwrap(), d);
-        for bad in ["", "fabric-region provider=x", "other provider=x rma=1 addr=0 len=1 key=0 name=00", "fabric-region provider=x rma=2 addr=0 len=1 key=0 name=00", "fabric-region provider=x rma=1 addr=0 len=1 key=0 name=0"] {
-            assert!(matches!(bad.parse::<RegionDescriptor>(), Err(FabricError::Descriptor(_))), "{bad}");
+        for bad in [
+            "",
+            "fabric-region provider=x",
+            "other provider=x rma=1 addr=0 len=1 key=0 name=00",
+            "fabric-region provider=x rma=2 addr=0 len=1 key=0 name=00",
+            "fabric-region provider=x rma=1 addr=0 len=1 key=0 name=0",
+        ] {
+            assert!(
+                matches!(
+                    bad.parse::<RegionDescriptor>(),
+                    Err(FabricError::Descriptor(_))
+                ),
+                "{bad}"
+            );
         }
     }
 
@@ -980,19 +1117,39 @@ mod tests {
         };
         let s = r.slice(10, 90).unwrap();
         assert_eq!((s.addr, s.len, s.key), (1010, 90, 7));
-        assert!(matches!(r.slice(10, 91), Err(FabricError::OutOfRange { offset: 10, len: 91, region: 100 })));
+        assert!(matches!(
+            r.slice(10, 91),
+            Err(FabricError::OutOfRange {
+                offset: 10,
+                len: 91,
+                region: 100
+            })
+        ));
         assert!(r.slice(u64::MAX, 2).is_err());
     }
 
     #[test]
     fn registration_failures_name_the_memlock_limit_when_it_is_the_cause() {
-        let e = registration_error(FabricError::call("fi_mr_reg", libc::ENOMEM), 1 << 24, Some(8 << 20));
+        let e = registration_error(
+            FabricError::call("fi_mr_reg", libc::ENOMEM),
+            1 << 24,
+            Some(8 << 20),
+        );
         let text = e.to_string();
         assert!(matches!(e, FabricError::Memlock { len, .. } if len == 1 << 24));
-        assert!(text.contains("RLIMIT_MEMLOCK is 8388608 bytes") && text.contains("ulimit -l"), "{text}");
+        assert!(
+            text.contains("RLIMIT_MEMLOCK is 8388608 bytes") && text.contains("ulimit -l"),
+            "{text}"
+        );
         // Unlimited, or another errno: the plain call error.
         let e = registration_error(FabricError::call("fi_mr_reg", libc::ENOMEM), 1, None);
-        assert!(matches!(e, FabricError::Call { call: "fi_mr_reg", .. }));
+        assert!(matches!(
+            e,
+            FabricError::Call {
+                call: "fi_mr_reg",
+                ..
+            }
+        ));
         let e = registration_error(FabricError::call("fi_mr_reg", libc::EINVAL), 1, Some(1));
         assert!(matches!(e, FabricError::Call { errno, .. } if errno == libc::EINVAL));
     }

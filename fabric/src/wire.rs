@@ -66,7 +66,9 @@ pub(crate) struct Request {
 }
 
 fn take<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
-    b[at..at + N].try_into().expect("length checked by the caller")
+    b[at..at + N]
+        .try_into()
+        .expect("length checked by the caller")
 }
 
 impl Request {
@@ -130,7 +132,10 @@ impl Status {
     /// of the reasons the server gives).
     pub fn answer(id: u32, len: u64, refusal: Option<&str>) -> Status {
         let code = refusal.map_or(0, |r| {
-            REFUSALS.iter().position(|x| *x == r).map_or(REFUSALS.len() as u32, |i| i as u32 + 1)
+            REFUSALS
+                .iter()
+                .position(|x| *x == r)
+                .map_or(REFUSALS.len() as u32, |i| i as u32 + 1)
         });
         Status { id, code, len }
     }
@@ -184,7 +189,10 @@ mod tests {
         assert_eq!(Request::decode(&buf[..n]).unwrap(), r);
         assert!(Request::decode(&buf[..n - 1]).is_err(), "truncated name");
         assert!(Request::decode(&[0u8; 64]).is_err(), "no magic");
-        let long = Request { reply_to: vec![0; REQUEST_LEN], ..r };
+        let long = Request {
+            reply_to: vec![0; REQUEST_LEN],
+            ..r
+        };
         assert!(long.encode(&mut buf).is_err());
     }
 
@@ -203,7 +211,14 @@ mod tests {
 
     #[test]
     fn tags_separate_kinds_ids_and_chunks() {
-        let tags = [Tag::REQUEST, Tag::status(1), Tag::status(2), Tag::data(1, 0), Tag::data(1, 1), Tag::data(2, 0)];
+        let tags = [
+            Tag::REQUEST,
+            Tag::status(1),
+            Tag::status(2),
+            Tag::data(1, 0),
+            Tag::data(1, 1),
+            Tag::data(2, 0),
+        ];
         for (i, a) in tags.iter().enumerate() {
             for b in &tags[i + 1..] {
                 assert_ne!(a, b);

@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use mamba_fabric::{Config, FabricError, PathChoice, Pipeline, PullPath, RegionDescriptor, Transport};
+use mamba_fabric::{
+    Config, FabricError, PathChoice, Pipeline, PullPath, RegionDescriptor, Transport,
+};
 
 fn config(provider: &str, path: PathChoice) -> Config {
     Config {
@@ -23,20 +25,39 @@ fn config(provider: &str, path: PathChoice) -> Config {
 
 /// A pattern that differs between offsets and between regions.
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
+        .collect()
 }
 
 /// Runs a producer exposing one region per entry of `sizes` on its own
 /// thread, serving until `body` returns; `body` gets the descriptors.
-fn with_producer<R>(cfg: Config, sizes: &[usize], body: impl FnOnce(Vec<RegionDescriptor>) -> R) -> R {
+fn with_producer<R>(
+    cfg: Config,
+    sizes: &[usize],
+    body: impl FnOnce(Vec<RegionDescriptor>) -> R,
+) -> R {
     let stop = AtomicBool::new(false);
     let (tx, rx) = mpsc::channel();
     std::thread::scope(|s| {
         let producer = s.spawn(|| -> mamba_fabric::Result<()> {
             let t = Transport::open(cfg)?;
-            let bufs: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, &n)| pattern(n, i as u8)).collect();
-            let exposed = bufs.iter().map(|b| t.expose(b)).collect::<mamba_fabric::Result<Vec<_>>>()?;
-            tx.send(exposed.iter().map(|e| e.descriptor().clone()).collect::<Vec<_>>()).unwrap();
+            let bufs: Vec<Vec<u8>> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| pattern(n, i as u8))
+                .collect();
+            let exposed = bufs
+                .iter()
+                .map(|b| t.expose(b))
+                .collect::<mamba_fabric::Result<Vec<_>>>()?;
+            tx.send(
+                exposed
+                    .iter()
+                    .map(|e| e.descriptor().clone())
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap();
             t.serve(|| stop.load(Ordering::Acquire))
         });
         // Stops the producer also when `body` panics, so the scope can end.
@@ -47,10 +68,15 @@ fn with_producer<R>(cfg: Config, sizes: &[usize], body: impl FnOnce(Vec<RegionDe
             }
         }
         let guard = StopOnDrop(&stop);
-        let descriptors = rx.recv_timeout(Duration::from_secs(60)).expect("the producer publishes its regions");
+        let descriptors = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the producer publishes its regions");
         let out = body(descriptors);
         drop(guard);
-        producer.join().unwrap().expect("the producer serves without error");
+        producer
+            .join()
+            .unwrap()
+            .expect("the producer serves without error");
         out
     })
 }
@@ -60,7 +86,11 @@ fn pull_sizes(provider: &str, path: PathChoice) {
     let cfg = config(provider, path);
     with_producer(cfg.clone(), &sizes, |descriptors| {
         let t = Transport::open(cfg).unwrap();
-        let expected_path = if path == PathChoice::Messages { PullPath::Messages } else { PullPath::Rma };
+        let expected_path = if path == PathChoice::Messages {
+            PullPath::Messages
+        } else {
+            PullPath::Rma
+        };
         assert_eq!(t.choice().path, expected_path, "{}", t.choice());
         for (i, (d, &n)) in descriptors.iter().zip(&sizes).enumerate() {
             // Through the text form, as a side channel carries it.
@@ -68,7 +98,10 @@ fn pull_sizes(provider: &str, path: PathChoice) {
             let remote = t.connect(&d).unwrap();
             let mut dst = vec![0u8; n];
             t.read_into(remote, &mut dst).unwrap();
-            assert!(dst == pattern(n, i as u8), "{n} bytes over {provider} ({path:?}) differ");
+            assert!(
+                dst == pattern(n, i as u8),
+                "{n} bytes over {provider} ({path:?}) differ"
+            );
         }
     });
 }
@@ -113,9 +146,15 @@ fn hot_destinations_hit_the_registration_cache() {
 
 #[test]
 fn an_unknown_provider_is_a_typed_error_naming_the_available_ones() {
-    let err = Transport::open(config("no-such-provider", PathChoice::Auto)).err().expect("no such provider");
+    let err = Transport::open(config("no-such-provider", PathChoice::Auto))
+        .err()
+        .expect("no such provider");
     match &err {
-        FabricError::ProviderUnavailable { requested, available, .. } => {
+        FabricError::ProviderUnavailable {
+            requested,
+            available,
+            ..
+        } => {
             assert_eq!(requested, "no-such-provider");
             assert!(available.contains("tcp"), "{err}");
         }
@@ -131,14 +170,28 @@ fn reads_beyond_a_region_fail_with_typed_errors() {
             let t = Transport::open(cfg.clone()).unwrap();
             let remote = t.connect(&d[0]).unwrap();
             // Checked locally.
-            assert!(matches!(remote.slice(4000, 100), Err(FabricError::OutOfRange { .. })));
+            assert!(matches!(
+                remote.slice(4000, 100),
+                Err(FabricError::OutOfRange { .. })
+            ));
             let mut dst = vec![0u8; 8192];
-            assert!(matches!(t.read_into(remote, &mut dst), Err(FabricError::LengthMismatch { .. })));
+            assert!(matches!(
+                t.read_into(remote, &mut dst),
+                Err(FabricError::LengthMismatch { .. })
+            ));
             // A forged region the producer must refuse.
-            let forged = mamba_fabric::RemoteRegion { len: 8192, ..remote };
-            let err = t.read_into(forged, &mut dst).expect_err("beyond the region");
+            let forged = mamba_fabric::RemoteRegion {
+                len: 8192,
+                ..remote
+            };
+            let err = t
+                .read_into(forged, &mut dst)
+                .expect_err("beyond the region");
             assert!(
-                matches!(err, FabricError::Completion { .. } | FabricError::Refused(_)),
+                matches!(
+                    err,
+                    FabricError::Completion { .. } | FabricError::Refused(_)
+                ),
                 "{path:?}: {err}"
             );
             // The producer still serves (tcp drops the offending connection,
@@ -168,10 +221,16 @@ fn a_dead_peer_or_a_closed_endpoint_gives_typed_errors_within_the_timeout() {
     let mut dst = vec![0u8; 4096];
     let err = t.read_into(remote, &mut dst).expect_err("the peer is gone");
     assert!(
-        matches!(err, FabricError::Completion { .. } | FabricError::Timeout { .. } | FabricError::Call { .. }),
+        matches!(
+            err,
+            FabricError::Completion { .. } | FabricError::Timeout { .. } | FabricError::Call { .. }
+        ),
         "{err}"
     );
     t.close();
-    assert!(matches!(t.read_into(remote, &mut dst), Err(FabricError::Closed)));
+    assert!(matches!(
+        t.read_into(remote, &mut dst),
+        Err(FabricError::Closed)
+    ));
     assert!(matches!(t.serve(|| true), Err(FabricError::Closed)));
 }

@@ -20,7 +20,12 @@ impl Drop for Namespaces {
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("ip runs");
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn skip_reason() -> Option<String> {
@@ -39,7 +44,10 @@ fn wait(mut child: Child, what: &str, timeout: Duration) -> (bool, String) {
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
             let out = child.wait_with_output().expect("output");
-            return (status.success(), String::from_utf8_lossy(&out.stderr).into_owned());
+            return (
+                status.success(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            );
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -78,9 +86,19 @@ fn pull_across_namespaces(provider: &str, size: usize) {
     let peer = env!("CARGO_BIN_EXE_fabric-peer");
     let spawn = |ns: &str, role: &str, addr: &str| {
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns, peer, role, "--node", addr, "--provider", provider])
-            .args(["--dir", dir.to_str().unwrap(), "--timeout", "60"])
-            .stderr(Stdio::piped());
+        cmd.args([
+            "netns",
+            "exec",
+            ns,
+            peer,
+            role,
+            "--node",
+            addr,
+            "--provider",
+            provider,
+        ])
+        .args(["--dir", dir.to_str().unwrap(), "--timeout", "60"])
+        .stderr(Stdio::piped());
         if role == "produce" {
             cmd.args(["--size", &size.to_string()]);
         }

@@ -44,7 +44,11 @@ fn parse() -> Result<Args, String> {
             "--size" => size = value.parse().map_err(|_| format!("bad --size {value}"))?,
             "--dir" => dir = Some(PathBuf::from(value)),
             "--timeout" => {
-                config.timeout = Duration::from_secs(value.parse().map_err(|_| format!("bad --timeout {value}"))?)
+                config.timeout = Duration::from_secs(
+                    value
+                        .parse()
+                        .map_err(|_| format!("bad --timeout {value}"))?,
+                )
             }
             _ => return Err(format!("unknown flag {flag}")),
         }
@@ -90,7 +94,9 @@ fn wait_for(path: &Path, timeout: Duration) -> Result<String, String> {
 
 fn consume(a: &Args) -> Result<(), String> {
     let text = wait_for(&a.dir.join("region"), a.config.timeout)?;
-    let d: RegionDescriptor = text.parse().map_err(|e: mamba_fabric::FabricError| e.to_string())?;
+    let d: RegionDescriptor = text
+        .parse()
+        .map_err(|e: mamba_fabric::FabricError| e.to_string())?;
     let t = Transport::open(a.config.clone()).map_err(|e| e.to_string())?;
     let remote = t.connect(&d).map_err(|e| e.to_string())?;
     let mut dst = vec![0u8; d.len as usize];
@@ -98,7 +104,11 @@ fn consume(a: &Args) -> Result<(), String> {
     if dst != pattern(dst.len()) {
         return Err("the pulled bytes differ from the producer's".into());
     }
-    eprintln!("fabric-peer: pulled {} bytes over {}", dst.len(), t.choice());
+    eprintln!(
+        "fabric-peer: pulled {} bytes over {}",
+        dst.len(),
+        t.choice()
+    );
     Ok(())
 }
 
