@@ -7,7 +7,7 @@ mod ipc_common;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cdo::ipc::client::{Client, ClientConfig, ClientError};
 use cdo::ipc::endpoint::{Endpoint, SOCKET_ENV, TOKEN_FILE_ENV};
@@ -18,19 +18,7 @@ use cdo::ipc::wire::{
     PROTOCOL_VERSION,
 };
 use cdo::{EventMask, Value};
-use ipc_common::{client, manager, manager_with};
-
-/// A generous guard against a hang; never a speed requirement.
-const GUARD: Duration = Duration::from_secs(60);
-
-/// Polls `cond` until it holds; fails after [`GUARD`].
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let until = Instant::now() + GUARD;
-    while !cond() {
-        assert!(Instant::now() < until, "never: {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
+use ipc_common::{client, eventually, manager, manager_with, GUARD};
 
 /// A normal client offers, demands and withdraws: the manager serves.
 fn still_serves(pm: &ManagerHandle) {

@@ -7,7 +7,7 @@ mod ipc_common;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cdo::ipc::client::{Client, ClientConfig, ClientError, Notice};
 use cdo::ipc::conn::ConnError;
@@ -15,12 +15,11 @@ use cdo::ipc::endpoint::{Endpoint, SOCKET_ENV, TOKEN_ENV};
 use cdo::ipc::manager::{ManagerConfig, ManagerHandle};
 use cdo::ipc::wire::{encode, Attributes, ErrorCode, Frame, Msg, PROTOCOL_VERSION};
 use cdo::EventKind;
-use ipc_common::{child_client, hear, manager_with, say, start_pm, wait_for, Peer};
+use ipc_common::{
+    child_client, eventually, hear, manager_with, say, start_pm, wait_for, Peer, GUARD,
+};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-
-/// A failure guard only: every wait below ends long before on success.
-const GUARD: Duration = Duration::from_secs(60);
 
 fn client(ep: &Endpoint, name: &str) -> Client {
     Client::connect(&ClientConfig::new(ep.clone(), name)).unwrap()
@@ -219,15 +218,10 @@ fn a_killed_manager_ends_every_blocking_call_at_once() {
     let mut requirer = client(&ep, "requirer");
     requirer.require("x").unwrap();
     let leaver = std::thread::spawn(move || producer.leave(long));
-    let start = Instant::now();
-    loop {
+    eventually("two waiting demands and a pending leave", || {
         let s = stat.stats().unwrap();
-        if (s.waiting_demands, s.pending_leaves) == (2, 1) {
-            break;
-        }
-        assert!(start.elapsed() < GUARD, "stuck at {s:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+        (s.waiting_demands, s.pending_leaves) == (2, 1)
+    });
 
     pm.kill().unwrap();
     pm.wait().unwrap();

@@ -65,21 +65,28 @@ pub fn start_pm(command: &mut Command) -> (Child, std::collections::HashMap<Stri
     (pm, vars)
 }
 
-/// Waits until the manager's statistics satisfy `ok` and returns them;
-/// fails after 30 s (a guard, not a timing check).
-pub fn wait_for(pm: &ManagerHandle, ok: impl Fn(&Stats) -> bool) -> Stats {
-    let start = std::time::Instant::now();
-    loop {
-        let s = pm.stats();
-        if ok(&s) {
-            return s;
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(30),
-            "stuck at {s:?}"
-        );
+/// How long a polling wait may take before the test fails: a guard
+/// against a hang, never a speed requirement.
+pub const GUARD: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Polls `cond` until it holds; fails after [`GUARD`], naming `what`.
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + GUARD;
+    while !cond() {
+        assert!(std::time::Instant::now() < until, "never: {what}");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+}
+
+/// Waits until the manager's statistics satisfy `ok` and returns them;
+/// fails after [`GUARD`].
+pub fn wait_for(pm: &ManagerHandle, ok: impl Fn(&Stats) -> bool) -> Stats {
+    let mut last = pm.stats();
+    eventually("the manager's statistics", || {
+        last = pm.stats();
+        ok(&last)
+    });
+    last
 }
 
 /// Environment variable carrying the child's role.
