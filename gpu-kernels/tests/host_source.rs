@@ -15,7 +15,10 @@ use mamba_gpu_kernels::{convert_elements_cpu, ElemType, SOURCE};
 use mamba_transforms::{CopyPlan, Layout};
 
 mod common;
+#[path = "common/conversions.rs"]
+mod conversions;
 use common::{random_bytes, rm, PERMUTATIONS_3D};
+use conversions::conversion_input;
 
 /// Definitions that let the CUDA source compile as host C++.
 const PRELUDE: &str = r#"
@@ -270,47 +273,8 @@ fn pitched_and_strided_copies_match_the_cpu() {
 fn every_conversion_matches_rust_as_casts() {
     let Some(host) = host() else { return };
     let count = 1000;
-    let f64s = [
-        f64::NAN,
-        -f64::NAN,
-        f64::from_bits(0x7ff0_0000_0000_0001),
-        f64::from_bits(0xfff4_0000_dead_beef),
-        f64::INFINITY,
-        f64::NEG_INFINITY,
-        -0.0,
-        f64::MIN_POSITIVE / 3.0,
-        1e300,
-        f64::from(f32::MAX) * (1.0 + 2f64.powi(-25)),
-        -128.9,
-        255.99,
-        -0.5,
-        65535.9,
-        2147483648.0,
-        -2147483649.0,
-        4294967296.0,
-        2f64.powi(63),
-        -2f64.powi(63) - 2048.0,
-        2f64.powi(64) - 2048.0,
-        2f64.powi(64),
-        16777217.0,
-    ];
     for from in ElemType::ALL {
-        let mut input = random_bytes(count * from.size(), from.size() as u64);
-        match from {
-            ElemType::F64 => {
-                for (i, v) in f64s.iter().enumerate() {
-                    input[i * 8..][..8].copy_from_slice(&v.to_ne_bytes());
-                }
-            }
-            ElemType::F32 => {
-                for (i, v) in f64s.iter().enumerate() {
-                    input[i * 4..][..4].copy_from_slice(&(*v as f32).to_ne_bytes());
-                }
-                input[..4].copy_from_slice(&0x7f80_0001u32.to_ne_bytes());
-                input[4..8].copy_from_slice(&0xffa0_beefu32.to_ne_bytes());
-            }
-            _ => {}
-        }
+        let input = conversion_input(from, count);
         for to in ElemType::ALL {
             let mut expected = vec![0u8; count * to.size()];
             convert_elements_cpu(from, to, count, &input, &mut expected).unwrap();
