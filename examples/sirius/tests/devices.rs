@@ -19,15 +19,19 @@ const ARGS: [&str; 12] = [
     "1e-9",
 ];
 
-fn run(extra: &[&str]) -> Report {
-    let cli = Cli::try_parse_from(
+/// The command line of [`ARGS`] followed by `extra`.
+fn cli(extra: &[&str]) -> Cli {
+    Cli::try_parse_from(
         ["sirius"]
             .into_iter()
             .chain(ARGS)
             .chain(extra.iter().copied()),
     )
-    .unwrap();
-    run_app(&cli).unwrap()
+    .unwrap()
+}
+
+fn run(extra: &[&str]) -> Report {
+    run_app(&cli(extra)).unwrap()
 }
 
 fn eigenvalues(r: &Report) -> Vec<Vec<f64>> {
@@ -73,14 +77,7 @@ fn gpu_runs_resident_and_streamed_match_the_cpu_or_are_skipped() {
         &["--device", "gpu"][..],
         &["--device", "gpu", "--device-budget", &budget],
     ] {
-        let cli = Cli::try_parse_from(
-            ["sirius"]
-                .into_iter()
-                .chain(ARGS)
-                .chain(extra.iter().copied()),
-        )
-        .unwrap();
-        match run_app(&cli) {
+        match run_app(&cli(extra)) {
             Err(sirius::AppError::Device(sirius::DeviceError::NoGpu(why))) => {
                 eprintln!("skipped: no usable CUDA device ({why})");
                 return;
