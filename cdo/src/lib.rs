@@ -99,6 +99,12 @@
 //! both deployments must answer alike are tested against both
 //! (`tests/semantics.rs`).
 //!
+//! A producer may offer and exit (R1.7/R1.8): under
+//! [`engine::ProducerExit::Keep`] the offers it leaves behind with a
+//! minimum lifetime still to run stay on offer, served from the segment
+//! the manager keeps, until the lifetime has ended and nobody requires
+//! them; the default withdraws them with their producer (fail-fast).
+//!
 //! The manager holds out against hostile or broken clients of the same
 //! user: before its JOIN a connection may send one frame of at most 4 KiB;
 //! object names follow the rule they follow in one process

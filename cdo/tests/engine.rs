@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use cdo::engine::registry::{ClientId, NameRegistry};
 use cdo::engine::{
-    Effect, Engine, EngineConfig, FaultPolicy, Limits, GROUP_WINDOW, TOMBSTONES_KEPT,
+    Effect, Engine, EngineConfig, FaultPolicy, Limits, ProducerExit, GROUP_WINDOW, TOMBSTONES_KEPT,
 };
 use cdo::ipc::wire::{Attributes, ErrorCode, Msg, SegmentRef, SubscribeRef};
 use cdo::{DuplicateOffers, EventKind, EventMask, Value};
@@ -864,6 +864,158 @@ fn a_minimum_lifetime_holds_the_withdrawal_until_it_ends() {
     assert_eq!(answers(&out, prod, w), [Got::Ok]);
     assert_eq!(answers(&out, prod, leave), [Got::Bye]);
     assert_eq!(p.engine.next_deadline(), None);
+}
+
+/// A pool whose producers' offers with a lifetime outlive them.
+fn keeping() -> Pool {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let config = EngineConfig {
+        ack_timeout: ACK_TIMEOUT,
+        producer_exit: ProducerExit::Keep,
+        ..EngineConfig::default()
+    };
+    p.engine = Engine::new(Box::new(NameRegistry::new(DuplicateOffers::Reject)), config);
+    p
+}
+
+fn lifetime_ms(ms: u64) -> Attributes {
+    Attributes::from([("lifetime_ms".to_string(), Value::UInt(ms))])
+}
+
+#[test]
+fn an_offer_with_a_lifetime_outlives_its_dead_producer_when_kept() {
+    let mut p = keeping();
+    let (prod, cons) = (p.join("prod"), p.join("cons"));
+    let (_, out) = p.offer_with(prod, "kept", lifetime_ms(5000));
+    let kept = out
+        .iter()
+        .find_map(|e| match e {
+            Effect::Keep { segment } => Some(*segment),
+            _ => None,
+        })
+        .expect("the offer's segment is kept");
+    p.offer(prod, "plain");
+    let out = p.disconnect(prod);
+    let closed: Vec<_> = out
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Close { segment } => Some(*segment),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed.len(), 1, "the plain offer's segment closes");
+    assert!(!closed.contains(&kept), "the kept offer's stays open");
+    let s = p.engine.stats();
+    assert_eq!(
+        (s.objects, s.clients),
+        (1, 1),
+        "only the kept offer is left"
+    );
+    let (d, out) = p.demand(cons, "kept");
+    let object = object_of(&out, cons, d);
+    assert!(
+        out.iter()
+            .any(|e| matches!(e, Effect::Send { to, segment: Some(_), .. } if *to == cons)),
+        "the consumer gets the dead producer's segment"
+    );
+    let (d, out) = p.demand(cons, "plain");
+    assert_eq!(answers(&out, cons, d), [error(ErrorCode::ProducerDied)]);
+    p.ask(
+        cons,
+        Msg::Release {
+            objects: vec![object],
+        },
+    );
+    // A require made before the lifetime ends holds the withdrawal after it.
+    p.ask(
+        cons,
+        Msg::Require {
+            name: "kept".into(),
+        },
+    );
+    let out = p.expire(Duration::from_secs(5));
+    p.now += Duration::from_secs(5);
+    assert!(!out.iter().any(|e| matches!(e, Effect::Close { .. })));
+    assert_eq!(p.engine.stats().objects, 1, "still required");
+    let (r, out) = p.ask(
+        cons,
+        Msg::Retract {
+            name: "kept".into(),
+        },
+    );
+    assert_eq!(answers(&out, cons, r), [Got::Ok]);
+    assert!(
+        out.iter()
+            .any(|e| matches!(e, Effect::Close { segment } if *segment == kept)),
+        "withdrawn at last, its segment closed: {out:?}"
+    );
+    assert_eq!(p.engine.stats().objects, 0);
+    assert_eq!(p.engine.next_deadline(), None);
+    // Withdrawn as by its producer: not a dead producer's name.
+    let (d, out) = p.demand(cons, "kept");
+    assert!(answers(&out, cons, d).is_empty(), "waits for a new offer");
+}
+
+#[test]
+fn a_leave_does_not_wait_for_the_offers_it_leaves_behind() {
+    let mut p = keeping();
+    let (prod, cons) = (p.join("prod"), p.join("cons"));
+    p.offer_with(prod, "kept", lifetime_ms(5000));
+    p.ask(
+        cons,
+        Msg::Require {
+            name: "kept".into(),
+        },
+    );
+    let (w, out) = p.withdraw(prod, "kept");
+    assert!(answers(&out, prod, w).is_empty(), "within its lifetime");
+    let (leave, out) = p.ask(prod, Msg::Leave);
+    assert_eq!(answers(&out, prod, leave), [Got::Bye]);
+    let (d, out) = p.demand(cons, "kept");
+    assert!(matches!(&answers(&out, cons, d)[..], [Got::Data(n, _)] if n == "kept"));
+    // Its name is free for a producer that comes after the lifetime.
+    let object = object_of(&out, cons, d);
+    p.ask(
+        cons,
+        Msg::Release {
+            objects: vec![object],
+        },
+    );
+    p.expire(Duration::from_secs(5));
+    p.now += Duration::from_secs(5);
+    assert_eq!(p.engine.stats().objects, 0);
+    let next = p.join("next");
+    let (id, out) = p.offer(next, "kept");
+    assert_eq!(answers(&out, next, id), [Got::Ok]);
+}
+
+#[test]
+fn without_a_lifetime_or_under_withdraw_the_offers_go_with_their_producer() {
+    for keep in [true, false] {
+        let mut p = if keep {
+            keeping()
+        } else {
+            Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject)
+        };
+        let (prod, cons) = (p.join("prod"), p.join("cons"));
+        p.offer_with(prod, "timed", lifetime_ms(5000));
+        p.offer(prod, "plain");
+        p.disconnect(prod);
+        let expected = usize::from(keep);
+        assert_eq!(p.engine.stats().objects as usize, expected, "keep: {keep}");
+        let (d, out) = p.demand(cons, "plain");
+        assert_eq!(answers(&out, cons, d), [error(ErrorCode::ProducerDied)]);
+    }
+}
+
+#[test]
+fn producer_exit_parses_its_two_names() {
+    assert_eq!("keep".parse::<ProducerExit>(), Ok(ProducerExit::Keep));
+    assert_eq!(
+        "withdraw".parse::<ProducerExit>(),
+        Ok(ProducerExit::Withdraw)
+    );
+    assert!("linger".parse::<ProducerExit>().is_err());
 }
 
 #[test]

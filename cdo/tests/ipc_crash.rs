@@ -5,8 +5,10 @@ mod ipc_common;
 use std::time::Duration;
 
 use cdo::ipc::client::{Client, ClientConfig, ClientError};
+use cdo::ipc::manager::{ManagerConfig, ProducerExit};
 use cdo::ipc::wire::{Attributes, ErrorCode, Stats};
-use ipc_common::{child_client, fill, hear, manager, pattern, say, wait_for, Peer};
+use cdo::Value;
+use ipc_common::{child_client, fill, hear, manager, manager_with, pattern, say, wait_for, Peer};
 
 /// Child side: a producer or a consumer that waits to be killed.
 #[test]
@@ -19,6 +21,13 @@ fn child_entry() {
             c.offer_with("a", 4096, Attributes::new(), |d| fill(1, d))
                 .unwrap();
             c.offer_with("b", 8 << 20, Attributes::new(), |d| fill(2, d))
+                .unwrap();
+        }
+        "lifetime-producer" => {
+            let lifetime = Attributes::from([("lifetime_ms".into(), Value::UInt(600_000))]);
+            c.offer_with("kept", 1 << 20, lifetime, |d| fill(3, d))
+                .unwrap();
+            c.offer_with("plain", 4096, Attributes::new(), |d| fill(4, d))
                 .unwrap();
         }
         "consumer" => {
@@ -59,6 +68,30 @@ fn killed_producer_withdraws_its_offers() {
     drop(a);
     consumer.flush().unwrap();
     wait_for(&pm, |s| s.segments == 0);
+}
+
+#[test]
+fn a_killed_producers_offer_with_a_lifetime_is_served_when_kept() {
+    let pm = manager_with(ManagerConfig {
+        producer_exit: ProducerExit::Keep,
+        ..ManagerConfig::default()
+    });
+    let mut consumer = Client::connect(&ClientConfig::new(pm.endpoint().clone(), "c")).unwrap();
+    let mut producer = Peer::spawn("child_entry", "lifetime-producer", pm.endpoint());
+    assert_eq!(producer.recv(), "ready");
+    producer.kill();
+    let s = wait_for(&pm, |s| s.clients == 1);
+    assert_eq!((s.objects, s.segments), (1, 1), "{s:?}");
+    // Offered and exited: the manager still serves its bytes.
+    let kept = consumer.demand("kept", Duration::from_secs(5)).unwrap();
+    assert!(*kept == pattern(3, 1 << 20)[..]);
+    match consumer.demand("plain", Duration::from_secs(5)) {
+        Err(ClientError::Pool {
+            code: ErrorCode::ProducerDied,
+            ..
+        }) => {}
+        other => panic!("no lifetime, not kept: expected ProducerDied, got {other:?}"),
+    }
 }
 
 #[test]

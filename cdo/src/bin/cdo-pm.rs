@@ -16,8 +16,8 @@ use std::time::Duration;
 use cdo::ipc::components::log_to_stderr;
 use cdo::ipc::endpoint::{read_token_file, TOKEN_ENV, TOKEN_FILE_ENV};
 use cdo::ipc::manager::{
-    self, FaultPolicy, Limits, ManagerConfig, ACK_TIMEOUT_ENV, KEEP_GROUP_RECORDS_ENV, LEASE_ENV,
-    MAX_SEGMENT_ENV, POLICY_ENV,
+    self, FaultPolicy, Limits, ManagerConfig, ProducerExit, ACK_TIMEOUT_ENV,
+    KEEP_GROUP_RECORDS_ENV, LEASE_ENV, MAX_SEGMENT_ENV, POLICY_ENV, PRODUCER_EXIT_ENV,
 };
 use cdo::{PoolConfig, Schema};
 use clap::Parser;
@@ -54,6 +54,11 @@ struct Args {
     /// (for a member that joins later), instead of releasing them.
     #[arg(long, env = KEEP_GROUP_RECORDS_ENV)]
     keep_group_records: bool,
+    /// What happens to the offers of a producer that leaves or dies:
+    /// `withdraw` (with it), or `keep` (those with a minimum lifetime stay
+    /// on offer until it ends).
+    #[arg(long, env = PRODUCER_EXIT_ENV, default_value = "withdraw")]
+    producer_exit: ProducerExit,
     /// Largest shared segment an offer may bring, in bytes.
     #[arg(long, env = MAX_SEGMENT_ENV, default_value_t = manager::DEFAULT_MAX_SEGMENT)]
     max_segment_bytes: u64,
@@ -131,6 +136,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         lease: Duration::from_millis(args.lease_ms),
         max_segment_bytes: args.max_segment_bytes,
         keep_group_records: args.keep_group_records,
+        producer_exit: args.producer_exit,
         ..ManagerConfig::default()
     };
     if let Some(path) = &args.config {

@@ -34,6 +34,11 @@ use crate::value::Value;
 /// Effects of the operations handled so far, in order.
 type Outgoing = Vec<Effect>;
 
+/// The owner of offers that outlived their producer
+/// ([`ProducerExit::Keep`](super::ProducerExit::Keep)): the pool itself,
+/// never a joined client (client ids start at 1).
+const KEEPER: ClientId = 0;
+
 struct ClientRec {
     component: String,
     /// Producer's segment id → manager's segment id.
@@ -760,20 +765,33 @@ impl Engine {
     /// What holds the leave of `cid`: names it offered that another client
     /// still requires, and names it withdrew whose withdrawal waits (for
     /// consumers' views or a minimum lifetime: so that its reply comes
-    /// before BYE).
+    /// before BYE); not the offers that outlive it
+    /// ([`ProducerExit::Keep`](super::ProducerExit::Keep)).
     fn leave_blockers(&self, cid: ClientId) -> Vec<String> {
         let mut names = self.registry.names_of(cid);
         names.retain(|n| {
-            self.requires
-                .get(n)
-                .is_some_and(|s| s.iter().any(|&c| c != cid))
+            let kept = self
+                .registry
+                .get_of(n, cid)
+                .is_some_and(|e| self.kept_on_exit(e.object));
+            !kept
+                && self
+                    .requires
+                    .get(n)
+                    .is_some_and(|s| s.iter().any(|&c| c != cid))
         });
         let withdrawing = self
             .draining
             .values()
             .filter(|d| d.reply_to.is_some_and(|(owner, _)| owner == cid));
         names.extend(withdrawing.map(|d| d.name.clone()));
-        let waiting = self.withdrawing.iter().filter(|w| w.owner == cid);
+        let waiting = self.withdrawing.iter().filter(|w| {
+            w.owner == cid
+                && !self
+                    .registry
+                    .get_of(&w.name, cid)
+                    .is_some_and(|e| self.kept_on_exit(e.object))
+        });
         names.extend(waiting.map(|w| w.name.clone()));
         names.sort();
         names.dedup();
@@ -811,7 +829,7 @@ impl Engine {
     /// Forgets client `cid`, whose connection ended without LEAVE.
     pub fn disconnect(&mut self, cid: ClientId, out: &mut Vec<Effect>) {
         if self.clients.contains_key(&cid) {
-            info!(client = cid, component = %self.client(cid).component, "connection lost; withdrawing its offers");
+            info!(client = cid, component = %self.client(cid).component, "connection lost");
             self.raise_leave(cid, out);
             self.remove_client(cid, true, out);
         }
@@ -831,6 +849,11 @@ impl Engine {
         }
         let offered = self.registry.names_of(cid);
         for name in offered {
+            let kept = self.registry.get_of(&name, cid).map(|e| e.object);
+            if kept.is_some_and(|object| self.kept_on_exit(object)) {
+                self.keep_offer(name, cid);
+                continue;
+            }
             if let Some(e) = self.take_offer(&name, cid) {
                 if self.views.contains_key(&e.object) {
                     // Viewed or held by a consumer group: the data stays

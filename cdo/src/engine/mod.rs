@@ -121,6 +121,39 @@ impl std::str::FromStr for FaultPolicy {
     }
 }
 
+/// What happens to the offers of a producer that leaves or dies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProducerExit {
+    /// Its offers are withdrawn with it (those still viewed stay readable
+    /// until the last view goes), and a demand of a name whose producer
+    /// died fails under the fail-fast policy: the fail-fast choice.
+    #[default]
+    Withdraw,
+    /// Its offers that have a minimum lifetime (`lifetime_ms`) still to
+    /// run outlive it: the pool keeps the sealed segment that holds them
+    /// and serves them until the lifetime has ended and no other client
+    /// requires them, then withdraws them as if their producer had
+    /// (Maestro's offer-and-exit, R1.7/R1.8). A leave does not wait for
+    /// them. Offers without a lifetime are withdrawn as under
+    /// [`ProducerExit::Withdraw`].
+    Keep,
+}
+
+impl std::str::FromStr for ProducerExit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "withdraw" => Ok(ProducerExit::Withdraw),
+            "keep" => Ok(ProducerExit::Keep),
+            other => Err(format!(
+                "unknown producer exit {other:?} (expected withdraw or keep)"
+            )),
+        }
+    }
+}
+
 /// The engine's policies.
 #[derive(Debug, Clone, Default)]
 pub struct EngineConfig {
@@ -138,4 +171,6 @@ pub struct EngineConfig {
     /// Whether a consumer group whose last member goes keeps its records
     /// for a member that joins later.
     pub keep_group_records: bool,
+    /// What happens to the offers of a producer that leaves or dies.
+    pub producer_exit: ProducerExit,
 }

@@ -38,6 +38,9 @@ pub trait Registry: Send {
     fn get_of(&self, name: &str, owner: ClientId) -> Option<&Entry>;
     /// Removes and returns the object `owner` offered under `name`.
     fn remove(&mut self, name: &str, owner: ClientId) -> Option<Entry>;
+    /// Hands the object `from` offered under `name` to `to`, keeping its
+    /// place among the versions; false when `from` offered none.
+    fn set_owner(&mut self, name: &str, from: ClientId, to: ClientId) -> bool;
     /// Names of the objects `owner` offered.
     fn names_of(&self, owner: ClientId) -> Vec<String>;
     /// Calls `f` on every offered object (every version) with its name.
@@ -103,6 +106,19 @@ impl Registry for NameRegistry {
         }
         self.len -= 1;
         Some(entry)
+    }
+
+    fn set_owner(&mut self, name: &str, from: ClientId, to: ClientId) -> bool {
+        let Some(versions) = self.entries.get_mut(name) else {
+            return false;
+        };
+        match versions.iter_mut().rev().find(|e| e.owner == from) {
+            Some(e) => {
+                e.owner = to;
+                true
+            }
+            None => false,
+        }
     }
 
     fn names_of(&self, owner: ClientId) -> Vec<String> {

@@ -6,9 +6,12 @@
 
 use std::time::Instant;
 
-use super::{Current, Draining, Engine, Outgoing};
+use tracing::info;
+
+use super::{Current, Draining, Engine, Outgoing, KEEPER};
 use crate::engine::quota::Kind;
 use crate::engine::registry::ClientId;
+use crate::engine::ProducerExit;
 use crate::events::EventKind;
 use crate::ipc::wire::{ErrorCode, Msg, RequestId};
 
@@ -32,10 +35,33 @@ impl Engine {
     }
 
     /// Whether the minimum lifetime of `object` has not ended.
-    fn lifetime_left(&self, object: u64) -> bool {
+    pub(super) fn lifetime_left(&self, object: u64) -> bool {
         self.lifetimes
             .get(&object)
             .is_some_and(|&until| self.now.is_none_or(|now| now < until))
+    }
+
+    /// Whether `object` outlives its producer when the producer goes:
+    /// [`ProducerExit::Keep`] and a minimum lifetime still to run.
+    pub(super) fn kept_on_exit(&self, object: u64) -> bool {
+        self.config.producer_exit == ProducerExit::Keep && self.lifetime_left(object)
+    }
+
+    /// Hands the object `owner` offered as `name` to the pool itself
+    /// ([`KEEPER`]) as its producer goes: it stays on offer, and its
+    /// withdrawal waits, as any other, for its lifetime and for the
+    /// requires of other clients; nobody gets its reply.
+    pub(super) fn keep_offer(&mut self, name: String, owner: ClientId) {
+        if !self.registry.set_owner(&name, owner, KEEPER) {
+            return;
+        }
+        self.quotas.sub(owner, Kind::Offers, 1);
+        info!(client = owner, %name, "producer gone; its offer is kept for its lifetime");
+        self.withdrawing.push(Withdrawing {
+            name,
+            owner: KEEPER,
+            id: 0,
+        });
     }
 
     /// When the earliest waiting withdrawal's lifetime ends, if one waits

@@ -50,6 +50,7 @@ impl Host {
             unknown_attributes: config.unknown_attributes,
             limits: config.limits,
             keep_group_records: config.keep_group_records,
+            producer_exit: config.producer_exit,
         };
         Host {
             engine: Engine::new(registry, engine),

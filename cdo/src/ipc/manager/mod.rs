@@ -25,7 +25,7 @@ mod conns;
 mod host;
 mod outbox;
 
-pub use crate::engine::{FaultPolicy, Limits, DEFAULT_ACK_TIMEOUT, GROUP_WINDOW};
+pub use crate::engine::{FaultPolicy, Limits, ProducerExit, DEFAULT_ACK_TIMEOUT, GROUP_WINDOW};
 
 use std::io;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -81,6 +81,10 @@ pub const DEFAULT_MAX_SEGMENT: u64 = 16 << 30;
 /// Environment variable: `1` or `true` makes consumer groups keep their
 /// records when their last member goes ([`ManagerConfig::keep_group_records`]).
 pub const KEEP_GROUP_RECORDS_ENV: &str = "CDO_KEEP_GROUP_RECORDS";
+/// Environment variable: what happens to the offers of a producer that
+/// leaves or dies (`withdraw`, the default, or `keep`; see
+/// [`ProducerExit`]).
+pub const PRODUCER_EXIT_ENV: &str = "CDO_PRODUCER_EXIT";
 
 /// How to run a pool manager.
 #[derive(Debug, Clone)]
@@ -120,6 +124,10 @@ pub struct ManagerConfig {
     /// group and leaves holds those objects until another member takes
     /// them.
     pub keep_group_records: bool,
+    /// What happens to the offers of a producer that leaves or dies:
+    /// withdrawn with it (the default), or kept for the rest of their
+    /// minimum lifetime ([`ProducerExit::Keep`]).
+    pub producer_exit: ProducerExit,
 }
 
 impl Default for ManagerConfig {
@@ -137,13 +145,15 @@ impl Default for ManagerConfig {
             max_segment_bytes: DEFAULT_MAX_SEGMENT,
             limits: Limits::default(),
             keep_group_records: false,
+            producer_exit: ProducerExit::default(),
         }
     }
 }
 
 impl ManagerConfig {
     /// The default configuration with [`POLICY_ENV`], [`ACK_TIMEOUT_ENV`],
-    /// [`LEASE_ENV`], [`MAX_SEGMENT_ENV`], [`KEEP_GROUP_RECORDS_ENV`] and the
+    /// [`LEASE_ENV`], [`MAX_SEGMENT_ENV`], [`KEEP_GROUP_RECORDS_ENV`],
+    /// [`PRODUCER_EXIT_ENV`] and the
     /// `CDO_MAX_*` variables of [`Limits`] applied.
     ///
     /// # Errors
@@ -178,6 +188,9 @@ impl ManagerConfig {
                     ))
                 }
             };
+        }
+        if let Ok(v) = std::env::var(PRODUCER_EXIT_ENV) {
+            config.producer_exit = v.parse().map_err(|e| format!("{PRODUCER_EXIT_ENV}: {e}"))?;
         }
         config.limits = config.limits.with_env()?;
         Ok(config)
