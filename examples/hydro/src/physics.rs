@@ -174,3 +174,57 @@ impl fmt::Display for Physics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::plot::STATS_SIZE;
+    use crate::analysis::stats::StatsCsv;
+    use crate::state::{FIELD_NAMES, NVAR};
+
+    fn row(step: u64, time: f64, mass: f64, energy: f64) -> StatsRow {
+        StatsRow {
+            step,
+            time,
+            mass,
+            energy,
+            min: [0.125; NVAR],
+            max: [1.0; NVAR],
+            blast_area: 0.0,
+        }
+    }
+
+    #[test]
+    fn sod_has_drifts_and_a_plot_but_no_sedov_reference() {
+        let params = Params {
+            testcase: TestCase::Sod,
+            ..Params::default()
+        };
+        let rows = [row(0, 0.0, 2.0, 4.0), row(5, 0.1, 2.002, 3.996)];
+        let dir = tempfile::tempdir().unwrap();
+        let mut csv = StatsCsv::create(&dir.path().join(STATS_CSV), FIELD_NAMES, &rows).unwrap();
+        csv.write(&row(9, 0.2, 2.004, 3.992)).unwrap();
+        csv.finish().unwrap();
+
+        let physics = Physics::report(dir.path(), &params).unwrap().unwrap();
+        assert_eq!(physics.records, 3);
+        assert!((physics.mass_drift - 2e-3).abs() < 1e-12);
+        assert!((physics.energy_drift + 2e-3).abs() < 1e-12);
+        assert_eq!(physics.density_range, (0.125, 1.0));
+        assert_eq!(physics.shock, None);
+        assert!(physics.to_string().contains("no comparison"));
+        let png = png::Decoder::new(std::fs::File::open(dir.path().join(STATS_PNG)).unwrap());
+        let info = png.read_info().unwrap();
+        assert_eq!((info.info().width, info.info().height), STATS_SIZE);
+    }
+
+    #[test]
+    fn no_rows_no_physics_and_no_plot() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            Physics::report(dir.path(), &Params::default()).unwrap(),
+            None
+        );
+        assert!(!dir.path().join(STATS_PNG).exists());
+    }
+}
