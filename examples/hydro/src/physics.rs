@@ -148,7 +148,7 @@ impl fmt::Display for Physics {
                 let r = &s.reference;
                 writeln!(
                     f,
-                    "  shock radius   {:.4} at t = {:.4}, Sedov's {:.4} ({:+.1}%): R = xi0 (E t^2 / rho)^(1/{}), xi0 = {:.4} (gamma {}, {:?}), E = {}, rho = {}",
+                    "  shock radius   {:.4} at t = {:.4}, Sedov's {:.4} ({:+.1}%): R = xi0 (E t^2 / rho)^(1/{}), xi0 = {:.4} (gamma {}, {}), E = {}, rho = {}",
                     s.measured,
                     s.time,
                     s.sedov,
@@ -156,7 +156,7 @@ impl fmt::Display for Physics {
                     r.geometry.nu() + 2,
                     r.xi0,
                     crate::eos::GAMMA,
-                    r.geometry,
+                    r.geometry.name(),
                     r.energy,
                     r.density
                 )?;

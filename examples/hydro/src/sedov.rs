@@ -37,6 +37,15 @@ impl Geometry {
         }
     }
 
+    /// The symmetry's name in lower case.
+    pub fn name(self) -> &'static str {
+        match self {
+            Geometry::Planar => "planar",
+            Geometry::Cylindrical => "cylindrical",
+            Geometry::Spherical => "spherical",
+        }
+    }
+
     /// Measure of the unit sphere in `nu` dimensions (2, 2 pi, 4 pi): the
     /// factor from `lambda^(nu-1) d lambda` to the volume element.
     fn sphere(self) -> f64 {

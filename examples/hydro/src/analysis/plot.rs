@@ -109,9 +109,14 @@ fn panel(
         .map_err(plot_error)
 }
 
-/// Scientific notation for small drifts.
+/// Scientific notation for small drifts (0 for a tick that is zero but
+/// for the rounding of the tick positions).
 fn sci(v: &f64) -> String {
-    format!("{v:.1e}")
+    if v.abs() < 1e-25 {
+        "0".into()
+    } else {
+        format!("{v:.1e}")
+    }
 }
 
 /// Plain notation for radii and areas.
