@@ -19,6 +19,7 @@ use crate::ipc_transit::IpcOutlet;
 use crate::memory::{Memory, MemoryError};
 use crate::outlet::{Outlet, OutletError};
 use crate::params::ParamError;
+use crate::physics::{Physics, SUMMARY_TXT};
 use crate::progress::Progress;
 use crate::record::RecordRing;
 use crate::solver::{SetupError, Solver};
@@ -61,6 +62,15 @@ pub enum AppError {
     /// The final dump could not be written.
     #[error(transparent)]
     Dump(#[from] DumpError),
+    /// The statistics could not be read, or the plot or the summary could
+    /// not be written.
+    #[error("end-of-run report in {path}: {source}")]
+    Report {
+        /// The output directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
 }
 
 /// mamba's configuration as the command line gives it.
@@ -202,7 +212,16 @@ pub fn run_app(cli: &Cli) -> Result<AppReport, AppError> {
         records: report.records,
         ..MemoryReport::new(&memory)
     };
-    Ok(AppReport {
+    let report_error = |source| AppError::Report {
+        path: cli.output.clone(),
+        source,
+    };
+    let physics = if analyses {
+        Physics::report(&cli.output, &p).map_err(report_error)?
+    } else {
+        None
+    };
+    let app_report = AppReport {
         steps: drive_report.steps,
         total_steps: solver.step_count(),
         time: solver.time(),
@@ -211,5 +230,12 @@ pub fn run_app(cli: &Cli) -> Result<AppReport, AppError> {
         restarted_from,
         drive: drive_report,
         memory: memory_report,
-    })
+        physics,
+        output: analyses.then(|| cli.output.clone()),
+    };
+    if analyses {
+        std::fs::write(cli.output.join(SUMMARY_TXT), app_report.to_string())
+            .map_err(report_error)?;
+    }
+    Ok(app_report)
 }

@@ -69,7 +69,8 @@ pub struct Cli {
     /// Boundary at y = ny dx.
     #[arg(long)]
     pub boundary_up: Option<Boundary>,
-    /// Initial condition: 0 (centred point blast) or sod.
+    /// Initial condition: 0 (centred point blast), 1 (corner blast), 2 (plane
+    /// blast from the left wall) or sod.
     #[arg(long)]
     pub testcase: Option<TestCase>,
     /// Simulated time between output points.
@@ -188,10 +189,13 @@ impl Cli {
     }
 
     /// Applies the input file, then the flags, on top of `params`, and
-    /// validates the result.
+    /// validates the result. Each HydroC key the file has that this solver
+    /// skips is logged as a warning.
     pub fn apply(&self, params: &mut Params) -> Result<(), ParamError> {
         if let Some(path) = &self.input {
-            params.apply_file(path)?;
+            for warning in params.apply_file(path)? {
+                tracing::warn!("{}: {warning}", path.display());
+            }
         }
         fn set<T: Copy>(slot: &mut T, flag: Option<T>) {
             if let Some(v) = flag {

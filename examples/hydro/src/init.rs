@@ -33,10 +33,15 @@ fn set_initial(state: &mut State, params: &Params) {
     fields[IU].fill(0.0);
     fields[IV].fill(0.0);
     match params.testcase {
-        TestCase::PointBlast => {
+        TestCase::PointBlast | TestCase::CornerBlast | TestCase::PlaneBlast => {
             fields[ID].fill(1.0);
             fields[IP].fill(BLAST_BACKGROUND_ENERGY);
-            state.set(IP, nx / 2, ny / 2, 1.0 / params.dx / params.dx);
+            let blast = 1.0 / params.dx / params.dx;
+            match params.testcase {
+                TestCase::PointBlast => state.set(IP, nx / 2, ny / 2, blast),
+                TestCase::CornerBlast => state.set(IP, 0, 0, blast),
+                _ => (0..ny).for_each(|j| state.set(IP, 0, j, blast)),
+            }
         }
         TestCase::Sod => {
             for j in 0..ny {

@@ -24,6 +24,8 @@
 //! | the same analyses as processes fed through a pool manager (`--pool-manager`) | [`ipc_transit`] |
 //! | checkpoints in the archive (SSD tier), restart from the newest | [`checkpoint_archive`] |
 //! | progress bar or log lines, end-of-run summary | [`progress`], [`summary`] |
+//! | Sedov's blast wave, the reference of the blast test cases | [`sedov`] |
+//! | conservation and shock radius from the statistics, `stats.png` | [`physics`] |
 
 pub mod analysis;
 pub mod app;
@@ -43,9 +45,11 @@ pub mod ipc_transit;
 pub mod memory;
 pub mod outlet;
 pub mod params;
+pub mod physics;
 pub mod progress;
 pub mod record;
 pub mod riemann;
+pub mod sedov;
 pub mod slope;
 pub mod solver;
 pub mod state;

@@ -1,8 +1,9 @@
 //! `hydro`: runs the solver the command line describes and prints a summary.
 //!
-//! Without an input file the built-in main job runs: a 500x500 point blast
-//! for 300 steps with the analyses, fed through a CDO pool, writing to
-//! `hydro-out/`.
+//! Without an input file the built-in main job runs (`inputs/main.nml`):
+//! HydroC's point blast on 200x200 cells until t = 0.6, its shock reflected
+//! from the walls, with the analyses fed through a CDO pool, writing frames,
+//! `stats.png` and `summary.txt` to `hydro-out/`.
 //!
 //! With `--pool-manager` the analyses (and the checkpoint archiver) run as
 //! separate processes (this binary again, with the hidden `--consumer`

@@ -1,8 +1,20 @@
 //! Run parameters and the HydroC-compatible `key=value` input format.
 //!
-//! An input file is a list of `key=value` lines. HydroC's namelist framing
-//! (`&RUN`, `&MESH`, `&HYDRO` and the closing `/`), blank lines and comments
-//! starting with `#` or `!` are ignored, as is a trailing comma after a value.
+//! An input file is a list of `key=value` lines, and HydroC's own input files
+//! read unchanged:
+//!
+//! - a first line without `=` is the file's title (HydroC's files open with
+//!   a sentence of prose) and is skipped;
+//! - the namelist framing (`&RUN`, `&MESH`, `&HYDRO` and the closing `/`),
+//!   blank lines and comments starting with `#` or `!` are skipped, as are
+//!   a comment after a value (` # ...`, ` ! ...`), a trailing comma and
+//!   quotes around a value;
+//! - numbers may be written the Fortran way: `1.`, `.5`, `1.d-3`; an integer
+//!   key takes any integral number (`nx=100.`), as HydroC's `sscanf` does;
+//! - keys of other HydroC versions that this solver has no use for (`prt`,
+//!   `tilesize`, `numa`, `morton`, `dtimage`, ...; see [`IGNORED_KEYS`])
+//!   are skipped with a [`ParamWarning`] each; any other unknown key is an
+//!   error, so that a misspelt key does not go unnoticed.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -34,7 +46,7 @@ impl FromStr for Boundary {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
+        match code_text(s).as_str() {
             "1" | "reflective" | "reflexive" => Ok(Boundary::Reflective),
             "2" | "outflow" | "absorbing" => Ok(Boundary::Outflow),
             "3" | "periodic" => Ok(Boundary::Periodic),
@@ -72,7 +84,7 @@ impl FromStr for Limiter {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
+        match code_text(s).as_str() {
             "1" | "minmod" => Ok(Limiter::Minmod),
             "2" | "mc" => Ok(Limiter::MonotonizedCentral),
             _ => Err("expected 1 (minmod) or 2 (monotonized central)".into()),
@@ -91,11 +103,22 @@ impl fmt::Display for Limiter {
 }
 
 /// Initial condition.
+///
+/// HydroC's three test cases share a background of rho = 1, u = v = 0,
+/// E = 1e-5 and put a unit of energy (E = 1/dx^2) into one cell or, for
+/// case 2, into each cell of a column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TestCase {
-    /// HydroC's `testcase=0`: rho = 1, u = v = 0, E = 1e-5 everywhere except
-    /// the cell (nx/2, ny/2), where E = 1/dx^2.
+    /// HydroC's `testcase=0`: the blast cell is (nx/2, ny/2), the middle of
+    /// the domain.
     PointBlast,
+    /// HydroC's `testcase=1`: the blast cell is (0, 0), the lower left
+    /// corner; with reflecting walls a quarter of a blast of four units.
+    CornerBlast,
+    /// HydroC's `testcase=2` (which HydroC prints as its "SOD tube" case):
+    /// every cell of the first column, i = 0, holds a unit of energy, so a
+    /// plane blast wave runs along x from the left wall.
+    PlaneBlast,
     /// `testcase=sod`: Sod's shock tube along x (left rho = 1, p = 1; right
     /// rho = 0.125, p = 0.1), the discontinuity at the middle of the domain.
     Sod,
@@ -105,10 +128,14 @@ impl FromStr for TestCase {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
+        match code_text(s).as_str() {
             "0" | "blast" => Ok(TestCase::PointBlast),
+            "1" | "corner" => Ok(TestCase::CornerBlast),
+            "2" | "plane" => Ok(TestCase::PlaneBlast),
             "sod" => Ok(TestCase::Sod),
-            _ => Err("expected 0 (centred point blast) or sod".into()),
+            _ => Err(
+                "expected 0 (centred point blast), 1 (corner blast), 2 (plane blast) or sod".into(),
+            ),
         }
     }
 }
@@ -117,6 +144,8 @@ impl fmt::Display for TestCase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TestCase::PointBlast => write!(f, "0"),
+            TestCase::CornerBlast => write!(f, "1"),
+            TestCase::PlaneBlast => write!(f, "2"),
             TestCase::Sod => write!(f, "sod"),
         }
     }
@@ -162,6 +191,43 @@ pub enum ParamError {
     /// Parameters that parse but do not make a runnable set together.
     #[error("invalid parameters: {0}")]
     Invalid(String),
+}
+
+/// Keys of HydroC's input files (across its versions) that this solver has
+/// no use for: they are skipped with a [`ParamWarning`].
+pub const IGNORED_KEYS: [&str; 13] = [
+    "prt",
+    "tilesize",
+    "numa",
+    "morton",
+    "tasked",
+    "taskeddep",
+    "dtimage",
+    "nimage",
+    "chkpt",
+    "forcestop",
+    "forcesync",
+    "fakeread",
+    "fakereadsize",
+];
+
+/// A HydroC key that was read and skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamWarning {
+    /// 1-based line number.
+    pub line: usize,
+    /// The key, in lower case.
+    pub key: String,
+}
+
+impl fmt::Display for ParamWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "line {}: HydroC key {:?} has no use here and is ignored",
+            self.line, self.key
+        )
+    }
 }
 
 /// Every parameter of a run. [`Params::default`] gives HydroC-like defaults.
@@ -230,19 +296,55 @@ impl Default for Params {
     }
 }
 
-/// Parses `value` for `key` with `FromStr`, wrapping the failure.
+/// A number written the Fortran way (`1.`, `.5`, `1.d-3`, `2D0`) as Rust
+/// reads it (`d` exponents become `e`); other text unchanged.
+fn fortran_number(text: &str) -> String {
+    let t = text.trim();
+    let numeric = !t.is_empty()
+        && t.chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | '+' | '-' | 'e' | 'E' | 'd' | 'D'));
+    if numeric {
+        t.replace(['d', 'D'], "e")
+    } else {
+        t.to_string()
+    }
+}
+
+/// The text of an integer value: an integral number in any notation
+/// (`3`, `3.`, `3.0e0`) as plain digits; other text (words, fractions)
+/// lower-cased, for the caller to accept or reject.
+fn code_text(text: &str) -> String {
+    let t = fortran_number(text);
+    match t.parse::<f64>() {
+        Ok(v) if v.fract() == 0.0 && v.abs() < 2f64.powi(53) => format!("{v:.0}"),
+        _ => t.to_ascii_lowercase(),
+    }
+}
+
+/// Parses `value` for `key` with `FromStr`, wrapping the failure. Integers
+/// and enumerated codes go through [`code_text`] first, floats through
+/// [`fortran_number`]: one of the two leaves any valid value as it was.
 fn parse_value<T: FromStr>(key: &str, value: &str) -> Result<T, ParamError>
 where
     T::Err: fmt::Display,
 {
-    value
-        .trim()
-        .parse()
-        .map_err(|e: T::Err| ParamError::BadValue {
-            key: key.into(),
-            value: value.into(),
-            reason: e.to_string(),
-        })
+    let bad = |e: T::Err| ParamError::BadValue {
+        key: key.into(),
+        value: value.into(),
+        reason: e.to_string(),
+    };
+    match code_text(value).parse() {
+        Ok(v) => Ok(v),
+        Err(_) => fortran_number(value).parse().map_err(bad),
+    }
+}
+
+/// Strips a trailing comment (` # ...`, ` ! ...`), a trailing comma and
+/// quotes from a value.
+fn clean_value(value: &str) -> &str {
+    let value = value.split(['#', '!']).next().unwrap_or_default().trim();
+    let value = value.trim_end_matches(',').trim();
+    value.trim_matches(['\'', '"'])
 }
 
 impl Params {
@@ -272,7 +374,7 @@ impl Params {
             "smallc" => self.smallc = parse_value(key, value)?,
             "iorder" | "scheme" => {
                 let expected = if key == "iorder" { "2" } else { "muscl" };
-                if !value.trim().eq_ignore_ascii_case(expected) {
+                if code_text(value) != expected {
                     return Err(ParamError::BadValue {
                         key: key.into(),
                         value: value.into(),
@@ -285,34 +387,44 @@ impl Params {
         Ok(true)
     }
 
-    /// Applies the `key=value` lines of `text` (HydroC's input format) on top
-    /// of `self`. Does not validate; see [`Params::validate`].
-    pub fn apply_input(&mut self, text: &str) -> Result<(), ParamError> {
+    /// Applies the `key=value` lines of `text` (HydroC's input format, see
+    /// the [module documentation](self)) on top of `self`, and returns the
+    /// HydroC keys it skipped. Does not validate; see [`Params::validate`].
+    pub fn apply_input(&mut self, text: &str) -> Result<Vec<ParamWarning>, ParamError> {
+        let mut warnings = Vec::new();
         for (index, raw) in text.lines().enumerate() {
             let line = raw.trim();
             if line.is_empty() || line.starts_with(['&', '/', '#', '!']) {
                 continue;
             }
             let Some((key, value)) = line.split_once('=') else {
+                if index == 0 {
+                    continue; // the title
+                }
                 return Err(ParamError::Syntax {
                     line: index + 1,
                     text: raw.into(),
                 });
             };
             let key = key.trim().to_ascii_lowercase();
-            let value = value.trim().trim_end_matches(',');
-            if !self.set(&key, value)? {
+            if IGNORED_KEYS.contains(&key.as_str()) {
+                warnings.push(ParamWarning {
+                    line: index + 1,
+                    key,
+                });
+            } else if !self.set(&key, clean_value(value))? {
                 return Err(ParamError::UnknownKey {
                     line: index + 1,
                     key,
                 });
             }
         }
-        Ok(())
+        Ok(warnings)
     }
 
-    /// Reads an input file on top of `self`.
-    pub fn apply_file(&mut self, path: &Path) -> Result<(), ParamError> {
+    /// Reads an input file on top of `self`; returns the HydroC keys it
+    /// skipped.
+    pub fn apply_file(&mut self, path: &Path) -> Result<Vec<ParamWarning>, ParamError> {
         let text = std::fs::read_to_string(path).map_err(|source| ParamError::Io {
             path: path.into(),
             source,
@@ -320,7 +432,8 @@ impl Params {
         self.apply_input(&text)
     }
 
-    /// Parses and validates a complete input text over the defaults.
+    /// Parses and validates a complete input text over the defaults (the
+    /// skipped HydroC keys are not reported; see [`Params::apply_input`]).
     pub fn from_input(text: &str) -> Result<Params, ParamError> {
         let mut params = Params::default();
         params.apply_input(text)?;

@@ -1,5 +1,5 @@
-//! The end-of-run report: what ran, how fast, what the analyses cost and
-//! where the memory landed.
+//! The end-of-run report: what ran, what it shows physically, how fast,
+//! what the analyses cost, where the memory landed and where the files went.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -10,6 +10,7 @@ use crate::cli::TransportKind;
 use crate::driver::DriveReport;
 use crate::memory::Memory;
 use crate::outlet::ManagerReport;
+use crate::physics::Physics;
 
 /// One pool that served the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +81,10 @@ pub struct AppReport {
     pub drive: DriveReport,
     /// Where memory landed.
     pub memory: MemoryReport,
+    /// The physics of the statistics (`None` without analyses).
+    pub physics: Option<Physics>,
+    /// The directory of the analyses' files (`None` without analyses).
+    pub output: Option<PathBuf>,
 }
 
 impl AppReport {
@@ -134,6 +139,9 @@ impl fmt::Display for AppReport {
         writeln!(f, "final time       {:.6e}", self.time)?;
         if let Some(path) = &self.restarted_from {
             writeln!(f, "restarted from   {}", path.display())?;
+        }
+        if let Some(physics) = &self.physics {
+            write!(f, "{physics}")?;
         }
         writeln!(
             f,
@@ -212,6 +220,17 @@ impl fmt::Display for AppReport {
                 p.tier.to_string(),
                 p.high_water as f64 / (1 << 20) as f64,
                 p.allocations
+            )?;
+        }
+        if let (Some(dir), Some(o)) = (&self.output, &d.outlet) {
+            let frames: usize = o.rendered_steps.iter().map(Vec::len).sum();
+            writeln!(
+                f,
+                "files            {}: {frames} frames density_<step>.png, {}, {}, {}",
+                dir.display(),
+                crate::analysis::STATS_CSV,
+                crate::analysis::STATS_PNG,
+                crate::physics::SUMMARY_TXT
             )?;
         }
         Ok(())

@@ -60,9 +60,15 @@ fn bad_input_gives_typed_errors() {
         ParamError::UnknownKey { line: 2, .. }
     ));
     assert!(matches!(
-        err("nx 500\n"),
-        ParamError::Syntax { line: 1, .. }
+        err("nx=500\nnx 500\n"),
+        ParamError::Syntax { line: 2, .. }
     ));
+    assert!(matches!(
+        err("slope_type=1.5\n"),
+        ParamError::BadValue { .. }
+    ));
+    assert!(matches!(err("nx=2.5\n"), ParamError::BadValue { .. }));
+    assert!(matches!(err("testcase=3\n"), ParamError::BadValue { .. }));
     assert!(matches!(err("nx=five\n"), ParamError::BadValue { .. }));
     assert!(matches!(err("nx=-3\n"), ParamError::BadValue { .. }));
     assert!(matches!(
@@ -78,6 +84,109 @@ fn bad_input_gives_typed_errors() {
     assert!(matches!(err("boundary_left=3\n"), ParamError::Invalid(_)));
     let e = err("dx=abc\n");
     assert!(e.to_string().contains("dx"), "{e}");
+}
+
+/// A HydroC input file as HydroC's own distribution writes them: a title
+/// line, comments, keys of other HydroC versions, Fortran-style numbers.
+const HYDROC_FILE: &str = "\
+This namelist contains various input parameters for HYDRO runs
+
+&RUN
+tend=2.
+#tend=3
+# noutput=1
+nstepmax=200
+dtoutput=.05 ! every twentieth of the run
+# chkpt=1
+/
+
+&MESH
+nx=100.
+ny=80
+nxystep=16
+tilesize=60
+numa=0
+morton=0
+prt=0
+dx=1.d-2
+boundary_left=1.
+boundary_right=2
+boundary_down=1
+boundary_up=1
+testcase=1
+/
+
+&HYDRO
+courant_factor=0.8
+niter_riemann=10
+slope_type=1.
+scheme='muscl'
+/
+";
+
+#[test]
+fn reads_hydroc_files_unchanged_and_warns_of_ignored_keys() {
+    let mut p = Params::default();
+    let warnings = p.apply_input(HYDROC_FILE).unwrap();
+    p.validate().unwrap();
+    assert_eq!((p.nx, p.ny, p.nxystep, p.nstepmax), (100, 80, 16, 200));
+    assert_eq!((p.tend, p.dx, p.dtoutput), (2.0, 0.01, 0.05));
+    assert_eq!(p.slope_type, Limiter::Minmod);
+    assert_eq!(p.boundary_left, Boundary::Reflective);
+    assert_eq!(p.boundary_right, Boundary::Outflow);
+    assert_eq!(p.testcase, TestCase::CornerBlast);
+    let skipped: Vec<(usize, &str)> = warnings.iter().map(|w| (w.line, w.key.as_str())).collect();
+    assert_eq!(
+        skipped,
+        [(16, "tilesize"), (17, "numa"), (18, "morton"), (19, "prt")]
+    );
+    assert!(
+        warnings[0].to_string().contains("tilesize"),
+        "{}",
+        warnings[0]
+    );
+    // The same file through the command line.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("input.nml");
+    std::fs::write(&path, HYDROC_FILE).unwrap();
+    let cli = Cli::try_parse_from(["hydro", "-i", path.to_str().unwrap()]).unwrap();
+    assert_eq!(cli.params().unwrap(), p);
+}
+
+#[test]
+fn hydroc_test_cases_are_testcase_values() {
+    let case = |v: &str| {
+        Params::from_input(&format!("testcase={v}\n"))
+            .unwrap()
+            .testcase
+    };
+    assert_eq!(case("0"), TestCase::PointBlast);
+    assert_eq!(case("1"), TestCase::CornerBlast);
+    assert_eq!(case("2."), TestCase::PlaneBlast);
+    assert_eq!(case("sod"), TestCase::Sod);
+    let energy = |testcase: TestCase| {
+        let p = Params {
+            nx: 6,
+            ny: 4,
+            dx: 0.5,
+            testcase,
+            ..Params::default()
+        };
+        let state = hydro::init::initial_state(&p);
+        let e = state.interior(hydro::state::IP);
+        // Cells holding the blast's energy 1/dx^2 = 4, as (i, j).
+        let hot: Vec<(usize, usize)> = (0..p.ny)
+            .flat_map(|j| (0..p.nx).map(move |i| (i, j)))
+            .filter(|&(i, j)| e[j * p.nx + i] == 4.0)
+            .collect();
+        hot
+    };
+    assert_eq!(energy(TestCase::PointBlast), [(3, 2)]);
+    assert_eq!(energy(TestCase::CornerBlast), [(0, 0)]);
+    assert_eq!(
+        energy(TestCase::PlaneBlast),
+        [(0, 0), (0, 1), (0, 2), (0, 3)]
+    );
 }
 
 #[test]
@@ -118,8 +227,10 @@ fn shipped_input_file_parses() {
     let p = Params::from_input(include_str!("../inputs/blast-500.nml")).unwrap();
     assert_eq!((p.nx, p.ny, p.nstepmax), (500, 500, 100));
     let main = Params::from_input(include_str!("../inputs/main.nml")).unwrap();
-    assert_eq!((main.nx, main.ny, main.nstepmax), (500, 500, 300));
-    assert!(main.noutput > 0, "the main job runs the analyses");
+    assert_eq!((main.nx, main.ny, main.tend), (200, 200, 0.6));
+    assert!(main.dtoutput > 0.0, "the main job runs the analyses");
+    let corner = Params::from_input(include_str!("../inputs/hydroc-corner.nml")).unwrap();
+    assert_eq!(corner.testcase, TestCase::CornerBlast);
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! The work of the consumers, whatever transport feeds them: the
-//! statistics consumer (a CSV row per record, the plot at the end) and a
+//! statistics consumer (a CSV row per record) and a
 //! renderer group member (density images, VTK files); what the checkpoint
 //! archiver did.
 
@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::colormap::ColorTable;
 use super::stats::{self, StatsCsv, StatsRow};
-use super::{density_png, fields_vtk, io_error, plot, render, vtk, AnalysisOptions};
-use super::{STATS_CSV, STATS_PNG};
+use super::STATS_CSV;
+use super::{density_png, fields_vtk, io_error, render, vtk, AnalysisOptions};
 use crate::outlet::{OutletError, OutletReport};
 use crate::record::RecordView;
 
@@ -21,16 +21,14 @@ pub fn create_dir(options: &AnalysisOptions) -> Result<(), OutletError> {
     std::fs::create_dir_all(&options.dir).map_err(io_error(&options.dir))
 }
 
-/// The statistics consumer: one CSV row per record, the plot of every row
-/// at the end.
+/// The statistics consumer: one CSV row per record (plotted with the
+/// end-of-run report, [`crate::physics`]).
 #[derive(Debug)]
 pub struct StatsConsumer {
     csv: StatsCsv,
     dir: PathBuf,
-    /// Rows kept from an earlier run, then the new ones.
-    rows: Vec<StatsRow>,
-    /// Index of the first row of this run.
-    first_new: usize,
+    /// Steps of the records of this run.
+    steps: Vec<u64>,
     busy: Duration,
 }
 
@@ -60,8 +58,7 @@ impl StatsConsumer {
         Ok(StatsConsumer {
             csv,
             dir: options.dir.clone(),
-            first_new: kept.len(),
-            rows: kept,
+            steps: Vec::new(),
             busy: Duration::ZERO,
         })
     }
@@ -75,23 +72,21 @@ impl StatsConsumer {
         let row = StatsRow::of(record);
         let csv_path = self.dir.join(STATS_CSV);
         self.csv.write(&row).map_err(io_error(&csv_path))?;
-        self.rows.push(row);
+        self.steps.push(row.step);
         self.busy += start.elapsed();
         Ok(())
     }
 
-    /// Flushes the CSV and plots every row.
+    /// Flushes the CSV.
     ///
     /// # Errors
-    /// When a file cannot be written.
+    /// When the file cannot be written.
     pub fn finish(self) -> Result<StatsDone, OutletError> {
         let start = Instant::now();
         let csv_path = self.dir.join(STATS_CSV);
         self.csv.finish().map_err(io_error(&csv_path))?;
-        let plot_path = self.dir.join(STATS_PNG);
-        plot::plot_stats(&plot_path, &self.rows).map_err(io_error(&plot_path))?;
         Ok(StatsDone {
-            steps: self.rows[self.first_new..].iter().map(|r| r.step).collect(),
+            steps: self.steps,
             busy: self.busy + start.elapsed(),
         })
     }
@@ -130,7 +125,7 @@ impl Renderer {
         let step = record.meta().step;
         let png = self.dir.join(density_png(step));
         render::render_density(record, &self.table)
-            .write_png(&png)
+            .and_then(|frame| frame.write_png(&png))
             .map_err(io_error(&png))?;
         if self.vtk {
             let path = self.dir.join(fields_vtk(step));

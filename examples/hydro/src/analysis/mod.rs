@@ -5,12 +5,16 @@
 //! The consumers' work ([`consumers`]) is the same whatever feeds them:
 //! crossbeam channels ([`channels`]) or a CDO pool
 //! ([`crate::cdo_transit`]).
+//!
+//! Figures are drawn with plotters on a [`canvas::Canvas`]: the frames
+//! ([`render`]) on one fixed log density scale with a labelled colour bar,
+//! and at the end of a run the statistics plot ([`plot`], from the CSV
+//! file, with [`crate::physics`]).
 
+pub mod canvas;
 pub mod channels;
 pub mod colormap;
 pub mod consumers;
-pub mod font;
-pub mod image;
 pub mod plot;
 pub mod priority;
 pub mod render;
@@ -26,7 +30,8 @@ pub use channels::ChannelOutlet;
 
 /// Name of the statistics CSV file in the output directory.
 pub const STATS_CSV: &str = "stats.csv";
-/// Name of the statistics plot in the output directory.
+/// Name of the statistics plot in the output directory (drawn at the end
+/// of the run from the CSV file).
 pub const STATS_PNG: &str = "stats.png";
 
 /// What the analyses do and where they write.

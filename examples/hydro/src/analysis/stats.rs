@@ -1,5 +1,5 @@
-//! The statistics consumer: integrals, extrema and the blast's shock radius
-//! of every record, as CSV rows and a plot over time.
+//! The statistics consumer: integrals, extrema and the area the blast has
+//! reached, of every record, as CSV rows.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -23,10 +23,15 @@ pub struct StatsRow {
     pub min: [f64; NVAR],
     /// Maximum of each field.
     pub max: [f64; NVAR],
-    /// Distance from the blast cell's centre to the (first) density maximum;
-    /// 0 while the density is uniform.
-    pub shock_radius: f64,
+    /// Area of the cells whose energy density exceeds [`DISTURBED`] times
+    /// the record's smallest: the region a blast wave has swept (the gas
+    /// ahead of the front is at rest at the background energy).
+    pub blast_area: f64,
 }
+
+/// Energy density, as a multiple of the smallest, above which a cell counts
+/// into [`StatsRow::blast_area`].
+pub const DISTURBED: f64 = 10.0;
 
 /// Sum of a field, row by row then over rows (the order of
 /// [`State::total`](crate::State::total), so the result matches it bit for
@@ -52,18 +57,9 @@ impl StatsRow {
             (lo, hi)
         };
         let ext: [(f64, f64); NVAR] = std::array::from_fn(extrema);
+        let threshold = DISTURBED * ext[IP].0;
+        let swept = record.field(IP).iter().filter(|&&e| e > threshold).count();
         let rho = record.field(ID);
-        let argmax = rho
-            .iter()
-            .enumerate()
-            .fold(0, |best, (k, &v)| if v > rho[best] { k } else { best });
-        let (i, j) = (argmax % m.nx, argmax / m.nx);
-        let centre = |n: usize| (n / 2) as f64 + 0.5;
-        let shock_radius = if ext[ID].0 < ext[ID].1 {
-            m.dx * (i as f64 + 0.5 - centre(m.nx)).hypot(j as f64 + 0.5 - centre(m.ny))
-        } else {
-            0.0
-        };
         StatsRow {
             step: m.step,
             time: m.time,
@@ -71,7 +67,7 @@ impl StatsRow {
             energy: total(record.field(IP), m.nx) * area,
             min: ext.map(|e| e.0),
             max: ext.map(|e| e.1),
-            shock_radius,
+            blast_area: swept as f64 * area,
         }
     }
 }
@@ -93,13 +89,14 @@ impl StatsRow {
             energy: values[2],
             min: std::array::from_fn(|v| values[3 + 2 * v]),
             max: std::array::from_fn(|v| values[4 + 2 * v]),
-            shock_radius: values[3 + 2 * NVAR],
+            blast_area: values[3 + 2 * NVAR],
         })
     }
 }
 
-/// The rows of the statistics CSV at `path` up to `last_step`, to carry
-/// over into a restarted run (none when the file does not exist).
+/// The rows of the statistics CSV at `path` up to `last_step` (none when
+/// the file does not exist): those to carry over into a restarted run, or
+/// with `u64::MAX` all of them.
 pub fn rows_up_to(path: &Path, last_step: u64) -> std::io::Result<Vec<StatsRow>> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(text
@@ -131,7 +128,7 @@ impl StatsCsv {
         for name in names {
             write!(out, ",min_{name},max_{name}")?;
         }
-        writeln!(out, ",shock_radius")?;
+        writeln!(out, ",blast_area")?;
         let mut csv = StatsCsv { out };
         for row in kept {
             csv.write(row)?;
@@ -148,7 +145,7 @@ impl StatsCsv {
         for var in 0..NVAR {
             write!(self.out, ",{:e},{:e}", row.min[var], row.max[var])?;
         }
-        writeln!(self.out, ",{:e}", row.shock_radius)
+        writeln!(self.out, ",{:e}", row.blast_area)
     }
 
     /// Flushes the file.
