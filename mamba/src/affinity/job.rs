@@ -22,8 +22,9 @@ pub(crate) type Record<'r> = &'r dyn Fn(Option<&str>);
 pub(crate) struct Job {
     /// Task number.
     pub(crate) id: u64,
-    /// The domain it was sent to.
-    pub(crate) target: usize,
+    /// The domain it was sent to (32 bits keep the job, queued by value,
+    /// small).
+    pub(crate) target: u32,
     /// Whether it counts as a task in the statistics (a scope's body sent
     /// into the pool does not).
     pub(crate) counted: bool,
@@ -266,7 +267,7 @@ where
 fn assemble<T>(ticket: Ticket, (run, slot): Views<'static, T>) -> (Job, JoinHandle<T>) {
     let job = Job {
         id: ticket.id,
-        target: ticket.target,
+        target: ticket.target as u32,
         counted: ticket.counted,
         task: Some(run),
     };

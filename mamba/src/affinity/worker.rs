@@ -247,7 +247,7 @@ pub(crate) fn current_domain(shared: &Shared) -> Option<usize> {
 /// Queues a job: on the calling worker's own deque when it is a worker of
 /// the target domain, else on the domain's queue; then wakes someone.
 pub(crate) fn push(shared: &Shared, job: Job) {
-    let target = job.target;
+    let target = job.target as usize;
     let job = CURRENT.with(|c| match c.borrow().as_ref() {
         Some(ctx) if ctx.shared.id == shared.id && ctx.domain == target => {
             ctx.local.push(job);
@@ -322,7 +322,7 @@ fn run_job(shared: &Shared, index: usize, domain: usize, job: Job, origin: Origi
         task: job.id,
         worker: index,
         domain,
-        target: job.target,
+        target: job.target as usize,
         cpu,
         node,
         origin,
