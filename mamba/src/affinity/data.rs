@@ -1,8 +1,9 @@
 //! Where data lives: the NUMA node holding most of a memory range's pages.
 //!
-//! Locating pages is a `move_pages` query: one to two microseconds per
-//! spawn in the `affinity` benchmark (`spawn_near_64KiB_query_each_task`),
-//! ten times and more the cost of the spawn. So a range is queried once:
+//! Locating pages is a `move_pages` query: 2.5 to 5 microseconds per spawn
+//! in the `affinity` benchmark (`spawn_near_64KiB_query_each_task`, on a
+//! busy two-CPU machine), thirty times and more the cost of the spawn. So
+//! a range is queried once:
 //! each thread keeps the node found for a range (see
 //! [`super::forget_locations`]) and routes later spawns near the same range
 //! with it. [`Fresh`] asks the kernel every time instead; [`DataSet`] holds

@@ -353,8 +353,8 @@ impl AffinityPool {
     /// Runs `f` on the domain holding most pages of `data` (a
     /// [`crate::locate`] query, sampled on long ranges as
     /// [`super::DataRange::sample`]); data without pages goes to the domains
-    /// in turn. The query costs one to two microseconds, ten times and more
-    /// the spawn, so a range's node is kept per thread and later spawns near
+    /// in turn. The query costs microseconds, thirty times and more the
+    /// spawn (see [`super::data`]), so a range's node is kept per thread and later spawns near
     /// the same range route without a query (see
     /// [`super::forget_locations`]); [`super::Fresh`] queries every time,
     /// and a [`DataSet`] ([`AffinityPool::locate`]) holds one answer
