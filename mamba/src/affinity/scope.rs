@@ -257,3 +257,98 @@ impl AffinityPool {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::affinity::{current_worker, AffinityError, AffinityPool, Locality};
+    use crate::Config;
+
+    /// Four simulated NUMA nodes with two CPUs each: four domains.
+    fn four_domains() -> AffinityPool {
+        let config = Config {
+            synthetic: Some("pack:2 numa:2 core:2 pu:1".into()),
+            gpu: false,
+            ..Config::default()
+        };
+        AffinityPool::builder()
+            .record_executions(true)
+            .build(&Locality::load(&config).unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn a_body_from_outside_runs_on_a_worker_and_is_not_a_task() {
+        let pool = four_domains();
+        assert_eq!(pool.domains().len(), 4);
+        let (body_worker, values) = pool
+            .scope(|s| {
+                let handles: Vec<_> = (0..8u32).map(|i| s.spawn(move || i * 2)).collect();
+                let values: Vec<u32> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+                (current_worker(), values)
+            })
+            .unwrap();
+        assert!(body_worker.is_some(), "the body runs on a worker");
+        assert_eq!(values, (0..8).map(|i| i * 2).collect::<Vec<_>>());
+        // Eight tasks ran, the body is not among them.
+        assert_eq!(pool.stats().executed, 8);
+        let executions = pool.executions();
+        assert_eq!(executions.len(), 8);
+        // Spawns without a location from outside went to the domains in
+        // turn, two each, whichever worker ran the body.
+        let mut per_domain = [0; 4];
+        for e in &executions {
+            per_domain[e.target] += 1;
+        }
+        assert_eq!(per_domain, [2; 4]);
+    }
+
+    #[test]
+    fn a_body_from_a_task_runs_in_place_on_its_domain() {
+        let pool = four_domains();
+        let (outer, inner) = pool
+            .scope(|outside| {
+                outside
+                    .spawn_in_domain(2, || {
+                        let me = current_worker().unwrap();
+                        let targets = pool.scope(|s| {
+                            assert_eq!(current_worker(), Some(me));
+                            let handles: Vec<_> = (0..4).map(|_| s.spawn(|| ())).collect();
+                            handles.iter().map(|h| h.target()).collect::<Vec<_>>()
+                        });
+                        (me, targets.unwrap())
+                    })
+                    .unwrap()
+                    .join()
+                    .unwrap()
+            })
+            .unwrap();
+        assert_eq!(outer.domain, 2);
+        assert_eq!(inner, vec![2; 4]);
+    }
+
+    #[test]
+    fn a_panicking_body_panics_the_caller_after_its_tasks() {
+        let pool = four_domains();
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.scope(|s| {
+                for _ in 0..4 {
+                    s.spawn(|| done.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+                }
+                panic!("body failed");
+            })
+        }));
+        let payload = caught.expect_err("the body's panic reaches the caller");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"body failed"));
+        assert_eq!(done.load(std::sync::atomic::Ordering::SeqCst), 4);
+        // A task's panic is the scope's error.
+        match pool.scope(|s| {
+            s.spawn(|| panic!("task failed"));
+        }) {
+            Err(AffinityError::ScopePanicked { count: 1, first }) => {
+                assert_eq!(first, "task failed")
+            }
+            other => panic!("expected the task's panic, got {other:?}"),
+        }
+    }
+}
