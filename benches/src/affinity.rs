@@ -2,19 +2,21 @@
 //!
 //! * STREAM triad `a = b + s * c` over three f64 arrays in mamba DRAM, cut
 //!   into chunks; ours sends each chunk to the domain holding its pages
-//!   (`spawn_near`, workers pinned), rayon runs the same chunks unpinned
-//!   (scope spawns, and `par_chunks`). Ours also with the chunks' domains
-//!   located once before timing (`prerouted`). GB/s counts 24 bytes per
-//!   element.
+//!   (`spawn_near`, workers pinned; each chunk's node is queried on its
+//!   first pass and cached per thread afterwards), rayon runs the same
+//!   chunks unpinned (scope spawns, and `par_chunks`). Ours also with the
+//!   chunks' domains located once before timing (`prerouted`). GB/s counts
+//!   24 bytes per element.
 //! * Spawn overhead, ns per task, all against rayon's scope spawning the
 //!   same empty tasks: ours through a scope; ours through `spawn_near` a
-//!   64 KiB buffer located once per sample (`AffinityPool::locate`, inside
-//!   the timed region: route once per data set); and ours through
-//!   `spawn_near` the buffer itself, a page-location query per task (what
-//!   locating costs).
+//!   64 KiB buffer whose cached location is forgotten at the start of each
+//!   sample (`forget_locations`, inside the timed region: one page query
+//!   per sample, the route cached for the other tasks); and ours through
+//!   `spawn_near` the buffer wrapped in `Fresh`, a page-location query per
+//!   task (what locating costs).
 
 use crate::{interleaved_medians, Better, Row};
-use mamba::affinity::{AffinityPool, DataRange, Locality};
+use mamba::affinity::{forget_locations, AffinityPool, DataRange, Fresh, Locality};
 use mamba::{Allocation, Config, Mamba, Policy, Tier};
 use rayon::prelude::*;
 use std::hint::black_box;
@@ -239,11 +241,11 @@ fn spawn_overhead(pool: &AffinityPool, sizes: Sizes) -> Vec<Row> {
     let buffer = vec![1u8; 1 << 16];
     let ours_near = || {
         let start = Instant::now();
-        let near = pool.locate(&buffer[..]).expect("pages located");
+        forget_locations();
         pool.scope(|s| {
             for i in 0..n {
-                s.spawn_near(&near, move || black_box(i))
-                    .expect("a located data set");
+                s.spawn_near(&buffer[..], move || black_box(i))
+                    .expect("pages located");
             }
         })
         .expect("no task panics");
@@ -251,9 +253,10 @@ fn spawn_overhead(pool: &AffinityPool, sizes: Sizes) -> Vec<Row> {
     };
     let ours_query = || {
         let start = Instant::now();
+        let fresh = Fresh(&buffer[..]);
         pool.scope(|s| {
             for i in 0..n {
-                s.spawn_near(&buffer[..], move || black_box(i))
+                s.spawn_near(&fresh, move || black_box(i))
                     .expect("pages located");
             }
         })

@@ -268,6 +268,10 @@ pub fn bind_range(
             flags,
         )
     };
+    if migrate {
+        // Some pages may have moved even when the call failed.
+        crate::affinity::forget_locations();
+    }
     if rc != 0 {
         return Err(Error::last_os("mbind"));
     }
@@ -309,6 +313,10 @@ pub fn nodes_of_pages(pages: &[usize], target: Option<u32>) -> Result<Vec<i32>> 
             MPOL_MF_MOVE as libc::c_int,
         )
     };
+    if target.is_some() {
+        // Some pages may have moved even when the call failed.
+        crate::affinity::forget_locations();
+    }
     if rc < 0 {
         return Err(Error::last_os("move_pages"));
     }

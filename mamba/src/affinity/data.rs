@@ -1,10 +1,15 @@
 //! Where data lives: the NUMA node holding most of a memory range's pages.
 //!
-//! Locating pages is a `move_pages` query: one to two microseconds per
-//! spawn in the `affinity` benchmark (`spawn_near_64KiB_query_each_task`),
-//! ten times and more the cost of the spawn. [`DataSet`] locates data once and lets every
-//! spawn near it reuse the answer until [`DataSet::refresh`] asks again.
+//! Locating pages is a `move_pages` query: 2.5 to 5 microseconds per spawn
+//! in the `affinity` benchmark (`spawn_near_64KiB_query_each_task`, on a
+//! busy two-CPU machine), thirty times and more the cost of the spawn. So
+//! a range is queried once:
+//! each thread keeps the node found for a range (see
+//! [`super::forget_locations`]) and routes later spawns near the same range
+//! with it. [`Fresh`] asks the kernel every time instead; [`DataSet`] holds
+//! one answer explicitly until [`DataSet::refresh`] asks again.
 
+use super::cache;
 use super::error::Result;
 use super::locality::Locality;
 use crate::allocation::Allocation;
@@ -18,6 +23,29 @@ pub trait DataLocation {
     /// # Errors
     /// When the kernel refuses the page query.
     fn data_node(&self, locality: &Locality) -> Result<Option<u32>>;
+
+    /// [`DataLocation::data_node`] from a page query, not from a location
+    /// cached by an earlier one (the query refreshes the cache). By default
+    /// the same as `data_node`, for data that caches nothing.
+    ///
+    /// # Errors
+    /// When the kernel refuses the page query.
+    fn fresh_data_node(&self, locality: &Locality) -> Result<Option<u32>> {
+        self.data_node(locality)
+    }
+}
+
+/// Data whose pages are queried on every spawn near it, bypassing the
+/// locations cached per thread: for pages that move behind mamba's back
+/// often. It costs a `move_pages` query per spawn (measured by the
+/// `affinity` benchmark's `spawn_near_64KiB_query_each_task`).
+#[derive(Debug, Clone, Copy)]
+pub struct Fresh<'a, D: ?Sized>(pub &'a D);
+
+impl<D: DataLocation + ?Sized> DataLocation for Fresh<'_, D> {
+    fn data_node(&self, locality: &Locality) -> Result<Option<u32>> {
+        self.0.fresh_data_node(locality)
+    }
 }
 
 /// A range of this process's memory.
@@ -68,6 +96,18 @@ impl DataRange {
             .collect();
         Ok(crate::placement::locate_pages(&sampled)?)
     }
+
+    /// The majority node of its pages by a query, kept in this thread's
+    /// cache (or dropped from it when there is none).
+    fn query_node(&self) -> Result<Option<u32>> {
+        if self.len == 0 {
+            return Ok(None);
+        }
+        let epoch = cache::epoch();
+        let node = self.sample()?.majority_node();
+        cache::store(self.addr, self.len, epoch, node);
+        Ok(node)
+    }
 }
 
 impl DataLocation for DataRange {
@@ -75,17 +115,30 @@ impl DataLocation for DataRange {
     /// machine's numbering — also on a simulated topology, whose nodes are
     /// all backed by this machine's memory: there, locate an
     /// [`Allocation`] instead, whose space names its simulated node.
+    ///
+    /// The node found for the same range by an earlier call on this thread
+    /// is reused without a query until [`super::forget_locations`] (which
+    /// [`crate::Mamba::move_pages`] calls); a range without pages is asked
+    /// again each time.
     fn data_node(&self, _locality: &Locality) -> Result<Option<u32>> {
-        if self.len == 0 {
-            return Ok(None);
+        match cache::lookup(self.addr, self.len) {
+            Some(node) => Ok(Some(node)),
+            None => self.query_node(),
         }
-        Ok(self.sample()?.majority_node())
+    }
+
+    fn fresh_data_node(&self, _locality: &Locality) -> Result<Option<u32>> {
+        self.query_node()
     }
 }
 
 impl<T> DataLocation for [T] {
     fn data_node(&self, locality: &Locality) -> Result<Option<u32>> {
         DataRange::of(self).data_node(locality)
+    }
+
+    fn fresh_data_node(&self, locality: &Locality) -> Result<Option<u32>> {
+        DataRange::of(self).fresh_data_node(locality)
     }
 }
 
@@ -97,12 +150,27 @@ impl DataLocation for Allocation<'_> {
     /// of the space holding it (after [`crate::Mamba::move_pages`], the
     /// target's).
     fn data_node(&self, locality: &Locality) -> Result<Option<u32>> {
+        self.node_by(locality, DataRange::data_node)
+    }
+
+    fn fresh_data_node(&self, locality: &Locality) -> Result<Option<u32>> {
+        self.node_by(locality, DataRange::fresh_data_node)
+    }
+}
+
+impl Allocation<'_> {
+    /// [`DataLocation::data_node`] with `pages` locating its range.
+    fn node_by(
+        &self,
+        locality: &Locality,
+        pages: fn(&DataRange, &Locality) -> Result<Option<u32>>,
+    ) -> Result<Option<u32>> {
         let space_node = self.resident_space().numa_node;
         if !locality.is_real() || self.as_ptr().is_err() {
             return Ok(space_node);
         }
-        let pages = DataRange::new(self.addr(), self.len()).data_node(locality)?;
-        Ok(pages.or(space_node))
+        let found = pages(&DataRange::new(self.addr(), self.len()), locality)?;
+        Ok(found.or(space_node))
     }
 }
 
@@ -112,7 +180,10 @@ impl DataLocation for Allocation<'_> {
 /// answer, not the data. Pages move only when something moves them
 /// ([`crate::Mamba::move_pages`], the kernel's NUMA balancing, the first
 /// touch of pages not there yet): call [`DataSet::refresh`] after that.
-/// Spawning near the data itself queries every time.
+/// Spawning near a range itself also queries once per thread and then
+/// reuses the answer (see [`DataRange`]'s `data_node`); a data set makes
+/// the answer explicit, shares it between threads and survives
+/// [`super::forget_locations`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DataSet {
     node: Option<u32>,
@@ -152,5 +223,82 @@ impl DataLocation for DataSet {
     /// The node found by the last query: no query here.
     fn data_node(&self, _locality: &Locality) -> Result<Option<u32>> {
         Ok(self.node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::affinity::{forget_locations, AffinityPool};
+    use crate::Config;
+
+    fn here() -> Locality {
+        Locality::load(&Config::default()).unwrap()
+    }
+
+    #[test]
+    fn a_range_is_routed_to_the_node_of_its_pages() {
+        let locality = here();
+        let pool = AffinityPool::builder()
+            .workers_per_domain(1)
+            .build(&locality)
+            .unwrap();
+        let v = vec![7u64; 1 << 14];
+        let range = DataRange::of(&v[..]);
+        let node = crate::locate(range.addr, range.len)
+            .unwrap()
+            .majority_node();
+        assert!(node.is_some(), "touched pages are on a node");
+        // Found by a query, then from the cache: the same node either way.
+        assert_eq!(range.data_node(&locality).unwrap(), node);
+        assert_eq!(range.data_node(&locality).unwrap(), node);
+        assert_eq!(Fresh(&range).data_node(&locality).unwrap(), node);
+        let route = pool.route_for(&v[..]).unwrap();
+        assert_eq!(route.node, node);
+        assert_eq!(route.domain, pool.domain_of(node.unwrap()).unwrap().index);
+    }
+
+    #[test]
+    fn the_cache_answers_until_a_fresh_query_or_forgetting() {
+        let locality = here();
+        let v = vec![1u8; 1 << 16];
+        let range = DataRange::of(&v[..]);
+        let real = range.fresh_data_node(&locality).unwrap();
+        assert!(real.is_some());
+        // A node no query would give: only the cache can answer it.
+        let planted = Some(9999);
+        let answered = cache::undisturbed(|| {
+            cache::store(range.addr, range.len, cache::epoch(), planted);
+            (
+                range.data_node(&locality).unwrap(),
+                v[..].data_node(&locality).unwrap(),
+            )
+        });
+        assert_eq!(answered, (planted, planted));
+        // A fresh query asks the kernel and replaces the cached answer.
+        let fresh = cache::undisturbed(|| {
+            cache::store(range.addr, range.len, cache::epoch(), planted);
+            let fresh = Fresh(&v[..]).data_node(&locality).unwrap();
+            (fresh, cache::lookup(range.addr, range.len))
+        });
+        assert_eq!(fresh, (real, real));
+        // Forgetting makes the next spawn near the range query again.
+        cache::store(range.addr, range.len, cache::epoch(), planted);
+        forget_locations();
+        assert_eq!(cache::lookup(range.addr, range.len), None);
+        assert_eq!(range.data_node(&locality).unwrap(), real);
+    }
+
+    #[test]
+    fn moving_pages_forgets_cached_locations() {
+        let page = crate::page_size();
+        let v = vec![3u8; 4 * page];
+        let addr = (v.as_ptr() as usize).next_multiple_of(page);
+        let node = crate::sys::page_nodes(addr, page, None).unwrap()[0];
+        assert!(node >= 0, "a touched page is on a node");
+        let before = cache::epoch();
+        // Moved where it already is: still a page move for the cache.
+        crate::sys::page_nodes(addr, page, Some(node as u32)).unwrap();
+        assert!(cache::epoch() > before);
     }
 }

@@ -22,8 +22,12 @@ pub(crate) type Record<'r> = &'r dyn Fn(Option<&str>);
 pub(crate) struct Job {
     /// Task number.
     pub(crate) id: u64,
-    /// The domain it was sent to.
-    pub(crate) target: usize,
+    /// The domain it was sent to (32 bits keep the job, queued by value,
+    /// small).
+    pub(crate) target: u32,
+    /// Whether it counts as a task in the statistics (a scope's body sent
+    /// into the pool does not).
+    pub(crate) counted: bool,
     /// The task; taken by [`Job::run`], else by the drop.
     task: Option<Arc<dyn Run>>,
 }
@@ -119,17 +123,9 @@ impl<T> Slot<T> {
         }
     }
 
-    /// The outcome if delivered (or lost), without waiting.
-    fn try_take(&self) -> Option<Result<Outcome<T>>> {
-        let mut state = self.lock();
-        match std::mem::replace(&mut *state, State::Pending { waiter: None }) {
-            State::Done(o) => Some(Ok(o)),
-            State::Lost => Some(Err(AffinityError::TaskLost)),
-            pending => {
-                *state = pending;
-                None
-            }
-        }
+    /// Whether the outcome was delivered (or the task lost).
+    fn is_settled(&self) -> bool {
+        !matches!(*self.lock(), State::Pending { .. })
     }
 
     fn take(&self) -> Result<Outcome<T>> {
@@ -247,6 +243,8 @@ pub(crate) struct Ticket {
     pub(crate) id: u64,
     /// The domain it goes to.
     pub(crate) target: usize,
+    /// Whether it counts as a task (see [`Job::counted`]).
+    pub(crate) counted: bool,
 }
 
 type Views<'a, T> = (Arc<dyn Run + 'a>, Arc<dyn Deliver<T> + 'a>);
@@ -269,7 +267,8 @@ where
 fn assemble<T>(ticket: Ticket, (run, slot): Views<'static, T>) -> (Job, JoinHandle<T>) {
     let job = Job {
         id: ticket.id,
-        target: ticket.target,
+        target: ticket.target as u32,
+        counted: ticket.counted,
         task: Some(run),
     };
     let handle = JoinHandle {
@@ -358,21 +357,14 @@ impl<T> JoinHandle<T> {
 
     /// Whether the task has finished.
     pub fn is_finished(&self) -> bool {
-        !matches!(*self.slot.slot().lock(), State::Pending { .. })
+        self.slot.slot().is_settled()
     }
 
     fn wait(self) -> Result<Outcome<T>> {
         let slot = self.slot.slot();
         if worker::is_worker_of(self.pool) {
             // A worker waiting must keep the pool running: help meanwhile.
-            loop {
-                if let Some(outcome) = slot.try_take() {
-                    return outcome;
-                }
-                if !worker::help_once(self.pool) {
-                    std::thread::yield_now();
-                }
-            }
+            worker::help_until(self.pool, || slot.is_settled());
         }
         slot.take()
     }

@@ -9,7 +9,7 @@
 //! | [`locality`] | nodes, packages, distances, the CPUs nearest any space |
 //! | [`domain`] | worker domains, node-to-domain mapping, steal order, routing |
 //! | [`bind`] | pinning threads, verified, restored on drop |
-//! | [`data`] | the node holding a range's or an allocation's pages; data sets located once |
+//! | [`data`] | the node holding a range's or an allocation's pages, cached per thread; data sets located once |
 //! | [`pool`] | the worker pool: spawn near data, on a node, in a domain |
 //! | [`scope`] | tasks borrowing from the caller |
 //! | [`job`] | join handles: the task's value or its panic |
@@ -41,6 +41,7 @@
 //! ```
 
 pub mod bind;
+mod cache;
 pub mod cpuset;
 pub mod data;
 pub mod decide;
@@ -56,8 +57,9 @@ pub mod stats;
 mod worker;
 
 pub use bind::{current_cpu, thread_affinity, BindGuard, PinnedThread};
+pub use cache::forget_locations;
 pub use cpuset::{CpuSet, NodeSet};
-pub use data::{DataLocation, DataRange, DataSet, SAMPLED_PAGES};
+pub use data::{DataLocation, DataRange, DataSet, Fresh, SAMPLED_PAGES};
 pub use decide::{Action, Backlog, Decision, Footprint, MigrationPolicy};
 pub use domain::{Domain, Domains, Level, Membership, Route, RouteReason};
 pub use error::{AffinityError, Result};

@@ -106,6 +106,7 @@ impl PoolBuilder {
                 members[domain.index].push(metas.len());
                 metas.push(WorkerMeta {
                     domain: domain.index,
+                    only_cpu: bound.first().filter(|_| bound.len() == 1),
                     cpus: bound,
                     stealer: local.stealer(),
                 });
@@ -125,7 +126,6 @@ impl PoolBuilder {
             shutdown: AtomicBool::new(false),
             next_task: Default::default(),
             log: self.record.then(|| Mutex::new(Vec::new())),
-            scopes: Default::default(),
         });
         let mut pool = AffinityPool {
             shared: Arc::clone(&shared),
@@ -243,9 +243,15 @@ impl AffinityPool {
     /// The domain for the calling thread's spawns without a location: its
     /// own when it is a worker, else the next one in turn.
     pub(crate) fn default_domain(&self) -> usize {
-        worker::current_domain(&self.shared).unwrap_or_else(|| {
-            self.round_robin.fetch_add(1, Ordering::Relaxed) % self.shared.domains.len()
-        })
+        worker::current_domain(&self.shared).unwrap_or_else(|| self.next_domain())
+    }
+
+    /// The next domain in turn.
+    pub(crate) fn next_domain(&self) -> usize {
+        match self.shared.domains.len() {
+            1 => 0,
+            n => self.round_robin.fetch_add(1, Ordering::Relaxed) % n,
+        }
     }
 
     /// Where [`AffinityPool::spawn_near`] would send a task using `data`.
@@ -286,7 +292,19 @@ impl AffinityPool {
             pool: self.shared.id,
             id: self.shared.next_task.fetch_add(1, Ordering::Relaxed),
             target: domain,
+            counted: true,
         })
+    }
+
+    /// A ticket for a scope's body sent to `domain` (an index of the pool's):
+    /// no task number, not counted in the statistics.
+    pub(crate) fn body_ticket(&self, domain: usize) -> Ticket {
+        Ticket {
+            pool: self.shared.id,
+            id: u64::MAX,
+            target: domain,
+            counted: false,
+        }
     }
 
     /// Queues a job on its domain and wakes a worker for it.
@@ -335,9 +353,12 @@ impl AffinityPool {
     /// Runs `f` on the domain holding most pages of `data` (a
     /// [`crate::locate`] query, sampled on long ranges as
     /// [`super::DataRange::sample`]); data without pages goes to the domains
-    /// in turn. The query costs one to two microseconds, ten times and more
-    /// the spawn: for many tasks near the same data, locate it once
-    /// ([`AffinityPool::locate`]) and spawn near the [`DataSet`].
+    /// in turn. The query costs microseconds, thirty times and more the
+    /// spawn (see [`super::data`]), so a range's node is kept per thread and later spawns near
+    /// the same range route without a query (see
+    /// [`super::forget_locations`]); [`super::Fresh`] queries every time,
+    /// and a [`DataSet`] ([`AffinityPool::locate`]) holds one answer
+    /// explicitly.
     ///
     /// # Errors
     /// When the pages cannot be located.

@@ -27,6 +27,8 @@ pub(crate) struct WorkerMeta {
     pub(crate) domain: usize,
     /// The CPUs it is bound to (empty when unpinned).
     pub(crate) cpus: CpuSet,
+    /// The CPU it is bound to, when that is one.
+    pub(crate) only_cpu: Option<u32>,
     /// Where to steal from it.
     pub(crate) stealer: Stealer<Job>,
 }
@@ -39,11 +41,25 @@ pub(crate) struct WorkerMeta {
 /// the sleeper finds the job. Workers idle but awake count as searching:
 /// they will find new work without being woken; a worker running tasks one
 /// after the other touches none of these counters.
+///
+/// A spawner that wakes a sleeper takes it off the counts itself and
+/// leaves a wake token: the spawns that follow, before the sleeper is up,
+/// see one sleeper fewer instead of each waking it again (a futex call
+/// per spawn).
 pub(crate) struct Sleep {
     sleepers: AtomicUsize,
     searching: Vec<CachePadded<AtomicUsize>>,
-    per_domain: Mutex<Vec<usize>>,
+    per_domain: Mutex<Vec<Sleepers>>,
     wake: Vec<Condvar>,
+}
+
+/// The sleepers of one domain.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sleepers {
+    /// Asleep and not yet called.
+    asleep: usize,
+    /// Called and not yet up: each sleeper that wakes takes one.
+    tokens: usize,
 }
 
 impl Sleep {
@@ -51,7 +67,7 @@ impl Sleep {
         Sleep {
             sleepers: AtomicUsize::new(0),
             searching: (0..domains).map(|_| Default::default()).collect(),
-            per_domain: Mutex::new(vec![0; domains]),
+            per_domain: Mutex::new(vec![Sleepers::default(); domains]),
             wake: (0..domains).map(|_| Condvar::new()).collect(),
         }
     }
@@ -76,18 +92,36 @@ impl Sleep {
             .per_domain
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        counts[domain] += 1;
+        counts[domain].asleep += 1;
         self.sleepers.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         let found = search();
-        if found.is_none() && !shutdown.load(Ordering::SeqCst) {
-            counts = self.wake[domain]
-                .wait(counts)
-                .unwrap_or_else(PoisonError::into_inner);
+        if found.is_none() {
+            loop {
+                if shutdown.load(Ordering::SeqCst) {
+                    break;
+                }
+                counts = self.wake[domain]
+                    .wait(counts)
+                    .unwrap_or_else(PoisonError::into_inner);
+                if counts[domain].tokens > 0 {
+                    // Called: the caller took this sleeper off the counts.
+                    counts[domain].tokens -= 1;
+                    return None;
+                }
+            }
         }
-        counts[domain] -= 1;
+        counts[domain].asleep -= 1;
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
         found
+    }
+
+    /// Calls one sleeper of `domain` (there is one).
+    fn call(&self, counts: &mut [Sleepers], domain: usize) {
+        counts[domain].asleep -= 1;
+        counts[domain].tokens += 1;
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        self.wake[domain].notify_one();
     }
 
     /// New work for `domain` (already queued): nothing to do when one of
@@ -101,19 +135,19 @@ impl Sleep {
         {
             return;
         }
-        let counts = self
+        let mut counts = self
             .per_domain
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if counts[domain] > 0 {
-            self.wake[domain].notify_one();
+        if counts[domain].asleep > 0 {
+            self.call(&mut counts, domain);
             return;
         }
         if self.searching.iter().any(|s| s.load(Ordering::SeqCst) > 0) {
             return;
         }
-        if let Some(&d) = order.iter().find(|&&d| counts[d] > 0) {
-            self.wake[d].notify_one();
+        if let Some(&d) = order.iter().find(|&&d| counts[d].asleep > 0) {
+            self.call(&mut counts, d);
         }
     }
 
@@ -148,35 +182,6 @@ pub(crate) struct Shared {
     /// Task numbers; written by spawners only, on a line of its own.
     pub(crate) next_task: CachePadded<AtomicU64>,
     pub(crate) log: Option<Mutex<Vec<Execution>>>,
-    /// Where callers outside the pool wait for their scopes' last tasks.
-    pub(crate) scopes: ScopeWake,
-}
-
-/// A wake-up for threads outside the pool waiting for scopes: the pool
-/// outlives its scopes' tasks, so a task's last step may use it after its
-/// scope has gone.
-#[derive(Default)]
-pub(crate) struct ScopeWake {
-    lock: Mutex<()>,
-    done: Condvar,
-}
-
-impl ScopeWake {
-    /// Waits until `finished` holds; it is checked under the lock, and
-    /// whoever makes it true calls [`ScopeWake::notify`] afterwards.
-    pub(crate) fn wait_until(&self, finished: impl Fn() -> bool) {
-        let guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let _guard = self
-            .done
-            .wait_while(guard, |()| !finished())
-            .unwrap_or_else(PoisonError::into_inner);
-    }
-
-    /// Wakes the waiters to check again.
-    pub(crate) fn notify(&self) {
-        let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        self.done.notify_all();
-    }
 }
 
 /// [`Locality::node_of_cpu`] for every CPU of `locality`, by CPU number.
@@ -242,7 +247,7 @@ pub(crate) fn current_domain(shared: &Shared) -> Option<usize> {
 /// Queues a job: on the calling worker's own deque when it is a worker of
 /// the target domain, else on the domain's queue; then wakes someone.
 pub(crate) fn push(shared: &Shared, job: Job) {
-    let target = job.target;
+    let target = job.target as usize;
     let job = CURRENT.with(|c| match c.borrow().as_ref() {
         Some(ctx) if ctx.shared.id == shared.id && ctx.domain == target => {
             ctx.local.push(job);
@@ -305,7 +310,9 @@ fn find_job(ctx: &Ctx, remote: bool) -> Option<(Job, Origin)> {
 }
 
 fn run_job(shared: &Shared, index: usize, domain: usize, job: Job, origin: Origin) {
-    let cpu = bind::current_cpu();
+    // A worker bound to one CPU (verified when it started) runs there: no
+    // system call per task to ask.
+    let cpu = shared.workers[index].only_cpu.or_else(bind::current_cpu);
     let node = if shared.domains.locality().is_real() {
         cpu.and_then(|c| shared.cpu_nodes.get(c as usize).copied().flatten())
     } else {
@@ -315,12 +322,16 @@ fn run_job(shared: &Shared, index: usize, domain: usize, job: Job, origin: Origi
         task: job.id,
         worker: index,
         domain,
-        target: job.target,
+        target: job.target as usize,
         cpu,
         node,
         origin,
     };
+    let counted = job.counted;
     let record = |panic: Option<&str>| {
+        if !counted {
+            return;
+        }
         shared.counters[index].record(&execution, panic.is_some());
         if let Some(log) = &shared.log {
             log.lock()
@@ -332,15 +343,15 @@ fn run_job(shared: &Shared, index: usize, domain: usize, job: Job, origin: Origi
 }
 
 /// Runs one job of pool `pool` on the calling worker (one waiting for a
-/// task or a scope); false when it is not a worker of this pool or found
-/// nothing.
-pub(crate) fn help_once(pool: u64) -> bool {
+/// task or a scope), from other domains too with `remote`; false when it
+/// is not a worker of this pool or found nothing.
+fn help_once(pool: u64, remote: bool) -> bool {
     CURRENT.with(|c| {
         let ctx = c.borrow();
         let Some(ctx) = ctx.as_ref().filter(|ctx| ctx.shared.id == pool) else {
             return false;
         };
-        match find_job(ctx, true) {
+        match find_job(ctx, remote) {
             Some((job, origin)) => {
                 // The job may use `CURRENT` too: only shared borrows nest.
                 run_job(&ctx.shared, ctx.index, ctx.domain, job, origin);
@@ -349,6 +360,23 @@ pub(crate) fn help_once(pool: u64) -> bool {
             None => false,
         }
     })
+}
+
+/// Runs jobs of pool `pool` on the calling worker until `finished` holds
+/// (a scope waiting for its tasks); yields when it finds none. It helps
+/// other domains only after [`REMOTE_AFTER`] empty rounds, as an idle
+/// worker does, so that the tasks it waits for run in their own domains
+/// first.
+pub(crate) fn help_until(pool: u64, finished: impl Fn() -> bool) {
+    let mut idle_rounds = 0;
+    while !finished() {
+        if help_once(pool, idle_rounds >= REMOTE_AFTER) {
+            idle_rounds = 0;
+        } else {
+            idle_rounds += 1;
+            std::thread::yield_now();
+        }
+    }
 }
 
 /// A job for the calling thread when it is a worker of this pool.
