@@ -162,7 +162,9 @@ impl Mamba {
     }
 
     /// Moves the pages of `a` to the NUMA node of `target` in place (the
-    /// address does not change), charging them to `target`'s capacity. On a
+    /// address does not change), charging them to `target`'s capacity; the
+    /// origin space no longer counts them against its own
+    /// ([`PoolStats::moved_out`](crate::PoolStats::moved_out)). On a
     /// simulated topology only the accounting moves. The pages go back to
     /// the origin space's policy when the allocation is freed.
     ///

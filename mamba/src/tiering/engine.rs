@@ -17,6 +17,14 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError, Weak};
 use std::time::{Duration, Instant};
 
+/// Heat halves every this long (checked at each pass), so that it counts
+/// recent accesses whatever the interval between passes.
+pub(super) const HEAT_HALF_LIFE: Duration = Duration::from_secs(1);
+
+/// Accesses (decayed) that make data worth promoting: two accesses within
+/// about a half-life; data read once, a cold scan, stays where it is.
+pub(super) const PROMOTE_HEAT: u64 = 2;
+
 /// Largest bounce buffer of a copy between two spaces the CPU cannot both
 /// address.
 const BOUNCE: usize = 4 << 20;
@@ -60,7 +68,7 @@ pub(super) struct Entry {
     pub(super) len: usize,
     /// Alignment asked for every block it lives in.
     pub(super) align: usize,
-    /// Accesses, halved after every pass.
+    /// Accesses, halved every [`HEAT_HALF_LIFE`].
     heat: AtomicU64,
     /// Stamp of the last access (a counter of the registry).
     last: AtomicU64,
@@ -78,6 +86,8 @@ pub(crate) struct Tiering {
     pass: Mutex<()>,
     totals: Mutex<Totals>,
     clock: AtomicU64,
+    /// When heat was last halved.
+    decayed_at: Mutex<Instant>,
     /// Whether a mover was asked to run a pass early.
     pending: Mutex<bool>,
     wake: Condvar,
@@ -131,6 +141,7 @@ impl Tiering {
             pass: Mutex::new(()),
             totals: Mutex::new(Totals::default()),
             clock: AtomicU64::new(0),
+            decayed_at: Mutex::new(Instant::now()),
             pending: Mutex::new(false),
             wake: Condvar::new(),
         }
@@ -264,13 +275,26 @@ impl Tiering {
         seen.sort_by_key(Seen::coldness);
         self.demote_overfull(&mut seen, &mut report);
         self.promote_hot(&mut seen, &mut report);
-        for entry in &live {
-            // Halving never fails: the closure always returns Some.
-            let _ = entry.heat.fetch_update(Relaxed, Relaxed, |h| Some(h / 2));
-        }
+        self.decay(&live);
         report.time = start.elapsed();
         lock(&self.totals).add_time(report.time, true);
         report
+    }
+
+    /// Halves the heat of every entry once per [`HEAT_HALF_LIFE`] gone by.
+    fn decay(&self, live: &[Arc<Entry>]) {
+        let mut at = lock(&self.decayed_at);
+        let halvings = (at.elapsed().as_nanos() / HEAT_HALF_LIFE.as_nanos()) as u32;
+        if halvings == 0 {
+            return;
+        }
+        *at += HEAT_HALF_LIFE * halvings;
+        for entry in live {
+            // Halving never fails: the closure always returns Some.
+            let _ = entry.heat.fetch_update(Relaxed, Relaxed, |h| {
+                Some(h.checked_shr(halvings).unwrap_or(0))
+            });
+        }
     }
 
     /// The levels present, fastest first, with the slots of each.
@@ -336,12 +360,12 @@ impl Tiering {
         false
     }
 
-    /// Promotes data touched since the last pass (and not moved by this
-    /// one), hottest first, to the fastest space with room under its low
+    /// Promotes hot data ([`PROMOTE_HEAT`], not moved by this pass),
+    /// hottest first, to the fastest space with room under its low
     /// watermark, demoting colder data there to make room.
     fn promote_hot(&self, seen: &mut [Seen], report: &mut PassReport) {
         let mut hot: Vec<usize> = (0..seen.len())
-            .filter(|&i| seen[i].heat > 0 && !seen[i].moved)
+            .filter(|&i| seen[i].heat >= PROMOTE_HEAT && !seen[i].moved)
             .collect();
         hot.reverse(); // `seen` is coldest first
         for i in hot {

@@ -10,14 +10,15 @@
 //! 1. **demotes**: every space above its high watermark sends its coldest
 //!    unpinned movable data one or more tiers down, in [`TIER_ORDER`]
 //!    (HBM, DRAM, NVDIMM, SSD), until it is below its low watermark;
-//! 2. **promotes**: movable data touched since the last pass (and not just
-//!    demoted) moves to the fastest tier with room under its low watermark;
-//!    when that tier is full, data there that is colder than the candidate
-//!    is demoted to make the room.
+//! 2. **promotes**: hot movable data (not just demoted) moves to the
+//!    fastest tier with room under its low watermark; when that tier is
+//!    full, data there that is colder than the candidate is demoted to make
+//!    the room.
 //!
 //! Heat is the number of accesses through the handle (reads, writes,
-//! touches, pins), halved after every pass; ties go to the least recently
-//! used.
+//! touches, pins), halved every second; data is hot from two accesses on,
+//! so that data read once (a scan of cold data) is not promoted. Among
+//! data of equal heat the least recently used is the coldest.
 //!
 //! How data moves depends on the two spaces:
 //! - between two NUMA spaces (DRAM, HBM, kmem NVDIMM) the pages move in
