@@ -324,12 +324,12 @@ impl Tiering {
                     continue;
                 }
                 let low = slot.low();
-                for i in 0..seen.len() {
+                for s in seen.iter_mut() {
                     if slot.used() <= low {
                         break;
                     }
-                    if seen[i].space == from && !seen[i].moved {
-                        self.demote(&mut seen[i], report);
+                    if s.space == from && !s.moved {
+                        self.demote(s, report);
                     }
                 }
             }
