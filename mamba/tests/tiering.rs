@@ -271,6 +271,37 @@ fn pinned_data_keeps_its_place_and_pointer_under_pressure() {
 }
 
 #[test]
+fn pinning_spilled_data_pushes_colder_data_out_of_a_full_dram() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dram_and_ssd(dir.path(), "4MiB", "32MiB");
+    let policy = Policy::prefer(Tier::Dram).or(Tier::Ssd);
+    let cold: Vec<Movable> = (0..4)
+        .map(|i| {
+            let d = m.movable(MIB, &policy).unwrap();
+            d.write(0, &pattern(i, MIB)).unwrap();
+            d
+        })
+        .collect();
+    assert!(cold.iter().all(|d| d.tier() == Tier::Dram));
+    let mut spilled = m.movable(MIB, &policy).unwrap();
+    assert_eq!(spilled.tier(), Tier::Ssd);
+    spilled.write(0, &pattern(7, MIB)).unwrap();
+    {
+        let pinned = spilled.pin().unwrap();
+        assert_eq!(pinned.space().tier, Tier::Dram);
+        assert!(pinned.as_slice().unwrap() == pattern(7, MIB));
+    }
+    // The least recently used went down to make the room.
+    assert_eq!(cold[0].tier(), Tier::Ssd);
+    for (i, d) in cold.iter().enumerate() {
+        assert!(content(d) == pattern(i, MIB), "content of {i}");
+    }
+    let stats = m.tiering_stats();
+    assert_eq!(stats.bytes_between(Tier::Dram, Tier::Ssd), MIB as u64);
+    assert_eq!(stats.bytes_between(Tier::Ssd, Tier::Dram), MIB as u64);
+}
+
+#[test]
 fn allocation_and_access_go_on_while_the_mover_runs() {
     let dir = tempfile::tempdir().unwrap();
     let m = dram_and_ssd(dir.path(), "8MiB", "256MiB");

@@ -257,8 +257,28 @@ impl Tiering {
         let start = Instant::now();
         let mut report = PassReport::default();
         let live = self.live();
+        let mut seen = self.snapshot(&live, None, &mut report);
+        self.demote_overfull(&mut seen, &mut report);
+        self.promote_hot(&mut seen, &mut report);
+        self.decay(&live);
+        report.time = start.elapsed();
+        lock(&self.totals).add_time(report.time, true);
+        report
+    }
+
+    /// The unpinned entries of `live` but `except`, coldest first (pinned
+    /// ones counted as busy in `report`).
+    fn snapshot(
+        &self,
+        live: &[Arc<Entry>],
+        except: Option<&Entry>,
+        report: &mut PassReport,
+    ) -> Vec<Seen> {
         let mut seen: Vec<Seen> = Vec::new();
-        for entry in &live {
+        for entry in live {
+            if except.is_some_and(|e| std::ptr::eq(e, &**entry)) {
+                continue;
+            }
             if entry.pinned.load(Relaxed) {
                 report.busy += 1;
                 continue;
@@ -271,14 +291,8 @@ impl Tiering {
                 moved: false,
             });
         }
-        // Coldest first.
         seen.sort_by_key(Seen::coldness);
-        self.demote_overfull(&mut seen, &mut report);
-        self.promote_hot(&mut seen, &mut report);
-        self.decay(&live);
-        report.time = start.elapsed();
-        lock(&self.totals).add_time(report.time, true);
-        report
+        seen
     }
 
     /// Halves the heat of every entry once per [`HEAT_HALF_LIFE`] gone by.
@@ -521,7 +535,39 @@ impl Tiering {
                 break;
             }
         }
+        if result.is_err() {
+            result = self.evict_for(entry, block, &hosts).or(result);
+        }
         lock(&self.totals).add_time(start.elapsed(), false);
+        result
+    }
+
+    /// Demotes the coldest unpinned movable data of the CPU-addressable
+    /// spaces `hosts` (fastest first), one allocation at a time, until the
+    /// locked `entry` fits in one of them.
+    fn evict_for(
+        &self,
+        entry: &Entry,
+        block: &mut Allocation<'static>,
+        hosts: &[usize],
+    ) -> Result<()> {
+        // Passes never wait for an entry's lock, so waiting for the pass
+        // lock while holding one cannot deadlock.
+        let _pass = lock(&self.pass);
+        let mut report = PassReport::default();
+        let mut seen = self.snapshot(&self.live(), Some(entry), &mut report);
+        let mut result = Err(Error::NotHostAccessible(block.space().id));
+        for &to in hosts {
+            for s in seen.iter_mut().filter(|s| s.space == to) {
+                if !self.demote(s, &mut report) {
+                    continue;
+                }
+                result = self.move_block(entry, block, to);
+                if result.is_ok() {
+                    return result;
+                }
+            }
+        }
         result
     }
 }

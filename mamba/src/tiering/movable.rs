@@ -99,13 +99,15 @@ impl Movable {
 
     /// Pins the data: it stays where it is, at the same address, until the
     /// guard is dropped. Data in a space the CPU cannot address is first
-    /// moved to the fastest CPU-addressable space with room (a promotion).
+    /// moved to the fastest CPU-addressable space with room (a promotion);
+    /// when none has, the coldest unpinned movable data there is demoted
+    /// to make room.
     ///
     /// # Errors
     /// [`Error::OutOfCapacity`](crate::Error::OutOfCapacity) or
     /// [`Error::NotHostAccessible`](crate::Error::NotHostAccessible) when
-    /// no CPU-addressable space has room; the disk's error. The data is
-    /// then where and as it was.
+    /// no CPU-addressable space has or can make room; the disk's error. The
+    /// data is then where and as it was.
     pub fn pin(&mut self) -> Result<Pinned<'_>> {
         let mut block = self.block();
         self.touch();
