@@ -248,3 +248,87 @@ mod tests {
         assert_eq!(level(Tier::Pinned), None);
     }
 }
+
+#[cfg(test)]
+mod numa_tests {
+    use crate::pool::{Pool, PoolSettings};
+    use crate::provider::NumaProvider;
+    use crate::sys::NumaMode;
+    use crate::tier::{Backing, SpaceId, SpaceInfo, Tier};
+    use crate::{Mamba, Policy, Watermarks};
+
+    /// A fast and a slow tier that are both bound to NUMA node 0 of this
+    /// machine, so that moves between them go through the kernel.
+    fn two_tiers_on_node0() -> Mamba {
+        let space = |id: u32, tier: Tier, capacity: usize| {
+            Pool::new(
+                SpaceInfo {
+                    id: SpaceId(id),
+                    name: format!("{tier}0"),
+                    tier,
+                    capacity,
+                    numa_node: Some(0),
+                    device: None,
+                    cpus: Vec::new(),
+                    bandwidth_mib_s: None,
+                    latency_ns: None,
+                    host_accessible: true,
+                    persistent: false,
+                    backing: Backing::NumaNodes { nodes: vec![0] },
+                },
+                Box::new(NumaProvider::new(Some(vec![0]), NumaMode::Bind, false)),
+                PoolSettings {
+                    chunk_size: 1 << 20,
+                    ..PoolSettings::default()
+                },
+            )
+        };
+        Mamba::from_pools(vec![
+            space(0, Tier::Hbm, 4 << 20),
+            space(1, Tier::Dram, 64 << 20),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn moves_between_numa_spaces_go_through_the_kernel_in_place() {
+        let m = two_tiers_on_node0();
+        let (hbm, dram) = (SpaceId(0), SpaceId(1));
+        m.set_watermarks(hbm, Watermarks::new(0.5, 0.25).unwrap())
+            .unwrap();
+        let mut data = match (0..3)
+            .map(|_| m.movable(1 << 20, &Policy::require(hbm)))
+            .collect::<crate::Result<Vec<_>>>()
+        {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("skipped: cannot bind memory to node 0 here: {e}");
+                return;
+            }
+        };
+        for (i, d) in data.iter().enumerate() {
+            d.write(0, &vec![i as u8 + 1; 1 << 20]).unwrap();
+        }
+        let addrs: Vec<usize> = data.iter().map(|d| d.addr()).collect();
+        // 3 MiB over the 2 MiB high watermark: two go down to reach 1 MiB.
+        let report = m.rebalance();
+        assert_eq!((report.moves, report.failed), (2, 0), "{report:?}");
+        let down: Vec<usize> = (0..3).filter(|&i| data[i].space_id() == dram).collect();
+        assert_eq!(down.len(), 2);
+        for (i, d) in data.iter_mut().enumerate() {
+            assert_eq!(d.addr(), addrs[i]);
+            let pinned = d.pin().unwrap();
+            assert!(pinned.as_slice().unwrap().iter().all(|&b| b == i as u8 + 1));
+            // Every page is still mapped and on the (only) node.
+            let loc = crate::locate(pinned.as_ptr().unwrap() as usize, 1 << 20).unwrap();
+            assert_eq!(
+                loc.pages_per_node.get(&0),
+                Some(&((1 << 20) / crate::page_size()))
+            );
+        }
+        let stats = m.tiering_stats();
+        assert_eq!(stats.pairs.len(), 1);
+        assert_eq!(stats.pairs[0].in_place, 2);
+        assert_eq!(m.pool(hbm).unwrap().stats().moved_out, 2 << 20);
+    }
+}
