@@ -13,6 +13,7 @@ pub mod gpu_transpose;
 pub mod hydro;
 pub mod report;
 pub mod sirius;
+pub mod tiering;
 pub mod transforms;
 
 pub use report::{Better, Counts, Resident, Row};

@@ -10,7 +10,9 @@ use crate::provider::{
 };
 use crate::sys::NumaMode;
 use crate::tier::{Backing, SpaceId, SpaceInfo, Tier};
+use crate::tiering::{Tiering, Watermarks};
 use crate::topology::{self, Source};
+use std::sync::Arc;
 
 /// A node's memory: one pool per discovered space, and allocation by
 /// placement policy.
@@ -27,6 +29,8 @@ pub struct Mamba {
     source: Source,
     /// Attributes per initiator, for policies with a `near` vantage.
     attributes: topology::AttributeTable,
+    /// Movable data and watermarks ([`crate::tiering`]).
+    tiering: Arc<Tiering>,
 }
 
 impl std::fmt::Debug for Mamba {
@@ -158,10 +162,16 @@ impl Mamba {
                 Ok(Pool::new(info, provider, settings))
             })
             .collect::<Result<Vec<_>>>()?;
+        let tiering = Tiering::new(
+            pools
+                .iter()
+                .map(|p| (p.handle(), config.watermarks_of(p.info().tier))),
+        );
         Ok(Mamba {
             pools,
             source,
             attributes: topology::AttributeTable::default(),
+            tiering: Arc::new(tiering),
         })
     }
 
@@ -184,10 +194,12 @@ impl Mamba {
                 p.info().name
             )));
         }
+        let tiering = Tiering::new(pools.iter().map(|p| (p.handle(), Watermarks::DEFAULT)));
         Ok(Mamba {
             pools,
             source: Source::Assembled,
             attributes: topology::AttributeTable::default(),
+            tiering: Arc::new(tiering),
         })
     }
 
@@ -207,6 +219,11 @@ impl Mamba {
                 tier: info.tier,
             }),
         }
+    }
+
+    /// The tiering state (movable data, watermarks).
+    pub(crate) fn tiering(&self) -> &Arc<Tiering> {
+        &self.tiering
     }
 
     /// Where the topology came from.

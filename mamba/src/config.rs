@@ -35,6 +35,10 @@
 //! [[nvdimm]]                        # an fsdax mount used as persistent memory
 //! path = "/mnt/pmem0"
 //! capacity = "64GiB"
+//!
+//! [watermarks]                      # demotion of movable data, per tier, as
+//! hbm = { high = 0.9, low = 0.8 }   # shares of each space's capacity (this
+//! dram = "0.95,0.85"                # is the default: 0.9 and 0.8)
 //! ```
 //!
 //! Environment variables (read by [`Config::from_env`], applied after the
@@ -43,13 +47,15 @@
 //! or empty for none), `MAMBA_BIND`
 //! (bind/preferred), `MAMBA_GPU` (0/1), `MAMBA_SSD` and `MAMBA_NVDIMM`
 //! (comma-separated `PATH` or `PATH=SIZE`), `MAMBA_SSD_IO`
-//! (page-cache/direct), `MAMBA_SPILL_ENGINE` (io_uring/pread), and `MAMBA_CAP_<TIER>` (e.g.
-//! `MAMBA_CAP_DRAM=1GiB`).
+//! (page-cache/direct), `MAMBA_SPILL_ENGINE` (io_uring/pread), `MAMBA_CAP_<TIER>` (e.g.
+//! `MAMBA_CAP_DRAM=1GiB`), and `MAMBA_WATERMARKS_<TIER>=HIGH,LOW` (e.g.
+//! `MAMBA_WATERMARKS_DRAM=0.9,0.8`).
 
 use crate::error::{Error, Result};
 use crate::hugepage::HugePageSize;
 use crate::spill::IoEngine;
 use crate::tier::Tier;
+use crate::tiering::Watermarks;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -192,6 +198,9 @@ pub struct Config {
     pub ssd_io: SsdIo,
     /// The engine of SSD spill files (`None`: io_uring where available).
     pub spill_engine: Option<IoEngine>,
+    /// Watermarks of the spaces of a tier for movable data
+    /// ([`crate::tiering`]); [`Watermarks::DEFAULT`] for tiers not named.
+    pub watermarks: BTreeMap<Tier, Watermarks>,
 }
 
 impl<'de> Deserialize<'de> for Tier {
@@ -217,6 +226,7 @@ impl Default for Config {
             nvdimm: Vec::new(),
             ssd_io: SsdIo::PageCache,
             spill_engine: None,
+            watermarks: BTreeMap::new(),
         }
     }
 }
@@ -227,6 +237,14 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The watermarks of the spaces of `tier`.
+    pub fn watermarks_of(&self, tier: Tier) -> Watermarks {
+        self.watermarks
+            .get(&tier)
+            .copied()
+            .unwrap_or(Watermarks::DEFAULT)
     }
 
     /// Reads a TOML file. Relative paths inside it are taken relative to the
@@ -320,6 +338,13 @@ impl Config {
             let key = format!("MAMBA_CAP_{}", tier.name().to_ascii_uppercase());
             if let Some(v) = var(&key) {
                 self.caps.insert(tier, v.parse()?);
+            }
+            let key = format!("MAMBA_WATERMARKS_{}", tier.name().to_ascii_uppercase());
+            if let Some(v) = var(&key) {
+                let marks = v
+                    .parse()
+                    .map_err(|e| Error::Config(format!("{key}={v:?}: {e}")))?;
+                self.watermarks.insert(tier, marks);
             }
         }
         self.validate()
@@ -418,6 +443,9 @@ mod tests {
             [[ssd]]
             path = "/tmp/ssd"
             capacity = "10GiB"
+            [watermarks]
+            hbm = { high = 0.7, low = 0.5 }
+            dram = "0.95,0.85"
             "#,
         )
         .unwrap();
@@ -432,6 +460,34 @@ mod tests {
         assert_eq!(c.caps[&Tier::Hbm], ByteSize(1 << 30));
         assert_eq!(c.space[0].capacity, Some(ByteSize(1 << 20)));
         assert_eq!(c.ssd[0].capacity, Some(ByteSize(10 << 30)));
+        assert_eq!(
+            c.watermarks_of(Tier::Hbm),
+            Watermarks::new(0.7, 0.5).unwrap()
+        );
+        assert_eq!(
+            c.watermarks_of(Tier::Dram),
+            Watermarks::new(0.95, 0.85).unwrap()
+        );
+        assert_eq!(c.watermarks_of(Tier::Ssd), Watermarks::DEFAULT);
+    }
+
+    #[test]
+    fn watermarks_out_of_order_or_range_are_errors() {
+        for bad in [
+            "[watermarks]\nhbm = { high = 0.5, low = 0.7 }",
+            "[watermarks]\nhbm = { high = 1.5, low = 0.7 }",
+            "[watermarks]\nhbm = { high = 0.9 }",
+            "[watermarks]\nhbm = { high = 0.9, low = 0.8, mid = 0.85 }",
+            "[watermarks]\nhbm = \"0.9\"",
+            "[watermarks]\nhbm = \"high,low\"",
+        ] {
+            assert!(Config::from_toml_str(bad).is_err(), "{bad}");
+        }
+        let env: HashMap<&str, &str> = [("MAMBA_WATERMARKS_HBM", "0.2,0.4")].into();
+        let err = Config::default()
+            .apply_env(|k| env.get(k).map(|v| v.to_string()))
+            .unwrap_err();
+        assert!(err.to_string().contains("MAMBA_WATERMARKS_HBM"), "{err}");
     }
 
     #[test]
@@ -452,6 +508,7 @@ mod tests {
             ("MAMBA_HUGETLB", "2MiB"),
             ("MAMBA_SSD_IO", "direct"),
             ("MAMBA_SPILL_ENGINE", "pread"),
+            ("MAMBA_WATERMARKS_DRAM", "0.6, 0.3"),
         ]
         .into();
         let mut c = Config::default();
@@ -464,6 +521,10 @@ mod tests {
         assert_eq!(c.hugetlb, Some(HugePageSize::Size2M));
         assert_eq!(c.ssd_io, SsdIo::Direct);
         assert_eq!(c.spill_engine, Some(IoEngine::Pread));
+        assert_eq!(
+            c.watermarks_of(Tier::Dram),
+            Watermarks::new(0.6, 0.3).unwrap()
+        );
 
         let bad: HashMap<&str, &str> = [("MAMBA_GPU", "maybe")].into();
         let err = Config::default()

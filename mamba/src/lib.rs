@@ -15,6 +15,7 @@
 //! | pools | [`pool`] | size classes, thread caches, best-fit arena, trim, statistics |
 //! | allocator | [`Mamba`], [`Policy`] | placement by policy with fallback |
 //! | locality | [`placement`] | where pages are, moving them |
+//! | tiering | [`tiering`] | movable data demoted and promoted between tiers by watermarks |
 //! | arrays | [`mod@array`], [`copy`] | n-d arrays in any space, tiles, layout-converting copies |
 //! | GPU data plane | [`gpu`] | device runtime (CUDA, test double), streams, events, copies, device pool |
 //! | affinity | [`affinity`] | pinning, NUMA-aware worker pool, move task or data |
@@ -53,6 +54,7 @@ pub mod provider;
 pub mod spill;
 mod sys;
 pub mod tier;
+pub mod tiering;
 pub mod topology;
 
 pub use allocation::{Allocation, RawAllocation};
@@ -66,3 +68,4 @@ pub use policy::{Criterion, Near, Policy, Rule, Target};
 pub use pool::{Pool, PoolSettings, PoolStats};
 pub use sys::page_size;
 pub use tier::{Backing, SpaceId, SpaceInfo, Tier};
+pub use tiering::{Movable, Mover, Pinned, TieringStats, Watermarks};

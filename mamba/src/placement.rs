@@ -98,6 +98,57 @@ pub(crate) fn return_moved_pages(origin: &Pool, resident: &Pool, block: &Block) 
         }
     }
     resident.uncharge_moved_in(block.block_len);
+    origin.unnote_moved_out(block.block_len);
+}
+
+/// [`Mamba::move_pages`] to the space of `target_pool`: the pages move in
+/// place, `target_pool` is charged and the origin pool no longer is.
+pub(crate) fn move_pages_to(a: &mut Allocation<'_>, target_pool: &Pool) -> Result<()> {
+    for p in [a.pool(), target_pool] {
+        if !p.info().is_node_memory() {
+            return Err(Error::Unsupported {
+                operation: "moving pages",
+                space: p.info().id,
+                tier: p.info().tier,
+            });
+        }
+    }
+    let current = a.resident.as_ref().unwrap_or(a.pool());
+    if current.same(target_pool) {
+        return Ok(());
+    }
+    let Some((ptr, len)) = page_span(&a.block()) else {
+        // Its pages are shared with other blocks: they stay.
+        return Ok(());
+    };
+    let home = target_pool.same(a.pool());
+    if !home {
+        target_pool.charge_moved_in(a.block_len())?;
+    }
+    let moved = match real_node(target_pool) {
+        None => Ok(()),
+        Some(_) if home => a.pool().rebind(ptr.as_ptr() as usize, len, true),
+        Some(node) => sys::bind_range(ptr, len, &[node], NumaMode::Bind, true),
+    };
+    if let Err(e) = moved {
+        if !home {
+            target_pool.uncharge_moved_in(a.block_len());
+        }
+        return Err(e);
+    }
+    let was_home = a.resident.is_none();
+    if let Some(previous) = a.resident.take() {
+        previous.uncharge_moved_in(a.block_len());
+    }
+    match (was_home, home) {
+        (true, false) => a.pool().note_moved_out(a.block_len()),
+        (false, true) => a.pool().unnote_moved_out(a.block_len()),
+        _ => {}
+    }
+    if !home {
+        a.resident = Some(target_pool.handle());
+    }
+    Ok(())
 }
 
 impl Mamba {
@@ -111,7 +162,9 @@ impl Mamba {
     }
 
     /// Moves the pages of `a` to the NUMA node of `target` in place (the
-    /// address does not change), charging them to `target`'s capacity. On a
+    /// address does not change), charging them to `target`'s capacity; the
+    /// origin space no longer counts them against its own
+    /// ([`PoolStats::moved_out`](crate::PoolStats::moved_out)). On a
     /// simulated topology only the accounting moves. The pages go back to
     /// the origin space's policy when the allocation is freed.
     ///
@@ -125,46 +178,7 @@ impl Mamba {
     /// memory; [`Error::OutOfCapacity`] when `target` is full (nothing
     /// moves); [`Error::Os`] when the kernel refuses.
     pub fn move_pages(&self, a: &mut Allocation<'_>, target: crate::SpaceId) -> Result<()> {
-        let target_pool = self.pool(target)?;
-        for p in [a.pool(), target_pool] {
-            if !p.info().is_node_memory() {
-                return Err(Error::Unsupported {
-                    operation: "moving pages",
-                    space: p.info().id,
-                    tier: p.info().tier,
-                });
-            }
-        }
-        let current = a.resident.as_ref().unwrap_or(a.pool());
-        if current.same(target_pool) {
-            return Ok(());
-        }
-        let Some((ptr, len)) = page_span(&a.block()) else {
-            // Its pages are shared with other blocks: they stay.
-            return Ok(());
-        };
-        let home = target_pool.same(a.pool());
-        if !home {
-            target_pool.charge_moved_in(a.block_len())?;
-        }
-        let moved = match real_node(target_pool) {
-            None => Ok(()),
-            Some(_) if home => a.pool().rebind(ptr.as_ptr() as usize, len, true),
-            Some(node) => sys::bind_range(ptr, len, &[node], NumaMode::Bind, true),
-        };
-        if let Err(e) = moved {
-            if !home {
-                target_pool.uncharge_moved_in(a.block_len());
-            }
-            return Err(e);
-        }
-        if let Some(previous) = a.resident.take() {
-            previous.uncharge_moved_in(a.block_len());
-        }
-        if !home {
-            a.resident = Some(target_pool.handle());
-        }
-        Ok(())
+        move_pages_to(a, self.pool(target)?)
     }
 
     /// Moves the data of `a` into a new allocation placed by `policy`; the

@@ -34,6 +34,9 @@ enum Bench {
     Gpu,
     /// The sirius example's SCF step with mamba pools against a heap allocation per buffer.
     Sirius,
+    /// Demotion and promotion between a capped DRAM tier and an SSD tier
+    /// against the same allocations placed once.
+    Tiering,
 }
 
 fn main() {
@@ -51,6 +54,7 @@ fn main() {
         Bench::CdoIpc => mamba_benches::cdo_ipc::run_matching(&cli.case),
         Bench::Gpu => mamba_benches::gpu::run(),
         Bench::Sirius => mamba_benches::sirius::run(),
+        Bench::Tiering => mamba_benches::tiering::run(),
     };
     for row in rows.iter().filter(|r| r.case.contains(&cli.case)) {
         row.print();

@@ -1,7 +1,7 @@
 //! `mamba`: inspect a node's memory tiers and try the allocator on them.
 
 use clap::{Parser, Subcommand};
-use mamba::{Config, Mamba, Policy, SpaceInfo, Tier};
+use mamba::{Config, Mamba, Policy, SpaceInfo, Tier, Watermarks};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,7 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Lists the discovered spaces.
+    /// Lists the discovered spaces, with the watermarks and movable bytes
+    /// of the tiers that movable data moves between.
     Tiers {
         /// One JSON object per space instead of a table.
         #[arg(long)]
@@ -80,23 +81,49 @@ fn print_tiers(mamba: &Mamba, json: bool) -> mamba::Result<()> {
             if let Some(access) = mamba.pool(space.id)?.access() {
                 obj["access"] = serde_json::to_value(access).expect("Access serialises");
             }
+            if mamba::tiering::level(space.tier).is_some() {
+                obj["watermarks"] = serde_json::to_value(mamba.watermarks(space.id)?)
+                    .expect("Watermarks serialise");
+                obj["movable"] = mamba.movable_bytes(space.id).into();
+            }
             println!("{obj}");
         }
     }
     if !json {
         println!(
-            "{:<9} {:<7} {:>12} {:>12} {:>6} {:>10} {:>10} {:>8}  backing",
-            "space", "tier", "capacity", "free", "node", "cpus", "MiB/s", "ns"
+            "{:<9} {:<7} {:>12} {:>12} {:>6} {:>10} {:>10} {:>8} {:>9} {:>12}  backing",
+            "space",
+            "tier",
+            "capacity",
+            "free",
+            "node",
+            "cpus",
+            "MiB/s",
+            "ns",
+            "high/low",
+            "movable"
         );
         for (s, stats) in mamba.stats() {
-            print_row(s, stats.available(), mamba.pool(s.id)?.access());
+            let tiering = match mamba::tiering::level(s.tier) {
+                Some(_) => {
+                    let w = mamba.watermarks(s.id)?;
+                    Some((w, mamba.movable_bytes(s.id)))
+                }
+                None => None,
+            };
+            print_row(s, stats.available(), mamba.pool(s.id)?.access(), tiering);
         }
         println!("topology: {:?}", mamba.source());
     }
     Ok(())
 }
 
-fn print_row(s: &SpaceInfo, free: usize, access: Option<mamba::provider::Access>) {
+fn print_row(
+    s: &SpaceInfo,
+    free: usize,
+    access: Option<mamba::provider::Access>,
+    tiering: Option<(Watermarks, usize)>,
+) {
     let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
     // A GPU or pinned space shows the node nearest the GPU, or `any` when
     // the GPU is equally near every node (or its locality is unknown).
@@ -117,8 +144,17 @@ fn print_row(s: &SpaceInfo, free: usize, access: Option<mamba::provider::Access>
         Some(access) => format!("{backing} ({access})"),
         None => backing,
     };
+    // Watermarks in percent of the capacity; "-" for spaces movable data
+    // never goes to (GPU, pinned).
+    let (marks, movable) = match tiering {
+        Some((w, bytes)) => (
+            format!("{:.0}/{:.0}%", w.high() * 100.0, w.low() * 100.0),
+            gib(bytes),
+        ),
+        None => ("-".into(), "-".into()),
+    };
     println!(
-        "{:<9} {:<7} {:>12} {:>12} {:>6} {:>10} {:>10} {:>8}  {}",
+        "{:<9} {:<7} {:>12} {:>12} {:>6} {:>10} {:>10} {:>8} {:>9} {:>12}  {}",
         s.name,
         s.tier,
         gib(s.capacity),
@@ -131,6 +167,8 @@ fn print_row(s: &SpaceInfo, free: usize, access: Option<mamba::provider::Access>
         },
         opt(s.bandwidth_mib_s),
         opt(s.latency_ns),
+        marks,
+        movable,
         backing
     );
 }

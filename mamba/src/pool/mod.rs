@@ -74,6 +74,10 @@ pub struct PoolStats {
     pub capacity: usize,
     /// Bytes of other spaces' allocations whose pages were moved here.
     pub moved_in: usize,
+    /// Bytes of this pool's allocations whose pages were moved to another
+    /// space: their blocks stay reserved here, but no longer count against
+    /// the capacity limit.
+    pub moved_out: usize,
     /// Allocations made so far.
     pub allocations: u64,
     /// Frees so far.
@@ -90,6 +94,7 @@ impl PoolStats {
     /// Bytes that can still be reserved under the capacity limit.
     pub fn available(&self) -> usize {
         self.capacity
+            .saturating_add(self.moved_out)
             .saturating_sub(self.reserved)
             .saturating_sub(self.moved_in)
     }
@@ -137,6 +142,7 @@ pub(crate) struct Shared {
     info: SpaceInfo,
     granule: usize,
     moved_in: AtomicUsize,
+    moved_out: AtomicUsize,
     /// Every live thread's cache of this pool. Lock order: this before a
     /// central list or the arena state, never the other way round.
     cells: Mutex<Vec<Arc<CacheCell>>>,
@@ -258,6 +264,7 @@ impl Shared {
         let limit = self
             .info
             .capacity
+            .saturating_add(self.moved_out.load(Relaxed))
             .saturating_sub(self.moved_in.load(Relaxed));
         st.arena
             .allocate(len, align, &*self.provider, self.settings.chunk_size, limit)
@@ -369,6 +376,7 @@ impl Pool {
             info,
             granule,
             moved_in: AtomicUsize::new(0),
+            moved_out: AtomicUsize::new(0),
             cells: Mutex::new(Vec::new()),
             reclaimed_at: AtomicU64::new(u64::MAX),
             retired: Counters::default(),
@@ -759,6 +767,7 @@ impl Pool {
             arena_free: counts.free,
             capacity: shared.info.capacity,
             moved_in: shared.moved_in.load(Relaxed),
+            moved_out: shared.moved_out.load(Relaxed),
             allocations,
             frees,
             chunks: counts.chunks,
@@ -773,7 +782,9 @@ impl Pool {
         let st = lock(&self.shared.state);
         let reserved = st.arena.counts().reserved;
         let moved = self.shared.moved_in.load(Relaxed);
-        let available = self.shared.info.capacity.saturating_sub(reserved + moved);
+        let available = (self.shared.info.capacity)
+            .saturating_add(self.shared.moved_out.load(Relaxed))
+            .saturating_sub(reserved + moved);
         if bytes > available {
             return Err(self.shared.out_of_capacity(bytes, available));
         }
@@ -791,6 +802,20 @@ impl Pool {
     pub(crate) fn uncharge_moved_in(&self, bytes: usize) {
         let _st = lock(&self.shared.state);
         self.shared.moved_in.fetch_sub(bytes, Relaxed);
+    }
+
+    /// Records `bytes` of this pool's blocks whose pages now live in
+    /// another space (they stop counting against the capacity limit).
+    pub(crate) fn note_moved_out(&self, bytes: usize) {
+        let _st = lock(&self.shared.state);
+        self.shared.moved_out.fetch_add(bytes, Relaxed);
+    }
+
+    /// Undoes [`Pool::note_moved_out`] (the pages came home, or the block
+    /// was freed).
+    pub(crate) fn unnote_moved_out(&self, bytes: usize) {
+        let _st = lock(&self.shared.state);
+        self.shared.moved_out.fetch_sub(bytes, Relaxed);
     }
 }
 
