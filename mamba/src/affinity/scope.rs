@@ -322,8 +322,10 @@ mod tests {
                     .unwrap()
             })
             .unwrap();
-        assert_eq!(outer.domain, 2);
-        assert_eq!(inner, vec![2; 4]);
+        // The task may have been stolen by another domain's worker (idle
+        // workers steal across domains after a few empty rounds): the inner
+        // scope's spawns go to the domain of whichever worker runs it.
+        assert_eq!(inner, vec![outer.domain; 4]);
     }
 
     #[test]
