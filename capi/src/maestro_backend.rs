@@ -520,8 +520,17 @@ impl Handle {
                 cdo.dispose().map_err(local)?;
                 *received = None;
             }
-            Side::Remote { state, view, .. } => {
-                *view = None;
+            Side::Remote {
+                client,
+                state,
+                view,
+                ..
+            } => {
+                if view.take().is_some() {
+                    // Tell the manager now, so that the producer's
+                    // withdraw can complete.
+                    lock(client).flush().map_err(remote)?;
+                }
                 *state = next;
             }
         }
