@@ -525,7 +525,15 @@ pub extern "C" fn mamba_copy(dst: *mut c_void, src: *const c_void) -> mamba_stat
         }
         done((|| {
             let (d, s) = (allocation(dst)?, allocation(src)?);
-            let (mut d, s) = (lock(&d), lock(&s));
+            // Lock in address order: copies a -> b and b -> a at once
+            // cannot wait for each other.
+            let (mut d, s) = if (dst as usize) < (src as usize) {
+                let d = lock(&d);
+                (d, lock(&s))
+            } else {
+                let s = lock(&s);
+                (lock(&d), s)
+            };
             if d.layout().len() != s.layout().len() {
                 return Err(mamba_status::MAMBA_INVALID_ARGUMENT);
             }
