@@ -123,10 +123,8 @@ fn misuse() {
     assert_eq!(mstro_cdo_require(null_mut()), mstro_status::MSTRO_INVARG);
     let mut out = null_mut();
     // SAFETY: NULL name, writable handle.
-    assert_eq!(
-        unsafe { mstro_cdo_declare(null(), null_mut(), &mut out) },
-        mstro_status::MSTRO_INVARG
-    );
+    let no_name = unsafe { mstro_cdo_declare(null(), null_mut(), &mut out) };
+    assert_eq!(no_name, mstro_status::MSTRO_INVARG);
 }
 
 #[test]
@@ -138,10 +136,8 @@ fn both_deployments_hand_over_and_refuse_misuse_alike() {
     // SAFETY: valid strings.
     ok(unsafe { mstro_init(w.as_ptr(), c.as_ptr(), 0) });
     // SAFETY: valid strings.
-    assert_eq!(
-        unsafe { mstro_init(w.as_ptr(), c.as_ptr(), 0) },
-        mstro_status::MSTRO_INVSTATE
-    );
+    let twice = unsafe { mstro_init(w.as_ptr(), c.as_ptr(), 0) };
+    assert_eq!(twice, mstro_status::MSTRO_INVSTATE);
     assert_eq!(cdo_deployment_get(), cdo_deployment::CDO_IN_PROCESS);
     hand_over("test/local/field");
     misuse();

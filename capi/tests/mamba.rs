@@ -31,17 +31,13 @@ fn placements_allocations_and_copies_on_a_simulated_node() {
     std::env::set_var("MAMBA_GPU", "0");
     let mut count = 0;
     // SAFETY: a writable count.
-    assert_eq!(
-        unsafe { mamba_space_count(&mut count) },
-        mamba_status::MAMBA_NOT_INITIALIZED
-    );
+    let before_init = unsafe { mamba_space_count(&mut count) };
+    assert_eq!(before_init, mamba_status::MAMBA_NOT_INITIALIZED);
     // SAFETY: NULL selects the environment.
     ok(unsafe { mamba_init(std::ptr::null()) });
     // SAFETY: as above.
-    assert_eq!(
-        unsafe { mamba_init(std::ptr::null()) },
-        mamba_status::MAMBA_ALREADY_INITIALIZED
-    );
+    let again = unsafe { mamba_init(std::ptr::null()) };
+    assert_eq!(again, mamba_status::MAMBA_ALREADY_INITIALIZED);
     // SAFETY: a writable count.
     ok(unsafe { mamba_space_count(&mut count) });
     assert_eq!(count, 5, "dram0 hbm0 dram1 hbm1 nvdimm0");
@@ -104,11 +100,8 @@ fn placements_allocations_and_copies_on_a_simulated_node() {
     unsafe { std::slice::from_raw_parts_mut(a.cast::<u8>(), 1 << 20).fill(7) };
     ok(mamba_copy(b, a));
     // SAFETY: `b` has 1 MiB of host memory.
-    assert!(
-        unsafe { std::slice::from_raw_parts(b.cast::<u8>(), 1 << 20) }
-            .iter()
-            .all(|&x| x == 7)
-    );
+    let copied = unsafe { std::slice::from_raw_parts(b.cast::<u8>(), 1 << 20) };
+    assert!(copied.iter().all(|&x| x == 7));
     assert_eq!(mamba_copy(a, a), mamba_status::MAMBA_INVALID_ARGUMENT);
 
     ok(mamba_free(a));
