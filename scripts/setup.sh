@@ -3,11 +3,12 @@
 # with sudo): hwloc headers for topology discovery, libudev (hwloc links it),
 # pkg-config, libfabric headers and libclang (the fabric crate generates its
 # bindings with bindgen at build time), iproute2 (the fabric crate's
-# two-namespace test). Does nothing when everything is already there.
+# two-namespace test), gcc, g++ and gfortran (the C, C++ and Fortran
+# examples of mamba-capi's tests). Does nothing when everything is already there.
 set -euo pipefail
 
 need=()
-for pkg in libhwloc-dev libudev-dev pkg-config libfabric-dev libclang-dev iproute2; do
+for pkg in libhwloc-dev libudev-dev pkg-config libfabric-dev libclang-dev iproute2 gcc g++ gfortran; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

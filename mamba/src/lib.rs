@@ -37,6 +37,7 @@
 //! described with an hwloc XML file ([`Config::topology`]); their spaces are
 //! then backed by this machine's memory, with the simulated capacities.
 
+pub mod adapters;
 pub mod affinity;
 pub mod allocation;
 pub mod allocator;
