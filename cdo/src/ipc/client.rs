@@ -432,6 +432,24 @@ impl Client {
         attrs: Attributes,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<RequestId, ClientError> {
+        let filled = self.try_submit_offer(name, size, attrs, |dst| {
+            fill(dst);
+            Ok::<(), std::convert::Infallible>(())
+        })?;
+        Ok(filled.unwrap_or_else(|never| match never {}))
+    }
+
+    /// Queues an offer of `size` bytes written by `fill`, which may fail:
+    /// then nothing is offered, the memory goes back to the pool and
+    /// `fill`'s error is returned (inside `Ok`; the outer error is the
+    /// client's). A consumer never sees an object whose filling failed.
+    pub fn try_submit_offer<E>(
+        &mut self,
+        name: &str,
+        size: u64,
+        attrs: Attributes,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<Result<RequestId, E>, ClientError> {
         if self.offers.contains_key(name) {
             return Err(ClientError::Pool {
                 code: ErrorCode::DuplicateName,
@@ -445,7 +463,10 @@ impl Client {
             .expect("allocated slots have a segment");
         // SAFETY: the pool hands out disjoint slots, and this slot is not
         // offered (so no consumer reads it) until the offer below is sent.
-        fill(unsafe { seg.bytes_mut(slot.offset, size) });
+        if let Err(e) = fill(unsafe { seg.bytes_mut(slot.offset, size) }) {
+            self.reuse(slot)?;
+            return Ok(Err(e));
+        }
         let fd = self
             .registered
             .insert(slot.segment)
@@ -468,7 +489,7 @@ impl Client {
         if let Some(segment) = sent_fd {
             self.pending_fds.insert(id, segment);
         }
-        Ok(id)
+        Ok(Ok(id))
     }
 
     /// Offers `bytes` (copied once into shared memory) under `name`.
@@ -696,6 +717,17 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Whether the manager sent something not read yet (a reply or a
+    /// notice), without blocking: for a loop that polls other sources too.
+    pub fn has_incoming(&self) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        if !self.notices.is_empty() {
+            return true;
+        }
+        let mut fds = [PollFd::new(self.reader.socket().as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
     }
 
     /// The next event or group record already received or waiting on the
