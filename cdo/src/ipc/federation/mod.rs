@@ -31,11 +31,13 @@
 //! a peer that cannot is refused, with the reason logged and kept in
 //! [`FederationStatus::refused`]. Nothing listens unless
 //! `CDO_FEDERATION_LISTEN` (or `cdo-pm --federation-listen`) names the
-//! address; peers come from `CDO_FEDERATION_PEERS` (`host:port,...`).
+//! address; peers come from `CDO_FEDERATION_PEERS` (`host:port,...`, or
+//! `slurm` for the other nodes of the `srun` step, see [`launch`]).
 //!
 //! [`ErrorCode::RemoteFailed`]: crate::ipc::wire::ErrorCode::RemoteFailed
 
 mod auth;
+pub mod launch;
 mod link;
 mod node;
 
@@ -51,7 +53,9 @@ use super::manager::ManagerHandle;
 /// Environment variable: the address (`ip:port`) this node's manager
 /// listens on for its peers. Unset: no federation, nothing listens.
 pub const LISTEN_ENV: &str = "CDO_FEDERATION_LISTEN";
-/// Environment variable: the peer managers to dial, `host:port,...`.
+/// Environment variable: the peer managers to dial, `host:port,...`, or
+/// `slurm`: every other node of the Slurm job step, at this node's port
+/// (see [`launch`]).
 pub const PEERS_ENV: &str = "CDO_FEDERATION_PEERS";
 /// Environment variable: how long a remote read may go without progress
 /// before the demand fails, in milliseconds.
@@ -139,7 +143,17 @@ impl FederationConfig {
                 "a federation needs the workflow token (CDO_WORKFLOW_TOKEN) shared by every node",
             )),
         };
-        Ok(Self::new(addr, parse_peers(peers)?, token))
+        let peers = if peers.trim() == "slurm" {
+            launch::Launch::from_env()
+                .and_then(|l| {
+                    l.ok_or_else(|| "not started by srun (no SLURM_PROCID)".to_string())?
+                        .peers(addr.port())
+                })
+                .map_err(|e| bad(PEERS_ENV, peers, &e))?
+        } else {
+            parse_peers(peers)?
+        };
+        Ok(Self::new(addr, peers, token))
     }
 }
 
@@ -201,7 +215,8 @@ pub enum FederationError {
 /// What a federation is doing, for tools and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FederationStatus {
-    /// This node's name (its listening address).
+    /// This node's name (its listening address; host name and port when
+    /// it listens on every interface).
     pub node: String,
     /// The fabric transport's provider and path.
     pub fabric: String,
@@ -253,7 +268,7 @@ pub fn start(
         })?;
     let stop = Arc::new(AtomicBool::new(false));
     let status = Arc::new(Mutex::new(FederationStatus {
-        node: addr.to_string(),
+        node: node::node_name(addr),
         ..FederationStatus::default()
     }));
     let threads = node::spawn(
@@ -316,6 +331,8 @@ mod tests {
             FederationConfig::parse("127.0.0.1:7000", " a:1, 10.0.0.2:7000 ,", Some("t")).unwrap();
         assert_eq!(c.peers, ["a:1", "10.0.0.2:7000"]);
         assert_eq!(c.listen.port(), 7000);
+        let wildcard = node::node_name("0.0.0.0:7400".parse().unwrap());
+        assert!(wildcard.ends_with(":7400") && !wildcard.starts_with("0.0.0.0"));
         for (listen, peers, token) in [
             ("nowhere", "", Some("t")),
             ("127.0.0.1:7000", "host", Some("t")),

@@ -216,14 +216,14 @@ pub(super) fn spawn(
     stop: Arc<AtomicBool>,
     status: Arc<Mutex<FederationStatus>>,
 ) -> Result<Vec<JoinHandle<()>>, FederationError> {
-    let me = addr.to_string();
+    let me = node_name(addr);
     let (tx, rx) = unbounded();
     let linked: Arc<Mutex<HashSet<String>>> = Arc::default();
     let control = manager.control();
     let client_config = ClientConfig::new(manager.endpoint().clone(), "federation");
     let mut fabric = config.fabric.clone();
     fabric.timeout = config.remote_timeout;
-    if fabric.node.is_none() {
+    if fabric.node.is_none() && !addr.ip().is_unspecified() {
         fabric.node = Some(addr.ip().to_string());
     }
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -309,6 +309,18 @@ pub(super) fn spawn(
         threads.push(dialler);
     }
     Ok(threads)
+}
+
+/// This node's name among its peers: the listening address, or, when it
+/// listens on every interface, the host name and port.
+pub(super) fn node_name(addr: SocketAddr) -> String {
+    if !addr.ip().is_unspecified() {
+        return addr.to_string();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    format!("{host}:{}", addr.port())
 }
 
 /// What the acceptor and the diallers share.
