@@ -251,7 +251,7 @@ pub(super) fn spawn(
                 );
                 match node {
                     Ok(mut node) => {
-                        let _ = ready_tx.send(Ok(()));
+                        let _ = ready_tx.send(Ok(node.client.client_id()));
                         node.run(&rx, &stop);
                         node.close();
                     }
@@ -262,8 +262,8 @@ pub(super) fn spawn(
             })
             .map_err(FederationError::Thread)?
     };
-    match ready_rx.recv() {
-        Ok(Ok(())) => {}
+    let own = match ready_rx.recv() {
+        Ok(Ok(cid)) => cid,
         Ok(Err(e)) => {
             let _ = node.join();
             return Err(e);
@@ -274,11 +274,15 @@ pub(super) fn spawn(
                 "the federation thread ended before it was ready",
             )));
         }
-    }
+    };
     {
+        // The federation's own demands (of local offers, to export them)
+        // are never for another node.
         let tx = tx.clone();
-        manager.control().on_unmet_demand(move |_, name| {
-            let _ = tx.send(Input::Unmet(name.into()));
+        manager.control().on_unmet_demand(move |cid, name| {
+            if cid != own {
+                let _ = tx.send(Input::Unmet(name.into()));
+            }
         });
     }
     info!(node = %me, peers = ?config.peers, "federation listening");
