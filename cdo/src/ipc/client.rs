@@ -187,6 +187,15 @@ impl std::ops::Deref for View {
     }
 }
 
+impl AsFd for Client {
+    /// The connection to the manager, to wait for its replies and notices
+    /// with `poll` alongside other sources (then take them with
+    /// [`Client::poll_notice`] or [`Client::wait`]).
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.reader.socket().as_fd()
+    }
+}
+
 /// The reply to one request.
 #[derive(Debug)]
 pub enum Reply {
@@ -717,17 +726,6 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
-    }
-
-    /// Whether the manager sent something not read yet (a reply or a
-    /// notice), without blocking: for a loop that polls other sources too.
-    pub fn has_incoming(&self) -> bool {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        if !self.notices.is_empty() {
-            return true;
-        }
-        let mut fds = [PollFd::new(self.reader.socket().as_fd(), PollFlags::POLLIN)];
-        poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
     }
 
     /// The next event or group record already received or waiting on the

@@ -207,8 +207,9 @@ pub enum FederationError {
     /// The fabric transport could not be opened.
     #[error("fabric: {0}")]
     Fabric(#[from] mamba_fabric::FabricError),
-    /// A thread could not be started.
-    #[error("cannot start a thread: {0}")]
+    /// A thread, or the socket that wakes the federation's thread, could
+    /// not be created.
+    #[error("cannot start the federation's threads: {0}")]
     Thread(#[source] std::io::Error),
 }
 

@@ -4,7 +4,10 @@
 //! state, and handles everything in turn.
 
 use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -13,6 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{unbounded, Receiver, Sender};
 use mamba_fabric::{ExposedOwned, RegionDescriptor, StableBuffer, Transport};
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use tracing::{debug, info, warn};
 
 use super::auth;
@@ -26,11 +30,10 @@ use crate::ipc::wire::{Attributes, ErrorCode, RequestId};
 /// How long the serving thread without exposed memory waits for a command
 /// before it looks at the stop flag again.
 const SERVE_IDLE: Duration = Duration::from_millis(100);
-/// Idle turns of the loop spent yielding before it waits longer.
-const SPIN_TURNS: u32 = 200;
-/// How long an idle node waits for an input before it looks at its
-/// manager's notices again.
-const IDLE_WAIT: Duration = Duration::from_micros(500);
+/// Longest wait of an idle node (for its inputs and its manager's
+/// notices, which both wake it) before it looks at its stop flag and
+/// overdue withdrawals.
+const IDLE_WAIT_MS: u16 = 100;
 /// Pause of the acceptor between polls, and of a dialler between tries.
 const ACCEPT_POLL: Duration = Duration::from_millis(20);
 const DIAL_RETRY: Duration = Duration::from_millis(200);
@@ -190,6 +193,25 @@ fn serve_loop(t: &Transport, rx: &Receiver<ServeCmd>, stop: &AtomicBool) {
     }
 }
 
+/// Where the node's other threads (and its manager's unmet-demand hook)
+/// send their inputs: a channel, plus a socket whose byte wakes the node
+/// when it waits on its manager's connection too.
+#[derive(Clone)]
+struct Inbox {
+    tx: Sender<Input>,
+    waker: Arc<UnixStream>,
+}
+
+impl Inbox {
+    /// Queues `input` and wakes the node; false once the node is gone.
+    fn send(&self, input: Input) -> bool {
+        let sent = self.tx.send(input).is_ok();
+        // A full socket already holds a wake-up.
+        let _ = (&*self.waker).write(&[1]);
+        sent
+    }
+}
+
 /// What the node's other threads tell it.
 enum Input {
     /// A peer passed the handshake.
@@ -218,6 +240,14 @@ pub(super) fn spawn(
 ) -> Result<Vec<JoinHandle<()>>, FederationError> {
     let me = node_name(addr);
     let (tx, rx) = unbounded();
+    let (wake_rx, wake_tx) = UnixStream::pair().map_err(FederationError::Thread)?;
+    for s in [&wake_rx, &wake_tx] {
+        s.set_nonblocking(true).map_err(FederationError::Thread)?;
+    }
+    let tx = Inbox {
+        tx,
+        waker: Arc::new(wake_tx),
+    };
     let linked: Arc<Mutex<HashSet<String>>> = Arc::default();
     let control = manager.control();
     let client_config = ClientConfig::new(manager.endpoint().clone(), "federation");
@@ -248,6 +278,7 @@ pub(super) fn spawn(
                     status,
                     linked,
                     tx,
+                    wake_rx,
                 );
                 match node {
                     Ok(mut node) => {
@@ -336,7 +367,7 @@ struct Dialing {
     status: Arc<Mutex<FederationStatus>>,
     /// Peers linked now (the node keeps it).
     linked: Arc<Mutex<HashSet<String>>>,
-    tx: Sender<Input>,
+    tx: Inbox,
 }
 
 impl Dialing {
@@ -516,7 +547,9 @@ struct Node {
     withdrawals: Vec<RequestId>,
     status: Arc<Mutex<FederationStatus>>,
     linked: Arc<Mutex<HashSet<String>>>,
-    tx: Sender<Input>,
+    tx: Inbox,
+    /// Read end of the inbox's wake-up socket.
+    waker: UnixStream,
 }
 
 impl Node {
@@ -529,7 +562,8 @@ impl Node {
         timeout: Duration,
         status: Arc<Mutex<FederationStatus>>,
         linked: Arc<Mutex<HashSet<String>>>,
-        tx: Sender<Input>,
+        tx: Inbox,
+        waker: UnixStream,
     ) -> Result<Node, FederationError> {
         let mut client = Client::connect(&client)?;
         client.subscribe("*", EventKind::Offer | EventKind::Withdraw, false)?;
@@ -554,13 +588,13 @@ impl Node {
             status,
             linked,
             tx,
+            waker,
         })
     }
 
     /// Handles inputs, local notices and fabric progress until stopped or
     /// until the local manager goes.
     fn run(&mut self, rx: &Receiver<Input>, stop: &AtomicBool) {
-        let mut idle = 0u32;
         while !stop.load(Ordering::SeqCst) {
             let mut busy = false;
             while let Ok(input) = rx.try_recv() {
@@ -583,18 +617,26 @@ impl Node {
             self.expire_withdrawals();
             self.poll_withdrawals();
             if busy {
-                idle = 0;
                 self.publish_status();
             } else {
-                idle = idle.saturating_add(1);
-            }
-            if idle < SPIN_TURNS {
-                std::thread::yield_now();
-            } else if let Ok(input) = rx.recv_timeout(IDLE_WAIT) {
-                idle = 0;
-                self.input(input);
+                self.wait_for_input(rx);
             }
         }
+    }
+
+    /// Sleeps until an input or a message of the manager arrives, or
+    /// [`IDLE_WAIT_MS`] passed.
+    fn wait_for_input(&mut self, rx: &Receiver<Input>) {
+        if !rx.is_empty() {
+            return;
+        }
+        let mut fds = [
+            PollFd::new(self.client.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.waker.as_fd(), PollFlags::POLLIN),
+        ];
+        let _ = poll(&mut fds, PollTimeout::from(IDLE_WAIT_MS));
+        let mut drain = [0u8; 64];
+        while matches!((&self.waker).read(&mut drain), Ok(n) if n > 0) {}
     }
 
     fn publish_status(&self) {
@@ -667,13 +709,11 @@ impl Node {
                 loop {
                     match read_msg(&mut reader) {
                         Ok(msg) => {
-                            if tx
-                                .send(Input::Msg {
-                                    peer: who.clone(),
-                                    msg,
-                                })
-                                .is_err()
-                            {
+                            let input = Input::Msg {
+                                peer: who.clone(),
+                                msg,
+                            };
+                            if !tx.send(input) {
                                 return;
                             }
                         }
