@@ -260,6 +260,10 @@ fn federation_child() {
                 )
                 .unwrap();
             }
+            if std::env::var_os("FED_CUT").is_some() {
+                c.offer("cut", &pattern(77, 1 << 20), Attributes::new())
+                    .unwrap();
+            }
             eventually("a peer links", || !fed.status().peers.is_empty());
             ipc_common::say("offered");
             loop {
@@ -286,7 +290,24 @@ fn federation_child() {
                 "pulled {} objects, {} bytes over {}",
                 s.pulls, s.pulled_bytes, s.fabric
             ));
-            ipc_common::hear();
+            loop {
+                let line = ipc_common::hear();
+                if let Some(n) = line.strip_prefix("wait-imports ") {
+                    let n: usize = n.parse().unwrap();
+                    eventually("the offers are known", || fed.status().imported >= n);
+                    ipc_common::say("imported");
+                } else if let Some(name) = line.strip_prefix("demand ") {
+                    match c.demand(name, PATIENT) {
+                        Ok(v) => ipc_common::say(&format!("got {}", v.len())),
+                        Err(ClientError::Pool { code, .. }) => {
+                            ipc_common::say(&format!("error {code:?}"))
+                        }
+                        Err(e) => ipc_common::say(&format!("failed {e}")),
+                    }
+                } else {
+                    break;
+                }
+            }
         }
         other => panic!("unknown role {other}"),
     }
@@ -399,7 +420,7 @@ fn netns_skip_reason() -> Option<&'static str> {
 }
 
 #[test]
-fn a_consumer_in_one_namespace_reads_from_a_producer_in_another() {
+fn a_consumer_in_one_namespace_reads_from_a_producer_in_another_until_the_link_is_cut() {
     if let Some(reason) = netns_skip_reason() {
         eprintln!("skipped: {reason}");
         return;
@@ -430,6 +451,7 @@ fn a_consumer_in_one_namespace_reads_from_a_producer_in_another() {
         &[
             ("CDO_FEDERATION_LISTEN", format!("{ap}:{port}")),
             ("FED_SIZES", sizes_env(&sizes)),
+            ("FED_CUT", "1".into()),
         ],
     );
     assert!(producer.recv().starts_with("listening"));
@@ -439,6 +461,7 @@ fn a_consumer_in_one_namespace_reads_from_a_producer_in_another() {
         &[
             ("CDO_FEDERATION_LISTEN", format!("{ac}:{port}")),
             ("CDO_FEDERATION_PEERS", format!("{ap}:{port}")),
+            ("CDO_REMOTE_TIMEOUT_MS", "2000".into()),
             ("FED_SIZES", sizes_env(&sizes)),
         ],
     );
@@ -452,6 +475,14 @@ fn a_consumer_in_one_namespace_reads_from_a_producer_in_another() {
         )),
         "{report}"
     );
+    // The link cut (no reset, no answer): the demand of the object still
+    // on offer over there fails with a typed error within the remote
+    // timeout (2 s; the consumer itself would wait a minute).
+    consumer.send(&format!("wait-imports {}", sizes.len() + 1));
+    assert_eq!(consumer.recv(), "imported");
+    ip(&["-n", &c, "link", "set", &vc, "down"]);
+    consumer.send("demand cut");
+    assert_eq!(consumer.recv(), "error RemoteFailed");
     consumer.send("");
     producer.send("");
     for mut node in [consumer, producer] {
