@@ -208,6 +208,21 @@ impl ChildNode {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         nix::sys::signal::kill(pid, sig).unwrap();
     }
+
+    /// Stops the child and waits until every thread of it has stopped.
+    fn stop(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+        let tasks = format!("/proc/{}/task", self.child.id());
+        eventually("every thread of the child stops", || {
+            std::fs::read_dir(&tasks).unwrap().all(|t| {
+                let stat =
+                    std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
+                // The state follows the command's closing parenthesis.
+                stat.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('T'))
+            })
+        });
+    }
 }
 
 impl Drop for ChildNode {
@@ -339,7 +354,7 @@ fn a_stopped_peer_fails_the_demand_with_a_typed_error_and_no_partial_object() {
     let (pb, fb) = node(vec![addr], TOKEN, Duration::from_millis(1500));
     assert_eq!(child.recv(), "offered");
     eventually("the offer is known here", || fb.status().imported == 1);
-    child.signal(nix::sys::signal::Signal::SIGSTOP);
+    child.stop();
     let mut consumer = client(&pb, "consumer");
     // The consumer would wait a minute; the remote timeout fails it first.
     let e = consumer.demand("obj/0", PATIENT).unwrap_err();
@@ -379,7 +394,7 @@ fn a_withdrawal_waits_until_the_other_node_is_done_reading() {
         .starts_with("pulled 1 objects, 4096 bytes"));
     // The other node is stopped: it cannot say that no read is in flight,
     // so the withdrawal waits (the remote timeout is a minute).
-    consumer_node.signal(nix::sys::signal::Signal::SIGSTOP);
+    consumer_node.stop();
     let id = producer.submit_withdraw("obj/0").unwrap();
     let waited = producer.wait_keeping(id, Some(Duration::from_millis(300)));
     assert!(matches!(waited, Err(ClientError::Timeout)), "{waited:?}");

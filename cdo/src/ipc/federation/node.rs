@@ -442,6 +442,9 @@ fn dial_loop(peer: &str, shared: &Dialing) {
                 Ok((node, stream)) => {
                     last_error.clear();
                     name = Some(node.clone());
+                    // Linked from now on, for this loop: not dialled again
+                    // before the node has even seen this link.
+                    lock(&shared.linked).insert(node.clone());
                     let _ = shared.tx.send(Input::Link {
                         peer: node,
                         dialler: shared.me.clone(),
@@ -674,7 +677,8 @@ impl Node {
     }
 
     /// A new link to `peer`. Where both sides dialled, both keep the link
-    /// that the node with the smaller name dialled.
+    /// that the node with the smaller name dialled; where the same side
+    /// dialled again, it found the older link dead: the newer one stays.
     fn link_up(&mut self, peer: String, dialler: String, stream: TcpStream) {
         if peer == self.me {
             debug!("federation linked to itself; closing that link");
@@ -683,10 +687,11 @@ impl Node {
         }
         let preferred = self.me.as_str().min(peer.as_str()).to_string();
         if let Some(old) = self.links.get(&peer) {
-            if old.dialler == preferred || dialler != preferred {
+            if old.dialler != dialler && old.dialler == preferred {
                 let _ = stream.shutdown(std::net::Shutdown::Both);
                 return;
             }
+            // Its reader's end is ignored: the link's id changes.
             let _ = old.writer.shutdown(std::net::Shutdown::Both);
         }
         let reader = match stream.try_clone() {
