@@ -7,6 +7,7 @@ pub mod affinity;
 pub mod alloc;
 pub mod cdo;
 pub mod cdo_ipc;
+pub mod fabric;
 pub mod gpu;
 pub mod gpu_pool;
 pub mod gpu_transpose;

@@ -36,4 +36,6 @@ pub use cache::CacheStats;
 pub use config::{Choice, Config, PathChoice, Pipeline, ProviderSource, PullPath};
 pub use error::{FabricError, Result};
 pub use raw::{AddressVector, CompletionQueue, Domain, Endpoint, Fabric, Info, MemoryRegion};
-pub use transport::{Exposed, Peer, RegionDescriptor, RemoteRegion, Transport};
+pub use transport::{
+    Exposed, ExposedOwned, Peer, RegionDescriptor, RemoteRegion, StableBuffer, Transport,
+};

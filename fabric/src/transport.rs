@@ -173,6 +173,52 @@ impl Drop for Exposed<'_> {
     }
 }
 
+/// Memory whose bytes stay at one address for the owner's whole life,
+/// however the owner itself moves (a heap buffer, a mapping).
+///
+/// # Safety
+/// [`StableBuffer::stable_bytes`] must return the same address and length
+/// every time, valid until the owner is dropped.
+pub unsafe trait StableBuffer {
+    /// The bytes.
+    fn stable_bytes(&self) -> &[u8];
+}
+
+// SAFETY: a Vec's heap buffer does not move when the Vec does, and only a
+// mutable borrow (impossible while exposed) could reallocate it.
+unsafe impl StableBuffer for Vec<u8> {
+    fn stable_bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+// SAFETY: a boxed slice's allocation never moves or changes length.
+unsafe impl StableBuffer for Box<[u8]> {
+    fn stable_bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+/// A region exposed with [`Transport::expose_owned`]: keeps its owner, and
+/// stops remote reads before giving it back or dropping it.
+pub struct ExposedOwned<B> {
+    // Dropped first: the registration goes before the memory.
+    exposed: Exposed<'static>,
+    owner: B,
+}
+
+impl<B> ExposedOwned<B> {
+    /// What a consumer needs to pull it.
+    pub fn descriptor(&self) -> &RegionDescriptor {
+        self.exposed.descriptor()
+    }
+
+    /// The owner.
+    pub fn owner(&self) -> &B {
+        &self.owner
+    }
+}
+
 /// What the message path's server needs of an exposed region.
 struct ExposedEntry {
     ptr: *const u8,
@@ -366,6 +412,30 @@ impl Transport {
     /// Registers `buf` for remote reads (and for the message path's sends)
     /// until the returned guard is dropped.
     pub fn expose<'a>(&self, buf: &'a [u8]) -> Result<Exposed<'a>> {
+        // SAFETY: the guard borrows `buf` for 'a, so the bytes outlive it.
+        unsafe { self.expose_raw(buf.as_ptr(), buf.len()) }
+    }
+
+    /// Registers the bytes of `owner` for remote reads until the returned
+    /// guard (which keeps `owner`) is dropped: for memory whose owner must
+    /// move, such as a mapping held in a table.
+    pub fn expose_owned<B: StableBuffer>(&self, owner: B) -> Result<ExposedOwned<B>> {
+        let bytes = owner.stable_bytes();
+        // SAFETY: StableBuffer promises the bytes stay where they are while
+        // `owner` lives, wherever it moves; ExposedOwned drops the
+        // registration before `owner` (field order).
+        let exposed = unsafe { self.expose_raw(bytes.as_ptr(), bytes.len()) }?;
+        Ok(ExposedOwned { exposed, owner })
+    }
+
+    /// Registers `len` bytes at `ptr` for remote reads.
+    ///
+    /// # Safety
+    /// The bytes must stay allocated, at that address, for as long as the
+    /// returned guard lives ('a is the caller's choice).
+    unsafe fn expose_raw<'a>(&self, ptr: *const u8, len: usize) -> Result<Exposed<'a>> {
+        // SAFETY: the caller keeps the bytes alive while the guard lives.
+        let buf = unsafe { std::slice::from_raw_parts(ptr, len) };
         let access = (sys::FI_REMOTE_READ | sys::FI_SEND) as u64;
         let mr = self.register(buf.as_ptr(), buf.len(), access)?;
         let base = if self.mr_mode & sys::FI_MR_VIRT_ADDR as u64 != 0 {

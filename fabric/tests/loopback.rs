@@ -234,3 +234,29 @@ fn a_dead_peer_or_a_closed_endpoint_gives_typed_errors_within_the_timeout() {
     ));
     assert!(matches!(t.serve(|| true), Err(FabricError::Closed)));
 }
+
+#[test]
+fn an_owned_region_is_readable_while_its_guard_lives_and_keeps_its_owner() {
+    let cfg = config("tcp", PathChoice::Rma);
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let t = Transport::open(cfg.clone()).unwrap();
+            // The guard moves into a table, as a server keeps its regions.
+            let mut table = std::collections::HashMap::new();
+            let held = t.expose_owned(pattern(300_000, 9)).unwrap();
+            tx.send(held.descriptor().clone()).unwrap();
+            assert_eq!(held.owner().len(), 300_000);
+            table.insert("a", held);
+            t.serve(|| stop.load(Ordering::Acquire)).unwrap();
+            drop(table);
+        });
+        let d = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        let t = Transport::open(cfg.clone()).unwrap();
+        let mut dst = vec![0u8; 300_000];
+        t.read_into(t.connect(&d).unwrap(), &mut dst).unwrap();
+        stop.store(true, Ordering::Release);
+        assert!(dst == pattern(300_000, 9));
+    });
+}

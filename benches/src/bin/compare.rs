@@ -29,6 +29,9 @@ enum Bench {
     Cdo,
     /// Cross-process CDO hand-off through the pool manager against /dev/shm files.
     CdoIpc,
+    /// CDOs demanded across two federated pool managers against raw fabric
+    /// reads (fi_read) of the same bytes, same provider.
+    Fabric,
     /// Host<->device copies of the GPU data plane against plain CUDA driver
     /// copies (one line and no rows without a CUDA GPU).
     Gpu,
@@ -52,6 +55,7 @@ fn main() {
         Bench::Affinity => mamba_benches::affinity::run(),
         Bench::Cdo => mamba_benches::cdo::run(),
         Bench::CdoIpc => mamba_benches::cdo_ipc::run_matching(&cli.case),
+        Bench::Fabric => mamba_benches::fabric::run_matching(&cli.case),
         Bench::Gpu => mamba_benches::gpu::run(),
         Bench::Sirius => mamba_benches::sirius::run(),
         Bench::Tiering => mamba_benches::tiering::run(),

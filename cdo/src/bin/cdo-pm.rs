@@ -8,6 +8,12 @@
 //! The workflow token comes from `CDO_WORKFLOW_TOKEN` or from a private
 //! file (`--token-file`, `CDO_WORKFLOW_TOKEN_FILE`), never from the command
 //! line, where any user could read it.
+//!
+//! With `--federation-listen ADDR:PORT` (`CDO_FEDERATION_LISTEN`) the
+//! manager also joins the managers of other nodes (`--federation-peers`,
+//! `CDO_FEDERATION_PEERS`) as one pool; see `cdo::ipc::federation`. They
+//! must share the workflow token. Nothing listens on the network without
+//! that flag.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +21,7 @@ use std::time::Duration;
 
 use cdo::ipc::components::log_to_stderr;
 use cdo::ipc::endpoint::{read_token_file, TOKEN_ENV, TOKEN_FILE_ENV};
+use cdo::ipc::federation::{self, FederationConfig};
 use cdo::ipc::manager::{
     self, FaultPolicy, Limits, ManagerConfig, ProducerExit, ACK_TIMEOUT_ENV,
     KEEP_GROUP_RECORDS_ENV, LEASE_ENV, MAX_SEGMENT_ENV, POLICY_ENV, PRODUCER_EXIT_ENV,
@@ -92,6 +99,22 @@ struct Args {
     /// it are dropped above four times as much).
     #[arg(long, env = "CDO_MAX_QUEUED_BYTES", value_parser = positive)]
     max_queued_bytes: Option<usize>,
+    /// Address (`ip:port`) to listen on for the pool managers of other
+    /// nodes; without it, no federation and nothing listens.
+    #[arg(long, env = federation::LISTEN_ENV)]
+    federation_listen: Option<String>,
+    /// Pool managers of other nodes to join, `host:port,...`.
+    #[arg(long, env = federation::PEERS_ENV, default_value = "")]
+    federation_peers: String,
+    /// How long a read from another node may go without progress before
+    /// the demand fails, in ms.
+    #[arg(long, env = federation::REMOTE_TIMEOUT_ENV,
+          default_value_t = federation::DEFAULT_REMOTE_TIMEOUT.as_millis() as u64)]
+    remote_timeout_ms: u64,
+    /// libfabric provider of the reads between nodes (`tcp`, `verbs;ofi_rxm`,
+    /// `cxi`...); default: `FI_PROVIDER` or libfabric's choice.
+    #[arg(long, env = federation::PROVIDER_ENV)]
+    fabric_provider: Option<String>,
 }
 
 /// A positive number.
@@ -130,7 +153,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = ManagerConfig {
         limits: args.limits(),
         runtime_dir: args.runtime_dir,
-        token,
+        token: token.clone(),
         policy: args.policy,
         ack_timeout: Duration::from_millis(args.ack_timeout_ms),
         lease: Duration::from_millis(args.lease_ms),
@@ -155,7 +178,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     signals.add(Signal::SIGINT);
     signals.add(Signal::SIGTERM);
     signals.thread_block()?;
+    let federation = match &args.federation_listen {
+        Some(listen) => {
+            let mut f = FederationConfig::parse(listen, &args.federation_peers, token.as_deref())?;
+            f.remote_timeout = Duration::from_millis(args.remote_timeout_ms);
+            f.fabric.provider = args.fabric_provider.clone();
+            Some(f)
+        }
+        None if !args.federation_peers.is_empty() => {
+            return Err("--federation-peers needs --federation-listen".into())
+        }
+        None => None,
+    };
     let handle = manager::start(config)?;
+    let federation = match federation {
+        Some(f) => Some(federation::start(f, &handle)?),
+        None => None,
+    };
     for (key, value) in handle.endpoint().env() {
         match &args.token_file {
             // The token stays in its file; clients read the same file.
@@ -167,6 +206,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let signal = signals.wait()?;
     tracing::info!(?signal, "stopping");
+    drop(federation);
     handle.shutdown();
     Ok(())
 }

@@ -906,6 +906,23 @@ impl Engine {
         self.settle(out);
     }
 
+    /// Whether an object is on offer as `name`.
+    pub fn is_offered(&self, name: &str) -> bool {
+        self.registry.get(name).is_some()
+    }
+
+    /// Fails every demand waiting for `name` with `code` and `text`.
+    pub fn fail_waiters(&mut self, name: &str, code: ErrorCode, text: &str, out: &mut Vec<Effect>) {
+        for (cid, rid) in self.waiters.remove(name).unwrap_or_default() {
+            self.quotas.sub(cid, Kind::Demands, 1);
+            let msg = Msg::Error {
+                code,
+                text: text.into(),
+            };
+            self.send(cid, rid, msg, None, out);
+        }
+    }
+
     /// Fails every waiting request and forgets every client (shutdown).
     pub fn shut_down(&mut self, out: &mut Vec<Effect>) {
         for (name, waiting) in std::mem::take(&mut self.waiters) {

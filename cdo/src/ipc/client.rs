@@ -187,6 +187,15 @@ impl std::ops::Deref for View {
     }
 }
 
+impl AsFd for Client {
+    /// The connection to the manager, to wait for its replies and notices
+    /// with `poll` alongside other sources (then take them with
+    /// [`Client::poll_notice`] or [`Client::wait`]).
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.reader.socket().as_fd()
+    }
+}
+
 /// The reply to one request.
 #[derive(Debug)]
 pub enum Reply {
@@ -432,6 +441,24 @@ impl Client {
         attrs: Attributes,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<RequestId, ClientError> {
+        let filled = self.try_submit_offer(name, size, attrs, |dst| {
+            fill(dst);
+            Ok::<(), std::convert::Infallible>(())
+        })?;
+        Ok(filled.unwrap_or_else(|never| match never {}))
+    }
+
+    /// Queues an offer of `size` bytes written by `fill`, which may fail:
+    /// then nothing is offered, the memory goes back to the pool and
+    /// `fill`'s error is returned (inside `Ok`; the outer error is the
+    /// client's). A consumer never sees an object whose filling failed.
+    pub fn try_submit_offer<E>(
+        &mut self,
+        name: &str,
+        size: u64,
+        attrs: Attributes,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<Result<RequestId, E>, ClientError> {
         if self.offers.contains_key(name) {
             return Err(ClientError::Pool {
                 code: ErrorCode::DuplicateName,
@@ -445,7 +472,10 @@ impl Client {
             .expect("allocated slots have a segment");
         // SAFETY: the pool hands out disjoint slots, and this slot is not
         // offered (so no consumer reads it) until the offer below is sent.
-        fill(unsafe { seg.bytes_mut(slot.offset, size) });
+        if let Err(e) = fill(unsafe { seg.bytes_mut(slot.offset, size) }) {
+            self.reuse(slot)?;
+            return Ok(Err(e));
+        }
         let fd = self
             .registered
             .insert(slot.segment)
@@ -468,7 +498,7 @@ impl Client {
         if let Some(segment) = sent_fd {
             self.pending_fds.insert(id, segment);
         }
-        Ok(id)
+        Ok(Ok(id))
     }
 
     /// Offers `bytes` (copied once into shared memory) under `name`.

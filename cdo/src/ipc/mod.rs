@@ -15,7 +15,9 @@
 //! - [`group`]: CDO groups (members plus a manifest) across processes;
 //! - [`convert`]: a demanded view copied into another space, tier or order;
 //! - [`endpoint`]: where the manager listens and how clients find it;
-//! - [`fasthash`]: the hasher of the maps on the request path.
+//! - [`fasthash`]: the hasher of the maps on the request path;
+//! - [`federation`]: pool managers on several nodes as one pool (fabric
+//!   reads between nodes).
 //!
 //! ## Segments
 //!
@@ -61,6 +63,7 @@ pub mod conn;
 pub mod convert;
 pub mod endpoint;
 pub mod fasthash;
+pub mod federation;
 pub mod group;
 pub mod lease;
 pub mod limits;

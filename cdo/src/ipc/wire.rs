@@ -28,8 +28,8 @@ pub const FRAME_VERSION: u8 = 1;
 /// Version of the message schema, exchanged in [`Msg::Join`] (3: WELCOME
 /// carries the lease and its page; 4: quota and size errors, queued-bytes
 /// and dropped-event counters; 5: queries of the offers, [`Msg::Query`],
-/// and [`ErrorCode::InvalidName`]).
-pub const PROTOCOL_VERSION: u32 = 5;
+/// and [`ErrorCode::InvalidName`]; 6: [`ErrorCode::RemoteFailed`]).
+pub const PROTOCOL_VERSION: u32 = 6;
 /// Magic bytes opening every frame.
 pub const MAGIC: [u8; 2] = *b"CD";
 /// Length of the frame header.
@@ -96,6 +96,10 @@ pub enum ErrorCode {
     /// character ([`engine::names`](crate::engine::names)); the request
     /// did nothing.
     InvalidName,
+    /// The object is offered on another node, and reading it from there
+    /// failed (the node died, was cut off, or did not answer within
+    /// `CDO_REMOTE_TIMEOUT_MS`); nothing of it was delivered.
+    RemoteFailed,
 }
 
 /// Counters of the pool manager, the reply to [`Msg::Stat`].

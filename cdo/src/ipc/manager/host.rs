@@ -20,7 +20,7 @@ use crate::engine::{Effect, Engine, EngineConfig, SegmentCheck, SegmentKey};
 use crate::ipc::fasthash::FastMap;
 use crate::ipc::limits::fit_names;
 use crate::ipc::shm::{check_seals, file_size};
-use crate::ipc::wire::{Frame, Msg, Stats};
+use crate::ipc::wire::{ErrorCode, Frame, Msg, Stats};
 
 /// A client's sending side, shared by every thread that sends to it.
 pub type Outbox = Arc<super::outbox::Outbox>;
@@ -38,7 +38,14 @@ pub struct Host {
     max_segment_bytes: u64,
     started: Instant,
     meters: Arc<Meters>,
+    /// Told the name of every demand that finds nothing on offer.
+    unmet: Option<UnmetHook>,
 }
+
+/// What a manager calls with the demanding client and the name of a
+/// demand that finds nothing on offer (under the state lock: it must not
+/// block).
+pub type UnmetHook = Box<dyn Fn(ClientId, &str) + Send>;
 
 impl Host {
     /// An engine over `registry` with `config`'s policies.
@@ -60,6 +67,7 @@ impl Host {
             max_segment_bytes: config.max_segment_bytes,
             started: Instant::now(),
             meters,
+            unmet: None,
         }
     }
 
@@ -101,6 +109,11 @@ impl Host {
             }
         });
         let check = check.as_mut().map(|c| c as SegmentCheck<'_>);
+        if let (Msg::Demand { name }, Some(hook)) = (&msg, &self.unmet) {
+            if !self.engine.is_offered(name) {
+                hook(cid, name);
+            }
+        }
         self.engine
             .handle(cid, id, msg, check, Instant::now(), &mut self.effects);
         self.carry_out(fd, out);
@@ -124,6 +137,19 @@ impl Host {
         self.engine.disconnect(cid, &mut self.effects);
         self.carry_out(None, out);
         self.outboxes.remove(&cid);
+    }
+
+    /// Calls `hook` with the name of every later demand that finds nothing
+    /// on offer.
+    pub fn set_unmet_hook(&mut self, hook: UnmetHook) {
+        self.unmet = Some(hook);
+    }
+
+    /// Fails every demand waiting for `name`.
+    pub fn fail_demands(&mut self, name: &str, code: ErrorCode, text: &str, out: &mut Outgoing) {
+        self.engine
+            .fail_waiters(name, code, text, &mut self.effects);
+        self.carry_out(None, out);
     }
 
     /// Fails every waiting request (shutdown).

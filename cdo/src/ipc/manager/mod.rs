@@ -212,6 +212,30 @@ struct Shared {
     tick: Condvar,
 }
 
+/// What a federation of pool managers needs of its local manager: to hear
+/// of demands nothing here can serve, and to fail those that another node
+/// could not serve either. Cheap to clone; usable from any thread.
+#[derive(Clone)]
+pub struct Control(Arc<Shared>);
+
+impl Control {
+    /// Calls `hook` with the demanding client's id and the name of every
+    /// later demand that finds nothing on offer here. The hook runs under
+    /// the manager's lock and must not block; a second call replaces the
+    /// first hook.
+    pub fn on_unmet_demand(&self, hook: impl Fn(u64, &str) + Send + 'static) {
+        lock(&self.0.state).set_unmet_hook(Box::new(hook));
+    }
+
+    /// Fails every demand waiting for `name` with `code` and `text` (an
+    /// object that another node offered and could not deliver).
+    pub fn fail_demands(&self, name: &str, code: ErrorCode, text: &str) {
+        let mut out = Outgoing::new();
+        lock(&self.0.state).fail_demands(name, code, text, &mut out);
+        deliver(out);
+    }
+}
+
 /// A running pool manager; dropping it shuts it down.
 pub struct ManagerHandle {
     endpoint: Endpoint,
@@ -355,6 +379,12 @@ impl ManagerHandle {
     /// The manager's counters.
     pub fn stats(&self) -> Stats {
         lock(&self.shared.state).stats()
+    }
+
+    /// A handle on this manager's demands for a federation of managers
+    /// (see [`federation`](crate::ipc::federation)).
+    pub fn control(&self) -> Control {
+        Control(self.shared.clone())
     }
 
     /// Open connections, and how many of them have not joined yet.

@@ -1,0 +1,1105 @@
+//! The federation's threads: one accepts peers, one per configured peer
+//! dials it (again after a link ends), one per link reads its messages,
+//! and one, the node, owns the local client, the fabric transports and all
+//! state, and handles everything in turn.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{unbounded, Receiver, Sender};
+use mamba_fabric::{ExposedOwned, RegionDescriptor, StableBuffer, Transport};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use tracing::{debug, info, warn};
+
+use super::auth;
+use super::link::{read_msg, write_msg, PeerMsg};
+use super::{FederationConfig, FederationError, FederationStatus, REFUSALS_KEPT};
+use crate::events::EventKind;
+use crate::ipc::client::{Client, ClientConfig, ClientError, Notice, Reply, View};
+use crate::ipc::manager::{Control, ManagerHandle};
+use crate::ipc::wire::{Attributes, ErrorCode, RequestId};
+
+/// How long the serving thread without exposed memory waits for a command
+/// before it looks at the stop flag again.
+const SERVE_IDLE: Duration = Duration::from_millis(100);
+/// Longest wait of an idle node (for its inputs and its manager's
+/// notices, which both wake it) before it looks at its stop flag and
+/// overdue withdrawals.
+const IDLE_WAIT_MS: u16 = 100;
+/// Pause of the acceptor between polls, and of a dialler between tries.
+const ACCEPT_POLL: Duration = Duration::from_millis(20);
+const DIAL_RETRY: Duration = Duration::from_millis(200);
+/// How long the federation's own demand of a freshly offered object may
+/// wait (it is on offer unless withdrawn at once).
+const LOCAL_DEMAND: Duration = Duration::from_secs(1);
+
+// SAFETY: a view's bytes are a read-only mapping made when the view was
+// created and unmapped only when it is dropped; moving the view moves no
+// byte, and nothing remaps it meanwhile.
+unsafe impl StableBuffer for View {
+    fn stable_bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+/// A command to the serving thread, answered on `reply`.
+enum ServeCmd {
+    /// Expose a view's memory; the answer is its descriptor's text form.
+    Expose {
+        name: String,
+        view: View,
+        reply: std::sync::mpsc::SyncSender<Result<String, String>>,
+    },
+    /// Stop exposing a view and drop it.
+    Unexpose {
+        name: String,
+        reply: std::sync::mpsc::SyncSender<()>,
+    },
+}
+
+/// The node's side of the serving thread, which owns the transport that
+/// exposes this node's objects and drives its progress without pause
+/// (providers such as `tcp;ofi_rxm` move a remote read's bytes only while
+/// the exposing side polls), so that a node busy reading from a peer
+/// still serves the peers reading from it.
+struct Server {
+    tx: Sender<ServeCmd>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts the serving thread; returns it and the transport's choice.
+    fn start(fabric: mamba_fabric::Config) -> Result<(Server, String), FederationError> {
+        let (tx, rx) = unbounded::<ServeCmd>();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("cdo-federation-serve".into())
+            .spawn({
+                let stop = stop.clone();
+                move || {
+                    let t = match Transport::open(fabric) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(t.choice().to_string()));
+                    serve_loop(&t, &rx, &stop);
+                }
+            })
+            .map_err(FederationError::Thread)?;
+        match ready_rx.recv() {
+            Ok(Ok(choice)) => Ok((
+                Server {
+                    tx,
+                    stop,
+                    thread: Some(thread),
+                },
+                choice,
+            )),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e.into())
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(FederationError::Thread(std::io::Error::other(
+                    "the serving thread ended before it was ready",
+                )))
+            }
+        }
+    }
+
+    fn expose(&self, name: &str, view: View) -> Result<String, String> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let cmd = ServeCmd::Expose {
+            name: name.into(),
+            view,
+            reply,
+        };
+        self.tx
+            .send(cmd)
+            .map_err(|_| "the serving thread is gone".to_string())?;
+        answer
+            .recv()
+            .map_err(|_| "the serving thread is gone".to_string())?
+    }
+
+    /// Stops exposing `name`; once this returns its view is dropped.
+    fn unexpose(&self, name: &str) {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let cmd = ServeCmd::Unexpose {
+            name: name.into(),
+            reply,
+        };
+        if self.tx.send(cmd).is_ok() {
+            let _ = answer.recv();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The serving thread: answers commands, and between them drives the
+/// transport's progress while anything is exposed.
+fn serve_loop(t: &Transport, rx: &Receiver<ServeCmd>, stop: &AtomicBool) {
+    let mut exposed: HashMap<String, ExposedOwned<View>> = HashMap::new();
+    let handle = |cmd: ServeCmd, exposed: &mut HashMap<String, ExposedOwned<View>>| match cmd {
+        ServeCmd::Expose { name, view, reply } => {
+            let answer = t.expose_owned(view).map(|held| {
+                let region = held.descriptor().to_string();
+                exposed.insert(name, held);
+                region
+            });
+            let _ = reply.send(answer.map_err(|e| e.to_string()));
+        }
+        ServeCmd::Unexpose { name, reply } => {
+            exposed.remove(&name);
+            let _ = reply.send(());
+        }
+    };
+    while !stop.load(Ordering::SeqCst) {
+        while let Ok(cmd) = rx.try_recv() {
+            handle(cmd, &mut exposed);
+        }
+        if exposed.is_empty() {
+            if let Ok(cmd) = rx.recv_timeout(SERVE_IDLE) {
+                handle(cmd, &mut exposed);
+            }
+            continue;
+        }
+        if let Err(e) = t.serve(|| !rx.is_empty() || stop.load(Ordering::Relaxed)) {
+            warn!(error = %e, "fabric serving failed; peers cannot read this node's objects");
+            std::thread::sleep(SERVE_IDLE);
+        }
+    }
+}
+
+/// Where the node's other threads (and its manager's unmet-demand hook)
+/// send their inputs: a channel, plus a socket whose byte wakes the node
+/// when it waits on its manager's connection too.
+#[derive(Clone)]
+struct Inbox {
+    tx: Sender<Input>,
+    waker: Arc<UnixStream>,
+}
+
+impl Inbox {
+    /// Queues `input` and wakes the node; false once the node is gone.
+    fn send(&self, input: Input) -> bool {
+        let sent = self.tx.send(input).is_ok();
+        // A full socket already holds a wake-up.
+        let _ = (&*self.waker).write(&[1]);
+        sent
+    }
+}
+
+/// What the node's other threads tell it.
+enum Input {
+    /// A peer passed the handshake.
+    Link {
+        peer: String,
+        dialler: String,
+        stream: TcpStream,
+    },
+    /// A message of a peer.
+    Msg { peer: String, msg: PeerMsg },
+    /// Link `link` to a peer ended.
+    Lost { peer: String, link: u64 },
+    /// A local client demanded a name nothing here offers.
+    Unmet(String),
+}
+
+/// Starts the federation's threads; returns once the node has joined its
+/// manager and opened its fabric transport (or why it could not).
+pub(super) fn spawn(
+    config: FederationConfig,
+    addr: SocketAddr,
+    listener: TcpListener,
+    manager: &ManagerHandle,
+    stop: Arc<AtomicBool>,
+    status: Arc<Mutex<FederationStatus>>,
+) -> Result<Vec<JoinHandle<()>>, FederationError> {
+    let me = node_name(addr);
+    let (tx, rx) = unbounded();
+    let (wake_rx, wake_tx) = UnixStream::pair().map_err(FederationError::Thread)?;
+    for s in [&wake_rx, &wake_tx] {
+        s.set_nonblocking(true).map_err(FederationError::Thread)?;
+    }
+    let tx = Inbox {
+        tx,
+        waker: Arc::new(wake_tx),
+    };
+    let linked: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let control = manager.control();
+    let client_config = ClientConfig::new(manager.endpoint().clone(), "federation");
+    let mut fabric = config.fabric.clone();
+    fabric.timeout = config.remote_timeout;
+    if fabric.node.is_none() && !addr.ip().is_unspecified() {
+        fabric.node = Some(addr.ip().to_string());
+    }
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let node = {
+        let (me, stop, status, linked, tx) = (
+            me.clone(),
+            stop.clone(),
+            status.clone(),
+            linked.clone(),
+            tx.clone(),
+        );
+        let timeout = config.remote_timeout;
+        std::thread::Builder::new()
+            .name("cdo-federation".into())
+            .spawn(move || {
+                let node = Node::open(
+                    me,
+                    client_config,
+                    fabric,
+                    control,
+                    timeout,
+                    status,
+                    linked,
+                    tx,
+                    wake_rx,
+                );
+                match node {
+                    Ok(mut node) => {
+                        let _ = ready_tx.send(Ok(node.client.client_id()));
+                        node.run(&rx, &stop);
+                        node.close();
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })
+            .map_err(FederationError::Thread)?
+    };
+    let own = match ready_rx.recv() {
+        Ok(Ok(cid)) => cid,
+        Ok(Err(e)) => {
+            let _ = node.join();
+            return Err(e);
+        }
+        Err(_) => {
+            let _ = node.join();
+            return Err(FederationError::Thread(std::io::Error::other(
+                "the federation thread ended before it was ready",
+            )));
+        }
+    };
+    {
+        // The federation's own demands (of local offers, to export them)
+        // are never for another node.
+        let tx = tx.clone();
+        manager.control().on_unmet_demand(move |cid, name| {
+            if cid != own {
+                let _ = tx.send(Input::Unmet(name.into()));
+            }
+        });
+    }
+    info!(node = %me, peers = ?config.peers, "federation listening");
+    let mut threads = vec![node];
+    let shared = Arc::new(Dialing {
+        me,
+        token: config.token,
+        timeout: config.remote_timeout,
+        stop,
+        status,
+        linked,
+        tx,
+    });
+    let acceptor = {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("cdo-federation-accept".into())
+            .spawn(move || accept_loop(listener, &shared))
+            .map_err(FederationError::Thread)?
+    };
+    threads.push(acceptor);
+    for peer in config.peers {
+        let shared = shared.clone();
+        let dialler = std::thread::Builder::new()
+            .name("cdo-federation-dial".into())
+            .spawn(move || dial_loop(&peer, &shared))
+            .map_err(FederationError::Thread)?;
+        threads.push(dialler);
+    }
+    Ok(threads)
+}
+
+/// This node's name among its peers: the listening address, or, when it
+/// listens on every interface, the host name and port.
+pub(super) fn node_name(addr: SocketAddr) -> String {
+    if !addr.ip().is_unspecified() {
+        return addr.to_string();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    format!("{host}:{}", addr.port())
+}
+
+/// What the acceptor and the diallers share.
+struct Dialing {
+    me: String,
+    token: String,
+    timeout: Duration,
+    stop: Arc<AtomicBool>,
+    status: Arc<Mutex<FederationStatus>>,
+    /// Peers linked now (the node keeps it).
+    linked: Arc<Mutex<HashSet<String>>>,
+    tx: Inbox,
+}
+
+impl Dialing {
+    fn refused(&self, reason: String) {
+        warn!(%reason, "federation peer refused");
+        let mut s = lock(&self.status);
+        if s.refused.len() == REFUSALS_KEPT {
+            s.refused.remove(0);
+        }
+        s.refused.push(reason);
+    }
+
+    /// Bounds every read and write of a handshake.
+    fn handshake_timeouts(&self, stream: &TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let _ = stream.set_read_timeout(Some(self.timeout));
+        let _ = stream.set_write_timeout(Some(self.timeout));
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Accepts peers until stopped; each handshake runs on its own thread so
+/// that a slow or silent peer holds up nobody.
+fn accept_loop(listener: TcpListener, shared: &Arc<Dialing>) {
+    if let Err(e) = listener.set_nonblocking(true) {
+        warn!(error = %e, "federation listener cannot poll; not accepting peers");
+        return;
+    }
+    while !shared.stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((mut stream, from)) => {
+                let shared = shared.clone();
+                let _ = std::thread::Builder::new()
+                    .name("cdo-federation-hello".into())
+                    .spawn(move || {
+                        let _ = stream.set_nonblocking(false);
+                        shared.handshake_timeouts(&stream);
+                        match auth::answer(&mut stream, &shared.me, &shared.token) {
+                            Ok(peer) => {
+                                let _ = shared.tx.send(Input::Link {
+                                    peer: peer.clone(),
+                                    dialler: peer,
+                                    stream,
+                                });
+                            }
+                            Err(reason) => shared.refused(format!("from {from}: {reason}")),
+                        }
+                    });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(ACCEPT_POLL),
+            Err(e) => {
+                warn!(error = %e, "federation accept failed");
+                std::thread::sleep(ACCEPT_POLL);
+            }
+        }
+    }
+}
+
+/// Dials `peer` whenever it is not linked, until stopped.
+fn dial_loop(peer: &str, shared: &Dialing) {
+    let mut name: Option<String> = None;
+    let mut last_error = String::new();
+    while !shared.stop.load(Ordering::SeqCst) {
+        let linked = name
+            .as_ref()
+            .is_some_and(|n| lock(&shared.linked).contains(n));
+        if !linked {
+            match dial(peer, shared) {
+                Ok((node, stream)) => {
+                    last_error.clear();
+                    name = Some(node.clone());
+                    // Linked from now on, for this loop: not dialled again
+                    // before the node has even seen this link.
+                    lock(&shared.linked).insert(node.clone());
+                    let _ = shared.tx.send(Input::Link {
+                        peer: node,
+                        dialler: shared.me.clone(),
+                        stream,
+                    });
+                }
+                Err(Dial::Unreachable(e)) => {
+                    if e != last_error {
+                        debug!(peer, error = %e, "federation peer not reachable yet");
+                        last_error = e;
+                    }
+                }
+                Err(Dial::Refused(reason)) => {
+                    shared.refused(format!("to {peer}: {reason}"));
+                    // Do not hammer a peer that refuses us.
+                    pause(shared.timeout.max(DIAL_RETRY), &shared.stop);
+                }
+            }
+        }
+        pause(DIAL_RETRY, &shared.stop);
+    }
+}
+
+/// Sleeps `d`, or less once `stop` is set.
+fn pause(d: Duration, stop: &AtomicBool) {
+    let until = Instant::now() + d;
+    while !stop.load(Ordering::SeqCst) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(ACCEPT_POLL));
+    }
+}
+
+enum Dial {
+    Unreachable(String),
+    Refused(String),
+}
+
+fn dial(peer: &str, shared: &Dialing) -> Result<(String, TcpStream), Dial> {
+    let addr = peer
+        .to_socket_addrs()
+        .map_err(|e| Dial::Unreachable(e.to_string()))?
+        .next()
+        .ok_or_else(|| Dial::Unreachable(format!("{peer} resolves to nothing")))?;
+    let mut stream = TcpStream::connect_timeout(&addr, shared.timeout)
+        .map_err(|e| Dial::Unreachable(e.to_string()))?;
+    shared.handshake_timeouts(&stream);
+    let node = auth::dial(&mut stream, &shared.me, &shared.token).map_err(Dial::Refused)?;
+    Ok((node, stream))
+}
+
+/// One live link to a peer.
+struct Link {
+    id: u64,
+    /// Node name of the side that dialled it.
+    dialler: String,
+    writer: TcpStream,
+}
+
+/// An object of this node offered to the peers.
+struct Export {
+    /// Whether the serving thread exposes it (an empty object is not).
+    exposed: bool,
+    attrs: Attributes,
+    size: u64,
+    region: String,
+    /// Once withdrawn here: since when, and the peers whose answer is
+    /// still awaited.
+    withdrawal: Option<(Instant, HashSet<String>)>,
+}
+
+/// An object a peer offers.
+struct Import {
+    peer: String,
+    attrs: Attributes,
+    size: u64,
+    region: Option<RegionDescriptor>,
+}
+
+/// The node: all federation state, owned by one thread.
+struct Node {
+    me: String,
+    client: Client,
+    /// Exposes this node's objects.
+    server: Server,
+    /// Reads peers' objects; reopened after a failed read closed it.
+    puller: Option<Transport>,
+    fabric: mamba_fabric::Config,
+    control: Control,
+    timeout: Duration,
+    links: HashMap<String, Link>,
+    next_link: u64,
+    readers: Vec<JoinHandle<()>>,
+    exports: HashMap<String, Export>,
+    imports: HashMap<String, Import>,
+    /// Names demanded here, offered nowhere yet.
+    wanted: HashSet<String>,
+    /// Names this node read from a peer and offers locally, by peer.
+    copies: HashMap<String, String>,
+    /// Withdrawals of copies whose reply is awaited.
+    withdrawals: Vec<RequestId>,
+    status: Arc<Mutex<FederationStatus>>,
+    linked: Arc<Mutex<HashSet<String>>>,
+    tx: Inbox,
+    /// Read end of the inbox's wake-up socket.
+    waker: UnixStream,
+}
+
+impl Node {
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        me: String,
+        client: ClientConfig,
+        fabric: mamba_fabric::Config,
+        control: Control,
+        timeout: Duration,
+        status: Arc<Mutex<FederationStatus>>,
+        linked: Arc<Mutex<HashSet<String>>>,
+        tx: Inbox,
+        waker: UnixStream,
+    ) -> Result<Node, FederationError> {
+        let mut client = Client::connect(&client)?;
+        client.subscribe("*", EventKind::Offer | EventKind::Withdraw, false)?;
+        let (server, choice) = Server::start(fabric.clone())?;
+        lock(&status).fabric = choice;
+        Ok(Node {
+            me,
+            client,
+            server,
+            puller: None,
+            fabric,
+            control,
+            timeout,
+            links: HashMap::new(),
+            next_link: 0,
+            readers: Vec::new(),
+            exports: HashMap::new(),
+            imports: HashMap::new(),
+            wanted: HashSet::new(),
+            copies: HashMap::new(),
+            withdrawals: Vec::new(),
+            status,
+            linked,
+            tx,
+            waker,
+        })
+    }
+
+    /// Handles inputs, local notices and fabric progress until stopped or
+    /// until the local manager goes.
+    fn run(&mut self, rx: &Receiver<Input>, stop: &AtomicBool) {
+        while !stop.load(Ordering::SeqCst) {
+            let mut busy = false;
+            while let Ok(input) = rx.try_recv() {
+                busy = true;
+                self.input(input);
+            }
+            loop {
+                match self.client.poll_notice() {
+                    Ok(Some(n)) => {
+                        busy = true;
+                        self.notice(n);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        warn!(error = %e, "federation lost its pool manager; stopping");
+                        return;
+                    }
+                }
+            }
+            self.expire_withdrawals();
+            self.poll_withdrawals();
+            if busy {
+                self.publish_status();
+            } else {
+                self.wait_for_input(rx);
+            }
+        }
+    }
+
+    /// Sleeps until an input or a message of the manager arrives, or
+    /// [`IDLE_WAIT_MS`] passed.
+    fn wait_for_input(&mut self, rx: &Receiver<Input>) {
+        if !rx.is_empty() {
+            return;
+        }
+        let mut fds = [
+            PollFd::new(self.client.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.waker.as_fd(), PollFlags::POLLIN),
+        ];
+        let _ = poll(&mut fds, PollTimeout::from(IDLE_WAIT_MS));
+        let mut drain = [0u8; 64];
+        while matches!((&self.waker).read(&mut drain), Ok(n) if n > 0) {}
+    }
+
+    fn publish_status(&self) {
+        let mut s = lock(&self.status);
+        s.peers = self.links.keys().cloned().collect();
+        s.peers.sort();
+        s.exported = self.exports.len();
+        s.imported = self.imports.len();
+    }
+
+    fn input(&mut self, input: Input) {
+        match input {
+            Input::Link {
+                peer,
+                dialler,
+                stream,
+            } => self.link_up(peer, dialler, stream),
+            Input::Msg { peer, msg } => self.peer_msg(&peer, msg),
+            Input::Lost { peer, link } => {
+                if self.links.get(&peer).is_some_and(|l| l.id == link) {
+                    self.link_lost(&peer, "connection ended");
+                }
+            }
+            Input::Unmet(name) => {
+                if self.exports.contains_key(&name) || self.copies.contains_key(&name) {
+                    return;
+                }
+                if self.imports.contains_key(&name) {
+                    self.pull(&name);
+                } else {
+                    self.wanted.insert(name);
+                }
+            }
+        }
+    }
+
+    /// A new link to `peer`. Where both sides dialled, both keep the link
+    /// that the node with the smaller name dialled; where the same side
+    /// dialled again, it found the older link dead: the newer one stays.
+    fn link_up(&mut self, peer: String, dialler: String, stream: TcpStream) {
+        if peer == self.me {
+            debug!("federation linked to itself; closing that link");
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+        let preferred = self.me.as_str().min(peer.as_str()).to_string();
+        if let Some(old) = self.links.get(&peer) {
+            if old.dialler != dialler && old.dialler == preferred {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+            // Its reader's end is ignored: the link's id changes.
+            let _ = old.writer.shutdown(std::net::Shutdown::Both);
+        }
+        let reader = match stream.try_clone() {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(%peer, error = %e, "cannot read a federation link");
+                return;
+            }
+        };
+        let _ = reader.set_read_timeout(None);
+        let _ = stream.set_write_timeout(Some(self.timeout));
+        self.next_link += 1;
+        let id = self.next_link;
+        let tx = self.tx.clone();
+        let who = peer.clone();
+        let spawned = std::thread::Builder::new()
+            .name("cdo-federation-read".into())
+            .spawn(move || {
+                let mut reader = std::io::BufReader::new(reader);
+                loop {
+                    match read_msg(&mut reader) {
+                        Ok(msg) => {
+                            let input = Input::Msg {
+                                peer: who.clone(),
+                                msg,
+                            };
+                            if !tx.send(input) {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            debug!(peer = %who, error = %e, "federation link ended");
+                            let _ = tx.send(Input::Lost {
+                                peer: who,
+                                link: id,
+                            });
+                            return;
+                        }
+                    }
+                }
+            });
+        match spawned {
+            Ok(t) => self.readers.push(t),
+            Err(e) => {
+                warn!(%peer, error = %e, "cannot start a federation reader");
+                return;
+            }
+        }
+        info!(%peer, "federation peer linked");
+        self.links.insert(
+            peer.clone(),
+            Link {
+                id,
+                dialler,
+                writer: stream,
+            },
+        );
+        lock(&self.linked).insert(peer.clone());
+        // The new peer learns what this node offers.
+        let offers: Vec<PeerMsg> = self
+            .exports
+            .iter()
+            .filter(|(_, e)| e.withdrawal.is_none())
+            .map(|(name, e)| offered(name, e))
+            .collect();
+        for msg in offers {
+            self.send(&peer, &msg);
+        }
+        self.publish_status();
+    }
+
+    /// Forgets `peer`: its objects, the copies read from it, and the
+    /// answers awaited from it.
+    fn link_lost(&mut self, peer: &str, why: &str) {
+        let Some(link) = self.links.remove(peer) else {
+            return;
+        };
+        warn!(%peer, why, "federation peer lost");
+        let _ = link.writer.shutdown(std::net::Shutdown::Both);
+        lock(&self.linked).remove(peer);
+        self.imports.retain(|_, i| i.peer != peer);
+        let copies: Vec<String> = self
+            .copies
+            .iter()
+            .filter(|(_, p)| *p == peer)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in copies {
+            self.withdraw_copy(&name);
+        }
+        let answered: Vec<String> = self
+            .exports
+            .iter_mut()
+            .filter_map(|(name, e)| {
+                let (_, waiting) = e.withdrawal.as_mut()?;
+                waiting.remove(peer);
+                waiting.is_empty().then(|| name.clone())
+            })
+            .collect();
+        for name in answered {
+            self.unexport(&name);
+        }
+        self.publish_status();
+    }
+
+    /// Sends `msg` to `peer`; a link that cannot take it is dropped.
+    fn send(&mut self, peer: &str, msg: &PeerMsg) {
+        let Some(link) = self.links.get_mut(peer) else {
+            return;
+        };
+        if let Err(e) = write_msg(&mut link.writer, msg) {
+            self.link_lost(peer, &format!("send failed: {e}"));
+        }
+    }
+
+    fn broadcast(&mut self, msg: &PeerMsg) {
+        let peers: Vec<String> = self.links.keys().cloned().collect();
+        for peer in peers {
+            self.send(&peer, msg);
+        }
+    }
+
+    fn peer_msg(&mut self, peer: &str, msg: PeerMsg) {
+        match msg {
+            PeerMsg::Offered {
+                name,
+                attrs,
+                size,
+                region,
+            } => {
+                let region = if size == 0 {
+                    None
+                } else {
+                    match region.parse::<RegionDescriptor>() {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            warn!(%peer, %name, error = %e, "bad region descriptor; offer ignored");
+                            return;
+                        }
+                    }
+                };
+                let import = Import {
+                    peer: peer.into(),
+                    attrs,
+                    size,
+                    region,
+                };
+                self.imports.insert(name.clone(), import);
+                if self.wanted.remove(&name) {
+                    self.pull(&name);
+                }
+                self.publish_status();
+            }
+            PeerMsg::Withdrawn { name } => {
+                // Reads are synchronous on this thread: none of `name` is in
+                // flight now, and none starts after this.
+                if self.imports.get(&name).is_some_and(|i| i.peer == peer) {
+                    self.imports.remove(&name);
+                }
+                if self.copies.get(&name).is_some_and(|p| p == peer) {
+                    self.withdraw_copy(&name);
+                }
+                self.send(peer, &PeerMsg::Released { name });
+                self.publish_status();
+            }
+            PeerMsg::Released { name } => {
+                let done = self
+                    .exports
+                    .get_mut(&name)
+                    .and_then(|e| e.withdrawal.as_mut())
+                    .is_some_and(|(_, waiting)| {
+                        waiting.remove(peer);
+                        waiting.is_empty()
+                    });
+                if done {
+                    self.unexport(&name);
+                }
+            }
+            other => {
+                warn!(%peer, msg = ?other, "unexpected federation message; dropping the link");
+                self.link_lost(peer, "protocol error");
+            }
+        }
+    }
+
+    fn notice(&mut self, notice: Notice) {
+        let Notice::Event(event) = notice else {
+            return;
+        };
+        if event.client == self.client.client_id() {
+            return;
+        }
+        match event.kind {
+            EventKind::Offer if !self.exports.contains_key(&event.name) => self.export(event.name),
+            EventKind::Withdraw => self.withdraw_export(&event.name),
+            _ => {}
+        }
+    }
+
+    /// Takes a view of the local object `name`, exposes it and tells the
+    /// peers.
+    fn export(&mut self, name: String) {
+        let id = match self.client.submit_demand(&name) {
+            Ok(id) => id,
+            Err(e) => return warn!(%name, error = %e, "cannot demand an offer to export it"),
+        };
+        let view = match self.client.wait(id, Some(LOCAL_DEMAND.min(self.timeout))) {
+            Ok(Reply::Data(view)) => view,
+            Ok(other) => return warn!(%name, reply = ?other, "unexpected reply to a demand"),
+            Err(e) => {
+                // Withdrawn before we got to it: cancel the waiting demand.
+                debug!(%name, error = %e, "offer gone before it was exported");
+                let _ = self.client.retract(&name);
+                return;
+            }
+        };
+        let (attrs, size) = (view.attrs().clone(), view.len() as u64);
+        let region = if size == 0 {
+            String::new()
+        } else {
+            match self.server.expose(&name, view) {
+                Ok(region) => region,
+                Err(e) => return warn!(%name, error = %e, "cannot expose an offer to the peers"),
+            }
+        };
+        let export = Export {
+            exposed: size > 0,
+            attrs,
+            size,
+            region,
+            withdrawal: None,
+        };
+        let msg = offered(&name, &export);
+        self.exports.insert(name, export);
+        self.broadcast(&msg);
+    }
+
+    /// The producer withdrew `name`: tell the peers, and keep its memory
+    /// exposed until each has answered.
+    fn withdraw_export(&mut self, name: &str) {
+        let Some(export) = self.exports.get_mut(name) else {
+            return;
+        };
+        if export.withdrawal.is_some() {
+            return;
+        }
+        let waiting: HashSet<String> = self.links.keys().cloned().collect();
+        let none = waiting.is_empty();
+        export.withdrawal = Some((Instant::now(), waiting));
+        if none {
+            return self.unexport(name);
+        }
+        self.broadcast(&PeerMsg::Withdrawn { name: name.into() });
+    }
+
+    /// Drops an export: unregisters its memory, then releases its view.
+    fn unexport(&mut self, name: &str) {
+        if let Some(export) = self.exports.remove(name) {
+            if export.exposed {
+                self.server.unexpose(name);
+            }
+            if let Err(e) = self.client.flush() {
+                warn!(error = %e, "cannot release a view");
+            }
+        }
+        self.publish_status();
+    }
+
+    /// Releases withdrawn exports whose peers did not answer in time.
+    fn expire_withdrawals(&mut self) {
+        let timeout = self.timeout;
+        let overdue: Vec<(String, Vec<String>)> = self
+            .exports
+            .iter()
+            .filter_map(|(name, e)| {
+                let (since, waiting) = e.withdrawal.as_ref()?;
+                (since.elapsed() >= timeout)
+                    .then(|| (name.clone(), waiting.iter().cloned().collect()))
+            })
+            .collect();
+        for (name, peers) in overdue {
+            warn!(%name, ?peers, ?timeout, "peers did not answer a withdrawal in time; releasing it");
+            self.unexport(&name);
+        }
+    }
+
+    fn withdraw_copy(&mut self, name: &str) {
+        self.copies.remove(name);
+        match self.client.submit_withdraw(name) {
+            Ok(id) => self.withdrawals.push(id),
+            Err(e) => warn!(%name, error = %e, "cannot withdraw a copy"),
+        }
+    }
+
+    /// Collects the replies of copies' withdrawals (each waits for the
+    /// local consumers' views).
+    fn poll_withdrawals(&mut self) {
+        if self.withdrawals.is_empty() {
+            return;
+        }
+        let client = &mut self.client;
+        self.withdrawals
+            .retain(|&id| match client.wait_keeping(id, Some(Duration::ZERO)) {
+                Err(ClientError::Timeout) => true,
+                Ok(_) => false,
+                Err(e) => {
+                    debug!(error = %e, "a copy's withdrawal failed");
+                    false
+                }
+            });
+    }
+
+    /// Reads the peer's object `name` into a segment of this node's pool
+    /// and offers it here; fails the waiting demands when that fails.
+    fn pull(&mut self, name: &str) {
+        let Some(import) = self.imports.get(name) else {
+            return;
+        };
+        let (peer, size, attrs, region) = (
+            import.peer.clone(),
+            import.size,
+            import.attrs.clone(),
+            import.region.clone(),
+        );
+        let result = self.read_and_offer(name, size, attrs, region.as_ref());
+        let mut s = lock(&self.status);
+        match result {
+            Ok(()) => {
+                s.pulls += 1;
+                s.pulled_bytes += size;
+                drop(s);
+                self.copies.insert(name.into(), peer);
+            }
+            Err(why) => {
+                s.failed_pulls += 1;
+                drop(s);
+                let text = format!("reading {name} ({size} bytes) from {peer}: {why}");
+                warn!("{text}");
+                self.control
+                    .fail_demands(name, ErrorCode::RemoteFailed, &text);
+            }
+        }
+    }
+
+    fn read_and_offer(
+        &mut self,
+        name: &str,
+        size: u64,
+        attrs: Attributes,
+        region: Option<&RegionDescriptor>,
+    ) -> Result<(), String> {
+        let puller = match self.puller.take() {
+            Some(t) => t,
+            None => Transport::open(self.fabric.clone()).map_err(|e| e.to_string())?,
+        };
+        let remote = match region {
+            Some(r) => Some(puller.connect(r).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let submitted = self
+            .client
+            .try_submit_offer(name, size, attrs, |dst| match remote {
+                Some(remote) => puller.read_into(remote, dst),
+                None => Ok(()),
+            });
+        let id = match submitted {
+            Ok(Ok(id)) => {
+                self.puller = Some(puller);
+                id
+            }
+            // A failed read closed the transport: the next one opens anew.
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(e) => {
+                self.puller = Some(puller);
+                return Err(format!("offering it here: {e}"));
+            }
+        };
+        match self.client.wait(id, Some(self.timeout)) {
+            Ok(Reply::Ok) => Ok(()),
+            Ok(other) => Err(format!("offering it here: unexpected {other:?}")),
+            Err(e) => Err(format!("offering it here: {e}")),
+        }
+    }
+
+    /// Ends every link and releases every export.
+    fn close(mut self) {
+        for link in self.links.values() {
+            let _ = link.writer.shutdown(std::net::Shutdown::Both);
+        }
+        self.links.clear();
+        lock(&self.linked).clear();
+        for t in self.readers.drain(..) {
+            let _ = t.join();
+        }
+        let names: Vec<String> = self.exports.keys().cloned().collect();
+        for name in names {
+            self.unexport(&name);
+        }
+        self.publish_status();
+    }
+}
+
+/// The `Offered` message of an export.
+fn offered(name: &str, e: &Export) -> PeerMsg {
+    PeerMsg::Offered {
+        name: name.into(),
+        attrs: e.attrs.clone(),
+        size: e.size,
+        region: e.region.clone(),
+    }
+}

@@ -1,0 +1,511 @@
+//! Pool managers on two nodes as one pool: a consumer on one node demands
+//! what a producer on the other offered, with the same client code as on
+//! one node. The nodes are two managers on 127.0.0.1 (in this process, or
+//! one in a child process that the test can stop), and two network
+//! namespaces joined by a veth pair (as root with `ip`; skipped with a
+//! printed reason otherwise). Fabric provider: tcp (`tcp;ofi_rxm`).
+
+mod ipc_common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use cdo::ipc::client::{Client, ClientError, Reply};
+use cdo::ipc::federation::{self, Federation, FederationConfig};
+use cdo::ipc::manager::{ManagerConfig, ManagerHandle};
+use cdo::ipc::wire::{Attributes, ErrorCode};
+use cdo::Value;
+use ipc_common::{client, code, eventually, manager_with, pattern};
+
+const TOKEN: &str = "federation-test-token";
+/// Long enough never to expire in a test that does not want it to.
+const PATIENT: Duration = Duration::from_secs(60);
+
+/// A manager with its federation listening on `listen`, dialling `peers`.
+fn node_at(
+    listen: &str,
+    peers: Vec<String>,
+    token: &str,
+    remote_timeout: Duration,
+) -> (ManagerHandle, Federation) {
+    let pm = manager_with(ManagerConfig {
+        token: Some(token.into()),
+        ..ManagerConfig::default()
+    });
+    let mut config = FederationConfig::new(listen.parse().unwrap(), peers, token.into());
+    config.fabric.provider = Some("tcp".into());
+    config.remote_timeout = remote_timeout;
+    let fed = federation::start(config, &pm).unwrap();
+    (pm, fed)
+}
+
+fn node(peers: Vec<String>, token: &str, remote_timeout: Duration) -> (ManagerHandle, Federation) {
+    node_at("127.0.0.1:0", peers, token, remote_timeout)
+}
+
+fn linked(feds: &[&Federation]) {
+    eventually("the managers link", || {
+        feds.iter()
+            .all(|f| f.status().peers.len() == feds.len() - 1)
+    });
+}
+
+fn data(reply: Result<Reply, ClientError>) -> cdo::ipc::client::View {
+    match reply {
+        Ok(Reply::Data(v)) => v,
+        other => panic!("expected data, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_consumer_demands_what_a_producer_on_another_node_offers() {
+    let (pa, fa) = node(vec![], TOKEN, PATIENT);
+    let (pb, fb) = node(vec![fa.local_addr().to_string()], TOKEN, PATIENT);
+    linked(&[&fa, &fb]);
+    assert!(fa.status().fabric.contains("tcp"), "{}", fa.status().fabric);
+    let mut producer = client(&pa, "producer");
+    let mut consumer = client(&pb, "consumer");
+
+    // Demanded before anything is offered anywhere: served once it is.
+    let early = consumer.submit_demand("early").unwrap();
+    consumer.flush().unwrap();
+    let sizes = [1usize, 4096, (3 << 20) + 5];
+    let mut attrs = Attributes::new();
+    attrs.insert("app.step".into(), Value::Int(7));
+    for (i, &n) in sizes.iter().enumerate() {
+        producer
+            .offer(&format!("obj/{i}"), &pattern(i as u64, n), attrs.clone())
+            .unwrap();
+    }
+    producer
+        .offer("early", &pattern(99, 10_000), Attributes::new())
+        .unwrap();
+    let v = data(consumer.wait(early, Some(PATIENT)));
+    assert!(*v == pattern(99, 10_000)[..]);
+    drop(v);
+
+    // Known here by now or not: every byte arrives, with the attributes.
+    for (i, &n) in sizes.iter().enumerate() {
+        let v = consumer.demand(&format!("obj/{i}"), PATIENT).unwrap();
+        assert!(*v == pattern(i as u64, n)[..], "object {i} differs");
+        assert_eq!(v.attrs().get("app.step"), Some(&Value::Int(7)));
+    }
+    eventually("the reads are counted", || fb.status().pulls == 4);
+    let s = fb.status();
+    assert_eq!(s.pulled_bytes, sizes.iter().sum::<usize>() as u64 + 10_000);
+    assert_eq!(s.failed_pulls, 0);
+    assert_eq!(fa.status().exported, 4);
+
+    // The bytes crossed once: a second demand is served by the copy here.
+    let held = consumer.demand("obj/2", PATIENT).unwrap();
+    assert_eq!(fb.status().pulls, 4);
+
+    // The producer's withdrawal completes (the consumer's copy is its own
+    // node's business), and the name leaves the other node too.
+    producer.withdraw("obj/2").unwrap();
+    eventually("the withdrawal reaches the other node", || {
+        fb.status().imported == 3
+    });
+    assert!(
+        *held == pattern(2, sizes[2])[..],
+        "a held view never changes"
+    );
+    drop(held);
+    consumer.flush().unwrap();
+    eventually("the copy is withdrawn once released", || {
+        pb.stats().objects == 3
+    });
+    let e = consumer
+        .demand("obj/2", Duration::from_millis(200))
+        .unwrap_err();
+    assert!(matches!(e, ClientError::Timeout), "{e:?}");
+    assert_eq!(fa.status().exported, 3);
+}
+
+#[test]
+fn a_peer_without_the_token_is_refused_and_says_why() {
+    let (_pa, fa) = node(vec![], TOKEN, PATIENT);
+    let (_pc, fc) = node(vec![fa.local_addr().to_string()], "not-the-token", PATIENT);
+    eventually("both sides log the refusal", || {
+        !fa.status().refused.is_empty() && !fc.status().refused.is_empty()
+    });
+    let a = fa.status();
+    assert!(a.refused[0].contains("token"), "{:?}", a.refused);
+    assert!(a.peers.is_empty());
+    let c = fc.status();
+    // The listener proves itself first: the dialler finds it cannot.
+    assert!(c.refused[0].contains("did not prove"), "{:?}", c.refused);
+    assert!(c.peers.is_empty());
+}
+
+#[test]
+fn a_garbage_speaking_peer_is_refused() {
+    let (_pa, fa) = node(vec![], TOKEN, PATIENT);
+    let mut s = std::net::TcpStream::connect(fa.local_addr()).unwrap();
+    s.write_all(&[5, 0, 0, 0, 1, 2, 3, 4, 5]).unwrap();
+    eventually("the refusal is logged", || !fa.status().refused.is_empty());
+    assert!(fa.status().peers.is_empty());
+}
+
+/// A node in a child process: this test binary run as `federation_child`.
+struct ChildNode {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+const ROLE: &str = "CDO_FEDERATION_TEST_ROLE";
+
+impl ChildNode {
+    /// Runs `role` with `env`, behind `prefix` (such as `ip netns exec NS`).
+    fn spawn(prefix: &[&str], role: &str, env: &[(&str, String)]) -> ChildNode {
+        let exe = std::env::current_exe().unwrap();
+        let mut cmd = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        cmd.args([
+            "federation_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ROLE, role)
+        .env("CDO_WORKFLOW_TOKEN", TOKEN)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+        let mut child = cmd.spawn().expect("the child starts");
+        ChildNode {
+            stdin: child.stdin.take().unwrap(),
+            stdout: BufReader::new(child.stdout.take().unwrap()),
+            child,
+        }
+    }
+
+    fn recv(&mut self) -> String {
+        loop {
+            let mut line = String::new();
+            let n = self.stdout.read_line(&mut line).unwrap();
+            assert!(n > 0, "the child ended early");
+            if let Some(at) = line.find("@@") {
+                return line[at + 2..].trim().to_string();
+            }
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, sig).unwrap();
+    }
+
+    /// Stops the child and waits until every thread of it has stopped.
+    fn stop(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+        let tasks = format!("/proc/{}/task", self.child.id());
+        eventually("every thread of the child stops", || {
+            std::fs::read_dir(&tasks).unwrap().all(|t| {
+                let stat =
+                    std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
+                // The state follows the command's closing parenthesis.
+                stat.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('T'))
+            })
+        });
+    }
+}
+
+impl Drop for ChildNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The sizes the producer child offers, as `name=bytes` pairs.
+fn sizes_env(sizes: &[usize]) -> String {
+    sizes
+        .iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The child's side: `producer` offers `obj/i` of each size in
+/// `FED_SIZES` and withdraws on command; `consumer` demands them all and
+/// checks every byte. Both run a manager and its federation (from the
+/// `CDO_FEDERATION_*` variables) and use the ordinary client calls.
+#[test]
+fn federation_child() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    let token = std::env::var("CDO_WORKFLOW_TOKEN").unwrap();
+    let pm = manager_with(ManagerConfig {
+        token: Some(token.clone()),
+        ..ManagerConfig::default()
+    });
+    let mut config = FederationConfig::from_env(Some(&token)).unwrap().unwrap();
+    config.fabric.provider = Some("tcp".into());
+    let fed = federation::start(config, &pm).unwrap();
+    let sizes: Vec<usize> = std::env::var("FED_SIZES")
+        .unwrap()
+        .split(',')
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let mut c: Client = client(&pm, &role);
+    ipc_common::say(&format!("listening {}", fed.local_addr()));
+    match role.as_str() {
+        "producer" => {
+            for (i, &n) in sizes.iter().enumerate() {
+                c.offer(
+                    &format!("obj/{i}"),
+                    &pattern(i as u64, n),
+                    Attributes::new(),
+                )
+                .unwrap();
+            }
+            if std::env::var_os("FED_CUT").is_some() {
+                c.offer("cut", &pattern(77, 1 << 20), Attributes::new())
+                    .unwrap();
+            }
+            eventually("a peer links", || !fed.status().peers.is_empty());
+            ipc_common::say("offered");
+            loop {
+                let line = ipc_common::hear();
+                let Some(name) = line.strip_prefix("withdraw ") else {
+                    break;
+                };
+                c.withdraw(name).unwrap();
+                ipc_common::say(&format!("withdrawn {name}"));
+            }
+        }
+        "consumer" => {
+            for (i, &n) in sizes.iter().enumerate() {
+                let v = c.demand(&format!("obj/{i}"), PATIENT).unwrap();
+                assert!(*v == pattern(i as u64, n)[..], "object {i} differs");
+            }
+            // The node counts a read once its copy is offered, which may
+            // be just after the demand was served.
+            eventually("the reads are counted", || {
+                fed.status().pulls == sizes.len() as u64
+            });
+            let s = fed.status();
+            ipc_common::say(&format!(
+                "pulled {} objects, {} bytes over {}",
+                s.pulls, s.pulled_bytes, s.fabric
+            ));
+            loop {
+                let line = ipc_common::hear();
+                if let Some(n) = line.strip_prefix("wait-imports ") {
+                    let n: usize = n.parse().unwrap();
+                    eventually("the offers are known", || fed.status().imported >= n);
+                    ipc_common::say("imported");
+                } else if let Some(name) = line.strip_prefix("demand ") {
+                    match c.demand(name, PATIENT) {
+                        Ok(v) => ipc_common::say(&format!("got {}", v.len())),
+                        Err(ClientError::Pool { code, .. }) => {
+                            ipc_common::say(&format!("error {code:?}"))
+                        }
+                        Err(e) => ipc_common::say(&format!("failed {e}")),
+                    }
+                } else {
+                    break;
+                }
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// A producer node in a child process on 127.0.0.1 and a consumer node
+/// here, linked.
+fn producer_child(sizes: &[usize]) -> (ChildNode, String) {
+    let mut child = ChildNode::spawn(
+        &[],
+        "producer",
+        &[
+            ("CDO_FEDERATION_LISTEN", "127.0.0.1:0".into()),
+            ("FED_SIZES", sizes_env(sizes)),
+        ],
+    );
+    let addr = child
+        .recv()
+        .strip_prefix("listening ")
+        .expect("the child says where it listens")
+        .to_string();
+    (child, addr)
+}
+
+#[test]
+fn a_stopped_peer_fails_the_demand_with_a_typed_error_and_no_partial_object() {
+    let sizes = [8 << 20];
+    let (mut child, addr) = producer_child(&sizes);
+    let (pb, fb) = node(vec![addr], TOKEN, Duration::from_millis(1500));
+    assert_eq!(child.recv(), "offered");
+    eventually("the offer is known here", || fb.status().imported == 1);
+    child.stop();
+    let mut consumer = client(&pb, "consumer");
+    // The consumer would wait a minute; the remote timeout fails it first.
+    let e = consumer.demand("obj/0", PATIENT).unwrap_err();
+    assert_eq!(code(e), ErrorCode::RemoteFailed);
+    assert_eq!(fb.status().failed_pulls, 1);
+    assert_eq!(pb.stats().objects, 0, "nothing of it is on offer here");
+    // Again, with a fresh fabric endpoint: the same typed error.
+    let e = consumer.demand("obj/0", PATIENT).unwrap_err();
+    assert_eq!(code(e), ErrorCode::RemoteFailed);
+    assert_eq!(pb.stats().objects, 0);
+    child.signal(nix::sys::signal::Signal::SIGCONT);
+    // Awake again, the producer's node serves the same demand.
+    let v = consumer.demand("obj/0", PATIENT).unwrap();
+    assert!(*v == pattern(0, sizes[0])[..]);
+}
+
+#[test]
+fn a_withdrawal_waits_until_the_other_node_is_done_reading() {
+    let (pa, fa) = node(vec![], TOKEN, PATIENT);
+    let mut consumer_node = ChildNode::spawn(
+        &[],
+        "consumer",
+        &[
+            ("CDO_FEDERATION_LISTEN", "127.0.0.1:0".into()),
+            ("CDO_FEDERATION_PEERS", fa.local_addr().to_string()),
+            ("FED_SIZES", sizes_env(&[4096])),
+        ],
+    );
+    assert!(consumer_node.recv().starts_with("listening"));
+    eventually("the other node links", || fa.status().peers.len() == 1);
+    let mut producer = client(&pa, "producer");
+    producer
+        .offer("obj/0", &pattern(0, 4096), Attributes::new())
+        .unwrap();
+    assert!(consumer_node
+        .recv()
+        .starts_with("pulled 1 objects, 4096 bytes"));
+    // The other node is stopped: it cannot say that no read is in flight,
+    // so the withdrawal waits (the remote timeout is a minute).
+    consumer_node.stop();
+    let id = producer.submit_withdraw("obj/0").unwrap();
+    let waited = producer.wait_keeping(id, Some(Duration::from_millis(300)));
+    assert!(matches!(waited, Err(ClientError::Timeout)), "{waited:?}");
+    consumer_node.signal(nix::sys::signal::Signal::SIGCONT);
+    assert!(matches!(producer.wait(id, Some(PATIENT)), Ok(Reply::Ok)));
+    consumer_node.send("");
+}
+
+/// Deletes the namespaces (and with them the veth pair) when dropped.
+struct Namespaces(Vec<String>);
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip runs");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn netns_skip_reason() -> Option<&'static str> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("not root (network namespaces need it)");
+    }
+    match Command::new("ip").arg("-V").output() {
+        Ok(o) if o.status.success() => None,
+        _ => Some("the `ip` command (iproute2) is missing"),
+    }
+}
+
+#[test]
+fn a_consumer_in_one_namespace_reads_from_a_producer_in_another_until_the_link_is_cut() {
+    if let Some(reason) = netns_skip_reason() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let id = std::process::id();
+    let (p, c) = (format!("cdofed-p-{id}"), format!("cdofed-c-{id}"));
+    let (vp, vc) = (format!("cfp{id}"), format!("cfc{id}"));
+    let net = format!("10.{}.{}", 150 + id % 100, (id / 100) % 250);
+    let (ap, ac) = (format!("{net}.1"), format!("{net}.2"));
+    let mut namespaces = Namespaces(Vec::new());
+    for ns in [&p, &c] {
+        ip(&["netns", "add", ns]);
+        namespaces.0.push(ns.clone());
+    }
+    ip(&["link", "add", &vp, "type", "veth", "peer", "name", &vc]);
+    ip(&["link", "set", &vp, "netns", &p]);
+    ip(&["link", "set", &vc, "netns", &c]);
+    for (ns, dev, addr) in [(&p, &vp, &ap), (&c, &vc, &ac)] {
+        ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev]);
+        ip(&["-n", ns, "link", "set", dev, "up"]);
+        ip(&["-n", ns, "link", "set", "lo", "up"]);
+    }
+    let sizes = [1, 4096, (16 << 20) + 3];
+    let port = 7400 + (id % 500) as u16;
+    let mut producer = ChildNode::spawn(
+        &["ip", "netns", "exec", &p],
+        "producer",
+        &[
+            ("CDO_FEDERATION_LISTEN", format!("{ap}:{port}")),
+            ("FED_SIZES", sizes_env(&sizes)),
+            ("FED_CUT", "1".into()),
+        ],
+    );
+    assert!(producer.recv().starts_with("listening"));
+    let mut consumer = ChildNode::spawn(
+        &["ip", "netns", "exec", &c],
+        "consumer",
+        &[
+            ("CDO_FEDERATION_LISTEN", format!("{ac}:{port}")),
+            ("CDO_FEDERATION_PEERS", format!("{ap}:{port}")),
+            ("CDO_REMOTE_TIMEOUT_MS", "2000".into()),
+            ("FED_SIZES", sizes_env(&sizes)),
+        ],
+    );
+    assert!(consumer.recv().starts_with("listening"));
+    assert_eq!(producer.recv(), "offered");
+    let report = consumer.recv();
+    let total: usize = sizes.iter().sum();
+    assert!(
+        report.starts_with(&format!(
+            "pulled 3 objects, {total} bytes over provider tcp"
+        )),
+        "{report}"
+    );
+    // The link cut (no reset, no answer): the demand of the object still
+    // on offer over there fails with a typed error within the remote
+    // timeout (2 s; the consumer itself would wait a minute).
+    consumer.send(&format!("wait-imports {}", sizes.len() + 1));
+    assert_eq!(consumer.recv(), "imported");
+    ip(&["-n", &c, "link", "set", &vc, "down"]);
+    consumer.send("demand cut");
+    assert_eq!(consumer.recv(), "error RemoteFailed");
+    consumer.send("");
+    producer.send("");
+    for mut node in [consumer, producer] {
+        let status = node.child.wait().unwrap();
+        assert!(status.success(), "a node failed: {status}");
+    }
+    drop(namespaces);
+    let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(!list.contains(&p) && !list.contains(&c), "{list}");
+}
