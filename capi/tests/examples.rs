@@ -9,20 +9,22 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The directory holding `libmamba_capi.so`: `target/<profile>`, the
-/// parent of this test's `deps/`.
+/// parent of this test's `deps/`, or `deps/` itself (cargo leaves the
+/// library there, without a copy one level up, when a workspace build
+/// compiled it more than once).
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps")
-        .to_path_buf();
-    assert!(
-        dir.join("libmamba_capi.so").exists(),
-        "libmamba_capi.so is not in {}",
-        dir.display()
-    );
-    dir
+    let deps = exe.parent().expect("target/<profile>/deps").to_path_buf();
+    let profile = deps.parent().expect("target/<profile>").to_path_buf();
+    [profile, deps.clone()]
+        .into_iter()
+        .find(|dir| dir.join("libmamba_capi.so").exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "libmamba_capi.so is in neither {} nor its parent",
+                deps.display()
+            )
+        })
 }
 
 fn have(compiler: &str) -> bool {

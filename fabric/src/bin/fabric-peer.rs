@@ -118,7 +118,11 @@ fn main() {
         "consume" => {
             let r = consume(&a);
             let note = r.as_ref().map_or_else(|e| e.clone(), |_| "ok".to_string());
-            let _ = std::fs::write(a.dir.join("done"), note);
+            // Written aside and renamed, so the producer never reads a
+            // `done` that exists but is still empty.
+            let tmp = a.dir.join("done.tmp");
+            let _ =
+                std::fs::write(&tmp, note).and_then(|()| std::fs::rename(&tmp, a.dir.join("done")));
             r
         }
         other => Err(format!("unknown role {other} (produce or consume)")),
