@@ -173,12 +173,14 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
     REGISTRY.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Registers a pool's shared state; returns (slot, generation).
-pub(super) fn register(shared: *const Shared) -> (usize, u64) {
+/// Reserves a slot and a generation for a new pool; its shared state is
+/// named with [`publish`] once built. Until then no thread can hold a
+/// cache entry of that generation, so none looks the slot up.
+pub(super) fn reserve() -> (usize, u64) {
     let mut r = registry();
     let generation = r.next_generation;
     r.next_generation += 1;
-    let entry = Some((generation, shared as usize));
+    let entry = Some((generation, 0));
     let slot = match r.slots.iter().position(Option::is_none) {
         Some(i) => {
             r.slots[i] = entry;
@@ -190,6 +192,15 @@ pub(super) fn register(shared: *const Shared) -> (usize, u64) {
         }
     };
     (slot, generation)
+}
+
+/// Names the shared state of the pool of a reserved slot. The pointer
+/// comes from the `Arc` after the state is complete, so that no later
+/// write through another reference invalidates it.
+pub(super) fn publish(slot: usize, shared: *const Shared) {
+    if let Some(Some((_, ptr))) = registry().slots.get_mut(slot) {
+        *ptr = shared as usize;
+    }
 }
 
 /// Removes a pool from the table: no thread flushes into it afterwards.
@@ -556,7 +567,8 @@ impl Drop for ThreadCaches {
                 if *generation == cell.generation {
                     // SAFETY: the registry lock is held and the slot still
                     // names this generation, so the pool has not started
-                    // unregistering: its shared state is alive.
+                    // unregistering: its shared state is alive, and was
+                    // published before any thread could cache for it.
                     let shared = unsafe { &*(*ptr as *const Shared) };
                     // Off the pool's list first: no stealer can reach the
                     // cell any more (one in progress holds the list's lock).

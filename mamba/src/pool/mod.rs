@@ -375,9 +375,10 @@ impl Pool {
         fence::init();
         let granule = provider.granule();
         let intrusive = provider.host_accessible() && provider.block_io().is_none();
-        let mut shared = Arc::new(Shared {
-            slot: 0,
-            generation: 0,
+        let (slot, generation) = cache::reserve();
+        let shared = Arc::new(Shared {
+            slot,
+            generation,
             central: std::array::from_fn(|_| Mutex::new(Vec::new())),
             state: Mutex::new(ArenaState::default()),
             provider,
@@ -390,10 +391,7 @@ impl Pool {
             reclaimed_at: AtomicU64::new(u64::MAX),
             retired: Counters::default(),
         });
-        let inner = Arc::get_mut(&mut shared).expect("not shared yet");
-        let (slot, generation) = cache::register(&*inner);
-        inner.slot = slot;
-        inner.generation = generation;
+        cache::publish(slot, Arc::as_ptr(&shared));
         Pool { shared }
     }
 
