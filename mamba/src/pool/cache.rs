@@ -15,8 +15,9 @@
 //! number. A thread's cache entry remembers slot and generation; an entry
 //! whose generation no longer matches belongs to a dropped pool and is
 //! discarded without touching its blocks. When a thread exits, its entries
-//! are flushed back to their pools under the slot-table lock, which a pool
-//! also takes to unregister — so a flush never reaches a dropped pool.
+//! are flushed back to the pools it can still reach through the table's
+//! weak references, holding a strong one meanwhile — so a flush never
+//! reaches a dropped pool.
 //!
 //! Reclaiming: a pool lists its threads' caches ([`CacheCell`]s) and can
 //! take their blocks back at any time ([`CacheCell::steal`]) — before it
@@ -36,7 +37,7 @@ use super::classes::{batch, CLASS_SIZES, NUM_CLASSES};
 use super::{fence, Shared};
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::*};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::ThreadId;
 
 /// Counters of one size class (or of the arena blocks) of one thread,
@@ -160,7 +161,8 @@ fn bump_i(c: &AtomicI64, by: i64) {
 
 /// The global table of live pools.
 pub(super) struct Registry {
-    slots: Vec<Option<(u64, usize)>>,
+    /// Per slot: the pool's generation and a weak reference to its state.
+    slots: Vec<Option<(u64, Weak<Shared>)>>,
     next_generation: u64,
 }
 
@@ -180,7 +182,7 @@ pub(super) fn reserve() -> (usize, u64) {
     let mut r = registry();
     let generation = r.next_generation;
     r.next_generation += 1;
-    let entry = Some((generation, 0));
+    let entry = Some((generation, Weak::new()));
     let slot = match r.slots.iter().position(Option::is_none) {
         Some(i) => {
             r.slots[i] = entry;
@@ -194,12 +196,10 @@ pub(super) fn reserve() -> (usize, u64) {
     (slot, generation)
 }
 
-/// Names the shared state of the pool of a reserved slot. The pointer
-/// comes from the `Arc` after the state is complete, so that no later
-/// write through another reference invalidates it.
-pub(super) fn publish(slot: usize, shared: *const Shared) {
-    if let Some(Some((_, ptr))) = registry().slots.get_mut(slot) {
-        *ptr = shared as usize;
+/// Names the shared state of the pool of a reserved slot.
+pub(super) fn publish(slot: usize, shared: Weak<Shared>) {
+    if let Some(Some((_, weak))) = registry().slots.get_mut(slot) {
+        *weak = shared;
     }
 }
 
@@ -558,24 +558,30 @@ pub(super) struct ThreadCaches {
 impl Drop for ThreadCaches {
     fn drop(&mut self) {
         LAST.set((0, std::ptr::null()));
-        let r = registry();
-        for (slot, cell) in self.pools.iter_mut().enumerate() {
-            let Some(cell) = cell.take() else {
-                continue;
-            };
-            if let Some(Some((generation, ptr))) = r.slots.get(slot) {
-                if *generation == cell.generation {
-                    // SAFETY: the registry lock is held and the slot still
-                    // names this generation, so the pool has not started
-                    // unregistering: its shared state is alive, and was
-                    // published before any thread could cache for it.
-                    let shared = unsafe { &*(*ptr as *const Shared) };
-                    // Off the pool's list first: no stealer can reach the
-                    // cell any more (one in progress holds the list's lock).
-                    shared.retire(&cell);
-                    cell.owned(|c| c.flush(shared));
-                }
-            }
+        // Strong references to the pools still alive, taken under the
+        // registry's lock; the flushes run after it is released (the last
+        // reference, dropped here, unregisters its pool).
+        let live: Vec<(Arc<CacheCell>, Arc<Shared>)> = {
+            let r = registry();
+            self.pools
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(slot, cell)| {
+                    let cell = cell.take()?;
+                    match r.slots.get(slot) {
+                        Some(Some((generation, weak))) if *generation == cell.generation => {
+                            Some((cell, weak.upgrade()?))
+                        }
+                        _ => None,
+                    }
+                })
+                .collect()
+        };
+        for (cell, shared) in live {
+            // Off the pool's list first: no stealer can reach the cell any
+            // more (one in progress holds the list's lock).
+            shared.retire(&cell);
+            cell.owned(|c| c.flush(&shared));
         }
     }
 }

@@ -391,7 +391,7 @@ impl Pool {
             reclaimed_at: AtomicU64::new(u64::MAX),
             retired: Counters::default(),
         });
-        cache::publish(slot, Arc::as_ptr(&shared));
+        cache::publish(slot, Arc::downgrade(&shared));
         Pool { shared }
     }
 
