@@ -52,7 +52,9 @@ impl PoolRef<'_> {
 /// ```
 pub struct Allocation<'m> {
     block: Block,
-    pool: PoolRef<'m>,
+    /// Dropped by hand in `Drop`, so that the drop glue stays small enough
+    /// to be inlined with the free.
+    pool: ManuallyDrop<PoolRef<'m>>,
     /// Space whose NUMA node now holds the pages, after a page move.
     pub(crate) resident: Option<Pool>,
 }
@@ -62,7 +64,7 @@ impl<'m> Allocation<'m> {
     pub(crate) fn new(block: Block, pool: &'m Pool) -> Self {
         Allocation {
             block,
-            pool: PoolRef::Borrowed(pool),
+            pool: ManuallyDrop::new(PoolRef::Borrowed(pool)),
             resident: None,
         }
     }
@@ -118,7 +120,7 @@ impl<'m> Allocation<'m> {
     /// Whether the allocation holds a counted reference to its pool (see
     /// [`Allocation::into_owned`]).
     pub fn is_owned(&self) -> bool {
-        matches!(self.pool, PoolRef::Owned(_))
+        matches!(*self.pool, PoolRef::Owned(_))
     }
 
     /// The allocation with a counted reference to its pool instead of a
@@ -133,7 +135,7 @@ impl<'m> Allocation<'m> {
         };
         Allocation {
             block,
-            pool: PoolRef::Owned(pool),
+            pool: ManuallyDrop::new(PoolRef::Owned(pool)),
             resident,
         }
     }
@@ -144,7 +146,7 @@ impl<'m> Allocation<'m> {
         let resident = this.resident.take();
         // SAFETY: `this` is never dropped nor used after this read, so the
         // pool reference is moved out exactly once.
-        let pool = unsafe { std::ptr::read(&this.pool) };
+        let pool = ManuallyDrop::into_inner(unsafe { std::ptr::read(&this.pool) });
         (this.block, pool, resident)
     }
 
@@ -274,14 +276,35 @@ impl std::fmt::Debug for Allocation<'_> {
     }
 }
 
+impl Allocation<'_> {
+    /// Gives pages moved to another space back to the origin's policy.
+    #[cold]
+    #[inline(never)]
+    fn return_moved_pages(&mut self) {
+        if let Some(resident) = self.resident.take() {
+            crate::placement::return_moved_pages(self.pool.get(), &resident, &self.block);
+        }
+    }
+
+    /// Drops the counted reference of an owned allocation.
+    #[cold]
+    #[inline(never)]
+    fn release_pool(&mut self) {
+        // SAFETY: called once, from `drop`, after the last use of the pool.
+        unsafe { ManuallyDrop::drop(&mut self.pool) }
+    }
+}
+
 impl Drop for Allocation<'_> {
     #[inline(always)]
     fn drop(&mut self) {
-        let pool = self.pool.get();
-        if let Some(resident) = self.resident.take() {
-            crate::placement::return_moved_pages(pool, &resident, &self.block);
+        if self.resident.is_some() {
+            self.return_moved_pages();
         }
-        pool.free_block(self.block);
+        self.pool.get().free_block(&self.block);
+        if let PoolRef::Owned(_) = *self.pool {
+            self.release_pool();
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use crate::allocation::{Allocation, RawAllocation};
 use crate::config::{BindPolicy, Config};
 use crate::error::{Error, Result};
 use crate::policy::{Criterion, Near, Policy, Rule, Target};
-use crate::pool::{Pool, PoolSettings, PoolStats};
+use crate::pool::{Block, Pool, PoolSettings, PoolStats};
 use crate::provider::{
     CudaProvider, FileProvider, HipProvider, NearNode, NumaProvider, Provider, SpillProvider,
 };
@@ -63,24 +63,27 @@ impl<'m> Placement<'m> {
     /// # Errors
     /// The first candidate's [`Error::OutOfCapacity`] when every candidate is
     /// full; argument errors as for [`Pool::allocate`].
-    #[inline]
+    #[inline(always)]
     pub fn allocate(&self, len: usize, align: usize) -> Result<Allocation<'m>> {
-        if let Some(a) = self
+        // The two paths meet on (pool, block), not on an allocation inside
+        // a `Result`, so that the hot path's handle stays in registers.
+        let hit = self
             .pools
             .first()
-            .and_then(|p| p.allocate_cached(len, align))
-        {
-            return Ok(a);
-        }
-        self.allocate_checked(len, align)
+            .and_then(|&p| Some((p, p.allocate_cached(len, align)?)));
+        let (pool, block) = match hit {
+            Some(hit) => hit,
+            None => self.allocate_checked(len, align)?,
+        };
+        Ok(Allocation::new(block, pool))
     }
 
     #[cold]
-    fn allocate_checked(&self, len: usize, align: usize) -> Result<Allocation<'m>> {
+    fn allocate_checked(&self, len: usize, align: usize) -> Result<(&'m Pool, Block)> {
         let mut first_error = None;
-        for pool in &self.pools {
-            match pool.allocate(len, align) {
-                Ok(a) => return Ok(a),
+        for &pool in &self.pools {
+            match pool.allocate_block(len, align) {
+                Ok(b) => return Ok((pool, b)),
                 Err(e @ Error::OutOfCapacity { .. }) => {
                     tracing::debug!(space = %pool.info().name, "full, falling back");
                     first_error.get_or_insert(e);
@@ -417,7 +420,7 @@ impl Mamba {
                 space: raw.space(),
             });
         }
-        pool.free_block(block);
+        pool.free_block(&block);
         Ok(())
     }
 

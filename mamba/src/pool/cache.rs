@@ -1,17 +1,23 @@
 //! Per-thread caches of free blocks, so that allocation and free on the hot
 //! path take no lock and touch no shared cache line.
 //!
-//! Each thread keeps, for every pool it has used, a stack of free block
-//! addresses per size class and a few recently freed large blocks. The
-//! stacks hold addresses out of band (never written into the blocks), so
-//! the same code serves device memory.
+//! Each thread keeps, for every pool it has used, the free blocks of every
+//! size class and a few recently freed large blocks. For memory the CPU can
+//! write (host tiers) a size class's free blocks form an intrusive list:
+//! each free block's first word holds the address of the next one, so a
+//! pop or a push touches the block itself and one cache line of the
+//! thread's cache ([`ClassSlot`]), which also holds that class's counters.
+//! Blocks of a new slab are handed out from a bump range (`fresh`) before
+//! any of them is written. Device memory keeps its free blocks out of band,
+//! in per-class stacks of addresses, and is served by the same calls.
 //!
 //! Lifetimes: a pool registers in a global slot table with a generation
 //! number. A thread's cache entry remembers slot and generation; an entry
 //! whose generation no longer matches belongs to a dropped pool and is
 //! discarded without touching its blocks. When a thread exits, its entries
-//! are flushed back to their pools under the slot-table lock, which a pool
-//! also takes to unregister — so a flush never reaches a dropped pool.
+//! are flushed back to the pools it can still reach through the table's
+//! weak references, holding a strong one meanwhile — so a flush never
+//! reaches a dropped pool.
 //!
 //! Reclaiming: a pool lists its threads' caches ([`CacheCell`]s) and can
 //! take their blocks back at any time ([`CacheCell::steal`]) — before it
@@ -21,19 +27,50 @@
 //! [`fence::heavy`]: one of them sees the other, so they never use the
 //! cache at the same time, and the owner's hot path pays no atomic
 //! read-modify-write.
+//!
+//! Statistics: every counter is written by its thread only, with a plain
+//! load and store (no read-modify-write), in the cache line the operation
+//! touches anyway; `stats` sums them over the threads (and over the
+//! counters of exited threads, folded into the pool's retired ones).
 
-use super::classes::{batch, NUM_CLASSES};
+use super::classes::{batch, CLASS_SIZES, NUM_CLASSES};
 use super::{fence, Shared};
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::*};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::ThreadId;
 
-/// Counters written by one thread only (plain load + store, no atomic
-/// read-modify-write on the hot path) and summed by whoever reads stats.
-/// Allocations and frees are counted per size class (index
-/// [`LARGE`] for arena blocks), so that bytes of blocks in use follow from
-/// the counts without a third counter on the hot path.
+/// Counters of one size class (or of the arena blocks) of one thread,
+/// written by that thread only with plain loads and stores.
+#[derive(Debug, Default)]
+pub(super) struct ClassCounters {
+    allocations: AtomicU64,
+    frees: AtomicU64,
+    /// Bytes requested by the allocations counted here less those of the
+    /// frees (negative when the thread frees others' blocks).
+    requested: AtomicI64,
+}
+
+impl ClassCounters {
+    /// Counts an allocation of `requested` bytes.
+    #[inline(always)]
+    pub fn on_allocate(&self, requested: usize) {
+        bump(&self.allocations, 1);
+        bump_i(&self.requested, requested as i64);
+    }
+
+    /// Counts a free of an allocation of `requested` bytes.
+    #[inline(always)]
+    pub fn on_free(&self, requested: usize) {
+        bump(&self.frees, 1);
+        bump_i(&self.requested, -(requested as i64));
+    }
+}
+
+/// Sums of counters over threads (read-modify-write operations: several
+/// threads add to the retired and cache-less ones). Allocations and frees
+/// are counted per size class (index [`LARGE`] for arena blocks), so that
+/// bytes of blocks in use follow from the counts.
 #[derive(Debug)]
 pub(super) struct Counters {
     pub allocations: [AtomicU64; NUM_CLASSES + 1],
@@ -57,25 +94,7 @@ impl Default for Counters {
 pub(super) const LARGE: usize = NUM_CLASSES;
 
 impl Counters {
-    #[inline(always)]
-    pub fn on_allocate(&self, class: usize, requested: usize) {
-        bump(&self.allocations[class], 1);
-        bump_i(&self.requested_in_use, requested as i64);
-    }
-
-    #[inline(always)]
-    pub fn on_free(&self, class: usize, requested: usize) {
-        bump(&self.frees[class], 1);
-        bump_i(&self.requested_in_use, -(requested as i64));
-    }
-
-    #[inline]
-    pub fn on_large(&self, block: i64) {
-        bump_i(&self.large_in_use, block);
-    }
-
-    /// Allocations plus frees so far: a thread's cache changes only with
-    /// one of them.
+    /// Allocations plus frees so far.
     pub fn activity(&self) -> u64 {
         self.allocations
             .iter()
@@ -84,9 +103,21 @@ impl Counters {
             .fold(0, u64::wrapping_add)
     }
 
-    /// Adds `other`'s counts to these, with read-modify-write operations
-    /// (for counters several threads update: the retired and cache-less
-    /// ones).
+    /// Counts an allocation of index `class` (a size class or [`LARGE`]).
+    pub fn on_allocate(&self, class: usize, requested: i64, large: i64) {
+        self.allocations[class].fetch_add(1, Relaxed);
+        self.requested_in_use.fetch_add(requested, Relaxed);
+        self.large_in_use.fetch_add(large, Relaxed);
+    }
+
+    /// Counts a free of index `class`.
+    pub fn on_free(&self, class: usize, requested: i64, large: i64) {
+        self.frees[class].fetch_add(1, Relaxed);
+        self.requested_in_use.fetch_sub(requested, Relaxed);
+        self.large_in_use.fetch_sub(large, Relaxed);
+    }
+
+    /// Adds `other`'s counts to these.
     pub fn add(&self, other: &Counters) {
         for (a, b) in self.allocations.iter().zip(&other.allocations) {
             a.fetch_add(b.load(Relaxed), Relaxed);
@@ -99,21 +130,39 @@ impl Counters {
         self.large_in_use
             .fetch_add(other.large_in_use.load(Relaxed), Relaxed);
     }
+
+    /// Adds the counts of one thread's cache to these.
+    pub fn add_cell(&self, cell: &CacheCell) {
+        let per_index = cell
+            .slots
+            .iter()
+            .map(|s| &s.counters)
+            .chain(std::iter::once(&cell.large));
+        for (i, c) in per_index.enumerate() {
+            self.allocations[i].fetch_add(c.allocations.load(Relaxed), Relaxed);
+            self.frees[i].fetch_add(c.frees.load(Relaxed), Relaxed);
+            self.requested_in_use
+                .fetch_add(c.requested.load(Relaxed), Relaxed);
+        }
+        self.large_in_use
+            .fetch_add(cell.large_blocks.load(Relaxed), Relaxed);
+    }
 }
 
-#[inline]
+#[inline(always)]
 fn bump(c: &AtomicU64, by: u64) {
     c.store(c.load(Relaxed).wrapping_add(by), Relaxed);
 }
 
-#[inline]
+#[inline(always)]
 fn bump_i(c: &AtomicI64, by: i64) {
     c.store(c.load(Relaxed).wrapping_add(by), Relaxed);
 }
 
 /// The global table of live pools.
 pub(super) struct Registry {
-    slots: Vec<Option<(u64, usize)>>,
+    /// Per slot: the pool's generation and a weak reference to its state.
+    slots: Vec<Option<(u64, Weak<Shared>)>>,
     next_generation: u64,
 }
 
@@ -126,12 +175,14 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
     REGISTRY.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Registers a pool's shared state; returns (slot, generation).
-pub(super) fn register(shared: *const Shared) -> (usize, u64) {
+/// Reserves a slot and a generation for a new pool; its shared state is
+/// named with [`publish`] once built. Until then no thread can hold a
+/// cache entry of that generation, so none looks the slot up.
+pub(super) fn reserve() -> (usize, u64) {
     let mut r = registry();
     let generation = r.next_generation;
     r.next_generation += 1;
-    let entry = Some((generation, shared as usize));
+    let entry = Some((generation, Weak::new()));
     let slot = match r.slots.iter().position(Option::is_none) {
         Some(i) => {
             r.slots[i] = entry;
@@ -145,54 +196,263 @@ pub(super) fn register(shared: *const Shared) -> (usize, u64) {
     (slot, generation)
 }
 
+/// Names the shared state of the pool of a reserved slot.
+pub(super) fn publish(slot: usize, shared: Weak<Shared>) {
+    if let Some(Some((_, weak))) = registry().slots.get_mut(slot) {
+        *weak = shared;
+    }
+}
+
 /// Removes a pool from the table: no thread flushes into it afterwards.
 pub(super) fn unregister(slot: usize) {
     registry().slots[slot] = None;
 }
 
-/// One thread's cache for one pool.
+/// The free blocks of one size class that one thread holds.
+#[derive(Debug, Default)]
+struct FreeList {
+    /// First block of the intrusive list (0: empty); each block's first
+    /// word holds the next one's address. Host memory only.
+    head: usize,
+    /// Blocks on the list (or on the out-of-band stack of device memory).
+    len: usize,
+    /// Never-used blocks of a new slab: `fresh..fresh_end`.
+    fresh: usize,
+    fresh_end: usize,
+}
+
+impl FreeList {
+    /// The next never-used block of the bump range, if any.
+    #[inline(always)]
+    fn take_fresh(&mut self, class: usize) -> Option<usize> {
+        if self.fresh == self.fresh_end {
+            return None;
+        }
+        let addr = self.fresh;
+        self.fresh += CLASS_SIZES[class];
+        Some(addr)
+    }
+}
+
+/// One size class of a thread's cache: its free list and its counters, in
+/// one cache line.
+#[repr(C, align(64))]
+#[derive(Default)]
+struct ClassSlot {
+    /// Used by the owner (or a stealer holding the cache) only.
+    list: UnsafeCell<FreeList>,
+    /// Read by `stats` at any time.
+    counters: ClassCounters,
+}
+
+/// The rest of one thread's cache for one pool.
 pub(super) struct PoolCache {
-    pub classes: [Vec<usize>; NUM_CLASSES],
     /// (address, block length) of cached large blocks, newest last.
     pub large: Vec<(usize, usize)>,
     pub large_bytes: usize,
-    pub counters: Arc<Counters>,
+    /// Device memory: the free blocks of every class, out of band (the
+    /// lists' `len` counts them). Empty for host memory.
+    stacks: Vec<Vec<usize>>,
 }
 
-impl PoolCache {
-    /// Gives every cached block back to the pool's central structures.
-    pub fn flush(&mut self, shared: &Shared) {
-        for (class, stack) in self.classes.iter_mut().enumerate() {
-            if !stack.is_empty() {
-                shared.central_push(class, stack.drain(..));
-            }
-        }
-        for (addr, len) in self.large.drain(..) {
-            shared.arena_free(addr, len);
-        }
-        self.large_bytes = 0;
-    }
+/// Most blocks of a class a thread keeps on its list; a free beyond it
+/// moves a batch to the central list.
+#[inline(always)]
+pub(super) fn list_limit(class: usize) -> usize {
+    2 * batch(class)
 }
 
 /// A thread's cache for one pool, shared with the pool so that the pool
 /// can take its blocks back ([`CacheCell::steal`]).
 pub(super) struct CacheCell {
+    /// The size classes, each in its own cache line.
+    slots: [ClassSlot; NUM_CLASSES],
     generation: u64,
     owner: ThreadId,
+    /// Free blocks are linked through their first word (host memory).
+    intrusive: bool,
     /// Set by the owner while it uses the cache.
     busy: AtomicBool,
     /// Set by a stealer while it takes the cache.
     steal: AtomicBool,
-    /// The owner's counters (read by `stats`).
-    pub counters: Arc<Counters>,
+    /// Counters of arena (large) blocks.
+    large: ClassCounters,
+    /// Bytes of arena blocks allocated less those freed by this thread.
+    large_blocks: AtomicI64,
     cache: UnsafeCell<PoolCache>,
 }
 
-// SAFETY: the cache inside is used by one thread at a time: its owner
-// between `busy` set and cleared, a stealer between `steal` set and cleared,
-// and the busy/steal handshake (fenced, see the module docs) keeps those
-// apart. Everything else is atomic or immutable.
+// SAFETY: the lists and the cache inside are used by one thread at a time:
+// the owner between `busy` set and cleared, a stealer between `steal` set
+// and cleared, and the busy/steal handshake (fenced, see the module docs)
+// keeps those apart. Everything else is atomic or immutable.
 unsafe impl Sync for CacheCell {}
+
+impl CacheCell {
+    /// Allocations plus frees so far: the thread's cache changes only with
+    /// one of them.
+    pub fn activity(&self) -> u64 {
+        self.slots
+            .iter()
+            .map(|s| &s.counters)
+            .chain(std::iter::once(&self.large))
+            .map(|c| {
+                c.allocations
+                    .load(Relaxed)
+                    .wrapping_add(c.frees.load(Relaxed))
+            })
+            .fold(0, u64::wrapping_add)
+    }
+}
+
+/// Exclusive use of a thread's cache, by its owner or by a stealer: only
+/// [`CacheCell`]'s entry points make one, for the time they hold the cache.
+pub(super) struct Owned<'a> {
+    cell: &'a CacheCell,
+}
+
+impl<'a> Owned<'a> {
+    /// # Safety
+    /// The caller has `cell`'s lists and cache to itself for as long as
+    /// the result lives.
+    #[inline(always)]
+    unsafe fn new(cell: &'a CacheCell) -> Self {
+        Owned { cell }
+    }
+
+    #[inline(always)]
+    fn list(&mut self, class: usize) -> &mut FreeList {
+        // SAFETY: an `Owned` exists only while its holder has the cache to
+        // itself (`Owned::new`'s contract), and `&mut self` allows one
+        // reference into it at a time.
+        unsafe { &mut *self.cell.slots[class].list.get() }
+    }
+
+    /// The large-block cache and the device stacks.
+    #[inline(always)]
+    pub fn rest(&mut self) -> &mut PoolCache {
+        // SAFETY: as in `list`.
+        unsafe { &mut *self.cell.cache.get() }
+    }
+
+    /// The counters of size class `class`.
+    #[inline(always)]
+    pub fn counters(&self, class: usize) -> &ClassCounters {
+        &self.cell.slots[class].counters
+    }
+
+    /// Counts an allocation of an arena block of `block_len` bytes.
+    #[inline(always)]
+    pub fn on_allocate_large(&self, requested: usize, block_len: usize) {
+        self.cell.large.on_allocate(requested);
+        bump_i(&self.cell.large_blocks, block_len as i64);
+    }
+
+    /// Counts a free of an arena block of `block_len` bytes.
+    #[inline(always)]
+    pub fn on_free_large(&self, requested: usize, block_len: usize) {
+        self.cell.large.on_free(requested);
+        bump_i(&self.cell.large_blocks, -(block_len as i64));
+    }
+
+    /// A cached free block of `class`, or `None` when the class has none.
+    #[inline(always)]
+    pub fn pop(&mut self, class: usize) -> Option<usize> {
+        if !self.cell.intrusive {
+            return self.pop_stack(class);
+        }
+        let list = self.list(class);
+        let addr = list.head;
+        if addr != 0 {
+            // SAFETY: `addr` is a free block of this cache's list: host
+            // memory of the pool, at least 16 bytes, 16-byte aligned, that
+            // nobody else uses; its first word was written by `push` or
+            // `fill`.
+            list.head = unsafe { (addr as *const usize).read() };
+            list.len -= 1;
+            return Some(addr);
+        }
+        list.take_fresh(class)
+    }
+
+    #[cold]
+    fn pop_stack(&mut self, class: usize) -> Option<usize> {
+        match self.rest().stacks[class].pop() {
+            Some(addr) => {
+                self.list(class).len -= 1;
+                Some(addr)
+            }
+            None => self.list(class).take_fresh(class),
+        }
+    }
+
+    /// Caches the freed block `addr` of `class`; false when the class
+    /// already holds its limit.
+    #[inline(always)]
+    pub fn push(&mut self, class: usize, addr: usize) -> bool {
+        let intrusive = self.cell.intrusive;
+        let list = self.list(class);
+        if list.len >= list_limit(class) {
+            return false;
+        }
+        list.len += 1;
+        if !intrusive {
+            self.rest().stacks[class].push(addr);
+            return true;
+        }
+        // SAFETY: `addr` is a block of `class` of this pool's host memory
+        // that was just freed: nobody else uses it, and it is at least 16
+        // bytes long and 16-byte aligned.
+        unsafe { (addr as *mut usize).write(list.head) };
+        list.head = addr;
+        true
+    }
+
+    /// Adds free blocks of `class` (taken off the central list).
+    pub fn fill(&mut self, class: usize, blocks: impl Iterator<Item = usize>) {
+        for addr in blocks {
+            let pushed = self.push(class, addr);
+            debug_assert!(pushed, "refills stay under the list limit");
+        }
+    }
+
+    /// Makes `start..end`, never-used blocks of `class`, the class's bump
+    /// range (which must be empty).
+    pub fn set_fresh(&mut self, class: usize, start: usize, end: usize) {
+        let list = self.list(class);
+        debug_assert_eq!(list.fresh, list.fresh_end);
+        (list.fresh, list.fresh_end) = (start, end);
+    }
+
+    /// Moves up to `n` free blocks of `class` (the bump range included)
+    /// into `out`.
+    pub fn drain(&mut self, class: usize, n: usize, out: &mut Vec<usize>) {
+        let want = out.len().saturating_add(n);
+        while out.len() < want {
+            match self.pop(class) {
+                Some(addr) => out.push(addr),
+                None => break,
+            }
+        }
+    }
+
+    /// Gives every cached block back to the pool's central structures.
+    pub fn flush(&mut self, shared: &Shared) {
+        for class in 0..NUM_CLASSES {
+            let list = self.list(class);
+            if list.len == 0 && list.fresh == list.fresh_end {
+                continue;
+            }
+            let mut central = super::lock(&shared.central[class]);
+            self.drain(class, usize::MAX, &mut central);
+        }
+        let rest = self.rest();
+        for (addr, len) in rest.large.drain(..) {
+            shared.arena_free(addr, len);
+        }
+        rest.large_bytes = 0;
+    }
+}
 
 /// The owner's use of its cache; clears `busy` when dropped, also on
 /// unwinding, so that a stealer never waits for a dead owner.
@@ -243,21 +503,21 @@ impl CacheCell {
     /// Runs `f` on the cache as its owner; `None` on re-entry or while a
     /// stealer holds the cache.
     #[inline(always)]
-    fn owned<R>(&self, f: impl FnOnce(&mut PoolCache) -> R) -> Option<R> {
+    fn owned<R>(&self, f: impl FnOnce(&mut Owned<'_>) -> R) -> Option<R> {
         let _entered = self.enter().ok()?;
         // SAFETY: `busy` is set and no steal was seen after the light fence:
         // a stealer raises `steal`, issues the heavy fence and then waits
         // while `busy` is set, so nobody else uses the cache until
         // `_entered` clears it; re-entry was refused by `enter`.
-        Some(f(unsafe { &mut *self.cache.get() }))
+        Some(f(&mut unsafe { Owned::new(self) }))
     }
 
     /// [`CacheCell::owned`], waiting for a stealer to finish.
-    fn owned_waiting<R>(&self, f: impl FnOnce(&mut PoolCache) -> R) -> Option<R> {
+    fn owned_waiting<R>(&self, f: impl FnOnce(&mut Owned<'_>) -> R) -> Option<R> {
         loop {
             match self.enter() {
                 // SAFETY: as in `owned`.
-                Ok(_entered) => return Some(f(unsafe { &mut *self.cache.get() })),
+                Ok(_entered) => return Some(f(&mut unsafe { Owned::new(self) })),
                 Err(Busy::Reentered) => return None,
                 Err(Busy::Stolen) => std::thread::yield_now(),
             }
@@ -269,7 +529,7 @@ impl CacheCell {
     /// pool holds its cell list's lock). `None` when the owner is this
     /// thread and inside its cache (it cannot be waited for), or when the
     /// heavy fence could not be issued.
-    pub fn steal<R>(&self, f: impl FnOnce(&mut PoolCache) -> R) -> Option<R> {
+    pub fn steal<R>(&self, f: impl FnOnce(&mut Owned<'_>) -> R) -> Option<R> {
         if self.owner == std::thread::current().id() {
             return self.owned(f);
         }
@@ -286,7 +546,7 @@ impl CacheCell {
         // seen clear after it: the owner is out and, seeing `steal`, will
         // not come back in until `_stealing` clears it (the acquire load saw
         // the owner's last release of the cache).
-        Some(f(unsafe { &mut *self.cache.get() }))
+        Some(f(&mut unsafe { Owned::new(self) }))
     }
 }
 
@@ -298,23 +558,30 @@ pub(super) struct ThreadCaches {
 impl Drop for ThreadCaches {
     fn drop(&mut self) {
         LAST.set((0, std::ptr::null()));
-        let r = registry();
-        for (slot, cell) in self.pools.iter_mut().enumerate() {
-            let Some(cell) = cell.take() else {
-                continue;
-            };
-            if let Some(Some((generation, ptr))) = r.slots.get(slot) {
-                if *generation == cell.generation {
-                    // SAFETY: the registry lock is held and the slot still
-                    // names this generation, so the pool has not started
-                    // unregistering: its shared state is alive.
-                    let shared = unsafe { &*(*ptr as *const Shared) };
-                    // Off the pool's list first: no stealer can reach the
-                    // cell any more (one in progress holds the list's lock).
-                    shared.retire(&cell);
-                    cell.owned(|c| c.flush(shared));
-                }
-            }
+        // Strong references to the pools still alive, taken under the
+        // registry's lock; the flushes run after it is released (the last
+        // reference, dropped here, unregisters its pool).
+        let live: Vec<(Arc<CacheCell>, Arc<Shared>)> = {
+            let r = registry();
+            self.pools
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(slot, cell)| {
+                    let cell = cell.take()?;
+                    match r.slots.get(slot) {
+                        Some(Some((generation, weak))) if *generation == cell.generation => {
+                            Some((cell, weak.upgrade()?))
+                        }
+                        _ => None,
+                    }
+                })
+                .collect()
+        };
+        for (cell, shared) in live {
+            // Off the pool's list first: no stealer can reach the cell any
+            // more (one in progress holds the list's lock).
+            shared.retire(&cell);
+            cell.owned(|c| c.flush(&shared));
         }
     }
 }
@@ -333,7 +600,7 @@ thread_local! {
 /// re-entry, or while the pool reclaims the cache (callers then take the
 /// slow path).
 #[inline(always)]
-pub(super) fn with_last<R>(generation: u64, f: impl FnOnce(&mut PoolCache) -> R) -> Option<R> {
+pub(super) fn with_last<R>(generation: u64, f: impl FnOnce(&mut Owned<'_>) -> R) -> Option<R> {
     let (last, ptr) = LAST.get();
     if last != generation {
         return None;
@@ -350,7 +617,7 @@ pub(super) fn with_last<R>(generation: u64, f: impl FnOnce(&mut PoolCache) -> R)
 /// while the thread is being torn down (callers then go to the central
 /// structures).
 #[inline(always)]
-pub(super) fn with_cache<R>(shared: &Shared, f: impl FnOnce(&mut PoolCache) -> R) -> Option<R> {
+pub(super) fn with_cache<R>(shared: &Shared, f: impl FnOnce(&mut Owned<'_>) -> R) -> Option<R> {
     let (last, ptr) = LAST.get();
     if last == shared.generation {
         // SAFETY: as in `with_last`.
@@ -361,7 +628,7 @@ pub(super) fn with_cache<R>(shared: &Shared, f: impl FnOnce(&mut PoolCache) -> R
 }
 
 #[cold]
-fn with_cache_slow<R>(shared: &Shared, f: impl FnOnce(&mut PoolCache) -> R) -> Option<R> {
+fn with_cache_slow<R>(shared: &Shared, f: impl FnOnce(&mut Owned<'_>) -> R) -> Option<R> {
     let cell = CACHES
         .try_with(|caches| {
             let mut caches = caches.try_borrow_mut().ok()?;
@@ -392,18 +659,26 @@ fn with_cache_slow<R>(shared: &Shared, f: impl FnOnce(&mut PoolCache) -> R) -> O
 }
 
 fn new_cell(shared: &Shared) -> CacheCell {
-    let counters = Arc::new(Counters::default());
+    let intrusive = shared.intrusive;
     CacheCell {
+        slots: std::array::from_fn(|_| ClassSlot::default()),
         generation: shared.generation,
         owner: std::thread::current().id(),
+        intrusive,
         busy: AtomicBool::new(false),
         steal: AtomicBool::new(false),
-        counters: Arc::clone(&counters),
+        large: ClassCounters::default(),
+        large_blocks: AtomicI64::new(0),
         cache: UnsafeCell::new(PoolCache {
-            classes: std::array::from_fn(|c| Vec::with_capacity(2 * batch(c))),
             large: Vec::with_capacity(super::LARGE_CACHE_ENTRIES),
             large_bytes: 0,
-            counters,
+            stacks: if intrusive {
+                Vec::new()
+            } else {
+                (0..NUM_CLASSES)
+                    .map(|c| Vec::with_capacity(list_limit(c)))
+                    .collect()
+            },
         }),
     }
 }

@@ -37,18 +37,20 @@ const fn class_sizes() -> [usize; NUM_CLASSES] {
     sizes
 }
 
-/// The smallest class whose blocks hold `size` bytes (`1..=MAX_SMALL`).
-#[inline]
+/// The smallest class whose blocks hold `size` bytes (`1..=MAX_SMALL`),
+/// by shifts only (no division).
+#[inline(always)]
 pub fn class_of(size: usize) -> usize {
     debug_assert!(size > 0 && size <= MAX_SMALL);
-    if size <= 128 {
-        return (size - 1) / 16;
+    let s = size - 1;
+    if s < 128 {
+        return s >> 4;
     }
-    // Doubling d covers (128 << d, 256 << d]; four steps of 32 << d.
-    let d = (usize::BITS - 1 - ((size - 1) >> 7).leading_zeros()) as usize;
-    let base = 128 << d;
-    let step = base / 4;
-    8 + 4 * d + (size - base - 1) / step
+    // Doubling d covers (128 << d, 256 << d]: four steps of 32 << d, so
+    // the step within it is the two bits below the leading one of `s`.
+    let top = (usize::BITS - 1 - s.leading_zeros()) as usize;
+    let d = top - 7;
+    8 + 4 * d + ((s >> (top - 2)) & 3)
 }
 
 /// The smallest class holding `size` bytes at alignment `align` (a power of

@@ -18,6 +18,9 @@ pub(super) type Live = Arc<Mutex<BTreeMap<usize, usize>>>;
 #[derive(Debug, Default)]
 struct HeapProvider {
     live: Live,
+    /// Reported as memory the CPU cannot address (as device memory), so
+    /// that the pool keeps its bookkeeping out of band.
+    device_like: bool,
 }
 
 impl Provider for HeapProvider {
@@ -51,14 +54,28 @@ impl Provider for HeapProvider {
     }
 
     fn host_accessible(&self) -> bool {
-        true
+        !self.device_like
     }
 }
 
 /// A pool of `capacity` bytes on the heap with `settings`, and its
 /// provider's live chunks.
 pub(super) fn heap_pool(capacity: usize, settings: PoolSettings) -> (Pool, Live) {
-    let provider = HeapProvider::default();
+    heap_pool_of(HeapProvider::default(), capacity, settings)
+}
+
+/// [`heap_pool`] whose provider reports memory the CPU cannot address, as
+/// a device's: the pool must never write into its free blocks. (The space
+/// still says it is host-accessible, so that tests can fill blocks.)
+pub(super) fn device_like_heap_pool(capacity: usize, settings: PoolSettings) -> (Pool, Live) {
+    let provider = HeapProvider {
+        device_like: true,
+        ..HeapProvider::default()
+    };
+    heap_pool_of(provider, capacity, settings)
+}
+
+fn heap_pool_of(provider: HeapProvider, capacity: usize, settings: PoolSettings) -> (Pool, Live) {
     let live = provider.live.clone();
     let info = SpaceInfo {
         id: SpaceId(0),

@@ -8,6 +8,8 @@ mod cache;
 pub mod classes;
 mod fence;
 #[cfg(test)]
+mod free_list_tests;
+#[cfg(test)]
 mod heap_provider;
 #[cfg(test)]
 mod reclaim_tests;
@@ -19,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::provider::Provider;
 use crate::tier::SpaceInfo;
 use arena::{Arena, ArenaError};
-use cache::{with_cache, with_last, CacheCell, Counters, LARGE};
+use cache::{with_cache, with_last, CacheCell, Counters, Owned, LARGE};
 use classes::{batch, class_for, slab_size, CLASS_SIZES, NUM_CLASSES};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -141,6 +143,9 @@ pub(crate) struct Shared {
     /// The space served; its capacity is the limit.
     info: SpaceInfo,
     granule: usize,
+    /// The CPU can write the memory: free small blocks are linked through
+    /// their first word (out-of-band stacks otherwise).
+    intrusive: bool,
     moved_in: AtomicUsize,
     moved_out: AtomicUsize,
     /// Every live thread's cache of this pool. Lock order: this before a
@@ -161,6 +166,13 @@ impl Shared {
         lock(&self.central[class]).extend(blocks);
     }
 
+    /// Moves a batch of `cache`'s free blocks of `class` to the central
+    /// list (its list is full).
+    #[cold]
+    fn spill(&self, class: usize, cache: &mut Owned<'_>) {
+        cache.drain(class, batch(class), &mut lock(&self.central[class]));
+    }
+
     fn arena_free(&self, addr: usize, len: usize) {
         let mut st = lock(&self.state);
         if st.arena.free(addr, len).is_some() && st.arena.idle_bytes() > self.settings.retain_idle {
@@ -178,7 +190,7 @@ impl Shared {
     /// that nothing is counted twice.
     fn retire(&self, cell: &Arc<CacheCell>) {
         let mut cells = lock(&self.cells);
-        self.retired.add(&cell.counters);
+        self.retired.add_cell(cell);
         cells.retain(|c| !Arc::ptr_eq(c, cell));
     }
 
@@ -196,7 +208,7 @@ impl Shared {
             let cells = lock(&self.cells);
             let activity = cells
                 .iter()
-                .map(|c| c.counters.activity())
+                .map(|c| c.activity())
                 .fold(self.retired.activity(), u64::wrapping_add);
             if self.reclaimed_at.swap(activity, Relaxed) != activity {
                 for cell in cells.iter() {
@@ -245,21 +257,6 @@ impl Shared {
         }
     }
 
-    /// Counts an allocation of a thread without a cache (its thread-local
-    /// storage is gone).
-    fn count_uncached(&self, class: usize, requested: i64, large: i64) {
-        self.retired.allocations[class].fetch_add(1, Relaxed);
-        self.retired.requested_in_use.fetch_add(requested, Relaxed);
-        self.retired.large_in_use.fetch_add(large, Relaxed);
-    }
-
-    /// Counts a free of a thread without a cache.
-    fn count_uncached_free(&self, class: usize, requested: i64, large: i64) {
-        self.retired.frees[class].fetch_add(1, Relaxed);
-        self.retired.requested_in_use.fetch_sub(requested, Relaxed);
-        self.retired.large_in_use.fetch_sub(large, Relaxed);
-    }
-
     fn arena_allocate(&self, st: &mut ArenaState, len: usize, align: usize) -> Result<usize> {
         let limit = self
             .info
@@ -295,18 +292,44 @@ impl Shared {
         }
     }
 
-    /// Refills `stack` with free blocks of `class`, carving a slab if needed.
-    fn refill(&self, class: usize, stack: &mut Vec<usize>) -> Result<()> {
+    /// Refills `cache`'s list of `class` (which is empty): a batch off the
+    /// central list, or else the first blocks of a new slab as the list's
+    /// bump range (the rest go to the central list).
+    fn refill(&self, class: usize, cache: &mut Owned<'_>) -> Result<()> {
         let want = batch(class);
         {
             let mut central = lock(&self.central[class]);
             let take = central.len().min(want);
-            let from = central.len() - take;
-            stack.extend(central.drain(from..));
+            if take > 0 {
+                let from = central.len() - take;
+                cache.fill(class, central.drain(from..));
+                return Ok(());
+            }
         }
-        if !stack.is_empty() {
-            return Ok(());
+        let (start, count) = self.carve(class)?;
+        let size = CLASS_SIZES[class];
+        let keep = count.min(want);
+        cache.set_fresh(class, start, start + keep * size);
+        if count > keep {
+            self.central_push(class, (keep..count).map(|i| start + i * size));
         }
+        Ok(())
+    }
+
+    /// One free block of `class` for a thread without a cache.
+    fn take_uncached(&self, class: usize) -> Result<usize> {
+        if let Some(addr) = lock(&self.central[class]).pop() {
+            return Ok(addr);
+        }
+        let (start, count) = self.carve(class)?;
+        let size = CLASS_SIZES[class];
+        self.central_push(class, (1..count).map(|i| start + i * size));
+        Ok(start)
+    }
+
+    /// A new slab for `class` from the arena: its start and its number of
+    /// blocks.
+    fn carve(&self, class: usize) -> Result<(usize, usize)> {
         let size = CLASS_SIZES[class];
         let mut st = lock(&self.state);
         let slab = slab_size(class, self.granule);
@@ -320,15 +343,7 @@ impl Shared {
             Err(e) => return Err(e),
         };
         st.slabs.insert(start, (class, len));
-        drop(st);
-        let count = len / size;
-        let keep = count.min(want);
-        // Lowest addresses end up on top of the stack.
-        stack.extend((0..keep).rev().map(|i| start + i * size));
-        if count > keep {
-            self.central_push(class, (keep..count).map(|i| start + i * size));
-        }
-        Ok(())
+        Ok((start, len / size))
     }
 }
 
@@ -366,25 +381,25 @@ impl Pool {
     pub fn new(info: SpaceInfo, provider: Box<dyn Provider>, settings: PoolSettings) -> Self {
         fence::init();
         let granule = provider.granule();
-        let mut shared = Arc::new(Shared {
-            slot: 0,
-            generation: 0,
+        let intrusive = provider.host_accessible() && provider.block_io().is_none();
+        let (slot, generation) = cache::reserve();
+        let shared = Arc::new(Shared {
+            slot,
+            generation,
             central: std::array::from_fn(|_| Mutex::new(Vec::new())),
             state: Mutex::new(ArenaState::default()),
             provider,
             settings,
             info,
             granule,
+            intrusive,
             moved_in: AtomicUsize::new(0),
             moved_out: AtomicUsize::new(0),
             cells: Mutex::new(Vec::new()),
             reclaimed_at: AtomicU64::new(u64::MAX),
             retired: Counters::default(),
         });
-        let inner = Arc::get_mut(&mut shared).expect("not shared yet");
-        let (slot, generation) = cache::register(&*inner);
-        inner.slot = slot;
-        inner.generation = generation;
+        cache::publish(slot, Arc::downgrade(&shared));
         Pool { shared }
     }
 
@@ -436,14 +451,16 @@ impl Pool {
     /// [`Error::ZeroSize`], [`Error::BadAlignment`],
     /// [`Error::AlignmentTooLarge`], [`Error::SizeTooLarge`],
     /// [`Error::OutOfCapacity`], or the provider's error.
-    #[inline]
+    #[inline(always)]
     pub fn allocate(&self, len: usize, align: usize) -> Result<Allocation<'_>> {
-        match self.allocate_cached(len, align) {
-            Some(a) => Ok(a),
-            None => self
-                .allocate_block(len, align)
-                .map(|b| Allocation::new(b, self)),
-        }
+        // The two paths meet on a block (three words), not on an
+        // allocation inside a `Result`, so that the hot path's handle
+        // stays in registers.
+        let block = match self.allocate_cached(len, align) {
+            Some(b) => b,
+            None => self.allocate_block(len, align)?,
+        };
+        Ok(Allocation::new(block, self))
     }
 
     /// The hot path: a block from this thread's cache — a small one of the
@@ -451,7 +468,7 @@ impl Pool {
     /// size — or `None` (anything else, errors included, takes the checked
     /// path).
     #[inline(always)]
-    pub(crate) fn allocate_cached(&self, len: usize, align: usize) -> Option<Allocation<'_>> {
+    pub(crate) fn allocate_cached(&self, len: usize, align: usize) -> Option<Block> {
         if len.wrapping_sub(1) >= classes::MAX_SMALL {
             return self.allocate_cached_large(len, align);
         }
@@ -462,44 +479,41 @@ impl Pool {
         let class = classes::class_of(len);
         let block_len = CLASS_SIZES[class];
         let addr = with_last(self.shared.generation, |c| {
-            let addr = c.classes[class].pop()?;
-            c.counters.on_allocate(class, len);
+            let addr = c.pop(class)?;
+            c.counters(class).on_allocate(len);
             Some(addr)
         })??;
-        Some(self.cached_allocation(addr, len, block_len))
+        Some(Block {
+            addr,
+            len,
+            block_len,
+        })
     }
 
-    /// The allocation of `len` bytes in the cached block at `addr`.
-    #[inline(always)]
-    fn cached_allocation(&self, addr: usize, len: usize, block_len: usize) -> Allocation<'_> {
-        Allocation::new(
-            Block {
-                addr,
-                len,
-                block_len,
-            },
-            self,
-        )
-    }
-
-    #[inline]
-    fn allocate_cached_large(&self, len: usize, align: usize) -> Option<Allocation<'_>> {
+    #[inline(never)]
+    fn allocate_cached_large(&self, len: usize, align: usize) -> Option<Block> {
         let granule = self.shared.granule;
         if len > isize::MAX as usize / 2 || !align.is_power_of_two() || align > granule {
             return None;
         }
         let block_len = len.next_multiple_of(granule);
-        let addr = with_last(self.shared.generation, |c| match c.large.last() {
-            Some(&(addr, l)) if l == block_len => {
-                c.large.pop();
-                c.large_bytes -= l;
-                c.counters.on_allocate(LARGE, len);
-                c.counters.on_large(l as i64);
-                Some(addr)
+        let addr = with_last(self.shared.generation, |c| {
+            let rest = c.rest();
+            match rest.large.last() {
+                Some(&(addr, l)) if l == block_len => {
+                    rest.large.pop();
+                    rest.large_bytes -= l;
+                    c.on_allocate_large(len, l);
+                    Some(addr)
+                }
+                _ => None,
             }
-            _ => None,
         })??;
-        Some(self.cached_allocation(addr, len, block_len))
+        Some(Block {
+            addr,
+            len,
+            block_len,
+        })
     }
 
     #[cold]
@@ -563,14 +577,14 @@ impl Pool {
     fn take_small(&self, len: usize, class: usize) -> Result<usize> {
         let shared = &*self.shared;
         let cached = with_cache(shared, |c| {
-            let addr = match c.classes[class].pop() {
+            let addr = match c.pop(class) {
                 Some(addr) => addr,
                 None => {
-                    shared.refill(class, &mut c.classes[class])?;
-                    c.classes[class].pop().expect("refill adds blocks")
+                    shared.refill(class, c)?;
+                    c.pop(class).expect("refill adds blocks")
                 }
             };
-            c.counters.on_allocate(class, len);
+            c.counters(class).on_allocate(len);
             Ok(addr)
         });
         match cached {
@@ -581,11 +595,8 @@ impl Pool {
 
     /// Small allocation for a thread whose cache is gone (thread exit).
     fn allocate_uncached_small(&self, len: usize, class: usize) -> Result<usize> {
-        let mut one = Vec::new();
-        self.shared.refill(class, &mut one)?;
-        let addr = one.pop().expect("refill adds blocks");
-        self.shared.central_push(class, one.into_iter());
-        self.shared.count_uncached(class, len as i64, 0);
+        let addr = self.shared.take_uncached(class)?;
+        self.shared.retired.on_allocate(class, len as i64, 0);
         Ok(addr)
     }
 
@@ -600,13 +611,13 @@ impl Pool {
             .ok_or(Error::SizeTooLarge { size: len })?;
         let hit = with_cache(shared, |c| {
             let slack = block_len / 8;
-            let i = c.large.iter().rposition(|&(addr, l)| {
+            let rest = c.rest();
+            let i = rest.large.iter().rposition(|&(addr, l)| {
                 l >= block_len && l - block_len <= slack && addr % align == 0
             })?;
-            let (addr, l) = c.large.swap_remove(i);
-            c.large_bytes -= l;
-            c.counters.on_allocate(LARGE, len);
-            c.counters.on_large(l as i64);
+            let (addr, l) = rest.large.swap_remove(i);
+            rest.large_bytes -= l;
+            c.on_allocate_large(len, l);
             Some((addr, l))
         })
         .flatten();
@@ -619,12 +630,11 @@ impl Pool {
         }
         let addr =
             self.reclaiming(|| shared.arena_allocate(&mut lock(&shared.state), block_len, align))?;
-        let counted = with_cache(shared, |c| {
-            c.counters.on_allocate(LARGE, len);
-            c.counters.on_large(block_len as i64);
-        });
+        let counted = with_cache(shared, |c| c.on_allocate_large(len, block_len));
         if counted.is_none() {
-            shared.count_uncached(LARGE, len as i64, block_len as i64);
+            shared
+                .retired
+                .on_allocate(LARGE, len as i64, block_len as i64);
         }
         Ok(Block {
             addr,
@@ -635,31 +645,38 @@ impl Pool {
 
     /// Gives a block back (called by [`Allocation`]'s drop).
     #[inline(always)]
-    pub(crate) fn free_block(&self, block: Block) {
+    pub(crate) fn free_block(&self, block: &Block) {
         if block.block_len <= classes::MAX_SMALL {
             let class = classes::class_of(block.block_len);
             let pushed = with_last(self.shared.generation, |c| {
-                let stack = &mut c.classes[class];
-                let room = stack.len() < stack.capacity();
+                let room = c.push(class, block.addr);
                 if room {
-                    stack.push(block.addr);
-                    c.counters.on_free(class, block.len);
+                    c.counters(class).on_free(block.len);
                 }
                 room
             });
             if pushed == Some(true) {
                 return;
             }
-        } else if block.block_len <= self.shared.settings.thread_cache_bytes {
+            self.free_block_slow(block);
+        } else {
+            self.free_large(block);
+        }
+    }
+
+    /// Frees an arena block into this thread's cache when it has room.
+    #[inline(never)]
+    fn free_large(&self, block: &Block) {
+        if block.block_len <= self.shared.settings.thread_cache_bytes {
             let limit = self.shared.settings.thread_cache_bytes;
             let pushed = with_last(self.shared.generation, |c| {
-                let room =
-                    c.large.len() < LARGE_CACHE_ENTRIES && c.large_bytes + block.block_len <= limit;
+                let rest = c.rest();
+                let room = rest.large.len() < LARGE_CACHE_ENTRIES
+                    && rest.large_bytes + block.block_len <= limit;
                 if room {
-                    c.large.push((block.addr, block.block_len));
-                    c.large_bytes += block.block_len;
-                    c.counters.on_free(LARGE, block.len);
-                    c.counters.on_large(-(block.block_len as i64));
+                    rest.large.push((block.addr, block.block_len));
+                    rest.large_bytes += block.block_len;
+                    c.on_free_large(block.len, block.block_len);
                 }
                 room
             });
@@ -673,37 +690,36 @@ impl Pool {
     /// Frees what the hot path could not: large blocks, a full cache stack,
     /// a thread without a cache.
     #[cold]
-    fn free_block_slow(&self, block: Block) {
+    fn free_block_slow(&self, block: &Block) {
         let shared = &*self.shared;
         let Block {
             addr,
             len,
             block_len,
-        } = block;
+        } = *block;
         let done = with_cache(shared, |c| {
             if block_len <= classes::MAX_SMALL {
                 let class = classes::class_of(block_len);
-                c.counters.on_free(class, len);
-                let stack = &mut c.classes[class];
-                if stack.len() == stack.capacity() {
-                    let from = stack.len().saturating_sub(batch(class));
-                    shared.central_push(class, stack.drain(from..));
+                c.counters(class).on_free(len);
+                if !c.push(class, addr) {
+                    shared.spill(class, c);
+                    let pushed = c.push(class, addr);
+                    debug_assert!(pushed, "a spilled list has room");
                 }
-                c.classes[class].push(addr);
                 return;
             }
-            c.counters.on_free(LARGE, len);
-            c.counters.on_large(-(block_len as i64));
+            c.on_free_large(len, block_len);
             if block_len <= shared.settings.thread_cache_bytes {
-                while c.large_bytes + block_len > shared.settings.thread_cache_bytes
-                    || c.large.len() >= LARGE_CACHE_ENTRIES
+                let rest = c.rest();
+                while rest.large_bytes + block_len > shared.settings.thread_cache_bytes
+                    || rest.large.len() >= LARGE_CACHE_ENTRIES
                 {
-                    let (a, l) = c.large.remove(0);
-                    c.large_bytes -= l;
+                    let (a, l) = rest.large.remove(0);
+                    rest.large_bytes -= l;
                     shared.arena_free(a, l);
                 }
-                c.large.push((addr, block_len));
-                c.large_bytes += block_len;
+                rest.large.push((addr, block_len));
+                rest.large_bytes += block_len;
             } else {
                 shared.arena_free(addr, block_len);
             }
@@ -711,10 +727,10 @@ impl Pool {
         if done.is_none() {
             if block_len <= classes::MAX_SMALL {
                 let class = classes::class_of(block_len);
-                shared.count_uncached_free(class, len as i64, 0);
+                shared.retired.on_free(class, len as i64, 0);
                 shared.central_push(class, std::iter::once(addr));
             } else {
-                shared.count_uncached_free(LARGE, len as i64, block_len as i64);
+                shared.retired.on_free(LARGE, len as i64, block_len as i64);
                 shared.arena_free(addr, block_len);
             }
         }
@@ -741,7 +757,7 @@ impl Pool {
         {
             let cells = lock(&shared.cells);
             for c in cells.iter() {
-                total.add(&c.counters);
+                total.add_cell(c);
             }
             total.add(&shared.retired);
         }
