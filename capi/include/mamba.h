@@ -127,7 +127,8 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * A static description of `s` (never NULL).
+ * A static description of `s` (never NULL; "unknown status" for a value
+ * outside the enumeration).
  */
 const char *mamba_status_description(mamba_status s);
 

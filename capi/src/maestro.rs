@@ -19,7 +19,7 @@
 
 use crate::guard::{boundary, text};
 use crate::maestro_backend::{self as backend, Handle, Key};
-use std::ffi::{c_char, c_void};
+use std::ffi::{c_char, c_int, c_void};
 
 /// The status of every `mstro_` call (`MSTRO_OK` is 0).
 #[repr(C)]
@@ -76,11 +76,17 @@ fn on_handle(cdo: mstro_cdo, op: impl FnOnce(&mut Handle) -> backend::Outcome) -
     })
 }
 
+/// An `mstro_status` as a C caller passes it: the header declares the
+/// parameter as `mstro_status`, but C lets any `int` through an enum, and a
+/// Rust enum holding a value outside its variants is undefined behaviour,
+/// so the value is taken as the integer it is.
+pub type mstro_status_value = c_int;
+
 /// A static description of `s` (never NULL; "unknown status" for a value
 /// outside the enumeration).
 #[no_mangle]
-pub extern "C" fn mstro_status_description(s: mstro_status) -> *const c_char {
-    let text: &'static [u8] = match s as i64 {
+pub extern "C" fn mstro_status_description(s: mstro_status_value) -> *const c_char {
+    let text: &'static [u8] = match s {
         0 => b"success\0",
         1 => b"operation failed\0",
         2 => b"out of memory\0",

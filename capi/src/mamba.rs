@@ -12,7 +12,7 @@ use crate::guard::{boundary, lock, text};
 use mamba::{Array, Config, Mamba, Placement, Policy, SpaceInfo, Tier};
 use mamba_transforms::Layout;
 use std::collections::HashMap;
-use std::ffi::{c_char, c_void};
+use std::ffi::{c_char, c_int, c_void};
 use std::sync::{Arc, Mutex};
 
 /// The status of every `mamba_` call (`MAMBA_OK` is 0).
@@ -204,10 +204,17 @@ fn describe(mamba: &Mamba, info: &SpaceInfo) -> mamba_space {
     }
 }
 
-/// A static description of `s` (never NULL).
+/// A `mamba_status` as a C caller passes it: the header declares the
+/// parameter as `mamba_status`, but C lets any `int` through an enum, and a
+/// Rust enum holding a value outside its variants is undefined behaviour,
+/// so the value is taken as the integer it is.
+pub type mamba_status_value = c_int;
+
+/// A static description of `s` (never NULL; "unknown status" for a value
+/// outside the enumeration).
 #[no_mangle]
-pub extern "C" fn mamba_status_description(s: mamba_status) -> *const c_char {
-    let text: &'static [u8] = match s as i64 {
+pub extern "C" fn mamba_status_description(s: mamba_status_value) -> *const c_char {
+    let text: &'static [u8] = match s {
         0 => b"success\0",
         1 => b"operation failed\0",
         2 => b"invalid argument\0",

@@ -24,6 +24,9 @@ const CDO_EXTRA: &str = "#include \"maestro.h\"";
 
 /// The header cbindgen makes of `src/<module>.rs`.
 fn generate(module: &str, extra: &str, exclude: &[&str]) -> String {
+    // A status passed by C arrives as its integer (`<x>_status_value` in
+    // Rust); the header names the enumeration, which has the same ABI.
+    let status = module.replace("maestro", "mstro");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut config = Config {
         language: Language::C,
@@ -43,6 +46,11 @@ fn generate(module: &str, extra: &str, exclude: &[&str]) -> String {
         ..Config::default()
     };
     config.export.exclude = exclude.iter().map(|s| s.to_string()).collect();
+    config.export.exclude.push(format!("{status}_status_value"));
+    config
+        .export
+        .rename
+        .insert(format!("{status}_status_value"), format!("{status}_status"));
     let bindings = Builder::new()
         .with_config(config)
         .with_src(root.join("src").join(format!("{module}.rs")))

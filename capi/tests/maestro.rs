@@ -170,9 +170,17 @@ fn both_deployments_hand_over_and_refuse_misuse_alike() {
         assert!(!cdo_name_valid(c"/rho".as_ptr()));
         assert!(!cdo_name_valid(null()));
         assert!(
-            !CStr::from_ptr(mstro_status_description(mstro_status::MSTRO_NOENT))
+            !CStr::from_ptr(mstro_status_description(mstro_status::MSTRO_NOENT as i32))
                 .to_bytes()
                 .is_empty()
         );
+        // C lets any int through the enum: a value outside it is described,
+        // not undefined behaviour.
+        for outside in [-1, 8, 42, i32::MAX] {
+            assert_eq!(
+                CStr::from_ptr(mstro_status_description(outside)).to_bytes(),
+                b"unknown status"
+            );
+        }
     }
 }

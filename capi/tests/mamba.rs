@@ -117,3 +117,24 @@ fn placements_allocations_and_copies_on_a_simulated_node() {
     assert_eq!(mamba_free(b), mamba_status::MAMBA_NOT_INITIALIZED);
     assert_eq!(mamba_finalize(), mamba_status::MAMBA_NOT_INITIALIZED);
 }
+
+#[test]
+fn every_status_value_has_a_description() {
+    let describe = |s: i32| {
+        // SAFETY: the description is a static NUL-terminated string.
+        unsafe { CStr::from_ptr(mamba_status_description(s)) }
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(describe(mamba_status::MAMBA_OK as i32), "success");
+    assert_eq!(
+        describe(mamba_status::MAMBA_NO_SPACE as i32),
+        "no space of the node matches the policy"
+    );
+    // C lets any int through the enum: a value outside it is described,
+    // not undefined behaviour.
+    for outside in [-1, 9, 1000, i32::MIN] {
+        assert_eq!(describe(outside), "unknown status");
+    }
+}
