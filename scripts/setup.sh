@@ -8,7 +8,7 @@
 set -euo pipefail
 
 need=()
-for pkg in libhwloc-dev libudev-dev pkg-config libfabric-dev libclang-dev iproute2 gcc g++ gfortran; do
+for pkg in libhwloc-dev libudev-dev pkg-config libfabric-dev libclang-dev iproute2 gcc g++ gfortran openmpi-bin; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
