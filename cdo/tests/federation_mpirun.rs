@@ -1,0 +1,283 @@
+//! A real launcher end to end: Open MPI's `mpirun` starts one rank per
+//! node, the nodes being network namespaces joined by veth links to a
+//! bridge; each rank runs a pool manager whose federation takes its peers
+//! from the launcher's job alone (`CDO_FEDERATION_PEERS=pmix`: a PMIx
+//! put, fence and get; `dir:PATH`: a rendezvous directory, with rank and
+//! size from Open MPI's variables), and listens on its node's address in
+//! the job's subnet (`CDO_FEDERATION_LISTEN=net/24:port`, the same setting
+//! on every node). Rank 0 offers objects, the other ranks demand them and
+//! check every byte.
+//!
+//! `mpirun` reaches a namespace through its remote launch agent
+//! (`--mca plm_rsh_agent`): a script that runs the daemon's command inside
+//! the namespace named by the host name, with a host name of its own (a
+//! UTS namespace: the daemons' session directories differ). As root with
+//! `ip`, `unshare` and `mpirun`; skipped with a printed reason otherwise.
+
+mod ipc_common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cdo::ipc::federation::launch::Launch;
+use cdo::ipc::federation::{self, FederationConfig};
+use cdo::ipc::manager::ManagerConfig;
+use cdo::ipc::wire::Attributes;
+use ipc_common::{client, eventually, manager_with, pattern};
+
+const TOKEN: &str = "federation-mpirun-token";
+/// The rank's role variable: the directory where ranks report.
+const REPORTS: &str = "CDO_MPIRUN_TEST_REPORTS";
+/// Ranks (nodes) in the job.
+const RANKS: usize = 3;
+/// Sizes of the objects rank 0 offers.
+const SIZES: [usize; 3] = [1, 4096, (3 << 20) + 5];
+/// How long the whole job may run before the test gives up on it.
+const JOB_LIMIT: Duration = Duration::from_secs(300);
+
+/// The remote launch agent: `agent [options] HOST COMMAND...` runs
+/// COMMAND in namespace HOST, whose host name it sets to HOST.
+const AGENT: &str = r#"#!/bin/sh
+while [ "${1#-}" != "$1" ]; do shift; done
+host=$1; shift
+exec ip netns exec "$host" unshare --uts /bin/sh -c 'hostname "$0" && eval "$1"' "$host" "$*"
+"#;
+
+/// One rank of the job: this test binary run by `mpirun` with [`REPORTS`]
+/// set. Rank 0 offers [`SIZES`] and waits for every other rank's report;
+/// the others demand each object, check its bytes and report.
+#[test]
+fn mpirun_rank() {
+    let Ok(reports) = std::env::var(REPORTS) else {
+        return;
+    };
+    let reports = Path::new(&reports);
+    let launch = Launch::from_env().unwrap().expect("started by a launcher");
+    let pm = manager_with(ManagerConfig {
+        token: Some(TOKEN.into()),
+        ..ManagerConfig::default()
+    });
+    let mut config = FederationConfig::from_env(Some(TOKEN)).unwrap().unwrap();
+    config.fabric.provider = Some("tcp".into());
+    assert_eq!(config.peers.len(), RANKS - 1, "{:?}", config.peers);
+    let fed = federation::start(config, &pm).unwrap();
+    let mut c = client(&pm, &format!("rank-{}", launch.rank));
+    if launch.rank == 0 {
+        for (i, &n) in SIZES.iter().enumerate() {
+            c.offer(
+                &format!("obj/{i}"),
+                &pattern(i as u64, n),
+                Attributes::new(),
+            )
+            .unwrap();
+        }
+        // The other ranks read from this node: it stays up until they
+        // have all reported.
+        eventually("every consumer rank reports", || {
+            (1..RANKS).all(|r| reports.join(format!("rank-{r}")).exists())
+        });
+    } else {
+        for (i, &n) in SIZES.iter().enumerate() {
+            let v = c
+                .demand(&format!("obj/{i}"), Duration::from_secs(60))
+                .unwrap();
+            assert!(*v == pattern(i as u64, n)[..], "object {i} differs");
+        }
+        eventually("the reads are counted", || {
+            fed.status().pulls == SIZES.len() as u64
+        });
+        let s = fed.status();
+        let report = format!(
+            "rank {} at {} pulled {} objects, {} bytes over {}",
+            launch.rank,
+            fed.local_addr(),
+            s.pulls,
+            s.pulled_bytes,
+            s.fabric
+        );
+        println!("{report}");
+        // Written aside and renamed: rank 0 never reads half a report.
+        let aside = reports.join(format!(".rank-{}", launch.rank));
+        std::fs::write(&aside, report).unwrap();
+        std::fs::rename(&aside, reports.join(format!("rank-{}", launch.rank))).unwrap();
+    }
+}
+
+/// Deletes the namespaces (and their veth pairs) and the bridge when
+/// dropped.
+struct Cluster {
+    namespaces: Vec<String>,
+    bridge: String,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip runs");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn skip_reason() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("not root (network namespaces need it)".into());
+    }
+    for (tool, arg, package) in [
+        ("ip", "-V", "iproute2"),
+        ("unshare", "--version", "util-linux"),
+        ("mpirun", "--version", "openmpi-bin"),
+    ] {
+        match Command::new(tool).arg(arg).output() {
+            Ok(o) if o.status.success() => {}
+            _ => return Some(format!("no `{tool}` ({package})")),
+        }
+    }
+    None
+}
+
+/// `RANKS` namespaces `PREFIX-i` at `NET.(i+1)`, joined by a bridge at
+/// `NET.254` in this namespace (where `mpirun` listens for its daemons).
+fn cluster(tag: &str, net: &str) -> Cluster {
+    let id = std::process::id() % 100_000;
+    let bridge = format!("cdb{tag}{id}");
+    ip(&["link", "add", &bridge, "type", "bridge"]);
+    let mut cluster = Cluster {
+        namespaces: Vec::new(),
+        bridge: bridge.clone(),
+    };
+    ip(&["addr", "add", &format!("{net}.254/24"), "dev", &bridge]);
+    ip(&["link", "set", &bridge, "up"]);
+    for i in 0..RANKS {
+        let ns = format!("cdompi-{tag}-{id}-{i}");
+        ip(&["netns", "add", &ns]);
+        cluster.namespaces.push(ns.clone());
+        let (inner, outer) = (format!("ci{tag}{id}{i}"), format!("co{tag}{id}{i}"));
+        ip(&[
+            "link", "add", &inner, "type", "veth", "peer", "name", &outer,
+        ]);
+        ip(&["link", "set", &inner, "netns", &ns]);
+        ip(&["link", "set", &outer, "master", &bridge]);
+        ip(&["link", "set", &outer, "up"]);
+        let addr = format!("{net}.{}/24", i + 1);
+        ip(&["-n", &ns, "addr", "add", &addr, "dev", &inner]);
+        ip(&["-n", &ns, "link", "set", &inner, "up"]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    }
+    cluster
+}
+
+/// Runs the job with `peers` as the peer source; returns the consumer
+/// ranks' reports.
+fn run_job(tag: &str, peers: impl FnOnce(&Path) -> String) -> Vec<String> {
+    let id = std::process::id();
+    let net = format!("10.{}.{}", 160 + id % 40, tag.as_bytes()[0] % 250);
+    let cluster = cluster(tag, &net);
+    let work = tempfile::tempdir().unwrap();
+    let agent = work.path().join("agent");
+    std::fs::write(&agent, AGENT).unwrap();
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let reports = work.path().join("reports");
+    std::fs::create_dir(&reports).unwrap();
+    let port = 7400 + (id % 500) as u16;
+    let exe = std::env::current_exe().unwrap();
+    let env = [
+        (REPORTS, reports.display().to_string()),
+        ("CDO_WORKFLOW_TOKEN", TOKEN.into()),
+        ("CDO_FEDERATION_LISTEN", format!("{net}.0/24:{port}")),
+        ("CDO_FEDERATION_PEERS", peers(work.path())),
+        ("CDO_REMOTE_TIMEOUT_MS", "20000".into()),
+    ];
+    let mut cmd = Command::new("mpirun");
+    cmd.args([
+        "--allow-run-as-root",
+        "--host",
+        &cluster.namespaces.join(","),
+    ])
+    .args(["-np", &RANKS.to_string()])
+    .args(["--mca", "plm_rsh_agent", &agent.display().to_string()])
+    .args(["--mca", "oob_tcp_if_include", &format!("{net}.0/24")]);
+    for (k, v) in &env {
+        cmd.args(["-x", &format!("{k}={v}")]);
+    }
+    cmd.arg(&exe)
+        .args(["mpirun_rank", "--exact", "--nocapture", "--test-threads=1"])
+        .stdin(Stdio::null());
+    let mut job = cmd.spawn().expect("mpirun starts");
+    let until = Instant::now() + JOB_LIMIT;
+    let status = loop {
+        if let Some(s) = job.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > until {
+            let _ = job.kill();
+            let _ = job.wait();
+            panic!("the mpirun job did not end within {JOB_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "mpirun failed: {status}");
+    let found: Vec<String> = (1..RANKS)
+        .map(|r| std::fs::read_to_string(reports.join(format!("rank-{r}"))).unwrap())
+        .collect();
+    let names = cluster.namespaces.clone();
+    drop(cluster);
+    let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(names.iter().all(|ns| !list.contains(ns)), "{list}");
+    found
+}
+
+fn check(reports: &[String], source: &str) {
+    let total: usize = SIZES.iter().sum();
+    for (i, report) in reports.iter().enumerate() {
+        let rank = i + 1;
+        assert!(
+            report.starts_with(&format!("rank {rank} at ")),
+            "{source}: {report}"
+        );
+        assert!(
+            report.contains(&format!(
+                "pulled {} objects, {total} bytes over provider tcp",
+                SIZES.len()
+            )),
+            "{source}: {report}"
+        );
+    }
+}
+
+#[test]
+fn mpirun_ranks_in_namespaces_wire_up_by_pmix() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let reports = run_job("p", |_| "pmix".into());
+    check(&reports, "pmix");
+}
+
+#[test]
+fn mpirun_ranks_in_namespaces_wire_up_by_a_rendezvous_directory() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let reports = run_job("d", |work| {
+        format!("dir:{}", work.join("rendezvous").display())
+    });
+    check(&reports, "dir");
+}
