@@ -200,12 +200,12 @@ impl Pmix {
     pub fn get(&self, rank: u32, key: &str) -> Result<String, PmixError> {
         let proc = self.proc(rank);
         self.get_with(&proc, key, TYPE_STRING, |v| {
-            // SAFETY: a PMIX_STRING value holds a NUL-terminated string
-            // (or null), alive until the value is destructed after this.
             let s = v.data[0] as *const c_char;
             if s.is_null() {
                 String::new()
             } else {
+                // SAFETY: a PMIX_STRING value holds a NUL-terminated
+                // string, alive until the value is destructed after this.
                 unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned()
             }
         })
