@@ -185,7 +185,12 @@ fn cluster(tag: &str, net: &str) -> Cluster {
 /// ranks' reports.
 fn run_job(tag: &str, peers: impl FnOnce(&Path) -> String) -> Vec<String> {
     let id = std::process::id();
-    let net = format!("10.{}.{}", 160 + id % 40, tag.as_bytes()[0] % 250);
+    // A subnet per process and job, so that concurrent runs do not meet.
+    let net = format!(
+        "10.{}.{}",
+        160 + id % 40,
+        (id / 40) % 120 * 2 + u32::from(tag == "d")
+    );
     let cluster = cluster(tag, &net);
     let work = tempfile::tempdir().unwrap();
     let agent = work.path().join("agent");
