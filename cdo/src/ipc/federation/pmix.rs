@@ -12,6 +12,7 @@
 
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::ptr;
+use std::sync::OnceLock;
 
 use libloading::{Library, Symbol};
 
@@ -103,7 +104,7 @@ pub enum PmixError {
 /// An initialised PMIx client; finalised when dropped.
 pub struct Pmix {
     me: Proc,
-    lib: Library,
+    lib: &'static Library,
 }
 
 impl std::fmt::Debug for Pmix {
@@ -120,14 +121,14 @@ impl Pmix {
     /// [`PmixError::Call`] when no server answers (not started by a PMIx
     /// launcher).
     pub fn init() -> Result<Pmix, PmixError> {
-        let lib = open()?;
+        let lib = library()?;
         let mut me = Proc {
             nspace: [0; NSPACE_LEN],
             rank: 0,
         };
         // SAFETY: `PMIx_Init` has this signature in the PMIx 4 ABI; it
         // fills `me`, which is a valid `pmix_proc_t`, and takes no info.
-        let status = unsafe { symbol::<InitFn>(&lib, "PMIx_Init")?(&mut me, ptr::null_mut(), 0) };
+        let status = unsafe { symbol::<InitFn>(lib, "PMIx_Init")?(&mut me, ptr::null_mut(), 0) };
         check("PMIx_Init", status)?;
         Ok(Pmix { me, lib })
     }
@@ -161,11 +162,11 @@ impl Pmix {
         // SAFETY: the PMIx 4 signatures; `k` and `v` outlive the call,
         // which copies the value.
         let status =
-            unsafe { symbol::<PutFn>(&self.lib, "PMIx_Put")?(SCOPE_GLOBAL, k.as_ptr(), &mut val) };
+            unsafe { symbol::<PutFn>(self.lib, "PMIx_Put")?(SCOPE_GLOBAL, k.as_ptr(), &mut val) };
         check("PMIx_Put", status)?;
         // SAFETY: as above, no arguments.
         check("PMIx_Commit", unsafe {
-            symbol::<CommitFn>(&self.lib, "PMIx_Commit")?()
+            symbol::<CommitFn>(self.lib, "PMIx_Commit")?()
         })
     }
 
@@ -189,7 +190,7 @@ impl Pmix {
         // SAFETY: the PMIx 4 signature; no processes means the whole job,
         // `info` is one valid `pmix_info_t` alive for the call.
         let status =
-            unsafe { symbol::<FenceFn>(&self.lib, "PMIx_Fence")?(ptr::null(), 0, &info, 1) };
+            unsafe { symbol::<FenceFn>(self.lib, "PMIx_Fence")?(ptr::null(), 0, &info, 1) };
         check("PMIx_Fence", status)
     }
 
@@ -224,7 +225,7 @@ impl Pmix {
         // SAFETY: the PMIx 4 signature; on success `out` points to a value
         // the library allocated with malloc.
         let status = unsafe {
-            symbol::<GetFn>(&self.lib, "PMIx_Get")?(proc, k.as_ptr(), ptr::null(), 0, &mut out)
+            symbol::<GetFn>(self.lib, "PMIx_Get")?(proc, k.as_ptr(), ptr::null(), 0, &mut out)
         };
         check("PMIx_Get", status)?;
         if out.is_null() {
@@ -247,7 +248,7 @@ impl Pmix {
         // SAFETY: the value is ours to free: its contents with
         // PMIx_Value_destruct, then the struct itself (malloc'd).
         unsafe {
-            if let Ok(destruct) = symbol::<ValueDestructFn>(&self.lib, "PMIx_Value_destruct") {
+            if let Ok(destruct) = symbol::<ValueDestructFn>(self.lib, "PMIx_Value_destruct") {
                 destruct(out);
             }
             libc::free(out as *mut c_void);
@@ -268,15 +269,25 @@ impl Drop for Pmix {
     fn drop(&mut self) {
         // SAFETY: the PMIx 4 signature, no info; the client was
         // initialised by `init`.
-        if let Ok(finalize) = unsafe { symbol::<FinalizeFn>(&self.lib, "PMIx_Finalize") } {
+        if let Ok(finalize) = unsafe { symbol::<FinalizeFn>(self.lib, "PMIx_Finalize") } {
             // SAFETY: as above.
             let _ = unsafe { finalize(ptr::null(), 0) };
         }
     }
 }
 
+/// The PMIx library, opened once and never closed (its threads may
+/// outlive a client).
+fn library() -> Result<&'static Library, PmixError> {
+    static LIBRARY: OnceLock<Result<Library, String>> = OnceLock::new();
+    LIBRARY
+        .get_or_init(open)
+        .as_ref()
+        .map_err(|why| PmixError::Library(why.clone()))
+}
+
 /// The first PMIx library that opens.
-fn open() -> Result<Library, PmixError> {
+fn open() -> Result<Library, String> {
     let mut why = Vec::new();
     for name in LIBRARIES {
         // SAFETY: loading libpmix runs its initialisers, which only set up
@@ -286,7 +297,7 @@ fn open() -> Result<Library, PmixError> {
             Err(e) => why.push(e.to_string()),
         }
     }
-    Err(PmixError::Library(why.join("; ")))
+    Err(why.join("; "))
 }
 
 /// The call `name` of `lib`, with the type `F` the caller declares.
@@ -323,6 +334,27 @@ mod tests {
         assert_eq!(std::mem::size_of::<Proc>(), 260);
         assert_eq!(std::mem::size_of::<Info>(), 552);
         assert_eq!(std::mem::offset_of!(Info, value), 520);
+    }
+
+    #[test]
+    fn without_a_launcher_init_is_an_error() {
+        if std::env::vars().any(|(k, _)| k.starts_with("PMIX_")) {
+            eprintln!("skipped: started by a PMIx launcher");
+            return;
+        }
+        // No library, or no server to connect to: an error either way.
+        let err = Pmix::init().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PmixError::Library(_)
+                    | PmixError::Call {
+                        call: "PMIx_Init",
+                        ..
+                    }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

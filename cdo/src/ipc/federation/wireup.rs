@@ -128,7 +128,8 @@ fn publishable(me: SocketAddr) -> Result<SocketAddr, String> {
 
 /// Puts `me` under [`PMIX_KEY`], fences, and gets every other rank's.
 fn pmix_exchange(me: SocketAddr) -> Result<Vec<String>, String> {
-    let pmix = Pmix::init().map_err(|e| e.to_string())?;
+    let pmix = Pmix::init()
+        .map_err(|e| format!("{e} (not started by a PMIx launcher such as mpirun?)"))?;
     let size = pmix.job_size().map_err(|e| e.to_string())?;
     pmix.put(PMIX_KEY, &me.to_string())
         .and_then(|()| pmix.fence())
