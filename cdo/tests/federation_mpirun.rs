@@ -16,7 +16,6 @@
 
 mod ipc_common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,11 +38,7 @@ const JOB_LIMIT: Duration = Duration::from_secs(300);
 
 /// The remote launch agent: `agent [options] HOST COMMAND...` runs
 /// COMMAND in namespace HOST, whose host name it sets to HOST.
-const AGENT: &str = r#"#!/bin/sh
-while [ "${1#-}" != "$1" ]; do shift; done
-host=$1; shift
-exec ip netns exec "$host" unshare --uts /bin/sh -c 'hostname "$0" && eval "$1"' "$host" "$*"
-"#;
+const AGENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/netns-agent.sh");
 
 /// One rank of the job: this test binary run by `mpirun` with [`REPORTS`]
 /// set. Rank 0 offers [`SIZES`] and waits for every other rank's report;
@@ -109,6 +104,9 @@ fn mpirun_rank() {
 /// dropped.
 struct Cluster {
     namespaces: Vec<String>,
+    /// The veth ends in this namespace (gone with their peers' namespaces,
+    /// unless the setup failed before a peer moved there).
+    outer: Vec<String>,
     bridge: String,
 }
 
@@ -116,6 +114,12 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for ns in &self.namespaces {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        for dev in &self.outer {
+            let _ = Command::new("ip")
+                .args(["link", "del", dev])
+                .stderr(Stdio::null())
+                .status();
         }
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
@@ -158,6 +162,7 @@ fn cluster(tag: &str, net: &str) -> Cluster {
     ip(&["link", "add", &bridge, "type", "bridge"]);
     let mut cluster = Cluster {
         namespaces: Vec::new(),
+        outer: Vec::new(),
         bridge: bridge.clone(),
     };
     ip(&["addr", "add", &format!("{net}.254/24"), "dev", &bridge]);
@@ -193,9 +198,6 @@ fn run_job(tag: &str, peers: impl FnOnce(&Path) -> String) -> Vec<String> {
     );
     let cluster = cluster(tag, &net);
     let work = tempfile::tempdir().unwrap();
-    let agent = work.path().join("agent");
-    std::fs::write(&agent, AGENT).unwrap();
-    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
     let reports = work.path().join("reports");
     std::fs::create_dir(&reports).unwrap();
     let port = 7400 + (id % 500) as u16;
@@ -214,7 +216,7 @@ fn run_job(tag: &str, peers: impl FnOnce(&Path) -> String) -> Vec<String> {
         &cluster.namespaces.join(","),
     ])
     .args(["-np", &RANKS.to_string()])
-    .args(["--mca", "plm_rsh_agent", &agent.display().to_string()])
+    .args(["--mca", "plm_rsh_agent", AGENT])
     .args(["--mca", "oob_tcp_if_include", &format!("{net}.0/24")]);
     for (k, v) in &env {
         cmd.args(["-x", &format!("{k}={v}")]);
