@@ -32,7 +32,9 @@
 //! [`FederationStatus::refused`]. Nothing listens unless
 //! `CDO_FEDERATION_LISTEN` (or `cdo-pm --federation-listen`) names the
 //! address; peers come from `CDO_FEDERATION_PEERS` (`host:port,...`, or
-//! `slurm` for the other nodes of the `srun` step, see [`launch`]).
+//! from the launcher's job: `slurm` for the other nodes of the `srun`
+//! step, `pmix` for a PMIx exchange, `dir:PATH` for a rendezvous
+//! directory, see [`wireup`] and [`launch`]).
 //!
 //! [`ErrorCode::RemoteFailed`]: crate::ipc::wire::ErrorCode::RemoteFailed
 
