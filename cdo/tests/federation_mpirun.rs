@@ -16,10 +16,14 @@
 
 mod ipc_common;
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use cdo::ipc::client::{Client, ClientConfig};
+use cdo::ipc::endpoint::Endpoint;
 use cdo::ipc::federation::launch::Launch;
 use cdo::ipc::federation::{self, FederationConfig};
 use cdo::ipc::manager::ManagerConfig;
@@ -186,29 +190,21 @@ fn cluster(tag: &str, net: &str) -> Cluster {
     cluster
 }
 
-/// Runs the job with `peers` as the peer source; returns the consumer
-/// ranks' reports.
-fn run_job(tag: &str, peers: impl FnOnce(&Path) -> String) -> Vec<String> {
+/// A subnet `10.X.Y` for job `index` of this test process, so that
+/// concurrent runs and jobs do not meet.
+fn subnet(index: u32) -> String {
     let id = std::process::id();
-    // A subnet per process and job, so that concurrent runs do not meet.
-    let net = format!(
-        "10.{}.{}",
-        160 + id % 40,
-        (id / 40) % 120 * 2 + u32::from(tag == "d")
-    );
-    let cluster = cluster(tag, &net);
-    let work = tempfile::tempdir().unwrap();
-    let reports = work.path().join("reports");
-    std::fs::create_dir(&reports).unwrap();
-    let port = 7400 + (id % 500) as u16;
-    let exe = std::env::current_exe().unwrap();
-    let env = [
-        (REPORTS, reports.display().to_string()),
-        ("CDO_WORKFLOW_TOKEN", TOKEN.into()),
-        ("CDO_FEDERATION_LISTEN", format!("{net}.0/24:{port}")),
-        ("CDO_FEDERATION_PEERS", peers(work.path())),
-        ("CDO_REMOTE_TIMEOUT_MS", "20000".into()),
-    ];
+    format!("10.{}.{}", 160 + id % 40, (id / 40) % 80 * 3 + index)
+}
+
+/// The listening port of every rank (each in its own namespace).
+fn port() -> u16 {
+    7400 + (std::process::id() % 500) as u16
+}
+
+/// `mpirun` placing one rank on each node of `cluster` (subnet `net`),
+/// with `env` exported to the ranks; the program follows.
+fn mpirun(cluster: &Cluster, net: &str, env: &[(&str, String)]) -> Command {
     let mut cmd = Command::new("mpirun");
     cmd.args([
         "--allow-run-as-root",
@@ -217,35 +213,91 @@ fn run_job(tag: &str, peers: impl FnOnce(&Path) -> String) -> Vec<String> {
     ])
     .args(["-np", &RANKS.to_string()])
     .args(["--mca", "plm_rsh_agent", AGENT])
-    .args(["--mca", "oob_tcp_if_include", &format!("{net}.0/24")]);
-    for (k, v) in &env {
+    .args(["--mca", "oob_tcp_if_include", &format!("{net}.0/24")])
+    .stdin(Stdio::null());
+    for (k, v) in env {
         cmd.args(["-x", &format!("{k}={v}")]);
     }
-    cmd.arg(&exe)
-        .args(["mpirun_rank", "--exact", "--nocapture", "--test-threads=1"])
-        .stdin(Stdio::null());
-    let mut job = cmd.spawn().expect("mpirun starts");
-    let until = Instant::now() + JOB_LIMIT;
-    let status = loop {
-        if let Some(s) = job.try_wait().unwrap() {
-            break s;
+    cmd
+}
+
+/// A running `mpirun`; stopped with SIGTERM (which ends its daemons and
+/// ranks in the namespaces) when dropped.
+struct Job(Child);
+
+impl Job {
+    /// Waits for the job to end, at most [`JOB_LIMIT`].
+    fn wait(&mut self) -> ExitStatus {
+        self.wait_until(Instant::now() + JOB_LIMIT)
+            .unwrap_or_else(|| panic!("the mpirun job did not end within {JOB_LIMIT:?}"))
+    }
+
+    fn wait_until(&mut self, until: Instant) -> Option<ExitStatus> {
+        loop {
+            if let Some(s) = self.0.try_wait().unwrap() {
+                return Some(s);
+            }
+            if Instant::now() > until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        if Instant::now() > until {
-            let _ = job.kill();
-            let _ = job.wait();
-            panic!("the mpirun job did not end within {JOB_LIMIT:?}");
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(Some(_))) {
+            return;
         }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "mpirun failed: {status}");
-    let found: Vec<String> = (1..RANKS)
-        .map(|r| std::fs::read_to_string(reports.join(format!("rank-{r}"))).unwrap())
-        .collect();
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        if self.wait_until(Instant::now() + JOB_LIMIT).is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Removes `cluster` and checks that its namespaces are gone.
+fn tear_down(cluster: Cluster) {
     let names = cluster.namespaces.clone();
     drop(cluster);
     let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(names.iter().all(|ns| !list.contains(ns)), "{list}");
+}
+
+/// Runs the job with `peers` as the peer source; returns the consumer
+/// ranks' reports.
+fn run_job(index: u32, peers: impl FnOnce(&Path) -> String) -> Vec<String> {
+    let net = subnet(index);
+    let cluster = cluster(&index.to_string(), &net);
+    let work = tempfile::tempdir().unwrap();
+    let reports = work.path().join("reports");
+    std::fs::create_dir(&reports).unwrap();
+    let env = [
+        (REPORTS, reports.display().to_string()),
+        ("CDO_WORKFLOW_TOKEN", TOKEN.into()),
+        ("CDO_FEDERATION_LISTEN", format!("{net}.0/24:{}", port())),
+        ("CDO_FEDERATION_PEERS", peers(work.path())),
+        ("CDO_REMOTE_TIMEOUT_MS", "20000".into()),
+    ];
+    let mut cmd = mpirun(&cluster, &net, &env);
+    cmd.arg(std::env::current_exe().unwrap()).args([
+        "mpirun_rank",
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    let mut job = Job(cmd.spawn().expect("mpirun starts"));
+    let status = job.wait();
+    assert!(status.success(), "mpirun failed: {status}");
+    let found: Vec<String> = (1..RANKS)
+        .map(|r| std::fs::read_to_string(reports.join(format!("rank-{r}"))).unwrap())
+        .collect();
+    drop(job);
+    tear_down(cluster);
     found
 }
 
@@ -273,7 +325,7 @@ fn mpirun_ranks_in_namespaces_wire_up_by_pmix() {
         eprintln!("skipped: {reason}");
         return;
     }
-    let reports = run_job("p", |_| "pmix".into());
+    let reports = run_job(0, |_| "pmix".into());
     check(&reports, "pmix");
 }
 
@@ -283,8 +335,81 @@ fn mpirun_ranks_in_namespaces_wire_up_by_a_rendezvous_directory() {
         eprintln!("skipped: {reason}");
         return;
     }
-    let reports = run_job("d", |work| {
+    let reports = run_job(1, |work| {
         format!("dir:{}", work.join("rendezvous").display())
     });
     check(&reports, "dir");
+}
+
+/// The documented command: `mpirun` starts one `cdo-pm` per node, which
+/// take their peers from the launcher (`--federation-peers launcher`:
+/// PMIx under `mpirun`) and listen on their node's address in the subnet.
+/// Applications here (the managers' sockets are on the shared file
+/// system) offer through rank 0's manager and demand through the others'.
+#[test]
+fn mpirun_starts_one_cdo_pm_per_namespace_federated_through_the_launcher() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let net = subnet(2);
+    let cluster = cluster("2", &net);
+    let env = [
+        ("CDO_WORKFLOW_TOKEN", TOKEN.to_string()),
+        ("RUST_LOG", "warn".into()),
+    ];
+    let mut cmd = mpirun(&cluster, &net, &env);
+    cmd.arg("--tag-output")
+        .arg(env!("CARGO_BIN_EXE_cdo-pm"))
+        .args(["--federation-listen", &format!("{net}.0/24:{}", port())])
+        .args(["--federation-peers", "launcher", "--fabric-provider", "tcp"])
+        .stdout(Stdio::piped());
+    let mut job = Job(cmd.spawn().expect("mpirun starts"));
+    // `[1,R]<stdout>:export CDO_POOL_SOCKET=PATH`, read on a thread so
+    // that a job that prints nothing fails the test instead of hanging it.
+    let (tx, rx) = mpsc::channel();
+    let out = BufReader::new(job.0.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut sockets = vec![None; RANKS];
+    let until = Instant::now() + JOB_LIMIT;
+    while sockets.iter().any(Option::is_none) {
+        let left = until.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("every manager prints its socket");
+        let Some((tag, socket)) = line.split_once("<stdout>:export CDO_POOL_SOCKET=") else {
+            continue;
+        };
+        let rank: usize = tag
+            .rsplit(',')
+            .next()
+            .unwrap()
+            .trim_end_matches(']')
+            .parse()
+            .unwrap();
+        sockets[rank] = Some(socket.trim().to_string());
+    }
+    let connect = |rank: usize| {
+        let ep = Endpoint {
+            socket: sockets[rank].clone().unwrap().into(),
+            token: TOKEN.into(),
+        };
+        Client::connect(&ClientConfig::new(ep, &format!("app-{rank}"))).unwrap()
+    };
+    let mut producer = connect(0);
+    let data = pattern(9, (2 << 20) + 7);
+    producer.offer("field", &data, Attributes::new()).unwrap();
+    for rank in 1..RANKS {
+        let v = connect(rank)
+            .demand("field", Duration::from_secs(60))
+            .unwrap();
+        assert!(*v == data[..], "rank {rank}'s node got other bytes");
+    }
+    drop(producer);
+    drop(job);
+    tear_down(cluster);
 }
