@@ -6,7 +6,7 @@
 //! size from Open MPI's variables), and listens on its node's address in
 //! the job's subnet (`CDO_FEDERATION_LISTEN=net/24:port`, the same setting
 //! on every node). Rank 0 offers objects, the other ranks demand them and
-//! check every byte.
+//! check every byte. A third job starts `cdo-pm` itself on every node.
 //!
 //! `mpirun` reaches a namespace through its remote launch agent
 //! (`--mca plm_rsh_agent`): a script that runs the daemon's command inside
@@ -17,6 +17,7 @@
 mod ipc_common;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -29,6 +30,7 @@ use cdo::ipc::federation::{self, FederationConfig};
 use cdo::ipc::manager::ManagerConfig;
 use cdo::ipc::wire::Attributes;
 use ipc_common::{client, eventually, manager_with, pattern};
+use nix::sys::socket::{getsockopt, sockopt};
 
 const TOKEN: &str = "federation-mpirun-token";
 /// The rank's role variable: the directory where ranks report.
@@ -410,6 +412,20 @@ fn mpirun_starts_one_cdo_pm_per_namespace_federated_through_the_launcher() {
         assert!(*v == data[..], "rank {rank}'s node got other bytes");
     }
     drop(producer);
-    drop(job);
+    // Each manager stopped as on a cluster (SIGTERM): the job then ends on
+    // its own, every rank having exited cleanly.
+    for socket in sockets.iter().flatten() {
+        let pid = listener_pid(socket);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    }
+    let status = job.wait();
+    assert!(status.success(), "mpirun failed: {status}");
     tear_down(cluster);
+}
+
+/// The process listening on the Unix socket `path` (its `SO_PEERCRED`).
+fn listener_pid(path: &str) -> nix::unistd::Pid {
+    let stream = UnixStream::connect(path).unwrap();
+    let cred = getsockopt(&stream, sockopt::PeerCredentials).unwrap();
+    nix::unistd::Pid::from_raw(cred.pid())
 }
