@@ -13,6 +13,7 @@
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::ptr;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use libloading::{Library, Symbol};
 
@@ -31,6 +32,8 @@ const SCOPE_GLOBAL: u8 = 3;
 const TYPE_BOOL: u16 = 1;
 /// `PMIX_STRING`.
 const TYPE_STRING: u16 = 3;
+/// `PMIX_INT`.
+const TYPE_INT: u16 = 6;
 /// `PMIX_UINT32`.
 const TYPE_UINT32: u16 = 14;
 /// `PMIX_RANK_WILDCARD`: the job itself rather than one of its ranks.
@@ -39,6 +42,8 @@ const RANK_WILDCARD: u32 = u32::MAX - 1;
 const JOB_SIZE: &str = "pmix.job.size";
 /// `PMIX_COLLECT_DATA`: the fence brings every process's values along.
 const COLLECT_DATA: &str = "pmix.collect";
+/// `PMIX_TIMEOUT`: seconds a call may wait.
+const TIMEOUT: &str = "pmix.timeout";
 
 /// `pmix_proc_t`.
 #[repr(C)]
@@ -61,6 +66,37 @@ struct Info {
     key: [c_char; KEY_LEN],
     flags: u32,
     value: Value,
+}
+
+impl Info {
+    /// `key` (shorter than [`KEY_LEN`]) set to a value of type `kind`
+    /// whose union's first word is `first`.
+    fn new(key: &str, kind: u16, first: u64) -> Info {
+        let mut info = Info {
+            key: [0; KEY_LEN],
+            flags: 0,
+            value: Value {
+                kind,
+                data: [first, 0, 0],
+            },
+        };
+        for (dst, &src) in info
+            .key
+            .iter_mut()
+            .zip(key.as_bytes().iter().take(KEY_LEN - 1))
+        {
+            *dst = src as c_char;
+        }
+        info
+    }
+}
+
+/// A union's first word holding `bytes` at its start, as C lays out a
+/// member smaller than the word.
+fn word(bytes: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w[..bytes.len()].copy_from_slice(bytes);
+    u64::from_ne_bytes(w)
 }
 
 type InitFn = unsafe extern "C" fn(*mut Proc, *mut Info, usize) -> i32;
@@ -144,7 +180,10 @@ impl Pmix {
     /// The server does not know it.
     pub fn job_size(&self) -> Result<u32, PmixError> {
         let job = self.proc(RANK_WILDCARD);
-        self.get_with(&job, JOB_SIZE, TYPE_UINT32, |v| v.data[0] as u32)
+        self.get_with(&job, JOB_SIZE, TYPE_UINT32, |v| {
+            let b = v.data[0].to_ne_bytes();
+            u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
+        })
     }
 
     /// Puts `value` under `key` for every process of the job to get, and
@@ -171,26 +210,24 @@ impl Pmix {
     }
 
     /// Waits until every process of the job has reached its fence, with
-    /// their committed values collected.
+    /// their committed values collected, at most `timeout` (rounded up to
+    /// whole seconds).
     ///
     /// # Errors
-    /// A failed fence (a process of the job ended, or the launcher failed).
-    pub fn fence(&self) -> Result<(), PmixError> {
-        let mut info = Info {
-            key: [0; KEY_LEN],
-            flags: 0,
-            value: Value {
-                kind: TYPE_BOOL,
-                data: [1, 0, 0],
-            },
-        };
-        for (dst, &src) in info.key.iter_mut().zip(COLLECT_DATA.as_bytes()) {
-            *dst = src as c_char;
-        }
+    /// A failed fence (a process of the job ended, or the launcher failed)
+    /// or one that timed out (a process of the job never took part).
+    pub fn fence(&self, timeout: Duration) -> Result<(), PmixError> {
+        let secs = i32::try_from(timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0))
+            .unwrap_or(i32::MAX);
+        let info = [
+            Info::new(COLLECT_DATA, TYPE_BOOL, word(&[1])),
+            Info::new(TIMEOUT, TYPE_INT, word(&secs.to_ne_bytes())),
+        ];
         // SAFETY: the PMIx 4 signature; no processes means the whole job,
-        // `info` is one valid `pmix_info_t` alive for the call.
-        let status =
-            unsafe { symbol::<FenceFn>(self.lib, "PMIx_Fence")?(ptr::null(), 0, &info, 1) };
+        // `info` is an array of valid `pmix_info_t`, alive for the call.
+        let status = unsafe {
+            symbol::<FenceFn>(self.lib, "PMIx_Fence")?(ptr::null(), 0, info.as_ptr(), info.len())
+        };
         check("PMIx_Fence", status)
     }
 
@@ -334,6 +371,27 @@ mod tests {
         assert_eq!(std::mem::size_of::<Proc>(), 260);
         assert_eq!(std::mem::size_of::<Info>(), 552);
         assert_eq!(std::mem::offset_of!(Info, value), 520);
+    }
+
+    #[test]
+    fn infos_hold_their_key_and_a_small_value_at_the_union_start() {
+        let info = Info::new(TIMEOUT, TYPE_INT, word(&7i32.to_ne_bytes()));
+        let key: Vec<u8> = info
+            .key
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
+        assert_eq!(key, TIMEOUT.as_bytes());
+        let first = info.value.data[0].to_ne_bytes();
+        assert_eq!(
+            i32::from_ne_bytes([first[0], first[1], first[2], first[3]]),
+            7
+        );
+        assert_eq!(&first[4..], [0; 4]);
+        let long = Info::new(&"k".repeat(2 * KEY_LEN), TYPE_BOOL, word(&[1]));
+        assert_eq!(long.key[KEY_LEN - 1], 0, "the key stays NUL-terminated");
+        assert_eq!(word(&[1]).to_ne_bytes()[0], 1);
     }
 
     #[test]

@@ -29,7 +29,7 @@ use super::pmix::Pmix;
 /// The PMIx key under which each manager puts its listening address.
 pub const PMIX_KEY: &str = "cdo.federation.address";
 
-/// How long a rendezvous waits for every rank's address.
+/// How long a PMIx fence or a rendezvous waits for every rank's address.
 pub const WIREUP_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A source of peer addresses, parsed from its text form.
@@ -132,7 +132,7 @@ fn pmix_exchange(me: SocketAddr) -> Result<Vec<String>, String> {
         .map_err(|e| format!("{e} (not started by a PMIx launcher such as mpirun?)"))?;
     let size = pmix.job_size().map_err(|e| e.to_string())?;
     pmix.put(PMIX_KEY, &me.to_string())
-        .and_then(|()| pmix.fence())
+        .and_then(|()| pmix.fence(WIREUP_TIMEOUT))
         .map_err(|e| e.to_string())?;
     (0..size)
         .filter(|&r| r != pmix.rank())
