@@ -26,6 +26,8 @@ const NSPACE_LEN: usize = 256;
 const KEY_LEN: usize = 512;
 /// `PMIX_SUCCESS`.
 const SUCCESS: i32 = 0;
+/// `PMIX_ERR_TIMEOUT`.
+const ERR_TIMEOUT: i32 = -24;
 /// `PMIX_GLOBAL`: a value every process of the job may get.
 const SCOPE_GLOBAL: u8 = 3;
 /// `PMIX_BOOL`.
@@ -122,6 +124,9 @@ pub enum PmixError {
         /// Its status (a negative `pmix_status_t`).
         status: i32,
     },
+    /// A fence ended before every process of the job had joined it.
+    #[error("not every process of the job reached the PMIx fence within {0:?}")]
+    FenceTimeout(Duration),
     /// A key or value holds a NUL byte, or is too long.
     #[error("PMIx key or value {0:?} is malformed (NUL byte or key too long)")]
     Malformed(String),
@@ -214,8 +219,9 @@ impl Pmix {
     /// whole seconds).
     ///
     /// # Errors
-    /// A failed fence (a process of the job ended, or the launcher failed)
-    /// or one that timed out (a process of the job never took part).
+    /// A failed fence (a process of the job ended, or the launcher failed),
+    /// or [`PmixError::FenceTimeout`] (a process of the job never took
+    /// part).
     pub fn fence(&self, timeout: Duration) -> Result<(), PmixError> {
         let secs = i32::try_from(timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0))
             .unwrap_or(i32::MAX);
@@ -228,6 +234,9 @@ impl Pmix {
         let status = unsafe {
             symbol::<FenceFn>(self.lib, "PMIx_Fence")?(ptr::null(), 0, info.as_ptr(), info.len())
         };
+        if status == ERR_TIMEOUT {
+            return Err(PmixError::FenceTimeout(timeout));
+        }
         check("PMIx_Fence", status)
     }
 
