@@ -4,11 +4,13 @@
 # pkg-config, libfabric headers and libclang (the fabric crate generates its
 # bindings with bindgen at build time), iproute2 (the fabric crate's
 # two-namespace test), gcc, g++ and gfortran (the C, C++ and Fortran
-# examples of mamba-capi's tests). Does nothing when everything is already there.
+# examples of mamba-capi's tests), openmpi-bin (mpirun and, with it, the
+# PMIx run-time library: cdo's launcher test and PMIx wire-up). Does
+# nothing when everything is already there.
 set -euo pipefail
 
 need=()
-for pkg in libhwloc-dev libudev-dev pkg-config libfabric-dev libclang-dev iproute2 gcc g++ gfortran; do
+for pkg in libhwloc-dev libudev-dev pkg-config libfabric-dev libclang-dev iproute2 gcc g++ gfortran openmpi-bin; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

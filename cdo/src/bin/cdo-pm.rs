@@ -99,11 +99,13 @@ struct Args {
     /// it are dropped above four times as much).
     #[arg(long, env = "CDO_MAX_QUEUED_BYTES", value_parser = positive)]
     max_queued_bytes: Option<usize>,
-    /// Address (`ip:port`) to listen on for the pool managers of other
-    /// nodes; without it, no federation and nothing listens.
+    /// Address (`ip:port`, or `net/len:port`: this node's address in that
+    /// subnet) to listen on for the pool managers of other nodes; without
+    /// it, no federation and nothing listens.
     #[arg(long, env = federation::LISTEN_ENV)]
     federation_listen: Option<String>,
-    /// Pool managers of other nodes to join, `host:port,...`.
+    /// Pool managers of other nodes to join, `host:port,...`, or from the
+    /// launcher's job: `slurm`, `pmix`, `dir:PATH` or `launcher`.
     #[arg(long, env = federation::PEERS_ENV, default_value = "")]
     federation_peers: String,
     /// How long a read from another node may go without progress before

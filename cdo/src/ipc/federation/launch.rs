@@ -1,8 +1,10 @@
 //! What the launcher tells a process about its job: Slurm (`srun`) and
 //! the MPI launchers (Open MPI, PMI, PMIx) set variables that give the
-//! rank, and Slurm the list of the step's nodes, from which a federation
-//! takes its peers (`CDO_FEDERATION_PEERS=slurm`: every other node of the
-//! step, at this node's listening port).
+//! rank and size, and Slurm the list of the step's nodes, from which a
+//! federation takes its peers (`CDO_FEDERATION_PEERS=slurm`: every other
+//! node of the step, at this node's listening port). The MPI launchers
+//! give no node list; their ranks exchange addresses instead (PMIx or a
+//! rendezvous directory, see [`super::wireup`]).
 
 /// Which launcher started the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -32,14 +32,19 @@
 //! [`FederationStatus::refused`]. Nothing listens unless
 //! `CDO_FEDERATION_LISTEN` (or `cdo-pm --federation-listen`) names the
 //! address; peers come from `CDO_FEDERATION_PEERS` (`host:port,...`, or
-//! `slurm` for the other nodes of the `srun` step, see [`launch`]).
+//! from the launcher's job: `slurm` for the other nodes of the `srun`
+//! step, `pmix` for a PMIx exchange, `dir:PATH` for a rendezvous
+//! directory, see [`wireup`] and [`launch`]).
 //!
 //! [`ErrorCode::RemoteFailed`]: crate::ipc::wire::ErrorCode::RemoteFailed
 
 mod auth;
 pub mod launch;
 mod link;
+pub mod listen;
 mod node;
+pub mod pmix;
+pub mod wireup;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,12 +55,13 @@ use std::time::Duration;
 use super::client::ClientError;
 use super::manager::ManagerHandle;
 
-/// Environment variable: the address (`ip:port`) this node's manager
-/// listens on for its peers. Unset: no federation, nothing listens.
+/// Environment variable: the address (`ip:port`, or `net/len:port` for this
+/// node's address in a subnet, see [`listen`]) this node's manager listens
+/// on for its peers. Unset: no federation, nothing listens.
 pub const LISTEN_ENV: &str = "CDO_FEDERATION_LISTEN";
 /// Environment variable: the peer managers to dial, `host:port,...`, or
-/// `slurm`: every other node of the Slurm job step, at this node's port
-/// (see [`launch`]).
+/// where the launcher's job tells them: `slurm`, `pmix`, `dir:PATH` or
+/// `launcher` (see [`wireup`]).
 pub const PEERS_ENV: &str = "CDO_FEDERATION_PEERS";
 /// Environment variable: how long a remote read may go without progress
 /// before the demand fails, in milliseconds.
@@ -126,15 +132,14 @@ impl FederationConfig {
     }
 
     /// A configuration from the text forms of the listening address and
-    /// the peer list (`host:port,...`).
+    /// the peer source ([`wireup::PeerSource`]), resolved here: a PMIx or
+    /// rendezvous exchange waits until every node of the job has published
+    /// its address.
     ///
     /// # Errors
     /// [`FederationError::Config`] naming what is malformed.
     pub fn parse(listen: &str, peers: &str, token: Option<&str>) -> Result<Self, FederationError> {
-        let addr: SocketAddr = listen
-            .trim()
-            .parse()
-            .map_err(|e| bad(LISTEN_ENV, listen, &format!("{e} (expected ip:port)")))?;
+        let addr = listen::resolve(listen).map_err(|e| bad(LISTEN_ENV, listen, &e))?;
         let token = match token {
             Some(t) if !t.is_empty() => t.to_string(),
             _ => return Err(bad(
@@ -143,32 +148,11 @@ impl FederationConfig {
                 "a federation needs the workflow token (CDO_WORKFLOW_TOKEN) shared by every node",
             )),
         };
-        let peers = if peers.trim() == "slurm" {
-            launch::Launch::from_env()
-                .and_then(|l| {
-                    l.ok_or_else(|| "not started by srun (no SLURM_PROCID)".to_string())?
-                        .peers(addr.port())
-                })
-                .map_err(|e| bad(PEERS_ENV, peers, &e))?
-        } else {
-            parse_peers(peers)?
-        };
+        let peers = wireup::PeerSource::parse(peers)
+            .and_then(|source| source.resolve(addr))
+            .map_err(|e| bad(PEERS_ENV, peers, &e))?;
         Ok(Self::new(addr, peers, token))
     }
-}
-
-/// `host:port,...` as a list; every entry must end in a port.
-fn parse_peers(s: &str) -> Result<Vec<String>, FederationError> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
-                Ok(p.to_string())
-            }
-            _ => Err(bad(PEERS_ENV, p, "expected host:port")),
-        })
-        .collect()
 }
 
 fn bad(var: &str, value: &str, why: &str) -> FederationError {
