@@ -63,8 +63,16 @@ pub const REMOTE_TIMEOUT_ENV: &str = "CDO_REMOTE_TIMEOUT_MS";
 /// Environment variable: the libfabric provider (`tcp;ofi_rxm`, `verbs;ofi_rxm`,
 /// `cxi`, ...); unset, `FI_PROVIDER` or libfabric's choice.
 pub const PROVIDER_ENV: &str = "CDO_FABRIC_PROVIDER";
+/// Environment variable: objects of at most this many bytes travel inline
+/// with their offer instead of by remote read ([`FederationConfig::eager_max`]).
+pub const EAGER_MAX_ENV: &str = "CDO_FEDERATION_EAGER_MAX";
 /// Default [`FederationConfig::remote_timeout`].
 pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`FederationConfig::eager_max`]: 64 KiB.
+pub const DEFAULT_EAGER_MAX: usize = 64 << 10;
+/// Largest [`FederationConfig::eager_max`] accepted (an offer with its
+/// bytes must fit one peer message, with room for its attributes).
+pub const EAGER_MAX_LIMIT: usize = 512 << 10;
 
 /// How a node joins a federation of pool managers.
 #[derive(Debug, Clone)]
@@ -80,6 +88,12 @@ pub struct FederationConfig {
     /// How long a remote read, or a peer's answer to a withdrawal, may take
     /// without progress.
     pub remote_timeout: Duration,
+    /// Objects of at most this many bytes travel inline with their offer
+    /// to every peer (the eager path: no remote read, no exposed memory,
+    /// a withdrawal that waits for no peer); larger ones are read with
+    /// `fi_read` from the producer's node. 0: only empty objects inline.
+    /// At most [`EAGER_MAX_LIMIT`].
+    pub eager_max: usize,
     /// The fabric transport's configuration (provider, pipeline). Its
     /// `node` defaults to the listening address's IP, its `timeout` is
     /// `remote_timeout`.
@@ -94,12 +108,13 @@ impl FederationConfig {
             peers,
             token,
             remote_timeout: DEFAULT_REMOTE_TIMEOUT,
+            eager_max: DEFAULT_EAGER_MAX,
             fabric: mamba_fabric::Config::default(),
         }
     }
 
     /// The configuration named by [`LISTEN_ENV`], [`PEERS_ENV`],
-    /// [`REMOTE_TIMEOUT_ENV`] and [`PROVIDER_ENV`]; `None` when
+    /// [`REMOTE_TIMEOUT_ENV`], [`EAGER_MAX_ENV`] and [`PROVIDER_ENV`]; `None` when
     /// [`LISTEN_ENV`] is unset.
     ///
     /// # Errors
@@ -120,6 +135,9 @@ impl FederationConfig {
                 .parse()
                 .map_err(|e| bad(REMOTE_TIMEOUT_ENV, &ms, &format!("{e}")))?;
             config.remote_timeout = Duration::from_millis(n);
+        }
+        if let Some(n) = var(EAGER_MAX_ENV) {
+            config.eager_max = parse_eager_max(&n)?;
         }
         config.fabric.provider = var(PROVIDER_ENV);
         Ok(Some(config))
@@ -155,6 +173,13 @@ impl FederationConfig {
         };
         Ok(Self::new(addr, peers, token))
     }
+}
+
+/// A byte count for [`FederationConfig::eager_max`], at most [`EAGER_MAX_LIMIT`].
+fn parse_eager_max(s: &str) -> Result<usize, FederationError> {
+    s.trim()
+        .parse()
+        .map_err(|e| bad(EAGER_MAX_ENV, s, &format!("{e} (expected a byte count)")))
 }
 
 /// `host:port,...` as a list; every entry must end in a port.
@@ -233,6 +258,8 @@ pub struct FederationStatus {
     pub pulls: u64,
     /// Their bytes.
     pub pulled_bytes: u64,
+    /// Those of them that came inline with their offer (no remote read).
+    pub inline_pulls: u64,
     /// Remote reads that failed.
     pub failed_pulls: u64,
 }
@@ -257,6 +284,13 @@ pub fn start(
     config: FederationConfig,
     manager: &ManagerHandle,
 ) -> Result<Federation, FederationError> {
+    if config.eager_max > EAGER_MAX_LIMIT {
+        return Err(bad(
+            EAGER_MAX_ENV,
+            &config.eager_max.to_string(),
+            &format!("at most {EAGER_MAX_LIMIT} bytes travel inline"),
+        ));
+    }
     let listener = TcpListener::bind(config.listen).map_err(|source| FederationError::Listen {
         addr: config.listen,
         source,
