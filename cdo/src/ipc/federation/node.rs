@@ -34,6 +34,8 @@ const SERVE_IDLE: Duration = Duration::from_millis(100);
 /// notices, which both wake it) before it looks at its stop flag and
 /// overdue withdrawals.
 const IDLE_WAIT_MS: u16 = 100;
+/// How long an idle node keeps looking for input before it sleeps.
+const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(50);
 /// Pause of the acceptor between polls, and of a dialler between tries.
 const ACCEPT_POLL: Duration = Duration::from_millis(20);
 const DIAL_RETRY: Duration = Duration::from_millis(200);
@@ -665,7 +667,18 @@ impl Node {
             PollFd::new(self.client.as_fd(), PollFlags::POLLIN),
             PollFd::new(self.waker.as_fd(), PollFlags::POLLIN),
         ];
-        let _ = poll(&mut fds, PollTimeout::from(IDLE_WAIT_MS));
+        // The next message of a busy exchange often follows within a few
+        // µs: look again, yielding the core between looks, before sleeping.
+        let spin = Instant::now();
+        while rx.is_empty() && spin.elapsed() < SPIN_BEFORE_SLEEP {
+            if poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0) {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        if rx.is_empty() && spin.elapsed() >= SPIN_BEFORE_SLEEP {
+            let _ = poll(&mut fds, PollTimeout::from(IDLE_WAIT_MS));
+        }
         let mut drain = [0u8; 64];
         while matches!((&self.waker).read(&mut drain), Ok(n) if n > 0) {}
     }
@@ -879,13 +892,17 @@ impl Node {
             PeerMsg::Withdrawn { name } => {
                 // Reads are synchronous on this thread: none of `name` is in
                 // flight now, and none starts after this.
-                if self.imports.get(&name).is_some_and(|i| i.peer == peer) {
-                    self.imports.remove(&name);
-                }
+                let import = match self.imports.get(&name) {
+                    Some(i) if i.peer == peer => self.imports.remove(&name),
+                    _ => None,
+                };
                 if self.copies.get(&name).is_some_and(|p| p == peer) {
                     self.withdraw_copy(&name);
                 }
-                self.send(peer, &PeerMsg::Released { name });
+                // The peer awaits no answer for an object it sent inline.
+                if !import.is_some_and(|i| matches!(i.source, Source::Inline(_))) {
+                    self.send(peer, &PeerMsg::Released { name });
+                }
                 self.publish_status();
             }
             PeerMsg::Released { name } => {
