@@ -433,6 +433,23 @@ fn accept_loop(listener: TcpListener, shared: &Arc<Dialing>) {
     }
 }
 
+/// Polls `fds` without blocking, yielding the core between looks, until
+/// one is ready or `ready()` holds (true), or [`SPIN_BEFORE_SLEEP`] passed
+/// (false). In a busy exchange the next input usually comes within that
+/// time, and a thread that looks again costs less than one woken.
+fn look_briefly(fds: &mut [PollFd], ready: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if ready() || poll(fds, PollTimeout::ZERO).is_ok_and(|n| n > 0) {
+            return true;
+        }
+        if start.elapsed() >= SPIN_BEFORE_SLEEP {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// Dials `peer` whenever it is not linked, until stopped.
 fn dial_loop(peer: &str, shared: &Dialing) {
     let mut name: Option<String> = None;
@@ -667,16 +684,7 @@ impl Node {
             PollFd::new(self.client.as_fd(), PollFlags::POLLIN),
             PollFd::new(self.waker.as_fd(), PollFlags::POLLIN),
         ];
-        // The next message of a busy exchange often follows within a few
-        // µs: look again, yielding the core between looks, before sleeping.
-        let spin = Instant::now();
-        while rx.is_empty() && spin.elapsed() < SPIN_BEFORE_SLEEP {
-            if poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0) {
-                break;
-            }
-            std::thread::yield_now();
-        }
-        if rx.is_empty() && spin.elapsed() >= SPIN_BEFORE_SLEEP {
+        if !look_briefly(&mut fds, || !rx.is_empty()) {
             let _ = poll(&mut fds, PollTimeout::from(IDLE_WAIT_MS));
         }
         let mut drain = [0u8; 64];
