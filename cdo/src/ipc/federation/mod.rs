@@ -7,19 +7,22 @@
 //!
 //! - each manager's federation joins its own manager as an ordinary client
 //!   and watches its offers and withdrawals; it demands each offered
-//!   object once (a view, no copy), exposes the view's memory on the
-//!   fabric ([`mamba_fabric`]) and tells every peer: name, attributes,
-//!   size and the region's descriptor ([`mamba_fabric::RegionDescriptor`]);
+//!   object once (a view). An object of at most
+//!   [`FederationConfig::eager_max`] bytes travels to every peer inline with
+//!   its offer (the eager path: the view is released at once). A larger
+//!   one's view is exposed on the fabric ([`mamba_fabric`]) and every peer
+//!   told its name, attributes, size and region descriptor
+//!   ([`mamba_fabric::RegionDescriptor`]);
 //! - a demand that finds nothing on offer locally is reported to the
 //!   federation ([`Control::on_unmet_demand`](crate::ipc::manager::Control));
-//!   when a peer offers that name, the federation reads the bytes once with
-//!   `fi_read` straight into a segment of its own pool and offers them
-//!   locally under the same name, which serves the waiting demand (and any
-//!   later one on this node) like a local object;
-//! - a withdrawal on the producer's node tells every peer and keeps the
-//!   memory exposed (the producer's withdrawal waiting, as for a local
-//!   view) until each peer answers that no read of it is in flight, or the
-//!   remote timeout passes;
+//!   when a peer offers that name, the federation copies the inline bytes,
+//!   or reads them once with `fi_read`, straight into a segment of its own
+//!   pool, and offers them locally under the same name, which serves the
+//!   waiting demand (and any later one on this node) like a local object;
+//! - a withdrawal on the producer's node tells every peer and, for an
+//!   exposed object, keeps the memory exposed (the producer's withdrawal
+//!   waiting, as for a local view) until each peer answers that no read of
+//!   it is in flight, or the remote timeout passes;
 //! - a read that fails (a peer dead, stopped or cut off: no completion for
 //!   [`FederationConfig::remote_timeout`], `CDO_REMOTE_TIMEOUT_MS`) fails
 //!   the waiting demands with [`ErrorCode::RemoteFailed`]; the segment is
