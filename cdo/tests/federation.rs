@@ -153,6 +153,21 @@ fn small_objects_travel_inline_and_large_ones_by_remote_read() {
     assert_eq!(s.inline_pulls, 5, "{s:?}");
     assert_eq!(s.pulled_bytes, sizes.iter().sum::<usize>() as u64);
     assert_eq!(s.failed_pulls, 0);
+
+    // An inline object's withdrawal takes the copy on the other node with
+    // it (and nothing here waits for that).
+    consumer.flush().unwrap();
+    producer.withdraw("o/2").unwrap();
+    eventually("the federation forgets the export", || {
+        fa.status().exported == sizes.len() - 1
+    });
+    eventually("the copy is withdrawn there too", || {
+        fb.status().imported == sizes.len() - 1 && pb.stats().objects == sizes.len() as u64 - 1
+    });
+    let e = consumer
+        .demand("o/2", Duration::from_millis(200))
+        .unwrap_err();
+    assert!(matches!(e, ClientError::Timeout), "{e:?}");
 }
 
 #[test]
