@@ -124,6 +124,68 @@ fn a_consumer_demands_what_a_producer_on_another_node_offers() {
 }
 
 #[test]
+fn small_objects_travel_inline_and_large_ones_by_remote_read() {
+    let (pa, fa) = node(vec![], TOKEN, PATIENT);
+    let (pb, fb) = node(vec![fa.local_addr().to_string()], TOKEN, PATIENT);
+    linked(&[&fa, &fb]);
+    let mut producer = client(&pa, "producer");
+    let mut consumer = client(&pb, "consumer");
+    let limit = federation::DEFAULT_EAGER_MAX;
+    // Both sides of the eager limit; the last ones are read remotely.
+    let sizes = [0, 1, 4096, limit - 1, limit, limit + 1, 1 << 20];
+    let mut attrs = Attributes::new();
+    attrs.insert("app.kind".into(), Value::Str("eager".into()));
+    for (i, &n) in sizes.iter().enumerate() {
+        producer
+            .offer(&format!("o/{i}"), &pattern(i as u64 + 5, n), attrs.clone())
+            .unwrap();
+    }
+    for (i, &n) in sizes.iter().enumerate() {
+        let v = consumer.demand(&format!("o/{i}"), PATIENT).unwrap();
+        assert_eq!(v.len(), n);
+        assert!(*v == pattern(i as u64 + 5, n)[..], "object {i} differs");
+        assert_eq!(v.attrs().get("app.kind"), attrs.get("app.kind"));
+    }
+    eventually("the reads are counted", || {
+        fb.status().pulls == sizes.len() as u64
+    });
+    let s = fb.status();
+    assert_eq!(s.inline_pulls, 5, "{s:?}");
+    assert_eq!(s.pulled_bytes, sizes.iter().sum::<usize>() as u64);
+    assert_eq!(s.failed_pulls, 0);
+
+    // An inline object's withdrawal takes the copy on the other node with
+    // it (and nothing here waits for that).
+    consumer.flush().unwrap();
+    producer.withdraw("o/2").unwrap();
+    eventually("the federation forgets the export", || {
+        fa.status().exported == sizes.len() - 1
+    });
+    eventually("the copy is withdrawn there too", || {
+        fb.status().imported == sizes.len() - 1 && pb.stats().objects == sizes.len() as u64 - 1
+    });
+    let e = consumer
+        .demand("o/2", Duration::from_millis(200))
+        .unwrap_err();
+    assert!(matches!(e, ClientError::Timeout), "{e:?}");
+}
+
+#[test]
+fn an_eager_limit_beyond_one_peer_message_is_refused() {
+    let pm = manager_with(ManagerConfig {
+        token: Some(TOKEN.into()),
+        ..ManagerConfig::default()
+    });
+    let mut config = FederationConfig::new("127.0.0.1:0".parse().unwrap(), vec![], TOKEN.into());
+    config.eager_max = federation::EAGER_MAX_LIMIT + 1;
+    let e = federation::start(config, &pm).err().expect("refused");
+    assert!(
+        matches!(e, federation::FederationError::Config { .. }),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_peer_without_the_token_is_refused_and_says_why() {
     let (_pa, fa) = node(vec![], TOKEN, PATIENT);
     let (_pc, fc) = node(vec![fa.local_addr().to_string()], "not-the-token", PATIENT);
@@ -374,27 +436,39 @@ fn a_stopped_peer_fails_the_demand_with_a_typed_error_and_no_partial_object() {
 #[test]
 fn a_withdrawal_waits_until_the_other_node_is_done_reading() {
     let (pa, fa) = node(vec![], TOKEN, PATIENT);
+    // Read remotely (beyond the eager limit), and inline.
+    let sizes = [federation::DEFAULT_EAGER_MAX + 1, 4096];
     let mut consumer_node = ChildNode::spawn(
         &[],
         "consumer",
         &[
             ("CDO_FEDERATION_LISTEN", "127.0.0.1:0".into()),
             ("CDO_FEDERATION_PEERS", fa.local_addr().to_string()),
-            ("FED_SIZES", sizes_env(&[4096])),
+            ("FED_SIZES", sizes_env(&sizes)),
         ],
     );
     assert!(consumer_node.recv().starts_with("listening"));
     eventually("the other node links", || fa.status().peers.len() == 1);
     let mut producer = client(&pa, "producer");
-    producer
-        .offer("obj/0", &pattern(0, 4096), Attributes::new())
-        .unwrap();
+    for (i, &n) in sizes.iter().enumerate() {
+        producer
+            .offer(
+                &format!("obj/{i}"),
+                &pattern(i as u64, n),
+                Attributes::new(),
+            )
+            .unwrap();
+    }
+    let total = sizes.iter().sum::<usize>();
     assert!(consumer_node
         .recv()
-        .starts_with("pulled 1 objects, 4096 bytes"));
+        .starts_with(&format!("pulled 2 objects, {total} bytes")));
+    consumer_node.stop();
+    // Nothing of this node's memory is read for an inline object: its
+    // withdrawal waits for no peer, even a stopped one.
+    producer.withdraw("obj/1").unwrap();
     // The other node is stopped: it cannot say that no read is in flight,
     // so the withdrawal waits (the remote timeout is a minute).
-    consumer_node.stop();
     let id = producer.submit_withdraw("obj/0").unwrap();
     let waited = producer.wait_keeping(id, Some(Duration::from_millis(300)));
     assert!(matches!(waited, Err(ClientError::Timeout)), "{waited:?}");

@@ -113,6 +113,11 @@ struct Args {
     #[arg(long, env = federation::REMOTE_TIMEOUT_ENV,
           default_value_t = federation::DEFAULT_REMOTE_TIMEOUT.as_millis() as u64)]
     remote_timeout_ms: u64,
+    /// Objects of at most this many bytes travel to other nodes inline with
+    /// their offer; larger ones are read remotely.
+    #[arg(long, env = federation::EAGER_MAX_ENV,
+          default_value_t = federation::DEFAULT_EAGER_MAX)]
+    federation_eager_max: usize,
     /// libfabric provider of the reads between nodes (`tcp`, `verbs;ofi_rxm`,
     /// `cxi`...); default: `FI_PROVIDER` or libfabric's choice.
     #[arg(long, env = federation::PROVIDER_ENV)]
@@ -184,6 +189,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(listen) => {
             let mut f = FederationConfig::parse(listen, &args.federation_peers, token.as_deref())?;
             f.remote_timeout = Duration::from_millis(args.remote_timeout_ms);
+            f.eager_max = args.federation_eager_max;
             f.fabric.provider = args.fabric_provider.clone();
             Some(f)
         }

@@ -20,8 +20,9 @@ use sha2::Sha256;
 
 use super::link::{read_msg, write_msg, PeerMsg};
 
-/// Version of the peer protocol, checked in `Hello`.
-pub(super) const PEER_PROTOCOL_VERSION: u32 = 1;
+/// Version of the peer protocol, checked in `Hello` (2: offers with
+/// their bytes inline).
+pub(super) const PEER_PROTOCOL_VERSION: u32 = 2;
 /// Bytes of a nonce and of a proof.
 pub(super) const PROOF_LEN: usize = 32;
 

@@ -55,6 +55,18 @@ pub(super) enum PeerMsg {
         /// A fabric region descriptor (text form) of its bytes.
         region: String,
     },
+    /// A small object offered on the sender's node, its bytes carried in
+    /// the message itself (the eager path: no remote read follows, and no
+    /// memory of the sender's stays exposed for it).
+    OfferedInline {
+        /// Its name.
+        name: String,
+        /// Its attributes.
+        attrs: Attributes,
+        /// Its bytes.
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
     /// The object is withdrawn on the sender's node: read it no more, and
     /// answer with `Released` once no read of it is in flight.
     Withdrawn {
@@ -70,21 +82,29 @@ pub(super) enum PeerMsg {
 
 /// Writes one framed message.
 pub(super) fn write_msg(w: &mut impl Write, msg: &PeerMsg) -> io::Result<()> {
-    let body =
-        postcard::to_stdvec(msg).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    if body.len() > MAX_PEER_FRAME {
+    write_frame(w, &encode(msg)?)
+}
+
+/// One message framed, ready to be written to any number of links.
+pub(super) fn encode(msg: &PeerMsg) -> io::Result<Vec<u8>> {
+    // The length prefix is written in place once the body is known.
+    let frame = postcard::to_extend(msg, vec![0u8; 4])
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let len = frame.len() - 4;
+    if len > MAX_PEER_FRAME {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!(
-                "peer message of {} bytes exceeds {MAX_PEER_FRAME}",
-                body.len()
-            ),
+            format!("peer message of {len} bytes exceeds {MAX_PEER_FRAME}"),
         ));
     }
-    let mut frame = Vec::with_capacity(4 + body.len());
-    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&body);
-    w.write_all(&frame)?;
+    let mut frame = frame;
+    frame[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(frame)
+}
+
+/// Writes a frame made by [`encode`].
+pub(super) fn write_frame(w: &mut impl Write, frame: &[u8]) -> io::Result<()> {
+    w.write_all(frame)?;
     w.flush()
 }
 
@@ -125,5 +145,33 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         // A truncated frame is an error, not a partial message.
         assert!(read_msg(&mut &buf[..buf.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn an_inline_object_arrives_whole_or_not_at_all() {
+        let bytes: Vec<u8> = (0..5000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let msg = PeerMsg::OfferedInline {
+            name: "small".into(),
+            attrs: Attributes::new(),
+            bytes: bytes.clone(),
+        };
+        let frame = encode(&msg).unwrap();
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &frame).unwrap();
+        write_msg(&mut buf, &msg).unwrap();
+        // Encoded once or per message: the same frame, the same bytes back.
+        assert_eq!(buf, [frame.clone(), frame.clone()].concat());
+        let mut r = buf.as_slice();
+        for _ in 0..2 {
+            match read_msg(&mut r).unwrap() {
+                PeerMsg::OfferedInline { bytes: got, .. } => assert_eq!(got, bytes),
+                other => panic!("{other:?}"),
+            }
+        }
+        // A link cut anywhere in the frame (a peer dying mid-message)
+        // yields an error, never part of the object.
+        for cut in 0..frame.len() {
+            assert!(read_msg(&mut &frame[..cut]).is_err(), "cut at {cut}");
+        }
     }
 }

@@ -7,19 +7,22 @@
 //!
 //! - each manager's federation joins its own manager as an ordinary client
 //!   and watches its offers and withdrawals; it demands each offered
-//!   object once (a view, no copy), exposes the view's memory on the
-//!   fabric ([`mamba_fabric`]) and tells every peer: name, attributes,
-//!   size and the region's descriptor ([`mamba_fabric::RegionDescriptor`]);
+//!   object once (a view). An object of at most
+//!   [`FederationConfig::eager_max`] bytes travels to every peer inline with
+//!   its offer (the eager path: the view is released at once). A larger
+//!   one's view is exposed on the fabric ([`mamba_fabric`]) and every peer
+//!   told its name, attributes, size and region descriptor
+//!   ([`mamba_fabric::RegionDescriptor`]);
 //! - a demand that finds nothing on offer locally is reported to the
 //!   federation ([`Control::on_unmet_demand`](crate::ipc::manager::Control));
-//!   when a peer offers that name, the federation reads the bytes once with
-//!   `fi_read` straight into a segment of its own pool and offers them
-//!   locally under the same name, which serves the waiting demand (and any
-//!   later one on this node) like a local object;
-//! - a withdrawal on the producer's node tells every peer and keeps the
-//!   memory exposed (the producer's withdrawal waiting, as for a local
-//!   view) until each peer answers that no read of it is in flight, or the
-//!   remote timeout passes;
+//!   when a peer offers that name, the federation copies the inline bytes,
+//!   or reads them once with `fi_read`, straight into a segment of its own
+//!   pool, and offers them locally under the same name, which serves the
+//!   waiting demand (and any later one on this node) like a local object;
+//! - a withdrawal on the producer's node tells every peer and, for an
+//!   exposed object, keeps the memory exposed (the producer's withdrawal
+//!   waiting, as for a local view) until each peer answers that no read of
+//!   it is in flight, or the remote timeout passes;
 //! - a read that fails (a peer dead, stopped or cut off: no completion for
 //!   [`FederationConfig::remote_timeout`], `CDO_REMOTE_TIMEOUT_MS`) fails
 //!   the waiting demands with [`ErrorCode::RemoteFailed`]; the segment is
@@ -69,8 +72,16 @@ pub const REMOTE_TIMEOUT_ENV: &str = "CDO_REMOTE_TIMEOUT_MS";
 /// Environment variable: the libfabric provider (`tcp;ofi_rxm`, `verbs;ofi_rxm`,
 /// `cxi`, ...); unset, `FI_PROVIDER` or libfabric's choice.
 pub const PROVIDER_ENV: &str = "CDO_FABRIC_PROVIDER";
+/// Environment variable: objects of at most this many bytes travel inline
+/// with their offer instead of by remote read ([`FederationConfig::eager_max`]).
+pub const EAGER_MAX_ENV: &str = "CDO_FEDERATION_EAGER_MAX";
 /// Default [`FederationConfig::remote_timeout`].
 pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`FederationConfig::eager_max`]: 64 KiB.
+pub const DEFAULT_EAGER_MAX: usize = 64 << 10;
+/// Largest [`FederationConfig::eager_max`] accepted (an offer with its
+/// bytes must fit one peer message, with room for its attributes).
+pub const EAGER_MAX_LIMIT: usize = 512 << 10;
 
 /// How a node joins a federation of pool managers.
 #[derive(Debug, Clone)]
@@ -86,6 +97,12 @@ pub struct FederationConfig {
     /// How long a remote read, or a peer's answer to a withdrawal, may take
     /// without progress.
     pub remote_timeout: Duration,
+    /// Objects of at most this many bytes travel inline with their offer
+    /// to every peer (the eager path: no remote read, no exposed memory,
+    /// a withdrawal that waits for no peer); larger ones are read with
+    /// `fi_read` from the producer's node. 0: only empty objects inline.
+    /// At most [`EAGER_MAX_LIMIT`].
+    pub eager_max: usize,
     /// The fabric transport's configuration (provider, pipeline). Its
     /// `node` defaults to the listening address's IP, its `timeout` is
     /// `remote_timeout`.
@@ -100,12 +117,13 @@ impl FederationConfig {
             peers,
             token,
             remote_timeout: DEFAULT_REMOTE_TIMEOUT,
+            eager_max: DEFAULT_EAGER_MAX,
             fabric: mamba_fabric::Config::default(),
         }
     }
 
     /// The configuration named by [`LISTEN_ENV`], [`PEERS_ENV`],
-    /// [`REMOTE_TIMEOUT_ENV`] and [`PROVIDER_ENV`]; `None` when
+    /// [`REMOTE_TIMEOUT_ENV`], [`EAGER_MAX_ENV`] and [`PROVIDER_ENV`]; `None` when
     /// [`LISTEN_ENV`] is unset.
     ///
     /// # Errors
@@ -126,6 +144,9 @@ impl FederationConfig {
                 .parse()
                 .map_err(|e| bad(REMOTE_TIMEOUT_ENV, &ms, &format!("{e}")))?;
             config.remote_timeout = Duration::from_millis(n);
+        }
+        if let Some(n) = var(EAGER_MAX_ENV) {
+            config.eager_max = parse_eager_max(&n)?;
         }
         config.fabric.provider = var(PROVIDER_ENV);
         Ok(Some(config))
@@ -153,6 +174,13 @@ impl FederationConfig {
             .map_err(|e| bad(PEERS_ENV, peers, &e))?;
         Ok(Self::new(addr, peers, token))
     }
+}
+
+/// A byte count for [`FederationConfig::eager_max`], at most [`EAGER_MAX_LIMIT`].
+fn parse_eager_max(s: &str) -> Result<usize, FederationError> {
+    s.trim()
+        .parse()
+        .map_err(|e| bad(EAGER_MAX_ENV, s, &format!("{e} (expected a byte count)")))
 }
 
 fn bad(var: &str, value: &str, why: &str) -> FederationError {
@@ -217,6 +245,8 @@ pub struct FederationStatus {
     pub pulls: u64,
     /// Their bytes.
     pub pulled_bytes: u64,
+    /// Those of them that came inline with their offer (no remote read).
+    pub inline_pulls: u64,
     /// Remote reads that failed.
     pub failed_pulls: u64,
 }
@@ -241,6 +271,13 @@ pub fn start(
     config: FederationConfig,
     manager: &ManagerHandle,
 ) -> Result<Federation, FederationError> {
+    if config.eager_max > EAGER_MAX_LIMIT {
+        return Err(bad(
+            EAGER_MAX_ENV,
+            &config.eager_max.to_string(),
+            &format!("at most {EAGER_MAX_LIMIT} bytes travel inline"),
+        ));
+    }
     let listener = TcpListener::bind(config.listen).map_err(|source| FederationError::Listen {
         addr: config.listen,
         source,

@@ -20,7 +20,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use tracing::{debug, info, warn};
 
 use super::auth;
-use super::link::{read_msg, write_msg, PeerMsg};
+use super::link::{encode, read_msg, write_frame, write_msg, PeerMsg};
 use super::{FederationConfig, FederationError, FederationStatus, REFUSALS_KEPT};
 use crate::events::EventKind;
 use crate::ipc::client::{Client, ClientConfig, ClientError, Notice, Reply, View};
@@ -34,6 +34,8 @@ const SERVE_IDLE: Duration = Duration::from_millis(100);
 /// notices, which both wake it) before it looks at its stop flag and
 /// overdue withdrawals.
 const IDLE_WAIT_MS: u16 = 100;
+/// How long an idle node keeps looking for input before it sleeps.
+const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(50);
 /// Pause of the acceptor between polls, and of a dialler between tries.
 const ACCEPT_POLL: Duration = Duration::from_millis(20);
 const DIAL_RETRY: Duration = Duration::from_millis(200);
@@ -266,6 +268,7 @@ pub(super) fn spawn(
             tx.clone(),
         );
         let timeout = config.remote_timeout;
+        let eager_max = config.eager_max as u64;
         std::thread::Builder::new()
             .name("cdo-federation".into())
             .spawn(move || {
@@ -275,6 +278,7 @@ pub(super) fn spawn(
                     fabric,
                     control,
                     timeout,
+                    eager_max,
                     status,
                     linked,
                     tx,
@@ -429,6 +433,23 @@ fn accept_loop(listener: TcpListener, shared: &Arc<Dialing>) {
     }
 }
 
+/// Polls `fds` without blocking, yielding the core between looks, until
+/// one is ready or `ready()` holds (true), or [`SPIN_BEFORE_SLEEP`] passed
+/// (false). In a busy exchange the next input usually comes within that
+/// time, and a thread that looks again costs less than one woken.
+fn look_briefly(fds: &mut [PollFd], ready: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if ready() || poll(fds, PollTimeout::ZERO).is_ok_and(|n| n > 0) {
+            return true;
+        }
+        if start.elapsed() >= SPIN_BEFORE_SLEEP {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// Dials `peer` whenever it is not linked, until stopped.
 fn dial_loop(peer: &str, shared: &Dialing) {
     let mut name: Option<String> = None;
@@ -508,22 +529,44 @@ struct Link {
 
 /// An object of this node offered to the peers.
 struct Export {
-    /// Whether the serving thread exposes it (an empty object is not).
-    exposed: bool,
     attrs: Attributes,
-    size: u64,
-    region: String,
+    payload: Payload,
     /// Once withdrawn here: since when, and the peers whose answer is
-    /// still awaited.
+    /// still awaited (exposed objects only).
     withdrawal: Option<(Instant, HashSet<String>)>,
+}
+
+/// How the peers get an exported object's bytes.
+enum Payload {
+    /// In its offer (objects up to the eager limit); this node's view of
+    /// it was released once copied.
+    Inline(Vec<u8>),
+    /// By remote reads of its view, exposed at this region (text form).
+    Exposed { size: u64, region: String },
 }
 
 /// An object a peer offers.
 struct Import {
     peer: String,
     attrs: Attributes,
-    size: u64,
-    region: Option<RegionDescriptor>,
+    source: Source,
+}
+
+/// Where an imported object's bytes are.
+enum Source {
+    /// Here already, sent with its offer.
+    Inline(Vec<u8>),
+    /// In the peer's memory, read with `fi_read`.
+    Remote { size: u64, region: RegionDescriptor },
+}
+
+impl Source {
+    fn size(&self) -> u64 {
+        match self {
+            Source::Inline(bytes) => bytes.len() as u64,
+            Source::Remote { size, .. } => *size,
+        }
+    }
 }
 
 /// The node: all federation state, owned by one thread.
@@ -537,6 +580,8 @@ struct Node {
     fabric: mamba_fabric::Config,
     control: Control,
     timeout: Duration,
+    /// Objects up to this size travel inline with their offer.
+    eager_max: u64,
     links: HashMap<String, Link>,
     next_link: u64,
     readers: Vec<JoinHandle<()>>,
@@ -563,6 +608,7 @@ impl Node {
         fabric: mamba_fabric::Config,
         control: Control,
         timeout: Duration,
+        eager_max: u64,
         status: Arc<Mutex<FederationStatus>>,
         linked: Arc<Mutex<HashSet<String>>>,
         tx: Inbox,
@@ -580,6 +626,7 @@ impl Node {
             fabric,
             control,
             timeout,
+            eager_max,
             links: HashMap::new(),
             next_link: 0,
             readers: Vec::new(),
@@ -637,7 +684,9 @@ impl Node {
             PollFd::new(self.client.as_fd(), PollFlags::POLLIN),
             PollFd::new(self.waker.as_fd(), PollFlags::POLLIN),
         ];
-        let _ = poll(&mut fds, PollTimeout::from(IDLE_WAIT_MS));
+        if !look_briefly(&mut fds, || !rx.is_empty()) {
+            let _ = poll(&mut fds, PollTimeout::from(IDLE_WAIT_MS));
+        }
         let mut drain = [0u8; 64];
         while matches!((&self.waker).read(&mut drain), Ok(n) if n > 0) {}
     }
@@ -807,10 +856,20 @@ impl Node {
         }
     }
 
+    /// Sends `msg` to every peer, encoded once.
     fn broadcast(&mut self, msg: &PeerMsg) {
-        let peers: Vec<String> = self.links.keys().cloned().collect();
-        for peer in peers {
-            self.send(&peer, msg);
+        let frame = match encode(msg) {
+            Ok(frame) => frame,
+            Err(e) => return warn!(error = %e, "cannot encode a federation message"),
+        };
+        let mut failed = Vec::new();
+        for (peer, link) in &mut self.links {
+            if let Err(e) = write_frame(&mut link.writer, &frame) {
+                failed.push((peer.clone(), e));
+            }
+        }
+        for (peer, e) in failed {
+            self.link_lost(&peer, &format!("send failed: {e}"));
         }
     }
 
@@ -822,39 +881,36 @@ impl Node {
                 size,
                 region,
             } => {
-                let region = if size == 0 {
-                    None
+                let source = if size == 0 {
+                    Source::Inline(Vec::new())
                 } else {
                     match region.parse::<RegionDescriptor>() {
-                        Ok(r) => Some(r),
+                        Ok(region) => Source::Remote { size, region },
                         Err(e) => {
                             warn!(%peer, %name, error = %e, "bad region descriptor; offer ignored");
                             return;
                         }
                     }
                 };
-                let import = Import {
-                    peer: peer.into(),
-                    attrs,
-                    size,
-                    region,
-                };
-                self.imports.insert(name.clone(), import);
-                if self.wanted.remove(&name) {
-                    self.pull(&name);
-                }
-                self.publish_status();
+                self.import(peer, name, attrs, source);
+            }
+            PeerMsg::OfferedInline { name, attrs, bytes } => {
+                self.import(peer, name, attrs, Source::Inline(bytes));
             }
             PeerMsg::Withdrawn { name } => {
                 // Reads are synchronous on this thread: none of `name` is in
                 // flight now, and none starts after this.
-                if self.imports.get(&name).is_some_and(|i| i.peer == peer) {
-                    self.imports.remove(&name);
-                }
+                let import = match self.imports.get(&name) {
+                    Some(i) if i.peer == peer => self.imports.remove(&name),
+                    _ => None,
+                };
                 if self.copies.get(&name).is_some_and(|p| p == peer) {
                     self.withdraw_copy(&name);
                 }
-                self.send(peer, &PeerMsg::Released { name });
+                // The peer awaits no answer for an object it sent inline.
+                if !import.is_some_and(|i| matches!(i.source, Source::Inline(_))) {
+                    self.send(peer, &PeerMsg::Released { name });
+                }
                 self.publish_status();
             }
             PeerMsg::Released { name } => {
@@ -875,6 +931,20 @@ impl Node {
                 self.link_lost(peer, "protocol error");
             }
         }
+    }
+
+    /// Records a peer's offer, and reads it at once if it is awaited here.
+    fn import(&mut self, peer: &str, name: String, attrs: Attributes, source: Source) {
+        let import = Import {
+            peer: peer.into(),
+            attrs,
+            source,
+        };
+        self.imports.insert(name.clone(), import);
+        if self.wanted.remove(&name) {
+            self.pull(&name);
+        }
+        self.publish_status();
     }
 
     fn notice(&mut self, notice: Notice) {
@@ -909,19 +979,23 @@ impl Node {
             }
         };
         let (attrs, size) = (view.attrs().clone(), view.len() as u64);
-        let region = if size == 0 {
-            String::new()
+        let payload = if size <= self.eager_max {
+            let bytes = view.to_vec();
+            drop(view);
+            // Released at once: nothing of this node's is read remotely.
+            if let Err(e) = self.client.flush() {
+                warn!(error = %e, "cannot release a view");
+            }
+            Payload::Inline(bytes)
         } else {
             match self.server.expose(&name, view) {
-                Ok(region) => region,
+                Ok(region) => Payload::Exposed { size, region },
                 Err(e) => return warn!(%name, error = %e, "cannot expose an offer to the peers"),
             }
         };
         let export = Export {
-            exposed: size > 0,
             attrs,
-            size,
-            region,
+            payload,
             withdrawal: None,
         };
         let msg = offered(&name, &export);
@@ -938,6 +1012,12 @@ impl Node {
         if export.withdrawal.is_some() {
             return;
         }
+        if let Payload::Inline(_) = export.payload {
+            // No peer reads this node's memory for it: nothing to wait for.
+            self.exports.remove(name);
+            self.broadcast(&PeerMsg::Withdrawn { name: name.into() });
+            return self.publish_status();
+        }
         let waiting: HashSet<String> = self.links.keys().cloned().collect();
         let none = waiting.is_empty();
         export.withdrawal = Some((Instant::now(), waiting));
@@ -949,10 +1029,8 @@ impl Node {
 
     /// Drops an export: unregisters its memory, then releases its view.
     fn unexport(&mut self, name: &str) {
-        if let Some(export) = self.exports.remove(name) {
-            if export.exposed {
-                self.server.unexpose(name);
-            }
+        if let Some(Payload::Exposed { .. }) = self.exports.remove(name).map(|e| e.payload) {
+            self.server.unexpose(name);
             if let Err(e) = self.client.flush() {
                 warn!(error = %e, "cannot release a view");
             }
@@ -1010,18 +1088,25 @@ impl Node {
         let Some(import) = self.imports.get(name) else {
             return;
         };
-        let (peer, size, attrs, region) = (
+        let (peer, size, attrs) = (
             import.peer.clone(),
-            import.size,
+            import.source.size(),
             import.attrs.clone(),
-            import.region.clone(),
         );
-        let result = self.read_and_offer(name, size, attrs, region.as_ref());
+        let inline = matches!(import.source, Source::Inline(_));
+        let result = match &import.source {
+            Source::Inline(bytes) => offer_copy(&mut self.client, self.timeout, name, attrs, bytes),
+            Source::Remote { size, region } => {
+                let (size, region) = (*size, region.clone());
+                self.read_and_offer(name, size, attrs, &region)
+            }
+        };
         let mut s = lock(&self.status);
         match result {
             Ok(()) => {
                 s.pulls += 1;
                 s.pulled_bytes += size;
+                s.inline_pulls += u64::from(inline);
                 drop(s);
                 self.copies.insert(name.into(), peer);
             }
@@ -1036,44 +1121,31 @@ impl Node {
         }
     }
 
+    /// Reads `size` bytes at the peer's `region` straight into a segment
+    /// here, and offers them.
     fn read_and_offer(
         &mut self,
         name: &str,
         size: u64,
         attrs: Attributes,
-        region: Option<&RegionDescriptor>,
+        region: &RegionDescriptor,
     ) -> Result<(), String> {
         let puller = match self.puller.take() {
             Some(t) => t,
             None => Transport::open(self.fabric.clone()).map_err(|e| e.to_string())?,
         };
-        let remote = match region {
-            Some(r) => Some(puller.connect(r).map_err(|e| e.to_string())?),
-            None => None,
-        };
-        let submitted = self
-            .client
-            .try_submit_offer(name, size, attrs, |dst| match remote {
-                Some(remote) => puller.read_into(remote, dst),
-                None => Ok(()),
-            });
-        let id = match submitted {
-            Ok(Ok(id)) => {
-                self.puller = Some(puller);
-                id
-            }
-            // A failed read closed the transport: the next one opens anew.
-            Ok(Err(e)) => return Err(e.to_string()),
-            Err(e) => {
-                self.puller = Some(puller);
-                return Err(format!("offering it here: {e}"));
-            }
-        };
-        match self.client.wait(id, Some(self.timeout)) {
-            Ok(Reply::Ok) => Ok(()),
-            Ok(other) => Err(format!("offering it here: unexpected {other:?}")),
-            Err(e) => Err(format!("offering it here: {e}")),
+        let remote = puller.connect(region).map_err(|e| e.to_string())?;
+        let mut read_failed = false;
+        let result = submit_and_wait(&mut self.client, self.timeout, name, size, attrs, |dst| {
+            let read = puller.read_into(remote, dst);
+            read_failed = read.is_err();
+            read
+        });
+        // A failed read closed the transport: the next one opens anew.
+        if !read_failed {
+            self.puller = Some(puller);
         }
+        result
     }
 
     /// Ends every link and releases every export.
@@ -1094,12 +1166,55 @@ impl Node {
     }
 }
 
-/// The `Offered` message of an export.
+/// Offers a copy of `bytes` here under `name`.
+fn offer_copy(
+    client: &mut Client,
+    timeout: Duration,
+    name: &str,
+    attrs: Attributes,
+    bytes: &[u8],
+) -> Result<(), String> {
+    submit_and_wait(client, timeout, name, bytes.len() as u64, attrs, |dst| {
+        dst.copy_from_slice(bytes);
+        Ok::<(), std::convert::Infallible>(())
+    })
+}
+
+/// Offers `size` bytes here under `name`, filled by `fill` (the object is
+/// offered only once `fill` succeeded), and waits for the manager's answer.
+fn submit_and_wait<E: std::fmt::Display>(
+    client: &mut Client,
+    timeout: Duration,
+    name: &str,
+    size: u64,
+    attrs: Attributes,
+    fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+) -> Result<(), String> {
+    let id = match client.try_submit_offer(name, size, attrs, fill) {
+        Ok(Ok(id)) => id,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(e) => return Err(format!("offering it here: {e}")),
+    };
+    match client.wait(id, Some(timeout)) {
+        Ok(Reply::Ok) => Ok(()),
+        Ok(other) => Err(format!("offering it here: unexpected {other:?}")),
+        Err(e) => Err(format!("offering it here: {e}")),
+    }
+}
+
+/// The offer message of an export.
 fn offered(name: &str, e: &Export) -> PeerMsg {
-    PeerMsg::Offered {
-        name: name.into(),
-        attrs: e.attrs.clone(),
-        size: e.size,
-        region: e.region.clone(),
+    match &e.payload {
+        Payload::Inline(bytes) => PeerMsg::OfferedInline {
+            name: name.into(),
+            attrs: e.attrs.clone(),
+            bytes: bytes.clone(),
+        },
+        Payload::Exposed { size, region } => PeerMsg::Offered {
+            name: name.into(),
+            attrs: e.attrs.clone(),
+            size: *size,
+            region: region.clone(),
+        },
     }
 }
