@@ -3,6 +3,7 @@
 //! so the memory lives as long as any array (or view of one) does.
 
 use crate::errors::{cdo_err, tier_err};
+use crate::pool::Remote;
 use cdo::ipc::client::View;
 use cdo::Data;
 use numpy::ndarray::ArrayView1;
@@ -10,6 +11,7 @@ use numpy::PyArray1;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 /// What owns the bytes.
 pub enum Owned {
@@ -17,14 +19,27 @@ pub enum Owned {
     Allocation(mamba::Allocation<'static>),
     /// A consumer's data from an in-process pool (read-only).
     Data(Data),
-    /// A consumer's view of a producer's shared memory (read-only).
-    View(View),
+    /// A consumer's view of a producer's shared memory (read-only), and
+    /// the pool manager it came from (told when the view is dropped).
+    View(Option<View>, Arc<Remote>),
 }
 
 /// Owner of bytes viewed by NumPy arrays (the arrays' base object).
 #[pyclass(frozen, module = "mambatiers")]
 pub struct Bytes {
     owned: Owned,
+}
+
+impl Drop for Bytes {
+    fn drop(&mut self) {
+        if let Owned::View(view, remote) = &mut self.owned {
+            drop(view.take());
+            // Tell the manager now (not at this client's next call), so
+            // that the producer's withdrawal can complete; a connection
+            // gone already has nothing to tell.
+            let _ = remote.link().client.flush();
+        }
+    }
 }
 
 impl Bytes {
@@ -41,7 +56,10 @@ impl Bytes {
                 let bytes = d.as_slice().map_err(cdo_err)?;
                 (bytes.as_ptr(), bytes.len(), false)
             }
-            Owned::View(v) => (v.as_ptr(), v.len(), false),
+            Owned::View(view, _) => {
+                let bytes = view.as_deref().unwrap_or_default();
+                (bytes.as_ptr(), bytes.len(), false)
+            }
         })
     }
 

@@ -59,7 +59,8 @@ fn step(name: &str, state: State, op: Op) -> PyResult<State> {
 
 /// The time-out error of `op` on `name` after `timeout`.
 fn timed_out(name: &str, op: &str, timeout: Option<Duration>) -> PyErr {
-    CdoTimeoutError::new_err(format!("{op} of CDO {name:?} timed out after {timeout:?}"))
+    let waited = timeout.unwrap_or_default().as_secs_f64();
+    CdoTimeoutError::new_err(format!("{op} of CDO {name:?} timed out after {waited} s"))
 }
 
 impl Cdo {
@@ -304,7 +305,7 @@ impl Cdo {
                     *state = State::Demanded;
                     *received = Some(view.attrs().clone());
                 }
-                Owned::View(view)
+                Owned::View(Some(view), remote)
             }
         };
         let bytes = Bound::new(py, Bytes::new(owned))?;

@@ -13,6 +13,7 @@ mod arrays;
 mod errors;
 mod events;
 mod handle;
+mod hwloc;
 mod local;
 mod policy;
 mod pool;
@@ -26,6 +27,7 @@ use pyo3::prelude::*;
 /// The Python module `mambatiers`.
 #[pymodule]
 fn mambatiers(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    hwloc::expose_to_plugins();
     m.add_class::<tiers::Mamba>()?;
     m.add_class::<tiers::Tier>()?;
     m.add_class::<tiers::Placement>()?;

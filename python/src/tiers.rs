@@ -129,9 +129,10 @@ impl From<&SpaceInfo> for Tier {
 #[pymethods]
 impl Tier {
     fn __repr__(&self) -> String {
+        let numa = self.numa.map_or("None".into(), |n| n.to_string());
         format!(
-            "Tier(name={:?}, kind={:?}, capacity={}, numa={:?})",
-            self.name, self.kind, self.capacity, self.numa
+            "Tier(name={:?}, kind={:?}, capacity={}, numa={numa})",
+            self.name, self.kind, self.capacity
         )
     }
 }
