@@ -4,11 +4,12 @@
 # pkg-config, libfabric headers and libclang (the fabric crate generates its
 # bindings with bindgen at build time), iproute2 (the fabric crate's
 # two-namespace test), gcc, g++ and gfortran (the C, C++ and Fortran
-# examples of mamba-capi's tests). Does nothing when everything is already there.
+# examples of mamba-capi's tests), python3 with venv (the Python bindings'
+# tests build them in a virtual environment). Does nothing when everything is already there.
 set -euo pipefail
 
 need=()
-for pkg in libhwloc-dev libudev-dev pkg-config libfabric-dev libclang-dev iproute2 gcc g++ gfortran; do
+for pkg in libhwloc-dev libudev-dev pkg-config libfabric-dev libclang-dev iproute2 gcc g++ gfortran python3 python3-venv; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
