@@ -78,7 +78,7 @@ impl Cdo {
                 if let Some(reason) = cdo::engine::names::invalid(name) {
                     return Err(cdo_err(cdo::Error::InvalidName {
                         name: name.into(),
-                        reason: reason.into(),
+                        reason,
                     }));
                 }
                 Side::Remote {

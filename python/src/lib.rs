@@ -1,11 +1,12 @@
 //! # mambatiers: Python bindings of mamba and cdo
 //!
 //! The node's memory tiers, placements and allocations whose bytes NumPy
-//! arrays view without copies ([`tiers`]); Core Data Objects in a pool of
-//! this process or of a pool manager ([`pool`], [`handle`]), consumers
-//! getting read-only NumPy arrays over the producer's bytes; subscriptions
-//! to pool events filtered by selectors ([`events`]); errors as a small
-//! hierarchy of exceptions ([`errors`]). Blocking calls release the GIL.
+//! arrays view without copies (module `tiers`); Core Data Objects in a
+//! pool of this process or of a pool manager (`pool`, `handle`), consumers
+//! getting read-only NumPy arrays over the producer's bytes (`arrays`);
+//! subscriptions to pool events filtered by selectors (`events`); errors
+//! as a small hierarchy of exceptions (`errors`). Blocking calls release
+//! the GIL (`wait`).
 //!
 //! Built by maturin (`pip install ./python`); see `python/README.md`.
 
