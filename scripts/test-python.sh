@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 root=$PWD
 venv=target/pyenv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q --upgrade pip
-"$venv/bin/pip" install -q numpy pytest
+# maturin in the venv, so that the build below skips pip's isolated
+# environment (a fresh download of maturin at each run).
+"$venv/bin/pip" install -q numpy pytest 'maturin>=1.9.4,<2'
 cargo build -q --locked -p cdo --bin cdo-pm
-CARGO_TARGET_DIR="$root/target" MATURIN_PEP517_ARGS="--profile dev" \
-  "$venv/bin/pip" install -q --force-reinstall --no-deps ./python
+PATH="$root/$venv/bin:$PATH" CARGO_TARGET_DIR="$root/target" MATURIN_PEP517_ARGS="--profile dev" \
+  "$venv/bin/pip" install -q --no-build-isolation --force-reinstall --no-deps ./python
 cd python && "$root/$venv/bin/python" -m pytest -q tests
