@@ -1,6 +1,8 @@
 """Core Data Objects through a pool manager: one started in this process,
 and a `cdo-pm` process with a producer in another Python process."""
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -70,6 +72,32 @@ def test_manager_in_process_events_and_views():
     c.dispose()
     p.withdraw(timeout=10)
     assert p.state == "withdrawn"
+
+
+def test_demand_through_a_manager_waits_without_the_gil():
+    manager = mt.Pool.start_manager()
+    env = manager.environment
+    # A pool joined to a manager is one client: the waiting consumer gets
+    # its own.
+    pool = mt.Pool.connect(env["CDO_POOL_SOCKET"], env["CDO_WORKFLOW_TOKEN"])
+    c = pool.declare("gil/x")
+    c.require()
+    got = {}
+
+    def consume():
+        got["data"] = bytes(c.demand(timeout=30))
+        c.dispose()
+
+    t = threading.Thread(target=consume)
+    t.start()
+    p = manager.declare("gil/x")
+    p.write(b"through the manager")
+    p.seal()
+    p.offer()
+    t.join(timeout=30)
+    assert not t.is_alive()
+    assert got["data"] == b"through the manager"
+    p.withdraw(timeout=30)
 
 
 def test_manager_misuse_raises_typed_exceptions(cdo_pm, monkeypatch):
