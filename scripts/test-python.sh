@@ -14,4 +14,4 @@ venv=target/pyenv
 cargo build -q --locked -p cdo --bin cdo-pm
 PATH="$root/$venv/bin:$PATH" CARGO_TARGET_DIR="$root/target" MATURIN_PEP517_ARGS="--profile dev" \
   "$venv/bin/pip" install -q --no-build-isolation --force-reinstall --no-deps ./python
-cd python && "$root/$venv/bin/python" -m pytest -q tests
+cd python && "$root/$venv/bin/python" -m pytest -q -p no:cacheprovider tests
