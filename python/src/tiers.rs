@@ -60,7 +60,8 @@ impl Mamba {
         )
     }
 
-    /// `nbytes` bytes placed as [`Mamba::placement`] says.
+    /// `nbytes` bytes placed as `placement` with the same arguments says,
+    /// aligned to `align` bytes.
     #[pyo3(signature = (nbytes, tier = None, policy = None, near_node = None, align = 64))]
     fn allocate(
         &self,
@@ -183,7 +184,12 @@ impl Placement {
     }
 
     fn __repr__(&self) -> String {
-        format!("Placement({:?})", self.policy)
+        let names: Vec<String> = self
+            .mamba
+            .placement(&self.policy)
+            .map(|p| p.spaces().map(|s| s.name.clone()).collect())
+            .unwrap_or_default();
+        format!("Placement(spaces={names:?})")
     }
 }
 
