@@ -4,11 +4,12 @@ use crate::errors::{cdo_err, client_err};
 use crate::pool::{remote_wait, Backend, Remote};
 use crate::values;
 use crate::wait;
+use cdo::ipc::client::ClientError;
 use cdo::{EventKind, EventMask, FlatAttributes};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Every event kind, with its name in Python.
 const KINDS: [(EventKind, &str); 10] = [
@@ -62,7 +63,8 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// Subscribes to `kinds` of the CDOs matching `selector`.
+    /// Subscribes to `kinds` of the CDOs matching `selector`; with `ack`,
+    /// each event holds up its operation until acknowledged.
     ///
     /// # Errors
     /// `SelectorError` for a bad selector; the pool manager's errors.
@@ -71,14 +73,15 @@ impl Subscription {
         backend: &Backend,
         selector: &str,
         kinds: EventMask,
+        ack: bool,
     ) -> PyResult<Self> {
         let source = match backend {
             Backend::Local(pool) => {
-                Source::Local(pool.subscribe(selector, kinds, false).map_err(cdo_err)?)
+                Source::Local(pool.subscribe(selector, kinds, ack).map_err(cdo_err)?)
             }
             Backend::Remote(remote) => {
                 let id = py
-                    .detach(|| remote.link().client.subscribe(selector, kinds, false))
+                    .detach(|| remote.link().client.subscribe(selector, kinds, ack))
                     .map_err(client_err)?;
                 Source::Remote(Arc::clone(remote), id)
             }
@@ -99,22 +102,28 @@ impl Subscription {
                 let got = wait::in_slices(py, timeout, |slice| {
                     Ok::<_, std::convert::Infallible>(sub.wait(slice))
                 })?;
-                Ok(got.unwrap_or_else(|never| match never {}).map(|e| Event {
-                    kind: kind_name(e.kind),
-                    name: e.name.to_string(),
-                    attrs: e.attributes.flatten(),
-                    id: e.seq,
+                Ok(got.unwrap_or_else(|never| match never {}).map(|e| {
+                    let (kind, name, attrs, id) =
+                        (e.kind, e.name.to_string(), e.attributes.flatten(), e.seq);
+                    let ack = if e.needs_ack() {
+                        Ack::Local(e)
+                    } else {
+                        Ack::Done
+                    };
+                    Event::new(kind, name, attrs, id, ack)
                 }))
             }
             Source::Remote(remote, id) => {
                 let got = remote_wait(py, remote, timeout, |link, slice| {
                     link.next_event(*id, slice)
                 })?;
-                Ok(got.map(|e| Event {
-                    kind: kind_name(e.kind),
-                    name: e.name,
-                    attrs: e.attrs,
-                    id: e.event,
+                Ok(got.map(|e| {
+                    let ack = if e.needs_ack {
+                        Ack::Remote(Arc::clone(remote), e.event)
+                    } else {
+                        Ack::Done
+                    };
+                    Event::new(e.kind, e.name, e.attrs, e.event, ack)
                 }))
             }
         }
@@ -143,15 +152,67 @@ impl Drop for Subscription {
     }
 }
 
+/// What acknowledges an event.
+enum Ack {
+    /// Nothing waits (or it was acknowledged).
+    Done,
+    /// The in-process event.
+    Local(cdo::Event),
+    /// The manager's event id.
+    Remote(Arc<Remote>, u64),
+}
+
+impl Ack {
+    /// Acknowledges the event.
+    fn send(self) -> Result<(), ClientError> {
+        match self {
+            Ack::Done => Ok(()),
+            Ack::Local(event) => {
+                event.ack();
+                Ok(())
+            }
+            Ack::Remote(remote, id) => remote.link().client.ack(id),
+        }
+    }
+}
+
 /// One event: `kind` (`"offer"`, ...), the CDO's `name` (the component's
 /// for join and leave), its `attributes`, and `id` (the pool's sequence
-/// number or the manager's event id).
+/// number or the manager's event id). An event of an acknowledged
+/// subscription holds up its operation until `ack()` (or until the event
+/// is garbage-collected, or the pool's acknowledgement timeout).
 #[pyclass(frozen, module = "mambatiers")]
 pub struct Event {
     kind: &'static str,
     name: String,
     attrs: FlatAttributes,
     id: u64,
+    ack: Mutex<Ack>,
+}
+
+impl Event {
+    fn new(kind: EventKind, name: String, attrs: FlatAttributes, id: u64, ack: Ack) -> Self {
+        Event {
+            kind: kind_name(kind),
+            name,
+            attrs,
+            id,
+            ack: Mutex::new(ack),
+        }
+    }
+
+    fn take_ack(&self) -> Ack {
+        let mut ack = self.ack.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::replace(&mut *ack, Ack::Done)
+    }
+}
+
+impl Drop for Event {
+    fn drop(&mut self) {
+        // Dropped unacknowledged: acknowledge, as an in-process event
+        // does; a connection gone already has nothing to acknowledge.
+        let _ = self.take_ack().send();
+    }
 }
 
 #[pymethods]
@@ -178,6 +239,22 @@ impl Event {
     #[getter]
     fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Whether its operation still waits for `ack()`.
+    #[getter]
+    fn needs_ack(&self) -> bool {
+        !matches!(
+            *self.ack.lock().unwrap_or_else(PoisonError::into_inner),
+            Ack::Done
+        )
+    }
+
+    /// Acknowledges the event: its operation goes on (nothing happens for
+    /// an event that needs none).
+    fn ack(&self, py: Python<'_>) -> PyResult<()> {
+        let ack = self.take_ack();
+        py.detach(|| ack.send()).map_err(client_err)
     }
 
     fn __repr__(&self) -> String {

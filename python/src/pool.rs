@@ -249,15 +249,18 @@ impl Pool {
     /// A subscription to the events of the kinds `events` (names such as
     /// `"offer"`, `"withdraw"`; default every kind) of the CDOs that
     /// match `selector` (the grammar of cdo's selectors; `""` matches all).
-    #[pyo3(signature = (selector = "", events = None))]
+    /// With `ack`, each event holds up the operation that raised it until
+    /// acknowledged (`Event.ack()`) or the acknowledgement timeout.
+    #[pyo3(signature = (selector = "", events = None, ack = false))]
     fn subscribe(
         &self,
         py: Python<'_>,
         selector: &str,
         events: Option<Vec<String>>,
+        ack: bool,
     ) -> PyResult<Subscription> {
         let kinds = events::mask(events.as_deref())?;
-        Subscription::new(py, &self.backend, selector, kinds)
+        Subscription::new(py, &self.backend, selector, kinds, ack)
     }
 
     /// The names on offer whose CDO matches `selector`, in guided-I/O

@@ -131,3 +131,33 @@ def test_misuse_raises_typed_exceptions(pool):
     for cls in (mt.InvalidStateError, mt.InvalidNameError, mt.CdoAttributeError,
                 mt.SelectorError, mt.CdoTimeoutError, mt.PoolManagerError):
         assert issubclass(cls, mt.CdoError) and issubclass(cls, mt.MambaError)
+
+
+def test_acknowledged_subscription_holds_the_offer(mamba, tmp_path):
+    config = tmp_path / "pool.yaml"
+    config.write_text("ack_timeout_ms: 200\npolicy: fail-fast\n")
+    pool = mt.Pool.in_process(mamba=mamba, config=str(config))
+    sub = pool.subscribe("name ~ '^ack/'", events=["offer"], ack=True)
+    # Nobody acknowledges: the offer takes effect, then reports the timeout.
+    with pytest.raises(mt.CdoTimeoutError, match="not acknowledged"):
+        offer(pool, "ack/unanswered", b"1")
+    assert sub.wait(timeout=10).name == "ack/unanswered"
+
+
+def test_acknowledged_event_lets_the_offer_finish(pool):
+    # The default acknowledgement timeout (10 s) leaves ample time.
+    sub = pool.subscribe("name ~ '^ack/'", events=["offer"], ack=True)
+    done = {}
+
+    def produce():
+        offer(pool, "ack/answered", b"2")
+        done["offered"] = True
+
+    t = threading.Thread(target=produce)
+    t.start()
+    event = sub.wait(timeout=10)
+    assert (event.name, event.needs_ack) == ("ack/answered", True)
+    event.ack()
+    assert not event.needs_ack
+    t.join(timeout=30)
+    assert done == {"offered": True}

@@ -100,6 +100,29 @@ def test_demand_through_a_manager_waits_without_the_gil():
     p.withdraw(timeout=30)
 
 
+def test_acknowledged_event_through_a_manager():
+    manager = mt.Pool.start_manager()
+    env = manager.environment
+    watcher = mt.Pool.connect(env["CDO_POOL_SOCKET"], env["CDO_WORKFLOW_TOKEN"])
+    sub = watcher.subscribe("name == 'ackd/x'", events=["offer"], ack=True)
+    done = {}
+
+    def produce():
+        p = manager.declare("ackd/x")
+        p.write(b"x")
+        p.seal()
+        p.offer()  # answered once the watcher acknowledges
+        done["offered"] = True
+
+    t = threading.Thread(target=produce)
+    t.start()
+    event = sub.wait(timeout=30)
+    assert (event.name, event.needs_ack) == ("ackd/x", True)
+    event.ack()
+    t.join(timeout=30)
+    assert done == {"offered": True}
+
+
 def test_manager_misuse_raises_typed_exceptions(cdo_pm, monkeypatch):
     with pytest.raises(mt.PoolManagerError):
         mt.Pool.connect(cdo_pm["CDO_POOL_SOCKET"], "not-the-token")
