@@ -161,3 +161,14 @@ def test_acknowledged_event_lets_the_offer_finish(pool):
     assert not event.needs_ack
     t.join(timeout=30)
     assert done == {"offered": True}
+
+
+def test_ctrl_c_interrupts_a_demand_without_timeout(pool):
+    import _thread
+
+    c = pool.declare("never/offered")
+    c.require()
+    threading.Timer(0.2, _thread.interrupt_main).start()
+    with pytest.raises(KeyboardInterrupt):
+        c.demand()
+    assert c.state == "required"
