@@ -103,9 +103,10 @@ impl Cdo {
         self.side.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs a call that does not wait for other components (in process:
-    /// `local`; through the manager: `remote` with the state it leads to),
-    /// the GIL released.
+    /// Runs a call that waits for no consumer (at most for acknowledged
+    /// subscribers, up to the pool's acknowledgement timeout): in process
+    /// `local`; through the manager `remote`, then the state it leads to.
+    /// The GIL is released.
     fn call(
         &self,
         py: Python<'_>,
