@@ -5,12 +5,13 @@
 # bindings with bindgen at build time), iproute2 (the fabric crate's
 # two-namespace test), gcc, g++ and gfortran (the C, C++ and Fortran
 # examples of mamba-capi's tests), openmpi-bin (mpirun and, with it, the
-# PMIx run-time library: cdo's launcher test and PMIx wire-up). Does
-# nothing when everything is already there.
+# PMIx run-time library: cdo's launcher test and PMIx wire-up), python3 with
+# venv (the Python bindings' tests build them in a virtual environment).
+# Does nothing when everything is already there.
 set -euo pipefail
 
 need=()
-for pkg in libhwloc-dev libudev-dev pkg-config libfabric-dev libclang-dev iproute2 gcc g++ gfortran openmpi-bin; do
+for pkg in libhwloc-dev libudev-dev pkg-config libfabric-dev libclang-dev iproute2 gcc g++ gfortran openmpi-bin python3 python3-venv; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -5,3 +5,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
+bash scripts/test-python.sh
