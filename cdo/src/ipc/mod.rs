@@ -50,8 +50,8 @@
 //! pipelined (`submit_*`, `*_many`), so a batch of a few hundred small
 //! objects costs a handful of `sendmsg`/`recvmsg` calls in all, not a few
 //! per object: the descriptor of a segment travels once, a consumer maps
-//! the pages of a reused slot once (its cache of mappings), and a producer reuses
-//! its slots. What remains of a small object's cost is the work on each
+//! the pages of a reused slot once (its cache of mappings), and a producer
+//! reuses its slots. What remains of a small object's cost is the work on each
 //! message (encoding, the manager's bookkeeping under its lock) and, above
 //! all on a loaded machine, the hand-overs between threads and processes:
 //! each wake-up of a client or of a connection thread waits for a free

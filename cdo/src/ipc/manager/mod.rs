@@ -4,10 +4,10 @@
 //! One thread accepts; per connection, one thread reads a batch of frames
 //! and handles it under the state lock, 32 frames at a time, queuing replies
 //! in the clients' outboxes up to 256 frames at a time (one send and one
-//! wake-up of the client per 256 small replies), and (once the client has joined) one sender
-//! thread writes that client's queued frames to its socket. A client that
-//! pipelines many requests pays a few wake-ups and system calls per batch,
-//! and a client that stops reading holds up no other client's thread: the
+//! wake-up of the client per 256 small replies), and (once the client has
+//! joined) one sender thread writes that client's queued frames to its
+//! socket. A client that pipelines many requests pays a few wake-ups and
+//! system calls per batch, and a client that stops reading holds up no other client's thread: the
 //! manager stops reading its requests until it reads its replies.
 //! The manager keeps the descriptor of every offered segment, so a producer
 //! need not stay responsive (or alive) for its objects to be delivered.
