@@ -3,11 +3,10 @@
 //!
 //! One thread accepts; per connection, one thread reads a batch of frames
 //! and handles it under the state lock, 32 frames at a time, queuing replies
-//! in the clients' outboxes up to 256 frames at a time (one send and one
-//! wake-up of the client per 256 small replies), and (once the client has
-//! joined) one sender thread writes that client's queued frames to its
-//! socket. A client that pipelines many requests pays a few wake-ups and
-//! system calls per batch, and a client that stops reading holds up no other client's thread: the
+//! in the clients' outboxes, and (once the client has joined) one sender
+//! thread writes that client's queued frames to its socket. A client that
+//! pipelines many requests pays a few wake-ups and system calls per batch,
+//! and a client that stops reading holds up no other client's thread: the
 //! manager stops reading its requests until it reads its replies.
 //! The manager keeps the descriptor of every offered segment, so a producer
 //! need not stay responsive (or alive) for its objects to be delivered.
@@ -58,14 +57,6 @@ use crate::engine::registry::{ClientId, NameRegistry, Registry};
 const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most frames of one client handled under one hold of the state lock.
 const FRAMES_PER_LOCK: usize = 32;
-/// Most frames gathered from the handling of a client's batch of requests
-/// before they are sent. Each sending costs a system call here and a
-/// wake-up of every client it goes to: sent after every
-/// [`FRAMES_PER_LOCK`] requests, a pipelined batch of 256 demands woke its
-/// client eight times. With per-object replies bounded by the limits on
-/// names and attributes, what waits stays below what 32 frames of the
-/// largest size held before.
-const FRAMES_PER_DELIVERY: usize = 256;
 /// How long a refusal may take to send before the connection just closes.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long the acceptor pauses when the process is out of descriptors.
@@ -584,24 +575,6 @@ fn lease_expired(shared: &Shared, reader: &Reader) -> ConnError {
     ))
 }
 
-/// Whether what `request` makes the manager send is bounded by the limits
-/// on names and attributes (an acknowledgement, a view, an event), so that
-/// [`FRAMES_PER_DELIVERY`] of them may wait to be sent together; the reply
-/// to a query, for one, may fill a whole frame and is sent at once.
-fn small_replies(request: &Msg) -> bool {
-    matches!(
-        request,
-        Msg::Offer { .. }
-            | Msg::Demand { .. }
-            | Msg::Withdraw { .. }
-            | Msg::Release { .. }
-            | Msg::Require { .. }
-            | Msg::Retract { .. }
-            | Msg::Forget { .. }
-            | Msg::Ack { .. }
-    )
-}
-
 /// Handles the requests of joined client `cid` until the connection ends.
 fn receive(shared: &Shared, mut reader: Reader, cid: ClientId, outbox: &Outbox, mut lease: Lease) {
     let mut batch = Vec::new();
@@ -622,25 +595,18 @@ fn receive(shared: &Shared, mut reader: Reader, cid: ClientId, outbox: &Outbox, 
                 Err(e) => break Some(e),
             }
         };
-        // In chunks: the lock is shared with the other clients' threads.
-        // What the chunks send goes out together, up to
-        // FRAMES_PER_DELIVERY frames (or at once after a request whose
-        // reply may be large): one wake-up of a pipelining client per
-        // batch rather than one per chunk. A client that does not read its
-        // replies is not served until it does.
+        // In chunks: the lock is shared with the other clients' threads,
+        // and replies sent early let a pipelining client start on them
+        // while the rest of its batch is handled. A client that does not
+        // read its replies is not served until it does.
         let mut frames = batch.drain(..).peekable();
         let mut waited = Ok(());
-        let mut out = Outgoing::new();
-        let mut deliver_now = false;
         while frames.peek().is_some() {
-            if deliver_now || out.len() >= FRAMES_PER_DELIVERY {
-                deliver(std::mem::take(&mut out));
-                deliver_now = false;
-            }
             waited = wait_for_room(shared, &reader, outbox, &mut lease);
             if waited.is_err() {
                 break;
             }
+            let mut out = Outgoing::new();
             let held = {
                 let mut state = lock(&shared.state);
                 // Every acknowledgement hold has the same timeout, so the
@@ -649,10 +615,7 @@ fn receive(shared: &Shared, mut reader: Reader, cid: ClientId, outbox: &Outbox, 
                 let before = state.next_deadline();
                 for request in frames.by_ref().take(FRAMES_PER_LOCK) {
                     match request {
-                        Ok((frame, fd)) => {
-                            deliver_now |= !small_replies(&frame.msg);
-                            state.handle(cid, frame, fd, &mut out);
-                        }
+                        Ok((frame, fd)) => state.handle(cid, frame, fd, &mut out),
                         Err((id, text)) => {
                             let code = ErrorCode::Protocol;
                             let msg = Msg::Error { code, text };
@@ -666,8 +629,8 @@ fn receive(shared: &Shared, mut reader: Reader, cid: ClientId, outbox: &Outbox, 
             if held {
                 shared.tick.notify_all();
             }
+            deliver(out);
         }
-        deliver(out);
         if let Some(e) = failed.or(waited.err()) {
             break e;
         }
