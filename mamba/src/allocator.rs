@@ -1,5 +1,6 @@
 //! The tiered front door: spaces, their pools, and allocation by policy.
 
+use crate::affinity::{Locality, MigrationPolicy};
 use crate::allocation::{Allocation, RawAllocation};
 use crate::config::{BindPolicy, Config};
 use crate::error::{Error, Result};
@@ -11,7 +12,6 @@ use crate::provider::{
 use crate::sys::NumaMode;
 use crate::tier::{Backing, SpaceId, SpaceInfo, Tier};
 use crate::tiering::{Tiering, Watermarks};
-use crate::affinity::{Locality, MigrationPolicy};
 use crate::topology::costs::Origin;
 use crate::topology::{self, MachineCosts, Source};
 use mamba_transforms::ExecOptions;

@@ -113,7 +113,10 @@ impl MachineCosts {
         let Some(local) = self.local_bandwidth_mib_s.filter(|&b| b > 0) else {
             return (policy, Origin::Fallback);
         };
-        let remote = self.remote_bandwidth_mib_s.filter(|&b| b > 0).unwrap_or(local);
+        let remote = self
+            .remote_bandwidth_mib_s
+            .filter(|&b| b > 0)
+            .unwrap_or(local);
         policy.local_ns_per_byte = ns_per_byte(local);
         policy.migrate_ns_per_byte = ns_per_byte(remote) + ns_per_byte(local);
         (policy, Origin::Topology)
@@ -172,10 +175,7 @@ mod tests {
     fn the_last_level_cache_is_the_deepest_data_caches_of_the_smallest_package() {
         let costs = costs_of("pack:2 numa:1 l3:2(size=8388608) l2:2(size=1048576) core:1 pu:1");
         assert_eq!(costs.llc_bytes, Some(2 * (8 << 20)));
-        assert_eq!(
-            costs.streaming_threshold(),
-            (16 << 20, Origin::Topology)
-        );
+        assert_eq!(costs.streaming_threshold(), (16 << 20, Origin::Topology));
         let no_packages = costs_of("numa:1 l2:4(size=2097152) core:1 pu:1");
         assert_eq!(no_packages.llc_bytes, Some(4 * (2 << 20)));
     }
@@ -189,7 +189,10 @@ mod tests {
             (FALLBACK_STREAMING_THRESHOLD, Origin::Fallback)
         );
         let (policy, origin) = costs.migration_policy();
-        assert_eq!((policy, origin), (MigrationPolicy::default(), Origin::Fallback));
+        assert_eq!(
+            (policy, origin),
+            (MigrationPolicy::default(), Origin::Fallback)
+        );
     }
 
     #[test]
