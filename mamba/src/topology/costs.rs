@@ -107,7 +107,9 @@ impl MachineCosts {
     /// whenever hwloc reports it.
     pub fn migration_policy(&self) -> (MigrationPolicy, Origin) {
         let mut policy = MigrationPolicy {
-            cache_bytes: self.llc_bytes.map_or(0, |b| b as usize),
+            cache_bytes: self
+                .llc_bytes
+                .map_or(0, |b| usize::try_from(b).unwrap_or(usize::MAX)),
             ..MigrationPolicy::default()
         };
         let Some(local) = self.local_bandwidth_mib_s.filter(|&b| b > 0) else {
