@@ -23,6 +23,10 @@
 //! crash) finds the old entry or the new one, never a mix. One writer per
 //! name at a time.
 //!
+//! The same entries can live in persistent memory instead:
+//! [`PersistentArchive`] keeps each CDO as a named object of an NVDIMM
+//! space (`mamba::pmem`), flushed on store and reopened by name.
+//!
 //! ## Dead letters
 //!
 //! A record the archive refuses (a name that maps to no path, an attribute
@@ -50,8 +54,10 @@
 
 mod archiver;
 mod name;
+mod persistent;
 
 pub use archiver::{Archiver, Ledger, Outcome, Subsample, Tally};
+pub use persistent::PersistentArchive;
 
 use crate::attrs::FlatAttributes;
 use crate::value::Value;
@@ -112,6 +118,9 @@ pub enum ArchiveError {
     /// The pool failed (the archiver's consumer group).
     #[error("CDO pool: {0}")]
     Pool(#[from] crate::Error),
+    /// The persistent-memory space of a [`PersistentArchive`] failed.
+    #[error("persistent memory: {0}")]
+    Persistent(#[from] mamba::Error),
 }
 
 /// `Result` with [`ArchiveError`].

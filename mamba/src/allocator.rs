@@ -1,5 +1,6 @@
 //! The tiered front door: spaces, their pools, and allocation by policy.
 
+use crate::affinity::{Locality, MigrationPolicy};
 use crate::allocation::{Allocation, RawAllocation};
 use crate::config::{BindPolicy, Config};
 use crate::error::{Error, Result};
@@ -11,7 +12,9 @@ use crate::provider::{
 use crate::sys::NumaMode;
 use crate::tier::{Backing, SpaceId, SpaceInfo, Tier};
 use crate::tiering::{Tiering, Watermarks};
-use crate::topology::{self, Source};
+use crate::topology::costs::Origin;
+use crate::topology::{self, MachineCosts, Source};
+use mamba_transforms::ExecOptions;
 use std::sync::Arc;
 
 /// A node's memory: one pool per discovered space, and allocation by
@@ -29,6 +32,11 @@ pub struct Mamba {
     source: Source,
     /// Attributes per initiator, for policies with a `near` vantage.
     attributes: topology::AttributeTable,
+    /// The locality facts of the topology loaded at discovery, shared with
+    /// [`crate::affinity`] (`None` for assembled pools).
+    locality: Option<Locality>,
+    /// Cache sizes and bandwidths the cost figures derive from.
+    costs: MachineCosts,
     /// Movable data and watermarks ([`crate::tiering`]).
     tiering: Arc<Tiering>,
 }
@@ -110,10 +118,17 @@ impl Mamba {
     /// # Errors
     /// Unreadable topology, bad configuration, unusable directories.
     pub fn discover(config: &Config) -> Result<Self> {
+        // The one load of the topology: spaces, attributes, locality and
+        // costs all come from it.
         let (topo, source) = topology::load(config)?;
         let spaces = topology::discover_spaces(config, &topo, &source)?;
+        let attributes = topology::AttributeTable::read(&topo);
+        let costs = MachineCosts::read(&topo, &spaces, &attributes);
+        let locality = Locality::from_topology(&topo, source.clone());
         let mut mamba = Self::from_spaces(config, spaces, source)?;
-        mamba.attributes = topology::AttributeTable::read(&topo);
+        mamba.attributes = attributes;
+        mamba.costs = costs;
+        mamba.locality = Some(locality);
         Ok(mamba)
     }
 
@@ -174,6 +189,8 @@ impl Mamba {
             pools,
             source,
             attributes: topology::AttributeTable::default(),
+            locality: None,
+            costs: MachineCosts::default(),
             tiering: Arc::new(tiering),
         })
     }
@@ -202,6 +219,8 @@ impl Mamba {
             pools,
             source: Source::Assembled,
             attributes: topology::AttributeTable::default(),
+            locality: None,
+            costs: MachineCosts::default(),
             tiering: Arc::new(tiering),
         })
     }
@@ -232,6 +251,45 @@ impl Mamba {
     /// Where the topology came from.
     pub fn source(&self) -> &Source {
         &self.source
+    }
+
+    /// The locality facts (nodes, packages, distances) of the topology
+    /// loaded at discovery, for [`crate::affinity`]: pools and domains
+    /// built from it agree with the spaces, and nothing loads the topology
+    /// again. `None` for an allocator over assembled pools
+    /// ([`Mamba::from_pools`]).
+    pub fn locality(&self) -> Option<&Locality> {
+        self.locality.as_ref()
+    }
+
+    /// The cache sizes and bandwidths of the node that the cost figures
+    /// below derive from (all `None` for assembled pools).
+    pub fn machine_costs(&self) -> &MachineCosts {
+        &self.costs
+    }
+
+    /// Copies writing at least this many bytes use non-temporal stores:
+    /// the smallest package's last-level cache, or the documented
+    /// fallback ([`topology::costs::FALLBACK_STREAMING_THRESHOLD`]) when
+    /// hwloc reports no cache size; the [`Origin`] says which.
+    pub fn streaming_threshold(&self) -> (usize, Origin) {
+        self.costs.streaming_threshold()
+    }
+
+    /// Copy options for this node: [`ExecOptions::default`] with the
+    /// [`Mamba::streaming_threshold`].
+    pub fn exec_options(&self) -> ExecOptions {
+        ExecOptions {
+            streaming_threshold: self.streaming_threshold().0,
+            ..ExecOptions::default()
+        }
+    }
+
+    /// The task-versus-data migration cost model of this node, from its
+    /// bandwidths and cache sizes ([`MachineCosts::migration_policy`]), and
+    /// where its per-byte costs come from.
+    pub fn migration_policy(&self) -> (MigrationPolicy, Origin) {
+        self.costs.migration_policy()
     }
 
     /// Every space, in discovery order (DRAM/HBM/NVDIMM NUMA nodes, GPUs,

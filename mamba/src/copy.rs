@@ -105,7 +105,9 @@ pub fn route(src: &Array<'_>, dst: &Array<'_>) -> Result<Route> {
 }
 
 /// Copies the elements of `src` into `dst`: same shape and element size,
-/// any layouts, any spaces.
+/// any layouts, any spaces, with [`ExecOptions::default`] (its streaming
+/// threshold is a fallback constant: pass [`Mamba::exec_options`] to
+/// [`copy_array_with`] for the node's own).
 ///
 /// # Errors
 /// [`Error::Layout`] for mismatched shapes or element sizes;
@@ -242,7 +244,8 @@ fn pinned_copy_of(gpu: &Arc<GpuDevice>, ptr: DevicePtr, len: usize) -> Result<Pi
 
 impl Mamba {
     /// A copy of `src` in a space placed by `policy`, with `layout` (dense
-    /// row-major of the same shape when `None`).
+    /// row-major of the same shape when `None`), streaming above this
+    /// node's threshold ([`Mamba::exec_options`]).
     ///
     /// # Errors
     /// Placement and copy errors; `src` is untouched.
@@ -257,7 +260,7 @@ impl Mamba {
             None => Layout::row_major(src.layout().elem_size(), src.layout().shape())?,
         };
         let mut dst = self.array(layout, policy)?;
-        copy_array(src, &mut dst)?;
+        copy_array_with(src, &mut dst, &self.exec_options())?;
         Ok(dst)
     }
 

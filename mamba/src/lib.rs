@@ -9,7 +9,7 @@
 //!
 //! | layer | module | job |
 //! |---|---|---|
-//! | discovery | [`topology`], [`config`] | spaces from hwloc plus configuration |
+//! | discovery | [`topology`], [`config`] | spaces from hwloc plus configuration; cache sizes and bandwidths for the cost figures ([`topology::costs`]) |
 //! | providers | [`provider`], [`hugepage`] | raw chunks: mbind'ed mmap (THP-aligned, or hugetlbfs), files, spill files, CUDA, HIP |
 //! | disk and persistence | [`spill`], [`pmem`] | O_DIRECT spill files (io_uring or pread), named persistent objects with a consistency check |
 //! | pools | [`pool`] | size classes, thread caches, best-fit arena, trim, statistics |

@@ -20,9 +20,11 @@ use hwlocality::object::TopologyObject;
 use hwlocality::topology::builder::{TopologyBuilder, TypeFilter};
 use hwlocality::Topology;
 
+pub mod costs;
 mod initiators;
 mod pci;
 
+pub use costs::MachineCosts;
 pub use initiators::{AttributeTable, Seen};
 
 /// Where the topology came from.

@@ -36,7 +36,9 @@ pub struct ExecOptions {
     pub min_parallel_bytes: usize,
     /// With [`Streaming::Auto`], copies at least this long use
     /// non-temporal stores. The default, 32 MiB, is a typical last-level
-    /// cache; set it to the machine's.
+    /// cache and only a fallback: set it to the machine's (mamba's
+    /// `Mamba::exec_options` takes it from the last-level cache size hwloc
+    /// reports).
     pub streaming_threshold: usize,
 }
 

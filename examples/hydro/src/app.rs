@@ -91,11 +91,18 @@ fn open_memory(cli: &Cli, config: &Config) -> Result<Memory, AppError> {
     Ok(Memory::pooled(mamba, cli.memory.0.clone())?)
 }
 
-/// The band executor `--executor` names, over the configured node.
-fn executor(cli: &Cli, config: &Config) -> Result<Executor, AppError> {
+/// The band executor `--executor` names, over the configured node: the
+/// topology the allocator loaded, else (memory on the heap) loaded here.
+fn executor(cli: &Cli, config: &Config, memory: &Memory) -> Result<Executor, AppError> {
     let workers = cli.worker_count();
     Ok(match cli.executor {
-        ExecutorKind::Numa => Executor::Numa(NumaBands::new(&Locality::load(config)?, workers)?),
+        ExecutorKind::Numa => {
+            let locality = match memory.mamba().and_then(Mamba::locality) {
+                Some(shared) => shared.clone(),
+                None => Locality::load(config)?,
+            };
+            Executor::Numa(NumaBands::new(&locality, workers)?)
+        }
         ExecutorKind::Threads => Executor::Threads(ScopedThreads::new(workers)),
     })
 }
@@ -127,7 +134,7 @@ pub fn run_app(cli: &Cli) -> Result<AppReport, AppError> {
     let config = mamba_config(cli)?;
     let memory = open_memory(cli, &config)?;
     let workers = cli.worker_count();
-    let exec = executor(cli, &config)?;
+    let exec = executor(cli, &config, &memory)?;
     let archive = (cli.restart.is_some() || cli.checkpoint_every > 0)
         .then(|| archive_dir(cli.archive.as_deref(), memory.mamba(), &cli.output));
     let (mut solver, restarted_from) = match (&cli.restart, &archive) {

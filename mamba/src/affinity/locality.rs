@@ -89,7 +89,9 @@ fn hwloc_distances(topology: &Topology, objs: &[&TopologyObject]) -> Option<Vec<
 }
 
 impl Locality {
-    /// Loads the topology named by `config` (this machine by default).
+    /// Loads the topology named by `config` (this machine by default). With
+    /// a [`crate::Mamba`] at hand, [`crate::Mamba::locality`] gives the one
+    /// it discovered, without loading the topology again.
     ///
     /// # Errors
     /// An unreadable topology.

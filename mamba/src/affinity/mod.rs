@@ -17,6 +17,11 @@
 //! | [`place`] | carrying the decision out with [`crate::Mamba::move_pages`] |
 //! | [`stats`] | who ran what where; local, remote, steals, panics |
 //!
+//! With a [`crate::Mamba`], take its topology ([`crate::Mamba::locality`])
+//! and its cost model ([`crate::Mamba::migration_policy`]) rather than
+//! loading them again with [`Locality::load`]: the domains then agree with
+//! the allocator's spaces.
+//!
 //! Binding happens only through this machine's topology: on a simulated
 //! one (XML, synthetic) binding is refused with
 //! [`AffinityError::SimulatedTopology`] and pool workers run unpinned, with

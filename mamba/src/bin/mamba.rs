@@ -114,8 +114,49 @@ fn print_tiers(mamba: &Mamba, json: bool) -> mamba::Result<()> {
             print_row(s, stats.available(), mamba.pool(s.id)?.access(), tiering);
         }
         println!("topology: {:?}", mamba.source());
+        print_costs(mamba);
     }
     Ok(())
+}
+
+fn mib(bytes: usize) -> String {
+    format!("{:.2} MiB", bytes as f64 / (1u64 << 20) as f64)
+}
+
+/// The cost figures derived from the topology, and where they come from.
+fn print_costs(mamba: &Mamba) {
+    use mamba::topology::costs::Origin;
+    let (threshold, origin) = mamba.streaming_threshold();
+    println!(
+        "streaming stores: copies of {} and more ({})",
+        mib(threshold),
+        match origin {
+            Origin::Topology => "the smallest package's last-level cache",
+            Origin::Fallback => "fallback: hwloc reports no cache size",
+        }
+    );
+    let (policy, origin) = mamba.migration_policy();
+    let costs = mamba.machine_costs();
+    let bandwidths = match origin {
+        Origin::Topology => format!(
+            "from DRAM bandwidth {} MiB/s local, {} remote",
+            costs.local_bandwidth_mib_s.unwrap_or(0),
+            costs
+                .remote_bandwidth_mib_s
+                .map_or("unknown (local used)".to_string(), |b| format!("{b} MiB/s"))
+        ),
+        Origin::Fallback => "fallback: hwloc reports no DRAM bandwidth".into(),
+    };
+    println!(
+        "migration cost: {:.4} ns/B streamed, {:.4} ns/B migrated ({bandwidths}); cache {}",
+        policy.local_ns_per_byte,
+        policy.migrate_ns_per_byte,
+        if policy.cache_bytes == 0 {
+            "unknown".to_string()
+        } else {
+            mib(policy.cache_bytes)
+        }
+    );
 }
 
 fn print_row(

@@ -85,6 +85,20 @@ impl AttributeTable {
             .filter(|s| cpus.iter().all(|c| s.from.contains(c)))
             .min_by_key(|s| s.from.len())
     }
+
+    /// `node`'s attributes from the initiators sharing no CPU with `cpus`
+    /// (the node as remote CPUs see it).
+    pub fn seen_by_others<'t>(
+        &'t self,
+        node: u32,
+        cpus: &'t [u32],
+    ) -> impl Iterator<Item = &'t Seen> + 't {
+        self.by_node
+            .get(&node)
+            .into_iter()
+            .flatten()
+            .filter(move |s| !s.from.iter().any(|c| cpus.contains(c)))
+    }
 }
 
 #[cfg(test)]
@@ -122,5 +136,10 @@ mod tests {
         // Node 4's only initiator is the whole machine.
         assert_eq!(table.seen_from(4, &[0, 3]).unwrap().latency_ns, Some(350));
         assert!(table.knows(4) && !table.knows(9));
+        let others: Vec<&[u32]> = table
+            .seen_by_others(0, &[0, 1])
+            .map(|s| s.from.as_slice())
+            .collect();
+        assert_eq!(others, [&[2, 3][..]]);
     }
 }
