@@ -201,11 +201,15 @@ fn acknowledged_subscribers_on_other_nodes_hold_up_no_producer() {
         .subscribe("*", EventKind::Offer | EventKind::Withdraw, true)
         .unwrap();
     let mut producer = client(&pa, "producer");
-    // Neither waits for the subscriber, which acknowledges nothing yet.
+    // Neither operation waits for the subscriber, which has not even
+    // read its events when they return. (The withdrawal comes once the
+    // offer was announced: an object withdrawn before that is never
+    // heard of elsewhere.)
     producer.offer("x", &pattern(1, 4096), step(1)).unwrap();
+    let offer = next_event(&mut watch);
     producer.withdraw("x").unwrap();
-    for kind in [EventKind::Offer, EventKind::Withdraw] {
-        let e = next_event(&mut watch);
+    let withdraw = next_event(&mut watch);
+    for (e, kind) in [(offer, EventKind::Offer), (withdraw, EventKind::Withdraw)] {
         assert_eq!((e.kind, e.name.as_str()), (kind, "x"));
         assert!(!e.needs_ack, "acknowledgements stay on their node");
         // Acknowledging anyway is harmless.
@@ -245,4 +249,27 @@ fn a_peer_that_dies_withdraws_its_objects_from_the_subscribers() {
         fb.status().peers.is_empty() && fb.status().imported == 0
     });
     drop((pa, fb));
+}
+
+#[test]
+fn a_federation_that_stops_withdraws_the_remote_objects_from_its_subscribers() {
+    let (pa, fa) = node(&[]);
+    let (pb, fb) = node(&[&fa]);
+    linked(&[&fa, &fb]);
+    let a = fa.local_addr().to_string();
+    let mut watch = client(&pb, "watch");
+    watch
+        .subscribe("*", EventKind::Offer | EventKind::Withdraw, false)
+        .unwrap();
+    let mut producer = client(&pa, "producer");
+    producer.offer("x", &pattern(4, 10), step(1)).unwrap();
+    let e = next_event(&mut watch);
+    assert_eq!((e.kind, e.name.as_str()), (EventKind::Offer, "x"));
+
+    // This node leaves the federation; its manager stays.
+    fb.shutdown();
+    let e = next_event(&mut watch);
+    assert_eq!((e.kind, e.name.as_str()), (EventKind::Withdraw, "x"));
+    assert_eq!(e.node.as_deref(), Some(a.as_str()));
+    drop((pa, fa));
 }

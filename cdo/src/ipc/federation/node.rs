@@ -1181,7 +1181,8 @@ impl Node {
         result
     }
 
-    /// Ends every link and releases every export.
+    /// Ends every link, forgets the peers' objects (their withdraw events
+    /// tell the subscribers here) and releases every export.
     fn close(mut self) {
         for link in self.links.values() {
             let _ = link.writer.shutdown(std::net::Shutdown::Both);
@@ -1190,6 +1191,10 @@ impl Node {
         lock(&self.linked).clear();
         for t in self.readers.drain(..) {
             let _ = t.join();
+        }
+        let imported: Vec<String> = self.imports.keys().cloned().collect();
+        for name in imported {
+            self.forget_import(&name);
         }
         let names: Vec<String> = self.exports.keys().cloned().collect();
         for name in names {
