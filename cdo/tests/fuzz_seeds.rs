@@ -145,6 +145,7 @@ fn frames() -> Vec<(&'static str, Vec<Frame>)> {
                         attrs,
                         client: 1,
                         needs_ack: true,
+                        node: None,
                     }),
                 ),
                 f(

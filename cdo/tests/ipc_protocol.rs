@@ -141,17 +141,26 @@ fn subscription_msg() -> impl Strategy<Value = Msg> {
             ),
         any::<u64>().prop_map(|subscription| Msg::Subscribed { subscription }),
         any::<u64>().prop_map(|subscription| Msg::Unsubscribe { subscription }),
-        (any::<[u64; 3]>(), kind, name, attrs(), any::<bool>()).prop_map(
-            |(ids, kind, name, attrs, needs_ack)| Msg::Event(EventRef {
-                subscription: ids[0],
-                event: ids[1],
-                kind,
-                name,
-                attrs,
-                client: ids[2],
-                needs_ack,
-            })
-        ),
+        (
+            any::<[u64; 3]>(),
+            kind,
+            name,
+            attrs(),
+            any::<bool>(),
+            proptest::option::of(name)
+        )
+            .prop_map(
+                |(ids, kind, name, attrs, needs_ack, node)| Msg::Event(EventRef {
+                    subscription: ids[0],
+                    event: ids[1],
+                    kind,
+                    name,
+                    attrs,
+                    client: ids[2],
+                    needs_ack,
+                    node,
+                })
+            ),
         (any::<[u64; 6]>(), name, attrs()).prop_map(|(ids, name, attrs)| Msg::Record {
             subscription: ids[0],
             event: ids[1],

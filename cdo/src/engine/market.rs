@@ -6,6 +6,7 @@
 
 mod held;
 mod query;
+mod remote;
 mod segments;
 mod withdrawals;
 
@@ -100,6 +101,9 @@ pub struct Engine {
     config: EngineConfig,
     totals: Totals,
     quotas: Quotas,
+    /// The federation's client, whose object operations raise no events
+    /// ([`Engine::set_mirror`]).
+    mirror: Option<ClientId>,
 }
 
 /// Counters since the manager started.
@@ -158,6 +162,7 @@ impl Engine {
             held: FastMap::default(),
             config,
             totals: Totals::default(),
+            mirror: None,
         }
     }
 
@@ -295,7 +300,7 @@ impl Engine {
         origin: ClientId,
         out: &mut Outgoing,
     ) {
-        if self.subs.is_empty() {
+        if self.subs.is_empty() || self.is_mirrored(kind, origin) {
             return;
         }
         let op = self.current.filter(|c| c.client == origin).map(|c| c.op);

@@ -288,6 +288,7 @@ impl Subs {
                     attrs: attrs.clone(),
                     client: origin,
                     needs_ack,
+                    node: None,
                 };
                 (client, ev)
             })

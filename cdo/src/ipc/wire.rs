@@ -28,8 +28,9 @@ pub const FRAME_VERSION: u8 = 1;
 /// Version of the message schema, exchanged in [`Msg::Join`] (3: WELCOME
 /// carries the lease and its page; 4: quota and size errors, queued-bytes
 /// and dropped-event counters; 5: queries of the offers, [`Msg::Query`],
-/// and [`ErrorCode::InvalidName`]; 6: [`ErrorCode::RemoteFailed`]).
-pub const PROTOCOL_VERSION: u32 = 6;
+/// and [`ErrorCode::InvalidName`]; 6: [`ErrorCode::RemoteFailed`]; 7:
+/// [`EventRef::node`], events of objects offered on federated nodes).
+pub const PROTOCOL_VERSION: u32 = 7;
 /// Magic bytes opening every frame.
 pub const MAGIC: [u8; 2] = *b"CD";
 /// Length of the frame header.
@@ -189,10 +190,15 @@ pub struct EventRef {
     /// The object's attributes (the consumer's for require and retract).
     #[serde(deserialize_with = "super::limits::attributes")]
     pub attrs: Attributes,
-    /// The client whose operation raised it.
+    /// The client whose operation raised it; 0 for an event of another
+    /// node ([`EventRef::node`]).
     pub client: u64,
     /// Whether the operation waits for [`Msg::Ack`].
     pub needs_ack: bool,
+    /// The federated node whose object it concerns (its name among the
+    /// peers, see `cdo/FEDERATION.md`), for an event raised here on behalf
+    /// of another node; `None` for an event of this node's own clients.
+    pub node: Option<String>,
 }
 
 /// Every message of the protocol, in either direction.

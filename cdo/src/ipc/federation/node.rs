@@ -615,6 +615,9 @@ impl Node {
         waker: UnixStream,
     ) -> Result<Node, FederationError> {
         let mut client = Client::connect(&client)?;
+        // Before anything else: none of the federation's own operations
+        // raises an event here.
+        control.set_mirror(client.client_id());
         client.subscribe("*", EventKind::Offer | EventKind::Withdraw, false)?;
         let (server, choice) = Server::start(fabric.clone())?;
         lock(&status).fabric = choice;
@@ -821,7 +824,15 @@ impl Node {
         warn!(%peer, why, "federation peer lost");
         let _ = link.writer.shutdown(std::net::Shutdown::Both);
         lock(&self.linked).remove(peer);
-        self.imports.retain(|_, i| i.peer != peer);
+        let gone: Vec<String> = self
+            .imports
+            .iter()
+            .filter(|(_, i)| i.peer == peer)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in gone {
+            self.forget_import(&name);
+        }
         let copies: Vec<String> = self
             .copies
             .iter()
@@ -901,7 +912,7 @@ impl Node {
                 // Reads are synchronous on this thread: none of `name` is in
                 // flight now, and none starts after this.
                 let import = match self.imports.get(&name) {
-                    Some(i) if i.peer == peer => self.imports.remove(&name),
+                    Some(i) if i.peer == peer => self.forget_import(&name),
                     _ => None,
                 };
                 if self.copies.get(&name).is_some_and(|p| p == peer) {
@@ -933,8 +944,23 @@ impl Node {
         }
     }
 
-    /// Records a peer's offer, and reads it at once if it is awaited here.
+    /// Records a peer's offer, raises its offer event here (unless the
+    /// same peer announced it already: a link that replaced another), and
+    /// reads it at once if it is awaited here.
     fn import(&mut self, peer: &str, name: String, attrs: Attributes, source: Source) {
+        let known = match self.imports.get(&name) {
+            Some(old) if old.peer == peer => true,
+            // The name moves to another node: its offer here is gone.
+            Some(_) => {
+                self.forget_import(&name);
+                false
+            }
+            None => false,
+        };
+        if !known {
+            self.control
+                .raise_remote(EventKind::Offer, &name, &attrs, peer);
+        }
         let import = Import {
             peer: peer.into(),
             attrs,
@@ -947,13 +973,20 @@ impl Node {
         self.publish_status();
     }
 
+    /// Forgets a peer's offer and raises its withdraw event here.
+    fn forget_import(&mut self, name: &str) -> Option<Import> {
+        let import = self.imports.remove(name)?;
+        self.control
+            .raise_remote(EventKind::Withdraw, name, &import.attrs, &import.peer);
+        Some(import)
+    }
+
+    /// A local client's offer or withdrawal (the manager sends none of
+    /// this node's own operations, nor other nodes' events).
     fn notice(&mut self, notice: Notice) {
         let Notice::Event(event) = notice else {
             return;
         };
-        if event.client == self.client.client_id() {
-            return;
-        }
         match event.kind {
             EventKind::Offer if !self.exports.contains_key(&event.name) => self.export(event.name),
             EventKind::Withdraw => self.withdraw_export(&event.name),
@@ -1148,7 +1181,8 @@ impl Node {
         result
     }
 
-    /// Ends every link and releases every export.
+    /// Ends every link, forgets the peers' objects (their withdraw events
+    /// tell the subscribers here) and releases every export.
     fn close(mut self) {
         for link in self.links.values() {
             let _ = link.writer.shutdown(std::net::Shutdown::Both);
@@ -1157,6 +1191,10 @@ impl Node {
         lock(&self.linked).clear();
         for t in self.readers.drain(..) {
             let _ = t.join();
+        }
+        let imported: Vec<String> = self.imports.keys().cloned().collect();
+        for name in imported {
+            self.forget_import(&name);
         }
         let names: Vec<String> = self.exports.keys().cloned().collect();
         for name in names {

@@ -17,10 +17,11 @@ use super::outbox::Meters;
 use super::ManagerConfig;
 use crate::engine::registry::{ClientId, Registry};
 use crate::engine::{Effect, Engine, EngineConfig, SegmentCheck, SegmentKey};
+use crate::events::EventKind;
 use crate::ipc::fasthash::FastMap;
 use crate::ipc::limits::fit_names;
 use crate::ipc::shm::{check_seals, file_size};
-use crate::ipc::wire::{ErrorCode, Frame, Msg, Stats};
+use crate::ipc::wire::{Attributes, ErrorCode, Frame, Msg, Stats};
 
 /// A client's sending side, shared by every thread that sends to it.
 pub type Outbox = Arc<super::outbox::Outbox>;
@@ -149,6 +150,27 @@ impl Host {
     pub fn fail_demands(&mut self, name: &str, code: ErrorCode, text: &str, out: &mut Outgoing) {
         self.engine
             .fail_waiters(name, code, text, &mut self.effects);
+        self.carry_out(None, out);
+    }
+
+    /// Makes client `cid` the federation's mirror (see
+    /// [`Engine::set_mirror`]).
+    pub fn set_mirror(&mut self, cid: ClientId) {
+        self.engine.set_mirror(cid);
+    }
+
+    /// Raises the events of `kind` on `name`, an object of federated node
+    /// `node`, for the subscribers here.
+    pub fn raise_remote(
+        &mut self,
+        kind: EventKind,
+        name: &str,
+        attrs: &Attributes,
+        node: &str,
+        out: &mut Outgoing,
+    ) {
+        self.engine
+            .raise_remote(kind, name, attrs, node, &mut self.effects);
         self.carry_out(None, out);
     }
 

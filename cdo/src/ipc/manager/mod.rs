@@ -39,6 +39,7 @@ use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use tracing::{debug, info, warn};
 
 use crate::config::{DuplicateOffers, UnknownAttributes};
+use crate::events::EventKind;
 use crate::schema::Schema;
 
 use self::conns::Conns;
@@ -50,7 +51,7 @@ use super::endpoint::{
 };
 use super::lease::Lease;
 use super::limits::MAX_JOIN_FRAME;
-use super::wire::{encode, ErrorCode, Frame, Msg, Stats, PROTOCOL_VERSION};
+use super::wire::{encode, Attributes, ErrorCode, Frame, Msg, Stats, PROTOCOL_VERSION};
 use crate::engine::registry::{ClientId, NameRegistry, Registry};
 
 /// How long a new connection may take to send JOIN.
@@ -213,8 +214,9 @@ struct Shared {
 }
 
 /// What a federation of pool managers needs of its local manager: to hear
-/// of demands nothing here can serve, and to fail those that another node
-/// could not serve either. Cheap to clone; usable from any thread.
+/// of demands nothing here can serve, to fail those that another node
+/// could not serve either, and to raise other nodes' events here without
+/// those of its own mirroring. Cheap to clone; usable from any thread.
 #[derive(Clone)]
 pub struct Control(Arc<Shared>);
 
@@ -232,6 +234,24 @@ impl Control {
     pub fn fail_demands(&self, name: &str, code: ErrorCode, text: &str) {
         let mut out = Outgoing::new();
         lock(&self.0.state).fail_demands(name, code, text, &mut out);
+        deliver(out);
+    }
+
+    /// Makes client `cid` (the federation's own) the mirror: its
+    /// operations on objects raise no events here (the copies it offers
+    /// and withdraws, the demands it makes to export local offers), and
+    /// events raised for other nodes ([`Control::raise_remote`]) skip it.
+    pub fn set_mirror(&self, cid: u64) {
+        lock(&self.0.state).set_mirror(cid);
+    }
+
+    /// Raises the events of `kind` on `name`, an object of federated node
+    /// `node` with attributes `attrs`, for this manager's subscribers
+    /// whose selector matches ([`EventRef::node`](crate::ipc::wire::EventRef::node)
+    /// names the node). No operation waits for their acknowledgement.
+    pub fn raise_remote(&self, kind: EventKind, name: &str, attrs: &Attributes, node: &str) {
+        let mut out = Outgoing::new();
+        lock(&self.0.state).raise_remote(kind, name, attrs, node, &mut out);
         deliver(out);
     }
 }

@@ -257,6 +257,7 @@ mod tests {
                 attrs: Default::default(),
                 client: 1,
                 needs_ack: false,
+                node: None,
             }),
         };
         // Nobody reads and nobody flushes: everything stays queued.

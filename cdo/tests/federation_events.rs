@@ -1,0 +1,275 @@
+//! Events across federated pool managers: a subscriber on one node hears
+//! of the objects offered and withdrawn on the others, once each, marked
+//! with the node they come from, and never of the federation's own
+//! mirroring (the copies it offers and withdraws, the demands it makes to
+//! export an object). Three managers on 127.0.0.1 in this process, fabric
+//! provider tcp.
+
+mod ipc_common;
+
+use std::time::Duration;
+
+use cdo::ipc::client::{Client, Notice};
+use cdo::ipc::federation::{self, Federation, FederationConfig};
+use cdo::ipc::manager::{ManagerConfig, ManagerHandle};
+use cdo::ipc::wire::{Attributes, EventRef};
+use cdo::{EventKind, Value};
+use ipc_common::{client, eventually, manager_with, pattern};
+
+const TOKEN: &str = "federation-events-token";
+/// Long enough never to expire in a test that does not want it to.
+const PATIENT: Duration = Duration::from_secs(60);
+
+/// A manager with its federation on 127.0.0.1, dialling `peers`.
+fn node(peers: &[&Federation]) -> (ManagerHandle, Federation) {
+    let pm = manager_with(ManagerConfig {
+        token: Some(TOKEN.into()),
+        ..ManagerConfig::default()
+    });
+    let peers = peers.iter().map(|f| f.local_addr().to_string()).collect();
+    let mut config = FederationConfig::new("127.0.0.1:0".parse().unwrap(), peers, TOKEN.into());
+    config.fabric.provider = Some("tcp".into());
+    config.remote_timeout = PATIENT;
+    let fed = federation::start(config, &pm).unwrap();
+    (pm, fed)
+}
+
+fn linked(feds: &[&Federation]) {
+    eventually("the managers link", || {
+        feds.iter()
+            .all(|f| f.status().peers.len() == feds.len() - 1)
+    });
+}
+
+fn step(n: u64) -> Attributes {
+    Attributes::from([("app.step".to_string(), Value::UInt(n))])
+}
+
+fn next_event(c: &mut Client) -> EventRef {
+    match c.next_notice(Some(PATIENT)).unwrap() {
+        Some(Notice::Event(e)) => e,
+        other => panic!("expected an event, got {other:?}"),
+    }
+}
+
+/// The events `c` receives up to and including the offer of `last`, as
+/// (kind, name, node).
+fn events_until(c: &mut Client, last: &str) -> Vec<(EventKind, String, Option<String>)> {
+    let mut got = Vec::new();
+    loop {
+        let e = next_event(c);
+        let end = e.kind == EventKind::Offer && e.name == last;
+        got.push((e.kind, e.name, e.node));
+        if end {
+            return got;
+        }
+    }
+}
+
+#[test]
+fn subscribers_on_every_node_hear_of_remote_offers_and_withdrawals_once() {
+    let (pa, fa) = node(&[]);
+    let (pb, fb) = node(&[&fa]);
+    let (pc, fc) = node(&[&fa, &fb]);
+    linked(&[&fa, &fb, &fc]);
+    let a = fa.local_addr().to_string();
+    let offers = EventKind::Offer | EventKind::Withdraw;
+    // On the producer's node: its own offers, and no demand of the
+    // federation exporting them.
+    let mut watch_a = client(&pa, "watch-a");
+    watch_a
+        .subscribe("*", offers | EventKind::Demand, false)
+        .unwrap();
+    // On the consumer's node, with a selector.
+    let mut watch_b = client(&pb, "watch-b");
+    watch_b.subscribe("app.step >= 2", offers, false).unwrap();
+    // On a third node, where nothing is read.
+    let mut watch_c = client(&pc, "watch-c");
+    watch_c
+        .subscribe("*", offers | EventKind::Demand, false)
+        .unwrap();
+
+    let mut producer = client(&pa, "producer");
+    let mut consumer = client(&pb, "consumer");
+    // Inline (small) and read remotely (above the eager limit).
+    let sizes = [1usize, 100, federation::DEFAULT_EAGER_MAX + 1];
+    for (i, &n) in sizes.iter().enumerate() {
+        let name = format!("run/{}", i + 1);
+        producer
+            .offer(&name, &pattern(i as u64, n), step(i as u64 + 1))
+            .unwrap();
+    }
+    // The attributes travel with the event, the size among them.
+    let e = next_event(&mut watch_b);
+    assert_eq!((e.kind, e.name.as_str()), (EventKind::Offer, "run/2"));
+    assert_eq!(e.node.as_deref(), Some(a.as_str()));
+    assert_eq!(e.client, 0, "no client of this node raised it");
+    assert!(!e.needs_ack);
+    assert_eq!(e.attrs.get("app.step"), Some(&Value::UInt(2)));
+    assert_eq!(e.attrs.get("size"), Some(&Value::UInt(sizes[1] as u64)));
+    let e = next_event(&mut watch_b);
+    assert_eq!((e.kind, e.name.as_str()), (EventKind::Offer, "run/3"));
+
+    // Reading both here offers local copies: no second offer event.
+    for (i, &n) in sizes.iter().enumerate().skip(1) {
+        let v = consumer.demand(&format!("run/{}", i + 1), PATIENT).unwrap();
+        assert!(*v == pattern(i as u64, n)[..]);
+    }
+    consumer.flush().unwrap();
+    eventually("both were read", || fb.status().pulls == 2);
+    producer.withdraw("run/2").unwrap();
+    producer.withdraw("run/3").unwrap();
+    // The copies' withdrawals raise nothing either.
+    eventually("the copies are withdrawn", || pb.stats().objects == 0);
+    // One link carries A's messages to each peer, in order: once the
+    // last offer is heard of, everything before it was.
+    producer.offer("end", &[0], step(9)).unwrap();
+
+    let from_a = Some(a.clone());
+    let ev = |kind, name: &str| (kind, name.to_string(), from_a.clone());
+    assert_eq!(
+        events_until(&mut watch_b, "end"),
+        vec![
+            ev(EventKind::Withdraw, "run/2"),
+            ev(EventKind::Withdraw, "run/3"),
+            ev(EventKind::Offer, "end"),
+        ]
+    );
+    assert_eq!(
+        events_until(&mut watch_c, "end"),
+        vec![
+            ev(EventKind::Offer, "run/1"),
+            ev(EventKind::Offer, "run/2"),
+            ev(EventKind::Offer, "run/3"),
+            ev(EventKind::Withdraw, "run/2"),
+            ev(EventKind::Withdraw, "run/3"),
+            ev(EventKind::Offer, "end"),
+        ]
+    );
+    let local = |kind, name: &str| (kind, name.to_string(), None);
+    assert_eq!(
+        events_until(&mut watch_a, "end"),
+        vec![
+            local(EventKind::Offer, "run/1"),
+            local(EventKind::Offer, "run/2"),
+            local(EventKind::Offer, "run/3"),
+            local(EventKind::Withdraw, "run/2"),
+            local(EventKind::Withdraw, "run/3"),
+            local(EventKind::Offer, "end"),
+        ]
+    );
+    drop((fa, fb, fc));
+}
+
+#[test]
+fn objects_offered_on_two_nodes_are_told_apart_by_node() {
+    let (pa, fa) = node(&[]);
+    let (pb, fb) = node(&[&fa]);
+    let (pc, fc) = node(&[&fa, &fb]);
+    linked(&[&fa, &fb, &fc]);
+    let mut watch = client(&pc, "watch");
+    watch
+        .subscribe("*", EventKind::Offer | EventKind::Withdraw, false)
+        .unwrap();
+    let mut pa_producer = client(&pa, "producer-a");
+    let mut pb_producer = client(&pb, "producer-b");
+    pa_producer.offer("a/1", &[1], step(1)).unwrap();
+    pb_producer.offer("b/1", &[2], step(1)).unwrap();
+    let mut got = events_until(&mut watch, "a/1");
+    if got.len() < 2 {
+        got.extend(events_until(&mut watch, "b/1"));
+    }
+    got.sort_by(|x, y| x.1.cmp(&y.1));
+    let (a, b) = (fa.local_addr().to_string(), fb.local_addr().to_string());
+    assert_eq!(
+        got,
+        vec![
+            (EventKind::Offer, "a/1".to_string(), Some(a)),
+            (EventKind::Offer, "b/1".to_string(), Some(b)),
+        ]
+    );
+    drop((fa, fb, fc));
+}
+
+#[test]
+fn acknowledged_subscribers_on_other_nodes_hold_up_no_producer() {
+    let (pa, fa) = node(&[]);
+    let (pb, fb) = node(&[&fa]);
+    linked(&[&fa, &fb]);
+    let mut watch = client(&pb, "watch");
+    watch
+        .subscribe("*", EventKind::Offer | EventKind::Withdraw, true)
+        .unwrap();
+    let mut producer = client(&pa, "producer");
+    // Neither operation waits for the subscriber, which has not even
+    // read its events when they return. (The withdrawal comes once the
+    // offer was announced: an object withdrawn before that is never
+    // heard of elsewhere.)
+    producer.offer("x", &pattern(1, 4096), step(1)).unwrap();
+    let offer = next_event(&mut watch);
+    producer.withdraw("x").unwrap();
+    let withdraw = next_event(&mut watch);
+    for (e, kind) in [(offer, EventKind::Offer), (withdraw, EventKind::Withdraw)] {
+        assert_eq!((e.kind, e.name.as_str()), (kind, "x"));
+        assert!(!e.needs_ack, "acknowledgements stay on their node");
+        // Acknowledging anyway is harmless.
+        watch.ack(e.event).unwrap();
+    }
+    assert_eq!(pb.stats().awaited_acks, 0);
+    drop((fa, fb));
+}
+
+#[test]
+fn a_peer_that_dies_withdraws_its_objects_from_the_subscribers() {
+    let (pa, fa) = node(&[]);
+    let (pb, fb) = node(&[&fa]);
+    linked(&[&fa, &fb]);
+    let a = fa.local_addr().to_string();
+    let mut watch = client(&pb, "watch");
+    watch
+        .subscribe(
+            "app.step == 1",
+            EventKind::Offer | EventKind::Withdraw,
+            false,
+        )
+        .unwrap();
+    let mut producer = client(&pa, "producer");
+    producer.offer("kept", &pattern(2, 10), step(1)).unwrap();
+    producer.offer("other", &pattern(3, 10), step(2)).unwrap();
+    let e = next_event(&mut watch);
+    assert_eq!((e.kind, e.name.as_str()), (EventKind::Offer, "kept"));
+
+    // The producer's node goes: its federation ends, and its links.
+    fa.shutdown();
+    let e = next_event(&mut watch);
+    assert_eq!((e.kind, e.name.as_str()), (EventKind::Withdraw, "kept"));
+    assert_eq!(e.node.as_deref(), Some(a.as_str()));
+    assert_eq!(e.attrs.get("app.step"), Some(&Value::UInt(1)));
+    eventually("the other node forgot the peer", || {
+        fb.status().peers.is_empty() && fb.status().imported == 0
+    });
+    drop((pa, fb));
+}
+
+#[test]
+fn a_federation_that_stops_withdraws_the_remote_objects_from_its_subscribers() {
+    let (pa, fa) = node(&[]);
+    let (pb, fb) = node(&[&fa]);
+    linked(&[&fa, &fb]);
+    let a = fa.local_addr().to_string();
+    let mut watch = client(&pb, "watch");
+    watch
+        .subscribe("*", EventKind::Offer | EventKind::Withdraw, false)
+        .unwrap();
+    let mut producer = client(&pa, "producer");
+    producer.offer("x", &pattern(4, 10), step(1)).unwrap();
+    let e = next_event(&mut watch);
+    assert_eq!((e.kind, e.name.as_str()), (EventKind::Offer, "x"));
+
+    // This node leaves the federation; its manager stays.
+    fb.shutdown();
+    let e = next_event(&mut watch);
+    assert_eq!((e.kind, e.name.as_str()), (EventKind::Withdraw, "x"));
+    assert_eq!(e.node.as_deref(), Some(a.as_str()));
+    drop((pa, fa));
+}
