@@ -354,25 +354,28 @@ impl Engine {
                 self.requires.entry(name).or_default().insert(cid);
                 Ok(Some(Msg::Ok))
             }
-            Msg::Demand { name } => {
-                if let Some(data) = self.data_ref(name.clone()) {
+            Msg::Demand { name } => match self.data_ref(name) {
+                Ok(data) => {
                     self.send_data(cid, id, data, out);
                     self.settle(out);
                     Ok(None)
-                } else if self.tombstones.contains(&name)
-                    && self.config.policy == FaultPolicy::FailFast
+                }
+                Err(name)
+                    if self.tombstones.contains(&name)
+                        && self.config.policy == FaultPolicy::FailFast =>
                 {
                     fail(
                         ErrorCode::ProducerDied,
                         format!("the producer of {name} died"),
                     )
-                } else {
+                }
+                Err(name) => {
                     self.quotas.check(cid, Kind::Demands)?;
                     self.quotas.add(cid, Kind::Demands);
                     self.waiters.entry(name).or_default().push((cid, id));
                     Ok(None)
                 }
-            }
+            },
             Msg::Withdraw { name } => {
                 let Some(object) = self.registry.get_of(&name, cid).map(|e| e.object) else {
                     return match self.registry.get(&name) {
@@ -599,10 +602,13 @@ impl Engine {
         Ok(Some(Msg::Ok))
     }
 
-    /// Where the object offered as `name` lies, if it is on offer.
-    fn data_ref(&self, name: String) -> Option<DataRef> {
-        let e = self.registry.get(&name)?;
-        Some(DataRef {
+    /// Where the object offered as `name` lies, if it is on offer; the
+    /// name back (not copied) if not.
+    fn data_ref(&self, name: String) -> Result<DataRef, String> {
+        let Some(e) = self.registry.get(&name) else {
+            return Err(name);
+        };
+        Ok(DataRef {
             size: e.size,
             offset: e.offset,
             segment: e.segment,
