@@ -161,7 +161,7 @@ fn frames() -> Vec<(&'static str, Vec<Frame>)> {
                         names: vec!["rho".into()],
                     },
                 ),
-                f(7, Msg::Stats(Stats::default())),
+                f(7, Msg::Stats(Box::default())),
                 f(8, Msg::Bye),
                 f(
                     0,

@@ -496,7 +496,7 @@ impl Engine {
                 }
                 Ok(None)
             }
-            Msg::Stat => Ok(Some(Msg::Stats(self.stats()))),
+            Msg::Stat => Ok(Some(Msg::Stats(Box::new(self.stats())))),
             Msg::Query { selector, skip } => self.query(&selector, skip),
             // Manager-to-client messages; their payload is not echoed back,
             // it may be as large as a frame.

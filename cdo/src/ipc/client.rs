@@ -203,8 +203,9 @@ pub enum Reply {
     Ok,
     /// The demanded object.
     Data(View),
-    /// The manager's counters.
-    Stats(Stats),
+    /// The manager's counters (boxed, as in [`Msg::Stats`]: every reply
+    /// would be as large).
+    Stats(Box<Stats>),
     /// Left the pool.
     Bye,
     /// Subscribed, with this id.
@@ -797,7 +798,7 @@ impl Client {
         let id = self.submit(Msg::Stat, None)?;
         self.flush()?;
         match self.wait(id, Some(Duration::from_secs(10)))? {
-            Reply::Stats(s) => Ok(s),
+            Reply::Stats(s) => Ok(*s),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }

@@ -329,8 +329,9 @@ pub enum Msg {
     },
     /// Client → manager: ask for [`Stats`].
     Stat,
-    /// Manager → client: the counters.
-    Stats(Stats),
+    /// Manager → client: the counters (boxed: the largest body by far,
+    /// it would make every message as large; same encoding as unboxed).
+    Stats(Box<Stats>),
     /// Client → manager: the names on offer whose attributes match
     /// `selector`, in guided-I/O order (by priority, output first, then
     /// name), from the `skip`-th on.

@@ -90,7 +90,7 @@ impl Host {
                     outbox.clone(),
                     Frame {
                         id,
-                        msg: Msg::Stats(self.stats()),
+                        msg: Msg::Stats(Box::new(self.stats())),
                     },
                     None,
                 ));
