@@ -28,7 +28,9 @@ use crate::attrs::{is_builtin, Attributes as Typed};
 use crate::events::EventKind;
 
 use crate::ipc::limits::check_request;
-use crate::ipc::wire::{Attributes, DataRef, ErrorCode, Msg, RequestId, Stats};
+use crate::ipc::wire::{
+    sent_attributes, Attributes, DataRef, ErrorCode, Msg, RequestId, Stats, SIZE_KEY,
+};
 use crate::value::Value;
 
 /// Effects of the operations handled so far, in order.
@@ -538,9 +540,9 @@ impl Engine {
             .map_err(|text| (ErrorCode::BadAttributes, format!("{name}: {text}")))?;
         // The size attribute is the object's size, as in one process: set
         // when absent (so that selectors see it), refused when it differs.
-        match attrs.get("size") {
+        match attrs.get(SIZE_KEY) {
             None => {
-                attrs.insert("size".into(), Value::UInt(size));
+                attrs.insert(SIZE_KEY.into(), Value::UInt(size));
             }
             Some(&Value::UInt(s)) if s == size => {}
             Some(other) => {
@@ -572,16 +574,17 @@ impl Engine {
         self.tombstones.remove(&name);
         if !self.subs.is_empty() {
             let e = self.registry.get(&name).expect("just inserted");
+            let attrs = e.attrs.clone();
             let data = DataRef {
                 name: name.clone(),
                 size,
                 offset,
                 segment: key,
-                attrs: e.attrs.clone(),
+                attrs: sent_attributes(&attrs),
                 object: e.object,
             };
-            self.raise(EventKind::Offer, &name, &data.attrs, cid, out);
-            for group in self.subs.groups_for(&name, &data.attrs) {
+            self.raise(EventKind::Offer, &name, &attrs, cid, out);
+            for group in self.subs.groups_for(&name, &attrs) {
                 // The group's own reference, dropped when a member is done.
                 *self.views.entry(data.object).or_default() += 1;
                 self.route_record(&group, data.clone(), out);
@@ -612,7 +615,7 @@ impl Engine {
             size: e.size,
             offset: e.offset,
             segment: e.segment,
-            attrs: e.attrs.clone(),
+            attrs: sent_attributes(&e.attrs),
             object: e.object,
             name,
         })
@@ -623,7 +626,14 @@ impl Engine {
         if !self.requires.is_empty() {
             self.release_require(&data.name, to);
         }
-        self.raise(EventKind::Demand, &data.name, &data.attrs, to, out);
+        if !self.subs.is_empty() {
+            // The event carries every attribute, `size` too (the data
+            // comes from the newest offer of its name, as every caller
+            // just looked it up).
+            let attrs = self.registry.get(&data.name).map(|e| e.attrs.clone());
+            let attrs = attrs.unwrap_or_default();
+            self.raise(EventKind::Demand, &data.name, &attrs, to, out);
+        }
         self.give_view(to, rid, Msg::Data(data), out);
     }
 

@@ -28,8 +28,9 @@ pub const FRAME_VERSION: u8 = 1;
 /// Version of the message schema, exchanged in [`Msg::Join`] (3: WELCOME
 /// carries the lease and its page; 4: quota and size errors, queued-bytes
 /// and dropped-event counters; 5: queries of the offers, [`Msg::Query`],
-/// and [`ErrorCode::InvalidName`]; 6: [`ErrorCode::RemoteFailed`]).
-pub const PROTOCOL_VERSION: u32 = 6;
+/// and [`ErrorCode::InvalidName`]; 6: [`ErrorCode::RemoteFailed`]; 7: a
+/// [`DataRef`] leaves out the `size` attribute, see [`DataRef::attrs`]).
+pub const PROTOCOL_VERSION: u32 = 7;
 /// Magic bytes opening every frame.
 pub const MAGIC: [u8; 2] = *b"CD";
 /// Length of the frame header.
@@ -153,11 +154,33 @@ pub struct DataRef {
     /// The manager's identifier of the segment; its descriptor comes with
     /// the first `Data` naming it on this connection.
     pub segment: u64,
-    /// The object's attributes.
+    /// The object's attributes but `size`, which is always there and
+    /// always [`DataRef::size`] ([`sent_attributes`] and
+    /// [`with_size`]): most objects carry no others, and then their
+    /// attributes cost nothing to copy, send or receive.
     #[serde(deserialize_with = "super::limits::attributes")]
     pub attrs: Attributes,
     /// The manager's identifier of this offer, for [`Msg::Release`].
     pub object: u64,
+}
+
+/// The key of the attribute that holds an object's size.
+pub const SIZE_KEY: &str = "size";
+
+/// What [`DataRef::attrs`] carries of an object's attributes `all`: all
+/// but `size`.
+pub fn sent_attributes(all: &Attributes) -> Attributes {
+    all.iter()
+        .filter(|(k, _)| *k != SIZE_KEY)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The whole attributes of an object of `size` bytes whose
+/// [`DataRef::attrs`] are `sent`.
+pub fn with_size(mut sent: Attributes, size: u64) -> Attributes {
+    sent.insert(SIZE_KEY.into(), Value::UInt(size));
+    sent
 }
 
 /// What a subscription asks for: the body of [`Msg::Subscribe`].
