@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use cdo::ipc::wire::{
-    encode, Attributes, DataRef, ErrorCode, EventRef, Frame, Msg, SegmentRef, Stats, SubscribeRef,
+    encode, Attributes, DataRef, ErrorCode, EventRef, Frame, Msg, SegmentRef, SubscribeRef,
     PROTOCOL_VERSION,
 };
 use cdo::{EventKind, Schema, Selector, Timestamp, Value};
