@@ -11,7 +11,7 @@ use cdo::engine::registry::{ClientId, NameRegistry};
 use cdo::engine::{
     Effect, Engine, EngineConfig, FaultPolicy, Limits, ProducerExit, GROUP_WINDOW, TOMBSTONES_KEPT,
 };
-use cdo::ipc::wire::{Attributes, ErrorCode, Msg, SegmentRef, SubscribeRef};
+use cdo::ipc::wire::{with_size, Attributes, ErrorCode, Msg, SegmentRef, SubscribeRef};
 use cdo::{DuplicateOffers, EventKind, EventMask, Value};
 use proptest::prelude::*;
 
@@ -1091,7 +1091,14 @@ fn the_size_attribute_is_the_object_s_size() {
         let [Msg::Data(data)] = &to(&out, cons, d)[..] else {
             panic!("{out:?}");
         };
-        assert_eq!(data.attrs, size(SIZE), "{name}");
+        // The size travels once, as the size of the data, not again as
+        // an attribute; the client puts it back among the attributes.
+        assert_eq!((data.size, data.attrs.get("size")), (SIZE, None), "{name}");
+        assert_eq!(
+            with_size(data.attrs.clone(), data.size),
+            size(SIZE),
+            "{name}"
+        );
     }
 }
 

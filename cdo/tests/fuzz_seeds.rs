@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use cdo::ipc::wire::{
-    encode, Attributes, DataRef, ErrorCode, EventRef, Frame, Msg, SegmentRef, Stats, SubscribeRef,
+    encode, Attributes, DataRef, ErrorCode, EventRef, Frame, Msg, SegmentRef, SubscribeRef,
     PROTOCOL_VERSION,
 };
 use cdo::{EventKind, Schema, Selector, Timestamp, Value};
@@ -162,7 +162,7 @@ fn frames() -> Vec<(&'static str, Vec<Frame>)> {
                         names: vec!["rho".into()],
                     },
                 ),
-                f(7, Msg::Stats(Stats::default())),
+                f(7, Msg::Stats(Box::default())),
                 f(8, Msg::Bye),
                 f(
                     0,

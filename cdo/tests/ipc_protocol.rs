@@ -92,7 +92,7 @@ fn msg() -> impl Strategy<Value = Msg> {
             text
         }),
         Just(Msg::Stat),
-        any::<[u64; 17]>().prop_map(|v| Msg::Stats(Stats {
+        any::<[u64; 17]>().prop_map(|v| Msg::Stats(Box::new(Stats {
             clients: v[0],
             objects: v[1],
             segments: v[2],
@@ -110,7 +110,7 @@ fn msg() -> impl Strategy<Value = Msg> {
             uptime_ms: v[14],
             queued_bytes: v[15],
             dropped_events: v[16],
-        })),
+        }))),
         subscription_msg(),
     ]
 }

@@ -29,7 +29,9 @@ use crate::attrs::{is_builtin, Attributes as Typed};
 use crate::events::EventKind;
 
 use crate::ipc::limits::check_request;
-use crate::ipc::wire::{Attributes, DataRef, ErrorCode, Msg, RequestId, Stats};
+use crate::ipc::wire::{
+    sent_attributes, Attributes, DataRef, ErrorCode, Msg, RequestId, Stats, SIZE_KEY,
+};
 use crate::value::Value;
 
 /// Effects of the operations handled so far, in order.
@@ -359,25 +361,28 @@ impl Engine {
                 self.requires.entry(name).or_default().insert(cid);
                 Ok(Some(Msg::Ok))
             }
-            Msg::Demand { name } => {
-                if let Some(data) = self.data_ref(name.clone()) {
+            Msg::Demand { name } => match self.data_ref(name) {
+                Ok(data) => {
                     self.send_data(cid, id, data, out);
                     self.settle(out);
                     Ok(None)
-                } else if self.tombstones.contains(&name)
-                    && self.config.policy == FaultPolicy::FailFast
+                }
+                Err(name)
+                    if self.tombstones.contains(&name)
+                        && self.config.policy == FaultPolicy::FailFast =>
                 {
                     fail(
                         ErrorCode::ProducerDied,
                         format!("the producer of {name} died"),
                     )
-                } else {
+                }
+                Err(name) => {
                     self.quotas.check(cid, Kind::Demands)?;
                     self.quotas.add(cid, Kind::Demands);
                     self.waiters.entry(name).or_default().push((cid, id));
                     Ok(None)
                 }
-            }
+            },
             Msg::Withdraw { name } => {
                 let Some(object) = self.registry.get_of(&name, cid).map(|e| e.object) else {
                     return match self.registry.get(&name) {
@@ -498,7 +503,7 @@ impl Engine {
                 }
                 Ok(None)
             }
-            Msg::Stat => Ok(Some(Msg::Stats(self.stats()))),
+            Msg::Stat => Ok(Some(Msg::Stats(Box::new(self.stats())))),
             Msg::Query { selector, skip } => self.query(&selector, skip),
             // Manager-to-client messages; their payload is not echoed back,
             // it may be as large as a frame.
@@ -540,9 +545,9 @@ impl Engine {
             .map_err(|text| (ErrorCode::BadAttributes, format!("{name}: {text}")))?;
         // The size attribute is the object's size, as in one process: set
         // when absent (so that selectors see it), refused when it differs.
-        match attrs.get("size") {
+        match attrs.get(SIZE_KEY) {
             None => {
-                attrs.insert("size".into(), Value::UInt(size));
+                attrs.insert(SIZE_KEY.into(), Value::UInt(size));
             }
             Some(&Value::UInt(s)) if s == size => {}
             Some(other) => {
@@ -574,16 +579,17 @@ impl Engine {
         self.tombstones.remove(&name);
         if !self.subs.is_empty() {
             let e = self.registry.get(&name).expect("just inserted");
+            let attrs = e.attrs.clone();
             let data = DataRef {
                 name: name.clone(),
                 size,
                 offset,
                 segment: key,
-                attrs: e.attrs.clone(),
+                attrs: sent_attributes(&attrs),
                 object: e.object,
             };
-            self.raise(EventKind::Offer, &name, &data.attrs, cid, out);
-            for group in self.subs.groups_for(&name, &data.attrs) {
+            self.raise(EventKind::Offer, &name, &attrs, cid, out);
+            for group in self.subs.groups_for(&name, &attrs) {
                 // The group's own reference, dropped when a member is done.
                 *self.views.entry(data.object).or_default() += 1;
                 self.route_record(&group, data.clone(), out);
@@ -604,14 +610,17 @@ impl Engine {
         Ok(Some(Msg::Ok))
     }
 
-    /// Where the object offered as `name` lies, if it is on offer.
-    fn data_ref(&self, name: String) -> Option<DataRef> {
-        let e = self.registry.get(&name)?;
-        Some(DataRef {
+    /// Where the object offered as `name` lies, if it is on offer; the
+    /// name back (not copied) if not.
+    fn data_ref(&self, name: String) -> Result<DataRef, String> {
+        let Some(e) = self.registry.get(&name) else {
+            return Err(name);
+        };
+        Ok(DataRef {
             size: e.size,
             offset: e.offset,
             segment: e.segment,
-            attrs: e.attrs.clone(),
+            attrs: sent_attributes(&e.attrs),
             object: e.object,
             name,
         })
@@ -622,7 +631,14 @@ impl Engine {
         if !self.requires.is_empty() {
             self.release_require(&data.name, to);
         }
-        self.raise(EventKind::Demand, &data.name, &data.attrs, to, out);
+        if !self.subs.is_empty() {
+            // The event carries every attribute, `size` too (the data
+            // comes from the newest offer of its name, as every caller
+            // just looked it up).
+            let attrs = self.registry.get(&data.name).map(|e| e.attrs.clone());
+            let attrs = attrs.unwrap_or_default();
+            self.raise(EventKind::Demand, &data.name, &attrs, to, out);
+        }
         self.give_view(to, rid, Msg::Data(data), out);
     }
 

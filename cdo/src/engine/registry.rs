@@ -58,8 +58,8 @@ pub trait Registry: Send {
 /// configured (each client offers a name at most once at a time).
 #[derive(Debug, Default)]
 pub struct NameRegistry {
-    /// Versions of each name, oldest first.
-    entries: FastMap<String, Vec<Entry>>,
+    /// Versions of each name.
+    entries: FastMap<String, Versions>,
     duplicates: DuplicateOffers,
     len: usize,
 }
@@ -74,19 +74,45 @@ impl NameRegistry {
     }
 }
 
+/// The versions of one name: the newest inline, so that a name offered
+/// once (the common case) costs no allocation besides its entry.
+#[derive(Debug)]
+struct Versions {
+    /// Older versions, oldest first.
+    older: Vec<Entry>,
+    newest: Entry,
+}
+
+impl Versions {
+    /// Every version, oldest first.
+    fn iter(&self) -> impl DoubleEndedIterator<Item = &Entry> {
+        self.older.iter().chain(std::iter::once(&self.newest))
+    }
+}
+
 impl Registry for NameRegistry {
     fn insert(&mut self, name: String, entry: Entry) -> Result<(), Entry> {
-        let versions = self.entries.entry(name).or_default();
-        if !versions.is_empty() && self.duplicates == DuplicateOffers::Reject {
-            return Err(entry);
+        use std::collections::hash_map::Entry as Slot;
+        match self.entries.entry(name) {
+            Slot::Vacant(v) => {
+                v.insert(Versions {
+                    older: Vec::new(),
+                    newest: entry,
+                });
+            }
+            Slot::Occupied(_) if self.duplicates == DuplicateOffers::Reject => return Err(entry),
+            Slot::Occupied(mut o) => {
+                let versions = o.get_mut();
+                let older = std::mem::replace(&mut versions.newest, entry);
+                versions.older.push(older);
+            }
         }
-        versions.push(entry);
         self.len += 1;
         Ok(())
     }
 
     fn get(&self, name: &str) -> Option<&Entry> {
-        self.entries.get(name)?.last()
+        self.entries.get(name).map(|v| &v.newest)
     }
 
     fn get_of(&self, name: &str, owner: ClientId) -> Option<&Entry> {
@@ -99,11 +125,15 @@ impl Registry for NameRegistry {
 
     fn remove(&mut self, name: &str, owner: ClientId) -> Option<Entry> {
         let versions = self.entries.get_mut(name)?;
-        let i = versions.iter().rposition(|e| e.owner == owner)?;
-        let entry = versions.remove(i);
-        if versions.is_empty() {
-            self.entries.remove(name);
-        }
+        let entry = if versions.newest.owner == owner {
+            match versions.older.pop() {
+                Some(older) => std::mem::replace(&mut versions.newest, older),
+                None => self.entries.remove(name)?.newest,
+            }
+        } else {
+            let i = versions.older.iter().rposition(|e| e.owner == owner)?;
+            versions.older.remove(i)
+        };
         self.len -= 1;
         Some(entry)
     }
@@ -112,7 +142,14 @@ impl Registry for NameRegistry {
         let Some(versions) = self.entries.get_mut(name) else {
             return false;
         };
-        match versions.iter_mut().rev().find(|e| e.owner == from) {
+        let newest = std::iter::once(&mut versions.newest);
+        match versions
+            .older
+            .iter_mut()
+            .chain(newest)
+            .rev()
+            .find(|e| e.owner == from)
+        {
             Some(e) => {
                 e.owner = to;
                 true

@@ -26,7 +26,7 @@ use crate::ipc::fasthash::{FastMap, FastSet};
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use tracing::debug;
@@ -38,7 +38,7 @@ use super::mapcache::MapCache;
 use super::pool::{PoolConfig, SegmentPool, Slot};
 use super::shm::{identity, ReadOnlyMap, ReceivedSegment};
 use super::wire::{
-    Attributes, DataRef, ErrorCode, EventRef, Frame, Msg, RequestId, SegmentRef, Stats,
+    with_size, Attributes, DataRef, ErrorCode, EventRef, Frame, Msg, RequestId, SegmentRef, Stats,
     SubscribeRef, PROTOCOL_VERSION,
 };
 
@@ -148,7 +148,10 @@ pub struct View {
     /// The object's own pages, nothing of its neighbours.
     map: ReadOnlyMap,
     name: String,
-    attrs: Attributes,
+    /// The attributes as sent, without `size` ([`DataRef::attrs`]).
+    sent: Attributes,
+    /// All of them, made from `sent` when first asked for.
+    attrs: OnceLock<Attributes>,
     object: u64,
     released: ReleaseQueue,
 }
@@ -168,9 +171,10 @@ impl View {
         &self.name
     }
 
-    /// The object's attributes.
+    /// The object's attributes (`size` among them).
     pub fn attrs(&self) -> &Attributes {
-        &self.attrs
+        self.attrs
+            .get_or_init(|| with_size(self.sent.clone(), self.map.bytes().len() as u64))
     }
 
     /// `(st_dev, st_ino)` of the shared memory behind the view.
@@ -203,8 +207,9 @@ pub enum Reply {
     Ok,
     /// The demanded object.
     Data(View),
-    /// The manager's counters.
-    Stats(Stats),
+    /// The manager's counters (boxed, as in [`Msg::Stats`]: every reply
+    /// would be as large).
+    Stats(Box<Stats>),
     /// Left the pool.
     Bye,
     /// Subscribed, with this id.
@@ -797,7 +802,7 @@ impl Client {
         let id = self.submit(Msg::Stat, None)?;
         self.flush()?;
         match self.wait(id, Some(Duration::from_secs(10)))? {
-            Reply::Stats(s) => Ok(s),
+            Reply::Stats(s) => Ok(*s),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }
@@ -1080,7 +1085,8 @@ impl Client {
         Ok(View {
             map,
             name,
-            attrs,
+            sent: attrs,
+            attrs: OnceLock::new(),
             object,
             released: self.released.clone(),
         })

@@ -29,8 +29,9 @@ pub const FRAME_VERSION: u8 = 1;
 /// carries the lease and its page; 4: quota and size errors, queued-bytes
 /// and dropped-event counters; 5: queries of the offers, [`Msg::Query`],
 /// and [`ErrorCode::InvalidName`]; 6: [`ErrorCode::RemoteFailed`]; 7:
-/// [`EventRef::node`], events of objects offered on federated nodes).
-pub const PROTOCOL_VERSION: u32 = 7;
+/// [`EventRef::node`], events of objects offered on federated nodes; 8: a
+/// [`DataRef`] leaves out the `size` attribute, see [`DataRef::attrs`]).
+pub const PROTOCOL_VERSION: u32 = 8;
 /// Magic bytes opening every frame.
 pub const MAGIC: [u8; 2] = *b"CD";
 /// Length of the frame header.
@@ -154,11 +155,33 @@ pub struct DataRef {
     /// The manager's identifier of the segment; its descriptor comes with
     /// the first `Data` naming it on this connection.
     pub segment: u64,
-    /// The object's attributes.
+    /// The object's attributes but `size`, which is always there and
+    /// always [`DataRef::size`] ([`sent_attributes`] and
+    /// [`with_size`]): most objects carry no others, and then their
+    /// attributes cost nothing to copy, send or receive.
     #[serde(deserialize_with = "super::limits::attributes")]
     pub attrs: Attributes,
     /// The manager's identifier of this offer, for [`Msg::Release`].
     pub object: u64,
+}
+
+/// The key of the attribute that holds an object's size.
+pub const SIZE_KEY: &str = "size";
+
+/// What [`DataRef::attrs`] carries of an object's attributes `all`: all
+/// but `size`.
+pub fn sent_attributes(all: &Attributes) -> Attributes {
+    all.iter()
+        .filter(|(k, _)| *k != SIZE_KEY)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The whole attributes of an object of `size` bytes whose
+/// [`DataRef::attrs`] are `sent`.
+pub fn with_size(mut sent: Attributes, size: u64) -> Attributes {
+    sent.insert(SIZE_KEY.into(), Value::UInt(size));
+    sent
 }
 
 /// What a subscription asks for: the body of [`Msg::Subscribe`].
@@ -335,8 +358,9 @@ pub enum Msg {
     },
     /// Client → manager: ask for [`Stats`].
     Stat,
-    /// Manager → client: the counters.
-    Stats(Stats),
+    /// Manager → client: the counters (boxed: the largest body by far,
+    /// it would make every message as large; same encoding as unboxed).
+    Stats(Box<Stats>),
     /// Client → manager: the names on offer whose attributes match
     /// `selector`, in guided-I/O order (by priority, output first, then
     /// name), from the `skip`-th on.

@@ -82,8 +82,15 @@ impl Host {
     }
 
     /// Handles one request of client `cid` (with the descriptor that came
-    /// with it) and queues the replies.
-    pub fn handle(&mut self, cid: ClientId, frame: Frame, fd: Option<OwnedFd>, out: &mut Outgoing) {
+    /// with it) at time `now` and queues the replies.
+    pub fn handle(
+        &mut self,
+        cid: ClientId,
+        frame: Frame,
+        fd: Option<OwnedFd>,
+        now: Instant,
+        out: &mut Outgoing,
+    ) {
         let Frame { id, msg } = frame;
         if matches!(msg, Msg::Stat) && fd.is_none() && self.engine.has_client(cid) {
             if let Some(outbox) = self.outboxes.get(&cid) {
@@ -91,7 +98,7 @@ impl Host {
                     outbox.clone(),
                     Frame {
                         id,
-                        msg: Msg::Stats(self.stats()),
+                        msg: Msg::Stats(Box::new(self.stats())),
                     },
                     None,
                 ));
@@ -116,7 +123,7 @@ impl Host {
             }
         }
         self.engine
-            .handle(cid, id, msg, check, Instant::now(), &mut self.effects);
+            .handle(cid, id, msg, check, now, &mut self.effects);
         self.carry_out(fd, out);
     }
 

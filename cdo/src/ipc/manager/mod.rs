@@ -626,16 +626,21 @@ fn receive(shared: &Shared, mut reader: Reader, cid: ClientId, outbox: &Outbox, 
             if waited.is_err() {
                 break;
             }
-            let mut out = Outgoing::new();
+            // One reply per request, mostly: room for them from the start
+            // rather than grown (and copied) five times per chunk.
+            let mut out = Outgoing::with_capacity(FRAMES_PER_LOCK);
             let held = {
                 let mut state = lock(&shared.state);
                 // Every acknowledgement hold has the same timeout, so the
                 // timer only needs waking when the first one comes, or when
                 // a withdrawal waits for a lifetime that ends sooner.
                 let before = state.next_deadline();
+                // One reading of the clock for the chunk: its requests are
+                // handled within microseconds of each other.
+                let now = Instant::now();
                 for request in frames.by_ref().take(FRAMES_PER_LOCK) {
                     match request {
-                        Ok((frame, fd)) => state.handle(cid, frame, fd, &mut out),
+                        Ok((frame, fd)) => state.handle(cid, frame, fd, now, &mut out),
                         Err((id, text)) => {
                             let code = ErrorCode::Protocol;
                             let msg = Msg::Error { code, text };
