@@ -9,18 +9,8 @@ use mamba::config::SpaceOverride;
 use mamba::topology::costs::{Origin, FALLBACK_STREAMING_THRESHOLD};
 use mamba::{Config, Mamba, Policy, Tier};
 use mamba_transforms::Layout;
-use std::path::PathBuf;
 
-fn xml_config() -> Config {
-    Config {
-        topology: Some(PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/xeon-max-2s.xml"
-        ))),
-        gpu: false,
-        ..Config::default()
-    }
-}
+mod common;
 
 /// Two packages of two cores with one NUMA node each, and an L3 of `l3`
 /// bytes per package.
@@ -34,12 +24,12 @@ fn with_l3(l3: usize) -> Config {
 
 #[test]
 fn the_allocator_and_affinity_see_one_topology() {
-    let mamba = Mamba::discover(&xml_config()).unwrap();
+    let mamba = Mamba::discover(&common::simulated("")).unwrap();
     let shared = mamba
         .locality()
         .expect("a discovered node keeps its topology");
     // The same facts as a separate load of the same file.
-    assert_eq!(shared, &Locality::load(&xml_config()).unwrap());
+    assert_eq!(shared, &Locality::load(&common::simulated("")).unwrap());
     // Every NUMA space is a node of the shared topology with the same CPUs,
     // and has a worker domain.
     let domains = Domains::new(shared, Level::NumaNode).unwrap();
@@ -63,7 +53,7 @@ fn the_allocator_and_affinity_see_one_topology() {
 
 #[test]
 fn assembled_pools_have_no_topology_and_fallback_costs() {
-    let discovered = Mamba::discover(&xml_config()).unwrap();
+    let discovered = Mamba::discover(&common::simulated("")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let pools = discovered
         .spaces()
@@ -96,7 +86,7 @@ fn the_streaming_threshold_is_the_last_level_cache() {
     assert_eq!(small.exec_options().streaming_threshold, 8 << 20);
     assert_eq!(large.exec_options().streaming_threshold, 64 << 20);
     // The XML describes no cache: the documented fallback.
-    let xml = Mamba::discover(&xml_config()).unwrap();
+    let xml = Mamba::discover(&common::simulated("")).unwrap();
     assert_eq!(
         xml.streaming_threshold(),
         (FALLBACK_STREAMING_THRESHOLD, Origin::Fallback)
@@ -166,7 +156,7 @@ fn data_that_fits_the_cache_is_read_remotely_and_larger_data_moves() {
 
 #[test]
 fn migration_costs_come_from_the_bandwidth_attributes() {
-    let m = Mamba::discover(&xml_config()).unwrap();
+    let m = Mamba::discover(&common::simulated("")).unwrap();
     let costs = m.machine_costs();
     // DRAM from its own package and from the other one.
     assert_eq!(costs.local_bandwidth_mib_s, Some(100_000));
@@ -178,7 +168,7 @@ fn migration_costs_come_from_the_bandwidth_attributes() {
     assert!((policy.local_ns_per_byte - local).abs() < 1e-12);
     assert!((policy.migrate_ns_per_byte - (local + remote)).abs() < 1e-12);
     // A configured (measured) bandwidth of the DRAM spaces replaces hwloc's.
-    let mut config = xml_config();
+    let mut config = common::simulated("");
     config.space = ["dram0", "dram1"]
         .into_iter()
         .map(|name| SpaceOverride {
