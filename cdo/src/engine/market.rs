@@ -30,7 +30,7 @@ use crate::events::EventKind;
 
 use crate::ipc::limits::check_request;
 use crate::ipc::wire::{
-    sent_attributes, Attributes, DataRef, ErrorCode, Msg, RequestId, Stats, SIZE_KEY,
+    sent_attributes, with_size, Attributes, DataRef, ErrorCode, Msg, RequestId, Stats, SIZE_KEY,
 };
 use crate::value::Value;
 
@@ -632,11 +632,8 @@ impl Engine {
             self.release_require(&data.name, to);
         }
         if !self.subs.is_empty() {
-            // The event carries every attribute, `size` too (the data
-            // comes from the newest offer of its name, as every caller
-            // just looked it up).
-            let attrs = self.registry.get(&data.name).map(|e| e.attrs.clone());
-            let attrs = attrs.unwrap_or_default();
+            // The event carries every attribute, `size` too.
+            let attrs = with_size(data.attrs.clone(), data.size);
             self.raise(EventKind::Demand, &data.name, &attrs, to, out);
         }
         self.give_view(to, rid, Msg::Data(data), out);
