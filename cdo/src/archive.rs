@@ -1,7 +1,15 @@
-//! A persistent archive of CDOs in a directory on a file tier (an SSD
-//! directory): the storage behind an archiver (it streams offers and
-//! writes them, attributes beside the data) and a librarian (it answers
-//! requires by offering what the archive holds).
+//! A persistent archive of CDOs: the storage behind an archiver (it
+//! streams offers and writes them, attributes beside the data) and a
+//! librarian (it answers requires by offering what the archive holds).
+//!
+//! An [`Archive`] lives in one of two [`Backend`]s: a plain directory on a
+//! file tier (an SSD directory; the layout below), or a persistent-memory
+//! space of mamba's [`pmem`](mamba::pmem) module (an NVDIMM fsdax mount, or
+//! a directory emulating one), where each CDO is a named object, flushed
+//! on store and found again by name after the process is gone
+//! ([`PersistentArchive`]). [`Archive::store`] says how the bytes were
+//! made durable ([`Flushed`]: `fsync` of the files, `msync` of emulated
+//! persistent memory, or a cache-line flush of a `MAP_SYNC` mapping).
 //!
 //! ## Layout
 //!
@@ -23,9 +31,8 @@
 //! crash) finds the old entry or the new one, never a mix. One writer per
 //! name at a time.
 //!
-//! The same entries can live in persistent memory instead:
-//! [`PersistentArchive`] keeps each CDO as a named object of an NVDIMM
-//! space (`mamba::pmem`), flushed on store and reopened by name.
+//! In persistent memory, a store writes a new generation of the object and
+//! flushes it before the older one goes (see [`PersistentArchive`]).
 //!
 //! ## Dead letters
 //!
@@ -33,7 +40,8 @@
 //! JSON cannot hold, a file the system will not create) is not retried:
 //! the archivers set it aside with [`Archive::dead_letter`], a note (its
 //! name, attributes and why) and a copy of its bytes under the archive's
-//! `.dead-letter` directory, mark it done and carry on. A librarian notes
+//! `.dead-letter` directory (plain files, whatever the backend), mark it
+//! done and carry on. A librarian notes
 //! there the entries it cannot serve (corrupt, or refused by the pool).
 //! [`Archive::dead_letters`] lists them; no CDO name encodes to that
 //! directory, so they never show among [`Archive::names`].
@@ -53,10 +61,12 @@
 //! ```
 
 mod archiver;
+mod dead_letter;
 mod name;
 mod persistent;
 
 pub use archiver::{Archiver, Ledger, Outcome, Subsample, Tally};
+pub use dead_letter::DeadLetter;
 pub use persistent::PersistentArchive;
 
 use crate::attrs::FlatAttributes;
@@ -71,8 +81,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 const DATA: &str = "cdo";
 /// Suffix of an entry's attribute file.
 const META: &str = "json";
-/// The directory of the dead letters, under the archive's.
-const DEAD_LETTERS: &str = ".dead-letter";
 
 /// Why the archive could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -135,19 +143,6 @@ pub struct Archived {
     pub attributes: FlatAttributes,
     /// Its bytes.
     pub data: Vec<u8>,
-}
-
-/// A record set aside: the note [`Archive::dead_letter`] wrote.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeadLetter {
-    /// The CDO name, as the record had it.
-    pub name: String,
-    /// Why it was set aside.
-    pub reason: String,
-    /// Its attributes (a non-finite float reads back as `null`).
-    pub attributes: serde_json::Value,
-    /// Where a copy of its bytes lies, if one was kept.
-    pub data: Option<PathBuf>,
 }
 
 /// What the JSON file says about one version of the bytes.
@@ -233,21 +228,114 @@ fn check_value(name: &str, key: &str, value: &Value) -> Result<()> {
     }
 }
 
-/// A directory of archived CDOs.
+/// Where an archive keeps its entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// A plain directory (on the SSD tier, say): two files per entry,
+    /// synced with `fsync`.
+    Directory(PathBuf),
+    /// A persistent-memory space ([`mamba::pmem`]): an fsdax mount of an
+    /// NVDIMM, or a directory emulating one; one flushed object per entry
+    /// ([`PersistentArchive`]).
+    Pmem(PathBuf),
+}
+
+impl Backend {
+    /// The directory the backend lives in.
+    pub fn dir(&self) -> &Path {
+        match self {
+            Backend::Directory(dir) | Backend::Pmem(dir) => dir,
+        }
+    }
+}
+
+/// How a store reached durable media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flushed {
+    /// A directory archive: the files and their directory synced with
+    /// `fsync`.
+    Fsync,
+    /// Persistent memory emulated by a page-cache file system: the mapped
+    /// object written back with `msync`.
+    Msync,
+    /// Persistent memory mapped with `MAP_SYNC` (fsdax): the CPU cache
+    /// lines of the object flushed, no page cache in between.
+    CacheLines,
+}
+
+impl From<mamba::pmem::FlushMode> for Flushed {
+    fn from(mode: mamba::pmem::FlushMode) -> Self {
+        match mode {
+            mamba::pmem::FlushMode::MapSync => Flushed::CacheLines,
+            mamba::pmem::FlushMode::Msync => Flushed::Msync,
+        }
+    }
+}
+
+impl std::fmt::Display for Flushed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Flushed::Fsync => "fsync",
+            Flushed::Msync => "msync (emulated persistent memory)",
+            Flushed::CacheLines => "cache-line flush (MAP_SYNC)",
+        })
+    }
+}
+
+/// What a store wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The file that holds the entry: the data file of a directory
+    /// archive, the object file (header and record) in persistent memory.
+    pub path: PathBuf,
+    /// How it was made durable.
+    pub flushed: Flushed,
+}
+
+/// An archive of CDOs, in a directory or in persistent memory
+/// ([`Backend`]).
 #[derive(Debug, Clone)]
 pub struct Archive {
     dir: PathBuf,
+    /// The entries' store when it is persistent memory (else the files
+    /// under `dir`).
+    pmem: Option<PersistentArchive>,
 }
 
 impl Archive {
-    /// The archive in `dir`, created (with its parents) if needed.
+    /// The archive in the directory `dir`, created (with its parents) if
+    /// needed: [`Archive::open_backend`] with [`Backend::Directory`].
     ///
     /// # Errors
     /// [`ArchiveError::Io`] when the directory cannot be created.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Archive> {
-        let dir = dir.into();
+        Archive::open_backend(Backend::Directory(dir.into()))
+    }
+
+    /// The archive kept by `backend`, its directory created (with its
+    /// parents) if needed.
+    ///
+    /// # Errors
+    /// [`ArchiveError::Io`] when the directory cannot be created;
+    /// [`ArchiveError::Persistent`] when it cannot hold persistent objects
+    /// (not writable).
+    pub fn open_backend(backend: Backend) -> Result<Archive> {
+        let dir = backend.dir().to_owned();
         fs::create_dir_all(&dir).map_err(io_error(&dir))?;
-        Ok(Archive { dir })
+        let pmem = match backend {
+            Backend::Directory(_) => None,
+            Backend::Pmem(_) => Some(PersistentArchive::new(mamba::pmem::PmemSpace::new(&dir)?)),
+        };
+        Ok(Archive { dir, pmem })
+    }
+
+    /// The backend the archive lives in.
+    pub fn backend(&self) -> Backend {
+        match self.pmem {
+            None => Backend::Directory(self.dir.clone()),
+            Some(_) => Backend::Pmem(self.dir.clone()),
+        }
     }
 
     /// The archive's directory.
@@ -266,21 +354,31 @@ impl Archive {
         })
     }
 
-    /// The file that holds (or would hold) the bytes of `name`.
+    /// The file that holds (or would hold) the bytes of `name`: its data
+    /// file in a directory; in persistent memory, the object file of its
+    /// newest generation (or of its first, when none is stored).
     ///
     /// # Errors
-    /// [`ArchiveError::BadName`] when `name` cannot be archived.
+    /// [`ArchiveError::BadName`] when `name` cannot be archived;
+    /// [`ArchiveError::Persistent`] when the space cannot be listed.
     pub fn data_path(&self, name: &str) -> Result<PathBuf> {
-        Ok(self.entry(name)?.data)
+        match &self.pmem {
+            Some(pmem) => pmem.object_path(name),
+            None => Ok(self.entry(name)?.data),
+        }
     }
 
     /// Stores `data` with `attributes` under `name`, atomically, replacing
-    /// what was stored under it; returns the data file's path.
+    /// what was stored under it; says where, and how it was made durable.
     ///
     /// # Errors
     /// [`ArchiveError::BadName`], [`ArchiveError::BadAttribute`] (a
-    /// non-finite float), [`ArchiveError::Io`].
-    pub fn store(&self, name: &str, attributes: &FlatAttributes, data: &[u8]) -> Result<PathBuf> {
+    /// non-finite float), [`ArchiveError::Io`] (a directory),
+    /// [`ArchiveError::Persistent`] (persistent memory).
+    pub fn store(&self, name: &str, attributes: &FlatAttributes, data: &[u8]) -> Result<Stored> {
+        if let Some(pmem) = &self.pmem {
+            return pmem.store(name, attributes, data);
+        }
         let entry = self.entry(name)?;
         for (key, value) in attributes {
             check_value(name, key, value)?;
@@ -310,7 +408,10 @@ impl Archive {
         File::open(&entry.dir)
             .and_then(|d| d.sync_all())
             .map_err(io_error(&entry.dir))?;
-        Ok(entry.data)
+        Ok(Stored {
+            path: entry.data,
+            flushed: Flushed::Fsync,
+        })
     }
 
     /// The description of the bytes stored under `name` now, if any.
@@ -361,6 +462,9 @@ impl Archive {
     /// [`ArchiveError::Corrupt`] when the bytes are not those stored (a
     /// truncated file) or the attributes are unreadable.
     pub fn load(&self, name: &str) -> Result<Option<Archived>> {
+        if let Some(pmem) = &self.pmem {
+            return pmem.load(name);
+        }
         let entry = self.entry(name)?;
         Ok(self
             .read_entry(name, &entry)?
@@ -375,16 +479,24 @@ impl Archive {
     /// checked by [`Archive::load`]).
     ///
     /// # Errors
-    /// [`ArchiveError::BadName`].
+    /// [`ArchiveError::BadName`]; [`ArchiveError::Persistent`] when the
+    /// space cannot be listed.
     pub fn contains(&self, name: &str) -> Result<bool> {
+        if let Some(pmem) = &self.pmem {
+            return pmem.contains(name);
+        }
         Ok(self.entry(name)?.data.is_file())
     }
 
     /// Removes the entry `name`; false when there was none.
     ///
     /// # Errors
-    /// [`ArchiveError::BadName`], [`ArchiveError::Io`].
+    /// [`ArchiveError::BadName`], [`ArchiveError::Io`],
+    /// [`ArchiveError::Persistent`].
     pub fn remove(&self, name: &str) -> Result<bool> {
+        if let Some(pmem) = &self.pmem {
+            return pmem.remove(name);
+        }
         let entry = self.entry(name)?;
         let remove = |path: &Path| match fs::remove_file(path) {
             Ok(()) => Ok(true),
@@ -398,9 +510,10 @@ impl Archive {
     }
 
     /// Sets the record `name` aside as a dead letter: a note of its
-    /// `attributes` and `reason`, and a copy of `data` if given, under
-    /// names of their own (never derived from `name`); returns the note's
-    /// path.
+    /// `attributes` and `reason`, and a copy of `data` if given, as files
+    /// under the archive's `.dead-letter` directory (whatever the backend)
+    /// with names of their own (never derived from `name`); returns the
+    /// note's path.
     ///
     /// # Errors
     /// [`ArchiveError::Io`] when the note or the copy cannot be written.
@@ -411,37 +524,7 @@ impl Archive {
         data: Option<&[u8]>,
         reason: &str,
     ) -> Result<PathBuf> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let dir = self.dir.join(DEAD_LETTERS);
-        fs::create_dir_all(&dir).map_err(io_error(&dir))?;
-        let since_epoch = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let stem = format!(
-            "{}-{}-{}",
-            since_epoch.as_nanos(),
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let copy = match data {
-            Some(bytes) => {
-                let path = dir.join(format!("{stem}.{DATA}"));
-                write_synced(&path, bytes)?;
-                Some(path)
-            }
-            None => None,
-        };
-        let note_path = dir.join(format!("{stem}.{META}"));
-        let note = DeadLetter {
-            name: name.to_owned(),
-            reason: reason.to_owned(),
-            // serde_json writes a non-finite float as null, never fails.
-            attributes: serde_json::to_value(attributes).unwrap_or_default(),
-            data: copy,
-        };
-        let json = serde_json::to_vec_pretty(&note).map_err(|e| io_error(&note_path)(e.into()))?;
-        write_synced(&note_path, &json)?;
-        Ok(note_path)
+        dead_letter::write(&self.dir, name, attributes, data, reason)
     }
 
     /// The dead letters, oldest first.
@@ -450,42 +533,22 @@ impl Archive {
     /// [`ArchiveError::Io`] when the directory or a note cannot be read;
     /// [`ArchiveError::Corrupt`] for an unreadable note.
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
-        let dir = self.dir.join(DEAD_LETTERS);
-        let mut notes: Vec<PathBuf> = match fs::read_dir(&dir) {
-            Ok(it) => it
-                .map(|e| e.map(|e| e.path()))
-                .collect::<io::Result<_>>()
-                .map_err(io_error(&dir))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(io_error(&dir)(e)),
-        };
-        notes.retain(|p| p.extension().is_some_and(|x| x == META));
-        // Named `<ns since the epoch>-<pid>-<count>`: oldest first.
-        notes.sort_by_key(|p| {
-            let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-            let mut fields = stem.split('-').map(|f| f.parse::<u128>().ok());
-            (fields.next().flatten(), fields.nth(1).flatten())
-        });
-        notes
-            .into_iter()
-            .map(|path| {
-                let json = fs::read(&path).map_err(io_error(&path))?;
-                serde_json::from_slice(&json).map_err(|e| ArchiveError::Corrupt {
-                    name: String::new(),
-                    path,
-                    reason: format!("unreadable dead letter: {e}"),
-                })
-            })
-            .collect()
+        dead_letter::list(&self.dir)
     }
 
     /// The names of the complete entries, in hierarchical order (a
     /// directory's entries, then its sub-directories', each by encoded
     /// name); files the archive did not write are skipped.
     ///
+    /// In persistent memory, the names sorted.
+    ///
     /// # Errors
-    /// [`ArchiveError::Io`] when a directory cannot be read.
+    /// [`ArchiveError::Io`] when a directory cannot be read,
+    /// [`ArchiveError::Persistent`] when the space cannot be listed.
     pub fn names(&self) -> Result<Vec<String>> {
+        if let Some(pmem) = &self.pmem {
+            return pmem.names();
+        }
         let mut names = Vec::new();
         self.collect(&self.dir, "", &mut names)?;
         Ok(names)

@@ -2,7 +2,7 @@
 
 mod common;
 
-use cdo::archive::{Archive, ArchiveError, Archiver, Outcome, Subsample};
+use cdo::archive::{Archive, ArchiveError, Archiver, Flushed, Outcome, Subsample};
 use cdo::{FlatAttributes, Timestamp, Value};
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
@@ -65,8 +65,9 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let archive = Archive::open(dir.path().join("archive")).unwrap();
         let name = components.join("/");
-        let path = archive.store(&name, &every_value_type(), &data).unwrap();
-        prop_assert!(path.starts_with(archive.dir()));
+        let stored = archive.store(&name, &every_value_type(), &data).unwrap();
+        prop_assert!(stored.path.starts_with(archive.dir()));
+        prop_assert_eq!(stored.flushed, Flushed::Fsync);
         prop_assert!(archive.contains(&name).unwrap());
         let back = archive.load(&name).unwrap().unwrap();
         prop_assert_eq!(&back.name, &name);
@@ -85,7 +86,8 @@ fn attributes_are_human_readable_json_beside_the_data() {
     let archive = Archive::open(dir.path()).unwrap();
     let path = archive
         .store("hydro/checkpoint/40", &every_value_type(), b"abc")
-        .unwrap();
+        .unwrap()
+        .path;
     assert_eq!(path, dir.path().join("hydro/checkpoint/40.cdo"));
     let json = std::fs::read_to_string(dir.path().join("hydro/checkpoint/40.json")).unwrap();
     assert!(json.contains("\"hydro/checkpoint/40\""), "{json}");
@@ -135,7 +137,7 @@ fn a_restore_replaces_the_entry_and_an_interrupted_one_keeps_the_old() {
     let dir = tempfile::tempdir().unwrap();
     let archive = Archive::open(dir.path()).unwrap();
     let attrs = |v: u64| FlatAttributes::from([("app.v".to_owned(), Value::UInt(v))]);
-    let path = archive.store("run/x", &attrs(1), b"first").unwrap();
+    let path = archive.store("run/x", &attrs(1), b"first").unwrap().path;
     archive.store("run/x", &attrs(2), b"other").unwrap();
     let entry = archive.load("run/x").unwrap().unwrap();
     assert_eq!(
@@ -166,7 +168,8 @@ fn a_truncated_data_file_is_reported_corrupt() {
     let archive = Archive::open(dir.path()).unwrap();
     let path = archive
         .store("a/b", &every_value_type(), &[7; 100])
-        .unwrap();
+        .unwrap()
+        .path;
     std::fs::write(&path, [7; 60]).unwrap();
     let err = archive.load("a/b").unwrap_err();
     match &err {

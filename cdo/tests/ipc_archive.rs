@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cdo::archive::{Archive, Outcome, Subsample};
+use cdo::archive::{Archive, Backend, Outcome, Subsample};
 use cdo::ipc::components::{ArchiverClient, Librarian, Served};
 use cdo::ipc::endpoint::{SOCKET_ENV, TOKEN_ENV};
 use cdo::ipc::manager::ManagerHandle;
@@ -140,14 +140,17 @@ fn archiver_subsamples_its_stream() {
     assert_eq!(archive.names().unwrap(), ["s/0", "s/3", "s/6"]);
 }
 
-/// Starts a component binary joined to `pm`, once it says it is ready.
+/// Starts a component binary joined to `pm`, with `args` and the
+/// environment `envs`, once it says it is ready.
 fn spawn(
     bin: &str,
     pm: &ManagerHandle,
     args: &[&str],
+    envs: &[(&str, &std::path::Path)],
 ) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
     let mut child = Command::new(bin)
         .args(args)
+        .envs(envs.iter().copied())
         .env(SOCKET_ENV, &pm.endpoint().socket)
         .env(TOKEN_ENV, &pm.endpoint().token)
         .env("RUST_LOG", "warn")
@@ -179,6 +182,7 @@ fn the_binaries_archive_and_serve() {
         env!("CARGO_BIN_EXE_cdo-archiver"),
         &pm,
         &["--dir", dir_arg, "--selector", "app.step >= 1"],
+        &[],
     );
     let mut p = client(&pm, "producer");
     for step in 0..3u64 {
@@ -199,6 +203,7 @@ fn the_binaries_archive_and_serve() {
     let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
     assert_eq!(summary["stored"], 2, "{summary}");
     assert_eq!(summary["dead_letters"], 1, "{summary}");
+    assert_eq!(summary["flushed"], "fsync", "{summary}");
     assert_eq!(
         Archive::open(dir.path()).unwrap().names().unwrap(),
         ["b/1", "b/2"]
@@ -208,6 +213,7 @@ fn the_binaries_archive_and_serve() {
         env!("CARGO_BIN_EXE_cdo-librarian"),
         &pm,
         &["--dir", dir_arg],
+        &[],
     );
     let mut c = client(&pm, "consumer");
     c.require("b/2").unwrap();
@@ -376,4 +382,92 @@ fn librarian_notes_an_entry_it_cannot_serve_and_serves_the_rest() {
         (letters[0].name.as_str(), letters[0].data.as_ref()),
         ("r/corrupt", None)
     );
+}
+
+#[test]
+fn the_binaries_archive_in_persistent_memory_across_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory emulating an NVDIMM (no fsdax here: flushed with msync).
+    let nvdimm = dir.path().join("nvdimm");
+    let pm = manager();
+    let (mut archiver, _out) = spawn(
+        env!("CARGO_BIN_EXE_cdo-archiver"),
+        &pm,
+        &["--pmem", nvdimm.to_str().unwrap()],
+        &[],
+    );
+    let mut p = client(&pm, "producer");
+    let data = |step: u64| -> Vec<u8> { (0..5000 + step).map(|i| (i * 31 + step) as u8).collect() };
+    for step in 0..3u64 {
+        p.offer(&format!("k/{step}"), &data(step), persisted(step))
+            .unwrap();
+    }
+    // Each withdrawal returns once the archiver stored and flushed it.
+    for step in 0..3 {
+        p.withdraw(&format!("k/{step}")).unwrap();
+    }
+    // No shutdown, no final write: the process is killed outright.
+    archiver.kill().unwrap();
+    let status = archiver.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+
+    let archive = Archive::open_backend(Backend::Pmem(nvdimm.clone())).unwrap();
+    assert_eq!(archive.names().unwrap(), ["k/0", "k/1", "k/2"]);
+    for step in 0..3u64 {
+        let entry = archive.load(&format!("k/{step}")).unwrap().unwrap();
+        assert_eq!(
+            entry.attributes,
+            offered(persisted(step), 5000 + step),
+            "k/{step}"
+        );
+        assert_eq!(entry.data, data(step), "k/{step}");
+    }
+    // The librarian, told by its environment, serves the objects back.
+    let (librarian, _out) = spawn(
+        env!("CARGO_BIN_EXE_cdo-librarian"),
+        &pm,
+        &[],
+        &[("CDO_ARCHIVE_PMEM", &nvdimm)],
+    );
+    let mut c = client(&pm, "consumer");
+    c.require("k/2").unwrap();
+    let v = c.demand("k/2", WAIT).unwrap();
+    assert_eq!(&*v, &data(2)[..]);
+    assert_eq!(v.attrs(), &offered(persisted(2), 5002));
+    drop(v);
+    c.leave(WAIT).unwrap();
+    stop(librarian);
+}
+
+#[test]
+fn the_binaries_want_exactly_one_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    for bin in [
+        env!("CARGO_BIN_EXE_cdo-archiver"),
+        env!("CARGO_BIN_EXE_cdo-librarian"),
+    ] {
+        for args in [&["--dir", path, "--pmem", path][..], &[]] {
+            let out = Command::new(bin)
+                .args(args)
+                .env_remove("CDO_ARCHIVE_DIR")
+                .env_remove("CDO_ARCHIVE_PMEM")
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{bin} {args:?}: {stderr}");
+            assert!(stderr.contains("--pmem"), "{bin} {args:?}: {stderr}");
+        }
+        // The environment counts as much as the options.
+        let out = Command::new(bin)
+            .args(["--pmem", path])
+            .env("CDO_ARCHIVE_DIR", path)
+            .env_remove("CDO_ARCHIVE_PMEM")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bin}");
+    }
 }

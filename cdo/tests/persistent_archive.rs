@@ -1,10 +1,10 @@
 //! The archive in persistent memory: stored through a node's NVDIMM space,
 //! everything dropped, the node discovered again, and read back.
 
-use cdo::archive::{ArchiveError, PersistentArchive};
+use cdo::archive::{Archive, ArchiveError, Backend, Flushed, PersistentArchive};
 use cdo::{FlatAttributes, Value};
 use mamba::config::DirectoryTier;
-use mamba::pmem::{FlushMode, PmemSpace};
+use mamba::pmem::PmemSpace;
 use mamba::{Config, Mamba, Tier};
 use std::path::Path;
 
@@ -48,12 +48,16 @@ fn an_archive_in_persistent_memory_survives_its_process_state() {
     {
         let mamba = node(dir.path());
         let archive = archive_of(&mamba);
-        let mode = archive
+        let stored = archive
             .store("run1/checkpoint/40", &attrs(40), &big)
             .unwrap();
         // A directory on an ordinary file system: no DAX, so msync.
-        println!("persistent archive flush: {mode}");
-        assert!(matches!(mode, FlushMode::Msync | FlushMode::MapSync));
+        println!("persistent archive flush: {}", stored.flushed);
+        assert!(matches!(
+            stored.flushed,
+            Flushed::Msync | Flushed::CacheLines
+        ));
+        assert!(stored.path.starts_with(dir.path()) && stored.path.is_file());
         archive.store("run1/log", &attrs(1), b"").unwrap();
         archive.store("run1/log", &attrs(2), b"second").unwrap();
     }
@@ -116,4 +120,54 @@ fn bad_names_and_attributes_are_refused() {
         Err(ArchiveError::BadAttribute { .. })
     ));
     assert!(archive.names().unwrap().is_empty());
+}
+
+#[test]
+fn an_archive_opened_on_the_pmem_backend_keeps_entries_as_flushed_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("nvdimm/archive");
+    let archive = Archive::open_backend(Backend::Pmem(root.clone())).unwrap();
+    assert_eq!(archive.backend(), Backend::Pmem(root.clone()));
+    let stored = archive.store("run/a", &attrs(1), b"alpha").unwrap();
+    // Emulated persistent memory (no fsdax under a temporary directory).
+    assert_eq!(stored.flushed, Flushed::Msync);
+    assert_eq!(stored.path, archive.data_path("run/a").unwrap());
+    archive.store("run/b", &attrs(2), b"beta").unwrap();
+    assert!(archive.contains("run/a").unwrap());
+    assert!(!archive.contains("run/c").unwrap());
+    // Dead letters are plain files beside the objects, never entries.
+    archive
+        .dead_letter("bad/../x", &attrs(3), Some(b"refused"), "no path")
+        .unwrap();
+
+    // A fresh archive over the same space reads what the objects hold,
+    // and the directory backend over it sees no entry of its own.
+    let again = Archive::open_backend(Backend::Pmem(root.clone())).unwrap();
+    assert_eq!(again.names().unwrap(), ["run/a", "run/b"]);
+    let a = again.load("run/a").unwrap().unwrap();
+    assert_eq!((a.attributes, a.data), (attrs(1), b"alpha".to_vec()));
+    let letters = again.dead_letters().unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].name, "bad/../x");
+    assert!(Archive::open(&root).unwrap().names().unwrap().is_empty());
+
+    // A changed byte in the object makes the entry corrupt, not wrong.
+    let path = again.data_path("run/b").unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    *bytes.last_mut().unwrap() ^= 0xFF;
+    std::fs::write(&path, bytes).unwrap();
+    assert!(matches!(
+        again.load("run/b"),
+        Err(ArchiveError::Corrupt { .. })
+    ));
+    assert!(again.remove("run/b").unwrap());
+    assert_eq!(again.names().unwrap(), ["run/a"]);
+}
+
+#[test]
+fn a_pmem_backend_on_a_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain");
+    std::fs::write(&file, b"not a directory").unwrap();
+    assert!(Archive::open_backend(Backend::Pmem(file)).is_err());
 }

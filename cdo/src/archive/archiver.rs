@@ -1,7 +1,7 @@
 //! The in-process archiver: a consumer-group member that stores every
 //! record it is given (or a subsample) in an [`Archive`].
 
-use super::{Archive, Result};
+use super::{Archive, Flushed, Result, Stored};
 use crate::pool::Pool;
 use crate::stream::{Member, Record};
 use std::path::PathBuf;
@@ -50,10 +50,12 @@ pub enum Outcome {
     Stored {
         /// The CDO name.
         name: String,
-        /// Its data file in the archive.
+        /// Its file in the archive ([`Stored::path`]).
         path: PathBuf,
         /// Bytes of data.
         bytes: u64,
+        /// How it was made durable.
+        flushed: Flushed,
     },
     /// Skipped by the subsample.
     Skipped {
@@ -115,8 +117,8 @@ impl Ledger {
         attributes: &crate::FlatAttributes,
         data: &[u8],
     ) -> Result<Outcome> {
-        let path = match archive.store(&name, attributes, data) {
-            Ok(path) => path,
+        let Stored { path, flushed } = match archive.store(&name, attributes, data) {
+            Ok(stored) => stored,
             Err(refused) => {
                 let reason = refused.to_string();
                 let note = archive.dead_letter(&name, attributes, Some(data), &reason)?;
@@ -128,7 +130,12 @@ impl Ledger {
         let bytes = data.len() as u64;
         self.tally.stored += 1;
         self.tally.bytes += bytes;
-        Ok(Outcome::Stored { name, path, bytes })
+        Ok(Outcome::Stored {
+            name,
+            path,
+            bytes,
+            flushed,
+        })
     }
 
     /// What was done so far.

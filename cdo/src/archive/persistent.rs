@@ -33,10 +33,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use super::{check_value, name, ArchiveError, Archived, Result};
+use super::{check_value, name, ArchiveError, Archived, Flushed, Result, Stored};
 use crate::attrs::FlatAttributes;
-use mamba::pmem::{FlushMode, PmemSpace};
+use mamba::pmem::PmemSpace;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// Prefix of every object of the archive.
 const PREFIX: &str = "c-";
@@ -120,14 +121,15 @@ impl PersistentArchive {
     }
 
     /// Stores `data` with `attributes` under `name`, replacing what was
-    /// stored under it; returns how the flush reached the media
-    /// ([`FlushMode::Msync`] where there is no real NVDIMM).
+    /// stored under it; returns the object's file and how the flush
+    /// reached the media ([`Flushed::Msync`] where there is no real NVDIMM,
+    /// [`Flushed::CacheLines`] on fsdax with `MAP_SYNC`).
     ///
     /// # Errors
     /// [`ArchiveError::BadName`], [`ArchiveError::BadAttribute`] (a
     /// non-finite float), [`ArchiveError::Persistent`] (the object could
     /// not be created or flushed; what was stored stays readable).
-    pub fn store(&self, name: &str, attributes: &FlatAttributes, data: &[u8]) -> Result<FlushMode> {
+    pub fn store(&self, name: &str, attributes: &FlatAttributes, data: &[u8]) -> Result<Stored> {
         name::encode(name)?;
         for (key, value) in attributes {
             check_value(name, key, value)?;
@@ -158,11 +160,37 @@ impl PersistentArchive {
             let _ = self.space.remove(&object_name);
             return Err(e.into());
         }
-        let mode = object.flush_mode();
+        let stored = Stored {
+            path: object.path().to_owned(),
+            flushed: Flushed::from(object.flush_mode()),
+        };
         for g in older {
             self.space.remove(&format!("{}.{g}", stem(name)))?;
         }
-        Ok(mode)
+        Ok(stored)
+    }
+
+    /// The file of the newest generation of `name` (of its first when
+    /// none is stored).
+    ///
+    /// # Errors
+    /// [`ArchiveError::BadName`], [`ArchiveError::Persistent`].
+    pub fn object_path(&self, name: &str) -> Result<PathBuf> {
+        name::encode(name)?;
+        let generation = self.generations_of(name)?.last().copied().unwrap_or(0);
+        Ok(self
+            .space
+            .path_of(&format!("{}.{generation}", stem(name)))?)
+    }
+
+    /// Whether a generation of `name` is stored (its contents are checked
+    /// by [`PersistentArchive::load`]).
+    ///
+    /// # Errors
+    /// [`ArchiveError::BadName`], [`ArchiveError::Persistent`].
+    pub fn contains(&self, name: &str) -> Result<bool> {
+        name::encode(name)?;
+        Ok(!self.generations_of(name)?.is_empty())
     }
 
     /// The CDO stored under `name` (its newest generation that reopens

@@ -1,26 +1,31 @@
 //! `cdo-archiver`: joins the pool manager named by `CDO_POOL_SOCKET` and
 //! `CDO_WORKFLOW_TOKEN`, takes the offers its selector picks through a
 //! consumer group and writes them, attributes beside the data, into an
-//! archive directory (a file tier), until SIGINT or SIGTERM; then prints
-//! what it stored as one JSON line. A record the archive refuses is set
+//! archive: a directory (`--dir` or `CDO_ARCHIVE_DIR`: a file tier) or
+//! persistent memory (`--pmem` or `CDO_ARCHIVE_PMEM`: an NVDIMM directory,
+//! each object flushed before its record is marked done), exactly one of
+//! them (else it exits with status 2), until SIGINT or SIGTERM; then
+//! prints what it stored, and how the last store was flushed, as one JSON
+//! line. A record the archive refuses is set
 //! aside in the archive's dead letters, marked done and counted
 //! (`dead_letters`); it never stops the archiver.
 
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use cdo::archive::{Archive, Outcome, Subsample};
-use cdo::ipc::components::{connect_from_env, log_to_stderr, stop_on_signals, ArchiverClient};
-use clap::Parser;
+use cdo::ipc::components::{
+    connect_from_env, log_to_stderr, stop_on_signals, ArchiveLocation, ArchiverClient,
+};
+use clap::error::ErrorKind::ArgumentConflict;
+use clap::{CommandFactory, Parser};
 
 /// Archives the objects of a CDO pool.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// The archive directory (on the SSD tier, say).
-    #[arg(long, env = "CDO_ARCHIVE_DIR")]
-    dir: PathBuf,
+    #[command(flatten)]
+    location: ArchiveLocation,
     /// Which offers to keep (selector grammar of the cdo crate).
     #[arg(long, default_value = "persist == true")]
     selector: String,
@@ -38,8 +43,12 @@ struct Args {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     log_to_stderr();
     let args = Args::parse();
+    let backend = args
+        .location
+        .backend()
+        .unwrap_or_else(|e| Args::command().error(ArgumentConflict, e).exit());
     let stop = stop_on_signals()?;
-    let archive = Archive::open(&args.dir)?;
+    let archive = Archive::open_backend(backend)?;
     let mut archiver = ArchiverClient::join(
         connect_from_env(&args.name)?,
         &args.group,
@@ -48,11 +57,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?
     .with_subsample(Subsample { every: args.every });
     println!("ready");
+    let mut last_flush = None;
     while !stop.load(Ordering::SeqCst) {
-        if let Some(Outcome::Stored { name, bytes, .. }) =
-            archiver.next_timeout(Duration::from_millis(200))?
+        if let Some(Outcome::Stored {
+            name,
+            bytes,
+            flushed,
+            ..
+        }) = archiver.next_timeout(Duration::from_millis(200))?
         {
-            tracing::info!(%name, bytes, "archived");
+            tracing::info!(%name, bytes, %flushed, "archived");
+            last_flush = Some(flushed);
         }
     }
     let tally = archiver.leave(Duration::from_secs(10))?;
@@ -63,6 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "bytes": tally.bytes,
             "skipped": tally.skipped,
             "dead_letters": tally.dead_letters,
+            "flushed": last_flush,
         })
     );
     Ok(())

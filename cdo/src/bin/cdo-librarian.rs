@@ -1,26 +1,29 @@
 //! `cdo-librarian`: joins the pool manager named by `CDO_POOL_SOCKET` and
 //! `CDO_WORKFLOW_TOKEN` and answers every require of an object its
-//! selector picks by offering it from an archive directory (one written by
-//! `cdo-archiver`), until SIGINT or SIGTERM. It withdraws each object once
+//! selector picks by offering it from an archive (one written by
+//! `cdo-archiver`: a directory, `--dir` or `CDO_ARCHIVE_DIR`, or persistent
+//! memory, `--pmem` or `CDO_ARCHIVE_PMEM`; exactly one of them, else it
+//! exits with status 2), until SIGINT or SIGTERM. It withdraws each object once
 //! every consumer that required it has demanded it, retracted or left; an
 //! entry it cannot serve is noted in the archive's dead letters and not
 //! tried again.
 
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use cdo::archive::Archive;
-use cdo::ipc::components::{connect_from_env, log_to_stderr, stop_on_signals, Librarian, Served};
-use clap::Parser;
+use cdo::ipc::components::{
+    connect_from_env, log_to_stderr, stop_on_signals, ArchiveLocation, Librarian, Served,
+};
+use clap::error::ErrorKind::ArgumentConflict;
+use clap::{CommandFactory, Parser};
 
 /// Serves archived objects to a CDO pool.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// The archive directory.
-    #[arg(long, env = "CDO_ARCHIVE_DIR")]
-    dir: PathBuf,
+    #[command(flatten)]
+    location: ArchiveLocation,
     /// Which requires to answer (selector grammar of the cdo crate).
     #[arg(long, default_value = "*")]
     selector: String,
@@ -32,8 +35,12 @@ struct Args {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     log_to_stderr();
     let args = Args::parse();
+    let backend = args
+        .location
+        .backend()
+        .unwrap_or_else(|e| Args::command().error(ArgumentConflict, e).exit());
     let stop = stop_on_signals()?;
-    let archive = Archive::open(&args.dir)?;
+    let archive = Archive::open_backend(backend)?;
     let mut librarian = Librarian::start(connect_from_env(&args.name)?, &args.selector, archive)?;
     println!("ready");
     while !stop.load(Ordering::SeqCst) {

@@ -20,16 +20,19 @@
 //!   the pool) is noted as a dead letter and not tried again.
 //!
 //! Together they give persistence across runs: one run's archiver writes,
-//! a later run's librarian serves the same names.
+//! a later run's librarian serves the same names. Both keep the archive in
+//! a directory or in persistent memory ([`Backend`]), as their
+//! [`ArchiveLocation`] says.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::{SigSet, Signal};
 
-use crate::archive::{Archive, ArchiveError, Ledger, Outcome, Subsample, Tally};
+use crate::archive::{Archive, ArchiveError, Backend, Ledger, Outcome, Subsample, Tally};
 use crate::events::{EventKind, EventMask};
 use crate::ipc::client::{Client, ClientConfig, ClientError, Notice};
 use crate::ipc::fasthash::{FastMap, FastSet};
@@ -48,6 +51,42 @@ pub enum ComponentError {
     /// The environment names no pool manager.
     #[error("CDO_POOL_SOCKET and CDO_WORKFLOW_TOKEN must name the pool manager")]
     NoPool,
+    /// The archive's location was not given exactly once.
+    #[error("{0}")]
+    ArchiveLocation(&'static str),
+}
+
+/// Where the archiver and librarian binaries keep their archive: a
+/// directory, or a persistent-memory space; exactly one of them.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ArchiveLocation {
+    /// The archive directory (on the SSD tier, say).
+    #[arg(long, env = "CDO_ARCHIVE_DIR")]
+    pub dir: Option<PathBuf>,
+    /// The archive in persistent memory: an NVDIMM fsdax mount, or a
+    /// directory emulating one (flushed with msync).
+    #[arg(long, env = "CDO_ARCHIVE_PMEM")]
+    pub pmem: Option<PathBuf>,
+}
+
+impl ArchiveLocation {
+    /// The backend given.
+    ///
+    /// # Errors
+    /// [`ComponentError::ArchiveLocation`] when both or neither of the
+    /// directory and the persistent-memory space are given.
+    pub fn backend(self) -> Result<Backend, ComponentError> {
+        match (self.dir, self.pmem) {
+            (Some(dir), None) => Ok(Backend::Directory(dir)),
+            (None, Some(pmem)) => Ok(Backend::Pmem(pmem)),
+            (None, None) => Err(ComponentError::ArchiveLocation(
+                "no archive: give --dir (CDO_ARCHIVE_DIR) or --pmem (CDO_ARCHIVE_PMEM)",
+            )),
+            (Some(_), Some(_)) => Err(ComponentError::ArchiveLocation(
+                "two archives: give only one of --dir (CDO_ARCHIVE_DIR) and --pmem (CDO_ARCHIVE_PMEM)",
+            )),
+        }
+    }
 }
 
 /// Joins the pool manager that `CDO_POOL_SOCKET` and `CDO_WORKFLOW_TOKEN`

@@ -64,7 +64,7 @@ pub fn store(
             source,
         })?;
     let attrs = checkpoint_attributes(meta, bytes.len()).flatten();
-    Ok(archive.store(&name, &attrs, &bytes)?)
+    Ok(archive.store(&name, &attrs, &bytes)?.path)
 }
 
 /// The checkpoint of the highest step in `archive`, with its data file;

@@ -107,10 +107,12 @@ impl From<cdo::ipc::components::ComponentError> for OutletError {
         match e {
             ComponentError::Client(e) => OutletError::Ipc(e),
             ComponentError::Archive(e) => OutletError::Checkpoint(CheckpointError::Archive(e)),
-            e @ ComponentError::NoPool => OutletError::Process {
-                label: "archive".into(),
-                reason: e.to_string(),
-            },
+            e @ (ComponentError::NoPool | ComponentError::ArchiveLocation(_)) => {
+                OutletError::Process {
+                    label: "archive".into(),
+                    reason: e.to_string(),
+                }
+            }
         }
     }
 }

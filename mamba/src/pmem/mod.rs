@@ -86,7 +86,12 @@ impl PmemSpace {
         &self.dir
     }
 
-    fn path_of(&self, name: &str) -> Result<PathBuf> {
+    /// The file of object `name`, whether it exists or not.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a name other than letters, digits, `.`, `_`
+    /// and `-` (not starting with `.`).
+    pub fn path_of(&self, name: &str) -> Result<PathBuf> {
         let ok = !name.is_empty()
             && name
                 .bytes()
