@@ -188,11 +188,13 @@ impl<'m> Allocation<'m> {
     }
 
     /// Copies `bytes` into the allocation at `offset`: a memory copy for
-    /// host memory, a disk write for SSD spill spaces.
+    /// host memory, a disk write for SSD spill spaces, a copy to the device
+    /// for GPU memory whose provider can reach it ([`BlockIo`](crate::provider::BlockIo)).
     ///
     /// # Errors
     /// [`Error::OutOfBounds`] past the end; [`Error::NotHostAccessible`]
-    /// for device memory; the disk's error for spill spaces.
+    /// for device memory no provider copy reaches; the disk's or the
+    /// device's error.
     pub fn write_bytes(&mut self, offset: usize, bytes: &[u8]) -> Result<()> {
         let end = self.checked_end(offset, bytes.len())?;
         match self.pool().block_io() {
@@ -205,7 +207,8 @@ impl<'m> Allocation<'m> {
     }
 
     /// Copies `buf.len()` bytes at `offset` out of the allocation: a memory
-    /// copy for host memory, a disk read for SSD spill spaces.
+    /// copy for host memory, a disk read for SSD spill spaces, a copy from
+    /// the device for GPU memory.
     ///
     /// # Errors
     /// As [`Allocation::write_bytes`].

@@ -186,7 +186,7 @@ fn print_row(
         None => backing,
     };
     // Watermarks in percent of the capacity; "-" for spaces movable data
-    // never goes to (GPU, pinned).
+    // never goes to (pinned host memory).
     let (marks, movable) = match tiering {
         Some((w, bytes)) => (
             format!("{:.0}/{:.0}%", w.high() * 100.0, w.low() * 100.0),

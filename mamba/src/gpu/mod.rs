@@ -11,6 +11,7 @@
 //! | [`Transfer`] | completion handle of an asynchronous copy: poll, wait, `then_on` a stream, `then` a follow-up copy |
 //! | [`DeviceBuffer`], [`PinnedBuffer`] | owned device and pinned host memory with checked copies |
 //! | [`RuntimeProvider`] | pool chunks over any runtime (device spaces of a [`SimDevice`] in tests) |
+//! | [`BlockIo`](crate::provider::BlockIo) for [`GpuDevice`] | reads and writes of device memory by address: an allocation's `read_bytes`/`write_bytes` in device spaces, and the tiering's moves of movable data to and from them |
 //!
 //! Arrays in GPU spaces ([`Mamba::array`](crate::Mamba::array) with a
 //! GPU policy) are copied, tiled and migrated by [`crate::copy`], which
@@ -33,6 +34,7 @@
 //! one), and `cargo run --release -p mamba-benches --bin compare -- gpu`
 //! measures them.
 
+mod block_io;
 mod buffer;
 mod cuda;
 mod device;

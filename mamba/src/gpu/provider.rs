@@ -3,7 +3,7 @@
 use super::device::{DevicePtr, DeviceRuntime};
 use super::gpu_device::GpuDevice;
 use crate::error::Result;
-use crate::provider::{gpu_granule, Chunk, Provider};
+use crate::provider::{gpu_granule, BlockIo, Chunk, Provider};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -69,5 +69,10 @@ impl Provider for RuntimeProvider {
 
     fn gpu(&self) -> Option<Arc<GpuDevice>> {
         Some(Arc::clone(&self.gpu))
+    }
+
+    /// Device memory is read and written through the device's copy stream.
+    fn block_io(&self) -> Option<&dyn BlockIo> {
+        (!self.pinned_host).then_some(&*self.gpu as &dyn BlockIo)
     }
 }

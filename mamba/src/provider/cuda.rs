@@ -1,7 +1,7 @@
 //! CUDA device memory and page-locked host memory through the driver API
 //! (cudarc, loaded at run time: the crate builds and runs without CUDA).
 
-use super::{Chunk, Provider};
+use super::{BlockIo, Chunk, Provider};
 use crate::error::Result;
 use crate::gpu::{cuda_gpu, gpu_err, init_driver, pci_bus_id, GpuDevice, LazyContext};
 use cudarc::driver::{result, sys};
@@ -111,6 +111,12 @@ impl Provider for CudaProvider {
 
     fn gpu(&self) -> Option<Arc<GpuDevice>> {
         Some(Arc::clone(&self.gpu))
+    }
+
+    /// Device memory is read and written through the device's copy
+    /// stream (in the same primary context as the allocations).
+    fn block_io(&self) -> Option<&dyn BlockIo> {
+        (!self.pinned_host).then_some(&*self.gpu as &dyn BlockIo)
     }
 }
 

@@ -87,8 +87,8 @@ pub trait Provider: Send + Sync + Debug {
     }
 
     /// Reads and writes by address for memory the CPU cannot load but the
-    /// provider can move bytes to and from (SSD spill files); `None` for
-    /// other memory (the default).
+    /// provider can move bytes to and from (SSD spill files, GPU device
+    /// memory); `None` for other memory (the default).
     fn block_io(&self) -> Option<&dyn BlockIo> {
         None
     }

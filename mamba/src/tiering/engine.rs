@@ -12,7 +12,7 @@ use crate::allocator::Placement;
 use crate::error::{Error, Result};
 use crate::placement::move_pages_to;
 use crate::pool::Pool;
-use crate::tier::SpaceId;
+use crate::tier::{SpaceId, Tier};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError, Weak};
 use std::time::{Duration, Instant};
@@ -43,6 +43,11 @@ struct Slot {
 }
 
 impl Slot {
+    /// Whether the space is a GPU's device memory.
+    fn is_gpu(&self) -> bool {
+        self.pool.info().tier == Tier::Gpu
+    }
+
     /// Bytes held in the space now: live blocks, plus pages moved in, less
     /// pages moved out.
     fn used(&self) -> usize {
@@ -74,6 +79,10 @@ pub(super) struct Entry {
     last: AtomicU64,
     /// The space holding it (updated under the lock).
     pub(super) space: AtomicU32,
+    /// The GPU space it was allocated in, the only GPU space it may be
+    /// promoted to; `None` for data allocated in host memory, which never
+    /// goes to a GPU.
+    home_gpu: Option<usize>,
     /// Whether a [`super::Pinned`] guard holds it.
     pub(super) pinned: AtomicBool,
 }
@@ -194,8 +203,12 @@ impl Tiering {
             64
         };
         let block = placement.allocate(len, align)?;
-        let slot = &self.slots[block.space().id.0 as usize];
-        if slot.level.is_none() {
+        let index = block.space().id.0 as usize;
+        let slot = &self.slots[index];
+        // Data must be reachable for a move: by the CPU, or by the
+        // provider's reads and writes (spill files, GPU device memory).
+        let reachable = slot.pool.info().host_accessible || slot.pool.block_io().is_some();
+        if slot.level.is_none() || !reachable {
             let info = block.space();
             return Err(Error::Unsupported {
                 operation: "movable data",
@@ -205,6 +218,7 @@ impl Tiering {
         }
         let entry = Arc::new(Entry {
             space: AtomicU32::new(block.space().id.0),
+            home_gpu: slot.is_gpu().then_some(index),
             block: Mutex::new(block.into_owned()),
             len,
             align,
@@ -311,6 +325,18 @@ impl Tiering {
         }
     }
 
+    /// Whether the data of `entry` may go to space `to`: any space in the
+    /// tier order but GPUs, and its own GPU.
+    fn may_hold(&self, entry: &Entry, to: usize) -> bool {
+        !self.slots[to].is_gpu() || entry.home_gpu == Some(to)
+    }
+
+    /// Whether at least two levels of the tier order are present, so that
+    /// movable data has somewhere to move.
+    pub(super) fn is_tiered(&self) -> bool {
+        self.levels().len() > 1
+    }
+
     /// The levels present, fastest first, with the slots of each.
     fn levels(&self) -> Vec<Vec<usize>> {
         let mut levels: Vec<Vec<usize>> = Vec::new();
@@ -358,6 +384,7 @@ impl Tiering {
         };
         let mut targets: Vec<usize> = (0..self.slots.len())
             .filter(|&t| self.slots[t].level.is_some_and(|l| l > from_level))
+            .filter(|&t| self.may_hold(&s.entry, t))
             .collect();
         targets.sort_by_key(|&t| self.slots[t].level);
         for to in targets {
@@ -388,6 +415,7 @@ impl Tiering {
             };
             let mut targets: Vec<usize> = (0..self.slots.len())
                 .filter(|&t| self.slots[t].level.is_some_and(|l| l < at))
+                .filter(|&t| self.may_hold(&seen[i].entry, t))
                 .collect();
             targets.sort_by_key(|&t| self.slots[t].level);
             for to in targets {
@@ -477,7 +505,9 @@ impl Tiering {
     }
 
     /// Moves the data of a locked entry to space `to`: in place between
-    /// NUMA spaces, by copy otherwise; records the move. On error the data
+    /// NUMA spaces, by copy otherwise (through the providers' reads and
+    /// writes where the CPU cannot load a side: spill files, GPU device
+    /// memory); records the move. On error the data
     /// is where and as it was.
     pub(super) fn move_block(
         &self,

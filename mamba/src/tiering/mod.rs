@@ -9,7 +9,7 @@
 //!
 //! 1. **demotes**: every space above its high watermark sends its coldest
 //!    unpinned movable data one or more tiers down, in [`TIER_ORDER`]
-//!    (HBM, DRAM, NVDIMM, SSD), until it is below its low watermark;
+//!    (GPU, HBM, DRAM, NVDIMM, SSD), until it is below its low watermark;
 //! 2. **promotes**: hot movable data (not just demoted) moves to the
 //!    fastest tier with room under its low watermark; when that tier is
 //!    full, data there that is colder than the candidate is demoted to make
@@ -20,21 +20,47 @@
 //! so that data read once (a scan of cold data) is not promoted. Among
 //! data of equal heat the least recently used is the coldest.
 //!
+//! Heat comes from the API only ([`Movable::touch`], [`Movable::pin`] and
+//! the handle's reads and writes), not from the kernel, because on the
+//! nodes this runs on the kernel's sources are missing or too dear: there
+//! is no idle page tracking (`/sys/kernel/mm/page_idle` is absent unless
+//! the kernel is built with it); writing `/proc/self/clear_refs` and
+//! reading the referenced bits back from `/proc/self/smaps` cost about
+//! 15 to 20 ms per GiB each (4 KiB pages), per pass, and clearing those
+//! bits takes from page reclaim the recency it ages pages by; DAMON needs
+//! root (`CAP_SYS_ADMIN`) and a kernel built with it, which jobs on shared
+//! nodes do not have; NUMA hinting faults come only with automatic NUMA
+//! balancing, which is off (`/proc/sys/kernel/numa_balancing` is 0). GPU
+//! memory has no kernel-visible access bits at all.
+//!
 //! How data moves depends on the two spaces:
 //! - between two NUMA spaces (DRAM, HBM, kmem NVDIMM) the pages move in
 //!   place (`mbind` with `MPOL_MF_MOVE`, as [`Mamba::move_pages`]): the
 //!   address does not change, and the origin space stops counting them;
-//! - otherwise (an SSD spill file, a page-cache SSD directory) the data is
-//!   copied into a new block of the target space through the handle, and
-//!   the old block is freed.
+//! - otherwise (an SSD spill file, a page-cache SSD directory, GPU device
+//!   memory) the data is copied into a new block of the target space, and
+//!   the old block is freed; where the CPU cannot load a side, the copy
+//!   goes through its provider's block reads and writes
+//!   ([`BlockIo`](crate::provider::BlockIo): `O_DIRECT` file I/O, or the
+//!   GPU's copy stream), so the data's address changes.
 //!
 //! Pinned data ([`Movable::pin`]) never moves: its pointer is stable while
 //! the [`Pinned`] guard lives. Pinning data that lies in a space the CPU
 //! cannot address (an `O_DIRECT` spill file) first brings it up to the
 //! fastest CPU-addressable space with room.
 //!
-//! GPU and pinned-host spaces take no part: movable data cannot be
-//! allocated there.
+//! ## GPU spaces
+//!
+//! GPU device memory is the top of the order. Movable data allocated in a
+//! GPU space is demoted to host memory when that space passes its high
+//! watermark, and promoted back when hot, but only to **its own** GPU (the
+//! one it was allocated on: its kernels and streams are there); data
+//! allocated in host memory is never promoted to a GPU. Pinning GPU data
+//! brings it to host memory like SSD data (a CPU pointer), and a later
+//! pass returns it if it stays hot. Device spaces whose provider cannot
+//! read and write by address (a plain [`DevicePool`](crate::gpu::DevicePool))
+//! refuse movable data; pinned-host spaces take no part.
+//! [`Mamba::is_tiered`] says whether a node has two levels to move between.
 //!
 //! ```
 //! use mamba::{Config, Mamba, Policy, Tier};
@@ -67,7 +93,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 /// The tiers that movable data moves between, fastest first: demotion goes
 /// right, promotion left.
-pub const TIER_ORDER: [Tier; 4] = [Tier::Hbm, Tier::Dram, Tier::Nvdimm, Tier::Ssd];
+pub const TIER_ORDER: [Tier; 5] = [Tier::Gpu, Tier::Hbm, Tier::Dram, Tier::Nvdimm, Tier::Ssd];
 
 /// The position of `tier` in [`TIER_ORDER`], if it takes part in tiering.
 pub fn level(tier: Tier) -> Option<usize> {
@@ -183,8 +209,9 @@ impl Mamba {
     ///
     /// # Errors
     /// As [`Mamba::allocate`]; [`Error::Unsupported`] when the policy
-    /// places it in a space outside [`TIER_ORDER`] (GPU, pinned host
-    /// memory).
+    /// places it in a space outside [`TIER_ORDER`] (pinned host memory) or
+    /// one whose bytes cannot be moved (device memory whose provider
+    /// offers no reads and writes by address).
     pub fn movable(&self, len: usize, policy: &Policy) -> Result<Movable> {
         self.tiering().movable(self.placement(policy)?, len)
     }
@@ -193,6 +220,12 @@ impl Mamba {
     /// in progress) and reports what it moved.
     pub fn rebalance(&self) -> PassReport {
         self.tiering().rebalance()
+    }
+
+    /// Whether movable data can move at all here: the node has spaces on
+    /// at least two levels of [`TIER_ORDER`] (a GPU and DRAM, say).
+    pub fn is_tiered(&self) -> bool {
+        self.tiering().is_tiered()
     }
 
     /// Bytes demoted and promoted so far, per pair of spaces, and the time
@@ -242,12 +275,16 @@ mod tests {
 
     #[test]
     fn the_tier_order_runs_from_fast_to_slow() {
-        assert_eq!(level(Tier::Hbm), Some(0));
+        assert_eq!(level(Tier::Gpu), Some(0));
+        assert!(level(Tier::Gpu) < level(Tier::Hbm));
+        assert!(level(Tier::Hbm) < level(Tier::Dram));
         assert!(level(Tier::Dram) < level(Tier::Ssd));
-        assert_eq!(level(Tier::Gpu), None);
         assert_eq!(level(Tier::Pinned), None);
     }
 }
+
+#[cfg(test)]
+mod gpu_tests;
 
 #[cfg(test)]
 mod numa_tests {
