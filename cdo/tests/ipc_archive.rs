@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cdo::archive::{Archive, Backend, Outcome, Subsample};
+use cdo::archive::{Archive, Backend, Flushed, Outcome, Subsample};
 use cdo::ipc::components::{ArchiverClient, Librarian, Served};
 use cdo::ipc::endpoint::{SOCKET_ENV, TOKEN_ENV};
 use cdo::ipc::manager::ManagerHandle;
@@ -70,7 +70,13 @@ fn archiver_keeps_what_its_selector_picks_and_librarian_serves_it_back() {
         let stored = take(3, || {
             archiver.next_timeout(Duration::from_millis(100)).unwrap()
         });
-        assert!(stored.iter().all(|o| matches!(o, Outcome::Stored { .. })));
+        assert!(stored.iter().all(|o| matches!(
+            o,
+            Outcome::Stored {
+                flushed: Flushed::Fsync,
+                ..
+            }
+        )));
         // Done records no longer hold the producer back.
         for step in 0..3 {
             p.withdraw(&format!("run/chk/{step}")).unwrap();

@@ -169,5 +169,8 @@ fn a_pmem_backend_on_a_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("plain");
     std::fs::write(&file, b"not a directory").unwrap();
-    assert!(Archive::open_backend(Backend::Pmem(file)).is_err());
+    assert!(matches!(
+        Archive::open_backend(Backend::Pmem(file)),
+        Err(ArchiveError::Io { .. })
+    ));
 }
