@@ -25,12 +25,13 @@ use super::registry::{ClientId, Entry, Registry};
 use super::subs::{Acked, Route, SubError, Subs, Unsubscribed};
 use super::tombstones::Tombstones;
 use super::{Effect, EngineConfig, FaultPolicy, SegmentCheck, SegmentKey};
-use crate::attrs::{is_builtin, Attributes as Typed};
+use crate::attrs::{is_builtin, Attributes as Typed, FlatView};
 use crate::events::EventKind;
 
 use crate::ipc::limits::check_request;
 use crate::ipc::wire::{
-    sent_attributes, with_size, Attributes, DataRef, ErrorCode, Msg, RequestId, Stats, SIZE_KEY,
+    sent_attributes, with_size, Attributes, DataRef, ErrorCode, Msg, RequestId, Stats,
+    SubscribeRef, SIZE_KEY,
 };
 use crate::value::Value;
 
@@ -465,23 +466,8 @@ impl Engine {
                     Ok(Some(Msg::Waiting { names: blocked }))
                 }
             }
-            Msg::Subscribe(req) => {
-                let count = self.subs.of_client(cid).len();
-                self.quotas.check_count(Kind::Subscriptions, count)?;
-                let group = req.group.clone();
-                let sub = self.subs.subscribe(cid, req).map_err(|e| match e {
-                    SubError::Selector(text) => (ErrorCode::BadSelector, text),
-                    SubError::GroupSelector { group, selector } => (
-                        ErrorCode::BadSubscription,
-                        format!("group {group} selects {selector:?}; join it with that selector"),
-                    ),
-                })?;
-                self.send(cid, id, Msg::Subscribed { subscription: sub }, None, out);
-                if let Some(group) = group {
-                    self.drain_group(&group, out);
-                }
-                Ok(None)
-            }
+            Msg::Subscribe(req) => self.subscribe(cid, id, req, false, out),
+            Msg::SubscribeReplay(req) => self.subscribe(cid, id, req, true, out),
             Msg::Unsubscribe { subscription } => {
                 if self.subs.owner(subscription) != Some(cid) {
                     return fail(
@@ -508,6 +494,68 @@ impl Engine {
             // Manager-to-client messages; their payload is not echoed back,
             // it may be as large as a frame.
             _ => fail(ErrorCode::Protocol, "message not accepted from clients"),
+        }
+    }
+
+    /// Subscribes client `cid` (request `id`); with `replay`, first sends
+    /// an offer event for each matching object on offer (of this node),
+    /// in offer order.
+    fn subscribe(
+        &mut self,
+        cid: ClientId,
+        id: RequestId,
+        req: SubscribeRef,
+        replay: bool,
+        out: &mut Outgoing,
+    ) -> Reply {
+        if replay && req.group.is_some() {
+            return fail(
+                ErrorCode::BadSubscription,
+                "a consumer group takes no replay",
+            );
+        }
+        let count = self.subs.of_client(cid).len();
+        self.quotas.check_count(Kind::Subscriptions, count)?;
+        let group = req.group.clone();
+        let sub = self.subs.subscribe(cid, req).map_err(|e| match e {
+            SubError::Selector(text) => (ErrorCode::BadSelector, text),
+            SubError::GroupSelector { group, selector } => (
+                ErrorCode::BadSubscription,
+                format!("group {group} selects {selector:?}; join it with that selector"),
+            ),
+        })?;
+        self.send(cid, id, Msg::Subscribed { subscription: sub }, None, out);
+        if let Some(group) = group {
+            self.drain_group(&group, out);
+        }
+        if replay {
+            self.replay(cid, sub, out);
+        }
+        Ok(None)
+    }
+
+    /// Sends client `cid` an offer event of subscription `sub` for each
+    /// matching object on offer (of this node), in offer order.
+    fn replay(&mut self, cid: ClientId, sub: u64, out: &mut Outgoing) {
+        let Some(selector) = self.subs.replay_selector(sub) else {
+            return;
+        };
+        let mut offered = Vec::new();
+        self.registry.for_each(&mut |name, e| {
+            if self.mirror != Some(e.owner)
+                && selector.matches(&FlatView {
+                    name,
+                    attrs: &e.attrs,
+                })
+            {
+                offered.push((e.object, name.to_owned(), e.attrs.clone(), e.owner));
+            }
+        });
+        offered.sort_unstable_by_key(|&(object, ..)| object);
+        for (_, name, attrs, owner) in offered {
+            let event = self.subs.replayed(sub, name, attrs, owner);
+            self.totals.events += 1;
+            self.send(cid, 0, Msg::Event(event), None, out);
         }
     }
 

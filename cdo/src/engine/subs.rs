@@ -295,6 +295,36 @@ impl Subs {
             .collect()
     }
 
+    /// The selector of plain subscription `sub` when it takes offer
+    /// events (what a replay sends); `None` otherwise.
+    pub fn replay_selector(&self, sub: u64) -> Option<&Selector> {
+        self.subs
+            .get(&sub)
+            .filter(|s| s.group.is_none() && s.mask.contains(EventKind::Offer))
+            .map(|s| &s.selector)
+    }
+
+    /// The replayed offer event of subscription `sub` for object `name`
+    /// offered by `origin`: no operation waits for it.
+    pub fn replayed(
+        &mut self,
+        sub: u64,
+        name: String,
+        attrs: Attributes,
+        origin: ClientId,
+    ) -> EventRef {
+        EventRef {
+            subscription: sub,
+            event: self.next(),
+            kind: EventKind::Offer,
+            name,
+            attrs,
+            client: origin,
+            needs_ack: false,
+            node: None,
+        }
+    }
+
     /// The consumer groups whose selector matches an offer of `name`.
     pub fn groups_for(&self, name: &str, attrs: &Attributes) -> Vec<String> {
         let view = FlatView { name, attrs };
