@@ -727,7 +727,8 @@ impl Client {
     /// [`Client::subscribe`] for a subscriber that joins late: first an
     /// [`EventKind::Offer`](crate::EventKind::Offer) event for each object
     /// on offer that matches `selector`, in offer order, then the live
-    /// events. Replayed events hold up no operation, so they never
+    /// events, as [`Pool::subscribe_replay`](crate::Pool::subscribe_replay)
+    /// in one process. Replayed events hold up no operation, so they never
     /// need acknowledging; nothing is replayed unless `kinds` has
     /// `Offer`. Objects of other federated nodes are not replayed.
     ///
