@@ -913,3 +913,43 @@ fn a_late_subscriber_gets_the_offers_replayed_then_the_live_events() {
         assert_eq!(events(&mut quiet, 0), [], "{}", d.label());
     });
 }
+
+/// Selectors see the derived `version` of an offer: 0 for the first offer
+/// of a name, one more for each newer version on offer (`version`
+/// policy), in queries and in subscriptions alike.
+///
+/// Right answer: the in-process pool's, where `version` was always
+/// derived; the pool manager derives it too since protocol 9 (it derives
+/// no `space` or `tier`: its shared segments lie in no mamba space).
+#[test]
+fn selectors_see_the_version_of_an_offer() {
+    let setup = Setup {
+        duplicates: DuplicateOffers::Version,
+        ..Setup::default()
+    };
+    both(setup, |d| {
+        let mut older = d.peer("older");
+        let mut newer = d.peer("newer");
+        let mut watcher = d.peer("watcher");
+        watcher
+            .subscribe("version == 1", EventKind::Offer.into(), false)
+            .unwrap();
+        older.offer("v/x", &[1; 4], Duration::ZERO).unwrap();
+        newer.offer("v/x", &[2; 4], Duration::ZERO).unwrap();
+        older.offer("v/y", &[3; 4], Duration::ZERO).unwrap();
+        let label = d.label();
+        assert_eq!(older.query("version == 1").unwrap(), ["v/x"], "{label}");
+        assert_eq!(
+            older.query("version == 0").unwrap(),
+            ["v/x", "v/y"],
+            "{label}"
+        );
+        assert_eq!(
+            events(&mut watcher, 1),
+            [(EventKind::Offer, "v/x".to_string())],
+            "{label}"
+        );
+        assert!(newer.withdraw("v/x", LONG).unwrap(), "{label}");
+        assert_eq!(older.query("version == 1").unwrap(), [""; 0], "{label}");
+    });
+}

@@ -25,7 +25,7 @@ use super::registry::{ClientId, Entry, Registry};
 use super::subs::{Acked, Route, SubError, Subs, Unsubscribed};
 use super::tombstones::Tombstones;
 use super::{Effect, EngineConfig, FaultPolicy, SegmentCheck, SegmentKey};
-use crate::attrs::{is_builtin, Attributes as Typed, FlatView};
+use crate::attrs::{is_builtin, Attributes as Typed};
 use crate::events::EventKind;
 
 use crate::ipc::limits::check_request;
@@ -175,7 +175,14 @@ impl Engine {
         let id = self.next_client;
         self.next_client += 1;
         info!(client = id, %component, "joined");
-        self.raise(EventKind::Join, &component, &Attributes::new(), id, events);
+        self.raise(
+            EventKind::Join,
+            &component,
+            &Attributes::new(),
+            None,
+            id,
+            events,
+        );
         self.clients.insert(
             id,
             ClientRec {
@@ -292,14 +299,15 @@ impl Engine {
         }
     }
 
-    /// Sends the events of `kind` on `name` to their subscribers; those
-    /// awaited by the operation being handled (when `origin` raised it)
-    /// hold its reply.
+    /// Sends the events of `kind` on `name` (of `version`, an offer) to
+    /// their subscribers; those awaited by the operation being handled
+    /// (when `origin` raised it) hold its reply.
     fn raise(
         &mut self,
         kind: EventKind,
         name: &str,
         attrs: &Attributes,
+        version: Option<u64>,
         origin: ClientId,
         out: &mut Outgoing,
     ) {
@@ -307,7 +315,7 @@ impl Engine {
             return;
         }
         let op = self.current.filter(|c| c.client == origin).map(|c| c.op);
-        for (to, event) in self.subs.events(kind, name, attrs, origin, op) {
+        for (to, event) in self.subs.events(kind, name, attrs, version, origin, op) {
             if event.needs_ack {
                 if let Some(c) = self.current.as_mut() {
                     c.awaited += 1;
@@ -358,7 +366,14 @@ impl Engine {
                     self.quotas.check(cid, Kind::Requires)?;
                     self.quotas.add(cid, Kind::Requires);
                 }
-                self.raise(EventKind::Require, &name, &Attributes::new(), cid, out);
+                self.raise(
+                    EventKind::Require,
+                    &name,
+                    &Attributes::new(),
+                    None,
+                    cid,
+                    out,
+                );
                 self.requires.entry(name).or_default().insert(cid);
                 Ok(Some(Msg::Ok))
             }
@@ -420,7 +435,14 @@ impl Engine {
                 Ok(None)
             }
             Msg::Retract { name } => {
-                self.raise(EventKind::Retract, &name, &Attributes::new(), cid, out);
+                self.raise(
+                    EventKind::Retract,
+                    &name,
+                    &Attributes::new(),
+                    None,
+                    cid,
+                    out,
+                );
                 self.release_require(&name, cid);
                 let mut cancelled = Vec::new();
                 if let Some(w) = self.waiters.get_mut(&name) {
@@ -542,12 +564,7 @@ impl Engine {
         };
         let mut offered = Vec::new();
         self.registry.for_each(&mut |name, e| {
-            if self.mirror != Some(e.owner)
-                && selector.matches(&FlatView {
-                    name,
-                    attrs: &e.attrs,
-                })
-            {
+            if self.mirror != Some(e.owner) && selector.matches(&e.view(name)) {
                 offered.push((e.object, name.to_owned(), e.attrs.clone(), e.owner));
             }
         });
@@ -605,6 +622,7 @@ impl Engine {
                 )
             }
         }
+        let version = self.registry.get(&name).map_or(0, |e| e.version + 1);
         let entry = Entry {
             owner: cid,
             size,
@@ -612,6 +630,7 @@ impl Engine {
             offset,
             attrs,
             object: self.next_object,
+            version,
         };
         if self.registry.insert(name.clone(), entry).is_err() {
             return fail(ErrorCode::DuplicateName, name);
@@ -636,8 +655,9 @@ impl Engine {
                 attrs: sent_attributes(&attrs),
                 object: e.object,
             };
-            self.raise(EventKind::Offer, &name, &attrs, cid, out);
-            for group in self.subs.groups_for(&name, &attrs) {
+            let version = Some(e.version);
+            self.raise(EventKind::Offer, &name, &attrs, version, cid, out);
+            for group in self.subs.groups_for(&name, &attrs, version) {
                 // The group's own reference, dropped when a member is done.
                 *self.views.entry(data.object).or_default() += 1;
                 self.route_record(&group, data.clone(), out);
@@ -680,9 +700,15 @@ impl Engine {
             self.release_require(&data.name, to);
         }
         if !self.subs.is_empty() {
-            // The event carries every attribute, `size` too.
+            // The event carries every attribute, `size` too; selectors see
+            // the object's version while it is the newest on offer.
             let attrs = with_size(data.attrs.clone(), data.size);
-            self.raise(EventKind::Demand, &data.name, &attrs, to, out);
+            let version = self
+                .registry
+                .get(&data.name)
+                .filter(|e| e.object == data.object)
+                .map(|e| e.version);
+            self.raise(EventKind::Demand, &data.name, &attrs, version, to, out);
         }
         self.give_view(to, rid, Msg::Data(data), out);
     }
@@ -889,7 +915,14 @@ impl Engine {
     /// Raises the leave event of `cid` (still registered).
     fn raise_leave(&mut self, cid: ClientId, out: &mut Outgoing) {
         let component = self.client(cid).component.clone();
-        self.raise(EventKind::Leave, &component, &Attributes::new(), cid, out);
+        self.raise(
+            EventKind::Leave,
+            &component,
+            &Attributes::new(),
+            None,
+            cid,
+            out,
+        );
     }
 
     /// Forgets client `cid`, whose connection ended without LEAVE.
