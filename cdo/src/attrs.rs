@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `name` | str | declare (read-only) |
 //! | `version` | uint | offer (read-only) |
-//! | `space`, `tier` | uint, str | where the data is (read-only) |
+//! | `space`, `tier` | uint, str | where the data is (read-only; in one process only) |
 //! | `size` | uint | producer (derived from shape and element type, or data) |
 //! | `element_type` | str: `u8 i8 u16 i16 u32 i32 u64 i64 f32 f64 bytes` | producer |
 //! | `shape` | list of uint | producer |
@@ -16,6 +16,10 @@
 //! | `wanted_space`, `wanted_tier`, `wanted_order` | uint, str, str | consumer |
 //! | `members` | list of str | CDO group manifests (read-only) |
 //! | `NS.KEY` | per schema | user attributes of namespace `NS` |
+//!
+//! A pool manager's selectors see `name` and `version` too (see
+//! [`OfferView`](crate::engine::registry::OfferView)), but not `space` and
+//! `tier`: its objects lie in memfd segments, in no mamba space.
 
 use crate::error::{Error, Result};
 use crate::value::{Value, ValueType};

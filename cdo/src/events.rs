@@ -11,11 +11,19 @@
 //! queued events. Handles dropped without `dispose` raise no events. A
 //! thread must not raise events that its own acknowledged subscription
 //! selects unless another thread consumes that subscription.
+//!
+//! A subscriber that joins late may ask for a replay
+//! ([`Pool::subscribe_replay`](crate::Pool::subscribe_replay)): its
+//! subscription starts with an [`EventKind::Offer`] event for each CDO on
+//! offer that its selector matches, in offer order, and goes on with the
+//! live events; an offer that was in flight while it subscribed comes
+//! once, not twice. Replayed events hold up no operation.
 
 use crate::attrs::{AttrView, Attributes};
+use crate::registry::Registry;
 use crate::selector::Selector;
 use mamba::{SpaceId, Tier};
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
@@ -169,12 +177,37 @@ impl fmt::Debug for Event {
     }
 }
 
+/// A replayed offer: its CDO and version.
+type OfferKey = (Arc<str>, u64);
+
 struct SubShared {
     selector: Selector,
     mask: EventMask,
     ack: bool,
     queue: Mutex<VecDeque<Event>>,
     cv: Condvar,
+    /// For a replaying subscription, the offers replayed whose live offer
+    /// event may still come (it was raised after the offer took effect):
+    /// that event is skipped, so each offer comes once. A key goes when
+    /// its offer event or its withdrawal passes.
+    replayed: Option<Mutex<HashSet<OfferKey>>>,
+}
+
+impl SubShared {
+    /// Whether the event of `kind` on `s` repeats a replayed offer (and so
+    /// is not delivered); forgets replayed offers as they are withdrawn.
+    fn repeats_replay(&self, kind: EventKind, s: &Subject<'_>) -> bool {
+        let (Some(replayed), Some(version)) = (&self.replayed, s.version) else {
+            return false;
+        };
+        match kind {
+            EventKind::Offer | EventKind::Withdraw => {
+                let removed = lock(replayed).remove(&(Arc::clone(s.name), version));
+                removed && kind == EventKind::Offer
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The event dispatcher of a pool.
@@ -217,6 +250,9 @@ impl Bus {
         {
             let subs = self.subs.read().unwrap_or_else(|p| p.into_inner());
             for sub in subs.iter() {
+                if sub.repeats_replay(kind, &s) {
+                    continue;
+                }
                 if !sub.mask.contains(kind) || !sub.selector.matches(&view) {
                     continue;
                 }
@@ -248,20 +284,59 @@ impl Bus {
         *pending == 0
     }
 
+    /// A new subscription; with `replay`, it starts with an offer event
+    /// for each offer in that registry that it selects, in offer order.
     pub(crate) fn subscribe(
         self: &Arc<Self>,
         selector: Selector,
         mask: EventMask,
         ack: bool,
+        replay: Option<&Registry>,
     ) -> Subscription {
+        // Held while the offers are read: no event is delivered meanwhile,
+        // so none is missed; those of offers read here are skipped later.
+        let mut subs = self.subs.write().unwrap_or_else(|p| p.into_inner());
+        let mut queue = VecDeque::new();
+        let mut replayed = None;
+        if let Some(registry) = replay {
+            // Counted before the offers are read: an offer that takes
+            // effect after its entry was read here then sees a listener,
+            // and its event comes live (the entry's lock orders the two).
+            self.count.store(subs.len() + 1, Ordering::Relaxed);
+            let mut offers = Vec::new();
+            if mask.contains(EventKind::Offer) {
+                registry.for_each_offer(|o| {
+                    if selector.matches(&o.view()) {
+                        offers.push(Arc::clone(o));
+                    }
+                });
+            }
+            offers.sort_by(|a, b| {
+                (a.offered_at, &a.name, a.version).cmp(&(b.offered_at, &b.name, b.version))
+            });
+            let mut keys = HashSet::with_capacity(offers.len());
+            for o in offers {
+                keys.insert((Arc::clone(&o.name), o.version));
+                queue.push_back(Event {
+                    seq: self.seq.fetch_add(1, Ordering::Relaxed),
+                    kind: EventKind::Offer,
+                    name: Arc::clone(&o.name),
+                    version: Some(o.version),
+                    place: o.data.place(),
+                    attributes: Arc::clone(&o.attrs),
+                    ack: None,
+                });
+            }
+            replayed = Some(Mutex::new(keys));
+        }
         let shared = Arc::new(SubShared {
             selector,
             mask,
             ack,
-            queue: Mutex::default(),
+            queue: Mutex::new(queue),
             cv: Condvar::new(),
+            replayed,
         });
-        let mut subs = self.subs.write().unwrap_or_else(|p| p.into_inner());
         subs.push(Arc::clone(&shared));
         self.count.store(subs.len(), Ordering::Relaxed);
         Subscription {

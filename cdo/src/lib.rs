@@ -76,7 +76,8 @@
 //! sealed shared memory and demand them as read-only views of the
 //! producer's pages, without a copy. The manager speaks the same
 //! attributes ([`FlatAttributes`], typed against an optional schema) and
-//! selectors as this crate: clients subscribe to events (offer, require,
+//! selectors as this crate (with the derived `version`, but no `space` or
+//! `tier`: shared segments lie in no mamba space): clients subscribe to events (offer, require,
 //! demand, retract, withdraw, join, leave), optionally acknowledged so that
 //! the raising operation waits (up to the acknowledgement timeout; then it
 //! fails with `AckTimeout` under the fail-fast policy, or goes through

@@ -215,7 +215,28 @@ impl Pool {
     /// [`Error::Selector`].
     pub fn subscribe(&self, selector: &str, kinds: EventMask, ack: bool) -> Result<Subscription> {
         let selector = Selector::parse(selector)?;
-        Ok(self.shared.bus.subscribe(selector, kinds, ack))
+        Ok(self.shared.bus.subscribe(selector, kinds, ack, None))
+    }
+
+    /// [`Pool::subscribe`] for a subscriber that joins late: first an
+    /// [`EventKind::Offer`](crate::EventKind::Offer) event for each CDO on
+    /// offer that matches `selector`, in offer order, then the live events
+    /// (an offer made while subscribing comes once). Replayed events hold
+    /// up no operation; nothing is replayed unless `kinds` has `Offer`.
+    /// The same as [`Client::subscribe_replay`](crate::ipc::client::Client::subscribe_replay)
+    /// through a pool manager.
+    ///
+    /// # Errors
+    /// [`Error::Selector`].
+    pub fn subscribe_replay(
+        &self,
+        selector: &str,
+        kinds: EventMask,
+        ack: bool,
+    ) -> Result<Subscription> {
+        let selector = Selector::parse(selector)?;
+        let registry = Some(&self.shared.registry);
+        Ok(self.shared.bus.subscribe(selector, kinds, ack, registry))
     }
 
     /// Starts a CDO group named `name` (members are declared on it).

@@ -24,6 +24,8 @@ pub(crate) struct Offer {
     pub version: u64,
     pub attrs: Arc<Attributes>,
     pub data: Data,
+    /// When it was offered: the order of a replay to a late subscriber.
+    pub offered_at: Instant,
     /// When the lifetime ends; `None` for no lifetime.
     pub expiry: Option<Instant>,
     pins: AtomicUsize,
@@ -247,8 +249,8 @@ pub(crate) fn new_offer(
     attrs: Arc<Attributes>,
     data: Data,
 ) -> Arc<Offer> {
+    let now = Instant::now();
     let expiry = (!attrs.lifetime.is_zero()).then(|| {
-        let now = Instant::now();
         // A lifetime past what an Instant can hold: as good as forever.
         now.checked_add(attrs.lifetime)
             .or_else(|| now.checked_add(Duration::from_secs(1 << 32)))
@@ -259,6 +261,7 @@ pub(crate) fn new_offer(
         version,
         attrs,
         data,
+        offered_at: now,
         expiry,
         pins: AtomicUsize::new(0),
         waiters: AtomicUsize::new(0),

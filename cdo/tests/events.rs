@@ -156,3 +156,84 @@ fn events_describe_the_offer_or_the_handle() {
     );
     assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
 }
+
+/// A subscriber that asks for a replay while offers are being made sees
+/// each offer exactly once and in offer order: replayed when it was on
+/// offer as the subscription began, live otherwise (an offer whose event
+/// was still on its way is not repeated, and none falls in between).
+#[test]
+fn a_replaying_subscriber_sees_each_concurrent_offer_once() {
+    const N: usize = 2000;
+    let env = common::env();
+    let pool = &env.pool;
+    let started = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let producer = s.spawn(|| {
+            let mut held = Vec::new();
+            for i in 0..N {
+                let mut p = pool.declare(&format!("c/{i}")).unwrap();
+                p.seal().unwrap();
+                p.offer().unwrap();
+                held.push(p);
+                if i == N / 4 {
+                    started.store(true, Ordering::SeqCst);
+                }
+            }
+            held
+        });
+        while !started.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        let sub = pool
+            .subscribe_replay(r#"name ~ "^c/""#, EventKind::Offer.into(), false)
+            .unwrap();
+        let held = producer.join().unwrap();
+        let seen: Vec<String> = std::iter::from_fn(|| sub.poll())
+            .map(|e| {
+                assert!(!e.needs_ack());
+                e.name.to_string()
+            })
+            .collect();
+        let expected: Vec<String> = (0..N).map(|i| format!("c/{i}")).collect();
+        assert_eq!(seen, expected);
+        drop(held);
+    });
+}
+
+/// A replay lists only what its selector matches and only when offer
+/// events are asked for; other kinds then come live.
+#[test]
+fn a_replay_selects_like_the_live_events() {
+    let env = common::env();
+    let pool = &env.pool;
+    let mut held = Vec::new();
+    for (name, step) in [("r/b", 5u64), ("r/a", 1), ("r/c", 9)] {
+        let mut p = pool.declare(name).unwrap();
+        p.set("app.step", step).unwrap();
+        p.seal().unwrap();
+        p.offer().unwrap();
+        held.push(p);
+    }
+    let offers = pool
+        .subscribe_replay("app.step >= 2", EventMask::ALL, false)
+        .unwrap();
+    let names: Vec<(EventKind, String, Option<u64>)> = std::iter::from_fn(|| offers.poll())
+        .map(|e| (e.kind, e.name.to_string(), e.version))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (EventKind::Offer, "r/b".to_string(), Some(0)),
+            (EventKind::Offer, "r/c".to_string(), Some(0)),
+        ]
+    );
+    let withdrawals = pool
+        .subscribe_replay("", EventKind::Withdraw.into(), false)
+        .unwrap();
+    assert!(withdrawals.poll().is_none());
+    held[0].withdraw().unwrap();
+    let e = withdrawals.poll().expect("the live withdrawal");
+    assert_eq!((e.kind, &*e.name), (EventKind::Withdraw, "r/b"));
+    let e = offers.poll().expect("the live withdrawal");
+    assert_eq!((e.kind, &*e.name), (EventKind::Withdraw, "r/b"));
+}

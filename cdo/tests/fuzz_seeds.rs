@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use cdo::ipc::handshake::{Agreed, Capabilities, Extension, Hello, Versions};
 use cdo::ipc::wire::{
     encode, Attributes, DataRef, ErrorCode, EventRef, Frame, Msg, SegmentRef, SubscribeRef,
     PROTOCOL_VERSION,
@@ -44,8 +45,33 @@ fn frames() -> Vec<(&'static str, Vec<Frame>)> {
             version: PROTOCOL_VERSION,
         },
     );
+    let hello = f(
+        1,
+        Msg::Hello(Hello {
+            versions: Versions::CLIENT,
+            capabilities: Capabilities::KNOWN,
+            extensions: vec![Extension {
+                tag: 0x7f00,
+                value: vec![1, 2, 3],
+            }],
+        }),
+    );
     vec![
         ("join", vec![join.clone()]),
+        (
+            "hello-join",
+            vec![
+                hello,
+                f(
+                    2,
+                    Msg::Join {
+                        component: "consumer".into(),
+                        token: "0123456789abcdef".into(),
+                        version: PROTOCOL_VERSION,
+                    },
+                ),
+            ],
+        ),
         (
             "join-offer",
             vec![
@@ -110,7 +136,16 @@ fn frames() -> Vec<(&'static str, Vec<Frame>)> {
                         group: Some("g".into()),
                     }),
                 ),
-                f(12, Msg::Unsubscribe { subscription: 1 }),
+                f(
+                    12,
+                    Msg::SubscribeReplay(SubscribeRef {
+                        selector: "name ~ '^rho'".into(),
+                        kinds: 0x3ff,
+                        ack: false,
+                        group: None,
+                    }),
+                ),
+                f(13, Msg::Unsubscribe { subscription: 1 }),
                 f(0, Msg::Ack { event: 5 }),
             ],
         ),
@@ -164,6 +199,20 @@ fn frames() -> Vec<(&'static str, Vec<Frame>)> {
                 ),
                 f(7, Msg::Stats(Box::default())),
                 f(8, Msg::Bye),
+                f(
+                    1,
+                    Msg::Agreed(Agreed {
+                        version: PROTOCOL_VERSION,
+                        capabilities: Capabilities::KNOWN,
+                        extensions: Vec::new(),
+                    }),
+                ),
+                f(
+                    1,
+                    Msg::NoCommonVersion {
+                        theirs: Versions::SERVED,
+                    },
+                ),
                 f(
                     0,
                     Msg::Refused {

@@ -8,6 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use cdo::ipc::client::{Client, ClientConfig};
+use cdo::ipc::handshake::{Agreed, Capabilities, Extension, Hello, Versions};
 use cdo::ipc::wire::{
     decode, encode, need, Attributes, DataRef, ErrorCode, EventRef, Frame, Msg, SegmentRef, Stats,
     SubscribeRef, WireError, HEADER_LEN, MAX_FRAME, PROTOCOL_VERSION,
@@ -174,7 +175,40 @@ fn subscription_msg() -> impl Strategy<Value = Msg> {
             },
         }),
         any::<u64>().prop_map(|event| Msg::Ack { event }),
+        (any::<[u32; 2]>(), any::<u64>(), extensions()).prop_map(
+            |([min, max], bits, extensions)| {
+                Msg::Hello(Hello {
+                    versions: Versions { min, max },
+                    capabilities: Capabilities::from_bits(bits),
+                    extensions,
+                })
+            }
+        ),
+        (any::<u32>(), any::<u64>(), extensions()).prop_map(|(version, bits, extensions)| {
+            Msg::Agreed(Agreed {
+                version,
+                capabilities: Capabilities::from_bits(bits),
+                extensions,
+            })
+        }),
+        any::<[u32; 2]>().prop_map(|[min, max]| Msg::NoCommonVersion {
+            theirs: Versions { min, max }
+        }),
+        (name, any::<u16>()).prop_map(|(selector, kinds)| Msg::SubscribeReplay(SubscribeRef {
+            selector,
+            kinds,
+            ack: false,
+            group: None
+        })),
     ]
+}
+
+fn extensions() -> impl Strategy<Value = Vec<Extension>> {
+    proptest::collection::vec(
+        (any::<u16>(), proptest::collection::vec(any::<u8>(), 0..8))
+            .prop_map(|(tag, value)| Extension { tag, value }),
+        0..3,
+    )
 }
 
 fn frame() -> impl Strategy<Value = (Frame, u8)> {

@@ -25,7 +25,10 @@ use cdo::engine::FaultPolicy;
 use cdo::ipc::client::{ClientError, GroupRecord, Notice, View};
 use cdo::ipc::manager::{ManagerConfig, ManagerHandle, GROUP_WINDOW};
 use cdo::ipc::wire::ErrorCode;
-use cdo::{Cdo, Data, DuplicateOffers, Error, EventKind, Member, Pool, PoolConfig, Record, Value};
+use cdo::{
+    Cdo, Data, DuplicateOffers, Error, EventKind, EventMask, Member, Pool, PoolConfig, Record,
+    Value,
+};
 
 /// A guard against hanging, not a timing check: every wait that must end
 /// ends long before it.
@@ -128,6 +131,13 @@ trait Peer {
     fn ignore_acknowledged(&mut self, kind: EventKind) -> Outcome<()>;
     /// The names on offer whose attributes match `selector`, sorted.
     fn query(&mut self, selector: &str) -> Outcome<Vec<String>>;
+    /// Subscribes to the events of `kinds` whose object `selector`
+    /// matches; with `replay`, first to an offer event for each object on
+    /// offer that it matches (one such subscription per peer).
+    fn subscribe(&mut self, selector: &str, kinds: EventMask, replay: bool) -> Outcome<()>;
+    /// The next event of that subscription, up to `timeout`: its kind and
+    /// object.
+    fn next_event(&mut self, timeout: Duration) -> Outcome<Option<(EventKind, String)>>;
 }
 
 /// What a test needs configured; the same policy in both deployments.
@@ -193,6 +203,7 @@ impl Deployment for InProcess {
             member: None,
             records: Vec::new(),
             subscriptions: Vec::new(),
+            events: None,
         })
     }
 }
@@ -205,6 +216,7 @@ struct Local<'p> {
     member: Option<Member<'p>>,
     records: Vec<Record>,
     subscriptions: Vec<cdo::Subscription>,
+    events: Option<cdo::Subscription>,
 }
 
 impl<'p> Local<'p> {
@@ -333,6 +345,19 @@ impl Peer for Local<'_> {
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    fn subscribe(&mut self, selector: &str, kinds: EventMask, replay: bool) -> Outcome<()> {
+        self.events = Some(match replay {
+            true => self.pool.subscribe_replay(selector, kinds, false)?,
+            false => self.pool.subscribe(selector, kinds, false)?,
+        });
+        Ok(())
+    }
+
+    fn next_event(&mut self, timeout: Duration) -> Outcome<Option<(EventKind, String)>> {
+        let events = self.events.as_ref().expect("subscribed before");
+        Ok(events.wait(timeout).map(|e| (e.kind, e.name.to_string())))
     }
 }
 
@@ -482,6 +507,25 @@ impl Peer for Remote {
         let mut names = self.client.query(selector)?;
         names.sort();
         Ok(names)
+    }
+
+    fn subscribe(&mut self, selector: &str, kinds: EventMask, replay: bool) -> Outcome<()> {
+        match replay {
+            true => self.client.subscribe_replay(selector, kinds, false)?,
+            false => self.client.subscribe(selector, kinds, false)?,
+        };
+        Ok(())
+    }
+
+    fn next_event(&mut self, timeout: Duration) -> Outcome<Option<(EventKind, String)>> {
+        match self.client.next_notice(Some(timeout))? {
+            None => Ok(None),
+            Some(Notice::Event(e)) => Ok(Some((e.kind, e.name))),
+            Some(Notice::Record(r)) => Err(Failure::Other(format!(
+                "unexpected record of {}",
+                r.view.name()
+            ))),
+        }
     }
 }
 
@@ -812,5 +856,100 @@ fn a_query_lists_the_matching_offers() {
             "{}",
             d.label()
         );
+    });
+}
+
+/// The next `n` events of `peer`'s subscription, then none for a while.
+fn events(peer: &mut Box<dyn Peer + '_>, n: usize) -> Vec<(EventKind, String)> {
+    let got: Vec<_> = (0..n)
+        .map_while(|_| peer.next_event(LONG).unwrap())
+        .collect();
+    assert_eq!(peer.next_event(SHORT).unwrap(), None, "after {got:?}");
+    got
+}
+
+/// A subscriber that joins late and asks for a replay first gets an offer
+/// event for each object on offer that its selector matches, in offer
+/// order (not name order; withdrawn ones not), then the live events; a
+/// plain subscriber gets the live events only.
+///
+/// Right answer: new in both (issue 10), the same replayed sequence;
+/// through a pool manager it needs the replay capability, agreed when the
+/// client joins (protocol 9).
+#[test]
+fn a_late_subscriber_gets_the_offers_replayed_then_the_live_events() {
+    both(Setup::default(), |d| {
+        let mut producer = d.peer("producer");
+        producer.offer_step("late/z", &[1], 3).unwrap();
+        producer.offer_step("late/low", &[2], 1).unwrap();
+        producer.offer_step("late/a", &[3], 5).unwrap();
+        producer.offer_step("late/gone", &[4], 7).unwrap();
+        assert!(producer.withdraw("late/gone", LONG).unwrap());
+        let kinds = EventKind::Offer | EventKind::Withdraw;
+        let mut late = d.peer("late");
+        late.subscribe("app.step >= 2", kinds, true).unwrap();
+        let mut plain = d.peer("plain");
+        plain.subscribe("app.step >= 2", kinds, false).unwrap();
+        producer.offer_step("late/new", &[5], 9).unwrap();
+        assert!(producer.withdraw("late/z", LONG).unwrap());
+
+        let live = [
+            (EventKind::Offer, "late/new".to_string()),
+            (EventKind::Withdraw, "late/z".to_string()),
+        ];
+        let mut replayed = vec![
+            (EventKind::Offer, "late/z".to_string()),
+            (EventKind::Offer, "late/a".to_string()),
+        ];
+        replayed.extend(live.clone());
+        assert_eq!(events(&mut late, 4), replayed, "{}", d.label());
+        assert_eq!(events(&mut plain, 2), live, "{}", d.label());
+
+        // Without offer events, nothing is replayed.
+        let mut quiet = d.peer("quiet");
+        quiet
+            .subscribe("*", EventKind::Withdraw.into(), true)
+            .unwrap();
+        assert_eq!(events(&mut quiet, 0), [], "{}", d.label());
+    });
+}
+
+/// Selectors see the derived `version` of an offer: 0 for the first offer
+/// of a name, one more for each newer version on offer (`version`
+/// policy), in queries and in subscriptions alike.
+///
+/// Right answer: the in-process pool's, where `version` was always
+/// derived; the pool manager derives it too since protocol 9 (it derives
+/// no `space` or `tier`: its shared segments lie in no mamba space).
+#[test]
+fn selectors_see_the_version_of_an_offer() {
+    let setup = Setup {
+        duplicates: DuplicateOffers::Version,
+        ..Setup::default()
+    };
+    both(setup, |d| {
+        let mut older = d.peer("older");
+        let mut newer = d.peer("newer");
+        let mut watcher = d.peer("watcher");
+        watcher
+            .subscribe("version == 1", EventKind::Offer.into(), false)
+            .unwrap();
+        older.offer("v/x", &[1; 4], Duration::ZERO).unwrap();
+        newer.offer("v/x", &[2; 4], Duration::ZERO).unwrap();
+        older.offer("v/y", &[3; 4], Duration::ZERO).unwrap();
+        let label = d.label();
+        assert_eq!(older.query("version == 1").unwrap(), ["v/x"], "{label}");
+        assert_eq!(
+            older.query("version == 0").unwrap(),
+            ["v/x", "v/y"],
+            "{label}"
+        );
+        assert_eq!(
+            events(&mut watcher, 1),
+            [(EventKind::Offer, "v/x".to_string())],
+            "{label}"
+        );
+        assert!(newer.withdraw("v/x", LONG).unwrap(), "{label}");
+        assert_eq!(older.query("version == 1").unwrap(), [""; 0], "{label}");
     });
 }

@@ -30,7 +30,8 @@ use crate::events::EventKind;
 
 use crate::ipc::limits::check_request;
 use crate::ipc::wire::{
-    sent_attributes, with_size, Attributes, DataRef, ErrorCode, Msg, RequestId, Stats, SIZE_KEY,
+    sent_attributes, with_size, Attributes, DataRef, ErrorCode, Msg, RequestId, Stats,
+    SubscribeRef, SIZE_KEY,
 };
 use crate::value::Value;
 
@@ -174,7 +175,14 @@ impl Engine {
         let id = self.next_client;
         self.next_client += 1;
         info!(client = id, %component, "joined");
-        self.raise(EventKind::Join, &component, &Attributes::new(), id, events);
+        self.raise(
+            EventKind::Join,
+            &component,
+            &Attributes::new(),
+            None,
+            id,
+            events,
+        );
         self.clients.insert(
             id,
             ClientRec {
@@ -291,14 +299,15 @@ impl Engine {
         }
     }
 
-    /// Sends the events of `kind` on `name` to their subscribers; those
-    /// awaited by the operation being handled (when `origin` raised it)
-    /// hold its reply.
+    /// Sends the events of `kind` on `name` (of `version`, an offer) to
+    /// their subscribers; those awaited by the operation being handled
+    /// (when `origin` raised it) hold its reply.
     fn raise(
         &mut self,
         kind: EventKind,
         name: &str,
         attrs: &Attributes,
+        version: Option<u64>,
         origin: ClientId,
         out: &mut Outgoing,
     ) {
@@ -306,7 +315,7 @@ impl Engine {
             return;
         }
         let op = self.current.filter(|c| c.client == origin).map(|c| c.op);
-        for (to, event) in self.subs.events(kind, name, attrs, origin, op) {
+        for (to, event) in self.subs.events(kind, name, attrs, version, origin, op) {
             if event.needs_ack {
                 if let Some(c) = self.current.as_mut() {
                     c.awaited += 1;
@@ -357,7 +366,14 @@ impl Engine {
                     self.quotas.check(cid, Kind::Requires)?;
                     self.quotas.add(cid, Kind::Requires);
                 }
-                self.raise(EventKind::Require, &name, &Attributes::new(), cid, out);
+                self.raise(
+                    EventKind::Require,
+                    &name,
+                    &Attributes::new(),
+                    None,
+                    cid,
+                    out,
+                );
                 self.requires.entry(name).or_default().insert(cid);
                 Ok(Some(Msg::Ok))
             }
@@ -419,7 +435,14 @@ impl Engine {
                 Ok(None)
             }
             Msg::Retract { name } => {
-                self.raise(EventKind::Retract, &name, &Attributes::new(), cid, out);
+                self.raise(
+                    EventKind::Retract,
+                    &name,
+                    &Attributes::new(),
+                    None,
+                    cid,
+                    out,
+                );
                 self.release_require(&name, cid);
                 let mut cancelled = Vec::new();
                 if let Some(w) = self.waiters.get_mut(&name) {
@@ -465,23 +488,8 @@ impl Engine {
                     Ok(Some(Msg::Waiting { names: blocked }))
                 }
             }
-            Msg::Subscribe(req) => {
-                let count = self.subs.of_client(cid).len();
-                self.quotas.check_count(Kind::Subscriptions, count)?;
-                let group = req.group.clone();
-                let sub = self.subs.subscribe(cid, req).map_err(|e| match e {
-                    SubError::Selector(text) => (ErrorCode::BadSelector, text),
-                    SubError::GroupSelector { group, selector } => (
-                        ErrorCode::BadSubscription,
-                        format!("group {group} selects {selector:?}; join it with that selector"),
-                    ),
-                })?;
-                self.send(cid, id, Msg::Subscribed { subscription: sub }, None, out);
-                if let Some(group) = group {
-                    self.drain_group(&group, out);
-                }
-                Ok(None)
-            }
+            Msg::Subscribe(req) => self.subscribe(cid, id, req, false, out),
+            Msg::SubscribeReplay(req) => self.subscribe(cid, id, req, true, out),
             Msg::Unsubscribe { subscription } => {
                 if self.subs.owner(subscription) != Some(cid) {
                     return fail(
@@ -508,6 +516,63 @@ impl Engine {
             // Manager-to-client messages; their payload is not echoed back,
             // it may be as large as a frame.
             _ => fail(ErrorCode::Protocol, "message not accepted from clients"),
+        }
+    }
+
+    /// Subscribes client `cid` (request `id`); with `replay`, first sends
+    /// an offer event for each matching object on offer (of this node),
+    /// in offer order.
+    fn subscribe(
+        &mut self,
+        cid: ClientId,
+        id: RequestId,
+        req: SubscribeRef,
+        replay: bool,
+        out: &mut Outgoing,
+    ) -> Reply {
+        if replay && req.group.is_some() {
+            return fail(
+                ErrorCode::BadSubscription,
+                "a consumer group takes no replay",
+            );
+        }
+        let count = self.subs.of_client(cid).len();
+        self.quotas.check_count(Kind::Subscriptions, count)?;
+        let group = req.group.clone();
+        let sub = self.subs.subscribe(cid, req).map_err(|e| match e {
+            SubError::Selector(text) => (ErrorCode::BadSelector, text),
+            SubError::GroupSelector { group, selector } => (
+                ErrorCode::BadSubscription,
+                format!("group {group} selects {selector:?}; join it with that selector"),
+            ),
+        })?;
+        self.send(cid, id, Msg::Subscribed { subscription: sub }, None, out);
+        if let Some(group) = group {
+            self.drain_group(&group, out);
+        }
+        if replay {
+            self.replay(cid, sub, out);
+        }
+        Ok(None)
+    }
+
+    /// Sends client `cid` an offer event of subscription `sub` for each
+    /// matching object on offer (of this node), in offer order.
+    fn replay(&mut self, cid: ClientId, sub: u64, out: &mut Outgoing) {
+        let Some(selector) = self.subs.replay_selector(sub) else {
+            return;
+        };
+        let mut offered = Vec::new();
+        self.registry.for_each(&mut |name, e| {
+            if self.mirror != Some(e.owner) && selector.matches(&e.view(name)) {
+                offered.push((e.object, name.to_owned(), e.attrs.clone(), e.owner));
+            }
+        });
+        offered.sort_unstable_by_key(|&(object, ..)| object);
+        for (_, name, attrs, owner) in offered {
+            let event = self.subs.replayed(sub, name, attrs, owner);
+            self.totals.events += 1;
+            self.send(cid, 0, Msg::Event(event), None, out);
         }
     }
 
@@ -557,6 +622,7 @@ impl Engine {
                 )
             }
         }
+        let version = self.registry.get(&name).map_or(0, |e| e.version + 1);
         let entry = Entry {
             owner: cid,
             size,
@@ -564,6 +630,7 @@ impl Engine {
             offset,
             attrs,
             object: self.next_object,
+            version,
         };
         if self.registry.insert(name.clone(), entry).is_err() {
             return fail(ErrorCode::DuplicateName, name);
@@ -588,8 +655,9 @@ impl Engine {
                 attrs: sent_attributes(&attrs),
                 object: e.object,
             };
-            self.raise(EventKind::Offer, &name, &attrs, cid, out);
-            for group in self.subs.groups_for(&name, &attrs) {
+            let version = Some(e.version);
+            self.raise(EventKind::Offer, &name, &attrs, version, cid, out);
+            for group in self.subs.groups_for(&name, &attrs, version) {
                 // The group's own reference, dropped when a member is done.
                 *self.views.entry(data.object).or_default() += 1;
                 self.route_record(&group, data.clone(), out);
@@ -632,9 +700,15 @@ impl Engine {
             self.release_require(&data.name, to);
         }
         if !self.subs.is_empty() {
-            // The event carries every attribute, `size` too.
+            // The event carries every attribute, `size` too; selectors see
+            // the object's version while it is the newest on offer.
             let attrs = with_size(data.attrs.clone(), data.size);
-            self.raise(EventKind::Demand, &data.name, &attrs, to, out);
+            let version = self
+                .registry
+                .get(&data.name)
+                .filter(|e| e.object == data.object)
+                .map(|e| e.version);
+            self.raise(EventKind::Demand, &data.name, &attrs, version, to, out);
         }
         self.give_view(to, rid, Msg::Data(data), out);
     }
@@ -841,7 +915,14 @@ impl Engine {
     /// Raises the leave event of `cid` (still registered).
     fn raise_leave(&mut self, cid: ClientId, out: &mut Outgoing) {
         let component = self.client(cid).component.clone();
-        self.raise(EventKind::Leave, &component, &Attributes::new(), cid, out);
+        self.raise(
+            EventKind::Leave,
+            &component,
+            &Attributes::new(),
+            None,
+            cid,
+            out,
+        );
     }
 
     /// Forgets client `cid`, whose connection ended without LEAVE.

@@ -1,8 +1,10 @@
 //! Where the engine keeps offered objects, behind a small trait so that a
 //! host may bring its own matching of names.
 
+use crate::attrs::{AttrSource, FlatView};
 use crate::config::DuplicateOffers;
 use crate::ipc::fasthash::FastMap;
+use crate::value::Value;
 
 use crate::ipc::wire::Attributes;
 
@@ -24,6 +26,47 @@ pub struct Entry {
     pub attrs: Attributes,
     /// The manager's identifier of this offer (unique for the manager's life).
     pub object: u64,
+    /// Which version of its name it is: 0 for an offer of a name not on
+    /// offer, one more than the newest on offer for a newer version
+    /// ([`DuplicateOffers::Version`]). Selectors see it as `version`.
+    pub version: u64,
+}
+
+impl Entry {
+    /// The object offered as `name`, as a selector sees it.
+    pub fn view<'a>(&'a self, name: &'a str) -> OfferView<'a> {
+        OfferView {
+            name,
+            version: Some(self.version),
+            attrs: &self.attrs,
+        }
+    }
+}
+
+/// An object of the manager as a selector sees it: its name, its flat
+/// attributes and, once offered, the derived `version`. The manager
+/// derives no `space` or `tier`: a memfd segment lies in no mamba space.
+#[derive(Debug, Clone, Copy)]
+pub struct OfferView<'a> {
+    /// The object's name.
+    pub name: &'a str,
+    /// Its version, when it is an offer.
+    pub version: Option<u64>,
+    /// Its attributes.
+    pub attrs: &'a Attributes,
+}
+
+impl AttrSource for OfferView<'_> {
+    fn get(&self, key: &str) -> Option<Value> {
+        match key {
+            "version" => self.version.map(Value::UInt),
+            _ => FlatView {
+                name: self.name,
+                attrs: self.attrs,
+            }
+            .get(key),
+        }
+    }
 }
 
 /// Offered objects by name.

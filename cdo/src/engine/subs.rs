@@ -20,8 +20,7 @@
 
 use std::collections::VecDeque;
 
-use super::registry::ClientId;
-use crate::attrs::FlatView;
+use super::registry::{ClientId, OfferView};
 use crate::events::{EventKind, EventMask};
 use crate::ipc::fasthash::FastMap;
 use crate::ipc::wire::{Attributes, DataRef, EventRef, SubscribeRef};
@@ -253,18 +252,24 @@ impl Subs {
         }
     }
 
-    /// Events of `kind` on `name` raised by `origin` for the plain
-    /// subscriptions that match, with their receivers. Acknowledged ones are
-    /// awaited by operation `op` when there is one (`needs_ack` says so).
+    /// Events of `kind` on `name` (of `version`, an offer) raised by
+    /// `origin` for the plain subscriptions that match, with their
+    /// receivers. Acknowledged ones are awaited by operation `op` when
+    /// there is one (`needs_ack` says so).
     pub fn events(
         &mut self,
         kind: EventKind,
         name: &str,
         attrs: &Attributes,
+        version: Option<u64>,
         origin: ClientId,
         op: Option<u64>,
     ) -> Vec<(ClientId, EventRef)> {
-        let view = FlatView { name, attrs };
+        let view = OfferView {
+            name,
+            version,
+            attrs,
+        };
         let matching: Vec<(u64, ClientId, bool)> = self
             .subs
             .iter()
@@ -295,9 +300,44 @@ impl Subs {
             .collect()
     }
 
-    /// The consumer groups whose selector matches an offer of `name`.
-    pub fn groups_for(&self, name: &str, attrs: &Attributes) -> Vec<String> {
-        let view = FlatView { name, attrs };
+    /// The selector of plain subscription `sub` when it takes offer
+    /// events (what a replay sends); `None` otherwise.
+    pub fn replay_selector(&self, sub: u64) -> Option<&Selector> {
+        self.subs
+            .get(&sub)
+            .filter(|s| s.group.is_none() && s.mask.contains(EventKind::Offer))
+            .map(|s| &s.selector)
+    }
+
+    /// The replayed offer event of subscription `sub` for object `name`
+    /// offered by `origin`: no operation waits for it.
+    pub fn replayed(
+        &mut self,
+        sub: u64,
+        name: String,
+        attrs: Attributes,
+        origin: ClientId,
+    ) -> EventRef {
+        EventRef {
+            subscription: sub,
+            event: self.next(),
+            kind: EventKind::Offer,
+            name,
+            attrs,
+            client: origin,
+            needs_ack: false,
+            node: None,
+        }
+    }
+
+    /// The consumer groups whose selector matches an offer of `name`
+    /// (its `version`).
+    pub fn groups_for(&self, name: &str, attrs: &Attributes, version: Option<u64>) -> Vec<String> {
+        let view = OfferView {
+            name,
+            version,
+            attrs,
+        };
         self.groups
             .iter()
             .filter(|(_, g)| !g.members.is_empty() && g.selector.matches(&view))

@@ -33,13 +33,14 @@ use tracing::debug;
 
 use super::conn::{ConnError, Reader, Writer};
 use super::endpoint::Endpoint;
+use super::handshake::{Capabilities, Hello, Versions};
 use super::lease::{Heartbeat, Lease, LeasePage};
 use super::mapcache::MapCache;
 use super::pool::{PoolConfig, SegmentPool, Slot};
 use super::shm::{identity, ReadOnlyMap, ReceivedSegment};
 use super::wire::{
     with_size, Attributes, DataRef, ErrorCode, EventRef, Frame, Msg, RequestId, SegmentRef, Stats,
-    SubscribeRef, PROTOCOL_VERSION,
+    SubscribeRef,
 };
 
 /// Environment variable giving the default timeout of blocking operations
@@ -130,6 +131,19 @@ pub enum ClientError {
     /// call abandons it as on a timeout).
     #[error("{0} notices wait to be taken; take them before waiting for replies")]
     NoticesFull(usize),
+    /// The manager speaks no protocol version that this client speaks
+    /// (it closed the connection).
+    #[error("no common protocol version: this client speaks {ours}, the pool manager {theirs}")]
+    NoCommonVersion {
+        /// The versions this client speaks.
+        ours: Versions,
+        /// The versions the manager serves.
+        theirs: Versions,
+    },
+    /// The operation needs a capability that the manager did not agree
+    /// to; nothing was sent.
+    #[error("the pool manager did not agree to the {0} capability")]
+    NotAgreed(Capabilities),
 }
 
 /// Object ids of dropped views, reported with the client's next flush.
@@ -289,6 +303,8 @@ pub struct Client {
     /// Events and records received, not yet taken.
     notices: VecDeque<Notice>,
     max_notices: usize,
+    /// The capabilities agreed with the manager.
+    capabilities: Capabilities,
     /// Keeps our lease with the manager while we live (never read: its
     /// thread stops when it is dropped).
     _heartbeat: Option<Heartbeat>,
@@ -321,16 +337,35 @@ impl Client {
             op_timeout: config.op_timeout,
             notices: VecDeque::new(),
             max_notices: config.max_notices.max(1),
+            capabilities: Capabilities::NONE,
             _heartbeat: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let hello = Hello::ours();
+        let ours = hello.versions;
+        let id = client.submit(Msg::Hello(hello), None)?;
+        client.flush()?;
+        let (frame, _) = client.read_frame(Some(deadline))?;
+        client.in_flight -= 1;
+        let version = match frame.msg {
+            Msg::Agreed(agreed) if frame.id == id => {
+                client.capabilities = agreed.capabilities;
+                agreed.version
+            }
+            Msg::NoCommonVersion { theirs } => {
+                return Err(ClientError::NoCommonVersion { ours, theirs })
+            }
+            Msg::Refused { reason } => return Err(ClientError::Refused(reason)),
+            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
         };
         let join = Msg::Join {
             component: config.component.clone(),
             token: config.endpoint.token.clone(),
-            version: PROTOCOL_VERSION,
+            version,
         };
         let id = client.submit(join, None)?;
         client.flush()?;
-        let (frame, fd) = client.read_frame(Some(Instant::now() + Duration::from_secs(10)))?;
+        let (frame, fd) = client.read_frame(Some(deadline))?;
         client.in_flight -= 1;
         match frame.msg {
             Msg::Welcome {
@@ -355,6 +390,11 @@ impl Client {
     /// Our id in the pool.
     pub fn client_id(&self) -> u64 {
         self.client_id
+    }
+
+    /// The capabilities agreed with the manager when joining.
+    pub fn capabilities(&self) -> Capabilities {
+        self.capabilities
     }
 
     /// How long blocking operations without their own timeout wait.
@@ -650,7 +690,11 @@ impl Client {
     }
 
     fn subscribe_with(&mut self, req: SubscribeRef) -> Result<u64, ClientError> {
-        let id = self.submit(Msg::Subscribe(req), None)?;
+        self.subscribe_msg(Msg::Subscribe(req))
+    }
+
+    fn subscribe_msg(&mut self, msg: Msg) -> Result<u64, ClientError> {
+        let id = self.submit(msg, None)?;
         match self.wait(id, Some(self.op_timeout))? {
             Reply::Subscribed(sub) => Ok(sub),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
@@ -678,6 +722,34 @@ impl Client {
             ack,
             group: None,
         })
+    }
+
+    /// [`Client::subscribe`] for a subscriber that joins late: first an
+    /// [`EventKind::Offer`](crate::EventKind::Offer) event for each object
+    /// on offer that matches `selector`, in offer order, then the live
+    /// events, as [`Pool::subscribe_replay`](crate::Pool::subscribe_replay)
+    /// in one process. Replayed events hold up no operation, so they never
+    /// need acknowledging; nothing is replayed unless `kinds` has
+    /// `Offer`. Objects of other federated nodes are not replayed.
+    ///
+    /// # Errors
+    /// [`ClientError::NotAgreed`] when the manager did not agree to
+    /// [`Capabilities::REPLAY`]; those of [`Client::subscribe`].
+    pub fn subscribe_replay(
+        &mut self,
+        selector: &str,
+        kinds: EventMask,
+        ack: bool,
+    ) -> Result<u64, ClientError> {
+        if !self.capabilities.contains(Capabilities::REPLAY) {
+            return Err(ClientError::NotAgreed(Capabilities::REPLAY));
+        }
+        self.subscribe_msg(Msg::SubscribeReplay(SubscribeRef {
+            selector: selector.into(),
+            kinds: kinds.bits(),
+            ack,
+            group: None,
+        }))
     }
 
     /// Joins consumer group `group`: from now on every offer matching

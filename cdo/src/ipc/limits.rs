@@ -163,7 +163,7 @@ pub fn check_request(msg: &Msg) -> Result<(), (ErrorCode, String)> {
         | Msg::Demand { name }
         | Msg::Withdraw { name }
         | Msg::Retract { name } => check_object_name(name),
-        Msg::Subscribe(req) => {
+        Msg::Subscribe(req) | Msg::SubscribeReplay(req) => {
             check_selector(&req.selector)?;
             req.group
                 .as_deref()

@@ -2,6 +2,8 @@
 //! a Unix socket and a zero-copy data plane in sealed shared memory.
 //!
 //! - [`wire`]: every message and its framing;
+//! - [`handshake`]: the protocol version and capabilities a connection
+//!   agrees on (HELLO, since protocol 9);
 //! - [`limits`]: bounds on names, attributes and selectors from clients;
 //! - [`conn`]: frames and descriptors over a Unix stream socket;
 //! - [`shm`]: memfd segments, seals, read-only mappings;
@@ -97,6 +99,7 @@ pub mod endpoint;
 pub mod fasthash;
 pub mod federation;
 pub mod group;
+pub mod handshake;
 pub mod lease;
 pub mod limits;
 pub mod manager;

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::handshake::{Agreed, Hello, Versions};
 use crate::value::Value;
 
 /// Version of the frame header layout (byte 2 of every frame).
@@ -30,8 +31,11 @@ pub const FRAME_VERSION: u8 = 1;
 /// and dropped-event counters; 5: queries of the offers, [`Msg::Query`],
 /// and [`ErrorCode::InvalidName`]; 6: [`ErrorCode::RemoteFailed`]; 7:
 /// [`EventRef::node`], events of objects offered on federated nodes; 8: a
-/// [`DataRef`] leaves out the `size` attribute, see [`DataRef::attrs`]).
-pub const PROTOCOL_VERSION: u32 = 8;
+/// [`DataRef`] leaves out the `size` attribute, see [`DataRef::attrs`]; 9:
+/// [`Msg::Hello`] negotiates the version and capabilities before JOIN, see
+/// [`handshake`](super::handshake), and [`Msg::SubscribeReplay`]). The
+/// manager serves protocol 8 too.
+pub const PROTOCOL_VERSION: u32 = 9;
 /// Magic bytes opening every frame.
 pub const MAGIC: [u8; 2] = *b"CD";
 /// Length of the frame header.
@@ -378,6 +382,27 @@ pub enum Msg {
         /// Whether more matches follow (ask again, skipping these).
         more: bool,
     },
+    /// Client → manager, first message of a protocol 9 connection: the
+    /// versions and capabilities it speaks (its shape never changes, see
+    /// [`handshake`](super::handshake)).
+    Hello(Hello),
+    /// Manager → client: the reply to [`Msg::Hello`]; JOIN follows with
+    /// the agreed version.
+    Agreed(Agreed),
+    /// Manager → client: the reply to [`Msg::Hello`] when no version is
+    /// common; the connection closes.
+    NoCommonVersion {
+        /// The versions the manager serves.
+        theirs: Versions,
+    },
+    /// Client → manager: as [`Msg::Subscribe`] (a plain subscription, not
+    /// a consumer group), first sending an [`EventKind::Offer`] event for
+    /// each object on offer that matches, in offer order, then the live
+    /// events. Only with the [`Capabilities::REPLAY`] capability agreed.
+    ///
+    /// [`EventKind::Offer`]: crate::EventKind::Offer
+    /// [`Capabilities::REPLAY`]: super::handshake::Capabilities::REPLAY
+    SubscribeReplay(SubscribeRef),
 }
 
 /// One decoded frame: a message and the request it belongs to.

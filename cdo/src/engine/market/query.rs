@@ -4,7 +4,7 @@
 //! [`Pool::offers`]: crate::Pool::offers
 
 use super::{Engine, Reply};
-use crate::attrs::{Attributes as Typed, FlatView};
+use crate::attrs::Attributes as Typed;
 use crate::ipc::limits::fit_names;
 use crate::ipc::wire::{ErrorCode, Msg};
 use crate::selector::Selector;
@@ -18,10 +18,7 @@ impl Engine {
             Selector::parse(selector).map_err(|e| (ErrorCode::BadSelector, e.to_string()))?;
         let mut found = Vec::new();
         self.registry.for_each(&mut |name, e| {
-            if selector.matches(&FlatView {
-                name,
-                attrs: &e.attrs,
-            }) {
+            if selector.matches(&e.view(name)) {
                 // Checked when offered: they parse.
                 let priority = Typed::from_flat(&e.attrs).unwrap_or_default().priority;
                 found.push((priority, name.to_owned(), e.object));

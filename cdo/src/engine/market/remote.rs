@@ -44,7 +44,11 @@ impl Engine {
         if self.subs.is_empty() {
             return;
         }
-        for (to, mut event) in self.subs.events(kind, name, attrs, REMOTE_ORIGIN, None) {
+        // No version: that is the other node's to number.
+        let events = self
+            .subs
+            .events(kind, name, attrs, None, REMOTE_ORIGIN, None);
+        for (to, mut event) in events {
             if Some(to) == self.mirror {
                 continue;
             }

@@ -94,7 +94,14 @@ impl Engine {
             };
             return self.send(owner, id, msg, None, out);
         };
-        self.raise(EventKind::Withdraw, &name, &e.attrs, owner, out);
+        self.raise(
+            EventKind::Withdraw,
+            &name,
+            &e.attrs,
+            Some(e.version),
+            owner,
+            out,
+        );
         if self.views.contains_key(&e.object) {
             let d = Draining {
                 name,

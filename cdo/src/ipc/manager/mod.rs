@@ -49,9 +49,10 @@ use super::conn::{send_frames, ConnError, Reader};
 use super::endpoint::{
     bind_private, private_dir, random_hex, remove_stale_dirs, same_token, Endpoint, SOCKET_NAME,
 };
+use super::handshake::{self as hs, Capabilities, Versions};
 use super::lease::Lease;
 use super::limits::MAX_JOIN_FRAME;
-use super::wire::{encode, Attributes, ErrorCode, Frame, Msg, Stats, PROTOCOL_VERSION};
+use super::wire::{encode, Attributes, ErrorCode, Frame, Msg, Stats};
 use crate::engine::registry::{ClientId, NameRegistry, Registry};
 
 /// How long a new connection may take to send JOIN.
@@ -129,6 +130,13 @@ pub struct ManagerConfig {
     /// withdrawn with it (the default), or kept for the rest of their
     /// minimum lifetime ([`ProducerExit::Keep`]).
     pub producer_exit: ProducerExit,
+    /// The client protocols served, within [`Versions::SERVED`] (the
+    /// default): a narrower range turns older or newer clients away
+    /// with [`Msg::NoCommonVersion`].
+    pub versions: Versions,
+    /// The capabilities offered to clients that HELLO (default: every
+    /// one this build knows, [`Capabilities::KNOWN`]).
+    pub capabilities: Capabilities,
 }
 
 impl Default for ManagerConfig {
@@ -147,6 +155,8 @@ impl Default for ManagerConfig {
             limits: Limits::default(),
             keep_group_records: false,
             producer_exit: ProducerExit::default(),
+            versions: Versions::SERVED,
+            capabilities: Capabilities::KNOWN,
         }
     }
 }
@@ -211,6 +221,10 @@ struct Shared {
     conns: Mutex<Conns>,
     /// Wakes the timer thread (new held operation, shutdown).
     tick: Condvar,
+    /// The client protocols served.
+    versions: Versions,
+    /// The capabilities offered to clients that HELLO.
+    capabilities: Capabilities,
 }
 
 /// What a federation of pool managers needs of its local manager: to hear
@@ -274,8 +288,9 @@ pub fn start(config: ManagerConfig) -> io::Result<ManagerHandle> {
 /// Starts a pool manager that keeps its offers in `registry`.
 ///
 /// # Errors
-/// [`io::ErrorKind::InvalidInput`] for a zero lease; the errors of creating
-/// the private directory and binding the socket.
+/// [`io::ErrorKind::InvalidInput`] for a zero lease or protocol versions
+/// outside [`Versions::SERVED`]; the errors of creating the private
+/// directory and binding the socket.
 pub fn start_with_registry(
     config: ManagerConfig,
     registry: Box<dyn Registry>,
@@ -284,6 +299,16 @@ pub fn start_with_registry(
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "the client lease must be longer than zero",
+        ));
+    }
+    if !config.versions.within(Versions::SERVED) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "cannot serve {}: this build serves {}",
+                config.versions,
+                Versions::SERVED
+            ),
         ));
     }
     let parent = config
@@ -321,6 +346,8 @@ pub fn start_with_registry(
         meters,
         conns: Mutex::new(Conns::default()),
         tick: Condvar::new(),
+        versions: config.versions,
+        capabilities: config.capabilities,
     });
     let ticker = {
         let shared = shared.clone();
@@ -534,31 +561,38 @@ fn deliver(out: Outgoing) {
     }
 }
 
-/// Serves connection `conn` until it ends: its JOIN first, with a small
-/// frame limit and no descriptors; then, once joined, its requests.
+/// Serves connection `conn` until it ends: its HELLO and JOIN first, with
+/// a small frame limit and no descriptors; then, once joined, its
+/// requests.
 fn serve(shared: &Shared, sock: UnixStream, conn: u64) {
     let mut reader = Reader::with_limits(sock, MAX_JOIN_FRAME, 0);
-    let (cid, outbox, sender, lease) = match handshake(shared, &mut reader, conn) {
+    let (joined, caps) = match handshake(shared, &mut reader, conn) {
         Ok(joined) => joined,
-        Err(reason) => {
+        Err(Unjoined::Refused(reason)) => {
             warn!(%reason, "client refused");
-            return refuse(reader.socket(), reason);
+            let msg = Msg::Refused { reason };
+            return send_unjoined(reader.socket(), Frame { id: 0, msg });
+        }
+        Err(Unjoined::NoCommonVersion { id, theirs }) => {
+            info!(%theirs, served = %shared.versions, "client refused: no common protocol version");
+            let msg = Msg::NoCommonVersion {
+                theirs: shared.versions,
+            };
+            return send_unjoined(reader.socket(), Frame { id, msg });
         }
     };
+    let (cid, outbox, sender, lease) = joined;
     reader.lift_limits();
-    receive(shared, reader, cid, &outbox, lease);
+    receive(shared, reader, cid, &outbox, lease, caps);
     outbox.close();
     let _ = sender.join();
 }
 
-/// Tells a connection that is not joined why, without waiting long for it.
-fn refuse(sock: &UnixStream, reason: String) {
-    let refused = Frame {
-        id: 0,
-        msg: Msg::Refused { reason },
-    };
+/// Sends `frame` to a connection that is not joined (it has no outbox),
+/// without waiting long for it.
+fn send_unjoined(sock: &UnixStream, frame: Frame) {
     let mut buf = Vec::new();
-    if encode(&refused, 0, &mut buf).is_ok() {
+    if encode(&frame, 0, &mut buf).is_ok() {
         let _ = sock.set_write_timeout(Some(REFUSAL_TIMEOUT));
         let _ = send_frames(sock, &buf, &[]);
     }
@@ -595,13 +629,25 @@ fn lease_expired(shared: &Shared, reader: &Reader) -> ConnError {
     ))
 }
 
-/// Handles the requests of joined client `cid` until the connection ends.
-fn receive(shared: &Shared, mut reader: Reader, cid: ClientId, outbox: &Outbox, mut lease: Lease) {
+/// Handles the requests of joined client `cid`, which agreed on `caps`,
+/// until the connection ends.
+fn receive(
+    shared: &Shared,
+    mut reader: Reader,
+    cid: ClientId,
+    outbox: &Outbox,
+    mut lease: Lease,
+    caps: Capabilities,
+) {
     let mut batch = Vec::new();
     let end = loop {
         // Frames that came with JOIN (or with the last read) first, then read.
         let failed = loop {
             match reader.next_buffered() {
+                Ok(Some((f, _))) if !caps.contains(hs::required(&f.msg)) => {
+                    let need = hs::required(&f.msg);
+                    batch.push(Err((f.id, format!("capability {need} not agreed"))));
+                }
                 Ok(Some(f)) => batch.push(Ok(f)),
                 Ok(None) => break None,
                 // A whole frame that did not decode: an error reply, and on.
@@ -683,40 +729,100 @@ fn receive(shared: &Shared, mut reader: Reader, cid: ClientId, outbox: &Outbox, 
     deliver(out);
 }
 
-/// Checks the peer's uid, then its JOIN; once both are good, starts the
-/// client's sender and registers it. Returns its id, outbox, sender thread
-/// and lease, or why it is refused.
+/// Why a connection was not joined.
+enum Unjoined {
+    /// Refused, for this reason.
+    Refused(String),
+    /// Its HELLO (request `id`) shares no version with ours; it speaks
+    /// `theirs`.
+    NoCommonVersion {
+        /// The HELLO's request id.
+        id: u64,
+        /// The client's versions.
+        theirs: Versions,
+    },
+}
+
+impl From<String> for Unjoined {
+    fn from(reason: String) -> Self {
+        Unjoined::Refused(reason)
+    }
+}
+
+/// The next whole frame of a connection that is not joined, all of it
+/// before `deadline` (however slowly it trickles in); `what` names the
+/// frame expected, for the refusal.
+fn next_unjoined(
+    reader: &mut Reader,
+    deadline: Instant,
+    what: &str,
+) -> Result<(Frame, Option<std::os::fd::OwnedFd>), String> {
+    loop {
+        match reader.next_buffered() {
+            Ok(Some(f)) => return Ok(f),
+            Ok(None) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(format!("no {what} within {JOIN_TIMEOUT:?}"));
+                }
+                let _ = reader.socket().set_read_timeout(Some(left));
+                reader.fill().map_err(|e| format!("no {what}: {e}"))?;
+            }
+            Err(e) => return Err(format!("bad {what}: {e}")),
+        }
+    }
+}
+
+/// Answers a client's HELLO (request `id`): AGREED, sent at once, with
+/// the version its JOIN must carry and the capabilities agreed.
+fn agree(
+    shared: &Shared,
+    reader: &Reader,
+    id: u64,
+    hello: &hs::Hello,
+) -> Result<hs::Agreed, Unjoined> {
+    hs::check(hello).map_err(|e| format!("bad HELLO: {e}"))?;
+    let agreed = hs::negotiate(shared.versions, shared.capabilities, hello).map_err(|_| {
+        Unjoined::NoCommonVersion {
+            id,
+            theirs: hello.versions,
+        }
+    })?;
+    let mut buf = Vec::new();
+    let msg = Msg::Agreed(agreed.clone());
+    encode(&Frame { id, msg }, 0, &mut buf).map_err(|e| format!("cannot answer HELLO: {e}"))?;
+    send_frames(reader.socket(), &buf, &[]).map_err(|e| format!("cannot answer HELLO: {e}"))?;
+    Ok(agreed)
+}
+
+/// What [`handshake`] returns of a joined client: its id, outbox, sender
+/// thread and lease.
+type Joined = (ClientId, Outbox, JoinHandle<()>, Lease);
+
+/// Checks the peer's uid, then its HELLO if it sends one, then its JOIN;
+/// once all are good, starts the client's sender and registers it.
+/// Returns the client and the capabilities agreed, or why it is refused.
 fn handshake(
     shared: &Shared,
     reader: &mut Reader,
     conn: u64,
-) -> Result<(ClientId, Outbox, JoinHandle<()>, Lease), String> {
+) -> Result<(Joined, Capabilities), Unjoined> {
     let cred =
         getsockopt(reader.socket(), PeerCredentials).map_err(|e| format!("SO_PEERCRED: {e}"))?;
     if cred.uid() != shared.allowed_uid {
-        return Err(format!(
-            "uid {} is not allowed (pid {})",
-            cred.uid(),
-            cred.pid()
-        ));
+        return Err(format!("uid {} is not allowed (pid {})", cred.uid(), cred.pid()).into());
     }
-    // One frame, all of it within the timeout (however slowly it trickles
-    // in): the JOIN or nothing.
+    // HELLO and JOIN, all of them within the timeout.
     let deadline = Instant::now() + JOIN_TIMEOUT;
-    let (frame, fd) = loop {
-        match reader.next_buffered() {
-            Ok(Some(f)) => break f,
-            Ok(None) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(format!("no JOIN within {JOIN_TIMEOUT:?}"));
-                }
-                let _ = reader.socket().set_read_timeout(Some(left));
-                reader.fill().map_err(|e| format!("no JOIN: {e}"))?;
-            }
-            Err(e) => return Err(format!("bad JOIN: {e}")),
+    let (mut frame, mut fd) = next_unjoined(reader, deadline, "HELLO or JOIN")?;
+    let mut agreed = None;
+    if let Msg::Hello(hello) = &frame.msg {
+        if fd.is_some() {
+            return Err("descriptor sent with HELLO".to_owned().into());
         }
-    };
+        agreed = Some(agree(shared, reader, frame.id, hello)?);
+        (frame, fd) = next_unjoined(reader, deadline, "JOIN")?;
+    }
     let _ = reader
         .socket()
         .set_read_timeout(Some(Lease::tick(shared.lease)));
@@ -727,32 +833,46 @@ fn handshake(
         version,
     } = frame.msg
     else {
-        return Err("first message is not JOIN".into());
+        let expected = match agreed {
+            Some(_) => "the message after HELLO is not JOIN",
+            None => "first message is not HELLO or JOIN",
+        };
+        return Err(expected.to_owned().into());
     };
     if fd.is_some() {
-        return Err("descriptor sent with JOIN".into());
+        return Err("descriptor sent with JOIN".to_owned().into());
     }
-    if version != PROTOCOL_VERSION {
-        return Err(format!(
-            "{component}: protocol version {version}, this manager speaks {PROTOCOL_VERSION}"
-        ));
-    }
+    let caps = match &agreed {
+        Some(a) if a.version != version => {
+            return Err(format!(
+                "{component}: JOIN with protocol {version} after agreeing on {}",
+                a.version
+            )
+            .into())
+        }
+        Some(a) => a.capabilities,
+        None if !shared.versions.contains(version) => {
+            return Err(format!(
+                "{component}: protocol version {version}, this manager serves {}",
+                shared.versions
+            )
+            .into())
+        }
+        None => Capabilities::NONE,
+    };
     if !same_token(&token, &shared.token) {
-        return Err(format!(
-            "{component} (pid {}): wrong workflow token",
-            cred.pid()
-        ));
+        return Err(format!("{component} (pid {}): wrong workflow token", cred.pid()).into());
     }
     if shared.stopping.load(Ordering::SeqCst) {
-        return Err("pool manager shutting down".into());
+        return Err("pool manager shutting down".to_owned().into());
     }
     if !lock(&shared.conns).joined(conn) {
-        return Err(format!("{component}: connection closed to make room"));
+        return Err(format!("{component}: connection closed to make room").into());
     }
     let sock = reader.socket();
     let (queue_side, send_side) = match (sock.try_clone(), sock.try_clone()) {
         (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => return Err(format!("cannot clone the connection: {e}")),
+        (Err(e), _) | (_, Err(e)) => return Err(format!("cannot clone the connection: {e}").into()),
     };
     let outbox: Outbox = outbox::Outbox::new(
         queue_side,
@@ -778,5 +898,5 @@ fn handshake(
     };
     events.push((outbox.clone(), welcome, Some(Arc::new(page))));
     deliver(events);
-    Ok((cid, outbox, sender, lease))
+    Ok(((cid, outbox, sender, lease), caps))
 }
