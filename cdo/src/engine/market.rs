@@ -5,6 +5,7 @@
 //! host carries them out.
 
 mod held;
+mod proxies;
 mod query;
 mod remote;
 mod segments;
@@ -17,12 +18,14 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info};
 
 use self::held::HeldOp;
+pub use self::proxies::GroupNote;
+use self::proxies::Proxies;
 use self::segments::SegRec;
 use self::withdrawals::Withdrawing;
 
 use super::quota::{Kind, Quotas};
 use super::registry::{ClientId, Entry, Registry};
-use super::subs::{Acked, Route, SubError, Subs, Unsubscribed};
+use super::subs::{Acked, Forwarded, Route, SubError, Subs, Unsubscribed};
 use super::tombstones::Tombstones;
 use super::{Effect, EngineConfig, FaultPolicy, SegmentCheck, SegmentKey};
 use crate::attrs::{is_builtin, Attributes as Typed};
@@ -106,6 +109,9 @@ pub struct Engine {
     /// The federation's client, whose object operations raise no events
     /// ([`Engine::set_mirror`]).
     mirror: Option<ClientId>,
+    /// Consumer groups across nodes: proxy members, notes for the
+    /// federation.
+    proxies: Proxies,
 }
 
 /// Counters since the manager started.
@@ -165,6 +171,7 @@ impl Engine {
             config,
             totals: Totals::default(),
             mirror: None,
+            proxies: Proxies::default(),
         }
     }
 
@@ -478,6 +485,7 @@ impl Engine {
                 })?;
                 self.send(cid, id, Msg::Subscribed { subscription: sub }, None, out);
                 if let Some(group) = group {
+                    self.note_members(&group);
                     self.drain_group(&group, out);
                 }
                 Ok(None)
@@ -495,9 +503,12 @@ impl Engine {
             Msg::Ack { event } => {
                 match self.subs.ack(cid, event) {
                     Acked::Event { op } => self.acked(op, out),
-                    Acked::Record { group, data } => {
+                    Acked::Record { group, data, from } => {
                         self.release_view(data.object, out);
                         self.drain_group(&group, out);
+                        if let Some(from) = from {
+                            self.note_done(from);
+                        }
                     }
                     Acked::Unknown => {}
                 }
@@ -578,6 +589,8 @@ impl Engine {
         self.offered_bytes += size;
         self.tombstones.remove(&name);
         if !self.subs.is_empty() {
+            // A copy of another node's object: its groups were served there.
+            let copy = self.mirror == Some(cid);
             let e = self.registry.get(&name).expect("just inserted");
             let attrs = e.attrs.clone();
             let data = DataRef {
@@ -589,10 +602,14 @@ impl Engine {
                 object: e.object,
             };
             self.raise(EventKind::Offer, &name, &attrs, cid, out);
-            for group in self.subs.groups_for(&name, &attrs) {
+            let groups = match copy {
+                true => Vec::new(),
+                false => self.subs.groups_for(&name, &attrs),
+            };
+            for group in groups {
                 // The group's own reference, dropped when a member is done.
                 *self.views.entry(data.object).or_default() += 1;
-                self.route_record(&group, data.clone(), out);
+                self.route_record(&group, data.clone(), None, out);
             }
         }
         let waiting = match self.waiters.is_empty() {
@@ -661,13 +678,20 @@ impl Engine {
         }
     }
 
-    /// Gives record `data` of `group` to a member with room, or queues it.
-    fn route_record(&mut self, group: &str, data: DataRef, out: &mut Outgoing) {
+    /// Gives record `data` of `group` (forwarded `from` another node, if
+    /// it was) to a member with room, or queues it.
+    fn route_record(
+        &mut self,
+        group: &str,
+        data: DataRef,
+        from: Option<Forwarded>,
+        out: &mut Outgoing,
+    ) {
         if let Route::Member {
             subscription,
             client,
             event,
-        } = self.subs.route(group, data.clone())
+        } = self.subs.route(group, data.clone(), from)
         {
             let msg = Msg::Record {
                 subscription,
@@ -680,8 +704,8 @@ impl Engine {
 
     /// Hands queued records of `group` to members with room.
     fn drain_group(&mut self, group: &str, out: &mut Outgoing) {
-        while let Some(data) = self.subs.take_queued(group) {
-            self.route_record(group, data, out);
+        while let Some((data, from)) = self.subs.take_queued(group) {
+            self.route_record(group, data, from, out);
         }
     }
 
@@ -701,6 +725,7 @@ impl Engine {
             self.release_view(data.object, out);
         }
         if let Some(group) = group {
+            self.note_members(&group);
             self.drain_group(&group, out);
         }
     }

@@ -16,7 +16,7 @@ use tracing::warn;
 use super::outbox::Meters;
 use super::ManagerConfig;
 use crate::engine::registry::{ClientId, Registry};
-use crate::engine::{Effect, Engine, EngineConfig, SegmentCheck, SegmentKey};
+use crate::engine::{Effect, Engine, EngineConfig, Forwarded, GroupNote, SegmentCheck, SegmentKey};
 use crate::events::EventKind;
 use crate::ipc::fasthash::FastMap;
 use crate::ipc::limits::fit_names;
@@ -41,12 +41,18 @@ pub struct Host {
     meters: Arc<Meters>,
     /// Told the name of every demand that finds nothing on offer.
     unmet: Option<UnmetHook>,
+    /// Told of consumer-group changes for other nodes.
+    group_hook: Option<GroupHook>,
 }
 
 /// What a manager calls with the demanding client and the name of a
 /// demand that finds nothing on offer (under the state lock: it must not
 /// block).
 pub type UnmetHook = Box<dyn Fn(ClientId, &str) + Send>;
+
+/// What a manager calls with every [`GroupNote`] of its engine (under the
+/// state lock: it must not block).
+pub type GroupHook = Box<dyn Fn(GroupNote) + Send>;
 
 impl Host {
     /// An engine over `registry` with `config`'s policies.
@@ -69,6 +75,7 @@ impl Host {
             started: Instant::now(),
             meters,
             unmet: None,
+            group_hook: None,
         }
     }
 
@@ -151,6 +158,55 @@ impl Host {
     /// on offer.
     pub fn set_unmet_hook(&mut self, hook: UnmetHook) {
         self.unmet = Some(hook);
+    }
+
+    /// Calls `hook` with every later [`GroupNote`], first with one for
+    /// each group that has members now.
+    pub fn set_group_hook(&mut self, hook: GroupHook) {
+        self.group_hook = Some(hook);
+        self.engine.note_all_groups();
+        self.pass_notes();
+    }
+
+    /// See [`Engine::set_proxy`].
+    pub fn set_proxy(
+        &mut self,
+        group: &str,
+        selector: &str,
+        node: &str,
+        members: u32,
+        out: &mut Outgoing,
+    ) -> Result<Option<u64>, String> {
+        let sub = self
+            .engine
+            .set_proxy(group, selector, node, members, &mut self.effects);
+        self.carry_out(None, out);
+        sub
+    }
+
+    /// See [`Engine::route_forwarded`].
+    pub fn route_forwarded(
+        &mut self,
+        group: &str,
+        name: &str,
+        from: Forwarded,
+        out: &mut Outgoing,
+    ) -> bool {
+        let routed = self
+            .engine
+            .route_forwarded(group, name, from, &mut self.effects);
+        self.carry_out(None, out);
+        routed
+    }
+
+    /// Hands the engine's group notes to the hook (dropped without one).
+    fn pass_notes(&mut self) {
+        let notes = self.engine.take_group_notes();
+        if let Some(hook) = &self.group_hook {
+            for note in notes {
+                hook(note);
+            }
+        }
     }
 
     /// Fails every demand waiting for `name`.
@@ -245,5 +301,6 @@ impl Host {
             }
         }
         self.effects = effects;
+        self.pass_notes();
     }
 }

@@ -53,6 +53,7 @@ use super::lease::Lease;
 use super::limits::MAX_JOIN_FRAME;
 use super::wire::{encode, Attributes, ErrorCode, Frame, Msg, Stats, PROTOCOL_VERSION};
 use crate::engine::registry::{ClientId, NameRegistry, Registry};
+use crate::engine::{Forwarded, GroupNote};
 
 /// How long a new connection may take to send JOIN.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -243,6 +244,51 @@ impl Control {
     /// events raised for other nodes ([`Control::raise_remote`]) skip it.
     pub fn set_mirror(&self, cid: u64) {
         lock(&self.0.state).set_mirror(cid);
+    }
+
+    /// Calls `hook` with every change of this node's consumer groups that
+    /// other nodes must hear of ([`GroupNote`]): first with one for each
+    /// group that has members now. The hook runs under the manager's lock
+    /// and must not block; a second call replaces the first hook.
+    pub fn on_group_note(&self, hook: impl Fn(GroupNote) + Send + 'static) {
+        lock(&self.0.state).set_group_hook(Box::new(hook));
+    }
+
+    /// Makes federated node `node` a member of consumer group `group`
+    /// (selecting `selector`) standing for its `members` members, or (0)
+    /// no longer one: its undone records go to the group's other members.
+    /// Returns the subscription through which the federation's client
+    /// receives the records given to that node.
+    ///
+    /// # Errors
+    /// No client is the mirror yet, or the group selects otherwise here.
+    pub fn set_proxy(
+        &self,
+        group: &str,
+        selector: &str,
+        node: &str,
+        members: u32,
+    ) -> Result<Option<u64>, String> {
+        let mut out = Outgoing::new();
+        let sub = lock(&self.0.state).set_proxy(group, selector, node, members, &mut out);
+        deliver(out);
+        sub
+    }
+
+    /// Gives the object on offer here as `name` to a local member of
+    /// `group` as the record that node `node` forwarded (its delivery
+    /// `event` there); a [`GroupNote::Done`] follows once the member is
+    /// done. False when the group has no local member or `name` is not
+    /// on offer.
+    pub fn route_forwarded(&self, group: &str, name: &str, node: &str, event: u64) -> bool {
+        let mut out = Outgoing::new();
+        let from = Forwarded {
+            node: node.into(),
+            event,
+        };
+        let routed = lock(&self.0.state).route_forwarded(group, name, from, &mut out);
+        deliver(out);
+        routed
     }
 
     /// Raises the events of `kind` on `name`, an object of federated node
