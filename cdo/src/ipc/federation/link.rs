@@ -78,6 +78,34 @@ pub(super) enum PeerMsg {
         /// Its name.
         name: String,
     },
+    /// The sender's node has `members` members of consumer group `group`
+    /// (0: none any more); the receiver keeps a proxy member of that
+    /// weight in its group.
+    Group {
+        /// The group.
+        group: String,
+        /// Its selector.
+        selector: String,
+        /// The sender's members of it.
+        members: u32,
+    },
+    /// A record of `group` given to the receiver's members: the object the
+    /// sender offered as `name` (announced before on this link), its
+    /// delivery `event` on the sender's node.
+    Record {
+        /// The group.
+        group: String,
+        /// The object's name.
+        name: String,
+        /// The delivery's id on the sender's node.
+        event: u64,
+    },
+    /// The answer to `Record`: a member of the sender's node is done with
+    /// the receiver's delivery `event`.
+    Done {
+        /// The delivery's id on the receiver's node.
+        event: u64,
+    },
 }
 
 /// Writes one framed message.

@@ -22,8 +22,9 @@ use tracing::{debug, info, warn};
 use super::auth;
 use super::link::{encode, read_msg, write_frame, write_msg, PeerMsg};
 use super::{FederationConfig, FederationError, FederationStatus, REFUSALS_KEPT};
+use crate::engine::GroupNote;
 use crate::events::EventKind;
-use crate::ipc::client::{Client, ClientConfig, ClientError, Notice, Reply, View};
+use crate::ipc::client::{Client, ClientConfig, ClientError, GroupRecord, Notice, Reply, View};
 use crate::ipc::manager::{Control, ManagerHandle};
 use crate::ipc::wire::{Attributes, ErrorCode, RequestId};
 
@@ -228,6 +229,8 @@ enum Input {
     Lost { peer: String, link: u64 },
     /// A local client demanded a name nothing here offers.
     Unmet(String),
+    /// A change of this node's consumer groups for the peers.
+    Group(GroupNote),
 }
 
 /// Starts the federation's threads; returns once the node has joined its
@@ -318,6 +321,12 @@ pub(super) fn spawn(
             if cid != own {
                 let _ = tx.send(Input::Unmet(name.into()));
             }
+        });
+    }
+    {
+        let tx = tx.clone();
+        manager.control().on_group_note(move |note| {
+            let _ = tx.send(Input::Group(note));
         });
     }
     info!(node = %me, peers = ?config.peers, "federation listening");
@@ -593,6 +602,12 @@ struct Node {
     copies: HashMap<String, String>,
     /// Withdrawals of copies whose reply is awaited.
     withdrawals: Vec<RequestId>,
+    /// This node's consumer groups with members: selector and count.
+    groups: HashMap<String, (String, u32)>,
+    /// Proxy members here of peers' members: subscription → (group, peer).
+    proxies: HashMap<u64, (String, String)>,
+    /// Records forwarded to a peer and not done there: delivery → peer.
+    forwarded: HashMap<u64, String>,
     status: Arc<Mutex<FederationStatus>>,
     linked: Arc<Mutex<HashSet<String>>>,
     tx: Inbox,
@@ -638,6 +653,9 @@ impl Node {
             wanted: HashSet::new(),
             copies: HashMap::new(),
             withdrawals: Vec::new(),
+            groups: HashMap::new(),
+            proxies: HashMap::new(),
+            forwarded: HashMap::new(),
             status,
             linked,
             tx,
@@ -700,6 +718,7 @@ impl Node {
         s.peers.sort();
         s.exported = self.exports.len();
         s.imported = self.imports.len();
+        s.group_proxies = self.proxies.len();
     }
 
     fn input(&mut self, input: Input) {
@@ -725,6 +744,92 @@ impl Node {
                     self.wanted.insert(name);
                 }
             }
+            Input::Group(note) => self.group_note(note),
+        }
+    }
+
+    /// Tells the peers of a change of this node's groups.
+    fn group_note(&mut self, note: GroupNote) {
+        match note {
+            GroupNote::Members {
+                group,
+                selector,
+                members,
+            } => {
+                if members == 0 {
+                    self.groups.remove(&group);
+                } else {
+                    self.groups
+                        .insert(group.clone(), (selector.clone(), members));
+                }
+                self.broadcast(&PeerMsg::Group {
+                    group,
+                    selector,
+                    members,
+                });
+            }
+            GroupNote::Done { node, event } => self.send(&node, &PeerMsg::Done { event }),
+        }
+    }
+
+    /// A peer's member count of `group`: its proxy here is added, changed
+    /// or (0) removed.
+    fn peer_group(&mut self, peer: &str, group: String, selector: &str, members: u32) {
+        match self.control.set_proxy(&group, selector, peer, members) {
+            Ok(Some(sub)) => {
+                self.proxies.insert(sub, (group, peer.into()));
+            }
+            Ok(None) => self.proxies.retain(|_, (g, p)| !(*g == group && p == peer)),
+            Err(e) => warn!(%peer, %group, error = %e, "cannot follow a peer's consumer group"),
+        }
+        self.publish_status();
+    }
+
+    /// A record of a local offer given to a peer's proxy: forwarded to
+    /// that peer, which answers once one of its members is done with it.
+    fn forward(&mut self, record: GroupRecord) {
+        let GroupRecord {
+            subscription,
+            event,
+            view,
+        } = record;
+        let name = view.name().to_owned();
+        drop(view);
+        if let Err(e) = self.client.flush() {
+            warn!(error = %e, "cannot release a view");
+        }
+        // A proxy already gone gave its records back to the group.
+        let Some((group, peer)) = self.proxies.get(&subscription).cloned() else {
+            return;
+        };
+        if !self.links.contains_key(&peer) {
+            return self.peer_group(&peer, group, "", 0);
+        }
+        if !self.exports.contains_key(&name) {
+            // Withdrawn before it could be exported: nothing to forward.
+            if let Err(e) = self.client.ack(event) {
+                warn!(error = %e, "cannot finish a group record");
+            }
+            return;
+        }
+        self.forwarded.insert(event, peer.clone());
+        lock(&self.status).forwarded_records += 1;
+        self.send(&peer, &PeerMsg::Record { group, name, event });
+    }
+
+    /// A peer's record of `group` for a member here: read the object
+    /// (announced before on the same link) and give it to one.
+    fn forwarded_record(&mut self, peer: &str, group: &str, name: &str, event: u64) {
+        if !self.groups.contains_key(group) {
+            // No member here now: the peer gives it to another when it
+            // hears so.
+            return;
+        }
+        if !self.copies.contains_key(name) {
+            self.pull(name);
+        }
+        if !self.control.route_forwarded(group, name, peer, event) {
+            warn!(%peer, %group, %name, "a forwarded group record found no member or no copy here");
         }
     }
 
@@ -809,6 +914,16 @@ impl Node {
             .filter(|(_, e)| e.withdrawal.is_none())
             .map(|(name, e)| offered(name, e))
             .collect();
+        // And its consumer groups.
+        let groups = self
+            .groups
+            .iter()
+            .map(|(group, (selector, members))| PeerMsg::Group {
+                group: group.clone(),
+                selector: selector.clone(),
+                members: *members,
+            });
+        let offers: Vec<PeerMsg> = offers.into_iter().chain(groups).collect();
         for msg in offers {
             self.send(&peer, &msg);
         }
@@ -842,6 +957,17 @@ impl Node {
         for name in copies {
             self.withdraw_copy(&name);
         }
+        // Its members are gone: the records they held go to others.
+        let groups: Vec<String> = self
+            .proxies
+            .values()
+            .filter(|(_, p)| p == peer)
+            .map(|(g, _)| g.clone())
+            .collect();
+        for group in groups {
+            self.peer_group(peer, group, "", 0);
+        }
+        self.forwarded.retain(|_, p| p != peer);
         let answered: Vec<String> = self
             .exports
             .iter_mut()
@@ -924,6 +1050,22 @@ impl Node {
                 }
                 self.publish_status();
             }
+            PeerMsg::Group {
+                group,
+                selector,
+                members,
+            } => self.peer_group(peer, group, &selector, members),
+            PeerMsg::Record { group, name, event } => {
+                self.forwarded_record(peer, &group, &name, event)
+            }
+            PeerMsg::Done { event } => {
+                if self.forwarded.get(&event).is_some_and(|p| p == peer) {
+                    self.forwarded.remove(&event);
+                    if let Err(e) = self.client.ack(event) {
+                        warn!(error = %e, "cannot finish a group record");
+                    }
+                }
+            }
             PeerMsg::Released { name } => {
                 let done = self
                     .exports
@@ -984,8 +1126,9 @@ impl Node {
     /// A local client's offer or withdrawal (the manager sends none of
     /// this node's own operations, nor other nodes' events).
     fn notice(&mut self, notice: Notice) {
-        let Notice::Event(event) = notice else {
-            return;
+        let event = match notice {
+            Notice::Event(event) => event,
+            Notice::Record(record) => return self.forward(record),
         };
         match event.kind {
             EventKind::Offer if !self.exports.contains_key(&event.name) => self.export(event.name),
