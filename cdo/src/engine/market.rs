@@ -645,7 +645,9 @@ impl Engine {
 
     /// Answers request `rid` of `to` with a view of `data`.
     fn send_data(&mut self, to: ClientId, rid: RequestId, data: DataRef, out: &mut Outgoing) {
-        if !self.requires.is_empty() {
+        // The mirror's requires stand for other nodes' clients: its own
+        // demands (to export an offer) do not end them.
+        if !self.requires.is_empty() && self.mirror != Some(to) {
             self.release_require(&data.name, to);
         }
         if !self.subs.is_empty() {

@@ -21,7 +21,8 @@ use sha2::Sha256;
 use super::link::{read_msg, write_msg, PeerMsg};
 
 /// Version of the peer protocol, checked in `Hello` (2: offers with
-/// their bytes inline; 3: consumer groups across nodes).
+/// their bytes inline; 3: consumer groups across nodes, requires of names
+/// offered nowhere broadcast).
 pub(super) const PEER_PROTOCOL_VERSION: u32 = 3;
 /// Bytes of a nonce and of a proof.
 pub(super) const PROOF_LEN: usize = 32;

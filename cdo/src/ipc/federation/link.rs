@@ -106,6 +106,17 @@ pub(super) enum PeerMsg {
         /// The delivery's id on the receiver's node.
         event: u64,
     },
+    /// `required`: a client of the sender's node requires `name`, which no
+    /// node offered yet; the receiver requires it too, so that an offer of
+    /// it there is held (its withdrawal waits) until the sender has its
+    /// copy. Not `required`: the sender has it (or offers it itself) and
+    /// the receiver's hold ends.
+    Required {
+        /// The name.
+        name: String,
+        /// Whether the hold starts or ends.
+        required: bool,
+    },
 }
 
 /// Writes one framed message.

@@ -38,7 +38,10 @@
 //!   it to one of its members, and answers once that member is done. Until
 //!   then the record keeps the object, so its producer's withdrawal waits.
 //!   When a node's members all go, or its link, the records it held go to
-//!   the group's other members.
+//!   the group's other members;
+//! - a require of a name that no node offers yet is broadcast, and every
+//!   peer requires it too, so that an offer of it on any node is held
+//!   (its withdrawal waits) until the requiring node has read its copy.
 //!
 //! Managers prove to each other that they hold the workflow token with an
 //! HMAC-SHA256 challenge-response (the token never crosses the network);

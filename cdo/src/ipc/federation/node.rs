@@ -229,6 +229,8 @@ enum Input {
     Lost { peer: String, link: u64 },
     /// A local client demanded a name nothing here offers.
     Unmet(String),
+    /// A local client required a name nothing here offers.
+    Required(String),
     /// A change of this node's consumer groups for the peers.
     Group(GroupNote),
 }
@@ -320,6 +322,14 @@ pub(super) fn spawn(
         manager.control().on_unmet_demand(move |cid, name| {
             if cid != own {
                 let _ = tx.send(Input::Unmet(name.into()));
+            }
+        });
+    }
+    {
+        let tx = tx.clone();
+        manager.control().on_unmet_require(move |cid, name| {
+            if cid != own {
+                let _ = tx.send(Input::Required(name.into()));
             }
         });
     }
@@ -608,6 +618,11 @@ struct Node {
     proxies: HashMap<u64, (String, String)>,
     /// Records forwarded to a peer and not done there: delivery → peer.
     forwarded: HashMap<u64, String>,
+    /// Names required here and offered on no node yet (the peers hold
+    /// them for this node).
+    required: HashSet<String>,
+    /// Names this node's client requires for peers, by the peers.
+    held_for: HashMap<String, HashSet<String>>,
     status: Arc<Mutex<FederationStatus>>,
     linked: Arc<Mutex<HashSet<String>>>,
     tx: Inbox,
@@ -656,6 +671,8 @@ impl Node {
             groups: HashMap::new(),
             proxies: HashMap::new(),
             forwarded: HashMap::new(),
+            required: HashSet::new(),
+            held_for: HashMap::new(),
             status,
             linked,
             tx,
@@ -745,6 +762,51 @@ impl Node {
                 }
             }
             Input::Group(note) => self.group_note(note),
+            Input::Required(name) => {
+                let known = self.exports.contains_key(&name)
+                    || self.imports.contains_key(&name)
+                    || self.copies.contains_key(&name);
+                if !known && self.required.insert(name.clone()) {
+                    self.broadcast(&PeerMsg::Required {
+                        name,
+                        required: true,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The peers need not hold `name` for this node any more (it has its
+    /// copy, or offers it itself).
+    fn unrequire(&mut self, name: &str) {
+        if self.required.remove(name) {
+            self.broadcast(&PeerMsg::Required {
+                name: name.into(),
+                required: false,
+            });
+        }
+    }
+
+    /// Starts or ends this node's hold of `name` for `peer`: its client
+    /// requires the name while any peer needs it held.
+    fn hold_for(&mut self, peer: &str, name: String, required: bool) {
+        let peers = self.held_for.entry(name.clone()).or_default();
+        let before = peers.is_empty();
+        match required {
+            true => peers.insert(peer.into()),
+            false => peers.remove(peer),
+        };
+        let after = peers.is_empty();
+        if after {
+            self.held_for.remove(&name);
+        }
+        let result = match (before, after) {
+            (true, false) => self.client.require(&name),
+            (false, true) => self.client.retract(&name),
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            warn!(%peer, %name, error = %e, "cannot hold a name for a peer");
         }
     }
 
@@ -923,7 +985,11 @@ impl Node {
                 selector: selector.clone(),
                 members: *members,
             });
-        let offers: Vec<PeerMsg> = offers.into_iter().chain(groups).collect();
+        let required = self.required.iter().map(|name| PeerMsg::Required {
+            name: name.clone(),
+            required: true,
+        });
+        let offers: Vec<PeerMsg> = offers.into_iter().chain(groups).chain(required).collect();
         for msg in offers {
             self.send(&peer, &msg);
         }
@@ -968,6 +1034,15 @@ impl Node {
             self.peer_group(peer, group, "", 0);
         }
         self.forwarded.retain(|_, p| p != peer);
+        let held: Vec<String> = self
+            .held_for
+            .iter()
+            .filter(|(_, peers)| peers.contains(peer))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in held {
+            self.hold_for(peer, name, false);
+        }
         let answered: Vec<String> = self
             .exports
             .iter_mut()
@@ -1058,6 +1133,7 @@ impl Node {
             PeerMsg::Record { group, name, event } => {
                 self.forwarded_record(peer, &group, &name, event)
             }
+            PeerMsg::Required { name, required } => self.hold_for(peer, name, required),
             PeerMsg::Done { event } => {
                 if self.forwarded.get(&event).is_some_and(|p| p == peer) {
                     self.forwarded.remove(&event);
@@ -1109,9 +1185,13 @@ impl Node {
             source,
         };
         self.imports.insert(name.clone(), import);
-        if self.wanted.remove(&name) {
+        let wanted = self.wanted.remove(&name);
+        if (wanted || self.required.contains(&name)) && !self.copies.contains_key(&name) {
             self.pull(&name);
         }
+        // Read (or failed: the local demands were told): no peer holds it
+        // for this node any more.
+        self.unrequire(&name);
         self.publish_status();
     }
 
@@ -1175,6 +1255,7 @@ impl Node {
             withdrawal: None,
         };
         let msg = offered(&name, &export);
+        self.unrequire(&name);
         self.exports.insert(name, export);
         self.broadcast(&msg);
     }

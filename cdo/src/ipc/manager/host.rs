@@ -41,6 +41,8 @@ pub struct Host {
     meters: Arc<Meters>,
     /// Told the name of every demand that finds nothing on offer.
     unmet: Option<UnmetHook>,
+    /// Told the name of every require of a name not on offer.
+    unmet_require: Option<UnmetHook>,
     /// Told of consumer-group changes for other nodes.
     group_hook: Option<GroupHook>,
 }
@@ -75,6 +77,7 @@ impl Host {
             started: Instant::now(),
             meters,
             unmet: None,
+            unmet_require: None,
             group_hook: None,
         }
     }
@@ -124,7 +127,12 @@ impl Host {
             }
         });
         let check = check.as_mut().map(|c| c as SegmentCheck<'_>);
-        if let (Msg::Demand { name }, Some(hook)) = (&msg, &self.unmet) {
+        let hook = match &msg {
+            Msg::Demand { name } => self.unmet.as_ref().map(|h| (h, name)),
+            Msg::Require { name } => self.unmet_require.as_ref().map(|h| (h, name)),
+            _ => None,
+        };
+        if let Some((hook, name)) = hook {
             if !self.engine.is_offered(name) {
                 hook(cid, name);
             }
@@ -158,6 +166,12 @@ impl Host {
     /// on offer.
     pub fn set_unmet_hook(&mut self, hook: UnmetHook) {
         self.unmet = Some(hook);
+    }
+
+    /// Calls `hook` with the name of every later require of a name not on
+    /// offer.
+    pub fn set_unmet_require_hook(&mut self, hook: UnmetHook) {
+        self.unmet_require = Some(hook);
     }
 
     /// Calls `hook` with every later [`GroupNote`], first with one for

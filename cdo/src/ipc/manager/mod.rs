@@ -215,9 +215,10 @@ struct Shared {
 }
 
 /// What a federation of pool managers needs of its local manager: to hear
-/// of demands nothing here can serve, to fail those that another node
-/// could not serve either, and to raise other nodes' events here without
-/// those of its own mirroring. Cheap to clone; usable from any thread.
+/// of demands and requires nothing here can serve, to fail those that
+/// another node could not serve either, to raise other nodes' events here
+/// without those of its own mirroring, and to span consumer groups across
+/// nodes. Cheap to clone; usable from any thread.
 #[derive(Clone)]
 pub struct Control(Arc<Shared>);
 
@@ -228,6 +229,14 @@ impl Control {
     /// first hook.
     pub fn on_unmet_demand(&self, hook: impl Fn(u64, &str) + Send + 'static) {
         lock(&self.0.state).set_unmet_hook(Box::new(hook));
+    }
+
+    /// Calls `hook` with the requiring client's id and the name of every
+    /// later require of a name nothing here offers. The hook runs under
+    /// the manager's lock and must not block; a second call replaces the
+    /// first hook.
+    pub fn on_unmet_require(&self, hook: impl Fn(u64, &str) + Send + 'static) {
+        lock(&self.0.state).set_unmet_require_hook(Box::new(hook));
     }
 
     /// Fails every demand waiting for `name` with `code` and `text` (an
