@@ -1634,7 +1634,7 @@ fn a_node_whose_members_leave_gives_its_records_back_here() {
     }
     assert_eq!(remote.len(), GROUP_WINDOW as usize, "the only member");
     // The remote node finished one, then its members left.
-    p.ask(mirror, Msg::Ack { event: remote[0] });
+    p.engine.finish_proxy_record(remote[0], &mut Vec::new());
     p.subscribe(member, group);
     let (sub, out) = set_proxy(&mut p, "b", 0);
     assert_eq!(sub, None);
@@ -1651,7 +1651,8 @@ fn a_node_whose_members_leave_gives_its_records_back_here() {
         "its unfinished records, in order"
     );
     // A late answer of the gone node changes nothing.
-    let (_, out) = p.ask(mirror, Msg::Ack { event: remote[1] });
+    let mut out = Vec::new();
+    p.engine.finish_proxy_record(remote[1], &mut out);
     assert!(out.is_empty());
     assert_eq!(p.engine.stats().queued_records, 0);
 }

@@ -190,6 +190,51 @@ fn records_a_node_s_leaving_members_did_not_finish_go_to_the_others() {
 }
 
 #[test]
+fn a_node_whose_members_leave_and_join_mid_stream_gets_each_record_once() {
+    let (pa, fa) = node(&[]);
+    let (pb, fb) = node(&[&fa]);
+    let mut churn = client(&pb, "churn");
+    let mut sub = churn.join_group("g", "app.step >= 0").unwrap();
+    let here = member(&pa, "here");
+    eventually("each node has a proxy of the other", || {
+        fa.status().group_proxies == 1 && fb.status().group_proxies == 1
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let fast = finishing(here, stop.clone());
+    // The remote node's only member leaves and joins again every few
+    // records, while records are on their way to it.
+    let remote = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                if let Some((name, event)) = next_record(&mut churn, POLL) {
+                    churn.ack(event).unwrap();
+                    got.push(name);
+                    if got.len() % 3 == 0 {
+                        churn.unsubscribe(sub).unwrap();
+                        sub = churn.join_group("g", "app.step >= 0").unwrap();
+                    }
+                }
+            }
+            got
+        })
+    };
+    let mut producer = client(&pa, "producer");
+    let n = 80;
+    offer_all(&mut producer, n);
+    for i in 0..n {
+        let id = producer.submit_withdraw(&format!("rec/{i}")).unwrap();
+        assert!(matches!(producer.wait(id, Some(PATIENT)), Ok(Reply::Ok)));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let got = [fast.join().unwrap(), remote.join().unwrap()];
+    let t = tally(&got);
+    assert_eq!(t.len(), n, "every record finished");
+    assert!(t.values().all(|&k| k == 1), "once each: {t:?}");
+}
+
+#[test]
 fn a_record_s_object_is_not_withdrawn_before_the_remote_member_finished() {
     let (pa, fa) = node(&[]);
     let (pb, fb) = node(&[&fa]);

@@ -501,17 +501,7 @@ impl Engine {
                 Ok(Some(Msg::Ok))
             }
             Msg::Ack { event } => {
-                match self.subs.ack(cid, event) {
-                    Acked::Event { op } => self.acked(op, out),
-                    Acked::Record { group, data, from } => {
-                        self.release_view(data.object, out);
-                        self.drain_group(&group, out);
-                        if let Some(from) = from {
-                            self.note_done(from);
-                        }
-                    }
-                    Acked::Unknown => {}
-                }
+                self.ack(cid, event, out);
                 Ok(None)
             }
             Msg::Stat => Ok(Some(Msg::Stats(Box::new(self.stats())))),
@@ -519,6 +509,22 @@ impl Engine {
             // Manager-to-client messages; their payload is not echoed back,
             // it may be as large as a frame.
             _ => fail(ErrorCode::Protocol, "message not accepted from clients"),
+        }
+    }
+
+    /// `cid` acknowledged `event`: an awaited event, or a group record
+    /// now done.
+    fn ack(&mut self, cid: ClientId, event: u64, out: &mut Outgoing) {
+        match self.subs.ack(cid, event) {
+            Acked::Event { op } => self.acked(op, out),
+            Acked::Record { group, data, from } => {
+                self.release_view(data.object, out);
+                self.drain_group(&group, out);
+                if let Some(from) = from {
+                    self.note_done(from);
+                }
+            }
+            Acked::Unknown => {}
         }
     }
 

@@ -133,6 +133,17 @@ impl Engine {
         true
     }
 
+    /// A record given to a proxy (delivery `event`) is done on its node.
+    /// The federation finishes it here rather than through its client's
+    /// connection, so that it is done before any later change of that
+    /// node's proxy (a record finished after its proxy went would be
+    /// given to another member again).
+    pub fn finish_proxy_record(&mut self, event: u64, out: &mut Outgoing) {
+        if let Some(mirror) = self.mirror {
+            self.ack(mirror, event, out);
+        }
+    }
+
     /// The notes gathered since the last call (only while a mirror is set:
     /// without a federation nobody takes them).
     pub fn take_group_notes(&mut self) -> Vec<GroupNote> {

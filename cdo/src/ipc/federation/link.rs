@@ -88,6 +88,9 @@ pub(super) enum PeerMsg {
         selector: String,
         /// The sender's members of it.
         members: u32,
+        /// Since when the sender has members: a new value each time its
+        /// members went from none to some.
+        epoch: u64,
     },
     /// A record of `group` given to the receiver's members: the object the
     /// sender offered as `name` (announced before on this link), its
@@ -99,6 +102,10 @@ pub(super) enum PeerMsg {
         name: String,
         /// The delivery's id on the sender's node.
         event: u64,
+        /// The receiver's epoch of the group the record was given under
+        /// (from its `Group`): a record given to members that have all
+        /// gone since is dropped (the sender gives it to others).
+        epoch: u64,
     },
     /// The answer to `Record`: a member of the sender's node is done with
     /// the receiver's delivery `event`.

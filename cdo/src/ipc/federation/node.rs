@@ -564,6 +564,24 @@ enum Payload {
     Exposed { size: u64, region: String },
 }
 
+/// A consumer group of this node that has members, as the peers know it.
+struct LocalGroup {
+    selector: String,
+    members: u32,
+    /// Since when it has members ([`PeerMsg::Group`]).
+    epoch: u64,
+}
+
+/// A proxy member here of a peer's members of a group.
+#[derive(Clone)]
+struct Proxy {
+    group: String,
+    peer: String,
+    /// The peer's epoch of the group, which records given to the proxy
+    /// carry.
+    epoch: u64,
+}
+
 /// An object a peer offers.
 struct Import {
     peer: String,
@@ -612,10 +630,12 @@ struct Node {
     copies: HashMap<String, String>,
     /// Withdrawals of copies whose reply is awaited.
     withdrawals: Vec<RequestId>,
-    /// This node's consumer groups with members: selector and count.
-    groups: HashMap<String, (String, u32)>,
-    /// Proxy members here of peers' members: subscription → (group, peer).
-    proxies: HashMap<u64, (String, String)>,
+    /// This node's consumer groups with members.
+    groups: HashMap<String, LocalGroup>,
+    /// The last epoch given to a group of this node.
+    last_epoch: u64,
+    /// Proxy members here of peers' members, by subscription.
+    proxies: HashMap<u64, Proxy>,
     /// Records forwarded to a peer and not done there: delivery → peer.
     forwarded: HashMap<u64, String>,
     /// Names required here and offered on no node yet (the peers hold
@@ -669,6 +689,7 @@ impl Node {
             copies: HashMap::new(),
             withdrawals: Vec::new(),
             groups: HashMap::new(),
+            last_epoch: 0,
             proxies: HashMap::new(),
             forwarded: HashMap::new(),
             required: HashSet::new(),
@@ -818,16 +839,26 @@ impl Node {
                 selector,
                 members,
             } => {
-                if members == 0 {
-                    self.groups.remove(&group);
+                let epoch = if members == 0 {
+                    self.groups.remove(&group).map_or(0, |g| g.epoch)
+                } else if let Some(g) = self.groups.get_mut(&group) {
+                    g.members = members;
+                    g.epoch
                 } else {
-                    self.groups
-                        .insert(group.clone(), (selector.clone(), members));
-                }
+                    self.last_epoch += 1;
+                    let g = LocalGroup {
+                        selector: selector.clone(),
+                        members,
+                        epoch: self.last_epoch,
+                    };
+                    self.groups.insert(group.clone(), g);
+                    self.last_epoch
+                };
                 self.broadcast(&PeerMsg::Group {
                     group,
                     selector,
                     members,
+                    epoch,
                 });
             }
             GroupNote::Done { node, event } => self.send(&node, &PeerMsg::Done { event }),
@@ -836,12 +867,19 @@ impl Node {
 
     /// A peer's member count of `group`: its proxy here is added, changed
     /// or (0) removed.
-    fn peer_group(&mut self, peer: &str, group: String, selector: &str, members: u32) {
+    fn peer_group(&mut self, peer: &str, group: String, selector: &str, members: u32, epoch: u64) {
         match self.control.set_proxy(&group, selector, peer, members) {
             Ok(Some(sub)) => {
-                self.proxies.insert(sub, (group, peer.into()));
+                let proxy = Proxy {
+                    group,
+                    peer: peer.into(),
+                    epoch,
+                };
+                self.proxies.insert(sub, proxy);
             }
-            Ok(None) => self.proxies.retain(|_, (g, p)| !(*g == group && p == peer)),
+            Ok(None) => self
+                .proxies
+                .retain(|_, p| !(p.group == group && p.peer == peer)),
             Err(e) => warn!(%peer, %group, error = %e, "cannot follow a peer's consumer group"),
         }
         self.publish_status();
@@ -861,30 +899,33 @@ impl Node {
             warn!(error = %e, "cannot release a view");
         }
         // A proxy already gone gave its records back to the group.
-        let Some((group, peer)) = self.proxies.get(&subscription).cloned() else {
+        let Some(Proxy { group, peer, epoch }) = self.proxies.get(&subscription).cloned() else {
             return;
         };
         if !self.links.contains_key(&peer) {
-            return self.peer_group(&peer, group, "", 0);
+            return self.peer_group(&peer, group, "", 0, epoch);
         }
         if !self.exports.contains_key(&name) {
             // Withdrawn before it could be exported: nothing to forward.
-            if let Err(e) = self.client.ack(event) {
-                warn!(error = %e, "cannot finish a group record");
-            }
-            return;
+            return self.control.finish_proxy_record(event);
         }
         self.forwarded.insert(event, peer.clone());
         lock(&self.status).forwarded_records += 1;
-        self.send(&peer, &PeerMsg::Record { group, name, event });
+        let msg = PeerMsg::Record {
+            group,
+            name,
+            event,
+            epoch,
+        };
+        self.send(&peer, &msg);
     }
 
     /// A peer's record of `group` for a member here: read the object
     /// (announced before on the same link) and give it to one.
-    fn forwarded_record(&mut self, peer: &str, group: &str, name: &str, event: u64) {
-        if !self.groups.contains_key(group) {
-            // No member here now: the peer gives it to another when it
-            // hears so.
+    fn forwarded_record(&mut self, peer: &str, group: &str, name: &str, event: u64, epoch: u64) {
+        if self.groups.get(group).is_none_or(|g| g.epoch != epoch) {
+            // Given to members that have all gone since: the peer gives it
+            // to another when it hears so.
             return;
         }
         if !self.copies.contains_key(name) {
@@ -977,14 +1018,12 @@ impl Node {
             .map(|(name, e)| offered(name, e))
             .collect();
         // And its consumer groups.
-        let groups = self
-            .groups
-            .iter()
-            .map(|(group, (selector, members))| PeerMsg::Group {
-                group: group.clone(),
-                selector: selector.clone(),
-                members: *members,
-            });
+        let groups = self.groups.iter().map(|(group, g)| PeerMsg::Group {
+            group: group.clone(),
+            selector: g.selector.clone(),
+            members: g.members,
+            epoch: g.epoch,
+        });
         let required = self.required.iter().map(|name| PeerMsg::Required {
             name: name.clone(),
             required: true,
@@ -1027,11 +1066,11 @@ impl Node {
         let groups: Vec<String> = self
             .proxies
             .values()
-            .filter(|(_, p)| p == peer)
-            .map(|(g, _)| g.clone())
+            .filter(|p| p.peer == peer)
+            .map(|p| p.group.clone())
             .collect();
         for group in groups {
-            self.peer_group(peer, group, "", 0);
+            self.peer_group(peer, group, "", 0, 0);
         }
         self.forwarded.retain(|_, p| p != peer);
         let held: Vec<String> = self
@@ -1129,17 +1168,19 @@ impl Node {
                 group,
                 selector,
                 members,
-            } => self.peer_group(peer, group, &selector, members),
-            PeerMsg::Record { group, name, event } => {
-                self.forwarded_record(peer, &group, &name, event)
-            }
+                epoch,
+            } => self.peer_group(peer, group, &selector, members, epoch),
+            PeerMsg::Record {
+                group,
+                name,
+                event,
+                epoch,
+            } => self.forwarded_record(peer, &group, &name, event, epoch),
             PeerMsg::Required { name, required } => self.hold_for(peer, name, required),
             PeerMsg::Done { event } => {
                 if self.forwarded.get(&event).is_some_and(|p| p == peer) {
                     self.forwarded.remove(&event);
-                    if let Err(e) = self.client.ack(event) {
-                        warn!(error = %e, "cannot finish a group record");
-                    }
+                    self.control.finish_proxy_record(event);
                 }
             }
             PeerMsg::Released { name } => {

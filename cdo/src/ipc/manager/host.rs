@@ -198,6 +198,12 @@ impl Host {
         sub
     }
 
+    /// See [`Engine::finish_proxy_record`].
+    pub fn finish_proxy_record(&mut self, event: u64, out: &mut Outgoing) {
+        self.engine.finish_proxy_record(event, &mut self.effects);
+        self.carry_out(None, out);
+    }
+
     /// See [`Engine::route_forwarded`].
     pub fn route_forwarded(
         &mut self,

@@ -284,6 +284,14 @@ impl Control {
         sub
     }
 
+    /// Finishes the record given to a proxy as delivery `event` (its node
+    /// reported it done), in order with [`Control::set_proxy`].
+    pub fn finish_proxy_record(&self, event: u64) {
+        let mut out = Outgoing::new();
+        lock(&self.0.state).finish_proxy_record(event, &mut out);
+        deliver(out);
+    }
+
     /// Gives the object on offer here as `name` to a local member of
     /// `group` as the record that node `node` forwarded (its delivery
     /// `event` there); a [`GroupNote::Done`] follows once the member is
