@@ -1621,6 +1621,10 @@ fn a_proxy_member_is_weighted_by_its_node_s_members() {
     assert!(records_to(&out, mirror).is_empty());
     let (_, out) = p.ask(member, Msg::Ack { event: here[0] });
     assert_eq!(records_to(&out, member).len(), 1);
+    // Any count another node claims is bounded: the queued records go to
+    // a node claiming all of them, and nothing overflows.
+    let (_, out) = set_proxy(&mut p, "c", u32::MAX);
+    assert_eq!(records_to(&out, mirror).len(), GROUP_WINDOW as usize - 1);
 }
 
 #[test]

@@ -48,7 +48,7 @@ pub use market::{Engine, GroupNote};
 pub use quota::Limits;
 pub use registry::ClientId;
 pub(crate) use subs::pick_member;
-pub use subs::{Forwarded, GROUP_WINDOW};
+pub use subs::{Forwarded, GROUP_WINDOW, MAX_PROXY_WEIGHT};
 pub use tombstones::TOMBSTONES_KEPT;
 
 /// The engine's name of a shared segment; the host maps it to its

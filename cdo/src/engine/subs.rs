@@ -58,6 +58,10 @@ pub struct Forwarded {
 /// Most undone records one group member holds; more wait in the group.
 pub const GROUP_WINDOW: u32 = 4;
 
+/// Most members a proxy stands for (a larger count from another node is
+/// taken as this many).
+pub const MAX_PROXY_WEIGHT: u32 = 1 << 16;
+
 /// Which of a consumer group's `n` members gets its next record: the least
 /// loaded (`load`: records given and not done) of those with room (fewer
 /// than [`GROUP_WINDOW`]), ties in round-robin order from `cursor`;
@@ -128,12 +132,18 @@ struct Group {
 }
 
 impl Group {
-    /// Whether a member that may take a record (`forwarded`: local ones
-    /// only) has room for it.
-    fn has_room(&self, forwarded: bool) -> bool {
-        self.members
-            .iter()
-            .any(|m| !(forwarded && m.proxy) && m.load < m.weight * GROUP_WINDOW)
+    /// The member that gets the next record (`forwarded` from another
+    /// node: a local one), by [`pick_weighted`]; `None`: all are full.
+    fn pick(&self, forwarded: bool) -> Option<usize> {
+        let members = &self.members;
+        pick_weighted(members.len(), self.cursor, |i| {
+            let m = &members[i];
+            (!(forwarded && m.proxy)).then(|| Share {
+                load: m.load.into(),
+                weight: m.weight.into(),
+                served: m.served,
+            })
+        })
     }
 
     /// A change of members or weights: weighted round robin starts anew.
@@ -287,7 +297,7 @@ impl Subs {
         )?;
         if let Some(m) = self.member_mut(id) {
             m.proxy = true;
-            m.weight = weight.max(1);
+            m.weight = weight.clamp(1, MAX_PROXY_WEIGHT);
         }
         Ok(id)
     }
@@ -296,7 +306,7 @@ impl Subs {
     /// count).
     pub fn set_weight(&mut self, sub: u64, weight: u32) {
         if let Some(m) = self.member_mut(sub) {
-            m.weight = weight.max(1);
+            m.weight = weight.clamp(1, MAX_PROXY_WEIGHT);
         }
         if let Some(g) = self.group_of(sub).and_then(|g| self.groups.get_mut(&g)) {
             g.reset_served();
@@ -465,16 +475,7 @@ impl Subs {
             return Route::Queued;
         };
         let n = g.members.len();
-        let members = &g.members;
-        let pick = pick_weighted(n, g.cursor, |i| {
-            let m = &members[i];
-            (!(from.is_some() && m.proxy)).then(|| Share {
-                load: m.load.into(),
-                weight: m.weight.into(),
-                served: m.served,
-            })
-        });
-        let Some(i) = pick else {
+        let Some(i) = g.pick(from.is_some()) else {
             g.queued.push_back((data, from));
             return Route::Queued;
         };
@@ -506,7 +507,7 @@ impl Subs {
     pub fn take_queued(&mut self, group: &str) -> Option<(DataRef, Option<Forwarded>)> {
         let g = self.groups.get_mut(group)?;
         let forwarded = g.queued.front()?.1.is_some();
-        if g.has_room(forwarded) {
+        if g.pick(forwarded).is_some() {
             g.queued.pop_front()
         } else {
             None
