@@ -1587,7 +1587,8 @@ fn a_proxy_member_is_weighted_by_its_node_s_members() {
         [cdo::engine::GroupNote::Members {
             group: "g".into(),
             selector: String::new(),
-            members: 1
+            members: 1,
+            epoch: 1
         }]
     );
     let (sub, _) = set_proxy(&mut p, "b", 3);
@@ -1689,7 +1690,7 @@ fn a_group_whose_last_member_was_a_proxy_releases_or_keeps_its_records() {
 #[test]
 fn forwarded_records_go_to_local_members_and_their_end_is_noted() {
     let (mut p, _, member, mirror, group) = federated_group(false);
-    p.subscribe(member, group);
+    p.subscribe(member, group.clone());
     set_proxy(&mut p, "a", 5);
     p.engine.take_group_notes();
     // The federation's copy of a's object is not routed here again.
@@ -1702,8 +1703,12 @@ fn forwarded_records_go_to_local_members_and_their_end_is_noted() {
     let mut out = Vec::new();
     assert!(p
         .engine
-        .route_forwarded("g", "copy", from.clone(), &mut out));
-    assert!(!p.engine.route_forwarded("g", "nothing", from, &mut out));
+        .route_forwarded("g", "copy", from.clone(), 1, &mut out));
+    assert!(!p
+        .engine
+        .route_forwarded("g", "nothing", from.clone(), 1, &mut out));
+    // Given to this node's members of another time: refused.
+    assert!(!p.engine.route_forwarded("g", "copy", from, 2, &mut out));
     let given = records_to(&out, member);
     assert_eq!(given.len(), 1, "to the local member, never to a proxy");
     assert!(p.engine.take_group_notes().is_empty());
@@ -1723,12 +1728,22 @@ fn forwarded_records_go_to_local_members_and_their_end_is_noted() {
         [cdo::engine::GroupNote::Members {
             group: "g".into(),
             selector: String::new(),
-            members: 0
+            members: 0,
+            epoch: 1
         }]
     );
     let from = cdo::engine::Forwarded {
         node: "a".into(),
         event: 78,
     };
-    assert!(!p.engine.route_forwarded("g", "copy", from, &mut Vec::new()));
+    assert!(!p
+        .engine
+        .route_forwarded("g", "copy", from, 1, &mut Vec::new()));
+    // Members again: a new epoch.
+    let again = p.join("again");
+    p.subscribe(again, group);
+    match &p.engine.take_group_notes()[..] {
+        [cdo::engine::GroupNote::Members { epoch: 2, .. }] => {}
+        other => panic!("{other:?}"),
+    }
 }

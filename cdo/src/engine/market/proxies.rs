@@ -33,6 +33,9 @@ pub enum GroupNote {
         selector: String,
         /// Local members (proxies not counted).
         members: u32,
+        /// Since when the group has local members: a new value each time
+        /// they go from none to some (the last value with 0).
+        epoch: u64,
     },
     /// A record that `node` forwarded here (its delivery `event` there)
     /// is done.
@@ -44,13 +47,22 @@ pub enum GroupNote {
     },
 }
 
+/// A group with local members, as last noted.
+struct Told {
+    selector: String,
+    members: u32,
+    epoch: u64,
+}
+
 /// The engine's books of groups across nodes.
 #[derive(Default)]
 pub(super) struct Proxies {
     /// Proxy subscriptions by (group, node).
     by_node: FastMap<(String, String), u64>,
-    /// Local member counts last noted, with the group's selector.
-    told: FastMap<String, (String, u32)>,
+    /// Groups with local members as last noted.
+    told: FastMap<String, Told>,
+    /// The last epoch given to a group.
+    last_epoch: u64,
     /// Notes not yet taken.
     notes: Vec<GroupNote>,
 }
@@ -112,16 +124,25 @@ impl Engine {
     }
 
     /// Gives the object on offer here as `name` (the federation's copy) to
-    /// a local member of `group`, as a record `from` another node; false
-    /// when there is no local member or no such object.
+    /// a local member of `group`, as a record `from` another node that
+    /// gave it to this node's members of `epoch` ([`GroupNote::Members`]);
+    /// false when the group has no local member since then (they all
+    /// went, the other node gives it to another member) or there is no
+    /// such object.
     pub fn route_forwarded(
         &mut self,
         group: &str,
         name: &str,
         from: Forwarded,
+        epoch: u64,
         out: &mut Outgoing,
     ) -> bool {
-        if self.subs.local_members(group).is_none_or(|(_, n)| n == 0) {
+        if self
+            .proxies
+            .told
+            .get(group)
+            .is_none_or(|t| t.epoch != epoch)
+        {
             return false;
         }
         let Ok(data) = self.data_ref(name.to_owned()) else {
@@ -160,10 +181,11 @@ impl Engine {
             .proxies
             .told
             .iter()
-            .map(|(group, (selector, members))| GroupNote::Members {
+            .map(|(group, t)| GroupNote::Members {
                 group: group.clone(),
-                selector: selector.clone(),
-                members: *members,
+                selector: t.selector.clone(),
+                members: t.members,
+                epoch: t.epoch,
             })
             .collect();
         self.proxies.notes.extend(all);
@@ -171,28 +193,41 @@ impl Engine {
 
     /// Notes the local member count of `group` if it changed.
     pub(super) fn note_members(&mut self, group: &str) {
-        let (selector, members) = match self.subs.local_members(group) {
-            Some((selector, n)) => (selector.to_owned(), n),
-            None => match self.proxies.told.get(group) {
-                Some((selector, _)) => (selector.clone(), 0),
-                None => return,
-            },
+        let members = self.subs.local_members(group).map_or(0, |(_, n)| n);
+        let told = &mut self.proxies;
+        let note = match (told.told.get_mut(group), members) {
+            (None, 0) => return,
+            (Some(t), n) if t.members == n => return,
+            (Some(_), 0) => {
+                let t = told.told.remove(group).expect("just found");
+                (t.selector, t.epoch)
+            }
+            (Some(t), n) => {
+                t.members = n;
+                (t.selector.clone(), t.epoch)
+            }
+            (None, n) => {
+                let Some((selector, _)) = self.subs.local_members(group) else {
+                    return;
+                };
+                told.last_epoch += 1;
+                let t = Told {
+                    selector: selector.to_owned(),
+                    members: n,
+                    epoch: told.last_epoch,
+                };
+                let note = (t.selector.clone(), t.epoch);
+                told.told.insert(group.to_owned(), t);
+                note
+            }
         };
-        let before = self.proxies.told.get(group).map_or(0, |&(_, n)| n);
-        if before == members {
-            return;
-        }
-        if members == 0 {
-            self.proxies.told.remove(group);
-        } else {
-            let told = (selector.clone(), members);
-            self.proxies.told.insert(group.to_owned(), told);
-        }
         if self.mirror.is_some() {
+            let (selector, epoch) = note;
             self.proxies.notes.push(GroupNote::Members {
                 group: group.to_owned(),
                 selector,
                 members,
+                epoch,
             });
         }
     }

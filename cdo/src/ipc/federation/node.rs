@@ -632,8 +632,6 @@ struct Node {
     withdrawals: Vec<RequestId>,
     /// This node's consumer groups with members.
     groups: HashMap<String, LocalGroup>,
-    /// The last epoch given to a group of this node.
-    last_epoch: u64,
     /// Proxy members here of peers' members, by subscription.
     proxies: HashMap<u64, Proxy>,
     /// Records forwarded to a peer and not done there: delivery → peer.
@@ -689,7 +687,6 @@ impl Node {
             copies: HashMap::new(),
             withdrawals: Vec::new(),
             groups: HashMap::new(),
-            last_epoch: 0,
             proxies: HashMap::new(),
             forwarded: HashMap::new(),
             required: HashSet::new(),
@@ -838,22 +835,18 @@ impl Node {
                 group,
                 selector,
                 members,
+                epoch,
             } => {
-                let epoch = if members == 0 {
-                    self.groups.remove(&group).map_or(0, |g| g.epoch)
-                } else if let Some(g) = self.groups.get_mut(&group) {
-                    g.members = members;
-                    g.epoch
+                if members == 0 {
+                    self.groups.remove(&group);
                 } else {
-                    self.last_epoch += 1;
                     let g = LocalGroup {
                         selector: selector.clone(),
                         members,
-                        epoch: self.last_epoch,
+                        epoch,
                     };
                     self.groups.insert(group.clone(), g);
-                    self.last_epoch
-                };
+                }
                 self.broadcast(&PeerMsg::Group {
                     group,
                     selector,
@@ -931,8 +924,13 @@ impl Node {
         if !self.copies.contains_key(name) {
             self.pull(name);
         }
-        if !self.control.route_forwarded(group, name, peer, event) {
-            warn!(%peer, %group, %name, "a forwarded group record found no member or no copy here");
+        // The members may have gone meanwhile (the manager knows before
+        // this thread does): then the peer hears so and hands it on.
+        if !self
+            .control
+            .route_forwarded(group, name, peer, event, epoch)
+        {
+            debug!(%peer, %group, %name, "a forwarded group record found no member or no copy here");
         }
     }
 

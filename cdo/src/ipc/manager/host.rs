@@ -210,11 +210,12 @@ impl Host {
         group: &str,
         name: &str,
         from: Forwarded,
+        epoch: u64,
         out: &mut Outgoing,
     ) -> bool {
         let routed = self
             .engine
-            .route_forwarded(group, name, from, &mut self.effects);
+            .route_forwarded(group, name, from, epoch, &mut self.effects);
         self.carry_out(None, out);
         routed
     }

@@ -294,16 +294,24 @@ impl Control {
 
     /// Gives the object on offer here as `name` to a local member of
     /// `group` as the record that node `node` forwarded (its delivery
-    /// `event` there); a [`GroupNote::Done`] follows once the member is
-    /// done. False when the group has no local member or `name` is not
-    /// on offer.
-    pub fn route_forwarded(&self, group: &str, name: &str, node: &str, event: u64) -> bool {
+    /// `event` there) to this node's members of `epoch`
+    /// ([`GroupNote::Members`]); a [`GroupNote::Done`] follows once the
+    /// member is done. False when the group has had no local member since
+    /// then, or `name` is not on offer.
+    pub fn route_forwarded(
+        &self,
+        group: &str,
+        name: &str,
+        node: &str,
+        event: u64,
+        epoch: u64,
+    ) -> bool {
         let mut out = Outgoing::new();
         let from = Forwarded {
             node: node.into(),
             event,
         };
-        let routed = lock(&self.0.state).route_forwarded(group, name, from, &mut out);
+        let routed = lock(&self.0.state).route_forwarded(group, name, from, epoch, &mut out);
         deliver(out);
         routed
     }
