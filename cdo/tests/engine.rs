@@ -1536,3 +1536,214 @@ proptest! {
         run_model(clients, fail_fast, &ops)?;
     }
 }
+
+/// A consumer group that spans nodes: `member` joins `g` here, and the
+/// federation's client (`mirror`) is set for proxies of other nodes.
+fn federated_group(keep: bool) -> (Pool, ClientId, ClientId, ClientId, SubscribeRef) {
+    let config = EngineConfig {
+        keep_group_records: keep,
+        ack_timeout: ACK_TIMEOUT,
+        ..EngineConfig::default()
+    };
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    p.engine = Engine::new(Box::new(NameRegistry::new(DuplicateOffers::Reject)), config);
+    let (prod, member, mirror) = (p.join("prod"), p.join("member"), p.join("federation"));
+    p.engine.set_mirror(mirror);
+    let group = SubscribeRef {
+        selector: String::new(),
+        kinds: 0,
+        ack: false,
+        group: Some("g".into()),
+    };
+    (p, prod, member, mirror, group)
+}
+
+/// The delivery ids of the records `effects` give `client`.
+fn records_to(effects: &[Effect], client: ClientId) -> Vec<u64> {
+    unsolicited(effects, client)
+        .iter()
+        .filter_map(|m| match m {
+            Msg::Record { event, .. } => Some(*event),
+            _ => None,
+        })
+        .collect()
+}
+
+fn set_proxy(p: &mut Pool, node: &str, members: u32) -> (Option<u64>, Vec<Effect>) {
+    let mut out = Vec::new();
+    let sub = p
+        .engine
+        .set_proxy("g", "", node, members, &mut out)
+        .unwrap();
+    (sub, out)
+}
+
+#[test]
+fn a_proxy_member_is_weighted_by_its_node_s_members() {
+    let (mut p, prod, member, mirror, group) = federated_group(false);
+    p.subscribe(member, group);
+    assert_eq!(
+        p.engine.take_group_notes(),
+        [cdo::engine::GroupNote::Members {
+            group: "g".into(),
+            selector: String::new(),
+            members: 1,
+            epoch: 1
+        }]
+    );
+    let (sub, _) = set_proxy(&mut p, "b", 3);
+    assert!(sub.is_some());
+    // Members done at once: weighted round robin, 1 to 3.
+    let (mut here, mut there) = (0, 0);
+    for i in 0..8 {
+        let (_, out) = p.offer(prod, &format!("fast{i}"));
+        for (who, n) in [(member, &mut here), (mirror, &mut there)] {
+            for event in records_to(&out, who) {
+                *n += 1;
+                p.ask(who, Msg::Ack { event });
+            }
+        }
+    }
+    assert_eq!((here, there), (2, 6));
+    // Saturated: a window per member; the proxy holds three.
+    let (mut here, mut there) = (Vec::new(), Vec::new());
+    for i in 0..(5 * GROUP_WINDOW) {
+        let (_, out) = p.offer(prod, &format!("slow{i}"));
+        here.extend(records_to(&out, member));
+        there.extend(records_to(&out, mirror));
+    }
+    assert_eq!(here.len(), GROUP_WINDOW as usize);
+    assert_eq!(there.len(), 3 * GROUP_WINDOW as usize);
+    assert_eq!(p.engine.stats().queued_records, u64::from(GROUP_WINDOW));
+    // The node's count falls to one: the proxy takes no more until it is
+    // under one window.
+    set_proxy(&mut p, "b", 1);
+    let (_, out) = p.ask(mirror, Msg::Ack { event: there[0] });
+    assert!(records_to(&out, mirror).is_empty());
+    let (_, out) = p.ask(member, Msg::Ack { event: here[0] });
+    assert_eq!(records_to(&out, member).len(), 1);
+    // Any count another node claims is bounded: the queued records go to
+    // a node claiming all of them, and nothing overflows.
+    let (_, out) = set_proxy(&mut p, "c", u32::MAX);
+    assert_eq!(records_to(&out, mirror).len(), GROUP_WINDOW as usize - 1);
+}
+
+#[test]
+fn a_node_whose_members_leave_gives_its_records_back_here() {
+    let (mut p, prod, member, mirror, group) = federated_group(false);
+    set_proxy(&mut p, "b", 1);
+    let mut remote = Vec::new();
+    for i in 0..GROUP_WINDOW {
+        let (_, out) = p.offer(prod, &format!("r{i}"));
+        remote.extend(records_to(&out, mirror));
+    }
+    assert_eq!(remote.len(), GROUP_WINDOW as usize, "the only member");
+    // The remote node finished one, then its members left.
+    p.engine.finish_proxy_record(remote[0], &mut Vec::new());
+    p.subscribe(member, group);
+    let (sub, out) = set_proxy(&mut p, "b", 0);
+    assert_eq!(sub, None);
+    let again = unsolicited(&out, member)
+        .iter()
+        .filter_map(|m| match m {
+            Msg::Record { data, .. } => Some(data.name.clone()),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(
+        again,
+        ["r1", "r2", "r3"],
+        "its unfinished records, in order"
+    );
+    // A late answer of the gone node changes nothing.
+    let mut out = Vec::new();
+    p.engine.finish_proxy_record(remote[1], &mut out);
+    assert!(out.is_empty());
+    assert_eq!(p.engine.stats().queued_records, 0);
+}
+
+#[test]
+fn a_group_whose_last_member_was_a_proxy_releases_or_keeps_its_records() {
+    for keep in [false, true] {
+        let (mut p, prod, member, mirror, group) = federated_group(keep);
+        set_proxy(&mut p, "b", 2);
+        let (_, out) = p.offer(prod, "r");
+        assert_eq!(records_to(&out, mirror).len(), 1);
+        p.ask(mirror, Msg::Release { objects: vec![1] });
+        let (w, out) = p.withdraw(prod, "r");
+        assert!(
+            answers(&out, prod, w).is_empty(),
+            "the remote node holds it"
+        );
+        let (_, out) = set_proxy(&mut p, "b", 0);
+        let expected = match keep {
+            false => vec![Got::Ok],
+            true => vec![],
+        };
+        assert_eq!(answers(&out, prod, w), expected, "keep = {keep}");
+        assert_eq!(p.engine.stats().queued_records, u64::from(keep));
+        let (_, out) = p.ask(member, Msg::Subscribe(group));
+        assert_eq!(records_to(&out, member).len(), usize::from(keep));
+    }
+}
+
+#[test]
+fn forwarded_records_go_to_local_members_and_their_end_is_noted() {
+    let (mut p, _, member, mirror, group) = federated_group(false);
+    p.subscribe(member, group.clone());
+    set_proxy(&mut p, "a", 5);
+    p.engine.take_group_notes();
+    // The federation's copy of a's object is not routed here again.
+    let (_, out) = p.offer(mirror, "copy");
+    assert!(records_to(&out, member).is_empty() && records_to(&out, mirror).is_empty());
+    let from = cdo::engine::Forwarded {
+        node: "a".into(),
+        event: 77,
+    };
+    let mut out = Vec::new();
+    assert!(p
+        .engine
+        .route_forwarded("g", "copy", from.clone(), 1, &mut out));
+    assert!(!p
+        .engine
+        .route_forwarded("g", "nothing", from.clone(), 1, &mut out));
+    // Given to this node's members of another time: refused.
+    assert!(!p.engine.route_forwarded("g", "copy", from, 2, &mut out));
+    let given = records_to(&out, member);
+    assert_eq!(given.len(), 1, "to the local member, never to a proxy");
+    assert!(p.engine.take_group_notes().is_empty());
+    p.ask(member, Msg::Ack { event: given[0] });
+    assert_eq!(
+        p.engine.take_group_notes(),
+        [cdo::engine::GroupNote::Done {
+            node: "a".into(),
+            event: 77
+        }]
+    );
+    // The last local member leaving is noted too; with no local member a
+    // forwarded record is refused (its node gives it to another).
+    p.disconnect(member);
+    assert_eq!(
+        p.engine.take_group_notes(),
+        [cdo::engine::GroupNote::Members {
+            group: "g".into(),
+            selector: String::new(),
+            members: 0,
+            epoch: 1
+        }]
+    );
+    let from = cdo::engine::Forwarded {
+        node: "a".into(),
+        event: 78,
+    };
+    assert!(!p
+        .engine
+        .route_forwarded("g", "copy", from, 1, &mut Vec::new()));
+    // Members again: a new epoch.
+    let again = p.join("again");
+    p.subscribe(again, group);
+    match &p.engine.take_group_notes()[..] {
+        [cdo::engine::GroupNote::Members { epoch: 2, .. }] => {}
+        other => panic!("{other:?}"),
+    }
+}

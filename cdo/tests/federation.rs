@@ -171,6 +171,35 @@ fn small_objects_travel_inline_and_large_ones_by_remote_read() {
 }
 
 #[test]
+fn a_require_of_a_name_offered_nowhere_holds_its_later_offer_on_another_node() {
+    let (pa, fa) = node(Vec::new(), TOKEN, PATIENT);
+    let (pb, fb) = node(vec![fa.local_addr().to_string()], TOKEN, PATIENT);
+    linked(&[&fa, &fb]);
+    // Small (inline) and large (read remotely).
+    for (name, size) in [("later/small", 100), ("later/large", 200_000)] {
+        let mut consumer = client(&pb, "consumer");
+        consumer.require(name).unwrap();
+        eventually("the producer's node holds the name", || {
+            pa.stats().requires == 1
+        });
+        let mut producer = client(&pa, "producer");
+        producer
+            .offer(name, &pattern(7, size), Attributes::new())
+            .unwrap();
+        // Withdrawn at once, before anyone here demanded it: the require
+        // kept it for the consumer's node, which read it.
+        producer.withdraw(name).unwrap();
+        assert_eq!(pa.stats().requires, 0, "the hold ended");
+        let v = consumer.demand(name, PATIENT).unwrap();
+        assert!(*v == pattern(7, size)[..], "{name}");
+        drop(v);
+        consumer.leave(PATIENT).unwrap();
+        producer.leave(PATIENT).unwrap();
+    }
+    assert_eq!(fb.status().pulls, 2);
+}
+
+#[test]
 fn an_eager_limit_beyond_one_peer_message_is_refused() {
     let pm = manager_with(ManagerConfig {
         token: Some(TOKEN.into()),

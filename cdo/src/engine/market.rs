@@ -5,6 +5,7 @@
 //! host carries them out.
 
 mod held;
+mod proxies;
 mod query;
 mod remote;
 mod segments;
@@ -17,12 +18,14 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info};
 
 use self::held::HeldOp;
+pub use self::proxies::GroupNote;
+use self::proxies::Proxies;
 use self::segments::SegRec;
 use self::withdrawals::Withdrawing;
 
 use super::quota::{Kind, Quotas};
 use super::registry::{ClientId, Entry, Registry};
-use super::subs::{Acked, Route, SubError, Subs, Unsubscribed};
+use super::subs::{Acked, Forwarded, Route, SubError, Subs, Unsubscribed};
 use super::tombstones::Tombstones;
 use super::{Effect, EngineConfig, FaultPolicy, SegmentCheck, SegmentKey};
 use crate::attrs::{is_builtin, Attributes as Typed};
@@ -107,6 +110,9 @@ pub struct Engine {
     /// The federation's client, whose object operations raise no events
     /// ([`Engine::set_mirror`]).
     mirror: Option<ClientId>,
+    /// Consumer groups across nodes: proxy members, notes for the
+    /// federation.
+    proxies: Proxies,
 }
 
 /// Counters since the manager started.
@@ -166,6 +172,7 @@ impl Engine {
             config,
             totals: Totals::default(),
             mirror: None,
+            proxies: Proxies::default(),
         }
     }
 
@@ -501,14 +508,7 @@ impl Engine {
                 Ok(Some(Msg::Ok))
             }
             Msg::Ack { event } => {
-                match self.subs.ack(cid, event) {
-                    Acked::Event { op } => self.acked(op, out),
-                    Acked::Record { group, data } => {
-                        self.release_view(data.object, out);
-                        self.drain_group(&group, out);
-                    }
-                    Acked::Unknown => {}
-                }
+                self.ack(cid, event, out);
                 Ok(None)
             }
             Msg::Stat => Ok(Some(Msg::Stats(Box::new(self.stats())))),
@@ -548,6 +548,7 @@ impl Engine {
         })?;
         self.send(cid, id, Msg::Subscribed { subscription: sub }, None, out);
         if let Some(group) = group {
+            self.note_members(&group);
             self.drain_group(&group, out);
         }
         if replay {
@@ -573,6 +574,22 @@ impl Engine {
             let event = self.subs.replayed(sub, name, attrs, owner);
             self.totals.events += 1;
             self.send(cid, 0, Msg::Event(event), None, out);
+        }
+    }
+
+    /// `cid` acknowledged `event`: an awaited event, or a group record
+    /// now done.
+    fn ack(&mut self, cid: ClientId, event: u64, out: &mut Outgoing) {
+        match self.subs.ack(cid, event) {
+            Acked::Event { op } => self.acked(op, out),
+            Acked::Record { group, data, from } => {
+                self.release_view(data.object, out);
+                self.drain_group(&group, out);
+                if let Some(from) = from {
+                    self.note_done(from);
+                }
+            }
+            Acked::Unknown => {}
         }
     }
 
@@ -645,6 +662,8 @@ impl Engine {
         self.offered_bytes += size;
         self.tombstones.remove(&name);
         if !self.subs.is_empty() {
+            // A copy of another node's object: its groups were served there.
+            let copy = self.mirror == Some(cid);
             let e = self.registry.get(&name).expect("just inserted");
             let attrs = e.attrs.clone();
             let data = DataRef {
@@ -657,10 +676,14 @@ impl Engine {
             };
             let version = Some(e.version);
             self.raise(EventKind::Offer, &name, &attrs, version, cid, out);
-            for group in self.subs.groups_for(&name, &attrs, version) {
+            let groups = match copy {
+                true => Vec::new(),
+                false => self.subs.groups_for(&name, &attrs, version),
+            };
+            for group in groups {
                 // The group's own reference, dropped when a member is done.
                 *self.views.entry(data.object).or_default() += 1;
-                self.route_record(&group, data.clone(), out);
+                self.route_record(&group, data.clone(), None, out);
             }
         }
         let waiting = match self.waiters.is_empty() {
@@ -696,7 +719,9 @@ impl Engine {
 
     /// Answers request `rid` of `to` with a view of `data`.
     fn send_data(&mut self, to: ClientId, rid: RequestId, data: DataRef, out: &mut Outgoing) {
-        if !self.requires.is_empty() {
+        // The mirror's requires stand for other nodes' clients: its own
+        // demands (to export an offer) do not end them.
+        if !self.requires.is_empty() && self.mirror != Some(to) {
             self.release_require(&data.name, to);
         }
         if !self.subs.is_empty() {
@@ -735,13 +760,20 @@ impl Engine {
         }
     }
 
-    /// Gives record `data` of `group` to a member with room, or queues it.
-    fn route_record(&mut self, group: &str, data: DataRef, out: &mut Outgoing) {
+    /// Gives record `data` of `group` (forwarded `from` another node, if
+    /// it was) to a member with room, or queues it.
+    fn route_record(
+        &mut self,
+        group: &str,
+        data: DataRef,
+        from: Option<Forwarded>,
+        out: &mut Outgoing,
+    ) {
         if let Route::Member {
             subscription,
             client,
             event,
-        } = self.subs.route(group, data.clone())
+        } = self.subs.route(group, data.clone(), from)
         {
             let msg = Msg::Record {
                 subscription,
@@ -754,8 +786,8 @@ impl Engine {
 
     /// Hands queued records of `group` to members with room.
     fn drain_group(&mut self, group: &str, out: &mut Outgoing) {
-        while let Some(data) = self.subs.take_queued(group) {
-            self.route_record(group, data, out);
+        while let Some((data, from)) = self.subs.take_queued(group) {
+            self.route_record(group, data, from, out);
         }
     }
 
@@ -775,6 +807,7 @@ impl Engine {
             self.release_view(data.object, out);
         }
         if let Some(group) = group {
+            self.note_members(&group);
             self.drain_group(&group, out);
         }
     }

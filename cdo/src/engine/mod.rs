@@ -22,6 +22,9 @@
 //!   `market::held` (replies held for acknowledgements);
 //! - [`registry`]: offered objects by name (exact names, versions);
 //! - `subs`: subscriptions, consumer groups, acknowledgements;
+//! - `market::proxies`: consumer groups across nodes (proxy members of
+//!   other nodes' members, records forwarded from other nodes, and the
+//!   [`GroupNote`]s that tell the federation);
 //! - `quota`: per-client quotas and the limits they enforce;
 //! - [`names`]: what may name a CDO (one rule for both deployments);
 //! - `tombstones`: names whose producer died, bounded (see
@@ -41,11 +44,11 @@ use crate::config::UnknownAttributes;
 use crate::ipc::wire::{Msg, RequestId};
 use crate::schema::Schema;
 
-pub use market::Engine;
+pub use market::{Engine, GroupNote};
 pub use quota::Limits;
 pub use registry::ClientId;
 pub(crate) use subs::pick_member;
-pub use subs::GROUP_WINDOW;
+pub use subs::{Forwarded, GROUP_WINDOW, MAX_PROXY_WEIGHT};
 pub use tombstones::TOMBSTONES_KEPT;
 
 /// The engine's name of a shared segment; the host maps it to its

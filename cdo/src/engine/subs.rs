@@ -17,6 +17,13 @@
 //!   records are released (as in one process) unless the pool keeps them
 //!   for a member that joins later ([`Subs::new`]); offers made while a
 //!   group has no member are never kept for it.
+//! - A group member may be a *proxy* of another node's members (owned by
+//!   the federation's client, [`Subs::add_proxy`]), weighted by how many
+//!   they are: it holds up to that many windows of records, and members
+//!   are chosen by load per weight, ties in weighted round robin. Records
+//!   another node forwarded here ([`Forwarded`]) go to local members only
+//!   and are dropped when the last of those goes (their node gives them to
+//!   its other members).
 
 use std::collections::VecDeque;
 
@@ -32,12 +39,27 @@ pub struct Unsubscribed {
     pub ops: Vec<u64>,
     /// The consumer group the subscription was a member of.
     pub group: Option<String>,
-    /// Records the group no longer holds (its last member went).
+    /// Records the group no longer holds (its last member went, or its
+    /// last local member for records forwarded from another node).
     pub released: Vec<DataRef>,
+}
+
+/// A record another node's group forwarded to this node's members: the
+/// node, and its delivery id there (to tell it when the record is done).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarded {
+    /// The node that forwarded it.
+    pub node: String,
+    /// Its delivery id on that node.
+    pub event: u64,
 }
 
 /// Most undone records one group member holds; more wait in the group.
 pub const GROUP_WINDOW: u32 = 4;
+
+/// Most members a proxy stands for (a larger count from another node is
+/// taken as this many).
+pub const MAX_PROXY_WEIGHT: u32 = 1 << 16;
 
 /// Which of a consumer group's `n` members gets its next record: the least
 /// loaded (`load`: records given and not done) of those with room (fewer
@@ -50,11 +72,44 @@ pub(crate) fn pick_member(
     load: impl Fn(usize) -> usize,
     skip: Option<usize>,
 ) -> Option<usize> {
+    pick_weighted(n, cursor, |i| {
+        (Some(i) != skip || n == 1).then(|| Share {
+            load: load(i) as u64,
+            weight: 1,
+            served: 0,
+        })
+    })
+}
+
+/// How a member stands for [`pick_weighted`].
+pub(crate) struct Share {
+    /// Records given and not done.
+    pub load: u64,
+    /// How many members it stands for (1, or a proxy's count).
+    pub weight: u64,
+    /// Records given since the group's membership last changed.
+    pub served: u64,
+}
+
+/// Which of `n` members gets the next record: of those `share` names (the
+/// others are skipped) with room (a load under `weight` windows), the
+/// least loaded per weight, then the least served per weight (weighted
+/// round robin), then the first from `cursor`. `None`: every one is full.
+pub(crate) fn pick_weighted(
+    n: usize,
+    cursor: usize,
+    share: impl Fn(usize) -> Option<Share>,
+) -> Option<usize> {
     (0..n)
         .map(|k| (cursor + k) % n)
-        .filter(|&i| Some(i) != skip || n == 1)
-        .filter(|&i| load(i) < GROUP_WINDOW as usize)
-        .min_by_key(|&i| load(i))
+        .filter_map(|i| share(i).map(|s| (i, s)))
+        .filter(|(_, s)| s.load < s.weight * u64::from(GROUP_WINDOW))
+        .min_by(|(_, a), (_, b)| {
+            (a.load * b.weight)
+                .cmp(&(b.load * a.weight))
+                .then((a.served * b.weight).cmp(&(b.served * a.weight)))
+        })
+        .map(|(i, _)| i)
 }
 
 struct Sub {
@@ -67,12 +122,48 @@ struct Sub {
 
 struct Group {
     selector: Selector,
-    /// Member subscriptions and their undone records, in join order.
-    members: Vec<(u64, u32)>,
+    /// Members, in join order.
+    members: Vec<Member>,
     /// Where the next tie-break starts (round robin among equals).
     cursor: usize,
     /// Records no member could take yet.
-    queued: VecDeque<DataRef>,
+    queued: VecDeque<(DataRef, Option<Forwarded>)>,
+}
+
+impl Group {
+    /// The member that gets the next record (`forwarded` from another
+    /// node: a local one), by [`pick_weighted`]; `None`: all are full.
+    fn pick(&self, forwarded: bool) -> Option<usize> {
+        let members = &self.members;
+        pick_weighted(members.len(), self.cursor, |i| {
+            let m = &members[i];
+            (!(forwarded && m.proxy)).then(|| Share {
+                load: m.load.into(),
+                weight: m.weight.into(),
+                served: m.served,
+            })
+        })
+    }
+
+    /// A change of members or weights: weighted round robin starts anew.
+    fn reset_served(&mut self) {
+        for m in &mut self.members {
+            m.served = 0;
+        }
+    }
+}
+
+/// One member of a consumer group.
+struct Member {
+    sub: u64,
+    /// Records given and not done.
+    load: u32,
+    /// Members it stands for: 1, or a proxy's count.
+    weight: u32,
+    /// Records given since the membership last changed.
+    served: u64,
+    /// Whether it stands for another node's members.
+    proxy: bool,
 }
 
 /// A record given to a member and not yet acknowledged.
@@ -80,6 +171,7 @@ struct Undone {
     group: String,
     sub: u64,
     data: DataRef,
+    from: Option<Forwarded>,
 }
 
 /// Where a consumer-group record goes.
@@ -163,7 +255,14 @@ impl Subs {
                 cursor: 0,
                 queued: VecDeque::new(),
             });
-            g.members.push((id, 0));
+            g.members.push(Member {
+                sub: id,
+                load: 0,
+                weight: 1,
+                served: 0,
+                proxy: false,
+            });
+            g.reset_served();
         }
         let sub = Sub {
             client,
@@ -174,6 +273,61 @@ impl Subs {
         };
         self.subs.insert(id, sub);
         Ok(id)
+    }
+
+    /// Adds a proxy member of `group` owned by `client` (the federation's)
+    /// standing for `weight` members of another node; returns its
+    /// subscription.
+    pub fn add_proxy(
+        &mut self,
+        client: ClientId,
+        group: &str,
+        selector: &str,
+        weight: u32,
+    ) -> Result<u64, SubError> {
+        let id = self.subscribe(
+            client,
+            SubscribeRef {
+                selector: selector.into(),
+                kinds: 0,
+                ack: false,
+                group: Some(group.into()),
+            },
+        )?;
+        if let Some(m) = self.member_mut(id) {
+            m.proxy = true;
+            m.weight = weight.clamp(1, MAX_PROXY_WEIGHT);
+        }
+        Ok(id)
+    }
+
+    /// Sets the weight of proxy member `sub` (another node's new member
+    /// count).
+    pub fn set_weight(&mut self, sub: u64, weight: u32) {
+        if let Some(m) = self.member_mut(sub) {
+            m.weight = weight.clamp(1, MAX_PROXY_WEIGHT);
+        }
+        if let Some(g) = self.group_of(sub).and_then(|g| self.groups.get_mut(&g)) {
+            g.reset_served();
+        }
+    }
+
+    fn group_of(&self, sub: u64) -> Option<String> {
+        self.subs.get(&sub)?.group.clone()
+    }
+
+    fn member_mut(&mut self, sub: u64) -> Option<&mut Member> {
+        let group = self.group_of(sub)?;
+        let g = self.groups.get_mut(&group)?;
+        g.members.iter_mut().find(|m| m.sub == sub)
+    }
+
+    /// The selector of `group` and how many of its members are local
+    /// (not proxies); `None` when there is no such group.
+    pub fn local_members(&self, group: &str) -> Option<(&str, u32)> {
+        let g = self.groups.get(group)?;
+        let n = g.members.iter().filter(|m| !m.proxy).count();
+        Some((g.selector.as_str(), n as u32))
     }
 
     /// Whether there is no subscription and no group (nothing to raise or
@@ -225,22 +379,31 @@ impl Subs {
                 released: Vec::new(),
             };
         };
-        let mut back: Vec<(u64, DataRef)> = Vec::new();
+        let mut back: Vec<(u64, DataRef, Option<Forwarded>)> = Vec::new();
         self.undone.retain(|&event, u| {
             if u.sub == id {
-                back.push((event, u.data.clone()));
+                back.push((event, u.data.clone(), u.from.clone()));
             }
             u.sub != id
         });
-        back.sort_by_key(|(event, _)| *event);
+        back.sort_by_key(|(event, _, _)| *event);
         let g = self.groups.get_mut(&group).expect("members have a group");
-        g.members.retain(|&(m, _)| m != id);
-        for (_, data) in back.into_iter().rev() {
-            g.queued.push_front(data);
+        g.members.retain(|m| m.sub != id);
+        g.reset_served();
+        for (_, data, from) in back.into_iter().rev() {
+            g.queued.push_front((data, from));
         }
         let mut released = Vec::new();
         if g.members.is_empty() && !self.keep_orphans {
-            released = g.queued.drain(..).collect();
+            released = g.queued.drain(..).map(|(data, _)| data).collect();
+        } else if g.members.iter().all(|m| m.proxy) {
+            // Forwarded records are for local members only.
+            g.queued.retain(|(data, from)| {
+                if from.is_some() {
+                    released.push(data.clone());
+                }
+                from.is_none()
+            });
         }
         if g.members.is_empty() && g.queued.is_empty() {
             self.groups.remove(&group);
@@ -345,21 +508,22 @@ impl Subs {
             .collect()
     }
 
-    /// Gives `data` to a member of `group` with room, or queues it.
-    pub fn route(&mut self, group: &str, data: DataRef) -> Route {
+    /// Gives `data` to a member of `group` with room (a local one when it
+    /// was forwarded `from` another node), or queues it.
+    pub fn route(&mut self, group: &str, data: DataRef, from: Option<Forwarded>) -> Route {
         let Some(g) = self.groups.get_mut(group) else {
             return Route::Queued;
         };
         let n = g.members.len();
-        let members = &g.members;
-        let pick = pick_member(n, g.cursor, |i| members[i].1 as usize, None);
-        let Some(i) = pick else {
-            g.queued.push_back(data);
+        let Some(i) = g.pick(from.is_some()) else {
+            g.queued.push_back((data, from));
             return Route::Queued;
         };
         g.cursor = (i + 1) % n;
-        g.members[i].1 += 1;
-        let subscription = g.members[i].0;
+        let m = &mut g.members[i];
+        m.load += 1;
+        m.served += 1;
+        let subscription = m.sub;
         let client = self.subs[&subscription].client;
         let event = self.next();
         self.undone.insert(
@@ -368,6 +532,7 @@ impl Subs {
                 group: group.to_owned(),
                 sub: subscription,
                 data,
+                from,
             },
         );
         Route::Member {
@@ -377,10 +542,12 @@ impl Subs {
         }
     }
 
-    /// The next queued record of `group`, if a member has room for it.
-    pub fn take_queued(&mut self, group: &str) -> Option<DataRef> {
+    /// The next queued record of `group` (and the node it was forwarded
+    /// from), if a member that may take it has room for it.
+    pub fn take_queued(&mut self, group: &str) -> Option<(DataRef, Option<Forwarded>)> {
         let g = self.groups.get_mut(group)?;
-        if g.members.iter().any(|&(_, n)| n < GROUP_WINDOW) {
+        let forwarded = g.queued.front()?.1.is_some();
+        if g.pick(forwarded).is_some() {
             g.queued.pop_front()
         } else {
             None
@@ -400,13 +567,14 @@ impl Subs {
             Some(u) if self.owner(u.sub) == Some(client) => {
                 let u = self.undone.remove(&event).expect("just found");
                 if let Some(g) = self.groups.get_mut(&u.group) {
-                    if let Some(m) = g.members.iter_mut().find(|(m, _)| *m == u.sub) {
-                        m.1 -= 1;
+                    if let Some(m) = g.members.iter_mut().find(|m| m.sub == u.sub) {
+                        m.load -= 1;
                     }
                 }
                 Acked::Record {
                     group: u.group,
                     data: u.data,
+                    from: u.from,
                 }
             }
             _ => Acked::Unknown,
@@ -451,6 +619,8 @@ pub enum Acked {
         group: String,
         /// The record.
         data: DataRef,
+        /// The node that forwarded it, if another did.
+        from: Option<Forwarded>,
     },
     /// Nothing known (late, duplicate or foreign): ignored.
     Unknown,

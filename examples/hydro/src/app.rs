@@ -176,7 +176,10 @@ pub fn run_app(cli: &Cli) -> Result<AppReport, AppError> {
         (false, _) => None,
         (true, _) if cli.pool_manager => {
             let timeout = Duration::from_secs(cli.consumer_timeout);
-            Some(Box::new(IpcOutlet::start(&options, cli.ring, timeout)?))
+            let agents = &cli.consumer_agent;
+            Some(Box::new(IpcOutlet::start(
+                &options, cli.ring, timeout, agents,
+            )?))
         }
         (true, TransportKind::Channels) => {
             let ring = RecordRing::new(p.nx, p.ny, cli.ring, 0, &memory)?;

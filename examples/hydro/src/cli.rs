@@ -152,6 +152,14 @@ pub struct Cli {
     /// `--transport`): started here unless `CDO_POOL_SOCKET` names one.
     #[arg(long)]
     pub pool_manager: bool,
+    /// With `--pool-manager`: start the consumer processes of `ROLE`
+    /// (`stats`, `render` or `archive`) through `COMMAND`, words split at
+    /// white space, followed by this binary and its arguments (e.g.
+    /// `render=ip netns exec node2 env CDO_POOL_SOCKET=/run/pm.sock`, or
+    /// `srun` with its options): they may run on another node, joined to
+    /// that node's pool manager, federated with this one's. Repeatable.
+    #[arg(long, value_name = "ROLE=COMMAND", value_parser = parse_agent)]
+    pub consumer_agent: Vec<ConsumerAgent>,
     /// Seconds a `--pool-manager` process waits for another before failing
     /// (the consumers wait for the next record as long as the solver lives).
     #[arg(long, default_value_t = 60, value_name = "S",
@@ -166,6 +174,30 @@ pub struct Cli {
     /// Internal: keep the statistics of an earlier run up to this step.
     #[arg(long, hide = true)]
     pub resume_after: Option<u64>,
+}
+
+/// How the consumer processes of one role start (`--consumer-agent`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerAgent {
+    /// The role.
+    pub role: ConsumerRole,
+    /// The command, then its arguments, that run the consumer process
+    /// (this binary and its arguments follow them).
+    pub command: Vec<String>,
+}
+
+/// Parses `ROLE=COMMAND` for `--consumer-agent`.
+fn parse_agent(text: &str) -> Result<ConsumerAgent, String> {
+    let (role, command) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected ROLE=COMMAND"))?;
+    let role = ConsumerRole::from_str(role.trim(), true)
+        .map_err(|_| format!("{role:?}: expected stats, render or archive"))?;
+    let command: Vec<String> = command.split_whitespace().map(String::from).collect();
+    if command.is_empty() {
+        return Err(format!("{text:?}: no command"));
+    }
+    Ok(ConsumerAgent { role, command })
 }
 
 /// What a consumer process of a `--pool-manager` run does.

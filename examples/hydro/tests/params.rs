@@ -277,3 +277,37 @@ fn bad_checkpoints_give_typed_errors() {
         assert_eq!(read.state.interior(var), written.state.interior(var));
     }
 }
+
+#[test]
+fn consumer_agents_name_a_role_and_a_command() {
+    use hydro::cli::{ConsumerAgent, ConsumerRole};
+    let cli = Cli::try_parse_from([
+        "hydro",
+        "--consumer-agent",
+        "render=ip netns exec n2  env CDO_POOL_SOCKET=/s",
+        "--consumer-agent",
+        "Stats=srun -N1",
+    ])
+    .unwrap();
+    assert_eq!(
+        cli.consumer_agent,
+        [
+            ConsumerAgent {
+                role: ConsumerRole::Render,
+                command: ["ip", "netns", "exec", "n2", "env", "CDO_POOL_SOCKET=/s"]
+                    .map(String::from)
+                    .to_vec(),
+            },
+            ConsumerAgent {
+                role: ConsumerRole::Stats,
+                command: vec!["srun".into(), "-N1".into()],
+            },
+        ]
+    );
+    for bad in ["render", "render=", "render=  ", "painter=srun"] {
+        assert!(
+            Cli::try_parse_from(["hydro", "--consumer-agent", bad]).is_err(),
+            "{bad}"
+        );
+    }
+}

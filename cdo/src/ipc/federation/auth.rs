@@ -21,8 +21,9 @@ use sha2::Sha256;
 use super::link::{read_msg, write_msg, PeerMsg};
 
 /// Version of the peer protocol, checked in `Hello` (2: offers with
-/// their bytes inline).
-pub(super) const PEER_PROTOCOL_VERSION: u32 = 2;
+/// their bytes inline; 3: consumer groups across nodes, requires of names
+/// offered nowhere broadcast).
+pub(super) const PEER_PROTOCOL_VERSION: u32 = 3;
 /// Bytes of a nonce and of a proof.
 pub(super) const PROOF_LEN: usize = 32;
 
@@ -191,6 +192,29 @@ mod tests {
         assert!(!verify("secret", b'D', "a:1", "b:2", &nd, &nl, &p[..31]));
         // Name boundaries are part of the MAC: "a:" + "1b:2" is another pair.
         assert!(!verify("secret", b'D', "a:", "1b:2", &nd, &nl, &p));
+    }
+
+    #[test]
+    fn a_peer_of_an_older_protocol_is_refused_with_its_reason() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let old = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            let hello = PeerMsg::Hello {
+                version: 2,
+                node: "old:1".into(),
+                nonce: [0; PROOF_LEN],
+            };
+            write_msg(&mut s, &hello).unwrap();
+            read_msg(&mut s).unwrap()
+        });
+        let (mut s, _) = listener.accept().unwrap();
+        let why = answer(&mut s, "new:2", "secret").unwrap_err();
+        assert!(
+            why.contains("peer protocol 2") && why.contains("speaks 3"),
+            "{why}"
+        );
+        assert_eq!(old.join().unwrap(), PeerMsg::Refused { reason: why });
     }
 
     #[test]

@@ -78,6 +78,52 @@ pub(super) enum PeerMsg {
         /// Its name.
         name: String,
     },
+    /// The sender's node has `members` members of consumer group `group`
+    /// (0: none any more); the receiver keeps a proxy member of that
+    /// weight in its group.
+    Group {
+        /// The group.
+        group: String,
+        /// Its selector.
+        selector: String,
+        /// The sender's members of it.
+        members: u32,
+        /// Since when the sender has members: a new value each time its
+        /// members went from none to some.
+        epoch: u64,
+    },
+    /// A record of `group` given to the receiver's members: the object the
+    /// sender offered as `name` (announced before on this link), its
+    /// delivery `event` on the sender's node.
+    Record {
+        /// The group.
+        group: String,
+        /// The object's name.
+        name: String,
+        /// The delivery's id on the sender's node.
+        event: u64,
+        /// The receiver's epoch of the group the record was given under
+        /// (from its `Group`): a record given to members that have all
+        /// gone since is dropped (the sender gives it to others).
+        epoch: u64,
+    },
+    /// The answer to `Record`: a member of the sender's node is done with
+    /// the receiver's delivery `event`.
+    Done {
+        /// The delivery's id on the receiver's node.
+        event: u64,
+    },
+    /// `required`: a client of the sender's node requires `name`, which no
+    /// node offered yet; the receiver requires it too, so that an offer of
+    /// it there is held (its withdrawal waits) until the sender has its
+    /// copy. Not `required`: the sender has it (or offers it itself) and
+    /// the receiver's hold ends.
+    Required {
+        /// The name.
+        name: String,
+        /// Whether the hold starts or ends.
+        required: bool,
+    },
 }
 
 /// Writes one framed message.

@@ -29,6 +29,20 @@
 //!   filled before it is offered, so no consumer ever sees part of an
 //!   object.
 //!
+//! - a consumer group spans the nodes: each node tells the others how
+//!   many members it has of each group; each keeps, in its own group, a
+//!   proxy member per other node weighted by that count
+//!   ([`Control::set_proxy`](crate::ipc::manager::Control::set_proxy)).
+//!   An offer is routed on its producer's node; a record given to a proxy
+//!   is forwarded to its node, which reads the object as above and gives
+//!   it to one of its members, and answers once that member is done. Until
+//!   then the record keeps the object, so its producer's withdrawal waits.
+//!   When a node's members all go, or its link, the records it held go to
+//!   the group's other members;
+//! - a require of a name that no node offers yet is broadcast, and every
+//!   peer requires it too, so that an offer of it on any node is held
+//!   (its withdrawal waits) until the requiring node has read its copy.
+//!
 //! Managers prove to each other that they hold the workflow token with an
 //! HMAC-SHA256 challenge-response (the token never crosses the network);
 //! a peer that cannot is refused, with the reason logged and kept in
@@ -249,6 +263,12 @@ pub struct FederationStatus {
     pub inline_pulls: u64,
     /// Remote reads that failed.
     pub failed_pulls: u64,
+    /// Proxy members here of other nodes' consumer-group members (one per
+    /// group and node that has members).
+    pub group_proxies: usize,
+    /// Consumer-group records of this node forwarded to members on other
+    /// nodes.
+    pub forwarded_records: u64,
 }
 
 /// Most refusal reasons kept in [`FederationStatus::refused`].

@@ -22,8 +22,9 @@ use tracing::{debug, info, warn};
 use super::auth;
 use super::link::{encode, read_msg, write_frame, write_msg, PeerMsg};
 use super::{FederationConfig, FederationError, FederationStatus, REFUSALS_KEPT};
+use crate::engine::GroupNote;
 use crate::events::EventKind;
-use crate::ipc::client::{Client, ClientConfig, ClientError, Notice, Reply, View};
+use crate::ipc::client::{Client, ClientConfig, ClientError, GroupRecord, Notice, Reply, View};
 use crate::ipc::manager::{Control, ManagerHandle};
 use crate::ipc::wire::{Attributes, ErrorCode, RequestId};
 
@@ -228,6 +229,10 @@ enum Input {
     Lost { peer: String, link: u64 },
     /// A local client demanded a name nothing here offers.
     Unmet(String),
+    /// A local client required a name nothing here offers.
+    Required(String),
+    /// A change of this node's consumer groups for the peers.
+    Group(GroupNote),
 }
 
 /// Starts the federation's threads; returns once the node has joined its
@@ -318,6 +323,20 @@ pub(super) fn spawn(
             if cid != own {
                 let _ = tx.send(Input::Unmet(name.into()));
             }
+        });
+    }
+    {
+        let tx = tx.clone();
+        manager.control().on_unmet_require(move |cid, name| {
+            if cid != own {
+                let _ = tx.send(Input::Required(name.into()));
+            }
+        });
+    }
+    {
+        let tx = tx.clone();
+        manager.control().on_group_note(move |note| {
+            let _ = tx.send(Input::Group(note));
         });
     }
     info!(node = %me, peers = ?config.peers, "federation listening");
@@ -545,6 +564,24 @@ enum Payload {
     Exposed { size: u64, region: String },
 }
 
+/// A consumer group of this node that has members, as the peers know it.
+struct LocalGroup {
+    selector: String,
+    members: u32,
+    /// Since when it has members ([`PeerMsg::Group`]).
+    epoch: u64,
+}
+
+/// A proxy member here of a peer's members of a group.
+#[derive(Clone)]
+struct Proxy {
+    group: String,
+    peer: String,
+    /// The peer's epoch of the group, which records given to the proxy
+    /// carry.
+    epoch: u64,
+}
+
 /// An object a peer offers.
 struct Import {
     peer: String,
@@ -593,6 +630,17 @@ struct Node {
     copies: HashMap<String, String>,
     /// Withdrawals of copies whose reply is awaited.
     withdrawals: Vec<RequestId>,
+    /// This node's consumer groups with members.
+    groups: HashMap<String, LocalGroup>,
+    /// Proxy members here of peers' members, by subscription.
+    proxies: HashMap<u64, Proxy>,
+    /// Records forwarded to a peer and not done there: delivery → peer.
+    forwarded: HashMap<u64, String>,
+    /// Names required here and offered on no node yet (the peers hold
+    /// them for this node).
+    required: HashSet<String>,
+    /// Names this node's client requires for peers, by the peers.
+    held_for: HashMap<String, HashSet<String>>,
     status: Arc<Mutex<FederationStatus>>,
     linked: Arc<Mutex<HashSet<String>>>,
     tx: Inbox,
@@ -638,6 +686,11 @@ impl Node {
             wanted: HashSet::new(),
             copies: HashMap::new(),
             withdrawals: Vec::new(),
+            groups: HashMap::new(),
+            proxies: HashMap::new(),
+            forwarded: HashMap::new(),
+            required: HashSet::new(),
+            held_for: HashMap::new(),
             status,
             linked,
             tx,
@@ -700,6 +753,7 @@ impl Node {
         s.peers.sort();
         s.exported = self.exports.len();
         s.imported = self.imports.len();
+        s.group_proxies = self.proxies.len();
     }
 
     fn input(&mut self, input: Input) {
@@ -725,6 +779,158 @@ impl Node {
                     self.wanted.insert(name);
                 }
             }
+            Input::Group(note) => self.group_note(note),
+            Input::Required(name) => {
+                let known = self.exports.contains_key(&name)
+                    || self.imports.contains_key(&name)
+                    || self.copies.contains_key(&name);
+                if !known && self.required.insert(name.clone()) {
+                    self.broadcast(&PeerMsg::Required {
+                        name,
+                        required: true,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The peers need not hold `name` for this node any more (it has its
+    /// copy, or offers it itself).
+    fn unrequire(&mut self, name: &str) {
+        if self.required.remove(name) {
+            self.broadcast(&PeerMsg::Required {
+                name: name.into(),
+                required: false,
+            });
+        }
+    }
+
+    /// Starts or ends this node's hold of `name` for `peer`: its client
+    /// requires the name while any peer needs it held.
+    fn hold_for(&mut self, peer: &str, name: String, required: bool) {
+        let peers = self.held_for.entry(name.clone()).or_default();
+        let before = peers.is_empty();
+        match required {
+            true => peers.insert(peer.into()),
+            false => peers.remove(peer),
+        };
+        let after = peers.is_empty();
+        if after {
+            self.held_for.remove(&name);
+        }
+        let result = match (before, after) {
+            (true, false) => self.client.require(&name),
+            (false, true) => self.client.retract(&name),
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            warn!(%peer, %name, error = %e, "cannot hold a name for a peer");
+        }
+    }
+
+    /// Tells the peers of a change of this node's groups.
+    fn group_note(&mut self, note: GroupNote) {
+        match note {
+            GroupNote::Members {
+                group,
+                selector,
+                members,
+                epoch,
+            } => {
+                if members == 0 {
+                    self.groups.remove(&group);
+                } else {
+                    let g = LocalGroup {
+                        selector: selector.clone(),
+                        members,
+                        epoch,
+                    };
+                    self.groups.insert(group.clone(), g);
+                }
+                self.broadcast(&PeerMsg::Group {
+                    group,
+                    selector,
+                    members,
+                    epoch,
+                });
+            }
+            GroupNote::Done { node, event } => self.send(&node, &PeerMsg::Done { event }),
+        }
+    }
+
+    /// A peer's member count of `group`: its proxy here is added, changed
+    /// or (0) removed.
+    fn peer_group(&mut self, peer: &str, group: String, selector: &str, members: u32, epoch: u64) {
+        match self.control.set_proxy(&group, selector, peer, members) {
+            Ok(Some(sub)) => {
+                let proxy = Proxy {
+                    group,
+                    peer: peer.into(),
+                    epoch,
+                };
+                self.proxies.insert(sub, proxy);
+            }
+            Ok(None) => self
+                .proxies
+                .retain(|_, p| !(p.group == group && p.peer == peer)),
+            Err(e) => warn!(%peer, %group, error = %e, "cannot follow a peer's consumer group"),
+        }
+        self.publish_status();
+    }
+
+    /// A record of a local offer given to a peer's proxy: forwarded to
+    /// that peer, which answers once one of its members is done with it.
+    fn forward(&mut self, record: GroupRecord) {
+        let GroupRecord {
+            subscription,
+            event,
+            view,
+        } = record;
+        let name = view.name().to_owned();
+        drop(view);
+        if let Err(e) = self.client.flush() {
+            warn!(error = %e, "cannot release a view");
+        }
+        // A proxy already gone gave its records back to the group.
+        let Some(Proxy { group, peer, epoch }) = self.proxies.get(&subscription).cloned() else {
+            return;
+        };
+        if !self.links.contains_key(&peer) {
+            return self.peer_group(&peer, group, "", 0, epoch);
+        }
+        if !self.exports.contains_key(&name) {
+            // Withdrawn before it could be exported: nothing to forward.
+            return self.control.finish_proxy_record(event);
+        }
+        self.forwarded.insert(event, peer.clone());
+        lock(&self.status).forwarded_records += 1;
+        let msg = PeerMsg::Record {
+            group,
+            name,
+            event,
+            epoch,
+        };
+        self.send(&peer, &msg);
+    }
+
+    /// A peer's record of `group` for a member here: read the object
+    /// (announced before on the same link) and give it to one.
+    fn forwarded_record(&mut self, peer: &str, group: &str, name: &str, event: u64, epoch: u64) {
+        if self.groups.get(group).is_none_or(|g| g.epoch != epoch) {
+            // Given to members that have all gone since: the peer gives it
+            // to another when it hears so.
+            return;
+        }
+        if !self.copies.contains_key(name) {
+            self.pull(name);
+        }
+        // The members may have gone meanwhile (the manager knows before
+        // this thread does): then the peer hears so and hands it on.
+        if !self
+            .control
+            .route_forwarded(group, name, peer, event, epoch)
+        {
+            debug!(%peer, %group, %name, "a forwarded group record found no member or no copy here");
         }
     }
 
@@ -809,6 +1015,18 @@ impl Node {
             .filter(|(_, e)| e.withdrawal.is_none())
             .map(|(name, e)| offered(name, e))
             .collect();
+        // And its consumer groups.
+        let groups = self.groups.iter().map(|(group, g)| PeerMsg::Group {
+            group: group.clone(),
+            selector: g.selector.clone(),
+            members: g.members,
+            epoch: g.epoch,
+        });
+        let required = self.required.iter().map(|name| PeerMsg::Required {
+            name: name.clone(),
+            required: true,
+        });
+        let offers: Vec<PeerMsg> = offers.into_iter().chain(groups).chain(required).collect();
         for msg in offers {
             self.send(&peer, &msg);
         }
@@ -841,6 +1059,26 @@ impl Node {
             .collect();
         for name in copies {
             self.withdraw_copy(&name);
+        }
+        // Its members are gone: the records they held go to others.
+        let groups: Vec<String> = self
+            .proxies
+            .values()
+            .filter(|p| p.peer == peer)
+            .map(|p| p.group.clone())
+            .collect();
+        for group in groups {
+            self.peer_group(peer, group, "", 0, 0);
+        }
+        self.forwarded.retain(|_, p| p != peer);
+        let held: Vec<String> = self
+            .held_for
+            .iter()
+            .filter(|(_, peers)| peers.contains(peer))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in held {
+            self.hold_for(peer, name, false);
         }
         let answered: Vec<String> = self
             .exports
@@ -924,6 +1162,25 @@ impl Node {
                 }
                 self.publish_status();
             }
+            PeerMsg::Group {
+                group,
+                selector,
+                members,
+                epoch,
+            } => self.peer_group(peer, group, &selector, members, epoch),
+            PeerMsg::Record {
+                group,
+                name,
+                event,
+                epoch,
+            } => self.forwarded_record(peer, &group, &name, event, epoch),
+            PeerMsg::Required { name, required } => self.hold_for(peer, name, required),
+            PeerMsg::Done { event } => {
+                if self.forwarded.get(&event).is_some_and(|p| p == peer) {
+                    self.forwarded.remove(&event);
+                    self.control.finish_proxy_record(event);
+                }
+            }
             PeerMsg::Released { name } => {
                 let done = self
                     .exports
@@ -967,9 +1224,13 @@ impl Node {
             source,
         };
         self.imports.insert(name.clone(), import);
-        if self.wanted.remove(&name) {
+        let wanted = self.wanted.remove(&name);
+        if (wanted || self.required.contains(&name)) && !self.copies.contains_key(&name) {
             self.pull(&name);
         }
+        // Read (or failed: the local demands were told): no peer holds it
+        // for this node any more.
+        self.unrequire(&name);
         self.publish_status();
     }
 
@@ -984,8 +1245,9 @@ impl Node {
     /// A local client's offer or withdrawal (the manager sends none of
     /// this node's own operations, nor other nodes' events).
     fn notice(&mut self, notice: Notice) {
-        let Notice::Event(event) = notice else {
-            return;
+        let event = match notice {
+            Notice::Event(event) => event,
+            Notice::Record(record) => return self.forward(record),
         };
         match event.kind {
             EventKind::Offer if !self.exports.contains_key(&event.name) => self.export(event.name),
@@ -1032,6 +1294,7 @@ impl Node {
             withdrawal: None,
         };
         let msg = offered(&name, &export);
+        self.unrequire(&name);
         self.exports.insert(name, export);
         self.broadcast(&msg);
     }

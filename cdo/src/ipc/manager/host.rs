@@ -16,7 +16,7 @@ use tracing::warn;
 use super::outbox::Meters;
 use super::ManagerConfig;
 use crate::engine::registry::{ClientId, Registry};
-use crate::engine::{Effect, Engine, EngineConfig, SegmentCheck, SegmentKey};
+use crate::engine::{Effect, Engine, EngineConfig, Forwarded, GroupNote, SegmentCheck, SegmentKey};
 use crate::events::EventKind;
 use crate::ipc::fasthash::FastMap;
 use crate::ipc::limits::fit_names;
@@ -41,12 +41,20 @@ pub struct Host {
     meters: Arc<Meters>,
     /// Told the name of every demand that finds nothing on offer.
     unmet: Option<UnmetHook>,
+    /// Told the name of every require of a name not on offer.
+    unmet_require: Option<UnmetHook>,
+    /// Told of consumer-group changes for other nodes.
+    group_hook: Option<GroupHook>,
 }
 
 /// What a manager calls with the demanding client and the name of a
 /// demand that finds nothing on offer (under the state lock: it must not
 /// block).
 pub type UnmetHook = Box<dyn Fn(ClientId, &str) + Send>;
+
+/// What a manager calls with every [`GroupNote`] of its engine (under the
+/// state lock: it must not block).
+pub type GroupHook = Box<dyn Fn(GroupNote) + Send>;
 
 impl Host {
     /// An engine over `registry` with `config`'s policies.
@@ -69,6 +77,8 @@ impl Host {
             started: Instant::now(),
             meters,
             unmet: None,
+            unmet_require: None,
+            group_hook: None,
         }
     }
 
@@ -117,7 +127,12 @@ impl Host {
             }
         });
         let check = check.as_mut().map(|c| c as SegmentCheck<'_>);
-        if let (Msg::Demand { name }, Some(hook)) = (&msg, &self.unmet) {
+        let hook = match &msg {
+            Msg::Demand { name } => self.unmet.as_ref().map(|h| (h, name)),
+            Msg::Require { name } => self.unmet_require.as_ref().map(|h| (h, name)),
+            _ => None,
+        };
+        if let Some((hook, name)) = hook {
             if !self.engine.is_offered(name) {
                 hook(cid, name);
             }
@@ -151,6 +166,68 @@ impl Host {
     /// on offer.
     pub fn set_unmet_hook(&mut self, hook: UnmetHook) {
         self.unmet = Some(hook);
+    }
+
+    /// Calls `hook` with the name of every later require of a name not on
+    /// offer.
+    pub fn set_unmet_require_hook(&mut self, hook: UnmetHook) {
+        self.unmet_require = Some(hook);
+    }
+
+    /// Calls `hook` with every later [`GroupNote`], first with one for
+    /// each group that has members now.
+    pub fn set_group_hook(&mut self, hook: GroupHook) {
+        self.group_hook = Some(hook);
+        self.engine.note_all_groups();
+        self.pass_notes();
+    }
+
+    /// See [`Engine::set_proxy`].
+    pub fn set_proxy(
+        &mut self,
+        group: &str,
+        selector: &str,
+        node: &str,
+        members: u32,
+        out: &mut Outgoing,
+    ) -> Result<Option<u64>, String> {
+        let sub = self
+            .engine
+            .set_proxy(group, selector, node, members, &mut self.effects);
+        self.carry_out(None, out);
+        sub
+    }
+
+    /// See [`Engine::finish_proxy_record`].
+    pub fn finish_proxy_record(&mut self, event: u64, out: &mut Outgoing) {
+        self.engine.finish_proxy_record(event, &mut self.effects);
+        self.carry_out(None, out);
+    }
+
+    /// See [`Engine::route_forwarded`].
+    pub fn route_forwarded(
+        &mut self,
+        group: &str,
+        name: &str,
+        from: Forwarded,
+        epoch: u64,
+        out: &mut Outgoing,
+    ) -> bool {
+        let routed = self
+            .engine
+            .route_forwarded(group, name, from, epoch, &mut self.effects);
+        self.carry_out(None, out);
+        routed
+    }
+
+    /// Hands the engine's group notes to the hook (dropped without one).
+    fn pass_notes(&mut self) {
+        let notes = self.engine.take_group_notes();
+        if let Some(hook) = &self.group_hook {
+            for note in notes {
+                hook(note);
+            }
+        }
     }
 
     /// Fails every demand waiting for `name`.
@@ -245,5 +322,6 @@ impl Host {
             }
         }
         self.effects = effects;
+        self.pass_notes();
     }
 }

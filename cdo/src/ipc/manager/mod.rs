@@ -54,6 +54,7 @@ use super::lease::Lease;
 use super::limits::MAX_JOIN_FRAME;
 use super::wire::{encode, Attributes, ErrorCode, Frame, Msg, Stats};
 use crate::engine::registry::{ClientId, NameRegistry, Registry};
+use crate::engine::{Forwarded, GroupNote};
 
 /// How long a new connection may take to send JOIN.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -228,9 +229,10 @@ struct Shared {
 }
 
 /// What a federation of pool managers needs of its local manager: to hear
-/// of demands nothing here can serve, to fail those that another node
-/// could not serve either, and to raise other nodes' events here without
-/// those of its own mirroring. Cheap to clone; usable from any thread.
+/// of demands and requires nothing here can serve, to fail those that
+/// another node could not serve either, to raise other nodes' events here
+/// without those of its own mirroring, and to span consumer groups across
+/// nodes. Cheap to clone; usable from any thread.
 #[derive(Clone)]
 pub struct Control(Arc<Shared>);
 
@@ -241,6 +243,14 @@ impl Control {
     /// first hook.
     pub fn on_unmet_demand(&self, hook: impl Fn(u64, &str) + Send + 'static) {
         lock(&self.0.state).set_unmet_hook(Box::new(hook));
+    }
+
+    /// Calls `hook` with the requiring client's id and the name of every
+    /// later require of a name nothing here offers. The hook runs under
+    /// the manager's lock and must not block; a second call replaces the
+    /// first hook.
+    pub fn on_unmet_require(&self, hook: impl Fn(u64, &str) + Send + 'static) {
+        lock(&self.0.state).set_unmet_require_hook(Box::new(hook));
     }
 
     /// Fails every demand waiting for `name` with `code` and `text` (an
@@ -257,6 +267,67 @@ impl Control {
     /// events raised for other nodes ([`Control::raise_remote`]) skip it.
     pub fn set_mirror(&self, cid: u64) {
         lock(&self.0.state).set_mirror(cid);
+    }
+
+    /// Calls `hook` with every change of this node's consumer groups that
+    /// other nodes must hear of ([`GroupNote`]): first with one for each
+    /// group that has members now. The hook runs under the manager's lock
+    /// and must not block; a second call replaces the first hook.
+    pub fn on_group_note(&self, hook: impl Fn(GroupNote) + Send + 'static) {
+        lock(&self.0.state).set_group_hook(Box::new(hook));
+    }
+
+    /// Makes federated node `node` a member of consumer group `group`
+    /// (selecting `selector`) standing for its `members` members, or (0)
+    /// no longer one: its undone records go to the group's other members.
+    /// Returns the subscription through which the federation's client
+    /// receives the records given to that node.
+    ///
+    /// # Errors
+    /// No client is the mirror yet, or the group selects otherwise here.
+    pub fn set_proxy(
+        &self,
+        group: &str,
+        selector: &str,
+        node: &str,
+        members: u32,
+    ) -> Result<Option<u64>, String> {
+        let mut out = Outgoing::new();
+        let sub = lock(&self.0.state).set_proxy(group, selector, node, members, &mut out);
+        deliver(out);
+        sub
+    }
+
+    /// Finishes the record given to a proxy as delivery `event` (its node
+    /// reported it done), in order with [`Control::set_proxy`].
+    pub fn finish_proxy_record(&self, event: u64) {
+        let mut out = Outgoing::new();
+        lock(&self.0.state).finish_proxy_record(event, &mut out);
+        deliver(out);
+    }
+
+    /// Gives the object on offer here as `name` to a local member of
+    /// `group` as the record that node `node` forwarded (its delivery
+    /// `event` there) to this node's members of `epoch`
+    /// ([`GroupNote::Members`]); a [`GroupNote::Done`] follows once the
+    /// member is done. False when the group has had no local member since
+    /// then, or `name` is not on offer.
+    pub fn route_forwarded(
+        &self,
+        group: &str,
+        name: &str,
+        node: &str,
+        event: u64,
+        epoch: u64,
+    ) -> bool {
+        let mut out = Outgoing::new();
+        let from = Forwarded {
+            node: node.into(),
+            event,
+        };
+        let routed = lock(&self.0.state).route_forwarded(group, name, from, epoch, &mut out);
+        deliver(out);
+        routed
     }
 
     /// Raises the events of `kind` on `name`, an object of federated node

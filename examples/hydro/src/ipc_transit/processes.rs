@@ -10,7 +10,7 @@ use cdo::ipc::endpoint::Endpoint;
 
 use super::{members, role_name, ConsumerReport};
 use crate::analysis::AnalysisOptions;
-use crate::cli::ConsumerRole;
+use crate::cli::{ConsumerAgent, ConsumerRole};
 use crate::outlet::OutletError;
 
 /// How long a process that dropped its connection may take to exit.
@@ -45,7 +45,9 @@ impl Consumers {
     /// `endpoint`, for a solver keeping at most `ring` records out, each
     /// waiting up to `timeout` for the objects it expects once announced.
     /// The archive process's standard input is a pipe: closing it
-    /// ([`Consumers::finish`]) tells the process to leave.
+    /// ([`Consumers::finish`]) tells the process to leave. The processes
+    /// of a role that `agents` name run through its command (on another
+    /// node, say), which this binary and its arguments follow.
     ///
     /// # Errors
     /// [`OutletError::Process`] when this binary cannot be found or run.
@@ -54,6 +56,7 @@ impl Consumers {
         options: &AnalysisOptions,
         ring: usize,
         timeout: Duration,
+        agents: &[ConsumerAgent],
     ) -> Result<Consumers, OutletError> {
         let renderers = options.renderers.max(1);
         let mut consumers = Consumers {
@@ -68,7 +71,15 @@ impl Consumers {
                 label: label.clone(),
                 reason: format!("could not start: {e}"),
             };
-            let mut command = Command::new(std::env::current_exe().map_err(spawn_failed)?);
+            let exe = std::env::current_exe().map_err(spawn_failed)?;
+            let mut command = match agents.iter().find(|a| a.role == role) {
+                Some(agent) => {
+                    let mut c = Command::new(&agent.command[0]);
+                    c.args(&agent.command[1..]).arg(exe);
+                    c
+                }
+                None => Command::new(exe),
+            };
             command
                 .args(["--consumer", role_name(role)])
                 .arg("--member")

@@ -23,7 +23,7 @@ use crate::analysis::consumers::create_dir;
 use crate::analysis::AnalysisOptions;
 use crate::cdo_transit::attributes::{checkpoint_attributes, checkpoint_name};
 use crate::checkpoint::CheckpointError;
-use crate::cli::ConsumerRole;
+use crate::cli::{ConsumerAgent, ConsumerRole};
 use crate::outlet::{Capture, ManagerReport, Outlet, OutletError, OutletReport};
 use crate::state::NVAR;
 
@@ -70,7 +70,8 @@ impl IpcOutlet {
     /// the analyses with `options.analyses`, the archive process with
     /// `options.archive`) and waits for them to join their groups; at most
     /// `ring` records (at least 2) are out at once, and every wait for a
-    /// consumer gives up after `timeout`.
+    /// consumer gives up after `timeout`. The processes of a role that
+    /// `agents` name start through its command.
     ///
     /// # Errors
     /// When a directory, the manager or a process cannot be started or
@@ -79,6 +80,7 @@ impl IpcOutlet {
         options: &AnalysisOptions,
         ring: usize,
         timeout: Duration,
+        agents: &[ConsumerAgent],
     ) -> Result<IpcOutlet, OutletError> {
         create_dir(options)?;
         let archive = match &options.archive {
@@ -99,7 +101,7 @@ impl IpcOutlet {
         };
         let client = Client::connect(&ClientConfig::new(endpoint.clone(), "hydro-solver"))?;
         let limit = ring.max(2);
-        let consumers = Consumers::spawn(&endpoint, options, limit, timeout)?;
+        let consumers = Consumers::spawn(&endpoint, options, limit, timeout, agents)?;
         let ready: Vec<String> = members(options)
             .map(|(role, member)| ready_name(role, member))
             .collect();
