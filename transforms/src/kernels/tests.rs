@@ -150,3 +150,61 @@ fn records_split_and_join_back() {
         }
     }
 }
+
+#[test]
+#[cfg_attr(miri, ignore = "megabytes of sparse rows: too slow under Miri")]
+fn staged_transposes_around_the_aliasing_stride() {
+    // Source rows just under, at and above the staging stride (only its
+    // multiples are staged); extents below, at and around the 8x16
+    // micro-tile, and larger than one staging buffer along both sides
+    // (150 x 70: two chunks of a row, three bands with a partial one);
+    // offsets that are not on a cache line so the aligned body starts
+    // inside the rows.
+    let alias = transpose::STAGE_ALIAS;
+    for sb in [alias - 64, alias, alias + 4, 2 * alias] {
+        for (na, nb) in [
+            (1, 1),
+            (16, 16),
+            (17, 15),
+            (15, 33),
+            (40, 17),
+            (33, 48),
+            (150, 70),
+        ] {
+            for (src_off, dst_off) in [(0, 0), (4, 8)] {
+                let da = (nb as isize + 3) * 4;
+                check(
+                    4,
+                    src_off,
+                    dst_off,
+                    &[dim(na, 4, da), dim(nb, sb, 4)],
+                    src_off as usize + (nb - 1) * sb as usize + na * 4,
+                    dst_off as usize + (na - 1) * da as usize + nb * 4,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "megabytes of sparse rows: too slow under Miri")]
+fn staged_transposes_with_both_strides_aliasing() {
+    // A 3-d reversal of axes, the shape of the large benchmark case shrunk:
+    // row-major 20 x 3 x 17 (k innermost) into column-major, with the rows of
+    // both sides padded to the staging stride.
+    let alias = transpose::STAGE_ALIAS;
+    let (ni, nj, nk) = (20usize, 3usize, 17usize);
+    let plane = alias;
+    check(
+        4,
+        0,
+        0,
+        &[
+            dim(ni, plane, 4),
+            dim(nj, nk as isize * 4, ni as isize * 4),
+            dim(nk, 4, plane),
+        ],
+        (ni - 1) * plane as usize + nj * nk * 4,
+        (nk - 1) * plane as usize + nj * ni * 4,
+    );
+}
