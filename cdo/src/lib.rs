@@ -8,6 +8,7 @@
 //!
 //! | module | job |
 //! |---|---|
+//! | [`app`] | one application API, in process or through a pool manager |
 //! | [`pool`] | the marketplace: declare, allocate, subscribe, groups, statistics |
 //! | [`cdo`](mod@cdo) | a handle on one CDO: attributes, data, the producer and consumer calls |
 //! | [`lifecycle`] | the allowed order of calls |
@@ -146,6 +147,7 @@
 //! Parentheses, `not` and lists nest at most
 //! [`selector::MAX_DEPTH`] deep.
 
+pub mod app;
 pub mod archive;
 pub mod attrs;
 pub mod cdo;
