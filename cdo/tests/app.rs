@@ -125,6 +125,31 @@ fn an_offer_is_demanded_with_its_content() {
 }
 
 #[test]
+fn bytes_filled_in_place_are_offered() {
+    both(|host| {
+        let producer = host.app("producer");
+        let consumer = host.app("consumer");
+        let bytes = pattern(256);
+        let mut p = producer.declare("fill/x").unwrap();
+        assert!(
+            matches!(p.buffer_mut(), Err(Error::Inconsistent { .. })),
+            "{}: no size, nothing to fill",
+            host.label()
+        );
+        p.set("size", 256u64).unwrap();
+        p.seal().unwrap();
+        p.buffer_mut().unwrap().copy_from_slice(&bytes);
+        p.offer().unwrap();
+
+        let mut c = consumer.declare("fill/x").unwrap();
+        c.require().unwrap();
+        assert_eq!(c.demand_timeout(LONG).unwrap().bytes().unwrap(), &bytes[..]);
+        c.dispose().unwrap();
+        p.withdraw_timeout(LONG).unwrap();
+    });
+}
+
+#[test]
 fn a_withdrawal_waits_for_an_outstanding_require() {
     both(|host| {
         let producer = host.app("producer");
@@ -148,6 +173,25 @@ fn a_withdrawal_waits_for_an_outstanding_require() {
         // The withdrawal begun above goes on and now completes.
         p.withdraw_timeout(LONG).unwrap();
         assert_eq!(p.state(), State::Withdrawn, "{}", host.label());
+    });
+}
+
+#[test]
+fn a_require_of_the_same_application_holds_its_withdrawal() {
+    both(|host| {
+        let app = host.app("one");
+        let mut p = offer(&app, "wd/own", &[8; 32]);
+        let mut c = app.declare("wd/own").unwrap();
+        c.require().unwrap();
+        match p.withdraw_timeout(SHORT) {
+            Err(Error::Timeout {
+                op: Op::Withdraw, ..
+            }) => {}
+            other => panic!("{}: {other:?}", host.label()),
+        }
+        assert_eq!(c.demand_timeout(LONG).unwrap().bytes().unwrap(), &[8; 32]);
+        c.dispose().unwrap();
+        p.withdraw_timeout(LONG).unwrap();
     });
 }
 

@@ -106,6 +106,29 @@ impl<'p> Cdo<'p> {
         }
     }
 
+    /// Producer: the bytes to offer, writable in place: those attached, or
+    /// new ones of the attributes' size (placed by highest bandwidth in
+    /// process; in memory of this process, copied into shared memory at the
+    /// offer, through a manager).
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] unless declared or sealed;
+    /// [`Error::Inconsistent`] without a non-zero size; memory errors.
+    pub fn buffer_mut(&mut self) -> Result<&mut [u8]> {
+        match &mut self.0 {
+            Inner::Local(c) => {
+                if c.buffer_mut().is_none() {
+                    return c.allocate(&mamba::Policy::highest_bandwidth());
+                }
+                match c.buffer_mut() {
+                    Some(b) => b.as_mut_slice(),
+                    None => Ok(&mut []),
+                }
+            }
+            Inner::Remote(c) => c.buffer_mut(),
+        }
+    }
+
     /// Freezes the attributes.
     ///
     /// # Errors

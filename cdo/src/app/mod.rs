@@ -89,7 +89,10 @@
 //!   manager deployment has one connection per [`Pool`]: its threads take
 //!   turns on it, a blocking call holding it for at most a few milliseconds
 //!   at a time, so an acknowledging subscriber thread is never shut out by
-//!   the operation it must acknowledge.
+//!   the operation it must acknowledge. The manager does not let a client's
+//!   own requires hold its withdrawals; the [`Pool`] makes a withdrawal
+//!   wait for its own requires of the name before sending it, so that
+//!   these hold it as in process.
 //! * **Errors of the connection** (the manager died, shared memory could
 //!   not be mapped) are [`Error::PoolManager`]; they have no in-process
 //!   counterpart.
@@ -201,8 +204,9 @@ impl Pool {
     /// [`Error::PoolManager`].
     pub fn connect_with(config: &ClientConfig) -> Result<Pool> {
         let client = Client::connect(config).map_err(pool_error)?;
+        let remote = Remote::new(client, config.endpoint.clone(), None);
         Ok(Pool {
-            inner: Inner::Remote(Box::new(Remote::new(client, None))),
+            inner: Inner::Remote(Box::new(remote)),
         })
     }
 
@@ -217,17 +221,42 @@ impl Pool {
         let handle = manager::start(config).map_err(Error::ManagerStart)?;
         let config = ClientConfig::new(handle.endpoint().clone(), component).with_env();
         let client = Client::connect(&config).map_err(pool_error)?;
+        let remote = Remote::new(client, config.endpoint, Some(handle));
         Ok(Pool {
-            inner: Inner::Remote(Box::new(Remote::new(client, Some(handle)))),
+            inner: Inner::Remote(Box::new(remote)),
         })
     }
 
-    /// The endpoint of the pool manager this pool started
-    /// ([`Pool::start_manager`]); `None` otherwise.
+    /// The endpoint of the pool manager this pool joined (or started),
+    /// where other applications join it; `None` in process.
     pub fn endpoint(&self) -> Option<&Endpoint> {
         match &self.inner {
             Inner::Local(_) => None,
-            Inner::Remote(r) => r.endpoint(),
+            Inner::Remote(r) => Some(r.endpoint()),
+        }
+    }
+
+    /// Whether this pool started the pool manager it uses
+    /// ([`Pool::start_manager`]).
+    pub fn runs_manager(&self) -> bool {
+        match &self.inner {
+            Inner::Local(_) => false,
+            Inner::Remote(r) => r.runs_manager(),
+        }
+    }
+
+    /// Leaves a pool manager once no other application requires this one's
+    /// objects and its withdrawals are answered, waiting up to `timeout`
+    /// (in process there is nothing to wait for). Calls after it fail.
+    ///
+    /// # Errors
+    /// [`Error::PoolManager`] with
+    /// [`ClientError::StillRequired`] when others still require objects
+    /// at the timeout.
+    pub fn leave(&self, timeout: std::time::Duration) -> Result<()> {
+        match &self.inner {
+            Inner::Local(_) => Ok(()),
+            Inner::Remote(r) => r.call(|c| c.leave(timeout)).map_err(pool_error),
         }
     }
 

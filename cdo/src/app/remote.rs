@@ -24,6 +24,13 @@ const SLICE: Duration = Duration::from_millis(5);
 /// An application's connection to a pool manager.
 pub(super) struct Remote {
     conn: Mutex<Conn>,
+    /// The manager joined.
+    endpoint: Endpoint,
+    /// This application's requires not demanded or retracted yet, by name.
+    /// The manager holds a withdrawal for other clients' requires only; in
+    /// process every require holds it, so a withdrawal waits for these
+    /// here before it is sent.
+    own_requires: Mutex<HashMap<Arc<str>, usize>>,
     /// The manager this application started, if it did; dropped after the
     /// connection (field order).
     manager: Option<ManagerHandle>,
@@ -40,8 +47,10 @@ struct Conn {
 }
 
 impl Remote {
-    pub(super) fn new(client: Client, manager: Option<ManagerHandle>) -> Self {
+    pub(super) fn new(client: Client, endpoint: Endpoint, manager: Option<ManagerHandle>) -> Self {
         Remote {
+            endpoint,
+            own_requires: Mutex::default(),
             conn: Mutex::new(Conn {
                 client,
                 stash: HashMap::new(),
@@ -51,9 +60,14 @@ impl Remote {
         }
     }
 
-    /// The endpoint of the manager this application started.
-    pub(super) fn endpoint(&self) -> Option<&Endpoint> {
-        self.manager.as_ref().map(ManagerHandle::endpoint)
+    /// The endpoint of the manager joined.
+    pub(super) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Whether this application started the manager it joined.
+    pub(super) fn runs_manager(&self) -> bool {
+        self.manager.is_some()
     }
 
     fn lock(&self) -> MutexGuard<'_, Conn> {
@@ -119,6 +133,41 @@ impl Remote {
     /// The op timeout of the client.
     pub(super) fn op_deadline(&self) -> Option<Instant> {
         Instant::now().checked_add(self.lock().client.op_timeout())
+    }
+
+    /// Counts (`held`) or uncounts a require of `name` by this application.
+    fn hold(&self, name: &Arc<str>, held: bool) {
+        let mut own = self
+            .own_requires
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if held {
+            *own.entry(Arc::clone(name)).or_default() += 1;
+        } else if let Some(n) = own.get_mut(name) {
+            *n -= 1;
+            if *n == 0 {
+                own.remove(name);
+            }
+        }
+    }
+
+    /// Waits until `deadline` for this application's requires of `name`
+    /// to end; false when some remain.
+    fn own_requires_end(&self, name: &str, deadline: Option<Instant>) -> bool {
+        loop {
+            let held = self
+                .own_requires
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains_key(name);
+            if !held {
+                return true;
+            }
+            if passed(deadline) {
+                return false;
+            }
+            std::thread::sleep(slice_until(deadline));
+        }
     }
 
     /// Records that subscription `sub` is open.
@@ -308,6 +357,22 @@ impl<'p> RemoteCdo<'p> {
         Ok(())
     }
 
+    /// The bytes to offer, writable: those written, or zeroed ones of the
+    /// attributes' size.
+    pub(super) fn buffer_mut(&mut self) -> Result<&mut [u8]> {
+        self.check(Op::AttachData)?;
+        if self.bytes.is_none() {
+            let size = match self.attrs.size {
+                Some(s) if s > 0 => s,
+                _ => return Err(self.inconsistent("allocation needs a non-zero size".into())),
+            };
+            let len = usize::try_from(size)
+                .map_err(|_| self.inconsistent(format!("size {size} does not fit in memory")))?;
+            self.bytes = Some(vec![0; len]);
+        }
+        Ok(self.bytes.as_deref_mut().unwrap_or_default())
+    }
+
     pub(super) fn seal(&mut self) -> Result<()> {
         self.state = self.check(Op::Seal)?;
         Ok(())
@@ -322,19 +387,22 @@ impl<'p> RemoteCdo<'p> {
         started: Instant,
         reply: Result<Reply, ClientError>,
     ) -> Result<Reply> {
-        match reply {
-            Ok(reply) => {
-                self.state = next;
-                Ok(reply)
-            }
+        let (taken, reply) = match reply {
+            Ok(reply) => (true, Ok(reply)),
             Err(e) => {
                 let e = op_error(e, &self.name, op, started.elapsed());
-                if matches!(e, Error::AckTimeout { .. }) {
-                    self.state = next;
-                }
-                Err(e)
+                (matches!(e, Error::AckTimeout { .. }), Err(e))
+            }
+        };
+        if taken {
+            let was_required = self.state == State::Required;
+            self.state = next;
+            let required = next == State::Required;
+            if was_required != required {
+                self.remote.hold(&self.name, required);
             }
         }
+        reply
     }
 
     pub(super) fn offer(&mut self) -> Result<()> {
@@ -368,6 +436,7 @@ impl<'p> RemoteCdo<'p> {
         let started = Instant::now();
         let id = match self.pending {
             Some(id) => id,
+            None if !self.remote.own_requires_end(&self.name, deadline) => return Ok(false),
             None => {
                 let name = Arc::clone(&self.name);
                 let id = self
@@ -456,6 +525,9 @@ impl Drop for RemoteCdo<'_> {
     /// served) or a require, without waiting for the manager's answer.
     fn drop(&mut self) {
         let name = Arc::clone(&self.name);
+        if self.state == State::Required {
+            self.remote.hold(&name, false);
+        }
         let follow_up = match self.state {
             State::Offered if self.pending.is_none() => {
                 Some(self.remote.submit(|c| c.submit_withdraw(&name)))
