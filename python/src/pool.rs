@@ -7,7 +7,7 @@ use crate::events::{self, Subscription};
 use crate::handle::Cdo;
 use crate::tiers::Mamba;
 use crate::wait;
-use cdo::ipc::client::{Client, ClientConfig, ClientError, Notice, OP_TIMEOUT_ENV};
+use cdo::ipc::client::{Client, ClientConfig, ClientError, Notice};
 use cdo::ipc::endpoint::Endpoint;
 use cdo::ipc::manager::{self, ManagerConfig, ManagerHandle};
 use cdo::ipc::wire::EventRef;
@@ -141,14 +141,7 @@ impl Pool {
 
 /// A client configuration for `endpoint`, with `CDO_OP_TIMEOUT_MS` applied.
 fn client_config(endpoint: Endpoint, component: &str) -> ClientConfig {
-    let mut config = ClientConfig::new(endpoint, component);
-    if let Some(ms) = std::env::var(OP_TIMEOUT_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        config.op_timeout = Duration::from_millis(ms);
-    }
-    config
+    ClientConfig::new(endpoint, component).with_env()
 }
 
 #[pymethods]
