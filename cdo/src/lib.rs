@@ -43,6 +43,11 @@
 //! # Ok::<(), cdo::Error>(())
 //! ```
 //!
+//! An application that should run unchanged in process and through a
+//! pool manager uses [`app`] instead: one [`app::Pool`] whose deployment
+//! is configuration (`CDO_POOL_SOCKET`), with the same handles, events,
+//! consumer groups and errors in both.
+//!
 //! ## Semantics
 //!
 //! * The same name is the same object. Each thread works through its own
