@@ -130,9 +130,21 @@ impl Remote {
         let _ = self.lock().client.flush();
     }
 
-    /// The op timeout of the client.
-    pub(super) fn op_deadline(&self) -> Option<Instant> {
-        Instant::now().checked_add(self.lock().client.op_timeout())
+    /// Sends a request that waits for no consumer (at most for
+    /// acknowledgements) and waits for its reply up to the client's
+    /// operation timeout; at the timeout the request is abandoned, as the
+    /// client's own blocking calls abandon theirs.
+    pub(super) fn request(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<RequestId, ClientError>,
+    ) -> Result<Reply, ClientError> {
+        let id = self.submit(f)?;
+        let deadline = Instant::now().checked_add(self.lock().client.op_timeout());
+        let reply = self.wait(id, deadline);
+        if matches!(reply, Err(ClientError::Timeout)) {
+            self.abandon(id);
+        }
+        reply
     }
 
     /// Counts (`held`) or uncounts a require of `name` by this application.
@@ -419,13 +431,9 @@ impl<'p> RemoteCdo<'p> {
         flat.remove(SIZE_KEY);
         let started = Instant::now();
         let name = Arc::clone(&self.name);
-        let sent = self
+        let reply = self
             .remote
-            .submit(|c| c.submit_offer(&name, size, flat, |dst| dst.copy_from_slice(&bytes)));
-        let reply = match sent {
-            Ok(id) => self.remote.wait(id, self.remote.op_deadline()),
-            Err(e) => Err(e),
-        };
+            .request(|c| c.submit_offer(&name, size, flat, |dst| dst.copy_from_slice(&bytes)));
         self.settle(next, Op::Offer, started, reply).map(drop)
     }
 
@@ -461,10 +469,7 @@ impl<'p> RemoteCdo<'p> {
         let next = self.check(Op::Require)?;
         let started = Instant::now();
         let name = Arc::clone(&self.name);
-        let reply = match self.remote.submit(|c| c.submit_require(&name)) {
-            Ok(id) => self.remote.wait(id, self.remote.op_deadline()),
-            Err(e) => Err(e),
-        };
+        let reply = self.remote.request(|c| c.submit_require(&name));
         self.settle(next, Op::Require, started, reply).map(drop)
     }
 
@@ -506,10 +511,7 @@ impl<'p> RemoteCdo<'p> {
         }
         let started = Instant::now();
         let name = Arc::clone(&self.name);
-        let reply = match self.remote.submit(|c| c.submit_retract(&name)) {
-            Ok(id) => self.remote.wait(id, self.remote.op_deadline()),
-            Err(e) => Err(e),
-        };
+        let reply = self.remote.request(|c| c.submit_retract(&name));
         self.settle(next, Op::Retract, started, reply).map(drop)
     }
 
