@@ -114,6 +114,11 @@ fn an_offer_is_demanded_with_its_content() {
         assert_eq!(view.len(), bytes.len(), "{}", host.label());
         assert_eq!(view.bytes().unwrap(), &bytes[..], "{}", host.label());
         assert_eq!(c.state(), State::Demanded);
+        let size = Some(Value::UInt(bytes.len() as u64));
+        for handle in [&p, &c] {
+            let offered = handle.offered_attributes().expect("offered or received");
+            assert_eq!(offered.get("size").cloned(), size, "{}", host.label());
+        }
         drop(view);
         c.dispose().unwrap();
 

@@ -69,6 +69,7 @@ impl Drop for Subscription<'_> {
 
 /// One event, as a subscriber receives it; dropping it acknowledges it.
 pub struct Event<'p> {
+    id: u64,
     kind: EventKind,
     name: String,
     attributes: FlatAttributes,
@@ -96,6 +97,7 @@ impl std::fmt::Debug for Event<'_> {
 impl<'p> Event<'p> {
     fn local(event: crate::Event) -> Self {
         Event {
+            id: event.seq,
             kind: event.kind,
             name: event.name.to_string(),
             attributes: event.attributes.flatten(),
@@ -105,11 +107,18 @@ impl<'p> Event<'p> {
 
     fn remote(event: crate::ipc::wire::EventRef, remote: &'p Remote) -> Self {
         Event {
+            id: event.event,
             kind: event.kind,
             name: event.name,
             attributes: event.attrs,
             ack: Ack::Remote(remote, event.needs_ack.then_some(event.event)),
         }
+    }
+
+    /// The event's number: the pool's sequence number in process, the
+    /// manager's event id through a manager.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// What happened.

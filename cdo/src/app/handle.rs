@@ -2,7 +2,7 @@
 //! the bytes a demand gives.
 
 use super::remote::{Remote, RemoteCdo};
-use crate::attrs::Attributes;
+use crate::attrs::{Attributes, FlatAttributes};
 use crate::data::Data;
 use crate::error::{Error, Result};
 use crate::ipc::client;
@@ -65,6 +65,15 @@ impl<'p> Cdo<'p> {
         match &self.0 {
             Inner::Local(c) => c.attributes(),
             Inner::Remote(c) => c.attributes(),
+        }
+    }
+
+    /// The attributes of the offer this handle made (producer) or received
+    /// (consumer, after a demand), flat and with the size.
+    pub fn offered_attributes(&self) -> Option<FlatAttributes> {
+        match &self.0 {
+            Inner::Local(c) => c.offered_attributes().map(Attributes::flatten),
+            Inner::Remote(c) => c.offered_attributes(),
         }
     }
 

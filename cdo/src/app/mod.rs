@@ -163,15 +163,26 @@ impl Pool {
     /// [`Error::PoolManager`] when the manager cannot be joined;
     /// [`Error::Memory`] when mamba's configuration fails.
     pub fn from_env(component: &str) -> Result<Pool> {
-        if std::env::var_os(SOCKET_ENV).is_some() {
-            let config = ClientConfig::from_env(component).ok_or_else(|| {
-                Error::Config(format!(
-                    "{SOCKET_ENV} is set but no workflow token: set {TOKEN_ENV} or {TOKEN_FILE_ENV}"
-                ))
-            })?;
-            return Self::connect_with(&config);
+        Self::from_env_or(component, || {
+            Self::in_process(Arc::new(Mamba::from_env()?), PoolConfig::default())
+        })
+    }
+
+    /// [`Pool::from_env`] with the in-process pool made by `local` (for a
+    /// caller with its own memory or configuration).
+    ///
+    /// # Errors
+    /// As [`Pool::from_env`]; `local`'s.
+    pub fn from_env_or(component: &str, local: impl FnOnce() -> Result<Pool>) -> Result<Pool> {
+        if std::env::var_os(SOCKET_ENV).is_none() {
+            return local();
         }
-        Self::in_process(Arc::new(Mamba::from_env()?), PoolConfig::default())
+        let config = ClientConfig::from_env(component).ok_or_else(|| {
+            Error::Config(format!(
+                "{SOCKET_ENV} is set but no workflow token: set {TOKEN_ENV} or {TOKEN_FILE_ENV}"
+            ))
+        })?;
+        Self::connect_with(&config)
     }
 
     /// A pool in this process over `mamba`.

@@ -3,7 +3,7 @@
 //! machine on top of the client's name-based calls.
 
 use super::View;
-use crate::attrs::{self, Attributes};
+use crate::attrs::{self, Attributes, FlatAttributes};
 use crate::error::{Error, Result};
 use crate::events::EventKind;
 use crate::ipc::client::{Client, ClientError, Notice, Reply};
@@ -289,6 +289,8 @@ pub(super) struct RemoteCdo<'p> {
     bytes: Option<Vec<u8>>,
     /// A withdrawal or demand sent and not answered yet.
     pending: Option<RequestId>,
+    /// The attributes of the object demanded.
+    received: Option<FlatAttributes>,
 }
 
 impl<'p> RemoteCdo<'p> {
@@ -300,6 +302,7 @@ impl<'p> RemoteCdo<'p> {
             attrs: Attributes::default(),
             bytes: None,
             pending: None,
+            received: None,
         }
     }
 
@@ -313,6 +316,13 @@ impl<'p> RemoteCdo<'p> {
 
     pub(super) fn attributes(&self) -> &Attributes {
         &self.attrs
+    }
+
+    pub(super) fn offered_attributes(&self) -> Option<FlatAttributes> {
+        match self.state {
+            State::Offered | State::Withdrawn => Some(self.attrs.flatten()),
+            _ => self.received.clone(),
+        }
     }
 
     fn check(&self, op: Op) -> Result<State> {
@@ -496,7 +506,10 @@ impl<'p> RemoteCdo<'p> {
         };
         self.pending = None;
         match self.settle(next, Op::Demand, started, reply)? {
-            Reply::Data(view) => Ok(Some(View::remote(view, self.remote))),
+            Reply::Data(view) => {
+                self.received = Some(view.attrs().clone());
+                Ok(Some(View::remote(view, self.remote)))
+            }
             other => Err(Error::PoolManager(ClientError::Unexpected(format!(
                 "{other:?}"
             )))),
