@@ -63,7 +63,11 @@
 //!   [`View`] may lie in any mamba space ([`View::bytes`] fails for memory
 //!   the CPU cannot address). Through a manager a [`View`] is a read-only
 //!   mapping of the producer's shared memory (no copy), and the producer's
-//!   [`Cdo::write`] bytes are copied into shared memory at the offer.
+//!   [`Cdo::write`] bytes are copied into shared memory at the offer. A
+//!   consumer's wanted place and order (`wanted_tier`, `wanted_space`,
+//!   `wanted_order`) are honoured in process only; through a manager the
+//!   view is the producer's bytes as offered (convert them with
+//!   [`ipc::convert`](crate::ipc::convert)).
 //! * **Views hold withdrawals.** Through a manager a withdrawal completes
 //!   only once no [`View`] or [`Record`] of the object remains (the
 //!   producer's memory is reused after it); in process a consumer's data
