@@ -1,18 +1,18 @@
 //! What `maestro.h` runs on: one process-wide "world" (the component and
-//! its pool) and the CDO handles, over the in-process [`cdo::Pool`] or,
-//! after joining a pool manager, a [`cdo::ipc::client::Client`] per thread.
+//! its [`cdo::app::Pool`], in process or joined to a pool manager, which
+//! is configuration only) and the CDO handles.
 
 use crate::guard::lock;
 use crate::maestro::mstro_status;
-use cdo::ipc::client::{Client, ClientConfig, ClientError, Reply, View};
+use cdo::app::{self, Deployment, View};
+use cdo::ipc::client::ClientError;
 use cdo::ipc::endpoint::Endpoint;
-use cdo::ipc::manager::{self, ManagerConfig, ManagerHandle};
+use cdo::ipc::manager::ManagerConfig;
 use cdo::ipc::wire::ErrorCode;
-use cdo::{Cdo, Data, Op, PoolConfig, State};
-use mamba::{Config, Mamba, Policy};
+use cdo::{Op, PoolConfig, State};
+use mamba::{Config, Mamba};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::thread::ThreadId;
 
 /// The environment variable that makes `mstro_init` join a pool manager.
 pub(crate) const INFO_ENV: &str = "MSTRO_POOL_MANAGER_INFO";
@@ -24,23 +24,11 @@ pub(crate) const LOCAL_SIZE_KEY: &str = ".maestro.core.cdo.scope.local-size";
 /// A status other than `MSTRO_OK`.
 pub(crate) type Outcome<T = ()> = Result<T, mstro_status>;
 
-/// Where the CDOs of this process go.
-enum Pool {
-    /// The in-process pool (leaked while in use, reclaimed by `finalize`).
-    Local(&'static cdo::Pool),
-    /// A pool manager, through one client per thread.
-    Remote {
-        config: ClientConfig,
-        clients: HashMap<ThreadId, Arc<Mutex<Client>>>,
-    },
-}
-
 /// The component's state between `mstro_init` and `mstro_finalize`.
 struct World {
     component: String,
-    pool: Pool,
-    /// The pool manager this process runs (`mstro_pm_start`).
-    manager: Option<ManagerHandle>,
+    /// The pool (leaked while in use, reclaimed by `finalize`).
+    pool: &'static app::Pool,
     handles: HashMap<u64, Arc<Mutex<Handle>>>,
     next_handle: u64,
 }
@@ -58,27 +46,14 @@ enum Size {
 
 /// One `mstro_cdo`.
 pub(crate) struct Handle {
-    name: String,
     /// The producer's buffer (`MSTRO_ATTR_CORE_CDO_RAW_PTR`).
     raw_ptr: Option<usize>,
     size: Option<Size>,
     /// The size as sealed.
     sealed_size: Option<usize>,
-    side: Side,
-}
-
-enum Side {
-    Local {
-        cdo: Cdo<'static>,
-        received: Option<Data>,
-    },
-    Remote {
-        client: Arc<Mutex<Client>>,
-        state: State,
-        /// The pool's buffer of a producer that set no raw pointer.
-        staged: Option<Vec<u8>>,
-        view: Option<View>,
-    },
+    cdo: app::Cdo<'static>,
+    /// A consumer's data after demand.
+    received: Option<View<'static>>,
 }
 
 fn cdo_status(e: &cdo::Error) -> mstro_status {
@@ -93,6 +68,7 @@ fn cdo_status(e: &cdo::Error) -> mstro_status {
         | E::Inconsistent { .. } => mstro_status::MSTRO_INVARG,
         E::Timeout { .. } => mstro_status::MSTRO_TIMEOUT,
         E::Memory(mamba::Error::OutOfCapacity { .. }) => mstro_status::MSTRO_NOMEM,
+        E::PoolManager(e) => client_status(e),
         _ => mstro_status::MSTRO_FAIL,
     }
 }
@@ -114,12 +90,8 @@ fn client_status(e: &ClientError) -> mstro_status {
     }
 }
 
-fn local(e: cdo::Error) -> mstro_status {
+fn status(e: cdo::Error) -> mstro_status {
     cdo_status(&e)
-}
-
-fn remote(e: ClientError) -> mstro_status {
-    client_status(&e)
 }
 
 /// The string `mstro_pm_getinfo` returns: the workflow token, a colon,
@@ -147,44 +119,31 @@ pub(crate) fn init(workflow: &str, component: &str, index: i64) -> Outcome {
     }
     let component = format!("{workflow}/{component}#{index}");
     let pool = match std::env::var(INFO_ENV) {
-        Ok(info) => join(&component, endpoint_of(&info)?)?,
-        Err(_) => Pool::Local(local_pool()?),
+        Ok(info) => app::Pool::connect(endpoint_of(&info)?, &component).map_err(status)?,
+        Err(_) => local_pool()?,
     };
     *world = Some(World {
         component,
-        pool,
-        manager: None,
+        pool: Box::leak(Box::new(pool)),
         handles: HashMap::new(),
         next_handle: 1,
     });
     Ok(())
 }
 
-fn local_pool() -> Outcome<&'static cdo::Pool> {
+fn local_pool() -> Outcome<app::Pool> {
     let config = Config::from_env().map_err(|_| mstro_status::MSTRO_INVARG)?;
     let mamba = Mamba::discover(&config).map_err(|_| mstro_status::MSTRO_FAIL)?;
-    let pool = cdo::Pool::new(Arc::new(mamba), PoolConfig::default()).map_err(local)?;
-    Ok(Box::leak(Box::new(pool)))
+    app::Pool::in_process(Arc::new(mamba), PoolConfig::default()).map_err(status)
 }
 
-/// Connects this thread's client (which also checks the endpoint).
-fn join(component: &str, endpoint: Endpoint) -> Outcome<Pool> {
-    let mut config = ClientConfig::new(endpoint, component);
-    if let Some(from_env) = ClientConfig::from_env(component) {
-        config.op_timeout = from_env.op_timeout;
-    }
-    let client = Client::connect(&config).map_err(remote)?;
-    let clients = HashMap::from([(std::thread::current().id(), Arc::new(Mutex::new(client)))]);
-    Ok(Pool::Remote { config, clients })
-}
-
-/// Frees the in-process pool.
+/// Frees the pool.
 ///
 /// # Safety
-/// No handle of `pool` exists any more.
-unsafe fn free_local(pool: &'static cdo::Pool) {
-    // SAFETY: `pool` came from `Box::leak` in `local_pool`, and by the
-    // contract nothing borrows it any more.
+/// No handle or view of `pool` exists any more.
+unsafe fn free_pool(pool: &'static app::Pool) {
+    // SAFETY: `pool` came from `Box::leak` in `init` or `pm_start`, and by
+    // the contract nothing borrows it any more.
     drop(unsafe { Box::from_raw(std::ptr::from_ref(pool).cast_mut()) });
 }
 
@@ -198,23 +157,18 @@ fn end_handles(world: &mut World) -> Outcome {
     Ok(())
 }
 
-/// `mstro_finalize`: ends the handles left (an offer is withdrawn at once,
-/// a require retracted), leaves the pool, stops a manager started here.
+/// `mstro_finalize`: ends the handles left (an offer is withdrawn, a
+/// require retracted), leaves the pool, stops a manager started here.
 pub(crate) fn finalize() -> Outcome {
     let mut guard = lock(&WORLD);
     let world = guard.as_mut().ok_or(mstro_status::MSTRO_INVSTATE)?;
     end_handles(world)?;
     let world = guard.take().expect("checked above");
-    match world.pool {
-        // SAFETY: every handle was dropped by `end_handles`.
-        Pool::Local(pool) => unsafe { free_local(pool) },
-        Pool::Remote { clients, .. } => {
-            for client in clients.into_values() {
-                let _ = lock(&client).leave(std::time::Duration::from_secs(5));
-            }
-        }
-    }
-    drop(world.manager);
+    // Leaving waits a while for consumers of our objects; a manager that
+    // is gone already has nothing to wait for.
+    let _ = world.pool.leave(std::time::Duration::from_secs(5));
+    // SAFETY: every handle (and its view) was dropped by `end_handles`.
+    unsafe { free_pool(world.pool) };
     Ok(())
 }
 
@@ -223,17 +177,17 @@ pub(crate) fn finalize() -> Outcome {
 pub(crate) fn pm_start() -> Outcome {
     let mut guard = lock(&WORLD);
     let world = guard.as_mut().ok_or(mstro_status::MSTRO_INVSTATE)?;
-    if world.manager.is_some() || !world.handles.is_empty() {
+    if world.pool.runs_manager() || !world.handles.is_empty() {
         return Err(mstro_status::MSTRO_INVSTATE);
     }
     let config = ManagerConfig::from_env().map_err(|_| mstro_status::MSTRO_INVARG)?;
-    let handle = manager::start(config).map_err(|_| mstro_status::MSTRO_FAIL)?;
-    let pool = join(&world.component, handle.endpoint().clone())?;
-    if let Pool::Local(old) = std::mem::replace(&mut world.pool, pool) {
-        // SAFETY: no handle exists (checked above).
-        unsafe { free_local(old) }
-    }
-    world.manager = Some(handle);
+    let pool = app::Pool::start_manager(config, &world.component).map_err(|e| match e {
+        cdo::Error::ManagerStart(_) => mstro_status::MSTRO_FAIL,
+        other => status(other),
+    })?;
+    let old = std::mem::replace(&mut world.pool, Box::leak(Box::new(pool)));
+    // SAFETY: no handle exists (checked above).
+    unsafe { free_pool(old) };
     Ok(())
 }
 
@@ -242,48 +196,26 @@ pub(crate) fn pm_start() -> Outcome {
 pub(crate) fn pm_info() -> Outcome<String> {
     let guard = lock(&WORLD);
     let world = guard.as_ref().ok_or(mstro_status::MSTRO_INVSTATE)?;
-    match &world.pool {
-        Pool::Remote { config, .. } => Ok(info_of(&config.endpoint)),
-        Pool::Local(_) => Err(mstro_status::MSTRO_INVSTATE),
-    }
+    world
+        .pool
+        .endpoint()
+        .map(info_of)
+        .ok_or(mstro_status::MSTRO_INVSTATE)
 }
 
 /// `mstro_cdo_declare`: a new handle's id.
 pub(crate) fn declare(name: &str) -> Outcome<u64> {
-    if cdo::engine::names::invalid(name).is_some() {
-        return Err(mstro_status::MSTRO_INVARG);
-    }
     let mut guard = lock(&WORLD);
     let world = guard.as_mut().ok_or(mstro_status::MSTRO_INVSTATE)?;
-    let side = match &mut world.pool {
-        Pool::Local(pool) => Side::Local {
-            cdo: pool.declare(name).map_err(local)?,
-            received: None,
-        },
-        Pool::Remote { config, clients } => {
-            let client = match clients.entry(std::thread::current().id()) {
-                std::collections::hash_map::Entry::Occupied(e) => Arc::clone(e.get()),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    let client = Client::connect(config).map_err(remote)?;
-                    Arc::clone(e.insert(Arc::new(Mutex::new(client))))
-                }
-            };
-            Side::Remote {
-                client,
-                state: State::Declared,
-                staged: None,
-                view: None,
-            }
-        }
-    };
+    let cdo = world.pool.declare(name).map_err(status)?;
     let id = world.next_handle;
     world.next_handle += 1;
     let handle = Handle {
-        name: name.into(),
         raw_ptr: None,
         size: None,
         sealed_size: None,
-        side,
+        cdo,
+        received: None,
     };
     world.handles.insert(id, Arc::new(Mutex::new(handle)));
     Ok(id)
@@ -318,16 +250,12 @@ pub(crate) enum Key {
 }
 
 impl Handle {
-    fn state(&self) -> State {
-        match &self.side {
-            Side::Local { cdo, .. } => cdo.state(),
-            Side::Remote { state, .. } => *state,
-        }
-    }
-
     /// The state `op` leads to, or `MSTRO_INVSTATE`.
     fn next(&self, op: Op) -> Outcome<State> {
-        self.state().after(op).ok_or(mstro_status::MSTRO_INVSTATE)
+        self.cdo
+            .state()
+            .after(op)
+            .ok_or(mstro_status::MSTRO_INVSTATE)
     }
 
     /// `mstro_cdo_attribute_set`.
@@ -360,7 +288,7 @@ impl Handle {
     /// # Safety
     /// A size given by reference still points to an `int64_t`.
     pub(crate) unsafe fn seal(&mut self) -> Outcome {
-        let next = self.next(Op::Seal)?;
+        self.next(Op::Seal)?;
         let size = match self.size {
             None => None,
             Some(Size::Value(v)) => Some(v),
@@ -374,15 +302,10 @@ impl Handle {
         if self.raw_ptr.is_some() && size.is_none() {
             return Err(mstro_status::MSTRO_INVARG);
         }
-        match &mut self.side {
-            Side::Local { cdo, .. } => {
-                if let Some(size) = size {
-                    cdo.set_size(size as u64).map_err(local)?;
-                }
-                cdo.seal().map_err(local)?;
-            }
-            Side::Remote { state, .. } => *state = next,
+        if let Some(size) = size {
+            self.cdo.set("size", size as u64).map_err(status)?;
         }
+        self.cdo.seal().map_err(status)?;
         self.sealed_size = size;
         Ok(())
     }
@@ -404,170 +327,69 @@ impl Handle {
     /// # Safety
     /// A raw pointer set points to the sealed size of readable bytes.
     pub(crate) unsafe fn offer(&mut self) -> Outcome {
-        let next = self.next(Op::Offer)?;
+        self.next(Op::Offer)?;
+        // A raw pointer is the data: `access` handed out no buffer of the
+        // pool then.
         // SAFETY: by the contract.
-        let raw = unsafe { self.raw_bytes() }.map(<[u8]>::to_vec);
-        let name = self.name.clone();
-        match &mut self.side {
-            Side::Local { cdo, .. } => {
-                if let Some(bytes) = &raw {
-                    if cdo.buffer_mut().is_none() {
-                        cdo.write(bytes).map_err(local)?;
-                    }
-                }
-                cdo.offer().map_err(local)
-            }
-            Side::Remote {
-                client,
-                state,
-                staged,
-                ..
-            } => {
-                let empty = Vec::new();
-                let bytes = raw.as_ref().or(staged.as_ref()).unwrap_or(&empty);
-                lock(client)
-                    .offer(&name, bytes, Default::default())
-                    .map_err(remote)?;
-                *staged = None;
-                *state = next;
-                Ok(())
-            }
+        if let Some(bytes) = unsafe { self.raw_bytes() } {
+            let bytes = bytes.to_vec();
+            self.cdo.write(&bytes).map_err(status)?;
         }
+        self.cdo.offer().map_err(status)
     }
 
     /// `mstro_cdo_require`.
     pub(crate) fn require(&mut self) -> Outcome {
-        let next = self.next(Op::Require)?;
-        match &mut self.side {
-            Side::Local { cdo, .. } => cdo.require().map_err(local),
-            Side::Remote { client, state, .. } => {
-                lock(client).require(&self.name).map_err(remote)?;
-                *state = next;
-                Ok(())
-            }
-        }
+        self.cdo.require().map_err(status)
     }
 
     /// `mstro_cdo_demand`: requires first if not done, then waits for the
     /// data.
     pub(crate) fn demand(&mut self) -> Outcome {
-        if matches!(self.state(), State::Declared | State::Sealed) {
+        if matches!(self.cdo.state(), State::Declared | State::Sealed) {
             self.require()?;
         }
-        let next = self.next(Op::Demand)?;
-        match &mut self.side {
-            Side::Local { cdo, received } => {
-                *received = Some(cdo.demand().map_err(local)?);
-            }
-            Side::Remote {
-                client,
-                state,
-                view,
-                ..
-            } => {
-                let mut client = lock(client);
-                let timeout = client.op_timeout();
-                let got = loop {
-                    match client.demand(&self.name, timeout) {
-                        Err(ClientError::Timeout) => continue,
-                        other => break other.map_err(remote)?,
-                    }
-                };
-                *view = Some(got);
-                *state = next;
-            }
-        }
+        self.received = Some(self.cdo.demand().map_err(status)?);
         Ok(())
     }
 
     /// `mstro_cdo_withdraw`: waits while consumers that required the CDO
     /// have not demanded it.
     pub(crate) fn withdraw(&mut self) -> Outcome {
-        let next = self.next(Op::Withdraw)?;
-        match &mut self.side {
-            Side::Local { cdo, .. } => cdo.withdraw().map_err(local),
-            Side::Remote { client, state, .. } => {
-                let mut client = lock(client);
-                let id = client.submit_withdraw(&self.name).map_err(remote)?;
-                match client.wait(id, None).map_err(remote)? {
-                    Reply::Ok => {
-                        *state = next;
-                        Ok(())
-                    }
-                    _ => Err(mstro_status::MSTRO_FAIL),
-                }
-            }
-        }
+        self.cdo.withdraw().map_err(status)
     }
 
     /// `mstro_cdo_retract`.
     pub(crate) fn retract(&mut self) -> Outcome {
-        let next = self.next(Op::Retract)?;
-        match &mut self.side {
-            Side::Local { cdo, .. } => cdo.retract().map_err(local),
-            Side::Remote { client, state, .. } => {
-                lock(client).retract(&self.name).map_err(remote)?;
-                *state = next;
-                Ok(())
-            }
-        }
+        self.cdo.retract().map_err(status)
     }
 
     fn dispose(&mut self) -> Outcome {
-        let next = self.next(Op::Dispose)?;
-        match &mut self.side {
-            Side::Local { cdo, received } => {
-                cdo.dispose().map_err(local)?;
-                *received = None;
-            }
-            Side::Remote {
-                client,
-                state,
-                view,
-                ..
-            } => {
-                if view.take().is_some() {
-                    // Tell the manager now, so that the producer's
-                    // withdraw can complete.
-                    lock(client).flush().map_err(remote)?;
-                }
-                *state = next;
-            }
-        }
+        self.cdo.dispose().map_err(status)?;
+        // Through a pool manager, dropping the view tells it at once, so
+        // that the producer's withdrawal can complete.
+        self.received = None;
         Ok(())
     }
 
     /// `mstro_cdo_access_ptr`: a consumer's data after demand; a producer's
     /// buffer after seal (its raw pointer, or a buffer of the pool, taken
-    /// here, that the offer hands over without a copy).
+    /// here, that the offer hands over).
     pub(crate) fn access(&mut self) -> Outcome<(*mut u8, usize)> {
         let size = self.sealed_size.unwrap_or(0);
-        match (self.state(), self.raw_ptr) {
-            (State::Demanded, _) => {}
-            (State::Sealed, Some(ptr)) => return Ok((ptr as *mut u8, size)),
-            (State::Sealed, None) if size == 0 => return Ok((std::ptr::null_mut(), 0)),
-            (State::Sealed, None) => {}
-            _ => return Err(mstro_status::MSTRO_INVSTATE),
-        }
-        match &mut self.side {
-            Side::Local { received, .. } if received.is_some() => {
-                let data = received.as_ref().expect("checked");
-                let bytes = data.as_slice().map_err(local)?;
+        match (self.cdo.state(), self.raw_ptr) {
+            (State::Demanded, _) => {
+                let view = self.received.as_ref().ok_or(mstro_status::MSTRO_FAIL)?;
+                let bytes = view.bytes().map_err(status)?;
                 Ok((bytes.as_ptr().cast_mut(), bytes.len()))
             }
-            Side::Local { cdo, .. } => {
-                if cdo.buffer_mut().is_none() {
-                    cdo.allocate(&Policy::highest_bandwidth()).map_err(local)?;
-                }
-                let buffer = cdo.buffer_mut().ok_or(mstro_status::MSTRO_FAIL)?;
-                let bytes = buffer.as_mut_slice().map_err(local)?;
+            (State::Sealed, Some(ptr)) => Ok((ptr as *mut u8, size)),
+            (State::Sealed, None) if size == 0 => Ok((std::ptr::null_mut(), 0)),
+            (State::Sealed, None) => {
+                let bytes = self.cdo.buffer_mut().map_err(status)?;
                 Ok((bytes.as_mut_ptr(), bytes.len()))
             }
-            Side::Remote { view: Some(v), .. } => Ok((v.as_ptr().cast_mut(), v.len())),
-            Side::Remote { staged, .. } => {
-                let buffer = staged.get_or_insert_with(|| vec![0; size]);
-                Ok((buffer.as_mut_ptr(), buffer.len()))
-            }
+            _ => Err(mstro_status::MSTRO_INVSTATE),
         }
     }
 }
@@ -577,14 +399,11 @@ pub(crate) fn deployment() -> crate::cdo::cdo_deployment {
     use crate::cdo::cdo_deployment as D;
     match &*lock(&WORLD) {
         None => D::CDO_NOT_INITIALIZED,
-        Some(World {
-            pool: Pool::Local(_),
-            ..
-        }) => D::CDO_IN_PROCESS,
-        Some(World {
-            manager: Some(_), ..
-        }) => D::CDO_POOL_MANAGER_HERE,
-        Some(_) => D::CDO_POOL_MANAGER_CLIENT,
+        Some(world) => match world.pool.deployment() {
+            Deployment::InProcess => D::CDO_IN_PROCESS,
+            Deployment::Manager if world.pool.runs_manager() => D::CDO_POOL_MANAGER_HERE,
+            Deployment::Manager => D::CDO_POOL_MANAGER_CLIENT,
+        },
     }
 }
 

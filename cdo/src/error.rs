@@ -133,6 +133,13 @@ pub enum Error {
     /// The memory layer failed (capacity, device memory, ...).
     #[error(transparent)]
     Memory(#[from] mamba::Error),
+    /// A pool manager failed or refused an operation in a way no other
+    /// variant describes (connection, shared memory, protocol).
+    #[error("pool manager: {0}")]
+    PoolManager(#[from] crate::ipc::client::ClientError),
+    /// A pool manager could not be started.
+    #[error("cannot start a pool manager: {0}")]
+    ManagerStart(#[source] std::io::Error),
 }
 
 /// `Result` with [`Error`].

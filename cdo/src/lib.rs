@@ -8,6 +8,7 @@
 //!
 //! | module | job |
 //! |---|---|
+//! | [`app`] | one application API, in process or through a pool manager |
 //! | [`pool`] | the marketplace: declare, allocate, subscribe, groups, statistics |
 //! | [`cdo`](mod@cdo) | a handle on one CDO: attributes, data, the producer and consumer calls |
 //! | [`lifecycle`] | the allowed order of calls |
@@ -41,6 +42,11 @@
 //! producer.dispose()?;
 //! # Ok::<(), cdo::Error>(())
 //! ```
+//!
+//! An application that should run unchanged in process and through a
+//! pool manager uses [`app`] instead: one [`app::Pool`] whose deployment
+//! is configuration (`CDO_POOL_SOCKET`), with the same handles, events,
+//! consumer groups and errors in both.
 //!
 //! ## Semantics
 //!
@@ -147,6 +153,7 @@
 //! Parentheses, `not` and lists nest at most
 //! [`selector::MAX_DEPTH`] deep.
 
+pub mod app;
 pub mod archive;
 pub mod attrs;
 pub mod cdo;

@@ -3,43 +3,28 @@
 //! so the memory lives as long as any array (or view of one) does.
 
 use crate::errors::{cdo_err, tier_err};
-use crate::pool::Remote;
-use cdo::ipc::client::View;
-use cdo::Data;
+use crate::local::Lent;
+use cdo::app::View;
 use numpy::ndarray::ArrayView1;
 use numpy::PyArray1;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::ptr::NonNull;
-use std::sync::Arc;
 
 /// What owns the bytes.
 pub enum Owned {
     /// A mamba allocation (writable).
     Allocation(mamba::Allocation<'static>),
-    /// A consumer's data from an in-process pool (read-only).
-    Data(Data),
-    /// A consumer's view of a producer's shared memory (read-only), and
-    /// the pool manager it came from (told when the view is dropped).
-    View(Option<View>, Arc<Remote>),
+    /// A consumer's data (read-only): an in-process pool's, or a view of
+    /// a producer's shared memory (the manager is told when it is
+    /// dropped).
+    View(Lent<View<'static>>),
 }
 
 /// Owner of bytes viewed by NumPy arrays (the arrays' base object).
 #[pyclass(frozen, module = "mambatiers")]
 pub struct Bytes {
     owned: Owned,
-}
-
-impl Drop for Bytes {
-    fn drop(&mut self) {
-        if let Owned::View(view, remote) = &mut self.owned {
-            drop(view.take());
-            // Tell the manager now (not at this client's next call), so
-            // that the producer's withdrawal can complete; a connection
-            // gone already has nothing to tell.
-            let _ = remote.link().client.flush();
-        }
-    }
 }
 
 impl Bytes {
@@ -52,12 +37,8 @@ impl Bytes {
     fn raw(&self) -> PyResult<(*const u8, usize, bool)> {
         Ok(match &self.owned {
             Owned::Allocation(a) => (a.as_ptr().map_err(tier_err)?.cast_const(), a.len(), true),
-            Owned::Data(d) => {
-                let bytes = d.as_slice().map_err(cdo_err)?;
-                (bytes.as_ptr(), bytes.len(), false)
-            }
-            Owned::View(view, _) => {
-                let bytes = view.as_deref().unwrap_or_default();
+            Owned::View(view) => {
+                let bytes = view.get().bytes().map_err(cdo_err)?;
                 (bytes.as_ptr(), bytes.len(), false)
             }
         })

@@ -95,7 +95,7 @@ pub fn tier_err(e: mamba::Error) -> PyErr {
     TierError::new_err(e.to_string())
 }
 
-/// An in-process CDO error as a Python exception.
+/// A CDO error as a Python exception.
 pub fn cdo_err(e: cdo::Error) -> PyErr {
     use cdo::Error as E;
     let text = e.to_string();
@@ -109,12 +109,14 @@ pub fn cdo_err(e: cdo::Error) -> PyErr {
         E::Selector { .. } => SelectorError::new_err(text),
         E::Timeout { .. } | E::AckTimeout { .. } => CdoTimeoutError::new_err(text),
         E::Memory(m) => tier_err(m),
+        E::PoolManager(e) => client_err(e),
+        E::ManagerStart(_) => PoolManagerError::new_err(text),
         _ => CdoError::new_err(text),
     }
 }
 
 /// A pool manager client's error as a Python exception.
-pub fn client_err(e: ClientError) -> PyErr {
+fn client_err(e: ClientError) -> PyErr {
     let text = e.to_string();
     match e {
         ClientError::Timeout => CdoTimeoutError::new_err(text),

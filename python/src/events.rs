@@ -1,10 +1,10 @@
 //! Subscriptions to pool events filtered by selectors, and the events.
 
-use crate::errors::{cdo_err, client_err};
-use crate::pool::{remote_wait, Backend, Remote};
+use crate::errors::cdo_err;
+use crate::local::Lent;
 use crate::values;
 use crate::wait;
-use cdo::ipc::client::ClientError;
+use cdo::app;
 use cdo::{EventKind, EventMask, FlatAttributes};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -50,16 +50,11 @@ pub fn mask(names: Option<&[String]>) -> PyResult<EventMask> {
     })
 }
 
-enum Source {
-    Local(cdo::Subscription),
-    Remote(Arc<Remote>, u64),
-}
-
 /// A stream of pool events (`Pool.subscribe`): `wait(timeout=None)` or
 /// `poll()` for the next one, or iterate (which waits for ever).
 #[pyclass(frozen, module = "mambatiers")]
 pub struct Subscription {
-    source: Source,
+    sub: Lent<app::Subscription<'static>>,
 }
 
 impl Subscription {
@@ -70,23 +65,15 @@ impl Subscription {
     /// `SelectorError` for a bad selector; the pool manager's errors.
     pub fn new(
         py: Python<'_>,
-        backend: &Backend,
+        pool: &Arc<app::Pool>,
         selector: &str,
         kinds: EventMask,
         ack: bool,
     ) -> PyResult<Self> {
-        let source = match backend {
-            Backend::Local(pool) => {
-                Source::Local(pool.subscribe(selector, kinds, ack).map_err(cdo_err)?)
-            }
-            Backend::Remote(remote) => {
-                let id = py
-                    .detach(|| remote.link().client.subscribe(selector, kinds, ack))
-                    .map_err(client_err)?;
-                Source::Remote(Arc::clone(remote), id)
-            }
-        };
-        Ok(Subscription { source })
+        let sub = py
+            .detach(|| Lent::new(pool, |p| p.subscribe(selector, kinds, ack)))
+            .map_err(cdo_err)?;
+        Ok(Subscription { sub })
     }
 }
 
@@ -97,36 +84,24 @@ impl Subscription {
     #[pyo3(signature = (timeout = None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Event>> {
         let timeout = wait::timeout(timeout)?;
-        match &self.source {
-            Source::Local(sub) => {
-                let got = wait::in_slices(py, timeout, |slice| {
-                    Ok::<_, std::convert::Infallible>(sub.wait(slice))
-                })?;
-                Ok(got.unwrap_or_else(|never| match never {}).map(|e| {
-                    let (kind, name, attrs, id) =
-                        (e.kind, e.name.to_string(), e.attributes.flatten(), e.seq);
-                    let ack = if e.needs_ack() {
-                        Ack::Local(e)
-                    } else {
-                        Ack::Done
-                    };
-                    Event::new(kind, name, attrs, id, ack)
-                }))
+        let got = wait::in_slices(py, timeout, |slice| self.sub.get().next_timeout(slice))?
+            .map_err(cdo_err)?;
+        Ok(got.map(|e| {
+            let (kind, name, attrs, id) = (
+                e.kind(),
+                e.name().to_owned(),
+                e.attributes().clone(),
+                e.id(),
+            );
+            let ack = e.needs_ack().then(|| self.sub.keep(e));
+            Event {
+                kind: kind_name(kind),
+                name,
+                attrs,
+                id,
+                ack: Mutex::new(ack),
             }
-            Source::Remote(remote, id) => {
-                let got = remote_wait(py, remote, timeout, |link, slice| {
-                    link.next_event(*id, slice)
-                })?;
-                Ok(got.map(|e| {
-                    let ack = if e.needs_ack {
-                        Ack::Remote(Arc::clone(remote), e.event)
-                    } else {
-                        Ack::Done
-                    };
-                    Event::new(e.kind, e.name, e.attrs, e.event, ack)
-                }))
-            }
-        }
+        }))
     }
 
     /// The next event already received, without waiting.
@@ -143,39 +118,6 @@ impl Subscription {
     }
 }
 
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        if let Source::Remote(remote, id) = &self.source {
-            // The connection may be gone already; nothing to report then.
-            let _ = remote.link().unsubscribe(*id);
-        }
-    }
-}
-
-/// What acknowledges an event.
-enum Ack {
-    /// Nothing waits (or it was acknowledged).
-    Done,
-    /// The in-process event.
-    Local(cdo::Event),
-    /// The manager's event id.
-    Remote(Arc<Remote>, u64),
-}
-
-impl Ack {
-    /// Acknowledges the event.
-    fn send(self) -> Result<(), ClientError> {
-        match self {
-            Ack::Done => Ok(()),
-            Ack::Local(event) => {
-                event.ack();
-                Ok(())
-            }
-            Ack::Remote(remote, id) => remote.link().client.ack(id),
-        }
-    }
-}
-
 /// One event: `kind` (`"offer"`, ...), the CDO's `name` (the component's
 /// for join and leave), its `attributes`, and `id` (the pool's sequence
 /// number or the manager's event id). An event of an acknowledged
@@ -187,31 +129,17 @@ pub struct Event {
     name: String,
     attrs: FlatAttributes,
     id: u64,
-    ack: Mutex<Ack>,
+    /// The event while its operation waits for the acknowledgement
+    /// (dropping it acknowledges).
+    ack: Mutex<Option<Lent<app::Event<'static>>>>,
 }
 
 impl Event {
-    fn new(kind: EventKind, name: String, attrs: FlatAttributes, id: u64, ack: Ack) -> Self {
-        Event {
-            kind: kind_name(kind),
-            name,
-            attrs,
-            id,
-            ack: Mutex::new(ack),
-        }
-    }
-
-    fn take_ack(&self) -> Ack {
-        let mut ack = self.ack.lock().unwrap_or_else(PoisonError::into_inner);
-        std::mem::replace(&mut *ack, Ack::Done)
-    }
-}
-
-impl Drop for Event {
-    fn drop(&mut self) {
-        // Dropped unacknowledged: acknowledge, as an in-process event
-        // does; a connection gone already has nothing to acknowledge.
-        let _ = self.take_ack().send();
+    fn take_ack(&self) -> Option<Lent<app::Event<'static>>> {
+        self.ack
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 }
 
@@ -244,17 +172,17 @@ impl Event {
     /// Whether its operation still waits for `ack()`.
     #[getter]
     fn needs_ack(&self) -> bool {
-        !matches!(
-            *self.ack.lock().unwrap_or_else(PoisonError::into_inner),
-            Ack::Done
-        )
+        self.ack
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
     }
 
     /// Acknowledges the event: its operation goes on (nothing happens for
     /// an event that needs none).
-    fn ack(&self, py: Python<'_>) -> PyResult<()> {
+    fn ack(&self, py: Python<'_>) {
         let ack = self.take_ack();
-        py.detach(|| ack.send()).map_err(client_err)
+        py.detach(|| drop(ack));
     }
 
     fn __repr__(&self) -> String {

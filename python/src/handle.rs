@@ -1,38 +1,18 @@
 //! A handle on one CDO: attributes, the producer's calls (write, seal,
-//! offer, withdraw) and the consumer's (require, demand, retract), with
-//! the same order of calls in a process and through a pool manager.
+//! offer, withdraw) and the consumer's (require, demand, retract): a
+//! [`cdo::app::Cdo`], the same in a process and through a pool manager.
 
 use crate::arrays::{Bytes, Owned};
-use crate::errors::{cdo_err, client_err, CdoTimeoutError};
-use crate::local::LocalCdo;
-use crate::pool::{remote_wait, Backend, Remote};
+use crate::errors::{cdo_err, CdoTimeoutError};
+use crate::local::Lent;
 use crate::source::with_bytes;
 use crate::values;
 use crate::wait;
-use cdo::ipc::client::{ClientError, Reply};
-use cdo::ipc::wire::RequestId;
-use cdo::{FlatAttributes, Op, State};
+use cdo::app;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
-
-/// The handle's side of the pool.
-enum Side {
-    Local(LocalCdo),
-    Remote {
-        remote: Arc<Remote>,
-        state: State,
-        /// The attributes set here.
-        attrs: FlatAttributes,
-        /// The producer's bytes, copied into shared memory at the offer.
-        staged: Vec<u8>,
-        /// The offer's attributes, once demanded.
-        received: Option<FlatAttributes>,
-        /// A withdrawal that has not been answered yet.
-        withdrawing: Option<RequestId>,
-    },
-}
 
 /// One handle on the CDO `name` (`Pool.declare`). A producer sets
 /// attributes, writes its bytes, seals, offers, withdraws and disposes; a
@@ -42,19 +22,7 @@ enum Side {
 #[pyclass(frozen, module = "mambatiers")]
 pub struct Cdo {
     name: String,
-    side: Mutex<Side>,
-}
-
-/// The state `op` leads to from `state`, or the error an in-process
-/// handle would raise.
-fn step(name: &str, state: State, op: Op) -> PyResult<State> {
-    state.after(op).ok_or_else(|| {
-        cdo_err(cdo::Error::InvalidState {
-            name: name.into(),
-            op,
-            state,
-        })
-    })
+    cdo: Mutex<Lent<app::Cdo<'static>>>,
 }
 
 /// The time-out error of `op` on `name` after `timeout`.
@@ -64,72 +32,33 @@ fn timed_out(name: &str, op: &str, timeout: Option<Duration>) -> PyErr {
 }
 
 impl Cdo {
-    /// A new handle on `name` in `backend`.
+    /// A new handle on `name` in `pool`.
     ///
     /// # Errors
     /// `InvalidNameError`.
-    pub fn declare(py: Python<'_>, backend: &Backend, name: &str) -> PyResult<Self> {
-        let side = match backend {
-            Backend::Local(pool) => Side::Local(
-                py.detach(|| LocalCdo::declare(pool, name))
-                    .map_err(cdo_err)?,
-            ),
-            Backend::Remote(remote) => {
-                if let Some(reason) = cdo::engine::names::invalid(name) {
-                    return Err(cdo_err(cdo::Error::InvalidName {
-                        name: name.into(),
-                        reason,
-                    }));
-                }
-                Side::Remote {
-                    remote: Arc::clone(remote),
-                    state: State::Declared,
-                    attrs: FlatAttributes::new(),
-                    staged: Vec::new(),
-                    received: None,
-                    withdrawing: None,
-                }
-            }
-        };
+    pub fn declare(pool: &Arc<app::Pool>, name: &str) -> PyResult<Self> {
+        let cdo = Lent::new(pool, |p| p.declare(name)).map_err(cdo_err)?;
         Ok(Cdo {
             name: name.into(),
-            side: Mutex::new(side),
+            cdo: Mutex::new(cdo),
         })
     }
 
-    /// The side, locked. Never held while the GIL is taken again, so
+    /// The handle, locked. Never held while the GIL is taken again, so
     /// taking it with or without the GIL cannot deadlock.
-    fn side(&self) -> MutexGuard<'_, Side> {
-        self.side.lock().unwrap_or_else(PoisonError::into_inner)
+    fn cdo(&self) -> MutexGuard<'_, Lent<app::Cdo<'static>>> {
+        self.cdo.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs a call that waits for no consumer (at most for acknowledged
-    /// subscribers, up to the pool's acknowledgement timeout): in process
-    /// `local`; through the manager `remote`, then the state it leads to.
-    /// The GIL is released.
+    /// subscribers, up to the pool's acknowledgement timeout), with the
+    /// GIL released.
     fn call(
         &self,
         py: Python<'_>,
-        op: Op,
-        local: impl for<'p> FnOnce(&mut cdo::Cdo<'p>) -> cdo::Result<()> + Send,
-        remote: impl FnOnce(&Remote, &mut FlatAttributes, &mut Vec<u8>) -> Result<(), ClientError>
-            + Send,
+        f: impl FnOnce(&mut app::Cdo<'static>) -> cdo::Result<()> + Send,
     ) -> PyResult<()> {
-        py.detach(|| match &mut *self.side() {
-            Side::Local(handle) => handle.with(local).map_err(cdo_err),
-            Side::Remote {
-                remote: r,
-                state,
-                attrs,
-                staged,
-                ..
-            } => {
-                let next = step(&self.name, *state, op)?;
-                remote(r, attrs, staged).map_err(client_err)?;
-                *state = next;
-                Ok(())
-            }
-        })
+        py.detach(|| f(self.cdo().get_mut())).map_err(cdo_err)
     }
 }
 
@@ -145,27 +74,18 @@ impl Cdo {
     /// `required`, `demanded`, `retracted` or `disposed`.
     #[getter]
     fn state(&self) -> String {
-        let state = match &*self.side() {
-            Side::Local(handle) => handle.get().state(),
-            Side::Remote { state, .. } => *state,
-        };
-        format!("{state:?}").to_lowercase()
+        format!("{:?}", self.cdo().get().state()).to_lowercase()
     }
 
-    /// The attributes: those set on this handle, or once demanded those
-    /// of the offer.
+    /// The attributes: those set on this handle, or once offered or
+    /// demanded those of the offer.
     #[getter]
     fn attributes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let flat = match &*self.side() {
-            Side::Local(handle) => {
-                let cdo = handle.get();
-                cdo.offered_attributes()
-                    .unwrap_or(cdo.attributes())
-                    .flatten()
-            }
-            Side::Remote {
-                attrs, received, ..
-            } => received.as_ref().unwrap_or(attrs).clone(),
+        let flat = {
+            let cdo = self.cdo();
+            let cdo = cdo.get();
+            cdo.offered_attributes()
+                .unwrap_or_else(|| cdo.attributes().flatten())
         };
         values::to_dict(py, &flat)
     }
@@ -175,83 +95,39 @@ impl Cdo {
     /// configuration drops keys no schema knows.
     fn set(&self, py: Python<'_>, key: &str, value: &Bound<'_, PyAny>) -> PyResult<bool> {
         let value = values::to_value(value)?;
-        py.detach(|| match &mut *self.side() {
-            Side::Local(handle) => handle.with(|c| c.set(key, value)).map_err(cdo_err),
-            Side::Remote { state, attrs, .. } => {
-                step(&self.name, *state, Op::SetAttribute)?;
-                attrs.insert(key.into(), value);
-                Ok(true)
-            }
-        })
+        py.detach(|| self.cdo().get_mut().set(key, value))
+            .map_err(cdo_err)
     }
 
     /// The producer's bytes (`bytes`, `bytearray`, a NumPy array, ...),
     /// copied once into the pool's memory.
     fn write(&self, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        with_bytes(data, |bytes| match &mut *self.side() {
-            Side::Local(handle) => handle.with(|c| c.write(bytes)).map_err(cdo_err),
-            Side::Remote { state, staged, .. } => {
-                step(&self.name, *state, Op::AttachData)?;
-                *staged = bytes.to_vec();
-                Ok(())
-            }
-        })?
+        with_bytes(data, |bytes| self.cdo().get_mut().write(bytes))?.map_err(cdo_err)
     }
 
     /// Freezes the attributes.
     fn seal(&self, py: Python<'_>) -> PyResult<()> {
-        self.call(py, Op::Seal, |c| c.seal(), |_, _, _| Ok(()))
+        self.call(py, app::Cdo::seal)
     }
 
     /// Puts the data on offer.
     fn offer(&self, py: Python<'_>) -> PyResult<()> {
-        let name = self.name.as_str();
-        self.call(
-            py,
-            Op::Offer,
-            |c| c.offer(),
-            |remote, attrs, staged| {
-                remote.link().client.offer(name, staged, attrs.clone())?;
-                *staged = Vec::new();
-                Ok(())
-            },
-        )
+        self.call(py, app::Cdo::offer)
     }
 
     /// Announces that this consumer will demand the CDO.
     fn require(&self, py: Python<'_>) -> PyResult<()> {
-        let name = self.name.as_str();
-        self.call(
-            py,
-            Op::Require,
-            |c| c.require(),
-            |remote, _, _| remote.link().client.require(name),
-        )
+        self.call(py, app::Cdo::require)
     }
 
     /// Cancels the require.
     fn retract(&self, py: Python<'_>) -> PyResult<()> {
-        let name = self.name.as_str();
-        self.call(
-            py,
-            Op::Retract,
-            |c| c.retract(),
-            |remote, _, _| remote.link().client.retract(name),
-        )
+        self.call(py, app::Cdo::retract)
     }
 
     /// Ends the handle (a consumer's arrays stay valid).
     fn dispose(&self, py: Python<'_>) -> PyResult<()> {
-        self.call(
-            py,
-            Op::Dispose,
-            |c| c.dispose(),
-            |remote, _, _| {
-                // Report dropped views now, so that the producer's withdrawal
-                // can complete.
-                remote.link().client.flush()
-            },
-        )
+        self.call(py, app::Cdo::dispose)
     }
 
     /// Waits up to `timeout` seconds (for ever for None) for the data and
@@ -267,49 +143,17 @@ impl Cdo {
         shape: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let timeout = wait::timeout(timeout)?;
-        let remote = match &*self.side() {
-            Side::Local(_) => None,
-            Side::Remote { remote, state, .. } => {
-                step(&self.name, *state, Op::Demand)?;
-                Some(Arc::clone(remote))
+        let view = wait::in_slices(py, timeout, |slice| {
+            let mut cdo = self.cdo();
+            match cdo.get_mut().demand_timeout(slice) {
+                Ok(view) => Ok(Some(cdo.keep(view))),
+                Err(cdo::Error::Timeout { .. }) => Ok(None),
+                Err(e) => Err(e),
             }
-        };
-        let owned = match remote {
-            None => {
-                let got = wait::in_slices(py, timeout, |slice| {
-                    let Side::Local(handle) = &mut *self.side() else {
-                        return Ok(None);
-                    };
-                    match handle.with(|c| c.demand_timeout(slice)) {
-                        Ok(data) => Ok(Some(data)),
-                        Err(cdo::Error::Timeout { .. }) => Ok(None),
-                        Err(e) => Err(e),
-                    }
-                })?
-                .map_err(cdo_err)?;
-                Owned::Data(got.ok_or_else(|| timed_out(&self.name, "demand", timeout))?)
-            }
-            Some(remote) => {
-                let name = self.name.as_str();
-                let view = remote_wait(py, &remote, timeout, |link, slice| {
-                    match link.client.demand(name, slice) {
-                        Ok(view) => Ok(Some(view)),
-                        Err(ClientError::Timeout) => Ok(None),
-                        Err(e) => Err(e),
-                    }
-                })?
-                .ok_or_else(|| timed_out(&self.name, "demand", timeout))?;
-                if let Side::Remote {
-                    state, received, ..
-                } = &mut *self.side()
-                {
-                    *state = State::Demanded;
-                    *received = Some(view.attrs().clone());
-                }
-                Owned::View(Some(view), remote)
-            }
-        };
-        let bytes = Bound::new(py, Bytes::new(owned))?;
+        })?
+        .map_err(cdo_err)?
+        .ok_or_else(|| timed_out(&self.name, "demand", timeout))?;
+        let bytes = Bound::new(py, Bytes::new(Owned::View(view)))?;
         Bytes::array(&bytes, dtype, shape)
     }
 
@@ -319,61 +163,15 @@ impl Cdo {
     #[pyo3(signature = (timeout = None))]
     fn withdraw(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
         let timeout = wait::timeout(timeout)?;
-        let pending = match &mut *self.side() {
-            Side::Local(_) => None,
-            Side::Remote {
-                remote,
-                state,
-                withdrawing,
-                ..
-            } => {
-                step(&self.name, *state, Op::Withdraw)?;
-                let id = match *withdrawing {
-                    Some(id) => id,
-                    None => remote
-                        .link()
-                        .client
-                        .submit_withdraw(&self.name)
-                        .map_err(client_err)?,
-                };
-                *withdrawing = Some(id);
-                Some((Arc::clone(remote), id))
+        wait::in_slices(py, timeout, |slice| {
+            match self.cdo().get_mut().withdraw_timeout(slice) {
+                Ok(()) => Ok(Some(())),
+                Err(cdo::Error::Timeout { .. }) => Ok(None),
+                Err(e) => Err(e),
             }
-        };
-        let done = match pending {
-            None => wait::in_slices(py, timeout, |slice| {
-                let Side::Local(handle) = &mut *self.side() else {
-                    return Ok(None);
-                };
-                match handle.with(|c| c.withdraw_timeout(slice)) {
-                    Ok(()) => Ok(Some(())),
-                    Err(cdo::Error::Timeout { .. }) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            })?
-            .map_err(cdo_err)?,
-            Some((remote, id)) => {
-                let done = remote_wait(py, &remote, timeout, |link, slice| {
-                    match link.client.wait_keeping(id, Some(slice)) {
-                        Ok(Reply::Ok) => Ok(Some(())),
-                        Ok(other) => Err(ClientError::Unexpected(format!("{other:?}"))),
-                        Err(ClientError::Timeout) => Ok(None),
-                        Err(e) => Err(e),
-                    }
-                })?;
-                if done.is_some() {
-                    if let Side::Remote {
-                        state, withdrawing, ..
-                    } = &mut *self.side()
-                    {
-                        *state = State::Withdrawn;
-                        *withdrawing = None;
-                    }
-                }
-                done
-            }
-        };
-        done.ok_or_else(|| timed_out(&self.name, "withdraw", timeout))
+        })?
+        .map_err(cdo_err)?
+        .ok_or_else(|| timed_out(&self.name, "withdraw", timeout))
     }
 
     fn __repr__(&self) -> String {

@@ -1,89 +1,20 @@
 //! A CDO pool from Python: in this process, or a pool manager's (joined
 //! through `CDO_POOL_SOCKET` and `CDO_WORKFLOW_TOKEN` as in Rust, through
-//! an explicit socket and token, or started here).
+//! an explicit socket and token, or started here). Either way a
+//! [`cdo::app::Pool`]: the handles, subscriptions and errors are the same.
 
-use crate::errors::{cdo_err, client_err, tier_err, PoolManagerError};
+use crate::errors::{cdo_err, PoolManagerError};
 use crate::events::{self, Subscription};
 use crate::handle::Cdo;
 use crate::tiers::Mamba;
-use crate::wait;
-use cdo::ipc::client::{Client, ClientConfig, ClientError, Notice, OP_TIMEOUT_ENV};
+use cdo::app::{self, Deployment};
 use cdo::ipc::endpoint::Endpoint;
-use cdo::ipc::manager::{self, ManagerConfig, ManagerHandle};
-use cdo::ipc::wire::EventRef;
+use cdo::ipc::manager::ManagerConfig;
 use cdo::PoolConfig;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
-
-/// Where the CDOs go.
-pub enum Backend {
-    /// A pool in this process.
-    Local(Arc<cdo::Pool>),
-    /// A pool manager.
-    Remote(Arc<Remote>),
-}
-
-/// A joined pool manager.
-pub struct Remote {
-    link: Mutex<Link>,
-    endpoint: Endpoint,
-    /// The manager, when this process runs it (dropped after the link).
-    _manager: Option<ManagerHandle>,
-}
-
-impl Remote {
-    /// The connection (its calls are serialised).
-    pub fn link(&self) -> MutexGuard<'_, Link> {
-        self.link.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// A client and the events it received for subscriptions nobody waited on
-/// yet.
-pub struct Link {
-    /// The client.
-    pub client: Client,
-    stash: HashMap<u64, VecDeque<EventRef>>,
-}
-
-impl Link {
-    /// The next event of subscription `sub`, waiting up to `wait`.
-    ///
-    /// # Errors
-    /// The client's.
-    pub fn next_event(
-        &mut self,
-        sub: u64,
-        wait: Duration,
-    ) -> Result<Option<EventRef>, ClientError> {
-        if let Some(e) = self.stash.get_mut(&sub).and_then(VecDeque::pop_front) {
-            return Ok(Some(e));
-        }
-        let deadline = Instant::now() + wait;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.client.next_notice(Some(left))? {
-                None => return Ok(None),
-                Some(Notice::Event(e)) if e.subscription == sub => return Ok(Some(e)),
-                Some(Notice::Event(e)) => {
-                    self.stash.entry(e.subscription).or_default().push_back(e)
-                }
-                // These bindings join no consumer group; give it back.
-                Some(Notice::Record(r)) => self.client.done(r)?,
-            }
-        }
-    }
-
-    /// Ends subscription `sub` and drops its stashed events.
-    pub fn unsubscribe(&mut self, sub: u64) -> Result<(), ClientError> {
-        self.stash.remove(&sub);
-        self.client.unsubscribe(sub)
-    }
-}
+use std::sync::Arc;
 
 /// A pool of Core Data Objects.
 ///
@@ -95,60 +26,29 @@ impl Link {
 /// explicitly.
 #[pyclass(frozen, module = "mambatiers")]
 pub struct Pool {
-    backend: Arc<Backend>,
+    pool: Arc<app::Pool>,
 }
 
 impl Pool {
-    fn local(py: Python<'_>, mamba: Option<&Mamba>, config: Option<PathBuf>) -> PyResult<Self> {
+    fn new_pool(pool: app::Pool) -> Self {
+        Pool {
+            pool: Arc::new(pool),
+        }
+    }
+
+    /// A pool in this process on `mamba` (this node's tiers by default)
+    /// with the configuration file `config`.
+    fn local(mamba: Option<Arc<mamba::Mamba>>, config: Option<PathBuf>) -> cdo::Result<app::Pool> {
         let config = match config {
-            Some(path) => PoolConfig::from_file(&path).map_err(cdo_err)?,
+            Some(path) => PoolConfig::from_file(&path)?,
             None => PoolConfig::default(),
         };
         let mamba = match mamba {
-            Some(m) => Arc::clone(&m.inner),
-            None => {
-                let config = mamba::Config::from_env().map_err(tier_err)?;
-                Arc::new(
-                    py.detach(|| mamba::Mamba::discover(&config))
-                        .map_err(tier_err)?,
-                )
-            }
+            Some(m) => m,
+            None => Arc::new(mamba::Mamba::discover(&mamba::Config::from_env()?)?),
         };
-        let pool = cdo::Pool::new(mamba, config).map_err(cdo_err)?;
-        Ok(Pool {
-            backend: Arc::new(Backend::Local(Arc::new(pool))),
-        })
+        app::Pool::in_process(mamba, config)
     }
-
-    fn join(
-        py: Python<'_>,
-        config: ClientConfig,
-        manager: Option<ManagerHandle>,
-    ) -> PyResult<Self> {
-        let client = py.detach(|| Client::connect(&config)).map_err(client_err)?;
-        Ok(Pool {
-            backend: Arc::new(Backend::Remote(Arc::new(Remote {
-                link: Mutex::new(Link {
-                    client,
-                    stash: HashMap::new(),
-                }),
-                endpoint: config.endpoint,
-                _manager: manager,
-            }))),
-        })
-    }
-}
-
-/// A client configuration for `endpoint`, with `CDO_OP_TIMEOUT_MS` applied.
-fn client_config(endpoint: Endpoint, component: &str) -> ClientConfig {
-    let mut config = ClientConfig::new(endpoint, component);
-    if let Some(ms) = std::env::var(OP_TIMEOUT_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        config.op_timeout = Duration::from_millis(ms);
-    }
-    config
 }
 
 #[pymethods]
@@ -161,10 +61,10 @@ impl Pool {
         config: Option<PathBuf>,
         component: &str,
     ) -> PyResult<Self> {
-        match ClientConfig::from_env(component) {
-            Some(client) => Pool::join(py, client, None),
-            None => Pool::local(py, mamba.as_deref(), config),
-        }
+        let mamba = mamba.map(|m| Arc::clone(&m.inner));
+        py.detach(|| app::Pool::from_env_or(component, || Pool::local(mamba, config)))
+            .map(Pool::new_pool)
+            .map_err(cdo_err)
     }
 
     /// A pool in this process (see the class).
@@ -175,7 +75,10 @@ impl Pool {
         mamba: Option<PyRef<'_, Mamba>>,
         config: Option<PathBuf>,
     ) -> PyResult<Self> {
-        Pool::local(py, mamba.as_deref(), config)
+        let mamba = mamba.map(|m| Arc::clone(&m.inner));
+        py.detach(|| Pool::local(mamba, config))
+            .map(Pool::new_pool)
+            .map_err(cdo_err)
     }
 
     /// Joins the pool manager listening on `socket` with workflow token
@@ -198,11 +101,9 @@ impl Pool {
                 "no pool manager: give socket and token, or set CDO_POOL_SOCKET and CDO_WORKFLOW_TOKEN",
             ));
         };
-        Pool::join(
-            py,
-            client_config(Endpoint { socket, token }, component),
-            None,
-        )
+        py.detach(|| app::Pool::connect(Endpoint { socket, token }, component))
+            .map(Pool::new_pool)
+            .map_err(cdo_err)
     }
 
     /// Starts a pool manager in this process (configured by the `CDO_*`
@@ -212,18 +113,17 @@ impl Pool {
     #[pyo3(signature = (component = "python"))]
     fn start_manager(py: Python<'_>, component: &str) -> PyResult<Self> {
         let config = ManagerConfig::from_env().map_err(PoolManagerError::new_err)?;
-        let handle = manager::start(config)
-            .map_err(|e| PoolManagerError::new_err(format!("cannot start a pool manager: {e}")))?;
-        let config = client_config(handle.endpoint().clone(), component);
-        Pool::join(py, config, Some(handle))
+        py.detach(|| app::Pool::start_manager(config, component))
+            .map(Pool::new_pool)
+            .map_err(cdo_err)
     }
 
     /// `"in-process"` or `"pool-manager"`.
     #[getter]
     fn kind(&self) -> &'static str {
-        match *self.backend {
-            Backend::Local(_) => "in-process",
-            Backend::Remote(_) => "pool-manager",
+        match self.pool.deployment() {
+            Deployment::InProcess => "in-process",
+            Deployment::Manager => "pool-manager",
         }
     }
 
@@ -231,19 +131,19 @@ impl Pool {
     /// (or Rust client) join this pool manager; None in process.
     #[getter]
     fn environment<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let Backend::Remote(remote) = &*self.backend else {
+        let Some(endpoint) = self.pool.endpoint() else {
             return Ok(None);
         };
         let dict = PyDict::new(py);
-        for (key, value) in remote.endpoint.env() {
+        for (key, value) in endpoint.env() {
             dict.set_item(key, value)?;
         }
         Ok(Some(dict))
     }
 
     /// A new handle on the CDO `name`.
-    fn declare(&self, py: Python<'_>, name: &str) -> PyResult<Cdo> {
-        Cdo::declare(py, &self.backend, name)
+    fn declare(&self, name: &str) -> PyResult<Cdo> {
+        Cdo::declare(&self.pool, name)
     }
 
     /// A subscription to the events of the kinds `events` (names such as
@@ -260,43 +160,20 @@ impl Pool {
         ack: bool,
     ) -> PyResult<Subscription> {
         let kinds = events::mask(events.as_deref())?;
-        Subscription::new(py, &self.backend, selector, kinds, ack)
+        Subscription::new(py, &self.pool, selector, kinds, ack)
     }
 
     /// The names on offer whose CDO matches `selector`, in guided-I/O
     /// order (by priority, then name).
     #[pyo3(signature = (selector = ""))]
     fn offers(&self, py: Python<'_>, selector: &str) -> PyResult<Vec<String>> {
-        match &*self.backend {
-            Backend::Local(pool) => Ok(pool
-                .offers(selector)
-                .map_err(cdo_err)?
-                .into_iter()
-                .map(|o| o.name.to_string())
-                .collect()),
-            Backend::Remote(remote) => py
-                .detach(|| remote.link().client.query(selector))
-                .map_err(client_err),
-        }
+        py.detach(|| self.pool.query(selector)).map_err(cdo_err)
     }
 
     fn __repr__(&self) -> String {
-        match &*self.backend {
-            Backend::Local(_) => "Pool(in-process)".into(),
-            Backend::Remote(r) => format!("Pool(pool-manager at {})", r.endpoint.socket.display()),
+        match self.pool.endpoint() {
+            None => "Pool(in-process)".into(),
+            Some(e) => format!("Pool(pool-manager at {})", e.socket.display()),
         }
     }
-}
-
-/// Waits in slices for the client of `remote` to answer `attempt`.
-///
-/// # Errors
-/// As [`wait::in_slices`]; the client's error as its exception.
-pub fn remote_wait<T: Send>(
-    py: Python<'_>,
-    remote: &Remote,
-    timeout: Option<Duration>,
-    mut attempt: impl FnMut(&mut Link, Duration) -> Result<Option<T>, ClientError> + Send,
-) -> PyResult<Option<T>> {
-    wait::in_slices(py, timeout, |slice| attempt(&mut remote.link(), slice))?.map_err(client_err)
 }

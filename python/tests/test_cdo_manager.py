@@ -54,12 +54,15 @@ def test_manager_in_process_events_and_views():
     env = manager.environment
     consumer = mt.Pool.connect(env["CDO_POOL_SOCKET"], env["CDO_WORKFLOW_TOKEN"])
     sub = consumer.subscribe("app.step >= 2", events=["offer"])
+    # Held: a handle that goes withdraws its offer, in process and here.
+    producers = []
     for step in (1, 2, 3):
         p = manager.declare(f"m/{step}")
         p.set("app.step", step)
         p.write(np.full(4, step, dtype=np.int64))
         p.seal()
         p.offer()
+        producers.append(p)
     seen = [sub.wait(timeout=10) for _ in range(2)]
     assert [(e.name, e.attributes["app.step"]) for e in seen] == [("m/2", 2), ("m/3", 3)]
     assert sub.poll() is None

@@ -85,14 +85,20 @@ impl ClientConfig {
     /// The configuration named by `CDO_POOL_SOCKET` and `CDO_WORKFLOW_TOKEN`
     /// (and [`OP_TIMEOUT_ENV`] when set to a number).
     pub fn from_env(component: &str) -> Option<Self> {
-        let mut config = Self::new(Endpoint::from_env()?, component);
+        Some(Self::new(Endpoint::from_env()?, component).with_env())
+    }
+
+    /// This configuration with the tuning the environment sets applied
+    /// ([`OP_TIMEOUT_ENV`] when set to a number), for an endpoint found
+    /// elsewhere.
+    pub fn with_env(mut self) -> Self {
         if let Some(ms) = std::env::var(OP_TIMEOUT_ENV)
             .ok()
             .and_then(|v| v.parse().ok())
         {
-            config.op_timeout = Duration::from_millis(ms);
+            self.op_timeout = Duration::from_millis(ms);
         }
-        Some(config)
+        self
     }
 }
 
@@ -631,8 +637,14 @@ impl Client {
 
     /// Cancels our require of `name` and our waiting demands of it.
     pub fn retract(&mut self, name: &str) -> Result<(), ClientError> {
-        let id = self.submit(Msg::Retract { name: name.into() }, None)?;
+        let id = self.submit_retract(name)?;
         self.expect_ok(id)
+    }
+
+    /// Queues the retraction of our require of `name` (and of our waiting
+    /// demands of it).
+    pub fn submit_retract(&mut self, name: &str) -> Result<RequestId, ClientError> {
+        self.submit(Msg::Retract { name: name.into() }, None)
     }
 
     /// Queues the withdrawal of our object `name`. It waits, still on

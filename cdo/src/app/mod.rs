@@ -1,0 +1,377 @@
+//! One application API, whatever the deployment.
+//!
+//! An application written against [`app::Pool`](Pool) runs unchanged
+//! whether its pool lives in its own process (the in-process
+//! [`crate::Pool`]) or in a pool manager on this node
+//! ([`ipc::client`](crate::ipc::client)); which one is configuration, not
+//! code: [`Pool::from_env`] joins the manager that `CDO_POOL_SOCKET` and
+//! `CDO_WORKFLOW_TOKEN` name, and makes an in-process pool otherwise.
+//! Every call returns the one [`Error`] type.
+//!
+//! ```
+//! use cdo::app::Pool;
+//! use std::time::Duration;
+//!
+//! // Without CDO_POOL_SOCKET: a pool in this process. With it: the same
+//! // code through the pool manager it names.
+//! let pool = Pool::from_env("example")?;
+//!
+//! let mut producer = pool.declare("run1/step42/rho")?;
+//! producer.write(&[1, 2, 3, 4])?;
+//! producer.seal()?;
+//! producer.offer()?;
+//!
+//! let mut consumer = pool.declare("run1/step42/rho")?;
+//! consumer.require()?;
+//! let view = consumer.demand_timeout(Duration::from_secs(10))?;
+//! assert_eq!(view.bytes()?, &[1, 2, 3, 4]);
+//! drop(view);
+//! consumer.dispose()?;
+//!
+//! producer.withdraw()?;
+//! producer.dispose()?;
+//! # Ok::<(), cdo::Error>(())
+//! ```
+//!
+//! ## What the handles do
+//!
+//! * [`Cdo`]: declare, attributes, write, seal, offer, withdraw; require,
+//!   demand (a [`View`] of the bytes), retract; dispose. The order of
+//!   calls is [`lifecycle`](crate::lifecycle)'s in both deployments, and a
+//!   call out of order fails with [`Error::InvalidState`] before anything
+//!   is sent. An invalid name fails [`Pool::declare`] with
+//!   [`Error::InvalidName`] in both.
+//! * A withdrawal waits for the requires made before it and for the
+//!   object's minimum lifetime; a timed-out withdrawal or demand leaves the
+//!   handle offered or required, and calling again keeps waiting.
+//! * An operation whose acknowledged events are not acknowledged in time
+//!   fails with [`Error::AckTimeout`] under the fail-fast policy, having
+//!   taken effect (the handle is in the state after it).
+//! * Dropping a [`Cdo`] gives up its offer or its require; dropping an
+//!   [`Event`] acknowledges it; dropping a [`Subscription`] or [`Member`]
+//!   ends it.
+//! * [`Subscription`]s select events by [`Selector`] and
+//!   kind; [`Member`]s of a consumer group ([`Pool::join_group`]) each get
+//!   a share of the matching offers as [`Record`]s, finished with
+//!   [`Record::done`]; the records a member held when it leaves go to the
+//!   others.
+//!
+//! ## Where the deployments still differ
+//!
+//! * **Data.** In process a demand hands over the producer's bytes by
+//!   ownership (no copy when the consumer wants them where they are) and a
+//!   [`View`] may lie in any mamba space ([`View::bytes`] fails for memory
+//!   the CPU cannot address). Through a manager a [`View`] is a read-only
+//!   mapping of the producer's shared memory (no copy), and the producer's
+//!   [`Cdo::write`] bytes are copied into shared memory at the offer. A
+//!   consumer's wanted place and order (`wanted_tier`, `wanted_space`,
+//!   `wanted_order`) are honoured in process only; through a manager the
+//!   view is the producer's bytes as offered (convert them with
+//!   [`ipc::convert`](crate::ipc::convert)).
+//! * **Views hold withdrawals.** Through a manager a withdrawal completes
+//!   only once no [`View`] or [`Record`] of the object remains (the
+//!   producer's memory is reused after it); in process a consumer's data
+//!   outlives the withdrawal without holding it. Drop views before you
+//!   expect a producer's withdrawal to finish.
+//! * **Dropping an offered handle.** In process the offer goes at once
+//!   (consumers already matched still get the data). Through a manager the
+//!   drop sends a withdrawal and does not wait: the object stays on offer
+//!   until the requires made before it are served, so a require that
+//!   reaches the manager before the withdrawal still gets it.
+//! * **Attributes.** In process [`Cdo::set`] checks user attributes
+//!   against the pool's schema at once; through a manager built-in keys
+//!   are checked at once and user keys by the manager's schema when the
+//!   object is offered (the offer fails with [`Error::PoolManager`]).
+//! * **Events.** Declare, seal and dispose events exist only in process;
+//!   join and leave events of other clients only through a manager.
+//!   An in-process [`Event`] carries the handle's attributes flattened
+//!   with every built-in; a manager's, the flat attributes as sent.
+//! * **Records dropped without [`Record::done`].** In process the record
+//!   goes back to the group at once; through a manager when the member
+//!   leaves (drops its [`Member`]) or dies.
+//! * **Threads.** An in-process pool serves its threads in parallel. A
+//!   manager deployment has one connection per [`Pool`]: its threads take
+//!   turns on it, a blocking call holding it for at most a few milliseconds
+//!   at a time, so an acknowledging subscriber thread is never shut out by
+//!   the operation it must acknowledge. The manager does not let a client's
+//!   own requires hold its withdrawals; the [`Pool`] makes a withdrawal
+//!   wait for its own requires of the name before sending it, so that
+//!   these hold it as in process.
+//! * **Errors of the connection** (the manager died, shared memory could
+//!   not be mapped) are [`Error::PoolManager`]; they have no in-process
+//!   counterpart.
+
+mod events;
+mod handle;
+mod remote;
+
+pub use events::{Event, Member, Record, Subscription};
+pub use handle::{Cdo, View};
+
+use crate::config::PoolConfig;
+use crate::error::{Error, Result};
+use crate::events::EventMask;
+use crate::ipc::client::{Client, ClientConfig, ClientError};
+use crate::ipc::endpoint::{Endpoint, SOCKET_ENV, TOKEN_ENV, TOKEN_FILE_ENV};
+use crate::ipc::manager::{self, ManagerConfig};
+use crate::ipc::wire::ErrorCode;
+use crate::selector::Selector;
+use mamba::Mamba;
+use remote::Remote;
+use std::sync::Arc;
+
+/// Where a [`Pool`]'s objects live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deployment {
+    /// In this process.
+    InProcess,
+    /// In a pool manager on this node.
+    Manager,
+}
+
+/// A CDO pool as an application sees it, in process or through a pool
+/// manager; see the [module docs](self). Share it between threads by
+/// reference or in an `Arc`.
+pub struct Pool {
+    inner: Inner,
+}
+
+enum Inner {
+    Local(Arc<crate::Pool>),
+    Remote(Box<Remote>),
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("deployment", &self.deployment())
+            .finish()
+    }
+}
+
+/// The error of a call on the pool (not on one object) through a manager.
+fn pool_error(e: ClientError) -> Error {
+    Error::PoolManager(e)
+}
+
+impl Pool {
+    /// The pool the environment names: the pool manager of
+    /// `CDO_POOL_SOCKET` (with `CDO_WORKFLOW_TOKEN` or
+    /// `CDO_WORKFLOW_TOKEN_FILE`, and `CDO_OP_TIMEOUT_MS`), joined as
+    /// `component`; without `CDO_POOL_SOCKET`, a pool in this process over
+    /// the memory mamba's environment (`MAMBA_CONFIG`) describes, with the
+    /// default [`PoolConfig`].
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `CDO_POOL_SOCKET` is set without a token;
+    /// [`Error::PoolManager`] when the manager cannot be joined;
+    /// [`Error::Memory`] when mamba's configuration fails.
+    pub fn from_env(component: &str) -> Result<Pool> {
+        Self::from_env_or(component, || {
+            Self::in_process(Arc::new(Mamba::from_env()?), PoolConfig::default())
+        })
+    }
+
+    /// [`Pool::from_env`] with the in-process pool made by `local` (for a
+    /// caller with its own memory or configuration).
+    ///
+    /// # Errors
+    /// As [`Pool::from_env`]; `local`'s.
+    pub fn from_env_or(component: &str, local: impl FnOnce() -> Result<Pool>) -> Result<Pool> {
+        if std::env::var_os(SOCKET_ENV).is_none() {
+            return local();
+        }
+        let config = ClientConfig::from_env(component).ok_or_else(|| {
+            Error::Config(format!(
+                "{SOCKET_ENV} is set but no workflow token: set {TOKEN_ENV} or {TOKEN_FILE_ENV}"
+            ))
+        })?;
+        Self::connect_with(&config)
+    }
+
+    /// A pool in this process over `mamba`.
+    ///
+    /// # Errors
+    /// [`Error::Schema`] for a schema file of the configuration.
+    pub fn in_process(mamba: Arc<Mamba>, config: PoolConfig) -> Result<Pool> {
+        Ok(Self::local(Arc::new(crate::Pool::new(mamba, config)?)))
+    }
+
+    /// An application's handle on an in-process pool that others share.
+    pub fn local(pool: Arc<crate::Pool>) -> Pool {
+        Pool {
+            inner: Inner::Local(pool),
+        }
+    }
+
+    /// Joins the pool manager at `endpoint` as `component` (with
+    /// `CDO_OP_TIMEOUT_MS` applied, see [`ClientConfig::with_env`]).
+    ///
+    /// # Errors
+    /// [`Error::PoolManager`].
+    pub fn connect(endpoint: Endpoint, component: &str) -> Result<Pool> {
+        Self::connect_with(&ClientConfig::new(endpoint, component).with_env())
+    }
+
+    /// Joins a pool manager as `config` says.
+    ///
+    /// # Errors
+    /// [`Error::PoolManager`].
+    pub fn connect_with(config: &ClientConfig) -> Result<Pool> {
+        let client = Client::connect(config).map_err(pool_error)?;
+        let remote = Remote::new(client, config.endpoint.clone(), None);
+        Ok(Pool {
+            inner: Inner::Remote(Box::new(remote)),
+        })
+    }
+
+    /// Starts a pool manager in this process (for tests and tools) and
+    /// joins it as `component`; other applications join it at
+    /// [`Pool::endpoint`]. The manager stops when this pool is dropped.
+    ///
+    /// # Errors
+    /// [`Error::ManagerStart`]; [`Error::PoolManager`] when it cannot be
+    /// joined.
+    pub fn start_manager(config: ManagerConfig, component: &str) -> Result<Pool> {
+        let handle = manager::start(config).map_err(Error::ManagerStart)?;
+        let config = ClientConfig::new(handle.endpoint().clone(), component).with_env();
+        let client = Client::connect(&config).map_err(pool_error)?;
+        let remote = Remote::new(client, config.endpoint, Some(handle));
+        Ok(Pool {
+            inner: Inner::Remote(Box::new(remote)),
+        })
+    }
+
+    /// The endpoint of the pool manager this pool joined (or started),
+    /// where other applications join it; `None` in process.
+    pub fn endpoint(&self) -> Option<&Endpoint> {
+        match &self.inner {
+            Inner::Local(_) => None,
+            Inner::Remote(r) => Some(r.endpoint()),
+        }
+    }
+
+    /// Whether this pool started the pool manager it uses
+    /// ([`Pool::start_manager`]).
+    pub fn runs_manager(&self) -> bool {
+        match &self.inner {
+            Inner::Local(_) => false,
+            Inner::Remote(r) => r.runs_manager(),
+        }
+    }
+
+    /// Leaves a pool manager once no other application requires this one's
+    /// objects and its withdrawals are answered, waiting up to `timeout`
+    /// (in process there is nothing to wait for). Calls after it fail.
+    ///
+    /// # Errors
+    /// [`Error::PoolManager`] with
+    /// [`ClientError::StillRequired`] when others still require objects
+    /// at the timeout.
+    pub fn leave(&self, timeout: std::time::Duration) -> Result<()> {
+        match &self.inner {
+            Inner::Local(_) => Ok(()),
+            Inner::Remote(r) => r.call(|c| c.leave(timeout)).map_err(pool_error),
+        }
+    }
+
+    /// Where the pool's objects live.
+    pub fn deployment(&self) -> Deployment {
+        match &self.inner {
+            Inner::Local(_) => Deployment::InProcess,
+            Inner::Remote(_) => Deployment::Manager,
+        }
+    }
+
+    /// Declares a handle on the CDO `name` (same name, same object).
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`].
+    pub fn declare(&self, name: &str) -> Result<Cdo<'_>> {
+        match &self.inner {
+            Inner::Local(p) => p.declare(name).map(Cdo::local),
+            Inner::Remote(r) => {
+                if let Some(reason) = crate::engine::names::invalid(name) {
+                    return Err(Error::InvalidName {
+                        name: name.to_owned(),
+                        reason,
+                    });
+                }
+                Ok(Cdo::remote(r, name))
+            }
+        }
+    }
+
+    /// Subscribes to the events of `kinds` whose CDO matches `selector`;
+    /// with `ack`, each such event holds its operation until acknowledged
+    /// (or dropped).
+    ///
+    /// # Errors
+    /// [`Error::Selector`].
+    pub fn subscribe(
+        &self,
+        selector: &str,
+        kinds: EventMask,
+        ack: bool,
+    ) -> Result<Subscription<'_>> {
+        match &self.inner {
+            Inner::Local(p) => p.subscribe(selector, kinds, ack).map(Subscription::local),
+            Inner::Remote(r) => {
+                Selector::parse(selector)?;
+                let sub = r
+                    .call(|c| c.subscribe(selector, kinds, ack))
+                    .map_err(pool_error)?;
+                r.opened(sub);
+                Ok(Subscription::remote(r, sub))
+            }
+        }
+    }
+
+    /// Joins (forming if needed) the consumer group `group`, which shares
+    /// the offers matching `selector` among its members.
+    ///
+    /// # Errors
+    /// [`Error::Selector`]; [`Error::Group`] when the group exists with
+    /// another selector.
+    pub fn join_group(&self, group: &str, selector: &str) -> Result<Member<'_>> {
+        match &self.inner {
+            Inner::Local(p) => p.join(group, selector).map(Member::local),
+            Inner::Remote(r) => {
+                Selector::parse(selector)?;
+                let sub = r
+                    .call(|c| c.join_group(group, selector))
+                    .map_err(|e| match e {
+                        ClientError::Pool {
+                            code: ErrorCode::BadSubscription,
+                            text,
+                        } => Error::Group {
+                            name: group.to_owned(),
+                            reason: text,
+                        },
+                        other => pool_error(other),
+                    })?;
+                r.opened(sub);
+                Ok(Member::remote(r, sub))
+            }
+        }
+    }
+
+    /// The names on offer whose CDO matches `selector`, in guided-I/O
+    /// order (by priority, output first, then name).
+    ///
+    /// # Errors
+    /// [`Error::Selector`].
+    pub fn query(&self, selector: &str) -> Result<Vec<String>> {
+        match &self.inner {
+            Inner::Local(p) => Ok(p
+                .offers(selector)?
+                .into_iter()
+                .map(|o| o.name.to_string())
+                .collect()),
+            Inner::Remote(r) => {
+                Selector::parse(selector)?;
+                r.call(|c| c.query(selector)).map_err(pool_error)
+            }
+        }
+    }
+}

@@ -1,0 +1,482 @@
+//! The one application API ([`cdo::app`]): every test body runs once with
+//! its applications sharing an in-process pool and once with each of them
+//! joined to a pool manager the test starts, and asserts the same
+//! observable behaviour in both.
+
+mod common;
+
+use cdo::app::{Deployment, Pool};
+use cdo::ipc::manager::ManagerConfig;
+use cdo::{Error, EventKind, Op, PoolConfig, State, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A guard against hanging, not a timing check: every wait that must end
+/// ends long before it.
+const LONG: Duration = Duration::from_secs(20);
+
+/// How long a test watches for something that must not happen.
+const SHORT: Duration = Duration::from_millis(200);
+
+/// How long acknowledged events hold their operation, in both.
+const ACK_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// Where the applications of a test body meet.
+enum Host {
+    /// One in-process pool, shared by every application (with the
+    /// directory of its SSD tier).
+    Local {
+        pool: Arc<cdo::Pool>,
+        _dir: tempfile::TempDir,
+    },
+    /// A pool manager, started by (and living with) its first application.
+    Manager(Pool),
+}
+
+impl Host {
+    fn in_process() -> Host {
+        let (mamba, dir) = common::mamba();
+        let config = PoolConfig {
+            ack_timeout: ACK_TIMEOUT,
+            ..PoolConfig::default()
+        };
+        let pool = cdo::Pool::new(mamba, config).expect("an in-process pool");
+        Host::Local {
+            pool: Arc::new(pool),
+            _dir: dir,
+        }
+    }
+
+    fn manager() -> Host {
+        let config = ManagerConfig {
+            runtime_dir: Some(std::env::temp_dir()),
+            ack_timeout: ACK_TIMEOUT,
+            ..ManagerConfig::default()
+        };
+        Host::Manager(Pool::start_manager(config, "host").expect("a pool manager"))
+    }
+
+    /// A new application, named `name`.
+    fn app(&self, name: &str) -> Pool {
+        match self {
+            Host::Local { pool, .. } => Pool::local(Arc::clone(pool)),
+            Host::Manager(host) => {
+                let endpoint = host.endpoint().expect("started here").clone();
+                Pool::connect(endpoint, name).expect("joins the manager")
+            }
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Host::Local { .. } => "in-process",
+            Host::Manager(_) => "pool manager",
+        }
+    }
+}
+
+/// Runs `body` in process and through a pool manager.
+fn both(body: impl Fn(&Host)) {
+    let local = Host::in_process();
+    assert_eq!(local.app("a").deployment(), Deployment::InProcess);
+    body(&local);
+    let manager = Host::manager();
+    assert_eq!(manager.app("a").deployment(), Deployment::Manager);
+    body(&manager);
+}
+
+/// Offers `bytes` under `name` from `pool`.
+fn offer<'p>(pool: &'p Pool, name: &str, bytes: &[u8]) -> cdo::app::Cdo<'p> {
+    let mut cdo = pool.declare(name).unwrap();
+    cdo.write(bytes).unwrap();
+    cdo.seal().unwrap();
+    cdo.offer().unwrap();
+    assert_eq!(cdo.state(), State::Offered);
+    cdo
+}
+
+/// Bytes that differ from offset to offset.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+#[test]
+fn an_offer_is_demanded_with_its_content() {
+    both(|host| {
+        let producer = host.app("producer");
+        let consumer = host.app("consumer");
+        let bytes = pattern(10_000);
+        let mut p = offer(&producer, "rt/field", &bytes);
+
+        let mut c = consumer.declare("rt/field").unwrap();
+        c.require().unwrap();
+        let view = c.demand_timeout(LONG).unwrap();
+        assert_eq!(view.len(), bytes.len(), "{}", host.label());
+        assert_eq!(view.bytes().unwrap(), &bytes[..], "{}", host.label());
+        assert_eq!(c.state(), State::Demanded);
+        let size = Some(Value::UInt(bytes.len() as u64));
+        for handle in [&p, &c] {
+            let offered = handle.offered_attributes().expect("offered or received");
+            assert_eq!(offered.get("size").cloned(), size, "{}", host.label());
+        }
+        drop(view);
+        c.dispose().unwrap();
+
+        p.withdraw_timeout(LONG).unwrap();
+        assert_eq!(p.state(), State::Withdrawn);
+        p.dispose().unwrap();
+        assert_eq!(producer.query("").unwrap(), Vec::<String>::new());
+    });
+}
+
+#[test]
+fn bytes_filled_in_place_are_offered() {
+    both(|host| {
+        let producer = host.app("producer");
+        let consumer = host.app("consumer");
+        let bytes = pattern(256);
+        let mut p = producer.declare("fill/x").unwrap();
+        assert!(
+            matches!(p.buffer_mut(), Err(Error::Inconsistent { .. })),
+            "{}: no size, nothing to fill",
+            host.label()
+        );
+        p.set("size", 256u64).unwrap();
+        p.seal().unwrap();
+        p.buffer_mut().unwrap().copy_from_slice(&bytes);
+        p.offer().unwrap();
+
+        let mut c = consumer.declare("fill/x").unwrap();
+        c.require().unwrap();
+        assert_eq!(c.demand_timeout(LONG).unwrap().bytes().unwrap(), &bytes[..]);
+        c.dispose().unwrap();
+        p.withdraw_timeout(LONG).unwrap();
+    });
+}
+
+#[test]
+fn a_withdrawal_waits_for_an_outstanding_require() {
+    both(|host| {
+        let producer = host.app("producer");
+        let consumer = host.app("consumer");
+        let mut p = offer(&producer, "wd/x", &[9; 64]);
+        let mut c = consumer.declare("wd/x").unwrap();
+        c.require().unwrap();
+
+        match p.withdraw_timeout(SHORT) {
+            Err(Error::Timeout {
+                op: Op::Withdraw, ..
+            }) => {}
+            other => panic!("{}: {other:?}", host.label()),
+        }
+        assert_eq!(p.state(), State::Offered, "{}", host.label());
+
+        let view = c.demand_timeout(LONG).unwrap();
+        assert_eq!(view.bytes().unwrap(), &[9; 64]);
+        drop(view);
+        c.dispose().unwrap();
+        // The withdrawal begun above goes on and now completes.
+        p.withdraw_timeout(LONG).unwrap();
+        assert_eq!(p.state(), State::Withdrawn, "{}", host.label());
+    });
+}
+
+#[test]
+fn a_require_of_the_same_application_holds_its_withdrawal() {
+    both(|host| {
+        let app = host.app("one");
+        let mut p = offer(&app, "wd/own", &[8; 32]);
+        let mut c = app.declare("wd/own").unwrap();
+        c.require().unwrap();
+        match p.withdraw_timeout(SHORT) {
+            Err(Error::Timeout {
+                op: Op::Withdraw, ..
+            }) => {}
+            other => panic!("{}: {other:?}", host.label()),
+        }
+        assert_eq!(c.demand_timeout(LONG).unwrap().bytes().unwrap(), &[8; 32]);
+        c.dispose().unwrap();
+        p.withdraw_timeout(LONG).unwrap();
+    });
+}
+
+#[test]
+fn dropping_a_handle_gives_up_its_offer_or_require() {
+    both(|host| {
+        let producer = host.app("producer");
+        let consumer = host.app("consumer");
+
+        // An offered handle dropped: the object is no longer on offer.
+        drop(offer(&producer, "gone/offer", &[1; 8]));
+        assert!(
+            !producer
+                .query("")
+                .unwrap()
+                .contains(&"gone/offer".to_string()),
+            "{}",
+            host.label()
+        );
+        let mut c = consumer.declare("gone/offer").unwrap();
+        c.require().unwrap();
+        match c.demand_timeout(SHORT) {
+            Err(Error::Timeout { op: Op::Demand, .. }) => {}
+            other => panic!("{}: {other:?}", host.label()),
+        }
+        drop(c);
+
+        // A required handle dropped: it no longer holds the withdrawal.
+        let mut p = offer(&producer, "gone/require", &[2; 8]);
+        let mut c = consumer.declare("gone/require").unwrap();
+        c.require().unwrap();
+        drop(c);
+        p.withdraw_timeout(LONG).unwrap();
+        assert_eq!(p.state(), State::Withdrawn, "{}", host.label());
+    });
+}
+
+#[test]
+fn a_subscription_gets_the_events_its_selector_matches() {
+    both(|host| {
+        let watcher = host.app("watcher");
+        let producer = host.app("producer");
+        let sub = watcher
+            .subscribe("priority == \"output\"", EventKind::Offer.into(), false)
+            .unwrap();
+
+        let mut plain = offer(&producer, "ev/plain", &[1; 4]);
+        let mut out = producer.declare("ev/out").unwrap();
+        out.set("priority", "output").unwrap();
+        out.write(&[2; 4]).unwrap();
+        out.seal().unwrap();
+        out.offer().unwrap();
+
+        let event = sub.next_timeout(LONG).unwrap().expect("the matching offer");
+        assert_eq!(event.kind(), EventKind::Offer, "{}", host.label());
+        assert_eq!(event.name(), "ev/out", "{}", host.label());
+        assert_eq!(
+            event.attributes().get("priority"),
+            Some(&Value::from("output")),
+            "{}",
+            host.label()
+        );
+        assert!(!event.needs_ack());
+        drop(event);
+        assert!(
+            sub.next_timeout(SHORT).unwrap().is_none(),
+            "{}",
+            host.label()
+        );
+
+        plain.withdraw_timeout(LONG).unwrap();
+        out.withdraw_timeout(LONG).unwrap();
+    });
+}
+
+#[test]
+fn an_acknowledged_event_holds_its_operation_until_acknowledged() {
+    both(|host| {
+        let watcher = host.app("watcher");
+        let producer = host.app("producer");
+        let sub = watcher
+            .subscribe("name ~ \"^ack/\"", EventKind::Offer.into(), true)
+            .unwrap();
+        let mut p = std::thread::scope(|s| {
+            let acker = s.spawn(|| {
+                let event = sub.next_timeout(LONG).unwrap().expect("the offer");
+                assert!(event.needs_ack());
+                assert_eq!(event.name(), "ack/held");
+                event.ack();
+            });
+            let p = offer(&producer, "ack/held", &[3; 16]);
+            acker.join().unwrap();
+            p
+        });
+        p.withdraw_timeout(LONG).unwrap();
+    });
+}
+
+#[test]
+fn an_unacknowledged_event_times_out_its_operation() {
+    both(|host| {
+        let watcher = host.app("watcher");
+        let producer = host.app("producer");
+        let sub = watcher
+            .subscribe("", EventKind::Offer.into(), true)
+            .unwrap();
+
+        let mut p = producer.declare("ack/ignored").unwrap();
+        p.write(&[4; 16]).unwrap();
+        p.seal().unwrap();
+        match p.offer() {
+            Err(Error::AckTimeout {
+                kind: EventKind::Offer,
+                ..
+            }) => {}
+            other => panic!("{}: {other:?}", host.label()),
+        }
+        // It took effect all the same.
+        assert_eq!(p.state(), State::Offered, "{}", host.label());
+        drop(sub);
+
+        let consumer = host.app("consumer");
+        let mut c = consumer.declare("ack/ignored").unwrap();
+        c.require().unwrap();
+        assert_eq!(c.demand_timeout(LONG).unwrap().bytes().unwrap(), &[4; 16]);
+        c.dispose().unwrap();
+        p.withdraw_timeout(LONG).unwrap();
+    });
+}
+
+#[test]
+fn a_consumer_group_shares_records_and_redelivers_a_leavers() {
+    both(|host| {
+        let a = host.app("a");
+        let b = host.app("b");
+        let producer = host.app("producer");
+        let member_a = a.join_group("workers", "name ~ \"^job/\"").unwrap();
+        let member_b = b.join_group("workers", "name ~ \"^job/\"").unwrap();
+
+        let mut offers: Vec<_> = (0..2u8)
+            .map(|i| offer(&producer, &format!("job/{i}"), &[i; 32]))
+            .collect();
+
+        // One record each: the least loaded member gets the next.
+        let first_a = member_a
+            .next_timeout(LONG)
+            .unwrap()
+            .expect("a record for a");
+        let first_b = member_b
+            .next_timeout(LONG)
+            .unwrap()
+            .expect("a record for b");
+        assert_ne!(first_a.name(), first_b.name(), "{}", host.label());
+        let i: u8 = first_b.name()["job/".len()..].parse().unwrap();
+        assert_eq!(first_b.bytes().unwrap(), &[i; 32]);
+        assert!(
+            member_a.next_timeout(SHORT).unwrap().is_none(),
+            "{}",
+            host.label()
+        );
+
+        // b leaves without finishing its record: a gets it.
+        let left = first_b.name().to_owned();
+        drop(first_b);
+        drop(member_b);
+        let again = member_a
+            .next_timeout(LONG)
+            .unwrap()
+            .expect("the redelivery");
+        assert_eq!(again.name(), left, "{}", host.label());
+        assert_eq!(again.bytes().unwrap(), &[i; 32]);
+        first_a.done().unwrap();
+        again.done().unwrap();
+
+        for p in &mut offers {
+            p.withdraw_timeout(LONG).unwrap();
+        }
+    });
+}
+
+#[test]
+fn wrong_states_and_names_fail_with_typed_errors() {
+    both(|host| {
+        let app = host.app("app");
+        let other = host.app("other");
+        let label = host.label();
+
+        assert!(
+            matches!(app.declare(""), Err(Error::InvalidName { .. })),
+            "{label}"
+        );
+        assert!(
+            matches!(app.declare("a//b"), Err(Error::InvalidName { .. })),
+            "{label}"
+        );
+
+        let mut c = app.declare("typed/x").unwrap();
+        match c.demand_timeout(SHORT) {
+            Err(Error::InvalidState {
+                op: Op::Demand,
+                state: State::Declared,
+                ..
+            }) => {}
+            other => panic!("{label}: {other:?}"),
+        }
+        match c.offer() {
+            Err(Error::InvalidState {
+                op: Op::Offer,
+                state: State::Declared,
+                ..
+            }) => {}
+            other => panic!("{label}: {other:?}"),
+        }
+        assert!(matches!(
+            c.set("priority", 3u64),
+            Err(Error::TypeMismatch { .. })
+        ));
+        assert!(matches!(
+            c.set("version", 1u64),
+            Err(Error::ReadOnlyAttribute { .. })
+        ));
+        c.write(&[5; 8]).unwrap();
+        c.seal().unwrap();
+        assert!(matches!(
+            c.set("priority", "output"),
+            Err(Error::InvalidState {
+                op: Op::SetAttribute,
+                ..
+            })
+        ));
+        c.offer().unwrap();
+        assert!(matches!(
+            c.dispose(),
+            Err(Error::InvalidState {
+                op: Op::Dispose,
+                state: State::Offered,
+                ..
+            })
+        ));
+
+        // A second producer of a name on offer is refused.
+        let mut dup = other.declare("typed/x").unwrap();
+        dup.write(&[6; 8]).unwrap();
+        dup.seal().unwrap();
+        assert!(
+            matches!(dup.offer(), Err(Error::AlreadyOffered { .. })),
+            "{label}"
+        );
+        assert_eq!(dup.state(), State::Sealed);
+
+        // Nobody offers this one.
+        let mut unknown = other.declare("typed/nobody").unwrap();
+        unknown.require().unwrap();
+        assert!(
+            matches!(
+                unknown.demand_timeout(SHORT),
+                Err(Error::Timeout { op: Op::Demand, .. })
+            ),
+            "{label}"
+        );
+        unknown.retract().unwrap();
+        unknown.dispose().unwrap();
+
+        assert!(
+            matches!(
+                app.subscribe("priority ==", EventKind::Offer.into(), false),
+                Err(Error::Selector { .. })
+            ),
+            "{label}"
+        );
+        let _member = app.join_group("g", "name ~ \"^a/\"").unwrap();
+        assert!(
+            matches!(
+                other.join_group("g", "name ~ \"^b/\""),
+                Err(Error::Group { .. })
+            ),
+            "{label}"
+        );
+
+        c.withdraw_timeout(LONG).unwrap();
+        c.dispose().unwrap();
+    });
+}
