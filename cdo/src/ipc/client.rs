@@ -349,19 +349,34 @@ impl Client {
         let deadline = Instant::now() + Duration::from_secs(10);
         let hello = Hello::ours();
         let ours = hello.versions;
-        let id = client.submit(Msg::Hello(hello), None)?;
-        client.flush()?;
-        let (frame, _) = client.read_frame(Some(deadline))?;
-        client.in_flight -= 1;
-        let version = match frame.msg {
-            Msg::Agreed(agreed) if frame.id == id => {
+        let sent = client
+            .submit(Msg::Hello(hello), None)
+            .and_then(|id| client.flush().map(|()| id));
+        // A manager that refuses us at once (a wrong uid) may close the
+        // socket before HELLO is written: its REFUSED is still to be read.
+        let frame = match (sent, client.read_frame(Some(deadline))) {
+            (sent, Ok((frame, _))) => {
+                if sent.is_ok() {
+                    client.in_flight -= 1;
+                }
+                // A refusal may come before our HELLO was read (id 0).
+                match frame.msg {
+                    refused @ Msg::Refused { .. } => Some(refused),
+                    msg if sent.is_ok_and(|id| id == frame.id) => Some(msg),
+                    _ => None,
+                }
+            }
+            (Err(e), Err(_)) | (Ok(_), Err(e)) => return Err(e),
+        };
+        let version = match frame {
+            Some(Msg::Agreed(agreed)) => {
                 client.capabilities = agreed.capabilities;
                 agreed.version
             }
-            Msg::NoCommonVersion { theirs } => {
+            Some(Msg::NoCommonVersion { theirs }) => {
                 return Err(ClientError::NoCommonVersion { ours, theirs })
             }
-            Msg::Refused { reason } => return Err(ClientError::Refused(reason)),
+            Some(Msg::Refused { reason }) => return Err(ClientError::Refused(reason)),
             other => return Err(ClientError::Unexpected(format!("{other:?}"))),
         };
         let join = Msg::Join {
