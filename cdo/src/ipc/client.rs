@@ -377,7 +377,12 @@ impl Client {
                 return Err(ClientError::NoCommonVersion { ours, theirs })
             }
             Some(Msg::Refused { reason }) => return Err(ClientError::Refused(reason)),
-            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            Some(other) => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            None => {
+                return Err(ClientError::Unexpected(
+                    "a reply to another request than HELLO".into(),
+                ))
+            }
         };
         let join = Msg::Join {
             component: config.component.clone(),
