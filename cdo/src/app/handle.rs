@@ -2,7 +2,7 @@
 //! the bytes a demand gives.
 
 use super::remote::{Remote, RemoteCdo};
-use crate::attrs::{Attributes, FlatAttributes};
+use crate::attrs::{Attributes, FlatAttributes, Priority};
 use crate::data::Data;
 use crate::error::{Error, Result};
 use crate::ipc::client;
@@ -89,6 +89,14 @@ impl<'p> Cdo<'p> {
             Inner::Local(c) => c.set(key, value),
             Inner::Remote(c) => c.set(key, value.into()),
         }
+    }
+
+    /// Sets the guided-I/O priority (`priority`).
+    ///
+    /// # Errors
+    /// As [`Cdo::set`].
+    pub fn set_priority(&mut self, priority: Priority) -> Result<()> {
+        self.set("priority", priority.name()).map(drop)
     }
 
     /// Sets the minimum time the object stays on offer
