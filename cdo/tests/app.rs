@@ -156,6 +156,34 @@ fn bytes_filled_in_place_are_offered() {
 }
 
 #[test]
+fn bytes_filled_in_place_by_a_policy_are_offered() {
+    both(|host| {
+        let producer = host.app("producer");
+        let consumer = host.app("consumer");
+        let bytes = pattern(4096);
+        let mut p = producer.declare("placed/x").unwrap();
+        p.set("size", 4096u64).unwrap();
+        let ssd = mamba::Policy::require(mamba::Tier::Ssd);
+        p.buffer_mut_placed(&ssd).unwrap().copy_from_slice(&bytes);
+        p.seal().unwrap();
+        p.offer().unwrap();
+        if producer.deployment() == Deployment::InProcess {
+            // Only an in-process pool places the producer's bytes.
+            let on_ssd = producer.query("tier == 'ssd'").unwrap();
+            assert_eq!(on_ssd, ["placed/x"]);
+        }
+
+        let mut c = consumer.declare("placed/x").unwrap();
+        c.require().unwrap();
+        let view = c.demand_timeout(LONG).unwrap();
+        assert_eq!(view.bytes().unwrap(), &bytes[..], "{}", host.label());
+        drop(view);
+        c.dispose().unwrap();
+        p.withdraw_timeout(LONG).unwrap();
+    });
+}
+
+#[test]
 fn a_withdrawal_waits_for_an_outstanding_require() {
     both(|host| {
         let producer = host.app("producer");

@@ -132,10 +132,22 @@ impl<'p> Cdo<'p> {
     /// [`Error::InvalidState`] unless declared or sealed;
     /// [`Error::Inconsistent`] without a non-zero size; memory errors.
     pub fn buffer_mut(&mut self) -> Result<&mut [u8]> {
+        self.buffer_mut_placed(&mamba::Policy::highest_bandwidth())
+    }
+
+    /// [`Cdo::buffer_mut`], new bytes placed by `policy` in process (say
+    /// the tier the producer's own data is in); through a manager they
+    /// are in memory of this process, copied into the manager's shared
+    /// memory at the offer, whatever the policy.
+    ///
+    /// # Errors
+    /// As [`Cdo::buffer_mut`]; in process [`Error::Memory`] when `policy`
+    /// finds no room.
+    pub fn buffer_mut_placed(&mut self, policy: &mamba::Policy) -> Result<&mut [u8]> {
         match &mut self.0 {
             Inner::Local(c) => {
                 if c.buffer_mut().is_none() {
-                    return c.allocate(&mamba::Policy::highest_bandwidth());
+                    return c.allocate(policy);
                 }
                 match c.buffer_mut() {
                     Some(b) => b.as_mut_slice(),
