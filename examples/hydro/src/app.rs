@@ -180,20 +180,23 @@ pub fn run_app(cli: &Cli) -> Result<AppReport, AppError> {
         }
         (true, _) => {
             // The deployment: the only thing `--pool-manager` changes.
-            pool = Arc::new(if cli.pool_manager {
-                pool_manager()?
-            } else {
-                let (mamba, _) = memory.placement().ok_or(AppError::NoPool)?;
-                report.records = mamba
-                    .placement(&Policy::highest_bandwidth())?
-                    .spaces()
-                    .next()
-                    .map(|s| (s.name.clone(), s.tier));
-                in_process_pool(Arc::clone(mamba))?
+            let placement = memory.placement();
+            pool = Arc::new(match placement {
+                _ if cli.pool_manager => pool_manager()?,
+                Some((mamba, policy)) => {
+                    report.records = mamba
+                        .placement(policy)?
+                        .spaces()
+                        .next()
+                        .map(|s| (s.name.clone(), s.tier));
+                    in_process_pool(Arc::clone(mamba), policy)?
+                }
+                None => return Err(AppError::NoPool),
             });
+            let policy = placement.map_or_else(Policy::highest_bandwidth, |(_, p)| p.clone());
             let timeout = Duration::from_secs(cli.consumer_timeout);
             let agents = &cli.consumer_agent;
-            let outlet = TransitOutlet::start(&pool, &options, cli.ring, timeout, agents)?;
+            let outlet = TransitOutlet::start(&pool, policy, &options, cli.ring, timeout, agents)?;
             Some(Box::new(outlet))
         }
     };

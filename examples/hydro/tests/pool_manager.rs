@@ -377,3 +377,23 @@ fn the_archive_process_archives_the_checkpoints_and_a_restart_continues_bit_for_
     );
     assert_eq!(std::fs::read_dir(runtime.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn a_failing_consumer_fails_the_solver_in_either_deployment() {
+    for deployment in [&[][..], &["--pool-manager"][..]] {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tempfile::tempdir().unwrap();
+        // The first frame cannot be written: a directory has its name.
+        std::fs::create_dir(dir.path().join(density_png(0))).unwrap();
+        let mut args = vec!["--nstepmax", "4", "--noutput", "1"];
+        args.extend_from_slice(deployment);
+        let output = hydro(dir.path(), runtime.path(), &args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{deployment:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{}: ", density_png(0))),
+            "{deployment:?}: the renderer's error is told: {stderr}"
+        );
+        assert_eq!(std::fs::read_dir(runtime.path()).unwrap().count(), 0);
+    }
+}

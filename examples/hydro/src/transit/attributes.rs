@@ -139,7 +139,8 @@ mod tests {
             ..Default::default()
         };
         let mamba = std::sync::Arc::new(mamba::Mamba::discover(&config).unwrap());
-        let pool = super::super::in_process_pool(mamba).unwrap();
+        let policy = mamba::Policy::highest_bandwidth();
+        let pool = super::super::in_process_pool(mamba, &policy).unwrap();
         let meta = RecordMeta {
             step: 20,
             time: 0.5,

@@ -215,7 +215,7 @@ impl<'p> Feed<'p> {
             let end = is_end(record.attributes());
             self.withdraw_seen(seq)?;
             if !end {
-                let fetched = Fetched::demand(self.pool, seq, self.job.timeout)?;
+                let fetched = Fetched::demand(self.pool, seq, self.job, self.signals)?;
                 work(&fetched.view()?)?;
             }
             record.done()?;
@@ -272,18 +272,40 @@ pub struct Fetched<'p> {
 
 impl<'p> Fetched<'p> {
     /// Demands the fields of record `seq` (offered before its index, so
-    /// they are there), waiting up to `timeout` for each.
+    /// they are there) for `job`, waiting up to its timeout for each while
+    /// `signals` say the solver is there.
     ///
     /// # Errors
-    /// The pool's; [`OutletError::Record`] for bad attributes.
-    pub fn demand(pool: &'p Pool, seq: u64, timeout: Duration) -> Result<Fetched<'p>, OutletError> {
+    /// The pool's; [`OutletError::Record`] for bad attributes;
+    /// [`OutletError::Timeout`] when a field does not come.
+    pub fn demand(
+        pool: &'p Pool,
+        seq: u64,
+        job: &ConsumerJob,
+        signals: &Signals,
+    ) -> Result<Fetched<'p>, OutletError> {
         let mut meta = None;
         let mut fields = Vec::with_capacity(NVAR);
         for var in 0..NVAR {
             let name = field_name(seq, var);
             let mut cdo = pool.declare(&name)?;
             cdo.require()?;
-            let view = cdo.demand_timeout(timeout)?;
+            let start = Instant::now();
+            let view = loop {
+                match cdo.demand_timeout(POLL) {
+                    Ok(view) => break view,
+                    Err(cdo::Error::Timeout { .. }) if start.elapsed() < job.timeout => {
+                        signals.check(job.role)?;
+                    }
+                    Err(cdo::Error::Timeout { .. }) => {
+                        return Err(OutletError::Timeout {
+                            what: name,
+                            seconds: start.elapsed().as_secs_f64(),
+                        })
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
             if meta.is_none() {
                 let attrs = cdo.offered_attributes().unwrap_or_default();
                 meta = Some(meta_of(&name, &attrs)?);

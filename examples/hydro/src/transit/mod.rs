@@ -200,15 +200,20 @@ attributes:
 ";
 
 /// The pool of a run in this process, over `mamba`, with the `hydro`
-/// schema.
+/// schema, placing the data written to it by `policy`.
 ///
 /// # Errors
-/// [`OutletError::Cdo`] when the schema does not load.
-pub fn in_process_pool(mamba: Arc<mamba::Mamba>) -> Result<cdo::app::Pool, OutletError> {
+/// [`OutletError::Cdo`] when the schema does not load or `policy` finds no
+/// space.
+pub fn in_process_pool(
+    mamba: Arc<mamba::Mamba>,
+    policy: &mamba::Policy,
+) -> Result<cdo::app::Pool, OutletError> {
     let mut schema = cdo::Schema::default();
     schema.add_yaml(SCHEMA, "hydro")?;
     let transport = Box::new(cdo::LocalTransport::new(Arc::clone(&mamba)));
-    let pool = cdo::Pool::with_parts(mamba, cdo::PoolConfig::default(), schema, transport);
+    let mut pool = cdo::Pool::with_parts(mamba, cdo::PoolConfig::default(), schema, transport);
+    pool.set_default_policy(policy)?;
     Ok(cdo::app::Pool::local(Arc::new(pool)))
 }
 

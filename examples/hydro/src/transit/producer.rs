@@ -14,6 +14,7 @@ use cdo::archive::Archive;
 use cdo::ipc::client::ClientError;
 use cdo::ipc::wire::ErrorCode;
 use cdo::Priority;
+use mamba::Policy;
 
 use super::attributes::{set_checkpoint, set_end, set_field, set_meta};
 use super::launch::Consumers;
@@ -39,6 +40,8 @@ struct Out<'p> {
 /// The solver's side of the transit.
 pub struct TransitOutlet<'p> {
     pool: &'p Pool,
+    /// Where an in-process pool places the data offered.
+    policy: Policy,
     /// The renderers (none without the analyses).
     renderers: usize,
     /// Where the archiver stores the checkpoints (`None`: no checkpoints).
@@ -81,13 +84,15 @@ impl<'p> TransitOutlet<'p> {
     /// `options.archive`; threads in process, processes through a pool
     /// manager, those of a role `agents` names through its command) and
     /// waits for them to join their groups; at most `ring` records (at
-    /// least 2) are out at once, and every wait for a consumer gives up
-    /// after `timeout`.
+    /// least 2) are out at once, every wait for a consumer gives up after
+    /// `timeout`, and an in-process pool places the data offered by
+    /// `policy`.
     ///
     /// # Errors
     /// When a directory, a consumer or the pool fails.
     pub fn start(
         pool: &'p Arc<Pool>,
+        policy: Policy,
         options: &AnalysisOptions,
         ring: usize,
         timeout: Duration,
@@ -102,6 +107,7 @@ impl<'p> TransitOutlet<'p> {
         let consumers = Consumers::start(pool, options, limit, timeout, agents)?;
         let mut outlet = TransitOutlet {
             pool,
+            policy,
             renderers: members(options)
                 .filter(|(role, _)| *role == ConsumerRole::Render)
                 .count(),
@@ -250,7 +256,7 @@ impl<'p> TransitOutlet<'p> {
         fill: impl FnOnce(&mut [f64]),
     ) -> Result<Cdo<'p>, OutletError> {
         cdo.seal()?;
-        let bytes = cdo.buffer_mut()?;
+        let bytes = cdo.buffer_mut_placed(&self.policy)?;
         match bytemuck::try_cast_slice_mut(bytes) {
             Ok(cells) => fill(cells),
             Err(_) => {
@@ -299,7 +305,7 @@ impl<'p> TransitOutlet<'p> {
         let mut cdo = self.pool.declare(&name)?;
         set_checkpoint(&mut cdo, &capture.meta, checkpoint.encoded_len())?;
         cdo.seal()?;
-        let mut bytes = cdo.buffer_mut()?;
+        let mut bytes = cdo.buffer_mut_placed(&self.policy)?;
         checkpoint
             .encode(&mut bytes)
             .map_err(|source| CheckpointError::Io {
