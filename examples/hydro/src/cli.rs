@@ -163,8 +163,9 @@ pub struct Cli {
     /// that node's pool manager, federated with this one's. Repeatable.
     #[arg(long, value_name = "ROLE=COMMAND", value_parser = parse_agent)]
     pub consumer_agent: Vec<ConsumerAgent>,
-    /// Seconds a `--pool-manager` process waits for another before failing
-    /// (the consumers wait for the next record as long as the solver lives).
+    /// Seconds the solver and a consumer of the CDO transport (thread or
+    /// `--pool-manager` process) wait for one another before failing (the
+    /// consumers wait for the next record as long as the solver lives).
     #[arg(long, default_value_t = 60, value_name = "S",
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub consumer_timeout: u64,

@@ -145,17 +145,14 @@ pub fn consume(
     }
 }
 
-/// A record or analysis consumer joined to its group: its membership, its
-/// ready object and its acknowledgements still on offer.
+/// A record or analysis consumer joined to its group: its membership and
+/// its ready object.
 struct Feed<'p> {
     pool: &'p Pool,
     job: &'p ConsumerJob,
     signals: &'p Signals,
-    /// Its membership of the role's consumer group, until its end marker.
-    member: Option<Member<'p>>,
+    member: Member<'p>,
     ready: Cdo<'p>,
-    /// Records whose acknowledgement is still offered, oldest first.
-    acked: VecDeque<(u64, Cdo<'p>)>,
 }
 
 impl<'p> Feed<'p> {
@@ -177,21 +174,16 @@ impl<'p> Feed<'p> {
             pool,
             job,
             signals,
-            member: Some(member),
+            member,
             ready,
-            acked: VecDeque::new(),
         })
     }
 
     /// The next record the group gives this member, waiting as long as the
     /// solver lives.
     fn next_record(&self) -> Result<Record<'p>, OutletError> {
-        let member = self.member.as_ref().ok_or_else(|| OutletError::Process {
-            label: role_name(self.job.role).into(),
-            reason: "a record wanted after the end marker".into(),
-        })?;
         loop {
-            if let Some(record) = member.next_timeout(POLL)? {
+            if let Some(record) = self.member.next_timeout(POLL)? {
                 return Ok(record);
             }
             self.signals.check(self.job.role)?;
@@ -202,9 +194,12 @@ impl<'p> Feed<'p> {
     /// until an end marker (acknowledged too, after leaving the group so
     /// that the next marker goes to another member); then leaves.
     fn consume(
-        mut self,
+        self,
         mut work: impl FnMut(&RecordView<'_>) -> Result<(), OutletError>,
     ) -> Result<(), OutletError> {
+        let (pool, job) = (self.pool, self.job);
+        // Records whose acknowledgement is still offered, oldest first.
+        let mut acked = VecDeque::new();
         loop {
             let record = self.next_record()?;
             let name = record.name();
@@ -213,53 +208,51 @@ impl<'p> Feed<'p> {
                 reason: "not the index object of a record".into(),
             })?;
             let end = is_end(record.attributes());
-            self.withdraw_seen(seq)?;
+            withdraw_seen(&mut acked, seq, job)?;
             if !end {
-                let fetched = Fetched::demand(self.pool, seq, self.job, self.signals)?;
+                let fetched = Fetched::demand(pool, seq, job, self.signals)?;
                 work(&fetched.view()?)?;
             }
             record.done()?;
             if end {
-                self.member = None;
+                drop(self.member);
+                acked.push_back((
+                    seq,
+                    offer(pool, &done_name(seq, job.role), &seq.to_le_bytes())?,
+                ));
+                // Each acknowledgement once the solver has read it.
+                for (_, done) in acked {
+                    withdraw(done, job.timeout)?;
+                }
+                withdraw(self.ready, job.timeout)?;
+                return Ok(pool.leave(job.timeout)?);
             }
-            let done = offer(
-                self.pool,
-                &done_name(seq, self.job.role),
-                &seq.to_le_bytes(),
-            )?;
-            self.acked.push_back((seq, done));
-            if end {
-                return self.leave();
-            }
+            acked.push_back((
+                seq,
+                offer(pool, &done_name(seq, job.role), &seq.to_le_bytes())?,
+            ));
         }
     }
+}
 
-    /// Withdraws the acknowledgements the solver has certainly read: it
-    /// offered record `seq` only after retiring every record `ring` or more
-    /// before it, which it does by demanding their acknowledgements.
-    fn withdraw_seen(&mut self, seq: u64) -> Result<(), OutletError> {
-        let ring = self.job.ring.max(2) as u64;
-        while let Some((old, _)) = self.acked.front() {
-            if old + ring > seq {
-                break;
-            }
-            if let Some((_, done)) = self.acked.pop_front() {
-                withdraw(done, self.job.timeout)?;
-            }
+/// Withdraws the acknowledgements in `acked` that the solver has certainly
+/// read: it offered record `seq` only after retiring every record `ring`
+/// or more before it, which it does by demanding their acknowledgements.
+fn withdraw_seen(
+    acked: &mut VecDeque<(u64, Cdo<'_>)>,
+    seq: u64,
+    job: &ConsumerJob,
+) -> Result<(), OutletError> {
+    let ring = job.ring.max(2) as u64;
+    while let Some((old, _)) = acked.front() {
+        if old + ring > seq {
+            break;
         }
-        Ok(())
-    }
-
-    /// Withdraws the acknowledgements still offered (each once the solver
-    /// has read it) and the ready object, then leaves the pool.
-    fn leave(self) -> Result<(), OutletError> {
-        let timeout = self.job.timeout;
-        for (_, done) in self.acked {
-            withdraw(done, timeout)?;
+        if let Some((_, done)) = acked.pop_front() {
+            withdraw(done, job.timeout)?;
         }
-        withdraw(self.ready, timeout)?;
-        Ok(self.pool.leave(timeout)?)
     }
+    Ok(())
 }
 
 /// A record demanded from the pool: its metadata and a view of each field
