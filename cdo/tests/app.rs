@@ -6,8 +6,9 @@
 mod common;
 
 use cdo::app::{Deployment, Pool};
+use cdo::archive::Outcome;
 use cdo::ipc::manager::ManagerConfig;
-use cdo::{Error, EventKind, Op, PoolConfig, State, Value};
+use cdo::{Error, EventKind, Op, PoolConfig, Priority, State, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -149,6 +150,34 @@ fn bytes_filled_in_place_are_offered() {
         let mut c = consumer.declare("fill/x").unwrap();
         c.require().unwrap();
         assert_eq!(c.demand_timeout(LONG).unwrap().bytes().unwrap(), &bytes[..]);
+        c.dispose().unwrap();
+        p.withdraw_timeout(LONG).unwrap();
+    });
+}
+
+#[test]
+fn bytes_filled_in_place_by_a_policy_are_offered() {
+    both(|host| {
+        let producer = host.app("producer");
+        let consumer = host.app("consumer");
+        let bytes = pattern(4096);
+        let mut p = producer.declare("placed/x").unwrap();
+        p.set("size", 4096u64).unwrap();
+        let ssd = mamba::Policy::require(mamba::Tier::Ssd);
+        p.buffer_mut_placed(&ssd).unwrap().copy_from_slice(&bytes);
+        p.seal().unwrap();
+        p.offer().unwrap();
+        if producer.deployment() == Deployment::InProcess {
+            // Only an in-process pool places the producer's bytes.
+            let on_ssd = producer.query("tier == 'ssd'").unwrap();
+            assert_eq!(on_ssd, ["placed/x"]);
+        }
+
+        let mut c = consumer.declare("placed/x").unwrap();
+        c.require().unwrap();
+        let view = c.demand_timeout(LONG).unwrap();
+        assert_eq!(view.bytes().unwrap(), &bytes[..], "{}", host.label());
+        drop(view);
         c.dispose().unwrap();
         p.withdraw_timeout(LONG).unwrap();
     });
@@ -479,4 +508,85 @@ fn wrong_states_and_names_fail_with_typed_errors() {
         c.withdraw_timeout(LONG).unwrap();
         c.dispose().unwrap();
     });
+}
+
+#[test]
+fn the_pool_counts_offers_views_and_objects_the_same_way() {
+    both(|host| {
+        let label = host.label();
+        let producer = host.app("producer");
+        let consumer = host.app("consumer");
+        let member = consumer
+            .join_group("counted", "name ~ \"^count/g\"")
+            .unwrap();
+        let before = producer.stats().unwrap();
+
+        let mut plain = offer(&producer, "count/plain", &pattern(100));
+        let mut grouped = offer(&producer, "count/grouped", &pattern(30));
+        let after_offers = consumer.stats().unwrap();
+        assert_eq!(after_offers.objects - before.objects, 2, "{label}");
+        assert_eq!(after_offers.offered - before.offered, 2, "{label}");
+
+        let mut c = consumer.declare("count/plain").unwrap();
+        c.require().unwrap();
+        drop(c.demand_timeout(LONG).unwrap());
+        c.dispose().unwrap();
+        let record = member.next_timeout(LONG).unwrap().expect("the record");
+        assert_eq!(record.name(), "count/grouped", "{label}");
+        record.done().unwrap();
+
+        let read = producer.stats().unwrap();
+        assert_eq!(read.views - before.views, 2, "{label}: a demand, a record");
+        assert_eq!(read.view_bytes - before.view_bytes, 130, "{label}");
+        plain.withdraw_timeout(LONG).unwrap();
+        grouped.withdraw_timeout(LONG).unwrap();
+        let end = producer.stats().unwrap();
+        assert_eq!(end.objects, before.objects, "{label}");
+        assert_eq!(end.offered, read.offered, "{label}");
+    });
+}
+
+#[test]
+fn an_archiver_stores_its_groups_records_with_their_attributes() {
+    let entries = std::sync::Mutex::new(Vec::new());
+    both(|host| {
+        let label = host.label();
+        let dir = tempfile::tempdir().unwrap();
+        let archiving = host.app("archiver");
+        let producer = host.app("producer");
+        let archive = cdo::archive::Archive::open(dir.path()).unwrap();
+        let mut archiver =
+            cdo::app::Archiver::join(&archiving, "keep", "priority == 'checkpoint'", archive)
+                .unwrap();
+
+        let mut plain = offer(&producer, "arch/plain", &[1; 8]);
+        let mut kept = producer.declare("arch/kept").unwrap();
+        kept.set_priority(Priority::Checkpoint).unwrap();
+        kept.set_lifetime(Duration::from_millis(1)).unwrap();
+        kept.write(&pattern(64)).unwrap();
+        kept.seal().unwrap();
+        kept.offer().unwrap();
+        let offered = kept.offered_attributes().unwrap();
+        assert_eq!(offered.get("priority"), Some(&Value::from("checkpoint")));
+
+        match archiver.next_timeout(LONG).unwrap() {
+            Some(Outcome::Stored { name, bytes, .. }) => {
+                assert_eq!((name.as_str(), bytes), ("arch/kept", 64), "{label}");
+            }
+            other => panic!("{label}: {other:?}"),
+        }
+        assert!(archiver.next_timeout(SHORT).unwrap().is_none(), "{label}");
+        assert_eq!(archiver.tally().stored, 1, "{label}");
+        // The archiver marked the record done: nothing holds the withdrawal.
+        kept.withdraw_timeout(LONG).unwrap();
+        plain.withdraw_timeout(LONG).unwrap();
+
+        let entry = archiver.archive().load("arch/kept").unwrap().unwrap();
+        assert_eq!(entry.data, pattern(64), "{label}");
+        assert_eq!(entry.attributes.get("priority"), offered.get("priority"));
+        assert_eq!(entry.attributes.get("size"), Some(&Value::UInt(64)));
+        entries.lock().unwrap().push(entry);
+    });
+    let entries = entries.into_inner().unwrap();
+    assert_eq!(entries[0], entries[1], "the same entry in both deployments");
 }

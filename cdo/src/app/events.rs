@@ -2,7 +2,7 @@
 //! [`Event`]; [`Member`] and [`Record`].
 
 use super::remote::Remote;
-use crate::attrs::FlatAttributes;
+use crate::attrs::{Attributes, FlatAttributes};
 use crate::data::Data;
 use crate::error::{Error, Result};
 use crate::events::EventKind;
@@ -195,7 +195,8 @@ impl<'p> Member<'p> {
         match &self.0 {
             MemberInner::Local(m) => Ok(m.next_timeout(timeout).map(|r| {
                 let data = r.data();
-                Record(RecordInner::Local(r, data))
+                let attributes = r.attributes().map(Attributes::flatten).unwrap_or_default();
+                Record(RecordInner::Local(r, data, attributes))
             })),
             MemberInner::Remote(remote, sub) => {
                 let deadline = Instant::now().checked_add(timeout);
@@ -227,7 +228,8 @@ impl Drop for Member<'_> {
 pub struct Record<'p>(RecordInner<'p>);
 
 enum RecordInner<'p> {
-    Local(crate::Record, Data),
+    /// The record, its data and its offer's attributes, flat.
+    Local(crate::Record, Data, FlatAttributes),
     Remote(GroupRecord, &'p Remote),
 }
 
@@ -241,7 +243,7 @@ impl<'p> Record<'p> {
     /// The object's name.
     pub fn name(&self) -> &str {
         match &self.0 {
-            RecordInner::Local(r, _) => r.name(),
+            RecordInner::Local(r, ..) => r.name(),
             RecordInner::Remote(r, _) => r.view.name(),
         }
     }
@@ -252,8 +254,17 @@ impl<'p> Record<'p> {
     /// [`Error::Memory`] for in-process data the CPU cannot address.
     pub fn bytes(&self) -> Result<&[u8]> {
         match &self.0 {
-            RecordInner::Local(_, data) => data.as_slice(),
+            RecordInner::Local(_, data, _) => data.as_slice(),
             RecordInner::Remote(r, _) => Ok(&r.view),
+        }
+    }
+
+    /// The attributes of the offer, flat and with the size (in process
+    /// every built-in, through a manager those the producer set).
+    pub fn attributes(&self) -> &FlatAttributes {
+        match &self.0 {
+            RecordInner::Local(_, _, attributes) => attributes,
+            RecordInner::Remote(r, _) => r.view.attrs(),
         }
     }
 
@@ -263,7 +274,7 @@ impl<'p> Record<'p> {
     /// [`Error::PoolManager`] when the manager cannot be told.
     pub fn done(self) -> Result<()> {
         match self.0 {
-            RecordInner::Local(r, _) => {
+            RecordInner::Local(r, ..) => {
                 r.complete();
                 Ok(())
             }

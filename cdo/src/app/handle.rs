@@ -2,7 +2,7 @@
 //! the bytes a demand gives.
 
 use super::remote::{Remote, RemoteCdo};
-use crate::attrs::{Attributes, FlatAttributes};
+use crate::attrs::{Attributes, FlatAttributes, Priority};
 use crate::data::Data;
 use crate::error::{Error, Result};
 use crate::ipc::client;
@@ -91,6 +91,14 @@ impl<'p> Cdo<'p> {
         }
     }
 
+    /// Sets the guided-I/O priority (`priority`).
+    ///
+    /// # Errors
+    /// As [`Cdo::set`].
+    pub fn set_priority(&mut self, priority: Priority) -> Result<()> {
+        self.set("priority", priority.name()).map(drop)
+    }
+
     /// Sets the minimum time the object stays on offer
     /// (`lifetime_ms`).
     ///
@@ -124,10 +132,22 @@ impl<'p> Cdo<'p> {
     /// [`Error::InvalidState`] unless declared or sealed;
     /// [`Error::Inconsistent`] without a non-zero size; memory errors.
     pub fn buffer_mut(&mut self) -> Result<&mut [u8]> {
+        self.buffer_mut_placed(&mamba::Policy::highest_bandwidth())
+    }
+
+    /// [`Cdo::buffer_mut`], new bytes placed by `policy` in process (say
+    /// the tier the producer's own data is in); through a manager they
+    /// are in memory of this process, copied into the manager's shared
+    /// memory at the offer, whatever the policy.
+    ///
+    /// # Errors
+    /// As [`Cdo::buffer_mut`]; in process [`Error::Memory`] when `policy`
+    /// finds no room.
+    pub fn buffer_mut_placed(&mut self, policy: &mamba::Policy) -> Result<&mut [u8]> {
         match &mut self.0 {
             Inner::Local(c) => {
                 if c.buffer_mut().is_none() {
-                    return c.allocate(&mamba::Policy::highest_bandwidth());
+                    return c.allocate(policy);
                 }
                 match c.buffer_mut() {
                     Some(b) => b.as_mut_slice(),

@@ -54,7 +54,10 @@
 //!   kind; [`Member`]s of a consumer group ([`Pool::join_group`]) each get
 //!   a share of the matching offers as [`Record`]s, finished with
 //!   [`Record::done`]; the records a member held when it leaves go to the
-//!   others.
+//!   others; an [`Archiver`] is a member that stores its records in an
+//!   [`Archive`](crate::archive::Archive).
+//! * [`Pool::stats`] counts offers, views and objects on offer the same
+//!   way in both.
 //!
 //! ## Where the deployments still differ
 //!
@@ -101,12 +104,16 @@
 //!   not be mapped) are [`Error::PoolManager`]; they have no in-process
 //!   counterpart.
 
+mod archiver;
 mod events;
 mod handle;
 mod remote;
+mod stats;
 
+pub use archiver::Archiver;
 pub use events::{Event, Member, Record, Subscription};
 pub use handle::{Cdo, View};
+pub use stats::PoolStats;
 
 use crate::config::PoolConfig;
 use crate::error::{Error, Result};

@@ -4,10 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mamba::{Config, Mamba};
+use mamba::{Config, Mamba, Policy};
 
 use crate::analysis::{AnalysisOptions, ChannelOutlet};
-use crate::cdo_transit::{attributes::new_pool, CdoOutlet};
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::checkpoint_archive::{archive_dir, newest};
 use crate::cli::Cli;
@@ -15,7 +14,6 @@ use crate::cli::{ExecutorKind, TransportKind};
 use crate::driver::{drive, DriveError, Transit};
 use crate::dump::{Dump, DumpError};
 use crate::exec::{Executor, NumaBands, ScopedThreads};
-use crate::ipc_transit::IpcOutlet;
 use crate::memory::{Memory, MemoryError};
 use crate::outlet::{Outlet, OutletError};
 use crate::params::ParamError;
@@ -24,6 +22,7 @@ use crate::progress::Progress;
 use crate::record::RecordRing;
 use crate::solver::{SetupError, Solver};
 use crate::summary::{AppReport, MemoryReport};
+use crate::transit::{in_process_pool, pool_manager, TransitOutlet};
 use mamba::affinity::{AffinityError, Locality};
 
 /// Any failure of a run.
@@ -174,27 +173,30 @@ pub fn run_app(cli: &Cli) -> Result<AppReport, AppError> {
     let pool;
     let outlet: Option<Box<dyn Outlet>> = match (in_transit, cli.transport) {
         (false, _) => None,
-        (true, _) if cli.pool_manager => {
-            let timeout = Duration::from_secs(cli.consumer_timeout);
-            let agents = &cli.consumer_agent;
-            Some(Box::new(IpcOutlet::start(
-                &options, cli.ring, timeout, agents,
-            )?))
-        }
-        (true, TransportKind::Channels) => {
+        (true, TransportKind::Channels) if !cli.pool_manager => {
             let ring = RecordRing::new(p.nx, p.ny, cli.ring, 0, &memory)?;
             report.records = space_of(ring.space().as_ref());
             Some(Box::new(ChannelOutlet::start(&options, ring)?))
         }
-        (true, TransportKind::Cdo) => {
-            let (mamba, policy) = memory.placement().ok_or(AppError::NoPool)?;
-            report.records = mamba
-                .placement(policy)?
-                .spaces()
-                .next()
-                .map(|s| (s.name.clone(), s.tier));
-            pool = Arc::new(new_pool(Arc::clone(mamba))?);
-            let outlet = CdoOutlet::start(&pool, policy.clone(), &options, cli.ring)?;
+        (true, _) => {
+            // The deployment: the only thing `--pool-manager` changes.
+            let placement = memory.placement();
+            pool = Arc::new(match placement {
+                _ if cli.pool_manager => pool_manager()?,
+                Some((mamba, policy)) => {
+                    report.records = mamba
+                        .placement(policy)?
+                        .spaces()
+                        .next()
+                        .map(|s| (s.name.clone(), s.tier));
+                    in_process_pool(Arc::clone(mamba), policy)?
+                }
+                None => return Err(AppError::NoPool),
+            });
+            let policy = placement.map_or_else(Policy::highest_bandwidth, |(_, p)| p.clone());
+            let timeout = Duration::from_secs(cli.consumer_timeout);
+            let agents = &cli.consumer_agent;
+            let outlet = TransitOutlet::start(&pool, policy, &options, cli.ring, timeout, agents)?;
             Some(Box::new(outlet))
         }
     };

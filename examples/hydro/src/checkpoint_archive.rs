@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 use cdo::archive::Archive;
 use mamba::{Backing, Mamba, Tier};
 
-use crate::cdo_transit::attributes::{checkpoint_attributes, checkpoint_name, checkpoint_step};
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointRef};
 use crate::record::RecordMeta;
+use crate::transit::attributes::checkpoint_attributes;
+use crate::transit::{checkpoint_name, checkpoint_step};
 
 /// The archive directory's name in an SSD directory.
 const ON_SSD: &str = "hydro-archive";

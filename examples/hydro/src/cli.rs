@@ -16,8 +16,9 @@ pub enum ExecutorKind {
 /// How records reach the in-transit analyses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TransportKind {
-    /// A CDO pool: records are CDO groups in mamba memory, the analyses
-    /// consumer groups that read them without copying.
+    /// A CDO pool: records are CDOs in the pool's memory, the analyses
+    /// consumer groups that read them without copying (in process, or in a
+    /// pool manager with `--pool-manager`).
     Cdo,
     /// crossbeam channels from a ring of record buffers.
     Channels,
@@ -147,9 +148,11 @@ pub struct Cli {
     /// Write the final state here (JSON header line, then f64 planes).
     #[arg(long)]
     pub dump_final: Option<PathBuf>,
-    /// Run the analyses (and the checkpoint archiver) as separate
-    /// processes fed through a cross-process CDO pool manager (instead of
-    /// `--transport`): started here unless `CDO_POOL_SOCKET` names one.
+    /// Put the CDO pool in a pool manager (started here unless
+    /// `CDO_POOL_SOCKET` names one) instead of this process (implies
+    /// `--transport cdo`): the analyses and the checkpoint archiver then
+    /// run as separate processes joined to it instead of threads, the same
+    /// code otherwise.
     #[arg(long)]
     pub pool_manager: bool,
     /// With `--pool-manager`: start the consumer processes of `ROLE`
@@ -160,8 +163,9 @@ pub struct Cli {
     /// that node's pool manager, federated with this one's. Repeatable.
     #[arg(long, value_name = "ROLE=COMMAND", value_parser = parse_agent)]
     pub consumer_agent: Vec<ConsumerAgent>,
-    /// Seconds a `--pool-manager` process waits for another before failing
-    /// (the consumers wait for the next record as long as the solver lives).
+    /// Seconds the solver and a consumer of the CDO transport (thread or
+    /// `--pool-manager` process) wait for one another before failing (the
+    /// consumers wait for the next record as long as the solver lives).
     #[arg(long, default_value_t = 60, value_name = "S",
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub consumer_timeout: u64,

@@ -20,8 +20,7 @@
 //! | output records in a ring of pooled buffers | [`record`] |
 //! | the hand-off seam | [`outlet`] |
 //! | statistics, rendering, VTK, checkpoint archiving on their own threads, fed by channels | [`analysis`] |
-//! | the same analyses as consumer groups of a CDO pool (the default) | [`cdo_transit`] |
-//! | the same analyses as processes fed through a pool manager (`--pool-manager`) | [`ipc_transit`] |
+//! | the same analyses as consumers of a CDO pool on [`cdo::app`] (the default): threads in process, or processes through a pool manager (`--pool-manager`) | [`transit`] |
 //! | checkpoints in the archive (SSD tier), restart from the newest | [`checkpoint_archive`] |
 //! | progress bar or log lines, end-of-run summary | [`progress`], [`summary`] |
 //! | Sedov's blast wave, the reference of the blast test cases | [`sedov`] |
@@ -31,7 +30,6 @@ pub mod analysis;
 pub mod app;
 pub mod binary;
 pub mod boundary;
-pub mod cdo_transit;
 pub mod checkpoint;
 pub mod checkpoint_archive;
 pub mod cli;
@@ -41,7 +39,6 @@ pub mod eos;
 pub mod exec;
 pub mod flux;
 pub mod init;
-pub mod ipc_transit;
 pub mod memory;
 pub mod outlet;
 pub mod params;
@@ -57,15 +54,16 @@ pub mod summary;
 pub mod sweep;
 pub mod timestep;
 pub mod trace;
+pub mod transit;
 
 pub use app::{run_app, AppError};
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointRef};
 pub use cli::Cli;
 pub use dump::{Dump, DumpError};
 pub use exec::{BandExecutor, Executor, NumaBands, ScopedThreads};
-pub use ipc_transit::run_consumer;
 pub use memory::{Buffer, Memory, MemoryError, MemoryPolicy};
 pub use params::{Boundary, Limiter, ParamError, Params, TestCase};
 pub use solver::{RunSummary, SetupError, Solver, SolverError};
 pub use state::{Direction, State, GHOSTS, NVAR};
 pub use summary::AppReport;
+pub use transit::run_consumer;

@@ -7,7 +7,8 @@
 //!
 //! With `--pool-manager` the analyses (and the checkpoint archiver) run as
 //! separate processes (this binary again, with the hidden `--consumer`
-//! flag) fed through a CDO pool manager; see [`hydro::ipc_transit`].
+//! flag) fed through a CDO pool manager instead of threads fed through a
+//! pool in this process, the same code otherwise; see [`hydro::transit`].
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -3,10 +3,9 @@
 //! The solver side only sees [`Outlet`]: it hands over its state as output
 //! records (high priority) and checkpoints (low priority, handled after the
 //! records pending at the same time), then finishes. Two transports
-//! implement it in process: crossbeam channels
+//! implement it: crossbeam channels in process
 //! ([`crate::analysis::ChannelOutlet`]) and a CDO pool
-//! ([`crate::cdo_transit::CdoOutlet`]); a third feeds consumer processes
-//! through a pool manager ([`crate::ipc_transit::IpcOutlet`]).
+//! ([`crate::transit::TransitOutlet`]), in process or in a pool manager.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -68,9 +67,6 @@ pub enum OutletError {
     /// The CDO pool failed.
     #[error("CDO pool: {0}")]
     Cdo(#[from] cdo::Error),
-    /// The pool manager failed or refused a request.
-    #[error("pool manager: {0}")]
-    Ipc(#[from] cdo::ipc::client::ClientError),
     /// The pool manager could not be started.
     #[error("could not start the pool manager: {0}")]
     Manager(#[source] std::io::Error),
@@ -100,23 +96,6 @@ pub enum OutletError {
     },
 }
 
-impl From<cdo::ipc::components::ComponentError> for OutletError {
-    /// An archiver process's failure: of its connection, or of its archive.
-    fn from(e: cdo::ipc::components::ComponentError) -> Self {
-        use cdo::ipc::components::ComponentError;
-        match e {
-            ComponentError::Client(e) => OutletError::Ipc(e),
-            ComponentError::Archive(e) => OutletError::Checkpoint(CheckpointError::Archive(e)),
-            e @ (ComponentError::NoPool | ComponentError::ArchiveLocation(_)) => {
-                OutletError::Process {
-                    label: "archive".into(),
-                    reason: e.to_string(),
-                }
-            }
-        }
-    }
-}
-
 /// What the consumers did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OutletReport {
@@ -130,49 +109,38 @@ pub struct OutletReport {
     pub rendered_steps: Vec<Vec<u64>>,
     /// The data files of the checkpoints archived, in step order.
     pub checkpoints: Vec<PathBuf>,
-    /// What the CDO pool counted (the CDO transport only).
-    pub pool: Option<PoolReport>,
-    /// What went through the pool manager (`--pool-manager` only).
-    pub manager: Option<ManagerReport>,
+    /// What went through the CDO pool (the CDO transport only).
+    pub transit: Option<TransitReport>,
     /// Wall time the consumers spent working on records and checkpoints
     /// (preemption included), in seconds, all consumers together.
     pub busy_seconds: f64,
 }
 
-/// The CDO pool's statistics at the end of a run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PoolReport {
-    /// Offers made (group members, manifests and checkpoints).
-    pub offered: u64,
-    /// Demands satisfied.
-    pub demanded: u64,
-    /// Records delivered to consumer-group members.
-    pub streamed: u64,
-    /// Offers withdrawn.
-    pub withdrawn: u64,
-    /// Bytes handed over without copying.
-    pub bytes_zero_copy: u64,
-    /// Bytes copied.
-    pub bytes_copied: u64,
-}
-
-/// What went through the pool manager of a `--pool-manager` run.
+/// What went through the CDO pool of a run, in process or in a pool
+/// manager.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ManagerReport {
-    /// Whether this run started the manager (else it joined one).
-    pub started: bool,
-    /// The manager's socket.
-    pub socket: String,
-    /// Consumer processes run.
-    pub processes: usize,
+pub struct TransitReport {
+    /// The pool manager used (`None`: the pool was in process).
+    pub manager: Option<ManagerUse>,
+    /// Consumers run: threads in process, processes with a manager.
+    pub consumers: usize,
     /// Objects the solver offered (fields, indexes, end markers and
     /// checkpoints).
     pub offered: u64,
     /// Objects it withdrew once consumed.
     pub withdrawn: u64,
-    /// The manager's counters once the consumers had left, before the
-    /// solver did.
-    pub left: cdo::ipc::wire::Stats,
+    /// The pool's counters once the consumers had left, before the solver
+    /// did.
+    pub left: cdo::app::PoolStats,
+}
+
+/// The pool manager of a `--pool-manager` run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ManagerUse {
+    /// Whether this run started the manager (else it joined one).
+    pub started: bool,
+    /// The manager's socket.
+    pub socket: String,
 }
 
 /// Where the time loop hands its records.

@@ -9,7 +9,7 @@ use mamba::Tier;
 use crate::cli::TransportKind;
 use crate::driver::DriveReport;
 use crate::memory::Memory;
-use crate::outlet::ManagerReport;
+use crate::outlet::TransitReport;
 use crate::physics::Physics;
 
 /// One pool that served the run.
@@ -109,22 +109,32 @@ fn place(p: &Option<(String, Tier)>) -> String {
         .map_or_else(|| "heap".into(), |(name, tier)| format!("{name} ({tier})"))
 }
 
-/// The transport line of a `--pool-manager` run.
-fn write_manager(f: &mut fmt::Formatter<'_>, m: &ManagerReport) -> fmt::Result {
+/// The transport lines of a run through a CDO pool.
+fn write_transit(f: &mut fmt::Formatter<'_>, t: &TransitReport) -> fmt::Result {
+    let (place, runs) = match &t.manager {
+        Some(m) => (
+            format!(
+                "pool manager ({} {})",
+                if m.started { "started at" } else { "joined at" },
+                m.socket
+            ),
+            "processes",
+        ),
+        None => ("cdo pool in process".to_string(), "threads"),
+    };
     writeln!(
         f,
-        "transport        pool manager ({} {}), {} consumer processes: {} objects offered, {} withdrawn",
-        if m.started { "started at" } else { "joined at" },
-        m.socket,
-        m.processes,
-        m.offered,
-        m.withdrawn
+        "transport        {place}, {} consumer {runs}: {} objects offered, {} withdrawn",
+        t.consumers, t.offered, t.withdrawn
     )?;
-    let l = &m.left;
+    let l = &t.left;
     writeln!(
         f,
-        "  manager after the consumers left: {} clients, {} objects, {} segments, {} requires, {} waiting demands",
-        l.clients, l.objects, l.segments, l.requires, l.waiting_demands
+        "  pool after the consumers left: {} objects; {} offers, {} views ({:.1} MiB) in all",
+        l.objects,
+        l.offered,
+        l.views,
+        l.view_bytes as f64 / (1 << 20) as f64
     )
 }
 
@@ -179,29 +189,15 @@ impl fmt::Display for AppReport {
         } else {
             writeln!(f, "analyses         off")?;
         }
-        let manager = d.outlet.as_ref().and_then(|o| o.manager.as_ref());
-        let pool = d.outlet.as_ref().and_then(|o| o.pool);
-        match (self.transport, manager) {
+        let transit = d.outlet.as_ref().and_then(|o| o.transit.as_ref());
+        match (self.transport, transit) {
             (None, _) => writeln!(f, "transport        none")?,
-            (Some(_), Some(m)) => write_manager(f, m)?,
+            (Some(_), Some(t)) => write_transit(f, t)?,
             (Some(TransportKind::Channels), None) => writeln!(f, "transport        channels")?,
-            (Some(TransportKind::Cdo), None) => {
-                let p = pool.unwrap_or_default();
-                let mib = |b: u64| b as f64 / (1 << 20) as f64;
-                writeln!(
-                    f,
-                    "transport        cdo: {} offered, {} demanded, {} streamed, {} withdrawn; {:.1} MiB zero-copy, {:.1} MiB copied",
-                    p.offered,
-                    p.demanded,
-                    p.streamed,
-                    p.withdrawn,
-                    mib(p.bytes_zero_copy),
-                    mib(p.bytes_copied)
-                )?;
-            }
+            (Some(TransportKind::Cdo), None) => writeln!(f, "transport        cdo")?,
         }
         let m = &self.memory;
-        let records = match manager {
+        let records = match transit.and_then(|t| t.manager.as_ref()) {
             Some(_) => "the solver's shared memory".into(),
             None => place(&m.records),
         };

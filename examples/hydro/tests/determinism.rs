@@ -165,7 +165,7 @@ fn restart_from_the_default_archive() {
 
 #[test]
 fn archived_checkpoints_keep_their_attributes_and_restart_bit_identically() {
-    use hydro::cdo_transit::attributes::checkpoint_name;
+    use hydro::transit::checkpoint_name;
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name).display().to_string();
     let args = |extra: &[&str]| common::cli(22, 18, extra);

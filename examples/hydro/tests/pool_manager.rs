@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use hydro::analysis::{density_png, STATS_CSV};
-use hydro::cdo_transit::attributes::checkpoint_name;
+use hydro::transit::checkpoint_name;
 
 const HYDRO: &str = env!("CARGO_BIN_EXE_hydro");
 
@@ -103,9 +103,19 @@ fn separate_processes_give_the_in_process_results() {
         "7 records of 5 objects and 2 end markers, all withdrawn: {transport}"
     );
     assert!(
-        ipc_summary.contains("after the consumers left: 1 clients, 0 objects"),
+        ipc_summary.contains("pool after the consumers left: 0 objects;"),
         "{ipc_summary}"
     );
+    // The same objects went through the pool in process, to threads.
+    let local_transport = line(&local_summary, "transport");
+    assert!(
+        local_transport
+            .contains("cdo pool in process, 3 consumer threads: 37 objects offered, 37 withdrawn"),
+        "{local_transport}"
+    );
+    // One code path: the pools counted the same offers and views.
+    let left = "  pool after the consumers left: 0 objects;";
+    assert_eq!(line(&local_summary, left), line(&ipc_summary, left));
     // Every step's image is compared below.
     assert_shared(&ipc_summary, 7);
     assert!(line(&ipc_summary, "analyses").starts_with("analyses         7 records"));
@@ -176,7 +186,7 @@ fn two_renderers_render_every_record_exactly_once() {
     let csv = std::fs::read_to_string(dir.path().join(STATS_CSV)).unwrap();
     assert_eq!(csv.lines().count(), 1 + 41, "a header and a row a record");
     assert!(
-        summary.contains("after the consumers left: 1 clients, 0 objects"),
+        summary.contains("pool after the consumers left: 0 objects;"),
         "{summary}"
     );
 }
@@ -313,7 +323,7 @@ fn the_archive_process_archives_the_checkpoints_and_a_restart_continues_bit_for_
         "4 records of 5 objects, 2 end markers, 2 checkpoints: {transport}"
     );
     assert!(
-        ipc_summary.contains("after the consumers left: 1 clients, 0 objects"),
+        ipc_summary.contains("pool after the consumers left: 0 objects;"),
         "{ipc_summary}"
     );
     let open = |dir: &str| cdo::archive::Archive::open(dir).unwrap();
@@ -365,4 +375,24 @@ fn the_archive_process_archives_the_checkpoints_and_a_restart_continues_bit_for_
         "step 8 archived in the restart"
     );
     assert_eq!(std::fs::read_dir(runtime.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_failing_consumer_fails_the_solver_in_either_deployment() {
+    for deployment in [&[][..], &["--pool-manager"][..]] {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tempfile::tempdir().unwrap();
+        // The first frame cannot be written: a directory has its name.
+        std::fs::create_dir(dir.path().join(density_png(0))).unwrap();
+        let mut args = vec!["--nstepmax", "4", "--noutput", "1"];
+        args.extend_from_slice(deployment);
+        let output = hydro(dir.path(), runtime.path(), &args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{deployment:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{}: ", density_png(0))),
+            "{deployment:?}: the renderer's error is told: {stderr}"
+        );
+        assert_eq!(std::fs::read_dir(runtime.path()).unwrap().count(), 0);
+    }
 }

@@ -1,7 +1,7 @@
 //! In-transit analyses: every record reaches the statistics exactly once and
 //! exactly one renderer, the CSV matches the final state, the images decode,
 //! and the analyses do not change the result, over both transports (the
-//! CDO pool also hands the data over without copying).
+//! CDO pool also accounts for every object it was given).
 
 mod common;
 
@@ -103,21 +103,27 @@ fn every_record_reaches_the_statistics_and_one_renderer_over(transport: &str) {
     rendered.sort_unstable();
     assert_eq!(rendered, expected, "each record to exactly one renderer");
     let shares: Vec<usize> = outlet.rendered_steps.iter().map(Vec::len).collect();
-    match outlet.pool {
+    match &outlet.transit {
         // Channels deal records round-robin.
         None => assert_eq!(shares, [2, 2, 1], "round-robin shares"),
         // The pool hands each record to the least loaded member, the fields
-        // in place: each record's bytes once to each of the two groups.
-        Some(pool) => {
+        // viewed in place by the statistics consumer and one renderer.
+        Some(transit) => {
             assert_eq!(transport, "cdo");
-            assert_eq!(pool.bytes_copied, 0, "zero-copy hand-over");
-            assert_eq!(pool.bytes_zero_copy, 2 * outlet.bytes);
+            assert!(transit.manager.is_none(), "the pool is in process");
+            assert_eq!(transit.consumers, 4, "statistics and 3 renderers");
             assert_eq!(
-                pool.offered,
-                expected.len() as u64 * 5,
-                "4 fields + manifest"
+                transit.offered,
+                expected.len() as u64 * 5 + 3,
+                "4 fields + index a record, an end marker a renderer"
             );
-            assert_eq!(pool.withdrawn, pool.offered, "every record withdrawn");
+            assert_eq!(transit.withdrawn, transit.offered, "every object withdrawn");
+            assert_eq!(transit.left.objects, 0, "the consumers withdrew theirs");
+            assert!(
+                transit.left.view_bytes >= 2 * outlet.bytes,
+                "{} bytes viewed",
+                transit.left.view_bytes
+            );
         }
     }
     for step in &expected {

@@ -4,7 +4,7 @@
 //!
 //! The consumers' work ([`consumers`]) is the same whatever feeds them:
 //! crossbeam channels ([`channels`]) or a CDO pool
-//! ([`crate::cdo_transit`]).
+//! ([`crate::transit`]).
 //!
 //! Figures are drawn with plotters on a [`canvas::Canvas`]: the frames
 //! ([`render`]) on one fixed log density scale with a labelled colour bar,
