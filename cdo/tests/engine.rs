@@ -1747,3 +1747,25 @@ fn forwarded_records_go_to_local_members_and_their_end_is_noted() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The federation's client (the mirror) demands a local offer only to
+/// export it: a name no longer offered fails its demand at once instead of
+/// leaving it waiting (its node's thread would stall behind it), while any
+/// other client's demand of the same name waits for a later offer.
+#[test]
+fn the_mirror_s_demand_of_a_name_not_offered_fails_at_once() {
+    let (mut p, prod, member, mirror, _) = federated_group(false);
+    let (id, out) = p.offer(prod, "gone");
+    assert_eq!(answers(&out, prod, id), [Got::Ok]);
+    let (id, out) = p.withdraw(prod, "gone");
+    assert_eq!(answers(&out, prod, id), [Got::Ok]);
+    let (id, out) = p.demand(mirror, "gone");
+    assert_eq!(answers(&out, mirror, id), [error(ErrorCode::UnknownName)]);
+    let (waiting, out) = p.demand(member, "gone");
+    assert!(answers(&out, member, waiting).is_empty());
+    assert_eq!(p.engine.stats().waiting_demands, 1);
+    // An offer on hand is exported as before.
+    p.offer(prod, "here");
+    let (id, out) = p.demand(mirror, "here");
+    assert!(matches!(&answers(&out, mirror, id)[..], [Got::Data(..)]));
+}

@@ -390,6 +390,10 @@ impl Engine {
                     self.settle(out);
                     Ok(None)
                 }
+                // The mirror demands only to export an offer it was told
+                // of: one withdrawn since is gone, not waited for (a wait
+                // would stall every other node's traffic behind it).
+                Err(name) if self.mirror == Some(cid) => fail(ErrorCode::UnknownName, name),
                 Err(name)
                     if self.tombstones.contains(&name)
                         && self.config.policy == FaultPolicy::FailFast =>
