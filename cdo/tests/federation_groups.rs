@@ -298,3 +298,73 @@ fn a_saturated_group_shares_records_by_member_count() {
     assert_eq!(fa.status().forwarded_records, 3 * window as u64);
     assert_eq!(pa.stats().queued_records, 0);
 }
+
+/// The hand-shake hydro's consumers use across nodes: the producer
+/// requires an acknowledgement, then offers a record in the same batch; the
+/// member on the other node finishes the record, offers the
+/// acknowledgement and leaves at once. The producer's require reaches the
+/// member's node before the record does, so the acknowledgement is held
+/// there (the member's leave waits) until the producer's node has read it:
+/// each demand gets it, never a wait for an object already withdrawn.
+#[test]
+fn an_acknowledgement_required_before_its_record_is_held_until_read() {
+    let (pa, fa) = node(&[]);
+    let (pb, _fb) = node(&[&fa]);
+    let mut producer = client(&pa, "producer");
+    for i in 0..50 {
+        let mut remote = member(&pb, &format!("remote{i}"));
+        eventually("the producer's node has the remote node's proxy", || {
+            fa.status().group_proxies == 1
+        });
+        let (name, ack) = (format!("rec/{i}"), format!("ack/{i}"));
+        let (left_tx, left) = std::sync::mpsc::channel();
+        let consumer = std::thread::spawn({
+            let ack = ack.clone();
+            move || {
+                let (got, event) = next_record(&mut remote, PATIENT).expect("the record");
+                remote.ack(event).unwrap();
+                remote.offer(&ack, &[i as u8], Attributes::new()).unwrap();
+                remote.leave(PATIENT).unwrap();
+                let _ = left_tx.send(());
+                got
+            }
+        });
+        let required = producer.submit_require(&ack).unwrap();
+        let offered = producer
+            .submit_offer(&name, size_of(i) as u64, step(i), |b| {
+                b.copy_from_slice(&pattern(i as u64, size_of(i)))
+            })
+            .unwrap();
+        // Offers right behind them keep the producer's federation busy
+        // with notices (each one exported) as the require and the record
+        // come.
+        let busy: Vec<String> = (0..32).map(|k| format!("busy/{i}/{k}")).collect();
+        let mut ids: Vec<_> = busy
+            .iter()
+            .map(|b| {
+                producer
+                    .submit_offer(b, 64, Attributes::new(), |bytes| bytes.fill(1))
+                    .unwrap()
+            })
+            .collect();
+        producer.flush().unwrap();
+        ids.extend([required, offered]);
+        for id in ids {
+            assert!(matches!(producer.wait(id, Some(PATIENT)), Ok(Reply::Ok)));
+        }
+        // The producer demands late, as hydro's does: after the member has
+        // left or, held as it must be, has waited a while to.
+        let _ = left.recv_timeout(Duration::from_millis(500));
+        let view = producer
+            .demand(&format!("ack/{i}"), Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("acknowledgement {i}: {e}"));
+        assert_eq!(*view, [i as u8]);
+        drop(view);
+        assert_eq!(consumer.join().unwrap(), name);
+        let names: Vec<&str> = busy.iter().chain([&name]).map(String::as_str).collect();
+        producer.withdraw_many(&names).unwrap();
+        eventually("the member's node has no member left", || {
+            fa.status().group_proxies == 0
+        });
+    }
+}

@@ -711,6 +711,13 @@ impl Node {
                 match self.client.poll_notice() {
                     Ok(Some(n)) => {
                         busy = true;
+                        // The manager's hooks ran before it sent this
+                        // notice: their inputs go to the peers first, so
+                        // that a `Required` precedes the `Record` whose
+                        // consumer will offer the required name.
+                        while let Ok(input) = rx.try_recv() {
+                            self.input(input);
+                        }
                         self.notice(n);
                     }
                     Ok(None) => break,
@@ -785,6 +792,7 @@ impl Node {
                     || self.imports.contains_key(&name)
                     || self.copies.contains_key(&name);
                 if !known && self.required.insert(name.clone()) {
+                    debug!(%name, "required here, asking the peers to hold it");
                     self.broadcast(&PeerMsg::Required {
                         name,
                         required: true,
@@ -818,6 +826,7 @@ impl Node {
         if after {
             self.held_for.remove(&name);
         }
+        debug!(%peer, %name, required, "hold for a peer");
         let result = match (before, after) {
             (true, false) => self.client.require(&name),
             (false, true) => self.client.retract(&name),
@@ -1266,9 +1275,13 @@ impl Node {
         let view = match self.client.wait(id, Some(LOCAL_DEMAND.min(self.timeout))) {
             Ok(Reply::Data(view)) => view,
             Ok(other) => return warn!(%name, reply = ?other, "unexpected reply to a demand"),
+            // Withdrawn before we got to it: the manager says so at once.
+            Err(ClientError::Pool { code, text }) => {
+                return debug!(%name, ?code, %text, "offer gone before it was exported")
+            }
             Err(e) => {
-                // Withdrawn before we got to it: cancel the waiting demand.
-                debug!(%name, error = %e, "offer gone before it was exported");
+                // No answer in time: cancel the waiting demand.
+                debug!(%name, error = %e, "offer not exported");
                 let _ = self.client.retract(&name);
                 return;
             }
