@@ -73,7 +73,8 @@ pub(super) enum PeerMsg {
         /// Its name.
         name: String,
     },
-    /// The answer to `Withdrawn`.
+    /// The answer to `Withdrawn`, and to `Replica`: no read of the object
+    /// is in flight any more.
     Released {
         /// Its name.
         name: String,
@@ -123,6 +124,38 @@ pub(super) enum PeerMsg {
         name: String,
         /// Whether the hold starts or ends.
         required: bool,
+    },
+    /// The sender needs `name` (a demand or a require waits there) and
+    /// lost the node that offered it, or could not read it from there;
+    /// a receiver that holds a complete copy answers with `Replica` or
+    /// `ReplicaInline`, the others do not answer.
+    Seek {
+        /// The name.
+        name: String,
+    },
+    /// The answer to `Seek`: the sender's copy of `name`, readable at
+    /// `region` until the receiver answers `Released`. Not an offer: the
+    /// receiver raises no event and announces nothing of it.
+    Replica {
+        /// Its name.
+        name: String,
+        /// Its attributes.
+        attrs: Attributes,
+        /// Its size.
+        size: u64,
+        /// A fabric region descriptor (text form) of its bytes.
+        region: String,
+    },
+    /// The answer to `Seek` for a small object: the sender's copy of
+    /// `name`, its bytes in the message (no answer follows).
+    ReplicaInline {
+        /// Its name.
+        name: String,
+        /// Its attributes.
+        attrs: Attributes,
+        /// Its bytes.
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
     },
 }
 

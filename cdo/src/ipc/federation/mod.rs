@@ -263,6 +263,10 @@ pub struct FederationStatus {
     pub inline_pulls: u64,
     /// Remote reads that failed.
     pub failed_pulls: u64,
+    /// Those of `pulls` taken from another node's copy, under the
+    /// best-effort fault policy, after the object's own node was lost or
+    /// could not be read.
+    pub replica_pulls: u64,
     /// Proxy members here of other nodes' consumer-group members (one per
     /// group and node that has members).
     pub group_proxies: usize,
