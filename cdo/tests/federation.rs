@@ -350,6 +350,47 @@ fn a_stopped_node_s_large_object_is_read_from_a_second_replica_under_best_effort
 }
 
 #[test]
+fn a_read_cut_by_a_stopped_node_shows_the_consumer_no_partial_object() {
+    let sizes = [64 << 20];
+    for policy in [FaultPolicy::BestEffort, FaultPolicy::FailFast] {
+        let (mut child, addr) = producer_child(&sizes);
+        let nodes = three_nodes(policy, Some(addr), Duration::from_millis(1500));
+        let [(pb, fb), (pc, fc)] = <[_; 2]>::try_from(nodes).ok().unwrap();
+        assert_eq!(child.recv(), "offered");
+        eventually("both know the offer", || {
+            fb.status().imported == 1 && fc.status().imported == 1
+        });
+        let mut reader = client(&pb, "reader");
+        let v = reader.demand("obj/0", PATIENT).unwrap();
+        assert!(*v == pattern(0, sizes[0])[..]);
+        drop(v);
+        reader.flush().unwrap();
+        // The producer's node stops while C reads (or is about to, or has
+        // just read: whichever it is, C's consumer sees the whole object
+        // or, under fail-fast, a typed error, never part of it).
+        let mut consumer = client(&pc, "consumer");
+        let id = consumer.submit_demand("obj/0").unwrap();
+        consumer.flush().unwrap();
+        child.stop();
+        match (policy, consumer.wait(id, Some(PATIENT))) {
+            (_, Ok(Reply::Data(v))) => {
+                assert!(
+                    *v == pattern(0, sizes[0])[..],
+                    "{policy:?}: the bytes differ"
+                );
+                assert_eq!(pc.stats().objects, 1);
+            }
+            (FaultPolicy::FailFast, Err(e)) => {
+                assert_eq!(code(e), ErrorCode::RemoteFailed);
+                assert_eq!(pc.stats().objects, 0, "nothing of it is on offer here");
+            }
+            (policy, other) => panic!("{policy:?}: {other:?}"),
+        }
+        child.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
+#[test]
 fn an_eager_limit_beyond_one_peer_message_is_refused() {
     let pm = manager_with(ManagerConfig {
         token: Some(TOKEN.into()),
