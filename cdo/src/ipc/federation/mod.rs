@@ -25,9 +25,13 @@
 //!   it is in flight, or the remote timeout passes;
 //! - a read that fails (a peer dead, stopped or cut off: no completion for
 //!   [`FederationConfig::remote_timeout`], `CDO_REMOTE_TIMEOUT_MS`) fails
-//!   the waiting demands with [`ErrorCode::RemoteFailed`]; the segment is
-//!   filled before it is offered, so no consumer ever sees part of an
-//!   object.
+//!   the waiting demands with [`ErrorCode::RemoteFailed`] under the
+//!   fail-fast [`FaultPolicy`](crate::ipc::manager::FaultPolicy), as does
+//!   a demand of an object whose node's links ended; under best-effort the
+//!   node asks its peers for a whole copy (one read earlier and kept) and
+//!   reads the first that answers, which raises no event and is announced
+//!   to nobody. The segment is filled before it is offered, so no consumer
+//!   ever sees part of an object.
 //!
 //! - a consumer group spans the nodes: each node tells the others how
 //!   many members it has of each group; each keeps, in its own group, a
