@@ -9,9 +9,13 @@ mod ipc_common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use cdo::archive::Archive;
 use cdo::ipc::client::{Client, ClientError, Notice, Reply};
+use cdo::ipc::components::{Librarian, Served};
 use cdo::ipc::federation::{self, Federation, FederationConfig};
 use cdo::ipc::manager::{FaultPolicy, ManagerConfig, ManagerHandle};
 use cdo::ipc::wire::{Attributes, ErrorCode};
@@ -347,6 +351,69 @@ fn a_stopped_node_s_large_object_is_read_from_a_second_replica_under_best_effort
     assert_eq!((s.replica_pulls, s.failed_pulls), (1, 1), "{s:?}");
     child.signal(nix::sys::signal::Signal::SIGCONT);
     drop(pc);
+}
+
+#[test]
+fn a_lost_node_s_object_comes_from_a_librarian_s_archive_under_best_effort_only() {
+    let (name, size) = ("archived/large", (1 << 20) + 3);
+    let bytes = pattern(11, size);
+    for policy in [FaultPolicy::BestEffort, FaultPolicy::FailFast] {
+        let nodes = three_nodes(policy, None, PATIENT);
+        let [(pa, fa), (pb, fb), (pc, fc)] = <[_; 3]>::try_from(nodes).ok().unwrap();
+        linked(&[&fa, &fb, &fc]);
+        // A librarian on B, whose archive holds the object; nobody copied it.
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open(dir.path()).unwrap();
+        archive.store(name, &Attributes::new(), &bytes).unwrap();
+        let mut librarian =
+            Librarian::start(client(&pb, "librarian"), "name ~ '^archived/'", archive).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, served) = std::sync::mpsc::channel();
+        let serving = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    if let Some(s) = librarian.next_timeout(Duration::from_millis(50)).unwrap() {
+                        tx.send(s).unwrap();
+                    }
+                }
+            })
+        };
+        let mut producer = client(&pa, "producer");
+        producer.offer(name, &bytes, Attributes::new()).unwrap();
+        eventually("C heard of it", || fc.status().imported == 1);
+        fa.shutdown();
+        eventually("B and C forget A", || {
+            [&fb, &fc]
+                .iter()
+                .all(|f| f.status().peers.len() == 1 && f.status().imported == 0)
+        });
+        let mut consumer = client(&pc, "consumer");
+        match policy {
+            FaultPolicy::BestEffort => {
+                let v = consumer.demand(name, PATIENT).unwrap();
+                assert!(*v == bytes[..], "the archived bytes differ");
+                // Offered on B for C's seek, withdrawn once C had its copy.
+                let offered = Served::Offered {
+                    name: name.into(),
+                    bytes: size as u64,
+                };
+                assert_eq!(served.recv_timeout(PATIENT).unwrap(), offered);
+                let withdrawn = Served::Withdrawn { name: name.into() };
+                assert_eq!(served.recv_timeout(PATIENT).unwrap(), withdrawn);
+                eventually("the copy on C goes with it", || pc.stats().objects == 0);
+                assert_eq!(*v, bytes[..], "a held view never changes");
+            }
+            FaultPolicy::FailFast => {
+                let e = consumer.demand(name, PATIENT).unwrap_err();
+                assert_eq!(code(e), ErrorCode::RemoteFailed);
+                assert_eq!(pb.stats().objects, 0, "the librarian offered nothing");
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        serving.join().unwrap();
+        drop((producer, pa));
+    }
 }
 
 #[test]

@@ -128,8 +128,16 @@ pub(super) enum PeerMsg {
     /// The sender needs `name` (a demand or a require waits there) and
     /// lost the node that offered it, or could not read it from there;
     /// a receiver that holds a complete copy answers with `Replica` or
-    /// `ReplicaInline`, the others do not answer.
+    /// `ReplicaInline`; the others raise a Require event of it from the
+    /// sender's node, which a librarian there answers with an offer of
+    /// its archived copy, until `Sought`.
     Seek {
+        /// The name.
+        name: String,
+    },
+    /// The sender's `Seek` of `name` is over (it has a copy): a require
+    /// raised for it on the receiver's node ends.
+    Sought {
         /// The name.
         name: String,
     },

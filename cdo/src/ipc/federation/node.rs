@@ -658,6 +658,11 @@ struct Node {
     lost: HashMap<String, String>,
     /// Copies of this node exposed for peers that sought them.
     lent: HashMap<String, Lent>,
+    /// Names this node sought from its peers and has no copy of yet.
+    sought: HashSet<String>,
+    /// Names peers sought and this node held no copy of, by the seekers:
+    /// a Require event was raised here for them (a librarian may answer).
+    asked: HashMap<String, HashSet<String>>,
     status: Arc<Mutex<FederationStatus>>,
     linked: Arc<Mutex<HashSet<String>>>,
     tx: Inbox,
@@ -712,6 +717,8 @@ impl Node {
             policy,
             lost: HashMap::new(),
             lent: HashMap::new(),
+            sought: HashSet::new(),
+            asked: HashMap::new(),
             status,
             linked,
             tx,
@@ -1105,6 +1112,15 @@ impl Node {
         for name in returned {
             self.unlend(&name);
         }
+        let asked: Vec<String> = self
+            .asked
+            .iter()
+            .filter(|(_, seekers)| seekers.contains(peer))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in asked {
+            self.unask(peer, &name);
+        }
         // Its members are gone: the records they held go to others.
         let groups: Vec<String> = self
             .proxies
@@ -1183,6 +1199,7 @@ impl Node {
                 self.import(peer, name, attrs, Source::Inline(bytes));
             }
             PeerMsg::Seek { name } => self.lend(peer, name),
+            PeerMsg::Sought { name } => self.unask(peer, &name),
             PeerMsg::Replica {
                 name,
                 attrs,
@@ -1330,6 +1347,7 @@ impl Node {
         };
         let msg = offered(&name, &export);
         self.unrequire(&name);
+        self.end_seek(&name);
         self.exports.insert(name, export);
         self.broadcast(&msg);
     }
@@ -1428,8 +1446,18 @@ impl Node {
             let msg = carrying(&name, &lent.attrs, &lent.payload, true);
             return self.send(peer, &msg);
         }
-        // A copy is offered here once whole; an export is no copy.
-        if !self.copies.contains_key(&name) || self.exports.contains_key(&name) {
+        if self.exports.contains_key(&name) {
+            // Announced to the peers already.
+            return;
+        }
+        if !self.copies.contains_key(&name) {
+            // No whole copy here (one is offered only once whole): ask
+            // this node's librarians, if any.
+            let seekers = self.asked.entry(name.clone()).or_default();
+            if seekers.insert(peer.into()) && seekers.len() == 1 {
+                self.control
+                    .raise_remote(EventKind::Require, &name, &Attributes::new(), peer);
+            }
             return;
         }
         let Some((attrs, payload)) = self.payload(&name) else {
@@ -1446,6 +1474,27 @@ impl Node {
             self.lent.insert(name, lent);
         }
         self.send(peer, &msg);
+    }
+
+    /// `peer` seeks `name` no more (it has a copy, or its link ended): the
+    /// require raised here for the last seeker is retracted.
+    fn unask(&mut self, peer: &str, name: &str) {
+        let Some(seekers) = self.asked.get_mut(name) else {
+            return;
+        };
+        if seekers.remove(peer) && seekers.is_empty() {
+            self.asked.remove(name);
+            self.control
+                .raise_remote(EventKind::Retract, name, &Attributes::new(), peer);
+        }
+    }
+
+    /// This node has `name` (a copy, or offers it itself): the peers asked
+    /// for it need look no further.
+    fn end_seek(&mut self, name: &str) {
+        if self.sought.remove(name) {
+            self.broadcast(&PeerMsg::Sought { name: name.into() });
+        }
     }
 
     /// Stops lending the copy `name`.
@@ -1519,8 +1568,9 @@ impl Node {
         };
         let result = self.copy_in(name, &import.peer, import.attrs.clone(), &import.source);
         self.imports.insert(name.into(), import);
-        if let Err(text) = result {
-            self.unserved(name, &text);
+        match result {
+            Ok(()) => self.end_seek(name),
+            Err(text) => self.unserved(name, &text),
         }
     }
 
@@ -1542,6 +1592,7 @@ impl Node {
                 lock(&self.status).replica_pulls += 1;
                 self.copies.insert(name.into(), origin);
                 self.unrequire(name);
+                self.end_seek(name);
             }
             Err(text) => {
                 // Another peer's answer may serve it yet.
@@ -1600,6 +1651,7 @@ impl Node {
     /// arrives serves this node.
     fn seek(&mut self, name: &str) {
         self.wanted.insert(name.into());
+        self.sought.insert(name.into());
         self.broadcast(&PeerMsg::Seek { name: name.into() });
     }
 
@@ -1644,6 +1696,14 @@ impl Node {
         let imported: Vec<String> = self.imports.keys().cloned().collect();
         for name in imported {
             self.forget_import(&name);
+        }
+        let asked: Vec<(String, String)> = self
+            .asked
+            .iter()
+            .flat_map(|(name, seekers)| seekers.iter().map(|p| (p.clone(), name.clone())))
+            .collect();
+        for (peer, name) in asked {
+            self.unask(&peer, &name);
         }
         let names: Vec<String> = self.exports.keys().cloned().collect();
         for name in names {
