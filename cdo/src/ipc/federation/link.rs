@@ -226,6 +226,27 @@ mod tests {
         let mut buf = Vec::new();
         write_msg(&mut buf, &msg).unwrap();
         assert_eq!(read_msg(&mut buf.as_slice()).unwrap(), msg);
+        // The best-effort seek's messages too.
+        let seek = [
+            PeerMsg::Seek { name: "a/b".into() },
+            PeerMsg::Sought { name: "a/b".into() },
+            PeerMsg::Replica {
+                name: "a/b".into(),
+                attrs: Attributes::new(),
+                size: 1 << 20,
+                region: "provider=tcp".into(),
+            },
+            PeerMsg::ReplicaInline {
+                name: "a/b".into(),
+                attrs: Attributes::new(),
+                bytes: vec![1, 2, 3],
+            },
+        ];
+        for msg in seek {
+            let mut buf = Vec::new();
+            write_msg(&mut buf, &msg).unwrap();
+            assert_eq!(read_msg(&mut buf.as_slice()).unwrap(), msg);
+        }
         let mut huge = ((MAX_PEER_FRAME + 1) as u32).to_le_bytes().to_vec();
         huge.extend_from_slice(&[0; 16]);
         let e = read_msg(&mut huge.as_slice()).unwrap_err();

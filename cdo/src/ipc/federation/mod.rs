@@ -30,8 +30,10 @@
 //!   a demand of an object whose node's links ended; under best-effort the
 //!   node asks its peers for a whole copy (one read earlier and kept) and
 //!   reads the first that answers, which raises no event and is announced
-//!   to nobody. The segment is filled before it is offered, so no consumer
-//!   ever sees part of an object.
+//!   to nobody; a peer without a copy raises a Require event of it for its
+//!   librarians, which may offer it from their archive. The segment is
+//!   filled before it is offered, so no consumer ever sees part of an
+//!   object.
 //!
 //! - a consumer group spans the nodes: each node tells the others how
 //!   many members it has of each group; each keeps, in its own group, a
