@@ -315,6 +315,33 @@ fn a_lost_node_s_objects_come_from_a_second_replica_under_best_effort_only() {
 }
 
 #[test]
+fn a_require_of_a_lost_node_s_object_takes_a_peer_s_copy_under_best_effort() {
+    let nodes = three_nodes(FaultPolicy::BestEffort, None, PATIENT);
+    let [(pa, fa), (pb, fb), (pc, fc)] = <[_; 3]>::try_from(nodes).ok().unwrap();
+    linked(&[&fa, &fb, &fc]);
+    let (name, size) = ("required/large", 300_000);
+    let mut producer = client(&pa, "producer");
+    producer
+        .offer(name, &pattern(5, size), Attributes::new())
+        .unwrap();
+    let mut reader = client(&pb, "reader");
+    drop(reader.demand(name, PATIENT).unwrap());
+    reader.flush().unwrap();
+    eventually("B counts its read", || fb.status().pulls == 1);
+    fa.shutdown();
+    eventually("C forgets A", || {
+        fc.status().peers.len() == 1 && fc.status().imported == 0
+    });
+    // The require alone takes the copy here, before any demand.
+    let mut consumer = client(&pc, "consumer");
+    consumer.require(name).unwrap();
+    eventually("C reads B's copy", || fc.status().replica_pulls == 1);
+    let v = consumer.demand(name, PATIENT).unwrap();
+    assert!(*v == pattern(5, size)[..]);
+    drop((producer, pa));
+}
+
+#[test]
 fn a_stopped_node_s_large_object_is_read_from_a_second_replica_under_best_effort() {
     let sizes = [8 << 20, 3000];
     let (mut child, addr) = producer_child(&sizes);
