@@ -815,13 +815,15 @@ impl Node {
                 let known = self.exports.contains_key(&name)
                     || self.imports.contains_key(&name)
                     || self.copies.contains_key(&name);
-                if !known && self.policy == FaultPolicy::BestEffort && self.lost.contains_key(&name)
-                {
+                if known {
+                    return;
+                }
+                if self.policy == FaultPolicy::BestEffort && self.lost.contains_key(&name) {
                     // Offered before by a node lost since: a peer's copy
                     // serves the require.
                     self.seek(&name);
                 }
-                if !known && self.required.insert(name.clone()) {
+                if self.required.insert(name.clone()) {
                     self.broadcast(&PeerMsg::Required {
                         name,
                         required: true,
