@@ -9,31 +9,38 @@ mod ipc_common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use cdo::ipc::client::{Client, ClientError, Reply};
+use cdo::archive::Archive;
+use cdo::ipc::client::{Client, ClientError, Notice, Reply};
+use cdo::ipc::components::{Librarian, Served};
 use cdo::ipc::federation::{self, Federation, FederationConfig};
-use cdo::ipc::manager::{ManagerConfig, ManagerHandle};
+use cdo::ipc::manager::{FaultPolicy, ManagerConfig, ManagerHandle};
 use cdo::ipc::wire::{Attributes, ErrorCode};
-use cdo::Value;
+use cdo::{EventKind, Value};
 use ipc_common::{client, code, eventually, manager_with, pattern};
 
 const TOKEN: &str = "federation-test-token";
 /// Long enough never to expire in a test that does not want it to.
 const PATIENT: Duration = Duration::from_secs(60);
 
-/// A manager with its federation listening on `listen`, dialling `peers`.
-fn node_at(
-    listen: &str,
+/// A manager of fault policy `policy` with its federation listening on
+/// 127.0.0.1, dialling `peers`.
+fn node_with(
+    policy: FaultPolicy,
     peers: Vec<String>,
     token: &str,
     remote_timeout: Duration,
 ) -> (ManagerHandle, Federation) {
     let pm = manager_with(ManagerConfig {
         token: Some(token.into()),
+        policy,
         ..ManagerConfig::default()
     });
-    let mut config = FederationConfig::new(listen.parse().unwrap(), peers, token.into());
+    let listen = "127.0.0.1:0".parse().unwrap();
+    let mut config = FederationConfig::new(listen, peers, token.into());
     config.fabric.provider = Some("tcp".into());
     config.remote_timeout = remote_timeout;
     let fed = federation::start(config, &pm).unwrap();
@@ -41,7 +48,7 @@ fn node_at(
 }
 
 fn node(peers: Vec<String>, token: &str, remote_timeout: Duration) -> (ManagerHandle, Federation) {
-    node_at("127.0.0.1:0", peers, token, remote_timeout)
+    node_with(FaultPolicy::FailFast, peers, token, remote_timeout)
 }
 
 fn linked(feds: &[&Federation]) {
@@ -197,6 +204,284 @@ fn a_require_of_a_name_offered_nowhere_holds_its_later_offer_on_another_node() {
         producer.leave(PATIENT).unwrap();
     }
     assert_eq!(fb.status().pulls, 2);
+}
+
+/// Three nodes of `policy`: A, B dialling A, C dialling both.
+fn three_nodes(
+    policy: FaultPolicy,
+    first: Option<String>,
+    remote_timeout: Duration,
+) -> Vec<(ManagerHandle, Federation)> {
+    let mut nodes = Vec::new();
+    let mut peers: Vec<String> = first.into_iter().collect();
+    for _ in 0..3 - peers.len() {
+        let n = node_with(policy, peers.clone(), TOKEN, remote_timeout);
+        peers.push(n.1.local_addr().to_string());
+        nodes.push(n);
+    }
+    nodes
+}
+
+/// A large object (read remotely) and a small one (inline).
+const COPIED: [(&str, usize); 2] = [("copied/large", (2 << 20) + 7), ("copied/small", 3000)];
+
+#[test]
+fn a_lost_node_s_objects_come_from_a_second_replica_under_best_effort_only() {
+    for policy in [FaultPolicy::BestEffort, FaultPolicy::FailFast] {
+        let nodes = three_nodes(policy, None, PATIENT);
+        let [(pa, fa), (pb, fb), (pc, fc)] = <[_; 3]>::try_from(nodes).ok().unwrap();
+        linked(&[&fa, &fb, &fc]);
+        let mut watch = client(&pc, "watch");
+        watch
+            .subscribe("*", EventKind::Offer | EventKind::Withdraw, false)
+            .unwrap();
+        let mut producer = client(&pa, "producer");
+        for (i, (name, size)) in COPIED.into_iter().enumerate() {
+            producer
+                .offer(name, &pattern(i as u64, size), Attributes::new())
+                .unwrap();
+        }
+        // B reads its copies.
+        let mut reader = client(&pb, "reader");
+        for (i, (name, size)) in COPIED.into_iter().enumerate() {
+            let v = reader.demand(name, PATIENT).unwrap();
+            assert!(*v == pattern(i as u64, size)[..]);
+        }
+        reader.flush().unwrap();
+        eventually("B counts its reads", || fb.status().pulls == 2);
+        eventually("C heard of both", || fc.status().imported == 2);
+
+        // A's node leaves the federation (its links end); its manager
+        // and producer stay, alone.
+        fa.shutdown();
+        eventually("B and C forget A", || {
+            [&fb, &fc]
+                .iter()
+                .all(|f| f.status().peers.len() == 1 && f.status().imported == 0)
+        });
+        let mut consumer = client(&pc, "consumer");
+        for (i, (name, size)) in COPIED.into_iter().enumerate() {
+            match policy {
+                FaultPolicy::BestEffort => {
+                    let v = consumer.demand(name, PATIENT).unwrap();
+                    assert!(*v == pattern(i as u64, size)[..], "{name} differs");
+                }
+                FaultPolicy::FailFast => {
+                    let e = consumer.demand(name, PATIENT).unwrap_err();
+                    assert_eq!(code(e), ErrorCode::RemoteFailed, "{name}");
+                }
+            }
+        }
+        match policy {
+            FaultPolicy::BestEffort => {
+                eventually("C counts its reads", || fc.status().pulls == 2);
+                let s = fc.status();
+                assert_eq!((s.replica_pulls, s.failed_pulls), (2, 0));
+                assert_eq!(s.inline_pulls, 1);
+                // B kept its copies; C's copies are its own now.
+                assert_eq!(pb.stats().objects, 2);
+                assert_eq!(pc.stats().objects, 2);
+            }
+            FaultPolicy::FailFast => {
+                assert_eq!(fc.status().pulls, 0);
+                eventually("B withdrew the copies of A's objects", || {
+                    pb.stats().objects == 0
+                });
+                assert_eq!(pc.stats().objects, 0);
+            }
+        }
+        // C heard of A's objects once, offered and then withdrawn with
+        // A's links; of the copies, nothing.
+        let mut heard = Vec::new();
+        for _ in 0..4 {
+            match watch.next_notice(Some(PATIENT)) {
+                Ok(Some(Notice::Event(e))) => heard.push((e.kind, e.name)),
+                other => panic!("expected an event, got {other:?}"),
+            }
+        }
+        let more = watch.next_notice(Some(Duration::from_millis(100)));
+        assert!(
+            matches!(more, Ok(None) | Err(ClientError::Timeout)),
+            "{more:?}"
+        );
+        heard.sort_by_key(|(kind, name)| (*kind == EventKind::Withdraw, name.clone()));
+        let want: Vec<(EventKind, String)> = [EventKind::Offer, EventKind::Withdraw]
+            .into_iter()
+            .flat_map(|k| COPIED.map(|(name, _)| (k, name.to_string())))
+            .collect();
+        assert_eq!(heard, want, "{policy:?}");
+        drop((producer, pa));
+    }
+}
+
+#[test]
+fn a_require_of_a_lost_node_s_object_takes_a_peer_s_copy_under_best_effort() {
+    let nodes = three_nodes(FaultPolicy::BestEffort, None, PATIENT);
+    let [(pa, fa), (pb, fb), (pc, fc)] = <[_; 3]>::try_from(nodes).ok().unwrap();
+    linked(&[&fa, &fb, &fc]);
+    let (name, size) = ("required/large", 300_000);
+    let mut producer = client(&pa, "producer");
+    producer
+        .offer(name, &pattern(5, size), Attributes::new())
+        .unwrap();
+    let mut reader = client(&pb, "reader");
+    drop(reader.demand(name, PATIENT).unwrap());
+    reader.flush().unwrap();
+    eventually("B counts its read", || fb.status().pulls == 1);
+    fa.shutdown();
+    eventually("C forgets A", || {
+        fc.status().peers.len() == 1 && fc.status().imported == 0
+    });
+    // The require alone takes the copy here, before any demand.
+    let mut consumer = client(&pc, "consumer");
+    consumer.require(name).unwrap();
+    eventually("C reads B's copy", || fc.status().replica_pulls == 1);
+    let v = consumer.demand(name, PATIENT).unwrap();
+    assert!(*v == pattern(5, size)[..]);
+    drop((producer, pa));
+}
+
+#[test]
+fn a_stopped_node_s_large_object_is_read_from_a_second_replica_under_best_effort() {
+    let sizes = [8 << 20, 3000];
+    let (mut child, addr) = producer_child(&sizes);
+    let nodes = three_nodes(
+        FaultPolicy::BestEffort,
+        Some(addr),
+        Duration::from_millis(1500),
+    );
+    let [(pb, fb), (pc, fc)] = <[_; 2]>::try_from(nodes).ok().unwrap();
+    assert_eq!(child.recv(), "offered");
+    eventually("both know the offers", || {
+        fb.status().imported == 2 && fc.status().imported == 2
+    });
+    let mut reader = client(&pb, "reader");
+    for (i, &n) in sizes.iter().enumerate() {
+        let v = reader.demand(&format!("obj/{i}"), PATIENT).unwrap();
+        assert!(*v == pattern(i as u64, n)[..]);
+    }
+    reader.flush().unwrap();
+    eventually("B counts its reads", || fb.status().pulls == 2);
+
+    // A stops: its links stay up, its memory cannot be read. C's read of
+    // the large object fails within the remote timeout; B's copy serves
+    // it. The small one came with its offer.
+    child.stop();
+    let mut consumer = client(&pc, "consumer");
+    for (i, &n) in sizes.iter().enumerate() {
+        let v = consumer.demand(&format!("obj/{i}"), PATIENT).unwrap();
+        assert!(*v == pattern(i as u64, n)[..], "object {i} differs");
+    }
+    // Counted once the copy is offered, maybe just after it served.
+    eventually("C counts its reads", || fc.status().pulls == 2);
+    let s = fc.status();
+    assert_eq!((s.replica_pulls, s.failed_pulls), (1, 1), "{s:?}");
+    child.signal(nix::sys::signal::Signal::SIGCONT);
+    drop(pc);
+}
+
+#[test]
+fn a_lost_node_s_object_comes_from_a_librarian_s_archive_under_best_effort_only() {
+    let (name, size) = ("archived/large", (1 << 20) + 3);
+    let bytes = pattern(11, size);
+    for policy in [FaultPolicy::BestEffort, FaultPolicy::FailFast] {
+        let nodes = three_nodes(policy, None, PATIENT);
+        let [(pa, fa), (pb, fb), (pc, fc)] = <[_; 3]>::try_from(nodes).ok().unwrap();
+        linked(&[&fa, &fb, &fc]);
+        // A librarian on B, whose archive holds the object; nobody copied it.
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open(dir.path()).unwrap();
+        archive.store(name, &Attributes::new(), &bytes).unwrap();
+        let mut librarian =
+            Librarian::start(client(&pb, "librarian"), "name ~ '^archived/'", archive).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, served) = std::sync::mpsc::channel();
+        let serving = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    if let Some(s) = librarian.next_timeout(Duration::from_millis(50)).unwrap() {
+                        tx.send(s).unwrap();
+                    }
+                }
+            })
+        };
+        let mut producer = client(&pa, "producer");
+        producer.offer(name, &bytes, Attributes::new()).unwrap();
+        eventually("C heard of it", || fc.status().imported == 1);
+        fa.shutdown();
+        eventually("B and C forget A", || {
+            [&fb, &fc]
+                .iter()
+                .all(|f| f.status().peers.len() == 1 && f.status().imported == 0)
+        });
+        let mut consumer = client(&pc, "consumer");
+        match policy {
+            FaultPolicy::BestEffort => {
+                let v = consumer.demand(name, PATIENT).unwrap();
+                assert!(*v == bytes[..], "the archived bytes differ");
+                // Offered on B for C's seek, withdrawn once C had its copy.
+                let offered = Served::Offered {
+                    name: name.into(),
+                    bytes: size as u64,
+                };
+                assert_eq!(served.recv_timeout(PATIENT).unwrap(), offered);
+                let withdrawn = Served::Withdrawn { name: name.into() };
+                assert_eq!(served.recv_timeout(PATIENT).unwrap(), withdrawn);
+                eventually("the copy on C goes with it", || pc.stats().objects == 0);
+                assert_eq!(*v, bytes[..], "a held view never changes");
+            }
+            FaultPolicy::FailFast => {
+                let e = consumer.demand(name, PATIENT).unwrap_err();
+                assert_eq!(code(e), ErrorCode::RemoteFailed);
+                assert_eq!(pb.stats().objects, 0, "the librarian offered nothing");
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        serving.join().unwrap();
+        drop((producer, pa));
+    }
+}
+
+#[test]
+fn a_read_cut_by_a_stopped_node_shows_the_consumer_no_partial_object() {
+    let sizes = [64 << 20];
+    for policy in [FaultPolicy::BestEffort, FaultPolicy::FailFast] {
+        let (mut child, addr) = producer_child(&sizes);
+        let nodes = three_nodes(policy, Some(addr), Duration::from_millis(1500));
+        let [(pb, fb), (pc, fc)] = <[_; 2]>::try_from(nodes).ok().unwrap();
+        assert_eq!(child.recv(), "offered");
+        eventually("both know the offer", || {
+            fb.status().imported == 1 && fc.status().imported == 1
+        });
+        let mut reader = client(&pb, "reader");
+        let v = reader.demand("obj/0", PATIENT).unwrap();
+        assert!(*v == pattern(0, sizes[0])[..]);
+        drop(v);
+        reader.flush().unwrap();
+        // The producer's node stops while C reads (or is about to, or has
+        // just read: whichever it is, C's consumer sees the whole object
+        // or, under fail-fast, a typed error, never part of it).
+        let mut consumer = client(&pc, "consumer");
+        let id = consumer.submit_demand("obj/0").unwrap();
+        consumer.flush().unwrap();
+        child.stop();
+        match (policy, consumer.wait(id, Some(PATIENT))) {
+            (_, Ok(Reply::Data(v))) => {
+                assert!(
+                    *v == pattern(0, sizes[0])[..],
+                    "{policy:?}: the bytes differ"
+                );
+                assert_eq!(pc.stats().objects, 1);
+            }
+            (FaultPolicy::FailFast, Err(e)) => {
+                assert_eq!(code(e), ErrorCode::RemoteFailed);
+                assert_eq!(pc.stats().objects, 0, "nothing of it is on offer here");
+            }
+            (policy, other) => panic!("{policy:?}: {other:?}"),
+        }
+        child.signal(nix::sys::signal::Signal::SIGCONT);
+    }
 }
 
 #[test]

@@ -73,7 +73,8 @@ pub(super) enum PeerMsg {
         /// Its name.
         name: String,
     },
-    /// The answer to `Withdrawn`.
+    /// The answer to `Withdrawn`, and to `Replica`: no read of the object
+    /// is in flight any more.
     Released {
         /// Its name.
         name: String,
@@ -123,6 +124,46 @@ pub(super) enum PeerMsg {
         name: String,
         /// Whether the hold starts or ends.
         required: bool,
+    },
+    /// The sender needs `name` (a demand or a require waits there) and
+    /// lost the node that offered it, or could not read it from there;
+    /// a receiver that holds a complete copy answers with `Replica` or
+    /// `ReplicaInline`; the others raise a Require event of it from the
+    /// sender's node, which a librarian there answers with an offer of
+    /// its archived copy, until `Sought`.
+    Seek {
+        /// The name.
+        name: String,
+    },
+    /// The sender's `Seek` of `name` is over (it has a copy): a require
+    /// raised for it on the receiver's node ends.
+    Sought {
+        /// The name.
+        name: String,
+    },
+    /// The answer to `Seek`: the sender's copy of `name`, readable at
+    /// `region` until the receiver answers `Released`. Not an offer: the
+    /// receiver raises no event and announces nothing of it.
+    Replica {
+        /// Its name.
+        name: String,
+        /// Its attributes.
+        attrs: Attributes,
+        /// Its size.
+        size: u64,
+        /// A fabric region descriptor (text form) of its bytes.
+        region: String,
+    },
+    /// The answer to `Seek` for a small object: the sender's copy of
+    /// `name`, its bytes in the message (no answer follows).
+    ReplicaInline {
+        /// Its name.
+        name: String,
+        /// Its attributes.
+        attrs: Attributes,
+        /// Its bytes.
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
     },
 }
 
@@ -185,6 +226,27 @@ mod tests {
         let mut buf = Vec::new();
         write_msg(&mut buf, &msg).unwrap();
         assert_eq!(read_msg(&mut buf.as_slice()).unwrap(), msg);
+        // The best-effort seek's messages too.
+        let seek = [
+            PeerMsg::Seek { name: "a/b".into() },
+            PeerMsg::Sought { name: "a/b".into() },
+            PeerMsg::Replica {
+                name: "a/b".into(),
+                attrs: Attributes::new(),
+                size: 1 << 20,
+                region: "provider=tcp".into(),
+            },
+            PeerMsg::ReplicaInline {
+                name: "a/b".into(),
+                attrs: Attributes::new(),
+                bytes: vec![1, 2, 3],
+            },
+        ];
+        for msg in seek {
+            let mut buf = Vec::new();
+            write_msg(&mut buf, &msg).unwrap();
+            assert_eq!(read_msg(&mut buf.as_slice()).unwrap(), msg);
+        }
         let mut huge = ((MAX_PEER_FRAME + 1) as u32).to_le_bytes().to_vec();
         huge.extend_from_slice(&[0; 16]);
         let e = read_msg(&mut huge.as_slice()).unwrap_err();

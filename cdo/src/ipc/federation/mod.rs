@@ -25,7 +25,13 @@
 //!   it is in flight, or the remote timeout passes;
 //! - a read that fails (a peer dead, stopped or cut off: no completion for
 //!   [`FederationConfig::remote_timeout`], `CDO_REMOTE_TIMEOUT_MS`) fails
-//!   the waiting demands with [`ErrorCode::RemoteFailed`]; the segment is
+//!   the waiting demands with [`ErrorCode::RemoteFailed`] under the
+//!   fail-fast [`FaultPolicy`](crate::ipc::manager::FaultPolicy), as does
+//!   a demand of an object whose node's links ended; under best-effort the
+//!   node asks its peers for a whole copy (one read earlier and kept) and
+//!   reads the first that answers, which raises no event and is announced
+//!   to nobody; a peer without a copy raises a Require event of it for its
+//!   librarians, which may offer it from their archive. The segment is
 //!   filled before it is offered, so no consumer ever sees part of an
 //!   object.
 //!
@@ -263,6 +269,10 @@ pub struct FederationStatus {
     pub inline_pulls: u64,
     /// Remote reads that failed.
     pub failed_pulls: u64,
+    /// Those of `pulls` taken from another node's copy, under the
+    /// best-effort fault policy, after the object's own node was lost or
+    /// could not be read.
+    pub replica_pulls: u64,
     /// Proxy members here of other nodes' consumer-group members (one per
     /// group and node that has members).
     pub group_proxies: usize,

@@ -25,7 +25,7 @@ use super::{FederationConfig, FederationError, FederationStatus, REFUSALS_KEPT};
 use crate::engine::GroupNote;
 use crate::events::EventKind;
 use crate::ipc::client::{Client, ClientConfig, ClientError, GroupRecord, Notice, Reply, View};
-use crate::ipc::manager::{Control, ManagerHandle};
+use crate::ipc::manager::{Control, FaultPolicy, ManagerHandle};
 use crate::ipc::wire::{Attributes, ErrorCode, RequestId};
 
 /// How long the serving thread without exposed memory waits for a command
@@ -606,6 +606,16 @@ impl Source {
     }
 }
 
+/// A copy of this node exposed for peers that sought it (`Seek`), until
+/// each has answered (`Released`), its link ended, or the remote timeout
+/// passed since the latest asked.
+struct Lent {
+    attrs: Attributes,
+    payload: Payload,
+    readers: HashSet<String>,
+    since: Instant,
+}
+
 /// The node: all federation state, owned by one thread.
 struct Node {
     me: String,
@@ -641,6 +651,18 @@ struct Node {
     required: HashSet<String>,
     /// Names this node's client requires for peers, by the peers.
     held_for: HashMap<String, HashSet<String>>,
+    /// What to do when a peer cannot deliver: fail the waiting demands
+    /// (fail-fast), or seek a copy elsewhere (best-effort).
+    policy: FaultPolicy,
+    /// Names whose offering node's link ended, by that node.
+    lost: HashMap<String, String>,
+    /// Copies of this node exposed for peers that sought them.
+    lent: HashMap<String, Lent>,
+    /// Names this node sought from its peers and has no copy of yet.
+    sought: HashSet<String>,
+    /// Names peers sought and this node held no copy of, by the seekers:
+    /// a Require event was raised here for them (a librarian may answer).
+    asked: HashMap<String, HashSet<String>>,
     status: Arc<Mutex<FederationStatus>>,
     linked: Arc<Mutex<HashSet<String>>>,
     tx: Inbox,
@@ -669,6 +691,7 @@ impl Node {
         client.subscribe("*", EventKind::Offer | EventKind::Withdraw, false)?;
         let (server, choice) = Server::start(fabric.clone())?;
         lock(&status).fabric = choice;
+        let policy = control.policy();
         Ok(Node {
             me,
             client,
@@ -691,6 +714,11 @@ impl Node {
             forwarded: HashMap::new(),
             required: HashSet::new(),
             held_for: HashMap::new(),
+            policy,
+            lost: HashMap::new(),
+            lent: HashMap::new(),
+            sought: HashSet::new(),
+            asked: HashMap::new(),
             status,
             linked,
             tx,
@@ -782,6 +810,9 @@ impl Node {
                 }
                 if self.imports.contains_key(&name) {
                     self.pull(&name);
+                } else if let Some(node) = self.lost.get(&name) {
+                    let text = format!("{name}: its node {node} was lost");
+                    self.unserved(&name, &text);
                 } else {
                     self.wanted.insert(name);
                 }
@@ -791,7 +822,15 @@ impl Node {
                 let known = self.exports.contains_key(&name)
                     || self.imports.contains_key(&name)
                     || self.copies.contains_key(&name);
-                if !known && self.required.insert(name.clone()) {
+                if known {
+                    return;
+                }
+                if self.policy == FaultPolicy::BestEffort && self.lost.contains_key(&name) {
+                    // Offered before by a node lost since: a peer's copy
+                    // serves the require.
+                    self.seek(&name);
+                }
+                if self.required.insert(name.clone()) {
                     debug!(%name, "required here, asking the peers to hold it");
                     self.broadcast(&PeerMsg::Required {
                         name,
@@ -1059,15 +1098,39 @@ impl Node {
             .collect();
         for name in gone {
             self.forget_import(&name);
+            self.lost.insert(name, peer.into());
         }
-        let copies: Vec<String> = self
-            .copies
-            .iter()
-            .filter(|(_, p)| *p == peer)
-            .map(|(n, _)| n.clone())
+        // Best-effort keeps the whole copies read from it: they serve
+        // here, and the peers that seek them.
+        if self.policy == FaultPolicy::FailFast {
+            let copies: Vec<String> = self
+                .copies
+                .iter()
+                .filter(|(_, p)| *p == peer)
+                .map(|(n, _)| n.clone())
+                .collect();
+            for name in copies {
+                self.withdraw_copy(&name);
+            }
+        }
+        let returned: Vec<String> = self
+            .lent
+            .iter_mut()
+            .filter_map(|(name, l)| {
+                (l.readers.remove(peer) && l.readers.is_empty()).then(|| name.clone())
+            })
             .collect();
-        for name in copies {
-            self.withdraw_copy(&name);
+        for name in returned {
+            self.unlend(&name);
+        }
+        let asked: Vec<String> = self
+            .asked
+            .iter()
+            .filter(|(_, seekers)| seekers.contains(peer))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in asked {
+            self.unask(peer, &name);
         }
         // Its members are gone: the records they held go to others.
         let groups: Vec<String> = self
@@ -1139,21 +1202,30 @@ impl Node {
                 size,
                 region,
             } => {
-                let source = if size == 0 {
-                    Source::Inline(Vec::new())
-                } else {
-                    match region.parse::<RegionDescriptor>() {
-                        Ok(region) => Source::Remote { size, region },
-                        Err(e) => {
-                            warn!(%peer, %name, error = %e, "bad region descriptor; offer ignored");
-                            return;
-                        }
-                    }
-                };
-                self.import(peer, name, attrs, source);
+                if let Some(source) = remote_source(peer, &name, size, &region) {
+                    self.import(peer, name, attrs, source);
+                }
             }
             PeerMsg::OfferedInline { name, attrs, bytes } => {
                 self.import(peer, name, attrs, Source::Inline(bytes));
+            }
+            PeerMsg::Seek { name } => self.lend(peer, name),
+            PeerMsg::Sought { name } => self.unask(peer, &name),
+            PeerMsg::Replica {
+                name,
+                attrs,
+                size,
+                region,
+            } => {
+                let source = remote_source(peer, &name, size, &region);
+                if let Some(source) = source {
+                    self.take_replica(peer, &name, attrs, &source);
+                }
+                // Read or not: the peer may stop exposing its copy.
+                self.send(peer, &PeerMsg::Released { name });
+            }
+            PeerMsg::ReplicaInline { name, attrs, bytes } => {
+                self.take_replica(peer, &name, attrs, &Source::Inline(bytes));
             }
             PeerMsg::Withdrawn { name } => {
                 // Reads are synchronous on this thread: none of `name` is in
@@ -1191,6 +1263,13 @@ impl Node {
                 }
             }
             PeerMsg::Released { name } => {
+                let returned = self.lent.get_mut(&name).is_some_and(|l| {
+                    l.readers.remove(peer);
+                    l.readers.is_empty()
+                });
+                if returned {
+                    self.unlend(&name);
+                }
                 let done = self
                     .exports
                     .get_mut(&name)
@@ -1233,6 +1312,7 @@ impl Node {
             source,
         };
         self.imports.insert(name.clone(), import);
+        self.lost.remove(&name);
         let wanted = self.wanted.remove(&name);
         if (wanted || self.required.contains(&name)) && !self.copies.contains_key(&name) {
             self.pull(&name);
@@ -1268,38 +1348,8 @@ impl Node {
     /// Takes a view of the local object `name`, exposes it and tells the
     /// peers.
     fn export(&mut self, name: String) {
-        let id = match self.client.submit_demand(&name) {
-            Ok(id) => id,
-            Err(e) => return warn!(%name, error = %e, "cannot demand an offer to export it"),
-        };
-        let view = match self.client.wait(id, Some(LOCAL_DEMAND.min(self.timeout))) {
-            Ok(Reply::Data(view)) => view,
-            Ok(other) => return warn!(%name, reply = ?other, "unexpected reply to a demand"),
-            // Withdrawn before we got to it: the manager says so at once.
-            Err(ClientError::Pool { code, text }) => {
-                return debug!(%name, ?code, %text, "offer gone before it was exported")
-            }
-            Err(e) => {
-                // No answer in time: cancel the waiting demand.
-                debug!(%name, error = %e, "offer not exported");
-                let _ = self.client.retract(&name);
-                return;
-            }
-        };
-        let (attrs, size) = (view.attrs().clone(), view.len() as u64);
-        let payload = if size <= self.eager_max {
-            let bytes = view.to_vec();
-            drop(view);
-            // Released at once: nothing of this node's is read remotely.
-            if let Err(e) = self.client.flush() {
-                warn!(error = %e, "cannot release a view");
-            }
-            Payload::Inline(bytes)
-        } else {
-            match self.server.expose(&name, view) {
-                Ok(region) => Payload::Exposed { size, region },
-                Err(e) => return warn!(%name, error = %e, "cannot expose an offer to the peers"),
-            }
+        let Some((attrs, payload)) = self.payload(&name) else {
+            return;
         };
         let export = Export {
             attrs,
@@ -1308,8 +1358,57 @@ impl Node {
         };
         let msg = offered(&name, &export);
         self.unrequire(&name);
+        self.end_seek(&name);
         self.exports.insert(name, export);
         self.broadcast(&msg);
+    }
+
+    /// Takes a view of the object on offer here as `name` and makes it
+    /// readable by the peers: its bytes, up to the eager limit, or its
+    /// memory exposed. `None` (logged) when it is gone or cannot be exposed.
+    fn payload(&mut self, name: &str) -> Option<(Attributes, Payload)> {
+        let id = match self.client.submit_demand(name) {
+            Ok(id) => id,
+            Err(e) => {
+                warn!(%name, error = %e, "cannot demand an object for the peers");
+                return None;
+            }
+        };
+        let view = match self.client.wait(id, Some(LOCAL_DEMAND.min(self.timeout))) {
+            Ok(Reply::Data(view)) => view,
+            Ok(other) => {
+                warn!(%name, reply = ?other, "unexpected reply to a demand");
+                return None;
+            }
+            // Withdrawn before we got to it: the manager says so at once.
+            Err(ClientError::Pool { code, text }) => {
+                debug!(%name, ?code, %text, "object gone before the peers could have it");
+                return None;
+            }
+            Err(e) => {
+                // No answer in time: cancel the waiting demand.
+                debug!(%name, error = %e, "object not made readable by the peers");
+                let _ = self.client.retract(name);
+                return None;
+            }
+        };
+        let (attrs, size) = (view.attrs().clone(), view.len() as u64);
+        if size <= self.eager_max {
+            let bytes = view.to_vec();
+            drop(view);
+            // Released at once: nothing of this node's is read remotely.
+            if let Err(e) = self.client.flush() {
+                warn!(error = %e, "cannot release a view");
+            }
+            return Some((attrs, Payload::Inline(bytes)));
+        }
+        match self.server.expose(name, view) {
+            Ok(region) => Some((attrs, Payload::Exposed { size, region })),
+            Err(e) => {
+                warn!(%name, error = %e, "cannot expose an object to the peers");
+                None
+            }
+        }
     }
 
     /// The producer withdrew `name`: tell the peers, and keep its memory
@@ -1339,12 +1438,86 @@ impl Node {
     /// Drops an export: unregisters its memory, then releases its view.
     fn unexport(&mut self, name: &str) {
         if let Some(Payload::Exposed { .. }) = self.exports.remove(name).map(|e| e.payload) {
-            self.server.unexpose(name);
-            if let Err(e) = self.client.flush() {
-                warn!(error = %e, "cannot release a view");
-            }
+            self.unexpose(name);
         }
         self.publish_status();
+    }
+
+    /// Unregisters the memory of `name`, then releases its view.
+    fn unexpose(&mut self, name: &str) {
+        self.server.unexpose(name);
+        if let Err(e) = self.client.flush() {
+            warn!(error = %e, "cannot release a view");
+        }
+    }
+
+    /// A peer seeks `name`: answers with this node's copy, if it holds a
+    /// complete one (its bytes, or its memory exposed until the peer
+    /// answers). The copy is lent, never announced: the peer raises no
+    /// event of it and offers it to nobody else.
+    fn lend(&mut self, peer: &str, name: String) {
+        if let Some(lent) = self.lent.get_mut(&name) {
+            lent.readers.insert(peer.into());
+            lent.since = Instant::now();
+            let msg = carrying(&name, &lent.attrs, &lent.payload, true);
+            return self.send(peer, &msg);
+        }
+        if self.exports.contains_key(&name) {
+            // Announced to the peers already.
+            return;
+        }
+        if !self.copies.contains_key(&name) {
+            // No whole copy here (one is offered only once whole): ask
+            // this node's librarians, if any.
+            let seekers = self.asked.entry(name.clone()).or_default();
+            if seekers.insert(peer.into()) && seekers.len() == 1 {
+                self.control
+                    .raise_remote(EventKind::Require, &name, &Attributes::new(), peer);
+            }
+            return;
+        }
+        let Some((attrs, payload)) = self.payload(&name) else {
+            return;
+        };
+        let msg = carrying(&name, &attrs, &payload, true);
+        if let Payload::Exposed { .. } = payload {
+            let lent = Lent {
+                attrs,
+                payload,
+                readers: HashSet::from([peer.to_string()]),
+                since: Instant::now(),
+            };
+            self.lent.insert(name, lent);
+        }
+        self.send(peer, &msg);
+    }
+
+    /// `peer` seeks `name` no more (it has a copy, or its link ended): the
+    /// require raised here for the last seeker is retracted.
+    fn unask(&mut self, peer: &str, name: &str) {
+        let Some(seekers) = self.asked.get_mut(name) else {
+            return;
+        };
+        if seekers.remove(peer) && seekers.is_empty() {
+            self.asked.remove(name);
+            self.control
+                .raise_remote(EventKind::Retract, name, &Attributes::new(), peer);
+        }
+    }
+
+    /// This node has `name` (a copy, or offers it itself): the peers asked
+    /// for it need look no further.
+    fn end_seek(&mut self, name: &str) {
+        if self.sought.remove(name) {
+            self.broadcast(&PeerMsg::Sought { name: name.into() });
+        }
+    }
+
+    /// Stops lending the copy `name`.
+    fn unlend(&mut self, name: &str) {
+        if self.lent.remove(name).is_some() {
+            self.unexpose(name);
+        }
     }
 
     /// Releases withdrawn exports whose peers did not answer in time.
@@ -1362,6 +1535,16 @@ impl Node {
         for (name, peers) in overdue {
             warn!(%name, ?peers, ?timeout, "peers did not answer a withdrawal in time; releasing it");
             self.unexport(&name);
+        }
+        let overdue: Vec<String> = self
+            .lent
+            .iter()
+            .filter(|(_, l)| l.since.elapsed() >= timeout)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in overdue {
+            debug!(%name, ?timeout, "a lent copy's readers did not answer in time; releasing it");
+            self.unlend(&name);
         }
     }
 
@@ -1392,24 +1575,64 @@ impl Node {
     }
 
     /// Reads the peer's object `name` into a segment of this node's pool
-    /// and offers it here; fails the waiting demands when that fails.
+    /// and offers it here; when that fails, fails the waiting demands or
+    /// seeks a copy elsewhere, by the fault policy.
     fn pull(&mut self, name: &str) {
-        let Some(import) = self.imports.get(name) else {
+        // Out of the map while it is read (moving it moves no byte).
+        let Some(import) = self.imports.remove(name) else {
             return;
         };
-        let (peer, size, attrs) = (
-            import.peer.clone(),
-            import.source.size(),
-            import.attrs.clone(),
-        );
-        let inline = matches!(import.source, Source::Inline(_));
-        let result = match &import.source {
-            Source::Inline(bytes) => offer_copy(&mut self.client, self.timeout, name, attrs, bytes),
-            Source::Remote { size, region } => {
-                let (size, region) = (*size, region.clone());
-                self.read_and_offer(name, size, attrs, &region)
-            }
+        let result = self.copy_in(name, &import.peer, import.attrs.clone(), &import.source);
+        self.imports.insert(name.into(), import);
+        match result {
+            Ok(()) => self.end_seek(name),
+            Err(text) => self.unserved(name, &text),
+        }
+    }
+
+    /// A peer's copy of `name` (the answer to this node's `Seek`): read
+    /// into this node, if it is still sought here and not held yet. The
+    /// copy here belongs to the object's node (its withdrawal there
+    /// withdraws it here too), not to the peer that lent it.
+    fn take_replica(&mut self, lender: &str, name: &str, attrs: Attributes, source: &Source) {
+        if self.copies.contains_key(name) || !self.wanted.remove(name) {
+            return;
+        }
+        let origin = match (self.imports.get(name), self.lost.get(name)) {
+            (Some(import), _) => import.peer.clone(),
+            (None, Some(node)) => node.clone(),
+            (None, None) => lender.to_string(),
         };
+        match self.copy_in(name, lender, attrs, source) {
+            Ok(()) => {
+                lock(&self.status).replica_pulls += 1;
+                self.copies.insert(name.into(), origin);
+                self.unrequire(name);
+                self.end_seek(name);
+            }
+            Err(text) => {
+                // Another peer's answer may serve it yet.
+                warn!("{text}");
+                self.wanted.insert(name.into());
+            }
+        }
+    }
+
+    /// Copies `name` from `source` (held by `peer`) into a segment here
+    /// and offers it; the copy is `peer`'s until the caller says
+    /// otherwise. Counted in the status.
+    fn copy_in(
+        &mut self,
+        name: &str,
+        peer: &str,
+        attrs: Attributes,
+        source: &Source,
+    ) -> Result<(), String> {
+        let result = match source {
+            Source::Inline(bytes) => offer_copy(&mut self.client, self.timeout, name, attrs, bytes),
+            Source::Remote { size, region } => self.read_and_offer(name, *size, attrs, region),
+        };
+        let (size, inline) = (source.size(), matches!(source, Source::Inline(_)));
         let mut s = lock(&self.status);
         match result {
             Ok(()) => {
@@ -1417,17 +1640,35 @@ impl Node {
                 s.pulled_bytes += size;
                 s.inline_pulls += u64::from(inline);
                 drop(s);
-                self.copies.insert(name.into(), peer);
+                self.copies.insert(name.into(), peer.into());
+                Ok(())
             }
             Err(why) => {
                 s.failed_pulls += 1;
-                drop(s);
-                let text = format!("reading {name} ({size} bytes) from {peer}: {why}");
-                warn!("{text}");
-                self.control
-                    .fail_demands(name, ErrorCode::RemoteFailed, &text);
+                Err(format!("reading {name} ({size} bytes) from {peer}: {why}"))
             }
         }
+    }
+
+    /// No peer could deliver `name` (`text` says why): fail-fast fails the
+    /// demands waiting for it; best-effort seeks a copy on the other nodes
+    /// and the demands wait (until their own timeout) for one.
+    fn unserved(&mut self, name: &str, text: &str) {
+        warn!("{text}");
+        match self.policy {
+            FaultPolicy::FailFast => self
+                .control
+                .fail_demands(name, ErrorCode::RemoteFailed, text),
+            FaultPolicy::BestEffort => self.seek(name),
+        }
+    }
+
+    /// Asks every peer for a copy of `name`: the first whole one that
+    /// arrives serves this node.
+    fn seek(&mut self, name: &str) {
+        self.wanted.insert(name.into());
+        self.sought.insert(name.into());
+        self.broadcast(&PeerMsg::Seek { name: name.into() });
     }
 
     /// Reads `size` bytes at the peer's `region` straight into a segment
@@ -1472,9 +1713,21 @@ impl Node {
         for name in imported {
             self.forget_import(&name);
         }
+        let asked: Vec<(String, String)> = self
+            .asked
+            .iter()
+            .flat_map(|(name, seekers)| seekers.iter().map(|p| (p.clone(), name.clone())))
+            .collect();
+        for (peer, name) in asked {
+            self.unask(&peer, &name);
+        }
         let names: Vec<String> = self.exports.keys().cloned().collect();
         for name in names {
             self.unexport(&name);
+        }
+        let lent: Vec<String> = self.lent.keys().cloned().collect();
+        for name in lent {
+            self.unlend(&name);
         }
         self.publish_status();
     }
@@ -1518,17 +1771,50 @@ fn submit_and_wait<E: std::fmt::Display>(
 
 /// The offer message of an export.
 fn offered(name: &str, e: &Export) -> PeerMsg {
-    match &e.payload {
-        Payload::Inline(bytes) => PeerMsg::OfferedInline {
-            name: name.into(),
-            attrs: e.attrs.clone(),
+    carrying(name, &e.attrs, &e.payload, false)
+}
+
+/// The message that tells a peer how to take `name`'s bytes: its offer,
+/// or (`replica`) the answer to its `Seek`.
+fn carrying(name: &str, attrs: &Attributes, payload: &Payload, replica: bool) -> PeerMsg {
+    let (name, attrs) = (name.to_string(), attrs.clone());
+    match (payload, replica) {
+        (Payload::Inline(bytes), false) => PeerMsg::OfferedInline {
+            name,
+            attrs,
             bytes: bytes.clone(),
         },
-        Payload::Exposed { size, region } => PeerMsg::Offered {
-            name: name.into(),
-            attrs: e.attrs.clone(),
+        (Payload::Inline(bytes), true) => PeerMsg::ReplicaInline {
+            name,
+            attrs,
+            bytes: bytes.clone(),
+        },
+        (Payload::Exposed { size, region }, false) => PeerMsg::Offered {
+            name,
+            attrs,
             size: *size,
             region: region.clone(),
         },
+        (Payload::Exposed { size, region }, true) => PeerMsg::Replica {
+            name,
+            attrs,
+            size: *size,
+            region: region.clone(),
+        },
+    }
+}
+
+/// Where the bytes of `peer`'s object `name` of `size` bytes are, by its
+/// region descriptor (text form); `None` (logged) when malformed.
+fn remote_source(peer: &str, name: &str, size: u64, region: &str) -> Option<Source> {
+    if size == 0 {
+        return Some(Source::Inline(Vec::new()));
+    }
+    match region.parse::<RegionDescriptor>() {
+        Ok(region) => Some(Source::Remote { size, region }),
+        Err(e) => {
+            warn!(%peer, %name, error = %e, "bad region descriptor; ignored");
+            None
+        }
     }
 }

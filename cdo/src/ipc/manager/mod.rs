@@ -226,6 +226,8 @@ struct Shared {
     versions: Versions,
     /// The capabilities offered to clients that HELLO.
     capabilities: Capabilities,
+    /// What the pool does when part of an operation fails.
+    policy: FaultPolicy,
 }
 
 /// What a federation of pool managers needs of its local manager: to hear
@@ -330,6 +332,12 @@ impl Control {
         routed
     }
 
+    /// The manager's fault policy ([`ManagerConfig::policy`]), which a
+    /// federation follows for objects of nodes it lost.
+    pub fn policy(&self) -> FaultPolicy {
+        self.0.policy
+    }
+
     /// Raises the events of `kind` on `name`, an object of federated node
     /// `node` with attributes `attrs`, for this manager's subscribers
     /// whose selector matches ([`EventRef::node`](crate::ipc::wire::EventRef::node)
@@ -419,6 +427,7 @@ pub fn start_with_registry(
         tick: Condvar::new(),
         versions: config.versions,
         capabilities: config.capabilities,
+        policy: config.policy,
     });
     let ticker = {
         let shared = shared.clone();
