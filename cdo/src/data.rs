@@ -227,6 +227,14 @@ impl Data {
         self.0.as_deref()
     }
 
+    /// The buffer, writable, when this view is its only one (no consumer,
+    /// offer or other clone shares it): a producer's staging block can be
+    /// refilled and offered again without a new allocation. `None` when
+    /// empty or shared.
+    pub fn get_mut(&mut self) -> Option<&mut Buffer> {
+        self.0.as_mut().and_then(Arc::get_mut)
+    }
+
     /// Whether both views share the same bytes.
     pub fn same_bytes(&self, other: &Data) -> bool {
         match (&self.0, &other.0) {
