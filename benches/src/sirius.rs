@@ -44,8 +44,11 @@ fn params(nmax: &str, bands: &str, budget: &str) -> Params {
 fn timed(params: &Params, memory: &Memory, report: &mut Option<Report>) -> Duration {
     let mut offload =
         Offload::sim(memory.clone(), params.device_budget).expect("the test double starts");
+    let mut stage =
+        sirius::CopyStage::new(mamba::gpu::SimDevice::new()).expect("the test double starts");
     let t = Instant::now();
-    let r = sirius::run(params, memory, &mut offload).expect("the benchmark run converges");
+    let r =
+        sirius::run(params, memory, &mut offload, &mut stage).expect("the benchmark run converges");
     let elapsed = t.elapsed();
     *report = Some(r);
     elapsed / STEPS as u32

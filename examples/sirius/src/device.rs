@@ -186,6 +186,23 @@ impl Offload {
         ))
     }
 
+    /// The test double `device` (the one whose GPU space the wave
+    /// functions are staged into), host scratch from `memory`.
+    ///
+    /// # Errors
+    /// [`DeviceError::Runtime`] when the double refuses a stream.
+    pub fn sim_on(
+        device: mamba::gpu::SimDevice,
+        memory: Memory,
+        budget: Option<u64>,
+    ) -> Result<Offload, DeviceError> {
+        Ok(Offload::linked(
+            &DeviceKind::Sim.to_string(),
+            Box::new(RuntimeLink::new(device, memory)?),
+            budget,
+        ))
+    }
+
     /// CUDA device `ordinal`, host scratch from `memory`.
     ///
     /// # Errors
