@@ -173,8 +173,8 @@ impl Offload {
         }
     }
 
-    /// The test double ([`mamba::gpu::SimDevice`]), host scratch from
-    /// `memory`.
+    /// A fresh test double ([`mamba::gpu::SimDevice`]), device slots from
+    /// a device pool over it, host scratch from `memory`.
     ///
     /// # Errors
     /// [`DeviceError::Runtime`] when the double refuses a stream.
@@ -186,24 +186,29 @@ impl Offload {
         ))
     }
 
-    /// The test double `device` (the one whose GPU space the wave
-    /// functions are staged into), host scratch from `memory`.
+    /// Device slots from GPU space `space` of `mamba` (the GPU tier's
+    /// pool; the space the wave functions are staged into), copies on its
+    /// device's runtime, host scratch from `memory`; labelled as `kind`.
     ///
     /// # Errors
-    /// [`DeviceError::Runtime`] when the double refuses a stream.
-    pub fn sim_on(
-        device: mamba::gpu::SimDevice,
+    /// [`DeviceError::Runtime`] for a space without a GPU runtime or when
+    /// no stream can be made.
+    pub fn in_space(
+        kind: DeviceKind,
+        mamba: std::sync::Arc<mamba::Mamba>,
+        space: mamba::SpaceId,
         memory: Memory,
         budget: Option<u64>,
     ) -> Result<Offload, DeviceError> {
         Ok(Offload::linked(
-            &DeviceKind::Sim.to_string(),
-            Box::new(RuntimeLink::new(device, memory)?),
+            &kind.to_string(),
+            Box::new(RuntimeLink::in_space(mamba, space, memory)?),
             budget,
         ))
     }
 
-    /// CUDA device `ordinal`, host scratch from `memory`.
+    /// CUDA device `ordinal`, device slots from a device pool over it,
+    /// host scratch from `memory`.
     ///
     /// # Errors
     /// [`DeviceError::NoGpu`] without libcuda or that device.

@@ -13,7 +13,7 @@
 //! | [`physics`] | plane waves in a cubic cell, a separable cosine potential, H(k) applied matrix-free, exact eigenvalues |
 //! | [`solver`] | block Davidson, subspace problems through `faer` on pooled workspace |
 //! | [`device`] | the device seam: apply on the CPU, or host -> device -> host in budget-sized chunks |
-//! | [`link`] | the seam over mamba's GPU runtime: CUDA, or its `SimDevice` test double |
+//! | [`link`] | the seam over mamba's GPU runtime (CUDA, or its `SimDevice` test double), device slots from the GPU tier's pool |
 //! | [`memory`] | buffers from a mamba pool (or the heap, for comparison) |
 //! | [`stage`] | wave functions host -> device -> host around every eigensolver call, as CDOs |
 //! | [`scf`] | the SCF loop and its report |
@@ -125,10 +125,10 @@ impl Node {
     /// * `cpu`: the discovered node's highest-bandwidth host space, which
     ///   is also the device space (hand-overs copy nothing);
     /// * `sim`: a mamba assembled from a DRAM space and a GPU space of a
-    ///   [`SimDevice`](mamba::gpu::SimDevice) (the test double), whose
-    ///   runtime also carries the offload;
+    ///   [`SimDevice`](mamba::gpu::SimDevice) (the test double); the
+    ///   offload's device slots come from that space's pool;
     /// * `gpu`: the discovered node with its CUDA spaces, device 0's GPU
-    ///   space as the device space;
+    ///   space as the device space and the pool of the device slots;
     /// * `auto`: `gpu` when it can be used, `cpu` otherwise.
     ///
     /// # Errors
@@ -171,8 +171,7 @@ impl Node {
     }
 
     fn sim(params: &Params) -> Result<Node, AppError> {
-        let sim = mamba::gpu::SimDevice::new();
-        let gpu = mamba::gpu::GpuDevice::new(Arc::new(sim.clone()));
+        let gpu = mamba::gpu::GpuDevice::new(Arc::new(mamba::gpu::SimDevice::new()));
         let settings = mamba::PoolSettings {
             chunk_size: pool_chunk(params),
             ..mamba::PoolSettings::default()
@@ -206,7 +205,13 @@ impl Node {
             ),
         ])?);
         let memory = Memory::pooled(mamba.clone(), &mamba::Policy::require(host))?;
-        let offload = Offload::sim_on(sim, memory.clone(), params.device_budget)?;
+        let offload = Offload::in_space(
+            DeviceKind::Sim,
+            Arc::clone(&mamba),
+            device,
+            memory.clone(),
+            params.device_budget,
+        )?;
         Ok(Node {
             mamba,
             memory,
@@ -234,7 +239,13 @@ impl Node {
             .map(|s| s.id)
             .ok_or_else(|| MemoryError::NotHostAccessible("every space".into()))?;
         let memory = Memory::pooled(mamba.clone(), &mamba::Policy::require(host))?;
-        let offload = Offload::gpu(0, memory.clone(), params.device_budget)?;
+        let offload = Offload::in_space(
+            DeviceKind::Gpu,
+            Arc::clone(&mamba),
+            device,
+            memory.clone(),
+            params.device_budget,
+        )?;
         Ok(Node {
             mamba,
             memory,
