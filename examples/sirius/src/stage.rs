@@ -285,6 +285,8 @@ impl Stage for CdoStage<'_> {
 
     fn stage_in(&mut self, kpoint: usize, psi: &[c64]) -> Result<(), StageError> {
         let k = self.kpoint(kpoint, psi.len())?;
+        // What a failed call left with the device side goes.
+        k.received = None;
         Self::unshared(kpoint, &mut k.host_block)?.write_bytes(0, bytes(psi))?;
         let (got, copied) = Self::hand_over(&k.offer_in, &k.demand_in, &k.host_block)?;
         let len = got.len() as u64;
@@ -621,6 +623,13 @@ mod tests {
             stage.load(1, &mut psi),
             Err(StageError::OutOfOrder { kpoint: 1, .. })
         ));
+        // A call abandoned after its stage-in does not block the next one.
+        stage.stage_in(1, &psi).unwrap();
+        let fresh = block(10, 3.0);
+        stage.stage_in(1, &fresh).unwrap();
+        let mut solver = vec![c64::new(0.0, 0.0); 10];
+        stage.load(1, &mut solver).unwrap();
+        assert_eq!(solver, fresh);
         let mut peer = CopyStage::new(mamba::gpu::SimDevice::new()).unwrap();
         assert!(matches!(
             peer.stage_out(0, &mut psi),
