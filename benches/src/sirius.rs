@@ -12,7 +12,8 @@
 //!   the runtime per eigensolver call (the slots and the staging blocks),
 //!   and a synchronous runtime copy per move.
 //!
-//! Both run on the test double with the same budget, so they move the
+//! Both run on the test double with the same budget, H applied by the
+//! double in its stream order on both sides, so they move the
 //! same bytes and take the same number of buffers (the row reports both)
 //! and must find the same eigenvalues (checked: a row whose sides differ
 //! is not reported). On a machine without a GPU the double's copies are
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use mamba::gpu::SimDevice;
 use sirius::link::{RuntimeLink, SlotSource};
-use sirius::{CdoStage, Cli, CopyStage, DeviceKind, Memory, Node, Offload, Params, Report};
+use sirius::{CdoStage, Cli, CopyStage, Memory, Node, Offload, Params, Report};
 
 use crate::{interleaved_medians, Better, Counts, Row};
 
@@ -60,8 +61,9 @@ fn ours(params: &Params, node: &Node, report: &mut Option<Report>) -> Duration {
     // Fresh counters over the same pools.
     let memory = Memory::pooled(Arc::clone(&node.mamba), &mamba::Policy::require(node.host))
         .expect("the host space pools");
-    let mut offload = Offload::in_space(
-        DeviceKind::Sim,
+    let sim = node.sim.clone().expect("a node of the test double");
+    let mut offload = Offload::in_sim_space(
+        sim,
         Arc::clone(&node.mamba),
         node.device,
         memory.clone(),
@@ -84,7 +86,8 @@ fn peer(params: &Params, report: &mut Option<Report>) -> Duration {
     let memory = Memory::heap();
     let sim = SimDevice::new();
     let link = RuntimeLink::new(Arc::new(sim.clone()), memory.clone(), SlotSource::Runtime)
-        .expect("the test double starts");
+        .expect("the test double starts")
+        .applying_on(sim.clone());
     let mut offload = Offload::linked("sim (runtime slots)", Box::new(link), params.device_budget);
     let mut stage = CopyStage::new(sim).expect("the test double starts");
     let t = Instant::now();

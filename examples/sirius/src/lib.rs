@@ -111,6 +111,8 @@ pub struct Node {
     pub host: mamba::SpaceId,
     /// The device space: `host` itself on the CPU.
     pub device: mamba::SpaceId,
+    /// The test double behind `device` (`--device sim` only).
+    pub sim: Option<mamba::gpu::SimDevice>,
     /// Where H is applied.
     pub offload: Offload,
 }
@@ -126,7 +128,8 @@ impl Node {
     ///   is also the device space (hand-overs copy nothing);
     /// * `sim`: a mamba assembled from a DRAM space and a GPU space of a
     ///   [`SimDevice`](mamba::gpu::SimDevice) (the test double); the
-    ///   offload's device slots come from that space's pool;
+    ///   offload's device slots come from that space's pool, and the
+    ///   double applies H in its stream order;
     /// * `gpu`: the discovered node with its CUDA spaces, device 0's GPU
     ///   space as the device space and the pool of the device slots;
     /// * `auto`: `gpu` when it can be used, `cpu` otherwise.
@@ -166,12 +169,14 @@ impl Node {
             memory,
             host,
             device: host,
+            sim: None,
             offload: Offload::cpu(),
         })
     }
 
     fn sim(params: &Params) -> Result<Node, AppError> {
-        let gpu = mamba::gpu::GpuDevice::new(Arc::new(mamba::gpu::SimDevice::new()));
+        let sim = mamba::gpu::SimDevice::new();
+        let gpu = mamba::gpu::GpuDevice::new(Arc::new(sim.clone()));
         let settings = mamba::PoolSettings {
             chunk_size: pool_chunk(params),
             ..mamba::PoolSettings::default()
@@ -205,8 +210,8 @@ impl Node {
             ),
         ])?);
         let memory = Memory::pooled(mamba.clone(), &mamba::Policy::require(host))?;
-        let offload = Offload::in_space(
-            DeviceKind::Sim,
+        let offload = Offload::in_sim_space(
+            sim.clone(),
             Arc::clone(&mamba),
             device,
             memory.clone(),
@@ -217,6 +222,7 @@ impl Node {
             memory,
             host,
             device,
+            sim: Some(sim),
             offload,
         })
     }
@@ -251,6 +257,7 @@ impl Node {
             memory,
             host,
             device,
+            sim: None,
             offload,
         })
     }

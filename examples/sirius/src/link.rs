@@ -9,13 +9,15 @@
 //! | [`SlotSource::Pool`] | a [`DevicePool`] over the link's runtime (stream-ordered reuse) | a link on its own device ([`RuntimeLink::sim`], [`RuntimeLink::cuda`]) |
 //! | [`SlotSource::Runtime`] | the runtime's `alloc_async`/`free_async` at every reservation | the benchmark's peer |
 //!
-//! The apply runs on the host after the copy back: the input chunk is
-//! copied device -> host into pooled scratch, H is applied there, and the
-//! result is copied host -> device into the output slot, all ordered on
-//! the link's stream. With [`SimDevice`] (the **test double**) this is how
-//! the double can apply at all; with [`CudaRuntime`] the wave functions
-//! really travel to the GPU and back, but the apply is still the CPU's
-//! (no device kernel yet), and the label says so.
+//! On the test double ([`SimDevice`]) H is applied on the device side: a
+//! host function enqueued on the link's stream reads the input slot and
+//! writes the output slot in the double's memory, in stream order, as a
+//! kernel would ([`RuntimeLink::applying_on`]). Elsewhere (CUDA) the apply
+//! runs on the host after the copy back: the input chunk is copied device
+//! -> host into pooled scratch, H is applied there, and the result is
+//! copied host -> device into the output slot, all ordered on the link's
+//! stream; the wave functions really travel to the GPU and back, but the
+//! apply is the CPU's (no device kernel yet), and the label says so.
 
 use std::fmt;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use mamba::{Allocation, Mamba, SpaceId};
 use crate::device::{DeviceError, DeviceLink};
 use crate::memory::{Buf, Memory};
 use crate::physics::Hamiltonian;
+use crate::stage::{bytes as raw, bytes_mut as raw_mut};
 
 /// Alignment of device slots.
 const SLOT_ALIGN: usize = 256;
@@ -97,6 +100,8 @@ pub struct RuntimeLink {
     memory: Memory,
     source: SlotSource,
     slots: Option<Slots>,
+    /// The test double that applies H in stream order, when it does.
+    device_apply: Option<SimDevice>,
 }
 
 impl fmt::Debug for RuntimeLink {
@@ -133,7 +138,25 @@ impl RuntimeLink {
             memory,
             source,
             slots: None,
+            device_apply: None,
         })
+    }
+
+    /// Applies H on `sim`, the test double this link's runtime drives
+    /// (a clone of it): each apply is a host function enqueued on the
+    /// link's stream ([`SimDevice::launch_host`]) that reads the input
+    /// slot and writes the output slot in device memory, so that it runs
+    /// after the upload of its chunk and overlaps nothing on the host, and
+    /// the upload of the next chunk is queued before it. Without it, H is
+    /// applied on the host after a synchronizing copy back.
+    pub fn applying_on(mut self, sim: SimDevice) -> RuntimeLink {
+        self.device_apply = Some(sim);
+        self
+    }
+
+    /// Whether H is applied on the device's stream.
+    pub fn applies_on_device(&self) -> bool {
+        self.device_apply.is_some()
     }
 
     /// A link whose slots come from a [`DevicePool`] over `rt`.
@@ -172,12 +195,14 @@ impl RuntimeLink {
         RuntimeLink::new(rt, memory, SlotSource::Space(mamba, space))
     }
 
-    /// The test double: a fresh [`SimDevice`], slots from a device pool.
+    /// The test double: a fresh [`SimDevice`], slots from a device pool,
+    /// H applied in its stream order ([`RuntimeLink::applying_on`]).
     ///
     /// # Errors
     /// As [`RuntimeLink::pooled`].
     pub fn sim(memory: Memory) -> Result<RuntimeLink, DeviceError> {
-        RuntimeLink::pooled(Arc::new(SimDevice::new()), memory)
+        let sim = SimDevice::new();
+        Ok(RuntimeLink::pooled(Arc::new(sim.clone()), memory)?.applying_on(sim))
     }
 
     /// CUDA device `ordinal`, slots from a device pool.
@@ -310,6 +335,20 @@ impl DeviceLink for RuntimeLink {
     }
 
     fn apply(&mut self, slot: usize, h: &Hamiltonian, len: usize) -> Result<(), DeviceError> {
+        if let Some(sim) = self.device_apply.clone() {
+            let (_, stream, s) = self.slots(slot, len)?;
+            let (x, y) = (s.ptr(slot, false), s.ptr(slot, true));
+            let kernel = h.kernel();
+            return sim
+                .launch_host(stream, move |mem| {
+                    let zero = c64::new(0.0, 0.0);
+                    let (mut xs, mut ys) = (vec![zero; len], vec![zero; len]);
+                    mem.read(x, raw_mut(&mut xs))?;
+                    kernel.apply(&xs, &mut ys);
+                    mem.write(y, raw(&ys))
+                })
+                .map_err(gpu);
+        }
         let (rt, stream, s) = self.slots(slot, len)?;
         // SAFETY: `host_x` holds `s.len >= len` values and is only touched
         // again after the synchronization below.
@@ -406,6 +445,36 @@ mod tests {
         offload.apply(&h, &x[..n], &mut y[..n]).unwrap();
         offload.release();
         assert_eq!(y, want);
+    }
+
+    #[test]
+    fn the_double_applies_in_stream_order_and_the_host_path_gives_the_same_bits() {
+        let memory = Memory::heap();
+        let h = Hamiltonian::new(&memory, 8.0, [0.1, 0.2, 0.3], 1, [0.2, -0.1, 0.3]).unwrap();
+        let n = h.dim();
+        let x = block(n, 7);
+        let mut want = vec![c64::new(0.0, 0.0); x.len()];
+        h.apply(&x, &mut want);
+        // Two vectors per chunk: 4 chunks.
+        let budget = Some((4 * 2 * n * 16) as u64);
+        for on_device in [true, false] {
+            let sim = SimDevice::new();
+            let mut link = RuntimeLink::pooled(Arc::new(sim.clone()), memory.clone()).unwrap();
+            if on_device {
+                link = link.applying_on(sim.clone());
+            }
+            assert_eq!(link.applies_on_device(), on_device);
+            let mut offload = Offload::linked("double", Box::new(link), budget);
+            let mut y = vec![c64::new(0.0, 0.0); x.len()];
+            offload.apply(&h, &x, &mut y).unwrap();
+            assert_eq!(y, want, "on the device: {on_device}");
+            let st = sim.stats();
+            // Each chunk up once and back once; the host path also copies
+            // each chunk back for the apply and its result up again.
+            assert_eq!(st.launches, if on_device { 4 } else { 0 });
+            assert_eq!(st.htod_copies, if on_device { 4 } else { 8 });
+            assert_eq!(st.dtoh_copies, st.htod_copies);
+        }
     }
 
     fn sim_node() -> crate::Node {

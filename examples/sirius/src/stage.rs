@@ -126,7 +126,7 @@ pub trait Stage {
 }
 
 /// The bytes of a block of values.
-fn bytes(v: &[c64]) -> &[u8] {
+pub(crate) fn bytes(v: &[c64]) -> &[u8] {
     // SAFETY: c64 is two f64 (repr(C)) without padding, so every byte of
     // the slice is initialised; u8 has no alignment requirement; the
     // length is the slice's in bytes.
@@ -134,7 +134,7 @@ fn bytes(v: &[c64]) -> &[u8] {
 }
 
 /// The bytes of a block of values, writable.
-fn bytes_mut(v: &mut [c64]) -> &mut [u8] {
+pub(crate) fn bytes_mut(v: &mut [c64]) -> &mut [u8] {
     // SAFETY: as in `bytes`; every bit pattern is a valid c64 (two f64).
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), size_of_val(v)) }
 }
