@@ -81,9 +81,9 @@ struct Slots {
     device: Vec<Slot>,
     /// Values per buffer.
     len: usize,
-    /// Host copies of an input chunk and of its result.
-    host_x: Buf<c64>,
-    host_y: Buf<c64>,
+    /// Host copies of an input chunk and of its result, for an apply on
+    /// the host (none when the device applies).
+    scratch: Option<(Buf<c64>, Buf<c64>)>,
 }
 
 impl Slots {
@@ -278,8 +278,10 @@ impl RuntimeLink {
                 first_error.get_or_insert(e);
             }
         }
-        drop(slots.host_y);
-        drop(slots.host_x);
+        if let Some((host_x, host_y)) = slots.scratch {
+            drop(host_y);
+            drop(host_x);
+        }
         synced?;
         first_error.map_or(Ok(()), Err)
     }
@@ -292,8 +294,13 @@ fn bytes(len: usize) -> usize {
 impl DeviceLink for RuntimeLink {
     fn reserve(&mut self, len: usize) -> Result<(), DeviceError> {
         self.free()?;
-        let host_x = self.memory.buf(len)?;
-        let host_y = self.memory.buf(len)?;
+        let scratch = if self.device_apply.is_some() {
+            None
+        } else {
+            let host_x = self.memory.buf(len)?;
+            let host_y = self.memory.buf(len)?;
+            Some((host_x, host_y))
+        };
         let mut device = Vec::with_capacity(4);
         for _ in 0..4 {
             match self.take(bytes(len).max(1)) {
@@ -311,8 +318,7 @@ impl DeviceLink for RuntimeLink {
         self.slots = Some(Slots {
             device,
             len,
-            host_x,
-            host_y,
+            scratch,
         });
         Ok(())
     }
@@ -350,32 +356,21 @@ impl DeviceLink for RuntimeLink {
                 .map_err(gpu);
         }
         let (rt, stream, s) = self.slots(slot, len)?;
+        let (x, y) = (s.ptr(slot, false), s.ptr(slot, true));
+        let Some((host_x, host_y)) = s.scratch.as_mut() else {
+            return Err(DeviceError::NotReserved);
+        };
         // SAFETY: `host_x` holds `s.len >= len` values and is only touched
         // again after the synchronization below.
-        unsafe {
-            rt.copy_dtoh_async(
-                s.host_x.as_mut_ptr().cast(),
-                s.ptr(slot, false),
-                bytes(len),
-                stream,
-            )
-        }
-        .map_err(gpu)?;
+        unsafe { rt.copy_dtoh_async(host_x.as_mut_ptr().cast(), x, bytes(len), stream) }
+            .map_err(gpu)?;
         // Also orders the previous apply's upload of `host_y` before it is
         // overwritten.
         rt.synchronize_stream(stream).map_err(gpu)?;
-        h.apply(&s.host_x[..len], &mut s.host_y[..len]);
+        h.apply(&host_x[..len], &mut host_y[..len]);
         // SAFETY: `host_y` stays untouched until the next apply or the
         // release, which synchronize this stream first.
-        unsafe {
-            rt.copy_htod_async(
-                s.ptr(slot, true),
-                s.host_y.as_ptr().cast(),
-                bytes(len),
-                stream,
-            )
-        }
-        .map_err(gpu)
+        unsafe { rt.copy_htod_async(y, host_y.as_ptr().cast(), bytes(len), stream) }.map_err(gpu)
     }
 
     fn download(&mut self, slot: usize, dst: &mut [c64]) -> Result<(), DeviceError> {
@@ -466,8 +461,12 @@ mod tests {
             assert_eq!(link.applies_on_device(), on_device);
             let mut offload = Offload::linked("double", Box::new(link), budget);
             let mut y = vec![c64::new(0.0, 0.0); x.len()];
+            let buffers = memory.buffers();
             offload.apply(&h, &x, &mut y).unwrap();
             assert_eq!(y, want, "on the device: {on_device}");
+            // Host scratch only for an apply on the host.
+            let scratch = memory.buffers() - buffers;
+            assert_eq!(scratch, if on_device { 0 } else { 2 });
             let st = sim.stats();
             // Each chunk up once and back once; the host path also copies
             // each chunk back for the apply and its result up again.
