@@ -113,6 +113,27 @@ impl Buffer {
         Ok(self.alloc.as_mut_slice()?)
     }
 
+    /// Copies `bytes` into the buffer at `offset`: a memory copy in host
+    /// memory, a copy to the device (through its copy stream) in GPU
+    /// memory, a disk write in spill spaces.
+    ///
+    /// # Errors
+    /// [`mamba::Error::OutOfBounds`] past the end; the device's or the
+    /// disk's errors; [`mamba::Error::NotHostAccessible`] for device memory
+    /// without a runtime that reaches it.
+    pub fn write_bytes(&mut self, offset: usize, bytes: &[u8]) -> Result<()> {
+        Ok(self.alloc.write_bytes(offset, bytes)?)
+    }
+
+    /// Copies `buf.len()` bytes at `offset` out of the buffer into `buf`,
+    /// wherever the buffer lies (see [`Buffer::write_bytes`]).
+    ///
+    /// # Errors
+    /// As [`Buffer::write_bytes`].
+    pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        Ok(self.alloc.read_bytes(offset, buf)?)
+    }
+
     /// The allocator the buffer came from.
     pub fn mamba(&self) -> &Arc<Mamba> {
         &self.mamba
@@ -177,9 +198,41 @@ impl Data {
         }
     }
 
+    /// Whether the CPU can read the bytes ([`Data::as_slice`] works);
+    /// true when empty.
+    pub fn host_accessible(&self) -> bool {
+        self.0.as_ref().is_none_or(|b| b.host_accessible())
+    }
+
+    /// Copies `buf.len()` bytes at `offset` into `buf`, wherever the bytes
+    /// lie: from the device for GPU memory, where [`Data::as_slice`] fails.
+    ///
+    /// # Errors
+    /// [`mamba::Error::OutOfBounds`] past the end (any non-empty read of
+    /// empty data); the device's errors.
+    pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        match &self.0 {
+            Some(b) => b.read_bytes(offset, buf),
+            None if offset == 0 && buf.is_empty() => Ok(()),
+            None => Err(mamba::Error::OutOfBounds {
+                requested: offset.saturating_add(buf.len()),
+                available: 0,
+            }
+            .into()),
+        }
+    }
+
     /// The underlying buffer, `None` when empty.
     pub fn buffer(&self) -> Option<&Buffer> {
         self.0.as_deref()
+    }
+
+    /// The buffer, writable, when this view is its only one (no consumer,
+    /// offer or other clone shares it): a producer's staging block can be
+    /// refilled and offered again without a new allocation. `None` when
+    /// empty or shared.
+    pub fn get_mut(&mut self) -> Option<&mut Buffer> {
+        self.0.as_mut().and_then(Arc::get_mut)
     }
 
     /// Whether both views share the same bytes.

@@ -1,6 +1,6 @@
 //! [`Pool`]: the in-process CDO marketplace.
 
-use crate::attrs::Place;
+use crate::attrs::{Attributes, Place};
 use crate::cdo::Cdo;
 use crate::config::PoolConfig;
 use crate::data::Buffer;
@@ -47,7 +47,16 @@ pub(crate) struct Shared {
 impl Shared {
     /// A new handle on an entry that already counts it.
     fn declare(&self, entry: Arc<Entry>) -> Cdo<'_> {
-        let cdo = Cdo::new(self, entry);
+        self.declare_with(entry, None)
+    }
+
+    /// A handle on `entry` starting with `attrs` (shared), or with none.
+    pub(crate) fn declare_with<'a>(
+        &self,
+        entry: Arc<Entry>,
+        attrs: impl Into<Option<&'a Arc<Attributes>>>,
+    ) -> Cdo<'_> {
+        let cdo = Cdo::new(self, entry, attrs.into());
         self.counters.bump(Counter::Declared);
         cdo.emit_declare();
         cdo

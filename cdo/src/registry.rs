@@ -116,6 +116,9 @@ pub(crate) struct EntryState {
     pub waiting: Vec<Arc<Slot>>,
     /// Threads blocked in `cv`.
     pub sleepers: usize,
+    /// A withdrawn offer nothing holds any more (its data let go): the
+    /// allocation of the name's next offer.
+    pub spare: Option<Arc<Offer>>,
 }
 
 /// Everything the pool knows about one name.
@@ -243,6 +246,16 @@ impl Registry {
 }
 
 /// Creates an offer record.
+/// When an offer made `now` with `attrs` stops holding its withdrawal.
+fn expiry(attrs: &Attributes, now: Instant) -> Option<Instant> {
+    (!attrs.lifetime.is_zero()).then(|| {
+        // A lifetime past what an Instant can hold: as good as forever.
+        now.checked_add(attrs.lifetime)
+            .or_else(|| now.checked_add(Duration::from_secs(1 << 32)))
+            .unwrap_or(now)
+    })
+}
+
 pub(crate) fn new_offer(
     name: &Arc<str>,
     version: u64,
@@ -250,22 +263,46 @@ pub(crate) fn new_offer(
     data: Data,
 ) -> Arc<Offer> {
     let now = Instant::now();
-    let expiry = (!attrs.lifetime.is_zero()).then(|| {
-        // A lifetime past what an Instant can hold: as good as forever.
-        now.checked_add(attrs.lifetime)
-            .or_else(|| now.checked_add(Duration::from_secs(1 << 32)))
-            .unwrap_or(now)
-    });
     Arc::new(Offer {
         name: Arc::clone(name),
         version,
+        expiry: expiry(&attrs, now),
         attrs,
         data,
         offered_at: now,
-        expiry,
         pins: AtomicUsize::new(0),
         waiters: AtomicUsize::new(0),
         wakers: Mutex::default(),
         cv: Condvar::new(),
     })
+}
+
+/// [`new_offer`] in the allocation of `spare` (a withdrawn offer of the
+/// same name) when nothing else holds it.
+pub(crate) fn renew_offer(
+    spare: Option<Arc<Offer>>,
+    name: &Arc<str>,
+    version: u64,
+    attrs: Arc<Attributes>,
+    data: Data,
+) -> Arc<Offer> {
+    let Some(mut spare) = spare else {
+        return new_offer(name, version, attrs, data);
+    };
+    let Some(o) = Arc::get_mut(&mut spare) else {
+        return new_offer(name, version, attrs, data);
+    };
+    let now = Instant::now();
+    o.version = version;
+    o.expiry = expiry(&attrs, now);
+    o.attrs = attrs;
+    o.data = data;
+    o.offered_at = now;
+    *o.pins.get_mut() = 0;
+    *o.waiters.get_mut() = 0;
+    o.wakers
+        .get_mut()
+        .unwrap_or_else(|p| p.into_inner())
+        .clear();
+    spare
 }

@@ -4,6 +4,24 @@
 //! ships [`LocalTransport`] (threads of one process: hand over the same
 //! bytes when the space matches, copy through mamba otherwise); a
 //! shared-memory or RDMA transport implements the same trait.
+//!
+//! ## Device spaces
+//!
+//! [`LocalTransport`] delivers into and out of memory the CPU cannot
+//! address (GPU spaces, real or the `SimDevice` test double):
+//!
+//! | offered | wanted | how |
+//! |---|---|---|
+//! | host | host | a memory copy (or the same bytes when the place matches) |
+//! | host | device space or tier | host -> device on the device's copy stream (the allocation's `write_bytes`) |
+//! | device | host | device -> host straight into the new buffer (`read_bytes`) |
+//! | device | the same device space | the same bytes: zero-copy, [`Delivery::copied`] false |
+//! | device | another device space | device -> host -> device through a host copy |
+//!
+//! A wanted order (`wanted_order`) with a device side is reordered **on
+//! the host**: host data is reordered before its upload, device data after
+//! its download (and uploaded again when the target is a device); no
+//! device kernel runs. The reorder needs a host copy of the object's size.
 
 use crate::attrs::{Layout, Order, Place};
 use crate::data::{Buffer, Data};
@@ -75,7 +93,13 @@ fn place_matches(offered: &Data, place: Option<Place>) -> bool {
 
 impl Transport for LocalTransport {
     fn deliver(&self, name: &Arc<str>, offered: &Data, want: &Want<'_>) -> Result<Delivery> {
-        if offered.is_empty() || (!want.reorders() && place_matches(offered, want.place)) {
+        let Some(src) = offered.buffer() else {
+            return Ok(Delivery {
+                data: offered.clone(),
+                copied: false,
+            });
+        };
+        if !want.reorders() && place_matches(offered, want.place) {
             return Ok(Delivery {
                 data: offered.clone(),
                 copied: false,
@@ -84,14 +108,39 @@ impl Transport for LocalTransport {
         let policy = match want.place {
             Some(Place::Space(s)) => Policy::require(s),
             Some(Place::Tier(t)) => Policy::require(t),
-            None => Policy::require(offered.space().unwrap_or(mamba::SpaceId(0))),
+            None => Policy::require(src.space()),
         };
-        let buf = copy_converted(&self.mamba, name, offered.as_slice()?, &policy, want)?;
+        let buf = if src.host_accessible() {
+            copy_converted(&self.mamba, name, src.as_slice()?, &policy, want)?
+        } else {
+            copy_from_device(&self.mamba, name, src, &policy, want)?
+        };
         Ok(Delivery {
             data: buf.into(),
             copied: true,
         })
     }
+}
+
+/// The error of a reorder asked without a usable shape.
+fn layout_error(name: &Arc<str>, reason: String) -> Error {
+    Error::Layout {
+        name: name.clone(),
+        reason,
+    }
+}
+
+/// `src` in the order `want` asks for, into `dst` (host memory of the
+/// same length).
+fn convert_into(name: &Arc<str>, src: &[u8], dst: &mut [u8], want: &Want<'_>) -> Result<()> {
+    if !want.reorders() {
+        dst.copy_from_slice(src);
+        return Ok(());
+    }
+    let Some((layout, elem)) = want.layout else {
+        return Err(layout_error(name, "the producer gave no shape".into()));
+    };
+    transpose(layout, elem, src, dst).map_err(|reason| layout_error(name, reason))
 }
 
 /// Copies `src` (the bytes of CDO `name`) into a new buffer of `mamba`
@@ -100,9 +149,14 @@ impl Transport for LocalTransport {
 /// ([`ipc::convert`](crate::ipc::convert)) make when the data is not where
 /// or how the consumer wants it.
 ///
+/// The target may be device memory: the bytes then go host -> device
+/// through the device's copy stream (the allocation's `write_bytes`),
+/// reordered first on the host when `want` asks for another order.
+///
 /// # Errors
-/// Memory errors of the target space; [`Error::Layout`] when a reorder is
-/// asked without a shape, or the shape does not match the size.
+/// Memory errors of the target space; the device's copy errors;
+/// [`Error::Layout`] when a reorder is asked without a shape, or the
+/// shape does not match the size.
 pub fn copy_converted(
     mamba: &Arc<Mamba>,
     name: &Arc<str>,
@@ -111,20 +165,46 @@ pub fn copy_converted(
     want: &Want<'_>,
 ) -> Result<Buffer> {
     let mut buf = Buffer::allocate(mamba, src.len(), policy)?;
-    let dst = buf.as_mut_slice()?;
-    if want.reorders() {
-        let Some((layout, elem)) = want.layout else {
-            return Err(Error::Layout {
-                name: name.clone(),
-                reason: "the producer gave no shape".into(),
-            });
-        };
-        transpose(layout, elem, src, dst).map_err(|reason| Error::Layout {
-            name: name.clone(),
-            reason,
-        })?;
+    if buf.host_accessible() {
+        convert_into(name, src, buf.as_mut_slice()?, want)?;
+    } else if want.reorders() {
+        // Reordered on the host, then one copy to the device.
+        let mut host = vec![0u8; src.len()];
+        convert_into(name, src, &mut host, want)?;
+        buf.write_bytes(0, &host)?;
     } else {
-        dst.copy_from_slice(src);
+        buf.write_bytes(0, src)?;
+    }
+    Ok(buf)
+}
+
+/// Copies device data `src` (of CDO `name`) into a new buffer of `mamba`
+/// placed by `policy`, in the order `want` asks for: device -> host
+/// straight into a host target (through a host copy when reordered, the
+/// reorder running on the host); into another device space through a host
+/// copy.
+fn copy_from_device(
+    mamba: &Arc<Mamba>,
+    name: &Arc<str>,
+    src: &Buffer,
+    policy: &Policy,
+    want: &Want<'_>,
+) -> Result<Buffer> {
+    let mut buf = Buffer::allocate(mamba, src.len(), policy)?;
+    if buf.host_accessible() && !want.reorders() {
+        src.read_bytes(0, buf.as_mut_slice()?)?;
+        return Ok(buf);
+    }
+    let mut host = vec![0u8; src.len()];
+    src.read_bytes(0, &mut host)?;
+    if buf.host_accessible() {
+        convert_into(name, &host, buf.as_mut_slice()?, want)?;
+    } else if want.reorders() {
+        let mut reordered = vec![0u8; host.len()];
+        convert_into(name, &host, &mut reordered, want)?;
+        buf.write_bytes(0, &reordered)?;
+    } else {
+        buf.write_bytes(0, &host)?;
     }
     Ok(buf)
 }

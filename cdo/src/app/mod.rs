@@ -63,14 +63,21 @@
 //!
 //! * **Data.** In process a demand hands over the producer's bytes by
 //!   ownership (no copy when the consumer wants them where they are) and a
-//!   [`View`] may lie in any mamba space ([`View::bytes`] fails for memory
-//!   the CPU cannot address). Through a manager a [`View`] is a read-only
-//!   mapping of the producer's shared memory (no copy), and the producer's
-//!   [`Cdo::write`] bytes are copied into shared memory at the offer. A
-//!   consumer's wanted place and order (`wanted_tier`, `wanted_space`,
-//!   `wanted_order`) are honoured in process only; through a manager the
-//!   view is the producer's bytes as offered (convert them with
-//!   [`ipc::convert`](crate::ipc::convert)).
+//!   [`View`] may lie in any mamba space, device memory included: a
+//!   consumer that wants a GPU space or tier gets the bytes copied host ->
+//!   device, one that wants host memory gets device data copied device ->
+//!   host, one that wants the device space the data is in gets the same
+//!   bytes (see [`transport`](crate::transport#device-spaces));
+//!   [`View::bytes`] of device data fails with [`Error::Memory`]
+//!   (`NotHostAccessible`), never panics. Through a manager a [`View`] is a
+//!   read-only mapping of the producer's shared memory (no copy), and the
+//!   producer's [`Cdo::write`] bytes are copied into shared memory at the
+//!   offer. A consumer's wanted place and order (`wanted_tier`,
+//!   `wanted_space`, `wanted_order`) are honoured in process only (a
+//!   reorder with a device side runs on the host); through a manager the
+//!   view is the producer's bytes as offered, in shared host memory
+//!   (convert them with [`ipc::convert`](crate::ipc::convert), which
+//!   reaches device spaces too).
 //! * **Views hold withdrawals.** Through a manager a withdrawal completes
 //!   only once no [`View`] or [`Record`] of the object remains (the
 //!   producer's memory is reused after it); in process a consumer's data

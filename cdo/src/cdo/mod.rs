@@ -52,7 +52,8 @@ pub struct Cdo<'p> {
     entry: Arc<Entry>,
     state: State,
     attrs: Arc<Attributes>,
-    buffer: Option<Buffer>,
+    /// The producer's data before the offer.
+    buffer: Option<Data>,
     offer: Option<Arc<Offer>>,
     pin: Option<Pin>,
     received: Option<(Arc<Offer>, Data)>,
@@ -68,12 +69,16 @@ impl std::fmt::Debug for Cdo<'_> {
 }
 
 impl<'p> Cdo<'p> {
-    pub(crate) fn new(pool: &'p Shared, entry: Arc<Entry>) -> Self {
+    pub(crate) fn new(
+        pool: &'p Shared,
+        entry: Arc<Entry>,
+        attrs: Option<&Arc<Attributes>>,
+    ) -> Self {
         Cdo {
             pool,
             entry,
             state: State::Declared,
-            attrs: default_attributes(),
+            attrs: attrs.map_or_else(default_attributes, Arc::clone),
             buffer: None,
             offer: None,
             pin: None,
@@ -118,9 +123,22 @@ impl<'p> Cdo<'p> {
         self.received.as_ref().map(|r| &r.1)
     }
 
-    /// The producer's data before the offer, writable.
+    /// The producer's data before the offer, writable (`None` when data
+    /// attached with [`Cdo::attach_data`] is shared elsewhere).
     pub fn buffer_mut(&mut self) -> Option<&mut Buffer> {
-        self.buffer.as_mut()
+        self.buffer.as_mut().and_then(Data::get_mut)
+    }
+
+    /// Declares another handle on this name that starts with the
+    /// attributes set on this one so far, shared (copied only when the new
+    /// handle changes them): the hot path of a loop that hands the same
+    /// name over with the same attributes every time, as an application
+    /// that stages a block per solver call does. Neither the name nor the
+    /// attributes are looked up, checked or allocated again; the handle
+    /// starts `Declared` whatever this one's state.
+    pub fn declare_again(&self) -> Cdo<'p> {
+        self.pool
+            .declare_with(self.pool.registry.retain(&self.entry), &self.attrs)
     }
 
     fn check(&self, op: Op) -> Result<State> {
@@ -198,6 +216,18 @@ impl<'p> Cdo<'p> {
         }
     }
 
+    /// Keeps the withdrawn offer's allocation for the name's next offer
+    /// when nothing else holds it (its data is let go at once).
+    fn recycle_offer(&mut self) {
+        let Some(mut offer) = self.offer.take() else {
+            return;
+        };
+        if let Some(o) = Arc::get_mut(&mut offer) {
+            o.data = Data::empty();
+            self.entry.lock().spare = Some(offer);
+        }
+    }
+
     /// Ends the handle. Data already received stays valid.
     ///
     /// # Errors
@@ -206,6 +236,7 @@ impl<'p> Cdo<'p> {
         let next = self.check(Op::Dispose)?;
         self.state = next;
         self.buffer = None;
+        self.recycle_offer();
         self.pool.counters.bump(Counter::Disposed);
         let raised = self.emit(EventKind::Dispose, None);
         self.pool.registry.release(&self.entry);
@@ -223,6 +254,7 @@ impl Drop for Cdo<'_> {
                 }
             }
             State::Required => self.unmatch(),
+            State::Withdrawn => self.recycle_offer(),
             _ => {}
         }
         self.pool.registry.release(&self.entry);

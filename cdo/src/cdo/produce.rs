@@ -6,7 +6,7 @@ use crate::data::{Buffer, Data};
 use crate::error::{Error, Result};
 use crate::events::EventKind;
 use crate::lifecycle::{Op, State};
-use crate::registry::new_offer;
+use crate::registry::renew_offer;
 use crate::stats::Counter;
 use mamba::Policy;
 use std::sync::Arc;
@@ -53,8 +53,27 @@ impl Cdo<'_> {
         self.attach_slot(buffer).map(|_| ())
     }
 
+    /// Producer: attaches data that may be shared: the same staging block
+    /// offered again each time, once nothing holds it from the previous
+    /// offer ([`Data::get_mut`] to refill it), with no allocation. Empty
+    /// data attaches nothing (a zero-length object).
+    ///
+    /// # Errors
+    /// As [`Cdo::attach`].
+    pub fn attach_data(&mut self, data: Data) -> Result<()> {
+        if data.is_empty() {
+            self.check(Op::AttachData)?;
+            return match self.implied_size()? {
+                Some(0) | None => Ok(()),
+                Some(s) => Err(self.inconsistent(format!("size {s} but 0 bytes attached"))),
+            };
+        }
+        self.attach_slot(data).map(|_| ())
+    }
+
     /// Attaches `buffer` after the checks of [`Cdo::attach`] and returns it.
-    fn attach_slot(&mut self, buffer: Buffer) -> Result<&mut Buffer> {
+    fn attach_slot(&mut self, buffer: impl Into<Data>) -> Result<&mut Data> {
+        let buffer = buffer.into();
         self.check(Op::AttachData)?;
         if self.buffer.is_some() {
             return Err(self.inconsistent("data is attached already".into()));
@@ -86,7 +105,14 @@ impl Cdo<'_> {
             _ => return Err(self.inconsistent("allocation needs a non-zero size".into())),
         };
         let buffer = Buffer::allocate(&self.pool.mamba, size as usize, policy)?;
-        self.attach_slot(buffer)?.as_mut_slice()
+        let name = Arc::clone(&self.entry.name);
+        match self.attach_slot(buffer)?.get_mut() {
+            Some(b) => b.as_mut_slice(),
+            None => Err(Error::Inconsistent {
+                name,
+                reason: "fresh data is shared".into(),
+            }),
+        }
     }
 
     /// Producer: copies `bytes` into fresh data placed by the pool's
@@ -166,8 +192,15 @@ impl Cdo<'_> {
                     name: Arc::clone(&self.entry.name),
                 });
             }
-            let data = self.buffer.take().map(Data::from).unwrap_or_default();
-            let offer = new_offer(&self.entry.name, e.next_version, Arc::clone(&attrs), data);
+            let data = self.buffer.take().unwrap_or_default();
+            let spare = e.spare.take();
+            let offer = renew_offer(
+                spare,
+                &self.entry.name,
+                e.next_version,
+                Arc::clone(&attrs),
+                data,
+            );
             e.next_version += 1;
             for slot in e.waiting.drain(..) {
                 offer.pin();

@@ -6,15 +6,16 @@
 //! device link it hands the block host -> device -> host: the block is cut
 //! into chunks that fit the device budget, two device slots alternate, and
 //! the upload of chunk `c + 1` is issued before the apply of chunk `c`, so
-//! that a link whose apply runs on the device overlaps them. (The links
-//! here apply on the host after a synchronizing copy back, so in them the
-//! upload completes before the apply: same order, no overlap yet.)
+//! that a link whose apply runs on the device overlaps them.
 //!
 //! The links ([`crate::link`]) run on mamba's GPU data plane runtime:
 //! [`DeviceKind::Gpu`] on CUDA, [`DeviceKind::Sim`] on its **test double**
 //! `SimDevice` (never reported as a GPU). Both run the same chunking, slot
-//! and stream logic and count the bytes moved; H itself is applied on the
-//! host after the copy back (there is no device kernel yet).
+//! and stream logic and count the bytes moved. On the double H is applied
+//! on the device side, by a host function in its stream order (queued
+//! after the upload of the next chunk); on CUDA it is applied on the host
+//! after a synchronizing copy back (there is no CUDA kernel yet), so the
+//! upload completes before the apply: same order, no overlap yet.
 
 use std::fmt;
 use std::str::FromStr;
@@ -82,7 +83,9 @@ impl fmt::Display for DeviceKind {
         f.write_str(match self {
             DeviceKind::Auto => "auto",
             DeviceKind::Cpu => "cpu",
-            DeviceKind::Sim => "sim (test double: mamba SimDevice copies, H applied on the host)",
+            DeviceKind::Sim => {
+                "sim (test double: mamba SimDevice copies, H applied in its stream order)"
+            }
             DeviceKind::Gpu => "gpu (CUDA copies through mamba, H applied on the host)",
         })
     }
@@ -173,8 +176,8 @@ impl Offload {
         }
     }
 
-    /// The test double ([`mamba::gpu::SimDevice`]), host scratch from
-    /// `memory`.
+    /// A fresh test double ([`mamba::gpu::SimDevice`]), device slots from
+    /// a device pool over it, host scratch from `memory`.
     ///
     /// # Errors
     /// [`DeviceError::Runtime`] when the double refuses a stream.
@@ -186,7 +189,49 @@ impl Offload {
         ))
     }
 
-    /// CUDA device `ordinal`, host scratch from `memory`.
+    /// Device slots from GPU space `space` of `mamba` (the GPU tier's
+    /// pool; the space the wave functions are staged into), copies on its
+    /// device's runtime, host scratch from `memory`; labelled as `kind`.
+    ///
+    /// # Errors
+    /// [`DeviceError::Runtime`] for a space without a GPU runtime or when
+    /// no stream can be made.
+    pub fn in_space(
+        kind: DeviceKind,
+        mamba: std::sync::Arc<mamba::Mamba>,
+        space: mamba::SpaceId,
+        memory: Memory,
+        budget: Option<u64>,
+    ) -> Result<Offload, DeviceError> {
+        Ok(Offload::linked(
+            &kind.to_string(),
+            Box::new(RuntimeLink::in_space(mamba, space, memory)?),
+            budget,
+        ))
+    }
+
+    /// As [`Offload::in_space`] for the GPU space of the test double
+    /// `sim`, which also applies H in its stream order
+    /// ([`RuntimeLink::applying_on`]); labelled `sim`.
+    ///
+    /// # Errors
+    /// As [`Offload::in_space`].
+    pub fn in_sim_space(
+        sim: mamba::gpu::SimDevice,
+        mamba: std::sync::Arc<mamba::Mamba>,
+        space: mamba::SpaceId,
+        memory: Memory,
+        budget: Option<u64>,
+    ) -> Result<Offload, DeviceError> {
+        Ok(Offload::linked(
+            &DeviceKind::Sim.to_string(),
+            Box::new(RuntimeLink::in_space(mamba, space, memory)?.applying_on(sim)),
+            budget,
+        ))
+    }
+
+    /// CUDA device `ordinal`, device slots from a device pool over it,
+    /// host scratch from `memory`.
     ///
     /// # Errors
     /// [`DeviceError::NoGpu`] without libcuda or that device.

@@ -100,35 +100,67 @@ impl Hamiltonian {
     /// `y = H x` for a block of vectors stored one after the other
     /// (`x.len()` a multiple of [`Hamiltonian::dim`]; `y` as long).
     pub fn apply(&self, x: &[c64], y: &mut [c64]) {
-        let n = self.dim();
-        debug_assert_eq!(x.len(), y.len());
-        debug_assert_eq!(x.len() % n.max(1), 0);
-        for (xv, yv) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
-            self.apply_one(xv, yv);
-        }
+        apply_block(self.nmax, &self.diagonal, self.v, x, y);
     }
 
-    fn apply_one(&self, x: &[c64], y: &mut [c64]) {
-        let l = side(self.nmax);
-        for ((yi, xi), d) in y.iter_mut().zip(x).zip(self.diagonal.iter()) {
-            *yi = xi * *d;
+    /// An owned copy of H that can travel to a device's stream (the
+    /// kinetic diagonal copied to the heap): applies the same bits as
+    /// [`Hamiltonian::apply`].
+    pub fn kernel(&self) -> Kernel {
+        Kernel {
+            nmax: self.nmax,
+            diagonal: self.diagonal.to_vec(),
+            v: self.v,
         }
-        let strides = [1, l, l * l];
-        for (&stride, &v) in strides.iter().zip(&self.v) {
-            if v == 0.0 {
-                continue;
+    }
+}
+
+/// H(k) as an owned value, for an apply enqueued on a device stream
+/// ([`Hamiltonian::kernel`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kernel {
+    nmax: usize,
+    diagonal: Vec<f64>,
+    v: [f64; 3],
+}
+
+impl Kernel {
+    /// `y = H x`, as [`Hamiltonian::apply`].
+    pub fn apply(&self, x: &[c64], y: &mut [c64]) {
+        apply_block(self.nmax, &self.diagonal, self.v, x, y);
+    }
+}
+
+/// `y = H x` for a block of vectors of `diagonal.len()` values each.
+fn apply_block(nmax: usize, diagonal: &[f64], v: [f64; 3], x: &[c64], y: &mut [c64]) {
+    let n = diagonal.len();
+    debug_assert_eq!(x.len(), y.len());
+    debug_assert_eq!(x.len() % n.max(1), 0);
+    for (xv, yv) in x.chunks_exact(n.max(1)).zip(y.chunks_exact_mut(n.max(1))) {
+        apply_one(nmax, diagonal, v, xv, yv);
+    }
+}
+
+fn apply_one(nmax: usize, diagonal: &[f64], v: [f64; 3], x: &[c64], y: &mut [c64]) {
+    let l = side(nmax);
+    for ((yi, xi), d) in y.iter_mut().zip(x).zip(diagonal) {
+        *yi = xi * *d;
+    }
+    let strides = [1, l, l * l];
+    for (&stride, &v) in strides.iter().zip(&v) {
+        if v == 0.0 {
+            continue;
+        }
+        for (i, yi) in y.iter_mut().enumerate() {
+            let pos = i / stride % l;
+            let mut acc = c64::new(0.0, 0.0);
+            if pos > 0 {
+                acc += x[i - stride];
             }
-            for (i, yi) in y.iter_mut().enumerate() {
-                let pos = i / stride % l;
-                let mut acc = c64::new(0.0, 0.0);
-                if pos > 0 {
-                    acc += x[i - stride];
-                }
-                if pos + 1 < l {
-                    acc += x[i + stride];
-                }
-                *yi += acc * v;
+            if pos + 1 < l {
+                acc += x[i + stride];
             }
+            *yi += acc * v;
         }
     }
 }

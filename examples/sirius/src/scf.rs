@@ -12,6 +12,7 @@ use crate::memory::{Buf, Memory, MemoryError};
 use crate::params::Params;
 use crate::physics::{exact_eigenvalues, Hamiltonian, PhysicsError};
 use crate::solver::{davidson, SolverError, SolverOptions};
+use crate::stage::{Stage, StageError};
 
 /// Why the loop stopped.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,16 @@ pub enum ScfError {
     /// The exact reference could not be computed.
     #[error(transparent)]
     Physics(#[from] PhysicsError),
+    /// Wave functions could not be staged to or from the device side.
+    #[error("SCF step {step:?}, k-point {kpoint}: {source}")]
+    Stage {
+        /// 0-based SCF step (`None`: while preparing).
+        step: Option<usize>,
+        /// 0-based k-point.
+        kpoint: usize,
+        /// The stage's error.
+        source: StageError,
+    },
 }
 
 /// One k-point's answer.
@@ -67,10 +78,23 @@ pub struct Report {
     pub live_bytes_peak: u64,
     /// Buffers taken from the memory (pool or heap allocations).
     pub buffers: u64,
-    /// Bytes copied host -> device.
+    /// Bytes copied host -> device: the H applies' chunks and the
+    /// staging of the wave functions.
     pub bytes_to_device: u64,
-    /// Bytes copied device -> host.
+    /// Bytes copied device -> host: the same, the other way.
     pub bytes_from_device: u64,
+    /// How the wave functions were staged around eigensolver calls.
+    pub staging: String,
+    /// Eigensolver calls staged.
+    pub staged_calls: u64,
+    /// Bytes the hand-overs of the blocks copied host -> device (part of
+    /// `bytes_to_device`).
+    pub handover_bytes_to_device: u64,
+    /// Bytes the hand-overs of the results copied device -> host (part of
+    /// `bytes_from_device`).
+    pub handover_bytes_from_device: u64,
+    /// Hand-overs that copied nothing (the device side in host memory).
+    pub zero_copy_handovers: u64,
     /// Chunks applied (one per H-apply when the block is resident).
     pub device_chunks: u64,
     /// Where H was applied.
@@ -125,6 +149,15 @@ impl fmt::Display for Report {
             "device traffic: {} bytes in, {} bytes out, {} chunks",
             self.bytes_to_device, self.bytes_from_device, self.device_chunks
         )?;
+        writeln!(
+            f,
+            "staging ({}): {} calls, hand-overs {} bytes in, {} bytes out, {} without a copy",
+            self.staging,
+            self.staged_calls,
+            self.handover_bytes_to_device,
+            self.handover_bytes_from_device,
+            self.zero_copy_handovers
+        )?;
         match self.raw_allocations_after_first_iteration {
             Some(n) => write!(f, "heap allocations after the first SCF step: {n}"),
             None => write!(f, "heap allocations not counted"),
@@ -176,13 +209,19 @@ fn start(h: &Hamiltonian, psi: &mut [c64], bands: usize) {
     }
 }
 
-/// Runs the SCF loop of `params` with buffers from `memory` and H applied
-/// through `offload`.
+/// Runs the SCF loop of `params` with buffers from `memory`, H applied
+/// through `offload` and each k-point's wave functions staged through
+/// `stage` around every eigensolver call.
 ///
 /// # Errors
-/// [`ScfError`]: memory, eigensolver (no convergence, device) or reference
-/// errors.
-pub fn run(params: &Params, memory: &Memory, offload: &mut Offload) -> Result<Report, ScfError> {
+/// [`ScfError`]: memory, eigensolver (no convergence, device), staging or
+/// reference errors.
+pub fn run(
+    params: &Params,
+    memory: &Memory,
+    offload: &mut Offload,
+    stage: &mut dyn Stage,
+) -> Result<Report, ScfError> {
     let options = SolverOptions {
         tolerance: params.tolerance,
         ..SolverOptions::default()
@@ -195,6 +234,13 @@ pub fn run(params: &Params, memory: &Memory, offload: &mut Offload) -> Result<Re
         let mut psi = memory.buf::<c64>(h.dim() * block)?;
         start(&h, &mut psi, block);
         let eigenvalues = memory.buf::<f64>(block)?;
+        stage
+            .prepare(states.len(), psi.len())
+            .map_err(|source| ScfError::Stage {
+                step: None,
+                kpoint: states.len(),
+                source,
+            })?;
         states.push(State {
             h,
             psi,
@@ -208,6 +254,14 @@ pub fn run(params: &Params, memory: &Memory, offload: &mut Offload) -> Result<Re
         let scale = (step + 1) as f64 / params.iterations as f64;
         for (kpoint, s) in states.iter_mut().enumerate() {
             s.h.set_potential(params.v.map(|v| v * scale));
+            let staged = |source| ScfError::Stage {
+                step: Some(step),
+                kpoint,
+                source,
+            };
+            // Host -> device side, and the solver's start from there.
+            stage.stage_in(kpoint, &s.psi).map_err(staged)?;
+            stage.load(kpoint, &mut s.psi).map_err(staged)?;
             let stats = davidson(
                 &s.h,
                 &mut s.psi,
@@ -222,6 +276,9 @@ pub fn run(params: &Params, memory: &Memory, offload: &mut Offload) -> Result<Re
                 kpoint,
                 source,
             })?;
+            // The result to the device side, and back to the host.
+            stage.store(kpoint, &s.psi).map_err(staged)?;
+            stage.stage_out(kpoint, &mut s.psi).map_err(staged)?;
             s.residual = stats.residual;
             s.iterations = stats.iterations;
             tracing::debug!(step, kpoint, iterations = stats.iterations, "eigensolver");
@@ -235,6 +292,7 @@ pub fn run(params: &Params, memory: &Memory, offload: &mut Offload) -> Result<Re
         _ => None,
     };
     let traffic = offload.traffic();
+    let staged = stage.traffic();
     let mut kpoints = Vec::with_capacity(states.len());
     for (k, s) in params.kpoints.iter().zip(&states) {
         kpoints.push(KPointReport {
@@ -254,8 +312,13 @@ pub fn run(params: &Params, memory: &Memory, offload: &mut Offload) -> Result<Re
         pool_high_water_bytes: memory.high_water(),
         live_bytes_peak: memory.live_peak(),
         buffers: memory.buffers(),
-        bytes_to_device: traffic.to_device,
-        bytes_from_device: traffic.from_device,
+        bytes_to_device: traffic.to_device + staged.to_device(),
+        bytes_from_device: traffic.from_device + staged.from_device(),
+        staging: stage.label(),
+        staged_calls: staged.calls,
+        handover_bytes_to_device: staged.handover_to_device,
+        handover_bytes_from_device: staged.handover_from_device,
+        zero_copy_handovers: staged.zero_copy_handovers,
         device_chunks: traffic.chunks,
         device: offload.label().into(),
         memory: memory.describe(),

@@ -1,6 +1,8 @@
 //! After the first SCF step the loop allocates nothing outside mamba's
-//! pools (on the CPU; the SimDevice test double allocates its own queue
-//! entries), and the pool's high-water mark stays near the live bytes.
+//! pools, CDO hand-overs of the wave functions included (on the CPU; the
+//! SimDevice test double allocates its own queue entries, and a copy into
+//! its space a new buffer), and the pool's high-water mark stays near the
+//! live bytes.
 //!
 //! One test in this binary: the counting allocator counts per thread, and
 //! the loop runs on the test's thread.
@@ -40,7 +42,11 @@ fn no_heap_allocation_after_the_first_step_and_a_bounded_high_water() {
         // The counter works: setting up made heap allocations.
         assert!(thread_allocations().unwrap() > before);
         let raw = report.raw_allocations_after_first_iteration.unwrap();
+        // Every eigensolver call staged its block as CDOs: in and out.
+        assert_eq!(report.staged_calls, 3 * 2);
         if device[1] == "cpu" {
+            // ... through the pool with no copy, and no heap allocation.
+            assert_eq!(report.zero_copy_handovers, 2 * report.staged_calls);
             assert_eq!(raw, 0);
         } else {
             // mamba's SimDevice keeps its queued operations on the heap:

@@ -64,6 +64,30 @@ fn host_resident_and_streamed_agree_bit_for_bit() {
     assert_eq!(resident.bytes_to_device, resident.bytes_from_device);
     assert_eq!(resident.bytes_to_device, streamed.bytes_to_device);
     assert_eq!(streamed.bytes_to_device, streamed.bytes_from_device);
+    // The wave functions move as CDOs around every eigensolver call: into
+    // the host's own space on the CPU (no copy), host -> simulated GPU
+    // space -> host with the test double, the same bytes resident or
+    // streamed.
+    assert!(cpu.staging.starts_with("CDO"), "{}", cpu.staging);
+    assert!(cpu.staged_calls > 0);
+    assert_eq!(cpu.zero_copy_handovers, 2 * cpu.staged_calls);
+    assert_eq!(cpu.handover_bytes_to_device, 0);
+    assert_eq!(cpu.handover_bytes_from_device, 0);
+    for sim in [&resident, &streamed] {
+        assert!(sim.staging.contains("gpu1"), "{}", sim.staging);
+        assert_eq!(sim.staged_calls, cpu.staged_calls);
+        assert_eq!(sim.zero_copy_handovers, 0);
+        assert!(sim.handover_bytes_to_device > 0);
+        // Two steps of blocks of 4 bands and 2 guard bands, at 27 and 125
+        // plane waves, each way.
+        assert_eq!(sim.handover_bytes_to_device, 2 * (27 + 125) * 6 * 16);
+        assert_eq!(sim.handover_bytes_to_device, sim.handover_bytes_from_device);
+        assert!(sim.bytes_to_device > sim.handover_bytes_to_device);
+    }
+    assert_eq!(
+        resident.handover_bytes_to_device,
+        streamed.handover_bytes_to_device
+    );
     // Streaming cuts the blocks into more chunks than applies.
     assert!(streamed.device_chunks > resident.device_chunks);
     assert_eq!(cpu.device_chunks, resident.device_chunks);

@@ -55,6 +55,6 @@ pub use device::{DevicePtr, DeviceRuntime, EventId, StreamId};
 pub use gpu_device::{cuda_gpu, DeviceConverter, GpuDevice};
 pub use pool::{DevicePool, DevicePoolSettings, DevicePoolStats};
 pub use provider::RuntimeProvider;
-pub use sim::{SimDevice, SimStats};
+pub use sim::{HostKernel, SimDevice, SimMemory, SimStats};
 pub use staging::StagingConfig;
 pub use transfer::Transfer;

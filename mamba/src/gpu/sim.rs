@@ -44,6 +44,68 @@ pub struct SimStats {
     pub pinned_allocs: u64,
     /// Pinned host allocations freed.
     pub pinned_frees: u64,
+    /// Host functions run in stream order ([`SimDevice::launch_host`]).
+    pub launches: u64,
+}
+
+/// A host function run in stream order by [`SimDevice::launch_host`]: the
+/// test double's stand-in for a kernel, reaching device memory through
+/// [`SimMemory`].
+pub type HostKernel = Box<dyn FnOnce(&mut SimMemory<'_>) -> Result<()> + Send>;
+
+/// A pending [`HostKernel`].
+struct Launch(HostKernel);
+
+impl std::fmt::Debug for Launch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Launch")
+    }
+}
+
+/// The memory of a simulated device as a [`HostKernel`] sees it: reads
+/// and writes by device address, checked against the allocations.
+pub struct SimMemory<'a> {
+    node: &'a mut Node,
+    device: u32,
+}
+
+impl std::fmt::Debug for SimMemory<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimMemory")
+            .field("device", &self.device)
+            .finish()
+    }
+}
+
+impl SimMemory<'_> {
+    /// Copies `dst.len()` device bytes at `ptr` into `dst`.
+    ///
+    /// # Errors
+    /// A range outside one allocation of the device.
+    pub fn read(&self, ptr: DevicePtr, dst: &mut [u8]) -> Result<()> {
+        let base = self.node.find("kernel read", self.device, ptr, dst.len())?;
+        let at = (ptr.0 - base) as usize;
+        dst.copy_from_slice(&self.node.memory[&base].bytes[at..at + dst.len()]);
+        Ok(())
+    }
+
+    /// Copies `src` to the device bytes at `ptr`.
+    ///
+    /// # Errors
+    /// A range outside one allocation of the device.
+    pub fn write(&mut self, ptr: DevicePtr, src: &[u8]) -> Result<()> {
+        let base = self
+            .node
+            .find("kernel write", self.device, ptr, src.len())?;
+        let at = (ptr.0 - base) as usize;
+        match self.node.memory.get_mut(&base) {
+            Some(block) => {
+                block.bytes[at..at + src.len()].copy_from_slice(src);
+                Ok(())
+            }
+            None => Err(sim_err("kernel write", "allocation gone")),
+        }
+    }
 }
 
 /// A host address carried by a pending operation.
@@ -78,6 +140,7 @@ enum Op {
     Free {
         ptr: DevicePtr,
     },
+    Launch(Launch),
 }
 
 #[derive(Debug)]
@@ -264,6 +327,10 @@ impl Node {
                 }
             }
             Op::Wait { .. } => {}
+            Op::Launch(Launch(kernel)) => {
+                kernel(&mut SimMemory { node: self, device })?;
+                self.stats(device).launches += 1;
+            }
             Op::Free { ptr } => {
                 self.freeing.remove(&ptr.0);
                 if let Some(block) = self.memory.remove(&ptr.0) {
@@ -376,6 +443,24 @@ impl SimDevice {
         let base = node.find("peek", self.ordinal, ptr, len)?;
         let at = (ptr.0 - base) as usize;
         Ok(node.memory[&base].bytes[at..at + len].to_vec())
+    }
+
+    /// Enqueues `kernel` on `stream`: it runs in stream order, after the
+    /// work enqueued before it and before the work enqueued after it, with
+    /// this device's memory ([`SimMemory`]), as a kernel would on a GPU.
+    /// Its error is the error of the synchronization that runs it.
+    ///
+    /// # Errors
+    /// An unknown stream.
+    pub fn launch_host(
+        &self,
+        stream: StreamId,
+        kernel: impl FnOnce(&mut SimMemory<'_>) -> Result<()> + Send + 'static,
+    ) -> Result<()> {
+        let mut node = self.node();
+        node.stream("launch_host", self.ordinal, stream)?;
+        node.enqueue(stream, Op::Launch(Launch(Box::new(kernel))));
+        Ok(())
     }
 
     /// Operation counts of this device so far.

@@ -235,3 +235,41 @@ fn device_addresses_are_never_host_addresses() {
         Err(Error::SizeTooLarge { .. })
     ));
 }
+
+#[test]
+fn host_kernels_run_in_stream_order_on_device_memory() {
+    let dev = SimDevice::new();
+    let s = dev.create_stream().unwrap();
+    let x = dev.alloc_async(8, s).unwrap();
+    let y = dev.alloc_async(8, s).unwrap();
+    let host = filled(8, 3);
+    // SAFETY: `host` lives until the stream is synchronized below.
+    unsafe { dev.copy_htod_async(x, host.as_ptr(), 8, s) }.unwrap();
+    // Doubles every byte of x into y: after the upload, before the
+    // download, whatever the host does meanwhile.
+    dev.launch_host(s, move |mem| {
+        let mut bytes = [0u8; 8];
+        mem.read(x, &mut bytes)?;
+        for b in &mut bytes {
+            *b = b.wrapping_mul(2);
+        }
+        mem.write(y, &bytes)
+    })
+    .unwrap();
+    let mut back = vec![0u8; 8];
+    // SAFETY: `back` is unshared until the synchronization below.
+    unsafe { dev.copy_dtoh_async(back.as_mut_ptr(), y, 8, s) }.unwrap();
+    assert_eq!(dev.pending(s).unwrap(), 3);
+    assert_eq!(dev.stats().launches, 0, "ran before forced");
+    dev.synchronize_stream(s).unwrap();
+    let doubled: Vec<u8> = host.iter().map(|b| b.wrapping_mul(2)).collect();
+    assert_eq!(back, doubled);
+    assert_eq!(dev.stats().launches, 1);
+
+    // A kernel reaching outside the allocations fails the synchronization
+    // that runs it.
+    dev.launch_host(s, move |mem| mem.write(y, &[0; 9]))
+        .unwrap();
+    assert!(dev.synchronize_stream(s).is_err());
+    assert!(dev.launch_host(StreamId(u64::MAX), |_| Ok(())).is_err());
+}

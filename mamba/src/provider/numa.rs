@@ -32,6 +32,17 @@ impl NumaProvider {
         }
     }
 
+    /// A provider of anonymous memory under the process's default NUMA
+    /// policy, without huge pages: the host space of a [`Mamba`] assembled
+    /// with [`Mamba::from_pools`] (beside the device spaces of a test
+    /// double, for example).
+    ///
+    /// [`Mamba`]: crate::Mamba
+    /// [`Mamba::from_pools`]: crate::Mamba::from_pools
+    pub fn process_default() -> Self {
+        Self::new(None, NumaMode::Default, false)
+    }
+
     /// Takes every chunk from the reserved hugetlbfs pages of `size`
     /// (chunks become multiples of the page size); without enough free
     /// reserved pages an acquisition fails with
