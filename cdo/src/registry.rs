@@ -245,7 +245,6 @@ impl Registry {
     }
 }
 
-/// Creates an offer record.
 /// When an offer made `now` with `attrs` stops holding its withdrawal.
 fn expiry(attrs: &Attributes, now: Instant) -> Option<Instant> {
     (!attrs.lifetime.is_zero()).then(|| {
@@ -256,6 +255,7 @@ fn expiry(attrs: &Attributes, now: Instant) -> Option<Instant> {
     })
 }
 
+/// Creates an offer record.
 pub(crate) fn new_offer(
     name: &Arc<str>,
     version: u64,
