@@ -368,3 +368,41 @@ fn an_acknowledgement_required_before_its_record_is_held_until_read() {
         });
     }
 }
+
+/// A record offered and withdrawn in one batch reaches the member on the
+/// other node all the same, small (inline) or large (read remotely): the
+/// producer's federation sees the offer's event only after the
+/// withdrawal, so it exports the object from the record's own view, which
+/// still holds it.
+#[test]
+fn a_record_withdrawn_before_its_export_still_reaches_the_remote_member() {
+    let (pa, fa) = node(&[]);
+    let (pb, _fb) = node(&[&fa]);
+    let mut remote = member(&pb, "remote");
+    eventually("the producer's node has the remote node's proxy", || {
+        fa.status().group_proxies == 1
+    });
+    let mut producer = client(&pa, "producer");
+    for i in 0..10 {
+        let name = format!("rec/{i}");
+        let offered = producer
+            .submit_offer(&name, size_of(i) as u64, step(i), |b| {
+                b.copy_from_slice(&pattern(i as u64, size_of(i)))
+            })
+            .unwrap();
+        let withdrawn = producer.submit_withdraw(&name).unwrap();
+        producer.flush().unwrap();
+        assert!(matches!(
+            producer.wait(offered, Some(PATIENT)),
+            Ok(Reply::Ok)
+        ));
+        let (got, event) = next_record(&mut remote, PATIENT).expect("the record");
+        assert_eq!(got, name);
+        remote.ack(event).unwrap();
+        assert!(matches!(
+            producer.wait(withdrawn, Some(PATIENT)),
+            Ok(Reply::Ok)
+        ));
+    }
+    assert_eq!(fa.status().forwarded_records, 10);
+}

@@ -935,20 +935,31 @@ impl Node {
             view,
         } = record;
         let name = view.name().to_owned();
-        drop(view);
-        if let Err(e) = self.client.flush() {
-            warn!(error = %e, "cannot release a view");
+        let proxy = self.proxies.get(&subscription).cloned();
+        let exported = self.exports.contains_key(&name);
+        match &proxy {
+            // Withdrawn before its offer could be exported (its Offer
+            // event came too late for a demand): the record's own view
+            // still holds it, so it is exported from that view.
+            Some(p) if !exported && self.links.contains_key(&p.peer) => {
+                match self.payload_of(&name, view) {
+                    Some(payload) => self.publish(name.clone(), payload),
+                    None => return self.control.finish_proxy_record(event),
+                }
+            }
+            _ => {
+                drop(view);
+                if let Err(e) = self.client.flush() {
+                    warn!(error = %e, "cannot release a view");
+                }
+            }
         }
         // A proxy already gone gave its records back to the group.
-        let Some(Proxy { group, peer, epoch }) = self.proxies.get(&subscription).cloned() else {
+        let Some(Proxy { group, peer, epoch }) = proxy else {
             return;
         };
         if !self.links.contains_key(&peer) {
             return self.peer_group(&peer, group, "", 0, epoch);
-        }
-        if !self.exports.contains_key(&name) {
-            // Withdrawn before it could be exported: nothing to forward.
-            return self.control.finish_proxy_record(event);
         }
         self.forwarded.insert(event, peer.clone());
         lock(&self.status).forwarded_records += 1;
@@ -1348,9 +1359,13 @@ impl Node {
     /// Takes a view of the local object `name`, exposes it and tells the
     /// peers.
     fn export(&mut self, name: String) {
-        let Some((attrs, payload)) = self.payload(&name) else {
-            return;
-        };
+        if let Some(payload) = self.payload(&name) {
+            self.publish(name, payload);
+        }
+    }
+
+    /// Exports `name` with `payload` and tells the peers.
+    fn publish(&mut self, name: String, (attrs, payload): (Attributes, Payload)) {
         let export = Export {
             attrs,
             payload,
@@ -1392,6 +1407,12 @@ impl Node {
                 return None;
             }
         };
+        self.payload_of(name, view)
+    }
+
+    /// Makes `view`, of the object offered here as `name`, readable by the
+    /// peers: its bytes up to the eager limit, or its memory exposed.
+    fn payload_of(&mut self, name: &str, view: View) -> Option<(Attributes, Payload)> {
         let (attrs, size) = (view.attrs().clone(), view.len() as u64);
         if size <= self.eager_max {
             let bytes = view.to_vec();
