@@ -1,5 +1,6 @@
 //! hydro across nodes: the solver on one node, its statistics process on a
-//! second and its two renderers on a third (`--consumer-agent`), each node
+//! second, its two renderers and its checkpoint archiver on a third
+//! (`--consumer-agent`), each node
 //! with its own pool manager, the three federated, give the single-process
 //! run's files byte for byte. The nodes are three network namespaces
 //! joined by a bridge (as root with `ip`; skipped with a printed reason
@@ -14,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use cdo::ipc::federation::{self, FederationConfig};
 use cdo::ipc::manager::{self, ManagerConfig};
 use hydro::analysis::{density_png, STATS_CSV};
+use hydro::transit::checkpoint_name;
 
 const HYDRO: &str = env!("CARGO_BIN_EXE_hydro");
 const TOKEN: &str = "hydro-federated-token";
@@ -232,7 +234,14 @@ fn hydro(prefix: &[&str], out: &Path, extra: &[String]) -> Command {
             "2",
         ])
         .args(["--consumer-timeout", "20", "--ring", "2"])
-        .args(["--nstepmax", "12", "--noutput", "2"])
+        .args([
+            "--nstepmax",
+            "12",
+            "--noutput",
+            "2",
+            "--checkpoint-every",
+            "4",
+        ])
         .arg("--dump-final")
         .arg(&dump)
         .arg("--output")
@@ -280,12 +289,17 @@ fn consumers_on_other_nodes_give_the_single_process_results() {
             nodes[i].socket.display()
         )
     };
+    let archive = |d: &Path| d.join("archive").display().to_string();
     let flags = vec![
         "--pool-manager".to_string(),
         "--consumer-agent".into(),
         agent("stats", 1),
         "--consumer-agent".into(),
         agent("render", 2),
+        "--consumer-agent".into(),
+        agent("archive", 2),
+        "--archive".into(),
+        archive(&far),
     ];
     let mut command = hydro(
         &["ip", "netns", "exec", &cluster.namespaces[0]],
@@ -297,7 +311,7 @@ fn consumers_on_other_nodes_give_the_single_process_results() {
         .env("CDO_WORKFLOW_TOKEN", TOKEN);
     let summary = run(command);
     assert!(summary.contains("renderers"), "{summary}");
-    run(hydro(&[], &local, &[]));
+    run(hydro(&[], &local, &["--archive".into(), archive(&local)]));
     let done: Vec<(u64, u64)> = nodes.into_iter().map(NodeProcess::stop).collect();
     // 7 records, to the statistics node and to the renderers' node: the
     // solver's node forwarded each to both (end markers too), and they
@@ -307,6 +321,24 @@ fn consumers_on_other_nodes_give_the_single_process_results() {
 
     let read = |dir: &Path, name: &str| std::fs::read(dir.join(name)).unwrap();
     assert_eq!(read(&far, STATS_CSV), read(&local, STATS_CSV), "stats.csv");
+    // The archiver on the third node stored the checkpoints of steps 4, 8
+    // and 12 as the single-process run's archiver did: bytes and
+    // attributes.
+    let archived = |dir: &Path| {
+        let archive = cdo::archive::Archive::open(dir.join("archive")).unwrap();
+        let mut names = archive.names().unwrap();
+        names.sort();
+        let entries: Vec<_> = names
+            .iter()
+            .map(|n| archive.load(n).unwrap().unwrap())
+            .collect();
+        (names, entries)
+    };
+    let (far_names, far_entries) = archived(&far);
+    let mut want = [4, 8, 12].map(checkpoint_name);
+    want.sort();
+    assert_eq!(far_names, want);
+    assert!(far_entries == archived(&local).1, "archived checkpoints");
     assert_eq!(read(&far, "final.dump"), read(&local, "final.dump"));
     for step in (0..=12).step_by(2) {
         let png = density_png(step);
