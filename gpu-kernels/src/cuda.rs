@@ -58,19 +58,44 @@ impl Drop for Pushed {
     }
 }
 
-/// Compiled cubins by architecture, shared by every device of that
-/// architecture in the process.
-fn cubin_for(arch: &str) -> Result<Arc<Vec<u8>>, KernelError> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Vec<u8>>>>> = OnceLock::new();
+/// What NVRTC compiles: a CUDA C source, its program name and options.
+#[derive(Clone, Copy)]
+pub(crate) struct Program<'a> {
+    /// Program name, shown in the compiler's messages.
+    pub(crate) name: &'a str,
+    /// The CUDA C source.
+    pub(crate) source: &'a str,
+    /// NVRTC options besides the target architecture.
+    pub(crate) options: &'a [&'a str],
+}
+
+/// The layout kernels.
+const LAYOUT_KERNELS: Program<'static> = Program {
+    name: "mamba_gpu_kernels.cu",
+    source: SOURCE,
+    options: &[],
+};
+
+/// Compiled cubins by architecture and program, shared by every device of
+/// that architecture in the process.
+fn cubin_for(arch: &str, program: Program<'_>) -> Result<Arc<Vec<u8>>, KernelError> {
+    type Key = (String, String, String, Vec<String>);
+    static CACHE: OnceLock<Mutex<HashMap<Key, Arc<Vec<u8>>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    if let Some(c) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(arch) {
+    let key: Key = (
+        arch.to_owned(),
+        program.name.to_owned(),
+        program.source.to_owned(),
+        program.options.iter().map(|o| (*o).to_owned()).collect(),
+    );
+    if let Some(c) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return Ok(c.clone());
     }
-    let cubin = Arc::new(compile(arch)?);
+    let cubin = Arc::new(compile(arch, program)?);
     cache
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(arch.to_owned(), cubin.clone());
+        .insert(key, cubin.clone());
     Ok(cubin)
 }
 
@@ -105,16 +130,17 @@ fn missing_nvrtc() -> String {
     }
 }
 
-/// Compiles the kernel source to a cubin for `arch` (`sm_90`).
-fn compile(arch: &str) -> Result<Vec<u8>, KernelError> {
+/// Compiles `program` to a cubin for `arch` (`sm_90`).
+fn compile(arch: &str, program: Program<'_>) -> Result<Vec<u8>, KernelError> {
     if !nvrtc_present() {
         return Err(KernelError::NoCompiler(missing_nvrtc()));
     }
-    let src = CString::new(SOURCE)
-        .map_err(|_| KernelError::Unsupported("kernel source contains a NUL byte".into()))?;
-    let prog = nvrtc::result::create_program(&src, Some(c"mamba_gpu_kernels.cu"))
-        .map_err(nvrtc_err(arch))?;
-    let options = [format!("--gpu-architecture={arch}")];
+    let nul = |what: &str| KernelError::Unsupported(format!("{what} contains a NUL byte"));
+    let src = CString::new(program.source).map_err(|_| nul("kernel source"))?;
+    let name = CString::new(program.name).map_err(|_| nul("program name"))?;
+    let prog = nvrtc::result::create_program(&src, Some(&name)).map_err(nvrtc_err(arch))?;
+    let mut options = vec![format!("--gpu-architecture={arch}")];
+    options.extend(program.options.iter().map(|o| (*o).to_owned()));
     // SAFETY: `prog` was created above and is destroyed only below.
     let compiled = unsafe { nvrtc::result::compile_program(prog, &options) };
     let out = match compiled {
@@ -162,8 +188,8 @@ fn c_text(buf: &[std::ffi::c_char]) -> String {
         .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// The kernels loaded on one CUDA device.
-pub(crate) struct CudaBackend {
+/// A compiled program loaded on one CUDA device, with its entry points.
+pub(crate) struct Module {
     device: sys::CUdevice,
     ctx: sys::CUcontext,
     module: sys::CUmodule,
@@ -173,14 +199,19 @@ pub(crate) struct CudaBackend {
 // SAFETY: the context, module and function handles are process-wide driver
 // objects, valid on any thread once the context is pushed there (every
 // call pushes it).
-unsafe impl Send for CudaBackend {}
+unsafe impl Send for Module {}
 // SAFETY: as above; the handles are only read after construction.
-unsafe impl Sync for CudaBackend {}
+unsafe impl Sync for Module {}
 
-impl CudaBackend {
-    /// Compiles (or takes from the cache) the kernels for device
-    /// `ordinal`, retains its primary context and loads them into it.
-    pub(crate) fn load(ordinal: u32) -> Result<Self, KernelError> {
+impl Module {
+    /// Compiles `program` for device `ordinal` (or takes it from the
+    /// cache), retains the device's primary context, loads the program
+    /// into it and looks up the entry points `kernels`.
+    pub(crate) fn load(
+        ordinal: u32,
+        program: Program<'_>,
+        kernels: &[&'static str],
+    ) -> Result<Self, KernelError> {
         if !driver_present() {
             return Err(KernelError::NoDriver(
                 "the CUDA driver library (libcuda) cannot be loaded".into(),
@@ -203,11 +234,11 @@ impl CudaBackend {
         let major = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
         let minor = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
         let arch = format!("sm_{major}{minor}");
-        let image = cubin_for(&arch)?;
+        let image = cubin_for(&arch, program)?;
         // SAFETY: `device` came from cuDeviceGet; released in Drop or below.
         let ctx = unsafe { result::primary_ctx::retain(device) }
             .map_err(driver_err("cuDevicePrimaryCtxRetain"))?;
-        let mut backend = CudaBackend {
+        let mut backend = Module {
             device,
             ctx,
             module: std::ptr::null_mut(),
@@ -218,7 +249,7 @@ impl CudaBackend {
             // SAFETY: `image` is a complete cubin kept alive across the call.
             backend.module = unsafe { result::module::load_data(image.as_ptr().cast()) }
                 .map_err(driver_err("cuModuleLoadData"))?;
-            for name in KERNELS {
+            for &name in kernels {
                 let cname = CString::new(name).map_err(|_| {
                     KernelError::Unsupported(format!("kernel name {name:?} contains a NUL byte"))
                 })?;
@@ -228,17 +259,23 @@ impl CudaBackend {
                 backend.functions.insert(name, f);
             }
         }
-        tracing::debug!(ordinal, %arch, "CUDA layout kernels loaded");
+        tracing::debug!(ordinal, %arch, program = program.name, "CUDA module loaded");
         Ok(backend)
     }
-}
 
-impl Backend for CudaBackend {
-    fn api(&self) -> crate::Api {
-        crate::Api::Cuda
-    }
-
-    fn launch(&self, launch: &Launch, stream: CUstream) -> Result<(), KernelError> {
+    /// Enqueues `launch` (one of the entry points named at load) on
+    /// `stream`.
+    ///
+    /// # Safety
+    ///
+    /// The parameter words must be what the kernel's single parameter
+    /// struct expects, and every device address in them must stay valid
+    /// for what the kernel reads and writes until `stream` has run it.
+    pub(crate) unsafe fn launch(
+        &self,
+        launch: &Launch,
+        stream: CUstream,
+    ) -> Result<(), KernelError> {
         let f = *self.functions.get(launch.kernel).ok_or_else(|| {
             KernelError::Unsupported(format!("no kernel named {}", launch.kernel))
         })?;
@@ -249,14 +286,42 @@ impl Backend for CudaBackend {
         let [bx, by, bz] = launch.block;
         // SAFETY: `f` belongs to the loaded module; its single parameter is
         // a struct of `words.len()` 64-bit words, which the driver copies
-        // before returning; the addresses inside were checked against the
-        // caller's buffer lengths.
+        // before returning; the addresses inside are valid per the
+        // caller's contract.
         unsafe { result::launch_kernel(f, (gx, gy, gz), (bx, by, bz), 0, stream, &mut args) }
             .map_err(driver_err("cuLaunchKernel"))
     }
+}
+
+/// The layout kernels loaded on one CUDA device.
+pub(crate) struct CudaBackend {
+    module: Module,
+}
+
+impl CudaBackend {
+    /// Compiles (or takes from the cache) the layout kernels for device
+    /// `ordinal`, retains its primary context and loads them into it.
+    pub(crate) fn load(ordinal: u32) -> Result<Self, KernelError> {
+        Ok(CudaBackend {
+            module: Module::load(ordinal, LAYOUT_KERNELS, &KERNELS)?,
+        })
+    }
+}
+
+impl Backend for CudaBackend {
+    fn api(&self) -> crate::Api {
+        crate::Api::Cuda
+    }
+
+    fn launch(&self, launch: &Launch, stream: CUstream) -> Result<(), KernelError> {
+        // SAFETY: the planner packed the parameters for this kernel, and
+        // the addresses inside were checked against the caller's buffer
+        // lengths.
+        unsafe { self.module.launch(launch, stream) }
+    }
 
     fn zero(&self, ptr: u64, bytes: usize, stream: CUstream) -> Result<(), KernelError> {
-        let _ctx = Pushed::new(self.ctx)?;
+        let _ctx = Pushed::new(self.module.ctx)?;
         // SAFETY: the caller checked that `bytes` bytes at `ptr` belong to
         // its buffer.
         unsafe { result::memset_d8_async(ptr, 0, bytes, stream) }
@@ -264,7 +329,7 @@ impl Backend for CudaBackend {
     }
 }
 
-impl Drop for CudaBackend {
+impl Drop for Module {
     fn drop(&mut self) {
         if !self.module.is_null() {
             match Pushed::new(self.ctx) {

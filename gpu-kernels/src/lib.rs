@@ -20,6 +20,10 @@
 //!   the CPU kernels of `mamba-transforms`; `tests/kernels.rs` checks that
 //!   on a CUDA GPU and `tests/host_source.rs` runs the kernel source on the
 //!   host against them.
+//! * [`CudaModule`]: a caller's own CUDA C program, compiled with NVRTC
+//!   the same way (once per architecture and process) and launched with
+//!   the same conventions: one parameter struct of 64-bit words per entry
+//!   point, work enqueued on the caller's stream.
 //! * [`plan`]: the pure planning layer (which kernel, launch geometry,
 //!   packed parameters), unit-tested on the CPU.
 //! * [`convert_elements_cpu`]: the CPU reference of the type conversion.
@@ -275,6 +279,87 @@ impl GpuKernels {
             "launch"
         );
         self.backend.launch(launch, stream)
+    }
+}
+
+/// A caller's CUDA C program compiled with NVRTC for one CUDA device and
+/// loaded into its primary context (retained while the module lives).
+/// The cubin is cached per architecture, source and options for the life
+/// of the process, so that loading the same program on a second device of
+/// the same architecture does not compile it again.
+///
+/// Every entry point takes one parameter: a struct of 64-bit words, which
+/// [`CudaModule::launch`] passes from [`plan::Launch::params`].
+pub struct CudaModule {
+    module: cuda::Module,
+    name: String,
+}
+
+impl std::fmt::Debug for CudaModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaModule")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl CudaModule {
+    /// Compiles `source` (program name `name`, shown in compiler
+    /// messages) for the compute capability of CUDA device
+    /// `device_ordinal` with the NVRTC `options` (the architecture is
+    /// added), loads it and looks up the entry points `kernels`
+    /// (`extern "C"` names).
+    ///
+    /// # Errors
+    ///
+    /// [`KernelError::NoDriver`] without libcuda,
+    /// [`KernelError::NoCompiler`] without libnvrtc,
+    /// [`KernelError::NoDevice`] for an ordinal past the device count,
+    /// [`KernelError::Compile`] with the compiler's log,
+    /// [`KernelError::Unsupported`] for a NUL byte in the source or a name,
+    /// and [`KernelError::Driver`] when loading the module or looking up
+    /// an entry point fails.
+    pub fn load(
+        device_ordinal: u32,
+        name: &str,
+        source: &str,
+        options: &[&str],
+        kernels: &[&'static str],
+    ) -> Result<Self, KernelError> {
+        let program = cuda::Program {
+            name,
+            source,
+            options,
+        };
+        Ok(CudaModule {
+            module: cuda::Module::load(device_ordinal, program, kernels)?,
+            name: name.to_owned(),
+        })
+    }
+
+    /// Enqueues `launch` on `stream` (a `CUstream` of the module's device,
+    /// or null for the default stream) and returns without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`KernelError::Unsupported`] for an entry point not named at load,
+    /// [`KernelError::Driver`] when the launch fails.
+    ///
+    /// # Safety
+    ///
+    /// `launch.params` must be the parameter struct the entry point
+    /// expects, and every device address in it must stay allocated, and
+    /// hold what the kernel reads and writes, until `stream` has run it.
+    pub unsafe fn launch(&self, launch: &Launch, stream: CUstream) -> Result<(), KernelError> {
+        tracing::trace!(
+            module = self.name,
+            kernel = launch.kernel,
+            grid = ?launch.grid,
+            block = ?launch.block,
+            "launch"
+        );
+        // SAFETY: the caller's contract is the module's.
+        unsafe { self.module.launch(launch, stream) }
     }
 }
 

@@ -6,111 +6,26 @@
 //! on machines without a GPU. It says nothing about NVRTC or the hardware.
 //! Skips with a printed reason when no C++ compiler is found.
 
-use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 use libloading::Library;
-use mamba_gpu_kernels::plan::{convert_launch, CopyKernel, Launch};
+use mamba_gpu_kernels::plan::{convert_launch, CopyKernel};
 use mamba_gpu_kernels::{convert_elements_cpu, ElemType, SOURCE};
 use mamba_transforms::{CopyPlan, Layout};
 
 mod common;
 #[path = "common/conversions.rs"]
 mod conversions;
+#[path = "common/host_emulation.rs"]
+mod host_emulation;
 use common::{random_bytes, rm, PERMUTATIONS_3D};
 use conversions::conversion_input;
+use host_emulation::launch;
 
-/// Definitions that let the CUDA source compile as host C++.
-const PRELUDE: &str = r#"
-#include <cstdint>
-#include <cstring>
-#include <functional>
-#include <ucontext.h>
-#include <vector>
-struct dim3 { unsigned x, y, z; };
-static dim3 threadIdx, blockIdx, blockDim, gridDim;
-static ucontext_t host_scheduler;
-static std::vector<ucontext_t> host_fibers;
-static unsigned host_current;
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __shared__ static
-#define __launch_bounds__(x)
-static inline void __syncthreads() { swapcontext(&host_fibers[host_current], &host_scheduler); }
-static inline long long __double_as_longlong(double d) { long long r; memcpy(&r, &d, 8); return r; }
-static inline double __longlong_as_double(long long d) { double r; memcpy(&r, &d, 8); return r; }
-static inline unsigned __float_as_uint(float d) { unsigned r; memcpy(&r, &d, 4); return r; }
-static inline float __uint_as_float(unsigned d) { float r; memcpy(&r, &d, 4); return r; }
-"#;
-
-/// The launcher: every block in sequence; its threads in sequence, or as
-/// fibers scheduled round-robin (each runs to its next barrier) for
-/// kernels that synchronise.
-const LAUNCHER: &str = r#"
-static std::function<void()> host_body;
-static std::vector<char> host_done;
-static std::vector<std::vector<char>> host_stacks;
-
-static void host_set_thread(unsigned i) {
-    threadIdx = {i % blockDim.x, (i / blockDim.x) % blockDim.y, i / (blockDim.x * blockDim.y)};
-}
-
-static void host_fiber_entry() {
-    host_body();
-    host_done[host_current] = 1;
-}
-
-static void host_run_block(unsigned threads, bool fibers) {
-    if (!fibers) {
-        for (unsigned i = 0; i < threads; ++i) { host_set_thread(i); host_body(); }
-        return;
-    }
-    host_fibers.assign(threads, ucontext_t{});
-    host_done.assign(threads, 0);
-    host_stacks.resize(threads);
-    for (unsigned i = 0; i < threads; ++i) {
-        host_stacks[i].resize(1 << 16);
-        getcontext(&host_fibers[i]);
-        host_fibers[i].uc_stack.ss_sp = host_stacks[i].data();
-        host_fibers[i].uc_stack.ss_size = host_stacks[i].size();
-        host_fibers[i].uc_link = &host_scheduler;
-        makecontext(&host_fibers[i], host_fiber_entry, 0);
-    }
-    for (bool live = true; live;) {
-        live = false;
-        for (unsigned i = 0; i < threads; ++i) {
-            if (host_done[i]) continue;
-            host_current = i;
-            host_set_thread(i);
-            swapcontext(&host_scheduler, &host_fibers[i]);
-            live = live || !host_done[i];
-        }
-    }
-}
-
-template <typename P>
-static int host_launch(void (*kernel)(const P), const unsigned* g, const unsigned* b,
-                       const uint64_t* words, uint64_t count, bool fibers) {
-    if (count * 8 != sizeof(P)) return 2;
-    P p;
-    memcpy(&p, words, sizeof p);
-    gridDim = {g[0], g[1], g[2]};
-    blockDim = {b[0], b[1], b[2]};
-    host_body = [kernel, p] { kernel(p); };
-    for (unsigned z = 0; z < g[2]; ++z)
-        for (unsigned y = 0; y < g[1]; ++y)
-            for (unsigned x = 0; x < g[0]; ++x) {
-                blockIdx = {x, y, z};
-                host_run_block(b[0] * b[1] * b[2], fibers);
-            }
-    return 0;
-}
-
+/// The entry points the host build dispatches to.
+const DISPATCH: &str = r#"
 extern "C" int host_launch_kernel(const char* name, const unsigned* g, const unsigned* b,
                                   const uint64_t* words, uint64_t count) {
-#define HOST_KERNEL(fn, P, sync) \
-    if (strcmp(name, #fn) == 0) return host_launch<P>(fn, g, b, words, count, sync);
 #define HOST_WIDTHS(family, P, sync) \
     HOST_KERNEL(family##_1, P, sync) HOST_KERNEL(family##_2, P, sync) \
     HOST_KERNEL(family##_4, P, sync) HOST_KERNEL(family##_8, P, sync) \
@@ -123,71 +38,12 @@ extern "C" int host_launch_kernel(const char* name, const unsigned* g, const uns
 }
 "#;
 
-type LaunchFn = unsafe extern "C" fn(*const i8, *const u32, *const u32, *const u64, u64) -> i32;
-
 /// The compiled source, or `None` (after printing why) without a C++
-/// compiler. One per test binary; launches are serialised (the emulation
-/// has global state).
+/// compiler. One per test binary.
 fn host() -> Option<&'static Mutex<Library>> {
     static HOST: OnceLock<Option<Mutex<Library>>> = OnceLock::new();
-    HOST.get_or_init(|| {
-        let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
-        if Command::new(&cxx).arg("--version").output().is_err() {
-            eprintln!("skipped: no C++ compiler ({cxx}) to build the kernel source for the host");
-            return None;
-        }
-        let dir =
-            std::env::temp_dir().join(format!("mamba-gpu-kernels-host-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temporary directory");
-        let cpp = dir.join("kernels_host.cpp");
-        let lib = dir.join("libkernels_host.so");
-        let text = format!("{PRELUDE}\n#line 1 \"kernels.cu\"\n{SOURCE}\n{LAUNCHER}");
-        std::fs::write(&cpp, text).expect("write the host source");
-        let out = Command::new(&cxx)
-            .args([
-                "-std=c++17",
-                "-O1",
-                "-Wall",
-                "-Wextra",
-                "-shared",
-                "-fPIC",
-                "-o",
-            ])
-            .arg(&lib)
-            .arg(&cpp)
-            .output()
-            .expect("run the C++ compiler");
-        assert!(
-            out.status.success(),
-            "the kernel source does not compile as host C++:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // SAFETY: the library was just built from the kernel source and the
-        // launcher above; its initialisers are those of the C++ runtime.
-        let library = unsafe { Library::new(&lib) }.expect("load the host build");
-        let _ = std::fs::remove_dir_all(&dir);
-        Some(Mutex::new(library))
-    })
-    .as_ref()
-}
-
-fn launch(host: &Mutex<Library>, l: &Launch) {
-    let lib = host.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: the symbol has the signature the launcher declares.
-    let f: libloading::Symbol<LaunchFn> = unsafe { lib.get(b"host_launch_kernel\0") }.unwrap();
-    let name = std::ffi::CString::new(l.kernel).unwrap();
-    // SAFETY: the parameter words hold host addresses of live buffers the
-    // planner sized from the layouts; the arrays have three entries each.
-    let rc = unsafe {
-        f(
-            name.as_ptr(),
-            l.grid.as_ptr(),
-            l.block.as_ptr(),
-            l.params.as_ptr(),
-            l.params.len() as u64,
-        )
-    };
-    assert_eq!(rc, 0, "launch of {} refused ({rc})", l.kernel);
+    HOST.get_or_init(|| host_emulation::build("mamba-gpu-kernels", "kernels.cu", SOURCE, DISPATCH))
+        .as_ref()
 }
 
 /// Runs the planned kernel on host buffers and the CPU plan on copies of

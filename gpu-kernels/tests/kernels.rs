@@ -438,3 +438,65 @@ fn shared_kernels_are_loaded_once_per_device() {
     assert!(std::sync::Arc::ptr_eq(&a, &b));
     assert_eq!(a.api(), mamba_gpu_kernels::Api::Cuda);
 }
+
+/// y[i] = x[i] * a + b over `n` doubles: one parameter struct of words.
+const AXPB: &str = r#"
+struct AxpbParams { const double* x; double* y; unsigned long long n; double a; double b; };
+extern "C" __global__ void axpb(const AxpbParams p) {
+    unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < p.n) p.y[i] = p.x[i] * p.a + p.b;
+}
+"#;
+
+#[test]
+fn a_callers_module_compiles_once_and_runs_on_the_callers_stream() {
+    use mamba_gpu_kernels::plan::Launch;
+    use mamba_gpu_kernels::CudaModule;
+    let Some(_k) = gpu("callers_module") else {
+        // Without a GPU, loading is a typed error, not a panic.
+        assert!(CudaModule::load(0, "axpb.cu", AXPB, &["--fmad=false"], &["axpb"]).is_err());
+        return;
+    };
+    let module = CudaModule::load(0, "axpb.cu", AXPB, &["--fmad=false"], &["axpb"])
+        .expect("the module compiles and loads");
+    let n = 1000usize;
+    let x: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin() * 1e3).collect();
+    let (a, b): (f64, f64) = (1.0 / 3.0, 0.1);
+    let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    let dx = DevMem::upload(&bytes);
+    let dy = DevMem::new(bytes.len());
+    let launch = Launch {
+        kernel: "axpb",
+        grid: [n.div_ceil(128) as u32, 1, 1],
+        block: [128, 1, 1],
+        params: vec![dx.ptr, dy.ptr, n as u64, a.to_bits(), b.to_bits()],
+    };
+    // SAFETY: the words are the kernel's parameter struct; both buffers
+    // hold `n` doubles until the download below synchronizes.
+    unsafe { module.launch(&launch, stream()) }.expect("launch");
+    let got: Vec<f64> = dy
+        .download()
+        .chunks_exact(8)
+        .map(|c| f64::from_ne_bytes(c.try_into().unwrap()))
+        .collect();
+    // No contraction: the same bits as the CPU's multiply then add.
+    let want: Vec<u64> = x.iter().map(|v| (v * a + b).to_bits()).collect();
+    assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want);
+    // A second load of the same program reuses the cached cubin; an
+    // unknown entry point, a bad source and an unknown name are typed
+    // errors.
+    CudaModule::load(0, "axpb.cu", AXPB, &["--fmad=false"], &["axpb"]).expect("second load");
+    assert!(matches!(
+        CudaModule::load(0, "axpb.cu", AXPB, &[], &["nope"]),
+        Err(KernelError::Driver { .. })
+    ));
+    assert!(matches!(
+        CudaModule::load(0, "bad.cu", "this is not C", &[], &["axpb"]),
+        Err(KernelError::Compile { .. })
+    ));
+    let mut unknown = launch.clone();
+    unknown.kernel = "nope";
+    // SAFETY: refused before anything is enqueued.
+    let refused = unsafe { module.launch(&unknown, stream()) };
+    assert!(matches!(refused, Err(KernelError::Unsupported(_))));
+}

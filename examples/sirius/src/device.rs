@@ -11,11 +11,11 @@
 //! The links ([`crate::link`]) run on mamba's GPU data plane runtime:
 //! [`DeviceKind::Gpu`] on CUDA, [`DeviceKind::Sim`] on its **test double**
 //! `SimDevice` (never reported as a GPU). Both run the same chunking, slot
-//! and stream logic and count the bytes moved. On the double H is applied
-//! on the device side, by a host function in its stream order (queued
-//! after the upload of the next chunk); on CUDA it is applied on the host
-//! after a synchronizing copy back (there is no CUDA kernel yet), so the
-//! upload completes before the apply: same order, no overlap yet.
+//! and stream logic and count the bytes moved. H is applied on the
+//! device side in stream order, queued after the upload of the next chunk,
+//! so that the upload of chunk `c + 1` overlaps the apply of chunk `c`: on
+//! CUDA by a kernel compiled with NVRTC, bit-identical to the CPU apply; on
+//! the double by a host function in its stream order.
 
 use std::fmt;
 use std::str::FromStr;
@@ -46,6 +46,9 @@ pub enum DeviceError {
     /// The device runtime refused a stream, an allocation or a copy.
     #[error("device runtime: {0}")]
     Runtime(mamba::Error),
+    /// The CUDA apply kernel did not compile, load or launch.
+    #[error("apply kernel: {0}")]
+    Kernel(#[from] mamba_gpu_kernels::KernelError),
     /// A copy or apply outside the reserved slots.
     #[error("device slots not reserved for this chunk")]
     NotReserved,
@@ -86,7 +89,7 @@ impl fmt::Display for DeviceKind {
             DeviceKind::Sim => {
                 "sim (test double: mamba SimDevice copies, H applied in its stream order)"
             }
-            DeviceKind::Gpu => "gpu (CUDA copies through mamba, H applied on the host)",
+            DeviceKind::Gpu => "gpu (CUDA copies through mamba, H applied by a CUDA kernel)",
         })
     }
 }
@@ -191,31 +194,42 @@ impl Offload {
 
     /// Device slots from GPU space `space` of `mamba` (the GPU tier's
     /// pool; the space the wave functions are staged into), copies on its
-    /// device's runtime, host scratch from `memory`; labelled as `kind`.
+    /// device's runtime, H applied by the CUDA kernel
+    /// ([`RuntimeLink::applying_with_cuda`]), host scratch from `memory`;
+    /// labelled `gpu`.
     ///
     /// # Errors
     /// [`DeviceError::Runtime`] for a space without a GPU runtime or when
-    /// no stream can be made.
-    pub fn in_space(
-        kind: DeviceKind,
+    /// no stream can be made; [`DeviceError::NoGpu`] without libcuda or
+    /// that device; [`DeviceError::Kernel`] when the kernel does not
+    /// compile or load.
+    ///
+    /// # Safety
+    /// The space's runtime must be that of CUDA device `ordinal` (as the
+    /// GPU spaces of [`mamba::Mamba::discover`] are).
+    pub unsafe fn in_cuda_space(
         mamba: std::sync::Arc<mamba::Mamba>,
         space: mamba::SpaceId,
+        ordinal: u32,
         memory: Memory,
         budget: Option<u64>,
     ) -> Result<Offload, DeviceError> {
+        let link = RuntimeLink::in_space(mamba, space, memory)?;
+        // SAFETY: the caller's contract.
+        let link = unsafe { link.applying_with_cuda(ordinal) }?;
         Ok(Offload::linked(
-            &kind.to_string(),
-            Box::new(RuntimeLink::in_space(mamba, space, memory)?),
+            &DeviceKind::Gpu.to_string(),
+            Box::new(link),
             budget,
         ))
     }
 
-    /// As [`Offload::in_space`] for the GPU space of the test double
+    /// As [`Offload::in_cuda_space`] for the GPU space of the test double
     /// `sim`, which also applies H in its stream order
     /// ([`RuntimeLink::applying_on`]); labelled `sim`.
     ///
     /// # Errors
-    /// As [`Offload::in_space`].
+    /// As [`Offload::in_cuda_space`], less the kernel's.
     pub fn in_sim_space(
         sim: mamba::gpu::SimDevice,
         mamba: std::sync::Arc<mamba::Mamba>,
@@ -230,11 +244,12 @@ impl Offload {
         ))
     }
 
-    /// CUDA device `ordinal`, device slots from a device pool over it,
-    /// host scratch from `memory`.
+    /// CUDA device `ordinal`, device slots from a device pool over it, H
+    /// applied by the CUDA kernel, host scratch from `memory`.
     ///
     /// # Errors
-    /// [`DeviceError::NoGpu`] without libcuda or that device.
+    /// [`DeviceError::NoGpu`] without libcuda or that device;
+    /// [`DeviceError::Kernel`] when the kernel does not compile or load.
     pub fn gpu(ordinal: u32, memory: Memory, budget: Option<u64>) -> Result<Offload, DeviceError> {
         Ok(Offload::linked(
             &DeviceKind::Gpu.to_string(),

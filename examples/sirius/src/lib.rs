@@ -245,13 +245,18 @@ impl Node {
             .map(|s| s.id)
             .ok_or_else(|| MemoryError::NotHostAccessible("every space".into()))?;
         let memory = Memory::pooled(mamba.clone(), &mamba::Policy::require(host))?;
-        let offload = Offload::in_space(
-            DeviceKind::Gpu,
-            Arc::clone(&mamba),
-            device,
-            memory.clone(),
-            params.device_budget,
-        )?;
+        // SAFETY: the GPU spaces of `Mamba::discover` with a device
+        // runtime are CUDA devices' (HIP spaces have none); this is device
+        // 0's.
+        let offload = unsafe {
+            Offload::in_cuda_space(
+                Arc::clone(&mamba),
+                device,
+                0,
+                memory.clone(),
+                params.device_budget,
+            )
+        }?;
         Ok(Node {
             mamba,
             memory,

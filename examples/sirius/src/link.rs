@@ -9,15 +9,22 @@
 //! | [`SlotSource::Pool`] | a [`DevicePool`] over the link's runtime (stream-ordered reuse) | a link on its own device ([`RuntimeLink::sim`], [`RuntimeLink::cuda`]) |
 //! | [`SlotSource::Runtime`] | the runtime's `alloc_async`/`free_async` at every reservation | the benchmark's peer |
 //!
-//! On the test double ([`SimDevice`]) H is applied on the device side: a
-//! host function enqueued on the link's stream reads the input slot and
-//! writes the output slot in the double's memory, in stream order, as a
-//! kernel would ([`RuntimeLink::applying_on`]). Elsewhere (CUDA) the apply
-//! runs on the host after the copy back: the input chunk is copied device
-//! -> host into pooled scratch, H is applied there, and the result is
-//! copied host -> device into the output slot, all ordered on the link's
-//! stream; the wave functions really travel to the GPU and back, but the
-//! apply is the CPU's (no device kernel yet), and the label says so.
+//! H is applied on the device side, in the link's stream order:
+//!
+//! * on CUDA by the kernel of `apply.cu` ([`APPLY_SOURCE`]), compiled with
+//!   NVRTC for the device and launched after the chunk's upload
+//!   ([`RuntimeLink::applying_with_cuda`]); it does the arithmetic of
+//!   [`Hamiltonian::apply`] in the same order without contracted
+//!   multiply-adds, so its results are the CPU's bits, and with two slots
+//!   the upload of chunk `c + 1` overlaps the apply of chunk `c`;
+//! * on the test double ([`SimDevice`]) by a host function enqueued on the
+//!   link's stream that reads the input slot and writes the output slot in
+//!   the double's memory, as a kernel would ([`RuntimeLink::applying_on`]).
+//!
+//! A link with neither applies on the host after the copy back: the input
+//! chunk is copied device -> host into pooled scratch, H is applied there,
+//! and the result is copied host -> device into the output slot, all
+//! ordered on the link's stream.
 
 use std::fmt;
 use std::sync::Arc;
@@ -27,6 +34,8 @@ use mamba::gpu::{
     CudaRuntime, DevicePool, DevicePoolSettings, DevicePtr, DeviceRuntime, SimDevice, StreamId,
 };
 use mamba::{Allocation, Mamba, SpaceId};
+use mamba_gpu_kernels::plan::Launch;
+use mamba_gpu_kernels::{CudaModule, KernelError};
 
 use crate::device::{DeviceError, DeviceLink};
 use crate::memory::{Buf, Memory};
@@ -35,6 +44,50 @@ use crate::stage::{bytes as raw, bytes_mut as raw_mut};
 
 /// Alignment of device slots.
 const SLOT_ALIGN: usize = 256;
+
+/// The CUDA C source of the apply kernel, `y = H x` on a chunk of
+/// vectors ([`apply_launch`] packs its parameters).
+pub const APPLY_SOURCE: &str = include_str!("apply.cu");
+
+/// The apply kernel's entry point.
+const APPLY_KERNEL: &str = "sirius_apply_h";
+
+/// NVRTC options of the apply kernel: no contracted multiply-adds, so
+/// that it rounds like [`Hamiltonian::apply`].
+const APPLY_OPTIONS: [&str; 1] = ["--fmad=false"];
+
+/// Threads per block of the apply kernel.
+const APPLY_BLOCK: u32 = 256;
+
+/// Most blocks of one apply launch (the kernel loops over the rest).
+const APPLY_MAX_BLOCKS: usize = 1 << 16;
+
+/// The launch of the apply kernel ([`APPLY_SOURCE`]) for `y = H x` on the
+/// `len` complex values at device address `x` into those at `y`, with the
+/// kinetic diagonal of `h` at `diagonal` (`h.dim()` doubles). `len` is a
+/// multiple of `h.dim()`.
+pub fn apply_launch(h: &Hamiltonian, x: u64, y: u64, diagonal: u64, len: usize) -> Launch {
+    let [v0, v1, v2] = h.potential();
+    let blocks = len
+        .div_ceil(APPLY_BLOCK as usize)
+        .clamp(1, APPLY_MAX_BLOCKS);
+    Launch {
+        kernel: APPLY_KERNEL,
+        grid: [blocks as u32, 1, 1],
+        block: [APPLY_BLOCK, 1, 1],
+        params: vec![
+            x,
+            y,
+            diagonal,
+            h.dim() as u64,
+            len as u64,
+            crate::physics::side(h.nmax()) as u64,
+            v0.to_bits(),
+            v1.to_bits(),
+            v2.to_bits(),
+        ],
+    }
+}
 
 /// Where a [`RuntimeLink`]'s device slots come from; see the
 /// [module docs](self).
@@ -77,13 +130,17 @@ impl Slot {
 /// Device slots and host scratch of one reservation.
 struct Slots {
     /// Input and output device buffers of each of the two slots, in
-    /// allocation order.
+    /// allocation order, then the kinetic diagonal's buffer for the CUDA
+    /// kernel.
     device: Vec<Slot>,
     /// Values per buffer.
     len: usize,
     /// Host copies of an input chunk and of its result, for an apply on
     /// the host (none when the device applies).
     scratch: Option<(Buf<c64>, Buf<c64>)>,
+    /// The kinetic diagonal last copied to the diagonal's buffer, kept
+    /// until the stream has run that copy.
+    diagonal: Option<Vec<f64>>,
 }
 
 impl Slots {
@@ -93,6 +150,14 @@ impl Slots {
     }
 }
 
+/// What applies H on the device side.
+enum DeviceApply {
+    /// A host function in the test double's stream order.
+    Sim(SimDevice),
+    /// The CUDA kernel.
+    Cuda(CudaModule),
+}
+
 /// Wave-function chunks through a [`DeviceRuntime`].
 pub struct RuntimeLink {
     rt: Arc<dyn DeviceRuntime>,
@@ -100,8 +165,8 @@ pub struct RuntimeLink {
     memory: Memory,
     source: SlotSource,
     slots: Option<Slots>,
-    /// The test double that applies H in stream order, when it does.
-    device_apply: Option<SimDevice>,
+    /// What applies H on the device side, when something does.
+    device_apply: Option<DeviceApply>,
 }
 
 impl fmt::Debug for RuntimeLink {
@@ -150,11 +215,43 @@ impl RuntimeLink {
     /// the upload of the next chunk is queued before it. Without it, H is
     /// applied on the host after a synchronizing copy back.
     pub fn applying_on(mut self, sim: SimDevice) -> RuntimeLink {
-        self.device_apply = Some(sim);
+        self.device_apply = Some(DeviceApply::Sim(sim));
         self
     }
 
-    /// Whether H is applied on the device's stream.
+    /// Applies H with the CUDA kernel ([`APPLY_SOURCE`]) on CUDA device
+    /// `ordinal`: compiled with NVRTC (once per architecture and process)
+    /// and loaded when called, launched on the link's stream after each
+    /// chunk's upload, reading the kinetic diagonal from a fifth device
+    /// buffer that is refreshed when H's diagonal changes.
+    ///
+    /// # Errors
+    /// [`DeviceError::NoGpu`] without libcuda or that device;
+    /// [`DeviceError::Kernel`] when the kernel does not compile or load.
+    ///
+    /// # Safety
+    /// The link's runtime must be that of CUDA device `ordinal` (its slots
+    /// are device memory the kernel reads and writes).
+    pub unsafe fn applying_with_cuda(mut self, ordinal: u32) -> Result<RuntimeLink, DeviceError> {
+        let module = CudaModule::load(
+            ordinal,
+            "sirius_apply.cu",
+            APPLY_SOURCE,
+            &APPLY_OPTIONS,
+            &[APPLY_KERNEL],
+        )
+        .map_err(|e| match e {
+            KernelError::NoDriver(_) | KernelError::NoDevice { .. } => {
+                DeviceError::NoGpu(e.to_string())
+            }
+            e => DeviceError::Kernel(e),
+        })?;
+        self.device_apply = Some(DeviceApply::Cuda(module));
+        Ok(self)
+    }
+
+    /// Whether H is applied on the device's stream (by the test double or
+    /// the CUDA kernel).
     pub fn applies_on_device(&self) -> bool {
         self.device_apply.is_some()
     }
@@ -205,13 +302,17 @@ impl RuntimeLink {
         Ok(RuntimeLink::pooled(Arc::new(sim.clone()), memory)?.applying_on(sim))
     }
 
-    /// CUDA device `ordinal`, slots from a device pool.
+    /// CUDA device `ordinal`, slots from a device pool, H applied by the
+    /// CUDA kernel ([`RuntimeLink::applying_with_cuda`]).
     ///
     /// # Errors
-    /// [`DeviceError::NoGpu`] without libcuda or without that device.
+    /// [`DeviceError::NoGpu`] without libcuda or without that device;
+    /// [`DeviceError::Kernel`] when the kernel does not compile or load.
     pub fn cuda(ordinal: u32, memory: Memory) -> Result<RuntimeLink, DeviceError> {
         let rt = CudaRuntime::new(ordinal).map_err(|e| DeviceError::NoGpu(e.to_string()))?;
-        RuntimeLink::pooled(Arc::new(rt), memory)
+        let link = RuntimeLink::pooled(Arc::new(rt), memory)?;
+        // SAFETY: the link's runtime is CUDA device `ordinal`'s.
+        unsafe { link.applying_with_cuda(ordinal) }
     }
 
     /// Where the slots come from.
@@ -301,8 +402,15 @@ impl DeviceLink for RuntimeLink {
             let host_y = self.memory.buf(len)?;
             Some((host_x, host_y))
         };
-        let mut device = Vec::with_capacity(4);
-        for _ in 0..4 {
+        // Two slots in and out, and the diagonal for the CUDA kernel (a
+        // chunk holds at least one vector: `len` values of 16 bytes hold
+        // its diagonal of 8 bytes a value).
+        let buffers = match self.device_apply {
+            Some(DeviceApply::Cuda(_)) => 5,
+            _ => 4,
+        };
+        let mut device = Vec::with_capacity(buffers);
+        for _ in 0..buffers {
             match self.take(bytes(len).max(1)) {
                 Ok(slot) => device.push(slot),
                 Err(e) => {
@@ -319,6 +427,7 @@ impl DeviceLink for RuntimeLink {
             device,
             len,
             scratch,
+            diagonal: None,
         });
         Ok(())
     }
@@ -341,7 +450,58 @@ impl DeviceLink for RuntimeLink {
     }
 
     fn apply(&mut self, slot: usize, h: &Hamiltonian, len: usize) -> Result<(), DeviceError> {
-        if let Some(sim) = self.device_apply.clone() {
+        if let Some(DeviceApply::Cuda(module)) = &self.device_apply {
+            let (rt, stream, s) = match self.slots.as_mut() {
+                Some(s)
+                    if slot < 2
+                        && len <= s.len
+                        && len % h.dim() == 0
+                        && h.dim() <= 2 * s.len
+                        && s.device.len() == 5 =>
+                {
+                    (&*self.rt, self.stream, s)
+                }
+                _ => return Err(DeviceError::NotReserved),
+            };
+            let diagonal = s.device[4].ptr();
+            if s.diagonal.as_deref() != Some(h.diagonal()) {
+                // The copy of the previous diagonal has run before its
+                // host copy is replaced.
+                rt.synchronize_stream(stream).map_err(gpu)?;
+                let host = s.diagonal.insert(h.diagonal().to_vec());
+                // SAFETY: the diagonal's buffer holds `2 * s.len >=
+                // h.dim()` doubles; `host` stays in the slots, untouched,
+                // until a later apply or the release synchronizes this
+                // stream.
+                unsafe {
+                    rt.copy_htod_async(
+                        diagonal,
+                        host.as_ptr().cast(),
+                        size_of_val(&host[..]),
+                        stream,
+                    )
+                }
+                .map_err(gpu)?;
+            }
+            let launch = apply_launch(
+                h,
+                s.ptr(slot, false).0,
+                s.ptr(slot, true).0,
+                diagonal.0,
+                len,
+            );
+            // SAFETY: the words are the kernel's parameter struct; the
+            // input and output slots hold `s.len >= len` values and the
+            // diagonal's buffer `h.dim()` doubles, all device memory of this
+            // CUDA device (`applying_with_cuda`'s contract) that stays
+            // allocated until the release synchronizes the stream.
+            return unsafe { module.launch(&launch, stream.raw() as _) }.map_err(DeviceError::from);
+        }
+        let sim = match &self.device_apply {
+            Some(DeviceApply::Sim(sim)) => Some(sim.clone()),
+            _ => None,
+        };
+        if let Some(sim) = sim {
             let (_, stream, s) = self.slots(slot, len)?;
             let (x, y) = (s.ptr(slot, false), s.ptr(slot, true));
             let kernel = h.kernel();

@@ -77,6 +77,11 @@ impl Hamiltonian {
         Ok(Hamiltonian { nmax, diagonal, v })
     }
 
+    /// The plane-wave cutoff: |n_d| <= nmax.
+    pub fn nmax(&self) -> usize {
+        self.nmax
+    }
+
     /// Number of plane waves.
     pub fn dim(&self) -> usize {
         self.diagonal.len()
