@@ -132,7 +132,8 @@ impl Node {
     ///   double applies H in its stream order;
     /// * `gpu`: the discovered node with its CUDA spaces, device 0's GPU
     ///   space as the device space and the pool of the device slots;
-    /// * `auto`: `gpu` when it can be used, `cpu` otherwise.
+    /// * `auto`: `gpu` when it can be used (a CUDA device that builds the
+    ///   apply kernel), `cpu` otherwise.
     ///
     /// # Errors
     /// [`AppError::Mamba`] when the node cannot be discovered or
@@ -146,6 +147,14 @@ impl Node {
             DeviceKind::Auto => match Self::gpu(params) {
                 Err(AppError::Device(DeviceError::NoGpu(why))) => {
                     tracing::info!("no GPU ({why}): applying on the CPU");
+                    Self::cpu(params)
+                }
+                // A GPU whose kernel cannot be built (no NVRTC) is no
+                // usable GPU either.
+                Err(AppError::Device(DeviceError::Kernel(why))) => {
+                    tracing::warn!(
+                        "the GPU cannot run the apply kernel ({why}): applying on the CPU"
+                    );
                     Self::cpu(params)
                 }
                 other => other,
