@@ -260,16 +260,12 @@ fn killing_a_consumer_fails_the_solver(extra: &[&str], role: &str) {
         .status()
         .unwrap();
     assert!(status.success());
-    let killed = Instant::now();
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
+    // The death was noticed, not a wait that ran out.
     assert!(
-        killed.elapsed() < Duration::from_secs(10),
-        "failed promptly, not at a timeout"
-    );
-    assert!(
-        stderr.contains(&format!("consumer process {role}")),
+        stderr.contains(&format!("consumer process {role}")) && !stderr.contains("did not come"),
         "{stderr}"
     );
     assert!(
