@@ -7,6 +7,8 @@
 //! otherwise); each node's manager is this test binary re-executed in its
 //! namespace.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -224,16 +226,8 @@ fn hydro(prefix: &[&str], out: &Path, extra: &[String]) -> Command {
     }
     let dump = out.join("final.dump");
     command
-        .args(["--nx", "32", "--ny", "24", "--dx", "0.03", "--tend", "1e9"])
-        .args([
-            "--workers",
-            "2",
-            "--executor",
-            "threads",
-            "--renderers",
-            "2",
-        ])
-        .args(["--consumer-timeout", "20", "--ring", "2"])
+        .args(common::SMALL_PROCESS_RUN)
+        .args(["--ring", "2"])
         .args([
             "--nstepmax",
             "12",

@@ -6,6 +6,8 @@
 //! bit), the processes clean up after themselves, and a killed consumer
 //! fails the solver instead of hanging it.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -20,16 +22,7 @@ const HYDRO: &str = env!("CARGO_BIN_EXE_hydro");
 fn hydro(out: &Path, runtime: &Path, extra: &[&str]) -> Command {
     let mut command = Command::new(HYDRO);
     command
-        .args(["--nx", "32", "--ny", "24", "--dx", "0.03", "--tend", "1e9"])
-        .args([
-            "--workers",
-            "2",
-            "--executor",
-            "threads",
-            "--renderers",
-            "2",
-        ])
-        .args(["--consumer-timeout", "20"])
+        .args(common::SMALL_PROCESS_RUN)
         .arg("--output")
         .arg(out)
         .args(extra)

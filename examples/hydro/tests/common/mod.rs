@@ -42,3 +42,25 @@ pub fn cli(nx: usize, ny: usize, extra: &[&str]) -> hydro::Cli {
     v.extend_from_slice(extra);
     hydro::Cli::try_parse_from(v).unwrap()
 }
+
+/// The flags of a small `hydro` process run in the multi-process tests: a
+/// 32 x 24 blast with no time limit, two worker threads, two renderers and
+/// a 20 s consumer timeout.
+pub const SMALL_PROCESS_RUN: &[&str] = &[
+    "--nx",
+    "32",
+    "--ny",
+    "24",
+    "--dx",
+    "0.03",
+    "--tend",
+    "1e9",
+    "--workers",
+    "2",
+    "--executor",
+    "threads",
+    "--renderers",
+    "2",
+    "--consumer-timeout",
+    "20",
+];
