@@ -300,12 +300,15 @@ fn a_saturated_group_shares_records_by_member_count() {
 }
 
 /// The hand-shake hydro's consumers use across nodes: the producer
-/// requires an acknowledgement, then offers a record in the same batch; the
-/// member on the other node finishes the record, offers the
-/// acknowledgement and leaves at once. The producer's require reaches the
-/// member's node before the record does, so the acknowledgement is held
-/// there (the member's leave waits) until the producer's node has read it:
-/// each demand gets it, never a wait for an object already withdrawn.
+/// requires an acknowledgement, then offers a record and 32 more objects in
+/// the same batch; the member on the other node finishes the record, offers
+/// the acknowledgement and leaves at once. Each demand gets its
+/// acknowledgement. The objects withdrawn after each round reach the
+/// producer's federation after their withdrawal: its exports of them must
+/// fail at once, not stall the node for a second each (which this test
+/// catches). That the require reaches the member's node before the record
+/// (so that the member's leave waits) is a race this test seldom loses;
+/// hydro's federated test showed it under load.
 #[test]
 fn an_acknowledgement_required_before_its_record_is_held_until_read() {
     let (pa, fa) = node(&[]);
