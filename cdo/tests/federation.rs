@@ -20,42 +20,14 @@ use cdo::ipc::federation::{self, Federation, FederationConfig};
 use cdo::ipc::manager::{FaultPolicy, ManagerConfig, ManagerHandle};
 use cdo::ipc::wire::{Attributes, ErrorCode};
 use cdo::{EventKind, Value};
-use ipc_common::{client, code, eventually, manager_with, pattern};
+use ipc_common::{client, code, eventually, federated_node, linked, manager_with, pattern};
 
 const TOKEN: &str = "federation-test-token";
 /// Long enough never to expire in a test that does not want it to.
 const PATIENT: Duration = Duration::from_secs(60);
 
-/// A manager of fault policy `policy` with its federation listening on
-/// 127.0.0.1, dialling `peers`.
-fn node_with(
-    policy: FaultPolicy,
-    peers: Vec<String>,
-    token: &str,
-    remote_timeout: Duration,
-) -> (ManagerHandle, Federation) {
-    let pm = manager_with(ManagerConfig {
-        token: Some(token.into()),
-        policy,
-        ..ManagerConfig::default()
-    });
-    let listen = "127.0.0.1:0".parse().unwrap();
-    let mut config = FederationConfig::new(listen, peers, token.into());
-    config.fabric.provider = Some("tcp".into());
-    config.remote_timeout = remote_timeout;
-    let fed = federation::start(config, &pm).unwrap();
-    (pm, fed)
-}
-
 fn node(peers: Vec<String>, token: &str, remote_timeout: Duration) -> (ManagerHandle, Federation) {
-    node_with(FaultPolicy::FailFast, peers, token, remote_timeout)
-}
-
-fn linked(feds: &[&Federation]) {
-    eventually("the managers link", || {
-        feds.iter()
-            .all(|f| f.status().peers.len() == feds.len() - 1)
-    });
+    federated_node(FaultPolicy::FailFast, peers, token, remote_timeout)
 }
 
 fn data(reply: Result<Reply, ClientError>) -> cdo::ipc::client::View {
@@ -215,7 +187,7 @@ fn three_nodes(
     let mut nodes = Vec::new();
     let mut peers: Vec<String> = first.into_iter().collect();
     for _ in 0..3 - peers.len() {
-        let n = node_with(policy, peers.clone(), TOKEN, remote_timeout);
+        let n = federated_node(policy, peers.clone(), TOKEN, remote_timeout);
         peers.push(n.1.local_addr().to_string());
         nodes.push(n);
     }

@@ -10,11 +10,11 @@ mod ipc_common;
 use std::time::Duration;
 
 use cdo::ipc::client::{Client, Notice};
-use cdo::ipc::federation::{self, Federation, FederationConfig};
-use cdo::ipc::manager::{ManagerConfig, ManagerHandle};
+use cdo::ipc::federation::{self, Federation};
+use cdo::ipc::manager::{FaultPolicy, ManagerHandle};
 use cdo::ipc::wire::{Attributes, EventRef};
 use cdo::{EventKind, Value};
-use ipc_common::{client, eventually, manager_with, pattern};
+use ipc_common::{client, eventually, federated_node, linked, pattern};
 
 const TOKEN: &str = "federation-events-token";
 /// Long enough never to expire in a test that does not want it to.
@@ -22,23 +22,8 @@ const PATIENT: Duration = Duration::from_secs(60);
 
 /// A manager with its federation on 127.0.0.1, dialling `peers`.
 fn node(peers: &[&Federation]) -> (ManagerHandle, Federation) {
-    let pm = manager_with(ManagerConfig {
-        token: Some(TOKEN.into()),
-        ..ManagerConfig::default()
-    });
     let peers = peers.iter().map(|f| f.local_addr().to_string()).collect();
-    let mut config = FederationConfig::new("127.0.0.1:0".parse().unwrap(), peers, TOKEN.into());
-    config.fabric.provider = Some("tcp".into());
-    config.remote_timeout = PATIENT;
-    let fed = federation::start(config, &pm).unwrap();
-    (pm, fed)
-}
-
-fn linked(feds: &[&Federation]) {
-    eventually("the managers link", || {
-        feds.iter()
-            .all(|f| f.status().peers.len() == feds.len() - 1)
-    });
+    federated_node(FaultPolicy::FailFast, peers, TOKEN, PATIENT)
 }
 
 fn step(n: u64) -> Attributes {

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cdo::ipc::client::{Client, ClientError, Notice, Reply};
-use cdo::ipc::federation::{self, Federation, FederationConfig};
-use cdo::ipc::manager::{ManagerConfig, ManagerHandle};
+use cdo::ipc::federation::{self, Federation};
+use cdo::ipc::manager::{FaultPolicy, ManagerHandle};
 use cdo::ipc::wire::Attributes;
 use cdo::Value;
-use ipc_common::{client, eventually, manager_with, pattern};
+use ipc_common::{client, eventually, federated_node, pattern};
 
 const TOKEN: &str = "federation-groups-token";
 /// Long enough never to expire in a test that does not want it to.
@@ -29,16 +29,8 @@ const LARGE: usize = federation::DEFAULT_EAGER_MAX + 1;
 
 /// A manager with its federation on 127.0.0.1, dialling `peers`.
 fn node(peers: &[&Federation]) -> (ManagerHandle, Federation) {
-    let pm = manager_with(ManagerConfig {
-        token: Some(TOKEN.into()),
-        ..ManagerConfig::default()
-    });
     let peers = peers.iter().map(|f| f.local_addr().to_string()).collect();
-    let mut config = FederationConfig::new("127.0.0.1:0".parse().unwrap(), peers, TOKEN.into());
-    config.fabric.provider = Some("tcp".into());
-    config.remote_timeout = PATIENT;
-    let fed = federation::start(config, &pm).unwrap();
-    (pm, fed)
+    federated_node(FaultPolicy::FailFast, peers, TOKEN, PATIENT)
 }
 
 fn step(n: usize) -> Attributes {

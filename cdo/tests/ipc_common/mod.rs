@@ -32,6 +32,37 @@ pub fn manager() -> ManagerHandle {
     manager_with(ManagerConfig::default())
 }
 
+/// A manager of fault policy `policy` with its federation listening on
+/// 127.0.0.1 (fabric provider tcp), dialling `peers`, with workflow token
+/// `token` and remote timeout `remote_timeout`.
+pub fn federated_node(
+    policy: cdo::ipc::manager::FaultPolicy,
+    peers: Vec<String>,
+    token: &str,
+    remote_timeout: std::time::Duration,
+) -> (ManagerHandle, cdo::ipc::federation::Federation) {
+    use cdo::ipc::federation::{self, FederationConfig};
+    let pm = manager_with(ManagerConfig {
+        token: Some(token.into()),
+        policy,
+        ..ManagerConfig::default()
+    });
+    let listen = "127.0.0.1:0".parse().unwrap();
+    let mut config = FederationConfig::new(listen, peers, token.into());
+    config.fabric.provider = Some("tcp".into());
+    config.remote_timeout = remote_timeout;
+    let fed = federation::start(config, &pm).unwrap();
+    (pm, fed)
+}
+
+/// Waits until every federation of `feds` is linked to all the others.
+pub fn linked(feds: &[&cdo::ipc::federation::Federation]) {
+    eventually("the managers link", || {
+        feds.iter()
+            .all(|f| f.status().peers.len() == feds.len() - 1)
+    });
+}
+
 /// A client of `pm` joined as `name`.
 pub fn client(pm: &ManagerHandle, name: &str) -> Client {
     Client::connect(&ClientConfig::new(pm.endpoint().clone(), name)).unwrap()
