@@ -3,13 +3,14 @@
 
 use crate::attrs::{AttrView, Attributes};
 use crate::data::Data;
+use crate::engine::rules::lifetime_end;
 use crossbeam_utils::CachePadded;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Locks, ignoring poisoning: every critical section of this crate leaves
 /// its data consistent before anything in it can panic.
@@ -111,7 +112,6 @@ pub(crate) type Slot = OnceLock<Arc<Offer>>;
 pub(crate) struct EntryState {
     /// Offers not yet withdrawn, oldest first.
     pub live: Vec<Arc<Offer>>,
-    pub next_version: u64,
     /// Consumers that required before any offer.
     pub waiting: Vec<Arc<Slot>>,
     /// Threads blocked in `cv`.
@@ -245,16 +245,6 @@ impl Registry {
     }
 }
 
-/// When an offer made `now` with `attrs` stops holding its withdrawal.
-fn expiry(attrs: &Attributes, now: Instant) -> Option<Instant> {
-    (!attrs.lifetime.is_zero()).then(|| {
-        // A lifetime past what an Instant can hold: as good as forever.
-        now.checked_add(attrs.lifetime)
-            .or_else(|| now.checked_add(Duration::from_secs(1 << 32)))
-            .unwrap_or(now)
-    })
-}
-
 /// Creates an offer record.
 pub(crate) fn new_offer(
     name: &Arc<str>,
@@ -266,7 +256,7 @@ pub(crate) fn new_offer(
     Arc::new(Offer {
         name: Arc::clone(name),
         version,
-        expiry: expiry(&attrs, now),
+        expiry: lifetime_end(attrs.lifetime, now),
         attrs,
         data,
         offered_at: now,
@@ -294,7 +284,7 @@ pub(crate) fn renew_offer(
     };
     let now = Instant::now();
     o.version = version;
-    o.expiry = expiry(&attrs, now);
+    o.expiry = lifetime_end(attrs.lifetime, now);
     o.attrs = attrs;
     o.data = data;
     o.offered_at = now;

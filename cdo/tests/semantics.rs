@@ -577,6 +577,41 @@ fn a_second_offer_is_a_newer_version_under_the_version_policy() {
     });
 }
 
+/// A new version is numbered one more than the newest still on offer (0
+/// when none is): a number withdrawn with its offer is given again, in
+/// both deployments.
+///
+/// Right answer: the pool manager's rule, which only looks at what is on
+/// offer; the in-process pool counted on from every offer its handles had
+/// seen, so the two gave the same offer different numbers. The rule is
+/// now one function (`engine::rules::next_version`).
+#[test]
+fn a_version_counts_from_the_newest_on_offer() {
+    let setup = Setup {
+        duplicates: DuplicateOffers::Version,
+        ..Setup::default()
+    };
+    both(setup, |d| {
+        let label = d.label();
+        let mut older = d.peer("older");
+        let mut newer = d.peer("newer");
+        let mut third = d.peer("third");
+        older.offer("num/a", &[1; 4], Duration::ZERO).unwrap();
+        newer.offer("num/a", &[2; 4], Duration::ZERO).unwrap();
+        assert!(newer.withdraw("num/a", LONG).unwrap(), "{label}");
+        third.offer("num/a", &[3; 4], Duration::ZERO).unwrap();
+        assert_eq!(older.query("version == 1").unwrap(), ["num/a"], "{label}");
+        assert_eq!(older.query("version == 2").unwrap(), [""; 0], "{label}");
+
+        // Withdrawn and offered again by the same producer: version 0 again.
+        assert!(third.withdraw("num/a", LONG).unwrap(), "{label}");
+        assert!(older.withdraw("num/a", LONG).unwrap(), "{label}");
+        older.offer("num/a", &[4; 4], Duration::ZERO).unwrap();
+        assert_eq!(older.query("version == 0").unwrap(), ["num/a"], "{label}");
+        assert!(older.withdraw("num/a", LONG).unwrap(), "{label}");
+    });
+}
+
 /// A name is non-empty `/`-separated segments without control characters,
 /// of bounded length, in both deployments: others are refused whatever the
 /// operation, and the pool is unchanged.

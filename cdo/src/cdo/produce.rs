@@ -3,6 +3,7 @@
 use super::Cdo;
 use crate::attrs::Attributes;
 use crate::data::{Buffer, Data};
+use crate::engine::rules::{admits_offer, next_version};
 use crate::error::{Error, Result};
 use crate::events::EventKind;
 use crate::lifecycle::{Op, State};
@@ -187,21 +188,15 @@ impl Cdo<'_> {
         };
         let offer = {
             let mut e = self.entry.lock();
-            if self.pool.config.duplicates == crate::DuplicateOffers::Reject && !e.live.is_empty() {
+            if !admits_offer(self.pool.config.duplicates, !e.live.is_empty()) {
                 return Err(Error::AlreadyOffered {
                     name: Arc::clone(&self.entry.name),
                 });
             }
             let data = self.buffer.take().unwrap_or_default();
             let spare = e.spare.take();
-            let offer = renew_offer(
-                spare,
-                &self.entry.name,
-                e.next_version,
-                Arc::clone(&attrs),
-                data,
-            );
-            e.next_version += 1;
+            let version = next_version(e.live.last().map(|o| o.version));
+            let offer = renew_offer(spare, &self.entry.name, version, Arc::clone(&attrs), data);
             for slot in e.waiting.drain(..) {
                 offer.pin();
                 // Each slot is filled once: it left `waiting` just now.

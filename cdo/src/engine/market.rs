@@ -25,6 +25,7 @@ use self::withdrawals::Withdrawing;
 
 use super::quota::{Kind, Quotas};
 use super::registry::{ClientId, Entry, Registry};
+use super::rules;
 use super::subs::{Acked, Forwarded, Route, SubError, Subs, Unsubscribed};
 use super::tombstones::Tombstones;
 use super::{Effect, EngineConfig, FaultPolicy, SegmentCheck, SegmentKey};
@@ -643,7 +644,7 @@ impl Engine {
                 )
             }
         }
-        let version = self.registry.get(&name).map_or(0, |e| e.version + 1);
+        let version = rules::next_version(self.registry.get(&name).map(|e| e.version));
         let entry = Entry {
             owner: cid,
             size,
@@ -657,7 +658,11 @@ impl Engine {
             return fail(ErrorCode::DuplicateName, name);
         }
         self.quotas.add(cid, Kind::Offers);
-        if let Some(until) = self.now.zip(lifetime).and_then(|(n, l)| n.checked_add(l)) {
+        if let Some(until) = self
+            .now
+            .zip(lifetime)
+            .and_then(|(n, l)| rules::lifetime_end(l, n))
+        {
             self.lifetimes.insert(self.next_object, until);
         }
         self.next_object += 1;

@@ -27,6 +27,8 @@
 //!   [`GroupNote`]s that tell the federation);
 //! - `quota`: per-client quotas and the limits they enforce;
 //! - [`names`]: what may name a CDO (one rule for both deployments);
+//! - `rules`: the other rules of an offer that both deployments apply
+//!   (second offers, version numbers, minimum lifetimes);
 //! - `tombstones`: names whose producer died, bounded (see
 //!   [`TOMBSTONES_KEPT`]).
 
@@ -34,6 +36,7 @@ mod market;
 pub mod names;
 mod quota;
 pub mod registry;
+pub(crate) mod rules;
 mod subs;
 mod tombstones;
 

@@ -1,6 +1,7 @@
 //! Where the engine keeps offered objects, behind a small trait so that a
 //! host may bring its own matching of names.
 
+use super::rules::admits_offer;
 use crate::attrs::{AttrSource, FlatView};
 use crate::config::DuplicateOffers;
 use crate::ipc::fasthash::FastMap;
@@ -143,7 +144,7 @@ impl Registry for NameRegistry {
                     newest: entry,
                 });
             }
-            Slot::Occupied(_) if self.duplicates == DuplicateOffers::Reject => return Err(entry),
+            Slot::Occupied(_) if !admits_offer(self.duplicates, true) => return Err(entry),
             Slot::Occupied(mut o) => {
                 let versions = o.get_mut();
                 let older = std::mem::replace(&mut versions.newest, entry);
