@@ -17,7 +17,7 @@
 //! | [`events`], [`selector`] | subscriptions filtered by selectors |
 //! | [`group`], [`stream`] | CDO groups; consumer groups |
 //! | [`stats`], [`config`] | statistics; configuration |
-//! | [`archive`] | CDOs persisted in a directory; the in-process archiver |
+//! | [`archive`] | CDOs persisted in a directory or persistent memory (the archiver is [`app::Archiver`]) |
 //!
 //! ```
 //! use cdo::{Pool, PoolConfig};

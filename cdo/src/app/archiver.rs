@@ -6,12 +6,39 @@ use crate::archive::{Archive, Ledger, Outcome, Result, Subsample, Tally};
 use std::time::Duration;
 
 /// A member of a consumer group that stores each record it is given (or a
-/// [`Subsample`]), with its flat attributes, in an archive, and marks it
-/// done only then: a record the archive refuses is set aside as a dead
-/// letter and done; one whose data cannot be read goes back to the group.
-/// What [`crate::archive::Archiver`] and
-/// [`ArchiverClient`](crate::ipc::components::ArchiverClient) do for one
-/// deployment each, on an [`app::Pool`](Pool) of either.
+/// [`Subsample`]), with its flat attributes, in an archive (a directory or
+/// persistent memory, as the [`Archive`]'s [`Backend`](crate::archive::Backend)
+/// says), and marks it done only then, on an [`app::Pool`](Pool) of
+/// either deployment. A record the archive refuses (a name or attribute
+/// it cannot hold) is logged, set aside as a dead letter
+/// ([`Archive::dead_letter`]) and done: never retried, never fatal. Only
+/// an archive that cannot even take the dead letter stops it; a record
+/// whose data cannot be read goes back to the group.
+///
+/// Drop it to leave the group: the records it held go to the other
+/// members.
+///
+/// ```
+/// use cdo::app::{Archiver, Pool};
+/// use cdo::archive::Archive;
+/// use std::sync::Arc;
+///
+/// let mamba = Arc::new(mamba::Mamba::discover(&mamba::Config { gpu: false, ..Default::default() })?);
+/// let pool = Pool::in_process(mamba, cdo::PoolConfig::default())?;
+/// let dir = tempfile::tempdir()?;
+/// let mut archiver = Archiver::join(&pool, "archive", "persist == true", Archive::open(dir.path())?)?;
+///
+/// let mut producer = pool.declare("run1/result")?;
+/// producer.set("persist", true)?;
+/// producer.write(b"kept")?;
+/// producer.seal()?;
+/// producer.offer()?;
+///
+/// assert_eq!(archiver.drain()?.stored, 1);
+/// producer.withdraw()?; // the archiver marked the record done
+/// assert_eq!(archiver.archive().load("run1/result")?.unwrap().data, b"kept");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Archiver<'p> {
     member: Member<'p>,
@@ -66,6 +93,16 @@ impl<'p> Archiver<'p> {
             Some(record) => self.take(record).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Stores, skips or sets aside every record queued now; returns the
+    /// tally so far.
+    ///
+    /// # Errors
+    /// As [`Archiver::next_timeout`].
+    pub fn drain(&mut self) -> Result<Tally> {
+        while self.next_timeout(Duration::ZERO)?.is_some() {}
+        Ok(self.ledger.tally())
     }
 
     fn take(&mut self, record: Record<'p>) -> Result<Outcome> {

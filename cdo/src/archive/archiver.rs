@@ -1,11 +1,9 @@
-//! The in-process archiver: a consumer-group member that stores every
-//! record it is given (or a subsample) in an [`Archive`].
+//! What an archiver keeps and reports: the [`Subsample`] of its stream it
+//! stores, the [`Outcome`] of each record, the [`Tally`] of them, and the
+//! [`Ledger`] that keeps them.
 
 use super::{Archive, Flushed, Result, Stored};
-use crate::pool::Pool;
-use crate::stream::{Member, Record};
 use std::path::PathBuf;
-use std::time::Duration;
 use tracing::warn;
 
 /// Which records of a stream to keep: the 1st, the (`every`+1)th, the
@@ -74,8 +72,8 @@ pub enum Outcome {
     },
 }
 
-/// The bookkeeping of one archived stream, shared by the in-process
-/// [`Archiver`] and the pool-manager client
+/// The bookkeeping of one archived stream, shared by
+/// [`app::Archiver`](crate::app::Archiver) and the pool-manager client
 /// ([`ArchiverClient`](crate::ipc::components::ArchiverClient)): which
 /// records the subsample keeps, and what was stored or skipped.
 #[derive(Debug, Clone, Copy, Default)]
@@ -141,115 +139,5 @@ impl Ledger {
     /// What was done so far.
     pub fn tally(&self) -> Tally {
         self.tally
-    }
-}
-
-/// A member of a consumer group that stores its records, with their
-/// flattened attributes, in an archive; a record is completed once stored,
-/// or set aside as a dead letter when the archive refuses it (a record
-/// whose data cannot be read goes back to the group).
-///
-/// ```
-/// use cdo::archive::{Archive, Archiver};
-/// use std::sync::Arc;
-/// use std::time::Duration;
-///
-/// let mamba = Arc::new(mamba::Mamba::discover(&mamba::Config { gpu: false, ..Default::default() })?);
-/// let pool = cdo::Pool::new(mamba, cdo::PoolConfig::default())?;
-/// let dir = tempfile::tempdir()?;
-/// let mut archiver = Archiver::join(&pool, "archive", "persist == true", Archive::open(dir.path())?)?;
-///
-/// let mut producer = pool.declare("run1/result")?;
-/// producer.set_persist(true)?;
-/// producer.write(b"kept")?;
-/// producer.seal()?;
-/// producer.offer()?;
-///
-/// assert_eq!(archiver.drain()?.stored, 1);
-/// producer.withdraw()?; // the archiver completed the record
-/// assert_eq!(archiver.archive().load("run1/result")?.unwrap().data, b"kept");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug)]
-pub struct Archiver<'p> {
-    member: Member<'p>,
-    archive: Archive,
-    ledger: Ledger,
-}
-
-impl<'p> Archiver<'p> {
-    /// Joins the consumer group `group` of `pool` (formed with `selector`
-    /// unless it exists) to store its records in `archive`.
-    ///
-    /// # Errors
-    /// [`ArchiveError::Pool`](super::ArchiveError::Pool): a selector that
-    /// does not parse or differs from the group's.
-    pub fn join(pool: &'p Pool, group: &str, selector: &str, archive: Archive) -> Result<Self> {
-        Ok(Archiver {
-            member: pool.join(group, selector)?,
-            archive,
-            ledger: Ledger::default(),
-        })
-    }
-
-    /// Keeps only the records `subsample` keeps (the others are completed
-    /// unstored).
-    pub fn with_subsample(self, subsample: Subsample) -> Self {
-        Archiver {
-            ledger: Ledger::new(subsample),
-            ..self
-        }
-    }
-
-    /// The archive records go to.
-    pub fn archive(&self) -> &Archive {
-        &self.archive
-    }
-
-    /// What was done so far.
-    pub fn tally(&self) -> Tally {
-        self.ledger.tally()
-    }
-
-    /// Takes the next record, waiting up to `timeout`, and stores or skips
-    /// it; `None` when none came.
-    ///
-    /// # Errors
-    /// The archive's errors, or the pool's when the data cannot be read.
-    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Outcome>> {
-        match self.member.next_timeout(timeout) {
-            Some(record) => self.take(record).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// Stores or skips every record queued now; returns the tally so far.
-    ///
-    /// # Errors
-    /// As [`Archiver::next_timeout`].
-    pub fn drain(&mut self) -> Result<Tally> {
-        while let Some(record) = self.member.try_next() {
-            self.take(record)?;
-        }
-        Ok(self.ledger.tally())
-    }
-
-    fn take(&mut self, record: Record) -> Result<Outcome> {
-        let name = record.name().to_owned();
-        if !self.ledger.admit() {
-            record.complete();
-            return Ok(Outcome::Skipped { name });
-        }
-        let attributes = record
-            .attributes()
-            .map(crate::Attributes::flatten)
-            .unwrap_or_default();
-        let data = record.data();
-        let outcome = self
-            .ledger
-            .store(&self.archive, name, &attributes, data.as_slice()?)?;
-        drop(data);
-        record.complete();
-        Ok(outcome)
     }
 }
