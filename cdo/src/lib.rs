@@ -90,8 +90,8 @@
 //! under best effort), join consumer groups that share a stream of
 //! records fairly and give a dead member's records to another, and query
 //! the offers by attributes ([`ipc::client::Client::query`]). The
-//! archiver and librarian ([`ipc::components`], binaries `cdo-archiver`
-//! and `cdo-librarian`) keep chosen objects in an [`archive`] on a file
+//! archiver ([`app::Archiver`], binary `cdo-archiver`) and librarian
+//! ([`ipc::components`], binary `cdo-librarian`) keep chosen objects in an [`archive`] on a file
 //! tier and serve them back in later runs. CDO groups cross processes as
 //! their members plus a manifest offered last ([`ipc::group`]).
 //!

@@ -72,10 +72,9 @@ pub enum Outcome {
     },
 }
 
-/// The bookkeeping of one archived stream, shared by
-/// [`app::Archiver`](crate::app::Archiver) and the pool-manager client
-/// ([`ArchiverClient`](crate::ipc::components::ArchiverClient)): which
-/// records the subsample keeps, and what was stored or skipped.
+/// The bookkeeping of one archived stream of
+/// [`app::Archiver`](crate::app::Archiver): which records the subsample
+/// keeps, and what was stored or skipped.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Ledger {
     subsample: Subsample,
