@@ -65,7 +65,7 @@ mod dead_letter;
 mod name;
 mod persistent;
 
-pub use archiver::{Ledger, Outcome, Subsample, Tally};
+pub use archiver::{Outcome, Subsample, Tally};
 pub use dead_letter::DeadLetter;
 pub use persistent::PersistentArchive;
 

@@ -2,8 +2,10 @@
 //! [`Archive`], in either deployment.
 
 use super::{Member, Pool, Record};
-use crate::archive::{Archive, Ledger, Outcome, Result, Subsample, Tally};
+use crate::archive::{Archive, Outcome, Result, Stored, Subsample, Tally};
+use crate::attrs::FlatAttributes;
 use std::time::Duration;
+use tracing::warn;
 
 /// A member of a consumer group that stores each record it is given (or a
 /// [`Subsample`]), with its flat attributes, in an archive (a directory or
@@ -43,7 +45,10 @@ use std::time::Duration;
 pub struct Archiver<'p> {
     member: Member<'p>,
     archive: Archive,
-    ledger: Ledger,
+    subsample: Subsample,
+    /// Records of the stream seen so far (the subsample's index).
+    seen: u64,
+    tally: Tally,
 }
 
 impl<'p> Archiver<'p> {
@@ -58,17 +63,16 @@ impl<'p> Archiver<'p> {
         Ok(Archiver {
             member: pool.join_group(group, selector)?,
             archive,
-            ledger: Ledger::default(),
+            subsample: Subsample::default(),
+            seen: 0,
+            tally: Tally::default(),
         })
     }
 
     /// Keeps only the records `subsample` keeps (the others are done
     /// unstored).
     pub fn with_subsample(self, subsample: Subsample) -> Self {
-        Archiver {
-            ledger: Ledger::new(subsample),
-            ..self
-        }
+        Archiver { subsample, ..self }
     }
 
     /// The archive records go to.
@@ -78,11 +82,11 @@ impl<'p> Archiver<'p> {
 
     /// What was done so far.
     pub fn tally(&self) -> Tally {
-        self.ledger.tally()
+        self.tally
     }
 
     /// Takes the next record, waiting up to `timeout`, and stores, skips or
-    /// sets it aside; `None` when none came.
+    /// sets it aside ([`Outcome::DeadLettered`]); `None` when none came.
     ///
     /// # Errors
     /// The pool's errors (the data cannot be read, the manager failed); the
@@ -102,19 +106,51 @@ impl<'p> Archiver<'p> {
     /// As [`Archiver::next_timeout`].
     pub fn drain(&mut self) -> Result<Tally> {
         while self.next_timeout(Duration::ZERO)?.is_some() {}
-        Ok(self.ledger.tally())
+        Ok(self.tally)
     }
 
     fn take(&mut self, record: Record<'p>) -> Result<Outcome> {
         let name = record.name().to_owned();
-        if !self.ledger.admit() {
+        let keep = self.subsample.keeps(self.seen);
+        self.seen += 1;
+        if !keep {
+            self.tally.skipped += 1;
             record.done()?;
             return Ok(Outcome::Skipped { name });
         }
-        let outcome =
-            self.ledger
-                .store(&self.archive, name, record.attributes(), record.bytes()?)?;
+        let outcome = self.store(name, record.attributes(), record.bytes()?)?;
         record.done()?;
         Ok(outcome)
+    }
+
+    /// Stores a kept record and counts it; a record the archive refuses is
+    /// set aside as a dead letter instead (logged and counted), so that it
+    /// is done and never retried.
+    ///
+    /// # Errors
+    /// The archive's error when not even the dead letter can be written
+    /// (the archive itself is broken, not the record).
+    fn store(&mut self, name: String, attributes: &FlatAttributes, data: &[u8]) -> Result<Outcome> {
+        let Stored { path, flushed } = match self.archive.store(&name, attributes, data) {
+            Ok(stored) => stored,
+            Err(refused) => {
+                let reason = refused.to_string();
+                let note = self
+                    .archive
+                    .dead_letter(&name, attributes, Some(data), &reason)?;
+                warn!(%name, %reason, note = %note.display(), "record set aside as a dead letter");
+                self.tally.dead_letters += 1;
+                return Ok(Outcome::DeadLettered { name, reason, note });
+            }
+        };
+        let bytes = data.len() as u64;
+        self.tally.stored += 1;
+        self.tally.bytes += bytes;
+        Ok(Outcome::Stored {
+            name,
+            path,
+            bytes,
+            flushed,
+        })
     }
 }
