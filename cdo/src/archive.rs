@@ -1,6 +1,7 @@
-//! A persistent archive of CDOs: the storage behind an archiver (it
-//! streams offers and writes them, attributes beside the data) and a
-//! librarian (it answers requires by offering what the archive holds).
+//! A persistent archive of CDOs: the storage behind an archiver
+//! ([`crate::app::Archiver`]: it streams offers and writes them,
+//! attributes beside the data) and a librarian (it answers requires by
+//! offering what the archive holds).
 //!
 //! An [`Archive`] lives in one of two [`Backend`]s: a plain directory on a
 //! file tier (an SSD directory; the layout below), or a persistent-memory
@@ -38,11 +39,10 @@
 //!
 //! A record the archive refuses (a name that maps to no path, an attribute
 //! JSON cannot hold, a file the system will not create) is not retried:
-//! the archivers set it aside with [`Archive::dead_letter`], a note (its
+//! the archiver sets it aside with [`Archive::dead_letter`], a note (its
 //! name, attributes and why) and a copy of its bytes under the archive's
-//! `.dead-letter` directory (plain files, whatever the backend), mark it
-//! done and carry on. A librarian notes
-//! there the entries it cannot serve (corrupt, or refused by the pool).
+//! `.dead-letter` directory (plain files, whatever the backend), marks it
+//! done and carries on. A librarian notes there the entries it cannot serve (corrupt, or refused by the pool).
 //! [`Archive::dead_letters`] lists them; no CDO name encodes to that
 //! directory, so they never show among [`Archive::names`].
 //!
@@ -65,7 +65,7 @@ mod dead_letter;
 mod name;
 mod persistent;
 
-pub use archiver::{Archiver, Ledger, Outcome, Subsample, Tally};
+pub use archiver::{Outcome, Subsample, Tally};
 pub use dead_letter::DeadLetter;
 pub use persistent::PersistentArchive;
 

@@ -17,7 +17,7 @@
 //! | [`events`], [`selector`] | subscriptions filtered by selectors |
 //! | [`group`], [`stream`] | CDO groups; consumer groups |
 //! | [`stats`], [`config`] | statistics; configuration |
-//! | [`archive`] | CDOs persisted in a directory; the in-process archiver |
+//! | [`archive`] | CDOs persisted in a directory or persistent memory (the archiver is [`app::Archiver`]) |
 //!
 //! ```
 //! use cdo::{Pool, PoolConfig};
@@ -90,8 +90,8 @@
 //! under best effort), join consumer groups that share a stream of
 //! records fairly and give a dead member's records to another, and query
 //! the offers by attributes ([`ipc::client::Client::query`]). The
-//! archiver and librarian ([`ipc::components`], binaries `cdo-archiver`
-//! and `cdo-librarian`) keep chosen objects in an [`archive`] on a file
+//! archiver ([`app::Archiver`], binary `cdo-archiver`) and librarian
+//! ([`ipc::components`], binary `cdo-librarian`) keep chosen objects in an [`archive`] on a file
 //! tier and serve them back in later runs. CDO groups cross processes as
 //! their members plus a manifest offered last ([`ipc::group`]).
 //!

@@ -1,11 +1,14 @@
-//! The archive: layout, atomicity, corruption, and the in-process archiver.
+//! The archive: layout, atomicity, corruption, and the archiver on an
+//! in-process pool.
 
 mod common;
 
-use cdo::archive::{Archive, ArchiveError, Archiver, Flushed, Outcome, Subsample};
+use cdo::app::Archiver;
+use cdo::archive::{Archive, ArchiveError, Flushed, Outcome, Subsample};
 use cdo::{FlatAttributes, Timestamp, Value};
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 fn every_value_type() -> FlatAttributes {
@@ -223,10 +226,13 @@ fn names_skip_interrupted_stores_and_foreign_files() {
 #[test]
 fn the_archiver_stores_a_subsample_of_its_group_with_attributes() {
     let env = common::env();
-    let pool = &env.pool;
+    // The producers use the in-process pool itself, the archiver the
+    // application API over it.
+    let pool = Arc::new(env.pool);
+    let app = cdo::app::Pool::local(Arc::clone(&pool));
     let dir = tempfile::tempdir().unwrap();
     let archive = Archive::open(dir.path()).unwrap();
-    let mut archiver = Archiver::join(pool, "archive", "persist == true", archive)
+    let mut archiver = Archiver::join(&app, "archive", "persist == true", archive)
         .unwrap()
         .with_subsample(Subsample { every: 2 });
     let producers: Vec<_> = (0..5u64)
@@ -258,7 +264,7 @@ fn the_archiver_stores_a_subsample_of_its_group_with_attributes() {
     assert_eq!(entry.attributes["persist"], Value::Bool(true));
     assert_eq!(entry.attributes["size"], Value::UInt(12));
     assert!(matches!(
-        Archiver::join(pool, "archive", "*", Archive::open(dir.path()).unwrap()),
+        Archiver::join(&app, "archive", "*", Archive::open(dir.path()).unwrap()),
         Err(ArchiveError::Pool(_))
     ));
 }

@@ -1,5 +1,6 @@
 //! The archiver and librarian components through the pool manager: the
-//! library types in threads, and the binaries as processes.
+//! library types ([`cdo::app::Archiver`] on an application pool joined to
+//! the manager, [`Librarian`]) in threads, and the binaries as processes.
 
 mod ipc_common;
 
@@ -7,8 +8,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cdo::archive::{Archive, Backend, Flushed, Outcome, Subsample};
-use cdo::ipc::components::{ArchiverClient, Librarian, Served};
+use cdo::app::{Archiver, Pool};
+use cdo::archive::{Archive, Backend, Flushed, Outcome, Subsample, Tally};
+use cdo::ipc::client::ClientConfig;
+use cdo::ipc::components::{Librarian, Served};
 use cdo::ipc::endpoint::{SOCKET_ENV, TOKEN_ENV};
 use cdo::ipc::manager::ManagerHandle;
 use cdo::ipc::wire::Attributes;
@@ -17,15 +20,24 @@ use ipc_common::{client, manager, wait_for, GUARD};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// An archiver of `pm` keeping what `selector` picks in the archive at `dir`.
-fn archiver(pm: &ManagerHandle, dir: &std::path::Path, selector: &str) -> ArchiverClient {
-    ArchiverClient::join(
-        client(pm, "archiver"),
-        "archive",
-        selector,
-        Archive::open(dir).unwrap(),
-    )
-    .unwrap()
+/// The archiver's application pool: `pm`, joined as `archiver`.
+fn archiver_pool(pm: &ManagerHandle) -> Pool {
+    Pool::connect_with(&ClientConfig::new(pm.endpoint().clone(), "archiver")).unwrap()
+}
+
+/// An archiver on `pool` keeping what `selector` picks in the archive at
+/// `dir`.
+fn archiver<'p>(pool: &'p Pool, dir: &std::path::Path, selector: &str) -> Archiver<'p> {
+    Archiver::join(pool, "archive", selector, Archive::open(dir).unwrap()).unwrap()
+}
+
+/// Leaves the group, then the pool (waiting up to [`WAIT`]); what the
+/// archiver did.
+fn leave(archiver: Archiver<'_>, pool: &Pool) -> Tally {
+    let tally = archiver.tally();
+    drop(archiver);
+    pool.leave(WAIT).unwrap();
+    tally
 }
 
 fn persisted(step: u64) -> Attributes {
@@ -58,7 +70,8 @@ fn archiver_keeps_what_its_selector_picks_and_librarian_serves_it_back() {
     let dir = tempfile::tempdir().unwrap();
     {
         let pm = manager();
-        let mut archiver = archiver(&pm, dir.path(), "persist == true");
+        let pool = archiver_pool(&pm);
+        let mut archiver = archiver(&pool, dir.path(), "persist == true");
         let mut p = client(&pm, "producer");
         for step in 0..3u64 {
             let data = vec![step as u8; 1000 + step as usize];
@@ -81,7 +94,7 @@ fn archiver_keeps_what_its_selector_picks_and_librarian_serves_it_back() {
         for step in 0..3 {
             p.withdraw(&format!("run/chk/{step}")).unwrap();
         }
-        let tally = archiver.leave(WAIT).unwrap();
+        let tally = leave(archiver, &pool);
         assert_eq!((tally.stored, tally.bytes), (3, 3003));
     }
     let archive = Archive::open(dir.path()).unwrap();
@@ -132,7 +145,8 @@ fn archiver_keeps_what_its_selector_picks_and_librarian_serves_it_back() {
 fn archiver_subsamples_its_stream() {
     let dir = tempfile::tempdir().unwrap();
     let pm = manager();
-    let mut archiver = archiver(&pm, dir.path(), "*").with_subsample(Subsample { every: 3 });
+    let pool = archiver_pool(&pm);
+    let mut archiver = archiver(&pool, dir.path(), "*").with_subsample(Subsample { every: 3 });
     let mut p = client(&pm, "producer");
     for i in 0..7 {
         p.offer(&format!("s/{i}"), &[i], Attributes::new()).unwrap();
@@ -234,7 +248,8 @@ fn the_binaries_archive_and_serve() {
 fn archiver_sets_aside_what_the_archive_refuses_and_carries_on() {
     let dir = tempfile::tempdir().unwrap();
     let pm = manager();
-    let mut archiver = archiver(&pm, dir.path(), "persist == true");
+    let pool = archiver_pool(&pm);
+    let mut archiver = archiver(&pool, dir.path(), "persist == true");
     let mut p = client(&pm, "producer");
     let mut nan = persisted(1);
     nan.insert("app.ratio".into(), Value::Float(f64::NAN));
@@ -260,7 +275,7 @@ fn archiver_sets_aside_what_the_archive_refuses_and_carries_on() {
         archiver.next_timeout(Duration::from_millis(300)).unwrap(),
         None
     );
-    let tally = archiver.leave(WAIT).unwrap();
+    let tally = leave(archiver, &pool);
     assert_eq!((tally.stored, tally.dead_letters), (1, 2));
 
     let archive = Archive::open(dir.path()).unwrap();

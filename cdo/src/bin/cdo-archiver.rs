@@ -8,15 +8,17 @@
 //! prints what it stored, and how the last store was flushed, as one JSON
 //! line. A record the archive refuses is set
 //! aside in the archive's dead letters, marked done and counted
-//! (`dead_letters`); it never stops the archiver.
+//! (`dead_letters`); it never stops the archiver. The archiver is
+//! [`cdo::app::Archiver`] on an [`app::Pool`](cdo::app::Pool) joined to
+//! that manager.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use cdo::app::{Archiver, Pool};
 use cdo::archive::{Archive, Outcome, Subsample};
-use cdo::ipc::components::{
-    connect_from_env, log_to_stderr, stop_on_signals, ArchiveLocation, ArchiverClient,
-};
+use cdo::ipc::client::ClientConfig;
+use cdo::ipc::components::{log_to_stderr, stop_on_signals, ArchiveLocation, ComponentError};
 use clap::error::ErrorKind::ArgumentConflict;
 use clap::{CommandFactory, Parser};
 
@@ -49,13 +51,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|e| Args::command().error(ArgumentConflict, e).exit());
     let stop = stop_on_signals()?;
     let archive = Archive::open_backend(backend)?;
-    let mut archiver = ArchiverClient::join(
-        connect_from_env(&args.name)?,
-        &args.group,
-        &args.selector,
-        archive,
-    )?
-    .with_subsample(Subsample { every: args.every });
+    let config = ClientConfig::from_env(&args.name).ok_or(ComponentError::NoPool)?;
+    let pool = Pool::connect_with(&config)?;
+    let mut archiver = Archiver::join(&pool, &args.group, &args.selector, archive)?
+        .with_subsample(Subsample { every: args.every });
     println!("ready");
     let mut last_flush = None;
     while !stop.load(Ordering::SeqCst) {
@@ -70,7 +69,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             last_flush = Some(flushed);
         }
     }
-    let tally = archiver.leave(Duration::from_secs(10))?;
+    let tally = archiver.tally();
+    // Leaves the group, then the pool.
+    drop(archiver);
+    pool.leave(Duration::from_secs(10))?;
     println!(
         "{}",
         serde_json::json!({

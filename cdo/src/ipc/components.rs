@@ -1,16 +1,13 @@
-//! The archiver and the librarian as pool-manager clients (the
-//! `cdo-archiver` and `cdo-librarian` binaries), built only from the
-//! public [`Client`] API and [`Archive`].
+//! The librarian (the `cdo-librarian` binary), built only from the public
+//! [`Client`] API and [`Archive`], and what it shares with the
+//! `cdo-archiver` binary: the archive's location, the errors of a
+//! component, logging and stopping on signals.
 //!
-//! - [`ArchiverClient`] joins a consumer group whose selector picks the
-//!   objects to keep (say `persist == true` or `priority == 'checkpoint'`),
-//!   stores each record it is given (or a [`Subsample`] of them) with its
-//!   attributes beside it, and only then marks it done, so a record that a
-//!   killed archiver held goes to another member. A record the archive
-//!   refuses (a name or attribute it cannot hold) is logged, set aside as
-//!   a dead letter in the archive (see [`crate::archive`]) and marked done:
-//!   never retried, never fatal. Only an archive that cannot even take the
-//!   dead letter stops the archiver (its records then go to others).
+//! - The archiver is [`app::Archiver`](crate::app::Archiver), the same in
+//!   process and through a pool manager: a consumer-group member whose
+//!   selector picks the objects to keep (say `persist == true` or
+//!   `priority == 'checkpoint'`), which stores each record and only then
+//!   marks it done.
 //! - [`Librarian`] subscribes to require events and answers each require
 //!   of an archived object that is not on offer by offering it from the
 //!   archive. Consumers must require before they demand (as in Maestro)
@@ -32,7 +29,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{SigSet, Signal};
 
-use crate::archive::{Archive, ArchiveError, Backend, Ledger, Outcome, Subsample, Tally};
+use crate::archive::{Archive, ArchiveError, Backend};
 use crate::events::{EventKind, EventMask};
 use crate::ipc::client::{Client, ClientConfig, ClientError, Notice};
 use crate::ipc::fasthash::{FastMap, FastSet};
@@ -108,86 +105,6 @@ pub fn log_to_stderr() {
         )
         .with_writer(std::io::stderr)
         .init();
-}
-
-/// A consumer-group member storing its records in an [`Archive`].
-pub struct ArchiverClient {
-    client: Client,
-    archive: Archive,
-    ledger: Ledger,
-}
-
-impl ArchiverClient {
-    /// Joins consumer group `group` (formed with `selector` unless it
-    /// exists) through `client`, to store its records in `archive`.
-    ///
-    /// # Errors
-    /// A bad selector, or a group formed with another one.
-    pub fn join(
-        mut client: Client,
-        group: &str,
-        selector: &str,
-        archive: Archive,
-    ) -> Result<Self, ComponentError> {
-        client.join_group(group, selector)?;
-        Ok(ArchiverClient {
-            client,
-            archive,
-            ledger: Ledger::default(),
-        })
-    }
-
-    /// Keeps only the records `subsample` keeps (the others are done
-    /// unstored).
-    pub fn with_subsample(self, subsample: Subsample) -> Self {
-        ArchiverClient {
-            ledger: Ledger::new(subsample),
-            ..self
-        }
-    }
-
-    /// What was done so far.
-    pub fn tally(&self) -> Tally {
-        self.ledger.tally()
-    }
-
-    /// The archiver's connection, for its own offers (a ready signal, say).
-    pub fn client_mut(&mut self) -> &mut Client {
-        &mut self.client
-    }
-
-    /// Takes the next record, waiting up to `timeout`, and stores, skips
-    /// or sets it aside ([`Outcome::DeadLettered`]); `None` when none came.
-    ///
-    /// # Errors
-    /// The connection's errors, or the archive's when not even a dead
-    /// letter can be written (the record then goes back to the group when
-    /// this member leaves).
-    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Outcome>, ComponentError> {
-        let record = match self.client.next_notice(Some(timeout))? {
-            Some(Notice::Record(r)) => r,
-            Some(Notice::Event(_)) | None => return Ok(None),
-        };
-        let name = record.view.name().to_owned();
-        if !self.ledger.admit() {
-            self.client.done(record)?;
-            return Ok(Some(Outcome::Skipped { name }));
-        }
-        let outcome = self
-            .ledger
-            .store(&self.archive, name, record.view.attrs(), &record.view)?;
-        self.client.done(record)?;
-        Ok(Some(outcome))
-    }
-
-    /// Leaves the pool (waiting up to `timeout`) and returns the tally.
-    ///
-    /// # Errors
-    /// When the manager does not confirm in time.
-    pub fn leave(mut self, timeout: Duration) -> Result<Tally, ComponentError> {
-        self.client.leave(timeout)?;
-        Ok(self.ledger.tally())
-    }
 }
 
 /// What a librarian did with one event.

@@ -12,8 +12,9 @@
 //! - [`manager`]: the pool manager, in-process or as the `cdo-pm` binary;
 //! - [`client`]: what an application links to offer and demand objects;
 //! - [`lease`]: client heartbeats and the manager's leases on them;
-//! - [`components`]: the archiver and librarian (binaries `cdo-archiver`,
-//!   `cdo-librarian`);
+//! - [`components`]: the librarian (binary `cdo-librarian`) and what the
+//!   `cdo-archiver` binary shares with it (its archiver is
+//!   [`app::Archiver`](crate::app::Archiver));
 //! - [`group`]: CDO groups (members plus a manifest) across processes;
 //! - [`convert`]: a demanded view copied into another space, tier or order;
 //! - [`endpoint`]: where the manager listens and how clients find it;
