@@ -806,7 +806,9 @@ impl Client {
         let id = self.submit(Msg::Unsubscribe { subscription }, None)?;
         self.expect_ok(id)?;
         self.notices.retain(|n| n.subscription() != subscription);
-        Ok(())
+        // The views of its records never taken go back now, not with this
+        // client's next request (a withdrawal waits for them).
+        self.flush()
     }
 
     /// The next event or group record, waiting up to `timeout` (forever for
