@@ -6,17 +6,18 @@
 //! least loaded (queued plus held records; ties in round-robin order). A
 //! member has at most [`GROUP_WINDOW`](crate::engine::GROUP_WINDOW)
 //! records queued or held: when every member has that many, records wait
-//! in the group, in order, until one completes a record. The choice is the
-//! pool manager's own rule (one function of the engine). A
-//! record dropped without [`Record::complete`], or queued at a member that
-//! leaves, goes to another member (to the same one when it is alone). A
-//! record pins its offer, so the producer's withdraw waits for every group
-//! to complete it. A group lives while it has members; when the last one
-//! leaves, its pending records are released.
+//! in the group, in order, until one completes a record. The group's books
+//! are the pool manager's own (one type of the engine, kept here under the
+//! group's lock). A record dropped without [`Record::complete`] goes to
+//! another member (to the same one when it is alone); the records queued
+//! at a member that leaves go, first, to the others. A record pins its
+//! offer, so the producer's withdraw waits for every group to complete
+//! it. A group lives while it has members; when the last one leaves, its
+//! pending records are released.
 
 use crate::attrs::Attributes;
 use crate::data::Data;
-use crate::engine::pick_member;
+use crate::engine::groups::GroupBook;
 use crate::error::{Error, Result};
 use crate::registry::{lock, Offer};
 use crate::selector::Selector;
@@ -26,73 +27,64 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-struct MemberQueue {
-    id: u64,
-    queue: VecDeque<Arc<Offer>>,
-    held: usize,
-}
-
-impl MemberQueue {
-    /// Records queued at or held by the member.
-    fn load(&self) -> usize {
-        self.queue.len() + self.held
-    }
-}
-
-#[derive(Default)]
+/// A group's books and the records given to each member and not yet
+/// taken by it.
 struct GroupState {
-    members: Vec<MemberQueue>,
-    /// Records waiting for a member with room, oldest first.
-    pending: VecDeque<Arc<Offer>>,
+    /// Seats are member ids.
+    book: GroupBook<Arc<Offer>>,
+    /// Each member's records given and not yet taken, in join order.
+    queues: Vec<(u64, VecDeque<Arc<Offer>>)>,
     next_id: u64,
-    cursor: usize,
     closed: bool,
 }
 
-impl GroupState {
-    /// The member [`pick_member`] names, `exclude` (a member id) only
-    /// when it is alone.
-    fn pick(&self, exclude: Option<u64>) -> Option<usize> {
-        let members = &self.members;
-        let skip = exclude.and_then(|id| members.iter().position(|m| m.id == id));
-        pick_member(members.len(), self.cursor, |i| members[i].load(), skip)
-    }
-
-    /// Queues `offer` at member `i`.
-    fn give(&mut self, i: usize, offer: Arc<Offer>) {
-        self.members[i].queue.push_back(offer);
-        self.cursor = (i + 1) % self.members.len();
-    }
-
-    /// Queues `offer` at the member [`GroupState::pick`] names, or in the
-    /// group behind the records already waiting there; releases it when
-    /// the group has no member left.
-    fn deliver(&mut self, offer: Arc<Offer>, exclude: Option<u64>) {
-        if self.members.is_empty() {
-            return offer.unpin();
+impl Default for GroupState {
+    fn default() -> Self {
+        GroupState {
+            book: GroupBook::new(false),
+            queues: Vec::new(),
+            next_id: 0,
+            closed: false,
         }
-        match self.pick(exclude) {
-            Some(i) if self.pending.is_empty() => self.give(i, offer),
-            _ => {
-                self.pending.push_back(offer);
-                self.drain();
+    }
+}
+
+impl GroupState {
+    /// The records given to member `id` and not yet taken.
+    fn queue(&mut self, id: u64) -> Option<&mut VecDeque<Arc<Offer>>> {
+        self.queues
+            .iter_mut()
+            .find(|(m, _)| *m == id)
+            .map(|(_, q)| q)
+    }
+
+    /// Puts a record the book gave to a member in that member's queue.
+    fn hand(&mut self, given: Option<(u64, Arc<Offer>)>) {
+        if let Some((id, offer)) = given {
+            match self.queue(id) {
+                Some(q) => q.push_back(offer),
+                // Seats and queues come and go together.
+                None => offer.unpin(),
             }
         }
     }
 
-    /// Hands waiting records to members with room, oldest first.
-    fn drain(&mut self) {
-        while !self.pending.is_empty() {
-            let Some(i) = self.pick(None) else {
-                return;
-            };
-            let offer = self.pending.pop_front().expect("not empty");
-            self.give(i, offer);
+    /// Gives `offer` to a member with room, or queues it in the group;
+    /// releases it when the group has no member left.
+    fn deliver(&mut self, offer: Arc<Offer>) {
+        if self.book.has_no_seat() {
+            return offer.unpin();
         }
+        let given = self.book.route(offer, false);
+        self.hand(given);
     }
 
-    fn member(&mut self, id: u64) -> Option<&mut MemberQueue> {
-        self.members.iter_mut().find(|m| m.id == id)
+    /// Hands waiting records to members with room, oldest first.
+    fn drain(&mut self) {
+        while let Some(offer) = self.book.take_queued(|_| false) {
+            let given = self.book.route(offer, false);
+            self.hand(given);
+        }
     }
 }
 
@@ -120,7 +112,7 @@ impl Streams {
         for g in groups.iter() {
             if g.selector.matches(&offer.view()) {
                 offer.pin();
-                lock(&g.state).deliver(Arc::clone(offer), None);
+                lock(&g.state).deliver(Arc::clone(offer));
                 g.cv.notify_all();
             }
         }
@@ -156,11 +148,8 @@ impl Streams {
         let mut s = lock(&group.state);
         let id = s.next_id;
         s.next_id += 1;
-        s.members.push(MemberQueue {
-            id,
-            queue: VecDeque::new(),
-            held: 0,
-        });
+        s.book.join(id, 1, false);
+        s.queues.push((id, VecDeque::new()));
         s.drain();
         drop(s);
         group.cv.notify_all();
@@ -175,20 +164,18 @@ impl Streams {
     fn leave(&self, group: &Arc<Group>, id: u64) {
         let mut groups = self.groups.write().unwrap_or_else(|p| p.into_inner());
         let mut s = lock(&group.state);
-        let Some(pos) = s.members.iter().position(|m| m.id == id) else {
+        let Some(pos) = s.queues.iter().position(|(m, _)| *m == id) else {
             return;
         };
-        let gone = s.members.remove(pos);
-        if s.members.is_empty() {
+        let (_, unfinished) = s.queues.remove(pos);
+        let released = s.book.leave(id, unfinished.into(), |_| false);
+        released.into_iter().for_each(|o| o.unpin());
+        if s.book.has_no_seat() {
             s.closed = true;
             groups.retain(|g| !Arc::ptr_eq(g, group));
             self.count.store(groups.len(), Ordering::Relaxed);
-            s.pending.drain(..).for_each(|o| o.unpin());
         }
-        s.cursor = 0;
-        for offer in gone.queue {
-            s.deliver(offer, Some(id));
-        }
+        s.drain();
         drop(s);
         group.cv.notify_all();
     }
@@ -231,9 +218,7 @@ impl<'p> Member<'p> {
     fn next_until(&self, deadline: Option<Instant>) -> Option<Record> {
         let mut s = lock(&self.group.state);
         loop {
-            let m = s.member(self.id)?;
-            if let Some(offer) = m.queue.pop_front() {
-                m.held += 1;
+            if let Some(offer) = s.queue(self.id)?.pop_front() {
                 drop(s);
                 self.counters.bump(Counter::Streamed);
                 if let Some(space) = offer.data.space() {
@@ -312,10 +297,8 @@ impl Record {
     pub fn complete(mut self) {
         if let Some(offer) = self.offer.take() {
             let mut s = lock(&self.group.state);
-            if let Some(m) = s.member(self.member) {
-                m.held -= 1;
-            }
-            let waiting = !s.pending.is_empty();
+            s.book.done(self.member);
+            let waiting = s.book.queued_len() > 0;
             s.drain();
             drop(s);
             if waiting {
@@ -330,10 +313,10 @@ impl Drop for Record {
     fn drop(&mut self) {
         if let Some(offer) = self.offer.take() {
             let mut s = lock(&self.group.state);
-            if let Some(m) = s.member(self.member) {
-                m.held -= 1;
+            match s.book.give_back(self.member, offer) {
+                Ok(given) => s.hand(given),
+                Err(released) => released.unpin(),
             }
-            s.deliver(offer, Some(self.member));
             drop(s);
             self.group.cv.notify_all();
         }

@@ -812,6 +812,57 @@ fn a_group_shares_fairly_and_redelivers_a_leavers_records() {
     });
 }
 
+/// The records a member leaves unfinished go to the others first, oldest
+/// first, before the records waiting in the group.
+///
+/// Right answer: the pool manager's. The in-process pool queued a
+/// leaver's records behind those waiting, so a record that was already
+/// late waited longer still; both now keep one group's books with one
+/// type (`engine::groups::GroupBook`).
+#[test]
+fn a_leaver_s_records_go_before_those_waiting_in_the_group() {
+    let window = GROUP_WINDOW as usize;
+    both(Setup::default(), |d| {
+        let label = d.label();
+        let mut producer = d.peer("producer");
+        let mut a = d.peer("a");
+        let mut b = d.peer("b");
+        a.join("lg", "").unwrap();
+        b.join("lg", "").unwrap();
+        let names: Vec<String> = (0..=2 * window).map(|i| format!("lg/{i:02}")).collect();
+        for name in &names {
+            producer.offer(name, &[1; 8], Duration::ZERO).unwrap();
+        }
+        let at_b: Vec<String> = (0..window)
+            .map(|_| b.next_record(LONG).unwrap().expect("b's share"))
+            .collect();
+        let waiting = &names[2 * window];
+        let at_a: Vec<&String> = names[..2 * window]
+            .iter()
+            .filter(|n| !at_b.contains(n))
+            .collect();
+        assert_eq!(at_a.len(), window, "{label}: a's share");
+        a.leave_group().unwrap();
+        b.complete(&at_b[0]).unwrap();
+        let next = b.next_record(LONG).unwrap().expect("a record");
+        assert_eq!(&next, at_a[0], "{label}: not the leaver's oldest record");
+        assert_ne!(&next, waiting, "{label}");
+        let mut done = vec![at_b[0].clone()];
+        for name in at_b[1..].iter().chain(std::iter::once(&next)) {
+            b.complete(name).unwrap();
+            done.push(name.clone());
+        }
+        while done.len() < names.len() {
+            let name = b.next_record(LONG).unwrap().expect("every record comes");
+            b.complete(&name).unwrap();
+            done.push(name);
+        }
+        for name in &names {
+            assert!(producer.withdraw(name, LONG).unwrap(), "{label}");
+        }
+    });
+}
+
 /// An acknowledged event that nobody acknowledges holds its operation for
 /// the acknowledgement timeout only; then, under the fail-fast policy, the
 /// operation reports `AckTimeout` (having taken effect: the object is on

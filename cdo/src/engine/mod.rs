@@ -21,7 +21,9 @@
 //!   leaves), with `market::segments` (segments by key) and
 //!   `market::held` (replies held for acknowledgements);
 //! - [`registry`]: offered objects by name (exact names, versions);
-//! - `subs`: subscriptions, consumer groups, acknowledgements;
+//! - `subs`: subscriptions, consumer groups, acknowledgements, with
+//!   `groups` (one consumer group's books, which the in-process pool
+//!   keeps too);
 //! - `market::proxies`: consumer groups across nodes (proxy members of
 //!   other nodes' members, records forwarded from other nodes, and the
 //!   [`GroupNote`]s that tell the federation);
@@ -32,6 +34,7 @@
 //! - `tombstones`: names whose producer died, bounded (see
 //!   [`TOMBSTONES_KEPT`]).
 
+pub(crate) mod groups;
 mod market;
 pub mod names;
 mod quota;
@@ -50,7 +53,6 @@ use crate::schema::Schema;
 pub use market::{Engine, GroupNote};
 pub use quota::Limits;
 pub use registry::ClientId;
-pub(crate) use subs::pick_member;
 pub use subs::{Forwarded, GROUP_WINDOW, MAX_PROXY_WEIGHT};
 pub use tombstones::TOMBSTONES_KEPT;
 

@@ -25,8 +25,7 @@
 //!   and are dropped when the last of those goes (their node gives them to
 //!   its other members).
 
-use std::collections::VecDeque;
-
+use super::groups::GroupBook;
 use super::registry::{ClientId, OfferView};
 use crate::events::{EventKind, EventMask};
 use crate::ipc::fasthash::FastMap;
@@ -61,57 +60,6 @@ pub const GROUP_WINDOW: u32 = 4;
 /// taken as this many).
 pub const MAX_PROXY_WEIGHT: u32 = 1 << 16;
 
-/// Which of a consumer group's `n` members gets its next record: the least
-/// loaded (`load`: records given and not done) of those with room (fewer
-/// than [`GROUP_WINDOW`]), ties in round-robin order from `cursor`;
-/// member `skip` only when it is alone. `None`: every member is full.
-/// The one rule of both deployments' consumer groups.
-pub(crate) fn pick_member(
-    n: usize,
-    cursor: usize,
-    load: impl Fn(usize) -> usize,
-    skip: Option<usize>,
-) -> Option<usize> {
-    pick_weighted(n, cursor, |i| {
-        (Some(i) != skip || n == 1).then(|| Share {
-            load: load(i) as u64,
-            weight: 1,
-            served: 0,
-        })
-    })
-}
-
-/// How a member stands for [`pick_weighted`].
-pub(crate) struct Share {
-    /// Records given and not done.
-    pub load: u64,
-    /// How many members it stands for (1, or a proxy's count).
-    pub weight: u64,
-    /// Records given since the group's membership last changed.
-    pub served: u64,
-}
-
-/// Which of `n` members gets the next record: of those `share` names (the
-/// others are skipped) with room (a load under `weight` windows), the
-/// least loaded per weight, then the least served per weight (weighted
-/// round robin), then the first from `cursor`. `None`: every one is full.
-pub(crate) fn pick_weighted(
-    n: usize,
-    cursor: usize,
-    share: impl Fn(usize) -> Option<Share>,
-) -> Option<usize> {
-    (0..n)
-        .map(|k| (cursor + k) % n)
-        .filter_map(|i| share(i).map(|s| (i, s)))
-        .filter(|(_, s)| s.load < s.weight * u64::from(GROUP_WINDOW))
-        .min_by(|(_, a), (_, b)| {
-            (a.load * b.weight)
-                .cmp(&(b.load * a.weight))
-                .then((a.served * b.weight).cmp(&(b.served * a.weight)))
-        })
-        .map(|(i, _)| i)
-}
-
 struct Sub {
     client: ClientId,
     selector: Selector,
@@ -120,50 +68,21 @@ struct Sub {
     group: Option<String>,
 }
 
+/// A consumer group: its selector and its books (seats are
+/// subscription ids).
 struct Group {
     selector: Selector,
-    /// Members, in join order.
-    members: Vec<Member>,
-    /// Where the next tie-break starts (round robin among equals).
-    cursor: usize,
-    /// Records no member could take yet.
-    queued: VecDeque<(DataRef, Option<Forwarded>)>,
+    book: GroupBook<Queued>,
 }
 
-impl Group {
-    /// The member that gets the next record (`forwarded` from another
-    /// node: a local one), by [`pick_weighted`]; `None`: all are full.
-    fn pick(&self, forwarded: bool) -> Option<usize> {
-        let members = &self.members;
-        pick_weighted(members.len(), self.cursor, |i| {
-            let m = &members[i];
-            (!(forwarded && m.proxy)).then(|| Share {
-                load: m.load.into(),
-                weight: m.weight.into(),
-                served: m.served,
-            })
-        })
-    }
+/// A record waiting in a group, and the node that forwarded it, if another
+/// did.
+type Queued = (DataRef, Option<Forwarded>);
 
-    /// A change of members or weights: weighted round robin starts anew.
-    fn reset_served(&mut self) {
-        for m in &mut self.members {
-            m.served = 0;
-        }
-    }
-}
-
-/// One member of a consumer group.
-struct Member {
-    sub: u64,
-    /// Records given and not done.
-    load: u32,
-    /// Members it stands for: 1, or a proxy's count.
-    weight: u32,
-    /// Records given since the membership last changed.
-    served: u64,
-    /// Whether it stands for another node's members.
-    proxy: bool,
+/// Whether a queued record was forwarded from another node (so only local
+/// members may take it).
+fn forwarded(record: &Queued) -> bool {
+    record.1.is_some()
 }
 
 /// A record given to a member and not yet acknowledged.
@@ -235,6 +154,18 @@ impl Subs {
 
     /// Adds a subscription of `client`; returns its id.
     pub fn subscribe(&mut self, client: ClientId, req: SubscribeRef) -> Result<u64, SubError> {
+        self.subscribe_as(client, req, 1, false)
+    }
+
+    /// [`Subs::subscribe`]; a group member stands for `weight` members (a
+    /// `proxy` of another node's, or one local member).
+    fn subscribe_as(
+        &mut self,
+        client: ClientId,
+        req: SubscribeRef,
+        weight: u32,
+        proxy: bool,
+    ) -> Result<u64, SubError> {
         let selector =
             Selector::parse(&req.selector).map_err(|e| SubError::Selector(e.to_string()))?;
         if let Some(name) = &req.group {
@@ -249,20 +180,12 @@ impl Subs {
         }
         let id = self.next();
         if let Some(name) = &req.group {
+            let keep_orphans = self.keep_orphans;
             let g = self.groups.entry(name.clone()).or_insert_with(|| Group {
                 selector: selector.clone(),
-                members: Vec::new(),
-                cursor: 0,
-                queued: VecDeque::new(),
+                book: GroupBook::new(keep_orphans),
             });
-            g.members.push(Member {
-                sub: id,
-                load: 0,
-                weight: 1,
-                served: 0,
-                proxy: false,
-            });
-            g.reset_served();
+            g.book.join(id, weight, proxy);
         }
         let sub = Sub {
             client,
@@ -285,30 +208,20 @@ impl Subs {
         selector: &str,
         weight: u32,
     ) -> Result<u64, SubError> {
-        let id = self.subscribe(
-            client,
-            SubscribeRef {
-                selector: selector.into(),
-                kinds: 0,
-                ack: false,
-                group: Some(group.into()),
-            },
-        )?;
-        if let Some(m) = self.member_mut(id) {
-            m.proxy = true;
-            m.weight = weight.clamp(1, MAX_PROXY_WEIGHT);
-        }
-        Ok(id)
+        let req = SubscribeRef {
+            selector: selector.into(),
+            kinds: 0,
+            ack: false,
+            group: Some(group.into()),
+        };
+        self.subscribe_as(client, req, weight, true)
     }
 
     /// Sets the weight of proxy member `sub` (another node's new member
     /// count).
     pub fn set_weight(&mut self, sub: u64, weight: u32) {
-        if let Some(m) = self.member_mut(sub) {
-            m.weight = weight.clamp(1, MAX_PROXY_WEIGHT);
-        }
         if let Some(g) = self.group_of(sub).and_then(|g| self.groups.get_mut(&g)) {
-            g.reset_served();
+            g.book.set_weight(sub, weight);
         }
     }
 
@@ -316,18 +229,11 @@ impl Subs {
         self.subs.get(&sub)?.group.clone()
     }
 
-    fn member_mut(&mut self, sub: u64) -> Option<&mut Member> {
-        let group = self.group_of(sub)?;
-        let g = self.groups.get_mut(&group)?;
-        g.members.iter_mut().find(|m| m.sub == sub)
-    }
-
     /// The selector of `group` and how many of its members are local
     /// (not proxies); `None` when there is no such group.
     pub fn local_members(&self, group: &str) -> Option<(&str, u32)> {
         let g = self.groups.get(group)?;
-        let n = g.members.iter().filter(|m| !m.proxy).count();
-        Some((g.selector.as_str(), n as u32))
+        Some((g.selector.as_str(), g.book.local_seats() as u32))
     }
 
     /// Whether there is no subscription and no group (nothing to raise or
@@ -379,33 +285,23 @@ impl Subs {
                 released: Vec::new(),
             };
         };
-        let mut back: Vec<(u64, DataRef, Option<Forwarded>)> = Vec::new();
+        let mut back: Vec<(u64, Queued)> = Vec::new();
         self.undone.retain(|&event, u| {
             if u.sub == id {
-                back.push((event, u.data.clone(), u.from.clone()));
+                back.push((event, (u.data.clone(), u.from.clone())));
             }
             u.sub != id
         });
-        back.sort_by_key(|(event, _, _)| *event);
+        back.sort_by_key(|(event, _)| *event);
+        let back = back.into_iter().map(|(_, record)| record).collect();
         let g = self.groups.get_mut(&group).expect("members have a group");
-        g.members.retain(|m| m.sub != id);
-        g.reset_served();
-        for (_, data, from) in back.into_iter().rev() {
-            g.queued.push_front((data, from));
-        }
-        let mut released = Vec::new();
-        if g.members.is_empty() && !self.keep_orphans {
-            released = g.queued.drain(..).map(|(data, _)| data).collect();
-        } else if g.members.iter().all(|m| m.proxy) {
-            // Forwarded records are for local members only.
-            g.queued.retain(|(data, from)| {
-                if from.is_some() {
-                    released.push(data.clone());
-                }
-                from.is_none()
-            });
-        }
-        if g.members.is_empty() && g.queued.is_empty() {
+        let released = g
+            .book
+            .leave(id, back, forwarded)
+            .into_iter()
+            .map(|(data, _)| data)
+            .collect();
+        if g.book.has_no_seat() && g.book.queued_len() == 0 {
             self.groups.remove(&group);
         }
         Unsubscribed {
@@ -503,7 +399,7 @@ impl Subs {
         };
         self.groups
             .iter()
-            .filter(|(_, g)| !g.members.is_empty() && g.selector.matches(&view))
+            .filter(|(_, g)| !g.book.has_no_seat() && g.selector.matches(&view))
             .map(|(name, _)| name.clone())
             .collect()
     }
@@ -514,16 +410,10 @@ impl Subs {
         let Some(g) = self.groups.get_mut(group) else {
             return Route::Queued;
         };
-        let n = g.members.len();
-        let Some(i) = g.pick(from.is_some()) else {
-            g.queued.push_back((data, from));
+        let local_only = from.is_some();
+        let Some((subscription, (data, from))) = g.book.route((data, from), local_only) else {
             return Route::Queued;
         };
-        g.cursor = (i + 1) % n;
-        let m = &mut g.members[i];
-        m.load += 1;
-        m.served += 1;
-        let subscription = m.sub;
         let client = self.subs[&subscription].client;
         let event = self.next();
         self.undone.insert(
@@ -545,13 +435,7 @@ impl Subs {
     /// The next queued record of `group` (and the node it was forwarded
     /// from), if a member that may take it has room for it.
     pub fn take_queued(&mut self, group: &str) -> Option<(DataRef, Option<Forwarded>)> {
-        let g = self.groups.get_mut(group)?;
-        let forwarded = g.queued.front()?.1.is_some();
-        if g.pick(forwarded).is_some() {
-            g.queued.pop_front()
-        } else {
-            None
-        }
+        self.groups.get_mut(group)?.book.take_queued(forwarded)
     }
 
     /// `client` acknowledged `event`: returns the held operation it was
@@ -567,9 +451,7 @@ impl Subs {
             Some(u) if self.owner(u.sub) == Some(client) => {
                 let u = self.undone.remove(&event).expect("just found");
                 if let Some(g) = self.groups.get_mut(&u.group) {
-                    if let Some(m) = g.members.iter_mut().find(|m| m.sub == u.sub) {
-                        m.load -= 1;
-                    }
+                    g.book.done(u.sub);
                 }
                 Acked::Record {
                     group: u.group,
@@ -590,7 +472,11 @@ impl Subs {
     pub fn counts(&self) -> Counts {
         Counts {
             subscriptions: self.subs.len() as u64,
-            queued_records: self.groups.values().map(|g| g.queued.len() as u64).sum(),
+            queued_records: self
+                .groups
+                .values()
+                .map(|g| g.book.queued_len() as u64)
+                .sum(),
             awaited_acks: self.awaited.len() as u64,
         }
     }
