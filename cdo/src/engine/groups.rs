@@ -113,7 +113,8 @@ impl<R> GroupBook<R> {
         pick_weighted(n, self.cursor, |i| {
             let s = &seats[i];
             let skipped = skip == Some(s.id) && n > 1;
-            (!(local_only && s.proxy) && !skipped).then(|| Share {
+            let elsewhere = local_only && s.proxy;
+            (!skipped && !elsewhere).then(|| Share {
                 load: s.load.into(),
                 weight: s.weight.into(),
                 served: s.served,
