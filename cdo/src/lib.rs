@@ -102,7 +102,12 @@
 //! the manager only hosts it (sockets, descriptors, timers). A withdrawal
 //! waits there as it does here: for the requires made before it and for
 //! the object's minimum lifetime; consumer groups give each member at
-//! most [`engine::GROUP_WINDOW`] records, here too. The semantics that
+//! most [`engine::GROUP_WINDOW`] records, here too. The in-process pool
+//! keeps its own concurrent books (a lock per name, not one for the pool)
+//! but applies the engine's rules where they are written once: what may
+//! name a CDO, whether a second offer is admitted and which version it
+//! is, when a minimum lifetime ends, and a consumer group's seats, loads,
+//! queue and leavers (one `GroupBook` type in both). The semantics that
 //! both deployments must answer alike are tested against both
 //! (`tests/semantics.rs`).
 //!

@@ -313,7 +313,7 @@ impl Drop for Record {
     fn drop(&mut self) {
         if let Some(offer) = self.offer.take() {
             let mut s = lock(&self.group.state);
-            match s.book.give_back(self.member, offer) {
+            match s.book.give_back(self.member, offer, false) {
                 Ok(given) => s.hand(given),
                 Err(released) => released.unpin(),
             }

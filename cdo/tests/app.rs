@@ -406,6 +406,40 @@ fn a_consumer_group_shares_records_and_redelivers_a_leavers() {
     });
 }
 
+/// A record dropped without `done` goes to the other member at once, while
+/// its member stays in the group.
+#[test]
+fn a_record_dropped_unfinished_goes_to_another_member_at_once() {
+    both(|host| {
+        let label = host.label();
+        let a = host.app("a");
+        let b = host.app("b");
+        let producer = host.app("producer");
+        let member_a = a.join_group("droppers", "").unwrap();
+        let member_b = b.join_group("droppers", "").unwrap();
+        let mut offered = offer(&producer, "drop/0", &[4; 16]);
+
+        let (holder, other) = match member_a.next_timeout(SHORT).unwrap() {
+            Some(r) => (r, &member_b),
+            None => (
+                member_b.next_timeout(LONG).unwrap().expect("a record"),
+                &member_a,
+            ),
+        };
+        assert_eq!(holder.name(), "drop/0", "{label}");
+        drop(holder);
+        let again = other
+            .next_timeout(LONG)
+            .unwrap()
+            .expect("the record dropped");
+        assert_eq!(again.name(), "drop/0", "{label}");
+        assert_eq!(again.bytes().unwrap(), &[4; 16], "{label}");
+        again.done().unwrap();
+        offered.withdraw_timeout(LONG).unwrap();
+        drop((member_a, member_b));
+    });
+}
+
 #[test]
 fn wrong_states_and_names_fail_with_typed_errors() {
     both(|host| {

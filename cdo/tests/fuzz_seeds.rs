@@ -147,6 +147,7 @@ fn frames() -> Vec<(&'static str, Vec<Frame>)> {
                 ),
                 f(13, Msg::Unsubscribe { subscription: 1 }),
                 f(0, Msg::Ack { event: 5 }),
+                f(0, Msg::GiveBack { event: 6 }),
             ],
         ),
         (

@@ -241,6 +241,22 @@ fn capabilities_are_the_intersection() {
     ));
     // Nothing subscribed.
     assert_eq!(c.stats().unwrap().subscriptions, 0);
+
+    // A group record given back needs its capability too.
+    let mut out = Vec::new();
+    let msg = Msg::GiveBack { event: 1 };
+    encode(&Frame { id: 5, msg }, 0, &mut out).unwrap();
+    raw.send_bytes(&out);
+    match raw.next() {
+        Some(Frame {
+            id: 5,
+            msg: Msg::Error { code, text },
+        }) => {
+            assert_eq!(code, ErrorCode::Protocol);
+            assert!(text.contains("give-back"), "{text}");
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
 }
 
 #[test]

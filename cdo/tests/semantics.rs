@@ -124,6 +124,9 @@ trait Peer {
     fn next_record(&mut self, timeout: Duration) -> Outcome<Option<String>>;
     /// Marks the held record of `name` done.
     fn complete(&mut self, name: &str) -> Outcome<()>;
+    /// Gives the held record of `name` back unfinished (in process: drops
+    /// it).
+    fn give_back(&mut self, name: &str) -> Outcome<()>;
     /// Leaves our group without finishing the records held.
     fn leave_group(&mut self) -> Outcome<()>;
     /// Subscribes, acknowledged, to the events of `kind`, and never reads
@@ -323,6 +326,16 @@ impl Peer for Local<'_> {
         Ok(())
     }
 
+    fn give_back(&mut self, name: &str) -> Outcome<()> {
+        let at = self
+            .records
+            .iter()
+            .position(|r| r.name() == name)
+            .expect("a held record");
+        drop(self.records.remove(at));
+        Ok(())
+    }
+
     fn leave_group(&mut self) -> Outcome<()> {
         // Undone records go back to the group, then the member goes.
         self.records.clear();
@@ -490,6 +503,15 @@ impl Peer for Remote {
             .position(|r| r.view.name() == name)
             .expect("a held record");
         Ok(self.client.done(self.records.remove(at))?)
+    }
+
+    fn give_back(&mut self, name: &str) -> Outcome<()> {
+        let at = self
+            .records
+            .iter()
+            .position(|r| r.view.name() == name)
+            .expect("a held record");
+        Ok(self.client.give_back(self.records.remove(at))?)
     }
 
     fn leave_group(&mut self) -> Outcome<()> {
@@ -860,6 +882,45 @@ fn a_leaver_s_records_go_before_those_waiting_in_the_group() {
         for name in &names {
             assert!(producer.withdraw(name, LONG).unwrap(), "{label}");
         }
+    });
+}
+
+/// A record given back unfinished goes to another member of its group at
+/// once, not when its member leaves.
+///
+/// Right answer: the in-process pool's (a record dropped there goes back
+/// at once). A manager kept it with its member until the member left, so
+/// a member that could not process one record stalled it; clients that
+/// agreed to the give-back capability now hand it back.
+#[test]
+fn a_record_given_back_goes_to_another_member_at_once() {
+    both(Setup::default(), |d| {
+        let label = d.label();
+        let mut producer = d.peer("producer");
+        let mut a = d.peer("a");
+        let mut b = d.peer("b");
+        a.join("gb", "").unwrap();
+        b.join("gb", "").unwrap();
+        producer.offer("gb/0", &[6; 8], Duration::ZERO).unwrap();
+        let (holder, other) = match a.next_record(SHORT).unwrap() {
+            Some(name) => {
+                assert_eq!(name, "gb/0", "{label}");
+                (&mut a, &mut b)
+            }
+            None => {
+                let name = b.next_record(LONG).unwrap();
+                assert_eq!(name.as_deref(), Some("gb/0"), "{label}");
+                (&mut b, &mut a)
+            }
+        };
+        holder.give_back("gb/0").unwrap();
+        assert_eq!(
+            other.next_record(LONG).unwrap().as_deref(),
+            Some("gb/0"),
+            "{label}: the record given back"
+        );
+        other.complete("gb/0").unwrap();
+        assert!(producer.withdraw("gb/0", LONG).unwrap(), "{label}");
     });
 }
 

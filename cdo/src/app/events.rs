@@ -224,13 +224,32 @@ impl Drop for Member<'_> {
 }
 
 /// One offer given to one member of a consumer group; finish it with
-/// [`Record::done`].
+/// [`Record::done`]. Dropped without it, the record goes back to its
+/// group at once, to another member (to this one when it is alone), in
+/// both deployments.
 pub struct Record<'p>(RecordInner<'p>);
 
 enum RecordInner<'p> {
     /// The record, its data and its offer's attributes, flat.
     Local(crate::Record, Data, FlatAttributes),
     Remote(GroupRecord, &'p Remote),
+    /// Done or given back: only while [`Record::done`] or the drop runs.
+    Finished,
+}
+
+/// The attributes of a finished record (never seen: finishing consumes it).
+static NO_ATTRIBUTES: FlatAttributes = FlatAttributes::new();
+
+impl Drop for Record<'_> {
+    fn drop(&mut self) {
+        // In process the record's own drop gives it back.
+        if let RecordInner::Remote(r, remote) =
+            std::mem::replace(&mut self.0, RecordInner::Finished)
+        {
+            // A dead connection has no group left to give it to.
+            let _ = remote.call(|c| c.give_back(r));
+        }
+    }
 }
 
 impl std::fmt::Debug for Record<'_> {
@@ -245,6 +264,7 @@ impl<'p> Record<'p> {
         match &self.0 {
             RecordInner::Local(r, ..) => r.name(),
             RecordInner::Remote(r, _) => r.view.name(),
+            RecordInner::Finished => "",
         }
     }
 
@@ -256,6 +276,7 @@ impl<'p> Record<'p> {
         match &self.0 {
             RecordInner::Local(_, data, _) => data.as_slice(),
             RecordInner::Remote(r, _) => Ok(&r.view),
+            RecordInner::Finished => Ok(&[]),
         }
     }
 
@@ -265,6 +286,7 @@ impl<'p> Record<'p> {
         match &self.0 {
             RecordInner::Local(_, _, attributes) => attributes,
             RecordInner::Remote(r, _) => r.view.attrs(),
+            RecordInner::Finished => &NO_ATTRIBUTES,
         }
     }
 
@@ -272,8 +294,8 @@ impl<'p> Record<'p> {
     ///
     /// # Errors
     /// [`Error::PoolManager`] when the manager cannot be told.
-    pub fn done(self) -> Result<()> {
-        match self.0 {
+    pub fn done(mut self) -> Result<()> {
+        match std::mem::replace(&mut self.0, RecordInner::Finished) {
             RecordInner::Local(r, ..) => {
                 r.complete();
                 Ok(())
@@ -281,6 +303,7 @@ impl<'p> Record<'p> {
             RecordInner::Remote(r, remote) => {
                 remote.call(|c| c.done(r)).map_err(Error::PoolManager)
             }
+            RecordInner::Finished => Ok(()),
         }
     }
 }

@@ -49,7 +49,8 @@
 //!   taken effect (the handle is in the state after it).
 //! * Dropping a [`Cdo`] gives up its offer or its require; dropping an
 //!   [`Event`] acknowledges it; dropping a [`Subscription`] or [`Member`]
-//!   ends it.
+//!   ends it; dropping a [`Record`] without [`Record::done`] gives it back
+//!   to its group at once, for another member.
 //! * [`Subscription`]s select events by [`Selector`] and
 //!   kind; [`Member`]s of a consumer group ([`Pool::join_group`]) each get
 //!   a share of the matching offers as [`Record`]s, finished with
@@ -96,9 +97,6 @@
 //!   join and leave events of other clients only through a manager.
 //!   An in-process [`Event`] carries the handle's attributes flattened
 //!   with every built-in; a manager's, the flat attributes as sent.
-//! * **Records dropped without [`Record::done`].** In process the record
-//!   goes back to the group at once; through a manager when the member
-//!   leaves (drops its [`Member`]) or dies.
 //! * **Threads.** An in-process pool serves its threads in parallel. A
 //!   manager deployment has one connection per [`Pool`]: its threads take
 //!   turns on it, a blocking call holding it for at most a few milliseconds

@@ -160,16 +160,22 @@ impl<R> GroupBook<R> {
     }
 
     /// Seat `id` gives back one record it had not finished: it goes to
-    /// another seat (to the same one when it is alone) and that seat's id
-    /// comes back with it, or it waits at the front of the queue (`None`
-    /// from both). Without seats and without kept orphans it is released:
-    /// the record comes back as `Err`.
-    pub(crate) fn give_back(&mut self, id: u64, record: R) -> Result<Option<(u64, R)>, R> {
+    /// another seat (a local one when `local_only`; to the same one when
+    /// it is alone) and that seat's id comes back with it, or it waits at
+    /// the front of the queue (`None` from both). Without seats and
+    /// without kept orphans it is released: the record comes back as
+    /// `Err`.
+    pub(crate) fn give_back(
+        &mut self,
+        id: u64,
+        record: R,
+        local_only: bool,
+    ) -> Result<Option<(u64, R)>, R> {
         self.done(id);
         if self.seats.is_empty() && !self.keep_orphans {
             return Err(record);
         }
-        match self.pick(false, Some(id)) {
+        match self.pick(local_only, Some(id)) {
             Some(i) => Ok(Some((self.give(i), record))),
             None => {
                 self.queued.push_front(record);
@@ -269,12 +275,12 @@ mod tests {
     fn a_given_back_record_goes_to_another_seat_unless_alone() {
         let mut b = book(&[1, 2]);
         assert_eq!(b.route(7, false), Some((1, 7)));
-        assert_eq!(b.give_back(1, 7), Ok(Some((2, 7))));
+        assert_eq!(b.give_back(1, 7, false), Ok(Some((2, 7))));
         let mut alone = book(&[5]);
         alone.route(8, false);
-        assert_eq!(alone.give_back(5, 8), Ok(Some((5, 8))));
+        assert_eq!(alone.give_back(5, 8, false), Ok(Some((5, 8))));
         assert!(alone.leave(5, vec![], |_| false).is_empty());
-        assert_eq!(alone.give_back(5, 8), Err(8), "no seat: released");
+        assert_eq!(alone.give_back(5, 8, false), Err(8), "no seat: released");
     }
 
     #[test]
@@ -304,7 +310,7 @@ mod tests {
         b.join(1, 1, false);
         b.route(3, false);
         assert!(b.leave(1, vec![3], |_| false).is_empty());
-        assert_eq!(b.give_back(1, 4), Ok(None));
+        assert_eq!(b.give_back(1, 4, false), Ok(None));
         b.join(2, 1, false);
         assert_eq!(b.take_queued(|_| false), Some(4));
         assert_eq!(b.take_queued(|_| false), Some(3));

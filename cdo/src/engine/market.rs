@@ -26,7 +26,7 @@ use self::withdrawals::Withdrawing;
 use super::quota::{Kind, Quotas};
 use super::registry::{ClientId, Entry, Registry};
 use super::rules;
-use super::subs::{Acked, Forwarded, Route, SubError, Subs, Unsubscribed};
+use super::subs::{Acked, Forwarded, GivenBack, Route, SubError, Subs, Unsubscribed};
 use super::tombstones::Tombstones;
 use super::{Effect, EngineConfig, FaultPolicy, SegmentCheck, SegmentKey};
 use crate::attrs::{is_builtin, Attributes as Typed};
@@ -516,6 +516,10 @@ impl Engine {
                 self.ack(cid, event, out);
                 Ok(None)
             }
+            Msg::GiveBack { event } => {
+                self.give_back(cid, event, out);
+                Ok(None)
+            }
             Msg::Stat => Ok(Some(Msg::Stats(Box::new(self.stats())))),
             Msg::Query { selector, skip } => self.query(&selector, skip),
             // Manager-to-client messages; their payload is not echoed back,
@@ -595,6 +599,22 @@ impl Engine {
                 }
             }
             Acked::Unknown => {}
+        }
+    }
+
+    /// `cid` gives group record `event` back unfinished: it goes to
+    /// another member now, or waits first in its group (its view of the
+    /// record comes back with its own RELEASE).
+    fn give_back(&mut self, cid: ClientId, event: u64, out: &mut Outgoing) {
+        match self.subs.give_back(cid, event) {
+            Some(GivenBack::Kept { group, to }) => {
+                if let Some((route, data)) = to {
+                    self.send_record(route, data, out);
+                }
+                self.drain_group(&group, out);
+            }
+            Some(GivenBack::Released(data)) => self.release_view(data.object, out),
+            None => {}
         }
     }
 
@@ -778,11 +798,17 @@ impl Engine {
         from: Option<Forwarded>,
         out: &mut Outgoing,
     ) {
+        let route = self.subs.route(group, data.clone(), from);
+        self.send_record(route, data, out);
+    }
+
+    /// Sends record `data` to the member `route` names, with a view of it.
+    fn send_record(&mut self, route: Route, data: DataRef, out: &mut Outgoing) {
         if let Route::Member {
             subscription,
             client,
             event,
-        } = self.subs.route(group, data.clone(), from)
+        } = route
         {
             let msg = Msg::Record {
                 subscription,

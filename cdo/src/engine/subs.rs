@@ -463,6 +463,48 @@ impl Subs {
         }
     }
 
+    /// `client` gives back group record `event` unfinished: the group's
+    /// book gives it to another member (the same one when it is alone) or
+    /// queues it first. `None` for an event that is not an undone record
+    /// of `client`'s (late, duplicate or foreign: ignored).
+    pub fn give_back(&mut self, client: ClientId, event: u64) -> Option<GivenBack> {
+        match self.undone.get(&event) {
+            Some(u) if self.owner(u.sub) == Some(client) => {}
+            _ => return None,
+        }
+        let u = self.undone.remove(&event).expect("just found");
+        let g = self.groups.get_mut(&u.group).expect("records have a group");
+        let local_only = u.from.is_some();
+        let to = match g.book.give_back(u.sub, (u.data, u.from), local_only) {
+            Err((data, _)) => return Some(GivenBack::Released(data)),
+            Ok(None) => None,
+            Ok(Some((subscription, (data, from)))) => {
+                let client = self.subs[&subscription].client;
+                let event = self.next();
+                let record = data.clone();
+                let group = u.group.clone();
+                self.undone.insert(
+                    event,
+                    Undone {
+                        group,
+                        sub: subscription,
+                        data,
+                        from,
+                    },
+                );
+                Some((
+                    Route::Member {
+                        subscription,
+                        client,
+                        event,
+                    },
+                    record,
+                ))
+            }
+        };
+        Some(GivenBack::Kept { group: u.group, to })
+    }
+
     /// Forgets every awaited event of held operation `op` (it timed out).
     pub fn forget_op(&mut self, op: u64) {
         self.awaited.retain(|_, &mut (_, o)| o != op);
@@ -490,6 +532,20 @@ pub struct Counts {
     pub queued_records: u64,
     /// Events whose acknowledgement an operation awaits.
     pub awaited_acks: u64,
+}
+
+/// What [`Subs::give_back`] did with a record.
+pub enum GivenBack {
+    /// The group kept it: `to` names the member it went to (with the
+    /// record), or `None` when it waits first in the group's queue.
+    Kept {
+        /// Its group.
+        group: String,
+        /// Where it went and the record, if a member took it now.
+        to: Option<(Route, DataRef)>,
+    },
+    /// The group has no member and keeps no records: released.
+    Released(DataRef),
 }
 
 /// What an acknowledgement concerned.

@@ -245,8 +245,10 @@ pub enum Reply {
 
 /// A consumer-group record: an offered object given to this member only.
 ///
-/// Finish with [`Client::done`]; a record dropped without it, or held by a
-/// member that leaves or dies, goes to another member of the group.
+/// Finish with [`Client::done`], or hand it back unfinished with
+/// [`Client::give_back`] (another member gets it at once); a record only
+/// dropped, or held by a member that leaves or dies, goes to another
+/// member when its member leaves.
 #[derive(Debug)]
 pub struct GroupRecord {
     /// The group subscription it came through.
@@ -875,6 +877,24 @@ impl Client {
         let event = record.event;
         drop(record.view);
         self.ack(event)
+    }
+
+    /// Gives a group record back unfinished: another member of the group
+    /// gets it now (this client only when it is the group's only member),
+    /// as a record dropped in one process does. With a manager that did
+    /// not agree to [`Capabilities::GIVE_BACK`] the view is only dropped,
+    /// and the record goes to another member when this one leaves.
+    pub fn give_back(&mut self, record: GroupRecord) -> Result<(), ClientError> {
+        let event = record.event;
+        drop(record.view);
+        if self.capabilities.contains(Capabilities::GIVE_BACK) {
+            let frame = Frame {
+                id: 0,
+                msg: Msg::GiveBack { event },
+            };
+            self.writer.push(&frame, None).map_err(ConnError::from)?;
+        }
+        self.flush()
     }
 
     /// The names on offer whose attributes match `selector`, in guided-I/O

@@ -106,8 +106,11 @@ impl Capabilities {
     pub const MEMFD: Capabilities = Capabilities(1 << 0);
     /// Late-subscriber replay ([`Msg::SubscribeReplay`]).
     pub const REPLAY: Capabilities = Capabilities(1 << 1);
+    /// Group records given back unfinished ([`Msg::GiveBack`]).
+    pub const GIVE_BACK: Capabilities = Capabilities(1 << 2);
     /// Every capability this build knows.
-    pub const KNOWN: Capabilities = Capabilities(Self::MEMFD.0 | Self::REPLAY.0);
+    pub const KNOWN: Capabilities =
+        Capabilities(Self::MEMFD.0 | Self::REPLAY.0 | Self::GIVE_BACK.0);
 
     /// The set as bits.
     pub fn bits(self) -> u64 {
@@ -141,7 +144,11 @@ impl std::ops::BitOr for Capabilities {
 
 impl fmt::Display for Capabilities {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names = [(Self::MEMFD, "memfd"), (Self::REPLAY, "replay")];
+        let names = [
+            (Self::MEMFD, "memfd"),
+            (Self::REPLAY, "replay"),
+            (Self::GIVE_BACK, "give-back"),
+        ];
         let mut first = true;
         let mut sep = |f: &mut fmt::Formatter<'_>| {
             let s = if first { "" } else { "+" };
@@ -283,6 +290,7 @@ pub fn negotiate(
 pub fn required(msg: &Msg) -> Capabilities {
     match msg {
         Msg::SubscribeReplay(_) => Capabilities::REPLAY,
+        Msg::GiveBack { .. } => Capabilities::GIVE_BACK,
         _ => Capabilities::NONE,
     }
 }

@@ -403,6 +403,17 @@ pub enum Msg {
     /// [`EventKind::Offer`]: crate::EventKind::Offer
     /// [`Capabilities::REPLAY`]: super::handshake::Capabilities::REPLAY
     SubscribeReplay(SubscribeRef),
+    /// Client → manager, no reply: a consumer-group record given to this
+    /// client goes back to its group unfinished, at once: another member
+    /// gets it (this one only when it is alone), or it waits at the front
+    /// of the group's queue. Only with the [`Capabilities::GIVE_BACK`]
+    /// capability agreed.
+    ///
+    /// [`Capabilities::GIVE_BACK`]: super::handshake::Capabilities::GIVE_BACK
+    GiveBack {
+        /// The record's delivery id, from [`Msg::Record`].
+        event: u64,
+    },
 }
 
 /// One decoded frame: a message and the request it belongs to.
