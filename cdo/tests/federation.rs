@@ -2,7 +2,7 @@
 //! what a producer on the other offered, with the same client code as on
 //! one node. The nodes are two managers on 127.0.0.1 (in this process, or
 //! one in a child process that the test can stop), and two network
-//! namespaces joined by a veth pair (as root with `ip`; skipped with a
+//! namespaces joined by a bridge (as root with `ip`; skipped with a
 //! printed reason otherwise). Fabric provider: tcp (`tcp;ofi_rxm`).
 
 mod ipc_common;
@@ -21,6 +21,7 @@ use cdo::ipc::manager::{FaultPolicy, ManagerConfig, ManagerHandle};
 use cdo::ipc::wire::{Attributes, ErrorCode};
 use cdo::{EventKind, Value};
 use ipc_common::{client, code, eventually, federated_node, linked, manager_with, pattern};
+use netns_cluster::{skip_reason, Cluster};
 
 const TOKEN: &str = "federation-test-token";
 /// Long enough never to expire in a test that does not want it to.
@@ -506,16 +507,12 @@ struct ChildNode {
 const ROLE: &str = "CDO_FEDERATION_TEST_ROLE";
 
 impl ChildNode {
-    /// Runs `role` with `env`, behind `prefix` (such as `ip netns exec NS`).
-    fn spawn(prefix: &[&str], role: &str, env: &[(&str, String)]) -> ChildNode {
+    /// Runs `role` with `env`, here or in node `(cluster, i)`.
+    fn spawn(node: Option<(&Cluster, usize)>, role: &str, env: &[(&str, String)]) -> ChildNode {
         let exe = std::env::current_exe().unwrap();
-        let mut cmd = match prefix.split_first() {
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(&exe);
-                c
-            }
-            None => Command::new(&exe),
+        let mut cmd = match node {
+            Some((cluster, i)) => cluster.command(i, exe),
+            None => Command::new(exe),
         };
         cmd.args([
             "federation_child",
@@ -680,7 +677,7 @@ fn federation_child() {
 /// here, linked.
 fn producer_child(sizes: &[usize]) -> (ChildNode, String) {
     let mut child = ChildNode::spawn(
-        &[],
+        None,
         "producer",
         &[
             ("CDO_FEDERATION_LISTEN", "127.0.0.1:0".into()),
@@ -725,7 +722,7 @@ fn a_withdrawal_waits_until_the_other_node_is_done_reading() {
     // Read remotely (beyond the eager limit), and inline.
     let sizes = [federation::DEFAULT_EAGER_MAX + 1, 4096];
     let mut consumer_node = ChildNode::spawn(
-        &[],
+        None,
         "consumer",
         &[
             ("CDO_FEDERATION_LISTEN", "127.0.0.1:0".into()),
@@ -763,65 +760,19 @@ fn a_withdrawal_waits_until_the_other_node_is_done_reading() {
     consumer_node.send("");
 }
 
-/// Deletes the namespaces (and with them the veth pair) when dropped.
-struct Namespaces(Vec<String>);
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for ns in &self.0 {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip runs");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn netns_skip_reason() -> Option<&'static str> {
-    if !nix::unistd::geteuid().is_root() {
-        return Some("not root (network namespaces need it)");
-    }
-    match Command::new("ip").arg("-V").output() {
-        Ok(o) if o.status.success() => None,
-        _ => Some("the `ip` command (iproute2) is missing"),
-    }
-}
-
 #[test]
 fn a_consumer_in_one_namespace_reads_from_a_producer_in_another_until_the_link_is_cut() {
-    if let Some(reason) = netns_skip_reason() {
+    if let Some(reason) = skip_reason(&[]) {
         eprintln!("skipped: {reason}");
         return;
     }
-    let id = std::process::id();
-    let (p, c) = (format!("cdofed-p-{id}"), format!("cdofed-c-{id}"));
-    let (vp, vc) = (format!("cfp{id}"), format!("cfc{id}"));
-    let net = format!("10.{}.{}", 150 + id % 100, (id / 100) % 250);
-    let (ap, ac) = (format!("{net}.1"), format!("{net}.2"));
-    let mut namespaces = Namespaces(Vec::new());
-    for ns in [&p, &c] {
-        ip(&["netns", "add", ns]);
-        namespaces.0.push(ns.clone());
-    }
-    ip(&["link", "add", &vp, "type", "veth", "peer", "name", &vc]);
-    ip(&["link", "set", &vp, "netns", &p]);
-    ip(&["link", "set", &vc, "netns", &c]);
-    for (ns, dev, addr) in [(&p, &vp, &ap), (&c, &vc, &ac)] {
-        ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev]);
-        ip(&["-n", ns, "link", "set", dev, "up"]);
-        ip(&["-n", ns, "link", "set", "lo", "up"]);
-    }
+    // The producer's node and the consumer's.
+    let cluster = Cluster::new("cdofed", 2);
+    let (ap, ac) = (cluster.addr(0), cluster.addr(1));
     let sizes = [1, 4096, (16 << 20) + 3];
-    let port = 7400 + (id % 500) as u16;
+    let port = 7400 + (std::process::id() % 500) as u16;
     let mut producer = ChildNode::spawn(
-        &["ip", "netns", "exec", &p],
+        Some((&cluster, 0)),
         "producer",
         &[
             ("CDO_FEDERATION_LISTEN", format!("{ap}:{port}")),
@@ -831,7 +782,7 @@ fn a_consumer_in_one_namespace_reads_from_a_producer_in_another_until_the_link_i
     );
     assert!(producer.recv().starts_with("listening"));
     let mut consumer = ChildNode::spawn(
-        &["ip", "netns", "exec", &c],
+        Some((&cluster, 1)),
         "consumer",
         &[
             ("CDO_FEDERATION_LISTEN", format!("{ac}:{port}")),
@@ -855,7 +806,7 @@ fn a_consumer_in_one_namespace_reads_from_a_producer_in_another_until_the_link_i
     // timeout (2 s; the consumer itself would wait a minute).
     consumer.send(&format!("wait-imports {}", sizes.len() + 1));
     assert_eq!(consumer.recv(), "imported");
-    ip(&["-n", &c, "link", "set", &vc, "down"]);
+    cluster.cut(1);
     consumer.send("demand cut");
     assert_eq!(consumer.recv(), "error RemoteFailed");
     consumer.send("");
@@ -864,8 +815,5 @@ fn a_consumer_in_one_namespace_reads_from_a_producer_in_another_until_the_link_i
         let status = node.child.wait().unwrap();
         assert!(status.success(), "a node failed: {status}");
     }
-    drop(namespaces);
-    let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    let list = String::from_utf8_lossy(&list.stdout);
-    assert!(!list.contains(&p) && !list.contains(&c), "{list}");
+    cluster.remove();
 }

@@ -30,6 +30,7 @@ use cdo::ipc::federation::{self, FederationConfig};
 use cdo::ipc::manager::ManagerConfig;
 use cdo::ipc::wire::Attributes;
 use ipc_common::{client, eventually, manager_with, pattern};
+use netns_cluster::{skip_reason, Cluster};
 use nix::sys::socket::{getsockopt, sockopt};
 
 const TOKEN: &str = "federation-mpirun-token";
@@ -41,6 +42,12 @@ const RANKS: usize = 3;
 const SIZES: [usize; 3] = [1, 4096, (3 << 20) + 5];
 /// How long the whole job may run before the test gives up on it.
 const JOB_LIMIT: Duration = Duration::from_secs(300);
+
+/// What the tests run besides `ip`: `(command, argument, package)`.
+const TOOLS: &[(&str, &str, &str)] = &[
+    ("unshare", "--version", "util-linux"),
+    ("mpirun", "--version", "openmpi-bin"),
+];
 
 /// The remote launch agent: `agent [options] HOST COMMAND...` runs
 /// COMMAND in namespace HOST, whose host name it sets to HOST.
@@ -106,116 +113,29 @@ fn mpirun_rank() {
     }
 }
 
-/// Deletes the namespaces (and their veth pairs) and the bridge when
-/// dropped.
-struct Cluster {
-    namespaces: Vec<String>,
-    /// The veth ends in this namespace (gone with their peers' namespaces,
-    /// unless the setup failed before a peer moved there).
-    outer: Vec<String>,
-    bridge: String,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-        for dev in &self.outer {
-            let _ = Command::new("ip")
-                .args(["link", "del", dev])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .status();
-    }
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip runs");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn skip_reason() -> Option<String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Some("not root (network namespaces need it)".into());
-    }
-    for (tool, arg, package) in [
-        ("ip", "-V", "iproute2"),
-        ("unshare", "--version", "util-linux"),
-        ("mpirun", "--version", "openmpi-bin"),
-    ] {
-        match Command::new(tool).arg(arg).output() {
-            Ok(o) if o.status.success() => {}
-            _ => return Some(format!("no `{tool}` ({package})")),
-        }
-    }
-    None
-}
-
-/// `RANKS` namespaces `PREFIX-i` at `NET.(i+1)`, joined by a bridge at
-/// `NET.254` in this namespace (where `mpirun` listens for its daemons).
-fn cluster(tag: &str, net: &str) -> Cluster {
-    let id = std::process::id() % 100_000;
-    let bridge = format!("cdb{tag}{id}");
-    ip(&["link", "add", &bridge, "type", "bridge"]);
-    let mut cluster = Cluster {
-        namespaces: Vec::new(),
-        outer: Vec::new(),
-        bridge: bridge.clone(),
-    };
-    ip(&["addr", "add", &format!("{net}.254/24"), "dev", &bridge]);
-    ip(&["link", "set", &bridge, "up"]);
-    for i in 0..RANKS {
-        let ns = format!("cdompi-{tag}-{id}-{i}");
-        ip(&["netns", "add", &ns]);
-        cluster.namespaces.push(ns.clone());
-        let (inner, outer) = (format!("ci{tag}{id}{i}"), format!("co{tag}{id}{i}"));
-        ip(&[
-            "link", "add", &inner, "type", "veth", "peer", "name", &outer,
-        ]);
-        ip(&["link", "set", &inner, "netns", &ns]);
-        ip(&["link", "set", &outer, "master", &bridge]);
-        ip(&["link", "set", &outer, "up"]);
-        let addr = format!("{net}.{}/24", i + 1);
-        ip(&["-n", &ns, "addr", "add", &addr, "dev", &inner]);
-        ip(&["-n", &ns, "link", "set", &inner, "up"]);
-        ip(&["-n", &ns, "link", "set", "lo", "up"]);
-    }
-    cluster
-}
-
-/// A subnet `10.X.Y` for job `index` of this test process, so that
-/// concurrent runs and jobs do not meet.
-fn subnet(index: u32) -> String {
-    let id = std::process::id();
-    format!("10.{}.{}", 160 + id % 40, (id / 40) % 80 * 3 + index)
-}
-
 /// The listening port of every rank (each in its own namespace).
 fn port() -> u16 {
     7400 + (std::process::id() % 500) as u16
 }
 
-/// `mpirun` placing one rank on each node of `cluster` (subnet `net`),
-/// with `env` exported to the ranks; the program follows.
-fn mpirun(cluster: &Cluster, net: &str, env: &[(&str, String)]) -> Command {
+/// `RANKS` nodes whose bridge here is where `mpirun` listens for its
+/// daemons.
+fn cluster() -> Cluster {
+    Cluster::with_host("cdompi", RANKS)
+}
+
+/// `mpirun` placing one rank on each node of `cluster`, with `env`
+/// exported to the ranks; the program follows.
+fn mpirun(cluster: &Cluster, env: &[(&str, String)]) -> Command {
     let mut cmd = Command::new("mpirun");
     cmd.args([
         "--allow-run-as-root",
         "--host",
-        &cluster.namespaces.join(","),
+        &cluster.namespaces().join(","),
     ])
     .args(["-np", &RANKS.to_string()])
     .args(["--mca", "plm_rsh_agent", AGENT])
-    .args(["--mca", "oob_tcp_if_include", &format!("{net}.0/24")])
+    .args(["--mca", "oob_tcp_if_include", &cluster.network()])
     .stdin(Stdio::null());
     for (k, v) in env {
         cmd.args(["-x", &format!("{k}={v}")]);
@@ -261,31 +181,24 @@ impl Drop for Job {
     }
 }
 
-/// Removes `cluster` and checks that its namespaces are gone.
-fn tear_down(cluster: Cluster) {
-    let names = cluster.namespaces.clone();
-    drop(cluster);
-    let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    let list = String::from_utf8_lossy(&list.stdout);
-    assert!(names.iter().all(|ns| !list.contains(ns)), "{list}");
-}
-
 /// Runs the job with `peers` as the peer source; returns the consumer
 /// ranks' reports.
-fn run_job(index: u32, peers: impl FnOnce(&Path) -> String) -> Vec<String> {
-    let net = subnet(index);
-    let cluster = cluster(&index.to_string(), &net);
+fn run_job(peers: impl FnOnce(&Path) -> String) -> Vec<String> {
+    let cluster = cluster();
     let work = tempfile::tempdir().unwrap();
     let reports = work.path().join("reports");
     std::fs::create_dir(&reports).unwrap();
     let env = [
         (REPORTS, reports.display().to_string()),
         ("CDO_WORKFLOW_TOKEN", TOKEN.into()),
-        ("CDO_FEDERATION_LISTEN", format!("{net}.0/24:{}", port())),
+        (
+            "CDO_FEDERATION_LISTEN",
+            format!("{}:{}", cluster.network(), port()),
+        ),
         ("CDO_FEDERATION_PEERS", peers(work.path())),
         ("CDO_REMOTE_TIMEOUT_MS", "20000".into()),
     ];
-    let mut cmd = mpirun(&cluster, &net, &env);
+    let mut cmd = mpirun(&cluster, &env);
     cmd.arg(std::env::current_exe().unwrap()).args([
         "mpirun_rank",
         "--exact",
@@ -299,7 +212,7 @@ fn run_job(index: u32, peers: impl FnOnce(&Path) -> String) -> Vec<String> {
         .map(|r| std::fs::read_to_string(reports.join(format!("rank-{r}"))).unwrap())
         .collect();
     drop(job);
-    tear_down(cluster);
+    cluster.remove();
     found
 }
 
@@ -323,23 +236,21 @@ fn check(reports: &[String], source: &str) {
 
 #[test]
 fn mpirun_ranks_in_namespaces_wire_up_by_pmix() {
-    if let Some(reason) = skip_reason() {
+    if let Some(reason) = skip_reason(TOOLS) {
         eprintln!("skipped: {reason}");
         return;
     }
-    let reports = run_job(0, |_| "pmix".into());
+    let reports = run_job(|_| "pmix".into());
     check(&reports, "pmix");
 }
 
 #[test]
 fn mpirun_ranks_in_namespaces_wire_up_by_a_rendezvous_directory() {
-    if let Some(reason) = skip_reason() {
+    if let Some(reason) = skip_reason(TOOLS) {
         eprintln!("skipped: {reason}");
         return;
     }
-    let reports = run_job(1, |work| {
-        format!("dir:{}", work.join("rendezvous").display())
-    });
+    let reports = run_job(|work| format!("dir:{}", work.join("rendezvous").display()));
     check(&reports, "dir");
 }
 
@@ -350,20 +261,22 @@ fn mpirun_ranks_in_namespaces_wire_up_by_a_rendezvous_directory() {
 /// system) offer through rank 0's manager and demand through the others'.
 #[test]
 fn mpirun_starts_one_cdo_pm_per_namespace_federated_through_the_launcher() {
-    if let Some(reason) = skip_reason() {
+    if let Some(reason) = skip_reason(TOOLS) {
         eprintln!("skipped: {reason}");
         return;
     }
-    let net = subnet(2);
-    let cluster = cluster("2", &net);
+    let cluster = cluster();
     let env = [
         ("CDO_WORKFLOW_TOKEN", TOKEN.to_string()),
         ("RUST_LOG", "warn".into()),
     ];
-    let mut cmd = mpirun(&cluster, &net, &env);
+    let mut cmd = mpirun(&cluster, &env);
     cmd.arg("--tag-output")
         .arg(env!("CARGO_BIN_EXE_cdo-pm"))
-        .args(["--federation-listen", &format!("{net}.0/24:{}", port())])
+        .args([
+            "--federation-listen",
+            &format!("{}:{}", cluster.network(), port()),
+        ])
         .args(["--federation-peers", "launcher", "--fabric-provider", "tcp"])
         .stdout(Stdio::piped());
     let mut job = Job(cmd.spawn().expect("mpirun starts"));
@@ -420,7 +333,7 @@ fn mpirun_starts_one_cdo_pm_per_namespace_federated_through_the_launcher() {
     }
     let status = job.wait();
     assert!(status.success(), "mpirun failed: {status}");
-    tear_down(cluster);
+    cluster.remove();
 }
 
 /// The process listening on the Unix socket `path` (its `SO_PEERCRED`).

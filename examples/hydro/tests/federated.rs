@@ -10,7 +10,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -18,6 +17,7 @@ use cdo::ipc::federation::{self, FederationConfig};
 use cdo::ipc::manager::{self, ManagerConfig};
 use hydro::analysis::{density_png, STATS_CSV};
 use hydro::transit::checkpoint_name;
+use netns_cluster::{skip_reason, Cluster};
 
 const HYDRO: &str = env!("CARGO_BIN_EXE_hydro");
 const TOKEN: &str = "hydro-federated-token";
@@ -72,87 +72,6 @@ fn node() {
     fed.shutdown();
 }
 
-/// Deletes the namespaces (and their veth pairs) and the bridge when
-/// dropped.
-struct Cluster {
-    namespaces: Vec<String>,
-    outer: Vec<String>,
-    bridge: String,
-    net: String,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-        for dev in &self.outer {
-            let _ = Command::new("ip")
-                .args(["link", "del", dev])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .status();
-    }
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip runs");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn skip_reason() -> Option<&'static str> {
-    // /proc/self belongs to this process's effective user.
-    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-    if !root {
-        return Some("not root (network namespaces need it)");
-    }
-    match Command::new("ip").arg("-V").output() {
-        Ok(o) if o.status.success() => None,
-        _ => Some("no `ip` (iproute2)"),
-    }
-}
-
-/// [`NODES`] namespaces at `NET.(i+1)`, joined by a bridge.
-fn cluster() -> Cluster {
-    let id = std::process::id() % 100_000;
-    let net = format!("10.{}.{}", 210 + id % 40, (id / 40) % 250);
-    let bridge = format!("hyb{id}");
-    ip(&["link", "add", &bridge, "type", "bridge"]);
-    let mut cluster = Cluster {
-        namespaces: Vec::new(),
-        outer: Vec::new(),
-        bridge: bridge.clone(),
-        net: net.clone(),
-    };
-    ip(&["link", "set", &bridge, "up"]);
-    for i in 0..NODES {
-        let ns = format!("hydro-{id}-{i}");
-        ip(&["netns", "add", &ns]);
-        cluster.namespaces.push(ns.clone());
-        let (inner, outer) = (format!("hyi{id}{i}"), format!("hyo{id}{i}"));
-        ip(&[
-            "link", "add", &inner, "type", "veth", "peer", "name", &outer,
-        ]);
-        cluster.outer.push(outer.clone());
-        ip(&["link", "set", &inner, "netns", &ns]);
-        ip(&["link", "set", &outer, "master", &bridge]);
-        ip(&["link", "set", &outer, "up"]);
-        let addr = format!("{net}.{}/24", i + 1);
-        ip(&["-n", &ns, "addr", "add", &addr, "dev", &inner]);
-        ip(&["-n", &ns, "link", "set", &inner, "up"]);
-        ip(&["-n", &ns, "link", "set", "lo", "up"]);
-    }
-    cluster
-}
-
 /// A node's manager running in its namespace; stopped when dropped.
 struct NodeProcess {
     child: Child,
@@ -186,14 +105,13 @@ impl Drop for NodeProcess {
 /// Starts node `i` of `cluster`, dialling the nodes before it.
 fn start_node(cluster: &Cluster, i: usize, runtime: &Path) -> Child {
     let port = 7600 + (std::process::id() % 300) as u16;
-    let addr = |k: usize| format!("{}.{}:{port}", cluster.net, k + 1);
+    let addr = |k: usize| format!("{}:{port}", cluster.addr(k));
     let peers: Vec<String> = (0..i).map(addr).collect();
     let dir = runtime.join(format!("node{i}"));
     std::fs::create_dir_all(&dir).unwrap();
     let spec = format!("{}|{}|{NODES}|{}", addr(i), peers.join(","), dir.display());
-    Command::new("ip")
-        .args(["netns", "exec", &cluster.namespaces[i]])
-        .arg(std::env::current_exe().unwrap())
+    cluster
+        .command(i, std::env::current_exe().unwrap())
         .args(["node", "--exact", "--nocapture"])
         .env(NODE_ENV, spec)
         .env("RUST_LOG", "warn")
@@ -218,12 +136,9 @@ fn linked(mut child: Child) -> NodeProcess {
     panic!("the node ended before it linked");
 }
 
-/// `hydro` on a small grid writing into `out`, with `extra` flags.
-fn hydro(prefix: &[&str], out: &Path, extra: &[String]) -> Command {
-    let mut command = Command::new(prefix.first().copied().unwrap_or(HYDRO));
-    if !prefix.is_empty() {
-        command.args(&prefix[1..]).arg(HYDRO);
-    }
+/// `hydro` (`command`: [`HYDRO`], perhaps run in a node) on a small grid
+/// writing into `out`, with `extra` flags.
+fn hydro(mut command: Command, out: &Path, extra: &[String]) -> Command {
     let dump = out.join("final.dump");
     command
         .args(common::SMALL_PROCESS_RUN)
@@ -261,13 +176,13 @@ fn consumers_on_other_nodes_give_the_single_process_results() {
     if std::env::var(NODE_ENV).is_ok() {
         return;
     }
-    if let Some(why) = skip_reason() {
+    if let Some(why) = skip_reason(&[]) {
         println!("skipped: {why}");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let runtime = dir.path().join("runtime");
-    let cluster = cluster();
+    let cluster = Cluster::new("hydro", NODES);
     let starting: Vec<Child> = (0..NODES)
         .map(|i| start_node(&cluster, i, &runtime))
         .collect();
@@ -279,7 +194,7 @@ fn consumers_on_other_nodes_give_the_single_process_results() {
     let agent = |role: &str, i: usize| {
         format!(
             "{role}=ip netns exec {} env CDO_POOL_SOCKET={}",
-            cluster.namespaces[i],
+            cluster.namespaces()[i],
             nodes[i].socket.display()
         )
     };
@@ -295,17 +210,14 @@ fn consumers_on_other_nodes_give_the_single_process_results() {
         "--archive".into(),
         archive(&far),
     ];
-    let mut command = hydro(
-        &["ip", "netns", "exec", &cluster.namespaces[0]],
-        &far,
-        &flags,
-    );
+    let mut command = hydro(cluster.command(0, HYDRO), &far, &flags);
     command
         .env("CDO_POOL_SOCKET", &nodes[0].socket)
         .env("CDO_WORKFLOW_TOKEN", TOKEN);
     let summary = run(command);
     assert!(summary.contains("renderers"), "{summary}");
-    run(hydro(&[], &local, &["--archive".into(), archive(&local)]));
+    let archive_flags = ["--archive".into(), archive(&local)];
+    run(hydro(Command::new(HYDRO), &local, &archive_flags));
     let done: Vec<(u64, u64)> = nodes.into_iter().map(NodeProcess::stop).collect();
     // 7 records, to the statistics node and to the renderers' node: the
     // solver's node forwarded each to both (end markers too), and they
