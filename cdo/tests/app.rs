@@ -440,6 +440,46 @@ fn a_record_dropped_unfinished_goes_to_another_member_at_once() {
     });
 }
 
+/// A consumer's wanted order and tier are honoured in both deployments:
+/// the bytes come transposed, in DRAM of the consumer's process.
+#[test]
+fn a_wanted_order_and_tier_are_honoured() {
+    both(|host| {
+        let label = host.label();
+        let producer = host.app("producer");
+        let consumer = host.app("consumer");
+        let mut p = producer.declare("matrix/t").unwrap();
+        p.set("element_type", "u16").unwrap();
+        p.set("shape", vec![Value::UInt(2), Value::UInt(3)])
+            .unwrap();
+        p.set("order", "row").unwrap();
+        let values: Vec<u8> = [1u16, 2, 3, 4, 5, 6]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        p.write(&values).unwrap();
+        p.seal().unwrap();
+        p.offer().unwrap();
+
+        let mut c = consumer.declare("matrix/t").unwrap();
+        c.set("wanted_order", "column").unwrap();
+        c.set("wanted_tier", "dram").unwrap();
+        c.require().unwrap();
+        let view = c.demand_timeout(LONG).unwrap();
+        let got: Vec<u16> = view
+            .bytes()
+            .unwrap()
+            .chunks(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        assert_eq!(got, [1, 4, 2, 5, 3, 6], "{label}");
+        drop(view);
+        c.dispose().unwrap();
+        p.withdraw_timeout(LONG).unwrap();
+        p.dispose().unwrap();
+    });
+}
+
 #[test]
 fn wrong_states_and_names_fail_with_typed_errors() {
     both(|host| {

@@ -74,11 +74,13 @@
 //!   read-only mapping of the producer's shared memory (no copy), and the
 //!   producer's [`Cdo::write`] bytes are copied into shared memory at the
 //!   offer. A consumer's wanted place and order (`wanted_tier`,
-//!   `wanted_space`, `wanted_order`) are honoured in process only (a
-//!   reorder with a device side runs on the host); through a manager the
-//!   view is the producer's bytes as offered, in shared host memory
-//!   (convert them with [`ipc::convert`](crate::ipc::convert), which
-//!   reaches device spaces too).
+//!   `wanted_space`, `wanted_order`) are honoured in both (a reorder with
+//!   a device side runs on the host): in process without a copy when the
+//!   data already is where and how it is wanted; through a manager always
+//!   by a copy out of the shared memory (which lies in no space of the
+//!   consumer's process) into the consumer's own memory, found from
+//!   mamba's environment (`MAMBA_CONFIG`) on the first such demand, with
+//!   [`ipc::convert`](crate::ipc::convert).
 //! * **Views hold withdrawals.** Through a manager a withdrawal completes
 //!   only once no [`View`] or [`Record`] of the object remains (the
 //!   producer's memory is reused after it); in process a consumer's data

@@ -7,13 +7,15 @@ use crate::attrs::{self, Attributes, FlatAttributes};
 use crate::error::{Error, Result};
 use crate::events::EventKind;
 use crate::ipc::client::{Client, ClientError, Notice, Reply};
+use crate::ipc::convert::convert_view;
 use crate::ipc::endpoint::Endpoint;
 use crate::ipc::manager::ManagerHandle;
 use crate::ipc::wire::{ErrorCode, RequestId, SIZE_KEY};
 use crate::lifecycle::{Op, State};
 use crate::value::Value;
+use mamba::Mamba;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How long one thread holds the connection while it waits for a reply or
@@ -34,6 +36,9 @@ pub(super) struct Remote {
     /// The manager this application started, if it did; dropped after the
     /// connection (field order).
     manager: Option<ManagerHandle>,
+    /// This process's memory, found on the first demand that wants its data
+    /// in a space, tier or order of its own.
+    mamba: OnceLock<Arc<Mamba>>,
 }
 
 /// The client and the notices taken for other readers than their own.
@@ -57,7 +62,21 @@ impl Remote {
                 open: HashSet::new(),
             }),
             manager,
+            mamba: OnceLock::new(),
         }
+    }
+
+    /// This process's memory as mamba's environment (`MAMBA_CONFIG`)
+    /// describes it, found once.
+    ///
+    /// # Errors
+    /// [`Error::Memory`] when mamba's configuration fails.
+    fn mamba(&self) -> Result<&Arc<Mamba>> {
+        if let Some(mamba) = self.mamba.get() {
+            return Ok(mamba);
+        }
+        let found = Arc::new(Mamba::from_env()?);
+        Ok(self.mamba.get_or_init(|| found))
     }
 
     /// The endpoint of the manager joined.
@@ -508,7 +527,17 @@ impl<'p> RemoteCdo<'p> {
         match self.settle(next, Op::Demand, started, reply)? {
             Reply::Data(view) => {
                 self.received = Some(view.attrs().clone());
-                Ok(Some(View::remote(view, self.remote)))
+                let (place, order) = (self.attrs.wanted_place, self.attrs.wanted_order);
+                if place.is_none() && order.is_none() {
+                    return Ok(Some(View::remote(view, self.remote)));
+                }
+                // Shared memory lies in no space of this process: a wanted
+                // place or order is always a copy, as a place other than
+                // the data's is in process.
+                let converted = convert_view(self.remote.mamba()?, &view, place, order)?;
+                drop(view);
+                self.remote.flush();
+                Ok(Some(View::local(converted.into())))
             }
             other => Err(Error::PoolManager(ClientError::Unexpected(format!(
                 "{other:?}"
