@@ -40,7 +40,6 @@ use mamba_gpu_kernels::{CudaModule, KernelError};
 use crate::device::{DeviceError, DeviceLink};
 use crate::memory::{Buf, Memory};
 use crate::physics::Hamiltonian;
-use crate::stage::{bytes as raw, bytes_mut as raw_mut};
 
 /// Alignment of device slots.
 const SLOT_ALIGN: usize = 256;
@@ -392,6 +391,26 @@ fn bytes(len: usize) -> usize {
     len * size_of::<c64>()
 }
 
+/// Device bytes as the values they hold, in place; `None` when they are
+/// not aligned for `c64` or not whole values.
+fn values(b: &[u8]) -> Option<&[c64]> {
+    // SAFETY: c64 is two f64 (repr(C)) without padding and every bit
+    // pattern is a valid c64; `align_to` only hands out aligned values.
+    match unsafe { b.align_to::<c64>() } {
+        ([], v, []) => Some(v),
+        _ => None,
+    }
+}
+
+/// As [`values`], writable.
+fn values_mut(b: &mut [u8]) -> Option<&mut [c64]> {
+    // SAFETY: as in `values`.
+    match unsafe { b.align_to_mut::<c64>() } {
+        ([], v, []) => Some(v),
+        _ => None,
+    }
+}
+
 impl DeviceLink for RuntimeLink {
     fn reserve(&mut self, len: usize) -> Result<(), DeviceError> {
         self.free()?;
@@ -505,13 +524,22 @@ impl DeviceLink for RuntimeLink {
             let (_, stream, s) = self.slots(slot, len)?;
             let (x, y) = (s.ptr(slot, false), s.ptr(slot, true));
             let kernel = h.kernel();
+            // The kernel reads its input slot and writes its output slot
+            // where they are in the double's memory, as a kernel does.
             return sim
                 .launch_host(stream, move |mem| {
-                    let zero = c64::new(0.0, 0.0);
-                    let (mut xs, mut ys) = (vec![zero; len], vec![zero; len]);
-                    mem.read(x, raw_mut(&mut xs))?;
-                    kernel.apply(&xs, &mut ys);
-                    mem.write(y, raw(&ys))
+                    mem.read_write(x, bytes(len), y, bytes(len), |xs, ys| {
+                        match (values(xs), values_mut(ys)) {
+                            (Some(xs), Some(ys)) => {
+                                kernel.apply(xs, ys);
+                                Ok(())
+                            }
+                            _ => Err(mamba::Error::Gpu {
+                                call: "sirius_apply_h",
+                                message: "device slots not aligned for complex values".into(),
+                            }),
+                        }
+                    })?
                 })
                 .map_err(gpu);
         }

@@ -106,6 +106,59 @@ impl SimMemory<'_> {
             None => Err(sim_err("kernel write", "allocation gone")),
         }
     }
+
+    /// Runs `f` on the `src_len` device bytes at `src` and the `dst_len`
+    /// device bytes at `dst` where they are, without copying them out and
+    /// back, as a kernel reads and writes device memory. Bytes at an
+    /// 8-byte aligned device address are 8-byte aligned on the host.
+    ///
+    /// # Errors
+    /// A range outside one allocation of the device; overlapping ranges.
+    pub fn read_write<R>(
+        &mut self,
+        src: DevicePtr,
+        src_len: usize,
+        dst: DevicePtr,
+        dst_len: usize,
+        f: impl FnOnce(&[u8], &mut [u8]) -> R,
+    ) -> Result<R> {
+        const CALL: &str = "kernel read-write";
+        let src_base = self.node.find(CALL, self.device, src, src_len)?;
+        let dst_base = self.node.find(CALL, self.device, dst, dst_len)?;
+        let (s, d) = ((src.0 - src_base) as usize, (dst.0 - dst_base) as usize);
+        let (from, to) = (s..s + src_len, d..d + dst_len);
+        if src_base == dst_base {
+            let bytes = &mut *self
+                .node
+                .memory
+                .get_mut(&src_base)
+                .ok_or_else(|| sim_err(CALL, "allocation gone"))?
+                .bytes;
+            return if from.end <= to.start {
+                let (low, high) = bytes.split_at_mut(to.start);
+                Ok(f(&low[from], &mut high[..dst_len]))
+            } else if to.end <= from.start {
+                let (low, high) = bytes.split_at_mut(from.start);
+                Ok(f(&high[..src_len], &mut low[to]))
+            } else {
+                Err(sim_err(CALL, "the ranges overlap"))
+            };
+        }
+        // Two allocations: the first and last of the range between them.
+        let mut blocks = self
+            .node
+            .memory
+            .range_mut(src_base.min(dst_base)..=src_base.max(dst_base));
+        let (Some((_, first)), Some((_, last))) = (blocks.next(), blocks.next_back()) else {
+            return Err(sim_err(CALL, "allocation gone"));
+        };
+        let (read, write) = if src_base < dst_base {
+            (first, last)
+        } else {
+            (last, first)
+        };
+        Ok(f(&read.bytes[from], &mut write.bytes[to]))
+    }
 }
 
 /// A host address carried by a pending operation.
@@ -146,7 +199,39 @@ enum Op {
 #[derive(Debug)]
 struct Block {
     device: u32,
-    bytes: Vec<u8>,
+    bytes: Bytes,
+}
+
+/// The bytes of one allocation, stored as 8-byte words: the bytes at an
+/// 8-byte aligned offset are 8-byte aligned in host memory, so that a
+/// [`HostKernel`] can view them in place as `f64`s.
+#[derive(Debug)]
+struct Bytes {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl Bytes {
+    fn zeroed(len: usize) -> Bytes {
+        Bytes {
+            words: vec![0; len.div_ceil(8)],
+            len,
+        }
+    }
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &bytemuck::cast_slice(&self.words)[..self.len]
+    }
+}
+
+impl std::ops::DerefMut for Bytes {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut bytemuck::cast_slice_mut(&mut self.words)[..self.len]
+    }
 }
 
 #[derive(Debug)]
@@ -669,7 +754,7 @@ impl DeviceRuntime for SimDevice {
             base,
             Block {
                 device: self.ordinal,
-                bytes: vec![0; len],
+                bytes: Bytes::zeroed(len),
             },
         );
         let st = node.stats(self.ordinal);

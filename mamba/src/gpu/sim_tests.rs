@@ -273,3 +273,59 @@ fn host_kernels_run_in_stream_order_on_device_memory() {
     assert!(dev.synchronize_stream(s).is_err());
     assert!(dev.launch_host(StreamId(u64::MAX), |_| Ok(())).is_err());
 }
+
+#[test]
+fn host_kernels_read_and_write_device_memory_in_place() {
+    let dev = SimDevice::new();
+    let s = dev.create_stream().unwrap();
+    let a = dev.alloc_async(64, s).unwrap();
+    let b = dev.alloc_async(64, s).unwrap();
+    let host = filled(64, 5);
+    // SAFETY: `host` lives until the stream is synchronized below.
+    unsafe { dev.copy_htod_async(a, host.as_ptr(), 64, s) }.unwrap();
+    // Across two allocations, both ways round, and within one.
+    let twice = |x: &[u8], y: &mut [u8]| {
+        for (y, x) in y.iter_mut().zip(x) {
+            *y = x.wrapping_mul(2);
+        }
+    };
+    dev.launch_host(s, move |mem| mem.read_write(a, 64, b, 64, twice))
+        .unwrap();
+    dev.launch_host(s, move |mem| {
+        mem.read_write(b, 32, a, 32, |x, y| {
+            // In place: 8-byte aligned as the device addresses are.
+            assert_eq!(x.as_ptr() as usize % 8, 0);
+            assert_eq!(y.as_ptr() as usize % 8, 0);
+            y.copy_from_slice(x);
+        })
+    })
+    .unwrap();
+    let (b32, b40) = (DevicePtr(b.0 + 32), DevicePtr(b.0 + 40));
+    dev.launch_host(s, move |mem| mem.read_write(b, 32, b32, 32, twice))
+        .unwrap();
+    dev.launch_host(s, move |mem| mem.read_write(b40, 8, b, 8, twice))
+        .unwrap();
+    dev.synchronize_stream(s).unwrap();
+    let doubled: Vec<u8> = host.iter().map(|x| x.wrapping_mul(2)).collect();
+    let mut want_b = doubled.clone();
+    for i in 0..32 {
+        want_b[32 + i] = doubled[i].wrapping_mul(2);
+    }
+    for i in 0..8 {
+        want_b[i] = want_b[40 + i].wrapping_mul(2);
+    }
+    assert_eq!(dev.peek(b, 64).unwrap(), want_b);
+    let mut want_a = host.clone();
+    want_a[..32].copy_from_slice(&doubled[..32]);
+    assert_eq!(dev.peek(a, 64).unwrap(), want_a);
+
+    // Overlapping ranges, and ranges outside an allocation, fail the
+    // synchronization that runs the kernel.
+    let b16 = DevicePtr(b.0 + 16);
+    dev.launch_host(s, move |mem| mem.read_write(b, 32, b16, 32, |_, _| ()))
+        .unwrap();
+    assert!(dev.synchronize_stream(s).is_err());
+    dev.launch_host(s, move |mem| mem.read_write(a, 65, b, 8, |_, _| ()))
+        .unwrap();
+    assert!(dev.synchronize_stream(s).is_err());
+}
