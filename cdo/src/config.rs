@@ -6,7 +6,14 @@
 //! schemas: [app.yaml]        # relative to the configuration file
 //! policy: best-effort        # or fail-fast
 //! ack_timeout_ms: 2000       # how long acknowledged events hold an operation
+//! keep_group_records: true   # groups keep their records for a later member
 //! ```
+//!
+//! The semantics a pool manager takes from its environment
+//! ([`POLICY_ENV`], [`ACK_TIMEOUT_ENV`], [`KEEP_GROUP_RECORDS_ENV`]) an
+//! in-process pool takes from the same variables
+//! ([`PoolConfig::with_env`]), so that moving an application between the
+//! two deployments changes neither its code nor its environment.
 
 use crate::engine::{FaultPolicy, DEFAULT_ACK_TIMEOUT};
 use crate::error::{Error, Result};
@@ -54,7 +61,24 @@ pub struct PoolConfig {
     /// [`DEFAULT_ACK_TIMEOUT`], as in a pool manager).
     #[serde(rename = "ack_timeout_ms", deserialize_with = "millis")]
     pub ack_timeout: Duration,
+    /// Whether a consumer group whose last member leaves keeps the records
+    /// it held (queued or not finished) for a member that joins later
+    /// (offers made while it has no member are not recorded). Off by default: the records are released,
+    /// so their producers can withdraw them. On, a member that joins and
+    /// leaves holds those objects until another member takes them.
+    pub keep_group_records: bool,
 }
+
+/// Environment variable naming the [`FaultPolicy`] (`fail-fast`,
+/// `best-effort`), in either deployment.
+pub const POLICY_ENV: &str = "CDO_FAULT_POLICY";
+/// Environment variable giving the acknowledgement timeout in
+/// milliseconds, in either deployment.
+pub const ACK_TIMEOUT_ENV: &str = "CDO_ACK_TIMEOUT_MS";
+/// Environment variable: `1` or `true` makes consumer groups keep their
+/// records when their last member goes
+/// ([`PoolConfig::keep_group_records`]), in either deployment.
+pub const KEEP_GROUP_RECORDS_ENV: &str = "CDO_KEEP_GROUP_RECORDS";
 
 impl Default for PoolConfig {
     fn default() -> Self {
@@ -64,6 +88,7 @@ impl Default for PoolConfig {
             schemas: Vec::new(),
             policy: FaultPolicy::default(),
             ack_timeout: DEFAULT_ACK_TIMEOUT,
+            keep_group_records: false,
         }
     }
 }
@@ -74,6 +99,50 @@ fn millis<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::E
 }
 
 impl PoolConfig {
+    /// This configuration with [`POLICY_ENV`], [`ACK_TIMEOUT_ENV`] and
+    /// [`KEEP_GROUP_RECORDS_ENV`] applied where they are set: the variables
+    /// a pool manager reads for the same settings.
+    ///
+    /// ```
+    /// let config = cdo::PoolConfig::default().with_env()?;
+    /// # Ok::<(), cdo::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the variable whose value is malformed.
+    pub fn with_env(self) -> Result<Self> {
+        self.with_vars(|key| std::env::var(key).ok())
+            .map_err(Error::Config)
+    }
+
+    /// [`PoolConfig::with_env`] over the variables `var` gives.
+    pub(crate) fn with_vars(
+        mut self,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> std::result::Result<Self, String> {
+        if let Some(v) = var(POLICY_ENV) {
+            self.policy = v.parse().map_err(|e| format!("{POLICY_ENV}: {e}"))?;
+        }
+        if let Some(v) = var(ACK_TIMEOUT_ENV) {
+            let ms: u64 = v
+                .parse()
+                .map_err(|e| format!("{ACK_TIMEOUT_ENV}={v:?}: {e}"))?;
+            self.ack_timeout = Duration::from_millis(ms);
+        }
+        if let Some(v) = var(KEEP_GROUP_RECORDS_ENV) {
+            self.keep_group_records = match v.as_str() {
+                "1" | "true" => true,
+                "0" | "false" => false,
+                _ => {
+                    return Err(format!(
+                        "{KEEP_GROUP_RECORDS_ENV}={v:?}: expected 0, 1, true or false"
+                    ))
+                }
+            };
+        }
+        Ok(self)
+    }
+
     /// Parses a YAML configuration; relative schema paths stay relative to
     /// the working directory.
     ///
@@ -101,5 +170,57 @@ impl PoolConfig {
             }
         }
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars<'a>(set: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |key| {
+            set.iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn the_manager_s_variables_set_the_same_semantics_in_process() {
+        let config = PoolConfig::default()
+            .with_vars(vars(&[
+                (POLICY_ENV, "best-effort"),
+                (ACK_TIMEOUT_ENV, "250"),
+                (KEEP_GROUP_RECORDS_ENV, "true"),
+            ]))
+            .unwrap();
+        assert_eq!(config.policy, FaultPolicy::BestEffort);
+        assert_eq!(config.ack_timeout, Duration::from_millis(250));
+        assert!(config.keep_group_records);
+
+        let unset = PoolConfig::default().with_vars(vars(&[])).unwrap();
+        assert_eq!(unset.policy, FaultPolicy::FailFast);
+        assert_eq!(unset.ack_timeout, DEFAULT_ACK_TIMEOUT);
+        assert!(!unset.keep_group_records);
+    }
+
+    #[test]
+    fn a_malformed_variable_is_named_in_the_error() {
+        for (key, value) in [
+            (POLICY_ENV, "sometimes"),
+            (ACK_TIMEOUT_ENV, "-1"),
+            (KEEP_GROUP_RECORDS_ENV, "yes"),
+        ] {
+            let e = PoolConfig::default()
+                .with_vars(vars(&[(key, value)]))
+                .unwrap_err();
+            assert!(e.contains(key), "{e}");
+        }
+    }
+
+    #[test]
+    fn keep_group_records_is_read_from_yaml() {
+        let config = PoolConfig::from_yaml("keep_group_records: true\n").unwrap();
+        assert!(config.keep_group_records);
     }
 }

@@ -162,6 +162,7 @@ impl Pool {
         // writes then fail with mamba's error until a policy is set.
         let write_spaces =
             crate::data::resolve(&mamba, &Policy::highest_bandwidth()).unwrap_or_default();
+        let streams = Streams::new(config.keep_group_records);
         Pool {
             shared: Shared {
                 mamba,
@@ -172,7 +173,7 @@ impl Pool {
                 bus: Arc::default(),
                 counters: Counters::new(spaces),
                 transport,
-                streams: Streams::default(),
+                streams,
             },
         }
     }

@@ -13,7 +13,11 @@
 //! at a member that leaves go, first, to the others. A record pins its
 //! offer, so the producer's withdraw waits for every group to complete
 //! it. A group lives while it has members; when the last one leaves, its
-//! pending records are released.
+//! pending records are released, unless the pool keeps them
+//! ([`PoolConfig::keep_group_records`](crate::PoolConfig::keep_group_records)):
+//! then the group lives on while it holds them and gives them to the next
+//! member (offers made while it has no member are not recorded, as before
+//! it was first formed).
 
 use crate::attrs::Attributes;
 use crate::data::Data;
@@ -35,21 +39,17 @@ struct GroupState {
     /// Each member's records given and not yet taken, in join order.
     queues: Vec<(u64, VecDeque<Arc<Offer>>)>,
     next_id: u64,
-    closed: bool,
-}
-
-impl Default for GroupState {
-    fn default() -> Self {
-        GroupState {
-            book: GroupBook::new(false),
-            queues: Vec::new(),
-            next_id: 0,
-            closed: false,
-        }
-    }
 }
 
 impl GroupState {
+    fn new(keep_orphans: bool) -> Self {
+        GroupState {
+            book: GroupBook::new(keep_orphans),
+            queues: Vec::new(),
+            next_id: 0,
+        }
+    }
+
     /// The records given to member `id` and not yet taken.
     fn queue(&mut self, id: u64) -> Option<&mut VecDeque<Arc<Offer>>> {
         self.queues
@@ -70,7 +70,7 @@ impl GroupState {
     }
 
     /// Gives `offer` to a member with room, or queues it in the group;
-    /// releases it when the group has no member left.
+    /// releases it when the group has no member.
     fn deliver(&mut self, offer: Arc<Offer>) {
         if self.book.has_no_seat() {
             return offer.unpin();
@@ -96,13 +96,24 @@ struct Group {
 }
 
 /// The consumer groups of a pool.
-#[derive(Default)]
 pub(crate) struct Streams {
     groups: RwLock<Vec<Arc<Group>>>,
     count: AtomicUsize,
+    /// Whether a group whose last member leaves keeps its records.
+    keep_orphans: bool,
 }
 
 impl Streams {
+    /// No groups yet; `keep_orphans`: whether a group whose last member
+    /// leaves keeps its records for the next one.
+    pub(crate) fn new(keep_orphans: bool) -> Self {
+        Streams {
+            groups: RwLock::default(),
+            count: AtomicUsize::new(0),
+            keep_orphans,
+        }
+    }
+
     /// Hands a new offer to every group whose selector matches.
     pub(crate) fn dispatch(&self, offer: &Arc<Offer>) {
         if self.count.load(Ordering::Relaxed) == 0 {
@@ -137,7 +148,7 @@ impl Streams {
                 let g = Arc::new(Group {
                     name: name.to_owned(),
                     selector: Selector::parse(selector)?,
-                    state: Mutex::default(),
+                    state: Mutex::new(GroupState::new(self.keep_orphans)),
                     cv: Condvar::new(),
                 });
                 groups.push(Arc::clone(&g));
@@ -170,8 +181,7 @@ impl Streams {
         let (_, unfinished) = s.queues.remove(pos);
         let released = s.book.leave(id, unfinished.into(), |_| false);
         released.into_iter().for_each(|o| o.unpin());
-        if s.book.has_no_seat() {
-            s.closed = true;
+        if s.book.has_no_seat() && s.book.queued_len() == 0 {
             groups.retain(|g| !Arc::ptr_eq(g, group));
             self.count.store(groups.len(), Ordering::Relaxed);
         }

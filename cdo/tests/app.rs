@@ -35,10 +35,13 @@ enum Host {
 }
 
 impl Host {
-    fn in_process() -> Host {
+    /// An in-process pool; `keep`: whether consumer groups keep their
+    /// records when their last member leaves.
+    fn in_process(keep: bool) -> Host {
         let (mamba, dir) = common::mamba();
         let config = PoolConfig {
             ack_timeout: ACK_TIMEOUT,
+            keep_group_records: keep,
             ..PoolConfig::default()
         };
         let pool = cdo::Pool::new(mamba, config).expect("an in-process pool");
@@ -48,10 +51,12 @@ impl Host {
         }
     }
 
-    fn manager() -> Host {
+    /// A pool manager, configured as [`Host::in_process`].
+    fn manager(keep: bool) -> Host {
         let config = ManagerConfig {
             runtime_dir: Some(std::env::temp_dir()),
             ack_timeout: ACK_TIMEOUT,
+            keep_group_records: keep,
             ..ManagerConfig::default()
         };
         Host::Manager(Pool::start_manager(config, "host").expect("a pool manager"))
@@ -78,10 +83,16 @@ impl Host {
 
 /// Runs `body` in process and through a pool manager.
 fn both(body: impl Fn(&Host)) {
-    let local = Host::in_process();
+    both_keeping(false, body);
+}
+
+/// [`both`], with consumer groups that keep their records when their last
+/// member leaves when `keep` says so.
+fn both_keeping(keep: bool, body: impl Fn(&Host)) {
+    let local = Host::in_process(keep);
     assert_eq!(local.app("a").deployment(), Deployment::InProcess);
     body(&local);
-    let manager = Host::manager();
+    let manager = Host::manager(keep);
     assert_eq!(manager.app("a").deployment(), Deployment::Manager);
     body(&manager);
 }
@@ -404,6 +415,55 @@ fn a_consumer_group_shares_records_and_redelivers_a_leavers() {
             p.withdraw_timeout(LONG).unwrap();
         }
     });
+}
+
+/// A group whose last member leaves lets its records go, so that their
+/// producer can withdraw them; a pool told to keep them gives them to the
+/// next member. Offers made while the group has no member are not
+/// recorded in either case.
+#[test]
+fn a_group_keeps_its_records_for_a_later_member_only_when_told_to() {
+    for keep in [false, true] {
+        both_keeping(keep, |host| {
+            let label = format!("{}, keep {keep}", host.label());
+            let selector = "name ~ \"^keep/\"";
+            let producer = host.app("producer");
+            let a = host.app("a");
+            let member = a.join_group("keepers", selector).unwrap();
+            let mut first = offer(&producer, "keep/0", &[1; 8]);
+            let held = member.next_timeout(LONG).unwrap().expect("the record");
+            assert_eq!(held.name(), "keep/0", "{label}");
+            // `a` leaves without finishing it.
+            drop(held);
+            drop(member);
+            let mut second = offer(&producer, "keep/1", &[2; 8]);
+            // Whatever the setting, `keep/1` found the group without members.
+
+            let b = host.app("b");
+            let member = b.join_group("keepers", selector).unwrap();
+            if keep {
+                assert!(
+                    matches!(first.withdraw_timeout(SHORT), Err(Error::Timeout { .. })),
+                    "the kept record holds its withdrawal ({label})"
+                );
+                let record = member
+                    .next_timeout(LONG)
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("keep/0 was not kept ({label})"));
+                assert_eq!(record.name(), "keep/0", "{label}");
+                assert_eq!(record.bytes().unwrap(), &[1; 8], "{label}");
+                record.done().unwrap();
+            }
+            assert!(
+                member.next_timeout(SHORT).unwrap().is_none(),
+                "nothing else was kept ({label})"
+            );
+            first.withdraw_timeout(LONG).unwrap();
+            second.withdraw_timeout(LONG).unwrap();
+            drop(member);
+            assert_eq!(producer.stats().unwrap().objects, 0, "{label}");
+        });
+    }
 }
 
 /// A record dropped without `done` goes to the other member at once, while

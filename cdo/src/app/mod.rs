@@ -174,15 +174,18 @@ impl Pool {
     /// `CDO_WORKFLOW_TOKEN_FILE`, and `CDO_OP_TIMEOUT_MS`), joined as
     /// `component`; without `CDO_POOL_SOCKET`, a pool in this process over
     /// the memory mamba's environment (`MAMBA_CONFIG`) describes, with the
-    /// default [`PoolConfig`].
+    /// default [`PoolConfig`] and the variables a pool manager reads for
+    /// the same semantics ([`PoolConfig::with_env`]).
     ///
     /// # Errors
-    /// [`Error::Config`] when `CDO_POOL_SOCKET` is set without a token;
+    /// [`Error::Config`] when `CDO_POOL_SOCKET` is set without a token, or
+    /// one of those variables is malformed;
     /// [`Error::PoolManager`] when the manager cannot be joined;
     /// [`Error::Memory`] when mamba's configuration fails.
     pub fn from_env(component: &str) -> Result<Pool> {
         Self::from_env_or(component, || {
-            Self::in_process(Arc::new(Mamba::from_env()?), PoolConfig::default())
+            let config = PoolConfig::default().with_env()?;
+            Self::in_process(Arc::new(Mamba::from_env()?), config)
         })
     }
 

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use tracing::{debug, info, warn};
 
-use crate::config::{DuplicateOffers, UnknownAttributes};
+use crate::config::{DuplicateOffers, PoolConfig, UnknownAttributes};
 use crate::events::EventKind;
 use crate::schema::Schema;
 
@@ -68,10 +68,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// connection is cut.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// Environment variable naming the [`FaultPolicy`] (`fail-fast`, `best-effort`).
-pub const POLICY_ENV: &str = "CDO_FAULT_POLICY";
-/// Environment variable giving the acknowledgement timeout in milliseconds.
-pub const ACK_TIMEOUT_ENV: &str = "CDO_ACK_TIMEOUT_MS";
+pub use crate::config::{ACK_TIMEOUT_ENV, KEEP_GROUP_RECORDS_ENV, POLICY_ENV};
 /// Environment variable giving the client lease in milliseconds.
 pub const LEASE_ENV: &str = "CDO_LEASE_MS";
 /// Default client lease: a client whose heartbeat stops for this long is
@@ -81,9 +78,6 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 pub const MAX_SEGMENT_ENV: &str = "CDO_MAX_SEGMENT_BYTES";
 /// Default largest accepted segment: 16 GiB.
 pub const DEFAULT_MAX_SEGMENT: u64 = 16 << 30;
-/// Environment variable: `1` or `true` makes consumer groups keep their
-/// records when their last member goes ([`ManagerConfig::keep_group_records`]).
-pub const KEEP_GROUP_RECORDS_ENV: &str = "CDO_KEEP_GROUP_RECORDS";
 /// Environment variable: what happens to the offers of a producer that
 /// leaves or dies (`withdraw`, the default, or `keep`; see
 /// [`ProducerExit`]).
@@ -171,16 +165,14 @@ impl ManagerConfig {
     /// # Errors
     /// A message naming the variable whose value is malformed.
     pub fn from_env() -> Result<Self, String> {
-        let mut config = ManagerConfig::default();
-        if let Ok(v) = std::env::var(POLICY_ENV) {
-            config.policy = v.parse().map_err(|e| format!("{POLICY_ENV}: {e}"))?;
-        }
-        if let Ok(v) = std::env::var(ACK_TIMEOUT_ENV) {
-            let ms: u64 = v
-                .parse()
-                .map_err(|e| format!("{ACK_TIMEOUT_ENV}={v:?}: {e}"))?;
-            config.ack_timeout = Duration::from_millis(ms);
-        }
+        // The pool's own semantics are read as an in-process pool reads them.
+        let pool = PoolConfig::default().with_vars(|key| std::env::var(key).ok())?;
+        let mut config = ManagerConfig {
+            policy: pool.policy,
+            ack_timeout: pool.ack_timeout,
+            keep_group_records: pool.keep_group_records,
+            ..ManagerConfig::default()
+        };
         if let Ok(v) = std::env::var(LEASE_ENV) {
             let ms: u64 = v.parse().map_err(|e| format!("{LEASE_ENV}={v:?}: {e}"))?;
             config.lease = Duration::from_millis(ms);
@@ -189,17 +181,6 @@ impl ManagerConfig {
             config.max_segment_bytes = v
                 .parse()
                 .map_err(|e| format!("{MAX_SEGMENT_ENV}={v:?}: {e}"))?;
-        }
-        if let Ok(v) = std::env::var(KEEP_GROUP_RECORDS_ENV) {
-            config.keep_group_records = match v.as_str() {
-                "1" | "true" => true,
-                "0" | "false" => false,
-                _ => {
-                    return Err(format!(
-                        "{KEEP_GROUP_RECORDS_ENV}={v:?}: expected 0, 1, true or false"
-                    ))
-                }
-            };
         }
         if let Ok(v) = std::env::var(PRODUCER_EXIT_ENV) {
             config.producer_exit = v.parse().map_err(|e| format!("{PRODUCER_EXIT_ENV}: {e}"))?;
