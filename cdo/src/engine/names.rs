@@ -7,12 +7,25 @@ use crate::ipc::limits::MAX_NAME_LEN;
 /// Why `name` cannot name a CDO (or a CDO group); `None` when it can.
 pub fn invalid(name: &str) -> Option<&'static str> {
     if name.is_empty() {
-        Some("empty")
-    } else if name.len() > MAX_NAME_LEN {
-        Some("too long")
-    } else if name.starts_with('/') || name.ends_with('/') || name.contains("//") {
+        return Some("empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Some("too long");
+    }
+    // One pass over the bytes (every operation on a name checks it): a
+    // `/` first, last or after another `/` opens an empty segment.
+    let mut after_slash = true;
+    let mut empty_segment = false;
+    let mut control = false;
+    for &b in name.as_bytes() {
+        let slash = b == b'/';
+        empty_segment |= slash && after_slash;
+        control |= b.is_ascii_control();
+        after_slash = slash;
+    }
+    if empty_segment || after_slash {
         Some("empty path segment")
-    } else if name.bytes().any(|b| b.is_ascii_control()) {
+    } else if control {
         Some("control character")
     } else {
         None
@@ -40,6 +53,8 @@ mod tests {
             ("a/", "empty path segment"),
             ("a//b", "empty path segment"),
             ("a\nb", "control character"),
+            ("a\n//b", "empty path segment"),
+            ("/", "empty path segment"),
             (long.as_str(), "too long"),
         ] {
             assert_eq!(invalid(bad), Some(why), "{bad:?}");
