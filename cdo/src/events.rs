@@ -48,10 +48,13 @@ pub enum EventKind {
     Withdraw,
     /// A handle was disposed.
     Dispose,
-    /// A client joined the pool manager (cross-process pools only).
+    /// An application joined: a client of a pool manager, or an in-process
+    /// handle made with [`app::Pool::join_local`](crate::app::Pool::join_local)
+    /// or [`app::Pool::from_env`](crate::app::Pool::from_env). The event's
+    /// name is the component's.
     Join,
-    /// A client left the pool manager, or its connection ended
-    /// (cross-process pools only).
+    /// An application left (for a pool manager's client, also when its
+    /// connection ended; in process, when the handle that joined drops).
     Leave,
 }
 

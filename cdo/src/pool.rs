@@ -6,7 +6,7 @@ use crate::config::PoolConfig;
 use crate::data::Buffer;
 use crate::engine::names;
 use crate::error::{Error, Result};
-use crate::events::{Bus, EventMask, Subscription};
+use crate::events::{Bus, EventKind, EventMask, Subject, Subscription};
 use crate::group::{GroupDemand, GroupOffer};
 use crate::registry::{Entry, Registry};
 use crate::schema::Schema;
@@ -216,6 +216,27 @@ impl Pool {
     /// mamba's errors.
     pub fn allocate(&self, len: usize, policy: &Policy) -> Result<Buffer> {
         Buffer::allocate(&self.shared.mamba, len, policy)
+    }
+
+    /// Raises the [`EventKind::Join`] or [`EventKind::Leave`] event of the
+    /// application `component`, named by it and without attributes, as a
+    /// pool manager raises it when a client joins or leaves. A missing
+    /// acknowledgement is only logged: joining and leaving always happen.
+    pub(crate) fn announce(&self, kind: EventKind, component: &str) {
+        let bus = &self.shared.bus;
+        if !bus.active() {
+            return;
+        }
+        let subject = Subject {
+            name: &Arc::from(component),
+            version: None,
+            place: None,
+            attrs: &Arc::default(),
+        };
+        let waited = self.shared.config.ack_timeout;
+        if !bus.emit(kind, subject, waited) {
+            tracing::warn!(component, ?kind, ?waited, "acknowledgements missing");
+        }
     }
 
     /// Subscribes to the events of `kinds` whose CDO matches `selector`;

@@ -8,7 +8,7 @@ mod common;
 use cdo::app::{Deployment, Pool};
 use cdo::archive::Outcome;
 use cdo::ipc::manager::ManagerConfig;
-use cdo::{Error, EventKind, Op, PoolConfig, Priority, State, Value};
+use cdo::{Error, EventKind, EventMask, Op, PoolConfig, Priority, State, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,7 +65,7 @@ impl Host {
     /// A new application, named `name`.
     fn app(&self, name: &str) -> Pool {
         match self {
-            Host::Local { pool, .. } => Pool::local(Arc::clone(pool)),
+            Host::Local { pool, .. } => Pool::join_local(Arc::clone(pool), name),
             Host::Manager(host) => {
                 let endpoint = host.endpoint().expect("started here").clone();
                 Pool::connect(endpoint, name).expect("joins the manager")
@@ -271,6 +271,40 @@ fn dropping_a_handle_gives_up_its_offer_or_require() {
         drop(c);
         p.withdraw_timeout(LONG).unwrap();
         assert_eq!(p.state(), State::Withdrawn, "{}", host.label());
+    });
+}
+
+/// Subscribers hear other applications join and leave, named by their
+/// component.
+#[test]
+fn a_subscriber_hears_applications_join_and_leave() {
+    both(|host| {
+        let label = host.label();
+        let watcher = host.app("watcher");
+        let kinds = EventMask::from(EventKind::Join) | EventKind::Leave;
+        let sub = watcher.subscribe("*", kinds, false).unwrap();
+        let solver = host.app("solver");
+        let joined = sub.next_timeout(LONG).unwrap().expect("the join");
+        assert_eq!(
+            (joined.kind(), joined.name()),
+            (EventKind::Join, "solver"),
+            "{label}"
+        );
+        drop(solver);
+        let left = sub.next_timeout(LONG).unwrap().expect("the leave");
+        assert_eq!(
+            (left.kind(), left.name()),
+            (EventKind::Leave, "solver"),
+            "{label}"
+        );
+        let only_names = watcher
+            .subscribe("name == \"other\"", kinds, false)
+            .unwrap();
+        drop(host.app("solver"));
+        assert!(
+            only_names.next_timeout(SHORT).unwrap().is_none(),
+            "the selector applies to the component's name ({label})"
+        );
     });
 }
 

@@ -95,8 +95,10 @@
 //!   against the pool's schema at once; through a manager built-in keys
 //!   are checked at once and user keys by the manager's schema when the
 //!   object is offered (the offer fails with [`Error::PoolManager`]).
-//! * **Events.** Declare, seal and dispose events exist only in process;
-//!   join and leave events of other clients only through a manager.
+//! * **Events.** Declare, seal and dispose events exist only in process.
+//!   Join and leave events exist in both, for a manager's clients and for
+//!   in-process handles made by [`Pool::join_local`] or [`Pool::from_env`]
+//!   (a [`Pool::local`] handle raises none).
 //!   An in-process [`Event`] carries the handle's attributes flattened
 //!   with every built-in; a manager's, the flat attributes as sent.
 //! * **Threads.** An in-process pool serves its threads in parallel. A
@@ -124,7 +126,7 @@ pub use stats::PoolStats;
 
 use crate::config::PoolConfig;
 use crate::error::{Error, Result};
-use crate::events::EventMask;
+use crate::events::{EventKind, EventMask};
 use crate::ipc::client::{Client, ClientConfig, ClientError};
 use crate::ipc::endpoint::{Endpoint, SOCKET_ENV, TOKEN_ENV, TOKEN_FILE_ENV};
 use crate::ipc::manager::{self, ManagerConfig};
@@ -148,6 +150,17 @@ pub enum Deployment {
 /// reference or in an `Arc`.
 pub struct Pool {
     inner: Inner,
+    /// The application's name in an in-process pool, when it joined
+    /// under one: its leave event is raised when the handle drops.
+    component: Option<Arc<str>>,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if let (Inner::Local(p), Some(component)) = (&self.inner, &self.component) {
+            p.announce(EventKind::Leave, component);
+        }
+    }
 }
 
 enum Inner {
@@ -185,7 +198,8 @@ impl Pool {
     pub fn from_env(component: &str) -> Result<Pool> {
         Self::from_env_or(component, || {
             let config = PoolConfig::default().with_env()?;
-            Self::in_process(Arc::new(Mamba::from_env()?), config)
+            let pool = crate::Pool::new(Arc::new(Mamba::from_env()?), config)?;
+            Ok(Self::join_local(Arc::new(pool), component))
         })
     }
 
@@ -215,9 +229,39 @@ impl Pool {
     }
 
     /// An application's handle on an in-process pool that others share.
+    /// It raises no join or leave events; [`Pool::join_local`] does.
     pub fn local(pool: Arc<crate::Pool>) -> Pool {
         Pool {
             inner: Inner::Local(pool),
+            component: None,
+        }
+    }
+
+    /// [`Pool::local`] for the application `component`: the pool's
+    /// subscribers to [`EventKind::Join`] and [`EventKind::Leave`] hear it
+    /// join now and leave when the handle drops, named by `component`, as
+    /// they hear a client of a pool manager.
+    ///
+    /// ```
+    /// use cdo::app::Pool;
+    /// use cdo::EventKind;
+    /// use std::time::Duration;
+    ///
+    /// let mamba = std::sync::Arc::new(mamba::Mamba::from_env()?);
+    /// let shared = std::sync::Arc::new(cdo::Pool::new(mamba, cdo::PoolConfig::default())?);
+    /// let watcher = Pool::join_local(shared.clone(), "watcher");
+    /// let arrivals = watcher.subscribe("*", EventKind::Join.into(), false)?;
+    /// let solver = Pool::join_local(shared, "solver");
+    /// let joined = arrivals.next_timeout(Duration::from_secs(1))?.expect("solver joined");
+    /// assert_eq!(joined.name(), "solver");
+    /// # drop(solver);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn join_local(pool: Arc<crate::Pool>, component: &str) -> Pool {
+        pool.announce(EventKind::Join, component);
+        Pool {
+            inner: Inner::Local(pool),
+            component: Some(component.into()),
         }
     }
 
@@ -239,6 +283,7 @@ impl Pool {
         let remote = Remote::new(client, config.endpoint.clone(), None);
         Ok(Pool {
             inner: Inner::Remote(Box::new(remote)),
+            component: None,
         })
     }
 
@@ -256,6 +301,7 @@ impl Pool {
         let remote = Remote::new(client, config.endpoint, Some(handle));
         Ok(Pool {
             inner: Inner::Remote(Box::new(remote)),
+            component: None,
         })
     }
 
