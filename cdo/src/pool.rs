@@ -250,7 +250,7 @@ impl Pool {
     }
 
     /// [`Pool::subscribe`] for a subscriber that joins late: first an
-    /// [`EventKind::Offer`](crate::EventKind::Offer) event for each CDO on
+    /// [`EventKind::Offer`] event for each CDO on
     /// offer that matches `selector`, in offer order, then the live events
     /// (an offer made while subscribing comes once). Replayed events hold
     /// up no operation; nothing is replayed unless `kinds` has `Offer`.
