@@ -9,7 +9,9 @@
 //! thread's cache ([`ClassSlot`]), which also holds that class's counters.
 //! Blocks of a new slab are handed out from a bump range (`fresh`) before
 //! any of them is written. Device memory keeps its free blocks out of band,
-//! in per-class stacks of addresses, and is served by the same calls.
+//! in per-class stacks of addresses, off the hot path: its lists' heads
+//! stay empty and their push limit is 0, so the host fast path never asks
+//! which kind of memory it serves until a list runs dry or fills up.
 //!
 //! Lifetimes: a pool registers in a global slot table with a generation
 //! number. A thread's cache entry remembers slot and generation; an entry
