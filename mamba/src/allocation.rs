@@ -56,7 +56,8 @@ pub struct Allocation<'m> {
     /// to be inlined with the free.
     pool: ManuallyDrop<PoolRef<'m>>,
     /// Space whose NUMA node now holds the pages, after a page move.
-    pub(crate) resident: Option<Pool>,
+    /// Dropped by hand too (on the cold path of `Drop`).
+    pub(crate) resident: ManuallyDrop<Option<Pool>>,
 }
 
 impl<'m> Allocation<'m> {
@@ -65,7 +66,7 @@ impl<'m> Allocation<'m> {
         Allocation {
             block,
             pool: ManuallyDrop::new(PoolRef::Borrowed(pool)),
-            resident: None,
+            resident: ManuallyDrop::new(None),
         }
     }
 
@@ -136,7 +137,7 @@ impl<'m> Allocation<'m> {
         Allocation {
             block,
             pool: ManuallyDrop::new(PoolRef::Owned(pool)),
-            resident,
+            resident: ManuallyDrop::new(resident),
         }
     }
 
@@ -280,34 +281,32 @@ impl std::fmt::Debug for Allocation<'_> {
 }
 
 impl Allocation<'_> {
-    /// Gives pages moved to another space back to the origin's policy.
+    /// Frees what the hot path of `Drop` does not: an allocation whose
+    /// pages were moved to another space, or one holding a counted
+    /// reference to its pool.
     #[cold]
     #[inline(never)]
-    fn return_moved_pages(&mut self) {
+    fn drop_slow(&mut self) {
         if let Some(resident) = self.resident.take() {
             crate::placement::return_moved_pages(self.pool.get(), &resident, &self.block);
         }
-    }
-
-    /// Drops the counted reference of an owned allocation.
-    #[cold]
-    #[inline(never)]
-    fn release_pool(&mut self) {
-        // SAFETY: called once, from `drop`, after the last use of the pool.
+        self.pool.get().free_block(&self.block);
+        // SAFETY: called once, from `drop`, after the last use of the pool;
+        // `resident` was emptied above, so it owns nothing left to drop.
         unsafe { ManuallyDrop::drop(&mut self.pool) }
     }
 }
 
 impl Drop for Allocation<'_> {
+    /// The hot path (a borrowed pool, pages at home) is small enough to be
+    /// inlined into the caller; everything else is out of line.
     #[inline(always)]
     fn drop(&mut self) {
-        if self.resident.is_some() {
-            self.return_moved_pages();
+        if let (PoolRef::Borrowed(pool), None) = (&*self.pool, &*self.resident) {
+            pool.free_block(&self.block);
+            return;
         }
-        self.pool.get().free_block(&self.block);
-        if let PoolRef::Owned(_) = *self.pool {
-            self.release_pool();
-        }
+        self.drop_slow();
     }
 }
 

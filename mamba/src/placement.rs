@@ -146,7 +146,7 @@ pub(crate) fn move_pages_to(a: &mut Allocation<'_>, target_pool: &Pool) -> Resul
         _ => {}
     }
     if !home {
-        a.resident = Some(target_pool.handle());
+        *a.resident = Some(target_pool.handle());
     }
     Ok(())
 }

@@ -9,7 +9,9 @@
 //! thread's cache ([`ClassSlot`]), which also holds that class's counters.
 //! Blocks of a new slab are handed out from a bump range (`fresh`) before
 //! any of them is written. Device memory keeps its free blocks out of band,
-//! in per-class stacks of addresses, and is served by the same calls.
+//! in per-class stacks of addresses, off the hot path: its lists' heads
+//! stay empty and their push limit is 0, so the host fast path never asks
+//! which kind of memory it serves until a list runs dry or fills up.
 //!
 //! Lifetimes: a pool registers in a global slot table with a generation
 //! number. A thread's cache entry remembers slot and generation; an entry
@@ -219,6 +221,10 @@ struct FreeList {
     /// Never-used blocks of a new slab: `fresh..fresh_end`.
     fresh: usize,
     fresh_end: usize,
+    /// Most blocks the hot path ([`Owned::push`]) puts on the list: the
+    /// class's [`list_limit`] for host memory, 0 for device memory, whose
+    /// frees all take [`Owned::push_any`].
+    limit: usize,
 }
 
 impl FreeList {
@@ -237,13 +243,15 @@ impl FreeList {
 /// One size class of a thread's cache: its free list and its counters, in
 /// one cache line.
 #[repr(C, align(64))]
-#[derive(Default)]
 struct ClassSlot {
     /// Used by the owner (or a stealer holding the cache) only.
     list: UnsafeCell<FreeList>,
     /// Read by `stats` at any time.
     counters: ClassCounters,
 }
+
+// A class's list and counters fill exactly one cache line.
+const _: () = assert!(std::mem::size_of::<ClassSlot>() == 64);
 
 /// The rest of one thread's cache for one pool.
 pub(super) struct PoolCache {
@@ -358,21 +366,22 @@ impl<'a> Owned<'a> {
     /// A cached free block of `class`, or `None` when the class has none.
     #[inline(always)]
     pub fn pop(&mut self, class: usize) -> Option<usize> {
-        if !self.cell.intrusive {
-            return self.pop_stack(class);
-        }
+        let intrusive = self.cell.intrusive;
         let list = self.list(class);
         let addr = list.head;
         if addr != 0 {
-            // SAFETY: `addr` is a free block of this cache's list: host
-            // memory of the pool, at least 16 bytes, 16-byte aligned, that
-            // nobody else uses; its first word was written by `push` or
-            // `fill`.
+            // SAFETY: `addr` is a free block of this cache's list (the head
+            // of device memory's lists stays 0): host memory of the pool,
+            // at least 16 bytes, 16-byte aligned, that nobody else uses;
+            // its first word was written by `push`.
             list.head = unsafe { (addr as *const usize).read() };
             list.len -= 1;
             return Some(addr);
         }
-        list.take_fresh(class)
+        if intrusive {
+            return list.take_fresh(class);
+        }
+        self.pop_stack(class)
     }
 
     #[cold]
@@ -386,32 +395,44 @@ impl<'a> Owned<'a> {
         }
     }
 
-    /// Caches the freed block `addr` of `class`; false when the class
-    /// already holds its limit.
+    /// The hot path of a free: links the freed block `addr` of `class`
+    /// into the list; false when the class already holds its limit, and
+    /// always for device memory (callers then take [`Owned::push_any`]).
     #[inline(always)]
     pub fn push(&mut self, class: usize, addr: usize) -> bool {
-        let intrusive = self.cell.intrusive;
+        let list = self.list(class);
+        if list.len >= list.limit {
+            return false;
+        }
+        list.len += 1;
+        // SAFETY: a non-zero limit means host memory; `addr` is a block of
+        // `class` of this pool that was just freed: nobody else uses it,
+        // and it is at least 16 bytes long and 16-byte aligned.
+        unsafe { (addr as *mut usize).write(list.head) };
+        list.head = addr;
+        true
+    }
+
+    /// Caches the freed block `addr` of `class`, host or device memory;
+    /// false when the class already holds its limit.
+    #[cold]
+    pub fn push_any(&mut self, class: usize, addr: usize) -> bool {
+        if self.cell.intrusive {
+            return self.push(class, addr);
+        }
         let list = self.list(class);
         if list.len >= list_limit(class) {
             return false;
         }
         list.len += 1;
-        if !intrusive {
-            self.rest().stacks[class].push(addr);
-            return true;
-        }
-        // SAFETY: `addr` is a block of `class` of this pool's host memory
-        // that was just freed: nobody else uses it, and it is at least 16
-        // bytes long and 16-byte aligned.
-        unsafe { (addr as *mut usize).write(list.head) };
-        list.head = addr;
+        self.rest().stacks[class].push(addr);
         true
     }
 
     /// Adds free blocks of `class` (taken off the central list).
     pub fn fill(&mut self, class: usize, blocks: impl Iterator<Item = usize>) {
         for addr in blocks {
-            let pushed = self.push(class, addr);
+            let pushed = self.push_any(class, addr);
             debug_assert!(pushed, "refills stay under the list limit");
         }
     }
@@ -661,7 +682,13 @@ fn with_cache_slow<R>(shared: &Shared, f: impl FnOnce(&mut Owned<'_>) -> R) -> O
 fn new_cell(shared: &Shared) -> CacheCell {
     let intrusive = shared.intrusive;
     CacheCell {
-        slots: std::array::from_fn(|_| ClassSlot::default()),
+        slots: std::array::from_fn(|class| ClassSlot {
+            list: UnsafeCell::new(FreeList {
+                limit: if intrusive { list_limit(class) } else { 0 },
+                ..FreeList::default()
+            }),
+            counters: ClassCounters::default(),
+        }),
         generation: shared.generation,
         owner: std::thread::current().id(),
         intrusive,

@@ -364,6 +364,9 @@ impl Shared {
 /// ```
 pub struct Pool {
     shared: Arc<Shared>,
+    /// `shared.generation`, next to the pointer: the hot paths compare it
+    /// with the thread's last cache without reaching the shared state.
+    generation: u64,
 }
 
 impl std::fmt::Debug for Pool {
@@ -400,13 +403,14 @@ impl Pool {
             retired: Counters::default(),
         });
         cache::publish(slot, Arc::downgrade(&shared));
-        Pool { shared }
+        Pool { shared, generation }
     }
 
     /// Another handle on the same pool state (for owned allocations).
     pub(crate) fn handle(&self) -> Pool {
         Pool {
             shared: Arc::clone(&self.shared),
+            generation: self.generation,
         }
     }
 
@@ -418,7 +422,7 @@ impl Pool {
     /// The pool's unique generation: never reused by another pool of the
     /// process.
     pub(crate) fn generation(&self) -> u64 {
-        self.shared.generation
+        self.generation
     }
 
     /// The space this pool serves.
@@ -478,7 +482,7 @@ impl Pool {
         // Every class size is a multiple of 16, so alignments up to 16 hold.
         let class = classes::class_of(len);
         let block_len = CLASS_SIZES[class];
-        let addr = with_last(self.shared.generation, |c| {
+        let addr = with_last(self.generation, |c| {
             let addr = c.pop(class)?;
             c.counters(class).on_allocate(len);
             Some(addr)
@@ -497,7 +501,7 @@ impl Pool {
             return None;
         }
         let block_len = len.next_multiple_of(granule);
-        let addr = with_last(self.shared.generation, |c| {
+        let addr = with_last(self.generation, |c| {
             let rest = c.rest();
             match rest.large.last() {
                 Some(&(addr, l)) if l == block_len => {
@@ -646,9 +650,11 @@ impl Pool {
     /// Gives a block back (called by [`Allocation`]'s drop).
     #[inline(always)]
     pub(crate) fn free_block(&self, block: &Block) {
-        if block.block_len <= classes::MAX_SMALL {
+        // Block lengths are never zero: this is `1..=MAX_SMALL`, in the form
+        // that lets the class index be known in bounds.
+        if block.block_len.wrapping_sub(1) < classes::MAX_SMALL {
             let class = classes::class_of(block.block_len);
-            let pushed = with_last(self.shared.generation, |c| {
+            let pushed = with_last(self.generation, |c| {
                 let room = c.push(class, block.addr);
                 if room {
                     c.counters(class).on_free(block.len);
@@ -669,7 +675,7 @@ impl Pool {
     fn free_large(&self, block: &Block) {
         if block.block_len <= self.shared.settings.thread_cache_bytes {
             let limit = self.shared.settings.thread_cache_bytes;
-            let pushed = with_last(self.shared.generation, |c| {
+            let pushed = with_last(self.generation, |c| {
                 let rest = c.rest();
                 let room = rest.large.len() < LARGE_CACHE_ENTRIES
                     && rest.large_bytes + block.block_len <= limit;
@@ -701,9 +707,9 @@ impl Pool {
             if block_len <= classes::MAX_SMALL {
                 let class = classes::class_of(block_len);
                 c.counters(class).on_free(len);
-                if !c.push(class, addr) {
+                if !c.push_any(class, addr) {
                     shared.spill(class, c);
-                    let pushed = c.push(class, addr);
+                    let pushed = c.push_any(class, addr);
                     debug_assert!(pushed, "a spilled list has room");
                 }
                 return;
