@@ -55,7 +55,7 @@ pub(crate) unsafe fn gather_nt(elem: usize, src: *const u8, dst: *mut u8, g: JDi
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     {
         use std::arch::x86_64::{_mm_stream_si32, _mm_stream_si64};
-        let aligned = (dst as usize) % elem == 0 && g.d % elem as isize == 0;
+        let aligned = (dst as usize).is_multiple_of(elem) && g.d % elem as isize == 0;
         if elem == 8 && aligned {
             for i in 0..n as isize {
                 // SAFETY: element `i` is inside both ranges (caller) and the

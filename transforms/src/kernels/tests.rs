@@ -80,6 +80,31 @@ fn transposes_of_every_micro_kernel_width() {
     }
 }
 
+/// Odd extents spanning several micro-tiles and a strip boundary, padded
+/// rows, and start offsets that leave unaligned head rows and columns: the
+/// dispatched micro-kernel (AVX-512 where detected) covers the body, the
+/// scalar path the edges.
+#[test]
+fn transposes_of_odd_sizes_with_padded_rows_and_offsets() {
+    for e in [4usize, 8] {
+        let ei = e as isize;
+        for (r, c, pad, off) in [(17, 23, 0, 0), (35, 261, 3, 1), (263, 19, 5, 3)] {
+            // Source r x c with rows of c + pad elements, destination
+            // c x r with rows of r + pad, both starting `off` elements in.
+            let (sr, dr) = ((c + pad) as isize * ei, (r + pad) as isize * ei);
+            let o = off as isize * ei;
+            check(
+                e,
+                o,
+                o,
+                &[dim(r, sr, ei), dim(c, ei, dr)],
+                (off + r * (c + pad)) * e,
+                (off + c * (r + pad)) * e,
+            );
+        }
+    }
+}
+
 #[test]
 fn gathers_with_strides_and_reversals() {
     for e in [1usize, 3, 4, 8] {
