@@ -63,9 +63,10 @@ pub struct PoolConfig {
     pub ack_timeout: Duration,
     /// Whether a consumer group whose last member leaves keeps the records
     /// it held (queued or not finished) for a member that joins later
-    /// (offers made while it has no member are not recorded). Off by default: the records are released,
-    /// so their producers can withdraw them. On, a member that joins and
-    /// leaves holds those objects until another member takes them.
+    /// (offers made while it has no member are not recorded). Off by
+    /// default: the records are released, so their producers can withdraw
+    /// them. On, a member that joins and leaves holds those objects until
+    /// another member takes them.
     pub keep_group_records: bool,
 }
 

@@ -16,6 +16,7 @@ use crate::stream::{Member, Streams};
 use crate::transport::{LocalTransport, Transport};
 use mamba::{Mamba, Policy, SpaceId};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// An offer on the pool, as [`Pool::offers`] lists it.
 #[derive(Debug, Clone)]
@@ -220,23 +221,18 @@ impl Pool {
 
     /// Raises the [`EventKind::Join`] or [`EventKind::Leave`] event of the
     /// application `component`, named by it and without attributes, as a
-    /// pool manager raises it when a client joins or leaves. A missing
-    /// acknowledgement is only logged: joining and leaving always happen.
+    /// pool manager raises it when a client joins or leaves. Like the
+    /// manager's, it holds nothing: acknowledged subscribers get it, but
+    /// joining and leaving do not wait for their acknowledgements.
     pub(crate) fn announce(&self, kind: EventKind, component: &str) {
-        let bus = &self.shared.bus;
-        if !bus.active() {
-            return;
-        }
         let subject = Subject {
             name: &Arc::from(component),
             version: None,
             place: None,
             attrs: &Arc::default(),
         };
-        let waited = self.shared.config.ack_timeout;
-        if !bus.emit(kind, subject, waited) {
-            tracing::warn!(component, ?kind, ?waited, "acknowledgements missing");
-        }
+        // Whether acknowledgements came at once does not matter here.
+        let _ = self.shared.bus.emit(kind, subject, Duration::ZERO);
     }
 
     /// Subscribes to the events of `kinds` whose CDO matches `selector`;
