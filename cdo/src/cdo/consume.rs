@@ -1,6 +1,6 @@
 //! The consumer's calls: require, demand, retract.
 
-use super::{Cdo, Pin};
+use super::{Cdo, Pin, Received};
 use crate::data::Data;
 use crate::error::{Error, Result};
 use crate::events::EventKind;
@@ -142,7 +142,11 @@ impl Cdo<'_> {
         self.state = next;
         self.pool.counters.bump(Counter::Demanded);
         let raised = self.emit(EventKind::Demand, Some(&offer));
-        self.received = Some((offer, delivery.data.clone()));
+        self.received = Some(Received {
+            version: offer.version,
+            attrs: Arc::clone(&offer.attrs),
+            data: delivery.data.clone(),
+        });
         raised.map(|()| delivery.data)
     }
 

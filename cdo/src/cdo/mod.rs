@@ -56,7 +56,15 @@ pub struct Cdo<'p> {
     buffer: Option<Data>,
     offer: Option<Arc<Offer>>,
     pin: Option<Pin>,
-    received: Option<(Arc<Offer>, Data)>,
+    received: Option<Received>,
+}
+
+/// What a consumer keeps of the offer it received: not the offer itself,
+/// so that the producer's withdrawal can reuse the offer's allocation.
+struct Received {
+    version: u64,
+    attrs: Arc<Attributes>,
+    data: Data,
 }
 
 impl std::fmt::Debug for Cdo<'_> {
@@ -104,23 +112,25 @@ impl<'p> Cdo<'p> {
     /// The attributes of the offer this handle made (producer) or received
     /// (consumer, after a demand).
     pub fn offered_attributes(&self) -> Option<&Attributes> {
-        self.offer
-            .as_deref()
-            .or(self.received.as_ref().map(|r| &*r.0))
-            .map(|o| &*o.attrs)
+        match (&self.offer, &self.received) {
+            (Some(o), _) => Some(&o.attrs),
+            (None, Some(r)) => Some(&r.attrs),
+            (None, None) => None,
+        }
     }
 
     /// The version of the offer made or received.
     pub fn version(&self) -> Option<u64> {
-        self.offer
-            .as_deref()
-            .or(self.received.as_ref().map(|r| &*r.0))
-            .map(|o| o.version)
+        match (&self.offer, &self.received) {
+            (Some(o), _) => Some(o.version),
+            (None, Some(r)) => Some(r.version),
+            (None, None) => None,
+        }
     }
 
     /// The data received by the demand.
     pub fn data(&self) -> Option<&Data> {
-        self.received.as_ref().map(|r| &r.1)
+        self.received.as_ref().map(|r| &r.data)
     }
 
     /// The producer's data before the offer, writable (`None` when data
