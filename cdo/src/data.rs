@@ -3,8 +3,7 @@
 //!
 //! A pool is long-lived and its data moves between threads, so a `Buffer`
 //! holds an owned mamba [`Allocation`] (`Allocation<'static>`, which keeps
-//! its mamba pool alive by reference count) and the `Arc<Mamba>` it came
-//! from.
+//! its mamba pool alive by reference count).
 
 use crate::error::Result;
 use mamba::{Allocation, Mamba, Policy, SpaceId, Tier};
@@ -26,7 +25,6 @@ pub fn resolve(mamba: &Mamba, policy: &Policy) -> Result<Vec<SpaceId>> {
 /// Writable data owned by one producer until it is offered.
 pub struct Buffer {
     alloc: Allocation<'static>,
-    mamba: Arc<Mamba>,
 }
 
 impl Buffer {
@@ -35,7 +33,7 @@ impl Buffer {
     /// # Errors
     /// mamba's errors (zero size, capacity, unknown tier).
     pub fn allocate(mamba: &Arc<Mamba>, len: usize, policy: &Policy) -> Result<Self> {
-        Ok(Self::wrap(mamba, mamba.allocate(len, DATA_ALIGN, policy)?))
+        Ok(Self::wrap(mamba.allocate(len, DATA_ALIGN, policy)?))
     }
 
     /// Allocates `len` bytes from the first of `spaces` with room (a policy
@@ -48,7 +46,7 @@ impl Buffer {
         let mut first_error = None;
         for &id in spaces {
             match mamba.pool(id)?.allocate(len, DATA_ALIGN) {
-                Ok(a) => return Ok(Self::wrap(mamba, a)),
+                Ok(a) => return Ok(Self::wrap(a)),
                 Err(e @ mamba::Error::OutOfCapacity { .. }) => {
                     first_error.get_or_insert(e);
                 }
@@ -60,10 +58,9 @@ impl Buffer {
             .into())
     }
 
-    fn wrap(mamba: &Arc<Mamba>, alloc: Allocation<'_>) -> Self {
+    fn wrap(alloc: Allocation<'_>) -> Self {
         Buffer {
             alloc: alloc.into_owned(),
-            mamba: Arc::clone(mamba),
         }
     }
 
@@ -132,11 +129,6 @@ impl Buffer {
     /// As [`Buffer::write_bytes`].
     pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         Ok(self.alloc.read_bytes(offset, buf)?)
-    }
-
-    /// The allocator the buffer came from.
-    pub fn mamba(&self) -> &Arc<Mamba> {
-        &self.mamba
     }
 }
 

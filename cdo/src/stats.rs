@@ -106,26 +106,34 @@ impl Counters {
     }
 
     /// Runs `f` on the calling thread's block, creating it on first use.
-    #[inline]
+    #[inline(always)]
     fn with_block(&self, f: impl FnOnce(&Block)) {
         MINE.with(|mine| {
             if let Some((_, b)) = mine.borrow().iter().find(|(id, _)| *id == self.id) {
                 return f(b);
             }
-            let block = Arc::new(CachePadded::new(Block {
-                counters: Default::default(),
-                paths: (0..self.spaces * self.spaces)
-                    .map(|_| Default::default())
-                    .collect(),
-            }));
-            lock(&self.blocks).push(Arc::clone(&block));
-            f(&block);
-            let mut mine = mine.borrow_mut();
-            // Forgets the blocks of pools that are gone (only this list
-            // still holds them).
-            mine.retain(|(_, b)| Arc::strong_count(b) > 1);
-            mine.push((self.id, block));
+            self.first_use(mine, f);
         })
+    }
+
+    /// The slow path of [`Counters::with_block`]: makes the calling thread's
+    /// block, registers it and runs `f` on it.
+    #[cold]
+    #[inline(never)]
+    fn first_use(&self, mine: &Mine, f: impl FnOnce(&Block)) {
+        let block = Arc::new(CachePadded::new(Block {
+            counters: Default::default(),
+            paths: (0..self.spaces * self.spaces)
+                .map(|_| Default::default())
+                .collect(),
+        }));
+        lock(&self.blocks).push(Arc::clone(&block));
+        f(&block);
+        let mut mine = mine.borrow_mut();
+        // Forgets the blocks of pools that are gone (only this list
+        // still holds them).
+        mine.retain(|(_, b)| Arc::strong_count(b) > 1);
+        mine.push((self.id, block));
     }
 
     #[inline]

@@ -10,17 +10,25 @@ use crate::lifecycle::{Op, State};
 use crate::registry::renew_offer;
 use crate::stats::Counter;
 use mamba::Policy;
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The attributes of an offered zero-length CDO that set none: shared like
-/// `default_attributes`.
-fn token_attributes() -> Arc<Attributes> {
-    thread_local!(static TOKEN: Arc<Attributes> = Arc::new(Attributes {
-        size: Some(0),
-        ..Attributes::default()
-    }));
-    TOKEN.with(Arc::clone)
+/// Attributes that set nothing but `size`, as every offer of a handle that
+/// set no attributes carries: shared per thread (the last size used), like
+/// `default_attributes`, so that such offers allocate no attributes.
+fn size_only_attributes(size: u64) -> Arc<Attributes> {
+    thread_local!(static LAST: RefCell<Option<Arc<Attributes>>> = const { RefCell::new(None) });
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some(a) if a.size == Some(size) => Arc::clone(a),
+            _ => Arc::clone(last.insert(Arc::new(Attributes {
+                size: Some(size),
+                ..Attributes::default()
+            }))),
+        }
+    })
 }
 
 impl Cdo<'_> {
@@ -86,7 +94,11 @@ impl Cdo<'_> {
             }
             Some(_) => {}
             None if self.state == State::Declared => {
-                Arc::make_mut(&mut self.attrs).size = Some(len);
+                if *self.attrs == Attributes::default() {
+                    self.attrs = size_only_attributes(len);
+                } else {
+                    Arc::make_mut(&mut self.attrs).size = Some(len);
+                }
             }
             None => return Err(self.inconsistent("sealed without a size".into())),
         }
@@ -178,14 +190,15 @@ impl Cdo<'_> {
             return Err(self.inconsistent(format!("size {size} but {have} bytes attached")));
         }
         // Changes to the handle wait until nothing can fail any more.
-        let attrs = match self.attrs.size {
-            Some(_) => Arc::clone(&self.attrs),
-            None if *self.attrs == Attributes::default() => token_attributes(),
-            None => Arc::new(Attributes {
+        let sized = match self.attrs.size {
+            Some(_) => None,
+            None if *self.attrs == Attributes::default() => Some(size_only_attributes(0)),
+            None => Some(Arc::new(Attributes {
                 size: Some(0),
                 ..(*self.attrs).clone()
-            }),
+            })),
         };
+        let attrs = sized.as_ref().unwrap_or(&self.attrs);
         let offer = {
             let mut e = self.entry.lock();
             if !admits_offer(self.pool.config.duplicates, !e.live.is_empty()) {
@@ -196,7 +209,7 @@ impl Cdo<'_> {
             let data = self.buffer.take().unwrap_or_default();
             let spare = e.spare.take();
             let version = next_version(e.live.last().map(|o| o.version));
-            let offer = renew_offer(spare, &self.entry.name, version, Arc::clone(&attrs), data);
+            let offer = renew_offer(spare, &self.entry.name, version, Arc::clone(attrs), data);
             for slot in e.waiting.drain(..) {
                 offer.pin();
                 // Each slot is filled once: it left `waiting` just now.
@@ -208,7 +221,9 @@ impl Cdo<'_> {
             }
             offer
         };
-        self.attrs = attrs;
+        if let Some(attrs) = sized {
+            self.attrs = attrs;
+        }
         self.state = next;
         self.pool.counters.bump(Counter::Offered);
         self.pool.streams.dispatch(&offer);
@@ -252,14 +267,14 @@ impl Cdo<'_> {
 
     pub(super) fn withdraw_until(&mut self, deadline: Option<Instant>) -> Result<bool> {
         let next = self.check(Op::Withdraw)?;
-        let Some(offer) = self.offer.clone() else {
+        let Some(offer) = self.offer.as_ref() else {
             return Err(self.inconsistent("offered without an offer".into()));
         };
         loop {
             {
                 let mut e = self.entry.lock();
                 if !offer.pinned() && offer.expired() {
-                    e.live.retain(|o| !Arc::ptr_eq(o, &offer));
+                    e.live.retain(|o| !Arc::ptr_eq(o, offer));
                     break;
                 }
             }
@@ -278,7 +293,7 @@ impl Cdo<'_> {
         }
         self.state = next;
         self.pool.counters.bump(Counter::Withdrawn);
-        self.emit(EventKind::Withdraw, Some(&offer))?;
+        self.emit(EventKind::Withdraw, Some(offer))?;
         Ok(true)
     }
 }
