@@ -5,7 +5,6 @@ use crate::attrs::{self, Attributes, ElementType, Layout, Order, Place, Priority
 use crate::error::Result;
 use crate::lifecycle::Op;
 use crate::value::Value;
-use std::sync::Arc;
 use std::time::Duration;
 
 impl Cdo<'_> {
@@ -29,9 +28,7 @@ impl Cdo<'_> {
         {
             None => Ok(false),
             Some(v) => {
-                Arc::make_mut(&mut self.attrs)
-                    .user
-                    .insert(key.to_owned(), v);
+                self.attributes_mut().user.insert(key.to_owned(), v);
                 Ok(true)
             }
         }

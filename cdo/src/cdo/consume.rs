@@ -124,8 +124,8 @@ impl Cdo<'_> {
             _ => None,
         };
         let want = Want {
-            place: self.attrs.wanted_place,
-            order: self.attrs.wanted_order,
+            place: self.attributes().wanted_place,
+            order: self.attributes().wanted_order,
             layout,
         };
         let delivery = self

@@ -24,12 +24,19 @@ use crate::stats::Counter;
 use std::sync::Arc;
 use tracing::warn;
 
-/// A shared empty attribute set: handles start with it and copy on their
-/// first change. Per thread, so that threads do not share its counter.
-fn default_attributes() -> Arc<Attributes> {
-    thread_local!(static EMPTY: Arc<Attributes> = Arc::default());
-    EMPTY.with(Arc::clone)
-}
+/// The attributes of a handle that set none.
+static NO_ATTRIBUTES: Attributes = Attributes {
+    size: None,
+    element_type: None,
+    layout: None,
+    lifetime: std::time::Duration::ZERO,
+    priority: crate::attrs::Priority::Normal,
+    persist: false,
+    wanted_place: None,
+    wanted_order: None,
+    members: Vec::new(),
+    user: std::collections::BTreeMap::new(),
+};
 
 /// A consumer's match with an offer.
 enum Pin {
@@ -51,7 +58,9 @@ pub struct Cdo<'p> {
     pool: &'p Shared,
     entry: Arc<Entry>,
     state: State,
-    attrs: Arc<Attributes>,
+    /// `None` until the first attribute is set (most handles set none):
+    /// declaring then touches no shared reference count.
+    attrs: Option<Arc<Attributes>>,
     /// The producer's data before the offer.
     buffer: Option<Data>,
     offer: Option<Arc<Offer>>,
@@ -86,7 +95,7 @@ impl<'p> Cdo<'p> {
             pool,
             entry,
             state: State::Declared,
-            attrs: attrs.map_or_else(default_attributes, Arc::clone),
+            attrs: attrs.cloned(),
             buffer: None,
             offer: None,
             pin: None,
@@ -106,7 +115,12 @@ impl<'p> Cdo<'p> {
 
     /// This handle's attributes.
     pub fn attributes(&self) -> &Attributes {
-        &self.attrs
+        self.attrs.as_deref().unwrap_or(&NO_ATTRIBUTES)
+    }
+
+    /// This handle's attributes, writable (copied first when shared).
+    fn attributes_mut(&mut self) -> &mut Attributes {
+        Arc::make_mut(self.attrs.get_or_insert_with(Arc::default))
     }
 
     /// The attributes of the offer this handle made (producer) or received
@@ -148,7 +162,7 @@ impl<'p> Cdo<'p> {
     /// starts `Declared` whatever this one's state.
     pub fn declare_again(&self) -> Cdo<'p> {
         self.pool
-            .declare_with(self.pool.registry.retain(&self.entry), &self.attrs)
+            .declare_with(self.pool.registry.retain(&self.entry), self.attrs.as_ref())
     }
 
     fn check(&self, op: Op) -> Result<State> {
@@ -167,6 +181,7 @@ impl<'p> Cdo<'p> {
         if !self.pool.bus.active() {
             return Ok(());
         }
+        let none: Arc<Attributes>;
         let subject = match offer {
             Some(o) => Subject {
                 name: &self.entry.name,
@@ -178,7 +193,15 @@ impl<'p> Cdo<'p> {
                 name: &self.entry.name,
                 version: None,
                 place: None,
-                attrs: &self.attrs,
+                attrs: match &self.attrs {
+                    Some(a) => a,
+                    None => {
+                        // Events are raised only with subscribers: this
+                        // allocation is not on the path of a pool without.
+                        none = Arc::default();
+                        &none
+                    }
+                },
             },
         };
         let waited = self.pool.config.ack_timeout;
@@ -205,7 +228,7 @@ impl<'p> Cdo<'p> {
 
     fn modify(&mut self, f: impl FnOnce(&Attributes) -> Result<Attributes>) -> Result<()> {
         self.check(Op::SetAttribute)?;
-        let new = f(&self.attrs)?;
+        let new = f(self.attributes())?;
         if let Some(b) = &self.buffer {
             if new.size.is_some_and(|s| s != b.len() as u64) {
                 return Err(self.inconsistent(format!(
@@ -215,7 +238,7 @@ impl<'p> Cdo<'p> {
                 )));
             }
         }
-        self.attrs = Arc::new(new);
+        self.attrs = Some(Arc::new(new));
         Ok(())
     }
 

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Attributes that set nothing but `size`, as every offer of a handle that
-/// set no attributes carries: shared per thread (the last size used), like
-/// `default_attributes`, so that such offers allocate no attributes.
+/// set no attributes carries: shared per thread (the last size used), so
+/// that such offers allocate no attributes.
 fn size_only_attributes(size: u64) -> Arc<Attributes> {
     thread_local!(static LAST: RefCell<Option<Arc<Attributes>>> = const { RefCell::new(None) });
     LAST.with(|last| {
@@ -34,7 +34,7 @@ fn size_only_attributes(size: u64) -> Arc<Attributes> {
 impl Cdo<'_> {
     /// The size the attributes imply: explicit, or shape times element size.
     fn implied_size(&self) -> Result<Option<u64>> {
-        let a = &self.attrs;
+        let a = self.attributes();
         let derived = match (&a.layout, a.element_type) {
             (Some(l), Some(t)) => Some(
                 l.elements()
@@ -93,13 +93,10 @@ impl Cdo<'_> {
                 return Err(self.inconsistent(format!("size {s} but {len} bytes attached")))
             }
             Some(_) => {}
-            None if self.state == State::Declared => {
-                if *self.attrs == Attributes::default() {
-                    self.attrs = size_only_attributes(len);
-                } else {
-                    Arc::make_mut(&mut self.attrs).size = Some(len);
-                }
-            }
+            None if self.state == State::Declared => match self.attrs {
+                None => self.attrs = Some(size_only_attributes(len)),
+                Some(_) => self.attributes_mut().size = Some(len),
+            },
             None => return Err(self.inconsistent("sealed without a size".into())),
         }
         Ok(self.buffer.insert(buffer))
@@ -161,14 +158,14 @@ impl Cdo<'_> {
                 return Err(self.inconsistent(format!("size {s} but {} bytes", b.len())));
             }
         }
-        if let Some(key) = self.pool.schema.missing(&self.attrs.user) {
+        if let Some(key) = self.pool.schema.missing(&self.attributes().user) {
             return Err(Error::MissingAttribute {
                 name: Arc::clone(&self.entry.name),
                 key,
             });
         }
-        if size != self.attrs.size {
-            Arc::make_mut(&mut self.attrs).size = size;
+        if size != self.attributes().size {
+            self.attributes_mut().size = size;
         }
         self.state = next;
         self.pool.counters.bump(Counter::Sealed);
@@ -184,21 +181,24 @@ impl Cdo<'_> {
     /// duplicate policy.
     pub fn offer(&mut self) -> Result<()> {
         let next = self.check(Op::Offer)?;
-        let size = self.attrs.size.unwrap_or(0);
+        let size = self.attributes().size.unwrap_or(0);
         let have = self.buffer.as_ref().map_or(0, |b| b.len() as u64);
         if size != have {
             return Err(self.inconsistent(format!("size {size} but {have} bytes attached")));
         }
         // Changes to the handle wait until nothing can fail any more.
-        let sized = match self.attrs.size {
-            Some(_) => None,
-            None if *self.attrs == Attributes::default() => Some(size_only_attributes(0)),
-            None => Some(Arc::new(Attributes {
+        let sized = match &self.attrs {
+            Some(a) if a.size.is_some() => None,
+            None => Some(size_only_attributes(0)),
+            Some(a) => Some(Arc::new(Attributes {
                 size: Some(0),
-                ..(*self.attrs).clone()
+                ..(**a).clone()
             })),
         };
-        let attrs = sized.as_ref().unwrap_or(&self.attrs);
+        let attrs = sized
+            .as_ref()
+            .or(self.attrs.as_ref())
+            .map_or_else(|| size_only_attributes(0), Arc::clone);
         let offer = {
             let mut e = self.entry.lock();
             if !admits_offer(self.pool.config.duplicates, !e.live.is_empty()) {
@@ -209,7 +209,7 @@ impl Cdo<'_> {
             let data = self.buffer.take().unwrap_or_default();
             let spare = e.spare.take();
             let version = next_version(e.live.last().map(|o| o.version));
-            let offer = renew_offer(spare, &self.entry.name, version, Arc::clone(attrs), data);
+            let offer = renew_offer(spare, &self.entry.name, version, attrs, data);
             for slot in e.waiting.drain(..) {
                 offer.pin();
                 // Each slot is filled once: it left `waiting` just now.
@@ -221,8 +221,8 @@ impl Cdo<'_> {
             }
             offer
         };
-        if let Some(attrs) = sized {
-            self.attrs = attrs;
+        if sized.is_some() {
+            self.attrs = sized;
         }
         self.state = next;
         self.pool.counters.bump(Counter::Offered);
