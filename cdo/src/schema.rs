@@ -51,6 +51,14 @@ fn flow_depth(text: &str) -> usize {
     deepest
 }
 
+/// Whether `s` may name a namespace or a key: ASCII letters, digits, `_`
+/// and `-`, at least one.
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 /// The type and obligation of one user attribute.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttrSpec {
@@ -119,11 +127,7 @@ impl Schema {
             )));
         }
         let doc: FileDoc = serde_yaml::from_str(text).map_err(|e| err(e.to_string()))?;
-        let valid = |s: &str| {
-            !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        };
+        let valid = valid_name;
         if !valid(&doc.namespace) {
             return Err(err(format!("bad namespace {:?}", doc.namespace)));
         }
@@ -180,6 +184,49 @@ impl Schema {
             message: e.to_string(),
         })?;
         self.add_yaml(&text, &origin)
+    }
+
+    /// Every key the schema knows, as `namespace.key`, with its spec, in
+    /// key order.
+    pub fn specs(&self) -> impl Iterator<Item = (String, &AttrSpec)> + '_ {
+        self.namespaces
+            .iter()
+            .flat_map(|(ns, keys)| keys.iter().map(move |(k, s)| (format!("{ns}.{k}"), s)))
+    }
+
+    /// The schema of these full keys and specs, as [`Schema::specs`] lists
+    /// them (a schema received from elsewhere); `origin` names it in
+    /// errors.
+    ///
+    /// # Errors
+    /// [`Error::Schema`] for a key without a namespace, a bad name, a
+    /// built-in namespace, a key given twice, or `items` on a type that is
+    /// not a list.
+    pub fn from_specs(
+        specs: impl IntoIterator<Item = (String, AttrSpec)>,
+        origin: &str,
+    ) -> Result<Schema> {
+        let err = |message: String| Error::Schema {
+            origin: origin.to_owned(),
+            message,
+        };
+        let mut schema = Schema::default();
+        for (full, spec) in specs {
+            let Some((ns, key)) = full.split_once('.') else {
+                return Err(err(format!("key {full:?} has no namespace")));
+            };
+            if !valid_name(ns) || !valid_name(key) || crate::attrs::is_builtin(ns) {
+                return Err(err(format!("bad key {full:?}")));
+            }
+            if spec.items.is_some() && spec.ty != ValueType::List {
+                return Err(err(format!("{full}: items given for a {}", spec.ty)));
+            }
+            let keys = schema.namespaces.entry(ns.to_owned()).or_default();
+            if keys.insert(key.to_owned(), spec).is_some() {
+                return Err(err(format!("key {full:?} given twice")));
+            }
+        }
+        Ok(schema)
     }
 
     /// The spec of a full key (`namespace.key`).
@@ -247,6 +294,32 @@ mod tests {
         let mut s = Schema::default();
         s.add_yaml(APP, "app.yaml").unwrap();
         s
+    }
+
+    #[test]
+    fn a_schema_is_rebuilt_from_its_specs_and_bad_specs_are_refused() {
+        let s = schema();
+        let specs: Vec<(String, AttrSpec)> = s.specs().map(|(k, v)| (k, v.clone())).collect();
+        assert_eq!(specs.len(), 4);
+        assert_eq!(Schema::from_specs(specs.clone(), "copy").unwrap(), s);
+        let list = |ty| AttrSpec {
+            ty,
+            items: Some(ValueType::Str),
+            required: false,
+        };
+        for bad in [
+            vec![("step".to_owned(), specs[0].1.clone())],
+            vec![("app.bad key".to_owned(), specs[0].1.clone())],
+            vec![("size.x".to_owned(), specs[0].1.clone())],
+            vec![("app.t".to_owned(), list(ValueType::Float))],
+            vec![specs[0].clone(), specs[0].clone()],
+        ] {
+            let key = bad[0].0.clone();
+            assert!(
+                matches!(Schema::from_specs(bad, "bad"), Err(Error::Schema { .. })),
+                "{key}"
+            );
+        }
     }
 
     #[test]

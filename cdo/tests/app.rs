@@ -8,7 +8,9 @@ mod common;
 use cdo::app::{Deployment, Pool};
 use cdo::archive::Outcome;
 use cdo::ipc::manager::ManagerConfig;
-use cdo::{Error, EventKind, EventMask, Op, PoolConfig, Priority, State, Value};
+use cdo::{
+    Error, EventKind, EventMask, Op, PoolConfig, Priority, Schema, State, UnknownAttributes, Value,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,16 +36,32 @@ enum Host {
     Manager(Pool),
 }
 
+/// How a test's pool is configured, the same in both deployments.
+#[derive(Default)]
+struct Setup {
+    /// Whether consumer groups keep their records when their last member
+    /// leaves.
+    keep: bool,
+    /// A user-attribute schema (YAML), if any, and what happens to the
+    /// attributes it does not know.
+    schema: Option<(&'static str, UnknownAttributes)>,
+}
+
 impl Host {
-    /// An in-process pool; `keep`: whether consumer groups keep their
-    /// records when their last member leaves.
-    fn in_process(keep: bool) -> Host {
+    /// An in-process pool configured by `setup`.
+    fn in_process(setup: &Setup) -> Host {
         let (mamba, dir) = common::mamba();
-        let config = PoolConfig {
+        let mut config = PoolConfig {
             ack_timeout: ACK_TIMEOUT,
-            keep_group_records: keep,
+            keep_group_records: setup.keep,
             ..PoolConfig::default()
         };
+        if let Some((yaml, unknown)) = setup.schema {
+            let path = dir.path().join("schema.yaml");
+            std::fs::write(&path, yaml).expect("write the schema");
+            config.schemas = vec![path];
+            config.unknown_attributes = unknown;
+        }
         let pool = cdo::Pool::new(mamba, config).expect("an in-process pool");
         Host::Local {
             pool: Arc::new(pool),
@@ -52,13 +70,19 @@ impl Host {
     }
 
     /// A pool manager, configured as [`Host::in_process`].
-    fn manager(keep: bool) -> Host {
-        let config = ManagerConfig {
+    fn manager(setup: &Setup) -> Host {
+        let mut config = ManagerConfig {
             runtime_dir: Some(std::env::temp_dir()),
             ack_timeout: ACK_TIMEOUT,
-            keep_group_records: keep,
+            keep_group_records: setup.keep,
             ..ManagerConfig::default()
         };
+        if let Some((yaml, unknown)) = setup.schema {
+            let mut schema = Schema::default();
+            schema.add_yaml(yaml, "test").expect("a valid schema");
+            config.schema = Some(Arc::new(schema));
+            config.unknown_attributes = unknown;
+        }
         Host::Manager(Pool::start_manager(config, "host").expect("a pool manager"))
     }
 
@@ -83,16 +107,21 @@ impl Host {
 
 /// Runs `body` in process and through a pool manager.
 fn both(body: impl Fn(&Host)) {
-    both_keeping(false, body);
+    both_with(&Setup::default(), body);
 }
 
 /// [`both`], with consumer groups that keep their records when their last
 /// member leaves when `keep` says so.
 fn both_keeping(keep: bool, body: impl Fn(&Host)) {
-    let local = Host::in_process(keep);
+    both_with(&Setup { keep, schema: None }, body);
+}
+
+/// [`both`], with pools configured by `setup`.
+fn both_with(setup: &Setup, body: impl Fn(&Host)) {
+    let local = Host::in_process(setup);
     assert_eq!(local.app("a").deployment(), Deployment::InProcess);
     body(&local);
-    let manager = Host::manager(keep);
+    let manager = Host::manager(setup);
     assert_eq!(manager.app("a").deployment(), Deployment::Manager);
     body(&manager);
 }
@@ -139,6 +168,55 @@ fn an_offer_is_demanded_with_its_content() {
         p.dispose().unwrap();
         assert_eq!(producer.query("").unwrap(), Vec::<String>::new());
     });
+}
+
+#[test]
+fn user_attributes_are_checked_by_the_schema_when_set() {
+    let yaml = "namespace: app\nattributes:\n  step: {type: uint, required: true}\n  label: str\n";
+    for unknown in [UnknownAttributes::Reject, UnknownAttributes::Drop] {
+        let setup = Setup {
+            schema: Some((yaml, unknown)),
+            ..Setup::default()
+        };
+        both_with(&setup, |host| {
+            let label = format!("{} ({unknown:?})", host.label());
+            let producer = host.app("producer");
+            let consumer = host.app("consumer");
+            let mut p = producer.declare("schema/x").unwrap();
+            match p.set("app.step", "four") {
+                Err(Error::TypeMismatch { key, .. }) => assert_eq!(key, "app.step", "{label}"),
+                other => panic!("{label}: a wrong type is refused when set: {other:?}"),
+            }
+            match (unknown, p.set("app.colour", "red")) {
+                (UnknownAttributes::Reject, Err(Error::UnknownAttribute { key })) => {
+                    assert_eq!(key, "app.colour", "{label}")
+                }
+                (UnknownAttributes::Drop, Ok(false)) => {}
+                (_, other) => panic!("{label}: an unknown key when set: {other:?}"),
+            }
+            assert!(p.set("app.label", "x").unwrap(), "{label}");
+            p.write(&[1; 4]).unwrap();
+            match p.seal() {
+                Err(Error::MissingAttribute { key, .. }) => assert_eq!(key, "app.step", "{label}"),
+                other => panic!("{label}: a required key missing at seal: {other:?}"),
+            }
+            assert_eq!(p.state(), State::Declared, "{label}");
+            // Coerced to the schema's type, as set.
+            assert!(p.set("app.step", 4i64).unwrap(), "{label}");
+            p.seal().unwrap();
+            p.offer().unwrap();
+
+            let mut c = consumer.declare("schema/x").unwrap();
+            c.require().unwrap();
+            drop(c.demand_timeout(LONG).unwrap());
+            let got = c.offered_attributes().expect("received");
+            assert_eq!(got.get("app.step"), Some(&Value::UInt(4)), "{label}");
+            assert_eq!(got.get("app.colour"), None, "{label}");
+            c.dispose().unwrap();
+            p.withdraw_timeout(LONG).unwrap();
+            p.dispose().unwrap();
+        });
+    }
 }
 
 #[test]

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 
 use cdo::ipc::handshake::{Agreed, Capabilities, Extension, Hello, Versions};
 use cdo::ipc::wire::{
-    encode, Attributes, DataRef, ErrorCode, EventRef, Frame, Msg, SegmentRef, SubscribeRef,
-    PROTOCOL_VERSION,
+    encode, Attributes, DataRef, ErrorCode, EventRef, Frame, Msg, SchemaRef, SegmentRef,
+    SubscribeRef, PROTOCOL_VERSION,
 };
-use cdo::{EventKind, Schema, Selector, Timestamp, Value};
+use cdo::{EventKind, Schema, Selector, Timestamp, UnknownAttributes, Value};
 
 fn frames() -> Vec<(&'static str, Vec<Frame>)> {
     let mut attrs = Attributes::new();
@@ -208,6 +208,7 @@ fn frames() -> Vec<(&'static str, Vec<Frame>)> {
                         extensions: Vec::new(),
                     }),
                 ),
+                f(1, Msg::Schema(schema_ref())),
                 f(
                     1,
                     Msg::NoCommonVersion {
@@ -223,6 +224,13 @@ fn frames() -> Vec<(&'static str, Vec<Frame>)> {
             ],
         ),
     ]
+}
+
+/// The schema message of a manager with the first seed schema.
+fn schema_ref() -> SchemaRef {
+    let mut schema = Schema::default();
+    schema.add_yaml(SCHEMAS[0], "seed").unwrap();
+    SchemaRef::new(Some(&schema), UnknownAttributes::Reject)
 }
 
 const SELECTORS: [&str; 8] = [

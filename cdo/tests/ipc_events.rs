@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cdo::ipc::client::{Client, ClientConfig, Notice};
+use cdo::ipc::handshake::Capabilities;
 use cdo::ipc::manager::{FaultPolicy, ManagerConfig, GROUP_WINDOW};
 use cdo::ipc::wire::{Attributes, ErrorCode};
 use cdo::{EventKind, EventMask, Schema, UnknownAttributes, Value};
@@ -660,4 +661,39 @@ fn second_offers_are_refused_or_versioned_by_configuration() {
     assert_eq!(pm.stats().objects, 0);
     let e = a.withdraw("x").unwrap_err();
     assert_eq!(code(e), ErrorCode::UnknownName);
+}
+
+#[test]
+fn the_schema_reaches_clients_that_agree_to_it() {
+    let pm = manager_with(ManagerConfig {
+        schema: Some(schema()),
+        unknown_attributes: UnknownAttributes::Drop,
+        ..ManagerConfig::default()
+    });
+    let c = client(&pm, "c");
+    assert!(c.capabilities().contains(Capabilities::SCHEMA));
+    let got = c.schema().expect("the manager sent its schema");
+    assert_eq!(got.unknown, UnknownAttributes::Drop);
+    let received = got.schema.as_deref().expect("the manager has a schema");
+    assert_eq!(received, &*schema(), "the schema arrives whole");
+
+    // A manager without a schema says so: the client checks nothing.
+    let plain = manager();
+    let c = client(&plain, "c");
+    let got = c.schema().expect("the manager sent its rules");
+    assert!(got.schema.is_none());
+    assert_eq!(got.unknown, UnknownAttributes::Reject);
+
+    // A manager that does not offer the capability sends nothing, and
+    // the connection goes on as before.
+    let without = manager_with(ManagerConfig {
+        schema: Some(schema()),
+        capabilities: Capabilities::from_bits(
+            Capabilities::KNOWN.bits() & !Capabilities::SCHEMA.bits(),
+        ),
+        ..ManagerConfig::default()
+    });
+    let mut c = client(&without, "c");
+    assert!(c.schema().is_none());
+    assert_eq!(c.stats().unwrap().clients, 1);
 }

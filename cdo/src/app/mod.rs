@@ -91,10 +91,14 @@
 //!   drop sends a withdrawal and does not wait: the object stays on offer
 //!   until the requires made before it are served, so a require that
 //!   reaches the manager before the withdrawal still gets it.
-//! * **Attributes.** In process [`Cdo::set`] checks user attributes
-//!   against the pool's schema at once; through a manager built-in keys
-//!   are checked at once and user keys by the manager's schema when the
-//!   object is offered (the offer fails with [`Error::PoolManager`]).
+//! * **Attributes.** [`Cdo::set`] checks user attributes against the
+//!   pool's schema at once, and [`Cdo::seal`] its required keys, in both
+//!   deployments: a manager sends its schema to the clients that join it
+//!   (the `schema` capability). A manager that did not send it (an older
+//!   one, or a schema too large for one frame) checks them when the object
+//!   is offered (the offer fails with [`Error::PoolManager`]). Without any
+//!   schema file an in-process pool treats every user key as unknown,
+//!   while a manager without a schema lets them all pass.
 //! * **Events.** Declare, seal and dispose events exist only in process.
 //!   Join and leave events exist in both, for a manager's clients and for
 //!   in-process handles made by [`Pool::join_local`] or [`Pool::from_env`]

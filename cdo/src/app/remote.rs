@@ -6,7 +6,7 @@ use super::View;
 use crate::attrs::{self, Attributes, FlatAttributes};
 use crate::error::{Error, Result};
 use crate::events::EventKind;
-use crate::ipc::client::{Client, ClientError, Notice, Reply};
+use crate::ipc::client::{Client, ClientError, ManagerSchema, Notice, Reply};
 use crate::ipc::convert::convert_view;
 use crate::ipc::endpoint::Endpoint;
 use crate::ipc::manager::ManagerHandle;
@@ -39,6 +39,9 @@ pub(super) struct Remote {
     /// This process's memory, found on the first demand that wants its data
     /// in a space, tier or order of its own.
     mamba: OnceLock<Arc<Mamba>>,
+    /// The manager's attribute rules, when it sent them: user attributes
+    /// are then checked when set, as in process.
+    schema: Option<ManagerSchema>,
 }
 
 /// The client and the notices taken for other readers than their own.
@@ -54,6 +57,7 @@ struct Conn {
 impl Remote {
     pub(super) fn new(client: Client, endpoint: Endpoint, manager: Option<ManagerHandle>) -> Self {
         Remote {
+            schema: client.schema().cloned(),
             endpoint,
             own_requires: Mutex::default(),
             conn: Mutex::new(Conn {
@@ -360,7 +364,9 @@ impl<'p> RemoteCdo<'p> {
     }
 
     /// Sets a built-in attribute (type-checked here) or a user attribute
-    /// (checked by the manager's schema when offered).
+    /// (checked here against the manager's schema when it sent it, as an
+    /// in-process pool checks against its own; by the manager when offered
+    /// otherwise). False when the attribute was dropped as unknown.
     pub(super) fn set(&mut self, key: &str, value: Value) -> Result<bool> {
         self.check(Op::SetAttribute)?;
         if attrs::is_builtin(key) {
@@ -374,9 +380,19 @@ impl<'p> RemoteCdo<'p> {
                 }
             }
             self.attrs = new;
-        } else {
-            self.attrs.user.insert(key.to_owned(), value);
+            return Ok(true);
         }
+        let value = match &self.remote.schema {
+            Some(ManagerSchema {
+                schema: Some(schema),
+                unknown,
+            }) => match schema.check(key, value, *unknown)? {
+                Some(v) => v,
+                None => return Ok(false),
+            },
+            _ => value,
+        };
+        self.attrs.user.insert(key.to_owned(), value);
         Ok(true)
     }
 
@@ -414,8 +430,23 @@ impl<'p> RemoteCdo<'p> {
         Ok(self.bytes.as_deref_mut().unwrap_or_default())
     }
 
+    /// Seals; with the manager's schema, fails as in process when a
+    /// required attribute is missing.
     pub(super) fn seal(&mut self) -> Result<()> {
-        self.state = self.check(Op::Seal)?;
+        let next = self.check(Op::Seal)?;
+        if let Some(ManagerSchema {
+            schema: Some(schema),
+            ..
+        }) = &self.remote.schema
+        {
+            if let Some(key) = schema.missing(&self.attrs.user) {
+                return Err(Error::MissingAttribute {
+                    name: Arc::clone(&self.name),
+                    key,
+                });
+            }
+        }
+        self.state = next;
         Ok(())
     }
 

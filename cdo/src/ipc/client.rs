@@ -21,8 +21,10 @@
 //! fails with [`ClientError::NoticesFull`] until notices are taken with
 //! [`Client::next_notice`] or [`Client::poll_notice`].
 
+use crate::config::UnknownAttributes;
 use crate::events::EventMask;
 use crate::ipc::fasthash::{FastMap, FastSet};
+use crate::schema::Schema;
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -39,8 +41,8 @@ use super::mapcache::MapCache;
 use super::pool::{PoolConfig, SegmentPool, Slot};
 use super::shm::{identity, ReadOnlyMap, ReceivedSegment};
 use super::wire::{
-    with_size, Attributes, DataRef, ErrorCode, EventRef, Frame, Msg, RequestId, SegmentRef, Stats,
-    SubscribeRef,
+    with_size, Attributes, DataRef, ErrorCode, EventRef, Frame, Msg, RequestId, SchemaRef,
+    SegmentRef, Stats, SubscribeRef,
 };
 
 /// Environment variable giving the default timeout of blocking operations
@@ -313,9 +315,32 @@ pub struct Client {
     max_notices: usize,
     /// The capabilities agreed with the manager.
     capabilities: Capabilities,
+    /// The manager's attribute rules, when it sent them.
+    schema: Option<ManagerSchema>,
     /// Keeps our lease with the manager while we live (never read: its
     /// thread stops when it is dropped).
     _heartbeat: Option<Heartbeat>,
+}
+
+/// The attribute rules of the manager a client joined.
+#[derive(Debug, Clone)]
+pub struct ManagerSchema {
+    /// Its schema; `None` when it checks no user attribute.
+    pub schema: Option<Arc<Schema>>,
+    /// What it does with user attributes that its schema does not know.
+    pub unknown: UnknownAttributes,
+}
+
+impl ManagerSchema {
+    fn new(received: &SchemaRef) -> Result<ManagerSchema, ClientError> {
+        let (schema, unknown) = received
+            .schema()
+            .map_err(|e| ClientError::Unexpected(e.to_string()))?;
+        Ok(ManagerSchema {
+            schema: schema.map(Arc::new),
+            unknown,
+        })
+    }
 }
 
 impl Client {
@@ -346,6 +371,7 @@ impl Client {
             notices: VecDeque::new(),
             max_notices: config.max_notices.max(1),
             capabilities: Capabilities::NONE,
+            schema: None,
             _heartbeat: None,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -412,7 +438,21 @@ impl Client {
             Msg::Refused { reason } => return Err(ClientError::Refused(reason)),
             other => return Err(ClientError::Unexpected(format!("{other:?}"))),
         }
+        if client.capabilities.contains(Capabilities::SCHEMA) {
+            let (frame, _) = client.read_frame(Some(deadline))?;
+            client.schema = match frame.msg {
+                Msg::Schema(schema) if frame.id == id => Some(ManagerSchema::new(&schema)?),
+                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            };
+        }
         Ok(client)
+    }
+
+    /// The attribute rules of the manager, when it agreed to send them
+    /// ([`Capabilities::SCHEMA`]): with them the client checks user
+    /// attributes as the manager will.
+    pub fn schema(&self) -> Option<&ManagerSchema> {
+        self.schema.as_ref()
     }
 
     /// Our id in the pool.

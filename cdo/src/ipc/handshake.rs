@@ -108,9 +108,12 @@ impl Capabilities {
     pub const REPLAY: Capabilities = Capabilities(1 << 1);
     /// Group records given back unfinished ([`Msg::GiveBack`]).
     pub const GIVE_BACK: Capabilities = Capabilities(1 << 2);
+    /// The manager sends its attribute schema after WELCOME
+    /// ([`Msg::Schema`]).
+    pub const SCHEMA: Capabilities = Capabilities(1 << 3);
     /// Every capability this build knows.
     pub const KNOWN: Capabilities =
-        Capabilities(Self::MEMFD.0 | Self::REPLAY.0 | Self::GIVE_BACK.0);
+        Capabilities(Self::MEMFD.0 | Self::REPLAY.0 | Self::GIVE_BACK.0 | Self::SCHEMA.0);
 
     /// The set as bits.
     pub fn bits(self) -> u64 {
@@ -148,6 +151,7 @@ impl fmt::Display for Capabilities {
             (Self::MEMFD, "memfd"),
             (Self::REPLAY, "replay"),
             (Self::GIVE_BACK, "give-back"),
+            (Self::SCHEMA, "schema"),
         ];
         let mut first = true;
         let mut sep = |f: &mut fmt::Formatter<'_>| {

@@ -22,7 +22,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::handshake::{Agreed, Hello, Versions};
-use crate::value::Value;
+use crate::config::UnknownAttributes;
+use crate::schema::{AttrSpec, Schema};
+use crate::value::{Value, ValueType};
 
 /// Version of the frame header layout (byte 2 of every frame).
 pub const FRAME_VERSION: u8 = 1;
@@ -414,6 +416,98 @@ pub enum Msg {
         /// The record's delivery id, from [`Msg::Record`].
         event: u64,
     },
+    /// Manager → client, right after [`Msg::Welcome`] (same request id):
+    /// the pool's attribute schema, so that the client checks user
+    /// attributes when they are set, as an in-process pool does. Only with
+    /// the [`Capabilities::SCHEMA`] capability agreed.
+    ///
+    /// [`Capabilities::SCHEMA`]: super::handshake::Capabilities::SCHEMA
+    Schema(SchemaRef),
+}
+
+/// The body of [`Msg::Schema`]: the manager's schema and what it does with
+/// user attributes that the schema does not know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaRef {
+    /// Whether unknown user attributes are rejected (otherwise dropped).
+    pub reject_unknown: bool,
+    /// Every key the schema knows; `None` when the manager has no schema
+    /// (it then checks no user attribute).
+    pub keys: Option<Vec<SchemaKey>>,
+}
+
+impl SchemaRef {
+    /// What a manager with `schema` (none: every key passes as it is) and
+    /// the `unknown` setting sends.
+    pub fn new(schema: Option<&Schema>, unknown: UnknownAttributes) -> SchemaRef {
+        let keys = schema.map(|s| {
+            s.specs()
+                .map(|(key, spec)| SchemaKey {
+                    key,
+                    ty: spec.ty.name().to_owned(),
+                    items: spec.items.map(|t| t.name().to_owned()),
+                    required: spec.required,
+                })
+                .collect()
+        });
+        SchemaRef {
+            reject_unknown: unknown == UnknownAttributes::Reject,
+            keys,
+        }
+    }
+
+    /// The schema and setting received: `None` for the schema when the
+    /// manager has none (it then checks no user attribute).
+    ///
+    /// # Errors
+    /// [`crate::Error::Schema`] for an unknown type name or a bad key.
+    pub fn schema(&self) -> crate::Result<(Option<Schema>, UnknownAttributes)> {
+        let Some(keys) = &self.keys else {
+            return Ok((None, self.unknown()));
+        };
+        let origin = "the pool manager's schema";
+        let ty = |name: &str| {
+            ValueType::from_name(name).ok_or_else(|| crate::Error::Schema {
+                origin: origin.to_owned(),
+                message: format!("unknown type {name:?}"),
+            })
+        };
+        let specs = keys
+            .iter()
+            .map(|k| {
+                Ok((
+                    k.key.clone(),
+                    AttrSpec {
+                        ty: ty(&k.ty)?,
+                        items: k.items.as_deref().map(ty).transpose()?,
+                        required: k.required,
+                    },
+                ))
+            })
+            .collect::<crate::Result<Vec<_>>>()?;
+        Ok((Some(Schema::from_specs(specs, origin)?), self.unknown()))
+    }
+
+    fn unknown(&self) -> UnknownAttributes {
+        match self.reject_unknown {
+            true => UnknownAttributes::Reject,
+            false => UnknownAttributes::Drop,
+        }
+    }
+}
+
+/// One key of a [`SchemaRef`]; types by their schema names (`uint`,
+/// `list`, ...), so that a later type is a clear error, not a shifted one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaKey {
+    /// The full key, `namespace.key`.
+    pub key: String,
+    /// Its type's name.
+    pub ty: String,
+    /// A list's element type name, if constrained.
+    pub items: Option<String>,
+    /// Whether it must be set before an offer.
+    pub required: bool,
 }
 
 /// One decoded frame: a message and the request it belongs to.
@@ -642,6 +736,42 @@ mod tests {
                 },
             },
         }
+    }
+
+    #[test]
+    fn a_schema_travels_whole_and_a_later_type_is_a_clear_error() {
+        let mut schema = Schema::default();
+        schema
+            .add_yaml(
+                "namespace: app\nattributes:\n  step: {type: uint, required: true}\n  tags: {type: list, items: str}\n",
+                "test",
+            )
+            .unwrap();
+        let sent = SchemaRef::new(Some(&schema), UnknownAttributes::Drop);
+        let mut buf = Vec::new();
+        let frame = Frame {
+            id: 1,
+            msg: Msg::Schema(sent.clone()),
+        };
+        encode(&frame, 0, &mut buf).unwrap();
+        let Msg::Schema(got) = decode(&buf).unwrap().unwrap().frame.msg else {
+            panic!("a schema message");
+        };
+        assert_eq!(got, sent);
+        let (back, unknown) = got.schema().unwrap();
+        assert_eq!(back.as_ref(), Some(&schema));
+        assert_eq!(unknown, UnknownAttributes::Drop);
+        assert_eq!(
+            SchemaRef::new(None, UnknownAttributes::Reject)
+                .schema()
+                .unwrap(),
+            (None, UnknownAttributes::Reject)
+        );
+        let mut later = sent;
+        if let Some(keys) = later.keys.as_mut() {
+            keys[0].ty = "quaternion".into();
+        }
+        assert!(matches!(later.schema(), Err(crate::Error::Schema { .. })));
     }
 
     #[test]

@@ -52,7 +52,7 @@ use super::endpoint::{
 use super::handshake::{self as hs, Capabilities, Versions};
 use super::lease::Lease;
 use super::limits::MAX_JOIN_FRAME;
-use super::wire::{encode, Attributes, ErrorCode, Frame, Msg, Stats};
+use super::wire::{encode, Attributes, ErrorCode, Frame, Msg, SchemaRef, Stats};
 use crate::engine::registry::{ClientId, NameRegistry, Registry};
 use crate::engine::{Forwarded, GroupNote};
 
@@ -209,6 +209,29 @@ struct Shared {
     capabilities: Capabilities,
     /// What the pool does when part of an operation fails.
     policy: FaultPolicy,
+    /// The schema sent to clients that agreed to [`Capabilities::SCHEMA`].
+    schema: Msg,
+}
+
+/// The schema message of a manager with `config`, and the capabilities it
+/// offers: without [`Capabilities::SCHEMA`] when the schema does not fit
+/// in one frame (its clients then leave user attributes to the manager's
+/// check at offer time, as older clients do).
+fn schema_message(config: &ManagerConfig) -> (Msg, Capabilities) {
+    let msg = Msg::Schema(SchemaRef::new(
+        config.schema.as_deref(),
+        config.unknown_attributes,
+    ));
+    let mut out = Vec::new();
+    let frame = Frame { id: 0, msg };
+    match encode(&frame, 0, &mut out) {
+        Ok(()) => (frame.msg, config.capabilities),
+        Err(e) => {
+            warn!(error = %e, "the schema is not sent to clients");
+            let caps = config.capabilities.bits() & !Capabilities::SCHEMA.bits();
+            (frame.msg, Capabilities::from_bits(caps))
+        }
+    }
 }
 
 /// What a federation of pool managers needs of its local manager: to hear
@@ -396,6 +419,7 @@ pub fn start_with_registry(
         .unwrap_or_else(|| nix::unistd::geteuid().as_raw());
     let meters = Arc::new(Meters::default());
     let limits = config.limits;
+    let (schema, capabilities) = schema_message(&config);
     let shared = Arc::new(Shared {
         lease: config.lease,
         state: Mutex::new(Host::new(registry, &config, meters.clone())),
@@ -407,8 +431,9 @@ pub fn start_with_registry(
         conns: Mutex::new(Conns::default()),
         tick: Condvar::new(),
         versions: config.versions,
-        capabilities: config.capabilities,
+        capabilities,
         policy: config.policy,
+        schema,
     });
     let ticker = {
         let shared = shared.clone();
@@ -957,7 +982,14 @@ fn handshake(
             lease_ms: shared.lease.as_millis() as u64,
         },
     };
+    let schema = caps.contains(Capabilities::SCHEMA).then(|| Frame {
+        id: welcome.id,
+        msg: shared.schema.clone(),
+    });
     events.push((outbox.clone(), welcome, Some(Arc::new(page))));
+    if let Some(schema) = schema {
+        events.push((outbox.clone(), schema, None));
+    }
     deliver(events);
     Ok(((cid, outbox, sender, lease), caps))
 }
