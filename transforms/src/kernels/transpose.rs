@@ -175,6 +175,11 @@ unsafe fn blocked<T: Pod, const MA: usize, const MB: usize>(
 /// machine measured, of 128 bytes at about three quarters; larger stages
 /// no longer fit the first-level cache and ran slower.
 ///
+/// Runs of a few lines on rows a page or more apart get little from the
+/// hardware prefetchers, so each stage would wait for its source lines:
+/// while one stage is transposed, the rows of the next are prefetched into
+/// the second-level cache, one row per micro-tile.
+///
 /// # Safety
 /// As for [`transpose`] with `t.elem == 4`; `kernel` must be an 8x16
 /// micro-tile kernel for 4-byte elements.
@@ -195,6 +200,20 @@ unsafe fn staged_4(t: Transpose, src: *const u8, dst: *mut u8, nt: bool, kernel:
         let rows = (b_end - b0).min(STAGE_ROWS);
         for a0 in (ha..a_end).step_by(cols) {
             let width = (a_end - a0).min(cols);
+            // The next stage: the next chunk of these rows, or the first
+            // chunk of the next band (none after the last).
+            let (nb0, na0) = if a0 + cols < a_end {
+                (b0, a0 + cols)
+            } else {
+                (b0 + STAGE_ROWS, ha)
+            };
+            let next_rows = b_end.saturating_sub(nb0).min(STAGE_ROWS);
+            let next_bytes = (a_end - na0).min(cols) * 4;
+            let prefetch_row = |r: usize| {
+                let row = src.wrapping_offset((nb0 + r) as isize * t.sb);
+                prefetch_run(row.wrapping_add(na0 * 4), next_bytes);
+            };
+            let mut ahead = 0..next_rows;
             // SAFETY: source rows `b0..b0 + rows`, elements `a0..a0 + width`
             // lie in the problem; staged row `r` takes the first `4 * width
             // <= STAGE_BYTES` bytes of row `r < STAGE_ROWS` of the buffer,
@@ -211,6 +230,9 @@ unsafe fn staged_4(t: Transpose, src: *const u8, dst: *mut u8, nt: bool, kernel:
                 }
                 for aa in (0..width).step_by(MA) {
                     for bb in (0..rows).step_by(MB) {
+                        if let Some(r) = ahead.next() {
+                            prefetch_row(r);
+                        }
                         kernel(
                             buf.add(bb * STAGE_BYTES + aa * 4),
                             STAGE_BYTES as isize,
@@ -221,10 +243,22 @@ unsafe fn staged_4(t: Transpose, src: *const u8, dst: *mut u8, nt: bool, kernel:
                     }
                 }
             }
+            // Stages of fewer micro-tiles than rows: the rest of the next.
+            ahead.for_each(prefetch_row);
         }
     }
     // SAFETY: the body `ha..a_end` x `hb..b_end` lies in the problem.
     unsafe { borders::<u32>(t, src, dst, ha..a_end, hb..b_end) };
+}
+
+/// Hints that the `len` bytes from `p` will be read soon, into the
+/// second-level cache.
+fn prefetch_run(p: *const u8, len: usize) {
+    let head = p as usize % 64;
+    let line = p.wrapping_sub(head);
+    for off in (0..head + len).step_by(64) {
+        simd::prefetch_l2(line.wrapping_add(off));
+    }
 }
 
 /// Transposes what lies outside the body `ar x br` (left by alignment and
@@ -359,6 +393,16 @@ mod simd {
             return micro_4_avx;
         }
         micro_4_sse2
+    }
+
+    /// Hints that the line at `p` will be read soon, into the second-level
+    /// cache.
+    #[inline(always)]
+    pub(super) fn prefetch_l2(p: *const u8) {
+        // SAFETY: a prefetch never faults, whatever the address.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(p as *const i8)
+        };
     }
 
     /// Hints that the line at `p` will be read soon.
@@ -779,6 +823,9 @@ mod simd {
 
     /// No prefetch hint on this target.
     pub(super) fn prefetch(_: *const u8) {}
+
+    /// No prefetch hint on this target.
+    pub(super) fn prefetch_l2(_: *const u8) {}
 
     /// The 4-byte micro-kernel.
     pub(super) fn micro_4() -> Micro {
