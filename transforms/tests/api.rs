@@ -226,6 +226,34 @@ fn large_copies_match_reference() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "too slow under Miri; the kernels have unit tests of batches"
+)]
+fn reversals_of_all_axes_match_reference() {
+    // Row-major to column-major reverses all three axes; the plan batches
+    // neighbouring slices of the middle axis, in blocks that do not divide
+    // these odd extents.
+    let mut rng = Rng(11);
+    for elem in [1usize, 2, 4, 8] {
+        for shape in [[7, 37, 9], [33, 19, 65], [5, 3, 300], [64, 40, 64]] {
+            let sl = Layout::row_major(elem, &shape).unwrap();
+            let dl = Layout::column_major(elem, &shape).unwrap();
+            let src = rng.bytes(sl.required_len());
+            let mut want = vec![0u8; dl.required_len()];
+            reference_copy(&src, &sl, &mut want, &dl);
+            let plan = CopyPlan::new(&sl, &dl).unwrap();
+            assert_eq!(plan.bytes(), want.len());
+            for opts in [ExecOptions::serial(), parallel_streaming()] {
+                let mut got = vec![0u8; dl.required_len()];
+                plan.execute_with(&src, &mut got, &opts).unwrap();
+                assert!(got == want, "{elem} {shape:?} {opts:?}");
+            }
+        }
+    }
+}
+
+#[test]
 fn plans_pick_few_jobs() {
     let c = Layout::row_major(8, &[64, 64]).unwrap();
     // Dense to dense is one memcpy job; a transpose one job; aligned tiles

@@ -36,8 +36,15 @@ pub(crate) struct JDim {
 enum Kind {
     /// Contiguous on both sides: a run of bytes (memcpy).
     Run { bytes: usize },
-    /// Source contiguous along `a`, destination contiguous along `b`.
-    Transpose { a: JDim, b: JDim },
+    /// Source contiguous along `a`, destination contiguous along `b`, for
+    /// up to `block` neighbouring indices of the batch dimension `c` at once
+    /// (`c.n == 1` when the job has no outer dimension to batch).
+    Transpose {
+        a: JDim,
+        b: JDim,
+        c: JDim,
+        block: usize,
+    },
     /// Anything else: element by element along one dimension.
     Gather(JDim),
 }
@@ -49,10 +56,13 @@ pub(crate) struct Job {
     elem: usize,
     src_off: usize,
     dst_off: usize,
-    /// Dimensions looped around the kernel, outermost first.
+    /// Dimensions looped around the kernel, outermost first (for a batched
+    /// transpose, the innermost one steps over blocks of the batch).
     outer: Vec<JDim>,
     kind: Kind,
     outer_count: usize,
+    /// Bytes copied.
+    bytes: usize,
     /// One past the last source byte read.
     src_end: usize,
     /// One past the last destination byte written.
@@ -108,7 +118,9 @@ impl Job {
                 Some(k) => {
                     let a = merged.remove(k);
                     merged.pop();
-                    (Kind::Transpose { a, b }, merged)
+                    let c = merged.pop().unwrap_or(JDim { n: 1, s: 0, d: 0 });
+                    let block = batch_block(c);
+                    (Kind::Transpose { a, b, c, block }, merged)
                 }
                 None => {
                     merged.pop();
@@ -126,7 +138,7 @@ impl Job {
                 s: 1,
                 d: 1,
             }],
-            Kind::Transpose { a, b } => vec![a, b],
+            Kind::Transpose { a, b, c, .. } => vec![a, b, c],
             Kind::Gather(g) => vec![g],
         }
         .into_iter()
@@ -159,11 +171,24 @@ impl Job {
                 .map(|(i, g)| (g.d.unsigned_abs(), g.n, i)),
         )
         .is_none();
+        let bytes = all.iter().map(|g| g.n).product::<usize>() * unit;
+        let mut outer = outer;
+        if let Kind::Transpose { c, block, .. } = kind {
+            if c.n > 1 {
+                let step = |x: isize| x * block as isize;
+                outer.push(JDim {
+                    n: c.n.div_ceil(block),
+                    s: step(c.s),
+                    d: step(c.d),
+                });
+            }
+        }
         Ok(Job {
             elem,
             src_off: so as usize,
             dst_off: dof as usize,
             outer_count: outer.iter().map(|g| g.n).product(),
+            bytes,
             outer,
             kind,
             src_end: end(src_hi)?,
@@ -174,12 +199,7 @@ impl Job {
 
     /// Bytes copied by the job.
     pub(crate) fn bytes(&self) -> usize {
-        let inner = match self.kind {
-            Kind::Run { bytes } => bytes,
-            Kind::Transpose { a, b } => a.n * b.n * self.elem,
-            Kind::Gather(g) => g.n * self.elem,
-        };
-        inner * self.outer_count
+        self.bytes
     }
 
     /// The dimension the kernel can split across tasks: its extent and the
@@ -228,13 +248,18 @@ impl Job {
                         std::ptr::copy_nonoverlapping(s, d, len);
                     }
                 }
-                Kind::Transpose { a, b } => {
+                Kind::Transpose { a, b, c, block } => {
+                    // The block of the batch is the innermost outer index.
+                    let first = o % c.n.div_ceil(block) * block;
                     let t = transpose::Transpose {
                         elem: self.elem,
                         na: a.n,
                         nb: range.len(),
                         sb: b.s,
                         da: a.d,
+                        nc: (c.n - first).min(block),
+                        sc: c.s,
+                        dc: c.d,
                     };
                     let s = src.offset(lo as isize * b.s);
                     let d = dst.offset(lo as isize * b.d);
@@ -252,6 +277,30 @@ impl Job {
             }
         }
     }
+}
+
+/// A page: neighbouring transposes closer than this on one side share the
+/// pages of their rows there.
+const PAGE: usize = 4096;
+
+/// Pages of each row that a batch of neighbouring transposes covers. A
+/// 4-byte 512^3 axis reversal (rows of 2 KiB in 1 MiB planes) ran at medians
+/// of 0.77, 0.77 and 0.80 of a memcpy with batches of 1, 2 and 4 slices
+/// over eight to eleven alternating runs.
+const BATCH_PAGES: usize = 2;
+
+/// Most transposes batched together.
+const MAX_BATCH: usize = 16;
+
+/// How many neighbouring indices of `c` to transpose together: enough to
+/// cover [`BATCH_PAGES`] along the smaller of its strides, 1 when
+/// neighbours share no page on either side.
+fn batch_block(c: JDim) -> usize {
+    let step = c.s.unsigned_abs().min(c.d.unsigned_abs());
+    if step == 0 || step >= PAGE {
+        return 1;
+    }
+    (BATCH_PAGES * PAGE).div_ceil(step).min(MAX_BATCH).min(c.n)
 }
 
 /// Lowest and highest byte offsets of a traversal starting at `off`.

@@ -233,3 +233,64 @@ fn staged_transposes_with_both_strides_aliasing() {
         (nk - 1) * plane as usize + nj * ni * 4,
     );
 }
+
+/// The dimensions of the reversal of all axes of a row-major `n0 x n1 x
+/// n2` array of `e`-byte elements into column-major, with source planes
+/// of `plane` bytes and destination planes of `dplane` bytes.
+fn reversal(e: usize, [n0, n1, n2]: [usize; 3], plane: isize, dplane: isize) -> [JDim; 3] {
+    let (ei, r1, r0) = (e as isize, (n2 * e) as isize, (n0 * e) as isize);
+    [dim(n0, plane, ei), dim(n1, r1, r0), dim(n2, ei, dplane)]
+}
+
+#[test]
+fn neighbouring_slices_of_a_reversal_are_batched_by_pages() {
+    // Rows of 2 KiB on both sides: four slices cover two pages.
+    let job = Job::new(4, 0, 0, &reversal(4, [512, 512, 512], 1 << 20, 1 << 20)).unwrap();
+    assert!(matches!(job.kind, Kind::Transpose { block: 4, .. }));
+    assert_eq!(job.outer_count, 128);
+    assert_eq!(job.bytes(), 512 * 512 * 512 * 4);
+    // Ragged: 37 slices in blocks of at most 16, still every byte once.
+    let job = Job::new(4, 0, 0, &reversal(4, [7, 37, 9], 36 * 37, 28 * 37)).unwrap();
+    assert!(matches!(job.kind, Kind::Transpose { block: 16, .. }));
+    assert_eq!(job.outer_count, 3);
+    assert_eq!(job.bytes(), 7 * 37 * 9 * 4);
+    // Slices a page apart on both sides share no page: one at a time.
+    let job = Job::new(8, 0, 0, &reversal(8, [512, 3, 512], 1 << 20, 1 << 20)).unwrap();
+    assert!(matches!(job.kind, Kind::Transpose { block: 1, .. }));
+    assert_eq!(job.outer_count, 3);
+}
+
+#[test]
+fn batched_reversals_of_every_element_size() {
+    // Odd extents, batches that do not divide the middle extent, and a
+    // middle extent smaller than one batch.
+    for e in [1usize, 2, 4, 8] {
+        for n in [[7, 37, 9], [33, 19, 65], [5, 3, 300], [1, 5, 2]] {
+            let [n0, n1, n2] = n;
+            let len = n0 * n1 * n2 * e;
+            let (sp, dp) = ((n1 * n2 * e) as isize, (n1 * n0 * e) as isize);
+            check(e, 0, 0, &reversal(e, n, sp, dp), len, len);
+        }
+    }
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "megabytes of sparse rows: too slow under Miri")]
+fn staged_transposes_in_batches() {
+    // The staged kernel on a batch: planes at the staging stride, 19 slices
+    // in a block of 16 and a ragged one of 3, rows of 40 source elements
+    // (two bands, the second partial) and of 150 (a chunk and a partial).
+    let alias = transpose::STAGE_ALIAS;
+    let (ni, nj, nk) = (40usize, 19usize, 150usize);
+    let dims = reversal(4, [ni, nj, nk], alias, alias);
+    let job = Job::new(4, 0, 0, &dims).unwrap();
+    assert!(matches!(job.kind, Kind::Transpose { block: 16, .. }));
+    check(
+        4,
+        0,
+        0,
+        &dims,
+        (ni - 1) * alias as usize + nj * nk * 4,
+        (nk - 1) * alias as usize + nj * ni * 4,
+    );
+}

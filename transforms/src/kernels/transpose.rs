@@ -15,7 +15,7 @@ use bytemuck::Pod;
 
 use super::stream::stream_copy;
 
-/// Strides and extents of one transpose.
+/// Strides and extents of a batch of transposes of the same shape.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Transpose {
     /// Element size in bytes.
@@ -28,26 +28,52 @@ pub(crate) struct Transpose {
     pub sb: isize,
     /// Destination byte stride along `a`.
     pub da: isize,
+    /// Transposes in the batch (at least 1): transpose `c` reads from
+    /// `src + c * sc` and writes to `dst + c * dc`.
+    pub nc: usize,
+    /// Source byte stride along the batch.
+    pub sc: isize,
+    /// Destination byte stride along the batch.
+    pub dc: isize,
 }
 
-/// Runs the transpose `t`.
+impl Transpose {
+    /// Transpose `c` of the batch alone, with its source and destination
+    /// byte offsets from the first.
+    fn single(&self, c: usize) -> (Transpose, isize, isize) {
+        let one = Transpose { nc: 1, ..*self };
+        (one, c as isize * self.sc, c as isize * self.dc)
+    }
+}
+
+/// Runs the batch of transposes `t`: the staged kernel interleaves its
+/// transposes (see [`staged_4`]), the others run them one after the other.
 ///
 /// # Safety
-/// Every element `(ia, ib)` with `ia < na`, `ib < nb` must be readable at
-/// its source address and writable at its destination address, and the
-/// destination elements must not overlap each other or the source.
+/// Every element `(ia, ib)` with `ia < na`, `ib < nb` of every transpose
+/// `c < nc` must be readable at its source address and writable at its
+/// destination address, and the destination elements must not overlap each
+/// other or the source.
 pub(crate) unsafe fn transpose(t: Transpose, src: *const u8, dst: *mut u8, nt: bool) {
-    // SAFETY: (all arms) forwarded from the caller; each arm's element type
-    // has size `t.elem`.
-    unsafe {
-        match t.elem {
-            1 => blocked::<u8, 64, 8>(t, src, dst, nt, micro::<u8, 64, 8>),
-            2 => blocked::<u16, 32, 8>(t, src, dst, nt, micro::<u16, 32, 8>),
-            4 if staged(&t) => staged_4(t, src, dst, nt, simd::micro_4()),
-            4 => blocked::<u32, 8, 16>(t, src, dst, nt, simd::micro_4()),
-            8 => blocked::<u64, 8, 8>(t, src, dst, nt, simd::micro_8()),
-            16 => blocked::<[u64; 2], 4, 4>(t, src, dst, nt, simd::MICRO_16),
-            _ => generic(t, src, dst),
+    if t.elem == 4 && staged(&t) {
+        // SAFETY: forwarded from the caller.
+        unsafe { staged_4(t, src, dst, nt, simd::micro_4()) };
+        return;
+    }
+    for c in 0..t.nc {
+        let (t, s, d) = t.single(c);
+        // SAFETY: (all arms) transpose `c` of the batch, forwarded from the
+        // caller; each arm's element type has size `t.elem`.
+        unsafe {
+            let (src, dst) = (src.offset(s), dst.offset(d));
+            match t.elem {
+                1 => blocked::<u8, 64, 8>(t, src, dst, nt, micro::<u8, 64, 8>),
+                2 => blocked::<u16, 32, 8>(t, src, dst, nt, micro::<u16, 32, 8>),
+                4 => blocked::<u32, 8, 16>(t, src, dst, nt, simd::micro_4()),
+                8 => blocked::<u64, 8, 8>(t, src, dst, nt, simd::micro_8()),
+                16 => blocked::<[u64; 2], 4, 4>(t, src, dst, nt, simd::MICRO_16),
+                _ => generic(t, src, dst),
+            }
         }
     }
 }
@@ -175,6 +201,16 @@ unsafe fn blocked<T: Pod, const MA: usize, const MB: usize>(
 /// machine measured, of 128 bytes at about three quarters; larger stages
 /// no longer fit the first-level cache and ran slower.
 ///
+/// Runs of a few lines on rows a page or more apart get little from the
+/// hardware prefetchers, so each stage would wait for its source lines:
+/// while one stage is transposed, the rows of the next are prefetched into
+/// the second-level cache, one row per micro-tile.
+///
+/// The transposes of a batch take turns on each band of source rows, so
+/// neighbouring slices that share the pages of those rows read them close
+/// together in time (alternating between them at every stage instead ran
+/// slower than one transpose at a time).
+///
 /// # Safety
 /// As for [`transpose`] with `t.elem == 4`; `kernel` must be an 8x16
 /// micro-tile kernel for 4-byte elements.
@@ -191,40 +227,86 @@ unsafe fn staged_4(t: Transpose, src: *const u8, dst: *mut u8, nt: bool, kernel:
     let a_end = ha + (t.na - ha) / MA * MA;
     let b_end = hb + (t.nb - hb) / MB * MB;
     let cols = STAGE_BYTES / 4;
-    for b0 in (hb..b_end).step_by(STAGE_ROWS) {
+    let chunks = (a_end - ha).div_ceil(cols);
+    let per_band = t.nc * chunks;
+    let stages = (b_end - hb).div_ceil(STAGE_ROWS) * per_band;
+    // Stage `q`: its first source row `b0`, transpose `c` and first element
+    // `a0` of the rows, with the transposes of the batch in turn on each
+    // band of rows.
+    let stage = |q: usize| {
+        let (band, k) = (q / per_band, q % per_band);
+        (hb + band * STAGE_ROWS, k / chunks, ha + k % chunks * cols)
+    };
+    for q in 0..stages {
+        let (b0, c, a0) = stage(q);
         let rows = (b_end - b0).min(STAGE_ROWS);
-        for a0 in (ha..a_end).step_by(cols) {
-            let width = (a_end - a0).min(cols);
-            // SAFETY: source rows `b0..b0 + rows`, elements `a0..a0 + width`
-            // lie in the problem; staged row `r` takes the first `4 * width
-            // <= STAGE_BYTES` bytes of row `r < STAGE_ROWS` of the buffer,
-            // and the micro-tiles read only those staged bytes (`rows` and
-            // `width` are multiples of the tile) and write destination
-            // elements of the problem.
-            unsafe {
-                for r in 0..rows {
-                    ptr::copy_nonoverlapping(
-                        src.offset((b0 + r) as isize * t.sb).add(a0 * 4),
-                        buf.add(r * STAGE_BYTES),
-                        width * 4,
-                    );
-                }
-                for aa in (0..width).step_by(MA) {
-                    for bb in (0..rows).step_by(MB) {
-                        kernel(
-                            buf.add(bb * STAGE_BYTES + aa * 4),
-                            STAGE_BYTES as isize,
-                            dst.offset((a0 + aa) as isize * t.da).add((b0 + bb) * 4),
-                            t.da,
-                            nt,
-                        );
+        let width = (a_end - a0).min(cols);
+        let src_c = src.wrapping_offset(c as isize * t.sc);
+        let dst_c = dst.wrapping_offset(c as isize * t.dc);
+        let (next, next_rows, next_bytes) = if q + 1 < stages {
+            let (nb0, nc, na0) = stage(q + 1);
+            let first = src.wrapping_offset(nc as isize * t.sc + nb0 as isize * t.sb);
+            let rows = (b_end - nb0).min(STAGE_ROWS);
+            (
+                first.wrapping_add(na0 * 4),
+                rows,
+                (a_end - na0).min(cols) * 4,
+            )
+        } else {
+            (src, 0, 0)
+        };
+        let prefetch_row = |r: usize| {
+            prefetch_run(next.wrapping_offset(r as isize * t.sb), next_bytes);
+        };
+        let mut ahead = 0..next_rows;
+        // SAFETY: source rows `b0..b0 + rows`, elements `a0..a0 + width` of
+        // transpose `c` lie in the problem; staged row `r` takes the first
+        // `4 * width <= STAGE_BYTES` bytes of row `r < STAGE_ROWS` of the
+        // buffer, and the micro-tiles read only those staged bytes (`rows`
+        // and `width` are multiples of the tile) and write destination
+        // elements of the problem.
+        unsafe {
+            for r in 0..rows {
+                ptr::copy_nonoverlapping(
+                    src_c.offset((b0 + r) as isize * t.sb).add(a0 * 4),
+                    buf.add(r * STAGE_BYTES),
+                    width * 4,
+                );
+            }
+            for aa in (0..width).step_by(MA) {
+                for bb in (0..rows).step_by(MB) {
+                    if let Some(r) = ahead.next() {
+                        prefetch_row(r);
                     }
+                    kernel(
+                        buf.add(bb * STAGE_BYTES + aa * 4),
+                        STAGE_BYTES as isize,
+                        dst_c.offset((a0 + aa) as isize * t.da).add((b0 + bb) * 4),
+                        t.da,
+                        nt,
+                    );
                 }
             }
         }
+        // Stages of fewer micro-tiles than rows: the rest of the next.
+        ahead.for_each(prefetch_row);
     }
-    // SAFETY: the body `ha..a_end` x `hb..b_end` lies in the problem.
-    unsafe { borders::<u32>(t, src, dst, ha..a_end, hb..b_end) };
+    for c in 0..t.nc {
+        let (one, s, d) = t.single(c);
+        // SAFETY: the body `ha..a_end` x `hb..b_end` of transpose `c` lies
+        // in the problem.
+        unsafe { borders::<u32>(one, src.offset(s), dst.offset(d), ha..a_end, hb..b_end) };
+    }
+}
+
+/// Hints that the `len` bytes from `p` will be read soon, into the
+/// second-level cache.
+fn prefetch_run(p: *const u8, len: usize) {
+    let head = p as usize % 64;
+    let line = p.wrapping_sub(head);
+    for off in (0..head + len).step_by(64) {
+        simd::prefetch_l2(line.wrapping_add(off));
+    }
 }
 
 /// Transposes what lies outside the body `ar x br` (left by alignment and
@@ -359,6 +441,16 @@ mod simd {
             return micro_4_avx;
         }
         micro_4_sse2
+    }
+
+    /// Hints that the line at `p` will be read soon, into the second-level
+    /// cache.
+    #[inline(always)]
+    pub(super) fn prefetch_l2(p: *const u8) {
+        // SAFETY: a prefetch never faults, whatever the address.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(p as *const i8)
+        };
     }
 
     /// Hints that the line at `p` will be read soon.
@@ -780,6 +872,9 @@ mod simd {
     /// No prefetch hint on this target.
     pub(super) fn prefetch(_: *const u8) {}
 
+    /// No prefetch hint on this target.
+    pub(super) fn prefetch_l2(_: *const u8) {}
+
     /// The 4-byte micro-kernel.
     pub(super) fn micro_4() -> Micro {
         micro::<u32, 8, 16>
@@ -840,6 +935,9 @@ mod tests {
             nb: 16,
             sb,
             da: 64,
+            nc: 1,
+            sc: 0,
+            dc: 0,
         };
         assert!(staged(&t(4, STAGE_ALIAS)));
         assert!(staged(&t(4, 8 * STAGE_ALIAS)));
