@@ -210,18 +210,25 @@ fn large_copies_match_reference() {
             ),
         ];
         for (sl, dl) in cases {
-            let src = rng.bytes(sl.required_len());
-            let mut want = vec![0u8; dl.required_len()];
-            reference_copy(&src, &sl, &mut want, &dl);
-            for opts in [ExecOptions::serial(), parallel_streaming()] {
-                let mut got = vec![0u8; dl.required_len()];
-                CopyPlan::new(&sl, &dl)
-                    .unwrap()
-                    .execute_with(&src, &mut got, &opts)
-                    .unwrap();
-                assert!(got == want, "{elem} {rows}x{cols}: {sl:?} -> {dl:?}");
-            }
+            let label = format!("{elem} {rows}x{cols}: {sl:?} -> {dl:?}");
+            matches_reference(&mut rng, &sl, &dl, &label);
         }
+    }
+}
+
+/// Copies random bytes from `sl` to `dl` serially and in parallel with
+/// streaming stores, and checks both against the reference copy.
+fn matches_reference(rng: &mut Rng, sl: &Layout, dl: &Layout, label: &str) {
+    let src = rng.bytes(sl.required_len());
+    let mut want = vec![0u8; dl.required_len()];
+    reference_copy(&src, sl, &mut want, dl);
+    let plan = CopyPlan::new(sl, dl).unwrap();
+    let elements: usize = sl.shape().iter().product();
+    assert_eq!(plan.bytes(), elements * sl.elem_size(), "{label}");
+    for opts in [ExecOptions::serial(), parallel_streaming()] {
+        let mut got = vec![0u8; dl.required_len()];
+        plan.execute_with(&src, &mut got, &opts).unwrap();
+        assert!(got == want, "{label} {opts:?}");
     }
 }
 
@@ -239,16 +246,7 @@ fn reversals_of_all_axes_match_reference() {
         for shape in [[7, 37, 9], [33, 19, 65], [5, 3, 300], [64, 40, 64]] {
             let sl = Layout::row_major(elem, &shape).unwrap();
             let dl = Layout::column_major(elem, &shape).unwrap();
-            let src = rng.bytes(sl.required_len());
-            let mut want = vec![0u8; dl.required_len()];
-            reference_copy(&src, &sl, &mut want, &dl);
-            let plan = CopyPlan::new(&sl, &dl).unwrap();
-            assert_eq!(plan.bytes(), want.len());
-            for opts in [ExecOptions::serial(), parallel_streaming()] {
-                let mut got = vec![0u8; dl.required_len()];
-                plan.execute_with(&src, &mut got, &opts).unwrap();
-                assert!(got == want, "{elem} {shape:?} {opts:?}");
-            }
+            matches_reference(&mut rng, &sl, &dl, &format!("{elem} {shape:?}"));
         }
     }
 }
