@@ -32,7 +32,8 @@ pub enum DuplicateOffers {
     Version,
 }
 
-/// What setting an attribute that no schema knows does.
+/// What setting a user attribute that the pool's schema does not know does
+/// (a pool without a schema checks none: see [`crate::schema`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UnknownAttributes {

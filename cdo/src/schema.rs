@@ -12,6 +12,10 @@
 //! Types: `int`, `uint`, `float`, `str`, `bool`, `timestamp`, `list` (with
 //! an optional `items` type). A namespace's required keys must be set on
 //! every CDO that sets any attribute of that namespace before it is offered.
+//!
+//! A pool with no schema (none configured, or one that declares no key)
+//! checks no user attribute: they pass as set, in one process as through a
+//! pool manager.
 
 use crate::config::UnknownAttributes;
 use crate::error::{Error, Result};
@@ -235,7 +239,15 @@ impl Schema {
         self.namespaces.get(ns)?.get(k)
     }
 
-    /// Checks a user attribute: `Ok(Some(v))` with `v` in the schema's type,
+    /// Whether the schema declares no key: such a schema (a pool
+    /// configured with no schema file) checks no user attribute, in
+    /// process as through a pool manager.
+    pub fn is_empty(&self) -> bool {
+        self.namespaces.values().all(BTreeMap::is_empty)
+    }
+
+    /// Checks a user attribute: `Ok(Some(v))` with `v` in the schema's type
+    /// (`v` as given when the schema [is empty](Schema::is_empty)),
     /// `Ok(None)` when the key is unknown and `unknown` says drop.
     ///
     /// # Errors
@@ -247,6 +259,9 @@ impl Schema {
         unknown: UnknownAttributes,
     ) -> Result<Option<Value>> {
         let Some(spec) = self.spec(key) else {
+            if self.is_empty() {
+                return Ok(Some(value));
+            }
             return match unknown {
                 UnknownAttributes::Reject => Err(Error::UnknownAttribute { key: key.into() }),
                 UnknownAttributes::Drop => Ok(None),
@@ -294,6 +309,26 @@ mod tests {
         let mut s = Schema::default();
         s.add_yaml(APP, "app.yaml").unwrap();
         s
+    }
+
+    #[test]
+    fn a_schema_that_declares_no_key_checks_nothing() {
+        let reject = UnknownAttributes::Reject;
+        let mut keyless = Schema::default();
+        assert!(keyless.is_empty());
+        assert_eq!(
+            keyless.check("app.x", Value::from("y"), reject).unwrap(),
+            Some(Value::from("y"))
+        );
+        keyless.add_yaml("namespace: empty\n", "empty").unwrap();
+        assert!(keyless.is_empty());
+        assert!(keyless.check("empty.x", Value::Int(1), reject).is_ok());
+        let s = schema();
+        assert!(!s.is_empty());
+        assert!(matches!(
+            s.check("other.x", Value::Int(1), reject),
+            Err(Error::UnknownAttribute { .. })
+        ));
     }
 
     #[test]

@@ -220,6 +220,30 @@ fn user_attributes_are_checked_by_the_schema_when_set() {
 }
 
 #[test]
+fn without_a_schema_user_attributes_pass_as_set() {
+    both(|host| {
+        let label = host.label();
+        let producer = host.app("producer");
+        let consumer = host.app("consumer");
+        let mut p = producer.declare("plain/x").unwrap();
+        assert!(p.set("app.colour", "red").unwrap(), "{label}");
+        assert!(p.set("run.step", 3i64).unwrap(), "{label}");
+        p.write(&[2; 8]).unwrap();
+        p.seal().unwrap();
+        p.offer().unwrap();
+        let mut c = consumer.declare("plain/x").unwrap();
+        c.require().unwrap();
+        drop(c.demand_timeout(LONG).unwrap());
+        let got = c.offered_attributes().expect("received");
+        assert_eq!(got.get("app.colour"), Some(&Value::from("red")), "{label}");
+        assert_eq!(got.get("run.step"), Some(&Value::Int(3)), "{label}");
+        c.dispose().unwrap();
+        p.withdraw_timeout(LONG).unwrap();
+        p.dispose().unwrap();
+    });
+}
+
+#[test]
 fn bytes_filled_in_place_are_offered() {
     both(|host| {
         let producer = host.app("producer");

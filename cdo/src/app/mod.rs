@@ -96,9 +96,9 @@
 //!   deployments: a manager sends its schema to the clients that join it
 //!   (the `schema` capability). A manager that did not send it (an older
 //!   one, or a schema too large for one frame) checks them when the object
-//!   is offered (the offer fails with [`Error::PoolManager`]). Without any
-//!   schema file an in-process pool treats every user key as unknown,
-//!   while a manager without a schema lets them all pass.
+//!   is offered (the offer fails with [`Error::PoolManager`]). Without a
+//!   schema (none configured, or one that declares no key) user attributes
+//!   pass as set, in both.
 //! * **Events.** Declare, seal and dispose events exist only in process.
 //!   Join and leave events exist in both, for a manager's clients and for
 //!   in-process handles made by [`Pool::join_local`] or [`Pool::from_env`]

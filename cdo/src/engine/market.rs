@@ -849,7 +849,8 @@ impl Engine {
 
     /// `attrs` checked: built-in keys typed, user keys (`ns.key`) against
     /// the configured schema (unknown ones rejected or dropped as
-    /// configured); without a schema user keys pass as they are. With them
+    /// configured); without a schema, or with one that declares no key,
+    /// user keys pass as they are. With them
     /// the minimum lifetime they give, if any.
     fn checked_attributes(
         &self,
