@@ -136,6 +136,17 @@ fn offer<'p>(pool: &'p Pool, name: &str, bytes: &[u8]) -> cdo::app::Cdo<'p> {
     cdo
 }
 
+/// The attributes `pool` receives with `name` (required, demanded, its
+/// view dropped and its handle disposed).
+fn demanded_attributes(pool: &Pool, name: &str) -> cdo::FlatAttributes {
+    let mut c = pool.declare(name).unwrap();
+    c.require().unwrap();
+    drop(c.demand_timeout(LONG).unwrap());
+    let got = c.offered_attributes().expect("received");
+    c.dispose().unwrap();
+    got
+}
+
 /// Bytes that differ from offset to offset.
 fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 % 251) as u8).collect()
@@ -206,13 +217,9 @@ fn user_attributes_are_checked_by_the_schema_when_set() {
             p.seal().unwrap();
             p.offer().unwrap();
 
-            let mut c = consumer.declare("schema/x").unwrap();
-            c.require().unwrap();
-            drop(c.demand_timeout(LONG).unwrap());
-            let got = c.offered_attributes().expect("received");
+            let got = demanded_attributes(&consumer, "schema/x");
             assert_eq!(got.get("app.step"), Some(&Value::UInt(4)), "{label}");
             assert_eq!(got.get("app.colour"), None, "{label}");
-            c.dispose().unwrap();
             p.withdraw_timeout(LONG).unwrap();
             p.dispose().unwrap();
         });
@@ -231,13 +238,9 @@ fn without_a_schema_user_attributes_pass_as_set() {
         p.write(&[2; 8]).unwrap();
         p.seal().unwrap();
         p.offer().unwrap();
-        let mut c = consumer.declare("plain/x").unwrap();
-        c.require().unwrap();
-        drop(c.demand_timeout(LONG).unwrap());
-        let got = c.offered_attributes().expect("received");
+        let got = demanded_attributes(&consumer, "plain/x");
         assert_eq!(got.get("app.colour"), Some(&Value::from("red")), "{label}");
         assert_eq!(got.get("run.step"), Some(&Value::Int(3)), "{label}");
-        c.dispose().unwrap();
         p.withdraw_timeout(LONG).unwrap();
         p.dispose().unwrap();
     });
