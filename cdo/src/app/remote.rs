@@ -383,14 +383,11 @@ impl<'p> RemoteCdo<'p> {
             return Ok(true);
         }
         let value = match &self.remote.schema {
-            Some(ManagerSchema {
-                schema: Some(schema),
-                unknown,
-            }) => match schema.check(key, value, *unknown)? {
+            Some(m) => match m.schema.check(key, value, m.unknown)? {
                 Some(v) => v,
                 None => return Ok(false),
             },
-            _ => value,
+            None => value,
         };
         self.attrs.user.insert(key.to_owned(), value);
         Ok(true)
@@ -434,12 +431,8 @@ impl<'p> RemoteCdo<'p> {
     /// required attribute is missing.
     pub(super) fn seal(&mut self) -> Result<()> {
         let next = self.check(Op::Seal)?;
-        if let Some(ManagerSchema {
-            schema: Some(schema),
-            ..
-        }) = &self.remote.schema
-        {
-            if let Some(key) = schema.missing(&self.attrs.user) {
+        if let Some(m) = &self.remote.schema {
+            if let Some(key) = m.schema.missing(&self.attrs.user) {
                 return Err(Error::MissingAttribute {
                     name: Arc::clone(&self.name),
                     key,

@@ -325,8 +325,8 @@ pub struct Client {
 /// The attribute rules of the manager a client joined.
 #[derive(Debug, Clone)]
 pub struct ManagerSchema {
-    /// Its schema; `None` when it checks no user attribute.
-    pub schema: Option<Arc<Schema>>,
+    /// Its schema (empty when it checks no user attribute).
+    pub schema: Arc<Schema>,
     /// What it does with user attributes that its schema does not know.
     pub unknown: UnknownAttributes,
 }
@@ -337,7 +337,7 @@ impl ManagerSchema {
             .schema()
             .map_err(|e| ClientError::Unexpected(e.to_string()))?;
         Ok(ManagerSchema {
-            schema: schema.map(Arc::new),
+            schema: Arc::new(schema),
             unknown,
         })
     }

@@ -431,16 +431,16 @@ pub enum Msg {
 pub struct SchemaRef {
     /// Whether unknown user attributes are rejected (otherwise dropped).
     pub reject_unknown: bool,
-    /// Every key the schema knows; `None` when the manager has no schema
-    /// (it then checks no user attribute).
-    pub keys: Option<Vec<SchemaKey>>,
+    /// Every key the schema knows; none when the manager has no schema
+    /// (a schema without keys checks no user attribute).
+    pub keys: Vec<SchemaKey>,
 }
 
 impl SchemaRef {
     /// What a manager with `schema` (none: every key passes as it is) and
     /// the `unknown` setting sends.
     pub fn new(schema: Option<&Schema>, unknown: UnknownAttributes) -> SchemaRef {
-        let keys = schema.map(|s| {
+        let keys = schema.map_or_else(Vec::new, |s| {
             s.specs()
                 .map(|(key, spec)| SchemaKey {
                     key,
@@ -456,15 +456,12 @@ impl SchemaRef {
         }
     }
 
-    /// The schema and setting received: `None` for the schema when the
-    /// manager has none (it then checks no user attribute).
+    /// The schema and setting received (an empty schema when the manager
+    /// has none: it checks no user attribute).
     ///
     /// # Errors
     /// [`crate::Error::Schema`] for an unknown type name or a bad key.
-    pub fn schema(&self) -> crate::Result<(Option<Schema>, UnknownAttributes)> {
-        let Some(keys) = &self.keys else {
-            return Ok((None, self.unknown()));
-        };
+    pub fn schema(&self) -> crate::Result<(Schema, UnknownAttributes)> {
         let origin = "the pool manager's schema";
         let ty = |name: &str| {
             ValueType::from_name(name).ok_or_else(|| crate::Error::Schema {
@@ -472,7 +469,8 @@ impl SchemaRef {
                 message: format!("unknown type {name:?}"),
             })
         };
-        let specs = keys
+        let specs = self
+            .keys
             .iter()
             .map(|k| {
                 Ok((
@@ -485,14 +483,11 @@ impl SchemaRef {
                 ))
             })
             .collect::<crate::Result<Vec<_>>>()?;
-        Ok((Some(Schema::from_specs(specs, origin)?), self.unknown()))
-    }
-
-    fn unknown(&self) -> UnknownAttributes {
-        match self.reject_unknown {
+        let unknown = match self.reject_unknown {
             true => UnknownAttributes::Reject,
             false => UnknownAttributes::Drop,
-        }
+        };
+        Ok((Schema::from_specs(specs, origin)?, unknown))
     }
 }
 
@@ -759,18 +754,15 @@ mod tests {
         };
         assert_eq!(got, sent);
         let (back, unknown) = got.schema().unwrap();
-        assert_eq!(back.as_ref(), Some(&schema));
+        assert_eq!(back, schema);
         assert_eq!(unknown, UnknownAttributes::Drop);
-        assert_eq!(
-            SchemaRef::new(None, UnknownAttributes::Reject)
-                .schema()
-                .unwrap(),
-            (None, UnknownAttributes::Reject)
-        );
+        let (none, unknown) = SchemaRef::new(None, UnknownAttributes::Reject)
+            .schema()
+            .unwrap();
+        assert!(none.is_empty());
+        assert_eq!(unknown, UnknownAttributes::Reject);
         let mut later = sent;
-        if let Some(keys) = later.keys.as_mut() {
-            keys[0].ty = "quaternion".into();
-        }
+        later.keys[0].ty = "quaternion".into();
         assert!(matches!(later.schema(), Err(crate::Error::Schema { .. })));
     }
 
