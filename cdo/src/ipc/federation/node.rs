@@ -1603,7 +1603,13 @@ impl Node {
         let Some(import) = self.imports.remove(name) else {
             return;
         };
-        let result = self.copy_in(name, &import.peer, import.attrs.clone(), &import.source);
+        let result = self.copy_in(
+            name,
+            &import.peer,
+            import.attrs.clone(),
+            &import.source,
+            false,
+        );
         self.imports.insert(name.into(), import);
         match result {
             Ok(()) => self.end_seek(name),
@@ -1624,9 +1630,8 @@ impl Node {
             (None, Some(node)) => node.clone(),
             (None, None) => lender.to_string(),
         };
-        match self.copy_in(name, lender, attrs, source) {
+        match self.copy_in(name, lender, attrs, source, true) {
             Ok(()) => {
-                lock(&self.status).replica_pulls += 1;
                 self.copies.insert(name.into(), origin);
                 self.unrequire(name);
                 self.end_seek(name);
@@ -1641,13 +1646,15 @@ impl Node {
 
     /// Copies `name` from `source` (held by `peer`) into a segment here
     /// and offers it; the copy is `peer`'s until the caller says
-    /// otherwise. Counted in the status.
+    /// otherwise. Counted in the status at once, as a replica's when
+    /// `replica` (so that no snapshot sees the pull without its kind).
     fn copy_in(
         &mut self,
         name: &str,
         peer: &str,
         attrs: Attributes,
         source: &Source,
+        replica: bool,
     ) -> Result<(), String> {
         let result = match source {
             Source::Inline(bytes) => offer_copy(&mut self.client, self.timeout, name, attrs, bytes),
@@ -1660,6 +1667,7 @@ impl Node {
                 s.pulls += 1;
                 s.pulled_bytes += size;
                 s.inline_pulls += u64::from(inline);
+                s.replica_pulls += u64::from(replica);
                 drop(s);
                 self.copies.insert(name.into(), peer.into());
                 Ok(())
