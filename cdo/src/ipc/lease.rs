@@ -19,76 +19,45 @@
 //! pongs. A counter in shared memory needs neither and is read whatever the
 //! socket's state, so a slow client is never taken for a dead one.
 
-use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use memmap2::{MmapOptions, MmapRaw};
-
-use super::shm::{add_seals, file_size, memfd, seals, REQUIRED_SEALS};
-
-/// Bytes of a lease page.
-const PAGE_LEN: u64 = 4096;
+use super::page::SharedPage;
 
 /// The shared page of one client's lease: a counter its heartbeat bumps.
 #[derive(Debug)]
-pub struct LeasePage {
-    map: MmapRaw,
-}
+pub struct LeasePage(SharedPage);
 
 impl LeasePage {
     /// A new page, and the descriptor to send to the client.
     ///
     /// # Errors
-    /// The errors of `memfd_create`, `ftruncate`, sealing and `mmap`.
+    /// As [`SharedPage::create`].
     pub fn create() -> io::Result<(LeasePage, OwnedFd)> {
-        let file = File::from(memfd(c"cdo-lease")?);
-        file.set_len(PAGE_LEN)?;
-        add_seals(file.as_fd(), REQUIRED_SEALS | libc::F_SEAL_SEAL)?;
-        let page = LeasePage::map(&file)?;
-        Ok((page, file.into()))
+        let (page, fd) = SharedPage::create(c"cdo-lease", 0)?;
+        Ok((LeasePage(page), fd))
     }
 
     /// Maps the page the manager sent, once it is known not to shrink.
     ///
     /// # Errors
-    /// [`io::ErrorKind::InvalidData`] for a descriptor without the seals or
-    /// too small; the errors of `fstat` and `mmap`.
+    /// As [`SharedPage::open`].
     pub fn open(fd: OwnedFd) -> io::Result<LeasePage> {
-        let sealed = seals(fd.as_fd())? & REQUIRED_SEALS == REQUIRED_SEALS;
-        if !sealed || file_size(fd.as_fd())? < PAGE_LEN {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "lease page not sealed against resizing, or too small",
-            ));
-        }
-        LeasePage::map(&File::from(fd))
-    }
-
-    fn map(file: &File) -> io::Result<LeasePage> {
-        let map = MmapOptions::new().len(PAGE_LEN as usize).map_raw(file)?;
-        Ok(LeasePage { map })
-    }
-
-    fn counter(&self) -> &AtomicU64 {
-        // SAFETY: the mapping is page-aligned, at least 8 bytes long, lives
-        // as long as `self`, and cannot lose its pages (sealed against
-        // shrinking); the other side only ever touches it atomically.
-        unsafe { &*self.map.as_mut_ptr().cast::<AtomicU64>() }
+        SharedPage::open(fd, true).map(LeasePage)
     }
 
     /// One heartbeat.
     pub fn beat(&self) {
-        self.counter().fetch_add(1, Ordering::Relaxed);
+        self.0.word(0).fetch_add(1, Ordering::Relaxed);
     }
 
     /// Heartbeats so far.
     pub fn beats(&self) -> u64 {
-        self.counter().load(Ordering::Relaxed)
+        self.0.word(0).load(Ordering::Relaxed)
     }
 }
 
@@ -215,15 +184,5 @@ mod tests {
         let beats = page.beats();
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(page.beats(), beats, "the thread stopped");
-    }
-
-    #[test]
-    fn an_unsealed_page_is_refused() {
-        let fd = memfd(c"t").unwrap();
-        File::from(fd.try_clone().unwrap()).set_len(4096).unwrap();
-        assert_eq!(
-            LeasePage::open(fd).unwrap_err().kind(),
-            io::ErrorKind::InvalidData
-        );
     }
 }

@@ -12,6 +12,7 @@
 //! - [`manager`]: the pool manager, in-process or as the `cdo-pm` binary;
 //! - [`client`]: what an application links to offer and demand objects;
 //! - [`lease`]: client heartbeats and the manager's leases on them;
+//! - [`page`]: one shared page of atomic words (leases);
 //! - [`components`]: the librarian (binary `cdo-librarian`) and what the
 //!   `cdo-archiver` binary shares with it (its archiver is
 //!   [`app::Archiver`](crate::app::Archiver));
@@ -105,6 +106,7 @@ pub mod lease;
 pub mod limits;
 pub mod manager;
 mod mapcache;
+pub mod page;
 pub mod pool;
 pub use crate::engine::registry;
 pub mod shm;
