@@ -70,12 +70,12 @@ impl EventMask {
 
     /// The set as bits (bit `k` for the `k`-th [`EventKind`]), as the pool
     /// manager's protocol carries it.
-    pub fn bits(self) -> u16 {
+    pub const fn bits(self) -> u16 {
         self.0
     }
 
     /// The set of `bits`; bits of no kind are ignored.
-    pub fn from_bits(bits: u16) -> EventMask {
+    pub const fn from_bits(bits: u16) -> EventMask {
         EventMask(bits & Self::ALL.0)
     }
 

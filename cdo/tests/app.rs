@@ -413,6 +413,101 @@ fn a_subscriber_hears_applications_join_and_leave() {
     });
 }
 
+/// Declares, seals and disposes reach the subscribers that want them, with
+/// the handle's attributes at that step, whichever side of a pool manager
+/// they are on.
+#[test]
+fn a_subscriber_hears_declare_seal_and_dispose() {
+    both(|host| {
+        let label = host.label();
+        let watcher = host.app("watcher");
+        let producer = host.app("producer");
+        let kinds = EventKind::Declare | EventKind::Seal | EventKind::Dispose;
+        let sub = watcher
+            .subscribe("name ~ \"^life/\"", kinds, false)
+            .unwrap();
+
+        let mut p = producer.declare("life/a").unwrap();
+        p.set("priority", "output").unwrap();
+        p.write(&[1; 8]).unwrap();
+        p.seal().unwrap();
+        p.offer().unwrap();
+        p.withdraw_timeout(LONG).unwrap();
+        p.dispose().unwrap();
+        let mut unselected = producer.declare("other/b").unwrap();
+        unselected.dispose().unwrap();
+
+        let mut heard = Vec::new();
+        while let Some(event) = sub.next_timeout(SHORT).unwrap() {
+            assert!(!event.needs_ack(), "{label}");
+            let priority = event.attributes().get("priority").cloned();
+            let size = event.attributes().get("size").cloned();
+            heard.push((event.kind(), event.name().to_owned(), priority, size));
+        }
+        // A declared handle has the default built-in attributes.
+        let normal = Some(Value::from("normal"));
+        let output = Some(Value::from("output"));
+        let size = Some(Value::UInt(8));
+        assert_eq!(
+            heard,
+            [
+                (EventKind::Declare, "life/a".to_owned(), normal, None),
+                (
+                    EventKind::Seal,
+                    "life/a".to_owned(),
+                    output.clone(),
+                    size.clone()
+                ),
+                (EventKind::Dispose, "life/a".to_owned(), output, size),
+            ],
+            "{label}"
+        );
+    });
+}
+
+/// A seal that an acknowledged subscriber selects waits for it: it goes on
+/// once acknowledged, and fails with `AckTimeout` (having taken effect)
+/// when the acknowledgement does not come.
+#[test]
+fn an_acknowledged_seal_waits_for_its_subscriber() {
+    both(|host| {
+        let label = host.label();
+        let watcher = host.app("watcher");
+        let producer = host.app("producer");
+        let sub = watcher
+            .subscribe("name ~ \"^seal/\"", EventKind::Seal.into(), true)
+            .unwrap();
+
+        std::thread::scope(|s| {
+            let acker = s.spawn(|| {
+                let event = sub.next_timeout(LONG).unwrap().expect("the seal");
+                assert!(event.needs_ack(), "{label}");
+                assert_eq!(event.name(), "seal/acked", "{label}");
+                event.ack();
+            });
+            let mut p = producer.declare("seal/acked").unwrap();
+            p.write(&[5; 4]).unwrap();
+            p.seal().unwrap();
+            acker.join().unwrap();
+        });
+
+        let mut p = producer.declare("seal/ignored").unwrap();
+        p.write(&[6; 4]).unwrap();
+        match p.seal() {
+            Err(Error::AckTimeout {
+                kind: EventKind::Seal,
+                ..
+            }) => {}
+            other => panic!("{label}: {other:?}"),
+        }
+        assert_eq!(p.state(), State::Sealed, "{label}");
+        drop(sub);
+        let mut q = producer.declare("seal/unwatched").unwrap();
+        q.write(&[7; 4]).unwrap();
+        q.seal().unwrap();
+    });
+}
+
 #[test]
 fn a_subscription_gets_the_events_its_selector_matches() {
     both(|host| {

@@ -11,7 +11,10 @@ use cdo::engine::registry::{ClientId, NameRegistry};
 use cdo::engine::{
     Effect, Engine, EngineConfig, FaultPolicy, Limits, ProducerExit, GROUP_WINDOW, TOMBSTONES_KEPT,
 };
-use cdo::ipc::wire::{with_size, Attributes, ErrorCode, Msg, SegmentRef, SubscribeRef};
+use cdo::ipc::interest::Interest;
+use cdo::ipc::wire::{
+    with_size, Attributes, ErrorCode, LifecycleRef, Msg, SegmentRef, SubscribeRef,
+};
 use cdo::{DuplicateOffers, EventKind, EventMask, Value};
 use proptest::prelude::*;
 
@@ -601,6 +604,104 @@ fn acknowledged_events_hold_the_operation_until_acked() {
     let (_, out) = p.ask(watcher, Msg::Ack { event });
     assert_eq!(answers(&out, prod, id), [Got::Ok]);
     assert!(!p.engine.holds_any());
+}
+
+/// The interests `effects` publish, in order.
+fn published(effects: &[Effect]) -> Vec<Interest> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Interest(i) => Some(*i),
+            _ => None,
+        })
+        .collect()
+}
+
+fn lifecycle(kind: EventKind, name: &str, wait: bool) -> Msg {
+    Msg::Lifecycle(LifecycleRef {
+        kind,
+        name: name.into(),
+        attrs: Attributes::new(),
+        wait,
+    })
+}
+
+#[test]
+fn the_interest_in_lifecycle_events_follows_the_subscriptions() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let (a, b) = (p.join("a"), p.join("b"));
+    let plain = |kinds: EventMask| SubscribeRef {
+        selector: String::new(),
+        kinds: kinds.bits(),
+        ack: false,
+        group: None,
+    };
+    // Offers are not lifecycle steps: nothing to publish.
+    let (_, out) = p.ask(a, Msg::Subscribe(plain(EventKind::Offer.into())));
+    assert!(published(&out).is_empty());
+    let (_, out) = p.ask(
+        a,
+        Msg::Subscribe(plain(EventKind::Declare | EventKind::Offer)),
+    );
+    assert_eq!(
+        published(&out),
+        [Interest::of(EventKind::Declare.into(), false)]
+    );
+    let (_, out) = p.ask(b, Msg::Subscribe(acked_events(&[EventKind::Seal])));
+    let both = Interest::of(EventKind::Declare.into(), false)
+        .union(Interest::of(EventKind::Seal.into(), true));
+    assert_eq!(published(&out), [both]);
+    let (_, out) = p.ask(a, Msg::Subscribe(plain(EventKind::Declare.into())));
+    assert!(published(&out).is_empty(), "unchanged");
+    // A consumer group takes no events.
+    let group = SubscribeRef {
+        group: Some("g".into()),
+        ..plain(EventMask::ALL)
+    };
+    let (_, out) = p.ask(b, Msg::Subscribe(group));
+    assert!(published(&out).is_empty());
+    // The acknowledged subscriber goes: only the declares stay wanted.
+    let out = p.disconnect(b);
+    assert_eq!(
+        published(&out),
+        [Interest::of(EventKind::Declare.into(), false)]
+    );
+}
+
+#[test]
+fn a_lifecycle_step_raises_its_event_and_waits_only_when_asked() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);
+    let (prod, watcher) = (p.join("prod"), p.join("watcher"));
+    p.subscribe(
+        watcher,
+        acked_events(&[EventKind::Seal, EventKind::Dispose]),
+    );
+    // Waited for: held until acknowledged.
+    let (id, out) = p.ask(prod, lifecycle(EventKind::Seal, "a", true));
+    assert!(answers(&out, prod, id).is_empty(), "held");
+    let event = match &unsolicited(&out, watcher)[..] {
+        [Msg::Event(e)] if e.needs_ack && e.kind == EventKind::Seal && e.name == "a" => e.event,
+        other => panic!("{other:?}"),
+    };
+    let (_, out) = p.ask(watcher, Msg::Ack { event });
+    assert_eq!(answers(&out, prod, id), [Got::Ok]);
+    // Not waited for: the event awaits nothing, and no reply comes.
+    let (id, out) = p.ask(prod, lifecycle(EventKind::Dispose, "a", false));
+    assert!(answers(&out, prod, id).is_empty());
+    match &unsolicited(&out, watcher)[..] {
+        [Msg::Event(e)] if !e.needs_ack && e.kind == EventKind::Dispose => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(!p.engine.holds_any());
+    // Other kinds and bad names are refused, silently when not waited for.
+    let (id, out) = p.ask(prod, lifecycle(EventKind::Offer, "a", true));
+    assert_eq!(answers(&out, prod, id), [error(ErrorCode::Protocol)]);
+    let (id, out) = p.ask(prod, lifecycle(EventKind::Seal, "", true));
+    assert_eq!(answers(&out, prod, id), [error(ErrorCode::InvalidName)]);
+    let (id, out) = p.ask(prod, lifecycle(EventKind::Offer, "a", false));
+    assert!(to(&out, prod, id).is_empty() && unsolicited(&out, watcher).is_empty());
+    let (_, out) = p.ask(prod, lifecycle(EventKind::Seal, "", false));
+    assert!(out.is_empty(), "{out:?}");
 }
 
 #[test]

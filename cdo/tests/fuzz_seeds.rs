@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use cdo::ipc::handshake::{Agreed, Capabilities, Extension, Hello, Versions};
 use cdo::ipc::wire::{
-    encode, Attributes, DataRef, ErrorCode, EventRef, Frame, Msg, SchemaRef, SegmentRef,
-    SubscribeRef, PROTOCOL_VERSION,
+    encode, Attributes, DataRef, ErrorCode, EventRef, Frame, LifecycleRef, Msg, SchemaRef,
+    SegmentRef, SubscribeRef, PROTOCOL_VERSION,
 };
 use cdo::{EventKind, Schema, Selector, Timestamp, UnknownAttributes, Value};
 
@@ -112,7 +112,25 @@ fn frames() -> Vec<(&'static str, Vec<Frame>)> {
                         skip: 0,
                     },
                 ),
-                f(10, Msg::Leave),
+                f(
+                    10,
+                    Msg::Lifecycle(LifecycleRef {
+                        kind: EventKind::Seal,
+                        name: "rho".into(),
+                        attrs: attrs.clone(),
+                        wait: true,
+                    }),
+                ),
+                f(
+                    0,
+                    Msg::Lifecycle(LifecycleRef {
+                        kind: EventKind::Declare,
+                        name: "rho".into(),
+                        attrs: Attributes::new(),
+                        wait: false,
+                    }),
+                ),
+                f(11, Msg::Leave),
             ],
         ),
         (
@@ -209,6 +227,7 @@ fn frames() -> Vec<(&'static str, Vec<Frame>)> {
                     }),
                 ),
                 f(1, Msg::Schema(schema_ref())),
+                f(1, Msg::InterestPage),
                 f(
                     1,
                     Msg::NoCommonVersion {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use cdo::ipc::client::{Client, ClientConfig, Notice};
 use cdo::ipc::handshake::Capabilities;
+use cdo::ipc::interest::Interest;
 use cdo::ipc::manager::{FaultPolicy, ManagerConfig, GROUP_WINDOW};
 use cdo::ipc::wire::{Attributes, ErrorCode};
 use cdo::{EventKind, EventMask, Schema, UnknownAttributes, Value};
@@ -694,5 +695,74 @@ fn the_schema_reaches_clients_that_agree_to_it() {
     });
     let mut c = client(&without, "c");
     assert!(c.schema().is_none());
+    assert_eq!(c.stats().unwrap().clients, 1);
+}
+
+#[test]
+fn clients_read_the_interest_in_lifecycle_events_and_send_only_what_is_wanted() {
+    let pm = manager();
+    let mut producer = client(&pm, "producer");
+    assert!(producer.capabilities().contains(Capabilities::LIFECYCLE));
+    let page = Arc::clone(producer.interest_page().expect("the manager sent its page"));
+    assert_eq!(page.get(), Interest::NONE);
+    // Nobody wants declares: nothing is sent.
+    let told = producer.submit_lifecycle(EventKind::Declare, "obj", Attributes::new());
+    assert_eq!(told.unwrap(), None);
+
+    let mut watcher = client(&pm, "watcher");
+    let sub = watcher
+        .subscribe(
+            "name == \"obj\"",
+            EventKind::Declare | EventKind::Offer,
+            false,
+        )
+        .unwrap();
+    // Published before the subscription was answered.
+    assert_eq!(page.get(), Interest::of(EventKind::Declare.into(), false));
+    let told = producer.submit_lifecycle(EventKind::Declare, "obj", step(1));
+    assert_eq!(told.unwrap(), None, "not waited for");
+    producer.flush().unwrap();
+    let event = next_event(&mut watcher);
+    assert_eq!(
+        (event.kind, event.name.as_str(), event.needs_ack),
+        (EventKind::Declare, "obj", false)
+    );
+    assert_eq!(event.attrs, step(1));
+    assert_eq!(event.client, producer.client_id());
+    // Seals are not wanted: not sent, so not heard.
+    let told = producer.submit_lifecycle(EventKind::Seal, "obj", Attributes::new());
+    assert_eq!(told.unwrap(), None);
+
+    // The acknowledged subscriber's kind is a request held for it.
+    let acker = watcher
+        .subscribe("*", EventKind::Seal.into(), true)
+        .unwrap();
+    assert!(page.get().awaited.contains(EventKind::Seal));
+    let id = producer
+        .submit_lifecycle(EventKind::Seal, "obj", Attributes::new())
+        .unwrap()
+        .expect("a request");
+    producer.flush().unwrap();
+    let event = next_event(&mut watcher);
+    assert!(event.needs_ack && event.kind == EventKind::Seal);
+    watcher.ack(event.event).unwrap();
+    producer.wait(id, Some(WAIT)).unwrap();
+
+    watcher.unsubscribe(acker).unwrap();
+    watcher.unsubscribe(sub).unwrap();
+    assert_eq!(page.get(), Interest::NONE);
+
+    // A manager that does not offer the capability sends no page; the
+    // client sends nothing, and the connection goes on as before.
+    let without = manager_with(ManagerConfig {
+        capabilities: Capabilities::from_bits(
+            Capabilities::KNOWN.bits() & !Capabilities::LIFECYCLE.bits(),
+        ),
+        ..ManagerConfig::default()
+    });
+    let mut c = client(&without, "c");
+    assert!(c.interest_page().is_none());
+    let told = c.submit_lifecycle(EventKind::Declare, "obj", Attributes::new());
+    assert_eq!(told.unwrap(), None);
     assert_eq!(c.stats().unwrap().clients, 1);
 }

@@ -40,8 +40,8 @@ impl<'p> Cdo<'p> {
         Cdo(Inner::Local(cdo))
     }
 
-    pub(super) fn remote(remote: &'p Remote, name: &str) -> Self {
-        Cdo(Inner::Remote(RemoteCdo::new(remote, name)))
+    pub(super) fn remote(cdo: RemoteCdo<'p>) -> Self {
+        Cdo(Inner::Remote(cdo))
     }
 
     /// The name.

@@ -99,8 +99,14 @@
 //!   is offered (the offer fails with [`Error::PoolManager`]). Without a
 //!   schema (none configured, or one that declares no key) user attributes
 //!   pass as set, in both.
-//! * **Events.** Declare, seal and dispose events exist only in process.
-//!   Join and leave events exist in both, for a manager's clients and for
+//! * **Events.** Every kind exists in both deployments. Declare, seal and
+//!   dispose happen in the application alone: through a manager, the
+//!   [`Pool`] tells the manager of them only while some subscription wants
+//!   that kind, which the manager publishes in a page every client reads
+//!   (the `lifecycle` capability), so a pool without such subscribers pays
+//!   nothing for them; a step that an acknowledged subscription wants
+//!   waits for it, as in process. A manager without the capability (an
+//!   older one) raises none of them. Join and leave events exist in both, for a manager's clients and for
 //!   in-process handles made by [`Pool::join_local`] or [`Pool::from_env`]
 //!   (a [`Pool::local`] handle raises none).
 //!   An in-process [`Event`] carries the handle's attributes flattened
@@ -137,7 +143,7 @@ use crate::ipc::manager::{self, ManagerConfig};
 use crate::ipc::wire::ErrorCode;
 use crate::selector::Selector;
 use mamba::Mamba;
-use remote::Remote;
+use remote::{Remote, RemoteCdo};
 use std::sync::Arc;
 
 /// Where a [`Pool`]'s objects live.
@@ -364,7 +370,9 @@ impl Pool {
                         reason,
                     });
                 }
-                Ok(Cdo::remote(r, name))
+                let cdo = RemoteCdo::new(r, name);
+                cdo.tell_declared();
+                Ok(Cdo::remote(cdo))
             }
         }
     }

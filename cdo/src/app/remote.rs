@@ -9,6 +9,7 @@ use crate::events::EventKind;
 use crate::ipc::client::{Client, ClientError, ManagerSchema, Notice, Reply};
 use crate::ipc::convert::convert_view;
 use crate::ipc::endpoint::Endpoint;
+use crate::ipc::interest::InterestPage;
 use crate::ipc::manager::ManagerHandle;
 use crate::ipc::wire::{ErrorCode, RequestId, SIZE_KEY};
 use crate::lifecycle::{Op, State};
@@ -17,6 +18,7 @@ use mamba::Mamba;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
+use tracing::warn;
 
 /// How long one thread holds the connection while it waits for a reply or
 /// a notice; the application's other threads take their turn in between
@@ -42,6 +44,9 @@ pub(super) struct Remote {
     /// The manager's attribute rules, when it sent them: user attributes
     /// are then checked when set, as in process.
     schema: Option<ManagerSchema>,
+    /// Which lifecycle events the pool's subscribers want, when the
+    /// manager publishes it.
+    interest: Option<Arc<InterestPage>>,
 }
 
 /// The client and the notices taken for other readers than their own.
@@ -58,6 +63,7 @@ impl Remote {
     pub(super) fn new(client: Client, endpoint: Endpoint, manager: Option<ManagerHandle>) -> Self {
         Remote {
             schema: client.schema().cloned(),
+            interest: client.interest_page().cloned(),
             endpoint,
             own_requires: Mutex::default(),
             conn: Mutex::new(Conn {
@@ -162,12 +168,50 @@ impl Remote {
         f: impl FnOnce(&mut Client) -> Result<RequestId, ClientError>,
     ) -> Result<Reply, ClientError> {
         let id = self.submit(f)?;
+        self.await_reply(id)
+    }
+
+    /// The reply to request `id`, waiting up to the client's operation
+    /// timeout, at which the request is abandoned.
+    fn await_reply(&self, id: RequestId) -> Result<Reply, ClientError> {
         let deadline = Instant::now().checked_add(self.lock().client.op_timeout());
         let reply = self.wait(id, deadline);
         if matches!(reply, Err(ClientError::Timeout)) {
             self.abandon(id);
         }
         reply
+    }
+
+    /// Tells the manager of lifecycle step `kind` (declare, seal, dispose)
+    /// of `name`, whose attributes `attrs` gives, when the pool's
+    /// subscribers want it; waits for the acknowledgements the step awaits,
+    /// as in process. Costs one atomic load when nobody wants it.
+    ///
+    /// # Errors
+    /// The connection's errors; [`ErrorCode::AckTimeout`] when
+    /// acknowledgements were missing under the fail-fast policy.
+    pub(super) fn lifecycle(
+        &self,
+        kind: EventKind,
+        name: &str,
+        attrs: impl FnOnce() -> FlatAttributes,
+    ) -> Result<(), ClientError> {
+        let wanted = self
+            .interest
+            .as_ref()
+            .is_some_and(|page| page.get().heard.contains(kind));
+        if !wanted {
+            return Ok(());
+        }
+        let id = {
+            let mut conn = self.lock();
+            let id = conn.client.submit_lifecycle(kind, name, attrs());
+            conn.client.flush().and(id)?
+        };
+        match id {
+            Some(id) => self.await_reply(id).map(drop),
+            None => Ok(()),
+        }
     }
 
     /// Counts (`held`) or uncounts a require of `name` by this application.
@@ -440,7 +484,27 @@ impl<'p> RemoteCdo<'p> {
             }
         }
         self.state = next;
-        Ok(())
+        self.tell(EventKind::Seal, Op::Seal)
+    }
+
+    /// Tells the pool's subscribers of lifecycle step `kind` (of `op`),
+    /// as [`Remote::lifecycle`].
+    fn tell(&self, kind: EventKind, op: Op) -> Result<()> {
+        let started = Instant::now();
+        self.remote
+            .lifecycle(kind, &self.name, || self.attrs.flatten())
+            .map_err(|e| op_error(e, &self.name, op, started.elapsed()))
+    }
+
+    /// Raises the declaration event. A declaration always yields its
+    /// handle, as in process: a failure to tell is only logged.
+    pub(super) fn tell_declared(&self) {
+        let told = self
+            .remote
+            .lifecycle(EventKind::Declare, &self.name, || self.attrs.flatten());
+        if let Err(e) = told {
+            warn!(name = %self.name, error = %e, "declare event not raised");
+        }
     }
 
     /// Takes the reply of an operation that leads to `next`: an
@@ -584,7 +648,7 @@ impl<'p> RemoteCdo<'p> {
     pub(super) fn dispose(&mut self) -> Result<()> {
         self.state = self.check(Op::Dispose)?;
         self.bytes = None;
-        Ok(())
+        self.tell(EventKind::Dispose, Op::Dispose)
     }
 }
 

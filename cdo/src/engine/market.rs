@@ -31,11 +31,12 @@ use super::tombstones::Tombstones;
 use super::{Effect, EngineConfig, FaultPolicy, SegmentCheck, SegmentKey};
 use crate::attrs::{is_builtin, Attributes as Typed};
 use crate::events::EventKind;
+use crate::ipc::interest::{Interest, LIFECYCLE_KINDS};
 
 use crate::ipc::limits::check_request;
 use crate::ipc::wire::{
-    sent_attributes, with_size, Attributes, DataRef, ErrorCode, Msg, RequestId, Stats,
-    SubscribeRef, SIZE_KEY,
+    sent_attributes, with_size, Attributes, DataRef, ErrorCode, LifecycleRef, Msg, RequestId,
+    Stats, SubscribeRef, SIZE_KEY,
 };
 use crate::value::Value;
 
@@ -114,6 +115,8 @@ pub struct Engine {
     /// Consumer groups across nodes: proxy members, notes for the
     /// federation.
     proxies: Proxies,
+    /// The subscribers' interest in lifecycle events, as last published.
+    interest: Interest,
 }
 
 /// Counters since the manager started.
@@ -138,6 +141,7 @@ fn may_wait_for_acks(msg: &Msg) -> bool {
             | Msg::Withdraw { .. }
             | Msg::Retract { .. }
             | Msg::Leave
+            | Msg::Lifecycle(LifecycleRef { wait: true, .. })
     )
 }
 
@@ -174,6 +178,7 @@ impl Engine {
             totals: Totals::default(),
             mirror: None,
             proxies: Proxies::default(),
+            interest: Interest::NONE,
         }
     }
 
@@ -288,9 +293,15 @@ impl Engine {
             });
             return;
         }
+        // A lifecycle step sent without waiting takes no reply, not even
+        // an error.
+        let quiet = matches!(msg, Msg::Lifecycle(LifecycleRef { wait: false, .. }));
         let reply = self.dispatch(cid, id, msg, segment, out);
         match reply {
             Ok(None) => {}
+            Err((code, text)) if quiet => {
+                debug!(client = cid, ?code, %text, "lifecycle step refused");
+            }
             Ok(Some(msg)) => self.send(cid, id, msg, None, out),
             Err((code, text)) => {
                 debug!(client = cid, ?code, %text, "request failed");
@@ -522,6 +533,7 @@ impl Engine {
             }
             Msg::Stat => Ok(Some(Msg::Stats(Box::new(self.stats())))),
             Msg::Query { selector, skip } => self.query(&selector, skip),
+            Msg::Lifecycle(step) => self.lifecycle(cid, step, out),
             // Manager-to-client messages; their payload is not echoed back,
             // it may be as large as a frame.
             _ => fail(ErrorCode::Protocol, "message not accepted from clients"),
@@ -556,6 +568,7 @@ impl Engine {
             ),
         })?;
         self.send(cid, id, Msg::Subscribed { subscription: sub }, None, out);
+        self.publish_interest(out);
         if let Some(group) = group {
             self.note_members(&group);
             self.drain_group(&group, out);
@@ -845,6 +858,43 @@ impl Engine {
             self.note_members(&group);
             self.drain_group(&group, out);
         }
+        self.publish_interest(out);
+    }
+
+    /// Publishes the subscribers' interest in lifecycle events when it
+    /// changed.
+    fn publish_interest(&mut self, out: &mut Outgoing) {
+        let now = self.subs.interest();
+        if now != self.interest {
+            self.interest = now;
+            out.push(Effect::Interest(now));
+        }
+    }
+
+    /// Raises the event of a client's lifecycle step (declare, seal,
+    /// dispose); with `wait`, the reply waits for its acknowledgements.
+    fn lifecycle(&mut self, cid: ClientId, step: LifecycleRef, out: &mut Outgoing) -> Reply {
+        let LifecycleRef {
+            kind,
+            name,
+            attrs,
+            wait,
+        } = step;
+        if !LIFECYCLE_KINDS.contains(kind) {
+            return fail(
+                ErrorCode::Protocol,
+                format!("{kind:?} is no lifecycle step"),
+            );
+        }
+        if wait {
+            self.raise(kind, &name, &attrs, None, cid, out);
+            return Ok(Some(Msg::Ok));
+        }
+        // Without a reply to hold, no event awaits an acknowledgement.
+        let current = self.current.take();
+        self.raise(kind, &name, &attrs, None, cid, out);
+        self.current = current;
+        Ok(None)
     }
 
     /// `attrs` checked: built-in keys typed, user keys (`ns.key`) against

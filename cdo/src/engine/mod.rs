@@ -47,6 +47,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::UnknownAttributes;
+use crate::ipc::interest::Interest;
 use crate::ipc::wire::{Msg, RequestId};
 use crate::schema::Schema;
 
@@ -92,6 +93,10 @@ pub enum Effect {
         /// The segment.
         segment: SegmentKey,
     },
+    /// The subscribers' interest in lifecycle events changed: publish it
+    /// to the clients (see [`interest`](crate::ipc::interest)) before
+    /// sending the messages of this operation.
+    Interest(Interest),
 }
 
 /// How long an operation waits for its acknowledged subscribers unless

@@ -29,6 +29,7 @@ use super::groups::GroupBook;
 use super::registry::{ClientId, OfferView};
 use crate::events::{EventKind, EventMask};
 use crate::ipc::fasthash::FastMap;
+use crate::ipc::interest::Interest;
 use crate::ipc::wire::{Attributes, DataRef, EventRef, SubscribeRef};
 use crate::selector::Selector;
 
@@ -309,6 +310,17 @@ impl Subs {
             group: Some(group),
             released,
         }
+    }
+
+    /// The lifecycle kinds (declare, seal, dispose) that plain
+    /// subscriptions take, and those that acknowledged ones take.
+    pub fn interest(&self) -> Interest {
+        self.subs
+            .values()
+            .filter(|s| s.group.is_none())
+            .fold(Interest::NONE, |all, s| {
+                all.union(Interest::of(s.mask, s.ack))
+            })
     }
 
     /// Events of `kind` on `name` (of `version`, an offer) raised by

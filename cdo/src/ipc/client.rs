@@ -22,7 +22,7 @@
 //! [`Client::next_notice`] or [`Client::poll_notice`].
 
 use crate::config::UnknownAttributes;
-use crate::events::EventMask;
+use crate::events::{EventKind, EventMask};
 use crate::ipc::fasthash::{FastMap, FastSet};
 use crate::schema::Schema;
 use std::collections::VecDeque;
@@ -36,13 +36,14 @@ use tracing::debug;
 use super::conn::{ConnError, Reader, Writer};
 use super::endpoint::Endpoint;
 use super::handshake::{Capabilities, Hello, Versions};
+use super::interest::InterestPage;
 use super::lease::{Heartbeat, Lease, LeasePage};
 use super::mapcache::MapCache;
 use super::pool::{PoolConfig, SegmentPool, Slot};
 use super::shm::{identity, ReadOnlyMap, ReceivedSegment};
 use super::wire::{
-    with_size, Attributes, DataRef, ErrorCode, EventRef, Frame, Msg, RequestId, SchemaRef,
-    SegmentRef, Stats, SubscribeRef,
+    with_size, Attributes, DataRef, ErrorCode, EventRef, Frame, LifecycleRef, Msg, RequestId,
+    SchemaRef, SegmentRef, Stats, SubscribeRef,
 };
 
 /// Environment variable giving the default timeout of blocking operations
@@ -317,6 +318,9 @@ pub struct Client {
     capabilities: Capabilities,
     /// The manager's attribute rules, when it sent them.
     schema: Option<ManagerSchema>,
+    /// The pool's interest in lifecycle events, when the manager sent its
+    /// page.
+    interest: Option<Arc<InterestPage>>,
     /// Keeps our lease with the manager while we live (never read: its
     /// thread stops when it is dropped).
     _heartbeat: Option<Heartbeat>,
@@ -372,6 +376,7 @@ impl Client {
             max_notices: config.max_notices.max(1),
             capabilities: Capabilities::NONE,
             schema: None,
+            interest: None,
             _heartbeat: None,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -445,7 +450,69 @@ impl Client {
                 other => return Err(ClientError::Unexpected(format!("{other:?}"))),
             };
         }
+        if client.capabilities.contains(Capabilities::LIFECYCLE) {
+            let (frame, fd) = client.read_frame(Some(deadline))?;
+            let page = match (frame.msg, fd) {
+                (Msg::InterestPage, Some(fd)) if frame.id == id => fd,
+                (other, _) => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            };
+            let page = InterestPage::open(page).map_err(ClientError::Shm)?;
+            client.interest = Some(Arc::new(page));
+        }
         Ok(client)
+    }
+
+    /// The page in which the manager publishes which lifecycle events its
+    /// subscribers want, when it agreed to send it
+    /// ([`Capabilities::LIFECYCLE`]); one atomic load reads it, without
+    /// this client.
+    pub fn interest_page(&self) -> Option<&Arc<InterestPage>> {
+        self.interest.as_ref()
+    }
+
+    /// Tells the manager of a lifecycle step (`kind`: declare, seal or
+    /// dispose) of `name`, with its attributes, as far as the pool's
+    /// subscribers want it ([`interest`](super::interest)):
+    /// - nobody wants it, or the manager did not agree to
+    ///   [`Capabilities::LIFECYCLE`]: nothing is sent, `Ok(None)`;
+    /// - no acknowledged subscriber wants it: it is sent, not answered,
+    ///   `Ok(None)`;
+    /// - otherwise it is a request whose reply comes once those subscribers
+    ///   acknowledged (or their timeout passed): `Ok(Some(id))`, to take
+    ///   with [`Client::wait`].
+    ///
+    /// Queued, as the other `submit_` calls: sent by the next
+    /// [`Client::flush`] or wait.
+    ///
+    /// # Errors
+    /// The connection's errors.
+    pub fn submit_lifecycle(
+        &mut self,
+        kind: EventKind,
+        name: &str,
+        attrs: Attributes,
+    ) -> Result<Option<RequestId>, ClientError> {
+        let Some(interest) = self.interest.as_ref().map(|p| p.get()) else {
+            return Ok(None);
+        };
+        if !interest.heard.contains(kind) {
+            return Ok(None);
+        }
+        let wait = interest.awaited.contains(kind);
+        let msg = Msg::Lifecycle(LifecycleRef {
+            kind,
+            name: name.to_owned(),
+            attrs,
+            wait,
+        });
+        if wait {
+            return self.submit(msg, None).map(Some);
+        }
+        // Not answered: no request id.
+        self.writer
+            .push(&Frame { id: 0, msg }, None)
+            .map_err(ConnError::from)?;
+        Ok(None)
     }
 
     /// The attribute rules of the manager, when it agreed to send them
@@ -799,8 +866,8 @@ impl Client {
     }
 
     /// [`Client::subscribe`] for a subscriber that joins late: first an
-    /// [`EventKind::Offer`](crate::EventKind::Offer) event for each object
-    /// on offer that matches `selector`, in offer order, then the live
+    /// [`EventKind::Offer`] event for each object on offer that matches
+    /// `selector`, in offer order, then the live
     /// events, as [`Pool::subscribe_replay`](crate::Pool::subscribe_replay)
     /// in one process. Replayed events hold up no operation, so they never
     /// need acknowledging; nothing is replayed unless `kinds` has

@@ -111,9 +111,15 @@ impl Capabilities {
     /// The manager sends its attribute schema after WELCOME
     /// ([`Msg::Schema`]).
     pub const SCHEMA: Capabilities = Capabilities(1 << 3);
+    /// The client tells the manager of its declares, seals and disposes
+    /// that subscribers want ([`Msg::Lifecycle`]), read from the interest
+    /// page sent after WELCOME ([`Msg::InterestPage`], see
+    /// [`interest`](super::interest)).
+    pub const LIFECYCLE: Capabilities = Capabilities(1 << 4);
     /// Every capability this build knows.
-    pub const KNOWN: Capabilities =
-        Capabilities(Self::MEMFD.0 | Self::REPLAY.0 | Self::GIVE_BACK.0 | Self::SCHEMA.0);
+    pub const KNOWN: Capabilities = Capabilities(
+        Self::MEMFD.0 | Self::REPLAY.0 | Self::GIVE_BACK.0 | Self::SCHEMA.0 | Self::LIFECYCLE.0,
+    );
 
     /// The set as bits.
     pub fn bits(self) -> u64 {
@@ -152,6 +158,7 @@ impl fmt::Display for Capabilities {
             (Self::REPLAY, "replay"),
             (Self::GIVE_BACK, "give-back"),
             (Self::SCHEMA, "schema"),
+            (Self::LIFECYCLE, "lifecycle"),
         ];
         let mut first = true;
         let mut sep = |f: &mut fmt::Formatter<'_>| {
@@ -295,6 +302,7 @@ pub fn required(msg: &Msg) -> Capabilities {
     match msg {
         Msg::SubscribeReplay(_) => Capabilities::REPLAY,
         Msg::GiveBack { .. } => Capabilities::GIVE_BACK,
+        Msg::Lifecycle(_) => Capabilities::LIFECYCLE,
         _ => Capabilities::NONE,
     }
 }

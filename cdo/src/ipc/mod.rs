@@ -12,7 +12,9 @@
 //! - [`manager`]: the pool manager, in-process or as the `cdo-pm` binary;
 //! - [`client`]: what an application links to offer and demand objects;
 //! - [`lease`]: client heartbeats and the manager's leases on them;
-//! - [`page`]: one shared page of atomic words (leases);
+//! - [`interest`]: which lifecycle events (declare, seal, dispose) the
+//!   pool's subscribers want, in a page every client reads;
+//! - [`page`]: one shared page of atomic words (leases, interest);
 //! - [`components`]: the librarian (binary `cdo-librarian`) and what the
 //!   `cdo-archiver` binary shares with it (its archiver is
 //!   [`app::Archiver`](crate::app::Archiver));
@@ -102,6 +104,7 @@ pub mod fasthash;
 pub mod federation;
 pub mod group;
 pub mod handshake;
+pub mod interest;
 pub mod lease;
 pub mod limits;
 pub mod manager;

@@ -1,6 +1,6 @@
 //! One page of shared memory holding atomic words, shared by the manager
 //! and a client: a client's lease counter ([`lease`](super::lease)) and the
-//! pool's event interest.
+//! pool's event interest ([`interest`](super::interest)).
 //!
 //! The creator maps the page read-write; the other side checks that it is
 //! sealed against resizing before mapping it, so that its pages cannot

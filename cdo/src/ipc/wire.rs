@@ -423,6 +423,38 @@ pub enum Msg {
     ///
     /// [`Capabilities::SCHEMA`]: super::handshake::Capabilities::SCHEMA
     Schema(SchemaRef),
+    /// Client → manager: a lifecycle step of an object that only the
+    /// client sees (a declare, seal or dispose), for the subscribers that
+    /// want it. Only with the [`Capabilities::LIFECYCLE`] capability agreed.
+    ///
+    /// [`Capabilities::LIFECYCLE`]: super::handshake::Capabilities::LIFECYCLE
+    Lifecycle(LifecycleRef),
+    /// Manager → client, right after [`Msg::Welcome`] and [`Msg::Schema`]
+    /// (same request id): the descriptor of the pool's interest page
+    /// travels with it (see [`interest`](super::interest)). Only with the
+    /// [`Capabilities::LIFECYCLE`] capability agreed.
+    ///
+    /// [`Capabilities::LIFECYCLE`]: super::handshake::Capabilities::LIFECYCLE
+    InterestPage,
+}
+
+/// The body of [`Msg::Lifecycle`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LifecycleRef {
+    /// What happened: [`EventKind::Declare`](crate::EventKind::Declare),
+    /// [`Seal`](crate::EventKind::Seal) or
+    /// [`Dispose`](crate::EventKind::Dispose); other kinds are refused.
+    pub kind: crate::EventKind,
+    /// The object.
+    pub name: String,
+    /// Its attributes at that step (none at a declare).
+    #[serde(deserialize_with = "super::limits::attributes")]
+    pub attrs: Attributes,
+    /// Whether the client waits for a reply (sent once the acknowledged
+    /// subscribers have acknowledged, or their timeout passed). Without it
+    /// the manager sends none, errors included, and no event it raises
+    /// waits for an acknowledgement.
+    pub wait: bool,
 }
 
 /// The body of [`Msg::Schema`]: the manager's schema and what it does with

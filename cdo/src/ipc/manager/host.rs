@@ -19,6 +19,7 @@ use crate::engine::registry::{ClientId, Registry};
 use crate::engine::{Effect, Engine, EngineConfig, Forwarded, GroupNote, SegmentCheck, SegmentKey};
 use crate::events::EventKind;
 use crate::ipc::fasthash::FastMap;
+use crate::ipc::interest::InterestPage;
 use crate::ipc::limits::fit_names;
 use crate::ipc::shm::{check_seals, file_size};
 use crate::ipc::wire::{Attributes, ErrorCode, Frame, Msg, Stats};
@@ -45,6 +46,11 @@ pub struct Host {
     unmet_require: Option<UnmetHook>,
     /// Told of consumer-group changes for other nodes.
     group_hook: Option<GroupHook>,
+    /// Where the subscribers' interest in lifecycle events is published.
+    interest: InterestPage,
+    /// Its descriptor, sent to clients that agree to
+    /// [`Capabilities::LIFECYCLE`](crate::ipc::handshake::Capabilities::LIFECYCLE).
+    interest_fd: Arc<OwnedFd>,
 }
 
 /// What a manager calls with the demanding client and the name of a
@@ -58,7 +64,14 @@ pub type GroupHook = Box<dyn Fn(GroupNote) + Send>;
 
 impl Host {
     /// An engine over `registry` with `config`'s policies.
-    pub fn new(registry: Box<dyn Registry>, config: &ManagerConfig, meters: Arc<Meters>) -> Self {
+    ///
+    /// # Errors
+    /// When the interest page cannot be made (see [`InterestPage::create`]).
+    pub fn new(
+        registry: Box<dyn Registry>,
+        config: &ManagerConfig,
+        meters: Arc<Meters>,
+    ) -> std::io::Result<Self> {
         let engine = EngineConfig {
             policy: config.policy,
             ack_timeout: config.ack_timeout,
@@ -68,7 +81,8 @@ impl Host {
             keep_group_records: config.keep_group_records,
             producer_exit: config.producer_exit,
         };
-        Host {
+        let (interest, interest_fd) = InterestPage::create()?;
+        Ok(Host {
             engine: Engine::new(registry, engine),
             outboxes: FastMap::default(),
             segments: FastMap::default(),
@@ -79,7 +93,14 @@ impl Host {
             unmet: None,
             unmet_require: None,
             group_hook: None,
-        }
+            interest,
+            interest_fd: Arc::new(interest_fd),
+        })
+    }
+
+    /// The descriptor of the interest page, for a joining client.
+    pub fn interest_page(&self) -> Arc<OwnedFd> {
+        Arc::clone(&self.interest_fd)
     }
 
     /// Registers a joined client sending through `outbox`; queues its join
@@ -319,6 +340,9 @@ impl Host {
                 Effect::Close { segment } => {
                     self.segments.remove(&segment);
                 }
+                // Written under the state lock, before this operation's
+                // messages go out.
+                Effect::Interest(interest) => self.interest.set(interest),
             }
         }
         self.effects = effects;

@@ -403,6 +403,9 @@ pub fn start_with_registry(
         Some(t) => t.clone(),
         None => random_hex(16)?,
     };
+    // Before the socket exists: nothing to clean up if it fails.
+    let meters = Arc::new(Meters::default());
+    let host = Host::new(registry, &config, meters.clone())?;
     raise_descriptor_limit();
     remove_stale_dirs(&parent);
     let dir = private_dir(&parent)?;
@@ -417,12 +420,11 @@ pub fn start_with_registry(
     let allowed_uid = config
         .allowed_uid
         .unwrap_or_else(|| nix::unistd::geteuid().as_raw());
-    let meters = Arc::new(Meters::default());
     let limits = config.limits;
     let (schema, capabilities) = schema_message(&config);
     let shared = Arc::new(Shared {
         lease: config.lease,
-        state: Mutex::new(Host::new(registry, &config, meters.clone())),
+        state: Mutex::new(host),
         stopping: AtomicBool::new(false),
         token: token.clone(),
         allowed_uid,
@@ -974,7 +976,11 @@ fn handshake(
     };
     let (lease, page) = Lease::new(shared.lease).map_err(|e| format!("no lease page: {e}"))?;
     let mut events = Outgoing::new();
-    let cid = lock(&shared.state).join(component, outbox.clone(), &mut events);
+    let (cid, interest) = {
+        let mut state = lock(&shared.state);
+        let cid = state.join(component, outbox.clone(), &mut events);
+        (cid, state.interest_page())
+    };
     let welcome = Frame {
         id: frame.id,
         msg: Msg::Welcome {
@@ -989,6 +995,13 @@ fn handshake(
     events.push((outbox.clone(), welcome, Some(Arc::new(page))));
     if let Some(schema) = schema {
         events.push((outbox.clone(), schema, None));
+    }
+    if caps.contains(Capabilities::LIFECYCLE) {
+        let page = Frame {
+            id: frame.id,
+            msg: Msg::InterestPage,
+        };
+        events.push((outbox.clone(), page, Some(interest)));
     }
     deliver(events);
     Ok(((cid, outbox, sender, lease), caps))
