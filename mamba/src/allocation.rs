@@ -184,8 +184,8 @@ impl Drop for PoolLink<'_> {
 /// ```
 pub struct Allocation<'m> {
     block: Block,
-    /// Dropped by hand in `Drop` (on its cold path), so that the drop glue
-    /// stays small enough to be inlined with the free.
+    /// Moved out by hand in `Drop` (on its cold path), so that the drop
+    /// glue stays small enough to be inlined with the free.
     pool: ManuallyDrop<PoolLink<'m>>,
 }
 
@@ -448,21 +448,20 @@ impl std::fmt::Debug for Allocation<'_> {
     }
 }
 
-impl Allocation<'_> {
-    /// Frees what the hot path of `Drop` does not: an allocation whose
-    /// pages were moved to another space, one holding a counted reference
-    /// to its pool, and any block the thread's cache does not take at
-    /// once.
-    #[cold]
-    #[inline(never)]
-    fn drop_slow(&mut self) {
-        if let Some(resident) = self.take_resident() {
-            crate::placement::return_moved_pages(self.pool(), &resident, &self.block);
-        }
-        self.pool().free_block(&self.block);
-        // SAFETY: called once, from `drop`, after the last use of the pool.
-        unsafe { ManuallyDrop::drop(&mut self.pool) }
+/// Frees what the hot path of `Drop` does not: an allocation whose pages
+/// were moved to another space, one holding a counted reference to its
+/// pool, and any block the thread's cache does not take at once. It takes
+/// the handle's parts by value, so that the caller's handle need not live
+/// in memory for the hot path's sake.
+#[cold]
+#[inline(never)]
+fn free_slow(block: Block, link: PoolLink<'_>) {
+    let (pool, resident) = link.into_parts();
+    if let Some(resident) = resident {
+        crate::placement::return_moved_pages(pool.get(), &resident, &block);
     }
+    // An owned handle goes after the free: it may be the pool's last one.
+    pool.get().free_block(&block);
 }
 
 impl Drop for Allocation<'_> {
@@ -476,7 +475,10 @@ impl Drop for Allocation<'_> {
                 return;
             }
         }
-        self.drop_slow();
+        // SAFETY: `self` is being dropped and its link is not used again,
+        // so the link is moved out exactly once.
+        let link = unsafe { ManuallyDrop::take(&mut self.pool) };
+        free_slow(self.block, link);
     }
 }
 
