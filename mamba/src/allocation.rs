@@ -5,12 +5,13 @@
 use crate::error::{Error, Result};
 use crate::pool::{Block, Pool};
 use crate::tier::{SpaceId, SpaceInfo, Tier};
+use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 
 /// How an allocation reaches its pool.
 enum PoolRef<'m> {
-    /// Borrowed: the hot path, no reference count touched.
+    /// Borrowed: no reference count touched.
     Borrowed(&'m Pool),
     /// A counted handle: the pool's state lives as long as the allocation.
     Owned(Pool),
@@ -22,6 +23,137 @@ impl PoolRef<'_> {
         match self {
             PoolRef::Borrowed(p) => p,
             PoolRef::Owned(p) => p,
+        }
+    }
+}
+
+/// What an allocation off the hot path holds: an owned pool handle, or
+/// pages moved to another space.
+struct Detached<'m> {
+    pool: PoolRef<'m>,
+    /// Space whose NUMA node now holds the pages, after a page move.
+    resident: Option<Pool>,
+}
+
+/// How an allocation reaches its pool, in one word: a borrowed
+/// `&'m Pool` (low bit clear: the hot path, which frees with one test of
+/// that bit) or a boxed [`Detached`] (low bit set).
+struct PoolLink<'m> {
+    ptr: NonNull<u8>,
+    /// Stands for the `&'m Pool` or the `Box<Detached<'m>>` it holds.
+    _holds: PhantomData<(&'m Pool, Box<Detached<'m>>)>,
+}
+
+/// The tag bit of a boxed [`Detached`].
+const DETACHED: usize = 1;
+
+// Both pointees leave the tag bit free.
+const _: () = assert!(std::mem::align_of::<Pool>() > DETACHED);
+const _: () = assert!(std::mem::align_of::<Detached<'static>>() > DETACHED);
+
+// `PoolLink` is `Send` and `Sync` because what it stands for is: a shared
+// reference to a pool, or a box of pool handles.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Pool>();
+};
+
+// SAFETY: a link is a `&Pool` or a `Box<Detached>` (pool handles only), and
+// `Pool` is `Send + Sync` (checked above): sending or sharing the link is
+// sending or sharing those.
+unsafe impl Send for PoolLink<'_> {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for PoolLink<'_> {}
+
+impl<'m> PoolLink<'m> {
+    #[inline(always)]
+    fn borrowed(pool: &'m Pool) -> Self {
+        PoolLink {
+            ptr: NonNull::from(pool).cast(),
+            _holds: PhantomData,
+        }
+    }
+
+    /// The pool, when it is borrowed and the pages are at home.
+    #[inline(always)]
+    fn plain(&self) -> Option<&'m Pool> {
+        if self.ptr.addr().get() & DETACHED != 0 {
+            return None;
+        }
+        // SAFETY: an untagged link was made by `borrowed` from a `&'m Pool`.
+        Some(unsafe { self.ptr.cast::<Pool>().as_ref() })
+    }
+
+    /// The box of a tagged link, as a pointer (dangling for an untagged
+    /// link: callers check the tag first).
+    fn untagged(&self) -> *mut Detached<'m> {
+        self.ptr
+            .as_ptr()
+            .map_addr(|a| a & !DETACHED)
+            .cast::<Detached<'m>>()
+    }
+
+    fn detached(&self) -> Option<&Detached<'m>> {
+        if self.plain().is_some() {
+            return None;
+        }
+        // SAFETY: a tagged link owns the box `from_parts` leaked, at the
+        // link's address less the tag; `&self` keeps it alive.
+        Some(unsafe { &*self.untagged() })
+    }
+
+    fn detached_mut(&mut self) -> Option<&mut Detached<'m>> {
+        if self.plain().is_some() {
+            return None;
+        }
+        // SAFETY: as in `detached`, and `&mut self` makes the access
+        // unique.
+        Some(unsafe { &mut *self.untagged() })
+    }
+
+    /// The pool the allocation returns to.
+    #[inline(always)]
+    fn pool(&self) -> &Pool {
+        if let Some(p) = self.plain() {
+            return p;
+        }
+        // SAFETY: as in `detached`: the link is tagged.
+        unsafe { &*self.untagged() }.pool.get()
+    }
+
+    /// The pool reference and the resident pool, taking the box apart.
+    fn into_parts(self) -> (PoolRef<'m>, Option<Pool>) {
+        let this = ManuallyDrop::new(self);
+        if let Some(p) = this.plain() {
+            return (PoolRef::Borrowed(p), None);
+        }
+        // SAFETY: a tagged link owns the box at `untagged`, and `this` is
+        // never dropped: the box is taken back exactly once.
+        let d = unsafe { Box::from_raw(this.untagged()) };
+        (d.pool, d.resident)
+    }
+
+    /// A link to `pool`, with the pages at `resident` when moved.
+    fn from_parts(pool: PoolRef<'m>, resident: Option<Pool>) -> Self {
+        match (pool, resident) {
+            (PoolRef::Borrowed(p), None) => PoolLink::borrowed(p),
+            (pool, resident) => {
+                let d = Box::leak(Box::new(Detached { pool, resident }));
+                PoolLink {
+                    ptr: NonNull::from(d).cast::<u8>().map_addr(|a| a | DETACHED),
+                    _holds: PhantomData,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for PoolLink<'_> {
+    fn drop(&mut self) {
+        if self.plain().is_none() {
+            // SAFETY: a tagged link owns the box at `untagged`; it is being
+            // dropped, so the box is taken back exactly once.
+            drop(unsafe { Box::from_raw(self.untagged()) });
         }
     }
 }
@@ -52,12 +184,9 @@ impl PoolRef<'_> {
 /// ```
 pub struct Allocation<'m> {
     block: Block,
-    /// Dropped by hand in `Drop`, so that the drop glue stays small enough
-    /// to be inlined with the free.
-    pool: ManuallyDrop<PoolRef<'m>>,
-    /// Space whose NUMA node now holds the pages, after a page move.
-    /// Dropped by hand too (on the cold path of `Drop`).
-    pub(crate) resident: ManuallyDrop<Option<Pool>>,
+    /// Moved out by hand in `Drop` (on its cold path), so that the drop
+    /// glue stays small enough to be inlined with the free.
+    pool: ManuallyDrop<PoolLink<'m>>,
 }
 
 impl<'m> Allocation<'m> {
@@ -65,8 +194,7 @@ impl<'m> Allocation<'m> {
     pub(crate) fn new(block: Block, pool: &'m Pool) -> Self {
         Allocation {
             block,
-            pool: ManuallyDrop::new(PoolRef::Borrowed(pool)),
-            resident: ManuallyDrop::new(None),
+            pool: ManuallyDrop::new(PoolLink::borrowed(pool)),
         }
     }
 
@@ -83,7 +211,7 @@ impl<'m> Allocation<'m> {
 
     /// Bytes of the underlying block (at least [`Allocation::len`]).
     pub fn block_len(&self) -> usize {
-        self.block.block_len
+        self.block.block_len()
     }
 
     /// Start address (a device address for GPU memory).
@@ -104,7 +232,41 @@ impl<'m> Allocation<'m> {
     /// The space whose memory holds the data now: the origin space, or the
     /// target of [`Mamba::move_pages`](crate::Mamba::move_pages).
     pub fn resident_space(&self) -> &SpaceInfo {
-        self.resident.as_ref().unwrap_or(self.pool()).info()
+        self.resident().unwrap_or(self.pool()).info()
+    }
+
+    /// Whether the allocation takes the hot path of `Drop` (a borrowed
+    /// pool, pages at home).
+    #[cfg(test)]
+    pub(crate) fn is_plain(&self) -> bool {
+        self.pool.plain().is_some()
+    }
+
+    /// The pool of the space holding the pages after a page move; `None`
+    /// while they are at home.
+    pub(crate) fn resident(&self) -> Option<&Pool> {
+        self.pool.detached()?.resident.as_ref()
+    }
+
+    /// Takes the pool of the space holding the pages out (they are home
+    /// again, or being freed).
+    pub(crate) fn take_resident(&mut self) -> Option<Pool> {
+        let detached = self.pool.detached_mut()?;
+        let resident = detached.resident.take();
+        if let PoolRef::Borrowed(pool) = detached.pool {
+            // Nothing detached is left: back to the hot path of `Drop`.
+            *self.pool = PoolLink::borrowed(pool);
+        }
+        resident
+    }
+
+    /// Records that the pages now live in the space of `resident`.
+    pub(crate) fn set_resident(&mut self, resident: Pool) {
+        if let Some(detached) = self.pool.detached_mut() {
+            detached.resident = Some(resident);
+        } else if let Some(pool) = self.pool.plain() {
+            *self.pool = PoolLink::from_parts(PoolRef::Borrowed(pool), Some(resident));
+        }
     }
 
     /// The tier the allocation came from.
@@ -115,19 +277,26 @@ impl<'m> Allocation<'m> {
     /// The pool it returns to.
     #[inline(always)]
     pub fn pool(&self) -> &Pool {
-        self.pool.get()
+        self.pool.pool()
     }
 
     /// Whether the allocation holds a counted reference to its pool (see
     /// [`Allocation::into_owned`]).
     pub fn is_owned(&self) -> bool {
-        matches!(*self.pool, PoolRef::Owned(_))
+        matches!(
+            self.pool.detached(),
+            Some(Detached {
+                pool: PoolRef::Owned(_),
+                ..
+            })
+        )
     }
 
     /// The allocation with a counted reference to its pool instead of a
     /// borrow: it no longer borrows the [`Mamba`](crate::Mamba) and keeps
     /// the pool's state alive until it is freed. Costs one reference-count
-    /// increment (none when already owned).
+    /// increment and one small heap allocation, which holds the counted
+    /// handle.
     pub fn into_owned(self) -> Allocation<'static> {
         let (block, pool, resident) = self.into_parts();
         let pool = match pool {
@@ -136,18 +305,17 @@ impl<'m> Allocation<'m> {
         };
         Allocation {
             block,
-            pool: ManuallyDrop::new(PoolRef::Owned(pool)),
-            resident: ManuallyDrop::new(resident),
+            pool: ManuallyDrop::new(PoolLink::from_parts(PoolRef::Owned(pool), resident)),
         }
     }
 
     /// Takes the fields out without running `Drop`.
     fn into_parts(self) -> (Block, PoolRef<'m>, Option<Pool>) {
-        let mut this = ManuallyDrop::new(self);
-        let resident = this.resident.take();
+        let this = ManuallyDrop::new(self);
         // SAFETY: `this` is never dropped nor used after this read, so the
-        // pool reference is moved out exactly once.
-        let pool = ManuallyDrop::into_inner(unsafe { std::ptr::read(&this.pool) });
+        // link is moved out exactly once.
+        let link = ManuallyDrop::into_inner(unsafe { std::ptr::read(&this.pool) });
+        let (pool, resident) = link.into_parts();
         (this.block, pool, resident)
     }
 
@@ -280,33 +448,37 @@ impl std::fmt::Debug for Allocation<'_> {
     }
 }
 
-impl Allocation<'_> {
-    /// Frees what the hot path of `Drop` does not: an allocation whose
-    /// pages were moved to another space, or one holding a counted
-    /// reference to its pool.
-    #[cold]
-    #[inline(never)]
-    fn drop_slow(&mut self) {
-        if let Some(resident) = self.resident.take() {
-            crate::placement::return_moved_pages(self.pool.get(), &resident, &self.block);
-        }
-        self.pool.get().free_block(&self.block);
-        // SAFETY: called once, from `drop`, after the last use of the pool;
-        // `resident` was emptied above, so it owns nothing left to drop.
-        unsafe { ManuallyDrop::drop(&mut self.pool) }
+/// Frees what the hot path of `Drop` does not: an allocation whose pages
+/// were moved to another space, one holding a counted reference to its
+/// pool, and any block the thread's cache does not take at once. It takes
+/// the handle's parts by value, so that the caller's handle need not live
+/// in memory for the hot path's sake.
+#[cold]
+#[inline(never)]
+fn free_slow(block: Block, link: PoolLink<'_>) {
+    let (pool, resident) = link.into_parts();
+    if let Some(resident) = resident {
+        crate::placement::return_moved_pages(pool.get(), &resident, &block);
     }
+    // An owned handle goes after the free: it may be the pool's last one.
+    pool.get().free_block(&block);
 }
 
 impl Drop for Allocation<'_> {
-    /// The hot path (a borrowed pool, pages at home) is small enough to be
-    /// inlined into the caller; everything else is out of line.
+    /// The hot path (a borrowed pool, pages at home: an untagged link; a
+    /// small block the thread's cache takes) is small enough to be inlined
+    /// into the caller; everything else is one call out of line.
     #[inline(always)]
     fn drop(&mut self) {
-        if let (PoolRef::Borrowed(pool), None) = (&*self.pool, &*self.resident) {
-            pool.free_block(&self.block);
-            return;
+        if let Some(pool) = self.pool.plain() {
+            if pool.free_cached(&self.block) {
+                return;
+            }
         }
-        self.drop_slow();
+        // SAFETY: `self` is being dropped and its link is not used again,
+        // so the link is moved out exactly once.
+        let link = unsafe { ManuallyDrop::take(&mut self.pool) };
+        free_slow(self.block, link);
     }
 }
 

@@ -472,7 +472,7 @@ impl Mamba {
     pub fn free_raw(&self, raw: RawAllocation) -> Result<()> {
         let pool = self.pool(raw.space())?;
         let block = raw.block();
-        if pool.generation() != raw.generation() || !pool.owns(block.addr, block.block_len) {
+        if pool.generation() != raw.generation() || !pool.owns(block.addr, block.block_len()) {
             return Err(Error::ForeignBlock {
                 addr: block.addr,
                 space: raw.space(),

@@ -73,7 +73,7 @@ fn real_node(pool: &Pool) -> Option<u32> {
 fn page_span(block: &Block) -> Option<(NonNull<u8>, usize)> {
     let page = sys::page_size();
     let start = block.addr.next_multiple_of(page);
-    let end = (block.addr + block.block_len) / page * page;
+    let end = (block.addr + block.block_len()) / page * page;
     (end > start).then(|| {
         (
             NonNull::new(start as *mut u8).expect("non-null"),
@@ -97,8 +97,8 @@ pub(crate) fn return_moved_pages(origin: &Pool, resident: &Pool, block: &Block) 
             tracing::warn!(error = %e, "dropping moved pages");
         }
     }
-    resident.uncharge_moved_in(block.block_len);
-    origin.unnote_moved_out(block.block_len);
+    resident.uncharge_moved_in(block.block_len());
+    origin.unnote_moved_out(block.block_len());
 }
 
 /// [`Mamba::move_pages`] to the space of `target_pool`: the pages move in
@@ -113,7 +113,7 @@ pub(crate) fn move_pages_to(a: &mut Allocation<'_>, target_pool: &Pool) -> Resul
             });
         }
     }
-    let current = a.resident.as_ref().unwrap_or(a.pool());
+    let current = a.resident().unwrap_or(a.pool());
     if current.same(target_pool) {
         return Ok(());
     }
@@ -136,8 +136,8 @@ pub(crate) fn move_pages_to(a: &mut Allocation<'_>, target_pool: &Pool) -> Resul
         }
         return Err(e);
     }
-    let was_home = a.resident.is_none();
-    if let Some(previous) = a.resident.take() {
+    let was_home = a.resident().is_none();
+    if let Some(previous) = a.take_resident() {
         previous.uncharge_moved_in(a.block_len());
     }
     match (was_home, home) {
@@ -146,7 +146,7 @@ pub(crate) fn move_pages_to(a: &mut Allocation<'_>, target_pool: &Pool) -> Resul
         _ => {}
     }
     if !home {
-        *a.resident = Some(target_pool.handle());
+        a.set_resident(target_pool.handle());
     }
     Ok(())
 }

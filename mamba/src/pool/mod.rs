@@ -24,6 +24,7 @@ use arena::{Arena, ArenaError};
 use cache::{with_cache, with_last, CacheCell, Counters, Owned, LARGE};
 use classes::{batch, class_for, slab_size, CLASS_SIZES, NUM_CLASSES};
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -120,8 +121,50 @@ pub(crate) struct Block {
     pub addr: usize,
     /// Bytes requested.
     pub len: usize,
+    /// The size class of a small block (below [`NUM_CLASSES`]), or the
+    /// bytes of an arena block (always above [`classes::MAX_SMALL`]): a
+    /// free finds the class without computing it from a length.
+    size: usize,
+}
+
+impl Block {
+    /// A block of size class `class`.
+    #[inline(always)]
+    pub(crate) fn small(addr: usize, len: usize, class: usize) -> Block {
+        debug_assert!(class < NUM_CLASSES);
+        Block {
+            addr,
+            len,
+            size: class,
+        }
+    }
+
+    /// An arena block of `block_len` bytes (more than
+    /// [`classes::MAX_SMALL`]).
+    #[inline(always)]
+    pub(crate) fn large(addr: usize, len: usize, block_len: usize) -> Block {
+        debug_assert!(block_len > classes::MAX_SMALL);
+        Block {
+            addr,
+            len,
+            size: block_len,
+        }
+    }
+
+    /// The size class of a small block; `None` for an arena block.
+    #[inline(always)]
+    pub(crate) fn class(&self) -> Option<usize> {
+        (self.size < NUM_CLASSES).then_some(self.size)
+    }
+
     /// Bytes of the block (class size or granule-rounded).
-    pub block_len: usize,
+    #[inline(always)]
+    pub(crate) fn block_len(&self) -> usize {
+        match self.class() {
+            Some(class) => CLASS_SIZES[class],
+            None => self.size,
+        }
+    }
 }
 
 /// Arena plus the slabs carved from it for size classes.
@@ -474,37 +517,36 @@ impl Pool {
     #[inline(always)]
     pub(crate) fn allocate_cached(&self, len: usize, align: usize) -> Option<Block> {
         if len.wrapping_sub(1) >= classes::MAX_SMALL {
-            return self.allocate_cached_large(len, align);
+            let (addr, block_len) = self.allocate_cached_large(len, align)?;
+            return Some(Block::large(addr, len, block_len.get()));
         }
         if align > 16 || !align.is_power_of_two() {
             return None;
         }
         // Every class size is a multiple of 16, so alignments up to 16 hold.
         let class = classes::class_of(len);
-        let block_len = CLASS_SIZES[class];
         let addr = with_last(self.generation, |c| {
             let addr = c.pop(class)?;
             c.counters(class).on_allocate(len);
             Some(addr)
         })??;
-        Some(Block {
-            addr,
-            len,
-            block_len,
-        })
+        Some(Block::small(addr, len, class))
     }
 
+    /// The large case of [`Pool::allocate_cached`]: address and length of
+    /// the block (two words, returned in registers, so that the small
+    /// case's block is not forced into memory where the two meet).
     #[inline(never)]
-    fn allocate_cached_large(&self, len: usize, align: usize) -> Option<Block> {
+    fn allocate_cached_large(&self, len: usize, align: usize) -> Option<(usize, NonZeroUsize)> {
         let granule = self.shared.granule;
         if len > isize::MAX as usize / 2 || !align.is_power_of_two() || align > granule {
             return None;
         }
-        let block_len = len.next_multiple_of(granule);
+        let block_len = NonZeroUsize::new(len.next_multiple_of(granule))?;
         let addr = with_last(self.generation, |c| {
             let rest = c.rest();
             match rest.large.last() {
-                Some(&(addr, l)) if l == block_len => {
+                Some(&(addr, l)) if l == block_len.get() => {
                     rest.large.pop();
                     rest.large_bytes -= l;
                     c.on_allocate_large(len, l);
@@ -513,11 +555,7 @@ impl Pool {
                 _ => None,
             }
         })??;
-        Some(Block {
-            addr,
-            len,
-            block_len,
-        })
+        Some((addr, block_len))
     }
 
     #[cold]
@@ -570,11 +608,7 @@ impl Pool {
     #[inline]
     fn allocate_small(&self, len: usize, class: usize) -> Result<Block> {
         let addr = self.reclaiming(|| self.take_small(len, class))?;
-        Ok(Block {
-            addr,
-            len,
-            block_len: CLASS_SIZES[class],
-        })
+        Ok(Block::small(addr, len, class))
     }
 
     #[inline]
@@ -606,9 +640,9 @@ impl Pool {
 
     fn allocate_large(&self, len: usize, align: usize) -> Result<Block> {
         let shared = &*self.shared;
-        // Frees tell blocks apart by length: a large block is never as
-        // small as a size class (only over-aligned requests get here with
-        // small lengths).
+        // A large block is never as small as a size class (only
+        // over-aligned requests get here with small lengths): `Block`
+        // tells the two kinds apart by it.
         let block_len = len
             .max(classes::MAX_SMALL + 1)
             .checked_next_multiple_of(self.shared.granule)
@@ -626,11 +660,7 @@ impl Pool {
         })
         .flatten();
         if let Some((addr, block_len)) = hit {
-            return Ok(Block {
-                addr,
-                len,
-                block_len,
-            });
+            return Ok(Block::large(addr, len, block_len));
         }
         let addr =
             self.reclaiming(|| shared.arena_allocate(&mut lock(&shared.state), block_len, align))?;
@@ -640,49 +670,53 @@ impl Pool {
                 .retired
                 .on_allocate(LARGE, len as i64, block_len as i64);
         }
-        Ok(Block {
-            addr,
-            len,
-            block_len,
-        })
+        Ok(Block::large(addr, len, block_len))
     }
 
-    /// Gives a block back (called by [`Allocation`]'s drop).
+    /// The hot path of a free: links a small block into this thread's
+    /// cache when that cache was the last one used and has room. False,
+    /// with nothing done, otherwise (callers then take
+    /// [`Pool::free_block`]).
     #[inline(always)]
-    pub(crate) fn free_block(&self, block: &Block) {
-        // Block lengths are never zero: this is `1..=MAX_SMALL`, in the form
-        // that lets the class index be known in bounds.
-        if block.block_len.wrapping_sub(1) < classes::MAX_SMALL {
-            let class = classes::class_of(block.block_len);
-            let pushed = with_last(self.generation, |c| {
-                let room = c.push(class, block.addr);
-                if room {
-                    c.counters(class).on_free(block.len);
-                }
-                room
-            });
-            if pushed == Some(true) {
-                return;
+    pub(crate) fn free_cached(&self, block: &Block) -> bool {
+        let Some(class) = block.class() else {
+            return false;
+        };
+        let pushed = with_last(self.generation, |c| {
+            let room = c.push(class, block.addr);
+            if room {
+                c.counters(class).on_free(block.len);
             }
-            self.free_block_slow(block);
-        } else {
-            self.free_large(block);
+            room
+        });
+        pushed == Some(true)
+    }
+
+    /// Gives a block back, by whichever path it takes.
+    pub(crate) fn free_block(&self, block: &Block) {
+        if self.free_cached(block) {
+            return;
+        }
+        match block.class() {
+            Some(_) => self.free_block_slow(block),
+            None => self.free_large(block),
         }
     }
 
     /// Frees an arena block into this thread's cache when it has room.
     #[inline(never)]
     fn free_large(&self, block: &Block) {
-        if block.block_len <= self.shared.settings.thread_cache_bytes {
+        let block_len = block.block_len();
+        if block_len <= self.shared.settings.thread_cache_bytes {
             let limit = self.shared.settings.thread_cache_bytes;
             let pushed = with_last(self.generation, |c| {
                 let rest = c.rest();
-                let room = rest.large.len() < LARGE_CACHE_ENTRIES
-                    && rest.large_bytes + block.block_len <= limit;
+                let room =
+                    rest.large.len() < LARGE_CACHE_ENTRIES && rest.large_bytes + block_len <= limit;
                 if room {
-                    rest.large.push((block.addr, block.block_len));
-                    rest.large_bytes += block.block_len;
-                    c.on_free_large(block.len, block.block_len);
+                    rest.large.push((block.addr, block_len));
+                    rest.large_bytes += block_len;
+                    c.on_free_large(block.len, block_len);
                 }
                 room
             });
@@ -698,14 +732,9 @@ impl Pool {
     #[cold]
     fn free_block_slow(&self, block: &Block) {
         let shared = &*self.shared;
-        let Block {
-            addr,
-            len,
-            block_len,
-        } = *block;
+        let (addr, len, block_len) = (block.addr, block.len, block.block_len());
         let done = with_cache(shared, |c| {
-            if block_len <= classes::MAX_SMALL {
-                let class = classes::class_of(block_len);
+            if let Some(class) = block.class() {
                 c.counters(class).on_free(len);
                 if !c.push_any(class, addr) {
                     shared.spill(class, c);
@@ -731,13 +760,15 @@ impl Pool {
             }
         });
         if done.is_none() {
-            if block_len <= classes::MAX_SMALL {
-                let class = classes::class_of(block_len);
-                shared.retired.on_free(class, len as i64, 0);
-                shared.central_push(class, std::iter::once(addr));
-            } else {
-                shared.retired.on_free(LARGE, len as i64, block_len as i64);
-                shared.arena_free(addr, block_len);
+            match block.class() {
+                Some(class) => {
+                    shared.retired.on_free(class, len as i64, 0);
+                    shared.central_push(class, std::iter::once(addr));
+                }
+                None => {
+                    shared.retired.on_free(LARGE, len as i64, block_len as i64);
+                    shared.arena_free(addr, block_len);
+                }
             }
         }
     }

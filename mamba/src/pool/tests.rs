@@ -137,3 +137,101 @@ fn alignments_above_the_page_are_served_and_freed() {
     ));
     assert_empty(&pool, &live);
 }
+
+#[test]
+fn blocks_know_their_class_or_their_arena_length() {
+    for (class, &size) in CLASS_SIZES.iter().enumerate() {
+        let b = Block::small(4096, 1, class);
+        assert_eq!((b.class(), b.block_len()), (Some(class), size));
+    }
+    let b = Block::large(4096, 1, classes::MAX_SMALL + 1);
+    assert_eq!((b.class(), b.block_len()), (None, classes::MAX_SMALL + 1));
+    let (pool, live) = heap_pool(1 << 20);
+    // An over-aligned small request takes a larger class; one aligned
+    // above the page, an arena block: both free back to where they came
+    // from, with the block bytes they were counted with.
+    let over = pool.allocate(48, 32).unwrap();
+    let arena = pool
+        .allocate(100, 2 * super::heap_provider::GRANULE)
+        .unwrap();
+    assert_eq!((over.block().class(), over.block_len()), (Some(3), 64));
+    assert_eq!(arena.block().class(), None);
+    assert!(arena.block_len() > classes::MAX_SMALL);
+    let st = pool.stats();
+    assert_eq!(st.in_use_blocks, 64 + arena.block_len(), "{st:?}");
+    drop((over, arena));
+    assert_empty(&pool, &live);
+}
+
+/// Charges the move of `a`'s block from its pool to `to`, as a page move
+/// does, and records it on the allocation.
+fn pretend_moved(a: &mut Allocation<'_>, to: &Pool) {
+    to.charge_moved_in(a.block_len()).unwrap();
+    a.pool().note_moved_out(a.block_len());
+    a.set_resident(to.handle());
+}
+
+#[test]
+fn every_kind_of_allocation_link_frees_into_its_own_pool() {
+    let (origin, origin_live) = heap_pool(1 << 20);
+    let (target, target_live) = heap_pool(1 << 20);
+    let counts = |p: &Pool| {
+        let st = p.stats();
+        (
+            st.allocations,
+            st.frees,
+            st.in_use,
+            st.moved_in,
+            st.moved_out,
+        )
+    };
+
+    // Borrowed, pages at home: the plain link.
+    let a = origin.allocate(64, 16).unwrap();
+    assert!(a.is_plain() && !a.is_owned() && a.resident().is_none());
+    assert!(a.pool().same(&origin));
+    drop(a);
+    assert_eq!(counts(&origin), (1, 1, 0, 0, 0));
+
+    // Borrowed, pages moved: detached; moving home makes it plain again.
+    let mut a = origin.allocate(64, 16).unwrap();
+    pretend_moved(&mut a, &target);
+    assert!(!a.is_plain() && !a.is_owned());
+    assert!(a.pool().same(&origin) && a.resident().unwrap().same(&target));
+    assert_eq!(counts(&target), (0, 0, 0, 64, 0));
+    let home = a.take_resident().unwrap();
+    home.uncharge_moved_in(a.block_len());
+    a.pool().unnote_moved_out(a.block_len());
+    assert!(a.is_plain() && a.resident().is_none());
+    pretend_moved(&mut a, &target);
+    drop(a);
+    assert_eq!(counts(&origin), (2, 2, 0, 0, 0));
+    assert_eq!(counts(&target), (0, 0, 0, 0, 0));
+
+    // Owned, moved pages kept through `into_owned`.
+    let mut a = origin.allocate(5000, 16).unwrap();
+    pretend_moved(&mut a, &target);
+    let a = a.into_owned();
+    assert!(!a.is_plain() && a.is_owned());
+    assert!(a.pool().same(&origin) && a.resident().unwrap().same(&target));
+    drop(a);
+    assert_eq!(counts(&origin), (3, 3, 0, 0, 0));
+    assert_eq!(counts(&target), (0, 0, 0, 0, 0));
+
+    // Owned, into raw and back: the moved pages go home first.
+    let mut a = origin.allocate(40_000, 16).unwrap().into_owned();
+    pretend_moved(&mut a, &target);
+    let raw = a.into_raw();
+    assert_eq!(counts(&target), (0, 0, 0, 0, 0));
+    assert_eq!(raw.generation(), origin.generation());
+    origin.free_block(&raw.block());
+    assert_eq!(counts(&origin), (4, 4, 0, 0, 0));
+
+    // An owned allocation keeps its pool alive and frees into it last.
+    let a = origin.allocate(64, 16).unwrap().into_owned();
+    drop(origin);
+    assert!(a.is_owned() && !origin_live.lock().unwrap().is_empty());
+    drop(a);
+    assert!(origin_live.lock().unwrap().is_empty());
+    assert_empty(&target, &target_live);
+}
