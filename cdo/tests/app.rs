@@ -80,7 +80,7 @@ impl Host {
         if let Some((yaml, unknown)) = setup.schema {
             let mut schema = Schema::default();
             schema.add_yaml(yaml, "test").expect("a valid schema");
-            config.schema = Some(Arc::new(schema));
+            config.schema = Arc::new(schema);
             config.unknown_attributes = unknown;
         }
         Host::Manager(Pool::start_manager(config, "host").expect("a pool manager"))

@@ -249,7 +249,7 @@ fn frames() -> Vec<(&'static str, Vec<Frame>)> {
 fn schema_ref() -> SchemaRef {
     let mut schema = Schema::default();
     schema.add_yaml(SCHEMAS[0], "seed").unwrap();
-    SchemaRef::new(Some(&schema), UnknownAttributes::Reject)
+    SchemaRef::new(&schema, UnknownAttributes::Reject)
 }
 
 const SELECTORS: [&str; 8] = [

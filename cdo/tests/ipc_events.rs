@@ -436,7 +436,7 @@ fn schema() -> Arc<Schema> {
 fn offers_are_checked_against_the_schema() {
     for unknown in [UnknownAttributes::Reject, UnknownAttributes::Drop] {
         let pm = manager_with(ManagerConfig {
-            schema: Some(schema()),
+            schema: schema(),
             unknown_attributes: unknown,
             ..ManagerConfig::default()
         });
@@ -667,7 +667,7 @@ fn second_offers_are_refused_or_versioned_by_configuration() {
 #[test]
 fn the_schema_reaches_clients_that_agree_to_it() {
     let pm = manager_with(ManagerConfig {
-        schema: Some(schema()),
+        schema: schema(),
         unknown_attributes: UnknownAttributes::Drop,
         ..ManagerConfig::default()
     });
@@ -687,7 +687,7 @@ fn the_schema_reaches_clients_that_agree_to_it() {
     // A manager that does not offer the capability sends nothing, and
     // the connection goes on as before.
     let without = manager_with(ManagerConfig {
-        schema: Some(schema()),
+        schema: schema(),
         capabilities: Capabilities::from_bits(
             Capabilities::KNOWN.bits() & !Capabilities::SCHEMA.bits(),
         ),

@@ -175,7 +175,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for file in &pool.schemas {
             schema.add_file(file)?;
         }
-        config.schema = Some(Arc::new(schema));
+        config.schema = Arc::new(schema);
         config.unknown_attributes = pool.unknown_attributes;
         config.duplicates = pool.duplicates;
     }

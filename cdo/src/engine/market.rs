@@ -911,10 +911,7 @@ impl Engine {
             attrs.into_iter().partition(|(k, _)| is_builtin(k));
         let typed = Typed::from_flat(&builtin).map_err(|e| e.to_string())?;
         let lifetime = (!typed.lifetime.is_zero()).then_some(typed.lifetime);
-        let Some(schema) = &self.config.schema else {
-            builtin.extend(user);
-            return Ok((builtin, lifetime));
-        };
+        let schema = &self.config.schema;
         let mut checked = Attributes::new();
         for (key, value) in user {
             let value = schema

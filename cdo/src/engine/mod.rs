@@ -174,9 +174,10 @@ pub struct EngineConfig {
     pub policy: FaultPolicy,
     /// How long an operation waits for its acknowledged subscribers.
     pub ack_timeout: Duration,
-    /// Schema of user attributes (`ns.key`); without one they pass as they
-    /// are. Built-in attributes are always type-checked.
-    pub schema: Option<Arc<Schema>>,
+    /// Schema of user attributes (`ns.key`); one that declares no key (the
+    /// default) lets them pass as they are. Built-in attributes are always
+    /// type-checked.
+    pub schema: Arc<Schema>,
     /// What happens to user attributes the schema does not know.
     pub unknown_attributes: UnknownAttributes,
     /// Per-client quotas.

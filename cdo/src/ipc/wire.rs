@@ -463,25 +463,24 @@ pub struct LifecycleRef {
 pub struct SchemaRef {
     /// Whether unknown user attributes are rejected (otherwise dropped).
     pub reject_unknown: bool,
-    /// Every key the schema knows; none when the manager has no schema
-    /// (a schema without keys checks no user attribute).
+    /// Every key the schema knows; none when the manager's schema declares
+    /// none (then it checks no user attribute).
     pub keys: Vec<SchemaKey>,
 }
 
 impl SchemaRef {
-    /// What a manager with `schema` (none: every key passes as it is) and
-    /// the `unknown` setting sends.
-    pub fn new(schema: Option<&Schema>, unknown: UnknownAttributes) -> SchemaRef {
-        let keys = schema.map_or_else(Vec::new, |s| {
-            s.specs()
-                .map(|(key, spec)| SchemaKey {
-                    key,
-                    ty: spec.ty.name().to_owned(),
-                    items: spec.items.map(|t| t.name().to_owned()),
-                    required: spec.required,
-                })
-                .collect()
-        });
+    /// What a manager with `schema` (one without keys lets every key
+    /// pass as it is) and the `unknown` setting sends.
+    pub fn new(schema: &Schema, unknown: UnknownAttributes) -> SchemaRef {
+        let keys = schema
+            .specs()
+            .map(|(key, spec)| SchemaKey {
+                key,
+                ty: spec.ty.name().to_owned(),
+                items: spec.items.map(|t| t.name().to_owned()),
+                required: spec.required,
+            })
+            .collect();
         SchemaRef {
             reject_unknown: unknown == UnknownAttributes::Reject,
             keys,
@@ -774,7 +773,7 @@ mod tests {
                 "test",
             )
             .unwrap();
-        let sent = SchemaRef::new(Some(&schema), UnknownAttributes::Drop);
+        let sent = SchemaRef::new(&schema, UnknownAttributes::Drop);
         let mut buf = Vec::new();
         let frame = Frame {
             id: 1,
@@ -788,7 +787,7 @@ mod tests {
         let (back, unknown) = got.schema().unwrap();
         assert_eq!(back, schema);
         assert_eq!(unknown, UnknownAttributes::Drop);
-        let (none, unknown) = SchemaRef::new(None, UnknownAttributes::Reject)
+        let (none, unknown) = SchemaRef::new(&Schema::default(), UnknownAttributes::Reject)
             .schema()
             .unwrap();
         assert!(none.is_empty());

@@ -97,9 +97,10 @@ pub struct ManagerConfig {
     pub policy: FaultPolicy,
     /// How long an operation waits for its acknowledged subscribers.
     pub ack_timeout: Duration,
-    /// Schema of user attributes (`ns.key`); without one they pass as they
-    /// are. Built-in attributes are always type-checked.
-    pub schema: Option<Arc<Schema>>,
+    /// Schema of user attributes (`ns.key`); one that declares no key (the
+    /// default) lets them pass as they are. Built-in attributes are always
+    /// type-checked.
+    pub schema: Arc<Schema>,
     /// What happens to user attributes the schema does not know.
     pub unknown_attributes: UnknownAttributes,
     /// What a second offer of a name on offer (by another client) does:
@@ -142,7 +143,7 @@ impl Default for ManagerConfig {
             allowed_uid: None,
             policy: FaultPolicy::default(),
             ack_timeout: DEFAULT_ACK_TIMEOUT,
-            schema: None,
+            schema: Arc::default(),
             unknown_attributes: UnknownAttributes::default(),
             duplicates: DuplicateOffers::default(),
             lease: DEFAULT_LEASE,
@@ -218,10 +219,7 @@ struct Shared {
 /// in one frame (its clients then leave user attributes to the manager's
 /// check at offer time, as older clients do).
 fn schema_message(config: &ManagerConfig) -> (Msg, Capabilities) {
-    let msg = Msg::Schema(SchemaRef::new(
-        config.schema.as_deref(),
-        config.unknown_attributes,
-    ));
+    let msg = Msg::Schema(SchemaRef::new(&config.schema, config.unknown_attributes));
     let mut out = Vec::new();
     let frame = Frame { id: 0, msg };
     match encode(&frame, 0, &mut out) {
