@@ -189,12 +189,19 @@ impl Registry {
     }
 
     /// The entry of `name`, created if needed, with one more handle on it.
-    pub(crate) fn acquire(&self, name: &str) -> Arc<Entry> {
+    /// `check` runs only before a name is registered: a registered name
+    /// passed it already, so a lookup that finds its entry checks nothing.
+    pub(crate) fn acquire<E>(
+        &self,
+        name: &str,
+        check: impl FnOnce(&str) -> Result<(), E>,
+    ) -> Result<Arc<Entry>, E> {
         let mut map = lock(self.shard(name));
         if let Some(e) = map.get(name) {
             e.handles.fetch_add(1, Ordering::Relaxed);
-            return Arc::clone(e);
+            return Ok(Arc::clone(e));
         }
+        check(name)?;
         let name: Arc<str> = Arc::from(name);
         let entry = Arc::new(Entry {
             name: Arc::clone(&name),
@@ -203,7 +210,7 @@ impl Registry {
             cv: Condvar::new(),
         });
         map.insert(name, Arc::clone(&entry));
-        entry
+        Ok(entry)
     }
 
     /// One more handle on an entry that already has one (so it cannot be
@@ -249,7 +256,7 @@ impl Registry {
 pub(crate) fn new_offer(
     name: &Arc<str>,
     version: u64,
-    attrs: Arc<Attributes>,
+    attrs: &Arc<Attributes>,
     data: Data,
 ) -> Arc<Offer> {
     let now = Instant::now();
@@ -257,7 +264,7 @@ pub(crate) fn new_offer(
         name: Arc::clone(name),
         version,
         expiry: lifetime_end(attrs.lifetime, now),
-        attrs,
+        attrs: Arc::clone(attrs),
         data,
         offered_at: now,
         pins: AtomicUsize::new(0),
@@ -268,12 +275,13 @@ pub(crate) fn new_offer(
 }
 
 /// [`new_offer`] in the allocation of `spare` (a withdrawn offer of the
-/// same name) when nothing else holds it.
+/// same name) when nothing else holds it; the spare's attributes stay
+/// when they are the same (shared) ones, touching no reference count.
 pub(crate) fn renew_offer(
     spare: Option<Arc<Offer>>,
     name: &Arc<str>,
     version: u64,
-    attrs: Arc<Attributes>,
+    attrs: &Arc<Attributes>,
     data: Data,
 ) -> Arc<Offer> {
     let Some(mut spare) = spare else {
@@ -285,7 +293,9 @@ pub(crate) fn renew_offer(
     let now = Instant::now();
     o.version = version;
     o.expiry = lifetime_end(attrs.lifetime, now);
-    o.attrs = attrs;
+    if !Arc::ptr_eq(&o.attrs, attrs) {
+        o.attrs = Arc::clone(attrs);
+    }
     o.data = data;
     o.offered_at = now;
     *o.pins.get_mut() = 0;

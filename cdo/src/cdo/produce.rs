@@ -10,6 +10,7 @@ use crate::lifecycle::{Op, State};
 use crate::registry::renew_offer;
 use crate::stats::Counter;
 use mamba::Policy;
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -186,19 +187,16 @@ impl Cdo<'_> {
         if size != have {
             return Err(self.inconsistent(format!("size {size} but {have} bytes attached")));
         }
-        // Changes to the handle wait until nothing can fail any more.
-        let sized = match &self.attrs {
-            Some(a) if a.size.is_some() => None,
-            None => Some(size_only_attributes(0)),
-            Some(a) => Some(Arc::new(Attributes {
+        // Changes to the handle wait until nothing can fail any more: new
+        // attributes (with the size) are kept aside until then.
+        let attrs: Cow<'_, Arc<Attributes>> = match &self.attrs {
+            Some(a) if a.size.is_some() => Cow::Borrowed(a),
+            None => Cow::Owned(size_only_attributes(0)),
+            Some(a) => Cow::Owned(Arc::new(Attributes {
                 size: Some(0),
                 ..(**a).clone()
             })),
         };
-        let attrs = sized
-            .as_ref()
-            .or(self.attrs.as_ref())
-            .map_or_else(|| size_only_attributes(0), Arc::clone);
         let offer = {
             let mut e = self.entry.lock();
             if !admits_offer(self.pool.config.duplicates, !e.live.is_empty()) {
@@ -209,7 +207,7 @@ impl Cdo<'_> {
             let data = self.buffer.take().unwrap_or_default();
             let spare = e.spare.take();
             let version = next_version(e.live.last().map(|o| o.version));
-            let offer = renew_offer(spare, &self.entry.name, version, attrs, data);
+            let offer = renew_offer(spare, &self.entry.name, version, &attrs, data);
             for slot in e.waiting.drain(..) {
                 offer.pin();
                 // Each slot is filled once: it left `waiting` just now.
@@ -221,8 +219,8 @@ impl Cdo<'_> {
             }
             offer
         };
-        if sized.is_some() {
-            self.attrs = sized;
+        if let Cow::Owned(sized) = attrs {
+            self.attrs = Some(sized);
         }
         self.state = next;
         self.pool.counters.bump(Counter::Offered);
