@@ -614,3 +614,39 @@ fn offers_on_a_reused_offer_carry_their_own_attributes() {
         assert_eq!(c.offered_attributes().unwrap().size, Some(len as u64));
     }
 }
+
+#[test]
+fn a_withdrawal_lets_the_data_go_and_the_producer_still_tells_its_offer() {
+    let env = common::env();
+    let pool = &env.pool;
+    let in_use = || -> usize { pool.mamba().stats().iter().map(|(_, s)| s.in_use).sum() };
+    let before = in_use();
+    for round in 0..3u64 {
+        let mut p = pool.declare("let/go").unwrap();
+        p.set_priority(cdo::Priority::Output).unwrap();
+        p.write(&[9; 4096]).unwrap();
+        p.seal().unwrap();
+        p.offer().unwrap();
+        let mut c = pool.declare("let/go").unwrap();
+        c.require().unwrap();
+        let data = c.demand().unwrap();
+        c.dispose().unwrap();
+        p.withdraw().unwrap();
+        assert_eq!(in_use(), before + 4096, "the consumer's view holds it");
+        drop(data);
+        drop(c);
+        assert_eq!(in_use(), before, "withdrawn and unread: let go");
+        // Version 0 each round: the name had no offer left.
+        assert_eq!(p.version(), Some(0), "round {round}");
+        let attrs = p.offered_attributes().unwrap();
+        assert_eq!(attrs.size, Some(4096));
+        assert_eq!(attrs.priority, cdo::Priority::Output);
+        p.dispose().unwrap();
+        assert_eq!(p.version(), None, "a disposed producer tells no offer");
+        assert!(matches!(
+            p.withdraw(),
+            Err(Error::InvalidState { ref name, .. }) if &**name == "let/go"
+        ));
+    }
+    assert_eq!(pool.names(), 0);
+}

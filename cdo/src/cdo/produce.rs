@@ -268,12 +268,25 @@ impl Cdo<'_> {
         let Some(offer) = self.offer.as_ref() else {
             return Err(self.inconsistent("offered without an offer".into()));
         };
-        loop {
+        let (version, place, data) = loop {
             {
                 let mut e = self.entry.lock();
                 if !offer.pinned() && offer.expired() {
                     e.live.retain(|o| !Arc::ptr_eq(o, offer));
-                    break;
+                    let (version, place) = (offer.version, offer.data.place());
+                    // Nothing else holds the record (no consumer group
+                    // does): it becomes the allocation of the name's next
+                    // offer, under the lock taken anyway, and its data is
+                    // let go (after the lock).
+                    let mut withdrawn = self.offer.take();
+                    let data = withdrawn
+                        .as_mut()
+                        .and_then(Arc::get_mut)
+                        .map(|o| std::mem::take(&mut o.data));
+                    if data.is_some() {
+                        e.spare = withdrawn;
+                    }
+                    break (version, place, data);
                 }
             }
             let now = Instant::now();
@@ -288,10 +301,12 @@ impl Cdo<'_> {
                 let wake = deadline.map_or(expiry, |d| d.min(expiry));
                 std::thread::sleep(wake.saturating_duration_since(now));
             }
-        }
+        };
+        drop(data);
+        self.withdrawn = Some(version);
         self.state = next;
         self.pool.counters.bump(Counter::Withdrawn);
-        self.emit(EventKind::Withdraw, Some(offer))?;
+        self.emit_about(EventKind::Withdraw, Some(version), place, None)?;
         Ok(true)
     }
 }
