@@ -207,7 +207,8 @@ impl Cdo<'_> {
             let data = self.buffer.take().unwrap_or_default();
             let spare = e.spare.take();
             let version = next_version(e.live.last().map(|o| o.version));
-            let offer = renew_offer(spare, &self.entry.name, version, &attrs, data);
+            let order = self.pool.registry.next_order();
+            let offer = renew_offer(spare, &self.entry.name, version, order, &attrs, data);
             for slot in e.waiting.drain(..) {
                 offer.pin();
                 // Each slot is filled once: it left `waiting` just now.
