@@ -314,9 +314,7 @@ impl Bus {
                     }
                 });
             }
-            offers.sort_by(|a, b| {
-                (a.offered_at, &a.name, a.version).cmp(&(b.offered_at, &b.name, b.version))
-            });
+            offers.sort_by_key(|o| o.order);
             let mut keys = HashSet::with_capacity(offers.len());
             for o in offers {
                 keys.insert((Arc::clone(&o.name), o.version));

@@ -194,8 +194,8 @@ impl Pool {
     /// # Errors
     /// [`Error::InvalidName`].
     pub fn declare(&self, name: &str) -> Result<Cdo<'_>> {
-        check_name(name)?;
-        Ok(self.shared.declare(self.shared.registry.acquire(name)))
+        let entry = self.shared.registry.acquire(name, check_name)?;
+        Ok(self.shared.declare(entry))
     }
 
     /// Looks `name` up once: declaring through the returned [`Name`] skips
@@ -204,10 +204,9 @@ impl Pool {
     /// # Errors
     /// [`Error::InvalidName`].
     pub fn name(&self, name: &str) -> Result<Name<'_>> {
-        check_name(name)?;
         Ok(Name {
             pool: &self.shared,
-            entry: self.shared.registry.acquire(name),
+            entry: self.shared.registry.acquire(name, check_name)?,
         })
     }
 

@@ -7,7 +7,7 @@ use crate::engine::rules::lifetime_end;
 use crossbeam_utils::CachePadded;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 use std::time::Instant;
@@ -25,8 +25,9 @@ pub(crate) struct Offer {
     pub version: u64,
     pub attrs: Arc<Attributes>,
     pub data: Data,
-    /// When it was offered: the order of a replay to a late subscriber.
-    pub offered_at: Instant,
+    /// Its place in the pool's offer order ([`Registry::next_order`]): the
+    /// order of a replay to a late subscriber.
+    pub order: u64,
     /// When the lifetime ends; `None` for no lifetime.
     pub expiry: Option<Instant>,
     pins: AtomicUsize,
@@ -171,17 +172,27 @@ const SHARDS: usize = 64;
 /// apart.
 pub(crate) struct Registry {
     shards: Box<[CachePadded<Mutex<Map>>]>,
+    /// The next offer's place in the offer order.
+    offers: CachePadded<AtomicU64>,
 }
 
 impl Default for Registry {
     fn default() -> Self {
         Registry {
             shards: (0..SHARDS).map(|_| CachePadded::default()).collect(),
+            offers: CachePadded::default(),
         }
     }
 }
 
 impl Registry {
+    /// A place in the offer order, after every offer that took effect
+    /// before this call (one counter orders them all, unlike a clock,
+    /// whose reads may tie) and cheaper than a clock read.
+    pub(crate) fn next_order(&self) -> u64 {
+        self.offers.fetch_add(1, Ordering::Relaxed)
+    }
+
     fn shard(&self, name: &str) -> &Mutex<Map> {
         let mut h = NameHasher::default();
         name.hash(&mut h);
@@ -189,12 +200,19 @@ impl Registry {
     }
 
     /// The entry of `name`, created if needed, with one more handle on it.
-    pub(crate) fn acquire(&self, name: &str) -> Arc<Entry> {
+    /// `check` runs only before a name is registered: a registered name
+    /// passed it already, so a lookup that finds its entry checks nothing.
+    pub(crate) fn acquire<E>(
+        &self,
+        name: &str,
+        check: impl FnOnce(&str) -> Result<(), E>,
+    ) -> Result<Arc<Entry>, E> {
         let mut map = lock(self.shard(name));
         if let Some(e) = map.get(name) {
             e.handles.fetch_add(1, Ordering::Relaxed);
-            return Arc::clone(e);
+            return Ok(Arc::clone(e));
         }
+        check(name)?;
         let name: Arc<str> = Arc::from(name);
         let entry = Arc::new(Entry {
             name: Arc::clone(&name),
@@ -203,7 +221,7 @@ impl Registry {
             cv: Condvar::new(),
         });
         map.insert(name, Arc::clone(&entry));
-        entry
+        Ok(entry)
     }
 
     /// One more handle on an entry that already has one (so it cannot be
@@ -245,21 +263,30 @@ impl Registry {
     }
 }
 
-/// Creates an offer record.
+/// When an offer with `attrs` made now ends its lifetime; the clock is
+/// read only for a lifetime.
+fn expiry(attrs: &Attributes) -> Option<Instant> {
+    if attrs.lifetime.is_zero() {
+        return None;
+    }
+    lifetime_end(attrs.lifetime, Instant::now())
+}
+
+/// Creates an offer record, `order` in the offer order.
 pub(crate) fn new_offer(
     name: &Arc<str>,
     version: u64,
-    attrs: Arc<Attributes>,
+    order: u64,
+    attrs: &Arc<Attributes>,
     data: Data,
 ) -> Arc<Offer> {
-    let now = Instant::now();
     Arc::new(Offer {
         name: Arc::clone(name),
         version,
-        expiry: lifetime_end(attrs.lifetime, now),
-        attrs,
+        expiry: expiry(attrs),
+        attrs: Arc::clone(attrs),
         data,
-        offered_at: now,
+        order,
         pins: AtomicUsize::new(0),
         waiters: AtomicUsize::new(0),
         wakers: Mutex::default(),
@@ -268,26 +295,29 @@ pub(crate) fn new_offer(
 }
 
 /// [`new_offer`] in the allocation of `spare` (a withdrawn offer of the
-/// same name) when nothing else holds it.
+/// same name) when nothing else holds it; the spare's attributes stay
+/// when they are the same (shared) ones, touching no reference count.
 pub(crate) fn renew_offer(
     spare: Option<Arc<Offer>>,
     name: &Arc<str>,
     version: u64,
-    attrs: Arc<Attributes>,
+    order: u64,
+    attrs: &Arc<Attributes>,
     data: Data,
 ) -> Arc<Offer> {
     let Some(mut spare) = spare else {
-        return new_offer(name, version, attrs, data);
+        return new_offer(name, version, order, attrs, data);
     };
     let Some(o) = Arc::get_mut(&mut spare) else {
-        return new_offer(name, version, attrs, data);
+        return new_offer(name, version, order, attrs, data);
     };
-    let now = Instant::now();
     o.version = version;
-    o.expiry = lifetime_end(attrs.lifetime, now);
-    o.attrs = attrs;
+    o.expiry = expiry(attrs);
+    if !Arc::ptr_eq(&o.attrs, attrs) {
+        o.attrs = Arc::clone(attrs);
+    }
     o.data = data;
-    o.offered_at = now;
+    o.order = order;
     *o.pins.get_mut() = 0;
     *o.waiters.get_mut() = 0;
     o.wakers

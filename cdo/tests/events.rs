@@ -237,3 +237,30 @@ fn a_replay_selects_like_the_live_events() {
     let e = offers.poll().expect("the live withdrawal");
     assert_eq!((e.kind, &*e.name), (EventKind::Withdraw, "r/b"));
 }
+
+/// A replay comes in offer order, whatever the names: an offer that
+/// takes over a withdrawn one's record takes its own place in the order.
+#[test]
+fn a_replay_comes_in_offer_order() {
+    let env = common::env();
+    let pool = &env.pool;
+    let offer = |name: &str| {
+        let mut p = pool.declare(name).unwrap();
+        p.seal().unwrap();
+        p.offer().unwrap();
+        p
+    };
+    let mut first_z = offer("order/z");
+    let _a = offer("order/a");
+    first_z.withdraw().unwrap();
+    first_z.dispose().unwrap();
+    let _z = offer("order/z");
+    let _m = offer("order/m");
+    let replay = pool
+        .subscribe_replay("", EventKind::Offer.into(), false)
+        .unwrap();
+    let names: Vec<String> = std::iter::from_fn(|| replay.poll())
+        .map(|e| e.name.to_string())
+        .collect();
+    assert_eq!(names, ["order/a", "order/z", "order/m"]);
+}

@@ -512,3 +512,141 @@ fn names_looked_up_once_declare_without_lookup() {
     assert_eq!(pool.names(), 0);
     assert_eq!(pool.stats().declared, 9);
 }
+
+#[test]
+fn a_failed_demand_stays_required_and_keeps_its_offer_pinned() {
+    use cdo::{Delivery, LocalTransport, Pool, Schema, Transport, Want};
+    use std::sync::Arc;
+
+    /// Fails the first hand-over, then delivers.
+    #[derive(Debug)]
+    struct FailsOnce {
+        inner: LocalTransport,
+        failed: AtomicBool,
+    }
+    impl Transport for FailsOnce {
+        fn deliver(
+            &self,
+            name: &Arc<str>,
+            offered: &cdo::Data,
+            want: &Want<'_>,
+        ) -> cdo::Result<Delivery> {
+            if !self.failed.swap(true, Ordering::SeqCst) {
+                return Err(Error::Layout {
+                    name: Arc::clone(name),
+                    reason: "refused once".into(),
+                });
+            }
+            self.inner.deliver(name, offered, want)
+        }
+    }
+    let (mamba, _dir) = common::mamba();
+    let transport = FailsOnce {
+        inner: LocalTransport::new(Arc::clone(&mamba)),
+        failed: AtomicBool::new(false),
+    };
+    let pool = Pool::with_parts(
+        mamba,
+        PoolConfig::default(),
+        Schema::default(),
+        Box::new(transport),
+    );
+    // Matched at require (offer first), and waiting at require (offer
+    // later): both keep the offer pinned through a failed demand.
+    for offer_first in [true, false] {
+        let mut p = pool.declare("fails/once").unwrap();
+        p.write(b"xyz").unwrap();
+        p.seal().unwrap();
+        let mut c = pool.declare("fails/once").unwrap();
+        if offer_first {
+            p.offer().unwrap();
+            c.require().unwrap();
+        } else {
+            c.require().unwrap();
+            p.offer().unwrap();
+        }
+        if offer_first {
+            assert!(matches!(c.demand(), Err(Error::Layout { .. })));
+            assert_eq!(c.state(), State::Required);
+            assert!(!p.try_withdraw().unwrap(), "the offer is still pinned");
+        }
+        assert_eq!(c.demand().unwrap().as_slice().unwrap(), b"xyz");
+        assert!(p.try_withdraw().unwrap(), "the demand unpinned it");
+        c.dispose().unwrap();
+        p.dispose().unwrap();
+    }
+    assert_eq!(pool.names(), 0);
+}
+
+#[test]
+fn offers_on_a_reused_offer_carry_their_own_attributes() {
+    let env = common::env();
+    let pool = &env.pool;
+    // Each offer takes over the withdrawn one's allocation; its attributes
+    // are its own, whether set, size-only or none.
+    for (len, priority) in [
+        (0, None),
+        (8, None),
+        (8, Some(cdo::Priority::Output)),
+        (0, Some(cdo::Priority::Checkpoint)),
+        (8, None),
+        (0, None),
+    ] {
+        let mut p = pool.declare("reused/offer").unwrap();
+        if let Some(priority) = priority {
+            p.set_priority(priority).unwrap();
+        }
+        p.write(&vec![3; len]).unwrap();
+        p.seal().unwrap();
+        p.offer().unwrap();
+        let mut c = pool.declare("reused/offer").unwrap();
+        c.require().unwrap();
+        assert_eq!(c.demand().unwrap().len(), len);
+        let got = c.offered_attributes().unwrap();
+        assert_eq!(got.size, Some(len as u64));
+        assert_eq!(got.priority, priority.unwrap_or_default());
+        assert_eq!(p.offered_attributes().unwrap().size, Some(len as u64));
+        assert_eq!(p.attributes().size, Some(len as u64));
+        c.dispose().unwrap();
+        p.withdraw().unwrap();
+        p.dispose().unwrap();
+        // The consumer's attributes outlive the next offer's reuse.
+        assert_eq!(c.offered_attributes().unwrap().size, Some(len as u64));
+    }
+}
+
+#[test]
+fn a_withdrawal_lets_the_data_go_and_the_producer_still_tells_its_offer() {
+    let env = common::env();
+    let pool = &env.pool;
+    let in_use = || -> usize { pool.mamba().stats().iter().map(|(_, s)| s.in_use).sum() };
+    let before = in_use();
+    for round in 0..3u64 {
+        let mut p = pool.declare("let/go").unwrap();
+        p.set_priority(cdo::Priority::Output).unwrap();
+        p.write(&[9; 4096]).unwrap();
+        p.seal().unwrap();
+        p.offer().unwrap();
+        let mut c = pool.declare("let/go").unwrap();
+        c.require().unwrap();
+        let data = c.demand().unwrap();
+        c.dispose().unwrap();
+        p.withdraw().unwrap();
+        assert_eq!(in_use(), before + 4096, "the consumer's view holds it");
+        drop(data);
+        drop(c);
+        assert_eq!(in_use(), before, "withdrawn and unread: let go");
+        // Version 0 each round: the name had no offer left.
+        assert_eq!(p.version(), Some(0), "round {round}");
+        let attrs = p.offered_attributes().unwrap();
+        assert_eq!(attrs.size, Some(4096));
+        assert_eq!(attrs.priority, cdo::Priority::Output);
+        p.dispose().unwrap();
+        assert_eq!(p.version(), None, "a disposed producer tells no offer");
+        assert!(matches!(
+            p.withdraw(),
+            Err(Error::InvalidState { ref name, .. }) if &**name == "let/go"
+        ));
+    }
+    assert_eq!(pool.names(), 0);
+}

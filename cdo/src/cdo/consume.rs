@@ -4,7 +4,7 @@ use super::{Cdo, Pin, Received};
 use crate::data::Data;
 use crate::error::{Error, Result};
 use crate::events::EventKind;
-use crate::lifecycle::Op;
+use crate::lifecycle::{Op, State};
 use crate::registry::{Offer, Slot};
 use crate::stats::Counter;
 use crate::transport::Want;
@@ -81,9 +81,9 @@ impl Cdo<'_> {
     /// [`Error::InvalidState`] unless required; memory and layout errors of
     /// a copy (the handle stays required).
     pub fn demand(&mut self) -> Result<Data> {
-        self.check(Op::Demand)?;
-        let offer = self.matched_offer(None);
-        self.finish_demand(offer, Duration::MAX)
+        let next = self.check(Op::Demand)?;
+        let offer = self.take_offer(None);
+        self.finish_demand(next, offer, Duration::MAX)
     }
 
     /// [`Cdo::demand`], giving up after `timeout`.
@@ -91,9 +91,9 @@ impl Cdo<'_> {
     /// # Errors
     /// As [`Cdo::demand`]; [`Error::Timeout`] (still required).
     pub fn demand_timeout(&mut self, timeout: Duration) -> Result<Data> {
-        self.check(Op::Demand)?;
-        let offer = self.matched_offer(Instant::now().checked_add(timeout));
-        self.finish_demand(offer, timeout)
+        let next = self.check(Op::Demand)?;
+        let offer = self.take_offer(Instant::now().checked_add(timeout));
+        self.finish_demand(next, offer, timeout)
     }
 
     /// [`Cdo::demand`] without waiting: `None` (still required) when no
@@ -102,15 +102,42 @@ impl Cdo<'_> {
     /// # Errors
     /// As [`Cdo::demand`].
     pub fn try_demand(&mut self) -> Result<Option<Data>> {
-        self.check(Op::Demand)?;
-        match self.matched_offer(Some(Instant::now())) {
+        let next = self.check(Op::Demand)?;
+        match self.take_offer(Some(Instant::now())) {
             None => Ok(None),
-            offer => self.finish_demand(offer, Duration::ZERO).map(Some),
+            offer => self.finish_demand(next, offer, Duration::ZERO).map(Some),
         }
     }
 
-    fn finish_demand(&mut self, offer: Option<Arc<Offer>>, waited: Duration) -> Result<Data> {
-        let next = self.check(Op::Demand)?;
+    /// [`Cdo::matched_offer`] for a demand: a matched offer is moved out
+    /// of the pin (no reference count touched), so the demand must put it
+    /// back ([`Cdo::restore_pin`]) when it fails.
+    fn take_offer(&mut self, deadline: Option<Instant>) -> Option<Arc<Offer>> {
+        match self.pin.take() {
+            Some(Pin::Matched(o)) => Some(o),
+            pin => {
+                self.pin = pin;
+                self.matched_offer(deadline)
+            }
+        }
+    }
+
+    /// Undoes [`Cdo::take_offer`] after a failed demand: the handle stays
+    /// required and matched with `offer`, which it still pins.
+    fn restore_pin(&mut self, offer: Arc<Offer>) {
+        if self.pin.is_none() {
+            self.pin = Some(Pin::Matched(offer));
+        }
+    }
+
+    /// Hands `offer` (from [`Cdo::take_offer`]) over; the handle goes to
+    /// `next` when it succeeds and stays required when it fails.
+    fn finish_demand(
+        &mut self,
+        next: State,
+        offer: Option<Arc<Offer>>,
+        waited: Duration,
+    ) -> Result<Data> {
         let Some(offer) = offer else {
             return Err(Error::Timeout {
                 name: Arc::clone(&self.entry.name),
@@ -128,10 +155,17 @@ impl Cdo<'_> {
             order: self.attributes().wanted_order,
             layout,
         };
-        let delivery = self
+        let delivery = match self
             .pool
             .transport
-            .deliver(&self.entry.name, &offer.data, &want)?;
+            .deliver(&self.entry.name, &offer.data, &want)
+        {
+            Ok(d) => d,
+            Err(e) => {
+                self.restore_pin(offer);
+                return Err(e);
+            }
+        };
         if let (Some(from), Some(to)) = (offer.data.space(), delivery.data.space()) {
             self.pool
                 .counters

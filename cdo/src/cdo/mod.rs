@@ -21,6 +21,7 @@ use crate::lifecycle::{Op, State};
 use crate::pool::Shared;
 use crate::registry::{Entry, Offer, Slot};
 use crate::stats::Counter;
+use mamba::{SpaceId, Tier};
 use std::sync::Arc;
 use tracing::warn;
 
@@ -63,7 +64,11 @@ pub struct Cdo<'p> {
     attrs: Option<Arc<Attributes>>,
     /// The producer's data before the offer.
     buffer: Option<Data>,
+    /// The producer's offer while it is offered.
     offer: Option<Arc<Offer>>,
+    /// The version of the offer this producer withdrew (the offer record
+    /// itself went back to the name's entry).
+    withdrawn: Option<u64>,
     pin: Option<Pin>,
     received: Option<Received>,
 }
@@ -98,6 +103,7 @@ impl<'p> Cdo<'p> {
             attrs: attrs.cloned(),
             buffer: None,
             offer: None,
+            withdrawn: None,
             pin: None,
             received: None,
         }
@@ -129,7 +135,9 @@ impl<'p> Cdo<'p> {
         match (&self.offer, &self.received) {
             (Some(o), _) => Some(&o.attrs),
             (None, Some(r)) => Some(&r.attrs),
-            (None, None) => None,
+            // A producer's attributes are those of its offer: they are
+            // frozen from the seal on.
+            (None, None) => self.withdrawn.map(|_| self.attributes()),
         }
     }
 
@@ -138,7 +146,7 @@ impl<'p> Cdo<'p> {
         match (&self.offer, &self.received) {
             (Some(o), _) => Some(o.version),
             (None, Some(r)) => Some(r.version),
-            (None, None) => None,
+            (None, None) => self.withdrawn,
         }
     }
 
@@ -173,35 +181,47 @@ impl<'p> Cdo<'p> {
         })
     }
 
-    /// Raises the event `kind` of this CDO; [`Error::AckTimeout`] when its
-    /// acknowledged subscribers do not answer in time under the fail-fast
-    /// policy (the operation has taken effect all the same).
+    /// Raises the event `kind` of this CDO, about `offer` when given;
+    /// [`Error::AckTimeout`] when its acknowledged subscribers do not
+    /// answer in time under the fail-fast policy (the operation has taken
+    /// effect all the same).
     #[inline]
     fn emit(&self, kind: EventKind, offer: Option<&Offer>) -> Result<()> {
         if !self.pool.bus.active() {
             return Ok(());
         }
+        match offer {
+            Some(o) => self.emit_about(kind, Some(o.version), o.data.place(), Some(&o.attrs)),
+            None => self.emit_about(kind, None, None, None),
+        }
+    }
+
+    /// [`Cdo::emit`] from what the event says: the version and place of
+    /// the offer, and its attributes (the handle's when `None`).
+    #[inline]
+    fn emit_about(
+        &self,
+        kind: EventKind,
+        version: Option<u64>,
+        place: Option<(SpaceId, Tier)>,
+        attrs: Option<&Arc<Attributes>>,
+    ) -> Result<()> {
+        if !self.pool.bus.active() {
+            return Ok(());
+        }
         let none: Arc<Attributes>;
-        let subject = match offer {
-            Some(o) => Subject {
-                name: &self.entry.name,
-                version: Some(o.version),
-                place: o.data.place(),
-                attrs: &o.attrs,
-            },
-            None => Subject {
-                name: &self.entry.name,
-                version: None,
-                place: None,
-                attrs: match &self.attrs {
-                    Some(a) => a,
-                    None => {
-                        // Events are raised only with subscribers: this
-                        // allocation is not on the path of a pool without.
-                        none = Arc::default();
-                        &none
-                    }
-                },
+        let subject = Subject {
+            name: &self.entry.name,
+            version,
+            place,
+            attrs: match attrs.or(self.attrs.as_ref()) {
+                Some(a) => a,
+                None => {
+                    // Events are raised only with subscribers: this
+                    // allocation is not on the path of a pool without.
+                    none = Arc::default();
+                    &none
+                }
             },
         };
         let waited = self.pool.config.ack_timeout;
@@ -249,18 +269,6 @@ impl<'p> Cdo<'p> {
         }
     }
 
-    /// Keeps the withdrawn offer's allocation for the name's next offer
-    /// when nothing else holds it (its data is let go at once).
-    fn recycle_offer(&mut self) {
-        let Some(mut offer) = self.offer.take() else {
-            return;
-        };
-        if let Some(o) = Arc::get_mut(&mut offer) {
-            o.data = Data::empty();
-            self.entry.lock().spare = Some(offer);
-        }
-    }
-
     /// Ends the handle. Data already received stays valid.
     ///
     /// # Errors
@@ -269,7 +277,7 @@ impl<'p> Cdo<'p> {
         let next = self.check(Op::Dispose)?;
         self.state = next;
         self.buffer = None;
-        self.recycle_offer();
+        self.withdrawn = None;
         self.pool.counters.bump(Counter::Disposed);
         let raised = self.emit(EventKind::Dispose, None);
         self.pool.registry.release(&self.entry);
@@ -287,7 +295,6 @@ impl Drop for Cdo<'_> {
                 }
             }
             State::Required => self.unmatch(),
-            State::Withdrawn => self.recycle_offer(),
             _ => {}
         }
         self.pool.registry.release(&self.entry);

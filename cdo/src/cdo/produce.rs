@@ -10,6 +10,7 @@ use crate::lifecycle::{Op, State};
 use crate::registry::renew_offer;
 use crate::stats::Counter;
 use mamba::Policy;
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -186,19 +187,16 @@ impl Cdo<'_> {
         if size != have {
             return Err(self.inconsistent(format!("size {size} but {have} bytes attached")));
         }
-        // Changes to the handle wait until nothing can fail any more.
-        let sized = match &self.attrs {
-            Some(a) if a.size.is_some() => None,
-            None => Some(size_only_attributes(0)),
-            Some(a) => Some(Arc::new(Attributes {
+        // Changes to the handle wait until nothing can fail any more: new
+        // attributes (with the size) are kept aside until then.
+        let attrs: Cow<'_, Arc<Attributes>> = match &self.attrs {
+            Some(a) if a.size.is_some() => Cow::Borrowed(a),
+            None => Cow::Owned(size_only_attributes(0)),
+            Some(a) => Cow::Owned(Arc::new(Attributes {
                 size: Some(0),
                 ..(**a).clone()
             })),
         };
-        let attrs = sized
-            .as_ref()
-            .or(self.attrs.as_ref())
-            .map_or_else(|| size_only_attributes(0), Arc::clone);
         let offer = {
             let mut e = self.entry.lock();
             if !admits_offer(self.pool.config.duplicates, !e.live.is_empty()) {
@@ -209,7 +207,8 @@ impl Cdo<'_> {
             let data = self.buffer.take().unwrap_or_default();
             let spare = e.spare.take();
             let version = next_version(e.live.last().map(|o| o.version));
-            let offer = renew_offer(spare, &self.entry.name, version, attrs, data);
+            let order = self.pool.registry.next_order();
+            let offer = renew_offer(spare, &self.entry.name, version, order, &attrs, data);
             for slot in e.waiting.drain(..) {
                 offer.pin();
                 // Each slot is filled once: it left `waiting` just now.
@@ -221,8 +220,8 @@ impl Cdo<'_> {
             }
             offer
         };
-        if sized.is_some() {
-            self.attrs = sized;
+        if let Cow::Owned(sized) = attrs {
+            self.attrs = Some(sized);
         }
         self.state = next;
         self.pool.counters.bump(Counter::Offered);
@@ -270,12 +269,25 @@ impl Cdo<'_> {
         let Some(offer) = self.offer.as_ref() else {
             return Err(self.inconsistent("offered without an offer".into()));
         };
-        loop {
+        let (version, place, data) = loop {
             {
                 let mut e = self.entry.lock();
                 if !offer.pinned() && offer.expired() {
                     e.live.retain(|o| !Arc::ptr_eq(o, offer));
-                    break;
+                    let (version, place) = (offer.version, offer.data.place());
+                    // Nothing else holds the record (no consumer group
+                    // does): it becomes the allocation of the name's next
+                    // offer, under the lock taken anyway, and its data is
+                    // let go (after the lock).
+                    let mut withdrawn = self.offer.take();
+                    let data = withdrawn
+                        .as_mut()
+                        .and_then(Arc::get_mut)
+                        .map(|o| std::mem::take(&mut o.data));
+                    if data.is_some() {
+                        e.spare = withdrawn;
+                    }
+                    break (version, place, data);
                 }
             }
             let now = Instant::now();
@@ -290,10 +302,12 @@ impl Cdo<'_> {
                 let wake = deadline.map_or(expiry, |d| d.min(expiry));
                 std::thread::sleep(wake.saturating_duration_since(now));
             }
-        }
+        };
+        drop(data);
+        self.withdrawn = Some(version);
         self.state = next;
         self.pool.counters.bump(Counter::Withdrawn);
-        self.emit(EventKind::Withdraw, Some(offer))?;
+        self.emit_about(EventKind::Withdraw, Some(version), place, None)?;
         Ok(true)
     }
 }
