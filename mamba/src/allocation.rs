@@ -129,7 +129,7 @@ impl<'m> PoolLink<'m> {
         }
         // SAFETY: a tagged link owns the box at `untagged`, and `this` is
         // never dropped: the box is taken back exactly once.
-        let d = unsafe { Box::from_raw(this.untagged()) };
+        let d = unsafe { spare::unbox(this.untagged()) };
         (d.pool, d.resident)
     }
 
@@ -138,9 +138,9 @@ impl<'m> PoolLink<'m> {
         match (pool, resident) {
             (PoolRef::Borrowed(p), None) => PoolLink::borrowed(p),
             (pool, resident) => {
-                let d = Box::leak(Box::new(Detached { pool, resident }));
+                let d = spare::boxed(Detached { pool, resident });
                 PoolLink {
-                    ptr: NonNull::from(d).cast::<u8>().map_addr(|a| a | DETACHED),
+                    ptr: d.cast::<u8>().map_addr(|a| a | DETACHED),
                     _holds: PhantomData,
                 }
             }
@@ -153,8 +153,89 @@ impl Drop for PoolLink<'_> {
         if self.plain().is_none() {
             // SAFETY: a tagged link owns the box at `untagged`; it is being
             // dropped, so the box is taken back exactly once.
-            drop(unsafe { Box::from_raw(self.untagged()) });
+            drop(unsafe { spare::unbox(self.untagged()) });
         }
+    }
+}
+
+/// Boxes for [`Detached`], kept per thread once freed: making an
+/// allocation owned ([`Allocation::into_owned`]) takes one, its free gives
+/// it back, so that a steady state of owned allocations (a solver's
+/// per-iteration scratch, CDO data) makes no heap allocation after the
+/// first round.
+pub(crate) mod spare {
+    use super::Detached;
+    use std::cell::RefCell;
+    use std::mem::MaybeUninit;
+    use std::ptr::NonNull;
+
+    /// Most boxes a thread keeps.
+    pub(crate) const KEPT: usize = 64;
+
+    /// Empty boxes (their contents moved out), freed with the thread.
+    struct Boxes(Vec<NonNull<MaybeUninit<Detached<'static>>>>);
+
+    impl Drop for Boxes {
+        fn drop(&mut self) {
+            for b in self.0.drain(..) {
+                // SAFETY: every pointer here came from a `Box` of this
+                // type (see `boxed` and `unbox`) and is freed only here,
+                // once, without reading its (moved-out) contents.
+                drop(unsafe { Box::from_raw(b.as_ptr()) });
+            }
+        }
+    }
+
+    thread_local! {
+        static SPARE: RefCell<Boxes> = const { RefCell::new(Boxes(Vec::new())) };
+    }
+
+    /// How many empty boxes this thread keeps now.
+    #[cfg(test)]
+    pub(crate) fn kept() -> usize {
+        SPARE.with(|s| s.borrow().0.len())
+    }
+
+    /// `d` in a box: a kept one when the thread has one.
+    pub(super) fn boxed<'m>(d: Detached<'m>) -> NonNull<Detached<'m>> {
+        let kept = SPARE.try_with(|s| s.borrow_mut().0.pop()).ok().flatten();
+        let b = kept.unwrap_or_else(|| NonNull::from(Box::leak(Box::new(MaybeUninit::uninit()))));
+        // Lifetimes do not change a type's layout: a box made for
+        // `Detached<'static>` holds a `Detached<'m>`.
+        let b = b.cast::<Detached<'m>>();
+        // SAFETY: `b` is a live, empty box of the right layout, owned here.
+        unsafe { b.as_ptr().write(d) };
+        b
+    }
+
+    /// Moves the contents out of box `b` and keeps the box for this thread
+    /// (or frees it when the thread keeps enough).
+    ///
+    /// # Safety
+    /// `b` came from [`boxed`] and is unboxed once.
+    pub(super) unsafe fn unbox<'m>(b: *mut Detached<'m>) -> Detached<'m> {
+        // SAFETY: by the contract, `b` holds a value written by `boxed`
+        // that nobody else reads or frees.
+        let d = unsafe { b.read() };
+        let empty = b.cast::<MaybeUninit<Detached<'static>>>();
+        // SAFETY: `b` is not null (it came from a box).
+        let empty = unsafe { NonNull::new_unchecked(empty) };
+        let kept = SPARE
+            .try_with(|s| {
+                let mut s = s.borrow_mut();
+                let room = s.0.len() < KEPT;
+                if room {
+                    s.0.push(empty);
+                }
+                room
+            })
+            .unwrap_or(false);
+        if !kept {
+            // SAFETY: the box came from `Box` (see `boxed`), its contents
+            // were moved out above, and it is freed once, here.
+            drop(unsafe { Box::from_raw(empty.as_ptr()) });
+        }
+        d
     }
 }
 
@@ -295,8 +376,9 @@ impl<'m> Allocation<'m> {
     /// The allocation with a counted reference to its pool instead of a
     /// borrow: it no longer borrows the [`Mamba`](crate::Mamba) and keeps
     /// the pool's state alive until it is freed. Costs one reference-count
-    /// increment and one small heap allocation, which holds the counted
-    /// handle.
+    /// increment and a small box for the counted handle: an owned
+    /// allocation freed on a thread leaves its box to the thread's next
+    /// one, so only the first (or more than 64 at once) touch the heap.
     pub fn into_owned(self) -> Allocation<'static> {
         let (block, pool, resident) = self.into_parts();
         let pool = match pool {

@@ -235,3 +235,27 @@ fn every_kind_of_allocation_link_frees_into_its_own_pool() {
     assert!(origin_live.lock().unwrap().is_empty());
     assert_empty(&target, &target_live);
 }
+
+/// Owned allocations reuse the boxes of those freed before them on the
+/// same thread, up to the number kept; the rest go back to the heap.
+#[test]
+fn owned_allocations_reuse_the_boxes_of_freed_ones() {
+    use crate::allocation::spare;
+    let (pool, _live) = heap_pool(1 << 20);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert_eq!(spare::kept(), 0);
+            let owned: Vec<_> = (0..spare::KEPT + 3)
+                .map(|_| pool.allocate(64, 16).unwrap().into_owned())
+                .collect();
+            assert_eq!(spare::kept(), 0, "none kept while all are live");
+            drop(owned);
+            assert_eq!(spare::kept(), spare::KEPT, "at most KEPT kept");
+            let again = pool.allocate(64, 16).unwrap().into_owned();
+            assert_eq!(spare::kept(), spare::KEPT - 1, "one reused");
+            assert!(again.is_owned() && again.pool().same(&pool));
+            drop(again);
+            assert_eq!(spare::kept(), spare::KEPT);
+        });
+    });
+}
