@@ -1017,7 +1017,15 @@ impl Engine {
             .filter(|&(cid, _)| self.leave_blockers(cid).is_empty())
             .collect();
         for (cid, rid) in ready {
-            self.finish_leave(cid, rid, out);
+            // Finishing one leave removes its client, which settles again
+            // and may have finished the others of this list already.
+            let still = self
+                .clients
+                .get(&cid)
+                .is_some_and(|c| c.leaving == Some(rid));
+            if still {
+                self.finish_leave(cid, rid, out);
+            }
         }
     }
 
