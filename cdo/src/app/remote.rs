@@ -199,7 +199,7 @@ impl Remote {
         let wanted = self
             .interest
             .as_ref()
-            .is_some_and(|page| page.get().heard.contains(kind));
+            .is_some_and(|page| page.get().wants(kind).is_some());
         if !wanted {
             return Ok(());
         }

@@ -187,9 +187,6 @@ impl<'p> Cdo<'p> {
     /// effect all the same).
     #[inline]
     fn emit(&self, kind: EventKind, offer: Option<&Offer>) -> Result<()> {
-        if !self.pool.bus.active() {
-            return Ok(());
-        }
         match offer {
             Some(o) => self.emit_about(kind, Some(o.version), o.data.place(), Some(&o.attrs)),
             None => self.emit_about(kind, None, None, None),

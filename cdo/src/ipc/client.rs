@@ -492,13 +492,9 @@ impl Client {
         name: &str,
         attrs: Attributes,
     ) -> Result<Option<RequestId>, ClientError> {
-        let Some(interest) = self.interest.as_ref().map(|p| p.get()) else {
+        let Some(wait) = self.interest.as_ref().and_then(|p| p.get().wants(kind)) else {
             return Ok(None);
         };
-        if !interest.heard.contains(kind) {
-            return Ok(None);
-        }
-        let wait = interest.awaited.contains(kind);
         let msg = Msg::Lifecycle(LifecycleRef {
             kind,
             name: name.to_owned(),

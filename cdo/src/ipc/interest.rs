@@ -56,6 +56,15 @@ impl Interest {
         }
     }
 
+    /// Whether a step of `kind` is to be told: `None` when nobody wants
+    /// it, `Some(wait)` when someone does, `wait` saying whether an
+    /// acknowledged subscriber does (the step then waits for it).
+    pub fn wants(self, kind: EventKind) -> Option<bool> {
+        self.heard
+            .contains(kind)
+            .then(|| self.awaited.contains(kind))
+    }
+
     /// Both interests together.
     #[must_use]
     pub fn union(self, other: Interest) -> Interest {
@@ -135,9 +144,9 @@ mod tests {
             .union(Interest::of(EventKind::Dispose.into(), true));
         page.set(wanted);
         assert_eq!(client.get(), wanted);
-        assert!(client.get().heard.contains(EventKind::Declare));
-        assert!(!client.get().awaited.contains(EventKind::Declare));
-        assert!(client.get().awaited.contains(EventKind::Dispose));
+        assert_eq!(client.get().wants(EventKind::Declare), Some(false));
+        assert_eq!(client.get().wants(EventKind::Dispose), Some(true));
+        assert_eq!(client.get().wants(EventKind::Seal), None);
     }
 
     #[test]
