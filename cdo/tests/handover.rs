@@ -437,40 +437,65 @@ fn writes_land_where_the_default_policy_says() {
 }
 
 /// The data plane is a trait: a pool runs over any transport.
+/// A transport that runs `before` on every hand-over, then hands over as
+/// the local transport does (or fails with `before`'s error).
+struct Hooked<F> {
+    inner: cdo::LocalTransport,
+    before: F,
+}
+
+impl<F> std::fmt::Debug for Hooked<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooked").finish_non_exhaustive()
+    }
+}
+
+impl<F> cdo::Transport for Hooked<F>
+where
+    F: Fn(&std::sync::Arc<str>) -> cdo::Result<()> + Send + Sync,
+{
+    fn deliver(
+        &self,
+        name: &std::sync::Arc<str>,
+        offered: &cdo::Data,
+        want: &cdo::Want<'_>,
+    ) -> cdo::Result<cdo::Delivery> {
+        (self.before)(name)?;
+        self.inner.deliver(name, offered, want)
+    }
+}
+
+/// An in-process pool whose hand-overs go through [`Hooked`] with
+/// `before`, and the directory its memory lives in.
+fn hooked_pool<F>(before: F) -> (cdo::Pool, tempfile::TempDir)
+where
+    F: Fn(&std::sync::Arc<str>) -> cdo::Result<()> + Send + Sync + 'static,
+{
+    let (mamba, dir) = common::mamba();
+    let transport = Hooked {
+        inner: cdo::LocalTransport::new(std::sync::Arc::clone(&mamba)),
+        before,
+    };
+    let pool = cdo::Pool::with_parts(
+        mamba,
+        PoolConfig::default(),
+        cdo::Schema::default(),
+        Box::new(transport),
+    );
+    (pool, dir)
+}
+
 #[test]
 fn a_custom_transport_carries_every_hand_over() {
-    use cdo::{Delivery, LocalTransport, Pool, Schema, Transport, Want};
     use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
 
-    #[derive(Debug)]
-    struct Counting {
-        inner: LocalTransport,
-        calls: Arc<AtomicUsize>,
-    }
-    impl Transport for Counting {
-        fn deliver(
-            &self,
-            name: &Arc<str>,
-            offered: &cdo::Data,
-            want: &Want<'_>,
-        ) -> cdo::Result<Delivery> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            self.inner.deliver(name, offered, want)
-        }
-    }
-    let (mamba, _dir) = common::mamba();
     let calls = Arc::new(AtomicUsize::new(0));
-    let transport = Counting {
-        inner: LocalTransport::new(Arc::clone(&mamba)),
-        calls: Arc::clone(&calls),
-    };
-    let pool = Pool::with_parts(
-        mamba,
-        PoolConfig::default(),
-        Schema::default(),
-        Box::new(transport),
-    );
+    let counted = Arc::clone(&calls);
+    let (pool, _dir) = hooked_pool(move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    });
     let mut p = pool.declare("via").unwrap();
     p.write(b"abc").unwrap();
     p.seal().unwrap();
@@ -515,42 +540,19 @@ fn names_looked_up_once_declare_without_lookup() {
 
 #[test]
 fn a_failed_demand_stays_required_and_keeps_its_offer_pinned() {
-    use cdo::{Delivery, LocalTransport, Pool, Schema, Transport, Want};
     use std::sync::Arc;
 
-    /// Fails the first hand-over, then delivers.
-    #[derive(Debug)]
-    struct FailsOnce {
-        inner: LocalTransport,
-        failed: AtomicBool,
-    }
-    impl Transport for FailsOnce {
-        fn deliver(
-            &self,
-            name: &Arc<str>,
-            offered: &cdo::Data,
-            want: &Want<'_>,
-        ) -> cdo::Result<Delivery> {
-            if !self.failed.swap(true, Ordering::SeqCst) {
-                return Err(Error::Layout {
-                    name: Arc::clone(name),
-                    reason: "refused once".into(),
-                });
-            }
-            self.inner.deliver(name, offered, want)
+    // Fails the first hand-over, then delivers.
+    let failed = AtomicBool::new(false);
+    let (pool, _dir) = hooked_pool(move |name| {
+        if failed.swap(true, Ordering::SeqCst) {
+            return Ok(());
         }
-    }
-    let (mamba, _dir) = common::mamba();
-    let transport = FailsOnce {
-        inner: LocalTransport::new(Arc::clone(&mamba)),
-        failed: AtomicBool::new(false),
-    };
-    let pool = Pool::with_parts(
-        mamba,
-        PoolConfig::default(),
-        Schema::default(),
-        Box::new(transport),
-    );
+        Err(Error::Layout {
+            name: Arc::clone(name),
+            reason: "refused once".into(),
+        })
+    });
     // Matched at require (offer first), and waiting at require (offer
     // later): both keep the offer pinned through a failed demand.
     for offer_first in [true, false] {
