@@ -8,9 +8,8 @@ mod common;
 use cdo::app::{Deployment, Pool};
 use cdo::archive::Outcome;
 use cdo::ipc::manager::ManagerConfig;
-use cdo::{
-    Error, EventKind, EventMask, Op, PoolConfig, Priority, Schema, State, UnknownAttributes, Value,
-};
+use cdo::{Error, EventKind, EventMask, Op, PoolConfig, Priority, State, UnknownAttributes, Value};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,22 +46,30 @@ struct Setup {
     schema: Option<(&'static str, UnknownAttributes)>,
 }
 
-impl Host {
-    /// An in-process pool configured by `setup`.
-    fn in_process(setup: &Setup) -> Host {
-        let (mamba, dir) = common::mamba();
+impl Setup {
+    /// The pool's configuration, the same for both deployments; a schema
+    /// goes to a file in `dir`, which each deployment reads.
+    fn config(&self, dir: &Path) -> PoolConfig {
         let mut config = PoolConfig {
             ack_timeout: ACK_TIMEOUT,
-            keep_group_records: setup.keep,
+            keep_group_records: self.keep,
             ..PoolConfig::default()
         };
-        if let Some((yaml, unknown)) = setup.schema {
-            let path = dir.path().join("schema.yaml");
+        if let Some((yaml, unknown)) = self.schema {
+            let path = dir.join("schema.yaml");
             std::fs::write(&path, yaml).expect("write the schema");
             config.schemas = vec![path];
             config.unknown_attributes = unknown;
         }
-        let pool = cdo::Pool::new(mamba, config).expect("an in-process pool");
+        config
+    }
+}
+
+impl Host {
+    /// An in-process pool configured by `setup`.
+    fn in_process(setup: &Setup) -> Host {
+        let (mamba, dir) = common::mamba();
+        let pool = cdo::Pool::new(mamba, setup.config(dir.path())).expect("an in-process pool");
         Host::Local {
             pool: Arc::new(pool),
             _dir: dir,
@@ -71,18 +78,13 @@ impl Host {
 
     /// A pool manager, configured as [`Host::in_process`].
     fn manager(setup: &Setup) -> Host {
-        let mut config = ManagerConfig {
+        // The manager reads its schema files when it starts.
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let config = ManagerConfig {
+            pool: setup.config(dir.path()),
             runtime_dir: Some(std::env::temp_dir()),
-            ack_timeout: ACK_TIMEOUT,
-            keep_group_records: setup.keep,
             ..ManagerConfig::default()
         };
-        if let Some((yaml, unknown)) = setup.schema {
-            let mut schema = Schema::default();
-            schema.add_yaml(yaml, "test").expect("a valid schema");
-            config.schema = Arc::new(schema);
-            config.unknown_attributes = unknown;
-        }
         Host::Manager(Pool::start_manager(config, "host").expect("a pool manager"))
     }
 

@@ -149,8 +149,11 @@ fn acknowledged_events_hold_the_operation() {
 fn unanswered_acknowledgements_time_out_by_policy() {
     for policy in [FaultPolicy::FailFast, FaultPolicy::BestEffort] {
         let pm = manager_with(ManagerConfig {
-            policy,
-            ack_timeout: Duration::from_millis(100),
+            pool: cdo::PoolConfig {
+                policy,
+                ack_timeout: Duration::from_millis(100),
+                ..Default::default()
+            },
             ..ManagerConfig::default()
         });
         let mut gate = client(&pm, "gate");
@@ -338,7 +341,10 @@ fn next_record(c: &mut Client) -> cdo::ipc::client::GroupRecord {
 fn a_group_whose_last_member_goes_lets_its_records_go_unless_told_to_keep_them() {
     for keep in [false, true] {
         let pm = manager_with(ManagerConfig {
-            keep_group_records: keep,
+            pool: cdo::PoolConfig {
+                keep_group_records: keep,
+                ..Default::default()
+            },
             ..ManagerConfig::default()
         });
         let mut a = client(&pm, "a");
@@ -436,8 +442,11 @@ fn schema() -> Arc<Schema> {
 fn offers_are_checked_against_the_schema() {
     for unknown in [UnknownAttributes::Reject, UnknownAttributes::Drop] {
         let pm = manager_with(ManagerConfig {
-            schema: schema(),
-            unknown_attributes: unknown,
+            pool: cdo::PoolConfig {
+                unknown_attributes: unknown,
+                ..Default::default()
+            },
+            schema: Some(schema()),
             ..ManagerConfig::default()
         });
         let mut p = client(&pm, "producer");
@@ -480,7 +489,10 @@ fn offers_are_checked_against_the_schema() {
 fn a_dead_producer_s_object_fails_fast_or_waits_for_another_source() {
     for policy in [FaultPolicy::FailFast, FaultPolicy::BestEffort] {
         let pm = manager_with(ManagerConfig {
-            policy,
+            pool: cdo::PoolConfig {
+                policy,
+                ..Default::default()
+            },
             ..ManagerConfig::default()
         });
         let mut p = client(&pm, "producer");
@@ -633,7 +645,10 @@ fn second_offers_are_refused_or_versioned_by_configuration() {
     assert_eq!(code(e), ErrorCode::DuplicateName);
 
     let pm = manager_with(ManagerConfig {
-        duplicates: DuplicateOffers::Version,
+        pool: cdo::PoolConfig {
+            duplicates: DuplicateOffers::Version,
+            ..Default::default()
+        },
         ..ManagerConfig::default()
     });
     let mut a = client(&pm, "a");
@@ -667,8 +682,11 @@ fn second_offers_are_refused_or_versioned_by_configuration() {
 #[test]
 fn the_schema_reaches_clients_that_agree_to_it() {
     let pm = manager_with(ManagerConfig {
-        schema: schema(),
-        unknown_attributes: UnknownAttributes::Drop,
+        pool: cdo::PoolConfig {
+            unknown_attributes: UnknownAttributes::Drop,
+            ..Default::default()
+        },
+        schema: Some(schema()),
         ..ManagerConfig::default()
     });
     let c = client(&pm, "c");
@@ -687,7 +705,7 @@ fn the_schema_reaches_clients_that_agree_to_it() {
     // A manager that does not offer the capability sends nothing, and
     // the connection goes on as before.
     let without = manager_with(ManagerConfig {
-        schema: schema(),
+        schema: Some(schema()),
         capabilities: Capabilities::from_bits(
             Capabilities::KNOWN.bits() & !Capabilities::SCHEMA.bits(),
         ),

@@ -383,12 +383,15 @@ struct Manager {
 impl Manager {
     fn new(setup: Setup) -> Self {
         let mut config = ManagerConfig {
-            duplicates: setup.duplicates,
-            policy: setup.policy,
+            pool: cdo::PoolConfig {
+                duplicates: setup.duplicates,
+                policy: setup.policy,
+                ..Default::default()
+            },
             ..ManagerConfig::default()
         };
         if let Some(t) = setup.ack_timeout {
-            config.ack_timeout = t;
+            config.pool.ack_timeout = t;
         }
         Manager {
             pm: ipc_common::manager_with(config),

@@ -114,9 +114,12 @@ fn manager() -> &'static ManagerHandle {
         let dir = std::env::temp_dir().join(format!("cdo-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create the runtime directory");
         manager::start(ManagerConfig {
+            pool: cdo::PoolConfig {
+                policy: FaultPolicy::FailFast,
+                ack_timeout: ACK_TIMEOUT,
+                ..Default::default()
+            },
             runtime_dir: Some(dir),
-            policy: FaultPolicy::FailFast,
-            ack_timeout: ACK_TIMEOUT,
             ..ManagerConfig::default()
         })
         .expect("start the pool manager")
@@ -247,9 +250,8 @@ fn step(slots: &mut [Slot], model: &mut Model, who: usize, op: Op) {
                 None => assert!(offered, "offer of the free name {name}: {r:?}"),
             }
             if offered {
-                let exposed = model.groups
-                    || model.waited.contains(&name)
-                    || model.required.contains(&name);
+                let exposed =
+                    model.groups || model.waited.contains(&name) || model.required.contains(&name);
                 model.names.insert(
                     name,
                     Known::Offered {

@@ -16,7 +16,6 @@
 //! that flag.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use cdo::ipc::components::log_to_stderr;
@@ -26,7 +25,7 @@ use cdo::ipc::manager::{
     self, FaultPolicy, Limits, ManagerConfig, ProducerExit, ACK_TIMEOUT_ENV,
     KEEP_GROUP_RECORDS_ENV, LEASE_ENV, MAX_SEGMENT_ENV, POLICY_ENV, PRODUCER_EXIT_ENV,
 };
-use cdo::{PoolConfig, Schema};
+use cdo::PoolConfig;
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
 
@@ -41,24 +40,29 @@ struct Args {
     /// without it, `CDO_WORKFLOW_TOKEN`, or else a random token.
     #[arg(long, env = TOKEN_FILE_ENV)]
     token_file: Option<PathBuf>,
-    /// Pool configuration (YAML: `duplicates`, `unknown_attributes`,
-    /// `schemas`): user attributes of offers are checked against its
-    /// schemas, second offers of a name refused or versioned.
+    /// Pool configuration, the YAML file an in-process pool reads
+    /// (`duplicates`, `unknown_attributes`, `schemas`, `policy`,
+    /// `ack_timeout_ms`, `keep_group_records`): user attributes of offers
+    /// are checked against its schemas, second offers of a name refused or
+    /// versioned. The options below (and their variables) override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// `fail-fast` or `best-effort`.
-    #[arg(long, env = POLICY_ENV, default_value = "fail-fast")]
-    policy: FaultPolicy,
-    /// How long an operation waits for acknowledged subscribers, in ms.
-    #[arg(long, env = ACK_TIMEOUT_ENV, default_value_t = manager::DEFAULT_ACK_TIMEOUT.as_millis() as u64)]
-    ack_timeout_ms: u64,
+    /// `fail-fast` or `best-effort` (default: the configuration's, else
+    /// `fail-fast`).
+    #[arg(long, env = POLICY_ENV)]
+    policy: Option<FaultPolicy>,
+    /// How long an operation waits for acknowledged subscribers, in ms
+    /// (default: the configuration's, else 10000).
+    #[arg(long, env = ACK_TIMEOUT_ENV)]
+    ack_timeout_ms: Option<u64>,
     /// How long a client's heartbeat may stop before it is dropped as
     /// dead, in ms.
     #[arg(long, env = LEASE_ENV, default_value_t = manager::DEFAULT_LEASE.as_millis() as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
     lease_ms: u64,
     /// Consumer groups keep their records when their last member goes
-    /// (for a member that joins later), instead of releasing them.
+    /// (for a member that joins later), instead of releasing them (also
+    /// when the configuration says `keep_group_records: true`).
     #[arg(long, env = KEEP_GROUP_RECORDS_ENV)]
     keep_group_records: bool,
     /// What happens to the offers of a producer that leaves or dies:
@@ -133,6 +137,23 @@ fn positive(s: &str) -> Result<usize, String> {
 }
 
 impl Args {
+    /// The pool's semantics: the configuration file's (or the defaults),
+    /// with the options given on top.
+    fn pool(&self) -> Result<PoolConfig, cdo::Error> {
+        let mut pool = match &self.config {
+            Some(path) => PoolConfig::from_file(path)?,
+            None => PoolConfig::default(),
+        };
+        if let Some(policy) = self.policy {
+            pool.policy = policy;
+        }
+        if let Some(ms) = self.ack_timeout_ms {
+            pool.ack_timeout = Duration::from_millis(ms);
+        }
+        pool.keep_group_records |= self.keep_group_records;
+        Ok(pool)
+    }
+
     /// The limits given, the defaults for the others.
     fn limits(&self) -> Limits {
         let d = Limits::default();
@@ -157,28 +178,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(path) => Some(read_token_file(path)?),
         None => std::env::var(TOKEN_ENV).ok(),
     };
-    let mut config = ManagerConfig {
+    let config = ManagerConfig {
         limits: args.limits(),
+        pool: args.pool()?,
         runtime_dir: args.runtime_dir,
         token: token.clone(),
-        policy: args.policy,
-        ack_timeout: Duration::from_millis(args.ack_timeout_ms),
         lease: Duration::from_millis(args.lease_ms),
         max_segment_bytes: args.max_segment_bytes,
-        keep_group_records: args.keep_group_records,
         producer_exit: args.producer_exit,
         ..ManagerConfig::default()
     };
-    if let Some(path) = &args.config {
-        let pool = PoolConfig::from_file(path)?;
-        let mut schema = Schema::default();
-        for file in &pool.schemas {
-            schema.add_file(file)?;
-        }
-        config.schema = Arc::new(schema);
-        config.unknown_attributes = pool.unknown_attributes;
-        config.duplicates = pool.duplicates;
-    }
     // Block the signals before any thread starts, so every thread inherits
     // the mask and only `wait` below receives them.
     let mut signals = SigSet::empty();

@@ -43,8 +43,11 @@ pub fn federated_node(
 ) -> (ManagerHandle, cdo::ipc::federation::Federation) {
     use cdo::ipc::federation::{self, FederationConfig};
     let pm = manager_with(ManagerConfig {
+        pool: cdo::PoolConfig {
+            policy,
+            ..Default::default()
+        },
         token: Some(token.into()),
-        policy,
         ..ManagerConfig::default()
     });
     let listen = "127.0.0.1:0".parse().unwrap();

@@ -23,6 +23,7 @@ use crate::ipc::interest::InterestPage;
 use crate::ipc::limits::fit_names;
 use crate::ipc::shm::{check_seals, file_size};
 use crate::ipc::wire::{Attributes, ErrorCode, Frame, Msg, Stats};
+use crate::schema::Schema;
 
 /// A client's sending side, shared by every thread that sends to it.
 pub type Outbox = Arc<super::outbox::Outbox>;
@@ -63,22 +64,24 @@ pub type UnmetHook = Box<dyn Fn(ClientId, &str) + Send>;
 pub type GroupHook = Box<dyn Fn(GroupNote) + Send>;
 
 impl Host {
-    /// An engine over `registry` with `config`'s policies.
+    /// An engine over `registry` with `config`'s policies, checking user
+    /// attributes against `schema`.
     ///
     /// # Errors
     /// When the interest page cannot be made (see [`InterestPage::create`]).
     pub fn new(
         registry: Box<dyn Registry>,
         config: &ManagerConfig,
+        schema: Arc<Schema>,
         meters: Arc<Meters>,
     ) -> std::io::Result<Self> {
         let engine = EngineConfig {
-            policy: config.policy,
-            ack_timeout: config.ack_timeout,
-            schema: config.schema.clone(),
-            unknown_attributes: config.unknown_attributes,
+            policy: config.pool.policy,
+            ack_timeout: config.pool.ack_timeout,
+            schema,
+            unknown_attributes: config.pool.unknown_attributes,
             limits: config.limits,
-            keep_group_records: config.keep_group_records,
+            keep_group_records: config.pool.keep_group_records,
             producer_exit: config.producer_exit,
         };
         let (interest, interest_fd) = InterestPage::create()?;

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use tracing::{debug, info, warn};
 
-use crate::config::{DuplicateOffers, PoolConfig, UnknownAttributes};
+use crate::config::{PoolConfig, UnknownAttributes};
 use crate::events::EventKind;
 use crate::schema::Schema;
 
@@ -93,21 +93,20 @@ pub struct ManagerConfig {
     pub token: Option<String>,
     /// The only user id allowed to join (default: our effective uid).
     pub allowed_uid: Option<u32>,
-    /// What to do when acknowledgements time out or a producer died.
-    pub policy: FaultPolicy,
-    /// How long an operation waits for its acknowledged subscribers.
-    pub ack_timeout: Duration,
-    /// Schema of user attributes (`ns.key`); one that declares no key (the
-    /// default) lets them pass as they are. Built-in attributes are always
-    /// type-checked.
-    pub schema: Arc<Schema>,
-    /// What happens to user attributes the schema does not know.
-    pub unknown_attributes: UnknownAttributes,
-    /// What a second offer of a name on offer (by another client) does:
-    /// refused with `DuplicateName`, or kept as a newer version that
-    /// demands get until it is withdrawn (the older one stays valid for
-    /// those who hold it and comes back into view).
-    pub duplicates: DuplicateOffers,
+    /// The pool's semantics, as an in-process pool takes them
+    /// ([`crate::Pool::new`]): second offers of a name, attributes no
+    /// schema knows, the schema files, the fault policy, the
+    /// acknowledgement timeout and whether consumer groups keep their
+    /// records. The same YAML file ([`PoolConfig::from_file`]) and the same
+    /// variables ([`PoolConfig::with_env`]) configure both deployments.
+    pub pool: PoolConfig,
+    /// A schema of user attributes given as it is, in place of the files
+    /// that `pool.schemas` names (which are then not read), as
+    /// [`crate::Pool::with_parts`] takes one. `None` (the default): the
+    /// manager loads those files when it starts. A schema that declares no
+    /// key lets user attributes pass as they are; built-in attributes are
+    /// always type-checked.
+    pub schema: Option<Arc<Schema>>,
     /// How long a client's heartbeat may stop before the client is
     /// dropped as dead, as if its connection had ended.
     pub lease: Duration,
@@ -115,13 +114,6 @@ pub struct ManagerConfig {
     pub max_segment_bytes: u64,
     /// Connection limits and per-client quotas.
     pub limits: Limits,
-    /// Whether a consumer group whose last member unsubscribes or dies
-    /// keeps the records it held (queued or undone) for a member that joins
-    /// later. Off by default, as in one process: the records are released,
-    /// so their producers can withdraw them. On, a client that joins a
-    /// group and leaves holds those objects until another member takes
-    /// them.
-    pub keep_group_records: bool,
     /// What happens to the offers of a producer that leaves or dies:
     /// withdrawn with it (the default), or kept for the rest of their
     /// minimum lifetime ([`ProducerExit::Keep`]).
@@ -141,15 +133,11 @@ impl Default for ManagerConfig {
             runtime_dir: None,
             token: None,
             allowed_uid: None,
-            policy: FaultPolicy::default(),
-            ack_timeout: DEFAULT_ACK_TIMEOUT,
-            schema: Arc::default(),
-            unknown_attributes: UnknownAttributes::default(),
-            duplicates: DuplicateOffers::default(),
+            pool: PoolConfig::default(),
+            schema: None,
             lease: DEFAULT_LEASE,
             max_segment_bytes: DEFAULT_MAX_SEGMENT,
             limits: Limits::default(),
-            keep_group_records: false,
             producer_exit: ProducerExit::default(),
             versions: Versions::SERVED,
             capabilities: Capabilities::KNOWN,
@@ -169,9 +157,7 @@ impl ManagerConfig {
         // The pool's own semantics are read as an in-process pool reads them.
         let pool = PoolConfig::default().with_vars(|key| std::env::var(key).ok())?;
         let mut config = ManagerConfig {
-            policy: pool.policy,
-            ack_timeout: pool.ack_timeout,
-            keep_group_records: pool.keep_group_records,
+            pool,
             ..ManagerConfig::default()
         };
         if let Ok(v) = std::env::var(LEASE_ENV) {
@@ -214,22 +200,41 @@ struct Shared {
     schema: Msg,
 }
 
-/// The schema message of a manager with `config`, and the capabilities it
-/// offers: without [`Capabilities::SCHEMA`] when the schema does not fit
-/// in one frame (its clients then leave user attributes to the manager's
-/// check at offer time, as older clients do).
-fn schema_message(config: &ManagerConfig) -> (Msg, Capabilities) {
-    let msg = Msg::Schema(SchemaRef::new(&config.schema, config.unknown_attributes));
+/// The schema message of a manager checking user attributes against
+/// `schema`, and the capabilities it offers: without
+/// [`Capabilities::SCHEMA`] when the schema does not fit in one frame (its
+/// clients then leave user attributes to the manager's check at offer time,
+/// as older clients do).
+fn schema_message(
+    schema: &Schema,
+    unknown: UnknownAttributes,
+    offered: Capabilities,
+) -> (Msg, Capabilities) {
+    let msg = Msg::Schema(SchemaRef::new(schema, unknown));
     let mut out = Vec::new();
     let frame = Frame { id: 0, msg };
     match encode(&frame, 0, &mut out) {
-        Ok(()) => (frame.msg, config.capabilities),
+        Ok(()) => (frame.msg, offered),
         Err(e) => {
             warn!(error = %e, "the schema is not sent to clients");
-            let caps = config.capabilities.bits() & !Capabilities::SCHEMA.bits();
+            let caps = offered.bits() & !Capabilities::SCHEMA.bits();
             (frame.msg, Capabilities::from_bits(caps))
         }
     }
+}
+
+/// The schema `config` gives, or the one its pool's schema files make.
+fn load_schema(config: &ManagerConfig) -> io::Result<Arc<Schema>> {
+    if let Some(schema) = &config.schema {
+        return Ok(schema.clone());
+    }
+    let mut schema = Schema::default();
+    for path in &config.pool.schemas {
+        schema
+            .add_file(path)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    }
+    Ok(Arc::new(schema))
 }
 
 /// What a federation of pool managers needs of its local manager: to hear
@@ -362,7 +367,7 @@ pub struct ManagerHandle {
 
 /// Starts a pool manager with the default [`NameRegistry`].
 pub fn start(config: ManagerConfig) -> io::Result<ManagerHandle> {
-    let registry = NameRegistry::new(config.duplicates);
+    let registry = NameRegistry::new(config.pool.duplicates);
     start_with_registry(config, Box::new(registry))
 }
 
@@ -403,7 +408,8 @@ pub fn start_with_registry(
     };
     // Before the socket exists: nothing to clean up if it fails.
     let meters = Arc::new(Meters::default());
-    let host = Host::new(registry, &config, meters.clone())?;
+    let schema = load_schema(&config)?;
+    let host = Host::new(registry, &config, schema.clone(), meters.clone())?;
     raise_descriptor_limit();
     remove_stale_dirs(&parent);
     let dir = private_dir(&parent)?;
@@ -419,7 +425,8 @@ pub fn start_with_registry(
         .allowed_uid
         .unwrap_or_else(|| nix::unistd::geteuid().as_raw());
     let limits = config.limits;
-    let (schema, capabilities) = schema_message(&config);
+    let (schema, capabilities) =
+        schema_message(&schema, config.pool.unknown_attributes, config.capabilities);
     let shared = Arc::new(Shared {
         lease: config.lease,
         state: Mutex::new(host),
@@ -432,7 +439,7 @@ pub fn start_with_registry(
         tick: Condvar::new(),
         versions: config.versions,
         capabilities,
-        policy: config.policy,
+        policy: config.pool.policy,
         schema,
     });
     let ticker = {
