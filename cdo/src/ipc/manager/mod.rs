@@ -339,7 +339,7 @@ impl Control {
         routed
     }
 
-    /// The manager's fault policy ([`ManagerConfig::policy`]), which a
+    /// The manager's fault policy ([`PoolConfig::policy`] of [`ManagerConfig::pool`]), which a
     /// federation follows for objects of nodes it lost.
     pub fn policy(&self) -> FaultPolicy {
         self.0.policy
