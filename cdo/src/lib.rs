@@ -187,7 +187,7 @@ pub use attrs::{
 pub use config::{DuplicateOffers, PoolConfig, UnknownAttributes};
 pub use data::{Buffer, Data};
 pub use error::{Error, Result};
-pub use events::{Event, EventKind, EventMask, Subscription};
+pub use events::{Event, EventKind, EventMask, Participant, Subscription};
 pub use group::{GroupDemand, GroupOffer};
 pub use lifecycle::{Op, State};
 pub use pool::{Name, OfferInfo, Pool};

@@ -9,7 +9,8 @@ use cdo::app::{Deployment, Pool};
 use cdo::archive::Outcome;
 use cdo::ipc::manager::ManagerConfig;
 use cdo::{
-    Error, EventKind, EventMask, Op, PoolConfig, Priority, Schema, State, UnknownAttributes, Value,
+    Error, EventKind, EventMask, Op, Participant, PoolConfig, Priority, Schema, State,
+    UnknownAttributes, Value,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -410,6 +411,54 @@ fn a_subscriber_hears_applications_join_and_leave() {
             only_names.next_timeout(SHORT).unwrap().is_none(),
             "the selector applies to the component's name ({label})"
         );
+    });
+}
+
+/// Every event names the participant that raised it: the same application
+/// always the same one, its join and leave included, and two applications
+/// two different ones.
+#[test]
+fn an_event_names_the_participant_that_raised_it() {
+    both(|host| {
+        let label = host.label();
+        let watcher = host.app("watcher");
+        let kinds = EventKind::Join
+            | EventKind::Leave
+            | EventKind::Offer
+            | EventKind::Require
+            | EventKind::Demand
+            | EventKind::Retract
+            | EventKind::Withdraw;
+        let sub = watcher.subscribe("*", kinds, false).unwrap();
+        let next = || {
+            let e = sub.next_timeout(LONG).unwrap().expect("an event");
+            (e.kind(), e.origin())
+        };
+        let producer = host.app("producer");
+        let consumer = host.app("consumer");
+        let (p, c) = (producer.participant(), consumer.participant());
+        assert!(p != c && p != watcher.participant(), "{label}");
+        assert!(![p, c].contains(&Participant::NONE), "{label}");
+        assert_eq!(next(), (EventKind::Join, p), "{label}");
+        assert_eq!(next(), (EventKind::Join, c), "{label}");
+
+        let mut offered = offer(&producer, "origin/x", &[1; 8]);
+        assert_eq!(next(), (EventKind::Offer, p), "{label}");
+        let mut first = consumer.declare("origin/x").unwrap();
+        first.require().unwrap();
+        assert_eq!(next(), (EventKind::Require, c), "{label}");
+        drop(first.demand_timeout(LONG).unwrap());
+        assert_eq!(next(), (EventKind::Demand, c), "{label}");
+        let mut second = consumer.declare("origin/x").unwrap();
+        second.require().unwrap();
+        assert_eq!(next(), (EventKind::Require, c), "{label}");
+        second.retract().unwrap();
+        assert_eq!(next(), (EventKind::Retract, c), "{label}");
+        offered.withdraw_timeout(LONG).unwrap();
+        assert_eq!(next(), (EventKind::Withdraw, p), "{label}");
+        drop((first, second, offered));
+        drop(consumer);
+        assert_eq!(next(), (EventKind::Leave, c), "{label}");
     });
 }
 

@@ -136,7 +136,7 @@ pub use stats::PoolStats;
 
 use crate::config::PoolConfig;
 use crate::error::{Error, Result};
-use crate::events::{EventKind, EventMask};
+use crate::events::{EventKind, EventMask, Participant};
 use crate::ipc::client::{Client, ClientConfig, ClientError};
 use crate::ipc::endpoint::{Endpoint, SOCKET_ENV, TOKEN_ENV, TOKEN_FILE_ENV};
 use crate::ipc::manager::{self, ManagerConfig};
@@ -163,12 +163,14 @@ pub struct Pool {
     /// The application's name in an in-process pool, when it joined
     /// under one: its leave event is raised when the handle drops.
     component: Option<Arc<str>>,
+    /// Who this application is among the pool's participants.
+    participant: Participant,
 }
 
 impl Drop for Pool {
     fn drop(&mut self) {
         if let (Inner::Local(p), Some(component)) = (&self.inner, &self.component) {
-            p.announce(EventKind::Leave, component);
+            p.announce(EventKind::Leave, component, self.participant);
         }
     }
 }
@@ -242,6 +244,7 @@ impl Pool {
     /// It raises no join or leave events; [`Pool::join_local`] does.
     pub fn local(pool: Arc<crate::Pool>) -> Pool {
         Pool {
+            participant: pool.new_participant(),
             inner: Inner::Local(pool),
             component: None,
         }
@@ -268,10 +271,12 @@ impl Pool {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn join_local(pool: Arc<crate::Pool>, component: &str) -> Pool {
-        pool.announce(EventKind::Join, component);
+        let participant = pool.new_participant();
+        pool.announce(EventKind::Join, component, participant);
         Pool {
             inner: Inner::Local(pool),
             component: Some(component.into()),
+            participant,
         }
     }
 
@@ -290,11 +295,7 @@ impl Pool {
     /// [`Error::PoolManager`].
     pub fn connect_with(config: &ClientConfig) -> Result<Pool> {
         let client = Client::connect(config).map_err(pool_error)?;
-        let remote = Remote::new(client, config.endpoint.clone(), None);
-        Ok(Pool {
-            inner: Inner::Remote(Box::new(remote)),
-            component: None,
-        })
+        Ok(Self::remote(client, config.endpoint.clone(), None))
     }
 
     /// Starts a pool manager in this process (for tests and tools) and
@@ -308,11 +309,27 @@ impl Pool {
         let handle = manager::start(config).map_err(Error::ManagerStart)?;
         let config = ClientConfig::new(handle.endpoint().clone(), component).with_env();
         let client = Client::connect(&config).map_err(pool_error)?;
-        let remote = Remote::new(client, config.endpoint, Some(handle));
-        Ok(Pool {
-            inner: Inner::Remote(Box::new(remote)),
+        Ok(Self::remote(client, config.endpoint, Some(handle)))
+    }
+
+    /// The application of `client`, joined to the manager at `endpoint`
+    /// (which runs in this process when `handle` is given).
+    fn remote(client: Client, endpoint: Endpoint, handle: Option<manager::ManagerHandle>) -> Pool {
+        let participant = Participant::from_id(client.client_id());
+        Pool {
+            inner: Inner::Remote(Box::new(Remote::new(client, endpoint, handle))),
             component: None,
-        })
+            participant,
+        }
+    }
+
+    /// Who this application is among the pool's participants: the
+    /// [`Event::origin`] of the events its handles raise (its join and
+    /// leave included). In process each [`Pool`] made on a pool is a
+    /// participant of its own; through a manager it is the client id the
+    /// manager gave it.
+    pub fn participant(&self) -> Participant {
+        self.participant
     }
 
     /// The endpoint of the pool manager this pool joined (or started),
@@ -362,7 +379,7 @@ impl Pool {
     /// [`Error::InvalidName`].
     pub fn declare(&self, name: &str) -> Result<Cdo<'_>> {
         match &self.inner {
-            Inner::Local(p) => p.declare(name).map(Cdo::local),
+            Inner::Local(p) => p.declare_as(name, self.participant).map(Cdo::local),
             Inner::Remote(r) => {
                 if let Some(reason) = crate::engine::names::invalid(name) {
                     return Err(Error::InvalidName {

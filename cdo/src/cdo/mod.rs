@@ -16,7 +16,7 @@ use crate::attrs::Attributes;
 use crate::data::{Buffer, Data};
 use crate::engine::FaultPolicy;
 use crate::error::{Error, Result};
-use crate::events::{EventKind, Subject};
+use crate::events::{EventKind, Participant, Subject};
 use crate::lifecycle::{Op, State};
 use crate::pool::Shared;
 use crate::registry::{Entry, Offer, Slot};
@@ -71,6 +71,8 @@ pub struct Cdo<'p> {
     withdrawn: Option<u64>,
     pin: Option<Pin>,
     received: Option<Received>,
+    /// The participant its events come from.
+    origin: Participant,
 }
 
 /// What a consumer keeps of the offer it received: not the offer itself,
@@ -95,8 +97,10 @@ impl<'p> Cdo<'p> {
         pool: &'p Shared,
         entry: Arc<Entry>,
         attrs: Option<&Arc<Attributes>>,
+        origin: Participant,
     ) -> Self {
         Cdo {
+            origin,
             pool,
             entry,
             state: State::Declared,
@@ -167,10 +171,14 @@ impl<'p> Cdo<'p> {
     /// name over with the same attributes every time, as an application
     /// that stages a block per solver call does. Neither the name nor the
     /// attributes are looked up, checked or allocated again; the handle
-    /// starts `Declared` whatever this one's state.
+    /// starts `Declared` whatever this one's state, and raises its events
+    /// as this one's participant.
     pub fn declare_again(&self) -> Cdo<'p> {
-        self.pool
-            .declare_with(self.pool.registry.retain(&self.entry), self.attrs.as_ref())
+        self.pool.declare_with(
+            self.pool.registry.retain(&self.entry),
+            self.attrs.as_ref(),
+            self.origin,
+        )
     }
 
     fn check(&self, op: Op) -> Result<State> {
@@ -220,6 +228,7 @@ impl<'p> Cdo<'p> {
                     &none
                 }
             },
+            origin: self.origin,
         };
         let waited = self.pool.config.ack_timeout;
         if self.pool.bus.emit(kind, subject, waited) {
