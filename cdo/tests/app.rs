@@ -454,6 +454,12 @@ fn an_event_names_the_participant_that_raised_it() {
         assert_eq!(next(), (EventKind::Require, c), "{label}");
         second.retract().unwrap();
         assert_eq!(next(), (EventKind::Retract, c), "{label}");
+        // A required handle dropped is retracted, in both.
+        let mut third = consumer.declare("origin/x").unwrap();
+        third.require().unwrap();
+        assert_eq!(next(), (EventKind::Require, c), "{label}");
+        drop(third);
+        assert_eq!(next(), (EventKind::Retract, c), "{label}");
         offered.withdraw_timeout(LONG).unwrap();
         assert_eq!(next(), (EventKind::Withdraw, p), "{label}");
         drop((first, second, offered));

@@ -334,6 +334,17 @@ impl std::fmt::Debug for View<'_> {
     }
 }
 
+impl Drop for Cdo<'_> {
+    /// In process, a required handle is retracted as through a manager: the
+    /// pool's subscribers hear a retract event (nothing waits for its
+    /// acknowledgement). The rest is the handle's own drop.
+    fn drop(&mut self) {
+        if let Inner::Local(c) = &mut self.0 {
+            c.retract_dropped();
+        }
+    }
+}
+
 impl Drop for View<'_> {
     /// Through a manager, tells it at once that the view is gone, so that
     /// the producer's withdrawal need not wait for the next request.

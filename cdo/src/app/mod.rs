@@ -47,7 +47,8 @@
 //! * An operation whose acknowledged events are not acknowledged in time
 //!   fails with [`Error::AckTimeout`] under the fail-fast policy, having
 //!   taken effect (the handle is in the state after it).
-//! * Dropping a [`Cdo`] gives up its offer or its require; dropping an
+//! * Dropping a [`Cdo`] gives up its offer or its require (a require
+//!   given up raises a retract event, in both); dropping an
 //!   [`Event`] acknowledges it; dropping a [`Subscription`] or [`Member`]
 //!   ends it; dropping a [`Record`] without [`Record::done`] gives it back
 //!   to its group at once, for another member.

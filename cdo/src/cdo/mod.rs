@@ -23,6 +23,7 @@ use crate::registry::{Entry, Offer, Slot};
 use crate::stats::Counter;
 use mamba::{SpaceId, Tier};
 use std::sync::Arc;
+use std::time::Duration;
 use tracing::warn;
 
 /// The attributes of a handle that set none.
@@ -211,8 +212,36 @@ impl<'p> Cdo<'p> {
         place: Option<(SpaceId, Tier)>,
         attrs: Option<&Arc<Attributes>>,
     ) -> Result<()> {
-        if !self.pool.bus.active() {
+        let waited = self.pool.config.ack_timeout;
+        if self.tell(kind, version, place, attrs, waited) {
             return Ok(());
+        }
+        let policy = self.pool.config.policy;
+        warn!(name = %self.entry.name, ?kind, ?waited, ?policy, "acknowledgements missing");
+        match policy {
+            FaultPolicy::BestEffort => Ok(()),
+            FaultPolicy::FailFast => Err(Error::AckTimeout {
+                name: Arc::clone(&self.entry.name),
+                kind,
+                waited,
+            }),
+        }
+    }
+
+    /// Delivers the event `kind` of this CDO (see [`Cdo::emit_about`]) and
+    /// waits up to `waited` for its acknowledgements: false when some did
+    /// not come.
+    #[inline]
+    fn tell(
+        &self,
+        kind: EventKind,
+        version: Option<u64>,
+        place: Option<(SpaceId, Tier)>,
+        attrs: Option<&Arc<Attributes>>,
+        waited: Duration,
+    ) -> bool {
+        if !self.pool.bus.active() {
+            return true;
         }
         let none: Arc<Attributes>;
         let subject = Subject {
@@ -230,20 +259,7 @@ impl<'p> Cdo<'p> {
             },
             origin: self.origin,
         };
-        let waited = self.pool.config.ack_timeout;
-        if self.pool.bus.emit(kind, subject, waited) {
-            return Ok(());
-        }
-        let policy = self.pool.config.policy;
-        warn!(name = %self.entry.name, ?kind, ?waited, ?policy, "acknowledgements missing");
-        match policy {
-            FaultPolicy::BestEffort => Ok(()),
-            FaultPolicy::FailFast => Err(Error::AckTimeout {
-                name: Arc::clone(&self.entry.name),
-                kind,
-                waited,
-            }),
-        }
+        self.pool.bus.emit(kind, subject, waited)
     }
 
     /// Raises the declaration event. A declaration always yields its
