@@ -91,6 +91,19 @@ impl<'p> Cdo<'p> {
         }
     }
 
+    /// Sets every attribute of `flat` (as [`Cdo::set`] each), kept
+    /// elsewhere (an archive's): through a manager the offer then carries
+    /// only these keys, as a producer of the object sent them, not every
+    /// built-in as after [`Cdo::set`]; in process nothing differs.
+    pub(crate) fn restore_attributes(&mut self, flat: &FlatAttributes) -> Result<()> {
+        match &mut self.0 {
+            Inner::Local(c) => flat
+                .iter()
+                .try_for_each(|(key, value)| c.set(key, value.clone()).map(drop)),
+            Inner::Remote(c) => c.restore_attributes(flat),
+        }
+    }
+
     /// Sets the guided-I/O priority (`priority`).
     ///
     /// # Errors

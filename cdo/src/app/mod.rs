@@ -58,6 +58,13 @@
 //!   [`Record::done`]; the records a member held when it leaves go to the
 //!   others; an [`Archiver`] is a member that stores its records in an
 //!   [`Archive`](crate::archive::Archive).
+//! * Every [`Event`] names its [`origin`](Event::origin): the
+//!   [`Participant`] (an application's [`Pool`], see
+//!   [`Pool::participant`]) that raised it, its join and leave included.
+//!   A [`Librarian`] keeps its book by it: it answers requires of names
+//!   only an [`Archive`](crate::archive::Archive) holds by offering them,
+//!   and withdraws each once every participant that required it demanded
+//!   it, retracted or left.
 //! * [`Pool::stats`] counts offers, views and objects on offer the same
 //!   way in both.
 //!
@@ -112,6 +119,20 @@
 //!   (a [`Pool::local`] handle raises none).
 //!   An in-process [`Event`] carries the handle's attributes flattened
 //!   with every built-in; a manager's, the flat attributes as sent.
+//!   An event's [`origin`](Event::origin) is a number the in-process pool
+//!   gives each [`Pool`] made on it, through a manager the client id;
+//!   through a federated manager the events raised for another node come
+//!   from [`Participant::NONE`], as do in process those of handles
+//!   declared on the bare [`crate::Pool`].
+//! * **The librarian.** [`Librarian`] behaves the same in both (it is
+//!   what `cdo-librarian` runs through a manager). What it learns of a
+//!   consumer's leave differs as join and leave events do: in process
+//!   only an application made by [`Pool::join_local`] or
+//!   [`Pool::from_env`] leaves, but every application's handles retract
+//!   their requires when dropped, so none keeps an object on offer. Its
+//!   offers carry the attributes as archived through a manager, every
+//!   built-in in process; its withdrawals wait for the consumers' views
+//!   through a manager only (see "Views hold withdrawals").
 //! * **Threads.** An in-process pool serves its threads in parallel. A
 //!   manager deployment has one connection per [`Pool`]: its threads take
 //!   turns on it, a blocking call holding it for at most a few milliseconds
@@ -127,12 +148,14 @@
 mod archiver;
 mod events;
 mod handle;
+mod librarian;
 mod remote;
 mod stats;
 
 pub use archiver::Archiver;
 pub use events::{Event, Member, Record, Subscription};
 pub use handle::{Cdo, View};
+pub use librarian::{Librarian, Served};
 pub use stats::PoolStats;
 
 use crate::config::PoolConfig;
