@@ -88,12 +88,6 @@ impl Participant {
     }
 }
 
-impl fmt::Display for Participant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.0)
-    }
-}
-
 /// A set of [`EventKind`]s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EventMask(u16);
