@@ -1,7 +1,7 @@
 //! A persistent archive of CDOs: the storage behind an archiver
 //! ([`crate::app::Archiver`]: it streams offers and writes them,
-//! attributes beside the data) and a librarian (it answers requires by
-//! offering what the archive holds).
+//! attributes beside the data) and a librarian ([`crate::app::Librarian`]:
+//! it answers requires by offering what the archive holds).
 //!
 //! An [`Archive`] lives in one of two [`Backend`]s: a plain directory on a
 //! file tier (an SSD directory; the layout below), or a persistent-memory

@@ -58,6 +58,36 @@ pub enum EventKind {
     Leave,
 }
 
+/// Which participant of a pool raised an event: the same participant
+/// raises all its events with the same value, different participants with
+/// different ones.
+///
+/// A participant is an application's handle on the pool: in process each
+/// [`app::Pool`](crate::app::Pool) (numbered by the pool from 1 as they are
+/// made), through a pool manager each client (the id the manager gave it
+/// when it joined, [`Client::client_id`](crate::ipc::client::Client::client_id)).
+/// [`Participant::NONE`] stands for no application: the events of handles
+/// declared on a bare [`Pool`](crate::Pool), and, through a federated
+/// manager, those raised on behalf of another node. Values are not
+/// comparable across pools or managers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Participant(u64);
+
+impl Participant {
+    /// No application (see the [type's docs](Participant)).
+    pub const NONE: Participant = Participant(0);
+
+    /// The participant numbered `id` by its pool or manager.
+    pub(crate) const fn from_id(id: u64) -> Participant {
+        Participant(id)
+    }
+
+    /// Its number in its pool or manager (0 for [`Participant::NONE`]).
+    pub const fn id(self) -> u64 {
+        self.0
+    }
+}
+
 /// A set of [`EventKind`]s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EventMask(u16);
@@ -144,6 +174,9 @@ pub struct Event {
     /// The attributes of the handle (consumer's for require and retract,
     /// the offer's for the others once offered).
     pub attributes: Arc<Attributes>,
+    /// Who raised it: the participant whose handle it is (for a replayed
+    /// offer, its producer's; for join and leave, the application's).
+    pub origin: Participant,
     ack: Option<AckGuard>,
 }
 
@@ -175,6 +208,7 @@ impl fmt::Debug for Event {
             .field("kind", &self.kind)
             .field("name", &self.name)
             .field("version", &self.version)
+            .field("origin", &self.origin)
             .field("needs_ack", &self.needs_ack())
             .finish()
     }
@@ -219,6 +253,8 @@ pub(crate) struct Bus {
     subs: RwLock<Vec<Arc<SubShared>>>,
     count: AtomicUsize,
     seq: AtomicU64,
+    /// The last [`Participant`] numbered.
+    participants: AtomicU64,
 }
 
 /// What an event is about: the pieces [`Bus::emit`] copies into events.
@@ -227,9 +263,15 @@ pub(crate) struct Subject<'a> {
     pub version: Option<u64>,
     pub place: Option<(SpaceId, Tier)>,
     pub attrs: &'a Arc<Attributes>,
+    pub origin: Participant,
 }
 
 impl Bus {
+    /// A participant that no other of this pool's is.
+    pub(crate) fn new_participant(&self) -> Participant {
+        Participant(self.participants.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
     /// Whether anyone listens (the hot path skips building events).
     #[inline]
     pub(crate) fn active(&self) -> bool {
@@ -271,6 +313,7 @@ impl Bus {
                     version: s.version,
                     place: s.place,
                     attributes: Arc::clone(s.attrs),
+                    origin: s.origin,
                     ack,
                 });
                 sub.cv.notify_all();
@@ -325,6 +368,7 @@ impl Bus {
                     version: Some(o.version),
                     place: o.data.place(),
                     attributes: Arc::clone(&o.attrs),
+                    origin: o.origin,
                     ack: None,
                 });
             }

@@ -91,7 +91,7 @@
 //! records fairly and give a dead member's records to another, and query
 //! the offers by attributes ([`ipc::client::Client::query`]). The
 //! archiver ([`app::Archiver`], binary `cdo-archiver`) and librarian
-//! ([`ipc::components`], binary `cdo-librarian`) keep chosen objects in an [`archive`] on a file
+//! ([`app::Librarian`], binary `cdo-librarian`) keep chosen objects in an [`archive`] on a file
 //! tier and serve them back in later runs. CDO groups cross processes as
 //! their members plus a manifest offered last ([`ipc::group`]).
 //!
@@ -187,7 +187,7 @@ pub use attrs::{
 pub use config::{DuplicateOffers, PoolConfig, UnknownAttributes};
 pub use data::{Buffer, Data};
 pub use error::{Error, Result};
-pub use events::{Event, EventKind, EventMask, Subscription};
+pub use events::{Event, EventKind, EventMask, Participant, Subscription};
 pub use group::{GroupDemand, GroupOffer};
 pub use lifecycle::{Op, State};
 pub use pool::{Name, OfferInfo, Pool};

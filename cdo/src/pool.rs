@@ -6,7 +6,7 @@ use crate::config::PoolConfig;
 use crate::data::Buffer;
 use crate::engine::names;
 use crate::error::{Error, Result};
-use crate::events::{Bus, EventKind, EventMask, Subject, Subscription};
+use crate::events::{Bus, EventKind, EventMask, Participant, Subject, Subscription};
 use crate::group::{GroupDemand, GroupOffer};
 use crate::registry::{Entry, Registry};
 use crate::schema::Schema;
@@ -46,18 +46,21 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// A new handle on an entry that already counts it.
+    /// A new handle on an entry that already counts it, of no
+    /// application.
     fn declare(&self, entry: Arc<Entry>) -> Cdo<'_> {
-        self.declare_with(entry, None)
+        self.declare_with(entry, None, Participant::NONE)
     }
 
-    /// A handle on `entry` starting with `attrs` (shared), or with none.
+    /// A handle on `entry` starting with `attrs` (shared), or with none,
+    /// whose events come from `origin`.
     pub(crate) fn declare_with<'a>(
         &self,
         entry: Arc<Entry>,
         attrs: impl Into<Option<&'a Arc<Attributes>>>,
+        origin: Participant,
     ) -> Cdo<'_> {
-        let cdo = Cdo::new(self, entry, attrs.into());
+        let cdo = Cdo::new(self, entry, attrs.into(), origin);
         self.counters.bump(Counter::Declared);
         cdo.emit_declare();
         cdo
@@ -198,6 +201,19 @@ impl Pool {
         Ok(self.shared.declare(entry))
     }
 
+    /// [`Pool::declare`] for the application `origin`, whose handle's
+    /// events say it raised them.
+    pub(crate) fn declare_as(&self, name: &str, origin: Participant) -> Result<Cdo<'_>> {
+        let entry = self.shared.registry.acquire(name, check_name)?;
+        Ok(self.shared.declare_with(entry, None, origin))
+    }
+
+    /// A participant that no other of this pool's is, for an application's
+    /// handle on it.
+    pub(crate) fn new_participant(&self) -> Participant {
+        self.shared.bus.new_participant()
+    }
+
     /// Looks `name` up once: declaring through the returned [`Name`] skips
     /// the lookup (the hot path of a loop over the same names).
     ///
@@ -222,13 +238,15 @@ impl Pool {
     /// application `component`, named by it and without attributes, as a
     /// pool manager raises it when a client joins or leaves. Like the
     /// manager's, it holds nothing: acknowledged subscribers get it, but
-    /// joining and leaving do not wait for their acknowledgements.
-    pub(crate) fn announce(&self, kind: EventKind, component: &str) {
+    /// joining and leaving do not wait for their acknowledgements. The
+    /// event comes from `origin`, the application's participant.
+    pub(crate) fn announce(&self, kind: EventKind, component: &str, origin: Participant) {
         let subject = Subject {
             name: &Arc::from(component),
             version: None,
             place: None,
             attrs: &Arc::default(),
+            origin,
         };
         // Whether acknowledgements came at once does not matter here.
         let _ = self.shared.bus.emit(kind, subject, Duration::ZERO);

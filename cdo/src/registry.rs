@@ -4,6 +4,7 @@
 use crate::attrs::{AttrView, Attributes};
 use crate::data::Data;
 use crate::engine::rules::lifetime_end;
+use crate::events::Participant;
 use crossbeam_utils::CachePadded;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -30,6 +31,8 @@ pub(crate) struct Offer {
     pub order: u64,
     /// When the lifetime ends; `None` for no lifetime.
     pub expiry: Option<Instant>,
+    /// The participant whose handle offered it.
+    pub origin: Participant,
     pins: AtomicUsize,
     /// Threads and tasks waiting for the pins to go.
     waiters: AtomicUsize,
@@ -272,18 +275,20 @@ fn expiry(attrs: &Attributes) -> Option<Instant> {
     lifetime_end(attrs.lifetime, Instant::now())
 }
 
-/// Creates an offer record, `order` in the offer order.
+/// Creates an offer record, `order` in the offer order, made by `origin`.
 pub(crate) fn new_offer(
     name: &Arc<str>,
     version: u64,
     order: u64,
     attrs: &Arc<Attributes>,
     data: Data,
+    origin: Participant,
 ) -> Arc<Offer> {
     Arc::new(Offer {
         name: Arc::clone(name),
         version,
         expiry: expiry(attrs),
+        origin,
         attrs: Arc::clone(attrs),
         data,
         order,
@@ -304,14 +309,16 @@ pub(crate) fn renew_offer(
     order: u64,
     attrs: &Arc<Attributes>,
     data: Data,
+    origin: Participant,
 ) -> Arc<Offer> {
     let Some(mut spare) = spare else {
-        return new_offer(name, version, order, attrs, data);
+        return new_offer(name, version, order, attrs, data, origin);
     };
     let Some(o) = Arc::get_mut(&mut spare) else {
-        return new_offer(name, version, order, attrs, data);
+        return new_offer(name, version, order, attrs, data, origin);
     };
     o.version = version;
+    o.origin = origin;
     o.expiry = expiry(attrs);
     if !Arc::ptr_eq(&o.attrs, attrs) {
         o.attrs = Arc::clone(attrs);

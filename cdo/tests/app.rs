@@ -5,10 +5,13 @@
 
 mod common;
 
-use cdo::app::{Deployment, Pool};
-use cdo::archive::Outcome;
+use cdo::app::{Deployment, Librarian, Pool, Served};
+use cdo::archive::{Archive, Outcome};
 use cdo::ipc::manager::ManagerConfig;
-use cdo::{Error, EventKind, EventMask, Op, PoolConfig, Priority, State, UnknownAttributes, Value};
+use cdo::{
+    Error, EventKind, EventMask, Op, Participant, PoolConfig, Priority, State, UnknownAttributes,
+    Value,
+};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -412,6 +415,60 @@ fn a_subscriber_hears_applications_join_and_leave() {
             only_names.next_timeout(SHORT).unwrap().is_none(),
             "the selector applies to the component's name ({label})"
         );
+    });
+}
+
+/// Every event names the participant that raised it: the same application
+/// always the same one, its join and leave included, and two applications
+/// two different ones.
+#[test]
+fn an_event_names_the_participant_that_raised_it() {
+    both(|host| {
+        let label = host.label();
+        let watcher = host.app("watcher");
+        let kinds = EventKind::Join
+            | EventKind::Leave
+            | EventKind::Offer
+            | EventKind::Require
+            | EventKind::Demand
+            | EventKind::Retract
+            | EventKind::Withdraw;
+        let sub = watcher.subscribe("*", kinds, false).unwrap();
+        let next = || {
+            let e = sub.next_timeout(LONG).unwrap().expect("an event");
+            (e.kind(), e.origin())
+        };
+        let producer = host.app("producer");
+        let consumer = host.app("consumer");
+        let (p, c) = (producer.participant(), consumer.participant());
+        assert!(p != c && p != watcher.participant(), "{label}");
+        assert!(![p, c].contains(&Participant::NONE), "{label}");
+        assert_eq!(next(), (EventKind::Join, p), "{label}");
+        assert_eq!(next(), (EventKind::Join, c), "{label}");
+
+        let mut offered = offer(&producer, "origin/x", &[1; 8]);
+        assert_eq!(next(), (EventKind::Offer, p), "{label}");
+        let mut first = consumer.declare("origin/x").unwrap();
+        first.require().unwrap();
+        assert_eq!(next(), (EventKind::Require, c), "{label}");
+        drop(first.demand_timeout(LONG).unwrap());
+        assert_eq!(next(), (EventKind::Demand, c), "{label}");
+        let mut second = consumer.declare("origin/x").unwrap();
+        second.require().unwrap();
+        assert_eq!(next(), (EventKind::Require, c), "{label}");
+        second.retract().unwrap();
+        assert_eq!(next(), (EventKind::Retract, c), "{label}");
+        // A required handle dropped is retracted, in both.
+        let mut third = consumer.declare("origin/x").unwrap();
+        third.require().unwrap();
+        assert_eq!(next(), (EventKind::Require, c), "{label}");
+        drop(third);
+        assert_eq!(next(), (EventKind::Retract, c), "{label}");
+        offered.withdraw_timeout(LONG).unwrap();
+        assert_eq!(next(), (EventKind::Withdraw, p), "{label}");
+        drop((first, second, offered));
+        drop(consumer);
+        assert_eq!(next(), (EventKind::Leave, c), "{label}");
     });
 }
 
@@ -959,4 +1016,195 @@ fn an_archiver_stores_its_groups_records_with_their_attributes() {
     });
     let entries = entries.into_inner().unwrap();
     assert_eq!(entries[0], entries[1], "the same entry in both deployments");
+}
+
+/// A librarian on `host` serving from a new archive holding `entries`
+/// (name, bytes), with the archive's directory.
+fn archive_with(entries: &[(&str, &[u8])]) -> (Archive, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = Archive::open(dir.path()).unwrap();
+    for (name, bytes) in entries {
+        let attrs = cdo::FlatAttributes::from([("persist".to_string(), Value::Bool(true))]);
+        archive.store(name, &attrs, bytes).unwrap();
+    }
+    (archive, dir)
+}
+
+/// What the librarian does next, waiting up to [`LONG`] for it.
+fn served(librarian: &mut Librarian<'_>) -> Served {
+    let until = std::time::Instant::now() + LONG;
+    loop {
+        if let Some(s) = librarian.next_timeout(SHORT).unwrap() {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the librarian did nothing"
+        );
+    }
+}
+
+/// Whether `name` is on offer.
+fn on_offer(pool: &Pool, name: &str) -> bool {
+    pool.query("").unwrap().iter().any(|n| n == name)
+}
+
+/// Lets `librarian` finish its withdrawals until `name` is no longer on
+/// offer (failing after [`LONG`]).
+fn withdrawn_at_last(librarian: &mut Librarian<'_>, pool: &Pool, name: &str) {
+    let until = std::time::Instant::now() + LONG;
+    while on_offer(pool, name) {
+        assert!(std::time::Instant::now() < until, "{name} stays on offer");
+        assert_eq!(
+            librarian.next_timeout(Duration::from_millis(10)).unwrap(),
+            None
+        );
+    }
+}
+
+/// A consumer requires names only the archive holds: the librarian offers
+/// each, and withdraws it once every consumer that required it has
+/// demanded it (the views stay valid); a name not archived is missing.
+#[test]
+fn a_librarian_serves_archived_objects_until_every_requirer_is_served() {
+    both(|host| {
+        let label = host.label();
+        let (archive, _dir) = archive_with(&[("lib/one", b"first"), ("lib/two", b"second")]);
+        let serving = host.app("librarian");
+        let mut librarian = Librarian::start(&serving, "name ~ '^lib/'", archive).unwrap();
+        let offered = |name: &str, bytes: u64| Served::Offered {
+            name: name.into(),
+            bytes,
+        };
+        let withdrawn = |name: &str| Served::Withdrawn { name: name.into() };
+
+        let consumer = host.app("consumer");
+        let mut c = consumer.declare("lib/one").unwrap();
+        c.require().unwrap();
+        assert_eq!(served(&mut librarian), offered("lib/one", 5), "{label}");
+        let view = c.demand_timeout(LONG).unwrap();
+        assert_eq!(view.bytes().unwrap(), b"first", "{label}");
+        assert_eq!(served(&mut librarian), withdrawn("lib/one"), "{label}");
+        assert_eq!(
+            view.bytes().unwrap(),
+            b"first",
+            "a view stays valid ({label})"
+        );
+        drop(view);
+        c.dispose().unwrap();
+        withdrawn_at_last(&mut librarian, &serving, "lib/one");
+
+        let mut missing = consumer.declare("lib/none").unwrap();
+        missing.require().unwrap();
+        let none = Served::Missing {
+            name: "lib/none".into(),
+        };
+        assert_eq!(served(&mut librarian), none, "{label}");
+        missing.retract().unwrap();
+
+        // Required by two applications: kept until the second is served.
+        let other = host.app("other");
+        let mut first = consumer.declare("lib/two").unwrap();
+        first.require().unwrap();
+        assert_eq!(served(&mut librarian), offered("lib/two", 6), "{label}");
+        let mut second = other.declare("lib/two").unwrap();
+        second.require().unwrap();
+        let again = Served::OnOffer {
+            name: "lib/two".into(),
+        };
+        assert_eq!(served(&mut librarian), again, "{label}");
+        drop(first.demand_timeout(LONG).unwrap());
+        assert_eq!(librarian.next_timeout(SHORT).unwrap(), None, "{label}");
+        assert!(on_offer(&serving, "lib/two"), "{label}");
+        assert_eq!(librarian.serving(), 1, "{label}");
+        assert_eq!(
+            second.demand_timeout(LONG).unwrap().bytes().unwrap(),
+            b"second"
+        );
+        assert_eq!(served(&mut librarian), withdrawn("lib/two"), "{label}");
+        withdrawn_at_last(&mut librarian, &serving, "lib/two");
+        assert_eq!(librarian.serving(), 0, "{label}");
+    });
+}
+
+/// An application that required an archived object and dropped its handle
+/// or left without demanding it does not keep the object on offer.
+#[test]
+fn a_requirer_that_leaves_does_not_keep_a_librarian_s_object() {
+    both(|host| {
+        let label = host.label();
+        let (archive, _dir) = archive_with(&[("gone/obj", b"orphaned")]);
+        let serving = host.app("librarian");
+        let mut librarian = Librarian::start(&serving, "*", archive).unwrap();
+        let offered = Served::Offered {
+            name: "gone/obj".into(),
+            bytes: 8,
+        };
+        let withdrawn = Served::Withdrawn {
+            name: "gone/obj".into(),
+        };
+
+        // The handle dropped, its application still there.
+        let stays = host.app("stays");
+        let mut c = stays.declare("gone/obj").unwrap();
+        c.require().unwrap();
+        assert_eq!(served(&mut librarian), offered, "{label}");
+        drop(c);
+        assert_eq!(served(&mut librarian), withdrawn, "{label}");
+        withdrawn_at_last(&mut librarian, &serving, "gone/obj");
+
+        // The application gone.
+        let consumer = host.app("leaver");
+        let mut c = consumer.declare("gone/obj").unwrap();
+        c.require().unwrap();
+        assert_eq!(served(&mut librarian), offered, "{label}");
+        drop(c);
+        drop(consumer);
+        assert_eq!(served(&mut librarian), withdrawn, "{label}");
+        withdrawn_at_last(&mut librarian, &serving, "gone/obj");
+        assert_eq!(librarian.serving(), 0, "{label}");
+    });
+}
+
+/// An archived entry the librarian cannot read is noted once as a dead
+/// letter and never tried again; the other entries are served.
+#[test]
+fn a_librarian_sets_aside_an_entry_it_cannot_read() {
+    both(|host| {
+        let label = host.label();
+        let (archive, dir) = archive_with(&[("bad/corrupt", b"0123456789"), ("bad/fine", b"fine")]);
+        std::fs::write(archive.data_path("bad/corrupt").unwrap(), b"01234").unwrap();
+        let serving = host.app("librarian");
+        let mut librarian = Librarian::start(&serving, "*", archive).unwrap();
+        let consumer = host.app("consumer");
+        let mut c = consumer.declare("bad/corrupt").unwrap();
+        c.require().unwrap();
+        match served(&mut librarian) {
+            Served::DeadLettered { name, reason } => {
+                assert_eq!(name, "bad/corrupt", "{label}");
+                assert!(reason.contains("corrupt"), "{label}: {reason}");
+            }
+            other => panic!("{label}: {other:?}"),
+        }
+        c.retract().unwrap();
+        let mut again = consumer.declare("bad/corrupt").unwrap();
+        again.require().unwrap();
+        assert!(
+            matches!(served(&mut librarian), Served::DeadLettered { .. }),
+            "{label}"
+        );
+        let mut fine = consumer.declare("bad/fine").unwrap();
+        fine.require().unwrap();
+        let offered = Served::Offered {
+            name: "bad/fine".into(),
+            bytes: 4,
+        };
+        assert_eq!(served(&mut librarian), offered, "{label}");
+        assert_eq!(fine.demand_timeout(LONG).unwrap().bytes().unwrap(), b"fine");
+        assert!(!on_offer(&serving, "bad/corrupt"), "{label}");
+        // Noted once: the second require was not tried again.
+        let letters = Archive::open(dir.path()).unwrap().dead_letters().unwrap();
+        assert_eq!(letters.len(), 1, "{label}");
+        assert_eq!(letters[0].name, "bad/corrupt", "{label}");
+    });
 }

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cdo::app::{Librarian, Pool, Served};
 use cdo::archive::Archive;
-use cdo::ipc::client::{Client, ClientError, Notice, Reply};
-use cdo::ipc::components::{Librarian, Served};
+use cdo::ipc::client::{Client, ClientConfig, ClientError, Notice, Reply};
 use cdo::ipc::federation::{self, Federation, FederationConfig};
 use cdo::ipc::manager::{FaultPolicy, ManagerConfig, ManagerHandle};
 use cdo::ipc::wire::{Attributes, ErrorCode};
@@ -365,13 +365,17 @@ fn a_lost_node_s_object_comes_from_a_librarian_s_archive_under_best_effort_only(
         let dir = tempfile::tempdir().unwrap();
         let archive = Archive::open(dir.path()).unwrap();
         archive.store(name, &Attributes::new(), &bytes).unwrap();
-        let mut librarian =
-            Librarian::start(client(&pb, "librarian"), "name ~ '^archived/'", archive).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, served) = std::sync::mpsc::channel();
+        let (ready_tx, ready) = std::sync::mpsc::channel();
         let serving = {
             let stop = stop.clone();
+            let config = ClientConfig::new(pb.endpoint().clone(), "librarian");
             std::thread::spawn(move || {
+                let pool = Pool::connect_with(&config).unwrap();
+                let mut librarian =
+                    Librarian::start(&pool, "name ~ '^archived/'", archive).unwrap();
+                ready_tx.send(()).unwrap();
                 while !stop.load(Ordering::SeqCst) {
                     if let Some(s) = librarian.next_timeout(Duration::from_millis(50)).unwrap() {
                         tx.send(s).unwrap();
@@ -379,6 +383,7 @@ fn a_lost_node_s_object_comes_from_a_librarian_s_archive_under_best_effort_only(
                 }
             })
         };
+        ready.recv_timeout(PATIENT).unwrap();
         let mut producer = client(&pa, "producer");
         producer.offer(name, &bytes, Attributes::new()).unwrap();
         eventually("C heard of it", || fc.status().imported == 1);

@@ -1,6 +1,6 @@
 //! The archiver and librarian components through the pool manager: the
-//! library types ([`cdo::app::Archiver`] on an application pool joined to
-//! the manager, [`Librarian`]) in threads, and the binaries as processes.
+//! library types ([`Archiver`] and [`Librarian`] on application pools
+//! joined to the manager) in threads, and the binaries as processes.
 
 mod ipc_common;
 
@@ -8,10 +8,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cdo::app::{Archiver, Pool};
+use cdo::app::{Archiver, Librarian, Pool, Served};
 use cdo::archive::{Archive, Backend, Flushed, Outcome, Subsample, Tally};
 use cdo::ipc::client::ClientConfig;
-use cdo::ipc::components::{Librarian, Served};
 use cdo::ipc::endpoint::{SOCKET_ENV, TOKEN_ENV};
 use cdo::ipc::manager::ManagerHandle;
 use cdo::ipc::wire::Attributes;
@@ -20,9 +19,21 @@ use ipc_common::{client, manager, wait_for, GUARD};
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// An application pool: `pm`, joined as `component`.
+fn app_pool(pm: &ManagerHandle, component: &str) -> Pool {
+    Pool::connect_with(&ClientConfig::new(pm.endpoint().clone(), component)).unwrap()
+}
+
 /// The archiver's application pool: `pm`, joined as `archiver`.
 fn archiver_pool(pm: &ManagerHandle) -> Pool {
-    Pool::connect_with(&ClientConfig::new(pm.endpoint().clone(), "archiver")).unwrap()
+    app_pool(pm, "archiver")
+}
+
+/// Gives up what `librarian` offers, then leaves its pool (waiting up to
+/// [`WAIT`]).
+fn leave_librarian(librarian: Librarian<'_>, pool: &Pool) {
+    drop(librarian);
+    pool.leave(WAIT).unwrap();
 }
 
 /// An archiver on `pool` keeping what `selector` picks in the archive at
@@ -108,12 +119,9 @@ fn archiver_keeps_what_its_selector_picks_and_librarian_serves_it_back() {
 
     // A later run: nobody produces, the librarian answers requires.
     let pm = manager();
-    let mut librarian = Librarian::start(
-        client(&pm, "librarian"),
-        "name ~ '^run/'",
-        Archive::open(dir.path()).unwrap(),
-    )
-    .unwrap();
+    let pool = app_pool(&pm, "librarian");
+    let mut librarian =
+        Librarian::start(&pool, "name ~ '^run/'", Archive::open(dir.path()).unwrap()).unwrap();
     let mut c = client(&pm, "consumer");
     c.require("run/chk/1").unwrap();
     c.require("run/missing").unwrap();
@@ -138,7 +146,7 @@ fn archiver_keeps_what_its_selector_picks_and_librarian_serves_it_back() {
     drop(v);
     c.retract("run/missing").unwrap();
     c.leave(WAIT).unwrap();
-    librarian.leave(WAIT).unwrap();
+    leave_librarian(librarian, &pool);
 }
 
 #[test]
@@ -305,8 +313,8 @@ fn librarian_withdraws_what_nobody_requires_any_more() {
         archive.store(name, &persisted(0), name.as_bytes()).unwrap();
     }
     let pm = manager();
-    let mut librarian =
-        Librarian::start(client(&pm, "librarian"), "name ~ '^l/'", archive).unwrap();
+    let pool = app_pool(&pm, "librarian");
+    let mut librarian = Librarian::start(&pool, "name ~ '^l/'", archive).unwrap();
     let mut step = || librarian.next_timeout(Duration::from_millis(100)).unwrap();
     let withdrawn = |name: &str| Served::Withdrawn { name: name.into() };
     let offered = |name: &str| Served::Offered {
@@ -359,7 +367,7 @@ fn librarian_withdraws_what_nobody_requires_any_more() {
     assert_eq!(librarian.serving(), 0);
     c.leave(WAIT).unwrap();
     d.leave(WAIT).unwrap();
-    librarian.leave(WAIT).unwrap();
+    leave_librarian(librarian, &pool);
 }
 
 #[test]
@@ -373,12 +381,8 @@ fn librarian_notes_an_entry_it_cannot_serve_and_serves_the_rest() {
     let path = archive.data_path("r/corrupt").unwrap();
     std::fs::write(&path, b"01234").unwrap();
     let pm = manager();
-    let mut librarian = Librarian::start(
-        client(&pm, "librarian"),
-        "*",
-        Archive::open(dir.path()).unwrap(),
-    )
-    .unwrap();
+    let pool = app_pool(&pm, "librarian");
+    let mut librarian = Librarian::start(&pool, "*", Archive::open(dir.path()).unwrap()).unwrap();
     let mut c = client(&pm, "c");
     c.require("r/corrupt").unwrap();
     c.require("r/fine").unwrap();

@@ -5,7 +5,7 @@ use super::remote::Remote;
 use crate::attrs::{Attributes, FlatAttributes};
 use crate::data::Data;
 use crate::error::{Error, Result};
-use crate::events::EventKind;
+use crate::events::{EventKind, Participant};
 use crate::ipc::client::{GroupRecord, Notice};
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,7 @@ impl Drop for Subscription<'_> {
 pub struct Event<'p> {
     id: u64,
     kind: EventKind,
+    origin: Participant,
     name: String,
     attributes: FlatAttributes,
     ack: Ack<'p>,
@@ -88,6 +89,7 @@ impl std::fmt::Debug for Event<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Event")
             .field("kind", &self.kind)
+            .field("origin", &self.origin)
             .field("name", &self.name)
             .field("needs_ack", &self.needs_ack())
             .finish()
@@ -99,6 +101,7 @@ impl<'p> Event<'p> {
         Event {
             id: event.seq,
             kind: event.kind,
+            origin: event.origin,
             name: event.name.to_string(),
             attributes: event.attributes.flatten(),
             ack: Ack::Local(event),
@@ -109,6 +112,7 @@ impl<'p> Event<'p> {
         Event {
             id: event.event,
             kind: event.kind,
+            origin: Participant::from_id(event.client),
             name: event.name,
             attributes: event.attrs,
             ack: Ack::Remote(remote, event.needs_ack.then_some(event.event)),
@@ -124,6 +128,17 @@ impl<'p> Event<'p> {
     /// What happened.
     pub fn kind(&self) -> EventKind {
         self.kind
+    }
+
+    /// The participant that raised it: the application whose handle the
+    /// event is about (the consumer for require, demand and retract, the
+    /// producer for offer and withdraw; for join and leave, the application
+    /// joining or leaving), as its [`Pool::participant`](super::Pool::participant)
+    /// says. The same application gives all its events the same origin,
+    /// in both deployments; [`Participant::NONE`] for none (a handle on a
+    /// bare in-process [`crate::Pool`], another node of a federation).
+    pub fn origin(&self) -> Participant {
+        self.origin
     }
 
     /// The object (for join and leave, the component).

@@ -91,6 +91,19 @@ impl<'p> Cdo<'p> {
         }
     }
 
+    /// Sets every attribute of `flat` (as [`Cdo::set`] each), kept
+    /// elsewhere (an archive's): through a manager the offer then carries
+    /// only these keys, as a producer of the object sent them, not every
+    /// built-in as after [`Cdo::set`]; in process nothing differs.
+    pub(crate) fn restore_attributes(&mut self, flat: &FlatAttributes) -> Result<()> {
+        match &mut self.0 {
+            Inner::Local(c) => flat
+                .iter()
+                .try_for_each(|(key, value)| c.set(key, value.clone()).map(drop)),
+            Inner::Remote(c) => c.restore_attributes(flat),
+        }
+    }
+
     /// Sets the guided-I/O priority (`priority`).
     ///
     /// # Errors
@@ -331,6 +344,17 @@ impl<'p> View<'p> {
 impl std::fmt::Debug for View<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("View").field("len", &self.len()).finish()
+    }
+}
+
+impl Drop for Cdo<'_> {
+    /// In process, a required handle is retracted as through a manager: the
+    /// pool's subscribers hear a retract event (nothing waits for its
+    /// acknowledgement). The rest is the handle's own drop.
+    fn drop(&mut self) {
+        if let Inner::Local(c) = &mut self.0 {
+            c.retract_dropped();
+        }
     }
 }
 

@@ -47,7 +47,8 @@
 //! * An operation whose acknowledged events are not acknowledged in time
 //!   fails with [`Error::AckTimeout`] under the fail-fast policy, having
 //!   taken effect (the handle is in the state after it).
-//! * Dropping a [`Cdo`] gives up its offer or its require; dropping an
+//! * Dropping a [`Cdo`] gives up its offer or its require (a require
+//!   given up raises a retract event, in both); dropping an
 //!   [`Event`] acknowledges it; dropping a [`Subscription`] or [`Member`]
 //!   ends it; dropping a [`Record`] without [`Record::done`] gives it back
 //!   to its group at once, for another member.
@@ -57,6 +58,13 @@
 //!   [`Record::done`]; the records a member held when it leaves go to the
 //!   others; an [`Archiver`] is a member that stores its records in an
 //!   [`Archive`](crate::archive::Archive).
+//! * Every [`Event`] names its [`origin`](Event::origin): the
+//!   [`Participant`] (an application's [`Pool`], see
+//!   [`Pool::participant`]) that raised it, its join and leave included.
+//!   A [`Librarian`] keeps its book by it: it answers requires of names
+//!   only an [`Archive`](crate::archive::Archive) holds by offering them,
+//!   and withdraws each once every participant that required it demanded
+//!   it, retracted or left.
 //! * [`Pool::stats`] counts offers, views and objects on offer the same
 //!   way in both.
 //!
@@ -111,6 +119,20 @@
 //!   (a [`Pool::local`] handle raises none).
 //!   An in-process [`Event`] carries the handle's attributes flattened
 //!   with every built-in; a manager's, the flat attributes as sent.
+//!   An event's [`origin`](Event::origin) is a number the in-process pool
+//!   gives each [`Pool`] made on it, through a manager the client id;
+//!   through a federated manager the events raised for another node come
+//!   from [`Participant::NONE`], as do in process those of handles
+//!   declared on the bare [`crate::Pool`].
+//! * **The librarian.** [`Librarian`] behaves the same in both (it is
+//!   what `cdo-librarian` runs through a manager). What it learns of a
+//!   consumer's leave differs as join and leave events do: in process
+//!   only an application made by [`Pool::join_local`] or
+//!   [`Pool::from_env`] leaves, but every application's handles retract
+//!   their requires when dropped, so none keeps an object on offer. Its
+//!   offers carry the attributes as archived through a manager, every
+//!   built-in in process; its withdrawals wait for the consumers' views
+//!   through a manager only (see "Views hold withdrawals").
 //! * **Threads.** An in-process pool serves its threads in parallel. A
 //!   manager deployment has one connection per [`Pool`]: its threads take
 //!   turns on it, a blocking call holding it for at most a few milliseconds
@@ -126,17 +148,19 @@
 mod archiver;
 mod events;
 mod handle;
+mod librarian;
 mod remote;
 mod stats;
 
 pub use archiver::Archiver;
 pub use events::{Event, Member, Record, Subscription};
 pub use handle::{Cdo, View};
+pub use librarian::{Librarian, Served};
 pub use stats::PoolStats;
 
 use crate::config::PoolConfig;
 use crate::error::{Error, Result};
-use crate::events::{EventKind, EventMask};
+use crate::events::{EventKind, EventMask, Participant};
 use crate::ipc::client::{Client, ClientConfig, ClientError};
 use crate::ipc::endpoint::{Endpoint, SOCKET_ENV, TOKEN_ENV, TOKEN_FILE_ENV};
 use crate::ipc::manager::{self, ManagerConfig};
@@ -163,12 +187,14 @@ pub struct Pool {
     /// The application's name in an in-process pool, when it joined
     /// under one: its leave event is raised when the handle drops.
     component: Option<Arc<str>>,
+    /// Who this application is among the pool's participants.
+    participant: Participant,
 }
 
 impl Drop for Pool {
     fn drop(&mut self) {
         if let (Inner::Local(p), Some(component)) = (&self.inner, &self.component) {
-            p.announce(EventKind::Leave, component);
+            p.announce(EventKind::Leave, component, self.participant);
         }
     }
 }
@@ -242,6 +268,7 @@ impl Pool {
     /// It raises no join or leave events; [`Pool::join_local`] does.
     pub fn local(pool: Arc<crate::Pool>) -> Pool {
         Pool {
+            participant: pool.new_participant(),
             inner: Inner::Local(pool),
             component: None,
         }
@@ -268,10 +295,12 @@ impl Pool {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn join_local(pool: Arc<crate::Pool>, component: &str) -> Pool {
-        pool.announce(EventKind::Join, component);
+        let participant = pool.new_participant();
+        pool.announce(EventKind::Join, component, participant);
         Pool {
             inner: Inner::Local(pool),
             component: Some(component.into()),
+            participant,
         }
     }
 
@@ -290,11 +319,7 @@ impl Pool {
     /// [`Error::PoolManager`].
     pub fn connect_with(config: &ClientConfig) -> Result<Pool> {
         let client = Client::connect(config).map_err(pool_error)?;
-        let remote = Remote::new(client, config.endpoint.clone(), None);
-        Ok(Pool {
-            inner: Inner::Remote(Box::new(remote)),
-            component: None,
-        })
+        Ok(Self::remote(client, config.endpoint.clone(), None))
     }
 
     /// Starts a pool manager in this process (for tests and tools) and
@@ -308,11 +333,27 @@ impl Pool {
         let handle = manager::start(config).map_err(Error::ManagerStart)?;
         let config = ClientConfig::new(handle.endpoint().clone(), component).with_env();
         let client = Client::connect(&config).map_err(pool_error)?;
-        let remote = Remote::new(client, config.endpoint, Some(handle));
-        Ok(Pool {
-            inner: Inner::Remote(Box::new(remote)),
+        Ok(Self::remote(client, config.endpoint, Some(handle)))
+    }
+
+    /// The application of `client`, joined to the manager at `endpoint`
+    /// (which runs in this process when `handle` is given).
+    fn remote(client: Client, endpoint: Endpoint, handle: Option<manager::ManagerHandle>) -> Pool {
+        let participant = Participant::from_id(client.client_id());
+        Pool {
+            inner: Inner::Remote(Box::new(Remote::new(client, endpoint, handle))),
             component: None,
-        })
+            participant,
+        }
+    }
+
+    /// Who this application is among the pool's participants: the
+    /// [`Event::origin`] of the events its handles raise (its join and
+    /// leave included). In process each [`Pool`] made on a pool is a
+    /// participant of its own; through a manager it is the client id the
+    /// manager gave it.
+    pub fn participant(&self) -> Participant {
+        self.participant
     }
 
     /// The endpoint of the pool manager this pool joined (or started),
@@ -362,7 +403,7 @@ impl Pool {
     /// [`Error::InvalidName`].
     pub fn declare(&self, name: &str) -> Result<Cdo<'_>> {
         match &self.inner {
-            Inner::Local(p) => p.declare(name).map(Cdo::local),
+            Inner::Local(p) => p.declare_as(name, self.participant).map(Cdo::local),
             Inner::Remote(r) => {
                 if let Some(reason) = crate::engine::names::invalid(name) {
                     return Err(Error::InvalidName {

@@ -358,6 +358,9 @@ pub(super) struct RemoteCdo<'p> {
     pending: Option<RequestId>,
     /// The attributes of the object demanded.
     received: Option<FlatAttributes>,
+    /// The keys an offer of restored attributes carries (see
+    /// [`RemoteCdo::restore_attributes`]); every built-in when `None`.
+    restored: Option<Vec<String>>,
 }
 
 impl<'p> RemoteCdo<'p> {
@@ -370,6 +373,7 @@ impl<'p> RemoteCdo<'p> {
             bytes: None,
             pending: None,
             received: None,
+            restored: None,
         }
     }
 
@@ -435,6 +439,16 @@ impl<'p> RemoteCdo<'p> {
         };
         self.attrs.user.insert(key.to_owned(), value);
         Ok(true)
+    }
+
+    /// Sets each of `flat` (as [`RemoteCdo::set`]); the offer then carries
+    /// only these keys, as they were kept, not every built-in.
+    pub(super) fn restore_attributes(&mut self, flat: &FlatAttributes) -> Result<()> {
+        for (key, value) in flat {
+            self.set(key, value.clone())?;
+        }
+        self.restored = Some(flat.keys().cloned().collect());
+        Ok(())
     }
 
     pub(super) fn write(&mut self, bytes: &[u8]) -> Result<()> {
@@ -544,6 +558,9 @@ impl<'p> RemoteCdo<'p> {
             return Err(self.inconsistent(format!("size {size} but {have} bytes attached")));
         }
         let mut flat = self.attrs.flatten();
+        if let Some(keys) = &self.restored {
+            flat.retain(|k, _| keys.contains(k));
+        }
         // The offer carries the size in its own field.
         flat.remove(SIZE_KEY);
         let started = Instant::now();

@@ -6,15 +6,16 @@
 //! exits with status 2), until SIGINT or SIGTERM. It withdraws each object once
 //! every consumer that required it has demanded it, retracted or left; an
 //! entry it cannot serve is noted in the archive's dead letters and not
-//! tried again.
+//! tried again. The librarian is [`cdo::app::Librarian`] on an
+//! [`app::Pool`](cdo::app::Pool) joined to that manager.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use cdo::app::{Librarian, Pool, Served};
 use cdo::archive::Archive;
-use cdo::ipc::components::{
-    connect_from_env, log_to_stderr, stop_on_signals, ArchiveLocation, Librarian, Served,
-};
+use cdo::ipc::client::ClientConfig;
+use cdo::ipc::components::{log_to_stderr, stop_on_signals, ArchiveLocation, ComponentError};
 use clap::error::ErrorKind::ArgumentConflict;
 use clap::{CommandFactory, Parser};
 
@@ -41,7 +42,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|e| Args::command().error(ArgumentConflict, e).exit());
     let stop = stop_on_signals()?;
     let archive = Archive::open_backend(backend)?;
-    let mut librarian = Librarian::start(connect_from_env(&args.name)?, &args.selector, archive)?;
+    let config = ClientConfig::from_env(&args.name).ok_or(ComponentError::NoPool)?;
+    let pool = Pool::connect_with(&config)?;
+    let mut librarian = Librarian::start(&pool, &args.selector, archive)?;
     println!("ready");
     while !stop.load(Ordering::SeqCst) {
         match librarian.next_timeout(Duration::from_millis(200))? {
@@ -52,6 +55,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Some(Served::DeadLettered { .. } | Served::OnOffer { .. }) | None => {}
         }
     }
-    librarian.leave(Duration::from_secs(10))?;
+    // Gives up its offers, then leaves the pool once nobody requires them.
+    drop(librarian);
+    pool.leave(Duration::from_secs(10))?;
     Ok(())
 }

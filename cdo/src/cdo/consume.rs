@@ -190,10 +190,26 @@ impl Cdo<'_> {
     /// [`Error::InvalidState`] unless required.
     pub fn retract(&mut self) -> Result<()> {
         let next = self.check(Op::Retract)?;
+        self.retracted(next);
+        self.emit(EventKind::Retract, None)
+    }
+
+    /// [`Cdo::retract`] of a required handle that an application drops:
+    /// its subscribers hear of it, but nothing waits for their
+    /// acknowledgements (as a pool manager retracts a dropped require of
+    /// its client); nothing happens in any other state.
+    pub(crate) fn retract_dropped(&mut self) {
+        if let Ok(next) = self.check(Op::Retract) {
+            self.retracted(next);
+            self.tell(EventKind::Retract, None, None, None, Duration::ZERO);
+        }
+    }
+
+    /// Gives up the require, now in state `next`.
+    fn retracted(&mut self, next: State) {
         self.unmatch();
         self.state = next;
         self.pool.counters.bump(Counter::Retracted);
-        self.emit(EventKind::Retract, None)
     }
 
     pub(super) fn unmatch(&mut self) {

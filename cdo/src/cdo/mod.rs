@@ -16,13 +16,14 @@ use crate::attrs::Attributes;
 use crate::data::{Buffer, Data};
 use crate::engine::FaultPolicy;
 use crate::error::{Error, Result};
-use crate::events::{EventKind, Subject};
+use crate::events::{EventKind, Participant, Subject};
 use crate::lifecycle::{Op, State};
 use crate::pool::Shared;
 use crate::registry::{Entry, Offer, Slot};
 use crate::stats::Counter;
 use mamba::{SpaceId, Tier};
 use std::sync::Arc;
+use std::time::Duration;
 use tracing::warn;
 
 /// The attributes of a handle that set none.
@@ -71,6 +72,8 @@ pub struct Cdo<'p> {
     withdrawn: Option<u64>,
     pin: Option<Pin>,
     received: Option<Received>,
+    /// The participant its events come from.
+    origin: Participant,
 }
 
 /// What a consumer keeps of the offer it received: not the offer itself,
@@ -95,8 +98,10 @@ impl<'p> Cdo<'p> {
         pool: &'p Shared,
         entry: Arc<Entry>,
         attrs: Option<&Arc<Attributes>>,
+        origin: Participant,
     ) -> Self {
         Cdo {
+            origin,
             pool,
             entry,
             state: State::Declared,
@@ -167,10 +172,14 @@ impl<'p> Cdo<'p> {
     /// name over with the same attributes every time, as an application
     /// that stages a block per solver call does. Neither the name nor the
     /// attributes are looked up, checked or allocated again; the handle
-    /// starts `Declared` whatever this one's state.
+    /// starts `Declared` whatever this one's state, and raises its events
+    /// as this one's participant.
     pub fn declare_again(&self) -> Cdo<'p> {
-        self.pool
-            .declare_with(self.pool.registry.retain(&self.entry), self.attrs.as_ref())
+        self.pool.declare_with(
+            self.pool.registry.retain(&self.entry),
+            self.attrs.as_ref(),
+            self.origin,
+        )
     }
 
     fn check(&self, op: Op) -> Result<State> {
@@ -203,8 +212,36 @@ impl<'p> Cdo<'p> {
         place: Option<(SpaceId, Tier)>,
         attrs: Option<&Arc<Attributes>>,
     ) -> Result<()> {
-        if !self.pool.bus.active() {
+        let waited = self.pool.config.ack_timeout;
+        if self.tell(kind, version, place, attrs, waited) {
             return Ok(());
+        }
+        let policy = self.pool.config.policy;
+        warn!(name = %self.entry.name, ?kind, ?waited, ?policy, "acknowledgements missing");
+        match policy {
+            FaultPolicy::BestEffort => Ok(()),
+            FaultPolicy::FailFast => Err(Error::AckTimeout {
+                name: Arc::clone(&self.entry.name),
+                kind,
+                waited,
+            }),
+        }
+    }
+
+    /// Delivers the event `kind` of this CDO (see [`Cdo::emit_about`]) and
+    /// waits up to `waited` for its acknowledgements: false when some did
+    /// not come.
+    #[inline]
+    fn tell(
+        &self,
+        kind: EventKind,
+        version: Option<u64>,
+        place: Option<(SpaceId, Tier)>,
+        attrs: Option<&Arc<Attributes>>,
+        waited: Duration,
+    ) -> bool {
+        if !self.pool.bus.active() {
+            return true;
         }
         let none: Arc<Attributes>;
         let subject = Subject {
@@ -220,21 +257,9 @@ impl<'p> Cdo<'p> {
                     &none
                 }
             },
+            origin: self.origin,
         };
-        let waited = self.pool.config.ack_timeout;
-        if self.pool.bus.emit(kind, subject, waited) {
-            return Ok(());
-        }
-        let policy = self.pool.config.policy;
-        warn!(name = %self.entry.name, ?kind, ?waited, ?policy, "acknowledgements missing");
-        match policy {
-            FaultPolicy::BestEffort => Ok(()),
-            FaultPolicy::FailFast => Err(Error::AckTimeout {
-                name: Arc::clone(&self.entry.name),
-                kind,
-                waited,
-            }),
-        }
+        self.pool.bus.emit(kind, subject, waited)
     }
 
     /// Raises the declaration event. A declaration always yields its

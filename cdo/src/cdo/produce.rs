@@ -208,7 +208,15 @@ impl Cdo<'_> {
             let spare = e.spare.take();
             let version = next_version(e.live.last().map(|o| o.version));
             let order = self.pool.registry.next_order();
-            let offer = renew_offer(spare, &self.entry.name, version, order, &attrs, data);
+            let offer = renew_offer(
+                spare,
+                &self.entry.name,
+                version,
+                order,
+                &attrs,
+                data,
+                self.origin,
+            );
             for slot in e.waiting.drain(..) {
                 offer.pin();
                 // Each slot is filled once: it left `waiting` just now.
