@@ -203,9 +203,26 @@ impl<'p> Cdo<'p> {
     }
 
     /// [`Cdo::emit`] from what the event says: the version and place of
-    /// the offer, and its attributes (the handle's when `None`).
+    /// the offer, and its attributes (the handle's when `None`). A pool
+    /// without subscribers pays one load here.
     #[inline]
     fn emit_about(
+        &self,
+        kind: EventKind,
+        version: Option<u64>,
+        place: Option<(SpaceId, Tier)>,
+        attrs: Option<&Arc<Attributes>>,
+    ) -> Result<()> {
+        if !self.pool.bus.active() {
+            return Ok(());
+        }
+        self.emit_to_subscribers(kind, version, place, attrs)
+    }
+
+    /// [`Cdo::emit_about`] once the pool has subscribers.
+    #[cold]
+    #[inline(never)]
+    fn emit_to_subscribers(
         &self,
         kind: EventKind,
         version: Option<u64>,
@@ -231,7 +248,6 @@ impl<'p> Cdo<'p> {
     /// Delivers the event `kind` of this CDO (see [`Cdo::emit_about`]) and
     /// waits up to `waited` for its acknowledgements: false when some did
     /// not come.
-    #[inline]
     fn tell(
         &self,
         kind: EventKind,
