@@ -6,11 +6,13 @@
 //! (the topology, message counts and scaling are in `cdo/FEDERATION.md`):
 //!
 //! - each manager's federation joins its own manager as an ordinary client
-//!   and watches its offers and withdrawals; it demands each offered
-//!   object once (a view). An object of at most
+//!   and watches its offers and withdrawals. An object of at most
 //!   [`FederationConfig::eager_max`] bytes travels to every peer inline with
-//!   its offer (the eager path: the view is released at once). A larger
-//!   one's view is exposed on the fabric ([`mamba_fabric`]) and every peer
+//!   its offer (the eager path): the manager hands its bytes to the
+//!   federation with the offer
+//!   ([`Control::on_mirror_offers`](crate::ipc::manager::Control::on_mirror_offers)).
+//!   The federation demands a larger one once (a view); its view is
+//!   exposed on the fabric ([`mamba_fabric`]) and every peer
 //!   told its name, attributes, size and region descriptor
 //!   ([`mamba_fabric::RegionDescriptor`]);
 //! - a demand that finds nothing on offer locally is reported to the

@@ -25,7 +25,7 @@ use super::{FederationConfig, FederationError, FederationStatus, REFUSALS_KEPT};
 use crate::engine::GroupNote;
 use crate::events::EventKind;
 use crate::ipc::client::{Client, ClientConfig, ClientError, GroupRecord, Notice, Reply, View};
-use crate::ipc::manager::{Control, FaultPolicy, ManagerHandle};
+use crate::ipc::manager::{Control, FaultPolicy, ManagerHandle, MirrorOffer};
 use crate::ipc::wire::{Attributes, ErrorCode, RequestId};
 
 /// How long the serving thread without exposed memory waits for a command
@@ -233,6 +233,8 @@ enum Input {
     Required(String),
     /// A change of this node's consumer groups for the peers.
     Group(GroupNote),
+    /// An offer of a local client, from the manager's request path.
+    Offered(MirrorOffer),
 }
 
 /// Starts the federation's threads; returns once the node has joined its
@@ -688,6 +690,13 @@ impl Node {
         // Before anything else: none of the federation's own operations
         // raises an event here.
         control.set_mirror(client.client_id());
+        // Offers come straight from the manager, small ones with their
+        // bytes: exporting those costs no demand. Withdrawals come on the
+        // client's connection, in order with the records sent there.
+        let offers = tx.clone();
+        control.on_mirror_offers(eager_max, move |offer| {
+            let _ = offers.send(Input::Offered(offer));
+        });
         client.subscribe("*", EventKind::Offer | EventKind::Withdraw, false)?;
         let (server, choice) = Server::start(fabric.clone())?;
         lock(&status).fabric = choice;
@@ -818,6 +827,7 @@ impl Node {
                 }
             }
             Input::Group(note) => self.group_note(note),
+            Input::Offered(MirrorOffer { name, inline }) => self.local_offer(name, inline),
             Input::Required(name) => {
                 let known = self.exports.contains_key(&name)
                     || self.imports.contains_key(&name)
@@ -1350,16 +1360,23 @@ impl Node {
             Notice::Record(record) => return self.forward(record),
         };
         match event.kind {
-            EventKind::Offer if !self.exports.contains_key(&event.name) => self.export(event.name),
+            EventKind::Offer => self.local_offer(event.name, None),
             EventKind::Withdraw => self.withdraw_export(&event.name),
             _ => {}
         }
     }
 
-    /// Takes a view of the local object `name`, exposes it and tells the
-    /// peers.
-    fn export(&mut self, name: String) {
-        if let Some(payload) = self.payload(&name) {
+    /// A local client offered `name`: exported with its bytes where they
+    /// came with the offer (`inline`), else from a view of it.
+    fn local_offer(&mut self, name: String, inline: Option<(Attributes, Vec<u8>)>) {
+        if self.exports.contains_key(&name) {
+            return;
+        }
+        let payload = match inline {
+            Some((attrs, bytes)) => Some((attrs, Payload::Inline(bytes))),
+            None => self.payload(&name),
+        };
+        if let Some(payload) = payload {
             self.publish(name, payload);
         }
     }

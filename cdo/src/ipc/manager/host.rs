@@ -6,7 +6,7 @@
 //! frames in an [`Outgoing`] list; the connection threads send them after
 //! unlocking.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,6 +23,8 @@ use crate::ipc::interest::InterestPage;
 use crate::ipc::limits::fit_names;
 use crate::ipc::shm::{check_seals, file_size};
 use crate::ipc::wire::{Attributes, ErrorCode, Frame, Msg, Stats};
+
+use super::MirrorOffer;
 
 /// A client's sending side, shared by every thread that sends to it.
 pub type Outbox = Arc<super::outbox::Outbox>;
@@ -46,6 +48,11 @@ pub struct Host {
     unmet_require: Option<UnmetHook>,
     /// Told of consumer-group changes for other nodes.
     group_hook: Option<GroupHook>,
+    /// The federation's client ([`Host::set_mirror`]).
+    mirror: Option<ClientId>,
+    /// Takes the mirror's offer events in place of its connection, with
+    /// the bytes of objects up to its size.
+    mirror_events: Option<(u64, MirrorHook)>,
     /// Where the subscribers' interest in lifecycle events is published.
     interest: InterestPage,
     /// Its descriptor, sent to clients that agree to
@@ -61,6 +68,10 @@ pub type UnmetHook = Box<dyn Fn(ClientId, &str) + Send>;
 /// What a manager calls with every [`GroupNote`] of its engine (under the
 /// state lock: it must not block).
 pub type GroupHook = Box<dyn Fn(GroupNote) + Send>;
+
+/// What a manager calls with every offer event for its mirror (under the
+/// state lock: it must not block).
+pub type MirrorHook = Box<dyn Fn(MirrorOffer) + Send>;
 
 impl Host {
     /// An engine over `registry` with `config`'s policies.
@@ -93,6 +104,8 @@ impl Host {
             unmet: None,
             unmet_require: None,
             group_hook: None,
+            mirror: None,
+            mirror_events: None,
             interest,
             interest_fd: Arc::new(interest_fd),
         })
@@ -261,7 +274,39 @@ impl Host {
     /// Makes client `cid` the federation's mirror (see
     /// [`Engine::set_mirror`]).
     pub fn set_mirror(&mut self, cid: ClientId) {
+        self.mirror = Some(cid);
         self.engine.set_mirror(cid);
+    }
+
+    /// Hands the offer events for the mirror to `hook` instead of its
+    /// connection, each of an object of at most `inline_max` bytes with
+    /// its bytes.
+    pub fn set_mirror_hook(&mut self, inline_max: u64, hook: MirrorHook) {
+        self.mirror_events = Some((inline_max, hook));
+    }
+
+    /// Hands the offer of `name` to the mirror's hook, with the object's
+    /// bytes if it is small enough. Runs once the effects that came with
+    /// it are carried out (the offer's segment is kept by then).
+    fn offer_to_mirror(&self, name: String) {
+        let Some((inline_max, hook)) = &self.mirror_events else {
+            return;
+        };
+        let inline = self
+            .engine
+            .offered(&name)
+            .filter(|e| e.size <= *inline_max)
+            .and_then(|e| {
+                let fd = self.segments.get(&e.segment)?;
+                match read_exact_at(fd.as_fd(), e.offset, e.size) {
+                    Ok(bytes) => Some((e.attrs.clone(), bytes)),
+                    Err(err) => {
+                        warn!(%name, error = %err, "cannot read an offered object");
+                        None
+                    }
+                }
+            });
+        hook(MirrorOffer { name, inline });
     }
 
     /// Raises the events of `kind` on `name`, an object of federated node
@@ -306,8 +351,20 @@ impl Host {
     /// accepted its segment (closed otherwise).
     fn carry_out(&mut self, mut fd: Option<OwnedFd>, out: &mut Outgoing) {
         let mut effects = std::mem::take(&mut self.effects);
+        let mut mirrored = Vec::new();
         for effect in effects.drain(..) {
             match effect {
+                Effect::Send {
+                    to,
+                    id: 0,
+                    msg: Msg::Event(event),
+                    segment: None,
+                } if event.kind == EventKind::Offer
+                    && self.mirror == Some(to)
+                    && self.mirror_events.is_some() =>
+                {
+                    mirrored.push(event.name);
+                }
                 Effect::Send {
                     to,
                     id,
@@ -346,6 +403,25 @@ impl Host {
             }
         }
         self.effects = effects;
+        for name in mirrored {
+            self.offer_to_mirror(name);
+        }
         self.pass_notes();
     }
+}
+
+/// `len` bytes of `fd` from `offset`.
+fn read_exact_at(fd: BorrowedFd<'_>, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = vec![0u8; usize::try_from(len).map_err(std::io::Error::other)?];
+    let mut done = 0;
+    while done < bytes.len() {
+        let at = i64::try_from(offset + done as u64).map_err(std::io::Error::other)?;
+        match nix::sys::uio::pread(fd, &mut bytes[done..], at) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => done += n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(bytes)
 }

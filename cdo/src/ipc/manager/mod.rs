@@ -232,6 +232,18 @@ fn schema_message(config: &ManagerConfig) -> (Msg, Capabilities) {
     }
 }
 
+/// An offer of this node for the federation's client (the mirror),
+/// handed to it in the manager's request path
+/// ([`Control::on_mirror_offers`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MirrorOffer {
+    /// The object.
+    pub name: String,
+    /// For an object small enough: its attributes (`size` among them) and
+    /// a copy of its bytes, read when it was offered.
+    pub inline: Option<(Attributes, Vec<u8>)>,
+}
+
 /// What a federation of pool managers needs of its local manager: to hear
 /// of demands and requires nothing here can serve, to fail those that
 /// another node could not serve either, to raise other nodes' events here
@@ -271,6 +283,18 @@ impl Control {
     /// events raised for other nodes ([`Control::raise_remote`]) skip it.
     pub fn set_mirror(&self, cid: u64) {
         lock(&self.0.state).set_mirror(cid);
+    }
+
+    /// Calls `hook` with every later offer event that the mirror's
+    /// subscriptions match, in their order, instead of sending it to the
+    /// mirror's connection; an object of at most `inline_max` bytes comes
+    /// with a copy of its bytes, so that exporting it costs no demand.
+    /// The mirror's other events and records still come on its
+    /// connection, in their order (the hook's offer event before them).
+    /// The hook runs under the manager's lock and must not block; a second
+    /// call replaces the first hook.
+    pub fn on_mirror_offers(&self, inline_max: u64, hook: impl Fn(MirrorOffer) + Send + 'static) {
+        lock(&self.0.state).set_mirror_hook(inline_max, Box::new(hook));
     }
 
     /// Calls `hook` with every change of this node's consumer groups that
