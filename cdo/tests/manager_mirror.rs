@@ -1,17 +1,18 @@
 //! What a pool manager does for its federation in its own request path
 //! (`Control`): the offers of its clients handed to the mirror, small
-//! ones with their bytes.
+//! ones with their bytes; copies offered and withdrawn as the mirror's,
+//! in the manager's own memory.
 
 mod ipc_common;
 
 use std::sync::mpsc;
 use std::time::Duration;
 
-use cdo::ipc::client::Notice;
+use cdo::ipc::client::{Notice, Reply};
 use cdo::ipc::manager::MirrorOffer;
-use cdo::ipc::wire::Attributes;
+use cdo::ipc::wire::{Attributes, ErrorCode};
 use cdo::{EventKind, Value};
-use ipc_common::{client, manager, pattern};
+use ipc_common::{client, eventually, manager, pattern};
 
 const WAIT: Duration = Duration::from_secs(10);
 const QUIET: Duration = Duration::from_millis(200);
@@ -71,4 +72,88 @@ fn offers_reach_the_mirror_in_the_request_path_small_ones_with_their_bytes() {
     // Nothing is held for the mirror: the producer's withdrawal completes.
     producer.withdraw("large").unwrap();
     assert_eq!(pm.stats().objects, 0);
+}
+
+#[test]
+fn copies_offered_in_the_request_path_serve_waiting_demands_and_leak_nothing() {
+    let pm = manager();
+    let control = pm.control();
+    let bytes = pattern(7, 4096);
+    // No mirror yet: refused, typed.
+    let refused = control.offer_copy("copy", step(7), &bytes).unwrap_err();
+    assert_eq!(refused.0, ErrorCode::NotJoined);
+    let mirror = client(&pm, "federation");
+    control.set_mirror(mirror.client_id());
+    let mut watcher = client(&pm, "watcher");
+    watcher
+        .subscribe("*", EventKind::Offer | EventKind::Withdraw, false)
+        .unwrap();
+    let mut consumer = client(&pm, "consumer");
+
+    // A demand that waits is served before the call returns.
+    let waiting = consumer.submit_demand("copy").unwrap();
+    consumer.flush().unwrap();
+    eventually("the demand waits", || pm.stats().waiting_demands == 1);
+    control.offer_copy("copy", step(7), &bytes).unwrap();
+    assert_eq!(pm.stats().waiting_demands, 0);
+    let view = match consumer.wait(waiting, Some(WAIT)).unwrap() {
+        Reply::Data(view) => view,
+        other => panic!("expected the copy, got {other:?}"),
+    };
+    assert_eq!(*view, bytes[..]);
+    assert_eq!(view.attrs().get("size"), Some(&Value::UInt(4096)));
+    assert_eq!(view.attrs().get("app.step"), Some(&Value::UInt(7)));
+
+    // The errors of an offer, typed, and nothing left behind by them.
+    let twice = control.offer_copy("copy", step(7), &bytes).unwrap_err();
+    assert_eq!(twice.0, ErrorCode::DuplicateName);
+    let bad = control.offer_copy("", step(7), &bytes).unwrap_err();
+    assert_eq!(bad.0, ErrorCode::InvalidName);
+    assert_eq!(pm.stats().objects, 1);
+    let unknown = control.withdraw_copy("nowhere").unwrap_err();
+    assert_eq!(unknown.0, ErrorCode::UnknownName);
+
+    // Withdrawn at once while viewed; the view stays whole.
+    control.withdraw_copy("copy").unwrap();
+    assert_eq!(pm.stats().objects, 0);
+    assert_eq!(
+        control.withdraw_copy("copy").unwrap_err().0,
+        ErrorCode::UnknownName
+    );
+    assert_eq!(*view, bytes[..]);
+    drop(view);
+    consumer.flush().unwrap();
+
+    // Slots come back once released: 200 copies of 60 KB, more than one
+    // segment of their size class holds (64 slots of 64 KiB), in one.
+    for i in 0..200u64 {
+        let name = format!("cycle/{i}");
+        let b = pattern(i, 60_000 + i as usize);
+        control.offer_copy(&name, Attributes::new(), &b).unwrap();
+        let view = consumer.demand(&name, WAIT).unwrap();
+        assert_eq!(*view, b[..]);
+        drop(view);
+        consumer.flush().unwrap();
+        control.withdraw_copy(&name).unwrap();
+    }
+    eventually("every view released", || pm.stats().objects == 0);
+    // That of the 4 KiB copy's class, and that of these.
+    assert_eq!(pm.stats().segments, 2, "{:?}", pm.stats());
+
+    // Copies are the mirror's: no event for the watcher.
+    assert!(watcher.next_notice(Some(QUIET)).unwrap().is_none());
+
+    // The mirror gone: its copies with it, their segments closed.
+    control.offer_copy("left", step(8), &bytes).unwrap();
+    drop(mirror);
+    eventually("the mirror's copies are gone", || {
+        let s = pm.stats();
+        s.objects == 0 && s.segments == 0
+    });
+    let gone = control.offer_copy("late", step(9), &bytes).unwrap_err();
+    assert_eq!(gone.0, ErrorCode::NotJoined);
+    assert_eq!(
+        control.withdraw_copy("left").unwrap_err().0,
+        ErrorCode::NotJoined
+    );
 }

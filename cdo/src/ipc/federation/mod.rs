@@ -17,10 +17,13 @@
 //!   ([`mamba_fabric::RegionDescriptor`]);
 //! - a demand that finds nothing on offer locally is reported to the
 //!   federation ([`Control::on_unmet_demand`](crate::ipc::manager::Control));
-//!   when a peer offers that name, the federation copies the inline bytes,
-//!   or reads them once with `fi_read`, straight into a segment of its own
-//!   pool, and offers them locally under the same name, which serves the
-//!   waiting demand (and any later one on this node) like a local object;
+//!   when a peer offers that name, the manager copies the inline bytes
+//!   into a segment of its own
+//!   ([`Control::offer_copy`](crate::ipc::manager::Control::offer_copy)),
+//!   or the federation reads them once with `fi_read` straight into a
+//!   segment of its own pool, and offers them locally under the same
+//!   name, which serves the waiting demand (and any later one on this
+//!   node) like a local object;
 //! - a withdrawal on the producer's node tells every peer and, for an
 //!   exposed object, keeps the memory exposed (the producer's withdrawal
 //!   waiting, as for a local view) until each peer answers that no read of

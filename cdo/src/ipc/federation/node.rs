@@ -640,6 +640,9 @@ struct Node {
     wanted: HashSet<String>,
     /// Names this node read from a peer and offers locally, by peer.
     copies: HashMap<String, String>,
+    /// Those of them offered by the manager itself (copies of inline
+    /// bytes, [`Control::offer_copy`]), not by this node's client.
+    direct: HashSet<String>,
     /// Withdrawals of copies whose reply is awaited.
     withdrawals: Vec<RequestId>,
     /// This node's consumer groups with members.
@@ -717,6 +720,7 @@ impl Node {
             imports: HashMap::new(),
             wanted: HashSet::new(),
             copies: HashMap::new(),
+            direct: HashSet::new(),
             withdrawals: Vec::new(),
             groups: HashMap::new(),
             proxies: HashMap::new(),
@@ -1588,6 +1592,12 @@ impl Node {
 
     fn withdraw_copy(&mut self, name: &str) {
         self.copies.remove(name);
+        if self.direct.remove(name) {
+            if let Err((code, text)) = self.control.withdraw_copy(name) {
+                warn!(%name, ?code, %text, "cannot withdraw a copy");
+            }
+            return;
+        }
         match self.client.submit_withdraw(name) {
             Ok(id) => self.withdrawals.push(id),
             Err(e) => warn!(%name, error = %e, "cannot withdraw a copy"),
@@ -1674,7 +1684,14 @@ impl Node {
         replica: bool,
     ) -> Result<(), String> {
         let result = match source {
-            Source::Inline(bytes) => offer_copy(&mut self.client, self.timeout, name, attrs, bytes),
+            // In the manager's request path: no round trip to it.
+            Source::Inline(bytes) => match self.control.offer_copy(name, attrs, bytes) {
+                Ok(()) => {
+                    self.direct.insert(name.into());
+                    Ok(())
+                }
+                Err((code, text)) => Err(format!("offering it here: {code:?}: {text}")),
+            },
             Source::Remote { size, region } => self.read_and_offer(name, *size, attrs, region),
         };
         let (size, inline) = (source.size(), matches!(source, Source::Inline(_)));
@@ -1777,20 +1794,6 @@ impl Node {
         }
         self.publish_status();
     }
-}
-
-/// Offers a copy of `bytes` here under `name`.
-fn offer_copy(
-    client: &mut Client,
-    timeout: Duration,
-    name: &str,
-    attrs: Attributes,
-    bytes: &[u8],
-) -> Result<(), String> {
-    submit_and_wait(client, timeout, name, bytes.len() as u64, attrs, |dst| {
-        dst.copy_from_slice(bytes);
-        Ok::<(), std::convert::Infallible>(())
-    })
 }
 
 /// Offers `size` bytes here under `name`, filled by `fill` (the object is

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use tracing::warn;
 
+use super::copies::{Copies, DIRECT_REQUEST, DIRECT_SEGMENT};
 use super::outbox::Meters;
 use super::ManagerConfig;
 use crate::engine::registry::{ClientId, Registry};
@@ -22,7 +23,7 @@ use crate::ipc::fasthash::FastMap;
 use crate::ipc::interest::InterestPage;
 use crate::ipc::limits::fit_names;
 use crate::ipc::shm::{check_seals, file_size};
-use crate::ipc::wire::{Attributes, ErrorCode, Frame, Msg, Stats};
+use crate::ipc::wire::{Attributes, ErrorCode, Frame, Msg, SegmentRef, Stats};
 
 use super::MirrorOffer;
 
@@ -53,6 +54,8 @@ pub struct Host {
     /// Takes the mirror's offer events in place of its connection, with
     /// the bytes of objects up to its size.
     mirror_events: Option<(u64, MirrorHook)>,
+    /// The copies the mirror offers through [`Host::offer_copy`].
+    copies: Copies,
     /// Where the subscribers' interest in lifecycle events is published.
     interest: InterestPage,
     /// Its descriptor, sent to clients that agree to
@@ -106,6 +109,7 @@ impl Host {
             group_hook: None,
             mirror: None,
             mirror_events: None,
+            copies: Copies::default(),
             interest,
             interest_fd: Arc::new(interest_fd),
         })
@@ -150,16 +154,9 @@ impl Host {
             return;
         }
         let max = self.max_segment_bytes;
-        let mut check = fd.as_ref().map(|fd| {
-            move || -> Result<u64, String> {
-                check_seals(fd.as_fd()).map_err(|e| e.to_string())?;
-                let len = file_size(fd.as_fd()).map_err(|e| e.to_string())?;
-                if len > max {
-                    return Err(format!("segment of {len} bytes exceeds the limit of {max}"));
-                }
-                Ok(len)
-            }
-        });
+        let mut check = fd
+            .as_ref()
+            .map(|fd| move || checked_segment(fd.as_fd(), max));
         let check = check.as_mut().map(|c| c as SegmentCheck<'_>);
         let hook = match &msg {
             Msg::Demand { name } => self.unmet.as_ref().map(|h| (h, name)),
@@ -194,6 +191,10 @@ impl Host {
         self.engine.disconnect(cid, &mut self.effects);
         self.carry_out(None, out);
         self.outboxes.remove(&cid);
+        if self.mirror == Some(cid) {
+            // Its copies went with it.
+            self.copies = Copies::default();
+        }
     }
 
     /// Calls `hook` with the name of every later demand that finds nothing
@@ -274,8 +275,138 @@ impl Host {
     /// Makes client `cid` the federation's mirror (see
     /// [`Engine::set_mirror`]).
     pub fn set_mirror(&mut self, cid: ClientId) {
-        self.mirror = Some(cid);
+        if self.mirror.replace(cid) != Some(cid) {
+            self.copies = Copies::default();
+        }
         self.engine.set_mirror(cid);
+    }
+
+    /// Offers a copy of `bytes` under `name` with `attrs` as the mirror, in
+    /// a slot of the manager's own segments, at time `now`: the demands
+    /// waiting for it are served at once.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotJoined`] when no client is the mirror (or it left);
+    /// the errors of an offer (a name on offer, a quota, attributes).
+    pub fn offer_copy(
+        &mut self,
+        name: &str,
+        attrs: Attributes,
+        bytes: &[u8],
+        now: Instant,
+        out: &mut Outgoing,
+    ) -> Result<(), (ErrorCode, String)> {
+        let mirror = self.joined_mirror()?;
+        self.forget_dropped_copy_segments(mirror, now, out);
+        let size = bytes.len() as u64;
+        let slot = self
+            .copies
+            .pool
+            .alloc(size)
+            .map_err(|e| (ErrorCode::BadSegment, format!("no memory for a copy: {e}")))?;
+        let segment = self
+            .copies
+            .pool
+            .segment(slot.segment)
+            .expect("allocated slots have a segment")
+            .clone();
+        // SAFETY: the pool hands out disjoint slots and this one is not on
+        // offer (nobody reads it) until the offer below.
+        unsafe { segment.bytes_mut(slot.offset, size) }.copy_from_slice(bytes);
+        let fd = match self.copies.registered.insert(slot.segment) {
+            true => match segment.fd().try_clone() {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    self.copies.registered.remove(&slot.segment);
+                    self.copies.pool.release(slot);
+                    return Err((ErrorCode::BadSegment, format!("cannot share a copy: {e}")));
+                }
+            },
+            false => None,
+        };
+        let sent = fd.is_some();
+        let id = self.copies.next_request();
+        let msg = Msg::Offer {
+            name: name.into(),
+            attrs,
+            size,
+            segment: SegmentRef {
+                segment: DIRECT_SEGMENT | slot.segment,
+                offset: slot.offset,
+            },
+        };
+        let max = self.max_segment_bytes;
+        let mut check = fd
+            .as_ref()
+            .map(|fd| move || checked_segment(fd.as_fd(), max));
+        let check = check.as_mut().map(|c| c as SegmentCheck<'_>);
+        self.engine
+            .handle(mirror, id, msg, check, now, &mut self.effects);
+        self.carry_out(fd, out);
+        match self.copies.take_reply(id) {
+            Some(Msg::Error { code, text }) => {
+                self.copies.pool.release(slot);
+                if sent {
+                    // The engine did not keep it: sent again next time.
+                    self.copies.registered.remove(&slot.segment);
+                }
+                Err((code, text))
+            }
+            _ => {
+                self.copies.offered.insert(name.into(), slot);
+                Ok(())
+            }
+        }
+    }
+
+    /// Withdraws the copy `name` that [`Host::offer_copy`] offered, at
+    /// time `now`; its slot is reused once the last view of it is released.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotJoined`] when no client is the mirror (or it left);
+    /// [`ErrorCode::UnknownName`] when no such copy is on offer.
+    pub fn withdraw_copy(
+        &mut self,
+        name: &str,
+        now: Instant,
+        out: &mut Outgoing,
+    ) -> Result<(), (ErrorCode, String)> {
+        let mirror = self.joined_mirror()?;
+        let Some(slot) = self.copies.offered.remove(name) else {
+            return Err((ErrorCode::UnknownName, format!("no copy {name} on offer")));
+        };
+        let id = self.copies.next_request();
+        self.copies.withdrawing(id, slot);
+        let msg = Msg::Withdraw { name: name.into() };
+        self.engine
+            .handle(mirror, id, msg, None, now, &mut self.effects);
+        self.carry_out(None, out);
+        Ok(())
+    }
+
+    /// The mirror, while it is joined.
+    fn joined_mirror(&self) -> Result<ClientId, (ErrorCode, String)> {
+        self.mirror
+            .filter(|&cid| self.engine.has_client(cid))
+            .ok_or((
+                ErrorCode::NotJoined,
+                "no federation client is joined".into(),
+            ))
+    }
+
+    /// Tells the engine of the copies' segments that the pool dropped.
+    fn forget_dropped_copy_segments(&mut self, mirror: ClientId, now: Instant, out: &mut Outgoing) {
+        for segment in self.copies.pool.take_dropped() {
+            if self.copies.registered.remove(&segment) {
+                let id = self.copies.next_request();
+                let msg = Msg::Forget {
+                    segment: DIRECT_SEGMENT | segment,
+                };
+                self.engine
+                    .handle(mirror, id, msg, None, now, &mut self.effects);
+                self.carry_out(None, out);
+            }
+        }
     }
 
     /// Hands the offer events for the mirror to `hook` instead of its
@@ -365,6 +496,12 @@ impl Host {
                 {
                     mirrored.push(event.name);
                 }
+                // A reply to an operation made for the mirror here.
+                Effect::Send { to, id, msg, .. }
+                    if id & DIRECT_REQUEST != 0 && self.mirror == Some(to) =>
+                {
+                    self.copies.reply(id, msg);
+                }
                 Effect::Send {
                     to,
                     id,
@@ -408,6 +545,17 @@ impl Host {
         }
         self.pass_notes();
     }
+}
+
+/// The length of the segment `fd` that came with an offer, once it is
+/// sealed and within `max` bytes.
+fn checked_segment(fd: BorrowedFd<'_>, max: u64) -> Result<u64, String> {
+    check_seals(fd).map_err(|e| e.to_string())?;
+    let len = file_size(fd).map_err(|e| e.to_string())?;
+    if len > max {
+        return Err(format!("segment of {len} bytes exceeds the limit of {max}"));
+    }
+    Ok(len)
 }
 
 /// `len` bytes of `fd` from `offset`.

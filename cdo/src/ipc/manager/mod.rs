@@ -22,6 +22,7 @@
 //! ([`Limits`]) before it changes anything.
 
 mod conns;
+mod copies;
 mod host;
 mod outbox;
 
@@ -295,6 +296,56 @@ impl Control {
     /// call replaces the first hook.
     pub fn on_mirror_offers(&self, inline_max: u64, hook: impl Fn(MirrorOffer) + Send + 'static) {
         lock(&self.0.state).set_mirror_hook(inline_max, Box::new(hook));
+    }
+
+    /// Offers a copy of `bytes` here under `name` with `attrs`, as the
+    /// mirror's ([`Control::set_mirror`]) and in the manager's own shared
+    /// memory: no event is raised, and the demands waiting for `name` are
+    /// served before this returns. Withdrawn with
+    /// [`Control::withdraw_copy`] (or when the mirror leaves).
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotJoined`] when no joined client is the mirror; the
+    /// errors of an offer ([`ErrorCode::DuplicateName`],
+    /// [`ErrorCode::QuotaExceeded`], [`ErrorCode::BadAttributes`], ...),
+    /// with their text.
+    pub fn offer_copy(
+        &self,
+        name: &str,
+        attrs: Attributes,
+        bytes: &[u8],
+    ) -> Result<(), (ErrorCode, String)> {
+        self.in_request_path(|state, now, out| state.offer_copy(name, attrs, bytes, now, out))
+    }
+
+    /// Withdraws the copy offered as `name` by [`Control::offer_copy`]:
+    /// gone from offer at once, its memory reused once the last view of
+    /// it is released.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotJoined`] when no joined client is the mirror;
+    /// [`ErrorCode::UnknownName`] when no such copy is on offer.
+    pub fn withdraw_copy(&self, name: &str) -> Result<(), (ErrorCode, String)> {
+        self.in_request_path(|state, now, out| state.withdraw_copy(name, now, out))
+    }
+
+    /// Runs `op` on the state as a connection thread runs a request: under
+    /// the lock, then wakes the timer for an earlier deadline, and sends
+    /// what `op` queued.
+    fn in_request_path<R>(&self, op: impl FnOnce(&mut Host, Instant, &mut Outgoing) -> R) -> R {
+        let mut out = Outgoing::new();
+        let (done, sooner) = {
+            let mut state = lock(&self.0.state);
+            let before = state.next_deadline();
+            let done = op(&mut state, Instant::now(), &mut out);
+            let after = state.next_deadline();
+            (done, after.is_some_and(|a| before.is_none_or(|b| a < b)))
+        };
+        if sooner {
+            self.0.tick.notify_all();
+        }
+        deliver(out);
+        done
     }
 
     /// Calls `hook` with every change of this node's consumer groups that
