@@ -38,7 +38,7 @@ fn offers_reach_the_mirror_in_the_request_path_small_ones_with_their_bytes() {
 
     let small = pattern(1, 4096);
     producer.offer("small", &small, step(1)).unwrap();
-    let MirrorOffer { name, inline } = rx.recv_timeout(WAIT).unwrap();
+    let MirrorOffer { name, inline, .. } = rx.recv_timeout(WAIT).unwrap();
     assert_eq!(name, "small");
     let (attrs, bytes) = inline.expect("a small object comes with its bytes");
     assert_eq!(bytes, small);

@@ -41,7 +41,8 @@ const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(50);
 const ACCEPT_POLL: Duration = Duration::from_millis(20);
 const DIAL_RETRY: Duration = Duration::from_millis(200);
 /// How long the federation's own demand of a freshly offered object may
-/// wait (it is on offer unless withdrawn at once).
+/// wait (it is on offer unless withdrawn at once), and how long it waits
+/// for the manager's notices sent before an offer it was handed.
 const LOCAL_DEMAND: Duration = Duration::from_secs(1);
 
 // SAFETY: a view's bytes are a read-only mapping made when the view was
@@ -673,6 +674,9 @@ struct Node {
     tx: Inbox,
     /// Read end of the inbox's wake-up socket.
     waker: UnixStream,
+    /// The last event or record of the manager handled from the client's
+    /// connection.
+    seen: u64,
 }
 
 impl Node {
@@ -736,6 +740,7 @@ impl Node {
             linked,
             tx,
             waker,
+            seen: 0,
         })
     }
 
@@ -831,7 +836,14 @@ impl Node {
                 }
             }
             Input::Group(note) => self.group_note(note),
-            Input::Offered(MirrorOffer { name, inline }) => self.local_offer(name, inline),
+            Input::Offered(MirrorOffer {
+                name,
+                inline,
+                after,
+            }) => {
+                self.catch_up(after);
+                self.local_offer(name, inline);
+            }
             Input::Required(name) => {
                 let known = self.exports.contains_key(&name)
                     || self.imports.contains_key(&name)
@@ -1361,12 +1373,39 @@ impl Node {
     fn notice(&mut self, notice: Notice) {
         let event = match notice {
             Notice::Event(event) => event,
-            Notice::Record(record) => return self.forward(record),
+            Notice::Record(record) => {
+                self.seen = self.seen.max(record.event);
+                return self.forward(record);
+            }
         };
+        self.seen = self.seen.max(event.event);
         match event.kind {
             EventKind::Offer => self.local_offer(event.name, None),
             EventKind::Withdraw => self.withdraw_export(&event.name),
             _ => {}
+        }
+    }
+
+    /// Handles the notices that the manager sent on the client's
+    /// connection up to event `after` (those it sent before an offer it
+    /// handed over: a withdrawal of the same name, a record of it).
+    fn catch_up(&mut self, after: u64) {
+        let deadline = Instant::now() + LOCAL_DEMAND.min(self.timeout);
+        while self.seen < after {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.client.next_notice(Some(left)) {
+                Ok(Some(n)) => self.notice(n),
+                Ok(None) => {
+                    warn!(
+                        after,
+                        seen = self.seen,
+                        "the manager's notices did not come in time"
+                    );
+                    self.seen = after;
+                }
+                // The run loop sees the connection's end.
+                Err(_) => return,
+            }
         }
     }
 

@@ -23,7 +23,7 @@ use crate::ipc::fasthash::FastMap;
 use crate::ipc::interest::InterestPage;
 use crate::ipc::limits::fit_names;
 use crate::ipc::shm::{check_seals, file_size};
-use crate::ipc::wire::{Attributes, ErrorCode, Frame, Msg, SegmentRef, Stats};
+use crate::ipc::wire::{Attributes, ErrorCode, EventRef, Frame, Msg, SegmentRef, Stats};
 
 use super::MirrorOffer;
 
@@ -56,6 +56,8 @@ pub struct Host {
     mirror_events: Option<(u64, MirrorHook)>,
     /// The copies the mirror offers through [`Host::offer_copy`].
     copies: Copies,
+    /// The last event or record queued on the mirror's connection.
+    mirror_sent: u64,
     /// Where the subscribers' interest in lifecycle events is published.
     interest: InterestPage,
     /// Its descriptor, sent to clients that agree to
@@ -110,6 +112,7 @@ impl Host {
             mirror: None,
             mirror_events: None,
             copies: Copies::default(),
+            mirror_sent: 0,
             interest,
             interest_fd: Arc::new(interest_fd),
         })
@@ -419,7 +422,7 @@ impl Host {
     /// Hands the offer of `name` to the mirror's hook, with the object's
     /// bytes if it is small enough. Runs once the effects that came with
     /// it are carried out (the offer's segment is kept by then).
-    fn offer_to_mirror(&self, name: String) {
+    fn offer_to_mirror(&self, name: String, after: u64) {
         let Some((inline_max, hook)) = &self.mirror_events else {
             return;
         };
@@ -437,7 +440,11 @@ impl Host {
                     }
                 }
             });
-        hook(MirrorOffer { name, inline });
+        hook(MirrorOffer {
+            name,
+            inline,
+            after,
+        });
     }
 
     /// Raises the events of `kind` on `name`, an object of federated node
@@ -494,7 +501,7 @@ impl Host {
                     && self.mirror == Some(to)
                     && self.mirror_events.is_some() =>
                 {
-                    mirrored.push(event.name);
+                    mirrored.push((event.name, self.mirror_sent));
                 }
                 // A reply to an operation made for the mirror here.
                 Effect::Send { to, id, msg, .. }
@@ -511,6 +518,12 @@ impl Host {
                     let Some(outbox) = self.outboxes.get(&to) else {
                         continue;
                     };
+                    if self.mirror == Some(to) {
+                        if let Msg::Event(EventRef { event, .. }) | Msg::Record { event, .. } = &msg
+                        {
+                            self.mirror_sent = self.mirror_sent.max(*event);
+                        }
+                    }
                     let msg = match msg {
                         Msg::Waiting { names } => Msg::Waiting {
                             names: fit_names(names),
@@ -540,8 +553,8 @@ impl Host {
             }
         }
         self.effects = effects;
-        for name in mirrored {
-            self.offer_to_mirror(name);
+        for (name, after) in mirrored {
+            self.offer_to_mirror(name, after);
         }
         self.pass_notes();
     }

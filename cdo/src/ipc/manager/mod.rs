@@ -243,6 +243,11 @@ pub struct MirrorOffer {
     /// For an object small enough: its attributes (`size` among them) and
     /// a copy of its bytes, read when it was offered.
     pub inline: Option<(Attributes, Vec<u8>)>,
+    /// The last event or record sent on the mirror's connection before
+    /// this offer ([`EventRef::event`](crate::ipc::wire::EventRef::event),
+    /// [`GroupRecord::event`](crate::ipc::client::GroupRecord::event); 0:
+    /// none): the mirror handles those first, to see everything in order.
+    pub after: u64,
 }
 
 /// What a federation of pool managers needs of its local manager: to hear
@@ -291,7 +296,8 @@ impl Control {
     /// mirror's connection; an object of at most `inline_max` bytes comes
     /// with a copy of its bytes, so that exporting it costs no demand.
     /// The mirror's other events and records still come on its
-    /// connection, in their order (the hook's offer event before them).
+    /// connection; each offer says which of them came before it
+    /// ([`MirrorOffer::after`]).
     /// The hook runs under the manager's lock and must not block; a second
     /// call replaces the first hook.
     pub fn on_mirror_offers(&self, inline_max: u64, hook: impl Fn(MirrorOffer) + Send + 'static) {
