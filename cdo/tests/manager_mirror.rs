@@ -1,6 +1,6 @@
 //! What a pool manager does for its federation in its own request path
-//! (`Control`): the offers of its clients handed to the mirror, small
-//! ones with their bytes; copies offered and withdrawn as the mirror's,
+//! (`Control`): the offers and withdrawals of its clients handed to the
+//! mirror, small offers with their bytes; copies offered and withdrawn as the mirror's,
 //! in the manager's own memory.
 
 mod ipc_common;
@@ -8,8 +8,8 @@ mod ipc_common;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use cdo::ipc::client::{Notice, Reply};
-use cdo::ipc::manager::MirrorOffer;
+use cdo::ipc::client::Reply;
+use cdo::ipc::manager::MirrorEvent;
 use cdo::ipc::wire::{Attributes, ErrorCode};
 use cdo::{EventKind, Value};
 use ipc_common::{client, eventually, manager, pattern};
@@ -22,14 +22,14 @@ fn step(n: u64) -> Attributes {
 }
 
 #[test]
-fn offers_reach_the_mirror_in_the_request_path_small_ones_with_their_bytes() {
+fn events_reach_the_mirror_in_the_request_path_small_offers_with_their_bytes() {
     let pm = manager();
     let control = pm.control();
     let mut mirror = client(&pm, "federation");
     control.set_mirror(mirror.client_id());
     let (tx, rx) = mpsc::channel();
-    control.on_mirror_offers(4096, move |offer| {
-        let _ = tx.send(offer);
+    control.on_mirror_events(4096, move |event| {
+        let _ = tx.send(event);
     });
     mirror
         .subscribe("*", EventKind::Offer | EventKind::Withdraw, false)
@@ -38,8 +38,10 @@ fn offers_reach_the_mirror_in_the_request_path_small_ones_with_their_bytes() {
 
     let small = pattern(1, 4096);
     producer.offer("small", &small, step(1)).unwrap();
-    let MirrorOffer { name, inline, .. } = rx.recv_timeout(WAIT).unwrap();
-    assert_eq!(name, "small");
+    let MirrorEvent {
+        kind, name, inline, ..
+    } = rx.recv_timeout(WAIT).unwrap();
+    assert_eq!((kind, name.as_str()), (EventKind::Offer, "small"));
     let (attrs, bytes) = inline.expect("a small object comes with its bytes");
     assert_eq!(bytes, small);
     assert_eq!(attrs.get("size"), Some(&Value::UInt(4096)));
@@ -50,14 +52,15 @@ fn offers_reach_the_mirror_in_the_request_path_small_ones_with_their_bytes() {
     let offer = rx.recv_timeout(WAIT).unwrap();
     assert_eq!((offer.name.as_str(), offer.inline), ("large", None));
 
-    // Offers never come on the mirror's connection; withdrawals do.
+    // A withdrawal, without bytes; no event comes on the mirror's
+    // connection, nothing was sent there before (`after`).
     producer.withdraw("small").unwrap();
-    match mirror.next_notice(Some(WAIT)).unwrap() {
-        Some(Notice::Event(e)) => {
-            assert_eq!((e.kind, e.name.as_str()), (EventKind::Withdraw, "small"));
-        }
-        other => panic!("expected the withdraw event, got {other:?}"),
-    }
+    let withdrawn = rx.recv_timeout(WAIT).unwrap();
+    assert_eq!(
+        (withdrawn.kind, withdrawn.name.as_str(), withdrawn.inline),
+        (EventKind::Withdraw, "small", None)
+    );
+    assert_eq!(withdrawn.after, 0);
     assert!(mirror.next_notice(Some(QUIET)).unwrap().is_none());
 
     // The mirror's own offers are no news to it, and its view of a

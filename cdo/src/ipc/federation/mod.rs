@@ -10,7 +10,7 @@
 //!   [`FederationConfig::eager_max`] bytes travels to every peer inline with
 //!   its offer (the eager path): the manager hands its bytes to the
 //!   federation with the offer
-//!   ([`Control::on_mirror_offers`](crate::ipc::manager::Control::on_mirror_offers)).
+//!   ([`Control::on_mirror_events`](crate::ipc::manager::Control::on_mirror_events)).
 //!   The federation demands a larger one once (a view); its view is
 //!   exposed on the fabric ([`mamba_fabric`]) and every peer
 //!   told its name, attributes, size and region descriptor

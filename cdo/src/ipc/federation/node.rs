@@ -25,7 +25,7 @@ use super::{FederationConfig, FederationError, FederationStatus, REFUSALS_KEPT};
 use crate::engine::GroupNote;
 use crate::events::EventKind;
 use crate::ipc::client::{Client, ClientConfig, ClientError, GroupRecord, Notice, Reply, View};
-use crate::ipc::manager::{Control, FaultPolicy, ManagerHandle, MirrorOffer};
+use crate::ipc::manager::{Control, FaultPolicy, ManagerHandle, MirrorEvent};
 use crate::ipc::wire::{Attributes, ErrorCode, RequestId};
 
 /// How long the serving thread without exposed memory waits for a command
@@ -234,8 +234,9 @@ enum Input {
     Required(String),
     /// A change of this node's consumer groups for the peers.
     Group(GroupNote),
-    /// An offer of a local client, from the manager's request path.
-    Offered(MirrorOffer),
+    /// An offer or withdrawal of a local client, from the manager's
+    /// request path.
+    Local(MirrorEvent),
 }
 
 /// Starts the federation's threads; returns once the node has joined its
@@ -697,12 +698,11 @@ impl Node {
         // Before anything else: none of the federation's own operations
         // raises an event here.
         control.set_mirror(client.client_id());
-        // Offers come straight from the manager, small ones with their
-        // bytes: exporting those costs no demand. Withdrawals come on the
-        // client's connection, in order with the records sent there.
-        let offers = tx.clone();
-        control.on_mirror_offers(eager_max, move |offer| {
-            let _ = offers.send(Input::Offered(offer));
+        // Offers and withdrawals come straight from the manager, small
+        // offers with their bytes: exporting those costs no demand.
+        let events = tx.clone();
+        control.on_mirror_events(eager_max, move |event| {
+            let _ = events.send(Input::Local(event));
         });
         client.subscribe("*", EventKind::Offer | EventKind::Withdraw, false)?;
         let (server, choice) = Server::start(fabric.clone())?;
@@ -836,13 +836,14 @@ impl Node {
                 }
             }
             Input::Group(note) => self.group_note(note),
-            Input::Offered(MirrorOffer {
+            Input::Local(MirrorEvent {
+                kind,
                 name,
                 inline,
                 after,
             }) => {
                 self.catch_up(after);
-                self.local_offer(name, inline);
+                self.local_event(kind, name, inline);
             }
             Input::Required(name) => {
                 let known = self.exports.contains_key(&name)
@@ -1368,8 +1369,10 @@ impl Node {
         Some(import)
     }
 
-    /// A local client's offer or withdrawal (the manager sends none of
-    /// this node's own operations, nor other nodes' events).
+    /// A notice on the client's connection: a record for a peer's proxy
+    /// member, or (were the events not handed over in the manager's
+    /// request path) a local client's offer or withdrawal (the manager
+    /// sends none of this node's own operations, nor other nodes' events).
     fn notice(&mut self, notice: Notice) {
         let event = match notice {
             Notice::Event(event) => event,
@@ -1379,16 +1382,27 @@ impl Node {
             }
         };
         self.seen = self.seen.max(event.event);
-        match event.kind {
-            EventKind::Offer => self.local_offer(event.name, None),
-            EventKind::Withdraw => self.withdraw_export(&event.name),
+        self.local_event(event.kind, event.name, None);
+    }
+
+    /// A local client's offer (with its bytes, `inline`, where they came
+    /// with it) or withdrawal.
+    fn local_event(
+        &mut self,
+        kind: EventKind,
+        name: String,
+        inline: Option<(Attributes, Vec<u8>)>,
+    ) {
+        match kind {
+            EventKind::Offer => self.local_offer(name, inline),
+            EventKind::Withdraw => self.withdraw_export(&name),
             _ => {}
         }
     }
 
     /// Handles the notices that the manager sent on the client's
-    /// connection up to event `after` (those it sent before an offer it
-    /// handed over: a withdrawal of the same name, a record of it).
+    /// connection up to event `after` (those it sent before an event it
+    /// handed over: a record of the same object).
     fn catch_up(&mut self, after: u64) {
         let deadline = Instant::now() + LOCAL_DEMAND.min(self.timeout);
         while self.seen < after {

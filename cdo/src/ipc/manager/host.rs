@@ -25,7 +25,7 @@ use crate::ipc::limits::fit_names;
 use crate::ipc::shm::{check_seals, file_size};
 use crate::ipc::wire::{Attributes, ErrorCode, EventRef, Frame, Msg, SegmentRef, Stats};
 
-use super::MirrorOffer;
+use super::MirrorEvent;
 
 /// A client's sending side, shared by every thread that sends to it.
 pub type Outbox = Arc<super::outbox::Outbox>;
@@ -51,7 +51,7 @@ pub struct Host {
     group_hook: Option<GroupHook>,
     /// The federation's client ([`Host::set_mirror`]).
     mirror: Option<ClientId>,
-    /// Takes the mirror's offer events in place of its connection, with
+    /// Takes the mirror's events in place of its connection, offers with
     /// the bytes of objects up to its size.
     mirror_events: Option<(u64, MirrorHook)>,
     /// The copies the mirror offers through [`Host::offer_copy`].
@@ -74,9 +74,9 @@ pub type UnmetHook = Box<dyn Fn(ClientId, &str) + Send>;
 /// state lock: it must not block).
 pub type GroupHook = Box<dyn Fn(GroupNote) + Send>;
 
-/// What a manager calls with every offer event for its mirror (under the
-/// state lock: it must not block).
-pub type MirrorHook = Box<dyn Fn(MirrorOffer) + Send>;
+/// What a manager calls with every event for its mirror (under the state
+/// lock: it must not block).
+pub type MirrorHook = Box<dyn Fn(MirrorEvent) + Send>;
 
 impl Host {
     /// An engine over `registry` with `config`'s policies.
@@ -412,24 +412,25 @@ impl Host {
         }
     }
 
-    /// Hands the offer events for the mirror to `hook` instead of its
-    /// connection, each of an object of at most `inline_max` bytes with
-    /// its bytes.
+    /// Hands the events for the mirror to `hook` instead of its
+    /// connection, each offer of an object of at most `inline_max` bytes
+    /// with its bytes.
     pub fn set_mirror_hook(&mut self, inline_max: u64, hook: MirrorHook) {
         self.mirror_events = Some((inline_max, hook));
     }
 
-    /// Hands the offer of `name` to the mirror's hook, with the object's
-    /// bytes if it is small enough. Runs once the effects that came with
-    /// it are carried out (the offer's segment is kept by then).
-    fn offer_to_mirror(&self, name: String, after: u64) {
+    /// Hands an event of `kind` on `name` to the mirror's hook, an offer
+    /// with the object's bytes if it is small enough. Runs once the
+    /// effects that came with it are carried out (the offer's segment is
+    /// kept by then).
+    fn to_mirror(&self, kind: EventKind, name: String, after: u64) {
         let Some((inline_max, hook)) = &self.mirror_events else {
             return;
         };
         let inline = self
             .engine
             .offered(&name)
-            .filter(|e| e.size <= *inline_max)
+            .filter(|e| kind == EventKind::Offer && e.size <= *inline_max)
             .and_then(|e| {
                 let fd = self.segments.get(&e.segment)?;
                 match read_exact_at(fd.as_fd(), e.offset, e.size) {
@@ -440,7 +441,8 @@ impl Host {
                     }
                 }
             });
-        hook(MirrorOffer {
+        hook(MirrorEvent {
+            kind,
             name,
             inline,
             after,
@@ -497,11 +499,8 @@ impl Host {
                     id: 0,
                     msg: Msg::Event(event),
                     segment: None,
-                } if event.kind == EventKind::Offer
-                    && self.mirror == Some(to)
-                    && self.mirror_events.is_some() =>
-                {
-                    mirrored.push((event.name, self.mirror_sent));
+                } if self.mirror == Some(to) && self.mirror_events.is_some() => {
+                    mirrored.push((event.kind, event.name, self.mirror_sent));
                 }
                 // A reply to an operation made for the mirror here.
                 Effect::Send { to, id, msg, .. }
@@ -553,8 +552,8 @@ impl Host {
             }
         }
         self.effects = effects;
-        for (name, after) in mirrored {
-            self.offer_to_mirror(name, after);
+        for (kind, name, after) in mirrored {
+            self.to_mirror(kind, name, after);
         }
         self.pass_notes();
     }

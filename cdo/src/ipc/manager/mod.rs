@@ -233,18 +233,20 @@ fn schema_message(config: &ManagerConfig) -> (Msg, Capabilities) {
     }
 }
 
-/// An offer of this node for the federation's client (the mirror),
-/// handed to it in the manager's request path
-/// ([`Control::on_mirror_offers`]).
+/// An event of this node's objects for the federation's client (the
+/// mirror), handed to it in the manager's request path
+/// ([`Control::on_mirror_events`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct MirrorOffer {
+pub struct MirrorEvent {
+    /// What happened, as the mirror's subscriptions asked.
+    pub kind: EventKind,
     /// The object.
     pub name: String,
-    /// For an object small enough: its attributes (`size` among them) and
-    /// a copy of its bytes, read when it was offered.
+    /// For an offer of an object small enough: its attributes (`size`
+    /// among them) and a copy of its bytes, read when it was offered.
     pub inline: Option<(Attributes, Vec<u8>)>,
-    /// The last event or record sent on the mirror's connection before
-    /// this offer ([`EventRef::event`](crate::ipc::wire::EventRef::event),
+    /// The last record (or event) sent on the mirror's connection before
+    /// this event ([`EventRef::event`](crate::ipc::wire::EventRef::event),
     /// [`GroupRecord::event`](crate::ipc::client::GroupRecord::event); 0:
     /// none): the mirror handles those first, to see everything in order.
     pub after: u64,
@@ -291,16 +293,16 @@ impl Control {
         lock(&self.0.state).set_mirror(cid);
     }
 
-    /// Calls `hook` with every later offer event that the mirror's
+    /// Calls `hook` with every later event that the mirror's
     /// subscriptions match, in their order, instead of sending it to the
-    /// mirror's connection; an object of at most `inline_max` bytes comes
-    /// with a copy of its bytes, so that exporting it costs no demand.
-    /// The mirror's other events and records still come on its
-    /// connection; each offer says which of them came before it
-    /// ([`MirrorOffer::after`]).
+    /// mirror's connection; an offer of an object of at most `inline_max`
+    /// bytes comes with a copy of its bytes, so that exporting it costs
+    /// no demand. The mirror's records (and replies) still come on its
+    /// connection; each event says which of them came before it
+    /// ([`MirrorEvent::after`]).
     /// The hook runs under the manager's lock and must not block; a second
     /// call replaces the first hook.
-    pub fn on_mirror_offers(&self, inline_max: u64, hook: impl Fn(MirrorOffer) + Send + 'static) {
+    pub fn on_mirror_events(&self, inline_max: u64, hook: impl Fn(MirrorEvent) + Send + 'static) {
         lock(&self.0.state).set_mirror_hook(inline_max, Box::new(hook));
     }
 
