@@ -1056,6 +1056,12 @@ impl Node {
             .spawn(move || {
                 let mut reader = std::io::BufReader::new(reader);
                 loop {
+                    if reader.buffer().is_empty() {
+                        // The next message often comes soon: a look costs
+                        // less than a sleep and a wake-up.
+                        let fd = reader.get_ref().as_fd();
+                        look_briefly(&mut [PollFd::new(fd, PollFlags::POLLIN)], || false);
+                    }
                     match read_msg(&mut reader) {
                         Ok(msg) => {
                             let input = Input::Msg {
