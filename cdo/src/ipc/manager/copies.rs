@@ -19,6 +19,7 @@ pub const DIRECT_SEGMENT: u64 = 1 << 62;
 /// The copies' slots and the replies to their operations.
 #[derive(Debug)]
 pub struct Copies {
+    /// Where the copies' bytes lie.
     pub pool: SegmentPool,
     /// Segments of the pool whose descriptor the engine keeps.
     pub registered: HashSet<u64>,

@@ -300,6 +300,12 @@ impl Host {
         out: &mut Outgoing,
     ) -> Result<(), (ErrorCode, String)> {
         let mirror = self.joined_mirror()?;
+        if self.copies.offered.contains_key(name) {
+            return Err((
+                ErrorCode::DuplicateName,
+                format!("a copy {name} is on offer"),
+            ));
+        }
         self.forget_dropped_copy_segments(mirror, now, out);
         let size = bytes.len() as u64;
         let slot = self
