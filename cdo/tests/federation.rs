@@ -150,6 +150,49 @@ fn small_objects_travel_inline_and_large_ones_by_remote_read() {
     assert!(matches!(e, ClientError::Timeout), "{e:?}");
 }
 
+/// A name withdrawn and offered again at once, in one batch, reaches the
+/// other node in that order (the offer is handed to the federation in the
+/// manager's request path, the withdrawal on its connection): each round
+/// the consumer there reads the newest bytes.
+#[test]
+fn a_name_withdrawn_and_offered_again_at_once_reaches_the_other_node_anew() {
+    let (pa, fa) = node(vec![], TOKEN, PATIENT);
+    let (pb, fb) = node(vec![fa.local_addr().to_string()], TOKEN, PATIENT);
+    linked(&[&fa, &fb]);
+    let mut producer = client(&pa, "producer");
+    let mut consumer = client(&pb, "consumer");
+    // Small ones, then a large one (after a large one, the federation
+    // exports the name again only once the peers answered its withdrawal).
+    for (round, size) in [64usize, 4096, 64, 100_000].into_iter().enumerate() {
+        let bytes = pattern(round as u64 + 40, size);
+        let mut ids = Vec::new();
+        if round > 0 {
+            ids.push(producer.submit_withdraw("again").unwrap());
+        }
+        ids.push(
+            producer
+                .submit_offer("again", size as u64, Attributes::new(), |dst| {
+                    dst.copy_from_slice(&bytes)
+                })
+                .unwrap(),
+        );
+        producer.flush().unwrap();
+        for id in ids {
+            assert!(matches!(producer.wait(id, Some(PATIENT)), Ok(Reply::Ok)));
+        }
+        // The older copy there goes when the withdrawal arrives.
+        eventually("the older copy is withdrawn", || pb.stats().objects == 0);
+        let v = consumer.demand("again", PATIENT).unwrap();
+        assert!(
+            *v == bytes[..],
+            "round {round}: the bytes of an older offer"
+        );
+        drop(v);
+        consumer.flush().unwrap();
+    }
+    assert_eq!(fa.status().exported, 1);
+}
+
 #[test]
 fn a_require_of_a_name_offered_nowhere_holds_its_later_offer_on_another_node() {
     let (pa, fa) = node(Vec::new(), TOKEN, PATIENT);

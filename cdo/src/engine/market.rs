@@ -1134,6 +1134,12 @@ impl Engine {
         self.registry.get(name).is_some()
     }
 
+    /// The newest offer of `name`, if any: its segment, offset, size and
+    /// attributes (`size` among them).
+    pub fn offered(&self, name: &str) -> Option<&Entry> {
+        self.registry.get(name)
+    }
+
     /// Fails every demand waiting for `name` with `code` and `text`.
     pub fn fail_waiters(&mut self, name: &str, code: ErrorCode, text: &str, out: &mut Vec<Effect>) {
         for (cid, rid) in self.waiters.remove(name).unwrap_or_default() {

@@ -6,19 +6,24 @@
 //! (the topology, message counts and scaling are in `cdo/FEDERATION.md`):
 //!
 //! - each manager's federation joins its own manager as an ordinary client
-//!   and watches its offers and withdrawals; it demands each offered
-//!   object once (a view). An object of at most
+//!   and watches its offers and withdrawals. An object of at most
 //!   [`FederationConfig::eager_max`] bytes travels to every peer inline with
-//!   its offer (the eager path: the view is released at once). A larger
-//!   one's view is exposed on the fabric ([`mamba_fabric`]) and every peer
+//!   its offer (the eager path): the manager hands its bytes to the
+//!   federation with the offer
+//!   ([`Control::on_mirror_events`](crate::ipc::manager::Control::on_mirror_events)).
+//!   The federation demands a larger one once (a view); its view is
+//!   exposed on the fabric ([`mamba_fabric`]) and every peer
 //!   told its name, attributes, size and region descriptor
 //!   ([`mamba_fabric::RegionDescriptor`]);
 //! - a demand that finds nothing on offer locally is reported to the
 //!   federation ([`Control::on_unmet_demand`](crate::ipc::manager::Control));
-//!   when a peer offers that name, the federation copies the inline bytes,
-//!   or reads them once with `fi_read`, straight into a segment of its own
-//!   pool, and offers them locally under the same name, which serves the
-//!   waiting demand (and any later one on this node) like a local object;
+//!   when a peer offers that name, the manager copies the inline bytes
+//!   into a segment of its own
+//!   ([`Control::offer_copy`](crate::ipc::manager::Control::offer_copy)),
+//!   or the federation reads them once with `fi_read` straight into a
+//!   segment of its own pool, and offers them locally under the same
+//!   name, which serves the waiting demand (and any later one on this
+//!   node) like a local object;
 //! - a withdrawal on the producer's node tells every peer and, for an
 //!   exposed object, keeps the memory exposed (the producer's withdrawal
 //!   waiting, as for a local view) until each peer answers that no read of

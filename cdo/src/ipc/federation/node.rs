@@ -25,7 +25,7 @@ use super::{FederationConfig, FederationError, FederationStatus, REFUSALS_KEPT};
 use crate::engine::GroupNote;
 use crate::events::EventKind;
 use crate::ipc::client::{Client, ClientConfig, ClientError, GroupRecord, Notice, Reply, View};
-use crate::ipc::manager::{Control, FaultPolicy, ManagerHandle};
+use crate::ipc::manager::{Control, FaultPolicy, ManagerHandle, MirrorEvent};
 use crate::ipc::wire::{Attributes, ErrorCode, RequestId};
 
 /// How long the serving thread without exposed memory waits for a command
@@ -41,7 +41,8 @@ const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(50);
 const ACCEPT_POLL: Duration = Duration::from_millis(20);
 const DIAL_RETRY: Duration = Duration::from_millis(200);
 /// How long the federation's own demand of a freshly offered object may
-/// wait (it is on offer unless withdrawn at once).
+/// wait (it is on offer unless withdrawn at once), and how long it waits
+/// for the manager's notices sent before an offer it was handed.
 const LOCAL_DEMAND: Duration = Duration::from_secs(1);
 
 // SAFETY: a view's bytes are a read-only mapping made when the view was
@@ -233,6 +234,9 @@ enum Input {
     Required(String),
     /// A change of this node's consumer groups for the peers.
     Group(GroupNote),
+    /// An offer or withdrawal of a local client, from the manager's
+    /// request path.
+    Local(MirrorEvent),
 }
 
 /// Starts the federation's threads; returns once the node has joined its
@@ -638,6 +642,9 @@ struct Node {
     wanted: HashSet<String>,
     /// Names this node read from a peer and offers locally, by peer.
     copies: HashMap<String, String>,
+    /// Those of them offered by the manager itself (copies of inline
+    /// bytes, [`Control::offer_copy`]), not by this node's client.
+    direct: HashSet<String>,
     /// Withdrawals of copies whose reply is awaited.
     withdrawals: Vec<RequestId>,
     /// This node's consumer groups with members.
@@ -668,6 +675,9 @@ struct Node {
     tx: Inbox,
     /// Read end of the inbox's wake-up socket.
     waker: UnixStream,
+    /// The last event or record of the manager handled from the client's
+    /// connection.
+    seen: u64,
 }
 
 impl Node {
@@ -688,6 +698,12 @@ impl Node {
         // Before anything else: none of the federation's own operations
         // raises an event here.
         control.set_mirror(client.client_id());
+        // Offers and withdrawals come straight from the manager, small
+        // offers with their bytes: exporting those costs no demand.
+        let events = tx.clone();
+        control.on_mirror_events(eager_max, move |event| {
+            let _ = events.send(Input::Local(event));
+        });
         client.subscribe("*", EventKind::Offer | EventKind::Withdraw, false)?;
         let (server, choice) = Server::start(fabric.clone())?;
         lock(&status).fabric = choice;
@@ -708,6 +724,7 @@ impl Node {
             imports: HashMap::new(),
             wanted: HashSet::new(),
             copies: HashMap::new(),
+            direct: HashSet::new(),
             withdrawals: Vec::new(),
             groups: HashMap::new(),
             proxies: HashMap::new(),
@@ -723,6 +740,7 @@ impl Node {
             linked,
             tx,
             waker,
+            seen: 0,
         })
     }
 
@@ -818,6 +836,15 @@ impl Node {
                 }
             }
             Input::Group(note) => self.group_note(note),
+            Input::Local(MirrorEvent {
+                kind,
+                name,
+                inline,
+                after,
+            }) => {
+                self.catch_up(after);
+                self.local_event(kind, name, inline);
+            }
             Input::Required(name) => {
                 let known = self.exports.contains_key(&name)
                     || self.imports.contains_key(&name)
@@ -1029,6 +1056,12 @@ impl Node {
             .spawn(move || {
                 let mut reader = std::io::BufReader::new(reader);
                 loop {
+                    if reader.buffer().is_empty() {
+                        // The next message often comes soon: a look costs
+                        // less than a sleep and a wake-up.
+                        let fd = reader.get_ref().as_fd();
+                        look_briefly(&mut [PollFd::new(fd, PollFlags::POLLIN)], || false);
+                    }
                     match read_msg(&mut reader) {
                         Ok(msg) => {
                             let input = Input::Msg {
@@ -1342,24 +1375,71 @@ impl Node {
         Some(import)
     }
 
-    /// A local client's offer or withdrawal (the manager sends none of
-    /// this node's own operations, nor other nodes' events).
+    /// A notice on the client's connection: a record for a peer's proxy
+    /// member, or (were the events not handed over in the manager's
+    /// request path) a local client's offer or withdrawal (the manager
+    /// sends none of this node's own operations, nor other nodes' events).
     fn notice(&mut self, notice: Notice) {
         let event = match notice {
             Notice::Event(event) => event,
-            Notice::Record(record) => return self.forward(record),
+            Notice::Record(record) => {
+                self.seen = self.seen.max(record.event);
+                return self.forward(record);
+            }
         };
-        match event.kind {
-            EventKind::Offer if !self.exports.contains_key(&event.name) => self.export(event.name),
-            EventKind::Withdraw => self.withdraw_export(&event.name),
+        self.seen = self.seen.max(event.event);
+        self.local_event(event.kind, event.name, None);
+    }
+
+    /// A local client's offer (with its bytes, `inline`, where they came
+    /// with it) or withdrawal.
+    fn local_event(
+        &mut self,
+        kind: EventKind,
+        name: String,
+        inline: Option<(Attributes, Vec<u8>)>,
+    ) {
+        match kind {
+            EventKind::Offer => self.local_offer(name, inline),
+            EventKind::Withdraw => self.withdraw_export(&name),
             _ => {}
         }
     }
 
-    /// Takes a view of the local object `name`, exposes it and tells the
-    /// peers.
-    fn export(&mut self, name: String) {
-        if let Some(payload) = self.payload(&name) {
+    /// Handles the notices that the manager sent on the client's
+    /// connection up to event `after` (those it sent before an event it
+    /// handed over: a record of the same object).
+    fn catch_up(&mut self, after: u64) {
+        let deadline = Instant::now() + LOCAL_DEMAND.min(self.timeout);
+        while self.seen < after {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.client.next_notice(Some(left)) {
+                Ok(Some(n)) => self.notice(n),
+                Ok(None) => {
+                    warn!(
+                        after,
+                        seen = self.seen,
+                        "the manager's notices did not come in time"
+                    );
+                    self.seen = after;
+                }
+                // The run loop sees the connection's end.
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// A local client offered `name`: exported with its bytes where they
+    /// came with the offer (`inline`), else from a view of it.
+    fn local_offer(&mut self, name: String, inline: Option<(Attributes, Vec<u8>)>) {
+        if self.exports.contains_key(&name) {
+            return;
+        }
+        let payload = match inline {
+            Some((attrs, bytes)) => Some((attrs, Payload::Inline(bytes))),
+            None => self.payload(&name),
+        };
+        if let Some(payload) = payload {
             self.publish(name, payload);
         }
     }
@@ -1571,6 +1651,12 @@ impl Node {
 
     fn withdraw_copy(&mut self, name: &str) {
         self.copies.remove(name);
+        if self.direct.remove(name) {
+            if let Err((code, text)) = self.control.withdraw_copy(name) {
+                warn!(%name, ?code, %text, "cannot withdraw a copy");
+            }
+            return;
+        }
         match self.client.submit_withdraw(name) {
             Ok(id) => self.withdrawals.push(id),
             Err(e) => warn!(%name, error = %e, "cannot withdraw a copy"),
@@ -1657,7 +1743,14 @@ impl Node {
         replica: bool,
     ) -> Result<(), String> {
         let result = match source {
-            Source::Inline(bytes) => offer_copy(&mut self.client, self.timeout, name, attrs, bytes),
+            // In the manager's request path: no round trip to it.
+            Source::Inline(bytes) => match self.control.offer_copy(name, attrs, bytes) {
+                Ok(()) => {
+                    self.direct.insert(name.into());
+                    Ok(())
+                }
+                Err((code, text)) => Err(format!("offering it here: {code:?}: {text}")),
+            },
             Source::Remote { size, region } => self.read_and_offer(name, *size, attrs, region),
         };
         let (size, inline) = (source.size(), matches!(source, Source::Inline(_)));
@@ -1760,20 +1853,6 @@ impl Node {
         }
         self.publish_status();
     }
-}
-
-/// Offers a copy of `bytes` here under `name`.
-fn offer_copy(
-    client: &mut Client,
-    timeout: Duration,
-    name: &str,
-    attrs: Attributes,
-    bytes: &[u8],
-) -> Result<(), String> {
-    submit_and_wait(client, timeout, name, bytes.len() as u64, attrs, |dst| {
-        dst.copy_from_slice(bytes);
-        Ok::<(), std::convert::Infallible>(())
-    })
 }
 
 /// Offers `size` bytes here under `name`, filled by `fill` (the object is

@@ -6,13 +6,14 @@
 //! frames in an [`Outgoing`] list; the connection threads send them after
 //! unlocking.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::warn;
 
+use super::copies::{Copies, DIRECT_REQUEST, DIRECT_SEGMENT};
 use super::outbox::Meters;
 use super::ManagerConfig;
 use crate::engine::registry::{ClientId, Registry};
@@ -22,8 +23,10 @@ use crate::ipc::fasthash::FastMap;
 use crate::ipc::interest::InterestPage;
 use crate::ipc::limits::fit_names;
 use crate::ipc::shm::{check_seals, file_size};
-use crate::ipc::wire::{Attributes, ErrorCode, Frame, Msg, Stats};
+use crate::ipc::wire::{Attributes, ErrorCode, EventRef, Frame, Msg, SegmentRef, Stats};
 use crate::schema::Schema;
+
+use super::MirrorEvent;
 
 /// A client's sending side, shared by every thread that sends to it.
 pub type Outbox = Arc<super::outbox::Outbox>;
@@ -47,6 +50,15 @@ pub struct Host {
     unmet_require: Option<UnmetHook>,
     /// Told of consumer-group changes for other nodes.
     group_hook: Option<GroupHook>,
+    /// The federation's client ([`Host::set_mirror`]).
+    mirror: Option<ClientId>,
+    /// Takes the mirror's events in place of its connection, offers with
+    /// the bytes of objects up to its size.
+    mirror_events: Option<(u64, MirrorHook)>,
+    /// The copies the mirror offers through [`Host::offer_copy`].
+    copies: Copies,
+    /// The last event or record queued on the mirror's connection.
+    mirror_sent: u64,
     /// Where the subscribers' interest in lifecycle events is published.
     interest: InterestPage,
     /// Its descriptor, sent to clients that agree to
@@ -62,6 +74,10 @@ pub type UnmetHook = Box<dyn Fn(ClientId, &str) + Send>;
 /// What a manager calls with every [`GroupNote`] of its engine (under the
 /// state lock: it must not block).
 pub type GroupHook = Box<dyn Fn(GroupNote) + Send>;
+
+/// What a manager calls with every event for its mirror (under the state
+/// lock: it must not block).
+pub type MirrorHook = Box<dyn Fn(MirrorEvent) + Send>;
 
 impl Host {
     /// An engine over `registry` with `config`'s policies, checking user
@@ -96,6 +112,10 @@ impl Host {
             unmet: None,
             unmet_require: None,
             group_hook: None,
+            mirror: None,
+            mirror_events: None,
+            copies: Copies::default(),
+            mirror_sent: 0,
             interest,
             interest_fd: Arc::new(interest_fd),
         })
@@ -140,16 +160,9 @@ impl Host {
             return;
         }
         let max = self.max_segment_bytes;
-        let mut check = fd.as_ref().map(|fd| {
-            move || -> Result<u64, String> {
-                check_seals(fd.as_fd()).map_err(|e| e.to_string())?;
-                let len = file_size(fd.as_fd()).map_err(|e| e.to_string())?;
-                if len > max {
-                    return Err(format!("segment of {len} bytes exceeds the limit of {max}"));
-                }
-                Ok(len)
-            }
-        });
+        let mut check = fd
+            .as_ref()
+            .map(|fd| move || checked_segment(fd.as_fd(), max));
         let check = check.as_mut().map(|c| c as SegmentCheck<'_>);
         let hook = match &msg {
             Msg::Demand { name } => self.unmet.as_ref().map(|h| (h, name)),
@@ -184,6 +197,10 @@ impl Host {
         self.engine.disconnect(cid, &mut self.effects);
         self.carry_out(None, out);
         self.outboxes.remove(&cid);
+        if self.mirror == Some(cid) {
+            // Its copies went with it.
+            self.copies = Copies::default();
+        }
     }
 
     /// Calls `hook` with the name of every later demand that finds nothing
@@ -264,7 +281,181 @@ impl Host {
     /// Makes client `cid` the federation's mirror (see
     /// [`Engine::set_mirror`]).
     pub fn set_mirror(&mut self, cid: ClientId) {
+        if self.mirror.replace(cid) != Some(cid) {
+            self.copies = Copies::default();
+        }
         self.engine.set_mirror(cid);
+    }
+
+    /// Offers a copy of `bytes` under `name` with `attrs` as the mirror, in
+    /// a slot of the manager's own segments, at time `now`: the demands
+    /// waiting for it are served at once.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotJoined`] when no client is the mirror (or it left);
+    /// the errors of an offer (a name on offer, a quota, attributes).
+    pub fn offer_copy(
+        &mut self,
+        name: &str,
+        attrs: Attributes,
+        bytes: &[u8],
+        now: Instant,
+        out: &mut Outgoing,
+    ) -> Result<(), (ErrorCode, String)> {
+        let mirror = self.joined_mirror()?;
+        if self.copies.offered.contains_key(name) {
+            return Err((
+                ErrorCode::DuplicateName,
+                format!("a copy {name} is on offer"),
+            ));
+        }
+        self.forget_dropped_copy_segments(mirror, now, out);
+        let size = bytes.len() as u64;
+        let slot = self
+            .copies
+            .pool
+            .alloc(size)
+            .map_err(|e| (ErrorCode::BadSegment, format!("no memory for a copy: {e}")))?;
+        let segment = self
+            .copies
+            .pool
+            .segment(slot.segment)
+            .expect("allocated slots have a segment")
+            .clone();
+        // SAFETY: the pool hands out disjoint slots and this one is not on
+        // offer (nobody reads it) until the offer below.
+        unsafe { segment.bytes_mut(slot.offset, size) }.copy_from_slice(bytes);
+        let fd = match self.copies.registered.insert(slot.segment) {
+            true => match segment.fd().try_clone() {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    self.copies.registered.remove(&slot.segment);
+                    self.copies.pool.release(slot);
+                    return Err((ErrorCode::BadSegment, format!("cannot share a copy: {e}")));
+                }
+            },
+            false => None,
+        };
+        let sent = fd.is_some();
+        let id = self.copies.next_request();
+        let msg = Msg::Offer {
+            name: name.into(),
+            attrs,
+            size,
+            segment: SegmentRef {
+                segment: DIRECT_SEGMENT | slot.segment,
+                offset: slot.offset,
+            },
+        };
+        let max = self.max_segment_bytes;
+        let mut check = fd
+            .as_ref()
+            .map(|fd| move || checked_segment(fd.as_fd(), max));
+        let check = check.as_mut().map(|c| c as SegmentCheck<'_>);
+        self.engine
+            .handle(mirror, id, msg, check, now, &mut self.effects);
+        self.carry_out(fd, out);
+        match self.copies.take_reply(id) {
+            Some(Msg::Error { code, text }) => {
+                self.copies.pool.release(slot);
+                if sent {
+                    // The engine did not keep it: sent again next time.
+                    self.copies.registered.remove(&slot.segment);
+                }
+                Err((code, text))
+            }
+            _ => {
+                self.copies.offered.insert(name.into(), slot);
+                Ok(())
+            }
+        }
+    }
+
+    /// Withdraws the copy `name` that [`Host::offer_copy`] offered, at
+    /// time `now`; its slot is reused once the last view of it is released.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotJoined`] when no client is the mirror (or it left);
+    /// [`ErrorCode::UnknownName`] when no such copy is on offer.
+    pub fn withdraw_copy(
+        &mut self,
+        name: &str,
+        now: Instant,
+        out: &mut Outgoing,
+    ) -> Result<(), (ErrorCode, String)> {
+        let mirror = self.joined_mirror()?;
+        let Some(slot) = self.copies.offered.remove(name) else {
+            return Err((ErrorCode::UnknownName, format!("no copy {name} on offer")));
+        };
+        let id = self.copies.next_request();
+        self.copies.withdrawing(id, slot);
+        let msg = Msg::Withdraw { name: name.into() };
+        self.engine
+            .handle(mirror, id, msg, None, now, &mut self.effects);
+        self.carry_out(None, out);
+        Ok(())
+    }
+
+    /// The mirror, while it is joined.
+    fn joined_mirror(&self) -> Result<ClientId, (ErrorCode, String)> {
+        self.mirror
+            .filter(|&cid| self.engine.has_client(cid))
+            .ok_or((
+                ErrorCode::NotJoined,
+                "no federation client is joined".into(),
+            ))
+    }
+
+    /// Tells the engine of the copies' segments that the pool dropped.
+    fn forget_dropped_copy_segments(&mut self, mirror: ClientId, now: Instant, out: &mut Outgoing) {
+        for segment in self.copies.pool.take_dropped() {
+            if self.copies.registered.remove(&segment) {
+                let id = self.copies.next_request();
+                let msg = Msg::Forget {
+                    segment: DIRECT_SEGMENT | segment,
+                };
+                self.engine
+                    .handle(mirror, id, msg, None, now, &mut self.effects);
+                self.carry_out(None, out);
+            }
+        }
+    }
+
+    /// Hands the events for the mirror to `hook` instead of its
+    /// connection, each offer of an object of at most `inline_max` bytes
+    /// with its bytes.
+    pub fn set_mirror_hook(&mut self, inline_max: u64, hook: MirrorHook) {
+        self.mirror_events = Some((inline_max, hook));
+    }
+
+    /// Hands an event of `kind` on `name` to the mirror's hook, an offer
+    /// with the object's bytes if it is small enough. Runs once the
+    /// effects that came with it are carried out (the offer's segment is
+    /// kept by then).
+    fn to_mirror(&self, kind: EventKind, name: String, after: u64) {
+        let Some((inline_max, hook)) = &self.mirror_events else {
+            return;
+        };
+        let inline = self
+            .engine
+            .offered(&name)
+            .filter(|e| kind == EventKind::Offer && e.size <= *inline_max)
+            .and_then(|e| {
+                let fd = self.segments.get(&e.segment)?;
+                match read_exact_at(fd.as_fd(), e.offset, e.size) {
+                    Ok(bytes) => Some((e.attrs.clone(), bytes)),
+                    Err(err) => {
+                        warn!(%name, error = %err, "cannot read an offered object");
+                        None
+                    }
+                }
+            });
+        hook(MirrorEvent {
+            kind,
+            name,
+            inline,
+            after,
+        });
     }
 
     /// Raises the events of `kind` on `name`, an object of federated node
@@ -309,8 +500,23 @@ impl Host {
     /// accepted its segment (closed otherwise).
     fn carry_out(&mut self, mut fd: Option<OwnedFd>, out: &mut Outgoing) {
         let mut effects = std::mem::take(&mut self.effects);
+        let mut mirrored = Vec::new();
         for effect in effects.drain(..) {
             match effect {
+                Effect::Send {
+                    to,
+                    id: 0,
+                    msg: Msg::Event(event),
+                    segment: None,
+                } if self.mirror == Some(to) && self.mirror_events.is_some() => {
+                    mirrored.push((event.kind, event.name, self.mirror_sent));
+                }
+                // A reply to an operation made for the mirror here.
+                Effect::Send { to, id, msg, .. }
+                    if id & DIRECT_REQUEST != 0 && self.mirror == Some(to) =>
+                {
+                    self.copies.reply(id, msg);
+                }
                 Effect::Send {
                     to,
                     id,
@@ -320,6 +526,12 @@ impl Host {
                     let Some(outbox) = self.outboxes.get(&to) else {
                         continue;
                     };
+                    if self.mirror == Some(to) {
+                        if let Msg::Event(EventRef { event, .. }) | Msg::Record { event, .. } = &msg
+                        {
+                            self.mirror_sent = self.mirror_sent.max(*event);
+                        }
+                    }
                     let msg = match msg {
                         Msg::Waiting { names } => Msg::Waiting {
                             names: fit_names(names),
@@ -349,6 +561,36 @@ impl Host {
             }
         }
         self.effects = effects;
+        for (kind, name, after) in mirrored {
+            self.to_mirror(kind, name, after);
+        }
         self.pass_notes();
     }
+}
+
+/// The length of the segment `fd` that came with an offer, once it is
+/// sealed and within `max` bytes.
+fn checked_segment(fd: BorrowedFd<'_>, max: u64) -> Result<u64, String> {
+    check_seals(fd).map_err(|e| e.to_string())?;
+    let len = file_size(fd).map_err(|e| e.to_string())?;
+    if len > max {
+        return Err(format!("segment of {len} bytes exceeds the limit of {max}"));
+    }
+    Ok(len)
+}
+
+/// `len` bytes of `fd` from `offset`.
+fn read_exact_at(fd: BorrowedFd<'_>, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = vec![0u8; usize::try_from(len).map_err(std::io::Error::other)?];
+    let mut done = 0;
+    while done < bytes.len() {
+        let at = i64::try_from(offset + done as u64).map_err(std::io::Error::other)?;
+        match nix::sys::uio::pread(fd, &mut bytes[done..], at) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => done += n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(bytes)
 }

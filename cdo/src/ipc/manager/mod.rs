@@ -22,6 +22,7 @@
 //! ([`Limits`]) before it changes anything.
 
 mod conns;
+mod copies;
 mod host;
 mod outbox;
 
@@ -237,6 +238,25 @@ fn load_schema(config: &ManagerConfig) -> io::Result<Arc<Schema>> {
     Ok(Arc::new(schema))
 }
 
+/// An event of this node's objects for the federation's client (the
+/// mirror), handed to it in the manager's request path
+/// ([`Control::on_mirror_events`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MirrorEvent {
+    /// What happened, as the mirror's subscriptions asked.
+    pub kind: EventKind,
+    /// The object.
+    pub name: String,
+    /// For an offer of an object small enough: its attributes (`size`
+    /// among them) and a copy of its bytes, read when it was offered.
+    pub inline: Option<(Attributes, Vec<u8>)>,
+    /// The last record (or event) sent on the mirror's connection before
+    /// this event ([`EventRef::event`](crate::ipc::wire::EventRef::event),
+    /// [`GroupRecord::event`](crate::ipc::client::GroupRecord::event); 0:
+    /// none): the mirror handles those first, to see everything in order.
+    pub after: u64,
+}
+
 /// What a federation of pool managers needs of its local manager: to hear
 /// of demands and requires nothing here can serve, to fail those that
 /// another node could not serve either, to raise other nodes' events here
@@ -276,6 +296,69 @@ impl Control {
     /// events raised for other nodes ([`Control::raise_remote`]) skip it.
     pub fn set_mirror(&self, cid: u64) {
         lock(&self.0.state).set_mirror(cid);
+    }
+
+    /// Calls `hook` with every later event that the mirror's
+    /// subscriptions match, in their order, instead of sending it to the
+    /// mirror's connection; an offer of an object of at most `inline_max`
+    /// bytes comes with a copy of its bytes, so that exporting it costs
+    /// no demand. The mirror's records (and replies) still come on its
+    /// connection; each event says which of them came before it
+    /// ([`MirrorEvent::after`]).
+    /// The hook runs under the manager's lock and must not block; a second
+    /// call replaces the first hook.
+    pub fn on_mirror_events(&self, inline_max: u64, hook: impl Fn(MirrorEvent) + Send + 'static) {
+        lock(&self.0.state).set_mirror_hook(inline_max, Box::new(hook));
+    }
+
+    /// Offers a copy of `bytes` here under `name` with `attrs`, as the
+    /// mirror's ([`Control::set_mirror`]) and in the manager's own shared
+    /// memory: no event is raised, and the demands waiting for `name` are
+    /// served before this returns. Withdrawn with
+    /// [`Control::withdraw_copy`] (or when the mirror leaves).
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotJoined`] when no joined client is the mirror; the
+    /// errors of an offer ([`ErrorCode::DuplicateName`],
+    /// [`ErrorCode::QuotaExceeded`], [`ErrorCode::BadAttributes`], ...),
+    /// with their text.
+    pub fn offer_copy(
+        &self,
+        name: &str,
+        attrs: Attributes,
+        bytes: &[u8],
+    ) -> Result<(), (ErrorCode, String)> {
+        self.in_request_path(|state, now, out| state.offer_copy(name, attrs, bytes, now, out))
+    }
+
+    /// Withdraws the copy offered as `name` by [`Control::offer_copy`]:
+    /// gone from offer at once, its memory reused once the last view of
+    /// it is released.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotJoined`] when no joined client is the mirror;
+    /// [`ErrorCode::UnknownName`] when no such copy is on offer.
+    pub fn withdraw_copy(&self, name: &str) -> Result<(), (ErrorCode, String)> {
+        self.in_request_path(|state, now, out| state.withdraw_copy(name, now, out))
+    }
+
+    /// Runs `op` on the state as a connection thread runs a request: under
+    /// the lock, then wakes the timer for an earlier deadline, and sends
+    /// what `op` queued.
+    fn in_request_path<R>(&self, op: impl FnOnce(&mut Host, Instant, &mut Outgoing) -> R) -> R {
+        let mut out = Outgoing::new();
+        let (done, sooner) = {
+            let mut state = lock(&self.0.state);
+            let before = state.next_deadline();
+            let done = op(&mut state, Instant::now(), &mut out);
+            let after = state.next_deadline();
+            (done, after.is_some_and(|a| before.is_none_or(|b| a < b)))
+        };
+        if sooner {
+            self.0.tick.notify_all();
+        }
+        deliver(out);
+        done
     }
 
     /// Calls `hook` with every change of this node's consumer groups that
