@@ -4,8 +4,9 @@
 //!
 //! Throughput counts bytes read plus bytes written (twice the array). All
 //! sides run on the current rayon pool (the memcpy peer is split into one
-//! contiguous chunk per thread); buffers are 64-byte aligned and written
-//! once before timing so no page faults are measured.
+//! contiguous chunk per thread); buffers are 64-byte aligned, asked for
+//! transparent huge pages (every buffer of the family alike, ours and the
+//! peers'), and written once before timing so no page faults are measured.
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -29,10 +30,28 @@ struct Line([u8; 64]);
 /// A line-aligned, pre-faulted byte buffer.
 struct Buf(Vec<Line>);
 
+/// Huge-page size on x86_64 Linux.
+const HUGE_PAGE: usize = 2 << 20;
+
 impl Buf {
-    /// `len` bytes (rounded up to a line), every page written.
+    /// `len` bytes (rounded up to a line), every page written. The whole
+    /// huge pages inside the buffer are advised as such before the first
+    /// write, so where the system grants transparent huge pages on request
+    /// both sides of every comparison run on them.
     fn new(len: usize, seed: u8) -> Self {
-        let mut b = Buf(vec![Line([0; 64]); len.div_ceil(64)]);
+        let lines = len.div_ceil(64);
+        let mut v: Vec<Line> = Vec::with_capacity(lines);
+        let start = (v.as_ptr() as usize).next_multiple_of(HUGE_PAGE);
+        let end = (v.as_ptr() as usize + lines * 64) / HUGE_PAGE * HUGE_PAGE;
+        if end > start {
+            // SAFETY: `start..end` lies inside the allocation `v` owns;
+            // the advice changes how its pages are backed, not its contents
+            // or validity. A refusal (no transparent huge pages) leaves
+            // ordinary pages, so the result is ignored.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+        }
+        v.resize(lines, Line([0; 64]));
+        let mut b = Buf(v);
         for (i, x) in b.bytes_mut().iter_mut().enumerate() {
             *x = (i as u8).wrapping_mul(31).wrapping_add(seed);
         }

@@ -57,7 +57,7 @@ impl Transpose {
 pub(crate) unsafe fn transpose(t: Transpose, src: *const u8, dst: *mut u8, nt: bool) {
     if t.elem == 4 && staged(&t) {
         // SAFETY: forwarded from the caller.
-        unsafe { staged_4(t, src, dst, nt, simd::micro_4()) };
+        unsafe { staged_4(t, src, dst, nt, simd::micro_4(), simd::micro_4_wide()) };
         return;
     }
     for c in 0..t.nc {
@@ -194,12 +194,20 @@ unsafe fn blocked<T: Pod, const MA: usize, const MB: usize>(
 /// Staged transpose of 4-byte elements for source rows that collide in the
 /// caches: bands of [`STAGE_ROWS`] source rows are copied [`STAGE_BYTES`]
 /// at a time into a contiguous local buffer (each source row read as a
-/// sequential run of whole lines), and the 8x16 micro-tiles `kernel`
-/// transposes from there write [`STAGE_ROWS`] elements (two whole cache
-/// lines) to each destination row in one visit. Scattered streaming stores
-/// of 64 bytes ran at about half the rate of sequential ones on the
-/// machine measured, of 128 bytes at about three quarters; larger stages
-/// no longer fit the first-level cache and ran slower.
+/// sequential run of whole lines), and the micro-tiles transposed from
+/// there write [`STAGE_ROWS`] elements (two whole cache lines) to each
+/// destination row. Scattered streaming stores of 64 bytes ran at about
+/// half the rate of sequential ones on the machine measured, of 128 bytes
+/// at about three quarters; larger stages no longer fit the first-level
+/// cache and ran slower.
+///
+/// Full bands go through the 8x32 `wide` kernel where there is one, which
+/// stores both lines of a destination row back to back; otherwise two 8x16
+/// tiles of `kernel` each visit the same eight destination rows, whose
+/// pages (a megabyte apart in the 512^3 reversal) compete for one set of
+/// the first-level TLB. The 512^3 4-byte reversal on ordinary pages ran at
+/// 0.69-0.87 of a memcpy with the wide kernel against 0.68-0.84 without it,
+/// ahead in nine of ten alternating runs.
 ///
 /// Runs of a few lines on rows a page or more apart get little from the
 /// hardware prefetchers, so each stage would wait for its source lines:
@@ -213,8 +221,15 @@ unsafe fn blocked<T: Pod, const MA: usize, const MB: usize>(
 ///
 /// # Safety
 /// As for [`transpose`] with `t.elem == 4`; `kernel` must be an 8x16
-/// micro-tile kernel for 4-byte elements.
-unsafe fn staged_4(t: Transpose, src: *const u8, dst: *mut u8, nt: bool, kernel: Micro) {
+/// and `wide` an 8x32 micro-tile kernel for 4-byte elements.
+unsafe fn staged_4(
+    t: Transpose,
+    src: *const u8,
+    dst: *mut u8,
+    nt: bool,
+    kernel: Micro,
+    wide: Option<Micro>,
+) {
     /// The staging buffer: [`STAGE_ROWS`] rows of [`STAGE_BYTES`].
     #[repr(C, align(64))]
     struct Stage([[u8; STAGE_BYTES]; STAGE_ROWS]);
@@ -274,17 +289,31 @@ unsafe fn staged_4(t: Transpose, src: *const u8, dst: *mut u8, nt: bool, kernel:
                 );
             }
             for aa in (0..width).step_by(MA) {
-                for bb in (0..rows).step_by(MB) {
-                    if let Some(r) = ahead.next() {
-                        prefetch_row(r);
+                match wide {
+                    Some(wide) if rows == 2 * MB => {
+                        ahead.by_ref().take(2).for_each(prefetch_row);
+                        wide(
+                            buf.add(aa * 4),
+                            STAGE_BYTES as isize,
+                            dst_c.offset((a0 + aa) as isize * t.da).add(b0 * 4),
+                            t.da,
+                            nt,
+                        );
                     }
-                    kernel(
-                        buf.add(bb * STAGE_BYTES + aa * 4),
-                        STAGE_BYTES as isize,
-                        dst_c.offset((a0 + aa) as isize * t.da).add((b0 + bb) * 4),
-                        t.da,
-                        nt,
-                    );
+                    _ => {
+                        for bb in (0..rows).step_by(MB) {
+                            if let Some(r) = ahead.next() {
+                                prefetch_row(r);
+                            }
+                            kernel(
+                                buf.add(bb * STAGE_BYTES + aa * 4),
+                                STAGE_BYTES as isize,
+                                dst_c.offset((a0 + aa) as isize * t.da).add((b0 + bb) * 4),
+                                t.da,
+                                nt,
+                            );
+                        }
+                    }
                 }
             }
         }
@@ -441,6 +470,18 @@ mod simd {
             return micro_4_avx;
         }
         micro_4_sse2
+    }
+
+    /// An 8x32 4-byte micro-kernel storing each destination row's two
+    /// cache lines together, where this processor has one.
+    pub(super) fn micro_4_wide() -> Option<Micro> {
+        #[cfg(not(miri))]
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+        {
+            return Some(micro_4_wide_avx512);
+        }
+        None
     }
 
     /// Hints that the line at `p` will be read soon, into the second-level
@@ -646,10 +687,8 @@ mod simd {
         }
     }
 
-    /// 8x16 tile of 4-byte elements in 512-bit AVX-512 registers: source
-    /// rows `k` and `k + 8` share a register, both 8x8 blocks are
-    /// transposed at once, and each destination row receives its whole
-    /// cache line in one store.
+    /// 8x16 tile of 4-byte elements in 512-bit AVX-512 registers, each
+    /// destination row receiving its whole cache line in one store.
     ///
     /// # Safety
     /// As for [`super::micro`] with 4-byte elements, `MA = 8`, `MB = 16`, on
@@ -663,59 +702,120 @@ mod simd {
         da: isize,
         nt: bool,
     ) {
+        // SAFETY: the sixteen source rows of 32 bytes and the eight
+        // destination rows of 64 bytes are the tile's (caller).
+        unsafe {
+            for (c, v) in rows_4_avx512(src, sb).into_iter().enumerate() {
+                store_512(dst.offset(c as isize * da), v, nt);
+            }
+        }
+    }
+
+    /// 8x32 tile of 4-byte elements as two 8x16 tiles of
+    /// [`micro_4_avx512`], each destination row receiving both its cache
+    /// lines one after the other: with rows pages apart, the eight rows of
+    /// a tile share a set of the first-level TLB, and visiting each row
+    /// once instead of twice halves the translations the stores look up.
+    ///
+    /// # Safety
+    /// As for [`super::micro`] with 4-byte elements, `MA = 8`, `MB = 32`, on
+    /// a processor with AVX-512F and AVX-512DQ.
+    #[cfg(not(miri))]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    pub(super) unsafe fn micro_4_wide_avx512(
+        src: *const u8,
+        sb: isize,
+        dst: *mut u8,
+        da: isize,
+        nt: bool,
+    ) {
+        // SAFETY: the 32 source rows of 32 bytes and the eight destination
+        // rows of 128 bytes are the tile's (caller).
+        unsafe {
+            let top = rows_4_avx512(src, sb);
+            let bottom = rows_4_avx512(src.offset(16 * sb), sb);
+            for (c, (a, b)) in top.into_iter().zip(bottom).enumerate() {
+                let d = dst.offset(c as isize * da);
+                store_512(d, a, nt);
+                store_512(d.add(64), b, nt);
+            }
+        }
+    }
+
+    /// The eight destination rows of the 8x16 tile of 4-byte elements at
+    /// `src`: source rows `k` and `k + 8` share a register, and both 8x8
+    /// blocks are transposed at once.
+    ///
+    /// # Safety
+    /// The sixteen source rows of 32 bytes, `sb` bytes apart, must be
+    /// readable; the processor must have AVX-512F and AVX-512DQ.
+    #[cfg(not(miri))]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    #[inline]
+    unsafe fn rows_4_avx512(src: *const u8, sb: isize) -> [std::arch::x86_64::__m512; 8] {
         use std::arch::x86_64::{
             _mm256_loadu_ps, _mm512_castps256_ps512, _mm512_insertf32x8, _mm512_permutex2var_ps,
-            _mm512_setr_epi32, _mm512_shuffle_ps, _mm512_storeu_ps, _mm512_stream_ps,
-            _mm512_unpackhi_ps, _mm512_unpacklo_ps,
+            _mm512_setr_epi32, _mm512_shuffle_ps, _mm512_unpackhi_ps, _mm512_unpacklo_ps,
         };
-        // SAFETY: the sixteen source rows of 32 bytes and the eight
-        // destination rows of 64 bytes are the tile's (caller); streaming
-        // stores only on 64-byte aligned addresses.
-        unsafe {
-            let pair = |k: isize| {
+        let pair = |k: isize| {
+            // SAFETY: rows `k` and `k + 8` are readable (caller).
+            unsafe {
                 let lo = _mm256_loadu_ps(src.offset(k * sb) as *const f32);
                 let hi = _mm256_loadu_ps(src.offset((k + 8) * sb) as *const f32);
                 _mm512_insertf32x8::<1>(_mm512_castps256_ps512(lo), hi)
-            };
-            let (z0, z1, z2, z3) = (pair(0), pair(1), pair(2), pair(3));
-            let (z4, z5, z6, z7) = (pair(4), pair(5), pair(6), pair(7));
-            // The steps of the 8x8 transpose within 128-bit lanes, as in
-            // `transpose_8x8_ps`, on both halves at once.
-            let t0 = _mm512_unpacklo_ps(z0, z1);
-            let t1 = _mm512_unpackhi_ps(z0, z1);
-            let t2 = _mm512_unpacklo_ps(z2, z3);
-            let t3 = _mm512_unpackhi_ps(z2, z3);
-            let t4 = _mm512_unpacklo_ps(z4, z5);
-            let t5 = _mm512_unpackhi_ps(z4, z5);
-            let t6 = _mm512_unpacklo_ps(z6, z7);
-            let t7 = _mm512_unpackhi_ps(z6, z7);
-            let u = [
-                _mm512_shuffle_ps::<0x44>(t0, t2),
-                _mm512_shuffle_ps::<0xEE>(t0, t2),
-                _mm512_shuffle_ps::<0x44>(t1, t3),
-                _mm512_shuffle_ps::<0xEE>(t1, t3),
-                _mm512_shuffle_ps::<0x44>(t4, t6),
-                _mm512_shuffle_ps::<0xEE>(t4, t6),
-                _mm512_shuffle_ps::<0x44>(t5, t7),
-                _mm512_shuffle_ps::<0xEE>(t5, t7),
-            ];
-            // Low (`lo`) and high (`hi`) 128-bit lanes of each 256-bit half
-            // of `u[c]` and `u[c + 4]`, interleaved: the two 8x8 results.
-            let lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
-            let hi = _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
-            for c in 0..8 {
-                let (a, b) = (u[c % 4], u[c % 4 + 4]);
-                let v = if c < 4 {
-                    _mm512_permutex2var_ps(a, lo, b)
-                } else {
-                    _mm512_permutex2var_ps(a, hi, b)
-                };
-                let p = dst.offset(c as isize * da) as *mut f32;
-                if nt && (p as usize).is_multiple_of(64) {
-                    _mm512_stream_ps(p, v);
-                } else {
-                    _mm512_storeu_ps(p, v);
-                }
+            }
+        };
+        let (z0, z1, z2, z3) = (pair(0), pair(1), pair(2), pair(3));
+        let (z4, z5, z6, z7) = (pair(4), pair(5), pair(6), pair(7));
+        // The steps of the 8x8 transpose within 128-bit lanes, as in
+        // `transpose_8x8_ps`, on both halves at once.
+        let t0 = _mm512_unpacklo_ps(z0, z1);
+        let t1 = _mm512_unpackhi_ps(z0, z1);
+        let t2 = _mm512_unpacklo_ps(z2, z3);
+        let t3 = _mm512_unpackhi_ps(z2, z3);
+        let t4 = _mm512_unpacklo_ps(z4, z5);
+        let t5 = _mm512_unpackhi_ps(z4, z5);
+        let t6 = _mm512_unpacklo_ps(z6, z7);
+        let t7 = _mm512_unpackhi_ps(z6, z7);
+        let u = [
+            _mm512_shuffle_ps::<0x44>(t0, t2),
+            _mm512_shuffle_ps::<0xEE>(t0, t2),
+            _mm512_shuffle_ps::<0x44>(t1, t3),
+            _mm512_shuffle_ps::<0xEE>(t1, t3),
+            _mm512_shuffle_ps::<0x44>(t4, t6),
+            _mm512_shuffle_ps::<0xEE>(t4, t6),
+            _mm512_shuffle_ps::<0x44>(t5, t7),
+            _mm512_shuffle_ps::<0xEE>(t5, t7),
+        ];
+        // Low (`lo`) and high (`hi`) 128-bit lanes of each 256-bit half of
+        // `u[c]` and `u[c + 4]`, interleaved: the two 8x8 results.
+        let lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+        let hi = _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+        std::array::from_fn(|c| {
+            let (a, b) = (u[c % 4], u[c % 4 + 4]);
+            if c < 4 {
+                _mm512_permutex2var_ps(a, lo, b)
+            } else {
+                _mm512_permutex2var_ps(a, hi, b)
+            }
+        })
+    }
+
+    /// Stores 64 bytes, streaming when `nt` and `p` is 64-byte aligned.
+    ///
+    /// # Safety
+    /// `p` must be writable for 64 bytes; the processor must have AVX-512F.
+    #[cfg(not(miri))]
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn store_512(p: *mut u8, v: std::arch::x86_64::__m512, nt: bool) {
+        use std::arch::x86_64::{_mm512_storeu_ps, _mm512_stream_ps};
+        // SAFETY: writable (caller); the stream store only when aligned.
+        unsafe {
+            if nt && (p as usize).is_multiple_of(64) {
+                _mm512_stream_ps(p as *mut f32, v);
+            } else {
+                _mm512_storeu_ps(p as *mut f32, v);
             }
         }
     }
@@ -880,6 +980,11 @@ mod simd {
         micro::<u32, 8, 16>
     }
 
+    /// No wide 4-byte micro-kernel on this target.
+    pub(super) fn micro_4_wide() -> Option<Micro> {
+        None
+    }
+
     /// The 8-byte micro-kernel.
     pub(super) fn micro_8() -> Micro {
         micro::<u64, 8, 8>
@@ -970,6 +1075,7 @@ mod tests {
         }
         if has!("avx512f") && has!("avx512dq") {
             check(simd::micro_4_avx512, micro::<u32, 8, 16>, 4, 8, 16);
+            check(simd::micro_4_wide_avx512, micro::<u32, 8, 32>, 4, 8, 32);
         }
     }
 }
