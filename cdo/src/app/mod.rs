@@ -6,6 +6,9 @@
 //! ([`ipc::client`](crate::ipc::client)); which one is configuration, not
 //! code: [`Pool::from_env`] joins the manager that `CDO_POOL_SOCKET` and
 //! `CDO_WORKFLOW_TOKEN` name, and makes an in-process pool otherwise.
+//! Both deployments take the pool's semantics from the same
+//! [`PoolConfig`] (YAML file and variables): an in-process pool directly,
+//! a pool manager as [`ManagerConfig::pool`] (`cdo-pm --config FILE`).
 //! Every call returns the one [`Error`] type.
 //!
 //! ```
