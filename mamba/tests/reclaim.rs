@@ -84,27 +84,34 @@ fn reclaiming_while_threads_allocate_loses_and_duplicates_nothing() {
     let m = capped();
     let hbm = m.pool_of(Tier::Hbm).unwrap();
     std::thread::scope(|s| {
-        for t in 0..3usize {
-            let m = &m;
-            s.spawn(move || {
-                let policy = Policy::prefer(Tier::Hbm).or(Tier::Dram);
-                let mut live = Vec::new();
-                for i in 0..3000usize {
-                    let size = 16 + (i * 7919 + t * 104_729) % (48 << 10);
-                    let mut a = m.allocate(size, 8, &policy).unwrap();
-                    a.as_mut_slice().unwrap()[0] = t as u8;
-                    live.push(a);
-                    if live.len() > 20 {
-                        let a = live.swap_remove(i % live.len());
-                        assert_eq!(a.as_slice().unwrap()[0], t as u8, "a block was shared");
+        let workers: Vec<_> = (0..3usize)
+            .map(|t| {
+                let m = &m;
+                s.spawn(move || {
+                    let policy = Policy::prefer(Tier::Hbm).or(Tier::Dram);
+                    let mut live = Vec::new();
+                    for i in 0..3000usize {
+                        let size = 16 + (i * 7919 + t * 104_729) % (48 << 10);
+                        let mut a = m.allocate(size, 8, &policy).unwrap();
+                        a.as_mut_slice().unwrap()[0] = t as u8;
+                        live.push(a);
+                        if live.len() > 20 {
+                            let a = live.swap_remove(i % live.len());
+                            assert_eq!(a.as_slice().unwrap()[0], t as u8, "a block was shared");
+                        }
                     }
-                }
-            });
-        }
+                })
+            })
+            .collect();
         // Meanwhile take the caches back, again and again.
         for _ in 0..200 {
             hbm.trim();
             std::thread::yield_now();
+        }
+        // Joined by hand: the end of a scope does not wait for the
+        // threads' thread-local destructors, which give their caches back.
+        for w in workers {
+            w.join().unwrap();
         }
     });
     let st = hbm.stats();
