@@ -1018,8 +1018,7 @@ fn an_archiver_stores_its_groups_records_with_their_attributes() {
     assert_eq!(entries[0], entries[1], "the same entry in both deployments");
 }
 
-/// A librarian on `host` serving from a new archive holding `entries`
-/// (name, bytes), with the archive's directory.
+/// A new archive holding `entries` (name, bytes), with its directory.
 fn archive_with(entries: &[(&str, &[u8])]) -> (Archive, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let archive = Archive::open(dir.path()).unwrap();

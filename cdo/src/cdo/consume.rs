@@ -201,7 +201,9 @@ impl Cdo<'_> {
     pub(crate) fn retract_dropped(&mut self) {
         if let Ok(next) = self.check(Op::Retract) {
             self.retracted(next);
-            self.tell(EventKind::Retract, None, None, None, Duration::ZERO);
+            if self.pool.bus.active() {
+                self.tell(EventKind::Retract, None, None, None, Duration::ZERO);
+            }
         }
     }
 

@@ -245,9 +245,9 @@ impl<'p> Cdo<'p> {
         }
     }
 
-    /// Delivers the event `kind` of this CDO (see [`Cdo::emit_about`]) and
-    /// waits up to `waited` for its acknowledgements: false when some did
-    /// not come.
+    /// Delivers the event `kind` of this CDO (see [`Cdo::emit_about`]) to
+    /// a pool with subscribers and waits up to `waited` for its
+    /// acknowledgements: false when some did not come.
     fn tell(
         &self,
         kind: EventKind,
@@ -256,9 +256,6 @@ impl<'p> Cdo<'p> {
         attrs: Option<&Arc<Attributes>>,
         waited: Duration,
     ) -> bool {
-        if !self.pool.bus.active() {
-            return true;
-        }
         let none: Arc<Attributes>;
         let subject = Subject {
             name: &self.entry.name,
