@@ -20,7 +20,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use tracing::{debug, info, warn};
 
 use super::auth;
-use super::link::{encode, read_msg, write_frame, write_msg, PeerMsg};
+use super::link::{encode, read_msg, write_frame, PeerMsg};
 use super::{FederationConfig, FederationError, FederationStatus, REFUSALS_KEPT};
 use crate::engine::GroupNote;
 use crate::events::EventKind;
@@ -197,21 +197,31 @@ fn serve_loop(t: &Transport, rx: &Receiver<ServeCmd>, stop: &AtomicBool) {
     }
 }
 
-/// Where the node's other threads (and its manager's unmet-demand hook)
-/// send their inputs: a channel, plus a socket whose byte wakes the node
-/// when it waits on its manager's connection too.
+/// Where the node's other threads (and its manager's request path) send
+/// their inputs: a channel, plus a socket whose byte wakes the node when
+/// it sleeps on its manager's connection too.
 #[derive(Clone)]
 struct Inbox {
     tx: Sender<Input>,
     waker: Arc<UnixStream>,
+    /// Set by the node while it sleeps (or is about to): only then does a
+    /// sender write a wake-up byte, so a busy node costs its senders no
+    /// system call.
+    sleeping: Arc<AtomicBool>,
 }
 
 impl Inbox {
-    /// Queues `input` and wakes the node; false once the node is gone.
+    /// Queues `input` and wakes the node if it sleeps; false once the node
+    /// is gone.
     fn send(&self, input: Input) -> bool {
         let sent = self.tx.send(input).is_ok();
-        // A full socket already holds a wake-up.
-        let _ = (&*self.waker).write(&[1]);
+        // Pairs with the fence in `Node::wait_for_input`: either the node
+        // sees this input before it sleeps, or we see that it sleeps.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::AcqRel) {
+            // A full socket already holds a wake-up.
+            let _ = (&*self.waker).write(&[1]);
+        }
         sent
     }
 }
@@ -258,6 +268,7 @@ pub(super) fn spawn(
     let tx = Inbox {
         tx,
         waker: Arc::new(wake_tx),
+        sleeping: Arc::default(),
     };
     let linked: Arc<Mutex<HashSet<String>>> = Arc::default();
     let control = manager.control();
@@ -548,7 +559,14 @@ struct Link {
     /// Node name of the side that dialled it.
     dialler: String,
     writer: TcpStream,
+    /// Frames queued for the peer: written together by
+    /// [`Node::flush_links`] once the node has handled what it had in
+    /// hand, so a burst of offers costs one system call, not one each.
+    queued: Vec<u8>,
 }
+
+/// Queued bytes past which a link is written at once.
+const LINK_QUEUE_MAX: usize = 256 << 10;
 
 /// An object of this node offered to the peers.
 struct Export {
@@ -775,6 +793,7 @@ impl Node {
             }
             self.expire_withdrawals();
             self.poll_withdrawals();
+            self.flush_links();
             if busy {
                 self.publish_status();
             } else {
@@ -794,7 +813,14 @@ impl Node {
             PollFd::new(self.waker.as_fd(), PollFlags::POLLIN),
         ];
         if !look_briefly(&mut fds, || !rx.is_empty()) {
-            let _ = poll(&mut fds, PollTimeout::from(IDLE_WAIT_MS));
+            let sleeping = &self.tx.sleeping;
+            sleeping.store(true, Ordering::Relaxed);
+            // Pairs with the fence in `Inbox::send`.
+            std::sync::atomic::fence(Ordering::SeqCst);
+            if rx.is_empty() {
+                let _ = poll(&mut fds, PollTimeout::from(IDLE_WAIT_MS));
+            }
+            sleeping.store(false, Ordering::Relaxed);
         }
         let mut drain = [0u8; 64];
         while matches!((&self.waker).read(&mut drain), Ok(n) if n > 0) {}
@@ -1097,6 +1123,7 @@ impl Node {
                 id,
                 dialler,
                 writer: stream,
+                queued: Vec::new(),
             },
         );
         lock(&self.linked).insert(peer.clone());
@@ -1211,27 +1238,55 @@ impl Node {
         self.publish_status();
     }
 
-    /// Sends `msg` to `peer`; a link that cannot take it is dropped.
+    /// Queues `msg` for `peer` (see [`Link::queued`]).
     fn send(&mut self, peer: &str, msg: &PeerMsg) {
-        let Some(link) = self.links.get_mut(peer) else {
-            return;
-        };
-        if let Err(e) = write_msg(&mut link.writer, msg) {
-            self.link_lost(peer, &format!("send failed: {e}"));
+        match encode(msg) {
+            Ok(frame) => self.queue(Some(peer), &frame),
+            Err(e) => warn!(error = %e, "cannot encode a federation message"),
         }
     }
 
-    /// Sends `msg` to every peer, encoded once.
+    /// Queues `msg` for every peer, encoded once.
     fn broadcast(&mut self, msg: &PeerMsg) {
-        let frame = match encode(msg) {
-            Ok(frame) => frame,
-            Err(e) => return warn!(error = %e, "cannot encode a federation message"),
-        };
+        match encode(msg) {
+            Ok(frame) => self.queue(None, &frame),
+            Err(e) => warn!(error = %e, "cannot encode a federation message"),
+        }
+    }
+
+    /// Queues `frame` for `peer`, or for every peer; writes a link whose
+    /// queue grew past [`LINK_QUEUE_MAX`] at once.
+    fn queue(&mut self, peer: Option<&str>, frame: &[u8]) {
         let mut failed = Vec::new();
-        for (peer, link) in &mut self.links {
-            if let Err(e) = write_frame(&mut link.writer, &frame) {
-                failed.push((peer.clone(), e));
+        for (name, link) in &mut self.links {
+            if peer.is_some_and(|p| p != name) {
+                continue;
             }
+            link.queued.extend_from_slice(frame);
+            if link.queued.len() >= LINK_QUEUE_MAX {
+                if let Err(e) = write_frame(&mut link.writer, &link.queued) {
+                    failed.push((name.clone(), e));
+                }
+                link.queued.clear();
+            }
+        }
+        for (peer, e) in failed {
+            self.link_lost(&peer, &format!("send failed: {e}"));
+        }
+    }
+
+    /// Writes every link's queued frames; a link that cannot take them is
+    /// dropped.
+    fn flush_links(&mut self) {
+        let mut failed = Vec::new();
+        for (name, link) in &mut self.links {
+            if link.queued.is_empty() {
+                continue;
+            }
+            if let Err(e) = write_frame(&mut link.writer, &link.queued) {
+                failed.push((name.clone(), e));
+            }
+            link.queued.clear();
         }
         for (peer, e) in failed {
             self.link_lost(&peer, &format!("send failed: {e}"));
