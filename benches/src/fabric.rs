@@ -15,6 +15,9 @@
 //!   Untimed between samples: the producer's offer and withdrawal.
 //! - `remote-cycles`: offer on A + demand on B + withdraw on A of 4 KiB
 //!   objects, one after the other, per second; no peer.
+//! - `remote-cycles-pipelined`: the same cycles per second in batches of
+//!   256: A offers a batch (pipelined), B demands it in one round trip and
+//!   reads every byte, A withdraws it (pipelined); no peer.
 //!
 //! The provider is `FI_PROVIDER`'s, `tcp` when unset; each row names it.
 
@@ -109,6 +112,43 @@ fn remote_object(a: &mut Node, b: &mut Node, name: &str, size: usize) -> Duratio
     a.client.withdraw(name).expect("withdraw");
     until("the copy is withdrawn", || b.pm.stats().objects == 0);
     took
+}
+
+/// Objects per batch of the `remote-cycles-pipelined` case.
+const PIPELINED_BATCH: usize = 256;
+
+/// One batch of the `remote-cycles-pipelined` case: A offers
+/// [`PIPELINED_BATCH`] 4 KiB objects and waits for every reply; B demands
+/// them all in one round trip and reads every byte; A withdraws them all
+/// and waits for every reply. Each phase is pipelined, the phases follow
+/// one another, as a producer and consumer exchanging batches would.
+fn pipelined_cycles(a: &mut Node, b: &mut Node, batch: u64) {
+    let names: Vec<String> = (0..PIPELINED_BATCH)
+        .map(|i| format!("batch/{batch}/{i}"))
+        .collect();
+    let ids = names
+        .iter()
+        .map(|n| {
+            a.client
+                .submit_offer(n, 4096, Attributes::new(), |dst| dst.fill(batch as u8))
+                .expect("offer")
+        })
+        .collect::<Vec<_>>();
+    a.client.flush().expect("flush");
+    for id in ids {
+        a.client.wait(id, None).expect("offer reply");
+    }
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let views = b.client.demand_many(&refs, TIMEOUT).expect("demand");
+    let sum = views.iter().fold(0u64, |s, v| s.wrapping_add(read_pass(v)));
+    assert_eq!(
+        sum,
+        (PIPELINED_BATCH * 4096) as u64 * u64::from(batch as u8),
+        "the consumer reads what the producer wrote"
+    );
+    drop(views);
+    b.client.flush().expect("release");
+    a.client.withdraw_many(&refs).expect("withdraw");
 }
 
 /// The peer: a producer transport on its own thread exposing `size`
@@ -216,6 +256,31 @@ pub fn run_matching(filter: &str) -> Vec<Row> {
             rates[rates.len() / 2],
         );
         row.peer_name = Some(format!("none (target 50000/s; {provider})"));
+        rows.push(row);
+    }
+    if "remote-cycles-pipelined".contains(filter) {
+        let mut rates: Vec<f64> = (0..5)
+            .map(|_| {
+                let rounds = 8;
+                let start = Instant::now();
+                for _ in 0..rounds {
+                    seq += 1;
+                    pipelined_cycles(&mut a, &mut b, seq);
+                }
+                (rounds * PIPELINED_BATCH) as f64 / start.elapsed().as_secs_f64()
+            })
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        let mut row = Row::alone(
+            "fabric",
+            "remote-cycles-pipelined",
+            "cycles/s",
+            Better::Higher,
+            rates[rates.len() / 2],
+        );
+        row.peer_name = Some(format!(
+            "none (target 50000/s; batches of {PIPELINED_BATCH}; {provider})"
+        ));
         rows.push(row);
     }
     drop(b);
