@@ -160,3 +160,58 @@ fn copies_offered_in_the_request_path_serve_waiting_demands_and_leak_nothing() {
         ErrorCode::NotJoined
     );
 }
+
+#[test]
+fn a_reserved_copy_slot_is_written_in_place_offered_or_given_back() {
+    let pm = manager();
+    let control = pm.control();
+    assert_eq!(
+        control.reserve_copy(4096).unwrap_err().0,
+        ErrorCode::NotJoined
+    );
+    let mirror = client(&pm, "federation");
+    control.set_mirror(mirror.client_id());
+    let mut consumer = client(&pm, "consumer");
+
+    // Written in place, offered: a waiting demand sees exactly those bytes.
+    let bytes = pattern(3, 1 << 20);
+    let waiting = consumer.submit_demand("pulled").unwrap();
+    consumer.flush().unwrap();
+    eventually("the demand waits", || pm.stats().waiting_demands == 1);
+    let mut slot = control.reserve_copy(bytes.len() as u64).unwrap();
+    assert_eq!(slot.bytes_mut().len(), bytes.len());
+    slot.bytes_mut().copy_from_slice(&bytes);
+    control.offer_reserved("pulled", step(3), slot).unwrap();
+    let view = match consumer.wait(waiting, Some(WAIT)).unwrap() {
+        Reply::Data(view) => view,
+        other => panic!("expected the copy, got {other:?}"),
+    };
+    assert_eq!(*view, bytes[..]);
+    assert_eq!(view.attrs().get("app.step"), Some(&Value::UInt(3)));
+    let segments = pm.stats().segments;
+
+    // A refused offer gives its slot back; so does a dropped slot: many
+    // of them take no new memory.
+    for _ in 0..10 {
+        let slot = control.reserve_copy(bytes.len() as u64).unwrap();
+        let twice = control.offer_reserved("pulled", step(3), slot).unwrap_err();
+        assert_eq!(twice.0, ErrorCode::DuplicateName);
+        drop(control.reserve_copy(bytes.len() as u64).unwrap());
+    }
+    assert_eq!(pm.stats().segments, segments);
+    assert_eq!(pm.stats().objects, 1);
+    drop(view);
+    consumer.flush().unwrap();
+    control.withdraw_copy("pulled").unwrap();
+    eventually("the copy is gone", || pm.stats().objects == 0);
+
+    // A slot reserved for a mirror that left is refused, typed, when
+    // offered, and its memory stays whole while it is written.
+    let mut slot = control.reserve_copy(4096).unwrap();
+    drop(mirror);
+    eventually("the mirror left", || pm.stats().segments == 0);
+    slot.bytes_mut().fill(9);
+    let late = control.offer_reserved("late", step(4), slot).unwrap_err();
+    assert_eq!(late.0, ErrorCode::NotJoined);
+    assert_eq!(pm.stats().objects, 0);
+}

@@ -1797,17 +1797,18 @@ impl Node {
         source: &Source,
         replica: bool,
     ) -> Result<(), String> {
+        // Either way offered in the manager's request path: no round trip
+        // to it.
         let result = match source {
-            // In the manager's request path: no round trip to it.
-            Source::Inline(bytes) => match self.control.offer_copy(name, attrs, bytes) {
-                Ok(()) => {
-                    self.direct.insert(name.into());
-                    Ok(())
-                }
-                Err((code, text)) => Err(format!("offering it here: {code:?}: {text}")),
-            },
+            Source::Inline(bytes) => self
+                .control
+                .offer_copy(name, attrs, bytes)
+                .map_err(|(code, text)| format!("offering it here: {code:?}: {text}")),
             Source::Remote { size, region } => self.read_and_offer(name, *size, attrs, region),
         };
+        if result.is_ok() {
+            self.direct.insert(name.into());
+        }
         let (size, inline) = (source.size(), matches!(source, Source::Inline(_)));
         let mut s = lock(&self.status);
         match result {
@@ -1848,8 +1849,8 @@ impl Node {
         self.broadcast(&PeerMsg::Seek { name: name.into() });
     }
 
-    /// Reads `size` bytes at the peer's `region` straight into a segment
-    /// here, and offers them.
+    /// Reads `size` bytes at the peer's `region` straight into a slot of
+    /// the manager's own segments, and offers them there.
     fn read_and_offer(
         &mut self,
         name: &str,
@@ -1862,17 +1863,22 @@ impl Node {
             None => Transport::open(self.fabric.clone()).map_err(|e| e.to_string())?,
         };
         let remote = puller.connect(region).map_err(|e| e.to_string())?;
-        let mut read_failed = false;
-        let result = submit_and_wait(&mut self.client, self.timeout, name, size, attrs, |dst| {
-            let read = puller.read_into(remote, dst);
-            read_failed = read.is_err();
-            read
-        });
-        // A failed read closed the transport: the next one opens anew.
-        if !read_failed {
-            self.puller = Some(puller);
-        }
-        result
+        let mut slot = match self.control.reserve_copy(size) {
+            Ok(slot) => slot,
+            Err((code, text)) => {
+                self.puller = Some(puller);
+                return Err(format!("offering it here: {code:?}: {text}"));
+            }
+        };
+        // A failed read closed the transport: the next one opens anew (and
+        // the dropped slot goes back to the pool).
+        puller
+            .read_into(remote, slot.bytes_mut())
+            .map_err(|e| e.to_string())?;
+        self.puller = Some(puller);
+        self.control
+            .offer_reserved(name, attrs, slot)
+            .map_err(|(code, text)| format!("offering it here: {code:?}: {text}"))
     }
 
     /// Ends every link, forgets the peers' objects (their withdraw events
@@ -1907,28 +1913,6 @@ impl Node {
             self.unlend(&name);
         }
         self.publish_status();
-    }
-}
-
-/// Offers `size` bytes here under `name`, filled by `fill` (the object is
-/// offered only once `fill` succeeded), and waits for the manager's answer.
-fn submit_and_wait<E: std::fmt::Display>(
-    client: &mut Client,
-    timeout: Duration,
-    name: &str,
-    size: u64,
-    attrs: Attributes,
-    fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
-) -> Result<(), String> {
-    let id = match client.try_submit_offer(name, size, attrs, fill) {
-        Ok(Ok(id)) => id,
-        Ok(Err(e)) => return Err(e.to_string()),
-        Err(e) => return Err(format!("offering it here: {e}")),
-    };
-    match client.wait(id, Some(timeout)) {
-        Ok(Reply::Ok) => Ok(()),
-        Ok(other) => Err(format!("offering it here: unexpected {other:?}")),
-        Err(e) => Err(format!("offering it here: {e}")),
     }
 }
 

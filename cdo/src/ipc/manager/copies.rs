@@ -5,8 +5,11 @@
 //! that its connection never uses, so that their replies stay here.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
+use super::Control;
 use crate::ipc::pool::{PoolConfig, SegmentPool, Slot};
+use crate::ipc::shm::Segment;
 use crate::ipc::wire::{Msg, RequestId};
 
 /// Set in the request ids of the operations made here for the mirror
@@ -73,5 +76,64 @@ impl Copies {
         let reply = at.map(|at| self.replies.swap_remove(at).1);
         self.replies.clear();
         reply
+    }
+}
+
+/// A slot of the manager's own shared memory, reserved by
+/// [`Control::reserve_copy`] for a copy its holder writes in place, then
+/// offers with [`Control::offer_reserved`]. Dropped unoffered, it goes
+/// back to the pool.
+pub struct CopySlot {
+    control: Control,
+    /// `None` once offered (or given back).
+    slot: Option<Slot>,
+    /// Keeps the mapping alive while the holder writes, whatever the
+    /// manager does meanwhile.
+    segment: Arc<Segment>,
+    size: u64,
+}
+
+impl CopySlot {
+    pub(super) fn new(control: Control, slot: Slot, segment: Arc<Segment>, size: u64) -> Self {
+        CopySlot {
+            control,
+            slot: Some(slot),
+            segment,
+            size,
+        }
+    }
+
+    /// The reserved bytes, to be written before the offer.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        let slot = self.slot.expect("a reserved slot until offered");
+        // SAFETY: the pool handed this slot to this holder alone, it holds
+        // at least `size` bytes, and it is on offer to nobody (so read by
+        // nobody) until `into_parts` gives it to the offer; `&mut self`
+        // keeps this the only slice of it.
+        unsafe { self.segment.bytes_mut(slot.offset, self.size) }
+    }
+
+    /// The slot, its segment and the size to offer; the slot is no longer
+    /// given back on drop.
+    pub(super) fn into_parts(mut self) -> (Slot, Arc<Segment>, u64) {
+        let slot = self.slot.take().expect("a reserved slot until offered");
+        (slot, self.segment.clone(), self.size)
+    }
+}
+
+impl Drop for CopySlot {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            self.control.release_reserved(slot, &self.segment);
+        }
+    }
+}
+
+impl std::fmt::Debug for CopySlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopySlot")
+            .field("slot", &self.slot)
+            .field("size", &self.size)
+            .finish()
     }
 }

@@ -22,7 +22,8 @@ use crate::events::EventKind;
 use crate::ipc::fasthash::FastMap;
 use crate::ipc::interest::InterestPage;
 use crate::ipc::limits::fit_names;
-use crate::ipc::shm::{check_seals, file_size};
+use crate::ipc::pool::Slot;
+use crate::ipc::shm::{check_seals, file_size, Segment};
 use crate::ipc::wire::{Attributes, ErrorCode, EventRef, Frame, Msg, SegmentRef, Stats};
 use crate::schema::Schema;
 
@@ -302,15 +303,35 @@ impl Host {
         now: Instant,
         out: &mut Outgoing,
     ) -> Result<(), (ErrorCode, String)> {
-        let mirror = self.joined_mirror()?;
-        if self.copies.offered.contains_key(name) {
-            return Err((
+        self.check_copy_name(name)?;
+        let (slot, segment) = self.reserve_copy(bytes.len() as u64)?;
+        // SAFETY: the pool hands out disjoint slots and this one is not on
+        // offer (nobody reads it) until the offer below.
+        unsafe { segment.bytes_mut(slot.offset, bytes.len() as u64) }.copy_from_slice(bytes);
+        self.offer_reserved(name, attrs, slot, &segment, bytes.len() as u64, now, out)
+    }
+
+    /// Fails when no client is the mirror, or a copy `name` is on offer.
+    fn check_copy_name(&self, name: &str) -> Result<(), (ErrorCode, String)> {
+        self.joined_mirror()?;
+        match self.copies.offered.contains_key(name) {
+            true => Err((
                 ErrorCode::DuplicateName,
                 format!("a copy {name} is on offer"),
-            ));
+            )),
+            false => Ok(()),
         }
-        self.forget_dropped_copy_segments(mirror, now, out);
-        let size = bytes.len() as u64;
+    }
+
+    /// Takes a slot of at least `size` bytes of the copies' segments, for
+    /// the caller to fill (outside the lock) and then offer with
+    /// [`Host::offer_reserved`] or give back with [`Host::release_reserved`].
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotJoined`] when no client is the mirror;
+    /// [`ErrorCode::BadSegment`] when no memory is left for the copy.
+    pub fn reserve_copy(&mut self, size: u64) -> Result<(Slot, Arc<Segment>), (ErrorCode, String)> {
+        self.joined_mirror()?;
         let slot = self
             .copies
             .pool
@@ -322,9 +343,55 @@ impl Host {
             .segment(slot.segment)
             .expect("allocated slots have a segment")
             .clone();
-        // SAFETY: the pool hands out disjoint slots and this one is not on
-        // offer (nobody reads it) until the offer below.
-        unsafe { segment.bytes_mut(slot.offset, size) }.copy_from_slice(bytes);
+        Ok((slot, segment))
+    }
+
+    /// Whether `slot` of `segment` is still one of the copies' pool (a
+    /// new mirror starts a new pool).
+    fn owns_reserved(&self, slot: Slot, segment: &Arc<Segment>) -> bool {
+        self.copies
+            .pool
+            .segment(slot.segment)
+            .is_some_and(|s| Arc::ptr_eq(s, segment))
+    }
+
+    /// Gives back a slot of [`Host::reserve_copy`] that is not offered.
+    pub fn release_reserved(&mut self, slot: Slot, segment: &Arc<Segment>) {
+        if self.owns_reserved(slot, segment) {
+            self.copies.pool.release(slot);
+        }
+    }
+
+    /// Offers the first `size` bytes of a slot of [`Host::reserve_copy`],
+    /// written by the caller, under `name` with `attrs` as the mirror, at
+    /// time `now`: the demands waiting for it are served at once. On an
+    /// error the slot goes back to the pool.
+    ///
+    /// # Errors
+    /// As [`Host::offer_copy`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn offer_reserved(
+        &mut self,
+        name: &str,
+        attrs: Attributes,
+        slot: Slot,
+        segment: &Arc<Segment>,
+        size: u64,
+        now: Instant,
+        out: &mut Outgoing,
+    ) -> Result<(), (ErrorCode, String)> {
+        if !self.owns_reserved(slot, segment) {
+            return Err((
+                ErrorCode::NotJoined,
+                "the federation client changed while the copy was written".into(),
+            ));
+        }
+        if let Err(e) = self.check_copy_name(name) {
+            self.copies.pool.release(slot);
+            return Err(e);
+        }
+        let mirror = self.joined_mirror()?;
+        self.forget_dropped_copy_segments(mirror, now, out);
         let fd = match self.copies.registered.insert(slot.segment) {
             true => match segment.fd().try_clone() {
                 Ok(fd) => Some(fd),

@@ -44,6 +44,7 @@ use crate::events::EventKind;
 use crate::schema::Schema;
 
 use self::conns::Conns;
+pub use self::copies::CopySlot;
 use self::host::{Host, Outbox, Outgoing};
 use self::outbox::Meters;
 use super::conn::{send_frames, ConnError, Reader};
@@ -53,6 +54,8 @@ use super::endpoint::{
 use super::handshake::{self as hs, Capabilities, Versions};
 use super::lease::Lease;
 use super::limits::MAX_JOIN_FRAME;
+use super::pool::Slot;
+use super::shm::Segment;
 use super::wire::{encode, Attributes, ErrorCode, Frame, Msg, SchemaRef, Stats};
 use crate::engine::registry::{ClientId, NameRegistry, Registry};
 use crate::engine::{Forwarded, GroupNote};
@@ -329,6 +332,41 @@ impl Control {
         bytes: &[u8],
     ) -> Result<(), (ErrorCode, String)> {
         self.in_request_path(|state, now, out| state.offer_copy(name, attrs, bytes, now, out))
+    }
+
+    /// Reserves `size` bytes of the manager's own shared memory for a copy
+    /// that the caller writes in place (outside the manager's lock, as a
+    /// remote read into it), then offers with [`Control::offer_reserved`].
+    /// Dropped unoffered, the slot goes back to the pool.
+    ///
+    /// # Errors
+    /// [`ErrorCode::NotJoined`] when no joined client is the mirror;
+    /// [`ErrorCode::BadSegment`] when no memory is left for it.
+    pub fn reserve_copy(&self, size: u64) -> Result<CopySlot, (ErrorCode, String)> {
+        let (slot, segment) = lock(&self.0.state).reserve_copy(size)?;
+        Ok(CopySlot::new(self.clone(), slot, segment, size))
+    }
+
+    /// Offers the bytes written in `slot` under `name` with `attrs`, as
+    /// [`Control::offer_copy`] offers its copy.
+    ///
+    /// # Errors
+    /// As [`Control::offer_copy`]; the slot goes back to the pool.
+    pub fn offer_reserved(
+        &self,
+        name: &str,
+        attrs: Attributes,
+        slot: CopySlot,
+    ) -> Result<(), (ErrorCode, String)> {
+        let (reserved, segment, size) = slot.into_parts();
+        self.in_request_path(|state, now, out| {
+            state.offer_reserved(name, attrs, reserved, &segment, size, now, out)
+        })
+    }
+
+    /// Gives back a slot of [`Control::reserve_copy`] (what dropping it does).
+    fn release_reserved(&self, slot: Slot, segment: &Arc<Segment>) {
+        lock(&self.0.state).release_reserved(slot, segment);
     }
 
     /// Withdraws the copy offered as `name` by [`Control::offer_copy`]:
