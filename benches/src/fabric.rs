@@ -14,10 +14,12 @@
 //!   buffer with the same pipelined `fi_read`, then the same read pass.
 //!   Untimed between samples: the producer's offer and withdrawal.
 //! - `remote-cycles`: offer on A + demand on B + withdraw on A of 4 KiB
-//!   objects, one after the other, per second; no peer.
+//!   objects, one after the other, per second. Peer: the same cycles with
+//!   the consumer on A, through A's manager alone (what the nodes add).
 //! - `remote-cycles-pipelined`: the same cycles per second in batches of
 //!   256: A offers a batch (pipelined), B demands it in one round trip and
-//!   reads every byte, A withdraws it (pipelined); no peer.
+//!   reads every byte, A withdraws it (pipelined). Peer: the same batches
+//!   with the consumer on A.
 //!
 //! The provider is `FI_PROVIDER`'s, `tcp` when unset; each row names it.
 
@@ -114,41 +116,77 @@ fn remote_object(a: &mut Node, b: &mut Node, name: &str, size: usize) -> Duratio
     took
 }
 
+/// Cycles per second of `producer` offering a 4 KiB object, `consumer`
+/// demanding it and reading every byte, `producer` withdrawing it, one
+/// after the other.
+fn sequential_cycles(producer: &mut Client, consumer: &mut Client, seq: &mut u64) -> f64 {
+    let n = 200;
+    let start = Instant::now();
+    for _ in 0..n {
+        *seq += 1;
+        let name = format!("cycle/{seq}");
+        producer
+            .offer_with(&name, 4096, Attributes::new(), |dst| dst.fill(1))
+            .expect("offer");
+        let view = consumer.demand(&name, TIMEOUT).expect("demand");
+        assert_eq!(
+            read_pass(&view),
+            4096,
+            "the consumer reads what was written"
+        );
+        drop(view);
+        consumer.flush().expect("release");
+        producer.withdraw(&name).expect("withdraw");
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// A cycle case: cycles per second of a producer and a consumer.
+type CycleFn = fn(&mut Client, &mut Client, &mut u64) -> f64;
+
 /// Objects per batch of the `remote-cycles-pipelined` case.
 const PIPELINED_BATCH: usize = 256;
 
-/// One batch of the `remote-cycles-pipelined` case: A offers
-/// [`PIPELINED_BATCH`] 4 KiB objects and waits for every reply; B demands
-/// them all in one round trip and reads every byte; A withdraws them all
-/// and waits for every reply. Each phase is pipelined, the phases follow
-/// one another, as a producer and consumer exchanging batches would.
-fn pipelined_cycles(a: &mut Node, b: &mut Node, batch: u64) {
-    let names: Vec<String> = (0..PIPELINED_BATCH)
-        .map(|i| format!("batch/{batch}/{i}"))
-        .collect();
-    let ids = names
-        .iter()
-        .map(|n| {
-            a.client
-                .submit_offer(n, 4096, Attributes::new(), |dst| dst.fill(batch as u8))
-                .expect("offer")
-        })
-        .collect::<Vec<_>>();
-    a.client.flush().expect("flush");
-    for id in ids {
-        a.client.wait(id, None).expect("offer reply");
+/// Cycles per second in batches of [`PIPELINED_BATCH`] 4 KiB objects:
+/// `producer` offers a batch and waits for every reply, `consumer`
+/// demands it in one round trip and reads every byte, `producer`
+/// withdraws it and waits for every reply. Each phase is pipelined, the
+/// phases follow one another, as a producer and consumer exchanging
+/// batches would.
+fn pipelined_cycles(producer: &mut Client, consumer: &mut Client, seq: &mut u64) -> f64 {
+    let rounds = 8;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        *seq += 1;
+        let batch = *seq;
+        let names: Vec<String> = (0..PIPELINED_BATCH)
+            .map(|i| format!("batch/{batch}/{i}"))
+            .collect();
+        let ids = names
+            .iter()
+            .map(|n| {
+                producer
+                    .submit_offer(n, 4096, Attributes::new(), |dst| dst.fill(batch as u8))
+                    .expect("offer")
+            })
+            .collect::<Vec<_>>();
+        producer.flush().expect("flush");
+        for id in ids {
+            producer.wait(id, None).expect("offer reply");
+        }
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let views = consumer.demand_many(&refs, TIMEOUT).expect("demand");
+        let sum = views.iter().fold(0u64, |s, v| s.wrapping_add(read_pass(v)));
+        assert_eq!(
+            sum,
+            (PIPELINED_BATCH * 4096) as u64 * u64::from(batch as u8),
+            "the consumer reads what the producer wrote"
+        );
+        drop(views);
+        consumer.flush().expect("release");
+        producer.withdraw_many(&refs).expect("withdraw");
     }
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let views = b.client.demand_many(&refs, TIMEOUT).expect("demand");
-    let sum = views.iter().fold(0u64, |s, v| s.wrapping_add(read_pass(v)));
-    assert_eq!(
-        sum,
-        (PIPELINED_BATCH * 4096) as u64 * u64::from(batch as u8),
-        "the consumer reads what the producer wrote"
-    );
-    drop(views);
-    b.client.flush().expect("release");
-    a.client.withdraw_many(&refs).expect("withdraw");
+    (rounds * PIPELINED_BATCH) as f64 / start.elapsed().as_secs_f64()
 }
 
 /// The peer: a producer transport on its own thread exposing `size`
@@ -227,61 +265,35 @@ pub fn run_matching(filter: &str) -> Vec<Row> {
             &format!("fi_read of a registered buffer + read pass ({provider})"),
         ));
     }
-    if "remote-cycles".contains(filter) {
-        let mut rates: Vec<f64> = (0..5)
-            .map(|_| {
-                let n = 200;
-                let start = Instant::now();
-                for _ in 0..n {
-                    seq += 1;
-                    let name = format!("cycle/{seq}");
-                    a.client
-                        .offer_with(&name, 4096, Attributes::new(), |dst| dst.fill(1))
-                        .expect("offer");
-                    let view = b.client.demand(&name, TIMEOUT).expect("demand");
-                    std::hint::black_box(read_pass(&view));
-                    drop(view);
-                    b.client.flush().expect("release");
-                    a.client.withdraw(&name).expect("withdraw");
-                }
-                n as f64 / start.elapsed().as_secs_f64()
-            })
-            .collect();
-        rates.sort_by(f64::total_cmp);
-        let mut row = Row::alone(
+    // The peer of the cycle cases: the same cycles with the consumer on
+    // the producer's node, through its one pool manager.
+    let mut local = Client::connect(&ClientConfig::new(a.pm.endpoint().clone(), "local"))
+        .expect("join the pool");
+    let cycle_cases: [(&str, CycleFn); 2] = [
+        ("remote-cycles", sequential_cycles),
+        ("remote-cycles-pipelined", pipelined_cycles),
+    ];
+    for (case, cycles) in cycle_cases {
+        if !case.contains(filter) {
+            continue;
+        }
+        let (mut remote, mut same_node) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            remote.push(cycles(&mut a.client, &mut b.client, &mut seq));
+            same_node.push(cycles(&mut a.client, &mut local, &mut seq));
+        }
+        for rates in [&mut remote, &mut same_node] {
+            rates.sort_by(f64::total_cmp);
+        }
+        rows.push(Row::compared(
             "fabric",
-            "remote-cycles",
+            case,
             "cycles/s",
             Better::Higher,
-            rates[rates.len() / 2],
-        );
-        row.peer_name = Some(format!("none (target 50000/s; {provider})"));
-        rows.push(row);
-    }
-    if "remote-cycles-pipelined".contains(filter) {
-        let mut rates: Vec<f64> = (0..5)
-            .map(|_| {
-                let rounds = 8;
-                let start = Instant::now();
-                for _ in 0..rounds {
-                    seq += 1;
-                    pipelined_cycles(&mut a, &mut b, seq);
-                }
-                (rounds * PIPELINED_BATCH) as f64 / start.elapsed().as_secs_f64()
-            })
-            .collect();
-        rates.sort_by(f64::total_cmp);
-        let mut row = Row::alone(
-            "fabric",
-            "remote-cycles-pipelined",
-            "cycles/s",
-            Better::Higher,
-            rates[rates.len() / 2],
-        );
-        row.peer_name = Some(format!(
-            "none (target 50000/s; batches of {PIPELINED_BATCH}; {provider})"
+            remote[remote.len() / 2],
+            same_node[same_node.len() / 2],
+            &format!("the same cycles within one node (target 50000/s; {provider})"),
         ));
-        rows.push(row);
     }
     drop(b);
     drop(a);
