@@ -25,6 +25,10 @@ pub use report::{Better, Counts, Resident, Row};
 /// Each closure is one timed sample (it may loop internally; divide by the
 /// inner count yourself). Interleaving the two spreads the noise of a shared
 /// machine over both sides instead of penalising whichever runs second.
+/// Before each sample the harness sleeps for [`SETTLE`], so that no thread
+/// of the side timed before (a pool manager's connection thread, say, that
+/// looks for its next request for some µs before it sleeps) still runs
+/// while the other side is timed.
 pub fn interleaved_medians(
     rounds: usize,
     mut ours: impl FnMut() -> Duration,
@@ -33,17 +37,25 @@ pub fn interleaved_medians(
     let rounds = rounds.max(1);
     let mut a = Vec::with_capacity(rounds);
     let mut b = Vec::with_capacity(rounds);
+    let settled = |sample: &mut dyn FnMut() -> Duration| {
+        std::thread::sleep(SETTLE);
+        sample()
+    };
     for i in 0..rounds {
         if i % 2 == 0 {
-            a.push(ours());
-            b.push(peer());
+            a.push(settled(&mut ours));
+            b.push(settled(&mut peer));
         } else {
-            b.push(peer());
-            a.push(ours());
+            b.push(settled(&mut peer));
+            a.push(settled(&mut ours));
         }
     }
     (median(&mut a), median(&mut b))
 }
+
+/// The pause before each sample of [`interleaved_medians`]: longer than
+/// any thread of ours or of a peer looks for work before it sleeps.
+pub const SETTLE: Duration = Duration::from_millis(1);
 
 /// Median of a list of durations (the lower middle for even lengths).
 pub fn median(samples: &mut [Duration]) -> Duration {
