@@ -160,6 +160,8 @@ type ReleaseQueue = Arc<Mutex<Vec<u64>>>;
 
 /// Most object ids in one RELEASE frame (well under the frame size limit).
 const RELEASES_PER_FRAME: usize = 10_000;
+/// How long a client waiting for a reply looks for it before it sleeps.
+const LOOK_FOR_REPLY: Duration = Duration::from_micros(30);
 
 /// A demanded object: a read-only view of the producer's memory.
 ///
@@ -1177,7 +1179,7 @@ impl Client {
                 },
             };
             self.set_timeout(left)?;
-            self.reader.fill()?;
+            self.reader.fill_after_look(LOOK_FOR_REPLY)?;
         }
     }
 

@@ -144,6 +144,23 @@ impl Reader {
         self.receive(MsgFlags::empty())
     }
 
+    /// Blocks for more bytes as [`Reader::fill`], after looking for them
+    /// for up to `look` without sleeping (yielding the core between
+    /// looks): in a busy exchange the next frame often comes within that
+    /// time, and a thread that looks again costs less than one woken.
+    ///
+    /// Errors as [`Reader::fill`].
+    pub fn fill_after_look(&mut self, look: std::time::Duration) -> Result<(), ConnError> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < look {
+            if self.try_fill()? {
+                return Ok(());
+            }
+            std::thread::yield_now();
+        }
+        self.fill()
+    }
+
     /// Takes the bytes already waiting on the socket without blocking;
     /// `Ok(false)` when there were none.
     ///

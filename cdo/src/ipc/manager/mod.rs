@@ -64,6 +64,9 @@ use crate::engine::{Forwarded, GroupNote};
 const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most frames of one client handled under one hold of the state lock.
 const FRAMES_PER_LOCK: usize = 32;
+/// How long a connection thread looks for its client's next request
+/// before it sleeps.
+const LOOK_FOR_REQUEST: Duration = Duration::from_micros(30);
 /// How long a refusal may take to send before the connection just closes.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long the acceptor pauses when the process is out of descriptors.
@@ -924,7 +927,7 @@ fn receive(
         }
         // Waits a quarter lease at most (the socket's read timeout), then
         // looks at the client's heartbeat.
-        match reader.fill() {
+        match reader.fill_after_look(LOOK_FOR_REQUEST) {
             Ok(()) => lease.renew(Instant::now()),
             Err(ConnError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                 if lease.expired(Instant::now()) {
