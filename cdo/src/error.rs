@@ -140,6 +140,10 @@ pub enum Error {
     /// A pool manager could not be started.
     #[error("cannot start a pool manager: {0}")]
     ManagerStart(#[source] std::io::Error),
+    /// The socket for `cdo-stat` could not be served
+    /// ([`app::Pool::serve_stats`](crate::app::Pool::serve_stats)).
+    #[error("cannot serve statistics: {0}")]
+    StatServer(#[source] std::io::Error),
 }
 
 /// `Result` with [`Error`].

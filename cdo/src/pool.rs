@@ -349,6 +349,11 @@ impl Pool {
         self.shared.counters.snapshot()
     }
 
+    /// How long the pool has existed (the time its statistics cover).
+    pub fn uptime(&self) -> std::time::Duration {
+        self.shared.counters.uptime()
+    }
+
     /// Names with at least one live handle.
     pub fn names(&self) -> usize {
         self.shared.registry.len()

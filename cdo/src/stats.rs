@@ -7,6 +7,7 @@ use mamba::SpaceId;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Counted pool operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +27,7 @@ const COUNTERS: usize = 9;
 
 /// Bytes moved from one space to another (`from == to` for zero-copy
 /// hand-overs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct PathStats {
     /// Space of the offered data.
     pub from: SpaceId,
@@ -41,7 +42,7 @@ pub struct PathStats {
 }
 
 /// A snapshot of a pool's statistics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
     /// CDO handles declared.
     pub declared: u64,
@@ -89,6 +90,8 @@ pub(crate) struct Counters {
     id: u64,
     spaces: usize,
     blocks: Mutex<Vec<Arc<CachePadded<Block>>>>,
+    /// When counting began (the pool was made).
+    started: Instant,
 }
 
 type Mine = RefCell<Vec<(u64, Arc<CachePadded<Block>>)>>;
@@ -102,7 +105,13 @@ impl Counters {
             id: NEXT_ID.fetch_add(1, Relaxed),
             spaces,
             blocks: Mutex::default(),
+            started: Instant::now(),
         }
+    }
+
+    /// How long the counters have counted.
+    pub(crate) fn uptime(&self) -> Duration {
+        self.started.elapsed()
     }
 
     /// Runs `f` on the calling thread's block, creating it on first use.

@@ -1,10 +1,12 @@
 //! [`cdo::app::Pool::from_env`]: the deployment is configuration. One
 //! test in its own binary, because it changes the process's environment.
 
-use cdo::app::{Deployment, Pool};
+use cdo::app::{Deployment, Pool, STAT_SOCKET_ENV};
 use cdo::ipc::endpoint::{SOCKET_ENV, TOKEN_ENV, TOKEN_FILE_ENV};
 use cdo::ipc::manager::ManagerConfig;
 use cdo::Error;
+use std::io::Read;
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 #[test]
@@ -39,6 +41,25 @@ fn the_environment_chooses_the_deployment() {
     assert_eq!(local.deployment(), Deployment::InProcess);
     assert_eq!(local.endpoint(), None);
     hand_over(&local, &local);
+
+    // With CDO_STAT_SOCKET, the in-process pool serves its counters there
+    // for cdo-stat while the handle lives.
+    let dir = tempfile::tempdir().unwrap();
+    let stat = dir.path().join("stat.sock");
+    std::env::set_var(STAT_SOCKET_ENV, &stat);
+    let served = Pool::from_env("app").unwrap();
+    hand_over(&served, &served);
+    let mut line = String::new();
+    UnixStream::connect(&stat)
+        .unwrap()
+        .read_to_string(&mut line)
+        .unwrap();
+    let stats: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(stats["deployment"], "in-process", "{stats}");
+    assert_eq!(stats["offers_total"], 1, "{stats}");
+    drop(served);
+    assert!(!stat.exists(), "socket left behind");
+    std::env::remove_var(STAT_SOCKET_ENV);
 }
 
 /// `from` offers an object that `to` demands.

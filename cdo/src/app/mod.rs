@@ -153,12 +153,14 @@ mod events;
 mod handle;
 mod librarian;
 mod remote;
+mod stat_socket;
 mod stats;
 
 pub use archiver::Archiver;
 pub use events::{Event, Member, Record, Subscription};
 pub use handle::{Cdo, View};
 pub use librarian::{Librarian, Served};
+pub use stat_socket::{StatServer, STAT_SOCKET_ENV};
 pub use stats::PoolStats;
 
 use crate::config::PoolConfig;
@@ -192,6 +194,9 @@ pub struct Pool {
     component: Option<Arc<str>>,
     /// Who this application is among the pool's participants.
     participant: Participant,
+    /// The socket serving this in-process pool's counters to `cdo-stat`,
+    /// when [`STAT_SOCKET_ENV`] asked for one.
+    stat_server: Option<StatServer>,
 }
 
 impl Drop for Pool {
@@ -227,13 +232,17 @@ impl Pool {
     /// `component`; without `CDO_POOL_SOCKET`, a pool in this process over
     /// the memory mamba's environment (`MAMBA_CONFIG`) describes, with the
     /// default [`PoolConfig`] and the variables a pool manager reads for
-    /// the same semantics ([`PoolConfig::with_env`]).
+    /// the same semantics ([`PoolConfig::with_env`]). An in-process pool
+    /// serves its counters to `cdo-stat` on the socket that
+    /// [`STAT_SOCKET_ENV`] names, if set, for as long as the handle lives
+    /// ([`Pool::serve_stats`]).
     ///
     /// # Errors
     /// [`Error::Config`] when `CDO_POOL_SOCKET` is set without a token, or
     /// one of those variables is malformed;
     /// [`Error::PoolManager`] when the manager cannot be joined;
-    /// [`Error::Memory`] when mamba's configuration fails.
+    /// [`Error::Memory`] when mamba's configuration fails;
+    /// [`Error::StatServer`] when the statistics socket cannot be made.
     pub fn from_env(component: &str) -> Result<Pool> {
         Self::from_env_or(component, || {
             let config = PoolConfig::default().with_env()?;
@@ -248,8 +257,24 @@ impl Pool {
     /// # Errors
     /// As [`Pool::from_env`]; `local`'s.
     pub fn from_env_or(component: &str, local: impl FnOnce() -> Result<Pool>) -> Result<Pool> {
+        let stat_socket = std::env::var_os(STAT_SOCKET_ENV).filter(|p| !p.is_empty());
         if std::env::var_os(SOCKET_ENV).is_none() {
-            return local();
+            let mut pool = local()?;
+            match (stat_socket, pool.deployment()) {
+                (Some(path), Deployment::InProcess) => {
+                    pool.stat_server = Some(pool.serve_stats(path.as_ref())?);
+                }
+                (Some(_), Deployment::Manager) => tracing::warn!(
+                    "{STAT_SOCKET_ENV} is ignored: this process's pool manager answers cdo-stat"
+                ),
+                (None, _) => {}
+            }
+            return Ok(pool);
+        }
+        if stat_socket.is_some() {
+            tracing::warn!(
+                "{STAT_SOCKET_ENV} is ignored: the pool manager of {SOCKET_ENV} answers cdo-stat"
+            );
         }
         let config = ClientConfig::from_env(component).ok_or_else(|| {
             Error::Config(format!(
@@ -274,6 +299,7 @@ impl Pool {
             participant: pool.new_participant(),
             inner: Inner::Local(pool),
             component: None,
+            stat_server: None,
         }
     }
 
@@ -304,6 +330,7 @@ impl Pool {
             inner: Inner::Local(pool),
             component: Some(component.into()),
             participant,
+            stat_server: None,
         }
     }
 
@@ -347,6 +374,7 @@ impl Pool {
             inner: Inner::Remote(Box::new(Remote::new(client, endpoint, handle))),
             component: None,
             participant,
+            stat_server: None,
         }
     }
 

@@ -21,6 +21,19 @@ pub struct PoolStats {
     pub view_bytes: u64,
 }
 
+impl PoolStats {
+    /// The counters of the in-process pool `pool`.
+    pub(super) fn of_local(pool: &crate::Pool) -> Result<PoolStats> {
+        let s = pool.stats();
+        Ok(PoolStats {
+            objects: pool.offers("")?.len() as u64,
+            offered: s.offered,
+            views: s.demanded + s.streamed,
+            view_bytes: s.bytes_zero_copy + s.bytes_copied,
+        })
+    }
+}
+
 impl Pool {
     /// A snapshot of the pool's counters.
     ///
@@ -29,15 +42,7 @@ impl Pool {
     /// cannot be asked.
     pub fn stats(&self) -> Result<PoolStats> {
         match &self.inner {
-            Inner::Local(p) => {
-                let s = p.stats();
-                Ok(PoolStats {
-                    objects: p.offers("")?.len() as u64,
-                    offered: s.offered,
-                    views: s.demanded + s.streamed,
-                    view_bytes: s.bytes_zero_copy + s.bytes_copied,
-                })
-            }
+            Inner::Local(p) => PoolStats::of_local(p),
             Inner::Remote(r) => {
                 let s = r.call(|c| c.stats()).map_err(pool_error)?;
                 Ok(PoolStats {
