@@ -102,6 +102,27 @@ fn subscribers_on_every_node_hear_of_remote_offers_and_withdrawals_once() {
     }
     consumer.flush().unwrap();
     eventually("both were read", || fb.status().pulls == 2);
+    // On A: its own offers, then the consumer's demands on B, from B; no
+    // demand of the federation exporting them.
+    let b = fb.local_addr().to_string();
+    let heard_a: Vec<_> = (0..5)
+        .map(|_| {
+            let e = next_event(&mut watch_a);
+            (e.kind, e.name, e.node)
+        })
+        .collect();
+    let local = |kind, name: &str| (kind, name.to_string(), None);
+    let from_b = |kind, name: &str| (kind, name.to_string(), Some(b.clone()));
+    assert_eq!(
+        heard_a,
+        vec![
+            local(EventKind::Offer, "run/1"),
+            local(EventKind::Offer, "run/2"),
+            local(EventKind::Offer, "run/3"),
+            from_b(EventKind::Demand, "run/2"),
+            from_b(EventKind::Demand, "run/3"),
+        ]
+    );
     producer.withdraw("run/2").unwrap();
     producer.withdraw("run/3").unwrap();
     // The copies' withdrawals raise nothing either.
@@ -131,13 +152,9 @@ fn subscribers_on_every_node_hear_of_remote_offers_and_withdrawals_once() {
             ev(EventKind::Offer, "end"),
         ]
     );
-    let local = |kind, name: &str| (kind, name.to_string(), None);
     assert_eq!(
         events_until(&mut watch_a, "end"),
         vec![
-            local(EventKind::Offer, "run/1"),
-            local(EventKind::Offer, "run/2"),
-            local(EventKind::Offer, "run/3"),
             local(EventKind::Withdraw, "run/2"),
             local(EventKind::Withdraw, "run/3"),
             local(EventKind::Offer, "end"),
@@ -257,4 +274,87 @@ fn a_federation_that_stops_withdraws_the_remote_objects_from_its_subscribers() {
     assert_eq!((e.kind, e.name.as_str()), (EventKind::Withdraw, "x"));
     assert_eq!(e.node.as_deref(), Some(a.as_str()));
     drop((pa, fa));
+}
+
+#[test]
+fn a_consumer_s_requires_demands_and_retractions_are_heard_on_the_producer_s_node() {
+    let (pa, fa) = node(&[]);
+    let (pb, fb) = node(&[&fa]);
+    linked(&[&fa, &fb]);
+    let b = fb.local_addr().to_string();
+    let consumer_kinds = EventKind::Require | EventKind::Demand | EventKind::Retract;
+    // On the producer's node, with a selector on the object's attributes.
+    let mut watch_a = client(&pa, "watch-a");
+    watch_a
+        .subscribe("app.step == 1", consumer_kinds, false)
+        .unwrap();
+    // On the consumer's node: its own consumer's events, as on one node.
+    let mut watch_b = client(&pb, "watch-b");
+    watch_b.subscribe("*", consumer_kinds, false).unwrap();
+
+    let mut producer = client(&pa, "producer");
+    for (name, step_of) in [("x/1", 1), ("x/2", 2), ("x/3", 1), ("x/end", 1)] {
+        producer
+            .offer(name, &pattern(step_of, 64), step(step_of))
+            .unwrap();
+    }
+    eventually("the offers reach B", || fb.status().imported == 4);
+    let mut consumer = client(&pb, "consumer");
+    consumer.require("x/1").unwrap();
+    consumer.require("x/2").unwrap();
+    let view = consumer.demand("x/1", PATIENT).unwrap();
+    assert!(*view == pattern(1, 64)[..]);
+    drop(view);
+    consumer.flush().unwrap();
+    consumer.require("x/3").unwrap();
+    consumer.retract("x/3").unwrap();
+    // Offered nowhere: B's alone.
+    consumer.require("nowhere").unwrap();
+    consumer.require("x/end").unwrap();
+
+    let mut heard = Vec::new();
+    loop {
+        let e = next_event(&mut watch_a);
+        assert_eq!(e.node.as_deref(), Some(b.as_str()), "{e:?}");
+        assert_eq!(e.client, 0, "no client of this node raised it");
+        assert!(!e.needs_ack);
+        assert_eq!(e.attrs.get("app.step"), Some(&Value::UInt(1)), "{e:?}");
+        let end = e.name == "x/end";
+        heard.push((e.kind, e.name));
+        if end {
+            break;
+        }
+    }
+    let ev = |kind, name: &str| (kind, name.to_string());
+    assert_eq!(
+        heard,
+        vec![
+            ev(EventKind::Require, "x/1"),
+            ev(EventKind::Demand, "x/1"),
+            ev(EventKind::Require, "x/3"),
+            ev(EventKind::Retract, "x/3"),
+            ev(EventKind::Require, "x/end"),
+        ]
+    );
+    // B's subscriber hears its consumer locally, every object once.
+    let mut local = Vec::new();
+    while local.len() < 7 {
+        let e = next_event(&mut watch_b);
+        assert_eq!(e.node, None, "{e:?}");
+        local.push((e.kind, e.name));
+    }
+    assert_eq!(
+        local,
+        vec![
+            ev(EventKind::Require, "x/1"),
+            ev(EventKind::Require, "x/2"),
+            ev(EventKind::Demand, "x/1"),
+            ev(EventKind::Require, "x/3"),
+            ev(EventKind::Retract, "x/3"),
+            ev(EventKind::Require, "nowhere"),
+            ev(EventKind::Require, "x/end"),
+        ]
+    );
+    drop(pa);
+    drop((fa, fb));
 }

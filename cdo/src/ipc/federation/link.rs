@@ -6,6 +6,7 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize};
 
 use super::auth::PROOF_LEN;
+use crate::events::EventKind;
 use crate::ipc::wire::Attributes;
 
 /// Largest peer frame accepted.
@@ -165,6 +166,16 @@ pub(super) enum PeerMsg {
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
+    /// A consumer on the sender's node required, demanded or retracted
+    /// `name`, which the receiver offers: the receiver raises that event
+    /// for its subscribers, from the sender's node.
+    Consumer {
+        /// [`EventKind::Require`], [`EventKind::Demand`] or
+        /// [`EventKind::Retract`]; any other is ignored.
+        kind: EventKind,
+        /// The object.
+        name: String,
+    },
 }
 
 /// Writes one framed message.
@@ -240,6 +251,11 @@ mod tests {
                 name: "a/b".into(),
                 attrs: Attributes::new(),
                 bytes: vec![1, 2, 3],
+            },
+            // And a consumer's event for the offering node.
+            PeerMsg::Consumer {
+                kind: EventKind::Demand,
+                name: "a/b".into(),
             },
         ];
         for msg in seek {

@@ -722,7 +722,14 @@ impl Node {
         control.on_mirror_events(eager_max, move |event| {
             let _ = events.send(Input::Local(event));
         });
-        client.subscribe("*", EventKind::Offer | EventKind::Withdraw, false)?;
+        // Offers and withdrawals to export; requires, demands and
+        // retractions to tell the node that offers the object.
+        let kinds = EventKind::Offer
+            | EventKind::Withdraw
+            | EventKind::Require
+            | EventKind::Demand
+            | EventKind::Retract;
+        client.subscribe("*", kinds, false)?;
         let (server, choice) = Server::start(fabric.clone())?;
         lock(&status).fabric = choice;
         let policy = control.policy();
@@ -1355,6 +1362,15 @@ impl Node {
                 epoch,
             } => self.forwarded_record(peer, &group, &name, event, epoch),
             PeerMsg::Required { name, required } => self.hold_for(peer, name, required),
+            PeerMsg::Consumer { kind, name } => {
+                let consumer_kind = matches!(
+                    kind,
+                    EventKind::Require | EventKind::Demand | EventKind::Retract
+                );
+                if let Some(export) = self.exports.get(&name).filter(|_| consumer_kind) {
+                    self.control.raise_remote(kind, &name, &export.attrs, peer);
+                }
+            }
             PeerMsg::Done { event } => {
                 if self.forwarded.get(&event).is_some_and(|p| p == peer) {
                     self.forwarded.remove(&event);
@@ -1447,7 +1463,7 @@ impl Node {
     }
 
     /// A local client's offer (with its bytes, `inline`, where they came
-    /// with it) or withdrawal.
+    /// with it) or withdrawal; or its require, demand or retraction.
     fn local_event(
         &mut self,
         kind: EventKind,
@@ -1457,7 +1473,19 @@ impl Node {
         match kind {
             EventKind::Offer => self.local_offer(name, inline),
             EventKind::Withdraw => self.withdraw_export(&name),
+            EventKind::Require | EventKind::Demand | EventKind::Retract => {
+                self.consumer_event(kind, name)
+            }
             _ => {}
+        }
+    }
+
+    /// A local consumer's require, demand or retraction of `name`: the
+    /// node that offers it raises the same event there. Of a name offered
+    /// here or nowhere yet, nothing goes out.
+    fn consumer_event(&mut self, kind: EventKind, name: String) {
+        if let Some(peer) = self.imports.get(&name).map(|i| i.peer.clone()) {
+            self.send(&peer, &PeerMsg::Consumer { kind, name });
         }
     }
 
