@@ -106,6 +106,20 @@ fn a_dead_process_socket_is_replaced_and_other_files_are_left_alone() {
     assert!(cdo_stat(&stale).status.success());
     drop(server);
 
+    // Its file removed while it serves: dropping the server still ends
+    // its thread.
+    let removed = dir.path().join("removed.sock");
+    let server = pool.serve_stats(&removed).unwrap();
+    std::fs::remove_file(&removed).unwrap();
+    let (done, dropped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(server);
+        let _ = done.send(());
+    });
+    dropped
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the server stops without its file");
+
     // A file that is not a socket: refused, kept.
     let file = dir.path().join("notes.txt");
     std::fs::write(&file, "keep me").unwrap();

@@ -16,6 +16,7 @@
 
 use std::fs;
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -44,6 +45,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 #[derive(Debug)]
 pub struct StatServer {
     path: PathBuf,
+    /// The listening socket, shut down to wake the thread's accept (even
+    /// when the socket's file was removed meanwhile).
+    listener: UnixListener,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -51,12 +55,13 @@ pub struct StatServer {
 impl StatServer {
     fn start(pool: Arc<crate::Pool>, path: &Path) -> io::Result<StatServer> {
         let listener = bind(path)?;
+        let serving = listener.try_clone()?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
             .name("cdo-stat-serve".into())
             .spawn({
                 let stop = Arc::clone(&stop);
-                move || serve(&listener, &pool, &stop)
+                move || serve(&serving, &pool, &stop)
             });
         let thread = match thread {
             Ok(t) => t,
@@ -67,6 +72,7 @@ impl StatServer {
         };
         Ok(StatServer {
             path: path.to_owned(),
+            listener,
             stop,
             thread: Some(thread),
         })
@@ -81,8 +87,10 @@ impl StatServer {
 impl Drop for StatServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wakes the accept; the thread sees the flag and ends.
-        let _ = UnixStream::connect(&self.path);
+        // Wakes the accept (Linux fails it once the listening socket is
+        // shut down); the thread sees the flag and ends.
+        let _ =
+            nix::sys::socket::shutdown(self.listener.as_raw_fd(), nix::sys::socket::Shutdown::Both);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
