@@ -1886,6 +1886,8 @@ impl Node {
         attrs: Attributes,
         region: &RegionDescriptor,
     ) -> Result<(), String> {
+        // A large read holds the loop: what the peers are owed goes first.
+        self.flush_links();
         let puller = match self.puller.take() {
             Some(t) => t,
             None => Transport::open(self.fabric.clone()).map_err(|e| e.to_string())?,
