@@ -225,7 +225,7 @@ pub fn run_matching(filter: &str) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut seq = 0u64;
     for (case, size, rounds) in [
-        ("remote-1MiB", 1usize << 20, 21),
+        ("remote-1MiB", 1usize << 20, 41),
         ("remote-64MiB", 64 << 20, 7),
     ] {
         if !case.contains(filter) {
