@@ -23,8 +23,9 @@ use super::link::{read_msg, write_msg, PeerMsg};
 /// Version of the peer protocol, checked in `Hello` (2: offers with
 /// their bytes inline; 3: consumer groups across nodes, requires of names
 /// offered nowhere broadcast; 4: under the best-effort policy, copies of
-/// a lost node's objects sought from the peers).
-pub(super) const PEER_PROTOCOL_VERSION: u32 = 4;
+/// a lost node's objects sought from the peers; 5: a consumer's events
+/// sent to the node that offers the object).
+pub(super) const PEER_PROTOCOL_VERSION: u32 = 5;
 /// Bytes of a nonce and of a proof.
 pub(super) const PROOF_LEN: usize = 32;
 
@@ -202,7 +203,7 @@ mod tests {
         let old = std::thread::spawn(move || {
             let mut s = TcpStream::connect(addr).unwrap();
             let hello = PeerMsg::Hello {
-                version: 3,
+                version: 4,
                 node: "old:1".into(),
                 nonce: [0; PROOF_LEN],
             };
@@ -212,7 +213,7 @@ mod tests {
         let (mut s, _) = listener.accept().unwrap();
         let why = answer(&mut s, "new:2", "secret").unwrap_err();
         assert!(
-            why.contains("peer protocol 3") && why.contains("speaks 4"),
+            why.contains("peer protocol 4") && why.contains("speaks 5"),
             "{why}"
         );
         assert_eq!(old.join().unwrap(), PeerMsg::Refused { reason: why });
