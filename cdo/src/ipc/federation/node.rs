@@ -568,6 +568,27 @@ struct Link {
 /// Queued bytes past which a link is written at once.
 const LINK_QUEUE_MAX: usize = 256 << 10;
 
+impl Link {
+    /// Queues `frame`; writes the queue at once past [`LINK_QUEUE_MAX`].
+    fn push(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        self.queued.extend_from_slice(frame);
+        match self.queued.len() >= LINK_QUEUE_MAX {
+            true => self.flush(),
+            false => Ok(()),
+        }
+    }
+
+    /// Writes the queued frames.
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.queued.is_empty() {
+            return Ok(());
+        }
+        let written = write_frame(&mut self.writer, &self.queued);
+        self.queued.clear();
+        written
+    }
+}
+
 /// An object of this node offered to the peers.
 struct Export {
     attrs: Attributes,
@@ -1247,6 +1268,9 @@ impl Node {
 
     /// Queues `msg` for `peer` (see [`Link::queued`]).
     fn send(&mut self, peer: &str, msg: &PeerMsg) {
+        if !self.links.contains_key(peer) {
+            return;
+        }
         match encode(msg) {
             Ok(frame) => self.queue(Some(peer), &frame),
             Err(e) => warn!(error = %e, "cannot encode a federation message"),
@@ -1261,22 +1285,23 @@ impl Node {
         }
     }
 
-    /// Queues `frame` for `peer`, or for every peer; writes a link whose
-    /// queue grew past [`LINK_QUEUE_MAX`] at once.
+    /// Queues `frame` for `peer`, or for every peer; a link that cannot
+    /// take it is dropped.
     fn queue(&mut self, peer: Option<&str>, frame: &[u8]) {
-        let mut failed = Vec::new();
-        for (name, link) in &mut self.links {
-            if peer.is_some_and(|p| p != name) {
-                continue;
-            }
-            link.queued.extend_from_slice(frame);
-            if link.queued.len() >= LINK_QUEUE_MAX {
-                if let Err(e) = write_frame(&mut link.writer, &link.queued) {
-                    failed.push((name.clone(), e));
-                }
-                link.queued.clear();
-            }
-        }
+        let failed: Vec<(String, std::io::Error)> = match peer {
+            Some(p) => self
+                .links
+                .get_mut(p)
+                .and_then(|link| link.push(frame).err())
+                .map(|e| (p.to_string(), e))
+                .into_iter()
+                .collect(),
+            None => self
+                .links
+                .iter_mut()
+                .filter_map(|(name, link)| link.push(frame).err().map(|e| (name.clone(), e)))
+                .collect(),
+        };
         for (peer, e) in failed {
             self.link_lost(&peer, &format!("send failed: {e}"));
         }
@@ -1285,16 +1310,11 @@ impl Node {
     /// Writes every link's queued frames; a link that cannot take them is
     /// dropped.
     fn flush_links(&mut self) {
-        let mut failed = Vec::new();
-        for (name, link) in &mut self.links {
-            if link.queued.is_empty() {
-                continue;
-            }
-            if let Err(e) = write_frame(&mut link.writer, &link.queued) {
-                failed.push((name.clone(), e));
-            }
-            link.queued.clear();
-        }
+        let failed: Vec<(String, std::io::Error)> = self
+            .links
+            .iter_mut()
+            .filter_map(|(name, link)| link.flush().err().map(|e| (name.clone(), e)))
+            .collect();
         for (peer, e) in failed {
             self.link_lost(&peer, &format!("send failed: {e}"));
         }
