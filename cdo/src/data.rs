@@ -13,6 +13,14 @@ use std::sync::Arc;
 /// and for SIMD loads.
 pub const DATA_ALIGN: usize = 64;
 
+/// The most bytes a withdrawn offer keeps for the next [`Cdo::write`] of
+/// its name (see [`Data::keepable`]): a small object's allocation costs
+/// more than its copy, a large one's does not, and what a name keeps stays
+/// allocated while the name is declared.
+///
+/// [`Cdo::write`]: crate::Cdo::write
+pub const KEPT_DATA_MAX: usize = 1024;
+
 /// The spaces a policy allows, in order: resolve once, allocate many times
 /// with [`Buffer::allocate_in`].
 ///
@@ -225,6 +233,14 @@ impl Data {
     /// empty or shared.
     pub fn get_mut(&mut self) -> Option<&mut Buffer> {
         self.0.as_mut().and_then(Arc::get_mut)
+    }
+
+    /// Whether a withdrawn offer may keep this data for the next write of
+    /// its name: at most [`KEPT_DATA_MAX`] bytes of host memory. Consumers
+    /// may still hold views of it; the write refills it only once they
+    /// have let go.
+    pub(crate) fn keepable(&self) -> bool {
+        self.len() <= KEPT_DATA_MAX && self.host_accessible()
     }
 
     /// Whether both views share the same bytes.

@@ -6,6 +6,7 @@ use crate::data::Data;
 use crate::engine::rules::lifetime_end;
 use crate::events::Participant;
 use crossbeam_utils::CachePadded;
+use mamba::SpaceId;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -120,9 +121,23 @@ pub(crate) struct EntryState {
     pub waiting: Vec<Arc<Slot>>,
     /// Threads blocked in `cv`.
     pub sleepers: usize,
-    /// A withdrawn offer nothing holds any more (its data let go): the
-    /// allocation of the name's next offer.
+    /// A withdrawn offer nothing holds any more: the allocation of the
+    /// name's next offer. It keeps its data only when that is small enough
+    /// to be refilled by the name's next write ([`Data::keepable`]), and
+    /// is otherwise empty.
     pub spare: Option<Arc<Offer>>,
+}
+
+impl EntryState {
+    /// The data the spare offer kept, when it has `len` bytes in `space`:
+    /// the only view of it, ready to be refilled in place.
+    pub(crate) fn take_kept_data(&mut self, len: usize, space: SpaceId) -> Option<Data> {
+        let kept = &mut Arc::get_mut(self.spare.as_mut()?)?.data;
+        if kept.len() != len || kept.space() != Some(space) || kept.get_mut().is_none() {
+            return None;
+        }
+        Some(std::mem::take(kept))
+    }
 }
 
 /// Everything the pool knows about one name.
@@ -302,6 +317,9 @@ pub(crate) fn new_offer(
 /// [`new_offer`] in the allocation of `spare` (a withdrawn offer of the
 /// same name) when nothing else holds it; the spare's attributes stay
 /// when they are the same (shared) ones, touching no reference count.
+/// Data the spare kept and the name's write did not take is freed here
+/// (at most [`KEPT_DATA_MAX`](crate::data::KEPT_DATA_MAX) bytes of host
+/// memory).
 pub(crate) fn renew_offer(
     spare: Option<Arc<Offer>>,
     name: &Arc<str>,

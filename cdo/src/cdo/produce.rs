@@ -2,7 +2,7 @@
 
 use super::Cdo;
 use crate::attrs::Attributes;
-use crate::data::{Buffer, Data};
+use crate::data::{Buffer, Data, KEPT_DATA_MAX};
 use crate::engine::rules::{admits_offer, next_version};
 use crate::error::{Error, Result};
 use crate::events::EventKind;
@@ -126,8 +126,11 @@ impl Cdo<'_> {
         }
     }
 
-    /// Producer: copies `bytes` into fresh data placed by the pool's
-    /// default policy (nothing for an empty slice).
+    /// Producer: copies `bytes` into data placed by the pool's default
+    /// policy (nothing for an empty slice). A name offered again with the
+    /// same small size (at most [`KEPT_DATA_MAX`] bytes) refills the data
+    /// of its last withdrawn offer when no consumer holds that any more,
+    /// instead of allocating.
     ///
     /// # Errors
     /// As [`Cdo::attach`].
@@ -139,10 +142,28 @@ impl Cdo<'_> {
                 Some(s) => Err(self.inconsistent(format!("size {s} but 0 bytes written"))),
             };
         }
-        let mut buffer =
-            Buffer::allocate_in(&self.pool.mamba, bytes.len(), &self.pool.write_spaces)?;
+        let mut data = match self.kept_data(bytes.len()) {
+            Some(kept) => kept,
+            None => {
+                Buffer::allocate_in(&self.pool.mamba, bytes.len(), &self.pool.write_spaces)?.into()
+            }
+        };
+        let Some(buffer) = data.get_mut() else {
+            return Err(self.inconsistent("fresh data is shared".into()));
+        };
         buffer.as_mut_slice()?.copy_from_slice(bytes);
-        self.attach(buffer)
+        self.attach_slot(data).map(|_| ())
+    }
+
+    /// The data the name's last withdrawn offer kept, when it has `len`
+    /// bytes where a write would place them now: a name offered again and
+    /// again with small objects allocates nothing after the first.
+    fn kept_data(&self, len: usize) -> Option<Data> {
+        if len > KEPT_DATA_MAX {
+            return None;
+        }
+        let space = *self.pool.write_spaces.first()?;
+        self.entry.lock().take_kept_data(len, space)
     }
 
     /// Freezes the attributes; checks they agree with each other, with the
@@ -285,13 +306,16 @@ impl Cdo<'_> {
                     let (version, place) = (offer.version, offer.data.place());
                     // Nothing else holds the record (no consumer group
                     // does): it becomes the allocation of the name's next
-                    // offer, under the lock taken anyway, and its data is
-                    // let go (after the lock).
+                    // offer, under the lock taken anyway. It keeps small
+                    // data for the name's next write; other data is let
+                    // go (after the lock).
                     let mut withdrawn = self.offer.take();
-                    let data = withdrawn
-                        .as_mut()
-                        .and_then(Arc::get_mut)
-                        .map(|o| std::mem::take(&mut o.data));
+                    let data = withdrawn.as_mut().and_then(Arc::get_mut).map(|o| {
+                        match o.data.keepable() {
+                            true => Data::empty(),
+                            false => std::mem::take(&mut o.data),
+                        }
+                    });
                     if data.is_some() {
                         e.spare = withdrawn;
                     }
