@@ -121,22 +121,23 @@ pub(crate) struct EntryState {
     pub waiting: Vec<Arc<Slot>>,
     /// Threads blocked in `cv`.
     pub sleepers: usize,
-    /// A withdrawn offer nothing holds any more: the allocation of the
-    /// name's next offer. It keeps its data only when that is small enough
-    /// to be refilled by the name's next write ([`Data::keepable`]), and
-    /// is otherwise empty.
+    /// A withdrawn offer nothing holds any more (its data let go): the
+    /// allocation of the name's next offer.
     pub spare: Option<Arc<Offer>>,
+    /// The data of the name's last withdrawn offer when it was small
+    /// enough to be refilled by the name's next write ([`Data::keepable`]);
+    /// consumers may still hold views of it.
+    pub kept: Data,
 }
 
 impl EntryState {
-    /// The data the spare offer kept, when it has `len` bytes in `space`:
-    /// the only view of it, ready to be refilled in place.
+    /// The kept data, when it has `len` bytes in `space`. It may still be
+    /// shared: refill it only through [`Data::get_mut`].
     pub(crate) fn take_kept_data(&mut self, len: usize, space: SpaceId) -> Option<Data> {
-        let kept = &mut Arc::get_mut(self.spare.as_mut()?)?.data;
-        if kept.len() != len || kept.space() != Some(space) || kept.get_mut().is_none() {
+        if self.kept.len() != len || self.kept.space() != Some(space) {
             return None;
         }
-        Some(std::mem::take(kept))
+        Some(std::mem::take(&mut self.kept))
     }
 }
 
@@ -317,9 +318,6 @@ pub(crate) fn new_offer(
 /// [`new_offer`] in the allocation of `spare` (a withdrawn offer of the
 /// same name) when nothing else holds it; the spare's attributes stay
 /// when they are the same (shared) ones, touching no reference count.
-/// Data the spare kept and the name's write did not take is freed here
-/// (at most [`KEPT_DATA_MAX`](crate::data::KEPT_DATA_MAX) bytes of host
-/// memory).
 pub(crate) fn renew_offer(
     spare: Option<Arc<Offer>>,
     name: &Arc<str>,

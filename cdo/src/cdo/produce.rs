@@ -142,16 +142,18 @@ impl Cdo<'_> {
                 Some(s) => Err(self.inconsistent(format!("size {s} but 0 bytes written"))),
             };
         }
-        let mut data = match self.kept_data(bytes.len()) {
-            Some(kept) => kept,
+        let mut data = self.kept_data(bytes.len()).unwrap_or_default();
+        match data.get_mut() {
+            Some(kept) => kept.as_mut_slice()?.copy_from_slice(bytes),
             None => {
-                Buffer::allocate_in(&self.pool.mamba, bytes.len(), &self.pool.write_spaces)?.into()
+                // Nothing kept, or a consumer still reads what was: that
+                // stays theirs.
+                let mut fresh =
+                    Buffer::allocate_in(&self.pool.mamba, bytes.len(), &self.pool.write_spaces)?;
+                fresh.as_mut_slice()?.copy_from_slice(bytes);
+                data = fresh.into();
             }
-        };
-        let Some(buffer) = data.get_mut() else {
-            return Err(self.inconsistent("fresh data is shared".into()));
-        };
-        buffer.as_mut_slice()?.copy_from_slice(bytes);
+        }
         self.attach_slot(data).map(|_| ())
     }
 
@@ -306,15 +308,18 @@ impl Cdo<'_> {
                     let (version, place) = (offer.version, offer.data.place());
                     // Nothing else holds the record (no consumer group
                     // does): it becomes the allocation of the name's next
-                    // offer, under the lock taken anyway. It keeps small
-                    // data for the name's next write; other data is let
-                    // go (after the lock).
+                    // offer, under the lock taken anyway. Its data is kept
+                    // for the name's next write when small, and let go
+                    // otherwise, as is what was kept before (both after
+                    // the lock).
                     let mut withdrawn = self.offer.take();
                     let data = withdrawn.as_mut().and_then(Arc::get_mut).map(|o| {
-                        match o.data.keepable() {
-                            true => Data::empty(),
-                            false => std::mem::take(&mut o.data),
-                        }
+                        let data = std::mem::take(&mut o.data);
+                        let (keep, let_go) = match data.keepable() {
+                            true => (data, Data::empty()),
+                            false => (Data::empty(), data),
+                        };
+                        (std::mem::replace(&mut e.kept, keep), let_go)
                     });
                     if data.is_some() {
                         e.spare = withdrawn;
