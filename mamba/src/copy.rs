@@ -22,6 +22,7 @@
 //! machines without NVRTC, keep the host path), counted by
 //! [`GpuDevice::device_conversions`].
 
+use crate::allocation::Allocation;
 use crate::allocator::Mamba;
 use crate::array::{Array, ArrayView};
 use crate::error::{Error, Result};
@@ -61,9 +62,14 @@ enum Place {
 }
 
 fn place(a: &Array<'_>) -> Result<Place> {
-    let Some(alloc) = a.allocation() else {
-        return Ok(Place::Host { pinned: false });
-    };
+    match a.allocation() {
+        Some(alloc) => place_of(alloc),
+        None => Ok(Place::Host { pinned: false }),
+    }
+}
+
+/// Where an allocation's memory is.
+fn place_of(alloc: &Allocation<'_>) -> Result<Place> {
     let gpu = alloc.pool().gpu();
     let space = alloc.space();
     if space.host_accessible {
@@ -152,6 +158,83 @@ pub fn copy_into_tile(src: &Array<'_>, dst: &mut Array<'_>, start: &[usize]) -> 
     let dst_layout = dst.layout().view(start, src.layout().shape())?;
     let src_layout = src.layout().clone();
     copy_between(src, &src_layout, dst, &dst_layout, &ExecOptions::default())
+}
+
+/// Largest bounce buffer of [`copy_bytes`] between two spaces that the
+/// CPU addresses neither of.
+const BOUNCE: usize = 4 << 20;
+
+/// Copies the bytes of `src` into `dst`, an allocation of the same length,
+/// whatever their spaces:
+///
+/// - between CPU-addressable spaces, a memory copy;
+/// - between host and GPU memory, one DMA from or to pinned memory, and
+///   through the device's staging ring for pageable memory;
+/// - between two GPU allocations, a copy on the device, or a peer copy
+///   between two devices;
+/// - otherwise (SSD spill files, device memory that only byte reads and
+///   writes reach), the spaces' own reads and writes, through a bounce
+///   buffer of at most 4 MiB when the CPU addresses neither side.
+///
+/// This is what [`Mamba::duplicate`] and [`Mamba::migrate`] copy with.
+///
+/// # Errors
+/// [`Error::OutOfBounds`] when the lengths differ (nothing is copied); the
+/// device's or the disk's errors; [`Error::NotHostAccessible`] for memory
+/// that no route reaches.
+pub fn copy_bytes(src: &Allocation<'_>, dst: &mut Allocation<'_>) -> Result<()> {
+    let len = src.len();
+    if dst.len() != len {
+        return Err(Error::OutOfBounds {
+            requested: len,
+            available: dst.len(),
+        });
+    }
+    match (place_of(src), place_of(dst)) {
+        (Ok(Place::Host { .. }), Ok(Place::Host { .. })) => {
+            dst.as_mut_slice()?.copy_from_slice(src.as_slice()?);
+        }
+        (Ok(Place::Host { pinned }), Ok(Place::Device { gpu, ptr })) => {
+            let bytes = src.as_slice()?;
+            // SAFETY: `src` is borrowed for the call, which waits, and
+            // `dst` (the device range) is borrowed mutably.
+            unsafe { gpu.upload(ptr, bytes.as_ptr(), len, pinned) }?;
+        }
+        (Ok(Place::Device { gpu, ptr }), Ok(Place::Host { pinned })) => {
+            let bytes = dst.as_mut_slice()?;
+            // SAFETY: `dst` is borrowed mutably for the call, which waits.
+            unsafe { gpu.download(bytes.as_mut_ptr(), ptr, len, pinned) }?;
+        }
+        (Ok(Place::Device { gpu: sg, ptr: sp }), Ok(Place::Device { gpu: dg, ptr: dp })) => {
+            // SAFETY: both allocations are borrowed (`dst` mutably) until
+            // `finish` has waited for the copy.
+            unsafe { sg.enqueue_device_copy(&dg, dp, sp, len) }?;
+            sg.finish()?;
+        }
+        _ => copy_by_reads_and_writes(src, dst)?,
+    }
+    Ok(())
+}
+
+/// [`copy_bytes`] through the spaces' byte reads and writes: directly when
+/// the CPU addresses either side, through a bounce buffer otherwise.
+fn copy_by_reads_and_writes(src: &Allocation<'_>, dst: &mut Allocation<'_>) -> Result<()> {
+    if let Ok(bytes) = src.as_slice() {
+        return dst.write_bytes(0, bytes);
+    }
+    let len = src.len();
+    if let Ok(bytes) = dst.as_mut_slice() {
+        return src.read_bytes(0, bytes);
+    }
+    let mut bounce = vec![0u8; len.min(BOUNCE)];
+    let mut offset = 0;
+    while offset < len {
+        let n = (len - offset).min(bounce.len());
+        src.read_bytes(offset, &mut bounce[..n])?;
+        dst.write_bytes(offset, &bounce[..n])?;
+        offset += n;
+    }
+    Ok(())
 }
 
 /// Whether every byte up to `required_len` belongs to an element (no

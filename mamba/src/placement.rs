@@ -192,15 +192,17 @@ impl Mamba {
         Ok(())
     }
 
-    /// Copies the data of `a` into a new allocation placed by `policy`.
+    /// Copies the data of `a` into a new allocation placed by `policy`,
+    /// between any two spaces: host memory, GPU memory and SSD spill files
+    /// alike, by the routes of [`copy_bytes`](crate::copy::copy_bytes).
     ///
     /// # Errors
-    /// [`Error::NotHostAccessible`] for device memory (GPU copies come with
-    /// the copy engine), placement errors.
+    /// Placement errors; the device's or the disk's errors (the new
+    /// allocation is given back); [`Error::NotHostAccessible`] for device
+    /// memory without a runtime that reaches it.
     pub fn duplicate<'m>(&'m self, a: &Allocation<'m>, policy: &Policy) -> Result<Allocation<'m>> {
-        let src = a.as_slice()?;
         let mut b = self.allocate(a.len(), 64.min(a.block_len().next_power_of_two()), policy)?;
-        b.as_mut_slice()?.copy_from_slice(src);
+        crate::copy::copy_bytes(a, &mut b)?;
         Ok(b)
     }
 }

@@ -9,6 +9,7 @@ use super::stats::{Direction, PassReport, TieringStats, Totals};
 use super::{level, Movable, Watermarks};
 use crate::allocation::Allocation;
 use crate::allocator::Placement;
+use crate::copy::copy_bytes;
 use crate::error::{Error, Result};
 use crate::placement::move_pages_to;
 use crate::pool::Pool;
@@ -24,10 +25,6 @@ pub(super) const HEAT_HALF_LIFE: Duration = Duration::from_secs(1);
 /// Accesses (decayed) that make data worth promoting: two accesses within
 /// about a half-life; data read once, a cold scan, stays where it is.
 pub(super) const PROMOTE_HEAT: u64 = 2;
-
-/// Largest bounce buffer of a copy between two spaces the CPU cannot both
-/// address.
-const BOUNCE: usize = 4 << 20;
 
 /// Locks a mutex, ignoring poisoning (the data under these locks stays
 /// consistent at every step).
@@ -526,7 +523,7 @@ impl Tiering {
         }
         if !in_place {
             let mut fresh = target.allocate(entry.len, entry.align)?.into_owned();
-            copy(block, &mut fresh)?;
+            copy_bytes(block, &mut fresh)?;
             // The old block (and any page move of it) goes back to its pool.
             drop(std::mem::replace(block, fresh));
         }
@@ -600,25 +597,4 @@ impl Tiering {
         }
         result
     }
-}
-
-/// Copies the data of `src` into `dst` (of the same length): directly when
-/// the CPU addresses either side, through a bounce buffer otherwise.
-fn copy(src: &Allocation<'_>, dst: &mut Allocation<'_>) -> Result<()> {
-    if let Ok(bytes) = src.as_slice() {
-        return dst.write_bytes(0, bytes);
-    }
-    let len = src.len();
-    if let Ok(bytes) = dst.as_mut_slice() {
-        return src.read_bytes(0, bytes);
-    }
-    let mut bounce = vec![0u8; len.min(BOUNCE)];
-    let mut offset = 0;
-    while offset < len {
-        let n = (len - offset).min(bounce.len());
-        src.read_bytes(offset, &mut bounce[..n])?;
-        dst.write_bytes(offset, &bounce[..n])?;
-        offset += n;
-    }
-    Ok(())
 }
