@@ -11,16 +11,23 @@
 //! | [`Route::DeviceToDevice`] | GPU to GPU memory | one DMA on the device, or a peer copy between two devices |
 //!
 //! Same-layout copies with a device side are plain DMA of the layout's
-//! bytes. Layout-converting copies with a device side convert on the host,
-//! through a pinned temporary: the device bytes are brought to the host
-//! (when the device is the source, or when the destination layout leaves
-//! gaps whose bytes must survive), converted by the CPU kernels, and sent
-//! back. Between two arrays of one device, the device's
-//! [`DeviceConverter`](crate::gpu::DeviceConverter) converts on the device
-//! instead when it takes the pair of layouts: on CUDA devices that is the
-//! `mamba-gpu-kernels` kernels (strided layouts; tiled layouts, and
-//! machines without NVRTC, keep the host path), counted by
-//! [`GpuDevice::device_conversions`].
+//! bytes. Layout-converting copies with a device side convert on the side
+//! where it is cheaper:
+//!
+//! - Between two arrays of one device, and between host and device memory
+//!   for arrays of at least [`DEVICE_CONVERSION_MIN`] bytes, the device's
+//!   [`DeviceConverter`](crate::gpu::DeviceConverter) converts on the
+//!   device when it takes the pair of layouts: on CUDA devices that is the
+//!   `mamba-gpu-kernels` kernels (strided layouts; tiled layouts, and
+//!   machines without NVRTC, keep the host path), counted by
+//!   [`GpuDevice::device_conversions`]. Between host and device the bytes
+//!   cross as they are, through a scratch block of the device's pool;
+//!   towards the host only into a layout without gaps (a download would
+//!   overwrite them).
+//! - Otherwise the host converts, through a pinned temporary: the device
+//!   bytes are brought to the host (when the device is the source, or
+//!   when the destination layout leaves gaps whose bytes must survive),
+//!   converted by the CPU kernels, and sent back.
 
 use crate::allocation::Allocation;
 use crate::allocator::Mamba;
@@ -265,7 +272,8 @@ fn copy_between(
                 let len = src_layout.required_len();
                 // SAFETY: `bytes` is borrowed for the call, which waits.
                 unsafe { gpu.upload(ptr, bytes.as_ptr(), len, pinned) }?;
-            } else {
+            } else if !convert_after_upload(&gpu, dst, bytes, pinned, src_layout, dst_layout, ptr)?
+            {
                 let mut tmp = pinned_destination(&gpu, ptr, dst_layout)?;
                 plan.execute_with(bytes, tmp.as_mut_slice(), opts)?;
                 // SAFETY: `tmp` lives until the call (which waits) returns.
@@ -273,12 +281,14 @@ fn copy_between(
             }
         }
         (Place::Device { gpu, ptr }, Place::Host { pinned }) => {
+            let on_device =
+                convert_before_download(&gpu, src, dst, pinned, src_layout, dst_layout, ptr)?;
             let bytes = dst.as_bytes_mut()?;
             if same {
                 let len = src_layout.required_len();
                 // SAFETY: `bytes` is borrowed mutably for the call.
                 unsafe { gpu.download(bytes.as_mut_ptr(), ptr, len, pinned) }?;
-            } else {
+            } else if !on_device {
                 let tmp = pinned_copy_of(&gpu, ptr, src_layout.required_len())?;
                 plan.execute_with(tmp.as_slice(), bytes, opts)?;
             }
@@ -300,6 +310,84 @@ fn copy_between(
         }
     }
     Ok(())
+}
+
+/// Smallest array (in bytes of its source layout) whose layout conversion
+/// between host and device memory runs on the device: below it, the
+/// device's launch and the extra pass over device memory cost more than
+/// the CPU's conversion saves.
+pub const DEVICE_CONVERSION_MIN: usize = 1 << 20;
+
+/// A scratch block of `len` bytes in the device pool of `a` (device memory
+/// of the copy's device), for a conversion on the device.
+fn device_scratch<'p>(a: &'p Array<'_>, len: usize) -> Option<Allocation<'p>> {
+    a.allocation()?.pool().allocate(len, 256).ok()
+}
+
+/// A host-to-device copy that converts the layout: for large arrays, the
+/// source bytes go to a scratch block of the destination's device pool as
+/// they are, and the device's converter writes them into `dst` (at
+/// `dst_ptr`) in its layout. False, with nothing written to `dst`, when the
+/// host converts instead: a small array, no converter, no scratch memory,
+/// or a pair of layouts the converter declines.
+fn convert_after_upload(
+    gpu: &Arc<GpuDevice>,
+    dst: &Array<'_>,
+    bytes: &[u8],
+    pinned: bool,
+    src_layout: &Layout,
+    dst_layout: &Layout,
+    dst_ptr: DevicePtr,
+) -> Result<bool> {
+    let len = src_layout.required_len();
+    if len < DEVICE_CONVERSION_MIN || !gpu.has_converter() {
+        return Ok(false);
+    }
+    let Some(scratch) = device_scratch(dst, len) else {
+        return Ok(false);
+    };
+    let scratch_ptr = DevicePtr(scratch.addr() as u64);
+    // SAFETY: `bytes` is borrowed for the call, which waits; the scratch
+    // block is ours until it drops below.
+    unsafe { gpu.upload(scratch_ptr, bytes.as_ptr(), len, pinned) }?;
+    gpu.convert_on_device(src_layout, dst_layout, scratch_ptr, dst_ptr)
+}
+
+/// A device-to-host copy that converts the layout: for large arrays whose
+/// destination layout has no gaps (every byte downloaded is an element),
+/// the device's converter writes `src` (at `src_ptr`) into a scratch block
+/// of its device pool in the destination's layout, and that block comes
+/// down as it is. False, with nothing written to `dst`, when the host
+/// converts instead (as for [`convert_after_upload`]).
+fn convert_before_download(
+    gpu: &Arc<GpuDevice>,
+    src: &Array<'_>,
+    dst: &mut Array<'_>,
+    pinned: bool,
+    src_layout: &Layout,
+    dst_layout: &Layout,
+    src_ptr: DevicePtr,
+) -> Result<bool> {
+    let len = dst_layout.required_len();
+    if src_layout == dst_layout
+        || src_layout.required_len() < DEVICE_CONVERSION_MIN
+        || !covers(dst_layout)
+        || !gpu.has_converter()
+    {
+        return Ok(false);
+    }
+    let Some(scratch) = device_scratch(src, len) else {
+        return Ok(false);
+    };
+    let scratch_ptr = DevicePtr(scratch.addr() as u64);
+    if !gpu.convert_on_device(src_layout, dst_layout, src_ptr, scratch_ptr)? {
+        return Ok(false);
+    }
+    let bytes = dst.as_bytes_mut()?;
+    // SAFETY: `bytes` is borrowed mutably for the call, which waits; the
+    // scratch block lives until it drops below.
+    unsafe { gpu.download(bytes.as_mut_ptr(), scratch_ptr, len, pinned) }?;
+    Ok(true)
 }
 
 /// Pinned memory in which to build the device array at `ptr` (layout

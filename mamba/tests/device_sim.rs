@@ -497,3 +497,75 @@ fn device_buffers_check_lengths() {
     assert_eq!(back, [3; 100]);
     assert!(matches!(n.gpus[0].alloc(0), Err(Error::ZeroSize)));
 }
+
+#[test]
+fn large_host_device_conversions_run_on_the_device_small_ones_on_the_host() {
+    let n = node();
+    let converter = Arc::new(HostConverter {
+        sim: n.sims[0].clone(),
+        calls: AtomicUsize::new(0),
+    });
+    n.gpus[0].set_converter(Some(converter.clone()));
+    let calls = || converter.calls.load(Ordering::Relaxed);
+    // 400 x 400 f64: 1.28 MB, above DEVICE_CONVERSION_MIN.
+    let shape = [400, 400];
+    const { assert!(8 * 400 * 400 >= mamba::copy::DEVICE_CONVERSION_MIN) };
+    let row = Layout::row_major(8, &shape).unwrap();
+    let col = Layout::column_major(8, &shape).unwrap();
+    let mut bytes = values(&row);
+    let host = Array::wrap(&mut bytes, row.clone()).unwrap();
+
+    // Host to device: uploaded as it is, converted on the device.
+    let mut dev = n.mamba.array(col.clone(), &named("gpu0")).unwrap();
+    let init = device_bytes(&dev);
+    copy_array(&host, &mut dev).unwrap();
+    assert_eq!(calls(), 1);
+    assert_eq!(n.gpus[0].device_conversions(), 1);
+    let expected = cpu_copy(host.as_bytes().unwrap(), &row, &col, &init);
+    assert_eq!(device_bytes(&dev), expected);
+
+    // Device to host, into a dense layout: converted on the device, then
+    // downloaded as it is.
+    let mut back = vec![0u8; row.required_len()];
+    let mut back_host = Array::wrap(&mut back, row.clone()).unwrap();
+    copy_array(&dev, &mut back_host).unwrap();
+    assert_eq!(calls(), 2);
+    drop(back_host);
+    assert_eq!(back, host.as_bytes().unwrap(), "the round trip is exact");
+
+    // Into a layout with gaps the host converts, and the gaps keep their
+    // bytes.
+    let padded = Layout::padded_rows(8, &shape, 401).unwrap();
+    let mut gaps = values(&padded);
+    let before = gaps.clone();
+    let mut gaps_host = Array::wrap(&mut gaps, padded.clone()).unwrap();
+    copy_array(&dev, &mut gaps_host).unwrap();
+    assert_eq!(calls(), 2, "a destination with gaps converts on the host");
+    drop(gaps_host);
+    assert_eq!(gaps, cpu_copy(&expected, &col, &padded, &before));
+
+    // A small array converts on the host.
+    let small_row = Layout::row_major(8, &[20, 30]).unwrap();
+    let small_col = Layout::column_major(8, &[20, 30]).unwrap();
+    let mut small = values(&small_row);
+    let small_host = Array::wrap(&mut small, small_row.clone()).unwrap();
+    let mut small_dev = n.mamba.array(small_col.clone(), &named("gpu0")).unwrap();
+    let small_init = device_bytes(&small_dev);
+    copy_array(&small_host, &mut small_dev).unwrap();
+    assert_eq!(calls(), 2, "a small array converts on the host");
+    let small_expected = cpu_copy(
+        small_host.as_bytes().unwrap(),
+        &small_row,
+        &small_col,
+        &small_init,
+    );
+    assert_eq!(device_bytes(&small_dev), small_expected);
+
+    // Without a converter the host converts the large array too, with the
+    // same result.
+    n.gpus[0].set_converter(None);
+    let mut plain = n.mamba.array(col.clone(), &named("gpu0")).unwrap();
+    copy_array(&host, &mut plain).unwrap();
+    assert_eq!(device_bytes(&plain), device_bytes(&dev));
+    assert_eq!(n.gpus[0].device_conversions(), 2);
+}

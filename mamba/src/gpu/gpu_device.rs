@@ -171,6 +171,15 @@ impl GpuDevice {
         Ok(true)
     }
 
+    /// Whether a [`DeviceConverter`] is installed (it may still decline a
+    /// pair of layouts).
+    pub fn has_converter(&self) -> bool {
+        self.converter
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
+    }
+
     /// How many layout-converting copies ran on this device through its
     /// [`DeviceConverter`] (a GPU kernel on CUDA devices) instead of
     /// through the host.
