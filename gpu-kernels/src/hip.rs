@@ -23,7 +23,9 @@ type HipModule = *mut c_void;
 type HipFunction = *mut c_void;
 type HiprtcProgram = *mut c_void;
 
-const HIP_NAMES: [&str; 3] = ["libamdhip64.so", "libamdhip64.so.6", "libamdhip64.so.5"];
+/// The names the HIP runtime library is loaded by, in order; mamba's HIP
+/// provider loads it by the same ones.
+pub const HIP_RUNTIME_NAMES: [&str; 3] = ["libamdhip64.so", "libamdhip64.so.6", "libamdhip64.so.5"];
 const HIPRTC_NAMES: [&str; 3] = ["libhiprtc.so", "libhiprtc.so.6", "libhiprtc.so.5"];
 
 /// The HIP runtime entry points the backend uses.
@@ -86,7 +88,7 @@ fn open(names: &[&str]) -> Result<Library, String> {
 }
 
 fn load_hip() -> Result<HipApi, KernelError> {
-    let lib = open(&HIP_NAMES).map_err(KernelError::NoDriver)?;
+    let lib = open(&HIP_RUNTIME_NAMES).map_err(KernelError::NoDriver)?;
     let missing = |e: libloading::Error| KernelError::NoDriver(e.to_string());
     // SAFETY: each symbol is looked up under its HIP name and given the
     // signature the HIP runtime API documents for it.
@@ -136,7 +138,7 @@ fn check(call: &'static str, code: c_int) -> Result<(), KernelError> {
 
 /// Whether the HIP runtime library can be loaded.
 pub(crate) fn runtime_present() -> bool {
-    open(&HIP_NAMES).is_ok()
+    open(&HIP_RUNTIME_NAMES).is_ok()
 }
 
 /// Makes a device current and restores the previous one on drop.

@@ -77,6 +77,7 @@ use mamba_transforms::{Layout, RecordLayout};
 use backend::Backend;
 pub use elem::{convert_elements_cpu, ElemType};
 pub use error::KernelError;
+pub use hip::HIP_RUNTIME_NAMES;
 use plan::{CopyKernel, Launch};
 
 /// The CUDA C source of every kernel (compiled by NVRTC or hiprtc).

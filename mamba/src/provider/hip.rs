@@ -29,11 +29,9 @@ struct HipApi {
     _lib: Library,
 }
 
-const LIBRARY_NAMES: [&str; 3] = ["libamdhip64.so", "libamdhip64.so.6", "libamdhip64.so.5"];
-
 fn load() -> std::result::Result<HipApi, String> {
     let mut last = String::from("no candidate name");
-    for name in LIBRARY_NAMES {
+    for name in mamba_gpu_kernels::HIP_RUNTIME_NAMES {
         // SAFETY: loading the HIP runtime runs its initialisers, which is
         // what using HIP means.
         match unsafe { Library::new(name) } {
