@@ -24,16 +24,17 @@
 //!   cross as they are, through a scratch block of the device's pool;
 //!   towards the host only into a layout without gaps (a download would
 //!   overwrite them).
-//! - Otherwise the host converts, through a pinned temporary: the device
-//!   bytes are brought to the host (when the device is the source, or
-//!   when the destination layout leaves gaps whose bytes must survive),
-//!   converted by the CPU kernels, and sent back.
+//! - Otherwise the host converts, in a host temporary that the staging
+//!   ring carries (no memory is page-locked per copy): the device bytes
+//!   are brought to the host (when the device is the source, or when the
+//!   destination layout leaves gaps whose bytes must survive), converted
+//!   by the CPU kernels, and sent back.
 
 use crate::allocation::Allocation;
 use crate::allocator::Mamba;
 use crate::array::{Array, ArrayView};
 use crate::error::{Error, Result};
-use crate::gpu::{DevicePtr, GpuDevice, PinnedBuffer, Transfer};
+use crate::gpu::{DevicePtr, GpuDevice, Transfer};
 use crate::policy::Policy;
 use mamba_transforms::{CopyPlan, ExecOptions, Layout};
 use std::sync::Arc;
@@ -274,10 +275,10 @@ fn copy_between(
                 unsafe { gpu.upload(ptr, bytes.as_ptr(), len, pinned) }?;
             } else if !convert_after_upload(&gpu, dst, bytes, pinned, src_layout, dst_layout, ptr)?
             {
-                let mut tmp = pinned_destination(&gpu, ptr, dst_layout)?;
-                plan.execute_with(bytes, tmp.as_mut_slice(), opts)?;
+                let mut tmp = host_destination(&gpu, ptr, dst_layout)?;
+                plan.execute_with(bytes, &mut tmp, opts)?;
                 // SAFETY: `tmp` lives until the call (which waits) returns.
-                unsafe { gpu.upload(ptr, tmp.as_slice().as_ptr(), tmp.len(), true) }?;
+                unsafe { gpu.upload(ptr, tmp.as_ptr(), tmp.len(), false) }?;
             }
         }
         (Place::Device { gpu, ptr }, Place::Host { pinned }) => {
@@ -289,8 +290,8 @@ fn copy_between(
                 // SAFETY: `bytes` is borrowed mutably for the call.
                 unsafe { gpu.download(bytes.as_mut_ptr(), ptr, len, pinned) }?;
             } else if !on_device {
-                let tmp = pinned_copy_of(&gpu, ptr, src_layout.required_len())?;
-                plan.execute_with(tmp.as_slice(), bytes, opts)?;
+                let tmp = host_copy_of(&gpu, ptr, src_layout.required_len())?;
+                plan.execute_with(&tmp, bytes, opts)?;
             }
         }
         (Place::Device { gpu: sg, ptr: sp }, Place::Device { gpu: dg, ptr: dp }) => {
@@ -301,11 +302,11 @@ fn copy_between(
             } else if !(Arc::ptr_eq(&sg, &dg)
                 && sg.convert_on_device(src_layout, dst_layout, sp, dp)?)
             {
-                let tmp_src = pinned_copy_of(&sg, sp, src_layout.required_len())?;
-                let mut tmp = pinned_destination(&dg, dp, dst_layout)?;
-                plan.execute_with(tmp_src.as_slice(), tmp.as_mut_slice(), opts)?;
+                let tmp_src = host_copy_of(&sg, sp, src_layout.required_len())?;
+                let mut tmp = host_destination(&dg, dp, dst_layout)?;
+                plan.execute_with(&tmp_src, &mut tmp, opts)?;
                 // SAFETY: `tmp` lives until the call (which waits) returns.
-                unsafe { dg.upload(dp, tmp.as_slice().as_ptr(), tmp.len(), true) }?;
+                unsafe { dg.upload(dp, tmp.as_ptr(), tmp.len(), false) }?;
             }
         }
     }
@@ -390,26 +391,25 @@ fn convert_before_download(
     Ok(true)
 }
 
-/// Pinned memory in which to build the device array at `ptr` (layout
+/// Host memory in which to build the device array at `ptr` (layout
 /// `layout`) before uploading it: a copy of its bytes when the layout
-/// leaves gaps whose bytes must survive, fresh memory otherwise.
-fn pinned_destination(
-    gpu: &Arc<GpuDevice>,
-    ptr: DevicePtr,
-    layout: &Layout,
-) -> Result<PinnedBuffer> {
+/// leaves gaps whose bytes must survive, fresh memory otherwise. Ordinary
+/// memory, which the device's pinned staging ring carries: page-locking a
+/// temporary for each copy would cost more than the ring's memory copy.
+fn host_destination(gpu: &Arc<GpuDevice>, ptr: DevicePtr, layout: &Layout) -> Result<Vec<u8>> {
     if covers(layout) {
-        gpu.alloc_pinned(layout.required_len())
+        Ok(vec![0; layout.required_len()])
     } else {
-        pinned_copy_of(gpu, ptr, layout.required_len())
+        host_copy_of(gpu, ptr, layout.required_len())
     }
 }
 
-/// A pinned host copy of `len` device bytes at `ptr`.
-fn pinned_copy_of(gpu: &Arc<GpuDevice>, ptr: DevicePtr, len: usize) -> Result<PinnedBuffer> {
-    let mut tmp = gpu.alloc_pinned(len)?;
+/// A host copy of `len` device bytes at `ptr`, through the staging ring
+/// (see [`host_destination`]).
+fn host_copy_of(gpu: &Arc<GpuDevice>, ptr: DevicePtr, len: usize) -> Result<Vec<u8>> {
+    let mut tmp = vec![0; len];
     // SAFETY: `tmp` is borrowed mutably for the call, which waits.
-    unsafe { gpu.download(tmp.as_mut_slice().as_mut_ptr(), ptr, len, true) }?;
+    unsafe { gpu.download(tmp.as_mut_ptr(), ptr, len, false) }?;
     Ok(tmp)
 }
 

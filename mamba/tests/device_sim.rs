@@ -569,3 +569,37 @@ fn large_host_device_conversions_run_on_the_device_small_ones_on_the_host() {
     assert_eq!(device_bytes(&plain), device_bytes(&dev));
     assert_eq!(n.gpus[0].device_conversions(), 2);
 }
+
+#[test]
+fn host_side_conversions_page_lock_no_memory_per_copy() {
+    let n = node();
+    let pinned = || -> u64 { n.sims.iter().map(|s| s.stats().pinned_allocs).sum() };
+    // The first staged copy on each device makes its ring's pinned slots.
+    let row = Layout::row_major(8, &[37, 129]).unwrap();
+    let mut warm = values(&row);
+    let warm_host = Array::wrap(&mut warm, row.clone()).unwrap();
+    for gpu in ["gpu0", "gpu1"] {
+        let mut dev = n.mamba.array(row.clone(), &named(gpu)).unwrap();
+        copy_array(&warm_host, &mut dev).unwrap();
+    }
+    let before = pinned();
+    for (src_layout, dst_layout) in layouts().into_iter().filter(|(a, b)| a != b) {
+        let mut src_bytes = values(&src_layout);
+        let host = Array::wrap(&mut src_bytes, src_layout.clone()).unwrap();
+        let mut dev = n.mamba.array(dst_layout.clone(), &named("gpu0")).unwrap();
+        let init = device_bytes(&dev);
+        copy_array(&host, &mut dev).unwrap();
+        let on_device = cpu_copy(host.as_bytes().unwrap(), &src_layout, &dst_layout, &init);
+        assert_eq!(device_bytes(&dev), on_device, "to the device");
+        let mut other = n.mamba.array(src_layout.clone(), &named("gpu1")).unwrap();
+        let other_init = device_bytes(&other);
+        copy_array(&dev, &mut other).unwrap();
+        let mut back = vec![0u8; src_layout.required_len()];
+        let mut back_host = Array::wrap(&mut back, src_layout.clone()).unwrap();
+        copy_array(&other, &mut back_host).unwrap();
+        drop(back_host);
+        let expected = cpu_copy(&on_device, &dst_layout, &src_layout, &other_init);
+        assert_eq!(back, expected, "{src_layout:?} -> {dst_layout:?} and back");
+    }
+    assert_eq!(pinned(), before, "no pinned allocation per copy");
+}
