@@ -14,8 +14,8 @@ use std::sync::Arc;
 pub const DATA_ALIGN: usize = 64;
 
 /// The most bytes a withdrawn offer keeps for the next [`Cdo::write`] of
-/// its name (see [`Data::keepable`]): a small object's allocation costs
-/// more than its copy, a large one's does not, and what a name keeps stays
+/// its name (host memory only): a small object's allocation costs more
+/// than its copy, a large one's does not, and what a name keeps stays
 /// allocated while the name is declared.
 ///
 /// [`Cdo::write`]: crate::Cdo::write
