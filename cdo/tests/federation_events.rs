@@ -358,3 +358,92 @@ fn a_consumer_s_requires_demands_and_retractions_are_heard_on_the_producer_s_nod
     drop(pa);
     drop((fa, fb));
 }
+
+/// Declare, seal and dispose events of clients on one node reach the
+/// subscribers of another that take them, from their node, with the
+/// step's attributes and through the subscriber's selector. A node's
+/// clients tell their manager of these steps only while some node's
+/// subscribers take them (its interest page says so), and stop when the
+/// last such subscriber goes.
+#[test]
+fn lifecycle_steps_reach_subscribers_on_other_nodes_while_they_take_them() {
+    let (pa, fa) = node(&[]);
+    let (pb, fb) = node(&[&fa]);
+    linked(&[&fa, &fb]);
+    let b = fb.local_addr().to_string();
+    let producer = client(&pb, "producer");
+    let told = |c: &Client, kind| c.interest_page().and_then(|p| p.get().wants(kind));
+    for kind in [EventKind::Declare, EventKind::Seal, EventKind::Dispose] {
+        assert_eq!(told(&producer, kind), None, "nobody takes {kind:?} yet");
+    }
+    let lifecycle = EventKind::Declare | EventKind::Seal | EventKind::Dispose;
+    let mut watch_a = client(&pa, "watch-a");
+    let sub = watch_a
+        .subscribe("app.step == 1", lifecycle, false)
+        .unwrap();
+    eventually("B's clients learn that A's subscriber takes them", || {
+        [EventKind::Declare, EventKind::Seal, EventKind::Dispose]
+            .into_iter()
+            .all(|kind| told(&producer, kind) == Some(false))
+    });
+    // A subscriber on B takes seals only: its own node's, unchanged.
+    let mut watch_b = client(&pb, "watch-b");
+    let sub_b = watch_b
+        .subscribe("*", EventKind::Seal.into(), false)
+        .unwrap();
+
+    let mut producer = producer;
+    for (name, step_of) in [("y/1", 1), ("y/2", 2), ("y/end", 1)] {
+        for kind in [EventKind::Declare, EventKind::Seal, EventKind::Dispose] {
+            let reply = producer
+                .submit_lifecycle(kind, name, step(step_of))
+                .unwrap();
+            assert!(reply.is_none(), "nobody acknowledges: no reply");
+        }
+    }
+    producer.flush().unwrap();
+
+    let mut heard = Vec::new();
+    loop {
+        let e = next_event(&mut watch_a);
+        assert_eq!(e.node.as_deref(), Some(b.as_str()), "{e:?}");
+        assert_eq!(e.client, 0, "no client of this node raised it");
+        assert_eq!(e.attrs.get("app.step"), Some(&Value::UInt(1)), "{e:?}");
+        let end = e.kind == EventKind::Dispose && e.name == "y/end";
+        heard.push((e.kind, e.name));
+        if end {
+            break;
+        }
+    }
+    let ev = |kind, name: &str| (kind, name.to_string());
+    assert_eq!(
+        heard,
+        vec![
+            ev(EventKind::Declare, "y/1"),
+            ev(EventKind::Seal, "y/1"),
+            ev(EventKind::Dispose, "y/1"),
+            ev(EventKind::Declare, "y/end"),
+            ev(EventKind::Seal, "y/end"),
+            ev(EventKind::Dispose, "y/end"),
+        ]
+    );
+    let local: Vec<String> = (0..3).map(|_| next_event(&mut watch_b).name).collect();
+    assert_eq!(local, ["y/1", "y/2", "y/end"], "B's own subscriber");
+
+    // A's subscriber goes: only B's own interest in seals is left.
+    watch_a.unsubscribe(sub).unwrap();
+    eventually("B's clients learn that nobody elsewhere takes them", || {
+        told(&producer, EventKind::Declare).is_none()
+            && told(&producer, EventKind::Dispose).is_none()
+            && told(&producer, EventKind::Seal) == Some(false)
+    });
+    // And B's: nothing is left on either node. The subscription that each
+    // federation makes for the other's subscribers is no interest of its
+    // own node's, so neither keeps the other's alive.
+    watch_b.unsubscribe(sub_b).unwrap();
+    eventually("nobody takes seals any more, on either node", || {
+        told(&producer, EventKind::Seal).is_none() && told(&watch_a, EventKind::Seal).is_none()
+    });
+    drop((pa, pb));
+    drop((fa, fb));
+}

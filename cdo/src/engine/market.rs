@@ -30,7 +30,7 @@ use super::subs::{Acked, Forwarded, GivenBack, Route, SubError, Subs, Unsubscrib
 use super::tombstones::Tombstones;
 use super::{Effect, EngineConfig, FaultPolicy, SegmentCheck, SegmentKey};
 use crate::attrs::{is_builtin, Attributes as Typed};
-use crate::events::EventKind;
+use crate::events::{EventKind, EventMask};
 use crate::ipc::interest::{Interest, LIFECYCLE_KINDS};
 
 use crate::ipc::limits::check_request;
@@ -117,6 +117,9 @@ pub struct Engine {
     proxies: Proxies,
     /// The subscribers' interest in lifecycle events, as last published.
     interest: Interest,
+    /// The lifecycle kinds subscribers other than the mirror take, as last
+    /// told ([`Effect::LocalInterest`]).
+    local_heard: EventMask,
 }
 
 /// Counters since the manager started.
@@ -179,6 +182,7 @@ impl Engine {
             mirror: None,
             proxies: Proxies::default(),
             interest: Interest::NONE,
+            local_heard: EventMask::NONE,
         }
     }
 
@@ -868,6 +872,11 @@ impl Engine {
         if now != self.interest {
             self.interest = now;
             out.push(Effect::Interest(now));
+        }
+        let local = self.subs.heard_without(self.mirror);
+        if local != self.local_heard {
+            self.local_heard = local;
+            out.push(Effect::LocalInterest(local));
         }
     }
 

@@ -47,6 +47,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::UnknownAttributes;
+use crate::events::EventMask;
 use crate::ipc::interest::Interest;
 use crate::ipc::wire::{Msg, RequestId};
 use crate::schema::Schema;
@@ -97,6 +98,10 @@ pub enum Effect {
     /// to the clients (see [`interest`](crate::ipc::interest)) before
     /// sending the messages of this operation.
     Interest(Interest),
+    /// The lifecycle kinds this node's own subscribers take (those of
+    /// every client but the mirror) changed: a federation tells the other
+    /// nodes, whose clients' steps of these kinds it then forwards here.
+    LocalInterest(EventMask),
 }
 
 /// How long an operation waits for its acknowledged subscribers unless

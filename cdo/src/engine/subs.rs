@@ -323,6 +323,18 @@ impl Subs {
             })
     }
 
+    /// The lifecycle kinds that plain subscriptions of clients other than
+    /// `except` take: what this node's own subscribers want, without the
+    /// subscriptions a federation's client makes for other nodes.
+    pub fn heard_without(&self, except: Option<ClientId>) -> EventMask {
+        self.subs
+            .values()
+            .filter(|s| s.group.is_none() && Some(s.client) != except)
+            .fold(EventMask::NONE, |all, s| {
+                all | Interest::of(s.mask, false).heard
+            })
+    }
+
     /// Events of `kind` on `name` (of `version`, an offer) raised by
     /// `origin` for the plain subscriptions that match, with their
     /// receivers. Acknowledged ones are awaited by operation `op` when

@@ -25,7 +25,7 @@ use super::link::{read_msg, write_msg, PeerMsg};
 /// offered nowhere broadcast; 4: under the best-effort policy, copies of
 /// a lost node's objects sought from the peers; 5: a consumer's events
 /// sent to the node that offers the object).
-pub(super) const PEER_PROTOCOL_VERSION: u32 = 5;
+pub(super) const PEER_PROTOCOL_VERSION: u32 = 6;
 /// Bytes of a nonce and of a proof.
 pub(super) const PROOF_LEN: usize = 32;
 
@@ -203,7 +203,7 @@ mod tests {
         let old = std::thread::spawn(move || {
             let mut s = TcpStream::connect(addr).unwrap();
             let hello = PeerMsg::Hello {
-                version: 4,
+                version: 5,
                 node: "old:1".into(),
                 nonce: [0; PROOF_LEN],
             };
@@ -213,7 +213,7 @@ mod tests {
         let (mut s, _) = listener.accept().unwrap();
         let why = answer(&mut s, "new:2", "secret").unwrap_err();
         assert!(
-            why.contains("peer protocol 4") && why.contains("speaks 5"),
+            why.contains("peer protocol 5") && why.contains("speaks 6"),
             "{why}"
         );
         assert_eq!(old.join().unwrap(), PeerMsg::Refused { reason: why });

@@ -176,6 +176,26 @@ pub(super) enum PeerMsg {
         /// The object.
         name: String,
     },
+    /// The lifecycle kinds (declare, seal, dispose) that the sender's own
+    /// subscribers take, replacing what it said before: the receiver
+    /// tells it of its clients' steps of those kinds.
+    Interest {
+        /// The kinds' [`EventMask`](crate::events::EventMask) bits; any
+        /// other kind is ignored.
+        kinds: u16,
+    },
+    /// A client on the sender's node declared, sealed or disposed `name`:
+    /// the receiver raises that event for its subscribers, from the
+    /// sender's node.
+    Lifecycle {
+        /// [`EventKind::Declare`], [`EventKind::Seal`] or
+        /// [`EventKind::Dispose`]; any other is ignored.
+        kind: EventKind,
+        /// The object.
+        name: String,
+        /// The attributes the step's event carries.
+        attrs: Attributes,
+    },
 }
 
 /// Writes one framed message.
@@ -256,6 +276,13 @@ mod tests {
             PeerMsg::Consumer {
                 kind: EventKind::Demand,
                 name: "a/b".into(),
+            },
+            // And the lifecycle events that subscribers elsewhere take.
+            PeerMsg::Interest { kinds: 0b1010 },
+            PeerMsg::Lifecycle {
+                kind: EventKind::Seal,
+                name: "a/b".into(),
+                attrs: Attributes::new(),
             },
         ];
         for msg in seek {

@@ -23,8 +23,9 @@ use super::auth;
 use super::link::{encode, read_msg, write_frame, PeerMsg};
 use super::{FederationConfig, FederationError, FederationStatus, REFUSALS_KEPT};
 use crate::engine::GroupNote;
-use crate::events::EventKind;
+use crate::events::{EventKind, EventMask};
 use crate::ipc::client::{Client, ClientConfig, ClientError, GroupRecord, Notice, Reply, View};
+use crate::ipc::interest::LIFECYCLE_KINDS;
 use crate::ipc::manager::{Control, FaultPolicy, ManagerHandle, MirrorEvent};
 use crate::ipc::wire::{Attributes, ErrorCode, RequestId};
 
@@ -244,9 +245,11 @@ enum Input {
     Required(String),
     /// A change of this node's consumer groups for the peers.
     Group(GroupNote),
-    /// An offer or withdrawal of a local client, from the manager's
-    /// request path.
+    /// An event of a local client's object, from the manager's request
+    /// path.
     Local(MirrorEvent),
+    /// The lifecycle kinds this node's own subscribers take changed.
+    Interest(EventMask),
 }
 
 /// Starts the federation's threads; returns once the node has joined its
@@ -717,6 +720,14 @@ struct Node {
     /// The last event or record of the manager handled from the client's
     /// connection.
     seen: u64,
+    /// The lifecycle kinds this node's own subscribers take, as told to
+    /// the peers.
+    local_interest: EventMask,
+    /// The lifecycle kinds each peer's subscribers take.
+    peer_interest: HashMap<String, EventMask>,
+    /// This node's client's subscriptions to lifecycle kinds that some
+    /// peer takes, one per kind.
+    lifecycle_subs: Vec<(EventKind, u64)>,
 }
 
 impl Node {
@@ -751,6 +762,11 @@ impl Node {
             | EventKind::Demand
             | EventKind::Retract;
         client.subscribe("*", kinds, false)?;
+        // The lifecycle kinds this node's subscribers take, for the peers.
+        let interest = tx.clone();
+        control.on_local_interest(move |kinds| {
+            let _ = interest.send(Input::Interest(kinds));
+        });
         let (server, choice) = Server::start(fabric.clone())?;
         lock(&status).fabric = choice;
         let policy = control.policy();
@@ -787,6 +803,9 @@ impl Node {
             tx,
             waker,
             seen: 0,
+            local_interest: EventMask::NONE,
+            peer_interest: HashMap::new(),
+            lifecycle_subs: Vec::new(),
         })
     }
 
@@ -894,10 +913,19 @@ impl Node {
                 kind,
                 name,
                 inline,
+                attrs,
                 after,
             }) => {
                 self.catch_up(after);
-                self.local_event(kind, name, inline);
+                self.local_event(kind, name, inline, attrs);
+            }
+            Input::Interest(kinds) => {
+                if kinds != self.local_interest {
+                    self.local_interest = kinds;
+                    self.broadcast(&PeerMsg::Interest {
+                        kinds: kinds.bits(),
+                    });
+                }
             }
             Input::Required(name) => {
                 let known = self.exports.contains_key(&name)
@@ -1173,7 +1201,16 @@ impl Node {
             name: name.clone(),
             required: true,
         });
-        let offers: Vec<PeerMsg> = offers.into_iter().chain(groups).chain(required).collect();
+        // And which lifecycle events this node's subscribers take.
+        let interest = (self.local_interest != EventMask::NONE).then_some(PeerMsg::Interest {
+            kinds: self.local_interest.bits(),
+        });
+        let offers: Vec<PeerMsg> = offers
+            .into_iter()
+            .chain(groups)
+            .chain(required)
+            .chain(interest)
+            .collect();
         for msg in offers {
             self.send(&peer, &msg);
         }
@@ -1189,6 +1226,9 @@ impl Node {
         warn!(%peer, why, "federation peer lost");
         let _ = link.writer.shutdown(std::net::Shutdown::Both);
         lock(&self.linked).remove(peer);
+        if self.peer_interest.remove(peer).is_some() {
+            self.follow_peer_interest();
+        }
         let gone: Vec<String> = self
             .imports
             .iter()
@@ -1382,6 +1422,16 @@ impl Node {
                 epoch,
             } => self.forwarded_record(peer, &group, &name, event, epoch),
             PeerMsg::Required { name, required } => self.hold_for(peer, name, required),
+            PeerMsg::Interest { kinds } => {
+                let kinds = EventMask::from_bits(kinds & LIFECYCLE_KINDS.bits());
+                self.peer_interest.insert(peer.to_string(), kinds);
+                self.follow_peer_interest();
+            }
+            PeerMsg::Lifecycle { kind, name, attrs } => {
+                if LIFECYCLE_KINDS.contains(kind) {
+                    self.control.raise_remote(kind, &name, &attrs, peer);
+                }
+            }
             PeerMsg::Consumer { kind, name } => {
                 let consumer_kind = matches!(
                     kind,
@@ -1479,16 +1529,19 @@ impl Node {
             }
         };
         self.seen = self.seen.max(event.event);
-        self.local_event(event.kind, event.name, None);
+        let attrs = LIFECYCLE_KINDS.contains(event.kind).then_some(event.attrs);
+        self.local_event(event.kind, event.name, None, attrs);
     }
 
     /// A local client's offer (with its bytes, `inline`, where they came
-    /// with it) or withdrawal; or its require, demand or retraction.
+    /// with it) or withdrawal; or its require, demand or retraction; or
+    /// its declare, seal or dispose (with the event's `attrs`).
     fn local_event(
         &mut self,
         kind: EventKind,
         name: String,
         inline: Option<(Attributes, Vec<u8>)>,
+        attrs: Option<Attributes>,
     ) {
         match kind {
             EventKind::Offer => self.local_offer(name, inline),
@@ -1496,7 +1549,60 @@ impl Node {
             EventKind::Require | EventKind::Demand | EventKind::Retract => {
                 self.consumer_event(kind, name)
             }
+            EventKind::Declare | EventKind::Seal | EventKind::Dispose => {
+                self.lifecycle_event(kind, name, attrs.unwrap_or_default())
+            }
             _ => {}
+        }
+    }
+
+    /// A local client's declare, seal or dispose of `name`: each peer
+    /// whose subscribers take that kind raises the same event there.
+    fn lifecycle_event(&mut self, kind: EventKind, name: String, attrs: Attributes) {
+        let peers: Vec<String> = self
+            .peer_interest
+            .iter()
+            .filter(|(_, kinds)| kinds.contains(kind))
+            .map(|(peer, _)| peer.clone())
+            .collect();
+        if peers.is_empty() {
+            return;
+        }
+        match encode(&PeerMsg::Lifecycle { kind, name, attrs }) {
+            Ok(frame) => peers.iter().for_each(|p| self.queue(Some(p), &frame)),
+            Err(e) => warn!(error = %e, "cannot encode a federation message"),
+        }
+    }
+
+    /// Keeps this node's client subscribed, one subscription per kind, to
+    /// the lifecycle kinds some peer's subscribers take, and to no other:
+    /// through the manager's interest page, this node's clients then tell
+    /// it of exactly those steps, and their events come to
+    /// [`Node::local_event`]. The peers' own subscriptions made this way
+    /// never count as interest here (the manager leaves the mirror's out),
+    /// so two nodes do not keep each other's interest alive.
+    fn follow_peer_interest(&mut self) {
+        let wanted = self
+            .peer_interest
+            .values()
+            .fold(EventMask::NONE, |all, &kinds| all | kinds);
+        for kind in [EventKind::Declare, EventKind::Seal, EventKind::Dispose] {
+            let held = self.lifecycle_subs.iter().position(|&(k, _)| k == kind);
+            match (wanted.contains(kind), held) {
+                (true, None) => match self.client.subscribe("*", kind.into(), false) {
+                    Ok(id) => self.lifecycle_subs.push((kind, id)),
+                    Err(e) => {
+                        warn!(?kind, error = %e, "cannot take a lifecycle kind for the peers")
+                    }
+                },
+                (false, Some(i)) => {
+                    let (_, id) = self.lifecycle_subs.swap_remove(i);
+                    if let Err(e) = self.client.unsubscribe(id) {
+                        warn!(?kind, error = %e, "cannot drop a lifecycle kind the peers left");
+                    }
+                }
+                _ => {}
+            }
         }
     }
 

@@ -18,9 +18,9 @@ use super::outbox::Meters;
 use super::ManagerConfig;
 use crate::engine::registry::{ClientId, Registry};
 use crate::engine::{Effect, Engine, EngineConfig, Forwarded, GroupNote, SegmentCheck, SegmentKey};
-use crate::events::EventKind;
+use crate::events::{EventKind, EventMask};
 use crate::ipc::fasthash::FastMap;
-use crate::ipc::interest::InterestPage;
+use crate::ipc::interest::{InterestPage, LIFECYCLE_KINDS};
 use crate::ipc::limits::fit_names;
 use crate::ipc::pool::Slot;
 use crate::ipc::shm::{check_seals, file_size, Segment};
@@ -60,6 +60,9 @@ pub struct Host {
     copies: Copies,
     /// The last event or record queued on the mirror's connection.
     mirror_sent: u64,
+    /// Told when the lifecycle kinds this node's own subscribers take
+    /// change, and what they are now.
+    local_interest: (EventMask, Option<InterestHook>),
     /// Where the subscribers' interest in lifecycle events is published.
     interest: InterestPage,
     /// Its descriptor, sent to clients that agree to
@@ -79,6 +82,11 @@ pub type GroupHook = Box<dyn Fn(GroupNote) + Send>;
 /// What a manager calls with every event for its mirror (under the state
 /// lock: it must not block).
 pub type MirrorHook = Box<dyn Fn(MirrorEvent) + Send>;
+
+/// What a manager calls with the lifecycle kinds its own subscribers take
+/// (all but the mirror's) when they change (under the state lock: it must
+/// not block).
+pub type InterestHook = Box<dyn Fn(EventMask) + Send>;
 
 impl Host {
     /// An engine over `registry` with `config`'s policies, checking user
@@ -117,6 +125,7 @@ impl Host {
             mirror_events: None,
             copies: Copies::default(),
             mirror_sent: 0,
+            local_interest: (EventMask::NONE, None),
             interest,
             interest_fd: Arc::new(interest_fd),
         })
@@ -495,11 +504,19 @@ impl Host {
         self.mirror_events = Some((inline_max, hook));
     }
 
+    /// Calls `hook` with the lifecycle kinds this node's own subscribers
+    /// take, now and whenever they change.
+    pub fn set_local_interest_hook(&mut self, hook: InterestHook) {
+        hook(self.local_interest.0);
+        self.local_interest.1 = Some(hook);
+    }
+
     /// Hands an event of `kind` on `name` to the mirror's hook, an offer
-    /// with the object's bytes if it is small enough. Runs once the
+    /// with the object's bytes if it is small enough, a lifecycle step
+    /// with its `attrs`. Runs once the
     /// effects that came with it are carried out (the offer's segment is
     /// kept by then).
-    fn to_mirror(&self, kind: EventKind, name: String, after: u64) {
+    fn to_mirror(&self, kind: EventKind, name: String, attrs: Option<Attributes>, after: u64) {
         let Some((inline_max, hook)) = &self.mirror_events else {
             return;
         };
@@ -521,6 +538,7 @@ impl Host {
             kind,
             name,
             inline,
+            attrs,
             after,
         });
     }
@@ -576,7 +594,8 @@ impl Host {
                     msg: Msg::Event(event),
                     segment: None,
                 } if self.mirror == Some(to) && self.mirror_events.is_some() => {
-                    mirrored.push((event.kind, event.name, self.mirror_sent));
+                    let attrs = LIFECYCLE_KINDS.contains(event.kind).then_some(event.attrs);
+                    mirrored.push((event.kind, event.name, attrs, self.mirror_sent));
                 }
                 // A reply to an operation made for the mirror here.
                 Effect::Send { to, id, msg, .. }
@@ -625,11 +644,17 @@ impl Host {
                 // Written under the state lock, before this operation's
                 // messages go out.
                 Effect::Interest(interest) => self.interest.set(interest),
+                Effect::LocalInterest(kinds) => {
+                    self.local_interest.0 = kinds;
+                    if let Some(hook) = &self.local_interest.1 {
+                        hook(kinds);
+                    }
+                }
             }
         }
         self.effects = effects;
-        for (kind, name, after) in mirrored {
-            self.to_mirror(kind, name, after);
+        for (kind, name, attrs, after) in mirrored {
+            self.to_mirror(kind, name, attrs, after);
         }
         self.pass_notes();
     }

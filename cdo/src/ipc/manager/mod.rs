@@ -40,7 +40,7 @@ use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use tracing::{debug, info, warn};
 
 use crate::config::{PoolConfig, UnknownAttributes};
-use crate::events::EventKind;
+use crate::events::{EventKind, EventMask};
 use crate::schema::Schema;
 
 use self::conns::Conns;
@@ -256,6 +256,9 @@ pub struct MirrorEvent {
     /// For an offer of an object small enough: its attributes (`size`
     /// among them) and a copy of its bytes, read when it was offered.
     pub inline: Option<(Attributes, Vec<u8>)>,
+    /// For a declare, seal or dispose: the attributes its event carries
+    /// (a client tells them with the step).
+    pub attrs: Option<Attributes>,
     /// The last record (or event) sent on the mirror's connection before
     /// this event ([`EventRef::event`](crate::ipc::wire::EventRef::event),
     /// [`GroupRecord::event`](crate::ipc::client::GroupRecord::event); 0:
@@ -315,6 +318,15 @@ impl Control {
     /// call replaces the first hook.
     pub fn on_mirror_events(&self, inline_max: u64, hook: impl Fn(MirrorEvent) + Send + 'static) {
         lock(&self.0.state).set_mirror_hook(inline_max, Box::new(hook));
+    }
+
+    /// Calls `hook` with the lifecycle kinds (declare, seal, dispose) that
+    /// this node's own subscribers take, those of every client but the
+    /// mirror: at once, and again whenever they change. The hook runs
+    /// under the manager's lock and must not block; a second call replaces
+    /// the first hook.
+    pub fn on_local_interest(&self, hook: impl Fn(EventMask) + Send + 'static) {
+        lock(&self.0.state).set_local_interest_hook(Box::new(hook));
     }
 
     /// Offers a copy of `bytes` here under `name` with `attrs`, as the
