@@ -37,6 +37,29 @@ fn next_event(c: &mut Client) -> EventRef {
     }
 }
 
+/// The events `c` receives up to and including the first that `last`
+/// picks, as (kind, name): each raised on node `node` (no client of this
+/// node), awaiting no acknowledgement, of an object of step 1.
+fn remote_events_until(
+    c: &mut Client,
+    node: &str,
+    last: impl Fn(&EventRef) -> bool,
+) -> Vec<(EventKind, String)> {
+    let mut heard = Vec::new();
+    loop {
+        let e = next_event(c);
+        assert_eq!(e.node.as_deref(), Some(node), "{e:?}");
+        assert_eq!(e.client, 0, "no client of this node raised it");
+        assert!(!e.needs_ack);
+        assert_eq!(e.attrs.get("app.step"), Some(&Value::UInt(1)), "{e:?}");
+        let end = last(&e);
+        heard.push((e.kind, e.name));
+        if end {
+            return heard;
+        }
+    }
+}
+
 /// The events `c` receives up to and including the offer of `last`, as
 /// (kind, name, node).
 fn events_until(c: &mut Client, last: &str) -> Vec<(EventKind, String, Option<String>)> {
@@ -312,19 +335,7 @@ fn a_consumer_s_requires_demands_and_retractions_are_heard_on_the_producer_s_nod
     consumer.require("nowhere").unwrap();
     consumer.require("x/end").unwrap();
 
-    let mut heard = Vec::new();
-    loop {
-        let e = next_event(&mut watch_a);
-        assert_eq!(e.node.as_deref(), Some(b.as_str()), "{e:?}");
-        assert_eq!(e.client, 0, "no client of this node raised it");
-        assert!(!e.needs_ack);
-        assert_eq!(e.attrs.get("app.step"), Some(&Value::UInt(1)), "{e:?}");
-        let end = e.name == "x/end";
-        heard.push((e.kind, e.name));
-        if end {
-            break;
-        }
-    }
+    let heard = remote_events_until(&mut watch_a, &b, |e| e.name == "x/end");
     let ev = |kind, name: &str| (kind, name.to_string());
     assert_eq!(
         heard,
@@ -403,18 +414,9 @@ fn lifecycle_steps_reach_subscribers_on_other_nodes_while_they_take_them() {
     }
     producer.flush().unwrap();
 
-    let mut heard = Vec::new();
-    loop {
-        let e = next_event(&mut watch_a);
-        assert_eq!(e.node.as_deref(), Some(b.as_str()), "{e:?}");
-        assert_eq!(e.client, 0, "no client of this node raised it");
-        assert_eq!(e.attrs.get("app.step"), Some(&Value::UInt(1)), "{e:?}");
-        let end = e.kind == EventKind::Dispose && e.name == "y/end";
-        heard.push((e.kind, e.name));
-        if end {
-            break;
-        }
-    }
+    let heard = remote_events_until(&mut watch_a, &b, |e| {
+        e.kind == EventKind::Dispose && e.name == "y/end"
+    });
     let ev = |kind, name: &str| (kind, name.to_string());
     assert_eq!(
         heard,

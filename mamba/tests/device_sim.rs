@@ -7,13 +7,13 @@ use mamba::gpu::{
     DeviceConverter, DevicePtr, DeviceRuntime, GpuDevice, RuntimeProvider, SimDevice,
     StagingConfig, StreamId,
 };
-use mamba::{Array, Backing, Error, Mamba, Policy, Pool, PoolSettings, SpaceId, SpaceInfo, Tier};
+use mamba::{Array, Error, Mamba, Policy, Pool, PoolSettings, Tier};
 use mamba_transforms::{CopyPlan, Layout};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 mod common;
-use common::gpu::{cpu_copy, device_bytes};
+use common::gpu::{cpu_copy, device_bytes, space};
 
 /// Slot size of the staging rings: small, so that arrays span many chunks.
 const SLOT: usize = 4096;
@@ -22,24 +22,6 @@ struct Node {
     mamba: Mamba,
     sims: Vec<SimDevice>,
     gpus: Vec<Arc<GpuDevice>>,
-}
-
-fn space(id: u32, name: &str, tier: Tier, device: u32, host_accessible: bool) -> SpaceInfo {
-    SpaceInfo {
-        id: SpaceId(id),
-        name: name.into(),
-        tier,
-        capacity: 256 << 20,
-        numa_node: None,
-        device: Some(device),
-        cpus: Vec::new(),
-        bandwidth_mib_s: None,
-        latency_ns: None,
-        host_accessible,
-        persistent: false,
-        // The memory of a test double: plain process memory.
-        backing: Backing::Unbound,
-    }
 }
 
 /// Spaces: 0 `gpu0`, 1 `pinned0`, 2 `gpu1`, on two simulated devices.
@@ -63,7 +45,7 @@ fn node() -> Node {
     };
     let pool = |id, name, tier, gpu: &Arc<GpuDevice>, pinned| {
         Pool::new(
-            space(id, name, tier, gpu.ordinal(), pinned),
+            space(id, name, tier, Some(gpu.ordinal()), pinned, 256 << 20),
             Box::new(RuntimeProvider::new(Arc::clone(gpu), pinned)),
             settings,
         )

@@ -6,15 +6,18 @@
 use mamba::copy::copy_bytes;
 use mamba::gpu::{GpuDevice, RuntimeProvider, SimDevice, SimStats, StagingConfig};
 use mamba::provider::{NumaProvider, SpillProvider};
-use mamba::{
-    Allocation, Backing, Error, Mamba, Policy, Pool, PoolSettings, SpaceId, SpaceInfo, Tier,
-};
+use mamba::{Allocation, Error, Mamba, Policy, Pool, PoolSettings, Tier};
 use std::sync::Arc;
+
+mod common;
+use common::gpu::space;
 
 /// Slot size of the staging rings: small, so that copies span many chunks.
 const SLOT: usize = 4096;
 /// Bytes copied: several staging slots and a partial one.
 const LEN: usize = 5 * SLOT + 3;
+/// Bytes each space holds.
+const CAPACITY: usize = 64 << 20;
 /// The spaces, by name.
 const SPACES: [&str; 5] = ["dram", "spill", "pinned0", "gpu0", "gpu1"];
 
@@ -22,23 +25,6 @@ struct Node {
     mamba: Mamba,
     sims: Vec<SimDevice>,
     _dir: tempfile::TempDir,
-}
-
-fn space(id: u32, name: &str, tier: Tier, device: Option<u32>, host: bool) -> SpaceInfo {
-    SpaceInfo {
-        id: SpaceId(id),
-        name: name.into(),
-        tier,
-        capacity: 64 << 20,
-        numa_node: None,
-        device,
-        cpus: Vec::new(),
-        bandwidth_mib_s: None,
-        latency_ns: None,
-        host_accessible: host,
-        persistent: false,
-        backing: Backing::Unbound,
-    }
 }
 
 /// The five spaces of [`SPACES`], in that order.
@@ -62,7 +48,7 @@ fn node() -> Node {
     let on_gpu = |id, name, gpu: &Arc<GpuDevice>, pinned| {
         let tier = if pinned { Tier::Pinned } else { Tier::Gpu };
         Pool::new(
-            space(id, name, tier, Some(gpu.ordinal()), pinned),
+            space(id, name, tier, Some(gpu.ordinal()), pinned, CAPACITY),
             Box::new(RuntimeProvider::new(Arc::clone(gpu), pinned)),
             settings,
         )
@@ -70,12 +56,12 @@ fn node() -> Node {
     let spill = SpillProvider::new(dir.path(), None).expect("a spill directory");
     let mamba = Mamba::from_pools(vec![
         Pool::new(
-            space(0, "dram", Tier::Dram, None, true),
+            space(0, "dram", Tier::Dram, None, true, CAPACITY),
             Box::new(NumaProvider::process_default()),
             settings,
         ),
         Pool::new(
-            space(1, "spill", Tier::Ssd, None, false),
+            space(1, "spill", Tier::Ssd, None, false, CAPACITY),
             Box::new(spill),
             settings,
         ),
