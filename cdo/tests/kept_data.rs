@@ -115,3 +115,37 @@ fn what_a_name_keeps_goes_with_its_last_handle() {
     assert_eq!(pool.names(), 0);
     assert_eq!(dram(pool).in_use, 0, "the name's data went with it");
 }
+
+#[test]
+fn data_the_application_attached_stays_its_own_to_refill() {
+    let env = common::env();
+    let pool = &env.pool;
+    let _name = pool.name("kept/staged").unwrap();
+    // A small staging block offered again and again, as a solver stages
+    // its data per call (`Cdo::attach_data`).
+    let mut stage: Data = pool
+        .allocate(64, &mamba::Policy::require(Tier::Dram))
+        .unwrap()
+        .into();
+    for round in 0..3u8 {
+        let block = stage
+            .get_mut()
+            .expect("the stage is the application's alone again");
+        block.as_mut_slice().unwrap().fill(round);
+        let mut p = pool.declare("kept/staged").unwrap();
+        p.attach_data(stage.clone()).unwrap();
+        p.seal().unwrap();
+        p.offer().unwrap();
+        let mut c = pool.declare("kept/staged").unwrap();
+        c.require().unwrap();
+        assert_eq!(c.demand().unwrap().as_slice().unwrap(), [round; 64]);
+        c.dispose().unwrap();
+        p.withdraw().unwrap();
+        p.dispose().unwrap();
+    }
+    assert_eq!(
+        dram(pool).in_use,
+        64,
+        "only the stage: nothing kept beside it"
+    );
+}

@@ -65,6 +65,10 @@ pub struct Cdo<'p> {
     attrs: Option<Arc<Attributes>>,
     /// The producer's data before the offer.
     buffer: Option<Data>,
+    /// The data was made by [`Cdo::write`], the pool's own: its withdrawn
+    /// offer may keep it for the name's next write. Data the application
+    /// attached stays the application's alone.
+    written: bool,
     /// The producer's offer while it is offered.
     offer: Option<Arc<Offer>>,
     /// The version of the offer this producer withdrew (the offer record
@@ -107,6 +111,7 @@ impl<'p> Cdo<'p> {
             state: State::Declared,
             attrs: attrs.cloned(),
             buffer: None,
+            written: false,
             offer: None,
             withdrawn: None,
             pin: None,

@@ -154,7 +154,9 @@ impl Cdo<'_> {
                 data = fresh.into();
             }
         }
-        self.attach_slot(data).map(|_| ())
+        self.attach_slot(data)?;
+        self.written = true;
+        Ok(())
     }
 
     /// The data the name's last withdrawn offer kept, when it has `len`
@@ -309,13 +311,15 @@ impl Cdo<'_> {
                     // Nothing else holds the record (no consumer group
                     // does): it becomes the allocation of the name's next
                     // offer, under the lock taken anyway. Its data is kept
-                    // for the name's next write when small, and let go
+                    // for the name's next write when small and made by a
+                    // write (never the application's own), and let go
                     // otherwise, as is what was kept before (both after
                     // the lock).
                     let mut withdrawn = self.offer.take();
+                    let written = self.written;
                     let data = withdrawn.as_mut().and_then(Arc::get_mut).map(|o| {
                         let data = std::mem::take(&mut o.data);
-                        let (keep, let_go) = match data.keepable() {
+                        let (keep, let_go) = match written && data.keepable() {
                             true => (data, Data::empty()),
                             false => (Data::empty(), data),
                         };
