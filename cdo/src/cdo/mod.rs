@@ -26,19 +26,35 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::warn;
 
+/// Attributes with none set but `size`.
+const fn only_size(size: Option<u64>) -> Attributes {
+    Attributes {
+        size,
+        element_type: None,
+        layout: None,
+        lifetime: std::time::Duration::ZERO,
+        priority: crate::attrs::Priority::Normal,
+        persist: false,
+        wanted_place: None,
+        wanted_order: None,
+        members: Vec::new(),
+        user: std::collections::BTreeMap::new(),
+    }
+}
+
 /// The attributes of a handle that set none.
-static NO_ATTRIBUTES: Attributes = Attributes {
-    size: None,
-    element_type: None,
-    layout: None,
-    lifetime: std::time::Duration::ZERO,
-    priority: crate::attrs::Priority::Normal,
-    persist: false,
-    wanted_place: None,
-    wanted_order: None,
-    members: Vec::new(),
-    user: std::collections::BTreeMap::new(),
-};
+static NO_ATTRIBUTES: Attributes = only_size(None);
+
+/// What a token (an object offered with no attributes set, so of size 0)
+/// reports as its attributes once offered.
+static TOKEN_ATTRIBUTES: Attributes = only_size(Some(0));
+
+thread_local! {
+    /// This thread's shared attributes of the tokens it offers: a name's
+    /// spare offer record keeps them, so offering a token again touches no
+    /// reference count, and threads share no counter.
+    pub(super) static TOKEN: Arc<Attributes> = Arc::new(TOKEN_ATTRIBUTES.clone());
+}
 
 /// A consumer's match with an offer.
 enum Pin {
@@ -131,7 +147,27 @@ impl<'p> Cdo<'p> {
 
     /// This handle's attributes.
     pub fn attributes(&self) -> &Attributes {
-        self.attrs.as_deref().unwrap_or(&NO_ATTRIBUTES)
+        match &self.attrs {
+            Some(a) => a,
+            None if self.offered_token() => &TOKEN_ATTRIBUTES,
+            None => &NO_ATTRIBUTES,
+        }
+    }
+
+    /// Whether this handle offered a token without setting attributes: it
+    /// reports [`TOKEN_ATTRIBUTES`] without holding them.
+    fn offered_token(&self) -> bool {
+        self.attrs.is_none() && (self.offer.is_some() || self.withdrawn.is_some())
+    }
+
+    /// This handle's attributes as shared ones, for a copy of them (an
+    /// event, a handle declared again); `None` when it has none.
+    fn shared_attributes(&self) -> Option<Arc<Attributes>> {
+        match &self.attrs {
+            Some(a) => Some(Arc::clone(a)),
+            None if self.offered_token() => Some(TOKEN.with(Arc::clone)),
+            None => None,
+        }
     }
 
     /// This handle's attributes, writable (copied first when shared).
@@ -182,7 +218,7 @@ impl<'p> Cdo<'p> {
     pub fn declare_again(&self) -> Cdo<'p> {
         self.pool.declare_with(
             self.pool.registry.retain(&self.entry),
-            self.attrs.as_ref(),
+            self.shared_attributes().as_ref(),
             self.origin,
         )
     }
@@ -261,18 +297,19 @@ impl<'p> Cdo<'p> {
         attrs: Option<&Arc<Attributes>>,
         waited: Duration,
     ) -> bool {
-        let none: Arc<Attributes>;
+        let own: Arc<Attributes>;
         let subject = Subject {
             name: &self.entry.name,
             version,
             place,
-            attrs: match attrs.or(self.attrs.as_ref()) {
+            attrs: match attrs {
                 Some(a) => a,
                 None => {
                     // Events are raised only with subscribers: this
-                    // allocation is not on the path of a pool without.
-                    none = Arc::default();
-                    &none
+                    // reference count (or allocation, for a handle without
+                    // attributes) is not on the path of a pool without.
+                    own = self.shared_attributes().unwrap_or_default();
+                    &own
                 }
             },
             origin: self.origin,

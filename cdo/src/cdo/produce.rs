@@ -10,7 +10,6 @@ use crate::lifecycle::{Op, State};
 use crate::registry::renew_offer;
 use crate::stats::Counter;
 use mamba::Policy;
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -214,15 +213,14 @@ impl Cdo<'_> {
         }
         // Changes to the handle wait until nothing can fail any more: new
         // attributes (with the size) are kept aside until then.
-        let attrs: Cow<'_, Arc<Attributes>> = match &self.attrs {
-            Some(a) if a.size.is_some() => Cow::Borrowed(a),
-            None => Cow::Owned(size_only_attributes(0)),
-            Some(a) => Cow::Owned(Arc::new(Attributes {
+        let sized = match &self.attrs {
+            Some(a) if a.size.is_none() => Some(Arc::new(Attributes {
                 size: Some(0),
                 ..(**a).clone()
             })),
+            _ => None,
         };
-        let offer = {
+        let mut publish = |attrs: &Arc<Attributes>| {
             let mut e = self.entry.lock();
             if !admits_offer(self.pool.config.duplicates, !e.live.is_empty()) {
                 return Err(Error::AlreadyOffered {
@@ -238,7 +236,7 @@ impl Cdo<'_> {
                 &self.entry.name,
                 version,
                 order,
-                &attrs,
+                attrs,
                 data,
                 self.origin,
             );
@@ -251,9 +249,16 @@ impl Cdo<'_> {
             if e.sleepers > 0 {
                 self.entry.cv.notify_all();
             }
-            offer
+            Ok(offer)
         };
-        if let Cow::Owned(sized) = attrs {
+        // A token (no attributes set) offers this thread's shared token
+        // attributes, which the handle then reports without holding them.
+        let offer = match (&sized, &self.attrs) {
+            (Some(sized), _) => publish(sized),
+            (None, Some(own)) => publish(own),
+            (None, None) => super::TOKEN.with(|token| publish(token)),
+        }?;
+        if let Some(sized) = sized {
             self.attrs = Some(sized);
         }
         self.state = next;
