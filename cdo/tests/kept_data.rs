@@ -5,7 +5,7 @@
 mod common;
 
 use cdo::data::KEPT_DATA_MAX;
-use cdo::{Data, Pool};
+use cdo::{Cdo, Data, Pool};
 use mamba::{PoolStats, Tier};
 
 /// The statistics of the DRAM space that CDO writes use.
@@ -19,11 +19,21 @@ fn dram(pool: &Pool) -> PoolStats {
         .expect("the DRAM space has statistics")
 }
 
-/// Offers `bytes` under `name`, demands it as a second handle and returns
-/// the consumer's view; both handles are withdrawn and disposed.
+/// Writes `bytes` under `name` and hands them over (see [`hand_over_with`]).
 fn hand_over(pool: &Pool, name: &str, bytes: &[u8]) -> Data {
+    hand_over_with(pool, name, |p| p.write(bytes))
+}
+
+/// Offers under `name` what `fill` gives the producer's handle, demands it
+/// as a second handle and returns the consumer's view; both handles are
+/// withdrawn and disposed.
+fn hand_over_with(
+    pool: &Pool,
+    name: &str,
+    fill: impl FnOnce(&mut Cdo<'_>) -> cdo::Result<()>,
+) -> Data {
     let mut p = pool.declare(name).unwrap();
-    p.write(bytes).unwrap();
+    fill(&mut p).unwrap();
     p.seal().unwrap();
     p.offer().unwrap();
     let mut c = pool.declare(name).unwrap();
@@ -132,16 +142,8 @@ fn data_the_application_attached_stays_its_own_to_refill() {
             .get_mut()
             .expect("the stage is the application's alone again");
         block.as_mut_slice().unwrap().fill(round);
-        let mut p = pool.declare("kept/staged").unwrap();
-        p.attach_data(stage.clone()).unwrap();
-        p.seal().unwrap();
-        p.offer().unwrap();
-        let mut c = pool.declare("kept/staged").unwrap();
-        c.require().unwrap();
-        assert_eq!(c.demand().unwrap().as_slice().unwrap(), [round; 64]);
-        c.dispose().unwrap();
-        p.withdraw().unwrap();
-        p.dispose().unwrap();
+        let view = hand_over_with(pool, "kept/staged", |p| p.attach_data(stage.clone()));
+        assert_eq!(view.as_slice().unwrap(), [round; 64]);
     }
     assert_eq!(
         dram(pool).in_use,

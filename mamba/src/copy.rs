@@ -199,9 +199,6 @@ pub fn copy_bytes(src: &Allocation<'_>, dst: &mut Allocation<'_>) -> Result<()> 
         });
     }
     match (place_of(src), place_of(dst)) {
-        (Ok(Place::Host { .. }), Ok(Place::Host { .. })) => {
-            dst.as_mut_slice()?.copy_from_slice(src.as_slice()?);
-        }
         (Ok(Place::Host { pinned }), Ok(Place::Device { gpu, ptr })) => {
             let bytes = src.as_slice()?;
             // SAFETY: `src` is borrowed for the call, which waits, and
@@ -219,6 +216,8 @@ pub fn copy_bytes(src: &Allocation<'_>, dst: &mut Allocation<'_>) -> Result<()> 
             unsafe { sg.enqueue_device_copy(&dg, dp, sp, len) }?;
             sg.finish()?;
         }
+        // Host memory on both sides (a memory copy), or spaces reached
+        // only by their own reads and writes.
         _ => copy_by_reads_and_writes(src, dst)?,
     }
     Ok(())
@@ -282,16 +281,15 @@ fn copy_between(
             }
         }
         (Place::Device { gpu, ptr }, Place::Host { pinned }) => {
-            let on_device =
-                convert_before_download(&gpu, src, dst, pinned, src_layout, dst_layout, ptr)?;
-            let bytes = dst.as_bytes_mut()?;
             if same {
+                let bytes = dst.as_bytes_mut()?;
                 let len = src_layout.required_len();
                 // SAFETY: `bytes` is borrowed mutably for the call.
                 unsafe { gpu.download(bytes.as_mut_ptr(), ptr, len, pinned) }?;
-            } else if !on_device {
+            } else if !convert_before_download(&gpu, src, dst, pinned, src_layout, dst_layout, ptr)?
+            {
                 let tmp = host_copy_of(&gpu, ptr, src_layout.required_len())?;
-                plan.execute_with(&tmp, bytes, opts)?;
+                plan.execute_with(&tmp, dst.as_bytes_mut()?, opts)?;
             }
         }
         (Place::Device { gpu: sg, ptr: sp }, Place::Device { gpu: dg, ptr: dp }) => {
@@ -320,17 +318,31 @@ fn copy_between(
 pub const DEVICE_CONVERSION_MIN: usize = 1 << 20;
 
 /// A scratch block of `len` bytes in the device pool of `a` (device memory
-/// of the copy's device), for a conversion on the device.
-fn device_scratch<'p>(a: &'p Array<'_>, len: usize) -> Option<Allocation<'p>> {
-    a.allocation()?.pool().allocate(len, 256).ok()
+/// of the copy's device) and its address, for a conversion on the device
+/// of a source of `source_len` bytes: `None`, and the host converts, when
+/// that is not worth it (a source under [`DEVICE_CONVERSION_MIN`]), when
+/// the device has no converter, or when its pool has no room.
+fn device_scratch<'p>(
+    gpu: &GpuDevice,
+    a: &'p Array<'_>,
+    source_len: usize,
+    len: usize,
+) -> Option<(Allocation<'p>, DevicePtr)> {
+    if source_len < DEVICE_CONVERSION_MIN || !gpu.has_converter() {
+        return None;
+    }
+    let scratch = a.allocation()?.pool().allocate(len, 256).ok()?;
+    let ptr = DevicePtr(scratch.addr() as u64);
+    Some((scratch, ptr))
 }
 
 /// A host-to-device copy that converts the layout: for large arrays, the
 /// source bytes go to a scratch block of the destination's device pool as
 /// they are, and the device's converter writes them into `dst` (at
 /// `dst_ptr`) in its layout. False, with nothing written to `dst`, when the
-/// host converts instead: a small array, no converter, no scratch memory,
-/// or a pair of layouts the converter declines.
+/// host converts instead (see [`device_scratch`]), or when the converter
+/// declines the pair of layouts (tiled ones): the upload to the scratch
+/// block was then for nothing.
 fn convert_after_upload(
     gpu: &Arc<GpuDevice>,
     dst: &Array<'_>,
@@ -341,15 +353,11 @@ fn convert_after_upload(
     dst_ptr: DevicePtr,
 ) -> Result<bool> {
     let len = src_layout.required_len();
-    if len < DEVICE_CONVERSION_MIN || !gpu.has_converter() {
-        return Ok(false);
-    }
-    let Some(scratch) = device_scratch(dst, len) else {
+    let Some((_scratch, scratch_ptr)) = device_scratch(gpu, dst, len, len) else {
         return Ok(false);
     };
-    let scratch_ptr = DevicePtr(scratch.addr() as u64);
     // SAFETY: `bytes` is borrowed for the call, which waits; the scratch
-    // block is ours until it drops below.
+    // block is ours until it drops on return.
     unsafe { gpu.upload(scratch_ptr, bytes.as_ptr(), len, pinned) }?;
     gpu.convert_on_device(src_layout, dst_layout, scratch_ptr, dst_ptr)
 }
@@ -359,7 +367,8 @@ fn convert_after_upload(
 /// the device's converter writes `src` (at `src_ptr`) into a scratch block
 /// of its device pool in the destination's layout, and that block comes
 /// down as it is. False, with nothing written to `dst`, when the host
-/// converts instead (as for [`convert_after_upload`]).
+/// converts instead (see [`device_scratch`]), or when the converter
+/// declines the pair of layouts.
 fn convert_before_download(
     gpu: &Arc<GpuDevice>,
     src: &Array<'_>,
@@ -370,23 +379,19 @@ fn convert_before_download(
     src_ptr: DevicePtr,
 ) -> Result<bool> {
     let len = dst_layout.required_len();
-    if src_layout == dst_layout
-        || src_layout.required_len() < DEVICE_CONVERSION_MIN
-        || !covers(dst_layout)
-        || !gpu.has_converter()
-    {
+    if !covers(dst_layout) {
         return Ok(false);
     }
-    let Some(scratch) = device_scratch(src, len) else {
+    let Some((_scratch, scratch_ptr)) = device_scratch(gpu, src, src_layout.required_len(), len)
+    else {
         return Ok(false);
     };
-    let scratch_ptr = DevicePtr(scratch.addr() as u64);
     if !gpu.convert_on_device(src_layout, dst_layout, src_ptr, scratch_ptr)? {
         return Ok(false);
     }
     let bytes = dst.as_bytes_mut()?;
     // SAFETY: `bytes` is borrowed mutably for the call, which waits; the
-    // scratch block lives until it drops below.
+    // scratch block lives until it drops on return.
     unsafe { gpu.download(bytes.as_mut_ptr(), scratch_ptr, len, pinned) }?;
     Ok(true)
 }

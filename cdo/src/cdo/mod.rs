@@ -160,13 +160,13 @@ impl<'p> Cdo<'p> {
         self.attrs.is_none() && (self.offer.is_some() || self.withdrawn.is_some())
     }
 
-    /// This handle's attributes as shared ones, for a copy of them (an
-    /// event, a handle declared again); `None` when it has none.
-    fn shared_attributes(&self) -> Option<Arc<Attributes>> {
+    /// Calls `f` with this handle's attributes as shared ones (for an
+    /// event, a handle declared again): those it set, this thread's token
+    /// attributes once it offered a token, `None` when it has none.
+    fn with_own_attributes<R>(&self, f: impl FnOnce(Option<&Arc<Attributes>>) -> R) -> R {
         match &self.attrs {
-            Some(a) => Some(Arc::clone(a)),
-            None if self.offered_token() => Some(TOKEN.with(Arc::clone)),
-            None => None,
+            None if self.offered_token() => TOKEN.with(|token| f(Some(token))),
+            own => f(own.as_ref()),
         }
     }
 
@@ -216,11 +216,10 @@ impl<'p> Cdo<'p> {
     /// starts `Declared` whatever this one's state, and raises its events
     /// as this one's participant.
     pub fn declare_again(&self) -> Cdo<'p> {
-        self.pool.declare_with(
-            self.pool.registry.retain(&self.entry),
-            self.shared_attributes().as_ref(),
-            self.origin,
-        )
+        self.with_own_attributes(|attrs| {
+            self.pool
+                .declare_with(self.pool.registry.retain(&self.entry), attrs, self.origin)
+        })
     }
 
     fn check(&self, op: Op) -> Result<State> {
@@ -297,24 +296,25 @@ impl<'p> Cdo<'p> {
         attrs: Option<&Arc<Attributes>>,
         waited: Duration,
     ) -> bool {
-        let own: Arc<Attributes>;
-        let subject = Subject {
-            name: &self.entry.name,
-            version,
-            place,
-            attrs: match attrs {
-                Some(a) => a,
-                None => {
-                    // Events are raised only with subscribers: this
-                    // reference count (or allocation, for a handle without
-                    // attributes) is not on the path of a pool without.
-                    own = self.shared_attributes().unwrap_or_default();
-                    &own
-                }
-            },
-            origin: self.origin,
-        };
-        self.pool.bus.emit(kind, subject, waited)
+        self.with_own_attributes(|own| {
+            let none: Arc<Attributes>;
+            let subject = Subject {
+                name: &self.entry.name,
+                version,
+                place,
+                attrs: match attrs.or(own) {
+                    Some(a) => a,
+                    None => {
+                        // Events are raised only with subscribers: this
+                        // allocation is not on the path of a pool without.
+                        none = Arc::default();
+                        &none
+                    }
+                },
+                origin: self.origin,
+            };
+            self.pool.bus.emit(kind, subject, waited)
+        })
     }
 
     /// Raises the declaration event. A declaration always yields its

@@ -868,12 +868,16 @@ impl Engine {
     /// Publishes the subscribers' interest in lifecycle events when it
     /// changed.
     fn publish_interest(&mut self, out: &mut Outgoing) {
-        let now = self.subs.interest();
+        let now = self.subs.interest(None);
         if now != self.interest {
             self.interest = now;
             out.push(Effect::Interest(now));
         }
-        let local = self.subs.heard_without(self.mirror);
+        // Without a mirror (no federation) every subscriber is this node's.
+        let local = match self.mirror {
+            None => now.heard,
+            mirror => self.subs.interest(mirror).heard,
+        };
         if local != self.local_heard {
             self.local_heard = local;
             out.push(Effect::LocalInterest(local));

@@ -313,25 +313,16 @@ impl Subs {
     }
 
     /// The lifecycle kinds (declare, seal, dispose) that plain
-    /// subscriptions take, and those that acknowledged ones take.
-    pub fn interest(&self) -> Interest {
-        self.subs
-            .values()
-            .filter(|s| s.group.is_none())
-            .fold(Interest::NONE, |all, s| {
-                all.union(Interest::of(s.mask, s.ack))
-            })
-    }
-
-    /// The lifecycle kinds that plain subscriptions of clients other than
-    /// `except` take: what this node's own subscribers want, without the
-    /// subscriptions a federation's client makes for other nodes.
-    pub fn heard_without(&self, except: Option<ClientId>) -> EventMask {
+    /// subscriptions of clients other than `except` take, and those that
+    /// acknowledged ones take. With `except` the federation's client, it
+    /// is what this node's own subscribers want, without the subscriptions
+    /// the federation makes for other nodes.
+    pub fn interest(&self, except: Option<ClientId>) -> Interest {
         self.subs
             .values()
             .filter(|s| s.group.is_none() && Some(s.client) != except)
-            .fold(EventMask::NONE, |all, s| {
-                all | Interest::of(s.mask, false).heard
+            .fold(Interest::NONE, |all, s| {
+                all.union(Interest::of(s.mask, s.ack))
             })
     }
 
