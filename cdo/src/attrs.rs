@@ -21,6 +21,7 @@
 //! [`OfferView`](crate::engine::registry::OfferView)), but not `space` and
 //! `tier`: its objects lie in memfd segments, in no mamba space.
 
+use crate::engine::names::{members_listed, members_value, MEMBERS};
 use crate::error::{Error, Result};
 use crate::value::{Value, ValueType};
 use mamba::{SpaceId, Tier};
@@ -272,7 +273,7 @@ const SETTABLE_BUILTINS: [&str; 11] = [
     "wanted_space",
     "wanted_tier",
     "wanted_order",
-    "members",
+    MEMBERS,
 ];
 
 impl Attributes {
@@ -316,14 +317,9 @@ impl Attributes {
     pub fn from_flat(flat: &FlatAttributes) -> Result<Attributes> {
         let mut attrs = Attributes::default();
         for (key, value) in flat {
-            if key == "members" {
-                attrs.members = match value {
-                    Value::List(items) => items
-                        .iter()
-                        .map(|v| text(key, v).map(str::to_owned))
-                        .collect::<Result<_>>()?,
-                    other => return Err(mismatch(key, ValueType::List, other)),
-                };
+            if key == MEMBERS {
+                attrs.members =
+                    members_listed(value).ok_or_else(|| mismatch(key, ValueType::List, value))?;
             } else if is_builtin(key) {
                 attrs = set_builtin(&attrs, key, value)?;
             } else {
@@ -366,9 +362,7 @@ impl AttrView<'_> {
                 Place::Space(_) => return None,
             },
             "wanted_order" => Value::Str(a.wanted_order?.name().to_owned()),
-            "members" if !a.members.is_empty() => {
-                Value::List(a.members.iter().map(|m| Value::Str(m.clone())).collect())
-            }
+            MEMBERS if !a.members.is_empty() => members_value(&a.members),
             _ => return a.user.get(key).cloned(),
         })
     }
@@ -382,7 +376,7 @@ pub(crate) fn is_builtin(key: &str) -> bool {
             | "version"
             | "space"
             | "tier"
-            | "members"
+            | MEMBERS
             | "size"
             | "element_type"
             | "shape"
@@ -427,7 +421,7 @@ fn choice<T>(key: &str, v: &Value, parse: impl Fn(&str) -> Option<T>) -> Result<
 pub(crate) fn set_builtin(attrs: &Attributes, key: &str, v: &Value) -> Result<Attributes> {
     let mut a = attrs.clone();
     match key {
-        "name" | "version" | "space" | "tier" | "members" => {
+        "name" | "version" | "space" | "tier" | MEMBERS => {
             return Err(Error::ReadOnlyAttribute { key: key.into() })
         }
         "size" => a.size = Some(uint(key, v)?),

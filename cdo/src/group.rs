@@ -12,6 +12,7 @@
 use crate::attrs::Place;
 use crate::cdo::Cdo;
 use crate::data::Data;
+use crate::engine::names::member_name;
 use crate::error::{Error, Result};
 use crate::lifecycle::State;
 use crate::pool::Pool;
@@ -56,7 +57,7 @@ impl<'p> GroupOffer<'p> {
         if self.manifest.state() != State::Declared {
             return Err(self.error("members are fixed once the group is offered".into()));
         }
-        let name = format!("{}/{member}", self.name());
+        let name = member_name(self.name(), member);
         if self.members.iter().any(|m| **m.name() == *name) {
             return Err(self.error(format!("member {member:?} declared twice")));
         }

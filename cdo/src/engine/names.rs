@@ -1,8 +1,44 @@
 //! What may name a CDO, in either deployment: non-empty `/`-separated
 //! segments without control characters, at most
-//! [`MAX_NAME_LEN`] bytes.
+//! [`MAX_NAME_LEN`] bytes; and how a CDO group names its members: a group
+//! `g` is its members `g/<member>` and a manifest `g` whose [`MEMBERS`]
+//! attribute lists their full names.
 
 use crate::ipc::limits::MAX_NAME_LEN;
+use crate::value::Value;
+
+/// The attribute of a CDO group's manifest that lists its members' full
+/// names, in offer order.
+pub const MEMBERS: &str = "members";
+
+/// The full name of member `member` of CDO group `group`.
+///
+/// ```
+/// assert_eq!(cdo::engine::names::member_name("run1/step42", "rho"), "run1/step42/rho");
+/// ```
+pub fn member_name(group: &str, member: &str) -> String {
+    format!("{group}/{member}")
+}
+
+/// The [`MEMBERS`] value listing `names`.
+pub fn members_value<'a>(names: impl IntoIterator<Item = &'a String>) -> Value {
+    Value::List(names.into_iter().cloned().map(Value::Str).collect())
+}
+
+/// The full names a [`MEMBERS`] value lists; `None` unless it is a list of
+/// texts.
+pub fn members_listed(value: &Value) -> Option<Vec<String>> {
+    match value {
+        Value::List(items) => items
+            .iter()
+            .map(|v| match v {
+                Value::Str(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
 
 /// Why `name` cannot name a CDO (or a CDO group); `None` when it can.
 pub fn invalid(name: &str) -> Option<&'static str> {
@@ -59,5 +95,14 @@ mod tests {
         ] {
             assert_eq!(invalid(bad), Some(why), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_members_list_is_texts_and_reads_back() {
+        let names = vec![member_name("g", "a"), member_name("g", "b/c")];
+        let value = members_value(&names);
+        assert_eq!(members_listed(&value), Some(names));
+        assert_eq!(members_listed(&Value::List(vec![Value::UInt(1)])), None);
+        assert_eq!(members_listed(&Value::Str("g/a".into())), None);
     }
 }

@@ -30,15 +30,9 @@ use std::time::Duration;
 
 use crate::ipc::client::{Client, ClientError, View};
 use crate::ipc::wire::{Attributes, ErrorCode};
-use crate::value::Value;
 
-/// The attribute of a manifest listing its members' full names.
-const MEMBERS: &str = "members";
-
-/// The full name of member `member` of group `group`.
-pub fn member_name(group: &str, member: &str) -> String {
-    format!("{group}/{member}")
-}
+pub use crate::engine::names::member_name;
+use crate::engine::names::{members_listed, members_value, MEMBERS};
 
 /// A group this client offered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,8 +98,7 @@ pub fn offer_group(
         client.withdraw_many(&offered)?;
         return Err(e);
     }
-    let list = names.iter().cloned().map(Value::Str).collect();
-    attrs.insert(MEMBERS.into(), Value::List(list));
+    attrs.insert(MEMBERS.into(), members_value(&names));
     client.offer(group, &[], attrs)?;
     Ok(OfferedGroup {
         name: group.to_owned(),
@@ -118,16 +111,10 @@ fn members_of(group: &str, attrs: Option<&Attributes>) -> Result<Vec<String>, Cl
         code: ErrorCode::UnknownName,
         text: format!("{group} is not an offered group manifest"),
     };
-    match attrs.and_then(|a| a.get(MEMBERS)) {
-        Some(Value::List(items)) => items
-            .iter()
-            .map(|v| match v {
-                Value::Str(s) => Ok(s.clone()),
-                _ => Err(not_a_group()),
-            })
-            .collect(),
-        _ => Err(not_a_group()),
-    }
+    attrs
+        .and_then(|a| a.get(MEMBERS))
+        .and_then(members_listed)
+        .ok_or_else(not_a_group)
 }
 
 /// A demanded group, read member by member.
