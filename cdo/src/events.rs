@@ -19,7 +19,7 @@
 //! live events; an offer that was in flight while it subscribed comes
 //! once, not twice. Replayed events hold up no operation.
 
-use crate::attrs::{AttrView, Attributes};
+use crate::attrs::{AttrSource, AttrView, Attributes};
 use crate::registry::Registry;
 use crate::selector::Selector;
 use mamba::{SpaceId, Tier};
@@ -214,6 +214,19 @@ impl fmt::Debug for Event {
     }
 }
 
+/// Whether a subscription to the events of `kinds` whose CDO matches
+/// `selector` receives an event of `kind` about `subject`: the one rule of
+/// both deployments, for live events and for the offers replayed to a late
+/// subscriber (those it would have received live).
+pub(crate) fn selects<S: AttrSource + ?Sized>(
+    kinds: EventMask,
+    selector: &Selector,
+    kind: EventKind,
+    subject: &S,
+) -> bool {
+    kinds.contains(kind) && selector.matches(subject)
+}
+
 /// A replayed offer: its CDO and version.
 type OfferKey = (Arc<str>, u64);
 
@@ -298,7 +311,7 @@ impl Bus {
                 if sub.repeats_replay(kind, &s) {
                     continue;
                 }
-                if !sub.mask.contains(kind) || !sub.selector.matches(&view) {
+                if !selects(sub.mask, &sub.selector, kind, &view) {
                     continue;
                 }
                 let ack = sub.ack.then(|| {
@@ -352,7 +365,7 @@ impl Bus {
             let mut offers = Vec::new();
             if mask.contains(EventKind::Offer) {
                 registry.for_each_offer(|o| {
-                    if selector.matches(&o.view()) {
+                    if selects(mask, &selector, EventKind::Offer, &o.view()) {
                         offers.push(Arc::clone(o));
                     }
                 });

@@ -5,6 +5,7 @@ use crate::cdo::Cdo;
 use crate::config::PoolConfig;
 use crate::data::Buffer;
 use crate::engine::names;
+use crate::engine::rules::guided_io_order;
 use crate::error::{Error, Result};
 use crate::events::{Bus, EventKind, EventMask, Participant, Subject, Subscription};
 use crate::group::{GroupDemand, GroupOffer};
@@ -335,11 +336,10 @@ impl Pool {
             }
         });
         out.sort_by(|a, b| {
-            (a.attributes.priority, &a.name, a.version).cmp(&(
-                b.attributes.priority,
-                &b.name,
-                b.version,
-            ))
+            guided_io_order(
+                (a.attributes.priority, &a.name, a.version),
+                (b.attributes.priority, &b.name, b.version),
+            )
         });
         Ok(out)
     }

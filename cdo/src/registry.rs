@@ -3,7 +3,7 @@
 
 use crate::attrs::{AttrView, Attributes};
 use crate::data::Data;
-use crate::engine::rules::lifetime_end;
+use crate::engine::rules::{lifetime_end, lifetime_over};
 use crate::events::Participant;
 use crossbeam_utils::CachePadded;
 use mamba::SpaceId;
@@ -74,7 +74,7 @@ impl Offer {
 
     /// Whether the lifetime has passed.
     pub(crate) fn expired(&self) -> bool {
-        self.expiry.is_none_or(|e| Instant::now() >= e)
+        lifetime_over(self.expiry, Instant::now())
     }
 
     /// Wakes `waker` when the pins go (check [`Offer::pinned`] after

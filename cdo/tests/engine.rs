@@ -861,6 +861,41 @@ fn a_withdrawal_waits_for_the_requires_made_before_it() {
     assert!(answers(&out, b, d).is_empty());
 }
 
+/// Under versions, a require is matched with one object: the newest on
+/// offer when it is made; when that object goes (its producer died), with
+/// the newest left.
+#[test]
+fn a_require_is_matched_with_one_object_and_rematched_when_it_goes() {
+    let mut p = Pool::new(FaultPolicy::BestEffort, DuplicateOffers::Version);
+    let (old, new, consumer) = (p.join("old"), p.join("new"), p.join("consumer"));
+    p.offer(old, "v");
+    p.ask(consumer, Msg::Require { name: "v".into() });
+    p.offer(new, "v");
+    let (w, out) = p.withdraw(new, "v");
+    assert_eq!(
+        answers(&out, new, w),
+        [Got::Ok],
+        "the newer is not required"
+    );
+    p.offer(new, "v");
+    let (w, out) = p.withdraw(old, "v");
+    assert!(answers(&out, old, w).is_empty(), "the older is required");
+    // Its producer dies: the require is matched with the newest left,
+    // whose withdrawal it now holds and whose data its demand gets.
+    p.disconnect(old);
+    let (w, out) = p.withdraw(new, "v");
+    assert!(answers(&out, new, w).is_empty(), "rematched with the newer");
+    let (d, out) = p.demand(consumer, "v");
+    let object = object_of(&out, consumer, d);
+    let (_, out) = p.ask(
+        consumer,
+        Msg::Release {
+            objects: vec![object],
+        },
+    );
+    assert_eq!(answers(&out, new, w), [Got::Ok]);
+}
+
 #[test]
 fn waiting_withdrawals_count_against_the_waiters_quota() {
     let config = EngineConfig {

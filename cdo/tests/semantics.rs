@@ -602,6 +602,55 @@ fn a_second_offer_is_a_newer_version_under_the_version_policy() {
     });
 }
 
+/// A require is matched with the object on offer when it is made (the
+/// newest version), or with the next one offered: a newer version offered
+/// between the require and the demand does not change what the demand
+/// gets, and the withdrawal of the matched object waits for it while the
+/// newer one's does not.
+///
+/// Right answer: the in-process pool's rule. A require is a promise that
+/// the data will be there to demand, so it is a promise about one object;
+/// a pool manager that served the newest at demand time held every
+/// version's withdrawal for a require that only one of them could end.
+#[test]
+fn a_require_is_matched_with_the_object_on_offer_when_it_is_made() {
+    let setup = Setup {
+        duplicates: DuplicateOffers::Version,
+        ..Setup::default()
+    };
+    both(setup, |d| {
+        let label = d.label();
+        let mut older = d.peer("older");
+        let mut newer = d.peer("newer");
+        let mut consumer = d.peer("consumer");
+        older.offer("match", &[1; 8], Duration::ZERO).unwrap();
+        consumer.require("match").unwrap();
+        newer.offer("match", &[2; 8], Duration::ZERO).unwrap();
+        assert!(
+            newer.withdraw("match", LONG).unwrap(),
+            "{label}: v1 is not required"
+        );
+        newer.offer("match", &[3; 8], Duration::ZERO).unwrap();
+        assert!(
+            !older.withdraw("match", SHORT).unwrap(),
+            "{label}: v0 is required"
+        );
+        assert_eq!(consumer.demand("match", LONG).unwrap(), [1; 8], "{label}");
+        consumer.release("match");
+        assert!(older.withdraw("match", LONG).unwrap(), "{label}");
+
+        // Required before any offer: matched with the first that comes.
+        consumer.require("later").unwrap();
+        older.offer("later", &[4; 8], Duration::ZERO).unwrap();
+        newer.offer("later", &[5; 8], Duration::ZERO).unwrap();
+        assert!(newer.withdraw("match", LONG).unwrap(), "{label}");
+        assert!(newer.withdraw("later", LONG).unwrap(), "{label}");
+        assert_eq!(consumer.demand("later", LONG).unwrap(), [4; 8], "{label}");
+        consumer.release("later");
+        assert!(older.withdraw("later", LONG).unwrap(), "{label}");
+    });
+}
+
 /// A new version is numbered one more than the newest still on offer (0
 /// when none is): a number withdrawn with its offer is given again, in
 /// both deployments.

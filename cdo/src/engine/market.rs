@@ -11,7 +11,7 @@ mod remote;
 mod segments;
 mod withdrawals;
 
-use crate::ipc::fasthash::{FastMap, FastSet};
+use crate::ipc::fasthash::FastMap;
 
 use std::time::{Duration, Instant};
 
@@ -83,7 +83,11 @@ pub struct Engine {
     segments: FastMap<u64, SegRec>,
     next_segment: u64,
     waiters: FastMap<String, Vec<(ClientId, RequestId)>>,
-    requires: FastMap<String, FastSet<ClientId>>,
+    /// Requires by name: each client's, with the object it was matched
+    /// with (the newest on offer when it was made, else the next offered;
+    /// `None` while nothing is on offer). A demand gets that object, and
+    /// its withdrawal waits for the require.
+    requires: FastMap<String, FastMap<ClientId, Option<u64>>>,
     tombstones: Tombstones,
     offered_bytes: u64,
     /// Clients waiting for BYE (so `check_leaves` is free when there are none).
@@ -384,7 +388,10 @@ impl Engine {
                 reply
             }
             Msg::Require { name } => {
-                let known = self.requires.get(&name).is_some_and(|s| s.contains(&cid));
+                let known = self
+                    .requires
+                    .get(&name)
+                    .is_some_and(|s| s.contains_key(&cid));
                 if !known {
                     self.quotas.check(cid, Kind::Requires)?;
                     self.quotas.add(cid, Kind::Requires);
@@ -397,10 +404,13 @@ impl Engine {
                     cid,
                     out,
                 );
-                self.requires.entry(name).or_default().insert(cid);
+                let newest = self.registry.get(&name).map(|e| e.object);
+                let matched = self.requires.entry(name).or_default().entry(cid);
+                // A second require keeps the first one's match.
+                matched.or_insert(newest);
                 Ok(Some(Msg::Ok))
             }
-            Msg::Demand { name } => match self.data_ref(name) {
+            Msg::Demand { name } => match self.data_ref(self.matched(&name, cid), name) {
                 Ok(data) => {
                     self.send_data(cid, id, data, out);
                     self.settle(out);
@@ -586,12 +596,9 @@ impl Engine {
     /// Sends client `cid` an offer event of subscription `sub` for each
     /// matching object on offer (of this node), in offer order.
     fn replay(&mut self, cid: ClientId, sub: u64, out: &mut Outgoing) {
-        let Some(selector) = self.subs.replay_selector(sub) else {
-            return;
-        };
         let mut offered = Vec::new();
         self.registry.for_each(&mut |name, e| {
-            if self.mirror != Some(e.owner) && selector.matches(&e.view(name)) {
+            if self.mirror != Some(e.owner) && self.subs.replays(sub, &e.view(name)) {
                 offered.push((e.object, name.to_owned(), e.attrs.clone(), e.owner));
             }
         });
@@ -691,6 +698,7 @@ impl Engine {
             object: self.next_object,
             version,
         };
+        let object = self.next_object;
         if self.registry.insert(name.clone(), entry).is_err() {
             return fail(ErrorCode::DuplicateName, name);
         }
@@ -732,6 +740,12 @@ impl Engine {
                 self.route_record(&group, data.clone(), None, out);
             }
         }
+        if let Some(requires) = self.requires.get_mut(&name) {
+            requires
+                .values_mut()
+                .filter(|m| m.is_none())
+                .for_each(|m| *m = Some(object));
+        }
         let waiting = match self.waiters.is_empty() {
             true => None,
             false => self.waiters.remove(&name),
@@ -739,7 +753,7 @@ impl Engine {
         if let Some(waiting) = waiting {
             for (to, rid) in waiting {
                 self.quotas.sub(to, Kind::Demands, 1);
-                let data = self.data_ref(name.clone()).expect("just offered");
+                let data = self.data_ref(None, name.clone()).expect("just offered");
                 self.send_data(to, rid, data, out);
             }
             self.settle(out);
@@ -747,10 +761,22 @@ impl Engine {
         Ok(Some(Msg::Ok))
     }
 
-    /// Where the object offered as `name` lies, if it is on offer; the
-    /// name back (not copied) if not.
-    fn data_ref(&self, name: String) -> Result<DataRef, String> {
-        let Some(e) = self.registry.get(&name) else {
+    /// The object `cid`'s require of `name` was matched with, if any.
+    fn matched(&self, name: &str, cid: ClientId) -> Option<u64> {
+        match self.requires.is_empty() {
+            true => None,
+            false => *self.requires.get(name)?.get(&cid)?,
+        }
+    }
+
+    /// Where the object offered as `name` lies (`object`, or else the
+    /// newest), if it is on offer; the name back (not copied) if not.
+    fn data_ref(&self, object: Option<u64>, name: String) -> Result<DataRef, String> {
+        let entry = match object {
+            Some(object) => self.registry.get_object(&name, object),
+            None => self.registry.get(&name),
+        };
+        let Some(e) = entry else {
             return Err(name);
         };
         Ok(DataRef {
@@ -771,13 +797,12 @@ impl Engine {
             self.release_require(&data.name, to);
         }
         if !self.subs.is_empty() {
-            // The event carries every attribute, `size` too; selectors see
-            // the object's version while it is the newest on offer.
+            // The event carries every attribute, `size` too, and the
+            // object's version, as in one process.
             let attrs = with_size(data.attrs.clone(), data.size);
             let version = self
                 .registry
-                .get(&data.name)
-                .filter(|e| e.object == data.object)
+                .get_object(&data.name, data.object)
                 .map(|e| e.version);
             self.raise(EventKind::Demand, &data.name, &attrs, version, to, out);
         }
@@ -962,7 +987,7 @@ impl Engine {
 
     fn release_require(&mut self, name: &str, cid: ClientId) {
         if let Some(set) = self.requires.get_mut(name) {
-            if set.remove(&cid) {
+            if set.remove(&cid).is_some() {
                 self.quotas.sub(cid, Kind::Requires, 1);
             }
             if set.is_empty() {
@@ -977,6 +1002,14 @@ impl Engine {
         let e = self.registry.remove(name, owner)?;
         if !self.lifetimes.is_empty() {
             self.lifetimes.remove(&e.object);
+        }
+        if let Some(requires) = self.requires.get_mut(name) {
+            // Matched with an object that is gone: with the newest left.
+            let newest = self.registry.get(name).map(|n| n.object);
+            requires
+                .values_mut()
+                .filter(|m| **m == Some(e.object))
+                .for_each(|m| *m = newest);
         }
         self.quotas.sub(owner, Kind::Offers, 1);
         self.offered_bytes -= e.size;
@@ -995,11 +1028,8 @@ impl Engine {
                 .registry
                 .get_of(n, cid)
                 .is_some_and(|e| self.kept_on_exit(e.object));
-            !kept
-                && self
-                    .requires
-                    .get(n)
-                    .is_some_and(|s| s.iter().any(|&c| c != cid))
+            let object = self.registry.get_of(n, cid).map(|e| e.object);
+            !kept && object.is_some_and(|o| self.required_by_others(n, cid, o))
         });
         let withdrawing = self
             .draining
@@ -1107,7 +1137,7 @@ impl Engine {
             if died {
                 let requires = &self.requires;
                 self.tombstones.insert(name, |n| {
-                    requires.get(n).is_some_and(|s| s.iter().any(|&c| c != cid))
+                    requires.get(n).is_some_and(|s| s.keys().any(|&c| c != cid))
                 });
             }
         }

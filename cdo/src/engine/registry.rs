@@ -80,6 +80,9 @@ pub trait Registry: Send {
     /// The object `owner` offered under `name` (the one
     /// [`Registry::remove`] would remove).
     fn get_of(&self, name: &str, owner: ClientId) -> Option<&Entry>;
+    /// The object numbered `object` offered under `name`, if it is still
+    /// on offer.
+    fn get_object(&self, name: &str, object: u64) -> Option<&Entry>;
     /// Removes and returns the object `owner` offered under `name`.
     fn remove(&mut self, name: &str, owner: ClientId) -> Option<Entry>;
     /// Hands the object `from` offered under `name` to `to`, keeping its
@@ -165,6 +168,14 @@ impl Registry for NameRegistry {
             .iter()
             .rev()
             .find(|e| e.owner == owner)
+    }
+
+    fn get_object(&self, name: &str, object: u64) -> Option<&Entry> {
+        self.entries
+            .get(name)?
+            .iter()
+            .rev()
+            .find(|e| e.object == object)
     }
 
     fn remove(&mut self, name: &str, owner: ClientId) -> Option<Entry> {

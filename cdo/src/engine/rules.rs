@@ -4,8 +4,10 @@
 //! two deployments cannot drift apart on it (`tests/semantics.rs` checks
 //! each in both).
 
+use std::cmp::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::attrs::Priority;
 use crate::config::DuplicateOffers;
 
 /// How far ahead a minimum lifetime too long for the clock ends: it holds
@@ -37,6 +39,21 @@ pub(crate) fn lifetime_end(lifetime: Duration, offered: Instant) -> Option<Insta
             .or_else(|| offered.checked_add(FOREVER))
             .unwrap_or(offered)
     })
+}
+
+/// Whether a minimum lifetime that ends at `end` (`None`: no lifetime)
+/// is over at `now`.
+pub(crate) fn lifetime_over(end: Option<Instant>, now: Instant) -> bool {
+    end.is_none_or(|end| now >= end)
+}
+
+/// An offer as guided-I/O order sees it: its priority, name and version.
+pub(crate) type GuidedIo<'a> = (Priority, &'a str, u64);
+
+/// Guided-I/O order, what a query lists first: by priority (output
+/// first), then name, then version.
+pub(crate) fn guided_io_order(a: GuidedIo<'_>, b: GuidedIo<'_>) -> Ordering {
+    a.cmp(&b)
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@
 
 use super::groups::GroupBook;
 use super::registry::{ClientId, OfferView};
-use crate::events::{EventKind, EventMask};
+use crate::events::{selects, EventKind, EventMask};
 use crate::ipc::fasthash::FastMap;
 use crate::ipc::interest::Interest;
 use crate::ipc::wire::{Attributes, DataRef, EventRef, SubscribeRef};
@@ -347,8 +347,7 @@ impl Subs {
         let matching: Vec<(u64, ClientId, bool)> = self
             .subs
             .iter()
-            .filter(|(_, s)| s.group.is_none() && s.mask.contains(kind))
-            .filter(|(_, s)| s.selector.matches(&view))
+            .filter(|(_, s)| s.group.is_none() && selects(s.mask, &s.selector, kind, &view))
             .map(|(&id, s)| (id, s.client, s.ack))
             .collect();
         matching
@@ -374,13 +373,12 @@ impl Subs {
             .collect()
     }
 
-    /// The selector of plain subscription `sub` when it takes offer
-    /// events (what a replay sends); `None` otherwise.
-    pub fn replay_selector(&self, sub: u64) -> Option<&Selector> {
-        self.subs
-            .get(&sub)
-            .filter(|s| s.group.is_none() && s.mask.contains(EventKind::Offer))
-            .map(|s| &s.selector)
+    /// Whether a replay to plain subscription `sub` sends `offer`: it
+    /// would have received the offer's event live.
+    pub fn replays(&self, sub: u64, offer: &OfferView<'_>) -> bool {
+        self.subs.get(&sub).is_some_and(|s| {
+            s.group.is_none() && selects(s.mask, &s.selector, EventKind::Offer, offer)
+        })
     }
 
     /// The replayed offer event of subscription `sub` for object `name`

@@ -145,7 +145,7 @@ impl Engine {
         {
             return false;
         }
-        let Ok(data) = self.data_ref(name.to_owned()) else {
+        let Ok(data) = self.data_ref(None, name.to_owned()) else {
             return false;
         };
         // The group's own reference, dropped when the member is done.

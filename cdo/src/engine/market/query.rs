@@ -5,6 +5,7 @@
 
 use super::{Engine, Reply};
 use crate::attrs::Attributes as Typed;
+use crate::engine::rules::guided_io_order;
 use crate::ipc::limits::fit_names;
 use crate::ipc::wire::{ErrorCode, Msg};
 use crate::selector::Selector;
@@ -21,10 +22,10 @@ impl Engine {
             if selector.matches(&e.view(name)) {
                 // Checked when offered: they parse.
                 let priority = Typed::from_flat(&e.attrs).unwrap_or_default().priority;
-                found.push((priority, name.to_owned(), e.object));
+                found.push((priority, name.to_owned(), e.version));
             }
         });
-        found.sort();
+        found.sort_by(|a, b| guided_io_order((a.0, &a.1, a.2), (b.0, &b.1, b.2)));
         let rest: Vec<String> = found
             .into_iter()
             .skip(usize::try_from(skip).unwrap_or(usize::MAX))

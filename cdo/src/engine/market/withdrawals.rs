@@ -11,6 +11,7 @@ use tracing::info;
 use super::{Current, Draining, Engine, Outgoing, KEEPER};
 use crate::engine::quota::Kind;
 use crate::engine::registry::ClientId;
+use crate::engine::rules;
 use crate::engine::ProducerExit;
 use crate::events::EventKind;
 use crate::ipc::wire::{ErrorCode, Msg, RequestId};
@@ -24,21 +25,24 @@ pub(super) struct Withdrawing {
 
 impl Engine {
     /// Whether the withdrawal by `owner` of `object`, offered as `name`,
-    /// must wait: another client requires the name, or the object's
-    /// minimum lifetime has not ended.
+    /// must wait: another client's require was matched with it, or the
+    /// object's minimum lifetime has not ended.
     pub(super) fn withdrawal_waits(&self, name: &str, owner: ClientId, object: u64) -> bool {
-        let required = self
-            .requires
+        self.required_by_others(name, owner, object) || self.lifetime_left(object)
+    }
+
+    /// Whether a client other than `owner` required `name` and was
+    /// matched with `object`.
+    pub(super) fn required_by_others(&self, name: &str, owner: ClientId, object: u64) -> bool {
+        self.requires
             .get(name)
-            .is_some_and(|s| s.iter().any(|&c| c != owner));
-        required || self.lifetime_left(object)
+            .is_some_and(|s| s.iter().any(|(&c, &m)| c != owner && m == Some(object)))
     }
 
     /// Whether the minimum lifetime of `object` has not ended.
     pub(super) fn lifetime_left(&self, object: u64) -> bool {
-        self.lifetimes
-            .get(&object)
-            .is_some_and(|&until| self.now.is_none_or(|now| now < until))
+        let end = self.lifetimes.get(&object).copied();
+        end.is_some() && self.now.is_none_or(|now| !rules::lifetime_over(end, now))
     }
 
     /// Whether `object` outlives its producer when the producer goes:
