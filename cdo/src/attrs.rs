@@ -277,6 +277,26 @@ const SETTABLE_BUILTINS: [&str; 11] = [
 ];
 
 impl Attributes {
+    /// The size in bytes these attributes imply: `size` when set, else the
+    /// shape's element count times the element type's size (when both are
+    /// set). `Err`, with the reason, when the two disagree or the shape
+    /// overflows. Both deployments' handles check data against it.
+    pub(crate) fn implied_size(&self) -> std::result::Result<Option<u64>, String> {
+        let derived = match (&self.layout, self.element_type) {
+            (Some(l), Some(t)) => Some(
+                l.elements()
+                    .and_then(|n| n.checked_mul(t.size()))
+                    .ok_or("shape overflows")? as u64,
+            ),
+            _ => None,
+        };
+        match (self.size, derived) {
+            (Some(s), Some(d)) if s != d => Err(format!(
+                "size {s} but shape and element type make {d} bytes"
+            )),
+            (s, d) => Ok(s.or(d)),
+        }
+    }
     /// The attributes as a flat map: every set built-in (the defaults of
     /// `lifetime_ms`, `priority` and `persist` included) and every user
     /// attribute.
@@ -365,6 +385,26 @@ impl AttrView<'_> {
             MEMBERS if !a.members.is_empty() => members_value(&a.members),
             _ => return a.user.get(key).cloned(),
         })
+    }
+}
+
+/// Whether `len` bytes may be attached to a handle whose attributes imply
+/// `implied` bytes ([`Attributes::implied_size`]): `Ok(true)` when they
+/// may and set the size (none is implied, and the handle is not `sealed`),
+/// `Ok(false)` when they match it, `Err` with the reason otherwise. Empty
+/// data attaches nothing and sets no size: it only has to agree with
+/// what is implied.
+pub(crate) fn attach_sets_size(
+    implied: Option<u64>,
+    len: u64,
+    sealed: bool,
+) -> std::result::Result<bool, String> {
+    match implied {
+        Some(s) if s != len => Err(format!("size {s} but {len} bytes attached")),
+        Some(_) => Ok(false),
+        None if len == 0 => Ok(false),
+        None if !sealed => Ok(true),
+        None => Err("sealed without a size".into()),
     }
 }
 

@@ -6,7 +6,7 @@ use crate::config::PoolConfig;
 use crate::data::Buffer;
 use crate::engine::names;
 use crate::engine::rules::guided_io_order;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::events::{Bus, EventKind, EventMask, Participant, Subject, Subscription};
 use crate::group::{GroupDemand, GroupOffer};
 use crate::registry::{Entry, Registry};
@@ -127,18 +127,6 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-/// Checks a CDO or group name ([`names::invalid`], the rule a pool
-/// manager applies too).
-fn check_name(name: &str) -> Result<()> {
-    match names::invalid(name) {
-        None => Ok(()),
-        Some(reason) => Err(Error::InvalidName {
-            name: name.to_owned(),
-            reason,
-        }),
-    }
-}
-
 impl Pool {
     /// A pool over `mamba`, loading the schema files the configuration
     /// names, with the in-process transport.
@@ -198,14 +186,14 @@ impl Pool {
     /// # Errors
     /// [`Error::InvalidName`].
     pub fn declare(&self, name: &str) -> Result<Cdo<'_>> {
-        let entry = self.shared.registry.acquire(name, check_name)?;
+        let entry = self.shared.registry.acquire(name, names::check)?;
         Ok(self.shared.declare(entry))
     }
 
     /// [`Pool::declare`] for the application `origin`, whose handle's
     /// events say it raised them.
     pub(crate) fn declare_as(&self, name: &str, origin: Participant) -> Result<Cdo<'_>> {
-        let entry = self.shared.registry.acquire(name, check_name)?;
+        let entry = self.shared.registry.acquire(name, names::check)?;
         Ok(self.shared.declare_with(entry, None, origin))
     }
 
@@ -223,7 +211,7 @@ impl Pool {
     pub fn name(&self, name: &str) -> Result<Name<'_>> {
         Ok(Name {
             pool: &self.shared,
-            entry: self.shared.registry.acquire(name, check_name)?,
+            entry: self.shared.registry.acquire(name, names::check)?,
         })
     }
 

@@ -276,6 +276,49 @@ fn bytes_filled_in_place_are_offered() {
     });
 }
 
+/// A shape and an element type imply the size alike in both: data of
+/// another length is refused, the buffer to fill in place has the implied
+/// length, and an empty write attaches nothing (a later write still can).
+/// Through a pool manager the handle used to look at `size` only, and an
+/// empty write counted as data attached.
+#[test]
+fn a_shape_and_an_element_type_imply_the_size_in_both() {
+    both(|host| {
+        let label = host.label();
+        let producer = host.app("producer");
+        let consumer = host.app("consumer");
+        let mut p = producer.declare("shape/x").unwrap();
+        p.set("element_type", "f64").unwrap();
+        p.set("shape", vec![Value::UInt(2), Value::UInt(2)])
+            .unwrap();
+        assert!(
+            matches!(p.write(&[1; 8]), Err(Error::Inconsistent { .. })),
+            "{label}: 8 bytes where 32 are implied"
+        );
+        let bytes = pattern(32);
+        p.buffer_mut().unwrap().copy_from_slice(&bytes);
+        p.seal().unwrap();
+        p.offer().unwrap();
+
+        let mut q = producer.declare("shape/empty").unwrap();
+        q.write(&[]).unwrap();
+        q.write(&[5; 4]).unwrap();
+        q.seal().unwrap();
+        q.offer().unwrap();
+
+        for (name, want) in [("shape/x", &bytes[..]), ("shape/empty", &[5; 4][..])] {
+            let mut c = consumer.declare(name).unwrap();
+            c.require().unwrap();
+            let got = c.demand_timeout(LONG).unwrap();
+            assert_eq!(got.bytes().unwrap(), want, "{label}: {name}");
+            drop(got);
+            c.dispose().unwrap();
+        }
+        p.withdraw_timeout(LONG).unwrap();
+        q.withdraw_timeout(LONG).unwrap();
+    });
+}
+
 #[test]
 fn bytes_filled_in_place_by_a_policy_are_offered() {
     both(|host| {

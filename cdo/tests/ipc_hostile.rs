@@ -189,12 +189,13 @@ fn huge_names_and_attribute_maps_get_typed_errors() {
     let pm = manager();
     let mut c = client(&pm, "big");
     let long = "n".repeat(MAX_NAME_LEN + 1);
+    // Too long to name an object: refused as an invalid name, as in process.
     assert_eq!(
         pool_code(c.offer(&long, b"x", Attributes::new())),
-        ErrorCode::Protocol
+        ErrorCode::InvalidName
     );
-    assert_eq!(pool_code(c.demand(&long, GUARD)), ErrorCode::Protocol);
-    assert_eq!(pool_code(c.require(&long)), ErrorCode::Protocol);
+    assert_eq!(pool_code(c.demand(&long, GUARD)), ErrorCode::InvalidName);
+    assert_eq!(pool_code(c.require(&long)), ErrorCode::InvalidName);
     let many: Attributes = (0..=MAX_ATTRS)
         .map(|i| (format!("app.k{i}"), Value::UInt(i as u64)))
         .collect();

@@ -691,7 +691,8 @@ fn a_version_counts_from_the_newest_on_offer() {
 /// operation, and the pool is unchanged.
 ///
 /// Right answer: the in-process pool's rule (the pool manager only bounded
-/// the length), now one function, `engine::names::invalid`.
+/// the length, and refused a long name as a protocol error), now one
+/// function, `engine::names::invalid`.
 #[test]
 fn names_are_checked_alike() {
     both(Setup::default(), |d| {
@@ -705,11 +706,8 @@ fn names_are_checked_alike() {
             assert_eq!(demanded, Err(Failure::InvalidName), "{}", d.label());
         }
         let long = "x".repeat(cdo::ipc::limits::MAX_NAME_LEN + 1);
-        assert!(
-            peer.offer(&long, &[1], Duration::ZERO).is_err(),
-            "{}",
-            d.label()
-        );
+        let offered = peer.offer(&long, &[1], Duration::ZERO);
+        assert_eq!(offered, Err(Failure::InvalidName), "{}", d.label());
         assert_eq!(
             peer.query("").unwrap(),
             Vec::<String>::new(),

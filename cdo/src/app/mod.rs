@@ -436,12 +436,7 @@ impl Pool {
         match &self.inner {
             Inner::Local(p) => p.declare_as(name, self.participant).map(Cdo::local),
             Inner::Remote(r) => {
-                if let Some(reason) = crate::engine::names::invalid(name) {
-                    return Err(Error::InvalidName {
-                        name: name.to_owned(),
-                        reason,
-                    });
-                }
+                crate::engine::names::check(name)?;
                 let cdo = RemoteCdo::new(r, name);
                 cdo.tell_declared();
                 Ok(Cdo::remote(cdo))

@@ -451,30 +451,39 @@ impl<'p> RemoteCdo<'p> {
         Ok(())
     }
 
+    /// The size the attributes imply ([`attrs::Attributes::implied_size`]).
+    fn implied_size(&self) -> Result<Option<u64>> {
+        self.attrs
+            .implied_size()
+            .map_err(|reason| self.inconsistent(reason))
+    }
+
+    /// Copies `bytes` in as the data, as in process: empty bytes attach
+    /// nothing ([`attrs::attach_sets_size`]).
     pub(super) fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.check(Op::AttachData)?;
         if self.bytes.is_some() {
             return Err(self.inconsistent("data is attached already".into()));
         }
         let len = bytes.len() as u64;
-        match self.attrs.size {
-            Some(s) if s != len => {
-                return Err(self.inconsistent(format!("size {s} but {len} bytes attached")))
-            }
-            Some(_) => {}
-            None if self.state == State::Declared => self.attrs.size = Some(len),
-            None => return Err(self.inconsistent("sealed without a size".into())),
+        let sealed = self.state != State::Declared;
+        match attrs::attach_sets_size(self.implied_size()?, len, sealed) {
+            Err(reason) => return Err(self.inconsistent(reason)),
+            Ok(true) => self.attrs.size = Some(len),
+            Ok(false) => {}
         }
-        self.bytes = Some(bytes.to_vec());
+        if len > 0 {
+            self.bytes = Some(bytes.to_vec());
+        }
         Ok(())
     }
 
     /// The bytes to offer, writable: those written, or zeroed ones of the
-    /// attributes' size.
+    /// size the attributes imply.
     pub(super) fn buffer_mut(&mut self) -> Result<&mut [u8]> {
         self.check(Op::AttachData)?;
         if self.bytes.is_none() {
-            let size = match self.attrs.size {
+            let size = match self.implied_size()? {
                 Some(s) if s > 0 => s,
                 _ => return Err(self.inconsistent("allocation needs a non-zero size".into())),
             };
@@ -550,8 +559,8 @@ impl<'p> RemoteCdo<'p> {
 
     pub(super) fn offer(&mut self) -> Result<()> {
         let next = self.check(Op::Offer)?;
+        let size = self.implied_size()?.unwrap_or(0);
         let bytes = self.bytes.take().unwrap_or_default();
-        let size = self.attrs.size.unwrap_or(0);
         if size != bytes.len() as u64 {
             let have = bytes.len();
             self.bytes = Some(bytes);

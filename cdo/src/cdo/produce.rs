@@ -1,7 +1,7 @@
 //! The producer's calls: data, seal, offer, withdraw.
 
 use super::Cdo;
-use crate::attrs::Attributes;
+use crate::attrs::{attach_sets_size, Attributes};
 use crate::data::{Buffer, Data, KEPT_DATA_MAX};
 use crate::engine::rules::{admits_offer, next_version};
 use crate::error::{Error, Result};
@@ -32,23 +32,27 @@ fn size_only_attributes(size: u64) -> Arc<Attributes> {
 }
 
 impl Cdo<'_> {
-    /// The size the attributes imply: explicit, or shape times element size.
+    /// The size the attributes imply ([`Attributes::implied_size`]).
     fn implied_size(&self) -> Result<Option<u64>> {
-        let a = self.attributes();
-        let derived = match (&a.layout, a.element_type) {
-            (Some(l), Some(t)) => Some(
-                l.elements()
-                    .and_then(|n| n.checked_mul(t.size()))
-                    .ok_or_else(|| self.inconsistent("shape overflows".into()))?
-                    as u64,
-            ),
-            _ => None,
-        };
-        match (a.size, derived) {
-            (Some(s), Some(d)) if s != d => Err(self.inconsistent(format!(
-                "size {s} but shape and element type make {d} bytes"
-            ))),
-            (s, d) => Ok(s.or(d)),
+        self.attributes()
+            .implied_size()
+            .map_err(|reason| self.inconsistent(reason))
+    }
+
+    /// Checks that `len` bytes may be attached, setting the size when none
+    /// is implied ([`attach_sets_size`]).
+    fn check_attached_len(&mut self, len: u64) -> Result<()> {
+        let sealed = self.state != State::Declared;
+        match attach_sets_size(self.implied_size()?, len, sealed) {
+            Err(reason) => Err(self.inconsistent(reason)),
+            Ok(false) => Ok(()),
+            Ok(true) => {
+                match self.attrs {
+                    None => self.attrs = Some(size_only_attributes(len)),
+                    Some(_) => self.attributes_mut().size = Some(len),
+                }
+                Ok(())
+            }
         }
     }
 
@@ -72,10 +76,7 @@ impl Cdo<'_> {
     pub fn attach_data(&mut self, data: Data) -> Result<()> {
         if data.is_empty() {
             self.check(Op::AttachData)?;
-            return match self.implied_size()? {
-                Some(0) | None => Ok(()),
-                Some(s) => Err(self.inconsistent(format!("size {s} but 0 bytes attached"))),
-            };
+            return self.check_attached_len(0);
         }
         self.attach_slot(data).map(|_| ())
     }
@@ -87,18 +88,7 @@ impl Cdo<'_> {
         if self.buffer.is_some() {
             return Err(self.inconsistent("data is attached already".into()));
         }
-        let len = buffer.len() as u64;
-        match self.implied_size()? {
-            Some(s) if s != len => {
-                return Err(self.inconsistent(format!("size {s} but {len} bytes attached")))
-            }
-            Some(_) => {}
-            None if self.state == State::Declared => match self.attrs {
-                None => self.attrs = Some(size_only_attributes(len)),
-                Some(_) => self.attributes_mut().size = Some(len),
-            },
-            None => return Err(self.inconsistent("sealed without a size".into())),
-        }
+        self.check_attached_len(buffer.len() as u64)?;
         Ok(self.buffer.insert(buffer))
     }
 
@@ -136,10 +126,7 @@ impl Cdo<'_> {
     pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.check(Op::AttachData)?;
         if bytes.is_empty() {
-            return match self.implied_size()? {
-                Some(0) | None => Ok(()),
-                Some(s) => Err(self.inconsistent(format!("size {s} but 0 bytes written"))),
-            };
+            return self.check_attached_len(0);
         }
         let mut data = self.kept_data(bytes.len()).unwrap_or_default();
         match data.get_mut() {

@@ -40,6 +40,17 @@ pub fn members_listed(value: &Value) -> Option<Vec<String>> {
     }
 }
 
+/// [`invalid`] as the error an application gets.
+pub(crate) fn check(name: &str) -> crate::Result<()> {
+    match invalid(name) {
+        None => Ok(()),
+        Some(reason) => Err(crate::Error::InvalidName {
+            name: name.to_owned(),
+            reason,
+        }),
+    }
+}
+
 /// Why `name` cannot name a CDO (or a CDO group); `None` when it can.
 pub fn invalid(name: &str) -> Option<&'static str> {
     if name.is_empty() {

@@ -131,9 +131,9 @@ fn check_name(what: &str, name: &str) -> Result<(), (ErrorCode, String)> {
     Ok(())
 }
 
-/// [`check_name`], then the rule every CDO name follows.
+/// The rule every CDO name follows, its length bound included: the
+/// same answer as in process.
 fn check_object_name(name: &str) -> Result<(), (ErrorCode, String)> {
-    check_name("object name", name)?;
     match crate::engine::names::invalid(name) {
         None => Ok(()),
         Some(reason) => Err((
@@ -147,9 +147,10 @@ fn check_object_name(name: &str) -> Result<(), (ErrorCode, String)> {
 /// selectors.
 ///
 /// # Errors
-/// [`ErrorCode::Protocol`] for a long name, [`ErrorCode::InvalidName`] for
-/// an object name with an empty segment or a control character (or an
-/// empty one), [`ErrorCode::BadAttributes`]
+/// [`ErrorCode::Protocol`] for a long group or component name,
+/// [`ErrorCode::InvalidName`] for an object name that is too long, has an
+/// empty segment or a control character (or is empty),
+/// [`ErrorCode::BadAttributes`]
 /// for attributes out of bounds, [`ErrorCode::BadSelector`] for a long
 /// selector; with a message for people.
 pub fn check_request(msg: &Msg) -> Result<(), (ErrorCode, String)> {
@@ -216,13 +217,14 @@ mod tests {
     fn requests_out_of_bounds_get_typed_errors() {
         let code = |m: &Msg| check_request(m).unwrap_err().0;
         let long = "n".repeat(MAX_NAME_LEN + 1);
+        // An object name too long is an invalid name, as in process.
         assert_eq!(
             code(&Msg::Demand { name: long.clone() }),
-            ErrorCode::Protocol
+            ErrorCode::InvalidName
         );
         assert_eq!(
             code(&offer(long.clone(), Attributes::new())),
-            ErrorCode::Protocol
+            ErrorCode::InvalidName
         );
         let many: Attributes = (0..=MAX_ATTRS)
             .map(|i| (format!("app.k{i}"), Value::Int(0)))
