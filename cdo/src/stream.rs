@@ -135,6 +135,9 @@ impl Streams {
         name: &str,
         selector: &str,
     ) -> Result<Member<'p>> {
+        // Parsed first, as a pool manager does: a selector that does not
+        // parse is refused as such, whether the group exists or not.
+        let parsed = Selector::parse(selector)?;
         let mut groups = self.groups.write().unwrap_or_else(|p| p.into_inner());
         let group = match groups.iter().find(|g| g.name == name) {
             Some(g) if g.selector.as_str() != selector => {
@@ -147,7 +150,7 @@ impl Streams {
             None => {
                 let g = Arc::new(Group {
                     name: name.to_owned(),
-                    selector: Selector::parse(selector)?,
+                    selector: parsed,
                     state: Mutex::new(GroupState::new(self.keep_orphans)),
                     cv: Condvar::new(),
                 });

@@ -801,6 +801,41 @@ fn a_minimum_lifetime_holds_the_withdrawal_and_serves_late_consumers() {
     });
 }
 
+/// Joining a consumer group checks the selector first: one that does not
+/// parse is refused as such whether the group exists or not, and one that
+/// parses but differs from the group's is refused as another selector.
+///
+/// Right answer: the pool manager's order. The in-process pool compared
+/// the text with the group's before parsing it, so the same bad selector
+/// was a selector error for a new group and a group error for an existing
+/// one.
+#[test]
+fn a_group_join_checks_its_selector_first() {
+    both(Setup::default(), |d| {
+        let label = d.label();
+        let mut first = d.peer("first");
+        let mut second = d.peer("second");
+        let mut third = d.peer("third");
+        assert_eq!(
+            first.join("sel", "size >"),
+            Err(Failure::BadSelector),
+            "{label}"
+        );
+        first.join("sel", "size > 1").unwrap();
+        assert_eq!(
+            second.join("sel", "size >"),
+            Err(Failure::BadSelector),
+            "{label}"
+        );
+        let other = third.join("sel", "size > 2");
+        assert!(
+            matches!(other, Err(Failure::Other(_))),
+            "{label}: {other:?}"
+        );
+        first.leave_group().unwrap();
+    });
+}
+
 /// A consumer-group member holds at most [`GROUP_WINDOW`] undone records;
 /// the next one waits in the group until a member has room (it finishes a
 /// record, or a new member joins).
