@@ -132,7 +132,7 @@ impl Pool {
     /// names, with the in-process transport.
     ///
     /// # Errors
-    /// [`Error::Schema`].
+    /// [`Error::Schema`](crate::Error::Schema).
     pub fn new(mamba: Arc<Mamba>, config: PoolConfig) -> Result<Pool> {
         let mut schema = Schema::default();
         for path in &config.schemas {
@@ -184,7 +184,7 @@ impl Pool {
     /// Declares a handle on the CDO `name` (same name, same object).
     ///
     /// # Errors
-    /// [`Error::InvalidName`].
+    /// [`Error::InvalidName`](crate::Error::InvalidName).
     pub fn declare(&self, name: &str) -> Result<Cdo<'_>> {
         let entry = self.shared.registry.acquire(name, names::check)?;
         Ok(self.shared.declare(entry))
@@ -207,7 +207,7 @@ impl Pool {
     /// the lookup (the hot path of a loop over the same names).
     ///
     /// # Errors
-    /// [`Error::InvalidName`].
+    /// [`Error::InvalidName`](crate::Error::InvalidName).
     pub fn name(&self, name: &str) -> Result<Name<'_>> {
         Ok(Name {
             pool: &self.shared,
@@ -245,7 +245,7 @@ impl Pool {
     /// with `ack`, each such event holds its operation until acknowledged.
     ///
     /// # Errors
-    /// [`Error::Selector`].
+    /// [`Error::Selector`](crate::Error::Selector).
     pub fn subscribe(&self, selector: &str, kinds: EventMask, ack: bool) -> Result<Subscription> {
         let selector = Selector::parse(selector)?;
         Ok(self.shared.bus.subscribe(selector, kinds, ack, None))
@@ -260,7 +260,7 @@ impl Pool {
     /// through a pool manager.
     ///
     /// # Errors
-    /// [`Error::Selector`].
+    /// [`Error::Selector`](crate::Error::Selector).
     pub fn subscribe_replay(
         &self,
         selector: &str,
@@ -275,7 +275,7 @@ impl Pool {
     /// Starts a CDO group named `name` (members are declared on it).
     ///
     /// # Errors
-    /// [`Error::InvalidName`].
+    /// [`Error::InvalidName`](crate::Error::InvalidName).
     pub fn declare_group(&self, name: &str) -> Result<GroupOffer<'_>> {
         Ok(GroupOffer::new(self, self.declare(name)?))
     }
@@ -284,7 +284,7 @@ impl Pool {
     /// (where they are when `None`).
     ///
     /// # Errors
-    /// [`Error::InvalidName`].
+    /// [`Error::InvalidName`](crate::Error::InvalidName).
     pub fn require_group(&self, name: &str, place: Option<Place>) -> Result<GroupDemand<'_>> {
         let mut manifest = self.declare(name)?;
         manifest.require()?;
@@ -295,7 +295,8 @@ impl Pool {
     /// the offers matching `selector`; see [`stream`](crate::stream).
     ///
     /// # Errors
-    /// [`Error::Selector`]; [`Error::Group`] when the group exists with
+    /// [`Error::Selector`](crate::Error::Selector);
+    /// [`Error::Group`](crate::Error::Group) when the group exists with
     /// another selector.
     pub fn join(&self, group: &str, selector: &str) -> Result<Member<'_>> {
         self.shared
@@ -309,7 +310,7 @@ impl Pool {
     /// but do not hold up withdrawal.
     ///
     /// # Errors
-    /// [`Error::Selector`].
+    /// [`Error::Selector`](crate::Error::Selector).
     pub fn offers(&self, selector: &str) -> Result<Vec<OfferInfo>> {
         let selector = Selector::parse(selector)?;
         let mut out = Vec::new();
