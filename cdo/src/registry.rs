@@ -74,7 +74,7 @@ impl Offer {
 
     /// Whether the lifetime has passed.
     pub(crate) fn expired(&self) -> bool {
-        lifetime_over(self.expiry, Instant::now())
+        lifetime_over(self.expiry, Instant::now)
     }
 
     /// Wakes `waker` when the pins go (check [`Offer::pinned`] after

@@ -42,9 +42,11 @@ pub(crate) fn lifetime_end(lifetime: Duration, offered: Instant) -> Option<Insta
 }
 
 /// Whether a minimum lifetime that ends at `end` (`None`: no lifetime)
-/// is over at `now`.
-pub(crate) fn lifetime_over(end: Option<Instant>, now: Instant) -> bool {
-    end.is_none_or(|end| now >= end)
+/// is over at the time `now` gives; the clock is read only for a
+/// lifetime (a withdrawal asks on every cycle).
+#[inline]
+pub(crate) fn lifetime_over(end: Option<Instant>, now: impl FnOnce() -> Instant) -> bool {
+    end.is_none_or(|end| now() >= end)
 }
 
 /// An offer as guided-I/O order sees it: its priority, name and version.
