@@ -896,6 +896,20 @@ fn a_require_is_matched_with_one_object_and_rematched_when_it_goes() {
     assert_eq!(answers(&out, new, w), [Got::Ok]);
 }
 
+/// Under versions a client may offer a name more than once; when it goes,
+/// every one of its offers goes (one used to stay, its owner gone).
+#[test]
+fn a_client_that_goes_takes_every_version_it_offered() {
+    let mut p = Pool::new(FaultPolicy::BestEffort, DuplicateOffers::Version);
+    let (prod, other) = (p.join("prod"), p.join("other"));
+    p.offer(prod, "v");
+    p.offer(prod, "v");
+    p.offer(other, "v");
+    assert_eq!(p.engine.stats().objects, 3);
+    p.disconnect(prod);
+    assert_eq!(p.engine.stats().objects, 1);
+}
+
 #[test]
 fn waiting_withdrawals_count_against_the_waiters_quota() {
     let config = EngineConfig {
@@ -1277,9 +1291,11 @@ type Request = (ClientId, u64);
 #[derive(Default)]
 struct Model {
     fail_fast: bool,
+    /// Whether a second offer of a name is a newer version (else refused).
+    versions: bool,
     alive: BTreeSet<ClientId>,
-    /// Name → (owner, object).
-    offers: BTreeMap<String, (ClientId, u64)>,
+    /// Name → its offers (owner, object), oldest first.
+    offers: BTreeMap<String, Vec<(ClientId, u64)>>,
     next_object: u64,
     /// Views each client holds, as objects (repeated per view).
     held: BTreeMap<ClientId, Vec<u64>>,
@@ -1290,7 +1306,9 @@ struct Model {
     /// offers are not kept).
     segments: BTreeMap<ClientId, u64>,
     waiting: BTreeMap<String, Vec<(ClientId, u64)>>,
-    requires: BTreeSet<(String, ClientId)>,
+    /// (name, client) → the object the require was matched with: the
+    /// newest on offer when made, else the next offered.
+    requires: BTreeMap<(String, ClientId), Option<u64>>,
     /// Names whose producer died while offering them.
     died: BTreeSet<String>,
     /// Clients waiting for BYE → their LEAVE request.
@@ -1312,8 +1330,41 @@ impl Model {
             .count()
     }
 
-    fn give(&mut self, to: ClientId, id: u64, name: &str, e: &mut Expect) {
-        let object = self.offers[name].1;
+    /// The newest object on offer as `name`.
+    fn newest(&self, name: &str) -> Option<u64> {
+        self.offers.get(name)?.last().map(|&(_, o)| o)
+    }
+
+    /// The newest object `owner` offers as `name` (what its withdrawal
+    /// takes).
+    fn own(&self, name: &str, owner: ClientId) -> Option<u64> {
+        let offers = self.offers.get(name)?;
+        offers
+            .iter()
+            .rev()
+            .find(|(o, _)| *o == owner)
+            .map(|&(_, o)| o)
+    }
+
+    /// Removes `owner`'s newest offer of `name`; the requires matched with
+    /// it are matched with the newest left.
+    fn take(&mut self, name: &str, owner: ClientId) -> Option<u64> {
+        let offers = self.offers.get_mut(name)?;
+        let i = offers.iter().rposition(|(o, _)| *o == owner)?;
+        let (_, object) = offers.remove(i);
+        if offers.is_empty() {
+            self.offers.remove(name);
+        }
+        let newest = self.newest(name);
+        for ((n, _), m) in self.requires.iter_mut() {
+            if n == name && *m == Some(object) {
+                *m = newest;
+            }
+        }
+        Some(object)
+    }
+
+    fn give(&mut self, to: ClientId, id: u64, name: &str, object: u64, e: &mut Expect) {
         self.requires.remove(&(name.to_string(), to));
         self.held.entry(to).or_default().push(object);
         e.push((to, id, Got::Data(name.into(), object)));
@@ -1354,8 +1405,10 @@ impl Model {
         let mut names: Vec<String> = self
             .offers
             .iter()
-            .filter(|(n, (o, _))| {
-                *o == c && self.requires.iter().any(|(rn, rc)| rn == *n && *rc != c)
+            .filter(|(n, offers)| {
+                offers
+                    .iter()
+                    .any(|&(o, object)| o == c && self.required_by_others(n, c, object))
             })
             .map(|(n, _)| n.clone())
             .collect();
@@ -1371,19 +1424,19 @@ impl Model {
         names
     }
 
-    /// Whether another client than `owner` requires `name`.
-    fn required_by_others(&self, name: &str, owner: ClientId) -> bool {
+    /// Whether another client than `owner` required `name` and was
+    /// matched with `object`.
+    fn required_by_others(&self, name: &str, owner: ClientId, object: u64) -> bool {
         self.requires
             .iter()
-            .any(|(rn, rc)| rn == name && *rc != owner)
+            .any(|((rn, rc), m)| rn == name && *rc != owner && *m == Some(object))
     }
 
     /// Withdraws `owner`'s offer of `name` for request `id`: answered now,
     /// or when the views of it are released.
     fn withdraw(&mut self, name: &str, owner: ClientId, id: u64, e: &mut Expect) {
-        match self.offers.get(name) {
-            Some(&(o, object)) if o == owner => {
-                self.offers.remove(name);
+        match self.take(name, owner) {
+            Some(object) => {
                 if self.views(object) > 0 {
                     self.draining
                         .insert(object, (owner, Some((owner, id)), name.into()));
@@ -1400,8 +1453,9 @@ impl Model {
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.withdrawing)
             .into_iter()
             .partition(|(n, o, _)| {
-                !(self.offers.get(n).is_some_and(|(owner, _)| owner == o)
-                    && self.required_by_others(n, *o))
+                !self
+                    .own(n, *o)
+                    .is_some_and(|object| self.required_by_others(n, *o, object))
             });
         self.withdrawing = waiting;
         for (n, o, id) in ready {
@@ -1418,13 +1472,14 @@ impl Model {
         let names: Vec<String> = self
             .offers
             .iter()
-            .filter(|(_, (o, _))| *o == c)
+            .filter(|(_, offers)| offers.iter().any(|(o, _)| *o == c))
             .map(|(n, _)| n.clone())
             .collect();
         for n in names {
-            let (_, object) = self.offers.remove(&n).unwrap();
-            if self.views(object) > 0 {
-                self.draining.insert(object, (c, None, n.clone()));
+            while let Some(object) = self.take(&n, c) {
+                if self.views(object) > 0 {
+                    self.draining.insert(object, (c, None, n.clone()));
+                }
             }
             if died {
                 self.died.insert(n);
@@ -1438,7 +1493,7 @@ impl Model {
         self.alive.remove(&c);
         self.leaving.remove(&c);
         self.withdrawing.retain(|(_, o, _)| *o != c);
-        self.requires.retain(|(_, rc)| *rc != c);
+        self.requires.retain(|(_, rc), _| *rc != c);
         for w in self.waiting.values_mut() {
             w.retain(|(wc, _)| *wc != c);
         }
@@ -1476,24 +1531,31 @@ impl Model {
         match op {
             Op::Offer(_, n) => {
                 let n = NAMES[*n];
-                if self.offers.contains_key(n) {
+                if !self.versions && self.offers.contains_key(n) {
                     e.push((c, id, error(ErrorCode::DuplicateName)));
                     return e;
                 }
                 *self.segments.entry(c).or_default() += 1;
                 self.next_object += 1;
-                self.offers.insert(n.into(), (c, self.next_object));
+                let object = self.next_object;
+                self.offers.entry(n.into()).or_default().push((c, object));
+                for ((rn, _), m) in self.requires.iter_mut() {
+                    if rn == n && m.is_none() {
+                        *m = Some(object);
+                    }
+                }
                 self.died.remove(n);
                 e.push((c, id, Got::Ok));
                 for (to, rid) in self.waiting.remove(n).unwrap_or_default() {
-                    self.give(to, rid, n, &mut e);
+                    self.give(to, rid, n, object, &mut e);
                 }
                 self.settle(&mut e);
             }
             Op::Demand(_, n) => {
                 let n = NAMES[*n];
-                if self.offers.contains_key(n) {
-                    self.give(c, id, n, &mut e);
+                let matched = self.requires.get(&(n.to_string(), c)).copied().flatten();
+                if let Some(object) = matched.or_else(|| self.newest(n)) {
+                    self.give(c, id, n, object, &mut e);
                     self.settle(&mut e);
                 } else if self.fail_fast && self.died.contains(n) {
                     e.push((c, id, error(ErrorCode::ProducerDied)));
@@ -1502,7 +1564,8 @@ impl Model {
                 }
             }
             Op::Require(_, n) => {
-                self.requires.insert((NAMES[*n].into(), c));
+                let newest = self.newest(NAMES[*n]);
+                self.requires.entry((NAMES[*n].into(), c)).or_insert(newest);
                 e.push((c, id, Got::Ok));
             }
             Op::Retract(_, n) => {
@@ -1520,13 +1583,13 @@ impl Model {
             }
             Op::Withdraw(_, n) => {
                 let n = NAMES[*n];
-                match self.offers.get(n) {
-                    None => e.push((c, id, error(ErrorCode::UnknownName))),
-                    Some((owner, _)) if *owner != c => e.push((c, id, error(ErrorCode::NotOwner))),
-                    Some(_) if self.required_by_others(n, c) => {
+                match (self.offers.contains_key(n), self.own(n, c)) {
+                    (false, _) => e.push((c, id, error(ErrorCode::UnknownName))),
+                    (true, None) => e.push((c, id, error(ErrorCode::NotOwner))),
+                    (true, Some(object)) if self.required_by_others(n, c, object) => {
                         self.withdrawing.push((n.into(), c, id));
                     }
-                    Some(_) => {
+                    (true, Some(_)) => {
                         self.withdraw(n, c, id, &mut e);
                         self.settle(&mut e);
                     }
@@ -1549,14 +1612,24 @@ impl Model {
     }
 }
 
-fn run_model(clients: usize, fail_fast: bool, ops: &[Op]) -> Result<(), TestCaseError> {
+fn run_model(
+    clients: usize,
+    fail_fast: bool,
+    versions: bool,
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
     let policy = match fail_fast {
         true => FaultPolicy::FailFast,
         false => FaultPolicy::BestEffort,
     };
-    let mut p = Pool::new(policy, DuplicateOffers::Reject);
+    let duplicates = match versions {
+        true => DuplicateOffers::Version,
+        false => DuplicateOffers::Reject,
+    };
+    let mut p = Pool::new(policy, duplicates);
     let mut m = Model {
         fail_fast,
+        versions,
         ..Model::default()
     };
     let ids: Vec<ClientId> = (0..clients).map(|i| p.join(&format!("c{i}"))).collect();
@@ -1650,8 +1723,9 @@ fn run_model(clients: usize, fail_fast: bool, ops: &[Op]) -> Result<(), TestCase
         let s = p.engine.stats();
         let waiting: usize = m.waiting.values().map(Vec::len).sum();
         prop_assert_eq!(s.clients, m.alive.len() as u64, "clients after {:?}", op);
-        prop_assert_eq!(s.objects, m.offers.len() as u64);
-        prop_assert_eq!(s.offered_bytes, SIZE * m.offers.len() as u64);
+        let offers = m.offers.values().map(Vec::len).sum::<usize>() as u64;
+        prop_assert_eq!(s.objects, offers);
+        prop_assert_eq!(s.offered_bytes, SIZE * offers);
         prop_assert_eq!(s.requires, m.requires.len() as u64);
         prop_assert_eq!(s.waiting_demands, waiting as u64);
         prop_assert_eq!(s.pending_leaves, m.leaving.len() as u64);
@@ -1667,9 +1741,10 @@ proptest! {
     fn random_operations_agree_with_the_model(
         clients in 2..=4usize,
         fail_fast in any::<bool>(),
+        versions in any::<bool>(),
         ops in proptest::collection::vec(op(), 1..60),
     ) {
-        run_model(clients, fail_fast, &ops)?;
+        run_model(clients, fail_fast, versions, &ops)?;
     }
 }
 

@@ -1022,14 +1022,15 @@ impl Engine {
     /// before BYE); not the offers that outlive it
     /// ([`ProducerExit::Keep`](super::ProducerExit::Keep)).
     fn leave_blockers(&self, cid: ClientId) -> Vec<String> {
-        let mut names = self.registry.names_of(cid);
-        names.retain(|n| {
-            let kept = self
-                .registry
-                .get_of(n, cid)
-                .is_some_and(|e| self.kept_on_exit(e.object));
-            let object = self.registry.get_of(n, cid).map(|e| e.object);
-            !kept && object.is_some_and(|o| self.required_by_others(n, cid, o))
+        let mut names = Vec::new();
+        // Every offer of `cid`: under versions it may have several of a name.
+        self.registry.for_each(&mut |n, e| {
+            if e.owner == cid
+                && !self.kept_on_exit(e.object)
+                && self.required_by_others(n, cid, e.object)
+            {
+                names.push(n.to_owned());
+            }
         });
         let withdrawing = self
             .draining
@@ -1115,12 +1116,18 @@ impl Engine {
         }
         let offered = self.registry.names_of(cid);
         for name in offered {
-            let kept = self.registry.get_of(&name, cid).map(|e| e.object);
-            if kept.is_some_and(|object| self.kept_on_exit(object)) {
-                self.keep_offer(name, cid);
-                continue;
-            }
-            if let Some(e) = self.take_offer(&name, cid) {
+            // Every offer of it: under versions a client may have several.
+            let (mut taken, mut kept) = (false, false);
+            while let Some(object) = self.registry.get_of(&name, cid).map(|e| e.object) {
+                if self.kept_on_exit(object) {
+                    self.keep_offer(name.clone(), cid);
+                    kept = true;
+                    continue;
+                }
+                let Some(e) = self.take_offer(&name, cid) else {
+                    break;
+                };
+                taken = true;
                 if self.views.contains_key(&e.object) {
                     // Viewed or held by a consumer group: the data stays
                     // until the last view goes.
@@ -1134,7 +1141,9 @@ impl Engine {
                     self.unref_segment(e.segment, out);
                 }
             }
-            if died {
+            // A name whose offer outlives its producer is not a dead
+            // producer's: it is withdrawn as by its producer later.
+            if died && taken && !kept {
                 let requires = &self.requires;
                 self.tombstones.insert(name, |n| {
                     requires.get(n).is_some_and(|s| s.keys().any(|&c| c != cid))

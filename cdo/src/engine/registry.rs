@@ -102,7 +102,7 @@ pub trait Registry: Send {
 
 /// The default [`Registry`]: exact name matching in a hash map; a second
 /// offer of a name on offer is refused or kept as a newer version, as
-/// configured (each client offers a name at most once at a time).
+/// configured (a newer version may come from the same client).
 #[derive(Debug, Default)]
 pub struct NameRegistry {
     /// Versions of each name.

@@ -42,7 +42,10 @@ impl Engine {
     /// Whether the minimum lifetime of `object` has not ended.
     pub(super) fn lifetime_left(&self, object: u64) -> bool {
         let end = self.lifetimes.get(&object).copied();
-        end.is_some() && self.now.is_none_or(|now| !rules::lifetime_over(end, || now))
+        end.is_some()
+            && self
+                .now
+                .is_none_or(|now| !rules::lifetime_over(end, || now))
     }
 
     /// Whether `object` outlives its producer when the producer goes:
