@@ -557,6 +557,12 @@ fn groups_are_seen_whole_and_read_member_by_member() {
     c.flush().unwrap();
     offered.withdraw(&mut p).unwrap();
     assert_eq!(pm.stats().objects, 0);
+    // A member listed twice is refused before anything is offered.
+    let twice: Vec<(&str, &[u8], Attributes)> = vec![("a", b"1", step(8)), ("a", b"2", step(8))];
+    let e = offer_group(&mut p, "step/8", &twice, step(8)).unwrap_err();
+    assert!(e.to_string().contains("listed twice"), "{e}");
+    assert_eq!(code(e), ErrorCode::DuplicateName);
+    assert_eq!(pm.stats().objects, 0);
     // A plain object is no group.
     p.offer("plain", b"x", Attributes::new()).unwrap();
     let e = GroupReader::demand(&mut c, "plain", WAIT).unwrap_err();

@@ -61,7 +61,9 @@ impl OfferedGroup {
 /// its manifest with `attrs`.
 ///
 /// # Errors
-/// The first member offer that failed (the manifest is then not offered,
+/// [`ErrorCode::DuplicateName`] for a member listed twice, before anything
+/// is offered (as an in-process group refuses to declare it twice); else
+/// the first member offer that failed (the manifest is then not offered,
 /// and the members offered so far are withdrawn).
 pub fn offer_group(
     client: &mut Client,
@@ -73,6 +75,16 @@ pub fn offer_group(
         .iter()
         .map(|(m, _, _)| member_name(group, m))
         .collect();
+    if let Some((i, _)) = names
+        .iter()
+        .enumerate()
+        .find(|(i, n)| names[..*i].contains(n))
+    {
+        return Err(ClientError::Pool {
+            code: ErrorCode::DuplicateName,
+            text: format!("group {group}: member {:?} listed twice", members[i].0),
+        });
+    }
     let mut ids = Vec::with_capacity(members.len());
     let mut failed = None;
     for (name, (_, bytes, a)) in names.iter().zip(members) {
