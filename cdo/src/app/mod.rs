@@ -144,6 +144,19 @@
 //!   own requires hold its withdrawals; the [`Pool`] makes a withdrawal
 //!   wait for its own requires of the name before sending it, so that
 //!   these hold it as in process.
+//! * **Requires under versions** ([`DuplicateOffers::Version`](crate::DuplicateOffers::Version)).
+//!   Both match a require with one object, the newest on offer when it is
+//!   made (else the next offered), and hold only that object's withdrawal.
+//!   The [`Pool`]'s own requires (see "Threads") hold its withdrawal of any
+//!   version of the name: the client is not told which object its require
+//!   was matched with.
+//! * **A withdrawal that timed out** leaves the handle offered in both.
+//!   Through a manager the withdrawal stays requested and completes by
+//!   itself once nothing holds the object; in process nothing happens
+//!   until the handle is withdrawn again.
+//! * **Require and retract events** carry the consumer handle's attributes
+//!   in process; through a manager they carry none (the protocol's
+//!   require sends only the name).
 //! * **Errors of the connection** (the manager died, shared memory could
 //!   not be mapped) are [`Error::PoolManager`]; they have no in-process
 //!   counterpart.
