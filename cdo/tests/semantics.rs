@@ -153,6 +153,16 @@ struct Setup {
     policy: FaultPolicy,
 }
 
+impl Setup {
+    /// The defaults, with a second offer of a name kept as a newer version.
+    fn versions() -> Setup {
+        Setup {
+            duplicates: DuplicateOffers::Version,
+            ..Setup::default()
+        }
+    }
+}
+
 /// Either deployment, ready for peers.
 trait Deployment {
     /// Its name in messages.
@@ -582,11 +592,7 @@ fn a_second_offer_is_refused_and_the_first_stays() {
 /// older one is in view again.
 #[test]
 fn a_second_offer_is_a_newer_version_under_the_version_policy() {
-    let setup = Setup {
-        duplicates: DuplicateOffers::Version,
-        ..Setup::default()
-    };
-    both(setup, |d| {
+    both(Setup::versions(), |d| {
         let mut older = d.peer("older");
         let mut newer = d.peer("newer");
         let mut first = d.peer("first");
@@ -614,11 +620,7 @@ fn a_second_offer_is_a_newer_version_under_the_version_policy() {
 /// version's withdrawal for a require that only one of them could end.
 #[test]
 fn a_require_is_matched_with_the_object_on_offer_when_it_is_made() {
-    let setup = Setup {
-        duplicates: DuplicateOffers::Version,
-        ..Setup::default()
-    };
-    both(setup, |d| {
+    both(Setup::versions(), |d| {
         let label = d.label();
         let mut older = d.peer("older");
         let mut newer = d.peer("newer");
@@ -661,11 +663,7 @@ fn a_require_is_matched_with_the_object_on_offer_when_it_is_made() {
 /// now one function (`engine::rules::next_version`).
 #[test]
 fn a_version_counts_from_the_newest_on_offer() {
-    let setup = Setup {
-        duplicates: DuplicateOffers::Version,
-        ..Setup::default()
-    };
-    both(setup, |d| {
+    both(Setup::versions(), |d| {
         let label = d.label();
         let mut older = d.peer("older");
         let mut newer = d.peer("newer");
@@ -1155,11 +1153,7 @@ fn a_late_subscriber_gets_the_offers_replayed_then_the_live_events() {
 /// no `space` or `tier`: its shared segments lie in no mamba space).
 #[test]
 fn selectors_see_the_version_of_an_offer() {
-    let setup = Setup {
-        duplicates: DuplicateOffers::Version,
-        ..Setup::default()
-    };
-    both(setup, |d| {
+    both(Setup::versions(), |d| {
         let mut older = d.peer("older");
         let mut newer = d.peer("newer");
         let mut watcher = d.peer("watcher");

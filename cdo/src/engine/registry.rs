@@ -137,6 +137,13 @@ impl Versions {
     }
 }
 
+impl NameRegistry {
+    /// The newest version of `name` that `pick` accepts.
+    fn newest_where(&self, name: &str, pick: impl Fn(&Entry) -> bool) -> Option<&Entry> {
+        self.entries.get(name)?.iter().rev().find(|e| pick(e))
+    }
+}
+
 impl Registry for NameRegistry {
     fn insert(&mut self, name: String, entry: Entry) -> Result<(), Entry> {
         use std::collections::hash_map::Entry as Slot;
@@ -163,19 +170,11 @@ impl Registry for NameRegistry {
     }
 
     fn get_of(&self, name: &str, owner: ClientId) -> Option<&Entry> {
-        self.entries
-            .get(name)?
-            .iter()
-            .rev()
-            .find(|e| e.owner == owner)
+        self.newest_where(name, |e| e.owner == owner)
     }
 
     fn get_object(&self, name: &str, object: u64) -> Option<&Entry> {
-        self.entries
-            .get(name)?
-            .iter()
-            .rev()
-            .find(|e| e.object == object)
+        self.newest_where(name, |e| e.object == object)
     }
 
     fn remove(&mut self, name: &str, owner: ClientId) -> Option<Entry> {
