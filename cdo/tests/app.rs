@@ -648,6 +648,38 @@ fn a_subscription_gets_the_events_its_selector_matches() {
     });
 }
 
+/// A require or retract event carries the consumer handle's attributes in
+/// both, so a selector can pick consumers by them (a manager's used to
+/// carry none).
+#[test]
+fn require_and_retract_events_carry_the_consumer_s_attributes() {
+    both(|host| {
+        let label = host.label();
+        let watcher = host.app("watcher");
+        let consumer = host.app("consumer");
+        let kinds = EventKind::Require | EventKind::Retract;
+        let sub = watcher
+            .subscribe("app.role == \"viz\"", kinds, false)
+            .unwrap();
+
+        let mut plain = consumer.declare("req/plain").unwrap();
+        plain.require().unwrap();
+        let mut viz = consumer.declare("req/viz").unwrap();
+        viz.set("app.role", "viz").unwrap();
+        viz.require().unwrap();
+        viz.retract().unwrap();
+
+        for kind in [EventKind::Require, EventKind::Retract] {
+            let event = sub.next_timeout(LONG).unwrap().expect("the viz consumer's");
+            assert_eq!((event.kind(), event.name()), (kind, "req/viz"), "{label}");
+            let role = event.attributes().get("app.role");
+            assert_eq!(role, Some(&Value::from("viz")), "{label}");
+        }
+        assert!(sub.next_timeout(SHORT).unwrap().is_none(), "{label}");
+        plain.retract().unwrap();
+    });
+}
+
 #[test]
 fn an_acknowledged_event_holds_its_operation_until_acknowledged() {
     both(|host| {

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use cdo::ipc::handshake::{Agreed, Capabilities, Extension, Hello, Versions};
 use cdo::ipc::wire::{
-    encode, Attributes, DataRef, ErrorCode, EventRef, Frame, LifecycleRef, Msg, SchemaRef,
-    SegmentRef, SubscribeRef, PROTOCOL_VERSION,
+    encode, Attributes, ConsumerRef, DataRef, ErrorCode, EventRef, Frame, LifecycleRef, Msg,
+    SchemaRef, SegmentRef, SubscribeRef, PROTOCOL_VERSION,
 };
 use cdo::{EventKind, Schema, Selector, Timestamp, UnknownAttributes, Value};
 
@@ -128,6 +128,20 @@ fn frames() -> Vec<(&'static str, Vec<Frame>)> {
                         name: "rho".into(),
                         attrs: Attributes::new(),
                         wait: false,
+                    }),
+                ),
+                f(
+                    12,
+                    Msg::RequireWith(ConsumerRef {
+                        name: "rho".into(),
+                        attrs: attrs.clone(),
+                    }),
+                ),
+                f(
+                    13,
+                    Msg::RetractWith(ConsumerRef {
+                        name: "rho".into(),
+                        attrs: attrs.clone(),
                     }),
                 ),
                 f(11, Msg::Leave),

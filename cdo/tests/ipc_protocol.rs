@@ -10,8 +10,8 @@ use std::time::Duration;
 use cdo::ipc::client::{Client, ClientConfig};
 use cdo::ipc::handshake::{Agreed, Capabilities, Extension, Hello, Versions};
 use cdo::ipc::wire::{
-    decode, encode, need, Attributes, DataRef, ErrorCode, EventRef, Frame, Msg, SegmentRef, Stats,
-    SubscribeRef, WireError, HEADER_LEN, MAX_FRAME, PROTOCOL_VERSION,
+    decode, encode, need, Attributes, ConsumerRef, DataRef, ErrorCode, EventRef, Frame, Msg,
+    SegmentRef, Stats, SubscribeRef, WireError, HEADER_LEN, MAX_FRAME, PROTOCOL_VERSION,
 };
 use cdo::{EventKind, Timestamp, Value};
 use proptest::prelude::*;
@@ -85,6 +85,8 @@ fn msg() -> impl Strategy<Value = Msg> {
         proptest::collection::vec(any::<u64>(), 0..8).prop_map(|objects| Msg::Release { objects }),
         name.prop_map(|name| Msg::Withdraw { name }),
         name.prop_map(|name| Msg::Retract { name }),
+        (name, attrs()).prop_map(|(name, attrs)| Msg::RequireWith(ConsumerRef { name, attrs })),
+        (name, attrs()).prop_map(|(name, attrs)| Msg::RetractWith(ConsumerRef { name, attrs })),
         any::<u64>().prop_map(|segment| Msg::Forget { segment }),
         any::<u64>().prop_map(|segment| Msg::SegmentGone { segment }),
         Just(Msg::Ok),

@@ -155,8 +155,8 @@
 //!   itself once nothing holds the object; in process nothing happens
 //!   until the handle is withdrawn again.
 //! * **Require and retract events** carry the consumer handle's attributes
-//!   in process; through a manager they carry none (the protocol's
-//!   require sends only the name).
+//!   in both; through a manager that predates the `consumer-attributes`
+//!   capability they carry none.
 //! * **Errors of the connection** (the manager died, shared memory could
 //!   not be mapped) are [`Error::PoolManager`]; they have no in-process
 //!   counterpart.

@@ -612,7 +612,10 @@ impl<'p> RemoteCdo<'p> {
         let next = self.check(Op::Require)?;
         let started = Instant::now();
         let name = Arc::clone(&self.name);
-        let reply = self.remote.request(|c| c.submit_require(&name));
+        let attrs = self.attrs.flatten();
+        let reply = self
+            .remote
+            .request(move |c| c.submit_require_with(&name, attrs));
         self.settle(next, Op::Require, started, reply).map(drop)
     }
 
@@ -667,7 +670,10 @@ impl<'p> RemoteCdo<'p> {
         }
         let started = Instant::now();
         let name = Arc::clone(&self.name);
-        let reply = self.remote.request(|c| c.submit_retract(&name));
+        let attrs = self.attrs.flatten();
+        let reply = self
+            .remote
+            .request(move |c| c.submit_retract_with(&name, attrs));
         self.settle(next, Op::Retract, started, reply).map(drop)
     }
 
@@ -690,7 +696,13 @@ impl Drop for RemoteCdo<'_> {
             State::Offered if self.pending.is_none() => {
                 Some(self.remote.submit(|c| c.submit_withdraw(&name)))
             }
-            State::Required => Some(self.remote.submit(|c| c.submit_retract(&name))),
+            State::Required => {
+                let attrs = self.attrs.flatten();
+                Some(
+                    self.remote
+                        .submit(move |c| c.submit_retract_with(&name, attrs)),
+                )
+            }
             _ => None,
         };
         if let Some(id) = self.pending.take() {

@@ -35,8 +35,8 @@ use crate::ipc::interest::{Interest, LIFECYCLE_KINDS};
 
 use crate::ipc::limits::check_request;
 use crate::ipc::wire::{
-    sent_attributes, with_size, Attributes, DataRef, ErrorCode, LifecycleRef, Msg, RequestId,
-    Stats, SubscribeRef, SIZE_KEY,
+    sent_attributes, with_size, Attributes, ConsumerRef, DataRef, ErrorCode, LifecycleRef, Msg,
+    RequestId, Stats, SubscribeRef, SIZE_KEY,
 };
 use crate::value::Value;
 
@@ -144,9 +144,11 @@ fn may_wait_for_acks(msg: &Msg) -> bool {
         msg,
         Msg::Offer { .. }
             | Msg::Require { .. }
+            | Msg::RequireWith(_)
             | Msg::Demand { .. }
             | Msg::Withdraw { .. }
             | Msg::Retract { .. }
+            | Msg::RetractWith(_)
             | Msg::Leave
             | Msg::Lifecycle(LifecycleRef { wait: true, .. })
     )
@@ -387,28 +389,11 @@ impl Engine {
                 }
                 reply
             }
-            Msg::Require { name } => {
-                let known = self
-                    .requires
-                    .get(&name)
-                    .is_some_and(|s| s.contains_key(&cid));
-                if !known {
-                    self.quotas.check(cid, Kind::Requires)?;
-                    self.quotas.add(cid, Kind::Requires);
-                }
-                self.raise(
-                    EventKind::Require,
-                    &name,
-                    &Attributes::new(),
-                    None,
-                    cid,
-                    out,
-                );
-                let newest = self.registry.get(&name).map(|e| e.object);
-                let matched = self.requires.entry(name).or_default().entry(cid);
-                // A second require keeps the first one's match.
-                matched.or_insert(newest);
-                Ok(Some(Msg::Ok))
+            Msg::Require { name } => self.require(cid, name, &Attributes::new(), out),
+            Msg::RequireWith(ConsumerRef { name, attrs }) => self.require(cid, name, &attrs, out),
+            Msg::Retract { name } => self.retract(cid, id, name, &Attributes::new(), out),
+            Msg::RetractWith(ConsumerRef { name, attrs }) => {
+                self.retract(cid, id, name, &attrs, out)
             }
             Msg::Demand { name } => match self.data_ref(self.matched(&name, cid), name) {
                 Ok(data) => {
@@ -469,41 +454,6 @@ impl Engine {
                     }
                     self.release_view(object, out);
                 }
-                Ok(None)
-            }
-            Msg::Retract { name } => {
-                self.raise(
-                    EventKind::Retract,
-                    &name,
-                    &Attributes::new(),
-                    None,
-                    cid,
-                    out,
-                );
-                self.release_require(&name, cid);
-                let mut cancelled = Vec::new();
-                if let Some(w) = self.waiters.get_mut(&name) {
-                    w.retain(|&(c, rid)| {
-                        if c == cid {
-                            cancelled.push(rid);
-                        }
-                        c != cid
-                    });
-                }
-                self.quotas.sub(cid, Kind::Demands, cancelled.len());
-                for rid in cancelled {
-                    let text = format!("{name} retracted");
-                    let msg = Msg::Error {
-                        code: ErrorCode::Retracted,
-                        text,
-                    };
-                    self.send(cid, rid, msg, None, out);
-                }
-                self.waiters.retain(|_, w| !w.is_empty());
-                // The reply first: the retract may let its own client's
-                // pending leave finish, and BYE ends the client.
-                self.send(cid, id, Msg::Ok, None, out);
-                self.settle(out);
                 Ok(None)
             }
             Msg::Forget { segment } => {
@@ -983,6 +933,69 @@ impl Engine {
             }
             self.unref_segment(d.segment, out);
         }
+    }
+
+    /// `cid` requires `name`; its require event carries `attrs` (the
+    /// consumer handle's, when the client sent them).
+    fn require(
+        &mut self,
+        cid: ClientId,
+        name: String,
+        attrs: &Attributes,
+        out: &mut Outgoing,
+    ) -> Reply {
+        let known = self
+            .requires
+            .get(&name)
+            .is_some_and(|s| s.contains_key(&cid));
+        if !known {
+            self.quotas.check(cid, Kind::Requires)?;
+            self.quotas.add(cid, Kind::Requires);
+        }
+        self.raise(EventKind::Require, &name, attrs, None, cid, out);
+        let newest = self.registry.get(&name).map(|e| e.object);
+        let matched = self.requires.entry(name).or_default().entry(cid);
+        // A second require keeps the first one's match.
+        matched.or_insert(newest);
+        Ok(Some(Msg::Ok))
+    }
+
+    /// `cid` retracts its require of `name` (request `id`), failing its
+    /// waiting demands; its retract event carries `attrs`.
+    fn retract(
+        &mut self,
+        cid: ClientId,
+        id: RequestId,
+        name: String,
+        attrs: &Attributes,
+        out: &mut Outgoing,
+    ) -> Reply {
+        self.raise(EventKind::Retract, &name, attrs, None, cid, out);
+        self.release_require(&name, cid);
+        let mut cancelled = Vec::new();
+        if let Some(w) = self.waiters.get_mut(&name) {
+            w.retain(|&(c, rid)| {
+                if c == cid {
+                    cancelled.push(rid);
+                }
+                c != cid
+            });
+        }
+        self.quotas.sub(cid, Kind::Demands, cancelled.len());
+        for rid in cancelled {
+            let text = format!("{name} retracted");
+            let msg = Msg::Error {
+                code: ErrorCode::Retracted,
+                text,
+            };
+            self.send(cid, rid, msg, None, out);
+        }
+        self.waiters.retain(|_, w| !w.is_empty());
+        // The reply first: the retract may let its own client's pending
+        // leave finish, and BYE ends the client.
+        self.send(cid, id, Msg::Ok, None, out);
+        self.settle(out);
+        Ok(None)
     }
 
     fn release_require(&mut self, name: &str, cid: ClientId) {

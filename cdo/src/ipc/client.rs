@@ -42,8 +42,8 @@ use super::mapcache::MapCache;
 use super::pool::{PoolConfig, SegmentPool, Slot};
 use super::shm::{identity, ReadOnlyMap, ReceivedSegment};
 use super::wire::{
-    with_size, Attributes, DataRef, ErrorCode, EventRef, Frame, LifecycleRef, Msg, RequestId,
-    SchemaRef, SegmentRef, Stats, SubscribeRef,
+    with_size, Attributes, ConsumerRef, DataRef, ErrorCode, EventRef, Frame, LifecycleRef, Msg,
+    RequestId, SchemaRef, SegmentRef, Stats, SubscribeRef,
 };
 
 /// Environment variable giving the default timeout of blocking operations
@@ -756,6 +756,28 @@ impl Client {
         self.submit(Msg::Require { name: name.into() }, None)
     }
 
+    /// [`Client::submit_require`], with the consumer's attributes for the
+    /// require event, as in process. They travel only when the manager
+    /// agreed to [`Capabilities::CONSUMER_ATTRIBUTES`]; with an older one
+    /// the event has none.
+    pub fn submit_require_with(
+        &mut self,
+        name: &str,
+        attrs: Attributes,
+    ) -> Result<RequestId, ClientError> {
+        let msg = match self
+            .capabilities
+            .contains(Capabilities::CONSUMER_ATTRIBUTES)
+        {
+            true => Msg::RequireWith(ConsumerRef {
+                name: name.into(),
+                attrs,
+            }),
+            false => Msg::Require { name: name.into() },
+        };
+        self.submit(msg, None)
+    }
+
     /// Declares that we will demand `name`.
     pub fn require(&mut self, name: &str) -> Result<(), ClientError> {
         let id = self.submit_require(name)?;
@@ -772,6 +794,26 @@ impl Client {
     /// demands of it).
     pub fn submit_retract(&mut self, name: &str) -> Result<RequestId, ClientError> {
         self.submit(Msg::Retract { name: name.into() }, None)
+    }
+
+    /// [`Client::submit_retract`], with the consumer's attributes for the
+    /// retract event (as [`Client::submit_require_with`]).
+    pub fn submit_retract_with(
+        &mut self,
+        name: &str,
+        attrs: Attributes,
+    ) -> Result<RequestId, ClientError> {
+        let msg = match self
+            .capabilities
+            .contains(Capabilities::CONSUMER_ATTRIBUTES)
+        {
+            true => Msg::RetractWith(ConsumerRef {
+                name: name.into(),
+                attrs,
+            }),
+            false => Msg::Retract { name: name.into() },
+        };
+        self.submit(msg, None)
     }
 
     /// Queues the withdrawal of our object `name`. It waits, still on

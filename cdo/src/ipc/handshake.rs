@@ -116,9 +116,17 @@ impl Capabilities {
     /// page sent after WELCOME ([`Msg::InterestPage`], see
     /// [`interest`](super::interest)).
     pub const LIFECYCLE: Capabilities = Capabilities(1 << 4);
+    /// Requires and retracts carry the consumer handle's attributes for
+    /// their events ([`Msg::RequireWith`], [`Msg::RetractWith`]).
+    pub const CONSUMER_ATTRIBUTES: Capabilities = Capabilities(1 << 5);
     /// Every capability this build knows.
     pub const KNOWN: Capabilities = Capabilities(
-        Self::MEMFD.0 | Self::REPLAY.0 | Self::GIVE_BACK.0 | Self::SCHEMA.0 | Self::LIFECYCLE.0,
+        Self::MEMFD.0
+            | Self::REPLAY.0
+            | Self::GIVE_BACK.0
+            | Self::SCHEMA.0
+            | Self::LIFECYCLE.0
+            | Self::CONSUMER_ATTRIBUTES.0,
     );
 
     /// The set as bits.
@@ -159,6 +167,7 @@ impl fmt::Display for Capabilities {
             (Self::GIVE_BACK, "give-back"),
             (Self::SCHEMA, "schema"),
             (Self::LIFECYCLE, "lifecycle"),
+            (Self::CONSUMER_ATTRIBUTES, "consumer-attributes"),
         ];
         let mut first = true;
         let mut sep = |f: &mut fmt::Formatter<'_>| {
@@ -303,6 +312,7 @@ pub fn required(msg: &Msg) -> Capabilities {
         Msg::SubscribeReplay(_) => Capabilities::REPLAY,
         Msg::GiveBack { .. } => Capabilities::GIVE_BACK,
         Msg::Lifecycle(_) => Capabilities::LIFECYCLE,
+        Msg::RequireWith(_) | Msg::RetractWith(_) => Capabilities::CONSUMER_ATTRIBUTES,
         _ => Capabilities::NONE,
     }
 }

@@ -13,7 +13,7 @@ use std::fmt;
 use serde::de::{Error as _, MapAccess, Visitor};
 use serde::Deserializer;
 
-use super::wire::{Attributes, ErrorCode, LifecycleRef, Msg, MAX_FRAME};
+use super::wire::{Attributes, ConsumerRef, ErrorCode, LifecycleRef, Msg, MAX_FRAME};
 use crate::value::Value;
 
 /// Longest object, component or group name, in bytes.
@@ -156,7 +156,10 @@ fn check_object_name(name: &str) -> Result<(), (ErrorCode, String)> {
 pub fn check_request(msg: &Msg) -> Result<(), (ErrorCode, String)> {
     match msg {
         Msg::Join { component, .. } => check_name("component name", component),
-        Msg::Offer { name, attrs, .. } | Msg::Lifecycle(LifecycleRef { name, attrs, .. }) => {
+        Msg::Offer { name, attrs, .. }
+        | Msg::Lifecycle(LifecycleRef { name, attrs, .. })
+        | Msg::RequireWith(ConsumerRef { name, attrs })
+        | Msg::RetractWith(ConsumerRef { name, attrs }) => {
             check_object_name(name)?;
             check_attributes(attrs).map_err(|e| (ErrorCode::BadAttributes, e))
         }

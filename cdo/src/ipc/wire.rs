@@ -436,6 +436,29 @@ pub enum Msg {
     ///
     /// [`Capabilities::LIFECYCLE`]: super::handshake::Capabilities::LIFECYCLE
     InterestPage,
+    /// Client → manager: [`Msg::Require`] with the consumer handle's
+    /// attributes, which the require event carries (as in process). Only
+    /// with the [`Capabilities::CONSUMER_ATTRIBUTES`] capability agreed.
+    ///
+    /// [`Capabilities::CONSUMER_ATTRIBUTES`]: super::handshake::Capabilities::CONSUMER_ATTRIBUTES
+    RequireWith(ConsumerRef),
+    /// Client → manager: [`Msg::Retract`] with the consumer handle's
+    /// attributes, which the retract event carries. Only with the
+    /// [`Capabilities::CONSUMER_ATTRIBUTES`] capability agreed.
+    ///
+    /// [`Capabilities::CONSUMER_ATTRIBUTES`]: super::handshake::Capabilities::CONSUMER_ATTRIBUTES
+    RetractWith(ConsumerRef),
+}
+
+/// A require or retract with the consumer handle's attributes
+/// ([`Msg::RequireWith`], [`Msg::RetractWith`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsumerRef {
+    /// The object.
+    pub name: String,
+    /// The consumer handle's attributes, flat.
+    #[serde(deserialize_with = "super::limits::attributes")]
+    pub attrs: Attributes,
 }
 
 /// The body of [`Msg::Lifecycle`].

@@ -24,7 +24,9 @@ use crate::ipc::interest::{InterestPage, LIFECYCLE_KINDS};
 use crate::ipc::limits::fit_names;
 use crate::ipc::pool::Slot;
 use crate::ipc::shm::{check_seals, file_size, Segment};
-use crate::ipc::wire::{Attributes, ErrorCode, EventRef, Frame, Msg, SegmentRef, Stats};
+use crate::ipc::wire::{
+    Attributes, ConsumerRef, ErrorCode, EventRef, Frame, Msg, SegmentRef, Stats,
+};
 use crate::schema::Schema;
 
 use super::MirrorEvent;
@@ -176,7 +178,9 @@ impl Host {
         let check = check.as_mut().map(|c| c as SegmentCheck<'_>);
         let hook = match &msg {
             Msg::Demand { name } => self.unmet.as_ref().map(|h| (h, name)),
-            Msg::Require { name } => self.unmet_require.as_ref().map(|h| (h, name)),
+            Msg::Require { name } | Msg::RequireWith(ConsumerRef { name, .. }) => {
+                self.unmet_require.as_ref().map(|h| (h, name))
+            }
             _ => None,
         };
         if let Some((hook, name)) = hook {
