@@ -896,6 +896,30 @@ fn a_require_is_matched_with_one_object_and_rematched_when_it_goes() {
     assert_eq!(answers(&out, new, w), [Got::Ok]);
 }
 
+/// The federation's client (the mirror) requires on behalf of other
+/// nodes' consumers and demands to export what it was told of: its demand
+/// gets the newest object, while its require still holds the object it
+/// was matched with.
+#[test]
+fn the_mirror_exports_the_newest_version_whatever_its_require_matched() {
+    let mut p = Pool::new(FaultPolicy::BestEffort, DuplicateOffers::Version);
+    let (old, new, other) = (p.join("old"), p.join("new"), p.join("other"));
+    let mirror = p.join("federation");
+    p.engine.set_mirror(mirror);
+    p.offer(old, "v");
+    p.ask(mirror, Msg::Require { name: "v".into() });
+    p.offer(new, "v");
+    let (d, out) = p.demand(other, "v");
+    let newest = object_of(&out, other, d);
+    let (d, out) = p.demand(mirror, "v");
+    assert_eq!(object_of(&out, mirror, d), newest);
+    let (w, out) = p.withdraw(old, "v");
+    assert!(
+        answers(&out, old, w).is_empty(),
+        "the mirror's require holds v0"
+    );
+}
+
 /// Under versions a client may offer a name more than once; when it goes,
 /// every one of its offers goes (one used to stay, its owner gone).
 #[test]

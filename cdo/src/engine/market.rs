@@ -711,12 +711,15 @@ impl Engine {
         Ok(Some(Msg::Ok))
     }
 
-    /// The object `cid`'s require of `name` was matched with, if any.
+    /// The object `cid`'s require of `name` was matched with, if any. The
+    /// mirror's demands export what it was told of (the newest), whatever
+    /// its requires, which stand for other nodes' clients, were matched
+    /// with.
     fn matched(&self, name: &str, cid: ClientId) -> Option<u64> {
-        match self.requires.is_empty() {
-            true => None,
-            false => *self.requires.get(name)?.get(&cid)?,
+        if self.requires.is_empty() || self.mirror == Some(cid) {
+            return None;
         }
+        *self.requires.get(name)?.get(&cid)?
     }
 
     /// Where the object offered as `name` lies (`object`, or else the
