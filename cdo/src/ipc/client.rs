@@ -765,17 +765,29 @@ impl Client {
         name: &str,
         attrs: Attributes,
     ) -> Result<RequestId, ClientError> {
-        let msg = match self
+        let msg = self.consumer_msg(name, attrs, Msg::RequireWith, |name| Msg::Require { name });
+        self.submit(msg, None)
+    }
+
+    /// `with` the consumer's attributes when the manager agreed to
+    /// [`Capabilities::CONSUMER_ATTRIBUTES`], else `plain` (the name alone).
+    fn consumer_msg(
+        &self,
+        name: &str,
+        attrs: Attributes,
+        with: fn(ConsumerRef) -> Msg,
+        plain: fn(String) -> Msg,
+    ) -> Msg {
+        match self
             .capabilities
             .contains(Capabilities::CONSUMER_ATTRIBUTES)
         {
-            true => Msg::RequireWith(ConsumerRef {
+            true => with(ConsumerRef {
                 name: name.into(),
                 attrs,
             }),
-            false => Msg::Require { name: name.into() },
-        };
-        self.submit(msg, None)
+            false => plain(name.into()),
+        }
     }
 
     /// Declares that we will demand `name`.
@@ -803,16 +815,7 @@ impl Client {
         name: &str,
         attrs: Attributes,
     ) -> Result<RequestId, ClientError> {
-        let msg = match self
-            .capabilities
-            .contains(Capabilities::CONSUMER_ATTRIBUTES)
-        {
-            true => Msg::RetractWith(ConsumerRef {
-                name: name.into(),
-                attrs,
-            }),
-            false => Msg::Retract { name: name.into() },
-        };
+        let msg = self.consumer_msg(name, attrs, Msg::RetractWith, |name| Msg::Retract { name });
         self.submit(msg, None)
     }
 
