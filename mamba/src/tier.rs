@@ -166,6 +166,33 @@ pub struct SpaceInfo {
 }
 
 impl SpaceInfo {
+    /// A space for unit tests: bound to no node, with no CPUs and no
+    /// measured costs.
+    #[cfg(test)]
+    pub(crate) fn for_tests(
+        id: u32,
+        name: &str,
+        tier: Tier,
+        device: Option<u32>,
+        host_accessible: bool,
+        capacity: usize,
+    ) -> SpaceInfo {
+        SpaceInfo {
+            id: SpaceId(id),
+            name: name.into(),
+            tier,
+            capacity,
+            numa_node: None,
+            device,
+            cpus: Vec::new(),
+            bandwidth_mib_s: None,
+            latency_ns: None,
+            host_accessible,
+            persistent: false,
+            backing: Backing::Unbound,
+        }
+    }
+
     /// Whether this space is a NUMA node's own memory (DRAM, HBM, kmem
     /// NVDIMM), as opposed to device or pinned memory that is merely near a
     /// node.

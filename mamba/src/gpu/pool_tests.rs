@@ -262,22 +262,11 @@ fn a_full_device_space_falls_back_by_placement_policy() {
     use crate::pool::{Pool, PoolSettings};
     use crate::provider::NumaProvider;
     use crate::sys::NumaMode;
-    use crate::tier::{Backing, SpaceId, SpaceInfo, Tier};
+    use crate::tier::{SpaceInfo, Tier};
     use crate::{Mamba, Policy};
 
-    let space = |id: u32, name: &str, tier: Tier, host: bool| SpaceInfo {
-        id: SpaceId(id),
-        name: name.into(),
-        tier,
-        capacity: usize::MAX / 4,
-        numa_node: None,
-        device: None,
-        cpus: Vec::new(),
-        bandwidth_mib_s: None,
-        latency_ns: None,
-        host_accessible: host,
-        persistent: false,
-        backing: Backing::Unbound,
+    let space = |id: u32, name: &str, tier: Tier, host: bool| {
+        SpaceInfo::for_tests(id, name, tier, None, host, usize::MAX / 4)
     };
     let settings = PoolSettings {
         chunk_size: 256 * KIB,

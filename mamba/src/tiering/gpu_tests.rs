@@ -8,7 +8,7 @@ use crate::gpu::{
 use crate::pool::{Pool, PoolSettings};
 use crate::provider::{NumaProvider, Provider};
 use crate::sys::NumaMode;
-use crate::tier::{Backing, SpaceId, SpaceInfo, Tier};
+use crate::tier::{SpaceId, SpaceInfo, Tier};
 use crate::tiering::Direction;
 use crate::tiering::Movable;
 use crate::{Config, Error, Mamba, Policy, Watermarks};
@@ -18,21 +18,9 @@ const MIB: usize = 1 << 20;
 
 fn pool(id: u32, tier: Tier, capacity: usize, provider: Box<dyn Provider>) -> Pool {
     let host = tier != Tier::Gpu;
+    let name = format!("{tier}{id}");
     Pool::new(
-        SpaceInfo {
-            id: SpaceId(id),
-            name: format!("{tier}{id}"),
-            tier,
-            capacity,
-            numa_node: None,
-            device: (!host).then_some(id),
-            cpus: Vec::new(),
-            bandwidth_mib_s: None,
-            latency_ns: None,
-            host_accessible: host,
-            persistent: false,
-            backing: Backing::Unbound,
-        },
+        SpaceInfo::for_tests(id, &name, tier, (!host).then_some(id), host, capacity),
         provider,
         PoolSettings {
             chunk_size: MIB,

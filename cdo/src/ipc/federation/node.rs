@@ -252,6 +252,14 @@ enum Input {
     Interest(EventMask),
 }
 
+/// `msg` as a frame for the links; `None`, logged, when it cannot be
+/// encoded.
+fn encoded(msg: &PeerMsg) -> Option<Vec<u8>> {
+    encode(msg)
+        .map_err(|e| warn!(error = %e, "cannot encode a federation message"))
+        .ok()
+}
+
 /// Starts the federation's threads; returns once the node has joined its
 /// manager and opened its fabric transport (or why it could not).
 pub(super) fn spawn(
@@ -1311,17 +1319,15 @@ impl Node {
         if !self.links.contains_key(peer) {
             return;
         }
-        match encode(msg) {
-            Ok(frame) => self.queue(Some(peer), &frame),
-            Err(e) => warn!(error = %e, "cannot encode a federation message"),
+        if let Some(frame) = encoded(msg) {
+            self.queue(Some(peer), &frame);
         }
     }
 
     /// Queues `msg` for every peer, encoded once.
     fn broadcast(&mut self, msg: &PeerMsg) {
-        match encode(msg) {
-            Ok(frame) => self.queue(None, &frame),
-            Err(e) => warn!(error = %e, "cannot encode a federation message"),
+        if let Some(frame) = encoded(msg) {
+            self.queue(None, &frame);
         }
     }
 
@@ -1568,9 +1574,8 @@ impl Node {
         if peers.is_empty() {
             return;
         }
-        match encode(&PeerMsg::Lifecycle { kind, name, attrs }) {
-            Ok(frame) => peers.iter().for_each(|p| self.queue(Some(p), &frame)),
-            Err(e) => warn!(error = %e, "cannot encode a federation message"),
+        if let Some(frame) = encoded(&PeerMsg::Lifecycle { kind, name, attrs }) {
+            peers.iter().for_each(|p| self.queue(Some(p), &frame));
         }
     }
 
