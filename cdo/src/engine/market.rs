@@ -87,7 +87,7 @@ pub struct Engine {
     /// with (the newest on offer when it was made, else the next offered;
     /// `None` while nothing is on offer). A demand gets that object, and
     /// its withdrawal waits for the require.
-    requires: FastMap<String, FastMap<ClientId, Option<u64>>>,
+    requires: Requires,
     tombstones: Tombstones,
     offered_bytes: u64,
     /// Clients waiting for BYE (so `check_leaves` is free when there are none).
@@ -137,6 +137,9 @@ struct Totals {
 
 type Reply = Result<Option<Msg>, (ErrorCode, String)>;
 
+/// Requires by name, then by client: the object each was matched with.
+type Requires = FastMap<String, FastMap<ClientId, Option<u64>>>;
+
 /// Whether handling `msg` may raise events that hold it up until they are
 /// acknowledged (so it counts against the client's waiters).
 fn may_wait_for_acks(msg: &Msg) -> bool {
@@ -152,6 +155,18 @@ fn may_wait_for_acks(msg: &Msg) -> bool {
             | Msg::Leave
             | Msg::Lifecycle(LifecycleRef { wait: true, .. })
     )
+}
+
+/// The requires of `name` in `requires`, if any; no lookup while nobody
+/// requires anything (offers and withdrawals ask on every call).
+fn requires_of<'r>(
+    requires: &'r mut Requires,
+    name: &str,
+) -> Option<&'r mut FastMap<ClientId, Option<u64>>> {
+    match requires.is_empty() {
+        true => None,
+        false => requires.get_mut(name),
+    }
 }
 
 fn fail(code: ErrorCode, text: impl Into<String>) -> Reply {
@@ -690,7 +705,8 @@ impl Engine {
                 self.route_record(&group, data.clone(), None, out);
             }
         }
-        if let Some(requires) = self.requires.get_mut(&name) {
+        // Requires made while nothing was on offer are matched with it.
+        if let Some(requires) = requires_of(&mut self.requires, &name) {
             requires
                 .values_mut()
                 .filter(|m| m.is_none())
@@ -1019,7 +1035,7 @@ impl Engine {
         if !self.lifetimes.is_empty() {
             self.lifetimes.remove(&e.object);
         }
-        if let Some(requires) = self.requires.get_mut(name) {
+        if let Some(requires) = requires_of(&mut self.requires, name) {
             // Matched with an object that is gone: with the newest left.
             let newest = self.registry.get(name).map(|n| n.object);
             requires
