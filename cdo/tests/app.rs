@@ -394,6 +394,35 @@ fn a_require_of_the_same_application_holds_its_withdrawal() {
 }
 
 #[test]
+fn each_require_of_an_application_holds_the_withdrawal_until_it_is_served() {
+    both(|host| {
+        let producer = host.app("producer");
+        let consumer = host.app("consumer");
+        let mut p = offer(&producer, "wd/two", &[5; 16]);
+        let mut first = consumer.declare("wd/two").unwrap();
+        let mut second = consumer.declare("wd/two").unwrap();
+        first.require().unwrap();
+        second.require().unwrap();
+        drop(first.demand_timeout(LONG).unwrap());
+        first.dispose().unwrap();
+
+        // The second handle's require still holds the withdrawal.
+        match p.withdraw_timeout(SHORT) {
+            Err(Error::Timeout {
+                op: Op::Withdraw, ..
+            }) => {}
+            other => panic!("{}: {other:?}", host.label()),
+        }
+        let view = second.demand_timeout(LONG).unwrap();
+        assert_eq!(view.bytes().unwrap(), &[5; 16], "{}", host.label());
+        drop(view);
+        second.dispose().unwrap();
+        p.withdraw_timeout(LONG).unwrap();
+        assert_eq!(p.state(), State::Withdrawn, "{}", host.label());
+    });
+}
+
+#[test]
 fn dropping_a_handle_gives_up_its_offer_or_require() {
     both(|host| {
         let producer = host.app("producer");

@@ -1330,9 +1330,10 @@ struct Model {
     /// offers are not kept).
     segments: BTreeMap<ClientId, u64>,
     waiting: BTreeMap<String, Vec<(ClientId, u64)>>,
-    /// (name, client) → the object the require was matched with: the
-    /// newest on offer when made, else the next offered.
-    requires: BTreeMap<(String, ClientId), Option<u64>>,
+    /// (name, client) → the objects its requires were matched with,
+    /// oldest first: the newest on offer when made, else the next offered.
+    /// A demand serves the oldest, a retraction ends the newest.
+    requires: BTreeMap<(String, ClientId), Vec<Option<u64>>>,
     /// Names whose producer died while offering them.
     died: BTreeSet<String>,
     /// Clients waiting for BYE → their LEAVE request.
@@ -1380,18 +1381,35 @@ impl Model {
             self.offers.remove(name);
         }
         let newest = self.newest(name);
-        for ((n, _), m) in self.requires.iter_mut() {
-            if n == name && *m == Some(object) {
-                *m = newest;
+        for ((n, _), matches) in self.requires.iter_mut() {
+            for m in matches.iter_mut().filter(|_| n == name) {
+                if *m == Some(object) {
+                    *m = newest;
+                }
             }
         }
         Some(object)
     }
 
     fn give(&mut self, to: ClientId, id: u64, name: &str, object: u64, e: &mut Expect) {
-        self.requires.remove(&(name.to_string(), to));
+        self.end_require(name, to, true);
         self.held.entry(to).or_default().push(object);
         e.push((to, id, Got::Data(name.into(), object)));
+    }
+
+    /// Ends one of `c`'s requires of `name`: the oldest when `served`.
+    fn end_require(&mut self, name: &str, c: ClientId, served: bool) {
+        let key = (name.to_string(), c);
+        let Some(matches) = self.requires.get_mut(&key) else {
+            return;
+        };
+        match served {
+            true => drop(matches.remove(0)),
+            false => drop(matches.pop()),
+        }
+        if matches.is_empty() {
+            self.requires.remove(&key);
+        }
     }
 
     fn release(&mut self, client: ClientId, object: u64, e: &mut Expect) {
@@ -1448,12 +1466,12 @@ impl Model {
         names
     }
 
-    /// Whether another client than `owner` required `name` and was
-    /// matched with `object`.
+    /// Whether another client than `owner` required `name` and one of its
+    /// requires was matched with `object`.
     fn required_by_others(&self, name: &str, owner: ClientId, object: u64) -> bool {
-        self.requires
-            .iter()
-            .any(|((rn, rc), m)| rn == name && *rc != owner && *m == Some(object))
+        self.requires.iter().any(|((rn, rc), matches)| {
+            rn == name && *rc != owner && matches.contains(&Some(object))
+        })
     }
 
     /// Withdraws `owner`'s offer of `name` for request `id`: answered now,
@@ -1563,9 +1581,11 @@ impl Model {
                 self.next_object += 1;
                 let object = self.next_object;
                 self.offers.entry(n.into()).or_default().push((c, object));
-                for ((rn, _), m) in self.requires.iter_mut() {
-                    if rn == n && m.is_none() {
-                        *m = Some(object);
+                for ((rn, _), matches) in self.requires.iter_mut() {
+                    for m in matches.iter_mut().filter(|_| rn == n) {
+                        if m.is_none() {
+                            *m = Some(object);
+                        }
                     }
                 }
                 self.died.remove(n);
@@ -1577,7 +1597,8 @@ impl Model {
             }
             Op::Demand(_, n) => {
                 let n = NAMES[*n];
-                let matched = self.requires.get(&(n.to_string(), c)).copied().flatten();
+                let key = (n.to_string(), c);
+                let matched = self.requires.get(&key).and_then(|m| m[0]);
                 if let Some(object) = matched.or_else(|| self.newest(n)) {
                     self.give(c, id, n, object, &mut e);
                     self.settle(&mut e);
@@ -1589,12 +1610,13 @@ impl Model {
             }
             Op::Require(_, n) => {
                 let newest = self.newest(NAMES[*n]);
-                self.requires.entry((NAMES[*n].into(), c)).or_insert(newest);
+                let key = (NAMES[*n].into(), c);
+                self.requires.entry(key).or_default().push(newest);
                 e.push((c, id, Got::Ok));
             }
             Op::Retract(_, n) => {
                 let n = NAMES[*n];
-                self.requires.remove(&(n.to_string(), c));
+                self.end_require(n, c, false);
                 if let Some(w) = self.waiting.get_mut(n) {
                     for &(_, rid) in w.iter().filter(|(wc, _)| *wc == c) {
                         e.push((c, rid, error(ErrorCode::Retracted)));
@@ -1750,7 +1772,10 @@ fn run_model(
         let offers = m.offers.values().map(Vec::len).sum::<usize>() as u64;
         prop_assert_eq!(s.objects, offers);
         prop_assert_eq!(s.offered_bytes, SIZE * offers);
-        prop_assert_eq!(s.requires, m.requires.len() as u64);
+        prop_assert_eq!(
+            s.requires,
+            m.requires.values().map(|v| v.len() as u64).sum::<u64>()
+        );
         prop_assert_eq!(s.waiting_demands, waiting as u64);
         prop_assert_eq!(s.pending_leaves, m.leaving.len() as u64);
         prop_assert_eq!(s.segments, m.segments(), "segments after {:?}", op);

@@ -417,7 +417,8 @@ fn clients_over_quota_get_typed_errors_and_the_pool_stays() {
     a.offer("a3", b"3", Attributes::new()).unwrap();
     a.require("r1").unwrap();
     a.require("r2").unwrap();
-    a.require("r2").unwrap();
+    // A second require of a name is a promise of its own: it counts.
+    assert_eq!(pool_code(a.require("r2")), ErrorCode::QuotaExceeded);
     assert_eq!(pool_code(a.require("r3")), ErrorCode::QuotaExceeded);
     a.retract("r1").unwrap();
     a.require("r3").unwrap();

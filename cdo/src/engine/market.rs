@@ -8,6 +8,7 @@ mod held;
 mod proxies;
 mod query;
 mod remote;
+mod requires;
 mod segments;
 mod withdrawals;
 
@@ -20,6 +21,7 @@ use tracing::{debug, info};
 use self::held::HeldOp;
 pub use self::proxies::GroupNote;
 use self::proxies::Proxies;
+use self::requires::Matches;
 use self::segments::SegRec;
 use self::withdrawals::Withdrawing;
 
@@ -83,10 +85,11 @@ pub struct Engine {
     segments: FastMap<u64, SegRec>,
     next_segment: u64,
     waiters: FastMap<String, Vec<(ClientId, RequestId)>>,
-    /// Requires by name: each client's, with the object it was matched
-    /// with (the newest on offer when it was made, else the next offered;
-    /// `None` while nothing is on offer). A demand gets that object, and
-    /// its withdrawal waits for the require.
+    /// Requires by name: each client's, each with the object it was
+    /// matched with (the newest on offer when it was made, else the next
+    /// offered; `None` while nothing is on offer). A demand gets the object
+    /// of the client's oldest require, and an object's withdrawal waits for
+    /// the requires matched with it.
     requires: Requires,
     tombstones: Tombstones,
     offered_bytes: u64,
@@ -138,7 +141,7 @@ struct Totals {
 type Reply = Result<Option<Msg>, (ErrorCode, String)>;
 
 /// Requires by name, then by client: the object each was matched with.
-type Requires = FastMap<String, FastMap<ClientId, Option<u64>>>;
+type Requires = FastMap<String, FastMap<ClientId, Matches>>;
 
 /// Whether handling `msg` may raise events that hold it up until they are
 /// acknowledged (so it counts against the client's waiters).
@@ -162,7 +165,7 @@ fn may_wait_for_acks(msg: &Msg) -> bool {
 fn requires_of<'r>(
     requires: &'r mut Requires,
     name: &str,
-) -> Option<&'r mut FastMap<ClientId, Option<u64>>> {
+) -> Option<&'r mut FastMap<ClientId, Matches>> {
     match requires.is_empty() {
         true => None,
         false => requires.get_mut(name),
@@ -246,7 +249,12 @@ impl Engine {
             clients: self.clients.len() as u64,
             objects: self.registry.len() as u64,
             segments: self.segments.len() as u64,
-            requires: self.requires.values().map(|s| s.len() as u64).sum(),
+            requires: self
+                .requires
+                .values()
+                .flat_map(|s| s.values())
+                .map(|m| m.len() as u64)
+                .sum(),
             waiting_demands: self.waiters.values().map(|w| w.len() as u64).sum(),
             pending_leaves: self.leaving as u64,
             offered_bytes: self.offered_bytes,
@@ -709,6 +717,7 @@ impl Engine {
         if let Some(requires) = requires_of(&mut self.requires, &name) {
             requires
                 .values_mut()
+                .flat_map(Matches::matches_mut)
                 .filter(|m| m.is_none())
                 .for_each(|m| *m = Some(object));
         }
@@ -727,7 +736,8 @@ impl Engine {
         Ok(Some(Msg::Ok))
     }
 
-    /// The object `cid`'s require of `name` was matched with, if any. The
+    /// The object `cid`'s oldest require of `name` was matched with, if
+    /// any. The
     /// mirror's demands export what it was told of (the newest), whatever
     /// its requires, which stand for other nodes' clients, were matched
     /// with.
@@ -735,7 +745,7 @@ impl Engine {
         if self.requires.is_empty() || self.mirror == Some(cid) {
             return None;
         }
-        *self.requires.get(name)?.get(&cid)?
+        self.requires.get(name)?.get(&cid)?.oldest()
     }
 
     /// Where the object offered as `name` lies (`object`, or else the
@@ -763,7 +773,7 @@ impl Engine {
         // The mirror's requires stand for other nodes' clients: its own
         // demands (to export an offer) do not end them.
         if !self.requires.is_empty() && self.mirror != Some(to) {
-            self.release_require(&data.name, to);
+            self.end_require(&data.name, to, true);
         }
         if !self.subs.is_empty() {
             // The event carries every attribute, `size` too, and the
@@ -963,19 +973,17 @@ impl Engine {
         attrs: &Attributes,
         out: &mut Outgoing,
     ) -> Reply {
-        let known = self
-            .requires
-            .get(&name)
-            .is_some_and(|s| s.contains_key(&cid));
-        if !known {
-            self.quotas.check(cid, Kind::Requires)?;
-            self.quotas.add(cid, Kind::Requires);
-        }
+        self.quotas.check(cid, Kind::Requires)?;
+        self.quotas.add(cid, Kind::Requires);
         self.raise(EventKind::Require, &name, attrs, None, cid, out);
         let newest = self.registry.get(&name).map(|e| e.object);
-        let matched = self.requires.entry(name).or_default().entry(cid);
-        // A second require keeps the first one's match.
-        matched.or_insert(newest);
+        use std::collections::hash_map::Entry as Slot;
+        match self.requires.entry(name).or_default().entry(cid) {
+            Slot::Occupied(mut o) => o.get_mut().push(newest),
+            Slot::Vacant(v) => {
+                v.insert(Matches::new(newest));
+            }
+        }
         Ok(Some(Msg::Ok))
     }
 
@@ -990,7 +998,7 @@ impl Engine {
         out: &mut Outgoing,
     ) -> Reply {
         self.raise(EventKind::Retract, &name, attrs, None, cid, out);
-        self.release_require(&name, cid);
+        self.end_require(&name, cid, false);
         let mut cancelled = Vec::new();
         if let Some(w) = self.waiters.get_mut(&name) {
             w.retain(|&(c, rid)| {
@@ -1017,14 +1025,21 @@ impl Engine {
         Ok(None)
     }
 
-    fn release_require(&mut self, name: &str, cid: ClientId) {
-        if let Some(set) = self.requires.get_mut(name) {
-            if set.remove(&cid).is_some() {
-                self.quotas.sub(cid, Kind::Requires, 1);
-            }
-            if set.is_empty() {
-                self.requires.remove(name);
-            }
+    /// Ends one of `cid`'s requires of `name`, if it has one: the oldest
+    /// when a demand `served` it, else the newest.
+    fn end_require(&mut self, name: &str, cid: ClientId, served: bool) {
+        let Some(set) = self.requires.get_mut(name) else {
+            return;
+        };
+        let Some(matches) = set.get_mut(&cid) else {
+            return;
+        };
+        if !matches.end_one(served) {
+            set.remove(&cid);
+        }
+        self.quotas.sub(cid, Kind::Requires, 1);
+        if set.is_empty() {
+            self.requires.remove(name);
         }
     }
 
@@ -1040,6 +1055,7 @@ impl Engine {
             let newest = self.registry.get(name).map(|n| n.object);
             requires
                 .values_mut()
+                .flat_map(Matches::matches_mut)
                 .filter(|m| **m == Some(e.object))
                 .for_each(|m| *m = newest);
         }

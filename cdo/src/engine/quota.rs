@@ -24,7 +24,8 @@ pub struct Limits {
     pub segments: usize,
     /// Most objects one client offers at a time (`CDO_MAX_OFFERS`).
     pub offers: usize,
-    /// Most outstanding requires of one client (`CDO_MAX_REQUIRES`).
+    /// Most outstanding requires of one client, a name required twice
+    /// counting twice (`CDO_MAX_REQUIRES`).
     pub requires: usize,
     /// Most demands of one client waiting for an offer (`CDO_MAX_DEMANDS`).
     pub demands: usize,

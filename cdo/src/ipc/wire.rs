@@ -281,7 +281,9 @@ pub enum Msg {
         /// Where it lies.
         segment: SegmentRef,
     },
-    /// Client → manager: announce that we will demand `name`.
+    /// Client → manager: announce that we will demand `name`. Each require
+    /// is its own promise: a client that requires a name twice holds its
+    /// withdrawal until two demands (or retractions) end them.
     Require {
         /// The object.
         name: String,

@@ -31,12 +31,12 @@ impl Engine {
         self.required_by_others(name, owner, object) || self.lifetime_left(object)
     }
 
-    /// Whether a client other than `owner` required `name` and was
-    /// matched with `object`.
+    /// Whether a client other than `owner` required `name` and one of its
+    /// requires was matched with `object`.
     pub(super) fn required_by_others(&self, name: &str, owner: ClientId, object: u64) -> bool {
         self.requires
             .get(name)
-            .is_some_and(|s| s.iter().any(|(&c, &m)| c != owner && m == Some(object)))
+            .is_some_and(|s| s.iter().any(|(&c, m)| c != owner && m.holds(object)))
     }
 
     /// Whether the minimum lifetime of `object` has not ended.
