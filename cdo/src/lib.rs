@@ -9,13 +9,13 @@
 //! | module | job |
 //! |---|---|
 //! | [`app`] | one application API, in process or through a pool manager |
-//! | [`pool`] | the marketplace: declare, allocate, subscribe, groups, statistics |
+//! | [`pool`] | the marketplace: declare, allocate, subscribe, statistics |
 //! | [`cdo`](mod@cdo) | a handle on one CDO: attributes, data, the producer and consumer calls |
 //! | [`lifecycle`] | the allowed order of calls |
 //! | [`attrs`], [`value`], [`schema`] | built-in and schema-checked user attributes |
 //! | [`data`], [`transport`] | data in mamba spaces; the data plane |
 //! | [`events`], [`selector`] | subscriptions filtered by selectors |
-//! | [`group`], [`stream`] | CDO groups; consumer groups |
+//! | [`stream`] | consumer groups (CDO groups are in [`app`]) |
 //! | [`stats`], [`config`] | statistics; configuration |
 //! | [`archive`] | CDOs persisted in a directory or persistent memory (the archiver is [`app::Archiver`]) |
 //!
@@ -92,8 +92,9 @@
 //! the offers by attributes ([`ipc::client::Client::query`]). The
 //! archiver ([`app::Archiver`], binary `cdo-archiver`) and librarian
 //! ([`app::Librarian`], binary `cdo-librarian`) keep chosen objects in an [`archive`] on a file
-//! tier and serve them back in later runs. CDO groups cross processes as
-//! their members plus a manifest offered last ([`ipc::group`]).
+//! tier and serve them back in later runs. CDO groups
+//! ([`app::Pool::declare_group`]) are their members plus a manifest offered
+//! last, in either deployment.
 //!
 //! The manager's marketplace is [`engine`]: offers, versions, requires,
 //! demands, views, withdrawals, leaves, subscriptions, consumer groups,
@@ -167,7 +168,6 @@ pub mod data;
 pub mod engine;
 pub mod error;
 pub mod events;
-pub mod group;
 pub mod ipc;
 pub mod lifecycle;
 pub mod pool;
@@ -188,7 +188,6 @@ pub use config::{DuplicateOffers, PoolConfig, UnknownAttributes};
 pub use data::{Buffer, Data};
 pub use error::{Error, Result};
 pub use events::{Event, EventKind, EventMask, Participant, Subscription};
-pub use group::{GroupDemand, GroupOffer};
 pub use lifecycle::{Op, State};
 pub use pool::{Name, OfferInfo, Pool};
 pub use schema::{AttrSpec, Schema};

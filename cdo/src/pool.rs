@@ -1,6 +1,6 @@
 //! [`Pool`]: the in-process CDO marketplace.
 
-use crate::attrs::{Attributes, Place};
+use crate::attrs::Attributes;
 use crate::cdo::Cdo;
 use crate::config::PoolConfig;
 use crate::data::Buffer;
@@ -8,7 +8,6 @@ use crate::engine::names;
 use crate::engine::rules::guided_io_order;
 use crate::error::Result;
 use crate::events::{Bus, EventKind, EventMask, Participant, Subject, Subscription};
-use crate::group::{GroupDemand, GroupOffer};
 use crate::registry::{Entry, Registry};
 use crate::schema::Schema;
 use crate::selector::Selector;
@@ -270,25 +269,6 @@ impl Pool {
         let selector = Selector::parse(selector)?;
         let registry = Some(&self.shared.registry);
         Ok(self.shared.bus.subscribe(selector, kinds, ack, registry))
-    }
-
-    /// Starts a CDO group named `name` (members are declared on it).
-    ///
-    /// # Errors
-    /// [`Error::InvalidName`](crate::Error::InvalidName).
-    pub fn declare_group(&self, name: &str) -> Result<GroupOffer<'_>> {
-        Ok(GroupOffer::new(self, self.declare(name)?))
-    }
-
-    /// Requires the CDO group `name`, delivering its members in `place`
-    /// (where they are when `None`).
-    ///
-    /// # Errors
-    /// [`Error::InvalidName`](crate::Error::InvalidName).
-    pub fn require_group(&self, name: &str, place: Option<Place>) -> Result<GroupDemand<'_>> {
-        let mut manifest = self.declare(name)?;
-        manifest.require()?;
-        Ok(GroupDemand::new(self, manifest, place))
     }
 
     /// Joins (forming if needed) the consumer group `group`, which streams

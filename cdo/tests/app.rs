@@ -1311,3 +1311,169 @@ fn a_librarian_sets_aside_an_entry_it_cannot_read() {
         assert_eq!(letters[0].name, "bad/corrupt", "{label}");
     });
 }
+
+/// The bytes of `view`, copied.
+fn bytes_of(view: &cdo::app::View<'_>) -> Vec<u8> {
+    view.bytes().expect("host memory").to_vec()
+}
+
+#[test]
+fn a_cdo_group_is_offered_and_demanded_whole() {
+    both(|host| {
+        let label = host.label();
+        let producer = host.app("producer");
+        let consumer = host.app("consumer");
+        let mut demand = consumer.require_group("run1/step42", &[]).unwrap();
+        assert!(
+            matches!(
+                demand.demand_timeout(SHORT),
+                Err(Error::Timeout { op: Op::Demand, .. })
+            ),
+            "{label}: nothing offered yet"
+        );
+
+        let mut group = producer.declare_group("run1/step42").unwrap();
+        assert!(group.set("app.step", 42u64).unwrap());
+        assert!(matches!(
+            group.set("members", "forged"),
+            Err(Error::ReadOnlyAttribute { .. })
+        ));
+        for (member, byte) in [("rho", 1u8), ("u", 2), ("p/hi", 3)] {
+            group.declare(member).unwrap().write(&[byte; 8]).unwrap();
+        }
+        assert!(matches!(group.declare("rho"), Err(Error::Group { .. })));
+        group.offer().unwrap();
+        assert!(matches!(group.declare("late"), Err(Error::Group { .. })));
+        assert!(matches!(group.offer(), Err(Error::Group { .. })));
+
+        let views = demand.demand_timeout(LONG).unwrap();
+        let got: Vec<(&str, Vec<u8>)> = views.iter().map(|(n, v)| (&**n, bytes_of(v))).collect();
+        assert_eq!(
+            got,
+            [
+                ("run1/step42/rho", vec![1; 8]),
+                ("run1/step42/u", vec![2; 8]),
+                ("run1/step42/p/hi", vec![3; 8]),
+            ],
+            "{label}"
+        );
+        let manifest = demand.attributes().expect("the manifest came");
+        assert_eq!(manifest.get("app.step"), Some(&Value::UInt(42)), "{label}");
+        // Through a manager, views hold withdrawals.
+        drop(views);
+        assert!(matches!(
+            demand.demand_timeout(SHORT),
+            Err(Error::Group { .. })
+        ));
+        assert_eq!(demand.next_timeout(SHORT).unwrap().map(|(n, _)| n), None);
+
+        // Members are ordinary CDOs too.
+        let mut one = consumer.declare("run1/step42/u").unwrap();
+        one.require().unwrap();
+        assert_eq!(one.demand_timeout(LONG).unwrap().bytes().unwrap(), [2; 8]);
+        one.dispose().unwrap();
+
+        assert!(matches!(group.dispose(), Err(Error::Group { .. })));
+        group.withdraw_timeout(SHORT).expect(label);
+        assert!(group
+            .members()
+            .iter()
+            .all(|m| m.state() == State::Withdrawn));
+        group.dispose().unwrap();
+        assert_eq!(producer.query("").unwrap(), Vec::<String>::new(), "{label}");
+    });
+}
+
+/// A group consumer's require holds the group's withdrawal until it has
+/// the members, which it reads one by one, each as it wanted it.
+#[test]
+fn a_cdo_group_is_held_for_its_consumer_and_read_member_by_member() {
+    both(|host| {
+        let label = host.label();
+        let producer = host.app("producer");
+        let consumer = host.app("consumer");
+        let mut group = producer.declare_group("fields").unwrap();
+        for (member, first) in [("a", 1u16), ("b", 7)] {
+            let m = group.declare(member).unwrap();
+            m.set("element_type", "u16").unwrap();
+            m.set("shape", vec![Value::UInt(2), Value::UInt(2)])
+                .unwrap();
+            let values = [first, first + 1, first + 2, first + 3];
+            m.write(
+                &values
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect::<Vec<u8>>(),
+            )
+            .unwrap();
+        }
+        group.offer().unwrap();
+
+        let wanted = [("wanted_order", Value::from("column"))];
+        let mut demand = consumer.require_group("fields", &wanted).unwrap();
+        match group.withdraw_timeout(SHORT) {
+            Err(Error::Timeout {
+                op: Op::Withdraw, ..
+            }) => {}
+            other => panic!("{label}: {other:?}"),
+        }
+
+        let mut read = Vec::new();
+        while let Some((name, view)) = demand.next_timeout(LONG).unwrap() {
+            let values: Vec<u16> = bytes_of(&view)
+                .chunks(2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                .collect();
+            read.push((name.to_string(), values));
+        }
+        assert_eq!(
+            read,
+            [
+                ("fields/a".to_string(), vec![1, 3, 2, 4]),
+                ("fields/b".to_string(), vec![7, 9, 8, 10]),
+            ],
+            "{label}: transposed, as wanted"
+        );
+        group.withdraw_timeout(LONG).unwrap();
+        group.dispose().unwrap();
+    });
+}
+
+#[test]
+fn a_cdo_group_fails_whole() {
+    both(|host| {
+        let label = host.label();
+        let producer = host.app("producer");
+        let other = host.app("other");
+        let consumer = host.app("consumer");
+
+        // A member someone else offers already: the members offered before
+        // it are withdrawn, and no manifest is offered.
+        let mut taken = offer(&other, "g/b", b"theirs");
+        let mut group = producer.declare_group("g").unwrap();
+        group.declare("a").unwrap().write(b"a").unwrap();
+        group.declare("b").unwrap().write(b"b").unwrap();
+        assert!(group.offer().is_err(), "{label}");
+        assert_eq!(consumer.query("").unwrap(), ["g/b"], "{label}");
+        assert_eq!(group.members()[0].state(), State::Withdrawn, "{label}");
+        group.dispose().unwrap();
+        taken.withdraw_timeout(LONG).unwrap();
+
+        // A plain object is no group.
+        let mut plain = offer(&other, "plain", b"x");
+        let mut demand = consumer.require_group("plain", &[]).unwrap();
+        match demand.demand_timeout(LONG) {
+            Err(Error::Group { name, reason }) => {
+                assert_eq!(name, "plain", "{label}");
+                assert!(reason.contains("manifest"), "{label}: {reason}");
+            }
+            other => panic!("{label}: {other:?}"),
+        }
+        drop(demand);
+        plain.withdraw_timeout(LONG).unwrap();
+
+        // A wanted attribute that is wrong fails at once.
+        let wrong = [("wanted_order", Value::from("diagonal"))];
+        assert!(consumer.require_group("g", &wrong).is_err(), "{label}");
+    });
+}

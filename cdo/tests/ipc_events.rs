@@ -523,53 +523,6 @@ fn a_dead_producer_s_object_fails_fast_or_waits_for_another_source() {
 }
 
 #[test]
-fn groups_are_seen_whole_and_read_member_by_member() {
-    use cdo::ipc::group::{offer_group, GroupReader};
-    let pm = manager();
-    let mut p = client(&pm, "producer");
-    let mut c = client(&pm, "consumer");
-    let waiting = c.submit_demand("step/7").unwrap();
-    c.flush().unwrap();
-    let members: Vec<(&str, &[u8], Attributes)> =
-        vec![("rho", b"rho-bytes", step(7)), ("E", b"energy", step(7))];
-    let offered = offer_group(&mut p, "step/7", &members, step(7)).unwrap();
-    assert_eq!(offered.members, ["step/7/rho", "step/7/E"]);
-    // The early demand got the manifest, offered after every member.
-    match c.wait(waiting, Some(WAIT)).unwrap() {
-        cdo::ipc::client::Reply::Data(v) => assert!(v.is_empty()),
-        other => panic!("{other:?}"),
-    }
-    let mut group = GroupReader::demand(&mut c, "step/7", WAIT).unwrap();
-    assert_eq!(group.members(), ["step/7/rho", "step/7/E"]);
-    assert_eq!(group.attrs()["app.step"], Value::UInt(7));
-    let mut read = Vec::new();
-    while let Some(v) = group.next(&mut c, WAIT).unwrap() {
-        read.push((v.name().to_string(), v.to_vec()));
-    }
-    assert_eq!(
-        read,
-        [
-            ("step/7/rho".to_string(), b"rho-bytes".to_vec()),
-            ("step/7/E".to_string(), b"energy".to_vec()),
-        ]
-    );
-    drop(group);
-    c.flush().unwrap();
-    offered.withdraw(&mut p).unwrap();
-    assert_eq!(pm.stats().objects, 0);
-    // A member listed twice is refused before anything is offered.
-    let twice: Vec<(&str, &[u8], Attributes)> = vec![("a", b"1", step(8)), ("a", b"2", step(8))];
-    let e = offer_group(&mut p, "step/8", &twice, step(8)).unwrap_err();
-    assert!(e.to_string().contains("listed twice"), "{e}");
-    assert_eq!(code(e), ErrorCode::DuplicateName);
-    assert_eq!(pm.stats().objects, 0);
-    // A plain object is no group.
-    p.offer("plain", b"x", Attributes::new()).unwrap();
-    let e = GroupReader::demand(&mut c, "plain", WAIT).unwrap_err();
-    assert_eq!(code(e), ErrorCode::UnknownName);
-}
-
-#[test]
 fn a_consumer_converts_its_view_into_another_tier_and_order() {
     use cdo::ipc::convert::convert_view;
     use cdo::{Order, Place};

@@ -104,6 +104,15 @@ impl<'p> Cdo<'p> {
         }
     }
 
+    /// Sets the member list of a CDO group's manifest (the read-only
+    /// `members` attribute).
+    pub(super) fn set_members(&mut self, members: Vec<String>) -> Result<()> {
+        match &mut self.0 {
+            Inner::Local(c) => c.set_members(members),
+            Inner::Remote(c) => c.set_members(members),
+        }
+    }
+
     /// Sets the guided-I/O priority (`priority`).
     ///
     /// # Errors

@@ -61,6 +61,13 @@
 //!   [`Record::done`]; the records a member held when it leaves go to the
 //!   others; an [`Archiver`] is a member that stores its records in an
 //!   [`Archive`](crate::archive::Archive).
+//! * CDO groups: [`Pool::declare_group`] gives a [`GroupOffer`], whose
+//!   members are offered before a manifest that lists them (and withdrawn
+//!   after it); [`Pool::require_group`] gives a [`GroupDemand`], which sees
+//!   a group only whole and demands its members at once or one by one.
+//!   Both are written once, on [`Cdo`], so they behave alike in both
+//!   deployments; a group offer that fails part-way withdraws the members
+//!   it offered.
 //! * Every [`Event`] names its [`origin`](Event::origin): the
 //!   [`Participant`] (an application's [`Pool`], see
 //!   [`Pool::participant`]) that raised it, its join and leave included.
@@ -163,6 +170,7 @@
 
 mod archiver;
 mod events;
+mod group;
 mod handle;
 mod librarian;
 mod remote;
@@ -171,6 +179,7 @@ mod stats;
 
 pub use archiver::Archiver;
 pub use events::{Event, Member, Record, Subscription};
+pub use group::{GroupDemand, GroupOffer};
 pub use handle::{Cdo, View};
 pub use librarian::{Librarian, Served};
 pub use stat_socket::{StatServer, STAT_SOCKET_ENV};
@@ -184,6 +193,7 @@ use crate::ipc::endpoint::{Endpoint, SOCKET_ENV, TOKEN_ENV, TOKEN_FILE_ENV};
 use crate::ipc::manager::{self, ManagerConfig};
 use crate::ipc::wire::ErrorCode;
 use crate::selector::Selector;
+use crate::value::Value;
 use mamba::Mamba;
 use remote::{Remote, RemoteCdo};
 use std::sync::Arc;
@@ -455,6 +465,25 @@ impl Pool {
                 Ok(Cdo::remote(cdo))
             }
         }
+    }
+
+    /// Starts the CDO group `name`: its members are declared on the
+    /// [`GroupOffer`] and offered with it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`].
+    pub fn declare_group(&self, name: &str) -> Result<GroupOffer<'_>> {
+        GroupOffer::new(self, name)
+    }
+
+    /// Requires the CDO group `name`; each member's handle sets `wanted`
+    /// (a wanted tier, space or order, say) before its require.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`]; the errors of setting `wanted` (checked
+    /// here) and of the require.
+    pub fn require_group(&self, name: &str, wanted: &[(&str, Value)]) -> Result<GroupDemand<'_>> {
+        GroupDemand::new(self, name, wanted)
     }
 
     /// Subscribes to the events of `kinds` whose CDO matches `selector`;

@@ -441,6 +441,13 @@ impl<'p> RemoteCdo<'p> {
         Ok(true)
     }
 
+    /// Sets the member list of a CDO group's manifest.
+    pub(super) fn set_members(&mut self, members: Vec<String>) -> Result<()> {
+        self.check(Op::SetAttribute)?;
+        self.attrs.members = members;
+        Ok(())
+    }
+
     /// Sets each of `flat` (as [`RemoteCdo::set`]); the offer then carries
     /// only these keys, as they were kept, not every built-in.
     pub(super) fn restore_attributes(&mut self, flat: &FlatAttributes) -> Result<()> {

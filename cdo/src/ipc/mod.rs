@@ -18,7 +18,6 @@
 //! - [`components`]: the librarian (binary `cdo-librarian`) and what the
 //!   `cdo-archiver` binary shares with it (its archiver is
 //!   [`app::Archiver`](crate::app::Archiver));
-//! - [`group`]: CDO groups (members plus a manifest) across processes;
 //! - [`convert`]: a demanded view copied into another space, tier or order;
 //! - [`endpoint`]: where the manager listens and how clients find it;
 //! - [`fasthash`]: the hasher of the maps on the request path;
@@ -102,7 +101,6 @@ pub mod convert;
 pub mod endpoint;
 pub mod fasthash;
 pub mod federation;
-pub mod group;
 pub mod handshake;
 pub mod interest;
 pub mod lease;
