@@ -7,15 +7,17 @@
 //! policy: best-effort        # or fail-fast
 //! ack_timeout_ms: 2000       # how long acknowledged events hold an operation
 //! keep_group_records: true   # groups keep their records for a later member
+//! producer_exit: keep        # or withdraw: a dropped producer's offers
 //! ```
 //!
 //! The semantics a pool manager takes from its environment
-//! ([`POLICY_ENV`], [`ACK_TIMEOUT_ENV`], [`KEEP_GROUP_RECORDS_ENV`]) an
+//! ([`POLICY_ENV`], [`ACK_TIMEOUT_ENV`], [`KEEP_GROUP_RECORDS_ENV`],
+//! [`PRODUCER_EXIT_ENV`]) an
 //! in-process pool takes from the same variables
 //! ([`PoolConfig::with_env`]), so that moving an application between the
 //! two deployments changes neither its code nor its environment.
 
-use crate::engine::{FaultPolicy, DEFAULT_ACK_TIMEOUT};
+use crate::engine::{FaultPolicy, ProducerExit, DEFAULT_ACK_TIMEOUT};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
@@ -69,6 +71,12 @@ pub struct PoolConfig {
     /// them. On, a member that joins and leaves holds those objects until
     /// another member takes them.
     pub keep_group_records: bool,
+    /// What happens to the offers of a producer that goes: withdrawn with
+    /// it (the default), or kept for the rest of their minimum lifetime
+    /// ([`ProducerExit::Keep`]). In process a producer goes when its
+    /// offered handle is dropped; through a pool manager, when its client
+    /// leaves or dies.
+    pub producer_exit: ProducerExit,
 }
 
 /// Environment variable naming the [`FaultPolicy`] (`fail-fast`,
@@ -81,6 +89,10 @@ pub const ACK_TIMEOUT_ENV: &str = "CDO_ACK_TIMEOUT_MS";
 /// records when their last member goes
 /// ([`PoolConfig::keep_group_records`]), in either deployment.
 pub const KEEP_GROUP_RECORDS_ENV: &str = "CDO_KEEP_GROUP_RECORDS";
+/// Environment variable: what happens to the offers of a producer that
+/// goes (`withdraw`, the default, or `keep`; see [`ProducerExit`]), in
+/// either deployment.
+pub const PRODUCER_EXIT_ENV: &str = "CDO_PRODUCER_EXIT";
 
 impl Default for PoolConfig {
     fn default() -> Self {
@@ -91,6 +103,7 @@ impl Default for PoolConfig {
             policy: FaultPolicy::default(),
             ack_timeout: DEFAULT_ACK_TIMEOUT,
             keep_group_records: false,
+            producer_exit: ProducerExit::default(),
         }
     }
 }
@@ -101,8 +114,9 @@ fn millis<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::E
 }
 
 impl PoolConfig {
-    /// This configuration with [`POLICY_ENV`], [`ACK_TIMEOUT_ENV`] and
-    /// [`KEEP_GROUP_RECORDS_ENV`] applied where they are set: the variables
+    /// This configuration with [`POLICY_ENV`], [`ACK_TIMEOUT_ENV`],
+    /// [`KEEP_GROUP_RECORDS_ENV`] and [`PRODUCER_EXIT_ENV`] applied where
+    /// they are set: the variables
     /// a pool manager reads for the same settings.
     ///
     /// ```
@@ -141,6 +155,9 @@ impl PoolConfig {
                     ))
                 }
             };
+        }
+        if let Some(v) = var(PRODUCER_EXIT_ENV) {
+            self.producer_exit = v.parse().map_err(|e| format!("{PRODUCER_EXIT_ENV}: {e}"))?;
         }
         Ok(self)
     }
@@ -194,16 +211,19 @@ mod tests {
                 (POLICY_ENV, "best-effort"),
                 (ACK_TIMEOUT_ENV, "250"),
                 (KEEP_GROUP_RECORDS_ENV, "true"),
+                (PRODUCER_EXIT_ENV, "keep"),
             ]))
             .unwrap();
         assert_eq!(config.policy, FaultPolicy::BestEffort);
         assert_eq!(config.ack_timeout, Duration::from_millis(250));
         assert!(config.keep_group_records);
+        assert_eq!(config.producer_exit, ProducerExit::Keep);
 
         let unset = PoolConfig::default().with_vars(vars(&[])).unwrap();
         assert_eq!(unset.policy, FaultPolicy::FailFast);
         assert_eq!(unset.ack_timeout, DEFAULT_ACK_TIMEOUT);
         assert!(!unset.keep_group_records);
+        assert_eq!(unset.producer_exit, ProducerExit::Withdraw);
     }
 
     #[test]
@@ -212,6 +232,7 @@ mod tests {
             (POLICY_ENV, "sometimes"),
             (ACK_TIMEOUT_ENV, "-1"),
             (KEEP_GROUP_RECORDS_ENV, "yes"),
+            (PRODUCER_EXIT_ENV, "linger"),
         ] {
             let e = PoolConfig::default()
                 .with_vars(vars(&[(key, value)]))
@@ -221,8 +242,10 @@ mod tests {
     }
 
     #[test]
-    fn keep_group_records_is_read_from_yaml() {
-        let config = PoolConfig::from_yaml("keep_group_records: true\n").unwrap();
+    fn keep_group_records_and_producer_exit_are_read_from_yaml() {
+        let yaml = "keep_group_records: true\nproducer_exit: keep\n";
+        let config = PoolConfig::from_yaml(yaml).unwrap();
         assert!(config.keep_group_records);
+        assert_eq!(config.producer_exit, ProducerExit::Keep);
     }
 }

@@ -113,10 +113,13 @@
 //! (`tests/semantics.rs`).
 //!
 //! A producer may offer and exit (R1.7/R1.8): under
-//! [`engine::ProducerExit::Keep`] the offers it leaves behind with a
-//! minimum lifetime still to run stay on offer, served from the segment
-//! the manager keeps, until the lifetime has ended and nobody requires
-//! them; the default withdraws them with their producer (fail-fast).
+//! [`engine::ProducerExit::Keep`] (the pool configuration's
+//! `producer_exit`, in either deployment) the offers it leaves behind with
+//! a minimum lifetime still to run stay on offer, served (through a
+//! manager from the segment the manager keeps; in process, where a
+//! producer goes when its offered handle is dropped, from its data), until
+//! the lifetime has ended and nobody requires them; the default withdraws
+//! them with their producer (fail-fast).
 //!
 //! The manager holds out against hostile or broken clients of the same
 //! user: before its JOIN a connection may send one frame of at most 4 KiB;
@@ -169,6 +172,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod ipc;
+mod keeper;
 pub mod lifecycle;
 pub mod pool;
 mod registry;

@@ -8,6 +8,7 @@ use crate::engine::names;
 use crate::engine::rules::guided_io_order;
 use crate::error::Result;
 use crate::events::{Bus, EventKind, EventMask, Participant, Subject, Subscription};
+use crate::keeper::{Keeper, PoolParts};
 use crate::registry::{Entry, Registry};
 use crate::schema::Schema;
 use crate::selector::Selector;
@@ -38,14 +39,26 @@ pub(crate) struct Shared {
     pub schema: Schema,
     /// Where [`Cdo::write`] puts data: the resolved default policy.
     pub write_spaces: Vec<SpaceId>,
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
     pub bus: Arc<Bus>,
     pub counters: Counters,
     pub transport: Box<dyn Transport>,
     pub streams: Streams,
+    /// Offers kept after their producer went
+    /// ([`ProducerExit::Keep`](crate::engine::ProducerExit::Keep)).
+    pub keeper: Keeper,
 }
 
 impl Shared {
+    /// What withdrawing a kept offer touches, for the keeper's thread.
+    pub(crate) fn parts(&self) -> PoolParts {
+        PoolParts {
+            registry: Arc::clone(&self.registry),
+            bus: Arc::clone(&self.bus),
+            ack_timeout: self.config.ack_timeout,
+        }
+    }
+
     /// A new handle on an entry that already counts it, of no
     /// application.
     fn declare(&self, entry: Arc<Entry>) -> Cdo<'_> {
@@ -161,11 +174,12 @@ impl Pool {
                 config,
                 schema,
                 write_spaces,
-                registry: Registry::default(),
+                registry: Arc::default(),
                 bus: Arc::default(),
                 counters: Counters::new(spaces),
                 transport,
                 streams,
+                keeper: Keeper::default(),
             },
         }
     }
@@ -267,7 +281,7 @@ impl Pool {
         ack: bool,
     ) -> Result<Subscription> {
         let selector = Selector::parse(selector)?;
-        let registry = Some(&self.shared.registry);
+        let registry = Some(&*self.shared.registry);
         Ok(self.shared.bus.subscribe(selector, kinds, ack, registry))
     }
 

@@ -7,7 +7,7 @@ mod common;
 
 use cdo::app::{Deployment, Librarian, Pool, Served};
 use cdo::archive::{Archive, Outcome};
-use cdo::ipc::manager::ManagerConfig;
+use cdo::ipc::manager::{ManagerConfig, ProducerExit};
 use cdo::{
     Error, EventKind, EventMask, Op, Participant, PoolConfig, Priority, State, UnknownAttributes,
     Value,
@@ -47,6 +47,8 @@ struct Setup {
     /// A user-attribute schema (YAML), if any, and what happens to the
     /// attributes it does not know.
     schema: Option<(&'static str, UnknownAttributes)>,
+    /// What happens to the offers of a producer that goes.
+    producer_exit: ProducerExit,
 }
 
 impl Setup {
@@ -56,6 +58,7 @@ impl Setup {
         let mut config = PoolConfig {
             ack_timeout: ACK_TIMEOUT,
             keep_group_records: self.keep,
+            producer_exit: self.producer_exit,
             ..PoolConfig::default()
         };
         if let Some((yaml, unknown)) = self.schema {
@@ -118,7 +121,11 @@ fn both(body: impl Fn(&Host)) {
 /// [`both`], with consumer groups that keep their records when their last
 /// member leaves when `keep` says so.
 fn both_keeping(keep: bool, body: impl Fn(&Host)) {
-    both_with(&Setup { keep, schema: None }, body);
+    let setup = Setup {
+        keep,
+        ..Setup::default()
+    };
+    both_with(&setup, body);
 }
 
 /// [`both`], with pools configured by `setup`.
@@ -1475,5 +1482,83 @@ fn a_cdo_group_fails_whole() {
         // A wanted attribute that is wrong fails at once.
         let wrong = [("wanted_order", Value::from("diagonal"))];
         assert!(consumer.require_group("g", &wrong).is_err(), "{label}");
+    });
+}
+
+/// Offers `bytes` as `name` from a new application `producer` of `host`
+/// with a minimum lifetime of `lifetime`, and goes: the handle is dropped
+/// while offered, then the application.
+fn offer_and_exit(host: &Host, name: &str, bytes: &[u8], lifetime: Duration) {
+    let producer = host.app("producer");
+    let mut p = producer.declare(name).unwrap();
+    p.set_lifetime(lifetime).unwrap();
+    p.write(bytes).unwrap();
+    p.seal().unwrap();
+    p.offer().unwrap();
+    drop(p);
+    drop(producer);
+}
+
+/// Offer and exit (R1.7/R1.8): under `ProducerExit::Keep` an offer whose
+/// lifetime still runs outlives its producer and is served; the pool
+/// withdraws it once the lifetime has ended and nobody waits for it,
+/// raising its withdraw event. Under the default it goes with its
+/// producer.
+#[test]
+fn an_offer_with_a_lifetime_outlives_its_producer_when_kept() {
+    // Long enough for the requires below to come before it ends.
+    let lifetime = Duration::from_secs(2);
+    let kept = Setup {
+        producer_exit: ProducerExit::Keep,
+        ..Setup::default()
+    };
+    both_with(&kept, |host| {
+        let label = host.label();
+        let consumer = host.app("consumer");
+        let withdrawals = consumer
+            .subscribe("name ~ \"^exit/\"", EventKind::Withdraw.into(), false)
+            .unwrap();
+        let offered = std::time::Instant::now();
+        offer_and_exit(host, "exit/kept", b"still here", lifetime);
+        offer_and_exit(host, "exit/plain", b"gone", Duration::ZERO);
+
+        let mut c = consumer.declare("exit/kept").unwrap();
+        c.require().unwrap();
+        let view = c.demand_timeout(LONG).unwrap();
+        assert_eq!(view.bytes().unwrap(), b"still here", "{label}");
+        drop(view);
+        c.dispose().unwrap();
+
+        // A require made while the lifetime runs holds the kept offer past
+        // its end, as any require holds a withdrawal.
+        let mut late = consumer.declare("exit/kept").unwrap();
+        late.require().unwrap();
+        assert!(offered.elapsed() < lifetime, "{label}: too slow to check");
+        std::thread::sleep(lifetime.saturating_sub(offered.elapsed()) + SHORT);
+        let view = late.demand_timeout(LONG).unwrap();
+        assert_eq!(view.bytes().unwrap(), b"still here", "{label}");
+        drop(view);
+        late.dispose().unwrap();
+
+        // The plain offer went with its producer; the kept one goes when
+        // its lifetime has ended and nobody waits for it.
+        let mut heard = Vec::new();
+        while heard.len() < 2 {
+            match withdrawals.next_timeout(LONG).unwrap() {
+                Some(e) => heard.push(e.name().to_owned()),
+                None => panic!("{label}: only {heard:?} withdrawn"),
+            }
+        }
+        assert_eq!(heard, ["exit/plain", "exit/kept"], "{label}");
+        assert_eq!(consumer.query("").unwrap(), Vec::<String>::new(), "{label}");
+    });
+    both(|host| {
+        let label = host.label();
+        offer_and_exit(host, "exit/default", b"gone", lifetime);
+        let consumer = host.app("consumer");
+        assert_eq!(consumer.query("").unwrap(), Vec::<String>::new(), "{label}");
+        let mut c = consumer.declare("exit/default").unwrap();
+        c.require().unwrap();
+        assert!(c.demand_timeout(SHORT).is_err(), "{label}");
     });
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use cdo::ipc::client::{Client, ClientConfig, ClientError};
 use cdo::ipc::manager::{ManagerConfig, ProducerExit};
 use cdo::ipc::wire::{Attributes, ErrorCode, Stats};
-use cdo::Value;
+use cdo::{PoolConfig, Value};
 use ipc_common::{child_client, fill, hear, manager, manager_with, pattern, say, wait_for, Peer};
 
 /// Child side: a producer or a consumer that waits to be killed.
@@ -73,7 +73,10 @@ fn killed_producer_withdraws_its_offers() {
 #[test]
 fn a_killed_producers_offer_with_a_lifetime_is_served_when_kept() {
     let pm = manager_with(ManagerConfig {
-        producer_exit: ProducerExit::Keep,
+        pool: PoolConfig {
+            producer_exit: ProducerExit::Keep,
+            ..PoolConfig::default()
+        },
         ..ManagerConfig::default()
     });
     let mut consumer = Client::connect(&ClientConfig::new(pm.endpoint().clone(), "c")).unwrap();

@@ -357,12 +357,14 @@ impl std::fmt::Debug for View<'_> {
 }
 
 impl Drop for Cdo<'_> {
-    /// In process, a required handle is retracted as through a manager: the
-    /// pool's subscribers hear a retract event (nothing waits for its
-    /// acknowledgement). The rest is the handle's own drop.
+    /// In process, a required handle is retracted, and an offered one
+    /// withdrawn, as through a manager: the pool's subscribers hear a
+    /// retract or withdraw event (nothing waits for its acknowledgement).
+    /// The rest is the handle's own drop.
     fn drop(&mut self) {
         if let Inner::Local(c) = &mut self.0 {
             c.retract_dropped();
+            c.withdraw_dropped();
         }
     }
 }

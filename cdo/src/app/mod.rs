@@ -50,8 +50,13 @@
 //! * An operation whose acknowledged events are not acknowledged in time
 //!   fails with [`Error::AckTimeout`] under the fail-fast policy, having
 //!   taken effect (the handle is in the state after it).
-//! * Dropping a [`Cdo`] gives up its offer or its require (a require
-//!   given up raises a retract event, in both); dropping an
+//! * Dropping a [`Cdo`] gives up its offer or its require (an offer
+//!   given up raises a withdraw event, a require a retract event, in
+//!   both); under [`ProducerExit::Keep`](crate::engine::ProducerExit::Keep)
+//!   (`producer_exit: keep` in the [`PoolConfig`], in both) an offer whose
+//!   minimum lifetime still runs outlives its handle and application,
+//!   served, until the lifetime has ended and no require holds it
+//!   (offer-and-exit, R1.7/R1.8); dropping an
 //!   [`Event`] acknowledges it; dropping a [`Subscription`] or [`Member`]
 //!   ends it; dropping a [`Record`] without [`Record::done`] gives it back
 //!   to its group at once, for another member.
@@ -105,7 +110,8 @@
 //!   outlives the withdrawal without holding it. Drop views before you
 //!   expect a producer's withdrawal to finish.
 //! * **Dropping an offered handle.** In process the offer goes at once
-//!   (consumers already matched still get the data). Through a manager the
+//!   (consumers already matched still get the data), unless it is kept
+//!   (see above). Through a manager the
 //!   drop sends a withdrawal and does not wait: the object stays on offer
 //!   until the requires made before it are served, so a require that
 //!   reaches the manager before the withdrawal still gets it.

@@ -67,9 +67,10 @@ struct Args {
     keep_group_records: bool,
     /// What happens to the offers of a producer that leaves or dies:
     /// `withdraw` (with it), or `keep` (those with a minimum lifetime stay
-    /// on offer until it ends).
-    #[arg(long, env = PRODUCER_EXIT_ENV, default_value = "withdraw")]
-    producer_exit: ProducerExit,
+    /// on offer until it ends) (default: the configuration's, else
+    /// `withdraw`).
+    #[arg(long, env = PRODUCER_EXIT_ENV)]
+    producer_exit: Option<ProducerExit>,
     /// Largest shared segment an offer may bring, in bytes.
     #[arg(long, env = MAX_SEGMENT_ENV, default_value_t = manager::DEFAULT_MAX_SEGMENT)]
     max_segment_bytes: u64,
@@ -147,6 +148,9 @@ impl Args {
         if let Some(policy) = self.policy {
             pool.policy = policy;
         }
+        if let Some(exit) = self.producer_exit {
+            pool.producer_exit = exit;
+        }
         if let Some(ms) = self.ack_timeout_ms {
             pool.ack_timeout = Duration::from_millis(ms);
         }
@@ -185,7 +189,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         token: token.clone(),
         lease: Duration::from_millis(args.lease_ms),
         max_segment_bytes: args.max_segment_bytes,
-        producer_exit: args.producer_exit,
         ..ManagerConfig::default()
     };
     // Block the signals before any thread starts, so every thread inherits

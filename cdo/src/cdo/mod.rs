@@ -14,7 +14,7 @@ pub use withdrawal::Withdrawal;
 
 use crate::attrs::Attributes;
 use crate::data::{Buffer, Data};
-use crate::engine::FaultPolicy;
+use crate::engine::{FaultPolicy, ProducerExit};
 use crate::error::{Error, Result};
 use crate::events::{EventKind, Participant, Subject};
 use crate::lifecycle::{Op, State};
@@ -71,7 +71,11 @@ enum Pin {
 ///
 /// Dropping a handle without [`Cdo::dispose`] cleans up without raising
 /// events: an offer is withdrawn at once (consumers already matched still
-/// get the data), a require is retracted.
+/// get the data), a require is retracted. Under
+/// [`ProducerExit::Keep`] an offer whose minimum lifetime still runs
+/// stays on offer instead, served, until the lifetime has ended and no
+/// consumer matched with it waits for it; the pool then withdraws it,
+/// raising its withdraw event.
 pub struct Cdo<'p> {
     pool: &'p Shared,
     entry: Arc<Entry>,
@@ -346,6 +350,47 @@ impl<'p> Cdo<'p> {
         }
     }
 
+    /// Gives up the offer of a handle that goes: off the name's offers at
+    /// once, and returned; or, under [`ProducerExit::Keep`] while its
+    /// lifetime runs, left to the pool's keeper (with a handle on the name
+    /// that the keeper gives back), and `None`.
+    fn give_up_offer(&mut self) -> Option<Arc<Offer>> {
+        let offer = self.offer.take()?;
+        let keep = self.pool.config.producer_exit == ProducerExit::Keep;
+        if keep && !offer.expired() {
+            let entry = self.pool.registry.retain(&self.entry);
+            self.pool.keeper.keep(entry, offer, &self.pool.parts());
+            return None;
+        }
+        self.entry.lock().live.retain(|o| !Arc::ptr_eq(o, &offer));
+        Some(offer)
+    }
+
+    /// Gives up the offer of a handle of [`app`](crate::app) that goes, as
+    /// through a manager: the pool's subscribers hear its withdraw event
+    /// (nothing waits for its acknowledgement), now or, when the offer is
+    /// kept, when the pool withdraws it.
+    pub(crate) fn withdraw_dropped(&mut self) {
+        if self.state != State::Offered {
+            return;
+        }
+        self.state = State::Withdrawn;
+        let Some(offer) = self.give_up_offer() else {
+            return;
+        };
+        self.withdrawn = Some(offer.version);
+        if self.pool.bus.active() {
+            let (version, place) = (Some(offer.version), offer.data.place());
+            self.tell(
+                EventKind::Withdraw,
+                version,
+                place,
+                Some(&offer.attrs),
+                Duration::ZERO,
+            );
+        }
+    }
+
     /// Ends the handle. Data already received stays valid.
     ///
     /// # Errors
@@ -366,11 +411,7 @@ impl Drop for Cdo<'_> {
     fn drop(&mut self) {
         match self.state {
             State::Disposed => return,
-            State::Offered => {
-                if let Some(offer) = self.offer.take() {
-                    self.entry.lock().live.retain(|o| !Arc::ptr_eq(o, &offer));
-                }
-            }
+            State::Offered => drop(self.give_up_offer()),
             State::Required => self.unmatch(),
             _ => {}
         }

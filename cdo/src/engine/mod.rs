@@ -139,7 +139,10 @@ impl std::str::FromStr for FaultPolicy {
     }
 }
 
-/// What happens to the offers of a producer that leaves or dies.
+/// What happens to the offers of a producer that leaves or dies: through
+/// a pool manager, its client goes; in process, its offered handle is
+/// dropped. Configured as `producer_exit` in a
+/// [`PoolConfig`](crate::PoolConfig), for either deployment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProducerExit {

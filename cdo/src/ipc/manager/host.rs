@@ -109,7 +109,7 @@ impl Host {
             unknown_attributes: config.pool.unknown_attributes,
             limits: config.limits,
             keep_group_records: config.pool.keep_group_records,
-            producer_exit: config.producer_exit,
+            producer_exit: config.pool.producer_exit,
         };
         let (interest, interest_fd) = InterestPage::create()?;
         Ok(Host {

@@ -85,10 +85,7 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 pub const MAX_SEGMENT_ENV: &str = "CDO_MAX_SEGMENT_BYTES";
 /// Default largest accepted segment: 16 GiB.
 pub const DEFAULT_MAX_SEGMENT: u64 = 16 << 30;
-/// Environment variable: what happens to the offers of a producer that
-/// leaves or dies (`withdraw`, the default, or `keep`; see
-/// [`ProducerExit`]).
-pub const PRODUCER_EXIT_ENV: &str = "CDO_PRODUCER_EXIT";
+pub use crate::config::PRODUCER_EXIT_ENV;
 
 /// How to run a pool manager.
 #[derive(Debug, Clone)]
@@ -103,8 +100,9 @@ pub struct ManagerConfig {
     /// The pool's semantics, as an in-process pool takes them
     /// ([`crate::Pool::new`]): second offers of a name, attributes no
     /// schema knows, the schema files, the fault policy, the
-    /// acknowledgement timeout and whether consumer groups keep their
-    /// records. The same YAML file ([`PoolConfig::from_file`]) and the same
+    /// acknowledgement timeout, whether consumer groups keep their
+    /// records and what happens to the offers of a producer that goes. The
+    /// same YAML file ([`PoolConfig::from_file`]) and the same
     /// variables ([`PoolConfig::with_env`]) configure both deployments.
     pub pool: PoolConfig,
     /// A schema of user attributes given as it is, in place of the files
@@ -121,10 +119,6 @@ pub struct ManagerConfig {
     pub max_segment_bytes: u64,
     /// Connection limits and per-client quotas.
     pub limits: Limits,
-    /// What happens to the offers of a producer that leaves or dies:
-    /// withdrawn with it (the default), or kept for the rest of their
-    /// minimum lifetime ([`ProducerExit::Keep`]).
-    pub producer_exit: ProducerExit,
     /// The client protocols served, within [`Versions::SERVED`] (the
     /// default): a narrower range turns older or newer clients away
     /// with [`Msg::NoCommonVersion`].
@@ -145,7 +139,6 @@ impl Default for ManagerConfig {
             lease: DEFAULT_LEASE,
             max_segment_bytes: DEFAULT_MAX_SEGMENT,
             limits: Limits::default(),
-            producer_exit: ProducerExit::default(),
             versions: Versions::SERVED,
             capabilities: Capabilities::KNOWN,
         }
@@ -175,9 +168,6 @@ impl ManagerConfig {
             config.max_segment_bytes = v
                 .parse()
                 .map_err(|e| format!("{MAX_SEGMENT_ENV}={v:?}: {e}"))?;
-        }
-        if let Ok(v) = std::env::var(PRODUCER_EXIT_ENV) {
-            config.producer_exit = v.parse().map_err(|e| format!("{PRODUCER_EXIT_ENV}: {e}"))?;
         }
         config.limits = config.limits.with_env()?;
         Ok(config)
