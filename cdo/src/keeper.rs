@@ -1,9 +1,12 @@
-//! Offers that outlive their producer in process
-//! ([`ProducerExit::Keep`](crate::engine::ProducerExit::Keep)): an offered
-//! handle dropped while its minimum lifetime runs leaves its offer here,
-//! on offer and served, and one helper thread of the pool withdraws it
-//! once the lifetime has ended and no consumer matched with it is still
-//! waiting for it, raising the withdraw event.
+//! Withdrawals the pool completes on its own in process: of offers that
+//! outlive their producer
+//! ([`ProducerExit::Keep`](crate::engine::ProducerExit::Keep): an offered
+//! handle dropped while its minimum lifetime runs), and of offers whose
+//! producer's withdrawal timed out (it stays requested, as through a pool
+//! manager). The offer stays on offer and served, and one helper thread of
+//! the pool withdraws it once its lifetime has ended and no consumer
+//! matched with it is still waiting for it, raising the withdraw event,
+//! unless its handle withdrew it first.
 
 use crate::events::{Bus, EventKind, Subject};
 use crate::registry::{lock, Entry, Offer, Registry};
@@ -54,10 +57,18 @@ pub(crate) struct Keeper {
 }
 
 impl Keeper {
-    /// Keeps `offer`, on offer under `entry` (a handle on it that the
-    /// keeper now holds), until its lifetime ended and nothing pins it.
-    pub(crate) fn keep(&self, entry: Arc<Entry>, offer: Arc<Offer>, parts: &PoolParts) {
-        lock(&self.inner.books).kept.push(Kept { entry, offer });
+    /// Withdraws `offer`, on offer under `entry`, once its lifetime ended
+    /// and nothing pins it (holding a handle on the name until then); an
+    /// offer kept already is kept once.
+    pub(crate) fn keep(&self, entry: &Arc<Entry>, offer: Arc<Offer>, parts: &PoolParts) {
+        {
+            let mut books = lock(&self.inner.books);
+            if books.kept.iter().any(|k| Arc::ptr_eq(&k.offer, &offer)) {
+                return;
+            }
+            let entry = parts.registry.retain(entry);
+            books.kept.push(Kept { entry, offer });
+        }
         self.inner.wake.notify_one();
         let mut thread = lock(&self.thread);
         if thread.is_none() {
@@ -129,10 +140,13 @@ fn run(inner: &Inner, parts: &PoolParts) {
     }
 }
 
-/// Withdraws a kept offer: off the name's offers, its withdraw event
-/// raised, its handle on the name given back.
+/// Withdraws a kept offer, unless its handle did: off the name's offers,
+/// its withdraw event raised; its handle on the name given back.
 fn withdraw(k: Kept, parts: &PoolParts) {
-    k.entry.lock().live.retain(|o| !Arc::ptr_eq(o, &k.offer));
+    if !k.entry.lock().take_live(&k.offer) {
+        parts.registry.release(&k.entry);
+        return;
+    }
     let subject = Subject {
         name: &k.entry.name,
         version: Some(k.offer.version),

@@ -131,6 +131,18 @@ pub(crate) struct EntryState {
 }
 
 impl EntryState {
+    /// Takes `offer` off the name's offers; false when it was not on
+    /// offer (withdrawn already, by its handle or by the pool).
+    pub(crate) fn take_live(&mut self, offer: &Arc<Offer>) -> bool {
+        match self.live.iter().position(|o| Arc::ptr_eq(o, offer)) {
+            Some(i) => {
+                self.live.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The kept data, when it has `len` bytes in `space`. It may still be
     /// shared: refill it only through [`Data::get_mut`].
     pub(crate) fn take_kept_data(&mut self, len: usize, space: SpaceId) -> Option<Data> {

@@ -1562,3 +1562,41 @@ fn an_offer_with_a_lifetime_outlives_its_producer_when_kept() {
         assert!(c.demand_timeout(SHORT).is_err(), "{label}");
     });
 }
+
+/// A withdrawal that timed out stays requested, in both: the pool
+/// completes it once the require that held it is served, and the
+/// producer's next call finds it done; its event is raised once.
+#[test]
+fn a_timed_out_withdrawal_completes_once_nothing_holds_the_object() {
+    both(|host| {
+        let label = host.label();
+        let producer = host.app("producer");
+        let consumer = host.app("consumer");
+        let events = consumer
+            .subscribe("name == \"wd/later\"", EventKind::Withdraw.into(), false)
+            .unwrap();
+        let mut p = offer(&producer, "wd/later", &[4; 32]);
+        let mut c = consumer.declare("wd/later").unwrap();
+        c.require().unwrap();
+        assert!(
+            matches!(p.withdraw_timeout(SHORT), Err(Error::Timeout { .. })),
+            "{label}"
+        );
+        assert_eq!(p.state(), State::Offered, "{label}");
+
+        drop(c.demand_timeout(LONG).unwrap());
+        c.dispose().unwrap();
+        let heard = events.next_timeout(LONG).unwrap().expect("withdrawn");
+        assert_eq!(heard.name(), "wd/later", "{label}");
+        drop(heard);
+        assert_eq!(consumer.query("").unwrap(), Vec::<String>::new(), "{label}");
+
+        p.withdraw_timeout(SHORT).unwrap();
+        assert_eq!(p.state(), State::Withdrawn, "{label}");
+        p.dispose().unwrap();
+        assert!(
+            events.next_timeout(SHORT).unwrap().is_none(),
+            "{label}: one event"
+        );
+    });
+}

@@ -46,7 +46,10 @@
 //!   [`Error::InvalidName`] in both.
 //! * A withdrawal waits for the requires made before it and for the
 //!   object's minimum lifetime; a timed-out withdrawal or demand leaves the
-//!   handle offered or required, and calling again keeps waiting.
+//!   handle offered or required, and calling again keeps waiting. A
+//!   withdrawal that timed out stays requested: the pool completes it once
+//!   nothing holds the object (raising its withdraw event then), and the
+//!   next call finds it done.
 //! * An operation whose acknowledged events are not acknowledged in time
 //!   fails with [`Error::AckTimeout`] under the fail-fast policy, having
 //!   taken effect (the handle is in the state after it).
@@ -163,10 +166,6 @@
 //!   The [`Pool`]'s own requires (see "Threads") hold its withdrawal of any
 //!   version of the name: the client is not told which object its require
 //!   was matched with.
-//! * **A withdrawal that timed out** leaves the handle offered in both.
-//!   Through a manager the withdrawal stays requested and completes by
-//!   itself once nothing holds the object; in process nothing happens
-//!   until the handle is withdrawn again.
 //! * **Require and retract events** carry the consumer handle's attributes
 //!   in both; through a manager that predates the `consumer-attributes`
 //!   capability they carry none.

@@ -358,12 +358,13 @@ impl<'p> Cdo<'p> {
         let offer = self.offer.take()?;
         let keep = self.pool.config.producer_exit == ProducerExit::Keep;
         if keep && !offer.expired() {
-            let entry = self.pool.registry.retain(&self.entry);
-            self.pool.keeper.keep(entry, offer, &self.pool.parts());
+            self.pool
+                .keeper
+                .keep(&self.entry, offer, &self.pool.parts());
             return None;
         }
-        self.entry.lock().live.retain(|o| !Arc::ptr_eq(o, &offer));
-        Some(offer)
+        // Not on offer when the pool completed a withdrawal that timed out.
+        self.entry.lock().take_live(&offer).then_some(offer)
     }
 
     /// Gives up the offer of a handle of [`app`](crate::app) that goes, as

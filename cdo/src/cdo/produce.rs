@@ -262,15 +262,18 @@ impl Cdo<'_> {
     /// # Errors
     /// [`Error::InvalidState`] unless offered.
     pub fn withdraw(&mut self) -> Result<()> {
-        self.withdraw_until(None).map(|_| ())
+        self.withdraw_until(None, false).map(|_| ())
     }
 
-    /// [`Cdo::withdraw`], giving up after `timeout`.
+    /// [`Cdo::withdraw`], giving up after `timeout`. A withdrawal that
+    /// timed out stays requested, as through a pool manager: the pool
+    /// completes it once nothing holds the offer (raising its withdraw
+    /// event then), and a later call finds it done.
     ///
     /// # Errors
     /// [`Error::InvalidState`], [`Error::Timeout`] (still offered).
     pub fn withdraw_timeout(&mut self, timeout: Duration) -> Result<()> {
-        match self.withdraw_until(Instant::now().checked_add(timeout))? {
+        match self.withdraw_until(Instant::now().checked_add(timeout), true)? {
             true => Ok(()),
             false => Err(Error::Timeout {
                 name: Arc::clone(&self.entry.name),
@@ -286,10 +289,16 @@ impl Cdo<'_> {
     /// # Errors
     /// [`Error::InvalidState`].
     pub fn try_withdraw(&mut self) -> Result<bool> {
-        self.withdraw_until(Some(Instant::now()))
+        self.withdraw_until(Some(Instant::now()), false)
     }
 
-    pub(super) fn withdraw_until(&mut self, deadline: Option<Instant>) -> Result<bool> {
+    /// Withdraws, waiting until `deadline`: false (still offered) when it
+    /// passed, the withdrawal then left to the pool when `requested`.
+    pub(super) fn withdraw_until(
+        &mut self,
+        deadline: Option<Instant>,
+        requested: bool,
+    ) -> Result<bool> {
         let next = self.check(Op::Withdraw)?;
         let Some(offer) = self.offer.as_ref() else {
             return Err(self.inconsistent("offered without an offer".into()));
@@ -297,8 +306,17 @@ impl Cdo<'_> {
         let (version, place, data) = loop {
             {
                 let mut e = self.entry.lock();
+                if !e.live.iter().any(|o| Arc::ptr_eq(o, offer)) {
+                    // The pool completed a withdrawal that timed out
+                    // before, and raised its event then.
+                    let version = offer.version;
+                    drop(e);
+                    self.offer = None;
+                    self.withdrawn_as(next, version);
+                    return Ok(true);
+                }
                 if !offer.pinned() && offer.expired() {
-                    e.live.retain(|o| !Arc::ptr_eq(o, offer));
+                    e.take_live(offer);
                     let (version, place) = (offer.version, offer.data.place());
                     // Nothing else holds the record (no consumer group
                     // does): it becomes the allocation of the name's next
@@ -325,6 +343,12 @@ impl Cdo<'_> {
             }
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
+                if requested {
+                    let offer = Arc::clone(offer);
+                    self.pool
+                        .keeper
+                        .keep(&self.entry, offer, &self.pool.parts());
+                }
                 return Ok(false);
             }
             if offer.pinned() {
@@ -337,10 +361,16 @@ impl Cdo<'_> {
             }
         };
         drop(data);
+        self.withdrawn_as(next, version);
+        self.emit_about(EventKind::Withdraw, Some(version), place, None)?;
+        Ok(true)
+    }
+
+    /// Records that the offer of `version` was withdrawn, the handle now in
+    /// state `next`.
+    fn withdrawn_as(&mut self, next: State, version: u64) {
         self.withdrawn = Some(version);
         self.state = next;
         self.pool.counters.bump(Counter::Withdrawn);
-        self.emit_about(EventKind::Withdraw, Some(version), place, None)?;
-        Ok(true)
     }
 }

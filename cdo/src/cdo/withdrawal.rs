@@ -37,7 +37,7 @@ impl Future for Withdrawal<'_, '_> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let this = &mut *self;
-        if this.cdo.withdraw_until(Some(Instant::now()))? {
+        if this.cdo.withdraw_until(Some(Instant::now()), false)? {
             return Poll::Ready(Ok(()));
         }
         let Some(offer) = this.cdo.offer.clone() else {
@@ -59,7 +59,7 @@ impl Future for Withdrawal<'_, '_> {
         }
         // Checks again now that the waker is registered: the last transfer
         // may have ended in between.
-        if this.cdo.withdraw_until(Some(Instant::now()))? {
+        if this.cdo.withdraw_until(Some(Instant::now()), false)? {
             Poll::Ready(Ok(()))
         } else {
             Poll::Pending
