@@ -1454,14 +1454,21 @@ fn a_cdo_group_fails_whole() {
         let other = host.app("other");
         let consumer = host.app("consumer");
 
-        // A member someone else offers already: the members offered before
-        // it are withdrawn, and no manifest is offered.
+        // A member someone else offers already: the withdrawal of the
+        // members offered before it is requested, and no manifest is
+        // offered.
         let mut taken = offer(&other, "g/b", b"theirs");
         let mut group = producer.declare_group("g").unwrap();
         group.declare("a").unwrap().write(b"a").unwrap();
         group.declare("b").unwrap().write(b"b").unwrap();
         assert!(group.offer().is_err(), "{label}");
+        let until = std::time::Instant::now() + LONG;
+        while on_offer(&consumer, "g/a") {
+            assert!(std::time::Instant::now() < until, "{label}: g/a stays");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         assert_eq!(consumer.query("").unwrap(), ["g/b"], "{label}");
+        group.withdraw_timeout(LONG).unwrap();
         assert_eq!(group.members()[0].state(), State::Withdrawn, "{label}");
         group.dispose().unwrap();
         taken.withdraw_timeout(LONG).unwrap();

@@ -115,8 +115,9 @@ impl<'p> GroupOffer<'p> {
 
     /// Seals the members still declared and offers them, then the
     /// manifest. A failure part-way withdraws the members offered so far
-    /// (no group is left half on offer); the group cannot be offered again
-    /// then: dispose it.
+    /// (no group is left half on offer; a withdrawal that must wait for a
+    /// consumer stays requested, and [`GroupOffer::withdraw_timeout`]
+    /// waits for it); the group cannot be offered again: dispose it.
     ///
     /// # Errors
     /// [`Error::Group`] when offered already; the first seal or offer
@@ -134,9 +135,9 @@ impl<'p> GroupOffer<'p> {
         if offered.is_err() {
             for m in &mut self.members {
                 if m.state() == State::Offered {
-                    // The offer's error is the one to report; a member
-                    // that cannot be withdrawn now goes when dropped.
-                    let _ = m.withdraw();
+                    // Requested without waiting: the offer's error is the
+                    // one to report.
+                    let _ = m.withdraw_timeout(Duration::ZERO);
                 }
             }
         }
