@@ -10,6 +10,7 @@
 //! | `element_type` | str: `u8 i8 u16 i16 u32 i32 u64 i64 f32 f64 bytes` | producer |
 //! | `shape` | list of uint | producer |
 //! | `order` | str: `row` or `column` | producer |
+//! | `block_start` | list of uint | producer: where the data, one block of a larger field, starts in it |
 //! | `lifetime_ms` | uint | producer: minimum availability after offer |
 //! | `priority` | str: `output`, `normal`, `checkpoint` | producer (guided I/O) |
 //! | `persist` | bool | producer: keep the data beyond the run |
@@ -196,6 +197,11 @@ pub struct Attributes {
     pub element_type: Option<ElementType>,
     /// Shape and order.
     pub layout: Option<Layout>,
+    /// Where the data starts in the field it is one block of (a block
+    /// decomposition: CDO groups of such blocks are demanded by region,
+    /// [`GroupDemand::demand_region`](crate::app::GroupDemand::demand_region));
+    /// empty when it is no block.
+    pub block_start: Vec<usize>,
     /// Minimum time the data stays available after the offer.
     pub lifetime: Duration,
     /// Guided-I/O priority.
@@ -262,11 +268,12 @@ impl AttrSource for FlatView<'_> {
 }
 
 /// Built-in keys a producer or consumer sets (not those the pool derives).
-const SETTABLE_BUILTINS: [&str; 11] = [
+const SETTABLE_BUILTINS: [&str; 12] = [
     "size",
     "element_type",
     "shape",
     "order",
+    "block_start",
     "lifetime_ms",
     "priority",
     "persist",
@@ -361,15 +368,9 @@ impl AttrView<'_> {
             "tier" => Value::Str(self.place?.1.name().to_owned()),
             "size" => Value::UInt(a.size?),
             "element_type" => Value::Str(a.element_type?.name().to_owned()),
-            "shape" => Value::List(
-                a.layout
-                    .as_ref()?
-                    .shape
-                    .iter()
-                    .map(|&d| Value::UInt(d as u64))
-                    .collect(),
-            ),
+            "shape" => uint_list(&a.layout.as_ref()?.shape),
             "order" => Value::Str(a.layout.as_ref()?.order.name().to_owned()),
+            "block_start" if !a.block_start.is_empty() => uint_list(&a.block_start),
             "lifetime_ms" => Value::UInt(a.lifetime.as_millis() as u64),
             "priority" => Value::Str(a.priority.name().to_owned()),
             "persist" => Value::Bool(a.persist),
@@ -421,6 +422,7 @@ pub(crate) fn is_builtin(key: &str) -> bool {
             | "element_type"
             | "shape"
             | "order"
+            | "block_start"
             | "lifetime_ms"
             | "priority"
             | "persist"
@@ -452,6 +454,22 @@ fn uint(key: &str, v: &Value) -> Result<u64> {
     }
 }
 
+/// A list of unsigned integers, as sizes or indices.
+fn uints(key: &str, v: &Value) -> Result<Vec<usize>> {
+    let Value::List(items) = v else {
+        return Err(mismatch(key, ValueType::List, v));
+    };
+    items
+        .iter()
+        .map(|d| uint(key, d).map(|d| d as usize))
+        .collect()
+}
+
+/// Sizes or indices as a list value.
+fn uint_list(items: &[usize]) -> Value {
+    Value::List(items.iter().map(|&d| Value::UInt(d as u64)).collect())
+}
+
 fn choice<T>(key: &str, v: &Value, parse: impl Fn(&str) -> Option<T>) -> Result<T> {
     parse(text(key, v)?).ok_or_else(|| mismatch(key, ValueType::Str, v))
 }
@@ -466,16 +484,8 @@ pub(crate) fn set_builtin(attrs: &Attributes, key: &str, v: &Value) -> Result<At
         }
         "size" => a.size = Some(uint(key, v)?),
         "element_type" => a.element_type = Some(choice(key, v, ElementType::from_name)?),
-        "shape" => {
-            let Value::List(items) = v else {
-                return Err(mismatch(key, ValueType::List, v));
-            };
-            let shape = items
-                .iter()
-                .map(|d| uint(key, d).map(|d| d as usize))
-                .collect::<Result<Vec<_>>>()?;
-            a.layout.get_or_insert_with(Layout::default).shape = shape;
-        }
+        "shape" => a.layout.get_or_insert_with(Layout::default).shape = uints(key, v)?,
+        "block_start" => a.block_start = uints(key, v)?,
         "order" => {
             a.layout.get_or_insert_with(Layout::default).order = choice(key, v, Order::from_name)?
         }

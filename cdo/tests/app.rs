@@ -1607,3 +1607,104 @@ fn a_timed_out_withdrawal_completes_once_nothing_holds_the_object() {
         );
     });
 }
+
+/// The value the redistribution test's field holds at (`i`, `j`).
+fn field_value(i: usize, j: usize) -> f64 {
+    (i * 100 + j) as f64
+}
+
+/// A field of 6 x 8 f64 redistributed (R4.1): offered as four uneven
+/// blocks, in both orders, and demanded by region, in another
+/// decomposition and order, in both deployments.
+#[test]
+fn a_field_offered_as_blocks_is_demanded_by_region() {
+    both(|host| {
+        let label = host.label();
+        let producer = host.app("producer");
+        let consumer = host.app("consumer");
+        let mut field = producer.declare_group("rho").unwrap();
+        // Rows 0..4 and 4..6 by columns 0..3 and 3..8.
+        let blocks = [
+            ("a", [0, 0], [4, 3], "row"),
+            ("b", [0, 3], [4, 5], "column"),
+            ("c", [4, 0], [2, 3], "column"),
+            ("d", [4, 3], [2, 5], "row"),
+        ];
+        for (member, start, shape, order) in blocks {
+            let mut values = Vec::new();
+            let at = |r: usize, c: usize| field_value(start[0] + r, start[1] + c);
+            match order {
+                "row" => {
+                    (0..shape[0]).for_each(|r| (0..shape[1]).for_each(|c| values.push(at(r, c))))
+                }
+                _ => (0..shape[1]).for_each(|c| (0..shape[0]).for_each(|r| values.push(at(r, c)))),
+            }
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let list = |v: [usize; 2]| vec![Value::UInt(v[0] as u64), Value::UInt(v[1] as u64)];
+            let m = field.declare(member).unwrap();
+            m.set("element_type", "f64").unwrap();
+            m.set("shape", list(shape)).unwrap();
+            m.set("order", order).unwrap();
+            m.set("block_start", list(start)).unwrap();
+            m.write(&bytes).unwrap();
+        }
+        field.offer().unwrap();
+
+        // A 4 x 5 region from (1, 2) on, over all four blocks, in column
+        // order; then the whole field in row order.
+        for (start, shape, order) in [
+            ([1, 2], [4, 5], cdo::Order::ColumnMajor),
+            ([0, 0], [6, 8], cdo::Order::RowMajor),
+        ] {
+            let want = cdo::Layout {
+                shape: shape.to_vec(),
+                order,
+            };
+            let mut dst = vec![0u8; shape[0] * shape[1] * 8];
+            let mut demand = consumer.require_group("rho", &[]).unwrap();
+            demand.demand_region(&start, &want, &mut dst, LONG).unwrap();
+            let got: Vec<f64> = dst
+                .chunks(8)
+                .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            let mut expected = Vec::new();
+            let at = |r: usize, c: usize| field_value(start[0] + r, start[1] + c);
+            match order {
+                cdo::Order::RowMajor => {
+                    (0..shape[0]).for_each(|r| (0..shape[1]).for_each(|c| expected.push(at(r, c))))
+                }
+                cdo::Order::ColumnMajor => {
+                    (0..shape[1]).for_each(|c| (0..shape[0]).for_each(|r| expected.push(at(r, c))))
+                }
+            }
+            assert_eq!(got, expected, "{label}: {start:?} {shape:?} {order:?}");
+        }
+
+        // Beyond the field: not covered.
+        let want = cdo::Layout {
+            shape: vec![2, 8],
+            order: cdo::Order::RowMajor,
+        };
+        let mut dst = vec![0u8; 2 * 8 * 8];
+        let mut demand = consumer.require_group("rho", &[]).unwrap();
+        match demand.demand_region(&[5, 0], &want, &mut dst, LONG) {
+            Err(Error::Group { reason, .. }) => {
+                assert!(reason.contains("cover"), "{label}: {reason}")
+            }
+            other => panic!("{label}: {other:?}"),
+        }
+        // A buffer of the wrong size.
+        let mut demand = consumer.require_group("rho", &[]).unwrap();
+        let mut small = vec![0u8; 8];
+        assert!(
+            matches!(
+                demand.demand_region(&[0, 0], &want, &mut small, LONG),
+                Err(Error::Layout { .. })
+            ),
+            "{label}"
+        );
+        drop(demand);
+        field.withdraw_timeout(LONG).unwrap();
+        field.dispose().unwrap();
+    });
+}

@@ -1,7 +1,8 @@
 //! CDO groups through the one API: [`GroupOffer`] and [`GroupDemand`].
 
+use super::region::{assemble, Block};
 use super::{Cdo, Pool, View};
-use crate::attrs::FlatAttributes;
+use crate::attrs::{FlatAttributes, Layout};
 use crate::engine::names::{member_name, members_listed, MEMBERS};
 use crate::error::{Error, Result};
 use crate::lifecycle::State;
@@ -9,6 +10,9 @@ use crate::value::Value;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// A demanded member: its name, view and attributes.
+type Member<'p> = (Arc<str>, View<'p>, FlatAttributes);
 
 /// The producer side of a CDO group ([`Pool::declare_group`]): a named
 /// collection offered and demanded as a batch, the same way in either
@@ -297,6 +301,12 @@ impl<'p> GroupDemand<'p> {
     /// [`Error::Group`] when the object is no group manifest; the
     /// demand's errors.
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<(Arc<str>, View<'p>)>> {
+        let next = self.next_member(timeout)?;
+        Ok(next.map(|(name, view, _)| (name, view)))
+    }
+
+    /// [`GroupDemand::next_timeout`], with the member's attributes.
+    fn next_member(&mut self, timeout: Duration) -> Result<Option<Member<'p>>> {
         let deadline = Instant::now().checked_add(timeout);
         self.resolve(timeout)?;
         let Some(member) = self.members.front_mut() else {
@@ -304,8 +314,9 @@ impl<'p> GroupDemand<'p> {
         };
         let view = member.demand_timeout(left(deadline))?;
         let mut member = self.members.pop_front().expect("looked at");
+        let attrs = member.offered_attributes().unwrap_or_default();
         member.dispose()?;
-        Ok(Some((Arc::clone(member.name()), view)))
+        Ok(Some((Arc::clone(member.name()), view, attrs)))
     }
 
     /// Demands every member (those [`GroupDemand::next_timeout`] did not
@@ -329,5 +340,76 @@ impl<'p> GroupDemand<'p> {
         }
         self.taken = true;
         Ok(views)
+    }
+
+    /// Demands every member (left) as one block of a field decomposed
+    /// into them (each member's `block_start`, `shape`, `order` and
+    /// `element_type` say which), and fills `dst` with the region of the
+    /// field of `layout.shape` elements from `start` on, in
+    /// `layout.order`: a field redistributed from the producers' block
+    /// decomposition into the consumer's, with mamba-transforms' kernels.
+    /// The members' views are let go before it returns.
+    ///
+    /// ```
+    /// use cdo::app::Pool;
+    /// use cdo::{Layout, Order, Value};
+    /// use std::time::Duration;
+    ///
+    /// let pool = Pool::from_env("example")?;
+    /// // A 2 x 4 field of u8 as two 2 x 2 blocks, side by side.
+    /// let mut field = pool.declare_group("field")?;
+    /// for (member, column, bytes) in [("left", 0u64, [1, 2, 5, 6]), ("right", 2, [3, 4, 7, 8])] {
+    ///     let block = field.declare(member)?;
+    ///     block.set("element_type", "u8")?;
+    ///     block.set("shape", vec![Value::UInt(2), Value::UInt(2)])?;
+    ///     block.set("block_start", vec![Value::UInt(0), Value::UInt(column)])?;
+    ///     block.write(&bytes)?;
+    /// }
+    /// field.offer()?;
+    ///
+    /// // Its second row, whole, in one buffer.
+    /// let mut consumer = pool.require_group("field", &[])?;
+    /// let row = Layout { shape: vec![1, 4], order: Order::RowMajor };
+    /// let mut dst = [0u8; 4];
+    /// consumer.demand_region(&[1, 0], &row, &mut dst, Duration::from_secs(10))?;
+    /// assert_eq!(dst, [5, 6, 7, 8]);
+    ///
+    /// field.withdraw_timeout(Duration::from_secs(10))?;
+    /// # Ok::<(), cdo::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`GroupDemand::demand_timeout`]; [`Error::Group`] when a member
+    /// does not say which block it is, the members differ in element type
+    /// or do not cover the region exactly once; [`Error::Layout`] when
+    /// `dst` is not the region's size; [`Error::Memory`] for a member in
+    /// device memory.
+    pub fn demand_region(
+        &mut self,
+        start: &[usize],
+        layout: &Layout,
+        dst: &mut [u8],
+        timeout: Duration,
+    ) -> Result<()> {
+        if self.taken {
+            return Err(group_error(self.name(), "demanded already".into()));
+        }
+        let deadline = Instant::now().checked_add(timeout);
+        let mut members = Vec::with_capacity(self.members.len());
+        while let Some(member) = self.next_member(left(deadline))? {
+            members.push(member);
+        }
+        self.taken = true;
+        let blocks = members
+            .iter()
+            .map(|(name, view, attrs)| {
+                Ok(Block {
+                    name,
+                    bytes: view.bytes()?,
+                    attrs,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        assemble(self.name(), &blocks, start, layout, dst)
     }
 }

@@ -72,7 +72,10 @@
 //! * CDO groups: [`Pool::declare_group`] gives a [`GroupOffer`], whose
 //!   members are offered before a manifest that lists them (and withdrawn
 //!   after it); [`Pool::require_group`] gives a [`GroupDemand`], which sees
-//!   a group only whole and demands its members at once or one by one.
+//!   a group only whole and demands its members at once or one by one,
+//!   or, when they are blocks of one field (`block_start`), any region of
+//!   the field in the order it wants ([`GroupDemand::demand_region`]: the
+//!   field redistributed into the consumer's decomposition).
 //!   Both are written once, on [`Cdo`], so they behave alike in both
 //!   deployments; a group offer that fails part-way withdraws the members
 //!   it offered.
@@ -178,6 +181,7 @@ mod events;
 mod group;
 mod handle;
 mod librarian;
+mod region;
 mod remote;
 mod stat_socket;
 mod stats;

@@ -32,6 +32,7 @@ const fn only_size(size: Option<u64>) -> Attributes {
         size,
         element_type: None,
         layout: None,
+        block_start: Vec::new(),
         lifetime: std::time::Duration::ZERO,
         priority: crate::attrs::Priority::Normal,
         persist: false,
