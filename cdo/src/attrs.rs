@@ -10,6 +10,8 @@
 //! | `element_type` | str: `u8 i8 u16 i16 u32 i32 u64 i64 f32 f64 bytes` | producer |
 //! | `shape` | list of uint | producer |
 //! | `order` | str: `row` or `column` | producer |
+//! | `strides` | list of uint | producer: elements between neighbours along each dimension (padded or permuted layouts) |
+//! | `tile` | list of uint | producer: the shape of the tiles the data is stored in, tiles and elements in `order` |
 //! | `block_start` | list of uint | producer: where the data, one block of a larger field, starts in it |
 //! | `lifetime_ms` | uint | producer: minimum availability after offer |
 //! | `priority` | str: `output`, `normal`, `checkpoint` | producer (guided I/O) |
@@ -133,19 +135,70 @@ impl Order {
     }
 }
 
-/// Shape and storage order of an array.
+/// Shape and storage of an array: dense in `order` unless `strides` (a
+/// padded or permuted array) or `tile` (a tiled one) say otherwise.
+///
+/// ```
+/// use cdo::{Layout, Order};
+/// // 3 x 4 elements in rows padded to 5.
+/// let padded = Layout { shape: vec![3, 4], strides: vec![5, 1], ..Layout::default() };
+/// assert_eq!(padded.strided(8)?.required_len(), 8 * (2 * 5 + 4));
+/// assert!(!padded.is_dense());
+/// # Ok::<(), String>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Layout {
     /// Extent of each dimension.
     pub shape: Vec<usize>,
-    /// Storage order.
+    /// Storage order (of the tiles and of the elements in them, when
+    /// tiled).
     pub order: Order,
+    /// Elements between neighbours along each dimension; empty: dense in
+    /// `order`.
+    pub strides: Vec<usize>,
+    /// Shape of the tiles the array is stored in, one after the other
+    /// (those at the upper edges full size); empty: not tiled.
+    pub tile: Vec<usize>,
 }
 
 impl Layout {
     /// Number of elements, `None` on overflow.
     pub fn elements(&self) -> Option<usize> {
         self.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
+    }
+
+    /// Whether the elements lie dense in `order` (no strides, no tiles).
+    pub fn is_dense(&self) -> bool {
+        self.strides.is_empty() && self.tile.is_empty()
+    }
+
+    /// This layout for elements of `elem` bytes, as mamba-transforms'
+    /// kernels take it.
+    ///
+    /// # Errors
+    /// Why it describes no array: strides or tiles of another rank than
+    /// the shape, both given, a zero extent, and the like.
+    pub fn strided(&self, elem: usize) -> std::result::Result<mamba_transforms::Layout, String> {
+        use mamba_transforms::{Layout as Strided, Order as Walk};
+        let walk = match self.order {
+            Order::RowMajor => Walk::RowMajor,
+            Order::ColumnMajor => Walk::ColumnMajor,
+        };
+        let layout = match (self.strides.is_empty(), self.tile.is_empty()) {
+            (true, true) if self.order == Order::RowMajor => Strided::row_major(elem, &self.shape),
+            (true, true) => Strided::column_major(elem, &self.shape),
+            (false, true) => {
+                let strides = self
+                    .strides
+                    .iter()
+                    .map(|&s| isize::try_from(s).map_err(|_| "a stride overflows".to_owned()))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                Strided::from_strides(elem, &self.shape, &strides, 0)
+            }
+            (true, false) => Strided::tiled(elem, &self.shape, &self.tile, walk, walk),
+            (false, false) => return Err("strides and tile exclude each other".into()),
+        };
+        layout.map_err(|e| e.to_string())
     }
 }
 
@@ -268,11 +321,13 @@ impl AttrSource for FlatView<'_> {
 }
 
 /// Built-in keys a producer or consumer sets (not those the pool derives).
-const SETTABLE_BUILTINS: [&str; 12] = [
+const SETTABLE_BUILTINS: [&str; 14] = [
     "size",
     "element_type",
     "shape",
     "order",
+    "strides",
+    "tile",
     "block_start",
     "lifetime_ms",
     "priority",
@@ -286,11 +341,13 @@ const SETTABLE_BUILTINS: [&str; 12] = [
 impl Attributes {
     /// The size in bytes these attributes imply: `size` when set, else the
     /// shape's element count times the element type's size (when both are
-    /// set). `Err`, with the reason, when the two disagree or the shape
-    /// overflows. Both deployments' handles check data against it.
+    /// set and the layout is dense: a padded or tiled array's size is its
+    /// producer's to say). `Err`, with the reason, when the two disagree or
+    /// the shape overflows. Both deployments' handles check data against
+    /// it.
     pub(crate) fn implied_size(&self) -> std::result::Result<Option<u64>, String> {
         let derived = match (&self.layout, self.element_type) {
-            (Some(l), Some(t)) => Some(
+            (Some(l), Some(t)) if l.is_dense() => Some(
                 l.elements()
                     .and_then(|n| n.checked_mul(t.size()))
                     .ok_or("shape overflows")? as u64,
@@ -370,6 +427,10 @@ impl AttrView<'_> {
             "element_type" => Value::Str(a.element_type?.name().to_owned()),
             "shape" => uint_list(&a.layout.as_ref()?.shape),
             "order" => Value::Str(a.layout.as_ref()?.order.name().to_owned()),
+            "strides" if !a.layout.as_ref()?.strides.is_empty() => {
+                uint_list(&a.layout.as_ref()?.strides)
+            }
+            "tile" if !a.layout.as_ref()?.tile.is_empty() => uint_list(&a.layout.as_ref()?.tile),
             "block_start" if !a.block_start.is_empty() => uint_list(&a.block_start),
             "lifetime_ms" => Value::UInt(a.lifetime.as_millis() as u64),
             "priority" => Value::Str(a.priority.name().to_owned()),
@@ -422,6 +483,8 @@ pub(crate) fn is_builtin(key: &str) -> bool {
             | "element_type"
             | "shape"
             | "order"
+            | "strides"
+            | "tile"
             | "block_start"
             | "lifetime_ms"
             | "priority"
@@ -485,6 +548,8 @@ pub(crate) fn set_builtin(attrs: &Attributes, key: &str, v: &Value) -> Result<At
         "size" => a.size = Some(uint(key, v)?),
         "element_type" => a.element_type = Some(choice(key, v, ElementType::from_name)?),
         "shape" => a.layout.get_or_insert_with(Layout::default).shape = uints(key, v)?,
+        "strides" => a.layout.get_or_insert_with(Layout::default).strides = uints(key, v)?,
+        "tile" => a.layout.get_or_insert_with(Layout::default).tile = uints(key, v)?,
         "block_start" => a.block_start = uints(key, v)?,
         "order" => {
             a.layout.get_or_insert_with(Layout::default).order = choice(key, v, Order::from_name)?

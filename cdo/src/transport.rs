@@ -22,6 +22,11 @@
 //! the host**: host data is reordered before its upload, device data after
 //! its download (and uploaded again when the target is a device); no
 //! device kernel runs. The reorder needs a host copy of the object's size.
+//!
+//! A producer's array that is not dense (padded or permuted rows given by
+//! `strides`, tiles by `tile`) goes to a consumer that wants an order
+//! dense in that order, with mamba-transforms' kernels (the padding left
+//! behind); one that wants no order gets the bytes as offered.
 
 use crate::attrs::{Layout, Order, Place};
 use crate::data::{Buffer, Data};
@@ -36,18 +41,31 @@ pub struct Want<'a> {
     pub place: Option<Place>,
     /// Which storage order it should have.
     pub order: Option<Order>,
-    /// The producer's layout and element size, needed to reorder.
+    /// The producer's layout and element size, needed to convert.
     pub layout: Option<(&'a Layout, usize)>,
 }
 
 impl Want<'_> {
-    /// Whether the wanted order differs from the producer's (row-major
-    /// when the producer gave no layout).
-    pub fn reorders(&self) -> bool {
+    /// Whether the data must be converted: an order is wanted and the
+    /// producer's layout is not dense in it (row-major when the producer
+    /// gave no layout; padded, permuted or tiled data always converts).
+    pub fn converts(&self) -> bool {
         match (self.order, self.layout) {
-            (Some(o), Some((layout, _))) => o != layout.order,
+            (Some(o), Some((layout, _))) => o != layout.order || !layout.is_dense(),
             (Some(o), None) => o != Order::RowMajor,
             (None, _) => false,
+        }
+    }
+
+    /// How many bytes the consumer gets of `len` offered ones: the dense
+    /// array's when converted (a padded or tiled source is larger).
+    fn delivered_len(&self, len: usize) -> usize {
+        match (self.converts(), self.layout) {
+            (true, Some((layout, elem))) => layout
+                .elements()
+                .and_then(|n| n.checked_mul(elem))
+                .unwrap_or(len),
+            _ => len,
         }
     }
 }
@@ -99,7 +117,7 @@ impl Transport for LocalTransport {
                 copied: false,
             });
         };
-        if !want.reorders() && place_matches(offered, want.place) {
+        if !want.converts() && place_matches(offered, want.place) {
             return Ok(Delivery {
                 data: offered.clone(),
                 copied: false,
@@ -130,17 +148,17 @@ fn layout_error(name: &Arc<str>, reason: String) -> Error {
     }
 }
 
-/// `src` in the order `want` asks for, into `dst` (host memory of the
-/// same length).
+/// `src` as `want` asks for it, into `dst` (host memory of
+/// [`Want::delivered_len`] bytes).
 fn convert_into(name: &Arc<str>, src: &[u8], dst: &mut [u8], want: &Want<'_>) -> Result<()> {
-    if !want.reorders() {
+    if !want.converts() {
         dst.copy_from_slice(src);
         return Ok(());
     }
-    let Some((layout, elem)) = want.layout else {
+    let (Some((layout, elem)), Some(order)) = (want.layout, want.order) else {
         return Err(layout_error(name, "the producer gave no shape".into()));
     };
-    transpose(layout, elem, src, dst).map_err(|reason| layout_error(name, reason))
+    convert(layout, elem, order, src, dst).map_err(|reason| layout_error(name, reason))
 }
 
 /// Copies `src` (the bytes of CDO `name`) into a new buffer of `mamba`
@@ -164,12 +182,12 @@ pub fn copy_converted(
     policy: &Policy,
     want: &Want<'_>,
 ) -> Result<Buffer> {
-    let mut buf = Buffer::allocate(mamba, src.len(), policy)?;
+    let mut buf = Buffer::allocate(mamba, want.delivered_len(src.len()), policy)?;
     if buf.host_accessible() {
         convert_into(name, src, buf.as_mut_slice()?, want)?;
-    } else if want.reorders() {
-        // Reordered on the host, then one copy to the device.
-        let mut host = vec![0u8; src.len()];
+    } else if want.converts() {
+        // Converted on the host, then one copy to the device.
+        let mut host = vec![0u8; buf.len()];
         convert_into(name, src, &mut host, want)?;
         buf.write_bytes(0, &host)?;
     } else {
@@ -190,8 +208,8 @@ fn copy_from_device(
     policy: &Policy,
     want: &Want<'_>,
 ) -> Result<Buffer> {
-    let mut buf = Buffer::allocate(mamba, src.len(), policy)?;
-    if buf.host_accessible() && !want.reorders() {
+    let mut buf = Buffer::allocate(mamba, want.delivered_len(src.len()), policy)?;
+    if buf.host_accessible() && !want.converts() {
         src.read_bytes(0, buf.as_mut_slice()?)?;
         return Ok(buf);
     }
@@ -199,35 +217,39 @@ fn copy_from_device(
     src.read_bytes(0, &mut host)?;
     if buf.host_accessible() {
         convert_into(name, &host, buf.as_mut_slice()?, want)?;
-    } else if want.reorders() {
-        let mut reordered = vec![0u8; host.len()];
-        convert_into(name, &host, &mut reordered, want)?;
-        buf.write_bytes(0, &reordered)?;
+    } else if want.converts() {
+        let mut converted = vec![0u8; buf.len()];
+        convert_into(name, &host, &mut converted, want)?;
+        buf.write_bytes(0, &converted)?;
     } else {
         buf.write_bytes(0, &host)?;
     }
     Ok(buf)
 }
 
-/// Copies an array stored in `layout.order` into the other order, with
-/// the layout-converting kernels of `mamba-transforms`.
-fn transpose(
+/// Copies an array stored as `layout` says (dense, padded, permuted or
+/// tiled) into `dst`, dense in `order`, with the layout-converting kernels
+/// of `mamba-transforms`.
+fn convert(
     layout: &Layout,
     elem: usize,
+    order: Order,
     src: &[u8],
     dst: &mut [u8],
 ) -> std::result::Result<(), String> {
-    let shape = &layout.shape;
-    let n = layout.elements().ok_or("the shape overflows")?;
-    if n.checked_mul(elem) != Some(src.len()) || dst.len() != src.len() {
+    let bytes = layout.elements().and_then(|n| n.checked_mul(elem));
+    let short_dense = layout.is_dense() && bytes != Some(src.len());
+    if short_dense || bytes != Some(dst.len()) {
         return Err("shape and element type do not match the size".into());
     }
-    let row = mamba_transforms::Layout::row_major(elem, shape).map_err(|e| e.to_string())?;
-    let col = mamba_transforms::Layout::column_major(elem, shape).map_err(|e| e.to_string())?;
-    let (from, to) = match layout.order {
-        Order::RowMajor => (row, col),
-        Order::ColumnMajor => (col, row),
+    let from = layout.strided(elem)?;
+    from.check_source(src.len()).map_err(|e| e.to_string())?;
+    let to = Layout {
+        shape: layout.shape.clone(),
+        order,
+        ..Layout::default()
     };
+    let to = to.strided(elem)?;
     mamba_transforms::copy(src, &from, dst, &to).map_err(|e| e.to_string())
 }
 
@@ -241,18 +263,19 @@ mod tests {
         let mut dst = vec![0; 6];
         let row = Layout {
             shape: vec![2, 3],
-            order: Order::RowMajor,
+            ..Layout::default()
         };
-        transpose(&row, 1, &src, &mut dst).unwrap();
+        convert(&row, 1, Order::ColumnMajor, &src, &mut dst).unwrap();
         assert_eq!(dst, [0, 3, 1, 4, 2, 5]);
         let col = Layout {
             order: Order::ColumnMajor,
             ..row.clone()
         };
         let mut back = vec![0; 6];
-        transpose(&col, 1, &dst, &mut back).unwrap();
+        convert(&col, 1, Order::RowMajor, &dst, &mut back).unwrap();
         assert_eq!(back, src);
-        assert!(transpose(&row, 2, &src, &mut dst).is_err(), "size mismatch");
+        let wrong = convert(&row, 2, Order::ColumnMajor, &src, &mut dst);
+        assert!(wrong.is_err(), "size mismatch");
     }
 
     #[test]
@@ -261,10 +284,10 @@ mod tests {
         let src: Vec<u8> = (0..24).collect();
         let row = Layout {
             shape: shape.clone(),
-            order: Order::RowMajor,
+            ..Layout::default()
         };
         let mut col = vec![0; 24];
-        transpose(&row, 1, &src, &mut col).unwrap();
+        convert(&row, 1, Order::ColumnMajor, &src, &mut col).unwrap();
         // Element (i, j, k) is at i*12 + j*4 + k row-major and at
         // i + j*2 + k*6 column-major.
         for (i, j, k) in [(1, 2, 3), (0, 1, 2), (1, 0, 0)] {
@@ -273,9 +296,10 @@ mod tests {
         let col_layout = Layout {
             shape,
             order: Order::ColumnMajor,
+            ..Layout::default()
         };
         let mut back = vec![0; 24];
-        transpose(&col_layout, 1, &col, &mut back).unwrap();
+        convert(&col_layout, 1, Order::RowMajor, &col, &mut back).unwrap();
         assert_eq!(back, src);
     }
 }

@@ -1659,6 +1659,7 @@ fn a_field_offered_as_blocks_is_demanded_by_region() {
             let want = cdo::Layout {
                 shape: shape.to_vec(),
                 order,
+                ..cdo::Layout::default()
             };
             let mut dst = vec![0u8; shape[0] * shape[1] * 8];
             let mut demand = consumer.require_group("rho", &[]).unwrap();
@@ -1683,7 +1684,7 @@ fn a_field_offered_as_blocks_is_demanded_by_region() {
         // Beyond the field: not covered.
         let want = cdo::Layout {
             shape: vec![2, 8],
-            order: cdo::Order::RowMajor,
+            ..cdo::Layout::default()
         };
         let mut dst = vec![0u8; 2 * 8 * 8];
         let mut demand = consumer.require_group("rho", &[]).unwrap();
@@ -1706,5 +1707,90 @@ fn a_field_offered_as_blocks_is_demanded_by_region() {
         drop(demand);
         field.withdraw_timeout(LONG).unwrap();
         field.dispose().unwrap();
+    });
+}
+
+/// The bytes of `values` as u16, little-endian.
+fn u16_bytes(values: &[u16]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// A padded and a tiled array are converted into the dense order a
+/// consumer wants, in both deployments; a consumer that wants no order
+/// gets the bytes as offered.
+#[test]
+fn padded_and_tiled_arrays_are_delivered_dense_in_the_wanted_order() {
+    both(|host| {
+        let label = host.label();
+        let producer = host.app("producer");
+        let consumer = host.app("consumer");
+        let list = |v: &[u64]| Value::List(v.iter().map(|&d| Value::UInt(d)).collect());
+
+        // 3 x 4 in rows padded to 5 (the pads hold 99).
+        let mut padded = Vec::new();
+        for r in 0..3u16 {
+            padded.extend((0..4).map(|c| r * 10 + c));
+            padded.push(99);
+        }
+        let mut p = producer.declare("layout/padded").unwrap();
+        p.set("element_type", "u16").unwrap();
+        p.set("shape", list(&[3, 4])).unwrap();
+        p.set("strides", list(&[5, 1])).unwrap();
+        p.write(&u16_bytes(&padded)).unwrap();
+        p.seal().unwrap();
+        p.offer().unwrap();
+
+        // 4 x 4 in 2 x 2 tiles, each stored whole, row by row.
+        let tiled: Vec<u16> = vec![0, 1, 10, 11, 2, 3, 12, 13, 20, 21, 30, 31, 22, 23, 32, 33];
+        let mut t = producer.declare("layout/tiled").unwrap();
+        t.set("element_type", "u16").unwrap();
+        t.set("shape", list(&[4, 4])).unwrap();
+        t.set("tile", list(&[2, 2])).unwrap();
+        t.write(&u16_bytes(&tiled)).unwrap();
+        t.seal().unwrap();
+        t.offer().unwrap();
+
+        let demanded = |name: &str, order: Option<&str>| {
+            let mut c = consumer.declare(name).unwrap();
+            if let Some(order) = order {
+                c.set("wanted_order", order).unwrap();
+            }
+            c.require().unwrap();
+            let bytes = bytes_of(&c.demand_timeout(LONG).unwrap());
+            c.dispose().unwrap();
+            bytes
+        };
+        let rows: Vec<u16> = (0..3)
+            .flat_map(|r| (0..4).map(move |c| r * 10 + c))
+            .collect();
+        let columns: Vec<u16> = (0..4)
+            .flat_map(|c| (0..3).map(move |r| r * 10 + c))
+            .collect();
+        assert_eq!(
+            demanded("layout/padded", Some("row")),
+            u16_bytes(&rows),
+            "{label}"
+        );
+        assert_eq!(
+            demanded("layout/padded", Some("column")),
+            u16_bytes(&columns),
+            "{label}"
+        );
+        assert_eq!(
+            demanded("layout/padded", None),
+            u16_bytes(&padded),
+            "{label}"
+        );
+        let square: Vec<u16> = (0..4)
+            .flat_map(|r| (0..4).map(move |c| r * 10 + c))
+            .collect();
+        assert_eq!(
+            demanded("layout/tiled", Some("row")),
+            u16_bytes(&square),
+            "{label}"
+        );
+
+        p.withdraw_timeout(LONG).unwrap();
+        t.withdraw_timeout(LONG).unwrap();
     });
 }

@@ -238,6 +238,7 @@ fn reorders_with_a_device_side_run_on_the_host() {
     let layout = Layout {
         shape: vec![rows, cols],
         order: Order::RowMajor,
+        ..Layout::default()
     };
     for (from, to) in [(DRAM, GPU), (GPU, DRAM), (GPU, GPU), (GPU, GPU_B)] {
         let name = format!("reorder/{}/{}", from.0, to.0);

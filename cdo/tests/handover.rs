@@ -79,6 +79,7 @@ fn a_wanted_order_is_delivered_transposed() {
     p.set_layout(Layout {
         shape: vec![2, 3],
         order: Order::RowMajor,
+        ..Layout::default()
     })
     .unwrap();
     let values: Vec<u8> = [1u16, 2, 3, 4, 5, 6]
@@ -329,6 +330,7 @@ fn attributes_must_agree_with_each_other_and_the_data() {
     p.set_layout(Layout {
         shape: vec![3],
         order: Order::RowMajor,
+        ..Layout::default()
     })
     .unwrap();
     assert!(matches!(p.seal(), Err(Error::Inconsistent { .. })));

@@ -369,7 +369,7 @@ impl<'p> GroupDemand<'p> {
     ///
     /// // Its second row, whole, in one buffer.
     /// let mut consumer = pool.require_group("field", &[])?;
-    /// let row = Layout { shape: vec![1, 4], order: Order::RowMajor };
+    /// let row = Layout { shape: vec![1, 4], order: Order::RowMajor, ..Layout::default() };
     /// let mut dst = [0u8; 4];
     /// consumer.demand_region(&[1, 0], &row, &mut dst, Duration::from_secs(10))?;
     /// assert_eq!(dst, [5, 6, 7, 8]);

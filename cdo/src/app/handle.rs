@@ -19,7 +19,9 @@ pub struct Cdo<'p>(Inner<'p>);
 
 enum Inner<'p> {
     Local(crate::Cdo<'p>),
-    Remote(RemoteCdo<'p>),
+    /// Boxed: a remote handle keeps its attributes and bytes, and one
+    /// allocation is nothing beside its requests' round trips.
+    Remote(Box<RemoteCdo<'p>>),
 }
 
 impl std::fmt::Debug for Inner<'_> {
@@ -41,7 +43,7 @@ impl<'p> Cdo<'p> {
     }
 
     pub(super) fn remote(cdo: RemoteCdo<'p>) -> Self {
-        Cdo(Inner::Remote(cdo))
+        Cdo(Inner::Remote(Box::new(cdo)))
     }
 
     /// The name.

@@ -6,7 +6,7 @@
 //! consumer's (seed requirement R4.1), with a change of order on the way
 //! when the consumer asks for one (R4.2).
 
-use crate::attrs::{Attributes, FlatAttributes, Layout, Order};
+use crate::attrs::{Attributes, FlatAttributes, Layout};
 use crate::error::{Error, Result};
 use mamba_transforms::Layout as Strided;
 
@@ -36,16 +36,12 @@ fn error(group: &str, reason: String) -> Error {
     }
 }
 
-/// The dense layout of `shape` elements of `elem` bytes in `order`, for
-/// the CDO `name`.
-fn strided(name: &str, elem: usize, shape: &[usize], order: Order) -> Result<Strided> {
-    let layout = match order {
-        Order::RowMajor => Strided::row_major(elem, shape),
-        Order::ColumnMajor => Strided::column_major(elem, shape),
-    };
-    layout.map_err(|e| Error::Layout {
+/// `layout` for elements of `elem` bytes, as the kernels take it, for the
+/// CDO `name`.
+fn strided(name: &str, layout: &Layout, elem: usize) -> Result<Strided> {
+    layout.strided(elem).map_err(|reason| Error::Layout {
         name: name.into(),
-        reason: e.to_string(),
+        reason,
     })
 }
 
@@ -111,8 +107,10 @@ pub(super) fn assemble(
     }
     check_cover(group, &pieces, want)?;
     let elem = elem.unwrap_or(1);
-    let region = strided(group, elem, &want.shape, want.order)?;
-    if region.required_len() != dst.len() {
+    let region = strided(group, want, elem)?;
+    // A padded region may lie in a larger buffer; a dense one fills it.
+    let needed = region.required_len();
+    if dst.len() < needed || (want.is_dense() && dst.len() != needed) {
         return Err(Error::Layout {
             name: group.into(),
             reason: format!(
@@ -125,8 +123,7 @@ pub(super) fn assemble(
     for p in &pieces {
         let within_block: Vec<usize> = (0..rank).map(|d| p.start[d] - p.block_start[d]).collect();
         let within_region: Vec<usize> = (0..rank).map(|d| p.start[d] - start[d]).collect();
-        let shape = &p.block_layout.shape;
-        let src = strided(p.block.name, elem, shape, p.block_layout.order)?;
+        let src = strided(p.block.name, &p.block_layout, elem)?;
         let copied = src
             .view(&within_block, &p.size)
             .and_then(|from| Ok((from, region.view(&within_region, &p.size)?)))
@@ -187,7 +184,7 @@ mod tests {
     fn line(len: usize) -> Layout {
         Layout {
             shape: vec![len],
-            order: Order::RowMajor,
+            ..Layout::default()
         }
     }
 
@@ -209,6 +206,26 @@ mod tests {
         let mut dst = [9u8; 3];
         assemble("g", &blocks, &[1], &line(3), &mut dst).unwrap();
         assert_eq!(dst, [1, 2, 3]);
+    }
+
+    #[test]
+    fn strided_blocks_and_regions_are_read_and_written_in_place() {
+        // Every other byte of the block is padding (a halo, say).
+        let mut a = attrs([0], 3, "u8");
+        a.insert("strides".into(), Value::List(vec![Value::UInt(2)]));
+        let blocks = [Block {
+            name: "g/a",
+            bytes: &[7, 0, 8, 0, 9],
+            attrs: &a,
+        }];
+        let padded = Layout {
+            shape: vec![3],
+            strides: vec![2],
+            ..Layout::default()
+        };
+        let mut dst = [1u8; 5];
+        assemble("g", &blocks, &[0], &padded, &mut dst).unwrap();
+        assert_eq!(dst, [7, 1, 8, 1, 9], "the region's padding untouched");
     }
 
     #[test]
