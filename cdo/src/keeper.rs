@@ -121,8 +121,12 @@ fn run(inner: &Inner, parts: &PoolParts) {
             .filter_map(|k| k.offer.expiry)
             .filter(|&e| e > now)
             .min();
-        let pinned = books.kept.iter().any(|k| k.offer.pinned());
-        let sleep = match (next_end, pinned) {
+        // Due but for a consumer's pin: looked at again shortly.
+        let held = books
+            .kept
+            .iter()
+            .any(|k| k.offer.pinned() && k.offer.expiry.is_none_or(|end| end <= now));
+        let sleep = match (next_end, held) {
             (_, true) => PINNED_RECHECK,
             (Some(end), false) => end - now,
             (None, false) => Duration::MAX,

@@ -213,7 +213,8 @@ pub struct GroupDemand<'p> {
     wanted: Vec<(String, Value)>,
     /// The members required and not demanded yet, in the producer's order.
     members: VecDeque<Cdo<'p>>,
-    /// Whether [`GroupDemand::demand_timeout`] took every member.
+    /// Whether [`GroupDemand::demand_timeout`] or
+    /// [`GroupDemand::demand_region`] took every member.
     taken: bool,
     /// The manifest's attributes, once it came.
     manifest_attributes: Option<FlatAttributes>,
@@ -254,7 +255,7 @@ impl<'p> GroupDemand<'p> {
         self.manifest_attributes.as_ref()
     }
 
-    /// Waits until `deadline` for the manifest, then requires every member
+    /// Waits up to `timeout` for the manifest, then requires every member
     /// and lets the manifest go; nothing to do once done.
     fn resolve(&mut self, timeout: Duration) -> Result<()> {
         if self.manifest.state() != State::Required {
