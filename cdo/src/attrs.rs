@@ -13,10 +13,12 @@
 //! | `strides` | list of uint | producer: elements between neighbours along each dimension (padded or permuted layouts) |
 //! | `tile` | list of uint | producer: the shape of the tiles the data is stored in, tiles and elements in `order` |
 //! | `block_start` | list of uint | producer: where the data, one block of a larger field, starts in it |
+//! | `fields` | list of uint | producer: the data is records of fields of these sizes in bytes |
+//! | `records` | str: `together` or `separate` | producer: records whole one after the other (AoS, the default) or each field's array after the other (SoA) |
 //! | `lifetime_ms` | uint | producer: minimum availability after offer |
 //! | `priority` | str: `output`, `normal`, `checkpoint` | producer (guided I/O) |
 //! | `persist` | bool | producer: keep the data beyond the run |
-//! | `wanted_space`, `wanted_tier`, `wanted_order` | uint, str, str | consumer |
+//! | `wanted_space`, `wanted_tier`, `wanted_order`, `wanted_records` | uint, str, str, str | consumer |
 //! | `members` | list of str | CDO group manifests (read-only) |
 //! | `NS.KEY` | per schema | user attributes of namespace `NS` |
 //!
@@ -130,6 +132,36 @@ impl Order {
         match s {
             "row" => Some(Order::RowMajor),
             "column" => Some(Order::ColumnMajor),
+            _ => None,
+        }
+    }
+}
+
+/// How an array of records is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Records {
+    /// Each record whole, one after the other (an array of structures).
+    #[default]
+    Together,
+    /// Each field's values in one array, the arrays one after the other
+    /// in field order (a structure of arrays).
+    Separate,
+}
+
+impl Records {
+    /// The attribute text: `together` or `separate`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Records::Together => "together",
+            Records::Separate => "separate",
+        }
+    }
+
+    /// Parses `together` or `separate`.
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "together" => Some(Records::Together),
+            "separate" => Some(Records::Separate),
             _ => None,
         }
     }
@@ -255,6 +287,11 @@ pub struct Attributes {
     /// [`GroupDemand::demand_region`](crate::app::GroupDemand::demand_region));
     /// empty when it is no block.
     pub block_start: Vec<usize>,
+    /// Byte sizes of the fields of the records the data holds; empty when
+    /// it holds no records.
+    pub fields: Vec<usize>,
+    /// How the records are stored.
+    pub records: Records,
     /// Minimum time the data stays available after the offer.
     pub lifetime: Duration,
     /// Guided-I/O priority.
@@ -265,6 +302,8 @@ pub struct Attributes {
     pub wanted_place: Option<Place>,
     /// Consumer: the storage order the data should be delivered in.
     pub wanted_order: Option<Order>,
+    /// Consumer: how records should be delivered.
+    pub wanted_records: Option<Records>,
     /// Member names of a CDO group manifest.
     pub members: Vec<String>,
     /// User attributes, by full key (`namespace.key`), typed by the schema.
@@ -321,7 +360,7 @@ impl AttrSource for FlatView<'_> {
 }
 
 /// Built-in keys a producer or consumer sets (not those the pool derives).
-const SETTABLE_BUILTINS: [&str; 14] = [
+const SETTABLE_BUILTINS: [&str; 17] = [
     "size",
     "element_type",
     "shape",
@@ -329,12 +368,15 @@ const SETTABLE_BUILTINS: [&str; 14] = [
     "strides",
     "tile",
     "block_start",
+    "fields",
+    "records",
     "lifetime_ms",
     "priority",
     "persist",
     "wanted_space",
     "wanted_tier",
     "wanted_order",
+    "wanted_records",
     MEMBERS,
 ];
 
@@ -432,6 +474,8 @@ impl AttrView<'_> {
             }
             "tile" if !a.layout.as_ref()?.tile.is_empty() => uint_list(&a.layout.as_ref()?.tile),
             "block_start" if !a.block_start.is_empty() => uint_list(&a.block_start),
+            "fields" if !a.fields.is_empty() => uint_list(&a.fields),
+            "records" if !a.fields.is_empty() => Value::Str(a.records.name().to_owned()),
             "lifetime_ms" => Value::UInt(a.lifetime.as_millis() as u64),
             "priority" => Value::Str(a.priority.name().to_owned()),
             "persist" => Value::Bool(a.persist),
@@ -444,6 +488,7 @@ impl AttrView<'_> {
                 Place::Space(_) => return None,
             },
             "wanted_order" => Value::Str(a.wanted_order?.name().to_owned()),
+            "wanted_records" => Value::Str(a.wanted_records?.name().to_owned()),
             MEMBERS if !a.members.is_empty() => members_value(&a.members),
             _ => return a.user.get(key).cloned(),
         })
@@ -486,12 +531,15 @@ pub(crate) fn is_builtin(key: &str) -> bool {
             | "strides"
             | "tile"
             | "block_start"
+            | "fields"
+            | "records"
             | "lifetime_ms"
             | "priority"
             | "persist"
             | "wanted_space"
             | "wanted_tier"
             | "wanted_order"
+            | "wanted_records"
     )
 }
 
@@ -551,6 +599,8 @@ pub(crate) fn set_builtin(attrs: &Attributes, key: &str, v: &Value) -> Result<At
         "strides" => a.layout.get_or_insert_with(Layout::default).strides = uints(key, v)?,
         "tile" => a.layout.get_or_insert_with(Layout::default).tile = uints(key, v)?,
         "block_start" => a.block_start = uints(key, v)?,
+        "fields" => a.fields = uints(key, v)?,
+        "records" => a.records = choice(key, v, Records::from_name)?,
         "order" => {
             a.layout.get_or_insert_with(Layout::default).order = choice(key, v, Order::from_name)?
         }
@@ -565,6 +615,7 @@ pub(crate) fn set_builtin(attrs: &Attributes, key: &str, v: &Value) -> Result<At
             a.wanted_place = Some(Place::Tier(choice(key, v, |s| s.parse::<Tier>().ok())?))
         }
         "wanted_order" => a.wanted_order = Some(choice(key, v, Order::from_name)?),
+        "wanted_records" => a.wanted_records = Some(choice(key, v, Records::from_name)?),
         _ => return Err(Error::UnknownAttribute { key: key.into() }),
     }
     Ok(a)

@@ -186,7 +186,7 @@ pub mod value;
 pub use crate::cdo::{Cdo, Withdrawal};
 pub use attrs::{
     AttrSource, AttrView, Attributes, ElementType, FlatAttributes, FlatView, Layout, Order, Place,
-    Priority,
+    Priority, Records,
 };
 pub use config::{DuplicateOffers, PoolConfig, UnknownAttributes};
 pub use data::{Buffer, Data};

@@ -26,12 +26,16 @@
 //! A producer's array that is not dense (padded or permuted rows given by
 //! `strides`, tiles by `tile`) goes to a consumer that wants an order
 //! dense in that order, with mamba-transforms' kernels (the padding left
-//! behind); one that wants no order gets the bytes as offered.
+//! behind); one that wants no order gets the bytes as offered. Records
+//! (`fields`, stored as `records` says) go to a consumer that wants them
+//! stored otherwise (`wanted_records`) split into one array per field or
+//! joined back, with mamba-transforms' record kernels.
 
-use crate::attrs::{Layout, Order, Place};
+use crate::attrs::{Attributes, Layout, Order, Place, Records};
 use crate::data::{Buffer, Data};
 use crate::error::{Error, Result};
 use mamba::{Mamba, Policy};
+use mamba_transforms::{ExecOptions, RecordLayout};
 use std::sync::Arc;
 
 /// What a consumer asked for.
@@ -43,13 +47,53 @@ pub struct Want<'a> {
     pub order: Option<Order>,
     /// The producer's layout and element size, needed to convert.
     pub layout: Option<(&'a Layout, usize)>,
+    /// For records: their fields' sizes, how the producer stored them and
+    /// how the consumer wants them.
+    pub records: Option<RecordWant<'a>>,
+}
+
+/// What a consumer wants of an array of records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordWant<'a> {
+    /// Byte sizes of a record's fields (the producer's `fields`).
+    pub fields: &'a [usize],
+    /// How the producer stored them.
+    pub from: Records,
+    /// How the consumer wants them.
+    pub to: Records,
+}
+
+impl<'a> RecordWant<'a> {
+    /// What a consumer that wants `wanted` asks of an object offered with
+    /// `offered` attributes: `None` unless both say something of records.
+    pub fn of(offered: &'a Attributes, wanted: Option<Records>) -> Option<Self> {
+        match (offered.fields.is_empty(), wanted) {
+            (false, Some(to)) => Some(RecordWant {
+                fields: &offered.fields,
+                from: offered.records,
+                to,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether the records change how they are stored.
+    fn converts(&self) -> bool {
+        self.from != self.to
+    }
 }
 
 impl Want<'_> {
     /// Whether the data must be converted: an order is wanted and the
     /// producer's layout is not dense in it (row-major when the producer
-    /// gave no layout; padded, permuted or tiled data always converts).
+    /// gave no layout; padded, permuted or tiled data always converts), or
+    /// records are wanted stored otherwise than the producer stored them.
     pub fn converts(&self) -> bool {
+        self.reorders() || self.records.is_some_and(|r| r.converts())
+    }
+
+    /// Whether an array must change its layout (see [`Want::converts`]).
+    fn reorders(&self) -> bool {
         match (self.order, self.layout) {
             (Some(o), Some((layout, _))) => o != layout.order || !layout.is_dense(),
             (Some(o), None) => o != Order::RowMajor,
@@ -60,7 +104,7 @@ impl Want<'_> {
     /// How many bytes the consumer gets of `len` offered ones: the dense
     /// array's when converted (a padded or tiled source is larger).
     fn delivered_len(&self, len: usize) -> usize {
-        match (self.converts(), self.layout) {
+        match (self.reorders(), self.layout) {
             (true, Some((layout, elem))) => layout
                 .elements()
                 .and_then(|n| n.checked_mul(elem))
@@ -155,6 +199,13 @@ fn convert_into(name: &Arc<str>, src: &[u8], dst: &mut [u8], want: &Want<'_>) ->
         dst.copy_from_slice(src);
         return Ok(());
     }
+    if let Some(records) = want.records.filter(RecordWant::converts) {
+        if want.reorders() {
+            let reason = "records are restored or reordered, not both at once".into();
+            return Err(layout_error(name, reason));
+        }
+        return restore(records, src, dst).map_err(|reason| layout_error(name, reason));
+    }
     let (Some((layout, elem)), Some(order)) = (want.layout, want.order) else {
         return Err(layout_error(name, "the producer gave no shape".into()));
     };
@@ -227,6 +278,55 @@ fn copy_from_device(
     Ok(buf)
 }
 
+/// Copies the records in `src`, stored as `records.from` says, into
+/// `dst` stored as `records.to` says, with mamba-transforms' record
+/// kernels.
+fn restore(records: RecordWant<'_>, src: &[u8], dst: &mut [u8]) -> std::result::Result<(), String> {
+    let layout = RecordLayout::packed(records.fields).map_err(|e| e.to_string())?;
+    let size = layout.size();
+    if src.len() % size != 0 || dst.len() != src.len() {
+        return Err(format!(
+            "{} bytes are no whole records of {size} bytes",
+            src.len()
+        ));
+    }
+    let count = src.len() / size;
+    let opts = ExecOptions::default();
+    match records.to {
+        Records::Separate => {
+            let mut arrays = split_by_fields(dst, records.fields, count);
+            layout.split(src, count, &mut arrays, &opts)
+        }
+        Records::Together => {
+            let mut rest = src;
+            let arrays: Vec<&[u8]> = records
+                .fields
+                .iter()
+                .map(|&f| {
+                    let (head, tail) = rest.split_at(f * count);
+                    rest = tail;
+                    head
+                })
+                .collect();
+            layout.join(&arrays, count, dst, &opts)
+        }
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// `bytes` cut into one array of `count` values per field.
+fn split_by_fields<'b>(bytes: &'b mut [u8], fields: &[usize], count: usize) -> Vec<&'b mut [u8]> {
+    let mut rest = bytes;
+    fields
+        .iter()
+        .map(|&f| {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(f * count);
+            rest = tail;
+            head
+        })
+        .collect()
+}
+
 /// Copies an array stored as `layout` says (dense, padded, permuted or
 /// tiled) into `dst`, dense in `order`, with the layout-converting kernels
 /// of `mamba-transforms`.
@@ -256,6 +356,29 @@ fn convert(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_split_and_join_and_refuse_a_partial_record() {
+        let fields = [2, 1];
+        let aos = [1, 2, 9, 3, 4, 8];
+        let split = RecordWant {
+            fields: &fields,
+            from: Records::Together,
+            to: Records::Separate,
+        };
+        let mut soa = [0; 6];
+        restore(split, &aos, &mut soa).unwrap();
+        assert_eq!(soa, [1, 2, 3, 4, 9, 8]);
+        let join = RecordWant {
+            from: Records::Separate,
+            to: Records::Together,
+            ..split
+        };
+        let mut back = [0; 6];
+        restore(join, &soa, &mut back).unwrap();
+        assert_eq!(back, aos);
+        assert!(restore(split, &aos[..5], &mut soa[..5]).is_err());
+    }
 
     #[test]
     fn two_by_three_transposes_both_ways_and_checks_sizes() {

@@ -1794,3 +1794,55 @@ fn padded_and_tiled_arrays_are_delivered_dense_in_the_wanted_order() {
         t.withdraw_timeout(LONG).unwrap();
     });
 }
+
+/// Records (an f64 and a u32 each) go from arrays of structures to
+/// structures of arrays and back as the consumer wants, in both
+/// deployments.
+#[test]
+fn records_are_delivered_together_or_separate_as_wanted() {
+    both(|host| {
+        let label = host.label();
+        let producer = host.app("producer");
+        let consumer = host.app("consumer");
+        let xs = [1.5f64, 2.5, 3.5];
+        let ids = [7u32, 8, 9];
+        let together: Vec<u8> = xs
+            .iter()
+            .zip(&ids)
+            .flat_map(|(x, id)| x.to_le_bytes().into_iter().chain(id.to_le_bytes()))
+            .collect();
+        let separate: Vec<u8> = xs
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .chain(ids.iter().flat_map(|id| id.to_le_bytes()))
+            .collect();
+        let fields = Value::List(vec![Value::UInt(8), Value::UInt(4)]);
+        let mut offered = Vec::new();
+        for (name, records, bytes) in [
+            ("rec/aos", "together", &together),
+            ("rec/soa", "separate", &separate),
+        ] {
+            let mut p = producer.declare(name).unwrap();
+            p.set("fields", fields.clone()).unwrap();
+            p.set("records", records).unwrap();
+            p.write(bytes).unwrap();
+            p.seal().unwrap();
+            p.offer().unwrap();
+            offered.push(p);
+        }
+        let demanded = |name: &str, records: &str| {
+            let mut c = consumer.declare(name).unwrap();
+            c.set("wanted_records", records).unwrap();
+            c.require().unwrap();
+            let bytes = bytes_of(&c.demand_timeout(LONG).unwrap());
+            c.dispose().unwrap();
+            bytes
+        };
+        assert_eq!(demanded("rec/aos", "separate"), separate, "{label}");
+        assert_eq!(demanded("rec/soa", "together"), together, "{label}");
+        assert_eq!(demanded("rec/aos", "together"), together, "{label}");
+        for mut p in offered {
+            p.withdraw_timeout(LONG).unwrap();
+        }
+    });
+}

@@ -549,6 +549,7 @@ fn a_consumer_converts_its_view_into_another_tier_and_order() {
         &view,
         Some(Place::Tier(tier)),
         Some(Order::ColumnMajor),
+        None,
     )
     .unwrap();
     assert_eq!(col.tier(), tier);
@@ -559,12 +560,12 @@ fn a_consumer_converts_its_view_into_another_tier_and_order() {
         .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
         .collect();
     assert_eq!(got, [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
-    let same = convert_view(&mamba, &view, None, None).unwrap();
+    let same = convert_view(&mamba, &view, None, None, None).unwrap();
     assert_eq!(same.as_slice().unwrap(), &bytes[..]);
     // A reorder of bytes without a shape is refused.
     p.offer("blob", &bytes, Attributes::new()).unwrap();
     let blob = c.demand("blob", WAIT).unwrap();
-    let e = convert_view(&mamba, &blob, None, Some(Order::ColumnMajor)).unwrap_err();
+    let e = convert_view(&mamba, &blob, None, Some(Order::ColumnMajor), None).unwrap_err();
     assert!(matches!(e, cdo::Error::Layout { .. }), "{e}");
 }
 

@@ -105,7 +105,8 @@
 //!   offer. A consumer's wanted place and order (`wanted_tier`,
 //!   `wanted_space`, `wanted_order`) are honoured in both (a reorder with
 //!   a device side runs on the host; a padded or tiled array, `strides` or
-//!   `tile`, comes dense in the wanted order): in process without a copy when the
+//!   `tile`, comes dense in the wanted order), and so is the way records
+//!   are stored (`wanted_records`: `together` or `separate`): in process without a copy when the
 //!   data already is where and how it is wanted; through a manager always
 //!   by a copy out of the shared memory (which lies in no space of the
 //!   consumer's process) into the consumer's own memory, found from

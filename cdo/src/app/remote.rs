@@ -652,13 +652,15 @@ impl<'p> RemoteCdo<'p> {
             Reply::Data(view) => {
                 self.received = Some(view.attrs().clone());
                 let (place, order) = (self.attrs.wanted_place, self.attrs.wanted_order);
-                if place.is_none() && order.is_none() {
+                let records = self.attrs.wanted_records;
+                if place.is_none() && order.is_none() && records.is_none() {
                     return Ok(Some(View::remote(view, self.remote)));
                 }
                 // Shared memory lies in no space of this process: a wanted
-                // place or order is always a copy, as a place other than
-                // the data's is in process.
-                let converted = convert_view(self.remote.mamba()?, &view, place, order)?;
+                // place, order or way of storing records is always a copy,
+                // as a place other than the data's is in process.
+                let mamba = self.remote.mamba()?;
+                let converted = convert_view(mamba, &view, place, order, records)?;
                 drop(view);
                 self.remote.flush();
                 Ok(Some(View::local(converted.into())))

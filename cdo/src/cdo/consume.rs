@@ -7,7 +7,7 @@ use crate::events::EventKind;
 use crate::lifecycle::{Op, State};
 use crate::registry::{Offer, Slot};
 use crate::stats::Counter;
-use crate::transport::Want;
+use crate::transport::{RecordWant, Want};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -154,6 +154,7 @@ impl Cdo<'_> {
             place: self.attributes().wanted_place,
             order: self.attributes().wanted_order,
             layout,
+            records: RecordWant::of(&offer.attrs, self.attributes().wanted_records),
         };
         let delivery = match self
             .pool

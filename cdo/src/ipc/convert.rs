@@ -7,16 +7,18 @@ use std::sync::Arc;
 
 use mamba::{Mamba, Policy, SpaceId};
 
-use crate::attrs::{Attributes, Order, Place};
+use crate::attrs::{Attributes, Order, Place, Records};
 use crate::data::Buffer;
 use crate::error::{Error, Result};
 use crate::ipc::client::View;
-use crate::transport::{copy_converted, Want};
+use crate::transport::{copy_converted, RecordWant, Want};
 
 /// Copies `view` into a new buffer of `mamba` at `place` (DRAM of the
-/// first space when `None`), in `order` (the producer's when `None`). The
-/// producer's `shape`, `order` and `element_type` attributes say how to
-/// reorder.
+/// first space when `None`), in `order` (the producer's when `None`), its
+/// records stored as `records` says (the producer's way when `None`). The
+/// producer's `shape`, `order`, `strides`, `tile` and `element_type`
+/// attributes say how to reorder, its `fields` and `records` how to
+/// restore records.
 ///
 /// # Errors
 /// [`Error::TypeMismatch`] and the like for malformed built-in attributes;
@@ -27,6 +29,7 @@ pub fn convert_view(
     view: &View,
     place: Option<Place>,
     order: Option<Order>,
+    records: Option<Records>,
 ) -> Result<Buffer> {
     let attrs = Attributes::from_flat(view.attrs())?;
     let name: Arc<str> = view.name().into();
@@ -45,6 +48,7 @@ pub fn convert_view(
         place,
         order,
         layout,
+        records: RecordWant::of(&attrs, records),
     };
     let policy = match place {
         Some(Place::Space(s)) => Policy::require(s),
