@@ -83,7 +83,25 @@ impl<'a> RecordWant<'a> {
     }
 }
 
-impl Want<'_> {
+impl<'a> Want<'a> {
+    /// What a consumer that wants `place`, `order` and `records` asks of
+    /// an object offered with `offered` attributes, in either deployment.
+    /// An array whose producer gave no element type is one of bytes.
+    pub fn for_offer(
+        offered: &'a Attributes,
+        place: Option<Place>,
+        order: Option<Order>,
+        records: Option<Records>,
+    ) -> Self {
+        let elem = offered.element_type.map_or(1, |t| t.size());
+        Want {
+            place,
+            order,
+            layout: offered.layout.as_ref().map(|l| (l, elem)),
+            records: RecordWant::of(offered, records),
+        }
+    }
+
     /// Whether the data must be converted: an order is wanted and the
     /// producer's layout is not dense in it (row-major when the producer
     /// gave no layout; padded, permuted or tiled data always converts), or
@@ -298,15 +316,8 @@ fn restore(records: RecordWant<'_>, src: &[u8], dst: &mut [u8]) -> std::result::
             layout.split(src, count, &mut arrays, &opts)
         }
         Records::Together => {
-            let mut rest = src;
-            let arrays: Vec<&[u8]> = records
-                .fields
-                .iter()
-                .map(|&f| {
-                    let (head, tail) = rest.split_at(f * count);
-                    rest = tail;
-                    head
-                })
+            let arrays: Vec<&[u8]> = field_ranges(records.fields, count)
+                .map(|r| &src[r])
                 .collect();
             layout.join(&arrays, count, dst, &opts)
         }
@@ -314,13 +325,25 @@ fn restore(records: RecordWant<'_>, src: &[u8], dst: &mut [u8]) -> std::result::
     .map_err(|e| e.to_string())
 }
 
+/// Where each field's array of `count` values lies in records stored
+/// separate.
+fn field_ranges(
+    fields: &[usize],
+    count: usize,
+) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    fields.iter().scan(0, move |at, &f| {
+        let start = *at;
+        *at += f * count;
+        Some(start..*at)
+    })
+}
+
 /// `bytes` cut into one array of `count` values per field.
 fn split_by_fields<'b>(bytes: &'b mut [u8], fields: &[usize], count: usize) -> Vec<&'b mut [u8]> {
     let mut rest = bytes;
-    fields
-        .iter()
-        .map(|&f| {
-            let (head, tail) = std::mem::take(&mut rest).split_at_mut(f * count);
+    field_ranges(fields, count)
+        .map(|r| {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(r.len());
             rest = tail;
             head
         })

@@ -14,7 +14,7 @@ use cdo::{
 };
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A guard against hanging, not a timing check: every wait that must end
 /// ends long before it.
@@ -1142,15 +1142,12 @@ fn archive_with(entries: &[(&str, &[u8])]) -> (Archive, tempfile::TempDir) {
 
 /// What the librarian does next, waiting up to [`LONG`] for it.
 fn served(librarian: &mut Librarian<'_>) -> Served {
-    let until = std::time::Instant::now() + LONG;
+    let until = Instant::now() + LONG;
     loop {
         if let Some(s) = librarian.next_timeout(SHORT).unwrap() {
             return s;
         }
-        assert!(
-            std::time::Instant::now() < until,
-            "the librarian did nothing"
-        );
+        assert!(Instant::now() < until, "the librarian did nothing");
     }
 }
 
@@ -1162,9 +1159,9 @@ fn on_offer(pool: &Pool, name: &str) -> bool {
 /// Lets `librarian` finish its withdrawals until `name` is no longer on
 /// offer (failing after [`LONG`]).
 fn withdrawn_at_last(librarian: &mut Librarian<'_>, pool: &Pool, name: &str) {
-    let until = std::time::Instant::now() + LONG;
+    let until = Instant::now() + LONG;
     while on_offer(pool, name) {
-        assert!(std::time::Instant::now() < until, "{name} stays on offer");
+        assert!(Instant::now() < until, "{name} stays on offer");
         assert_eq!(
             librarian.next_timeout(Duration::from_millis(10)).unwrap(),
             None
@@ -1462,9 +1459,9 @@ fn a_cdo_group_fails_whole() {
         group.declare("a").unwrap().write(b"a").unwrap();
         group.declare("b").unwrap().write(b"b").unwrap();
         assert!(group.offer().is_err(), "{label}");
-        let until = std::time::Instant::now() + LONG;
+        let until = Instant::now() + LONG;
         while on_offer(&consumer, "g/a") {
-            assert!(std::time::Instant::now() < until, "{label}: g/a stays");
+            assert!(Instant::now() < until, "{label}: g/a stays");
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(consumer.query("").unwrap(), ["g/b"], "{label}");
@@ -1513,7 +1510,7 @@ fn offer_and_exit(host: &Host, name: &str, bytes: &[u8], lifetime: Duration) {
 /// producer.
 #[test]
 fn an_offer_with_a_lifetime_outlives_its_producer_when_kept() {
-    // Long enough for the requires below to come before it ends.
+    // Long enough for a producer to offer and go before it ends.
     let lifetime = Duration::from_secs(2);
     let kept = Setup {
         producer_exit: ProducerExit::Keep,
@@ -1525,7 +1522,11 @@ fn an_offer_with_a_lifetime_outlives_its_producer_when_kept() {
         let withdrawals = consumer
             .subscribe("name ~ \"^exit/\"", EventKind::Withdraw.into(), false)
             .unwrap();
-        let offered = std::time::Instant::now();
+        // A require made before the offer holds it past its lifetime, as
+        // any require holds a withdrawal.
+        let mut late = consumer.declare("exit/kept").unwrap();
+        late.require().unwrap();
+        let offered = Instant::now();
         offer_and_exit(host, "exit/kept", b"still here", lifetime);
         offer_and_exit(host, "exit/plain", b"gone", Duration::ZERO);
 
@@ -1536,12 +1537,8 @@ fn an_offer_with_a_lifetime_outlives_its_producer_when_kept() {
         drop(view);
         c.dispose().unwrap();
 
-        // A require made while the lifetime runs holds the kept offer past
-        // its end, as any require holds a withdrawal.
-        let mut late = consumer.declare("exit/kept").unwrap();
-        late.require().unwrap();
-        assert!(offered.elapsed() < lifetime, "{label}: too slow to check");
-        std::thread::sleep(lifetime.saturating_sub(offered.elapsed()) + SHORT);
+        // Past the lifetime's end, the require still holds it.
+        std::thread::sleep((offered + lifetime + SHORT).saturating_duration_since(Instant::now()));
         let view = late.demand_timeout(LONG).unwrap();
         assert_eq!(view.bytes().unwrap(), b"still here", "{label}");
         drop(view);

@@ -7,7 +7,7 @@ use cdo::transport::{LocalTransport, Transport, Want};
 use cdo::{Buffer, Error, Layout, Order, Place, Pool, PoolConfig};
 use mamba::gpu::{DevicePtr, GpuDevice, RuntimeProvider, SimDevice};
 use mamba::provider::NumaProvider;
-use mamba::{Backing, Mamba, Policy, PoolSettings, SpaceId, SpaceInfo, Tier};
+use mamba::{Mamba, Policy, PoolSettings, SpaceId, SpaceInfo, Tier};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,20 +25,9 @@ struct Node {
 }
 
 fn space(id: SpaceId, tier: Tier, host_accessible: bool) -> SpaceInfo {
-    SpaceInfo {
-        id,
-        name: format!("{tier}{}", id.0),
-        tier,
-        capacity: 64 * MIB,
-        numa_node: None,
-        device: (!host_accessible).then_some(0),
-        cpus: Vec::new(),
-        bandwidth_mib_s: None,
-        latency_ns: None,
-        host_accessible,
-        persistent: false,
-        backing: Backing::Unbound,
-    }
+    let name = format!("{tier}{}", id.0);
+    let device = (!host_accessible).then_some(0);
+    SpaceInfo::unbound(id.0, &name, tier, device, host_accessible, 64 * MIB)
 }
 
 /// Space 0: DRAM; spaces 1 and 2: two GPU spaces of one simulated device.

@@ -166,10 +166,17 @@ pub struct SpaceInfo {
 }
 
 impl SpaceInfo {
-    /// A space for unit tests: bound to no node, with no CPUs and no
-    /// measured costs.
-    #[cfg(test)]
-    pub(crate) fn for_tests(
+    /// A space bound to no NUMA node and no file, with no CPUs and no
+    /// measured costs: what a simulated topology or the memory of a test
+    /// double is made of (`device`: a GPU's ordinal, if any;
+    /// `host_accessible`: whether the CPU can address it).
+    ///
+    /// ```
+    /// use mamba::{SpaceInfo, Tier};
+    /// let gpu = SpaceInfo::unbound(1, "gpu0", Tier::Gpu, Some(0), false, 1 << 30);
+    /// assert_eq!((gpu.device, gpu.numa_node), (Some(0), None));
+    /// ```
+    pub fn unbound(
         id: u32,
         name: &str,
         tier: Tier,

@@ -7,13 +7,13 @@ use mamba::gpu::{
     DeviceConverter, DevicePtr, DeviceRuntime, GpuDevice, RuntimeProvider, SimDevice,
     StagingConfig, StreamId,
 };
-use mamba::{Array, Error, Mamba, Policy, Pool, PoolSettings, Tier};
+use mamba::{Array, Error, Mamba, Policy, Pool, PoolSettings, SpaceInfo, Tier};
 use mamba_transforms::{CopyPlan, Layout};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 mod common;
-use common::gpu::{cpu_copy, device_bytes, space};
+use common::gpu::{cpu_copy, device_bytes};
 
 /// Slot size of the staging rings: small, so that arrays span many chunks.
 const SLOT: usize = 4096;
@@ -45,7 +45,7 @@ fn node() -> Node {
     };
     let pool = |id, name, tier, gpu: &Arc<GpuDevice>, pinned| {
         Pool::new(
-            space(id, name, tier, Some(gpu.ordinal()), pinned, 256 << 20),
+            SpaceInfo::unbound(id, name, tier, Some(gpu.ordinal()), pinned, 256 << 20),
             Box::new(RuntimeProvider::new(Arc::clone(gpu), pinned)),
             settings,
         )

@@ -6,11 +6,10 @@
 use mamba::copy::copy_bytes;
 use mamba::gpu::{GpuDevice, RuntimeProvider, SimDevice, SimStats, StagingConfig};
 use mamba::provider::{NumaProvider, SpillProvider};
-use mamba::{Allocation, Error, Mamba, Policy, Pool, PoolSettings, Tier};
+use mamba::{Allocation, Error, Mamba, Policy, Pool, PoolSettings, SpaceInfo, Tier};
 use std::sync::Arc;
 
 mod common;
-use common::gpu::space;
 
 /// Slot size of the staging rings: small, so that copies span many chunks.
 const SLOT: usize = 4096;
@@ -48,7 +47,7 @@ fn node() -> Node {
     let on_gpu = |id, name, gpu: &Arc<GpuDevice>, pinned| {
         let tier = if pinned { Tier::Pinned } else { Tier::Gpu };
         Pool::new(
-            space(id, name, tier, Some(gpu.ordinal()), pinned, CAPACITY),
+            SpaceInfo::unbound(id, name, tier, Some(gpu.ordinal()), pinned, CAPACITY),
             Box::new(RuntimeProvider::new(Arc::clone(gpu), pinned)),
             settings,
         )
@@ -56,12 +55,12 @@ fn node() -> Node {
     let spill = SpillProvider::new(dir.path(), None).expect("a spill directory");
     let mamba = Mamba::from_pools(vec![
         Pool::new(
-            space(0, "dram", Tier::Dram, None, true, CAPACITY),
+            SpaceInfo::unbound(0, "dram", Tier::Dram, None, true, CAPACITY),
             Box::new(NumaProvider::process_default()),
             settings,
         ),
         Pool::new(
-            space(1, "spill", Tier::Ssd, None, false, CAPACITY),
+            SpaceInfo::unbound(1, "spill", Tier::Ssd, None, false, CAPACITY),
             Box::new(spill),
             settings,
         ),

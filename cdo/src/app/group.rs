@@ -183,8 +183,8 @@ impl<'p> GroupOffer<'p> {
     /// # Errors
     /// [`Error::Group`] while something is still offered.
     pub fn dispose(&mut self) -> Result<()> {
-        let handles = std::iter::once(&self.manifest).chain(&self.members);
-        if let Some(m) = handles.into_iter().find(|m| m.state() == State::Offered) {
+        let mut handles = std::iter::once(&self.manifest).chain(&self.members);
+        if let Some(m) = handles.find(|m| m.state() == State::Offered) {
             let reason = format!("{} is still offered", m.name());
             return Err(group_error(self.name(), reason));
         }

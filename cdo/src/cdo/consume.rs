@@ -7,7 +7,7 @@ use crate::events::EventKind;
 use crate::lifecycle::{Op, State};
 use crate::registry::{Offer, Slot};
 use crate::stats::Counter;
-use crate::transport::{RecordWant, Want};
+use crate::transport::Want;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -145,17 +145,13 @@ impl Cdo<'_> {
                 timeout: waited,
             });
         };
-        let layout = match (&offer.attrs.layout, offer.attrs.element_type) {
-            (Some(l), Some(t)) => Some((l, t.size())),
-            (Some(l), None) => Some((l, 1)),
-            _ => None,
-        };
-        let want = Want {
-            place: self.attributes().wanted_place,
-            order: self.attributes().wanted_order,
-            layout,
-            records: RecordWant::of(&offer.attrs, self.attributes().wanted_records),
-        };
+        let wanted = self.attributes();
+        let want = Want::for_offer(
+            &offer.attrs,
+            wanted.wanted_place,
+            wanted.wanted_order,
+            wanted.wanted_records,
+        );
         let delivery = match self
             .pool
             .transport

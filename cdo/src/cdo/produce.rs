@@ -306,7 +306,7 @@ impl Cdo<'_> {
         let (version, place, data) = loop {
             {
                 let mut e = self.entry.lock();
-                if !e.live.iter().any(|o| Arc::ptr_eq(o, offer)) {
+                let Some(at) = e.live.iter().position(|o| Arc::ptr_eq(o, offer)) else {
                     // The pool completed a withdrawal that timed out
                     // before, and raised its event then.
                     let version = offer.version;
@@ -314,9 +314,9 @@ impl Cdo<'_> {
                     self.offer = None;
                     self.withdrawn_as(next, version);
                     return Ok(true);
-                }
+                };
                 if !offer.pinned() && offer.expired() {
-                    e.take_live(offer);
+                    e.live.remove(at);
                     let (version, place) = (offer.version, offer.data.place());
                     // Nothing else holds the record (no consumer group
                     // does): it becomes the allocation of the name's next

@@ -737,10 +737,9 @@ impl Engine {
     }
 
     /// The object `cid`'s oldest require of `name` was matched with, if
-    /// any. The
-    /// mirror's demands export what it was told of (the newest), whatever
-    /// its requires, which stand for other nodes' clients, were matched
-    /// with.
+    /// any. The mirror's demands export what it was told of (the newest),
+    /// whatever its requires, which stand for other nodes' clients, were
+    /// matched with.
     fn matched(&self, name: &str, cid: ClientId) -> Option<u64> {
         if self.requires.is_empty() || self.mirror == Some(cid) {
             return None;
@@ -977,13 +976,12 @@ impl Engine {
         self.quotas.add(cid, Kind::Requires);
         self.raise(EventKind::Require, &name, attrs, None, cid, out);
         let newest = self.registry.get(&name).map(|e| e.object);
-        use std::collections::hash_map::Entry as Slot;
-        match self.requires.entry(name).or_default().entry(cid) {
-            Slot::Occupied(mut o) => o.get_mut().push(newest),
-            Slot::Vacant(v) => {
-                v.insert(Matches::new(newest));
-            }
-        }
+        self.requires
+            .entry(name)
+            .or_default()
+            .entry(cid)
+            .and_modify(|m| m.push(newest))
+            .or_insert_with(|| Matches::new(newest));
         Ok(Some(Msg::Ok))
     }
 

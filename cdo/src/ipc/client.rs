@@ -790,7 +790,8 @@ impl Client {
         }
     }
 
-    /// Declares that we will demand `name`.
+    /// Declares that we will demand `name`. Each require is its own
+    /// promise: one demand or retraction ends one of them.
     pub fn require(&mut self, name: &str) -> Result<(), ClientError> {
         let id = self.submit_require(name)?;
         self.expect_ok(id)

@@ -9,9 +9,9 @@ use mamba::{Mamba, Policy, SpaceId};
 
 use crate::attrs::{Attributes, Order, Place, Records};
 use crate::data::Buffer;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ipc::client::View;
-use crate::transport::{copy_converted, RecordWant, Want};
+use crate::transport::{copy_converted, Want};
 
 /// Copies `view` into a new buffer of `mamba` at `place` (DRAM of the
 /// first space when `None`), in `order` (the producer's when `None`), its
@@ -21,9 +21,10 @@ use crate::transport::{copy_converted, RecordWant, Want};
 /// restore records.
 ///
 /// # Errors
-/// [`Error::TypeMismatch`] and the like for malformed built-in attributes;
-/// [`Error::Layout`] for a reorder without a shape or element type, or a
-/// shape that does not match the size; memory errors of the target space.
+/// [`Error::TypeMismatch`](crate::Error::TypeMismatch) and the like for malformed built-in attributes;
+/// [`Error::Layout`](crate::Error::Layout) for a reorder without a shape, or a shape and element
+/// type (bytes when none is given) that do not match the size, as in
+/// process; memory errors of the target space.
 pub fn convert_view(
     mamba: &Arc<Mamba>,
     view: &View,
@@ -33,23 +34,7 @@ pub fn convert_view(
 ) -> Result<Buffer> {
     let attrs = Attributes::from_flat(view.attrs())?;
     let name: Arc<str> = view.name().into();
-    let elem = attrs.element_type.map(|t| t.size());
-    let layout = match (attrs.layout.as_ref(), elem) {
-        (Some(l), Some(e)) => Some((l, e)),
-        (Some(_), None) if order.is_some() => {
-            return Err(Error::Layout {
-                name,
-                reason: "a reorder needs the element type".into(),
-            })
-        }
-        _ => None,
-    };
-    let want = Want {
-        place,
-        order,
-        layout,
-        records: RecordWant::of(&attrs, records),
-    };
+    let want = Want::for_offer(&attrs, place, order, records);
     let policy = match place {
         Some(Place::Space(s)) => Policy::require(s),
         Some(Place::Tier(t)) => Policy::require(t),

@@ -266,7 +266,7 @@ fn a_full_device_space_falls_back_by_placement_policy() {
     use crate::{Mamba, Policy};
 
     let space = |id: u32, name: &str, tier: Tier, host: bool| {
-        SpaceInfo::for_tests(id, name, tier, None, host, usize::MAX / 4)
+        SpaceInfo::unbound(id, name, tier, None, host, usize::MAX / 4)
     };
     let settings = PoolSettings {
         chunk_size: 256 * KIB,

@@ -20,7 +20,7 @@ fn pool(id: u32, tier: Tier, capacity: usize, provider: Box<dyn Provider>) -> Po
     let host = tier != Tier::Gpu;
     let name = format!("{tier}{id}");
     Pool::new(
-        SpaceInfo::for_tests(id, &name, tier, (!host).then_some(id), host, capacity),
+        SpaceInfo::unbound(id, &name, tier, (!host).then_some(id), host, capacity),
         provider,
         PoolSettings {
             chunk_size: MIB,

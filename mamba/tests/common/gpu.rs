@@ -2,7 +2,7 @@
 
 use mamba::copy::copy_array;
 use mamba::provider::cuda_devices;
-use mamba::{Array, Backing, SpaceId, SpaceInfo, Tier};
+use mamba::Array;
 use mamba_transforms::{CopyPlan, Layout};
 
 /// Whether the CUDA driver reports a device; when not, prints why the
@@ -39,31 +39,4 @@ pub fn device_bytes(a: &Array<'_>) -> Vec<u8> {
     copy_array(a, &mut host).unwrap();
     drop(host);
     out
-}
-
-/// A space of a node assembled by hand for a test: `capacity` bytes of
-/// `tier`, on `device` (a GPU's ordinal) or none, CPU-addressable when
-/// `host`, backed by plain process memory (the memory of a test double).
-pub fn space(
-    id: u32,
-    name: &str,
-    tier: Tier,
-    device: Option<u32>,
-    host: bool,
-    capacity: usize,
-) -> SpaceInfo {
-    SpaceInfo {
-        id: SpaceId(id),
-        name: name.into(),
-        tier,
-        capacity,
-        numa_node: None,
-        device,
-        cpus: Vec::new(),
-        bandwidth_mib_s: None,
-        latency_ns: None,
-        host_accessible: host,
-        persistent: false,
-        backing: Backing::Unbound,
-    }
 }
