@@ -19,6 +19,7 @@
 //! | `priority` | str: `output`, `normal`, `checkpoint` | producer (guided I/O) |
 //! | `persist` | bool | producer: keep the data beyond the run |
 //! | `wanted_space`, `wanted_tier`, `wanted_order`, `wanted_records` | uint, str, str, str | consumer |
+//! | `wanted_strides`, `wanted_tile` | list of uint, list of uint | consumer: the array padded or permuted (elements between neighbours), or tiled, as the producer's `strides` and `tile` say |
 //! | `members` | list of str | CDO group manifests (read-only) |
 //! | `NS.KEY` | per schema | user attributes of namespace `NS` |
 //!
@@ -304,6 +305,12 @@ pub struct Attributes {
     pub wanted_order: Option<Order>,
     /// Consumer: how records should be delivered.
     pub wanted_records: Option<Records>,
+    /// Consumer: elements between neighbours along each dimension of the
+    /// array delivered (padded or permuted); empty: dense.
+    pub wanted_strides: Vec<usize>,
+    /// Consumer: the shape of the tiles the array is delivered in (tiles
+    /// and elements in the wanted order); empty: not tiled.
+    pub wanted_tile: Vec<usize>,
     /// Member names of a CDO group manifest.
     pub members: Vec<String>,
     /// User attributes, by full key (`namespace.key`), typed by the schema.
@@ -360,7 +367,7 @@ impl AttrSource for FlatView<'_> {
 }
 
 /// Built-in keys a producer or consumer sets (not those the pool derives).
-const SETTABLE_BUILTINS: [&str; 17] = [
+const SETTABLE_BUILTINS: [&str; 19] = [
     "size",
     "element_type",
     "shape",
@@ -377,10 +384,22 @@ const SETTABLE_BUILTINS: [&str; 17] = [
     "wanted_tier",
     "wanted_order",
     "wanted_records",
+    "wanted_strides",
+    "wanted_tile",
     MEMBERS,
 ];
 
 impl Attributes {
+    /// Whether a consumer with these attributes takes the data as offered:
+    /// it wants no place, layout or way of storing records.
+    pub(crate) fn wants_as_offered(&self) -> bool {
+        self.wanted_place.is_none()
+            && self.wanted_order.is_none()
+            && self.wanted_records.is_none()
+            && self.wanted_strides.is_empty()
+            && self.wanted_tile.is_empty()
+    }
+
     /// The size in bytes these attributes imply: `size` when set, else the
     /// shape's element count times the element type's size (when both are
     /// set and the layout is dense: a padded or tiled array's size is its
@@ -489,6 +508,8 @@ impl AttrView<'_> {
             },
             "wanted_order" => Value::Str(a.wanted_order?.name().to_owned()),
             "wanted_records" => Value::Str(a.wanted_records?.name().to_owned()),
+            "wanted_strides" if !a.wanted_strides.is_empty() => uint_list(&a.wanted_strides),
+            "wanted_tile" if !a.wanted_tile.is_empty() => uint_list(&a.wanted_tile),
             MEMBERS if !a.members.is_empty() => members_value(&a.members),
             _ => return a.user.get(key).cloned(),
         })
@@ -540,6 +561,8 @@ pub(crate) fn is_builtin(key: &str) -> bool {
             | "wanted_tier"
             | "wanted_order"
             | "wanted_records"
+            | "wanted_strides"
+            | "wanted_tile"
     )
 }
 
@@ -616,6 +639,8 @@ pub(crate) fn set_builtin(attrs: &Attributes, key: &str, v: &Value) -> Result<At
         }
         "wanted_order" => a.wanted_order = Some(choice(key, v, Order::from_name)?),
         "wanted_records" => a.wanted_records = Some(choice(key, v, Records::from_name)?),
+        "wanted_strides" => a.wanted_strides = uints(key, v)?,
+        "wanted_tile" => a.wanted_tile = uints(key, v)?,
         _ => return Err(Error::UnknownAttribute { key: key.into() }),
     }
     Ok(a)

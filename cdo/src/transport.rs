@@ -23,10 +23,15 @@
 //! its download (and uploaded again when the target is a device); no
 //! device kernel runs. The reorder needs a host copy of the object's size.
 //!
-//! A producer's array that is not dense (padded or permuted rows given by
-//! `strides`, tiles by `tile`) goes to a consumer that wants an order
-//! dense in that order, with mamba-transforms' kernels (the padding left
-//! behind); one that wants no order gets the bytes as offered. Records
+//! An array goes to a consumer in the layout it wants: an order
+//! (`wanted_order`), padded or permuted (`wanted_strides`) or tiled
+//! (`wanted_tile`), from whatever layout its producer stored it in
+//! (`order`, `strides`, `tile`), with mamba-transforms' kernels. A
+//! consumer that names only an order gets the array dense in it (the
+//! producer's padding left behind); one that names strides or a tile
+//! without an order keeps the producer's order; one that names none of
+//! them gets the bytes as offered. The padding of a padded delivery is
+//! zero. Records
 //! (`fields`, stored as `records` says) go to a consumer that wants them
 //! stored otherwise (`wanted_records`) split into one array per field or
 //! joined back, with mamba-transforms' record kernels.
@@ -45,6 +50,11 @@ pub struct Want<'a> {
     pub place: Option<Place>,
     /// Which storage order it should have.
     pub order: Option<Order>,
+    /// Elements between neighbours along each dimension it should have
+    /// (padded or permuted); empty: dense.
+    pub strides: &'a [usize],
+    /// The shape of the tiles it should be stored in; empty: not tiled.
+    pub tile: &'a [usize],
     /// The producer's layout and element size, needed to convert.
     pub layout: Option<(&'a Layout, usize)>,
     /// For records: their fields' sizes, how the producer stored them and
@@ -84,49 +94,71 @@ impl<'a> RecordWant<'a> {
 }
 
 impl<'a> Want<'a> {
-    /// What a consumer that wants `place`, `order` and `records` asks of
-    /// an object offered with `offered` attributes, in either deployment.
-    /// An array whose producer gave no element type is one of bytes.
-    pub fn for_offer(
-        offered: &'a Attributes,
-        place: Option<Place>,
-        order: Option<Order>,
-        records: Option<Records>,
-    ) -> Self {
+    /// What a consumer whose attributes are `wanted` (its `wanted_*`
+    /// keys) asks of an object offered with `offered` attributes, in
+    /// either deployment. An array whose producer gave no element type is
+    /// one of bytes.
+    pub fn for_offer(offered: &'a Attributes, wanted: &'a Attributes) -> Self {
         let elem = offered.element_type.map_or(1, |t| t.size());
         Want {
-            place,
-            order,
+            place: wanted.wanted_place,
+            order: wanted.wanted_order,
+            strides: &wanted.wanted_strides,
+            tile: &wanted.wanted_tile,
             layout: offered.layout.as_ref().map(|l| (l, elem)),
-            records: RecordWant::of(offered, records),
+            records: RecordWant::of(offered, wanted.wanted_records),
         }
     }
 
-    /// Whether the data must be converted: an order is wanted and the
-    /// producer's layout is not dense in it (row-major when the producer
-    /// gave no layout; padded, permuted or tiled data always converts), or
+    /// Whether the data must be converted: a layout is wanted that is not
+    /// the producer's (row-major when the producer gave no layout), or
     /// records are wanted stored otherwise than the producer stored them.
     pub fn converts(&self) -> bool {
         self.reorders() || self.records.is_some_and(|r| r.converts())
     }
 
+    /// Whether the consumer names a layout (an order, strides or a tile).
+    fn wants_layout(&self) -> bool {
+        self.order.is_some() || !self.strides.is_empty() || !self.tile.is_empty()
+    }
+
     /// Whether an array must change its layout (see [`Want::converts`]).
     fn reorders(&self) -> bool {
-        match (self.order, self.layout) {
-            (Some(o), Some((layout, _))) => o != layout.order || !layout.is_dense(),
-            (Some(o), None) => o != Order::RowMajor,
-            (None, _) => false,
+        if !self.wants_layout() {
+            return false;
+        }
+        let same = |l: &Layout| {
+            self.order.unwrap_or(l.order) == l.order
+                && self.strides == l.strides.as_slice()
+                && self.tile == l.tile.as_slice()
+        };
+        match self.layout {
+            Some((layout, _)) => !same(layout),
+            None => !same(&Layout::default()),
         }
     }
 
-    /// How many bytes the consumer gets of `len` offered ones: the dense
-    /// array's when converted (a padded or tiled source is larger).
+    /// The layout the consumer gets of an array stored as `source`: its
+    /// shape, in the wanted order (the producer's when none is wanted),
+    /// strides and tile.
+    fn target(&self, source: &Layout) -> Layout {
+        Layout {
+            shape: source.shape.clone(),
+            order: self.order.unwrap_or(source.order),
+            strides: self.strides.to_vec(),
+            tile: self.tile.to_vec(),
+        }
+    }
+
+    /// How many bytes the consumer gets of `len` offered ones: those of the
+    /// array in the layout it wants when converted (a padded or tiled
+    /// source or target differs in size from a dense one).
     fn delivered_len(&self, len: usize) -> usize {
         match (self.reorders(), self.layout) {
-            (true, Some((layout, elem))) => layout
-                .elements()
-                .and_then(|n| n.checked_mul(elem))
-                .unwrap_or(len),
+            (true, Some((layout, elem))) => self
+                .target(layout)
+                .strided(elem)
+                .map_or(len, |t| t.required_len()),
             _ => len,
         }
     }
@@ -224,10 +256,11 @@ fn convert_into(name: &Arc<str>, src: &[u8], dst: &mut [u8], want: &Want<'_>) ->
         }
         return restore(records, src, dst).map_err(|reason| layout_error(name, reason));
     }
-    let (Some((layout, elem)), Some(order)) = (want.layout, want.order) else {
+    let Some((layout, elem)) = want.layout else {
         return Err(layout_error(name, "the producer gave no shape".into()));
     };
-    convert(layout, elem, order, src, dst).map_err(|reason| layout_error(name, reason))
+    convert(layout, elem, &want.target(layout), src, dst)
+        .map_err(|reason| layout_error(name, reason))
 }
 
 /// Copies `src` (the bytes of CDO `name`) into a new buffer of `mamba`
@@ -351,34 +384,40 @@ fn split_by_fields<'b>(bytes: &'b mut [u8], fields: &[usize], count: usize) -> V
 }
 
 /// Copies an array stored as `layout` says (dense, padded, permuted or
-/// tiled) into `dst`, dense in `order`, with the layout-converting kernels
-/// of `mamba-transforms`.
+/// tiled) into `dst`, stored as `target` says, with the layout-converting
+/// kernels of `mamba-transforms`; the padding of a padded target is zero.
 fn convert(
     layout: &Layout,
     elem: usize,
-    order: Order,
+    target: &Layout,
     src: &[u8],
     dst: &mut [u8],
 ) -> std::result::Result<(), String> {
     let bytes = layout.elements().and_then(|n| n.checked_mul(elem));
-    let short_dense = layout.is_dense() && bytes != Some(src.len());
-    if short_dense || bytes != Some(dst.len()) {
+    let to = target.strided(elem)?;
+    if (layout.is_dense() && bytes != Some(src.len())) || to.required_len() != dst.len() {
         return Err("shape and element type do not match the size".into());
     }
     let from = layout.strided(elem)?;
     from.check_source(src.len()).map_err(|e| e.to_string())?;
-    let to = Layout {
-        shape: layout.shape.clone(),
-        order,
-        ..Layout::default()
-    };
-    let to = to.strided(elem)?;
+    if !target.is_dense() {
+        dst.fill(0);
+    }
     mamba_transforms::copy(src, &from, dst, &to).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A dense layout of `shape` in `order`.
+    fn dense(shape: &[usize], order: Order) -> Layout {
+        Layout {
+            shape: shape.to_vec(),
+            order,
+            ..Layout::default()
+        }
+    }
 
     #[test]
     fn records_split_and_join_and_refuse_a_partial_record() {
@@ -411,17 +450,49 @@ mod tests {
             shape: vec![2, 3],
             ..Layout::default()
         };
-        convert(&row, 1, Order::ColumnMajor, &src, &mut dst).unwrap();
+        convert(&row, 1, &dense(&[2, 3], Order::ColumnMajor), &src, &mut dst).unwrap();
         assert_eq!(dst, [0, 3, 1, 4, 2, 5]);
         let col = Layout {
             order: Order::ColumnMajor,
             ..row.clone()
         };
         let mut back = vec![0; 6];
-        convert(&col, 1, Order::RowMajor, &dst, &mut back).unwrap();
+        convert(&col, 1, &dense(&[2, 3], Order::RowMajor), &dst, &mut back).unwrap();
         assert_eq!(back, src);
-        let wrong = convert(&row, 2, Order::ColumnMajor, &src, &mut dst);
+        let wrong = convert(&row, 2, &dense(&[2, 3], Order::ColumnMajor), &src, &mut dst);
         assert!(wrong.is_err(), "size mismatch");
+    }
+
+    #[test]
+    fn a_dense_array_is_padded_tiled_and_back_as_wanted() {
+        // 3 x 4 elements of 2 bytes, row-major: element (i, j) is 4i + j.
+        let src: Vec<u8> = (0..12u8).flat_map(|v| [v, 100 + v]).collect();
+        let row = dense(&[3, 4], Order::RowMajor);
+        let padded = Layout {
+            strides: vec![6, 1],
+            ..row.clone()
+        };
+        let mut dst = vec![7; padded.strided(2).unwrap().required_len()];
+        assert_eq!(dst.len(), 2 * (2 * 6 + 4));
+        convert(&row, 2, &padded, &src, &mut dst).unwrap();
+        assert_eq!(&dst[2 * 6..2 * 10], &src[2 * 4..2 * 8], "row 1 starts at 6");
+        assert_eq!(&dst[2 * 4..2 * 6], &[0; 4], "the padding is zero");
+        let tiled = Layout {
+            tile: vec![2, 2],
+            ..row.clone()
+        };
+        // 2 x 2 tiles of 2 x 2, the storage ending at the last element,
+        // (2, 3), third in the last tile.
+        let mut tiles = vec![0; tiled.strided(2).unwrap().required_len()];
+        assert_eq!(tiles.len(), 2 * 14);
+        convert(&padded, 2, &tiled, &dst, &mut tiles).unwrap();
+        // The first tile holds (0, 0), (0, 1), (1, 0), (1, 1).
+        assert_eq!(&tiles[..8], &[0, 100, 1, 101, 4, 104, 5, 105]);
+        let mut back = vec![0; src.len()];
+        convert(&tiled, 2, &row, &tiles, &mut back).unwrap();
+        assert_eq!(back, src);
+        let short = convert(&row, 2, &padded, &src, &mut back);
+        assert!(short.is_err(), "a padded target needs its whole extent");
     }
 
     #[test]
@@ -433,7 +504,7 @@ mod tests {
             ..Layout::default()
         };
         let mut col = vec![0; 24];
-        convert(&row, 1, Order::ColumnMajor, &src, &mut col).unwrap();
+        convert(&row, 1, &dense(&shape, Order::ColumnMajor), &src, &mut col).unwrap();
         // Element (i, j, k) is at i*12 + j*4 + k row-major and at
         // i + j*2 + k*6 column-major.
         for (i, j, k) in [(1, 2, 3), (0, 1, 2), (1, 0, 0)] {
@@ -445,7 +516,14 @@ mod tests {
             ..Layout::default()
         };
         let mut back = vec![0; 24];
-        convert(&col_layout, 1, Order::RowMajor, &col, &mut back).unwrap();
+        convert(
+            &col_layout,
+            1,
+            &dense(&[2, 3, 4], Order::RowMajor),
+            &col,
+            &mut back,
+        )
+        .unwrap();
         assert_eq!(back, src);
     }
 }

@@ -1792,6 +1792,77 @@ fn padded_and_tiled_arrays_are_delivered_dense_in_the_wanted_order() {
     });
 }
 
+#[test]
+fn a_dense_array_is_delivered_padded_or_tiled_as_wanted() {
+    both(|host| {
+        let label = host.label();
+        let producer = host.app("producer");
+        let consumer = host.app("consumer");
+        let list = |v: &[u64]| Value::List(v.iter().map(|&d| Value::UInt(d)).collect());
+        // 3 x 4 in rows, dense: element (r, c) is 10r + c.
+        let at = |r: usize, c: usize| (r < 3 && c < 4).then(|| (r * 10 + c) as u16);
+        let rows: Vec<u16> = (0..3)
+            .flat_map(|r| (0..4).filter_map(move |c| at(r, c)))
+            .collect();
+        let mut p = producer.declare("layout/dense").unwrap();
+        p.set("element_type", "u16").unwrap();
+        p.set("shape", list(&[3, 4])).unwrap();
+        p.write(&u16_bytes(&rows)).unwrap();
+        p.seal().unwrap();
+        p.offer().unwrap();
+
+        let demanded = |wanted: &[(&str, Value)]| {
+            let mut c = consumer.declare("layout/dense").unwrap();
+            for (key, value) in wanted {
+                c.set(key, value.clone()).unwrap();
+            }
+            c.require().unwrap();
+            let got = c.demand_timeout(LONG).map(|view| bytes_of(&view));
+            if got.is_err() {
+                assert_eq!(c.state(), State::Required, "{label}: a failed demand");
+                c.retract().unwrap();
+            }
+            c.dispose().unwrap();
+            got
+        };
+        // Columns padded to 4 elements (the last one ends at its last
+        // element).
+        let padded: Vec<u16> = (0..4)
+            .flat_map(|c| (0..4).map(move |r| at(r, c).unwrap_or(0)))
+            .take(15)
+            .collect();
+        let got = demanded(&[("wanted_strides", list(&[1, 4]))]).unwrap();
+        assert_eq!(got, u16_bytes(&padded), "{label}");
+        // 2 x 2 tiles, tiles and their elements column by column; the
+        // tiles at the lower edge are padded with zeros.
+        let mut tiled = Vec::new();
+        for (tc, tr, c, r) in (0..2).flat_map(|tc| {
+            (0..2).flat_map(move |tr| (0..2).flat_map(move |c| (0..2).map(move |r| (tc, tr, c, r))))
+        }) {
+            tiled.push(at(tr * 2 + r, tc * 2 + c).unwrap_or(0));
+        }
+        // The storage ends at the last element, (2, 3), third in its tile.
+        tiled.truncate(15);
+        let tiles = [
+            ("wanted_tile", list(&[2, 2])),
+            ("wanted_order", "column".into()),
+        ];
+        assert_eq!(demanded(&tiles).unwrap(), u16_bytes(&tiled), "{label}");
+        // The consumer's layout as the producer's: the bytes as offered.
+        let same = demanded(&[("wanted_order", "row".into())]).unwrap();
+        assert_eq!(same, u16_bytes(&rows), "{label}");
+        // Strides and a tile at once describe no array.
+        let both = [
+            ("wanted_strides", list(&[4, 1])),
+            ("wanted_tile", list(&[2, 2])),
+        ];
+        let e = demanded(&both).unwrap_err();
+        assert!(matches!(e, Error::Layout { .. }), "{label}: {e}");
+
+        p.withdraw_timeout(LONG).unwrap();
+    });
+}
+
 /// Records (an f64 and a u32 each) go from arrays of structures to
 /// structures of arrays and back as the consumer wants, in both
 /// deployments.

@@ -544,14 +544,12 @@ fn a_consumer_converts_its_view_into_another_tier_and_order() {
     let mut c = client(&pm, "consumer");
     let view = c.demand("array", WAIT).unwrap();
     let tier = mamba::Tier::Ssd;
-    let col = convert_view(
-        &mamba,
-        &view,
-        Some(Place::Tier(tier)),
-        Some(Order::ColumnMajor),
-        None,
-    )
-    .unwrap();
+    let column = cdo::Attributes {
+        wanted_place: Some(Place::Tier(tier)),
+        wanted_order: Some(Order::ColumnMajor),
+        ..cdo::Attributes::default()
+    };
+    let col = convert_view(&mamba, &view, &column).unwrap();
     assert_eq!(col.tier(), tier);
     let got: Vec<f64> = col
         .as_slice()
@@ -560,12 +558,16 @@ fn a_consumer_converts_its_view_into_another_tier_and_order() {
         .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
         .collect();
     assert_eq!(got, [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
-    let same = convert_view(&mamba, &view, None, None, None).unwrap();
+    let same = convert_view(&mamba, &view, &cdo::Attributes::default()).unwrap();
     assert_eq!(same.as_slice().unwrap(), &bytes[..]);
     // A reorder of bytes without a shape is refused.
     p.offer("blob", &bytes, Attributes::new()).unwrap();
     let blob = c.demand("blob", WAIT).unwrap();
-    let e = convert_view(&mamba, &blob, None, Some(Order::ColumnMajor), None).unwrap_err();
+    let column = cdo::Attributes {
+        wanted_order: Some(Order::ColumnMajor),
+        ..cdo::Attributes::default()
+    };
+    let e = convert_view(&mamba, &blob, &column).unwrap_err();
     assert!(matches!(e, cdo::Error::Layout { .. }), "{e}");
 }
 

@@ -258,7 +258,10 @@ impl<'p> Cdo<'p> {
     ///
     /// # Errors
     /// [`Error::InvalidState`] unless required; [`Error::AckTimeout`]
-    /// (demanded, the data not given); memory and layout errors.
+    /// (demanded, the data not given); memory and layout errors of
+    /// delivering it where and how this handle wants it (still required:
+    /// through a pool manager the handle requires again, which its
+    /// subscribers see as a second require event).
     pub fn demand(&mut self) -> Result<View<'p>> {
         self.demand_until(None, Duration::MAX)
     }

@@ -102,11 +102,13 @@
 //!   (`NotHostAccessible`), never panics. Through a manager a [`View`] is a
 //!   read-only mapping of the producer's shared memory (no copy), and the
 //!   producer's [`Cdo::write`] bytes are copied into shared memory at the
-//!   offer. A consumer's wanted place and order (`wanted_tier`,
-//!   `wanted_space`, `wanted_order`) are honoured in both (a reorder with
-//!   a device side runs on the host; a padded or tiled array, `strides` or
-//!   `tile`, comes dense in the wanted order), and so is the way records
-//!   are stored (`wanted_records`: `together` or `separate`): in process without a copy when the
+//!   offer. A consumer's wanted place and layout (`wanted_tier`,
+//!   `wanted_space`, `wanted_order`, `wanted_strides`, `wanted_tile`) are
+//!   honoured in both (a reorder with a device side runs on the host; an
+//!   array comes dense in the wanted order unless strides or a tile are
+//!   wanted too, whatever the producer's `strides` or `tile`), and so is
+//!   the way records are stored (`wanted_records`: `together` or
+//!   `separate`): in process without a copy when the
 //!   data already is where and how it is wanted; through a manager always
 //!   by a copy out of the shared memory (which lies in no space of the
 //!   consumer's process) into the consumer's own memory, found from

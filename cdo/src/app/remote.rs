@@ -617,6 +617,11 @@ impl<'p> RemoteCdo<'p> {
 
     pub(super) fn require(&mut self) -> Result<()> {
         let next = self.check(Op::Require)?;
+        self.send_require(next)
+    }
+
+    /// Sends a require and goes to `next` once it is taken.
+    fn send_require(&mut self, next: State) -> Result<()> {
         let started = Instant::now();
         let name = Arc::clone(&self.name);
         let attrs = self.attrs.flatten();
@@ -651,19 +656,32 @@ impl<'p> RemoteCdo<'p> {
         match self.settle(next, Op::Demand, started, reply)? {
             Reply::Data(view) => {
                 self.received = Some(view.attrs().clone());
-                let (place, order) = (self.attrs.wanted_place, self.attrs.wanted_order);
-                let records = self.attrs.wanted_records;
-                if place.is_none() && order.is_none() && records.is_none() {
+                if self.attrs.wants_as_offered() {
                     return Ok(Some(View::remote(view, self.remote)));
                 }
                 // Shared memory lies in no space of this process: a wanted
-                // place, order or way of storing records is always a copy,
-                // as a place other than the data's is in process.
-                let mamba = self.remote.mamba()?;
-                let converted = convert_view(mamba, &view, place, order, records)?;
-                drop(view);
-                self.remote.flush();
-                Ok(Some(View::local(converted.into())))
+                // place, layout or way of storing records is always a
+                // copy, as a place other than the data's is in process.
+                let converted = self
+                    .remote
+                    .mamba()
+                    .and_then(|mamba| convert_view(mamba, &view, &self.attrs));
+                match converted {
+                    Ok(converted) => {
+                        drop(view);
+                        self.remote.flush();
+                        Ok(Some(View::local(converted.into())))
+                    }
+                    Err(e) => {
+                        // The handle stays required, as in process: it
+                        // requires again while its view still holds the
+                        // object, so a producer's withdrawal waits for it.
+                        self.received = None;
+                        self.send_require(State::Required)?;
+                        drop(view);
+                        Err(e)
+                    }
+                }
             }
             other => Err(Error::PoolManager(ClientError::Unexpected(format!(
                 "{other:?}"

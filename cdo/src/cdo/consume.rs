@@ -145,13 +145,7 @@ impl Cdo<'_> {
                 timeout: waited,
             });
         };
-        let wanted = self.attributes();
-        let want = Want::for_offer(
-            &offer.attrs,
-            wanted.wanted_place,
-            wanted.wanted_order,
-            wanted.wanted_records,
-        );
+        let want = Want::for_offer(&offer.attrs, self.attributes());
         let delivery = match self
             .pool
             .transport

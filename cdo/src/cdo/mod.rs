@@ -41,6 +41,8 @@ const fn only_size(size: Option<u64>) -> Attributes {
         wanted_place: None,
         wanted_order: None,
         wanted_records: None,
+        wanted_strides: Vec::new(),
+        wanted_tile: Vec::new(),
         members: Vec::new(),
         user: std::collections::BTreeMap::new(),
     }

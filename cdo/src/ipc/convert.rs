@@ -7,35 +7,31 @@ use std::sync::Arc;
 
 use mamba::{Mamba, Policy, SpaceId};
 
-use crate::attrs::{Attributes, Order, Place, Records};
+use crate::attrs::{Attributes, Place};
 use crate::data::Buffer;
 use crate::error::Result;
 use crate::ipc::client::View;
 use crate::transport::{copy_converted, Want};
 
-/// Copies `view` into a new buffer of `mamba` at `place` (DRAM of the
-/// first space when `None`), in `order` (the producer's when `None`), its
-/// records stored as `records` says (the producer's way when `None`). The
-/// producer's `shape`, `order`, `strides`, `tile` and `element_type`
-/// attributes say how to reorder, its `fields` and `records` how to
-/// restore records.
+/// Copies `view` into a new buffer of `mamba` as a consumer whose
+/// attributes are `wanted` wants it: at its `wanted_space` or
+/// `wanted_tier` (DRAM of the first space when neither is set), in its
+/// `wanted_order`, `wanted_strides` and `wanted_tile` (the producer's
+/// layout for what it does not name), its records stored as
+/// `wanted_records` says (the producer's way when unset). The producer's
+/// `shape`, `order`, `strides`, `tile` and `element_type` attributes say
+/// how the array lies, its `fields` and `records` how the records do.
 ///
 /// # Errors
 /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) and the like for malformed built-in attributes;
 /// [`Error::Layout`](crate::Error::Layout) for a reorder without a shape, or a shape and element
 /// type (bytes when none is given) that do not match the size, as in
 /// process; memory errors of the target space.
-pub fn convert_view(
-    mamba: &Arc<Mamba>,
-    view: &View,
-    place: Option<Place>,
-    order: Option<Order>,
-    records: Option<Records>,
-) -> Result<Buffer> {
+pub fn convert_view(mamba: &Arc<Mamba>, view: &View, wanted: &Attributes) -> Result<Buffer> {
     let attrs = Attributes::from_flat(view.attrs())?;
     let name: Arc<str> = view.name().into();
-    let want = Want::for_offer(&attrs, place, order, records);
-    let policy = match place {
+    let want = Want::for_offer(&attrs, wanted);
+    let policy = match wanted.wanted_place {
         Some(Place::Space(s)) => Policy::require(s),
         Some(Place::Tier(t)) => Policy::require(t),
         None => Policy::require(SpaceId(0)),
