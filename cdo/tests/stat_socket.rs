@@ -2,11 +2,11 @@
 //! served on a socket of the application's (`Pool::serve_stats`).
 
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cdo::app::{Pool, STAT_SOCKET_ENV};
 use cdo::ipc::endpoint::{SOCKET_ENV, TOKEN_ENV};
@@ -98,10 +98,17 @@ fn a_dead_process_socket_is_replaced_and_other_files_are_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let pool = in_process();
 
-    // A socket file nobody listens on any more (its process died).
+    // A socket file nobody listens on any more (its process died). A
+    // process another test forks meanwhile holds the listener until it
+    // execs: wait until nobody does.
     let stale = dir.path().join("stale.sock");
     drop(UnixListener::bind(&stale).unwrap());
     assert!(stale.exists());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while UnixStream::connect(&stale).is_ok() {
+        assert!(Instant::now() < deadline, "the stale socket still listens");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let server = pool.serve_stats(&stale).unwrap();
     assert!(cdo_stat(&stale).status.success());
     drop(server);
