@@ -9,8 +9,8 @@ use cdo::app::{Deployment, Librarian, Pool, Served};
 use cdo::archive::{Archive, Outcome};
 use cdo::ipc::manager::{ManagerConfig, ProducerExit};
 use cdo::{
-    Error, EventKind, EventMask, Op, Participant, PoolConfig, Priority, State, UnknownAttributes,
-    Value,
+    DuplicateOffers, Error, EventKind, EventMask, Op, Participant, PoolConfig, Priority, State,
+    UnknownAttributes, Value,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -49,6 +49,8 @@ struct Setup {
     schema: Option<(&'static str, UnknownAttributes)>,
     /// What happens to the offers of a producer that goes.
     producer_exit: ProducerExit,
+    /// What a second offer of a name on offer is.
+    duplicates: DuplicateOffers,
 }
 
 impl Setup {
@@ -59,6 +61,7 @@ impl Setup {
             ack_timeout: ACK_TIMEOUT,
             keep_group_records: self.keep,
             producer_exit: self.producer_exit,
+            duplicates: self.duplicates,
             ..PoolConfig::default()
         };
         if let Some((yaml, unknown)) = self.schema {
@@ -1789,6 +1792,53 @@ fn padded_and_tiled_arrays_are_delivered_dense_in_the_wanted_order() {
 
         p.withdraw_timeout(LONG).unwrap();
         t.withdraw_timeout(LONG).unwrap();
+    });
+}
+
+/// An application's own require holds its withdrawal of the object it was
+/// matched with, and of no other version, in both deployments.
+///
+/// Right answer: the in-process pool's. Through a manager the application
+/// held its withdrawal of every version of a name it required itself, as
+/// the manager did not let a client's own requires hold anything.
+#[test]
+fn an_application_s_own_require_holds_only_the_object_it_was_matched_with() {
+    let setup = Setup {
+        duplicates: DuplicateOffers::Version,
+        ..Setup::default()
+    };
+    both_with(&setup, |host| {
+        let label = host.label();
+        let app = host.app("app");
+        let other = host.app("other");
+        let mut older = offer(&app, "own/x", &[1; 8]);
+        let mut newer = offer(&other, "own/x", &[2; 8]);
+        let mut c = app.declare("own/x").unwrap();
+        c.require().unwrap();
+        older.withdraw_timeout(LONG).unwrap();
+        let held = newer.withdraw_timeout(SHORT);
+        assert!(
+            matches!(held, Err(Error::Timeout { .. })),
+            "{label}: {held:?}"
+        );
+        assert_eq!(
+            bytes_of(&c.demand_timeout(LONG).unwrap()),
+            [2; 8],
+            "{label}"
+        );
+        newer.withdraw_timeout(LONG).unwrap();
+
+        // Its own offer, which it requires: held until demanded.
+        let mut own = offer(&app, "own/y", &[3; 8]);
+        let mut c = app.declare("own/y").unwrap();
+        c.require().unwrap();
+        let held = own.withdraw_timeout(SHORT);
+        assert!(
+            matches!(held, Err(Error::Timeout { .. })),
+            "{label}: {held:?}"
+        );
+        drop(c.demand_timeout(LONG).unwrap());
+        own.withdraw_timeout(LONG).unwrap();
     });
 }
 

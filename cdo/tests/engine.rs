@@ -861,6 +861,47 @@ fn a_withdrawal_waits_for_the_requires_made_before_it() {
     assert!(answers(&out, b, d).is_empty());
 }
 
+/// A client that asked for it ([`Engine::hold_own_requires`]) has its
+/// own requires hold its withdrawals, of the objects they were matched
+/// with only, and not its leave.
+#[test]
+fn own_requires_hold_the_withdrawal_of_their_object_when_asked() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Version);
+    let (app, other) = (p.join("app"), p.join("other"));
+    p.engine.hold_own_requires(app);
+    p.offer(app, "x");
+    p.offer(other, "x");
+    p.ask(app, Msg::Require { name: "x".into() });
+    // Matched with the newest, the other client's: the app's own offer
+    // goes at once, the other's waits for the app's require.
+    let (w, out) = p.withdraw(app, "x");
+    assert_eq!(answers(&out, app, w), [Got::Ok]);
+    let (w, out) = p.withdraw(other, "x");
+    assert!(answers(&out, other, w).is_empty(), "the app requires it");
+    p.ask(app, Msg::Retract { name: "x".into() });
+    // Its own offer, required by itself: the withdrawal waits for the
+    // demand, then for the view it gave.
+    p.offer(app, "y");
+    p.ask(app, Msg::Require { name: "y".into() });
+    let (w, out) = p.withdraw(app, "y");
+    assert!(answers(&out, app, w).is_empty(), "its own require holds it");
+    let (d, out) = p.demand(app, "y");
+    let object = object_of(&out, app, d);
+    assert!(answers(&out, app, w).is_empty(), "its view holds it");
+    let (_, out) = p.ask(
+        app,
+        Msg::Release {
+            objects: vec![object],
+        },
+    );
+    assert_eq!(answers(&out, app, w), [Got::Ok]);
+    // A leave ends the client's requires: they hold nothing then.
+    p.offer(app, "z");
+    p.ask(app, Msg::Require { name: "z".into() });
+    let (l, out) = p.ask(app, Msg::Leave);
+    assert_eq!(answers(&out, app, l), [Got::Bye]);
+}
+
 /// Under versions, a require is matched with one object: the newest on
 /// offer when it is made; when that object goes (its producer died), with
 /// the newest left.

@@ -171,9 +171,19 @@ fn the_highest_common_version_is_agreed_and_joined() {
     let reason = refusal(&mut liar);
     assert!(reason.contains("after agreeing"), "{reason}");
 
+    // A client has its own requires hold its withdrawals only when it
+    // asks for it.
     let c = ipc_common::client(&pm, "new");
-    assert_eq!(c.capabilities(), Capabilities::KNOWN);
+    let plain = Capabilities::KNOWN.without(Capabilities::OWN_REQUIRES);
+    assert_eq!(c.capabilities(), plain);
     ipc_common::wait_for(&pm, |s| s.clients == 3);
+    let config = ClientConfig {
+        own_requires: true,
+        ..ClientConfig::new(pm.endpoint().clone(), "app")
+    };
+    let app = Client::connect(&config).unwrap();
+    assert_eq!(app.capabilities(), Capabilities::KNOWN);
+    drop((c, app));
 }
 
 #[test]

@@ -163,16 +163,10 @@
 //!   manager deployment has one connection per [`Pool`]: its threads take
 //!   turns on it, a blocking call holding it for at most a few milliseconds
 //!   at a time, so an acknowledging subscriber thread is never shut out by
-//!   the operation it must acknowledge. The manager does not let a client's
-//!   own requires hold its withdrawals; the [`Pool`] makes a withdrawal
-//!   wait for its own requires of the name before sending it, so that
-//!   these hold it as in process.
-//! * **Requires under versions** ([`DuplicateOffers::Version`](crate::DuplicateOffers::Version)).
-//!   Both match a require with one object, the newest on offer when it is
-//!   made (else the next offered), and hold only that object's withdrawal.
-//!   The [`Pool`]'s own requires (see "Threads") hold its withdrawal of any
-//!   version of the name: the client is not told which object its require
-//!   was matched with.
+//!   the operation it must acknowledge. The [`Pool`]'s own requires hold
+//!   its withdrawals as in process: it asks the manager for that when it
+//!   joins (the `own-requires` capability; a manager that predates it lets
+//!   them hold none).
 //! * **Require and retract events** carry the consumer handle's attributes
 //!   in both; through a manager that predates the `consumer-attributes`
 //!   capability they carry none.
@@ -259,6 +253,17 @@ impl std::fmt::Debug for Pool {
 /// The error of a call on the pool (not on one object) through a manager.
 fn pool_error(e: ClientError) -> Error {
     Error::PoolManager(e)
+}
+
+/// Joins the pool manager `config` names as an application: its own
+/// requires hold its withdrawals, as in process
+/// ([`ClientConfig::own_requires`]).
+fn join_manager(config: ClientConfig) -> Result<Client> {
+    let config = ClientConfig {
+        own_requires: true,
+        ..config
+    };
+    Client::connect(&config).map_err(pool_error)
 }
 
 impl Pool {
@@ -384,7 +389,7 @@ impl Pool {
     /// # Errors
     /// [`Error::PoolManager`].
     pub fn connect_with(config: &ClientConfig) -> Result<Pool> {
-        let client = Client::connect(config).map_err(pool_error)?;
+        let client = join_manager(config.clone())?;
         Ok(Self::remote(client, config.endpoint.clone(), None))
     }
 
@@ -398,7 +403,7 @@ impl Pool {
     pub fn start_manager(config: ManagerConfig, component: &str) -> Result<Pool> {
         let handle = manager::start(config).map_err(Error::ManagerStart)?;
         let config = ClientConfig::new(handle.endpoint().clone(), component).with_env();
-        let client = Client::connect(&config).map_err(pool_error)?;
+        let client = join_manager(config.clone())?;
         Ok(Self::remote(client, config.endpoint, Some(handle)))
     }
 

@@ -30,11 +30,6 @@ pub(super) struct Remote {
     conn: Mutex<Conn>,
     /// The manager joined.
     endpoint: Endpoint,
-    /// This application's requires not demanded or retracted yet, by name.
-    /// The manager holds a withdrawal for other clients' requires only; in
-    /// process every require holds it, so a withdrawal waits for these
-    /// here before it is sent.
-    own_requires: Mutex<HashMap<Arc<str>, usize>>,
     /// The manager this application started, if it did; dropped after the
     /// connection (field order).
     manager: Option<ManagerHandle>,
@@ -65,7 +60,6 @@ impl Remote {
             schema: client.schema().cloned(),
             interest: client.interest_page().cloned(),
             endpoint,
-            own_requires: Mutex::default(),
             conn: Mutex::new(Conn {
                 client,
                 stash: HashMap::new(),
@@ -211,41 +205,6 @@ impl Remote {
         match id {
             Some(id) => self.await_reply(id).map(drop),
             None => Ok(()),
-        }
-    }
-
-    /// Counts (`held`) or uncounts a require of `name` by this application.
-    fn hold(&self, name: &Arc<str>, held: bool) {
-        let mut own = self
-            .own_requires
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if held {
-            *own.entry(Arc::clone(name)).or_default() += 1;
-        } else if let Some(n) = own.get_mut(name) {
-            *n -= 1;
-            if *n == 0 {
-                own.remove(name);
-            }
-        }
-    }
-
-    /// Waits until `deadline` for this application's requires of `name`
-    /// to end; false when some remain.
-    fn own_requires_end(&self, name: &str, deadline: Option<Instant>) -> bool {
-        loop {
-            let held = self
-                .own_requires
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .contains_key(name);
-            if !held {
-                return true;
-            }
-            if passed(deadline) {
-                return false;
-            }
-            std::thread::sleep(slice_until(deadline));
         }
     }
 
@@ -554,12 +513,7 @@ impl<'p> RemoteCdo<'p> {
             }
         };
         if taken {
-            let was_required = self.state == State::Required;
             self.state = next;
-            let required = next == State::Required;
-            if was_required != required {
-                self.remote.hold(&self.name, required);
-            }
         }
         reply
     }
@@ -594,7 +548,6 @@ impl<'p> RemoteCdo<'p> {
         let started = Instant::now();
         let id = match self.pending {
             Some(id) => id,
-            None if !self.remote.own_requires_end(&self.name, deadline) => return Ok(false),
             None => {
                 let name = Arc::clone(&self.name);
                 let id = self
@@ -716,9 +669,6 @@ impl Drop for RemoteCdo<'_> {
     /// served) or a require, without waiting for the manager's answer.
     fn drop(&mut self) {
         let name = Arc::clone(&self.name);
-        if self.state == State::Required {
-            self.remote.hold(&name, false);
-        }
         let follow_up = match self.state {
             State::Offered if self.pending.is_none() => {
                 Some(self.remote.submit(|c| c.submit_withdraw(&name)))

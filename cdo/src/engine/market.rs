@@ -57,6 +57,9 @@ struct ClientRec {
     leaving: Option<RequestId>,
     /// Views of objects this client holds (object → count).
     held: FastMap<u64, u32>,
+    /// Whether its own requires hold its withdrawals
+    /// ([`Engine::hold_own_requires`]).
+    own_requires_hold: bool,
 }
 
 /// A withdrawn object that consumers still view: the withdrawal's reply
@@ -231,9 +234,23 @@ impl Engine {
                 own_segments: FastMap::default(),
                 leaving: None,
                 held: FastMap::default(),
+                own_requires_hold: false,
             },
         );
         id
+    }
+
+    /// Makes the requires client `cid` makes hold its own withdrawals of
+    /// the objects they were matched with, as another client's do: an
+    /// application whose handles offer and require the same name then
+    /// behaves as in process. Without it a client's own requires hold none
+    /// of its withdrawals (a federation's client requires for other nodes
+    /// what it may offer for them). A client's own requires never hold
+    /// its leave, which ends them.
+    pub fn hold_own_requires(&mut self, cid: ClientId) {
+        if let Some(c) = self.clients.get_mut(&cid) {
+            c.own_requires_hold = true;
+        }
     }
 
     /// Whether client `cid` is joined.

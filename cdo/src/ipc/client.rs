@@ -70,6 +70,12 @@ pub struct ClientConfig {
     pub op_timeout: Duration,
     /// Most events and records waiting to be taken (see the module docs).
     pub max_notices: usize,
+    /// Whether this client's own requires hold its withdrawals of the
+    /// objects they were matched with, as another client's do
+    /// ([`Capabilities::OWN_REQUIRES`]; off by default, and with a manager
+    /// that predates it). An application's [`Pool`](crate::app::Pool)
+    /// asks for it, so that its handles behave as in process.
+    pub own_requires: bool,
 }
 
 impl ClientConfig {
@@ -82,6 +88,7 @@ impl ClientConfig {
             window: 1024,
             op_timeout: DEFAULT_OP_TIMEOUT,
             max_notices: DEFAULT_MAX_NOTICES,
+            own_requires: false,
         }
     }
 
@@ -382,7 +389,10 @@ impl Client {
             _heartbeat: None,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        let hello = Hello::ours();
+        let mut hello = Hello::ours();
+        if !config.own_requires {
+            hello.capabilities = hello.capabilities.without(Capabilities::OWN_REQUIRES);
+        }
         let ours = hello.versions;
         let sent = client
             .submit(Msg::Hello(hello), None)

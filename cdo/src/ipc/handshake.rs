@@ -119,6 +119,12 @@ impl Capabilities {
     /// Requires and retracts carry the consumer handle's attributes for
     /// their events ([`Msg::RequireWith`], [`Msg::RetractWith`]).
     pub const CONSUMER_ATTRIBUTES: Capabilities = Capabilities(1 << 5);
+    /// The client's own requires hold its withdrawals of the objects they
+    /// were matched with, as another client's do (an application's
+    /// handles behave as in process). Without it, a client's own requires
+    /// hold none of its withdrawals. A client asks for it through
+    /// [`ClientConfig::own_requires`](super::client::ClientConfig::own_requires).
+    pub const OWN_REQUIRES: Capabilities = Capabilities(1 << 6);
     /// Every capability this build knows.
     pub const KNOWN: Capabilities = Capabilities(
         Self::MEMFD.0
@@ -126,7 +132,8 @@ impl Capabilities {
             | Self::GIVE_BACK.0
             | Self::SCHEMA.0
             | Self::LIFECYCLE.0
-            | Self::CONSUMER_ATTRIBUTES.0,
+            | Self::CONSUMER_ATTRIBUTES.0
+            | Self::OWN_REQUIRES.0,
     );
 
     /// The set as bits.
@@ -137,6 +144,11 @@ impl Capabilities {
     /// The set of `bits`, unknown ones included.
     pub fn from_bits(bits: u64) -> Capabilities {
         Capabilities(bits)
+    }
+
+    /// The set without the capabilities of `other`.
+    pub fn without(self, other: Capabilities) -> Capabilities {
+        Capabilities(self.0 & !other.0)
     }
 
     /// Whether every capability of `other` is in the set.
@@ -168,6 +180,7 @@ impl fmt::Display for Capabilities {
             (Self::SCHEMA, "schema"),
             (Self::LIFECYCLE, "lifecycle"),
             (Self::CONSUMER_ATTRIBUTES, "consumer-attributes"),
+            (Self::OWN_REQUIRES, "own-requires"),
         ];
         let mut first = true;
         let mut sep = |f: &mut fmt::Formatter<'_>| {

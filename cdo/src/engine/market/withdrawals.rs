@@ -25,10 +25,27 @@ pub(super) struct Withdrawing {
 
 impl Engine {
     /// Whether the withdrawal by `owner` of `object`, offered as `name`,
-    /// must wait: another client's require was matched with it, or the
-    /// object's minimum lifetime has not ended.
+    /// must wait: another client's require was matched with it (or
+    /// `owner`'s own, when it asked for that:
+    /// [`Engine::hold_own_requires`]), or the object's minimum lifetime
+    /// has not ended.
     pub(super) fn withdrawal_waits(&self, name: &str, owner: ClientId, object: u64) -> bool {
-        self.required_by_others(name, owner, object) || self.lifetime_left(object)
+        let own = self
+            .clients
+            .get(&owner)
+            .is_some_and(|c| c.own_requires_hold);
+        let held = match own {
+            true => self.required_by_any(name, object),
+            false => self.required_by_others(name, owner, object),
+        };
+        held || self.lifetime_left(object)
+    }
+
+    /// Whether a require of `name` was matched with `object`.
+    fn required_by_any(&self, name: &str, object: u64) -> bool {
+        self.requires
+            .get(name)
+            .is_some_and(|s| s.values().any(|m| m.holds(object)))
     }
 
     /// Whether a client other than `owner` required `name` and one of its

@@ -147,6 +147,12 @@ impl Host {
         cid
     }
 
+    /// Makes the requires of client `cid` hold its own withdrawals
+    /// ([`Engine::hold_own_requires`]).
+    pub fn hold_own_requires(&mut self, cid: ClientId) {
+        self.engine.hold_own_requires(cid);
+    }
+
     /// Handles one request of client `cid` (with the descriptor that came
     /// with it) at time `now` and queues the replies.
     pub fn handle(

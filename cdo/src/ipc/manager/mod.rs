@@ -1110,6 +1110,9 @@ fn handshake(
     let (cid, interest) = {
         let mut state = lock(&shared.state);
         let cid = state.join(component, outbox.clone(), &mut events);
+        if caps.contains(Capabilities::OWN_REQUIRES) {
+            state.hold_own_requires(cid);
+        }
         (cid, state.interest_page())
     };
     let welcome = Frame {
