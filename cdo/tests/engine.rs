@@ -1379,9 +1379,12 @@ struct Model {
     died: BTreeSet<String>,
     /// Clients waiting for BYE → their LEAVE request.
     leaving: BTreeMap<ClientId, u64>,
-    /// Withdrawals waiting for other clients' requires: (name, owner,
-    /// request), oldest first.
+    /// Withdrawals waiting for requires: (name, owner, request), oldest
+    /// first.
     withdrawing: Vec<(String, ClientId, u64)>,
+    /// Clients whose own requires hold their withdrawals
+    /// (`Engine::hold_own_requires`).
+    own_requires_hold: BTreeSet<ClientId>,
 }
 
 /// Expected messages: (client, request, what).
@@ -1515,6 +1518,15 @@ impl Model {
         })
     }
 
+    /// Whether a require holds `owner`'s withdrawal of `object`, offered
+    /// as `name`: another client's, or its own when it asked for that.
+    fn withdrawal_held(&self, name: &str, owner: ClientId, object: u64) -> bool {
+        let own = self.own_requires_hold.contains(&owner);
+        self.requires.iter().any(|((rn, rc), matches)| {
+            rn == name && (*rc != owner || own) && matches.contains(&Some(object))
+        })
+    }
+
     /// Withdraws `owner`'s offer of `name` for request `id`: answered now,
     /// or when the views of it are released.
     fn withdraw(&mut self, name: &str, owner: ClientId, id: u64, e: &mut Expect) {
@@ -1538,7 +1550,7 @@ impl Model {
             .partition(|(n, o, _)| {
                 !self
                     .own(n, *o)
-                    .is_some_and(|object| self.required_by_others(n, *o, object))
+                    .is_some_and(|object| self.withdrawal_held(n, *o, object))
             });
         self.withdrawing = waiting;
         for (n, o, id) in ready {
@@ -1673,7 +1685,7 @@ impl Model {
                 match (self.offers.contains_key(n), self.own(n, c)) {
                     (false, _) => e.push((c, id, error(ErrorCode::UnknownName))),
                     (true, None) => e.push((c, id, error(ErrorCode::NotOwner))),
-                    (true, Some(object)) if self.required_by_others(n, c, object) => {
+                    (true, Some(object)) if self.withdrawal_held(n, c, object) => {
                         self.withdrawing.push((n.into(), c, id));
                     }
                     (true, Some(_)) => {
@@ -1721,6 +1733,10 @@ fn run_model(
     };
     let ids: Vec<ClientId> = (0..clients).map(|i| p.join(&format!("c{i}"))).collect();
     m.alive.extend(ids.iter().copied());
+    // The second client's own requires hold its withdrawals, as an
+    // application's do; the others' do not.
+    p.engine.hold_own_requires(ids[1]);
+    m.own_requires_hold.insert(ids[1]);
     for op in ops {
         let (Op::Offer(c, _)
         | Op::Demand(c, _)
