@@ -13,7 +13,7 @@
 //! | `strides` | list of uint | producer: elements between neighbours along each dimension (padded or permuted layouts) |
 //! | `tile` | list of uint | producer: the shape of the tiles the data is stored in, tiles and elements in `order` |
 //! | `block_start` | list of uint | producer: where the data, one block of a larger field, starts in it |
-//! | `fields` | list of uint | producer: the data is records of fields of these sizes in bytes |
+//! | `fields` | list of uint | producer: the data is records of fields of these sizes in bytes (a `shape` then counts records) |
 //! | `records` | str: `together` or `separate` | producer: records whole one after the other (AoS, the default) or each field's array after the other (SoA) |
 //! | `lifetime_ms` | uint | producer: minimum availability after offer |
 //! | `priority` | str: `output`, `normal`, `checkpoint` | producer (guided I/O) |

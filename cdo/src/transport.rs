@@ -31,10 +31,13 @@
 //! producer's padding left behind); one that names strides or a tile
 //! without an order keeps the producer's order; one that names none of
 //! them gets the bytes as offered. The padding of a padded delivery is
-//! zero. Records
-//! (`fields`, stored as `records` says) go to a consumer that wants them
-//! stored otherwise (`wanted_records`) split into one array per field or
-//! joined back, with mamba-transforms' record kernels.
+//! zero. Records (`fields`, stored as `records` says) go to a consumer
+//! that wants them stored otherwise (`wanted_records`) split into one
+//! array per field or joined back, with mamba-transforms' record kernels.
+//! An array of records (`shape` counts records) is converted to the
+//! wanted layout and the wanted way of storing records in one demand:
+//! records stored together move whole, records stored separate move
+//! field by field, each field's array in the wanted layout.
 
 use crate::attrs::{Attributes, Layout, Order, Place, Records};
 use crate::data::{Buffer, Data};
@@ -55,14 +58,15 @@ pub struct Want<'a> {
     pub strides: &'a [usize],
     /// The shape of the tiles it should be stored in; empty: not tiled.
     pub tile: &'a [usize],
-    /// The producer's layout and element size, needed to convert.
+    /// The producer's layout and the size of its elements (of its records
+    /// when it holds records), needed to convert.
     pub layout: Option<(&'a Layout, usize)>,
     /// For records: their fields' sizes, how the producer stored them and
     /// how the consumer wants them.
     pub records: Option<RecordWant<'a>>,
 }
 
-/// What a consumer wants of an array of records.
+/// How a producer stored records and how a consumer wants them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordWant<'a> {
     /// Byte sizes of a record's fields (the producer's `fields`).
@@ -74,17 +78,20 @@ pub struct RecordWant<'a> {
 }
 
 impl<'a> RecordWant<'a> {
-    /// What a consumer that wants `wanted` asks of an object offered with
-    /// `offered` attributes: `None` unless both say something of records.
+    /// The records of an object offered with `offered` attributes, for a
+    /// consumer that wants them stored as `wanted` says (as offered when
+    /// `None`): `None` when the object holds no records.
     pub fn of(offered: &'a Attributes, wanted: Option<Records>) -> Option<Self> {
-        match (offered.fields.is_empty(), wanted) {
-            (false, Some(to)) => Some(RecordWant {
-                fields: &offered.fields,
-                from: offered.records,
-                to,
-            }),
-            _ => None,
-        }
+        (!offered.fields.is_empty()).then(|| RecordWant {
+            fields: &offered.fields,
+            from: offered.records,
+            to: wanted.unwrap_or(offered.records),
+        })
+    }
+
+    /// Bytes of one record.
+    fn size(&self) -> usize {
+        self.fields.iter().sum()
     }
 
     /// Whether the records change how they are stored.
@@ -97,16 +104,20 @@ impl<'a> Want<'a> {
     /// What a consumer whose attributes are `wanted` (its `wanted_*`
     /// keys) asks of an object offered with `offered` attributes, in
     /// either deployment. An array whose producer gave no element type is
-    /// one of bytes.
+    /// one of bytes; one of records (`fields`) is one of records.
     pub fn for_offer(offered: &'a Attributes, wanted: &'a Attributes) -> Self {
-        let elem = offered.element_type.map_or(1, |t| t.size());
+        let records = RecordWant::of(offered, wanted.wanted_records);
+        let elem = match records {
+            Some(r) => r.size(),
+            None => offered.element_type.map_or(1, |t| t.size()),
+        };
         Want {
             place: wanted.wanted_place,
             order: wanted.wanted_order,
             strides: &wanted.wanted_strides,
             tile: &wanted.wanted_tile,
             layout: offered.layout.as_ref().map(|l| (l, elem)),
-            records: RecordWant::of(offered, wanted.wanted_records),
+            records,
         }
     }
 
@@ -249,18 +260,23 @@ fn convert_into(name: &Arc<str>, src: &[u8], dst: &mut [u8], want: &Want<'_>) ->
         dst.copy_from_slice(src);
         return Ok(());
     }
-    if let Some(records) = want.records.filter(RecordWant::converts) {
-        if want.reorders() {
-            let reason = "records are restored or reordered, not both at once".into();
-            return Err(layout_error(name, reason));
+    // `converts`: the layout or the way records are stored changes.
+    let converted = match (want.reorders(), want.layout, want.records) {
+        (false, _, Some(records)) => restore(records, src, dst),
+        (false, _, None) => {
+            dst.copy_from_slice(src);
+            Ok(())
         }
-        return restore(records, src, dst).map_err(|reason| layout_error(name, reason));
-    }
-    let Some((layout, elem)) = want.layout else {
-        return Err(layout_error(name, "the producer gave no shape".into()));
+        (true, Some((layout, elem)), records) => {
+            let target = want.target(layout);
+            match records {
+                Some(records) => convert_records(layout, &target, records, src, dst),
+                None => convert(layout, elem, &target, src, dst),
+            }
+        }
+        (true, None, _) => Err("the producer gave no shape".into()),
     };
-    convert(layout, elem, &want.target(layout), src, dst)
-        .map_err(|reason| layout_error(name, reason))
+    converted.map_err(|reason| layout_error(name, reason))
 }
 
 /// Copies `src` (the bytes of CDO `name`) into a new buffer of `mamba`
@@ -327,6 +343,45 @@ fn copy_from_device(
         buf.write_bytes(0, &host)?;
     }
     Ok(buf)
+}
+
+/// Copies an array of records stored as `layout` and `records.from` say
+/// into `dst`, stored as `target` and `records.to` say: records stored
+/// together are converted whole (and split after), records stored separate
+/// field by field (or joined first).
+fn convert_records(
+    layout: &Layout,
+    target: &Layout,
+    records: RecordWant<'_>,
+    src: &[u8],
+    dst: &mut [u8],
+) -> std::result::Result<(), String> {
+    let size = records.size();
+    match (records.from, records.to) {
+        (Records::Together, Records::Together) => convert(layout, size, target, src, dst),
+        (Records::Together, Records::Separate) => {
+            let mut together = vec![0; dst.len()];
+            convert(layout, size, target, src, &mut together)?;
+            restore(records, &together, dst)
+        }
+        (Records::Separate, Records::Together) => {
+            let mut together = vec![0; src.len()];
+            let join = RecordWant {
+                to: Records::Together,
+                ..records
+            };
+            restore(join, src, &mut together)?;
+            convert(layout, size, target, &together, dst)
+        }
+        (Records::Separate, Records::Separate) => {
+            let (from, to) = (src.len() / size, dst.len() / size);
+            let fields = field_ranges(records.fields, from).zip(field_ranges(records.fields, to));
+            for (&field, (s, d)) in records.fields.iter().zip(fields) {
+                convert(layout, field, target, &src[s], &mut dst[d])?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Copies the records in `src`, stored as `records.from` says, into
@@ -493,6 +548,42 @@ mod tests {
         assert_eq!(back, src);
         let short = convert(&row, 2, &padded, &src, &mut back);
         assert!(short.is_err(), "a padded target needs its whole extent");
+    }
+
+    #[test]
+    fn records_are_split_into_padded_field_arrays_and_joined_back() {
+        // 2 x 2 records of two one-byte fields, a and b, row-major.
+        let fields = [1, 1];
+        let aos = [1, 11, 2, 12, 3, 13, 4, 14];
+        let row = dense(&[2, 2], Order::RowMajor);
+        let padded = Layout {
+            strides: vec![3, 1],
+            ..row.clone()
+        };
+        let split = RecordWant {
+            fields: &fields,
+            from: Records::Together,
+            to: Records::Separate,
+        };
+        // Each field's array padded as the records are: 5 elements.
+        let mut soa = [9; 10];
+        convert_records(&row, &padded, split, &aos, &mut soa).unwrap();
+        assert_eq!(soa, [1, 2, 0, 3, 4, 11, 12, 0, 13, 14]);
+        let join = RecordWant {
+            from: Records::Separate,
+            to: Records::Together,
+            ..split
+        };
+        let mut back = [0; 8];
+        convert_records(&padded, &row, join, &soa, &mut back).unwrap();
+        assert_eq!(back, aos);
+        let each = RecordWant {
+            to: Records::Separate,
+            ..join
+        };
+        let mut dense_soa = [0; 8];
+        convert_records(&padded, &row, each, &soa, &mut dense_soa).unwrap();
+        assert_eq!(dense_soa, [1, 2, 3, 4, 11, 12, 13, 14]);
     }
 
     #[test]

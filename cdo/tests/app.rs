@@ -1964,3 +1964,63 @@ fn records_are_delivered_together_or_separate_as_wanted() {
         }
     });
 }
+
+/// An array of records (`shape` counts records) comes in the wanted order
+/// and the wanted way of storing records in one demand, in both
+/// deployments.
+#[test]
+fn an_array_of_records_is_reordered_and_restored_at_once() {
+    both(|host| {
+        let label = host.label();
+        let producer = host.app("producer");
+        let consumer = host.app("consumer");
+        // 2 x 3 records (x: f64, id: u32); record (r, c) holds 10r + c.
+        let x = |r: u32, c: u32| f64::from(10 * r + c).to_le_bytes();
+        let id = |r: u32, c: u32| (100 + 10 * r + c).to_le_bytes();
+        let rows: Vec<(u32, u32)> = (0..2).flat_map(|r| (0..3).map(move |c| (r, c))).collect();
+        let columns: Vec<(u32, u32)> = (0..3).flat_map(|c| (0..2).map(move |r| (r, c))).collect();
+        let together = |cells: &[(u32, u32)]| -> Vec<u8> {
+            let record = |&(r, c): &(u32, u32)| x(r, c).into_iter().chain(id(r, c));
+            cells.iter().flat_map(record).collect()
+        };
+        let separate = |cells: &[(u32, u32)]| -> Vec<u8> {
+            let xs = cells.iter().flat_map(|&(r, c)| x(r, c));
+            xs.chain(cells.iter().flat_map(|&(r, c)| id(r, c)))
+                .collect()
+        };
+        let shape = Value::List(vec![Value::UInt(2), Value::UInt(3)]);
+        let fields = Value::List(vec![Value::UInt(8), Value::UInt(4)]);
+        let mut offered = Vec::new();
+        for (name, records, bytes) in [
+            ("recs/aos", "together", together(&rows)),
+            ("recs/soa", "separate", separate(&rows)),
+        ] {
+            let mut p = producer.declare(name).unwrap();
+            p.set("shape", shape.clone()).unwrap();
+            p.set("fields", fields.clone()).unwrap();
+            p.set("records", records).unwrap();
+            p.write(&bytes).unwrap();
+            p.seal().unwrap();
+            p.offer().unwrap();
+            offered.push(p);
+        }
+        let demanded = |name: &str, records: &str| {
+            let mut c = consumer.declare(name).unwrap();
+            c.set("wanted_records", records).unwrap();
+            c.set("wanted_order", "column").unwrap();
+            c.require().unwrap();
+            let bytes = bytes_of(&c.demand_timeout(LONG).unwrap());
+            c.dispose().unwrap();
+            bytes
+        };
+        let aos_columns = together(&columns);
+        let soa_columns = separate(&columns);
+        assert_eq!(demanded("recs/aos", "together"), aos_columns, "{label}");
+        assert_eq!(demanded("recs/aos", "separate"), soa_columns, "{label}");
+        assert_eq!(demanded("recs/soa", "together"), aos_columns, "{label}");
+        assert_eq!(demanded("recs/soa", "separate"), soa_columns, "{label}");
+        for mut p in offered {
+            p.withdraw_timeout(LONG).unwrap();
+        }
+    });
+}
