@@ -1640,7 +1640,7 @@ fn a_field_offered_as_blocks_is_demanded_by_region() {
                 _ => (0..shape[1]).for_each(|c| (0..shape[0]).for_each(|r| values.push(at(r, c)))),
             }
             let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            let list = |v: [usize; 2]| vec![Value::UInt(v[0] as u64), Value::UInt(v[1] as u64)];
+            let list = |v: [usize; 2]| uints(&[v[0] as u64, v[1] as u64]);
             let m = field.declare(member).unwrap();
             m.set("element_type", "f64").unwrap();
             m.set("shape", list(shape)).unwrap();
@@ -1710,6 +1710,11 @@ fn a_field_offered_as_blocks_is_demanded_by_region() {
     });
 }
 
+/// Sizes or indices as an attribute value (a shape, strides, fields).
+fn uints(values: &[u64]) -> Value {
+    Value::List(values.iter().map(|&v| Value::UInt(v)).collect())
+}
+
 /// The bytes of `values` as u16, little-endian.
 fn u16_bytes(values: &[u16]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
@@ -1724,7 +1729,6 @@ fn padded_and_tiled_arrays_are_delivered_dense_in_the_wanted_order() {
         let label = host.label();
         let producer = host.app("producer");
         let consumer = host.app("consumer");
-        let list = |v: &[u64]| Value::List(v.iter().map(|&d| Value::UInt(d)).collect());
 
         // 3 x 4 in rows padded to 5 (the pads hold 99).
         let mut padded = Vec::new();
@@ -1734,8 +1738,8 @@ fn padded_and_tiled_arrays_are_delivered_dense_in_the_wanted_order() {
         }
         let mut p = producer.declare("layout/padded").unwrap();
         p.set("element_type", "u16").unwrap();
-        p.set("shape", list(&[3, 4])).unwrap();
-        p.set("strides", list(&[5, 1])).unwrap();
+        p.set("shape", uints(&[3, 4])).unwrap();
+        p.set("strides", uints(&[5, 1])).unwrap();
         p.write(&u16_bytes(&padded)).unwrap();
         p.seal().unwrap();
         p.offer().unwrap();
@@ -1744,8 +1748,8 @@ fn padded_and_tiled_arrays_are_delivered_dense_in_the_wanted_order() {
         let tiled: Vec<u16> = vec![0, 1, 10, 11, 2, 3, 12, 13, 20, 21, 30, 31, 22, 23, 32, 33];
         let mut t = producer.declare("layout/tiled").unwrap();
         t.set("element_type", "u16").unwrap();
-        t.set("shape", list(&[4, 4])).unwrap();
-        t.set("tile", list(&[2, 2])).unwrap();
+        t.set("shape", uints(&[4, 4])).unwrap();
+        t.set("tile", uints(&[2, 2])).unwrap();
         t.write(&u16_bytes(&tiled)).unwrap();
         t.seal().unwrap();
         t.offer().unwrap();
@@ -1848,7 +1852,6 @@ fn a_dense_array_is_delivered_padded_or_tiled_as_wanted() {
         let label = host.label();
         let producer = host.app("producer");
         let consumer = host.app("consumer");
-        let list = |v: &[u64]| Value::List(v.iter().map(|&d| Value::UInt(d)).collect());
         // 3 x 4 in rows, dense: element (r, c) is 10r + c.
         let at = |r: usize, c: usize| (r < 3 && c < 4).then(|| (r * 10 + c) as u16);
         let rows: Vec<u16> = (0..3)
@@ -1856,7 +1859,7 @@ fn a_dense_array_is_delivered_padded_or_tiled_as_wanted() {
             .collect();
         let mut p = producer.declare("layout/dense").unwrap();
         p.set("element_type", "u16").unwrap();
-        p.set("shape", list(&[3, 4])).unwrap();
+        p.set("shape", uints(&[3, 4])).unwrap();
         p.write(&u16_bytes(&rows)).unwrap();
         p.seal().unwrap();
         p.offer().unwrap();
@@ -1881,7 +1884,7 @@ fn a_dense_array_is_delivered_padded_or_tiled_as_wanted() {
             .flat_map(|c| (0..4).map(move |r| at(r, c).unwrap_or(0)))
             .take(15)
             .collect();
-        let got = demanded(&[("wanted_strides", list(&[1, 4]))]).unwrap();
+        let got = demanded(&[("wanted_strides", uints(&[1, 4]))]).unwrap();
         assert_eq!(got, u16_bytes(&padded), "{label}");
         // 2 x 2 tiles, tiles and their elements column by column; the
         // tiles at the lower edge are padded with zeros.
@@ -1894,7 +1897,7 @@ fn a_dense_array_is_delivered_padded_or_tiled_as_wanted() {
         // The storage ends at the last element, (2, 3), third in its tile.
         tiled.truncate(15);
         let tiles = [
-            ("wanted_tile", list(&[2, 2])),
+            ("wanted_tile", uints(&[2, 2])),
             ("wanted_order", "column".into()),
         ];
         assert_eq!(demanded(&tiles).unwrap(), u16_bytes(&tiled), "{label}");
@@ -1903,8 +1906,8 @@ fn a_dense_array_is_delivered_padded_or_tiled_as_wanted() {
         assert_eq!(same, u16_bytes(&rows), "{label}");
         // Strides and a tile at once describe no array.
         let both = [
-            ("wanted_strides", list(&[4, 1])),
-            ("wanted_tile", list(&[2, 2])),
+            ("wanted_strides", uints(&[4, 1])),
+            ("wanted_tile", uints(&[2, 2])),
         ];
         let e = demanded(&both).unwrap_err();
         assert!(matches!(e, Error::Layout { .. }), "{label}: {e}");
@@ -1934,7 +1937,7 @@ fn records_are_delivered_together_or_separate_as_wanted() {
             .flat_map(|x| x.to_le_bytes())
             .chain(ids.iter().flat_map(|id| id.to_le_bytes()))
             .collect();
-        let fields = Value::List(vec![Value::UInt(8), Value::UInt(4)]);
+        let fields = uints(&[8, 4]);
         let mut offered = Vec::new();
         for (name, records, bytes) in [
             ("rec/aos", "together", &together),
@@ -1988,8 +1991,8 @@ fn an_array_of_records_is_reordered_and_restored_at_once() {
             xs.chain(cells.iter().flat_map(|&(r, c)| id(r, c)))
                 .collect()
         };
-        let shape = Value::List(vec![Value::UInt(2), Value::UInt(3)]);
-        let fields = Value::List(vec![Value::UInt(8), Value::UInt(4)]);
+        let shape = uints(&[2, 3]);
+        let fields = uints(&[8, 4]);
         let mut offered = Vec::new();
         for (name, records, bytes) in [
             ("recs/aos", "together", together(&rows)),
