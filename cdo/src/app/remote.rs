@@ -629,8 +629,11 @@ impl<'p> RemoteCdo<'p> {
                         // The handle stays required, as in process: it
                         // requires again while its view still holds the
                         // object, so a producer's withdrawal waits for it.
+                        // Should that fail, it stays demanded.
                         self.received = None;
-                        self.send_require(State::Required)?;
+                        if let Err(again) = self.send_require(State::Required) {
+                            warn!(name = %self.name, error = %again, "not required again");
+                        }
                         drop(view);
                         Err(e)
                     }

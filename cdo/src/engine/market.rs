@@ -1090,7 +1090,7 @@ impl Engine {
         self.registry.for_each(&mut |n, e| {
             if e.owner == cid
                 && !self.kept_on_exit(e.object)
-                && self.required_by_others(n, cid, e.object)
+                && self.required_except(n, Some(cid), e.object)
             {
                 names.push(n.to_owned());
             }

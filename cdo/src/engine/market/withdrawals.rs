@@ -34,26 +34,21 @@ impl Engine {
             .clients
             .get(&owner)
             .is_some_and(|c| c.own_requires_hold);
-        let held = match own {
-            true => self.required_by_any(name, object),
-            false => self.required_by_others(name, owner, object),
-        };
-        held || self.lifetime_left(object)
+        let except = (!own).then_some(owner);
+        self.required_except(name, except, object) || self.lifetime_left(object)
     }
 
-    /// Whether a require of `name` was matched with `object`.
-    fn required_by_any(&self, name: &str, object: u64) -> bool {
+    /// Whether a client other than `except` required `name` and one of
+    /// its requires was matched with `object`.
+    pub(super) fn required_except(
+        &self,
+        name: &str,
+        except: Option<ClientId>,
+        object: u64,
+    ) -> bool {
         self.requires
             .get(name)
-            .is_some_and(|s| s.values().any(|m| m.holds(object)))
-    }
-
-    /// Whether a client other than `owner` required `name` and one of its
-    /// requires was matched with `object`.
-    pub(super) fn required_by_others(&self, name: &str, owner: ClientId, object: u64) -> bool {
-        self.requires
-            .get(name)
-            .is_some_and(|s| s.iter().any(|(&c, m)| c != owner && m.holds(object)))
+            .is_some_and(|s| s.iter().any(|(&c, m)| Some(c) != except && m.holds(object)))
     }
 
     /// Whether the minimum lifetime of `object` has not ended.
