@@ -11,13 +11,10 @@
 use crate::events::{Bus, EventKind, Subject};
 use crate::registry::{lock, Entry, Offer, Registry};
 use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Wake, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tracing::warn;
-
-/// How often a kept offer whose lifetime ended is looked at again while
-/// consumers still pin it.
-const PINNED_RECHECK: Duration = Duration::from_millis(5);
 
 /// What withdrawing a kept offer touches: the pool's parts, shared with
 /// the helper thread.
@@ -40,12 +37,36 @@ struct Kept {
 struct Books {
     kept: Vec<Kept>,
     stop: bool,
+    /// Set when something the thread waits for happened (an offer kept,
+    /// an offer's last pin gone, the pool going) since it last looked.
+    woken: bool,
 }
 
 #[derive(Default)]
 struct Inner {
     books: Mutex<Books>,
     wake: Condvar,
+}
+
+impl Inner {
+    /// Wakes the thread, which then looks at every kept offer again.
+    fn rouse(&self) {
+        lock(&self.books).woken = true;
+        self.wake.notify_one();
+    }
+}
+
+/// Called by an offer when its last pin goes ([`Offer::wake_when_unpinned`]),
+/// under the offer's waker lock: the thread never takes that lock while it
+/// holds its books, so the two cannot wait for each other.
+impl Wake for Inner {
+    fn wake(self: Arc<Self>) {
+        self.rouse();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.rouse();
+    }
 }
 
 /// The kept offers of one pool and the thread that withdraws them,
@@ -69,7 +90,7 @@ impl Keeper {
             let entry = parts.registry.retain(entry);
             books.kept.push(Kept { entry, offer });
         }
-        self.inner.wake.notify_one();
+        self.inner.rouse();
         let mut thread = lock(&self.thread);
         if thread.is_none() {
             let (inner, parts) = (Arc::clone(&self.inner), parts.clone());
@@ -86,33 +107,38 @@ impl Keeper {
 }
 
 impl Drop for Keeper {
-    /// Stops the thread; offers still kept go with the pool.
+    /// Stops the thread; offers still kept go with the pool (let go of
+    /// here: their wakers hold the books).
     fn drop(&mut self) {
         lock(&self.inner.books).stop = true;
-        self.inner.wake.notify_one();
+        self.inner.rouse();
         if let Some(thread) = lock(&self.thread).take() {
             let _ = thread.join();
         }
+        lock(&self.inner.books).kept.clear();
     }
 }
 
 /// The helper thread: withdraws each kept offer when it is due, sleeping
-/// until the next lifetime ends otherwise.
-fn run(inner: &Inner, parts: &PoolParts) {
-    let mut books = lock(&inner.books);
+/// until the next lifetime ends, or until a due offer's last pin goes,
+/// otherwise.
+fn run(inner: &Arc<Inner>, parts: &PoolParts) {
+    let waker = Waker::from(Arc::clone(inner));
     loop {
+        let mut books = lock(&inner.books);
         if books.stop {
             return;
         }
+        books.woken = false;
         let now = Instant::now();
-        let due = |k: &Kept| k.offer.expiry.is_none_or(|end| end <= now) && !k.offer.pinned();
+        let ended = |k: &Kept| k.offer.expiry.is_none_or(|end| end <= now);
+        let due = |k: &Kept| ended(k) && !k.offer.pinned();
         let (ready, waiting): (Vec<Kept>, Vec<Kept>) =
             std::mem::take(&mut books.kept).into_iter().partition(due);
         books.kept = waiting;
         if !ready.is_empty() {
             drop(books);
             ready.into_iter().for_each(|k| withdraw(k, parts));
-            books = lock(&inner.books);
             continue;
         }
         let next_end = books
@@ -121,26 +147,32 @@ fn run(inner: &Inner, parts: &PoolParts) {
             .filter_map(|k| k.offer.expiry)
             .filter(|&e| e > now)
             .min();
-        // Due but for a consumer's pin: looked at again shortly.
-        let held = books
+        // Due but for a consumer's pin: woken when the last pin goes. The
+        // wakers are registered without the books' lock (see `Wake`), and
+        // a pin gone meanwhile sets `woken`.
+        let pinned: Vec<Arc<Offer>> = books
             .kept
             .iter()
-            .any(|k| k.offer.pinned() && k.offer.expiry.is_none_or(|end| end <= now));
-        let sleep = match (next_end, held) {
-            (_, true) => PINNED_RECHECK,
-            (Some(end), false) => end - now,
-            (None, false) => Duration::MAX,
-        };
-        books = match sleep {
-            Duration::MAX => inner.wake.wait(books).unwrap_or_else(|p| p.into_inner()),
-            d => {
-                inner
-                    .wake
-                    .wait_timeout(books, d)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0
+            .filter(|k| ended(k))
+            .map(|k| Arc::clone(&k.offer))
+            .collect();
+        drop(books);
+        pinned.iter().for_each(|o| o.wake_when_unpinned(&waker));
+        if pinned.iter().any(|o| !o.pinned()) {
+            continue;
+        }
+        let books = lock(&inner.books);
+        if books.woken || books.stop {
+            continue;
+        }
+        drop(match next_end {
+            Some(end) => {
+                let left = end.saturating_duration_since(Instant::now());
+                let waited = inner.wake.wait_timeout(books, left);
+                waited.unwrap_or_else(|p| p.into_inner()).0
             }
-        };
+            None => inner.wake.wait(books).unwrap_or_else(|p| p.into_inner()),
+        });
     }
 }
 
