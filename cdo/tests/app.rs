@@ -1570,6 +1570,47 @@ fn an_offer_with_a_lifetime_outlives_its_producer_when_kept() {
     });
 }
 
+/// A dropped offered handle leaves its object on offer until the
+/// consumers matched with it are served, in both: it is still listed, a
+/// later consumer gets it too, and its withdraw event comes once the last
+/// of them has it.
+///
+/// Right answer: the pool manager's, where dropping the handle sends a
+/// withdrawal that waits for the requires as any other. In process the
+/// offer went at once (the consumers already matched still got the data,
+/// a later one nothing).
+#[test]
+fn a_dropped_offer_stays_until_the_consumers_matched_with_it_are_served() {
+    both(|host| {
+        let label = host.label();
+        let producer = host.app("producer");
+        let consumer = host.app("consumer");
+        let events = consumer
+            .subscribe("name == \"drop/x\"", EventKind::Withdraw.into(), false)
+            .unwrap();
+        let p = offer(&producer, "drop/x", &[5; 16]);
+        let mut first = consumer.declare("drop/x").unwrap();
+        first.require().unwrap();
+        drop(p);
+        assert_eq!(consumer.query("").unwrap(), ["drop/x"], "{label}");
+        let mut later = consumer.declare("drop/x").unwrap();
+        later.require().unwrap();
+        for c in [&mut first, &mut later] {
+            let quiet = events.next_timeout(SHORT).unwrap();
+            assert!(quiet.is_none(), "{label}: withdrawn while required");
+            assert_eq!(
+                bytes_of(&c.demand_timeout(LONG).unwrap()),
+                [5; 16],
+                "{label}"
+            );
+        }
+        let heard = events.next_timeout(LONG).unwrap().expect("withdrawn");
+        assert_eq!(heard.name(), "drop/x", "{label}");
+        drop(heard);
+        assert_eq!(consumer.query("").unwrap(), Vec::<String>::new(), "{label}");
+    });
+}
+
 /// A withdrawal that timed out stays requested, in both: the pool
 /// completes it once the require that held it is served, and the
 /// producer's next call finds it done; its event is raised once.

@@ -54,8 +54,8 @@
 //!   fails with [`Error::AckTimeout`] under the fail-fast policy, having
 //!   taken effect (the handle is in the state after it).
 //! * Dropping a [`Cdo`] gives up its offer or its require (an offer
-//!   given up raises a withdraw event, a require a retract event, in
-//!   both); under [`ProducerExit::Keep`](crate::engine::ProducerExit::Keep)
+//!   given up raises a withdraw event, once the consumers matched with it
+//!   have it, a require a retract event, in both); under [`ProducerExit::Keep`](crate::engine::ProducerExit::Keep)
 //!   (`producer_exit: keep` in the [`PoolConfig`], in both) an offer whose
 //!   minimum lifetime still runs outlives its handle and application,
 //!   served, until the lifetime has ended and no require holds it
@@ -119,12 +119,13 @@
 //!   producer's memory is reused after it); in process a consumer's data
 //!   outlives the withdrawal without holding it. Drop views before you
 //!   expect a producer's withdrawal to finish.
-//! * **Dropping an offered handle.** In process the offer goes at once
-//!   (consumers already matched still get the data), unless it is kept
-//!   (see above). Through a manager the
-//!   drop sends a withdrawal and does not wait: the object stays on offer
-//!   until the requires made before it are served, so a require that
-//!   reaches the manager before the withdrawal still gets it.
+//! * **Dropping an offered handle.** In both the object stays on offer,
+//!   served, until the consumers matched with it have it (a later
+//!   require matched with it too), then goes with its withdraw event.
+//!   Through a manager the drop sends a withdrawal and does not wait, and
+//!   that withdrawal also waits for the object's minimum lifetime and
+//!   views; in process one that nothing requires goes at once (unless it
+//!   is kept, see above).
 //! * **Attributes.** [`Cdo::set`] checks user attributes against the
 //!   pool's schema at once, and [`Cdo::seal`] its required keys, in both
 //!   deployments: a manager sends its schema to the clients that join it

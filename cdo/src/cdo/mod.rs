@@ -76,12 +76,13 @@ enum Pin {
 /// nothing.
 ///
 /// Dropping a handle without [`Cdo::dispose`] cleans up without raising
-/// events: an offer is withdrawn at once (consumers already matched still
-/// get the data), a require is retracted. Under
-/// [`ProducerExit::Keep`] an offer whose minimum lifetime still runs
-/// stays on offer instead, served, until the lifetime has ended and no
-/// consumer matched with it waits for it; the pool then withdraws it,
-/// raising its withdraw event.
+/// events: a require is retracted, and an offer nothing requires is
+/// withdrawn at once. An offer that a consumer matched with it still
+/// waits for stays on offer instead, served (as a require holds a
+/// withdrawal through a pool manager), and so, under
+/// [`ProducerExit::Keep`], does one whose minimum lifetime still runs:
+/// once no consumer matched with it waits for it and its lifetime has
+/// ended, the pool withdraws it, raising its withdraw event.
 pub struct Cdo<'p> {
     pool: &'p Shared,
     entry: Arc<Entry>,
@@ -357,13 +358,15 @@ impl<'p> Cdo<'p> {
     }
 
     /// Gives up the offer of a handle that goes: off the name's offers at
-    /// once, and returned; or, under [`ProducerExit::Keep`] while its
-    /// lifetime runs, left to the pool's keeper (with a handle on the name
-    /// that the keeper gives back), and `None`.
+    /// once, and returned; or left to the pool's keeper (with a handle on
+    /// the name that the keeper gives back), and `None`, while a consumer
+    /// matched with it still waits for it (as a require holds a withdrawal
+    /// through a pool manager) or, under [`ProducerExit::Keep`], while its
+    /// lifetime runs. The keeper withdraws it once neither holds it.
     fn give_up_offer(&mut self) -> Option<Arc<Offer>> {
         let offer = self.offer.take()?;
-        let keep = self.pool.config.producer_exit == ProducerExit::Keep;
-        if keep && !offer.expired() {
+        let keep = self.pool.config.producer_exit == ProducerExit::Keep && !offer.expired();
+        if keep || offer.pinned() {
             self.pool
                 .keeper
                 .keep(&self.entry, offer, &self.pool.parts());
