@@ -125,6 +125,16 @@ impl Pool {
         self.ask(client, Msg::Withdraw { name: name.into() })
     }
 
+    /// Releases one view of `object` held by `client`.
+    fn release(&mut self, client: ClientId, object: u64) -> (u64, Vec<Effect>) {
+        self.ask(
+            client,
+            Msg::Release {
+                objects: vec![object],
+            },
+        )
+    }
+
     fn subscribe(&mut self, client: ClientId, sub: SubscribeRef) -> u64 {
         let (id, out) = self.ask(client, Msg::Subscribe(sub));
         match &to(&out, client, id)[..] {
@@ -230,12 +240,7 @@ fn duplicates_are_refused_or_versioned() {
     let newer = object_of(&out, c, id);
     let (id, out) = p.withdraw(b, "x");
     assert!(answers(&out, b, id).is_empty(), "waits for the view of c");
-    let (rel, out) = p.ask(
-        c,
-        Msg::Release {
-            objects: vec![newer],
-        },
-    );
+    let (rel, out) = p.release(c, newer);
     assert!(answers(&out, c, rel).is_empty());
     assert_eq!(answers(&out, b, id), [Got::Ok]);
     let (id, out) = p.demand(c, "x");
@@ -294,12 +299,7 @@ fn a_forgotten_segment_closes_with_its_last_object() {
     assert_eq!(p.engine.stats().segments, 1, "its object keeps it");
     let (_, out) = p.withdraw(prod, "a");
     assert!(!out.iter().any(|e| matches!(e, Effect::Close { .. })));
-    let (_, out) = p.ask(
-        cons,
-        Msg::Release {
-            objects: vec![object],
-        },
-    );
+    let (_, out) = p.release(cons, object);
     assert!(out.iter().any(|e| matches!(e, Effect::Close { .. })));
     assert!(unsolicited(&out, cons)
         .iter()
@@ -423,12 +423,7 @@ fn a_pending_withdrawal_holds_its_producer_s_leave_until_answered() {
     // A second LEAVE says what holds it.
     let (again, out) = p.ask(prod, Msg::Leave);
     assert_eq!(answers(&out, prod, again), [Got::Waiting(vec!["a".into()])]);
-    let (_, out) = p.ask(
-        cons,
-        Msg::Release {
-            objects: vec![object],
-        },
-    );
+    let (_, out) = p.release(cons, object);
     let order: Vec<(u64, Got)> = out
         .iter()
         .filter_map(|e| match e {
@@ -842,19 +837,9 @@ fn a_withdrawal_waits_for_the_requires_made_before_it() {
     let (_, out) = p.ask(b, Msg::Retract { name: "x".into() });
     assert!(answers(&out, prod, w).is_empty(), "withdrawn, views out");
     assert_eq!(p.engine.stats().objects, 0);
-    let (_, out) = p.ask(
-        a,
-        Msg::Release {
-            objects: vec![object],
-        },
-    );
+    let (_, out) = p.release(a, object);
     assert!(answers(&out, prod, w).is_empty(), "late's view is out");
-    let (_, out) = p.ask(
-        late,
-        Msg::Release {
-            objects: vec![object],
-        },
-    );
+    let (_, out) = p.release(late, object);
     assert_eq!(answers(&out, prod, w), [Got::Ok]);
     // A require made after the withdrawal waits for the next offer.
     let (d, out) = p.demand(b, "x");
@@ -888,12 +873,7 @@ fn own_requires_hold_the_withdrawal_of_their_object_when_asked() {
     let (d, out) = p.demand(app, "y");
     let object = object_of(&out, app, d);
     assert!(answers(&out, app, w).is_empty(), "its view holds it");
-    let (_, out) = p.ask(
-        app,
-        Msg::Release {
-            objects: vec![object],
-        },
-    );
+    let (_, out) = p.release(app, object);
     assert_eq!(answers(&out, app, w), [Got::Ok]);
     // A leave ends the client's requires: they hold nothing then.
     p.offer(app, "z");
@@ -928,12 +908,7 @@ fn a_require_is_matched_with_one_object_and_rematched_when_it_goes() {
     assert!(answers(&out, new, w).is_empty(), "rematched with the newer");
     let (d, out) = p.demand(consumer, "v");
     let object = object_of(&out, consumer, d);
-    let (_, out) = p.ask(
-        consumer,
-        Msg::Release {
-            objects: vec![object],
-        },
-    );
+    let (_, out) = p.release(consumer, object);
     assert_eq!(answers(&out, new, w), [Got::Ok]);
 }
 
@@ -1064,12 +1039,7 @@ fn a_minimum_lifetime_holds_the_withdrawal_until_it_ends() {
     // Served while it waits, to a consumer that comes late.
     let (d, out) = p.demand(cons, "x");
     let object = object_of(&out, cons, d);
-    p.ask(
-        cons,
-        Msg::Release {
-            objects: vec![object],
-        },
-    );
+    p.release(cons, object);
     // Its producer's leave waits for the reply.
     let (leave, out) = p.ask(prod, Msg::Leave);
     assert_eq!(answers(&out, prod, leave), [Got::Waiting(vec!["x".into()])]);
@@ -1135,12 +1105,7 @@ fn an_offer_with_a_lifetime_outlives_its_dead_producer_when_kept() {
     );
     let (d, out) = p.demand(cons, "plain");
     assert_eq!(answers(&out, cons, d), [error(ErrorCode::ProducerDied)]);
-    p.ask(
-        cons,
-        Msg::Release {
-            objects: vec![object],
-        },
-    );
+    p.release(cons, object);
     // A require made before the lifetime ends holds the withdrawal after it.
     p.ask(
         cons,
@@ -1190,12 +1155,7 @@ fn a_leave_does_not_wait_for_the_offers_it_leaves_behind() {
     assert!(matches!(&answers(&out, cons, d)[..], [Got::Data(n, _)] if n == "kept"));
     // Its name is free for a producer that comes after the lifetime.
     let object = object_of(&out, cons, d);
-    p.ask(
-        cons,
-        Msg::Release {
-            objects: vec![object],
-        },
-    );
+    p.release(cons, object);
     p.expire(Duration::from_secs(5));
     p.now += Duration::from_secs(5);
     assert_eq!(p.engine.stats().objects, 0);
@@ -1785,12 +1745,7 @@ fn run_model(
                 } else {
                     held[k % held.len()]
                 };
-                let (id, out) = p.ask(
-                    c,
-                    Msg::Release {
-                        objects: vec![object],
-                    },
-                );
+                let (id, out) = p.release(c, object);
                 let mut e = Expect::new();
                 if m.alive.contains(&c) {
                     m.release(c, object, &mut e);
