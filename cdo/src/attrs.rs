@@ -400,24 +400,34 @@ impl Attributes {
             && self.wanted_tile.is_empty()
     }
 
+    /// Bytes of one element of the array: of one record when the data
+    /// holds records (`fields`: a shape then counts records), else of the
+    /// element type; `None` when neither is given.
+    pub fn element_size(&self) -> Option<usize> {
+        match self.fields.is_empty() {
+            false => Some(self.fields.iter().sum()),
+            true => self.element_type.map(ElementType::size),
+        }
+    }
+
     /// The size in bytes these attributes imply: `size` when set, else the
-    /// shape's element count times the element type's size (when both are
-    /// set and the layout is dense: a padded or tiled array's size is its
+    /// shape's element count times the element's size (when both are
+    /// known and the layout is dense: a padded or tiled array's size is its
     /// producer's to say). `Err`, with the reason, when the two disagree or
     /// the shape overflows. Both deployments' handles check data against
     /// it.
     pub(crate) fn implied_size(&self) -> std::result::Result<Option<u64>, String> {
-        let derived = match (&self.layout, self.element_type) {
-            (Some(l), Some(t)) if l.is_dense() => Some(
+        let derived = match (&self.layout, self.element_size()) {
+            (Some(l), Some(e)) if l.is_dense() => Some(
                 l.elements()
-                    .and_then(|n| n.checked_mul(t.size()))
+                    .and_then(|n| n.checked_mul(e))
                     .ok_or("shape overflows")? as u64,
             ),
             _ => None,
         };
         match (self.size, derived) {
             (Some(s), Some(d)) if s != d => Err(format!(
-                "size {s} but shape and element type make {d} bytes"
+                "size {s} but the shape and its elements make {d} bytes"
             )),
             (s, d) => Ok(s.or(d)),
         }
@@ -649,6 +659,28 @@ pub(crate) fn set_builtin(attrs: &Attributes, key: &str, v: &Value) -> Result<At
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shape_of_records_implies_their_size() {
+        let mut a = Attributes {
+            layout: Some(Layout {
+                shape: vec![2, 3],
+                ..Layout::default()
+            }),
+            element_type: Some(ElementType::F64),
+            ..Attributes::default()
+        };
+        assert_eq!(a.implied_size(), Ok(Some(48)));
+        // Records of an f64 and a u32: the shape counts records.
+        a.fields = vec![8, 4];
+        assert_eq!(a.element_size(), Some(12));
+        assert_eq!(a.implied_size(), Ok(Some(72)));
+        a.size = Some(70);
+        assert!(a.implied_size().is_err());
+        // Padded: the size is the producer's to say.
+        a.layout.as_mut().unwrap().strides = vec![4, 1];
+        assert_eq!(a.implied_size(), Ok(Some(70)));
+    }
 
     #[test]
     fn builtins_round_trip_through_keys() {

@@ -106,18 +106,14 @@ impl<'a> Want<'a> {
     /// either deployment. An array whose producer gave no element type is
     /// one of bytes; one of records (`fields`) is one of records.
     pub fn for_offer(offered: &'a Attributes, wanted: &'a Attributes) -> Self {
-        let records = RecordWant::of(offered, wanted.wanted_records);
-        let elem = match records {
-            Some(r) => r.size(),
-            None => offered.element_type.map_or(1, |t| t.size()),
-        };
+        let elem = offered.element_size().unwrap_or(1);
         Want {
             place: wanted.wanted_place,
             order: wanted.wanted_order,
             strides: &wanted.wanted_strides,
             tile: &wanted.wanted_tile,
             layout: offered.layout.as_ref().map(|l| (l, elem)),
-            records,
+            records: RecordWant::of(offered, wanted.wanted_records),
         }
     }
 
