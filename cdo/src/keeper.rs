@@ -3,10 +3,11 @@
 //! matched with it still waits for it, or, under
 //! [`ProducerExit::Keep`](crate::engine::ProducerExit::Keep), while its
 //! minimum lifetime runs), and of offers whose producer's withdrawal timed
-//! out (it stays requested, as through a pool manager). The offer stays on offer and served, and one helper thread of
-//! the pool withdraws it once its lifetime has ended and no consumer
-//! matched with it is still waiting for it, raising the withdraw event,
-//! unless its handle withdrew it first.
+//! out (it stays requested, as through a pool manager). The offer stays on
+//! offer and served, and one helper thread of the pool withdraws it once
+//! its lifetime has ended and no consumer matched with it is still waiting
+//! for it, raising the withdraw event, unless its handle withdrew it
+//! first.
 
 use crate::events::{Bus, EventKind, Subject};
 use crate::registry::{lock, Entry, Offer, Registry};

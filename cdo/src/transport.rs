@@ -89,11 +89,6 @@ impl<'a> RecordWant<'a> {
         })
     }
 
-    /// Bytes of one record.
-    fn size(&self) -> usize {
-        self.fields.iter().sum()
-    }
-
     /// Whether the records change how they are stored.
     fn converts(&self) -> bool {
         self.from != self.to
@@ -252,21 +247,16 @@ fn layout_error(name: &Arc<str>, reason: String) -> Error {
 /// `src` as `want` asks for it, into `dst` (host memory of
 /// [`Want::delivered_len`] bytes).
 fn convert_into(name: &Arc<str>, src: &[u8], dst: &mut [u8], want: &Want<'_>) -> Result<()> {
-    if !want.converts() {
-        dst.copy_from_slice(src);
-        return Ok(());
-    }
-    // `converts`: the layout or the way records are stored changes.
     let converted = match (want.reorders(), want.layout, want.records) {
-        (false, _, Some(records)) => restore(records, src, dst),
-        (false, _, None) => {
+        (false, _, Some(records)) if records.converts() => restore(records, src, dst),
+        (false, _, _) => {
             dst.copy_from_slice(src);
             Ok(())
         }
         (true, Some((layout, elem)), records) => {
             let target = want.target(layout);
             match records {
-                Some(records) => convert_records(layout, &target, records, src, dst),
+                Some(records) => convert_records(layout, elem, &target, records, src, dst),
                 None => convert(layout, elem, &target, src, dst),
             }
         }
@@ -341,18 +331,18 @@ fn copy_from_device(
     Ok(buf)
 }
 
-/// Copies an array of records stored as `layout` and `records.from` say
-/// into `dst`, stored as `target` and `records.to` say: records stored
-/// together are converted whole (and split after), records stored separate
-/// field by field (or joined first).
+/// Copies an array of records of `size` bytes stored as `layout` and
+/// `records.from` say into `dst`, stored as `target` and `records.to`
+/// say: records stored together are converted whole (and split after),
+/// records stored separate field by field (or joined first).
 fn convert_records(
     layout: &Layout,
+    size: usize,
     target: &Layout,
     records: RecordWant<'_>,
     src: &[u8],
     dst: &mut [u8],
 ) -> std::result::Result<(), String> {
-    let size = records.size();
     match (records.from, records.to) {
         (Records::Together, Records::Together) => convert(layout, size, target, src, dst),
         (Records::Together, Records::Separate) => {
@@ -563,7 +553,7 @@ mod tests {
         };
         // Each field's array padded as the records are: 5 elements.
         let mut soa = [9; 10];
-        convert_records(&row, &padded, split, &aos, &mut soa).unwrap();
+        convert_records(&row, 2, &padded, split, &aos, &mut soa).unwrap();
         assert_eq!(soa, [1, 2, 0, 3, 4, 11, 12, 0, 13, 14]);
         let join = RecordWant {
             from: Records::Separate,
@@ -571,14 +561,14 @@ mod tests {
             ..split
         };
         let mut back = [0; 8];
-        convert_records(&padded, &row, join, &soa, &mut back).unwrap();
+        convert_records(&padded, 2, &row, join, &soa, &mut back).unwrap();
         assert_eq!(back, aos);
         let each = RecordWant {
             to: Records::Separate,
             ..join
         };
         let mut dense_soa = [0; 8];
-        convert_records(&padded, &row, each, &soa, &mut dense_soa).unwrap();
+        convert_records(&padded, 2, &row, each, &soa, &mut dense_soa).unwrap();
         assert_eq!(dense_soa, [1, 2, 3, 4, 11, 12, 13, 14]);
     }
 

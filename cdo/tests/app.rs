@@ -162,6 +162,29 @@ fn demanded_attributes(pool: &Pool, name: &str) -> cdo::FlatAttributes {
     got
 }
 
+/// The bytes `pool` receives of `name` with the consumer attributes
+/// `wanted` set (`wanted_order` and the like); after a failed demand the
+/// handle is still required, and retracts.
+fn demand_as(pool: &Pool, name: &str, wanted: &[(&str, Value)]) -> cdo::Result<Vec<u8>> {
+    let mut c = pool.declare(name).unwrap();
+    for (key, value) in wanted {
+        c.set(key, value.clone()).unwrap();
+    }
+    c.require().unwrap();
+    let got = c.demand_timeout(LONG).map(|view| bytes_of(&view));
+    if got.is_err() {
+        let deployment = pool.deployment();
+        assert_eq!(
+            c.state(),
+            State::Required,
+            "{deployment:?}: a failed demand"
+        );
+        c.retract().unwrap();
+    }
+    c.dispose().unwrap();
+    got
+}
+
 /// Bytes that differ from offset to offset.
 fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 % 251) as u8).collect()
@@ -1796,14 +1819,11 @@ fn padded_and_tiled_arrays_are_delivered_dense_in_the_wanted_order() {
         t.offer().unwrap();
 
         let demanded = |name: &str, order: Option<&str>| {
-            let mut c = consumer.declare(name).unwrap();
-            if let Some(order) = order {
-                c.set("wanted_order", order).unwrap();
-            }
-            c.require().unwrap();
-            let bytes = bytes_of(&c.demand_timeout(LONG).unwrap());
-            c.dispose().unwrap();
-            bytes
+            let wanted: Vec<(&str, Value)> = order
+                .map(|o| ("wanted_order", o.into()))
+                .into_iter()
+                .collect();
+            demand_as(&consumer, name, &wanted).unwrap()
         };
         let rows: Vec<u16> = (0..3)
             .flat_map(|r| (0..4).map(move |c| r * 10 + c))
@@ -1905,20 +1925,7 @@ fn a_dense_array_is_delivered_padded_or_tiled_as_wanted() {
         p.seal().unwrap();
         p.offer().unwrap();
 
-        let demanded = |wanted: &[(&str, Value)]| {
-            let mut c = consumer.declare("layout/dense").unwrap();
-            for (key, value) in wanted {
-                c.set(key, value.clone()).unwrap();
-            }
-            c.require().unwrap();
-            let got = c.demand_timeout(LONG).map(|view| bytes_of(&view));
-            if got.is_err() {
-                assert_eq!(c.state(), State::Required, "{label}: a failed demand");
-                c.retract().unwrap();
-            }
-            c.dispose().unwrap();
-            got
-        };
+        let demanded = |wanted: &[(&str, Value)]| demand_as(&consumer, "layout/dense", wanted);
         // Columns padded to 4 elements (the last one ends at its last
         // element).
         let padded: Vec<u16> = (0..4)
@@ -1993,12 +2000,7 @@ fn records_are_delivered_together_or_separate_as_wanted() {
             offered.push(p);
         }
         let demanded = |name: &str, records: &str| {
-            let mut c = consumer.declare(name).unwrap();
-            c.set("wanted_records", records).unwrap();
-            c.require().unwrap();
-            let bytes = bytes_of(&c.demand_timeout(LONG).unwrap());
-            c.dispose().unwrap();
-            bytes
+            demand_as(&consumer, name, &[("wanted_records", records.into())]).unwrap()
         };
         assert_eq!(demanded("rec/aos", "separate"), separate, "{label}");
         assert_eq!(demanded("rec/soa", "together"), together, "{label}");
@@ -2049,13 +2051,11 @@ fn an_array_of_records_is_reordered_and_restored_at_once() {
             offered.push(p);
         }
         let demanded = |name: &str, records: &str| {
-            let mut c = consumer.declare(name).unwrap();
-            c.set("wanted_records", records).unwrap();
-            c.set("wanted_order", "column").unwrap();
-            c.require().unwrap();
-            let bytes = bytes_of(&c.demand_timeout(LONG).unwrap());
-            c.dispose().unwrap();
-            bytes
+            let wanted = [
+                ("wanted_records", records.into()),
+                ("wanted_order", "column".into()),
+            ];
+            demand_as(&consumer, name, &wanted).unwrap()
         };
         let aos_columns = together(&columns);
         let soa_columns = separate(&columns);

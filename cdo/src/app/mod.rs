@@ -55,7 +55,8 @@
 //!   taken effect (the handle is in the state after it).
 //! * Dropping a [`Cdo`] gives up its offer or its require (an offer
 //!   given up raises a withdraw event, once the consumers matched with it
-//!   have it, a require a retract event, in both); under [`ProducerExit::Keep`](crate::engine::ProducerExit::Keep)
+//!   have it, a require a retract event, in both); under
+//!   [`ProducerExit::Keep`](crate::engine::ProducerExit::Keep)
 //!   (`producer_exit: keep` in the [`PoolConfig`], in both) an offer whose
 //!   minimum lifetime still runs outlives its handle and application,
 //!   served, until the lifetime has ended and no require holds it
@@ -403,9 +404,9 @@ impl Pool {
     /// joined.
     pub fn start_manager(config: ManagerConfig, component: &str) -> Result<Pool> {
         let handle = manager::start(config).map_err(Error::ManagerStart)?;
-        let config = ClientConfig::new(handle.endpoint().clone(), component).with_env();
-        let client = join_manager(config.clone())?;
-        Ok(Self::remote(client, config.endpoint, Some(handle)))
+        let endpoint = handle.endpoint().clone();
+        let client = join_manager(ClientConfig::new(endpoint.clone(), component).with_env())?;
+        Ok(Self::remote(client, endpoint, Some(handle)))
     }
 
     /// The application of `client`, joined to the manager at `endpoint`

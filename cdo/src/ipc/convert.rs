@@ -23,10 +23,11 @@ use crate::transport::{copy_converted, Want};
 /// how the array lies, its `fields` and `records` how the records do.
 ///
 /// # Errors
-/// [`Error::TypeMismatch`](crate::Error::TypeMismatch) and the like for malformed built-in attributes;
-/// [`Error::Layout`](crate::Error::Layout) for a reorder without a shape, or a shape and element
-/// type (bytes when none is given) that do not match the size, as in
-/// process; memory errors of the target space.
+/// [`Error::TypeMismatch`](crate::Error::TypeMismatch) and the like for
+/// malformed built-in attributes; [`Error::Layout`](crate::Error::Layout)
+/// for a reorder without a shape, or a shape and element type (bytes when
+/// none is given) that do not match the size, as in process; memory
+/// errors of the target space.
 pub fn convert_view(mamba: &Arc<Mamba>, view: &View, wanted: &Attributes) -> Result<Buffer> {
     let attrs = Attributes::from_flat(view.attrs())?;
     let name: Arc<str> = view.name().into();
