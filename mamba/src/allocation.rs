@@ -406,7 +406,7 @@ impl<'m> Allocation<'m> {
         if !info.host_accessible {
             return Err(Error::NotHostAccessible(info.id));
         }
-        NonNull::new(self.block.addr as *mut u8).ok_or(Error::NotHostAccessible(info.id))
+        NonNull::new(self.block.addr as *mut u8).ok_or_else(|| Error::NotHostAccessible(info.id))
     }
 
     /// CPU pointer to the first byte.
@@ -479,7 +479,7 @@ impl<'m> Allocation<'m> {
         offset
             .checked_add(len)
             .filter(|&end| end <= self.block.len)
-            .ok_or(Error::OutOfBounds {
+            .ok_or_else(|| Error::OutOfBounds {
                 requested: offset.saturating_add(len),
                 available: self.block.len,
             })

@@ -493,7 +493,7 @@ impl DeviceRuntime for CudaRuntime {
         // use it for DMA.
         let p = unsafe { result::malloc_host(len, sys::CU_MEMHOSTALLOC_PORTABLE) }
             .map_err(gpu_err("cuMemHostAlloc"))?;
-        NonNull::new(p.cast()).ok_or(Error::Exhausted {
+        NonNull::new(p.cast()).ok_or_else(|| Error::Exhausted {
             call: "cuMemHostAlloc",
             reason: "null pointer".into(),
         })

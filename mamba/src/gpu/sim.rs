@@ -749,7 +749,7 @@ impl DeviceRuntime for SimDevice {
         let span = (len as u64).div_ceil(DEVICE_ALIGN) * DEVICE_ALIGN + DEVICE_ALIGN;
         node.next_address = base
             .checked_add(span)
-            .ok_or(Error::SizeTooLarge { size: len })?;
+            .ok_or_else(|| Error::SizeTooLarge { size: len })?;
         node.memory.insert(
             base,
             Block {
@@ -792,7 +792,7 @@ impl DeviceRuntime for SimDevice {
             .map_err(|_| Error::SizeTooLarge { size: len })?;
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        let ptr = NonNull::new(ptr).ok_or(Error::Exhausted {
+        let ptr = NonNull::new(ptr).ok_or_else(|| Error::Exhausted {
             call: "cuMemHostAlloc",
             reason: format!("{len} bytes"),
         })?;

@@ -94,7 +94,7 @@ impl SpillFile {
         let capacity = capacity
             .checked_next_multiple_of(BLOCK)
             .filter(|&c| c > 0 && c <= isize::MAX as usize)
-            .ok_or(Error::SizeTooLarge { size: capacity })?;
+            .ok_or_else(|| Error::SizeTooLarge { size: capacity })?;
         let path = dir.join(format!("{name}.spill"));
         let engine = Engine::open(engine).map_err(|e| Error::os("io_uring_setup", e))?;
         let file = OpenOptions::new()
@@ -207,7 +207,7 @@ impl SpillFile {
         let end = offset
             .checked_add(len)
             .filter(|&e| e <= self.capacity)
-            .ok_or(Error::OutOfBounds {
+            .ok_or_else(|| Error::OutOfBounds {
                 requested: offset.saturating_add(len),
                 available: self.capacity,
             })?;
