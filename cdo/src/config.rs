@@ -74,8 +74,8 @@ pub struct PoolConfig {
     /// What happens to the offers of a producer that goes: withdrawn with
     /// it (the default), or kept for the rest of their minimum lifetime
     /// ([`ProducerExit::Keep`]). In process a producer goes when its
-    /// offered handle is dropped; through a pool manager, when its client
-    /// leaves or dies.
+    /// application's [`app::Pool`](crate::app::Pool) is dropped; through a
+    /// pool manager, when its client leaves or dies.
     pub producer_exit: ProducerExit,
 }
 

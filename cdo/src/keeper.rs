@@ -1,15 +1,17 @@
-//! Withdrawals the pool completes on its own in process: of offers that
-//! outlive their producer (an offered handle dropped while a consumer
-//! matched with it still waits for it, or, under
-//! [`ProducerExit::Keep`](crate::engine::ProducerExit::Keep), while its
-//! minimum lifetime runs), and of offers whose producer's withdrawal timed
-//! out (it stays requested, as through a pool manager). The offer stays on
-//! offer and served, and one helper thread of the pool withdraws it once
-//! its lifetime has ended and no consumer matched with it is still waiting
-//! for it, raising the withdraw event, unless its handle withdrew it
-//! first.
+//! Withdrawals the pool completes on its own in process, as a pool
+//! manager completes those nobody waits for: of offers whose handle was
+//! dropped while a consumer matched with them still waited for them or
+//! their minimum lifetime ran, and of offers whose producer's withdrawal
+//! timed out (it stays requested). The offer stays on offer and served,
+//! and one helper thread of the pool withdraws it once its lifetime has
+//! ended and no consumer matched with it is still waiting for it, raising
+//! the withdraw event, unless its handle withdrew it first. When the
+//! application that offered it goes, it is withdrawn at once, but for an
+//! offer whose lifetime still runs under
+//! [`ProducerExit::Keep`](crate::engine::ProducerExit::Keep)
+//! (offer-and-exit).
 
-use crate::events::{Bus, EventKind, Subject};
+use crate::events::{Bus, EventKind, Participant, Subject};
 use crate::registry::{lock, Entry, Offer, Registry};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Wake, Waker};
@@ -104,6 +106,28 @@ impl Keeper {
                 Err(e) => warn!(error = %e, "cannot start the thread that withdraws kept offers"),
             }
         }
+    }
+
+    /// Participant `origin` went: its kept offers are withdrawn now, as
+    /// a pool manager withdraws those of a client that leaves or dies,
+    /// but for those whose minimum lifetime still runs when
+    /// `keep_lifetimes` ([`ProducerExit::Keep`](crate::engine::ProducerExit::Keep)),
+    /// which stay kept until it ends.
+    pub(crate) fn producer_gone(
+        &self,
+        origin: Participant,
+        keep_lifetimes: bool,
+        parts: &PoolParts,
+    ) {
+        let gone: Vec<Kept> = {
+            let mut books = lock(&self.inner.books);
+            let (gone, kept) = std::mem::take(&mut books.kept)
+                .into_iter()
+                .partition(|k| k.offer.origin == origin && !(keep_lifetimes && !k.offer.expired()));
+            books.kept = kept;
+            gone
+        };
+        gone.into_iter().for_each(|k| withdraw(k, parts));
     }
 }
 

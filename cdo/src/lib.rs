@@ -117,7 +117,8 @@
 //! `producer_exit`, in either deployment) the offers it leaves behind with
 //! a minimum lifetime still to run stay on offer, served (through a
 //! manager from the segment the manager keeps; in process, where a
-//! producer goes when its offered handle is dropped, from its data), until
+//! producer goes when its application's [`app::Pool`] is dropped, from
+//! its data), until
 //! the lifetime has ended and nobody requires them; the default withdraws
 //! them with their producer (fail-fast).
 //!

@@ -4,8 +4,8 @@ use crate::attrs::Attributes;
 use crate::cdo::Cdo;
 use crate::config::PoolConfig;
 use crate::data::Buffer;
-use crate::engine::names;
 use crate::engine::rules::guided_io_order;
+use crate::engine::{names, ProducerExit};
 use crate::error::Result;
 use crate::events::{Bus, EventKind, EventMask, Participant, Subject, Subscription};
 use crate::keeper::{Keeper, PoolParts};
@@ -44,8 +44,8 @@ pub(crate) struct Shared {
     pub counters: Counters,
     pub transport: Box<dyn Transport>,
     pub streams: Streams,
-    /// Offers kept after their producer went
-    /// ([`ProducerExit::Keep`](crate::engine::ProducerExit::Keep)).
+    /// Offers given up by dropped handles and withdrawals that timed
+    /// out, withdrawn once nothing holds them.
     pub keeper: Keeper,
 }
 
@@ -214,6 +214,17 @@ impl Pool {
     /// handle on it.
     pub(crate) fn new_participant(&self) -> Participant {
         self.shared.bus.new_participant()
+    }
+
+    /// The application `origin` went (its handles went before it): the
+    /// offers its dropped handles left on offer are withdrawn now, as a
+    /// pool manager withdraws those of a client that leaves or dies, but
+    /// for those whose minimum lifetime still runs under
+    /// [`ProducerExit::Keep`](ProducerExit::Keep).
+    pub(crate) fn producer_gone(&self, origin: Participant) {
+        let keep = self.shared.config.producer_exit == ProducerExit::Keep;
+        let parts = self.shared.parts();
+        self.shared.keeper.producer_gone(origin, keep, &parts);
     }
 
     /// Looks `name` up once: declaring through the returned [`Name`] skips

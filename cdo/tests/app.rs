@@ -1634,6 +1634,69 @@ fn a_dropped_offer_stays_until_the_consumers_matched_with_it_are_served() {
     });
 }
 
+/// A dropped offered handle leaves its object on offer for the rest of
+/// its minimum lifetime, in both, as a withdrawal waits for it: listed,
+/// served to a consumer that comes later, withdrawn (with its event) once
+/// the lifetime has ended. When its application goes, it goes with it
+/// (the default `ProducerExit::Withdraw`).
+///
+/// Right answer: the pool manager's, where dropping the handle sends a
+/// withdrawal that waits for the lifetime as any other. In process the
+/// offer went at once unless `ProducerExit::Keep` was configured.
+#[test]
+fn a_dropped_offer_stays_for_its_minimum_lifetime_while_its_application_runs() {
+    let lifetime = Duration::from_secs(3);
+    both(|host| {
+        let label = host.label();
+        let producer = host.app("producer");
+        let consumer = host.app("consumer");
+        let events = consumer
+            .subscribe("name ~ \"^life/\"", EventKind::Withdraw.into(), false)
+            .unwrap();
+        let offer_for = |name: &str, lifetime: Duration| {
+            let mut p = producer.declare(name).unwrap();
+            p.set_lifetime(lifetime).unwrap();
+            p.write(&[6; 8]).unwrap();
+            p.seal().unwrap();
+            p.offer().unwrap();
+            Instant::now()
+        };
+        let offered = offer_for("life/x", lifetime);
+        let mut c = consumer.declare("life/x").unwrap();
+        c.require().unwrap();
+        let listed = consumer.query("").unwrap();
+        // Only a machine that stalled for the whole lifetime may miss it.
+        if offered.elapsed() < lifetime {
+            assert_eq!(listed, ["life/x"], "{label}");
+        }
+        assert_eq!(
+            bytes_of(&c.demand_timeout(LONG).unwrap()),
+            [6; 8],
+            "{label}"
+        );
+        c.dispose().unwrap();
+        let heard = events.next_timeout(LONG).unwrap().expect("withdrawn");
+        assert_eq!(heard.name(), "life/x", "{label}");
+        assert!(
+            offered.elapsed() >= lifetime,
+            "{label}: withdrawn within its lifetime"
+        );
+        drop(heard);
+        assert_eq!(consumer.query("").unwrap(), Vec::<String>::new(), "{label}");
+
+        // Its application going takes it along, lifetime or not.
+        offer_for("life/y", LONG);
+        drop(producer);
+        let heard = events
+            .next_timeout(LONG)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{label}: not withdrawn"));
+        assert_eq!(heard.name(), "life/y", "{label}");
+        drop(heard);
+        assert_eq!(consumer.query("").unwrap(), Vec::<String>::new(), "{label}");
+    });
+}
+
 /// A withdrawal that timed out stays requested, in both: the pool
 /// completes it once the require that held it is served, and the
 /// producer's next call finds it done; its event is raised once.

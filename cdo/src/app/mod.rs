@@ -53,14 +53,17 @@
 //! * An operation whose acknowledged events are not acknowledged in time
 //!   fails with [`Error::AckTimeout`] under the fail-fast policy, having
 //!   taken effect (the handle is in the state after it).
-//! * Dropping a [`Cdo`] gives up its offer or its require (an offer
-//!   given up raises a withdraw event, once the consumers matched with it
-//!   have it, a require a retract event, in both); under
+//! * Dropping a [`Cdo`] gives up its offer or its require, in both: a
+//!   require raises a retract event; an offer is withdrawn as by a
+//!   withdrawal nobody waits for, so it stays on offer, served, while the
+//!   consumers matched with it still wait for it or its minimum lifetime
+//!   runs, then goes with its withdraw event. Dropping the [`Pool`] (its
+//!   application going) withdraws such offers at once, but under
 //!   [`ProducerExit::Keep`](crate::engine::ProducerExit::Keep)
 //!   (`producer_exit: keep` in the [`PoolConfig`], in both) an offer whose
-//!   minimum lifetime still runs outlives its handle and application,
-//!   served, until the lifetime has ended and no require holds it
-//!   (offer-and-exit, R1.7/R1.8); dropping an
+//!   minimum lifetime still runs outlives its application, served, until
+//!   the lifetime has ended and no require holds it (offer-and-exit,
+//!   R1.7/R1.8). Dropping an
 //!   [`Event`] acknowledges it; dropping a [`Subscription`] or [`Member`]
 //!   ends it; dropping a [`Record`] without [`Record::done`] gives it back
 //!   to its group at once, for another member.
@@ -120,13 +123,9 @@
 //!   producer's memory is reused after it); in process a consumer's data
 //!   outlives the withdrawal without holding it. Drop views before you
 //!   expect a producer's withdrawal to finish.
-//! * **Dropping an offered handle.** In both the object stays on offer,
-//!   served, until the consumers matched with it have it (a later
-//!   require matched with it too), then goes with its withdraw event.
-//!   Through a manager the drop sends a withdrawal and does not wait, and
-//!   that withdrawal also waits for the object's minimum lifetime and
-//!   views; in process one that nothing requires goes at once (unless it
-//!   is kept, see above).
+//! * **Dropping an offered handle.** Its withdrawal waits for the views
+//!   of the object too through a manager (see "Views hold withdrawals"),
+//!   not in process.
 //! * **Attributes.** [`Cdo::set`] checks user attributes against the
 //!   pool's schema at once, and [`Cdo::seal`] its required keys, in both
 //!   deployments: a manager sends its schema to the clients that join it
@@ -232,9 +231,17 @@ pub struct Pool {
 }
 
 impl Drop for Pool {
+    /// In process, the application goes as a manager's client does: its
+    /// leave event (when it joined under a name), then its offers that
+    /// outlived their handles are withdrawn (see [`ProducerExit`]).
+    ///
+    /// [`ProducerExit`]: crate::engine::ProducerExit
     fn drop(&mut self) {
-        if let (Inner::Local(p), Some(component)) = (&self.inner, &self.component) {
-            p.announce(EventKind::Leave, component, self.participant);
+        if let Inner::Local(p) = &self.inner {
+            if let Some(component) = &self.component {
+                p.announce(EventKind::Leave, component, self.participant);
+            }
+            p.producer_gone(self.participant);
         }
     }
 }

@@ -14,7 +14,7 @@ pub use withdrawal::Withdrawal;
 
 use crate::attrs::Attributes;
 use crate::data::{Buffer, Data};
-use crate::engine::{FaultPolicy, ProducerExit};
+use crate::engine::FaultPolicy;
 use crate::error::{Error, Result};
 use crate::events::{EventKind, Participant, Subject};
 use crate::lifecycle::{Op, State};
@@ -76,13 +76,15 @@ enum Pin {
 /// nothing.
 ///
 /// Dropping a handle without [`Cdo::dispose`] cleans up without raising
-/// events: a require is retracted, and an offer nothing requires is
-/// withdrawn at once. An offer that a consumer matched with it still
-/// waits for stays on offer instead, served (as a require holds a
-/// withdrawal through a pool manager), and so, under
-/// [`ProducerExit::Keep`], does one whose minimum lifetime still runs:
-/// once no consumer matched with it waits for it and its lifetime has
-/// ended, the pool withdraws it, raising its withdraw event.
+/// events: a require is retracted, and an offer is withdrawn as by a
+/// withdrawal nobody waits for (as through a pool manager). One that
+/// nothing holds goes at once; one that a consumer matched with it still
+/// waits for, or whose minimum lifetime still runs, stays on offer,
+/// served, and the pool withdraws it, raising its withdraw event, once
+/// neither holds it. When the application that made the handle goes
+/// ([`crate::app::Pool`] dropped), such offers go with it, but for those
+/// whose lifetime still runs under
+/// [`ProducerExit::Keep`](crate::engine::ProducerExit::Keep).
 pub struct Cdo<'p> {
     pool: &'p Shared,
     entry: Arc<Entry>,
@@ -357,16 +359,16 @@ impl<'p> Cdo<'p> {
         }
     }
 
-    /// Gives up the offer of a handle that goes: off the name's offers at
-    /// once, and returned; or left to the pool's keeper (with a handle on
-    /// the name that the keeper gives back), and `None`, while a consumer
-    /// matched with it still waits for it (as a require holds a withdrawal
-    /// through a pool manager) or, under [`ProducerExit::Keep`], while its
-    /// lifetime runs. The keeper withdraws it once neither holds it.
+    /// Gives up the offer of a handle that goes, as a withdrawal that
+    /// nobody waits for: off the name's offers at once, and returned; or
+    /// left to the pool's keeper (with a handle on the name that the
+    /// keeper gives back), and `None`, while a consumer matched with it
+    /// still waits for it or its minimum lifetime runs, as either holds a
+    /// withdrawal. The keeper withdraws it once neither holds it, or when
+    /// its application goes ([`crate::Pool::producer_gone`]).
     fn give_up_offer(&mut self) -> Option<Arc<Offer>> {
         let offer = self.offer.take()?;
-        let keep = self.pool.config.producer_exit == ProducerExit::Keep && !offer.expired();
-        if keep || offer.pinned() {
+        if offer.pinned() || !offer.expired() {
             self.pool
                 .keeper
                 .keep(&self.entry, offer, &self.pool.parts());

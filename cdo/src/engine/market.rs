@@ -1191,6 +1191,16 @@ impl Engine {
                     break;
                 };
                 taken = true;
+                // Withdrawn with its producer, as an in-process
+                // application's offers are when it goes.
+                self.raise(
+                    EventKind::Withdraw,
+                    &name,
+                    &e.attrs,
+                    Some(e.version),
+                    cid,
+                    out,
+                );
                 if self.views.contains_key(&e.object) {
                     // Viewed or held by a consumer group: the data stays
                     // until the last view goes.

@@ -140,8 +140,10 @@ impl std::str::FromStr for FaultPolicy {
 }
 
 /// What happens to the offers of a producer that leaves or dies: through
-/// a pool manager, its client goes; in process, its offered handle is
-/// dropped. Configured as `producer_exit` in a
+/// a pool manager, its client goes; in process, its application's
+/// [`app::Pool`](crate::app::Pool) is dropped (handles declared on a bare
+/// [`crate::Pool`] belong to no application, which never goes).
+/// Configured as `producer_exit` in a
 /// [`PoolConfig`](crate::PoolConfig), for either deployment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
