@@ -406,7 +406,11 @@ impl<'m> Allocation<'m> {
         if !info.host_accessible {
             return Err(Error::NotHostAccessible(info.id));
         }
-        NonNull::new(self.block.addr as *mut u8).ok_or_else(|| Error::NotHostAccessible(info.id))
+        // Built only on failure: this runs on every access.
+        match NonNull::new(self.block.addr as *mut u8) {
+            Some(ptr) => Ok(ptr),
+            None => Err(Error::NotHostAccessible(info.id)),
+        }
     }
 
     /// CPU pointer to the first byte.

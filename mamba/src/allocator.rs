@@ -308,9 +308,7 @@ impl Mamba {
     /// # Errors
     /// [`Error::UnknownSpace`].
     pub fn pool(&self, id: SpaceId) -> Result<&Pool> {
-        self.pools
-            .get(id.0 as usize)
-            .ok_or_else(|| Error::UnknownSpace(id))
+        self.pools.get(id.0 as usize).ok_or(Error::UnknownSpace(id))
     }
 
     /// The pool of the space with this name.
@@ -332,7 +330,7 @@ impl Mamba {
         self.pools
             .iter()
             .find(|p| p.info().tier == tier)
-            .ok_or_else(|| Error::UnknownTier(tier))
+            .ok_or(Error::UnknownTier(tier))
     }
 
     /// Allocates `len` bytes aligned to `align` where `policy` allows.
@@ -453,7 +451,7 @@ impl Mamba {
                 self.pools
                     .iter()
                     .find(|p| p.info().is_node_memory() && p.info().numa_node == Some(*n))
-                    .ok_or_else(|| Error::UnknownNumaNode(*n))?
+                    .ok_or(Error::UnknownNumaNode(*n))?
                     .info()
                     .cpus
                     .clone(),

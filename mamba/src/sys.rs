@@ -56,7 +56,7 @@ pub fn map_anonymous_aligned(len: usize, align: usize) -> Result<NonNull<u8>> {
     }
     let span = len
         .checked_add(align)
-        .ok_or_else(|| Error::SizeTooLarge { size: len })?;
+        .ok_or(Error::SizeTooLarge { size: len })?;
     let base = map_anonymous(span)?;
     let start = (base.as_ptr() as usize).next_multiple_of(align);
     let head = start - base.as_ptr() as usize;
@@ -287,7 +287,7 @@ pub fn page_nodes(addr: usize, len: usize, target: Option<u32>) -> Result<Vec<i3
     let first = addr & !(page - 1);
     let end = addr
         .checked_add(len)
-        .ok_or_else(|| Error::SizeTooLarge { size: len })?;
+        .ok_or(Error::SizeTooLarge { size: len })?;
     let count = (end - first).div_ceil(page);
     let pages: Vec<usize> = (0..count).map(|i| first + i * page).collect();
     nodes_of_pages(&pages, target)

@@ -224,7 +224,7 @@ fn round(len: usize) -> Result<usize> {
     };
     len.checked_next_multiple_of(unit)
         .filter(|&n| n <= isize::MAX as usize)
-        .ok_or_else(|| Error::SizeTooLarge { size: len })
+        .ok_or(Error::SizeTooLarge { size: len })
 }
 
 fn exhausted(reason: String) -> Error {

@@ -749,7 +749,7 @@ impl DeviceRuntime for SimDevice {
         let span = (len as u64).div_ceil(DEVICE_ALIGN) * DEVICE_ALIGN + DEVICE_ALIGN;
         node.next_address = base
             .checked_add(span)
-            .ok_or_else(|| Error::SizeTooLarge { size: len })?;
+            .ok_or(Error::SizeTooLarge { size: len })?;
         node.memory.insert(
             base,
             Block {

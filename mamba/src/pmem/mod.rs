@@ -120,7 +120,7 @@ impl PmemSpace {
         let total = len
             .checked_add(HEADER)
             .filter(|&t| t <= isize::MAX as usize)
-            .ok_or_else(|| Error::SizeTooLarge { size: len })?;
+            .ok_or(Error::SizeTooLarge { size: len })?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)

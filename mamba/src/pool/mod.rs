@@ -646,7 +646,7 @@ impl Pool {
         let block_len = len
             .max(classes::MAX_SMALL + 1)
             .checked_next_multiple_of(self.shared.granule)
-            .ok_or_else(|| Error::SizeTooLarge { size: len })?;
+            .ok_or(Error::SizeTooLarge { size: len })?;
         let hit = with_cache(shared, |c| {
             let slack = block_len / 8;
             let rest = c.rest();

@@ -94,7 +94,7 @@ impl SpillFile {
         let capacity = capacity
             .checked_next_multiple_of(BLOCK)
             .filter(|&c| c > 0 && c <= isize::MAX as usize)
-            .ok_or_else(|| Error::SizeTooLarge { size: capacity })?;
+            .ok_or(Error::SizeTooLarge { size: capacity })?;
         let path = dir.join(format!("{name}.spill"));
         let engine = Engine::open(engine).map_err(|e| Error::os("io_uring_setup", e))?;
         let file = OpenOptions::new()

@@ -156,7 +156,7 @@ impl Tiering {
     fn slot(&self, space: SpaceId) -> Result<&Slot> {
         self.slots
             .get(space.0 as usize)
-            .ok_or_else(|| Error::UnknownSpace(space))
+            .ok_or(Error::UnknownSpace(space))
     }
 
     pub(super) fn watermarks(&self, space: SpaceId) -> Result<Watermarks> {
