@@ -119,11 +119,10 @@ impl Keeper {
         keep_lifetimes: bool,
         parts: &PoolParts,
     ) {
+        let goes = |k: &Kept| k.offer.origin == origin && (!keep_lifetimes || k.offer.expired());
         let gone: Vec<Kept> = {
             let mut books = lock(&self.inner.books);
-            let (gone, kept) = std::mem::take(&mut books.kept)
-                .into_iter()
-                .partition(|k| k.offer.origin == origin && !(keep_lifetimes && !k.offer.expired()));
+            let (gone, kept) = std::mem::take(&mut books.kept).into_iter().partition(goes);
             books.kept = kept;
             gone
         };
