@@ -19,8 +19,10 @@ use cdo::ipc::client::{Client, ClientConfig, ClientError, Notice, Reply};
 use cdo::ipc::federation::{self, Federation, FederationConfig};
 use cdo::ipc::manager::{FaultPolicy, ManagerConfig, ManagerHandle};
 use cdo::ipc::wire::{Attributes, ErrorCode};
-use cdo::{EventKind, Value};
-use ipc_common::{client, code, eventually, federated_node, linked, manager_with, pattern};
+use cdo::{DuplicateOffers, EventKind, Value};
+use ipc_common::{
+    client, code, eventually, federated_node, federated_node_with, linked, manager_with, pattern,
+};
 use netns_cluster::{skip_reason, Cluster};
 
 const TOKEN: &str = "federation-test-token";
@@ -191,6 +193,55 @@ fn a_name_withdrawn_and_offered_again_at_once_reaches_the_other_node_anew() {
         consumer.flush().unwrap();
     }
     assert_eq!(fa.status().exported, 1);
+}
+
+/// Under versions, the other node sees the newest version on offer here,
+/// and the one left when the newest is withdrawn: bytes sent inline and
+/// bytes read remotely alike.
+///
+/// Before, the first version's export stood for the name: the other node
+/// got it after a newer one was offered, and lost the name when it was
+/// withdrawn although another version was still on offer.
+#[test]
+fn the_other_node_sees_the_newest_version_on_offer() {
+    let versions = || cdo::PoolConfig {
+        duplicates: DuplicateOffers::Version,
+        ..Default::default()
+    };
+    let (pa, fa) = federated_node_with(versions(), vec![], TOKEN, PATIENT);
+    let peers = vec![fa.local_addr().to_string()];
+    let (pb, fb) = federated_node_with(versions(), peers, TOKEN, PATIENT);
+    linked(&[&fa, &fb]);
+    let mut consumer = client(&pb, "consumer");
+    // What the consumer gets of `name` within a short wait.
+    let mut demanded = |name: &str| {
+        let got = consumer
+            .demand(name, Duration::from_millis(200))
+            .map(|v| v.to_vec());
+        consumer.flush().unwrap();
+        got.ok()
+    };
+    for size in [64, federation::DEFAULT_EAGER_MAX + 1] {
+        let name = format!("v/{size}");
+        let (old, new) = (pattern(1, size), pattern(2, size));
+        let mut first = client(&pa, "first");
+        let mut second = client(&pa, "second");
+        first.offer(&name, &old, Attributes::new()).unwrap();
+        second.offer(&name, &new, Attributes::new()).unwrap();
+        eventually("the newest version reaches the other node", || {
+            demanded(&name).as_ref() == Some(&new)
+        });
+        second.withdraw(&name).unwrap();
+        eventually("the version left reaches the other node", || {
+            demanded(&name).as_ref() == Some(&old)
+        });
+        first.withdraw(&name).unwrap();
+        eventually("the name leaves the other node", || {
+            demanded(&name).is_none()
+        });
+    }
+    assert_eq!(fa.status().exported, 0);
+    drop(pb);
 }
 
 #[test]

@@ -209,6 +209,12 @@ impl View {
             .get_or_init(|| with_size(self.sent.clone(), self.map.bytes().len() as u64))
     }
 
+    /// The manager's identifier of the object (unique for the manager's
+    /// life, greater for a later offer).
+    pub fn object(&self) -> u64 {
+        self.object
+    }
+
     /// `(st_dev, st_ino)` of the shared memory behind the view.
     pub fn segment_identity(&self) -> std::io::Result<(u64, u64)> {
         identity(self.map.fd())

@@ -41,12 +41,23 @@ pub fn federated_node(
     token: &str,
     remote_timeout: std::time::Duration,
 ) -> (ManagerHandle, cdo::ipc::federation::Federation) {
+    let pool = cdo::PoolConfig {
+        policy,
+        ..Default::default()
+    };
+    federated_node_with(pool, peers, token, remote_timeout)
+}
+
+/// [`federated_node`] whose manager's pool is configured as `pool`.
+pub fn federated_node_with(
+    pool: cdo::PoolConfig,
+    peers: Vec<String>,
+    token: &str,
+    remote_timeout: std::time::Duration,
+) -> (ManagerHandle, cdo::ipc::federation::Federation) {
     use cdo::ipc::federation::{self, FederationConfig};
     let pm = manager_with(ManagerConfig {
-        pool: cdo::PoolConfig {
-            policy,
-            ..Default::default()
-        },
+        pool,
         token: Some(token.into()),
         ..ManagerConfig::default()
     });

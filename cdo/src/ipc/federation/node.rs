@@ -600,13 +600,27 @@ impl Link {
     }
 }
 
-/// An object of this node offered to the peers.
+/// An object of this node offered to the peers: under versions, the
+/// newest on offer here as its name.
 struct Export {
     attrs: Attributes,
     payload: Payload,
+    /// The manager's identifier of the object, when known.
+    object: Option<u64>,
     /// Once withdrawn here: since when, and the peers whose answer is
     /// still awaited (exposed objects only).
     withdrawal: Option<(Instant, HashSet<String>)>,
+    /// Another version of its name is on offer here: exported in its
+    /// place once the peers let go of this one.
+    superseded: bool,
+}
+
+/// An object of this node made readable by the peers.
+struct Readable {
+    attrs: Attributes,
+    payload: Payload,
+    /// The manager's identifier of the object.
+    object: Option<u64>,
 }
 
 /// How the peers get an exported object's bytes.
@@ -921,11 +935,15 @@ impl Node {
                 kind,
                 name,
                 inline,
+                object,
                 attrs,
                 after,
             }) => {
                 self.catch_up(after);
-                self.local_event(kind, name, inline, attrs);
+                match kind {
+                    EventKind::Offer => self.local_offer(name, inline, object),
+                    kind => self.local_event(kind, name, attrs),
+                }
             }
             Input::Interest(kinds) => {
                 if kinds != self.local_interest {
@@ -1060,7 +1078,7 @@ impl Node {
             // still holds it, so it is exported from that view.
             Some(p) if !exported && self.links.contains_key(&p.peer) => {
                 match self.payload_of(&name, view) {
-                    Some(payload) => self.publish(name.clone(), payload),
+                    Some(readable) => self.publish(name.clone(), readable),
                     None => return self.control.finish_proxy_record(event),
                 }
             }
@@ -1309,7 +1327,7 @@ impl Node {
             })
             .collect();
         for name in answered {
-            self.unexport(&name);
+            self.release_export(&name);
         }
         self.publish_status();
     }
@@ -1470,7 +1488,7 @@ impl Node {
                         waiting.is_empty()
                     });
                 if done {
-                    self.unexport(&name);
+                    self.release_export(&name);
                 }
             }
             other => {
@@ -1535,23 +1553,20 @@ impl Node {
             }
         };
         self.seen = self.seen.max(event.event);
-        let attrs = LIFECYCLE_KINDS.contains(event.kind).then_some(event.attrs);
-        self.local_event(event.kind, event.name, None, attrs);
+        match event.kind {
+            EventKind::Offer => self.local_offer(event.name, None, None),
+            kind => {
+                let attrs = LIFECYCLE_KINDS.contains(kind).then_some(event.attrs);
+                self.local_event(kind, event.name, attrs);
+            }
+        }
     }
 
-    /// A local client's offer (with its bytes, `inline`, where they came
-    /// with it) or withdrawal; or its require, demand or retraction; or
-    /// its declare, seal or dispose (with the event's `attrs`).
-    fn local_event(
-        &mut self,
-        kind: EventKind,
-        name: String,
-        inline: Option<(Attributes, Vec<u8>)>,
-        attrs: Option<Attributes>,
-    ) {
+    /// A local client's withdrawal; or its require, demand or retraction;
+    /// or its declare, seal or dispose (with the event's `attrs`).
+    fn local_event(&mut self, kind: EventKind, name: String, attrs: Option<Attributes>) {
         match kind {
-            EventKind::Offer => self.local_offer(name, inline),
-            EventKind::Withdraw => self.withdraw_export(&name),
+            EventKind::Withdraw => self.local_withdraw(&name),
             EventKind::Require | EventKind::Demand | EventKind::Retract => {
                 self.consumer_event(kind, name)
             }
@@ -1643,27 +1658,80 @@ impl Node {
         }
     }
 
-    /// A local client offered `name`: exported with its bytes where they
-    /// came with the offer (`inline`), else from a view of it.
-    fn local_offer(&mut self, name: String, inline: Option<(Attributes, Vec<u8>)>) {
-        if self.exports.contains_key(&name) {
-            return;
+    /// A local client offered `name` (`object`, with its bytes, `inline`,
+    /// where they came with the offer): exported from them, else from a
+    /// view of the newest object of the name. A newer version of a name
+    /// exported already replaces the export once the peers let go of it
+    /// (at once for bytes sent inline).
+    fn local_offer(
+        &mut self,
+        name: String,
+        inline: Option<(Attributes, Vec<u8>)>,
+        object: Option<u64>,
+    ) {
+        if let Some(export) = self.exports.get_mut(&name) {
+            let newer = matches!((object, export.object), (Some(new), Some(old)) if new > old);
+            if !newer {
+                return;
+            }
+            export.superseded = true;
+            // Exported again when the peers let go of it.
+            if self.withdraw_export(&name) {
+                return;
+            }
         }
-        let payload = match inline {
-            Some((attrs, bytes)) => Some((attrs, Payload::Inline(bytes))),
-            None => self.payload(&name),
+        let readable = match (inline, object) {
+            (Some((attrs, bytes)), object) => Some(Readable {
+                attrs,
+                payload: Payload::Inline(bytes),
+                object,
+            }),
+            (None, _) => self.payload(&name),
         };
-        if let Some(payload) = payload {
-            self.publish(name, payload);
+        if let Some(readable) = readable {
+            self.publish(name, readable);
         }
     }
 
-    /// Exports `name` with `payload` and tells the peers.
-    fn publish(&mut self, name: String, (attrs, payload): (Attributes, Payload)) {
+    /// A local client withdrew an object of `name`: its export goes
+    /// unless it is still the newest on offer here (an older version
+    /// went), and the newest left, if any, is exported in its place once
+    /// the peers let go of it.
+    fn local_withdraw(&mut self, name: &str) {
+        let Some(export) = self.exports.get_mut(name) else {
+            return;
+        };
+        let newest = self.control.offered_object(name);
+        if export.object.is_some() && newest == export.object {
+            return;
+        }
+        export.superseded |= newest.is_some();
+        if !self.withdraw_export(name) {
+            self.reexport(name);
+        }
+    }
+
+    /// Exports `name` again, from a view of its newest object here, once
+    /// the export it had is gone: when that one was superseded.
+    fn reexport(&mut self, name: &str) {
+        if !self.exports.contains_key(name) && self.control.offered_object(name).is_some() {
+            self.local_offer(name.to_owned(), None, None);
+        }
+    }
+
+    /// Exports `name` as `readable` and tells the peers.
+    fn publish(&mut self, name: String, readable: Readable) {
+        let Readable {
+            attrs,
+            payload,
+            object,
+        } = readable;
         let export = Export {
             attrs,
             payload,
+            object,
             withdrawal: None,
+            superseded: false,
         };
         let msg = offered(&name, &export);
         self.unrequire(&name);
@@ -1675,7 +1743,7 @@ impl Node {
     /// Takes a view of the object on offer here as `name` and makes it
     /// readable by the peers: its bytes, up to the eager limit, or its
     /// memory exposed. `None` (logged) when it is gone or cannot be exposed.
-    fn payload(&mut self, name: &str) -> Option<(Attributes, Payload)> {
+    fn payload(&mut self, name: &str) -> Option<Readable> {
         let id = match self.client.submit_demand(name) {
             Ok(id) => id,
             Err(e) => {
@@ -1706,8 +1774,9 @@ impl Node {
 
     /// Makes `view`, of the object offered here as `name`, readable by the
     /// peers: its bytes up to the eager limit, or its memory exposed.
-    fn payload_of(&mut self, name: &str, view: View) -> Option<(Attributes, Payload)> {
+    fn payload_of(&mut self, name: &str, view: View) -> Option<Readable> {
         let (attrs, size) = (view.attrs().clone(), view.len() as u64);
+        let object = Some(view.object());
         if size <= self.eager_max {
             let bytes = view.to_vec();
             drop(view);
@@ -1715,10 +1784,19 @@ impl Node {
             if let Err(e) = self.client.flush() {
                 warn!(error = %e, "cannot release a view");
             }
-            return Some((attrs, Payload::Inline(bytes)));
+            let payload = Payload::Inline(bytes);
+            return Some(Readable {
+                attrs,
+                payload,
+                object,
+            });
         }
         match self.server.expose(name, view) {
-            Ok(region) => Some((attrs, Payload::Exposed { size, region })),
+            Ok(region) => Some(Readable {
+                attrs,
+                payload: Payload::Exposed { size, region },
+                object,
+            }),
             Err(e) => {
                 warn!(%name, error = %e, "cannot expose an object to the peers");
                 None
@@ -1726,36 +1804,55 @@ impl Node {
         }
     }
 
-    /// The producer withdrew `name`: tell the peers, and keep its memory
-    /// exposed until each has answered.
-    fn withdraw_export(&mut self, name: &str) {
+    /// The export of `name` is withdrawn here: tell the peers, and keep
+    /// its memory exposed until each has answered. True while it waits
+    /// for them; false once it is gone (then a superseded export is not
+    /// exported again: the caller does that).
+    fn withdraw_export(&mut self, name: &str) -> bool {
         let Some(export) = self.exports.get_mut(name) else {
-            return;
+            return false;
         };
         if export.withdrawal.is_some() {
-            return;
+            return true;
         }
         if let Payload::Inline(_) = export.payload {
             // No peer reads this node's memory for it: nothing to wait for.
             self.exports.remove(name);
             self.broadcast(&PeerMsg::Withdrawn { name: name.into() });
-            return self.publish_status();
+            self.publish_status();
+            return false;
         }
         let waiting: HashSet<String> = self.links.keys().cloned().collect();
         let none = waiting.is_empty();
         export.withdrawal = Some((Instant::now(), waiting));
         if none {
-            return self.unexport(name);
+            self.unexport(name);
+            return false;
         }
         self.broadcast(&PeerMsg::Withdrawn { name: name.into() });
+        true
     }
 
     /// Drops an export: unregisters its memory, then releases its view.
-    fn unexport(&mut self, name: &str) {
-        if let Some(Payload::Exposed { .. }) = self.exports.remove(name).map(|e| e.payload) {
+    /// True when it was superseded by another version of its name.
+    fn unexport(&mut self, name: &str) -> bool {
+        let Some(export) = self.exports.remove(name) else {
+            return false;
+        };
+        if let Payload::Exposed { .. } = export.payload {
             self.unexpose(name);
         }
         self.publish_status();
+        export.superseded
+    }
+
+    /// The peers let go of the withdrawn export of `name` (or did not
+    /// answer in time): it goes, and the version that superseded it, if
+    /// any, is exported in its place.
+    fn release_export(&mut self, name: &str) {
+        if self.unexport(name) {
+            self.reexport(name);
+        }
     }
 
     /// Unregisters the memory of `name`, then releases its view.
@@ -1791,7 +1888,7 @@ impl Node {
             }
             return;
         }
-        let Some((attrs, payload)) = self.payload(&name) else {
+        let Some(Readable { attrs, payload, .. }) = self.payload(&name) else {
             return;
         };
         let msg = carrying(&name, &attrs, &payload, true);
@@ -1849,7 +1946,7 @@ impl Node {
             .collect();
         for (name, peers) in overdue {
             warn!(%name, ?peers, ?timeout, "peers did not answer a withdrawal in time; releasing it");
-            self.unexport(&name);
+            self.release_export(&name);
         }
         let overdue: Vec<String> = self
             .lent

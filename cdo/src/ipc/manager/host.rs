@@ -530,27 +530,33 @@ impl Host {
         let Some((inline_max, hook)) = &self.mirror_events else {
             return;
         };
-        let inline = self
+        let offered = self
             .engine
             .offered(&name)
-            .filter(|e| kind == EventKind::Offer && e.size <= *inline_max)
-            .and_then(|e| {
-                let fd = self.segments.get(&e.segment)?;
-                match read_exact_at(fd.as_fd(), e.offset, e.size) {
-                    Ok(bytes) => Some((e.attrs.clone(), bytes)),
-                    Err(err) => {
-                        warn!(%name, error = %err, "cannot read an offered object");
-                        None
-                    }
+            .filter(|_| kind == EventKind::Offer);
+        let inline = offered.filter(|e| e.size <= *inline_max).and_then(|e| {
+            let fd = self.segments.get(&e.segment)?;
+            match read_exact_at(fd.as_fd(), e.offset, e.size) {
+                Ok(bytes) => Some((e.attrs.clone(), bytes)),
+                Err(err) => {
+                    warn!(%name, error = %err, "cannot read an offered object");
+                    None
                 }
-            });
+            }
+        });
         hook(MirrorEvent {
             kind,
             name,
             inline,
+            object: offered.map(|e| e.object),
             attrs,
             after,
         });
+    }
+
+    /// The identifier of the newest object on offer as `name`.
+    pub fn offered_object(&self, name: &str) -> Option<u64> {
+        self.engine.offered(name).map(|e| e.object)
     }
 
     /// Raises the events of `kind` on `name`, an object of federated node

@@ -246,6 +246,10 @@ pub struct MirrorEvent {
     /// For an offer of an object small enough: its attributes (`size`
     /// among them) and a copy of its bytes, read when it was offered.
     pub inline: Option<(Attributes, Vec<u8>)>,
+    /// For an offer: the manager's identifier of the object on offer as
+    /// `name` when the event was handed over (the newest version; the
+    /// one `inline` holds), if one still was.
+    pub object: Option<u64>,
     /// For a declare, seal or dispose: the attributes its event carries
     /// (a client tells them with the step).
     pub attrs: Option<Attributes>,
@@ -469,6 +473,13 @@ impl Control {
     /// federation follows for objects of nodes it lost.
     pub fn policy(&self) -> FaultPolicy {
         self.0.policy
+    }
+
+    /// The manager's identifier of the object on offer here as `name`:
+    /// its newest version, whoever offered it. Identifiers grow with
+    /// every offer, so a newer version has a greater one.
+    pub fn offered_object(&self, name: &str) -> Option<u64> {
+        lock(&self.0.state).offered_object(name)
     }
 
     /// Raises the events of `kind` on `name`, an object of federated node
