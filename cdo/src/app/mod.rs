@@ -126,6 +126,13 @@
 //! * **Dropping an offered handle.** Its withdrawal waits for the views
 //!   of the object too through a manager (see "Views hold withdrawals"),
 //!   not in process.
+//! * **Versions from one application.** Under
+//!   [`DuplicateOffers::Version`](crate::DuplicateOffers::Version) an
+//!   application in process may offer a newer version of a name it offers
+//!   already; through a manager that offer fails with
+//!   [`Error::AlreadyOffered`], because a withdrawal names the object by
+//!   its name and producer only. Offer each version from its own [`Pool`]
+//!   there.
 //! * **Attributes.** [`Cdo::set`] checks user attributes against the
 //!   pool's schema at once, and [`Cdo::seal`] its required keys, in both
 //!   deployments: a manager sends its schema to the clients that join it
