@@ -1970,6 +1970,41 @@ fn an_application_s_own_require_holds_only_the_object_it_was_matched_with() {
     });
 }
 
+/// Under versions one application may offer a newer version of a name
+/// it offers already, and each handle withdraws its own version, in both
+/// deployments: consumers get the newest version left.
+///
+/// Right answer: the in-process pool's. Through a manager the second
+/// offer failed with `AlreadyOffered`, as a withdrawal named the object
+/// by its name and producer only.
+#[test]
+fn one_application_offers_and_withdraws_versions_of_a_name() {
+    let setup = Setup {
+        duplicates: DuplicateOffers::Version,
+        ..Setup::default()
+    };
+    both_with(&setup, |host| {
+        let label = host.label();
+        let app = host.app("app");
+        let consumer = host.app("consumer");
+        let newest = |name: &str| demand_as(&consumer, name, &[]).unwrap();
+        for older_first in [false, true] {
+            let name = format!("versions/{older_first}");
+            let mut older = offer(&app, &name, &[1; 4]);
+            let mut newer = offer(&app, &name, &[2; 4]);
+            assert_eq!(newest(&name), [2; 4], "{label}");
+            let (first, left, second) = match older_first {
+                true => (&mut older, [2; 4], &mut newer),
+                false => (&mut newer, [1; 4], &mut older),
+            };
+            first.withdraw_timeout(LONG).unwrap();
+            assert_eq!(newest(&name), left, "{label}: withdrew the other version");
+            second.withdraw_timeout(LONG).unwrap();
+            assert_eq!(consumer.query("").unwrap(), Vec::<String>::new(), "{label}");
+        }
+    });
+}
+
 #[test]
 fn a_dense_array_is_delivered_padded_or_tiled_as_wanted() {
     both(|host| {

@@ -287,6 +287,46 @@ fn withdraw_of_unknown_foreign_viewed_and_unviewed_objects() {
     assert_eq!(p.engine.stats().objects, 0);
 }
 
+/// A client with several versions of a name on offer withdraws each by
+/// the request that offered it; one named by another client's request,
+/// or by a request that offered nothing, is refused; a withdrawal that
+/// waits for a require takes the object it named when it goes.
+#[test]
+fn a_withdrawal_names_one_of_a_client_s_versions_by_its_offer() {
+    let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Version);
+    let (prod, cons) = (p.join("prod"), p.join("cons"));
+    let (older, _) = p.offer(prod, "v");
+    let (newer, _) = p.offer(prod, "v");
+    let withdraw = |p: &mut Pool, client, offer| {
+        let name = "v".into();
+        let (id, out) = p.ask(client, Msg::WithdrawOffer { name, offer });
+        answers(&out, client, id)
+    };
+    assert_eq!(withdraw(&mut p, cons, older), [error(ErrorCode::NotOwner)]);
+    assert_eq!(withdraw(&mut p, prod, 999), [error(ErrorCode::NotOwner)]);
+
+    // The consumer's require is matched with the newer version, which
+    // holds only that version's withdrawal.
+    p.ask(cons, Msg::Require { name: "v".into() });
+    let newer_object = p.engine.offered("v").unwrap().object;
+    let (held, out) = p.ask(
+        prod,
+        Msg::WithdrawOffer {
+            name: "v".into(),
+            offer: newer,
+        },
+    );
+    assert!(answers(&out, prod, held).is_empty(), "required");
+    assert_eq!(withdraw(&mut p, prod, older), [Got::Ok]);
+    assert_eq!(p.engine.offered("v").unwrap().object, newer_object);
+    let (d, out) = p.demand(cons, "v");
+    assert_eq!(object_of(&out, cons, d), newer_object);
+    assert_eq!(answers(&out, prod, held), []);
+    let out = p.release(cons, newer_object).1;
+    assert_eq!(answers(&out, prod, held), [Got::Ok]);
+    assert!(p.engine.offered("v").is_none());
+}
+
 #[test]
 fn a_forgotten_segment_closes_with_its_last_object() {
     let mut p = Pool::new(FaultPolicy::FailFast, DuplicateOffers::Reject);

@@ -103,6 +103,13 @@ fn frames() -> Vec<(&'static str, Vec<Frame>)> {
                 ),
                 f(5, Msg::Retract { name: "rho".into() }),
                 f(6, Msg::Withdraw { name: "rho".into() }),
+                f(
+                    6,
+                    Msg::WithdrawOffer {
+                        name: "rho".into(),
+                        offer: 2,
+                    },
+                ),
                 f(7, Msg::Forget { segment: 1 }),
                 f(8, Msg::Stat),
                 f(

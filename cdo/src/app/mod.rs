@@ -128,11 +128,10 @@
 //!   not in process.
 //! * **Versions from one application.** Under
 //!   [`DuplicateOffers::Version`](crate::DuplicateOffers::Version) an
-//!   application in process may offer a newer version of a name it offers
-//!   already; through a manager that offer fails with
-//!   [`Error::AlreadyOffered`], because a withdrawal names the object by
-//!   its name and producer only. Offer each version from its own [`Pool`]
-//!   there.
+//!   application may offer a newer version of a name it offers already,
+//!   and each handle withdraws its own, in both; a manager that predates
+//!   the `withdraw-offer` capability refuses the second offer with
+//!   [`Error::AlreadyOffered`].
 //! * **Attributes.** [`Cdo::set`] checks user attributes against the
 //!   pool's schema at once, and [`Cdo::seal`] its required keys, in both
 //!   deployments: a manager sends its schema to the clients that join it

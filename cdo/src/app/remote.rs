@@ -167,7 +167,7 @@ impl Remote {
 
     /// The reply to request `id`, waiting up to the client's operation
     /// timeout, at which the request is abandoned.
-    fn await_reply(&self, id: RequestId) -> Result<Reply, ClientError> {
+    pub(super) fn await_reply(&self, id: RequestId) -> Result<Reply, ClientError> {
         let deadline = Instant::now().checked_add(self.lock().client.op_timeout());
         let reply = self.wait(id, deadline);
         if matches!(reply, Err(ClientError::Timeout)) {
@@ -315,6 +315,10 @@ pub(super) struct RemoteCdo<'p> {
     bytes: Option<Vec<u8>>,
     /// A withdrawal or demand sent and not answered yet.
     pending: Option<RequestId>,
+    /// The request that offered this handle's object, which its
+    /// withdrawal names (the client may have other versions of the name
+    /// on offer).
+    offered_by: Option<RequestId>,
     /// The attributes of the object demanded.
     received: Option<FlatAttributes>,
     /// The keys an offer of restored attributes carries (see
@@ -331,6 +335,7 @@ impl<'p> RemoteCdo<'p> {
             attrs: Attributes::default(),
             bytes: None,
             pending: None,
+            offered_by: None,
             received: None,
             restored: None,
         }
@@ -535,10 +540,23 @@ impl<'p> RemoteCdo<'p> {
         flat.remove(SIZE_KEY);
         let started = Instant::now();
         let name = Arc::clone(&self.name);
-        let reply = self
+        let submitted = self
             .remote
-            .request(|c| c.submit_offer(&name, size, flat, |dst| dst.copy_from_slice(&bytes)));
+            .submit(|c| c.submit_offer(&name, size, flat, |dst| dst.copy_from_slice(&bytes)));
+        let reply = submitted.and_then(|id| {
+            self.offered_by = Some(id);
+            self.remote.await_reply(id)
+        });
         self.settle(next, Op::Offer, started, reply).map(drop)
+    }
+
+    /// Sends the withdrawal of this handle's object.
+    fn submit_withdraw(&self) -> std::result::Result<RequestId, ClientError> {
+        let name = &self.name;
+        match self.offered_by {
+            Some(offer) => self.remote.submit(|c| c.submit_withdraw_offer(name, offer)),
+            None => self.remote.submit(|c| c.submit_withdraw(name)),
+        }
     }
 
     /// Withdraws, waiting until `deadline`; false (still offered, the
@@ -549,10 +567,8 @@ impl<'p> RemoteCdo<'p> {
         let id = match self.pending {
             Some(id) => id,
             None => {
-                let name = Arc::clone(&self.name);
                 let id = self
-                    .remote
-                    .submit(|c| c.submit_withdraw(&name))
+                    .submit_withdraw()
                     .map_err(|e| op_error(e, &self.name, Op::Withdraw, Duration::ZERO))?;
                 self.pending = Some(id);
                 id
@@ -673,9 +689,7 @@ impl Drop for RemoteCdo<'_> {
     fn drop(&mut self) {
         let name = Arc::clone(&self.name);
         let follow_up = match self.state {
-            State::Offered if self.pending.is_none() => {
-                Some(self.remote.submit(|c| c.submit_withdraw(&name)))
-            }
+            State::Offered if self.pending.is_none() => Some(self.submit_withdraw()),
             State::Required => {
                 let attrs = self.attrs.flatten();
                 Some(

@@ -423,7 +423,8 @@ impl Engine {
             } => {
                 let brought = check.is_some();
                 let key = self.segment_of(cid, segment, check, out)?;
-                let reply = self.offer(cid, name, attrs, size, key, segment.offset, out);
+                let place = (key, segment.offset);
+                let reply = self.offer(cid, id, name, attrs, size, place, out);
                 if reply.is_err() && brought {
                     self.refused_segment(cid, segment.segment, key, out);
                 }
@@ -462,25 +463,15 @@ impl Engine {
                 }
             },
             Msg::Withdraw { name } => {
-                let Some(object) = self.registry.get_of(&name, cid).map(|e| e.object) else {
-                    return match self.registry.get(&name) {
-                        None => fail(ErrorCode::UnknownName, name),
-                        Some(_) => fail(ErrorCode::NotOwner, name),
-                    };
-                };
-                if self.withdrawal_waits(&name, cid, object) {
-                    // A held operation like one waiting for
-                    // acknowledgements, under the same quota.
-                    self.quotas.add(cid, Kind::Waiters);
-                    self.withdrawing.push(Withdrawing {
-                        name,
-                        owner: cid,
-                        id,
-                    });
-                } else {
-                    self.withdraw(name, cid, id, out);
-                }
-                Ok(None)
+                let object = self.registry.get_of(&name, cid).map(|e| e.object);
+                self.request_withdrawal(cid, id, name, (object, false), out)
+            }
+            Msg::WithdrawOffer { name, offer } => {
+                let object = self
+                    .registry
+                    .get_offered_by(&name, cid, offer)
+                    .map(|e| e.object);
+                self.request_withdrawal(cid, id, name, (object, true), out)
             }
             Msg::Release { objects } => {
                 for object in objects {
@@ -643,14 +634,17 @@ impl Engine {
     }
 
     #[allow(clippy::too_many_arguments)]
+    /// Offers `size` bytes at `(segment key, offset)` as `name` for
+    /// client `cid`, by its request `id`.
+    #[allow(clippy::too_many_arguments)]
     fn offer(
         &mut self,
         cid: ClientId,
+        id: RequestId,
         name: String,
         attrs: crate::ipc::wire::Attributes,
         size: u64,
-        key: u64,
-        offset: u64,
+        (key, offset): (u64, u64),
         out: &mut Outgoing,
     ) -> Reply {
         let seg = &self.segments[&key];
@@ -686,6 +680,7 @@ impl Engine {
             offset,
             attrs,
             object: self.next_object,
+            request: id,
             version,
         };
         let object = self.next_object;
@@ -1060,8 +1055,8 @@ impl Engine {
 
     /// Removes the offer `owner` made under `name` (its segment stays
     /// referenced).
-    fn take_offer(&mut self, name: &str, owner: ClientId) -> Option<Entry> {
-        let e = self.registry.remove(name, owner)?;
+    fn take_offer(&mut self, name: &str, object: u64) -> Option<Entry> {
+        let e = self.registry.remove(name, object)?;
         if !self.lifetimes.is_empty() {
             self.lifetimes.remove(&e.object);
         }
@@ -1074,7 +1069,7 @@ impl Engine {
                 .filter(|m| **m == Some(e.object))
                 .for_each(|m| *m = newest);
         }
-        self.quotas.sub(owner, Kind::Offers, 1);
+        self.quotas.sub(e.owner, Kind::Offers, 1);
         self.offered_bytes -= e.size;
         Some(e)
     }
@@ -1103,9 +1098,8 @@ impl Engine {
         let waiting = self.withdrawing.iter().filter(|w| {
             w.owner == cid
                 && !self
-                    .registry
-                    .get_of(&w.name, cid)
-                    .is_some_and(|e| self.kept_on_exit(e.object))
+                    .withdrawn_object(w)
+                    .is_some_and(|object| self.kept_on_exit(object))
         });
         names.extend(waiting.map(|w| w.name.clone()));
         names.sort();
@@ -1183,11 +1177,11 @@ impl Engine {
             let (mut taken, mut kept) = (false, false);
             while let Some(object) = self.registry.get_of(&name, cid).map(|e| e.object) {
                 if self.kept_on_exit(object) {
-                    self.keep_offer(name.clone(), cid);
+                    self.keep_offer(name.clone(), cid, object);
                     kept = true;
                     continue;
                 }
-                let Some(e) = self.take_offer(&name, cid) else {
+                let Some(e) = self.take_offer(&name, object) else {
                     break;
                 };
                 taken = true;

@@ -7,7 +7,7 @@ use crate::config::DuplicateOffers;
 use crate::ipc::fasthash::FastMap;
 use crate::value::Value;
 
-use crate::ipc::wire::Attributes;
+use crate::ipc::wire::{Attributes, RequestId};
 
 /// Identifier of a joined client.
 pub type ClientId = u64;
@@ -27,6 +27,9 @@ pub struct Entry {
     pub attrs: Attributes,
     /// The manager's identifier of this offer (unique for the manager's life).
     pub object: u64,
+    /// The request of its producer that offered it: how the producer
+    /// names it in a withdrawal ([`Msg::WithdrawOffer`](crate::ipc::wire::Msg::WithdrawOffer)).
+    pub request: RequestId,
     /// Which version of its name it is: 0 for an offer of a name not on
     /// offer, one more than the newest on offer for a newer version
     /// ([`DuplicateOffers::Version`]). Selectors see it as `version`.
@@ -83,11 +86,15 @@ pub trait Registry: Send {
     /// The object numbered `object` offered under `name`, if it is still
     /// on offer.
     fn get_object(&self, name: &str, object: u64) -> Option<&Entry>;
-    /// Removes and returns the object `owner` offered under `name`.
-    fn remove(&mut self, name: &str, owner: ClientId) -> Option<Entry>;
-    /// Hands the object `from` offered under `name` to `to`, keeping its
-    /// place among the versions; false when `from` offered none.
-    fn set_owner(&mut self, name: &str, from: ClientId, to: ClientId) -> bool;
+    /// The object `owner` offered under `name` by its request `request`.
+    fn get_offered_by(&self, name: &str, owner: ClientId, request: RequestId) -> Option<&Entry>;
+    /// Removes and returns the object numbered `object` offered under
+    /// `name`.
+    fn remove(&mut self, name: &str, object: u64) -> Option<Entry>;
+    /// Hands the object numbered `object`, offered under `name`, to `to`,
+    /// keeping its place among the versions; false when it is not on
+    /// offer.
+    fn set_owner(&mut self, name: &str, object: u64, to: ClientId) -> bool;
     /// Names of the objects `owner` offered.
     fn names_of(&self, owner: ClientId) -> Vec<String>;
     /// Calls `f` on every offered object (every version) with its name.
@@ -177,22 +184,26 @@ impl Registry for NameRegistry {
         self.newest_where(name, |e| e.object == object)
     }
 
-    fn remove(&mut self, name: &str, owner: ClientId) -> Option<Entry> {
+    fn get_offered_by(&self, name: &str, owner: ClientId, request: RequestId) -> Option<&Entry> {
+        self.newest_where(name, |e| e.owner == owner && e.request == request)
+    }
+
+    fn remove(&mut self, name: &str, object: u64) -> Option<Entry> {
         let versions = self.entries.get_mut(name)?;
-        let entry = if versions.newest.owner == owner {
+        let entry = if versions.newest.object == object {
             match versions.older.pop() {
                 Some(older) => std::mem::replace(&mut versions.newest, older),
                 None => self.entries.remove(name)?.newest,
             }
         } else {
-            let i = versions.older.iter().rposition(|e| e.owner == owner)?;
+            let i = versions.older.iter().rposition(|e| e.object == object)?;
             versions.older.remove(i)
         };
         self.len -= 1;
         Some(entry)
     }
 
-    fn set_owner(&mut self, name: &str, from: ClientId, to: ClientId) -> bool {
+    fn set_owner(&mut self, name: &str, object: u64, to: ClientId) -> bool {
         let Some(versions) = self.entries.get_mut(name) else {
             return false;
         };
@@ -201,8 +212,7 @@ impl Registry for NameRegistry {
             .older
             .iter_mut()
             .chain(newest)
-            .rev()
-            .find(|e| e.owner == from)
+            .find(|e| e.object == object)
         {
             Some(e) => {
                 e.owner = to;

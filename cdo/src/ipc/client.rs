@@ -309,7 +309,9 @@ pub struct Client {
     pool: SegmentPool,
     /// Producer segments whose descriptor the manager holds.
     registered: FastSet<u64>,
-    offers: FastMap<Arc<str>, Slot>,
+    /// Our objects on offer by name, oldest first, each with the request
+    /// that offered it.
+    offers: FastMap<Arc<str>, Vec<(RequestId, Slot)>>,
     /// Offers not answered yet (one name allocation shared with `offers`).
     pending_offers: FastMap<RequestId, Arc<str>>,
     /// Offers not answered yet that carried a segment's descriptor: if
@@ -653,7 +655,9 @@ impl Client {
         attrs: Attributes,
         fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
     ) -> Result<Result<RequestId, E>, ClientError> {
-        if self.offers.contains_key(name) {
+        // Several versions of a name need withdrawals that name the one.
+        let versions = self.capabilities.contains(Capabilities::WITHDRAW_OFFER);
+        if !versions && self.offers.contains_key(name) {
             return Err(ClientError::Pool {
                 code: ErrorCode::DuplicateName,
                 text: name.into(),
@@ -685,9 +689,12 @@ impl Client {
         };
         let segment = slot.segment;
         let name: Arc<str> = name.into();
-        self.offers.insert(name.clone(), slot);
         let sent_fd = fd.is_some().then_some(segment);
         let id = self.submit(msg, fd)?;
+        self.offers
+            .entry(name.clone())
+            .or_default()
+            .push((id, slot));
         self.pending_offers.insert(id, name);
         if let Some(segment) = sent_fd {
             self.pending_fds.insert(id, segment);
@@ -841,12 +848,52 @@ impl Client {
     /// retracts) and until the object's minimum lifetime (`lifetime_ms`)
     /// ends, as in one process; then its reply (and the reuse of its
     /// memory) waits until no consumer holds a view of it.
+    /// Of several versions of the name, the newest is withdrawn.
     pub fn submit_withdraw(&mut self, name: &str) -> Result<RequestId, ClientError> {
         let id = self.submit(Msg::Withdraw { name: name.into() }, None)?;
-        if let Some(slot) = self.offers.remove(name) {
+        if let Some((_, slot)) = self.take_offer(name, |_| true) {
             self.withdrawing.insert(id, slot);
         }
         Ok(id)
+    }
+
+    /// [`Client::submit_withdraw`] of the object our request `offer`
+    /// offered as `name`, one of several versions of the name. A manager
+    /// that did not agree to [`Capabilities::WITHDRAW_OFFER`] took only
+    /// one offer of the name: it is withdrawn.
+    pub fn submit_withdraw_offer(
+        &mut self,
+        name: &str,
+        offer: RequestId,
+    ) -> Result<RequestId, ClientError> {
+        if !self.capabilities.contains(Capabilities::WITHDRAW_OFFER) {
+            return self.submit_withdraw(name);
+        }
+        let msg = Msg::WithdrawOffer {
+            name: name.into(),
+            offer,
+        };
+        let id = self.submit(msg, None)?;
+        if let Some((_, slot)) = self.take_offer(name, |request| request == offer) {
+            self.withdrawing.insert(id, slot);
+        }
+        Ok(id)
+    }
+
+    /// Takes the newest of our offers of `name` whose request passes
+    /// `which` off the books.
+    fn take_offer(
+        &mut self,
+        name: &str,
+        which: impl Fn(RequestId) -> bool,
+    ) -> Option<(RequestId, Slot)> {
+        let offers = self.offers.get_mut(name)?;
+        let i = offers.iter().rposition(|&(request, _)| which(request))?;
+        let taken = offers.remove(i);
+        if offers.is_empty() {
+            self.offers.remove(name);
+        }
+        Some(taken)
     }
 
     /// Returns a withdrawn object's slot to the pool and asks the manager to
@@ -1102,7 +1149,7 @@ impl Client {
 
     /// `(st_dev, st_ino)` of the shared memory holding our offered `name`.
     pub fn offered_identity(&self, name: &str) -> Option<(u64, u64)> {
-        let slot = self.offers.get(name)?;
+        let (_, slot) = self.offers.get(name)?.last()?;
         identity(self.pool.segment(slot.segment)?.fd().as_fd()).ok()
     }
 
@@ -1325,7 +1372,7 @@ impl Client {
                     })
             );
             if !offered {
-                if let Some(slot) = self.offers.remove(&name) {
+                if let Some((_, slot)) = self.take_offer(&name, |request| request == id) {
                     self.pool.release(slot);
                 }
                 // The manager may not have kept the descriptor.

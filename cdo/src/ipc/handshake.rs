@@ -125,6 +125,11 @@ impl Capabilities {
     /// hold none of its withdrawals. A client asks for it through
     /// [`ClientConfig::own_requires`](super::client::ClientConfig::own_requires).
     pub const OWN_REQUIRES: Capabilities = Capabilities(1 << 6);
+    /// A withdrawal may name the object by the request that offered it
+    /// ([`Msg::WithdrawOffer`]), so a client may have several versions of
+    /// a name on offer (under `duplicates: version`), as an in-process
+    /// application may.
+    pub const WITHDRAW_OFFER: Capabilities = Capabilities(1 << 7);
     /// Every capability this build knows.
     pub const KNOWN: Capabilities = Capabilities(
         Self::MEMFD.0
@@ -133,7 +138,8 @@ impl Capabilities {
             | Self::SCHEMA.0
             | Self::LIFECYCLE.0
             | Self::CONSUMER_ATTRIBUTES.0
-            | Self::OWN_REQUIRES.0,
+            | Self::OWN_REQUIRES.0
+            | Self::WITHDRAW_OFFER.0,
     );
 
     /// The set as bits.
@@ -181,6 +187,7 @@ impl fmt::Display for Capabilities {
             (Self::LIFECYCLE, "lifecycle"),
             (Self::CONSUMER_ATTRIBUTES, "consumer-attributes"),
             (Self::OWN_REQUIRES, "own-requires"),
+            (Self::WITHDRAW_OFFER, "withdraw-offer"),
         ];
         let mut first = true;
         let mut sep = |f: &mut fmt::Formatter<'_>| {

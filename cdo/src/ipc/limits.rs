@@ -166,6 +166,7 @@ pub fn check_request(msg: &Msg) -> Result<(), (ErrorCode, String)> {
         Msg::Require { name }
         | Msg::Demand { name }
         | Msg::Withdraw { name }
+        | Msg::WithdrawOffer { name, .. }
         | Msg::Retract { name } => check_object_name(name),
         Msg::Subscribe(req) | Msg::SubscribeReplay(req) => {
             check_selector(&req.selector)?;

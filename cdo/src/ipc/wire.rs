@@ -450,6 +450,18 @@ pub enum Msg {
     ///
     /// [`Capabilities::CONSUMER_ATTRIBUTES`]: super::handshake::Capabilities::CONSUMER_ATTRIBUTES
     RetractWith(ConsumerRef),
+    /// Client → manager: [`Msg::Withdraw`] of the object that the client's
+    /// request `offer` offered as `name`, where it may have several
+    /// versions of the name on offer. Only with the
+    /// [`Capabilities::WITHDRAW_OFFER`] capability agreed.
+    ///
+    /// [`Capabilities::WITHDRAW_OFFER`]: super::handshake::Capabilities::WITHDRAW_OFFER
+    WithdrawOffer {
+        /// The object's name.
+        name: String,
+        /// The request that offered it.
+        offer: RequestId,
+    },
 }
 
 /// A require or retract with the consumer handle's attributes

@@ -20,10 +20,57 @@ use crate::ipc::wire::{ErrorCode, Msg, RequestId};
 pub(super) struct Withdrawing {
     pub(super) name: String,
     pub(super) owner: ClientId,
+    /// The object withdrawn, when the request named it
+    /// ([`Msg::WithdrawOffer`]); else the owner's newest of the name when
+    /// the withdrawal is carried out.
+    pub(super) object: Option<u64>,
     pub(super) id: RequestId,
 }
 
 impl Engine {
+    /// Client `cid` asks by its request `id` to withdraw `object`, offered
+    /// as `name` (`None`: it offered nothing there), named by the request
+    /// when `named` (else its newest of the name when carried out):
+    /// withdrawn now, or once nothing holds it.
+    pub(super) fn request_withdrawal(
+        &mut self,
+        cid: ClientId,
+        id: RequestId,
+        name: String,
+        (object, named): (Option<u64>, bool),
+        out: &mut Outgoing,
+    ) -> Result<Option<Msg>, (ErrorCode, String)> {
+        let Some(object) = object else {
+            let code = match self.registry.get(&name) {
+                None => ErrorCode::UnknownName,
+                Some(_) => ErrorCode::NotOwner,
+            };
+            return Err((code, name));
+        };
+        if self.withdrawal_waits(&name, cid, object) {
+            // A held operation like one waiting for acknowledgements,
+            // under the same quota.
+            self.quotas.add(cid, Kind::Waiters);
+            self.withdrawing.push(Withdrawing {
+                name,
+                owner: cid,
+                object: named.then_some(object),
+                id,
+            });
+        } else {
+            self.withdraw(name, cid, Some(object), id, out);
+        }
+        Ok(None)
+    }
+
+    /// The object a waiting withdrawal takes, while it is on offer.
+    pub(super) fn withdrawn_object(&self, w: &Withdrawing) -> Option<u64> {
+        match w.object {
+            Some(object) => self.registry.get_object(&w.name, object).map(|e| e.object),
+            None => self.registry.get_of(&w.name, w.owner).map(|e| e.object),
+        }
+    }
+
     /// Whether the withdrawal by `owner` of `object`, offered as `name`,
     /// must wait: another client's require was matched with it (or
     /// `owner`'s own, when it asked for that:
@@ -66,12 +113,12 @@ impl Engine {
         self.config.producer_exit == ProducerExit::Keep && self.lifetime_left(object)
     }
 
-    /// Hands the object `owner` offered as `name` to the pool itself
+    /// Hands `object`, which `owner` offered as `name`, to the pool itself
     /// ([`KEEPER`]) as its producer goes: it stays on offer, and its
     /// withdrawal waits, as any other, for its lifetime and for the
     /// requires of other clients; nobody gets its reply.
-    pub(super) fn keep_offer(&mut self, name: String, owner: ClientId) {
-        if !self.registry.set_owner(&name, owner, KEEPER) {
+    pub(super) fn keep_offer(&mut self, name: String, owner: ClientId, object: u64) {
+        if !self.registry.set_owner(&name, object, KEEPER) {
             return;
         }
         self.quotas.sub(owner, Kind::Offers, 1);
@@ -79,6 +126,7 @@ impl Engine {
         self.withdrawing.push(Withdrawing {
             name,
             owner: KEEPER,
+            object: Some(object),
             id: 0,
         });
     }
@@ -91,21 +139,24 @@ impl Engine {
         }
         self.withdrawing
             .iter()
-            .filter_map(|w| self.registry.get_of(&w.name, w.owner))
-            .filter_map(|e| self.lifetimes.get(&e.object).copied())
+            .filter_map(|w| self.withdrawn_object(w))
+            .filter_map(|object| self.lifetimes.get(&object).copied())
             .min()
     }
 
-    /// Withdraws the object `owner` offered as `name` and answers its
-    /// request `id` now, or once the views still out are released.
+    /// Withdraws `object` (`None`: the newest), which `owner` offered as
+    /// `name`, and answers its request `id` now, or once the views still
+    /// out are released.
     pub(super) fn withdraw(
         &mut self,
         name: String,
         owner: ClientId,
+        object: Option<u64>,
         id: RequestId,
         out: &mut Outgoing,
     ) {
-        let Some(e) = self.take_offer(&name, owner) else {
+        let object = object.or_else(|| self.registry.get_of(&name, owner).map(|e| e.object));
+        let Some(e) = object.and_then(|object| self.take_offer(&name, object)) else {
             // Its earlier withdrawal, waiting for the same thing, took it.
             let msg = Msg::Error {
                 code: ErrorCode::UnknownName,
@@ -145,8 +196,8 @@ impl Engine {
         let (ready, waiting): (Vec<Withdrawing>, Vec<Withdrawing>) =
             std::mem::take(&mut self.withdrawing)
                 .into_iter()
-                .partition(|w| match self.registry.get_of(&w.name, w.owner) {
-                    Some(e) => !self.withdrawal_waits(&w.name, w.owner, e.object),
+                .partition(|w| match self.withdrawn_object(w) {
+                    Some(object) => !self.withdrawal_waits(&w.name, w.owner, object),
                     None => true,
                 });
         self.withdrawing = waiting;
@@ -163,7 +214,7 @@ impl Engine {
                 awaited: 0,
             });
             let start = out.len();
-            self.withdraw(w.name, w.owner, w.id, out);
+            self.withdraw(w.name, w.owner, w.object, w.id, out);
             let Some(cur) = self.current.take().filter(|c| c.awaited > 0) else {
                 continue;
             };
