@@ -84,12 +84,13 @@ fn add(a: &AtomicU64, n: u64) {
     a.store(a.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
-/// The live counters of a pool.
+/// The live counters of a pool; a clone counts into the same ones.
+#[derive(Clone)]
 pub(crate) struct Counters {
     /// Tells this pool's blocks apart in the threads' lists.
     id: u64,
     spaces: usize,
-    blocks: Mutex<Vec<Arc<CachePadded<Block>>>>,
+    blocks: Arc<Mutex<Vec<Arc<CachePadded<Block>>>>>,
     /// When counting began (the pool was made).
     started: Instant,
 }
@@ -104,7 +105,7 @@ impl Counters {
         Counters {
             id: NEXT_ID.fetch_add(1, Relaxed),
             spaces,
-            blocks: Mutex::default(),
+            blocks: Arc::default(),
             started: Instant::now(),
         }
     }

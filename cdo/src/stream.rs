@@ -58,32 +58,38 @@ impl GroupState {
             .map(|(_, q)| q)
     }
 
-    /// Puts a record the book gave to a member in that member's queue.
-    fn hand(&mut self, given: Option<(u64, Arc<Offer>)>) {
+    /// Puts a record the book gave to a member in that member's queue,
+    /// counted as delivered then (as a pool manager counts a record when
+    /// it sends it to the member).
+    fn hand(&mut self, given: Option<(u64, Arc<Offer>)>, counters: &Counters) {
         if let Some((id, offer)) = given {
-            match self.queue(id) {
-                Some(q) => q.push_back(offer),
+            let Some(q) = self.queue(id) else {
                 // Seats and queues come and go together.
-                None => offer.unpin(),
+                return offer.unpin();
+            };
+            counters.bump(Counter::Streamed);
+            if let Some(space) = offer.data.space() {
+                counters.transfer(space, space, offer.data.len(), false);
             }
+            q.push_back(offer);
         }
     }
 
     /// Gives `offer` to a member with room, or queues it in the group;
     /// releases it when the group has no member.
-    fn deliver(&mut self, offer: Arc<Offer>) {
+    fn deliver(&mut self, offer: Arc<Offer>, counters: &Counters) {
         if self.book.has_no_seat() {
             return offer.unpin();
         }
         let given = self.book.route(offer, false);
-        self.hand(given);
+        self.hand(given, counters);
     }
 
     /// Hands waiting records to members with room, oldest first.
-    fn drain(&mut self) {
+    fn drain(&mut self, counters: &Counters) {
         while let Some(offer) = self.book.take_queued(|_| false) {
             let given = self.book.route(offer, false);
-            self.hand(given);
+            self.hand(given, counters);
         }
     }
 }
@@ -93,6 +99,9 @@ struct Group {
     selector: Selector,
     state: Mutex<GroupState>,
     cv: Condvar,
+    /// The pool's counters, which count the records given to members (a
+    /// clone: a record may outlive its pool).
+    counters: Counters,
 }
 
 /// The consumer groups of a pool.
@@ -123,7 +132,7 @@ impl Streams {
         for g in groups.iter() {
             if g.selector.matches(&offer.view()) {
                 offer.pin();
-                lock(&g.state).deliver(Arc::clone(offer));
+                lock(&g.state).deliver(Arc::clone(offer), &g.counters);
                 g.cv.notify_all();
             }
         }
@@ -131,7 +140,7 @@ impl Streams {
 
     pub(crate) fn join<'p>(
         &'p self,
-        counters: &'p Counters,
+        counters: &Counters,
         name: &str,
         selector: &str,
     ) -> Result<Member<'p>> {
@@ -153,6 +162,7 @@ impl Streams {
                     selector: parsed,
                     state: Mutex::new(GroupState::new(self.keep_orphans)),
                     cv: Condvar::new(),
+                    counters: counters.clone(),
                 });
                 groups.push(Arc::clone(&g));
                 self.count.store(groups.len(), Ordering::Relaxed);
@@ -164,12 +174,11 @@ impl Streams {
         s.next_id += 1;
         s.book.join(id, 1, false);
         s.queues.push((id, VecDeque::new()));
-        s.drain();
+        s.drain(&group.counters);
         drop(s);
         group.cv.notify_all();
         Ok(Member {
             streams: self,
-            counters,
             group,
             id,
         })
@@ -188,7 +197,7 @@ impl Streams {
             groups.retain(|g| !Arc::ptr_eq(g, group));
             self.count.store(groups.len(), Ordering::Relaxed);
         }
-        s.drain();
+        s.drain(&group.counters);
         drop(s);
         group.cv.notify_all();
     }
@@ -198,7 +207,6 @@ impl Streams {
 /// records to the other members.
 pub struct Member<'p> {
     streams: &'p Streams,
-    counters: &'p Counters,
     group: Arc<Group>,
     id: u64,
 }
@@ -233,11 +241,6 @@ impl<'p> Member<'p> {
         loop {
             if let Some(offer) = s.queue(self.id)?.pop_front() {
                 drop(s);
-                self.counters.bump(Counter::Streamed);
-                if let Some(space) = offer.data.space() {
-                    self.counters
-                        .transfer(space, space, offer.data.len(), false);
-                }
                 return Some(Record {
                     group: Arc::clone(&self.group),
                     member: self.id,
@@ -312,7 +315,7 @@ impl Record {
             let mut s = lock(&self.group.state);
             s.book.done(self.member);
             let waiting = s.book.queued_len() > 0;
-            s.drain();
+            s.drain(&self.group.counters);
             drop(s);
             if waiting {
                 self.group.cv.notify_all();
@@ -327,7 +330,7 @@ impl Drop for Record {
         if let Some(offer) = self.offer.take() {
             let mut s = lock(&self.group.state);
             match s.book.give_back(self.member, offer, false) {
-                Ok(given) => s.hand(given),
+                Ok(given) => s.hand(given, &self.group.counters),
                 Err(released) => released.unpin(),
             }
             drop(s);

@@ -1090,6 +1090,10 @@ fn the_pool_counts_offers_views_and_objects_the_same_way() {
         let after_offers = consumer.stats().unwrap();
         assert_eq!(after_offers.objects - before.objects, 2, "{label}");
         assert_eq!(after_offers.offered - before.offered, 2, "{label}");
+        // The record counts once given to the member, before it takes it
+        // (in process it was counted when taken).
+        assert_eq!(after_offers.views - before.views, 1, "{label}");
+        assert_eq!(after_offers.view_bytes - before.view_bytes, 30, "{label}");
 
         let mut c = consumer.declare("count/plain").unwrap();
         c.require().unwrap();

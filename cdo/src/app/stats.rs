@@ -14,8 +14,8 @@ pub struct PoolStats {
     /// Offers made.
     pub offered: u64,
     /// Data handed to consumers: demands served and consumer-group records
-    /// delivered (through a manager counted when sent to the member, in
-    /// process when the member takes it).
+    /// given to a member (counted when given, before the member takes it;
+    /// a record given back and given again counts again).
     pub views: u64,
     /// Bytes of those views.
     pub view_bytes: u64,
