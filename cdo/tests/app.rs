@@ -131,6 +131,16 @@ fn both_keeping(keep: bool, body: impl Fn(&Host)) {
     both_with(&setup, body);
 }
 
+/// [`both`], with pools that keep a second offer of a name as a newer
+/// version.
+fn both_with_versions(body: impl Fn(&Host)) {
+    let setup = Setup {
+        duplicates: DuplicateOffers::Version,
+        ..Setup::default()
+    };
+    both_with(&setup, body);
+}
+
 /// [`both`], with pools configured by `setup`.
 fn both_with(setup: &Setup, body: impl Fn(&Host)) {
     let local = Host::in_process(setup);
@@ -1935,11 +1945,7 @@ fn padded_and_tiled_arrays_are_delivered_dense_in_the_wanted_order() {
 /// the manager did not let a client's own requires hold anything.
 #[test]
 fn an_application_s_own_require_holds_only_the_object_it_was_matched_with() {
-    let setup = Setup {
-        duplicates: DuplicateOffers::Version,
-        ..Setup::default()
-    };
-    both_with(&setup, |host| {
+    both_with_versions(|host| {
         let label = host.label();
         let app = host.app("app");
         let other = host.app("other");
@@ -1983,11 +1989,7 @@ fn an_application_s_own_require_holds_only_the_object_it_was_matched_with() {
 /// by its name and producer only.
 #[test]
 fn one_application_offers_and_withdraws_versions_of_a_name() {
-    let setup = Setup {
-        duplicates: DuplicateOffers::Version,
-        ..Setup::default()
-    };
-    both_with(&setup, |host| {
+    both_with_versions(|host| {
         let label = host.label();
         let app = host.app("app");
         let consumer = host.app("consumer");
