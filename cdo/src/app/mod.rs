@@ -129,9 +129,9 @@
 //! * **Versions from one application.** Under
 //!   [`DuplicateOffers::Version`](crate::DuplicateOffers::Version) an
 //!   application may offer a newer version of a name it offers already,
-//!   and each handle withdraws its own, in both; a manager that predates
-//!   the `withdraw-offer` capability refuses the second offer with
-//!   [`Error::AlreadyOffered`].
+//!   each handle withdrawing its own, in both; only a manager that
+//!   predates the `withdraw-offer` capability refuses the second offer
+//!   (with [`Error::AlreadyOffered`]).
 //! * **Attributes.** [`Cdo::set`] checks user attributes against the
 //!   pool's schema at once, and [`Cdo::seal`] its required keys, in both
 //!   deployments: a manager sends its schema to the clients that join it

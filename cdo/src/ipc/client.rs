@@ -847,8 +847,8 @@ impl Client {
     /// offer, while another client requires the name (until it demands or
     /// retracts) and until the object's minimum lifetime (`lifetime_ms`)
     /// ends, as in one process; then its reply (and the reuse of its
-    /// memory) waits until no consumer holds a view of it.
-    /// Of several versions of the name, the newest is withdrawn.
+    /// memory) waits until no consumer holds a view of it. Of several
+    /// versions of the name on offer, our newest is withdrawn.
     pub fn submit_withdraw(&mut self, name: &str) -> Result<RequestId, ClientError> {
         let id = self.submit(Msg::Withdraw { name: name.into() }, None)?;
         if let Some((_, slot)) = self.take_offer(name, |_| true) {

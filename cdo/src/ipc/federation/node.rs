@@ -603,10 +603,7 @@ impl Link {
 /// An object of this node offered to the peers: under versions, the
 /// newest on offer here as its name.
 struct Export {
-    attrs: Attributes,
-    payload: Payload,
-    /// The manager's identifier of the object, when known.
-    object: Option<u64>,
+    readable: Readable,
     /// Once withdrawn here: since when, and the peers whose answer is
     /// still awaited (exposed objects only).
     withdrawal: Option<(Instant, HashSet<String>)>,
@@ -615,7 +612,8 @@ struct Export {
     superseded: bool,
 }
 
-/// An object of this node made readable by the peers.
+/// An object of this node made readable by the peers (to export or to
+/// lend).
 struct Readable {
     attrs: Attributes,
     payload: Payload,
@@ -1462,7 +1460,8 @@ impl Node {
                     EventKind::Require | EventKind::Demand | EventKind::Retract
                 );
                 if let Some(export) = self.exports.get(&name).filter(|_| consumer_kind) {
-                    self.control.raise_remote(kind, &name, &export.attrs, peer);
+                    self.control
+                        .raise_remote(kind, &name, &export.readable.attrs, peer);
                 }
             }
             PeerMsg::Done { event } => {
@@ -1670,7 +1669,8 @@ impl Node {
         object: Option<u64>,
     ) {
         if let Some(export) = self.exports.get_mut(&name) {
-            let newer = matches!((object, export.object), (Some(new), Some(old)) if new > old);
+            let newer =
+                matches!((object, export.readable.object), (Some(new), Some(old)) if new > old);
             if !newer {
                 return;
             }
@@ -1702,7 +1702,7 @@ impl Node {
             return;
         };
         let newest = self.control.offered_object(name);
-        if export.object.is_some() && newest == export.object {
+        if export.readable.object.is_some() && newest == export.readable.object {
             return;
         }
         export.superseded |= newest.is_some();
@@ -1721,15 +1721,8 @@ impl Node {
 
     /// Exports `name` as `readable` and tells the peers.
     fn publish(&mut self, name: String, readable: Readable) {
-        let Readable {
-            attrs,
-            payload,
-            object,
-        } = readable;
         let export = Export {
-            attrs,
-            payload,
-            object,
+            readable,
             withdrawal: None,
             superseded: false,
         };
@@ -1815,7 +1808,7 @@ impl Node {
         if export.withdrawal.is_some() {
             return true;
         }
-        if let Payload::Inline(_) = export.payload {
+        if let Payload::Inline(_) = export.readable.payload {
             // No peer reads this node's memory for it: nothing to wait for.
             self.exports.remove(name);
             self.broadcast(&PeerMsg::Withdrawn { name: name.into() });
@@ -1839,7 +1832,7 @@ impl Node {
         let Some(export) = self.exports.remove(name) else {
             return false;
         };
-        if let Payload::Exposed { .. } = export.payload {
+        if let Payload::Exposed { .. } = export.readable.payload {
             self.unexpose(name);
         }
         self.publish_status();
@@ -2176,7 +2169,7 @@ impl Node {
 
 /// The offer message of an export.
 fn offered(name: &str, e: &Export) -> PeerMsg {
-    carrying(name, &e.attrs, &e.payload, false)
+    carrying(name, &e.readable.attrs, &e.readable.payload, false)
 }
 
 /// The message that tells a peer how to take `name`'s bytes: its offer,
