@@ -27,8 +27,10 @@
 //! [`OfferView`](crate::engine::registry::OfferView)), but not `space` and
 //! `tier`: its objects lie in memfd segments, in no mamba space.
 
+use crate::config::UnknownAttributes;
 use crate::engine::names::{members_listed, members_value, MEMBERS};
 use crate::error::{Error, Result};
+use crate::schema::Schema;
 use crate::value::{Value, ValueType};
 use mamba::{SpaceId, Tier};
 use std::collections::BTreeMap;
@@ -616,6 +618,49 @@ fn uint_list(items: &[usize]) -> Value {
 
 fn choice<T>(key: &str, v: &Value, parse: impl Fn(&str) -> Option<T>) -> Result<T> {
     parse(text(key, v)?).ok_or_else(|| mismatch(key, ValueType::Str, v))
+}
+
+/// `attrs` with `key` set to `value`, as a handle of either deployment
+/// sets it: a built-in type-checked ([`set_builtin`]), a user key checked
+/// against `schema` with what it does to keys it does not know (as given
+/// without one: a manager that sent none checks at the offer). `None`
+/// when the schema drops the key. A copy: a failure leaves `attrs` as it
+/// was.
+///
+/// # Errors
+/// Those of [`set_builtin`] and [`Schema::check`].
+pub(crate) fn set_attribute(
+    attrs: &Attributes,
+    key: &str,
+    value: Value,
+    schema: Option<(&Schema, UnknownAttributes)>,
+) -> Result<Option<Attributes>> {
+    if is_builtin(key) {
+        return set_builtin(attrs, key, &value).map(Some);
+    }
+    let value = match schema {
+        Some((schema, unknown)) => schema.check(key, value, unknown)?,
+        None => Some(value),
+    };
+    Ok(value.map(|v| {
+        let mut new = attrs.clone();
+        new.user.insert(key.to_owned(), v);
+        new
+    }))
+}
+
+/// Whether a size agrees with the bytes already attached, if any: the
+/// reason when it does not.
+pub(crate) fn check_attached(
+    size: Option<u64>,
+    attached: Option<usize>,
+) -> std::result::Result<(), String> {
+    match (size, attached) {
+        (Some(s), Some(n)) if s != n as u64 => {
+            Err(format!("size {s} differs from the {n} bytes attached"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Applies a built-in attribute to a copy of `attrs` (so that a failure

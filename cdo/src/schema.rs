@@ -283,9 +283,32 @@ impl Schema {
         }
     }
 
+    /// Checks that the user attributes `user` of the CDO `name` hold the
+    /// schema's required keys, as both deployments' handles do at the
+    /// seal.
+    ///
+    /// # Errors
+    /// [`Error::MissingAttribute`] naming the first one missing.
+    pub(crate) fn check_required(
+        &self,
+        name: &std::sync::Arc<str>,
+        user: &BTreeMap<String, Value>,
+    ) -> Result<()> {
+        match self.missing(user) {
+            None => Ok(()),
+            Some(key) => Err(Error::MissingAttribute {
+                name: std::sync::Arc::clone(name),
+                key,
+            }),
+        }
+    }
+
     /// The first required key missing from `user`, among the namespaces
     /// `user` uses.
     pub fn missing(&self, user: &BTreeMap<String, Value>) -> Option<String> {
+        if self.namespaces.is_empty() {
+            return None;
+        }
         let mut used: Vec<&str> = user.keys().filter_map(|k| k.split('.').next()).collect();
         used.dedup();
         used.into_iter().find_map(|ns| {

@@ -381,27 +381,13 @@ impl<'p> RemoteCdo<'p> {
     /// otherwise). False when the attribute was dropped as unknown.
     pub(super) fn set(&mut self, key: &str, value: Value) -> Result<bool> {
         self.check(Op::SetAttribute)?;
-        if attrs::is_builtin(key) {
-            let new = attrs::set_builtin(&self.attrs, key, &value)?;
-            if let (Some(size), Some(b)) = (new.size, &self.bytes) {
-                if size != b.len() as u64 {
-                    return Err(self.inconsistent(format!(
-                        "size {size} differs from the {} bytes attached",
-                        b.len()
-                    )));
-                }
-            }
-            self.attrs = new;
-            return Ok(true);
-        }
-        let value = match &self.remote.schema {
-            Some(m) => match m.schema.check(key, value, m.unknown)? {
-                Some(v) => v,
-                None => return Ok(false),
-            },
-            None => value,
+        let schema = self.remote.schema.as_ref().map(|m| (&*m.schema, m.unknown));
+        let Some(new) = attrs::set_attribute(&self.attrs, key, value, schema)? else {
+            return Ok(false);
         };
-        self.attrs.user.insert(key.to_owned(), value);
+        let attached = self.bytes.as_ref().map(Vec::len);
+        attrs::check_attached(new.size, attached).map_err(|reason| self.inconsistent(reason))?;
+        self.attrs = new;
         Ok(true)
     }
 
@@ -470,12 +456,7 @@ impl<'p> RemoteCdo<'p> {
     pub(super) fn seal(&mut self) -> Result<()> {
         let next = self.check(Op::Seal)?;
         if let Some(m) = &self.remote.schema {
-            if let Some(key) = m.schema.missing(&self.attrs.user) {
-                return Err(Error::MissingAttribute {
-                    name: Arc::clone(&self.name),
-                    key,
-                });
-            }
+            m.schema.check_required(&self.name, &self.attrs.user)?;
         }
         self.state = next;
         self.tell(EventKind::Seal, Op::Seal)

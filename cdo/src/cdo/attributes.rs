@@ -16,21 +16,10 @@ impl Cdo<'_> {
     /// [`Error::TypeMismatch`](crate::Error::TypeMismatch), [`Error::ReadOnlyAttribute`](crate::Error::ReadOnlyAttribute).
     pub fn set(&mut self, key: &str, value: impl Into<Value>) -> Result<bool> {
         self.check(Op::SetAttribute)?;
-        let value = value.into();
-        if attrs::is_builtin(key) {
-            self.modify(|a| attrs::set_builtin(a, key, &value))?;
-            return Ok(true);
-        }
-        match self
-            .pool
-            .schema
-            .check(key, value, self.pool.config.unknown_attributes)?
-        {
+        let schema = (&self.pool.schema, self.pool.config.unknown_attributes);
+        match attrs::set_attribute(self.attributes(), key, value.into(), Some(schema))? {
             None => Ok(false),
-            Some(v) => {
-                self.attributes_mut().user.insert(key.to_owned(), v);
-                Ok(true)
-            }
+            Some(new) => self.replace_attributes(new).map(|()| true),
         }
     }
 

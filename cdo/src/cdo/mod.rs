@@ -12,7 +12,7 @@ mod withdrawal;
 
 pub use withdrawal::Withdrawal;
 
-use crate::attrs::Attributes;
+use crate::attrs::{check_attached, Attributes};
 use crate::data::{Buffer, Data};
 use crate::engine::FaultPolicy;
 use crate::error::{Error, Result};
@@ -339,15 +339,14 @@ impl<'p> Cdo<'p> {
     fn modify(&mut self, f: impl FnOnce(&Attributes) -> Result<Attributes>) -> Result<()> {
         self.check(Op::SetAttribute)?;
         let new = f(self.attributes())?;
-        if let Some(b) = &self.buffer {
-            if new.size.is_some_and(|s| s != b.len() as u64) {
-                return Err(self.inconsistent(format!(
-                    "size {:?} differs from the {} bytes attached",
-                    new.size,
-                    b.len()
-                )));
-            }
-        }
+        self.replace_attributes(new)
+    }
+
+    /// Takes `new` as the attributes, unless its size disagrees with the
+    /// data attached.
+    fn replace_attributes(&mut self, new: Attributes) -> Result<()> {
+        let attached = self.buffer.as_ref().map(Data::len);
+        check_attached(new.size, attached).map_err(|reason| self.inconsistent(reason))?;
         self.attrs = Some(Arc::new(new));
         Ok(())
     }

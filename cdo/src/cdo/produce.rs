@@ -170,12 +170,9 @@ impl Cdo<'_> {
                 return Err(self.inconsistent(format!("size {s} but {} bytes", b.len())));
             }
         }
-        if let Some(key) = self.pool.schema.missing(&self.attributes().user) {
-            return Err(Error::MissingAttribute {
-                name: Arc::clone(&self.entry.name),
-                key,
-            });
-        }
+        self.pool
+            .schema
+            .check_required(&self.entry.name, &self.attributes().user)?;
         if size != self.attributes().size {
             self.attributes_mut().size = size;
         }
