@@ -465,7 +465,7 @@ impl Attributes {
     }
 
     /// Rebuilds typed attributes from a flat map; user keys are taken as
-    /// they are (check them with a [`Schema`](crate::Schema)).
+    /// they are (check them with a [`Schema`]).
     ///
     /// # Errors
     /// [`Error::TypeMismatch`] for a built-in key with a value of the wrong

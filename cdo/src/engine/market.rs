@@ -633,7 +633,6 @@ impl Engine {
             .expect("client checked by handle")
     }
 
-    #[allow(clippy::too_many_arguments)]
     /// Offers `size` bytes at `(segment key, offset)` as `name` for
     /// client `cid`, by its request `id`.
     #[allow(clippy::too_many_arguments)]
