@@ -153,7 +153,21 @@ fn both_with(setup: &Setup, body: impl Fn(&Host)) {
 
 /// Offers `bytes` under `name` from `pool`.
 fn offer<'p>(pool: &'p Pool, name: &str, bytes: &[u8]) -> cdo::app::Cdo<'p> {
+    offer_as(pool, name, &[], bytes)
+}
+
+/// Offers `bytes` under `name` from `pool` with the producer attributes
+/// `attrs` set (`shape`, `element_type` and the like).
+fn offer_as<'p>(
+    pool: &'p Pool,
+    name: &str,
+    attrs: &[(&str, Value)],
+    bytes: &[u8],
+) -> cdo::app::Cdo<'p> {
     let mut cdo = pool.declare(name).unwrap();
+    for (key, value) in attrs {
+        cdo.set(key, value.clone()).unwrap();
+    }
     cdo.write(bytes).unwrap();
     cdo.seal().unwrap();
     cdo.offer().unwrap();
@@ -1877,23 +1891,26 @@ fn padded_and_tiled_arrays_are_delivered_dense_in_the_wanted_order() {
             padded.extend((0..4).map(|c| r * 10 + c));
             padded.push(99);
         }
-        let mut p = producer.declare("layout/padded").unwrap();
-        p.set("element_type", "u16").unwrap();
-        p.set("shape", uints(&[3, 4])).unwrap();
-        p.set("strides", uints(&[5, 1])).unwrap();
-        p.write(&u16_bytes(&padded)).unwrap();
-        p.seal().unwrap();
-        p.offer().unwrap();
+        let padded_attrs = [
+            ("element_type", "u16".into()),
+            ("shape", uints(&[3, 4])),
+            ("strides", uints(&[5, 1])),
+        ];
+        let mut p = offer_as(
+            &producer,
+            "layout/padded",
+            &padded_attrs,
+            &u16_bytes(&padded),
+        );
 
         // 4 x 4 in 2 x 2 tiles, each stored whole, row by row.
         let tiled: Vec<u16> = vec![0, 1, 10, 11, 2, 3, 12, 13, 20, 21, 30, 31, 22, 23, 32, 33];
-        let mut t = producer.declare("layout/tiled").unwrap();
-        t.set("element_type", "u16").unwrap();
-        t.set("shape", uints(&[4, 4])).unwrap();
-        t.set("tile", uints(&[2, 2])).unwrap();
-        t.write(&u16_bytes(&tiled)).unwrap();
-        t.seal().unwrap();
-        t.offer().unwrap();
+        let tiled_attrs = [
+            ("element_type", "u16".into()),
+            ("shape", uints(&[4, 4])),
+            ("tile", uints(&[2, 2])),
+        ];
+        let mut t = offer_as(&producer, "layout/tiled", &tiled_attrs, &u16_bytes(&tiled));
 
         let demanded = |name: &str, order: Option<&str>| {
             let wanted: Vec<(&str, Value)> = order
@@ -2022,12 +2039,8 @@ fn a_dense_array_is_delivered_padded_or_tiled_as_wanted() {
         let rows: Vec<u16> = (0..3)
             .flat_map(|r| (0..4).filter_map(move |c| at(r, c)))
             .collect();
-        let mut p = producer.declare("layout/dense").unwrap();
-        p.set("element_type", "u16").unwrap();
-        p.set("shape", uints(&[3, 4])).unwrap();
-        p.write(&u16_bytes(&rows)).unwrap();
-        p.seal().unwrap();
-        p.offer().unwrap();
+        let array = [("element_type", "u16".into()), ("shape", uints(&[3, 4]))];
+        let mut p = offer_as(&producer, "layout/dense", &array, &u16_bytes(&rows));
 
         let demanded = |wanted: &[(&str, Value)]| demand_as(&consumer, "layout/dense", wanted);
         // Columns padded to 4 elements (the last one ends at its last
@@ -2138,21 +2151,17 @@ fn an_array_of_records_is_reordered_and_restored_at_once() {
             xs.chain(cells.iter().flat_map(|&(r, c)| id(r, c)))
                 .collect()
         };
-        let shape = uints(&[2, 3]);
-        let fields = uints(&[8, 4]);
         let mut offered = Vec::new();
         for (name, records, bytes) in [
             ("recs/aos", "together", together(&rows)),
             ("recs/soa", "separate", separate(&rows)),
         ] {
-            let mut p = producer.declare(name).unwrap();
-            p.set("shape", shape.clone()).unwrap();
-            p.set("fields", fields.clone()).unwrap();
-            p.set("records", records).unwrap();
-            p.write(&bytes).unwrap();
-            p.seal().unwrap();
-            p.offer().unwrap();
-            offered.push(p);
+            let attrs = [
+                ("shape", uints(&[2, 3])),
+                ("fields", uints(&[8, 4])),
+                ("records", records.into()),
+            ];
+            offered.push(offer_as(&producer, name, &attrs, &bytes));
         }
         let demanded = |name: &str, records: &str| {
             let wanted = [
