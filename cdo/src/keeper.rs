@@ -11,6 +11,7 @@
 //! [`ProducerExit::Keep`](crate::engine::ProducerExit::Keep)
 //! (offer-and-exit).
 
+use crate::engine::rules::lifetime_over;
 use crate::events::{Bus, EventKind, Participant, Subject};
 use crate::registry::{lock, Entry, Offer, Registry};
 use std::sync::{Arc, Condvar, Mutex};
@@ -155,7 +156,7 @@ fn run(inner: &Arc<Inner>, parts: &PoolParts) {
         }
         books.woken = false;
         let now = Instant::now();
-        let ended = |k: &Kept| k.offer.expiry.is_none_or(|end| end <= now);
+        let ended = |k: &Kept| lifetime_over(k.offer.expiry, || now);
         let due = |k: &Kept| ended(k) && !k.offer.pinned();
         let (ready, waiting): (Vec<Kept>, Vec<Kept>) =
             std::mem::take(&mut books.kept).into_iter().partition(due);

@@ -42,7 +42,7 @@
 use crate::attrs::{Attributes, Layout, Order, Place, Records};
 use crate::data::{Buffer, Data};
 use crate::error::{Error, Result};
-use mamba::{Mamba, Policy};
+use mamba::{Mamba, Policy, SpaceId};
 use mamba_transforms::{ExecOptions, RecordLayout};
 use std::sync::Arc;
 
@@ -117,6 +117,16 @@ impl<'a> Want<'a> {
     /// records are wanted stored otherwise than the producer stored them.
     pub fn converts(&self) -> bool {
         self.reorders() || self.records.is_some_and(|r| r.converts())
+    }
+
+    /// Where a copy for the consumer goes: its wanted place, else
+    /// `otherwise`.
+    pub(crate) fn policy(&self, otherwise: SpaceId) -> Policy {
+        match self.place {
+            Some(Place::Space(s)) => Policy::require(s),
+            Some(Place::Tier(t)) => Policy::require(t),
+            None => Policy::require(otherwise),
+        }
     }
 
     /// Whether the consumer names a layout (an order, strides or a tile).
@@ -219,11 +229,7 @@ impl Transport for LocalTransport {
                 copied: false,
             });
         }
-        let policy = match want.place {
-            Some(Place::Space(s)) => Policy::require(s),
-            Some(Place::Tier(t)) => Policy::require(t),
-            None => Policy::require(src.space()),
-        };
+        let policy = want.policy(src.space());
         let buf = if src.host_accessible() {
             copy_converted(&self.mamba, name, src.as_slice()?, &policy, want)?
         } else {

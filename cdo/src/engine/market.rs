@@ -464,14 +464,14 @@ impl Engine {
             },
             Msg::Withdraw { name } => {
                 let object = self.registry.get_of(&name, cid).map(|e| e.object);
-                self.request_withdrawal(cid, id, name, (object, false), out)
+                self.request_withdrawal(cid, id, name, object, false, out)
             }
             Msg::WithdrawOffer { name, offer } => {
                 let object = self
                     .registry
                     .get_offered_by(&name, cid, offer)
                     .map(|e| e.object);
-                self.request_withdrawal(cid, id, name, (object, true), out)
+                self.request_withdrawal(cid, id, name, object, true, out)
             }
             Msg::Release { objects } => {
                 for object in objects {

@@ -297,6 +297,22 @@ impl Notice {
     }
 }
 
+/// Our offers of one name: one, or several versions (under
+/// `duplicates: version`); the older ones allocate nothing until there
+/// are some.
+struct Offered {
+    newest: (RequestId, Slot),
+    older: Vec<(RequestId, Slot)>,
+}
+
+impl Offered {
+    /// A newer version.
+    fn push(&mut self, offer: (RequestId, Slot)) {
+        let older = std::mem::replace(&mut self.newest, offer);
+        self.older.push(older);
+    }
+}
+
 /// A joined member of a pool.
 pub struct Client {
     reader: Reader,
@@ -309,9 +325,8 @@ pub struct Client {
     pool: SegmentPool,
     /// Producer segments whose descriptor the manager holds.
     registered: FastSet<u64>,
-    /// Our objects on offer by name, oldest first, each with the request
-    /// that offered it.
-    offers: FastMap<Arc<str>, Vec<(RequestId, Slot)>>,
+    /// Our objects on offer by name, each with the request that offered it.
+    offers: FastMap<Arc<str>, Offered>,
     /// Offers not answered yet (one name allocation shared with `offers`).
     pending_offers: FastMap<RequestId, Arc<str>>,
     /// Offers not answered yet that carried a segment's descriptor: if
@@ -691,10 +706,16 @@ impl Client {
         let name: Arc<str> = name.into();
         let sent_fd = fd.is_some().then_some(segment);
         let id = self.submit(msg, fd)?;
-        self.offers
-            .entry(name.clone())
-            .or_default()
-            .push((id, slot));
+        match self.offers.get_mut(&name) {
+            Some(offered) => offered.push((id, slot)),
+            None => {
+                let offered = Offered {
+                    newest: (id, slot),
+                    older: Vec::new(),
+                };
+                self.offers.insert(name.clone(), offered);
+            }
+        }
         self.pending_offers.insert(id, name);
         if let Some(segment) = sent_fd {
             self.pending_fds.insert(id, segment);
@@ -887,13 +908,18 @@ impl Client {
         name: &str,
         which: impl Fn(RequestId) -> bool,
     ) -> Option<(RequestId, Slot)> {
-        let offers = self.offers.get_mut(name)?;
-        let i = offers.iter().rposition(|&(request, _)| which(request))?;
-        let taken = offers.remove(i);
-        if offers.is_empty() {
-            self.offers.remove(name);
+        let offered = self.offers.get_mut(name)?;
+        if which(offered.newest.0) {
+            return match offered.older.pop() {
+                Some(older) => Some(std::mem::replace(&mut offered.newest, older)),
+                None => self.offers.remove(name).map(|o| o.newest),
+            };
         }
-        Some(taken)
+        let i = offered
+            .older
+            .iter()
+            .rposition(|&(request, _)| which(request))?;
+        Some(offered.older.remove(i))
     }
 
     /// Returns a withdrawn object's slot to the pool and asks the manager to
@@ -1149,7 +1175,7 @@ impl Client {
 
     /// `(st_dev, st_ino)` of the shared memory holding our offered `name`.
     pub fn offered_identity(&self, name: &str) -> Option<(u64, u64)> {
-        let (_, slot) = self.offers.get(name)?.last()?;
+        let (_, slot) = &self.offers.get(name)?.newest;
         identity(self.pool.segment(slot.segment)?.fd().as_fd()).ok()
     }
 

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use mamba::{Mamba, Policy, SpaceId};
+use mamba::{Mamba, SpaceId};
 
-use crate::attrs::{Attributes, Place};
+use crate::attrs::Attributes;
 use crate::data::Buffer;
 use crate::error::Result;
 use crate::ipc::client::View;
@@ -32,10 +32,5 @@ pub fn convert_view(mamba: &Arc<Mamba>, view: &View, wanted: &Attributes) -> Res
     let attrs = Attributes::from_flat(view.attrs())?;
     let name: Arc<str> = view.name().into();
     let want = Want::for_offer(&attrs, wanted);
-    let policy = match wanted.wanted_place {
-        Some(Place::Space(s)) => Policy::require(s),
-        Some(Place::Tier(t)) => Policy::require(t),
-        None => Policy::require(SpaceId(0)),
-    };
-    copy_converted(mamba, &name, view, &policy, &want)
+    copy_converted(mamba, &name, view, &want.policy(SpaceId(0)), &want)
 }

@@ -29,15 +29,17 @@ pub(super) struct Withdrawing {
 
 impl Engine {
     /// Client `cid` asks by its request `id` to withdraw `object`, offered
-    /// as `name` (`None`: it offered nothing there), named by the request
-    /// when `named` (else its newest of the name when carried out):
-    /// withdrawn now, or once nothing holds it.
+    /// as `name` (`None`: it offered nothing there). A request that
+    /// `named` the object withdraws that one; else the client's newest of
+    /// the name when the withdrawal is carried out. Withdrawn now, or once
+    /// nothing holds it.
     pub(super) fn request_withdrawal(
         &mut self,
         cid: ClientId,
         id: RequestId,
         name: String,
-        (object, named): (Option<u64>, bool),
+        object: Option<u64>,
+        named: bool,
         out: &mut Outgoing,
     ) -> Result<Option<Msg>, (ErrorCode, String)> {
         let Some(object) = object else {

@@ -676,8 +676,7 @@ impl Source {
 /// each has answered (`Released`), its link ended, or the remote timeout
 /// passed since the latest asked.
 struct Lent {
-    attrs: Attributes,
-    payload: Payload,
+    readable: Readable,
     readers: HashSet<String>,
     since: Instant,
 }
@@ -1864,7 +1863,7 @@ impl Node {
         if let Some(lent) = self.lent.get_mut(&name) {
             lent.readers.insert(peer.into());
             lent.since = Instant::now();
-            let msg = carrying(&name, &lent.attrs, &lent.payload, true);
+            let msg = carrying(&name, &lent.readable, true);
             return self.send(peer, &msg);
         }
         if self.exports.contains_key(&name) {
@@ -1881,14 +1880,13 @@ impl Node {
             }
             return;
         }
-        let Some(Readable { attrs, payload, .. }) = self.payload(&name) else {
+        let Some(readable) = self.payload(&name) else {
             return;
         };
-        let msg = carrying(&name, &attrs, &payload, true);
-        if let Payload::Exposed { .. } = payload {
+        let msg = carrying(&name, &readable, true);
+        if let Payload::Exposed { .. } = readable.payload {
             let lent = Lent {
-                attrs,
-                payload,
+                readable,
                 readers: HashSet::from([peer.to_string()]),
                 since: Instant::now(),
             };
@@ -2169,14 +2167,14 @@ impl Node {
 
 /// The offer message of an export.
 fn offered(name: &str, e: &Export) -> PeerMsg {
-    carrying(name, &e.readable.attrs, &e.readable.payload, false)
+    carrying(name, &e.readable, false)
 }
 
 /// The message that tells a peer how to take `name`'s bytes: its offer,
 /// or (`replica`) the answer to its `Seek`.
-fn carrying(name: &str, attrs: &Attributes, payload: &Payload, replica: bool) -> PeerMsg {
-    let (name, attrs) = (name.to_string(), attrs.clone());
-    match (payload, replica) {
+fn carrying(name: &str, readable: &Readable, replica: bool) -> PeerMsg {
+    let (name, attrs) = (name.to_string(), readable.attrs.clone());
+    match (&readable.payload, replica) {
         (Payload::Inline(bytes), false) => PeerMsg::OfferedInline {
             name,
             attrs,
